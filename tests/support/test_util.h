@@ -1,0 +1,47 @@
+#pragma once
+// Small helpers shared by the test suites.
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace af::testing {
+
+// A fresh directory under $TMPDIR, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  // Writes `content` to path()/rel (creating parent dirs) and returns the full path.
+  std::filesystem::path Write(const std::string& rel, const std::string& content) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;  // -1 when killed by a signal
+  std::string out;     // stdout
+  std::string err;     // stderr
+};
+
+// Runs argv (argv[0] is a path, no shell) with `env` added to a clean copy of
+// the current environment (a value of "\x01unset" removes the variable), in
+// `cwd` if not empty, stdin from /dev/null, and waits for it.
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env = {},
+                         const std::string& cwd = {});
+
+// The built agent-factory binary.
+std::string BinaryPath();
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+std::string ReadFile(const std::filesystem::path& p);
+
+}  // namespace af::testing
