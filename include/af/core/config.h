@@ -1,0 +1,185 @@
+#pragma once
+// Typed, range-checked configuration with the precedence of SPEC §13:
+//   command-line flag > environment > `.env` in the working directory >
+//   `agent-factory.toml` (working directory, or --config) > built-in defaults.
+//
+// Every setting has a dotted key (`server.port`), a type, a default (the member
+// initialiser below), an environment name and, for numbers, a range. Loading
+// never stops at the first problem: it collects every bad or unknown setting
+// with where it came from (file and line when it can), so `config validate`
+// can name them all and `serve` can refuse to start with the same message.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "af/core/status.h"
+
+namespace af {
+
+// The seven roles, in pipeline order. Aliases (`orchestrator`, `executor`) are
+// accepted in configuration and mapped to these.
+const std::vector<std::string>& AgentRoles();
+// "orchestrator" -> "coordinator", "executor" -> "coder", a known role -> itself,
+// anything else -> "".
+std::string CanonicalRole(std::string_view role);
+
+struct AgentRoleConfig {
+  int replicas = 1;   // instances of the role in this process, 0..64
+  std::string model;  // empty = llm.model
+};
+
+struct Config {
+  std::string data_dir = "./data";  // made absolute at load
+  std::string config_dir;           // default $HOME/.config/agent-factory
+  std::string environment = "development";
+
+  struct Server {
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    int threads = 2;  // HTTP worker threads
+  } server;
+
+  struct Log {
+    std::string level = "info";             // "info,llm=debug": default, then per component
+    int64_t max_file_bytes = 10 << 20;      // rotate the JSON log at 10 MiB
+    int max_files = 5;                      // rotated files kept
+  } log;
+
+  struct Database {
+    std::string url;              // empty = sqlite:<data_dir>/agent-factory.db
+    int busy_timeout_ms = 5000;
+  } database;
+
+  struct Redis {
+    std::string url;  // empty = in-process bus
+  } redis;
+
+  struct Llm {
+    std::string provider = "replay";  // anthropic | openai | replay
+    std::string model;                // provider default when empty
+    int timeout_s = 120;
+    int max_retries = 4;
+    int max_tokens = 4096;
+    double temperature = 0.2;
+    std::string replay_file;  // empty = the bundled example recordings
+  } llm;
+
+  struct Provider {
+    std::string api_key;   // secret
+    std::string base_url;  // empty = the provider's public endpoint
+  } anthropic, openai;
+
+  std::map<std::string, AgentRoleConfig> agents;  // one entry per role in AgentRoles()
+
+  struct Limits {
+    int fix_attempts = 3;
+    int review_rounds = 2;
+    int max_steps = 200;
+    int feature_timeout = 3600;  // seconds; accepts "45m", "2h" in files
+  } limits;
+
+  struct Budget {
+    double feature_usd = 5.0;
+    double daily_usd = 50.0;
+    int64_t feature_tokens = 2'000'000;
+  } budget;
+
+  struct Context {
+    double preserve_at = 0.75;  // condense history above this share of the window
+    double critical_at = 0.90;  // never send a request above this share
+    int64_t window_tokens = 200'000;
+  } context;
+
+  struct Validation {
+    bool challenge_vague_requirements = true;
+  } validation;
+
+  struct Api {
+    int64_t max_body_bytes = 1 << 20;
+    std::vector<std::string> cors_origins;
+    int rate_limit_per_minute = 600;  // per API key
+  } api;
+
+  struct Memory {
+    int max_results = 5;
+    double similarity_threshold = 0.0;  // 0 = off
+  } memory;
+
+  struct Embeddings {
+    std::string base_url;  // empty = built-in local embedder
+    std::string model;
+  } embeddings;
+
+  struct Kb {
+    int chunk_size = 1200;  // characters
+    int chunk_overlap = 200;
+  } kb;
+
+  struct Sandbox {
+    int timeout_s = 300;
+    int memory_mb = 2048;
+  } sandbox;
+
+  struct Delivery {
+    std::string command;  // optional shell command run after a feature is committed
+  } delivery;
+
+  Config();
+
+  // database.url, or the SQLite file in the data directory.
+  std::string DatabaseUrl() const;
+  // The model a role uses: agents.<role>.model, else llm.model.
+  std::string ModelFor(std::string_view role) const;
+};
+
+// Where each input comes from. Tests fill these directly; the CLI fills them
+// from the real process (see ConfigSources::FromProcess).
+struct ConfigSources {
+  std::string config_file;        // --config; empty = ./agent-factory.toml if present
+  bool config_file_explicit = false;  // a missing explicit file is an error
+  std::string dotenv_file;        // empty = ./.env if present
+  std::map<std::string, std::string> env;    // the environment
+  std::map<std::string, std::string> flags;  // dotted key -> value, from the command line
+
+  static ConfigSources FromProcess(std::string config_file);
+};
+
+struct ConfigIssue {
+  std::string key;      // dotted key, or the unknown name
+  std::string where;    // "agent-factory.toml:12", "environment AF_PORT", ".env:3", "flag --port"
+  std::string message;  // what is wrong and what is accepted
+  std::string ToString() const;  // "agent-factory.toml:12: server.port: ..."
+};
+
+struct LoadedConfig {
+  Config config;
+  std::map<std::string, std::string> origin;  // key -> where its value came from
+  std::vector<ConfigIssue> issues;            // empty when valid
+  std::vector<std::string> files;             // files that were read
+
+  // Ok, or InvalidArgument listing every issue (one per line) with a hint.
+  Status Validate() const;
+};
+
+// Reads every source. Never fails as a whole: problems land in `issues`.
+LoadedConfig LoadConfig(const ConfigSources& sources);
+
+// One row per setting for `config show`: key, value (secrets masked), origin.
+struct ConfigRow {
+  std::string key, value, origin, env;
+  bool secret = false;
+};
+std::vector<ConfigRow> DescribeConfig(const LoadedConfig& loaded);
+
+// Every secret value in the configuration (for the log redaction filter).
+std::vector<std::string> SecretValues(const Config& config);
+
+// "sk-ant-a...ygAA": first 8 characters, "...", last 4; short values fully masked.
+std::string MaskSecret(std::string_view value);
+
+// Parses "90", "90s", "45m", "2h" into seconds.
+Result<int64_t> ParseDurationSeconds(std::string_view text);
+
+}  // namespace af

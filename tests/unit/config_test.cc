@@ -1,0 +1,175 @@
+#include "af/core/config.h"
+
+#include <gtest/gtest.h>
+
+#include "support/test_util.h"
+
+namespace af {
+namespace {
+
+using testing::TempDir;
+
+std::string Issues(const LoadedConfig& c) {
+  std::string s;
+  for (const auto& i : c.issues) s += i.ToString() + "\n";
+  return s;
+}
+
+ConfigSources FileOnly(const std::string& path) {
+  ConfigSources src;
+  src.config_file = path;
+  src.config_file_explicit = true;
+  src.dotenv_file = "/nonexistent/.env";
+  return src;
+}
+
+TEST(ConfigTest, DefaultsAreValid) {
+  ConfigSources src;
+  src.dotenv_file = "/nonexistent/.env";
+  src.config_file = "/nonexistent/agent-factory.toml";  // implicit: absent is fine
+  LoadedConfig c = LoadConfig(src);
+  EXPECT_TRUE(c.issues.empty()) << Issues(c);
+  EXPECT_EQ(c.config.server.port, 8080);
+  EXPECT_EQ(c.config.server.host, "127.0.0.1");
+  EXPECT_EQ(c.config.llm.provider, "replay");
+  EXPECT_EQ(c.config.agents.size(), 7u);
+  EXPECT_EQ(c.origin.at("server.port"), "default");
+  EXPECT_TRUE(c.config.DatabaseUrl().rfind("sqlite:/", 0) == 0) << c.config.DatabaseUrl();
+  EXPECT_TRUE(c.config.DatabaseUrl().ends_with("/data/agent-factory.db"));
+}
+
+TEST(ConfigTest, PrecedenceFlagOverEnvOverDotenvOverFile) {
+  TempDir dir;
+  auto toml = dir.Write("agent-factory.toml",
+                        "[server]\nport = 9001\nhost = \"0.0.0.0\"\n[llm]\nmodel = \"from-file\"\n"
+                        "[budget]\nfeature_usd = 2.5\n");
+  auto dotenv = dir.Write(".env", "# comment\nexport AF_PORT=9002\nAF_LLM_MODEL='from-dotenv'\n"
+                                  "UNRELATED_TOOL_VAR=1\n");
+  ConfigSources src;
+  src.config_file = toml.string();
+  src.dotenv_file = dotenv.string();
+  src.env = {{"AF_PORT", "9003"}};
+  src.flags = {{"server.port", "9004"}};
+  LoadedConfig c = LoadConfig(src);
+  ASSERT_TRUE(c.issues.empty()) << Issues(c);
+  EXPECT_EQ(c.config.server.port, 9004);
+  EXPECT_EQ(c.origin.at("server.port"), "flag --port");
+  EXPECT_EQ(c.config.server.host, "0.0.0.0");
+  EXPECT_EQ(c.origin.at("server.host"), toml.string() + ":3");
+  EXPECT_EQ(c.config.llm.model, "from-dotenv");
+  EXPECT_EQ(c.origin.at("llm.model"), dotenv.string() + ":3");
+  EXPECT_DOUBLE_EQ(c.config.budget.feature_usd, 2.5);
+
+  src.flags.clear();
+  c = LoadConfig(src);
+  EXPECT_EQ(c.config.server.port, 9003);
+  EXPECT_EQ(c.origin.at("server.port"), "environment AF_PORT");
+  src.env.clear();
+  c = LoadConfig(src);
+  EXPECT_EQ(c.config.server.port, 9002);
+}
+
+TEST(ConfigTest, BadFileNamesEveryProblemWithLine) {
+  TempDir dir;
+  auto toml = dir.Write("agent-factory.toml",
+                        "[server]\n"
+                        "port = 70000\n"           // line 2: out of range
+                        "prot = 1\n"               // line 3: unknown, suggestion
+                        "[llm]\n"
+                        "max_retries = \"three\"\n"  // line 5: wrong type
+                        "provider = \"gpt\"\n"       // line 6: not a choice
+                        "[agents.codr]\n"            // line 7: unknown role
+                        "replicas = 2\n"
+                        "[nonsense]\n"
+                        "x = 1\n");
+  LoadedConfig c = LoadConfig(FileOnly(toml.string()));
+  std::string all = Issues(c);
+  EXPECT_EQ(c.issues.size(), 6u) << all;
+  const std::string f = toml.string();
+  EXPECT_NE(all.find(f + ":2: server.port: value 70000 is out of range (1..65535)"), std::string::npos) << all;
+  EXPECT_NE(all.find(f + ":3: server.prot: unknown setting (did you mean 'server.port'?)"), std::string::npos) << all;
+  EXPECT_NE(all.find(f + ":5: llm.max_retries: expected an integer, got a string"), std::string::npos) << all;
+  EXPECT_NE(all.find(f + ":6: llm.provider: 'gpt' is not one of: anthropic, openai, replay"), std::string::npos) << all;
+  EXPECT_NE(all.find("agents.codr: unknown agent role 'codr'"), std::string::npos) << all;
+  EXPECT_NE(all.find(f + ":9: nonsense: unknown setting"), std::string::npos) << all;
+  EXPECT_EQ(c.issues.front().where, f + ":2");  // in file order
+  // Bad values leave the default in place.
+  EXPECT_EQ(c.config.server.port, 8080);
+  Status s = c.Validate();
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("invalid configuration (6 problems)"), std::string::npos);
+}
+
+TEST(ConfigTest, SyntaxErrorNamesLine) {
+  TempDir dir;
+  auto toml = dir.Write("bad.toml", "[server]\nport = = 1\n");
+  LoadedConfig c = LoadConfig(FileOnly(toml.string()));
+  ASSERT_EQ(c.issues.size(), 1u);
+  EXPECT_EQ(c.issues[0].where, toml.string() + ":2");
+  EXPECT_NE(c.issues[0].message.find("not valid TOML"), std::string::npos);
+}
+
+TEST(ConfigTest, MissingExplicitFileIsAnIssue) {
+  LoadedConfig c = LoadConfig(FileOnly("/nonexistent/x.toml"));
+  ASSERT_EQ(c.issues.size(), 1u);
+  EXPECT_NE(c.issues[0].message.find("not found"), std::string::npos);
+}
+
+TEST(ConfigTest, EnvironmentValuesAreTypeChecked) {
+  ConfigSources src;
+  src.dotenv_file = "/nonexistent/.env";
+  src.env = {{"AF_PORT", "eighty"}, {"AF_LOG", "info,llm=loud"}, {"AF_LIMITS_MAX_STEPS", "50"},
+             {"AF_VALIDATION_CHALLENGE_VAGUE_REQUIREMENTS", "false"}};
+  LoadedConfig c = LoadConfig(src);
+  std::string all = Issues(c);
+  EXPECT_NE(all.find("environment AF_PORT: server.port: expected an integer, got 'eighty'"), std::string::npos) << all;
+  EXPECT_NE(all.find("log.level: bad log level 'loud'"), std::string::npos) << all;
+  EXPECT_EQ(c.config.limits.max_steps, 50);
+  EXPECT_FALSE(c.config.validation.challenge_vague_requirements);
+}
+
+TEST(ConfigTest, AgentsAliasesDurationsListsAndCrossChecks) {
+  TempDir dir;
+  auto toml = dir.Write("a.toml",
+                        "[agents.executor]\nreplicas = 3\nmodel = \"m-coder\"\n"
+                        "[limits]\nfeature_timeout = \"45m\"\n"
+                        "[api]\ncors_origins = [\"http://localhost:3000\"]\n"
+                        "[context]\npreserve_at = 0.95\ncritical_at = 0.9\n");
+  LoadedConfig c = LoadConfig(FileOnly(toml.string()));
+  EXPECT_EQ(c.config.agents["coder"].replicas, 3);
+  EXPECT_EQ(c.config.ModelFor("executor"), "m-coder");
+  EXPECT_EQ(c.config.limits.feature_timeout, 45 * 60);
+  ASSERT_EQ(c.config.api.cors_origins.size(), 1u);
+  ASSERT_EQ(c.issues.size(), 1u) << Issues(c);
+  EXPECT_EQ(c.issues[0].key, "context.preserve_at");
+}
+
+TEST(ConfigTest, ShowMasksSecrets) {
+  ConfigSources src;
+  src.dotenv_file = "/nonexistent/.env";
+  src.env = {{"ANTHROPIC_API_KEY", "sk-ant-api03-abcdefghijklmnopqrstuvwxyz-ygAA"}};
+  LoadedConfig c = LoadConfig(src);
+  bool found = false;
+  for (const auto& row : DescribeConfig(c)) {
+    if (row.key == "anthropic.api_key") {
+      found = true;
+      EXPECT_EQ(row.value, "sk-ant-a...ygAA");
+      EXPECT_EQ(row.origin, "environment ANTHROPIC_API_KEY");
+      EXPECT_TRUE(row.secret);
+    }
+    EXPECT_EQ(row.value.find("abcdefghijkl"), std::string::npos) << row.key;
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(SecretValues(c.config).size(), 1u);
+  EXPECT_EQ(MaskSecret("short"), "***");
+}
+
+TEST(ConfigTest, Durations) {
+  EXPECT_EQ(*ParseDurationSeconds("90"), 90);
+  EXPECT_EQ(*ParseDurationSeconds("2h"), 7200);
+  EXPECT_FALSE(ParseDurationSeconds("soon").ok());
+  EXPECT_FALSE(ParseDurationSeconds("-5s").ok());
+}
+
+}  // namespace
+}  // namespace af

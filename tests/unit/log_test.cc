@@ -1,0 +1,72 @@
+#include "af/core/log.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "support/test_util.h"
+
+namespace af {
+namespace {
+
+TEST(LogTest, LevelSpecParsesDefaultAndComponents) {
+  auto spec = log::ParseLevelSpec("warn, llm=debug,store=trace");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->default_level, spdlog::level::warn);
+  EXPECT_EQ(spec->components.at("llm"), spdlog::level::debug);
+  EXPECT_EQ(spec->components.at("store"), spdlog::level::trace);
+  EXPECT_FALSE(log::ParseLevelSpec("info,llm=chatty").ok());
+}
+
+TEST(LogTest, RedactsRegisteredSecretsAndKeyShapes) {
+  log::ClearSecretsForTest();
+  log::AddSecret("hunter2-very-secret");
+  EXPECT_EQ(log::Redact("password hunter2-very-secret used"), "password [REDACTED] used");
+  EXPECT_EQ(log::Redact("key sk-ant-api03-AAAABBBBCCCCDDDD1234 failed"), "key [REDACTED] failed");
+  EXPECT_EQ(log::Redact("admin af_0123456789abcdef0123456789"), "admin [REDACTED]");
+  // Short or embedded look-alikes are left alone.
+  EXPECT_EQ(log::Redact("task-sk-1 and sk-short"), "task-sk-1 and sk-short");
+  log::ClearSecretsForTest();
+}
+
+TEST(LogTest, FileGetsJsonLinesWithComponentLevelsAndRedaction) {
+  testing::TempDir dir;
+  auto file = dir.path() / "logs" / "agent-factory.log";
+  log::ClearSecretsForTest();
+  log::AddSecret("super-secret-value-42");
+  ASSERT_TRUE(log::Init({.level = "warn,llm=debug", .file = file.string(), .console = false}).ok());
+  log::Get("llm")->debug("calling with key super-secret-value-42");
+  log::Get("store")->info("hidden at warn");
+  log::Get("store")->warn("visible \"quoted\"");
+  log::Get("llm")->flush();
+  log::Get("store")->flush();
+  std::istringstream lines(testing::ReadFile(file));
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["component"], "llm");
+  EXPECT_EQ(rows[0]["level"], "debug");
+  EXPECT_EQ(rows[0]["msg"], "calling with key [REDACTED]");
+  EXPECT_EQ(rows[1]["msg"], "visible \"quoted\"");
+  EXPECT_TRUE(rows[1]["ts"].get<std::string>().ends_with("Z"));
+  EXPECT_EQ(testing::ReadFile(file).find("super-secret"), std::string::npos);
+  EXPECT_FALSE(log::Init({.level = "bogus"}).ok());
+  ASSERT_TRUE(log::Init({.level = "info", .console = false}).ok());
+  log::ClearSecretsForTest();
+}
+
+TEST(LogTest, RotatesBySize) {
+  testing::TempDir dir;
+  auto file = dir.path() / "r.log";
+  ASSERT_TRUE(log::Init({.level = "info", .file = file.string(), .max_file_bytes = 4096,
+                         .max_files = 2, .console = false}).ok());
+  for (int i = 0; i < 200; ++i) log::Get("rot")->info("line {} {}", i, std::string(60, 'x'));
+  log::Get("rot")->flush();
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "r.1.log"));
+  EXPECT_LE(std::filesystem::file_size(file), 4096u);
+  ASSERT_TRUE(log::Init({.level = "info", .console = false}).ok());
+}
+
+}  // namespace
+}  // namespace af
