@@ -1,2 +1,3 @@
-#include <cstdio>
-int main() { std::puts("agent-factory"); return 0; }
+#include "af/cli/cli.h"
+
+int main(int argc, char** argv) { return af::cli::Main(argc, argv); }

@@ -1,0 +1,62 @@
+// The argument parser: every command, its flags and its --help. Each command
+// calls one plain function in commands.h.
+#include "af/cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "cli/commands.h"
+
+namespace af::cli {
+
+int Main(int argc, char** argv) {
+  CLI::App app{"Agent Factory: a team of LLM agents that turns a feature request into tested, "
+               "reviewed code on a git branch.",
+               "agent-factory"};
+  app.set_version_flag("--version", std::string("agent-factory ") + AF_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the command name
+  app.footer("Configuration: flags > environment > .env > agent-factory.toml > defaults.\n"
+             "Docs: docs/CONFIGURATION.md, docs/TROUBLESHOOTING.md");
+
+  GlobalOptions g;
+  app.add_option("--config", g.config_file, "Configuration file (default ./agent-factory.toml)");
+  app.add_option("--data-dir", g.data_dir, "Data directory (default ./data, AF_DATA_DIR)");
+
+  int rc = kExitOk;
+  auto on = [&rc](CLI::App* cmd, std::function<int()> fn) {
+    cmd->callback([&rc, fn] { rc = fn(); });
+  };
+
+  auto* config = app.add_subcommand("config", "Show and check the configuration");
+  config->require_subcommand(1);
+  auto* config_show = config->add_subcommand("show", "Print every setting, its value and its source (secrets masked)");
+  config_show->add_flag("--json", g.json, "Print JSON");
+  on(config_show, [&] { return ConfigShow(g); });
+  on(config->add_subcommand("validate", "Check the configuration; names every bad or unknown setting (exit 2)"),
+     [&] { return ConfigValidate(g); });
+  on(config->add_subcommand("show-key", "Show which API key is configured, masked, and where it comes from"),
+     [&] { return ConfigShowKey(g); });
+
+  // CLI11 reports an unknown command as a missing one; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    try {
+      app.get_subcommand(argv[1]);
+    } catch (const CLI::OptionNotFound&) {
+      std::fprintf(stderr, "error: unknown command '%s'\n  hint: run 'agent-factory --help' for the list of commands\n", argv[1]);
+      return kExitUsage;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "error: %s\n  hint: run 'agent-factory --help' (or 'agent-factory COMMAND --help')\n",
+                 e.what());
+    return kExitUsage;
+  }
+  return rc;
+}
+
+}  // namespace af::cli

@@ -1,0 +1,36 @@
+#pragma once
+// Command implementations, one plain function per command, kept apart from the
+// argument parser (cli.cc) so CLI11 is compiled in a single translation unit.
+
+#include <string>
+#include <vector>
+
+#include "af/core/config.h"
+
+namespace af::cli {
+
+// Exit codes shared by every command.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// Options every command accepts, before or after the command name.
+struct GlobalOptions {
+  std::string config_file;  // --config
+  std::string data_dir;     // --data-dir
+  std::string host;         // --host (serve)
+  int port = 0;             // --port (serve), 0 = not given
+  bool json = false;        // --json where supported
+};
+
+// Loads configuration from the process (flags > env > .env > file > defaults).
+LoadedConfig LoadForCli(const GlobalOptions& g);
+
+// Prints a failed Status the way every command does: "error: message\n  hint: ...".
+int ReportError(const Status& s, int exit_code = kExitFailure);
+
+int ConfigShow(const GlobalOptions& g);
+int ConfigValidate(const GlobalOptions& g);
+int ConfigShowKey(const GlobalOptions& g);
+
+}  // namespace af::cli

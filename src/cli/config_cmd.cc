@@ -1,0 +1,86 @@
+// `agent-factory config show|validate|show-key`.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+
+namespace af::cli {
+
+LoadedConfig LoadForCli(const GlobalOptions& g) {
+  ConfigSources src = ConfigSources::FromProcess(g.config_file);
+  if (!g.data_dir.empty()) src.flags["data_dir"] = g.data_dir;
+  if (!g.host.empty()) src.flags["server.host"] = g.host;
+  if (g.port != 0) src.flags["server.port"] = std::to_string(g.port);
+  return LoadConfig(src);
+}
+
+int ReportError(const Status& s, int exit_code) {
+  std::fprintf(stderr, "error: %s\n", s.message().c_str());
+  if (!s.hint().empty()) std::fprintf(stderr, "  hint: %s\n", s.hint().c_str());
+  return exit_code;
+}
+
+int ConfigShow(const GlobalOptions& g) {
+  LoadedConfig loaded = LoadForCli(g);
+  auto rows = DescribeConfig(loaded);
+  if (g.json) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& r : rows) j[r.key] = {{"value", r.value}, {"source", r.origin}, {"env", r.env}};
+    std::cout << j.dump(2) << "\n";
+  } else {
+    size_t width = 0;
+    for (const auto& r : rows) width = std::max(width, r.key.size() + r.value.size() + 3);
+    for (const auto& r : rows) {
+      std::string kv = r.key + " = " + r.value;
+      std::printf("%-*s  # %s\n", static_cast<int>(width), kv.c_str(), r.origin.c_str());
+    }
+  }
+  if (!loaded.issues.empty()) {
+    std::fprintf(stderr, "\n");
+    return ReportError(loaded.Validate(), kExitUsage);
+  }
+  return kExitOk;
+}
+
+int ConfigValidate(const GlobalOptions& g) {
+  LoadedConfig loaded = LoadForCli(g);
+  if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
+  std::string files;
+  for (const auto& f : loaded.files) files += (files.empty() ? "" : ", ") + f;
+  std::printf("configuration OK (%s)\n", files.empty() ? "built-in defaults and environment"
+                                                       : ("read " + files).c_str());
+  return kExitOk;
+}
+
+int ConfigShowKey(const GlobalOptions& g) {
+  LoadedConfig loaded = LoadForCli(g);
+  const Config& c = loaded.config;
+  auto source_of = [&](const std::string& key) {
+    const std::string& o = loaded.origin.at(key);
+    if (o.rfind("environment", 0) == 0) return std::string("environment");
+    if (o.find(".env") != std::string::npos) return std::string(".env file");
+    return std::string("config file ") + o;
+  };
+  int shown = 0;
+  auto show = [&](const std::string& provider, const std::string& key, const std::string& value) {
+    if (value.empty()) return;
+    std::printf("API key configured: %s (source: %s)%s\n", MaskSecret(value).c_str(),
+                source_of(key).c_str(), provider.empty() ? "" : ("  [" + provider + "]").c_str());
+    ++shown;
+  };
+  show("anthropic", "anthropic.api_key", c.anthropic.api_key);
+  show("openai", "openai.api_key", c.openai.api_key);
+  if (shown > 0) return kExitOk;
+  if (c.llm.provider == "replay") {
+    std::printf("No API key configured; the provider is 'replay' (recorded responses, offline).\n");
+    std::printf("To use a real model: export ANTHROPIC_API_KEY (or OPENAI_API_KEY) and set "
+                "AF_LLM_PROVIDER.\n");
+    return kExitOk;
+  }
+  std::string env = c.llm.provider == "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
+  return ReportError(FailedPrecondition(env + " not set",
+                                        "run 'agent-factory secrets init' or export it"));
+}
+
+}  // namespace af::cli

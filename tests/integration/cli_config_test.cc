@@ -1,0 +1,81 @@
+// The built binary's configuration commands, run as a user would.
+#include <gtest/gtest.h>
+
+#include "support/test_util.h"
+
+namespace af::testing {
+namespace {
+
+const std::map<std::string, std::string> kCleanEnv = {
+    {"AF_PORT", "\x01unset"}, {"AF_LOG", "\x01unset"}, {"ANTHROPIC_API_KEY", "\x01unset"},
+    {"OPENAI_API_KEY", "\x01unset"}, {"AF_LLM_PROVIDER", "\x01unset"}};
+
+TEST(CliConfigTest, ValidateNamesEveryBadSettingWithFileAndLine) {
+  TempDir dir;
+  dir.Write("agent-factory.toml",
+            "[server]\nport = 70000\n[llm]\ntimeout_s = \"long\"\nmodle = \"x\"\n");
+  auto r = RunCommand({BinaryPath(), "config", "validate"}, kCleanEnv, dir.path().string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("invalid configuration (3 problems)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("agent-factory.toml:2: server.port: value 70000 is out of range (1..65535)"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("agent-factory.toml:4: llm.timeout_s: expected an integer, got a string"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("agent-factory.toml:5: llm.modle: unknown setting (did you mean 'llm.model'?)"),
+            std::string::npos) << r.err;
+}
+
+TEST(CliConfigTest, ValidateAcceptsAGoodFile) {
+  TempDir dir;
+  dir.Write("agent-factory.toml", "[server]\nport = 9090\n[agents.coder]\nreplicas = 3\n");
+  auto r = RunCommand({BinaryPath(), "config", "validate"}, kCleanEnv, dir.path().string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("configuration OK (read agent-factory.toml)"), std::string::npos) << r.out;
+}
+
+TEST(CliConfigTest, ShowMasksKeysAndNamesSources) {
+  TempDir dir;
+  auto env = kCleanEnv;
+  env["ANTHROPIC_API_KEY"] = "sk-ant-api03-SECRETSECRETSECRET-ygAA";
+  env["AF_PORT"] = "9191";
+  auto r = RunCommand({BinaryPath(), "config", "show"}, env, dir.path().string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("server.port = 9191"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("# environment AF_PORT"), std::string::npos);
+  EXPECT_NE(r.out.find("anthropic.api_key = sk-ant-a...ygAA"), std::string::npos);
+  EXPECT_EQ(r.out.find("SECRETSECRET"), std::string::npos);
+
+  auto k = RunCommand({BinaryPath(), "config", "show-key"}, env, dir.path().string());
+  EXPECT_EQ(k.exit_code, 0);
+  EXPECT_NE(k.out.find("API key configured: sk-ant-a...ygAA (source: environment)"),
+            std::string::npos) << k.out;
+}
+
+TEST(CliConfigTest, ShowKeyWithoutKeyForARealProviderSaysWhatToDo) {
+  TempDir dir;
+  auto env = kCleanEnv;
+  env["AF_LLM_PROVIDER"] = "anthropic";
+  auto r = RunCommand({BinaryPath(), "config", "show-key"}, env, dir.path().string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("ANTHROPIC_API_KEY not set"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("agent-factory secrets init"), std::string::npos);
+}
+
+TEST(CliConfigTest, EveryCommandHasHelpAndUnknownCommandsAreNamed) {
+  for (std::vector<std::string> args : {std::vector<std::string>{"--help"},
+                                        {"config", "--help"},
+                                        {"config", "show", "--help"},
+                                        {"config", "validate", "--help"},
+                                        {"config", "show-key", "--help"}}) {
+    args.insert(args.begin(), BinaryPath());
+    auto r = RunCommand(args, kCleanEnv);
+    EXPECT_EQ(r.exit_code, 0) << args[1];
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << args[1];
+  }
+  auto r = RunCommand({BinaryPath(), "frobnicate"}, kCleanEnv);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'frobnicate'"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace af::testing
