@@ -34,3 +34,14 @@ int ConfigValidate(const GlobalOptions& g);
 int ConfigShowKey(const GlobalOptions& g);
 
 }  // namespace af::cli
+
+namespace af::cli {
+
+int DbMigrate(const GlobalOptions& g);
+int DbStatus(const GlobalOptions& g);
+int DbHistory(const GlobalOptions& g);
+
+int Serve(const GlobalOptions& g);
+int Health(const GlobalOptions& g, const std::string& server);
+
+}  // namespace af::cli

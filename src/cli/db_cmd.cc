@@ -1,0 +1,100 @@
+// `agent-factory db migrate|status|history`.
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "af/store/store.h"
+#include "cli/commands.h"
+
+namespace af::cli {
+namespace {
+
+std::string FormatTime(int64_t ms) {
+  std::time_t t = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Opens the configured database without migrating (status/history must not
+// change anything; migrate applies explicitly).
+Result<std::unique_ptr<Store>> OpenStore(const GlobalOptions& g, std::string* url) {
+  LoadedConfig loaded = LoadForCli(g);
+  AF_RETURN_IF_ERROR(loaded.Validate());
+  *url = loaded.config.DatabaseUrl();
+  StoreOptions opts;
+  opts.url = *url;
+  opts.migrate = false;
+  opts.busy_timeout = std::chrono::milliseconds(loaded.config.database.busy_timeout_ms);
+  return Store::Open(opts);
+}
+
+}  // namespace
+
+int DbMigrate(const GlobalOptions& g) {
+  std::string url;
+  auto store = OpenStore(g, &url);
+  if (!store.ok()) return ReportError(store.status());
+  auto applied = (*store)->Migrate();
+  if (!applied.ok()) return ReportError(applied.status());
+  auto status = (*store)->GetMigrationStatus();
+  if (!status.ok()) return ReportError(status.status());
+  if (applied->empty()) {
+    std::printf("%s: schema is up to date (version %d)\n", (*store)->Describe().c_str(),
+                status->current_version);
+  } else {
+    for (const auto& m : *applied) std::printf("applied %03d %s\n", m.version, m.name.c_str());
+    std::printf("%s: schema now at version %d\n", (*store)->Describe().c_str(),
+                status->current_version);
+  }
+  return kExitOk;
+}
+
+int DbStatus(const GlobalOptions& g) {
+  std::string url;
+  auto store = OpenStore(g, &url);
+  if (!store.ok()) return ReportError(store.status());
+  auto status = (*store)->GetMigrationStatus();
+  if (!status.ok()) return ReportError(status.status());
+  if (g.json) {
+    nlohmann::json pending = nlohmann::json::array();
+    for (const auto& m : status->pending) pending.push_back({{"version", m.version}, {"name", m.name}});
+    std::cout << nlohmann::json{{"database", (*store)->Describe()},
+                                {"current_version", status->current_version},
+                                {"latest_version", status->latest_version},
+                                {"pending", pending}}
+                     .dump(2)
+              << "\n";
+    return kExitOk;
+  }
+  std::printf("database:        %s\n", (*store)->Describe().c_str());
+  std::printf("schema version:  %d (this binary knows %d)\n", status->current_version,
+              status->latest_version);
+  if (status->pending.empty()) {
+    std::printf("pending:         none\n");
+  } else {
+    std::printf("pending:         %zu (run 'agent-factory db migrate')\n", status->pending.size());
+    for (const auto& m : status->pending) std::printf("  %03d %s\n", m.version, m.name.c_str());
+  }
+  return kExitOk;
+}
+
+int DbHistory(const GlobalOptions& g) {
+  std::string url;
+  auto store = OpenStore(g, &url);
+  if (!store.ok()) return ReportError(store.status());
+  auto history = (*store)->MigrationHistory();
+  if (!history.ok()) return ReportError(history.status());
+  if (history->empty()) {
+    std::printf("no migrations applied yet (run 'agent-factory db migrate')\n");
+    return kExitOk;
+  }
+  for (const auto& m : *history)
+    std::printf("%03d  %-32s  %s\n", m.version, m.name.c_str(), FormatTime(m.applied_ms).c_str());
+  return kExitOk;
+}
+
+}  // namespace af::cli
