@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "af/bus/bus.h"
@@ -29,6 +30,8 @@ struct BusBackend {
 };
 
 std::string BusBackendName(const ::testing::TestParamInfo<BusBackend>& info);
+// Prints the backend name (keeps test listings readable).
+void PrintTo(const BusBackend& backend, std::ostream* os);
 
 class BusConformanceTest : public ::testing::TestWithParam<BusBackend> {
  protected:
