@@ -77,20 +77,29 @@ Status CheckEventData(const json& data) {
 
 class SqliteStore;
 
-// A cached prepared statement for the duration of one use: binds left to
-// right, and resets itself on scope exit so the cache can hand it out again.
+// A prepared statement for the duration of one use: binds left to right. A
+// cached one (in_use != nullptr) is reset and handed back on scope exit; an
+// uncached one (made because the cached copy was busy) is finalized.
 class Stmt {
  public:
-  Stmt(SqliteStore* store, sqlite3_stmt* s) : store_(store), s_(s) {}
-  Stmt(Stmt&& o) noexcept : store_(o.store_), s_(std::exchange(o.s_, nullptr)), idx_(o.idx_) {}
+  Stmt(SqliteStore* store, sqlite3_stmt* s, bool* in_use) : store_(store), s_(s), in_use_(in_use) {}
+  Stmt(Stmt&& o) noexcept
+      : store_(o.store_),
+        s_(std::exchange(o.s_, nullptr)),
+        in_use_(std::exchange(o.in_use_, nullptr)),
+        idx_(o.idx_) {}
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
   Stmt& operator=(Stmt&&) = delete;
   ~Stmt() {
-    if (s_ != nullptr) {
-      sqlite3_reset(s_);
-      sqlite3_clear_bindings(s_);
+    if (s_ == nullptr) return;
+    if (in_use_ == nullptr) {
+      sqlite3_finalize(s_);
+      return;
     }
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+    *in_use_ = false;
   }
 
   Stmt& Bind(int64_t v) {
@@ -134,6 +143,7 @@ class Stmt {
  private:
   SqliteStore* store_;
   sqlite3_stmt* s_;
+  bool* in_use_;
   int idx_ = 0;
 };
 
@@ -234,7 +244,7 @@ class SqliteStore final : public Store {
   }
 
   ~SqliteStore() override {
-    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    for (auto& [sql, cached] : cache_) sqlite3_finalize(cached.stmt);
     if (db_ != nullptr) sqlite3_close_v2(db_);
   }
 
@@ -349,7 +359,11 @@ class SqliteStore final : public Store {
   const std::string path_;
   StoreOptions options_;
   sqlite3* db_ = nullptr;
-  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  struct Cached {
+    sqlite3_stmt* stmt;
+    bool in_use;
+  };
+  std::unordered_map<std::string, Cached> cache_;
 };
 
 Result<bool> Stmt::Step(std::string_view doing) {
@@ -417,7 +431,10 @@ Status SqliteStore::Exec(const char* sql, std::string_view doing) {
 
 Result<Stmt> SqliteStore::Prepare(const std::string& sql) {
   auto it = cache_.find(sql);
-  if (it != cache_.end()) return Stmt(this, it->second);
+  if (it != cache_.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return Stmt(this, it->second.stmt, &it->second.in_use);
+  }
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
@@ -425,8 +442,12 @@ Result<Stmt> SqliteStore::Prepare(const std::string& sql) {
     sqlite3_finalize(stmt);
     return Error(rc, "preparing a query");
   }
-  cache_.emplace(sql, stmt);
-  return Stmt(this, stmt);
+  // A statement still running further up the stack must not be reset under
+  // it: a nested use of the same SQL gets its own one-off statement.
+  if (it != cache_.end()) return Stmt(this, stmt, nullptr);
+  Cached& cached = cache_[sql];  // node-based map: the address stays valid
+  cached = {stmt, true};
+  return Stmt(this, stmt, &cached.in_use);
 }
 
 Status SqliteStore::Init() {

@@ -153,6 +153,27 @@ TEST(SqliteStoreTest, FileThatIsNotADatabaseGivesAClearErrorNamingThePath) {
   EXPECT_EQ(testing::ReadFile(bogus), std::string(4096, 'x') + "this is not sqlite\n");
 }
 
+TEST(SqliteStoreTest, CorruptFileGivesAClearErrorNamingThePath) {
+  TempDir dir;
+  fs::path db = dir.path() / "af.db";
+  ASSERT_NE(MustOpen("sqlite:" + db.string()), nullptr);
+  {
+    // Keep the 100-byte header, wreck the schema page behind it.
+    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    std::string junk(3996, '\xff');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  StoreOptions options;
+  options.url = "sqlite:" + db.string();
+  auto r = Store::Open(options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find(db.string()), std::string::npos) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("corrupt"), std::string::npos) << r.status().ToString();
+  EXPECT_NE(r.status().hint().find("restore"), std::string::npos);
+}
+
 TEST(SqliteStoreTest, UncreatableDirectoryNamesThePath) {
   TempDir dir;
   fs::path file = dir.Write("plain-file", "x");
