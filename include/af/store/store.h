@@ -1,0 +1,194 @@
+#pragma once
+// The Store keeps all durable state: projects, features, tasks, the event log,
+// agents, LLM call records and API keys. State lives here; the bus only
+// carries work. Every status transition is one transaction that also appends
+// its event, so the event log never disagrees with the rows it describes.
+//
+// Backends: SQLite ("sqlite:PATH", "sqlite::memory:"). PostgreSQL URLs are
+// recognised and refused loudly until that backend exists. Every backend must
+// pass the conformance suite in tests/support/store_conformance.h.
+//
+// Errors: every method returns a Status / Result. Codes used:
+//   kInvalidArgument    bad input (unknown status value, dependency cycle, ...);
+//                       nothing was written
+//   kNotFound           the named record does not exist (the id is in the message)
+//   kAlreadyExists      a create collides with an existing id / key hash
+//   kFailedPrecondition expected status did not match (nothing changed); database
+//                       not migrated, newer than this binary, corrupt, or not a
+//                       database (the message names the path, the hint the fix)
+//   kUnavailable        the database is locked longer than busy_timeout, cannot
+//                       be opened, or the backend is not built
+//   kInternal           anything else the database reported
+//
+// Thread safety: all methods may be called from any thread concurrently. The
+// SQLite backend uses ONE connection guarded by one mutex: each call holds the
+// mutex for its whole duration (so each call is atomic with respect to others
+// in this process); other processes on the same file are serialised by SQLite
+// locks, waiting up to busy_timeout. Callers never hold store locks between
+// calls. Ownership: the Store owns its connection; records are returned by value.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "af/core/status.h"
+#include "af/store/types.h"
+
+namespace af {
+
+struct StoreOptions {
+  // "sqlite:PATH" (relative or absolute; "sqlite:///abs/path" also works),
+  // "sqlite::memory:" (private, gone on close). "postgresql://..." returns
+  // kUnavailable until that backend is built. Default: ./data/agent-factory.db.
+  std::string url = "sqlite:data/agent-factory.db";
+  // Apply pending migrations on open (default). false opens without changing
+  // the schema, e.g. for `db status`; methods that need missing tables then
+  // fail with kFailedPrecondition and a hint to run `agent-factory db migrate`.
+  bool migrate = true;
+  // How long a write waits for another process's lock. Default 5 s.
+  std::chrono::milliseconds busy_timeout{5000};
+  // Clock seam: unix milliseconds. Default (empty): the system clock.
+  std::function<int64_t()> now_ms;
+};
+
+struct FeatureFilter {
+  std::optional<std::string> status;  // one of kFeatureStatuses
+  std::optional<std::string> project;
+  int limit = 50;  // 1..1000
+  int offset = 0;  // >= 0
+};
+
+struct FeaturePage {
+  std::vector<Feature> features;  // newest first (created_ms, then id, descending)
+  int64_t total = 0;              // matching the filter, ignoring limit/offset
+};
+
+struct EventFilter {
+  int64_t after_seq = 0;  // only events with seq > after_seq
+  std::optional<std::string> feature_id;
+  int limit = 1000;  // 1..10000
+};
+
+// Changes applied together with a task transition.
+struct TaskUpdate {
+  std::optional<std::string> assigned_agent;  // set (empty string clears)
+  std::optional<nlohmann::json> result;       // replace
+  int add_attempts = 0;                       // added to attempts (>= 0)
+};
+
+class Store {
+ public:
+  // Opens the backend named by options.url. For SQLite: creates the parent
+  // directory, enables WAL, busy_timeout, foreign keys, synchronous=NORMAL and,
+  // when options.migrate, applies pending migrations. Fails (naming the path
+  // and what to do) on an unwritable directory, a file that is not a database
+  // or is corrupt, or a schema newer than this binary (with migrate = true).
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+
+  Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  virtual ~Store() = default;
+
+  // --- Migrations ---------------------------------------------------------
+  // Applies pending migrations, each in its own transaction; returns those
+  // applied now (empty when up to date: re-running is a no-op).
+  virtual Result<std::vector<Migration>> Migrate() = 0;
+  // Never changes the database (works on a fresh file opened with migrate=false).
+  virtual Result<MigrationStatus> GetMigrationStatus() = 0;
+  // Applied migrations, ascending by version.
+  virtual Result<std::vector<Migration>> MigrationHistory() = 0;
+
+  // --- Projects -----------------------------------------------------------
+  // Creates the project if missing; returns it (existing created_ms kept).
+  virtual Result<Project> EnsureProject(const std::string& name) = 0;
+  virtual Result<std::vector<Project>> ListProjects() = 0;  // by name
+
+  // --- Features -----------------------------------------------------------
+  // Assigns an id when empty, ensures the project, sets created/updated times
+  // and appends `feature.created` in the same transaction. Returns the stored row.
+  virtual Result<Feature> CreateFeature(Feature feature) = 0;
+  virtual Result<Feature> GetFeature(const std::string& id) = 0;
+  virtual Result<FeaturePage> ListFeatures(const FeatureFilter& filter) = 0;
+  // Atomically: if expected_from is given and differs from the current status,
+  // fails with kFailedPrecondition naming both and changes nothing; otherwise
+  // sets status, reason and updated_ms and appends `feature.status` with data
+  // {"from","to","reason"} plus the keys of event_data (an object or null).
+  // Returns the event's seq, or 0 when the status already equals `to` (then
+  // nothing is written). The store does not judge which transitions make
+  // sense; the coordinator owns the state machine.
+  virtual Result<int64_t> TransitionFeature(const std::string& id,
+                                            std::optional<std::string> expected_from,
+                                            const std::string& to, const std::string& reason,
+                                            const nlohmann::json& event_data) = 0;
+
+  // --- Tasks --------------------------------------------------------------
+  // Inserts all tasks, their dependencies and one `task.created` event each in
+  // one transaction. Empty ids are assigned. A dependency must name a task of
+  // this batch or an existing task of the same feature; unknown ids and cycles
+  // are kInvalidArgument and nothing is written. Returns the stored tasks in
+  // the given order.
+  virtual Result<std::vector<Task>> CreateTasks(const std::string& feature_id,
+                                                std::vector<Task> tasks) = 0;
+  virtual Result<Task> GetTask(const std::string& id) = 0;
+  // In creation order; an unknown feature gives kNotFound.
+  virtual Result<std::vector<Task>> ListTasks(const std::string& feature_id) = 0;
+  // Same atomic rule as TransitionFeature, with a `task.status` event
+  // ({"from","to"} plus event_data; agent = the task's assigned agent). When
+  // the status already equals `to`, `update` is still applied but no event is
+  // appended and 0 is returned.
+  virtual Result<int64_t> TransitionTask(const std::string& id,
+                                         std::optional<std::string> expected_from,
+                                         const std::string& to, const TaskUpdate& update,
+                                         const nlohmann::json& event_data) = 0;
+
+  // --- Events -------------------------------------------------------------
+  // Appends and returns the new seq (strictly greater than every earlier one,
+  // even after rows are deleted). ts_ms = clock when 0. type must be non-empty.
+  virtual Result<int64_t> AppendEvent(Event event) = 0;
+  // Ascending by seq. Reading again with after_seq = last seen seq continues
+  // without gap or duplicate.
+  virtual Result<std::vector<Event>> ListEvents(const EventFilter& filter) = 0;
+  virtual Result<int64_t> LatestEventSeq() = 0;  // 0 when there are none
+
+  // --- Agents -------------------------------------------------------------
+  virtual Status UpsertAgent(const AgentRecord& agent) = 0;  // by id
+  virtual Result<AgentRecord> GetAgent(const std::string& id) = 0;
+  virtual Result<std::vector<AgentRecord>> ListAgents() = 0;  // by id
+
+  // --- LLM calls ----------------------------------------------------------
+  // Assigns id when empty and created_ms when 0; returns the stored record.
+  virtual Result<LlmCall> RecordLlmCall(LlmCall call) = 0;
+  // The most recent call with status "ok" and this request hash, if any.
+  virtual Result<std::optional<LlmCall>> FindLlmCallByRequestHash(const std::string& hash) = 0;
+  virtual Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) = 0;
+  // Sums over every recorded call of the feature (failed calls count too:
+  // their tokens and cost were spent). Unknown feature: all zero.
+  virtual Result<Usage> FeatureUsage(const std::string& feature_id) = 0;
+  // Total cost_usd of calls with created_ms >= since_ms (the daily budget).
+  virtual Result<double> CostSince(int64_t since_ms) = 0;
+
+  // --- API keys -----------------------------------------------------------
+  // Assigns id when empty and created_ms when 0. A duplicate key_hash is
+  // kAlreadyExists. key_hash and name must be non-empty.
+  virtual Result<ApiKey> CreateApiKey(ApiKey key) = 0;
+  // Revoked keys are returned too (revoked = true): the caller refuses them.
+  // Unknown hash: kNotFound (the hash is not echoed).
+  virtual Result<ApiKey> FindApiKeyByHash(const std::string& key_hash) = 0;
+  virtual Result<std::vector<ApiKey>> ListApiKeys() = 0;   // by created_ms, id
+  virtual Status RevokeApiKey(const std::string& id) = 0;  // idempotent; kNotFound if unknown
+  virtual Status TouchApiKey(const std::string& id, int64_t used_ms) = 0;  // kNotFound if unknown
+  virtual Result<int64_t> CountActiveApiKeys() = 0;                        // not revoked
+
+  // --- Health -------------------------------------------------------------
+  virtual Status Check() = 0;  // a cheap query, for /health
+  // "sqlite:/abs/path/agent-factory.db" or "sqlite::memory:"; never a password.
+  virtual std::string Describe() const = 0;
+};
+
+}  // namespace af

@@ -1,0 +1,140 @@
+#pragma once
+// Plain records kept by the Store. Times are unix milliseconds (`*_ms`), JSON
+// blobs are nlohmann::json, ids are strings from af::NewId. No behaviour here
+// beyond the event's wire shape and the lists of allowed status values.
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace af {
+
+// Allowed status values (SPEC §4) and priorities (SPEC §3), in pipeline order.
+inline constexpr std::string_view kFeatureStatuses[] = {"queued",    "planning",  "implementing",
+                                                        "testing",   "reviewing", "delivering",
+                                                        "completed", "failed",    "cancelled"};
+inline constexpr std::string_view kTaskStatuses[] = {"pending",   "ready",  "in_progress",
+                                                     "completed", "failed", "cancelled"};
+inline constexpr std::string_view kAgentStates[] = {"running", "busy", "idle", "degraded",
+                                                    "offline"};
+inline constexpr std::string_view kPriorities[] = {"low", "medium", "high", "critical"};
+
+bool IsFeatureStatus(std::string_view s);
+bool IsTaskStatus(std::string_view s);
+bool IsAgentState(std::string_view s);
+bool IsPriority(std::string_view s);
+
+// "2024-01-02T03:04:05.678Z" for a unix-milliseconds time.
+std::string FormatUtcMillis(int64_t unix_ms);
+
+struct Project {
+  std::string name;
+  int64_t created_ms = 0;
+};
+
+struct Feature {
+  std::string id;  // assigned by CreateFeature when empty ("f-...")
+  std::string project = "default";
+  std::string title;
+  std::string status = "queued";                      // one of kFeatureStatuses
+  std::string priority = "medium";                    // one of kPriorities
+  nlohmann::json request = nlohmann::json::object();  // the whole PRP request
+  std::string reason;                                 // failure/cancel reason, may be empty
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+struct Task {
+  std::string id;  // assigned by CreateTasks when empty ("t-...")
+  std::string feature_id;
+  std::string title;
+  std::string description;
+  std::string role;
+  std::string status = "pending";         // one of kTaskStatuses
+  std::vector<std::string> dependencies;  // ids of tasks of the same feature
+  std::vector<std::string> files;
+  int attempts = 0;
+  std::string assigned_agent;
+  nlohmann::json result;  // null until there is one
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+struct Event {
+  int64_t seq = 0;   // assigned by the store: strictly increasing, never reused
+  std::string type;  // e.g. "feature.status"
+  std::string feature_id;
+  std::string task_id;
+  std::string agent;
+  int64_t ts_ms = 0;  // the store sets it from its clock when 0
+  nlohmann::json data = nlohmann::json::object();
+
+  // The SSE `data:` shape of SPEC §10:
+  // {"seq","type","feature_id","task_id","agent","ts","data"}; ts is ISO-8601
+  // UTC with milliseconds, empty feature_id/task_id/agent are null.
+  nlohmann::json ToJson() const;
+};
+
+struct AgentRecord {
+  std::string id;
+  std::string role;
+  std::string state = "idle";  // one of kAgentStates
+  int64_t last_heartbeat_ms = 0;
+  std::string current_task;  // empty when none
+  nlohmann::json counters = nlohmann::json::object();
+  std::string host;
+  int64_t pid = 0;
+};
+
+struct LlmCall {
+  std::string id;  // assigned by RecordLlmCall when empty ("llm-...")
+  std::string feature_id;
+  std::string task_id;
+  std::string role;
+  std::string provider;
+  std::string model;
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+  double cost_usd = 0;
+  int64_t latency_ms = 0;
+  std::string status = "ok";  // "ok" or an error code name
+  std::string error;
+  std::string request_hash;
+  nlohmann::json response;  // recorded so a resumed step can replay it
+  int64_t created_ms = 0;   // the store sets it from its clock when 0
+};
+
+struct Usage {
+  int64_t calls = 0;
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+  double cost_usd = 0;
+};
+
+struct ApiKey {
+  std::string id;  // assigned by CreateApiKey when empty ("key-...")
+  std::string name;
+  std::string key_hash;  // hash of the secret; the secret itself is never stored
+  std::string prefix;    // first characters of the secret, for display
+  std::vector<std::string> permissions;
+  int64_t created_ms = 0;
+  int64_t last_used_ms = 0;  // 0 = never used
+  bool revoked = false;
+};
+
+struct Migration {
+  int version = 0;
+  std::string name;
+  int64_t applied_ms = 0;  // 0 for a pending migration
+};
+
+struct MigrationStatus {
+  int current_version = 0;         // highest applied (0 = none)
+  int latest_version = 0;          // highest this binary knows
+  std::vector<Migration> pending;  // known but not applied, ascending
+};
+
+}  // namespace af

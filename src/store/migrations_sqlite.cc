@@ -1,0 +1,111 @@
+#include "store/migrations_sqlite.h"
+
+namespace af::store_internal {
+
+const std::vector<SqlMigration>& SqliteMigrations() {
+  static const std::vector<SqlMigration> kMigrations = {
+      {1, "projects, features, tasks and events", R"sql(
+CREATE TABLE projects (
+  name       TEXT PRIMARY KEY,
+  created_ms INTEGER NOT NULL
+);
+CREATE TABLE features (
+  id         TEXT PRIMARY KEY,
+  project    TEXT NOT NULL REFERENCES projects(name),
+  title      TEXT NOT NULL,
+  status     TEXT NOT NULL,
+  priority   TEXT NOT NULL,
+  request    TEXT NOT NULL,
+  reason     TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE INDEX features_by_created ON features(created_ms, id);
+CREATE INDEX features_by_status ON features(status, created_ms);
+CREATE INDEX features_by_project ON features(project, created_ms);
+CREATE TABLE tasks (
+  id             TEXT PRIMARY KEY,
+  feature_id     TEXT NOT NULL REFERENCES features(id) ON DELETE CASCADE,
+  position       INTEGER NOT NULL,
+  title          TEXT NOT NULL,
+  description    TEXT NOT NULL,
+  role           TEXT NOT NULL,
+  status         TEXT NOT NULL,
+  files          TEXT NOT NULL,
+  attempts       INTEGER NOT NULL DEFAULT 0,
+  assigned_agent TEXT NOT NULL DEFAULT '',
+  result         TEXT NOT NULL,
+  created_ms     INTEGER NOT NULL,
+  updated_ms     INTEGER NOT NULL
+);
+CREATE INDEX tasks_by_feature ON tasks(feature_id, position);
+CREATE INDEX tasks_by_status ON tasks(status);
+CREATE TABLE task_dependencies (
+  task_id    TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+  depends_on TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+  position   INTEGER NOT NULL,
+  PRIMARY KEY (task_id, depends_on)
+);
+CREATE INDEX task_dependencies_by_target ON task_dependencies(depends_on);
+-- AUTOINCREMENT: a seq is never reused, even after the newest rows are deleted,
+-- because SSE clients resume from the last seq they saw.
+CREATE TABLE events (
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  type       TEXT NOT NULL,
+  feature_id TEXT NOT NULL DEFAULT '',
+  task_id    TEXT NOT NULL DEFAULT '',
+  agent      TEXT NOT NULL DEFAULT '',
+  ts_ms      INTEGER NOT NULL,
+  data       TEXT NOT NULL
+);
+CREATE INDEX events_by_feature ON events(feature_id, seq);
+)sql"},
+      {2, "agents and llm_calls", R"sql(
+CREATE TABLE agents (
+  id                TEXT PRIMARY KEY,
+  role              TEXT NOT NULL,
+  state             TEXT NOT NULL,
+  last_heartbeat_ms INTEGER NOT NULL,
+  current_task      TEXT NOT NULL DEFAULT '',
+  counters          TEXT NOT NULL,
+  host              TEXT NOT NULL DEFAULT '',
+  pid               INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE llm_calls (
+  id            TEXT PRIMARY KEY,
+  feature_id    TEXT NOT NULL DEFAULT '',
+  task_id       TEXT NOT NULL DEFAULT '',
+  role          TEXT NOT NULL DEFAULT '',
+  provider      TEXT NOT NULL DEFAULT '',
+  model         TEXT NOT NULL DEFAULT '',
+  input_tokens  INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  cost_usd      REAL NOT NULL DEFAULT 0,
+  latency_ms    INTEGER NOT NULL DEFAULT 0,
+  status        TEXT NOT NULL,
+  error         TEXT NOT NULL DEFAULT '',
+  request_hash  TEXT NOT NULL DEFAULT '',
+  response      TEXT NOT NULL,
+  created_ms    INTEGER NOT NULL
+);
+CREATE INDEX llm_calls_by_request_hash ON llm_calls(request_hash, created_ms);
+CREATE INDEX llm_calls_by_feature ON llm_calls(feature_id, created_ms);
+CREATE INDEX llm_calls_by_created ON llm_calls(created_ms);
+)sql"},
+      {3, "api_keys", R"sql(
+CREATE TABLE api_keys (
+  id           TEXT PRIMARY KEY,
+  name         TEXT NOT NULL,
+  key_hash     TEXT NOT NULL UNIQUE,
+  prefix       TEXT NOT NULL DEFAULT '',
+  permissions  TEXT NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  last_used_ms INTEGER NOT NULL DEFAULT 0,
+  revoked      INTEGER NOT NULL DEFAULT 0
+);
+)sql"},
+  };
+  return kMigrations;
+}
+
+}  // namespace af::store_internal

@@ -1,0 +1,1218 @@
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include "af/core/ids.h"
+#include "store/migrations_sqlite.h"
+
+namespace af::store_internal {
+namespace {
+
+using nlohmann::json;
+
+int64_t SystemNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json ParseJson(const std::string& text) {
+  if (text.empty()) return nullptr;
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // A value that no longer parses was written by something else; surface null
+  // rather than failing every read of the row.
+  return j.is_discarded() ? json(nullptr) : j;
+}
+
+std::vector<std::string> ParseStringList(const std::string& text) {
+  std::vector<std::string> out;
+  json j = ParseJson(text);
+  if (!j.is_array()) return out;
+  for (const auto& v : j) {
+    if (v.is_string()) out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+Status CheckProjectName(const std::string& name) {
+  // Project names become directory names (workspaces/<project>/): keep them to
+  // a safe alphabet so no name can escape the data directory.
+  bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' && name[0] != '-';
+  for (char c : name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '-' || c == '_' || c == '.');
+  }
+  if (ok) return Status::Ok();
+  return InvalidArgument("invalid project name " + Quote(name),
+                         "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
+}
+
+Status CheckEventData(const json& data) {
+  if (data.is_null() || data.is_object()) return Status::Ok();
+  return InvalidArgument("event data must be a JSON object, got " + std::string(data.type_name()),
+                         "pass an object such as {\"key\": \"value\"} or null");
+}
+
+#define AF_FEATURE_COLS \
+  "id, project, title, status, priority, request, reason, created_ms, updated_ms"
+#define AF_TASK_COLS                                                                            \
+  "id, feature_id, title, description, role, status, files, attempts, assigned_agent, result, " \
+  "created_ms, updated_ms"
+#define AF_EVENT_COLS "seq, type, feature_id, task_id, agent, ts_ms, data"
+#define AF_AGENT_COLS "id, role, state, last_heartbeat_ms, current_task, counters, host, pid"
+#define AF_LLM_COLS                                                                         \
+  "id, feature_id, task_id, role, provider, model, input_tokens, output_tokens, cost_usd, " \
+  "latency_ms, status, error, request_hash, response, created_ms"
+#define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
+
+class SqliteStore;
+
+// A prepared statement for the duration of one use: binds left to right. A
+// cached one (in_use != nullptr) is reset and handed back on scope exit; an
+// uncached one (made because the cached copy was busy) is finalized.
+class Stmt {
+ public:
+  Stmt(SqliteStore* store, sqlite3_stmt* s, bool* in_use) : store_(store), s_(s), in_use_(in_use) {}
+  Stmt(Stmt&& o) noexcept
+      : store_(o.store_),
+        s_(std::exchange(o.s_, nullptr)),
+        in_use_(std::exchange(o.in_use_, nullptr)),
+        idx_(o.idx_) {}
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt() {
+    if (s_ == nullptr) return;
+    if (in_use_ == nullptr) {
+      sqlite3_finalize(s_);
+      return;
+    }
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+    *in_use_ = false;
+  }
+
+  Stmt& Bind(int64_t v) {
+    sqlite3_bind_int64(s_, ++idx_, v);
+    return *this;
+  }
+  Stmt& Bind(int v) { return Bind(static_cast<int64_t>(v)); }
+  Stmt& Bind(bool v) { return Bind(static_cast<int64_t>(v ? 1 : 0)); }
+  Stmt& Bind(double v) {
+    sqlite3_bind_double(s_, ++idx_, v);
+    return *this;
+  }
+  Stmt& Bind(std::string_view v) {
+    sqlite3_bind_text(s_, ++idx_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(const std::string& v) { return Bind(std::string_view(v)); }
+  Stmt& Bind(const char* v) { return Bind(std::string_view(v)); }
+  Stmt& BindJson(const json& v) { return Bind(v.dump()); }
+
+  // true: a row is ready; false: done.
+  Result<bool> Step(std::string_view doing);
+  // Runs to completion, ignoring rows.
+  Status Run(std::string_view doing) {
+    for (;;) {
+      AF_ASSIGN_OR_RETURN(bool row, Step(doing));
+      if (!row) return Status::Ok();
+    }
+  }
+
+  int64_t Int(int c) const { return sqlite3_column_int64(s_, c); }
+  double Real(int c) const { return sqlite3_column_double(s_, c); }
+  std::string Text(int c) const {
+    const unsigned char* p = sqlite3_column_text(s_, c);
+    return p == nullptr ? std::string()
+                        : std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<size_t>(sqlite3_column_bytes(s_, c)));
+  }
+  json Json(int c) const { return ParseJson(Text(c)); }
+
+ private:
+  SqliteStore* store_;
+  sqlite3_stmt* s_;
+  bool* in_use_;
+  int idx_ = 0;
+};
+
+Feature ReadFeature(const Stmt& s) {
+  Feature f;
+  f.id = s.Text(0);
+  f.project = s.Text(1);
+  f.title = s.Text(2);
+  f.status = s.Text(3);
+  f.priority = s.Text(4);
+  f.request = s.Json(5);
+  f.reason = s.Text(6);
+  f.created_ms = s.Int(7);
+  f.updated_ms = s.Int(8);
+  return f;
+}
+
+Task ReadTask(const Stmt& s) {
+  Task t;
+  t.id = s.Text(0);
+  t.feature_id = s.Text(1);
+  t.title = s.Text(2);
+  t.description = s.Text(3);
+  t.role = s.Text(4);
+  t.status = s.Text(5);
+  t.files = ParseStringList(s.Text(6));
+  t.attempts = static_cast<int>(s.Int(7));
+  t.assigned_agent = s.Text(8);
+  t.result = s.Json(9);
+  t.created_ms = s.Int(10);
+  t.updated_ms = s.Int(11);
+  return t;
+}
+
+Event ReadEvent(const Stmt& s) {
+  Event e;
+  e.seq = s.Int(0);
+  e.type = s.Text(1);
+  e.feature_id = s.Text(2);
+  e.task_id = s.Text(3);
+  e.agent = s.Text(4);
+  e.ts_ms = s.Int(5);
+  e.data = s.Json(6);
+  return e;
+}
+
+AgentRecord ReadAgent(const Stmt& s) {
+  AgentRecord a;
+  a.id = s.Text(0);
+  a.role = s.Text(1);
+  a.state = s.Text(2);
+  a.last_heartbeat_ms = s.Int(3);
+  a.current_task = s.Text(4);
+  a.counters = s.Json(5);
+  a.host = s.Text(6);
+  a.pid = s.Int(7);
+  return a;
+}
+
+LlmCall ReadLlmCall(const Stmt& s) {
+  LlmCall c;
+  c.id = s.Text(0);
+  c.feature_id = s.Text(1);
+  c.task_id = s.Text(2);
+  c.role = s.Text(3);
+  c.provider = s.Text(4);
+  c.model = s.Text(5);
+  c.input_tokens = s.Int(6);
+  c.output_tokens = s.Int(7);
+  c.cost_usd = s.Real(8);
+  c.latency_ms = s.Int(9);
+  c.status = s.Text(10);
+  c.error = s.Text(11);
+  c.request_hash = s.Text(12);
+  c.response = s.Json(13);
+  c.created_ms = s.Int(14);
+  return c;
+}
+
+ApiKey ReadApiKey(const Stmt& s) {
+  ApiKey k;
+  k.id = s.Text(0);
+  k.name = s.Text(1);
+  k.key_hash = s.Text(2);
+  k.prefix = s.Text(3);
+  k.permissions = ParseStringList(s.Text(4));
+  k.created_ms = s.Int(5);
+  k.last_used_ms = s.Int(6);
+  k.revoked = s.Int(7) != 0;
+  return k;
+}
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, StoreOptions options)
+      : path_(std::move(path)), options_(std::move(options)) {
+    if (!options_.now_ms) options_.now_ms = SystemNowMs;
+  }
+
+  ~SqliteStore() override {
+    for (auto& [sql, cached] : cache_) sqlite3_finalize(cached.stmt);
+    if (db_ != nullptr) sqlite3_close_v2(db_);
+  }
+
+  Status Init();
+
+  // Maps a SQLite result code to a Status naming the path and the fix.
+  Status Error(int rc, std::string_view doing) const;
+
+  Result<std::vector<Migration>> Migrate() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return MigrateLocked();
+  }
+  Result<MigrationStatus> GetMigrationStatus() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return StatusLocked();
+  }
+  Result<std::vector<Migration>> MigrationHistory() override;
+
+  Result<Project> EnsureProject(const std::string& name) override;
+  Result<std::vector<Project>> ListProjects() override;
+
+  Result<Feature> CreateFeature(Feature feature) override;
+  Result<Feature> GetFeature(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return GetFeatureLocked(id);
+  }
+  Result<FeaturePage> ListFeatures(const FeatureFilter& filter) override;
+  Result<int64_t> TransitionFeature(const std::string& id, std::optional<std::string> expected_from,
+                                    const std::string& to, const std::string& reason,
+                                    const json& event_data) override;
+
+  Result<std::vector<Task>> CreateTasks(const std::string& feature_id,
+                                        std::vector<Task> tasks) override;
+  Result<Task> GetTask(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return GetTaskLocked(id);
+  }
+  Result<std::vector<Task>> ListTasks(const std::string& feature_id) override;
+  Result<int64_t> TransitionTask(const std::string& id, std::optional<std::string> expected_from,
+                                 const std::string& to, const TaskUpdate& update,
+                                 const json& event_data) override;
+
+  Result<int64_t> AppendEvent(Event event) override;
+  Result<std::vector<Event>> ListEvents(const EventFilter& filter) override;
+  Result<int64_t> LatestEventSeq() override;
+
+  Status UpsertAgent(const AgentRecord& agent) override;
+  Result<AgentRecord> GetAgent(const std::string& id) override;
+  Result<std::vector<AgentRecord>> ListAgents() override;
+
+  Result<LlmCall> RecordLlmCall(LlmCall call) override;
+  Result<std::optional<LlmCall>> FindLlmCallByRequestHash(const std::string& hash) override;
+  Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) override;
+  Result<Usage> FeatureUsage(const std::string& feature_id) override;
+  Result<double> CostSince(int64_t since_ms) override;
+
+  Result<ApiKey> CreateApiKey(ApiKey key) override;
+  Result<ApiKey> FindApiKeyByHash(const std::string& key_hash) override;
+  Result<std::vector<ApiKey>> ListApiKeys() override;
+  Status RevokeApiKey(const std::string& id) override;
+  Status TouchApiKey(const std::string& id, int64_t used_ms) override;
+  Result<int64_t> CountActiveApiKeys() override;
+
+  Status Check() override;
+  std::string Describe() const override { return "sqlite:" + path_; }
+
+ private:
+  friend class Txn;
+
+  // A write transaction. BEGIN IMMEDIATE takes the write lock up front so two
+  // processes never deadlock upgrading read locks; the destructor rolls back
+  // anything not committed, so every early return leaves no partial write.
+  class Txn {
+   public:
+    explicit Txn(SqliteStore* store) : store_(store) {}
+    Txn(const Txn&) = delete;
+    Txn& operator=(const Txn&) = delete;
+    ~Txn() {
+      if (active_) sqlite3_exec(store_->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    Status Begin() {
+      AF_RETURN_IF_ERROR(store_->Exec("BEGIN IMMEDIATE", "starting a write transaction"));
+      active_ = true;
+      return Status::Ok();
+    }
+    Status Commit() {
+      AF_RETURN_IF_ERROR(store_->Exec("COMMIT", "committing"));
+      active_ = false;
+      return Status::Ok();
+    }
+
+   private:
+    SqliteStore* store_;
+    bool active_ = false;
+  };
+
+  int64_t Now() const { return options_.now_ms(); }
+  Status Exec(const char* sql, std::string_view doing);
+  Result<Stmt> Prepare(const std::string& sql);
+
+  // The *Locked helpers expect mu_ held by the caller.
+  Result<bool> TableExistsLocked(const char* name);
+  Result<std::vector<Migration>> AppliedLocked();
+  Result<MigrationStatus> StatusLocked();
+  Result<std::vector<Migration>> MigrateLocked();
+  Status EnsureProjectLocked(const std::string& name, int64_t now);
+  Result<Feature> GetFeatureLocked(const std::string& id);
+  Result<Task> GetTaskLocked(const std::string& id);
+  Result<int64_t> AppendEventLocked(Event event);
+
+  std::mutex mu_;  // guards db_ and cache_: held for the whole of every public call
+  const std::string path_;
+  StoreOptions options_;
+  sqlite3* db_ = nullptr;
+  struct Cached {
+    sqlite3_stmt* stmt;
+    bool in_use;
+  };
+  std::unordered_map<std::string, Cached> cache_;
+};
+
+Result<bool> Stmt::Step(std::string_view doing) {
+  int rc = sqlite3_step(s_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return store_->Error(rc, doing);
+}
+
+Status SqliteStore::Error(int rc, std::string_view doing) const {
+  std::string detail = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  std::string what = std::string(doing) + ": ";
+  std::string db = "database " + path_;
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Unavailable(what + db + " stayed locked for more than " +
+                             std::to_string(options_.busy_timeout.count()) + " ms (" + detail + ")",
+                         "another process is writing to it; retry, or raise the store busy "
+                         "timeout");
+    case SQLITE_NOTADB:
+      return FailedPrecondition(what + path_ + " is not a SQLite database (" + detail + ")",
+                                "move the file aside or point DATABASE_URL at another path; if it "
+                                "held your data, restore a backup with 'agent-factory restore'");
+    case SQLITE_CORRUPT:
+      return FailedPrecondition(what + db + " is corrupt (" + detail + ")",
+                                "restore a backup with 'agent-factory restore PATH', or move the "
+                                "file aside to start empty");
+    case SQLITE_CANTOPEN:
+      return Unavailable(what + "cannot open " + db + " (" + detail + ")",
+                         "check that its directory exists and is writable, or choose another "
+                         "location with --data-dir / AF_DATA_DIR / DATABASE_URL");
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      return FailedPrecondition(what + db + " is not writable (" + detail + ")",
+                                "fix the permissions of the file and its directory");
+    case SQLITE_FULL:
+      return ResourceExhausted(what + "disk full writing " + db, "free some disk space");
+    case SQLITE_IOERR:
+      return Unavailable(what + "I/O error on " + db + " (" + detail + ")",
+                         "check the disk and the file system holding it");
+    case SQLITE_CONSTRAINT:
+      if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        return AlreadyExists(what + "already exists (" + detail + ")",
+                             "use a different id, or leave it empty to get a new one");
+      }
+      return InvalidArgument(what + detail, "refer only to records that exist");
+    case SQLITE_ERROR:
+      if (detail.find("no such table") != std::string::npos) {
+        return FailedPrecondition(what + db + " is not migrated (" + detail + ")",
+                                  "run 'agent-factory db migrate'");
+      }
+      break;
+    default:
+      break;
+  }
+  return Internal(what + detail + " (" + db + ")", "this is a bug; please report it");
+}
+
+Status SqliteStore::Exec(const char* sql, std::string_view doing) {
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+  return rc == SQLITE_OK ? Status::Ok() : Error(rc, doing);
+}
+
+Result<Stmt> SqliteStore::Prepare(const std::string& sql) {
+  auto it = cache_.find(sql);
+  if (it != cache_.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return Stmt(this, it->second.stmt, &it->second.in_use);
+  }
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return Error(rc, "preparing a query");
+  }
+  // A statement still running further up the stack must not be reset under
+  // it: a nested use of the same SQL gets its own one-off statement.
+  if (it != cache_.end()) return Stmt(this, stmt, nullptr);
+  Cached& cached = cache_[sql];  // node-based map: the address stays valid
+  cached = {stmt, true};
+  return Stmt(this, stmt, &cached.in_use);
+}
+
+Status SqliteStore::Init() {
+  namespace fs = std::filesystem;
+  if (path_ != ":memory:") {
+    fs::path parent = fs::path(path_).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) fs::create_directories(parent, ec);
+    if (ec) {
+      return Unavailable("cannot create directory " + parent.string() + " for database " + path_ +
+                             ": " + ec.message(),
+                         "choose a writable data directory (--data-dir / AF_DATA_DIR) or fix "
+                         "the permissions");
+    }
+    if (fs::is_directory(path_, ec)) {
+      return FailedPrecondition(
+          "database path " + path_ + " is a directory",
+          "point DATABASE_URL at a file, e.g. sqlite:" + path_ + "/agent-factory.db");
+    }
+  }
+  // NOMUTEX: this object's own mutex already serialises every use of the connection.
+  int rc =
+      sqlite3_open_v2(path_.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) return Error(rc, "opening the store");
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, static_cast<int>(options_.busy_timeout.count()));
+
+  // The first statement that reads the file is where "not a database" and
+  // corruption show up, so it carries the wording of the open.
+  AF_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL", "opening the store"));
+  AF_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON", "opening the store"));
+  AF_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL", "opening the store"));
+  AF_RETURN_IF_ERROR(Exec("SELECT count(*) FROM sqlite_master", "opening the store"));
+
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(MigrationStatus status, StatusLocked());
+  if (options_.migrate) {
+    if (status.current_version > status.latest_version) {
+      return FailedPrecondition(
+          "database " + path_ + " has schema version " + std::to_string(status.current_version) +
+              ", newer than this agent-factory knows (" + std::to_string(status.latest_version) +
+              ")",
+          "upgrade agent-factory, or point DATABASE_URL at a database made by this version");
+    }
+    AF_RETURN_IF_ERROR(MigrateLocked().status());
+  }
+  return Status::Ok();
+}
+
+// --- Migrations -------------------------------------------------------------
+
+Result<bool> SqliteStore::TableExistsLocked(const char* name) {
+  AF_ASSIGN_OR_RETURN(Stmt s,
+                      Prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"));
+  s.Bind(name);
+  return s.Step("reading the schema");
+}
+
+Result<std::vector<Migration>> SqliteStore::AppliedLocked() {
+  std::vector<Migration> out;
+  AF_ASSIGN_OR_RETURN(bool exists, TableExistsLocked("schema_migrations"));
+  if (!exists) return out;
+  AF_ASSIGN_OR_RETURN(
+      Stmt s, Prepare("SELECT version, name, applied_at FROM schema_migrations ORDER BY version"));
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading migration history"));
+    if (!row) break;
+    out.push_back({static_cast<int>(s.Int(0)), s.Text(1), s.Int(2)});
+  }
+  return out;
+}
+
+Result<MigrationStatus> SqliteStore::StatusLocked() {
+  AF_ASSIGN_OR_RETURN(std::vector<Migration> applied, AppliedLocked());
+  MigrationStatus st;
+  std::set<int> done;
+  for (const Migration& m : applied) {
+    done.insert(m.version);
+    st.current_version = std::max(st.current_version, m.version);
+  }
+  for (const SqlMigration& m : SqliteMigrations()) {
+    st.latest_version = std::max(st.latest_version, m.version);
+    if (done.count(m.version) == 0) st.pending.push_back({m.version, m.name, 0});
+  }
+  return st;
+}
+
+Result<std::vector<Migration>> SqliteStore::MigrateLocked() {
+  AF_RETURN_IF_ERROR(
+      Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+           "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+           "creating schema_migrations"));
+  std::vector<Migration> applied_now;
+  for (const SqlMigration& m : SqliteMigrations()) {
+    std::string doing = "applying migration " + std::to_string(m.version) + " (" + m.name + ")";
+    Txn txn(this);
+    AF_RETURN_IF_ERROR(txn.Begin());
+    // Checked inside the write transaction: two processes migrating at once
+    // serialise here and the second finds the work done.
+    {
+      AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT 1 FROM schema_migrations WHERE version = ?"));
+      s.Bind(m.version);
+      AF_ASSIGN_OR_RETURN(bool done, s.Step(doing));
+      if (done) continue;
+    }
+    AF_RETURN_IF_ERROR(Exec(m.sql, doing));
+    Migration rec{m.version, m.name, Now()};
+    {
+      AF_ASSIGN_OR_RETURN(
+          Stmt s,
+          Prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"));
+      s.Bind(rec.version).Bind(rec.name).Bind(rec.applied_ms);
+      AF_RETURN_IF_ERROR(s.Run(doing));
+    }
+    AF_RETURN_IF_ERROR(txn.Commit());
+    applied_now.push_back(std::move(rec));
+  }
+  AF_ASSIGN_OR_RETURN(MigrationStatus st, StatusLocked());
+  if (st.current_version > st.latest_version) {
+    return FailedPrecondition(
+        "database " + path_ + " has schema version " + std::to_string(st.current_version) +
+            ", newer than this agent-factory knows (" + std::to_string(st.latest_version) + ")",
+        "upgrade agent-factory, or point DATABASE_URL at a database made by "
+        "this version");
+  }
+  return applied_now;
+}
+
+Result<std::vector<Migration>> SqliteStore::MigrationHistory() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AppliedLocked();
+}
+
+// --- Projects ---------------------------------------------------------------
+
+Status SqliteStore::EnsureProjectLocked(const std::string& name, int64_t now) {
+  AF_RETURN_IF_ERROR(CheckProjectName(name));
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO projects (name, created_ms) VALUES (?, ?) "
+                                      "ON CONFLICT (name) DO NOTHING"));
+  s.Bind(name).Bind(now);
+  return s.Run("creating project " + Quote(name));
+}
+
+Result<Project> SqliteStore::EnsureProject(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_RETURN_IF_ERROR(EnsureProjectLocked(name, Now()));
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT name, created_ms FROM projects WHERE name = ?"));
+  s.Bind(name);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("reading project " + Quote(name)));
+  if (!row) return Internal("project " + Quote(name) + " vanished right after being created");
+  return Project{s.Text(0), s.Int(1)};
+}
+
+Result<std::vector<Project>> SqliteStore::ListProjects() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT name, created_ms FROM projects ORDER BY name"));
+  std::vector<Project> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing projects"));
+    if (!row) return out;
+    out.push_back({s.Text(0), s.Int(1)});
+  }
+}
+
+// --- Events -----------------------------------------------------------------
+
+Result<int64_t> SqliteStore::AppendEventLocked(Event e) {
+  if (e.type.empty()) {
+    return InvalidArgument("event type is empty", "name the event, e.g. \"feature.status\"");
+  }
+  if (e.ts_ms == 0) e.ts_ms = Now();
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO events (type, feature_id, task_id, agent, "
+                                      "ts_ms, data) VALUES (?, ?, ?, ?, ?, ?)"));
+  s.Bind(e.type).Bind(e.feature_id).Bind(e.task_id).Bind(e.agent).Bind(e.ts_ms).BindJson(e.data);
+  AF_RETURN_IF_ERROR(s.Run("appending event " + Quote(e.type)));
+  // Safe: mu_ is held, so no other insert on this connection can interleave.
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Result<int64_t> SqliteStore::AppendEvent(Event event) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AppendEventLocked(std::move(event));
+}
+
+Result<std::vector<Event>> SqliteStore::ListEvents(const EventFilter& filter) {
+  if (filter.limit < 1 || filter.limit > 10000 || filter.after_seq < 0) {
+    return InvalidArgument("event listing needs 1 <= limit <= 10000 and after_seq >= 0",
+                           "page with after_seq = the last seq you received");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string sql = "SELECT " AF_EVENT_COLS " FROM events WHERE seq > ?";
+  if (filter.feature_id) sql += " AND feature_id = ?";
+  sql += " ORDER BY seq LIMIT ?";
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare(sql));
+  s.Bind(filter.after_seq);
+  if (filter.feature_id) s.Bind(*filter.feature_id);
+  s.Bind(filter.limit);
+  std::vector<Event> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing events"));
+    if (!row) return out;
+    out.push_back(ReadEvent(s));
+  }
+}
+
+Result<int64_t> SqliteStore::LatestEventSeq() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT COALESCE(MAX(seq), 0) FROM events"));
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("reading the latest event"));
+  return row ? s.Int(0) : int64_t{0};
+}
+
+// --- Features ---------------------------------------------------------------
+
+Result<Feature> SqliteStore::GetFeatureLocked(const std::string& id) {
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_FEATURE_COLS " FROM features WHERE id = ?"));
+  s.Bind(id);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("reading feature " + id));
+  if (!row) {
+    return NotFound("feature " + id + " not found",
+                    "list features with 'agent-factory feature list'");
+  }
+  return ReadFeature(s);
+}
+
+Result<Feature> SqliteStore::CreateFeature(Feature f) {
+  if (!IsFeatureStatus(f.status)) {
+    return InvalidArgument("unknown feature status " + Quote(f.status),
+                           "use one of queued, planning, implementing, testing, reviewing, "
+                           "delivering, completed, failed, cancelled");
+  }
+  if (!IsPriority(f.priority)) {
+    return InvalidArgument("unknown priority " + Quote(f.priority),
+                           "use one of low, medium, high, critical");
+  }
+  if (f.id.empty()) f.id = NewId("f");
+  std::lock_guard<std::mutex> lock(mu_);
+  f.created_ms = f.updated_ms = Now();
+  std::string doing = "creating feature " + f.id;
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  AF_RETURN_IF_ERROR(EnsureProjectLocked(f.project, f.created_ms));
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO features (" AF_FEATURE_COLS
+                                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    s.Bind(f.id).Bind(f.project).Bind(f.title).Bind(f.status).Bind(f.priority);
+    s.BindJson(f.request).Bind(f.reason).Bind(f.created_ms).Bind(f.updated_ms);
+    AF_RETURN_IF_ERROR(s.Run(doing));
+  }
+  Event e;
+  e.type = "feature.created";
+  e.feature_id = f.id;
+  e.ts_ms = f.created_ms;
+  e.data = {
+      {"title", f.title}, {"project", f.project}, {"priority", f.priority}, {"status", f.status}};
+  AF_RETURN_IF_ERROR(AppendEventLocked(std::move(e)).status());
+  AF_RETURN_IF_ERROR(txn.Commit());
+  return f;
+}
+
+Result<FeaturePage> SqliteStore::ListFeatures(const FeatureFilter& filter) {
+  if (filter.limit < 1 || filter.limit > 1000 || filter.offset < 0) {
+    return InvalidArgument("feature listing needs 1 <= limit <= 1000 and offset >= 0",
+                           "e.g. limit=50&offset=0");
+  }
+  if (filter.status && !IsFeatureStatus(*filter.status)) {
+    return InvalidArgument("unknown feature status " + Quote(*filter.status),
+                           "use one of queued, planning, implementing, testing, reviewing, "
+                           "delivering, completed, failed, cancelled");
+  }
+  std::string where = " WHERE 1 = 1";
+  if (filter.status) where += " AND status = ?";
+  if (filter.project) where += " AND project = ?";
+  std::lock_guard<std::mutex> lock(mu_);
+  FeaturePage page;
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT COUNT(*) FROM features" + where));
+    if (filter.status) s.Bind(*filter.status);
+    if (filter.project) s.Bind(*filter.project);
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("counting features"));
+    page.total = row ? s.Int(0) : 0;
+  }
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_FEATURE_COLS " FROM features" + where +
+                                      " ORDER BY created_ms DESC, id DESC LIMIT ? OFFSET ?"));
+  if (filter.status) s.Bind(*filter.status);
+  if (filter.project) s.Bind(*filter.project);
+  s.Bind(filter.limit).Bind(filter.offset);
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing features"));
+    if (!row) return page;
+    page.features.push_back(ReadFeature(s));
+  }
+}
+
+Result<int64_t> SqliteStore::TransitionFeature(const std::string& id,
+                                               std::optional<std::string> expected_from,
+                                               const std::string& to, const std::string& reason,
+                                               const json& event_data) {
+  if (!IsFeatureStatus(to) || (expected_from && !IsFeatureStatus(*expected_from))) {
+    return InvalidArgument(
+        "unknown feature status " + Quote(IsFeatureStatus(to) ? *expected_from : to),
+        "use one of queued, planning, implementing, testing, reviewing, "
+        "delivering, completed, failed, cancelled");
+  }
+  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  AF_ASSIGN_OR_RETURN(Feature cur, GetFeatureLocked(id));
+  if (expected_from && cur.status != *expected_from) {
+    return FailedPrecondition("feature " + id + " is " + Quote(cur.status) + ", not the expected " +
+                                  Quote(*expected_from) + "; not moved to " + Quote(to),
+                              "reload the feature; another step already moved it");
+  }
+  if (cur.status == to) return int64_t{0};
+  int64_t now = Now();
+  {
+    AF_ASSIGN_OR_RETURN(
+        Stmt s, Prepare("UPDATE features SET status = ?, reason = ?, updated_ms = ? WHERE id = ?"));
+    s.Bind(to).Bind(reason).Bind(now).Bind(id);
+    AF_RETURN_IF_ERROR(s.Run("updating feature " + id));
+  }
+  Event e;
+  e.type = "feature.status";
+  e.feature_id = id;
+  e.ts_ms = now;
+  e.data = event_data.is_object() ? event_data : json::object();
+  e.data["from"] = cur.status;
+  e.data["to"] = to;
+  e.data["reason"] = reason;
+  AF_ASSIGN_OR_RETURN(int64_t seq, AppendEventLocked(std::move(e)));
+  AF_RETURN_IF_ERROR(txn.Commit());
+  return seq;
+}
+
+// --- Tasks ------------------------------------------------------------------
+
+Result<Task> SqliteStore::GetTaskLocked(const std::string& id) {
+  Task t;
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_TASK_COLS " FROM tasks WHERE id = ?"));
+    s.Bind(id);
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading task " + id));
+    if (!row) {
+      return NotFound("task " + id + " not found",
+                      "list a feature's tasks with 'agent-factory feature status ID'");
+    }
+    t = ReadTask(s);
+  }
+  AF_ASSIGN_OR_RETURN(
+      Stmt s,
+      Prepare("SELECT depends_on FROM task_dependencies WHERE task_id = ? ORDER BY position"));
+  s.Bind(id);
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading dependencies of task " + id));
+    if (!row) return t;
+    t.dependencies.push_back(s.Text(0));
+  }
+}
+
+Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id,
+                                                   std::vector<Task> tasks) {
+  // Validate everything that needs no database first: a refused batch writes nothing.
+  std::map<std::string, size_t> index;  // batch id -> position in `tasks`
+  for (Task& t : tasks) {
+    if (t.id.empty()) t.id = NewId("t");
+    if (!IsTaskStatus(t.status)) {
+      return InvalidArgument("task " + t.id + " has unknown status " + Quote(t.status),
+                             "use one of pending, ready, in_progress, completed, failed, "
+                             "cancelled");
+    }
+    if (!index.emplace(t.id, index.size()).second) {
+      return InvalidArgument("task id " + t.id + " appears twice in the batch",
+                             "give every task its own id");
+    }
+    // Repeated dependencies say nothing new; keep the first of each.
+    std::vector<std::string> unique_deps;
+    std::set<std::string> seen;
+    for (const std::string& d : t.dependencies) {
+      if (seen.insert(d).second) unique_deps.push_back(d);
+    }
+    t.dependencies = std::move(unique_deps);
+  }
+  // Kahn's algorithm over the edges inside the batch (existing tasks cannot
+  // depend on new ones, so a cycle can only run through the batch).
+  std::vector<int> waiting(tasks.size(), 0);
+  std::vector<std::vector<size_t>> dependents(tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    for (const std::string& d : tasks[i].dependencies) {
+      auto it = index.find(d);
+      if (it == index.end()) continue;
+      ++waiting[i];
+      dependents[it->second].push_back(i);
+    }
+  }
+  std::vector<size_t> ready;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (waiting[i] == 0) ready.push_back(i);
+  }
+  size_t ordered = 0;
+  while (!ready.empty()) {
+    size_t i = ready.back();
+    ready.pop_back();
+    ++ordered;
+    for (size_t j : dependents[i]) {
+      if (--waiting[j] == 0) ready.push_back(j);
+    }
+  }
+  if (ordered != tasks.size()) {
+    std::string ids;
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (waiting[i] > 0) ids += (ids.empty() ? "" : ", ") + tasks[i].id;
+    }
+    return InvalidArgument("task dependencies form a cycle through " + ids,
+                           "a task may only depend on tasks that can finish before it");
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  AF_RETURN_IF_ERROR(GetFeatureLocked(feature_id).status());
+  std::set<std::string> existing;
+  int64_t position = 0;
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT id, position FROM tasks WHERE feature_id = ?"));
+    s.Bind(feature_id);
+    for (;;) {
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("reading tasks of feature " + feature_id));
+      if (!row) break;
+      existing.insert(s.Text(0));
+      position = std::max(position, s.Int(1) + 1);
+    }
+  }
+  for (const Task& t : tasks) {
+    for (const std::string& d : t.dependencies) {
+      if (index.count(d) == 0 && existing.count(d) == 0) {
+        return InvalidArgument("task " + t.id + " depends on unknown task " + Quote(d),
+                               "dependencies must name tasks of feature " + feature_id +
+                                   " created before or in the same batch");
+      }
+    }
+  }
+  int64_t now = Now();
+  for (Task& t : tasks) {
+    t.feature_id = feature_id;
+    t.created_ms = t.updated_ms = now;
+    AF_ASSIGN_OR_RETURN(Stmt s,
+                        Prepare("INSERT INTO tasks (" AF_TASK_COLS
+                                ", position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    s.Bind(t.id).Bind(feature_id).Bind(t.title).Bind(t.description).Bind(t.role).Bind(t.status);
+    s.BindJson(json(t.files)).Bind(t.attempts).Bind(t.assigned_agent).BindJson(t.result);
+    s.Bind(t.created_ms).Bind(t.updated_ms).Bind(position++);
+    AF_RETURN_IF_ERROR(s.Run("creating task " + t.id));
+  }
+  // After all inserts: a dependency's foreign key needs its target row present.
+  for (const Task& t : tasks) {
+    int64_t dep_pos = 0;
+    for (const std::string& d : t.dependencies) {
+      AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO task_dependencies (task_id, depends_on, "
+                                          "position) VALUES (?, ?, ?)"));
+      s.Bind(t.id).Bind(d).Bind(dep_pos++);
+      AF_RETURN_IF_ERROR(s.Run("recording dependencies of task " + t.id));
+    }
+    Event e;
+    e.type = "task.created";
+    e.feature_id = feature_id;
+    e.task_id = t.id;
+    e.ts_ms = now;
+    e.data = {{"title", t.title}, {"role", t.role}, {"dependencies", t.dependencies}};
+    AF_RETURN_IF_ERROR(AppendEventLocked(std::move(e)).status());
+  }
+  AF_RETURN_IF_ERROR(txn.Commit());
+  return tasks;
+}
+
+Result<std::vector<Task>> SqliteStore::ListTasks(const std::string& feature_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_RETURN_IF_ERROR(GetFeatureLocked(feature_id).status());
+  std::vector<Task> out;
+  std::map<std::string, size_t> at;
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_TASK_COLS
+                                        " FROM tasks WHERE feature_id = ? ORDER BY position"));
+    s.Bind(feature_id);
+    for (;;) {
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("listing tasks of feature " + feature_id));
+      if (!row) break;
+      out.push_back(ReadTask(s));
+      at[out.back().id] = out.size() - 1;
+    }
+  }
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT d.task_id, d.depends_on FROM task_dependencies d "
+                                      "JOIN tasks t ON t.id = d.task_id WHERE t.feature_id = ? "
+                                      "ORDER BY d.task_id, d.position"));
+  s.Bind(feature_id);
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing task dependencies of feature " + feature_id));
+    if (!row) return out;
+    auto it = at.find(s.Text(0));
+    if (it != at.end()) out[it->second].dependencies.push_back(s.Text(1));
+  }
+}
+
+Result<int64_t> SqliteStore::TransitionTask(const std::string& id,
+                                            std::optional<std::string> expected_from,
+                                            const std::string& to, const TaskUpdate& update,
+                                            const json& event_data) {
+  if (!IsTaskStatus(to) || (expected_from && !IsTaskStatus(*expected_from))) {
+    return InvalidArgument("unknown task status " + Quote(IsTaskStatus(to) ? *expected_from : to),
+                           "use one of pending, ready, in_progress, completed, failed, cancelled");
+  }
+  if (update.add_attempts < 0) {
+    return InvalidArgument("attempts can only grow", "pass add_attempts >= 0");
+  }
+  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  AF_ASSIGN_OR_RETURN(Task cur, GetTaskLocked(id));
+  if (expected_from && cur.status != *expected_from) {
+    return FailedPrecondition("task " + id + " is " + Quote(cur.status) + ", not the expected " +
+                                  Quote(*expected_from) + "; not moved to " + Quote(to),
+                              "reload the task; another step already moved it");
+  }
+  std::string from = cur.status;
+  cur.status = to;
+  if (update.assigned_agent) cur.assigned_agent = *update.assigned_agent;
+  if (update.result) cur.result = *update.result;
+  cur.attempts += update.add_attempts;
+  int64_t now = Now();
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("UPDATE tasks SET status = ?, attempts = ?, "
+                                        "assigned_agent = ?, result = ?, updated_ms = ? "
+                                        "WHERE id = ?"));
+    s.Bind(cur.status).Bind(cur.attempts).Bind(cur.assigned_agent).BindJson(cur.result);
+    s.Bind(now).Bind(id);
+    AF_RETURN_IF_ERROR(s.Run("updating task " + id));
+  }
+  int64_t seq = 0;
+  if (from != to) {
+    Event e;
+    e.type = "task.status";
+    e.feature_id = cur.feature_id;
+    e.task_id = id;
+    e.agent = cur.assigned_agent;
+    e.ts_ms = now;
+    e.data = event_data.is_object() ? event_data : json::object();
+    e.data["from"] = from;
+    e.data["to"] = to;
+    AF_ASSIGN_OR_RETURN(seq, AppendEventLocked(std::move(e)));
+  }
+  AF_RETURN_IF_ERROR(txn.Commit());
+  return seq;
+}
+
+// --- Agents -----------------------------------------------------------------
+
+Status SqliteStore::UpsertAgent(const AgentRecord& a) {
+  if (a.id.empty()) return InvalidArgument("agent id is empty", "give every agent an id");
+  if (!IsAgentState(a.state)) {
+    return InvalidArgument("agent " + a.id + " has unknown state " + Quote(a.state),
+                           "use one of running, busy, idle, degraded, offline");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(
+      Stmt s,
+      Prepare("INSERT INTO agents (" AF_AGENT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+              "ON CONFLICT (id) DO UPDATE SET role = excluded.role, state = excluded.state, "
+              "last_heartbeat_ms = excluded.last_heartbeat_ms, "
+              "current_task = excluded.current_task, counters = excluded.counters, "
+              "host = excluded.host, pid = excluded.pid"));
+  s.Bind(a.id).Bind(a.role).Bind(a.state).Bind(a.last_heartbeat_ms).Bind(a.current_task);
+  s.BindJson(a.counters).Bind(a.host).Bind(a.pid);
+  return s.Run("recording agent " + a.id);
+}
+
+Result<AgentRecord> SqliteStore::GetAgent(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_AGENT_COLS " FROM agents WHERE id = ?"));
+  s.Bind(id);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("reading agent " + id));
+  if (!row)
+    return NotFound("agent " + id + " not found", "list agents with 'agent-factory agents'");
+  return ReadAgent(s);
+}
+
+Result<std::vector<AgentRecord>> SqliteStore::ListAgents() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_AGENT_COLS " FROM agents ORDER BY id"));
+  std::vector<AgentRecord> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing agents"));
+    if (!row) return out;
+    out.push_back(ReadAgent(s));
+  }
+}
+
+// --- LLM calls --------------------------------------------------------------
+
+Result<LlmCall> SqliteStore::RecordLlmCall(LlmCall c) {
+  if (c.status.empty()) {
+    return InvalidArgument("LLM call status is empty", "use \"ok\" or an error code name");
+  }
+  if (c.id.empty()) c.id = NewId("llm");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (c.created_ms == 0) c.created_ms = Now();
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO llm_calls (" AF_LLM_COLS
+                                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  s.Bind(c.id).Bind(c.feature_id).Bind(c.task_id).Bind(c.role).Bind(c.provider).Bind(c.model);
+  s.Bind(c.input_tokens).Bind(c.output_tokens).Bind(c.cost_usd).Bind(c.latency_ms);
+  s.Bind(c.status).Bind(c.error).Bind(c.request_hash).BindJson(c.response).Bind(c.created_ms);
+  AF_RETURN_IF_ERROR(s.Run("recording LLM call " + c.id));
+  return c;
+}
+
+Result<std::optional<LlmCall>> SqliteStore::FindLlmCallByRequestHash(const std::string& hash) {
+  if (hash.empty()) return std::optional<LlmCall>();
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s,
+                      Prepare("SELECT " AF_LLM_COLS " FROM llm_calls WHERE request_hash = ? "
+                              "AND status = 'ok' ORDER BY created_ms DESC, id DESC LIMIT 1"));
+  s.Bind(hash);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("looking up a recorded LLM call"));
+  if (!row) return std::optional<LlmCall>();
+  return std::optional<LlmCall>(ReadLlmCall(s));
+}
+
+Result<std::vector<LlmCall>> SqliteStore::ListLlmCalls(const std::string& feature_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_LLM_COLS " FROM llm_calls WHERE feature_id = ? "
+                                      "ORDER BY created_ms, id"));
+  s.Bind(feature_id);
+  std::vector<LlmCall> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing LLM calls of feature " + feature_id));
+    if (!row) return out;
+    out.push_back(ReadLlmCall(s));
+  }
+}
+
+Result<Usage> SqliteStore::FeatureUsage(const std::string& feature_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s,
+                      Prepare("SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
+                              "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost_usd), 0.0) "
+                              "FROM llm_calls WHERE feature_id = ?"));
+  s.Bind(feature_id);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("summing usage of feature " + feature_id));
+  Usage u;
+  if (row) {
+    u.calls = s.Int(0);
+    u.input_tokens = s.Int(1);
+    u.output_tokens = s.Int(2);
+    u.cost_usd = s.Real(3);
+  }
+  return u;
+}
+
+Result<double> SqliteStore::CostSince(int64_t since_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(
+      Stmt s, Prepare("SELECT COALESCE(SUM(cost_usd), 0.0) FROM llm_calls WHERE created_ms >= ?"));
+  s.Bind(since_ms);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("summing LLM cost"));
+  return row ? s.Real(0) : 0.0;
+}
+
+// --- API keys ---------------------------------------------------------------
+
+Result<ApiKey> SqliteStore::CreateApiKey(ApiKey k) {
+  if (k.name.empty() || k.key_hash.empty()) {
+    return InvalidArgument("an API key needs a name and a key hash",
+                           "name the key, e.g. 'ci', and store only the hash of its secret");
+  }
+  if (k.id.empty()) k.id = NewId("key");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (k.created_ms == 0) k.created_ms = Now();
+  AF_ASSIGN_OR_RETURN(
+      Stmt s, Prepare("INSERT INTO api_keys (" AF_KEY_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+  s.Bind(k.id).Bind(k.name).Bind(k.key_hash).Bind(k.prefix).BindJson(json(k.permissions));
+  s.Bind(k.created_ms).Bind(k.last_used_ms).Bind(k.revoked);
+  AF_RETURN_IF_ERROR(s.Run("creating API key " + Quote(k.name)));
+  return k;
+}
+
+Result<ApiKey> SqliteStore::FindApiKeyByHash(const std::string& key_hash) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_KEY_COLS " FROM api_keys WHERE key_hash = ?"));
+  s.Bind(key_hash);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("looking up an API key"));
+  if (!row) return NotFound("no API key matches", "create one with 'agent-factory keys create'");
+  return ReadApiKey(s);
+}
+
+Result<std::vector<ApiKey>> SqliteStore::ListApiKeys() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s,
+                      Prepare("SELECT " AF_KEY_COLS " FROM api_keys ORDER BY created_ms, id"));
+  std::vector<ApiKey> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing API keys"));
+    if (!row) return out;
+    out.push_back(ReadApiKey(s));
+  }
+}
+
+Status SqliteStore::RevokeApiKey(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("UPDATE api_keys SET revoked = 1 WHERE id = ?"));
+  s.Bind(id);
+  AF_RETURN_IF_ERROR(s.Run("revoking API key " + id));
+  if (sqlite3_changes(db_) == 0) {
+    return NotFound("API key " + id + " not found", "list keys with 'agent-factory keys list'");
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::TouchApiKey(const std::string& id, int64_t used_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("UPDATE api_keys SET last_used_ms = ? WHERE id = ?"));
+  s.Bind(used_ms).Bind(id);
+  AF_RETURN_IF_ERROR(s.Run("recording use of API key " + id));
+  if (sqlite3_changes(db_) == 0) {
+    return NotFound("API key " + id + " not found", "list keys with 'agent-factory keys list'");
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> SqliteStore::CountActiveApiKeys() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT COUNT(*) FROM api_keys WHERE revoked = 0"));
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("counting API keys"));
+  return row ? s.Int(0) : int64_t{0};
+}
+
+// --- Health -----------------------------------------------------------------
+
+Status SqliteStore::Check() {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Reads a real page of the file (unlike SELECT 1), so a vanished or damaged
+  // database shows up here.
+  AF_ASSIGN_OR_RETURN(MigrationStatus st, StatusLocked());
+  if (!st.pending.empty()) {
+    return FailedPrecondition("database " + path_ + " is at schema version " +
+                                  std::to_string(st.current_version) + " of " +
+                                  std::to_string(st.latest_version),
+                              "run 'agent-factory db migrate'");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const StoreOptions& options) {
+  std::string shown = path;
+  if (path != ":memory:") {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(path, ec);
+    if (!ec) shown = abs.lexically_normal().string();
+  }
+  auto store = std::make_unique<SqliteStore>(shown, options);
+  AF_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace af::store_internal

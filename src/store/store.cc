@@ -1,0 +1,51 @@
+#include "af/store/store.h"
+
+#include <string_view>
+
+#include "store/sqlite_store.h"
+
+namespace af {
+namespace {
+
+bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+// "postgresql://user:secret@host/db" -> "postgresql://user:***@host/db": URLs
+// end up in messages, passwords must not.
+std::string RedactUrl(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  size_t at = url.find('@', scheme + 3);
+  if (at == std::string::npos) return url;
+  size_t colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  const std::string& url = options.url;
+  if (StartsWith(url, "postgresql://") || StartsWith(url, "postgres://")) {
+    return Unavailable("PostgreSQL backend is not built yet (DATABASE_URL=" + RedactUrl(url) + ")",
+                       "use the embedded SQLite store: unset DATABASE_URL or set it to "
+                       "sqlite:PATH, e.g. sqlite:./data/agent-factory.db");
+  }
+  if (!StartsWith(url, "sqlite:")) {
+    return InvalidArgument("unsupported database URL '" + RedactUrl(url) + "'",
+                           "use sqlite:PATH (e.g. sqlite:./data/agent-factory.db) or "
+                           "sqlite::memory:");
+  }
+  std::string path = url.substr(7);
+  if (StartsWith(path, "//")) path = path.substr(2);  // sqlite:///abs/path
+  if (path.empty()) {
+    return InvalidArgument("database URL '" + url + "' names no file",
+                           "use sqlite:PATH, e.g. sqlite:./data/agent-factory.db");
+  }
+  if (options.busy_timeout.count() < 0) {
+    return InvalidArgument("store busy_timeout must not be negative",
+                           "use 0 or more milliseconds (default 5000)");
+  }
+  return store_internal::OpenSqliteStore(path, options);
+}
+
+}  // namespace af
