@@ -38,6 +38,14 @@ int Main(int argc, char** argv) {
   on(config->add_subcommand("show-key", "Show which API key is configured, masked, and where it comes from"),
      [&] { return ConfigShowKey(g); });
 
+  auto* db = app.add_subcommand("db", "Database schema: apply, inspect and list migrations");
+  db->require_subcommand(1);
+  on(db->add_subcommand("migrate", "Apply pending schema migrations"), [&] { return DbMigrate(g); });
+  auto* db_status = db->add_subcommand("status", "Show the schema version and pending migrations (changes nothing)");
+  db_status->add_flag("--json", g.json, "Print JSON");
+  on(db_status, [&] { return DbStatus(g); });
+  on(db->add_subcommand("history", "List applied migrations with their times"), [&] { return DbHistory(g); });
+
   // CLI11 reports an unknown command as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     try {

@@ -93,7 +93,7 @@ int DbHistory(const GlobalOptions& g) {
     return kExitOk;
   }
   for (const auto& m : *history)
-    std::printf("%03d  %-32s  %s\n", m.version, m.name.c_str(), FormatTime(m.applied_ms).c_str());
+    std::printf("%03d  %-40s  %s\n", m.version, m.name.c_str(), FormatTime(m.applied_ms).c_str());
   return kExitOk;
 }
 

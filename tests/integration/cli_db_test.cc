@@ -1,0 +1,76 @@
+// `agent-factory db ...` against a real SQLite file, as a user runs it.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/test_util.h"
+
+namespace af::testing {
+namespace {
+
+const std::map<std::string, std::string> kEnv = {{"DATABASE_URL", "\x01unset"},
+                                                 {"AF_DATA_DIR", "\x01unset"}};
+
+TEST(CliDbTest, StatusChangesNothingMigrateAppliesOnceHistoryLists) {
+  TempDir dir;
+  std::string cwd = dir.path().string();
+  auto status = RunCommand({BinaryPath(), "db", "status", "--json"}, kEnv, cwd);
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  auto j = nlohmann::json::parse(status.out);
+  EXPECT_EQ(j["current_version"], 0);
+  int latest = j["latest_version"];
+  EXPECT_GE(latest, 3);
+  EXPECT_EQ(j["pending"].size(), static_cast<size_t>(latest));
+
+  auto first = RunCommand({BinaryPath(), "db", "migrate"}, kEnv, cwd);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.out.find("applied 001"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("schema now at version " + std::to_string(latest)), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "data" / "agent-factory.db"));
+
+  auto again = RunCommand({BinaryPath(), "db", "migrate"}, kEnv, cwd);
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_NE(again.out.find("schema is up to date"), std::string::npos) << again.out;
+
+  auto history = RunCommand({BinaryPath(), "db", "history"}, kEnv, cwd);
+  EXPECT_EQ(history.exit_code, 0);
+  EXPECT_NE(history.out.find("001  projects"), std::string::npos) << history.out;
+
+  j = nlohmann::json::parse(RunCommand({BinaryPath(), "db", "status", "--json"}, kEnv, cwd).out);
+  EXPECT_EQ(j["current_version"], latest);
+  EXPECT_TRUE(j["pending"].empty());
+}
+
+TEST(CliDbTest, DataDirFlagAndDatabaseUrlAreHonoured) {
+  TempDir dir;
+  auto r = RunCommand({BinaryPath(), "db", "migrate", "--data-dir", (dir.path() / "d1").string()}, kEnv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "d1" / "agent-factory.db"));
+  auto env = kEnv;
+  env["DATABASE_URL"] = "sqlite:" + (dir.path() / "other.db").string();
+  r = RunCommand({BinaryPath(), "db", "migrate"}, env);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "other.db"));
+}
+
+TEST(CliDbTest, ADamagedFileIsNamedAndLeftAlone) {
+  TempDir dir;
+  auto db = dir.Write("data/agent-factory.db", "this is not sqlite at all, just text\n");
+  auto r = RunCommand({BinaryPath(), "db", "migrate"}, kEnv, dir.path().string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(db.string() + " is not a SQLite database"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("hint:"), std::string::npos);
+  EXPECT_EQ(ReadFile(db), "this is not sqlite at all, just text\n");
+}
+
+TEST(CliDbTest, PostgresIsRefusedLoudlyWithoutLeakingThePassword) {
+  auto env = kEnv;
+  env["DATABASE_URL"] = "postgresql://af:hunter2pass@127.0.0.1:5432/af";
+  auto r = RunCommand({BinaryPath(), "db", "status"}, env);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("PostgreSQL backend is not built yet"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("hunter2pass"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace af::testing
