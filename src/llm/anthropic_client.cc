@@ -139,8 +139,8 @@ class AnthropicCodec final : public WireCodec {
 
   std::vector<std::pair<std::string, std::string>> Headers(
       const std::string& api_key) const override {
-    std::vector<std::pair<std::string, std::string>> h = {
-        {"content-type", "application/json"}, {"anthropic-version", "2023-06-01"}};
+    std::vector<std::pair<std::string, std::string>> h = {{"content-type", "application/json"},
+                                                          {"anthropic-version", "2023-06-01"}};
     if (!api_key.empty()) h.emplace_back("x-api-key", api_key);
     return h;
   }
@@ -158,12 +158,12 @@ class AnthropicCodec final : public WireCodec {
             AppendBlock(messages, "assistant", {{"type", "text"}, {"text", m.text}});
           }
           for (const ToolCall& c : m.tool_calls) {
-            AppendBlock(messages, "assistant",
-                        {{"type", "tool_use"},
-                         {"id", c.id},
-                         {"name", c.name},
-                         {"input", c.arguments.is_object() ? c.arguments
-                                                           : nlohmann::json::object()}});
+            AppendBlock(
+                messages, "assistant",
+                {{"type", "tool_use"},
+                 {"id", c.id},
+                 {"name", c.name},
+                 {"input", c.arguments.is_object() ? c.arguments : nlohmann::json::object()}});
           }
           break;
         case Role::kTool: {
@@ -183,11 +183,11 @@ class AnthropicCodec final : public WireCodec {
     if (!req.tools.empty()) {
       nlohmann::json tools = nlohmann::json::array();
       for (const ToolDef& t : req.tools) {
-        tools.push_back({{"name", t.name},
-                         {"description", t.description},
-                         {"input_schema", t.input_schema.is_object()
-                                              ? t.input_schema
-                                              : nlohmann::json{{"type", "object"}}}});
+        tools.push_back(
+            {{"name", t.name},
+             {"description", t.description},
+             {"input_schema",
+              t.input_schema.is_object() ? t.input_schema : nlohmann::json{{"type", "object"}}}});
       }
       body["tools"] = std::move(tools);
     }

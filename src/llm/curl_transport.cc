@@ -37,7 +37,8 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   }
   auto colon = line.find(':');
   if (colon != std::string_view::npos) {
-    t->response.headers[Lower(Trim(line.substr(0, colon)))] = std::string(Trim(line.substr(colon + 1)));
+    t->response.headers[Lower(Trim(line.substr(0, colon)))] =
+        std::string(Trim(line.substr(colon + 1)));
   }
   return size * n;
 }
@@ -59,15 +60,14 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
 }
 
 Status MapCurlError(CURLcode code, const HttpRequest& request, const char* detail) {
-  const std::string what = std::string(curl_easy_strerror(code)) +
-                           (detail != nullptr && *detail != '\0' ? std::string(" (") + detail + ")"
-                                                                 : std::string());
+  const std::string what =
+      std::string(curl_easy_strerror(code)) +
+      (detail != nullptr && *detail != '\0' ? std::string(" (") + detail + ")" : std::string());
   switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
-      return DeadlineExceeded(
-          "no complete response from " + request.url + " within " +
-              std::to_string(request.timeout.count()) + " ms: " + what,
-          "the server is slow or stuck; raise the LLM timeout or try again");
+      return DeadlineExceeded("no complete response from " + request.url + " within " +
+                                  std::to_string(request.timeout.count()) + " ms: " + what,
+                              "the server is slow or stuck; raise the LLM timeout or try again");
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -110,7 +110,8 @@ class CurlTransport final : public HttpTransport {
     curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(request.body.size()));
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,

@@ -36,8 +36,8 @@ class HttpLlmClient final : public LlmClient {
  public:
   HttpLlmClient(const LlmOptions& options, std::unique_ptr<WireCodec> codec)
       : LlmClient(options.on_call), options_(options), codec_(std::move(codec)) {
-    std::string base = options_.base_url.empty() ? std::string(codec_->default_base_url())
-                                                 : options_.base_url;
+    std::string base =
+        options_.base_url.empty() ? std::string(codec_->default_base_url()) : options_.base_url;
     while (!base.empty() && base.back() == '/') base.pop_back();
     url_ = codec_->Url(base);
     headers_ = codec_->Headers(options_.api_key);
@@ -149,10 +149,10 @@ class HttpLlmClient final : public LlmClient {
     if (resp.status == 401 || resp.status == 403) {
       // The provider's own message is left out: some echo part of the key.
       const std::string env(codec_->key_env());
-      return Unauthenticated(
-          "Invalid API key for " + p + " (" + code + ")",
-          "set a valid key: export " + env + "=... or run 'agent-factory secrets set " + env +
-              "'; 'agent-factory config show-key' shows which key is in use");
+      return Unauthenticated("Invalid API key for " + p + " (" + code + ")",
+                             "set a valid key: export " + env +
+                                 "=... or run 'agent-factory secrets set " + env +
+                                 "'; 'agent-factory config show-key' shows which key is in use");
     }
     const std::string msg = ProviderErrorMessage(resp.body);
     if (resp.status == 429) {

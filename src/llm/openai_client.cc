@@ -125,7 +125,7 @@ class OpenAiCodec final : public WireCodec {
         case Role::kAssistant: {
           nlohmann::json msg = {{"role", "assistant"}};
           msg["content"] = m.text.empty() && !m.tool_calls.empty() ? nlohmann::json(nullptr)
-                                                                    : nlohmann::json(m.text);
+                                                                   : nlohmann::json(m.text);
           if (!m.tool_calls.empty()) {
             nlohmann::json calls = nlohmann::json::array();
             for (const ToolCall& c : m.tool_calls) {
@@ -160,8 +160,8 @@ class OpenAiCodec final : public WireCodec {
              {"function",
               {{"name", t.name},
                {"description", t.description},
-               {"parameters",
-                t.input_schema.is_object() ? t.input_schema : nlohmann::json{{"type", "object"}}}}}});
+               {"parameters", t.input_schema.is_object() ? t.input_schema
+                                                         : nlohmann::json{{"type", "object"}}}}}});
       }
       body["tools"] = std::move(tools);
     }

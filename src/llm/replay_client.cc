@@ -11,9 +11,9 @@ namespace af::llm {
 namespace {
 
 Status BadLine(const std::string& source, int line, const std::string& what) {
-  return InvalidArgument("bad replay recording at " + source + ":" + std::to_string(line) + ": " +
-                             what,
-                         "each line must be {\"match\": {...}, \"response\": {...}}");
+  return InvalidArgument(
+      "bad replay recording at " + source + ":" + std::to_string(line) + ": " + what,
+      "each line must be {\"match\": {...}, \"response\": {...}}");
 }
 
 Result<ReplayEntry> ParseEntry(const nlohmann::json& j, const std::string& source, int line) {
@@ -70,7 +70,8 @@ Result<ReplayEntry> ParseEntry(const nlohmann::json& j, const std::string& sourc
     }
   }
   resp.stop_reason = StringField(*r, "stop_reason");
-  if (resp.stop_reason.empty()) resp.stop_reason = resp.tool_calls.empty() ? "end_turn" : "tool_use";
+  if (resp.stop_reason.empty())
+    resp.stop_reason = resp.tool_calls.empty() ? "end_turn" : "tool_use";
   if (auto u = r->find("usage"); u != r->end() && u->is_object()) {
     resp.usage.input_tokens = IntField(*u, "input_tokens");
     resp.usage.output_tokens = IntField(*u, "output_tokens");

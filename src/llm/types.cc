@@ -32,9 +32,12 @@ Message Message::ToolResult(std::string tool_call_id, std::string text, bool is_
 
 std::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kUser: return "user";
-    case Role::kAssistant: return "assistant";
-    case Role::kTool: return "tool";
+    case Role::kUser:
+      return "user";
+    case Role::kAssistant:
+      return "assistant";
+    case Role::kTool:
+      return "tool";
   }
   return "user";
 }
@@ -59,12 +62,9 @@ nlohmann::json CanonicalRequestJson(const LlmRequest& request) {
     tools.push_back(
         {{"name", t.name}, {"description", t.description}, {"input_schema", t.input_schema}});
   }
-  return {{"model", request.model},
-          {"system", request.system},
-          {"messages", std::move(messages)},
-          {"tools", std::move(tools)},
-          {"max_tokens", request.max_tokens},
-          {"temperature", request.temperature}};
+  return {{"model", request.model},           {"system", request.system},
+          {"messages", std::move(messages)},  {"tools", std::move(tools)},
+          {"max_tokens", request.max_tokens}, {"temperature", request.temperature}};
 }
 
 std::string RequestHash(const LlmRequest& request) {

@@ -4,12 +4,11 @@
 // mapping and records are shared (http_llm_client.cc). Internal.
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "af/core/status.h"
 #include "af/llm/llm_client.h"

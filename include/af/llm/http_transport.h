@@ -26,7 +26,7 @@ struct HttpRequest {
 struct HttpResponse {
   int status = 0;
   std::map<std::string, std::string> headers;  // names lower-case
-  std::string body;  // empty when a 2xx body was delivered to on_chunk
+  std::string body;                            // empty when a 2xx body was delivered to on_chunk
 };
 
 class HttpTransport {
@@ -42,8 +42,8 @@ class HttpTransport {
   // or timeout passes. An HTTP error status is not an error here: it is in
   // HttpResponse::status.
   // Thread safety: implementations must allow concurrent calls.
-  virtual Result<HttpResponse> Post(const HttpRequest& request,
-                                    const std::function<bool(std::string_view chunk)>& on_chunk) = 0;
+  virtual Result<HttpResponse> Post(
+      const HttpRequest& request, const std::function<bool(std::string_view chunk)>& on_chunk) = 0;
 };
 
 // The libcurl transport: one easy handle per call, no shared state, so it is

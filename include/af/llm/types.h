@@ -3,10 +3,9 @@
 // copyable, no locking, safe to share read-only between threads.
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace af {
 
@@ -70,8 +69,8 @@ struct LlmResponse {
   // "stop_sequence" (an unknown provider value is passed through as is).
   std::string stop_reason;
   Usage usage;
-  std::string model;     // as reported by the provider (or the requested one)
-  std::string provider;  // "anthropic" | "openai" | "replay"
+  std::string model;       // as reported by the provider (or the requested one)
+  std::string provider;    // "anthropic" | "openai" | "replay"
   int64_t latency_ms = 0;  // wall time of the whole Complete call, retries included
   int attempts = 0;        // HTTP attempts made (1 = no retry)
 };
