@@ -154,7 +154,8 @@ class AnthropicCodec final : public WireCodec {
           AppendBlock(messages, "user", {{"type", "text"}, {"text", m.text}});
           break;
         case Role::kAssistant:
-          if (!m.text.empty() || m.tool_calls.empty()) {
+          // The API rejects empty text blocks; an empty turn carries nothing.
+          if (!m.text.empty()) {
             AppendBlock(messages, "assistant", {{"type", "text"}, {"text", m.text}});
           }
           for (const ToolCall& c : m.tool_calls) {

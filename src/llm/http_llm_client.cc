@@ -108,6 +108,7 @@ class HttpLlmClient final : public LlmClient {
     std::unique_ptr<StreamDecoder> decoder;
     std::optional<SseParser> parser;
     Status stream_error;
+    std::string raw;  // the streamed body, in case it turns out not to be SSE
     std::function<bool(std::string_view)> on_chunk;
     if (stream) {
       decoder = codec_->NewStreamDecoder(on_text);
@@ -115,6 +116,7 @@ class HttpLlmClient final : public LlmClient {
         return decoder->OnEvent(event, data);
       });
       on_chunk = [&](std::string_view chunk) {
+        raw.append(chunk);
         stream_error = parser->Feed(chunk);
         return stream_error.ok();
       };
@@ -128,11 +130,17 @@ class HttpLlmClient final : public LlmClient {
     }
     const HttpResponse& resp = sent.value();
     if (resp.status >= 200 && resp.status < 300) {
-      if (stream) {
+      auto ct = resp.headers.find("content-type");
+      // Some compatible servers ignore "stream" and answer with plain JSON.
+      const bool plain_json = stream && ct != resp.headers.end() &&
+                              ct->second.find("json") != std::string::npos &&
+                              ct->second.find("event-stream") == std::string::npos;
+      if (stream && !plain_json) {
         a.result = decoder->Finish();
       } else {
-        Result<nlohmann::json> j = ParseProviderJson(provider(), resp.body);
+        Result<nlohmann::json> j = ParseProviderJson(provider(), stream ? raw : resp.body);
         a.result = j.ok() ? codec_->DecodeResponse(j.value()) : Result<LlmResponse>(j.status());
+        if (stream && a.result.ok() && on_text && !a.result->text.empty()) on_text(a.result->text);
       }
       a.retryable = !a.result.ok() && IsRetryableCode(a.result.status().code());
       return a;

@@ -17,6 +17,13 @@ std::string NormalizeFinishReason(const std::string& s) {
   return s;
 }
 
+bool IsReasoningModel(std::string_view model) {
+  for (std::string_view prefix : {"o1", "o3", "o4", "gpt-5"}) {
+    if (model.substr(0, prefix.size()) == prefix) return true;
+  }
+  return false;
+}
+
 void ReadUsage(const nlohmann::json& j, Usage* usage) {
   auto it = j.find("usage");
   if (it == j.end() || !it->is_object()) return;
@@ -148,10 +155,14 @@ class OpenAiCodec final : public WireCodec {
           break;
       }
     }
-    nlohmann::json body = {{"model", model},
-                           {"messages", std::move(messages)},
-                           {"max_tokens", req.max_tokens},
-                           {"temperature", req.temperature}};
+    nlohmann::json body = {{"model", model}, {"messages", std::move(messages)}};
+    if (IsReasoningModel(model)) {
+      // OpenAI's reasoning models refuse max_tokens and any temperature but 1.
+      body["max_completion_tokens"] = req.max_tokens;
+    } else {
+      body["max_tokens"] = req.max_tokens;
+      body["temperature"] = req.temperature;
+    }
     if (!req.tools.empty()) {
       nlohmann::json tools = nlohmann::json::array();
       for (const ToolDef& t : req.tools) {

@@ -491,7 +491,7 @@ TEST(LlmClientStandaloneTest, AnthropicOverloadedEventMidStreamIsRetried) {
       "{\"input_tokens\":5}}}\n\n"
       "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
       "\"message\":\"Overloaded\"}}\n\n";
-  server.Push(FakeReply::Status(200, sse));
+  server.Push(FakeReply::Status(200, sse, {{"Content-Type", "text/event-stream"}}));
   server.Push(FakeReply::Text("second try"));
   LlmOptions o;
   o.provider = "anthropic";
@@ -508,6 +508,65 @@ TEST(LlmClientStandaloneTest, AnthropicOverloadedEventMidStreamIsRetried) {
   EXPECT_EQ(r->text, "second try");
   EXPECT_EQ(r->attempts, 2);
   EXPECT_EQ(sleeps, 1);
+}
+
+TEST(LlmClientStandaloneTest, StreamedRequestAnsweredWithPlainJson) {
+  // Some compatible servers ignore "stream": the JSON answer is still used.
+  FakeLlmServer server;
+  server.Push(FakeReply::Status(
+      200, R"({"model":"llama3","choices":[{"index":0,"message":{"role":"assistant",)"
+           R"("content":"not streamed"},"finish_reason":"stop"}],)"
+           R"("usage":{"prompt_tokens":3,"completion_tokens":2}})"));
+  LlmOptions o;
+  o.provider = "openai";
+  o.model = "llama3";
+  o.base_url = server.base_url() + "/v1";
+  auto c = LlmClient::Create(o);
+  ASSERT_TRUE(c.ok());
+  LlmRequest req{.messages = {Message::User("hi")}, .stream = true};
+  std::string streamed;
+  auto r = (*c)->Complete(req, [&](std::string_view d) { streamed += d; });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->text, "not streamed");
+  EXPECT_EQ(streamed, "not streamed");
+  EXPECT_EQ(r->usage.output_tokens, 2);
+}
+
+TEST(LlmClientStandaloneTest, OpenAiReasoningModelsGetMaxCompletionTokens) {
+  FakeLlmServer server;
+  server.Push(FakeReply::Text("a"));
+  server.Push(FakeReply::Text("b"));
+  LlmOptions o;
+  o.provider = "openai";
+  o.api_key = kKey;
+  o.base_url = server.base_url() + "/v1";
+  auto c = LlmClient::Create(o);
+  ASSERT_TRUE(c.ok());
+  LlmRequest req{.model = "gpt-5-mini", .messages = {Message::User("hi")}, .max_tokens = 99};
+  ASSERT_TRUE((*c)->Complete(req).ok());
+  req.model = "gpt-4o";
+  ASSERT_TRUE((*c)->Complete(req).ok());
+  auto seen = server.requests();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].body["max_completion_tokens"], 99);
+  EXPECT_FALSE(seen[0].body.contains("max_tokens"));
+  EXPECT_FALSE(seen[0].body.contains("temperature"));
+  EXPECT_EQ(seen[1].body["max_tokens"], 99);
+  EXPECT_DOUBLE_EQ(seen[1].body["temperature"].get<double>(), 0.2);
+}
+
+TEST(LlmClientStandaloneTest, NoModelIsInvalidArgument) {
+  FakeLlmServer server;
+  LlmOptions o;
+  o.provider = "anthropic";
+  o.api_key = kKey;
+  o.base_url = server.base_url();
+  auto c = LlmClient::Create(o);
+  ASSERT_TRUE(c.ok());
+  auto r = (*c)->Complete(LlmRequest{.messages = {Message::User("hi")}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(server.request_count(), 0u);
 }
 
 TEST(LlmClientStandaloneTest, UnknownProviderRejected) {

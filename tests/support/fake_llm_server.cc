@@ -111,11 +111,14 @@ std::string Reason(int status) {
 
 std::string PlainHead(int status, size_t length,
                       const std::map<std::string, std::string>& extra = {}) {
-  std::string h =
-      "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) +
-      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(length) +
-      "\r\nConnection: close\r\n";
-  for (const auto& [k, v] : extra) h += k + ": " + v + "\r\n";
+  std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) +
+                  "\r\nContent-Length: " + std::to_string(length) + "\r\nConnection: close\r\n";
+  bool has_type = false;
+  for (const auto& [k, v] : extra) {
+    h += k + ": " + v + "\r\n";
+    has_type = has_type || Lower(k) == "content-type";
+  }
+  if (!has_type) h += "Content-Type: application/json\r\n";
   return h + "\r\n";
 }
 

@@ -55,7 +55,9 @@ struct LlmOptions {
   std::chrono::milliseconds backoff_max{30000};      // backoff cap; default 30 s
   std::string replay_file;                           // JSONL recordings; replay only
   std::shared_ptr<HttpTransport> transport;          // seam; null = libcurl
-  std::function<void(std::chrono::milliseconds)> sleep;  // seam; null = real sleep
+  // Seam for the backoff waits; null = real sleep. Called from the threads
+  // that call Complete, so it must be thread-safe.
+  std::function<void(std::chrono::milliseconds)> sleep;
   uint64_t seed = 0;  // jitter RNG seed; 0 = seeded from std::random_device
   // Observer called exactly once per Complete, with the outcome, on the
   // calling thread, after the call finished. Must be thread-safe itself.
