@@ -1,0 +1,115 @@
+#pragma once
+// LlmClient: one interface over the model providers of SPEC §6 (anthropic,
+// openai and compatible servers, replay), with retries, timeouts and a record
+// of every call.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "af/core/status.h"
+#include "af/llm/http_transport.h"
+#include "af/llm/types.h"
+
+namespace af {
+
+// Receives text deltas while a streamed response arrives (request.stream).
+// Called on the thread that called Complete. When a stream breaks and the call
+// is retried, the deltas of the new attempt start from the beginning again:
+// the returned LlmResponse::text is authoritative.
+using StreamCallback = std::function<void(std::string_view delta)>;
+
+// The outcome of one Complete call, for the llm_calls table and per-feature
+// totals. Never contains the API key.
+struct LlmCallRecord {
+  std::string provider;
+  std::string model;
+  std::string agent_role;
+  std::string feature_id;
+  std::string task_id;
+  std::string request_hash;  // RequestHash(request)
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+  double cost_usd = 0;
+  int64_t latency_ms = 0;
+  int attempts = 0;
+  std::string status;  // "ok" or CodeName(code) of the failure
+  std::string error;   // Status::ToString() of the failure; empty when ok
+};
+
+struct LlmOptions {
+  std::string provider;  // "anthropic" | "openai" | "replay"; required
+  std::string model;     // default model when a request names none
+  std::string api_key;   // required for anthropic, and for openai at the default base_url
+  // Empty = https://api.anthropic.com (POST {base}/v1/messages) or
+  // https://api.openai.com/v1 (POST {base}/chat/completions). Any compatible
+  // server (Ollama, vLLM, llama.cpp, a test fake) can be named here.
+  std::string base_url;
+  std::chrono::milliseconds timeout{120000};         // per attempt, whole response; default 120 s
+  std::chrono::milliseconds connect_timeout{10000};  // default 10 s
+  int max_retries = 4;                               // retries after the first attempt
+  std::chrono::milliseconds backoff_base{500};       // first backoff cap; default 0.5 s
+  std::chrono::milliseconds backoff_max{30000};      // backoff cap; default 30 s
+  std::string replay_file;                           // JSONL recordings; replay only
+  std::shared_ptr<HttpTransport> transport;          // seam; null = libcurl
+  // Seam for the backoff waits; null = real sleep. Called from the threads
+  // that call Complete, so it must be thread-safe.
+  std::function<void(std::chrono::milliseconds)> sleep;
+  uint64_t seed = 0;  // jitter RNG seed; 0 = seeded from std::random_device
+  // Observer called exactly once per Complete, with the outcome, on the
+  // calling thread, after the call finished. Must be thread-safe itself.
+  std::function<void(const LlmCallRecord&)> on_call;
+};
+
+// Thread safety: Complete may be called concurrently from many threads on one
+// client (many agents share one client per provider).
+class LlmClient {
+ public:
+  // Builds the client for options.provider. Errors (no request is made):
+  //   kInvalidArgument: unknown provider, bad options, replay file with a bad
+  //                     line (the message names file:line);
+  //   kNotFound:        replay file missing;
+  //   kUnauthenticated: "ANTHROPIC_API_KEY not set" (or OPENAI_API_KEY when the
+  //                     base URL is OpenAI's own) with a hint on how to set it.
+  static Result<std::unique_ptr<LlmClient>> Create(const LlmOptions& options);
+
+  explicit LlmClient(std::function<void(const LlmCallRecord&)> on_call = {});
+  virtual ~LlmClient() = default;
+  LlmClient(const LlmClient&) = delete;
+  LlmClient& operator=(const LlmClient&) = delete;
+
+  // Sends `request` and returns the model's reply. Retries 429, 500, 502, 503,
+  // 504, 529, timeouts, refused connections and broken streams with
+  // exponential backoff and jitter, honouring retry-after. Errors:
+  //   kUnauthenticated:   "Invalid API key" (HTTP 401/403, not retried);
+  //   kInvalidArgument:   the provider rejected the request (other 4xx), or the
+  //                       model sent tool arguments that are not JSON;
+  //   kNotFound:          HTTP 404 (unknown model or wrong base URL), or no
+  //                       recorded response (replay);
+  //   kResourceExhausted: still rate limited when retries ran out;
+  //   kUnavailable:       server errors / unreachable / broken stream when
+  //                       retries ran out (the message names the last status);
+  //   kDeadlineExceeded:  timed out on the last attempt;
+  //   kInternal:          the provider sent malformed JSON (quoted, max 200 bytes).
+  // Calls options.on_call once with the outcome.
+  Result<LlmResponse> Complete(const LlmRequest& request, const StreamCallback& on_text = {});
+
+  // "anthropic" | "openai" | "replay".
+  virtual std::string_view provider() const = 0;
+
+ protected:
+  // The provider's work. Sets *attempts to the number of attempts made (also
+  // on failure). A request with an empty model uses the client's default.
+  virtual Result<LlmResponse> DoComplete(const LlmRequest& request, const StreamCallback& on_text,
+                                         int* attempts) = 0;
+  // The model used when a request names none.
+  virtual std::string DefaultModel() const { return {}; }
+
+ private:
+  std::function<void(const LlmCallRecord&)> on_call_;
+};
+
+}  // namespace af

@@ -1,0 +1,91 @@
+#pragma once
+// Provider-neutral request and response types of the LLM layer. Plain values:
+// copyable, no locking, safe to share read-only between threads.
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace af {
+
+// A tool the model may call (native tool calling, SPEC §5).
+struct ToolDef {
+  std::string name;
+  std::string description;
+  nlohmann::json input_schema = nlohmann::json::object();  // JSON Schema of the arguments
+};
+
+// One tool call made by the model. `arguments` is always a JSON object (a
+// provider sending arguments that are not valid JSON makes Complete fail).
+struct ToolCall {
+  std::string id;
+  std::string name;
+  nlohmann::json arguments = nlohmann::json::object();
+};
+
+enum class Role { kUser, kAssistant, kTool };
+
+// One conversation message.
+//   kUser:      `text`.
+//   kAssistant: `text` and/or `tool_calls`.
+//   kTool:      the result of the tool call `tool_call_id`, in `text`;
+//               `is_error` marks a failed tool run.
+struct Message {
+  Role role = Role::kUser;
+  std::string text;
+  std::vector<ToolCall> tool_calls;  // assistant only
+  std::string tool_call_id;          // tool result only
+  bool is_error = false;             // tool result only
+
+  static Message User(std::string text);
+  static Message Assistant(std::string text, std::vector<ToolCall> calls = {});
+  static Message ToolResult(std::string tool_call_id, std::string text, bool is_error = false);
+};
+
+struct LlmRequest {
+  std::string model;   // empty = LlmOptions::model
+  std::string system;  // system prompt; may be empty
+  std::vector<Message> messages;
+  std::vector<ToolDef> tools;
+  int max_tokens = 4096;
+  double temperature = 0.2;
+  bool stream = false;  // deliver text deltas to the StreamCallback as they arrive
+  // Metadata for recording and replay; not sent to the provider, not hashed.
+  std::string agent_role;
+  std::string feature_id;
+  std::string task_id;
+};
+
+struct Usage {
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+};
+
+struct LlmResponse {
+  std::string text;
+  std::vector<ToolCall> tool_calls;
+  // Normalized across providers: "end_turn" | "tool_use" | "max_tokens" |
+  // "stop_sequence" (an unknown provider value is passed through as is).
+  std::string stop_reason;
+  Usage usage;
+  std::string model;       // as reported by the provider (or the requested one)
+  std::string provider;    // "anthropic" | "openai" | "replay"
+  int64_t latency_ms = 0;  // wall time of the whole Complete call, retries included
+  int attempts = 0;        // HTTP attempts made (1 = no retry)
+};
+
+// The canonical JSON that RequestHash digests: model, system, messages, tools,
+// max_tokens and temperature, with sorted keys. Metadata (agent_role,
+// feature_id, task_id) and `stream` are left out: they do not change what the
+// model is asked.
+nlohmann::json CanonicalRequestJson(const LlmRequest& request);
+
+// Lower-case hex SHA-256 of CanonicalRequestJson(request).dump(). Stable across
+// runs and builds; used to store and replay an LLM call's result.
+std::string RequestHash(const LlmRequest& request);
+
+// "user" | "assistant" | "tool".
+std::string_view RoleName(Role role);
+
+}  // namespace af

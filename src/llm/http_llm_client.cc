@@ -1,0 +1,226 @@
+#include "llm/http_llm_client.h"
+
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "llm/retry.h"
+#include "llm/sse.h"
+
+namespace af::llm {
+namespace {
+
+// A server asking us to wait longer than this is treated as a hard limit: an
+// agent blocked for an hour helps nobody, the caller can decide.
+constexpr std::chrono::milliseconds kMaxRetryAfter{300000};
+
+struct Attempt {
+  Result<LlmResponse> result = Internal("no attempt made");
+  bool retryable = false;
+  std::optional<std::chrono::milliseconds> retry_after;
+};
+
+bool IsRetryableCode(Code code) {
+  return code == Code::kUnavailable || code == Code::kDeadlineExceeded;
+}
+
+void ReplaceAll(std::string& s, const std::string& needle, std::string_view with) {
+  if (needle.empty()) return;
+  for (size_t pos = s.find(needle); pos != std::string::npos;
+       pos = s.find(needle, pos + with.size())) {
+    s.replace(pos, needle.size(), with);
+  }
+}
+
+class HttpLlmClient final : public LlmClient {
+ public:
+  HttpLlmClient(const LlmOptions& options, std::unique_ptr<WireCodec> codec)
+      : LlmClient(options.on_call), options_(options), codec_(std::move(codec)) {
+    std::string base =
+        options_.base_url.empty() ? std::string(codec_->default_base_url()) : options_.base_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    url_ = codec_->Url(base);
+    headers_ = codec_->Headers(options_.api_key);
+    if (!options_.transport) options_.transport = MakeCurlTransport();
+    if (!options_.sleep) {
+      options_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+    }
+    rng_.seed(options_.seed != 0 ? options_.seed : std::random_device{}());
+    // The observer lives in the base class; keep no second copy.
+    options_.on_call = nullptr;
+  }
+
+  std::string_view provider() const override { return codec_->provider(); }
+
+ protected:
+  std::string DefaultModel() const override { return options_.model; }
+
+  Result<LlmResponse> DoComplete(const LlmRequest& request, const StreamCallback& on_text,
+                                 int* attempts) override {
+    *attempts = 0;
+    const std::string model = request.model.empty() ? options_.model : request.model;
+    if (model.empty()) {
+      return InvalidArgument("no model set for the " + std::string(provider()) + " provider",
+                             "set llm.model (AF_LLM_MODEL) or agents.<role>.model");
+    }
+    AF_ASSIGN_OR_RETURN(nlohmann::json body, codec_->EncodeRequest(request, model));
+    HttpRequest http;
+    http.url = url_;
+    http.headers = headers_;
+    http.body = body.dump();
+    http.timeout = options_.timeout;
+    http.connect_timeout = options_.connect_timeout;
+
+    const BackoffPolicy policy{options_.backoff_base, options_.backoff_max};
+    for (int retry = 0;; ++retry) {
+      *attempts = retry + 1;
+      Attempt a = RunAttempt(http, request.stream, on_text);
+      if (a.result.ok()) {
+        LlmResponse r = std::move(a.result).value();
+        if (r.model.empty()) r.model = model;
+        return r;
+      }
+      if (!a.retryable) return Redact(a.result.status());
+      if (retry >= options_.max_retries) {
+        const Status& s = a.result.status();
+        std::string msg = s.message();
+        if (retry > 0) msg += " (gave up after " + std::to_string(retry + 1) + " attempts)";
+        return Redact(Status(s.code(), msg, s.hint()));
+      }
+      if (a.retry_after && *a.retry_after > kMaxRetryAfter) {
+        return Redact(ResourceExhausted(
+            a.result.status().message() + "; the server asks to wait " +
+                std::to_string(a.retry_after->count() / 1000) + " s",
+            "the provider's rate limit is exhausted for a long time; try again later"));
+      }
+      std::chrono::milliseconds delay;
+      {
+        std::lock_guard<std::mutex> lock(rng_mu_);
+        delay = BackoffDelay(policy, retry, a.retry_after, rng_);
+      }
+      options_.sleep(delay);
+    }
+  }
+
+ private:
+  Attempt RunAttempt(const HttpRequest& http, bool stream, const StreamCallback& on_text) {
+    Attempt a;
+    std::unique_ptr<StreamDecoder> decoder;
+    std::optional<SseParser> parser;
+    Status stream_error;
+    std::string raw;  // the streamed body, in case it turns out not to be SSE
+    std::function<bool(std::string_view)> on_chunk;
+    if (stream) {
+      decoder = codec_->NewStreamDecoder(on_text);
+      parser.emplace([&decoder](std::string_view event, std::string_view data) {
+        return decoder->OnEvent(event, data);
+      });
+      on_chunk = [&](std::string_view chunk) {
+        raw.append(chunk);
+        stream_error = parser->Feed(chunk);
+        return stream_error.ok();
+      };
+    }
+    Result<HttpResponse> sent = options_.transport->Post(http, on_chunk);
+    if (!sent.ok()) {
+      const Status& s = stream_error.ok() ? sent.status() : stream_error;
+      a.retryable = IsRetryableCode(s.code());
+      a.result = s;
+      return a;
+    }
+    const HttpResponse& resp = sent.value();
+    if (resp.status >= 200 && resp.status < 300) {
+      auto ct = resp.headers.find("content-type");
+      // Some compatible servers ignore "stream" and answer with plain JSON.
+      const bool plain_json = stream && ct != resp.headers.end() &&
+                              ct->second.find("json") != std::string::npos &&
+                              ct->second.find("event-stream") == std::string::npos;
+      if (stream && !plain_json) {
+        a.result = decoder->Finish();
+      } else {
+        Result<nlohmann::json> j = ParseProviderJson(provider(), stream ? raw : resp.body);
+        a.result = j.ok() ? codec_->DecodeResponse(j.value()) : Result<LlmResponse>(j.status());
+        if (stream && a.result.ok() && on_text && !a.result->text.empty()) on_text(a.result->text);
+      }
+      a.retryable = !a.result.ok() && IsRetryableCode(a.result.status().code());
+      return a;
+    }
+    a.result = HttpError(resp);
+    a.retryable = IsRetryableHttpStatus(resp.status);
+    if (a.retryable) a.retry_after = ParseRetryAfter(resp.headers);
+    return a;
+  }
+
+  Status HttpError(const HttpResponse& resp) const {
+    const std::string p(provider());
+    const std::string code = "HTTP " + std::to_string(resp.status);
+    if (resp.status == 401 || resp.status == 403) {
+      // The provider's own message is left out: some echo part of the key.
+      const std::string env(codec_->key_env());
+      return Unauthenticated("Invalid API key for " + p + " (" + code + ")",
+                             "set a valid key: export " + env +
+                                 "=... or run 'agent-factory secrets set " + env +
+                                 "'; 'agent-factory config show-key' shows which key is in use");
+    }
+    const std::string msg = ProviderErrorMessage(resp.body);
+    if (resp.status == 429) {
+      return ResourceExhausted(p + " rate limit (" + code + "): " + msg,
+                               "the provider limits requests; lower agent replicas or wait");
+    }
+    if (IsRetryableHttpStatus(resp.status)) {
+      return Unavailable(p + " server error (" + code + "): " + msg,
+                         "the provider is failing or overloaded; try again later");
+    }
+    if (resp.status == 404) {
+      return NotFound(p + " answered " + code + " for " + url_ + ": " + msg,
+                      "check the model name and the base URL");
+    }
+    if (resp.status == 413) {
+      return ResourceExhausted(p + " rejected the request as too large (" + code + "): " + msg,
+                               "shorten the conversation or the files sent");
+    }
+    return InvalidArgument(p + " rejected the request (" + code + "): " + msg,
+                           "check the model name and the LLM settings");
+  }
+
+  // Keeps the API key out of every message, whatever a server echoes back.
+  Status Redact(const Status& s) const {
+    if (options_.api_key.size() < 4) return s;
+    std::string msg = s.message();
+    std::string hint = s.hint();
+    ReplaceAll(msg, options_.api_key, "[redacted]");
+    ReplaceAll(hint, options_.api_key, "[redacted]");
+    return Status(s.code(), msg, hint);
+  }
+
+  LlmOptions options_;
+  std::unique_ptr<WireCodec> codec_;
+  std::string url_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+  std::mutex rng_mu_;
+  std::mt19937_64 rng_;  // guarded by rng_mu_
+};
+
+}  // namespace
+
+Result<std::unique_ptr<LlmClient>> MakeHttpLlmClient(const LlmOptions& options,
+                                                     std::unique_ptr<WireCodec> codec) {
+  const std::string env(codec->key_env());
+  const bool default_url =
+      options.base_url.empty() || options.base_url.rfind(codec->default_base_url(), 0) == 0;
+  // Anthropic always needs a key; an OpenAI-compatible local server may not.
+  const bool key_required = codec->provider() == "anthropic" || default_url;
+  if (options.api_key.empty() && key_required) {
+    return Unauthenticated(env + " not set", "run 'agent-factory secrets init' or export it");
+  }
+  if (options.max_retries < 0) return InvalidArgument("llm max_retries must be >= 0");
+  if (options.timeout.count() <= 0 || options.connect_timeout.count() <= 0) {
+    return InvalidArgument("llm timeouts must be positive");
+  }
+  if (options.backoff_base.count() < 0 || options.backoff_max < options.backoff_base) {
+    return InvalidArgument("llm backoff must satisfy 0 <= backoff_base <= backoff_max");
+  }
+  return std::unique_ptr<LlmClient>(new HttpLlmClient(options, std::move(codec)));
+}
+
+}  // namespace af::llm

@@ -1,0 +1,62 @@
+#include "af/llm/llm_client.h"
+
+#include "af/llm/pricing.h"
+#include "llm/http_llm_client.h"
+#include "llm/replay.h"
+
+namespace af {
+
+LlmClient::LlmClient(std::function<void(const LlmCallRecord&)> on_call)
+    : on_call_(std::move(on_call)) {}
+
+Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamCallback& on_text) {
+  const auto start = std::chrono::steady_clock::now();
+  int attempts = 0;
+  Result<LlmResponse> result = DoComplete(request, on_text, &attempts);
+  const int64_t latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - start)
+                                 .count();
+  if (result.ok()) {
+    result->latency_ms = latency_ms;
+    result->attempts = attempts;
+    if (result->provider.empty()) result->provider = std::string(provider());
+  }
+  if (on_call_) {
+    LlmCallRecord rec;
+    rec.provider = std::string(provider());
+    rec.model = result.ok() && !result->model.empty()
+                    ? result->model
+                    : (request.model.empty() ? DefaultModel() : request.model);
+    rec.agent_role = request.agent_role;
+    rec.feature_id = request.feature_id;
+    rec.task_id = request.task_id;
+    rec.request_hash = RequestHash(request);
+    rec.latency_ms = latency_ms;
+    rec.attempts = attempts;
+    if (result.ok()) {
+      rec.input_tokens = result->usage.input_tokens;
+      rec.output_tokens = result->usage.output_tokens;
+      rec.cost_usd = CostUsd(rec.provider, rec.model, result->usage);
+      rec.status = "ok";
+    } else {
+      rec.status = std::string(CodeName(result.status().code()));
+      rec.error = result.status().ToString();
+    }
+    on_call_(rec);
+  }
+  return result;
+}
+
+Result<std::unique_ptr<LlmClient>> LlmClient::Create(const LlmOptions& options) {
+  if (options.provider == "anthropic") {
+    return llm::MakeHttpLlmClient(options, llm::MakeAnthropicCodec());
+  }
+  if (options.provider == "openai") {
+    return llm::MakeHttpLlmClient(options, llm::MakeOpenAiCodec());
+  }
+  if (options.provider == "replay") return llm::MakeReplayClient(options);
+  return InvalidArgument("unknown LLM provider '" + options.provider + "'",
+                         "set AF_LLM_PROVIDER (llm.provider) to anthropic, openai or replay");
+}
+
+}  // namespace af

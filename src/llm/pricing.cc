@@ -1,0 +1,71 @@
+#include "af/llm/pricing.h"
+
+#include <array>
+#include <string_view>
+
+namespace af {
+namespace {
+
+struct PriceEntry {
+  std::string_view prefix;
+  ModelPrice price;
+};
+
+// List prices in USD per million tokens (input, output). Longest prefix wins,
+// so specific entries ("gpt-4o-mini") may sit next to general ones ("gpt-4o").
+constexpr std::array kPrices = {
+    // Anthropic
+    PriceEntry{"claude-opus-4-5", {5.0, 25.0}},
+    PriceEntry{"claude-opus-4", {15.0, 75.0}},
+    PriceEntry{"claude-sonnet-4", {3.0, 15.0}},
+    PriceEntry{"claude-haiku-4", {1.0, 5.0}},
+    PriceEntry{"claude-3-opus", {15.0, 75.0}},
+    PriceEntry{"claude-3-7-sonnet", {3.0, 15.0}},
+    PriceEntry{"claude-3-5-sonnet", {3.0, 15.0}},
+    PriceEntry{"claude-3-5-haiku", {0.8, 4.0}},
+    PriceEntry{"claude-3-haiku", {0.25, 1.25}},
+    // OpenAI
+    PriceEntry{"gpt-5-nano", {0.05, 0.4}},
+    PriceEntry{"gpt-5-mini", {0.25, 2.0}},
+    PriceEntry{"gpt-5", {1.25, 10.0}},
+    PriceEntry{"gpt-4.1-nano", {0.1, 0.4}},
+    PriceEntry{"gpt-4.1-mini", {0.4, 1.6}},
+    PriceEntry{"gpt-4.1", {2.0, 8.0}},
+    PriceEntry{"gpt-4o-mini", {0.15, 0.6}},
+    PriceEntry{"gpt-4o", {2.5, 10.0}},
+    PriceEntry{"gpt-4-turbo", {10.0, 30.0}},
+    PriceEntry{"gpt-3.5-turbo", {0.5, 1.5}},
+    PriceEntry{"o4-mini", {1.1, 4.4}},
+    PriceEntry{"o3-mini", {1.1, 4.4}},
+    PriceEntry{"o3", {2.0, 8.0}},
+    PriceEntry{"o1-mini", {1.1, 4.4}},
+    PriceEntry{"o1", {15.0, 60.0}},
+};
+
+}  // namespace
+
+std::optional<ModelPrice> LookupPrice(std::string_view model) {
+  if (auto slash = model.rfind('/'); slash != std::string_view::npos) {
+    model.remove_prefix(slash + 1);
+  }
+  const PriceEntry* best = nullptr;
+  for (const PriceEntry& e : kPrices) {
+    if (model.substr(0, e.prefix.size()) == e.prefix &&
+        (best == nullptr || e.prefix.size() > best->prefix.size())) {
+      best = &e;
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  return best->price;
+}
+
+double CostUsd(std::string_view provider, std::string_view model, const Usage& usage) {
+  if (provider == "replay") return 0;
+  auto price = LookupPrice(model);
+  if (!price) return 0;
+  return (static_cast<double>(usage.input_tokens) * price->input_per_mtok +
+          static_cast<double>(usage.output_tokens) * price->output_per_mtok) /
+         1e6;
+}
+
+}  // namespace af

@@ -1,0 +1,85 @@
+#include "af/llm/types.h"
+
+#include <openssl/evp.h>
+
+#include <cstdio>
+
+namespace af {
+
+Message Message::User(std::string text) {
+  Message m;
+  m.role = Role::kUser;
+  m.text = std::move(text);
+  return m;
+}
+
+Message Message::Assistant(std::string text, std::vector<ToolCall> calls) {
+  Message m;
+  m.role = Role::kAssistant;
+  m.text = std::move(text);
+  m.tool_calls = std::move(calls);
+  return m;
+}
+
+Message Message::ToolResult(std::string tool_call_id, std::string text, bool is_error) {
+  Message m;
+  m.role = Role::kTool;
+  m.tool_call_id = std::move(tool_call_id);
+  m.text = std::move(text);
+  m.is_error = is_error;
+  return m;
+}
+
+std::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kUser:
+      return "user";
+    case Role::kAssistant:
+      return "assistant";
+    case Role::kTool:
+      return "tool";
+  }
+  return "user";
+}
+
+nlohmann::json CanonicalRequestJson(const LlmRequest& request) {
+  // nlohmann::json objects keep keys sorted, so dump() is canonical. Every
+  // field is always present so that "absent" and "empty" cannot collide.
+  nlohmann::json messages = nlohmann::json::array();
+  for (const Message& m : request.messages) {
+    nlohmann::json calls = nlohmann::json::array();
+    for (const ToolCall& c : m.tool_calls) {
+      calls.push_back({{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}});
+    }
+    messages.push_back({{"role", RoleName(m.role)},
+                        {"text", m.text},
+                        {"tool_calls", std::move(calls)},
+                        {"tool_call_id", m.tool_call_id},
+                        {"is_error", m.is_error}});
+  }
+  nlohmann::json tools = nlohmann::json::array();
+  for (const ToolDef& t : request.tools) {
+    tools.push_back(
+        {{"name", t.name}, {"description", t.description}, {"input_schema", t.input_schema}});
+  }
+  return {{"model", request.model},           {"system", request.system},
+          {"messages", std::move(messages)},  {"tools", std::move(tools)},
+          {"max_tokens", request.max_tokens}, {"temperature", request.temperature}};
+}
+
+std::string RequestHash(const LlmRequest& request) {
+  const std::string canonical = CanonicalRequestJson(request).dump();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(canonical.data(), canonical.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+}  // namespace af

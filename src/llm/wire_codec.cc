@@ -1,0 +1,68 @@
+#include "llm/wire_codec.h"
+
+namespace af::llm {
+
+std::string Quote200(std::string_view text) {
+  constexpr size_t kMax = 200;
+  std::string out = "'";
+  out.append(text.substr(0, kMax));
+  out.append("'");
+  if (text.size() > kMax) out.append(" (" + std::to_string(text.size()) + " bytes, cut)");
+  return out;
+}
+
+Result<nlohmann::json> ParseProviderJson(std::string_view provider, std::string_view text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Internal(std::string(provider) + " sent malformed JSON: " + Quote200(text),
+                    "the server at the base URL does not speak the " + std::string(provider) +
+                        " API correctly; check the base URL");
+  }
+  return j;
+}
+
+Result<nlohmann::json> ParseToolArguments(std::string_view provider, const std::string& tool_name,
+                                          std::string_view text) {
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return nlohmann::json::object();
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return InvalidArgument("the model sent arguments for tool '" + tool_name +
+                               "' that are not a JSON object: " + Quote200(text),
+                           std::string(provider) +
+                               " returned an invalid tool call; retry the step or use a model "
+                               "with reliable tool calling");
+  }
+  return j;
+}
+
+std::string StringField(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return {};
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return {};
+  return it->get<std::string>();
+}
+
+int64_t IntField(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return 0;
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return 0;
+  return it->get<int64_t>();
+}
+
+std::string ProviderErrorMessage(std::string_view body) {
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object()) {
+    auto it = j.find("error");
+    if (it != j.end()) {
+      if (it->is_string()) return it->get<std::string>();
+      std::string msg = StringField(*it, "message");
+      if (!msg.empty()) return msg;
+    }
+    std::string msg = StringField(j, "message");
+    if (!msg.empty()) return msg;
+  }
+  if (body.empty()) return "(empty body)";
+  return Quote200(body);
+}
+
+}  // namespace af::llm

@@ -1,0 +1,111 @@
+#pragma once
+// A scripted LLM HTTP server on 127.0.0.1 for tests. It speaks the Anthropic
+// Messages API (paths ending in /messages) and OpenAI Chat Completions (paths
+// ending in /chat/completions), plain or streamed (SSE) as each request's
+// "stream" field asks, and injects faults. Replies are consumed in the order
+// pushed; a request with nothing queued gets HTTP 500 "no scripted reply".
+// Thread-safe; one thread per connection; Connection: close on every reply.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace af::testing {
+
+struct FakeToolCall {
+  std::string id;
+  std::string name;
+  nlohmann::json arguments = nlohmann::json::object();
+  // When set, sent verbatim as the arguments text instead of `arguments`
+  // (e.g. "{not json" to test invalid tool arguments).
+  std::string raw_arguments;
+};
+
+struct FakeReply {
+  enum class Kind {
+    kTurn,       // a model turn rendered in the requested wire format
+    kStatus,     // HTTP `status` with `body` and `headers`
+    kHang,       // reads the request, answers nothing for `hang` (0 = until stopped)
+    kMalformed,  // 200 with a body that is not JSON (plain) / a bad SSE data line (streamed)
+    kCut,        // starts the reply, then closes the socket after `cut_after_events`
+                 // SSE events (streamed) or half the body (plain)
+  };
+  Kind kind = Kind::kTurn;
+  // kTurn
+  std::string text;
+  std::vector<FakeToolCall> tool_calls;
+  int64_t input_tokens = 11;
+  int64_t output_tokens = 7;
+  std::string stop_reason;  // normalized ("end_turn"...); empty = derived from tool_calls
+  // kStatus
+  int status = 200;
+  std::string body;
+  std::map<std::string, std::string> headers;
+  // kHang
+  std::chrono::milliseconds hang{0};
+  // kCut
+  int cut_after_events = 2;
+  // Any kind: wait this long before answering.
+  std::chrono::milliseconds latency{0};
+
+  static FakeReply Text(std::string text);
+  static FakeReply Tools(std::vector<FakeToolCall> calls, std::string text = {});
+  static FakeReply Status(int status, std::string body = {},
+                          std::map<std::string, std::string> headers = {});
+  static FakeReply Hang(std::chrono::milliseconds duration = std::chrono::milliseconds(0));
+  static FakeReply Malformed();
+  static FakeReply Cut(int after_events = 2);
+};
+
+struct RecordedRequest {
+  std::string method;
+  std::string path;
+  std::map<std::string, std::string> headers;  // names lower-case
+  std::string raw_body;
+  nlohmann::json body;  // parsed; null when not JSON
+};
+
+class FakeLlmServer {
+ public:
+  // Listens on an ephemeral port. Throws std::runtime_error when it cannot.
+  FakeLlmServer();
+  // Stops accepting, wakes hanging replies, closes connections, joins threads.
+  ~FakeLlmServer();
+  FakeLlmServer(const FakeLlmServer&) = delete;
+  FakeLlmServer& operator=(const FakeLlmServer&) = delete;
+
+  void Push(FakeReply reply);
+  // "http://127.0.0.1:PORT". Anthropic clients use it as is; OpenAI clients
+  // use base_url() + "/v1".
+  std::string base_url() const;
+  int port() const { return port_; }
+
+  std::vector<RecordedRequest> requests() const;
+  size_t request_count() const;
+
+ private:
+  void AcceptLoop();
+  void Serve(int fd);
+  bool WaitFor(std::chrono::milliseconds d);  // false when stopping (0 = until stop)
+
+  int listen_fd_ = -1;
+  int port_ = 0;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;                  // guarded by mu_
+  std::deque<FakeReply> replies_;          // guarded by mu_
+  std::vector<RecordedRequest> seen_;      // guarded by mu_
+  std::set<int> open_fds_;                 // guarded by mu_
+  std::vector<std::thread> conn_threads_;  // guarded by mu_
+  std::thread accept_thread_;
+};
+
+}  // namespace af::testing
