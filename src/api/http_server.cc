@@ -193,7 +193,10 @@ Status HttpServer::Impl::Start() {
       .write_http_response_timelimit(std::chrono::seconds(30))
       .handle_request_timeout(std::chrono::seconds(60))
       .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}.max_body_size(hard_cap))
-      .concurrent_accepts_count(static_cast<size_t>(options_.threads))
+      // One accept at a time: RESTinio 0.6.16 runs accept completions on the
+      // plain (non-strand) executor, so parallel accepts race inside its
+      // connection factory (seen with ThreadSanitizer).
+      .concurrent_accepts_count(1)
       .acceptor_post_bind_hook([this](asio::ip::tcp::acceptor& acceptor) {
         bound_port_ = acceptor.local_endpoint().port();
       });
