@@ -10,9 +10,9 @@
 //   - unknown path -> 404 NOT_FOUND, known path with another method -> 405
 //     METHOD_NOT_ALLOWED (+ Allow), body larger than max_body_bytes -> 413
 //     PAYLOAD_TOO_LARGE, handler exception -> 500 INTERNAL, all with the JSON
-//     error body of api/errors.h. A body more than 4x max_body_bytes (and at
-//     least 1 MiB over it) is not read at all: the connection is closed, which
-//     bounds the memory one request can take.
+//     error body of api/errors.h. A body over max(4 * max_body_bytes,
+//     max_body_bytes + 1 MiB) is not read at all: the connection is closed
+//     without an answer, which bounds the memory one request can take.
 //
 // Threading: `threads` I/O threads run the event loop and the handlers. A
 // handler blocks one of them while it runs, so handlers must be quick (queue
