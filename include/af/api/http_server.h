@@ -1,0 +1,106 @@
+#pragma once
+// The HTTP server: routes requests to plain handler functions (see
+// http_types.h and router.h). The HTTP library (RESTinio over asio) is hidden
+// behind a pimpl; only src/api/http_server.cc includes it.
+//
+// What every response gets, whatever the handler does:
+//   - an X-Request-Id header: the request's own X-Request-Id when it is sane
+//     (1-128 chars of [A-Za-z0-9._:-]), otherwise a generated "req_<hex>"; the
+//     same id is HttpRequest::request_id and the "request_id" of error bodies;
+//   - unknown path -> 404 NOT_FOUND, known path with another method -> 405
+//     METHOD_NOT_ALLOWED (+ Allow), body larger than max_body_bytes -> 413
+//     PAYLOAD_TOO_LARGE, handler exception -> 500 INTERNAL, all with the JSON
+//     error body of api/errors.h. A body over max(4 * max_body_bytes,
+//     max_body_bytes + 1 MiB) is not read at all: the connection is closed
+//     without an answer, which bounds the memory one request can take.
+//
+// Threading: `threads` I/O threads run the event loop and the handlers. A
+// handler blocks one of them while it runs, so handlers must be quick (queue
+// long work and return). Route() and the access log are set up before Start().
+//
+// Streaming (SSE) is not implemented yet and fits without changing this API: a
+// second route kind, e.g. RouteStream(method, pattern, StreamHandler) with
+// StreamHandler = std::function<void(const HttpRequest&, std::shared_ptr<ResponseStream>)>,
+// where ResponseStream (thread-safe: Write(chunk), Close()) wraps RESTinio's
+// chunked output on the connection; the handler returns at once and writers
+// on other threads push events, so an open stream holds no thread.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "af/api/http_types.h"
+#include "af/core/status.h"
+
+namespace af {
+
+// One line of the access log, reported after the response is handed to the
+// connection for writing.
+struct AccessLogEntry {
+  std::string method;
+  std::string path;  // without the query
+  int status = 0;
+  int64_t duration_us = 0;  // from the full request being read to the response being queued
+  std::string request_id;
+};
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";   // IPv4 or IPv6 literal, or "localhost"
+  int port = 8080;                  // 0 picks a free port; see HttpServer::port()
+  int threads = 2;                  // I/O + handler threads, >= 1
+  size_t max_body_bytes = 1 << 20;  // default 1 MiB; larger bodies get 413
+  // Idle keep-alive connections are closed after this long.
+  std::chrono::seconds idle_timeout{60};  // default 60 s
+  // Called on an I/O thread for every answered request; must be thread-safe
+  // and quick. Exceptions it throws are swallowed. Empty: no access log.
+  std::function<void(const AccessLogEntry&)> access_log;
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(HttpServerOptions options = {});
+  ~HttpServer();  // Stop()s
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Adds a route (see router.h for patterns such as "/api/v1/features/:id").
+  // Must be called before Start(). Throws std::invalid_argument for a malformed
+  // or duplicate pattern and std::logic_error once started: programming errors.
+  void Route(std::string method, std::string pattern, Handler handler);
+
+  // Binds, listens and starts the I/O threads; returns once connections are
+  // accepted. Errors (nothing is left running):
+  //   InvalidArgument    - bad options (host not an IP address, port out of
+  //                        range, threads < 1, max_body_bytes == 0);
+  //   FailedPrecondition - the port is in use ("port 8080 on 127.0.0.1 is
+  //                        already in use"), already started, or another bind
+  //                        failure (permission, address not on this host),
+  //                        each with a hint saying what to do.
+  Status Start();
+
+  // Stops accepting, closes open connections and joins the I/O threads; a
+  // handler still running is waited for. Idempotent; must not be called from a
+  // handler (it would wait for itself). The server cannot be started again.
+  void Stop();
+
+  // The bound port once Start() succeeded (the real one when options.port was
+  // 0); options.port before.
+  int port() const;
+  // The options as given.
+  const HttpServerOptions& options() const;
+  bool running() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// True when `id` may be echoed as a request id: 1-128 chars of [A-Za-z0-9._:-].
+bool IsSaneRequestId(std::string_view id);
+// A fresh random request id, "req_" + 24 hex digits.
+std::string NewRequestId();
+
+}  // namespace af

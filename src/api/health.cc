@@ -1,0 +1,117 @@
+#include "af/api/health.h"
+
+#include <ctime>
+#include <string_view>
+
+#include "af/api/errors.h"
+#include "af/api/http_server.h"
+
+namespace af {
+namespace {
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+bool IsUnhealthy(std::string_view state) { return StartsWith(state, "unhealthy"); }
+bool IsDegraded(std::string_view state) {
+  return StartsWith(state, "degraded") || state == "offline";
+}
+
+}  // namespace
+
+HealthVerdict EvaluateHealth(const HealthInputs& in) {
+  HealthVerdict verdict;
+  bool unhealthy = false;
+  bool degraded = false;
+  if (IsUnhealthy(in.database)) {
+    unhealthy = true;
+    verdict.reasons.push_back("database: " + in.database);
+  } else if (IsDegraded(in.database)) {
+    degraded = true;
+    verdict.reasons.push_back("database: " + in.database);
+  }
+  // Without these the pipeline still runs (slower, or with fewer features),
+  // so they degrade rather than fail the service.
+  const std::pair<const char*, const std::string*> optional_parts[] = {
+      {"redis", &in.redis}, {"vector_store", &in.vector_store}, {"llm", &in.llm}};
+  for (const auto& [name, state] : optional_parts) {
+    if (IsUnhealthy(*state) || IsDegraded(*state)) {
+      degraded = true;
+      verdict.reasons.push_back(std::string(name) + ": " + *state);
+    }
+  }
+  for (const auto& [agent, state] : in.agents) {
+    if (IsUnhealthy(state) || IsDegraded(state)) {
+      degraded = true;
+      verdict.reasons.push_back("agent " + agent + ": " + state);
+    }
+  }
+  verdict.status = unhealthy ? "unhealthy" : degraded ? "degraded" : "healthy";
+  return verdict;
+}
+
+std::string FormatUtcTimestamp(std::chrono::system_clock::time_point t) {
+  std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json HealthJson(const HealthInputs& in, std::chrono::system_clock::time_point now) {
+  nlohmann::json agents = nlohmann::json::object();
+  for (const auto& [agent, state] : in.agents) agents[agent] = state;
+  return {
+      {"status", EvaluateHealth(in).status},
+      {"version", in.version},
+      {"environment", in.environment},
+      {"components",
+       {{"database", in.database},
+        {"redis", in.redis},
+        {"vector_store", in.vector_store},
+        {"llm", in.llm},
+        {"agents", std::move(agents)}}},
+      {"timestamp", FormatUtcTimestamp(now)},
+  };
+}
+
+void AddHealthRoutes(HttpServer& server, std::function<HealthInputs()> inputs,
+                     std::function<std::chrono::system_clock::time_point()> clock) {
+  server.Route("GET", "/health", [inputs, clock](const HttpRequest&) {
+    nlohmann::json body = HealthJson(inputs(), clock());
+    return JsonResponse(body["status"] == "unhealthy" ? 503 : 200, body);
+  });
+  server.Route("GET", "/health/live", [](const HttpRequest&) {
+    return JsonResponse(200, {{"status", "alive"}});
+  });
+  server.Route("GET", "/health/ready", [inputs](const HttpRequest& request) {
+    HealthVerdict verdict = EvaluateHealth(inputs());
+    if (verdict.status != "unhealthy") return JsonResponse(200, {{"status", "ready"}});
+    std::string why;
+    for (const std::string& reason : verdict.reasons) why += (why.empty() ? "" : "; ") + reason;
+    ApiError error(Unavailable("not ready: " + why,
+                               "GET /health shows every component; fix the failing one "
+                               "(agent-factory doctor can help)"));
+    error.details = {{"status", verdict.status}, {"reasons", verdict.reasons}};
+    error.retry_after_seconds = 5;
+    return ErrorResponse(error, request.request_id);
+  });
+}
+
+void AddWebAssetRoutes(HttpServer& server, const std::vector<WebAsset>& assets) {
+  for (const WebAsset& asset : assets) {
+    auto serve = [asset](const HttpRequest&) {
+      HttpResponse response;
+      response.content_type = std::string(asset.content_type);
+      response.body = std::string(asset.content);
+      response.headers.emplace_back("Cache-Control", "no-cache");
+      return response;
+    };
+    server.Route("GET", std::string(asset.path), serve);
+    if (asset.path == "/index.html") server.Route("GET", "/", serve);
+  }
+}
+
+}  // namespace af
