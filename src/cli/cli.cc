@@ -38,6 +38,17 @@ int Main(int argc, char** argv) {
   on(config->add_subcommand("show-key", "Show which API key is configured, masked, and where it comes from"),
      [&] { return ConfigShowKey(g); });
 
+  auto* serve = app.add_subcommand("serve", "Start the HTTP server (API, dashboard, health) in the foreground");
+  serve->add_option("--host", g.host, "Address to listen on (default 127.0.0.1, AF_HOST)");
+  serve->add_option("--port", g.port, "Port to listen on (default 8080, AF_PORT)");
+  on(serve, [&] { return Serve(g); });
+
+  std::string server_url;
+  auto* health = app.add_subcommand("health", "Ask a running server for its health report");
+  health->add_option("--server", server_url, "Server URL (default http://<server.host>:<server.port>)");
+  health->add_flag("--json", g.json, "Print the raw JSON report");
+  on(health, [&] { return Health(g, server_url); });
+
   auto* db = app.add_subcommand("db", "Database schema: apply, inspect and list migrations");
   db->require_subcommand(1);
   on(db->add_subcommand("migrate", "Apply pending schema migrations"), [&] { return DbMigrate(g); });

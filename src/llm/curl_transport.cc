@@ -11,7 +11,7 @@ namespace {
 struct Transfer {
   CURL* curl = nullptr;
   const std::function<bool(std::string_view)>* on_chunk = nullptr;
-  HttpResponse response;
+  ClientResponse response;
   bool aborted = false;
 };
 
@@ -59,7 +59,7 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return chunk.size();
 }
 
-Status MapCurlError(CURLcode code, const HttpRequest& request, const char* detail) {
+Status MapCurlError(CURLcode code, const ClientRequest& request, const char* detail) {
   const std::string what =
       std::string(curl_easy_strerror(code)) +
       (detail != nullptr && *detail != '\0' ? std::string(" (") + detail + ")" : std::string());
@@ -91,7 +91,7 @@ class CurlTransport final : public HttpTransport {
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   }
 
-  Result<HttpResponse> Post(const HttpRequest& request,
+  Result<ClientResponse> Send(const ClientRequest& request,
                             const std::function<bool(std::string_view)>& on_chunk) override {
     CURL* curl = curl_easy_init();
     if (curl == nullptr) return Internal("curl_easy_init failed");
@@ -108,10 +108,19 @@ class CurlTransport final : public HttpTransport {
     char error_buf[CURL_ERROR_SIZE] = {0};
 
     curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                     static_cast<curl_off_t>(request.body.size()));
+    if (request.method == "POST") {
+      curl_easy_setopt(curl, CURLOPT_POST, 1L);
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(request.body.size()));
+    } else if (request.method != "GET") {
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+      if (!request.body.empty()) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                         static_cast<curl_off_t>(request.body.size()));
+      }
+    }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,

@@ -64,7 +64,7 @@ class HttpLlmClient final : public LlmClient {
                              "set llm.model (AF_LLM_MODEL) or agents.<role>.model");
     }
     AF_ASSIGN_OR_RETURN(nlohmann::json body, codec_->EncodeRequest(request, model));
-    HttpRequest http;
+    ClientRequest http;
     http.url = url_;
     http.headers = headers_;
     http.body = body.dump();
@@ -103,7 +103,7 @@ class HttpLlmClient final : public LlmClient {
   }
 
  private:
-  Attempt RunAttempt(const HttpRequest& http, bool stream, const StreamCallback& on_text) {
+  Attempt RunAttempt(const ClientRequest& http, bool stream, const StreamCallback& on_text) {
     Attempt a;
     std::unique_ptr<StreamDecoder> decoder;
     std::optional<SseParser> parser;
@@ -121,14 +121,14 @@ class HttpLlmClient final : public LlmClient {
         return stream_error.ok();
       };
     }
-    Result<HttpResponse> sent = options_.transport->Post(http, on_chunk);
+    Result<ClientResponse> sent = options_.transport->Send(http, on_chunk);
     if (!sent.ok()) {
       const Status& s = stream_error.ok() ? sent.status() : stream_error;
       a.retryable = IsRetryableCode(s.code());
       a.result = s;
       return a;
     }
-    const HttpResponse& resp = sent.value();
+    const ClientResponse& resp = sent.value();
     if (resp.status >= 200 && resp.status < 300) {
       auto ct = resp.headers.find("content-type");
       // Some compatible servers ignore "stream" and answer with plain JSON.
@@ -151,7 +151,7 @@ class HttpLlmClient final : public LlmClient {
     return a;
   }
 
-  Status HttpError(const HttpResponse& resp) const {
+  Status HttpError(const ClientResponse& resp) const {
     const std::string p(provider());
     const std::string code = "HTTP " + std::to_string(resp.status);
     if (resp.status == 401 || resp.status == 403) {

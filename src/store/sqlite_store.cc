@@ -298,7 +298,7 @@ class SqliteStore final : public Store {
   Result<LlmCall> RecordLlmCall(LlmCall call) override;
   Result<std::optional<LlmCall>> FindLlmCallByRequestHash(const std::string& hash) override;
   Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) override;
-  Result<Usage> FeatureUsage(const std::string& feature_id) override;
+  Result<UsageTotals> FeatureUsage(const std::string& feature_id) override;
   Result<double> CostSince(int64_t since_ms) override;
 
   Result<ApiKey> CreateApiKey(ApiKey key) override;
@@ -1089,7 +1089,7 @@ Result<std::vector<LlmCall>> SqliteStore::ListLlmCalls(const std::string& featur
   }
 }
 
-Result<Usage> SqliteStore::FeatureUsage(const std::string& feature_id) {
+Result<UsageTotals> SqliteStore::FeatureUsage(const std::string& feature_id) {
   std::lock_guard<std::mutex> lock(mu_);
   AF_ASSIGN_OR_RETURN(Stmt s,
                       Prepare("SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
@@ -1097,7 +1097,7 @@ Result<Usage> SqliteStore::FeatureUsage(const std::string& feature_id) {
                               "FROM llm_calls WHERE feature_id = ?"));
   s.Bind(feature_id);
   AF_ASSIGN_OR_RETURN(bool row, s.Step("summing usage of feature " + feature_id));
-  Usage u;
+  UsageTotals u;
   if (row) {
     u.calls = s.Int(0);
     u.input_tokens = s.Int(1);

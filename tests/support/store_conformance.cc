@@ -704,12 +704,12 @@ TEST_P(StoreConformanceTest, LlmCallsRecordFindListAndSum) {
   EXPECT_EQ(calls[1].status, "rate_limited");
   EXPECT_EQ(calls[2].request_hash, "h3");
 
-  SC_ASSERT_OK_AND_ASSIGN(Usage u, store_->FeatureUsage("f-1"));
+  SC_ASSERT_OK_AND_ASSIGN(UsageTotals u, store_->FeatureUsage("f-1"));
   EXPECT_EQ(u.calls, 3);
   EXPECT_EQ(u.input_tokens, 600);
   EXPECT_EQ(u.output_tokens, 60);
   EXPECT_DOUBLE_EQ(u.cost_usd, 1.75);
-  SC_ASSERT_OK_AND_ASSIGN(Usage zero, store_->FeatureUsage("f-none"));
+  SC_ASSERT_OK_AND_ASSIGN(UsageTotals zero, store_->FeatureUsage("f-none"));
   EXPECT_EQ(zero.calls, 0);
   EXPECT_DOUBLE_EQ(zero.cost_usd, 0.0);
 

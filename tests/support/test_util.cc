@@ -1,6 +1,7 @@
 #include "support/test_util.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -42,6 +43,7 @@ std::string ReadFile(const std::filesystem::path& p) {
 }
 
 namespace {
+std::vector<std::string> MergedEnv(const std::map<std::string, std::string>& env);
 void Drain(int fd, std::string* out) {
   char buf[4096];
   ssize_t n;
@@ -53,18 +55,7 @@ void Drain(int fd, std::string* out) {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::map<std::string, std::string>& env,
                          const std::string& cwd) {
-  std::map<std::string, std::string> merged;
-  for (char** e = environ; *e; ++e) {
-    std::string kv = *e;
-    auto eq = kv.find('=');
-    if (eq != std::string::npos) merged[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : env) {
-    if (v == "\x01unset") merged.erase(k);
-    else merged[k] = v;
-  }
-  std::vector<std::string> env_strings;
-  for (const auto& [k, v] : merged) env_strings.push_back(k + "=" + v);
+  std::vector<std::string> env_strings = MergedEnv(env);
   std::vector<char*> envp, args;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -96,6 +87,86 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   waitpid(pid, &status, 0);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+namespace {
+// Builds a NULL-terminated envp from the current environment plus `env`.
+std::vector<std::string> MergedEnv(const std::map<std::string, std::string>& env) {
+  std::map<std::string, std::string> merged;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) merged[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : env) {
+    if (v == "\x01unset") merged.erase(k);
+    else merged[k] = v;
+  }
+  std::vector<std::string> out;
+  for (const auto& [k, v] : merged) out.push_back(k + "=" + v);
+  return out;
+}
+
+int DecodeStatus(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+}  // namespace
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv,
+                           const std::map<std::string, std::string>& env, const std::string& cwd) {
+  std::vector<std::string> env_strings = MergedEnv(env);
+  std::vector<std::string> argv_copy = argv;
+  std::vector<char*> envp, args;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  for (auto& s : argv_copy) args.push_back(s.data());
+  args.push_back(nullptr);
+  std::string out = (dir_.path() / "out").string(), err = (dir_.path() / "err").string();
+  pid_ = fork();
+  if (pid_ == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600), 1);
+    dup2(open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600), 2);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
+    execve(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  if (Running()) Stop(SIGKILL);
+}
+
+bool ChildProcess::Running() {
+  if (exit_code_ != -2 || pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    exit_code_ = DecodeStatus(status);
+    return false;
+  }
+  return true;
+}
+
+int ChildProcess::Wait(std::chrono::milliseconds timeout) {
+  WaitFor([this] { return !Running(); }, timeout);
+  return exit_code_;
+}
+
+int ChildProcess::Stop(int sig, std::chrono::milliseconds timeout) {
+  if (!Running()) return exit_code_;
+  kill(pid_, sig);
+  return Wait(timeout);
+}
+
+std::string ChildProcess::Out() const { return ReadFile(dir_.path() / "out"); }
+std::string ChildProcess::Err() const { return ReadFile(dir_.path() / "err"); }
+
+bool WaitFor(const std::function<bool()>& probe, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!probe()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 std::string BinaryPath() { return AF_BINARY; }

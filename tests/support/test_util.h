@@ -1,7 +1,9 @@
 #pragma once
 // Small helpers shared by the test suites.
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -35,6 +37,38 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::map<std::string, std::string>& env = {},
                          const std::string& cwd = {});
+
+// A child process running in the background with stdout/stderr captured to
+// files (so a chatty child never blocks on a full pipe). The destructor kills
+// it (SIGKILL) if it still runs.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv,
+               const std::map<std::string, std::string>& env = {}, const std::string& cwd = {});
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  int pid() const { return pid_; }
+  // True while it has not exited (reaps it when it has).
+  bool Running();
+  // Sends `sig` and waits up to `timeout` for the exit; returns the exit code
+  // (-1 when killed by a signal, -2 when it did not exit in time).
+  int Stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // Waits for a natural exit (same return values as Stop).
+  int Wait(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  std::string Out() const;
+  std::string Err() const;
+
+ private:
+  int pid_ = -1;
+  int exit_code_ = -2;
+  TempDir dir_;
+};
+
+// Polls `probe` every 20 ms until it returns true or `timeout` passes.
+bool WaitFor(const std::function<bool()>& probe,
+             std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // The built agent-factory binary.
 std::string BinaryPath();

@@ -1,6 +1,7 @@
 #pragma once
-// The HTTP seam of the LLM layer: providers POST through an HttpTransport, so
-// tests can substitute one and production uses libcurl.
+// Outgoing HTTP: the LLM providers and the CLI's server client send through an
+// HttpTransport, so tests can substitute one and production uses libcurl.
+// (Named Client* to stay apart from the server side's HttpRequest/HttpResponse.)
 
 #include <chrono>
 #include <functional>
@@ -15,7 +16,8 @@
 
 namespace af {
 
-struct HttpRequest {
+struct ClientRequest {
+  std::string method = "POST";  // GET, POST, DELETE, ...
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;  // name, value
   std::string body;
@@ -23,7 +25,7 @@ struct HttpRequest {
   std::chrono::milliseconds connect_timeout{10000};  // default 10 s
 };
 
-struct HttpResponse {
+struct ClientResponse {
   int status = 0;
   std::map<std::string, std::string> headers;  // names lower-case
   std::string body;                            // empty when a 2xx body was delivered to on_chunk
@@ -33,17 +35,17 @@ class HttpTransport {
  public:
   virtual ~HttpTransport() = default;
 
-  // POSTs `request`. When `on_chunk` is set and the status is 2xx, the body is
+  // Sends `request`. When `on_chunk` is set and the status is 2xx, the body is
   // passed to it piece by piece as it arrives (and not kept in `body`); a
   // false return aborts the transfer (the result is then kCancelled). Other
   // statuses always have their body in `body`.
   // Errors: kUnavailable when the server cannot be reached or the connection
   // breaks (the message names the URL); kDeadlineExceeded when connect_timeout
   // or timeout passes. An HTTP error status is not an error here: it is in
-  // HttpResponse::status.
+  // ClientResponse::status.
   // Thread safety: implementations must allow concurrent calls.
-  virtual Result<HttpResponse> Post(
-      const HttpRequest& request, const std::function<bool(std::string_view chunk)>& on_chunk) = 0;
+  virtual Result<ClientResponse> Send(
+      const ClientRequest& request, const std::function<bool(std::string_view chunk)>& on_chunk) = 0;
 };
 
 // The libcurl transport: one easy handle per call, no shared state, so it is

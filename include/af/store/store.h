@@ -169,7 +169,7 @@ class Store {
   virtual Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) = 0;
   // Sums over every recorded call of the feature (failed calls count too:
   // their tokens and cost were spent). Unknown feature: all zero.
-  virtual Result<Usage> FeatureUsage(const std::string& feature_id) = 0;
+  virtual Result<UsageTotals> FeatureUsage(const std::string& feature_id) = 0;
   // Total cost_usd of calls with created_ms >= since_ms (the daily budget).
   virtual Result<double> CostSince(int64_t since_ms) = 0;
 

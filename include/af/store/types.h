@@ -107,7 +107,7 @@ struct LlmCall {
   int64_t created_ms = 0;   // the store sets it from its clock when 0
 };
 
-struct Usage {
+struct UsageTotals {
   int64_t calls = 0;
   int64_t input_tokens = 0;
   int64_t output_tokens = 0;

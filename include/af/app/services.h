@@ -1,0 +1,45 @@
+#pragma once
+// The composition root: builds the services every edge (CLI, HTTP API) uses
+// from one validated Config. Edges call these; they never open a database or
+// a provider themselves.
+//
+// Ownership: Services owns the store, the bus and the LLM client, and closes
+// them in reverse order on destruction. Thread safety: the members are
+// themselves thread-safe; Services adds no state of its own after Open.
+
+#include <memory>
+
+#include "af/api/health.h"
+#include "af/bus/bus.h"
+#include "af/core/config.h"
+#include "af/llm/llm_client.h"
+#include "af/store/store.h"
+
+namespace af {
+
+// The LLM options a configuration gives: provider, model, key and base URL of
+// the chosen provider, timeouts and retries; replay reads llm.replay_file or
+// the bundled example recordings.
+LlmOptions LlmOptionsFromConfig(const Config& config);
+
+struct Services {
+  Config config;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Bus> bus;
+  // Null when the provider cannot be set up (e.g. no API key); llm_status
+  // says why. The server still starts and /health reports it.
+  std::unique_ptr<LlmClient> llm;
+  Status llm_status;
+
+  // Opens the store (applying pending migrations), the bus and the LLM client.
+  // Every LLM call is recorded in the store's llm_calls table.
+  // Errors: the store's or bus's Status (named, with a hint); nothing stays open.
+  static Result<std::unique_ptr<Services>> Open(const Config& config);
+
+  ~Services();
+
+  // What /health reports, computed now (a cheap query per component).
+  HealthInputs Health() const;
+};
+
+}  // namespace af

@@ -1,0 +1,98 @@
+#include "af/app/services.h"
+
+#include <filesystem>
+
+#include "af/core/log.h"
+
+namespace af {
+
+LlmOptions LlmOptionsFromConfig(const Config& config) {
+  LlmOptions o;
+  o.provider = config.llm.provider;
+  o.model = config.llm.model;
+  o.timeout = std::chrono::seconds(config.llm.timeout_s);
+  o.max_retries = config.llm.max_retries;
+  if (o.provider == "anthropic") {
+    o.api_key = config.anthropic.api_key;
+    o.base_url = config.anthropic.base_url;
+  } else if (o.provider == "openai") {
+    o.api_key = config.openai.api_key;
+    o.base_url = config.openai.base_url;
+  } else {
+    o.replay_file = config.llm.replay_file.empty()
+                        ? std::string(AF_SOURCE_DIR) + "/examples/replay/examples.jsonl"
+                        : config.llm.replay_file;
+  }
+  return o;
+}
+
+Result<std::unique_ptr<Services>> Services::Open(const Config& config) {
+  auto s = std::make_unique<Services>();
+  s->config = config;
+
+  StoreOptions store_options;
+  store_options.url = config.DatabaseUrl();
+  store_options.busy_timeout = std::chrono::milliseconds(config.database.busy_timeout_ms);
+  AF_ASSIGN_OR_RETURN(s->store, Store::Open(store_options));
+
+  BusOptions bus_options;
+  bus_options.url = config.redis.url;
+  AF_ASSIGN_OR_RETURN(s->bus, Bus::Open(bus_options));
+
+  LlmOptions llm_options = LlmOptionsFromConfig(config);
+  Store* store = s->store.get();
+  llm_options.on_call = [store](const LlmCallRecord& r) {
+    LlmCall call;
+    call.feature_id = r.feature_id;
+    call.task_id = r.task_id;
+    call.role = r.agent_role;
+    call.provider = r.provider;
+    call.model = r.model;
+    call.input_tokens = r.input_tokens;
+    call.output_tokens = r.output_tokens;
+    call.cost_usd = r.cost_usd;
+    call.latency_ms = r.latency_ms;
+    call.status = r.status;
+    call.error = r.error;
+    call.request_hash = r.request_hash;
+    auto recorded = store->RecordLlmCall(std::move(call));
+    auto logger = log::Get("llm");
+    logger->debug("{} {} {} in={} out={} cost=${:.4f} {}ms attempts={}", r.provider, r.model,
+                  r.status, r.input_tokens, r.output_tokens, r.cost_usd, r.latency_ms, r.attempts);
+    if (!recorded.ok()) logger->error("could not record an LLM call: {}", recorded.status().ToString());
+  };
+  auto llm = LlmClient::Create(llm_options);
+  if (llm.ok()) {
+    s->llm = std::move(llm).value();
+  } else {
+    s->llm_status = llm.status();
+    log::Get("llm")->warn("LLM provider '{}' is not usable: {}", config.llm.provider,
+                          llm.status().ToString());
+  }
+  return s;
+}
+
+Services::~Services() {
+  llm.reset();
+  if (bus) bus->Close();
+}
+
+HealthInputs Services::Health() const {
+  HealthInputs h;
+  h.version = AF_VERSION;
+  h.environment = config.environment;
+  Status db = store->Check();
+  h.database = db.ok() ? "healthy" : "unhealthy: " + db.message();
+  if (config.redis.url.empty()) {
+    h.redis = "disabled";
+  } else {
+    Status b = bus->Check();
+    h.redis = b.ok() ? "healthy" : "unhealthy: " + b.message();
+  }
+  // The memory layer (and with it the vector index) is not built yet.
+  h.vector_store = "disabled";
+  h.llm = llm ? std::string(llm->provider()) : "unhealthy: " + llm_status.message();
+  return h;
+}
+
+}  // namespace af

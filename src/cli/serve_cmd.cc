@@ -1,0 +1,119 @@
+// `agent-factory serve` and `agent-factory health`.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "af/api/health.h"
+#include "af/api/http_server.h"
+#include "af/app/services.h"
+#include "af/core/log.h"
+#include "af/llm/http_transport.h"
+#include "cli/commands.h"
+
+namespace af::cli {
+
+int Serve(const GlobalOptions& g) {
+  LoadedConfig loaded = LoadForCli(g);
+  if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
+  const Config& config = loaded.config;
+
+  for (const auto& secret : SecretValues(config)) log::AddSecret(secret);
+  log::LogOptions log_options;
+  log_options.level = config.log.level;
+  log_options.file =
+      (std::filesystem::path(config.data_dir) / "logs" / "agent-factory.log").string();
+  log_options.max_file_bytes = static_cast<size_t>(config.log.max_file_bytes);
+  log_options.max_files = static_cast<size_t>(config.log.max_files);
+  if (Status s = log::Init(log_options); !s.ok()) return ReportError(s);
+  auto logger = log::Get("server");
+
+  auto services = Services::Open(config);
+  if (!services.ok()) return ReportError(services.status());
+
+  HttpServerOptions http;
+  http.host = config.server.host;
+  http.port = config.server.port;
+  http.threads = config.server.threads;
+  http.max_body_bytes = static_cast<size_t>(config.api.max_body_bytes);
+  auto access = log::Get("api");
+  http.access_log = [access](const AccessLogEntry& e) {
+    access->info("{} {} {} {}us {}", e.method, e.path, e.status, e.duration_us, e.request_id);
+  };
+  HttpServer server(http);
+  Services* svc = services->get();
+  AddHealthRoutes(server, [svc] { return svc->Health(); });
+  AddWebAssetRoutes(server);
+
+  // Block the stop signals before any thread starts, so every thread inherits
+  // the mask and only sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  if (Status s = server.Start(); !s.ok()) return ReportError(s);
+  std::string llm = svc->llm ? std::string(svc->llm->provider()) : "unavailable";
+  std::printf("Agent Factory %s listening on http://%s:%d  (database %s, llm %s%s)\n", AF_VERSION,
+              config.server.host.c_str(), server.port(), svc->store->Describe().c_str(),
+              llm.c_str(), svc->llm ? "" : (": " + svc->llm_status.ToString()).c_str());
+  std::fflush(stdout);
+  logger->info("listening on http://{}:{} (data dir {})", config.server.host, server.port(),
+               config.data_dir);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  logger->info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  server.Stop();
+  services->reset();
+  logger->info("stopped");
+  return kExitOk;
+}
+
+int Health(const GlobalOptions& g, const std::string& server_flag) {
+  LoadedConfig loaded = LoadForCli(g);
+  std::string server = server_flag;
+  if (server.empty()) {
+    std::string host = loaded.config.server.host == "0.0.0.0" ? "127.0.0.1" : loaded.config.server.host;
+    server = "http://" + host + ":" + std::to_string(loaded.config.server.port);
+  }
+  while (!server.empty() && server.back() == '/') server.pop_back();
+  ClientRequest req;
+  req.method = "GET";
+  req.url = server + "/health";
+  req.timeout = std::chrono::seconds(10);
+  req.connect_timeout = std::chrono::seconds(3);
+  auto resp = MakeCurlTransport()->Send(req, {});
+  if (!resp.ok()) {
+    return ReportError(Unavailable("cannot reach the server at " + server,
+                                   "start it with 'agent-factory serve' (or 'make run'), or "
+                                   "point at it with --server URL"));
+  }
+  nlohmann::json j = nlohmann::json::parse(resp->body, nullptr, false);
+  if (j.is_discarded() || !j.contains("status")) {
+    return ReportError(Internal("the server at " + server + " answered /health with HTTP " +
+                                    std::to_string(resp->status) + " and no health report",
+                                "is another program listening on that port?"));
+  }
+  if (g.json) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("%s: %s (version %s, %s)\n", server.c_str(), j.value("status", "?").c_str(),
+                j.value("version", "?").c_str(), j.value("environment", "?").c_str());
+    for (auto& [name, value] : j["components"].items()) {
+      if (value.is_string()) {
+        std::printf("  %-13s %s\n", name.c_str(), value.get<std::string>().c_str());
+      } else if (value.empty()) {
+        std::printf("  %-13s none running\n", name.c_str());
+      } else {
+        for (auto& [agent, state] : value.items())
+          std::printf("  %-13s %s: %s\n", name.c_str(), agent.c_str(), state.dump().c_str());
+      }
+    }
+  }
+  return j["status"] == "unhealthy" ? kExitFailure : kExitOk;
+}
+
+}  // namespace af::cli

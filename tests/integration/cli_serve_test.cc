@@ -1,0 +1,115 @@
+// `agent-factory serve` and `agent-factory health` as processes, over real HTTP.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/http_client.h"
+#include "support/test_util.h"
+
+namespace af::testing {
+namespace {
+
+std::map<std::string, std::string> ServeEnv(int port) {
+  return {{"AF_PORT", std::to_string(port)}, {"AF_HOST", "\x01unset"},
+          {"AF_DATA_DIR", "\x01unset"},      {"DATABASE_URL", "\x01unset"},
+          {"REDIS_URL", "\x01unset"},        {"AF_LLM_PROVIDER", "\x01unset"},
+          {"AF_LOG", "info"},                {"ANTHROPIC_API_KEY", "\x01unset"}};
+}
+
+bool Live(int port) {
+  auto r = HttpCall(port, "GET", "/health/live");
+  return r.ok() && r->status == 200;
+}
+
+TEST(CliServeTest, ServesHealthAndStopsCleanlyOnSigterm) {
+  TempDir dir;
+  int port = FreePort();
+  ChildProcess server({BinaryPath(), "serve"}, ServeEnv(port), dir.path().string());
+  ASSERT_TRUE(WaitFor([&] { return Live(port) || !server.Running(); })) << server.Err();
+  ASSERT_TRUE(server.Running()) << server.Err();
+  EXPECT_NE(server.Out().find("listening on http://127.0.0.1:" + std::to_string(port)),
+            std::string::npos) << server.Out();
+
+  auto r = HttpCall(port, "GET", "/health");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  auto j = nlohmann::json::parse(r->body);
+  EXPECT_EQ(j["status"], "healthy");
+  EXPECT_EQ(j["components"]["database"], "healthy");
+  EXPECT_EQ(j["components"]["redis"], "disabled");
+  EXPECT_EQ(j["components"]["llm"], "replay");
+  EXPECT_TRUE(j.contains("version") && j.contains("environment") && j.contains("timestamp"));
+
+  // The CLI client reads host and port from the same configuration.
+  auto h = RunCommand({BinaryPath(), "health", "--json"}, ServeEnv(port), dir.path().string());
+  EXPECT_EQ(h.exit_code, 0) << h.err;
+  EXPECT_EQ(nlohmann::json::parse(h.out)["status"], "healthy");
+  auto human = RunCommand({BinaryPath(), "health"}, ServeEnv(port), dir.path().string());
+  EXPECT_NE(human.out.find(": healthy (version"), std::string::npos) << human.out;
+
+  // The database file and the JSON log are in the data directory.
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "data" / "agent-factory.db"));
+  EXPECT_EQ(server.Stop(SIGTERM), 0) << server.Err();
+  std::string log = ReadFile(dir.path() / "data" / "logs" / "agent-factory.log");
+  EXPECT_NE(log.find("\"msg\":\"stopped\""), std::string::npos) << log;
+  EXPECT_NE(log.find("GET /health 200"), std::string::npos) << log;
+}
+
+TEST(CliServeTest, RefusesAPortInUseNamingItAndWhatToDo) {
+  TempDir dir;
+  int port = FreePort();
+  ChildProcess first({BinaryPath(), "serve"}, ServeEnv(port), dir.path().string());
+  ASSERT_TRUE(WaitFor([&] { return Live(port) || !first.Running(); })) << first.Err();
+  auto second = RunCommand({BinaryPath(), "serve", "--data-dir", (dir.path() / "d2").string()},
+                           ServeEnv(port), dir.path().string());
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.err.find("port " + std::to_string(port) + " on 127.0.0.1 is already in use"),
+            std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("--port or AF_PORT"), std::string::npos);
+  EXPECT_TRUE(first.Running());
+}
+
+TEST(CliServeTest, RefusesABadConfigWithTheSameMessageAsValidate) {
+  TempDir dir;
+  dir.Write("agent-factory.toml", "[server]\nport = 0\nhots = \"x\"\n[llm]\ntimeout_s = true\n");
+  auto env = ServeEnv(FreePort());
+  env.erase("AF_PORT");
+  env["AF_PORT"] = "\x01unset";
+  auto validate = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
+  auto serve = RunCommand({BinaryPath(), "serve"}, env, dir.path().string());
+  EXPECT_EQ(validate.exit_code, 2);
+  EXPECT_EQ(serve.exit_code, 2);
+  EXPECT_EQ(serve.err, validate.err);
+  EXPECT_NE(serve.err.find("agent-factory.toml:2: server.port: value 0 is out of range (1..65535)"),
+            std::string::npos) << serve.err;
+  EXPECT_NE(serve.err.find("agent-factory.toml:3: server.hots: unknown setting (did you mean 'server.host'?)"),
+            std::string::npos) << serve.err;
+  EXPECT_NE(serve.err.find("agent-factory.toml:5: llm.timeout_s: expected an integer, got a boolean"),
+            std::string::npos) << serve.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));  // bad input changes nothing
+}
+
+TEST(CliServeTest, UnusableProviderStillServesAndHealthSaysWhy) {
+  TempDir dir;
+  int port = FreePort();
+  auto env = ServeEnv(port);
+  env["AF_LLM_PROVIDER"] = "anthropic";
+  ChildProcess server({BinaryPath(), "serve"}, env, dir.path().string());
+  ASSERT_TRUE(WaitFor([&] { return Live(port) || !server.Running(); })) << server.Err();
+  auto j = nlohmann::json::parse(HttpCall(port, "GET", "/health")->body);
+  EXPECT_EQ(j["status"], "degraded");
+  EXPECT_NE(j["components"]["llm"].get<std::string>().find("ANTHROPIC_API_KEY not set"),
+            std::string::npos) << j.dump();
+}
+
+TEST(CliServeTest, HealthWithoutAServerSaysHowToStartOne) {
+  auto r = RunCommand({BinaryPath(), "health", "--server", "http://127.0.0.1:" + std::to_string(FreePort())});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot reach the server at http://127.0.0.1:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("agent-factory serve"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace af::testing
