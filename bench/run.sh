@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and prints the figures; copy them into bench/RESULTS.md
+# with the machine and the date. Usage: bench/run.sh [BUILD_DIR]
+set -euo pipefail
+build=${1:-build}
+cd "$(dirname "$0")/.."
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(date -u +%F)"
+echo "== micro-benchmarks ($build/bench/af_bench)"
+"$build/bench/af_bench" --benchmark_min_time=0.5
+
+if ! command -v wrk >/dev/null; then
+  echo "wrk not installed (scripts/setup installs it); skipping the HTTP benchmark" >&2
+  exit 1
+fi
+port=$((20000 + RANDOM % 20000))
+dir=$(mktemp -d)
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+AF_LOG=warn AF_PORT=$port AF_DATA_DIR=$dir "$build/agent-factory" serve >"$dir/out" 2>&1 &
+pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
+echo "== GET /health, wrk -t2 -c64 -d10s (server: default 2 threads)"
+wrk -t2 -c64 -d10s --latency "http://127.0.0.1:$port/health"
+echo "== GET /health/live"
+wrk -t2 -c64 -d5s "http://127.0.0.1:$port/health/live"
+echo "== server RSS after load: $(ps -o rss= -p $pid) KiB"
