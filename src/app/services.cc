@@ -55,6 +55,7 @@ Result<std::unique_ptr<Services>> Services::Open(const Config& config) {
     call.status = r.status;
     call.error = r.error;
     call.request_hash = r.request_hash;
+    if (r.response) call.response = ResponseToJson(*r.response);
     auto recorded = store->RecordLlmCall(std::move(call));
     auto logger = log::Get("llm");
     logger->debug("{} {} {} in={} out={} cost=${:.4f} {}ms attempts={}", r.provider, r.model,

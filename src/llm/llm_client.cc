@@ -38,6 +38,7 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
       rec.output_tokens = result->usage.output_tokens;
       rec.cost_usd = CostUsd(rec.provider, rec.model, result->usage);
       rec.status = "ok";
+      rec.response = &result.value();
     } else {
       rec.status = std::string(CodeName(result.status().code()));
       rec.error = result.status().ToString();

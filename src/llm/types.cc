@@ -82,4 +82,38 @@ std::string RequestHash(const LlmRequest& request) {
   return out;
 }
 
+nlohmann::json ResponseToJson(const LlmResponse& r) {
+  nlohmann::json calls = nlohmann::json::array();
+  for (const auto& c : r.tool_calls)
+    calls.push_back({{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}});
+  return {{"text", r.text},
+          {"tool_calls", calls},
+          {"stop_reason", r.stop_reason},
+          {"usage", {{"input_tokens", r.usage.input_tokens}, {"output_tokens", r.usage.output_tokens}}},
+          {"model", r.model},
+          {"provider", r.provider}};
+}
+
+Result<LlmResponse> ResponseFromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return InvalidArgument("a recorded response must be a JSON object");
+  try {
+    LlmResponse r;
+    r.text = j.value("text", "");
+    r.stop_reason = j.value("stop_reason", "");
+    r.model = j.value("model", "");
+    r.provider = j.value("provider", "");
+    if (j.contains("usage")) {
+      r.usage.input_tokens = j["usage"].value("input_tokens", int64_t{0});
+      r.usage.output_tokens = j["usage"].value("output_tokens", int64_t{0});
+    }
+    for (const auto& c : j.value("tool_calls", nlohmann::json::array())) {
+      r.tool_calls.push_back({c.at("id").get<std::string>(), c.at("name").get<std::string>(),
+                              c.value("arguments", nlohmann::json::object())});
+    }
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidArgument(std::string("malformed recorded response: ") + e.what());
+  }
+}
+
 }  // namespace af

@@ -104,6 +104,24 @@ CREATE TABLE api_keys (
   revoked      INTEGER NOT NULL DEFAULT 0
 );
 )sql"},
+      {4, "memories", R"sql(
+CREATE TABLE memories (
+  id           TEXT PRIMARY KEY,
+  namespace    TEXT NOT NULL,
+  content      TEXT NOT NULL,
+  summary      TEXT NOT NULL DEFAULT '',
+  type         TEXT NOT NULL,
+  importance   INTEGER NOT NULL,
+  tags         TEXT NOT NULL,
+  source       TEXT NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  updated_ms   INTEGER NOT NULL,
+  accessed_ms  INTEGER NOT NULL DEFAULT 0,
+  access_count INTEGER NOT NULL DEFAULT 0,
+  archived     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX memories_by_namespace ON memories(namespace, created_ms);
+)sql"},
   };
   return kMigrations;
 }

@@ -1,5 +1,6 @@
 #include "store/sqlite_store.h"
 
+#include <algorithm>
 #include <sqlite3.h>
 
 #include <chrono>
@@ -73,6 +74,9 @@ Status CheckEventData(const json& data) {
 #define AF_LLM_COLS                                                                         \
   "id, feature_id, task_id, role, provider, model, input_tokens, output_tokens, cost_usd, " \
   "latency_ms, status, error, request_hash, response, created_ms"
+#define AF_MEMORY_COLS                                                                       \
+  "id, namespace, content, summary, type, importance, tags, source, created_ms, updated_ms, " \
+  "accessed_ms, access_count, archived"
 #define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
 
 class SqliteStore;
@@ -203,6 +207,27 @@ AgentRecord ReadAgent(const Stmt& s) {
   return a;
 }
 
+Memory ReadMemory(const Stmt& s) {
+  Memory m;
+  m.id = s.Text(0);
+  m.ns = s.Text(1);
+  m.content = s.Text(2);
+  m.summary = s.Text(3);
+  m.type = s.Text(4);
+  m.importance = static_cast<int>(s.Int(5));
+  json tags = s.Json(6);
+  if (tags.is_array())
+    for (const auto& t : tags)
+      if (t.is_string()) m.tags.push_back(t.get<std::string>());
+  m.source = s.Json(7);
+  m.created_ms = s.Int(8);
+  m.updated_ms = s.Int(9);
+  m.accessed_ms = s.Int(10);
+  m.access_count = s.Int(11);
+  m.archived = s.Int(12) != 0;
+  return m;
+}
+
 LlmCall ReadLlmCall(const Stmt& s) {
   LlmCall c;
   c.id = s.Text(0);
@@ -296,7 +321,8 @@ class SqliteStore final : public Store {
   Result<std::vector<AgentRecord>> ListAgents() override;
 
   Result<LlmCall> RecordLlmCall(LlmCall call) override;
-  Result<std::optional<LlmCall>> FindLlmCallByRequestHash(const std::string& hash) override;
+  Result<std::optional<LlmCall>> FindRecordedLlmCall(const std::string& feature_id,
+                                                    const std::string& hash) override;
   Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) override;
   Result<UsageTotals> FeatureUsage(const std::string& feature_id) override;
   Result<double> CostSince(int64_t since_ms) override;
@@ -307,6 +333,10 @@ class SqliteStore final : public Store {
   Status RevokeApiKey(const std::string& id) override;
   Status TouchApiKey(const std::string& id, int64_t used_ms) override;
   Result<int64_t> CountActiveApiKeys() override;
+
+  Result<Memory> AddMemory(Memory memory) override;
+  Result<std::vector<Memory>> FindMemories(const std::vector<std::string>& namespaces,
+                                           const std::string& query, int limit) override;
 
   Status Check() override;
   std::string Describe() const override { return "sqlite:" + path_; }
@@ -1046,6 +1076,77 @@ Result<std::vector<AgentRecord>> SqliteStore::ListAgents() {
   }
 }
 
+// --- Memories ---------------------------------------------------------------
+
+Result<Memory> SqliteStore::AddMemory(Memory m) {
+  if (m.content.empty()) return InvalidArgument("memory content is empty");
+  if (std::find(kMemoryTypes.begin(), kMemoryTypes.end(), m.type) == kMemoryTypes.end()) {
+    return InvalidArgument("unknown memory type '" + m.type + "'",
+                           "use one of architecture_decision, code_pattern, bug_fix, "
+                           "configuration, constraint, insight, reference, preference, task, "
+                           "feature_spec, failure, success");
+  }
+  if (m.importance < 1 || m.importance > 10) {
+    return InvalidArgument("memory importance " + std::to_string(m.importance) +
+                           " is out of range (1..10)");
+  }
+  if (m.ns.empty()) m.ns = "global";
+  if (m.id.empty()) m.id = NewId("mem");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (m.created_ms == 0) m.created_ms = Now();
+  m.updated_ms = m.created_ms;
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO memories (" AF_MEMORY_COLS
+                                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  s.Bind(m.id).Bind(m.ns).Bind(m.content).Bind(m.summary).Bind(m.type).Bind(m.importance);
+  s.BindJson(json(m.tags)).BindJson(m.source).Bind(m.created_ms).Bind(m.updated_ms);
+  s.Bind(m.accessed_ms).Bind(m.access_count).Bind(m.archived);
+  AF_RETURN_IF_ERROR(s.Run("storing memory " + m.id));
+  return m;
+}
+
+Result<std::vector<Memory>> SqliteStore::FindMemories(const std::vector<std::string>& namespaces,
+                                                      const std::string& query, int limit) {
+  std::vector<std::string> words;
+  {
+    std::string w;
+    for (char ch : query + " ") {
+      if (std::isspace(static_cast<unsigned char>(ch))) {
+        if (!w.empty()) words.push_back(w);
+        w.clear();
+      } else {
+        w += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      }
+    }
+  }
+  std::string sql = "SELECT " AF_MEMORY_COLS " FROM memories WHERE archived = 0 AND namespace = ?";
+  for (size_t i = 0; i < words.size(); ++i) sql += " AND instr(lower(content), ?) > 0";
+  sql += " ORDER BY importance DESC, created_ms DESC, id LIMIT ?";
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Memory> out;
+  for (const auto& ns : namespaces) {
+    if (static_cast<int>(out.size()) >= limit) break;
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare(sql));
+    s.Bind(ns);
+    for (const auto& w : words) s.Bind(w);
+    s.Bind(static_cast<int64_t>(limit - out.size()));
+    for (;;) {
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("searching memories"));
+      if (!row) break;
+      out.push_back(ReadMemory(s));
+    }
+  }
+  int64_t now = Now();
+  for (auto& m : out) {
+    AF_ASSIGN_OR_RETURN(Stmt u, Prepare("UPDATE memories SET accessed_ms = ?, access_count = "
+                                        "access_count + 1 WHERE id = ?"));
+    u.Bind(now).Bind(m.id);
+    AF_RETURN_IF_ERROR(u.Run("marking memory " + m.id + " accessed"));
+    m.accessed_ms = now;
+    ++m.access_count;
+  }
+  return out;
+}
+
 // --- LLM calls --------------------------------------------------------------
 
 Result<LlmCall> SqliteStore::RecordLlmCall(LlmCall c) {
@@ -1064,13 +1165,16 @@ Result<LlmCall> SqliteStore::RecordLlmCall(LlmCall c) {
   return c;
 }
 
-Result<std::optional<LlmCall>> SqliteStore::FindLlmCallByRequestHash(const std::string& hash) {
+Result<std::optional<LlmCall>> SqliteStore::FindRecordedLlmCall(const std::string& feature_id,
+                                                                const std::string& hash) {
   if (hash.empty()) return std::optional<LlmCall>();
   std::lock_guard<std::mutex> lock(mu_);
   AF_ASSIGN_OR_RETURN(Stmt s,
                       Prepare("SELECT " AF_LLM_COLS " FROM llm_calls WHERE request_hash = ? "
-                              "AND status = 'ok' ORDER BY created_ms DESC, id DESC LIMIT 1"));
+                              "AND feature_id = ? AND status = 'ok' "
+                              "ORDER BY created_ms DESC, id DESC LIMIT 1"));
   s.Bind(hash);
+  s.Bind(feature_id);
   AF_ASSIGN_OR_RETURN(bool row, s.Step("looking up a recorded LLM call"));
   if (!row) return std::optional<LlmCall>();
   return std::optional<LlmCall>(ReadLlmCall(s));

@@ -686,17 +686,20 @@ TEST_P(StoreConformanceTest, LlmCallsRecordFindListAndSum) {
   SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-1", 300, 30, 1.0, 3000, "h3")));
   SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-2", 1, 1, 2.0, 4000, "h4")));
 
-  SC_ASSERT_OK_AND_ASSIGN(auto found, store_->FindLlmCallByRequestHash("h1"));
+  SC_ASSERT_OK_AND_ASSIGN(auto found, store_->FindRecordedLlmCall("f-1", "h1"));
   ASSERT_TRUE(found.has_value());
   EXPECT_EQ(found->id, c1.id);
   EXPECT_EQ(found->response["content"], "answer for h1");
   EXPECT_EQ(found->input_tokens, 100);
   EXPECT_EQ(found->latency_ms, 12);
   // A failed call is not a result to replay.
-  SC_ASSERT_OK_AND_ASSIGN(auto failed, store_->FindLlmCallByRequestHash("h2"));
+  SC_ASSERT_OK_AND_ASSIGN(auto failed, store_->FindRecordedLlmCall("f-1", "h2"));
   EXPECT_FALSE(failed.has_value());
-  SC_ASSERT_OK_AND_ASSIGN(auto none, store_->FindLlmCallByRequestHash("zzz"));
+  SC_ASSERT_OK_AND_ASSIGN(auto none, store_->FindRecordedLlmCall("f-1", "zzz"));
   EXPECT_FALSE(none.has_value());
+  // Another feature's identical request is not replayed.
+  SC_ASSERT_OK_AND_ASSIGN(auto other, store_->FindRecordedLlmCall("f-2", "h1"));
+  EXPECT_FALSE(other.has_value());
 
   SC_ASSERT_OK_AND_ASSIGN(auto calls, store_->ListLlmCalls("f-1"));
   ASSERT_EQ(calls.size(), 3u);
@@ -726,9 +729,54 @@ TEST_P(StoreConformanceTest, FindLlmCallReturnsTheNewestSuccessfulRecording) {
   LlmCall newer = MakeCall("f-1", 2, 2, 0, 2000, "same");
   newer.response = {{"content", "newer"}};
   SC_ASSERT_OK(store_->RecordLlmCall(newer));
-  SC_ASSERT_OK_AND_ASSIGN(auto found, store_->FindLlmCallByRequestHash("same"));
+  SC_ASSERT_OK_AND_ASSIGN(auto found, store_->FindRecordedLlmCall("f-1", "same"));
   ASSERT_TRUE(found.has_value());
   EXPECT_EQ(found->response["content"], "newer");
+}
+
+// --- Memories -------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, MemoriesAreValidatedStoredAndFoundWithNamespaceFallback) {
+  Memory m;
+  m.ns = "project:demo";
+  m.content = "Use python3 -m unittest for the textkit package";
+  m.type = "code_pattern";
+  m.importance = 7;
+  m.tags = {"python", "testing"};
+  m.source = {{"feature", "f-1"}};
+  SC_ASSERT_OK_AND_ASSIGN(Memory stored, store_->AddMemory(m));
+  EXPECT_FALSE(stored.id.empty());
+  Memory g;
+  g.content = "Gates run in a sandbox without network";
+  g.type = "constraint";
+  g.importance = 9;
+  SC_ASSERT_OK(store_->AddMemory(g));
+
+  SC_ASSERT_OK_AND_ASSIGN(auto found, store_->FindMemories({"project:demo", "global"}, "UNITTEST python3", 5));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].id, stored.id);
+  EXPECT_EQ(found[0].tags, (std::vector<std::string>{"python", "testing"}));
+  EXPECT_EQ(found[0].source["feature"], "f-1");
+  EXPECT_EQ(found[0].access_count, 1);
+  // Empty query: everything, the project's namespace first, then global.
+  SC_ASSERT_OK_AND_ASSIGN(auto all, store_->FindMemories({"project:demo", "global"}, "", 5));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].ns, "project:demo");
+  EXPECT_EQ(all[1].ns, "global");
+  SC_ASSERT_OK_AND_ASSIGN(auto limited, store_->FindMemories({"project:demo", "global"}, "", 1));
+  EXPECT_EQ(limited.size(), 1u);
+  SC_ASSERT_OK_AND_ASSIGN(auto other, store_->FindMemories({"project:other"}, "", 5));
+  EXPECT_TRUE(other.empty());
+
+  Memory bad = m;
+  bad.type = "gossip";
+  EXPECT_EQ(store_->AddMemory(bad).status().code(), Code::kInvalidArgument);
+  bad = m;
+  bad.importance = 11;
+  EXPECT_EQ(store_->AddMemory(bad).status().code(), Code::kInvalidArgument);
+  bad = m;
+  bad.content.clear();
+  EXPECT_EQ(store_->AddMemory(bad).status().code(), Code::kInvalidArgument);
 }
 
 // --- API keys -------------------------------------------------------------------

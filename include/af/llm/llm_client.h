@@ -38,6 +38,7 @@ struct LlmCallRecord {
   int attempts = 0;
   std::string status;  // "ok" or CodeName(code) of the failure
   std::string error;   // Status::ToString() of the failure; empty when ok
+  const LlmResponse* response = nullptr;  // the reply when ok; valid during the callback only
 };
 
 struct LlmOptions {

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+
+#include "af/core/status.h"
 #include <string>
 #include <vector>
 
@@ -87,5 +89,12 @@ std::string RequestHash(const LlmRequest& request);
 
 // "user" | "assistant" | "tool".
 std::string_view RoleName(Role role);
+
+// A response as JSON ({text, tool_calls:[{id,name,arguments}], stop_reason,
+// usage:{input_tokens,output_tokens}, model, provider}) and back, so a
+// recorded call can be replayed after a restart instead of paid for again.
+nlohmann::json ResponseToJson(const LlmResponse& response);
+// InvalidArgument when `j` is not such an object.
+Result<LlmResponse> ResponseFromJson(const nlohmann::json& j);
 
 }  // namespace af

@@ -164,8 +164,11 @@ class Store {
   // --- LLM calls ----------------------------------------------------------
   // Assigns id when empty and created_ms when 0; returns the stored record.
   virtual Result<LlmCall> RecordLlmCall(LlmCall call) = 0;
-  // The most recent call with status "ok" and this request hash, if any.
-  virtual Result<std::optional<LlmCall>> FindLlmCallByRequestHash(const std::string& hash) = 0;
+  // The most recent call of this feature with status "ok" and this request
+  // hash, if any: what a resumed step replays instead of paying again. Scoped
+  // to the feature so two features never share a model's answer.
+  virtual Result<std::optional<LlmCall>> FindRecordedLlmCall(const std::string& feature_id,
+                                                            const std::string& hash) = 0;
   virtual Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) = 0;
   // Sums over every recorded call of the feature (failed calls count too:
   // their tokens and cost were spent). Unknown feature: all zero.
@@ -184,6 +187,17 @@ class Store {
   virtual Status RevokeApiKey(const std::string& id) = 0;  // idempotent; kNotFound if unknown
   virtual Status TouchApiKey(const std::string& id, int64_t used_ms) = 0;  // kNotFound if unknown
   virtual Result<int64_t> CountActiveApiKeys() = 0;                        // not revoked
+
+  // --- Memories -------------------------------------------------------------
+  // Validates type (kMemoryTypes), importance (1..10) and a non-empty content;
+  // assigns id and times. InvalidArgument names the bad field.
+  virtual Result<Memory> AddMemory(Memory memory) = 0;
+  // Non-archived memories of the namespaces (the first namespace's matches
+  // first: session -> project -> global fallback), every word of `query`
+  // matched as a case-insensitive substring, by importance then recency;
+  // empty query = all. Marks the returned ones accessed.
+  virtual Result<std::vector<Memory>> FindMemories(const std::vector<std::string>& namespaces,
+                                                   const std::string& query, int limit) = 0;
 
   // --- Health -------------------------------------------------------------
   virtual Status Check() = 0;  // a cheap query, for /health

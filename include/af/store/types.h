@@ -125,6 +125,27 @@ struct ApiKey {
   bool revoked = false;
 };
 
+// A memory: something learned, stored for agents to recall (SPEC §9). The
+// memory layer adds search, links and evolution on top of these rows.
+struct Memory {
+  std::string id;         // assigned when empty ("mem-...")
+  std::string ns = "global";  // "global", "project:NAME", "session:PROJECT:ID"
+  std::string content;
+  std::string summary;
+  std::string type = "insight";  // architecture_decision, code_pattern, bug_fix, ..., failure, success
+  int importance = 5;            // 1..10
+  std::vector<std::string> tags;
+  nlohmann::json source = nlohmann::json::object();  // {feature, task, file, commit}
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  int64_t accessed_ms = 0;
+  int64_t access_count = 0;
+  bool archived = false;
+};
+
+// The memory types of SPEC §9.
+extern const std::vector<std::string> kMemoryTypes;
+
 struct Migration {
   int version = 0;
   std::string name;
