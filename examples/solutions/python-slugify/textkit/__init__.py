@@ -1,0 +1,4 @@
+"""Text helpers."""
+from textkit.slug import slugify
+
+__all__ = ["slugify"]
