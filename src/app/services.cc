@@ -93,6 +93,22 @@ HealthInputs Services::Health() const {
   // The memory layer (and with it the vector index) is not built yet.
   h.vector_store = "disabled";
   h.llm = llm ? std::string(llm->provider()) : "unhealthy: " + llm_status.message();
+  // Per role: running when every instance's heartbeat is fresh, offline when
+  // none is, degraded in between. 90 s = three missed heartbeats (SPEC §14).
+  if (auto agents = store->ListAgents(); agents.ok()) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    std::map<std::string, std::pair<int, int>> live_total;
+    for (const auto& a : *agents) {
+      bool live = a.state != "offline" && now - a.last_heartbeat_ms <= 90'000;
+      auto& [live_n, total] = live_total[a.role];
+      live_n += live;
+      ++total;
+    }
+    for (const auto& [role, counts] : live_total) {
+      h.agents[role] = counts.first == counts.second ? "running" : counts.first == 0 ? "offline" : "degraded";
+    }
+  }
   return h;
 }
 

@@ -38,6 +38,17 @@ int Main(int argc, char** argv) {
   on(config->add_subcommand("show-key", "Show which API key is configured, masked, and where it comes from"),
      [&] { return ConfigShowKey(g); });
 
+  std::string prp_file, project;
+  auto* run = app.add_subcommand("run", "Run a feature in this process with live progress; exit 0 only when completed");
+  run->add_option("PRP_FILE", prp_file, "Markdown or JSON feature request")->required();
+  run->add_option("--project", project, "Project (workspace) name; default from the PRP or 'default'");
+  run->add_flag("--json", g.json, "Print a machine-readable report at the end instead of progress");
+  on(run, [&] { return Run(g, prp_file, project); });
+
+  auto* validate = app.add_subcommand("validate", "Check a PRP file (work plan validation); exit 2 when challenged");
+  validate->add_option("PRP_FILE", prp_file, "Markdown or JSON feature request")->required();
+  on(validate, [&] { return Validate(g, prp_file); });
+
   auto* serve = app.add_subcommand("serve", "Start the HTTP server (API, dashboard, health) in the foreground");
   serve->add_option("--host", g.host, "Address to listen on (default 127.0.0.1, AF_HOST)");
   serve->add_option("--port", g.port, "Port to listen on (default 8080, AF_PORT)");

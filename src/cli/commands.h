@@ -42,6 +42,8 @@ int DbStatus(const GlobalOptions& g);
 int DbHistory(const GlobalOptions& g);
 
 int Serve(const GlobalOptions& g);
+int Validate(const GlobalOptions& g, const std::string& file);
+int Run(const GlobalOptions& g, const std::string& file, const std::string& project);
 int Health(const GlobalOptions& g, const std::string& server);
 
 }  // namespace af::cli

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "af/agents/pipeline.h"
 #include "af/api/health.h"
 #include "af/api/http_server.h"
 #include "af/app/services.h"
@@ -31,6 +32,20 @@ int Serve(const GlobalOptions& g) {
 
   auto services = Services::Open(config);
   if (!services.ok()) return ReportError(services.status());
+
+  // The agents and the coordinator; unfinished features resume here.
+  std::unique_ptr<Pipeline> pipeline;
+  if ((*services)->llm) {
+    auto started = Pipeline::Start(**services);
+    if (started.ok()) {
+      pipeline = std::move(started).value();
+    } else {
+      logger->error("the agents could not start: {}", started.status().ToString());
+    }
+  } else {
+    logger->warn("no usable LLM provider ({}); features cannot run until it is configured",
+                 (*services)->llm_status.ToString());
+  }
 
   HttpServerOptions http;
   http.host = config.server.host;
@@ -67,6 +82,7 @@ int Serve(const GlobalOptions& g) {
   sigwait(&stop_signals, &sig);
   logger->info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   server.Stop();
+  if (pipeline) pipeline->Stop();
   services->reset();
   logger->info("stopped");
   return kExitOk;

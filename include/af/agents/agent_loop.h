@@ -1,0 +1,69 @@
+#pragma once
+// One agent conversation: the tool-using loop every LLM agent runs. Each turn
+// asks the model (through CallModel), executes the tool calls it makes and
+// feeds the results back, until a terminal tool (finish, submit_plan,
+// submit_review) is accepted.
+//
+// CallModel is where limits live: a call whose request was already answered
+// for this feature is replayed from the store (a resumed step pays nothing);
+// otherwise the step limit and budgets are checked first and the call is
+// recorded with its response.
+//
+// Errors carry a reason prefix the coordinator turns into the feature's
+// failure reason: "step limit reached" (max_steps), "budget exceeded"
+// (budget_exceeded), Cancelled, DeadlineExceeded (timeout), or the
+// provider's own error.
+
+#include <functional>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "af/agents/tools.h"
+#include "af/core/status.h"
+#include "af/llm/types.h"
+
+namespace af {
+
+class LlmClient;
+class Optimizer;
+class Store;
+struct Config;
+
+// What a conversation needs from the world. Not owned.
+struct AgentEnv {
+  Store* store = nullptr;
+  LlmClient* llm = nullptr;
+  const Config* config = nullptr;
+  Optimizer* optimizer = nullptr;
+  // Ok to go on; Cancelled / DeadlineExceeded to stop (checked before each call).
+  std::function<Status()> check;
+};
+
+struct Conversation {
+  std::string role;      // planner | coder | reviewer
+  std::string agent_id;  // e.g. coder-2
+  std::string feature_id, task_id;
+  std::string model;     // empty = the provider's default
+  std::string system;
+  std::string first_user;
+  int max_turns = 60;    // also bounded by limits.max_steps for the whole feature
+};
+
+struct ConversationEnd {
+  std::string tool;       // the accepted terminal tool
+  nlohmann::json args;    // its arguments
+  int turns = 0;
+};
+
+// Model call with replay, limits and the llm.call event.
+Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& request, const std::string& agent_id);
+
+Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
+                                        const ToolContext& tools);
+
+// "max_steps", "budget_exceeded", "timeout", "cancelled" or "agent_error".
+std::string FailureReason(const Status& status);
+
+}  // namespace af

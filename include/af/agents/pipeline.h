@@ -1,0 +1,82 @@
+#pragma once
+// The pipeline of SPEC §4: agent instances per role (replicas), each a worker
+// on its role's mailbox (`role:<role>` on the bus), and the coordinator that
+// drives every feature through its states:
+//
+//   queued -> planning -> implementing -> testing -> reviewing -> delivering -> completed
+//                              ^             |            |
+//                              +--- fix -----+------------+      (or failed / cancelled)
+//
+// State lives in the store: every transition is persisted with its event
+// before anything else happens, and on Start every unfinished feature is
+// resumed from its current state. Model calls already answered for a feature
+// are replayed from the store, so a resumed step does not pay again; task
+// commits carry the task id, so a resumed task never commits twice.
+//
+// Thread safety: all public methods may be called from any thread.
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "af/agents/prp.h"
+#include "af/core/status.h"
+#include "af/store/types.h"
+
+namespace af {
+
+struct Services;
+
+struct PipelineOptions {
+  std::filesystem::path skills_dir;  // empty = <source>/skills
+  std::chrono::milliseconds heartbeat_interval{30000};  // default 30 s
+  bool resume = true;  // resume unfinished features on Start
+};
+
+class Pipeline {
+ public:
+  // Starts the agents (agents.<role>.replicas of each role) and the
+  // coordinator, then resumes unfinished features. `services` must outlive
+  // the pipeline. Errors: the sandbox or the store cannot be set up.
+  static Result<std::unique_ptr<Pipeline>> Start(Services& services, PipelineOptions options = {});
+
+  ~Pipeline();  // Stop()
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Stops taking work, lets running conversations notice, joins every thread
+  // and marks the agents offline. Unfinished features stay in the store in
+  // their current state, to be resumed by the next Start. Idempotent.
+  void Stop();
+
+  // Validates the request (work plan validation, unless the request or the
+  // configuration turns it off), persists the feature and starts it.
+  // Errors: InvalidArgument "Work plan challenged: ..." listing every issue
+  // (nothing is stored); the store's errors.
+  Result<Feature> Submit(const FeatureRequest& request);
+
+  // Cancels a feature that has not finished: its status becomes cancelled at
+  // once; running agents stop at their next step. NotFound / FailedPrecondition
+  // (already finished) otherwise.
+  Status Cancel(const std::string& feature_id);
+
+  // Blocks until the feature is in a terminal state or `timeout` passes;
+  // returns the feature as it is then.
+  Result<Feature> WaitFor(const std::string& feature_id, std::chrono::milliseconds timeout);
+
+  // What the sandbox said about itself at start (empty when bubblewrap works).
+  std::string sandbox_warning() const;
+
+  class Impl;
+
+ private:
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// True for completed, failed and cancelled.
+bool IsTerminalFeatureStatus(const std::string& status);
+
+}  // namespace af

@@ -1,0 +1,169 @@
+#include "af/agents/agent_loop.h"
+
+#include <chrono>
+
+#include "af/agents/optimizer.h"
+#include "af/core/config.h"
+#include "af/core/log.h"
+#include "af/llm/llm_client.h"
+#include "af/llm/pricing.h"
+#include "af/store/store.h"
+
+namespace af {
+namespace {
+
+using json = nlohmann::json;
+
+void Emit(Store* store, const std::string& type, const std::string& feature_id,
+          const std::string& task_id, const std::string& agent, json data) {
+  Event e;
+  e.type = type;
+  e.feature_id = feature_id;
+  e.task_id = task_id;
+  e.agent = agent;
+  e.data = std::move(data);
+  if (auto r = store->AppendEvent(e); !r.ok())
+    log::Get("agents")->warn("could not record event {}: {}", type, r.status().ToString());
+}
+
+int64_t StartOfTodayMs() {
+  auto now = std::chrono::system_clock::now();
+  auto days = std::chrono::floor<std::chrono::days>(now);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(days.time_since_epoch()).count();
+}
+
+// A short, secret-free view of tool arguments for events and logs.
+json ArgsSummary(const ToolCall& call) {
+  json out = json::object();
+  for (const char* k : {"path", "command", "query", "verdict"})
+    if (call.arguments.contains(k) && call.arguments[k].is_string()) out[k] = call.arguments[k];
+  if (call.name == "submit_plan" && call.arguments.contains("tasks") && call.arguments["tasks"].is_array())
+    out["tasks"] = call.arguments["tasks"].size();
+  return out;
+}
+
+}  // namespace
+
+std::string FailureReason(const Status& s) {
+  if (s.code() == Code::kCancelled) return "cancelled";
+  if (s.code() == Code::kDeadlineExceeded) return "timeout";
+  if (s.message().rfind("step limit reached", 0) == 0) return "max_steps";
+  if (s.message().rfind("budget exceeded", 0) == 0) return "budget_exceeded";
+  return "agent_error";
+}
+
+Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req, const std::string& agent_id) {
+  const Config& cfg = *env.config;
+  const std::string hash = RequestHash(req);
+  AF_ASSIGN_OR_RETURN(auto recorded, env.store->FindRecordedLlmCall(req.feature_id, hash));
+  if (recorded && !recorded->response.is_null()) {
+    auto replay = ResponseFromJson(recorded->response);
+    if (replay.ok()) {
+      Emit(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
+           {{"role", req.agent_role}, {"model", recorded->model}, {"provider", recorded->provider},
+            {"input_tokens", recorded->input_tokens}, {"output_tokens", recorded->output_tokens},
+            {"cost_usd", 0.0}, {"replayed", true}});
+      return replay;
+    }
+  }
+
+  AF_ASSIGN_OR_RETURN(UsageTotals used, env.store->FeatureUsage(req.feature_id));
+  if (used.calls >= cfg.limits.max_steps) {
+    return ResourceExhausted("step limit reached: " + std::to_string(used.calls) +
+                                 " model calls (limits.max_steps = " +
+                                 std::to_string(cfg.limits.max_steps) + ")",
+                             "raise limits.max_steps, or split the feature into smaller ones");
+  }
+  // Reserve: what this call may cost at most is counted before it is made.
+  const int64_t in_est = EstimateTokens(req);
+  const std::string model = req.model.empty() ? cfg.llm.model : req.model;
+  const double cost_est = CostUsd(std::string(env.llm->provider()), model,
+                                  Usage{in_est, static_cast<int64_t>(req.max_tokens)});
+  if (cfg.budget.feature_usd > 0 && used.cost_usd + cost_est > cfg.budget.feature_usd) {
+    return ResourceExhausted("budget exceeded: feature spent $" + std::to_string(used.cost_usd) +
+                                 ", the next call may cost up to $" + std::to_string(cost_est) +
+                                 " (budget.feature_usd = " + std::to_string(cfg.budget.feature_usd) + ")",
+                             "raise budget.feature_usd or use a cheaper model");
+  }
+  if (cfg.budget.feature_tokens > 0 &&
+      used.input_tokens + used.output_tokens + in_est > cfg.budget.feature_tokens) {
+    return ResourceExhausted("budget exceeded: feature used " +
+                                 std::to_string(used.input_tokens + used.output_tokens) +
+                                 " tokens (budget.feature_tokens = " +
+                                 std::to_string(cfg.budget.feature_tokens) + ")",
+                             "raise budget.feature_tokens");
+  }
+  if (cfg.budget.daily_usd > 0) {
+    AF_ASSIGN_OR_RETURN(double today, env.store->CostSince(StartOfTodayMs()));
+    if (today + cost_est > cfg.budget.daily_usd) {
+      return ResourceExhausted("budget exceeded: $" + std::to_string(today) +
+                                   " spent today (budget.daily_usd = " +
+                                   std::to_string(cfg.budget.daily_usd) + ")",
+                               "raise budget.daily_usd or wait until tomorrow (UTC)");
+    }
+    if (today + cost_est > 0.8 * cfg.budget.daily_usd) {
+      Emit(env.store, "budget.warning", req.feature_id, req.task_id, agent_id,
+           {{"spent_today_usd", today}, {"daily_usd", cfg.budget.daily_usd}});
+    }
+  }
+
+  auto resp = env.llm->Complete(req);
+  if (!resp.ok()) {
+    Emit(env.store, "error", req.feature_id, req.task_id, agent_id,
+         {{"where", "llm"}, {"message", resp.status().ToString()}});
+    return resp.status();
+  }
+  Emit(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
+       {{"role", req.agent_role}, {"model", resp->model}, {"provider", resp->provider},
+        {"input_tokens", resp->usage.input_tokens}, {"output_tokens", resp->usage.output_tokens},
+        {"cost_usd", CostUsd(resp->provider, resp->model, resp->usage)},
+        {"latency_ms", resp->latency_ms}, {"replayed", false}});
+  return resp;
+}
+
+Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
+                                        const ToolContext& tools) {
+  LlmRequest req;
+  req.model = conv.model;
+  req.system = conv.system;
+  req.tools = ToolsForRole(conv.role);
+  req.max_tokens = env.config->llm.max_tokens;
+  req.temperature = env.config->llm.temperature;
+  req.agent_role = CanonicalRole(conv.role);
+  req.feature_id = conv.feature_id;
+  req.task_id = conv.task_id;
+  req.messages.push_back(Message::User(conv.first_user));
+
+  auto logger = log::Get("agents");
+  for (int turn = 1; turn <= conv.max_turns; ++turn) {
+    if (env.check) AF_RETURN_IF_ERROR(env.check());
+    LlmRequest sent = req;
+    AF_RETURN_IF_ERROR(env.optimizer->Fit(sent));
+    AF_ASSIGN_OR_RETURN(LlmResponse resp, CallModel(env, sent, conv.agent_id));
+
+    Message assistant = Message::Assistant(resp.text, resp.tool_calls);
+    req.messages.push_back(assistant);
+    if (resp.tool_calls.empty()) {
+      req.messages.push_back(Message::User(
+          "Use your tools to do the work; when you are done, call " +
+          std::string(conv.role == "planner" ? "submit_plan" : conv.role == "reviewer" ? "submit_review" : "finish") +
+          "."));
+      continue;
+    }
+    for (const auto& call : resp.tool_calls) {
+      ToolOutcome out = ExecuteTool(call, tools);
+      Emit(env.store, "tool.call", conv.feature_id, conv.task_id, conv.agent_id,
+           {{"tool", call.name}, {"args", ArgsSummary(call)}, {"ok", !out.is_error},
+            {"result", out.content.substr(0, 300)}});
+      logger->debug("{} {}({}) -> {}{}", conv.agent_id, call.name, ArgsSummary(call).dump(),
+                    out.is_error ? "error: " : "", out.content.substr(0, 120));
+      req.messages.push_back(Message::ToolResult(call.id, out.content, out.is_error));
+      if (out.terminal) return ConversationEnd{call.name, call.arguments, turn};
+    }
+  }
+  return ResourceExhausted("step limit reached: the " + conv.role + " did not finish within " +
+                               std::to_string(conv.max_turns) + " turns",
+                           "the task may be too large: split it, or raise limits.max_steps");
+}
+
+}  // namespace af

@@ -1,0 +1,819 @@
+#include "af/agents/pipeline.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "af/agents/agent_loop.h"
+#include "af/agents/optimizer.h"
+#include "af/agents/tools.h"
+#include "af/app/services.h"
+#include "af/core/config.h"
+#include "af/core/log.h"
+#include "af/workspace/sandbox.h"
+#include "af/workspace/workspace.h"
+
+namespace af {
+
+using json = nlohmann::json;
+
+bool IsTerminalFeatureStatus(const std::string& s) {
+  return s == "completed" || s == "failed" || s == "cancelled";
+}
+
+namespace {
+
+const char* const kActiveStatuses[] = {"queued",  "planning",  "implementing",
+                                       "testing", "reviewing", "delivering"};
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Hostname() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// One agent instance: a worker thread on its role's mailbox (the coordinator
+// and the optimizer have no mailbox: the coordinator drives features on its
+// own threads, the optimizer is called by the others).
+struct Instance {
+  std::string id, role;
+  std::mutex mu;  // guards state, current_task, counters
+  std::string state = "idle";
+  std::string current_task;
+  int64_t jobs_done = 0, jobs_failed = 0;
+  std::thread thread;
+};
+
+// Task ids are global in the store; a plan's ids are local to its feature.
+std::string GlobalTaskId(const std::string& feature_id, const std::string& local) {
+  return feature_id + "-" + local;
+}
+
+}  // namespace
+
+class Pipeline::Impl {
+ public:
+  Impl(Services& svc, PipelineOptions options, std::unique_ptr<Sandbox> sandbox,
+       std::vector<Skill> skills)
+      : svc_(svc),
+        cfg_(svc.config),
+        options_(std::move(options)),
+        sandbox_(std::move(sandbox)),
+        optimizer_(ContextBudget{cfg_.context.window_tokens, cfg_.context.preserve_at,
+                                 cfg_.context.critical_at},
+                   std::move(skills), svc.store.get()) {}
+
+  Status StartAgents();
+  void Stop();
+  Result<Feature> Submit(const FeatureRequest& request);
+  Status Cancel(const std::string& feature_id);
+  void ResumeAll();
+  std::string sandbox_warning() const { return sandbox_->warning(); }
+  Store* store() const { return svc_.store.get(); }
+
+ private:
+  // --- agents ---
+  void WorkerLoop(Instance* inst);
+  void HeartbeatLoop();
+  void SetState(Instance* inst, const std::string& state, const std::string& task);
+  void Beat(Instance* inst, bool emit_event);
+  Status HandleJob(Instance* inst, const Delivery& job);
+  Result<json> DoPlan(Instance* inst, const Feature& f, FeatureTree* tree);
+  Result<json> DoCode(Instance* inst, const Feature& f, const std::string& task_id, FeatureTree* tree);
+  Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);
+  Result<json> DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree);
+  Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
+
+  // --- coordinator ---
+  void StartDriver(const std::string& feature_id);
+  void Drive(const std::string& feature_id);
+  Status DriveOnce(const Feature& f);
+  Result<json> Dispatch(const Feature& f, const std::string& role, json job);
+  Result<json> Await(const std::string& feature_id, const std::string& type);
+  Status Implement(const Feature& f);
+  Status Transition(const Feature& f, const std::string& to, const std::string& reason = {},
+                    json data = json::object());
+  void Fail(const std::string& feature_id, const std::string& reason, const std::string& message);
+  void Learn(const std::string& feature_id);
+
+  // --- shared ---
+  Status Check(const std::string& feature_id);
+  AgentEnv EnvFor(const std::string& feature_id);
+  Result<FeatureTree*> TreeFor(const Feature& f);
+  void Emit(const std::string& type, const std::string& feature_id, const std::string& task_id,
+            const std::string& agent, json data);
+  FeatureRequest RequestOf(const Feature& f);
+
+  Services& svc_;
+  const Config cfg_;
+  PipelineOptions options_;
+  std::unique_ptr<Sandbox> sandbox_;
+  Optimizer optimizer_;
+  std::atomic<bool> stopping_{false};
+
+  std::vector<std::unique_ptr<Instance>> instances_;
+  std::thread heartbeat_;
+  std::mutex stop_mu_;  // with stop_cv_: wakes the heartbeat thread on Stop
+  std::condition_variable stop_cv_;
+
+  std::mutex trees_mu_;  // guards workspaces_ and trees_
+  std::map<std::string, std::unique_ptr<Workspace>> workspaces_;
+  std::map<std::string, std::unique_ptr<FeatureTree>> trees_;
+
+  std::mutex drivers_mu_;  // guards drivers_
+  std::map<std::string, std::thread> drivers_;
+};
+
+// ---------------------------------------------------------------------------
+// Shared helpers
+
+void Pipeline::Impl::Emit(const std::string& type, const std::string& feature_id,
+                          const std::string& task_id, const std::string& agent, json data) {
+  Event e;
+  e.type = type;
+  e.feature_id = feature_id;
+  e.task_id = task_id;
+  e.agent = agent;
+  e.data = std::move(data);
+  if (auto r = svc_.store->AppendEvent(e); !r.ok())
+    log::Get("agents")->warn("could not record event {}: {}", type, r.status().ToString());
+}
+
+FeatureRequest Pipeline::Impl::RequestOf(const Feature& f) {
+  auto r = FeatureRequestFromJson(f.request);
+  if (r.ok()) return *r;
+  FeatureRequest fallback;  // stored requests were validated; this is a guard
+  fallback.title = f.title;
+  fallback.project = f.project;
+  return fallback;
+}
+
+Status Pipeline::Impl::Check(const std::string& feature_id) {
+  if (stopping_) return Cancelled("the pipeline is shutting down; the feature resumes on the next start");
+  AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
+  if (f.status == "cancelled") return Cancelled("feature " + feature_id + " was cancelled");
+  if (IsTerminalFeatureStatus(f.status)) return FailedPrecondition("feature " + feature_id + " is " + f.status);
+  if (NowMs() > f.created_ms + int64_t{cfg_.limits.feature_timeout} * 1000) {
+    return DeadlineExceeded("feature timeout reached (limits.feature_timeout = " +
+                                std::to_string(cfg_.limits.feature_timeout) + " s)",
+                            "raise limits.feature_timeout or split the feature");
+  }
+  return Status::Ok();
+}
+
+AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id) {
+  AgentEnv env;
+  env.store = svc_.store.get();
+  env.llm = svc_.llm.get();
+  env.config = &cfg_;
+  env.optimizer = &optimizer_;
+  env.check = [this, feature_id] { return Check(feature_id); };
+  return env;
+}
+
+Result<FeatureTree*> Pipeline::Impl::TreeFor(const Feature& f) {
+  std::lock_guard lock(trees_mu_);
+  auto it = trees_.find(f.id);
+  if (it != trees_.end()) return it->second.get();
+  auto& ws = workspaces_[f.project];
+  if (!ws) {
+    AF_ASSIGN_OR_RETURN(ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project));
+  }
+  AF_ASSIGN_OR_RETURN(auto tree, ws->OpenFeature(f.id));
+  FeatureTree* raw = tree.get();
+  trees_[f.id] = std::move(tree);
+  return raw;
+}
+
+// ---------------------------------------------------------------------------
+// Agents
+
+Status Pipeline::Impl::StartAgents() {
+  for (const auto& role : AgentRoles()) {
+    int replicas = cfg_.agents.at(role).replicas;
+    if (role == "coordinator" || role == "optimizer") replicas = std::min(replicas, 1);
+    for (int i = 1; i <= replicas; ++i) {
+      auto inst = std::make_unique<Instance>();
+      inst->id = role + "-" + std::to_string(i);
+      inst->role = role;
+      inst->state = (role == "coordinator" || role == "optimizer") ? "running" : "idle";
+      instances_.push_back(std::move(inst));
+    }
+  }
+  for (auto& inst : instances_) {
+    Beat(inst.get(), false);
+    Emit("agent.started", "", "", inst->id, {{"role", inst->role}, {"host", Hostname()}, {"pid", getpid()}});
+  }
+  for (auto& inst : instances_) {
+    if (inst->role == "coordinator" || inst->role == "optimizer") continue;
+    inst->thread = std::thread([this, p = inst.get()] { WorkerLoop(p); });
+  }
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  return Status::Ok();
+}
+
+void Pipeline::Impl::Beat(Instance* inst, bool emit_event) {
+  AgentRecord a;
+  {
+    std::lock_guard lock(inst->mu);
+    a.id = inst->id;
+    a.role = inst->role;
+    a.state = inst->state;
+    a.current_task = inst->current_task;
+    a.counters = {{"jobs_done", inst->jobs_done}, {"jobs_failed", inst->jobs_failed}};
+  }
+  a.last_heartbeat_ms = NowMs();
+  a.host = Hostname();
+  a.pid = getpid();
+  (void)svc_.store->UpsertAgent(a);
+  (void)svc_.bus->Heartbeat(AgentBeat{a.id, a.role, a.state, a.current_task, a.last_heartbeat_ms});
+  if (emit_event) Emit("agent.heartbeat", "", "", a.id, {{"state", a.state}, {"current_task", a.current_task}});
+}
+
+void Pipeline::Impl::SetState(Instance* inst, const std::string& state, const std::string& task) {
+  {
+    std::lock_guard lock(inst->mu);
+    inst->state = state;
+    inst->current_task = task;
+  }
+  Beat(inst, false);
+}
+
+void Pipeline::Impl::HeartbeatLoop() {
+  std::unique_lock lock(stop_mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, options_.heartbeat_interval, [this] { return stopping_.load(); });
+    if (stopping_) break;
+    lock.unlock();
+    for (auto& inst : instances_) Beat(inst.get(), true);
+    lock.lock();
+  }
+}
+
+void Pipeline::Impl::WorkerLoop(Instance* inst) {
+  const std::string queue = "role:" + inst->role;
+  auto logger = log::Get("agents");
+  while (!stopping_) {
+    auto job = svc_.bus->Receive(queue, inst->id, std::chrono::milliseconds(250));
+    if (!job.ok()) break;  // the bus is closed
+    if (!job->has_value()) continue;
+    const Delivery& d = **job;
+    SetState(inst, "busy", d.payload.value("task_id", d.payload.value("feature_id", "")));
+    Status s = HandleJob(inst, d);
+    (void)svc_.bus->Ack(queue, d.id);
+    {
+      std::lock_guard lock(inst->mu);
+      (s.ok() ? inst->jobs_done : inst->jobs_failed)++;
+    }
+    if (!s.ok()) logger->warn("{} {}: {}", inst->id, d.type, s.ToString());
+    SetState(inst, "idle", "");
+  }
+}
+
+Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
+  const std::string feature_id = job.payload.value("feature_id", "");
+  const std::string reply_to = "feature:" + feature_id;
+  json reply = {{"job", job.type}, {"task_id", job.payload.value("task_id", "")}};
+  Result<json> result = [&]() -> Result<json> {
+    AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
+    AF_RETURN_IF_ERROR(Check(feature_id));
+    AF_ASSIGN_OR_RETURN(FeatureTree * tree, TreeFor(f));
+    if (job.type == "plan") return DoPlan(inst, f, tree);
+    if (job.type == "code") return DoCode(inst, f, job.payload.value("task_id", ""), tree);
+    if (job.type == "test") return DoTest(inst, f, tree);
+    if (job.type == "review") return DoReview(inst, f, job.payload, tree);
+    if (job.type == "deliver") return DoDeliver(inst, f, tree);
+    return InvalidArgument("unknown job type '" + job.type + "'");
+  }();
+  if (result.ok()) {
+    reply["ok"] = true;
+    reply["result"] = *result;
+  } else {
+    reply["ok"] = false;
+    reply["reason"] = FailureReason(result.status());
+    reply["error"] = result.status().ToString();
+    if (result.status().code() != Code::kCancelled) {
+      Emit("error", feature_id, job.payload.value("task_id", ""), inst->id,
+           {{"job", job.type}, {"message", result.status().ToString()}});
+    }
+  }
+  (void)svc_.bus->Send(reply_to, BusMessage{job.type + ".done", reply});
+  return result.status();
+}
+
+Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTree* tree) {
+  AF_ASSIGN_OR_RETURN(auto existing, svc_.store->ListTasks(f.id));
+  if (!existing.empty()) return json{{"tasks", existing.size()}, {"resumed", true}};
+  ContextInput in;
+  in.role = "planner";
+  in.request = f.request;
+  in.project = f.project;
+  Conversation conv{"planner", inst->id, f.id, "", cfg_.ModelFor("planner"),
+                    SystemPrompt("planner"), optimizer_.BuildContext(in, tree)};
+  ToolContext tools;
+  tools.tree = tree;
+  tools.store = svc_.store.get();
+  tools.project = f.project;
+  tools.feature_id = f.id;
+  AF_ASSIGN_OR_RETURN(ConversationEnd end, RunConversation(EnvFor(f.id), conv, tools));
+  std::vector<Task> tasks;
+  for (const auto& t : end.args["tasks"]) {
+    Task task;
+    task.id = GlobalTaskId(f.id, t["id"].get<std::string>());
+    task.feature_id = f.id;
+    task.title = t["title"].get<std::string>();
+    task.description = t["description"].get<std::string>();
+    task.role = "coder";
+    task.status = "pending";
+    for (const auto& d : t.value("dependencies", json::array())) task.dependencies.push_back(GlobalTaskId(f.id, d.get<std::string>()));
+    for (const auto& p : t.value("files", json::array())) task.files.push_back(p.get<std::string>());
+    tasks.push_back(std::move(task));
+  }
+  AF_RETURN_IF_ERROR(svc_.store->CreateTasks(f.id, tasks).status());
+  return json{{"tasks", tasks.size()}};
+}
+
+Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std::string& task_id,
+                                    FeatureTree* tree) {
+  AF_ASSIGN_OR_RETURN(Task task, svc_.store->GetTask(task_id));
+  if (task.status == "completed") return task.result;
+  TaskUpdate start;
+  start.assigned_agent = inst->id;
+  start.add_attempts = 1;
+  AF_RETURN_IF_ERROR(svc_.store->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}}).status());
+
+  ContextInput in;
+  in.role = "coder";
+  in.request = f.request;
+  in.project = f.project;
+  in.task_title = task.title;
+  in.task_description = task.description;
+  in.task_files = task.files;
+  AF_ASSIGN_OR_RETURN(auto all, svc_.store->ListTasks(f.id));
+  for (const auto& t : all)
+    if (t.status == "completed" && t.id != task_id)
+      in.history.push_back("Task '" + t.title + "' is done: " + t.result.value("summary", ""));
+  Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
+                    optimizer_.BuildContext(in, tree)};
+  std::set<std::string> touched;
+  ToolContext tools;
+  tools.tree = tree;
+  tools.sandbox = sandbox_.get();
+  tools.store = svc_.store.get();
+  tools.project = f.project;
+  tools.feature_id = f.id;
+  tools.task_id = task_id;
+  tools.touched = &touched;
+  auto end = RunConversation(EnvFor(f.id), conv, tools);
+  if (!end.ok()) {
+    if (end.status().code() != Code::kCancelled || !stopping_) {
+      TaskUpdate u;
+      u.result = json{{"error", end.status().ToString()}, {"reason", FailureReason(end.status())}};
+      (void)svc_.store->TransitionTask(task_id, std::nullopt,
+                                       end.status().code() == Code::kCancelled ? "cancelled" : "failed", u,
+                                       {{"error", end.status().ToString()}});
+    }
+    return end.status();
+  }
+  std::string summary = end->args.value("summary", "");
+  std::vector<std::string> paths(touched.begin(), touched.end());
+  AF_ASSIGN_OR_RETURN(std::string sha, tree->CommitTask(task_id, task.title + "\n\n" + summary, paths));
+  TaskUpdate done;
+  done.result = json{{"summary", summary}, {"commit", sha}, {"files", paths}, {"turns", end->turns}};
+  AF_RETURN_IF_ERROR(svc_.store->TransitionTask(task_id, "in_progress", "completed", done, {{"commit", sha}}).status());
+  return *done.result;
+}
+
+Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTree* tree) {
+  FeatureRequest req = RequestOf(f);
+  json results = json::array();
+  bool passed = true;
+  if (req.validation_gates.empty()) {
+    Emit("gate.result", f.id, "", inst->id,
+         {{"gate", ""}, {"passed", true}, {"note", "no validation gates were given; nothing to run"}});
+  }
+  for (const auto& gate : req.validation_gates) {
+    AF_RETURN_IF_ERROR(Check(f.id));
+    auto run = sandbox_->Run(gate, tree->root());
+    json r = {{"gate", gate}};
+    if (!run.ok()) {
+      r["passed"] = false;
+      r["exit_code"] = -1;
+      r["output"] = run.status().ToString();
+    } else {
+      r["passed"] = run->exit_code == 0 && !run->timed_out;
+      r["exit_code"] = run->exit_code;
+      r["timed_out"] = run->timed_out;
+      r["duration_ms"] = run->duration.count();
+      r["output"] = run->output.size() > 6000 ? run->output.substr(run->output.size() - 6000) : run->output;
+      r["sandbox"] = run->sandbox;
+    }
+    passed = passed && r["passed"].get<bool>();
+    Emit("gate.result", f.id, "", inst->id, r);
+    results.push_back(r);
+  }
+  return json{{"passed", passed}, {"results", results}};
+}
+
+Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree) {
+  ContextInput in;
+  in.role = "reviewer";
+  in.request = f.request;
+  in.project = f.project;
+  for (const auto& g : job.value("gates", json::array())) {
+    in.history.push_back("Gate `" + g.value("gate", "") + "`: " + (g.value("passed", false) ? "PASSED" : "FAILED") +
+                         " (exit " + std::to_string(g.value("exit_code", -1)) + ")\n" +
+                         g.value("output", "").substr(0, 1500));
+  }
+  AF_ASSIGN_OR_RETURN(in.diff, tree->Diff());
+  Conversation conv{"reviewer", inst->id, f.id, "", cfg_.ModelFor("reviewer"), SystemPrompt("reviewer"),
+                    optimizer_.BuildContext(in, tree)};
+  ToolContext tools;
+  tools.tree = tree;
+  tools.store = svc_.store.get();
+  tools.project = f.project;
+  tools.feature_id = f.id;
+  AF_ASSIGN_OR_RETURN(ConversationEnd end, RunConversation(EnvFor(f.id), conv, tools));
+  json verdict = {{"verdict", end.args["verdict"]},
+                  {"comments", end.args.value("comments", json::array())},
+                  {"round", job.value("round", 1)}};
+  Emit("review.verdict", f.id, "", inst->id, verdict);
+  return verdict;
+}
+
+Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree) {
+  auto dir = std::filesystem::path(cfg_.data_dir) / "artifacts" / f.id;
+  std::filesystem::create_directories(dir);
+  AF_RETURN_IF_ERROR(tree->WritePatch(dir / "changes.patch").status());
+  AF_ASSIGN_OR_RETURN(std::string head, tree->HeadSha());
+  AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
+  AF_ASSIGN_OR_RETURN(UsageTotals usage, svc_.store->FeatureUsage(f.id));
+  std::ofstream md(dir / "summary.md");
+  md << "# " << f.title << "\n\nFeature `" << f.id << "`, project `" << f.project << "`, branch `"
+     << tree->branch() << "` at `" << head << "`.\n\n## Tasks\n";
+  for (const auto& t : tasks)
+    md << "- **" << t.title << "** (" << t.status << ", commit `" << t.result.value("commit", "")
+       << "`): " << t.result.value("summary", "") << "\n";
+  md << "\n## Usage\n" << usage.calls << " model calls, " << usage.input_tokens << " input and "
+     << usage.output_tokens << " output tokens, $" << usage.cost_usd << ".\n";
+  md.close();
+  json out = {{"branch", tree->branch()},
+              {"commit", head},
+              {"artifacts", {(dir / "changes.patch").string(), (dir / "summary.md").string()}}};
+  if (!cfg_.delivery.command.empty()) {
+    auto run = sandbox_->Run(cfg_.delivery.command, tree->root());
+    if (!run.ok()) return run.status().WithContext("delivery.command");
+    out["delivery"] = {{"exit_code", run->exit_code}, {"output", run->output.substr(0, 2000)}};
+    if (run->exit_code != 0) {
+      return FailedPrecondition("delivery.command exited with " + std::to_string(run->exit_code) + ": " +
+                                    run->output.substr(0, 500),
+                                "fix the command in delivery.command; the branch and patch are ready");
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Coordinator
+
+Status Pipeline::Impl::Transition(const Feature& f, const std::string& to, const std::string& reason,
+                                  json data) {
+  return svc_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
+}
+
+void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason, const std::string& message) {
+  auto f = svc_.store->GetFeature(feature_id);
+  if (!f.ok() || IsTerminalFeatureStatus(f->status)) return;
+  (void)svc_.store->TransitionFeature(feature_id, f->status, "failed", reason, {{"message", message}});
+  log::Get("coordinator")->warn("feature {} failed ({}): {}", feature_id, reason, message);
+}
+
+Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
+  std::string type = job.value("type", "");
+  job["feature_id"] = f.id;
+  AF_RETURN_IF_ERROR(svc_.bus->Send("role:" + role, BusMessage{type, job}).status());
+  return Await(f.id, type + ".done");
+}
+
+// Waits for a reply on the feature's mailbox, checking cancellation and the
+// timeout in between. Stale replies (from before a restart) are dropped.
+Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::string& type) {
+  const std::string queue = "feature:" + feature_id;
+  for (;;) {
+    AF_RETURN_IF_ERROR(Check(feature_id));
+    AF_ASSIGN_OR_RETURN(auto d, svc_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
+    if (!d) continue;
+    (void)svc_.bus->Ack(queue, d->id);
+    if (d->type == type) return d->payload;
+  }
+}
+
+Status Pipeline::Impl::Implement(const Feature& f) {
+  std::set<std::string> dispatched;
+  for (;;) {
+    AF_RETURN_IF_ERROR(Check(f.id));
+    AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
+    std::map<std::string, std::string> status;
+    for (const auto& t : tasks) status[t.id] = t.status;
+    bool all_done = true;
+    for (const auto& t : tasks) {
+      if (t.status == "failed") {
+        Fail(f.id, t.result.value("reason", "agent_error"),
+             "task '" + t.title + "' failed: " + t.result.value("error", ""));
+        return Status::Ok();
+      }
+      if (t.status != "completed" && t.status != "cancelled") all_done = false;
+    }
+    if (all_done) return Transition(f, "testing");
+    for (const auto& t : tasks) {
+      if (dispatched.count(t.id) || t.status == "completed") continue;
+      bool ready = true;
+      for (const auto& d : t.dependencies) ready = ready && status[d] == "completed";
+      if (!ready) continue;
+      if (t.status == "pending") {
+        AF_RETURN_IF_ERROR(svc_.store->TransitionTask(t.id, "pending", "ready", {}, {}).status());
+      }
+      AF_RETURN_IF_ERROR(svc_.bus->Send("role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}}).status());
+      dispatched.insert(t.id);
+    }
+    AF_RETURN_IF_ERROR(Await(f.id, "code.done").status());
+  }
+}
+
+// One step of the state machine: does the work of the feature's current
+// state and moves it to the next. Failures of the work itself end the feature
+// (Fail); an error returned here is the coordinator's own (store, bus,
+// shutdown) and is handled by Drive.
+Status Pipeline::Impl::DriveOnce(const Feature& f) {
+  auto fail_from = [&](const json& reply) {
+    Fail(f.id, reply.value("reason", "agent_error"), reply.value("error", "unknown error"));
+    return Status::Ok();
+  };
+  if (f.status == "queued") return Transition(f, "planning");
+  if (f.status == "planning") {
+    AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "planner", {{"type", "plan"}}));
+    if (!reply.value("ok", false)) return fail_from(reply);
+    return Transition(f, "implementing");
+  }
+  if (f.status == "implementing") return Implement(f);
+  if (f.status == "testing") {
+    AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "tester", {{"type", "test"}}));
+    if (!reply.value("ok", false)) return fail_from(reply);
+    const json& result = reply["result"];
+    if (result.value("passed", false)) return Transition(f, "reviewing", "", {{"gates", result["results"]}});
+    AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
+    int used = 0;
+    for (const auto& t : tasks) used += t.id.find("-fixtest-") != std::string::npos;
+    std::string failing;
+    for (const auto& g : result["results"]) {
+      if (!g.value("passed", false)) {
+        failing += "Gate `" + g.value("gate", "") + "` failed (exit " + std::to_string(g.value("exit_code", -1)) +
+                   "):\n" + g.value("output", "") + "\n\n";
+      }
+    }
+    if (used >= cfg_.limits.fix_attempts) {
+      Fail(f.id, "gates_failed",
+           "validation gates still fail after " + std::to_string(used) +
+               " fix attempts (limits.fix_attempts): " + failing.substr(0, 800));
+      return Status::Ok();
+    }
+    Task fix;
+    fix.id = GlobalTaskId(f.id, "fixtest-" + std::to_string(used + 1));
+    fix.title = "Fix failing validation gates (attempt " + std::to_string(used + 1) + ")";
+    fix.description = "The validation gates failed after the last change. Make them pass without "
+                      "weakening the tests.\n\n" + failing;
+    fix.role = "coder";
+    fix.status = "pending";
+    AF_RETURN_IF_ERROR(svc_.store->CreateTasks(f.id, {fix}).status());
+    return Transition(f, "implementing", "", {{"fix", fix.id}});
+  }
+  if (f.status == "reviewing") {
+    // The gate results the reviewer cites: the latest run's.
+    AF_ASSIGN_OR_RETURN(auto events, svc_.store->ListEvents({.after_seq = 0, .feature_id = f.id, .limit = 100000}));
+    json gates = json::array();
+    for (const auto& e : events) {
+      if (e.type == "feature.status" && e.data.value("to", "") == "reviewing") gates = e.data.value("gates", json::array());
+    }
+    AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
+    int rounds = 0;
+    for (const auto& t : tasks) rounds += t.id.find("-fixreview-") != std::string::npos;
+    AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "reviewer", {{"type", "review"}, {"gates", gates}, {"round", rounds + 1}}));
+    if (!reply.value("ok", false)) return fail_from(reply);
+    const json& verdict = reply["result"];
+    if (verdict.value("verdict", "") == "approve") return Transition(f, "delivering");
+    std::string comments;
+    for (const auto& c : verdict.value("comments", json::array())) comments += "- " + c.get<std::string>() + "\n";
+    if (rounds >= cfg_.limits.review_rounds) {
+      Fail(f.id, "review_rejected",
+           "the reviewer still requests changes after " + std::to_string(rounds) +
+               " rounds (limits.review_rounds):\n" + comments);
+      return Status::Ok();
+    }
+    Task fix;
+    fix.id = GlobalTaskId(f.id, "fixreview-" + std::to_string(rounds + 1));
+    fix.title = "Address review comments (round " + std::to_string(rounds + 1) + ")";
+    fix.description = "The reviewer requested changes:\n" + comments;
+    fix.role = "coder";
+    fix.status = "pending";
+    AF_RETURN_IF_ERROR(svc_.store->CreateTasks(f.id, {fix}).status());
+    return Transition(f, "implementing", "", {{"fix", fix.id}});
+  }
+  if (f.status == "delivering") {
+    AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "devops", {{"type", "deliver"}}));
+    if (!reply.value("ok", false)) return fail_from(reply);
+    return Transition(f, "completed", "", reply["result"]);
+  }
+  return Status::Ok();
+}
+
+void Pipeline::Impl::Drive(const std::string& feature_id) {
+  auto logger = log::Get("coordinator");
+  int store_errors = 0;
+  while (!stopping_) {
+    auto f = svc_.store->GetFeature(feature_id);
+    if (!f.ok()) {
+      logger->error("feature {}: {}", feature_id, f.status().ToString());
+      if (++store_errors > 20) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the store is busy or down: back off
+      continue;
+    }
+    if (IsTerminalFeatureStatus(f->status)) break;
+    Status s = DriveOnce(*f);
+    if (s.ok()) continue;
+    if (stopping_) return;  // resumes on the next start
+    if (s.code() == Code::kCancelled) break;
+    if (s.code() == Code::kDeadlineExceeded) {
+      Fail(feature_id, "timeout", s.message());
+      break;
+    }
+    if (s.code() == Code::kFailedPrecondition) continue;  // a concurrent transition: re-read
+    Fail(feature_id, FailureReason(s), s.ToString());
+    break;
+  }
+  if (!stopping_) Learn(feature_id);
+}
+
+// What a finished feature teaches: stored as memories of its project.
+void Pipeline::Impl::Learn(const std::string& feature_id) {
+  auto f = svc_.store->GetFeature(feature_id);
+  auto tasks = svc_.store->ListTasks(feature_id);
+  if (!f.ok() || !tasks.ok()) return;
+  FeatureRequest req = RequestOf(*f);
+  auto store = [&](const std::string& type, const std::string& content, int importance) {
+    Memory m;
+    m.ns = "project:" + f->project;
+    m.type = type;
+    m.content = content;
+    m.importance = importance;
+    m.source = {{"feature", f->id}};
+    auto stored = svc_.store->AddMemory(m);
+    if (stored.ok()) Emit("memory.stored", f->id, "", "coordinator-1", {{"id", stored->id}, {"type", type}});
+  };
+  if (f->status == "completed") {
+    std::string gates;
+    for (const auto& g : req.validation_gates) gates += " `" + g + "`";
+    store("success", "Feature '" + f->title + "' (" + req.tech_stack + ") completed with " +
+                         std::to_string(tasks->size()) + " task(s); gates that passed:" + gates, 6);
+  } else if (f->status == "failed") {
+    store("failure", "Feature '" + f->title + "' (" + req.tech_stack + ") failed: " + f->reason, 7);
+  }
+  for (const auto& t : *tasks) {
+    if (t.status == "completed" && (t.id.find("-fixtest-") != std::string::npos ||
+                                    t.id.find("-fixreview-") != std::string::npos)) {
+      store("bug_fix", t.description.substr(0, 600) + "\nFixed by: " + t.result.value("summary", ""), 7);
+    }
+  }
+}
+
+void Pipeline::Impl::StartDriver(const std::string& feature_id) {
+  std::lock_guard lock(drivers_mu_);
+  if (stopping_) return;
+  auto it = drivers_.find(feature_id);
+  if (it != drivers_.end()) {
+    if (it->second.joinable()) return;  // already driving
+  }
+  drivers_[feature_id] = std::thread([this, feature_id] { Drive(feature_id); });
+}
+
+void Pipeline::Impl::ResumeAll() {
+  for (const char* status : kActiveStatuses) {
+    FeatureFilter filter;
+    filter.status = status;
+    filter.limit = 10000;
+    auto page = svc_.store->ListFeatures(filter);
+    if (!page.ok()) continue;
+    for (const auto& f : page->features) {
+      log::Get("coordinator")->info("resuming feature {} ({})", f.id, f.status);
+      StartDriver(f.id);
+    }
+  }
+}
+
+Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
+  bool challenge = request.challenge_vague_requirements.value_or(cfg_.validation.challenge_vague_requirements);
+  auto issues = ValidateWorkPlan(request, challenge);
+  if (!issues.empty()) {
+    std::string msg = "Work plan challenged:";
+    for (const auto& i : issues) msg += "\n  - " + i;
+    return InvalidArgument(msg, "add the missing parts, or bypass with \"challenge_vague_requirements\": false");
+  }
+  Feature f;
+  f.project = request.project;
+  f.title = request.title.empty() ? request.description.substr(0, 80) : request.title;
+  f.status = "queued";
+  f.priority = request.priority;
+  f.request = request.ToJson();
+  AF_ASSIGN_OR_RETURN(Feature stored, svc_.store->CreateFeature(f));
+  StartDriver(stored.id);
+  return stored;
+}
+
+Status Pipeline::Impl::Cancel(const std::string& feature_id) {
+  AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
+  if (IsTerminalFeatureStatus(f.status)) {
+    return FailedPrecondition("feature " + feature_id + " is already " + f.status, "only unfinished features can be cancelled");
+  }
+  AF_RETURN_IF_ERROR(svc_.store->TransitionFeature(feature_id, f.status, "cancelled", "cancelled", {{"by", "user"}}).status());
+  AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(feature_id));
+  for (const auto& t : tasks) {
+    if (t.status == "pending" || t.status == "ready")
+      (void)svc_.store->TransitionTask(t.id, t.status, "cancelled", {}, {{"by", "user"}});
+  }
+  return Status::Ok();
+}
+
+void Pipeline::Impl::Stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stopping_.exchange(true)) return;
+  }
+  stop_cv_.notify_all();
+  std::map<std::string, std::thread> drivers;
+  {
+    std::lock_guard lock(drivers_mu_);
+    drivers.swap(drivers_);
+  }
+  for (auto& [_, t] : drivers)
+    if (t.joinable()) t.join();
+  for (auto& inst : instances_)
+    if (inst->thread.joinable()) inst->thread.join();
+  if (heartbeat_.joinable()) heartbeat_.join();
+  for (auto& inst : instances_) {
+    SetState(inst.get(), "offline", "");
+    Emit("agent.offline", "", "", inst->id, {{"reason", "stopped"}});
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pipeline::~Pipeline() { Stop(); }
+
+Result<std::unique_ptr<Pipeline>> Pipeline::Start(Services& services, PipelineOptions options) {
+  if (!services.llm) {
+    return FailedPrecondition("the LLM provider is not usable: " + services.llm_status.message(),
+                              services.llm_status.hint());
+  }
+  const Config& cfg = services.config;
+  SandboxOptions sandbox_options;
+  sandbox_options.timeout = std::chrono::seconds(cfg.sandbox.timeout_s);
+  sandbox_options.memory_mb = cfg.sandbox.memory_mb;
+  AF_ASSIGN_OR_RETURN(auto sandbox, Sandbox::Create(sandbox_options));
+  if (!sandbox->warning().empty()) log::Get("sandbox")->warn("{}", sandbox->warning());
+  if (options.skills_dir.empty()) options.skills_dir = std::filesystem::path(AF_SOURCE_DIR) / "skills";
+  auto skills = LoadSkills(options.skills_dir);
+  bool resume = options.resume;
+  auto impl = std::make_unique<Impl>(services, std::move(options), std::move(sandbox), std::move(skills));
+  AF_RETURN_IF_ERROR(impl->StartAgents());
+  std::unique_ptr<Pipeline> p(new Pipeline(std::move(impl)));
+  if (resume) p->impl_->ResumeAll();
+  return p;
+}
+
+void Pipeline::Stop() { impl_->Stop(); }
+Result<Feature> Pipeline::Submit(const FeatureRequest& r) { return impl_->Submit(r); }
+Status Pipeline::Cancel(const std::string& id) { return impl_->Cancel(id); }
+std::string Pipeline::sandbox_warning() const { return impl_->sandbox_warning(); }
+
+Result<Feature> Pipeline::WaitFor(const std::string& feature_id, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(Feature f, impl_->store()->GetFeature(feature_id));
+    if (IsTerminalFeatureStatus(f.status) || std::chrono::steady_clock::now() >= deadline) return f;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polls the store: state lives there
+  }
+}
+
+}  // namespace af

@@ -1,0 +1,204 @@
+// `agent-factory validate PRP` and `agent-factory run PRP`.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "af/agents/pipeline.h"
+#include "af/agents/prp.h"
+#include "af/app/services.h"
+#include "af/core/log.h"
+#include "cli/commands.h"
+
+namespace af::cli {
+namespace {
+
+using json = nlohmann::json;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void OnInterrupt(int) { g_interrupted = 1; }
+
+std::string Short(const std::string& s, size_t n = 100) {
+  std::string one = s.substr(0, s.find('\n'));
+  return one.size() > n ? one.substr(0, n) + "..." : one;
+}
+
+// One human line per event, or "" for events not worth a line.
+std::string Describe(const Event& e, const std::string& feature_id) {
+  const json& d = e.data;
+  std::string task = e.task_id.rfind(feature_id + "-", 0) == 0 ? e.task_id.substr(feature_id.size() + 1) : e.task_id;
+  if (e.type == "feature.status") {
+    std::string line = "== " + d.value("to", "?");
+    if (!d.value("reason", "").empty()) line += " (" + d.value("reason", "") + ")";
+    if (d.contains("message")) line += ": " + Short(d.value("message", ""), 300);
+    return line;
+  }
+  if (e.type == "task.created") return "   + task " + task + ": " + d.value("title", "");
+  if (e.type == "task.status") {
+    std::string line = "   task " + task + " -> " + d.value("to", "?");
+    if (d.contains("agent")) line += " (" + d.value("agent", "") + ")";
+    if (d.contains("commit") && !d.value("commit", "").empty()) line += " commit " + d.value("commit", "").substr(0, 10);
+    if (d.contains("error")) line += ": " + Short(d.value("error", ""), 200);
+    return line;
+  }
+  if (e.type == "tool.call") {
+    std::string arg;
+    for (const char* k : {"path", "command", "query", "verdict"})
+      if (d["args"].contains(k)) arg = d["args"][k].get<std::string>();
+    return "     " + e.agent + " " + d.value("tool", "") + (arg.empty() ? "" : " " + Short(arg, 70)) +
+           (d.value("ok", false) ? "" : "  [error: " + Short(d.value("result", ""), 120) + "]");
+  }
+  if (e.type == "llm.call") {
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "     %s model %s: %lld in / %lld out tokens, $%.4f%s", e.agent.c_str(),
+                  d.value("model", "").c_str(), static_cast<long long>(d.value("input_tokens", 0)),
+                  static_cast<long long>(d.value("output_tokens", 0)), d.value("cost_usd", 0.0),
+                  d.value("replayed", false) ? " (replayed from the store)" : "");
+    return buf;
+  }
+  if (e.type == "gate.result") {
+    if (d.value("gate", "").empty()) return "   gate: " + d.value("note", "");
+    return "   gate `" + Short(d.value("gate", ""), 80) + "`: " + (d.value("passed", false) ? "PASSED" : "FAILED") +
+           " (exit " + std::to_string(d.value("exit_code", -1)) + ")";
+  }
+  if (e.type == "review.verdict") {
+    std::string line = "   review: " + d.value("verdict", "");
+    for (const auto& c : d.value("comments", json::array())) line += "\n     - " + Short(c.get<std::string>(), 160);
+    return line;
+  }
+  if (e.type == "memory.stored") return "   memory stored (" + d.value("type", "") + ")";
+  if (e.type == "budget.warning") return "   ! budget warning: " + d.dump();
+  if (e.type == "error") return "   ! " + Short(d.value("message", ""), 300);
+  return "";
+}
+
+json Report(Store& store, const Feature& f) {
+  json tasks = json::array();
+  if (auto ts = store.ListTasks(f.id); ts.ok()) {
+    for (const auto& t : *ts) {
+      tasks.push_back({{"id", t.id}, {"title", t.title}, {"status", t.status}, {"dependencies", t.dependencies},
+                       {"commit", t.result.value("commit", "")}, {"summary", t.result.value("summary", "")}});
+    }
+  }
+  json gates = json::array(), completed = json::object();
+  std::string verdict;
+  if (auto events = store.ListEvents({.after_seq = 0, .feature_id = f.id, .limit = 1000000}); events.ok()) {
+    for (const auto& e : *events) {
+      if (e.type == "feature.status" && e.data.value("to", "") == "testing") gates = json::array();
+      if (e.type == "gate.result") gates.push_back({{"gate", e.data.value("gate", "")}, {"passed", e.data.value("passed", false)}, {"exit_code", e.data.value("exit_code", 0)}});
+      if (e.type == "review.verdict") verdict = e.data.value("verdict", "");
+      if (e.type == "feature.status" && e.data.value("to", "") == "completed") completed = e.data;
+    }
+  }
+  json usage = json::object();
+  if (auto u = store.FeatureUsage(f.id); u.ok()) {
+    usage = {{"calls", u->calls}, {"input_tokens", u->input_tokens}, {"output_tokens", u->output_tokens}, {"cost_usd", u->cost_usd}};
+  }
+  return {{"id", f.id}, {"title", f.title}, {"project", f.project}, {"status", f.status}, {"reason", f.reason},
+          {"branch", "af/" + f.id}, {"commit", completed.value("commit", "")},
+          {"artifacts", completed.value("artifacts", json::array())}, {"tasks", tasks}, {"gates", gates},
+          {"review", verdict}, {"usage", usage}};
+}
+
+}  // namespace
+
+int Validate(const GlobalOptions& g, const std::string& file) {
+  LoadedConfig loaded = LoadForCli(g);
+  auto request = LoadPrpFile(file);
+  if (!request.ok()) return ReportError(request.status(), kExitUsage);
+  bool challenge = request->challenge_vague_requirements.value_or(loaded.config.validation.challenge_vague_requirements);
+  auto issues = ValidateWorkPlan(*request, challenge);
+  std::printf("%s", FormatValidationReport(*request, issues).c_str());
+  return issues.empty() ? kExitOk : kExitUsage;
+}
+
+int Run(const GlobalOptions& g, const std::string& file, const std::string& project) {
+  LoadedConfig loaded = LoadForCli(g);
+  if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
+  const Config& config = loaded.config;
+  auto request = LoadPrpFile(file);
+  if (!request.ok()) return ReportError(request.status(), kExitUsage);
+  if (!project.empty()) request->project = project;
+  bool challenge = request->challenge_vague_requirements.value_or(config.validation.challenge_vague_requirements);
+  if (auto issues = ValidateWorkPlan(*request, challenge); !issues.empty()) {
+    std::fprintf(stderr, "%s", FormatValidationReport(*request, issues).c_str());
+    return kExitUsage;
+  }
+
+  for (const auto& secret : SecretValues(config)) log::AddSecret(secret);
+  log::LogOptions log_options;
+  // The terminal shows progress lines; the log file has everything.
+  log_options.level = std::getenv("AF_LOG") ? config.log.level : "warn";
+  log_options.file = (std::filesystem::path(config.data_dir) / "logs" / "agent-factory.log").string();
+  if (Status s = log::Init(log_options); !s.ok()) return ReportError(s);
+
+  auto services = Services::Open(config);
+  if (!services.ok()) return ReportError(services.status());
+  Services& svc = **services;
+  if (!svc.llm) return ReportError(svc.llm_status);
+  auto pipeline = Pipeline::Start(svc);
+  if (!pipeline.ok()) return ReportError(pipeline.status());
+  if (!(*pipeline)->sandbox_warning().empty() && !g.json)
+    std::fprintf(stderr, "warning: %s\n", (*pipeline)->sandbox_warning().c_str());
+  if (config.llm.provider == "replay" && !g.json)
+    std::printf("LLM provider: replay (recorded responses, offline demo)\n");
+
+  auto feature = (*pipeline)->Submit(*request);
+  if (!feature.ok()) return ReportError(feature.status(), feature.status().code() == Code::kInvalidArgument ? kExitUsage : kExitFailure);
+  const std::string id = feature->id;
+  if (!g.json) std::printf("feature %s: %s (project %s)\n", id.c_str(), feature->title.c_str(), feature->project.c_str());
+  std::fflush(stdout);
+
+  std::signal(SIGINT, OnInterrupt);
+  std::signal(SIGTERM, OnInterrupt);
+  int64_t seq = 0;
+  Feature current = *feature;
+  for (;;) {
+    auto events = svc.store->ListEvents({.after_seq = seq, .feature_id = id, .limit = 1000});
+    if (events.ok()) {
+      for (const auto& e : *events) {
+        seq = e.seq;
+        if (!g.json) {
+          std::string line = Describe(e, id);
+          if (!line.empty()) std::printf("%s\n", line.c_str());
+        }
+      }
+      std::fflush(stdout);
+    }
+    auto f = svc.store->GetFeature(id);
+    if (f.ok()) current = *f;
+    if (IsTerminalFeatureStatus(current.status) && events.ok() && events->empty()) break;
+    if (g_interrupted) {
+      (*pipeline)->Stop();
+      std::fprintf(stderr, "interrupted: feature %s stays %s and resumes on the next 'agent-factory serve' or 'run'\n",
+                   id.c_str(), current.status.c_str());
+      return 130;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  (*pipeline)->Stop();
+
+  json report = Report(*svc.store, current);
+  if (g.json) {
+    std::cout << report.dump(2) << "\n";
+  } else {
+    std::printf("\nfeature %s %s", id.c_str(), current.status.c_str());
+    if (!current.reason.empty()) std::printf(" (%s)", current.reason.c_str());
+    std::printf("\n");
+    if (current.status == "completed") {
+      std::printf("  branch    %s (commit %s)\n", report["branch"].get<std::string>().c_str(),
+                  report["commit"].get<std::string>().substr(0, 12).c_str());
+      std::printf("  workspace %s\n", (std::filesystem::path(config.data_dir) / "workspaces" / current.project).c_str());
+      for (const auto& a : report["artifacts"]) std::printf("  artifact  %s\n", a.get<std::string>().c_str());
+    }
+    std::printf("  usage     %lld model calls, %lld tokens in, %lld out, $%.4f\n",
+                static_cast<long long>(report["usage"].value("calls", 0)),
+                static_cast<long long>(report["usage"].value("input_tokens", 0)),
+                static_cast<long long>(report["usage"].value("output_tokens", 0)),
+                report["usage"].value("cost_usd", 0.0));
+  }
+  return current.status == "completed" ? kExitOk : kExitFailure;
+}
+
+}  // namespace af::cli
