@@ -152,7 +152,7 @@ TEST_P(SandboxTest, WritesOutsideTheWorkdirFail) {
   EXPECT_FALSE(fs::exists(other.path() / name));
   // The host's private files are not visible.
   EXPECT_NE(MustRun(*sb, "ls " + other.path().string()).exit_code, 0);
-  EXPECT_EQ(MustRun(*sb, "cat /etc/shadow").output, "");
+  EXPECT_EQ(MustRun(*sb, "cat /etc/shadow").output.find("root:"), std::string::npos);
 }
 
 TEST_P(SandboxTest, WorkdirIsWritableAndTmpIsPrivate) {
@@ -168,9 +168,12 @@ TEST_P(SandboxTest, WorkdirIsWritableAndTmpIsPrivate) {
   EXPECT_FALSE(fs::exists(work_.path() / name));
   EXPECT_FALSE(fs::exists(fs::path("/tmp") / name));
   if (bwrap()) {
+    TempDir host_file_dir;  // in the host's /tmp
     RunResult t = MustRun(*sb, "echo x > /tmp/" + name + " && ls /tmp");
     EXPECT_EQ(t.exit_code, 0);
-    EXPECT_EQ(t.output, name + "\n");  // /tmp inside holds only what it wrote
+    EXPECT_NE(t.output.find(name), std::string::npos);
+    EXPECT_EQ(t.output.find(host_file_dir.path().filename().string()), std::string::npos)
+        << t.output;
     EXPECT_FALSE(fs::exists(fs::path("/tmp") / name));
   }
 }
@@ -217,8 +220,9 @@ TEST_P(SandboxTest, ForkBombIsContainedAndCleanedUp) {
                  << sb->warning() << " ***\n";
   }
   const std::string marker = Marker();
-  // dash will not let ':' be a function name, so the bomb has a real one.
-  RunResult r = MustRun(*sb, "bomb() { bomb | bomb & }; bomb; wait; echo " + marker);
+  // dash will not let ':' be a function name, so the bomb has a real one; it
+  // stays in the foreground so its processes pile up instead of dying young.
+  RunResult r = MustRun(*sb, "bomb() { bomb | bomb; }; bomb; echo " + marker);
   EXPECT_NE(r.output.find("fork"), std::string::npos)
       << "the process limit was never hit:\n" << r.output.substr(0, 2000);
   EXPECT_EQ(ProcessesWith(marker), std::vector<int>{});
