@@ -1,5 +1,3 @@
-#include "af/workspace/workspace.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +12,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "af/workspace/workspace.h"
 #include "workspace/git.h"
 
 namespace af {
@@ -141,9 +140,9 @@ Result<fs::path> FeatureTree::Resolve(std::string_view rel) const {
   }
   char real[PATH_MAX];
   if (realpath(existing.c_str(), real) == nullptr) {
-    return PermissionDenied("path '" + shown +
-                            "' goes through a symbolic link whose target does not exist",
-                            "remove the link or use another path");
+    return PermissionDenied(
+        "path '" + shown + "' goes through a symbolic link whose target does not exist",
+        "remove the link or use another path");
   }
   fs::path resolved = real;
   if (!Within(resolved, root_)) {
@@ -164,8 +163,7 @@ Result<std::string> FeatureTree::ReadFile(std::string_view rel, size_t max_bytes
   int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT || errno == ENOTDIR) {
-      return NotFound("file '" + shown + "' not found",
-                      "use list_files to see which files exist");
+      return NotFound("file '" + shown + "' not found", "use list_files to see which files exist");
     }
     if (errno == ELOOP) return PermissionDenied("path '" + shown + "' is a symbolic link");
     return Internal("cannot open '" + shown + "': " + strerror(errno));
@@ -447,10 +445,9 @@ Result<std::string> FeatureTree::Diff() {
   AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
   const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-diff-index";
   auto env = TempIndexLocked(tmp);
-  Result<std::string> out = env.ok() ? GitLocked({"diff", "--cached", "--no-ext-diff", "--binary",
-                                                  base},
-                                                 {*env})
-                                     : Result<std::string>(env.status());
+  Result<std::string> out =
+      env.ok() ? GitLocked({"diff", "--cached", "--no-ext-diff", "--binary", base}, {*env})
+               : Result<std::string>(env.status());
   std::error_code ec;
   fs::remove(tmp, ec);
   return out;
@@ -462,9 +459,9 @@ Result<std::vector<std::string>> FeatureTree::ChangedFiles() {
   AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
   const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-diff-index";
   auto env = TempIndexLocked(tmp);
-  Result<std::string> out =
-      env.ok() ? GitLocked({"diff", "--cached", "--name-only", "-z", base}, {*env})
-               : Result<std::string>(env.status());
+  Result<std::string> out = env.ok()
+                                ? GitLocked({"diff", "--cached", "--name-only", "-z", base}, {*env})
+                                : Result<std::string>(env.status());
   std::error_code ec;
   fs::remove(tmp, ec);
   if (!out.ok()) return out.status();

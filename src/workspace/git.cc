@@ -18,10 +18,10 @@ std::vector<std::string> GitEnv(const std::vector<std::string>& extra) {
     if (strncmp(*e, "GIT_", 4) == 0 || strncmp(*e, "LC_ALL=", 7) == 0) continue;
     env.emplace_back(*e);
   }
-  for (const char* kv : {"GIT_AUTHOR_NAME=Agent Factory", "GIT_AUTHOR_EMAIL=agent-factory@localhost",
-                         "GIT_COMMITTER_NAME=Agent Factory",
-                         "GIT_COMMITTER_EMAIL=agent-factory@localhost", "GIT_TERMINAL_PROMPT=0",
-                         "LC_ALL=C"}) {
+  for (const char* kv :
+       {"GIT_AUTHOR_NAME=Agent Factory", "GIT_AUTHOR_EMAIL=agent-factory@localhost",
+        "GIT_COMMITTER_NAME=Agent Factory", "GIT_COMMITTER_EMAIL=agent-factory@localhost",
+        "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"}) {
     env.emplace_back(kv);
   }
   for (const auto& kv : extra) env.push_back(kv);

@@ -47,7 +47,7 @@ class ScratchDir {
 // bwrap's arguments up to (not including) the command: the system read-only,
 // private /tmp, minimal /proc and /dev, the workdir read-write at its own path.
 std::vector<std::string> BwrapArgs(const std::string& bwrap, const std::string& workdir,
-                                   bool network) {
+                                   bool network, const std::vector<fs::path>& read_only) {
   std::vector<std::string> a = {bwrap, "--die-with-parent", "--new-session", "--unshare-all"};
   if (network) a.push_back("--share-net");
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr"});
@@ -67,8 +67,13 @@ std::vector<std::string> BwrapArgs(const std::string& bwrap, const std::string& 
   for (const char* secret : {"/etc/shadow", "/etc/gshadow"}) {
     if (access(secret, F_OK) == 0) a.insert(a.end(), {"--ro-bind", "/dev/null", secret});
   }
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs",
-                     "/var/tmp", "--bind", workdir, workdir, "--chdir", workdir});
+  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"});
+  // After the tmpfs mounts (which would hide them) and before the workdir
+  // (which stays writable even when it lies under one of them).
+  for (const auto& p : read_only) {
+    if (p.is_absolute()) a.insert(a.end(), {"--ro-bind-try", p.string(), p.string()});
+  }
+  a.insert(a.end(), {"--bind", workdir, workdir, "--chdir", workdir});
   return a;
 }
 
@@ -94,7 +99,7 @@ const BwrapProbe& ProbeBwrap() {
       return p;
     }
     SpawnOptions opts;
-    opts.argv = BwrapArgs(p.bwrap, dir.path(), false);
+    opts.argv = BwrapArgs(p.bwrap, dir.path(), false, {});
     opts.argv.insert(opts.argv.end(), {"/bin/sh", "-c", "true"});
     opts.env = {std::string("PATH=") + kPath};
     opts.new_session = true;
@@ -139,8 +144,8 @@ class SandboxImpl : public Sandbox {
     }
     if (options_.max_processes > 0 && !isolation_.process_limit) {
       if (!warning.empty()) warning += "; ";
-      warning += "max_processes is not enforced: no writable cgroup pids controller (" +
-                 cg.reason + ") and RLIMIT_NPROC does not bind root";
+      warning += "max_processes is not enforced: no writable cgroup pids controller (" + cg.reason +
+                 ") and RLIMIT_NPROC does not bind root";
     }
     warning_ = std::move(warning);
   }
@@ -182,7 +187,7 @@ class SandboxImpl : public Sandbox {
       opts.env = {std::string("PATH=") + kPath, "HOME=" + scratch.path(),
                   "TMPDIR=" + scratch.path(), "LANG=C.UTF-8"};
     } else {
-      opts.argv = BwrapArgs(bwrap_, dir, options_.network);
+      opts.argv = BwrapArgs(bwrap_, dir, options_.network, options_.read_only_paths);
       opts.argv.insert(opts.argv.end(), {"/bin/sh", "-c", command});
       opts.env = {std::string("PATH=") + kPath, "HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8"};
     }

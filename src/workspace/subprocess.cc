@@ -86,12 +86,18 @@ enum Stage { kStageCgroup = 1, kStageChdir, kStageRlimit, kStageExec, kStageSets
 
 const char* StageName(int stage) {
   switch (stage) {
-    case kStageCgroup: return "joining the cgroup";
-    case kStageChdir: return "changing to the working directory";
-    case kStageRlimit: return "setting resource limits";
-    case kStageExec: return "exec";
-    case kStageSetsid: return "setsid";
-    case kStageDup: return "redirecting output";
+    case kStageCgroup:
+      return "joining the cgroup";
+    case kStageChdir:
+      return "changing to the working directory";
+    case kStageRlimit:
+      return "setting resource limits";
+    case kStageExec:
+      return "exec";
+    case kStageSetsid:
+      return "setsid";
+    case kStageDup:
+      return "redirecting output";
   }
   return "start-up";
 }
@@ -186,8 +192,8 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
       if (setrlimit(RLIMIT_NPROC, &rl) != 0) ChildFail(sfd, kStageRlimit);
     }
     if (!options.cwd.empty() && chdir(options.cwd.c_str()) != 0) ChildFail(sfd, kStageChdir);
-    // Descriptors other threads opened without O_CLOEXEC must not leak into
-    // the program (it may be untrusted code).
+      // Descriptors other threads opened without O_CLOEXEC must not leak into
+      // the program (it may be untrusted code).
 #ifdef SYS_close_range
     syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
 #endif
@@ -212,8 +218,8 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
     }
     close(out_pipe[0]);
     if (err_pipe[0] >= 0) close(err_pipe[0]);
-    std::string msg = "could not start " + options.argv[0] + ": " +
-                      StageName(child_error.stage) + " failed: " + strerror(child_error.err);
+    std::string msg = "could not start " + options.argv[0] + ": " + StageName(child_error.stage) +
+                      " failed: " + strerror(child_error.err);
     if (child_error.stage == kStageExec && child_error.err == ENOENT) return NotFound(msg);
     return Internal(msg);
   }
@@ -328,8 +334,7 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
     reap(true);
   }
 
-  result.duration =
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
   if (WIFEXITED(wstatus) && !result.timed_out) {
     result.exit_code = WEXITSTATUS(wstatus);
   } else {

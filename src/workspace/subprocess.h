@@ -35,11 +35,11 @@ struct SpawnOptions {
 };
 
 struct SpawnResult {
-  int exit_code = -1;    // -1 when killed by a signal or timed out
-  int term_signal = 0;   // the signal that ended it, if any
+  int exit_code = -1;   // -1 when killed by a signal or timed out
+  int term_signal = 0;  // the signal that ended it, if any
   bool timed_out = false;
-  std::string out;       // stdout (and stderr when merged)
-  std::string err;       // stderr when not merged
+  std::string out;  // stdout (and stderr when merged)
+  std::string err;  // stderr when not merged
   bool truncated = false;
   std::chrono::milliseconds duration{0};
 };

@@ -117,10 +117,10 @@ Result<std::unique_ptr<Workspace>> Workspace::Open(fs::path root) {
                         RunGitRaw(git, root, {"rev-parse", "--verify", "-q", "HEAD^{commit}"}));
     if (head.exit_code != 0) {
       // A repository without any commit cannot be branched from.
-      AF_RETURN_IF_ERROR(RunGit(git, root,
-                                {"commit", "-q", "--allow-empty", "-m",
-                                 "Initial commit (Agent Factory)"})
-                             .status());
+      AF_RETURN_IF_ERROR(
+          RunGit(git, root,
+                 {"commit", "-q", "--allow-empty", "-m", "Initial commit (Agent Factory)"})
+              .status());
     }
   }
 
@@ -130,9 +130,9 @@ Result<std::unique_ptr<Workspace>> Workspace::Open(fs::path root) {
   if (has_main.exit_code != 0) {
     AF_ASSIGN_OR_RETURN(auto sym, RunGitRaw(git, root, {"symbolic-ref", "--short", "-q", "HEAD"}));
     if (sym.exit_code != 0 || TrimRight(sym.out).empty()) {
-      return FailedPrecondition("repository " + root.string() +
-                                    " has no branch 'main' and HEAD is detached",
-                                "check out the branch features should start from");
+      return FailedPrecondition(
+          "repository " + root.string() + " has no branch 'main' and HEAD is detached",
+          "check out the branch features should start from");
     }
     base = TrimRight(sym.out);
   }

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -99,8 +100,8 @@ TEST_P(SandboxTest, ExitCodeAndInterleavedOutput) {
 TEST_P(SandboxTest, OutputTruncationKeepsHeadAndTail) {
   auto sb = Make({.max_output_bytes = 4096});
   ASSERT_TRUE(sb);
-  RunResult r = MustRun(
-      *sb, "echo HEAD-MARK; head -c 200000 /dev/zero | tr '\\0' x; echo; echo TAIL-MARK");
+  RunResult r =
+      MustRun(*sb, "echo HEAD-MARK; head -c 200000 /dev/zero | tr '\\0' x; echo; echo TAIL-MARK");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_TRUE(r.truncated);
   EXPECT_EQ(r.output.substr(0, 10), "HEAD-MARK\n");
@@ -120,9 +121,10 @@ TEST_P(SandboxTest, NoNetwork) {
     return;
   }
   EXPECT_TRUE(sb->isolation().network);
-  RunResult r = MustRun(*sb,
-                        "python3 -c \"import socket; "
-                        "socket.create_connection(('1.1.1.1', 80), timeout=2); print('CONNECTED')\"");
+  RunResult r =
+      MustRun(*sb,
+              "python3 -c \"import socket; "
+              "socket.create_connection(('1.1.1.1', 80), timeout=2); print('CONNECTED')\"");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("CONNECTED"), std::string::npos);
   EXPECT_NE(r.output.find("unreachable"), std::string::npos) << r.output;
@@ -153,6 +155,22 @@ TEST_P(SandboxTest, WritesOutsideTheWorkdirFail) {
   // The host's private files are not visible.
   EXPECT_NE(MustRun(*sb, "ls " + other.path().string()).exit_code, 0);
   EXPECT_EQ(MustRun(*sb, "cat /etc/shadow").output.find("root:"), std::string::npos);
+}
+
+TEST_P(SandboxTest, ExtraReadOnlyPathsAreVisibleButNotWritable) {
+  TempDir shared;
+  std::ofstream(shared.path() / "data.txt") << "shared data\n";
+  auto sb = Make({.read_only_paths = {shared.path()}});
+  ASSERT_TRUE(sb);
+  RunResult r = MustRun(*sb, "cat " + (shared.path() / "data.txt").string() + " && touch " +
+                                 (shared.path() / "new").string() + " || echo REFUSED");
+  EXPECT_NE(r.output.find("shared data"), std::string::npos) << r.output;
+  if (bwrap()) {
+    EXPECT_NE(r.output.find("REFUSED"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(shared.path() / "new"));
+  }
+  // The workdir stays writable.
+  EXPECT_EQ(MustRun(*sb, "echo w > w.txt && cat w.txt").output, "w\n");
 }
 
 TEST_P(SandboxTest, WorkdirIsWritableAndTmpIsPrivate) {
@@ -194,15 +212,17 @@ TEST_P(SandboxTest, BackgroundChildrenAreKilledWhenTheCommandEnds) {
   auto sb = Make({.timeout = std::chrono::seconds(30)});
   ASSERT_TRUE(sb);
   const std::string marker = Marker();
-  // One child in the command's process group, one that left it with setsid.
-  RunResult r = MustRun(*sb, "sh -c 'sleep 1000; echo " + marker +
-                                 "' >/dev/null 2>&1 & setsid sh -c 'sleep 1000; echo " + marker +
-                                 "' >/dev/null 2>&1 & echo started");
+  // One child in the command's process group, one that left it with setsid;
+  // the command ends only once both run (so the setsid has happened).
+  RunResult r = MustRun(
+      *sb, "sh -c 'touch ready1; sleep 1000; echo " + marker +
+               "' >/dev/null 2>&1 & setsid sh -c 'touch ready2; sleep 1000; echo " + marker +
+               "' >/dev/null 2>&1 & while [ ! -e ready1 ] || [ ! -e ready2 ]; "
+               "do :; done; echo started");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_FALSE(r.timed_out);  // the run did not wait for them
   EXPECT_EQ(r.output, "started\n");
-  const bool contains_escapes =
-      bwrap() || sb->isolation().process_limit_by.rfind("cgroup", 0) == 0;
+  const bool contains_escapes = bwrap() || sb->isolation().process_limit_by.rfind("cgroup", 0) == 0;
   if (contains_escapes) {
     EXPECT_EQ(ProcessesWith(marker), std::vector<int>{});
   } else {
@@ -223,8 +243,8 @@ TEST_P(SandboxTest, ForkBombIsContainedAndCleanedUp) {
   // dash will not let ':' be a function name, so the bomb has a real one; it
   // stays in the foreground so its processes pile up instead of dying young.
   RunResult r = MustRun(*sb, "bomb() { bomb | bomb; }; bomb; echo " + marker);
-  EXPECT_NE(r.output.find("fork"), std::string::npos)
-      << "the process limit was never hit:\n" << r.output.substr(0, 2000);
+  EXPECT_NE(r.output.find("fork"), std::string::npos) << "the process limit was never hit:\n"
+                                                      << r.output.substr(0, 2000);
   EXPECT_EQ(ProcessesWith(marker), std::vector<int>{});
   // The sandbox still works afterwards.
   EXPECT_EQ(MustRun(*sb, "echo ok").output, "ok\n");

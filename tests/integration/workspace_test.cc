@@ -60,8 +60,7 @@ TEST_F(WorkspaceTest, InitCreatesRepositoryOnMainWithInitialCommit) {
             std::string::npos);
   // .af/ is excluded so worktrees never show as untracked files.
   EXPECT_EQ(Git(root_, {"status", "--porcelain"}), "");
-  EXPECT_NE(testing::ReadFile(root_ / ".git" / "info" / "exclude").find(".af/"),
-            std::string::npos);
+  EXPECT_NE(testing::ReadFile(root_ / ".git" / "info" / "exclude").find(".af/"), std::string::npos);
 }
 
 TEST_F(WorkspaceTest, OpenFeatureCreatesBranchAndWorktreeAndReopensAfterRestart) {
@@ -178,9 +177,9 @@ TEST_F(WorkspaceTest, ResolveRefusesEscapes) {
   fs::create_symlink(outside, tree_->root() / "outdir");
   fs::create_symlink(tmp_.path() / "missing", tree_->root() / "dangling");
 
-  for (const char* bad : {"../x", "/etc/x", "a/../../x", ".git/config", ".git", "sub/.git/x",
-                          "etc-link/passwd", "etc-link", "secret-link", "outdir/secret.txt",
-                          "outdir/new.txt", "dangling"}) {
+  for (const char* bad :
+       {"../x", "/etc/x", "a/../../x", ".git/config", ".git", "sub/.git/x", "etc-link/passwd",
+        "etc-link", "secret-link", "outdir/secret.txt", "outdir/new.txt", "dangling"}) {
     auto r = tree_->Resolve(bad);
     ASSERT_FALSE(r.ok()) << bad << " resolved to " << r->string();
     EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << bad;
@@ -282,7 +281,7 @@ TEST_F(WorkspaceTest, DiffPatchAndChangedFiles) {
   ASSERT_TRUE(diff.ok()) << diff.status().ToString();
   EXPECT_NE(diff->find("+    return 42"), std::string::npos) << *diff;  // uncommitted
   EXPECT_NE(diff->find("+def f():"), std::string::npos);                // committed
-  EXPECT_NE(diff->find("new_untracked.txt"), std::string::npos);         // untracked
+  EXPECT_NE(diff->find("new_untracked.txt"), std::string::npos);        // untracked
   // Diff does not change the real index.
   EXPECT_NE(Git(tree_->root(), {"status", "--porcelain"}).find("?? new_untracked.txt"),
             std::string::npos);
@@ -299,8 +298,8 @@ TEST_F(WorkspaceTest, DiffPatchAndChangedFiles) {
   EXPECT_EQ(testing::ReadFile(out), *patch);
   // The patch applies to main.
   TempDir clone;
-  auto r = RunCommand({"/usr/bin/git", "clone", "-q", "-b", "main", root_.string(),
-                       (clone.path() / "c").string()});
+  auto r = RunCommand(
+      {"/usr/bin/git", "clone", "-q", "-b", "main", root_.string(), (clone.path() / "c").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = RunCommand({"/usr/bin/git", "-C", (clone.path() / "c").string(), "apply", out.string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -344,12 +343,13 @@ TEST(WorkspaceExistingRepoTest, PreExistingRepositoryIsUsedAsIs) {
   fs::create_directories(repo);
   ASSERT_EQ(RunCommand({"/usr/bin/git", "init", "-q", "-b", "trunk", repo.string()}).exit_code, 0);
   std::ofstream(repo / "app.c") << "int main(){return 0;}\n";
-  const std::map<std::string, std::string> id = {
-      {"GIT_AUTHOR_NAME", "U"},      {"GIT_AUTHOR_EMAIL", "u@x"},
-      {"GIT_COMMITTER_NAME", "U"},   {"GIT_COMMITTER_EMAIL", "u@x"}};
+  const std::map<std::string, std::string> id = {{"GIT_AUTHOR_NAME", "U"},
+                                                 {"GIT_AUTHOR_EMAIL", "u@x"},
+                                                 {"GIT_COMMITTER_NAME", "U"},
+                                                 {"GIT_COMMITTER_EMAIL", "u@x"}};
   ASSERT_EQ(RunCommand({"/usr/bin/git", "-C", repo.string(), "add", "app.c"}, id).exit_code, 0);
-  ASSERT_EQ(RunCommand({"/usr/bin/git", "-C", repo.string(), "-c", "commit.gpgsign=false",
-                        "commit", "-q", "-m", "user commit"},
+  ASSERT_EQ(RunCommand({"/usr/bin/git", "-C", repo.string(), "-c", "commit.gpgsign=false", "commit",
+                        "-q", "-m", "user commit"},
                        id)
                 .exit_code,
             0);

@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "af/core/status.h"
 
@@ -29,10 +30,14 @@ namespace af {
 
 struct SandboxOptions {
   std::chrono::milliseconds timeout{300000};  // wall clock per Run; default 300 s
-  int64_t memory_mb = 2048;       // RLIMIT_AS of the command; 0 = no limit
-  int max_processes = 256;        // processes/threads of one run; 0 = no limit
-  size_t max_output_bytes = 64 * 1024;  // kept: first and last half; default 64 KiB
-  bool network = false;           // false: no network (bubblewrap only can enforce it)
+  int64_t memory_mb = 2048;                   // RLIMIT_AS of the command; 0 = no limit
+  int max_processes = 256;                    // processes/threads of one run; 0 = no limit
+  size_t max_output_bytes = 64 * 1024;        // kept: first and last half; default 64 KiB
+  bool network = false;                       // false: no network (bubblewrap only can enforce it)
+  // More paths visible read-only at the same place inside bubblewrap (e.g. the
+  // repository's .git so `git` works in a worktree, a toolchain in /opt).
+  // Missing ones are skipped. Default none; no effect in process mode.
+  std::vector<std::filesystem::path> read_only_paths;
   enum class Mode {
     kAuto,        // bubblewrap when it works here, else process with a warning
     kBubblewrap,  // bubblewrap or FailedPrecondition
@@ -42,12 +47,12 @@ struct SandboxOptions {
 };
 
 struct RunResult {
-  int exit_code = -1;       // -1 if killed (timeout or signal)
+  int exit_code = -1;  // -1 if killed (timeout or signal)
   bool timed_out = false;
-  std::string output;       // stdout and stderr interleaved in order, capped
-  bool truncated = false;   // the middle of the output was dropped
+  std::string output;      // stdout and stderr interleaved in order, capped
+  bool truncated = false;  // the middle of the output was dropped
   std::chrono::milliseconds duration{0};
-  std::string sandbox;      // "bubblewrap" | "process"
+  std::string sandbox;  // "bubblewrap" | "process"
   // For the model: "exit 1 after 0.4 s\n<output>" (or "killed after timeout
   // of 0.5 s\n...").
   std::string ToText() const;
@@ -59,7 +64,7 @@ struct SandboxIsolation {
   bool network = false;        // no network (loopback only)
   bool process_limit = false;  // max_processes holds (cgroup pids.max, or RLIMIT_NPROC as non-root)
   std::string process_limit_by;  // "cgroup v1 pids", "cgroup v2 pids", "RLIMIT_NPROC" or ""
-  bool memory_limit = false;   // RLIMIT_AS set
+  bool memory_limit = false;     // RLIMIT_AS set
 };
 
 // Runs shell commands in isolation. Thread-safe: Run may be called from

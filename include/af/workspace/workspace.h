@@ -19,8 +19,8 @@
 
 #include <cstddef>
 #include <filesystem>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -47,7 +47,8 @@ class Workspace {
   // the branch checked out when there is no `main`. Adds `.af/` to the
   // repository's info/exclude. A directory inside another repository's tree
   // gets its own (nested) repository. Errors: FailedPrecondition when git is
-  // missing or HEAD is detached in a repository without `main`; Internal when a git command fails (the message carries git's stderr).
+  // missing or HEAD is detached in a repository without `main`; Internal when a git command fails
+  // (the message carries git's stderr).
   static Result<std::unique_ptr<Workspace>> Open(std::filesystem::path root);
 
   ~Workspace();
@@ -112,8 +113,7 @@ class FeatureTree {
   // InvalidArgument. A binary file (NUL byte in the first 8 KiB) yields a one
   // line note instead of its bytes; a file larger than `max_bytes` is cut there
   // with a note giving its size.
-  Result<std::string> ReadFile(std::string_view rel,
-                               size_t max_bytes = kDefaultMaxReadBytes) const;
+  Result<std::string> ReadFile(std::string_view rel, size_t max_bytes = kDefaultMaxReadBytes) const;
 
   // Writes (creates or truncates) the file, creating parent directories. Never
   // writes through a symlink that leads out of the tree.
