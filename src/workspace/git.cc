@@ -68,12 +68,21 @@ Result<std::string> RunGit(const std::string& git, const std::filesystem::path& 
                            const std::vector<std::string>& extra_env) {
   AF_ASSIGN_OR_RETURN(GitOutput r, RunGitRaw(git, dir, args, extra_env));
   if (r.exit_code != 0) {
-    std::string cmd = "git";
-    for (const auto& a : args) cmd += " " + a;
-    if (cmd.size() > 200) cmd = cmd.substr(0, 200) + "...";
-    return Internal(cmd + " failed in " + dir.string() + " (exit " + std::to_string(r.exit_code) +
-                        "): " + TrimRight(r.err),
-                    "check the repository state with `git status` there");
+    // Appended piecewise: GCC 12 warns falsely (-Warray-bounds) on the
+    // equivalent chain of operator+.
+    std::string msg = "git";
+    for (const auto& a : args) {
+      msg.push_back(' ');
+      msg.append(a);
+    }
+    if (msg.size() > 200) {
+      msg.resize(200);
+      msg.append("...");
+    }
+    msg.append(" failed in ").append(dir.string());
+    msg.append(" (exit ").append(std::to_string(r.exit_code)).append("): ");
+    msg.append(TrimRight(r.err));
+    return Internal(std::move(msg), "check the repository state with `git status` there");
   }
   return std::move(r.out);
 }
