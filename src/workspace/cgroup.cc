@@ -103,7 +103,7 @@ PidsCgroupSupport Probe() {
                   c.parent.string() + " (" + ec.message() + ")";
       continue;
     }
-    bool ok = fs::exists(probe / "pids.max") && WriteText(probe / "pids.max", "16");
+    bool ok = fs::exists(probe / "pids.max", ec) && WriteText(probe / "pids.max", "16");
     fs::remove(probe, ec);
     if (ok) {
       s.available = true;
@@ -140,7 +140,8 @@ Result<std::unique_ptr<RunCgroup>> RunCgroup::Create(int max_pids) {
 }
 
 void RunCgroup::KillAll() {
-  if (fs::exists(dir_ / "cgroup.kill") && WriteText(dir_ / "cgroup.kill", "1")) return;
+  std::error_code ec;
+  if (fs::exists(dir_ / "cgroup.kill", ec) && WriteText(dir_ / "cgroup.kill", "1")) return;
   // v1: forbid new forks first so one sweep catches everything.
   WriteText(dir_ / "pids.max", "0");
   for (int round = 0; round < 100; ++round) {

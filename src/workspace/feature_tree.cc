@@ -268,7 +268,8 @@ Result<std::vector<std::string>> FeatureTree::ListFiles(std::string_view rel) co
       it.disable_recursion_pending();
       continue;
     }
-    if (it->is_directory() && !it->is_symlink()) continue;
+    std::error_code entry_ec;
+    if (it->is_directory(entry_ec) && !it->is_symlink(entry_ec)) continue;
     if (files.size() >= kMaxListEntries) {
       truncated = true;
       break;
@@ -296,8 +297,10 @@ Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query, size_
       continue;
     }
     // Symlinks are not followed: their targets may lie outside the tree.
-    if (it->is_symlink() || !it->is_regular_file()) continue;
-    if (it->file_size() > kMaxSearchFileBytes) continue;
+    // (error_code overloads: files may vanish while another task works.)
+    std::error_code entry_ec;
+    if (it->is_symlink(entry_ec) || !it->is_regular_file(entry_ec)) continue;
+    if (it->file_size(entry_ec) > kMaxSearchFileBytes || entry_ec) continue;
     paths.push_back(p);
   }
   std::sort(paths.begin(), paths.end());
@@ -344,7 +347,7 @@ Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp) {
   if (index.is_relative()) index = root_ / index;
   std::error_code ec;
   fs::remove(tmp, ec);
-  if (fs::exists(index)) {
+  if (fs::exists(index, ec)) {
     fs::copy_file(index, tmp, fs::copy_options::overwrite_existing, ec);
     if (ec) return Internal("cannot copy the git index: " + ec.message());
   }

@@ -103,7 +103,7 @@ Result<std::unique_ptr<Workspace>> Workspace::Open(fs::path root) {
   if (!is_repo) {
     AF_RETURN_IF_ERROR(RunGit(git, root, {"init", "-q", "-b", "main"}).status());
     const fs::path readme = root / "README.md";
-    if (!fs::exists(readme)) {
+    if (!fs::exists(readme, ec)) {
       std::ofstream out(readme);
       out << "# " << root.filename().string() << "\n\nWorkspace of project "
           << root.filename().string() << ", managed by Agent Factory.\n";
@@ -161,10 +161,10 @@ Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& f
   bool is_registered = false;
   for (const auto& p : registered) is_registered |= (p == Canonical(path));
   std::error_code ec;
-  if (!(is_registered && fs::exists(path / ".git"))) {
+  if (!(is_registered && fs::exists(path / ".git", ec))) {
     // A crash may have left a half-made directory or a stale registration.
     AF_RETURN_IF_ERROR(RunGit(git, root_, {"worktree", "prune"}).status());
-    if (fs::exists(path)) fs::remove_all(path, ec);
+    if (fs::exists(path, ec)) fs::remove_all(path, ec);
     fs::create_directories(path.parent_path(), ec);
     AF_ASSIGN_OR_RETURN(bool has_branch, BranchExists(branch));
     if (has_branch) {
@@ -193,7 +193,7 @@ Status Workspace::RemoveFeatureTree(const std::string& feature_id) {
     }
   }
   std::error_code ec;
-  if (fs::exists(path)) fs::remove_all(path, ec);
+  if (fs::exists(path, ec)) fs::remove_all(path, ec);
   if (ec) return Internal("cannot remove " + path.string() + ": " + ec.message());
   return RunGit(shared_->git, root_, {"worktree", "prune"}).status();
 }
