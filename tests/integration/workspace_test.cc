@@ -368,5 +368,17 @@ TEST(WorkspaceExistingRepoTest, PreExistingRepositoryIsUsedAsIs) {
   EXPECT_EQ(Git(repo, {"branch", "--format=%(refname:short)"}), "af/f\ntrunk");
 }
 
+TEST(WorkspaceExistingRepoTest, DirectoryInsideAnotherRepositoryGetsItsOwn) {
+  TempDir tmp;
+  ASSERT_EQ(RunCommand({"/usr/bin/git", "init", "-q", "-b", "main", tmp.path().string()}).exit_code,
+            0);
+  const fs::path root = tmp.path() / "data" / "workspaces" / "p";
+  auto ws = Workspace::Open(root);
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  EXPECT_TRUE(fs::is_directory(root / ".git"));
+  EXPECT_EQ(Git(root, {"rev-parse", "--show-toplevel"}), fs::canonical(root).string());
+  EXPECT_EQ(Git(root, {"rev-list", "--count", "main"}), "1");
+}
+
 }  // namespace
 }  // namespace af

@@ -46,9 +46,11 @@ class Workspace {
   // An existing repository is used as is; features branch from `main`, or from
   // the branch checked out when there is no `main`. Adds `.af/` to the
   // repository's info/exclude. A directory inside another repository's tree
-  // gets its own (nested) repository. Errors: FailedPrecondition when git is
-  // missing or HEAD is detached in a repository without `main`; Internal when a git command fails
-  // (the message carries git's stderr).
+  // gets its own (nested) repository. An existing repository without any
+  // commit gets an empty initial commit (nothing can branch from it otherwise).
+  // Errors: FailedPrecondition when git is missing or HEAD is detached in a
+  // repository without `main`; Internal when a git command fails (the message
+  // carries git's stderr).
   static Result<std::unique_ptr<Workspace>> Open(std::filesystem::path root);
 
   ~Workspace();
