@@ -1,0 +1,189 @@
+#pragma once
+// The git repositories where agents edit code.
+//
+// A Workspace is one project's repository at `<data_dir>/workspaces/<project>`
+// (or a repository the user pointed at, used as is). Each feature works in its
+// own git worktree at `<root>/.af/worktrees/<feature_id>` on branch
+// `af/<feature_id>`, so several features of one project run at once without
+// seeing each other's half-done files.
+//
+// Git runs as the `git` CLI through fork/exec with argument vectors (never a
+// shell), with a fixed identity ("Agent Factory" <agent-factory@localhost>),
+// no signing, no hooks (`core.hooksPath=/dev/null`: nothing from the
+// repository runs outside the sandbox) and no automatic gc, so it works on a
+// machine with no git configuration.
+//
+// Every path an agent gives goes through FeatureTree::Resolve, which refuses
+// anything that leaves the tree (see there). Errors are Status values whose
+// message a model can read and act on.
+
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "af/core/status.h"
+
+namespace af {
+
+class FeatureTree;
+
+namespace workspace_internal {
+struct RepoShared;
+}
+
+// One project's repository. Thread-safe: OpenFeature / RemoveFeatureTree may
+// be called from several threads (they serialize on the repository).
+// FeatureTrees it hands out share its state and may outlive it.
+class Workspace {
+ public:
+  // Opens the repository at `root`, creating the directory and `git init -b
+  // main` with an initial commit (README.md) when it is not a repository yet.
+  // An existing repository is used as is; features branch from `main`, or from
+  // the branch checked out when there is no `main`. Adds `.af/` to the
+  // repository's info/exclude. A directory inside another repository's tree
+  // gets its own (nested) repository. An existing repository without any
+  // commit gets an empty initial commit (nothing can branch from it otherwise).
+  // Errors: FailedPrecondition when git is missing or HEAD is detached in a
+  // repository without `main`; Internal when a git command fails (the message
+  // carries git's stderr).
+  static Result<std::unique_ptr<Workspace>> Open(std::filesystem::path root);
+
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
+  // Creates, or reopens (e.g. after a restart), the worktree of a feature at
+  // `<root>/.af/worktrees/<feature_id>` on branch `af/<feature_id>`, branched
+  // from the base branch when the branch does not exist yet. `feature_id`:
+  // 1-100 characters of [A-Za-z0-9._-], not starting with '.' or '-'
+  // (InvalidArgument otherwise).
+  Result<std::unique_ptr<FeatureTree>> OpenFeature(const std::string& feature_id);
+
+  // Removes the feature's worktree directory (uncommitted changes in it are
+  // lost) and keeps the branch. Ok when there is no such worktree.
+  Status RemoveFeatureTree(const std::string& feature_id);
+
+  // Whether refs/heads/<name> exists.
+  Result<bool> BranchExists(const std::string& name);
+
+  const std::filesystem::path& root() const { return root_; }
+  // The branch features start from ("main" for repositories it created).
+  const std::string& base_branch() const { return base_branch_; }
+
+ private:
+  Workspace(std::filesystem::path root, std::string base_branch,
+            std::shared_ptr<workspace_internal::RepoShared> shared);
+
+  std::filesystem::path root_;
+  std::string base_branch_;
+  std::shared_ptr<workspace_internal::RepoShared> shared_;
+};
+
+// A match of FeatureTree::Search.
+struct SearchHit {
+  std::string path;  // relative to the tree root
+  int line = 0;      // 1-based
+  std::string text;  // the line, cut at 300 bytes
+};
+
+// One feature's worktree. Thread-safe: several tasks of one feature may use it
+// at once. Git operations serialize on one mutex; file operations run
+// concurrently (EditFile's read-modify-write serializes with other edits).
+class FeatureTree {
+ public:
+  static constexpr size_t kDefaultMaxReadBytes = 256 * 1024;
+  static constexpr size_t kMaxListEntries = 2000;
+
+  ~FeatureTree();
+  FeatureTree(const FeatureTree&) = delete;
+  FeatureTree& operator=(const FeatureTree&) = delete;
+
+  // THE path check. `rel` is relative to the tree root. Refuses (with a
+  // message for the model): empty paths and NUL bytes (InvalidArgument);
+  // absolute paths, `..` that leaves the tree, anything inside `.git`, a path
+  // whose existing part resolves outside the tree through a symlink, and
+  // dangling symlinks (PermissionDenied). Returns the absolute path with the
+  // existing part resolved (no symlinks left in it). "." is the root itself.
+  Result<std::filesystem::path> Resolve(std::string_view rel) const;
+
+  // The file's content. NotFound names the path; a directory is
+  // InvalidArgument. A binary file (NUL byte in the first 8 KiB) yields a one
+  // line note instead of its bytes; a file larger than `max_bytes` is cut there
+  // with a note giving its size.
+  Result<std::string> ReadFile(std::string_view rel, size_t max_bytes = kDefaultMaxReadBytes) const;
+
+  // Writes (creates or truncates) the file, creating parent directories. Never
+  // writes through a symlink that leads out of the tree.
+  Status WriteFile(std::string_view rel, std::string_view content);
+
+  // Replaces the one occurrence of `old_text` with `new_text`. NotFound when it
+  // does not occur ("old_text not found in PATH"), InvalidArgument when it
+  // occurs more than once or is empty.
+  Status EditFile(std::string_view rel, std::string_view old_text, std::string_view new_text);
+
+  // Files (not directories) under `rel` ("" = the root), recursively, as paths
+  // relative to the tree root, sorted; skips .git and .af and does not follow
+  // symlinked directories. At most kMaxListEntries, then a last entry
+  // "... [list truncated at 2000 entries]".
+  Result<std::vector<std::string>> ListFiles(std::string_view rel = "") const;
+
+  // Plain substring search over the text files of the tree (binary files and
+  // files over 2 MiB are skipped), in path order. InvalidArgument on an empty
+  // query.
+  Result<std::vector<SearchHit>> Search(std::string_view query, size_t max_hits = 50) const;
+
+  // Commits exactly `paths` (additions, changes and deletions; other modified
+  // files stay uncommitted) with `message` plus a `Task-Id: <task_id>` trailer
+  // and returns the new commit's sha. Idempotent: when the branch already has a
+  // commit with that trailer, returns its sha and commits nothing. Returns ""
+  // when the paths have no changes. InvalidArgument on an empty task id or
+  // path list; PermissionDenied when a path escapes the tree.
+  Result<std::string> CommitTask(const std::string& task_id, const std::string& message,
+                                 const std::vector<std::string>& paths);
+
+  // Unified diff of the tree (committed and uncommitted changes, new files
+  // included) against the point where the branch left the base branch.
+  Result<std::string> Diff();
+
+  // Writes the branch's commits since the base branch as a format-patch
+  // mailbox to `out` (parent directories created) and returns that text.
+  Result<std::string> WritePatch(const std::filesystem::path& out);
+
+  Result<std::string> HeadSha();
+
+  // Paths changed against the base branch, committed or not (new files too).
+  Result<std::vector<std::string>> ChangedFiles();
+
+  std::filesystem::path root() const { return root_; }
+  std::string branch() const { return branch_; }
+
+ private:
+  friend class Workspace;
+  FeatureTree(std::filesystem::path root, std::string branch, std::string base_branch,
+              std::shared_ptr<workspace_internal::RepoShared> shared,
+              std::shared_ptr<std::mutex> git_mu);
+
+  // Runs git in the tree; the caller holds git_mu_.
+  Result<std::string> GitLocked(const std::vector<std::string>& args,
+                                const std::vector<std::string>& extra_env = {});
+  // A throwaway index with every change of the tree staged (so untracked
+  // files show in diffs) without touching the real index. Caller holds git_mu_.
+  Result<std::string> TempIndexLocked(const std::filesystem::path& tmp);
+  Result<std::string> MergeBaseLocked();
+
+  std::filesystem::path root_;  // canonical
+  std::string branch_;
+  std::string base_branch_;
+  std::shared_ptr<workspace_internal::RepoShared> shared_;
+  // Shared by every FeatureTree object of the same feature (from the
+  // Workspace), so two handles on one worktree still serialize git.
+  std::shared_ptr<std::mutex> git_mu_;
+  std::mutex edit_mu_;
+};
+
+}  // namespace af

@@ -1,0 +1,501 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+#include "af/workspace/workspace.h"
+#include "workspace/git.h"
+
+namespace af {
+
+namespace fs = std::filesystem;
+using workspace_internal::RepoShared;
+using workspace_internal::RunGit;
+using workspace_internal::RunGitRaw;
+using workspace_internal::TrimRight;
+
+namespace {
+
+constexpr size_t kBinaryProbeBytes = 8192;
+constexpr size_t kMaxSearchFileBytes = 2 << 20;
+constexpr size_t kMaxEditFileBytes = 16 << 20;
+
+std::string Shown(std::string_view rel) {
+  std::string s(rel.substr(0, 200));
+  if (rel.size() > 200) s += "...";
+  return s;
+}
+
+bool Within(const fs::path& p, const fs::path& root) {
+  const std::string& ps = p.native();
+  const std::string& rs = root.native();
+  return ps == rs || (ps.size() > rs.size() && ps.compare(0, rs.size(), rs) == 0 &&
+                      (rs.back() == '/' || ps[rs.size()] == '/'));
+}
+
+bool IsBinary(std::string_view data) {
+  return data.substr(0, kBinaryProbeBytes).find('\0') != std::string_view::npos;
+}
+
+// Reads at most `limit` bytes of an open descriptor.
+Result<std::string> ReadFd(int fd, size_t limit, const std::string& shown) {
+  std::string data;
+  char buf[65536];
+  while (data.size() < limit) {
+    ssize_t n = read(fd, buf, std::min(sizeof buf, limit - data.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Internal("cannot read '" + shown + "': " + strerror(errno));
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+  }
+  return data;
+}
+
+Status WriteAll(int fd, std::string_view content, const std::string& shown) {
+  while (!content.empty()) {
+    ssize_t n = write(fd, content.data(), content.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Internal("cannot write '" + shown + "': " + strerror(errno));
+    content.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+// ":(literal)" keeps git from reading '*', '?' or '[' in an agent's path as a glob.
+std::string Literal(const std::string& rel) { return ":(literal)" + rel; }
+
+}  // namespace
+
+FeatureTree::FeatureTree(fs::path root, std::string branch, std::string base_branch,
+                         std::shared_ptr<RepoShared> shared, std::shared_ptr<std::mutex> git_mu)
+    : root_(std::move(root)),
+      branch_(std::move(branch)),
+      base_branch_(std::move(base_branch)),
+      shared_(std::move(shared)),
+      git_mu_(std::move(git_mu)) {}
+
+FeatureTree::~FeatureTree() = default;
+
+Result<fs::path> FeatureTree::Resolve(std::string_view rel) const {
+  const std::string shown = Shown(rel);
+  if (rel.empty()) {
+    return InvalidArgument("path is empty",
+                           "give a path relative to the workspace root, e.g. src/main.cc");
+  }
+  if (rel.find('\0') != std::string_view::npos) {
+    return InvalidArgument("path contains a NUL byte");
+  }
+  if (rel[0] == '/') {
+    return PermissionDenied("path '" + shown +
+                            "' is absolute: use a path relative to the workspace root");
+  }
+  // Lexical normalization first: '..' may never climb above the root, whatever
+  // the file system says.
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= rel.size()) {
+    size_t end = rel.find('/', start);
+    if (end == std::string_view::npos) end = rel.size();
+    std::string part(rel.substr(start, end - start));
+    start = end + 1;
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (parts.empty()) {
+        return PermissionDenied("path '" + shown +
+                                "' escapes the workspace: use a path relative to the workspace "
+                                "root");
+      }
+      parts.pop_back();
+      continue;
+    }
+    parts.push_back(std::move(part));
+  }
+  auto git_refusal = [&] {
+    return PermissionDenied("path '" + shown +
+                            "' is inside .git: repository metadata cannot be read or changed "
+                            "with file tools");
+  };
+  for (const auto& p : parts) {
+    if (p == ".git") return git_refusal();
+  }
+
+  // The deepest part that exists decides where the path really leads; what
+  // follows it does not exist yet and so cannot be a symlink.
+  fs::path existing = root_;
+  size_t i = 0;
+  for (; i < parts.size(); ++i) {
+    fs::path next = existing / parts[i];
+    struct stat st;
+    if (lstat(next.c_str(), &st) != 0) break;
+    existing = std::move(next);
+  }
+  char real[PATH_MAX];
+  if (realpath(existing.c_str(), real) == nullptr) {
+    return PermissionDenied(
+        "path '" + shown + "' goes through a symbolic link whose target does not exist",
+        "remove the link or use another path");
+  }
+  fs::path resolved = real;
+  if (!Within(resolved, root_)) {
+    return PermissionDenied("path '" + shown +
+                            "' escapes the workspace through a symbolic link: use a path "
+                            "relative to the workspace root that stays inside it");
+  }
+  for (const auto& p : resolved.lexically_relative(root_)) {
+    if (p == ".git") return git_refusal();
+  }
+  for (; i < parts.size(); ++i) resolved /= parts[i];
+  return resolved;
+}
+
+Result<std::string> FeatureTree::ReadFile(std::string_view rel, size_t max_bytes) const {
+  AF_ASSIGN_OR_RETURN(fs::path path, Resolve(rel));
+  const std::string shown = Shown(rel);
+  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return NotFound("file '" + shown + "' not found", "use list_files to see which files exist");
+    }
+    if (errno == ELOOP) return PermissionDenied("path '" + shown + "' is a symbolic link");
+    return Internal("cannot open '" + shown + "': " + strerror(errno));
+  }
+  struct stat st;
+  fstat(fd, &st);
+  if (S_ISDIR(st.st_mode)) {
+    close(fd);
+    return InvalidArgument("'" + shown + "' is a directory", "use list_files to see its files");
+  }
+  auto data = ReadFd(fd, max_bytes + 1, shown);
+  close(fd);
+  if (!data.ok()) return data.status();
+  std::string text = std::move(data).value();
+  if (IsBinary(text)) {
+    return "[binary file '" + shown + "', " + std::to_string(st.st_size) + " bytes: not shown]";
+  }
+  if (text.size() > max_bytes) {
+    text.resize(max_bytes);
+    text += "\n... [truncated: '" + shown + "' is " + std::to_string(st.st_size) +
+            " bytes, showing the first " + std::to_string(max_bytes) + "]";
+  }
+  return text;
+}
+
+Status FeatureTree::WriteFile(std::string_view rel, std::string_view content) {
+  AF_ASSIGN_OR_RETURN(fs::path path, Resolve(rel));
+  const std::string shown = Shown(rel);
+  if (path == root_) return InvalidArgument("cannot write to the workspace root itself");
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec) {
+    return InvalidArgument("cannot create the directory of '" + shown + "': " + ec.message(),
+                           "a file with that name may already exist where a directory is needed");
+  }
+  // The parents may have changed since Resolve (another task, a sandboxed
+  // program): check again where they lead now.
+  char real[PATH_MAX];
+  if (realpath(path.parent_path().c_str(), real) == nullptr || !Within(real, root_)) {
+    return PermissionDenied("path '" + shown + "' escapes the workspace through a symbolic link");
+  }
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == ELOOP) return PermissionDenied("path '" + shown + "' is a symbolic link");
+    if (errno == EISDIR) return InvalidArgument("'" + shown + "' is a directory");
+    return Internal("cannot write '" + shown + "': " + strerror(errno));
+  }
+  Status s = WriteAll(fd, content, shown);
+  if (close(fd) != 0 && s.ok()) s = Internal("cannot write '" + shown + "': " + strerror(errno));
+  return s;
+}
+
+Status FeatureTree::EditFile(std::string_view rel, std::string_view old_text,
+                             std::string_view new_text) {
+  const std::string shown = Shown(rel);
+  if (old_text.empty()) {
+    return InvalidArgument("old_text is empty", "quote the exact text to replace");
+  }
+  std::lock_guard<std::mutex> lock(edit_mu_);
+  AF_ASSIGN_OR_RETURN(std::string content, ReadFile(rel, kMaxEditFileBytes));
+  if (content.rfind("[binary file '", 0) == 0) {
+    return InvalidArgument("'" + shown + "' is a binary file", "use write_file to replace it");
+  }
+  size_t first = content.find(old_text);
+  if (first == std::string::npos) {
+    return NotFound("old_text not found in " + shown,
+                    "read the file again and quote the text exactly, whitespace included");
+  }
+  size_t count = 0;
+  for (size_t pos = first; pos != std::string::npos; pos = content.find(old_text, pos + 1)) {
+    ++count;
+  }
+  if (count > 1) {
+    return InvalidArgument("old_text occurs " + std::to_string(count) + " times in " + shown +
+                           "; include more context");
+  }
+  content.replace(first, old_text.size(), new_text);
+  return WriteFile(rel, content);
+}
+
+Result<std::vector<std::string>> FeatureTree::ListFiles(std::string_view rel) const {
+  fs::path start = root_;
+  if (!rel.empty()) {
+    AF_ASSIGN_OR_RETURN(start, Resolve(rel));
+  }
+  std::error_code ec;
+  auto status = fs::symlink_status(start, ec);
+  if (ec || !fs::exists(status)) {
+    return NotFound("'" + Shown(rel) + "' not found", "use list_files with no path to see all");
+  }
+  std::vector<std::string> files;
+  if (!fs::is_directory(status)) {
+    files.push_back(start.lexically_relative(root_).string());
+    return files;
+  }
+  bool truncated = false;
+  fs::recursive_directory_iterator it(start, fs::directory_options::skip_permission_denied, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string name = p.filename().string();
+    if (name == ".git" || (name == ".af" && p.parent_path() == root_)) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    std::error_code entry_ec;
+    if (it->is_directory(entry_ec) && !it->is_symlink(entry_ec)) continue;
+    if (files.size() >= kMaxListEntries) {
+      truncated = true;
+      break;
+    }
+    files.push_back(p.lexically_relative(root_).string());
+  }
+  std::sort(files.begin(), files.end());
+  if (truncated) {
+    files.push_back("... [list truncated at " + std::to_string(kMaxListEntries) +
+                    " entries: list a subdirectory]");
+  }
+  return files;
+}
+
+Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query, size_t max_hits) const {
+  if (query.empty()) return InvalidArgument("search query is empty");
+  std::vector<fs::path> paths;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(root_, fs::directory_options::skip_permission_denied, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string name = p.filename().string();
+    if (name == ".git" || (name == ".af" && p.parent_path() == root_)) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    // Symlinks are not followed: their targets may lie outside the tree.
+    // (error_code overloads: files may vanish while another task works.)
+    std::error_code entry_ec;
+    if (it->is_symlink(entry_ec) || !it->is_regular_file(entry_ec)) continue;
+    if (it->file_size(entry_ec) > kMaxSearchFileBytes || entry_ec) continue;
+    paths.push_back(p);
+  }
+  std::sort(paths.begin(), paths.end());
+  std::vector<SearchHit> hits;
+  for (const auto& p : paths) {
+    if (hits.size() >= max_hits) break;
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string data = ss.str();
+    if (IsBinary(data)) continue;
+    int line_no = 0;
+    size_t pos = 0;
+    while (pos <= data.size() && hits.size() < max_hits) {
+      size_t end = data.find('\n', pos);
+      if (end == std::string::npos) end = data.size();
+      ++line_no;
+      std::string_view line(data.data() + pos, end - pos);
+      if (line.find(query) != std::string_view::npos) {
+        std::string text(line.substr(0, 300));
+        if (!text.empty() && text.back() == '\r') text.pop_back();
+        hits.push_back({p.lexically_relative(root_).string(), line_no, std::move(text)});
+      }
+      if (end == data.size()) break;
+      pos = end + 1;
+    }
+  }
+  return hits;
+}
+
+Result<std::string> FeatureTree::GitLocked(const std::vector<std::string>& args,
+                                           const std::vector<std::string>& extra_env) {
+  return RunGit(shared_->git, root_, args, extra_env);
+}
+
+Result<std::string> FeatureTree::MergeBaseLocked() {
+  AF_ASSIGN_OR_RETURN(std::string mb, GitLocked({"merge-base", base_branch_, "HEAD"}));
+  return TrimRight(mb);
+}
+
+Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp) {
+  AF_ASSIGN_OR_RETURN(std::string index_rel, GitLocked({"rev-parse", "--git-path", "index"}));
+  fs::path index = TrimRight(index_rel);
+  if (index.is_relative()) index = root_ / index;
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  if (fs::exists(index, ec)) {
+    fs::copy_file(index, tmp, fs::copy_options::overwrite_existing, ec);
+    if (ec) return Internal("cannot copy the git index: " + ec.message());
+  }
+  std::string env = "GIT_INDEX_FILE=" + tmp.string();
+  AF_RETURN_IF_ERROR(GitLocked({"add", "-A", "--", "."}, {env}).status());
+  return env;
+}
+
+Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const std::string& message,
+                                            const std::vector<std::string>& paths) {
+  if (task_id.empty() || task_id.find_first_of("\r\n") != std::string::npos) {
+    return InvalidArgument("task id must be a non-empty single line");
+  }
+  if (paths.empty()) {
+    return InvalidArgument("no paths to commit", "name the files this task changed");
+  }
+  std::vector<std::string> rels;
+  for (const auto& p : paths) {
+    AF_ASSIGN_OR_RETURN(fs::path abs, Resolve(p));
+    if (abs == root_) {
+      return InvalidArgument("cannot commit the whole tree as a path",
+                             "name the files this task changed");
+    }
+    rels.push_back(abs.lexically_relative(root_).string());
+  }
+
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  // A resumed task must not commit twice: look for its trailer on the branch.
+  AF_ASSIGN_OR_RETURN(
+      std::string log,
+      GitLocked({"log", "--fixed-strings", "--grep=Task-Id: " + task_id,
+                 "--format=%H%x1f%(trailers:key=Task-Id,valueonly,separator=%x1e)%x1d", "HEAD"}));
+  std::istringstream records(log);
+  for (std::string rec; std::getline(records, rec, '\x1d');) {
+    while (!rec.empty() && rec.front() == '\n') rec.erase(0, 1);
+    size_t sep = rec.find('\x1f');
+    if (sep == std::string::npos) continue;
+    std::string sha = rec.substr(0, sep);
+    std::istringstream values(rec.substr(sep + 1));
+    for (std::string v; std::getline(values, v, '\x1e');) {
+      if (TrimRight(v) == task_id) return sha;
+    }
+  }
+
+  // Only paths that exist or are tracked: `git add` refuses a pathspec that
+  // matches nothing (e.g. a file the task created and deleted again).
+  std::vector<std::string> specs;
+  for (const auto& r : rels) specs.push_back(Literal(r));
+  std::vector<std::string> ls = {"ls-files", "-z", "--"};
+  ls.insert(ls.end(), specs.begin(), specs.end());
+  AF_ASSIGN_OR_RETURN(std::string tracked_out, GitLocked(ls));
+  std::vector<std::string> wanted;
+  for (const auto& r : rels) {
+    struct stat st;
+    bool exists = lstat((root_ / r).c_str(), &st) == 0;
+    bool tracked = false;
+    size_t pos = 0;
+    while (pos < tracked_out.size()) {
+      size_t end = tracked_out.find('\0', pos);
+      if (end == std::string::npos) end = tracked_out.size();
+      std::string_view t(tracked_out.data() + pos, end - pos);
+      if (t == r || (t.size() > r.size() && t.compare(0, r.size(), r) == 0 && t[r.size()] == '/')) {
+        tracked = true;
+        break;
+      }
+      pos = end + 1;
+    }
+    if (exists || tracked) wanted.push_back(Literal(r));
+  }
+  if (wanted.empty()) return std::string();
+
+  std::vector<std::string> add = {"add", "-A", "--"};
+  add.insert(add.end(), wanted.begin(), wanted.end());
+  AF_RETURN_IF_ERROR(GitLocked(add).status());
+  std::vector<std::string> diff = {"diff", "--cached", "--quiet", "HEAD", "--"};
+  diff.insert(diff.end(), wanted.begin(), wanted.end());
+  AF_ASSIGN_OR_RETURN(auto changed, RunGitRaw(shared_->git, root_, diff));
+  if (changed.exit_code == 0) return std::string();
+  if (changed.exit_code != 1) {
+    return Internal("git diff --cached failed: " + TrimRight(changed.err));
+  }
+
+  std::string msg = TrimRight(message);
+  if (msg.empty()) msg = "Task " + task_id;
+  msg += "\n\nTask-Id: " + task_id + "\n";
+  // With paths, `git commit` takes only those (--only): another task's staged
+  // or modified files stay out of this commit.
+  std::vector<std::string> commit = {"commit", "-q", "--cleanup=whitespace", "-m", msg, "--"};
+  commit.insert(commit.end(), wanted.begin(), wanted.end());
+  AF_RETURN_IF_ERROR(GitLocked(commit).status());
+  AF_ASSIGN_OR_RETURN(std::string sha, GitLocked({"rev-parse", "HEAD"}));
+  return TrimRight(sha);
+}
+
+Result<std::string> FeatureTree::Diff() {
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
+  AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
+  const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-diff-index";
+  auto env = TempIndexLocked(tmp);
+  Result<std::string> out =
+      env.ok() ? GitLocked({"diff", "--cached", "--no-ext-diff", "--binary", base}, {*env})
+               : Result<std::string>(env.status());
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  return out;
+}
+
+Result<std::vector<std::string>> FeatureTree::ChangedFiles() {
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
+  AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
+  const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-diff-index";
+  auto env = TempIndexLocked(tmp);
+  Result<std::string> out = env.ok()
+                                ? GitLocked({"diff", "--cached", "--name-only", "-z", base}, {*env})
+                                : Result<std::string>(env.status());
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  if (!out.ok()) return out.status();
+  std::vector<std::string> files;
+  std::istringstream names(*out);
+  for (std::string n; std::getline(names, n, '\0');) {
+    if (!n.empty()) files.push_back(n);
+  }
+  return files;
+}
+
+Result<std::string> FeatureTree::WritePatch(const fs::path& out) {
+  std::string patch;
+  {
+    std::lock_guard<std::mutex> lock(*git_mu_);
+    AF_ASSIGN_OR_RETURN(patch, GitLocked({"format-patch", "--stdout", "--no-signature", "--binary",
+                                          base_branch_ + "..HEAD"}));
+  }
+  std::error_code ec;
+  if (out.has_parent_path()) fs::create_directories(out.parent_path(), ec);
+  std::ofstream f(out, std::ios::binary | std::ios::trunc);
+  f << patch;
+  f.close();
+  if (!f) return Internal("cannot write the patch to " + out.string());
+  return patch;
+}
+
+Result<std::string> FeatureTree::HeadSha() {
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  AF_ASSIGN_OR_RETURN(std::string sha, GitLocked({"rev-parse", "HEAD"}));
+  return TrimRight(sha);
+}
+
+}  // namespace af

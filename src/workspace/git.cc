@@ -1,0 +1,90 @@
+#include "workspace/git.h"
+
+#include <cstring>
+
+#include "workspace/subprocess.h"
+
+extern char** environ;
+
+namespace af::workspace_internal {
+
+namespace {
+
+// The caller's GIT_* variables (GIT_DIR, GIT_INDEX_FILE, GIT_WORK_TREE, a
+// hook's environment...) would redirect git away from the tree we name.
+std::vector<std::string> GitEnv(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    if (strncmp(*e, "GIT_", 4) == 0 || strncmp(*e, "LC_ALL=", 7) == 0) continue;
+    env.emplace_back(*e);
+  }
+  for (const char* kv :
+       {"GIT_AUTHOR_NAME=Agent Factory", "GIT_AUTHOR_EMAIL=agent-factory@localhost",
+        "GIT_COMMITTER_NAME=Agent Factory", "GIT_COMMITTER_EMAIL=agent-factory@localhost",
+        "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"}) {
+    env.emplace_back(kv);
+  }
+  for (const auto& kv : extra) env.push_back(kv);
+  return env;
+}
+
+}  // namespace
+
+std::string TrimRight(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+Result<GitOutput> RunGitRaw(const std::string& git, const std::filesystem::path& dir,
+                            const std::vector<std::string>& args,
+                            const std::vector<std::string>& extra_env) {
+  SpawnOptions opts;
+  opts.argv = {git,
+               "-C",
+               dir.string(),
+               "-c",
+               "commit.gpgsign=false",
+               "-c",
+               "tag.gpgsign=false",
+               "-c",
+               "core.hooksPath=/dev/null",
+               "-c",
+               "gc.auto=0",
+               "-c",
+               "core.quotepath=false",
+               "-c",
+               "color.ui=false",
+               "-c",
+               "core.pager=cat"};
+  opts.argv.insert(opts.argv.end(), args.begin(), args.end());
+  opts.env = GitEnv(extra_env);
+  opts.merge_output = false;
+  AF_ASSIGN_OR_RETURN(SpawnResult r, Spawn(opts));
+  return GitOutput{r.exit_code, std::move(r.out), std::move(r.err)};
+}
+
+Result<std::string> RunGit(const std::string& git, const std::filesystem::path& dir,
+                           const std::vector<std::string>& args,
+                           const std::vector<std::string>& extra_env) {
+  AF_ASSIGN_OR_RETURN(GitOutput r, RunGitRaw(git, dir, args, extra_env));
+  if (r.exit_code != 0) {
+    // Appended piecewise: GCC 12 warns falsely (-Warray-bounds) on the
+    // equivalent chain of operator+.
+    std::string msg = "git";
+    for (const auto& a : args) {
+      msg.push_back(' ');
+      msg.append(a);
+    }
+    if (msg.size() > 200) {
+      msg.resize(200);
+      msg.append("...");
+    }
+    msg.append(" failed in ").append(dir.string());
+    msg.append(" (exit ").append(std::to_string(r.exit_code)).append("): ");
+    msg.append(TrimRight(r.err));
+    return Internal(std::move(msg), "check the repository state with `git status` there");
+  }
+  return std::move(r.out);
+}
+
+}  // namespace af::workspace_internal

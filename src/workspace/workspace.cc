@@ -1,0 +1,201 @@
+#include "af/workspace/workspace.h"
+
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "workspace/git.h"
+#include "workspace/subprocess.h"
+
+namespace af {
+
+namespace fs = std::filesystem;
+using workspace_internal::RepoShared;
+using workspace_internal::RunGit;
+using workspace_internal::RunGitRaw;
+using workspace_internal::TrimRight;
+
+namespace {
+
+Status ValidateFeatureId(const std::string& id) {
+  bool ok = !id.empty() && id.size() <= 100 && id[0] != '.' && id[0] != '-';
+  for (char c : id) {
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) ok = false;
+  }
+  if (ok && id.find("..") != std::string::npos) ok = false;
+  if (ok && id.size() >= 5 && id.compare(id.size() - 5, 5, ".lock") == 0) ok = false;
+  if (!ok) {
+    return InvalidArgument("invalid feature id '" + id.substr(0, 100) + "'",
+                           "use 1-100 characters of [A-Za-z0-9._-], not starting with '.' or '-'");
+  }
+  return Status::Ok();
+}
+
+fs::path Canonical(const fs::path& p) {
+  std::error_code ec;
+  fs::path c = fs::canonical(p, ec);
+  return ec ? p.lexically_normal() : c;
+}
+
+// Appends ".af/" to the repository's info/exclude so worktrees under .af never
+// show up as untracked files of the main checkout.
+Status ExcludeAfDir(const std::string& git, const fs::path& root) {
+  AF_ASSIGN_OR_RETURN(std::string common, RunGit(git, root, {"rev-parse", "--git-common-dir"}));
+  fs::path dir = TrimRight(common);
+  if (dir.is_relative()) dir = root / dir;
+  fs::path exclude = dir / "info" / "exclude";
+  std::string content;
+  {
+    std::ifstream in(exclude);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    content = ss.str();
+  }
+  std::istringstream lines(content);
+  for (std::string line; std::getline(lines, line);) {
+    if (line == ".af/" || line == "/.af/" || line == ".af") return Status::Ok();
+  }
+  std::error_code ec;
+  fs::create_directories(exclude.parent_path(), ec);
+  std::ofstream out(exclude, std::ios::app);
+  if (!content.empty() && content.back() != '\n') out << "\n";
+  out << "# Agent Factory feature worktrees\n.af/\n";
+  if (!out) return Internal("cannot write " + exclude.string());
+  return Status::Ok();
+}
+
+// Registered worktree paths (`git worktree list --porcelain`).
+Result<std::vector<fs::path>> ListWorktrees(const std::string& git, const fs::path& root) {
+  AF_ASSIGN_OR_RETURN(std::string out, RunGit(git, root, {"worktree", "list", "--porcelain"}));
+  std::vector<fs::path> paths;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("worktree ", 0) == 0) paths.push_back(Canonical(line.substr(9)));
+  }
+  return paths;
+}
+
+}  // namespace
+
+Workspace::Workspace(fs::path root, std::string base_branch, std::shared_ptr<RepoShared> shared)
+    : root_(std::move(root)), base_branch_(std::move(base_branch)), shared_(std::move(shared)) {}
+
+Workspace::~Workspace() = default;
+
+Result<std::unique_ptr<Workspace>> Workspace::Open(fs::path root) {
+  auto shared = std::make_shared<RepoShared>();
+  shared->git = workspace_internal::FindProgram("git");
+  if (shared->git.empty()) {
+    return FailedPrecondition("git is not installed (needed for the workspace)",
+                              "install it: apt-get install git (scripts/setup does)");
+  }
+  const std::string& git = shared->git;
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) {
+    return FailedPrecondition("cannot create workspace directory " + root.string() + ": " +
+                              ec.message());
+  }
+  root = Canonical(root);
+
+  AF_ASSIGN_OR_RETURN(auto top, RunGitRaw(git, root, {"rev-parse", "--show-toplevel"}));
+  bool is_repo = top.exit_code == 0 && Canonical(TrimRight(top.out)) == root;
+  if (!is_repo) {
+    AF_RETURN_IF_ERROR(RunGit(git, root, {"init", "-q", "-b", "main"}).status());
+    const fs::path readme = root / "README.md";
+    if (!fs::exists(readme, ec)) {
+      std::ofstream out(readme);
+      out << "# " << root.filename().string() << "\n\nWorkspace of project "
+          << root.filename().string() << ", managed by Agent Factory.\n";
+      if (!out) return Internal("cannot write " + readme.string());
+    }
+    AF_RETURN_IF_ERROR(RunGit(git, root, {"add", "--", "README.md"}).status());
+    AF_RETURN_IF_ERROR(
+        RunGit(git, root, {"commit", "-q", "-m", "Initial commit (Agent Factory)"}).status());
+  } else {
+    AF_ASSIGN_OR_RETURN(auto head,
+                        RunGitRaw(git, root, {"rev-parse", "--verify", "-q", "HEAD^{commit}"}));
+    if (head.exit_code != 0) {
+      // A repository without any commit cannot be branched from.
+      AF_RETURN_IF_ERROR(
+          RunGit(git, root,
+                 {"commit", "-q", "--allow-empty", "-m", "Initial commit (Agent Factory)"})
+              .status());
+    }
+  }
+
+  std::string base = "main";
+  AF_ASSIGN_OR_RETURN(auto has_main,
+                      RunGitRaw(git, root, {"rev-parse", "--verify", "-q", "refs/heads/main"}));
+  if (has_main.exit_code != 0) {
+    AF_ASSIGN_OR_RETURN(auto sym, RunGitRaw(git, root, {"symbolic-ref", "--short", "-q", "HEAD"}));
+    if (sym.exit_code != 0 || TrimRight(sym.out).empty()) {
+      return FailedPrecondition(
+          "repository " + root.string() + " has no branch 'main' and HEAD is detached",
+          "check out the branch features should start from");
+    }
+    base = TrimRight(sym.out);
+  }
+  AF_RETURN_IF_ERROR(ExcludeAfDir(git, root));
+  return std::unique_ptr<Workspace>(new Workspace(root, base, std::move(shared)));
+}
+
+Result<bool> Workspace::BranchExists(const std::string& name) {
+  if (name.empty()) return InvalidArgument("branch name is empty");
+  AF_ASSIGN_OR_RETURN(auto r, RunGitRaw(shared_->git, root_,
+                                        {"rev-parse", "--verify", "-q", "refs/heads/" + name}));
+  return r.exit_code == 0;
+}
+
+Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& feature_id) {
+  AF_RETURN_IF_ERROR(ValidateFeatureId(feature_id));
+  const std::string& git = shared_->git;
+  const fs::path path = root_ / ".af" / "worktrees" / feature_id;
+  const std::string branch = "af/" + feature_id;
+
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  auto& tree_mu = shared_->tree_mu[feature_id];
+  if (!tree_mu) tree_mu = std::make_shared<std::mutex>();
+
+  AF_ASSIGN_OR_RETURN(auto registered, ListWorktrees(git, root_));
+  bool is_registered = false;
+  for (const auto& p : registered) is_registered |= (p == Canonical(path));
+  std::error_code ec;
+  if (!(is_registered && fs::exists(path / ".git", ec))) {
+    // A crash may have left a half-made directory or a stale registration.
+    AF_RETURN_IF_ERROR(RunGit(git, root_, {"worktree", "prune"}).status());
+    if (fs::exists(path, ec)) fs::remove_all(path, ec);
+    fs::create_directories(path.parent_path(), ec);
+    AF_ASSIGN_OR_RETURN(bool has_branch, BranchExists(branch));
+    if (has_branch) {
+      AF_RETURN_IF_ERROR(
+          RunGit(git, root_, {"worktree", "add", "-q", path.string(), branch}).status());
+    } else {
+      AF_RETURN_IF_ERROR(
+          RunGit(git, root_, {"worktree", "add", "-q", "-b", branch, path.string(), base_branch_})
+              .status());
+    }
+  }
+  return std::unique_ptr<FeatureTree>(
+      new FeatureTree(Canonical(path), branch, base_branch_, shared_, tree_mu));
+}
+
+Status Workspace::RemoveFeatureTree(const std::string& feature_id) {
+  AF_RETURN_IF_ERROR(ValidateFeatureId(feature_id));
+  const fs::path path = root_ / ".af" / "worktrees" / feature_id;
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  AF_ASSIGN_OR_RETURN(auto registered, ListWorktrees(shared_->git, root_));
+  for (const auto& p : registered) {
+    if (p == Canonical(path)) {
+      AF_RETURN_IF_ERROR(
+          RunGit(shared_->git, root_, {"worktree", "remove", "--force", "--force", path.string()})
+              .status());
+    }
+  }
+  std::error_code ec;
+  if (fs::exists(path, ec)) fs::remove_all(path, ec);
+  if (ec) return Internal("cannot remove " + path.string() + ": " + ec.message());
+  return RunGit(shared_->git, root_, {"worktree", "prune"}).status();
+}
+
+}  // namespace af

@@ -1,0 +1,384 @@
+// The workspace against a real git: repositories, feature worktrees, the path
+// check, file tools and idempotent commits.
+
+#include "af/workspace/workspace.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "support/test_util.h"
+
+namespace af {
+namespace {
+
+namespace fs = std::filesystem;
+using af::testing::RunCommand;
+using af::testing::TempDir;
+
+// Runs git in `dir` and returns stdout (trimmed); fails the test on error.
+std::string Git(const fs::path& dir, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/git", "-C", dir.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
+  return r.out;
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+class WorkspaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = tmp_.path() / "workspaces" / "proj";
+    auto ws = Workspace::Open(root_);
+    ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+    ws_ = std::move(ws).value();
+    auto tree = ws_->OpenFeature("feat-1");
+    ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+    tree_ = std::move(tree).value();
+  }
+
+  TempDir tmp_;
+  fs::path root_;
+  std::unique_ptr<Workspace> ws_;
+  std::unique_ptr<FeatureTree> tree_;
+};
+
+TEST_F(WorkspaceTest, InitCreatesRepositoryOnMainWithInitialCommit) {
+  EXPECT_TRUE(fs::is_directory(root_ / ".git"));
+  EXPECT_EQ(ws_->base_branch(), "main");
+  EXPECT_EQ(Git(root_, {"symbolic-ref", "--short", "HEAD"}), "main");
+  EXPECT_EQ(Git(root_, {"rev-list", "--count", "main"}), "1");
+  EXPECT_NE(testing::ReadFile(root_ / "README.md").find("managed by Agent Factory"),
+            std::string::npos);
+  // .af/ is excluded so worktrees never show as untracked files.
+  EXPECT_EQ(Git(root_, {"status", "--porcelain"}), "");
+  EXPECT_NE(testing::ReadFile(root_ / ".git" / "info" / "exclude").find(".af/"), std::string::npos);
+}
+
+TEST_F(WorkspaceTest, OpenFeatureCreatesBranchAndWorktreeAndReopensAfterRestart) {
+  EXPECT_EQ(tree_->branch(), "af/feat-1");
+  EXPECT_EQ(tree_->root(), fs::canonical(root_ / ".af" / "worktrees" / "feat-1"));
+  EXPECT_EQ(Git(tree_->root(), {"symbolic-ref", "--short", "HEAD"}), "af/feat-1");
+  auto exists = ws_->BranchExists("af/feat-1");
+  ASSERT_TRUE(exists.ok());
+  EXPECT_TRUE(*exists);
+  EXPECT_FALSE(*ws_->BranchExists("af/nope"));
+
+  ASSERT_TRUE(tree_->WriteFile("a.txt", "one\n").ok());
+  auto sha = tree_->CommitTask("t1", "add a", {"a.txt"});
+  ASSERT_TRUE(sha.ok()) << sha.status().ToString();
+  ASSERT_TRUE(tree_->WriteFile("pending.txt", "not committed\n").ok());
+
+  // "Restart": new objects on the same directory.
+  tree_.reset();
+  ws_.reset();
+  auto ws2 = Workspace::Open(root_);
+  ASSERT_TRUE(ws2.ok()) << ws2.status().ToString();
+  auto tree2 = (*ws2)->OpenFeature("feat-1");
+  ASSERT_TRUE(tree2.ok()) << tree2.status().ToString();
+  EXPECT_EQ(*(*tree2)->HeadSha(), *sha);
+  EXPECT_EQ(*(*tree2)->ReadFile("pending.txt"), "not committed\n");
+  EXPECT_EQ(Git(root_, {"rev-list", "--count", "main"}), "1");
+
+  // After the worktree is removed (branch kept) it comes back from the branch.
+  ASSERT_TRUE((*ws2)->RemoveFeatureTree("feat-1").ok());
+  EXPECT_FALSE(fs::exists(root_ / ".af" / "worktrees" / "feat-1"));
+  EXPECT_TRUE(*(*ws2)->BranchExists("af/feat-1"));
+  auto tree3 = (*ws2)->OpenFeature("feat-1");
+  ASSERT_TRUE(tree3.ok()) << tree3.status().ToString();
+  EXPECT_EQ(*(*tree3)->HeadSha(), *sha);
+  EXPECT_EQ(*(*tree3)->ReadFile("a.txt"), "one\n");
+}
+
+TEST_F(WorkspaceTest, RefusesBadFeatureIds) {
+  for (const char* id : {"", "../x", "a/b", ".hidden", "-x", "a..b", "a b"}) {
+    auto t = ws_->OpenFeature(id);
+    ASSERT_FALSE(t.ok()) << id;
+    EXPECT_EQ(t.status().code(), Code::kInvalidArgument) << id;
+  }
+}
+
+TEST_F(WorkspaceTest, WriteReadEditListSearch) {
+  ASSERT_TRUE(tree_->WriteFile("src/deep/x.cc", "int x = 1;\nint y = 2;\n").ok());
+  EXPECT_EQ(*tree_->ReadFile("src/deep/x.cc"), "int x = 1;\nint y = 2;\n");
+  ASSERT_TRUE(tree_->EditFile("src/deep/x.cc", "y = 2", "y = 3").ok());
+  EXPECT_EQ(*tree_->ReadFile("src/deep/x.cc"), "int x = 1;\nint y = 3;\n");
+
+  auto missing = tree_->ReadFile("nope.txt");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope.txt"), std::string::npos);
+  EXPECT_EQ(tree_->ReadFile("src").status().code(), Code::kInvalidArgument);
+
+  auto all = tree_->ListFiles();
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(Contains(*all, "README.md"));
+  EXPECT_TRUE(Contains(*all, "src/deep/x.cc"));
+  for (const auto& f : *all) EXPECT_EQ(f.find(".git"), std::string::npos) << f;
+  auto sub = tree_->ListFiles("src");
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(*sub, std::vector<std::string>{"src/deep/x.cc"});
+
+  ASSERT_TRUE(tree_->WriteFile("bin.dat", std::string("ab\0cd int y", 11)).ok());
+  auto hits = tree_->Search("int y");
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 1u);  // the binary file is skipped
+  EXPECT_EQ((*hits)[0].path, "src/deep/x.cc");
+  EXPECT_EQ((*hits)[0].line, 2);
+  EXPECT_EQ((*hits)[0].text, "int y = 3;");
+  EXPECT_EQ(tree_->Search("").status().code(), Code::kInvalidArgument);
+  EXPECT_NE(tree_->ReadFile("bin.dat")->find("binary file"), std::string::npos);
+}
+
+TEST_F(WorkspaceTest, ReadTruncatesLargeFilesWithANote) {
+  ASSERT_TRUE(tree_->WriteFile("big.txt", std::string(1000, 'a')).ok());
+  auto r = tree_->ReadFile("big.txt", 100);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->substr(0, 100), std::string(100, 'a'));
+  EXPECT_NE(r->find("truncated"), std::string::npos);
+  EXPECT_NE(r->find("1000 bytes"), std::string::npos);
+}
+
+TEST_F(WorkspaceTest, ListFilesIsCapped) {
+  for (size_t i = 0; i < FeatureTree::kMaxListEntries + 5; ++i) {
+    std::ofstream(tree_->root() / ("f" + std::to_string(i))) << "x";
+  }
+  auto files = tree_->ListFiles();
+  ASSERT_TRUE(files.ok());
+  EXPECT_EQ(files->size(), FeatureTree::kMaxListEntries + 1);
+  EXPECT_NE(files->back().find("truncated"), std::string::npos);
+}
+
+TEST_F(WorkspaceTest, EditFileNeedsExactlyOneMatch) {
+  ASSERT_TRUE(tree_->WriteFile("e.txt", "foo bar foo\n").ok());
+  Status none = tree_->EditFile("e.txt", "baz", "x");
+  EXPECT_EQ(none.code(), Code::kNotFound);
+  EXPECT_EQ(none.message(), "old_text not found in e.txt");
+  Status two = tree_->EditFile("e.txt", "foo", "x");
+  EXPECT_EQ(two.code(), Code::kInvalidArgument);
+  EXPECT_EQ(two.message(), "old_text occurs 2 times in e.txt; include more context");
+  EXPECT_EQ(*tree_->ReadFile("e.txt"), "foo bar foo\n");  // unchanged
+}
+
+TEST_F(WorkspaceTest, ResolveRefusesEscapes) {
+  const fs::path outside = tmp_.path() / "outside";
+  fs::create_directories(outside);
+  std::ofstream(outside / "secret.txt") << "secret";
+  fs::create_symlink("/etc", tree_->root() / "etc-link");
+  fs::create_symlink(outside / "secret.txt", tree_->root() / "secret-link");
+  fs::create_symlink(outside, tree_->root() / "outdir");
+  fs::create_symlink(tmp_.path() / "missing", tree_->root() / "dangling");
+
+  for (const char* bad :
+       {"../x", "/etc/x", "a/../../x", ".git/config", ".git", "sub/.git/x", "etc-link/passwd",
+        "etc-link", "secret-link", "outdir/secret.txt", "outdir/new.txt", "dangling"}) {
+    auto r = tree_->Resolve(bad);
+    ASSERT_FALSE(r.ok()) << bad << " resolved to " << r->string();
+    EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << bad;
+    EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status().message();
+  }
+  EXPECT_EQ(tree_->Resolve("../x").status().message(),
+            "path '../x' escapes the workspace: use a path relative to the workspace root");
+  EXPECT_EQ(tree_->Resolve("").status().code(), Code::kInvalidArgument);
+
+  // Reads and writes through the links are refused and touch nothing outside.
+  EXPECT_EQ(tree_->ReadFile("etc-link/passwd").status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(tree_->ReadFile("secret-link").status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(tree_->WriteFile("secret-link", "pwned").code(), Code::kPermissionDenied);
+  EXPECT_EQ(tree_->WriteFile("outdir/new.txt", "pwned").code(), Code::kPermissionDenied);
+  EXPECT_EQ(tree_->WriteFile("dangling", "pwned").code(), Code::kPermissionDenied);
+  EXPECT_EQ(tree_->WriteFile("etc-link/af-test-x", "pwned").code(), Code::kPermissionDenied);
+  EXPECT_EQ(tree_->EditFile("secret-link", "secret", "x").code(), Code::kPermissionDenied);
+  EXPECT_EQ(tree_->ListFiles("outdir").status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(testing::ReadFile(outside / "secret.txt"), "secret");
+  EXPECT_FALSE(fs::exists(outside / "new.txt"));
+  EXPECT_FALSE(fs::exists(tmp_.path() / "missing"));
+  EXPECT_FALSE(fs::exists("/etc/af-test-x"));
+  // Listing and search do not follow the links out.
+  auto hits = tree_->Search("secret");
+  ASSERT_TRUE(hits.ok());
+  EXPECT_TRUE(hits->empty());
+}
+
+TEST_F(WorkspaceTest, ResolveAcceptsPathsThatStayInside) {
+  const fs::path root = tree_->root();
+  EXPECT_EQ(*tree_->Resolve("a/b/../c"), root / "a" / "c");
+  EXPECT_EQ(*tree_->Resolve("./x//y"), root / "x" / "y");
+  EXPECT_EQ(*tree_->Resolve("."), root);
+  // A symlink that stays inside the tree is fine and resolves to its target.
+  ASSERT_TRUE(tree_->WriteFile("real/f.txt", "inside").ok());
+  fs::create_symlink("real", root / "alias");
+  EXPECT_EQ(*tree_->Resolve("alias/f.txt"), root / "real" / "f.txt");
+  EXPECT_EQ(*tree_->ReadFile("alias/f.txt"), "inside");
+}
+
+TEST_F(WorkspaceTest, CommitTaskCommitsOnlyTheGivenPathsOnce) {
+  ASSERT_TRUE(tree_->WriteFile("mine.txt", "mine\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("other.txt", "another task's half-done file\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("README.md", "changed by someone else\n").ok());
+  auto before = tree_->HeadSha();
+
+  auto sha = tree_->CommitTask("task-42", "Add mine", {"mine.txt"});
+  ASSERT_TRUE(sha.ok()) << sha.status().ToString();
+  EXPECT_EQ(sha->size(), 40u);
+  EXPECT_NE(*sha, *before);
+  EXPECT_EQ(Git(tree_->root(), {"show", "--name-only", "--format=", *sha}), "mine.txt");
+  EXPECT_EQ(Git(tree_->root(), {"log", "-1", "--format=%(trailers:key=Task-Id,valueonly)"}),
+            "task-42");
+  EXPECT_EQ(Git(tree_->root(), {"log", "-1", "--format=%an <%ae>"}),
+            "Agent Factory <agent-factory@localhost>");
+  // The other files stay uncommitted.
+  std::string status = Git(tree_->root(), {"status", "--porcelain"});
+  EXPECT_NE(status.find("other.txt"), std::string::npos);
+  EXPECT_NE(status.find("README.md"), std::string::npos);
+  EXPECT_EQ(status.find("mine.txt"), std::string::npos);
+
+  // A resumed task commits nothing and gets the same sha, even with new changes.
+  ASSERT_TRUE(tree_->WriteFile("mine.txt", "mine, again\n").ok());
+  auto again = tree_->CommitTask("task-42", "Add mine", {"mine.txt"});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *sha);
+  EXPECT_EQ(*tree_->HeadSha(), *sha);
+  // A task id that merely starts like another one is a different task.
+  auto prefixed = tree_->CommitTask("task-4", "x", {"mine.txt"});
+  ASSERT_TRUE(prefixed.ok());
+  EXPECT_NE(*prefixed, *sha);
+
+  // No changes: "" and nothing committed.
+  auto head = *tree_->HeadSha();
+  auto empty = tree_->CommitTask("task-43", "nothing", {"mine.txt"});
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(*empty, "");
+  EXPECT_EQ(*tree_->HeadSha(), head);
+  EXPECT_EQ(*tree_->CommitTask("task-44", "gone", {"never-existed.txt"}), "");
+
+  // Deletions are committed too; escapes and empty lists are refused.
+  fs::remove(tree_->root() / "mine.txt");
+  auto del = tree_->CommitTask("task-45", "remove mine", {"mine.txt"});
+  ASSERT_TRUE(del.ok()) << del.status().ToString();
+  EXPECT_NE(*del, "");
+  EXPECT_EQ(Git(tree_->root(), {"ls-tree", "--name-only", "HEAD", "mine.txt"}), "");
+  EXPECT_EQ(tree_->CommitTask("t", "x", {"../x"}).status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(tree_->CommitTask("t", "x", {}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(tree_->CommitTask("", "x", {"a"}).status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(WorkspaceTest, DiffPatchAndChangedFiles) {
+  ASSERT_TRUE(tree_->WriteFile("lib.py", "def f():\n    return 41\n").ok());
+  ASSERT_TRUE(tree_->CommitTask("t1", "Add lib", {"lib.py"}).ok());
+  ASSERT_TRUE(tree_->EditFile("lib.py", "return 41", "return 42").ok());
+  ASSERT_TRUE(tree_->WriteFile("new_untracked.txt", "fresh\n").ok());
+
+  auto diff = tree_->Diff();
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_NE(diff->find("+    return 42"), std::string::npos) << *diff;  // uncommitted
+  EXPECT_NE(diff->find("+def f():"), std::string::npos);                // committed
+  EXPECT_NE(diff->find("new_untracked.txt"), std::string::npos);        // untracked
+  // Diff does not change the real index.
+  EXPECT_NE(Git(tree_->root(), {"status", "--porcelain"}).find("?? new_untracked.txt"),
+            std::string::npos);
+
+  auto changed = tree_->ChangedFiles();
+  ASSERT_TRUE(changed.ok());
+  EXPECT_EQ(*changed, (std::vector<std::string>{"lib.py", "new_untracked.txt"}));
+
+  const fs::path out = tmp_.path() / "artifacts" / "feat-1.patch";
+  auto patch = tree_->WritePatch(out);
+  ASSERT_TRUE(patch.ok()) << patch.status().ToString();
+  EXPECT_NE(patch->find("Subject: [PATCH] Add lib"), std::string::npos) << *patch;
+  EXPECT_NE(patch->find("+    return 41"), std::string::npos);
+  EXPECT_EQ(testing::ReadFile(out), *patch);
+  // The patch applies to main.
+  TempDir clone;
+  auto r = RunCommand(
+      {"/usr/bin/git", "clone", "-q", "-b", "main", root_.string(), (clone.path() / "c").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = RunCommand({"/usr/bin/git", "-C", (clone.path() / "c").string(), "apply", out.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(testing::ReadFile(clone.path() / "c" / "lib.py"), "def f():\n    return 41\n");
+}
+
+TEST_F(WorkspaceTest, FeaturesRunInParallelOnSeparateBranches) {
+  auto other = ws_->OpenFeature("feat-2");
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  FeatureTree* a = tree_.get();
+  FeatureTree* b = other->get();
+  std::vector<std::string> errors(2);
+  auto work = [](FeatureTree* t, const std::string& tag, std::string* error) {
+    for (int i = 0; i < 5; ++i) {
+      std::string file = tag + "_" + std::to_string(i) + ".txt";
+      Status s = t->WriteFile(file, tag + "\n");
+      auto sha = s.ok() ? t->CommitTask(tag + "-" + std::to_string(i), "add " + file, {file})
+                        : Result<std::string>(s);
+      if (!sha.ok()) *error = sha.status().ToString();
+    }
+  };
+  std::thread ta(work, a, "a", &errors[0]);
+  std::thread tb(work, b, "b", &errors[1]);
+  // Several tasks of one feature in parallel on the same tree, too.
+  std::thread tc(work, a, "c", &errors[0]);
+  ta.join();
+  tb.join();
+  tc.join();
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "");
+  EXPECT_EQ(Git(root_, {"rev-list", "--count", "main..af/feat-1"}), "10");
+  EXPECT_EQ(Git(root_, {"rev-list", "--count", "main..af/feat-2"}), "5");
+  EXPECT_FALSE(fs::exists(a->root() / "b_0.txt"));
+  EXPECT_FALSE(fs::exists(b->root() / "a_0.txt"));
+  EXPECT_EQ(Git(root_, {"rev-list", "--count", "main"}), "1");
+}
+
+TEST(WorkspaceExistingRepoTest, PreExistingRepositoryIsUsedAsIs) {
+  TempDir tmp;
+  const fs::path repo = tmp.path() / "user-code";
+  fs::create_directories(repo);
+  ASSERT_EQ(RunCommand({"/usr/bin/git", "init", "-q", "-b", "trunk", repo.string()}).exit_code, 0);
+  std::ofstream(repo / "app.c") << "int main(){return 0;}\n";
+  const std::map<std::string, std::string> id = {{"GIT_AUTHOR_NAME", "U"},
+                                                 {"GIT_AUTHOR_EMAIL", "u@x"},
+                                                 {"GIT_COMMITTER_NAME", "U"},
+                                                 {"GIT_COMMITTER_EMAIL", "u@x"}};
+  ASSERT_EQ(RunCommand({"/usr/bin/git", "-C", repo.string(), "add", "app.c"}, id).exit_code, 0);
+  ASSERT_EQ(RunCommand({"/usr/bin/git", "-C", repo.string(), "-c", "commit.gpgsign=false", "commit",
+                        "-q", "-m", "user commit"},
+                       id)
+                .exit_code,
+            0);
+  const std::string user_head = Git(repo, {"rev-parse", "HEAD"});
+
+  auto ws = Workspace::Open(repo);
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  EXPECT_EQ((*ws)->base_branch(), "trunk");
+  EXPECT_EQ(Git(repo, {"rev-parse", "HEAD"}), user_head);  // no commit added
+  EXPECT_FALSE(fs::exists(repo / "README.md"));
+  auto tree = (*ws)->OpenFeature("f");
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  EXPECT_EQ(*(*tree)->ReadFile("app.c"), "int main(){return 0;}\n");
+  EXPECT_EQ(*(*tree)->HeadSha(), user_head);
+  // Only the user's branch and ours exist.
+  EXPECT_EQ(Git(repo, {"branch", "--format=%(refname:short)"}), "af/f\ntrunk");
+}
+
+TEST(WorkspaceExistingRepoTest, DirectoryInsideAnotherRepositoryGetsItsOwn) {
+  TempDir tmp;
+  ASSERT_EQ(RunCommand({"/usr/bin/git", "init", "-q", "-b", "main", tmp.path().string()}).exit_code,
+            0);
+  const fs::path root = tmp.path() / "data" / "workspaces" / "p";
+  auto ws = Workspace::Open(root);
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  EXPECT_TRUE(fs::is_directory(root / ".git"));
+  EXPECT_EQ(Git(root, {"rev-parse", "--show-toplevel"}), fs::canonical(root).string());
+  EXPECT_EQ(Git(root, {"rev-list", "--count", "main"}), "1");
+}
+
+}  // namespace
+}  // namespace af
