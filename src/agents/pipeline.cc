@@ -601,11 +601,10 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
   }
   if (f.status == "reviewing") {
     // The gate results the reviewer cites: the latest run's.
-    AF_ASSIGN_OR_RETURN(auto events, svc_.store->ListEvents({.after_seq = 0, .feature_id = f.id, .limit = 100000}));
     json gates = json::array();
-    for (const auto& e : events) {
+    AF_RETURN_IF_ERROR(ForEachEvent(*svc_.store, f.id, [&](const Event& e) {
       if (e.type == "feature.status" && e.data.value("to", "") == "reviewing") gates = e.data.value("gates", json::array());
-    }
+    }));
     AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
     int rounds = 0;
     for (const auto& t : tasks) rounds += t.id.find("-fixreview-") != std::string::npos;

@@ -83,14 +83,14 @@ json Report(Store& store, const Feature& f) {
   }
   json gates = json::array(), completed = json::object();
   std::string verdict;
-  if (auto events = store.ListEvents({.after_seq = 0, .feature_id = f.id, .limit = 1000000}); events.ok()) {
-    for (const auto& e : *events) {
-      if (e.type == "feature.status" && e.data.value("to", "") == "testing") gates = json::array();
-      if (e.type == "gate.result") gates.push_back({{"gate", e.data.value("gate", "")}, {"passed", e.data.value("passed", false)}, {"exit_code", e.data.value("exit_code", 0)}});
-      if (e.type == "review.verdict") verdict = e.data.value("verdict", "");
-      if (e.type == "feature.status" && e.data.value("to", "") == "completed") completed = e.data;
-    }
-  }
+  (void)ForEachEvent(store, f.id, [&](const Event& e) {
+    if (e.type == "feature.status" && e.data.value("to", "") == "testing") gates = json::array();
+    if (e.type == "gate.result")
+      gates.push_back({{"gate", e.data.value("gate", "")}, {"passed", e.data.value("passed", false)},
+                       {"exit_code", e.data.value("exit_code", 0)}});
+    if (e.type == "review.verdict") verdict = e.data.value("verdict", "");
+    if (e.type == "feature.status" && e.data.value("to", "") == "completed") completed = e.data;
+  });
   json usage = json::object();
   if (auto u = store.FeatureUsage(f.id); u.ok()) {
     usage = {{"calls", u->calls}, {"input_tokens", u->input_tokens}, {"output_tokens", u->output_tokens}, {"cost_usd", u->cost_usd}};

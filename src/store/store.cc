@@ -48,4 +48,17 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   return store_internal::OpenSqliteStore(path, options);
 }
 
+Status ForEachEvent(Store& store, const std::string& feature_id,
+                    const std::function<void(const Event&)>& fn) {
+  EventFilter filter;
+  if (!feature_id.empty()) filter.feature_id = feature_id;
+  filter.limit = 10000;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(auto page, store.ListEvents(filter));
+    for (const auto& e : page) fn(e);
+    if (page.size() < static_cast<size_t>(filter.limit)) return Status::Ok();
+    filter.after_seq = page.back().seq;
+  }
+}
+
 }  // namespace af

@@ -56,6 +56,13 @@ struct StoreOptions {
   std::function<int64_t()> now_ms;
 };
 
+class Store;
+
+// Calls `fn` for every event of `feature_id` (all events when empty) in seq
+// order, paging through ListEvents. Stops at the first error.
+Status ForEachEvent(Store& store, const std::string& feature_id,
+                    const std::function<void(const Event&)>& fn);
+
 struct FeatureFilter {
   std::optional<std::string> status;  // one of kFeatureStatuses
   std::optional<std::string> project;
