@@ -15,6 +15,7 @@
 #include "af/agents/tools.h"
 #include "af/app/services.h"
 #include "af/core/config.h"
+#include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/workspace/sandbox.h"
 #include "af/workspace/workspace.h"
@@ -349,11 +350,6 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
                                     FeatureTree* tree) {
   AF_ASSIGN_OR_RETURN(Task task, svc_.store->GetTask(task_id));
   if (task.status == "completed") return task.result;
-  TaskUpdate start;
-  start.assigned_agent = inst->id;
-  start.add_attempts = 1;
-  AF_RETURN_IF_ERROR(svc_.store->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}}).status());
-
   ContextInput in;
   in.role = "coder";
   in.request = f.request;
@@ -364,9 +360,18 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   AF_ASSIGN_OR_RETURN(auto all, svc_.store->ListTasks(f.id));
   for (const auto& t : all)
     if (t.status == "completed" && t.id != task_id)
-      in.history.push_back("Task '" + t.title + "' is done: " + t.result.value("summary", ""));
-  Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
-                    optimizer_.BuildContext(in, tree)};
+      in.history.push_back("Task '" + t.title + "' is done: " + Field(t.result, "summary", ""));
+  // The first context is kept with the task: a task resumed after a crash must
+  // send the same requests (the workspace may have changed meanwhile) so its
+  // recorded model answers are replayed instead of paid for again.
+  std::string context = Field(task.result, "context", "");
+  if (task.status != "in_progress" || context.empty()) context = optimizer_.BuildContext(in, tree);
+  TaskUpdate start;
+  start.assigned_agent = inst->id;
+  start.add_attempts = 1;
+  start.result = json{{"context", context}};
+  AF_RETURN_IF_ERROR(svc_.store->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}}).status());
+  Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"), context};
   std::set<std::string> touched;
   ToolContext tools;
   tools.tree = tree;
@@ -464,8 +469,8 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
   md << "# " << f.title << "\n\nFeature `" << f.id << "`, project `" << f.project << "`, branch `"
      << tree->branch() << "` at `" << head << "`.\n\n## Tasks\n";
   for (const auto& t : tasks)
-    md << "- **" << t.title << "** (" << t.status << ", commit `" << t.result.value("commit", "")
-       << "`): " << t.result.value("summary", "") << "\n";
+    md << "- **" << t.title << "** (" << t.status << ", commit `" << Field(t.result, "commit", "")
+       << "`): " << Field(t.result, "summary", "") << "\n";
   md << "\n## Usage\n" << usage.calls << " model calls, " << usage.input_tokens << " input and "
      << usage.output_tokens << " output tokens, $" << usage.cost_usd << ".\n";
   md.close();
@@ -530,8 +535,8 @@ Status Pipeline::Impl::Implement(const Feature& f) {
     bool all_done = true;
     for (const auto& t : tasks) {
       if (t.status == "failed") {
-        Fail(f.id, t.result.value("reason", "agent_error"),
-             "task '" + t.title + "' failed: " + t.result.value("error", ""));
+        Fail(f.id, Field(t.result, "reason", "agent_error"),
+             "task '" + t.title + "' failed: " + Field(t.result, "error", ""));
         return Status::Ok();
       }
       if (t.status != "completed" && t.status != "cancelled") all_done = false;
@@ -603,7 +608,7 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
     // The gate results the reviewer cites: the latest run's.
     json gates = json::array();
     AF_RETURN_IF_ERROR(ForEachEvent(*svc_.store, f.id, [&](const Event& e) {
-      if (e.type == "feature.status" && e.data.value("to", "") == "reviewing") gates = e.data.value("gates", json::array());
+      if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "reviewing") gates = AsObject(e.data).value("gates", json::array());
     }));
     AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
     int rounds = 0;
@@ -691,7 +696,7 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
   for (const auto& t : *tasks) {
     if (t.status == "completed" && (t.id.find("-fixtest-") != std::string::npos ||
                                     t.id.find("-fixreview-") != std::string::npos)) {
-      store("bug_fix", t.description.substr(0, 600) + "\nFixed by: " + t.result.value("summary", ""), 7);
+      store("bug_fix", t.description.substr(0, 600) + "\nFixed by: " + Field(t.result, "summary", ""), 7);
     }
   }
 }
@@ -707,15 +712,22 @@ void Pipeline::Impl::StartDriver(const std::string& feature_id) {
 }
 
 void Pipeline::Impl::ResumeAll() {
+  auto logger = log::Get("coordinator");
   for (const char* status : kActiveStatuses) {
     FeatureFilter filter;
     filter.status = status;
-    filter.limit = 10000;
-    auto page = svc_.store->ListFeatures(filter);
-    if (!page.ok()) continue;
-    for (const auto& f : page->features) {
-      log::Get("coordinator")->info("resuming feature {} ({})", f.id, f.status);
-      StartDriver(f.id);
+    filter.limit = 1000;
+    for (;; filter.offset += filter.limit) {
+      auto page = svc_.store->ListFeatures(filter);
+      if (!page.ok()) {
+        logger->error("cannot list {} features to resume them: {}", status, page.status().ToString());
+        break;
+      }
+      for (const auto& f : page->features) {
+        logger->info("resuming feature {} ({})", f.id, f.status);
+        StartDriver(f.id);
+      }
+      if (page->features.size() < static_cast<size_t>(filter.limit)) break;
     }
   }
 }

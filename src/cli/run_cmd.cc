@@ -8,6 +8,7 @@
 #include "af/agents/pipeline.h"
 #include "af/agents/prp.h"
 #include "af/app/services.h"
+#include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "cli/commands.h"
 
@@ -26,7 +27,7 @@ std::string Short(const std::string& s, size_t n = 100) {
 
 // One human line per event, or "" for events not worth a line.
 std::string Describe(const Event& e, const std::string& feature_id) {
-  const json& d = e.data;
+  const json& d = AsObject(e.data);
   std::string task = e.task_id.rfind(feature_id + "-", 0) == 0 ? e.task_id.substr(feature_id.size() + 1) : e.task_id;
   if (e.type == "feature.status") {
     std::string line = "== " + d.value("to", "?");
@@ -78,18 +79,18 @@ json Report(Store& store, const Feature& f) {
   if (auto ts = store.ListTasks(f.id); ts.ok()) {
     for (const auto& t : *ts) {
       tasks.push_back({{"id", t.id}, {"title", t.title}, {"status", t.status}, {"dependencies", t.dependencies},
-                       {"commit", t.result.value("commit", "")}, {"summary", t.result.value("summary", "")}});
+                       {"commit", Field(t.result, "commit", "")}, {"summary", Field(t.result, "summary", "")}});
     }
   }
   json gates = json::array(), completed = json::object();
   std::string verdict;
   (void)ForEachEvent(store, f.id, [&](const Event& e) {
-    if (e.type == "feature.status" && e.data.value("to", "") == "testing") gates = json::array();
+    if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "testing") gates = json::array();
     if (e.type == "gate.result")
-      gates.push_back({{"gate", e.data.value("gate", "")}, {"passed", e.data.value("passed", false)},
-                       {"exit_code", e.data.value("exit_code", 0)}});
-    if (e.type == "review.verdict") verdict = e.data.value("verdict", "");
-    if (e.type == "feature.status" && e.data.value("to", "") == "completed") completed = e.data;
+      gates.push_back({{"gate", AsObject(e.data).value("gate", "")}, {"passed", AsObject(e.data).value("passed", false)},
+                       {"exit_code", AsObject(e.data).value("exit_code", 0)}});
+    if (e.type == "review.verdict") verdict = AsObject(e.data).value("verdict", "");
+    if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "completed") completed = e.data;
   });
   json usage = json::object();
   if (auto u = store.FeatureUsage(f.id); u.ok()) {

@@ -10,6 +10,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -83,6 +85,11 @@ class FakeLlmServer {
   FakeLlmServer& operator=(const FakeLlmServer&) = delete;
 
   void Push(FakeReply reply);
+  // Answers by content instead of order: consulted first for every request;
+  // nullopt falls back to the queue. Runs on a connection thread (must be
+  // thread-safe). For conversations whose request order is not fixed
+  // (parallel agents, a process restarted mid-feature).
+  void SetResponder(std::function<std::optional<FakeReply>(const RecordedRequest&)> responder);
   // "http://127.0.0.1:PORT". Anthropic clients use it as is; OpenAI clients
   // use base_url() + "/v1".
   std::string base_url() const;
@@ -102,6 +109,7 @@ class FakeLlmServer {
   std::condition_variable cv_;
   bool stopping_ = false;                  // guarded by mu_
   std::deque<FakeReply> replies_;          // guarded by mu_
+  std::function<std::optional<FakeReply>(const RecordedRequest&)> responder_;  // guarded by mu_
   std::vector<RecordedRequest> seen_;      // guarded by mu_
   std::set<int> open_fds_;                 // guarded by mu_
   std::vector<std::thread> conn_threads_;  // guarded by mu_
