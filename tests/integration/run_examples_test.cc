@@ -1,0 +1,120 @@
+// `agent-factory run examples/prp/X.md` offline (replay provider): every
+// example reaches completed, its branch exists, and its gates pass when run by
+// hand on a checkout of that branch.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "af/agents/prp.h"
+#include "support/test_util.h"
+
+namespace af::testing {
+namespace {
+
+class RunExamplesTest : public ::testing::TestWithParam<std::string> {};
+
+const std::map<std::string, std::string> kOffline = {
+    {"AF_LLM_PROVIDER", "\x01unset"}, {"ANTHROPIC_API_KEY", "\x01unset"}, {"OPENAI_API_KEY", "\x01unset"},
+    {"AF_DATA_DIR", "\x01unset"},     {"DATABASE_URL", "\x01unset"},      {"AF_LOG", "\x01unset"}};
+
+TEST_P(RunExamplesTest, CompletesOfflineAndTheBranchPassesItsGates) {
+  TempDir dir;
+  const std::string prp = std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/" + GetParam() + ".md";
+  auto run = RunCommand({BinaryPath(), "run", prp, "--json"}, kOffline, dir.path().string());
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  auto report = nlohmann::json::parse(run.out);
+  EXPECT_EQ(report["status"], "completed");
+  EXPECT_FALSE(report["tasks"].empty());
+  for (const auto& t : report["tasks"]) {
+    EXPECT_EQ(t["status"], "completed") << t.dump();
+    EXPECT_FALSE(t["commit"].get<std::string>().empty()) << t.dump();
+  }
+  EXPECT_EQ(report["review"], "approve");
+  for (const auto& a : report["artifacts"]) EXPECT_TRUE(std::filesystem::exists(a.get<std::string>())) << a;
+
+  auto request = LoadPrpFile(prp);
+  ASSERT_TRUE(request.ok());
+  const std::string repo = (dir.path() / "data" / "workspaces" / request->project).string();
+  const std::string branch = report["branch"];
+  auto checkout = dir.path() / "checkout";
+  auto clone = RunCommand({"/usr/bin/git", "clone", "-q", "-b", branch, repo, checkout.string()});
+  ASSERT_EQ(clone.exit_code, 0) << clone.err;
+  for (const auto& gate : request->validation_gates) {
+    auto g = RunCommand({"/bin/sh", "-c", gate}, {}, checkout.string());
+    EXPECT_EQ(g.exit_code, 0) << gate << "\n" << g.out << g.err;
+  }
+  // One commit per task, each carrying its task id.
+  auto log = RunCommand({"/usr/bin/git", "-C", repo, "log", "--format=%(trailers:key=Task-Id,valueonly,separator=)",
+                         "main.." + branch});
+  std::string expected;
+  for (auto it = report["tasks"].rbegin(); it != report["tasks"].rend(); ++it) expected += (*it)["id"].get<std::string>() + "\n";
+  EXPECT_EQ(log.out, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Examples, RunExamplesTest,
+                         ::testing::Values("python-slugify", "cpp-ring-buffer", "shell-wordfreq"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& c : n) if (c == '-') c = '_';
+                           return n;
+                         });
+
+TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
+  TempDir dir;
+  auto prp = dir.Write("vague.md", "# Make it better\n\nJust make it quick and easy somehow.\n");
+  auto validate = RunCommand({BinaryPath(), "validate", prp.string()}, kOffline, dir.path().string());
+  EXPECT_EQ(validate.exit_code, 2);
+  for (const char* issue : {"Tech stack not specified", "Success criteria not provided", "Prompt lacks detail",
+                            "Vague requirement: 'just'", "Vague requirement: 'quick'",
+                            "Vague requirement: 'easy'", "Vague requirement: 'somehow'"}) {
+    EXPECT_NE(validate.out.find(issue), std::string::npos) << issue << "\n" << validate.out;
+  }
+  auto run = RunCommand({BinaryPath(), "run", prp.string()}, kOffline, dir.path().string());
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("Work plan challenged"), std::string::npos) << run.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
+}
+
+TEST(RunCommandTest, ValidateAcceptsEveryExampleAndNamesAMissingFile) {
+  for (const char* ex : {"python-slugify", "cpp-ring-buffer", "shell-wordfreq"}) {
+    auto r = RunCommand({BinaryPath(), "validate", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/" + ex + ".md"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("Work plan OK"), std::string::npos) << r.out;
+  }
+  auto missing = RunCommand({BinaryPath(), "run", "/nonexistent/feature.md"}, kOffline);
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("/nonexistent/feature.md"), std::string::npos) << missing.err;
+}
+
+TEST(RunCommandTest, AnUnrecordedRequestFailsWithHowToConfigureARealModel) {
+  TempDir dir;
+  auto prp = dir.Write("other.md", R"(# Count lines in a file
+
+## Goal
+Write a bash script `count.sh` that prints the number of lines of the file given as its argument,
+because the team wants a tiny tool to check log sizes in scripts without remembering wc flags.
+
+## What
+- count.sh FILE prints the line count of FILE
+- a missing FILE prints an error and exits 1
+
+## Success Criteria
+- `bash count.sh count.sh` prints a number
+
+## Tech Stack
+bash
+
+## Validation Loop
+```bash
+bash count.sh count.sh
+```
+)");
+  auto run = RunCommand({BinaryPath(), "run", prp.string()}, kOffline, dir.path().string());
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.out.find("failed"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("no recorded response for role=planner"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("AF_LLM_PROVIDER=anthropic"), std::string::npos) << run.out;
+}
+
+}  // namespace
+}  // namespace af::testing
