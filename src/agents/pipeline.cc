@@ -1,5 +1,7 @@
 #include "af/agents/pipeline.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -135,6 +137,11 @@ class Pipeline::Impl {
 
   std::mutex drivers_mu_;  // guards drivers_
   std::map<std::string, std::thread> drivers_;
+
+ public:
+  // Held while this process is the one that resumes unfinished features of
+  // the data directory; the kernel releases it when the process dies.
+  int coordinator_lock_fd_ = -1;
 };
 
 // ---------------------------------------------------------------------------
@@ -713,6 +720,17 @@ void Pipeline::Impl::StartDriver(const std::string& feature_id) {
 
 void Pipeline::Impl::ResumeAll() {
   auto logger = log::Get("coordinator");
+  // Two processes on one data directory (say `serve` and a `run`) must not
+  // both drive the same unfinished features: the first to lock resumes them.
+  auto lock_path = std::filesystem::path(cfg_.data_dir) / "coordinator.lock";
+  coordinator_lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (coordinator_lock_fd_ < 0 || ::flock(coordinator_lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    logger->info("another agent-factory process coordinates {}; it resumes the unfinished features",
+                 cfg_.data_dir);
+    if (coordinator_lock_fd_ >= 0) ::close(coordinator_lock_fd_);
+    coordinator_lock_fd_ = -1;
+    return;
+  }
   for (const char* status : kActiveStatuses) {
     FeatureFilter filter;
     filter.status = status;
@@ -785,6 +803,8 @@ void Pipeline::Impl::Stop() {
     SetState(inst.get(), "offline", "");
     Emit("agent.offline", "", "", inst->id, {{"reason", "stopped"}});
   }
+  if (coordinator_lock_fd_ >= 0) ::close(coordinator_lock_fd_);
+  coordinator_lock_fd_ = -1;
 }
 
 // ---------------------------------------------------------------------------
