@@ -414,6 +414,11 @@ void FakeLlmServer::Push(FakeReply reply) {
   replies_.push_back(std::move(reply));
 }
 
+void FakeLlmServer::SetResponder(FakeResponder responder) {
+  std::lock_guard<std::mutex> lock(mu_);
+  responder_ = std::move(responder);
+}
+
 std::string FakeLlmServer::base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
 std::vector<RecordedRequest> FakeLlmServer::requests() const {
@@ -454,9 +459,18 @@ void FakeLlmServer::Serve(int fd) {
   if (ReadRequest(fd, &req)) {
     FakeReply reply = FakeReply::Status(
         500, R"({"error":{"type":"api_error","message":"fake server: no scripted reply left"}})");
+    FakeResponder responder;
     {
       std::lock_guard<std::mutex> lock(mu_);
       seen_.push_back(req);
+      responder = responder_;
+    }
+    std::optional<FakeReply> answered;
+    if (responder) answered = responder(req);
+    if (answered) {
+      reply = std::move(*answered);
+    } else {
+      std::lock_guard<std::mutex> lock(mu_);
       if (!replies_.empty()) {
         reply = std::move(replies_.front());
         replies_.pop_front();
