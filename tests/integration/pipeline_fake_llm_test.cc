@@ -385,6 +385,29 @@ TEST_P(PipelineFakeLlm, ReviewRejectedWhenNoRoundsLeft) {
   EXPECT_FALSE(FindTask(h_.store(), f.id + "-fixreview-1").has_value());
 }
 
+// 5c. Each review round is a new question to the model, even when the fix
+// left the diff as it was: the second round must not replay the first
+// round's recorded answer (replay is for resuming a step, not for repeating one).
+TEST_P(PipelineFakeLlm, EveryReviewRoundAsksTheModel) {
+  std::atomic<int> reviews{0};
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [](const RecordedRequest& req) {
+    if (StartsWith(testing::TaskTitleOf(req), "Address review comments"))
+      return Finish("the code already does this; nothing to change");
+    return WriteThenFinish("first.txt")(req);
+  };
+  s.reviewer = [&](const RecordedRequest&) {
+    return ++reviews == 1 ? Review("request_changes", {"EXPLAIN-WHY"})
+                          : Review("approve", {"explained"});
+  };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Review without change", {"test -f first.txt"}));
+  EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+  EXPECT_EQ(reviews.load(), 2);
+}
+
 // 6. Cancel while a slow coder works: the feature is cancelled at once and
 // the coder stops asking the model at its next step.
 TEST_P(PipelineFakeLlm, CancelStopsARunningCoder) {
