@@ -56,12 +56,8 @@ void Install(PipelineHarness& h, Script s) {
 }
 
 json PlanTask(const std::string& id, const std::string& title, std::vector<std::string> deps = {}) {
-  return {{"id", id},
-          {"title", title},
-          {"description", "Do " + title + "."},
-          {"role", "coder"},
-          {"dependencies", deps},
-          {"files", json::array()}};
+  return {{"id", id},        {"title", title},       {"description", "Do " + title + "."},
+          {"role", "coder"}, {"dependencies", deps}, {"files", json::array()}};
 }
 
 FakeReply Plan(json tasks) { return FakeReply::Tools({Call("submit_plan", {{"tasks", tasks}})}); }
@@ -94,14 +90,14 @@ Handler WriteThenFinish(const std::string& path) {
   };
 }
 
-bool StartsWith(const std::string& s, const std::string& prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
+bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 // Seq of the first `task.status` event moving `task_id` to `to` (0 = none).
-int64_t TaskSeq(const std::vector<Event>& events, const std::string& task_id, const std::string& to) {
+int64_t TaskSeq(const std::vector<Event>& events, const std::string& task_id,
+                const std::string& to) {
   for (const auto& e : events)
-    if (e.type == "task.status" && e.task_id == task_id && e.data.value("to", "") == to) return e.seq;
+    if (e.type == "task.status" && e.task_id == task_id && e.data.value("to", "") == to)
+      return e.seq;
   return 0;
 }
 
@@ -191,7 +187,8 @@ TEST_P(PipelineFakeLlm, DagOrderAndParallelCoders) {
   auto id = [&](const std::string& local) { return f.id + "-" + local; };
   int64_t max_start = 0, min_done = INT64_MAX;
   for (const std::string t : {"a", "b", "c"}) {
-    int64_t start = TaskSeq(events, id(t), "in_progress"), done = TaskSeq(events, id(t), "completed");
+    int64_t start = TaskSeq(events, id(t), "in_progress"),
+            done = TaskSeq(events, id(t), "completed");
     ASSERT_GT(start, 0) << t;
     ASSERT_GT(done, 0) << t;
     max_start = std::max(max_start, start);
@@ -291,8 +288,8 @@ TEST_P(PipelineFakeLlm, FailingGateGoesBackToCoderWithItsOutput) {
   s.reviewer = Approver();
   Install(h_, s);
 
-  Feature f = Run(PipelineHarness::Request(
-      "Gate feedback", {"test -f ok.txt || (echo MISSING-OK-FILE; exit 1)"}));
+  Feature f = Run(PipelineHarness::Request("Gate feedback",
+                                           {"test -f ok.txt || (echo MISSING-OK-FILE; exit 1)"}));
   EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
 
   auto fix = FindTask(h_.store(), f.id + "-fixtest-1");
@@ -501,8 +498,8 @@ TEST_P(PipelineFakeLlm, BadToolCallsComeBackAsErrors) {
   s.planner = OneTaskPlanner();
   s.coder = [&](const RecordedRequest& req) {
     if (testing::AssistantTurns(req) == 0) {
-      return FakeReply::Tools({Call("teleport", {{"to", "mars"}}),
-                               Call("write_file", {{"content", "no path"}})});
+      return FakeReply::Tools(
+          {Call("teleport", {{"to", "mars"}}), Call("write_file", {{"content", "no path"}})});
     }
     {
       std::lock_guard lock(mu);
@@ -547,8 +544,7 @@ TEST_P(PipelineFakeLlm, TaskWithoutChangesCompletes) {
   EXPECT_EQ(h_.CommitTaskIds(f.id), (std::vector<std::string>{f.id + "-w"}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Wires, PipelineFakeLlm,
-                         ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
+INSTANTIATE_TEST_SUITE_P(Wires, PipelineFakeLlm, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
                          [](const auto& info) { return testing::WireName(info.param); });
 
 }  // namespace

@@ -169,8 +169,9 @@ std::filesystem::path PipelineHarness::TreeRoot(const std::string& feature_id,
 FeatureRequest PipelineHarness::Request(const std::string& title, std::vector<std::string> gates) {
   FeatureRequest r;
   r.title = title;
-  r.description = "An integration test feature driven by a scripted fake model, to check what "
-                  "the pipeline does with the model's tool calls.";
+  r.description =
+      "An integration test feature driven by a scripted fake model, to check what "
+      "the pipeline does with the model's tool calls.";
   r.requirements = {"do what the scripted model says"};
   r.acceptance_criteria = {"the validation gates pass"};
   r.tech_stack = "posix shell";

@@ -12,10 +12,9 @@
 
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "af/agents/pipeline.h"
 #include "af/app/services.h"
@@ -47,7 +46,7 @@ int AssistantTurns(const RecordedRequest& req);
 // A tool result sent back to the model.
 struct SentToolResult {
   std::string tool_call_id;
-  std::string content;  // OpenAI: with the "ERROR: " prefix the client adds to errors
+  std::string content;    // OpenAI: with the "ERROR: " prefix the client adds to errors
   bool is_error = false;  // Anthropic: the block's is_error; OpenAI: the "ERROR: " prefix
 };
 // Every tool result of the conversation, in order (Anthropic: `tool_result`
