@@ -401,7 +401,21 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   }
   std::string summary = end->args.value("summary", "");
   std::vector<std::string> paths(touched.begin(), touched.end());
-  AF_ASSIGN_OR_RETURN(std::string sha, tree->CommitTask(task_id, task.title + "\n\n" + summary, paths));
+  // A task may rightly change nothing (another task already did the work): no
+  // commit then. A commit that fails must fail the task, or the coordinator
+  // would wait for it until the feature times out.
+  std::string sha;
+  if (!paths.empty()) {
+    auto committed = tree->CommitTask(task_id, task.title + "\n\n" + summary, paths);
+    if (!committed.ok()) {
+      TaskUpdate u;
+      u.result = json{{"error", committed.status().ToString()}, {"reason", "agent_error"}};
+      (void)svc_.store->TransitionTask(task_id, "in_progress", "failed", u,
+                                       {{"error", committed.status().ToString()}});
+      return committed.status();
+    }
+    sha = *committed;
+  }
   TaskUpdate done;
   done.result = json{{"summary", summary}, {"commit", sha}, {"files", paths}, {"turns", end->turns}};
   AF_RETURN_IF_ERROR(svc_.store->TransitionTask(task_id, "in_progress", "completed", done, {{"commit", sha}}).status());
@@ -444,6 +458,10 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
   in.role = "reviewer";
   in.request = f.request;
   in.project = f.project;
+  // The round makes each round's request distinct: an unchanged diff must
+  // still be asked about again, not answered by replaying the last round.
+  in.history.push_back("Review round " + std::to_string(job.value("round", 1)) + " (at most " +
+                       std::to_string(cfg_.limits.review_rounds + 1) + ").");
   for (const auto& g : job.value("gates", json::array())) {
     in.history.push_back("Gate `" + g.value("gate", "") + "`: " + (g.value("passed", false) ? "PASSED" : "FAILED") +
                          " (exit " + std::to_string(g.value("exit_code", -1)) + ")\n" +

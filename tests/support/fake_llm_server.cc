@@ -414,8 +414,7 @@ void FakeLlmServer::Push(FakeReply reply) {
   replies_.push_back(std::move(reply));
 }
 
-void FakeLlmServer::SetResponder(
-    std::function<std::optional<FakeReply>(const RecordedRequest&)> responder) {
+void FakeLlmServer::SetResponder(FakeResponder responder) {
   std::lock_guard<std::mutex> lock(mu_);
   responder_ = std::move(responder);
 }
@@ -460,7 +459,7 @@ void FakeLlmServer::Serve(int fd) {
   if (ReadRequest(fd, &req)) {
     FakeReply reply = FakeReply::Status(
         500, R"({"error":{"type":"api_error","message":"fake server: no scripted reply left"}})");
-    std::function<std::optional<FakeReply>(const RecordedRequest&)> responder;
+    FakeResponder responder;
     {
       std::lock_guard<std::mutex> lock(mu_);
       seen_.push_back(req);

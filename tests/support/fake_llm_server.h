@@ -2,7 +2,8 @@
 // A scripted LLM HTTP server on 127.0.0.1 for tests. It speaks the Anthropic
 // Messages API (paths ending in /messages) and OpenAI Chat Completions (paths
 // ending in /chat/completions), plain or streamed (SSE) as each request's
-// "stream" field asks, and injects faults. Replies are consumed in the order
+// "stream" field asks, and injects faults. Each request is first offered to the
+// responder (when one is set); otherwise replies are consumed in the order
 // pushed; a request with nothing queued gets HTTP 500 "no scripted reply".
 // Thread-safe; one thread per connection; Connection: close on every reply.
 
@@ -11,10 +12,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <optional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -75,6 +76,11 @@ struct RecordedRequest {
   nlohmann::json body;  // parsed; null when not JSON
 };
 
+// Answers a request by its content (e.g. the agent role in the system prompt,
+// the task in the first user message, the number of turns so far), for
+// callers whose request order is not deterministic. nullopt = use the queue.
+using FakeResponder = std::function<std::optional<FakeReply>(const RecordedRequest&)>;
+
 class FakeLlmServer {
  public:
   // Listens on an ephemeral port. Throws std::runtime_error when it cannot.
@@ -85,11 +91,12 @@ class FakeLlmServer {
   FakeLlmServer& operator=(const FakeLlmServer&) = delete;
 
   void Push(FakeReply reply);
-  // Answers by content instead of order: consulted first for every request;
-  // nullopt falls back to the queue. Runs on a connection thread (must be
-  // thread-safe). For conversations whose request order is not fixed
-  // (parallel agents, a process restarted mid-feature).
-  void SetResponder(std::function<std::optional<FakeReply>(const RecordedRequest&)> responder);
+  // Consulted before the queue for every request from now on (empty = none).
+  // Called on the connection's thread without the server's lock held, so it
+  // may call requests() / request_count(); it must be thread-safe itself, as
+  // concurrent requests call it concurrently. The request it sees is already
+  // recorded.
+  void SetResponder(FakeResponder responder);
   // "http://127.0.0.1:PORT". Anthropic clients use it as is; OpenAI clients
   // use base_url() + "/v1".
   std::string base_url() const;
@@ -109,7 +116,7 @@ class FakeLlmServer {
   std::condition_variable cv_;
   bool stopping_ = false;                  // guarded by mu_
   std::deque<FakeReply> replies_;          // guarded by mu_
-  std::function<std::optional<FakeReply>(const RecordedRequest&)> responder_;  // guarded by mu_
+  FakeResponder responder_;                // guarded by mu_
   std::vector<RecordedRequest> seen_;      // guarded by mu_
   std::set<int> open_fds_;                 // guarded by mu_
   std::vector<std::thread> conn_threads_;  // guarded by mu_

@@ -1,0 +1,551 @@
+// The whole agent pipeline (planner, coders, tester, reviewer, devops and the
+// coordinator) against the fake LLM server, over both wire formats. The fake
+// model answers by role, task and turn (a responder, since parallel coders
+// make the request order nondeterministic); every test checks what the
+// pipeline did with those answers: the store's events and tasks, the git
+// branch, the files on disk and what was sent back to the model.
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "af/agents/pipeline.h"
+#include "af/llm/pricing.h"
+#include "af/store/store.h"
+#include "support/pipeline_harness.h"
+
+namespace af {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::Call;
+using testing::FakeReply;
+using testing::PipelineHarness;
+using testing::RecordedRequest;
+using testing::Wire;
+
+// Upper bound only: WaitFor returns as soon as the feature is terminal.
+constexpr std::chrono::seconds kWait{60};
+
+using Handler = std::function<FakeReply(const RecordedRequest&)>;
+
+// What the fake model does for each role. An empty handler (or a request of
+// no known role) falls through to the queue, which is empty: HTTP 500.
+struct Script {
+  Handler planner, coder, reviewer;
+};
+
+void Install(PipelineHarness& h, Script s) {
+  h.fake().SetResponder([s = std::move(s)](const RecordedRequest& req) -> std::optional<FakeReply> {
+    const std::string role = testing::AgentRoleOf(req);
+    if (role == "planner" && s.planner) return s.planner(req);
+    if (role == "coder" && s.coder) return s.coder(req);
+    if (role == "reviewer" && s.reviewer) return s.reviewer(req);
+    return std::nullopt;
+  });
+}
+
+json PlanTask(const std::string& id, const std::string& title, std::vector<std::string> deps = {}) {
+  return {{"id", id},        {"title", title},       {"description", "Do " + title + "."},
+          {"role", "coder"}, {"dependencies", deps}, {"files", json::array()}};
+}
+
+FakeReply Plan(json tasks) { return FakeReply::Tools({Call("submit_plan", {{"tasks", tasks}})}); }
+
+Handler OneTaskPlanner(const std::string& title = "Write the file") {
+  return [title](const RecordedRequest&) { return Plan(json::array({PlanTask("t1", title)})); };
+}
+
+FakeReply Review(const std::string& verdict, std::vector<std::string> comments) {
+  return FakeReply::Tools(
+      {Call("submit_review", {{"verdict", verdict}, {"comments", std::move(comments)}})});
+}
+
+Handler Approver() {
+  return [](const RecordedRequest&) { return Review("approve", {"gates pass; diff matches"}); };
+}
+
+FakeReply Write(const std::string& path, const std::string& content = "ok\n") {
+  return FakeReply::Tools({Call("write_file", {{"path", path}, {"content", content}})});
+}
+
+FakeReply Finish(const std::string& summary = "done") {
+  return FakeReply::Tools({Call("finish", {{"summary", summary}})});
+}
+
+// Turn 0 writes `path`, turn 1 finishes.
+Handler WriteThenFinish(const std::string& path) {
+  return [path](const RecordedRequest& req) {
+    return testing::AssistantTurns(req) == 0 ? Write(path) : Finish("wrote " + path);
+  };
+}
+
+bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Seq of the first `task.status` event moving `task_id` to `to` (0 = none).
+int64_t TaskSeq(const std::vector<Event>& events, const std::string& task_id,
+                const std::string& to) {
+  for (const auto& e : events)
+    if (e.type == "task.status" && e.task_id == task_id && e.data.value("to", "") == to)
+      return e.seq;
+  return 0;
+}
+
+const Event* FeatureStatusEvent(const std::vector<Event>& events, const std::string& to) {
+  for (const auto& e : events)
+    if (e.type == "feature.status" && e.data.value("to", "") == to) return &e;
+  return nullptr;
+}
+
+std::string FailureMessage(const std::vector<Event>& events) {
+  const Event* e = FeatureStatusEvent(events, "failed");
+  return e ? e->data.value("message", "") : "(no failed event)";
+}
+
+std::optional<Task> FindTask(Store& store, const std::string& id) {
+  auto t = store.GetTask(id);
+  if (!t.ok()) return std::nullopt;
+  return *t;
+}
+
+class PipelineFakeLlm : public ::testing::TestWithParam<Wire> {
+ protected:
+  PipelineFakeLlm() : h_(GetParam()) {}
+
+  // Starts the pipeline, submits `request` and waits for the end.
+  Feature Run(const FeatureRequest& request) {
+    Feature f = Submit(request);
+    return Wait(f.id);
+  }
+  Feature Submit(const FeatureRequest& request) {
+    if (!started_) {
+      Status s = h_.Start();
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      started_ = true;
+    }
+    auto f = h_.pipeline().Submit(request);
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    return f.ok() ? *f : Feature{};
+  }
+  Feature Wait(const std::string& id) {
+    auto f = h_.pipeline().WaitFor(id, kWait);
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    return f.ok() ? *f : Feature{};
+  }
+
+  PipelineHarness h_;
+  bool started_ = false;
+};
+
+// 1. Tasks run in DAG order, independent ones in parallel on three coders,
+// and each task lands as exactly one commit carrying its Task-Id.
+TEST_P(PipelineFakeLlm, DagOrderAndParallelCoders) {
+  h_.config().agents["coder"].replicas = 3;
+  std::mutex mu;
+  std::map<std::string, std::string> deps_when_d_asked;  // task -> status, guarded by mu
+  Script s;
+  s.planner = [](const RecordedRequest&) {
+    return Plan(json::array({PlanTask("a", "Task a"), PlanTask("b", "Task b"),
+                             PlanTask("c", "Task c"), PlanTask("d", "Task d", {"a", "b"})}));
+  };
+  s.coder = [&](const RecordedRequest& req) {
+    const std::string title = testing::TaskTitleOf(req);  // "Task x"
+    const std::string letter = title.substr(title.size() - 1);
+    const int turn = testing::AssistantTurns(req);
+    if (letter == "d" && turn == 0) {
+      // What the store says about d's dependencies when d first asks the model.
+      auto page = h_.store().ListFeatures({});
+      if (page.ok() && page->features.size() == 1) {
+        auto tasks = h_.store().ListTasks(page->features[0].id);
+        std::lock_guard lock(mu);
+        if (tasks.ok())
+          for (const auto& t : *tasks) deps_when_d_asked[t.title] = t.status;
+      }
+    }
+    FakeReply r = turn == 0 ? Write(letter + ".txt", letter + "\n") : Finish("wrote " + letter);
+    r.latency = std::chrono::milliseconds(1000);
+    return r;
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request(
+      "Four files", {"test -f a.txt && test -f b.txt && test -f c.txt && test -f d.txt"}));
+  ASSERT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+
+  auto events = h_.Events(f.id);
+  auto id = [&](const std::string& local) { return f.id + "-" + local; };
+  int64_t max_start = 0, min_done = INT64_MAX;
+  for (const std::string t : {"a", "b", "c"}) {
+    int64_t start = TaskSeq(events, id(t), "in_progress"),
+            done = TaskSeq(events, id(t), "completed");
+    ASSERT_GT(start, 0) << t;
+    ASSERT_GT(done, 0) << t;
+    max_start = std::max(max_start, start);
+    min_done = std::min(min_done, done);
+  }
+  // Parallelism without timing: all three were in progress before any finished.
+  EXPECT_LT(max_start, min_done) << "a, b and c did not overlap: they ran one after another";
+  // Order: d started only after both of its dependencies completed.
+  const int64_t d_start = TaskSeq(events, id("d"), "in_progress");
+  EXPECT_GT(d_start, TaskSeq(events, id("a"), "completed"));
+  EXPECT_GT(d_start, TaskSeq(events, id("b"), "completed"));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(deps_when_d_asked["Task a"], "completed");
+    EXPECT_EQ(deps_when_d_asked["Task b"], "completed");
+  }
+
+  std::vector<std::string> commits = h_.CommitTaskIds(f.id);
+  std::sort(commits.begin(), commits.end());
+  EXPECT_EQ(commits, (std::vector<std::string>{id("a"), id("b"), id("c"), id("d")}));
+
+  const Event* impl = FeatureStatusEvent(events, "implementing");
+  const Event* test = FeatureStatusEvent(events, "testing");
+  if (impl && test) {
+    std::cout << "[ info ] " << testing::WireName(GetParam())
+              << ": coding stage (4 tasks, 3 coders, 1 s per model reply) took "
+              << (test->ts_ms - impl->ts_ms) << " ms\n";
+  }
+}
+
+// 2. Paths that leave the workspace are refused, the model is told which and
+// why, nothing is written outside, and the feature still completes.
+TEST_P(PipelineFakeLlm, PathEscapesAreRefusedAndReported) {
+  const std::string tag = std::to_string(getpid()) + "-" + testing::WireName(GetParam());
+  const std::string dotdot = "../af-escape-" + tag;
+  const std::string abs = "/etc/af-escape-test";
+  const std::string via_link = "link/af-x-" + tag;
+  ASSERT_FALSE(fs::exists(abs)) << abs << " exists before the test: remove it (an earlier escape?)";
+  std::mutex mu;
+  std::vector<testing::SentToolResult> results;  // guarded by mu
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [&](const RecordedRequest& req) {
+    if (testing::AssistantTurns(req) == 0) {
+      return FakeReply::Tools({Call("write_file", {{"path", dotdot}, {"content", "x"}}),
+                               Call("write_file", {{"path", abs}, {"content", "x"}}),
+                               Call("run_command", {{"command", "ln -s /tmp link"}}),
+                               Call("write_file", {{"path", via_link}, {"content", "x"}}),
+                               Call("write_file", {{"path", "inside.txt"}, {"content", "x"}})});
+    }
+    std::lock_guard lock(mu);
+    results = testing::LatestToolResults(req);
+    return Finish("tried to escape");
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Escape attempts", {"test -f inside.txt"}));
+  EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+
+  const fs::path tree = h_.TreeRoot(f.id);
+  EXPECT_FALSE(fs::exists(tree / dotdot));
+  EXPECT_FALSE(fs::exists(abs));
+  EXPECT_FALSE(fs::exists(fs::path("/tmp") / ("af-x-" + tag)));
+  EXPECT_TRUE(fs::is_symlink(tree / "link")) << "the sandboxed ln -s did not run";
+  EXPECT_TRUE(fs::exists(tree / "inside.txt"));
+
+  std::lock_guard lock(mu);
+  ASSERT_EQ(results.size(), 5u);
+  auto refused = [&](size_t i, const std::string& path) {
+    EXPECT_TRUE(results[i].is_error) << results[i].content;
+    EXPECT_NE(results[i].content.find(path), std::string::npos)
+        << "the refusal does not name " << path << ": " << results[i].content;
+  };
+  refused(0, dotdot);
+  refused(1, abs);
+  EXPECT_FALSE(results[2].is_error) << results[2].content;
+  refused(3, via_link);
+  EXPECT_FALSE(results[4].is_error) << results[4].content;
+}
+
+// 3. A failing gate becomes a fix task carrying the gate's output, which the
+// fix coder sees; once fixed, the gate passes and the feature completes.
+TEST_P(PipelineFakeLlm, FailingGateGoesBackToCoderWithItsOutput) {
+  std::mutex mu;
+  std::string fix_first_message;  // guarded by mu
+  Script s;
+  s.planner = OneTaskPlanner("Write notes");
+  s.coder = [&](const RecordedRequest& req) {
+    const bool fix = StartsWith(testing::TaskTitleOf(req), "Fix failing validation gates");
+    if (fix && testing::AssistantTurns(req) == 0) {
+      std::lock_guard lock(mu);
+      fix_first_message = testing::FirstUserText(req);
+    }
+    return WriteThenFinish(fix ? "ok.txt" : "notes.txt")(req);
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Gate feedback",
+                                           {"test -f ok.txt || (echo MISSING-OK-FILE; exit 1)"}));
+  EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+
+  auto fix = FindTask(h_.store(), f.id + "-fixtest-1");
+  ASSERT_TRUE(fix.has_value()) << "no fix task was created";
+  EXPECT_NE(fix->description.find("MISSING-OK-FILE"), std::string::npos) << fix->description;
+  EXPECT_EQ(fix->status, "completed");
+  EXPECT_FALSE(FindTask(h_.store(), f.id + "-fixtest-2").has_value());
+  {
+    std::lock_guard lock(mu);
+    EXPECT_NE(fix_first_message.find("MISSING-OK-FILE"), std::string::npos) << fix_first_message;
+  }
+  std::vector<bool> gates;
+  for (const auto& e : h_.Events(f.id))
+    if (e.type == "gate.result") gates.push_back(e.data.value("passed", false));
+  EXPECT_EQ(gates, (std::vector<bool>{false, true}));
+}
+
+// 4. limits.max_steps counts every model call of the feature, planner
+// included, and stops the feature at the limit.
+TEST_P(PipelineFakeLlm, StepLimitStopsTheFeature) {
+  h_.config().limits.max_steps = 6;
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [](const RecordedRequest&) {
+    return FakeReply::Tools({Call("list_files", {{"path", "."}})});
+  };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Never finishes"));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "max_steps");
+  EXPECT_NE(FailureMessage(h_.Events(f.id)).find("limits.max_steps"), std::string::npos)
+      << FailureMessage(h_.Events(f.id));
+  h_.Stop();
+  EXPECT_EQ(h_.fake().request_count(), 6u);
+}
+
+// 5a. request_changes becomes a fix task with the comments; the second
+// review approves and the feature completes.
+TEST_P(PipelineFakeLlm, ReviewRequestsChangesOnceThenApproves) {
+  std::atomic<int> reviews{0};
+  std::mutex mu;
+  std::string fix_first_message;  // guarded by mu
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [&](const RecordedRequest& req) {
+    const bool fix = StartsWith(testing::TaskTitleOf(req), "Address review comments");
+    if (fix && testing::AssistantTurns(req) == 0) {
+      std::lock_guard lock(mu);
+      fix_first_message = testing::FirstUserText(req);
+    }
+    return WriteThenFinish(fix ? "renamed.txt" : "first.txt")(req);
+  };
+  s.reviewer = [&](const RecordedRequest&) {
+    return ++reviews == 1 ? Review("request_changes", {"RENAME-THE-FUNCTION"})
+                          : Review("approve", {"renamed as asked"});
+  };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Review loop", {"test -f first.txt"}));
+  EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+  auto fix = FindTask(h_.store(), f.id + "-fixreview-1");
+  ASSERT_TRUE(fix.has_value()) << "no review fix task was created";
+  EXPECT_NE(fix->description.find("RENAME-THE-FUNCTION"), std::string::npos) << fix->description;
+  EXPECT_EQ(fix->status, "completed");
+  {
+    std::lock_guard lock(mu);
+    EXPECT_NE(fix_first_message.find("RENAME-THE-FUNCTION"), std::string::npos);
+  }
+  std::vector<std::string> verdicts;
+  for (const auto& e : h_.Events(f.id))
+    if (e.type == "review.verdict") verdicts.push_back(e.data.value("verdict", ""));
+  EXPECT_EQ(verdicts, (std::vector<std::string>{"request_changes", "approve"}));
+  EXPECT_EQ(reviews.load(), 2);
+}
+
+// 5b. With no review rounds allowed, request_changes ends the feature.
+TEST_P(PipelineFakeLlm, ReviewRejectedWhenNoRoundsLeft) {
+  h_.config().limits.review_rounds = 0;
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = WriteThenFinish("first.txt");
+  s.reviewer = [](const RecordedRequest&) { return Review("request_changes", {"REDO-IT"}); };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Rejected", {"test -f first.txt"}));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "review_rejected");
+  EXPECT_NE(FailureMessage(h_.Events(f.id)).find("REDO-IT"), std::string::npos);
+  EXPECT_FALSE(FindTask(h_.store(), f.id + "-fixreview-1").has_value());
+}
+
+// 5c. Each review round is a new question to the model, even when the fix
+// left the diff as it was: the second round must not replay the first
+// round's recorded answer (replay is for resuming a step, not for repeating one).
+TEST_P(PipelineFakeLlm, EveryReviewRoundAsksTheModel) {
+  std::atomic<int> reviews{0};
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [](const RecordedRequest& req) {
+    if (StartsWith(testing::TaskTitleOf(req), "Address review comments"))
+      return Finish("the code already does this; nothing to change");
+    return WriteThenFinish("first.txt")(req);
+  };
+  s.reviewer = [&](const RecordedRequest&) {
+    return ++reviews == 1 ? Review("request_changes", {"EXPLAIN-WHY"})
+                          : Review("approve", {"explained"});
+  };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Review without change", {"test -f first.txt"}));
+  EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+  EXPECT_EQ(reviews.load(), 2);
+}
+
+// 6. Cancel while a slow coder works: the feature is cancelled at once and
+// the coder stops asking the model at its next step.
+TEST_P(PipelineFakeLlm, CancelStopsARunningCoder) {
+  std::atomic<int> coder_requests{0};
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [&](const RecordedRequest&) {
+    ++coder_requests;
+    FakeReply r = FakeReply::Tools({Call("list_files", {{"path", "."}})});
+    r.latency = std::chrono::milliseconds(2000);
+    return r;
+  };
+  Install(h_, s);
+
+  Feature f = Submit(PipelineHarness::Request("Slow coder"));
+  ASSERT_TRUE(testing::WaitFor([&] { return coder_requests.load() >= 2; }, kWait))
+      << "the coder never got going";
+  const size_t at_cancel = h_.fake().request_count();
+  ASSERT_TRUE(h_.pipeline().Cancel(f.id).ok());
+  Feature after = Wait(f.id);
+  EXPECT_EQ(after.status, "cancelled");
+  EXPECT_EQ(after.reason, "cancelled");
+
+  // The coder notices at its next step (after the reply in flight) and marks
+  // its task cancelled.
+  const std::string task_id = f.id + "-t1";
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto t = FindTask(h_.store(), task_id);
+        return t && t->status == "cancelled";
+      },
+      kWait))
+      << "the coder did not notice the cancellation";
+  const size_t at_notice = h_.fake().request_count();
+  h_.Stop();  // joins every agent: nothing can ask the model after this
+  EXPECT_EQ(h_.fake().request_count(), at_notice);
+  // At most one request may have been past its check when Cancel ran.
+  EXPECT_LE(at_notice, at_cancel + 1);
+  EXPECT_EQ(h_.pipeline().Cancel(f.id).code(), Code::kFailedPrecondition);
+}
+
+// 7a. A budget smaller than any call: the feature fails before the first request.
+TEST_P(PipelineFakeLlm, BudgetTooSmallForAnyCall) {
+  h_.config().budget.feature_usd = 0.000001;
+  Script s;
+  s.planner = OneTaskPlanner();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Too expensive"));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "budget_exceeded");
+  EXPECT_NE(FailureMessage(h_.Events(f.id)).find("budget.feature_usd"), std::string::npos)
+      << FailureMessage(h_.Events(f.id));
+  EXPECT_EQ(h_.fake().request_count(), 0u);
+}
+
+// 7b. A budget that fits the planner's call; the planner's reported usage
+// spends it, so the coder's first call is refused before it is made.
+TEST_P(PipelineFakeLlm, BudgetSpentStopsTheNextCall) {
+  Config& c = h_.config();
+  c.llm.max_tokens = 1000;
+  // Well above what the first request may cost (its estimate is a few
+  // thousand input tokens at most), below what the planner reports using.
+  c.budget.feature_usd = CostUsd(testing::WireName(GetParam()), c.llm.model, Usage{20000, 1000});
+  ASSERT_GT(c.budget.feature_usd, 0) << "the model must be priced";
+  Script s;
+  s.planner = [](const RecordedRequest& req) {
+    FakeReply r = OneTaskPlanner()(req);
+    r.input_tokens = 100000;
+    return r;
+  };
+  s.coder = WriteThenFinish("never.txt");
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Spends its budget"));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "budget_exceeded");
+  EXPECT_EQ(h_.fake().request_count(), 1u);
+  auto usage = h_.store().FeatureUsage(f.id);
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->calls, 1);
+  EXPECT_GT(usage->cost_usd, c.budget.feature_usd);
+}
+
+// 8. Unknown tools and missing arguments come back as error results; the
+// model can recover and the feature completes.
+TEST_P(PipelineFakeLlm, BadToolCallsComeBackAsErrors) {
+  std::mutex mu;
+  std::vector<testing::SentToolResult> results;  // guarded by mu
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [&](const RecordedRequest& req) {
+    if (testing::AssistantTurns(req) == 0) {
+      return FakeReply::Tools(
+          {Call("teleport", {{"to", "mars"}}), Call("write_file", {{"content", "no path"}})});
+    }
+    {
+      std::lock_guard lock(mu);
+      results = testing::LatestToolResults(req);
+    }
+    return FakeReply::Tools({Call("write_file", {{"path", "good.txt"}, {"content", "fine\n"}}),
+                             Call("finish", {{"summary", "recovered"}})});
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Bad tool calls", {"test -f good.txt"}));
+  EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(results[0].is_error);
+  EXPECT_NE(results[0].content.find("unknown tool 'teleport'"), std::string::npos)
+      << results[0].content;
+  EXPECT_TRUE(results[1].is_error);
+  EXPECT_NE(results[1].content.find("'path'"), std::string::npos) << results[1].content;
+}
+
+// 9. A coder may finish without changing anything (e.g. another task already
+// did the work): its task completes with no commit instead of hanging.
+TEST_P(PipelineFakeLlm, TaskWithoutChangesCompletes) {
+  Script s;
+  s.planner = [](const RecordedRequest&) {
+    return Plan(json::array({PlanTask("w", "Write it"), PlanTask("v", "Verify it", {"w"})}));
+  };
+  s.coder = [](const RecordedRequest& req) {
+    if (testing::TaskTitleOf(req) == "Verify it") return Finish("nothing to change");
+    return WriteThenFinish("it.txt")(req);
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("No-op task", {"test -f it.txt"}));
+  EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+  auto v = FindTask(h_.store(), f.id + "-v");
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->status, "completed");
+  EXPECT_EQ(h_.CommitTaskIds(f.id), (std::vector<std::string>{f.id + "-w"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Wires, PipelineFakeLlm, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
+                         [](const auto& info) { return testing::WireName(info.param); });
+
+}  // namespace
+}  // namespace af
