@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "af/agents/prp.h"
+#include "af/store/store.h"
 #include "support/test_util.h"
 
 namespace af::testing {
@@ -43,6 +44,15 @@ TEST_P(RunExamplesTest, CompletesOfflineAndTheBranchPassesItsGates) {
     auto g = RunCommand({"/bin/sh", "-c", gate}, {}, checkout.string());
     EXPECT_EQ(g.exit_code, 0) << gate << "\n" << g.out << g.err;
   }
+  // What was learned is stored as a memory of the project.
+  auto store = Store::Open({.url = "sqlite:" + (dir.path() / "data" / "agent-factory.db").string(), .migrate = false});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto memories = (*store)->FindMemories({"project:" + request->project}, "completed", 10);
+  ASSERT_TRUE(memories.ok());
+  ASSERT_EQ(memories->size(), 1u);
+  EXPECT_EQ((*memories)[0].type, "success");
+  EXPECT_NE((*memories)[0].content.find(request->title), std::string::npos) << (*memories)[0].content;
+
   // One commit per task, each carrying its task id.
   auto log = RunCommand({"/usr/bin/git", "-C", repo, "log", "--format=%(trailers:key=Task-Id,valueonly,separator=)",
                          "main.." + branch});
