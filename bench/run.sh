@@ -23,3 +23,13 @@ wrk -t2 -c64 -d10s --latency "http://127.0.0.1:$port/health"
 echo "== GET /health/live"
 wrk -t2 -c64 -d5s "http://127.0.0.1:$port/health/live"
 echo "== server RSS after load: $(ps -o rss= -p $pid) KiB"
+
+echo "== agent-factory run examples/prp/shell-wordfreq.md (replay provider, fresh data dir each time)"
+bin=$(cd "$build" && pwd)/agent-factory
+for i in 1 2 3 4 5; do
+  d=$(mktemp -d)
+  start=$(date +%s%N)
+  (cd "$d" && AF_LOG=warn "$bin" run "$OLDPWD/examples/prp/shell-wordfreq.md" --json >/dev/null)
+  echo "run $i: $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  rm -rf "$d"
+done
