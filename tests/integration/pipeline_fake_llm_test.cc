@@ -327,6 +327,29 @@ TEST_P(PipelineFakeLlm, StepLimitStopsTheFeature) {
   EXPECT_EQ(h_.fake().request_count(), 6u);
 }
 
+// limits.feature_timeout ends a feature whose agents are still working, with
+// reason "timeout", and the agents stop asking the model.
+TEST_P(PipelineFakeLlm, FeatureTimeoutStopsTheFeature) {
+  h_.config().limits.feature_timeout = 1;  // second
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [](const RecordedRequest&) {
+    FakeReply r = FakeReply::Tools({Call("list_files", {{"path", "."}})});
+    r.latency = std::chrono::milliseconds(300);
+    return r;
+  };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Slow forever"));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "timeout");
+  EXPECT_NE(FailureMessage(h_.Events(f.id)).find("limits.feature_timeout"), std::string::npos)
+      << FailureMessage(h_.Events(f.id));
+  h_.Stop();
+  const size_t after_stop = h_.fake().request_count();
+  EXPECT_LT(after_stop, 20u);  // 1 s at 300 ms a reply: a handful, not a runaway loop
+}
+
 // 5a. request_changes becomes a fix task with the comments; the second
 // review approves and the feature completes.
 TEST_P(PipelineFakeLlm, ReviewRequestsChangesOnceThenApproves) {
