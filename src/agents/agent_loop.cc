@@ -14,18 +14,6 @@ namespace {
 
 using json = nlohmann::json;
 
-void Emit(Store* store, const std::string& type, const std::string& feature_id,
-          const std::string& task_id, const std::string& agent, json data) {
-  Event e;
-  e.type = type;
-  e.feature_id = feature_id;
-  e.task_id = task_id;
-  e.agent = agent;
-  e.data = std::move(data);
-  if (auto r = store->AppendEvent(e); !r.ok())
-    log::Get("agents")->warn("could not record event {}: {}", type, r.status().ToString());
-}
-
 int64_t StartOfTodayMs() {
   auto now = std::chrono::system_clock::now();
   auto days = std::chrono::floor<std::chrono::days>(now);
@@ -44,6 +32,18 @@ json ArgsSummary(const ToolCall& call) {
 
 }  // namespace
 
+void EmitEvent(Store* store, const std::string& type, const std::string& feature_id,
+               const std::string& task_id, const std::string& agent, json data) {
+  Event e;
+  e.type = type;
+  e.feature_id = feature_id;
+  e.task_id = task_id;
+  e.agent = agent;
+  e.data = std::move(data);
+  if (auto r = store->AppendEvent(e); !r.ok())
+    log::Get("agents")->warn("could not record event {}: {}", type, r.status().ToString());
+}
+
 std::string FailureReason(const Status& s) {
   if (s.code() == Code::kCancelled) return "cancelled";
   if (s.code() == Code::kDeadlineExceeded) return "timeout";
@@ -59,7 +59,7 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req, const 
   if (recorded && !recorded->response.is_null()) {
     auto replay = ResponseFromJson(recorded->response);
     if (replay.ok()) {
-      Emit(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
+      EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
            {{"role", req.agent_role}, {"model", recorded->model}, {"provider", recorded->provider},
             {"input_tokens", recorded->input_tokens}, {"output_tokens", recorded->output_tokens},
             {"cost_usd", 0.0}, {"replayed", true}});
@@ -102,18 +102,18 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req, const 
                                "raise budget.daily_usd or wait until tomorrow (UTC)");
     }
     if (today + cost_est > 0.8 * cfg.budget.daily_usd) {
-      Emit(env.store, "budget.warning", req.feature_id, req.task_id, agent_id,
+      EmitEvent(env.store, "budget.warning", req.feature_id, req.task_id, agent_id,
            {{"spent_today_usd", today}, {"daily_usd", cfg.budget.daily_usd}});
     }
   }
 
   auto resp = env.llm->Complete(req);
   if (!resp.ok()) {
-    Emit(env.store, "error", req.feature_id, req.task_id, agent_id,
+    EmitEvent(env.store, "error", req.feature_id, req.task_id, agent_id,
          {{"where", "llm"}, {"message", resp.status().ToString()}});
     return resp.status();
   }
-  Emit(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
+  EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
        {{"role", req.agent_role}, {"model", resp->model}, {"provider", resp->provider},
         {"input_tokens", resp->usage.input_tokens}, {"output_tokens", resp->usage.output_tokens},
         {"cost_usd", CostUsd(resp->provider, resp->model, resp->usage)},
@@ -152,7 +152,7 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
     }
     for (const auto& call : resp.tool_calls) {
       ToolOutcome out = ExecuteTool(call, tools);
-      Emit(env.store, "tool.call", conv.feature_id, conv.task_id, conv.agent_id,
+      EmitEvent(env.store, "tool.call", conv.feature_id, conv.task_id, conv.agent_id,
            {{"tool", call.name}, {"args", ArgsSummary(call)}, {"ok", !out.is_error},
             {"result", out.content.substr(0, 300)}});
       logger->debug("{} {}({}) -> {}{}", conv.agent_id, call.name, ArgsSummary(call).dump(),

@@ -149,14 +149,7 @@ class Pipeline::Impl {
 
 void Pipeline::Impl::Emit(const std::string& type, const std::string& feature_id,
                           const std::string& task_id, const std::string& agent, json data) {
-  Event e;
-  e.type = type;
-  e.feature_id = feature_id;
-  e.task_id = task_id;
-  e.agent = agent;
-  e.data = std::move(data);
-  if (auto r = svc_.store->AppendEvent(e); !r.ok())
-    log::Get("agents")->warn("could not record event {}: {}", type, r.status().ToString());
+  EmitEvent(svc_.store.get(), type, feature_id, task_id, agent, std::move(data));
 }
 
 FeatureRequest Pipeline::Impl::RequestOf(const Feature& f) {

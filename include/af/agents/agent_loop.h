@@ -63,6 +63,11 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& request, co
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
                                         const ToolContext& tools);
 
+// Appends an event to the store. A failure is logged, not returned: recording
+// an event must never stop the work it describes.
+void EmitEvent(Store* store, const std::string& type, const std::string& feature_id,
+               const std::string& task_id, const std::string& agent, nlohmann::json data);
+
 // "max_steps", "budget_exceeded", "timeout", "cancelled" or "agent_error".
 std::string FailureReason(const Status& status);
 
