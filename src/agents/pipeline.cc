@@ -271,8 +271,16 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
     if (!job.ok()) break;  // the bus is closed
     if (!job->has_value()) continue;
     const Delivery& d = **job;
-    SetState(inst, "busy", d.payload.value("task_id", d.payload.value("feature_id", "")));
-    Status s = HandleJob(inst, d);
+    SetState(inst, "busy", Field(d.payload, "task_id", Field(d.payload, "feature_id")));
+    Status s;
+    try {
+      s = HandleJob(inst, d);
+    } catch (const std::exception& e) {
+      // A bug, not an expected failure: it must not take the process down.
+      s = Internal(std::string("unexpected error in ") + inst->id + ": " + e.what());
+      (void)svc_.bus->Send("feature:" + Field(d.payload, "feature_id"),
+                           BusMessage{d.type + ".done", {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
+    }
     (void)svc_.bus->Ack(queue, d.id);
     {
       std::lock_guard lock(inst->mu);
@@ -672,7 +680,12 @@ void Pipeline::Impl::Drive(const std::string& feature_id) {
       continue;
     }
     if (IsTerminalFeatureStatus(f->status)) break;
-    Status s = DriveOnce(*f);
+    Status s;
+    try {
+      s = DriveOnce(*f);
+    } catch (const std::exception& e) {
+      s = Internal(std::string("unexpected error in the coordinator: ") + e.what());
+    }
     if (s.ok()) continue;
     if (stopping_) return;  // resumes on the next start
     if (s.code() == Code::kCancelled) break;
