@@ -171,12 +171,13 @@ TEST_F(ApiTest, AuthenticationAndPermissions) {
   auto list = server_->Admin("GET", "/api/v1/auth/api-keys");
   ASSERT_EQ(list->status, 200);
   bool seen = false;
-  for (const auto& k : Body(list)["api_keys"]) {
+  const json keys = Body(list);
+  for (const auto& k : keys["api_keys"]) {
     EXPECT_FALSE(k.contains("key"));
     EXPECT_FALSE(k.contains("key_hash"));
     if (k["id"] == reader_id) seen = true;
   }
-  EXPECT_TRUE(seen);
+  EXPECT_TRUE(seen) << list->body << " " << reader_id;
   EXPECT_EQ(list->body.find(reader), std::string::npos);
 
   auto revoked = server_->Admin("DELETE", "/api/v1/auth/api-keys/" + reader_id);
