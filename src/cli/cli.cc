@@ -60,6 +60,48 @@ int Main(int argc, char** argv) {
   health->add_flag("--json", g.json, "Print the raw JSON report");
   on(health, [&] { return Health(g, server_url); });
 
+  // Clients of a running server.
+  ClientFlags client;
+  auto client_flags = [&](CLI::App* cmd) {
+    cmd->add_option("--server", client.server, "Server URL (default http://<server.host>:<server.port>)");
+    cmd->add_option("--api-key", client.api_key, "API key (default: <data_dir>/admin.key)");
+    cmd->add_flag("--json", g.json, "Print the server's JSON answer");
+    return cmd;
+  };
+  std::string feature_arg, status_filter;
+  auto* feature = app.add_subcommand("feature", "Submit, inspect, list and cancel features on a running server");
+  feature->require_subcommand(1);
+  auto* f_submit = client_flags(feature->add_subcommand("submit", "Submit a PRP file (.md or .json); exit 2 when challenged"));
+  f_submit->add_option("FILE", feature_arg, "Markdown or JSON feature request")->required();
+  on(f_submit, [&] { return FeatureSubmit(g, client, feature_arg); });
+  auto* f_status = client_flags(feature->add_subcommand("status", "Show a feature with its tasks, branch and usage"));
+  f_status->add_option("ID", feature_arg, "Feature id")->required();
+  on(f_status, [&] { return FeatureStatus(g, client, feature_arg); });
+  auto* f_list = client_flags(feature->add_subcommand("list", "List features, newest first"));
+  f_list->add_option("--status", status_filter, "Only features with this status");
+  on(f_list, [&] { return FeatureList(g, client, status_filter); });
+  auto* f_cancel = client_flags(feature->add_subcommand("cancel", "Cancel an unfinished feature"));
+  f_cancel->add_option("ID", feature_arg, "Feature id")->required();
+  on(f_cancel, [&] { return FeatureCancel(g, client, feature_arg); });
+
+  on(client_flags(app.add_subcommand("agents", "List the agents of a running server and their states")),
+     [&] { return Agents(g, client); });
+
+  std::string key_name, key_permissions;
+  auto* keys = app.add_subcommand("keys", "Create, list and revoke API keys (needs an admin key)");
+  keys->require_subcommand(1);
+  auto* k_create = client_flags(keys->add_subcommand("create", "Create an API key; it is printed once"));
+  k_create->add_option("NAME", key_name, "A name for the key")->required();
+  k_create->add_option("--permissions", key_permissions,
+                       "Comma-separated: features:create, features:read, agents:read, knowledge:read, "
+                       "knowledge:write, admin")->required();
+  on(k_create, [&] { return KeysCreate(g, client, key_name, key_permissions); });
+  on(client_flags(keys->add_subcommand("list", "List API keys (never the secrets)")),
+     [&] { return KeysList(g, client); });
+  auto* k_revoke = client_flags(keys->add_subcommand("revoke", "Revoke an API key by id"));
+  k_revoke->add_option("ID", key_name, "Key id (from 'keys list')")->required();
+  on(k_revoke, [&] { return KeysRevoke(g, client, key_name); });
+
   auto* db = app.add_subcommand("db", "Database schema: apply, inspect and list migrations");
   db->require_subcommand(1);
   on(db->add_subcommand("migrate", "Apply pending schema migrations"), [&] { return DbMigrate(g); });

@@ -46,4 +46,28 @@ int Validate(const GlobalOptions& g, const std::string& file);
 int Run(const GlobalOptions& g, const std::string& file, const std::string& project);
 int Health(const GlobalOptions& g, const std::string& server);
 
+
+// --- Clients of a running server (client_cmd.cc) ----------------------------
+
+// The server's base URL: --server when given, else http://<server.host>:<server.port>
+// (0.0.0.0 becomes 127.0.0.1); no trailing '/'.
+std::string ServerUrl(const Config& config, const std::string& server_flag);
+// What every client command says when the server does not answer.
+Status ServerUnreachable(const std::string& server);
+
+struct ClientFlags {
+  std::string server;   // --server
+  std::string api_key;  // --api-key; default: <data_dir>/admin.key
+};
+
+int FeatureSubmit(const GlobalOptions& g, const ClientFlags& c, const std::string& file);
+int FeatureStatus(const GlobalOptions& g, const ClientFlags& c, const std::string& id);
+int FeatureList(const GlobalOptions& g, const ClientFlags& c, const std::string& status);
+int FeatureCancel(const GlobalOptions& g, const ClientFlags& c, const std::string& id);
+int Agents(const GlobalOptions& g, const ClientFlags& c);
+int KeysCreate(const GlobalOptions& g, const ClientFlags& c, const std::string& name,
+               const std::string& permissions);
+int KeysList(const GlobalOptions& g, const ClientFlags& c);
+int KeysRevoke(const GlobalOptions& g, const ClientFlags& c, const std::string& id);
+
 }  // namespace af::cli

@@ -6,8 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "af/agents/pipeline.h"
+#include "af/api/auth.h"
 #include "af/api/health.h"
 #include "af/api/http_server.h"
+#include "af/api/routes.h"
 #include "af/app/services.h"
 #include "af/core/log.h"
 #include "af/llm/http_transport.h"
@@ -61,6 +63,29 @@ int Serve(const GlobalOptions& g) {
   AddHealthRoutes(server, [svc] { return svc->Health(); });
   AddWebAssetRoutes(server);
 
+  // First start: an admin key, printed once and kept in <data_dir>/admin.key.
+  Auth auth(*svc->store);
+  auto admin_key = auth.EnsureAdminKey(config.data_dir);
+  if (!admin_key.ok()) return ReportError(admin_key.status());
+  if (admin_key->has_value()) log::AddSecret(**admin_key);
+  ApiBackend backend;
+  backend.store = svc->store.get();
+  if (pipeline) {
+    Pipeline* p = pipeline.get();
+    backend.submit = [p](const FeatureRequest& r) { return p->Submit(r); };
+    backend.cancel = [p](const std::string& id) { return p->Cancel(id); };
+  } else if (!svc->llm) {
+    backend.pipeline_status = Unavailable("no usable LLM provider: " + svc->llm_status.message(),
+                                          svc->llm_status.hint());
+  } else {
+    backend.pipeline_status = Unavailable("the agents could not start",
+                                          "see the server log (data/logs/agent-factory.log)");
+  }
+  ApiOptions api_options;
+  api_options.cors_origins = config.api.cors_origins;
+  api_options.rate_limit_per_minute = config.api.rate_limit_per_minute;
+  AddApiRoutes(server, std::move(backend), auth, api_options);
+
   // Block the stop signals before any thread starts, so every thread inherits
   // the mask and only sigwait below receives them.
   sigset_t stop_signals;
@@ -74,6 +99,12 @@ int Serve(const GlobalOptions& g) {
   std::printf("Agent Factory %s listening on http://%s:%d  (database %s, llm %s%s)\n", AF_VERSION,
               config.server.host.c_str(), server.port(), svc->store->Describe().c_str(),
               llm.c_str(), svc->llm ? "" : (": " + svc->llm_status.ToString()).c_str());
+  if (admin_key->has_value()) {
+    std::printf("Admin API key (shown once, also in %s): %s\n",
+                (std::filesystem::path(config.data_dir) / "admin.key").string().c_str(),
+                (*admin_key)->c_str());
+    logger->info("created the first admin API key in {}/admin.key", config.data_dir);
+  }
   std::fflush(stdout);
   logger->info("listening on http://{}:{} (data dir {})", config.server.host, server.port(),
                config.data_dir);
@@ -90,23 +121,14 @@ int Serve(const GlobalOptions& g) {
 
 int Health(const GlobalOptions& g, const std::string& server_flag) {
   LoadedConfig loaded = LoadForCli(g);
-  std::string server = server_flag;
-  if (server.empty()) {
-    std::string host = loaded.config.server.host == "0.0.0.0" ? "127.0.0.1" : loaded.config.server.host;
-    server = "http://" + host + ":" + std::to_string(loaded.config.server.port);
-  }
-  while (!server.empty() && server.back() == '/') server.pop_back();
+  const std::string server = ServerUrl(loaded.config, server_flag);
   ClientRequest req;
   req.method = "GET";
   req.url = server + "/health";
   req.timeout = std::chrono::seconds(10);
   req.connect_timeout = std::chrono::seconds(3);
   auto resp = MakeCurlTransport()->Send(req, {});
-  if (!resp.ok()) {
-    return ReportError(Unavailable("cannot reach the server at " + server,
-                                   "start it with 'agent-factory serve' (or 'make run'), or "
-                                   "point at it with --server URL"));
-  }
+  if (!resp.ok()) return ReportError(ServerUnreachable(server));
   nlohmann::json j = nlohmann::json::parse(resp->body, nullptr, false);
   if (j.is_discarded() || !j.contains("status")) {
     return ReportError(Internal("the server at " + server + " answered /health with HTTP " +

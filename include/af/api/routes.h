@@ -1,0 +1,115 @@
+#pragma once
+// The JSON REST routes of SPEC §10 under /api/v1 (SSE and /metrics live in
+// their own module), as thin handlers over plain functions that take an
+// ApiBackend and a request and return the response body or a Status. The
+// handlers add authentication, permissions, the per-key rate limit, CORS and
+// the one error mapping of api/errors.h.
+//
+// Error mapping beyond errors.h: a Pipeline "Work plan challenged:" refusal
+// becomes 422 WORK_PLAN_CHALLENGED with details {"issues":[...]}; a missing
+// pipeline (no usable LLM) makes POST /features answer 503 UNAVAILABLE naming
+// the LLM problem.
+//
+// Thread safety: the functions are as thread-safe as the backend's store and
+// callbacks (all thread-safe in production).
+
+#include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "af/agents/prp.h"
+#include "af/api/auth.h"
+#include "af/api/errors.h"
+#include "af/api/http_types.h"
+#include "af/core/status.h"
+#include "af/store/types.h"
+
+namespace af {
+
+class HttpServer;
+class Store;
+
+// What the handlers call. `store` is borrowed and must outlive the routes.
+struct ApiBackend {
+  Store* store = nullptr;
+  // Pipeline::Submit / Pipeline::Cancel; empty when no pipeline runs, then
+  // `pipeline_status` says why (e.g. the LLM provider's error).
+  std::function<Result<Feature>(const FeatureRequest&)> submit;
+  std::function<Status(const std::string& feature_id)> cancel;
+  Status pipeline_status = Unavailable("the agents are not running");
+  // Clock seam, unix ms; empty = system clock.
+  std::function<int64_t()> now_ms;
+  // An agent whose heartbeat is older than this shows "offline" (SPEC §14).
+  std::chrono::milliseconds offline_after{90000};  // default 90 s
+};
+
+// --- Plain functions (unit-tested directly) --------------------------------
+
+// The PRP of a POST /features body: application/json (fields of SPEC §3) or
+// text/markdown (a Markdown PRP). InvalidArgument naming the field, the JSON
+// error position, or the unsupported Content-Type.
+Result<FeatureRequest> ParseFeatureBody(const HttpRequest& request);
+// Parses a JSON object body; InvalidArgument with the parser's position.
+Result<nlohmann::json> ParseJsonObjectBody(const std::string& body);
+
+// The API's mapping of a handler failure (422 for challenged work plans).
+ApiError ToApiError(const Status& status);
+
+// Wire shapes.
+nlohmann::json FeatureJson(const Feature& f);  // id, project, title, status, ..., events_url
+nlohmann::json TaskJson(const Task& t);
+nlohmann::json AgentJson(const AgentRecord& a, int64_t now_ms,
+                         std::chrono::milliseconds offline_after);
+nlohmann::json MemoryJson(const Memory& m);
+nlohmann::json ApiKeyJson(const ApiKey& k);  // never the hash
+
+// POST /features -> {id, status, created_at, events_url}.
+Result<nlohmann::json> SubmitFeature(const ApiBackend& b, const HttpRequest& r);
+// GET /features?status=&limit=&offset= -> {features, pagination}.
+Result<nlohmann::json> ListFeatures(const ApiBackend& b, const HttpRequest& r);
+// GET /features/{id}: the feature plus tasks, artifacts, usage.
+Result<nlohmann::json> GetFeature(const ApiBackend& b, const HttpRequest& r);
+// DELETE /features/{id} -> the feature, now cancelled.
+Result<nlohmann::json> CancelFeature(const ApiBackend& b, const HttpRequest& r);
+Result<nlohmann::json> GetTask(const ApiBackend& b, const HttpRequest& r);
+Result<nlohmann::json> ListAgents(const ApiBackend& b, const HttpRequest& r);  // {agents}
+Result<nlohmann::json> GetAgent(const ApiBackend& b, const HttpRequest& r);
+// GET /knowledge/search -> {"results":[{id, source, chunk, score, content}]}.
+Result<nlohmann::json> SearchKnowledge(const ApiBackend& b, const HttpRequest& r);
+Result<nlohmann::json> AddKnowledge(const ApiBackend& b, const HttpRequest& r);
+Result<nlohmann::json> ListMemories(const ApiBackend& b, const HttpRequest& r);  // {memories}
+Result<nlohmann::json> AddMemory(const ApiBackend& b, const HttpRequest& r);
+Result<nlohmann::json> GetMemory(const ApiBackend& b, const HttpRequest& r);
+// POST /auth/api-keys {name, permissions[]} -> the key record plus "key" (once).
+Result<nlohmann::json> CreateApiKey(Auth& auth, const HttpRequest& r);
+Result<nlohmann::json> ListApiKeys(const ApiBackend& b, const HttpRequest& r);  // {api_keys}
+Result<nlohmann::json> RevokeApiKey(const ApiBackend& b, const HttpRequest& r);
+
+// --- Registration ----------------------------------------------------------
+
+struct ApiOptions {
+  std::vector<std::string> cors_origins;  // api.cors_origins; empty = no CORS
+  int rate_limit_per_minute = 600;        // api.rate_limit_per_minute; <= 0 = off
+  // Clock of the rate limiter (a seam for tests).
+  std::function<std::chrono::steady_clock::time_point()> clock = std::chrono::steady_clock::now;
+};
+
+// One REST route: what the OpenAPI document and the registration share.
+struct ApiRouteSpec {
+  std::string method;      // "GET"
+  std::string pattern;     // router pattern, "/api/v1/features/:id"
+  std::string permission;  // required permission; empty = public
+  std::string summary;
+};
+// Every route AddApiRoutes registers (without the OPTIONS preflights, which
+// it adds for each distinct pattern), in registration order.
+const std::vector<ApiRouteSpec>& ApiRouteSpecs();
+
+// Registers ApiRouteSpecs() plus OPTIONS preflight for each of their
+// patterns, and GET /openapi.json. `backend` is copied; `auth` is borrowed
+// and must outlive the server.
+void AddApiRoutes(HttpServer& server, ApiBackend backend, Auth& auth, ApiOptions options = {});
+
+}  // namespace af

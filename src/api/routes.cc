@@ -1,0 +1,677 @@
+#include "af/api/routes.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "af/api/http_server.h"
+#include "af/api/middleware.h"
+#include "af/api/openapi.h"
+#include "af/store/store.h"
+
+namespace af {
+namespace {
+
+using json = nlohmann::json;
+
+int64_t Now(const ApiBackend& b) {
+  if (b.now_ms) return b.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+json TimeOrNull(int64_t ms) { return ms > 0 ? json(FormatUtcMillis(ms)) : json(nullptr); }
+json StringOrNull(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+// An integer query parameter in [lo, hi]; `fallback` when absent.
+Result<int> IntParam(const HttpRequest& r, const std::string& name, int fallback, int lo, int hi) {
+  auto it = r.query_params.find(name);
+  if (it == r.query_params.end() || it->second.empty()) return fallback;
+  const std::string& v = it->second;
+  int out = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || end != v.data() + v.size() || out < lo || out > hi) {
+    return InvalidArgument(name + " must be an integer from " + std::to_string(lo) + " to " +
+                               std::to_string(hi) + " (got '" + v + "')",
+                           "fix the '" + name + "' query parameter");
+  }
+  return out;
+}
+
+Result<double> DoubleParam(const HttpRequest& r, const std::string& name, double fallback,
+                           double lo, double hi) {
+  auto it = r.query_params.find(name);
+  if (it == r.query_params.end() || it->second.empty()) return fallback;
+  const std::string& v = it->second;
+  char* end = nullptr;
+  double out = std::strtod(v.c_str(), &end);
+  if (end != v.c_str() + v.size() || !std::isfinite(out) || out < lo || out > hi) {
+    return InvalidArgument(name + " must be a number from " + std::to_string(lo).substr(0, 3) +
+                               " to " + std::to_string(hi).substr(0, 3) + " (got '" + v + "')",
+                           "fix the '" + name + "' query parameter");
+  }
+  return out;
+}
+
+// Refuses fields outside `allowed`, naming every unknown one.
+Status CheckFields(const json& j, std::initializer_list<std::string_view> allowed) {
+  std::string unknown;
+  for (auto& [k, v] : j.items()) {
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+      unknown += (unknown.empty() ? "'" : ", '") + k + "'";
+    }
+  }
+  if (unknown.empty()) return Status::Ok();
+  std::string list;
+  for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  return InvalidArgument("unknown field " + unknown, "the accepted fields are: " + list);
+}
+
+Result<std::optional<std::string>> StringField(const json& j, const std::string& name,
+                                               bool required) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) {
+    if (required) return InvalidArgument(name + " is required", "add a \"" + name + "\" string");
+    return std::optional<std::string>();
+  }
+  if (!it->is_string()) {
+    return InvalidArgument(name + " must be a string (got " + std::string(it->type_name()) + ")",
+                           "send \"" + name + "\" as a JSON string");
+  }
+  std::string v = it->get<std::string>();
+  if (required && Trim(v).empty()) {
+    return InvalidArgument(name + " must not be empty", "add a non-empty \"" + name + "\"");
+  }
+  return std::optional<std::string>(std::move(v));
+}
+
+Result<std::vector<std::string>> StringArrayField(const json& j, const std::string& name,
+                                                  bool required) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) {
+    if (required) return InvalidArgument(name + " is required", "add a \"" + name + "\" array");
+    return std::vector<std::string>();
+  }
+  if (!it->is_array()) {
+    return InvalidArgument(
+        name + " must be an array of strings (got " + std::string(it->type_name()) + ")",
+        "send \"" + name + "\" as a JSON array of strings");
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const json& item = (*it)[i];
+    if (!item.is_string()) {
+      return InvalidArgument(name + " must be an array of strings (item " + std::to_string(i + 1) +
+                                 " is " + std::string(item.type_name()) + ")",
+                             "send \"" + name + "\" as a JSON array of strings");
+    }
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+const std::string& PathParam(const HttpRequest& r, const std::string& name) {
+  static const std::string kEmpty;
+  auto it = r.path_params.find(name);
+  return it == r.path_params.end() ? kEmpty : it->second;
+}
+
+// The namespaces a memory request covers: the `namespace` parameter with its
+// session -> project -> global fallback, or every global and project one.
+Result<std::vector<std::string>> Namespaces(const ApiBackend& b, const HttpRequest& r) {
+  std::string ns = r.Query("namespace");
+  if (!ns.empty()) {
+    std::vector<std::string> out = {ns};
+    if (ns.rfind("session:", 0) == 0) {
+      std::string rest = ns.substr(8);
+      out.push_back("project:" + rest.substr(0, rest.find(':')));
+    }
+    if (ns != "global") out.push_back("global");
+    return out;
+  }
+  std::vector<std::string> out = {"global"};
+  AF_ASSIGN_OR_RETURN(auto projects, b.store->ListProjects());
+  for (const auto& p : projects) out.push_back("project:" + p.name);
+  return out;
+}
+
+std::string MemorySource(const Memory& m) {
+  if (m.source.is_object()) {
+    for (const char* k : {"file", "feature", "task"}) {
+      if (m.source.contains(k) && m.source[k].is_string()) return m.source[k].get<std::string>();
+    }
+  }
+  return "memory:" + m.id;
+}
+
+}  // namespace
+
+// --- Shapes ------------------------------------------------------------------
+
+json FeatureJson(const Feature& f) {
+  return {{"id", f.id},
+          {"project", f.project},
+          {"title", f.title},
+          {"status", f.status},
+          {"priority", f.priority},
+          {"reason", StringOrNull(f.reason)},
+          {"created_at", TimeOrNull(f.created_ms)},
+          {"updated_at", TimeOrNull(f.updated_ms)},
+          {"events_url", "/api/v1/features/" + f.id + "/events"}};
+}
+
+json TaskJson(const Task& t) {
+  return {{"id", t.id},
+          {"feature_id", t.feature_id},
+          {"title", t.title},
+          {"description", t.description},
+          {"role", t.role},
+          {"status", t.status},
+          {"dependencies", t.dependencies},
+          {"files", t.files},
+          {"attempts", t.attempts},
+          {"assigned_agent", StringOrNull(t.assigned_agent)},
+          {"result", t.result},
+          {"created_at", TimeOrNull(t.created_ms)},
+          {"updated_at", TimeOrNull(t.updated_ms)}};
+}
+
+json AgentJson(const AgentRecord& a, int64_t now_ms, std::chrono::milliseconds offline_after) {
+  std::string state = a.state;
+  const bool stale =
+      a.last_heartbeat_ms <= 0 || now_ms - a.last_heartbeat_ms > offline_after.count();
+  if (stale) state = "offline";
+  return {{"id", a.id},
+          {"role", a.role},
+          {"state", state},
+          {"last_heartbeat", TimeOrNull(a.last_heartbeat_ms)},
+          {"heartbeat_age_s",
+           a.last_heartbeat_ms > 0 ? json((now_ms - a.last_heartbeat_ms) / 1000) : json(nullptr)},
+          {"current_task", StringOrNull(a.current_task)},
+          {"counters", a.counters.is_null() ? json::object() : a.counters},
+          {"host", a.host},
+          {"pid", a.pid}};
+}
+
+json MemoryJson(const Memory& m) {
+  return {{"id", m.id},
+          {"namespace", m.ns},
+          {"content", m.content},
+          {"summary", m.summary},
+          {"type", m.type},
+          {"importance", m.importance},
+          {"tags", m.tags},
+          {"source", m.source},
+          {"created_at", TimeOrNull(m.created_ms)},
+          {"updated_at", TimeOrNull(m.updated_ms)},
+          {"accessed_at", TimeOrNull(m.accessed_ms)},
+          {"access_count", m.access_count},
+          {"archived", m.archived}};
+}
+
+json ApiKeyJson(const ApiKey& k) {
+  return {{"id", k.id},
+          {"name", k.name},
+          {"prefix", k.prefix},
+          {"permissions", k.permissions},
+          {"created_at", TimeOrNull(k.created_ms)},
+          {"last_used_at", TimeOrNull(k.last_used_ms)},
+          {"revoked", k.revoked}};
+}
+
+// --- Parsing and errors ------------------------------------------------------
+
+Result<json> ParseJsonObjectBody(const std::string& body) {
+  if (Trim(body).empty()) {
+    return InvalidArgument("request body is empty", "send a JSON object");
+  }
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::parse_error& e) {
+    return InvalidArgument(
+        "request body is not valid JSON (at byte " + std::to_string(e.byte) + ")",
+        "send a JSON object with Content-Type: application/json");
+  }
+  if (!j.is_object()) {
+    return InvalidArgument(
+        "request body must be a JSON object (got " + std::string(j.type_name()) + ")",
+        "send a JSON object");
+  }
+  return j;
+}
+
+Result<FeatureRequest> ParseFeatureBody(const HttpRequest& r) {
+  std::string type = Lower(Trim(r.Header("content-type")));
+  type = Trim(type.substr(0, type.find(';')));
+  if (type.empty() || type == "application/json") {
+    AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
+    return FeatureRequestFromJson(j);
+  }
+  if (type == "text/markdown" || type == "text/x-markdown" || type == "text/plain") {
+    if (Trim(r.body).empty()) {
+      return InvalidArgument("request body is empty", "send a Markdown PRP (see examples/prp/)");
+    }
+    return ParseMarkdownPrp(r.body, "request body");
+  }
+  return InvalidArgument("Content-Type '" + type + "' is not supported for a feature request",
+                         "send application/json (the fields of a PRP) or text/markdown (a "
+                         "Markdown PRP)");
+}
+
+ApiError ToApiError(const Status& status) {
+  static constexpr std::string_view kChallenged = "Work plan challenged:";
+  if (status.code() == Code::kInvalidArgument &&
+      status.message().compare(0, kChallenged.size(), kChallenged) == 0) {
+    ApiError e(status, ApiErrorCode::kWorkPlanChallenged);
+    json issues = json::array();
+    std::string_view rest = std::string_view(status.message()).substr(kChallenged.size());
+    while (!rest.empty()) {
+      size_t nl = rest.find('\n');
+      std::string line = Trim(rest.substr(0, nl));
+      if (line.rfind("- ", 0) == 0) issues.push_back(line.substr(2));
+      if (nl == rest.npos) break;
+      rest.remove_prefix(nl + 1);
+    }
+    e.details = {{"issues", issues}};
+    return e;
+  }
+  return ApiError(status);
+}
+
+// --- Features ------------------------------------------------------------------
+
+Result<json> SubmitFeature(const ApiBackend& b, const HttpRequest& r) {
+  AF_ASSIGN_OR_RETURN(FeatureRequest request, ParseFeatureBody(r));
+  if (!b.submit) {
+    const Status& why = b.pipeline_status;
+    return Unavailable(
+        "features cannot run now: " + why.message(),
+        why.hint().empty() ? "configure an LLM provider and restart the server" : why.hint());
+  }
+  AF_ASSIGN_OR_RETURN(Feature f, b.submit(request));
+  return json{{"id", f.id},
+              {"status", f.status},
+              {"created_at", TimeOrNull(f.created_ms)},
+              {"events_url", "/api/v1/features/" + f.id + "/events"}};
+}
+
+Result<json> ListFeatures(const ApiBackend& b, const HttpRequest& r) {
+  FeatureFilter filter;
+  std::string status = r.Query("status");
+  if (!status.empty()) {
+    if (!IsFeatureStatus(status)) {
+      return InvalidArgument("status '" + status + "' is not a feature status",
+                             "use one of queued, planning, implementing, testing, reviewing, "
+                             "delivering, completed, failed, cancelled");
+    }
+    filter.status = status;
+  }
+  if (std::string project = r.Query("project"); !project.empty()) filter.project = project;
+  AF_ASSIGN_OR_RETURN(filter.limit, IntParam(r, "limit", 50, 1, 1000));
+  AF_ASSIGN_OR_RETURN(filter.offset, IntParam(r, "offset", 0, 0, 1 << 30));
+  AF_ASSIGN_OR_RETURN(FeaturePage page, b.store->ListFeatures(filter));
+  json features = json::array();
+  for (const auto& f : page.features) features.push_back(FeatureJson(f));
+  const bool has_more = filter.offset + static_cast<int64_t>(page.features.size()) < page.total;
+  return json{{"features", features},
+              {"pagination",
+               {{"total", page.total},
+                {"limit", filter.limit},
+                {"offset", filter.offset},
+                {"has_more", has_more}}}};
+}
+
+Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
+  const std::string& id = PathParam(r, "id");
+  AF_ASSIGN_OR_RETURN(Feature f, b.store->GetFeature(id));
+  AF_ASSIGN_OR_RETURN(auto tasks, b.store->ListTasks(id));
+  AF_ASSIGN_OR_RETURN(UsageTotals usage, b.store->FeatureUsage(id));
+  json out = FeatureJson(f);
+  out["request"] = f.request;
+  out["tasks"] = json::array();
+  for (const auto& t : tasks) out["tasks"].push_back(TaskJson(t));
+  // The delivery result travels on the transition to completed (branch,
+  // commit, artifact files); gate results and review verdicts are events too.
+  json artifacts = {{"branch", nullptr}, {"commit", nullptr}, {"files", json::array()}};
+  json gates = json::array(), reviews = json::array();
+  AF_RETURN_IF_ERROR(ForEachEvent(*b.store, id, [&](const Event& e) {
+    if (e.type == "feature.status" && e.data.value("to", "") == "completed") {
+      if (e.data.contains("branch")) artifacts["branch"] = e.data["branch"];
+      if (e.data.contains("commit")) artifacts["commit"] = e.data["commit"];
+      if (e.data.contains("artifacts")) artifacts["files"] = e.data["artifacts"];
+      if (e.data.contains("delivery")) artifacts["delivery"] = e.data["delivery"];
+    } else if (e.type == "gate.result") {
+      gates.push_back(e.ToJson());
+    } else if (e.type == "review.verdict") {
+      reviews.push_back(e.ToJson());
+    }
+  }));
+  artifacts["gate_results"] = gates;
+  artifacts["review_verdicts"] = reviews;
+  out["artifacts"] = artifacts;
+  out["usage"] = {{"calls", usage.calls},
+                  {"input_tokens", usage.input_tokens},
+                  {"output_tokens", usage.output_tokens},
+                  {"cost_usd", usage.cost_usd}};
+  return out;
+}
+
+Result<json> CancelFeature(const ApiBackend& b, const HttpRequest& r) {
+  const std::string& id = PathParam(r, "id");
+  AF_RETURN_IF_ERROR(b.store->GetFeature(id).status());  // 404 before 503
+  if (!b.cancel) {
+    return Unavailable("features cannot be cancelled now: " + b.pipeline_status.message(),
+                       "configure an LLM provider and restart the server");
+  }
+  AF_RETURN_IF_ERROR(b.cancel(id));
+  AF_ASSIGN_OR_RETURN(Feature f, b.store->GetFeature(id));
+  return FeatureJson(f);
+}
+
+Result<json> GetTask(const ApiBackend& b, const HttpRequest& r) {
+  AF_ASSIGN_OR_RETURN(Task t, b.store->GetTask(PathParam(r, "id")));
+  return TaskJson(t);
+}
+
+// --- Agents --------------------------------------------------------------------
+
+Result<json> ListAgents(const ApiBackend& b, const HttpRequest&) {
+  AF_ASSIGN_OR_RETURN(auto agents, b.store->ListAgents());
+  const int64_t now = Now(b);
+  json out = json::array();
+  for (const auto& a : agents) out.push_back(AgentJson(a, now, b.offline_after));
+  return json{{"agents", out}};
+}
+
+Result<json> GetAgent(const ApiBackend& b, const HttpRequest& r) {
+  AF_ASSIGN_OR_RETURN(AgentRecord a, b.store->GetAgent(PathParam(r, "id")));
+  return AgentJson(a, Now(b), b.offline_after);
+}
+
+// --- Knowledge and memories ------------------------------------------------------
+// The knowledge base proper (chunked documents, BM25 + vectors, SPEC §9) is a
+// later issue. Until then these routes serve the store's memories in the
+// shapes of SPEC §9, so clients and the dashboard can be written against them:
+// a knowledge entry is a memory of type "reference", and `score` is a
+// rank-based stand-in (1, 1/2, 1/3, ...) for the fused relevance score.
+
+Result<json> SearchKnowledge(const ApiBackend& b, const HttpRequest& r) {
+  std::string query = Trim(r.Query("query"));
+  if (query.empty()) {
+    return InvalidArgument("query is required", "add ?query=WORDS to the URL");
+  }
+  AF_ASSIGN_OR_RETURN(int max_results, IntParam(r, "max_results", 5, 1, 100));
+  AF_ASSIGN_OR_RETURN(double threshold, DoubleParam(r, "similarity_threshold", 0.0, 0.0, 1.0));
+  AF_ASSIGN_OR_RETURN(auto namespaces, Namespaces(b, r));
+  AF_ASSIGN_OR_RETURN(auto found, b.store->FindMemories(namespaces, query, max_results));
+  json results = json::array();
+  for (size_t i = 0; i < found.size(); ++i) {
+    const double score = 1.0 / static_cast<double>(i + 1);
+    if (score < threshold) break;
+    results.push_back({{"id", found[i].id},
+                       {"source", MemorySource(found[i])},
+                       {"chunk", 0},
+                       {"score", score},
+                       {"content", found[i].content}});
+  }
+  return json{{"results", results}};
+}
+
+Result<json> AddKnowledge(const ApiBackend& b, const HttpRequest& r) {
+  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
+  AF_RETURN_IF_ERROR(CheckFields(j, {"content", "source", "title", "namespace", "tags"}));
+  AF_ASSIGN_OR_RETURN(auto content, StringField(j, "content", true));
+  AF_ASSIGN_OR_RETURN(auto source, StringField(j, "source", false));
+  AF_ASSIGN_OR_RETURN(auto title, StringField(j, "title", false));
+  AF_ASSIGN_OR_RETURN(auto ns, StringField(j, "namespace", false));
+  AF_ASSIGN_OR_RETURN(auto tags, StringArrayField(j, "tags", false));
+  Memory m;
+  m.content = *content;
+  m.type = "reference";
+  m.ns = ns.value_or("global");
+  m.summary = title.value_or(content->substr(0, 80));
+  m.tags = tags;
+  if (source) m.source = {{"file", *source}};
+  AF_ASSIGN_OR_RETURN(Memory stored, b.store->AddMemory(std::move(m)));
+  return json{{"id", stored.id}, {"source", MemorySource(stored)}, {"chunks", 1}};
+}
+
+Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
+  AF_ASSIGN_OR_RETURN(int limit, IntParam(r, "limit", 50, 1, 1000));
+  AF_ASSIGN_OR_RETURN(auto namespaces, Namespaces(b, r));
+  AF_ASSIGN_OR_RETURN(auto found, b.store->FindMemories(namespaces, Trim(r.Query("query")), limit));
+  json out = json::array();
+  for (const auto& m : found) out.push_back(MemoryJson(m));
+  return json{{"memories", out}};
+}
+
+Result<json> AddMemory(const ApiBackend& b, const HttpRequest& r) {
+  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
+  AF_RETURN_IF_ERROR(
+      CheckFields(j, {"content", "namespace", "summary", "type", "importance", "tags", "source"}));
+  Memory m;
+  AF_ASSIGN_OR_RETURN(auto content, StringField(j, "content", true));
+  m.content = *content;
+  AF_ASSIGN_OR_RETURN(auto ns, StringField(j, "namespace", false));
+  if (ns) m.ns = *ns;
+  AF_ASSIGN_OR_RETURN(auto summary, StringField(j, "summary", false));
+  if (summary) m.summary = *summary;
+  AF_ASSIGN_OR_RETURN(auto type, StringField(j, "type", false));
+  if (type) m.type = *type;
+  AF_ASSIGN_OR_RETURN(m.tags, StringArrayField(j, "tags", false));
+  if (j.contains("importance") && !j["importance"].is_null()) {
+    if (!j["importance"].is_number_integer()) {
+      return InvalidArgument("importance must be an integer from 1 to 10 (got " +
+                                 std::string(j["importance"].type_name()) + ")",
+                             "send \"importance\" as a JSON integer");
+    }
+    m.importance = j["importance"].get<int>();
+  }
+  if (j.contains("source") && !j["source"].is_null()) {
+    if (!j["source"].is_object()) {
+      return InvalidArgument("source must be an object {feature, task, file, commit}",
+                             "send \"source\" as a JSON object");
+    }
+    m.source = j["source"];
+  }
+  AF_ASSIGN_OR_RETURN(Memory stored, b.store->AddMemory(std::move(m)));
+  return MemoryJson(stored);
+}
+
+Result<json> GetMemory(const ApiBackend& b, const HttpRequest& r) {
+  const std::string& id = PathParam(r, "id");
+  // The store has no lookup by id yet (the memory issue adds one): scan the
+  // namespaces. Bounded, and only this route pays for it.
+  AF_ASSIGN_OR_RETURN(auto namespaces, Namespaces(b, r));
+  AF_ASSIGN_OR_RETURN(auto all, b.store->FindMemories(namespaces, "", 100000));
+  for (const auto& m : all) {
+    if (m.id == id) return MemoryJson(m);
+  }
+  return NotFound("memory " + id + " not found",
+                  "list memories with GET /api/v1/memories (add ?namespace= for session ones)");
+}
+
+// --- API keys --------------------------------------------------------------------
+
+Result<json> CreateApiKey(Auth& auth, const HttpRequest& r) {
+  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
+  AF_RETURN_IF_ERROR(CheckFields(j, {"name", "permissions"}));
+  AF_ASSIGN_OR_RETURN(auto name, StringField(j, "name", true));
+  AF_ASSIGN_OR_RETURN(auto permissions, StringArrayField(j, "permissions", true));
+  AF_ASSIGN_OR_RETURN(auto created, auth.CreateKey(*name, permissions));
+  json out = ApiKeyJson(created.first);
+  out["key"] = created.second;
+  return out;
+}
+
+Result<json> ListApiKeys(const ApiBackend& b, const HttpRequest&) {
+  AF_ASSIGN_OR_RETURN(auto keys, b.store->ListApiKeys());
+  json out = json::array();
+  for (const auto& k : keys) out.push_back(ApiKeyJson(k));
+  return json{{"api_keys", out}};
+}
+
+Result<json> RevokeApiKey(const ApiBackend& b, const HttpRequest& r) {
+  const std::string& id = PathParam(r, "id");
+  AF_RETURN_IF_ERROR(b.store->RevokeApiKey(id));
+  return json{{"id", id}, {"revoked", true}};
+}
+
+// --- Registration ------------------------------------------------------------------
+
+const std::vector<ApiRouteSpec>& ApiRouteSpecs() {
+  static const std::vector<ApiRouteSpec> kSpecs = {
+      {"GET", "/openapi.json", "", "This OpenAPI document"},
+      {"POST", "/api/v1/features", "features:create", "Submit a feature (JSON or Markdown PRP)"},
+      {"GET", "/api/v1/features", "features:read", "List features (status, limit, offset)"},
+      {"GET", "/api/v1/features/:id", "features:read", "A feature with tasks, artifacts, usage"},
+      {"DELETE", "/api/v1/features/:id", "features:create", "Cancel a feature"},
+      {"GET", "/api/v1/tasks/:id", "features:read", "A task"},
+      {"GET", "/api/v1/agents", "agents:read", "The agents and their states"},
+      {"GET", "/api/v1/agents/:id", "agents:read", "One agent"},
+      {"GET", "/agents", "agents:read", "Alias of GET /api/v1/agents"},
+      {"GET", "/api/v1/knowledge/search", "knowledge:read", "Search the knowledge base"},
+      {"POST", "/api/v1/knowledge", "knowledge:write", "Add a knowledge entry"},
+      {"GET", "/api/v1/memories", "knowledge:read", "List or search memories"},
+      {"POST", "/api/v1/memories", "knowledge:write", "Store a memory"},
+      {"GET", "/api/v1/memories/:id", "knowledge:read", "One memory"},
+      {"POST", "/api/v1/auth/api-keys", "admin", "Create an API key (returned once)"},
+      {"GET", "/api/v1/auth/api-keys", "admin", "List API keys (never the secrets)"},
+      {"DELETE", "/api/v1/auth/api-keys/:id", "admin", "Revoke an API key"},
+  };
+  return kSpecs;
+}
+
+namespace {
+
+using Fn = std::function<Result<json>(const HttpRequest&)>;
+
+struct Shared {
+  Shared(ApiBackend b, Auth& a, const ApiOptions& o)
+      : backend(std::move(b)),
+        auth(a),
+        limiter(o.rate_limit_per_minute, o.clock),
+        cors(o.cors_origins) {}
+  ApiBackend backend;
+  Auth& auth;
+  RateLimiter limiter;
+  Cors cors;
+};
+
+Fn FnFor(const std::shared_ptr<Shared>& s, const ApiRouteSpec& spec) {
+  const ApiBackend* b = &s->backend;
+  const std::string key = spec.method + " " + spec.pattern;
+  static const std::map<std::string, Result<json> (*)(const ApiBackend&, const HttpRequest&)>
+      kPlain = {{"POST /api/v1/features", &SubmitFeature},
+                {"GET /api/v1/features", &ListFeatures},
+                {"GET /api/v1/features/:id", &GetFeature},
+                {"DELETE /api/v1/features/:id", &CancelFeature},
+                {"GET /api/v1/tasks/:id", &GetTask},
+                {"GET /api/v1/agents", &ListAgents},
+                {"GET /api/v1/agents/:id", &GetAgent},
+                {"GET /agents", &ListAgents},
+                {"GET /api/v1/knowledge/search", &SearchKnowledge},
+                {"POST /api/v1/knowledge", &AddKnowledge},
+                {"GET /api/v1/memories", &ListMemories},
+                {"POST /api/v1/memories", &AddMemory},
+                {"GET /api/v1/memories/:id", &GetMemory},
+                {"GET /api/v1/auth/api-keys", &ListApiKeys},
+                {"DELETE /api/v1/auth/api-keys/:id", &RevokeApiKey}};
+  if (auto it = kPlain.find(key); it != kPlain.end()) {
+    auto fn = it->second;
+    return [fn, b](const HttpRequest& r) { return fn(*b, r); };
+  }
+  if (key == "POST /api/v1/auth/api-keys") {
+    Auth* auth = &s->auth;
+    return [auth](const HttpRequest& r) { return CreateApiKey(*auth, r); };
+  }
+  if (key == "GET /openapi.json") {
+    auto doc = std::make_shared<const std::string>(OpenApiDocument().dump(2));
+    return [doc](const HttpRequest&) -> Result<json> { return json::parse(*doc); };
+  }
+  throw std::logic_error("no handler for API route " + key);
+}
+
+Handler Wrap(const std::shared_ptr<Shared>& s, const ApiRouteSpec& spec) {
+  Fn fn = FnFor(s, spec);
+  const int ok_status = spec.method == "POST" ? 201 : 200;
+  std::string permission = spec.permission;
+  return [s, fn, ok_status, permission](const HttpRequest& r) {
+    HttpResponse resp;
+    std::vector<std::pair<std::string, std::string>> limit_headers;
+    bool refused = false;
+    if (!permission.empty()) {
+      auto key = s->auth.Authorize(r, permission);
+      if (!key.ok()) {
+        resp = ErrorResponse(ToApiError(key.status()), r.request_id);
+        refused = true;
+      } else {
+        RateLimiter::Decision d = s->limiter.Take(key->id);
+        limit_headers = RateLimiter::Headers(d);
+        if (!d.allowed) {
+          ApiError e(
+              ResourceExhausted("rate limit exceeded: API key '" + key->name + "' may make " +
+                                    std::to_string(d.limit) + " requests per minute",
+                                "retry after " + std::to_string(d.retry_after_seconds) +
+                                    " s (Retry-After), or raise api.rate_limit_per_minute"),
+              ApiErrorCode::kRateLimitExceeded);
+          e.retry_after_seconds = d.retry_after_seconds;
+          e.details = {{"limit", d.limit}, {"retry_after_seconds", d.retry_after_seconds}};
+          resp = ErrorResponse(e, r.request_id);
+          refused = true;
+          // ErrorResponse already sets Retry-After.
+          std::erase_if(limit_headers, [](const auto& h) { return h.first == "Retry-After"; });
+        }
+      }
+    }
+    if (!refused) {
+      Result<json> body = fn(r);
+      resp = body.ok() ? JsonResponse(ok_status, *body)
+                       : ErrorResponse(ToApiError(body.status()), r.request_id);
+    }
+    for (auto& h : limit_headers) resp.headers.push_back(std::move(h));
+    s->cors.Decorate(r, resp);
+    return resp;
+  };
+}
+
+}  // namespace
+
+void AddApiRoutes(HttpServer& server, ApiBackend backend, Auth& auth, ApiOptions options) {
+  auto shared = std::make_shared<Shared>(std::move(backend), auth, options);
+  std::map<std::string, std::set<std::string>> methods;  // pattern -> methods
+  std::vector<std::string> order;
+  for (const ApiRouteSpec& spec : ApiRouteSpecs()) {
+    server.Route(spec.method, spec.pattern, Wrap(shared, spec));
+    if (methods[spec.pattern].empty()) order.push_back(spec.pattern);
+    methods[spec.pattern].insert(spec.method);
+  }
+  // Preflights need no key: browsers send them without credentials.
+  for (const std::string& pattern : order) {
+    std::string allow;
+    for (const auto& m : methods[pattern]) allow += m + ", ";
+    allow += "OPTIONS";
+    server.Route("OPTIONS", pattern, [shared, allow](const HttpRequest& r) {
+      return shared->cors.Preflight(r, allow);
+    });
+  }
+}
+
+}  // namespace af

@@ -1,0 +1,340 @@
+// Clients of a running server: `feature submit|status|list|cancel`, `agents`,
+// `keys create|list|revoke`. They only speak HTTP to the server (SPEC §10);
+// the server does the work and the checking.
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "af/api/auth.h"
+#include "af/llm/http_transport.h"
+#include "cli/commands.h"
+
+namespace af::cli {
+namespace {
+
+using json = nlohmann::json;
+
+struct Reply {
+  int status = 0;
+  json body;
+};
+
+// Turns a server error body into a Status (message and hint as the server
+// wrote them), keeping the HTTP meaning in the code.
+Status FromErrorBody(int http_status, const json& body, const std::string& server) {
+  std::string message = "the server answered HTTP " + std::to_string(http_status);
+  std::string hint;
+  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+    const json& e = body["error"];
+    if (e.contains("message") && e["message"].is_string()) message = e["message"];
+    if (e.contains("hint") && e["hint"].is_string()) hint = e["hint"];
+    if (e.contains("details") && e["details"].is_object() && e["details"].contains("issues")) {
+      // A challenged work plan: the message already lists the issues.
+    }
+  } else {
+    hint = "is " + server + " an Agent Factory server?";
+  }
+  switch (http_status) {
+    case 400:
+    case 422:
+      return InvalidArgument(message, hint);
+    case 401:
+      return Unauthenticated(message, hint);
+    case 403:
+      return PermissionDenied(message, hint);
+    case 404:
+      return NotFound(message, hint);
+    case 409:
+      return FailedPrecondition(message, hint);
+    case 429:
+      return ResourceExhausted(message, hint);
+    case 503:
+      return Unavailable(message, hint);
+    default:
+      return Internal(message, hint);
+  }
+}
+
+class Client {
+ public:
+  Client(const GlobalOptions& g, const ClientFlags& c) {
+    LoadedConfig loaded = LoadForCli(g);
+    server_ = ServerUrl(loaded.config, c.server);
+    key_ = c.api_key;
+    if (key_.empty()) {
+      auto read = ReadAdminKeyFile(loaded.config.data_dir);
+      if (read.ok()) {
+        key_ = *read;
+      } else {
+        key_status_ = read.status();
+      }
+    }
+  }
+
+  // Sends the request; a non-2xx answer becomes the server's error.
+  Result<Reply> Call(const std::string& method, const std::string& path,
+                     const std::string& body = {},
+                     const std::string& content_type = "application/json") {
+    ClientRequest req;
+    req.method = method;
+    req.url = server_ + path;
+    req.timeout = std::chrono::seconds(30);
+    req.connect_timeout = std::chrono::seconds(3);
+    req.headers.emplace_back("Accept", "application/json");
+    if (!key_.empty()) req.headers.emplace_back("Authorization", "Bearer " + key_);
+    if (!body.empty()) {
+      req.headers.emplace_back("Content-Type", content_type);
+      req.body = body;
+    }
+    auto resp = transport_->Send(req, {});
+    if (!resp.ok()) return ServerUnreachable(server_);
+    Reply reply;
+    reply.status = resp->status;
+    reply.body = json::parse(resp->body, nullptr, false);
+    if (resp->status >= 200 && resp->status < 300) {
+      if (reply.body.is_discarded()) {
+        return Internal("the server at " + server_ + " answered " + path + " with no JSON",
+                        "is another program listening on that port?");
+      }
+      return reply;
+    }
+    if (resp->status == 401 && key_.empty() && !key_status_.ok()) {
+      return Unauthenticated(key_status_.message(), key_status_.hint());
+    }
+    return FromErrorBody(resp->status, reply.body, server_);
+  }
+
+ private:
+  std::string server_;
+  std::string key_;
+  Status key_status_;
+  std::shared_ptr<HttpTransport> transport_ = MakeCurlTransport();
+};
+
+int Fail(const Status& s) {
+  // A challenged work plan (422) exits 2, like `validate`.
+  return ReportError(s, s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure);
+}
+
+std::string Str(const json& j, const char* key, const char* fallback = "-") {
+  if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
+  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+}
+
+std::string PercentEncode(const std::string& s) {
+  std::string out;
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string ServerUrl(const Config& config, const std::string& server_flag) {
+  std::string server = server_flag;
+  if (server.empty()) {
+    std::string host = config.server.host == "0.0.0.0" ? "127.0.0.1" : config.server.host;
+    server = "http://" + host + ":" + std::to_string(config.server.port);
+  }
+  while (!server.empty() && server.back() == '/') server.pop_back();
+  return server;
+}
+
+Status ServerUnreachable(const std::string& server) {
+  return Unavailable("cannot reach the server at " + server,
+                     "start it with 'agent-factory serve' (or 'make run'), or point at it with "
+                     "--server URL");
+}
+
+int FeatureSubmit(const GlobalOptions& g, const ClientFlags& c, const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return ReportError(NotFound("cannot read " + file, "check the path of the PRP file"),
+                       kExitUsage);
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string ext = std::filesystem::path(file).extension().string();
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const std::string type = ext == ".json" ? "application/json" : "text/markdown";
+  Client client(g, c);
+  auto r = client.Call("POST", "/api/v1/features", text.str(), type);
+  if (!r.ok()) return Fail(r.status());
+  if (g.json) {
+    std::cout << r->body.dump(2) << "\n";
+  } else {
+    std::printf("Feature %s submitted (%s)\n  follow it: agent-factory feature status %s\n",
+                Str(r->body, "id").c_str(), Str(r->body, "status").c_str(),
+                Str(r->body, "id").c_str());
+  }
+  return kExitOk;
+}
+
+int FeatureStatus(const GlobalOptions& g, const ClientFlags& c, const std::string& id) {
+  Client client(g, c);
+  auto r = client.Call("GET", "/api/v1/features/" + PercentEncode(id));
+  if (!r.ok()) return Fail(r.status());
+  const json& f = r->body;
+  if (g.json) {
+    std::cout << f.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::printf("%s  %s\n  status: %s   project: %s   priority: %s\n", Str(f, "id").c_str(),
+              Str(f, "title").c_str(), Str(f, "status").c_str(), Str(f, "project").c_str(),
+              Str(f, "priority").c_str());
+  if (Str(f, "reason", "").size()) std::printf("  reason: %s\n", Str(f, "reason").c_str());
+  if (f.contains("tasks")) {
+    std::printf("  tasks (%zu):\n", f["tasks"].size());
+    for (const auto& t : f["tasks"]) {
+      std::printf("    %-12s %-8s %s  (%s)\n", Str(t, "status").c_str(), Str(t, "role").c_str(),
+                  Str(t, "title").c_str(), Str(t, "id").c_str());
+    }
+  }
+  if (f.contains("artifacts") && !f["artifacts"]["branch"].is_null()) {
+    std::printf("  branch: %s at %s\n", Str(f["artifacts"], "branch").c_str(),
+                Str(f["artifacts"], "commit").c_str());
+  }
+  if (f.contains("usage")) {
+    const json& u = f["usage"];
+    std::printf("  usage: %s calls, %s input + %s output tokens, $%.4f\n", Str(u, "calls").c_str(),
+                Str(u, "input_tokens").c_str(), Str(u, "output_tokens").c_str(),
+                u.value("cost_usd", 0.0));
+  }
+  return kExitOk;
+}
+
+int FeatureList(const GlobalOptions& g, const ClientFlags& c, const std::string& status) {
+  Client client(g, c);
+  std::string path = "/api/v1/features?limit=100";
+  if (!status.empty()) path += "&status=" + PercentEncode(status);
+  auto r = client.Call("GET", path);
+  if (!r.ok()) return Fail(r.status());
+  if (g.json) {
+    std::cout << r->body.dump(2) << "\n";
+    return kExitOk;
+  }
+  const json& features = r->body["features"];
+  if (features.empty()) {
+    std::printf("No features%s.\n", status.empty() ? "" : (" with status " + status).c_str());
+    return kExitOk;
+  }
+  std::printf("%-28s %-13s %-12s %s\n", "ID", "STATUS", "PROJECT", "TITLE");
+  for (const auto& f : features) {
+    std::printf("%-28s %-13s %-12s %s\n", Str(f, "id").c_str(), Str(f, "status").c_str(),
+                Str(f, "project").c_str(), Str(f, "title").c_str());
+  }
+  const json& p = r->body["pagination"];
+  if (p.value("has_more", false)) {
+    std::printf("(%zu of %s shown)\n", features.size(), Str(p, "total").c_str());
+  }
+  return kExitOk;
+}
+
+int FeatureCancel(const GlobalOptions& g, const ClientFlags& c, const std::string& id) {
+  Client client(g, c);
+  auto r = client.Call("DELETE", "/api/v1/features/" + PercentEncode(id));
+  if (!r.ok()) return Fail(r.status());
+  if (g.json) {
+    std::cout << r->body.dump(2) << "\n";
+  } else {
+    std::printf("Feature %s is %s\n", Str(r->body, "id").c_str(), Str(r->body, "status").c_str());
+  }
+  return kExitOk;
+}
+
+int Agents(const GlobalOptions& g, const ClientFlags& c) {
+  Client client(g, c);
+  auto r = client.Call("GET", "/api/v1/agents");
+  if (!r.ok()) return Fail(r.status());
+  if (g.json) {
+    std::cout << r->body.dump(2) << "\n";
+    return kExitOk;
+  }
+  const json& agents = r->body["agents"];
+  if (agents.empty()) {
+    std::printf("No agents registered (is an LLM provider configured?)\n");
+    return kExitOk;
+  }
+  std::printf("%-24s %-12s %-9s %-26s %s\n", "ID", "ROLE", "STATE", "LAST HEARTBEAT",
+              "CURRENT TASK");
+  for (const auto& a : agents) {
+    std::printf("%-24s %-12s %-9s %-26s %s\n", Str(a, "id").c_str(), Str(a, "role").c_str(),
+                Str(a, "state").c_str(), Str(a, "last_heartbeat").c_str(),
+                Str(a, "current_task").c_str());
+  }
+  return kExitOk;
+}
+
+int KeysCreate(const GlobalOptions& g, const ClientFlags& c, const std::string& name,
+               const std::string& permissions) {
+  json perms = json::array();
+  std::stringstream ss(permissions);
+  for (std::string p; std::getline(ss, p, ',');) {
+    while (!p.empty() && p.back() == ' ') p.pop_back();
+    while (!p.empty() && p.front() == ' ') p.erase(0, 1);
+    if (!p.empty()) perms.push_back(p);
+  }
+  Client client(g, c);
+  auto r = client.Call("POST", "/api/v1/auth/api-keys",
+                       json{{"name", name}, {"permissions", perms}}.dump());
+  if (!r.ok()) return Fail(r.status());
+  if (g.json) {
+    std::cout << r->body.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::string list;
+  for (const auto& p : r->body["permissions"])
+    list += (list.empty() ? "" : ", ") + p.get<std::string>();
+  std::printf(
+      "Created API key '%s' (%s) with permissions: %s\n%s\n"
+      "Store it now: it is not shown again.\n",
+      Str(r->body, "name").c_str(), Str(r->body, "id").c_str(), list.c_str(),
+      Str(r->body, "key").c_str());
+  return kExitOk;
+}
+
+int KeysList(const GlobalOptions& g, const ClientFlags& c) {
+  Client client(g, c);
+  auto r = client.Call("GET", "/api/v1/auth/api-keys");
+  if (!r.ok()) return Fail(r.status());
+  if (g.json) {
+    std::cout << r->body.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::printf("%-26s %-16s %-10s %-8s %-26s %s\n", "ID", "NAME", "PREFIX", "STATE", "LAST USED",
+              "PERMISSIONS");
+  for (const auto& k : r->body["api_keys"]) {
+    std::string list;
+    for (const auto& p : k["permissions"]) list += (list.empty() ? "" : ",") + p.get<std::string>();
+    std::printf("%-26s %-16s %-10s %-8s %-26s %s\n", Str(k, "id").c_str(), Str(k, "name").c_str(),
+                Str(k, "prefix").c_str(), k.value("revoked", false) ? "revoked" : "active",
+                Str(k, "last_used_at", "never").c_str(), list.c_str());
+  }
+  return kExitOk;
+}
+
+int KeysRevoke(const GlobalOptions& g, const ClientFlags& c, const std::string& id) {
+  Client client(g, c);
+  auto r = client.Call("DELETE", "/api/v1/auth/api-keys/" + PercentEncode(id));
+  if (!r.ok()) return Fail(r.status());
+  if (g.json) {
+    std::cout << r->body.dump(2) << "\n";
+  } else {
+    std::printf("Revoked API key %s\n", id.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace af::cli

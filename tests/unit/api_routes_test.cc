@@ -1,0 +1,305 @@
+// The REST handler functions over an in-memory store, the error mapping, the
+// rate limiter, CORS and the OpenAPI document's coverage of the routes.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "af/api/middleware.h"
+#include "af/api/openapi.h"
+#include "af/api/routes.h"
+#include "af/store/store.h"
+
+namespace af {
+namespace {
+
+using json = nlohmann::json;
+
+class ApiRoutesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    StoreOptions o;
+    o.url = "sqlite::memory:";
+    auto s = Store::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    backend_.store = store_.get();
+    backend_.now_ms = [this] { return now_ms_; };
+    backend_.submit = [this](const FeatureRequest& r) -> Result<Feature> {
+      submitted_.push_back(r);
+      Feature f;
+      f.title = r.title;
+      f.project = r.project;
+      f.request = r.ToJson();
+      return store_->CreateFeature(f);
+    };
+  }
+
+  HttpRequest Req(std::map<std::string, std::string> query = {}) {
+    HttpRequest r;
+    r.query_params = std::move(query);
+    return r;
+  }
+
+  std::unique_ptr<Store> store_;
+  ApiBackend backend_;
+  int64_t now_ms_ = 1'700'000'000'000;
+  std::vector<FeatureRequest> submitted_;
+};
+
+TEST_F(ApiRoutesTest, SubmitsJsonAndMarkdownAndAnswersIdStatusEventsUrl) {
+  HttpRequest r;
+  r.headers["content-type"] = "application/json; charset=utf-8";
+  r.body = R"({"title":"Slugify","description":"d","tech_stack":"python3"})";
+  auto out = SubmitFeature(backend_, r);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ((*out)["status"], "queued");
+  EXPECT_EQ((*out)["events_url"],
+            "/api/v1/features/" + (*out)["id"].get<std::string>() + "/events");
+  EXPECT_TRUE((*out)["created_at"].is_string());
+
+  r.headers["content-type"] = "text/markdown";
+  r.body = "# Title here\n\n## Goal\nMake a thing.\n\n## Tech Stack\npython3\n";
+  ASSERT_TRUE(SubmitFeature(backend_, r).ok());
+  ASSERT_EQ(submitted_.size(), 2u);
+  EXPECT_EQ(submitted_[1].tech_stack, "python3");
+}
+
+TEST_F(ApiRoutesTest, BadBodiesAreValidationErrorsNamingTheField) {
+  HttpRequest r;
+  r.headers["content-type"] = "application/json";
+  r.body = "{\"title\": ";
+  auto s = SubmitFeature(backend_, r).status();
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("not valid JSON"), std::string::npos);
+  r.body = R"({"title": 5})";
+  s = SubmitFeature(backend_, r).status();
+  EXPECT_NE(s.message().find("title"), std::string::npos) << s.message();
+  r.body = R"({"titel": "x"})";
+  s = SubmitFeature(backend_, r).status();
+  EXPECT_NE(s.message().find("titel"), std::string::npos) << s.message();
+  r.body = "[]";
+  EXPECT_NE(SubmitFeature(backend_, r).status().message().find("JSON object"), std::string::npos);
+  r.headers["content-type"] = "application/xml";
+  r.body = "<x/>";
+  EXPECT_NE(SubmitFeature(backend_, r).status().message().find("Content-Type"), std::string::npos);
+  EXPECT_TRUE(submitted_.empty());
+  EXPECT_EQ(ApiError(s).EffectiveCode(), ApiErrorCode::kValidationError);
+}
+
+TEST_F(ApiRoutesTest, ChallengedWorkPlanMapsTo422WithIssues) {
+  Status s = InvalidArgument(
+      "Work plan challenged:\n  - Tech stack not specified\n  - Vague requirement: 'just'",
+      "add the missing parts");
+  ApiError e = ToApiError(s);
+  EXPECT_EQ(e.EffectiveCode(), ApiErrorCode::kWorkPlanChallenged);
+  EXPECT_EQ(HttpStatusOf(e.EffectiveCode()), 422);
+  EXPECT_EQ(e.details["issues"], json({"Tech stack not specified", "Vague requirement: 'just'"}));
+  EXPECT_EQ(ToApiError(InvalidArgument("x")).EffectiveCode(), ApiErrorCode::kValidationError);
+}
+
+TEST_F(ApiRoutesTest, WithoutAPipelineSubmitIs503NamingTheLlmProblem) {
+  backend_.submit = nullptr;
+  backend_.pipeline_status =
+      Unavailable("no usable LLM provider: ANTHROPIC_API_KEY is not set", "set it");
+  HttpRequest r;
+  r.body = R"({"title":"x"})";
+  Status s = SubmitFeature(backend_, r).status();
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_NE(s.message().find("ANTHROPIC_API_KEY"), std::string::npos);
+  EXPECT_EQ(HttpStatusOf(ToApiError(s).EffectiveCode()), 503);
+}
+
+TEST_F(ApiRoutesTest, ListPaginatesAndValidatesParameters) {
+  for (int i = 0; i < 5; ++i) {
+    Feature f;
+    f.title = "f" + std::to_string(i);
+    ASSERT_TRUE(store_->CreateFeature(f).ok());
+  }
+  auto page = ListFeatures(backend_, Req({{"limit", "2"}, {"offset", "2"}}));
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  EXPECT_EQ((*page)["features"].size(), 2u);
+  EXPECT_EQ((*page)["pagination"],
+            json({{"total", 5}, {"limit", 2}, {"offset", 2}, {"has_more", true}}));
+  auto last = ListFeatures(backend_, Req({{"limit", "2"}, {"offset", "4"}}));
+  EXPECT_EQ((*last)["pagination"]["has_more"], false);
+  EXPECT_EQ((*ListFeatures(backend_, Req({{"status", "completed"}})))["pagination"]["total"], 0);
+
+  for (auto bad : std::vector<std::map<std::string, std::string>>{
+           {{"limit", "0"}}, {{"limit", "abc"}}, {{"offset", "-1"}}, {{"status", "done"}}}) {
+    Status s = ListFeatures(backend_, Req(bad)).status();
+    EXPECT_EQ(s.code(), Code::kInvalidArgument);
+    EXPECT_NE(s.message().find(bad.begin()->first), std::string::npos) << s.message();
+  }
+}
+
+TEST_F(ApiRoutesTest, FeatureDetailHasTasksArtifactsUsageAndUnknownIs404) {
+  Feature f;
+  f.title = "t";
+  auto stored = store_->CreateFeature(f);
+  ASSERT_TRUE(stored.ok());
+  Task t;
+  t.title = "do it";
+  t.role = "coder";
+  ASSERT_TRUE(store_->CreateTasks(stored->id, {t}).ok());
+  ASSERT_TRUE(store_
+                  ->TransitionFeature(stored->id, std::nullopt, "completed", "",
+                                      {{"branch", "af/x"}, {"commit", "abc"}, {"artifacts", {"p"}}})
+                  .ok());
+  HttpRequest r;
+  r.path_params["id"] = stored->id;
+  auto d = GetFeature(backend_, r);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)["status"], "completed");
+  ASSERT_EQ((*d)["tasks"].size(), 1u);
+  EXPECT_EQ((*d)["tasks"][0]["role"], "coder");
+  EXPECT_EQ((*d)["artifacts"]["branch"], "af/x");
+  EXPECT_EQ((*d)["artifacts"]["files"], json({"p"}));
+  EXPECT_EQ((*d)["usage"]["calls"], 0);
+
+  r.path_params["id"] = "f-nope";
+  EXPECT_EQ(GetFeature(backend_, r).status().code(), Code::kNotFound);
+  EXPECT_EQ(CancelFeature(backend_, r).status().code(), Code::kNotFound);
+}
+
+TEST_F(ApiRoutesTest, AgentsWithOldHeartbeatsAreOffline) {
+  AgentRecord fresh{"coder-1", "coder", "busy", now_ms_ - 10'000, "t-1"};
+  AgentRecord stale{"tester-1", "tester", "idle", now_ms_ - 91'000, ""};
+  ASSERT_TRUE(store_->UpsertAgent(fresh).ok());
+  ASSERT_TRUE(store_->UpsertAgent(stale).ok());
+  auto all = ListAgents(backend_, Req());
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ((*all)["agents"].size(), 2u);
+  EXPECT_EQ((*all)["agents"][0]["state"], "busy");
+  EXPECT_EQ((*all)["agents"][0]["current_task"], "t-1");
+  EXPECT_EQ((*all)["agents"][1]["state"], "offline");
+  EXPECT_TRUE((*all)["agents"][1]["current_task"].is_null());
+  HttpRequest r;
+  r.path_params["id"] = "coder-1";
+  EXPECT_EQ((*GetAgent(backend_, r))["heartbeat_age_s"], 10);
+  r.path_params["id"] = "nobody";
+  EXPECT_EQ(GetAgent(backend_, r).status().code(), Code::kNotFound);
+}
+
+TEST_F(ApiRoutesTest, KnowledgeAndMemoriesRoundTrip) {
+  HttpRequest add;
+  add.body = R"({"content":"Use pytest fixtures for temp dirs","source":"docs/testing.md"})";
+  auto added = AddKnowledge(backend_, add);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  auto found = SearchKnowledge(backend_, Req({{"query", "pytest"}, {"max_results", "3"}}));
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  ASSERT_EQ((*found)["results"].size(), 1u);
+  const json& hit = (*found)["results"][0];
+  for (auto k : {"id", "source", "chunk", "score", "content"}) EXPECT_TRUE(hit.contains(k)) << k;
+  EXPECT_EQ(hit["source"], "docs/testing.md");
+  EXPECT_EQ(SearchKnowledge(backend_, Req()).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(SearchKnowledge(backend_, Req({{"query", "x"}, {"similarity_threshold", "2"}}))
+                .status()
+                .code(),
+            Code::kInvalidArgument);
+
+  HttpRequest mem;
+  mem.body =
+      R"({"content":"the build needs -j2","type":"configuration","importance":7,"namespace":"project:p"})";
+  auto m = AddMemory(backend_, mem);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ((*m)["importance"], 7);
+  ASSERT_TRUE(store_->EnsureProject("p").ok());
+  HttpRequest get;
+  get.path_params["id"] = (*m)["id"];
+  auto got = GetMemory(backend_, get);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)["content"], "the build needs -j2");
+  auto list = ListMemories(backend_, Req({{"namespace", "project:p"}}));
+  EXPECT_EQ((*list)["memories"].size(), 2u);  // project:p, then its global fallback
+
+  mem.body = R"({"content":"x","importance":"high"})";
+  EXPECT_NE(AddMemory(backend_, mem).status().message().find("importance"), std::string::npos);
+  mem.body = R"({"content":"x","colour":"red"})";
+  EXPECT_NE(AddMemory(backend_, mem).status().message().find("'colour'"), std::string::npos);
+  get.path_params["id"] = "mem-nope";
+  EXPECT_EQ(GetMemory(backend_, get).status().code(), Code::kNotFound);
+}
+
+TEST_F(ApiRoutesTest, ApiKeyRoutesCreateListRevokeWithoutLeakingHashes) {
+  Auth auth(*store_);
+  HttpRequest r;
+  r.body = R"({"name":"ci","permissions":["features:read"]})";
+  auto created = CreateApiKey(auth, r);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ((*created)["key"].get<std::string>().substr(0, 3), "af_");
+  auto list = ListApiKeys(backend_, Req());
+  ASSERT_EQ((*list)["api_keys"].size(), 1u);
+  EXPECT_FALSE((*list)["api_keys"][0].contains("key"));
+  EXPECT_FALSE((*list)["api_keys"][0].contains("key_hash"));
+  HttpRequest del;
+  del.path_params["id"] = (*created)["id"];
+  ASSERT_TRUE(RevokeApiKey(backend_, del).ok());
+  EXPECT_EQ((*ListApiKeys(backend_, Req()))["api_keys"][0]["revoked"], true);
+  del.path_params["id"] = "key-nope";
+  EXPECT_EQ(RevokeApiKey(backend_, del).status().code(), Code::kNotFound);
+
+  r.body = R"({"name":"ci","permissions":"admin"})";
+  EXPECT_NE(CreateApiKey(auth, r).status().message().find("permissions"), std::string::npos);
+  r.body = R"({"name":"ci","permissions":["admin"],"expires":1})";
+  EXPECT_NE(CreateApiKey(auth, r).status().message().find("'expires'"), std::string::npos);
+}
+
+TEST(RateLimiterTest, TokenBucketRefusesThenRefills) {
+  auto now = std::chrono::steady_clock::time_point{};
+  RateLimiter limiter(60, [&] { return now; });  // one token per second
+  for (int i = 0; i < 60; ++i) ASSERT_TRUE(limiter.Take("k").allowed) << i;
+  auto refused = limiter.Take("k");
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.retry_after_seconds, 1);
+  EXPECT_EQ(refused.remaining, 0);
+  EXPECT_EQ(refused.limit, 60);
+  EXPECT_TRUE(limiter.Take("other").allowed);  // per key
+  auto headers = RateLimiter::Headers(refused);
+  std::map<std::string, std::string> h(headers.begin(), headers.end());
+  EXPECT_EQ(h["Retry-After"], "1");
+  EXPECT_EQ(h["X-RateLimit-Limit"], "60");
+  now += std::chrono::seconds(1);
+  EXPECT_TRUE(limiter.Take("k").allowed);
+  EXPECT_TRUE(RateLimiter(0).Take("k").allowed);  // disabled
+}
+
+TEST(CorsTest, AllowsListedOriginsOnly) {
+  Cors cors({"https://app.example.com/"});
+  HttpRequest ok;
+  ok.headers["origin"] = "https://app.example.com";
+  HttpResponse pre = cors.Preflight(ok, "GET, POST, OPTIONS");
+  EXPECT_EQ(pre.status, 204);
+  std::map<std::string, std::string> h(pre.headers.begin(), pre.headers.end());
+  EXPECT_EQ(h["Access-Control-Allow-Origin"], "https://app.example.com");
+  EXPECT_EQ(h["Access-Control-Allow-Methods"], "GET, POST, OPTIONS");
+  EXPECT_NE(h["Access-Control-Allow-Headers"].find("Authorization"), std::string::npos);
+
+  HttpRequest evil;
+  evil.headers["origin"] = "https://evil.example.com";
+  EXPECT_TRUE(cors.Preflight(evil, "GET").headers.empty());
+  HttpResponse resp;
+  cors.Decorate(evil, resp);
+  EXPECT_TRUE(resp.headers.empty());
+  cors.Decorate(ok, resp);
+  EXPECT_FALSE(resp.headers.empty());
+}
+
+TEST(OpenApiTest, DocumentsEveryRestRouteItsPreflightAndTheOtherModules) {
+  json doc = OpenApiDocument();
+  EXPECT_EQ(doc["openapi"], "3.0.3");
+  std::set<std::pair<std::string, std::string>> ops;
+  for (auto& op : OpenApiOperations(doc)) ops.insert(op);
+  for (const ApiRouteSpec& s : ApiRouteSpecs()) {
+    EXPECT_TRUE(ops.count({s.method, OpenApiPath(s.pattern)})) << s.method << " " << s.pattern;
+    EXPECT_TRUE(ops.count({"OPTIONS", OpenApiPath(s.pattern)})) << s.pattern;
+  }
+  for (auto path : {"/health", "/health/live", "/health/ready", "/metrics", "/", "/api/v1/events",
+                    "/api/v1/features/{id}/events", "/events"}) {
+    EXPECT_TRUE(ops.count({"GET", path})) << path;
+  }
+  EXPECT_EQ(OpenApiPath("/api/v1/features/:id/events"), "/api/v1/features/{id}/events");
+  EXPECT_EQ(doc["paths"]["/api/v1/features/{id}"]["get"]["x-permission"], "features:read");
+}
+
+}  // namespace
+}  // namespace af
