@@ -41,7 +41,8 @@ TEST_P(PipelineInvalidUtf8, ProviderGarbageFailsTheFeatureWithoutCrashing) {
   EXPECT_EQ(done->status, "failed");
   bool named = false;
   for (const auto& e : h_.Events(f->id))
-    if (e.type == "error" && e.data.value("message", "").find("malformed JSON") != std::string::npos)
+    if (e.type == "error" &&
+        e.data.value("message", "").find("malformed JSON") != std::string::npos)
       named = true;
   EXPECT_TRUE(named) << "no error event names the malformed reply";
 }
@@ -52,23 +53,28 @@ TEST_P(PipelineInvalidUtf8, NonUtf8CommandOutputReachesTheModel) {
   h_.fake().SetResponder([](const RecordedRequest& req) -> std::optional<FakeReply> {
     const std::string role = testing::AgentRoleOf(req);
     if (role == "planner") {
-      json task = {{"id", "t1"},       {"title", "Print bytes"},  {"description", "Run it."},
-                   {"role", "coder"},  {"dependencies", json::array()}, {"files", json::array()}};
+      json task = {{"id", "t1"},      {"title", "Print bytes"},        {"description", "Run it."},
+                   {"role", "coder"}, {"dependencies", json::array()}, {"files", json::array()}};
       return FakeReply::Tools({Call("submit_plan", {{"tasks", json::array({task})}})});
     }
     if (role == "coder") {
       switch (testing::AssistantTurns(req)) {
-        case 0: return FakeReply::Tools({Call("run_command", {{"command", "printf 'caf\\351\\n'"}})});
-        case 1: return FakeReply::Tools({Call("write_file", {{"path", "out.txt"}, {"content", "x\n"}})});
-        default: return FakeReply::Tools({Call("finish", {{"summary", "printed"}})});
+        case 0:
+          return FakeReply::Tools({Call("run_command", {{"command", "printf 'caf\\351\\n'"}})});
+        case 1:
+          return FakeReply::Tools({Call("write_file", {{"path", "out.txt"}, {"content", "x\n"}})});
+        default:
+          return FakeReply::Tools({Call("finish", {{"summary", "printed"}})});
       }
     }
     if (role == "reviewer")
-      return FakeReply::Tools({Call("submit_review", {{"verdict", "approve"}, {"comments", {"ok"}}})});
+      return FakeReply::Tools(
+          {Call("submit_review", {{"verdict", "approve"}, {"comments", {"ok"}}})});
     return std::nullopt;
   });
   ASSERT_TRUE(h_.Start().ok());
-  auto f = h_.pipeline().Submit(PipelineHarness::Request("Latin-1 output", {"printf 'caf\\351\\n'"}));
+  auto f =
+      h_.pipeline().Submit(PipelineHarness::Request("Latin-1 output", {"printf 'caf\\351\\n'"}));
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   auto done = h_.pipeline().WaitFor(f->id, kWait);
   ASSERT_TRUE(done.ok()) << done.status().ToString();
@@ -80,7 +86,8 @@ TEST_P(PipelineInvalidUtf8, NonUtf8CommandOutputReachesTheModel) {
   EXPECT_TRUE(seen) << "the command output never reached the model";
 }
 
-INSTANTIATE_TEST_SUITE_P(Wires, PipelineInvalidUtf8, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
+INSTANTIATE_TEST_SUITE_P(Wires, PipelineInvalidUtf8,
+                         ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
                          [](const auto& info) { return testing::WireName(info.param); });
 
 }  // namespace
