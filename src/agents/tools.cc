@@ -89,6 +89,24 @@ bool GetString(const ToolCall& call, const char* field, std::string* out, ToolOu
   return true;
 }
 
+// Optional integer argument (default when absent or null), clamped to [lo, hi];
+// any other JSON type is an error naming the tool and the field. Models send
+// "5" for 5 often enough that a type_error must not escape the agent thread.
+bool GetInt(const ToolCall& call, const char* field, int def, int lo, int hi, int* out,
+            ToolOutcome* err) {
+  auto it = call.arguments.find(field);
+  if (it == call.arguments.end() || it->is_null()) {
+    *out = def;
+    return true;
+  }
+  if (!it->is_number()) {
+    *err = Error(call.name + ": '" + field + "' must be an integer, got " + it->type_name());
+    return false;
+  }
+  *out = static_cast<int>(std::clamp(it->get<double>(), double{lo}, double{hi}));
+  return true;
+}
+
 ToolOutcome FromStatus(const Status& s) { return Error(s.ToString()); }
 
 ToolOutcome NeedTree(const ToolCall& call) {
@@ -127,6 +145,10 @@ std::vector<std::string> CheckPlan(const json& args) {
     std::string where = "task " + std::to_string(i + 1);
     if (!t.is_object()) {
       problems.push_back(where + " is not an object");
+      continue;
+    }
+    if (t.contains("id") && !t["id"].is_string()) {
+      problems.push_back(where + ": id must be a string (got " + t["id"].dump() + ")");
       continue;
     }
     std::string id = t.value("id", "");
@@ -217,8 +239,8 @@ ToolOutcome ExecuteTool(const ToolCall& call, const ToolContext& ctx) {
     std::string query;
     if (!GetString(call, "query", &query, &err)) return err;
     if (!ctx.store) return Error("memory is not available");
-    int limit = call.arguments.value("limit", 5);
-    limit = std::clamp(limit, 1, 20);
+    int limit = 5;
+    if (!GetInt(call, "limit", 5, 1, 20, &limit, &err)) return err;
     auto found = ctx.store->FindMemories({"project:" + ctx.project, "global"}, query, limit);
     if (!found.ok()) return FromStatus(found.status());
     if (found->empty()) return Ok("no memories match '" + query + "'");
@@ -236,7 +258,7 @@ ToolOutcome ExecuteTool(const ToolCall& call, const ToolContext& ctx) {
     m.ns = "project:" + ctx.project;
     m.content = content;
     m.type = type;
-    m.importance = call.arguments.value("importance", 5);
+    if (!GetInt(call, "importance", 5, 1, 10, &m.importance, &err)) return err;
     if (call.arguments.contains("tags") && call.arguments["tags"].is_array())
       for (const auto& t : call.arguments["tags"])
         if (t.is_string()) m.tags.push_back(t.get<std::string>());

@@ -18,7 +18,13 @@ namespace {
 using json = nlohmann::json;
 
 volatile std::sig_atomic_t g_interrupted = 0;
-void OnInterrupt(int) { g_interrupted = 1; }
+// The graceful stop waits for in-flight model calls (up to llm.timeout_s per
+// attempt); a second signal must end the process at once, which is safe
+// because an accepted feature survives kill -9 and resumes on the next start.
+void OnInterrupt(int sig) {
+  g_interrupted = 1;
+  std::signal(sig, SIG_DFL);
+}
 
 std::string Short(const std::string& s, size_t n = 100) {
   std::string one = s.substr(0, s.find('\n'));
@@ -171,6 +177,7 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     if (f.ok()) current = *f;
     if (IsTerminalFeatureStatus(current.status) && events.ok() && events->empty()) break;
     if (g_interrupted) {
+      std::fprintf(stderr, "stopping: waiting for the running steps (Ctrl-C again to quit at once)\n");
       (*pipeline)->Stop();
       std::fprintf(stderr, "interrupted: feature %s stays %s and resumes on the next 'agent-factory serve' or 'run'\n",
                    id.c_str(), current.status.c_str());

@@ -111,7 +111,12 @@ int Serve(const GlobalOptions& g) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  logger->info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  logger->info("received {}, shutting down (send it again to quit at once)",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  // The graceful stop waits for in-flight model calls (minutes with retries);
+  // unblocked here, a second signal takes its default action and ends the
+  // process at once, which kill -9 safety makes harmless.
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   server.Stop();
   if (pipeline) pipeline->Stop();
   services->reset();

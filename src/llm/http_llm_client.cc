@@ -67,7 +67,8 @@ class HttpLlmClient final : public LlmClient {
     ClientRequest http;
     http.url = url_;
     http.headers = headers_;
-    http.body = body.dump();
+    // Tool results may hold bytes that are not UTF-8 (command output, files).
+    http.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     http.timeout = options_.timeout;
     http.connect_timeout = options_.connect_timeout;
 

@@ -68,7 +68,9 @@ nlohmann::json CanonicalRequestJson(const LlmRequest& request) {
 }
 
 std::string RequestHash(const LlmRequest& request) {
-  const std::string canonical = CanonicalRequestJson(request).dump();
+  // Same replacement as the request body, so the hash never throws on bad bytes.
+  const std::string canonical =
+      CanonicalRequestJson(request).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(canonical.data(), canonical.size(), digest, &len, EVP_sha256(), nullptr);

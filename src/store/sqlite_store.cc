@@ -122,7 +122,9 @@ class Stmt {
   }
   Stmt& Bind(const std::string& v) { return Bind(std::string_view(v)); }
   Stmt& Bind(const char* v) { return Bind(std::string_view(v)); }
-  Stmt& BindJson(const json& v) { return Bind(v.dump()); }
+  // Text from tools, commands and providers may not be UTF-8; replace bad bytes
+  // (U+FFFD) instead of throwing out of whichever thread records it.
+  Stmt& BindJson(const json& v) { return Bind(v.dump(-1, ' ', false, json::error_handler_t::replace)); }
 
   // true: a row is ready; false: done.
   Result<bool> Step(std::string_view doing);
