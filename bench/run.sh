@@ -23,3 +23,5 @@ wrk -t2 -c64 -d10s --latency "http://127.0.0.1:$port/health"
 echo "== GET /health/live"
 wrk -t2 -c64 -d5s "http://127.0.0.1:$port/health/live"
 echo "== server RSS after load: $(ps -o rss= -p $pid) KiB"
+echo "== SSE: 1,000 clients on GET /api/v1/events, 200 events/s for 10 s (server in a child process)"
+"$build/bench/af_sse_load" --clients 1000 --rate 200 --seconds 10

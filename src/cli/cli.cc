@@ -60,6 +60,21 @@ int Main(int argc, char** argv) {
   health->add_flag("--json", g.json, "Print the raw JSON report");
   on(health, [&] { return Health(g, server_url); });
 
+  FeatureEventsArgs events_args;
+  auto* feature = app.add_subcommand("feature", "Talk to a running server about features");
+  feature->require_subcommand(1);
+  auto* events = feature->add_subcommand(
+      "events", "Follow a feature's live events until it ends (exit 0 only when completed)");
+  events->add_option("ID", events_args.id, "Feature id")->required();
+  events->add_option("--server", events_args.server,
+                     "Server URL (default http://<server.host>:<server.port>)");
+  events->add_option("--api-key", events_args.api_key,
+                     "API key with features:read (default AF_API_KEY, then <data_dir>/admin.key)");
+  events->add_option("--from", events_args.from,
+                     "Show only events after this sequence number (default 0: all)");
+  events->add_flag("--json", g.json, "Print each event as one JSON line");
+  on(events, [&] { return FeatureEvents(g, events_args); });
+
   auto* db = app.add_subcommand("db", "Database schema: apply, inspect and list migrations");
   db->require_subcommand(1);
   on(db->add_subcommand("migrate", "Apply pending schema migrations"), [&] { return DbMigrate(g); });

@@ -2,11 +2,14 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "af/agents/pipeline.h"
+#include "af/api/events_stream.h"
 #include "af/api/health.h"
+#include "af/api/metrics.h"
 #include "af/api/http_server.h"
 #include "af/app/services.h"
 #include "af/core/log.h"
@@ -14,6 +17,38 @@
 #include "cli/commands.h"
 
 namespace af::cli {
+namespace {
+
+// Interim until the auth module's authorizer is wired here: the one key in
+// <data_dir>/admin.key, compared in constant time; no file = every request is
+// refused with a hint.
+Authorizer InterimAuthorizer(const std::string& data_dir) {
+  std::filesystem::path key_file = std::filesystem::path(data_dir) / "admin.key";
+  return [key_file](const HttpRequest& request, std::string_view) -> Status {
+    std::ifstream in(key_file);
+    std::string key;
+    if (in) std::getline(in, key);
+    while (!key.empty() && (key.back() == '\r' || key.back() == ' ')) key.pop_back();
+    if (key.empty()) {
+      return Unauthenticated("no API key is configured on this server",
+                             "write a key to " + key_file.string());
+    }
+    std::string given = request.Header("authorization");
+    const std::string want = "Bearer " + key;
+    unsigned diff = given.size() != want.size();
+    for (size_t i = 0; i < want.size(); ++i)
+      diff |= static_cast<unsigned char>(want[i]) ^
+              static_cast<unsigned char>(i < given.size() ? given[i] : 0);
+    if (diff != 0) {
+      return Unauthenticated("missing or wrong API key",
+                             "send 'Authorization: Bearer <key>' (the admin key is in " +
+                                 key_file.string() + ")");
+    }
+    return Status::Ok();
+  };
+}
+
+}  // namespace
 
 int Serve(const GlobalOptions& g) {
   LoadedConfig loaded = LoadForCli(g);
@@ -53,13 +88,20 @@ int Serve(const GlobalOptions& g) {
   http.threads = config.server.threads;
   http.max_body_bytes = static_cast<size_t>(config.api.max_body_bytes);
   auto access = log::Get("api");
-  http.access_log = [access](const AccessLogEntry& e) {
+  HttpMetrics http_metrics;
+  http.access_log = [access, &http_metrics](const AccessLogEntry& e) {
+    http_metrics.Observe(e);
     access->info("{} {} {} {}us {}", e.method, e.path, e.status, e.duration_us, e.request_id);
   };
-  HttpServer server(http);
   Services* svc = services->get();
+  // Declared before the server: its routes use the hub until server.Stop().
+  EventHub hub(svc->store.get());
+  if (Status s = hub.Start(); !s.ok()) return ReportError(s);
+  HttpServer server(http);
   AddHealthRoutes(server, [svc] { return svc->Health(); });
   AddWebAssetRoutes(server);
+  AddEventRoutes(server, hub, *svc->store, InterimAuthorizer(config.data_dir));
+  AddMetricsRoute(server, MetricsSources{svc->store.get(), svc->bus.get(), &hub, &http_metrics});
 
   // Block the stop signals before any thread starts, so every thread inherits
   // the mask and only sigwait below receives them.
@@ -82,6 +124,7 @@ int Serve(const GlobalOptions& g) {
   sigwait(&stop_signals, &sig);
   logger->info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   server.Stop();
+  hub.Stop();
   if (pipeline) pipeline->Stop();
   services->reset();
   logger->info("stopped");
