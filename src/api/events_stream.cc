@@ -79,15 +79,19 @@ void EventHub::Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<i
   stream->Write("retry: " + std::to_string(options_.retry.count()) + "\n\n");
   sub->stream = std::move(stream);
   sub->last_write = std::chrono::steady_clock::now();
+  std::optional<int64_t> latest;
+  if (!after_seq) {
+    if (auto seq = store_->LatestEventSeq(); seq.ok()) latest = *seq;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
     sub->stream->Close();
     return;
   }
-  // Without a resume point: from the head as the poller last published it.
-  // If the poller is mid-cycle and moves the head past this value, the
-  // subscriber is merely "behind" and catches up from the store: no gap.
-  sub->cursor = after_seq ? *after_seq : head_.load();
+  // Without a resume point: from the store's latest event now, so nothing
+  // appended before the client connected is sent (the poller's head may lag
+  // by a poll). If that read fails, the poller's head is close enough.
+  sub->cursor = after_seq ? *after_seq : std::max(head_.load(), latest.value_or(0));
   subscribers_.push_back(std::move(sub));
   if (after_seq) {
     wake_ = true;
@@ -118,7 +122,8 @@ void EventHub::Run() {
 }
 
 bool EventHub::Deliver(Subscriber& sub, const std::vector<Event>& events,
-                       const std::vector<std::string>& formatted, int64_t upto, bool* all) {
+                       std::vector<std::optional<std::string>>& formatted, int64_t upto,
+                       bool* all) {
   const size_t buffered = sub.stream->buffered_bytes();
   const size_t cap = options_.max_buffered_bytes;
   const size_t budget = buffered >= cap ? 0 : cap - buffered;
@@ -130,7 +135,9 @@ bool EventHub::Deliver(Subscriber& sub, const std::vector<Event>& events,
     if (e.seq <= sub.cursor) continue;
     if (e.seq > upto) break;
     if (!sub.feature_id.empty() && e.feature_id != sub.feature_id) continue;
-    const std::string& f = formatted[i];
+    // Formatted lazily: a paced subscriber takes only what fits its buffer.
+    if (!formatted[i]) formatted[i] = FormatSseEvent(e);
+    const std::string& f = *formatted[i];
     const bool first_into_empty = buffered == 0 && text.empty();
     if (text.size() + f.size() > budget && !first_into_empty) {
       *all = false;
@@ -183,9 +190,7 @@ void EventHub::PollOnce() {
     if (!sub->feature_id.empty()) filter.feature_id = sub->feature_id;
     auto page = store_->ListEvents(filter);
     if (!page.ok()) continue;  // retried next poll from the same cursor
-    std::vector<std::string> formatted;
-    formatted.reserve(page->size());
-    for (const Event& e : *page) formatted.push_back(e.seq <= head ? FormatSseEvent(e) : "");
+    std::vector<std::optional<std::string>> formatted(page->size());
     bool all = false;
     if (!Deliver(*sub, *page, formatted, head, &all)) {
       dead.push_back(sub.get());
@@ -205,9 +210,7 @@ void EventHub::PollOnce() {
   // Live: each new event formatted once, shared by every subscriber at the head.
   if (!fresh->empty()) {
     const int64_t new_head = fresh->back().seq;
-    std::vector<std::string> formatted;
-    formatted.reserve(fresh->size());
-    for (const Event& e : *fresh) formatted.push_back(FormatSseEvent(e));
+    std::vector<std::optional<std::string>> formatted(fresh->size());
     for (auto& sub : subs) {
       if (sub->cursor < head || is_dead(sub.get())) continue;
       bool all = false;

@@ -84,7 +84,7 @@ class EventHub {
 
   // Sends "retry:" and subscribes `stream` to events of `feature_id` (all
   // when empty). With `after_seq`, everything after it is replayed from the
-  // store first; without, delivery starts at the current head.
+  // store first; without, delivery starts after the store's latest event.
   void Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<int64_t> after_seq,
                  std::string feature_id = {});
 
@@ -107,13 +107,14 @@ class EventHub {
   // One poll: replay pages to subscribers behind the head, then the new events.
   void PollOnce();
   bool Send(Subscriber& sub, std::string_view text);
-  // Writes the events of `events` (formatted[i] is events[i] in SSE form) with
+  // Writes the events of `events` (formatted[i] is events[i] in SSE form,
+  // filled in on first use) with
   // cursor < seq <= upto that match the subscriber's filter, as far as its
   // buffer allows, moving the cursor past what was written. Returns false
   // when the stream failed or stalled too long (drop it); *all tells whether
   // everything eligible was written.
   bool Deliver(Subscriber& sub, const std::vector<Event>& events,
-               const std::vector<std::string>& formatted, int64_t upto, bool* all);
+               std::vector<std::optional<std::string>>& formatted, int64_t upto, bool* all);
 
   Store* const store_;
   const EventHubOptions options_;
