@@ -33,3 +33,6 @@ for i in 1 2 3 4 5; do
   echo "run $i: $(( ($(date +%s%N) - start) / 1000000 )) ms"
   rm -rf "$d"
 done
+
+echo "== SSE: 1,000 clients on GET /api/v1/events, 200 events/s for 10 s (server in a child process)"
+"$build/bench/af_sse_load" --clients 1000 --rate 200 --seconds 10

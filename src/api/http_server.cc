@@ -2,6 +2,7 @@
 
 // All RESTinio template code of the project lives in this file: RESTinio is
 // header-only and heavy to compile, so it is instantiated exactly once.
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -67,6 +68,185 @@ std::string NewRequestId() {
   return id;
 }
 
+// The shared state of one stream. The RESTinio builder is touched only by the
+// holder of the write token (`inflight_`) on an I/O thread, and by Shutdown()
+// once the I/O threads are joined, so it needs no lock of its own; `mu_`
+// guards everything else and is never held while calling into RESTinio
+// (a failed write may call OnWritten back inline on the same thread).
+class ResponseStream::Impl : public std::enable_shared_from_this<ResponseStream::Impl> {
+ public:
+  using Builder = restinio::response_builder_t<restinio::chunked_output_t>;
+
+  Impl(asio::io_context* io, size_t max_buffered) : io_(io), max_buffered_(max_buffered) {}
+
+  bool Write(std::string_view chunk) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return false;
+    if (pending_.size() + inflight_bytes_ + chunk.size() > max_buffered_) {
+      // Too far behind: drop what is queued and end the connection rather
+      // than grow without bound. The client may reconnect and resume.
+      closed_ = true;
+      abort_ = true;
+      close_requested_ = true;
+      pending_.clear();
+      pending_.shrink_to_fit();
+      ScheduleLocked();
+      return false;
+    }
+    pending_.append(chunk);
+    ScheduleLocked();
+    return true;
+  }
+
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (close_requested_) return;
+    closed_ = true;
+    close_requested_ = true;
+    ScheduleLocked();
+  }
+
+  bool closed() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return closed_;
+  }
+  bool open() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return opened_ && !closed_;
+  }
+  size_t buffered_bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pending_.size() + inflight_bytes_;
+  }
+
+  // The handler chose not to stream: writes are refused from now on.
+  void Abandon() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    close_requested_ = true;
+    pending_.clear();
+  }
+
+  // Called on the I/O thread that handled the request: installs the builder
+  // and sends the headers plus anything written so far.
+  void Open(Builder builder) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return;
+    builder_.emplace(std::move(builder));
+    opened_ = true;
+    inflight_ = true;  // the headers always go out, even with no data yet
+    asio::post(*io_, [self = shared_from_this()] { self->Pump(); });
+  }
+
+  // After the I/O threads are joined: the builder (which holds the
+  // connection) must go before the io_context does.
+  void Shutdown() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    close_requested_ = true;
+    stopped_ = true;
+    io_ = nullptr;
+    pending_.clear();
+    builder_.reset();
+  }
+
+ private:
+  void ScheduleLocked() {
+    if (!opened_ || inflight_ || stopped_) return;
+    inflight_ = true;
+    asio::post(*io_, [self = shared_from_this()] { self->Pump(); });
+  }
+
+  // Runs on an I/O thread holding the write token.
+  void Pump() {
+    std::string data;
+    bool finish = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_ || !builder_) {
+        inflight_ = false;
+        return;
+      }
+      if (!abort_) data.swap(pending_);
+      inflight_bytes_ = data.size();
+      finish = close_requested_;
+      finishing_ = finish;
+    }
+    auto on_written = [self = shared_from_this()](const asio::error_code& ec) {
+      self->OnWritten(ec);
+    };
+    try {
+      if (!data.empty()) builder_->append_chunk(std::move(data));
+      if (finish) {
+        builder_->done(std::move(on_written));
+      } else {
+        builder_->flush(std::move(on_written));
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+      inflight_ = false;
+      inflight_bytes_ = 0;
+      pending_.clear();
+    }
+  }
+
+  void OnWritten(const asio::error_code& ec) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      inflight_bytes_ = 0;
+      if (ec || finishing_ || stopped_) {
+        closed_ = true;
+        inflight_ = false;
+        pending_.clear();
+        return;
+      }
+      if (pending_.empty() && !close_requested_) {
+        inflight_ = false;
+        return;
+      }
+    }
+    Pump();  // keep the token: more data (or the end) is waiting
+  }
+
+  asio::io_context* io_;  // null after Shutdown
+  const size_t max_buffered_;
+  std::optional<Builder> builder_;
+
+  mutable std::mutex mu_;
+  std::string pending_;        // written, not yet handed to RESTinio
+  size_t inflight_bytes_ = 0;  // handed to RESTinio, not yet written
+  bool opened_ = false;
+  bool inflight_ = false;  // the write token: a Pump is posted or a write is in progress
+  bool closed_ = false;    // Write() refuses
+  bool close_requested_ = false;
+  bool abort_ = false;      // drop queued data when closing
+  bool finishing_ = false;  // done() was called
+  bool stopped_ = false;
+};
+
+ResponseStream::ResponseStream(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ResponseStream::~ResponseStream() { impl_->Close(); }
+bool ResponseStream::Write(std::string_view chunk) { return impl_->Write(chunk); }
+void ResponseStream::Close() { impl_->Close(); }
+bool ResponseStream::closed() const { return impl_->closed(); }
+size_t ResponseStream::buffered_bytes() const { return impl_->buffered_bytes(); }
+
+namespace {
+
+// Stands in the router for a streaming route, so matching, 404 and 405 stay
+// the router's job; Handle() recognises it and streams instead.
+struct StreamMarker {
+  size_t index;
+  HttpResponse operator()(const HttpRequest& request) const {
+    return ErrorResponse(Internal("a streaming route was dispatched without the server",
+                                  "this is a bug in the server"),
+                         request.request_id);
+  }
+};
+
+}  // namespace
+
 class HttpServer::Impl {
  public:
   explicit Impl(HttpServerOptions options)
@@ -81,6 +261,26 @@ class HttpServer::Impl {
                              ") called after Start()");
     }
     router_.Add(std::move(method), std::move(pattern), std::move(handler));
+  }
+
+  void RouteStream(std::string method, std::string pattern, StreamHandler handler,
+                   StreamOptions stream_options) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != State::kNew) {
+      throw std::logic_error("HttpServer::RouteStream(" + method + " " + pattern +
+                             ") called after Start()");
+    }
+    if (!handler) throw std::invalid_argument("stream route " + pattern + " has no handler");
+    router_.Add(std::move(method), std::move(pattern), StreamMarker{streams_.size()});
+    streams_.push_back({std::move(handler), std::move(stream_options)});
+  }
+
+  size_t open_streams() const {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    size_t n = 0;
+    for (const auto& weak : live_)
+      if (auto impl = weak.lock(); impl && impl->open()) ++n;
+    return n;
   }
 
   Status Start();
@@ -99,12 +299,28 @@ class HttpServer::Impl {
   restinio::request_handling_status_t Handle(const restinio::request_handle_t& req);
   HttpRequest Convert(const restinio::request_handle_t& req);
   void Send(const restinio::request_handle_t& req, const HttpRequest& request,
-            HttpResponse response, std::chrono::steady_clock::time_point started);
+            HttpResponse response, std::chrono::steady_clock::time_point started,
+            const std::string& route);
+  void HandleStream(const restinio::request_handle_t& req, HttpRequest& request,
+                    Router::Match match, size_t index,
+                    std::chrono::steady_clock::time_point started);
+  void LogAccess(const HttpRequest& request, int status, const std::string& route,
+                 std::chrono::steady_clock::time_point started);
+
+  struct StreamRoute {
+    StreamHandler handler;
+    StreamOptions options;
+  };
   Status BindError(const std::system_error& e) const;
 
   const HttpServerOptions options_;
   Router router_;
+  std::vector<StreamRoute> streams_;  // indexed by StreamMarker::index; fixed once started
   std::atomic<int> bound_port_;
+
+  mutable std::mutex live_mu_;  // guards live_
+  // Streams handed out, so Stop() can close them; pruned as they close.
+  std::vector<std::weak_ptr<ResponseStream::Impl>> live_;
 
   mutable std::mutex mu_;  // guards state_ and the members below it
   State state_ = State::kNew;
@@ -261,6 +477,12 @@ void HttpServer::Impl::Stop() {
   io_->stop();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  {
+    std::lock_guard<std::mutex> live_lock(live_mu_);
+    for (auto& weak : live_)
+      if (auto impl = weak.lock()) impl->Shutdown();
+    live_.clear();
+  }
   server_.reset();
   io_.reset();
 }
@@ -292,6 +514,7 @@ restinio::request_handling_status_t HttpServer::Impl::Handle(
   const auto started = std::chrono::steady_clock::now();
   HttpRequest request;
   HttpResponse response;
+  std::string route;
   try {
     request = Convert(req);
     if (req->body().size() > options_.max_body_bytes) {
@@ -306,7 +529,15 @@ restinio::request_handling_status_t HttpServer::Impl::Handle(
       response = ErrorResponse(error, request.request_id);
     } else {
       request.body = req->body();
-      response = router_.Dispatch(request);
+      Router::Match match = router_.Find(request.method, request.path);
+      route = match.pattern;
+      if (match.outcome == Router::Outcome::kFound) {
+        if (const auto* marker = match.handler->target<StreamMarker>()) {
+          HandleStream(req, request, std::move(match), marker->index, started);
+          return restinio::request_accepted();
+        }
+      }
+      response = router_.Dispatch(request, std::move(match));
     }
   } catch (const std::exception& e) {
     // Only reached on a failure in this glue (e.g. out of memory): the router
@@ -316,7 +547,7 @@ restinio::request_handling_status_t HttpServer::Impl::Handle(
                              request.request_id);
   }
   try {
-    Send(req, request, std::move(response), started);
+    Send(req, request, std::move(response), started, route);
   } catch (...) {
     return restinio::request_rejected();  // RESTinio answers 501 and closes
   }
@@ -324,7 +555,8 @@ restinio::request_handling_status_t HttpServer::Impl::Handle(
 }
 
 void HttpServer::Impl::Send(const restinio::request_handle_t& req, const HttpRequest& request,
-                            HttpResponse response, std::chrono::steady_clock::time_point started) {
+                            HttpResponse response, std::chrono::steady_clock::time_point started,
+                            const std::string& route) {
   int status = response.status;
   if (status < 100 || status > 599) {
     response =
@@ -356,20 +588,84 @@ void HttpServer::Impl::Send(const restinio::request_handle_t& req, const HttpReq
     builder.set_body(std::move(response.body));
     builder.done();
   }
-  if (options_.access_log) {
-    AccessLogEntry entry;
-    entry.method = request.method;
-    entry.path = request.path;
-    entry.status = status;
-    entry.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::steady_clock::now() - started)
-                            .count();
-    entry.request_id = request.request_id;
-    try {
-      options_.access_log(entry);
-    } catch (...) {
-    }
+  LogAccess(request, status, route, started);
+}
+
+void HttpServer::Impl::LogAccess(const HttpRequest& request, int status, const std::string& route,
+                                 std::chrono::steady_clock::time_point started) {
+  if (!options_.access_log) return;
+  AccessLogEntry entry;
+  entry.method = request.method;
+  entry.path = request.path;
+  entry.route = route;
+  entry.status = status;
+  entry.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+  entry.request_id = request.request_id;
+  try {
+    options_.access_log(entry);
+  } catch (...) {
   }
+}
+
+void HttpServer::Impl::HandleStream(const restinio::request_handle_t& req, HttpRequest& request,
+                                    Router::Match match, size_t index,
+                                    std::chrono::steady_clock::time_point started) {
+  const StreamRoute& route = streams_[index];
+  request.path_params = std::move(match.params);
+  auto impl = std::make_shared<ResponseStream::Impl>(io_.get(), route.options.max_buffered_bytes);
+  std::shared_ptr<ResponseStream> stream(new ResponseStream(impl));
+  std::optional<HttpResponse> answer;
+  try {
+    answer = route.handler(request, stream);
+  } catch (const std::exception& e) {
+    answer = ErrorResponse(Internal("unexpected error while handling " + request.method + " " +
+                                        request.path + ": " + e.what(),
+                                    "this is a bug in the server; report it with the request id"),
+                           request.request_id);
+  }
+  if (!answer && request.method == "HEAD") {
+    answer = HttpResponse{200, route.options.content_type, "", route.options.headers};
+  }
+  if (answer) {
+    impl->Abandon();
+    Send(req, request, std::move(*answer), started, match.pattern);
+    return;
+  }
+  // From here on the handler may already have handed the stream to writers:
+  // a failure must close it, or they would queue into a stream never sent.
+  struct AbandonOnThrow {
+    ResponseStream::Impl* impl;
+    bool armed = true;
+    ~AbandonOnThrow() {
+      if (armed) impl->Abandon();
+    }
+  } guard{impl.get()};
+  auto builder = req->create_response<restinio::chunked_output_t>(
+      restinio::http_status_line_t{restinio::status_ok()});
+  builder.append_header("X-Request-Id", request.request_id);
+  builder.append_header(restinio::http_field::content_type, route.options.content_type);
+  builder.append_header(restinio::http_field::cache_control, "no-cache");
+  for (const auto& [name, value] : route.options.headers) {
+    if (!IsReservedHeader(name) && Lower(name) != "cache-control")
+      builder.append_header(name, value);
+  }
+  // Never reused: closing is how a stream that fell behind is ended.
+  builder.connection_close();
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_.erase(std::remove_if(live_.begin(), live_.end(),
+                               [](const auto& w) {
+                                 auto p = w.lock();
+                                 return !p || p->closed();
+                               }),
+                live_.end());
+    live_.push_back(impl);
+  }
+  impl->Open(std::move(builder));
+  guard.armed = false;
+  LogAccess(request, 200, match.pattern, started);
 }
 
 HttpServer::HttpServer(HttpServerOptions options)
@@ -379,6 +675,11 @@ HttpServer::~HttpServer() = default;
 void HttpServer::Route(std::string method, std::string pattern, Handler handler) {
   impl_->Route(std::move(method), std::move(pattern), std::move(handler));
 }
+void HttpServer::RouteStream(std::string method, std::string pattern, StreamHandler handler,
+                             StreamOptions options) {
+  impl_->RouteStream(std::move(method), std::move(pattern), std::move(handler), std::move(options));
+}
+size_t HttpServer::open_streams() const { return impl_->open_streams(); }
 Status HttpServer::Start() { return impl_->Start(); }
 void HttpServer::Stop() { impl_->Stop(); }
 int HttpServer::port() const { return impl_->port(); }

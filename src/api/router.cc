@@ -124,6 +124,7 @@ Router::Match Router::Find(const std::string& method_in, const std::string& path
   if (best) {
     match.outcome = Outcome::kFound;
     match.handler = &best->handler;
+    match.pattern = best->pattern;
     MatchSegments(*best, parts, &match.params);
     return match;
   }
@@ -135,7 +136,10 @@ Router::Match Router::Find(const std::string& method_in, const std::string& path
 }
 
 HttpResponse Router::Dispatch(HttpRequest& request) const {
-  Match match = Find(request.method, request.path);
+  return Dispatch(request, Find(request.method, request.path));
+}
+
+HttpResponse Router::Dispatch(HttpRequest& request, Match match) const {
   switch (match.outcome) {
     case Outcome::kNotFound:
       return ErrorResponse(NotFound("no route for " + request.method + " " + request.path,

@@ -83,6 +83,18 @@ int Main(int argc, char** argv) {
   auto* f_cancel = client_flags(feature->add_subcommand("cancel", "Cancel an unfinished feature"));
   f_cancel->add_option("ID", feature_arg, "Feature id")->required();
   on(f_cancel, [&] { return FeatureCancel(g, client, feature_arg); });
+  FeatureEventsArgs events_args;
+  auto* events = feature->add_subcommand(
+      "events", "Follow a feature's live events until it ends (exit 0 only when completed)");
+  events->add_option("ID", events_args.id, "Feature id")->required();
+  events->add_option("--server", events_args.server,
+                     "Server URL (default http://<server.host>:<server.port>)");
+  events->add_option("--api-key", events_args.api_key,
+                     "API key with features:read (default AF_API_KEY, then <data_dir>/admin.key)");
+  events->add_option("--from", events_args.from,
+                     "Show only events after this sequence number (default 0: all)");
+  events->add_flag("--json", g.json, "Print each event as one JSON line");
+  on(events, [&] { return FeatureEvents(g, events_args); });
 
   on(client_flags(app.add_subcommand("agents", "List the agents of a running server and their states")),
      [&] { return Agents(g, client); });

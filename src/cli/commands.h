@@ -2,6 +2,9 @@
 // Command implementations, one plain function per command, kept apart from the
 // argument parser (cli.cc) so CLI11 is compiled in a single translation unit.
 
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,5 +72,19 @@ int KeysCreate(const GlobalOptions& g, const ClientFlags& c, const std::string& 
                const std::string& permissions);
 int KeysList(const GlobalOptions& g, const ClientFlags& c);
 int KeysRevoke(const GlobalOptions& g, const ClientFlags& c, const std::string& id);
+
+struct FeatureEventsArgs {
+  std::string id;
+  std::string server;   // --server; empty: http://<server.host>:<server.port>
+  std::string api_key;  // --api-key; empty: AF_API_KEY, then <data_dir>/admin.key
+  int64_t from = 0;     // --from: resume after this seq (0 = the whole history)
+};
+// Prints the feature's events (one line each, or JSON lines with --json) until
+// it reaches completed/failed/cancelled; exit 0 only for completed.
+int FeatureEvents(const GlobalOptions& g, const FeatureEventsArgs& args);
+// The end status a `feature.status` event announces, if it is an end.
+std::optional<std::string> FeatureEndStatus(const nlohmann::json& event);
+// One human line for an event: "TS  #SEQ  TYPE  TASK (AGENT)  FROM -> TO".
+std::string FormatEventLine(const nlohmann::json& event);
 
 }  // namespace af::cli

@@ -2,12 +2,15 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "af/agents/pipeline.h"
 #include "af/api/auth.h"
+#include "af/api/events_stream.h"
 #include "af/api/health.h"
+#include "af/api/metrics.h"
 #include "af/api/http_server.h"
 #include "af/api/routes.h"
 #include "af/app/services.h"
@@ -16,7 +19,6 @@
 #include "cli/commands.h"
 
 namespace af::cli {
-
 int Serve(const GlobalOptions& g) {
   LoadedConfig loaded = LoadForCli(g);
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
@@ -55,19 +57,25 @@ int Serve(const GlobalOptions& g) {
   http.threads = config.server.threads;
   http.max_body_bytes = static_cast<size_t>(config.api.max_body_bytes);
   auto access = log::Get("api");
-  http.access_log = [access](const AccessLogEntry& e) {
+  HttpMetrics http_metrics;
+  http.access_log = [access, &http_metrics](const AccessLogEntry& e) {
+    http_metrics.Observe(e);
     access->info("{} {} {} {}us {}", e.method, e.path, e.status, e.duration_us, e.request_id);
   };
-  HttpServer server(http);
   Services* svc = services->get();
+  // Declared before the server: its routes use the hub until server.Stop().
+  EventHub hub(svc->store.get());
+  if (Status s = hub.Start(); !s.ok()) return ReportError(s);
+  HttpServer server(http);
   AddHealthRoutes(server, [svc] { return svc->Health(); });
   AddWebAssetRoutes(server);
-
   // First start: an admin key, printed once and kept in <data_dir>/admin.key.
   Auth auth(*svc->store);
   auto admin_key = auth.EnsureAdminKey(config.data_dir);
   if (!admin_key.ok()) return ReportError(admin_key.status());
   if (admin_key->has_value()) log::AddSecret(**admin_key);
+  AddEventRoutes(server, hub, *svc->store, auth.MakeAuthorizer());
+  AddMetricsRoute(server, MetricsSources{svc->store.get(), svc->bus.get(), &hub, &http_metrics});
   ApiBackend backend;
   backend.store = svc->store.get();
   if (pipeline) {
@@ -118,6 +126,7 @@ int Serve(const GlobalOptions& g) {
   // process at once, which kill -9 safety makes harmless.
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   server.Stop();
+  hub.Stop();
   if (pipeline) pipeline->Stop();
   services->reset();
   logger->info("stopped");

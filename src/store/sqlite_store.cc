@@ -335,6 +335,7 @@ class SqliteStore final : public Store {
   Status RevokeApiKey(const std::string& id) override;
   Status TouchApiKey(const std::string& id, int64_t used_ms) override;
   Result<int64_t> CountActiveApiKeys() override;
+  Result<StoreStats> Stats() override;
 
   Result<Memory> AddMemory(Memory memory) override;
   Result<std::vector<Memory>> FindMemories(const std::vector<std::string>& namespaces,
@@ -1211,6 +1212,43 @@ Result<UsageTotals> SqliteStore::FeatureUsage(const std::string& feature_id) {
     u.cost_usd = s.Real(3);
   }
   return u;
+}
+
+Result<StoreStats> SqliteStore::Stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  StoreStats stats;
+  {
+    AF_ASSIGN_OR_RETURN(
+        Stmt s, Prepare("SELECT status, COUNT(*) FROM features GROUP BY status ORDER BY status"));
+    for (;;) {
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("counting features by status"));
+      if (!row) break;
+      stats.features_by_status.push_back({s.Text(0), s.Int(1)});
+    }
+  }
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT role || '/' || status AS k, COUNT(*) FROM tasks "
+                                        "GROUP BY k ORDER BY k"));
+    for (;;) {
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("counting tasks by role and status"));
+      if (!row) break;
+      stats.tasks_by_role_status.push_back({s.Text(0), s.Int(1)});
+    }
+  }
+  {
+    AF_ASSIGN_OR_RETURN(
+        Stmt s, Prepare("SELECT provider, model, status, COUNT(*), COALESCE(SUM(input_tokens), 0), "
+                        "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost_usd), 0.0) "
+                        "FROM llm_calls GROUP BY provider, model, status "
+                        "ORDER BY provider, model, status"));
+    for (;;) {
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("summing LLM usage by model"));
+      if (!row) break;
+      stats.llm_usage.push_back(
+          {s.Text(0), s.Text(1), s.Text(2), s.Int(3), s.Int(4), s.Int(5), s.Real(6)});
+    }
+  }
+  return stats;
 }
 
 Result<double> SqliteStore::CostSince(int64_t since_ms) {

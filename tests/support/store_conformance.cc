@@ -724,6 +724,46 @@ TEST_P(StoreConformanceTest, LlmCallsRecordFindListAndSum) {
   EXPECT_DOUBLE_EQ(later, 0.0);
 }
 
+TEST_P(StoreConformanceTest, StatsGroupFeaturesTasksAndLlmUsage) {
+  SC_ASSERT_OK_AND_ASSIGN(StoreStats empty, store_->Stats());
+  EXPECT_TRUE(empty.features_by_status.empty());
+  EXPECT_TRUE(empty.tasks_by_role_status.empty());
+  EXPECT_TRUE(empty.llm_usage.empty());
+
+  SC_ASSERT_OK_AND_ASSIGN(Feature a, store_->CreateFeature(MakeFeature("a")));
+  SC_ASSERT_OK(store_->CreateFeature(MakeFeature("b")));
+  SC_ASSERT_OK(store_->TransitionFeature(a.id, std::nullopt, "planning", "", nullptr));
+  Task reviewer = MakeTask("t-r");
+  reviewer.role = "reviewer";
+  SC_ASSERT_OK(store_->CreateTasks(a.id, {MakeTask("t-1"), MakeTask("t-2"), reviewer}));
+  SC_ASSERT_OK(store_->TransitionTask("t-2", std::nullopt, "ready", {}, nullptr));
+  SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-1", 100, 10, 0.5, 1000, "h1")));
+  SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-1", 200, 20, 0.25, 2000, "h2")));
+  SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-2", 1, 1, 2.0, 3000, "h3", "rate_limited")));
+
+  SC_ASSERT_OK_AND_ASSIGN(StoreStats stats, store_->Stats());
+  ASSERT_EQ(stats.features_by_status.size(), 2u);
+  EXPECT_EQ(stats.features_by_status[0].key, "planning");
+  EXPECT_EQ(stats.features_by_status[0].count, 1);
+  EXPECT_EQ(stats.features_by_status[1].key, "queued");
+  EXPECT_EQ(stats.features_by_status[1].count, 1);
+  ASSERT_EQ(stats.tasks_by_role_status.size(), 3u);
+  EXPECT_EQ(stats.tasks_by_role_status[0].key, "coder/pending");
+  EXPECT_EQ(stats.tasks_by_role_status[0].count, 1);
+  EXPECT_EQ(stats.tasks_by_role_status[1].key, "coder/ready");
+  EXPECT_EQ(stats.tasks_by_role_status[2].key, "reviewer/pending");
+  ASSERT_EQ(stats.llm_usage.size(), 2u);
+  EXPECT_EQ(stats.llm_usage[0].provider, "replay");
+  EXPECT_EQ(stats.llm_usage[0].model, "m");
+  EXPECT_EQ(stats.llm_usage[0].status, "ok");
+  EXPECT_EQ(stats.llm_usage[0].calls, 2);
+  EXPECT_EQ(stats.llm_usage[0].input_tokens, 300);
+  EXPECT_EQ(stats.llm_usage[0].output_tokens, 30);
+  EXPECT_DOUBLE_EQ(stats.llm_usage[0].cost_usd, 0.75);
+  EXPECT_EQ(stats.llm_usage[1].status, "rate_limited");
+  EXPECT_EQ(stats.llm_usage[1].calls, 1);
+}
+
 TEST_P(StoreConformanceTest, FindLlmCallReturnsTheNewestSuccessfulRecording) {
   SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-1", 1, 1, 0, 1000, "same")));
   LlmCall newer = MakeCall("f-1", 2, 2, 0, 2000, "same");

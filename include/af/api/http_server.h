@@ -18,19 +18,22 @@
 // handler blocks one of them while it runs, so handlers must be quick (queue
 // long work and return). Route() and the access log are set up before Start().
 //
-// Streaming (SSE) is not implemented yet and fits without changing this API: a
-// second route kind, e.g. RouteStream(method, pattern, StreamHandler) with
-// StreamHandler = std::function<void(const HttpRequest&, std::shared_ptr<ResponseStream>)>,
-// where ResponseStream (thread-safe: Write(chunk), Close()) wraps RESTinio's
-// chunked output on the connection; the handler returns at once and writers
-// on other threads push events, so an open stream holds no thread.
+// Streaming (SSE): RouteStream() registers a handler that gets a
+// ResponseStream instead of returning a body. The handler returns at once
+// (keeping the stream, e.g. in an EventHub) and writers on any thread push
+// chunks; the server's event loop sends them as a chunked response, so an open
+// stream holds no thread. See ResponseStream for back-pressure rules.
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "af/api/http_types.h"
 #include "af/core/status.h"
@@ -41,7 +44,8 @@ namespace af {
 // connection for writing.
 struct AccessLogEntry {
   std::string method;
-  std::string path;  // without the query
+  std::string path;   // without the query
+  std::string route;  // the matched route pattern ("/api/v1/features/:id"); empty when none
   int status = 0;
   int64_t duration_us = 0;  // from the full request being read to the response being queued
   std::string request_id;
@@ -59,6 +63,61 @@ struct HttpServerOptions {
   std::function<void(const AccessLogEntry&)> access_log;
 };
 
+// The body of a streamed response (see HttpServer::RouteStream). Created by
+// the server and handed to the stream handler as a shared_ptr; whoever holds
+// it may write from any thread.
+//
+// Back-pressure: Write() never blocks. Chunks are queued and sent by the
+// server's event loop, one write at a time; when the bytes queued plus the
+// bytes in flight would exceed StreamOptions::max_buffered_bytes (the client
+// reads too slowly or not at all), the stream is closed instead, the queued
+// data is dropped and the connection is closed once the socket gives way (at
+// the latest after the server's 30 s write timeout). A failed write (client
+// gone), Close() and HttpServer::Stop() close it too. Once closed, Write()
+// returns false forever: the writer should drop the stream.
+//
+// Thread safety: every method may be called from any thread. Destroying the
+// last reference Close()s the stream.
+class ResponseStream {
+ public:
+  ~ResponseStream();
+  ResponseStream(const ResponseStream&) = delete;
+  ResponseStream& operator=(const ResponseStream&) = delete;
+
+  // Queues `chunk` for sending; false when the stream is (now) closed. Writes
+  // made before the handler returned are sent right after the headers.
+  bool Write(std::string_view chunk);
+  // Ends the response after the queued data (the final chunk); idempotent.
+  void Close();
+  bool closed() const;
+  // Bytes queued or being written now.
+  size_t buffered_bytes() const;
+
+  class Impl;  // defined in http_server.cc
+
+ private:
+  friend class HttpServer;
+  explicit ResponseStream(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+struct StreamOptions {
+  std::string content_type = "text/event-stream";
+  // Extra response headers. Cache-Control: no-cache and Connection: close are
+  // always sent (a stream's connection is never reused).
+  std::vector<std::pair<std::string, std::string>> headers;
+  // A stream whose unsent bytes would exceed this is closed (see ResponseStream).
+  size_t max_buffered_bytes = 1 << 20;  // default 1 MiB
+};
+
+// Runs on an I/O thread like a Handler (quick, thread-safe). Returns
+// std::nullopt to stream: the server then sends 200 with the stream's headers
+// and whatever is written to `stream` (before or after returning). Returns a
+// response to answer normally instead (e.g. a 401 or 404 JSON error): the
+// stream is then closed and never sent. Exceptions become a 500.
+using StreamHandler = std::function<std::optional<HttpResponse>(
+    const HttpRequest& request, const std::shared_ptr<ResponseStream>& stream)>;
+
 class HttpServer {
  public:
   explicit HttpServer(HttpServerOptions options = {});
@@ -70,6 +129,10 @@ class HttpServer {
   // Must be called before Start(). Throws std::invalid_argument for a malformed
   // or duplicate pattern and std::logic_error once started: programming errors.
   void Route(std::string method, std::string pattern, Handler handler);
+  // Adds a streaming route; same pattern rules and errors as Route(). A HEAD
+  // request on it gets the stream's headers and an empty body.
+  void RouteStream(std::string method, std::string pattern, StreamHandler handler,
+                   StreamOptions options = {});
 
   // Binds, listens and starts the I/O threads; returns once connections are
   // accepted. Errors (nothing is left running):
@@ -81,8 +144,9 @@ class HttpServer {
   //                        each with a hint saying what to do.
   Status Start();
 
-  // Stops accepting, closes open connections and joins the I/O threads; a
-  // handler still running is waited for. Idempotent; must not be called from a
+  // Stops accepting, closes open connections (open streams included: they
+  // report closed() and their clients see the connection end) and joins the
+  // I/O threads; a handler still running is waited for. Idempotent; must not be called from a
   // handler (it would wait for itself). The server cannot be started again.
   void Stop();
 
@@ -92,6 +156,8 @@ class HttpServer {
   // The options as given.
   const HttpServerOptions& options() const;
   bool running() const;
+  // Streams currently open (opened and not yet closed).
+  size_t open_streams() const;
 
  private:
   class Impl;

@@ -39,6 +39,7 @@ class Router {
     const Handler* handler = nullptr;           // set when kFound; owned by the Router
     std::map<std::string, std::string> params;  // path parameters when kFound
     std::vector<std::string> allowed;           // methods of the path when kMethodNotAllowed
+    std::string pattern;                        // the matched route's pattern when kFound
   };
   // Finds the handler for method + raw path (no query).
   Match Find(const std::string& method, const std::string& path) const;
@@ -48,6 +49,8 @@ class Router {
   // method -> 405 METHOD_NOT_ALLOWED with an Allow header, a handler that
   // throws -> 500 INTERNAL; all with the JSON error body of api/errors.h.
   HttpResponse Dispatch(HttpRequest& request) const;
+  // Same, for a match Find() already returned for this request.
+  HttpResponse Dispatch(HttpRequest& request, Match match) const;
 
   size_t size() const { return routes_.size(); }
 

@@ -208,6 +208,9 @@ class Store {
 
   // --- Health -------------------------------------------------------------
   virtual Status Check() = 0;  // a cheap query, for /health
+  // Features by status, tasks by role and status, LLM usage by provider,
+  // model and status; grouped counts over whole tables, for /metrics.
+  virtual Result<StoreStats> Stats() = 0;
   // "sqlite:/abs/path/agent-factory.db" or "sqlite::memory:"; never a password.
   virtual std::string Describe() const = 0;
 };

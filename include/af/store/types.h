@@ -114,6 +114,26 @@ struct UsageTotals {
   double cost_usd = 0;
 };
 
+// Counts for monitoring (/metrics), computed at once by Store::Stats().
+struct StoreStats {
+  struct Count {
+    std::string key;    // feature status, or "role/status" for tasks
+    int64_t count = 0;
+  };
+  struct LlmUsage {
+    std::string provider;
+    std::string model;
+    std::string status;  // "ok" or an error code name
+    int64_t calls = 0;
+    int64_t input_tokens = 0;
+    int64_t output_tokens = 0;
+    double cost_usd = 0;
+  };
+  std::vector<Count> features_by_status;  // only statuses with rows, by status
+  std::vector<Count> tasks_by_role_status;  // key "role/status", by key
+  std::vector<LlmUsage> llm_usage;  // by provider, model, status
+};
+
 struct ApiKey {
   std::string id;  // assigned by CreateApiKey when empty ("key-...")
   std::string name;

@@ -1,0 +1,278 @@
+// SSE load: N concurrent clients on GET /api/v1/events while events are
+// appended to the store at a fixed rate; measures the delivery lag (append ->
+// client receive) and the server's memory.
+//
+// The server (HttpServer + EventHub on a SQLite file) runs in a forked child,
+// so its RSS is its own; the parent appends events to the same database file
+// (the store is the source of truth, as with agents in other processes) and
+// drives all clients from one epoll thread. Loopback only.
+//
+// Usage: af_sse_load [--clients N] [--rate EVENTS_PER_S] [--seconds S]
+//                    [--poll-ms MS] [--threads T]
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "af/api/events_stream.h"
+#include "af/api/http_server.h"
+#include "af/store/store.h"
+
+namespace {
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // system-wide: comparable across processes
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+std::string StatusField(int pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0) return line.substr(std::strlen(field));
+  return "?";
+}
+
+af::StoreOptions StoreAt(const std::string& db) {
+  af::StoreOptions options;
+  options.url = "sqlite:" + db;
+  return options;
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "sse_load: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// The child: serve until SIGTERM; writes the bound port to `port_fd`.
+[[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, int threads) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto store = af::Store::Open(StoreAt(db));
+  if (!store.ok()) Die(store.status().ToString());
+  af::EventHubOptions hub_options;
+  hub_options.poll_interval = std::chrono::milliseconds(poll_ms);
+  af::EventHub hub(store->get(), hub_options);
+  if (!hub.Start().ok()) Die("hub start");
+  af::HttpServerOptions options;
+  options.port = 0;
+  options.threads = threads;
+  af::HttpServer server(options);
+  af::AddEventRoutes(server, hub, **store,
+                     [](const af::HttpRequest&, std::string_view) { return af::Status::Ok(); });
+  if (af::Status s = server.Start(); !s.ok()) Die(s.ToString());
+  int port = server.port();
+  if (write(port_fd, &port, sizeof port) != sizeof port) Die("pipe");
+  close(port_fd);
+  int sig = 0;
+  sigwait(&set, &sig);
+  server.Stop();
+  hub.Stop();
+  std::_Exit(0);
+}
+
+struct Conn {
+  int fd = -1;
+  std::string raw;   // bytes not yet de-chunked
+  std::string text;  // de-chunked text not yet split into events
+  bool head_done = false;
+  int64_t events = 0;
+};
+
+void Consume(Conn& c, std::vector<int64_t>& lags, int64_t now) {
+  if (!c.head_done) {
+    size_t end = c.raw.find("\r\n\r\n");
+    if (end == std::string::npos) return;
+    c.raw.erase(0, end + 4);
+    c.head_done = true;
+  }
+  for (;;) {  // de-chunk
+    size_t eol = c.raw.find("\r\n");
+    if (eol == std::string::npos) break;
+    size_t size = std::strtoul(c.raw.c_str(), nullptr, 16);
+    if (c.raw.size() < eol + 2 + size + 2) break;
+    c.text.append(c.raw, eol + 2, size);
+    c.raw.erase(0, eol + 2 + size + 2);
+  }
+  size_t start = 0, end;
+  while ((end = c.text.find("\n\n", start)) != std::string::npos) {
+    size_t t = c.text.find("\"t_ns\":", start);
+    if (t != std::string::npos && t < end) {
+      int64_t sent = std::strtoll(c.text.c_str() + t + 7, nullptr, 10);
+      lags.push_back(now - sent);
+      ++c.events;
+    }
+    start = end + 2;
+  }
+  c.text.erase(0, start);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int clients = 1000, rate = 200, seconds = 10, poll_ms = 50, threads = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    int v = std::atoi(argv[i + 1]);
+    if (a == "--clients")
+      clients = v;
+    else if (a == "--rate")
+      rate = v;
+    else if (a == "--seconds")
+      seconds = v;
+    else if (a == "--poll-ms")
+      poll_ms = v;
+    else if (a == "--threads")
+      threads = v;
+    else
+      Die("unknown flag " + a);
+  }
+  rlimit lim{static_cast<rlim_t>(clients + 256), static_cast<rlim_t>(clients + 256)};
+  setrlimit(RLIMIT_NOFILE, &lim);
+
+  char tmpl[] = "/tmp/sse_load.XXXXXX";
+  if (!mkdtemp(tmpl)) Die("mkdtemp");
+  const std::string db = std::string(tmpl) + "/af.db";
+  {  // create and migrate before forking
+    auto store = af::Store::Open(StoreAt(db));
+    if (!store.ok()) Die(store.status().ToString());
+  }
+  int pipefd[2];
+  if (pipe(pipefd) != 0) Die("pipe");
+  pid_t child = fork();
+  if (child == 0) {
+    close(pipefd[0]);
+    RunServer(db, pipefd[1], poll_ms, threads);
+  }
+  close(pipefd[1]);
+  int port = 0;
+  if (read(pipefd[0], &port, sizeof port) != sizeof port) Die("server did not start");
+  std::printf("server pid %d port %d; RSS idle %s\n", child, port,
+              StatusField(child, "VmRSS:").c_str());
+
+  int ep = epoll_create1(0);
+  std::vector<Conn> conns(static_cast<size_t>(clients));
+  const std::string request =
+      "GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
+  for (int i = 0; i < clients; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) Die("connect");
+    if (send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size()))
+      Die("send");
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    conns[i].fd = fd;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = static_cast<uint32_t>(i);
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+
+  std::vector<int64_t> lags;
+  lags.reserve(static_cast<size_t>(clients) * rate * seconds + 1024);
+  std::vector<epoll_event> ready(256);
+  char buf[65536];
+  auto pump = [&](int timeout_ms, bool record) {
+    int n = epoll_wait(ep, ready.data(), static_cast<int>(ready.size()), timeout_ms);
+    const int64_t now = NowNs();
+    std::vector<int64_t> ignored;
+    for (int k = 0; k < n; ++k) {
+      Conn& c = conns[ready[k].data.u32];
+      for (;;) {
+        ssize_t r = recv(c.fd, buf, sizeof buf, 0);
+        if (r <= 0) break;
+        c.raw.append(buf, static_cast<size_t>(r));
+      }
+      Consume(c, record ? lags : ignored, now);
+    }
+  };
+  // Wait for every response head (the stream is open), draining retry lines.
+  auto connect_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < connect_deadline &&
+         std::any_of(conns.begin(), conns.end(), [](const Conn& c) { return !c.head_done; }))
+    pump(50, false);
+  const int heads = static_cast<int>(
+      std::count_if(conns.begin(), conns.end(), [](const Conn& c) { return c.head_done; }));
+  std::printf("%d/%d streams open; RSS with clients %s\n", heads, clients,
+              StatusField(child, "VmRSS:").c_str());
+
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> appended{0};
+  std::thread appender([&] {
+    auto store = af::Store::Open(StoreAt(db));
+    if (!store.ok()) Die(store.status().ToString());
+    const auto period = std::chrono::nanoseconds(1000000000LL / rate);
+    auto next = std::chrono::steady_clock::now();
+    const auto end = next + std::chrono::seconds(seconds);
+    while (next < end) {
+      std::this_thread::sleep_until(next);
+      af::Event e;
+      e.type = "bench.tick";
+      e.feature_id = "f-bench";
+      e.data = {{"t_ns", NowNs()}, {"note", "a typical small event payload"}};
+      if ((*store)->AppendEvent(e).ok()) ++appended;
+      next += period;
+    }
+    done = true;
+  });
+  std::string rss_under_load;
+  auto half = std::chrono::steady_clock::now() + std::chrono::seconds(seconds) / 2;
+  while (!done) {
+    pump(20, true);
+    if (rss_under_load.empty() && std::chrono::steady_clock::now() > half)
+      rss_under_load = StatusField(child, "VmRSS:");
+  }
+  appender.join();
+  // Drain: let the last events arrive.
+  auto drain_end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < drain_end) pump(20, true);
+
+  const std::string hwm = StatusField(child, "VmHWM:");
+  kill(child, SIGTERM);
+  waitpid(child, nullptr, 0);
+  std::filesystem::remove_all(tmpl);
+
+  std::sort(lags.begin(), lags.end());
+  auto pct = [&](double p) {
+    if (lags.empty()) return 0.0;
+    size_t i = std::min(lags.size() - 1, static_cast<size_t>(p * lags.size()));
+    return lags[i] / 1e6;
+  };
+  int64_t min_events = INT64_MAX, max_events = 0;
+  for (const Conn& c : conns) {
+    min_events = std::min(min_events, c.events);
+    max_events = std::max(max_events, c.events);
+  }
+  std::printf(
+      "clients %d, rate %d/s, %d s, poll %d ms, server threads %d\n"
+      "events appended %lld; per client received min %lld max %lld\n"
+      "delivery lag ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (%zu deliveries)\n"
+      "server RSS under load %s; peak (VmHWM) %s\n",
+      clients, rate, seconds, poll_ms, threads, static_cast<long long>(appended.load()),
+      static_cast<long long>(min_events), static_cast<long long>(max_events), pct(0.5), pct(0.9),
+      pct(0.99), lags.empty() ? 0.0 : lags.back() / 1e6, lags.size(), rss_under_load.c_str(),
+      hwm.c_str());
+  return min_events == appended.load() ? 0 : 2;
+}

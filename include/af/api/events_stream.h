@@ -1,0 +1,148 @@
+#pragma once
+// Live events over server-sent events (SPEC §10): the EventHub tails the
+// store's event table and fans each new event out to subscribed streams.
+//
+// The store is the source of truth: one poller thread reads
+// ListEvents(after_seq = last seen) every poll_interval, so events appended by
+// any process appear. Each subscriber has a cursor (the last seq it has been
+// sent or skipped past). The poller alone moves cursors and writes events, so
+// replay and live delivery cannot race: a subscriber behind the hub's head
+// (it asked to resume from an older Last-Event-ID) is served from the store
+// page by page until it reaches the head, and from then on it gets the live
+// events with seq > cursor. Every subscriber thus sees every matching event
+// once, in seq order, with no gap and no duplicate.
+//
+// Wire format of one event (see FormatSseEvent):
+//   id: <seq>\nevent: <type>\ndata: <Event::ToJson()>\n\n
+// plus, on connect, "retry: <ms>\n\n" and, after keepalive_interval without
+// output, the comment ": keep-alive\n\n".
+//
+// Thread safety: Subscribe(), subscribers() and Stop() may be called from any
+// thread. Ownership: the hub borrows the Store (it must outlive the hub) and
+// shares the streams with the HTTP server; a stream that closes (client gone
+// or too slow, see ResponseStream) is dropped at the next write.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "af/api/auth.h"
+#include "af/api/http_server.h"
+#include "af/core/status.h"
+#include "af/store/store.h"
+
+namespace af {
+
+struct EventHubOptions {
+  // How often the event table is polled for new rows.
+  std::chrono::milliseconds poll_interval{50};  // default 50 ms
+  // A subscriber that got nothing for this long gets ": keep-alive". Keep it
+  // well under the server's 60 s idle limit for a response in progress.
+  std::chrono::milliseconds keepalive_interval{15000};  // default 15 s
+  // The reconnection delay suggested to clients ("retry:").
+  std::chrono::milliseconds retry{3000};  // default 3 s
+  // Events read per store query (live and replay pages), 1..10000.
+  int page_size = 1000;  // default 1000
+  // Pacing: the hub writes to a stream only while its unsent bytes stay under
+  // this (one event is always allowed into an empty buffer). Events that do
+  // not fit are not buffered: the subscriber falls behind and is served from
+  // the store as it drains, so a burst costs no memory. (The stream's own
+  // hard cap, see ResponseStream, is set to 2x this + 1 MiB.)
+  size_t max_buffered_bytes = 1 << 20;  // default 1 MiB
+  // A subscriber that cannot take a single pending event for this long (its
+  // client stopped reading) is disconnected; it resumes with Last-Event-ID
+  // when it reconnects.
+  std::chrono::milliseconds max_stall{30000};  // default 30 s
+};
+
+// Routes check permissions with an Authorizer (af/api/auth.h), e.g.
+// Auth::MakeAuthorizer(): kUnauthenticated (401) or kPermissionDenied (403).
+
+class EventHub {
+ public:
+  // `store` must outlive the hub.
+  EventHub(Store* store, EventHubOptions options = {});
+  ~EventHub();  // Stop()s
+  EventHub(const EventHub&) = delete;
+  EventHub& operator=(const EventHub&) = delete;
+
+  // Reads the current head (LatestEventSeq) and starts the poller. Errors:
+  // the store's (nothing started); FailedPrecondition when already started.
+  Status Start();
+  // Stops the poller and closes every subscribed stream. Idempotent.
+  void Stop();
+
+  // Sends "retry:" and subscribes `stream` to events of `feature_id` (all
+  // when empty). With `after_seq`, everything after it is replayed from the
+  // store first; without, delivery starts after the store's latest event.
+  void Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<int64_t> after_seq,
+                 std::string feature_id = {});
+
+  // Subscribed streams (including ones that closed since the last poll).
+  size_t subscribers() const;
+  // The last seq the poller has read (the head).
+  int64_t head() const { return head_.load(); }
+  const EventHubOptions& options() const { return options_; }
+
+ private:
+  struct Subscriber {
+    std::shared_ptr<ResponseStream> stream;
+    std::string feature_id;
+    int64_t cursor = 0;
+    std::chrono::steady_clock::time_point last_write;
+    std::optional<std::chrono::steady_clock::time_point> stalled_since;
+  };
+
+  void Run();
+  // One poll: replay pages to subscribers behind the head, then the new events.
+  void PollOnce();
+  bool Send(Subscriber& sub, std::string_view text);
+  // Writes the events of `events` (formatted[i] is events[i] in SSE form,
+  // filled in on first use) with
+  // cursor < seq <= upto that match the subscriber's filter, as far as its
+  // buffer allows, moving the cursor past what was written. Returns false
+  // when the stream failed or stalled too long (drop it); *all tells whether
+  // everything eligible was written.
+  bool Deliver(Subscriber& sub, const std::vector<Event>& events,
+               std::vector<std::optional<std::string>>& formatted, int64_t upto, bool* all);
+
+  Store* const store_;
+  const EventHubOptions options_;
+  std::atomic<int64_t> head_{0};
+
+  mutable std::mutex mu_;  // guards the members below
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<Subscriber>> subscribers_;
+  bool started_ = false;
+  bool stopping_ = false;
+  bool wake_ = false;  // a new subscriber wants its replay now
+  std::thread thread_;
+};
+
+// "id: 7\nevent: feature.status\ndata: {...}\n\n" (data is Event::ToJson()
+// on one line).
+std::string FormatSseEvent(const Event& event);
+
+// Parses a Last-Event-ID value ("" = none). InvalidArgument when it is not a
+// non-negative integer.
+Result<std::optional<int64_t>> ParseLastEventId(std::string_view value);
+
+// Registers GET /api/v1/events, GET /events (root alias) and GET
+// /api/v1/features/:id/events on `server`. Each checks `authorize(request,
+// "features:read")` first (its error is answered as JSON), then reads the
+// resume point from the Last-Event-ID header or ?last_event_id= (400 when not
+// a number); the feature route answers 404 NOT_FOUND for an unknown feature.
+// /api/v1/events also takes ?feature_id= as a filter. `hub` and `store` must
+// outlive the server.
+void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, Authorizer authorize);
+
+}  // namespace af

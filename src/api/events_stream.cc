@@ -1,0 +1,284 @@
+#include "af/api/events_stream.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <stdexcept>
+#include <utility>
+
+#include "af/api/errors.h"
+#include "af/core/log.h"
+
+namespace af {
+
+std::string FormatSseEvent(const Event& event) {
+  std::string out = "id: " + std::to_string(event.seq) + "\nevent: " + event.type + "\ndata: ";
+  // dump() escapes control characters, so the JSON is one line and cannot
+  // end the SSE field early.
+  out += event.ToJson().dump();
+  out += "\n\n";
+  return out;
+}
+
+Result<std::optional<int64_t>> ParseLastEventId(std::string_view value) {
+  if (value.empty()) return std::optional<int64_t>();
+  int64_t seq = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seq);
+  if (ec != std::errc() || end != value.data() + value.size() || seq < 0) {
+    return InvalidArgument(
+        "Last-Event-ID '" + std::string(value.substr(0, 40)) + "' is not an event sequence number",
+        "send the id: of the last event received (a non-negative integer), "
+        "or no Last-Event-ID to start with new events");
+  }
+  return std::optional<int64_t>(seq);
+}
+
+EventHub::EventHub(Store* store, EventHubOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+EventHub::~EventHub() { Stop(); }
+
+Status EventHub::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (started_) {
+    return FailedPrecondition("the event hub is already started", "call Start() once");
+  }
+  if (options_.page_size < 1 || options_.page_size > 10000) {
+    return InvalidArgument(
+        "event hub page_size must be 1..10000, got " + std::to_string(options_.page_size),
+        "use the default 1000");
+  }
+  AF_ASSIGN_OR_RETURN(int64_t latest, store_->LatestEventSeq());
+  head_ = latest;
+  started_ = true;
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void EventHub::Stop() {
+  std::vector<std::shared_ptr<Subscriber>> subs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    subs.swap(subscribers_);
+  }
+  for (auto& sub : subs) sub->stream->Close();
+}
+
+void EventHub::Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<int64_t> after_seq,
+                         std::string feature_id) {
+  auto sub = std::make_shared<Subscriber>();
+  sub->feature_id = std::move(feature_id);
+  // Written before the poller can see the subscriber, so it comes first.
+  stream->Write("retry: " + std::to_string(options_.retry.count()) + "\n\n");
+  sub->stream = std::move(stream);
+  sub->last_write = std::chrono::steady_clock::now();
+  std::optional<int64_t> latest;
+  if (!after_seq) {
+    if (auto seq = store_->LatestEventSeq(); seq.ok()) latest = *seq;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) {
+    sub->stream->Close();
+    return;
+  }
+  // Without a resume point: from the store's latest event now, so nothing
+  // appended before the client connected is sent (the poller's head may lag
+  // by a poll). If that read fails, the poller's head is close enough.
+  sub->cursor = after_seq ? *after_seq : std::max(head_.load(), latest.value_or(0));
+  subscribers_.push_back(std::move(sub));
+  if (after_seq) {
+    wake_ = true;
+    cv_.notify_all();
+  }
+}
+
+size_t EventHub::subscribers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return subscribers_.size();
+}
+
+bool EventHub::Send(Subscriber& sub, std::string_view text) {
+  if (text.empty()) return !sub.stream->closed();
+  sub.last_write = std::chrono::steady_clock::now();
+  return sub.stream->Write(text);
+}
+
+void EventHub::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    wake_ = false;
+    lock.unlock();
+    PollOnce();
+    lock.lock();
+    cv_.wait_for(lock, options_.poll_interval, [this] { return stopping_ || wake_; });
+  }
+}
+
+bool EventHub::Deliver(Subscriber& sub, const std::vector<Event>& events,
+                       std::vector<std::optional<std::string>>& formatted, int64_t upto,
+                       bool* all) {
+  const size_t buffered = sub.stream->buffered_bytes();
+  const size_t cap = options_.max_buffered_bytes;
+  const size_t budget = buffered >= cap ? 0 : cap - buffered;
+  std::string text;
+  int64_t cursor = sub.cursor;
+  *all = true;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const Event& e = events[i];
+    if (e.seq <= sub.cursor) continue;
+    if (e.seq > upto) break;
+    if (!sub.feature_id.empty() && e.feature_id != sub.feature_id) continue;
+    // Formatted lazily: a paced subscriber takes only what fits its buffer.
+    if (!formatted[i]) formatted[i] = FormatSseEvent(e);
+    const std::string& f = *formatted[i];
+    const bool first_into_empty = buffered == 0 && text.empty();
+    if (text.size() + f.size() > budget && !first_into_empty) {
+      *all = false;
+      break;
+    }
+    text += f;
+    cursor = e.seq;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (!text.empty()) {
+    if (!Send(sub, text)) return false;
+    sub.stalled_since.reset();
+  } else if (!*all) {
+    // Nothing fits: the client is not reading. Give it max_stall to recover.
+    if (!sub.stalled_since) sub.stalled_since = now;
+    if (now - *sub.stalled_since >= options_.max_stall) {
+      sub.stream->Close();
+      return false;
+    }
+  }
+  sub.cursor = cursor;
+  return !sub.stream->closed();
+}
+
+void EventHub::PollOnce() {
+  const int64_t head = head_.load();
+  auto fresh = store_->ListEvents({head, std::nullopt, options_.page_size});
+  if (!fresh.ok()) {
+    // Transient (e.g. the database is locked by a writer): try again next poll.
+    log::Get("api")->warn("event stream: reading new events failed: {}", fresh.status().ToString());
+    return;
+  }
+
+  std::vector<std::shared_ptr<Subscriber>> subs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    subs = subscribers_;
+  }
+  std::vector<Subscriber*> dead;
+  auto is_dead = [&](Subscriber* s) {
+    return std::find(dead.begin(), dead.end(), s) != dead.end();
+  };
+
+  // Behind the head (resumed from an older id, or paced by a full buffer):
+  // served from the store, one page per poll each, so one long replay does
+  // not starve live delivery to others.
+  for (auto& sub : subs) {
+    if (sub->cursor >= head) continue;
+    EventFilter filter{sub->cursor, std::nullopt, options_.page_size};
+    if (!sub->feature_id.empty()) filter.feature_id = sub->feature_id;
+    auto page = store_->ListEvents(filter);
+    if (!page.ok()) continue;  // retried next poll from the same cursor
+    std::vector<std::optional<std::string>> formatted(page->size());
+    bool all = false;
+    if (!Deliver(*sub, *page, formatted, head, &all)) {
+      dead.push_back(sub.get());
+      continue;
+    }
+    if (all) {
+      const bool short_page = static_cast<int>(page->size()) < options_.page_size;
+      const bool past_head = !page->empty() && page->back().seq >= head;
+      if (short_page || past_head) {
+        sub->cursor = head;
+      } else if (!page->empty()) {
+        sub->cursor = std::max(sub->cursor, page->back().seq);
+      }
+    }
+  }
+
+  // Live: each new event formatted once, shared by every subscriber at the head.
+  if (!fresh->empty()) {
+    const int64_t new_head = fresh->back().seq;
+    std::vector<std::optional<std::string>> formatted(fresh->size());
+    for (auto& sub : subs) {
+      if (sub->cursor < head || is_dead(sub.get())) continue;
+      bool all = false;
+      if (!Deliver(*sub, *fresh, formatted, new_head, &all)) {
+        dead.push_back(sub.get());
+        continue;
+      }
+      if (all) sub->cursor = std::max(sub->cursor, new_head);
+    }
+    head_ = new_head;
+  }
+
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& sub : subs) {
+    if (is_dead(sub.get())) continue;
+    if (sub->stream->closed()) {
+      dead.push_back(sub.get());
+      continue;
+    }
+    if (now - sub->last_write < options_.keepalive_interval) continue;
+    if (!Send(*sub, ": keep-alive\n\n")) dead.push_back(sub.get());
+  }
+
+  bool again = static_cast<int>(fresh->size()) == options_.page_size;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!dead.empty()) {
+      subscribers_.erase(
+          std::remove_if(subscribers_.begin(), subscribers_.end(),
+                         [&](const std::shared_ptr<Subscriber>& s) { return is_dead(s.get()); }),
+          subscribers_.end());
+    }
+    // A full page means more are waiting: poll again at once.
+    if (again) wake_ = true;
+  }
+}
+
+void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, Authorizer authorize) {
+  if (!authorize) throw std::invalid_argument("AddEventRoutes needs an authorizer");
+  auto handler = [&hub, &store, authorize](
+                     const HttpRequest& request,
+                     const std::shared_ptr<ResponseStream>& stream) -> std::optional<HttpResponse> {
+    if (Status s = authorize(request, "features:read"); !s.ok()) {
+      return ErrorResponse(s, request.request_id);
+    }
+    std::string last = request.Header("last-event-id");
+    if (last.empty()) last = request.Query("last_event_id");
+    auto after = ParseLastEventId(last);
+    if (!after.ok()) return ErrorResponse(after.status(), request.request_id);
+    std::string feature_id;
+    if (auto it = request.path_params.find("id"); it != request.path_params.end()) {
+      auto feature = store.GetFeature(it->second);
+      if (!feature.ok()) return ErrorResponse(feature.status(), request.request_id);
+      feature_id = feature->id;
+    } else {
+      feature_id = request.Query("feature_id");
+    }
+    hub.Subscribe(stream, *after, std::move(feature_id));
+    return std::nullopt;
+  };
+  StreamOptions options;
+  options.headers = {{"X-Accel-Buffering", "no"}};
+  // Above the hub's pacing limit, so only a single oversized event or a
+  // writer other than the hub can reach it.
+  options.max_buffered_bytes = 2 * hub.options().max_buffered_bytes + (1 << 20);
+  server.RouteStream("GET", "/api/v1/events", handler, options);
+  server.RouteStream("GET", "/events", handler, options);
+  server.RouteStream("GET", "/api/v1/features/:id/events", handler, options);
+}
+
+}  // namespace af

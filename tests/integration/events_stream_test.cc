@@ -1,0 +1,321 @@
+// Server-sent events end to end: a real HttpServer + EventHub on a real
+// SQLite store in a temporary directory, spoken to over loopback sockets.
+#include "af/api/events_stream.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "af/api/errors.h"
+#include "af/api/http_server.h"
+#include "af/api/metrics.h"
+#include "af/store/store.h"
+#include "support/http_client.h"
+#include "support/sse_client.h"
+#include "support/test_util.h"
+
+namespace af {
+namespace {
+
+using testing::SseClient;
+using testing::SseMessage;
+
+constexpr char kToken[] = "Bearer test-token";
+
+Status TestAuthorizer(const HttpRequest& request, std::string_view permission) {
+  if (request.Header("authorization") != kToken) {
+    return Unauthenticated("missing or bad API key", "send Authorization: Bearer <key>");
+  }
+  if (permission != "features:read") return PermissionDenied("unexpected permission");
+  return Status::Ok();
+}
+
+testing::HttpCallOptions AuthOptions(std::map<std::string, std::string> extra = {}) {
+  testing::HttpCallOptions options;
+  options.headers = std::move(extra);
+  options.headers["Authorization"] = kToken;
+  return options;
+}
+
+class EventsStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open({}); }
+
+  void Open(EventHubOptions hub_options) {
+    StoreOptions so;
+    so.url = "sqlite:" + (dir_.path() / "af.db").string();
+    auto store = Store::Open(so);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    hub_options.poll_interval = std::chrono::milliseconds(20);
+    hub_ = std::make_unique<EventHub>(store_.get(), hub_options);
+    ASSERT_TRUE(hub_->Start().ok());
+    HttpServerOptions options;
+    options.port = 0;
+    options.threads = 2;
+    options.access_log = [this](const AccessLogEntry& e) { http_metrics_.Observe(e); };
+    server_ = std::make_unique<HttpServer>(options);
+    AddEventRoutes(*server_, *hub_, *store_, TestAuthorizer);
+    AddMetricsRoute(*server_, MetricsSources{store_.get(), nullptr, hub_.get(), &http_metrics_});
+    server_->Route("GET", "/ping", [](const HttpRequest&) { return JsonResponse(200, {}); });
+    Status s = server_->Start();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  void TearDown() override {
+    if (server_) server_->Stop();
+    if (hub_) hub_->Stop();
+  }
+
+  int64_t Append(const std::string& feature = "", size_t payload = 0) {
+    Event e;
+    e.type = "test.event";
+    e.feature_id = feature;
+    if (payload) e.data = {{"pad", std::string(payload, 'x')}};
+    auto seq = store_->AppendEvent(e);
+    EXPECT_TRUE(seq.ok()) << seq.status().ToString();
+    return seq.ok() ? *seq : -1;
+  }
+
+  std::unique_ptr<SseClient> Connect(const std::string& path,
+                                     std::map<std::string, std::string> headers = {}) {
+    headers.emplace("Authorization", kToken);
+    auto c = SseClient::Connect(server_->port(), path, headers);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    if (!c.ok()) return nullptr;
+    EXPECT_EQ((*c)->status(), 200);
+    EXPECT_EQ((*c)->Header("content-type"), "text/event-stream");
+    return std::move(c).value();
+  }
+
+  // Reads events until `n` arrived; returns their seqs (checking id == data.seq).
+  std::vector<int64_t> ReadSeqs(SseClient& c, size_t n) {
+    std::vector<int64_t> seqs;
+    while (seqs.size() < n) {
+      auto m = c.NextEvent();
+      if (!m.ok()) {
+        ADD_FAILURE() << "after " << seqs.size() << " events: " << m.status().ToString();
+        break;
+      }
+      nlohmann::json data = nlohmann::json::parse(m->data);
+      EXPECT_EQ(m->id, std::to_string(data["seq"].get<int64_t>()));
+      EXPECT_EQ(m->event, data["type"].get<std::string>());
+      seqs.push_back(std::stoll(m->id));
+    }
+    return seqs;
+  }
+
+  static std::vector<int64_t> Range(int64_t first, int64_t last) {
+    std::vector<int64_t> v;
+    for (int64_t s = first; s <= last; ++s) v.push_back(s);
+    return v;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<EventHub> hub_;
+  HttpMetrics http_metrics_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(EventsStreamTest, LiveEventsArriveInOrderWithIdEqualToSeq) {
+  auto c = Connect("/api/v1/events");
+  ASSERT_TRUE(c);
+  auto first = c->Next();
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->retry, 3000);  // the reconnection hint comes first
+
+  int64_t a = Append("f-1");
+  Append();
+  int64_t last = Append("f-2");
+  EXPECT_EQ(ReadSeqs(*c, 3), Range(a, last));
+}
+
+TEST_F(EventsStreamTest, RootAliasStreamsToo) {
+  auto c = Connect("/events");
+  ASSERT_TRUE(c);
+  int64_t a = Append();
+  EXPECT_EQ(ReadSeqs(*c, 1), std::vector<int64_t>{a});
+}
+
+TEST_F(EventsStreamTest, LastEventIdReplaysExactlyTheMissedEventsThenLiveOnes) {
+  for (int i = 0; i < 10; ++i) Append();
+  const int64_t seen = 4;  // the client saw 1..4 before it disconnected
+  auto c = Connect("/api/v1/events", {{"Last-Event-ID", std::to_string(seen)}});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(ReadSeqs(*c, 6), Range(5, 10));
+  for (int i = 0; i < 5; ++i) Append();
+  EXPECT_EQ(ReadSeqs(*c, 5), Range(11, 15));
+}
+
+TEST_F(EventsStreamTest, ResumeWhileEventsAreBeingAppendedHasNoGapAndNoDuplicate) {
+  // Replay and the live tail overlap in time: the appender never pauses.
+  for (int i = 0; i < 300; ++i) Append();
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> last_appended{0};
+  std::thread appender([&] {
+    for (int n = 0; n < 3000 && !stop; ++n) last_appended = Append();
+  });
+  auto c = Connect("/api/v1/events?last_event_id=100");
+  ASSERT_TRUE(c);
+  // Read a good while into the live part, then stop and drain.
+  auto seqs = ReadSeqs(*c, 600);
+  stop = true;
+  appender.join();
+  const int64_t final_seq = last_appended.load();
+  ASSERT_GT(final_seq, seqs.back());
+  auto rest = ReadSeqs(*c, static_cast<size_t>(final_seq - seqs.back()));
+  seqs.insert(seqs.end(), rest.begin(), rest.end());
+  EXPECT_EQ(seqs, Range(101, final_seq));
+}
+
+TEST_F(EventsStreamTest, FeatureStreamCarriesOnlyThatFeature) {
+  Feature f1, f2;
+  f1.title = "one";
+  f2.title = "two";
+  auto one = store_->CreateFeature(f1);
+  auto two = store_->CreateFeature(f2);
+  ASSERT_TRUE(one.ok() && two.ok());
+  auto c = Connect("/api/v1/features/" + one->id + "/events", {{"Last-Event-ID", "0"}});
+  ASSERT_TRUE(c);
+  // Replayed: its feature.created, not the other's.
+  auto created = c->NextEvent();
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(created->event, "feature.created");
+  EXPECT_EQ(nlohmann::json::parse(created->data)["feature_id"], one->id);
+  Append(two->id);
+  Append();
+  int64_t mine = Append(one->id);
+  auto next = c->NextEvent();
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(next->id, std::to_string(mine));
+
+  // ?feature_id= filters the global stream the same way.
+  auto g = Connect("/api/v1/events?feature_id=" + two->id);
+  ASSERT_TRUE(g);
+  Append(one->id);
+  int64_t theirs = Append(two->id);
+  EXPECT_EQ(ReadSeqs(*g, 1), std::vector<int64_t>{theirs});
+}
+
+TEST_F(EventsStreamTest, UnknownFeatureIs404Json) {
+  auto reply =
+      testing::HttpCall(server_->port(), "GET", "/api/v1/features/f-nope/events", AuthOptions());
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->status, 404);
+  auto body = nlohmann::json::parse(reply->body);
+  EXPECT_EQ(body["error"]["code"], "NOT_FOUND");
+  EXPECT_NE(body["error"]["message"].get<std::string>().find("f-nope"), std::string::npos);
+}
+
+TEST_F(EventsStreamTest, WithoutTheTokenIs401AndNothingIsStreamed) {
+  for (const char* path : {"/api/v1/events", "/events", "/api/v1/features/x/events"}) {
+    auto reply = testing::HttpCall(server_->port(), "GET", path);
+    ASSERT_TRUE(reply.ok());
+    EXPECT_EQ(reply->status, 401) << path;
+    EXPECT_EQ(nlohmann::json::parse(reply->body)["error"]["code"], "UNAUTHORIZED") << path;
+  }
+  EXPECT_EQ(hub_->subscribers(), 0u);
+}
+
+TEST_F(EventsStreamTest, BadLastEventIdIs400) {
+  auto reply = testing::HttpCall(server_->port(), "GET", "/api/v1/events",
+                                 AuthOptions({{"Last-Event-ID", "x1"}}));
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->status, 400);
+  EXPECT_EQ(nlohmann::json::parse(reply->body)["error"]["code"], "VALIDATION_ERROR");
+}
+
+TEST_F(EventsStreamTest, KeepAliveCommentsArriveWhenIdle) {
+  TearDown();
+  EventHubOptions options;
+  options.keepalive_interval = std::chrono::milliseconds(50);
+  Open(options);
+  auto c = Connect("/api/v1/events");
+  ASSERT_TRUE(c);
+  bool got = false;
+  for (int i = 0; i < 5 && !got; ++i) {
+    auto m = c->Next();
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    got = m->comment == "keep-alive";
+  }
+  EXPECT_TRUE(got);
+}
+
+TEST_F(EventsStreamTest, AClientThatStopsReadingBlocksNobodyAndIsCutOffThenResumes) {
+  TearDown();
+  EventHubOptions options;
+  options.max_buffered_bytes = 256 * 1024;
+  options.max_stall = std::chrono::milliseconds(300);
+  Open(options);
+  auto stalled = SseClient::Connect(server_->port(), "/api/v1/events", {{"Authorization", kToken}},
+                                    std::chrono::seconds(10), /*receive_buffer=*/4096);
+  ASSERT_TRUE(stalled.ok()) << stalled.status().ToString();
+  auto reader = Connect("/api/v1/events");
+  ASSERT_TRUE(reader);
+  ASSERT_TRUE(testing::WaitFor([&] { return hub_->subscribers() == 2; }));
+
+  // 200 events of ~40 KB (8 MB): far more than the stalled client's socket
+  // buffers plus its allowance. The appender and the reader must not notice.
+  const int64_t first = store_->LatestEventSeq().value() + 1;
+  for (int i = 0; i < 200; ++i) Append("", 40000);
+  EXPECT_EQ(ReadSeqs(*reader, 200), Range(first, first + 199));
+
+  // The stalled stream is dropped by the hub once it stalls (the reader stays).
+  EXPECT_TRUE(testing::WaitFor([&] { return hub_->subscribers() == 1; }));
+  EXPECT_LE((*stalled)->status(), 200);
+  // Reconnecting with the last id it managed to read resumes it fully.
+  auto again = Connect("/api/v1/events", {{"Last-Event-ID", std::to_string(first - 1)}});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(ReadSeqs(*again, 200), Range(first, first + 199));
+}
+
+TEST_F(EventsStreamTest, StopClosesOpenStreams) {
+  std::vector<std::unique_ptr<SseClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(Connect(i == 0 ? "/events" : "/api/v1/events"));
+    ASSERT_TRUE(clients.back());
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return server_->open_streams() == 3; }));
+  server_->Stop();
+  for (auto& c : clients) EXPECT_TRUE(c->WaitClosed(std::chrono::seconds(10)));
+  EXPECT_EQ(server_->open_streams(), 0u);
+  // Writers are told: the hub drops every stream at its next poll.
+  Append();
+  EXPECT_TRUE(testing::WaitFor([&] { return hub_->subscribers() == 0; }));
+}
+
+TEST_F(EventsStreamTest, MetricsCountRoutesByPatternAndShowSseClientsAndStoreCounts) {
+  Feature f;
+  f.title = "m";
+  ASSERT_TRUE(store_->CreateFeature(f).ok());
+  ASSERT_TRUE(testing::HttpCall(server_->port(), "GET", "/ping").ok());
+  ASSERT_TRUE(
+      testing::HttpCall(server_->port(), "GET", "/api/v1/features/f-x/events", AuthOptions()).ok());
+  auto c = Connect("/api/v1/events");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(testing::WaitFor([&] { return hub_->subscribers() == 1; }));
+
+  auto reply = testing::HttpCall(server_->port(), "GET", "/metrics");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(reply->Header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& m = reply->body;
+  EXPECT_NE(m.find("af_http_requests_total{method=\"GET\",route=\"/ping\",status=\"200\"} 1\n"),
+            std::string::npos)
+      << m;
+  // The pattern, not the raw id.
+  EXPECT_NE(m.find("route=\"/api/v1/features/:id/events\",status=\"404\"} 1\n"), std::string::npos)
+      << m;
+  EXPECT_EQ(m.find("f-x"), std::string::npos);
+  EXPECT_NE(m.find("af_http_request_duration_seconds_count{method=\"GET\",route=\"/ping\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(m.find("af_sse_clients 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("af_features{status=\"queued\"} 1\n"), std::string::npos) << m;
+}
+
+}  // namespace
+}  // namespace af
