@@ -124,6 +124,15 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   LoadedConfig loaded = LoadForCli(g);
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
   const Config& config = loaded.config;
+  // `run` is one process: every working role needs an instance in it.
+  for (const char* role : {"planner", "coder", "tester", "reviewer", "devops"}) {
+    if (config.agents.at(role).replicas < 1) {
+      return ReportError(InvalidArgument(std::string("agents.") + role + ".replicas is 0, so nothing would " +
+                                             "do the " + role + "'s work in this process",
+                                         "set it to 1 or more for 'agent-factory run'"),
+                         kExitUsage);
+    }
+  }
   auto request = LoadPrpFile(file);
   if (!request.ok()) return ReportError(request.status(), kExitUsage);
   if (!project.empty()) request->project = project;

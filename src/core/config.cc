@@ -480,6 +480,21 @@ void CrossCheck(LoadedConfig& out) {
     add("redis.url", "expected redis://HOST:PORT (or unset for the in-process bus)");
   }
   if (c.server.host.empty()) add("server.host", "must not be empty");
+  // A real provider needs a model and (except local OpenAI-compatible
+  // servers) a key: say so now rather than when the first feature runs.
+  if (c.llm.provider != "replay" && c.llm.model.empty()) {
+    add("llm.model", "required when llm.provider = " + c.llm.provider +
+                         " (e.g. AF_LLM_MODEL=" +
+                         (c.llm.provider == "anthropic" ? "claude-sonnet-4-5" : "gpt-4o-mini") + ")");
+  }
+  if (c.llm.provider == "anthropic" && c.anthropic.api_key.empty()) {
+    add("anthropic.api_key", "ANTHROPIC_API_KEY not set: export it (or use AF_LLM_PROVIDER=replay "
+                             "for the offline demo)");
+  }
+  if (c.llm.provider == "openai" && c.openai.api_key.empty() && c.openai.base_url.empty()) {
+    add("openai.api_key", "OPENAI_API_KEY not set: export it, or set OPENAI_BASE_URL to a local "
+                          "OpenAI-compatible server that needs none");
+  }
 }
 
 }  // namespace

@@ -403,12 +403,13 @@ TEST(ApiLimitsTest, RateLimitAnswers429WithRetryAfterAndHeaders) {
 }
 
 TEST(ApiLimitsTest, WithoutAnLlmSubmitIs503NamingTheProblem) {
-  Server server("", {{"AF_LLM_PROVIDER", "anthropic"}});
+  // The recordings the replay provider needs are missing: no usable model.
+  Server server("", {{"AF_LLM_REPLAY_FILE", "/nonexistent/recordings.jsonl"}});
   ASSERT_TRUE(server.ready()) << server.child().Err();
   auto r = server.Admin("POST", "/api/v1/features",
                         R"({"title":"x","description":"y","challenge_vague_requirements":false})");
   ExpectError(r, 503, "UNAVAILABLE", "LLM");
-  EXPECT_NE(r->body.find("ANTHROPIC_API_KEY"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("/nonexistent/recordings.jsonl"), std::string::npos) << r->body;
 }
 
 TEST(ApiCliTest, ClientCommandsTalkToTheServer) {

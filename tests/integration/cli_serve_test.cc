@@ -95,13 +95,27 @@ TEST(CliServeTest, UnusableProviderStillServesAndHealthSaysWhy) {
   TempDir dir;
   int port = FreePort();
   auto env = ServeEnv(port);
-  env["AF_LLM_PROVIDER"] = "anthropic";
+  env["AF_LLM_REPLAY_FILE"] = "/nonexistent/recordings.jsonl";  // the provider cannot start
   ChildProcess server({BinaryPath(), "serve"}, env, dir.path().string());
   ASSERT_TRUE(WaitFor([&] { return Live(port) || !server.Running(); })) << server.Err();
   auto j = nlohmann::json::parse(HttpCall(port, "GET", "/health")->body);
   EXPECT_EQ(j["status"], "degraded");
-  EXPECT_NE(j["components"]["llm"].get<std::string>().find("ANTHROPIC_API_KEY not set"),
+  EXPECT_NE(j["components"]["llm"].get<std::string>().find("/nonexistent/recordings.jsonl"),
             std::string::npos) << j.dump();
+}
+
+TEST(CliServeTest, ARealProviderWithoutKeyOrModelIsRefusedUpFront) {
+  TempDir dir;
+  auto env = ServeEnv(FreePort());
+  env["AF_LLM_PROVIDER"] = "anthropic";
+  env["AF_LLM_MODEL"] = "\x01unset";
+  auto serve = RunCommand({BinaryPath(), "serve"}, env, dir.path().string());
+  EXPECT_EQ(serve.exit_code, 2);
+  EXPECT_NE(serve.err.find("anthropic.api_key: ANTHROPIC_API_KEY not set"), std::string::npos) << serve.err;
+  EXPECT_NE(serve.err.find("llm.model: required when llm.provider = anthropic"), std::string::npos) << serve.err;
+  auto validate = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
+  EXPECT_EQ(validate.exit_code, 2);
+  EXPECT_EQ(validate.err, serve.err);
 }
 
 TEST(CliServeTest, HealthWithoutAServerSaysHowToStartOne) {

@@ -85,6 +85,17 @@ TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
 }
 
+TEST(RunCommandTest, ZeroReplicasOfANeededRoleIsRefusedInsteadOfHanging) {
+  TempDir dir;
+  auto env = kOffline;
+  env["AF_AGENTS_CODER_REPLICAS"] = "0";
+  auto run = RunCommand({BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
+                        env, dir.path().string());
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("agents.coder.replicas is 0"), std::string::npos) << run.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
+}
+
 TEST(RunCommandTest, ValidateAcceptsEveryExampleAndNamesAMissingFile) {
   for (const char* ex : {"python-slugify", "cpp-ring-buffer", "shell-wordfreq"}) {
     auto r = RunCommand({BinaryPath(), "validate", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/" + ex + ".md"});
