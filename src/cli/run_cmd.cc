@@ -185,13 +185,15 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     auto f = svc.store->GetFeature(id);
     if (f.ok()) current = *f;
     if (IsTerminalFeatureStatus(current.status) && events.ok() && events->empty()) break;
-    if (g_interrupted) {
+    // Interrupted after the end: report the end, there is nothing to resume.
+    if (g_interrupted && !IsTerminalFeatureStatus(current.status)) {
       std::fprintf(stderr, "stopping: waiting for the running steps (Ctrl-C again to quit at once)\n");
       (*pipeline)->Stop();
       std::fprintf(stderr, "interrupted: feature %s stays %s and resumes on the next 'agent-factory serve' or 'run'\n",
                    id.c_str(), current.status.c_str());
       return 130;
     }
+    if (g_interrupted) continue;  // terminal: print the last events, then the report
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   (*pipeline)->Stop();
