@@ -1,5 +1,6 @@
 // `agent-factory db migrate|status|history`.
 #include <cstdio>
+#include <filesystem>
 #include <ctime>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -21,12 +22,18 @@ std::string FormatTime(int64_t ms) {
 
 // Opens the configured database without migrating (status/history must not
 // change anything; migrate applies explicitly).
-Result<std::unique_ptr<Store>> OpenStore(const GlobalOptions& g, std::string* url) {
+Result<std::unique_ptr<Store>> OpenStore(const GlobalOptions& g, std::string* url, bool for_migrate) {
   LoadedConfig loaded = LoadForCli(g);
   AF_RETURN_IF_ERROR(loaded.Validate());
   *url = loaded.config.DatabaseUrl();
   StoreOptions opts;
   opts.url = *url;
+  // Looking must not create: a database file that does not exist yet is
+  // described from an empty in-memory one (every migration pending).
+  if (!for_migrate && url->rfind("sqlite:", 0) == 0 && *url != "sqlite::memory:" &&
+      !std::filesystem::exists(url->substr(7))) {
+    opts.url = "sqlite::memory:";
+  }
   opts.migrate = false;
   opts.busy_timeout = std::chrono::milliseconds(loaded.config.database.busy_timeout_ms);
   return Store::Open(opts);
@@ -36,7 +43,7 @@ Result<std::unique_ptr<Store>> OpenStore(const GlobalOptions& g, std::string* ur
 
 int DbMigrate(const GlobalOptions& g) {
   std::string url;
-  auto store = OpenStore(g, &url);
+  auto store = OpenStore(g, &url, true);
   if (!store.ok()) return ReportError(store.status());
   auto applied = (*store)->Migrate();
   if (!applied.ok()) return ReportError(applied.status());
@@ -55,14 +62,14 @@ int DbMigrate(const GlobalOptions& g) {
 
 int DbStatus(const GlobalOptions& g) {
   std::string url;
-  auto store = OpenStore(g, &url);
+  auto store = OpenStore(g, &url, false);
   if (!store.ok()) return ReportError(store.status());
   auto status = (*store)->GetMigrationStatus();
   if (!status.ok()) return ReportError(status.status());
   if (g.json) {
     nlohmann::json pending = nlohmann::json::array();
     for (const auto& m : status->pending) pending.push_back({{"version", m.version}, {"name", m.name}});
-    std::cout << nlohmann::json{{"database", (*store)->Describe()},
+    std::cout << nlohmann::json{{"database", url},
                                 {"current_version", status->current_version},
                                 {"latest_version", status->latest_version},
                                 {"pending", pending}}
@@ -70,7 +77,8 @@ int DbStatus(const GlobalOptions& g) {
               << "\n";
     return kExitOk;
   }
-  std::printf("database:        %s\n", (*store)->Describe().c_str());
+  std::printf("database:        %s%s\n", url.c_str(),
+              (*store)->Describe() == "sqlite::memory:" && url != "sqlite::memory:" ? " (not created yet)" : "");
   std::printf("schema version:  %d (this binary knows %d)\n", status->current_version,
               status->latest_version);
   if (status->pending.empty()) {
@@ -84,7 +92,7 @@ int DbStatus(const GlobalOptions& g) {
 
 int DbHistory(const GlobalOptions& g) {
   std::string url;
-  auto store = OpenStore(g, &url);
+  auto store = OpenStore(g, &url, false);
   if (!store.ok()) return ReportError(store.status());
   auto history = (*store)->MigrationHistory();
   if (!history.ok()) return ReportError(history.status());

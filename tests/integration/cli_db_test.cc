@@ -21,6 +21,12 @@ TEST(CliDbTest, StatusChangesNothingMigrateAppliesOnceHistoryLists) {
   int latest = j["latest_version"];
   EXPECT_GE(latest, 3);
   EXPECT_EQ(j["pending"].size(), static_cast<size_t>(latest));
+  EXPECT_NE(j["database"].get<std::string>().find("data/agent-factory.db"), std::string::npos) << j.dump();
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data")) << "db status must change nothing";
+  auto history0 = RunCommand({BinaryPath(), "db", "history"}, kEnv, cwd);
+  EXPECT_EQ(history0.exit_code, 0);
+  EXPECT_NE(history0.out.find("no migrations applied yet"), std::string::npos) << history0.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
 
   auto first = RunCommand({BinaryPath(), "db", "migrate"}, kEnv, cwd);
   ASSERT_EQ(first.exit_code, 0) << first.err;
