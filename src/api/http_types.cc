@@ -64,6 +64,8 @@ std::string_view ReasonPhrase(int status) {
       return "Service Unavailable";
     case 504:
       return "Gateway Timeout";
+    case 529:
+      return "Overloaded";  // Anthropic's status for an overloaded API
     default:
       return "Unknown";
   }

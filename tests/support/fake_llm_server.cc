@@ -1,5 +1,7 @@
 #include "support/fake_llm_server.h"
 
+#include "af/api/http_types.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -80,38 +82,9 @@ bool ReadRequest(int fd, RecordedRequest* req) {
   return true;
 }
 
-std::string Reason(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 429:
-      return "Too Many Requests";
-    case 500:
-      return "Internal Server Error";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    case 529:
-      return "Overloaded";
-    default:
-      return "Status";
-  }
-}
-
 std::string PlainHead(int status, size_t length,
                       const std::map<std::string, std::string>& extra = {}) {
-  std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) +
+  std::string h = "HTTP/1.1 " + std::to_string(status) + " " + std::string(ReasonPhrase(status)) +
                   "\r\nContent-Length: " + std::to_string(length) + "\r\nConnection: close\r\n";
   bool has_type = false;
   for (const auto& [k, v] : extra) {
