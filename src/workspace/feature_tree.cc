@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <system_error>
@@ -26,6 +27,23 @@ using workspace_internal::TrimRight;
 namespace {
 
 constexpr size_t kBinaryProbeBytes = 8192;
+
+// Visits every entry below `start` except `.git` and the tree's own `.af/`,
+// without descending into symlinked directories; `visit` returns false to stop.
+void WalkTree(const fs::path& root, const fs::path& start,
+              const std::function<bool(const fs::directory_entry&)>& visit) {
+  std::error_code ec;
+  fs::recursive_directory_iterator it(start, fs::directory_options::skip_permission_denied, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string name = p.filename().string();
+    if (name == ".git" || (name == ".af" && p.parent_path() == root)) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (!visit(*it)) return;
+  }
+}
 constexpr size_t kMaxSearchFileBytes = 2 << 20;
 constexpr size_t kMaxEditFileBytes = 16 << 20;
 
@@ -260,22 +278,16 @@ Result<std::vector<std::string>> FeatureTree::ListFiles(std::string_view rel) co
     return files;
   }
   bool truncated = false;
-  fs::recursive_directory_iterator it(start, fs::directory_options::skip_permission_denied, ec);
-  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    const fs::path& p = it->path();
-    const std::string name = p.filename().string();
-    if (name == ".git" || (name == ".af" && p.parent_path() == root_)) {
-      it.disable_recursion_pending();
-      continue;
-    }
+  WalkTree(root_, start, [&](const fs::directory_entry& e) {
     std::error_code entry_ec;
-    if (it->is_directory(entry_ec) && !it->is_symlink(entry_ec)) continue;
+    if (e.is_directory(entry_ec) && !e.is_symlink(entry_ec)) return true;
     if (files.size() >= kMaxListEntries) {
       truncated = true;
-      break;
+      return false;
     }
-    files.push_back(p.lexically_relative(root_).string());
-  }
+    files.push_back(e.path().lexically_relative(root_).string());
+    return true;
+  });
   std::sort(files.begin(), files.end());
   if (truncated) {
     files.push_back("... [list truncated at " + std::to_string(kMaxListEntries) +
@@ -287,22 +299,15 @@ Result<std::vector<std::string>> FeatureTree::ListFiles(std::string_view rel) co
 Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query, size_t max_hits) const {
   if (query.empty()) return InvalidArgument("search query is empty");
   std::vector<fs::path> paths;
-  std::error_code ec;
-  fs::recursive_directory_iterator it(root_, fs::directory_options::skip_permission_denied, ec);
-  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    const fs::path& p = it->path();
-    const std::string name = p.filename().string();
-    if (name == ".git" || (name == ".af" && p.parent_path() == root_)) {
-      it.disable_recursion_pending();
-      continue;
-    }
+  WalkTree(root_, root_, [&](const fs::directory_entry& e) {
     // Symlinks are not followed: their targets may lie outside the tree.
     // (error_code overloads: files may vanish while another task works.)
     std::error_code entry_ec;
-    if (it->is_symlink(entry_ec) || !it->is_regular_file(entry_ec)) continue;
-    if (it->file_size(entry_ec) > kMaxSearchFileBytes || entry_ec) continue;
-    paths.push_back(p);
-  }
+    if (e.is_symlink(entry_ec) || !e.is_regular_file(entry_ec)) return true;
+    if (e.file_size(entry_ec) > kMaxSearchFileBytes || entry_ec) return true;
+    paths.push_back(e.path());
+    return true;
+  });
   std::sort(paths.begin(), paths.end());
   std::vector<SearchHit> hits;
   for (const auto& p : paths) {
