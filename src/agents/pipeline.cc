@@ -249,7 +249,9 @@ void Pipeline::Impl::SetState(Instance* inst, const std::string& state, const st
     inst->state = state;
     inst->current_task = task;
   }
-  Beat(inst, false);
+  // An event per state change lets watchers (the dashboard, `agents`) follow
+  // busy/idle live instead of waiting for the periodic heartbeat.
+  Beat(inst, true);
 }
 
 void Pipeline::Impl::HeartbeatLoop() {

@@ -107,6 +107,12 @@ void AddWebAssetRoutes(HttpServer& server, const std::vector<WebAsset>& assets) 
       response.content_type = std::string(asset.content_type);
       response.body = std::string(asset.content);
       response.headers.emplace_back("Cache-Control", "no-cache");
+      // The dashboard loads only its own files and talks only to this server;
+      // a key kept in localStorage is then out of reach of injected scripts.
+      response.headers.emplace_back("Content-Security-Policy",
+                                    "default-src 'self'; img-src 'self' data:; "
+                                    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+      response.headers.emplace_back("X-Content-Type-Options", "nosniff");
       return response;
     };
     server.Route("GET", std::string(asset.path), serve);

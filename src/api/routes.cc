@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -373,6 +374,28 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
   return out;
 }
 
+Result<json> GetFeatureDiff(const ApiBackend& b, const HttpRequest& r) {
+  const std::string& id = PathParam(r, "id");
+  AF_RETURN_IF_ERROR(b.store->GetFeature(id).status());
+  json out = {{"feature_id", id}, {"available", false}, {"diff", ""}, {"bytes", 0},
+              {"truncated", false}};
+  // Feature ids come from the store (checked above), so the path stays inside
+  // artifacts_dir.
+  if (b.artifacts_dir.empty()) return out;
+  std::ifstream in(b.artifacts_dir / id / "changes.patch", std::ios::binary);
+  if (!in) return out;
+  std::string diff(kMaxDiffBytes + 1, '\0');
+  in.read(diff.data(), static_cast<std::streamsize>(diff.size()));
+  diff.resize(static_cast<size_t>(in.gcount()));
+  const bool truncated = diff.size() > kMaxDiffBytes;
+  if (truncated) diff.resize(kMaxDiffBytes);
+  out["available"] = true;
+  out["bytes"] = diff.size();
+  out["truncated"] = truncated;
+  out["diff"] = std::move(diff);  // JsonResponse replaces invalid UTF-8
+  return out;
+}
+
 Result<json> CancelFeature(const ApiBackend& b, const HttpRequest& r) {
   const std::string& id = PathParam(r, "id");
   AF_RETURN_IF_ERROR(b.store->GetFeature(id).status());  // 404 before 503
@@ -543,6 +566,7 @@ const std::vector<ApiRouteSpec>& ApiRouteSpecs() {
       {"GET", "/api/v1/features", "features:read", "List features (status, limit, offset)"},
       {"GET", "/api/v1/features/:id", "features:read", "A feature with tasks, artifacts, usage"},
       {"DELETE", "/api/v1/features/:id", "features:create", "Cancel a feature"},
+      {"GET", "/api/v1/features/:id/diff", "features:read", "The delivered diff of a feature"},
       {"GET", "/api/v1/tasks/:id", "features:read", "A task"},
       {"GET", "/api/v1/agents", "agents:read", "The agents and their states"},
       {"GET", "/api/v1/agents/:id", "agents:read", "One agent"},
@@ -583,6 +607,7 @@ Fn FnFor(const std::shared_ptr<Shared>& s, const ApiRouteSpec& spec) {
                 {"GET /api/v1/features", &ListFeatures},
                 {"GET /api/v1/features/:id", &GetFeature},
                 {"DELETE /api/v1/features/:id", &CancelFeature},
+                {"GET /api/v1/features/:id/diff", &GetFeatureDiff},
                 {"GET /api/v1/tasks/:id", &GetTask},
                 {"GET /api/v1/agents", &ListAgents},
                 {"GET /api/v1/agents/:id", &GetAgent},

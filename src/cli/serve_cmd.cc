@@ -78,6 +78,7 @@ int Serve(const GlobalOptions& g) {
   AddMetricsRoute(server, MetricsSources{svc->store.get(), svc->bus.get(), &hub, &http_metrics});
   ApiBackend backend;
   backend.store = svc->store.get();
+  backend.artifacts_dir = std::filesystem::path(config.data_dir) / "artifacts";
   if (pipeline) {
     Pipeline* p = pipeline.get();
     backend.submit = [p](const FeatureRequest& r) { return p->Submit(r); };

@@ -314,6 +314,13 @@ TEST_F(ApiTest, MarkdownPrpRunsToCompletedWithTasksAndPagination) {
       server_->Admin("GET", "/api/v1/tasks/" + feature["tasks"][0]["id"].get<std::string>());
   ASSERT_EQ(task->status, 200) << task->body;
   EXPECT_EQ(Body(task)["feature_id"], id);
+  // The delivered diff is the patch of the branch: it adds the slugify module.
+  auto diff = server_->Admin("GET", "/api/v1/features/" + id + "/diff");
+  ASSERT_EQ(diff->status, 200) << diff->body;
+  EXPECT_TRUE(Body(diff)["available"].get<bool>());
+  EXPECT_NE(Body(diff)["diff"].get<std::string>().find("+++ b/"), std::string::npos)
+      << diff->body.substr(0, 500);
+  ExpectError(server_->Admin("GET", "/api/v1/features/f-nope/diff"), 404, "NOT_FOUND");
 
   // Cancelling a finished feature is a conflict, not a change.
   ExpectError(server_->Admin("DELETE", "/api/v1/features/" + id), 409, "CONFLICT");

@@ -8,6 +8,7 @@
 #include "af/api/openapi.h"
 #include "af/api/routes.h"
 #include "af/store/store.h"
+#include "support/test_util.h"
 
 namespace af {
 namespace {
@@ -159,6 +160,35 @@ TEST_F(ApiRoutesTest, FeatureDetailHasTasksArtifactsUsageAndUnknownIs404) {
   r.path_params["id"] = "f-nope";
   EXPECT_EQ(GetFeature(backend_, r).status().code(), Code::kNotFound);
   EXPECT_EQ(CancelFeature(backend_, r).status().code(), Code::kNotFound);
+}
+
+TEST_F(ApiRoutesTest, DiffIsServedFromArtifactsAndCappedAndAbsentBeforeDelivery) {
+  auto stored = store_->CreateFeature(Feature{.title = "t"});
+  ASSERT_TRUE(stored.ok());
+  testing::TempDir dir;
+  backend_.artifacts_dir = dir.path();
+  HttpRequest r;
+  r.path_params["id"] = stored->id;
+  auto before = GetFeatureDiff(backend_, r);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  EXPECT_FALSE((*before)["available"].get<bool>());
+  EXPECT_EQ((*before)["diff"], "");
+
+  dir.Write(stored->id + "/changes.patch", "+++ b/x\n+hello\n");
+  auto small = GetFeatureDiff(backend_, r);
+  ASSERT_TRUE(small.ok());
+  EXPECT_TRUE((*small)["available"].get<bool>());
+  EXPECT_EQ((*small)["diff"], "+++ b/x\n+hello\n");
+  EXPECT_FALSE((*small)["truncated"].get<bool>());
+
+  dir.Write(stored->id + "/changes.patch", std::string(kMaxDiffBytes + 10, 'x'));
+  auto big = GetFeatureDiff(backend_, r);
+  ASSERT_TRUE(big.ok());
+  EXPECT_TRUE((*big)["truncated"].get<bool>());
+  EXPECT_EQ((*big)["bytes"], kMaxDiffBytes);
+
+  r.path_params["id"] = "f-nope";
+  EXPECT_EQ(GetFeatureDiff(backend_, r).status().code(), Code::kNotFound);
 }
 
 TEST_F(ApiRoutesTest, AgentsWithOldHeartbeatsAreOffline) {

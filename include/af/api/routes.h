@@ -14,6 +14,7 @@
 // callbacks (all thread-safe in production).
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -43,6 +44,9 @@ struct ApiBackend {
   std::function<int64_t()> now_ms;
   // An agent whose heartbeat is older than this shows "offline" (SPEC §14).
   std::chrono::milliseconds offline_after{90000};  // default 90 s
+  // Where delivery writes <feature-id>/changes.patch (<data_dir>/artifacts);
+  // empty = no diffs are served.
+  std::filesystem::path artifacts_dir;
 };
 
 // --- Plain functions (unit-tested directly) --------------------------------
@@ -73,6 +77,11 @@ Result<nlohmann::json> ListFeatures(const ApiBackend& b, const HttpRequest& r);
 Result<nlohmann::json> GetFeature(const ApiBackend& b, const HttpRequest& r);
 // DELETE /features/{id} -> the feature, now cancelled.
 Result<nlohmann::json> CancelFeature(const ApiBackend& b, const HttpRequest& r);
+// GET /features/{id}/diff -> {feature_id, available, diff, bytes, truncated}:
+// the delivered changes.patch (at most kMaxDiffBytes of it). Before delivery
+// `available` is false and `diff` empty; 404 for an unknown feature.
+inline constexpr size_t kMaxDiffBytes = 2 << 20;
+Result<nlohmann::json> GetFeatureDiff(const ApiBackend& b, const HttpRequest& r);
 Result<nlohmann::json> GetTask(const ApiBackend& b, const HttpRequest& r);
 Result<nlohmann::json> ListAgents(const ApiBackend& b, const HttpRequest& r);  // {agents}
 Result<nlohmann::json> GetAgent(const ApiBackend& b, const HttpRequest& r);
