@@ -156,18 +156,24 @@ function setLive(on) {
   $('live').className = 'badge ' + (on ? 'live' : 'off');
 }
 
+// The event named "error" shares its name with EventSource's own connection
+// error, which carries no data: only messages with data are events.
+function parsed(handler) {
+  return (m) => { if (typeof m.data === 'string') handler(JSON.parse(m.data)); };
+}
+
 function startStreams() {
   stopStreams();
   // No Last-Event-ID: only new events; the lists are read from the API.
   globalStream = new EventSource('/api/v1/events?access_token=' + encodeURIComponent(apiKey));
   globalStream.onopen = () => setLive(true);
   globalStream.onerror = () => setLive(false);
-  globalStream.onmessage = (m) => onGlobalEvent(JSON.parse(m.data));
+  globalStream.onmessage = parsed(onGlobalEvent);
   for (const type of ['feature.created', 'feature.status', 'task.created', 'task.status',
                       'agent.started', 'agent.heartbeat', 'agent.offline', 'llm.call',
                       'tool.call', 'gate.result', 'review.verdict', 'memory.stored',
                       'budget.warning', 'error']) {
-    globalStream.addEventListener(type, (m) => onGlobalEvent(JSON.parse(m.data)));
+    globalStream.addEventListener(type, parsed(onGlobalEvent));
   }
 }
 
@@ -350,7 +356,7 @@ function showFeature(id) {
     featureStream = new EventSource('/api/v1/features/' + encodeURIComponent(id) +
                                     '/events?last_event_id=0&access_token=' +
                                     encodeURIComponent(apiKey));
-    const onEvent = (m) => onFeatureEvent(JSON.parse(m.data));
+    const onEvent = parsed(onFeatureEvent);
     featureStream.onmessage = onEvent;
     for (const type of ['feature.created', 'feature.status', 'task.created', 'task.status',
                         'llm.call', 'tool.call', 'gate.result', 'review.verdict',
@@ -386,7 +392,8 @@ function describeEvent(e) {
     case 'task.status': return (d.from || '') + ' → ' + d.to + (d.reason ? ': ' + clip(d.reason, 160) : '');
     case 'task.created': return d.role + ': ' + clip(d.title, 100) +
                                 (d.dependencies && d.dependencies.length ? ' (after ' +
-                                 d.dependencies.join(', ') + ')' : '');
+                                 d.dependencies.map((x) => x.replace(e.feature_id + '-', ''))
+                                     .join(', ') + ')' : '');
     case 'llm.call': return d.provider + '/' + d.model + ' · ' + d.input_tokens + ' in, ' +
                             d.output_tokens + ' out · $' + Number(d.cost_usd || 0).toFixed(4) +
                             (d.replayed ? ' · replayed' : '') +
@@ -502,7 +509,7 @@ function renderTaskGraph(tasks) {
       svg('title', {text: t.title + '\n' + t.status + (t.assigned_agent ? ' · ' + t.assigned_agent : '') +
                           '\n' + (t.description || '')}),
       svg('rect', {width: W, height: H, rx: 6}),
-      svg('text', {x: 10, y: 21, class: 'title', text: clip(t.title, 28)}),
+      svg('text', {x: 10, y: 21, class: 'title', text: clip(t.title, 26)}),
       svg('text', {x: 10, y: 41, class: 'sub', text: t.role + ' · ' + t.status.replace('_', ' ') +
                                                    (t.attempts > 1 ? ' · try ' + t.attempts : '')}));
     node.addEventListener('click', () => showTask(t));

@@ -142,6 +142,10 @@ test('/?token=KEY is stored and taken out of the address bar', async () => {
   for (const s of states) assert.ok(['running', 'idle', 'busy'].includes(s), 'state ' + s);
   assert.match(await page.locator('#health').textContent(), /healthy/);
   assert.match(await page.locator('#system').textContent(), /database\s*healthy/);
+  // A feature that does not exist is said so, on its page.
+  await page.goto(base + '/#/features/f-doesnotexist');
+  await page.locator('#feature-reason').filter({hasText: 'There is no feature f-doesnotexist'})
+      .waitFor();
   assert.deepEqual(page.jsErrors, []);
   await page.context().close();
 });
