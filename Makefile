@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build run test bench format clean
+.PHONY: all setup build run test bench fuzz format clean
 
 all: build
 
@@ -26,6 +26,14 @@ test: build
 bench: build
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target benches
 	./bench/run.sh $(BUILD_DIR)
+
+# Real libFuzzer runs (clang, AddressSanitizer, UBSan) of the fuzz targets that
+# `make test` runs with a deterministic driver: FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DAF_LIBFUZZER=ON
+	cmake --build build-fuzz -j$(JOBS) --target fuzzers
+	./tests/fuzz/run-libfuzzer.sh build-fuzz $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -872,6 +872,9 @@ Result<FeatureRequest> LoadPrpFile(const std::filesystem::path& path) {
       return InvalidArgument(shown + ": malformed JSON at line " + std::to_string(line) +
                                  ", column " + std::to_string(column) + " (" + e.what() + ")",
                              "fix the JSON syntax, or use a Markdown PRP (.md)");
+    } catch (const json::exception& e) {  // out_of_range: a number too large for a double
+      return InvalidArgument(shown + ": malformed JSON (" + std::string(e.what()) + ")",
+                             "keep numbers within the range of a 64-bit float");
     }
     auto r = FeatureRequestFromJson(j);
     if (!r.ok()) return r.status().WithContext(shown);

@@ -249,6 +249,9 @@ Result<json> ParseJsonObjectBody(const std::string& body) {
     return InvalidArgument(
         "request body is not valid JSON (at byte " + std::to_string(e.byte) + ")",
         "send a JSON object with Content-Type: application/json");
+  } catch (const json::exception& e) {  // out_of_range: a number too large for a double
+    return InvalidArgument("request body is not valid JSON: " + std::string(e.what()),
+                           "send numbers within the range of a 64-bit float");
   }
   if (!j.is_object()) {
     return InvalidArgument(

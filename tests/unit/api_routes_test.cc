@@ -162,6 +162,14 @@ TEST_F(ApiRoutesTest, FeatureDetailHasTasksArtifactsUsageAndUnknownIs404) {
   EXPECT_EQ(CancelFeature(backend_, r).status().code(), Code::kNotFound);
 }
 
+TEST(ApiBodyTest, NumbersBeyondADoubleAreAValidationErrorNotAnInternalOne) {
+  // Found by fuzz.http: nlohmann throws out_of_range, not parse_error, here.
+  auto r = ParseJsonObjectBody(R"({"title": 1e400})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("not valid JSON"), std::string::npos) << r.status().message();
+}
+
 TEST_F(ApiRoutesTest, DiffIsServedFromArtifactsAndCappedAndAbsentBeforeDelivery) {
   auto stored = store_->CreateFeature(Feature{.title = "t"});
   ASSERT_TRUE(stored.ok());

@@ -505,6 +505,12 @@ TEST(PrpLoad, Errors) {
   EXPECT_EQ(bad_json.status().code(), Code::kInvalidArgument);
   EXPECT_THAT(bad_json.status().message(), HasSubstr("malformed JSON at line 3, column 3"));
 
+  // A number beyond a double is malformed input, not a crash (found by fuzz.http).
+  auto huge = LoadPrpFile(dir.Write("huge.json", R"({"title": 1e400})"));
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), Code::kInvalidArgument);
+  EXPECT_THAT(huge.status().message(), HasSubstr("huge.json: malformed JSON"));
+
   auto bad_field = LoadPrpFile(dir.Write("f.json", R"({"titel": "x"})"));
   ASSERT_FALSE(bad_field.ok());
   EXPECT_THAT(bad_field.status().message(), HasSubstr("f.json: unknown field 'titel'"));
