@@ -14,12 +14,6 @@ namespace {
 
 using json = nlohmann::json;
 
-int64_t StartOfTodayMs() {
-  auto now = std::chrono::system_clock::now();
-  auto days = std::chrono::floor<std::chrono::days>(now);
-  return std::chrono::duration_cast<std::chrono::milliseconds>(days.time_since_epoch()).count();
-}
-
 // A short, secret-free view of tool arguments for events and logs.
 json ArgsSummary(const ToolCall& call) {
   json out = json::object();
@@ -67,44 +61,19 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req, const 
     }
   }
 
-  AF_ASSIGN_OR_RETURN(UsageTotals used, env.store->FeatureUsage(req.feature_id));
-  if (used.calls >= cfg.limits.max_steps) {
-    return ResourceExhausted("step limit reached: " + std::to_string(used.calls) +
-                                 " model calls (limits.max_steps = " +
-                                 std::to_string(cfg.limits.max_steps) + ")",
-                             "raise limits.max_steps, or split the feature into smaller ones");
-  }
-  // Reserve: what this call may cost at most is counted before it is made.
+  // Counted before it is made, at its worst case, together with the calls
+  // other agents have in flight (see BudgetLedger).
   const int64_t in_est = EstimateTokens(req);
   const std::string model = req.model.empty() ? cfg.llm.model : req.model;
-  const double cost_est = CostUsd(std::string(env.llm->provider()), model,
-                                  Usage{in_est, static_cast<int64_t>(req.max_tokens)});
-  if (cfg.budget.feature_usd > 0 && used.cost_usd + cost_est > cfg.budget.feature_usd) {
-    return ResourceExhausted("budget exceeded: feature spent $" + std::to_string(used.cost_usd) +
-                                 ", the next call may cost up to $" + std::to_string(cost_est) +
-                                 " (budget.feature_usd = " + std::to_string(cfg.budget.feature_usd) + ")",
-                             "raise budget.feature_usd or use a cheaper model");
-  }
-  if (cfg.budget.feature_tokens > 0 &&
-      used.input_tokens + used.output_tokens + in_est > cfg.budget.feature_tokens) {
-    return ResourceExhausted("budget exceeded: feature used " +
-                                 std::to_string(used.input_tokens + used.output_tokens) +
-                                 " tokens (budget.feature_tokens = " +
-                                 std::to_string(cfg.budget.feature_tokens) + ")",
-                             "raise budget.feature_tokens");
-  }
-  if (cfg.budget.daily_usd > 0) {
-    AF_ASSIGN_OR_RETURN(double today, env.store->CostSince(StartOfTodayMs()));
-    if (today + cost_est > cfg.budget.daily_usd) {
-      return ResourceExhausted("budget exceeded: $" + std::to_string(today) +
-                                   " spent today (budget.daily_usd = " +
-                                   std::to_string(cfg.budget.daily_usd) + ")",
-                               "raise budget.daily_usd or wait until tomorrow (UTC)");
-    }
-    if (today + cost_est > 0.8 * cfg.budget.daily_usd) {
-      EmitEvent(env.store, "budget.warning", req.feature_id, req.task_id, agent_id,
-           {{"spent_today_usd", today}, {"daily_usd", cfg.budget.daily_usd}});
-    }
+  const CallEstimate estimate{
+      in_est + req.max_tokens,
+      CostUsd(std::string(env.llm->provider()), model, Usage{in_est, int64_t{req.max_tokens}})};
+  AF_ASSIGN_OR_RETURN(BudgetLedger::Reservation reservation,
+                      env.budget->Reserve(req.feature_id, estimate));
+  if (reservation.daily_warning()) {
+    EmitEvent(env.store, "budget.warning", req.feature_id, req.task_id, agent_id,
+              {{"spent_today_usd", reservation.spent_today_usd()},
+               {"daily_usd", cfg.budget.daily_usd}});
   }
 
   auto resp = env.llm->Complete(req);

@@ -124,6 +124,7 @@ class Pipeline::Impl {
   PipelineOptions options_;
   std::unique_ptr<Sandbox> sandbox_;
   Optimizer optimizer_;
+  BudgetLedger budget_{svc_.store.get(), &cfg_};
   std::atomic<bool> stopping_{false};
 
   std::vector<std::unique_ptr<Instance>> instances_;
@@ -180,6 +181,7 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id) {
   env.llm = svc_.llm.get();
   env.config = &cfg_;
   env.optimizer = &optimizer_;
+  env.budget = &budget_;
   env.check = [this, feature_id] { return Check(feature_id); };
   return env;
 }

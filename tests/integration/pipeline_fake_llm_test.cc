@@ -327,6 +327,32 @@ TEST_P(PipelineFakeLlm, StepLimitStopsTheFeature) {
   EXPECT_EQ(h_.fake().request_count(), 6u);
 }
 
+// 4b. The step limit holds with agents calling in parallel: a call counts
+// from the moment it is reserved, not from when its answer is recorded. Three
+// coders start together with one step left between them; the model is slow,
+// so without reservations all three calls would be in flight at once.
+TEST_P(PipelineFakeLlm, ParallelCodersNeverOvershootTheStepLimit) {
+  h_.config().agents["coder"].replicas = 3;
+  h_.config().limits.max_steps = 3;  // the planner's call + two coder calls
+  Script s;
+  s.planner = [](const RecordedRequest&) {
+    return Plan(json::array({PlanTask("a", "Task a"), PlanTask("b", "Task b"),
+                             PlanTask("c", "Task c")}));
+  };
+  s.coder = [](const RecordedRequest&) {
+    FakeReply r = FakeReply::Tools({Call("list_files", {{"path", "."}})});
+    r.latency = std::chrono::milliseconds(500);
+    return r;
+  };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Three at once"));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "max_steps");
+  h_.Stop();
+  EXPECT_EQ(h_.fake().request_count(), 3u) << "the model was asked more often than max_steps";
+}
+
 // limits.feature_timeout ends a feature whose agents are still working, with
 // reason "timeout", and the agents stop asking the model.
 TEST_P(PipelineFakeLlm, FeatureTimeoutStopsTheFeature) {

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "af/agents/budget.h"
 #include "af/agents/tools.h"
 #include "af/core/status.h"
 #include "af/llm/types.h"
@@ -37,6 +38,7 @@ struct AgentEnv {
   LlmClient* llm = nullptr;
   const Config* config = nullptr;
   Optimizer* optimizer = nullptr;
+  BudgetLedger* budget = nullptr;  // shared by every agent of the process
   // Ok to go on; Cancelled / DeadlineExceeded to stop (checked before each call).
   std::function<Status()> check;
 };
