@@ -103,7 +103,7 @@ bool GetInt(const ToolCall& call, const char* field, int def, int lo, int hi, in
     *err = Error(call.name + ": '" + field + "' must be an integer, got " + it->type_name());
     return false;
   }
-  *out = static_cast<int>(std::clamp(it->get<double>(), double{lo}, double{hi}));
+  *out = static_cast<int>(std::clamp(it->get<double>(), static_cast<double>(lo), static_cast<double>(hi)));
   return true;
 }
 
