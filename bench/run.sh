@@ -24,6 +24,8 @@ echo "== GET /health/live"
 wrk -t2 -c64 -d5s "http://127.0.0.1:$port/health/live"
 echo "== server RSS after load: $(ps -o rss= -p $pid) KiB"
 
+bench/post_features.sh "$build"
+
 echo "== agent-factory run examples/prp/shell-wordfreq.md (replay provider, fresh data dir each time)"
 bin=$(cd "$build" && pwd)/agent-factory
 for i in 1 2 3 4 5; do

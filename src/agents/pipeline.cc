@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "af/agents/agent_loop.h"
 #include "af/agents/optimizer.h"
@@ -136,8 +137,9 @@ class Pipeline::Impl {
   std::map<std::string, std::unique_ptr<Workspace>> workspaces_;
   std::map<std::string, std::unique_ptr<FeatureTree>> trees_;
 
-  std::mutex drivers_mu_;  // guards drivers_
+  std::mutex drivers_mu_;  // guards drivers_ and finished_drivers_
   std::map<std::string, std::thread> drivers_;
+  std::vector<std::string> finished_drivers_;  // returned from Drive, not joined yet
 
  public:
   // Held while this process is the one that resumes unfinished features of
@@ -739,11 +741,23 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
 void Pipeline::Impl::StartDriver(const std::string& feature_id) {
   std::lock_guard lock(drivers_mu_);
   if (stopping_) return;
-  auto it = drivers_.find(feature_id);
-  if (it != drivers_.end()) {
-    if (it->second.joinable()) return;  // already driving
+  // A thread that ended keeps its stack mapped until it is joined: without
+  // this a long-running server runs out of memory mappings (vm.max_map_count)
+  // after ~32k features and can start no thread at all. The listed threads
+  // have nothing left to do but exit, so the joins are short.
+  for (const std::string& id : finished_drivers_) {
+    auto it = drivers_.find(id);
+    if (it == drivers_.end()) continue;
+    if (it->second.joinable()) it->second.join();
+    drivers_.erase(it);
   }
-  drivers_[feature_id] = std::thread([this, feature_id] { Drive(feature_id); });
+  finished_drivers_.clear();
+  if (drivers_.count(feature_id)) return;  // already driving
+  drivers_[feature_id] = std::thread([this, feature_id] {
+    Drive(feature_id);
+    std::lock_guard lock(drivers_mu_);
+    finished_drivers_.push_back(feature_id);
+  });
 }
 
 void Pipeline::Impl::ResumeAll() {

@@ -10,12 +10,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "af/agents/pipeline.h"
@@ -591,6 +594,54 @@ TEST_P(PipelineFakeLlm, TaskWithoutChangesCompletes) {
   ASSERT_TRUE(v.has_value());
   EXPECT_EQ(v->status, "completed");
   EXPECT_EQ(h_.CommitTaskIds(f.id), (std::vector<std::string>{f.id + "-w"}));
+}
+
+// Lines of /proc/self/maps: every mapping of this process.
+size_t MappingCount() {
+  std::ifstream maps("/proc/self/maps");
+  size_t n = 0;
+  for (std::string line; std::getline(maps, line);) ++n;
+  return n;
+}
+
+// 10. A coordinator thread that has ended is joined when the next feature
+// starts: an ended thread that is never joined keeps its stack and guard page
+// mapped, and a server that had run ~32k features could start no thread at all
+// (vm.max_map_count), failing every submission with a 500.
+TEST(PipelineDrivers, EndedDriversReleaseTheirStacks) {
+  // The replay provider knows no recording of these requests, so every
+  // feature fails in planning; the fake server (whose connection threads
+  // live until it stops) sees no call.
+  PipelineHarness h(Wire::kOpenAi);
+  h.config().llm.provider = "replay";
+  h.config().llm.replay_file.clear();  // the examples' recordings
+  Status started = h.Start();
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  auto run_one = [&](int i) {
+    auto f = h.pipeline().Submit(PipelineHarness::Request("Feature " + std::to_string(i)));
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    auto done = h.pipeline().WaitFor(f->id, kWait);
+    ASSERT_TRUE(done.ok()) << done.status().ToString();
+    ASSERT_EQ(done->status, "failed");
+    // The driver's last act is storing the failure as a memory; after it the
+    // thread ends, so the next Submit finds it ended (or the one after).
+    const auto deadline = std::chrono::steady_clock::now() + kWait;
+    auto learned = [&] {
+      for (const auto& e : h.Events(f->id))
+        if (e.type == "memory.stored") return true;
+      return false;
+    };
+    while (!learned() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(learned()) << "feature " << f->id << " stored no memory";
+  };
+  // Warm-up: malloc arenas, glibc's cache of thread stacks, the workspace.
+  for (int i = 0; i < 5; ++i) ASSERT_NO_FATAL_FAILURE(run_one(i));
+  const size_t before = MappingCount();
+  constexpr int kFeatures = 50;
+  for (int i = 0; i < kFeatures; ++i) ASSERT_NO_FATAL_FAILURE(run_one(100 + i));
+  // Never joined, the 50 ended threads would hold 100 more mappings.
+  EXPECT_LT(MappingCount(), before + kFeatures / 2) << "before: " << before;
 }
 
 INSTANTIATE_TEST_SUITE_P(Wires, PipelineFakeLlm, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
