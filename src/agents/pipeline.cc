@@ -114,7 +114,8 @@ class Pipeline::Impl {
   // --- shared ---
   Status Check(const std::string& feature_id);
   AgentEnv EnvFor(const std::string& feature_id);
-  Result<FeatureTree*> TreeFor(const Feature& f);
+  Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
+  void ReleaseTree(const Feature& f);
   void Emit(const std::string& type, const std::string& feature_id, const std::string& task_id,
             const std::string& agent, json data);
   FeatureRequest RequestOf(const Feature& f);
@@ -133,7 +134,8 @@ class Pipeline::Impl {
 
   std::mutex trees_mu_;  // guards workspaces_ and trees_
   std::map<std::string, std::unique_ptr<Workspace>> workspaces_;
-  std::map<std::string, std::unique_ptr<FeatureTree>> trees_;
+  // Shared: a job still running when its feature ends keeps its handle alive.
+  std::map<std::string, std::shared_ptr<FeatureTree>> trees_;
 
   std::mutex drivers_mu_;  // guards drivers_
   std::map<std::string, std::thread> drivers_;
@@ -184,18 +186,42 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id) {
   return env;
 }
 
-Result<FeatureTree*> Pipeline::Impl::TreeFor(const Feature& f) {
+Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
   std::lock_guard lock(trees_mu_);
   auto it = trees_.find(f.id);
-  if (it != trees_.end()) return it->second.get();
+  if (it != trees_.end()) return it->second;
+  // Re-read under the lock: a feature that ended meanwhile had its worktree
+  // removed (ReleaseTree) and must not get it back.
+  AF_ASSIGN_OR_RETURN(Feature now, svc_.store->GetFeature(f.id));
+  if (IsTerminalFeatureStatus(now.status)) return FailedPrecondition("feature " + f.id + " is " + now.status);
   auto& ws = workspaces_[f.project];
   if (!ws) {
     AF_ASSIGN_OR_RETURN(ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project));
   }
   AF_ASSIGN_OR_RETURN(auto tree, ws->OpenFeature(f.id));
-  FeatureTree* raw = tree.get();
-  trees_[f.id] = std::move(tree);
-  return raw;
+  std::shared_ptr<FeatureTree> shared = std::move(tree);
+  trees_[f.id] = shared;
+  return shared;
+}
+
+// An ended feature's worktree goes (its branch and commits stay), so the user
+// can check out af/<id> in the project's repository.
+void Pipeline::Impl::ReleaseTree(const Feature& f) {
+  std::lock_guard lock(trees_mu_);
+  trees_.erase(f.id);
+  const auto root = std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project;
+  auto& ws = workspaces_[f.project];
+  if (!ws) {
+    // Opening creates the repository: only when a worktree (say from before a
+    // crash) is there to remove.
+    std::error_code ec;
+    if (!std::filesystem::exists(root / ".af" / "worktrees" / f.id, ec)) return;
+    auto opened = Workspace::Open(root);
+    if (!opened.ok()) return;
+    ws = std::move(opened).value();
+  }
+  if (Status s = ws->RemoveFeatureTree(f.id); !s.ok())
+    log::Get("coordinator")->warn("feature {}: cannot remove its worktree: {}", f.id, s.ToString());
 }
 
 // ---------------------------------------------------------------------------
@@ -298,7 +324,8 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
   Result<json> result = [&]() -> Result<json> {
     AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
     AF_RETURN_IF_ERROR(Check(feature_id));
-    AF_ASSIGN_OR_RETURN(FeatureTree * tree, TreeFor(f));
+    AF_ASSIGN_OR_RETURN(std::shared_ptr<FeatureTree> held, TreeFor(f));
+    FeatureTree* tree = held.get();
     if (job.type == "plan") return DoPlan(inst, f, tree);
     if (job.type == "code") return DoCode(inst, f, job.payload.value("task_id", ""), tree);
     if (job.type == "test") return DoTest(inst, f, tree);
@@ -687,7 +714,7 @@ void Pipeline::Impl::Drive(const std::string& feature_id) {
       s = Internal(std::string("unexpected error in the coordinator: ") + e.what());
     }
     if (s.ok()) continue;
-    if (stopping_) return;  // resumes on the next start
+    if (stopping_) break;  // resumes on the next start (unless it just ended)
     if (s.code() == Code::kCancelled) break;
     if (s.code() == Code::kDeadlineExceeded) {
       Fail(feature_id, "timeout", s.message());
@@ -697,7 +724,12 @@ void Pipeline::Impl::Drive(const std::string& feature_id) {
     Fail(feature_id, FailureReason(s), s.ToString());
     break;
   }
-  if (!stopping_) Learn(feature_id);
+  // Also when stopping: a feature that ended just before the stop is not
+  // resumed, so this is the last chance to learn from it and free its tree.
+  auto f = svc_.store->GetFeature(feature_id);
+  if (!f.ok() || !IsTerminalFeatureStatus(f->status)) return;
+  Learn(feature_id);
+  ReleaseTree(*f);
 }
 
 // What a finished feature teaches: stored as memories of its project.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "af/agents/prp.h"
 #include "af/store/store.h"
@@ -68,6 +69,38 @@ INSTANTIATE_TEST_SUITE_P(Examples, RunExamplesTest,
                            for (auto& c : n) if (c == '-') c = '_';
                            return n;
                          });
+
+// The registered worktrees of a repository ("worktree PATH" lines).
+std::vector<std::string> Worktrees(const std::string& repo) {
+  auto r = RunCommand({"/usr/bin/git", "-C", repo, "worktree", "list", "--porcelain"});
+  std::vector<std::string> paths;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("worktree ", 0) == 0) paths.push_back(line.substr(9));
+  return paths;
+}
+
+// A delivered feature leaves its branch, not a checked-out worktree: the user
+// can check the branch out in the project's repository.
+TEST(RunCommandTest, TheDeliveredBranchCanBeCheckedOutInTheWorkspace) {
+  TempDir dir;
+  const std::string prp = std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md";
+  const auto data = dir.path() / "D";
+  auto run = RunCommand({BinaryPath(), "run", prp, "--data-dir", data.string(), "--json"}, kOffline,
+                        dir.path().string());
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  auto report = nlohmann::json::parse(run.out);
+  auto request = LoadPrpFile(prp);
+  ASSERT_TRUE(request.ok());
+  const std::string repo = (data / "workspaces" / request->project).string();
+  EXPECT_EQ(Worktrees(repo), std::vector<std::string>{std::filesystem::canonical(repo).string()});
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(repo) / ".af" / "worktrees" /
+                                       report["id"].get<std::string>()));
+  auto checkout = RunCommand({"/usr/bin/git", "-C", repo, "checkout", "-q", report["branch"]});
+  EXPECT_EQ(checkout.exit_code, 0) << checkout.err;
+  auto head = RunCommand({"/usr/bin/git", "-C", repo, "rev-parse", "HEAD"});
+  EXPECT_EQ(head.out, report["commit"].get<std::string>() + "\n");
+}
 
 TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
   TempDir dir;
@@ -135,6 +168,9 @@ bash count.sh count.sh
   EXPECT_NE(run.out.find("failed"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("no recorded response for role=planner"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("AF_LLM_PROVIDER=anthropic"), std::string::npos) << run.out;
+  // A failed feature does not keep its worktree either.
+  const std::string repo = (dir.path() / "data" / "workspaces" / "default").string();
+  EXPECT_EQ(Worktrees(repo), std::vector<std::string>{std::filesystem::canonical(repo).string()});
 }
 
 }  // namespace
