@@ -108,7 +108,10 @@ class Pipeline::Impl {
   Status Implement(const Feature& f);
   Status Transition(const Feature& f, const std::string& to, const std::string& reason = {},
                     json data = json::object());
-  void Fail(const std::string& feature_id, const std::string& reason, const std::string& message);
+  // Ends the feature as failed; its feature.status event carries the message
+  // and, when there is one, the hint (what to do), apart.
+  void Fail(const std::string& feature_id, const std::string& reason, const std::string& message,
+            const std::string& hint = {});
   void Learn(const std::string& feature_id);
 
   // --- shared ---
@@ -339,7 +342,8 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
   } else {
     reply["ok"] = false;
     reply["reason"] = FailureReason(result.status());
-    reply["error"] = result.status().ToString();
+    reply["error"] = result.status().message();
+    reply["hint"] = result.status().hint();
     if (result.status().code() != Code::kCancelled) {
       Emit("error", feature_id, job.payload.value("task_id", ""), inst->id,
            {{"job", job.type}, {"message", result.status().ToString()}});
@@ -420,7 +424,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
       TaskUpdate u;
-      u.result = json{{"error", end.status().ToString()}, {"reason", FailureReason(end.status())}};
+      u.result = json{{"error", end.status().message()}, {"hint", end.status().hint()},
+                      {"reason", FailureReason(end.status())}};
       (void)svc_.store->TransitionTask(task_id, std::nullopt,
                                        end.status().code() == Code::kCancelled ? "cancelled" : "failed", u,
                                        {{"error", end.status().ToString()}});
@@ -437,7 +442,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
     auto committed = tree->CommitTask(task_id, task.title + "\n\n" + summary, paths);
     if (!committed.ok()) {
       TaskUpdate u;
-      u.result = json{{"error", committed.status().ToString()}, {"reason", "agent_error"}};
+      u.result = json{{"error", committed.status().message()}, {"hint", committed.status().hint()},
+                      {"reason", "agent_error"}};
       (void)svc_.store->TransitionTask(task_id, "in_progress", "failed", u,
                                        {{"error", committed.status().ToString()}});
       return committed.status();
@@ -551,11 +557,14 @@ Status Pipeline::Impl::Transition(const Feature& f, const std::string& to, const
   return svc_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
 }
 
-void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason, const std::string& message) {
+void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason, const std::string& message,
+                          const std::string& hint) {
   auto f = svc_.store->GetFeature(feature_id);
   if (!f.ok() || IsTerminalFeatureStatus(f->status)) return;
-  (void)svc_.store->TransitionFeature(feature_id, f->status, "failed", reason, {{"message", message}});
-  log::Get("coordinator")->warn("feature {} failed ({}): {}", feature_id, reason, message);
+  json data = {{"message", message}};
+  if (!hint.empty()) data["hint"] = hint;
+  (void)svc_.store->TransitionFeature(feature_id, f->status, "failed", reason, data);
+  log::Get("coordinator")->warn("feature {} failed ({}): {}", feature_id, reason, hint.empty() ? message : message + ": " + hint);
 }
 
 Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
@@ -589,7 +598,7 @@ Status Pipeline::Impl::Implement(const Feature& f) {
     for (const auto& t : tasks) {
       if (t.status == "failed") {
         Fail(f.id, Field(t.result, "reason", "agent_error"),
-             "task '" + t.title + "' failed: " + Field(t.result, "error", ""));
+             "task '" + t.title + "' failed: " + Field(t.result, "error", ""), Field(t.result, "hint", ""));
         return Status::Ok();
       }
       if (t.status != "completed" && t.status != "cancelled") all_done = false;
@@ -616,7 +625,7 @@ Status Pipeline::Impl::Implement(const Feature& f) {
 // shutdown) and is handled by Drive.
 Status Pipeline::Impl::DriveOnce(const Feature& f) {
   auto fail_from = [&](const json& reply) {
-    Fail(f.id, reply.value("reason", "agent_error"), reply.value("error", "unknown error"));
+    Fail(f.id, reply.value("reason", "agent_error"), reply.value("error", "unknown error"), reply.value("hint", ""));
     return Status::Ok();
   };
   if (f.status == "queued") return Transition(f, "planning");
@@ -717,11 +726,11 @@ void Pipeline::Impl::Drive(const std::string& feature_id) {
     if (stopping_) break;  // resumes on the next start (unless it just ended)
     if (s.code() == Code::kCancelled) break;
     if (s.code() == Code::kDeadlineExceeded) {
-      Fail(feature_id, "timeout", s.message());
+      Fail(feature_id, "timeout", s.message(), s.hint());
       break;
     }
     if (s.code() == Code::kFailedPrecondition) continue;  // a concurrent transition: re-read
-    Fail(feature_id, FailureReason(s), s.ToString());
+    Fail(feature_id, FailureReason(s), s.message(), s.hint());
     break;
   }
   // Also when stopping: a feature that ended just before the stop is not

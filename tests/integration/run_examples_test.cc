@@ -8,6 +8,7 @@
 
 #include "af/agents/prp.h"
 #include "af/store/store.h"
+#include "support/fake_llm_server.h"
 #include "support/test_util.h"
 
 namespace af::testing {
@@ -32,6 +33,7 @@ TEST_P(RunExamplesTest, CompletesOfflineAndTheBranchPassesItsGates) {
     EXPECT_FALSE(t["commit"].get<std::string>().empty()) << t.dump();
   }
   EXPECT_EQ(report["review"], "approve");
+  EXPECT_TRUE(report["error"].is_null()) << report["error"];
   for (const auto& a : report["artifacts"]) EXPECT_TRUE(std::filesystem::exists(a.get<std::string>())) << a;
 
   auto request = LoadPrpFile(prp);
@@ -69,6 +71,12 @@ INSTANTIATE_TEST_SUITE_P(Examples, RunExamplesTest,
                            for (auto& c : n) if (c == '-') c = '_';
                            return n;
                          });
+
+size_t Count(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (size_t pos = text.find(part); pos != std::string::npos; pos = text.find(part, pos + 1)) ++n;
+  return n;
+}
 
 // The registered worktrees of a repository ("worktree PATH" lines).
 std::vector<std::string> Worktrees(const std::string& repo) {
@@ -165,12 +173,47 @@ bash count.sh count.sh
 )");
   auto run = RunCommand({BinaryPath(), "run", prp.string()}, kOffline, dir.path().string());
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.out.find("failed"), std::string::npos) << run.out;
-  EXPECT_NE(run.out.find("no recorded response for role=planner"), std::string::npos) << run.out;
-  EXPECT_NE(run.out.find("AF_LLM_PROVIDER=anthropic"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("failed (agent_error)"), std::string::npos) << run.out;
+  // The error is printed once, on stderr, with its hint on a line of its own.
+  EXPECT_EQ(Count(run.out + run.err, "no recorded response for role=planner"), 1u) << run.out << run.err;
+  EXPECT_NE(run.err.find("error: no recorded response for role=planner"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("\n  hint: the replay provider only knows"), std::string::npos) << run.err;
+  EXPECT_EQ(Count(run.out + run.err, "AF_LLM_PROVIDER=anthropic"), 1u) << run.out << run.err;
+
+  // --json: the report names the error, message and hint apart.
+  auto json_run = RunCommand({BinaryPath(), "run", prp.string(), "--json"}, kOffline, dir.path().string());
+  EXPECT_EQ(json_run.exit_code, 1);
+  auto report = nlohmann::json::parse(json_run.out);
+  EXPECT_EQ(report["status"], "failed");
+  EXPECT_EQ(report["reason"], "agent_error");
+  EXPECT_EQ(report["error"]["message"], "no recorded response for role=planner turn=0 (replay provider)") << report.dump(2);
+  EXPECT_NE(report["error"]["hint"].get<std::string>().find("AF_LLM_PROVIDER=anthropic"), std::string::npos)
+      << report.dump(2);
+  EXPECT_EQ(Count(json_run.err, "no recorded response for role=planner"), 1u) << json_run.err;
   // A failed feature does not keep its worktree either.
   const std::string repo = (dir.path() / "data" / "workspaces" / "default").string();
   EXPECT_EQ(Worktrees(repo), std::vector<std::string>{std::filesystem::canonical(repo).string()});
+}
+
+// A provider that refuses the key: the feature fails and says so once, on
+// stderr, with what to do (not again in the progress lines or the log).
+TEST(RunCommandTest, AnAuthFailureIsReportedOnceWithItsHint) {
+  TempDir dir;
+  FakeLlmServer fake;
+  fake.SetResponder([](const RecordedRequest&) -> std::optional<FakeReply> {
+    return FakeReply::Status(401, R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})");
+  });
+  auto env = kOffline;
+  env["AF_LLM_PROVIDER"] = "anthropic";
+  env["ANTHROPIC_API_KEY"] = "sk-ant-test-wrong-0123456789abcdef";
+  env["ANTHROPIC_BASE_URL"] = fake.base_url();
+  env["AF_LLM_MODEL"] = "claude-sonnet-4-5";
+  auto run = RunCommand({BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
+                        env, dir.path().string());
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_EQ(Count(run.out + run.err, "Invalid API key"), 1u) << run.out << run.err;
+  EXPECT_NE(run.err.find("error: Invalid API key for anthropic (HTTP 401)\n  hint: "), std::string::npos) << run.err;
+  EXPECT_EQ(Count(run.out + run.err, "config show-key"), 1u) << run.out << run.err;
 }
 
 }  // namespace
