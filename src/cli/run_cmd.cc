@@ -144,7 +144,11 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   }
   auto request = LoadPrpFile(file);
   if (!request.ok()) return ReportError(request.status(), kExitUsage);
-  if (!project.empty()) request->project = project;
+  if (!project.empty()) {
+    // Before the data directory (and a workspace named after it) is created.
+    if (Status s = CheckProjectName(project); !s.ok()) return ReportError(s.WithContext("--project"), kExitUsage);
+    request->project = project;
+  }
   bool challenge = request->challenge_vague_requirements.value_or(config.validation.challenge_vague_requirements);
   if (auto issues = ValidateWorkPlan(*request, challenge); !issues.empty()) {
     std::fprintf(stderr, "%s", FormatValidationReport(*request, issues).c_str());

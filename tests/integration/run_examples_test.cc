@@ -126,6 +126,19 @@ TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
 }
 
+TEST(RunCommandTest, ABadProjectIsRefusedBeforeAnythingIsCreated) {
+  TempDir dir;
+  const auto data = dir.path() / "D";
+  auto run = RunCommand({BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md",
+                         "--project", "../evil", "--data-dir", data.string()},
+                        kOffline, dir.path().string());
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("--project: project must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (got '../evil')"),
+            std::string::npos) << run.err;
+  EXPECT_FALSE(std::filesystem::exists(data));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "evil"));
+}
+
 TEST(RunCommandTest, ZeroReplicasOfANeededRoleIsRefusedInsteadOfHanging) {
   TempDir dir;
   auto env = kOffline;
