@@ -100,8 +100,9 @@ class Pipeline::Impl {
   Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
 
   // --- coordinator ---
-  void StartDriver(const std::string& feature_id);
-  void Drive(const std::string& feature_id);
+  // `resumed`: started by ResumeAll, which logs the start; Drive logs the end.
+  void StartDriver(const std::string& feature_id, bool resumed = false);
+  void Drive(const std::string& feature_id, bool resumed);
   Status DriveOnce(const Feature& f);
   Result<json> Dispatch(const Feature& f, const std::string& role, json job);
   Result<json> Await(const std::string& feature_id, const std::string& type);
@@ -704,7 +705,7 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
   return Status::Ok();
 }
 
-void Pipeline::Impl::Drive(const std::string& feature_id) {
+void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
   auto logger = log::Get("coordinator");
   int store_errors = 0;
   while (!stopping_) {
@@ -737,6 +738,10 @@ void Pipeline::Impl::Drive(const std::string& feature_id) {
   // resumed, so this is the last chance to learn from it and free its tree.
   auto f = svc_.store->GetFeature(feature_id);
   if (!f.ok() || !IsTerminalFeatureStatus(f->status)) return;
+  if (resumed) {
+    logger->info("resumed feature {} ended {}{}", feature_id, f->status,
+                 f->reason.empty() ? "" : " (" + f->reason + ")");
+  }
   Learn(feature_id);
   ReleaseTree(*f);
 }
@@ -773,14 +778,14 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
   }
 }
 
-void Pipeline::Impl::StartDriver(const std::string& feature_id) {
+void Pipeline::Impl::StartDriver(const std::string& feature_id, bool resumed) {
   std::lock_guard lock(drivers_mu_);
   if (stopping_) return;
   auto it = drivers_.find(feature_id);
   if (it != drivers_.end()) {
     if (it->second.joinable()) return;  // already driving
   }
-  drivers_[feature_id] = std::thread([this, feature_id] { Drive(feature_id); });
+  drivers_[feature_id] = std::thread([this, feature_id, resumed] { Drive(feature_id, resumed); });
 }
 
 void Pipeline::Impl::ResumeAll() {
@@ -808,7 +813,7 @@ void Pipeline::Impl::ResumeAll() {
       }
       for (const auto& f : page->features) {
         logger->info("resuming feature {} ({})", f.id, f.status);
-        StartDriver(f.id);
+        StartDriver(f.id, /*resumed=*/true);
       }
       if (page->features.size() < static_cast<size_t>(filter.limit)) break;
     }
