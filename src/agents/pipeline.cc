@@ -197,7 +197,8 @@ Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
   // Re-read under the lock: a feature that ended meanwhile had its worktree
   // removed (ReleaseTree) and must not get it back.
   AF_ASSIGN_OR_RETURN(Feature now, svc_.store->GetFeature(f.id));
-  if (IsTerminalFeatureStatus(now.status)) return FailedPrecondition("feature " + f.id + " is " + now.status);
+  if (IsTerminalFeatureStatus(now.status))
+    return FailedPrecondition("feature " + f.id + " is " + now.status);
   auto& ws = workspaces_[f.project];
   if (!ws) {
     AF_ASSIGN_OR_RETURN(ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project));
@@ -425,7 +426,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
       TaskUpdate u;
-      u.result = json{{"error", end.status().message()}, {"hint", end.status().hint()},
+      u.result = json{{"error", end.status().message()},
+                      {"hint", end.status().hint()},
                       {"reason", FailureReason(end.status())}};
       (void)svc_.store->TransitionTask(task_id, std::nullopt,
                                        end.status().code() == Code::kCancelled ? "cancelled" : "failed", u,
@@ -443,7 +445,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
     auto committed = tree->CommitTask(task_id, task.title + "\n\n" + summary, paths);
     if (!committed.ok()) {
       TaskUpdate u;
-      u.result = json{{"error", committed.status().message()}, {"hint", committed.status().hint()},
+      u.result = json{{"error", committed.status().message()},
+                      {"hint", committed.status().hint()},
                       {"reason", "agent_error"}};
       (void)svc_.store->TransitionTask(task_id, "in_progress", "failed", u,
                                        {{"error", committed.status().ToString()}});
@@ -558,14 +561,16 @@ Status Pipeline::Impl::Transition(const Feature& f, const std::string& to, const
   return svc_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
 }
 
-void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason, const std::string& message,
-                          const std::string& hint) {
+void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason,
+                          const std::string& message, const std::string& hint) {
   auto f = svc_.store->GetFeature(feature_id);
   if (!f.ok() || IsTerminalFeatureStatus(f->status)) return;
   json data = {{"message", message}};
   if (!hint.empty()) data["hint"] = hint;
   (void)svc_.store->TransitionFeature(feature_id, f->status, "failed", reason, data);
-  log::Get("coordinator")->warn("feature {} failed ({}): {}", feature_id, reason, hint.empty() ? message : message + ": " + hint);
+  log::Get("coordinator")
+      ->warn("feature {} failed ({}): {}", feature_id, reason,
+             hint.empty() ? message : message + ": " + hint);
 }
 
 Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
@@ -599,7 +604,8 @@ Status Pipeline::Impl::Implement(const Feature& f) {
     for (const auto& t : tasks) {
       if (t.status == "failed") {
         Fail(f.id, Field(t.result, "reason", "agent_error"),
-             "task '" + t.title + "' failed: " + Field(t.result, "error", ""), Field(t.result, "hint", ""));
+             "task '" + t.title + "' failed: " + Field(t.result, "error", ""),
+             Field(t.result, "hint", ""));
         return Status::Ok();
       }
       if (t.status != "completed" && t.status != "cancelled") all_done = false;
@@ -626,7 +632,8 @@ Status Pipeline::Impl::Implement(const Feature& f) {
 // shutdown) and is handled by Drive.
 Status Pipeline::Impl::DriveOnce(const Feature& f) {
   auto fail_from = [&](const json& reply) {
-    Fail(f.id, reply.value("reason", "agent_error"), reply.value("error", "unknown error"), reply.value("hint", ""));
+    Fail(f.id, reply.value("reason", "agent_error"), reply.value("error", "unknown error"),
+         reply.value("hint", ""));
     return Status::Ok();
   };
   if (f.status == "queued") return Transition(f, "planning");

@@ -45,7 +45,8 @@ std::string Describe(const Event& e, const std::string& feature_id) {
   if (e.type == "task.status") {
     std::string line = "   task " + task + " -> " + d.value("to", "?");
     if (d.contains("agent")) line += " (" + d.value("agent", "") + ")";
-    if (d.contains("commit") && !d.value("commit", "").empty()) line += " commit " + d.value("commit", "").substr(0, 10);
+    if (d.contains("commit") && !d.value("commit", "").empty())
+      line += " commit " + d.value("commit", "").substr(0, 10);
     return line;
   }
   if (e.type == "tool.call") {
@@ -95,17 +96,20 @@ json Report(Store& store, const Feature& f) {
                        {"exit_code", AsObject(e.data).value("exit_code", 0)}});
     if (e.type == "review.verdict") verdict = AsObject(e.data).value("verdict", "");
     if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "completed") completed = e.data;
-    if (e.type == "feature.status" && IsTerminalFeatureStatus(AsObject(e.data).value("to", ""))) ended = AsObject(e.data);
+    if (e.type == "feature.status" && IsTerminalFeatureStatus(AsObject(e.data).value("to", "")))
+      ended = AsObject(e.data);
   });
   // Why it did not complete: the message (and hint) of the end, as `run` prints it.
   json error = nullptr;
   if (f.status != "completed") {
     std::string message = ended.value("message", "");
     if (message.empty()) {
-      message = "feature " + f.id + " " + f.status + (f.reason.empty() ? "" : " (" + f.reason + ")");
+      message =
+          "feature " + f.id + " " + f.status + (f.reason.empty() ? "" : " (" + f.reason + ")");
       if (ended.value("by", "") == "user") message += " by the user";
     }
-    error = {{"message", message}, {"hint", ended.contains("hint") ? ended["hint"] : json(nullptr)}};
+    error = {{"message", message},
+             {"hint", ended.contains("hint") ? ended["hint"] : json(nullptr)}};
   }
   json usage = json::object();
   if (auto u = store.FeatureUsage(f.id); u.ok()) {
@@ -146,7 +150,8 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   if (!request.ok()) return ReportError(request.status(), kExitUsage);
   if (!project.empty()) {
     // Before the data directory (and a workspace named after it) is created.
-    if (Status s = CheckProjectName(project); !s.ok()) return ReportError(s.WithContext("--project"), kExitUsage);
+    if (Status s = CheckProjectName(project); !s.ok())
+      return ReportError(s.WithContext("--project"), kExitUsage);
     request->project = project;
   }
   bool challenge = request->challenge_vague_requirements.value_or(config.validation.challenge_vague_requirements);
@@ -235,8 +240,9 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   if (current.status == "completed") return kExitOk;
   const json& error = report["error"];
   std::fflush(stdout);
-  return ReportError(FailedPrecondition(error.value("message", ""),
-                                        error["hint"].is_string() ? error["hint"].get<std::string>() : ""));
+  return ReportError(
+      FailedPrecondition(error.value("message", ""),
+                         error["hint"].is_string() ? error["hint"].get<std::string>() : ""));
 }
 
 }  // namespace af::cli
