@@ -101,21 +101,26 @@ class Pipeline::Impl {
   Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
 
   // --- coordinator ---
-  void StartDriver(const std::string& feature_id);
-  void Drive(const std::string& feature_id);
+  // `resumed`: started by ResumeAll, which logs the start; Drive logs the end.
+  void StartDriver(const std::string& feature_id, bool resumed = false);
+  void Drive(const std::string& feature_id, bool resumed);
   Status DriveOnce(const Feature& f);
   Result<json> Dispatch(const Feature& f, const std::string& role, json job);
   Result<json> Await(const std::string& feature_id, const std::string& type);
   Status Implement(const Feature& f);
   Status Transition(const Feature& f, const std::string& to, const std::string& reason = {},
                     json data = json::object());
-  void Fail(const std::string& feature_id, const std::string& reason, const std::string& message);
+  // Ends the feature as failed; its feature.status event carries the message
+  // and, when there is one, the hint (what to do), apart.
+  void Fail(const std::string& feature_id, const std::string& reason, const std::string& message,
+            const std::string& hint = {});
   void Learn(const std::string& feature_id);
 
   // --- shared ---
   Status Check(const std::string& feature_id);
   AgentEnv EnvFor(const std::string& feature_id);
-  Result<FeatureTree*> TreeFor(const Feature& f);
+  Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
+  void ReleaseTree(const Feature& f);
   void Emit(const std::string& type, const std::string& feature_id, const std::string& task_id,
             const std::string& agent, json data);
   FeatureRequest RequestOf(const Feature& f);
@@ -135,7 +140,8 @@ class Pipeline::Impl {
 
   std::mutex trees_mu_;  // guards workspaces_ and trees_
   std::map<std::string, std::unique_ptr<Workspace>> workspaces_;
-  std::map<std::string, std::unique_ptr<FeatureTree>> trees_;
+  // Shared: a job still running when its feature ends keeps its handle alive.
+  std::map<std::string, std::shared_ptr<FeatureTree>> trees_;
 
   std::mutex drivers_mu_;  // guards drivers_ and finished_drivers_
   std::map<std::string, std::thread> drivers_;
@@ -188,18 +194,43 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id) {
   return env;
 }
 
-Result<FeatureTree*> Pipeline::Impl::TreeFor(const Feature& f) {
+Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
   std::lock_guard lock(trees_mu_);
   auto it = trees_.find(f.id);
-  if (it != trees_.end()) return it->second.get();
+  if (it != trees_.end()) return it->second;
+  // Re-read under the lock: a feature that ended meanwhile had its worktree
+  // removed (ReleaseTree) and must not get it back.
+  AF_ASSIGN_OR_RETURN(Feature now, svc_.store->GetFeature(f.id));
+  if (IsTerminalFeatureStatus(now.status))
+    return FailedPrecondition("feature " + f.id + " is " + now.status);
   auto& ws = workspaces_[f.project];
   if (!ws) {
     AF_ASSIGN_OR_RETURN(ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project));
   }
   AF_ASSIGN_OR_RETURN(auto tree, ws->OpenFeature(f.id));
-  FeatureTree* raw = tree.get();
-  trees_[f.id] = std::move(tree);
-  return raw;
+  std::shared_ptr<FeatureTree> shared = std::move(tree);
+  trees_[f.id] = shared;
+  return shared;
+}
+
+// An ended feature's worktree goes (its branch and commits stay), so the user
+// can check out af/<id> in the project's repository.
+void Pipeline::Impl::ReleaseTree(const Feature& f) {
+  std::lock_guard lock(trees_mu_);
+  trees_.erase(f.id);
+  const auto root = std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project;
+  auto& ws = workspaces_[f.project];
+  if (!ws) {
+    // Opening creates the repository: only when a worktree (say from before a
+    // crash) is there to remove.
+    std::error_code ec;
+    if (!std::filesystem::exists(root / ".af" / "worktrees" / f.id, ec)) return;
+    auto opened = Workspace::Open(root);
+    if (!opened.ok()) return;
+    ws = std::move(opened).value();
+  }
+  if (Status s = ws->RemoveFeatureTree(f.id); !s.ok())
+    log::Get("coordinator")->warn("feature {}: cannot remove its worktree: {}", f.id, s.ToString());
 }
 
 // ---------------------------------------------------------------------------
@@ -304,7 +335,8 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
   Result<json> result = [&]() -> Result<json> {
     AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
     AF_RETURN_IF_ERROR(Check(feature_id));
-    AF_ASSIGN_OR_RETURN(FeatureTree * tree, TreeFor(f));
+    AF_ASSIGN_OR_RETURN(std::shared_ptr<FeatureTree> held, TreeFor(f));
+    FeatureTree* tree = held.get();
     if (job.type == "plan") return DoPlan(inst, f, tree);
     if (job.type == "code") return DoCode(inst, f, job.payload.value("task_id", ""), tree);
     if (job.type == "test") return DoTest(inst, f, tree);
@@ -318,7 +350,8 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
   } else {
     reply["ok"] = false;
     reply["reason"] = FailureReason(result.status());
-    reply["error"] = result.status().ToString();
+    reply["error"] = result.status().message();
+    reply["hint"] = result.status().hint();
     if (result.status().code() != Code::kCancelled) {
       Emit("error", feature_id, job.payload.value("task_id", ""), inst->id,
            {{"job", job.type}, {"message", result.status().ToString()}});
@@ -399,7 +432,9 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
       TaskUpdate u;
-      u.result = json{{"error", end.status().ToString()}, {"reason", FailureReason(end.status())}};
+      u.result = json{{"error", end.status().message()},
+                      {"hint", end.status().hint()},
+                      {"reason", FailureReason(end.status())}};
       (void)svc_.store->TransitionTask(task_id, std::nullopt,
                                        end.status().code() == Code::kCancelled ? "cancelled" : "failed", u,
                                        {{"error", end.status().ToString()}});
@@ -416,7 +451,9 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
     auto committed = tree->CommitTask(task_id, task.title + "\n\n" + summary, paths);
     if (!committed.ok()) {
       TaskUpdate u;
-      u.result = json{{"error", committed.status().ToString()}, {"reason", "agent_error"}};
+      u.result = json{{"error", committed.status().message()},
+                      {"hint", committed.status().hint()},
+                      {"reason", "agent_error"}};
       (void)svc_.store->TransitionTask(task_id, "in_progress", "failed", u,
                                        {{"error", committed.status().ToString()}});
       return committed.status();
@@ -530,11 +567,16 @@ Status Pipeline::Impl::Transition(const Feature& f, const std::string& to, const
   return svc_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
 }
 
-void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason, const std::string& message) {
+void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason,
+                          const std::string& message, const std::string& hint) {
   auto f = svc_.store->GetFeature(feature_id);
   if (!f.ok() || IsTerminalFeatureStatus(f->status)) return;
-  (void)svc_.store->TransitionFeature(feature_id, f->status, "failed", reason, {{"message", message}});
-  log::Get("coordinator")->warn("feature {} failed ({}): {}", feature_id, reason, message);
+  json data = {{"message", message}};
+  if (!hint.empty()) data["hint"] = hint;
+  (void)svc_.store->TransitionFeature(feature_id, f->status, "failed", reason, data);
+  log::Get("coordinator")
+      ->warn("feature {} failed ({}): {}", feature_id, reason,
+             hint.empty() ? message : message + ": " + hint);
 }
 
 Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
@@ -568,7 +610,8 @@ Status Pipeline::Impl::Implement(const Feature& f) {
     for (const auto& t : tasks) {
       if (t.status == "failed") {
         Fail(f.id, Field(t.result, "reason", "agent_error"),
-             "task '" + t.title + "' failed: " + Field(t.result, "error", ""));
+             "task '" + t.title + "' failed: " + Field(t.result, "error", ""),
+             Field(t.result, "hint", ""));
         return Status::Ok();
       }
       if (t.status != "completed" && t.status != "cancelled") all_done = false;
@@ -595,7 +638,8 @@ Status Pipeline::Impl::Implement(const Feature& f) {
 // shutdown) and is handled by Drive.
 Status Pipeline::Impl::DriveOnce(const Feature& f) {
   auto fail_from = [&](const json& reply) {
-    Fail(f.id, reply.value("reason", "agent_error"), reply.value("error", "unknown error"));
+    Fail(f.id, reply.value("reason", "agent_error"), reply.value("error", "unknown error"),
+         reply.value("hint", ""));
     return Status::Ok();
   };
   if (f.status == "queued") return Transition(f, "planning");
@@ -674,7 +718,7 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
   return Status::Ok();
 }
 
-void Pipeline::Impl::Drive(const std::string& feature_id) {
+void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
   auto logger = log::Get("coordinator");
   int store_errors = 0;
   while (!stopping_) {
@@ -693,17 +737,26 @@ void Pipeline::Impl::Drive(const std::string& feature_id) {
       s = Internal(std::string("unexpected error in the coordinator: ") + e.what());
     }
     if (s.ok()) continue;
-    if (stopping_) return;  // resumes on the next start
+    if (stopping_) break;  // resumes on the next start (unless it just ended)
     if (s.code() == Code::kCancelled) break;
     if (s.code() == Code::kDeadlineExceeded) {
-      Fail(feature_id, "timeout", s.message());
+      Fail(feature_id, "timeout", s.message(), s.hint());
       break;
     }
     if (s.code() == Code::kFailedPrecondition) continue;  // a concurrent transition: re-read
-    Fail(feature_id, FailureReason(s), s.ToString());
+    Fail(feature_id, FailureReason(s), s.message(), s.hint());
     break;
   }
-  if (!stopping_) Learn(feature_id);
+  // Also when stopping: a feature that ended just before the stop is not
+  // resumed, so this is the last chance to learn from it and free its tree.
+  auto f = svc_.store->GetFeature(feature_id);
+  if (!f.ok() || !IsTerminalFeatureStatus(f->status)) return;
+  if (resumed) {
+    logger->info("resumed feature {} ended {}{}", feature_id, f->status,
+                 f->reason.empty() ? "" : " (" + f->reason + ")");
+  }
+  Learn(feature_id);
+  ReleaseTree(*f);
 }
 
 // What a finished feature teaches: stored as memories of its project.
@@ -738,7 +791,7 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
   }
 }
 
-void Pipeline::Impl::StartDriver(const std::string& feature_id) {
+void Pipeline::Impl::StartDriver(const std::string& feature_id, bool resumed) {
   std::lock_guard lock(drivers_mu_);
   if (stopping_) return;
   // A thread that ended keeps its stack mapped until it is joined: without
@@ -753,8 +806,8 @@ void Pipeline::Impl::StartDriver(const std::string& feature_id) {
   }
   finished_drivers_.clear();
   if (drivers_.count(feature_id)) return;  // already driving
-  drivers_[feature_id] = std::thread([this, feature_id] {
-    Drive(feature_id);
+  drivers_[feature_id] = std::thread([this, feature_id, resumed] {
+    Drive(feature_id, resumed);
     std::lock_guard lock(drivers_mu_);
     finished_drivers_.push_back(feature_id);
   });
@@ -785,7 +838,7 @@ void Pipeline::Impl::ResumeAll() {
       }
       for (const auto& f : page->features) {
         logger->info("resuming feature {} ({})", f.id, f.status);
-        StartDriver(f.id);
+        StartDriver(f.id, /*resumed=*/true);
       }
       if (page->features.size() < static_cast<size_t>(filter.limit)) break;
     }

@@ -179,19 +179,6 @@ Status CheckPriority(std::string* priority) {
                          "use \"priority\": \"medium\" (the default) or another of the four");
 }
 
-Status CheckProject(const std::string& project) {
-  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
-  bool ok = !project.empty() && project.size() <= 64 && alnum(project[0]) &&
-            std::all_of(project.begin(), project.end(),
-                        [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
-  if (ok) return Status::Ok();
-  std::string shown = project.size() > 40 ? project.substr(0, 40) + "..." : project;
-  return InvalidArgument(
-      "project must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (got '" + shown + "')",
-      "the project names a workspace directory: use letters, digits, '.', '_' or '-', e.g. "
-      "\"my-app\"");
-}
-
 // ---------------------------------------------------------------- Markdown
 
 bool ValidUtf8(std::string_view s, std::size_t* bad_at) {
@@ -528,6 +515,19 @@ std::string StripPrefix(std::string_view source_name) {
 
 }  // namespace
 
+Status CheckProjectName(const std::string& project) {
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  bool ok = !project.empty() && project.size() <= 64 && alnum(project[0]) &&
+            std::all_of(project.begin(), project.end(),
+                        [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
+  if (ok) return Status::Ok();
+  std::string shown = project.size() > 40 ? project.substr(0, 40) + "..." : project;
+  return InvalidArgument(
+      "project must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (got '" + shown + "')",
+      "the project names a workspace directory: use letters, digits, '.', '_' or '-', e.g. "
+      "\"my-app\"");
+}
+
 // ------------------------------------------------------------------- JSON
 
 json FeatureRequest::ToJson() const {
@@ -586,7 +586,7 @@ Result<FeatureRequest> FeatureRequestFromJson(const json& j) {
   AF_RETURN_IF_ERROR(GetString(j, "priority", &r.priority));
   AF_RETURN_IF_ERROR(CheckPriority(&r.priority));
   AF_RETURN_IF_ERROR(GetString(j, "project", &r.project));
-  AF_RETURN_IF_ERROR(CheckProject(r.project));
+  AF_RETURN_IF_ERROR(CheckProjectName(r.project));
   auto cv = j.find("challenge_vague_requirements");
   if (cv != j.end() && !cv->is_null()) {
     if (!cv->is_boolean()) {
@@ -752,7 +752,7 @@ Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view 
   }
   if (meta_project) {
     r.project = *meta_project;
-    Status s = CheckProject(r.project);
+    Status s = CheckProjectName(r.project);
     if (!s.ok()) {
       std::string where = meta_project_line ? "line " + std::to_string(meta_project_line)
                                             : std::string("## Project");

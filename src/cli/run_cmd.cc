@@ -31,22 +31,22 @@ std::string Short(const std::string& s, size_t n = 100) {
   return one.size() > n ? one.substr(0, n) + "..." : one;
 }
 
-// One human line per event, or "" for events not worth a line.
+// One human line per event, or "" for events not worth a line. Error texts
+// stay out: what ends the feature is printed once, on stderr, at the end.
 std::string Describe(const Event& e, const std::string& feature_id) {
   const json& d = AsObject(e.data);
   std::string task = e.task_id.rfind(feature_id + "-", 0) == 0 ? e.task_id.substr(feature_id.size() + 1) : e.task_id;
   if (e.type == "feature.status") {
     std::string line = "== " + d.value("to", "?");
     if (!d.value("reason", "").empty()) line += " (" + d.value("reason", "") + ")";
-    if (d.contains("message")) line += ": " + Short(d.value("message", ""), 300);
     return line;
   }
   if (e.type == "task.created") return "   + task " + task + ": " + d.value("title", "");
   if (e.type == "task.status") {
     std::string line = "   task " + task + " -> " + d.value("to", "?");
     if (d.contains("agent")) line += " (" + d.value("agent", "") + ")";
-    if (d.contains("commit") && !d.value("commit", "").empty()) line += " commit " + d.value("commit", "").substr(0, 10);
-    if (d.contains("error")) line += ": " + Short(d.value("error", ""), 200);
+    if (d.contains("commit") && !d.value("commit", "").empty())
+      line += " commit " + d.value("commit", "").substr(0, 10);
     return line;
   }
   if (e.type == "tool.call") {
@@ -76,7 +76,6 @@ std::string Describe(const Event& e, const std::string& feature_id) {
   }
   if (e.type == "memory.stored") return "   memory stored (" + d.value("type", "") + ")";
   if (e.type == "budget.warning") return "   ! budget warning: " + d.dump();
-  if (e.type == "error") return "   ! " + Short(d.value("message", ""), 300);
   return "";
 }
 
@@ -88,7 +87,7 @@ json Report(Store& store, const Feature& f) {
                        {"commit", Field(t.result, "commit", "")}, {"summary", Field(t.result, "summary", "")}});
     }
   }
-  json gates = json::array(), completed = json::object();
+  json gates = json::array(), completed = json::object(), ended = json::object();
   std::string verdict;
   (void)ForEachEvent(store, f.id, [&](const Event& e) {
     if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "testing") gates = json::array();
@@ -97,7 +96,21 @@ json Report(Store& store, const Feature& f) {
                        {"exit_code", AsObject(e.data).value("exit_code", 0)}});
     if (e.type == "review.verdict") verdict = AsObject(e.data).value("verdict", "");
     if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "completed") completed = e.data;
+    if (e.type == "feature.status" && IsTerminalFeatureStatus(AsObject(e.data).value("to", "")))
+      ended = AsObject(e.data);
   });
+  // Why it did not complete: the message (and hint) of the end, as `run` prints it.
+  json error = nullptr;
+  if (f.status != "completed") {
+    std::string message = ended.value("message", "");
+    if (message.empty()) {
+      message =
+          "feature " + f.id + " " + f.status + (f.reason.empty() ? "" : " (" + f.reason + ")");
+      if (ended.value("by", "") == "user") message += " by the user";
+    }
+    error = {{"message", message},
+             {"hint", ended.contains("hint") ? ended["hint"] : json(nullptr)}};
+  }
   json usage = json::object();
   if (auto u = store.FeatureUsage(f.id); u.ok()) {
     usage = {{"calls", u->calls}, {"input_tokens", u->input_tokens}, {"output_tokens", u->output_tokens}, {"cost_usd", u->cost_usd}};
@@ -105,7 +118,7 @@ json Report(Store& store, const Feature& f) {
   return {{"id", f.id}, {"title", f.title}, {"project", f.project}, {"status", f.status}, {"reason", f.reason},
           {"branch", "af/" + f.id}, {"commit", completed.value("commit", "")},
           {"artifacts", completed.value("artifacts", json::array())}, {"tasks", tasks}, {"gates", gates},
-          {"review", verdict}, {"usage", usage}};
+          {"review", verdict}, {"usage", usage}, {"error", error}};
 }
 
 }  // namespace
@@ -135,7 +148,12 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   }
   auto request = LoadPrpFile(file);
   if (!request.ok()) return ReportError(request.status(), kExitUsage);
-  if (!project.empty()) request->project = project;
+  if (!project.empty()) {
+    // Before the data directory (and a workspace named after it) is created.
+    if (Status s = CheckProjectName(project); !s.ok())
+      return ReportError(s.WithContext("--project"), kExitUsage);
+    request->project = project;
+  }
   bool challenge = request->challenge_vague_requirements.value_or(config.validation.challenge_vague_requirements);
   if (auto issues = ValidateWorkPlan(*request, challenge); !issues.empty()) {
     std::fprintf(stderr, "%s", FormatValidationReport(*request, issues).c_str());
@@ -144,8 +162,10 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
 
   for (const auto& secret : SecretValues(config)) log::AddSecret(secret);
   log::LogOptions log_options;
-  // The terminal shows progress lines; the log file has everything.
+  // The terminal shows progress lines and the run's own report (warnings and
+  // failures the log would repeat); the log file has the warnings too.
   log_options.level = std::getenv("AF_LOG") ? config.log.level : "warn";
+  if (!std::getenv("AF_LOG")) log_options.console_level = "error";
   log_options.file = (std::filesystem::path(config.data_dir) / "logs" / "agent-factory.log").string();
   if (Status s = log::Init(log_options); !s.ok()) return ReportError(s);
 
@@ -217,7 +237,12 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
                 static_cast<long long>(report["usage"].value("output_tokens", 0)),
                 report["usage"].value("cost_usd", 0.0));
   }
-  return current.status == "completed" ? kExitOk : kExitFailure;
+  if (current.status == "completed") return kExitOk;
+  const json& error = report["error"];
+  std::fflush(stdout);
+  return ReportError(
+      FailedPrecondition(error.value("message", ""),
+                         error["hint"].is_string() ? error["hint"].get<std::string>() : ""));
 }
 
 }  // namespace af::cli

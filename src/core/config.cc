@@ -198,6 +198,26 @@ std::string UnknownKeyMessage(std::string_view key) {
   return msg;
 }
 
+// AF_* environment variables read outside the settings above (so not set in
+// .env or the config file); the environment check must not call them unknown.
+//   AF_API_KEY: the API key of `feature events` (src/cli/events_cmd.cc).
+const char* const kOtherEnvNames[] = {"AF_API_KEY"};
+
+// For an AF_* name that is no setting: the closest known name, also when the
+// name is a setting's dotted key spelled as a variable (AF_SERVER_PORT).
+std::string UnknownEnvMessage(std::string_view name) {
+  std::string best;
+  size_t best_d = 3;
+  auto consider = [&](const std::string& env, size_t d) {
+    if (d < best_d) best_d = d, best = env;
+  };
+  for (const auto& s : Settings())
+    consider(s.env, DefaultEnvName(s.key) == name ? 0 : EditDistance(name, s.env));
+  for (const char* other : kOtherEnvNames) consider(other, EditDistance(name, other));
+  if (!best.empty()) return "unknown setting (did you mean '" + best + "'?)";
+  return "unknown setting (see 'agent-factory config show' for every setting and its variable)";
+}
+
 std::string Trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t\r\n");
   if (b == std::string_view::npos) return "";
@@ -446,7 +466,7 @@ void LoadDotenv(const std::string& path, LoadedConfig& out) {
       if (s.env == name) found = &s;
     if (!found) {
       // Other tools share .env files; only our own prefix is checked.
-      if (name.rfind("AF_", 0) == 0) out.issues.push_back({name, where, "unknown setting name"});
+      if (name.rfind("AF_", 0) == 0) out.issues.push_back({name, where, UnknownEnvMessage(name)});
       continue;
     }
     if (auto err = ApplyText(*found, out.config, value); !err.empty()) {
@@ -552,6 +572,16 @@ LoadedConfig LoadConfig(const ConfigSources& sources) {
     } else {
       out.origin[s.key] = where;
     }
+  }
+
+  // A misspelled variable would otherwise be ignored without a word. Only our
+  // own prefix: the environment holds every other program's variables too.
+  for (const auto& [name, value] : sources.env) {
+    if (name.rfind("AF_", 0) != 0) continue;
+    bool known = std::any_of(std::begin(kOtherEnvNames), std::end(kOtherEnvNames),
+                             [&](const char* other) { return name == other; });
+    for (const auto& s : Settings()) known = known || s.env == name;
+    if (!known) out.issues.push_back({name, "environment", UnknownEnvMessage(name)});
   }
 
   for (const auto& [key, value] : sources.flags) {

@@ -158,11 +158,17 @@ Result<LevelSpec> ParseLevelSpec(std::string_view spec) {
 
 Status Init(const LogOptions& options) {
   AF_ASSIGN_OR_RETURN(LevelSpec spec, ParseLevelSpec(options.level));
+  LevelSpec console_spec;
+  console_spec.default_level = spdlog::level::trace;
+  if (!options.console_level.empty()) {
+    AF_ASSIGN_OR_RETURN(console_spec, ParseLevelSpec(options.console_level));
+  }
   std::vector<spdlog::sink_ptr> sinks;
   if (options.console) {
     auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
     console->set_formatter(std::make_unique<RedactingFormatter>(
         std::make_unique<spdlog::pattern_formatter>("%H:%M:%S.%e %^%-5l%$ [%n] %v")));
+    console->set_level(console_spec.default_level);
     sinks.push_back(console);
   }
   if (!options.file.empty()) {

@@ -91,6 +91,21 @@ TEST(CliServeTest, RefusesABadConfigWithTheSameMessageAsValidate) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));  // bad input changes nothing
 }
 
+// A misspelled variable is not ignored: serve refuses it like validate does.
+TEST(CliServeTest, RefusesAMisspelledAfVariableNamingTheClosestOne) {
+  TempDir dir;
+  auto env = ServeEnv(FreePort());
+  env["AF_PROT"] = "9000";
+  auto validate = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
+  auto serve = RunCommand({BinaryPath(), "serve"}, env, dir.path().string());
+  EXPECT_EQ(validate.exit_code, 2);
+  EXPECT_EQ(serve.exit_code, 2);
+  EXPECT_EQ(serve.err, validate.err);
+  EXPECT_NE(serve.err.find("environment: AF_PROT: unknown setting (did you mean 'AF_PORT'?)"), std::string::npos)
+      << serve.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
+}
+
 TEST(CliServeTest, UnusableProviderStillServesAndHealthSaysWhy) {
   TempDir dir;
   int port = FreePort();

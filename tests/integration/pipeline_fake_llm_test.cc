@@ -249,15 +249,17 @@ TEST_P(PipelineFakeLlm, PathEscapesAreRefusedAndReported) {
   s.reviewer = Approver();
   Install(h_, s);
 
-  Feature f = Run(PipelineHarness::Request("Escape attempts", {"test -f inside.txt"}));
+  // The gate sees the tree before it is removed at the end: the sandboxed
+  // ln -s ran and the one legitimate write landed.
+  Feature f = Run(PipelineHarness::Request("Escape attempts", {"test -f inside.txt && test -L link"}));
   EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
 
   const fs::path tree = h_.TreeRoot(f.id);
-  EXPECT_FALSE(fs::exists(tree / dotdot));
+  EXPECT_FALSE(fs::exists(tree.parent_path() / ("af-escape-" + tag)));
   EXPECT_FALSE(fs::exists(abs));
   EXPECT_FALSE(fs::exists(fs::path("/tmp") / ("af-x-" + tag)));
-  EXPECT_TRUE(fs::is_symlink(tree / "link")) << "the sandboxed ln -s did not run";
-  EXPECT_TRUE(fs::exists(tree / "inside.txt"));
+  auto committed = testing::RunCommand({"/usr/bin/git", "-C", h_.WorkspaceRoot().string(), "show", "af/" + f.id + ":inside.txt"});
+  EXPECT_EQ(committed.exit_code, 0) << committed.err;
 
   std::lock_guard lock(mu);
   ASSERT_EQ(results.size(), 5u);

@@ -127,6 +127,11 @@ TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls
     return final.status == "completed" || final.status == "failed" || final.status == "cancelled";
   }, std::chrono::seconds(60));
   ASSERT_TRUE(done) << serve.Err();
+  // The log says a feature was resumed and, in one line, how it ended.
+  EXPECT_TRUE(WaitFor([&] {
+    return serve.Err().find("resumed feature " + feature_id + " ended " + final.status) != std::string::npos;
+  })) << serve.Err();
+  EXPECT_NE(serve.Err().find("resuming feature " + feature_id), std::string::npos) << serve.Err();
   EXPECT_EQ(serve.Stop(SIGTERM), 0) << serve.Err();
   ASSERT_EQ(final.status, "completed") << final.reason << "\n" << serve.Err();
   EXPECT_GT(fake.request_count(), requests_before_restart);

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "af/agents/prp.h"
 #include "af/store/store.h"
+#include "support/fake_llm_server.h"
 #include "support/test_util.h"
 
 namespace af::testing {
@@ -31,6 +33,7 @@ TEST_P(RunExamplesTest, CompletesOfflineAndTheBranchPassesItsGates) {
     EXPECT_FALSE(t["commit"].get<std::string>().empty()) << t.dump();
   }
   EXPECT_EQ(report["review"], "approve");
+  EXPECT_TRUE(report["error"].is_null()) << report["error"];
   for (const auto& a : report["artifacts"]) EXPECT_TRUE(std::filesystem::exists(a.get<std::string>())) << a;
 
   auto request = LoadPrpFile(prp);
@@ -69,6 +72,44 @@ INSTANTIATE_TEST_SUITE_P(Examples, RunExamplesTest,
                            return n;
                          });
 
+size_t Count(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (size_t pos = text.find(part); pos != std::string::npos; pos = text.find(part, pos + 1)) ++n;
+  return n;
+}
+
+// The registered worktrees of a repository ("worktree PATH" lines).
+std::vector<std::string> Worktrees(const std::string& repo) {
+  auto r = RunCommand({"/usr/bin/git", "-C", repo, "worktree", "list", "--porcelain"});
+  std::vector<std::string> paths;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("worktree ", 0) == 0) paths.push_back(line.substr(9));
+  return paths;
+}
+
+// A delivered feature leaves its branch, not a checked-out worktree: the user
+// can check the branch out in the project's repository.
+TEST(RunCommandTest, TheDeliveredBranchCanBeCheckedOutInTheWorkspace) {
+  TempDir dir;
+  const std::string prp = std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md";
+  const auto data = dir.path() / "D";
+  auto run = RunCommand({BinaryPath(), "run", prp, "--data-dir", data.string(), "--json"}, kOffline,
+                        dir.path().string());
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  auto report = nlohmann::json::parse(run.out);
+  auto request = LoadPrpFile(prp);
+  ASSERT_TRUE(request.ok());
+  const std::string repo = (data / "workspaces" / request->project).string();
+  EXPECT_EQ(Worktrees(repo), std::vector<std::string>{std::filesystem::canonical(repo).string()});
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(repo) / ".af" / "worktrees" /
+                                       report["id"].get<std::string>()));
+  auto checkout = RunCommand({"/usr/bin/git", "-C", repo, "checkout", "-q", report["branch"]});
+  EXPECT_EQ(checkout.exit_code, 0) << checkout.err;
+  auto head = RunCommand({"/usr/bin/git", "-C", repo, "rev-parse", "HEAD"});
+  EXPECT_EQ(head.out, report["commit"].get<std::string>() + "\n");
+}
+
 TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
   TempDir dir;
   auto prp = dir.Write("vague.md", "# Make it better\n\nJust make it quick and easy somehow.\n");
@@ -83,6 +124,19 @@ TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_NE(run.err.find("Work plan challenged"), std::string::npos) << run.err;
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
+}
+
+TEST(RunCommandTest, ABadProjectIsRefusedBeforeAnythingIsCreated) {
+  TempDir dir;
+  const auto data = dir.path() / "D";
+  auto run = RunCommand({BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md",
+                         "--project", "../evil", "--data-dir", data.string()},
+                        kOffline, dir.path().string());
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("--project: project must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (got '../evil')"),
+            std::string::npos) << run.err;
+  EXPECT_FALSE(std::filesystem::exists(data));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "evil"));
 }
 
 TEST(RunCommandTest, ZeroReplicasOfANeededRoleIsRefusedInsteadOfHanging) {
@@ -132,9 +186,47 @@ bash count.sh count.sh
 )");
   auto run = RunCommand({BinaryPath(), "run", prp.string()}, kOffline, dir.path().string());
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.out.find("failed"), std::string::npos) << run.out;
-  EXPECT_NE(run.out.find("no recorded response for role=planner"), std::string::npos) << run.out;
-  EXPECT_NE(run.out.find("AF_LLM_PROVIDER=anthropic"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("failed (agent_error)"), std::string::npos) << run.out;
+  // The error is printed once, on stderr, with its hint on a line of its own.
+  EXPECT_EQ(Count(run.out + run.err, "no recorded response for role=planner"), 1u) << run.out << run.err;
+  EXPECT_NE(run.err.find("error: no recorded response for role=planner"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("\n  hint: the replay provider only knows"), std::string::npos) << run.err;
+  EXPECT_EQ(Count(run.out + run.err, "AF_LLM_PROVIDER=anthropic"), 1u) << run.out << run.err;
+
+  // --json: the report names the error, message and hint apart.
+  auto json_run = RunCommand({BinaryPath(), "run", prp.string(), "--json"}, kOffline, dir.path().string());
+  EXPECT_EQ(json_run.exit_code, 1);
+  auto report = nlohmann::json::parse(json_run.out);
+  EXPECT_EQ(report["status"], "failed");
+  EXPECT_EQ(report["reason"], "agent_error");
+  EXPECT_EQ(report["error"]["message"], "no recorded response for role=planner turn=0 (replay provider)") << report.dump(2);
+  EXPECT_NE(report["error"]["hint"].get<std::string>().find("AF_LLM_PROVIDER=anthropic"), std::string::npos)
+      << report.dump(2);
+  EXPECT_EQ(Count(json_run.err, "no recorded response for role=planner"), 1u) << json_run.err;
+  // A failed feature does not keep its worktree either.
+  const std::string repo = (dir.path() / "data" / "workspaces" / "default").string();
+  EXPECT_EQ(Worktrees(repo), std::vector<std::string>{std::filesystem::canonical(repo).string()});
+}
+
+// A provider that refuses the key: the feature fails and says so once, on
+// stderr, with what to do (not again in the progress lines or the log).
+TEST(RunCommandTest, AnAuthFailureIsReportedOnceWithItsHint) {
+  TempDir dir;
+  FakeLlmServer fake;
+  fake.SetResponder([](const RecordedRequest&) -> std::optional<FakeReply> {
+    return FakeReply::Status(401, R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})");
+  });
+  auto env = kOffline;
+  env["AF_LLM_PROVIDER"] = "anthropic";
+  env["ANTHROPIC_API_KEY"] = "sk-ant-test-wrong-0123456789abcdef";
+  env["ANTHROPIC_BASE_URL"] = fake.base_url();
+  env["AF_LLM_MODEL"] = "claude-sonnet-4-5";
+  auto run = RunCommand({BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
+                        env, dir.path().string());
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_EQ(Count(run.out + run.err, "Invalid API key"), 1u) << run.out << run.err;
+  EXPECT_NE(run.err.find("error: Invalid API key for anthropic (HTTP 401)\n  hint: "), std::string::npos) << run.err;
+  EXPECT_EQ(Count(run.out + run.err, "config show-key"), 1u) << run.out << run.err;
 }
 
 }  // namespace

@@ -128,6 +128,41 @@ TEST(ConfigTest, EnvironmentValuesAreTypeChecked) {
   EXPECT_FALSE(c.config.validation.challenge_vague_requirements);
 }
 
+TEST(ConfigTest, UnknownAfVariablesAreReportedWithTheClosestName) {
+  ConfigSources src;
+  src.dotenv_file = "/nonexistent/.env";
+  src.env = {{"AF_PROT", "9000"}, {"AF_SERVER_PORT", "9001"}, {"AF_ZZZZZZZZ", "1"},
+             {"HOME", "/root"}, {"ANTHROPIC_VERSION", "x"}};
+  LoadedConfig c = LoadConfig(src);
+  std::string all = Issues(c);
+  EXPECT_EQ(c.issues.size(), 3u) << all;
+  EXPECT_NE(all.find("environment: AF_PROT: unknown setting (did you mean 'AF_PORT'?)"), std::string::npos) << all;
+  EXPECT_NE(all.find("environment: AF_SERVER_PORT: unknown setting (did you mean 'AF_PORT'?)"), std::string::npos) << all;
+  EXPECT_NE(all.find("environment: AF_ZZZZZZZZ: unknown setting (see 'agent-factory config show'"), std::string::npos) << all;
+  EXPECT_EQ(c.config.server.port, 8080);
+}
+
+TEST(ConfigTest, EveryAfVariableTheCodeReadsIsKnown) {
+  ConfigSources src;
+  src.dotenv_file = "/nonexistent/.env";
+  for (const auto& row : DescribeConfig(LoadConfig(src))) src.env[row.env] = "";
+  src.env["AF_API_KEY"] = "";  // read outside the settings, by `feature events`
+  LoadedConfig c = LoadConfig(src);
+  for (const auto& i : c.issues) EXPECT_NE(i.message.rfind("unknown setting", 0), 0u) << i.ToString();
+}
+
+TEST(ConfigTest, UnknownAfNamesInDotenvGetASuggestionToo) {
+  TempDir dir;
+  auto dotenv = dir.Write(".env", "AF_LLM_MODLE=x\nOTHER_TOOL=1\n");
+  ConfigSources src;
+  src.dotenv_file = dotenv.string();
+  LoadedConfig c = LoadConfig(src);
+  std::string all = Issues(c);
+  EXPECT_EQ(c.issues.size(), 1u) << all;
+  EXPECT_NE(all.find(dotenv.string() + ":1: AF_LLM_MODLE: unknown setting (did you mean 'AF_LLM_MODEL'?)"),
+            std::string::npos) << all;
+}
+
 TEST(ConfigTest, AgentsAliasesDurationsListsAndCrossChecks) {
   TempDir dir;
   auto toml = dir.Write("a.toml",

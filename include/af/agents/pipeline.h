@@ -11,7 +11,9 @@
 // before anything else happens, and on Start every unfinished feature is
 // resumed from its current state. Model calls already answered for a feature
 // are replayed from the store, so a resumed step does not pay again; task
-// commits carry the task id, so a resumed task never commits twice.
+// commits carry the task id, so a resumed task never commits twice. A feature
+// works in its own git worktree, removed once it ends (completed, failed or
+// cancelled); its branch af/<id> and commits stay.
 //
 // Thread safety: all public methods may be called from any thread.
 

@@ -136,6 +136,12 @@ std::vector<std::string> ValidateWorkPlan(const FeatureRequest& request,
 std::string FormatValidationReport(const FeatureRequest& request,
                                    const std::vector<std::string>& issues);
 
+// Ok when `project` may name a workspace directory:
+// [A-Za-z0-9][A-Za-z0-9._-]{0,63}; InvalidArgument naming it and that form
+// otherwise. The parsers above apply it; callers that set the project
+// themselves (`run --project`) check it before creating anything.
+Status CheckProjectName(const std::string& project);
+
 // Reads a PRP file: `.json` (case-insensitive) -> FeatureRequestFromJson,
 // anything else -> ParseMarkdownPrp. Errors: NotFound naming the path when it
 // does not exist; InvalidArgument when it is not a regular file, is over

@@ -36,6 +36,10 @@ struct LogOptions {
   size_t max_file_bytes = 10 << 20;  // rotate at 10 MiB
   size_t max_files = 5;         // rotated files kept
   bool console = true;          // human lines on stderr
+  // A level ("error") below which the terminal shows nothing, whatever
+  // `level` lets through to the file; empty = no extra filter. For commands
+  // that report on the terminal themselves (`run`).
+  std::string console_level;
 };
 
 // Installs the sinks and levels. Fails (and changes nothing) on a bad level
