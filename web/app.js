@@ -61,15 +61,17 @@ function clip(s, n) {
   return s.length > n ? s.slice(0, n - 1) + '…' : s;
 }
 
-// Runs fn at most once per `ms`, always after the last call (trailing edge).
+// Runs fn at most once per `ms` and never twice at once, always after the
+// last call (trailing edge): a burst of events costs one request, not one each.
 function throttle(fn, ms) {
-  let timer = null;
+  let busy = false;
   let again = false;
   return function run() {
-    if (timer) { again = true; return; }
+    if (busy) { again = true; return; }
+    busy = true;
     again = false;
-    Promise.resolve(fn()).finally(() => {
-      timer = setTimeout(() => { timer = null; if (again) run(); }, ms);
+    Promise.resolve().then(fn).finally(() => {
+      setTimeout(() => { busy = false; if (again) run(); }, ms);
     });
   };
 }
@@ -130,6 +132,13 @@ function askForKey(message) {
 }
 
 async function useKey(key) {
+  // fetch() refuses header values outside Latin-1 before anything is sent;
+  // say so instead of "the server did not answer".
+  if (!/^[\x21-\x7e]+$/.test(key)) {
+    askForKey('That is not an API key: keys are "af_" followed by 64 hex digits (see ' +
+              '<data_dir>/admin.key).');
+    return false;
+  }
   apiKey = key;
   try {
     await api('/api/v1/agents');
@@ -151,8 +160,8 @@ async function useKey(key) {
 let globalStream = null;
 let featureStream = null;
 
-function setLive(on) {
-  $('live').textContent = on ? 'live' : 'live: reconnecting';
+function setLive(on, text) {
+  $('live').textContent = text || (on ? 'live' : 'live: reconnecting');
   $('live').className = 'badge ' + (on ? 'live' : 'off');
 }
 
@@ -166,8 +175,15 @@ function startStreams() {
   stopStreams();
   // No Last-Event-ID: only new events; the lists are read from the API.
   globalStream = new EventSource('/api/v1/events?access_token=' + encodeURIComponent(apiKey));
-  globalStream.onopen = () => setLive(true);
-  globalStream.onerror = () => setLive(false);
+  // On (re)connecting, re-read what events may have changed while away.
+  globalStream.onopen = () => { setLive(true); refreshAgents(); refreshFeatures(); refreshHealth(); };
+  // onerror also receives the server's events named "error" (with data):
+  // those are pipeline errors, not a lost connection.
+  globalStream.onerror = (m) => {
+    if (typeof m.data === 'string') return;
+    setLive(false);
+    refreshHealth();
+  };
   globalStream.onmessage = parsed(onGlobalEvent);
   for (const type of ['feature.created', 'feature.status', 'task.created', 'task.status',
                       'agent.started', 'agent.heartbeat', 'agent.offline', 'llm.call',
@@ -180,6 +196,7 @@ function startStreams() {
 function stopStreams() {
   if (globalStream) globalStream.close();
   globalStream = null;
+  setLive(false, 'live: off');
   closeFeatureStream();
 }
 
@@ -226,11 +243,14 @@ function stageBar(status) {
   return bar;
 }
 
+const FEATURES_PAGE = 50;
+let featuresShown = FEATURES_PAGE;
+
 const refreshFeatures = throttle(async () => {
   if ($('home-view').hidden) return;
   let page;
   try {
-    page = await api('/api/v1/features?limit=50');
+    page = await api('/api/v1/features?limit=' + featuresShown);
   } catch (err) {
     $('features-empty').hidden = false;
     $('features-empty').textContent = 'Cannot list features: ' + err.describe();
@@ -245,10 +265,21 @@ const refreshFeatures = throttle(async () => {
                                                       text: clip(f.reason, 80)}) : null),
     el('td', {}, stageBar(f.status)),
     el('td', {text: ago(f.updated_at)})));
+  const focused = document.activeElement && document.activeElement.closest &&
+                  document.activeElement.closest('#features tr[data-feature-id]');
   $('features').tBodies[0].replaceChildren(...rows);
+  // Redrawn on every event: keep the keyboard where it was.
+  if (focused) {
+    $('features').querySelector(`tr[data-feature-id="${CSS.escape(focused.dataset.featureId)}"] a`)
+        ?.focus();
+  }
   $('features-empty').hidden = page.features.length > 0;
   if (page.features.length === 0) $('features-empty').textContent =
       'No features yet. Submit a PRP below.';
+  const total = page.pagination.total;
+  $('features-more').hidden = !page.pagination.has_more;
+  $('features-count').textContent = page.pagination.has_more
+    ? 'Showing ' + page.features.length + ' of ' + total + ' features.' : '';
 }, 250);
 
 async function refreshHealth() {
@@ -292,8 +323,19 @@ async function submitPrp(ev) {
     $('prp-text').value = '';
     location.hash = '#/features/' + f.id;
   } catch (err) {
-    out.append(el('p', {class: 'error', text: err.describe()}));
     const issues = err.details && err.details.issues;
+    const bytes = new Blob([text]).size;
+    let message = err.describe();
+    if (err.status === 0 && bytes > 1048576) {
+      // Far over its body limit the server drops the connection unanswered.
+      message = 'The server closed the connection while receiving this ' +
+                (bytes / 1048576).toFixed(1) + ' MiB PRP: it is over the server\'s body limit ' +
+                '(1 MiB unless configured otherwise). Shorten it.';
+    } else if (Array.isArray(issues) && issues.length) {
+      // The message repeats the issues listed below; keep its first line.
+      message = err.message.split('\n')[0].replace(/:$/, '') + (err.hint ? ' — ' + err.hint : '');
+    }
+    out.append(el('p', {class: 'error', text: message}));
     if (Array.isArray(issues)) {
       out.append(el('ul', {class: 'issues'}, ...issues.map((i) =>
           el('li', {text: typeof i === 'string' ? i : JSON.stringify(i)}))));
@@ -350,6 +392,20 @@ function showFeature(id) {
     $('diff').replaceChildren();
     $('diff-info').textContent = '';
     $('feature-title').textContent = id;
+    // Nothing of the previous feature may stay on the page.
+    $('feature-status').textContent = '';
+    $('feature-status').className = 'badge';
+    $('feature-meta').textContent = '';
+    $('feature-reason').textContent = '';
+    $('feature-action-error').textContent = '';
+    $('feature-cancel').hidden = true;
+    $('feature-progress').replaceChildren();
+    $('usage').replaceChildren();
+    $('event-count').textContent = '';
+    $('gates').replaceChildren(el('p', {class: 'empty', text: 'No gate has run yet.'}));
+    $('reviews').replaceChildren(el('p', {class: 'empty', text: 'No review yet.'}));
+    delete $('feature-view').dataset.featureId;
+    delete $('feature-view').dataset.status;
     closeFeatureStream();
     // last_event_id=0: the whole history first, then live. On a reconnect the
     // browser sends Last-Event-ID itself, which the server prefers.
@@ -512,11 +568,20 @@ function renderTaskGraph(tasks) {
       svg('text', {x: 10, y: 21, class: 'title', text: clip(t.title, 26)}),
       svg('text', {x: 10, y: 41, class: 'sub', text: t.role + ' · ' + t.status.replace('_', ' ') +
                                                    (t.attempts > 1 ? ' · try ' + t.attempts : '')}));
+    node.setAttribute('tabindex', '0');
+    node.setAttribute('role', 'button');
     node.addEventListener('click', () => showTask(t));
+    node.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); showTask(t); }
+    });
     g.append(node);
   }
   const detail = box.querySelector('#task-detail');
+  const focused = document.activeElement && document.activeElement.dataset &&
+                  document.activeElement.dataset.taskId;
   box.replaceChildren(g, detail || el('div', {id: 'task-detail'}));
+  // Redrawn on every event: keep the keyboard where it was.
+  if (focused) g.querySelector(`g.task[data-task-id="${CSS.escape(focused)}"]`)?.focus();
 }
 
 function showTask(t) {
@@ -564,8 +629,9 @@ async function renderDiff(f) {
   if (!d.available) {
     $('diff-info').textContent = f.status === 'completed'
       ? 'No diff was written for this feature.'
-      : 'The feature ended ' + f.status + ' before delivery, so there is no diff; its commits are on ' +
-        'branch af/' + f.id + ' in the project workspace.';
+      : 'The feature ended ' + f.status + ' before delivery, so there is no diff' +
+        (f.tasks.some((t) => t.status === 'completed')
+          ? '; its commits are on branch af/' + f.id + ' in the project workspace.' : '.');
     return;
   }
   const lines = d.diff.split('\n');
@@ -589,8 +655,10 @@ async function cancelFeature() {
   if (!currentFeature || !confirm('Cancel feature ' + currentFeature + '?')) return;
   try {
     await api('/api/v1/features/' + encodeURIComponent(currentFeature), {method: 'DELETE'});
+    $('feature-action-error').textContent = '';
   } catch (err) {
-    $('feature-reason').textContent = 'Cannot cancel: ' + err.describe();
+    // Its own line: refreshFeature rewrites the reason.
+    $('feature-action-error').textContent = 'Cannot cancel: ' + err.describe();
   }
   refreshFeature();
 }
@@ -629,6 +697,10 @@ function init() {
   $('prp-file').addEventListener('change', loadPrpFile);
   $('memory-form').addEventListener('submit', refreshMemory);
   $('feature-cancel').addEventListener('click', cancelFeature);
+  $('features-more').addEventListener('click', () => {
+    featuresShown += FEATURES_PAGE;
+    refreshFeatures();
+  });
   window.addEventListener('hashchange', route);
   refreshHealth();
   setInterval(refreshHealth, 10000);

@@ -265,3 +265,103 @@ test('the home page follows a feature submitted elsewhere, without a reload', as
   assert.deepEqual(page.jsErrors, []);
   await page.context().close();
 });
+
+async function apiGet(pathname) {
+  const r = await fetch(base + pathname, {headers: {'Authorization': 'Bearer ' + adminKey}});
+  return r.json();
+}
+
+// A feature the replay provider cannot plan: it fails at once, with "error" events.
+async function submitFailing(title) {
+  const posted = await apiPost('/api/v1/features', JSON.stringify(
+      {title, description: 'nothing recorded for this', challenge_vague_requirements: false}),
+      'application/json');
+  assert.equal(posted.status, 201, JSON.stringify(posted.body));
+  return posted.body.id;
+}
+
+test('a pipeline "error" event is not a lost connection', async () => {
+  const page = await newPage();
+  await page.goto(base + '/?token=' + encodeURIComponent(adminKey));
+  await page.locator('#live.live').waitFor();
+  const id = await submitFailing('fails at once');
+  await page.locator(`#features tr[data-feature-id="${id}"][data-status="failed"]`).waitFor();
+  assert.equal(await page.locator('#live').textContent(), 'live');
+  assert.deepEqual(page.jsErrors, []);
+  await page.context().close();
+});
+
+test('a feature page shows nothing of the feature shown before it', async () => {
+  const page = await newPage();
+  await page.goto(base + '/?token=' + encodeURIComponent(adminKey));
+  await page.locator('#agents tbody tr').first().waitFor();
+  const done = (await apiGet('/api/v1/features?status=completed&limit=1')).features[0];
+  assert.ok(done, 'no completed feature (the earlier tests make some)');
+  const failed = await submitFailing('fails, no gates');
+  await page.goto(base + '/#/features/' + done.id);
+  await page.locator('#gates details.gate').first().waitFor();
+  await page.locator('#reviews .review').first().waitFor();
+  // Task details open from the keyboard too.
+  await page.locator('#task-graph g.task').first().focus();
+  await page.keyboard.press('Enter');
+  assert.match(await page.locator('#task-detail').textContent(), /Result:/);
+
+  await page.evaluate((id) => { location.hash = '#/features/' + id; }, failed);
+  await page.locator(`#feature-view[data-feature-id="${failed}"][data-status="failed"]`).waitFor();
+  assert.equal(await page.locator('#gates details.gate').count(), 0, 'gates of the other feature');
+  assert.equal(await page.locator('#reviews .review').count(), 0, 'review of the other feature');
+  assert.doesNotMatch(await page.locator('#diff-info').textContent(), /branch/,
+                      'a feature that failed in planning has no branch');
+
+  await page.evaluate(() => { location.hash = '#/features/f-doesnotexist'; });
+  await page.locator('#feature-reason').filter({hasText: 'There is no feature'}).waitFor();
+  assert.equal(await page.locator('#feature-status').textContent(), '');
+  assert.equal(await page.locator('#feature-meta').textContent(), '');
+  assert.equal(await page.locator('#usage .card').count(), 0);
+  assert.deepEqual(page.jsErrors, []);
+  await page.context().close();
+});
+
+test('a burst of features: one list request at a time, and every feature reachable', async () => {
+  const page = await newPage();
+  await page.goto(base + '/?token=' + encodeURIComponent(adminKey));
+  await page.locator('#live.live').waitFor();
+  let inFlight = 0;
+  let most = 0;
+  const isList = (r) => new URL(r.url()).pathname === '/api/v1/features' && r.method() === 'GET';
+  page.on('request', (r) => { if (isList(r)) most = Math.max(most, ++inFlight); });
+  page.on('requestfinished', (r) => { if (isList(r)) inFlight--; });
+  page.on('requestfailed', (r) => { if (isList(r)) inFlight--; });
+  const ids = await Promise.all(Array.from({length: 55}, (_, i) => submitFailing('burst ' + i)));
+  await waitFor('the burst listed', async () =>
+      (await page.locator('#features-count').textContent()).includes(' of '), 60000);
+  assert.ok(most <= 1, most + ' feature list requests at once');
+  const total = (await apiGet('/api/v1/features?limit=1')).pagination.total;
+  assert.ok(total > 50);
+  await page.click('#features-more');
+  await waitFor('more rows', async () => (await page.locator('#features tbody tr').count()) > 50);
+  assert.ok(ids.length === 55);
+  assert.deepEqual(page.jsErrors, []);
+  await page.context().close();
+});
+
+test('a key the browser cannot send is refused as a key, not as a dead server', async () => {
+  const page = await newPage();
+  await page.goto(base + '/');
+  await page.fill('#key-input', 'ключ');
+  await page.click('#key-save');
+  await page.locator('#key-error').filter({hasText: 'not an API key'}).waitFor();
+  assert.deepEqual(page.jsErrors, []);
+  await page.context().close();
+});
+
+test('fits a 400 px wide screen without sideways scrolling', async () => {
+  const context = await browser.newContext({viewport: {width: 400, height: 800}});
+  const page = await context.newPage();
+  await page.goto(base + '/?token=' + encodeURIComponent(adminKey));
+  await page.locator('#agents tbody tr').first().waitFor();
+  await page.locator('#features tbody tr').first().waitFor();
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 400),
+            'the page is wider than the screen');
+  await context.close();
+});
