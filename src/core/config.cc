@@ -204,8 +204,9 @@ std::string UnknownKeyMessage(std::string_view key) {
 const char* const kOtherEnvNames[] = {"AF_API_KEY"};
 
 // For an AF_* name that is no setting: the closest known name, also when the
-// name is a setting's dotted key spelled as a variable (AF_SERVER_PORT).
-std::string UnknownEnvMessage(std::string_view name) {
+// name is a setting's dotted key spelled as a variable (AF_SERVER_PORT); ""
+// when nothing is close.
+std::string ClosestEnvName(std::string_view name) {
   std::string best;
   size_t best_d = 3;
   auto consider = [&](const std::string& env, size_t d) {
@@ -214,6 +215,11 @@ std::string UnknownEnvMessage(std::string_view name) {
   for (const auto& s : Settings())
     consider(s.env, DefaultEnvName(s.key) == name ? 0 : EditDistance(name, s.env));
   for (const char* other : kOtherEnvNames) consider(other, EditDistance(name, other));
+  return best;
+}
+
+std::string UnknownEnvMessage(std::string_view name) {
+  std::string best = ClosestEnvName(name);
   if (!best.empty()) return "unknown setting (did you mean '" + best + "'?)";
   return "unknown setting (see 'agent-factory config show' for every setting and its variable)";
 }
@@ -575,13 +581,17 @@ LoadedConfig LoadConfig(const ConfigSources& sources) {
   }
 
   // A misspelled variable would otherwise be ignored without a word. Only our
-  // own prefix: the environment holds every other program's variables too.
+  // own prefix, and only names close to one of ours: the environment holds
+  // every other program's variables too (test runners set AF_BINARY, say), and
+  // a stranger's variable must not stop the server from starting.
   for (const auto& [name, value] : sources.env) {
     if (name.rfind("AF_", 0) != 0) continue;
     bool known = std::any_of(std::begin(kOtherEnvNames), std::end(kOtherEnvNames),
                              [&](const char* other) { return name == other; });
     for (const auto& s : Settings()) known = known || s.env == name;
-    if (!known) out.issues.push_back({name, "environment", UnknownEnvMessage(name)});
+    if (!known && !ClosestEnvName(name).empty()) {
+      out.issues.push_back({name, "environment", UnknownEnvMessage(name)});
+    }
   }
 
   for (const auto& [key, value] : sources.flags) {
