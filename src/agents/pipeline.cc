@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
@@ -102,7 +103,7 @@ class Pipeline::Impl {
 
   // --- coordinator ---
   // `resumed`: started by ResumeAll, which logs the start; Drive logs the end.
-  void StartDriver(const std::string& feature_id, bool resumed = false);
+  void StartDriver(const Feature& f, bool resumed = false);
   void Drive(const std::string& feature_id, bool resumed);
   Status DriveOnce(const Feature& f);
   Result<json> Dispatch(const Feature& f, const std::string& role, json job);
@@ -143,9 +144,29 @@ class Pipeline::Impl {
   // Shared: a job still running when its feature ends keeps its handle alive.
   std::map<std::string, std::shared_ptr<FeatureTree>> trees_;
 
-  std::mutex drivers_mu_;  // guards drivers_ and finished_drivers_
-  std::map<std::string, std::thread> drivers_;
-  std::vector<std::string> finished_drivers_;  // returned from Drive, not joined yet
+  // The coordinator's drivers: a fixed pool of limits.max_active_features
+  // threads takes features from waiting_. A thread per feature ran out of
+  // memory mappings after ~32k features, and thousands of features polling
+  // the store at once starved everything else (POST /features benchmark).
+  struct Waiting {
+    int rank;        // higher priority first
+    uint64_t order;  // then first come, first served
+    std::string feature_id;
+    bool resumed;
+    bool operator<(const Waiting& o) const {
+      return rank != o.rank ? rank > o.rank : order < o.order;
+    }
+  };
+  std::mutex drivers_mu_;  // guards the members below
+  std::condition_variable drivers_cv_;
+  std::vector<std::thread> drivers_;
+  std::set<Waiting> waiting_;
+  std::set<std::string> claimed_;  // waiting or being driven
+  uint64_t next_order_ = 0;
+  // When this process began driving a feature: limits.feature_timeout counts
+  // from there, not from submission (time spent queued or down is not work).
+  std::map<std::string, int64_t> started_ms_;
+  void DriverLoop();
 
  public:
   // Held while this process is the one that resumes unfinished features of
@@ -175,7 +196,12 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
   AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
   if (f.status == "cancelled") return Cancelled("feature " + feature_id + " was cancelled");
   if (IsTerminalFeatureStatus(f.status)) return FailedPrecondition("feature " + feature_id + " is " + f.status);
-  if (NowMs() > f.created_ms + int64_t{cfg_.limits.feature_timeout} * 1000) {
+  int64_t started = f.created_ms;
+  {
+    std::lock_guard lock(drivers_mu_);
+    if (auto it = started_ms_.find(feature_id); it != started_ms_.end()) started = it->second;
+  }
+  if (NowMs() > started + int64_t{cfg_.limits.feature_timeout} * 1000) {
     return DeadlineExceeded("feature timeout reached (limits.feature_timeout = " +
                                 std::to_string(cfg_.limits.feature_timeout) + " s)",
                             "raise limits.feature_timeout or split the feature");
@@ -257,6 +283,8 @@ Status Pipeline::Impl::StartAgents() {
     inst->thread = std::thread([this, p = inst.get()] { WorkerLoop(p); });
   }
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  for (int i = 0; i < cfg_.limits.max_active_features; ++i)
+    drivers_.emplace_back([this] { DriverLoop(); });
   return Status::Ok();
 }
 
@@ -791,26 +819,33 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
   }
 }
 
-void Pipeline::Impl::StartDriver(const std::string& feature_id, bool resumed) {
-  std::lock_guard lock(drivers_mu_);
-  if (stopping_) return;
-  // A thread that ended keeps its stack mapped until it is joined: without
-  // this a long-running server runs out of memory mappings (vm.max_map_count)
-  // after ~32k features and can start no thread at all. The listed threads
-  // have nothing left to do but exit, so the joins are short.
-  for (const std::string& id : finished_drivers_) {
-    auto it = drivers_.find(id);
-    if (it == drivers_.end()) continue;
-    if (it->second.joinable()) it->second.join();
-    drivers_.erase(it);
-  }
-  finished_drivers_.clear();
-  if (drivers_.count(feature_id)) return;  // already driving
-  drivers_[feature_id] = std::thread([this, feature_id, resumed] {
-    Drive(feature_id, resumed);
+void Pipeline::Impl::StartDriver(const Feature& f, bool resumed) {
+  const auto* found = std::find(std::begin(kPriorities), std::end(kPriorities), f.priority);
+  const int rank = found == std::end(kPriorities) ? 1 : static_cast<int>(found - kPriorities);
+  {
     std::lock_guard lock(drivers_mu_);
-    finished_drivers_.push_back(feature_id);
-  });
+    if (stopping_ || !claimed_.insert(f.id).second) return;  // already waiting or driven
+    waiting_.insert(Waiting{rank, next_order_++, f.id, resumed});
+  }
+  drivers_cv_.notify_one();
+}
+
+void Pipeline::Impl::DriverLoop() {
+  for (;;) {
+    Waiting next;
+    {
+      std::unique_lock lock(drivers_mu_);
+      drivers_cv_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
+      if (stopping_) return;  // the waiting ones resume on the next start
+      next = *waiting_.begin();
+      waiting_.erase(waiting_.begin());
+      started_ms_[next.feature_id] = NowMs();
+    }
+    Drive(next.feature_id, next.resumed);
+    std::lock_guard lock(drivers_mu_);
+    claimed_.erase(next.feature_id);
+    started_ms_.erase(next.feature_id);
+  }
 }
 
 void Pipeline::Impl::ResumeAll() {
@@ -838,7 +873,7 @@ void Pipeline::Impl::ResumeAll() {
       }
       for (const auto& f : page->features) {
         logger->info("resuming feature {} ({})", f.id, f.status);
-        StartDriver(f.id, /*resumed=*/true);
+        StartDriver(f, /*resumed=*/true);
       }
       if (page->features.size() < static_cast<size_t>(filter.limit)) break;
     }
@@ -860,7 +895,7 @@ Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
   f.priority = request.priority;
   f.request = request.ToJson();
   AF_ASSIGN_OR_RETURN(Feature stored, svc_.store->CreateFeature(f));
-  StartDriver(stored.id);
+  StartDriver(stored);
   return stored;
 }
 
@@ -884,12 +919,11 @@ void Pipeline::Impl::Stop() {
     if (stopping_.exchange(true)) return;
   }
   stop_cv_.notify_all();
-  std::map<std::string, std::thread> drivers;
   {
-    std::lock_guard lock(drivers_mu_);
-    drivers.swap(drivers_);
+    std::lock_guard lock(drivers_mu_);  // no driver between its check and its wait
   }
-  for (auto& [_, t] : drivers)
+  drivers_cv_.notify_all();
+  for (auto& t : drivers_)
     if (t.joinable()) t.join();
   for (auto& inst : instances_)
     if (inst->thread.joinable()) inst->thread.join();

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -644,6 +645,70 @@ TEST(PipelineDrivers, EndedDriversReleaseTheirStacks) {
   for (int i = 0; i < kFeatures; ++i) ASSERT_NO_FATAL_FAILURE(run_one(100 + i));
   // Never joined, the 50 ended threads would hold 100 more mappings.
   EXPECT_LT(MappingCount(), before + kFeatures / 2) << "before: " << before;
+}
+
+// limits.max_active_features bounds the features driven at once; the rest
+// wait as "queued" and start by priority, then in arrival order.
+TEST(PipelineDrivers, AtMostMaxActiveFeaturesRunTheRestWaitByPriority) {
+  PipelineHarness h(Wire::kOpenAi);
+  h.config().limits.max_active_features = 1;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool blocker_asked = false, release = false;  // guarded by mu
+  Script s;
+  s.planner = [&](const RecordedRequest& req) {
+    if (testing::FirstUserText(req).find("Blocker") != std::string::npos) {
+      std::unique_lock lock(mu);
+      blocker_asked = true;
+      cv.notify_all();
+      cv.wait_for(lock, kWait, [&] { return release; });
+    }
+    return Plan(json::array({PlanTask("t1", "Write the file")}));
+  };
+  s.coder = WriteThenFinish("out.txt");
+  s.reviewer = Approver();
+  Install(h, s);
+  Status started = h.Start();
+  ASSERT_TRUE(started.ok()) << started.ToString();
+
+  auto submit = [&](const std::string& title, const std::string& priority) {
+    FeatureRequest r = PipelineHarness::Request(title, {"test -f out.txt"});
+    r.priority = priority;
+    auto f = h.pipeline().Submit(r);
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    return f.ok() ? f->id : std::string();
+  };
+  const std::string blocker = submit("Blocker", "medium");
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return blocker_asked; }));
+  }
+  const std::string low = submit("Low one", "low");
+  const std::string critical = submit("Critical one", "critical");
+  // The one slot is taken: both wait, untouched.
+  for (const std::string& id : {low, critical}) {
+    auto f = h.store().GetFeature(id);
+    ASSERT_TRUE(f.ok());
+    EXPECT_EQ(f->status, "queued") << id;
+  }
+  EXPECT_EQ(h.fake().request_count(), 1u);
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (const std::string& id : {blocker, low, critical}) {
+    auto f = h.pipeline().WaitFor(id, kWait);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    EXPECT_EQ(f->status, "completed") << id;
+  }
+  auto planning_seq = [&](const std::string& id) {
+    const std::vector<Event> events = h.Events(id);
+    const Event* e = FeatureStatusEvent(events, "planning");
+    return e ? e->seq : int64_t{0};
+  };
+  ASSERT_GT(planning_seq(critical), 0);
+  EXPECT_LT(planning_seq(critical), planning_seq(low)) << "the critical feature waited behind a low one";
 }
 
 INSTANTIATE_TEST_SUITE_P(Wires, PipelineFakeLlm, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),

@@ -78,6 +78,8 @@ struct Config {
     int review_rounds = 2;
     int max_steps = 200;
     int feature_timeout = 3600;  // seconds; accepts "45m", "2h" in files
+    // Features driven at once; more wait as "queued" (priority, then arrival).
+    int max_active_features = 8;
   } limits;
 
   struct Budget {
