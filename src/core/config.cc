@@ -587,10 +587,11 @@ LoadedConfig LoadConfig(const ConfigSources& sources) {
   // a stranger's variable must not stop the server from starting.
   for (const auto& [name, value] : sources.env) {
     if (name.rfind("AF_", 0) != 0) continue;
+    const std::string& var = name;  // clang 14 cannot capture a structured binding
     bool known = std::any_of(std::begin(kOtherEnvNames), std::end(kOtherEnvNames),
-                             [&](const char* other) { return name == other; });
-    for (const auto& s : Settings()) known = known || s.env == name;
-    if (!known && !ClosestEnvName(name).empty()) {
+                             [&](const char* other) { return var == other; });
+    for (const auto& s : Settings()) known = known || s.env == var;
+    if (!known && !ClosestEnvName(var).empty()) {
       out.issues.push_back({name, "environment", UnknownEnvMessage(name)});
     }
   }
