@@ -34,8 +34,10 @@ bool IsTerminalFeatureStatus(const std::string& s) {
 
 namespace {
 
-const char* const kActiveStatuses[] = {"queued",  "planning",  "implementing",
-                                       "testing", "reviewing", "delivering"};
+// Unfinished statuses, furthest along first: on a restart those resume first
+// (they are closest to done), queued ones last.
+const char* const kActiveStatuses[] = {"delivering",   "reviewing", "testing",
+                                       "implementing", "planning",  "queued"};
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -865,17 +867,22 @@ void Pipeline::Impl::ResumeAll() {
     FeatureFilter filter;
     filter.status = status;
     filter.limit = 1000;
+    std::vector<Feature> found;  // newest first, as listed
     for (;; filter.offset += filter.limit) {
       auto page = svc_.store->ListFeatures(filter);
       if (!page.ok()) {
         logger->error("cannot list {} features to resume them: {}", status, page.status().ToString());
         break;
       }
-      for (const auto& f : page->features) {
-        logger->info("resuming feature {} ({})", f.id, f.status);
-        StartDriver(f, /*resumed=*/true);
-      }
+      found.insert(found.end(), page->features.begin(), page->features.end());
       if (page->features.size() < static_cast<size_t>(filter.limit)) break;
+    }
+    if (std::string_view(status) == "queued" && !found.empty()) {
+      logger->info("{} queued feature(s) wait for a driver", found.size());
+    }
+    for (auto it = found.rbegin(); it != found.rend(); ++it) {  // oldest first
+      if (it->status != "queued") logger->info("resuming feature {} ({})", it->id, it->status);
+      StartDriver(*it, /*resumed=*/true);
     }
   }
 }
