@@ -230,14 +230,17 @@ const refreshAgents = throttle(async () => {
   $('agents-empty').hidden = agents.length > 0;
 }, 250);
 
-function stageBar(status) {
-  const at = STAGES.indexOf(status);
-  const bar = el('div', {class: 'stages', title: status});
+// The seven stages; a failed or cancelled feature shows where it stopped when
+// `stoppedAt` is known (the feature page knows it, the list does not).
+function stageBar(status, stoppedAt) {
+  const ended = status === 'failed' || status === 'cancelled';
+  const at = STAGES.indexOf(ended ? stoppedAt : status);
+  const bar = el('div', {class: 'stages' + (ended ? ' ' + status : ''),
+                         title: ended && stoppedAt ? status + ' while ' + stoppedAt : status});
   STAGES.forEach((s, i) => {
     let cls = 'stage';
     if (status === 'completed' || i < at) cls += ' done';
-    else if (i === at) cls += ' now';
-    if (TERMINAL.has(status) && status !== 'completed') cls += ' ' + status;
+    else if (i === at) cls += ended ? ' stopped' : ' now';
     bar.append(el('span', {class: cls, title: s}));
   });
   return bar;
@@ -484,8 +487,13 @@ const refreshFeature = throttle(async () => {
   $('feature-status').className = 'badge ' + f.status;
   $('feature-meta').textContent = f.id + ' · project ' + f.project + ' · ' + f.priority +
                                   ' priority · created ' + ago(f.created_at);
-  $('feature-progress').replaceWith(Object.assign(stageBar(f.status), {id: 'feature-progress'}));
-  $('feature-reason').textContent = f.reason || '';
+  const ended = f.ended || {};
+  $('feature-progress').replaceWith(Object.assign(stageBar(f.status, ended.stage),
+                                                  {id: 'feature-progress'}));
+  $('feature-reason').textContent = !f.ended ? (f.reason || '')
+    : f.status + (ended.stage ? ' while ' + ended.stage : '') +
+      (f.reason ? ' (' + f.reason + ')' : '') + (ended.message ? ': ' + ended.message : '') +
+      (ended.hint ? ' — ' + ended.hint : '');
   $('feature-cancel').hidden = TERMINAL.has(f.status);
   renderUsage(f);
   renderTaskGraph(f.tasks);

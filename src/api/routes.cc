@@ -355,8 +355,15 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
   // commit, artifact files); gate results and review verdicts are events too.
   json artifacts = {{"branch", nullptr}, {"commit", nullptr}, {"files", json::array()}};
   json gates = json::array(), reviews = json::array();
+  json ended = nullptr;  // how a failed or cancelled feature ended
   AF_RETURN_IF_ERROR(ForEachEvent(*b.store, id, [&](const Event& e) {
-    if (e.type == "feature.status" && e.data.value("to", "") == "completed") {
+    const std::string to = e.type == "feature.status" ? e.data.value("to", "") : "";
+    if (to == "failed" || to == "cancelled") {
+      ended = {{"stage", e.data.value("from", "")},
+               {"message", e.data.value("message", "")},
+               {"hint", e.data.value("hint", "")}};
+    }
+    if (e.type == "feature.status" && to == "completed") {
       if (e.data.contains("branch")) artifacts["branch"] = e.data["branch"];
       if (e.data.contains("commit")) artifacts["commit"] = e.data["commit"];
       if (e.data.contains("artifacts")) artifacts["files"] = e.data["artifacts"];
@@ -370,6 +377,7 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
   artifacts["gate_results"] = gates;
   artifacts["review_verdicts"] = reviews;
   out["artifacts"] = artifacts;
+  out["ended"] = ended;
   out["usage"] = {{"calls", usage.calls},
                   {"input_tokens", usage.input_tokens},
                   {"output_tokens", usage.output_tokens},

@@ -312,6 +312,11 @@ test('a feature page shows nothing of the feature shown before it', async () => 
   assert.equal(await page.locator('#reviews .review').count(), 0, 'review of the other feature');
   assert.doesNotMatch(await page.locator('#diff-info').textContent(), /branch/,
                       'a feature that failed in planning has no branch');
+  // Where it stopped and why, with what to do, not just "agent_error".
+  const reason = await page.locator('#feature-reason').textContent();
+  assert.match(reason, /^failed while planning \(agent_error\): .*replay/, reason);
+  assert.equal(await page.locator('#feature-progress .stage.stopped').count(), 1);
+  assert.equal(await page.locator('#feature-progress .stage.done').count(), 1);  // queued
 
   await page.evaluate(() => { location.hash = '#/features/f-doesnotexist'; });
   await page.locator('#feature-reason').filter({hasText: 'There is no feature'}).waitFor();

@@ -157,9 +157,29 @@ TEST_F(ApiRoutesTest, FeatureDetailHasTasksArtifactsUsageAndUnknownIs404) {
   EXPECT_EQ((*d)["artifacts"]["files"], json({"p"}));
   EXPECT_EQ((*d)["usage"]["calls"], 0);
 
+  EXPECT_TRUE((*d)["ended"].is_null());
+
   r.path_params["id"] = "f-nope";
   EXPECT_EQ(GetFeature(backend_, r).status().code(), Code::kNotFound);
   EXPECT_EQ(CancelFeature(backend_, r).status().code(), Code::kNotFound);
+}
+
+TEST_F(ApiRoutesTest, FailedFeatureSaysInWhichStageAndWhy) {
+  auto stored = store_->CreateFeature(Feature{.title = "t"});
+  ASSERT_TRUE(stored.ok());
+  ASSERT_TRUE(store_->TransitionFeature(stored->id, "queued", "planning", "", {}).ok());
+  ASSERT_TRUE(store_
+                  ->TransitionFeature(stored->id, "planning", "failed", "agent_error",
+                                      {{"message", "no recorded response"},
+                                       {"hint", "set AF_LLM_PROVIDER"}})
+                  .ok());
+  HttpRequest r;
+  r.path_params["id"] = stored->id;
+  auto d = GetFeature(backend_, r);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)["ended"], json({{"stage", "planning"},
+                                 {"message", "no recorded response"},
+                                 {"hint", "set AF_LLM_PROVIDER"}}));
 }
 
 TEST(ApiBodyTest, NumbersBeyondADoubleAreAValidationErrorNotAnInternalOne) {

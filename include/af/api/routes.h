@@ -73,7 +73,9 @@ nlohmann::json ApiKeyJson(const ApiKey& k);  // never the hash
 Result<nlohmann::json> SubmitFeature(const ApiBackend& b, const HttpRequest& r);
 // GET /features?status=&limit=&offset= -> {features, pagination}.
 Result<nlohmann::json> ListFeatures(const ApiBackend& b, const HttpRequest& r);
-// GET /features/{id}: the feature plus tasks, artifacts, usage.
+// GET /features/{id}: the feature plus tasks, artifacts, usage, and `ended`:
+// null, or for a failed or cancelled feature {stage (the status it was in),
+// message, hint} from its last transition.
 Result<nlohmann::json> GetFeature(const ApiBackend& b, const HttpRequest& r);
 // DELETE /features/{id} -> the feature, now cancelled.
 Result<nlohmann::json> CancelFeature(const ApiBackend& b, const HttpRequest& r);
