@@ -132,6 +132,7 @@ function askForKey(message) {
 }
 
 async function useKey(key) {
+  agentsForbidden = false;
   // fetch() refuses header values outside Latin-1 before anything is sent;
   // say so instead of "the server did not answer".
   if (!/^[\x21-\x7e]+$/.test(key)) {
@@ -210,12 +211,15 @@ function onGlobalEvent(e) {
 
 // --- Home: agents, features, submit, memory, system ----------------------------------
 
+let agentsForbidden = false;  // the key lacks agents:read: stop asking on every event
+
 const refreshAgents = throttle(async () => {
-  if ($('home-view').hidden) return;
+  if ($('home-view').hidden || agentsForbidden) return;
   let agents = [];
   try {
     agents = (await api('/api/v1/agents')).agents;
   } catch (err) {
+    agentsForbidden = err.status === 403;
     $('agents-empty').hidden = false;
     $('agents-empty').textContent = 'Cannot list agents: ' + err.describe();
     return;

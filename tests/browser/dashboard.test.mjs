@@ -280,6 +280,25 @@ async function submitFailing(title) {
   return posted.body.id;
 }
 
+test('a read-only key sees features, is told about agents once, and does not retry', async () => {
+  const made = await apiPost('/api/v1/auth/api-keys',
+                             JSON.stringify({name: 'viewer', permissions: ['features:read']}),
+                             'application/json');
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const page = await newPage();
+  let agentCalls = 0;
+  page.on('request', (r) => { if (new URL(r.url()).pathname === '/api/v1/agents') ++agentCalls; });
+  await page.goto(base + '/?token=' + encodeURIComponent(made.body.key));
+  await page.locator('#features tbody tr').first().waitFor();
+  await page.locator('#agents-empty').filter({hasText: 'agents:read'}).waitFor();
+  const before = agentCalls;
+  const id = await submitFailing('events for a viewer');
+  await page.locator(`#features tr[data-feature-id="${id}"][data-status="failed"]`).waitFor();
+  assert.equal(agentCalls, before, 'GET /agents was retried on every event after a 403');
+  assert.deepEqual(page.jsErrors, []);
+  await page.context().close();
+});
+
 test('a pipeline "error" event is not a lost connection', async () => {
   const page = await newPage();
   await page.goto(base + '/?token=' + encodeURIComponent(adminKey));
