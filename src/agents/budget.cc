@@ -50,8 +50,8 @@ Result<BudgetLedger::Reservation> BudgetLedger::Reserve(const std::string& featu
   if (calls >= cfg.limits.max_steps) {
     return ResourceExhausted(
         "step limit reached: " + std::to_string(used.calls) + " model calls made and " +
-            std::to_string(flying.calls) + " in flight (limits.max_steps = " +
-            std::to_string(cfg.limits.max_steps) + ")",
+            std::to_string(flying.calls) +
+            " in flight (limits.max_steps = " + std::to_string(cfg.limits.max_steps) + ")",
         "raise limits.max_steps, or split the feature into smaller ones");
   }
   const int64_t tokens = used.input_tokens + used.output_tokens + flying.tokens;
@@ -66,8 +66,8 @@ Result<BudgetLedger::Reservation> BudgetLedger::Reserve(const std::string& featu
   if (cfg.budget.feature_usd > 0 && cost + est.cost_usd > cfg.budget.feature_usd) {
     return ResourceExhausted("budget exceeded: feature spent " + Usd(cost) +
                                  " (in flight included), the next call may cost up to " +
-                                 Usd(est.cost_usd) + " (budget.feature_usd = " +
-                                 Usd(cfg.budget.feature_usd) + ")",
+                                 Usd(est.cost_usd) +
+                                 " (budget.feature_usd = " + Usd(cfg.budget.feature_usd) + ")",
                              "raise budget.feature_usd or use a cheaper model");
   }
   Reservation r;

@@ -69,11 +69,11 @@ struct Rng {
 
 // Tokens that steer mutants into the interesting parts of the parsers.
 const char* const kTokens[] = {
-    "\n",   "\r\n", "## ",      "# ",      "- [ ] ",   "**",     ":",        "{",
-    "}",    "[",    "]",        "\"",      "\\",       "\\u0000", "\xff",    "\xc3\xa9",
-    "\xe2", "0",    "-1",       "1e309",   "null",     "true",   "data: ",   "event: ",
-    "\n\n", "id: ", "[DONE]",   "%",       "%zz",      "+",      "&",        "=",
-    "```",  "\t",   " ",        "Why",     "because",  "just",   "Priority:", "Project:",
+    "\n",   "\r\n", "## ",    "# ",    "- [ ] ",  "**",      ":",         "{",
+    "}",    "[",    "]",      "\"",    "\\",      "\\u0000", "\xff",      "\xc3\xa9",
+    "\xe2", "0",    "-1",     "1e309", "null",    "true",    "data: ",    "event: ",
+    "\n\n", "id: ", "[DONE]", "%",     "%zz",     "+",       "&",         "=",
+    "```",  "\t",   " ",      "Why",   "because", "just",    "Priority:", "Project:",
 };
 
 std::string Mutate(std::string s, const std::vector<std::string>& seeds, Rng& rng) {
@@ -84,7 +84,8 @@ std::string Mutate(std::string s, const std::vector<std::string>& seeds, Rng& rn
         if (!s.empty()) s[rng.Below(s.size())] ^= static_cast<char>(1 << rng.Below(8));
         break;
       case 1:  // insert random bytes
-        s.insert(rng.Below(s.size() + 1), std::string(1 + rng.Below(4), static_cast<char>(rng.Next())));
+        s.insert(rng.Below(s.size() + 1),
+                 std::string(1 + rng.Below(4), static_cast<char>(rng.Next())));
         break;
       case 2:  // delete a range
         if (!s.empty()) {
@@ -123,10 +124,14 @@ int main(int argc, char** argv) {
   uint64_t seed = 0x5eed;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--iterations" && i + 1 < argc) iterations = std::stol(argv[++i]);
-    else if (a == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
-    else if (a == "--replay" && i + 1 < argc) replay = argv[++i];
-    else corpus = a;
+    if (a == "--iterations" && i + 1 < argc)
+      iterations = std::stol(argv[++i]);
+    else if (a == "--seed" && i + 1 < argc)
+      seed = std::stoull(argv[++i]);
+    else if (a == "--replay" && i + 1 < argc)
+      replay = argv[++i];
+    else
+      corpus = a;
   }
   const std::string self = std::filesystem::path(argv[0]).filename().string();
   g_crash_file = self + "-crash.bin";

@@ -1,8 +1,7 @@
 // submit_plan arguments: the planner model's task DAG.
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "af/agents/tools.h"
 #include "fuzz/fuzz.h"

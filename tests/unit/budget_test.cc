@@ -57,7 +57,8 @@ TEST_F(BudgetLedgerTest, StepLimitAndTokensCountInFlightCalls) {
   ASSERT_TRUE(b.ok());
   auto third = ledger.Reserve(feature_, {1, 0});
   ASSERT_FALSE(third.ok());
-  EXPECT_EQ(third.status().message().rfind("step limit reached", 0), 0u) << third.status().message();
+  EXPECT_EQ(third.status().message().rfind("step limit reached", 0), 0u)
+      << third.status().message();
   EXPECT_NE(third.status().message().find("2 in flight"), std::string::npos);
 }
 
