@@ -188,7 +188,7 @@ function startStreams() {
   globalStream.onmessage = parsed(onGlobalEvent);
   for (const type of ['feature.created', 'feature.status', 'task.created', 'task.status',
                       'agent.started', 'agent.heartbeat', 'agent.offline', 'llm.call',
-                      'tool.call', 'gate.result', 'review.verdict', 'memory.stored',
+                      'llm.circuit', 'tool.call', 'gate.result', 'review.verdict', 'memory.stored',
                       'budget.warning', 'error']) {
     globalStream.addEventListener(type, parsed(onGlobalEvent));
   }
@@ -422,7 +422,7 @@ function showFeature(id) {
     const onEvent = parsed(onFeatureEvent);
     featureStream.onmessage = onEvent;
     for (const type of ['feature.created', 'feature.status', 'task.created', 'task.status',
-                        'llm.call', 'tool.call', 'gate.result', 'review.verdict',
+                        'llm.call', 'llm.circuit', 'tool.call', 'gate.result', 'review.verdict',
                         'memory.stored', 'budget.warning', 'error', 'agent.heartbeat']) {
       featureStream.addEventListener(type, onEvent);
     }
@@ -461,6 +461,9 @@ function describeEvent(e) {
                             d.output_tokens + ' out · $' + Number(d.cost_usd || 0).toFixed(4) +
                             (d.replayed ? ' · replayed' : '') +
                             (d.latency_ms ? ' · ' + d.latency_ms + ' ms' : '');
+    case 'llm.circuit': return d.provider + ' circuit ' + d.state + ' after ' +
+                               d.consecutive_failures + ' failures; next attempt at ' +
+                               new Date(d.next_attempt_ms).toLocaleTimeString();
     case 'tool.call': return d.tool + ' ' + clip(JSON.stringify(d.args || {}), 120) +
                              (d.ok === false ? ' ✗ ' : ' ✓ ') + clip(d.result || d.error || '', 120);
     case 'gate.result': return d.gate + ' → ' + (d.passed ? 'passed' : 'FAILED (exit ' +

@@ -46,7 +46,14 @@ std::string FailureReason(const Status& s) {
   return "agent_error";
 }
 
-Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req, const std::string& agent_id) {
+namespace {
+
+// One model call: replay, limits, the call itself, its event.
+// *provider_failed: the failure, if any, is the provider's answer (not a
+// limit or the store).
+Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
+                                  const std::string& agent_id, bool* provider_failed) {
+  *provider_failed = false;
   const Config& cfg = *env.config;
   const std::string hash = RequestHash(req);
   AF_ASSIGN_OR_RETURN(auto recorded, env.store->FindRecordedLlmCall(req.feature_id, hash));
@@ -78,6 +85,7 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req, const 
 
   auto resp = env.llm->Complete(req);
   if (!resp.ok()) {
+    *provider_failed = true;
     EmitEvent(env.store, "error", req.feature_id, req.task_id, agent_id,
          {{"where", "llm"}, {"message", resp.status().ToString()}});
     return resp.status();
@@ -88,6 +96,56 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req, const 
         {"cost_usd", CostUsd(resp->provider, resp->model, resp->usage)},
         {"latency_ms", resp->latency_ms}, {"replayed", false}});
   return resp;
+}
+
+// Blocks while the provider's circuit is open (or its probe is under way),
+// announcing each opening once; returns when a call may go through, or with
+// the check's status (cancelled, timeout). Sleeps at most a second at a time
+// so cancellation is noticed.
+Status WaitForCircuit(const AgentEnv& env, const LlmRequest& req, const std::string& agent_id,
+                      bool* degraded) {
+  int64_t announced_until = -1;
+  for (;;) {
+    if (env.check) AF_RETURN_IF_ERROR(env.check());
+    const LlmHealth h = env.llm->Health();
+    if (h.state == "closed") return Status::Ok();
+    if (!*degraded && env.set_state) env.set_state("degraded");
+    *degraded = true;
+    if (h.state == "open" && h.open_until_ms != announced_until) {
+      announced_until = h.open_until_ms;
+      const std::string provider(env.llm->provider());
+      EmitEvent(env.store, "llm.circuit", req.feature_id, req.task_id, agent_id,
+                {{"provider", provider},
+                 {"state", h.state},
+                 {"next_attempt_ms", h.open_until_ms},
+                 {"consecutive_failures", h.consecutive_failures},
+                 {"last_error", h.last_error}});
+      log::Get("agents")->info("{} waits {} s for the {} circuit to let a call through", agent_id,
+                               (h.retry_in_ms + 999) / 1000, provider);
+    }
+    if (env.llm->WaitForProbe(std::chrono::seconds(1))) return Status::Ok();
+  }
+}
+
+}  // namespace
+
+Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
+                              const std::string& agent_id) {
+  bool degraded = false;
+  for (;;) {
+    bool provider_failed = false;
+    Result<LlmResponse> resp = CallModelOnce(env, req, agent_id, &provider_failed);
+    if (resp.ok() || !provider_failed || !IsProviderOutage(resp.status()) ||
+        !env.llm->Health().breaker) {
+      if (degraded && env.set_state) env.set_state("busy");
+      return resp;
+    }
+    Status waited = WaitForCircuit(env, req, agent_id, &degraded);
+    if (!waited.ok()) {
+      if (degraded && env.set_state) env.set_state("busy");
+      return waited;
+    }
+  }
 }
 
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,

@@ -121,7 +121,7 @@ class Pipeline::Impl {
 
   // --- shared ---
   Status Check(const std::string& feature_id);
-  AgentEnv EnvFor(const std::string& feature_id);
+  AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
   void ReleaseTree(const Feature& f);
   void Emit(const std::string& type, const std::string& feature_id, const std::string& task_id,
@@ -211,7 +211,7 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
   return Status::Ok();
 }
 
-AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id) {
+AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id, Instance* inst) {
   AgentEnv env;
   env.store = svc_.store.get();
   env.llm = svc_.llm.get();
@@ -219,6 +219,15 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id) {
   env.optimizer = &optimizer_;
   env.budget = &budget_;
   env.check = [this, feature_id] { return Check(feature_id); };
+  // "degraded" while the agent waits for an open circuit; its task stays.
+  env.set_state = [this, inst](const std::string& state) {
+    std::string task;
+    {
+      std::lock_guard lock(inst->mu);
+      task = inst->current_task;
+    }
+    SetState(inst, state, task);
+  };
   return env;
 }
 
@@ -405,7 +414,7 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
   tools.store = svc_.store.get();
   tools.project = f.project;
   tools.feature_id = f.id;
-  AF_ASSIGN_OR_RETURN(ConversationEnd end, RunConversation(EnvFor(f.id), conv, tools));
+  AF_ASSIGN_OR_RETURN(ConversationEnd end, RunConversation(EnvFor(f.id, inst), conv, tools));
   std::vector<Task> tasks;
   for (const auto& t : end.args["tasks"]) {
     Task task;
@@ -458,7 +467,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   tools.feature_id = f.id;
   tools.task_id = task_id;
   tools.touched = &touched;
-  auto end = RunConversation(EnvFor(f.id), conv, tools);
+  auto end = RunConversation(EnvFor(f.id, inst), conv, tools);
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
       TaskUpdate u;
@@ -549,7 +558,7 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
   tools.store = svc_.store.get();
   tools.project = f.project;
   tools.feature_id = f.id;
-  AF_ASSIGN_OR_RETURN(ConversationEnd end, RunConversation(EnvFor(f.id), conv, tools));
+  AF_ASSIGN_OR_RETURN(ConversationEnd end, RunConversation(EnvFor(f.id, inst), conv, tools));
   json verdict = {{"verdict", end.args["verdict"]},
                   {"comments", end.args.value("comments", json::array())},
                   {"round", job.value("round", 1)}};

@@ -6,6 +6,7 @@
 
 #include "af/api/events_stream.h"
 #include "af/bus/bus.h"
+#include "af/llm/llm_client.h"
 #include "af/store/store.h"
 
 namespace af {
@@ -200,6 +201,26 @@ void RenderBus(Bus& bus, PromWriter& out, int* errors) {
   }
 }
 
+void RenderLlm(const LlmClient& llm, PromWriter& out) {
+  const LlmHealth h = llm.Health();
+  if (!h.breaker) return;
+  const std::string provider(llm.provider());
+  out.Family("af_llm_circuit_state", "gauge",
+             "LLM provider circuit breaker: 1 for the current state, 0 for the others.");
+  for (const char* state : {"closed", "open", "half_open"}) {
+    out.Sample("af_llm_circuit_state", {{"provider", provider}, {"state", state}},
+               h.state == state ? 1 : 0);
+  }
+  out.Family("af_llm_circuit_consecutive_failures", "gauge",
+             "LLM calls in a row that failed with an outage.");
+  out.Sample("af_llm_circuit_consecutive_failures", {{"provider", provider}},
+             static_cast<double>(h.consecutive_failures));
+  out.Family("af_llm_rate_limit_pauses_total", "counter",
+             "Times all calls to the LLM provider were paused after a rate-limit answer.");
+  out.Sample("af_llm_rate_limit_pauses_total", {{"provider", provider}},
+             static_cast<double>(h.rate_limit_pauses));
+}
+
 }  // namespace
 
 std::string RenderMetrics(const MetricsSources& sources) {
@@ -209,6 +230,7 @@ std::string RenderMetrics(const MetricsSources& sources) {
   if (sources.http) sources.http->Render(out);
   if (sources.store) RenderStore(*sources.store, out, &errors);
   if (sources.bus) RenderBus(*sources.bus, out, &errors);
+  if (sources.llm) RenderLlm(*sources.llm, out);
   if (sources.hub) {
     out.Family("af_sse_clients", "gauge", "Connected server-sent-event clients.");
     out.Sample("af_sse_clients", {}, static_cast<double>(sources.hub->subscribers()));

@@ -5,6 +5,23 @@
 #include "af/core/log.h"
 
 namespace af {
+namespace {
+
+// The provider's name while its circuit is closed; a "degraded: ..." reason
+// (which /health turns into the overall "degraded") while it holds calls back.
+std::string LlmHealthText(const LlmClient& llm) {
+  const std::string name(llm.provider());
+  const LlmHealth h = llm.Health();
+  if (h.state == "open") {
+    return "degraded: " + name + ": circuit open after " + std::to_string(h.consecutive_failures) +
+           " consecutive failures (next attempt in " +
+           std::to_string((h.retry_in_ms + 999) / 1000) + " s)";
+  }
+  if (h.state == "half_open") return "degraded: " + name + ": circuit half-open (probing)";
+  return name;
+}
+
+}  // namespace
 
 LlmOptions LlmOptionsFromConfig(const Config& config) {
   LlmOptions o;
@@ -12,6 +29,9 @@ LlmOptions LlmOptionsFromConfig(const Config& config) {
   o.model = config.llm.model;
   o.timeout = std::chrono::seconds(config.llm.timeout_s);
   o.max_retries = config.llm.max_retries;
+  o.requests_per_minute = config.llm.requests_per_minute;
+  o.circuit_failures = config.llm.circuit_failures;
+  o.circuit_cooldown = std::chrono::seconds(config.llm.circuit_cooldown);
   if (o.provider == "anthropic") {
     o.api_key = config.anthropic.api_key;
     o.base_url = config.anthropic.base_url;
@@ -26,7 +46,8 @@ LlmOptions LlmOptionsFromConfig(const Config& config) {
   return o;
 }
 
-Result<std::unique_ptr<Services>> Services::Open(const Config& config) {
+Result<std::unique_ptr<Services>> Services::Open(
+    const Config& config, const std::function<void(LlmOptions&)>& adjust_llm) {
   auto s = std::make_unique<Services>();
   s->config = config;
 
@@ -62,6 +83,7 @@ Result<std::unique_ptr<Services>> Services::Open(const Config& config) {
                   r.status, r.input_tokens, r.output_tokens, r.cost_usd, r.latency_ms, r.attempts);
     if (!recorded.ok()) logger->error("could not record an LLM call: {}", recorded.status().ToString());
   };
+  if (adjust_llm) adjust_llm(llm_options);
   auto llm = LlmClient::Create(llm_options);
   if (llm.ok()) {
     s->llm = std::move(llm).value();
@@ -92,7 +114,7 @@ HealthInputs Services::Health() const {
   }
   // The memory layer (and with it the vector index) is not built yet.
   h.vector_store = "disabled";
-  h.llm = llm ? std::string(llm->provider()) : "unhealthy: " + llm_status.message();
+  h.llm = llm ? LlmHealthText(*llm) : "unhealthy: " + llm_status.message();
   // Per role: running when every instance's heartbeat is fresh, offline when
   // none is, degraded in between. 90 s = three missed heartbeats (SPEC §14).
   if (auto agents = store->ListAgents(); agents.ok()) {

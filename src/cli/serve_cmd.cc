@@ -75,7 +75,8 @@ int Serve(const GlobalOptions& g) {
   if (!admin_key.ok()) return ReportError(admin_key.status());
   if (admin_key->has_value()) log::AddSecret(**admin_key);
   AddEventRoutes(server, hub, *svc->store, auth.MakeAuthorizer());
-  AddMetricsRoute(server, MetricsSources{svc->store.get(), svc->bus.get(), &hub, &http_metrics});
+  AddMetricsRoute(server, MetricsSources{svc->store.get(), svc->bus.get(), &hub, &http_metrics,
+                                         svc->llm.get()});
   ApiBackend backend;
   backend.store = svc->store.get();
   backend.artifacts_dir = std::filesystem::path(config.data_dir) / "artifacts";

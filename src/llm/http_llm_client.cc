@@ -1,9 +1,11 @@
 #include "llm/http_llm_client.h"
 
+#include <cctype>
 #include <mutex>
 #include <random>
 #include <thread>
 
+#include "llm/resilience.h"
 #include "llm/retry.h"
 #include "llm/sse.h"
 
@@ -17,6 +19,9 @@ constexpr std::chrono::milliseconds kMaxRetryAfter{300000};
 struct Attempt {
   Result<LlmResponse> result = Internal("no attempt made");
   bool retryable = false;
+  // The server asks every client to slow down (429, 529, or any retry-after):
+  // the pause applies to all threads of this client.
+  bool rate_limited = false;
   std::optional<std::chrono::milliseconds> retry_after;
 };
 
@@ -45,12 +50,33 @@ class HttpLlmClient final : public LlmClient {
     if (!options_.sleep) {
       options_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
     }
+    if (!options_.clock) options_.clock = [] { return std::chrono::steady_clock::now(); };
     rng_.seed(options_.seed != 0 ? options_.seed : std::random_device{}());
     // The observer lives in the base class; keep no second copy.
     options_.on_call = nullptr;
+    const std::string p(codec_->provider());
+    std::string base_env = p;
+    for (char& ch : base_env) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    gate_ = std::make_unique<RequestGate>(p, options_.requests_per_minute, options_.clock,
+                                          options_.sleep);
+    breaker_ = std::make_unique<CircuitBreaker>(
+        p, options_.circuit_failures, options_.circuit_cooldown,
+        "check the provider's status page, the network, and " + base_env +
+            "_BASE_URL if set; calls resume by themselves after llm.circuit_cooldown",
+        options_.clock);
   }
 
   std::string_view provider() const override { return codec_->provider(); }
+
+  LlmHealth Health() const override {
+    LlmHealth h = breaker_->Health();
+    h.rate_limit_pauses = gate_->pauses();
+    return h;
+  }
+
+  bool WaitForProbe(std::chrono::milliseconds max_wait) override {
+    return breaker_->WaitForProbe(max_wait, options_.sleep);
+  }
 
  protected:
   std::string DefaultModel() const override { return options_.model; }
@@ -58,6 +84,27 @@ class HttpLlmClient final : public LlmClient {
   Result<LlmResponse> DoComplete(const LlmRequest& request, const StreamCallback& on_text,
                                  int* attempts) override {
     *attempts = 0;
+    bool probe = false;
+    AF_RETURN_IF_ERROR(breaker_->Admit(&probe));
+    Result<LlmResponse> result = Send(request, on_text, attempts);
+    if (*attempts == 0) {
+      // Refused before any request (bad options, unencodable request): says
+      // nothing about the provider.
+      breaker_->Record(CircuitBreaker::Outcome::kOther, probe, Status::Ok());
+    } else if (result.ok()) {
+      breaker_->Record(CircuitBreaker::Outcome::kSuccess, probe, Status::Ok());
+    } else {
+      breaker_->Record(IsProviderOutage(result.status()) ? CircuitBreaker::Outcome::kOutage
+                                                         : CircuitBreaker::Outcome::kOther,
+                       probe, result.status());
+    }
+    return result;
+  }
+
+ private:
+  // One call: the attempts with their retries, each through the gate.
+  Result<LlmResponse> Send(const LlmRequest& request, const StreamCallback& on_text,
+                           int* attempts) {
     const std::string model = request.model.empty() ? options_.model : request.model;
     if (model.empty()) {
       return InvalidArgument("no model set for the " + std::string(provider()) + " provider",
@@ -73,7 +120,9 @@ class HttpLlmClient final : public LlmClient {
     http.connect_timeout = options_.connect_timeout;
 
     const BackoffPolicy policy{options_.backoff_base, options_.backoff_max};
+    uint64_t seen_pause = 0;
     for (int retry = 0;; ++retry) {
+      gate_->Wait(&seen_pause);
       *attempts = retry + 1;
       Attempt a = RunAttempt(http, request.stream, on_text);
       if (a.result.ok()) {
@@ -82,28 +131,32 @@ class HttpLlmClient final : public LlmClient {
         return r;
       }
       if (!a.retryable) return Redact(a.result.status());
-      if (retry >= options_.max_retries) {
+      const bool last = retry >= options_.max_retries;
+      const bool too_long = a.retry_after && *a.retry_after > kMaxRetryAfter;
+      std::chrono::milliseconds delay{0};
+      if (!last || a.rate_limited) {
+        std::lock_guard<std::mutex> lock(rng_mu_);
+        delay = BackoffDelay(policy, retry, a.retry_after, rng_);
+      }
+      // Everyone holds back, also when this call gives up: the other threads
+      // would otherwise run into the same limit one after the other.
+      if (a.rate_limited && !too_long) delay = gate_->Pause(delay, &seen_pause);
+      if (last) {
         const Status& s = a.result.status();
         std::string msg = s.message();
         if (retry > 0) msg += " (gave up after " + std::to_string(retry + 1) + " attempts)";
         return Redact(Status(s.code(), msg, s.hint()));
       }
-      if (a.retry_after && *a.retry_after > kMaxRetryAfter) {
+      if (too_long) {
         return Redact(ResourceExhausted(
             a.result.status().message() + "; the server asks to wait " +
                 std::to_string(a.retry_after->count() / 1000) + " s",
             "the provider's rate limit is exhausted for a long time; try again later"));
       }
-      std::chrono::milliseconds delay;
-      {
-        std::lock_guard<std::mutex> lock(rng_mu_);
-        delay = BackoffDelay(policy, retry, a.retry_after, rng_);
-      }
       options_.sleep(delay);
     }
   }
 
- private:
   Attempt RunAttempt(const ClientRequest& http, bool stream, const StreamCallback& on_text) {
     Attempt a;
     std::unique_ptr<StreamDecoder> decoder;
@@ -148,7 +201,10 @@ class HttpLlmClient final : public LlmClient {
     }
     a.result = HttpError(resp);
     a.retryable = IsRetryableHttpStatus(resp.status);
-    if (a.retryable) a.retry_after = ParseRetryAfter(resp.headers);
+    if (a.retryable) {
+      a.retry_after = ParseRetryAfter(resp.headers);
+      a.rate_limited = resp.status == 429 || resp.status == 529 || a.retry_after.has_value();
+    }
     return a;
   }
 
@@ -177,8 +233,9 @@ class HttpLlmClient final : public LlmClient {
                       "check the model name and the base URL");
     }
     if (resp.status == 413) {
-      return ResourceExhausted(p + " rejected the request as too large (" + code + "): " + msg,
-                               "shorten the conversation or the files sent");
+      // A property of the request, not of the provider's load: not an outage.
+      return InvalidArgument(p + " rejected the request as too large (" + code + "): " + msg,
+                             "shorten the conversation or the files sent");
     }
     return InvalidArgument(p + " rejected the request (" + code + "): " + msg,
                            "check the model name and the LLM settings");
@@ -200,6 +257,8 @@ class HttpLlmClient final : public LlmClient {
   std::vector<std::pair<std::string, std::string>> headers_;
   std::mutex rng_mu_;
   std::mt19937_64 rng_;  // guarded by rng_mu_
+  std::unique_ptr<RequestGate> gate_;
+  std::unique_ptr<CircuitBreaker> breaker_;
 };
 
 }  // namespace
@@ -220,6 +279,12 @@ Result<std::unique_ptr<LlmClient>> MakeHttpLlmClient(const LlmOptions& options,
   }
   if (options.backoff_base.count() < 0 || options.backoff_max < options.backoff_base) {
     return InvalidArgument("llm backoff must satisfy 0 <= backoff_base <= backoff_max");
+  }
+  if (options.requests_per_minute < 0 || options.circuit_failures < 0) {
+    return InvalidArgument("llm requests_per_minute and circuit_failures must be >= 0");
+  }
+  if (options.circuit_failures > 0 && options.circuit_cooldown.count() <= 0) {
+    return InvalidArgument("llm circuit_cooldown must be positive");
   }
   return std::unique_ptr<LlmClient>(new HttpLlmClient(options, std::move(codec)));
 }

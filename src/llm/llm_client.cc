@@ -6,6 +6,17 @@
 
 namespace af {
 
+bool IsProviderOutage(const Status& status) {
+  switch (status.code()) {
+    case Code::kUnavailable:
+    case Code::kDeadlineExceeded:
+    case Code::kResourceExhausted:
+      return true;
+    default:
+      return false;
+  }
+}
+
 LlmClient::LlmClient(std::function<void(const LlmCallRecord&)> on_call)
     : on_call_(std::move(on_call)) {}
 

@@ -11,6 +11,7 @@
 // Thread safety: like the parts it holds; the request views are pure functions.
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -71,6 +72,10 @@ class PipelineHarness {
   PipelineHarness& operator=(const PipelineHarness&) = delete;
 
   Config& config() { return config_; }  // edit before Start
+  // Edits the LLM options (e.g. a fake clock) before Start builds the client.
+  void AdjustLlmOptions(std::function<void(LlmOptions&)> adjust) {
+    adjust_llm_ = std::move(adjust);
+  }
   FakeLlmServer& fake() { return fake_; }
   Wire wire() const { return wire_; }
 
@@ -103,6 +108,7 @@ class PipelineHarness {
   FakeLlmServer fake_;  // declared first: destroyed last
   TempDir dir_;
   Config config_;
+  std::function<void(LlmOptions&)> adjust_llm_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<Pipeline> pipeline_;
 };

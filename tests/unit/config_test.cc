@@ -184,6 +184,32 @@ TEST(ConfigTest, AgentsAliasesDurationsListsAndCrossChecks) {
   EXPECT_EQ(c.issues[0].key, "context.preserve_at");
 }
 
+TEST(ConfigTest, LlmRateLimitAndCircuitBreakerSettings) {
+  ConfigSources defaults;
+  defaults.dotenv_file = "/nonexistent/.env";
+  LoadedConfig d = LoadConfig(defaults);
+  EXPECT_EQ(d.config.llm.requests_per_minute, 0);
+  EXPECT_EQ(d.config.llm.circuit_failures, 5);
+  EXPECT_EQ(d.config.llm.circuit_cooldown, 30);
+
+  TempDir dir;
+  auto toml = dir.Write("a.toml",
+                        "[llm]\nrequests_per_minute = 50\ncircuit_failures = 3\n"
+                        "circuit_cooldown = \"2m\"\n");
+  LoadedConfig c = LoadConfig(FileOnly(toml.string()));
+  EXPECT_TRUE(c.issues.empty()) << Issues(c);
+  EXPECT_EQ(c.config.llm.requests_per_minute, 50);
+  EXPECT_EQ(c.config.llm.circuit_failures, 3);
+  EXPECT_EQ(c.config.llm.circuit_cooldown, 120);
+
+  ConfigSources env = defaults;
+  env.env = {{"AF_LLM_REQUESTS_PER_MINUTE", "-1"}, {"AF_LLM_CIRCUIT_COOLDOWN", "0"}};
+  LoadedConfig bad = LoadConfig(env);
+  const std::string all = Issues(bad);
+  EXPECT_NE(all.find("llm.requests_per_minute"), std::string::npos) << all;
+  EXPECT_NE(all.find("llm.circuit_cooldown"), std::string::npos) << all;
+}
+
 TEST(ConfigTest, ShowMasksSecrets) {
   ConfigSources src;
   src.dotenv_file = "/nonexistent/.env";

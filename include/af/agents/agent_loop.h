@@ -7,7 +7,14 @@
 // CallModel is where limits live: a call whose request was already answered
 // for this feature is replayed from the store (a resumed step pays nothing);
 // otherwise the step limit and budgets are checked first and the call is
-// recorded with its response.
+// recorded with its response. A call that fails with a provider outage
+// (IsProviderOutage) while the provider has a circuit breaker is tried again:
+// at once while the circuit is closed (the client already retried with
+// backoff, and the breaker counts the failure), and after waiting for the
+// circuit to let a probe through while it is open (the agent is "degraded"
+// meanwhile, and an llm.circuit event says until when). So an outage costs a
+// feature time, not its result; the feature timeout and cancellation still
+// end the wait.
 //
 // Errors carry a reason prefix the coordinator turns into the feature's
 // failure reason: "step limit reached" (max_steps), "budget exceeded"
@@ -39,8 +46,12 @@ struct AgentEnv {
   const Config* config = nullptr;
   Optimizer* optimizer = nullptr;
   BudgetLedger* budget = nullptr;  // shared by every agent of the process
-  // Ok to go on; Cancelled / DeadlineExceeded to stop (checked before each call).
+  // Ok to go on; Cancelled / DeadlineExceeded to stop (checked before each
+  // call, and about every second while waiting for an open circuit).
   std::function<Status()> check;
+  // Reports the agent's state: "degraded" while it waits for an open circuit,
+  // "busy" when it goes on. Null = not reported.
+  std::function<void(const std::string& state)> set_state;
 };
 
 struct Conversation {
@@ -59,7 +70,8 @@ struct ConversationEnd {
   int turns = 0;
 };
 
-// Model call with replay, limits and the llm.call event.
+// Model call with replay, limits, waiting out an open circuit, and the
+// llm.call event.
 Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& request, const std::string& agent_id);
 
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,

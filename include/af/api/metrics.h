@@ -13,6 +13,11 @@
 //   llm_tokens_total{provider,model,direction="input|output"},
 //   llm_cost_usd_total{provider,model}                   counters (llm_calls table)
 //   agents{state}                                        gauge (store's agents)
+//   llm_circuit_state{provider,state="closed|open|half_open"}  gauge, 1 for the
+//                                                        current state, else 0
+//   llm_circuit_consecutive_failures{provider}           gauge
+//   llm_rate_limit_pauses_total{provider}                counter (shared pauses)
+//     (the three llm_ families: the HTTP providers only, not replay)
 //   bus_queue_messages{queue,state="ready|pending|dead"} gauge (Bus::Stats)
 //   sse_clients                                          gauge (EventHub subscribers)
 //   scrape_errors_total                                  counter of failed source reads
@@ -40,6 +45,7 @@ namespace af {
 class Store;
 class Bus;
 class EventHub;
+class LlmClient;
 
 using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 
@@ -89,6 +95,7 @@ struct MetricsSources {
   Bus* bus = nullptr;             // queue depths; null: left out
   const EventHub* hub = nullptr;  // SSE clients; null: left out
   const HttpMetrics* http = nullptr;
+  const LlmClient* llm = nullptr;  // circuit breaker and rate-limit pauses; null: left out
 };
 
 // The whole exposition text, read from the sources now.

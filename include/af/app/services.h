@@ -7,6 +7,7 @@
 // them in reverse order on destruction. Thread safety: the members are
 // themselves thread-safe; Services adds no state of its own after Open.
 
+#include <functional>
 #include <memory>
 
 #include "af/api/health.h"
@@ -32,13 +33,18 @@ struct Services {
   Status llm_status;
 
   // Opens the store (applying pending migrations), the bus and the LLM client.
-  // Every LLM call is recorded in the store's llm_calls table.
+  // Every LLM call is recorded in the store's llm_calls table. `adjust_llm`
+  // (tests) edits the LLM options, e.g. time seams, before the client is built.
   // Errors: the store's or bus's Status (named, with a hint); nothing stays open.
-  static Result<std::unique_ptr<Services>> Open(const Config& config);
+  static Result<std::unique_ptr<Services>> Open(
+      const Config& config, const std::function<void(LlmOptions&)>& adjust_llm = {});
 
   ~Services();
 
-  // What /health reports, computed now (a cheap query per component).
+  // What /health reports, computed now (a cheap query per component). The
+  // llm component is the provider's name, or "degraded: anthropic: circuit
+  // open after 5 consecutive failures (next attempt in 27 s)" while its
+  // circuit breaker holds calls back.
   HealthInputs Health() const;
 };
 

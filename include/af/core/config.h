@@ -64,6 +64,9 @@ struct Config {
     int max_tokens = 4096;
     double temperature = 0.2;
     std::string replay_file;  // empty = the bundled example recordings
+    int requests_per_minute = 0;  // all agents together, per provider; 0 = no limit
+    int circuit_failures = 5;     // outage failures in a row that open the circuit; 0 = off
+    int circuit_cooldown = 30;    // seconds an open circuit fails fast; accepts "2m"
   } llm;
 
   struct Provider {

@@ -1,7 +1,10 @@
 #pragma once
 // LlmClient: one interface over the model providers of SPEC §6 (anthropic,
 // openai and compatible servers, replay), with retries, timeouts and a record
-// of every call.
+// of every call. The HTTP providers also protect the provider from the many
+// agents sharing one client: a request rate limit and a shared pause after a
+// rate-limit answer (every attempt of every thread waits its turn), and a
+// circuit breaker that fails calls fast while the provider is down.
 
 #include <chrono>
 #include <cstdint>
@@ -59,11 +62,47 @@ struct LlmOptions {
   // Seam for the backoff waits; null = real sleep. Called from the threads
   // that call Complete, so it must be thread-safe.
   std::function<void(std::chrono::milliseconds)> sleep;
+  // Seam for the time the rate limiter and the circuit breaker read; null =
+  // std::chrono::steady_clock::now. Must be thread-safe.
+  std::function<std::chrono::steady_clock::time_point()> clock;
+  // Attempts (retries included) sent per minute by all threads together, as a
+  // token bucket holding one minute's worth; callers wait for a token in turn.
+  // 0 = no limit.
+  int requests_per_minute = 0;
+  // The circuit opens after this many calls in a row failed with an outage
+  // (IsProviderOutage) once their retries ran out; 0 = no circuit breaker.
+  int circuit_failures = 5;
+  // How long an open circuit fails calls fast before letting one probe through.
+  std::chrono::milliseconds circuit_cooldown{30000};
   uint64_t seed = 0;  // jitter RNG seed; 0 = seeded from std::random_device
   // Observer called exactly once per Complete, with the outcome, on the
   // calling thread, after the call finished. Must be thread-safe itself.
   std::function<void(const LlmCallRecord&)> on_call;
 };
+
+// What a client's circuit breaker says now (for /health, /metrics and agents
+// deciding whether to wait).
+//   closed:    calls go through;
+//   open:      calls fail at once with kUnavailable (no request is sent) until
+//              open_until_ms;
+//   half_open: the cooldown is over and one probe call is under way; its
+//              success closes the circuit, its failure opens it again.
+struct LlmHealth {
+  bool breaker = false;           // false: this client has none (replay); state stays "closed"
+  std::string state = "closed";   // "closed" | "open" | "half_open"
+  int consecutive_failures = 0;   // outage failures in a row (reset by a success)
+  int64_t open_until_ms = 0;      // open: when a probe is let through (Unix ms, fixed when
+                                  // the circuit opened); else 0
+  int64_t retry_in_ms = 0;        // open: time left until then (>= 0); else 0
+  std::string last_error;         // the last outage failure; empty after a success
+  int64_t rate_limit_pauses = 0;  // times all calls were paused after a rate-limit answer
+};
+
+// True for the failures of Complete that mean the provider is down, overloaded
+// or limiting us (kUnavailable, kDeadlineExceeded, kResourceExhausted): the
+// ones the circuit breaker counts, and worth trying again later. Requests the
+// provider rejects (400, 401, 404, ...) are not outages.
+bool IsProviderOutage(const Status& status);
 
 // Thread safety: Complete may be called concurrently from many threads on one
 // client (many agents share one client per provider).
@@ -92,7 +131,11 @@ class LlmClient {
   //                       recorded response (replay);
   //   kResourceExhausted: still rate limited when retries ran out;
   //   kUnavailable:       server errors / unreachable / broken stream when
-  //                       retries ran out (the message names the last status);
+  //                       retries ran out (the message names the last status),
+  //                       or the circuit is open: "LLM provider 'anthropic' is
+  //                       unavailable: circuit open after 5 consecutive
+  //                       failures (last: ...); next attempt in 27 s" (no
+  //                       request sent, attempts 0);
   //   kDeadlineExceeded:  timed out on the last attempt;
   //   kInternal:          the provider sent malformed JSON (quoted, max 200 bytes).
   // Calls options.on_call once with the outcome.
@@ -100,6 +143,19 @@ class LlmClient {
 
   // "anthropic" | "openai" | "replay".
   virtual std::string_view provider() const = 0;
+
+  // The circuit breaker's state now. Cheap; never blocks on a call.
+  virtual LlmHealth Health() const { return {}; }
+
+  // Waits until the circuit would let a call through (closed; open with the
+  // cooldown over; half-open with no probe under way) or `max_wait` passes,
+  // whichever is first, and says whether it would now. Returns true at once
+  // when it already would. Sleeps with the sleep seam or waits for the probe
+  // to end (no busy loop); a false return may come early, so loop on it.
+  virtual bool WaitForProbe(std::chrono::milliseconds max_wait) {
+    (void)max_wait;
+    return true;
+  }
 
  protected:
   // The provider's work. Sets *attempts to the number of attempts made (also

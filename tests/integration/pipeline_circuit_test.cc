@@ -1,0 +1,165 @@
+// The pipeline through a provider outage: the circuit opens, the agent waits
+// for it in state "degraded" instead of failing the feature, and the feature
+// completes once the provider answers again. Time is a fake clock that moves
+// when the client sleeps, so the 30 s cooldowns take no real time.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <optional>
+
+#include "af/agents/pipeline.h"
+#include "af/store/store.h"
+#include "support/fake_clock.h"
+#include "support/pipeline_harness.h"
+
+namespace af {
+namespace {
+
+using json = nlohmann::json;
+using testing::Call;
+using testing::FakeClock;
+using testing::FakeReply;
+using testing::PipelineHarness;
+using testing::RecordedRequest;
+using testing::Wire;
+
+class PipelineCircuit : public ::testing::TestWithParam<Wire> {
+ protected:
+  PipelineCircuit() : h_(GetParam()) {}
+  // An agent may still sleep on the manual clock: let it run to the stop.
+  ~PipelineCircuit() override {
+    manual_.SetAutoAdvance(true);
+    h_.Stop();
+  }
+
+  // Every event of the store (agent heartbeats have no feature).
+  std::vector<Event> AllEvents() {
+    std::vector<Event> out;
+    EXPECT_TRUE(ForEachEvent(h_.store(), "", [&](const Event& e) { out.push_back(e); }).ok());
+    return out;
+  }
+
+  // Declared before the harness: they outlive the client that reads them.
+  FakeClock clock_;                           // auto-advance
+  FakeClock manual_{/*auto_advance=*/false};  // moves only when told
+  PipelineHarness h_;
+};
+
+// A scripted model for one task that first fails `outage` requests with 500.
+void InstallFlakyModel(PipelineHarness& h, int outage, std::atomic<int>* requests) {
+  h.fake().SetResponder([outage, requests](const RecordedRequest& req) -> std::optional<FakeReply> {
+    if (++*requests <= outage) return FakeReply::Status(500, R"({"error":{"message":"down"}})");
+    const std::string role = testing::AgentRoleOf(req);
+    if (role == "planner") {
+      json task = {{"id", "t1"},      {"title", "Write the file"},     {"description", "Write it."},
+                   {"role", "coder"}, {"dependencies", json::array()}, {"files", json::array()}};
+      return FakeReply::Tools({Call("submit_plan", {{"tasks", json::array({task})}})});
+    }
+    if (role == "coder") {
+      if (testing::AssistantTurns(req) == 0) {
+        return FakeReply::Tools({Call("write_file", {{"path", "out.txt"}, {"content", "ok\n"}})});
+      }
+      return FakeReply::Tools({Call("finish", {{"summary", "wrote out.txt"}})});
+    }
+    if (role == "reviewer") {
+      return FakeReply::Tools(
+          {Call("submit_review", {{"verdict", "approve"}, {"comments", {"file is there"}}})});
+    }
+    return std::nullopt;
+  });
+}
+
+TEST_P(PipelineCircuit, FeatureSurvivesAnOutageWhileTheAgentWaitsDegraded) {
+  h_.config().llm.circuit_failures = 2;
+  h_.config().llm.circuit_cooldown = 30;
+  h_.AdjustLlmOptions([this](LlmOptions& o) {
+    o.clock = clock_.clock();
+    o.sleep = clock_.sleeper();
+  });
+  std::atomic<int> requests{0};
+  // Two failures open the circuit; the first probe fails too (re-opens it);
+  // the second probe succeeds.
+  InstallFlakyModel(h_, 3, &requests);
+  ASSERT_TRUE(h_.Start().ok());
+  auto submitted = h_.pipeline().Submit(PipelineHarness::Request("Outage", {"test -f out.txt"}));
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  auto f = h_.pipeline().WaitFor(submitted->id, std::chrono::seconds(60));
+  ASSERT_TRUE(f.ok());
+  std::string why;
+  for (const auto& e : h_.Events(f->id))
+    if (e.type == "error" || e.type == "feature.status") why += e.type + " " + e.data.dump() + "\n";
+  ASSERT_EQ(f->status, "completed") << f->reason << "\n" << why;
+
+  // The planner showed "degraded" while it waited, then went on.
+  std::vector<std::string> planner_states;
+  for (const auto& e : AllEvents())
+    if (e.type == "agent.heartbeat" && e.agent == "planner-1")
+      planner_states.push_back(e.data.value("state", ""));
+  auto degraded = std::find(planner_states.begin(), planner_states.end(), "degraded");
+  ASSERT_NE(degraded, planner_states.end()) << ::testing::PrintToString(planner_states);
+  EXPECT_NE(std::find(degraded, planner_states.end(), "busy"), planner_states.end())
+      << "not busy again after the outage: " << ::testing::PrintToString(planner_states);
+
+  // One llm.circuit event per opening, saying until when.
+  const std::string provider = testing::WireName(GetParam());
+  int circuit_events = 0;
+  for (const auto& e : h_.Events(f->id)) {
+    if (e.type != "llm.circuit") continue;
+    ++circuit_events;
+    EXPECT_EQ(e.agent, "planner-1");
+    EXPECT_EQ(e.data.value("provider", ""), provider);
+    EXPECT_EQ(e.data.value("state", ""), "open");
+    EXPECT_GT(e.data.value("next_attempt_ms", int64_t{0}), 0);
+  }
+  EXPECT_EQ(circuit_events, 2);
+
+  // The waits were the cooldowns, on the fake clock: 2 x 30 s, nothing sent
+  // meanwhile (3 failed requests, then planner, coder x2, reviewer).
+  int64_t waited_ms = 0;
+  for (const auto& w : clock_.waits()) waited_ms += w.duration.count();
+  EXPECT_EQ(waited_ms, 60000);
+  EXPECT_EQ(requests.load(), 3 + 4);
+  EXPECT_EQ(h_.services().llm->Health().state, "closed");
+}
+
+TEST_P(PipelineCircuit, CancelEndsTheWaitForAnOpenCircuit) {
+  h_.config().llm.circuit_failures = 1;
+  h_.config().llm.circuit_cooldown = 3600;
+  // A clock that only moves when told: the agent waits for the circuit until
+  // the test has cancelled the feature.
+  h_.AdjustLlmOptions([this](LlmOptions& o) {
+    o.clock = manual_.clock();
+    o.sleep = manual_.sleeper();
+  });
+  std::atomic<int> requests{0};
+  InstallFlakyModel(h_, 1000, &requests);
+  ASSERT_TRUE(h_.Start().ok());
+  auto submitted = h_.pipeline().Submit(PipelineHarness::Request("Never up"));
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  // The planner waits for the circuit.
+  ASSERT_TRUE(manual_.WaitForSleepers(1));
+  EXPECT_EQ(requests.load(), 1);
+  ASSERT_TRUE(h_.pipeline().Cancel(submitted->id).ok());
+  // Each sleep is at most 1 s of fake time: advancing wakes the agent, which
+  // then sees the cancellation.
+  manual_.Advance(std::chrono::seconds(1));
+  auto f = h_.pipeline().WaitFor(submitted->id, std::chrono::seconds(30));
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->status, "cancelled");
+  ASSERT_TRUE(testing::WaitFor([&] {
+    auto a = h_.store().GetAgent("planner-1");
+    return a.ok() && a->state == "idle";
+  }));
+  EXPECT_EQ(requests.load(), 1);
+  h_.Stop();
+}
+
+INSTANTIATE_TEST_SUITE_P(Wires, PipelineCircuit, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
+                         [](const ::testing::TestParamInfo<Wire>& p) {
+                           return testing::WireName(p.param);
+                         });
+
+}  // namespace
+}  // namespace af
