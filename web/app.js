@@ -10,6 +10,12 @@ const STAGES = ['queued', 'planning', 'implementing', 'testing', 'reviewing', 'd
                 'completed'];
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 const MAX_EVENTS_SHOWN = 2000;
+// Every event type the server sends (SSE "event:" names; EventSource needs a
+// listener per name).
+const EVENT_TYPES = ['feature.created', 'feature.status', 'task.created', 'task.status',
+                     'agent.started', 'agent.heartbeat', 'agent.offline', 'llm.call',
+                     'llm.circuit', 'tool.call', 'gate.result', 'review.verdict',
+                     'memory.stored', 'budget.warning', 'error'];
 const MAX_DIFF_LINES = 6000;
 
 const $ = (id) => document.getElementById(id);
@@ -186,12 +192,7 @@ function startStreams() {
     refreshHealth();
   };
   globalStream.onmessage = parsed(onGlobalEvent);
-  for (const type of ['feature.created', 'feature.status', 'task.created', 'task.status',
-                      'agent.started', 'agent.heartbeat', 'agent.offline', 'llm.call',
-                      'llm.circuit', 'tool.call', 'gate.result', 'review.verdict', 'memory.stored',
-                      'budget.warning', 'error']) {
-    globalStream.addEventListener(type, parsed(onGlobalEvent));
-  }
+  for (const type of EVENT_TYPES) globalStream.addEventListener(type, parsed(onGlobalEvent));
 }
 
 function stopStreams() {
@@ -421,11 +422,7 @@ function showFeature(id) {
                                     encodeURIComponent(apiKey));
     const onEvent = parsed(onFeatureEvent);
     featureStream.onmessage = onEvent;
-    for (const type of ['feature.created', 'feature.status', 'task.created', 'task.status',
-                        'llm.call', 'llm.circuit', 'tool.call', 'gate.result', 'review.verdict',
-                        'memory.stored', 'budget.warning', 'error', 'agent.heartbeat']) {
-      featureStream.addEventListener(type, onEvent);
-    }
+    for (const type of EVENT_TYPES) featureStream.addEventListener(type, onEvent);
   }
   refreshFeature();
 }

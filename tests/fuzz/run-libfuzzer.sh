@@ -4,7 +4,7 @@
 # (never into the source tree). A crash leaves crash-* files in BUILD/ and
 # fails the run.
 set -euo pipefail
-build=${1:?usage: run-libfuzzer.sh BUILD_DIR SECONDS}
+build=$(cd "${1:?usage: run-libfuzzer.sh BUILD_DIR SECONDS}" && pwd)
 seconds=${2:-60}
 src="$(cd "$(dirname "$0")/../.." && pwd)"
 status=0
