@@ -466,6 +466,8 @@ function describeEvent(e) {
     case 'gate.result': return d.gate + ' → ' + (d.passed ? 'passed' : 'FAILED (exit ' +
                                d.exit_code + (d.timed_out ? ', timed out' : '') + ')');
     case 'review.verdict': return d.verdict + ' (round ' + d.round + ')';
+    case 'error': return (d.job ? d.job + ' job: ' : d.where ? d.where + ': ' : '') +
+                         clip(d.message || JSON.stringify(d), 400);
     default: return clip(JSON.stringify(d), 200);
   }
 }
