@@ -124,6 +124,7 @@ class Pipeline::Impl {
   AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
   void ReleaseTree(const Feature& f);
+  void SweepEndedTrees();
   void Emit(const std::string& type, const std::string& feature_id, const std::string& task_id,
             const std::string& agent, json data);
   FeatureRequest RequestOf(const Feature& f);
@@ -268,6 +269,26 @@ void Pipeline::Impl::ReleaseTree(const Feature& f) {
   }
   if (Status s = ws->RemoveFeatureTree(f.id); !s.ok())
     log::Get("coordinator")->warn("feature {}: cannot remove its worktree: {}", f.id, s.ToString());
+}
+
+// Worktrees left by features that ended just before a crash (between their
+// last transition and ReleaseTree): removed at start-up by the process that
+// resumes features.
+void Pipeline::Impl::SweepEndedTrees() {
+  std::error_code ec;
+  const auto workspaces = std::filesystem::path(cfg_.data_dir) / "workspaces";
+  for (const auto& project : std::filesystem::directory_iterator(workspaces, ec)) {
+    std::error_code ec2;
+    for (const auto& tree :
+         std::filesystem::directory_iterator(project.path() / ".af" / "worktrees", ec2)) {
+      auto f = svc_.store->GetFeature(tree.path().filename().string());
+      if (f.ok() && IsTerminalFeatureStatus(f->status) &&
+          f->project == project.path().filename().string()) {
+        log::Get("coordinator")->info("removing the worktree left by {} feature {}", f->status, f->id);
+        ReleaseTree(*f);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -872,6 +893,7 @@ void Pipeline::Impl::ResumeAll() {
     coordinator_lock_fd_ = -1;
     return;
   }
+  SweepEndedTrees();
   for (const char* status : kActiveStatuses) {
     FeatureFilter filter;
     filter.status = status;

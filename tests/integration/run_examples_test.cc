@@ -108,6 +108,19 @@ TEST(RunCommandTest, TheDeliveredBranchCanBeCheckedOutInTheWorkspace) {
   EXPECT_EQ(checkout.exit_code, 0) << checkout.err;
   auto head = RunCommand({"/usr/bin/git", "-C", repo, "rev-parse", "HEAD"});
   EXPECT_EQ(head.out, report["commit"].get<std::string>() + "\n");
+
+  // A crash between the feature's end and the removal leaves the worktree;
+  // the next process to resume features removes it.
+  ASSERT_EQ(RunCommand({"/usr/bin/git", "-C", repo, "checkout", "-q", "main"}).exit_code, 0);
+  const std::string left = repo + "/.af/worktrees/" + report["id"].get<std::string>();
+  auto add = RunCommand({"/usr/bin/git", "-C", repo, "worktree", "add", "-q", left,
+                         report["branch"].get<std::string>()});
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  auto again = RunCommand({BinaryPath(), "run", prp, "--data-dir", data.string(), "--json"},
+                          kOffline, dir.path().string());
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_FALSE(std::filesystem::exists(left));
+  EXPECT_EQ(Worktrees(repo), std::vector<std::string>{std::filesystem::canonical(repo).string()});
 }
 
 TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
