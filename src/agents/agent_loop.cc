@@ -85,9 +85,9 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
 
   auto resp = env.llm->Complete(req);
   if (!resp.ok()) {
+    // No event here: a failure that ends the job is reported once, by the
+    // job's own "error" event; one that is waited out is reported by CallModel.
     *provider_failed = true;
-    EmitEvent(env.store, "error", req.feature_id, req.task_id, agent_id,
-         {{"where", "llm"}, {"message", resp.status().ToString()}});
     return resp.status();
   }
   EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
@@ -140,6 +140,8 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
       if (degraded && env.set_state) env.set_state("busy");
       return resp;
     }
+    EmitEvent(env.store, "error", req.feature_id, req.task_id, agent_id,
+              {{"where", "llm"}, {"message", resp.status().ToString()}, {"retrying", true}});
     Status waited = WaitForCircuit(env, req, agent_id, &degraded);
     if (!waited.ok()) {
       if (degraded && env.set_state) env.set_state("busy");

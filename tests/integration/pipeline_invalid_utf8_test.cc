@@ -40,11 +40,14 @@ TEST_P(PipelineInvalidUtf8, ProviderGarbageFailsTheFeatureWithoutCrashing) {
   ASSERT_TRUE(done.ok()) << done.status().ToString();
   EXPECT_EQ(done->status, "failed");
   bool named = false;
-  for (const auto& e : h_.Events(f->id))
-    if (e.type == "error" &&
-        e.data.value("message", "").find("malformed JSON") != std::string::npos)
-      named = true;
+  int errors = 0;
+  for (const auto& e : h_.Events(f->id)) {
+    if (e.type != "error") continue;
+    ++errors;
+    if (e.data.value("message", "").find("malformed JSON") != std::string::npos) named = true;
+  }
   EXPECT_TRUE(named) << "no error event names the malformed reply";
+  EXPECT_EQ(errors, 1) << "one failure, one error event";
 }
 
 // A command whose output is not UTF-8 (here Latin-1 "café"): the tool result
