@@ -128,8 +128,11 @@ async function api(path, options = {}) {
   return body;
 }
 
+// `message` empty: the user asked to change a working key, which they may
+// keep after all; otherwise the current key was refused.
 function askForKey(message) {
   stopStreams();
+  $('key-keep').hidden = !apiKey || !!message;
   $('key-error').textContent = message || '';
   $('key-panel').hidden = false;
   $('home-view').hidden = true;
@@ -707,6 +710,7 @@ function init() {
     useKey(key);
   });
   $('key-change').addEventListener('click', () => askForKey(''));
+  $('key-keep').addEventListener('click', () => useKey(apiKey));
   $('submit-form').addEventListener('submit', submitPrp);
   $('prp-file').addEventListener('change', loadPrpFile);
   $('memory-form').addEventListener('submit', refreshMemory);

@@ -117,6 +117,14 @@ test('asks for a key, refuses a wrong one, and keeps a good one', async () => {
   await page.click('#key-save');
   await page.locator('#agents tbody tr').first().waitFor();
   assert.equal(await page.locator('#key-panel').isVisible(), false);
+  // "API key" opens the panel; the current key can be kept without a reload.
+  await page.click('#key-change');
+  await page.locator('#key-panel').waitFor({state: 'visible'});
+  assert.equal(await page.locator('#live').textContent(), 'live: off');
+  await page.click('#key-keep');
+  await page.locator('#live.live').waitFor();
+  assert.equal(await page.locator('#key-panel').isVisible(), false);
+  assert.equal(await page.locator('#home-view').isVisible(), true);
   // Kept in the browser: a new visit needs no key.
   await page.goto(base + '/');
   await page.locator('#agents tbody tr').first().waitFor();
