@@ -63,6 +63,10 @@ Result<std::unique_ptr<Services>> Services::Open(
   LlmOptions llm_options = LlmOptionsFromConfig(config);
   Store* store = s->store.get();
   llm_options.on_call = [store](const LlmCallRecord& r) {
+    // A call an open circuit refused never left this process: it is no model
+    // call, costs nothing and must not use up limits.max_steps during an
+    // outage. (The circuit's own metrics count those.)
+    if (r.attempts == 0 && r.status != "ok") return;
     LlmCall call;
     call.feature_id = r.feature_id;
     call.task_id = r.task_id;

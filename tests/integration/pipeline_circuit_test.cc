@@ -122,6 +122,11 @@ TEST_P(PipelineCircuit, FeatureSurvivesAnOutageWhileTheAgentWaitsDegraded) {
   EXPECT_EQ(waited_ms, 60000);
   EXPECT_EQ(requests.load(), 3 + 4);
   EXPECT_EQ(h_.services().llm->Health().state, "closed");
+  // Only calls that reached the provider count (toward limits.max_steps too):
+  // none an open circuit refused.
+  auto usage = h_.store().FeatureUsage(f->id);
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->calls, requests.load());
 }
 
 TEST_P(PipelineCircuit, CancelEndsTheWaitForAnOpenCircuit) {

@@ -78,6 +78,31 @@ TEST(ServicesTest, EveryLlmCallIsRecordedWithUsageAndCost) {
   EXPECT_EQ(h.llm, "anthropic");
 }
 
+// A call an open circuit refuses never reaches the provider: it is not
+// recorded, so it neither costs nor counts toward limits.max_steps.
+TEST(ServicesTest, CallsRefusedByAnOpenCircuitAreNotRecorded) {
+  testing::TempDir dir;
+  FakeLlmServer fake;
+  fake.Push(FakeReply::Status(500, R"({"type":"error","error":{"type":"api_error","message":"boom"}})"));
+  Config c = ConfigFor(dir, "anthropic", fake.base_url());
+  c.llm.circuit_failures = 1;
+  c.llm.circuit_cooldown = 3600;
+  auto services = Services::Open(c);
+  ASSERT_TRUE(services.ok()) << services.status().ToString();
+  Services& s = **services;
+  ASSERT_NE(s.llm, nullptr) << s.llm_status.ToString();
+
+  ASSERT_FALSE(s.llm->Complete(Hello()).ok());  // reaches the server, opens the circuit
+  auto refused = s.llm->Complete(Hello());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("circuit open"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_EQ(fake.request_count(), 1u);
+  auto usage = s.store->FeatureUsage("f-test");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->calls, 1);
+}
+
 TEST(ServicesTest, MissingKeyLeavesTheLlmOutWithTheReason) {
   testing::TempDir dir;
   Config c = ConfigFor(dir, "anthropic", "");
