@@ -30,7 +30,8 @@ bench: build
 # Real libFuzzer runs (clang, AddressSanitizer, UBSan) of the fuzz targets that
 # `make test` runs with a deterministic driver: FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
-fuzz: setup
+fuzz:
+	@./scripts/setup --fuzz
 	cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DAF_LIBFUZZER=ON
 	cmake --build build-fuzz -j$(JOBS) --target fuzzers
 	./tests/fuzz/run-libfuzzer.sh build-fuzz $(FUZZ_SECONDS)
