@@ -27,8 +27,9 @@ BENCHMARK(BM_LoadConfigDefaults);
 
 void BM_RedactLogLine(benchmark::State& state) {
   log::AddSecret("sk-ant-api03-benchmark-secret-value-xyz");
-  std::string line = "POST /v1/messages model=claude-sonnet-4-5 in=1200 out=300 status=ok "
-                     "latency=812ms feature=f-01hxyz task=t-01hxyz attempts=1";
+  std::string line =
+      "POST /v1/messages model=claude-sonnet-4-5 in=1200 out=300 status=ok "
+      "latency=812ms feature=f-01hxyz task=t-01hxyz attempts=1";
   for (auto _ : state) benchmark::DoNotOptimize(log::Redact(line));
 }
 BENCHMARK(BM_RedactLogLine);

@@ -19,7 +19,8 @@ json ArgsSummary(const ToolCall& call) {
   json out = json::object();
   for (const char* k : {"path", "command", "query", "verdict"})
     if (call.arguments.contains(k) && call.arguments[k].is_string()) out[k] = call.arguments[k];
-  if (call.name == "submit_plan" && call.arguments.contains("tasks") && call.arguments["tasks"].is_array())
+  if (call.name == "submit_plan" && call.arguments.contains("tasks") &&
+      call.arguments["tasks"].is_array())
     out["tasks"] = call.arguments["tasks"].size();
   return out;
 }
@@ -61,9 +62,13 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
     auto replay = ResponseFromJson(recorded->response);
     if (replay.ok()) {
       EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
-           {{"role", req.agent_role}, {"model", recorded->model}, {"provider", recorded->provider},
-            {"input_tokens", recorded->input_tokens}, {"output_tokens", recorded->output_tokens},
-            {"cost_usd", 0.0}, {"replayed", true}});
+                {{"role", req.agent_role},
+                 {"model", recorded->model},
+                 {"provider", recorded->provider},
+                 {"input_tokens", recorded->input_tokens},
+                 {"output_tokens", recorded->output_tokens},
+                 {"cost_usd", 0.0},
+                 {"replayed", true}});
       return replay;
     }
   }
@@ -78,9 +83,9 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
   AF_ASSIGN_OR_RETURN(BudgetLedger::Reservation reservation,
                       env.budget->Reserve(req.feature_id, estimate));
   if (reservation.daily_warning()) {
-    EmitEvent(env.store, "budget.warning", req.feature_id, req.task_id, agent_id,
-              {{"spent_today_usd", reservation.spent_today_usd()},
-               {"daily_usd", cfg.budget.daily_usd}});
+    EmitEvent(
+        env.store, "budget.warning", req.feature_id, req.task_id, agent_id,
+        {{"spent_today_usd", reservation.spent_today_usd()}, {"daily_usd", cfg.budget.daily_usd}});
   }
 
   auto resp = env.llm->Complete(req);
@@ -91,10 +96,14 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
     return resp.status();
   }
   EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
-       {{"role", req.agent_role}, {"model", resp->model}, {"provider", resp->provider},
-        {"input_tokens", resp->usage.input_tokens}, {"output_tokens", resp->usage.output_tokens},
-        {"cost_usd", CostUsd(resp->provider, resp->model, resp->usage)},
-        {"latency_ms", resp->latency_ms}, {"replayed", false}});
+            {{"role", req.agent_role},
+             {"model", resp->model},
+             {"provider", resp->provider},
+             {"input_tokens", resp->usage.input_tokens},
+             {"output_tokens", resp->usage.output_tokens},
+             {"cost_usd", CostUsd(resp->provider, resp->model, resp->usage)},
+             {"latency_ms", resp->latency_ms},
+             {"replayed", false}});
   return resp;
 }
 
@@ -173,17 +182,21 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
     Message assistant = Message::Assistant(resp.text, resp.tool_calls);
     req.messages.push_back(assistant);
     if (resp.tool_calls.empty()) {
-      req.messages.push_back(Message::User(
-          "Use your tools to do the work; when you are done, call " +
-          std::string(conv.role == "planner" ? "submit_plan" : conv.role == "reviewer" ? "submit_review" : "finish") +
-          "."));
+      req.messages.push_back(
+          Message::User("Use your tools to do the work; when you are done, call " +
+                        std::string(conv.role == "planner"    ? "submit_plan"
+                                    : conv.role == "reviewer" ? "submit_review"
+                                                              : "finish") +
+                        "."));
       continue;
     }
     for (const auto& call : resp.tool_calls) {
       ToolOutcome out = ExecuteTool(call, tools);
       EmitEvent(env.store, "tool.call", conv.feature_id, conv.task_id, conv.agent_id,
-           {{"tool", call.name}, {"args", ArgsSummary(call)}, {"ok", !out.is_error},
-            {"result", out.content.substr(0, 300)}});
+                {{"tool", call.name},
+                 {"args", ArgsSummary(call)},
+                 {"ok", !out.is_error},
+                 {"result", out.content.substr(0, 300)}});
       logger->debug("{} {}({}) -> {}{}", conv.agent_id, call.name, ArgsSummary(call).dump(),
                     out.is_error ? "error: " : "", out.content.substr(0, 120));
       req.messages.push_back(Message::ToolResult(call.id, out.content, out.is_error));

@@ -42,7 +42,8 @@ int64_t EstimateTokens(const LlmRequest& r) {
     chars += m.text.size() + 16;
     for (const auto& c : m.tool_calls) chars += c.name.size() + c.arguments.dump().size();
   }
-  for (const auto& t : r.tools) chars += t.name.size() + t.description.size() + t.input_schema.dump().size();
+  for (const auto& t : r.tools)
+    chars += t.name.size() + t.description.size() + t.input_schema.dump().size();
   return static_cast<int64_t>(chars / 4) + 8;
 }
 
@@ -83,8 +84,10 @@ Optimizer::Optimizer(ContextBudget budget, std::vector<Skill> skills, Store* sto
     : budget_(budget), skills_(std::move(skills)), store_(store) {}
 
 std::vector<const Skill*> Optimizer::SkillsFor(const json& request) const {
-  std::string hay = " " + Lower(request.value("title", "") + " " + request.value("description", "") + " " +
-                                request.value("tech_stack", "")) + " ";
+  std::string hay = " " +
+                    Lower(request.value("title", "") + " " + request.value("description", "") +
+                          " " + request.value("tech_stack", "")) +
+                    " ";
   for (auto& c : hay)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '#') c = ' ';
   std::vector<const Skill*> out;
@@ -114,7 +117,8 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree) c
   out += "## Acceptance criteria\n" + Bullets(r.value("acceptance_criteria", json::array())) + "\n";
   out += "## Validation gates (shell commands that must pass in the workspace)\n" +
          Bullets(r.value("validation_gates", json::array())) + "\n";
-  if (!r.value("context", "").empty()) out += "## Context\n" + Cap(r.value("context", ""), budget_chars / 8) + "\n\n";
+  if (!r.value("context", "").empty())
+    out += "## Context\n" + Cap(r.value("context", ""), budget_chars / 8) + "\n\n";
 
   if (!in.task_title.empty()) {
     out += "# Your task: " + in.task_title + "\n" + in.task_description + "\n";
@@ -143,14 +147,16 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree) c
     if (files.ok()) {
       std::string list;
       for (const auto& f : *files) list += f + "\n";
-      out += "# Workspace files\n" + (list.empty() ? "(empty)\n" : Cap(list, budget_chars / 10)) + "\n";
+      out += "# Workspace files\n" + (list.empty() ? "(empty)\n" : Cap(list, budget_chars / 10)) +
+             "\n";
     }
     std::string contents;
     for (const auto& f : in.task_files) {
       auto content = tree->ReadFile(f);
       if (content.ok()) contents += "## " + f + "\n```\n" + *content + "\n```\n";
     }
-    if (!contents.empty()) out += "# Current content of the files in scope\n" + Cap(contents, budget_chars / 4) + "\n";
+    if (!contents.empty())
+      out += "# Current content of the files in scope\n" + Cap(contents, budget_chars / 4) + "\n";
   }
 
   if (!in.history.empty()) {
@@ -158,7 +164,9 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree) c
     for (const auto& x : in.history) h += x + "\n\n";
     out += "# What happened so far\n" + Cap(h, budget_chars / 4) + "\n";
   }
-  if (!in.diff.empty()) out += "# The change (diff against main)\n```diff\n" + Cap(in.diff, budget_chars / 3) + "\n```\n";
+  if (!in.diff.empty())
+    out +=
+        "# The change (diff against main)\n```diff\n" + Cap(in.diff, budget_chars / 3) + "\n```\n";
   return Cap(out, budget_chars);
 }
 
@@ -172,7 +180,8 @@ Status Optimizer::Fit(LlmRequest& request) const {
     for (size_t i = 1; i < keep_from; ++i) {
       Message& m = request.messages[i];
       if (m.text.size() > 400) {
-        m.text = m.text.substr(0, 300) + "\n... [condensed: " + std::to_string(m.text.size() - 300) +
+        m.text = m.text.substr(0, 300) +
+                 "\n... [condensed: " + std::to_string(m.text.size() - 300) +
                  " characters of an earlier turn left out] ...";
       }
       for (auto& c : m.tool_calls) {
@@ -189,7 +198,8 @@ Status Optimizer::Fit(LlmRequest& request) const {
         "context of about " + std::to_string(tokens) + " tokens exceeds context.critical_at (" +
             std::to_string(static_cast<int64_t>(window * budget_.critical_at)) + " of a " +
             std::to_string(budget_.window_tokens) + "-token window)",
-        "split the task into smaller ones, or raise context.window_tokens for a model with a larger window");
+        "split the task into smaller ones, or raise context.window_tokens for a model with a "
+        "larger window");
   }
   return Status::Ok();
 }

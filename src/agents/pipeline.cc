@@ -98,7 +98,8 @@ class Pipeline::Impl {
   void Beat(Instance* inst, bool emit_event);
   Status HandleJob(Instance* inst, const Delivery& job);
   Result<json> DoPlan(Instance* inst, const Feature& f, FeatureTree* tree);
-  Result<json> DoCode(Instance* inst, const Feature& f, const std::string& task_id, FeatureTree* tree);
+  Result<json> DoCode(Instance* inst, const Feature& f, const std::string& task_id,
+                      FeatureTree* tree);
   Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);
   Result<json> DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree);
   Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
@@ -195,10 +196,12 @@ FeatureRequest Pipeline::Impl::RequestOf(const Feature& f) {
 }
 
 Status Pipeline::Impl::Check(const std::string& feature_id) {
-  if (stopping_) return Cancelled("the pipeline is shutting down; the feature resumes on the next start");
+  if (stopping_)
+    return Cancelled("the pipeline is shutting down; the feature resumes on the next start");
   AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
   if (f.status == "cancelled") return Cancelled("feature " + feature_id + " was cancelled");
-  if (IsTerminalFeatureStatus(f.status)) return FailedPrecondition("feature " + feature_id + " is " + f.status);
+  if (IsTerminalFeatureStatus(f.status))
+    return FailedPrecondition("feature " + feature_id + " is " + f.status);
   int64_t started = f.created_ms;
   {
     std::lock_guard lock(drivers_mu_);
@@ -243,7 +246,8 @@ Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
     return FailedPrecondition("feature " + f.id + " is " + now.status);
   auto& ws = workspaces_[f.project];
   if (!ws) {
-    AF_ASSIGN_OR_RETURN(ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project));
+    AF_ASSIGN_OR_RETURN(
+        ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project));
   }
   AF_ASSIGN_OR_RETURN(auto tree, ws->OpenFeature(f.id));
   std::shared_ptr<FeatureTree> shared = std::move(tree);
@@ -284,7 +288,8 @@ void Pipeline::Impl::SweepEndedTrees() {
       auto f = svc_.store->GetFeature(tree.path().filename().string());
       if (f.ok() && IsTerminalFeatureStatus(f->status) &&
           f->project == project.path().filename().string()) {
-        log::Get("coordinator")->info("removing the worktree left by {} feature {}", f->status, f->id);
+        log::Get("coordinator")
+            ->info("removing the worktree left by {} feature {}", f->status, f->id);
         ReleaseTree(*f);
       }
     }
@@ -308,7 +313,8 @@ Status Pipeline::Impl::StartAgents() {
   }
   for (auto& inst : instances_) {
     Beat(inst.get(), false);
-    Emit("agent.started", "", "", inst->id, {{"role", inst->role}, {"host", Hostname()}, {"pid", getpid()}});
+    Emit("agent.started", "", "", inst->id,
+         {{"role", inst->role}, {"host", Hostname()}, {"pid", getpid()}});
   }
   for (auto& inst : instances_) {
     if (inst->role == "coordinator" || inst->role == "optimizer") continue;
@@ -335,7 +341,8 @@ void Pipeline::Impl::Beat(Instance* inst, bool emit_event) {
   a.pid = getpid();
   (void)svc_.store->UpsertAgent(a);
   (void)svc_.bus->Heartbeat(AgentBeat{a.id, a.role, a.state, a.current_task, a.last_heartbeat_ms});
-  if (emit_event) Emit("agent.heartbeat", "", "", a.id, {{"state", a.state}, {"current_task", a.current_task}});
+  if (emit_event)
+    Emit("agent.heartbeat", "", "", a.id, {{"state", a.state}, {"current_task", a.current_task}});
 }
 
 void Pipeline::Impl::SetState(Instance* inst, const std::string& state, const std::string& task) {
@@ -375,8 +382,10 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
     } catch (const std::exception& e) {
       // A bug, not an expected failure: it must not take the process down.
       s = Internal(std::string("unexpected error in ") + inst->id + ": " + e.what());
-      (void)svc_.bus->Send("feature:" + Field(d.payload, "feature_id"),
-                           BusMessage{d.type + ".done", {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
+      (void)svc_.bus->Send(
+          "feature:" + Field(d.payload, "feature_id"),
+          BusMessage{d.type + ".done",
+                     {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
     }
     (void)svc_.bus->Ack(queue, d.id);
     {
@@ -428,8 +437,13 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
   in.role = "planner";
   in.request = f.request;
   in.project = f.project;
-  Conversation conv{"planner", inst->id, f.id, "", cfg_.ModelFor("planner"),
-                    SystemPrompt("planner"), optimizer_.BuildContext(in, tree)};
+  Conversation conv{"planner",
+                    inst->id,
+                    f.id,
+                    "",
+                    cfg_.ModelFor("planner"),
+                    SystemPrompt("planner"),
+                    optimizer_.BuildContext(in, tree)};
   ToolContext tools;
   tools.tree = tree;
   tools.store = svc_.store.get();
@@ -445,8 +459,10 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
     task.description = t["description"].get<std::string>();
     task.role = "coder";
     task.status = "pending";
-    for (const auto& d : t.value("dependencies", json::array())) task.dependencies.push_back(GlobalTaskId(f.id, d.get<std::string>()));
-    for (const auto& p : t.value("files", json::array())) task.files.push_back(p.get<std::string>());
+    for (const auto& d : t.value("dependencies", json::array()))
+      task.dependencies.push_back(GlobalTaskId(f.id, d.get<std::string>()));
+    for (const auto& p : t.value("files", json::array()))
+      task.files.push_back(p.get<std::string>());
     tasks.push_back(std::move(task));
   }
   AF_RETURN_IF_ERROR(svc_.store->CreateTasks(f.id, tasks).status());
@@ -477,8 +493,11 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   start.assigned_agent = inst->id;
   start.add_attempts = 1;
   start.result = json{{"context", context}};
-  AF_RETURN_IF_ERROR(svc_.store->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}}).status());
-  Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"), context};
+  AF_RETURN_IF_ERROR(
+      svc_.store->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}})
+          .status());
+  Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
+                    context};
   std::set<std::string> touched;
   ToolContext tools;
   tools.tree = tree;
@@ -495,9 +514,9 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
       u.result = json{{"error", end.status().message()},
                       {"hint", end.status().hint()},
                       {"reason", FailureReason(end.status())}};
-      (void)svc_.store->TransitionTask(task_id, std::nullopt,
-                                       end.status().code() == Code::kCancelled ? "cancelled" : "failed", u,
-                                       {{"error", end.status().ToString()}});
+      (void)svc_.store->TransitionTask(
+          task_id, std::nullopt, end.status().code() == Code::kCancelled ? "cancelled" : "failed",
+          u, {{"error", end.status().ToString()}});
     }
     return end.status();
   }
@@ -521,8 +540,11 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
     sha = *committed;
   }
   TaskUpdate done;
-  done.result = json{{"summary", summary}, {"commit", sha}, {"files", paths}, {"turns", end->turns}};
-  AF_RETURN_IF_ERROR(svc_.store->TransitionTask(task_id, "in_progress", "completed", done, {{"commit", sha}}).status());
+  done.result =
+      json{{"summary", summary}, {"commit", sha}, {"files", paths}, {"turns", end->turns}};
+  AF_RETURN_IF_ERROR(
+      svc_.store->TransitionTask(task_id, "in_progress", "completed", done, {{"commit", sha}})
+          .status());
   return *done.result;
 }
 
@@ -532,7 +554,9 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   bool passed = true;
   if (req.validation_gates.empty()) {
     Emit("gate.result", f.id, "", inst->id,
-         {{"gate", ""}, {"passed", true}, {"note", "no validation gates were given; nothing to run"}});
+         {{"gate", ""},
+          {"passed", true},
+          {"note", "no validation gates were given; nothing to run"}});
   }
   for (const auto& gate : req.validation_gates) {
     AF_RETURN_IF_ERROR(Check(f.id));
@@ -547,7 +571,8 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
       r["exit_code"] = run->exit_code;
       r["timed_out"] = run->timed_out;
       r["duration_ms"] = run->duration.count();
-      r["output"] = run->output.size() > 6000 ? run->output.substr(run->output.size() - 6000) : run->output;
+      r["output"] =
+          run->output.size() > 6000 ? run->output.substr(run->output.size() - 6000) : run->output;
       r["sandbox"] = run->sandbox;
     }
     passed = passed && r["passed"].get<bool>();
@@ -557,7 +582,8 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   return json{{"passed", passed}, {"results", results}};
 }
 
-Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree) {
+Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const json& job,
+                                      FeatureTree* tree) {
   ContextInput in;
   in.role = "reviewer";
   in.request = f.request;
@@ -567,12 +593,18 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
   in.history.push_back("Review round " + std::to_string(job.value("round", 1)) + " (at most " +
                        std::to_string(cfg_.limits.review_rounds + 1) + ").");
   for (const auto& g : job.value("gates", json::array())) {
-    in.history.push_back("Gate `" + g.value("gate", "") + "`: " + (g.value("passed", false) ? "PASSED" : "FAILED") +
-                         " (exit " + std::to_string(g.value("exit_code", -1)) + ")\n" +
+    in.history.push_back("Gate `" + g.value("gate", "") +
+                         "`: " + (g.value("passed", false) ? "PASSED" : "FAILED") + " (exit " +
+                         std::to_string(g.value("exit_code", -1)) + ")\n" +
                          g.value("output", "").substr(0, 1500));
   }
   AF_ASSIGN_OR_RETURN(in.diff, tree->Diff());
-  Conversation conv{"reviewer", inst->id, f.id, "", cfg_.ModelFor("reviewer"), SystemPrompt("reviewer"),
+  Conversation conv{"reviewer",
+                    inst->id,
+                    f.id,
+                    "",
+                    cfg_.ModelFor("reviewer"),
+                    SystemPrompt("reviewer"),
                     optimizer_.BuildContext(in, tree)};
   ToolContext tools;
   tools.tree = tree;
@@ -600,7 +632,8 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
   for (const auto& t : tasks)
     md << "- **" << t.title << "** (" << t.status << ", commit `" << Field(t.result, "commit", "")
        << "`): " << Field(t.result, "summary", "") << "\n";
-  md << "\n## Usage\n" << usage.calls << " model calls, " << usage.input_tokens << " input and "
+  md << "\n## Usage\n"
+     << usage.calls << " model calls, " << usage.input_tokens << " input and "
      << usage.output_tokens << " output tokens, $" << usage.cost_usd << ".\n";
   md.close();
   json out = {{"branch", tree->branch()},
@@ -611,9 +644,10 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
     if (!run.ok()) return run.status().WithContext("delivery.command");
     out["delivery"] = {{"exit_code", run->exit_code}, {"output", run->output.substr(0, 2000)}};
     if (run->exit_code != 0) {
-      return FailedPrecondition("delivery.command exited with " + std::to_string(run->exit_code) + ": " +
-                                    run->output.substr(0, 500),
-                                "fix the command in delivery.command; the branch and patch are ready");
+      return FailedPrecondition(
+          "delivery.command exited with " + std::to_string(run->exit_code) + ": " +
+              run->output.substr(0, 500),
+          "fix the command in delivery.command; the branch and patch are ready");
     }
   }
   return out;
@@ -622,8 +656,8 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
 // ---------------------------------------------------------------------------
 // Coordinator
 
-Status Pipeline::Impl::Transition(const Feature& f, const std::string& to, const std::string& reason,
-                                  json data) {
+Status Pipeline::Impl::Transition(const Feature& f, const std::string& to,
+                                  const std::string& reason, json data) {
   return svc_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
 }
 
@@ -652,7 +686,8 @@ Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::str
   const std::string queue = "feature:" + feature_id;
   for (;;) {
     AF_RETURN_IF_ERROR(Check(feature_id));
-    AF_ASSIGN_OR_RETURN(auto d, svc_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
+    AF_ASSIGN_OR_RETURN(auto d,
+                        svc_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
     if (!d) continue;
     (void)svc_.bus->Ack(queue, d->id);
     if (d->type == type) return d->payload;
@@ -685,7 +720,10 @@ Status Pipeline::Impl::Implement(const Feature& f) {
       if (t.status == "pending") {
         AF_RETURN_IF_ERROR(svc_.store->TransitionTask(t.id, "pending", "ready", {}, {}).status());
       }
-      AF_RETURN_IF_ERROR(svc_.bus->Send("role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}}).status());
+      AF_RETURN_IF_ERROR(
+          svc_.bus
+              ->Send("role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}})
+              .status());
       dispatched.insert(t.id);
     }
     AF_RETURN_IF_ERROR(Await(f.id, "code.done").status());
@@ -713,15 +751,17 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
     AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "tester", {{"type", "test"}}));
     if (!reply.value("ok", false)) return fail_from(reply);
     const json& result = reply["result"];
-    if (result.value("passed", false)) return Transition(f, "reviewing", "", {{"gates", result["results"]}});
+    if (result.value("passed", false))
+      return Transition(f, "reviewing", "", {{"gates", result["results"]}});
     AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
     int used = 0;
     for (const auto& t : tasks) used += t.id.find("-fixtest-") != std::string::npos;
     std::string failing;
     for (const auto& g : result["results"]) {
       if (!g.value("passed", false)) {
-        failing += "Gate `" + g.value("gate", "") + "` failed (exit " + std::to_string(g.value("exit_code", -1)) +
-                   "):\n" + g.value("output", "") + "\n\n";
+        failing += "Gate `" + g.value("gate", "") + "` failed (exit " +
+                   std::to_string(g.value("exit_code", -1)) + "):\n" + g.value("output", "") +
+                   "\n\n";
       }
     }
     if (used >= cfg_.limits.fix_attempts) {
@@ -733,8 +773,10 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
     Task fix;
     fix.id = GlobalTaskId(f.id, "fixtest-" + std::to_string(used + 1));
     fix.title = "Fix failing validation gates (attempt " + std::to_string(used + 1) + ")";
-    fix.description = "The validation gates failed after the last change. Make them pass without "
-                      "weakening the tests.\n\n" + failing;
+    fix.description =
+        "The validation gates failed after the last change. Make them pass without "
+        "weakening the tests.\n\n" +
+        failing;
     fix.role = "coder";
     fix.status = "pending";
     AF_RETURN_IF_ERROR(svc_.store->CreateTasks(f.id, {fix}).status());
@@ -744,17 +786,21 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
     // The gate results the reviewer cites: the latest run's.
     json gates = json::array();
     AF_RETURN_IF_ERROR(ForEachEvent(*svc_.store, f.id, [&](const Event& e) {
-      if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "reviewing") gates = AsObject(e.data).value("gates", json::array());
+      if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "reviewing")
+        gates = AsObject(e.data).value("gates", json::array());
     }));
     AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
     int rounds = 0;
     for (const auto& t : tasks) rounds += t.id.find("-fixreview-") != std::string::npos;
-    AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "reviewer", {{"type", "review"}, {"gates", gates}, {"round", rounds + 1}}));
+    AF_ASSIGN_OR_RETURN(
+        json reply,
+        Dispatch(f, "reviewer", {{"type", "review"}, {"gates", gates}, {"round", rounds + 1}}));
     if (!reply.value("ok", false)) return fail_from(reply);
     const json& verdict = reply["result"];
     if (verdict.value("verdict", "") == "approve") return Transition(f, "delivering");
     std::string comments;
-    for (const auto& c : verdict.value("comments", json::array())) comments += "- " + c.get<std::string>() + "\n";
+    for (const auto& c : verdict.value("comments", json::array()))
+      comments += "- " + c.get<std::string>() + "\n";
     if (rounds >= cfg_.limits.review_rounds) {
       Fail(f.id, "review_rejected",
            "the reviewer still requests changes after " + std::to_string(rounds) +
@@ -786,7 +832,8 @@ void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
     if (!f.ok()) {
       logger->error("feature {}: {}", feature_id, f.status().ToString());
       if (++store_errors > 20) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the store is busy or down: back off
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(250));  // the store is busy or down: back off
       continue;
     }
     if (IsTerminalFeatureStatus(f->status)) break;
@@ -833,20 +880,24 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
     m.importance = importance;
     m.source = {{"feature", f->id}};
     auto stored = svc_.store->AddMemory(m);
-    if (stored.ok()) Emit("memory.stored", f->id, "", "coordinator-1", {{"id", stored->id}, {"type", type}});
+    if (stored.ok())
+      Emit("memory.stored", f->id, "", "coordinator-1", {{"id", stored->id}, {"type", type}});
   };
   if (f->status == "completed") {
     std::string gates;
     for (const auto& g : req.validation_gates) gates += " `" + g + "`";
-    store("success", "Feature '" + f->title + "' (" + req.tech_stack + ") completed with " +
-                         std::to_string(tasks->size()) + " task(s); gates that passed:" + gates, 6);
+    store("success",
+          "Feature '" + f->title + "' (" + req.tech_stack + ") completed with " +
+              std::to_string(tasks->size()) + " task(s); gates that passed:" + gates,
+          6);
   } else if (f->status == "failed") {
     store("failure", "Feature '" + f->title + "' (" + req.tech_stack + ") failed: " + f->reason, 7);
   }
   for (const auto& t : *tasks) {
     if (t.status == "completed" && (t.id.find("-fixtest-") != std::string::npos ||
                                     t.id.find("-fixreview-") != std::string::npos)) {
-      store("bug_fix", t.description.substr(0, 600) + "\nFixed by: " + Field(t.result, "summary", ""), 7);
+      store("bug_fix",
+            t.description.substr(0, 600) + "\nFixed by: " + Field(t.result, "summary", ""), 7);
     }
   }
 }
@@ -902,7 +953,8 @@ void Pipeline::Impl::ResumeAll() {
     for (;; filter.offset += filter.limit) {
       auto page = svc_.store->ListFeatures(filter);
       if (!page.ok()) {
-        logger->error("cannot list {} features to resume them: {}", status, page.status().ToString());
+        logger->error("cannot list {} features to resume them: {}", status,
+                      page.status().ToString());
         break;
       }
       found.insert(found.end(), page->features.begin(), page->features.end());
@@ -919,12 +971,14 @@ void Pipeline::Impl::ResumeAll() {
 }
 
 Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
-  bool challenge = request.challenge_vague_requirements.value_or(cfg_.validation.challenge_vague_requirements);
+  bool challenge =
+      request.challenge_vague_requirements.value_or(cfg_.validation.challenge_vague_requirements);
   auto issues = ValidateWorkPlan(request, challenge);
   if (!issues.empty()) {
     std::string msg = "Work plan challenged:";
     for (const auto& i : issues) msg += "\n  - " + i;
-    return InvalidArgument(msg, "add the missing parts, or bypass with \"challenge_vague_requirements\": false");
+    return InvalidArgument(
+        msg, "add the missing parts, or bypass with \"challenge_vague_requirements\": false");
   }
   Feature f;
   f.project = request.project;
@@ -940,9 +994,13 @@ Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
 Status Pipeline::Impl::Cancel(const std::string& feature_id) {
   AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
   if (IsTerminalFeatureStatus(f.status)) {
-    return FailedPrecondition("feature " + feature_id + " is already " + f.status, "only unfinished features can be cancelled");
+    return FailedPrecondition("feature " + feature_id + " is already " + f.status,
+                              "only unfinished features can be cancelled");
   }
-  AF_RETURN_IF_ERROR(svc_.store->TransitionFeature(feature_id, f.status, "cancelled", "cancelled", {{"by", "user"}}).status());
+  AF_RETURN_IF_ERROR(
+      svc_.store
+          ->TransitionFeature(feature_id, f.status, "cancelled", "cancelled", {{"by", "user"}})
+          .status());
   AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(feature_id));
   for (const auto& t : tasks) {
     if (t.status == "pending" || t.status == "ready")
@@ -990,10 +1048,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Start(Services& services, PipelineOp
   sandbox_options.memory_mb = cfg.sandbox.memory_mb;
   AF_ASSIGN_OR_RETURN(auto sandbox, Sandbox::Create(sandbox_options));
   if (!sandbox->warning().empty()) log::Get("sandbox")->warn("{}", sandbox->warning());
-  if (options.skills_dir.empty()) options.skills_dir = std::filesystem::path(AF_SOURCE_DIR) / "skills";
+  if (options.skills_dir.empty())
+    options.skills_dir = std::filesystem::path(AF_SOURCE_DIR) / "skills";
   auto skills = LoadSkills(options.skills_dir);
   bool resume = options.resume;
-  auto impl = std::make_unique<Impl>(services, std::move(options), std::move(sandbox), std::move(skills));
+  auto impl =
+      std::make_unique<Impl>(services, std::move(options), std::move(sandbox), std::move(skills));
   AF_RETURN_IF_ERROR(impl->StartAgents());
   std::unique_ptr<Pipeline> p(new Pipeline(std::move(impl)));
   if (resume) p->impl_->ResumeAll();
@@ -1005,12 +1065,14 @@ Result<Feature> Pipeline::Submit(const FeatureRequest& r) { return impl_->Submit
 Status Pipeline::Cancel(const std::string& id) { return impl_->Cancel(id); }
 std::string Pipeline::sandbox_warning() const { return impl_->sandbox_warning(); }
 
-Result<Feature> Pipeline::WaitFor(const std::string& feature_id, std::chrono::milliseconds timeout) {
+Result<Feature> Pipeline::WaitFor(const std::string& feature_id,
+                                  std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     AF_ASSIGN_OR_RETURN(Feature f, impl_->store()->GetFeature(feature_id));
     if (IsTerminalFeatureStatus(f.status) || std::chrono::steady_clock::now() >= deadline) return f;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polls the store: state lives there
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(50));  // polls the store: state lives there
   }
 }
 

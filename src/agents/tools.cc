@@ -14,7 +14,8 @@ namespace {
 
 using json = nlohmann::json;
 
-json Obj(std::initializer_list<std::pair<const char*, json>> props, std::vector<std::string> required) {
+json Obj(std::initializer_list<std::pair<const char*, json>> props,
+         std::vector<std::string> required) {
   json p = json::object();
   for (const auto& [k, v] : props) p[k] = v;
   return {{"type", "object"}, {"properties", p}, {"required", required}};
@@ -32,12 +33,15 @@ const ToolDef& Def(const std::string& name) {
                      {"dependencies", {{"type", "array"}, {"items", {{"type", "string"}}}}},
                      {"files", {{"type", "array"}, {"items", {{"type", "string"}}}}}},
                     {"id", "title", "description", "role"});
-    add({"submit_plan", "Submit the task plan for this feature. Each task is done by one coder; "
-                        "list dependencies between tasks so independent ones run in parallel.",
+    add({"submit_plan",
+         "Submit the task plan for this feature. Each task is done by one coder; "
+         "list dependencies between tasks so independent ones run in parallel.",
          Obj({{"tasks", {{"type", "array"}, {"items", task}}}}, {"tasks"})});
     add({"list_files", "List files under a directory of the workspace (recursive).",
-         Obj({{"path", Str("directory relative to the workspace root; '' or '.' for the root")}}, {})});
-    add({"read_file", "Read a file of the workspace.", Obj({{"path", Str("relative path")}}, {"path"})});
+         Obj({{"path", Str("directory relative to the workspace root; '' or '.' for the root")}},
+             {})});
+    add({"read_file", "Read a file of the workspace.",
+         Obj({{"path", Str("relative path")}}, {"path"})});
     add({"write_file", "Create or overwrite a file in the workspace.",
          Obj({{"path", Str("relative path")}, {"content", Str("the whole new content")}},
              {"path", "content"})});
@@ -103,7 +107,8 @@ bool GetInt(const ToolCall& call, const char* field, int def, int lo, int hi, in
     *err = Error(call.name + ": '" + field + "' must be an integer, got " + it->type_name());
     return false;
   }
-  *out = static_cast<int>(std::clamp(it->get<double>(), static_cast<double>(lo), static_cast<double>(hi)));
+  *out = static_cast<int>(
+      std::clamp(it->get<double>(), static_cast<double>(lo), static_cast<double>(hi)));
   return true;
 }
 
@@ -120,8 +125,8 @@ std::vector<ToolDef> ToolsForRole(const std::string& role) {
   std::string r = CanonicalRole(role);
   if (r == "planner") names = {"submit_plan", "list_files", "read_file", "search_code"};
   if (r == "coder") {
-    names = {"list_files", "read_file", "write_file", "edit_file", "search_code", "run_command",
-             "finish"};
+    names = {"list_files",  "read_file",   "write_file", "edit_file",
+             "search_code", "run_command", "finish"};
   }
   if (r == "reviewer") names = {"submit_review", "read_file", "list_files", "search_code"};
   names.push_back("recall");
@@ -134,7 +139,9 @@ std::vector<ToolDef> ToolsForRole(const std::string& role) {
 std::vector<std::string> CheckPlan(const json& args) {
   std::vector<std::string> problems;
   if (!args.is_object() || !args.contains("tasks") || !args["tasks"].is_array()) {
-    return {"submit_plan needs 'tasks': an array of {id, title, description, role, dependencies, files}"};
+    return {
+        "submit_plan needs 'tasks': an array of {id, title, description, role, dependencies, "
+        "files}"};
   }
   const json& tasks = args["tasks"];
   if (tasks.empty()) problems.push_back("the plan has no tasks");
@@ -152,10 +159,9 @@ std::vector<std::string> CheckPlan(const json& args) {
       continue;
     }
     std::string id = t.value("id", "");
-    bool id_ok = !id.empty() && id.size() <= 40 &&
-                 std::all_of(id.begin(), id.end(), [](char c) {
-                   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-                 });
+    bool id_ok = !id.empty() && id.size() <= 40 && std::all_of(id.begin(), id.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+    });
     if (!id_ok) {
       problems.push_back(where + ": id '" + id + "' must be 1-40 letters, digits, '_' or '-'");
       continue;
@@ -166,14 +172,17 @@ std::vector<std::string> CheckPlan(const json& args) {
       if (!t.contains(f) || !t[f].is_string() || t[f].get<std::string>().empty())
         problems.push_back(where + " needs a non-empty '" + f + "'");
     }
-    if (t.contains("role") && t["role"].is_string() && CanonicalRole(t["role"].get<std::string>()) != "coder") {
-      problems.push_back(where + ": role '" + t["role"].get<std::string>() +
-                         "' cannot take plan tasks; use 'coder' (testing and review follow automatically)");
+    if (t.contains("role") && t["role"].is_string() &&
+        CanonicalRole(t["role"].get<std::string>()) != "coder") {
+      problems.push_back(
+          where + ": role '" + t["role"].get<std::string>() +
+          "' cannot take plan tasks; use 'coder' (testing and review follow automatically)");
     }
     auto& d = deps[id];
     for (const char* f : {"dependencies", "files"}) {
-      if (t.contains(f) && !(t[f].is_array() &&
-                             std::all_of(t[f].begin(), t[f].end(), [](const json& x) { return x.is_string(); })))
+      if (t.contains(f) &&
+          !(t[f].is_array() &&
+            std::all_of(t[f].begin(), t[f].end(), [](const json& x) { return x.is_string(); })))
         problems.push_back(where + ": '" + f + "' must be an array of strings");
     }
     if (t.contains("dependencies") && t["dependencies"].is_array())
@@ -182,7 +191,8 @@ std::vector<std::string> CheckPlan(const json& args) {
   }
   for (const auto& [id, ds] : deps)
     for (const auto& d : ds)
-      if (!deps.count(d)) problems.push_back("task '" + id + "' depends on unknown task '" + d + "'");
+      if (!deps.count(d))
+        problems.push_back("task '" + id + "' depends on unknown task '" + d + "'");
   if (!problems.empty()) return problems;
   // Cycle check: depth-first with colours.
   std::map<std::string, int> colour;
@@ -229,10 +239,12 @@ ToolOutcome ExecuteTool(const ToolCall& call, const ToolContext& ctx) {
     if (verdict != "approve" && verdict != "request_changes")
       return Error("submit_review: verdict must be 'approve' or 'request_changes'");
     const json& c = call.arguments.value("comments", json::array());
-    if (!c.is_array() || !std::all_of(c.begin(), c.end(), [](const json& x) { return x.is_string(); }))
+    if (!c.is_array() ||
+        !std::all_of(c.begin(), c.end(), [](const json& x) { return x.is_string(); }))
       return Error("submit_review: 'comments' must be an array of strings");
     if (verdict == "request_changes" && c.empty())
-      return Error("submit_review: request_changes needs at least one comment saying what to change");
+      return Error(
+          "submit_review: request_changes needs at least one comment saying what to change");
     return {"review recorded", false, true};
   }
   if (name == "recall") {
@@ -246,7 +258,8 @@ ToolOutcome ExecuteTool(const ToolCall& call, const ToolContext& ctx) {
     if (found->empty()) return Ok("no memories match '" + query + "'");
     std::string out;
     for (const auto& m : *found)
-      out += "- [" + m.type + ", importance " + std::to_string(m.importance) + "] " + m.content + "\n";
+      out +=
+          "- [" + m.type + ", importance " + std::to_string(m.importance) + "] " + m.content + "\n";
     return Ok(out);
   }
   if (name == "remember") {
@@ -296,7 +309,8 @@ ToolOutcome ExecuteTool(const ToolCall& call, const ToolContext& ctx) {
   }
   if (name == "write_file") {
     std::string path, content;
-    if (!GetString(call, "path", &path, &err) || !GetString(call, "content", &content, &err)) return err;
+    if (!GetString(call, "path", &path, &err) || !GetString(call, "content", &content, &err))
+      return err;
     if (Status s = tree.WriteFile(path, content); !s.ok()) return FromStatus(s);
     if (ctx.touched) ctx.touched->insert(path);
     return Ok("wrote " + path + " (" + std::to_string(content.size()) + " bytes)");

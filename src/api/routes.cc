@@ -388,8 +388,8 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
 Result<json> GetFeatureDiff(const ApiBackend& b, const HttpRequest& r) {
   const std::string& id = PathParam(r, "id");
   AF_RETURN_IF_ERROR(b.store->GetFeature(id).status());
-  json out = {{"feature_id", id}, {"available", false}, {"diff", ""}, {"bytes", 0},
-              {"truncated", false}};
+  json out = {
+      {"feature_id", id}, {"available", false}, {"diff", ""}, {"bytes", 0}, {"truncated", false}};
   // Feature ids come from the store (checked above), so the path stays inside
   // artifacts_dir.
   if (b.artifacts_dir.empty()) return out;

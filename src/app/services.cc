@@ -85,7 +85,8 @@ Result<std::unique_ptr<Services>> Services::Open(
     auto logger = log::Get("llm");
     logger->debug("{} {} {} in={} out={} cost=${:.4f} {}ms attempts={}", r.provider, r.model,
                   r.status, r.input_tokens, r.output_tokens, r.cost_usd, r.latency_ms, r.attempts);
-    if (!recorded.ok()) logger->error("could not record an LLM call: {}", recorded.status().ToString());
+    if (!recorded.ok())
+      logger->error("could not record an LLM call: {}", recorded.status().ToString());
   };
   if (adjust_llm) adjust_llm(llm_options);
   auto llm = LlmClient::Create(llm_options);
@@ -123,7 +124,8 @@ HealthInputs Services::Health() const {
   // none is, degraded in between. 90 s = three missed heartbeats (SPEC §14).
   if (auto agents = store->ListAgents(); agents.ok()) {
     const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
     std::map<std::string, std::pair<int, int>> live_total;
     for (const auto& a : *agents) {
       bool live = a.state != "offline" && now - a.last_heartbeat_ms <= 90'000;
@@ -132,7 +134,9 @@ HealthInputs Services::Health() const {
       ++total;
     }
     for (const auto& [role, counts] : live_total) {
-      h.agents[role] = counts.first == counts.second ? "running" : counts.first == 0 ? "offline" : "degraded";
+      h.agents[role] = counts.first == counts.second ? "running"
+                       : counts.first == 0           ? "offline"
+                                                     : "degraded";
     }
   }
   return h;

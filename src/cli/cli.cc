@@ -10,14 +10,16 @@
 namespace af::cli {
 
 int Main(int argc, char** argv) {
-  CLI::App app{"Agent Factory: a team of LLM agents that turns a feature request into tested, "
-               "reviewed code on a git branch.",
-               "agent-factory"};
+  CLI::App app{
+      "Agent Factory: a team of LLM agents that turns a feature request into tested, "
+      "reviewed code on a git branch.",
+      "agent-factory"};
   app.set_version_flag("--version", std::string("agent-factory ") + AF_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global options may also follow the command name
-  app.footer("Configuration: flags > environment > .env > agent-factory.toml > defaults.\n"
-             "Docs: docs/CONFIGURATION.md, docs/TROUBLESHOOTING.md");
+  app.footer(
+      "Configuration: flags > environment > .env > agent-factory.toml > defaults.\n"
+      "Docs: docs/CONFIGURATION.md, docs/TROUBLESHOOTING.md");
 
   GlobalOptions g;
   app.add_option("--config", g.config_file, "Configuration file (default ./agent-factory.toml)");
@@ -30,51 +32,63 @@ int Main(int argc, char** argv) {
 
   auto* config = app.add_subcommand("config", "Show and check the configuration");
   config->require_subcommand(1);
-  auto* config_show = config->add_subcommand("show", "Print every setting, its value and its source (secrets masked)");
+  auto* config_show = config->add_subcommand(
+      "show", "Print every setting, its value and its source (secrets masked)");
   config_show->add_flag("--json", g.json, "Print JSON");
   on(config_show, [&] { return ConfigShow(g); });
-  on(config->add_subcommand("validate", "Check the configuration; names every bad or unknown setting (exit 2)"),
+  on(config->add_subcommand("validate",
+                            "Check the configuration; names every bad or unknown setting (exit 2)"),
      [&] { return ConfigValidate(g); });
-  on(config->add_subcommand("show-key", "Show which API key is configured, masked, and where it comes from"),
+  on(config->add_subcommand("show-key",
+                            "Show which API key is configured, masked, and where it comes from"),
      [&] { return ConfigShowKey(g); });
 
   std::string prp_file, project;
-  auto* run = app.add_subcommand("run", "Run a feature in this process with live progress; exit 0 only when completed");
+  auto* run = app.add_subcommand(
+      "run", "Run a feature in this process with live progress; exit 0 only when completed");
   run->add_option("PRP_FILE", prp_file, "Markdown or JSON feature request")->required();
-  run->add_option("--project", project, "Project (workspace) name; default from the PRP or 'default'");
+  run->add_option("--project", project,
+                  "Project (workspace) name; default from the PRP or 'default'");
   run->add_flag("--json", g.json, "Print a machine-readable report at the end instead of progress");
   on(run, [&] { return Run(g, prp_file, project); });
 
-  auto* validate = app.add_subcommand("validate", "Check a PRP file (work plan validation); exit 2 when challenged");
+  auto* validate = app.add_subcommand(
+      "validate", "Check a PRP file (work plan validation); exit 2 when challenged");
   validate->add_option("PRP_FILE", prp_file, "Markdown or JSON feature request")->required();
   on(validate, [&] { return Validate(g, prp_file); });
 
-  auto* serve = app.add_subcommand("serve", "Start the HTTP server (API, dashboard, health) in the foreground");
+  auto* serve = app.add_subcommand(
+      "serve", "Start the HTTP server (API, dashboard, health) in the foreground");
   serve->add_option("--host", g.host, "Address to listen on (default 127.0.0.1, AF_HOST)");
   serve->add_option("--port", g.port, "Port to listen on (default 8080, AF_PORT)");
   on(serve, [&] { return Serve(g); });
 
   std::string server_url;
   auto* health = app.add_subcommand("health", "Ask a running server for its health report");
-  health->add_option("--server", server_url, "Server URL (default http://<server.host>:<server.port>)");
+  health->add_option("--server", server_url,
+                     "Server URL (default http://<server.host>:<server.port>)");
   health->add_flag("--json", g.json, "Print the raw JSON report");
   on(health, [&] { return Health(g, server_url); });
 
   // Clients of a running server.
   ClientFlags client;
   auto client_flags = [&](CLI::App* cmd) {
-    cmd->add_option("--server", client.server, "Server URL (default http://<server.host>:<server.port>)");
+    cmd->add_option("--server", client.server,
+                    "Server URL (default http://<server.host>:<server.port>)");
     cmd->add_option("--api-key", client.api_key, "API key (default: <data_dir>/admin.key)");
     cmd->add_flag("--json", g.json, "Print the server's JSON answer");
     return cmd;
   };
   std::string feature_arg, status_filter;
-  auto* feature = app.add_subcommand("feature", "Submit, inspect, list and cancel features on a running server");
+  auto* feature = app.add_subcommand(
+      "feature", "Submit, inspect, list and cancel features on a running server");
   feature->require_subcommand(1);
-  auto* f_submit = client_flags(feature->add_subcommand("submit", "Submit a PRP file (.md or .json); exit 2 when challenged"));
+  auto* f_submit = client_flags(feature->add_subcommand(
+      "submit", "Submit a PRP file (.md or .json); exit 2 when challenged"));
   f_submit->add_option("FILE", feature_arg, "Markdown or JSON feature request")->required();
   on(f_submit, [&] { return FeatureSubmit(g, client, feature_arg); });
-  auto* f_status = client_flags(feature->add_subcommand("status", "Show a feature with its tasks, branch and usage"));
+  auto* f_status = client_flags(
+      feature->add_subcommand("status", "Show a feature with its tasks, branch and usage"));
   f_status->add_option("ID", feature_arg, "Feature id")->required();
   on(f_status, [&] { return FeatureStatus(g, client, feature_arg); });
   auto* f_list = client_flags(feature->add_subcommand("list", "List features, newest first"));
@@ -96,17 +110,21 @@ int Main(int argc, char** argv) {
   events->add_flag("--json", g.json, "Print each event as one JSON line");
   on(events, [&] { return FeatureEvents(g, events_args); });
 
-  on(client_flags(app.add_subcommand("agents", "List the agents of a running server and their states")),
+  on(client_flags(
+         app.add_subcommand("agents", "List the agents of a running server and their states")),
      [&] { return Agents(g, client); });
 
   std::string key_name, key_permissions;
   auto* keys = app.add_subcommand("keys", "Create, list and revoke API keys (needs an admin key)");
   keys->require_subcommand(1);
-  auto* k_create = client_flags(keys->add_subcommand("create", "Create an API key; it is printed once"));
+  auto* k_create =
+      client_flags(keys->add_subcommand("create", "Create an API key; it is printed once"));
   k_create->add_option("NAME", key_name, "A name for the key")->required();
-  k_create->add_option("--permissions", key_permissions,
-                       "Comma-separated: features:create, features:read, agents:read, knowledge:read, "
-                       "knowledge:write, admin")->required();
+  k_create
+      ->add_option("--permissions", key_permissions,
+                   "Comma-separated: features:create, features:read, agents:read, knowledge:read, "
+                   "knowledge:write, admin")
+      ->required();
   on(k_create, [&] { return KeysCreate(g, client, key_name, key_permissions); });
   on(client_flags(keys->add_subcommand("list", "List API keys (never the secrets)")),
      [&] { return KeysList(g, client); });
@@ -116,18 +134,24 @@ int Main(int argc, char** argv) {
 
   auto* db = app.add_subcommand("db", "Database schema: apply, inspect and list migrations");
   db->require_subcommand(1);
-  on(db->add_subcommand("migrate", "Apply pending schema migrations"), [&] { return DbMigrate(g); });
-  auto* db_status = db->add_subcommand("status", "Show the schema version and pending migrations (changes nothing)");
+  on(db->add_subcommand("migrate", "Apply pending schema migrations"),
+     [&] { return DbMigrate(g); });
+  auto* db_status = db->add_subcommand(
+      "status", "Show the schema version and pending migrations (changes nothing)");
   db_status->add_flag("--json", g.json, "Print JSON");
   on(db_status, [&] { return DbStatus(g); });
-  on(db->add_subcommand("history", "List applied migrations with their times"), [&] { return DbHistory(g); });
+  on(db->add_subcommand("history", "List applied migrations with their times"),
+     [&] { return DbHistory(g); });
 
   // CLI11 reports an unknown command as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     try {
       app.get_subcommand(argv[1]);
     } catch (const CLI::OptionNotFound&) {
-      std::fprintf(stderr, "error: unknown command '%s'\n  hint: run 'agent-factory --help' for the list of commands\n", argv[1]);
+      std::fprintf(stderr,
+                   "error: unknown command '%s'\n  hint: run 'agent-factory --help' for the list "
+                   "of commands\n",
+                   argv[1]);
       return kExitUsage;
     }
   }
@@ -136,8 +160,10 @@ int Main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "error: %s\n  hint: run 'agent-factory --help' (or 'agent-factory COMMAND --help')\n",
-                 e.what());
+    std::fprintf(
+        stderr,
+        "error: %s\n  hint: run 'agent-factory --help' (or 'agent-factory COMMAND --help')\n",
+        e.what());
     return kExitUsage;
   }
   return rc;

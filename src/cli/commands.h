@@ -49,7 +49,6 @@ int Validate(const GlobalOptions& g, const std::string& file);
 int Run(const GlobalOptions& g, const std::string& file, const std::string& project);
 int Health(const GlobalOptions& g, const std::string& server);
 
-
 // --- Clients of a running server (client_cmd.cc) ----------------------------
 
 // The server's base URL: --server when given, else http://<server.host>:<server.port>

@@ -26,7 +26,8 @@ int ConfigShow(const GlobalOptions& g) {
   auto rows = DescribeConfig(loaded);
   if (g.json) {
     nlohmann::json j = nlohmann::json::object();
-    for (const auto& r : rows) j[r.key] = {{"value", r.value}, {"source", r.origin}, {"env", r.env}};
+    for (const auto& r : rows)
+      j[r.key] = {{"value", r.value}, {"source", r.origin}, {"env", r.env}};
     std::cout << j.dump(2) << "\n";
   } else {
     size_t width = 0;
@@ -48,8 +49,8 @@ int ConfigValidate(const GlobalOptions& g) {
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
   std::string files;
   for (const auto& f : loaded.files) files += (files.empty() ? "" : ", ") + f;
-  std::printf("configuration OK (%s)\n", files.empty() ? "built-in defaults and environment"
-                                                       : ("read " + files).c_str());
+  std::printf("configuration OK (%s)\n",
+              files.empty() ? "built-in defaults and environment" : ("read " + files).c_str());
   return kExitOk;
 }
 
@@ -74,13 +75,14 @@ int ConfigShowKey(const GlobalOptions& g) {
   if (shown > 0) return kExitOk;
   if (c.llm.provider == "replay") {
     std::printf("No API key configured; the provider is 'replay' (recorded responses, offline).\n");
-    std::printf("To use a real model: export ANTHROPIC_API_KEY (or OPENAI_API_KEY) and set "
-                "AF_LLM_PROVIDER.\n");
+    std::printf(
+        "To use a real model: export ANTHROPIC_API_KEY (or OPENAI_API_KEY) and set "
+        "AF_LLM_PROVIDER.\n");
     return kExitOk;
   }
   std::string env = c.llm.provider == "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
-  return ReportError(FailedPrecondition(env + " not set",
-                                        "run 'agent-factory secrets init' or export it"));
+  return ReportError(
+      FailedPrecondition(env + " not set", "run 'agent-factory secrets init' or export it"));
 }
 
 }  // namespace af::cli

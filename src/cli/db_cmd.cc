@@ -1,7 +1,7 @@
 // `agent-factory db migrate|status|history`.
 #include <cstdio>
-#include <filesystem>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -22,7 +22,8 @@ std::string FormatTime(int64_t ms) {
 
 // Opens the configured database without migrating (status/history must not
 // change anything; migrate applies explicitly).
-Result<std::unique_ptr<Store>> OpenStore(const GlobalOptions& g, std::string* url, bool for_migrate) {
+Result<std::unique_ptr<Store>> OpenStore(const GlobalOptions& g, std::string* url,
+                                         bool for_migrate) {
   LoadedConfig loaded = LoadForCli(g);
   AF_RETURN_IF_ERROR(loaded.Validate());
   *url = loaded.config.DatabaseUrl();
@@ -68,7 +69,8 @@ int DbStatus(const GlobalOptions& g) {
   if (!status.ok()) return ReportError(status.status());
   if (g.json) {
     nlohmann::json pending = nlohmann::json::array();
-    for (const auto& m : status->pending) pending.push_back({{"version", m.version}, {"name", m.name}});
+    for (const auto& m : status->pending)
+      pending.push_back({{"version", m.version}, {"name", m.name}});
     std::cout << nlohmann::json{{"database", url},
                                 {"current_version", status->current_version},
                                 {"latest_version", status->latest_version},
@@ -78,7 +80,9 @@ int DbStatus(const GlobalOptions& g) {
     return kExitOk;
   }
   std::printf("database:        %s%s\n", url.c_str(),
-              (*store)->Describe() == "sqlite::memory:" && url != "sqlite::memory:" ? " (not created yet)" : "");
+              (*store)->Describe() == "sqlite::memory:" && url != "sqlite::memory:"
+                  ? " (not created yet)"
+                  : "");
   std::printf("schema version:  %d (this binary knows %d)\n", status->current_version,
               status->latest_version);
   if (status->pending.empty()) {

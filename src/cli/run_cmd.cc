@@ -35,7 +35,9 @@ std::string Short(const std::string& s, size_t n = 100) {
 // stay out: what ends the feature is printed once, on stderr, at the end.
 std::string Describe(const Event& e, const std::string& feature_id) {
   const json& d = AsObject(e.data);
-  std::string task = e.task_id.rfind(feature_id + "-", 0) == 0 ? e.task_id.substr(feature_id.size() + 1) : e.task_id;
+  std::string task = e.task_id.rfind(feature_id + "-", 0) == 0
+                         ? e.task_id.substr(feature_id.size() + 1)
+                         : e.task_id;
   if (e.type == "feature.status") {
     std::string line = "== " + d.value("to", "?");
     if (!d.value("reason", "").empty()) line += " (" + d.value("reason", "") + ")";
@@ -53,25 +55,29 @@ std::string Describe(const Event& e, const std::string& feature_id) {
     std::string arg;
     for (const char* k : {"path", "command", "query", "verdict"})
       if (d["args"].contains(k)) arg = d["args"][k].get<std::string>();
-    return "     " + e.agent + " " + d.value("tool", "") + (arg.empty() ? "" : " " + Short(arg, 70)) +
+    return "     " + e.agent + " " + d.value("tool", "") +
+           (arg.empty() ? "" : " " + Short(arg, 70)) +
            (d.value("ok", false) ? "" : "  [error: " + Short(d.value("result", ""), 120) + "]");
   }
   if (e.type == "llm.call") {
     char buf[200];
-    std::snprintf(buf, sizeof buf, "     %s model %s: %lld in / %lld out tokens, $%.4f%s", e.agent.c_str(),
-                  d.value("model", "").c_str(), static_cast<long long>(d.value("input_tokens", 0)),
+    std::snprintf(buf, sizeof buf, "     %s model %s: %lld in / %lld out tokens, $%.4f%s",
+                  e.agent.c_str(), d.value("model", "").c_str(),
+                  static_cast<long long>(d.value("input_tokens", 0)),
                   static_cast<long long>(d.value("output_tokens", 0)), d.value("cost_usd", 0.0),
                   d.value("replayed", false) ? " (replayed from the store)" : "");
     return buf;
   }
   if (e.type == "gate.result") {
     if (d.value("gate", "").empty()) return "   gate: " + d.value("note", "");
-    return "   gate `" + Short(d.value("gate", ""), 80) + "`: " + (d.value("passed", false) ? "PASSED" : "FAILED") +
-           " (exit " + std::to_string(d.value("exit_code", -1)) + ")";
+    return "   gate `" + Short(d.value("gate", ""), 80) +
+           "`: " + (d.value("passed", false) ? "PASSED" : "FAILED") + " (exit " +
+           std::to_string(d.value("exit_code", -1)) + ")";
   }
   if (e.type == "review.verdict") {
     std::string line = "   review: " + d.value("verdict", "");
-    for (const auto& c : d.value("comments", json::array())) line += "\n     - " + Short(c.get<std::string>(), 160);
+    for (const auto& c : d.value("comments", json::array()))
+      line += "\n     - " + Short(c.get<std::string>(), 160);
     return line;
   }
   if (e.type == "memory.stored") return "   memory stored (" + d.value("type", "") + ")";
@@ -83,19 +89,26 @@ json Report(Store& store, const Feature& f) {
   json tasks = json::array();
   if (auto ts = store.ListTasks(f.id); ts.ok()) {
     for (const auto& t : *ts) {
-      tasks.push_back({{"id", t.id}, {"title", t.title}, {"status", t.status}, {"dependencies", t.dependencies},
-                       {"commit", Field(t.result, "commit", "")}, {"summary", Field(t.result, "summary", "")}});
+      tasks.push_back({{"id", t.id},
+                       {"title", t.title},
+                       {"status", t.status},
+                       {"dependencies", t.dependencies},
+                       {"commit", Field(t.result, "commit", "")},
+                       {"summary", Field(t.result, "summary", "")}});
     }
   }
   json gates = json::array(), completed = json::object(), ended = json::object();
   std::string verdict;
   (void)ForEachEvent(store, f.id, [&](const Event& e) {
-    if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "testing") gates = json::array();
+    if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "testing")
+      gates = json::array();
     if (e.type == "gate.result")
-      gates.push_back({{"gate", AsObject(e.data).value("gate", "")}, {"passed", AsObject(e.data).value("passed", false)},
+      gates.push_back({{"gate", AsObject(e.data).value("gate", "")},
+                       {"passed", AsObject(e.data).value("passed", false)},
                        {"exit_code", AsObject(e.data).value("exit_code", 0)}});
     if (e.type == "review.verdict") verdict = AsObject(e.data).value("verdict", "");
-    if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "completed") completed = e.data;
+    if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "completed")
+      completed = e.data;
     if (e.type == "feature.status" && IsTerminalFeatureStatus(AsObject(e.data).value("to", "")))
       ended = AsObject(e.data);
   });
@@ -113,12 +126,24 @@ json Report(Store& store, const Feature& f) {
   }
   json usage = json::object();
   if (auto u = store.FeatureUsage(f.id); u.ok()) {
-    usage = {{"calls", u->calls}, {"input_tokens", u->input_tokens}, {"output_tokens", u->output_tokens}, {"cost_usd", u->cost_usd}};
+    usage = {{"calls", u->calls},
+             {"input_tokens", u->input_tokens},
+             {"output_tokens", u->output_tokens},
+             {"cost_usd", u->cost_usd}};
   }
-  return {{"id", f.id}, {"title", f.title}, {"project", f.project}, {"status", f.status}, {"reason", f.reason},
-          {"branch", "af/" + f.id}, {"commit", completed.value("commit", "")},
-          {"artifacts", completed.value("artifacts", json::array())}, {"tasks", tasks}, {"gates", gates},
-          {"review", verdict}, {"usage", usage}, {"error", error}};
+  return {{"id", f.id},
+          {"title", f.title},
+          {"project", f.project},
+          {"status", f.status},
+          {"reason", f.reason},
+          {"branch", "af/" + f.id},
+          {"commit", completed.value("commit", "")},
+          {"artifacts", completed.value("artifacts", json::array())},
+          {"tasks", tasks},
+          {"gates", gates},
+          {"review", verdict},
+          {"usage", usage},
+          {"error", error}};
 }
 
 }  // namespace
@@ -127,7 +152,8 @@ int Validate(const GlobalOptions& g, const std::string& file) {
   LoadedConfig loaded = LoadForCli(g);
   auto request = LoadPrpFile(file);
   if (!request.ok()) return ReportError(request.status(), kExitUsage);
-  bool challenge = request->challenge_vague_requirements.value_or(loaded.config.validation.challenge_vague_requirements);
+  bool challenge = request->challenge_vague_requirements.value_or(
+      loaded.config.validation.challenge_vague_requirements);
   auto issues = ValidateWorkPlan(*request, challenge);
   std::printf("%s", FormatValidationReport(*request, issues).c_str());
   return issues.empty() ? kExitOk : kExitUsage;
@@ -140,10 +166,11 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   // `run` is one process: every working role needs an instance in it.
   for (const char* role : {"planner", "coder", "tester", "reviewer", "devops"}) {
     if (config.agents.at(role).replicas < 1) {
-      return ReportError(InvalidArgument(std::string("agents.") + role + ".replicas is 0, so nothing would " +
-                                             "do the " + role + "'s work in this process",
-                                         "set it to 1 or more for 'agent-factory run'"),
-                         kExitUsage);
+      return ReportError(
+          InvalidArgument(std::string("agents.") + role + ".replicas is 0, so nothing would " +
+                              "do the " + role + "'s work in this process",
+                          "set it to 1 or more for 'agent-factory run'"),
+          kExitUsage);
     }
   }
   auto request = LoadPrpFile(file);
@@ -154,7 +181,8 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
       return ReportError(s.WithContext("--project"), kExitUsage);
     request->project = project;
   }
-  bool challenge = request->challenge_vague_requirements.value_or(config.validation.challenge_vague_requirements);
+  bool challenge = request->challenge_vague_requirements.value_or(
+      config.validation.challenge_vague_requirements);
   if (auto issues = ValidateWorkPlan(*request, challenge); !issues.empty()) {
     std::fprintf(stderr, "%s", FormatValidationReport(*request, issues).c_str());
     return kExitUsage;
@@ -166,7 +194,8 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   // failures the log would repeat); the log file has the warnings too.
   log_options.level = std::getenv("AF_LOG") ? config.log.level : "warn";
   if (!std::getenv("AF_LOG")) log_options.console_level = "error";
-  log_options.file = (std::filesystem::path(config.data_dir) / "logs" / "agent-factory.log").string();
+  log_options.file =
+      (std::filesystem::path(config.data_dir) / "logs" / "agent-factory.log").string();
   if (Status s = log::Init(log_options); !s.ok()) return ReportError(s);
 
   auto services = Services::Open(config);
@@ -181,9 +210,14 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     std::printf("LLM provider: replay (recorded responses, offline demo)\n");
 
   auto feature = (*pipeline)->Submit(*request);
-  if (!feature.ok()) return ReportError(feature.status(), feature.status().code() == Code::kInvalidArgument ? kExitUsage : kExitFailure);
+  if (!feature.ok())
+    return ReportError(feature.status(), feature.status().code() == Code::kInvalidArgument
+                                             ? kExitUsage
+                                             : kExitFailure);
   const std::string id = feature->id;
-  if (!g.json) std::printf("feature %s: %s (project %s)\n", id.c_str(), feature->title.c_str(), feature->project.c_str());
+  if (!g.json)
+    std::printf("feature %s: %s (project %s)\n", id.c_str(), feature->title.c_str(),
+                feature->project.c_str());
   std::fflush(stdout);
 
   std::signal(SIGINT, OnInterrupt);
@@ -207,9 +241,12 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     if (IsTerminalFeatureStatus(current.status) && events.ok() && events->empty()) break;
     // Interrupted after the end: report the end, there is nothing to resume.
     if (g_interrupted && !IsTerminalFeatureStatus(current.status)) {
-      std::fprintf(stderr, "stopping: waiting for the running steps (Ctrl-C again to quit at once)\n");
+      std::fprintf(stderr,
+                   "stopping: waiting for the running steps (Ctrl-C again to quit at once)\n");
       (*pipeline)->Stop();
-      std::fprintf(stderr, "interrupted: feature %s stays %s and resumes on the next 'agent-factory serve' or 'run'\n",
+      std::fprintf(stderr,
+                   "interrupted: feature %s stays %s and resumes on the next 'agent-factory serve' "
+                   "or 'run'\n",
                    id.c_str(), current.status.c_str());
       return 130;
     }
@@ -228,8 +265,11 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     if (current.status == "completed") {
       std::printf("  branch    %s (commit %s)\n", report["branch"].get<std::string>().c_str(),
                   report["commit"].get<std::string>().substr(0, 12).c_str());
-      std::printf("  workspace %s\n", (std::filesystem::path(config.data_dir) / "workspaces" / current.project).c_str());
-      for (const auto& a : report["artifacts"]) std::printf("  artifact  %s\n", a.get<std::string>().c_str());
+      std::printf(
+          "  workspace %s\n",
+          (std::filesystem::path(config.data_dir) / "workspaces" / current.project).c_str());
+      for (const auto& a : report["artifacts"])
+        std::printf("  artifact  %s\n", a.get<std::string>().c_str());
     }
     std::printf("  usage     %lld model calls, %lld tokens in, %lld out, $%.4f\n",
                 static_cast<long long>(report["usage"].value("calls", 0)),

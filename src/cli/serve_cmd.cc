@@ -10,8 +10,8 @@
 #include "af/api/auth.h"
 #include "af/api/events_stream.h"
 #include "af/api/health.h"
-#include "af/api/metrics.h"
 #include "af/api/http_server.h"
+#include "af/api/metrics.h"
 #include "af/api/routes.h"
 #include "af/app/services.h"
 #include "af/core/log.h"
@@ -85,8 +85,8 @@ int Serve(const GlobalOptions& g) {
     backend.submit = [p](const FeatureRequest& r) { return p->Submit(r); };
     backend.cancel = [p](const std::string& id) { return p->Cancel(id); };
   } else if (!svc->llm) {
-    backend.pipeline_status = Unavailable("no usable LLM provider: " + svc->llm_status.message(),
-                                          svc->llm_status.hint());
+    backend.pipeline_status =
+        Unavailable("no usable LLM provider: " + svc->llm_status.message(), svc->llm_status.hint());
   } else {
     backend.pipeline_status = Unavailable("the agents could not start",
                                           "see the server log (data/logs/agent-factory.log)");

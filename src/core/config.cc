@@ -1,5 +1,7 @@
 #include "af/core/config.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
@@ -7,7 +9,6 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
-#include <toml++/toml.h>
 #include <variant>
 
 #include "af/core/log.h"
@@ -18,7 +19,7 @@ namespace af {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& AgentRoles() {
-  static const std::vector<std::string> kRoles = {"coordinator", "planner", "optimizer", "coder",
+  static const std::vector<std::string> kRoles = {"coordinator", "planner",  "optimizer", "coder",
                                                   "tester",      "reviewer", "devops"};
   return kRoles;
 }
@@ -67,8 +68,9 @@ struct Setting {
 
 // `AF_FIELD(server.port)` gives both the dotted key and an accessor, so a key
 // can never drift from the member it sets.
-#define AF_FIELD(path) #path, Ref<std::remove_reference_t<decltype(std::declval<Config&>().path)>>( \
-    [](Config& c) -> auto& { return c.path; })
+#define AF_FIELD(path)                                                             \
+#path, Ref < std::remove_reference_t < decltype(std::declval <Config&>().path)>> \
+             ([](Config & c) -> auto& { return c.path; })
 
 std::string DefaultEnvName(const std::string& key) {
   std::string env = "AF_";
@@ -160,9 +162,9 @@ const std::vector<Setting>& Settings() {
       v.push_back(Range(S("agents." + role + ".replicas",
                           Ref<int>([role](Config& c) -> int& { return c.agents[role].replicas; })),
                         0, 64));
-      v.push_back(S("agents." + role + ".model", Ref<std::string>([role](Config& c) -> std::string& {
-                      return c.agents[role].model;
-                    })));
+      v.push_back(
+          S("agents." + role + ".model",
+            Ref<std::string>([role](Config& c) -> std::string& { return c.agents[role].model; })));
     }
     return v;
   }();
@@ -197,8 +199,10 @@ std::string UnknownKeyMessage(std::string_view key) {
     if (d < best_d) best_d = d, best = s.key;
   }
   std::string msg = "unknown setting";
-  if (!best.empty()) msg += " (did you mean '" + best + "'?)";
-  else msg += " (see 'agent-factory config show' for every setting)";
+  if (!best.empty())
+    msg += " (did you mean '" + best + "'?)";
+  else
+    msg += " (see 'agent-factory config show' for every setting)";
   return msg;
 }
 
@@ -293,9 +297,12 @@ std::string ApplyText(const Setting& s, Config& config, const std::string& raw) 
         } else if constexpr (std::is_same_v<T, bool>) {
           std::string l;
           for (char ch : text) l += static_cast<char>(std::tolower(ch));
-          if (l == "true" || l == "1" || l == "yes" || l == "on") ref(config) = true;
-          else if (l == "false" || l == "0" || l == "no" || l == "off") ref(config) = false;
-          else return "expected true or false, got '" + text + "'";
+          if (l == "true" || l == "1" || l == "yes" || l == "on")
+            ref(config) = true;
+          else if (l == "false" || l == "0" || l == "no" || l == "off")
+            ref(config) = false;
+          else
+            return "expected true or false, got '" + text + "'";
         } else if constexpr (std::is_same_v<T, std::string>) {
           if (auto e = CheckChoice(s, text); !e.empty()) return e;
           ref(config) = text;
@@ -314,13 +321,20 @@ std::string ApplyText(const Setting& s, Config& config, const std::string& raw) 
 
 std::string TomlTypeName(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date/time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date/time";
   }
 }
 
@@ -331,8 +345,9 @@ std::string ApplyToml(const Setting& s, Config& config, const toml::node& node) 
         if constexpr (std::is_same_v<T, int> || std::is_same_v<T, int64_t>) {
           if (s.duration && node.is_string()) return ApplyText(s, config, **node.as_string());
           if (!node.is_integer()) {
-            return std::string("expected an integer") + (s.duration ? " or a duration like \"45m\"" : "") +
-                   ", got " + TomlTypeName(node);
+            return std::string("expected an integer") +
+                   (s.duration ? " or a duration like \"45m\"" : "") + ", got " +
+                   TomlTypeName(node);
           }
           int64_t v = **node.as_integer();
           if (auto e = CheckBounds(s, static_cast<double>(v)); !e.empty()) return e;
@@ -405,8 +420,8 @@ void WalkToml(const toml::table& table, const std::string& prefix, const std::st
       if (role.empty()) {
         std::string roles;
         for (const auto& r : AgentRoles()) roles += (roles.empty() ? "" : ", ") + r;
-        out.issues.push_back({key, Where(node, file),
-                              "unknown agent role '" + name + "' (roles: " + roles + ")"});
+        out.issues.push_back(
+            {key, Where(node, file), "unknown agent role '" + name + "' (roles: " + roles + ")"});
         continue;
       }
       key = "agents." + role;
@@ -438,7 +453,9 @@ void LoadToml(const std::string& path, LoadedConfig& out) {
     size_t first = out.issues.size();
     WalkToml(table, "", path, out);
     // toml++ iterates keys in sorted order; users read files top to bottom.
-    auto line_of = [](const ConfigIssue& i) { return std::stoi(i.where.substr(i.where.rfind(':') + 1)); };
+    auto line_of = [](const ConfigIssue& i) {
+      return std::stoi(i.where.substr(i.where.rfind(':') + 1));
+    };
     std::stable_sort(out.issues.begin() + first, out.issues.end(),
                      [&](const auto& a, const auto& b) { return line_of(a) < line_of(b); });
   } catch (const toml::parse_error& e) {
@@ -494,13 +511,15 @@ void CrossCheck(LoadedConfig& out) {
     out.issues.push_back({key, it == out.origin.end() ? "default" : it->second, msg});
   };
   if (c.context.preserve_at >= c.context.critical_at) {
-    add("context.preserve_at", "must be below context.critical_at (" +
-                                   FormatDouble(c.context.critical_at) + ")");
+    add("context.preserve_at",
+        "must be below context.critical_at (" + FormatDouble(c.context.critical_at) + ")");
   }
   if (c.kb.chunk_overlap >= c.kb.chunk_size) {
-    add("kb.chunk_overlap", "must be below kb.chunk_size (" + std::to_string(c.kb.chunk_size) + ")");
+    add("kb.chunk_overlap",
+        "must be below kb.chunk_size (" + std::to_string(c.kb.chunk_size) + ")");
   }
-  if (auto spec = log::ParseLevelSpec(c.log.level); !spec.ok()) add("log.level", spec.status().message());
+  if (auto spec = log::ParseLevelSpec(c.log.level); !spec.ok())
+    add("log.level", spec.status().message());
   const std::string& db = c.database.url;
   if (!db.empty() && db.rfind("sqlite:", 0) != 0 && db.rfind("postgresql://", 0) != 0 &&
       db.rfind("postgres://", 0) != 0) {
@@ -513,17 +532,19 @@ void CrossCheck(LoadedConfig& out) {
   // A real provider needs a model and (except local OpenAI-compatible
   // servers) a key: say so now rather than when the first feature runs.
   if (c.llm.provider != "replay" && c.llm.model.empty()) {
-    add("llm.model", "required when llm.provider = " + c.llm.provider +
-                         " (e.g. AF_LLM_MODEL=" +
-                         (c.llm.provider == "anthropic" ? "claude-sonnet-4-5" : "gpt-4o-mini") + ")");
+    add("llm.model", "required when llm.provider = " + c.llm.provider + " (e.g. AF_LLM_MODEL=" +
+                         (c.llm.provider == "anthropic" ? "claude-sonnet-4-5" : "gpt-4o-mini") +
+                         ")");
   }
   if (c.llm.provider == "anthropic" && c.anthropic.api_key.empty()) {
-    add("anthropic.api_key", "ANTHROPIC_API_KEY not set: export it (or use AF_LLM_PROVIDER=replay "
-                             "for the offline demo)");
+    add("anthropic.api_key",
+        "ANTHROPIC_API_KEY not set: export it (or use AF_LLM_PROVIDER=replay "
+        "for the offline demo)");
   }
   if (c.llm.provider == "openai" && c.openai.api_key.empty() && c.openai.base_url.empty()) {
-    add("openai.api_key", "OPENAI_API_KEY not set: export it, or set OPENAI_BASE_URL to a local "
-                          "OpenAI-compatible server that needs none");
+    add("openai.api_key",
+        "OPENAI_API_KEY not set: export it, or set OPENAI_BASE_URL to a local "
+        "OpenAI-compatible server that needs none");
   }
 }
 
@@ -540,8 +561,9 @@ Status LoadedConfig::Validate() const {
   std::string msg = "invalid configuration (" + std::to_string(issues.size()) +
                     (issues.size() == 1 ? " problem" : " problems") + "):";
   for (const auto& i : issues) msg += "\n  " + i.ToString();
-  return InvalidArgument(msg, "fix the settings named above; 'agent-factory config validate' "
-                              "re-checks them and 'agent-factory config show' lists every setting");
+  return InvalidArgument(msg,
+                         "fix the settings named above; 'agent-factory config validate' "
+                         "re-checks them and 'agent-factory config show' lists every setting");
 }
 
 ConfigSources ConfigSources::FromProcess(std::string config_file) {
@@ -566,7 +588,8 @@ LoadedConfig LoadConfig(const ConfigSources& sources) {
     if (fs::exists(toml_path)) {
       LoadToml(toml_path, out);
     } else if (sources.config_file_explicit) {
-      out.issues.push_back({"", toml_path, "configuration file not found (check the --config path)"});
+      out.issues.push_back(
+          {"", toml_path, "configuration file not found (check the --config path)"});
     }
   }
 
@@ -614,8 +637,9 @@ LoadedConfig LoadConfig(const ConfigSources& sources) {
   Config& c = out.config;
   if (c.config_dir.empty()) {
     auto home = sources.env.find("HOME");
-    c.config_dir = (fs::path(home == sources.env.end() ? "." : home->second) / ".config" /
-                    "agent-factory").string();
+    c.config_dir =
+        (fs::path(home == sources.env.end() ? "." : home->second) / ".config" / "agent-factory")
+            .string();
   }
   std::error_code ec;
   auto abs = fs::absolute(c.data_dir, ec);
@@ -662,7 +686,8 @@ Result<int64_t> ParseDurationSeconds(std::string_view text) {
   }
   int64_t n = 0;
   if (!ParseInteger(t, &n) || n < 0) {
-    return InvalidArgument("expected a duration like 90s, 45m or 2h, got '" + std::string(text) + "'");
+    return InvalidArgument("expected a duration like 90s, 45m or 2h, got '" + std::string(text) +
+                           "'");
   }
   return n * mult;
 }

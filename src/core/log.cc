@@ -63,7 +63,8 @@ void RedactShapes(std::string& s) {
 // Wraps a formatter so the payload is redacted before any sink sees it.
 class RedactingFormatter final : public spdlog::formatter {
  public:
-  explicit RedactingFormatter(std::unique_ptr<spdlog::formatter> inner) : inner_(std::move(inner)) {}
+  explicit RedactingFormatter(std::unique_ptr<spdlog::formatter> inner)
+      : inner_(std::move(inner)) {}
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     std::string redacted = Redact(std::string_view(msg.payload.data(), msg.payload.size()));
     spdlog::details::log_msg copy = msg;
@@ -83,7 +84,8 @@ class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     auto t = std::chrono::system_clock::to_time_t(msg.time);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()) % 1000;
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()) % 1000;
     std::tm tm{};
     gmtime_r(&t, &tm);
     char ts[64];
@@ -118,9 +120,9 @@ Result<LevelSpec> ParseLevelSpec(std::string_view spec) {
   LevelSpec out;
   auto parse_level = [](std::string_view name, spdlog::level::level_enum* lvl) {
     static const std::pair<const char*, spdlog::level::level_enum> kLevels[] = {
-        {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
-        {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
-        {"warning", spdlog::level::warn}, {"error", spdlog::level::err},
+        {"trace", spdlog::level::trace},       {"debug", spdlog::level::debug},
+        {"info", spdlog::level::info},         {"warn", spdlog::level::warn},
+        {"warning", spdlog::level::warn},      {"error", spdlog::level::err},
         {"critical", spdlog::level::critical}, {"off", spdlog::level::off}};
     for (const auto& [n, l] : kLevels) {
       if (name == n) {
@@ -133,8 +135,8 @@ Result<LevelSpec> ParseLevelSpec(std::string_view spec) {
   size_t start = 0;
   while (start <= spec.size()) {
     size_t comma = spec.find(',', start);
-    std::string_view part =
-        spec.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    std::string_view part = spec.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
     while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
     if (!part.empty()) {
@@ -142,13 +144,15 @@ Result<LevelSpec> ParseLevelSpec(std::string_view spec) {
       std::string_view name = eq == std::string_view::npos ? part : part.substr(eq + 1);
       spdlog::level::level_enum lvl;
       if (!parse_level(name, &lvl)) {
-        return InvalidArgument("bad log level '" + std::string(name) + "' in '" + std::string(spec) +
-                                   "'",
-                               "use a spec like 'info,llm=debug' with levels trace, debug, info, "
-                               "warn, error, critical, off");
+        return InvalidArgument(
+            "bad log level '" + std::string(name) + "' in '" + std::string(spec) + "'",
+            "use a spec like 'info,llm=debug' with levels trace, debug, info, "
+            "warn, error, critical, off");
       }
-      if (eq == std::string_view::npos) out.default_level = lvl;
-      else out.components[std::string(part.substr(0, eq))] = lvl;
+      if (eq == std::string_view::npos)
+        out.default_level = lvl;
+      else
+        out.components[std::string(part.substr(0, eq))] = lvl;
     }
     if (comma == std::string_view::npos) break;
     start = comma + 1;
@@ -207,8 +211,8 @@ std::shared_ptr<spdlog::logger> Get(std::string_view component) {
         std::make_unique<spdlog::pattern_formatter>("%H:%M:%S.%e %^%-5l%$ [%n] %v")));
     r.sinks.push_back(console);
   }
-  auto logger = std::make_shared<spdlog::logger>(std::string(component), r.sinks.begin(),
-                                                 r.sinks.end());
+  auto logger =
+      std::make_shared<spdlog::logger>(std::string(component), r.sinks.begin(), r.sinks.end());
   logger->set_level(LevelFor(r.spec, component));
   logger->flush_on(spdlog::level::warn);
   r.loggers.emplace(std::string(component), logger);

@@ -92,7 +92,7 @@ class CurlTransport final : public HttpTransport {
   }
 
   Result<ClientResponse> Send(const ClientRequest& request,
-                            const std::function<bool(std::string_view)>& on_chunk) override {
+                              const std::function<bool(std::string_view)>& on_chunk) override {
     CURL* curl = curl_easy_init();
     if (curl == nullptr) return Internal("curl_easy_init failed");
     Transfer t;

@@ -88,12 +88,13 @@ nlohmann::json ResponseToJson(const LlmResponse& r) {
   nlohmann::json calls = nlohmann::json::array();
   for (const auto& c : r.tool_calls)
     calls.push_back({{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}});
-  return {{"text", r.text},
-          {"tool_calls", calls},
-          {"stop_reason", r.stop_reason},
-          {"usage", {{"input_tokens", r.usage.input_tokens}, {"output_tokens", r.usage.output_tokens}}},
-          {"model", r.model},
-          {"provider", r.provider}};
+  return {
+      {"text", r.text},
+      {"tool_calls", calls},
+      {"stop_reason", r.stop_reason},
+      {"usage", {{"input_tokens", r.usage.input_tokens}, {"output_tokens", r.usage.output_tokens}}},
+      {"model", r.model},
+      {"provider", r.provider}};
 }
 
 Result<LlmResponse> ResponseFromJson(const nlohmann::json& j) {

@@ -1,8 +1,8 @@
 #include "store/sqlite_store.h"
 
-#include <algorithm>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -74,7 +74,7 @@ Status CheckEventData(const json& data) {
 #define AF_LLM_COLS                                                                         \
   "id, feature_id, task_id, role, provider, model, input_tokens, output_tokens, cost_usd, " \
   "latency_ms, status, error, request_hash, response, created_ms"
-#define AF_MEMORY_COLS                                                                       \
+#define AF_MEMORY_COLS                                                                        \
   "id, namespace, content, summary, type, importance, tags, source, created_ms, updated_ms, " \
   "accessed_ms, access_count, archived"
 #define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
@@ -124,7 +124,9 @@ class Stmt {
   Stmt& Bind(const char* v) { return Bind(std::string_view(v)); }
   // Text from tools, commands and providers may not be UTF-8; replace bad bytes
   // (U+FFFD) instead of throwing out of whichever thread records it.
-  Stmt& BindJson(const json& v) { return Bind(v.dump(-1, ' ', false, json::error_handler_t::replace)); }
+  Stmt& BindJson(const json& v) {
+    return Bind(v.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
 
   // true: a row is ready; false: done.
   Result<bool> Step(std::string_view doing);
@@ -324,7 +326,7 @@ class SqliteStore final : public Store {
 
   Result<LlmCall> RecordLlmCall(LlmCall call) override;
   Result<std::optional<LlmCall>> FindRecordedLlmCall(const std::string& feature_id,
-                                                    const std::string& hash) override;
+                                                     const std::string& hash) override;
   Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) override;
   Result<UsageTotals> FeatureUsage(const std::string& feature_id) override;
   Result<double> CostSince(int64_t since_ms) override;

@@ -51,8 +51,17 @@ nlohmann::json Event::ToJson() const {
                         {"data", data}};
 }
 
-const std::vector<std::string> kMemoryTypes = {
-    "architecture_decision", "code_pattern", "bug_fix", "configuration", "constraint", "insight",
-    "reference", "preference", "task", "feature_spec", "failure", "success"};
+const std::vector<std::string> kMemoryTypes = {"architecture_decision",
+                                               "code_pattern",
+                                               "bug_fix",
+                                               "configuration",
+                                               "constraint",
+                                               "insight",
+                                               "reference",
+                                               "preference",
+                                               "task",
+                                               "feature_spec",
+                                               "failure",
+                                               "success"};
 
 }  // namespace af

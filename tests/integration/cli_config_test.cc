@@ -6,9 +6,11 @@
 namespace af::testing {
 namespace {
 
-const std::map<std::string, std::string> kCleanEnv = {
-    {"AF_PORT", "\x01unset"}, {"AF_LOG", "\x01unset"}, {"ANTHROPIC_API_KEY", "\x01unset"},
-    {"OPENAI_API_KEY", "\x01unset"}, {"AF_LLM_PROVIDER", "\x01unset"}};
+const std::map<std::string, std::string> kCleanEnv = {{"AF_PORT", "\x01unset"},
+                                                      {"AF_LOG", "\x01unset"},
+                                                      {"ANTHROPIC_API_KEY", "\x01unset"},
+                                                      {"OPENAI_API_KEY", "\x01unset"},
+                                                      {"AF_LLM_PROVIDER", "\x01unset"}};
 
 TEST(CliConfigTest, ValidateNamesEveryBadSettingWithFileAndLine) {
   TempDir dir;
@@ -18,11 +20,15 @@ TEST(CliConfigTest, ValidateNamesEveryBadSettingWithFileAndLine) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("invalid configuration (3 problems)"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("agent-factory.toml:2: server.port: value 70000 is out of range (1..65535)"),
-            std::string::npos) << r.err;
+            std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("agent-factory.toml:4: llm.timeout_s: expected an integer, got a string"),
-            std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("agent-factory.toml:5: llm.modle: unknown setting (did you mean 'llm.model'?)"),
-            std::string::npos) << r.err;
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(
+      r.err.find("agent-factory.toml:5: llm.modle: unknown setting (did you mean 'llm.model'?)"),
+      std::string::npos)
+      << r.err;
 }
 
 TEST(CliConfigTest, ValidateAcceptsAGoodFile) {
@@ -48,7 +54,8 @@ TEST(CliConfigTest, ShowMasksKeysAndNamesSources) {
   auto k = RunCommand({BinaryPath(), "config", "show-key"}, env, dir.path().string());
   EXPECT_EQ(k.exit_code, 0);
   EXPECT_NE(k.out.find("API key configured: sk-ant-a...ygAA (source: environment)"),
-            std::string::npos) << k.out;
+            std::string::npos)
+      << k.out;
 }
 
 TEST(CliConfigTest, ShowKeyWithoutKeyForARealProviderSaysWhatToDo) {

@@ -21,7 +21,8 @@ TEST(CliDbTest, StatusChangesNothingMigrateAppliesOnceHistoryLists) {
   int latest = j["latest_version"];
   EXPECT_GE(latest, 3);
   EXPECT_EQ(j["pending"].size(), static_cast<size_t>(latest));
-  EXPECT_NE(j["database"].get<std::string>().find("data/agent-factory.db"), std::string::npos) << j.dump();
+  EXPECT_NE(j["database"].get<std::string>().find("data/agent-factory.db"), std::string::npos)
+      << j.dump();
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data")) << "db status must change nothing";
   auto history0 = RunCommand({BinaryPath(), "db", "history"}, kEnv, cwd);
   EXPECT_EQ(history0.exit_code, 0);
@@ -49,7 +50,8 @@ TEST(CliDbTest, StatusChangesNothingMigrateAppliesOnceHistoryLists) {
 
 TEST(CliDbTest, DataDirFlagAndDatabaseUrlAreHonoured) {
   TempDir dir;
-  auto r = RunCommand({BinaryPath(), "db", "migrate", "--data-dir", (dir.path() / "d1").string()}, kEnv);
+  auto r =
+      RunCommand({BinaryPath(), "db", "migrate", "--data-dir", (dir.path() / "d1").string()}, kEnv);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "d1" / "agent-factory.db"));
   auto env = kEnv;

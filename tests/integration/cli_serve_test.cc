@@ -1,7 +1,6 @@
 // `agent-factory serve` and `agent-factory health` as processes, over real HTTP.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <nlohmann/json.hpp>
 
@@ -12,10 +11,14 @@ namespace af::testing {
 namespace {
 
 std::map<std::string, std::string> ServeEnv(int port) {
-  return {{"AF_PORT", std::to_string(port)}, {"AF_HOST", "\x01unset"},
-          {"AF_DATA_DIR", "\x01unset"},      {"DATABASE_URL", "\x01unset"},
-          {"REDIS_URL", "\x01unset"},        {"AF_LLM_PROVIDER", "\x01unset"},
-          {"AF_LOG", "info"},                {"ANTHROPIC_API_KEY", "\x01unset"}};
+  return {{"AF_PORT", std::to_string(port)},
+          {"AF_HOST", "\x01unset"},
+          {"AF_DATA_DIR", "\x01unset"},
+          {"DATABASE_URL", "\x01unset"},
+          {"REDIS_URL", "\x01unset"},
+          {"AF_LLM_PROVIDER", "\x01unset"},
+          {"AF_LOG", "info"},
+          {"ANTHROPIC_API_KEY", "\x01unset"}};
 }
 
 bool Live(int port) {
@@ -30,7 +33,8 @@ TEST(CliServeTest, ServesHealthAndStopsCleanlyOnSigterm) {
   ASSERT_TRUE(WaitFor([&] { return Live(port) || !server.Running(); })) << server.Err();
   ASSERT_TRUE(server.Running()) << server.Err();
   EXPECT_NE(server.Out().find("listening on http://127.0.0.1:" + std::to_string(port)),
-            std::string::npos) << server.Out();
+            std::string::npos)
+      << server.Out();
 
   auto r = HttpCall(port, "GET", "/health");
   ASSERT_TRUE(r.ok());
@@ -66,7 +70,8 @@ TEST(CliServeTest, RefusesAPortInUseNamingItAndWhatToDo) {
                            ServeEnv(port), dir.path().string());
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_NE(second.err.find("port " + std::to_string(port) + " on 127.0.0.1 is already in use"),
-            std::string::npos) << second.err;
+            std::string::npos)
+      << second.err;
   EXPECT_NE(second.err.find("--port or AF_PORT"), std::string::npos);
   EXPECT_TRUE(first.Running());
 }
@@ -83,11 +88,16 @@ TEST(CliServeTest, RefusesABadConfigWithTheSameMessageAsValidate) {
   EXPECT_EQ(serve.exit_code, 2);
   EXPECT_EQ(serve.err, validate.err);
   EXPECT_NE(serve.err.find("agent-factory.toml:2: server.port: value 0 is out of range (1..65535)"),
-            std::string::npos) << serve.err;
-  EXPECT_NE(serve.err.find("agent-factory.toml:3: server.hots: unknown setting (did you mean 'server.host'?)"),
-            std::string::npos) << serve.err;
-  EXPECT_NE(serve.err.find("agent-factory.toml:5: llm.timeout_s: expected an integer, got a boolean"),
-            std::string::npos) << serve.err;
+            std::string::npos)
+      << serve.err;
+  EXPECT_NE(serve.err.find(
+                "agent-factory.toml:3: server.hots: unknown setting (did you mean 'server.host'?)"),
+            std::string::npos)
+      << serve.err;
+  EXPECT_NE(
+      serve.err.find("agent-factory.toml:5: llm.timeout_s: expected an integer, got a boolean"),
+      std::string::npos)
+      << serve.err;
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));  // bad input changes nothing
 }
 
@@ -101,7 +111,8 @@ TEST(CliServeTest, RefusesAMisspelledAfVariableNamingTheClosestOne) {
   EXPECT_EQ(validate.exit_code, 2);
   EXPECT_EQ(serve.exit_code, 2);
   EXPECT_EQ(serve.err, validate.err);
-  EXPECT_NE(serve.err.find("environment: AF_PROT: unknown setting (did you mean 'AF_PORT'?)"), std::string::npos)
+  EXPECT_NE(serve.err.find("environment: AF_PROT: unknown setting (did you mean 'AF_PORT'?)"),
+            std::string::npos)
       << serve.err;
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
 }
@@ -116,7 +127,8 @@ TEST(CliServeTest, UnusableProviderStillServesAndHealthSaysWhy) {
   auto j = nlohmann::json::parse(HttpCall(port, "GET", "/health")->body);
   EXPECT_EQ(j["status"], "degraded");
   EXPECT_NE(j["components"]["llm"].get<std::string>().find("/nonexistent/recordings.jsonl"),
-            std::string::npos) << j.dump();
+            std::string::npos)
+      << j.dump();
 }
 
 TEST(CliServeTest, ARealProviderWithoutKeyOrModelIsRefusedUpFront) {
@@ -126,15 +138,18 @@ TEST(CliServeTest, ARealProviderWithoutKeyOrModelIsRefusedUpFront) {
   env["AF_LLM_MODEL"] = "\x01unset";
   auto serve = RunCommand({BinaryPath(), "serve"}, env, dir.path().string());
   EXPECT_EQ(serve.exit_code, 2);
-  EXPECT_NE(serve.err.find("anthropic.api_key: ANTHROPIC_API_KEY not set"), std::string::npos) << serve.err;
-  EXPECT_NE(serve.err.find("llm.model: required when llm.provider = anthropic"), std::string::npos) << serve.err;
+  EXPECT_NE(serve.err.find("anthropic.api_key: ANTHROPIC_API_KEY not set"), std::string::npos)
+      << serve.err;
+  EXPECT_NE(serve.err.find("llm.model: required when llm.provider = anthropic"), std::string::npos)
+      << serve.err;
   auto validate = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
   EXPECT_EQ(validate.exit_code, 2);
   EXPECT_EQ(validate.err, serve.err);
 }
 
 TEST(CliServeTest, HealthWithoutAServerSaysHowToStartOne) {
-  auto r = RunCommand({BinaryPath(), "health", "--server", "http://127.0.0.1:" + std::to_string(FreePort())});
+  auto r = RunCommand(
+      {BinaryPath(), "health", "--server", "http://127.0.0.1:" + std::to_string(FreePort())});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("cannot reach the server at http://127.0.0.1:"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("agent-factory serve"), std::string::npos);

@@ -252,14 +252,16 @@ TEST_P(PipelineFakeLlm, PathEscapesAreRefusedAndReported) {
 
   // The gate sees the tree before it is removed at the end: the sandboxed
   // ln -s ran and the one legitimate write landed.
-  Feature f = Run(PipelineHarness::Request("Escape attempts", {"test -f inside.txt && test -L link"}));
+  Feature f =
+      Run(PipelineHarness::Request("Escape attempts", {"test -f inside.txt && test -L link"}));
   EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
 
   const fs::path tree = h_.TreeRoot(f.id);
   EXPECT_FALSE(fs::exists(tree.parent_path() / ("af-escape-" + tag)));
   EXPECT_FALSE(fs::exists(abs));
   EXPECT_FALSE(fs::exists(fs::path("/tmp") / ("af-x-" + tag)));
-  auto committed = testing::RunCommand({"/usr/bin/git", "-C", h_.WorkspaceRoot().string(), "show", "af/" + f.id + ":inside.txt"});
+  auto committed = testing::RunCommand(
+      {"/usr/bin/git", "-C", h_.WorkspaceRoot().string(), "show", "af/" + f.id + ":inside.txt"});
   EXPECT_EQ(committed.exit_code, 0) << committed.err;
 
   std::lock_guard lock(mu);
@@ -342,8 +344,8 @@ TEST_P(PipelineFakeLlm, ParallelCodersNeverOvershootTheStepLimit) {
   h_.config().limits.max_steps = 3;  // the planner's call + two coder calls
   Script s;
   s.planner = [](const RecordedRequest&) {
-    return Plan(json::array({PlanTask("a", "Task a"), PlanTask("b", "Task b"),
-                             PlanTask("c", "Task c")}));
+    return Plan(
+        json::array({PlanTask("a", "Task a"), PlanTask("b", "Task b"), PlanTask("c", "Task c")}));
   };
   s.coder = [](const RecordedRequest&) {
     FakeReply r = FakeReply::Tools({Call("list_files", {{"path", "."}})});
@@ -708,7 +710,8 @@ TEST(PipelineDrivers, AtMostMaxActiveFeaturesRunTheRestWaitByPriority) {
     return e ? e->seq : int64_t{0};
   };
   ASSERT_GT(planning_seq(critical), 0);
-  EXPECT_LT(planning_seq(critical), planning_seq(low)) << "the critical feature waited behind a low one";
+  EXPECT_LT(planning_seq(critical), planning_seq(low))
+      << "the critical feature waited behind a low one";
 }
 
 INSTANTIATE_TEST_SUITE_P(Wires, PipelineFakeLlm, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),

@@ -1,8 +1,7 @@
 // kill -9 in the middle of a feature, then start again: the feature completes,
 // no model call whose answer was recorded is paid for again, no commit is doubled.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <nlohmann/json.hpp>
 
@@ -47,12 +46,12 @@ std::string KeyOf(const RecordedRequest& r) {
   std::string first_user = msgs.size() > 1 ? msgs[1].value("content", "") : "";
   int turn = 0;
   for (const auto& m : msgs) turn += m.value("role", "") == "assistant";
-  std::string role = system.find("You are the planner") != std::string::npos   ? "planner"
+  std::string role = system.find("You are the planner") != std::string::npos    ? "planner"
                      : system.find("You are the reviewer") != std::string::npos ? "reviewer"
-                                                                                 : "coder";
+                                                                                : "coder";
   std::string task = first_user.find("# Your task: Write a.txt") != std::string::npos   ? "a"
                      : first_user.find("# Your task: Write b.txt") != std::string::npos ? "b"
-                                                                                         : "";
+                                                                                        : "";
   return role + ":" + task + ":" + std::to_string(turn);
 }
 
@@ -64,16 +63,26 @@ FakeReply Answer(const std::string& key) {
   };
   if (key == "planner::0") {
     json plan = {{"tasks",
-                  {{{"id", "t1"}, {"title", "Write a.txt"}, {"description", "a.txt with alpha"}, {"role", "coder"}},
-                   {{"id", "t2"}, {"title", "Write b.txt"}, {"description", "b.txt with beta"}, {"role", "coder"},
+                  {{{"id", "t1"},
+                    {"title", "Write a.txt"},
+                    {"description", "a.txt with alpha"},
+                    {"role", "coder"}},
+                   {{"id", "t2"},
+                    {"title", "Write b.txt"},
+                    {"description", "b.txt with beta"},
+                    {"role", "coder"},
                     {"dependencies", {"t1"}}}}}};
     return tools({{"p1", "submit_plan", plan}});
   }
-  if (key == "coder:a:0") return tools({{"w1", "write_file", {{"path", "a.txt"}, {"content", "alpha\n"}}}});
-  if (key == "coder:b:0") return tools({{"w1", "write_file", {{"path", "b.txt"}, {"content", "beta\n"}}}});
-  if (key == "coder:a:1" || key == "coder:b:1") return tools({{"f1", "finish", {{"summary", "wrote the file"}}}});
+  if (key == "coder:a:0")
+    return tools({{"w1", "write_file", {{"path", "a.txt"}, {"content", "alpha\n"}}}});
+  if (key == "coder:b:0")
+    return tools({{"w1", "write_file", {{"path", "b.txt"}, {"content", "beta\n"}}}});
+  if (key == "coder:a:1" || key == "coder:b:1")
+    return tools({{"f1", "finish", {{"summary", "wrote the file"}}}});
   if (key == "reviewer::0") {
-    return tools({{"r1", "submit_review", {{"verdict", "approve"}, {"comments", {"the gate passed"}}}}});
+    return tools(
+        {{"r1", "submit_review", {{"verdict", "approve"}, {"comments", {"the gate passed"}}}}});
   }
   return FakeReply::Status(400, R"({"error":{"message":"unexpected request )" + key + R"("}})");
 }
@@ -81,36 +90,43 @@ FakeReply Answer(const std::string& key) {
 TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls) {
   TempDir dir;
   FakeLlmServer fake;
-  fake.SetResponder([](const RecordedRequest& r) -> std::optional<FakeReply> { return Answer(KeyOf(r)); });
+  fake.SetResponder(
+      [](const RecordedRequest& r) -> std::optional<FakeReply> { return Answer(KeyOf(r)); });
   auto prp = dir.Write("resume.md", kPrp);
   const std::string db_path = (dir.path() / "data" / "agent-factory.db").string();
-  std::map<std::string, std::string> env = {
-      {"AF_LLM_PROVIDER", "openai"}, {"OPENAI_BASE_URL", fake.base_url() + "/v1"},
-      {"OPENAI_API_KEY", "sk-test-resume-0123456789abcdef"}, {"AF_LLM_MODEL", "gpt-4o-mini"},
-      {"AF_DATA_DIR", "\x01unset"}, {"DATABASE_URL", "\x01unset"}, {"AF_LOG", "\x01unset"},
-      {"AF_PORT", std::to_string(FreePort())}};
+  std::map<std::string, std::string> env = {{"AF_LLM_PROVIDER", "openai"},
+                                            {"OPENAI_BASE_URL", fake.base_url() + "/v1"},
+                                            {"OPENAI_API_KEY", "sk-test-resume-0123456789abcdef"},
+                                            {"AF_LLM_MODEL", "gpt-4o-mini"},
+                                            {"AF_DATA_DIR", "\x01unset"},
+                                            {"DATABASE_URL", "\x01unset"},
+                                            {"AF_LOG", "\x01unset"},
+                                            {"AF_PORT", std::to_string(FreePort())}};
 
   // First life: killed in the middle of task t2's conversation, once its first
   // model answer is recorded (t1 is committed and completed by then).
   std::string feature_id;
   {
     ChildProcess run({BinaryPath(), "run", prp.string()}, env, dir.path().string());
-    bool t2_started = WaitFor([&] {
-      if (!run.Running()) return true;
-      if (!std::filesystem::exists(db_path)) return false;
-      auto store = Store::Open({.url = "sqlite:" + db_path, .migrate = false});
-      if (!store.ok()) return false;
-      auto page = (*store)->ListFeatures({});
-      if (!page.ok() || page->features.empty()) return false;
-      feature_id = page->features[0].id;
-      auto calls = (*store)->ListLlmCalls(feature_id);
-      if (!calls.ok()) return false;
-      for (const auto& c : *calls)
-        if (c.task_id == feature_id + "-t2") return true;
-      return false;
-    }, std::chrono::seconds(60));
+    bool t2_started = WaitFor(
+        [&] {
+          if (!run.Running()) return true;
+          if (!std::filesystem::exists(db_path)) return false;
+          auto store = Store::Open({.url = "sqlite:" + db_path, .migrate = false});
+          if (!store.ok()) return false;
+          auto page = (*store)->ListFeatures({});
+          if (!page.ok() || page->features.empty()) return false;
+          feature_id = page->features[0].id;
+          auto calls = (*store)->ListLlmCalls(feature_id);
+          if (!calls.ok()) return false;
+          for (const auto& c : *calls)
+            if (c.task_id == feature_id + "-t2") return true;
+          return false;
+        },
+        std::chrono::seconds(60));
     ASSERT_TRUE(t2_started) << run.Out() << run.Err();
-    ASSERT_TRUE(run.Running()) << run.Err() << "the feature finished before it could be killed:\n" << run.Out();
+    ASSERT_TRUE(run.Running()) << run.Err() << "the feature finished before it could be killed:\n"
+                               << run.Out();
     EXPECT_EQ(run.Stop(SIGKILL), -1);
   }
   const size_t requests_before_restart = fake.request_count();
@@ -118,18 +134,22 @@ TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls
   // Second life: `serve` resumes every unfinished feature.
   ChildProcess serve({BinaryPath(), "serve"}, env, dir.path().string());
   Feature final;
-  bool done = WaitFor([&] {
-    auto store = Store::Open({.url = "sqlite:" + db_path, .migrate = false});
-    if (!store.ok()) return false;
-    auto f = (*store)->GetFeature(feature_id);
-    if (!f.ok()) return false;
-    final = *f;
-    return final.status == "completed" || final.status == "failed" || final.status == "cancelled";
-  }, std::chrono::seconds(60));
+  bool done = WaitFor(
+      [&] {
+        auto store = Store::Open({.url = "sqlite:" + db_path, .migrate = false});
+        if (!store.ok()) return false;
+        auto f = (*store)->GetFeature(feature_id);
+        if (!f.ok()) return false;
+        final = *f;
+        return final.status == "completed" || final.status == "failed" ||
+               final.status == "cancelled";
+      },
+      std::chrono::seconds(60));
   ASSERT_TRUE(done) << serve.Err();
   // The log says a feature was resumed and, in one line, how it ended.
   EXPECT_TRUE(WaitFor([&] {
-    return serve.Err().find("resumed feature " + feature_id + " ended " + final.status) != std::string::npos;
+    return serve.Err().find("resumed feature " + feature_id + " ended " + final.status) !=
+           std::string::npos;
   })) << serve.Err();
   EXPECT_NE(serve.Err().find("resuming feature " + feature_id), std::string::npos) << serve.Err();
   EXPECT_EQ(serve.Stop(SIGTERM), 0) << serve.Err();
@@ -161,12 +181,14 @@ TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls
   ASSERT_TRUE(calls.ok());
   std::set<std::string> hashes;
   for (const auto& c : *calls) {
-    if (c.status == "ok") EXPECT_TRUE(hashes.insert(c.request_hash).second) << "paid twice: " << c.request_hash;
+    if (c.status == "ok")
+      EXPECT_TRUE(hashes.insert(c.request_hash).second) << "paid twice: " << c.request_hash;
   }
 
   // One commit per task on the feature branch.
-  auto log = RunCommand({"/usr/bin/git", "-C", (dir.path() / "data" / "workspaces" / "default").string(), "log",
-                         "--format=%(trailers:key=Task-Id,valueonly,separator=)", "main..af/" + feature_id});
+  auto log = RunCommand(
+      {"/usr/bin/git", "-C", (dir.path() / "data" / "workspaces" / "default").string(), "log",
+       "--format=%(trailers:key=Task-Id,valueonly,separator=)", "main..af/" + feature_id});
   ASSERT_EQ(log.exit_code, 0) << log.err;
   EXPECT_EQ(log.out, feature_id + "-t2\n" + feature_id + "-t1\n");
 }

@@ -17,8 +17,9 @@ namespace {
 class RunExamplesTest : public ::testing::TestWithParam<std::string> {};
 
 const std::map<std::string, std::string> kOffline = {
-    {"AF_LLM_PROVIDER", "\x01unset"}, {"ANTHROPIC_API_KEY", "\x01unset"}, {"OPENAI_API_KEY", "\x01unset"},
-    {"AF_DATA_DIR", "\x01unset"},     {"DATABASE_URL", "\x01unset"},      {"AF_LOG", "\x01unset"}};
+    {"AF_LLM_PROVIDER", "\x01unset"}, {"ANTHROPIC_API_KEY", "\x01unset"},
+    {"OPENAI_API_KEY", "\x01unset"},  {"AF_DATA_DIR", "\x01unset"},
+    {"DATABASE_URL", "\x01unset"},    {"AF_LOG", "\x01unset"}};
 
 TEST_P(RunExamplesTest, CompletesOfflineAndTheBranchPassesItsGates) {
   TempDir dir;
@@ -34,7 +35,8 @@ TEST_P(RunExamplesTest, CompletesOfflineAndTheBranchPassesItsGates) {
   }
   EXPECT_EQ(report["review"], "approve");
   EXPECT_TRUE(report["error"].is_null()) << report["error"];
-  for (const auto& a : report["artifacts"]) EXPECT_TRUE(std::filesystem::exists(a.get<std::string>())) << a;
+  for (const auto& a : report["artifacts"])
+    EXPECT_TRUE(std::filesystem::exists(a.get<std::string>())) << a;
 
   auto request = LoadPrpFile(prp);
   ASSERT_TRUE(request.ok());
@@ -48,19 +50,23 @@ TEST_P(RunExamplesTest, CompletesOfflineAndTheBranchPassesItsGates) {
     EXPECT_EQ(g.exit_code, 0) << gate << "\n" << g.out << g.err;
   }
   // What was learned is stored as a memory of the project.
-  auto store = Store::Open({.url = "sqlite:" + (dir.path() / "data" / "agent-factory.db").string(), .migrate = false});
+  auto store = Store::Open(
+      {.url = "sqlite:" + (dir.path() / "data" / "agent-factory.db").string(), .migrate = false});
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto memories = (*store)->FindMemories({"project:" + request->project}, "completed", 10);
   ASSERT_TRUE(memories.ok());
   ASSERT_EQ(memories->size(), 1u);
   EXPECT_EQ((*memories)[0].type, "success");
-  EXPECT_NE((*memories)[0].content.find(request->title), std::string::npos) << (*memories)[0].content;
+  EXPECT_NE((*memories)[0].content.find(request->title), std::string::npos)
+      << (*memories)[0].content;
 
   // One commit per task, each carrying its task id.
-  auto log = RunCommand({"/usr/bin/git", "-C", repo, "log", "--format=%(trailers:key=Task-Id,valueonly,separator=)",
-                         "main.." + branch});
+  auto log =
+      RunCommand({"/usr/bin/git", "-C", repo, "log",
+                  "--format=%(trailers:key=Task-Id,valueonly,separator=)", "main.." + branch});
   std::string expected;
-  for (auto it = report["tasks"].rbegin(); it != report["tasks"].rend(); ++it) expected += (*it)["id"].get<std::string>() + "\n";
+  for (auto it = report["tasks"].rbegin(); it != report["tasks"].rend(); ++it)
+    expected += (*it)["id"].get<std::string>() + "\n";
   EXPECT_EQ(log.out, expected);
 }
 
@@ -68,7 +74,8 @@ INSTANTIATE_TEST_SUITE_P(Examples, RunExamplesTest,
                          ::testing::Values("python-slugify", "cpp-ring-buffer", "shell-wordfreq"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (auto& c : n) if (c == '-') c = '_';
+                           for (auto& c : n)
+                             if (c == '-') c = '_';
                            return n;
                          });
 
@@ -126,11 +133,13 @@ TEST(RunCommandTest, TheDeliveredBranchCanBeCheckedOutInTheWorkspace) {
 TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
   TempDir dir;
   auto prp = dir.Write("vague.md", "# Make it better\n\nJust make it quick and easy somehow.\n");
-  auto validate = RunCommand({BinaryPath(), "validate", prp.string()}, kOffline, dir.path().string());
+  auto validate =
+      RunCommand({BinaryPath(), "validate", prp.string()}, kOffline, dir.path().string());
   EXPECT_EQ(validate.exit_code, 2);
-  for (const char* issue : {"Tech stack not specified", "Success criteria not provided", "Prompt lacks detail",
-                            "Vague requirement: 'just'", "Vague requirement: 'quick'",
-                            "Vague requirement: 'easy'", "Vague requirement: 'somehow'"}) {
+  for (const char* issue :
+       {"Tech stack not specified", "Success criteria not provided", "Prompt lacks detail",
+        "Vague requirement: 'just'", "Vague requirement: 'quick'", "Vague requirement: 'easy'",
+        "Vague requirement: 'somehow'"}) {
     EXPECT_NE(validate.out.find(issue), std::string::npos) << issue << "\n" << validate.out;
   }
   auto run = RunCommand({BinaryPath(), "run", prp.string()}, kOffline, dir.path().string());
@@ -142,12 +151,15 @@ TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
 TEST(RunCommandTest, ABadProjectIsRefusedBeforeAnythingIsCreated) {
   TempDir dir;
   const auto data = dir.path() / "D";
-  auto run = RunCommand({BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md",
-                         "--project", "../evil", "--data-dir", data.string()},
-                        kOffline, dir.path().string());
+  auto run = RunCommand(
+      {BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md",
+       "--project", "../evil", "--data-dir", data.string()},
+      kOffline, dir.path().string());
   EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
-  EXPECT_NE(run.err.find("--project: project must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (got '../evil')"),
-            std::string::npos) << run.err;
+  EXPECT_NE(
+      run.err.find("--project: project must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (got '../evil')"),
+      std::string::npos)
+      << run.err;
   EXPECT_FALSE(std::filesystem::exists(data));
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "evil"));
 }
@@ -156,8 +168,9 @@ TEST(RunCommandTest, ZeroReplicasOfANeededRoleIsRefusedInsteadOfHanging) {
   TempDir dir;
   auto env = kOffline;
   env["AF_AGENTS_CODER_REPLICAS"] = "0";
-  auto run = RunCommand({BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
-                        env, dir.path().string());
+  auto run = RunCommand(
+      {BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
+      env, dir.path().string());
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_NE(run.err.find("agents.coder.replicas is 0"), std::string::npos) << run.err;
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
@@ -165,7 +178,8 @@ TEST(RunCommandTest, ZeroReplicasOfANeededRoleIsRefusedInsteadOfHanging) {
 
 TEST(RunCommandTest, ValidateAcceptsEveryExampleAndNamesAMissingFile) {
   for (const char* ex : {"python-slugify", "cpp-ring-buffer", "shell-wordfreq"}) {
-    auto r = RunCommand({BinaryPath(), "validate", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/" + ex + ".md"});
+    auto r = RunCommand({BinaryPath(), "validate",
+                         std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/" + ex + ".md"});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("Work plan OK"), std::string::npos) << r.out;
   }
@@ -201,19 +215,25 @@ bash count.sh count.sh
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_NE(run.out.find("failed (agent_error)"), std::string::npos) << run.out;
   // The error is printed once, on stderr, with its hint on a line of its own.
-  EXPECT_EQ(Count(run.out + run.err, "no recorded response for role=planner"), 1u) << run.out << run.err;
-  EXPECT_NE(run.err.find("error: no recorded response for role=planner"), std::string::npos) << run.err;
+  EXPECT_EQ(Count(run.out + run.err, "no recorded response for role=planner"), 1u)
+      << run.out << run.err;
+  EXPECT_NE(run.err.find("error: no recorded response for role=planner"), std::string::npos)
+      << run.err;
   EXPECT_NE(run.err.find("\n  hint: the replay provider only knows"), std::string::npos) << run.err;
   EXPECT_EQ(Count(run.out + run.err, "AF_LLM_PROVIDER=anthropic"), 1u) << run.out << run.err;
 
   // --json: the report names the error, message and hint apart.
-  auto json_run = RunCommand({BinaryPath(), "run", prp.string(), "--json"}, kOffline, dir.path().string());
+  auto json_run =
+      RunCommand({BinaryPath(), "run", prp.string(), "--json"}, kOffline, dir.path().string());
   EXPECT_EQ(json_run.exit_code, 1);
   auto report = nlohmann::json::parse(json_run.out);
   EXPECT_EQ(report["status"], "failed");
   EXPECT_EQ(report["reason"], "agent_error");
-  EXPECT_EQ(report["error"]["message"], "no recorded response for role=planner turn=0 (replay provider)") << report.dump(2);
-  EXPECT_NE(report["error"]["hint"].get<std::string>().find("AF_LLM_PROVIDER=anthropic"), std::string::npos)
+  EXPECT_EQ(report["error"]["message"],
+            "no recorded response for role=planner turn=0 (replay provider)")
+      << report.dump(2);
+  EXPECT_NE(report["error"]["hint"].get<std::string>().find("AF_LLM_PROVIDER=anthropic"),
+            std::string::npos)
       << report.dump(2);
   EXPECT_EQ(Count(json_run.err, "no recorded response for role=planner"), 1u) << json_run.err;
   // A failed feature does not keep its worktree either.
@@ -227,18 +247,23 @@ TEST(RunCommandTest, AnAuthFailureIsReportedOnceWithItsHint) {
   TempDir dir;
   FakeLlmServer fake;
   fake.SetResponder([](const RecordedRequest&) -> std::optional<FakeReply> {
-    return FakeReply::Status(401, R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})");
+    return FakeReply::Status(
+        401,
+        R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})");
   });
   auto env = kOffline;
   env["AF_LLM_PROVIDER"] = "anthropic";
   env["ANTHROPIC_API_KEY"] = "sk-ant-test-wrong-0123456789abcdef";
   env["ANTHROPIC_BASE_URL"] = fake.base_url();
   env["AF_LLM_MODEL"] = "claude-sonnet-4-5";
-  auto run = RunCommand({BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
-                        env, dir.path().string());
+  auto run = RunCommand(
+      {BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
+      env, dir.path().string());
   EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
   EXPECT_EQ(Count(run.out + run.err, "Invalid API key"), 1u) << run.out << run.err;
-  EXPECT_NE(run.err.find("error: Invalid API key for anthropic (HTTP 401)\n  hint: "), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("error: Invalid API key for anthropic (HTTP 401)\n  hint: "),
+            std::string::npos)
+      << run.err;
   EXPECT_EQ(Count(run.out + run.err, "config show-key"), 1u) << run.out << run.err;
 }
 

@@ -38,7 +38,9 @@ TEST(ServicesTest, EveryLlmCallIsRecordedWithUsageAndCost) {
   testing::TempDir dir;
   FakeLlmServer fake;
   fake.Push(FakeReply::Text("hi"));
-  fake.Push(FakeReply::Status(401, R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})"));
+  fake.Push(FakeReply::Status(
+      401,
+      R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})"));
   auto services = Services::Open(ConfigFor(dir, "anthropic", fake.base_url()));
   ASSERT_TRUE(services.ok()) << services.status().ToString();
   Services& s = **services;
@@ -83,7 +85,8 @@ TEST(ServicesTest, EveryLlmCallIsRecordedWithUsageAndCost) {
 TEST(ServicesTest, CallsRefusedByAnOpenCircuitAreNotRecorded) {
   testing::TempDir dir;
   FakeLlmServer fake;
-  fake.Push(FakeReply::Status(500, R"({"type":"error","error":{"type":"api_error","message":"boom"}})"));
+  fake.Push(
+      FakeReply::Status(500, R"({"type":"error","error":{"type":"api_error","message":"boom"}})"));
   Config c = ConfigFor(dir, "anthropic", fake.base_url());
   c.llm.circuit_failures = 1;
   c.llm.circuit_cooldown = 3600;

@@ -1,7 +1,5 @@
 #include "support/fake_llm_server.h"
 
-#include "af/api/http_types.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -9,6 +7,8 @@
 
 #include <cctype>
 #include <stdexcept>
+
+#include "af/api/http_types.h"
 
 namespace af::testing {
 namespace {

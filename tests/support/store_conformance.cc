@@ -792,7 +792,8 @@ TEST_P(StoreConformanceTest, MemoriesAreValidatedStoredAndFoundWithNamespaceFall
   g.importance = 9;
   SC_ASSERT_OK(store_->AddMemory(g));
 
-  SC_ASSERT_OK_AND_ASSIGN(auto found, store_->FindMemories({"project:demo", "global"}, "UNITTEST python3", 5));
+  SC_ASSERT_OK_AND_ASSIGN(auto found,
+                          store_->FindMemories({"project:demo", "global"}, "UNITTEST python3", 5));
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].id, stored.id);
   EXPECT_EQ(found[0].tags, (std::vector<std::string>{"python", "testing"}));

@@ -1,8 +1,8 @@
 #include "support/test_util.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,8 +53,7 @@ void Drain(int fd, std::string* out) {
 }  // namespace
 
 CommandResult RunCommand(const std::vector<std::string>& argv,
-                         const std::map<std::string, std::string>& env,
-                         const std::string& cwd) {
+                         const std::map<std::string, std::string>& env, const std::string& cwd) {
   std::vector<std::string> env_strings = MergedEnv(env);
   std::vector<char*> envp, args;
   for (auto& s : env_strings) envp.push_back(s.data());
@@ -99,8 +98,10 @@ std::vector<std::string> MergedEnv(const std::map<std::string, std::string>& env
     if (eq != std::string::npos) merged[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (const auto& [k, v] : env) {
-    if (v == "\x01unset") merged.erase(k);
-    else merged[k] = v;
+    if (v == "\x01unset")
+      merged.erase(k);
+    else
+      merged[k] = v;
   }
   std::vector<std::string> out;
   for (const auto& [k, v] : merged) out.push_back(k + "=" + v);

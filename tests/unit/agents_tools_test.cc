@@ -1,8 +1,7 @@
-#include "af/agents/tools.h"
-
 #include <gtest/gtest.h>
 
 #include "af/agents/optimizer.h"
+#include "af/agents/tools.h"
 #include "support/test_util.h"
 
 namespace af {
@@ -11,7 +10,11 @@ namespace {
 using json = nlohmann::json;
 
 json Task(std::string id, std::vector<std::string> deps = {}) {
-  return {{"id", id}, {"title", "T " + id}, {"description", "do " + id}, {"role", "coder"}, {"dependencies", deps}};
+  return {{"id", id},
+          {"title", "T " + id},
+          {"description", "do " + id},
+          {"role", "coder"},
+          {"dependencies", deps}};
 }
 
 std::string Joined(const std::vector<std::string>& v) {
@@ -37,10 +40,12 @@ TEST(CheckPlanTest, AcceptsADagAndNamesEveryProblem) {
   executor["role"] = "executor";  // alias of coder
   EXPECT_TRUE(CheckPlan({{"tasks", {executor}}}).empty());
   json bad_id = Task("a b/../c");
-  EXPECT_NE(Joined(CheckPlan({{"tasks", {bad_id}}})).find("must be 1-40 letters"), std::string::npos);
+  EXPECT_NE(Joined(CheckPlan({{"tasks", {bad_id}}})).find("must be 1-40 letters"),
+            std::string::npos);
   json no_title = Task("a");
   no_title.erase("title");
-  EXPECT_NE(Joined(CheckPlan({{"tasks", {no_title}}})).find("needs a non-empty 'title'"), std::string::npos);
+  EXPECT_NE(Joined(CheckPlan({{"tasks", {no_title}}})).find("needs a non-empty 'title'"),
+            std::string::npos);
 }
 
 TEST(ToolsTest, RolesGetTheToolsOfTheContract) {
@@ -49,8 +54,9 @@ TEST(ToolsTest, RolesGetTheToolsOfTheContract) {
     for (const auto& t : ToolsForRole(role)) out.push_back(t.name);
     return out;
   };
-  EXPECT_EQ(names("coder"), (std::vector<std::string>{"list_files", "read_file", "write_file", "edit_file",
-                                                      "search_code", "run_command", "finish", "recall", "remember"}));
+  EXPECT_EQ(names("coder"), (std::vector<std::string>{"list_files", "read_file", "write_file",
+                                                      "edit_file", "search_code", "run_command",
+                                                      "finish", "recall", "remember"}));
   EXPECT_EQ(names("executor"), names("coder"));
   EXPECT_EQ(names("planner").front(), "submit_plan");
   EXPECT_EQ(names("reviewer").front(), "submit_review");
@@ -62,7 +68,9 @@ TEST(ToolsTest, RolesGetTheToolsOfTheContract) {
 
 TEST(ToolsTest, BadArgumentsComeBackAsErrorsNotCrashes) {
   ToolContext ctx;  // no workspace, no store
-  auto run = [&](const std::string& name, json args) { return ExecuteTool({"id1", name, std::move(args)}, ctx); };
+  auto run = [&](const std::string& name, json args) {
+    return ExecuteTool({"id1", name, std::move(args)}, ctx);
+  };
   auto r = run("write_file", {{"content", "x"}});
   EXPECT_TRUE(r.is_error);
   EXPECT_FALSE(r.terminal);
@@ -117,7 +125,8 @@ TEST(OptimizerTest, CondensesOlderTurnsAbovePreserveAtAndRefusesAboveCriticalAt)
   EXPECT_EQ(big.messages.back().text.size(), 2400u);  // the last turns stay whole
 
   LlmRequest huge;
-  huge.messages.push_back(Message::User(std::string(50'000, 'x')));  // one message, nothing to condense
+  huge.messages.push_back(
+      Message::User(std::string(50'000, 'x')));  // one message, nothing to condense
   Status s = opt.Fit(huge);
   EXPECT_EQ(s.code(), Code::kResourceExhausted);
   EXPECT_NE(s.message().find("context.critical_at"), std::string::npos);
@@ -128,7 +137,8 @@ TEST(OptimizerTest, SkillsMatchTheTechStackAndContextStaysInBudget) {
   dir.Write("skills/python.md", "# Python\nkeywords: python, python3, unittest\nUse unittest.\n");
   dir.Write("skills/cpp.md", "# C++\nkeywords: c++, cmake\nUse CMake.\n");
   Optimizer opt(ContextBudget{4'000, 0.75, 0.90}, LoadSkills(dir.path() / "skills"), nullptr);
-  json req = {{"title", "slugify"}, {"description", "a module"}, {"tech_stack", "python3 + unittest"}};
+  json req = {
+      {"title", "slugify"}, {"description", "a module"}, {"tech_stack", "python3 + unittest"}};
   auto skills = opt.SkillsFor(req);
   ASSERT_EQ(skills.size(), 1u);
   EXPECT_EQ(skills[0]->name, "python");

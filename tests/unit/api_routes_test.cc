@@ -169,9 +169,9 @@ TEST_F(ApiRoutesTest, FailedFeatureSaysInWhichStageAndWhy) {
   ASSERT_TRUE(stored.ok());
   ASSERT_TRUE(store_->TransitionFeature(stored->id, "queued", "planning", "", {}).ok());
   ASSERT_TRUE(store_
-                  ->TransitionFeature(stored->id, "planning", "failed", "agent_error",
-                                      {{"message", "no recorded response"},
-                                       {"hint", "set AF_LLM_PROVIDER"}})
+                  ->TransitionFeature(
+                      stored->id, "planning", "failed", "agent_error",
+                      {{"message", "no recorded response"}, {"hint", "set AF_LLM_PROVIDER"}})
                   .ok());
   HttpRequest r;
   r.path_params["id"] = stored->id;

@@ -43,8 +43,9 @@ TEST(ConfigTest, PrecedenceFlagOverEnvOverDotenvOverFile) {
   auto toml = dir.Write("agent-factory.toml",
                         "[server]\nport = 9001\nhost = \"0.0.0.0\"\n[llm]\nmodel = \"from-file\"\n"
                         "[budget]\nfeature_usd = 2.5\n");
-  auto dotenv = dir.Write(".env", "# comment\nexport AF_PORT=9002\nAF_LLM_MODEL='from-dotenv'\n"
-                                  "UNRELATED_TOOL_VAR=1\n");
+  auto dotenv = dir.Write(".env",
+                          "# comment\nexport AF_PORT=9002\nAF_LLM_MODEL='from-dotenv'\n"
+                          "UNRELATED_TOOL_VAR=1\n");
   ConfigSources src;
   src.config_file = toml.string();
   src.dotenv_file = dotenv.string();
@@ -73,8 +74,8 @@ TEST(ConfigTest, BadFileNamesEveryProblemWithLine) {
   TempDir dir;
   auto toml = dir.Write("agent-factory.toml",
                         "[server]\n"
-                        "port = 70000\n"           // line 2: out of range
-                        "prot = 1\n"               // line 3: unknown, suggestion
+                        "port = 70000\n"  // line 2: out of range
+                        "prot = 1\n"      // line 3: unknown, suggestion
                         "[llm]\n"
                         "max_retries = \"three\"\n"  // line 5: wrong type
                         "provider = \"gpt\"\n"       // line 6: not a choice
@@ -86,10 +87,18 @@ TEST(ConfigTest, BadFileNamesEveryProblemWithLine) {
   std::string all = Issues(c);
   EXPECT_EQ(c.issues.size(), 6u) << all;
   const std::string f = toml.string();
-  EXPECT_NE(all.find(f + ":2: server.port: value 70000 is out of range (1..65535)"), std::string::npos) << all;
-  EXPECT_NE(all.find(f + ":3: server.prot: unknown setting (did you mean 'server.port'?)"), std::string::npos) << all;
-  EXPECT_NE(all.find(f + ":5: llm.max_retries: expected an integer, got a string"), std::string::npos) << all;
-  EXPECT_NE(all.find(f + ":6: llm.provider: 'gpt' is not one of: anthropic, openai, replay"), std::string::npos) << all;
+  EXPECT_NE(all.find(f + ":2: server.port: value 70000 is out of range (1..65535)"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find(f + ":3: server.prot: unknown setting (did you mean 'server.port'?)"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find(f + ":5: llm.max_retries: expected an integer, got a string"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find(f + ":6: llm.provider: 'gpt' is not one of: anthropic, openai, replay"),
+            std::string::npos)
+      << all;
   EXPECT_NE(all.find("agents.codr: unknown agent role 'codr'"), std::string::npos) << all;
   EXPECT_NE(all.find(f + ":9: nonsense: unknown setting"), std::string::npos) << all;
   EXPECT_EQ(c.issues.front().where, f + ":2");  // in file order
@@ -118,11 +127,15 @@ TEST(ConfigTest, MissingExplicitFileIsAnIssue) {
 TEST(ConfigTest, EnvironmentValuesAreTypeChecked) {
   ConfigSources src;
   src.dotenv_file = "/nonexistent/.env";
-  src.env = {{"AF_PORT", "eighty"}, {"AF_LOG", "info,llm=loud"}, {"AF_LIMITS_MAX_STEPS", "50"},
+  src.env = {{"AF_PORT", "eighty"},
+             {"AF_LOG", "info,llm=loud"},
+             {"AF_LIMITS_MAX_STEPS", "50"},
              {"AF_VALIDATION_CHALLENGE_VAGUE_REQUIREMENTS", "false"}};
   LoadedConfig c = LoadConfig(src);
   std::string all = Issues(c);
-  EXPECT_NE(all.find("environment AF_PORT: server.port: expected an integer, got 'eighty'"), std::string::npos) << all;
+  EXPECT_NE(all.find("environment AF_PORT: server.port: expected an integer, got 'eighty'"),
+            std::string::npos)
+      << all;
   EXPECT_NE(all.find("log.level: bad log level 'loud'"), std::string::npos) << all;
   EXPECT_EQ(c.config.limits.max_steps, 50);
   EXPECT_FALSE(c.config.validation.challenge_vague_requirements);
@@ -140,8 +153,12 @@ TEST(ConfigTest, MisspelledAfVariablesAreReportedWithTheClosestName) {
   LoadedConfig c = LoadConfig(src);
   std::string all = Issues(c);
   EXPECT_EQ(c.issues.size(), 2u) << all;
-  EXPECT_NE(all.find("environment: AF_PROT: unknown setting (did you mean 'AF_PORT'?)"), std::string::npos) << all;
-  EXPECT_NE(all.find("environment: AF_SERVER_PORT: unknown setting (did you mean 'AF_PORT'?)"), std::string::npos) << all;
+  EXPECT_NE(all.find("environment: AF_PROT: unknown setting (did you mean 'AF_PORT'?)"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("environment: AF_SERVER_PORT: unknown setting (did you mean 'AF_PORT'?)"),
+            std::string::npos)
+      << all;
   EXPECT_EQ(all.find("AF_ZZZZZZZZ"), std::string::npos) << all;
   EXPECT_EQ(all.find("AF_BINARY"), std::string::npos) << all;
   EXPECT_EQ(c.config.server.port, 8080);
@@ -153,7 +170,8 @@ TEST(ConfigTest, EveryAfVariableTheCodeReadsIsKnown) {
   for (const auto& row : DescribeConfig(LoadConfig(src))) src.env[row.env] = "";
   src.env["AF_API_KEY"] = "";  // read outside the settings, by `feature events`
   LoadedConfig c = LoadConfig(src);
-  for (const auto& i : c.issues) EXPECT_NE(i.message.rfind("unknown setting", 0), 0u) << i.ToString();
+  for (const auto& i : c.issues)
+    EXPECT_NE(i.message.rfind("unknown setting", 0), 0u) << i.ToString();
 }
 
 TEST(ConfigTest, UnknownAfNamesInDotenvGetASuggestionToo) {
@@ -164,8 +182,10 @@ TEST(ConfigTest, UnknownAfNamesInDotenvGetASuggestionToo) {
   LoadedConfig c = LoadConfig(src);
   std::string all = Issues(c);
   EXPECT_EQ(c.issues.size(), 1u) << all;
-  EXPECT_NE(all.find(dotenv.string() + ":1: AF_LLM_MODLE: unknown setting (did you mean 'AF_LLM_MODEL'?)"),
-            std::string::npos) << all;
+  EXPECT_NE(all.find(dotenv.string() +
+                     ":1: AF_LLM_MODLE: unknown setting (did you mean 'AF_LLM_MODEL'?)"),
+            std::string::npos)
+      << all;
 }
 
 TEST(ConfigTest, AgentsAliasesDurationsListsAndCrossChecks) {

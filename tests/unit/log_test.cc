@@ -59,8 +59,12 @@ TEST(LogTest, FileGetsJsonLinesWithComponentLevelsAndRedaction) {
 TEST(LogTest, RotatesBySize) {
   testing::TempDir dir;
   auto file = dir.path() / "r.log";
-  ASSERT_TRUE(log::Init({.level = "info", .file = file.string(), .max_file_bytes = 4096,
-                         .max_files = 2, .console = false}).ok());
+  ASSERT_TRUE(log::Init({.level = "info",
+                         .file = file.string(),
+                         .max_file_bytes = 4096,
+                         .max_files = 2,
+                         .console = false})
+                  .ok());
   for (int i = 0; i < 200; ++i) log::Get("rot")->info("line {} {}", i, std::string(60, 'x'));
   log::Get("rot")->flush();
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "r.1.log"));

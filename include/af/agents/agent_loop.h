@@ -22,10 +22,9 @@
 // provider's own error.
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "af/agents/budget.h"
 #include "af/agents/tools.h"
@@ -58,21 +57,22 @@ struct Conversation {
   std::string role;      // planner | coder | reviewer
   std::string agent_id;  // e.g. coder-2
   std::string feature_id, task_id;
-  std::string model;     // empty = the provider's default
+  std::string model;  // empty = the provider's default
   std::string system;
   std::string first_user;
-  int max_turns = 60;    // also bounded by limits.max_steps for the whole feature
+  int max_turns = 60;  // also bounded by limits.max_steps for the whole feature
 };
 
 struct ConversationEnd {
-  std::string tool;       // the accepted terminal tool
-  nlohmann::json args;    // its arguments
+  std::string tool;     // the accepted terminal tool
+  nlohmann::json args;  // its arguments
   int turns = 0;
 };
 
 // Model call with replay, limits, waiting out an open circuit, and the
 // llm.call event.
-Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& request, const std::string& agent_id);
+Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& request,
+                              const std::string& agent_id);
 
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
                                         const ToolContext& tools);

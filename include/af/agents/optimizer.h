@@ -11,10 +11,9 @@
 // Thread safety: all methods may be called concurrently.
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "af/core/status.h"
 #include "af/llm/types.h"

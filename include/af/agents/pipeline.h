@@ -32,9 +32,9 @@ namespace af {
 struct Services;
 
 struct PipelineOptions {
-  std::filesystem::path skills_dir;  // empty = <source>/skills
+  std::filesystem::path skills_dir;                     // empty = <source>/skills
   std::chrono::milliseconds heartbeat_interval{30000};  // default 30 s
-  bool resume = true;  // resume unfinished features on Start
+  bool resume = true;                                   // resume unfinished features on Start
 };
 
 class Pipeline {

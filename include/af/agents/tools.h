@@ -5,11 +5,10 @@
 // commands come back as an error result the model reads and can react to.
 
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "af/llm/types.h"
 
@@ -25,7 +24,7 @@ std::vector<ToolDef> ToolsForRole(const std::string& role);
 
 // What executing one tool call produced.
 struct ToolOutcome {
-  std::string content;   // what the model reads
+  std::string content;  // what the model reads
   bool is_error = false;
   bool terminal = false;  // finish / submit_plan / submit_review accepted: the conversation ends
 };

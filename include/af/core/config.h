@@ -42,13 +42,13 @@ struct Config {
   } server;
 
   struct Log {
-    std::string level = "info";             // "info,llm=debug": default, then per component
-    int64_t max_file_bytes = 10 << 20;      // rotate the JSON log at 10 MiB
-    int max_files = 5;                      // rotated files kept
+    std::string level = "info";         // "info,llm=debug": default, then per component
+    int64_t max_file_bytes = 10 << 20;  // rotate the JSON log at 10 MiB
+    int max_files = 5;                  // rotated files kept
   } log;
 
   struct Database {
-    std::string url;              // empty = sqlite:<data_dir>/agent-factory.db
+    std::string url;  // empty = sqlite:<data_dir>/agent-factory.db
     int busy_timeout_ms = 5000;
   } database;
 
@@ -63,7 +63,7 @@ struct Config {
     int max_retries = 4;
     int max_tokens = 4096;
     double temperature = 0.2;
-    std::string replay_file;  // empty = the bundled example recordings
+    std::string replay_file;      // empty = the bundled example recordings
     int requests_per_minute = 0;  // all agents together, per provider; 0 = no limit
     int circuit_failures = 5;     // outage failures in a row that open the circuit; 0 = off
     int circuit_cooldown = 30;    // seconds an open circuit fails fast; accepts "2m"
@@ -142,9 +142,9 @@ struct Config {
 // Where each input comes from. Tests fill these directly; the CLI fills them
 // from the real process (see ConfigSources::FromProcess).
 struct ConfigSources {
-  std::string config_file;        // --config; empty = ./agent-factory.toml if present
-  bool config_file_explicit = false;  // a missing explicit file is an error
-  std::string dotenv_file;        // empty = ./.env if present
+  std::string config_file;                   // --config; empty = ./agent-factory.toml if present
+  bool config_file_explicit = false;         // a missing explicit file is an error
+  std::string dotenv_file;                   // empty = ./.env if present
   std::map<std::string, std::string> env;    // the environment
   std::map<std::string, std::string> flags;  // dotted key -> value, from the command line
 

@@ -3,15 +3,15 @@
 // an object, and stored JSON (task results, event data) may be null: these
 // never throw.
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace af {
 
 // j[key] when j is an object holding a string there; `fallback` otherwise.
-inline std::string Field(const nlohmann::json& j, std::string_view key, std::string_view fallback = "") {
+inline std::string Field(const nlohmann::json& j, std::string_view key,
+                         std::string_view fallback = "") {
   if (!j.is_object()) return std::string(fallback);
   auto it = j.find(key);
   if (it == j.end() || !it->is_string()) return std::string(fallback);

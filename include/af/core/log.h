@@ -10,12 +10,12 @@
 // called again (e.g. after the data directory is known); loggers obtained
 // earlier keep working and pick up the new sinks and levels.
 
+#include <spdlog/spdlog.h>
+
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include <spdlog/spdlog.h>
 
 #include "af/core/status.h"
 
@@ -31,11 +31,11 @@ struct LevelSpec {
 Result<LevelSpec> ParseLevelSpec(std::string_view spec);
 
 struct LogOptions {
-  std::string level = "info";   // a level spec, see ParseLevelSpec
-  std::string file;             // JSON log file; empty = none
+  std::string level = "info";        // a level spec, see ParseLevelSpec
+  std::string file;                  // JSON log file; empty = none
   size_t max_file_bytes = 10 << 20;  // rotate at 10 MiB
-  size_t max_files = 5;         // rotated files kept
-  bool console = true;          // human lines on stderr
+  size_t max_files = 5;              // rotated files kept
+  bool console = true;               // human lines on stderr
   // A level ("error") below which the terminal shows nothing, whatever
   // `level` lets through to the file; empty = no extra filter. For commands
   // that report on the terminal themselves (`run`).

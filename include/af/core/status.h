@@ -95,7 +95,7 @@ inline Status Internal(std::string msg, std::string hint = {}) {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -121,10 +121,10 @@ class Result {
 #define AF_CONCAT_(a, b) AF_CONCAT_INNER_(a, b)
 
 // Returns the Status from the enclosing function when `expr` is not ok.
-#define AF_RETURN_IF_ERROR(expr)                 \
-  do {                                           \
-    ::af::Status af_status_ = (expr);            \
-    if (!af_status_.ok()) return af_status_;     \
+#define AF_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::af::Status af_status_ = (expr);        \
+    if (!af_status_.ok()) return af_status_; \
   } while (0)
 
 // `AF_ASSIGN_OR_RETURN(auto x, MakeX());` binds the value or returns the Status.

@@ -45,7 +45,8 @@ class HttpTransport {
   // ClientResponse::status.
   // Thread safety: implementations must allow concurrent calls.
   virtual Result<ClientResponse> Send(
-      const ClientRequest& request, const std::function<bool(std::string_view chunk)>& on_chunk) = 0;
+      const ClientRequest& request,
+      const std::function<bool(std::string_view chunk)>& on_chunk) = 0;
 };
 
 // The libcurl transport: one easy handle per call, no shared state, so it is

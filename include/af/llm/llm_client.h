@@ -39,8 +39,8 @@ struct LlmCallRecord {
   double cost_usd = 0;
   int64_t latency_ms = 0;
   int attempts = 0;
-  std::string status;  // "ok" or CodeName(code) of the failure
-  std::string error;   // Status::ToString() of the failure; empty when ok
+  std::string status;                     // "ok" or CodeName(code) of the failure
+  std::string error;                      // Status::ToString() of the failure; empty when ok
   const LlmResponse* response = nullptr;  // the reply when ok; valid during the callback only
 };
 

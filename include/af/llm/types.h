@@ -4,10 +4,10 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
-
-#include "af/core/status.h"
 #include <string>
 #include <vector>
+
+#include "af/core/status.h"
 
 namespace af {
 

@@ -175,7 +175,7 @@ class Store {
   // hash, if any: what a resumed step replays instead of paying again. Scoped
   // to the feature so two features never share a model's answer.
   virtual Result<std::optional<LlmCall>> FindRecordedLlmCall(const std::string& feature_id,
-                                                            const std::string& hash) = 0;
+                                                             const std::string& hash) = 0;
   virtual Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) = 0;
   // Sums over every recorded call of the feature (failed calls count too:
   // their tokens and cost were spent). Unknown feature: all zero.

@@ -117,7 +117,7 @@ struct UsageTotals {
 // Counts for monitoring (/metrics), computed at once by Store::Stats().
 struct StoreStats {
   struct Count {
-    std::string key;    // feature status, or "role/status" for tasks
+    std::string key;  // feature status, or "role/status" for tasks
     int64_t count = 0;
   };
   struct LlmUsage {
@@ -129,9 +129,9 @@ struct StoreStats {
     int64_t output_tokens = 0;
     double cost_usd = 0;
   };
-  std::vector<Count> features_by_status;  // only statuses with rows, by status
+  std::vector<Count> features_by_status;    // only statuses with rows, by status
   std::vector<Count> tasks_by_role_status;  // key "role/status", by key
-  std::vector<LlmUsage> llm_usage;  // by provider, model, status
+  std::vector<LlmUsage> llm_usage;          // by provider, model, status
 };
 
 struct ApiKey {
@@ -148,12 +148,13 @@ struct ApiKey {
 // A memory: something learned, stored for agents to recall (SPEC §9). The
 // memory layer adds search, links and evolution on top of these rows.
 struct Memory {
-  std::string id;         // assigned when empty ("mem-...")
+  std::string id;             // assigned when empty ("mem-...")
   std::string ns = "global";  // "global", "project:NAME", "session:PROJECT:ID"
   std::string content;
   std::string summary;
-  std::string type = "insight";  // architecture_decision, code_pattern, bug_fix, ..., failure, success
-  int importance = 5;            // 1..10
+  std::string type =
+      "insight";       // architecture_decision, code_pattern, bug_fix, ..., failure, success
+  int importance = 5;  // 1..10
   std::vector<std::string> tags;
   nlohmann::json source = nlohmann::json::object();  // {feature, task, file, commit}
   int64_t created_ms = 0;
