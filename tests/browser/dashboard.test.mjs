@@ -267,8 +267,12 @@ test('the home page follows a feature submitted elsewhere, without a reload', as
   await page.screenshot({path: shot, fullPage: true});
   assert.ok(fs.statSync(shot).size > 20000, 'the screenshot is nearly empty');
   for (const sel of ['#agents tbody tr[data-role="coder"]', `#features tr[data-feature-id="${posted.body.id}"]`]) {
-    const box = await page.locator(sel).boundingBox();
-    assert.ok(box && box.width > 0 && box.height > 0, sel + ' is not drawn');
+    // Live events redraw the tables: a row can be replaced between finding it
+    // and measuring it (boundingBox is then null), so measure until it holds.
+    await waitFor(sel + ' drawn', async () => {
+      const box = await page.locator(sel).boundingBox();
+      return box && box.width > 0 && box.height > 0;
+    }, 5000);
   }
   assert.deepEqual(page.jsErrors, []);
   await page.context().close();
