@@ -123,6 +123,7 @@ class Pipeline::Impl {
   // --- shared ---
   Status Check(const std::string& feature_id);
   AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
+  ToolContext ToolsFor(const Feature& f, FeatureTree* tree);
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
   void ReleaseTree(const Feature& f);
   void SweepEndedTrees();
@@ -233,6 +234,16 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id, Instance* inst) {
     SetState(inst, state, task);
   };
   return env;
+}
+
+// What every agent's tools work on; coders add the sandbox and their task.
+ToolContext Pipeline::Impl::ToolsFor(const Feature& f, FeatureTree* tree) {
+  ToolContext tools;
+  tools.tree = tree;
+  tools.store = svc_.store.get();
+  tools.project = f.project;
+  tools.feature_id = f.id;
+  return tools;
 }
 
 Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
@@ -444,12 +455,8 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
                     cfg_.ModelFor("planner"),
                     SystemPrompt("planner"),
                     optimizer_.BuildContext(in, tree)};
-  ToolContext tools;
-  tools.tree = tree;
-  tools.store = svc_.store.get();
-  tools.project = f.project;
-  tools.feature_id = f.id;
-  AF_ASSIGN_OR_RETURN(ConversationEnd end, RunConversation(EnvFor(f.id, inst), conv, tools));
+  AF_ASSIGN_OR_RETURN(ConversationEnd end,
+                      RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
   std::vector<Task> tasks;
   for (const auto& t : end.args["tasks"]) {
     Task task;
@@ -499,12 +506,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
                     context};
   std::set<std::string> touched;
-  ToolContext tools;
-  tools.tree = tree;
+  ToolContext tools = ToolsFor(f, tree);
   tools.sandbox = sandbox_.get();
-  tools.store = svc_.store.get();
-  tools.project = f.project;
-  tools.feature_id = f.id;
   tools.task_id = task_id;
   tools.touched = &touched;
   auto end = RunConversation(EnvFor(f.id, inst), conv, tools);
@@ -606,12 +609,8 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
                     cfg_.ModelFor("reviewer"),
                     SystemPrompt("reviewer"),
                     optimizer_.BuildContext(in, tree)};
-  ToolContext tools;
-  tools.tree = tree;
-  tools.store = svc_.store.get();
-  tools.project = f.project;
-  tools.feature_id = f.id;
-  AF_ASSIGN_OR_RETURN(ConversationEnd end, RunConversation(EnvFor(f.id, inst), conv, tools));
+  AF_ASSIGN_OR_RETURN(ConversationEnd end,
+                      RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
   json verdict = {{"verdict", end.args["verdict"]},
                   {"comments", end.args.value("comments", json::array())},
                   {"round", job.value("round", 1)}};
