@@ -393,13 +393,15 @@ Result<json> GetFeatureDiff(const ApiBackend& b, const HttpRequest& r) {
   // Feature ids come from the store (checked above), so the path stays inside
   // artifacts_dir.
   if (b.artifacts_dir.empty()) return out;
-  std::ifstream in(b.artifacts_dir / id / "changes.patch", std::ios::binary);
-  if (!in) return out;
-  std::string diff(kMaxDiffBytes + 1, '\0');
+  const auto path = b.artifacts_dir / id / "changes.patch";
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  std::ifstream in(path, std::ios::binary);
+  if (ec || !in) return out;
+  const bool truncated = size > kMaxDiffBytes;
+  std::string diff(truncated ? kMaxDiffBytes : static_cast<size_t>(size), '\0');
   in.read(diff.data(), static_cast<std::streamsize>(diff.size()));
   diff.resize(static_cast<size_t>(in.gcount()));
-  const bool truncated = diff.size() > kMaxDiffBytes;
-  if (truncated) diff.resize(kMaxDiffBytes);
   out["available"] = true;
   out["bytes"] = diff.size();
   out["truncated"] = truncated;

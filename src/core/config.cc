@@ -226,8 +226,8 @@ std::string ClosestEnvName(std::string_view name) {
   return best;
 }
 
-std::string UnknownEnvMessage(std::string_view name) {
-  std::string best = ClosestEnvName(name);
+// `best`: ClosestEnvName of the unknown name ("" when nothing is close).
+std::string UnknownEnvMessage(const std::string& best) {
   if (!best.empty()) return "unknown setting (did you mean '" + best + "'?)";
   return "unknown setting (see 'agent-factory config show' for every setting and its variable)";
 }
@@ -493,7 +493,7 @@ void LoadDotenv(const std::string& path, LoadedConfig& out) {
       if (s.env == name) found = &s;
     if (!found) {
       // Other tools share .env files; only our own prefix is checked.
-      if (name.rfind("AF_", 0) == 0) out.issues.push_back({name, where, UnknownEnvMessage(name)});
+      if (name.rfind("AF_", 0) == 0) out.issues.push_back({name, where, UnknownEnvMessage(ClosestEnvName(name))});
       continue;
     }
     if (auto err = ApplyText(*found, out.config, value); !err.empty()) {
@@ -617,8 +617,9 @@ LoadedConfig LoadConfig(const ConfigSources& sources) {
     bool known = std::any_of(std::begin(kOtherEnvNames), std::end(kOtherEnvNames),
                              [&](const char* other) { return var == other; });
     for (const auto& s : Settings()) known = known || s.env == var;
-    if (!known && !ClosestEnvName(var).empty()) {
-      out.issues.push_back({name, "environment", UnknownEnvMessage(name)});
+    const std::string best = known ? "" : ClosestEnvName(var);
+    if (!best.empty()) {
+      out.issues.push_back({name, "environment", UnknownEnvMessage(best)});
     }
   }
 

@@ -94,6 +94,16 @@ Handler WriteThenFinish(const std::string& path) {
   };
 }
 
+// A coder that never finishes: it lists files on every turn, each answer
+// `latency` late.
+Handler ListForever(std::chrono::milliseconds latency = {}) {
+  return [latency](const RecordedRequest&) {
+    FakeReply r = FakeReply::Tools({Call("list_files", {{"path", "."}})});
+    r.latency = latency;
+    return r;
+  };
+}
+
 bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 // Seq of the first `task.status` event moving `task_id` to `to` (0 = none).
@@ -321,9 +331,7 @@ TEST_P(PipelineFakeLlm, StepLimitStopsTheFeature) {
   h_.config().limits.max_steps = 6;
   Script s;
   s.planner = OneTaskPlanner();
-  s.coder = [](const RecordedRequest&) {
-    return FakeReply::Tools({Call("list_files", {{"path", "."}})});
-  };
+  s.coder = ListForever();
   Install(h_, s);
 
   Feature f = Run(PipelineHarness::Request("Never finishes"));
@@ -347,11 +355,7 @@ TEST_P(PipelineFakeLlm, ParallelCodersNeverOvershootTheStepLimit) {
     return Plan(
         json::array({PlanTask("a", "Task a"), PlanTask("b", "Task b"), PlanTask("c", "Task c")}));
   };
-  s.coder = [](const RecordedRequest&) {
-    FakeReply r = FakeReply::Tools({Call("list_files", {{"path", "."}})});
-    r.latency = std::chrono::milliseconds(500);
-    return r;
-  };
+  s.coder = ListForever(std::chrono::milliseconds(500));
   Install(h_, s);
 
   Feature f = Run(PipelineHarness::Request("Three at once"));
@@ -367,11 +371,7 @@ TEST_P(PipelineFakeLlm, FeatureTimeoutStopsTheFeature) {
   h_.config().limits.feature_timeout = 1;  // second
   Script s;
   s.planner = OneTaskPlanner();
-  s.coder = [](const RecordedRequest&) {
-    FakeReply r = FakeReply::Tools({Call("list_files", {{"path", "."}})});
-    r.latency = std::chrono::milliseconds(300);
-    return r;
-  };
+  s.coder = ListForever(std::chrono::milliseconds(300));
   Install(h_, s);
 
   Feature f = Run(PipelineHarness::Request("Slow forever"));
@@ -629,7 +629,7 @@ TEST(PipelineDrivers, EndedDriversReleaseTheirStacks) {
     ASSERT_TRUE(done.ok()) << done.status().ToString();
     ASSERT_EQ(done->status, "failed");
     // The driver's last act is storing the failure as a memory; after it the
-    // thread ends, so the next Submit finds it ended (or the one after).
+    // pool thread takes the next feature.
     const auto deadline = std::chrono::steady_clock::now() + kWait;
     auto learned = [&] {
       for (const auto& e : h.Events(f->id))
