@@ -1,9 +1,11 @@
 #include "af/agents/agent_loop.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "af/agents/optimizer.h"
 #include "af/core/config.h"
+#include "af/core/fault.h"
 #include "af/core/log.h"
 #include "af/llm/llm_client.h"
 #include "af/llm/pricing.h"
@@ -25,6 +27,30 @@ json ArgsSummary(const ToolCall& call) {
   return out;
 }
 
+// Tools that change the workspace or the memory: a crash point follows each.
+const std::set<std::string> kMutatingTools = {"write_file", "edit_file", "run_command", "remember"};
+
+// The tool that ends a conversation of `role`.
+const char* TerminalTool(const std::string& role) {
+  return role == "planner" ? "submit_plan" : role == "reviewer" ? "submit_review" : "finish";
+}
+
+bool Offered(const std::vector<ToolDef>& tools, const std::string& name) {
+  return std::any_of(tools.begin(), tools.end(), [&](const ToolDef& t) { return t.name == name; });
+}
+
+// A call of a tool the role was not offered (say a planner calling finish) is
+// refused like any bad call: the model reads why and what it has, and can try
+// again. Accepting it would end the conversation without its real result.
+ToolOutcome NotOffered(const std::string& role, const std::vector<ToolDef>& tools,
+                       const std::string& name) {
+  std::string names;
+  for (const auto& t : tools) names += (names.empty() ? "" : ", ") + t.name;
+  return {"the " + role + " has no tool '" + name + "'; its tools are: " + names + ". End with " +
+              TerminalTool(role) + ".",
+          true, false};
+}
+
 }  // namespace
 
 void EmitEvent(Store* store, const std::string& type, const std::string& feature_id,
@@ -44,6 +70,7 @@ std::string FailureReason(const Status& s) {
   if (s.code() == Code::kDeadlineExceeded) return "timeout";
   if (s.message().rfind("step limit reached", 0) == 0) return "max_steps";
   if (s.message().rfind("budget exceeded", 0) == 0) return "budget_exceeded";
+  if (s.message().rfind(kNothingBuilt, 0) == 0) return "no_change";
   return "agent_error";
 }
 
@@ -89,6 +116,7 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
   }
 
   auto resp = env.llm->Complete(req);
+  if (resp.ok()) fault::CrashPoint("llm call");  // recorded (LlmOptions::on_call), no event yet
   if (!resp.ok()) {
     // No event here: a failure that ends the job is reported once, by the
     // job's own "error" event; one that is waited out is reported by CallModel.
@@ -184,14 +212,13 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
     if (resp.tool_calls.empty()) {
       req.messages.push_back(
           Message::User("Use your tools to do the work; when you are done, call " +
-                        std::string(conv.role == "planner"    ? "submit_plan"
-                                    : conv.role == "reviewer" ? "submit_review"
-                                                              : "finish") +
-                        "."));
+                        std::string(TerminalTool(conv.role)) + "."));
       continue;
     }
     for (const auto& call : resp.tool_calls) {
-      ToolOutcome out = ExecuteTool(call, tools);
+      ToolOutcome out = Offered(req.tools, call.name) ? ExecuteTool(call, tools)
+                                                      : NotOffered(conv.role, req.tools, call.name);
+      if (!out.is_error && kMutatingTools.count(call.name)) fault::CrashPoint("tool " + call.name);
       EmitEvent(env.store, "tool.call", conv.feature_id, conv.task_id, conv.agent_id,
                 {{"tool", call.name},
                  {"args", ArgsSummary(call)},

@@ -15,10 +15,12 @@
 #include <vector>
 
 #include "af/agents/agent_loop.h"
+#include "af/agents/gates.h"
 #include "af/agents/optimizer.h"
 #include "af/agents/tools.h"
 #include "af/app/services.h"
 #include "af/core/config.h"
+#include "af/core/fault.h"
 #include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/workspace/sandbox.h"
@@ -101,6 +103,7 @@ class Pipeline::Impl {
   Result<json> DoCode(Instance* inst, const Feature& f, const std::string& task_id,
                       FeatureTree* tree);
   Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);
+  Result<json> CompleteTask(const Task& task, const std::string& sha);
   Result<json> DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree);
   Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
 
@@ -261,6 +264,11 @@ Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
         ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project));
   }
   AF_ASSIGN_OR_RETURN(auto tree, ws->OpenFeature(f.id));
+  // The first use of a tree in this process: anything uncommitted in it was
+  // left by a process that died mid-task. Resumed tasks replay their model
+  // answers and redo their tool calls, so they must start from the last
+  // commit, or an edit would be applied twice.
+  AF_RETURN_IF_ERROR(tree->ResetToLastCommit());
   std::shared_ptr<FeatureTree> shared = std::move(tree);
   trees_[f.id] = shared;
   return shared;
@@ -457,6 +465,10 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
                     optimizer_.BuildContext(in, tree)};
   AF_ASSIGN_OR_RETURN(ConversationEnd end,
                       RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
+  // The agent loop accepts only the planner's own terminal tool, which checks
+  // the plan (CheckPlan); this guards that rule, never an empty plan.
+  if (end.tool != "submit_plan" || !CheckPlan(end.args).empty())
+    return Internal("the planner ended without an accepted plan (it called " + end.tool + ")");
   std::vector<Task> tasks;
   for (const auto& t : end.args["tasks"]) {
     Task task;
@@ -480,6 +492,14 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
                                     FeatureTree* tree) {
   AF_ASSIGN_OR_RETURN(Task task, svc_.store->GetTask(task_id));
   if (task.status == "completed") return task.result;
+  if (task.status == "in_progress" && task.result.value("finished", false)) {
+    // The process died after the conversation ended. If the commit was made
+    // (or there was nothing to commit), the task is done; otherwise its edits
+    // went with the reset tree and the (replayed) conversation makes them again.
+    AF_ASSIGN_OR_RETURN(std::string sha, tree->FindTaskCommit(task_id));
+    if (!sha.empty() || task.result.value("files", json::array()).empty())
+      return CompleteTask(task, sha);
+  }
   ContextInput in;
   in.role = "coder";
   in.request = f.request;
@@ -523,14 +543,27 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
     }
     return end.status();
   }
-  std::string summary = end->args.value("summary", "");
   std::vector<std::string> paths(touched.begin(), touched.end());
+  // Kept before committing: a process that dies between the commit and the
+  // task's completion finishes the task from here (see above).
+  TaskUpdate finished;
+  finished.result = json{{"context", context},
+                         {"summary", end->args.value("summary", "")},
+                         {"files", paths},
+                         {"turns", end->turns},
+                         {"finished", true}};
+  AF_RETURN_IF_ERROR(
+      svc_.store
+          ->TransitionTask(task_id, "in_progress", "in_progress", finished, {{"finished", true}})
+          .status());
+  task.result = *finished.result;
   // A task may rightly change nothing (another task already did the work): no
   // commit then. A commit that fails must fail the task, or the coordinator
   // would wait for it until the feature times out.
   std::string sha;
   if (!paths.empty()) {
-    auto committed = tree->CommitTask(task_id, task.title + "\n\n" + summary, paths);
+    auto committed =
+        tree->CommitTask(task_id, task.title + "\n\n" + Field(task.result, "summary", ""), paths);
     if (!committed.ok()) {
       TaskUpdate u;
       u.result = json{{"error", committed.status().message()},
@@ -541,17 +574,34 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
       return committed.status();
     }
     sha = *committed;
+    fault::CrashPoint("commit");
   }
+  return CompleteTask(task, sha);
+}
+
+Result<json> Pipeline::Impl::CompleteTask(const Task& task, const std::string& sha) {
   TaskUpdate done;
-  done.result =
-      json{{"summary", summary}, {"commit", sha}, {"files", paths}, {"turns", end->turns}};
+  done.result = json{{"summary", Field(task.result, "summary", "")},
+                     {"commit", sha},
+                     {"files", task.result.value("files", json::array())},
+                     {"turns", task.result.value("turns", 0)}};
   AF_RETURN_IF_ERROR(
-      svc_.store->TransitionTask(task_id, "in_progress", "completed", done, {{"commit", sha}})
+      svc_.store->TransitionTask(task.id, "in_progress", "completed", done, {{"commit", sha}})
           .status());
   return *done.result;
 }
 
 Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTree* tree) {
+  // The gates judge exactly what is delivered: the commits, not what the
+  // coders' commands left around (and a resumed run sees the same tree).
+  AF_RETURN_IF_ERROR(tree->ResetToLastCommit());
+  AF_ASSIGN_OR_RETURN(std::string change, tree->CommittedDiff());
+  if (change.empty()) {
+    return FailedPrecondition(
+        std::string(kNothingBuilt) + ": every task finished without committing a change",
+        "the coders must change files with write_file or edit_file; see the feature's tool.call "
+        "events for what they did, and make the request say what to build");
+  }
   FeatureRequest req = RequestOf(f);
   json results = json::array();
   bool passed = true;
@@ -570,14 +620,17 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
       r["exit_code"] = -1;
       r["output"] = run.status().ToString();
     } else {
-      r["passed"] = run->exit_code == 0 && !run->timed_out;
+      const std::string no_tests = NoTestsRanNote(run->output);
+      r["passed"] = run->exit_code == 0 && !run->timed_out && no_tests.empty();
       r["exit_code"] = run->exit_code;
       r["timed_out"] = run->timed_out;
       r["duration_ms"] = run->duration.count();
       r["output"] =
           run->output.size() > 6000 ? run->output.substr(run->output.size() - 6000) : run->output;
       r["sandbox"] = run->sandbox;
+      if (!no_tests.empty()) r["note"] = no_tests;
     }
+    fault::CrashPoint("gate");
     passed = passed && r["passed"].get<bool>();
     Emit("gate.result", f.id, "", inst->id, r);
     results.push_back(r);
@@ -601,7 +654,7 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
                          std::to_string(g.value("exit_code", -1)) + ")\n" +
                          g.value("output", "").substr(0, 1500));
   }
-  AF_ASSIGN_OR_RETURN(in.diff, tree->Diff());
+  AF_ASSIGN_OR_RETURN(in.diff, tree->CommittedDiff());
   Conversation conv{"reviewer",
                     inst->id,
                     f.id,
@@ -639,13 +692,26 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
               {"commit", head},
               {"artifacts", {(dir / "changes.patch").string(), (dir / "summary.md").string()}}};
   if (!cfg_.delivery.command.empty()) {
-    auto run = sandbox_->Run(cfg_.delivery.command, tree->root());
-    if (!run.ok()) return run.status().WithContext("delivery.command");
-    out["delivery"] = {{"exit_code", run->exit_code}, {"output", run->output.substr(0, 2000)}};
-    if (run->exit_code != 0) {
+    // Run once: a delivery that finished before a crash is not run again on
+    // resume (its recorded result is used). One cut short runs again.
+    json delivered;
+    AF_RETURN_IF_ERROR(ForEachEvent(*svc_.store, f.id, [&](const Event& e) {
+      if (e.type == "delivery.result") delivered = e.data;
+    }));
+    if (delivered.is_null()) {
+      auto run = sandbox_->Run(cfg_.delivery.command, tree->root());
+      if (!run.ok()) return run.status().WithContext("delivery.command");
+      fault::CrashPoint("delivery");
+      delivered = {{"command", cfg_.delivery.command},
+                   {"exit_code", run->exit_code},
+                   {"output", run->output.substr(0, 2000)}};
+      Emit("delivery.result", f.id, "", inst->id, delivered);
+    }
+    out["delivery"] = {{"exit_code", delivered["exit_code"]}, {"output", delivered["output"]}};
+    if (delivered["exit_code"] != 0) {
       return FailedPrecondition(
-          "delivery.command exited with " + std::to_string(run->exit_code) + ": " +
-              run->output.substr(0, 500),
+          "delivery.command exited with " + delivered["exit_code"].dump() + ": " +
+              delivered["output"].get<std::string>().substr(0, 500),
           "fix the command in delivery.command; the branch and patch are ready");
     }
   }
@@ -758,9 +824,10 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
     std::string failing;
     for (const auto& g : result["results"]) {
       if (!g.value("passed", false)) {
+        const std::string note = g.value("note", "");
         failing += "Gate `" + g.value("gate", "") + "` failed (exit " +
-                   std::to_string(g.value("exit_code", -1)) + "):\n" + g.value("output", "") +
-                   "\n\n";
+                   std::to_string(g.value("exit_code", -1)) + ")" +
+                   (note.empty() ? "" : ": " + note) + ":\n" + g.value("output", "") + "\n\n";
       }
     }
     if (used >= cfg_.limits.fix_attempts) {

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "af/core/config.h"
+#include "af/core/ids.h"
 #include "af/store/store.h"
 #include "af/workspace/sandbox.h"
 #include "af/workspace/workspace.h"
@@ -276,9 +277,13 @@ ToolOutcome ExecuteTool(const ToolCall& call, const ToolContext& ctx) {
       for (const auto& t : call.arguments["tags"])
         if (t.is_string()) m.tags.push_back(t.get<std::string>());
     m.source = {{"feature", ctx.feature_id}, {"task", ctx.task_id}};
+    // Remembering the same thing again in the same task (a step resumed after
+    // a crash redoes its calls) stores nothing new and answers the same.
+    m.id = StableId("mem", ctx.feature_id + "\n" + ctx.task_id + "\n" + m.type + "\n" + content);
     auto stored = ctx.store->AddMemory(m);
-    if (!stored.ok()) return FromStatus(stored.status());
-    return Ok("remembered as " + stored->id);
+    if (!stored.ok() && stored.status().code() != Code::kAlreadyExists)
+      return FromStatus(stored.status());
+    return Ok("remembered as " + m.id);
   }
 
   // Workspace tools.

@@ -1,5 +1,6 @@
 #include "af/core/ids.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <chrono>
@@ -68,6 +69,26 @@ std::string NewId(std::string_view prefix) {
   last_ms = ms;
   last_random = random;
   return Compose(prefix, ms, random);
+}
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+std::string StableId(std::string_view prefix, std::string_view key) {
+  std::string p(prefix);
+  if (p.empty() || p.back() != '-') p += '-';
+  return p + Sha256Hex(key).substr(0, kIdBodyLength);
 }
 
 }  // namespace af

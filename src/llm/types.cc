@@ -1,8 +1,8 @@
 #include "af/llm/types.h"
 
-#include <openssl/evp.h>
-
 #include <cstdio>
+
+#include "af/core/ids.h"
 
 namespace af {
 
@@ -71,17 +71,7 @@ std::string RequestHash(const LlmRequest& request) {
   // Same replacement as the request body, so the hash never throws on bad bytes.
   const std::string canonical =
       CanonicalRequestJson(request).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(canonical.data(), canonical.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
+  return Sha256Hex(canonical);
 }
 
 nlohmann::json ResponseToJson(const LlmResponse& r) {

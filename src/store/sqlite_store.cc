@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "af/core/fault.h"
 #include "af/core/ids.h"
 #include "store/migrations_sqlite.h"
 
@@ -359,6 +360,7 @@ class SqliteStore final : public Store {
     Txn& operator=(const Txn&) = delete;
     ~Txn() {
       if (active_) sqlite3_exec(store_->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      store_->durable_event_.clear();
     }
     Status Begin() {
       AF_RETURN_IF_ERROR(store_->Exec("BEGIN IMMEDIATE", "starting a write transaction"));
@@ -368,6 +370,7 @@ class SqliteStore final : public Store {
     Status Commit() {
       AF_RETURN_IF_ERROR(store_->Exec("COMMIT", "committing"));
       active_ = false;
+      store_->EventDurable();
       return Status::Ok();
     }
 
@@ -375,6 +378,14 @@ class SqliteStore final : public Store {
     SqliteStore* store_;
     bool active_ = false;
   };
+
+  // A feature's event (and the change it records) just became durable: a
+  // crash point for recovery tests (af/core/fault.h). Caller holds mu_.
+  void EventDurable() {
+    if (durable_event_.empty()) return;
+    fault::CrashPoint("event " + std::exchange(durable_event_, {}));
+  }
+  std::string durable_event_;  // type of the feature event not yet committed; mu_
 
   int64_t Now() const { return options_.now_ms(); }
   Status Exec(const char* sql, std::string_view doing);
@@ -659,13 +670,16 @@ Result<int64_t> SqliteStore::AppendEventLocked(Event e) {
                                       "ts_ms, data) VALUES (?, ?, ?, ?, ?, ?)"));
   s.Bind(e.type).Bind(e.feature_id).Bind(e.task_id).Bind(e.agent).Bind(e.ts_ms).BindJson(e.data);
   AF_RETURN_IF_ERROR(s.Run("appending event " + Quote(e.type)));
+  if (!e.feature_id.empty()) durable_event_ = e.type;
   // Safe: mu_ is held, so no other insert on this connection can interleave.
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
 }
 
 Result<int64_t> SqliteStore::AppendEvent(Event event) {
   std::lock_guard<std::mutex> lock(mu_);
-  return AppendEventLocked(std::move(event));
+  auto seq = AppendEventLocked(std::move(event));  // its own (autocommit) transaction
+  EventDurable();
+  return seq;
 }
 
 Result<std::vector<Event>> SqliteStore::ListEvents(const EventFilter& filter) {

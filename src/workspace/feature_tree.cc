@@ -361,6 +361,42 @@ Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp) {
   return env;
 }
 
+Result<std::string> FeatureTree::FindTaskCommitLocked(const std::string& task_id) {
+  AF_ASSIGN_OR_RETURN(
+      std::string log,
+      GitLocked({"log", "--fixed-strings", "--grep=Task-Id: " + task_id,
+                 "--format=%H%x1f%(trailers:key=Task-Id,valueonly,separator=%x1e)%x1d", "HEAD"}));
+  std::istringstream records(log);
+  for (std::string rec; std::getline(records, rec, '\x1d');) {
+    while (!rec.empty() && rec.front() == '\n') rec.erase(0, 1);
+    size_t sep = rec.find('\x1f');
+    if (sep == std::string::npos) continue;
+    std::string sha = rec.substr(0, sep);
+    std::istringstream values(rec.substr(sep + 1));
+    for (std::string v; std::getline(values, v, '\x1e');) {
+      if (TrimRight(v) == task_id) return sha;
+    }
+  }
+  return std::string();
+}
+
+Result<std::string> FeatureTree::FindTaskCommit(const std::string& task_id) {
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  return FindTaskCommitLocked(task_id);
+}
+
+Status FeatureTree::ResetToLastCommit() {
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  AF_RETURN_IF_ERROR(GitLocked({"reset", "-q", "--hard", "HEAD"}).status());
+  return GitLocked({"clean", "-q", "-f", "-d", "-x"}).status();
+}
+
+Result<std::string> FeatureTree::CommittedDiff() {
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
+  return GitLocked({"diff", "--no-ext-diff", "--binary", base, "HEAD"});
+}
+
 Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const std::string& message,
                                             const std::vector<std::string>& paths) {
   if (task_id.empty() || task_id.find_first_of("\r\n") != std::string::npos) {
@@ -381,21 +417,8 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
 
   std::lock_guard<std::mutex> lock(*git_mu_);
   // A resumed task must not commit twice: look for its trailer on the branch.
-  AF_ASSIGN_OR_RETURN(
-      std::string log,
-      GitLocked({"log", "--fixed-strings", "--grep=Task-Id: " + task_id,
-                 "--format=%H%x1f%(trailers:key=Task-Id,valueonly,separator=%x1e)%x1d", "HEAD"}));
-  std::istringstream records(log);
-  for (std::string rec; std::getline(records, rec, '\x1d');) {
-    while (!rec.empty() && rec.front() == '\n') rec.erase(0, 1);
-    size_t sep = rec.find('\x1f');
-    if (sep == std::string::npos) continue;
-    std::string sha = rec.substr(0, sep);
-    std::istringstream values(rec.substr(sep + 1));
-    for (std::string v; std::getline(values, v, '\x1e');) {
-      if (TrimRight(v) == task_id) return sha;
-    }
-  }
+  AF_ASSIGN_OR_RETURN(std::string done, FindTaskCommitLocked(task_id));
+  if (!done.empty()) return done;
 
   // Only paths that exist or are tracked: `git add` refuses a pathspec that
   // matches nothing (e.g. a file the task created and deleted again).

@@ -601,6 +601,96 @@ TEST_P(PipelineFakeLlm, TaskWithoutChangesCompletes) {
   EXPECT_EQ(h_.CommitTaskIds(f.id), (std::vector<std::string>{f.id + "-w"}));
 }
 
+// 9b. A tool the role was not offered is refused like a bad call: a planner
+// that calls finish is told it has no such tool and can still submit a plan
+// (accepting it used to end planning with an empty plan and a "completed"
+// feature that built nothing).
+TEST_P(PipelineFakeLlm, PlannerCallingFinishIsToldToSubmitAPlan) {
+  std::mutex mu;
+  std::vector<testing::SentToolResult> told;  // guarded by mu
+  Script s;
+  s.planner = [&](const RecordedRequest& req) {
+    if (testing::AssistantTurns(req) == 0) return Finish("planned it in my head");
+    std::lock_guard lock(mu);
+    told = testing::LatestToolResults(req);
+    return Plan(json::array({PlanTask("t1", "Write the file")}));
+  };
+  s.coder = WriteThenFinish("it.txt");
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Planner mistake", {"test -f it.txt"}));
+  EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_TRUE(told[0].is_error);
+  EXPECT_NE(told[0].content.find("the planner has no tool 'finish'"), std::string::npos)
+      << told[0].content;
+  EXPECT_NE(told[0].content.find("submit_plan"), std::string::npos) << told[0].content;
+}
+
+// 9c. A planner that never submits a plan fails the feature with the step
+// limit: never "completed" with nothing planned.
+TEST_P(PipelineFakeLlm, PlannerThatNeverPlansFailsTheFeature) {
+  h_.config().limits.max_steps = 3;
+  Script s;
+  s.planner = [](const RecordedRequest&) { return Finish("nothing to plan"); };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Never planned", {"true"}));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "max_steps") << FailureMessage(h_.Events(f.id));
+  auto tasks = h_.store().ListTasks(f.id);
+  ASSERT_TRUE(tasks.ok());
+  EXPECT_TRUE(tasks->empty());
+}
+
+// 9d. Every task finished without changing a file: nothing was built, so the
+// feature fails with its reason even though the gate passes.
+TEST_P(PipelineFakeLlm, FeatureWithoutAChangeFails) {
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [](const RecordedRequest&) { return Finish("it is already there"); };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Builds nothing", {"true"}));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "no_change");
+  EXPECT_NE(FailureMessage(h_.Events(f.id)).find("nothing was built"), std::string::npos)
+      << FailureMessage(h_.Events(f.id));
+  for (const auto& e : h_.Events(f.id)) EXPECT_NE(e.type, "review.verdict");
+}
+
+// 9e. A gate whose test runner ran no test has checked nothing: it does not
+// pass, and its result says why.
+TEST_P(PipelineFakeLlm, GateThatRanNoTestDoesNotPass) {
+  h_.config().limits.fix_attempts = 0;
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = WriteThenFinish("it.txt");
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  // What `python3 -m unittest -q` prints (exit 0 before Python 3.12) in a tree
+  // without tests.
+  Feature f = Run(PipelineHarness::Request(
+      "No tests", {"printf '\\n----\\nRan 0 tests in 0.000s\\n\\nOK\\n'"}));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "gates_failed");
+  int gates = 0;
+  for (const auto& e : h_.Events(f.id)) {
+    if (e.type != "gate.result") continue;
+    ++gates;
+    EXPECT_FALSE(e.data.value("passed", true));
+    EXPECT_EQ(e.data.value("exit_code", -1), 0);
+    EXPECT_NE(e.data.value("note", "").find("ran no test"), std::string::npos) << e.data.dump();
+  }
+  EXPECT_EQ(gates, 1);
+  EXPECT_NE(FailureMessage(h_.Events(f.id)).find("ran no test"), std::string::npos)
+      << FailureMessage(h_.Events(f.id));
+}
+
 // Lines of /proc/self/maps: every mapping of this process.
 size_t MappingCount() {
   std::ifstream maps("/proc/self/maps");

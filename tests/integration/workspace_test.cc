@@ -271,6 +271,43 @@ TEST_F(WorkspaceTest, CommitTaskCommitsOnlyTheGivenPathsOnce) {
   EXPECT_EQ(tree_->CommitTask("", "x", {"a"}).status().code(), Code::kInvalidArgument);
 }
 
+// What a resumed task starts from and what gates and review see: the last
+// commit, nothing else (an edit left by a killed process would be applied twice).
+TEST_F(WorkspaceTest, ResetToLastCommitAndTaskCommitLookup) {
+  ASSERT_TRUE(tree_->WriteFile("greet.sh", "echo hello\n").ok());
+  auto sha = tree_->CommitTask("f-t1", "Write greet", {"greet.sh"});
+  ASSERT_TRUE(sha.ok()) << sha.status().ToString();
+  EXPECT_EQ(*tree_->FindTaskCommit("f-t1"), *sha);
+  EXPECT_EQ(*tree_->FindTaskCommit("f-t2"), "");
+  EXPECT_EQ(*tree_->FindTaskCommit("f-t"), "");  // a prefix is another task
+
+  // Half a task: an edit, a new file, an ignored file, a new directory.
+  ASSERT_TRUE(tree_->EditFile("greet.sh", "echo hello\n", "echo hello\necho bye\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("half/done.txt", "x\n").ok());
+  ASSERT_TRUE(tree_->WriteFile(".gitignore", "*.pyc\n").ok());
+  ASSERT_TRUE(tree_->CommitTask("f-t0", "ignore pyc", {".gitignore"}).ok());
+  ASSERT_TRUE(tree_->WriteFile("cache.pyc", "bytes").ok());
+  auto committed = tree_->CommittedDiff();
+  ASSERT_TRUE(committed.ok()) << committed.status().ToString();
+  EXPECT_NE(committed->find("+echo hello"), std::string::npos) << *committed;
+  EXPECT_EQ(committed->find("echo bye"), std::string::npos) << "uncommitted edits are not shown";
+  EXPECT_EQ(committed->find("half/done.txt"), std::string::npos);
+
+  ASSERT_TRUE(tree_->ResetToLastCommit().ok());
+  EXPECT_EQ(testing::ReadFile(tree_->root() / "greet.sh"), "echo hello\n");
+  EXPECT_FALSE(fs::exists(tree_->root() / "half"));
+  EXPECT_FALSE(fs::exists(tree_->root() / "cache.pyc"));
+  EXPECT_EQ(Git(tree_->root(), {"status", "--porcelain", "--ignored"}), "");
+  // The edit applies again, once.
+  ASSERT_TRUE(tree_->EditFile("greet.sh", "echo hello\n", "echo hello\necho bye\n").ok());
+  EXPECT_EQ(testing::ReadFile(tree_->root() / "greet.sh"), "echo hello\necho bye\n");
+
+  // A branch with no commit of its own has an empty committed diff.
+  auto other = ws_->OpenFeature("feat-2");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(*(*other)->CommittedDiff(), "");
+}
+
 TEST_F(WorkspaceTest, DiffPatchAndChangedFiles) {
   ASSERT_TRUE(tree_->WriteFile("lib.py", "def f():\n    return 41\n").ok());
   ASSERT_TRUE(tree_->CommitTask("t1", "Add lib", {"lib.py"}).ok());

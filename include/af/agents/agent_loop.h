@@ -82,7 +82,11 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
 void EmitEvent(Store* store, const std::string& type, const std::string& feature_id,
                const std::string& task_id, const std::string& agent, nlohmann::json data);
 
-// "max_steps", "budget_exceeded", "timeout", "cancelled" or "agent_error".
+// How an error that ends a feature because nothing was built begins.
+inline constexpr char kNothingBuilt[] = "nothing was built";
+
+// "max_steps", "budget_exceeded", "timeout", "cancelled", "no_change" or
+// "agent_error".
 std::string FailureReason(const Status& status);
 
 }  // namespace af

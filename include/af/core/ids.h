@@ -24,4 +24,12 @@ std::string NewId(std::string_view prefix);
 // monotonic guarantee: for tests and for importing records with known times.
 std::string NewIdAt(std::string_view prefix, int64_t unix_ms);
 
+// Lowercase hex SHA-256 of `data`.
+std::string Sha256Hex(std::string_view data);
+
+// An id of the same shape derived from `key` (its SHA-256): for a record that
+// must be created once however often the step that creates it runs (a resumed
+// step redoes its tool calls).
+std::string StableId(std::string_view prefix, std::string_view key);
+
 }  // namespace af

@@ -146,9 +146,23 @@ class FeatureTree {
   Result<std::string> CommitTask(const std::string& task_id, const std::string& message,
                                  const std::vector<std::string>& paths);
 
+  // The sha of the branch's commit carrying `Task-Id: <task_id>`, or "" when
+  // there is none.
+  Result<std::string> FindTaskCommit(const std::string& task_id);
+
+  // Puts the tree back to its last commit: uncommitted changes and untracked
+  // files (ignored ones too) are removed. What a task resumed after a crash
+  // starts from, and what the gates and the reviewer see: exactly what is
+  // delivered.
+  Status ResetToLastCommit();
+
   // Unified diff of the tree (committed and uncommitted changes, new files
   // included) against the point where the branch left the base branch.
   Result<std::string> Diff();
+
+  // Unified diff of the branch's commits only (what is delivered) against the
+  // point where it left the base branch; empty when nothing was committed.
+  Result<std::string> CommittedDiff();
 
   // Writes the branch's commits since the base branch as a format-patch
   // mailbox to `out` (parent directories created) and returns that text.
@@ -175,6 +189,7 @@ class FeatureTree {
   // files show in diffs) without touching the real index. Caller holds git_mu_.
   Result<std::string> TempIndexLocked(const std::filesystem::path& tmp);
   Result<std::string> MergeBaseLocked();
+  Result<std::string> FindTaskCommitLocked(const std::string& task_id);
 
   std::filesystem::path root_;  // canonical
   std::string branch_;
