@@ -422,11 +422,12 @@ Status SqliteStore::Error(int rc, std::string_view doing) const {
     case SQLITE_NOTADB:
       return FailedPrecondition(what + path_ + " is not a SQLite database (" + detail + ")",
                                 "move the file aside or point DATABASE_URL at another path; if it "
-                                "held your data, copy a backup over it while agent-factory is stopped");
+                                "held your data, restore a backup: copy it over this file while "
+                                "agent-factory is stopped");
     case SQLITE_CORRUPT:
       return FailedPrecondition(what + db + " is corrupt (" + detail + ")",
-                                "copy a backup over it while agent-factory is stopped, or move "
-                                "the file aside to start empty");
+                                "restore a backup (copy it over this file while agent-factory is "
+                                "stopped), or move the file aside to start empty");
     case SQLITE_CANTOPEN:
       return Unavailable(what + "cannot open " + db + " (" + detail + ")",
                          "check that its directory exists and is writable, or choose another "

@@ -154,7 +154,11 @@ TEST(CliServeTest, ZeroReplicasOfANeededRoleIsRefusedLikeValidateDoes) {
   dir.Write("agent-factory.toml", "[agents.reviewer]\nreplicas = 0\n");
   auto env = ServeEnv(FreePort());
   auto validate = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
-  auto serve = RunCommand({BinaryPath(), "serve"}, env, dir.path().string());
+  // A child with a deadline: a serve that starts anyway must fail the test, not hang it.
+  ChildProcess server({BinaryPath(), "serve"}, env, dir.path().string());
+  CommandResult serve;
+  serve.exit_code = server.Wait(std::chrono::seconds(10));
+  serve.err = server.Err();
   EXPECT_EQ(validate.exit_code, 2);
   EXPECT_EQ(serve.exit_code, 2);
   EXPECT_EQ(serve.err, validate.err);
