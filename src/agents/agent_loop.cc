@@ -175,6 +175,10 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
     if (resp.ok() || !provider_failed || !IsProviderOutage(resp.status()) ||
         !env.llm->Health().breaker) {
       if (degraded && env.set_state) env.set_state("busy");
+      if (degraded && resp.ok()) {  // the outage this agent waited out is over
+        EmitEvent(env.store, "llm.circuit", req.feature_id, req.task_id, agent_id,
+                  {{"provider", std::string(env.llm->provider())}, {"state", "closed"}});
+      }
       return resp;
     }
     EmitEvent(env.store, "error", req.feature_id, req.task_id, agent_id,

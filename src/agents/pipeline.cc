@@ -212,6 +212,17 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
     if (auto it = started_ms_.find(feature_id); it != started_ms_.end()) started = it->second;
   }
   if (NowMs() > started + int64_t{cfg_.limits.feature_timeout} * 1000) {
+    // Waiting out a failing provider is what took the time: name it and what
+    // it did, not the timeout (the hint says what to do about the provider).
+    if (svc_.llm) {
+      Status outage = ProviderOutageStatus(svc_.llm->provider(), svc_.llm->Health(), NowMs());
+      if (!outage.ok()) {
+        return DeadlineExceeded(outage.message() +
+                                    "; the feature gave up at limits.feature_timeout (" +
+                                    std::to_string(cfg_.limits.feature_timeout) + " s)",
+                                outage.hint());
+      }
+    }
     return DeadlineExceeded("feature timeout reached (limits.feature_timeout = " +
                                 std::to_string(cfg_.limits.feature_timeout) + " s)",
                             "raise limits.feature_timeout or split the feature");

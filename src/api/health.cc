@@ -92,8 +92,8 @@ void AddHealthRoutes(HttpServer& server, std::function<HealthInputs()> inputs,
     std::string why;
     for (const std::string& reason : verdict.reasons) why += (why.empty() ? "" : "; ") + reason;
     ApiError error(Unavailable("not ready: " + why,
-                               "GET /health shows every component; fix the failing one "
-                               "(agent-factory doctor can help)"));
+                               "GET /health (or 'agent-factory health') shows every "
+                               "component; fix the failing one"));
     error.details = {{"status", verdict.status}, {"reasons", verdict.reasons}};
     error.retry_after_seconds = 5;
     return ErrorResponse(error, request.request_id);

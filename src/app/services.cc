@@ -18,6 +18,14 @@ std::string LlmHealthText(const LlmClient& llm) {
            std::to_string((h.retry_in_ms + 999) / 1000) + " s)";
   }
   if (h.state == "half_open") return "degraded: " + name + ": circuit half-open (probing)";
+  // Failing before the circuit opens (it counts whole calls, each after its
+  // retries): already worth saying, it is why agents make no progress.
+  if (h.failed_attempts > 0) {
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    return "degraded: " + ProviderOutageStatus(name, h, now_ms).message();
+  }
   return name;
 }
 
@@ -87,6 +95,18 @@ Result<std::unique_ptr<Services>> Services::Open(
                   r.status, r.input_tokens, r.output_tokens, r.cost_usd, r.latency_ms, r.attempts);
     if (!recorded.ok())
       logger->error("could not record an LLM call: {}", recorded.status().ToString());
+  };
+  // A pause of every call is news for whoever follows a feature (`run`, the
+  // dashboard): one event per pause, on the feature whose call was limited.
+  llm_options.on_rate_limit = [store](const RateLimitPause& p) {
+    Event e;
+    e.type = "llm.rate_limited";
+    e.feature_id = p.feature_id;
+    e.task_id = p.task_id;
+    e.agent = p.agent_role;
+    e.data = {{"provider", p.provider}, {"wait_ms", p.wait.count()}, {"error", p.error}};
+    if (auto r = store->AppendEvent(e); !r.ok())
+      log::Get("llm")->warn("could not record event llm.rate_limited: {}", r.status().ToString());
   };
   if (adjust_llm) adjust_llm(llm_options);
   auto llm = LlmClient::Create(llm_options);

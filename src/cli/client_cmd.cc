@@ -195,6 +195,16 @@ int FeatureStatus(const GlobalOptions& g, const ClientFlags& c, const std::strin
               Str(f, "title").c_str(), Str(f, "status").c_str(), Str(f, "project").c_str(),
               Str(f, "priority").c_str());
   if (Str(f, "reason", "").size()) std::printf("  reason: %s\n", Str(f, "reason").c_str());
+  // Why a failed or cancelled feature ended, and what to do: the reason code
+  // alone does not say which limit, provider or gate it was.
+  if (f.contains("ended") && f["ended"].is_object()) {
+    const json& ended = f["ended"];
+    if (!Str(ended, "stage", "").empty())
+      std::printf("  stopped while: %s\n", Str(ended, "stage").c_str());
+    if (!Str(ended, "message", "").empty())
+      std::printf("  error: %s\n", Str(ended, "message").c_str());
+    if (!Str(ended, "hint", "").empty()) std::printf("  hint: %s\n", Str(ended, "hint").c_str());
+  }
   if (f.contains("tasks")) {
     std::printf("  tasks (%zu):\n", f["tasks"].size());
     for (const auto& t : f["tasks"]) {

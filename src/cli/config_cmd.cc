@@ -82,7 +82,7 @@ int ConfigShowKey(const GlobalOptions& g) {
   }
   std::string env = c.llm.provider == "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
   return ReportError(
-      FailedPrecondition(env + " not set", "run 'agent-factory secrets init' or export it"));
+      FailedPrecondition(env + " not set", "export " + env + "=... (or put it in .env)"));
 }
 
 }  // namespace af::cli

@@ -67,6 +67,9 @@ int DbStatus(const GlobalOptions& g) {
   if (!store.ok()) return ReportError(store.status());
   auto status = (*store)->GetMigrationStatus();
   if (!status.ok()) return ReportError(status.status());
+  // A newer binary migrated it: nothing is "pending", and this binary must
+  // not be used on it (serve and run refuse it with the same words).
+  const Status newer = CheckSchemaNotNewer(*status);
   if (g.json) {
     nlohmann::json pending = nlohmann::json::array();
     for (const auto& m : status->pending)
@@ -74,10 +77,11 @@ int DbStatus(const GlobalOptions& g) {
     std::cout << nlohmann::json{{"database", url},
                                 {"current_version", status->current_version},
                                 {"latest_version", status->latest_version},
-                                {"pending", pending}}
+                                {"pending", pending},
+                                {"newer_than_binary", !newer.ok()}}
                      .dump(2)
               << "\n";
-    return kExitOk;
+    return newer.ok() ? kExitOk : ReportError(newer);
   }
   std::printf("database:        %s%s\n", url.c_str(),
               (*store)->Describe() == "sqlite::memory:" && url != "sqlite::memory:"
@@ -85,6 +89,11 @@ int DbStatus(const GlobalOptions& g) {
                   : "");
   std::printf("schema version:  %d (this binary knows %d)\n", status->current_version,
               status->latest_version);
+  if (!newer.ok()) {
+    std::printf("pending:         none (the schema is newer than this binary)\n");
+    std::fflush(stdout);
+    return ReportError(newer);
+  }
   if (status->pending.empty()) {
     std::printf("pending:         none\n");
   } else {

@@ -1,4 +1,5 @@
 // `agent-factory validate PRP` and `agent-factory run PRP`.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -80,6 +81,25 @@ std::string Describe(const Event& e, const std::string& feature_id) {
       line += "\n     - " + Short(c.get<std::string>(), 160);
     return line;
   }
+  // The provider's trouble, live: otherwise the terminal shows only the
+  // stage for as long as the agents wait for it.
+  if (e.type == "llm.rate_limited") {
+    return "   ! " + d.value("provider", "provider") + " rate limited: every call waits " +
+           std::to_string((d.value("wait_ms", int64_t{0}) + 999) / 1000) + " s";
+  }
+  if (e.type == "llm.circuit") {
+    const std::string provider = d.value("provider", "provider");
+    if (d.value("state", "") == "closed") return "   " + provider + " answers again: calls go on";
+    const int64_t wait_s =
+        std::max<int64_t>(0, (d.value("next_attempt_ms", e.ts_ms) - e.ts_ms + 999) / 1000);
+    return "   ! " + provider + " circuit open after " +
+           std::to_string(d.value("consecutive_failures", 0)) +
+           " failed calls (last: " + Short(d.value("last_error", ""), 120) + "): next attempt in " +
+           std::to_string(wait_s) + " s";
+  }
+  if (e.type == "error" && d.value("where", "") == "llm" && d.value("retrying", false))
+    return "   ! " + e.agent +
+           " model call failed, will retry: " + Short(d.value("message", ""), 140);
   if (e.type == "memory.stored") return "   memory stored (" + d.value("type", "") + ")";
   if (e.type == "budget.warning") return "   ! budget warning: " + d.dump();
   return "";
@@ -163,16 +183,6 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   LoadedConfig loaded = LoadForCli(g);
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
   const Config& config = loaded.config;
-  // `run` is one process: every working role needs an instance in it.
-  for (const char* role : {"planner", "coder", "tester", "reviewer", "devops"}) {
-    if (config.agents.at(role).replicas < 1) {
-      return ReportError(
-          InvalidArgument(std::string("agents.") + role + ".replicas is 0, so nothing would " +
-                              "do the " + role + "'s work in this process",
-                          "set it to 1 or more for 'agent-factory run'"),
-          kExitUsage);
-    }
-  }
   auto request = LoadPrpFile(file);
   if (!request.ok()) return ReportError(request.status(), kExitUsage);
   if (!project.empty()) {

@@ -493,7 +493,8 @@ void LoadDotenv(const std::string& path, LoadedConfig& out) {
       if (s.env == name) found = &s;
     if (!found) {
       // Other tools share .env files; only our own prefix is checked.
-      if (name.rfind("AF_", 0) == 0) out.issues.push_back({name, where, UnknownEnvMessage(ClosestEnvName(name))});
+      if (name.rfind("AF_", 0) == 0)
+        out.issues.push_back({name, where, UnknownEnvMessage(ClosestEnvName(name))});
       continue;
     }
     if (auto err = ApplyText(*found, out.config, value); !err.empty()) {
@@ -529,6 +530,16 @@ void CrossCheck(LoadedConfig& out) {
     add("redis.url", "expected redis://HOST:PORT (or unset for the in-process bus)");
   }
   if (c.server.host.empty()) add("server.host", "must not be empty");
+  // Every feature goes through these roles; with no instance of one, its work
+  // would wait forever while health still says healthy. (The coordinator and
+  // the optimizer are not agents with a mailbox: their replicas do not matter.)
+  for (const char* role : {"planner", "coder", "tester", "reviewer", "devops"}) {
+    if (c.agents.at(role).replicas < 1) {
+      add(std::string("agents.") + role + ".replicas",
+          std::string("is 0, so nothing would do the ") + role +
+              "'s work and every feature would wait forever: set it to 1 or more");
+    }
+  }
   // A real provider needs a model and (except local OpenAI-compatible
   // servers) a key: say so now rather than when the first feature runs.
   if (c.llm.provider != "replay" && c.llm.model.empty()) {

@@ -23,6 +23,8 @@ struct Attempt {
   // the pause applies to all threads of this client.
   bool rate_limited = false;
   std::optional<std::chrono::milliseconds> retry_after;
+  // For a retryable failure, what the provider did (LlmHealth::failing_as).
+  std::string failing_as;
 };
 
 bool IsRetryableCode(Code code) {
@@ -71,6 +73,7 @@ class HttpLlmClient final : public LlmClient {
   LlmHealth Health() const override {
     LlmHealth h = breaker_->Health();
     h.rate_limit_pauses = gate_->pauses();
+    streak_.Fill(&h);
     return h;
   }
 
@@ -126,11 +129,13 @@ class HttpLlmClient final : public LlmClient {
       *attempts = retry + 1;
       Attempt a = RunAttempt(http, request.stream, on_text);
       if (a.result.ok()) {
+        streak_.Answered();
         LlmResponse r = std::move(a.result).value();
         if (r.model.empty()) r.model = model;
         return r;
       }
       if (!a.retryable) return Redact(a.result.status());
+      streak_.Failed(Redact(a.result.status()), a.failing_as);
       const bool last = retry >= options_.max_retries;
       const bool too_long = a.retry_after && *a.retry_after > kMaxRetryAfter;
       std::chrono::milliseconds delay{0};
@@ -140,7 +145,15 @@ class HttpLlmClient final : public LlmClient {
       }
       // Everyone holds back, also when this call gives up: the other threads
       // would otherwise run into the same limit one after the other.
-      if (a.rate_limited && !too_long) delay = gate_->Pause(delay, &seen_pause);
+      if (a.rate_limited && !too_long) {
+        bool started = false;
+        delay = gate_->Pause(delay, &seen_pause, &started);
+        if (started && options_.on_rate_limit) {
+          options_.on_rate_limit(RateLimitPause{std::string(provider()), delay, request.feature_id,
+                                                request.task_id, request.agent_role,
+                                                Redact(a.result.status()).message()});
+        }
+      }
       if (last) {
         const Status& s = a.result.status();
         std::string msg = s.message();
@@ -179,6 +192,11 @@ class HttpLlmClient final : public LlmClient {
     if (!sent.ok()) {
       const Status& s = stream_error.ok() ? sent.status() : stream_error;
       a.retryable = IsRetryableCode(s.code());
+      // No answer at all: unreachable (or too slow); a stream that broke
+      // after the answer began is a failing provider.
+      a.failing_as = !stream_error.ok()                    ? "failing"
+                     : s.code() == Code::kDeadlineExceeded ? "timing out"
+                                                           : "unreachable";
       a.result = s;
       return a;
     }
@@ -197,6 +215,7 @@ class HttpLlmClient final : public LlmClient {
         if (stream && a.result.ok() && on_text && !a.result->text.empty()) on_text(a.result->text);
       }
       a.retryable = !a.result.ok() && IsRetryableCode(a.result.status().code());
+      a.failing_as = "failing";
       return a;
     }
     a.result = HttpError(resp);
@@ -204,6 +223,7 @@ class HttpLlmClient final : public LlmClient {
     if (a.retryable) {
       a.retry_after = ParseRetryAfter(resp.headers);
       a.rate_limited = resp.status == 429 || resp.status == 529 || a.retry_after.has_value();
+      a.failing_as = resp.status == 429 || resp.status == 529 ? "rate limiting" : "failing";
     }
     return a;
   }
@@ -216,8 +236,8 @@ class HttpLlmClient final : public LlmClient {
       const std::string env(codec_->key_env());
       return Unauthenticated("Invalid API key for " + p + " (" + code + ")",
                              "set a valid key: export " + env +
-                                 "=... or run 'agent-factory secrets set " + env +
-                                 "'; 'agent-factory config show-key' shows which key is in use");
+                                 "=... (or put it in .env); 'agent-factory config show-key' "
+                                 "shows which key is in use");
     }
     const std::string msg = ProviderErrorMessage(resp.body);
     if (resp.status == 429) {
@@ -259,6 +279,7 @@ class HttpLlmClient final : public LlmClient {
   std::mt19937_64 rng_;  // guarded by rng_mu_
   std::unique_ptr<RequestGate> gate_;
   std::unique_ptr<CircuitBreaker> breaker_;
+  FailureStreak streak_;
 };
 
 }  // namespace
@@ -271,7 +292,7 @@ Result<std::unique_ptr<LlmClient>> MakeHttpLlmClient(const LlmOptions& options,
   // Anthropic always needs a key; an OpenAI-compatible local server may not.
   const bool key_required = codec->provider() == "anthropic" || default_url;
   if (options.api_key.empty() && key_required) {
-    return Unauthenticated(env + " not set", "run 'agent-factory secrets init' or export it");
+    return Unauthenticated(env + " not set", "export " + env + "=... (or put it in .env)");
   }
   if (options.max_retries < 0) return InvalidArgument("llm max_retries must be >= 0");
   if (options.timeout.count() <= 0 || options.connect_timeout.count() <= 0) {

@@ -1,5 +1,8 @@
 #include "af/llm/llm_client.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "af/llm/pricing.h"
 #include "llm/http_llm_client.h"
 #include "llm/replay.h"
@@ -15,6 +18,31 @@ bool IsProviderOutage(const Status& status) {
     default:
       return false;
   }
+}
+
+Status ProviderOutageStatus(std::string_view provider, const LlmHealth& h, int64_t now_ms) {
+  if (h.failed_attempts == 0) return Status::Ok();
+  const std::string name(provider);
+  const int64_t seconds =
+      h.failing_since_ms > 0 ? std::max<int64_t>(0, (now_ms - h.failing_since_ms + 999) / 1000) : 0;
+  std::string msg = name + " " + (h.failing_as.empty() ? "failing" : h.failing_as) + " for " +
+                    std::to_string(seconds) + " s (" + std::to_string(h.failed_attempts) +
+                    (h.failed_attempts == 1 ? " failed attempt" : " failed attempts") +
+                    "): " + h.last_attempt_failure.message();
+  std::string env = name;
+  for (char& ch : env) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  std::string hint;
+  if (h.failing_as == "unreachable" || h.failing_as == "timing out") {
+    hint = "check " + env + "_BASE_URL (the address called above) and that the server runs and " +
+           "is reachable from here; then submit the feature again";
+  } else {
+    const std::string what =
+        h.failing_as == "rate limiting" ? "limiting our requests" : "down or overloaded";
+    hint = "the provider is " + what +
+           ": check its status page, wait, and submit the feature again (a feature waits for the "
+           "provider up to limits.feature_timeout)";
+  }
+  return Unavailable(std::move(msg), std::move(hint));
 }
 
 LlmClient::LlmClient(std::function<void(const LlmCallRecord&)> on_call)

@@ -71,7 +71,7 @@ void RequestGate::Wait(uint64_t* seen_pause) {
   }
 }
 
-milliseconds RequestGate::Pause(milliseconds delay, uint64_t* seen_pause) {
+milliseconds RequestGate::Pause(milliseconds delay, uint64_t* seen_pause, bool* started_out) {
   const steady_clock::time_point now = clock_();
   const steady_clock::time_point until = now + delay;
   bool started = false;
@@ -85,6 +85,7 @@ milliseconds RequestGate::Pause(milliseconds delay, uint64_t* seen_pause) {
     *seen_pause = pause_epoch_;
     wait = std::max(delay, CeilMs(paused_until_ - now));
   }
+  if (started_out) *started_out = started;
   if (started) {
     log::Get("llm")->warn("{} rate limited: pausing all calls for {}", provider_,
                           SecondsText(wait));
@@ -201,6 +202,36 @@ bool CircuitBreaker::WaitForProbe(milliseconds max_wait, const Sleeper& sleep) {
     return state_ != State::kOpen && !probe_in_flight_;
   }
   return true;
+}
+
+// ---------------------------------------------------------------------------
+
+void FailureStreak::Failed(const Status& failure, std::string as) {
+  std::lock_guard lock(mu_);
+  if (attempts_ == 0) {
+    since_ms_ = std::chrono::duration_cast<milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  }
+  ++attempts_;
+  as_ = std::move(as);
+  last_ = failure;
+}
+
+void FailureStreak::Answered() {
+  std::lock_guard lock(mu_);
+  attempts_ = 0;
+  since_ms_ = 0;
+  as_.clear();
+  last_ = Status::Ok();
+}
+
+void FailureStreak::Fill(LlmHealth* h) const {
+  std::lock_guard lock(mu_);
+  h->failed_attempts = attempts_;
+  h->failing_since_ms = since_ms_;
+  h->failing_as = as_;
+  h->last_attempt_failure = last_;
 }
 
 }  // namespace af::llm

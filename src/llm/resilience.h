@@ -41,7 +41,9 @@ class RequestGate {
   // per pause (not when it extends one under way). Returns how long the
   // caller itself must wait before its next attempt (delay, or longer when a
   // pause under way ends later); marks the pause as seen by the caller.
-  std::chrono::milliseconds Pause(std::chrono::milliseconds delay, uint64_t* seen_pause);
+  // *started (when not null): this call began the pause (the one that logs).
+  std::chrono::milliseconds Pause(std::chrono::milliseconds delay, uint64_t* seen_pause,
+                                  bool* started = nullptr);
 
   // Pauses started so far (for /metrics).
   int64_t pauses() const;
@@ -102,6 +104,28 @@ class CircuitBreaker {
   std::chrono::steady_clock::time_point open_until_{};  // guarded by mu_
   int64_t open_until_wall_ms_ = 0;  // guarded by mu_; the same, in Unix ms, for display
   std::string last_error_;          // guarded by mu_
+};
+
+// The provider's attempts that failed with an outage since it last answered
+// (retries included), for LlmClient::Health: the provider is known to be in
+// trouble from its first failed attempt, not only once a call gives up or the
+// circuit opens.
+class FailureStreak {
+ public:
+  // An attempt failed with an outage; `as` is LlmHealth::failing_as.
+  void Failed(const Status& failure, std::string as);
+  // The provider answered: the streak is over.
+  void Answered();
+  // Sets the failed_attempts, failing_since_ms, failing_as and
+  // last_attempt_failure of *h.
+  void Fill(LlmHealth* h) const;
+
+ private:
+  mutable std::mutex mu_;
+  int attempts_ = 0;      // guarded by mu_
+  int64_t since_ms_ = 0;  // guarded by mu_; Unix ms
+  std::string as_;        // guarded by mu_
+  Status last_;           // guarded by mu_
 };
 
 // "27 s": a wait rounded up to whole seconds, for messages.

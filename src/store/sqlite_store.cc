@@ -433,11 +433,12 @@ Status SqliteStore::Error(int rc, std::string_view doing) const {
     case SQLITE_NOTADB:
       return FailedPrecondition(what + path_ + " is not a SQLite database (" + detail + ")",
                                 "move the file aside or point DATABASE_URL at another path; if it "
-                                "held your data, restore a backup with 'agent-factory restore'");
+                                "held your data, restore a backup: copy it over this file while "
+                                "agent-factory is stopped");
     case SQLITE_CORRUPT:
       return FailedPrecondition(what + db + " is corrupt (" + detail + ")",
-                                "restore a backup with 'agent-factory restore PATH', or move the "
-                                "file aside to start empty");
+                                "restore a backup (copy it over this file while agent-factory is "
+                                "stopped), or move the file aside to start empty");
     case SQLITE_CANTOPEN:
       return Unavailable(what + "cannot open " + db + " (" + detail + ")",
                          "check that its directory exists and is writable, or choose another "
@@ -532,13 +533,7 @@ Status SqliteStore::Init() {
   std::lock_guard<std::mutex> lock(mu_);
   AF_ASSIGN_OR_RETURN(MigrationStatus status, StatusLocked());
   if (options_.migrate) {
-    if (status.current_version > status.latest_version) {
-      return FailedPrecondition(
-          "database " + path_ + " has schema version " + std::to_string(status.current_version) +
-              ", newer than this agent-factory knows (" + std::to_string(status.latest_version) +
-              ")",
-          "upgrade agent-factory, or point DATABASE_URL at a database made by this version");
-    }
+    AF_RETURN_IF_ERROR(CheckSchemaNotNewer(status).WithContext("database " + path_));
     AF_RETURN_IF_ERROR(MigrateLocked().status());
   }
   return Status::Ok();
@@ -613,13 +608,7 @@ Result<std::vector<Migration>> SqliteStore::MigrateLocked() {
     applied_now.push_back(std::move(rec));
   }
   AF_ASSIGN_OR_RETURN(MigrationStatus st, StatusLocked());
-  if (st.current_version > st.latest_version) {
-    return FailedPrecondition(
-        "database " + path_ + " has schema version " + std::to_string(st.current_version) +
-            ", newer than this agent-factory knows (" + std::to_string(st.latest_version) + ")",
-        "upgrade agent-factory, or point DATABASE_URL at a database made by "
-        "this version");
-  }
+  AF_RETURN_IF_ERROR(CheckSchemaNotNewer(st).WithContext("database " + path_));
   return applied_now;
 }
 

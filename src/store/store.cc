@@ -48,6 +48,15 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   return store_internal::OpenSqliteStore(path, options);
 }
 
+Status CheckSchemaNotNewer(const MigrationStatus& status) {
+  if (status.current_version <= status.latest_version) return Status::Ok();
+  return FailedPrecondition(
+      "the database schema is version " + std::to_string(status.current_version) +
+          ", newer than this binary knows (" + std::to_string(status.latest_version) + ")",
+      "upgrade agent-factory, or use a backup made before the upgrade (or point DATABASE_URL "
+      "at a database made by this version)");
+}
+
 Status ForEachEvent(Store& store, const std::string& feature_id,
                     const std::function<void(const Event&)>& fn) {
   EventFilter filter;

@@ -65,7 +65,7 @@ TEST(CliConfigTest, ShowKeyWithoutKeyForARealProviderSaysWhatToDo) {
   auto r = RunCommand({BinaryPath(), "config", "show-key"}, env, dir.path().string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("ANTHROPIC_API_KEY not set"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("agent-factory secrets init"), std::string::npos);
+  EXPECT_NE(r.err.find("hint: export ANTHROPIC_API_KEY=..."), std::string::npos) << r.err;
 }
 
 TEST(CliConfigTest, EveryCommandHasHelpAndUnknownCommandsAreNamed) {

@@ -1,5 +1,6 @@
 // `agent-factory db ...` against a real SQLite file, as a user runs it.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <nlohmann/json.hpp>
 
@@ -69,6 +70,44 @@ TEST(CliDbTest, ADamagedFileIsNamedAndLeftAlone) {
   EXPECT_NE(r.err.find(db.string() + " is not a SQLite database"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("hint:"), std::string::npos);
   EXPECT_EQ(ReadFile(db), "this is not sqlite at all, just text\n");
+}
+
+// A newer agent-factory migrated the database: `db status` says so (not
+// "pending: none") and fails, and `serve` refuses it with the same words.
+TEST(CliDbTest, ASchemaNewerThanTheBinaryIsNamedAndFails) {
+  TempDir dir;
+  std::string cwd = dir.path().string();
+  ASSERT_EQ(RunCommand({BinaryPath(), "db", "migrate"}, kEnv, cwd).exit_code, 0);
+  auto before =
+      nlohmann::json::parse(RunCommand({BinaryPath(), "db", "status", "--json"}, kEnv, cwd).out);
+  const int latest = before["latest_version"];
+  const std::string path = (dir.path() / "data" / "agent-factory.db").string();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const std::string sql = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (" +
+                          std::to_string(latest + 1) + ", 'from the future', 0)";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  const std::string want = "the database schema is version " + std::to_string(latest + 1) +
+                           ", newer than this binary knows (" + std::to_string(latest) + ")";
+  auto status = RunCommand({BinaryPath(), "db", "status"}, kEnv, cwd);
+  EXPECT_EQ(status.exit_code, 1) << status.out << status.err;
+  EXPECT_EQ(status.out.find("pending:         none\n"), std::string::npos) << status.out;
+  EXPECT_NE(status.err.find("error: " + want), std::string::npos) << status.err;
+  EXPECT_NE(status.err.find("hint: upgrade agent-factory, or use a backup"), std::string::npos)
+      << status.err;
+  auto json = RunCommand({BinaryPath(), "db", "status", "--json"}, kEnv, cwd);
+  EXPECT_EQ(json.exit_code, 1);
+  EXPECT_EQ(nlohmann::json::parse(json.out)["newer_than_binary"], true) << json.out;
+
+  auto serve_env = kEnv;
+  serve_env["AF_PORT"] = std::to_string(FreePort());
+  serve_env["AF_LLM_PROVIDER"] = "\x01unset";
+  auto serve = RunCommand({BinaryPath(), "serve"}, serve_env, cwd);
+  EXPECT_NE(serve.exit_code, 0);
+  EXPECT_NE(serve.err.find(want), std::string::npos) << serve.err;
 }
 
 TEST(CliDbTest, PostgresIsRefusedLoudlyWithoutLeakingThePassword) {

@@ -147,6 +147,32 @@ TEST(CliServeTest, ARealProviderWithoutKeyOrModelIsRefusedUpFront) {
   EXPECT_EQ(validate.err, serve.err);
 }
 
+// No instance of a role every feature needs: its work would wait forever
+// while /health said healthy. Refused at start, naming the setting.
+TEST(CliServeTest, ZeroReplicasOfANeededRoleIsRefusedLikeValidateDoes) {
+  TempDir dir;
+  dir.Write("agent-factory.toml", "[agents.reviewer]\nreplicas = 0\n");
+  auto env = ServeEnv(FreePort());
+  auto validate = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
+  // A child with a deadline: a serve that starts anyway must fail the test, not hang it.
+  ChildProcess server({BinaryPath(), "serve"}, env, dir.path().string());
+  CommandResult serve;
+  serve.exit_code = server.Wait(std::chrono::seconds(10));
+  serve.err = server.Err();
+  EXPECT_EQ(validate.exit_code, 2);
+  EXPECT_EQ(serve.exit_code, 2);
+  EXPECT_EQ(serve.err, validate.err);
+  EXPECT_NE(serve.err.find("agent-factory.toml:2: agents.reviewer.replicas: is 0, so nothing would "
+                           "do the reviewer's work"),
+            std::string::npos)
+      << serve.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
+  // The roles that are not agents with work of their own may be 0.
+  dir.Write("agent-factory.toml", "[agents.optimizer]\nreplicas = 0\n");
+  auto ok = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
 TEST(CliServeTest, HealthWithoutAServerSaysHowToStartOne) {
   auto r = RunCommand(
       {BinaryPath(), "health", "--server", "http://127.0.0.1:" + std::to_string(FreePort())});

@@ -320,7 +320,7 @@ TEST_P(LlmClientTest, UnauthorizedFailsAtOnceWithoutLeakingKey) {
   EXPECT_NE(all.find("Invalid API key"), std::string::npos) << all;
   EXPECT_NE(all.find(GetParam().provider), std::string::npos) << all;
   EXPECT_NE(all.find(key_env()), std::string::npos) << all;
-  EXPECT_NE(all.find("agent-factory secrets set"), std::string::npos) << all;
+  EXPECT_NE(all.find("export " + key_env() + "=..."), std::string::npos) << all;
   EXPECT_NE(all.find("agent-factory config show-key"), std::string::npos) << all;
   EXPECT_EQ(all.find(kKey), std::string::npos) << all;
   EXPECT_EQ(server_.request_count(), 1u);
@@ -350,7 +350,7 @@ TEST_P(LlmClientTest, MissingKeyFailsBeforeAnyRequest) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), Code::kUnauthenticated);
   EXPECT_EQ(c.status().message(), key_env() + " not set");
-  EXPECT_EQ(c.status().hint(), "run 'agent-factory secrets init' or export it");
+  EXPECT_EQ(c.status().hint(), "export " + key_env() + "=... (or put it in .env)");
   EXPECT_EQ(server_.request_count(), 0u);
 }
 

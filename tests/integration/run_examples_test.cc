@@ -172,7 +172,9 @@ TEST(RunCommandTest, ZeroReplicasOfANeededRoleIsRefusedInsteadOfHanging) {
       {BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
       env, dir.path().string());
   EXPECT_EQ(run.exit_code, 2);
-  EXPECT_NE(run.err.find("agents.coder.replicas is 0"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("environment AF_AGENTS_CODER_REPLICAS: agents.coder.replicas: is 0"),
+            std::string::npos)
+      << run.err;
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
 }
 

@@ -44,6 +44,15 @@ struct LlmCallRecord {
   const LlmResponse* response = nullptr;  // the reply when ok; valid during the callback only
 };
 
+// Wakes the caller when a rate-limit answer starts a pause of every call of
+// the client (once per pause, not per thread or attempt).
+struct RateLimitPause {
+  std::string provider;
+  std::chrono::milliseconds wait{0};            // how long no attempt is sent from now
+  std::string feature_id, task_id, agent_role;  // the request that was limited
+  std::string error;                            // its failure, e.g. "... rate limit (HTTP 429)"
+};
+
 struct LlmOptions {
   std::string provider;  // "anthropic" | "openai" | "replay"; required
   std::string model;     // default model when a request names none
@@ -75,6 +84,9 @@ struct LlmOptions {
   // How long an open circuit fails calls fast before letting one probe through.
   std::chrono::milliseconds circuit_cooldown{30000};
   uint64_t seed = 0;  // jitter RNG seed; 0 = seeded from std::random_device
+  // Observer of the start of every shared rate-limit pause (see
+  // RateLimitPause), on the thread whose attempt was limited. Thread-safe.
+  std::function<void(const RateLimitPause&)> on_rate_limit;
   // Observer called exactly once per Complete, with the outcome, on the
   // calling thread, after the call finished. Must be thread-safe itself.
   std::function<void(const LlmCallRecord&)> on_call;
@@ -96,7 +108,23 @@ struct LlmHealth {
   int64_t retry_in_ms = 0;        // open: time left until then (>= 0); else 0
   std::string last_error;         // the last outage failure; empty after a success
   int64_t rate_limit_pauses = 0;  // times all calls were paused after a rate-limit answer
+  // The provider's attempts (retries included) that failed with an outage
+  // since its last answer: known from the first failed attempt, long before
+  // a call gives up or the circuit opens. All reset by a success.
+  int failed_attempts = 0;
+  int64_t failing_since_ms = 0;  // Unix ms of the first of them; 0 when none
+  // What the provider did: "unreachable" (no connection), "timing out",
+  // "rate limiting" (429/529) or "failing" (5xx, broken replies); "" when none.
+  std::string failing_as;
+  Status last_attempt_failure;  // the last failed attempt (message and hint)
 };
+
+// Ok while the provider answers. Otherwise what it has been doing, as the
+// error a feature that gave up waiting for it ends with, e.g. "anthropic
+// unreachable for 40 s: cannot connect to http://...", with what to do (the
+// base URL for an unreachable server, waiting for an overloaded one).
+// `now_ms`: Unix ms.
+Status ProviderOutageStatus(std::string_view provider, const LlmHealth& health, int64_t now_ms);
 
 // True for the failures of Complete that mean the provider is down, overloaded
 // or limiting us (kUnavailable, kDeadlineExceeded, kResourceExhausted): the

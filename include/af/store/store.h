@@ -58,6 +58,12 @@ struct StoreOptions {
 
 class Store;
 
+// Ok, or the error for a database whose schema is newer than this binary
+// knows (a newer agent-factory migrated it): "the database schema is version
+// N, newer than this binary knows (M)", with what to do. One wording for
+// `serve`, `run` and `db status`.
+Status CheckSchemaNotNewer(const MigrationStatus& status);
+
 // Calls `fn` for every event of `feature_id` (all events when empty) in seq
 // order, paging through ListEvents. Stops at the first error.
 Status ForEachEvent(Store& store, const std::string& feature_id,
