@@ -100,12 +100,14 @@ TEST(DocsConsistency, EveryCommandNamedInMessagesAndDocsIsARealCommand) {
   EXPECT_EQ(bad, "") << "say what works today instead (e.g. export ANTHROPIC_API_KEY=...)";
 }
 
-// The contents of every string literal in the C++ sources, one after the
+// The contents of every string literal in the C++ sources (src/, include/), one after the
 // other (so "a " "b" and "a " + x + "b" both read "a b"); comments and raw
 // strings (SQL) left out.
 std::string SourceLiterals() {
   std::string out;
-  for (const auto& file : FilesUnder(kRoot / "src", {".cc", ".h"})) {
+  std::vector<fs::path> files = FilesUnder(kRoot / "src", {".cc", ".h"});
+  for (const auto& h : FilesUnder(kRoot / "include", {".h"})) files.push_back(h);
+  for (const auto& file : files) {
     const std::string s = ReadFile(file);
     for (size_t i = 0; i < s.size(); ++i) {
       if (s.compare(i, 2, "//") == 0) {
@@ -171,7 +173,7 @@ TEST(DocsConsistency, TroubleshootingQuotesOnlyMessagesTheSourcePrints) {
         if (piece.size() < 3) continue;  // punctuation between values
         if (literals.find(piece) == std::string::npos)
           bad += "TROUBLESHOOTING.md:" + std::to_string(n) + ": \"" + piece + "\" (in `" + quote +
-                 "`) is printed nowhere in src/\n";
+                 "`) is printed nowhere in src/ or include/\n";
       }
       open = close;
     }

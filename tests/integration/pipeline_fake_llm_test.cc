@@ -260,10 +260,10 @@ TEST_P(PipelineFakeLlm, PathEscapesAreRefusedAndReported) {
   s.reviewer = Approver();
   Install(h_, s);
 
-  // The gate sees the tree before it is removed at the end: the sandboxed
-  // ln -s ran and the one legitimate write landed.
+  // The gate judges what is committed: the one legitimate write, not the link
+  // the sandboxed ln -s left uncommitted.
   Feature f =
-      Run(PipelineHarness::Request("Escape attempts", {"test -f inside.txt && test -L link"}));
+      Run(PipelineHarness::Request("Escape attempts", {"test -f inside.txt && ! test -e link"}));
   EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
 
   const fs::path tree = h_.TreeRoot(f.id);
@@ -573,7 +573,7 @@ TEST_P(PipelineFakeLlm, BadToolCallsComeBackAsErrors) {
   std::lock_guard lock(mu);
   ASSERT_EQ(results.size(), 2u);
   EXPECT_TRUE(results[0].is_error);
-  EXPECT_NE(results[0].content.find("unknown tool 'teleport'"), std::string::npos)
+  EXPECT_NE(results[0].content.find("the coder has no tool 'teleport'"), std::string::npos)
       << results[0].content;
   EXPECT_TRUE(results[1].is_error);
   EXPECT_NE(results[1].content.find("'path'"), std::string::npos) << results[1].content;
