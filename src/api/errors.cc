@@ -169,8 +169,8 @@ HttpResponse ErrorResponse(const ApiError& error, std::string_view request_id) {
     log::Get("api")->error("request {}: {} ({})", request_id, error.status.message(),
                            error.status.hint());
     message = "the server failed while handling this request";
-    hint = "this is a bug in the server; report it with the request id " +
-           std::string(request_id) + " (the server log has the details)";
+    hint = "this is a bug in the server; report it with the request id " + std::string(request_id) +
+           " (the server log has the details)";
   }
   // A kOk status reaching here is a bug in the caller; still say something.
   if (message.empty()) message = std::string(ReasonPhrase(HttpStatusOf(code)));

@@ -279,8 +279,8 @@ void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, ApiGate& ga
     std::string feature_id;
     bool finished = false;
     auto it = request.path_params.find("id");
-    const std::string wanted = it != request.path_params.end() ? it->second
-                                                                : request.Query("feature_id");
+    const std::string wanted =
+        it != request.path_params.end() ? it->second : request.Query("feature_id");
     if (!wanted.empty()) {
       // An unknown feature is a 404 on both routes, not a silent empty stream.
       auto feature = store.GetFeature(wanted);
@@ -310,9 +310,8 @@ void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, ApiGate& ga
   for (const char* pattern : {"/api/v1/events", "/events", "/api/v1/features/:id/events"}) {
     server.RouteStream("GET", pattern, handler, options);
     // Preflights need no key: browsers send them without credentials.
-    server.Route("OPTIONS", pattern, [&gate](const HttpRequest& r) {
-      return gate.Preflight(r, "GET, OPTIONS");
-    });
+    server.Route("OPTIONS", pattern,
+                 [&gate](const HttpRequest& r) { return gate.Preflight(r, "GET, OPTIONS"); });
   }
 }
 

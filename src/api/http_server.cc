@@ -87,36 +87,37 @@ std::string RefusalFor(const ParserVerdict& v) {
                      ApiErrorCode::kUriTooLong);
   } else if (e == "HPE_CB_header_field" || e == "HPE_CB_header_value" ||
              e == "HPE_HEADER_OVERFLOW") {
-    error = ApiError(
-        InvalidArgument("the request headers are too large: at most " +
-                            std::to_string(v.limits.max_fields) + " headers of at most " +
-                            std::to_string(v.limits.max_field_bytes) +
-                            " bytes each are accepted, 80 KiB in all",
-                        "send fewer or smaller headers"),
-        ApiErrorCode::kHeadersTooLarge);
+    error =
+        ApiError(InvalidArgument("the request headers are too large: at most " +
+                                     std::to_string(v.limits.max_fields) + " headers of at most " +
+                                     std::to_string(v.limits.max_field_bytes) +
+                                     " bytes each are accepted, 80 KiB in all",
+                                 "send fewer or smaller headers"),
+                 ApiErrorCode::kHeadersTooLarge);
   } else if (e == "HPE_CB_headers_complete" || e == "HPE_CB_body") {
-    error = ApiError(
-        ResourceExhausted(
-            "request body is larger than the limit of " + std::to_string(v.limits.max_body) +
-                " bytes",
-            "send a smaller body (the limit is the server's api.max_body_bytes setting)"),
-        ApiErrorCode::kPayloadTooLarge);
+    error =
+        ApiError(ResourceExhausted(
+                     "request body is larger than the limit of " +
+                         std::to_string(v.limits.max_body) + " bytes",
+                     "send a smaller body (the limit is the server's api.max_body_bytes setting)"),
+                 ApiErrorCode::kPayloadTooLarge);
     error.details = {{"max_body_bytes", v.limits.max_body}};
   } else if (e == "HPE_UNEXPECTED_CONTENT_LENGTH" || e == "HPE_INVALID_CONTENT_LENGTH") {
-    error = ApiError(InvalidArgument("the request's Content-Length conflicts with its "
-                                     "Transfer-Encoding, or is given twice or is not a number",
-                                     "send either Content-Length or Transfer-Encoding: chunked, "
-                                     "once"));
+    error =
+        ApiError(InvalidArgument("the request's Content-Length conflicts with its "
+                                 "Transfer-Encoding, or is given twice or is not a number",
+                                 "send either Content-Length or Transfer-Encoding: chunked, "
+                                 "once"));
   } else {
     error = ApiError(InvalidArgument("malformed HTTP request (" + e + ")",
                                      "send a well-formed HTTP/1.1 request"));
   }
   const std::string id = NewRequestId();
   HttpResponse r = ErrorResponse(error, id);
-  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " +
-                    std::string(ReasonPhrase(r.status)) +
-                    "\r\nContent-Type: application/json\r\nContent-Length: " +
-                    std::to_string(r.body.size()) + "\r\nConnection: close\r\nX-Request-Id: " + id;
+  std::string out =
+      "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(ReasonPhrase(r.status)) +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(r.body.size()) +
+      "\r\nConnection: close\r\nX-Request-Id: " + id;
   for (const auto& [name, value] : r.headers) out += "\r\n" + name + ": " + value;
   out += "\r\n\r\n" + r.body;
   return out;
@@ -210,10 +211,9 @@ class AnsweringSocket : public asio::ip::tcp::socket {
 // Thread-safe connections (strands) and asio timers, which run on our own
 // io_context; RESTinio's log is only read for parser errors (the app logs via
 // the access-log hook instead).
-using Traits =
-    restinio::traits_t<restinio::asio_timer_manager_t, ParserErrorLogger,
-                       restinio::default_request_handler_t, restinio::default_strand_t,
-                       AnsweringSocket>;
+using Traits = restinio::traits_t<restinio::asio_timer_manager_t, ParserErrorLogger,
+                                  restinio::default_request_handler_t, restinio::default_strand_t,
+                                  AnsweringSocket>;
 using Server = restinio::http_server_t<Traits>;
 
 // Limits checked by the parser before a handler runs (see RefusalFor). The
@@ -417,8 +417,8 @@ class ResponseStream::Impl : public std::enable_shared_from_this<ResponseStream:
 
   mutable std::mutex mu_;
   std::vector<std::pair<std::string, std::string>> headers_;  // AddHeader, until sent
-  std::string pending_;        // written, not yet handed to RESTinio
-  size_t inflight_bytes_ = 0;  // handed to RESTinio, not yet written
+  std::string pending_;                                       // written, not yet handed to RESTinio
+  size_t inflight_bytes_ = 0;                                 // handed to RESTinio, not yet written
   bool opened_ = false;
   bool inflight_ = false;  // the write token: a Pump is posted or a write is in progress
   bool closed_ = false;    // Write() refuses
@@ -732,10 +732,10 @@ restinio::request_handling_status_t HttpServer::Impl::Handle(
     request = Convert(req);
     if (request.headers.count("transfer-encoding") && request.headers.count("content-length")) {
       // Request smuggling's favourite ambiguity: which one delimits the body?
-      response = ErrorResponse(
-          InvalidArgument("the request has both Content-Length and Transfer-Encoding",
-                          "send either Content-Length or Transfer-Encoding: chunked"),
-          request.request_id);
+      response =
+          ErrorResponse(InvalidArgument("the request has both Content-Length and Transfer-Encoding",
+                                        "send either Content-Length or Transfer-Encoding: chunked"),
+                        request.request_id);
       response.headers.emplace_back("Connection", "close");
     } else if (req->body().size() > options_.max_body_bytes) {
       ApiError error(ResourceExhausted("request body is " + std::to_string(req->body().size()) +

@@ -143,11 +143,9 @@ ApiGate::ApiGate(Authenticator authenticate, ApiGateOptions options)
       cors_(std::move(options.cors_origins)) {}
 
 ApiGate::ApiGate(Auth& auth, ApiGateOptions options)
-    : ApiGate(
-          [&auth](const HttpRequest& r, bool query_token) {
-            return auth.Authenticate(r, query_token);
-          },
-          std::move(options)) {}
+    : ApiGate([&auth](const HttpRequest& r,
+                      bool query_token) { return auth.Authenticate(r, query_token); },
+              std::move(options)) {}
 
 ApiGate::Admission ApiGate::Admit(const HttpRequest& request, std::string_view permission,
                                   bool query_token) {
@@ -171,8 +169,11 @@ ApiGate::Admission ApiGate::Admit(const HttpRequest& request, std::string_view p
   }
   Result<ApiKey> key = authenticate_(request, query_token);
   if (!key.ok()) {
-    // Only a refused key counts; a store outage is not the client's guess.
-    if (key.status().code() == Code::kUnauthenticated) throttle_.Failed(address);
+    // Only a key that was presented and refused counts: a request without
+    // one is not a guess, and a store outage is not the client's fault.
+    const bool presented =
+        !request.Header("authorization").empty() || !request.Query("access_token").empty();
+    if (presented && key.status().code() == Code::kUnauthenticated) throttle_.Failed(address);
     a.refusal = ErrorResponse(key.status(), request.request_id);
     return a;
   }

@@ -138,9 +138,9 @@ Result<std::optional<int64_t>> IntegerField(const json& j, const std::string& na
   if (it == j.end() || it->is_null()) return std::optional<int64_t>();
   const std::string range = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
   if (!it->is_number_integer()) {
-    return InvalidArgument(name + " must be " + range + " (got " + std::string(it->type_name()) +
-                               ")",
-                           "send \"" + name + "\" as a JSON integer");
+    return InvalidArgument(
+        name + " must be " + range + " (got " + std::string(it->type_name()) + ")",
+        "send \"" + name + "\" as a JSON integer");
   }
   const bool in_range = it->is_number_unsigned()
                             ? it->get<uint64_t>() <= static_cast<uint64_t>(hi) &&
@@ -148,7 +148,7 @@ Result<std::optional<int64_t>> IntegerField(const json& j, const std::string& na
                             : it->get<int64_t>() >= lo && it->get<int64_t>() <= hi;
   if (!in_range) {
     return InvalidArgument(name + " must be " + range + " (got " + it->dump() + ")",
-                           "send a \"" + name + "\" within the range");
+                           "send \"" + name + "\" as " + range);
   }
   return std::optional<int64_t>(it->get<int64_t>());
 }
@@ -313,9 +313,9 @@ Result<json> ParseJsonObjectBody(const std::string& body) {
   }
   auto parsed = ParseJson(body, "request body");
   if (!parsed.ok()) {
-    return InvalidArgument(parsed.status().message(),
-                           "send a JSON object with Content-Type: application/json (" +
-                               parsed.status().hint() + ")");
+    return InvalidArgument(
+        parsed.status().message(),
+        "send a JSON object with Content-Type: application/json (" + parsed.status().hint() + ")");
   }
   json j = std::move(parsed).value();
   if (!j.is_object()) {
@@ -632,8 +632,8 @@ Result<json> RevokeApiKey(const ApiBackend& b, const HttpRequest& r) {
   std::lock_guard<std::mutex> lock(mu);
   AF_ASSIGN_OR_RETURN(auto keys, b.store->ListApiKeys());
   auto is_admin = [](const ApiKey& k) {
-    return !k.revoked && std::find(k.permissions.begin(), k.permissions.end(), "admin") !=
-                             k.permissions.end();
+    return !k.revoked &&
+           std::find(k.permissions.begin(), k.permissions.end(), "admin") != k.permissions.end();
   };
   const ApiKey* target = nullptr;
   int admins = 0;

@@ -19,12 +19,11 @@ Status CheckJsonDepth(std::string_view text, std::string_view what, int max_dept
       in_string = true;
     } else if (c == '[' || c == '{') {
       if (++depth > max_depth) {
-        return InvalidArgument(std::string(what) + " nests deeper than " +
-                                   std::to_string(max_depth) +
-                                   " levels of arrays and objects (at byte " +
-                                   std::to_string(i + 1) + ")",
-                               "flatten the JSON: at most " + std::to_string(max_depth) +
-                                   " levels of nesting are accepted");
+        return InvalidArgument(
+            std::string(what) + " nests deeper than " + std::to_string(max_depth) +
+                " levels of arrays and objects (at byte " + std::to_string(i + 1) + ")",
+            "flatten the JSON: at most " + std::to_string(max_depth) +
+                " levels of nesting are accepted");
       }
     } else if (c == ']' || c == '}') {
       if (depth > 0) --depth;

@@ -1,10 +1,9 @@
 #include "af/core/log.h"
 
-#include <sys/stat.h>
-
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <mutex>

@@ -16,7 +16,8 @@ std::string Quote200(std::string_view text) {
 Result<nlohmann::json> ParseProviderJson(std::string_view provider, std::string_view text) {
   if (Status deep = CheckJsonDepth(text, std::string(provider) + " sent JSON that"); !deep.ok()) {
     return Internal(deep.message(), "the server at the base URL does not speak the " +
-                                        std::string(provider) + " API correctly; check the base URL");
+                                        std::string(provider) +
+                                        " API correctly; check the base URL");
   }
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
@@ -30,7 +31,8 @@ Result<nlohmann::json> ParseProviderJson(std::string_view provider, std::string_
 Result<nlohmann::json> ParseToolArguments(std::string_view provider, const std::string& tool_name,
                                           std::string_view text) {
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return nlohmann::json::object();
-  if (Status deep = CheckJsonDepth(text, "the arguments the model sent for tool '" + tool_name + "'");
+  if (Status deep =
+          CheckJsonDepth(text, "the arguments the model sent for tool '" + tool_name + "'");
       !deep.ok()) {
     return InvalidArgument(deep.message(), std::string(provider) +
                                                " returned an invalid tool call; retry the step or "

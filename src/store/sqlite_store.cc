@@ -11,8 +11,8 @@
 #include <unordered_map>
 #include <utility>
 
-#include "af/core/private_files.h"
 #include "af/core/ids.h"
+#include "af/core/private_files.h"
 #include "store/migrations_sqlite.h"
 
 namespace af::store_internal {

@@ -6,12 +6,12 @@
 
 #include <chrono>
 #include <deque>
-#include <optional>
-#include <set>
-#include <string_view>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -128,7 +128,7 @@ struct ApiGateOptions {
 //   1. an address over the failed-authentication limit: 429;
 //   2. the key: Authorization: Bearer, or ?access_token= only where the route
 //      allows it (the event streams, whose browser client cannot send
-//      headers); a failure is counted against the address: 401;
+//      headers); a key presented and refused counts against the address: 401;
 //   3. the permission: 403;
 //   4. the per-key rate limit: 429 with Retry-After.
 // Thread safety: Admit/Decorate/Preflight may be called from many threads.

@@ -40,8 +40,7 @@ inline constexpr int kMaxJsonDepth = 64;
 // objects (at byte N)" when `text` does; Ok otherwise (also for text that is
 // not JSON at all: the parser reports that). Strings are skipped, so brackets
 // inside them do not count. Linear time, no allocation.
-Status CheckJsonDepth(std::string_view text, std::string_view what,
-                      int max_depth = kMaxJsonDepth);
+Status CheckJsonDepth(std::string_view text, std::string_view what, int max_depth = kMaxJsonDepth);
 
 // CheckJsonDepth, then parses. InvalidArgument "<what> is not valid JSON (at
 // byte N: ...)" for a syntax error or a number out of range, each with a hint.
