@@ -67,7 +67,7 @@ bool Cors::Allowed(const HttpRequest& request) const {
   if (logged_.size() < 100 && logged_.insert(origin).second) {
     log::Get("api")->warn(
         "refused a cross-origin request from {}: it is not in api.cors_origins; add it there "
-        "in the configuration file if that page should use the API",
+        "(or to AF_API_CORS_ORIGINS) if that page should use the API",
         origin.substr(0, 200));
   }
   return false;
