@@ -312,11 +312,7 @@ Result<json> ParseJsonObjectBody(const std::string& body) {
     return InvalidArgument("request body is empty", "send a JSON object");
   }
   auto parsed = ParseJson(body, "request body");
-  if (!parsed.ok()) {
-    return InvalidArgument(
-        parsed.status().message(),
-        "send a JSON object with Content-Type: application/json (" + parsed.status().hint() + ")");
-  }
+  if (!parsed.ok()) return parsed.status();
   json j = std::move(parsed).value();
   if (!j.is_object()) {
     return InvalidArgument(
