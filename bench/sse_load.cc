@@ -32,6 +32,7 @@
 
 #include "af/api/events_stream.h"
 #include "af/api/http_server.h"
+#include "af/api/middleware.h"
 #include "af/store/store.h"
 
 namespace {
@@ -77,8 +78,18 @@ af::StoreOptions StoreAt(const std::string& db) {
   options.port = 0;
   options.threads = threads;
   af::HttpServer server(options);
-  af::AddEventRoutes(server, hub, **store,
-                     [](const af::HttpRequest&, std::string_view) { return af::Status::Ok(); });
+  // Every client admitted, no rate limit: the bench measures the streams.
+  af::ApiGateOptions gate_options;
+  gate_options.rate_limit_per_minute = 0;
+  af::ApiGate gate(
+      [](const af::HttpRequest&, bool) -> af::Result<af::ApiKey> {
+        af::ApiKey key;
+        key.id = "bench";
+        key.permissions = {"admin"};
+        return key;
+      },
+      gate_options);
+  af::AddEventRoutes(server, hub, **store, gate);
   if (af::Status s = server.Start(); !s.ok()) Die(s.ToString());
   int port = server.port();
   if (write(port_fd, &port, sizeof port) != sizeof port) Die("pipe");

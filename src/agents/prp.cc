@@ -9,6 +9,8 @@
 #include <system_error>
 #include <utility>
 
+#include "af/core/json_util.h"
+
 namespace af {
 namespace {
 
@@ -856,6 +858,8 @@ Result<FeatureRequest> LoadPrpFile(const std::filesystem::path& path) {
   if (Lower(path.extension().string()) == ".json") {
     // nlohmann reports the failing byte only through its parse_error; the
     // exception stays inside this block.
+    // The depth is checked before parsing: the parser recurses per level.
+    AF_RETURN_IF_ERROR(CheckJsonDepth(text, shown));
     json j;
     try {
       j = json::parse(text);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "af/core/private_files.h"
 #include "af/store/store.h"
 
 namespace af {
@@ -101,7 +102,7 @@ Auth::Auth(Store& store, AuthOptions options) : store_(store), options_(std::mov
   }
 }
 
-Result<ApiKey> Auth::Authenticate(const HttpRequest& request) {
+Result<ApiKey> Auth::Authenticate(const HttpRequest& request, bool allow_query_token) {
   std::string key;
   std::string header = Trim(request.Header("authorization"));
   if (!header.empty()) {
@@ -111,7 +112,15 @@ Result<ApiKey> Auth::Authenticate(const HttpRequest& request) {
                              kKeyHint);
     }
     key = Trim(header.substr(7));
-  } else {
+  } else if (!request.Query("access_token").empty()) {
+    // A key in a URL ends up in access logs, proxy logs and browser history:
+    // it is taken only where no header can be sent (EventSource streams).
+    if (!allow_query_token) {
+      return Unauthenticated(
+          "the access_token query parameter is accepted only on the event streams "
+          "(/api/v1/events, /events, /api/v1/features/{id}/events)",
+          "send the key in the header 'Authorization: Bearer <key>'");
+    }
     key = request.Query("access_token");
   }
   if (key.empty()) return Unauthenticated("missing API key", kKeyHint);
@@ -199,8 +208,7 @@ Result<std::optional<std::string>> Auth::EnsureAdminKey(const std::filesystem::p
                               "make the data directory writable (or choose another with "
                               "--data-dir / AF_DATA_DIR) and start again");
   };
-  std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
+  std::error_code ec = CreatePrivateDirectories(data_dir);
   if (ec) return fail(ec.message());
   // Created 0600 from the start (no window where the key is world-readable);
   // an older file is replaced, since its key is no longer active anyway.

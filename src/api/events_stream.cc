@@ -6,7 +6,9 @@
 #include <stdexcept>
 #include <utility>
 
+#include "af/agents/pipeline.h"
 #include "af/api/errors.h"
+#include "af/api/middleware.h"
 #include "af/core/log.h"
 
 namespace af {
@@ -72,9 +74,10 @@ void EventHub::Stop() {
 }
 
 void EventHub::Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<int64_t> after_seq,
-                         std::string feature_id) {
+                         std::string feature_id, bool close_at_head) {
   auto sub = std::make_shared<Subscriber>();
   sub->feature_id = std::move(feature_id);
+  sub->close_at_head = close_at_head;
   // Written before the poller can see the subscriber, so it comes first.
   stream->Write("retry: " + std::to_string(options_.retry.count()) + "\n\n");
   sub->stream = std::move(stream);
@@ -93,7 +96,7 @@ void EventHub::Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<i
   // by a poll). If that read fails, the poller's head is close enough.
   sub->cursor = after_seq ? *after_seq : std::max(head_.load(), latest.value_or(0));
   subscribers_.push_back(std::move(sub));
-  if (after_seq) {
+  if (after_seq || close_at_head) {
     wake_ = true;
     cv_.notify_all();
   }
@@ -223,6 +226,15 @@ void EventHub::PollOnce() {
     head_ = new_head;
   }
 
+  // Histories of finished features end once they are sent: Close() ends the
+  // response after the queued events, and the client sees the stream finish.
+  for (auto& sub : subs) {
+    if (sub->close_at_head && !is_dead(sub.get()) && sub->cursor >= head_.load()) {
+      sub->stream->Close();
+      dead.push_back(sub.get());
+    }
+  }
+
   const auto now = std::chrono::steady_clock::now();
   for (auto& sub : subs) {
     if (is_dead(sub.get())) continue;
@@ -248,27 +260,46 @@ void EventHub::PollOnce() {
   }
 }
 
-void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, Authorizer authorize) {
-  if (!authorize) throw std::invalid_argument("AddEventRoutes needs an authorizer");
-  auto handler = [&hub, &store, authorize](
+void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, ApiGate& gate) {
+  auto handler = [&hub, &store, &gate](
                      const HttpRequest& request,
                      const std::shared_ptr<ResponseStream>& stream) -> std::optional<HttpResponse> {
-    if (Status s = authorize(request, "features:read"); !s.ok()) {
-      return ErrorResponse(s, request.request_id);
-    }
+    // The same admission as every JSON route (throttle, key, permission, rate
+    // limit, CORS); only here may the key come as ?access_token=.
+    ApiGate::Admission admission = gate.Admit(request, "features:read", /*query_token=*/true);
+    auto answer = [&](HttpResponse response) {
+      gate.Decorate(request, admission, response);
+      return response;
+    };
+    if (admission.refusal) return answer(std::move(*admission.refusal));
     std::string last = request.Header("last-event-id");
     if (last.empty()) last = request.Query("last_event_id");
     auto after = ParseLastEventId(last);
-    if (!after.ok()) return ErrorResponse(after.status(), request.request_id);
+    if (!after.ok()) return answer(ErrorResponse(after.status(), request.request_id));
     std::string feature_id;
-    if (auto it = request.path_params.find("id"); it != request.path_params.end()) {
-      auto feature = store.GetFeature(it->second);
-      if (!feature.ok()) return ErrorResponse(feature.status(), request.request_id);
+    bool finished = false;
+    auto it = request.path_params.find("id");
+    const std::string wanted =
+        it != request.path_params.end() ? it->second : request.Query("feature_id");
+    if (!wanted.empty()) {
+      // An unknown feature is a 404 on both routes, not a silent empty stream.
+      auto feature = store.GetFeature(wanted);
+      if (!feature.ok()) return answer(ErrorResponse(feature.status(), request.request_id));
       feature_id = feature->id;
-    } else {
-      feature_id = request.Query("feature_id");
+      finished = IsTerminalFeatureStatus(feature->status);
     }
-    hub.Subscribe(stream, *after, std::move(feature_id));
+    std::optional<int64_t> from = *after;
+    bool close_at_head = false;
+    if (finished && !from && it != request.path_params.end()) {
+      // A finished feature has no live events to wait for: someone opening
+      // its stream wants its history, so replay it all and end the stream.
+      from = 0;
+      close_at_head = true;
+    }
+    for (auto& [name, value] : gate.Headers(request, admission)) {
+      stream->AddHeader(name, value);
+    }
+    hub.Subscribe(stream, from, std::move(feature_id), close_at_head);
     return std::nullopt;
   };
   StreamOptions options;
@@ -276,9 +307,12 @@ void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, Authorizer 
   // Above the hub's pacing limit, so only a single oversized event or a
   // writer other than the hub can reach it.
   options.max_buffered_bytes = 2 * hub.options().max_buffered_bytes + (1 << 20);
-  server.RouteStream("GET", "/api/v1/events", handler, options);
-  server.RouteStream("GET", "/events", handler, options);
-  server.RouteStream("GET", "/api/v1/features/:id/events", handler, options);
+  for (const char* pattern : {"/api/v1/events", "/events", "/api/v1/features/:id/events"}) {
+    server.RouteStream("GET", pattern, handler, options);
+    // Preflights need no key: browsers send them without credentials.
+    server.Route("OPTIONS", pattern,
+                 [&gate](const HttpRequest& r) { return gate.Preflight(r, "GET, OPTIONS"); });
+  }
 }
 
 }  // namespace af

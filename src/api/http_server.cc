@@ -2,7 +2,10 @@
 
 // All RESTinio template code of the project lives in this file: RESTinio is
 // header-only and heavy to compile, so it is instantiated exactly once.
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -22,13 +25,203 @@
 namespace af {
 namespace {
 
-// default_traits_t: thread-safe connections (strands) and asio timers, which
-// run on our own io_context; no RESTinio logging (the app logs via the
-// access-log hook instead).
-using Traits = restinio::default_traits_t;
+// --- Answering requests the parser refuses ----------------------------------
+// RESTinio checks its limits (URL, header count and size, body size) and the
+// HTTP syntax inside its parser callbacks, and on a violation it only logs and
+// closes the connection: the client sees a reset and never learns why. It has
+// no hook for that, but both steps are visible from the traits: the error is
+// logged through Traits::logger_t and the connection is then closed through
+// Traits::stream_socket_t, synchronously on the same thread. So the logger
+// notes the parser's verdict in a thread-local, and the socket, when asked to
+// shut down right after, answers with the matching status (413, 414, 431 or
+// 400, JSON error body, Connection: close) and lingers briefly so the answer
+// is read before the connection goes.
+
+// The server's limits, for the messages.
+struct ParserLimits {
+  size_t max_url = 0;
+  size_t max_fields = 0;
+  size_t max_field_bytes = 0;
+  uint64_t max_body = 0;
+};
+
+// What the logger saw: the http_parser error name ("HPE_CB_url") and limits.
+struct ParserVerdict {
+  std::string error;
+  ParserLimits limits;
+};
+thread_local ParserVerdict t_verdict;
+
+class ParserErrorLogger {
+ public:
+  explicit ParserErrorLogger(ParserLimits limits = {}) : limits_(limits) {}
+  template <typename Builder>
+  void trace(Builder&&) const noexcept {}
+  template <typename Builder>
+  void info(Builder&&) const noexcept {}
+  template <typename Builder>
+  void warn(Builder&&) const noexcept {}
+  template <typename Builder>
+  void error(Builder&& builder) const {
+    // "[connection:7] parser error HPE_CB_url: the on_url callback failed"
+    static constexpr std::string_view kMark = "parser error ";
+    const std::string message = builder();
+    const size_t at = message.find(kMark);
+    if (at == std::string::npos) return;
+    std::string name = message.substr(at + kMark.size());
+    t_verdict = {name.substr(0, name.find(':')), limits_};
+  }
+
+ private:
+  ParserLimits limits_;
+};
+
+// The answer to a request the parser refused.
+std::string RefusalFor(const ParserVerdict& v) {
+  const std::string& e = v.error;
+  ApiError error;
+  if (e == "HPE_CB_url") {
+    error = ApiError(InvalidArgument("the request URL is longer than " +
+                                         std::to_string(v.limits.max_url) + " bytes",
+                                     "send long inputs in a POST body, or shorten the query"),
+                     ApiErrorCode::kUriTooLong);
+  } else if (e == "HPE_CB_header_field" || e == "HPE_CB_header_value" ||
+             e == "HPE_HEADER_OVERFLOW") {
+    error =
+        ApiError(InvalidArgument("the request headers are too large: at most " +
+                                     std::to_string(v.limits.max_fields) + " headers of at most " +
+                                     std::to_string(v.limits.max_field_bytes) +
+                                     " bytes each are accepted, 80 KiB in all",
+                                 "send fewer or smaller headers"),
+                 ApiErrorCode::kHeadersTooLarge);
+  } else if (e == "HPE_CB_headers_complete" || e == "HPE_CB_body") {
+    error =
+        ApiError(ResourceExhausted(
+                     "request body is larger than the limit of " +
+                         std::to_string(v.limits.max_body) + " bytes",
+                     "send a smaller body (the limit is the server's api.max_body_bytes setting)"),
+                 ApiErrorCode::kPayloadTooLarge);
+    error.details = {{"max_body_bytes", v.limits.max_body}};
+  } else if (e == "HPE_UNEXPECTED_CONTENT_LENGTH" || e == "HPE_INVALID_CONTENT_LENGTH") {
+    error =
+        ApiError(InvalidArgument("the request's Content-Length conflicts with its "
+                                 "Transfer-Encoding, or is given twice or is not a number",
+                                 "send either Content-Length or Transfer-Encoding: chunked, "
+                                 "once"));
+  } else {
+    error = ApiError(InvalidArgument("malformed HTTP request (" + e + ")",
+                                     "send a well-formed HTTP/1.1 request"));
+  }
+  const std::string id = NewRequestId();
+  HttpResponse r = ErrorResponse(error, id);
+  std::string out =
+      "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(ReasonPhrase(r.status)) +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(r.body.size()) +
+      "\r\nConnection: close\r\nX-Request-Id: " + id;
+  for (const auto& [name, value] : r.headers) out += "\r\n" + name + ": " + value;
+  out += "\r\n\r\n" + r.body;
+  return out;
+}
+
+// Writes the refusal on its own descriptor of the connection, then reads
+// and discards what the client still sends (for at most 2 s and 64 MiB), so
+// closing does not reset the connection before the client has read the
+// answer (a close with unread input sends RST, which discards it).
+class Lingerer : public std::enable_shared_from_this<Lingerer> {
+ public:
+  Lingerer(asio::any_io_executor executor, std::string answer)
+      : strand_(asio::make_strand(executor)),
+        socket_(strand_),
+        timer_(strand_),
+        answer_(std::move(answer)) {}
+
+  void Start(const asio::ip::tcp& protocol, int fd) {
+    asio::error_code ec;
+    socket_.assign(protocol, fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    auto self = shared_from_this();
+    timer_.expires_after(std::chrono::seconds(2));
+    timer_.async_wait([self](const asio::error_code& e) {
+      if (!e) self->Finish();
+    });
+    asio::async_write(socket_, asio::buffer(answer_),
+                      asio::bind_executor(strand_, [self](const asio::error_code& e, size_t) {
+                        if (e) return self->Finish();
+                        asio::error_code ignored;
+                        self->socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+                        self->Drain();
+                      }));
+  }
+
+ private:
+  void Drain() {
+    auto self = shared_from_this();
+    socket_.async_read_some(
+        asio::buffer(scratch_),
+        asio::bind_executor(strand_, [self](const asio::error_code& e, size_t n) {
+          self->drained_ += n;
+          if (e || self->drained_ > (64u << 20)) return self->Finish();
+          self->Drain();
+        }));
+  }
+  void Finish() {
+    asio::error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+  }
+
+  asio::strand<asio::any_io_executor> strand_;
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer timer_;
+  std::string answer_;
+  std::array<char, 16384> scratch_{};
+  size_t drained_ = 0;
+};
+
+// RESTinio's connection socket, with the refusal step on shutdown (above).
+class AnsweringSocket : public asio::ip::tcp::socket {
+ public:
+  using Base = asio::ip::tcp::socket;
+  using Base::Base;
+  AnsweringSocket(AnsweringSocket&&) = default;
+  AnsweringSocket& operator=(AnsweringSocket&&) = default;
+
+  void shutdown(shutdown_type what, asio::error_code& ec) {
+    if (!t_verdict.error.empty()) {
+      ParserVerdict verdict = std::move(t_verdict);
+      t_verdict = {};
+      asio::error_code local_ec;
+      auto local = local_endpoint(local_ec);
+      const int fd = local_ec ? -1 : ::dup(native_handle());
+      if (fd >= 0) {
+        // RESTinio closes its descriptor next; the duplicate keeps the
+        // connection open for the answer.
+        std::make_shared<Lingerer>(get_executor(), RefusalFor(verdict))
+            ->Start(local.protocol(), fd);
+        return;
+      }
+    }
+    Base::shutdown(what, ec);
+  }
+};
+
+// Thread-safe connections (strands) and asio timers, which run on our own
+// io_context; RESTinio's log is only read for parser errors (the app logs via
+// the access-log hook instead).
+using Traits = restinio::traits_t<restinio::asio_timer_manager_t, ParserErrorLogger,
+                                  restinio::default_request_handler_t, restinio::default_strand_t,
+                                  AnsweringSocket>;
 using Server = restinio::http_server_t<Traits>;
 
-constexpr uint64_t kMiB = uint64_t{1} << 20;
+// Limits checked by the parser before a handler runs (see RefusalFor). The
+// URL limit leaves room for a full search text (routes.h bounds it at 1000
+// bytes, up to 3x that percent-encoded).
+constexpr size_t kMaxUrlBytes = 16 * 1024;
+constexpr size_t kMaxHeaderFields = 100;
+constexpr size_t kMaxHeaderFieldBytes = 16 * 1024;
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -117,6 +310,15 @@ class ResponseStream::Impl : public std::enable_shared_from_this<ResponseStream:
   size_t buffered_bytes() const {
     std::lock_guard<std::mutex> lock(mu_);
     return pending_.size() + inflight_bytes_;
+  }
+
+  void AddHeader(std::string name, std::string value) {
+    std::lock_guard<std::mutex> lock(mu_);
+    headers_.emplace_back(std::move(name), std::move(value));
+  }
+  std::vector<std::pair<std::string, std::string>> TakeHeaders() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::move(headers_);
   }
 
   // The handler chose not to stream: writes are refused from now on.
@@ -214,8 +416,9 @@ class ResponseStream::Impl : public std::enable_shared_from_this<ResponseStream:
   std::optional<Builder> builder_;
 
   mutable std::mutex mu_;
-  std::string pending_;        // written, not yet handed to RESTinio
-  size_t inflight_bytes_ = 0;  // handed to RESTinio, not yet written
+  std::vector<std::pair<std::string, std::string>> headers_;  // AddHeader, until sent
+  std::string pending_;                                       // written, not yet handed to RESTinio
+  size_t inflight_bytes_ = 0;                                 // handed to RESTinio, not yet written
   bool opened_ = false;
   bool inflight_ = false;  // the write token: a Pump is posted or a write is in progress
   bool closed_ = false;    // Write() refuses
@@ -231,6 +434,9 @@ bool ResponseStream::Write(std::string_view chunk) { return impl_->Write(chunk);
 void ResponseStream::Close() { impl_->Close(); }
 bool ResponseStream::closed() const { return impl_->closed(); }
 size_t ResponseStream::buffered_bytes() const { return impl_->buffered_bytes(); }
+void ResponseStream::AddHeader(std::string name, std::string value) {
+  impl_->AddHeader(std::move(name), std::move(value));
+}
 
 namespace {
 
@@ -395,10 +601,10 @@ Status HttpServer::Impl::Start() {
                            "with --host");
   }
 
-  // Bodies a bit over the limit are read so the client gets a proper 413;
-  // beyond the hard cap RESTinio drops the connection without reading on.
+  // A body over the limit is refused from its Content-Length, before it is
+  // read (a chunked one as soon as it grows past it): see RefusalFor.
   const uint64_t limit = options_.max_body_bytes;
-  const uint64_t hard_cap = std::max<uint64_t>(limit * 4, limit + kMiB);
+  const ParserLimits parser_limits{kMaxUrlBytes, kMaxHeaderFields, kMaxHeaderFieldBytes, limit};
 
   auto io = std::make_unique<asio::io_context>(options_.threads);
   restinio::server_settings_t<Traits> settings;
@@ -408,7 +614,13 @@ Status HttpServer::Impl::Start() {
       .read_next_http_message_timelimit(options_.idle_timeout)
       .write_http_response_timelimit(std::chrono::seconds(30))
       .handle_request_timeout(std::chrono::seconds(60))
-      .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}.max_body_size(hard_cap))
+      .logger(parser_limits)
+      .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}
+                                    .max_url_size(kMaxUrlBytes)
+                                    .max_field_count(kMaxHeaderFields)
+                                    .max_field_name_size(kMaxHeaderFieldBytes)
+                                    .max_field_value_size(kMaxHeaderFieldBytes)
+                                    .max_body_size(limit))
       // One accept at a time: RESTinio 0.6.16 runs accept completions on the
       // plain (non-strand) executor, so parallel accepts race inside its
       // connection factory (seen with ThreadSanitizer).
@@ -503,6 +715,7 @@ HttpRequest HttpServer::Impl::Convert(const restinio::request_handle_t& req) {
     if (!inserted) it->second += ", " + field.value();
   });
   request.query_params = ParseQueryString(request.query);
+  request.remote_address = req->remote_endpoint().address().to_string();
   auto id = request.headers.find("x-request-id");
   request.request_id =
       id != request.headers.end() && IsSaneRequestId(id->second) ? id->second : NewRequestId();
@@ -517,7 +730,14 @@ restinio::request_handling_status_t HttpServer::Impl::Handle(
   std::string route;
   try {
     request = Convert(req);
-    if (req->body().size() > options_.max_body_bytes) {
+    if (request.headers.count("transfer-encoding") && request.headers.count("content-length")) {
+      // Request smuggling's favourite ambiguity: which one delimits the body?
+      response =
+          ErrorResponse(InvalidArgument("the request has both Content-Length and Transfer-Encoding",
+                                        "send either Content-Length or Transfer-Encoding: chunked"),
+                        request.request_id);
+      response.headers.emplace_back("Connection", "close");
+    } else if (req->body().size() > options_.max_body_bytes) {
       ApiError error(ResourceExhausted("request body is " + std::to_string(req->body().size()) +
                                            " bytes; the limit is " +
                                            std::to_string(options_.max_body_bytes) + " bytes",
@@ -573,7 +793,12 @@ void HttpServer::Impl::Send(const restinio::request_handle_t& req, const HttpReq
       builder.append_header(restinio::http_field::content_type, response.content_type);
     }
     for (auto& [name, value] : response.headers) {
-      if (!IsReservedHeader(name)) builder.append_header(name, value);
+      if (Lower(name) == "connection") {
+        // RESTinio owns this header; "close" ends the connection after this answer.
+        if (Lower(value) == "close") builder.connection_close();
+      } else if (!IsReservedHeader(name)) {
+        builder.append_header(name, value);
+      }
     }
   };
   if (request.method == "HEAD") {
@@ -648,6 +873,10 @@ void HttpServer::Impl::HandleStream(const restinio::request_handle_t& req, HttpR
   builder.append_header(restinio::http_field::content_type, route.options.content_type);
   builder.append_header(restinio::http_field::cache_control, "no-cache");
   for (const auto& [name, value] : route.options.headers) {
+    if (!IsReservedHeader(name) && Lower(name) != "cache-control")
+      builder.append_header(name, value);
+  }
+  for (const auto& [name, value] : impl->TakeHeaders()) {
     if (!IsReservedHeader(name) && Lower(name) != "cache-control")
       builder.append_header(name, value);
   }

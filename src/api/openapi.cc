@@ -58,16 +58,20 @@ json QueryParameters(const std::string& method, const std::string& path) {
     params.push_back(q("limit", "integer", "1-1000, default 50"));
     params.push_back(q("offset", "integer", ">= 0, default 0"));
   } else if (path == "/api/v1/knowledge/search") {
-    params.push_back(q("query", "string", "the words to search for (required)"));
+    params.push_back(
+        q("query", "string", "the words to search for (required; at most 1000 bytes, 32 words)"));
     params.push_back(q("max_results", "integer", "1-100, default 5"));
     params.push_back(q("similarity_threshold", "number", "0-1, default 0 (off)"));
     params.push_back(q("namespace", "string", "global, project:NAME or session:PROJECT:ID"));
   } else if (path == "/api/v1/memories") {
-    params.push_back(q("query", "string", "words that must all occur"));
+    params.push_back(
+        q("query", "string", "words that must all occur (at most 1000 bytes, 32 words)"));
     params.push_back(q("namespace", "string", "global, project:NAME or session:PROJECT:ID"));
     params.push_back(q("limit", "integer", "1-1000, default 50"));
   } else if (path.find("/events") != std::string::npos) {
-    params.push_back(q("access_token", "string", "the API key, for EventSource (no headers)"));
+    params.push_back(q("access_token", "string",
+                       "the API key, for EventSource (no headers); accepted on the event "
+                       "streams only"));
   }
   return params;
 }
@@ -135,6 +139,10 @@ json OpenApiDocument() {
     if (std::find(patterns.begin(), patterns.end(), s.pattern) == patterns.end()) {
       patterns.push_back(s.pattern);
     }
+  }
+  // The event streams have preflights too: they pass the same gate.
+  for (const char* p : {"/api/v1/events", "/api/v1/features/:id/events", "/events"}) {
+    patterns.push_back(p);
   }
   for (const auto& p : patterns) {
     paths[OpenApiPath(p)]["options"] = {

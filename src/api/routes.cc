@@ -7,11 +7,13 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 
 #include "af/api/http_server.h"
 #include "af/api/middleware.h"
 #include "af/api/openapi.h"
+#include "af/core/json_util.h"
 #include "af/store/store.h"
 
 namespace af {
@@ -127,10 +129,77 @@ Result<std::vector<std::string>> StringArrayField(const json& j, const std::stri
   return out;
 }
 
+// An integer body field in [lo, hi]; nullopt when absent or null. The range is
+// checked on the JSON number itself, before any narrowing: 4294967301 must
+// be refused, not stored as 5.
+Result<std::optional<int64_t>> IntegerField(const json& j, const std::string& name, int64_t lo,
+                                            int64_t hi) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) return std::optional<int64_t>();
+  const std::string range = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+  if (!it->is_number_integer()) {
+    return InvalidArgument(
+        name + " must be " + range + " (got " + std::string(it->type_name()) + ")",
+        "send \"" + name + "\" as a JSON integer");
+  }
+  const bool in_range = it->is_number_unsigned()
+                            ? it->get<uint64_t>() <= static_cast<uint64_t>(hi) &&
+                                  static_cast<int64_t>(it->get<uint64_t>()) >= lo
+                            : it->get<int64_t>() >= lo && it->get<int64_t>() <= hi;
+  if (!in_range) {
+    return InvalidArgument(name + " must be " + range + " (got " + it->dump() + ")",
+                           "send \"" + name + "\" as " + range);
+  }
+  return std::optional<int64_t>(it->get<int64_t>());
+}
+
 const std::string& PathParam(const HttpRequest& r, const std::string& name) {
   static const std::string kEmpty;
   auto it = r.path_params.find(name);
   return it == r.path_params.end() ? kEmpty : it->second;
+}
+
+// Artifact paths as a client may see them: relative to the data directory
+// ("artifacts/<id>/changes.patch"), or the bare file name for anything
+// outside it. The server's absolute layout is not the client's business.
+json RelativeFiles(const ApiBackend& b, const json& files) {
+  json out = json::array();
+  if (!files.is_array()) return out;
+  std::error_code ec;
+  const auto root =
+      b.data_dir.empty() ? std::filesystem::path() : std::filesystem::absolute(b.data_dir, ec);
+  for (const auto& f : files) {
+    if (!f.is_string()) continue;
+    std::filesystem::path p = std::filesystem::absolute(f.get<std::string>(), ec);
+    std::filesystem::path rel;
+    if (!root.empty()) rel = p.lexically_normal().lexically_relative(root.lexically_normal());
+    if (rel.empty() || *rel.begin() == "..") rel = p.filename();
+    out.push_back(rel.generic_string());
+  }
+  return out;
+}
+
+// The ?query= search text, trimmed and bounded (kMaxSearchBytes, kMaxSearchWords).
+Result<std::string> SearchText(const HttpRequest& r) {
+  std::string query = Trim(r.Query("query"));
+  if (query.size() > kMaxSearchBytes) {
+    return InvalidArgument("query is " + std::to_string(query.size()) +
+                               " bytes long; the limit is " + std::to_string(kMaxSearchBytes),
+                           "search with fewer, more specific words");
+  }
+  size_t words = 0;
+  bool in_word = false;
+  for (char c : query) {
+    const bool space = std::isspace(static_cast<unsigned char>(c));
+    if (!space && !in_word) ++words;
+    in_word = !space;
+  }
+  if (words > kMaxSearchWords) {
+    return InvalidArgument("query has " + std::to_string(words) + " words; the limit is " +
+                               std::to_string(kMaxSearchWords),
+                           "search with at most " + std::to_string(kMaxSearchWords) + " words");
+  }
+  return query;
 }
 
 // The namespaces a memory request covers: the `namespace` parameter with its
@@ -242,17 +311,9 @@ Result<json> ParseJsonObjectBody(const std::string& body) {
   if (Trim(body).empty()) {
     return InvalidArgument("request body is empty", "send a JSON object");
   }
-  json j;
-  try {
-    j = json::parse(body);
-  } catch (const json::parse_error& e) {
-    return InvalidArgument(
-        "request body is not valid JSON (at byte " + std::to_string(e.byte) + ")",
-        "send a JSON object with Content-Type: application/json");
-  } catch (const json::exception& e) {  // out_of_range: a number too large for a double
-    return InvalidArgument("request body is not valid JSON: " + std::string(e.what()),
-                           "send numbers within the range of a 64-bit float");
-  }
+  auto parsed = ParseJson(body, "request body");
+  if (!parsed.ok()) return parsed.status();
+  json j = std::move(parsed).value();
   if (!j.is_object()) {
     return InvalidArgument(
         "request body must be a JSON object (got " + std::string(j.type_name()) + ")",
@@ -366,7 +427,7 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
     if (e.type == "feature.status" && to == "completed") {
       if (e.data.contains("branch")) artifacts["branch"] = e.data["branch"];
       if (e.data.contains("commit")) artifacts["commit"] = e.data["commit"];
-      if (e.data.contains("artifacts")) artifacts["files"] = e.data["artifacts"];
+      if (e.data.contains("artifacts")) artifacts["files"] = RelativeFiles(b, e.data["artifacts"]);
       if (e.data.contains("delivery")) artifacts["delivery"] = e.data["delivery"];
     } else if (e.type == "gate.result") {
       gates.push_back(e.ToJson());
@@ -449,7 +510,7 @@ Result<json> GetAgent(const ApiBackend& b, const HttpRequest& r) {
 // rank-based stand-in (1, 1/2, 1/3, ...) for the fused relevance score.
 
 Result<json> SearchKnowledge(const ApiBackend& b, const HttpRequest& r) {
-  std::string query = Trim(r.Query("query"));
+  AF_ASSIGN_OR_RETURN(std::string query, SearchText(r));
   if (query.empty()) {
     return InvalidArgument("query is required", "add ?query=WORDS to the URL");
   }
@@ -492,7 +553,8 @@ Result<json> AddKnowledge(const ApiBackend& b, const HttpRequest& r) {
 Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(int limit, IntParam(r, "limit", 50, 1, 1000));
   AF_ASSIGN_OR_RETURN(auto namespaces, Namespaces(b, r));
-  AF_ASSIGN_OR_RETURN(auto found, b.store->FindMemories(namespaces, Trim(r.Query("query")), limit));
+  AF_ASSIGN_OR_RETURN(std::string query, SearchText(r));
+  AF_ASSIGN_OR_RETURN(auto found, b.store->FindMemories(namespaces, query, limit));
   json out = json::array();
   for (const auto& m : found) out.push_back(MemoryJson(m));
   return json{{"memories", out}};
@@ -512,14 +574,8 @@ Result<json> AddMemory(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(auto type, StringField(j, "type", false));
   if (type) m.type = *type;
   AF_ASSIGN_OR_RETURN(m.tags, StringArrayField(j, "tags", false));
-  if (j.contains("importance") && !j["importance"].is_null()) {
-    if (!j["importance"].is_number_integer()) {
-      return InvalidArgument("importance must be an integer from 1 to 10 (got " +
-                                 std::string(j["importance"].type_name()) + ")",
-                             "send \"importance\" as a JSON integer");
-    }
-    m.importance = j["importance"].get<int>();
-  }
+  AF_ASSIGN_OR_RETURN(auto importance, IntegerField(j, "importance", 1, 10));
+  if (importance) m.importance = static_cast<int>(*importance);
   if (j.contains("source") && !j["source"].is_null()) {
     if (!j["source"].is_object()) {
       return InvalidArgument("source must be an object {feature, task, file, commit}",
@@ -566,8 +622,43 @@ Result<json> ListApiKeys(const ApiBackend& b, const HttpRequest&) {
 
 Result<json> RevokeApiKey(const ApiBackend& b, const HttpRequest& r) {
   const std::string& id = PathParam(r, "id");
+  // "Not the last admin key" and the revocation happen as one step, or two
+  // concurrent revocations could each see the other key still active.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  AF_ASSIGN_OR_RETURN(auto keys, b.store->ListApiKeys());
+  auto is_admin = [](const ApiKey& k) {
+    return !k.revoked &&
+           std::find(k.permissions.begin(), k.permissions.end(), "admin") != k.permissions.end();
+  };
+  const ApiKey* target = nullptr;
+  int admins = 0;
+  for (const auto& k : keys) {
+    if (k.id == id) target = &k;
+    if (is_admin(k)) ++admins;
+  }
+  if (target && is_admin(*target) && admins == 1) {
+    return FailedPrecondition(
+        "API key '" + target->name + "' (" + target->prefix +
+            "...) is the last admin key; revoking it would leave nobody able to manage keys",
+        "create another admin key first (POST /api/v1/auth/api-keys with \"permissions\": "
+        "[\"admin\"], or 'agent-factory keys create NAME --permissions admin'), then revoke "
+        "this one");
+  }
   AF_RETURN_IF_ERROR(b.store->RevokeApiKey(id));
-  return json{{"id", id}, {"revoked", true}};
+  json out = {{"id", id}, {"revoked", true}};
+  // admin.key must not keep a key that no longer works: the CLI would send it
+  // and get 401 with no clue why.
+  if (target && !b.data_dir.empty()) {
+    auto file_key = ReadAdminKeyFile(b.data_dir);
+    if (file_key.ok() && HashesEqual(HashApiKey(*file_key), target->key_hash)) {
+      std::error_code ec;
+      std::filesystem::remove(b.data_dir / "admin.key", ec);
+      out["admin_key_file"] = ec ? "the key in <data_dir>/admin.key is revoked; delete the file"
+                                 : "removed: it held this key";
+    }
+  }
+  return out;
 }
 
 // --- Registration ------------------------------------------------------------------
@@ -601,15 +692,10 @@ namespace {
 using Fn = std::function<Result<json>(const HttpRequest&)>;
 
 struct Shared {
-  Shared(ApiBackend b, Auth& a, const ApiOptions& o)
-      : backend(std::move(b)),
-        auth(a),
-        limiter(o.rate_limit_per_minute, o.clock),
-        cors(o.cors_origins) {}
+  Shared(ApiBackend b, Auth& a, ApiGate& g) : backend(std::move(b)), auth(a), gate(g) {}
   ApiBackend backend;
   Auth& auth;
-  RateLimiter limiter;
-  Cors cors;
+  ApiGate& gate;
 };
 
 Fn FnFor(const std::shared_ptr<Shared>& s, const ApiRouteSpec& spec) {
@@ -652,48 +738,24 @@ Handler Wrap(const std::shared_ptr<Shared>& s, const ApiRouteSpec& spec) {
   const int ok_status = spec.method == "POST" ? 201 : 200;
   std::string permission = spec.permission;
   return [s, fn, ok_status, permission](const HttpRequest& r) {
+    ApiGate::Admission admission = s->gate.Admit(r, permission);
     HttpResponse resp;
-    std::vector<std::pair<std::string, std::string>> limit_headers;
-    bool refused = false;
-    if (!permission.empty()) {
-      auto key = s->auth.Authorize(r, permission);
-      if (!key.ok()) {
-        resp = ErrorResponse(ToApiError(key.status()), r.request_id);
-        refused = true;
-      } else {
-        RateLimiter::Decision d = s->limiter.Take(key->id);
-        limit_headers = RateLimiter::Headers(d);
-        if (!d.allowed) {
-          ApiError e(
-              ResourceExhausted("rate limit exceeded: API key '" + key->name + "' may make " +
-                                    std::to_string(d.limit) + " requests per minute",
-                                "retry after " + std::to_string(d.retry_after_seconds) +
-                                    " s (Retry-After), or raise api.rate_limit_per_minute"),
-              ApiErrorCode::kRateLimitExceeded);
-          e.retry_after_seconds = d.retry_after_seconds;
-          e.details = {{"limit", d.limit}, {"retry_after_seconds", d.retry_after_seconds}};
-          resp = ErrorResponse(e, r.request_id);
-          refused = true;
-          // ErrorResponse already sets Retry-After.
-          std::erase_if(limit_headers, [](const auto& h) { return h.first == "Retry-After"; });
-        }
-      }
-    }
-    if (!refused) {
+    if (admission.refusal) {
+      resp = std::move(*admission.refusal);
+    } else {
       Result<json> body = fn(r);
       resp = body.ok() ? JsonResponse(ok_status, *body)
                        : ErrorResponse(ToApiError(body.status()), r.request_id);
     }
-    for (auto& h : limit_headers) resp.headers.push_back(std::move(h));
-    s->cors.Decorate(r, resp);
+    s->gate.Decorate(r, admission, resp);
     return resp;
   };
 }
 
 }  // namespace
 
-void AddApiRoutes(HttpServer& server, ApiBackend backend, Auth& auth, ApiOptions options) {
-  auto shared = std::make_shared<Shared>(std::move(backend), auth, options);
+void AddApiRoutes(HttpServer& server, ApiBackend backend, Auth& auth, ApiGate& gate) {
+  auto shared = std::make_shared<Shared>(std::move(backend), auth, gate);
   std::map<std::string, std::set<std::string>> methods;  // pattern -> methods
   std::vector<std::string> order;
   for (const ApiRouteSpec& spec : ApiRouteSpecs()) {
@@ -707,7 +769,7 @@ void AddApiRoutes(HttpServer& server, ApiBackend backend, Auth& auth, ApiOptions
     for (const auto& m : methods[pattern]) allow += m + ", ";
     allow += "OPTIONS";
     server.Route("OPTIONS", pattern, [shared, allow](const HttpRequest& r) {
-      return shared->cors.Preflight(r, allow);
+      return shared->gate.Preflight(r, allow);
     });
   }
 }

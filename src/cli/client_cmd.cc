@@ -343,6 +343,10 @@ int KeysRevoke(const GlobalOptions& g, const ClientFlags& c, const std::string& 
     std::cout << r->body.dump(2) << "\n";
   } else {
     std::printf("Revoked API key %s\n", id.c_str());
+    // The server deleted <data_dir>/admin.key when it held this key.
+    if (r->body.contains("admin_key_file")) {
+      std::printf("admin.key: %s\n", Str(r->body, "admin_key_file").c_str());
+    }
   }
   return kExitOk;
 }

@@ -8,10 +8,12 @@
 
 #include "af/agents/pipeline.h"
 #include "af/api/auth.h"
+#include "af/api/errors.h"
 #include "af/api/events_stream.h"
 #include "af/api/health.h"
 #include "af/api/http_server.h"
 #include "af/api/metrics.h"
+#include "af/api/middleware.h"
 #include "af/api/routes.h"
 #include "af/app/services.h"
 #include "af/core/log.h"
@@ -74,12 +76,23 @@ int Serve(const GlobalOptions& g) {
   auto admin_key = auth.EnsureAdminKey(config.data_dir);
   if (!admin_key.ok()) return ReportError(admin_key.status());
   if (admin_key->has_value()) log::AddSecret(**admin_key);
-  AddEventRoutes(server, hub, *svc->store, auth.MakeAuthorizer());
+  // One admission path for the JSON routes and the event streams.
+  ApiGateOptions gate_options;
+  gate_options.cors_origins = config.api.cors_origins;
+  gate_options.rate_limit_per_minute = config.api.rate_limit_per_minute;
+  ApiGate gate(auth, gate_options);
+  AddEventRoutes(server, hub, *svc->store, gate);
   AddMetricsRoute(server, MetricsSources{svc->store.get(), svc->bus.get(), &hub, &http_metrics,
                                          svc->llm.get()});
   ApiBackend backend;
   backend.store = svc->store.get();
   backend.artifacts_dir = std::filesystem::path(config.data_dir) / "artifacts";
+  backend.data_dir = config.data_dir;
+  // Clients see "<data_dir>/..." in error messages, never this machine's layout.
+  AddServerPath(config.data_dir, "<data_dir>");
+  if (std::string db = svc->store->Describe(); db.rfind("sqlite:", 0) == 0) {
+    AddServerPath(db.substr(7), "<database>");
+  }
   if (pipeline) {
     Pipeline* p = pipeline.get();
     backend.submit = [p](const FeatureRequest& r) { return p->Submit(r); };
@@ -91,10 +104,7 @@ int Serve(const GlobalOptions& g) {
     backend.pipeline_status = Unavailable("the agents could not start",
                                           "see the server log (data/logs/agent-factory.log)");
   }
-  ApiOptions api_options;
-  api_options.cors_origins = config.api.cors_origins;
-  api_options.rate_limit_per_minute = config.api.rate_limit_per_minute;
-  AddApiRoutes(server, std::move(backend), auth, api_options);
+  AddApiRoutes(server, std::move(backend), auth, gate);
 
   // Block the stop signals before any thread starts, so every thread inherits
   // the mask and only sigwait below receives them.

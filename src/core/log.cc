@@ -3,12 +3,15 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
 #include <vector>
+
+#include "af/core/private_files.h"
 
 namespace af::log {
 namespace {
@@ -176,11 +179,16 @@ Status Init(const LogOptions& options) {
     sinks.push_back(console);
   }
   if (!options.file.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(std::filesystem::path(options.file).parent_path(), ec);
+    // Private (0700 directory, 0600 files): the log names features, paths and
+    // requests. Rotation creates new files, so the mode is set on every open.
+    (void)CreatePrivateDirectories(std::filesystem::path(options.file).parent_path());
+    spdlog::file_event_handlers private_files;
+    private_files.after_open = [](const spdlog::filename_t&, std::FILE* f) {
+      if (f) ::fchmod(::fileno(f), 0600);
+    };
     try {
       auto file = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
-          options.file, options.max_file_bytes, options.max_files);
+          options.file, options.max_file_bytes, options.max_files, false, private_files);
       file->set_formatter(std::make_unique<RedactingFormatter>(std::make_unique<JsonFormatter>()));
       sinks.push_back(file);
     } catch (const spdlog::spdlog_ex& e) {

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "af/core/json_util.h"
 #include "af/llm/llm_client.h"
 #include "llm/replay.h"
 #include "llm/wire_codec.h"
@@ -116,7 +117,11 @@ Result<std::vector<ReplayEntry>> ParseReplay(std::string_view text, const std::s
         text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
     ++line_no;
     if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      nlohmann::json j;
+      if (Status deep = CheckJsonDepth(line, "the entry"); !deep.ok()) {
+        return BadLine(source, line_no, deep.message());
+      }
+      j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       if (j.is_discarded()) return BadLine(source, line_no, "not valid JSON: " + Quote200(line));
       AF_ASSIGN_OR_RETURN(ReplayEntry e, ParseEntry(j, source, line_no));
       entries.push_back(std::move(e));

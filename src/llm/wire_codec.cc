@@ -1,5 +1,7 @@
 #include "llm/wire_codec.h"
 
+#include "af/core/json_util.h"
+
 namespace af::llm {
 
 std::string Quote200(std::string_view text) {
@@ -12,6 +14,11 @@ std::string Quote200(std::string_view text) {
 }
 
 Result<nlohmann::json> ParseProviderJson(std::string_view provider, std::string_view text) {
+  if (Status deep = CheckJsonDepth(text, std::string(provider) + " sent JSON that"); !deep.ok()) {
+    return Internal(deep.message(), "the server at the base URL does not speak the " +
+                                        std::string(provider) +
+                                        " API correctly; check the base URL");
+  }
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     return Internal(std::string(provider) + " sent malformed JSON: " + Quote200(text),
@@ -24,6 +31,13 @@ Result<nlohmann::json> ParseProviderJson(std::string_view provider, std::string_
 Result<nlohmann::json> ParseToolArguments(std::string_view provider, const std::string& tool_name,
                                           std::string_view text) {
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return nlohmann::json::object();
+  if (Status deep =
+          CheckJsonDepth(text, "the arguments the model sent for tool '" + tool_name + "'");
+      !deep.ok()) {
+    return InvalidArgument(deep.message(), std::string(provider) +
+                                               " returned an invalid tool call; retry the step or "
+                                               "use a model with reliable tool calling");
+  }
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return InvalidArgument("the model sent arguments for tool '" + tool_name +
@@ -50,7 +64,10 @@ int64_t IntField(const nlohmann::json& j, const char* key) {
 }
 
 std::string ProviderErrorMessage(std::string_view body) {
-  nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json j;
+  if (CheckJsonDepth(body, "reply").ok()) {
+    j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  }
   if (j.is_object()) {
     auto it = j.find("error");
     if (it != j.end()) {

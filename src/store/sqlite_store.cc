@@ -13,6 +13,7 @@
 
 #include "af/core/fault.h"
 #include "af/core/ids.h"
+#include "af/core/private_files.h"
 #include "store/migrations_sqlite.h"
 
 namespace af::store_internal {
@@ -502,7 +503,8 @@ Status SqliteStore::Init() {
   if (path_ != ":memory:") {
     fs::path parent = fs::path(path_).parent_path();
     std::error_code ec;
-    if (!parent.empty()) fs::create_directories(parent, ec);
+    // Private: the database holds key hashes and every feature's history.
+    if (!parent.empty()) ec = CreatePrivateDirectories(parent);
     if (ec) {
       return Unavailable("cannot create directory " + parent.string() + " for database " + path_ +
                              ": " + ec.message(),
@@ -514,6 +516,9 @@ Status SqliteStore::Init() {
           "database path " + path_ + " is a directory",
           "point DATABASE_URL at a file, e.g. sqlite:" + path_ + "/agent-factory.db");
     }
+    // Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files
+    // the permissions of the database file.
+    (void)CreatePrivateFile(path_);
   }
   // NOMUTEX: this object's own mutex already serialises every use of the connection.
   int rc =

@@ -161,8 +161,10 @@ TEST_F(ApiTest, AuthenticationAndPermissions) {
   const std::string reader = Body(created)["key"];
   const std::string reader_id = Body(created)["id"];
   EXPECT_EQ(server_->Call("GET", "/api/v1/features", reader)->status, 200);
-  // access_token works too (EventSource cannot send headers).
-  EXPECT_EQ(server_->Call("GET", "/api/v1/features?access_token=" + reader)->status, 200);
+  // access_token is for the event streams only (EventSource cannot send
+  // headers); a key in the URL of any other route is refused.
+  ExpectError(server_->Call("GET", "/api/v1/features?access_token=" + reader), 401, "UNAUTHORIZED",
+              "accepted only on the event streams");
   ExpectError(server_->Call("POST", "/api/v1/features", reader, R"({"title":"x"})"), 403,
               "FORBIDDEN", "features:create");
   ExpectError(server_->Call("GET", "/api/v1/agents", reader), 403, "FORBIDDEN", "agents:read");
@@ -407,6 +409,71 @@ TEST(ApiLimitsTest, RateLimitAnswers429WithRetryAfterAndHeaders) {
   EXPECT_FALSE(limited->Header("x-ratelimit-reset").empty());
   // Public routes are not limited.
   EXPECT_EQ(server.Call("GET", "/health/live")->status, 200);
+}
+
+// The hostile-client findings, end to end against the real binary.
+TEST(ApiHardeningTest, QueryKeysDeepJsonLongSearchesAndPrivateFiles) {
+  Server server("[api]\nrate_limit_per_minute = 100000\nmax_body_bytes = 4194304\n");
+  ASSERT_TRUE(server.ready()) << server.child().Err();
+  const std::string& admin = server.admin_key();
+
+  // An admin key in the URL of a non-stream route creates nothing.
+  ExpectError(server.Call("POST", "/api/v1/auth/api-keys?access_token=" + admin, "",
+                          R"({"name":"sneaky","permissions":["admin"]})"),
+              401, "UNAUTHORIZED", "accepted only on the event streams");
+  EXPECT_EQ(Body(server.Admin("GET", "/api/v1/auth/api-keys"))["api_keys"].size(), 1u);
+
+  // 70,000 nested objects used to crash the server.
+  std::string deep = R"({"content":"x","source":)";
+  for (int i = 0; i < 70000; ++i) deep += R"({"a":)";
+  deep += "1" + std::string(70000, '}') + "}";
+  ExpectError(server.Admin("POST", "/api/v1/memories", deep), 400, "VALIDATION_ERROR",
+              "nests deeper than 64 levels");
+  EXPECT_TRUE(server.child().Running());
+
+  // ~1,000 search words: 400 naming the limit, no server path, no SQL.
+  std::string words;
+  for (int i = 0; i < 1000; ++i) words += (i ? "+" : "") + std::string("word");
+  for (const char* route : {"/api/v1/knowledge/search?query=", "/api/v1/memories?query="}) {
+    auto r = server.Admin("GET", route + words);
+    ExpectError(r, 400, "VALIDATION_ERROR", "the limit is 1000");
+    EXPECT_EQ(r->body.find(server.dir().path().string()), std::string::npos) << r->body;
+  }
+  ExpectError(
+      server.Admin("POST", "/api/v1/memories", R"({"content":"x","importance":4294967301})"), 400,
+      "VALIDATION_ERROR", "from 1 to 10");
+
+  // Owner-only data: directory 0700, database, WAL and log 0600.
+  const auto data = server.dir().path() / "data";
+  auto mode = [](const std::filesystem::path& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
+  };
+  EXPECT_EQ(mode(data), 0700);
+  EXPECT_EQ(mode(data / "agent-factory.db"), 0600);
+  EXPECT_EQ(mode(data / "agent-factory.db-wal"), 0600);
+  EXPECT_EQ(mode(data / "logs" / "agent-factory.log"), 0600);
+}
+
+TEST(ApiHardeningTest, TheLastAdminKeyStaysAndWrongKeysAreThrottled) {
+  Server server("[api]\nrate_limit_per_minute = 100000\n");
+  ASSERT_TRUE(server.ready()) << server.child().Err();
+  auto keys = Body(server.Admin("GET", "/api/v1/auth/api-keys"));
+  ASSERT_EQ(keys["api_keys"].size(), 1u);
+  const std::string admin_id = keys["api_keys"][0]["id"];
+  ExpectError(server.Admin("DELETE", "/api/v1/auth/api-keys/" + admin_id), 409, "CONFLICT",
+              "last admin key");
+  EXPECT_EQ(server.Admin("GET", "/api/v1/features")->status, 200);
+  EXPECT_TRUE(std::filesystem::exists(server.dir().path() / "data" / "admin.key"));
+
+  // Guessing keys: 10 tries a minute per address, then 429 with Retry-After.
+  const std::string wrong = "af_" + std::string(64, '1');
+  for (int i = 0; i < 10; ++i) {
+    ExpectError(server.Call("GET", "/api/v1/features", wrong), 401, "UNAUTHORIZED");
+  }
+  auto locked = server.Call("GET", "/api/v1/features", wrong);
+  ExpectError(locked, 429, "RATE_LIMIT_EXCEEDED", "failed authentications");
+  EXPECT_FALSE(locked->Header("retry-after").empty());
 }
 
 TEST(ApiLimitsTest, WithoutAnLlmSubmitIs503NamingTheProblem) {

@@ -12,7 +12,9 @@
 #include "af/api/errors.h"
 #include "af/api/http_server.h"
 #include "af/api/metrics.h"
+#include "af/api/middleware.h"
 #include "af/store/store.h"
+#include "support/fake_clock.h"
 #include "support/http_client.h"
 #include "support/sse_client.h"
 #include "support/test_util.h"
@@ -25,12 +27,17 @@ using testing::SseMessage;
 
 constexpr char kToken[] = "Bearer test-token";
 
-Status TestAuthorizer(const HttpRequest& request, std::string_view permission) {
-  if (request.Header("authorization") != kToken) {
-    return Unauthenticated("missing or bad API key", "send Authorization: Bearer <key>");
-  }
-  if (permission != "features:read") return PermissionDenied("unexpected permission");
-  return Status::Ok();
+// The key of a request: the test token, in the header or (where the route
+// allows it) in ?access_token=.
+Result<ApiKey> TestAuthenticate(const HttpRequest& request, bool query_token) {
+  const bool ok = request.Header("authorization") == kToken ||
+                  (query_token && request.Query("access_token") == "test-token");
+  if (!ok) return Unauthenticated("missing or bad API key", "send Authorization: Bearer <key>");
+  ApiKey key;
+  key.id = "key-test";
+  key.name = "test";
+  key.permissions = {"features:read"};
+  return key;
 }
 
 testing::HttpCallOptions AuthOptions(std::map<std::string, std::string> extra = {}) {
@@ -44,7 +51,12 @@ class EventsStreamTest : public ::testing::Test {
  protected:
   void SetUp() override { Open({}); }
 
-  void Open(EventHubOptions hub_options) {
+  void Open(EventHubOptions hub_options, ApiGateOptions gate_options = DefaultGate()) {
+    if (server_) server_->Stop();
+    if (hub_) hub_->Stop();
+    server_.reset();
+    hub_.reset();
+    store_.reset();
     StoreOptions so;
     so.url = "sqlite:" + (dir_.path() / "af.db").string();
     auto store = Store::Open(so);
@@ -58,11 +70,19 @@ class EventsStreamTest : public ::testing::Test {
     options.threads = 2;
     options.access_log = [this](const AccessLogEntry& e) { http_metrics_.Observe(e); };
     server_ = std::make_unique<HttpServer>(options);
-    AddEventRoutes(*server_, *hub_, *store_, TestAuthorizer);
+    gate_ = std::make_unique<ApiGate>(TestAuthenticate, gate_options);
+    AddEventRoutes(*server_, *hub_, *store_, *gate_);
     AddMetricsRoute(*server_, MetricsSources{store_.get(), nullptr, hub_.get(), &http_metrics_});
     server_->Route("GET", "/ping", [](const HttpRequest&) { return JsonResponse(200, {}); });
     Status s = server_->Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  static ApiGateOptions DefaultGate() {
+    ApiGateOptions o;
+    o.cors_origins = {"https://ok.example"};
+    o.rate_limit_per_minute = 100000;
+    return o;
   }
 
   void TearDown() override {
@@ -118,6 +138,7 @@ class EventsStreamTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<EventHub> hub_;
   HttpMetrics http_metrics_;
+  std::unique_ptr<ApiGate> gate_;
   std::unique_ptr<HttpServer> server_;
 };
 
@@ -315,6 +336,90 @@ TEST_F(EventsStreamTest, MetricsCountRoutesByPatternAndShowSseClientsAndStoreCou
             std::string::npos);
   EXPECT_NE(m.find("af_sse_clients 1\n"), std::string::npos) << m;
   EXPECT_NE(m.find("af_features{status=\"queued\"} 1\n"), std::string::npos) << m;
+}
+
+// The streams go through the same gate as the JSON routes: the per-key rate
+// limit, CORS headers and the preflight (once 405, limits never applied).
+TEST_F(EventsStreamTest, StreamsAreRateLimitedAndSpeakCorsLikeEveryRoute) {
+  testing::FakeClock clock;
+  ApiGateOptions gate = DefaultGate();
+  gate.rate_limit_per_minute = 2;
+  gate.clock = [&clock] { return clock.Now(); };
+  Open({}, gate);
+
+  auto first = Connect("/api/v1/events", {{"Origin", "https://ok.example"}});
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->Header("access-control-allow-origin"), "https://ok.example");
+  EXPECT_EQ(first->Header("x-ratelimit-limit"), "2");
+  ASSERT_TRUE(Connect("/events"));
+  auto third = testing::HttpCall(server_->port(), "GET", "/api/v1/events", AuthOptions());
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->status, 429) << third->body;
+  EXPECT_EQ(nlohmann::json::parse(third->body)["error"]["code"], "RATE_LIMIT_EXCEEDED");
+  EXPECT_FALSE(third->Header("retry-after").empty());
+
+  for (const char* path : {"/api/v1/events", "/events", "/api/v1/features/x/events"}) {
+    testing::HttpCallOptions o;
+    o.headers = {{"Origin", "https://ok.example"}, {"Access-Control-Request-Method", "GET"}};
+    auto pre = testing::HttpCall(server_->port(), "OPTIONS", path, o);
+    ASSERT_TRUE(pre.ok());
+    EXPECT_EQ(pre->status, 204) << path << " " << pre->body;
+    EXPECT_EQ(pre->Header("access-control-allow-origin"), "https://ok.example") << path;
+    EXPECT_NE(pre->Header("access-control-allow-headers").find("Last-Event-ID"), std::string::npos);
+  }
+}
+
+// Browsers' EventSource cannot send headers: the key may come in the URL here.
+TEST_F(EventsStreamTest, StreamsTakeTheKeyFromAccessToken) {
+  auto c = SseClient::Connect(server_->port(), "/api/v1/events?access_token=test-token", {});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->status(), 200);
+}
+
+TEST_F(EventsStreamTest, UnknownFeatureIdFilterIs404LikeTheFeatureRoute) {
+  auto reply =
+      testing::HttpCall(server_->port(), "GET", "/api/v1/events?feature_id=f-nope", AuthOptions());
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->status, 404) << reply->body;
+  EXPECT_EQ(nlohmann::json::parse(reply->body)["error"]["code"], "NOT_FOUND");
+  EXPECT_EQ(hub_->subscribers(), 0u);
+}
+
+// A new user opens the stream of a feature that already ended: they get its
+// history from the start, then the stream ends (nothing more will come).
+TEST_F(EventsStreamTest, FinishedFeatureStreamReplaysItsHistoryThenEnds) {
+  Feature f;
+  f.title = "done";
+  auto done = store_->CreateFeature(f);
+  ASSERT_TRUE(done.ok());
+  Append(done->id);
+  ASSERT_TRUE(store_->TransitionFeature(done->id, std::nullopt, "completed", "", nullptr).ok());
+  Append();  // another feature's: not in this stream
+
+  auto c = Connect("/api/v1/features/" + done->id + "/events");
+  ASSERT_TRUE(c);
+  std::vector<std::string> types;
+  for (;;) {
+    auto m = c->NextEvent();
+    if (!m.ok()) break;
+    EXPECT_EQ(nlohmann::json::parse(m->data)["feature_id"], done->id);
+    types.push_back(m->event);
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"feature.created", "test.event", "feature.status"}));
+  EXPECT_TRUE(c->WaitClosed(std::chrono::seconds(10)));
+
+  // A running feature's stream still starts at the live edge.
+  Feature r;
+  r.title = "running";
+  auto running = store_->CreateFeature(r);
+  ASSERT_TRUE(running.ok());
+  auto live = Connect("/api/v1/features/" + running->id + "/events");
+  ASSERT_TRUE(live);
+  ASSERT_TRUE(testing::WaitFor([&] { return hub_->subscribers() == 1; }));
+  int64_t next = Append(running->id);
+  auto m = live->NextEvent();
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->id, std::to_string(next));
 }
 
 }  // namespace

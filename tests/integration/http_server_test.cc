@@ -254,6 +254,85 @@ TEST_F(HttpServerTest, BodyLimitGives413AndAllowsTheLimitItself) {
   EXPECT_EQ(e["request_id"], r.Header("x-request-id"));
 }
 
+// Sends `request` as is over a fresh connection (as much of it as the
+// server takes) and reads until the server closes: what a client sees.
+Result<HttpReply> RawExchange(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return Internal("socket failed");
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return Unavailable("connect failed");
+  }
+  for (size_t sent = 0; sent < request.size();) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server stopped reading: its answer is what counts
+    sent += static_cast<size_t>(n);
+  }
+  std::string raw;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (raw.empty()) return Unavailable("the connection was closed without an answer");
+  return testing::ParseHttpResponse(raw);
+}
+
+void ExpectRefusal(const Result<HttpReply>& r, int status, const std::string& code,
+                   const std::string& what) {
+  ASSERT_TRUE(r.ok()) << what << ": " << r.status().ToString();
+  EXPECT_EQ(r->status, status) << what << ": " << r->body;
+  EXPECT_EQ(r->Header("connection"), "close") << what;
+  auto body = nlohmann::json::parse(r->body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << what << ": " << r->body;
+  EXPECT_EQ(body["error"]["code"], code) << what;
+  EXPECT_EQ(body["error"]["request_id"], r->Header("x-request-id")) << what;
+}
+
+// Requests RESTinio's parser refuses used to get the connection closed with
+// no answer; the client must see why.
+TEST_F(HttpServerTest, OversizedAndMalformedRequestsGetAnAnswerNotAClosedConnection) {
+  // A body far over the limit, refused from its Content-Length: all 5 MiB
+  // are sent, and the answer still arrives.
+  ExpectRefusal(RawExchange(port_,
+                            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5242880"
+                            "\r\n\r\n" +
+                                std::string(5 << 20, 'a')),
+                413, "PAYLOAD_TOO_LARGE", "5 MiB body");
+  // Chunked, growing past the limit.
+  ExpectRefusal(RawExchange(port_,
+                            "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                            "chunked\r\n\r\n1000\r\n" +
+                                std::string(4096, 'a') + "\r\n0\r\n\r\n"),
+                413, "PAYLOAD_TOO_LARGE", "chunked body");
+  std::string many = "GET /health/live HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 10000; ++i) many += "X-H" + std::to_string(i) + ": v\r\n";
+  ExpectRefusal(RawExchange(port_, many + "\r\n"), 431, "HEADERS_TOO_LARGE", "10,000 headers");
+  ExpectRefusal(RawExchange(port_, "GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                                       std::string(1 << 20, 'a') + "\r\n\r\n"),
+                431, "HEADERS_TOO_LARGE", "1 MB header");
+  ExpectRefusal(RawExchange(port_, "GET /echo/1?" + std::string(100000, 'a') +
+                                       " HTTP/1.1\r\nHost: x\r\n\r\n"),
+                414, "URI_TOO_LONG", "100 kB URL");
+  ExpectRefusal(RawExchange(port_,
+                            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                            "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                400, "VALIDATION_ERROR", "Content-Length with Transfer-Encoding");
+  ExpectRefusal(RawExchange(port_, "HELLO\r\n\r\n"), 400, "VALIDATION_ERROR", "not HTTP");
+  // Within the limits all is as before, and the server kept serving.
+  EXPECT_EQ(Call(port_, "GET", "/health/live").status, 200);
+  EXPECT_EQ(Call(port_, "GET", "/echo/1?" + std::string(8000, 'a')).status, 200);
+}
+
 TEST_F(HttpServerTest, ThrowingHandlerGives500AndServerKeepsServing) {
   HttpReply r = Call(port_, "GET", "/boom");
   EXPECT_EQ(r.status, 500);

@@ -77,9 +77,11 @@ TEST(ApiAuthTest, StoresOnlyTheHashAndAuthenticatesHeaderAndQuery) {
   auto ok = auth.Authenticate(WithBearer(plain));
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->name, "ci");
+  // A key in the URL only where the caller allows it (the event streams).
   HttpRequest q;
   q.query_params["access_token"] = plain;
-  EXPECT_TRUE(auth.Authenticate(q).ok());
+  EXPECT_TRUE(auth.Authenticate(q, /*allow_query_token=*/true).ok());
+  EXPECT_EQ(auth.Authenticate(q).status().code(), Code::kUnauthenticated);
 
   EXPECT_TRUE(auth.Authorize(WithBearer(plain), "agents:read").ok());
   EXPECT_EQ(auth.Authorize(WithBearer(plain), "admin").status().code(), Code::kPermissionDenied);

@@ -59,12 +59,14 @@ class Auth {
   Auth(const Auth&) = delete;
   Auth& operator=(const Auth&) = delete;
 
-  // The key of the request: "Authorization: Bearer <key>", or the query
-  // parameter access_token=<key> (browsers' EventSource cannot set headers).
+  // The key of the request: "Authorization: Bearer <key>", or, only when
+  // `allow_query_token` (the event streams: browsers' EventSource cannot set
+  // headers), the query parameter access_token=<key>; elsewhere a query key
+  // is refused with a message saying where it is accepted.
   // Errors (Unauthenticated, each with a hint): "missing API key",
   // "invalid API key" (malformed or unknown), "revoked API key"; the store's
   // Unavailable/Internal errors pass through. Records the key's last use.
-  Result<ApiKey> Authenticate(const HttpRequest& request);
+  Result<ApiKey> Authenticate(const HttpRequest& request, bool allow_query_token = false);
 
   // Ok when `key` grants `permission`; PermissionDenied naming it otherwise.
   static Status Require(const ApiKey& key, std::string_view permission);

@@ -19,7 +19,14 @@
 //   kDeadlineExceeded   -> 504 TIMEOUT
 //   kInternal, kOk      -> 500 INTERNAL  (an "error" with kOk is a bug)
 // Codes no af::Code maps to, chosen explicitly via ApiError::code:
-//   413 PAYLOAD_TOO_LARGE, 422 WORK_PLAN_CHALLENGED, 405 METHOD_NOT_ALLOWED.
+//   413 PAYLOAD_TOO_LARGE, 414 URI_TOO_LONG, 422 WORK_PLAN_CHALLENGED,
+//   431 HEADERS_TOO_LARGE, 405 METHOD_NOT_ALLOWED.
+//
+// What a client never sees: the file system paths of the server (its data
+// directory, its database file; registered with AddServerPath) are replaced by
+// their names in every message and hint, and a 500 says only that the server
+// failed, with the request id: the original message (which may quote SQL
+// errors or paths) goes to the "api" log under that id.
 //
 // All functions are pure and thread-safe.
 
@@ -42,7 +49,9 @@ enum class ApiErrorCode {
   kMethodNotAllowed,    // 405
   kConflict,            // 409
   kPayloadTooLarge,     // 413
+  kUriTooLong,          // 414
   kWorkPlanChallenged,  // 422
+  kHeadersTooLarge,     // 431
   kRateLimitExceeded,   // 429
   kInternal,            // 500
   kUnavailable,         // 503
@@ -76,7 +85,19 @@ struct ApiError {
 nlohmann::json ErrorBody(ApiErrorCode code, std::string_view message, const nlohmann::json& details,
                          std::string_view request_id, std::string_view hint);
 
+// Registers a path of this server that must not reach clients, shown as
+// `shown_as` instead (e.g. the data directory as "<data_dir>"). Longer paths
+// are replaced first, so a file inside a registered directory keeps its
+// relative part. Thread-safe; meant for start-up.
+void AddServerPath(const std::string& path, const std::string& shown_as);
+// `text` with every registered path replaced.
+std::string HideServerPaths(std::string_view text);
+// Drops the registered paths (tests).
+void ClearServerPathsForTest();
+
 // The complete response: status from the code, JSON body, Retry-After if set.
+// A 500 gets a generic message (the original is logged), every other message
+// and hint goes through HideServerPaths.
 HttpResponse ErrorResponse(const ApiError& error, std::string_view request_id);
 // Shorthand for ErrorResponse(ApiError{status}, request_id).
 HttpResponse ErrorResponse(const Status& status, std::string_view request_id);

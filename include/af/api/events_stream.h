@@ -64,8 +64,7 @@ struct EventHubOptions {
   std::chrono::milliseconds max_stall{30000};  // default 30 s
 };
 
-// Routes check permissions with an Authorizer (af/api/auth.h), e.g.
-// Auth::MakeAuthorizer(): kUnauthenticated (401) or kPermissionDenied (403).
+class ApiGate;
 
 class EventHub {
  public:
@@ -84,8 +83,11 @@ class EventHub {
   // Sends "retry:" and subscribes `stream` to events of `feature_id` (all
   // when empty). With `after_seq`, everything after it is replayed from the
   // store first; without, delivery starts after the store's latest event.
+  // `close_at_head`: the stream is closed (ended normally) once it has been
+  // sent everything up to the hub's head, e.g. the history of a finished
+  // feature.
   void Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<int64_t> after_seq,
-                 std::string feature_id = {});
+                 std::string feature_id = {}, bool close_at_head = false);
 
   // Subscribed streams (including ones that closed since the last poll).
   size_t subscribers() const;
@@ -100,6 +102,7 @@ class EventHub {
     int64_t cursor = 0;
     std::chrono::steady_clock::time_point last_write;
     std::optional<std::chrono::steady_clock::time_point> stalled_since;
+    bool close_at_head = false;
   };
 
   void Run();
@@ -137,12 +140,16 @@ std::string FormatSseEvent(const Event& event);
 Result<std::optional<int64_t>> ParseLastEventId(std::string_view value);
 
 // Registers GET /api/v1/events, GET /events (root alias) and GET
-// /api/v1/features/:id/events on `server`. Each checks `authorize(request,
-// "features:read")` first (its error is answered as JSON), then reads the
-// resume point from the Last-Event-ID header or ?last_event_id= (400 when not
-// a number); the feature route answers 404 NOT_FOUND for an unknown feature.
-// /api/v1/events also takes ?feature_id= as a filter. `hub` and `store` must
-// outlive the server.
-void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, Authorizer authorize);
+// /api/v1/features/:id/events on `server`, plus their OPTIONS preflights.
+// Each is admitted by `gate` with "features:read" like every JSON route
+// (failed-auth throttle, key, permission, rate limit, CORS headers), the key
+// may also come as ?access_token= (EventSource cannot send headers); then the
+// resume point is read from the Last-Event-ID header or ?last_event_id= (400
+// when not a number). An unknown feature, in the path or in ?feature_id= of
+// /api/v1/events, is 404 NOT_FOUND. The stream of a finished feature
+// (completed, failed, cancelled) opened without a resume point replays its
+// whole history and then ends. `hub`, `store` and `gate` must outlive the
+// server.
+void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, ApiGate& gate);
 
 }  // namespace af

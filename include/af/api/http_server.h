@@ -8,11 +8,17 @@
 //     (1-128 chars of [A-Za-z0-9._:-]), otherwise a generated "req_<hex>"; the
 //     same id is HttpRequest::request_id and the "request_id" of error bodies;
 //   - unknown path -> 404 NOT_FOUND, known path with another method -> 405
-//     METHOD_NOT_ALLOWED (+ Allow), body larger than max_body_bytes -> 413
-//     PAYLOAD_TOO_LARGE, handler exception -> 500 INTERNAL, all with the JSON
-//     error body of api/errors.h. A body over max(4 * max_body_bytes,
-//     max_body_bytes + 1 MiB) is not read at all: the connection is closed
-//     without an answer, which bounds the memory one request can take.
+//     METHOD_NOT_ALLOWED (+ Allow), handler exception -> 500 INTERNAL, all
+//     with the JSON error body of api/errors.h;
+//   - requests refused before any handler runs, answered with the same JSON
+//     body plus "Connection: close", then the connection is closed: a body
+//     over max_body_bytes -> 413 PAYLOAD_TOO_LARGE (decided from
+//     Content-Length, before the body is read; a chunked body once it grows
+//     past the limit), a URL over 16 KiB -> 414 URI_TOO_LONG, more than 100
+//     headers or one over 16 KiB (or 80 KiB of headers in all) -> 431
+//     HEADERS_TOO_LARGE, malformed HTTP (e.g. Content-Length together with
+//     Transfer-Encoding) -> 400 VALIDATION_ERROR. So one request never holds
+//     more memory than these limits.
 //
 // Threading: `threads` I/O threads run the event loop and the handlers. A
 // handler blocks one of them while it runs, so handlers must be quick (queue
@@ -92,6 +98,9 @@ class ResponseStream {
   bool closed() const;
   // Bytes queued or being written now.
   size_t buffered_bytes() const;
+  // Adds a response header (e.g. CORS). Only headers added before the
+  // handler returns are sent: they go out with the status line.
+  void AddHeader(std::string name, std::string value);
 
   class Impl;  // defined in http_server.cc
 

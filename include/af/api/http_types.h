@@ -21,6 +21,8 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;       // names lower-case; repeats joined by ", "
   std::map<std::string, std::string> query_params;  // percent-decoded; the first of repeats wins
   std::map<std::string, std::string> path_params;   // ":id" -> "f-1", percent-decoded
+  // The peer's IP address ("127.0.0.1", "::1"); empty when unknown (tests).
+  std::string remote_address;
 
   // The header's value, or `fallback` when absent. `name` must be lower-case.
   std::string Header(std::string_view name, std::string_view fallback = {}) const;

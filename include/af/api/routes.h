@@ -29,6 +29,7 @@
 
 namespace af {
 
+class ApiGate;
 class HttpServer;
 class Store;
 
@@ -47,7 +48,18 @@ struct ApiBackend {
   // Where delivery writes <feature-id>/changes.patch (<data_dir>/artifacts);
   // empty = no diffs are served.
   std::filesystem::path artifacts_dir;
+  // The server's data directory: artifact paths are shown relative to it
+  // (clients never see the server's file system layout), and its admin.key is
+  // kept in step when the key in it is revoked. Empty = paths shown by file
+  // name only, no admin.key handling.
+  std::filesystem::path data_dir;
 };
+
+// Bounds of a search text (?query= of /knowledge/search and /memories): each
+// word becomes a condition of the store's query, and a database refuses a
+// query with too many. Longer texts are refused with 400 naming the limit.
+inline constexpr size_t kMaxSearchBytes = 1000;
+inline constexpr size_t kMaxSearchWords = 32;
 
 // --- Plain functions (unit-tested directly) --------------------------------
 
@@ -73,7 +85,8 @@ nlohmann::json ApiKeyJson(const ApiKey& k);  // never the hash
 Result<nlohmann::json> SubmitFeature(const ApiBackend& b, const HttpRequest& r);
 // GET /features?status=&limit=&offset= -> {features, pagination}.
 Result<nlohmann::json> ListFeatures(const ApiBackend& b, const HttpRequest& r);
-// GET /features/{id}: the feature plus tasks, artifacts, usage, and `ended`:
+// GET /features/{id}: the feature plus tasks, artifacts (files relative to the
+// data directory), usage, and `ended`:
 // null, or for a failed or cancelled feature {stage (the status it was in),
 // message, hint} from its last transition.
 Result<nlohmann::json> GetFeature(const ApiBackend& b, const HttpRequest& r);
@@ -100,13 +113,6 @@ Result<nlohmann::json> RevokeApiKey(const ApiBackend& b, const HttpRequest& r);
 
 // --- Registration ----------------------------------------------------------
 
-struct ApiOptions {
-  std::vector<std::string> cors_origins;  // api.cors_origins; empty = no CORS
-  int rate_limit_per_minute = 600;        // api.rate_limit_per_minute; <= 0 = off
-  // Clock of the rate limiter (a seam for tests).
-  std::function<std::chrono::steady_clock::time_point()> clock = std::chrono::steady_clock::now;
-};
-
 // One REST route: what the OpenAPI document and the registration share.
 struct ApiRouteSpec {
   std::string method;      // "GET"
@@ -119,8 +125,10 @@ struct ApiRouteSpec {
 const std::vector<ApiRouteSpec>& ApiRouteSpecs();
 
 // Registers ApiRouteSpecs() plus OPTIONS preflight for each of their
-// patterns, and GET /openapi.json. `backend` is copied; `auth` is borrowed
-// and must outlive the server.
-void AddApiRoutes(HttpServer& server, ApiBackend backend, Auth& auth, ApiOptions options = {});
+// patterns, and GET /openapi.json. Every route is admitted by `gate` (key,
+// permission, rate limit, CORS; see ApiGate), the same gate the event
+// streams use. `backend` is copied; `auth` and `gate` are borrowed and must
+// outlive the server.
+void AddApiRoutes(HttpServer& server, ApiBackend backend, Auth& auth, ApiGate& gate);
 
 }  // namespace af

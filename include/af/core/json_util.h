@@ -1,11 +1,13 @@
 #pragma once
 // Small JSON helpers. nlohmann::json::value() throws on anything that is not
-// an object, and stored JSON (task results, event data) may be null: these
-// never throw.
+// an object, and stored JSON (task results, event data) may be null: the
+// accessors never throw. ParseJson is the one parser of outside input.
 
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+
+#include "af/core/status.h"
 
 namespace af {
 
@@ -23,5 +25,26 @@ inline const nlohmann::json& AsObject(const nlohmann::json& j) {
   static const nlohmann::json kEmpty = nlohmann::json::object();
   return j.is_object() ? j : kEmpty;
 }
+
+// --- Parsing outside input ---------------------------------------------------
+// Every JSON text that comes from outside the process (request bodies, PRP
+// files, provider replies, tool arguments written by a model) goes through
+// ParseJson or CheckJsonDepth. nlohmann's parser and destructor recurse once
+// per nesting level, so a few hundred kilobytes of "[[[[..." would exhaust the
+// stack and crash the server; the depth is checked by a flat scan first.
+
+// The deepest nesting of arrays/objects accepted (a scalar is depth 0, {} is 1).
+inline constexpr int kMaxJsonDepth = 64;
+
+// InvalidArgument "<what> nests deeper than <max_depth> levels of arrays and
+// objects (at byte N)" when `text` does; Ok otherwise (also for text that is
+// not JSON at all: the parser reports that). Strings are skipped, so brackets
+// inside them do not count. Linear time, no allocation.
+Status CheckJsonDepth(std::string_view text, std::string_view what, int max_depth = kMaxJsonDepth);
+
+// CheckJsonDepth, then parses. InvalidArgument "<what> is not valid JSON (at
+// byte N: ...)" for a syntax error or a number out of range, each with a hint.
+Result<nlohmann::json> ParseJson(std::string_view text, std::string_view what,
+                                 int max_depth = kMaxJsonDepth);
 
 }  // namespace af
