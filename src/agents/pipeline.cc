@@ -564,6 +564,8 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   for (const auto& gate : req.validation_gates) {
     AF_RETURN_IF_ERROR(Check(f.id));
     auto run = sandbox_->Run(gate, tree->root());
+    // Killed by a stop: not a gate result; the gates run again on resume.
+    if (!run.ok() && run.status().code() == Code::kCancelled) return run.status();
     json r = {{"gate", gate}};
     if (!run.ok()) {
       r["passed"] = false;
@@ -1013,6 +1015,9 @@ void Pipeline::Impl::Stop() {
     std::lock_guard lock(stop_mu_);
     if (stopping_.exchange(true)) return;
   }
+  // Commands in flight are killed rather than waited for (up to
+  // sandbox.timeout_s); model calls notice stopping_ through Check.
+  sandbox_->Stop();
   stop_cv_.notify_all();
   {
     std::lock_guard lock(drivers_mu_);  // no driver between its check and its wait
