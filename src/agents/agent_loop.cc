@@ -56,8 +56,7 @@ std::function<bool()> CancelledBy(const AgentEnv& env) {
   if (!env.check) return {};
   return [check = env.check] {
     const Code c = check().code();
-    return c == Code::kCancelled || c == Code::kDeadlineExceeded ||
-           c == Code::kFailedPrecondition;
+    return c == Code::kCancelled || c == Code::kDeadlineExceeded || c == Code::kFailedPrecondition;
   };
 }
 

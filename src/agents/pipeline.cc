@@ -691,6 +691,9 @@ Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::str
                         svc_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
     if (!d) continue;
     (void)svc_.bus->Ack(queue, d->id);
+    // A reply that comes as the work stops (a gate killed by the stop, a
+    // feature cancelled meanwhile) is no result: the step runs again on resume.
+    if (d->type == type) AF_RETURN_IF_ERROR(Check(feature_id));
     if (d->type == type) return d->payload;
   }
 }

@@ -1,7 +1,7 @@
 #include <curl/curl.h>
 
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <mutex>
 
 #include "af/llm/http_transport.h"
@@ -180,8 +180,8 @@ class CurlTransport final : public HttpTransport {
     if (t.aborted) return Cancelled("transfer from " + request.url + " stopped by the receiver");
     // A proxy that refuses the tunnel makes curl fail; one that refuses a
     // plain http request answers it. Either way no provider saw the request.
-    if (connect_status >= 300) return ProxyRefused(static_cast<int>(connect_status), request.url,
-                                                   ProxyFor(request.url));
+    if (connect_status >= 300)
+      return ProxyRefused(static_cast<int>(connect_status), request.url, ProxyFor(request.url));
     if (rc != CURLE_OK) {
       return TransferError(rc, request.url, error_buf, request.timeout, ProxyFor(request.url));
     }

@@ -45,12 +45,11 @@ std::string HostOf(std::string_view url) {
   auto end = url.find_first_of("/?#", start);
   std::string_view authority =
       url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-  if (auto at = authority.rfind('@'); at != std::string_view::npos)
-    authority.remove_prefix(at + 1);
+  if (auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
   if (!authority.empty() && authority.front() == '[') {  // [::1]:8080
     auto close = authority.find(']');
-    return std::string(authority.substr(0, close == std::string_view::npos ? authority.size()
-                                                                           : close + 1));
+    return std::string(
+        authority.substr(0, close == std::string_view::npos ? authority.size() : close + 1));
   }
   return std::string(authority.substr(0, authority.find(':')));
 }
@@ -130,11 +129,12 @@ Status ProxyRefused(int status, std::string_view url_view,
   const std::string var = proxy ? proxy->variable : std::string("HTTPS_PROXY");
   if (status == 407) {
     return FailedPrecondition(
-        ProxyText(proxy) + " requires authentication (HTTP 407 Proxy Authentication Required) "
-                           "for " + url,
-        "put the proxy's credentials in " + var +
-            " (http://user:password@host:port), or add " + HostOf(url) +
-            " to NO_PROXY if the provider is reachable without the proxy");
+        ProxyText(proxy) +
+            " requires authentication (HTTP 407 Proxy Authentication Required) "
+            "for " +
+            url,
+        "put the proxy's credentials in " + var + " (http://user:password@host:port), or add " +
+            HostOf(url) + " to NO_PROXY if the provider is reachable without the proxy");
   }
   return FailedPrecondition(
       ProxyText(proxy) + " refused to connect to " + url + " (HTTP " + std::to_string(status) + ")",

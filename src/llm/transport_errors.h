@@ -33,8 +33,8 @@ struct ProxySetting {
 // nullopt when no proxy variable applies to `url`. NO_PROXY is not
 // consulted: callers use this only to name a proxy libcurl already reported.
 // `env` defaults to ::getenv (a seam for tests).
-std::optional<ProxySetting> ProxyFor(
-    std::string_view url, const std::function<const char*(const char*)>& env = nullptr);
+std::optional<ProxySetting> ProxyFor(std::string_view url,
+                                     const std::function<const char*(const char*)>& env = nullptr);
 
 // What a failed transfer to `url` means. `curl_code` is the transfer's
 // result, `detail` libcurl's error buffer (may be empty), `timeout` the

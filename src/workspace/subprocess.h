@@ -43,8 +43,8 @@ struct SpawnResult {
   int term_signal = 0;  // the signal that ended it, if any
   bool timed_out = false;
   bool cancelled = false;  // killed because options.cancelled said so
-  std::string out;  // stdout (and stderr when merged)
-  std::string err;  // stderr when not merged
+  std::string out;         // stdout (and stderr when merged)
+  std::string err;         // stderr when not merged
   bool truncated = false;
   std::chrono::milliseconds duration{0};
 };

@@ -240,8 +240,7 @@ TEST(LlmProxyTest, HttpsThroughAProxyThatWantsCredentialsIsNamedAndNotRetried) {
   auto r = client->Complete(Hello(&never));
   ASSERT_FALSE(r.ok());
   ExpectProxyNamed(r.status(), proxy, "HTTPS_PROXY");
-  EXPECT_EQ(proxy.first_line().rfind("CONNECT provider.invalid:443", 0), 0u)
-      << proxy.first_line();
+  EXPECT_EQ(proxy.first_line().rfind("CONNECT provider.invalid:443", 0), 0u) << proxy.first_line();
   EXPECT_EQ(proxy.requests(), 1);
 }
 

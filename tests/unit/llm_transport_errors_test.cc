@@ -57,8 +57,8 @@ TEST(TransportErrorsTest, ProxyAuthenticationIsNamedWithTheVariableAndNotAnOutag
 }
 
 TEST(TransportErrorsTest, CertificateFailuresNameTheHostAndTheCaBundle) {
-  for (CURLcode code : {CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE,
-                        CURLE_SSL_ISSUER_ERROR}) {
+  for (CURLcode code :
+       {CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR}) {
     Status s = TransferError(code, "https://llm.internal:8443/v1/chat/completions",
                              "self-signed certificate", milliseconds(1000), std::nullopt);
     EXPECT_EQ(s.code(), Code::kFailedPrecondition) << s.ToString();

@@ -81,8 +81,7 @@ TEST(LogTest, InfoLinesReachTheFileWithinSecondsWithoutAFlushOrAWarning) {
   log::Get("flushcheck")->info("an info line that must not wait for a warning");
   EXPECT_TRUE(testing::WaitFor(
       [&] {
-        return testing::ReadFile(file).find("an info line that must not wait") !=
-               std::string::npos;
+        return testing::ReadFile(file).find("an info line that must not wait") != std::string::npos;
       },
       std::chrono::seconds(5)));
   ASSERT_TRUE(log::Init({.level = "info", .console = false}).ok());
