@@ -76,6 +76,17 @@ std::string FailureReason(const Status& s) {
 
 namespace {
 
+// When a model call must be given up: its feature ended (cancelled, failed,
+// timed out) or the process is stopping. A store error in the check is no
+// reason to drop a call.
+std::function<bool()> CancelledBy(const AgentEnv& env) {
+  if (!env.check) return {};
+  return [check = env.check] {
+    const Code c = check().code();
+    return c == Code::kCancelled || c == Code::kDeadlineExceeded || c == Code::kFailedPrecondition;
+  };
+}
+
 // One model call: replay, limits, the call itself, its event.
 // *provider_failed: the failure, if any, is the provider's answer (not a
 // limit or the store).
@@ -117,6 +128,10 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
 
   auto resp = env.llm->Complete(req);
   if (resp.ok()) fault::CrashPoint("llm call");  // recorded (LlmOptions::on_call), no event yet
+  if (!resp.ok() && resp.status().code() == Code::kCancelled && env.check) {
+    // Given up because the work ended: say why it ended (e.g. the timeout).
+    if (Status why = env.check(); !why.ok()) return why;
+  }
   if (!resp.ok()) {
     // No event here: a failure that ends the job is reported once, by the
     // job's own "error" event; one that is waited out is reported by CallModel.
@@ -202,6 +217,7 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
   req.agent_role = CanonicalRole(conv.role);
   req.feature_id = conv.feature_id;
   req.task_id = conv.task_id;
+  req.cancelled = CancelledBy(env);
   req.messages.push_back(Message::User(conv.first_user));
 
   auto logger = log::Get("agents");

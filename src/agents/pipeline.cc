@@ -625,6 +625,8 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   for (const auto& gate : req.validation_gates) {
     AF_RETURN_IF_ERROR(Check(f.id));
     auto run = sandbox_->Run(gate, tree->root());
+    // Killed by a stop: not a gate result; the gates run again on resume.
+    if (!run.ok() && run.status().code() == Code::kCancelled) return run.status();
     json r = {{"gate", gate}};
     if (!run.ok()) {
       r["passed"] = false;
@@ -766,6 +768,9 @@ Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::str
                         svc_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
     if (!d) continue;
     (void)svc_.bus->Ack(queue, d->id);
+    // A reply that comes as the work stops (a gate killed by the stop, a
+    // feature cancelled meanwhile) is no result: the step runs again on resume.
+    if (d->type == type) AF_RETURN_IF_ERROR(Check(feature_id));
     if (d->type == type) return d->payload;
   }
 }
@@ -1091,6 +1096,9 @@ void Pipeline::Impl::Stop() {
     std::lock_guard lock(stop_mu_);
     if (stopping_.exchange(true)) return;
   }
+  // Commands in flight are killed rather than waited for (up to
+  // sandbox.timeout_s); model calls notice stopping_ through Check.
+  sandbox_->Stop();
   stop_cv_.notify_all();
   {
     std::lock_guard lock(drivers_mu_);  // no driver between its check and its wait

@@ -19,9 +19,10 @@ namespace {
 using json = nlohmann::json;
 
 volatile std::sig_atomic_t g_interrupted = 0;
-// The graceful stop waits for in-flight model calls (up to llm.timeout_s per
-// attempt); a second signal must end the process at once, which is safe
-// because an accepted feature survives kill -9 and resumes on the next start.
+// The graceful stop abandons in-flight model calls and commands (about a
+// second); should it hang anyway, a second signal ends the process at once,
+// which is safe because an accepted feature survives kill -9 and resumes on
+// the next start.
 void OnInterrupt(int sig) {
   g_interrupted = 1;
   std::signal(sig, SIG_DFL);

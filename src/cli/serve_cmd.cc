@@ -133,9 +133,10 @@ int Serve(const GlobalOptions& g) {
   sigwait(&stop_signals, &sig);
   logger->info("received {}, shutting down (send it again to quit at once)",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
-  // The graceful stop waits for in-flight model calls (minutes with retries);
-  // unblocked here, a second signal takes its default action and ends the
-  // process at once, which kill -9 safety makes harmless.
+  // The graceful stop abandons model calls and kills commands in flight, so
+  // it takes about a second; should it hang anyway, a second signal
+  // (unblocked here) takes its default action and ends the process at once,
+  // which kill -9 safety makes harmless.
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   server.Stop();
   hub.Stop();

@@ -5,10 +5,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <sys/stat.h>
 
+#include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
+#include <thread>
 #include <vector>
 
 #include "af/core/private_files.h"
@@ -112,6 +115,63 @@ class JsonFormatter final : public spdlog::formatter {
   }
 };
 
+// Writes every sink's buffer out once a second, so a process killed with
+// SIGKILL loses at most the last second of lines (warnings and errors are
+// flushed at once by their logger). One thread per process, started with the
+// first log file; it is stopped and joined at exit (before the statics it
+// uses go), after a last flush.
+class Flusher {
+ public:
+  static void Start() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      static Flusher* const f = new Flusher();  // never destroyed: joined at exit
+      f->thread_ = std::thread([] { f->Loop(); });
+      std::atexit([] { f->Halt(); });
+    });
+  }
+
+ private:
+  static void FlushAll() {
+    std::vector<spdlog::sink_ptr> sinks;
+    {
+      std::lock_guard lock(Reg().mu);
+      sinks = Reg().sinks;
+    }
+    for (const auto& sink : sinks) {
+      try {
+        sink->flush();
+      } catch (const std::exception&) {
+        // A full disk must not end the process; the next flush tries again.
+      }
+    }
+  }
+
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
+      lock.unlock();
+      FlushAll();
+      lock.lock();
+    }
+  }
+
+  void Halt() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    FlushAll();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
 spdlog::level::level_enum LevelFor(const LevelSpec& spec, std::string_view component) {
   auto it = spec.components.find(std::string(component));
   return it == spec.components.end() ? spec.default_level : it->second;
@@ -204,6 +264,7 @@ Status Init(const LogOptions& options) {
     logger->sinks() = sinks;
     logger->set_level(LevelFor(spec, name));
   }
+  if (!options.file.empty()) Flusher::Start();
   return Status::Ok();
 }
 

@@ -1,12 +1,18 @@
 #include <curl/curl.h>
 
 #include <cctype>
+#include <chrono>
 #include <mutex>
 
 #include "af/llm/http_transport.h"
+#include "llm/transport_errors.h"
 
 namespace af {
 namespace {
+
+using llm::ProxyFor;
+using llm::ProxyRefused;
+using llm::TransferError;
 
 struct Transfer {
   CURL* curl = nullptr;
@@ -59,29 +65,53 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return chunk.size();
 }
 
-Status MapCurlError(CURLcode code, const ClientRequest& request, const char* detail) {
-  const std::string what =
-      std::string(curl_easy_strerror(code)) +
-      (detail != nullptr && *detail != '\0' ? std::string(" (") + detail + ")" : std::string());
-  switch (code) {
-    case CURLE_OPERATION_TIMEDOUT:
-      return DeadlineExceeded("no complete response from " + request.url + " within " +
-                                  std::to_string(request.timeout.count()) + " ms: " + what,
-                              "the server is slow or stuck; raise the LLM timeout or try again");
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-      return Unavailable("cannot connect to " + request.url + ": " + what,
-                         "check the base URL (ANTHROPIC_BASE_URL / OPENAI_BASE_URL) and that "
-                         "the server is running");
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-      return InvalidArgument("bad URL " + request.url + ": " + what,
-                             "check the base URL (ANTHROPIC_BASE_URL / OPENAI_BASE_URL)");
-    default:
-      return Unavailable("request to " + request.url + " failed: " + what,
-                         "the connection broke; it is retried automatically");
+// Runs the transfer on a multi handle of its own, so `cancelled` can be asked
+// while nothing arrives (curl_easy_perform would only return at the end or
+// the timeout). The predicate is called about every 100 ms, not per chunk: it
+// may read shared state.
+CURLcode Perform(CURL* curl, const std::function<bool()>& cancelled, bool* was_cancelled) {
+  *was_cancelled = false;
+  if (!cancelled) return curl_easy_perform(curl);
+  if (cancelled()) {
+    *was_cancelled = true;
+    return CURLE_ABORTED_BY_CALLBACK;
   }
+  CURLM* multi = curl_multi_init();
+  if (multi == nullptr) return CURLE_OUT_OF_MEMORY;
+  curl_multi_add_handle(multi, curl);
+  constexpr auto kCheckEvery = std::chrono::milliseconds(100);
+  auto next_check = std::chrono::steady_clock::now() + kCheckEvery;
+  CURLcode rc = CURLE_OK;
+  for (;;) {
+    int running = 0;
+    if (curl_multi_perform(multi, &running) != CURLM_OK) {
+      rc = CURLE_SEND_ERROR;
+      break;
+    }
+    if (running == 0) {
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+        if (msg->msg == CURLMSG_DONE) rc = msg->data.result;
+      }
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= next_check) {
+      if (cancelled()) {
+        *was_cancelled = true;
+        rc = CURLE_ABORTED_BY_CALLBACK;
+        break;
+      }
+      next_check = std::chrono::steady_clock::now() + kCheckEvery;
+    }
+    if (curl_multi_poll(multi, nullptr, 0, static_cast<int>(kCheckEvery.count()), nullptr) !=
+        CURLM_OK) {
+      rc = CURLE_RECV_ERROR;
+      break;
+    }
+  }
+  curl_multi_remove_handle(multi, curl);
+  curl_multi_cleanup(multi);
+  return rc;
 }
 
 class CurlTransport final : public HttpTransport {
@@ -134,14 +164,28 @@ class CurlTransport final : public HttpTransport {
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buf);
     curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
 
-    CURLcode rc = curl_easy_perform(curl);
+    bool cancelled = false;
+    CURLcode rc = Perform(curl, request.cancelled, &cancelled);
     long status = 0;
+    long connect_status = 0;  // the proxy's answer to CONNECT, when tunnelling
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(curl, CURLINFO_HTTP_CONNECTCODE, &connect_status);
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
 
+    if (cancelled) {
+      return Cancelled("the call to " + request.url + " was abandoned: its work was stopped",
+                       "nothing to do: the work resumes or has ended");
+    }
     if (t.aborted) return Cancelled("transfer from " + request.url + " stopped by the receiver");
-    if (rc != CURLE_OK) return MapCurlError(rc, request, error_buf);
+    // A proxy that refuses the tunnel makes curl fail; one that refuses a
+    // plain http request answers it. Either way no provider saw the request.
+    if (connect_status >= 300)
+      return ProxyRefused(static_cast<int>(connect_status), request.url, ProxyFor(request.url));
+    if (rc != CURLE_OK) {
+      return TransferError(rc, request.url, error_buf, request.timeout, ProxyFor(request.url));
+    }
+    if (status == 407) return ProxyRefused(407, request.url, ProxyFor(request.url));
     t.response.status = static_cast<int>(status);
     return std::move(t.response);
   }

@@ -1,5 +1,6 @@
 #include "llm/http_llm_client.h"
 
+#include <algorithm>
 #include <cctype>
 #include <mutex>
 #include <random>
@@ -26,6 +27,25 @@ struct Attempt {
   // For a retryable failure, what the provider did (LlmHealth::failing_as).
   std::string failing_as;
 };
+
+// The cancellation of the call this thread is making, for the waits inside
+// the request gate (whose sleeper is shared by every call). Null = none.
+thread_local const std::function<bool()>* t_cancelled = nullptr;
+
+class CancelScope {
+ public:
+  explicit CancelScope(const std::function<bool()>* cancelled) : saved_(t_cancelled) {
+    t_cancelled = cancelled != nullptr && *cancelled ? cancelled : nullptr;
+  }
+  ~CancelScope() { t_cancelled = saved_; }
+  CancelScope(const CancelScope&) = delete;
+  CancelScope& operator=(const CancelScope&) = delete;
+
+ private:
+  const std::function<bool()>* saved_;
+};
+
+bool IsCancelled(const LlmRequest& request) { return request.cancelled && request.cancelled(); }
 
 bool IsRetryableCode(Code code) {
   return code == Code::kUnavailable || code == Code::kDeadlineExceeded;
@@ -59,8 +79,9 @@ class HttpLlmClient final : public LlmClient {
     const std::string p(codec_->provider());
     std::string base_env = p;
     for (char& ch : base_env) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    gate_ = std::make_unique<RequestGate>(p, options_.requests_per_minute, options_.clock,
-                                          options_.sleep);
+    gate_ = std::make_unique<RequestGate>(
+        p, options_.requests_per_minute, options_.clock,
+        [this](std::chrono::milliseconds d) { SleepUnlessCancelled(d); });
     breaker_ = std::make_unique<CircuitBreaker>(
         p, options_.circuit_failures, options_.circuit_cooldown,
         "check the provider's status page, the network, and " + base_env +
@@ -122,10 +143,17 @@ class HttpLlmClient final : public LlmClient {
     http.timeout = options_.timeout;
     http.connect_timeout = options_.connect_timeout;
 
+    http.cancelled = request.cancelled;
+
     const BackoffPolicy policy{options_.backoff_base, options_.backoff_max};
     uint64_t seen_pause = 0;
+    CancelScope cancel_scope(&request.cancelled);
     for (int retry = 0;; ++retry) {
+      // Before and after the wait for the gate: the work may have ended
+      // meanwhile, and nothing may reach the provider for it then.
+      if (IsCancelled(request)) return Abandoned(retry);
       gate_->Wait(&seen_pause);
+      if (IsCancelled(request)) return Abandoned(retry);
       *attempts = retry + 1;
       Attempt a = RunAttempt(http, request.stream, on_text);
       if (a.result.ok()) {
@@ -166,7 +194,30 @@ class HttpLlmClient final : public LlmClient {
                 std::to_string(a.retry_after->count() / 1000) + " s",
             "the provider's rate limit is exhausted for a long time; try again later"));
       }
-      options_.sleep(delay);
+      SleepUnlessCancelled(delay);
+    }
+  }
+
+  Status Abandoned(int attempts_made) const {
+    return Cancelled("the call to " + std::string(provider()) + " was abandoned after " +
+                         std::to_string(attempts_made) +
+                         " attempt(s): its work was stopped (cancelled, ended or shutting down)",
+                     "nothing to do: the work resumes on the next start or has ended");
+  }
+
+  // The backoff and gate waits: in slices while the current call can be
+  // cancelled, so a stop is not held up by a wait of up to minutes.
+  void SleepUnlessCancelled(std::chrono::milliseconds d) const {
+    const std::function<bool()>* cancelled = t_cancelled;
+    if (cancelled == nullptr) {
+      options_.sleep(d);
+      return;
+    }
+    constexpr std::chrono::milliseconds kSlice{100};
+    while (d.count() > 0 && !(*cancelled)()) {
+      const std::chrono::milliseconds step = std::min(d, kSlice);
+      options_.sleep(step);
+      d -= step;
     }
   }
 

@@ -159,8 +159,10 @@ class SandboxImpl : public Sandbox {
     const std::string dir = fs::canonical(workdir, ec).string();
     if (ec) return InvalidArgument("sandbox workdir '" + workdir.string() + "': " + ec.message());
 
+    if (stopped_) return Stopped(command);
     SpawnOptions opts;
     opts.new_session = true;
+    opts.cancelled = [this] { return stopped_.load(); };
     opts.timeout = options_.timeout;
     opts.max_output_bytes = options_.max_output_bytes;
     opts.merge_output = true;
@@ -193,6 +195,7 @@ class SandboxImpl : public Sandbox {
     }
     AF_ASSIGN_OR_RETURN(SpawnResult r, Spawn(opts));
     cgroup.reset();  // kills leftovers and removes the cgroup before we return
+    if (r.cancelled) return Stopped(command);
 
     RunResult out;
     out.exit_code = r.exit_code;
@@ -205,6 +208,11 @@ class SandboxImpl : public Sandbox {
   }
 
  private:
+  static Status Stopped(const std::string& command) {
+    return Cancelled("`" + command.substr(0, 80) + "` was not run to its end: the sandbox stopped",
+                     "the work resumes on the next start");
+  }
+
   std::string bwrap_;  // empty in process mode
 };
 

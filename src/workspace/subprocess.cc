@@ -287,6 +287,8 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
     }
     // Without a pidfd the exit is noticed by polling waitpid.
     if (!exited && pidfd < 0 && (wait_ms < 0 || wait_ms > 20)) wait_ms = 20;
+    if (options.cancelled && !exited && !result.cancelled && (wait_ms < 0 || wait_ms > 100))
+      wait_ms = 100;
 
     int n = nfds > 0 ? poll(fds, nfds, wait_ms) : 0;
     if (n < 0 && errno != EINTR) break;
@@ -319,6 +321,12 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
         continue;
       }
     }
+    if (options.cancelled && !exited && !result.cancelled && !result.timed_out &&
+        options.cancelled()) {
+      result.cancelled = true;
+      kill_all();
+      continue;
+    }
     if (has_deadline && !result.timed_out && !exited && now >= deadline) {
       result.timed_out = true;
       kill_all();
@@ -335,7 +343,7 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
   }
 
   result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-  if (WIFEXITED(wstatus) && !result.timed_out) {
+  if (WIFEXITED(wstatus) && !result.timed_out && !result.cancelled) {
     result.exit_code = WEXITSTATUS(wstatus);
   } else {
     result.exit_code = -1;

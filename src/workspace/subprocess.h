@@ -32,14 +32,19 @@ struct SpawnOptions {
   // Called on timeout and after the child exits, to kill what escaped the
   // process group (e.g. everything in a cgroup). May be empty.
   std::function<void()> kill_extra;
+  // Asked about every 100 ms while the program runs; once it returns true
+  // the program (and its group) is killed as on timeout, and the result says
+  // `cancelled`. Empty = never.
+  std::function<bool()> cancelled;
 };
 
 struct SpawnResult {
   int exit_code = -1;   // -1 when killed by a signal or timed out
   int term_signal = 0;  // the signal that ended it, if any
   bool timed_out = false;
-  std::string out;  // stdout (and stderr when merged)
-  std::string err;  // stderr when not merged
+  bool cancelled = false;  // killed because options.cancelled said so
+  std::string out;         // stdout (and stderr when merged)
+  std::string err;         // stderr when not merged
   bool truncated = false;
   std::chrono::milliseconds duration{0};
 };

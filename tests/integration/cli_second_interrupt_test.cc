@@ -1,6 +1,7 @@
-// Ctrl-C while a model call is in flight: the graceful stop waits for the call
-// (up to llm.timeout_s per attempt, times the retries: minutes). A second
-// Ctrl-C must end the process at once (kill -9 is safe by contract: the
+// Ctrl-C while a model call is in flight: the graceful stop abandons the call
+// and ends the process within about a second (prompt_stop_test.cc measures
+// it). Should the stop still be slow (a store or git operation under way), a
+// second Ctrl-C must end the process at once (kill -9 is safe by contract: the
 // feature resumes on the next start).
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -31,9 +32,9 @@ void InterruptTwice(ChildProcess& p, FakeLlmServer& fake, size_t calls_before,
       << p.Err();
   ASSERT_TRUE(p.Running()) << p.Err();
   ::kill(p.pid(), SIGINT);
-  // The first one starts the graceful stop, which waits on the hanging call.
+  // The first one starts the graceful stop, which may already be over by the
+  // time the second arrives; either way the process is gone at once.
   ASSERT_TRUE(WaitFor([&] { return p.Err().find(stopping) != std::string::npos; })) << p.Err();
-  EXPECT_TRUE(p.Running());
   EXPECT_NE(p.Stop(SIGINT, std::chrono::seconds(20)), -2)
       << "a second Ctrl-C did not end the process\n"
       << p.Err();

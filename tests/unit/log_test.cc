@@ -72,5 +72,20 @@ TEST(LogTest, RotatesBySize) {
   ASSERT_TRUE(log::Init({.level = "info", .console = false}).ok());
 }
 
+// A process killed with SIGKILL cannot flush: info lines must reach the file
+// on their own, within about a second, not only when a warning comes.
+TEST(LogTest, InfoLinesReachTheFileWithinSecondsWithoutAFlushOrAWarning) {
+  testing::TempDir dir;
+  auto file = dir.path() / "logs" / "agent-factory.log";
+  ASSERT_TRUE(log::Init({.level = "info", .file = file.string(), .console = false}).ok());
+  log::Get("flushcheck")->info("an info line that must not wait for a warning");
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        return testing::ReadFile(file).find("an info line that must not wait") != std::string::npos;
+      },
+      std::chrono::seconds(5)));
+  ASSERT_TRUE(log::Init({.level = "info", .console = false}).ok());
+}
+
 }  // namespace
 }  // namespace af

@@ -46,7 +46,9 @@ struct AgentEnv {
   Optimizer* optimizer = nullptr;
   BudgetLedger* budget = nullptr;  // shared by every agent of the process
   // Ok to go on; Cancelled / DeadlineExceeded to stop (checked before each
-  // call, and about every second while waiting for an open circuit).
+  // call, and about every second while waiting for an open circuit). A model
+  // call in flight also asks it (LlmRequest::cancelled) and is given up when
+  // it says Cancelled, DeadlineExceeded or FailedPrecondition (ended).
   std::function<Status()> check;
   // Reports the agent's state: "degraded" while it waits for an open circuit,
   // "busy" when it goes on. Null = not reported.

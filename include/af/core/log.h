@@ -43,7 +43,9 @@ struct LogOptions {
 };
 
 // Installs the sinks and levels. Fails (and changes nothing) on a bad level
-// spec or a log file that cannot be created, naming the path.
+// spec or a log file that cannot be created, naming the path. Warnings and
+// errors reach the file at once, other lines within about a second (a
+// background flush), so a process killed with SIGKILL keeps its log.
 Status Init(const LogOptions& options);
 
 // The logger of a component, created on first use with the level the spec

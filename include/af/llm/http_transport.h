@@ -23,6 +23,10 @@ struct ClientRequest {
   std::string body;
   std::chrono::milliseconds timeout{120000};         // whole exchange; default 120 s
   std::chrono::milliseconds connect_timeout{10000};  // default 10 s
+  // Asked about every 100 ms while the exchange runs (also while nothing
+  // arrives); once it returns true the transfer is abandoned and Send returns
+  // kCancelled. Empty = never. Called on the thread that called Send.
+  std::function<bool()> cancelled;
 };
 
 struct ClientResponse {
@@ -41,8 +45,11 @@ class HttpTransport {
   // statuses always have their body in `body`.
   // Errors: kUnavailable when the server cannot be reached or the connection
   // breaks (the message names the URL); kDeadlineExceeded when connect_timeout
-  // or timeout passes. An HTTP error status is not an error here: it is in
-  // ClientResponse::status.
+  // or timeout passes; kCancelled when request.cancelled said so;
+  // kFailedPrecondition when a proxy refused the request (HTTP 407 wants
+  // credentials) or the server's TLS certificate does not verify, each named
+  // as such with a hint (waiting does not fix these). Any other HTTP error
+  // status is not an error here: it is in ClientResponse::status.
   // Thread safety: implementations must allow concurrent calls.
   virtual Result<ClientResponse> Send(
       const ClientRequest& request,

@@ -165,7 +165,12 @@ class LlmClient {
   //                       failures (last: ...); next attempt in 27 s" (no
   //                       request sent, attempts 0);
   //   kDeadlineExceeded:  timed out on the last attempt;
-  //   kInternal:          the provider sent malformed JSON (quoted, max 200 bytes).
+  //   kInternal:          the provider sent malformed JSON (quoted, max 200 bytes);
+  //   kCancelled:         request.cancelled said so (no further request was
+  //                       sent; a transfer under way was abandoned);
+  //   kFailedPrecondition: a proxy refused the request (HTTP 407: it wants
+  //                       credentials) or the provider's TLS certificate does
+  //                       not verify; named as such, not retried.
   // Calls options.on_call once with the outcome.
   Result<LlmResponse> Complete(const LlmRequest& request, const StreamCallback& on_text = {});
 

@@ -3,6 +3,7 @@
 // copyable, no locking, safe to share read-only between threads.
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -57,6 +58,13 @@ struct LlmRequest {
   std::string agent_role;
   std::string feature_id;
   std::string task_id;
+  // True once the work this call serves has ended or must stop (the feature
+  // was cancelled, failed or timed out; the process is stopping). Asked
+  // before every attempt, during backoff and rate-limit waits, and about
+  // every 100 ms during a transfer: once it says true no request is sent any
+  // more, a transfer under way is abandoned, and Complete returns kCancelled.
+  // Empty = never. Called on the thread that called Complete; not hashed.
+  std::function<bool()> cancelled;
 };
 
 struct Usage {

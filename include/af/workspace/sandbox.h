@@ -15,6 +15,7 @@
 // killed at the end (this is what contains a fork bomb when running as root,
 // where RLIMIT_NPROC is not enforced). Memory is limited with RLIMIT_AS.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -86,9 +87,17 @@ class Sandbox {
   // directory, writable by the command). Waits for it, up to the timeout;
   // whatever it started is killed when it ends. A failing or timed-out command
   // is a RunResult, not an error. Errors: InvalidArgument for a bad workdir,
-  // Internal when the command cannot be started.
+  // Internal when the command cannot be started, Cancelled when the sandbox
+  // was stopped (before or during the run; the command was killed).
   virtual Result<RunResult> Run(const std::string& command,
                                 const std::filesystem::path& workdir) = 0;
+
+  // For a prompt shutdown: kills every run in flight (its whole process
+  // group and cgroup, within about 100 ms) and refuses every later one; their
+  // Run calls return Cancelled. Their results would be thrown away anyway:
+  // the work they belong to resumes on the next start. Not undone.
+  void Stop() { stopped_ = true; }
+  bool stopped() const { return stopped_; }
 
   std::string_view kind() const { return kind_; }
   // Empty when everything the options ask for is enforced; else what is not,
@@ -105,6 +114,7 @@ class Sandbox {
   std::string kind_;
   std::string warning_;
   SandboxIsolation isolation_;
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace af
