@@ -1131,6 +1131,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Start(Services& services, PipelineOp
   SandboxOptions sandbox_options;
   sandbox_options.timeout = std::chrono::seconds(cfg.sandbox.timeout_s);
   sandbox_options.memory_mb = cfg.sandbox.memory_mb;
+  for (const auto& p : cfg.sandbox.read_only_paths) sandbox_options.read_only_paths.push_back(p);
   AF_ASSIGN_OR_RETURN(auto sandbox, Sandbox::Create(sandbox_options));
   if (!sandbox->warning().empty()) log::Get("sandbox")->warn("{}", sandbox->warning());
   if (options.skills_dir.empty())

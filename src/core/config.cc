@@ -156,6 +156,7 @@ const std::vector<Setting>& Settings() {
         Range(S(AF_FIELD(kb.chunk_overlap)), 0, 50000),
         Duration(S(AF_FIELD(sandbox.timeout_s)), 1, 86400),
         Range(S(AF_FIELD(sandbox.memory_mb)), 16, 1 << 20),
+        S(AF_FIELD(sandbox.read_only_paths)),
         S(AF_FIELD(delivery.command)),
     };
     for (const auto& role : AgentRoles()) {
@@ -518,6 +519,10 @@ void CrossCheck(LoadedConfig& out) {
   if (c.kb.chunk_overlap >= c.kb.chunk_size) {
     add("kb.chunk_overlap",
         "must be below kb.chunk_size (" + std::to_string(c.kb.chunk_size) + ")");
+  }
+  for (const auto& p : c.sandbox.read_only_paths) {
+    if (p.empty() || p[0] != '/')
+      add("sandbox.read_only_paths", "'" + p + "' is not an absolute path");
   }
   if (auto spec = log::ParseLevelSpec(c.log.level); !spec.ok())
     add("log.level", spec.status().message());

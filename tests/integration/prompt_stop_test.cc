@@ -176,15 +176,19 @@ TEST(PromptStopTest, SigtermDuringASleepingGateKillsItAtOnceAndTheGatesRunAgain)
   fake.SetResponder([](const RecordedRequest& r) -> std::optional<FakeReply> {
     return Answer(r, std::chrono::milliseconds(0));
   });
-  // The first run of the gate marks the worktree and sleeps; the run after
-  // the restart finds the mark and checks the file.
-  auto prp = dir.Write(
-      "stop.md",
-      Prp("test -e .gate-slept || { touch .gate-slept; sleep 60; }; grep -qx alpha a.txt"));
+  // The gate sleeps while a flag outside the worktree exists (readable in the
+  // sandbox through sandbox.read_only_paths); the test removes it before the
+  // restart. The gate marks the worktree when it runs, to say it started
+  // (the restart puts the worktree back to its last commit, mark included).
+  const auto flags = dir.path() / "flags";
+  const auto slow = dir.Write("flags/slow", "");
+  dir.Write("agent-factory.toml", "[sandbox]\nread_only_paths = [\"" + flags.string() + "\"]\n");
+  auto prp = dir.Write("stop.md", Prp("touch .gate-started; if test -e " + slow.string() +
+                                      "; then sleep 60; fi; grep -qx alpha a.txt"));
   {
     ChildProcess run({BinaryPath(), "run", prp.string()}, Env(fake), dir.path().string());
     ASSERT_TRUE(
-        WaitFor([&] { return ExistsUnder(dir.path() / "data", ".gate-slept") || !run.Running(); },
+        WaitFor([&] { return ExistsUnder(dir.path() / "data", ".gate-started") || !run.Running(); },
                 seconds(60)))
         << run.Err();
     ASSERT_TRUE(run.Running()) << run.Out() << run.Err();
@@ -198,6 +202,7 @@ TEST(PromptStopTest, SigtermDuringASleepingGateKillsItAtOnceAndTheGatesRunAgain)
   auto f = TheFeature(dir);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->status, "testing");  // the killed gate's result was not taken as a failure
+  std::filesystem::remove(slow);
   ExpectResumedToCompletion(dir, fake);
 }
 

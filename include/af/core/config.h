@@ -125,6 +125,9 @@ struct Config {
   struct Sandbox {
     int timeout_s = 300;
     int memory_mb = 2048;
+    // Host paths the sandboxed commands may read (a toolchain under /opt, a
+    // dataset); absolute. The system (/usr, /bin, /lib, /etc) always is.
+    std::vector<std::string> read_only_paths;
   } sandbox;
 
   struct Delivery {
