@@ -1,4 +1,4 @@
-# The three commands of SPEC §2, plus bench. Every target installs what it needs
+# make run, make test, make build (and bench). Every target installs what it needs
 # first (scripts/setup is idempotent and quick when nothing is missing).
 BUILD_DIR ?= build
 JOBS ?= 2

@@ -1,4 +1,4 @@
--- wrk script: POST /api/v1/features with a valid JSON feature (SPEC §3).
+-- wrk script: POST /api/v1/features with a valid JSON feature (a PRP's fields).
 -- Usage: AF_BENCH_KEY=<api key> wrk -s bench/post_features.lua http://127.0.0.1:PORT
 -- The key needs features:create (the admin key of <data_dir>/admin.key works).
 --

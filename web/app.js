@@ -1,5 +1,5 @@
 // Agent Factory dashboard: one page, no build step, no third-party code.
-// Reads the REST API of SPEC §10 with the key the user gave once (kept in
+// Reads the REST API (docs/API.md) with the key the user gave once (kept in
 // localStorage), and stays current over the server-sent event streams: every
 // event re-renders what it touches, so the page never reloads.
 // All server text goes into the page through textContent (never innerHTML).

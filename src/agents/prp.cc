@@ -551,7 +551,9 @@ Result<FeatureRequest> FeatureRequestFromJson(const json& j) {
   if (!j.is_object()) {
     return InvalidArgument(
         std::string("a feature request must be a JSON object (got ") + JsonTypeName(j) + ")",
-        "send {\"title\": ..., \"description\": ..., ...} (SPEC §3 fields)");
+        "send {\"title\": ..., \"description\": ..., ...} with the fields title, description, "
+        "requirements, acceptance_criteria, tech_stack, validation_gates, context, priority, "
+        "project");
   }
   std::string unknown;
   for (auto it = j.begin(); it != j.end(); ++it) {

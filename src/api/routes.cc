@@ -503,11 +503,11 @@ Result<json> GetAgent(const ApiBackend& b, const HttpRequest& r) {
 }
 
 // --- Knowledge and memories ------------------------------------------------------
-// The knowledge base proper (chunked documents, BM25 + vectors, SPEC §9) is a
+// The knowledge base proper (chunked documents, BM25 + vectors) is a
 // later issue. Until then these routes serve the store's memories in the
-// shapes of SPEC §9, so clients and the dashboard can be written against them:
-// a knowledge entry is a memory of type "reference", and `score` is a
-// rank-based stand-in (1, 1/2, 1/3, ...) for the fused relevance score.
+// shapes the knowledge base will answer with, so clients and the dashboard can be written against
+// them: a knowledge entry is a memory of type "reference", and `score` is a rank-based stand-in (1,
+// 1/2, 1/3, ...) for the fused relevance score.
 
 Result<json> SearchKnowledge(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(std::string query, SearchText(r));

@@ -141,7 +141,7 @@ HealthInputs Services::Health() const {
   h.vector_store = "disabled";
   h.llm = llm ? LlmHealthText(*llm) : "unhealthy: " + llm_status.message();
   // Per role: running when every instance's heartbeat is fresh, offline when
-  // none is, degraded in between. 90 s = three missed heartbeats (SPEC §14).
+  // none is, degraded in between. 90 s = three missed heartbeats (agents beat every 30 s).
   if (auto agents = store->ListAgents(); agents.ok()) {
     const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())

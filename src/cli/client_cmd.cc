@@ -1,5 +1,5 @@
 // Clients of a running server: `feature submit|status|list|cancel`, `agents`,
-// `keys create|list|revoke`. They only speak HTTP to the server (SPEC §10);
+// `keys create|list|revoke`. They only speak HTTP to the server (docs/API.md);
 // the server does the work and the checking.
 #include <cctype>
 #include <cstdio>

@@ -1,4 +1,5 @@
-// The replay provider: answers from recorded exchanges, offline (SPEC §6).
+// The replay provider: answers from recorded exchanges, offline: the default
+// provider when none is configured, and what the tests and examples use.
 
 #include <fstream>
 #include <sstream>

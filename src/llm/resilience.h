@@ -1,7 +1,7 @@
 #pragma once
-// What keeps many agents sharing one HTTP provider client from hammering it
-// (SPEC §6): a request gate (token bucket + shared pause after a rate-limit
-// answer) and a circuit breaker. Internal to the LLM layer; HttpLlmClient owns
+// What keeps many agents sharing one HTTP provider client from hammering it:
+// a request gate (token bucket + shared pause after a rate-limit answer)
+// and a circuit breaker. Internal to the LLM layer; HttpLlmClient owns
 // one of each. Both read time through a Clock and wait through a Sleeper, so
 // tests run them on a fake clock.
 //

@@ -96,7 +96,7 @@ json Body(const Result<HttpReply>& r) {
   return json::parse(r->body, nullptr, false);
 }
 
-// Asserts the SPEC §10 error shape and code.
+// Asserts the error shape {"error":{"code","message",...}} and code (docs/API.md).
 void ExpectError(const Result<HttpReply>& r, int status, const std::string& code,
                  const std::string& message_part = "") {
   ASSERT_TRUE(r.ok()) << r.status().ToString();

@@ -1,7 +1,8 @@
 // What the messages and the docs tell a user must be true of the built
 // binary: every `agent-factory <command> [<subcommand>]` they name is a real
 // command, and every message docs/TROUBLESHOOTING.md quotes is one the source
-// can print.
+// can print. And the project stands alone: nothing in it points outside the
+// repository.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -180,6 +181,43 @@ TEST(DocsConsistency, TroubleshootingQuotesOnlyMessagesTheSourcePrints) {
   }
   EXPECT_GT(quotes, 15);
   EXPECT_EQ(bad, "");
+}
+
+// Someone who clones the repository has only the repository: a comment or doc
+// that cites a contract kept elsewhere ("SPEC" + section sign + number) or a
+// path next to the checkout ("../" + "shared") sends them nowhere. Say the
+// rule, or point at docs/ (ARCHITECTURE.md, API.md, CONFIGURATION.md).
+TEST(DocsConsistency, NothingPointsOutsideTheRepository) {
+  // Built from pieces so this file does not match its own patterns.
+  const std::vector<std::string> kOutside = {std::string("SPEC") + " \xC2\xA7",  // section sign
+                                             std::string("..") + "/shared"};
+  std::vector<fs::path> files;
+  for (const char* dir : {"src", "include", "tests", "web", "docs", "scripts", "bench", "examples",
+                          "cmake", "skills", ".ci"}) {
+    if (!fs::is_directory(kRoot / dir)) continue;
+    for (auto it = fs::recursive_directory_iterator(kRoot / dir); it != decltype(it)(); ++it) {
+      const std::string name = it->path().filename().string();
+      if (it->is_directory() && (name == "node_modules" || name.rfind("build", 0) == 0)) {
+        it.disable_recursion_pending();  // installed or generated, not ours
+      } else if (it->is_regular_file() && it->file_size() < (4 << 20)) {
+        files.push_back(it->path());
+      }
+    }
+  }
+  for (const char* top : {"README.md", "CMakeLists.txt", "Makefile"}) files.push_back(kRoot / top);
+  ASSERT_GT(files.size(), 150u);  // the walk found the tree
+
+  std::string bad;
+  for (const auto& file : files) {
+    std::istringstream in(ReadFile(file));
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n)
+      for (const std::string& pattern : kOutside)
+        if (line.find(pattern) != std::string::npos)
+          bad += fs::relative(file, kRoot).string() + ":" + std::to_string(n) + ": " + line + "\n";
+  }
+  EXPECT_EQ(bad, "") << "say the rule itself, or point at the repository's own docs "
+                        "(docs/ARCHITECTURE.md, docs/API.md, docs/CONFIGURATION.md)";
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 #pragma once
-// Reservations for model calls (SPEC §7): limits.max_steps and the budgets
+// Reservations for model calls: limits.max_steps and the budgets
 // budget.feature_tokens, budget.feature_usd and budget.daily_usd are checked
 // against what the store has recorded PLUS the calls in flight, and a call is
 // counted as in flight (at its worst-case estimate) before it is made. So N

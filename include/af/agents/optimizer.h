@@ -1,6 +1,6 @@
 #pragma once
 // The optimizer role: builds each agent's context within the context budget
-// (SPEC §4.3) and keeps a running conversation inside it.
+// (context.preserve_at / context.critical_at) and keeps a running conversation inside it.
 //
 // Context = the feature request, the task, the files in scope, the workspace
 // file list, skills (skills/*.md whose keywords match the feature), relevant

@@ -1,5 +1,5 @@
 #pragma once
-// The pipeline of SPEC §4: agent instances per role (replicas), each a worker
+// The pipeline: agent instances per role (replicas), each a worker
 // on its role's mailbox (`role:<role>` on the bus), and the coordinator that
 // drives every feature through its states:
 //

@@ -1,5 +1,5 @@
 #pragma once
-// Feature input (SPEC §3): the PRP ("product requirement prompt") model, its
+// Feature input: the PRP ("product requirement prompt") model, its
 // JSON and Markdown parsers, and the work plan validation that runs before any
 // agent does.
 //
@@ -36,7 +36,7 @@ struct FeatureRequest {
   // Per-request override of config validation.challenge_vague_requirements.
   std::optional<bool> challenge_vague_requirements;
 
-  // Every field under its SPEC name (acceptance_criteria, not the alias);
+  // Every field under its canonical name (acceptance_criteria, not the alias);
   // challenge_vague_requirements only when set. FeatureRequestFromJson of the
   // result gives back an equal request.
   nlohmann::json ToJson() const;
@@ -44,7 +44,7 @@ struct FeatureRequest {
   bool operator==(const FeatureRequest&) const = default;
 };
 
-// Builds a request from the JSON fields of SPEC §3.
+// Builds a request from the JSON fields of a PRP.
 //  - The value must be an object. A null field counts as absent.
 //  - Strings: title, description, tech_stack, context, priority, project.
 //    Arrays of strings: requirements, acceptance_criteria (alias
@@ -101,7 +101,7 @@ Result<FeatureRequest> FeatureRequestFromJson(const nlohmann::json& j);
 // with no title and no description, parses fine: ValidateWorkPlan reports it.
 Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view source_name);
 
-// The work plan validation of SPEC §3. Returns the issues, empty when the plan
+// The work plan validation (run before any agent). Returns the issues, empty when the plan
 // is accepted. `challenge_vague_requirements` is the config flag
 // (validation.challenge_vague_requirements); the request's own
 // challenge_vague_requirements, when set, overrides it. When the check is off

@@ -1,8 +1,9 @@
 #pragma once
-// The agent tool protocol of SPEC §5: tool definitions (names and JSON
-// schemas are fixed by the contract) and their execution. A tool never
-// throws and never crashes a run: bad arguments, refused paths and failing
-// commands come back as an error result the model reads and can react to.
+// The agent tool protocol: tool definitions (names and JSON schemas are fixed:
+// prompts and recorded model answers rely on them) and their execution. A tool
+// never throws and never crashes a run: bad arguments, refused paths and
+// failing commands come back as an error result the model reads and can react
+// to.
 
 #include <mutex>
 #include <nlohmann/json.hpp>

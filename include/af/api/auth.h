@@ -1,5 +1,5 @@
 #pragma once
-// API keys (SPEC §10): "af_" + 64 hex digits (32 random bytes from OpenSSL
+// API keys: "af_" + 64 hex digits (32 random bytes from OpenSSL
 // RAND_bytes). Only the SHA-256 hex of a key is stored; a presented key is
 // hashed and the hash compared with the stored one in constant time.
 //
@@ -26,7 +26,7 @@ namespace af {
 
 class Store;
 
-// Every permission a key may hold, in SPEC order.
+// Every permission a key may hold, in the order docs and listings show them.
 inline constexpr std::string_view kApiPermissions[] = {"features:create", "features:read",
                                                        "agents:read",     "knowledge:read",
                                                        "knowledge:write", "admin"};

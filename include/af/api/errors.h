@@ -1,6 +1,6 @@
 #pragma once
 // The one mapping from a failure (af::Code) to what an HTTP client sees: a
-// status code plus the SPEC §10 error body
+// status code plus the one error body every route answers with
 //   {"error":{"code","message","details","request_id","hint"}}
 //
 // Mapping of af::Code (ApiErrorCodeFor):

@@ -1,5 +1,5 @@
 #pragma once
-// Live events over server-sent events (SPEC §10): the EventHub tails the
+// Live events over server-sent events (docs/API.md): the EventHub tails the
 // store's event table and fans each new event out to subscribed streams.
 //
 // The store is the source of truth: one poller thread reads

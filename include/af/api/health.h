@@ -1,6 +1,6 @@
 #pragma once
-// Health endpoints (SPEC §10) as plain functions over a snapshot of component
-// states, plus the routes that serve them and the embedded web files.
+// Health endpoints (/health, /health/live, /health/ready) as plain functions over a snapshot of
+// component states, plus the routes that serve them and the embedded web files.
 //
 // Component strings: "healthy", "disabled", "replay", "running", ... are fine;
 // a value starting with "unhealthy" (e.g. "unhealthy: disk full") is a failure,

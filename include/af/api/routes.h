@@ -1,5 +1,5 @@
 #pragma once
-// The JSON REST routes of SPEC §10 under /api/v1 (SSE and /metrics live in
+// The JSON REST routes under /api/v1 (docs/API.md) (SSE and /metrics live in
 // their own module), as thin handlers over plain functions that take an
 // ApiBackend and a request and return the response body or a Status. The
 // handlers add authentication, permissions, the per-key rate limit, CORS and
@@ -43,7 +43,8 @@ struct ApiBackend {
   Status pipeline_status = Unavailable("the agents are not running");
   // Clock seam, unix ms; empty = system clock.
   std::function<int64_t()> now_ms;
-  // An agent whose heartbeat is older than this shows "offline" (SPEC §14).
+  // An agent whose heartbeat is older than this shows "offline" (three
+  // missed 30 s beats).
   std::chrono::milliseconds offline_after{90000};  // default 90 s
   // Where delivery writes <feature-id>/changes.patch (<data_dir>/artifacts);
   // empty = no diffs are served.
@@ -63,7 +64,7 @@ inline constexpr size_t kMaxSearchWords = 32;
 
 // --- Plain functions (unit-tested directly) --------------------------------
 
-// The PRP of a POST /features body: application/json (fields of SPEC §3) or
+// The PRP of a POST /features body: application/json (a PRP's fields) or
 // text/markdown (a Markdown PRP). InvalidArgument naming the field, the JSON
 // error position, or the unsupported Content-Type.
 Result<FeatureRequest> ParseFeatureBody(const HttpRequest& request);

@@ -1,5 +1,6 @@
 #pragma once
-// Typed, range-checked configuration with the precedence of SPEC §13:
+// Typed, range-checked configuration with this precedence
+// (docs/CONFIGURATION.md):
 //   command-line flag > environment > `.env` in the working directory >
 //   `agent-factory.toml` (working directory, or --config) > built-in defaults.
 //

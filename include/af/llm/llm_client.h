@@ -1,5 +1,5 @@
 #pragma once
-// LlmClient: one interface over the model providers of SPEC §6 (anthropic,
+// LlmClient: one interface over the model providers (anthropic,
 // openai and compatible servers, replay), with retries, timeouts and a record
 // of every call. The HTTP providers also protect the provider from the many
 // agents sharing one client: a request rate limit and a shared pause after a

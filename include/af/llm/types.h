@@ -12,7 +12,8 @@
 
 namespace af {
 
-// A tool the model may call (native tool calling, SPEC §5).
+// A tool the model may call (native tool calling: OpenAI `tools`, Anthropic
+// `tool_use`).
 struct ToolDef {
   std::string name;
   std::string description;

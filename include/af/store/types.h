@@ -12,7 +12,7 @@
 
 namespace af {
 
-// Allowed status values (SPEC §4) and priorities (SPEC §3), in pipeline order.
+// Allowed status values and priorities, in pipeline order.
 inline constexpr std::string_view kFeatureStatuses[] = {"queued",    "planning",  "implementing",
                                                         "testing",   "reviewing", "delivering",
                                                         "completed", "failed",    "cancelled"};
@@ -72,7 +72,7 @@ struct Event {
   int64_t ts_ms = 0;  // the store sets it from its clock when 0
   nlohmann::json data = nlohmann::json::object();
 
-  // The SSE `data:` shape of SPEC §10:
+  // The SSE `data:` shape:
   // {"seq","type","feature_id","task_id","agent","ts","data"}; ts is ISO-8601
   // UTC with milliseconds, empty feature_id/task_id/agent are null.
   nlohmann::json ToJson() const;
@@ -145,7 +145,7 @@ struct ApiKey {
   bool revoked = false;
 };
 
-// A memory: something learned, stored for agents to recall (SPEC §9). The
+// A memory: something learned, stored for agents to recall. The
 // memory layer adds search, links and evolution on top of these rows.
 struct Memory {
   std::string id;             // assigned when empty ("mem-...")
@@ -164,7 +164,7 @@ struct Memory {
   bool archived = false;
 };
 
-// The memory types of SPEC §9.
+// The memory types (architecture_decision, code_pattern, bug_fix, ...).
 extern const std::vector<std::string> kMemoryTypes;
 
 struct Migration {

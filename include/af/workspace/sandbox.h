@@ -1,5 +1,5 @@
 #pragma once
-// Where generated code and validation gates run (SPEC §15): read-only system,
+// Where generated code and validation gates run: read-only system,
 // no network, writes only in the working directory, wall-clock timeout, memory
 // and process limits, and the whole process tree killed at the end.
 //
