@@ -18,11 +18,13 @@
 #include "af/agents/gates.h"
 #include "af/agents/optimizer.h"
 #include "af/agents/tools.h"
-#include "af/app/services.h"
+#include "af/bus/bus.h"
 #include "af/core/config.h"
 #include "af/core/fault.h"
 #include "af/core/json_util.h"
 #include "af/core/log.h"
+#include "af/llm/llm_client.h"
+#include "af/store/store.h"
 #include "af/workspace/sandbox.h"
 #include "af/workspace/workspace.h"
 
@@ -74,15 +76,15 @@ std::string GlobalTaskId(const std::string& feature_id, const std::string& local
 
 class Pipeline::Impl {
  public:
-  Impl(Services& svc, PipelineOptions options, std::unique_ptr<Sandbox> sandbox,
+  Impl(const PipelineDeps& deps, PipelineOptions options, std::unique_ptr<Sandbox> sandbox,
        std::vector<Skill> skills)
-      : svc_(svc),
-        cfg_(svc.config),
+      : deps_(deps),
+        cfg_(*deps.config),
         options_(std::move(options)),
         sandbox_(std::move(sandbox)),
         optimizer_(ContextBudget{cfg_.context.window_tokens, cfg_.context.preserve_at,
                                  cfg_.context.critical_at},
-                   std::move(skills), svc.store.get()) {}
+                   std::move(skills), deps.store) {}
 
   Status StartAgents();
   void Stop();
@@ -90,7 +92,7 @@ class Pipeline::Impl {
   Status Cancel(const std::string& feature_id);
   void ResumeAll();
   std::string sandbox_warning() const { return sandbox_->warning(); }
-  Store* store() const { return svc_.store.get(); }
+  Store* store() const { return deps_.store; }
 
  private:
   // --- agents ---
@@ -134,12 +136,12 @@ class Pipeline::Impl {
             const std::string& agent, json data);
   FeatureRequest RequestOf(const Feature& f);
 
-  Services& svc_;
+  const PipelineDeps deps_;
   const Config cfg_;
   PipelineOptions options_;
   std::unique_ptr<Sandbox> sandbox_;
   Optimizer optimizer_;
-  BudgetLedger budget_{svc_.store.get(), &cfg_};
+  BudgetLedger budget_{deps_.store, &cfg_};
   std::atomic<bool> stopping_{false};
 
   std::vector<std::unique_ptr<Instance>> instances_;
@@ -187,7 +189,7 @@ class Pipeline::Impl {
 
 void Pipeline::Impl::Emit(const std::string& type, const std::string& feature_id,
                           const std::string& task_id, const std::string& agent, json data) {
-  EmitEvent(svc_.store.get(), type, feature_id, task_id, agent, std::move(data));
+  EmitEvent(deps_.store, type, feature_id, task_id, agent, std::move(data));
 }
 
 FeatureRequest Pipeline::Impl::RequestOf(const Feature& f) {
@@ -202,7 +204,7 @@ FeatureRequest Pipeline::Impl::RequestOf(const Feature& f) {
 Status Pipeline::Impl::Check(const std::string& feature_id) {
   if (stopping_)
     return Cancelled("the pipeline is shutting down; the feature resumes on the next start");
-  AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
+  AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
   if (f.status == "cancelled") return Cancelled("feature " + feature_id + " was cancelled");
   if (IsTerminalFeatureStatus(f.status))
     return FailedPrecondition("feature " + feature_id + " is " + f.status);
@@ -214,8 +216,8 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
   if (NowMs() > started + int64_t{cfg_.limits.feature_timeout} * 1000) {
     // Waiting out a failing provider is what took the time: name it and what
     // it did, not the timeout (the hint says what to do about the provider).
-    if (svc_.llm) {
-      Status outage = ProviderOutageStatus(svc_.llm->provider(), svc_.llm->Health(), NowMs());
+    if (deps_.llm) {
+      Status outage = ProviderOutageStatus(deps_.llm->provider(), deps_.llm->Health(), NowMs());
       if (!outage.ok()) {
         return DeadlineExceeded(outage.message() +
                                     "; the feature gave up at limits.feature_timeout (" +
@@ -232,8 +234,8 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
 
 AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id, Instance* inst) {
   AgentEnv env;
-  env.store = svc_.store.get();
-  env.llm = svc_.llm.get();
+  env.store = deps_.store;
+  env.llm = deps_.llm;
   env.config = &cfg_;
   env.optimizer = &optimizer_;
   env.budget = &budget_;
@@ -254,7 +256,7 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id, Instance* inst) {
 ToolContext Pipeline::Impl::ToolsFor(const Feature& f, FeatureTree* tree) {
   ToolContext tools;
   tools.tree = tree;
-  tools.store = svc_.store.get();
+  tools.store = deps_.store;
   tools.project = f.project;
   tools.feature_id = f.id;
   return tools;
@@ -266,7 +268,7 @@ Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
   if (it != trees_.end()) return it->second;
   // Re-read under the lock: a feature that ended meanwhile had its worktree
   // removed (ReleaseTree) and must not get it back.
-  AF_ASSIGN_OR_RETURN(Feature now, svc_.store->GetFeature(f.id));
+  AF_ASSIGN_OR_RETURN(Feature now, deps_.store->GetFeature(f.id));
   if (IsTerminalFeatureStatus(now.status))
     return FailedPrecondition("feature " + f.id + " is " + now.status);
   auto& ws = workspaces_[f.project];
@@ -315,7 +317,7 @@ void Pipeline::Impl::SweepEndedTrees() {
     std::error_code ec2;
     for (const auto& tree :
          std::filesystem::directory_iterator(project.path() / ".af" / "worktrees", ec2)) {
-      auto f = svc_.store->GetFeature(tree.path().filename().string());
+      auto f = deps_.store->GetFeature(tree.path().filename().string());
       if (f.ok() && IsTerminalFeatureStatus(f->status) &&
           f->project == project.path().filename().string()) {
         log::Get("coordinator")
@@ -369,8 +371,8 @@ void Pipeline::Impl::Beat(Instance* inst, bool emit_event) {
   a.last_heartbeat_ms = NowMs();
   a.host = Hostname();
   a.pid = getpid();
-  (void)svc_.store->UpsertAgent(a);
-  (void)svc_.bus->Heartbeat(AgentBeat{a.id, a.role, a.state, a.current_task, a.last_heartbeat_ms});
+  (void)deps_.store->UpsertAgent(a);
+  (void)deps_.bus->Heartbeat(AgentBeat{a.id, a.role, a.state, a.current_task, a.last_heartbeat_ms});
   if (emit_event)
     Emit("agent.heartbeat", "", "", a.id, {{"state", a.state}, {"current_task", a.current_task}});
 }
@@ -401,7 +403,7 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
   const std::string queue = "role:" + inst->role;
   auto logger = log::Get("agents");
   while (!stopping_) {
-    auto job = svc_.bus->Receive(queue, inst->id, std::chrono::milliseconds(250));
+    auto job = deps_.bus->Receive(queue, inst->id, std::chrono::milliseconds(250));
     if (!job.ok()) break;  // the bus is closed
     if (!job->has_value()) continue;
     const Delivery& d = **job;
@@ -412,12 +414,12 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
     } catch (const std::exception& e) {
       // A bug, not an expected failure: it must not take the process down.
       s = Internal(std::string("unexpected error in ") + inst->id + ": " + e.what());
-      (void)svc_.bus->Send(
+      (void)deps_.bus->Send(
           "feature:" + Field(d.payload, "feature_id"),
           BusMessage{d.type + ".done",
                      {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
     }
-    (void)svc_.bus->Ack(queue, d.id);
+    (void)deps_.bus->Ack(queue, d.id);
     {
       std::lock_guard lock(inst->mu);
       (s.ok() ? inst->jobs_done : inst->jobs_failed)++;
@@ -432,7 +434,7 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
   const std::string reply_to = "feature:" + feature_id;
   json reply = {{"job", job.type}, {"task_id", job.payload.value("task_id", "")}};
   Result<json> result = [&]() -> Result<json> {
-    AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
+    AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
     AF_RETURN_IF_ERROR(Check(feature_id));
     AF_ASSIGN_OR_RETURN(std::shared_ptr<FeatureTree> held, TreeFor(f));
     FeatureTree* tree = held.get();
@@ -456,12 +458,12 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
            {{"job", job.type}, {"message", result.status().ToString()}});
     }
   }
-  (void)svc_.bus->Send(reply_to, BusMessage{job.type + ".done", reply});
+  (void)deps_.bus->Send(reply_to, BusMessage{job.type + ".done", reply});
   return result.status();
 }
 
 Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTree* tree) {
-  AF_ASSIGN_OR_RETURN(auto existing, svc_.store->ListTasks(f.id));
+  AF_ASSIGN_OR_RETURN(auto existing, deps_.store->ListTasks(f.id));
   if (!existing.empty()) return json{{"tasks", existing.size()}, {"resumed", true}};
   ContextInput in;
   in.role = "planner";
@@ -495,13 +497,13 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
       task.files.push_back(p.get<std::string>());
     tasks.push_back(std::move(task));
   }
-  AF_RETURN_IF_ERROR(svc_.store->CreateTasks(f.id, tasks).status());
+  AF_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, tasks).status());
   return json{{"tasks", tasks.size()}};
 }
 
 Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std::string& task_id,
                                     FeatureTree* tree) {
-  AF_ASSIGN_OR_RETURN(Task task, svc_.store->GetTask(task_id));
+  AF_ASSIGN_OR_RETURN(Task task, deps_.store->GetTask(task_id));
   if (task.status == "completed") return task.result;
   if (task.status == "in_progress" && task.result.value("finished", false)) {
     // The process died after the conversation ended. If the commit was made
@@ -518,7 +520,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   in.task_title = task.title;
   in.task_description = task.description;
   in.task_files = task.files;
-  AF_ASSIGN_OR_RETURN(auto all, svc_.store->ListTasks(f.id));
+  AF_ASSIGN_OR_RETURN(auto all, deps_.store->ListTasks(f.id));
   for (const auto& t : all)
     if (t.status == "completed" && t.id != task_id)
       in.history.push_back("Task '" + t.title + "' is done: " + Field(t.result, "summary", ""));
@@ -532,7 +534,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   start.add_attempts = 1;
   start.result = json{{"context", context}};
   AF_RETURN_IF_ERROR(
-      svc_.store->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}})
+      deps_.store
+          ->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}})
           .status());
   Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
                     context};
@@ -548,7 +551,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
       u.result = json{{"error", end.status().message()},
                       {"hint", end.status().hint()},
                       {"reason", FailureReason(end.status())}};
-      (void)svc_.store->TransitionTask(
+      (void)deps_.store->TransitionTask(
           task_id, std::nullopt, end.status().code() == Code::kCancelled ? "cancelled" : "failed",
           u, {{"error", end.status().ToString()}});
     }
@@ -564,7 +567,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
                          {"turns", end->turns},
                          {"finished", true}};
   AF_RETURN_IF_ERROR(
-      svc_.store
+      deps_.store
           ->TransitionTask(task_id, "in_progress", "in_progress", finished, {{"finished", true}})
           .status());
   task.result = *finished.result;
@@ -580,8 +583,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
       u.result = json{{"error", committed.status().message()},
                       {"hint", committed.status().hint()},
                       {"reason", "agent_error"}};
-      (void)svc_.store->TransitionTask(task_id, "in_progress", "failed", u,
-                                       {{"error", committed.status().ToString()}});
+      (void)deps_.store->TransitionTask(task_id, "in_progress", "failed", u,
+                                        {{"error", committed.status().ToString()}});
       return committed.status();
     }
     sha = *committed;
@@ -597,7 +600,7 @@ Result<json> Pipeline::Impl::CompleteTask(const Task& task, const std::string& s
                      {"files", task.result.value("files", json::array())},
                      {"turns", task.result.value("turns", 0)}};
   AF_RETURN_IF_ERROR(
-      svc_.store->TransitionTask(task.id, "in_progress", "completed", done, {{"commit", sha}})
+      deps_.store->TransitionTask(task.id, "in_progress", "completed", done, {{"commit", sha}})
           .status());
   return *done.result;
 }
@@ -689,8 +692,8 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
   std::filesystem::create_directories(dir);
   AF_RETURN_IF_ERROR(tree->WritePatch(dir / "changes.patch").status());
   AF_ASSIGN_OR_RETURN(std::string head, tree->HeadSha());
-  AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
-  AF_ASSIGN_OR_RETURN(UsageTotals usage, svc_.store->FeatureUsage(f.id));
+  AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
+  AF_ASSIGN_OR_RETURN(UsageTotals usage, deps_.store->FeatureUsage(f.id));
   std::ofstream md(dir / "summary.md");
   md << "# " << f.title << "\n\nFeature `" << f.id << "`, project `" << f.project << "`, branch `"
      << tree->branch() << "` at `" << head << "`.\n\n## Tasks\n";
@@ -708,7 +711,7 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
     // Run once: a delivery that finished before a crash is not run again on
     // resume (its recorded result is used). One cut short runs again.
     json delivered;
-    AF_RETURN_IF_ERROR(ForEachEvent(*svc_.store, f.id, [&](const Event& e) {
+    AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
       if (e.type == "delivery.result") delivered = e.data;
     }));
     if (delivered.is_null()) {
@@ -736,16 +739,16 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
 
 Status Pipeline::Impl::Transition(const Feature& f, const std::string& to,
                                   const std::string& reason, json data) {
-  return svc_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
+  return deps_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
 }
 
 void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason,
                           const std::string& message, const std::string& hint) {
-  auto f = svc_.store->GetFeature(feature_id);
+  auto f = deps_.store->GetFeature(feature_id);
   if (!f.ok() || IsTerminalFeatureStatus(f->status)) return;
   json data = {{"message", message}};
   if (!hint.empty()) data["hint"] = hint;
-  (void)svc_.store->TransitionFeature(feature_id, f->status, "failed", reason, data);
+  (void)deps_.store->TransitionFeature(feature_id, f->status, "failed", reason, data);
   log::Get("coordinator")
       ->warn("feature {} failed ({}): {}", feature_id, reason,
              hint.empty() ? message : message + ": " + hint);
@@ -754,7 +757,7 @@ void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reas
 Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
   std::string type = job.value("type", "");
   job["feature_id"] = f.id;
-  AF_RETURN_IF_ERROR(svc_.bus->Send("role:" + role, BusMessage{type, job}).status());
+  AF_RETURN_IF_ERROR(deps_.bus->Send("role:" + role, BusMessage{type, job}).status());
   return Await(f.id, type + ".done");
 }
 
@@ -765,9 +768,9 @@ Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::str
   for (;;) {
     AF_RETURN_IF_ERROR(Check(feature_id));
     AF_ASSIGN_OR_RETURN(auto d,
-                        svc_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
+                        deps_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
     if (!d) continue;
-    (void)svc_.bus->Ack(queue, d->id);
+    (void)deps_.bus->Ack(queue, d->id);
     // A reply that comes as the work stops (a gate killed by the stop, a
     // feature cancelled meanwhile) is no result: the step runs again on resume.
     if (d->type == type) AF_RETURN_IF_ERROR(Check(feature_id));
@@ -779,7 +782,7 @@ Status Pipeline::Impl::Implement(const Feature& f) {
   std::set<std::string> dispatched;
   for (;;) {
     AF_RETURN_IF_ERROR(Check(f.id));
-    AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
+    AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
     std::map<std::string, std::string> status;
     for (const auto& t : tasks) status[t.id] = t.status;
     bool all_done = true;
@@ -799,10 +802,10 @@ Status Pipeline::Impl::Implement(const Feature& f) {
       for (const auto& d : t.dependencies) ready = ready && status[d] == "completed";
       if (!ready) continue;
       if (t.status == "pending") {
-        AF_RETURN_IF_ERROR(svc_.store->TransitionTask(t.id, "pending", "ready", {}, {}).status());
+        AF_RETURN_IF_ERROR(deps_.store->TransitionTask(t.id, "pending", "ready", {}, {}).status());
       }
       AF_RETURN_IF_ERROR(
-          svc_.bus
+          deps_.bus
               ->Send("role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}})
               .status());
       dispatched.insert(t.id);
@@ -834,7 +837,7 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
     const json& result = reply["result"];
     if (result.value("passed", false))
       return Transition(f, "reviewing", "", {{"gates", result["results"]}});
-    AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
+    AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
     int used = 0;
     for (const auto& t : tasks) used += t.id.find("-fixtest-") != std::string::npos;
     std::string failing;
@@ -861,17 +864,17 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
         failing;
     fix.role = "coder";
     fix.status = "pending";
-    AF_RETURN_IF_ERROR(svc_.store->CreateTasks(f.id, {fix}).status());
+    AF_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, {fix}).status());
     return Transition(f, "implementing", "", {{"fix", fix.id}});
   }
   if (f.status == "reviewing") {
     // The gate results the reviewer cites: the latest run's.
     json gates = json::array();
-    AF_RETURN_IF_ERROR(ForEachEvent(*svc_.store, f.id, [&](const Event& e) {
+    AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
       if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "reviewing")
         gates = AsObject(e.data).value("gates", json::array());
     }));
-    AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(f.id));
+    AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
     int rounds = 0;
     for (const auto& t : tasks) rounds += t.id.find("-fixreview-") != std::string::npos;
     AF_ASSIGN_OR_RETURN(
@@ -895,7 +898,7 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
     fix.description = "The reviewer requested changes:\n" + comments;
     fix.role = "coder";
     fix.status = "pending";
-    AF_RETURN_IF_ERROR(svc_.store->CreateTasks(f.id, {fix}).status());
+    AF_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, {fix}).status());
     return Transition(f, "implementing", "", {{"fix", fix.id}});
   }
   if (f.status == "delivering") {
@@ -910,7 +913,7 @@ void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
   auto logger = log::Get("coordinator");
   int store_errors = 0;
   while (!stopping_) {
-    auto f = svc_.store->GetFeature(feature_id);
+    auto f = deps_.store->GetFeature(feature_id);
     if (!f.ok()) {
       logger->error("feature {}: {}", feature_id, f.status().ToString());
       if (++store_errors > 20) return;
@@ -938,7 +941,7 @@ void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
   }
   // Also when stopping: a feature that ended just before the stop is not
   // resumed, so this is the last chance to learn from it and free its tree.
-  auto f = svc_.store->GetFeature(feature_id);
+  auto f = deps_.store->GetFeature(feature_id);
   if (!f.ok() || !IsTerminalFeatureStatus(f->status)) return;
   if (resumed) {
     logger->info("resumed feature {} ended {}{}", feature_id, f->status,
@@ -950,8 +953,8 @@ void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
 
 // What a finished feature teaches: stored as memories of its project.
 void Pipeline::Impl::Learn(const std::string& feature_id) {
-  auto f = svc_.store->GetFeature(feature_id);
-  auto tasks = svc_.store->ListTasks(feature_id);
+  auto f = deps_.store->GetFeature(feature_id);
+  auto tasks = deps_.store->ListTasks(feature_id);
   if (!f.ok() || !tasks.ok()) return;
   FeatureRequest req = RequestOf(*f);
   auto store = [&](const std::string& type, const std::string& content, int importance) {
@@ -961,7 +964,7 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
     m.content = content;
     m.importance = importance;
     m.source = {{"feature", f->id}};
-    auto stored = svc_.store->AddMemory(m);
+    auto stored = deps_.store->AddMemory(m);
     if (stored.ok())
       Emit("memory.stored", f->id, "", "coordinator-1", {{"id", stored->id}, {"type", type}});
   };
@@ -1033,7 +1036,7 @@ void Pipeline::Impl::ResumeAll() {
     filter.limit = 1000;
     std::vector<Feature> found;  // newest first, as listed
     for (;; filter.offset += filter.limit) {
-      auto page = svc_.store->ListFeatures(filter);
+      auto page = deps_.store->ListFeatures(filter);
       if (!page.ok()) {
         logger->error("cannot list {} features to resume them: {}", status,
                       page.status().ToString());
@@ -1068,25 +1071,25 @@ Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
   f.status = "queued";
   f.priority = request.priority;
   f.request = request.ToJson();
-  AF_ASSIGN_OR_RETURN(Feature stored, svc_.store->CreateFeature(f));
+  AF_ASSIGN_OR_RETURN(Feature stored, deps_.store->CreateFeature(f));
   StartDriver(stored);
   return stored;
 }
 
 Status Pipeline::Impl::Cancel(const std::string& feature_id) {
-  AF_ASSIGN_OR_RETURN(Feature f, svc_.store->GetFeature(feature_id));
+  AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
   if (IsTerminalFeatureStatus(f.status)) {
     return FailedPrecondition("feature " + feature_id + " is already " + f.status,
                               "only unfinished features can be cancelled");
   }
   AF_RETURN_IF_ERROR(
-      svc_.store
+      deps_.store
           ->TransitionFeature(feature_id, f.status, "cancelled", "cancelled", {{"by", "user"}})
           .status());
-  AF_ASSIGN_OR_RETURN(auto tasks, svc_.store->ListTasks(feature_id));
+  AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
   for (const auto& t : tasks) {
     if (t.status == "pending" || t.status == "ready")
-      (void)svc_.store->TransitionTask(t.id, t.status, "cancelled", {}, {{"by", "user"}});
+      (void)deps_.store->TransitionTask(t.id, t.status, "cancelled", {}, {{"by", "user"}});
   }
   return Status::Ok();
 }
@@ -1122,24 +1125,30 @@ void Pipeline::Impl::Stop() {
 Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pipeline::~Pipeline() { Stop(); }
 
-Result<std::unique_ptr<Pipeline>> Pipeline::Start(Services& services, PipelineOptions options) {
-  if (!services.llm) {
-    return FailedPrecondition("the LLM provider is not usable: " + services.llm_status.message(),
-                              services.llm_status.hint());
+Result<std::unique_ptr<Pipeline>> Pipeline::Start(const PipelineDeps& deps,
+                                                  PipelineOptions options) {
+  if (!deps.config || !deps.store || !deps.bus)
+    return InvalidArgument("the pipeline needs a configuration, a store and a bus");
+  if (!deps.llm) {
+    return FailedPrecondition("the LLM provider is not usable: " + deps.llm_status.message(),
+                              deps.llm_status.hint());
   }
-  const Config& cfg = services.config;
-  SandboxOptions sandbox_options;
-  sandbox_options.timeout = std::chrono::seconds(cfg.sandbox.timeout_s);
-  sandbox_options.memory_mb = cfg.sandbox.memory_mb;
-  for (const auto& p : cfg.sandbox.read_only_paths) sandbox_options.read_only_paths.push_back(p);
-  AF_ASSIGN_OR_RETURN(auto sandbox, Sandbox::Create(sandbox_options));
+  const Config& cfg = *deps.config;
+  std::unique_ptr<Sandbox> sandbox = std::move(options.sandbox);
+  if (!sandbox) {
+    SandboxOptions sandbox_options;
+    sandbox_options.timeout = std::chrono::seconds(cfg.sandbox.timeout_s);
+    sandbox_options.memory_mb = cfg.sandbox.memory_mb;
+    for (const auto& p : cfg.sandbox.read_only_paths) sandbox_options.read_only_paths.push_back(p);
+    AF_ASSIGN_OR_RETURN(sandbox, Sandbox::Create(sandbox_options));
+  }
   if (!sandbox->warning().empty()) log::Get("sandbox")->warn("{}", sandbox->warning());
   if (options.skills_dir.empty())
     options.skills_dir = std::filesystem::path(AF_SOURCE_DIR) / "skills";
   auto skills = LoadSkills(options.skills_dir);
   bool resume = options.resume;
   auto impl =
-      std::make_unique<Impl>(services, std::move(options), std::move(sandbox), std::move(skills));
+      std::make_unique<Impl>(deps, std::move(options), std::move(sandbox), std::move(skills));
   AF_RETURN_IF_ERROR(impl->StartAgents());
   std::unique_ptr<Pipeline> p(new Pipeline(std::move(impl)));
   if (resume) p->impl_->ResumeAll();

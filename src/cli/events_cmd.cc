@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "af/core/sse.h"
 #include "af/llm/http_transport.h"
 #include "cli/commands.h"
-#include "llm/sse.h"
 
 namespace af::cli {
 
@@ -88,7 +88,7 @@ int FeatureEvents(const GlobalOptions& g, const FeatureEventsArgs& args) {
     req.connect_timeout = std::chrono::seconds(5);
     bool got_any = false;
     Status parse_error = Status::Ok();
-    llm::SseParser parser([&](std::string_view, std::string_view data) -> Status {
+    SseParser parser([&](std::string_view, std::string_view data) -> Status {
       nlohmann::json event = nlohmann::json::parse(data, nullptr, false);
       if (event.is_discarded()) {
         parse_error = Internal("the server sent an event that is not JSON: " +

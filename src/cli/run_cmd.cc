@@ -213,7 +213,7 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   if (!services.ok()) return ReportError(services.status());
   Services& svc = **services;
   if (!svc.llm) return ReportError(svc.llm_status);
-  auto pipeline = Pipeline::Start(svc);
+  auto pipeline = Pipeline::Start(svc.ForPipeline());
   if (!pipeline.ok()) return ReportError(pipeline.status());
   if (!(*pipeline)->sandbox_warning().empty() && !g.json)
     std::fprintf(stderr, "warning: %s\n", (*pipeline)->sandbox_warning().c_str());

@@ -42,7 +42,7 @@ int Serve(const GlobalOptions& g) {
   // The agents and the coordinator; unfinished features resume here.
   std::unique_ptr<Pipeline> pipeline;
   if ((*services)->llm) {
-    auto started = Pipeline::Start(**services);
+    auto started = Pipeline::Start((*services)->ForPipeline());
     if (started.ok()) {
       pipeline = std::move(started).value();
     } else {

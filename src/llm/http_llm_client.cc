@@ -8,7 +8,7 @@
 
 #include "llm/resilience.h"
 #include "llm/retry.h"
-#include "llm/sse.h"
+#include "af/core/sse.h"
 
 namespace af::llm {
 namespace {

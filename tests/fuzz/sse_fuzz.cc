@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "fuzz/fuzz.h"
-#include "llm/sse.h"
+#include "af/core/sse.h"
 #include "llm/wire_codec.h"
 
 namespace {
@@ -12,7 +12,7 @@ namespace {
 using Events = std::vector<std::pair<std::string, std::string>>;
 
 af::Status Parse(std::string_view body, size_t split, Events* out) {
-  af::llm::SseParser parser([out](std::string_view event, std::string_view data) {
+  af::SseParser parser([out](std::string_view event, std::string_view data) {
     out->emplace_back(event, data);
     return af::Status::Ok();
   });

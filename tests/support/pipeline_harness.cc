@@ -149,7 +149,7 @@ PipelineHarness::~PipelineHarness() {
 
 Status PipelineHarness::Start() {
   AF_ASSIGN_OR_RETURN(services_, Services::Open(config_, adjust_llm_));
-  AF_ASSIGN_OR_RETURN(pipeline_, Pipeline::Start(*services_));
+  AF_ASSIGN_OR_RETURN(pipeline_, Pipeline::Start(services_->ForPipeline()));
   return Status::Ok();
 }
 

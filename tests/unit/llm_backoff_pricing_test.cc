@@ -2,7 +2,7 @@
 
 #include "af/llm/pricing.h"
 #include "llm/retry.h"
-#include "llm/sse.h"
+#include "af/core/sse.h"
 
 namespace af::llm {
 namespace {

@@ -26,23 +26,42 @@
 #include "af/agents/prp.h"
 #include "af/core/status.h"
 #include "af/store/types.h"
+#include "af/workspace/sandbox.h"
 
 namespace af {
 
-struct Services;
+class Bus;
+class LlmClient;
+class Sandbox;
+class Store;
+struct Config;
+
+// What the pipeline works with. Not owned: each must outlive the pipeline.
+struct PipelineDeps {
+  const Config* config = nullptr;
+  Store* store = nullptr;
+  Bus* bus = nullptr;
+  LlmClient* llm = nullptr;  // null: Start fails with llm_status
+  Status llm_status;         // why there is no LLM client
+};
 
 struct PipelineOptions {
   std::filesystem::path skills_dir;                     // empty = <source>/skills
   std::chrono::milliseconds heartbeat_interval{30000};  // default 30 s
   bool resume = true;                                   // resume unfinished features on Start
+  // Where gates and commands run; null = bubblewrap (or a plain process when
+  // it is unavailable) with the configuration's sandbox settings. A seam for
+  // tests that inject faults.
+  std::unique_ptr<Sandbox> sandbox;
 };
 
 class Pipeline {
  public:
   // Starts the agents (agents.<role>.replicas of each role) and the
-  // coordinator, then resumes unfinished features. `services` must outlive
-  // the pipeline. Errors: the sandbox or the store cannot be set up.
-  static Result<std::unique_ptr<Pipeline>> Start(Services& services, PipelineOptions options = {});
+  // coordinator, then resumes unfinished features. Errors: no LLM client (with
+  // deps.llm_status), the sandbox or the store cannot be set up.
+  static Result<std::unique_ptr<Pipeline>> Start(const PipelineDeps& deps,
+                                                 PipelineOptions options = {});
 
   ~Pipeline();  // Stop()
   Pipeline(const Pipeline&) = delete;

@@ -10,7 +10,8 @@
 #include <functional>
 #include <memory>
 
-#include "af/api/health.h"
+#include "af/agents/pipeline.h"
+#include "af/app/health.h"
 #include "af/bus/bus.h"
 #include "af/core/config.h"
 #include "af/llm/llm_client.h"
@@ -46,6 +47,9 @@ struct Services {
   // open after 5 consecutive failures (next attempt in 27 s)" while its
   // circuit breaker holds calls back.
   HealthInputs Health() const;
+
+  // The parts a pipeline works with (they must outlive it).
+  PipelineDeps ForPipeline() { return {&config, store.get(), bus.get(), llm.get(), llm_status}; }
 };
 
 }  // namespace af

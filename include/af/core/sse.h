@@ -1,6 +1,7 @@
 #pragma once
-// Incremental parser for text/event-stream bodies (the SSE framing both
-// providers stream in). Internal to the LLM layer.
+// Incremental parser for text/event-stream bodies: the SSE framing both LLM
+// providers stream in, and the server's event streams that `feature events`
+// reads.
 
 #include <functional>
 #include <string>
@@ -8,7 +9,7 @@
 
 #include "af/core/status.h"
 
-namespace af::llm {
+namespace af {
 
 class SseParser {
  public:
@@ -32,4 +33,4 @@ class SseParser {
   bool has_data_ = false;
 };
 
-}  // namespace af::llm
+}  // namespace af

@@ -1,6 +1,6 @@
-#include "llm/sse.h"
+#include "af/core/sse.h"
 
-namespace af::llm {
+namespace af {
 
 Status SseParser::Feed(std::string_view chunk) {
   pending_.append(chunk);
@@ -49,4 +49,4 @@ Status SseParser::Line(std::string_view line) {
   return Status::Ok();
 }
 
-}  // namespace af::llm
+}  // namespace af

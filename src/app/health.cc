@@ -1,0 +1,77 @@
+#include "af/app/health.h"
+
+#include <ctime>
+#include <string_view>
+
+namespace af {
+namespace {
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+bool IsUnhealthy(std::string_view state) { return StartsWith(state, "unhealthy"); }
+bool IsDegraded(std::string_view state) {
+  return StartsWith(state, "degraded") || state == "offline";
+}
+
+}  // namespace
+
+HealthVerdict EvaluateHealth(const HealthInputs& in) {
+  HealthVerdict verdict;
+  bool unhealthy = false;
+  bool degraded = false;
+  if (IsUnhealthy(in.database)) {
+    unhealthy = true;
+    verdict.reasons.push_back("database: " + in.database);
+  } else if (IsDegraded(in.database)) {
+    degraded = true;
+    verdict.reasons.push_back("database: " + in.database);
+  }
+  // Without these the pipeline still runs (slower, or with fewer features),
+  // so they degrade rather than fail the service.
+  const std::pair<const char*, const std::string*> optional_parts[] = {
+      {"redis", &in.redis}, {"vector_store", &in.vector_store}, {"llm", &in.llm}};
+  for (const auto& [name, state] : optional_parts) {
+    if (IsUnhealthy(*state) || IsDegraded(*state)) {
+      degraded = true;
+      verdict.reasons.push_back(std::string(name) + ": " + *state);
+    }
+  }
+  for (const auto& [agent, state] : in.agents) {
+    if (IsUnhealthy(state) || IsDegraded(state)) {
+      degraded = true;
+      verdict.reasons.push_back("agent " + agent + ": " + state);
+    }
+  }
+  verdict.status = unhealthy ? "unhealthy" : degraded ? "degraded" : "healthy";
+  return verdict;
+}
+
+std::string FormatUtcTimestamp(std::chrono::system_clock::time_point t) {
+  std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json HealthJson(const HealthInputs& in, std::chrono::system_clock::time_point now) {
+  nlohmann::json agents = nlohmann::json::object();
+  for (const auto& [agent, state] : in.agents) agents[agent] = state;
+  return {
+      {"status", EvaluateHealth(in).status},
+      {"version", in.version},
+      {"environment", in.environment},
+      {"components",
+       {{"database", in.database},
+        {"redis", in.redis},
+        {"vector_store", in.vector_store},
+        {"llm", in.llm},
+        {"agents", std::move(agents)}}},
+      {"timestamp", FormatUtcTimestamp(now)},
+  };
+}
+
+}  // namespace af
