@@ -691,6 +691,32 @@ TEST_P(PipelineFakeLlm, GateThatRanNoTestDoesNotPass) {
       << FailureMessage(h_.Events(f.id));
 }
 
+// 9f. The store refuses the write that completes a task (a full disk, say):
+// the feature fails at once naming the store's error, instead of waiting for
+// the task until limits.feature_timeout.
+TEST_P(PipelineFakeLlm, StoreFailureCompletingATaskFailsTheFeaturePromptly) {
+  h_.config().limits.feature_timeout = 40;
+  std::atomic<int> transitions{0};
+  // A one-task feature moves its task pending -> ready -> in_progress ->
+  // in_progress (finished) -> completed: the fourth write is the completion.
+  h_.InjectStoreFaults([&](std::string_view method, bool) {
+    if (method == "TransitionTask" && ++transitions == 4)
+      return Unavailable("injected: disk full writing the task", "free some disk space");
+    return Status::Ok();
+  });
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = WriteThenFinish("it.txt");
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Store fails", {"test -f it.txt"}));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "agent_error") << "not \"timeout\": it must not wait for the task";
+  EXPECT_NE(FailureMessage(h_.Events(f.id)).find("injected: disk full"), std::string::npos)
+      << FailureMessage(h_.Events(f.id));
+}
+
 // Lines of /proc/self/maps: every mapping of this process.
 size_t MappingCount() {
   std::ifstream maps("/proc/self/maps");

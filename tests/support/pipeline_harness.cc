@@ -149,7 +149,12 @@ PipelineHarness::~PipelineHarness() {
 
 Status PipelineHarness::Start() {
   AF_ASSIGN_OR_RETURN(services_, Services::Open(config_, adjust_llm_));
-  AF_ASSIGN_OR_RETURN(pipeline_, Pipeline::Start(services_->ForPipeline()));
+  PipelineDeps deps = services_->ForPipeline();
+  if (store_faults_) {
+    faulty_store_ = std::make_unique<FaultyStore>(deps.store, store_faults_);
+    deps.store = faulty_store_.get();
+  }
+  AF_ASSIGN_OR_RETURN(pipeline_, Pipeline::Start(deps));
   return Status::Ok();
 }
 

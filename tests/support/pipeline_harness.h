@@ -22,6 +22,7 @@
 #include "af/core/status.h"
 #include "af/store/types.h"
 #include "support/fake_llm_server.h"
+#include "support/faulty_store.h"
 #include "support/test_util.h"
 
 namespace af::testing {
@@ -78,6 +79,9 @@ class PipelineHarness {
   }
   FakeLlmServer& fake() { return fake_; }
   Wire wire() const { return wire_; }
+  // Before Start: the pipeline's store goes through a FaultyStore with this
+  // policy (store() stays the real one, for the test's own reads).
+  void InjectStoreFaults(FaultyStore::Policy policy) { store_faults_ = std::move(policy); }
 
   // Opens the services and starts the pipeline. Errors: theirs.
   Status Start();
@@ -110,6 +114,8 @@ class PipelineHarness {
   Config config_;
   std::function<void(LlmOptions&)> adjust_llm_;
   std::unique_ptr<Services> services_;
+  FaultyStore::Policy store_faults_;
+  std::unique_ptr<FaultyStore> faulty_store_;
   std::unique_ptr<Pipeline> pipeline_;
 };
 

@@ -1,0 +1,138 @@
+#include "agents/pipeline_impl.h"
+
+namespace af {
+
+using json = nlohmann::json;
+
+Status Pipeline::Impl::StartAgents() {
+  for (const auto& role : AgentRoles()) {
+    int replicas = cfg_.agents.at(role).replicas;
+    if (role == "coordinator" || role == "optimizer") replicas = std::min(replicas, 1);
+    for (int i = 1; i <= replicas; ++i) {
+      auto inst = std::make_unique<Instance>();
+      inst->id = role + "-" + std::to_string(i);
+      inst->role = role;
+      inst->state = (role == "coordinator" || role == "optimizer") ? "running" : "idle";
+      instances_.push_back(std::move(inst));
+    }
+  }
+  for (auto& inst : instances_) {
+    Beat(inst.get(), false);
+    Emit("agent.started", "", "", inst->id,
+         {{"role", inst->role}, {"host", Hostname()}, {"pid", getpid()}});
+  }
+  for (auto& inst : instances_) {
+    if (inst->role == "coordinator" || inst->role == "optimizer") continue;
+    inst->thread = std::thread([this, p = inst.get()] { WorkerLoop(p); });
+  }
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  for (int i = 0; i < cfg_.limits.max_active_features; ++i)
+    drivers_.emplace_back([this] { DriverLoop(); });
+  return Status::Ok();
+}
+
+void Pipeline::Impl::Beat(Instance* inst, bool emit_event) {
+  AgentRecord a;
+  {
+    std::lock_guard lock(inst->mu);
+    a.id = inst->id;
+    a.role = inst->role;
+    a.state = inst->state;
+    a.current_task = inst->current_task;
+    a.counters = {{"jobs_done", inst->jobs_done}, {"jobs_failed", inst->jobs_failed}};
+  }
+  a.last_heartbeat_ms = NowMs();
+  a.host = Hostname();
+  a.pid = getpid();
+  (void)deps_.store->UpsertAgent(a);
+  (void)deps_.bus->Heartbeat(AgentBeat{a.id, a.role, a.state, a.current_task, a.last_heartbeat_ms});
+  if (emit_event)
+    Emit("agent.heartbeat", "", "", a.id, {{"state", a.state}, {"current_task", a.current_task}});
+}
+
+void Pipeline::Impl::SetState(Instance* inst, const std::string& state, const std::string& task) {
+  {
+    std::lock_guard lock(inst->mu);
+    inst->state = state;
+    inst->current_task = task;
+  }
+  // An event per state change lets watchers (the dashboard, `agents`) follow
+  // busy/idle live instead of waiting for the periodic heartbeat.
+  Beat(inst, true);
+}
+
+void Pipeline::Impl::HeartbeatLoop() {
+  std::unique_lock lock(stop_mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, options_.heartbeat_interval, [this] { return stopping_.load(); });
+    if (stopping_) break;
+    lock.unlock();
+    for (auto& inst : instances_) Beat(inst.get(), true);
+    lock.lock();
+  }
+}
+
+void Pipeline::Impl::WorkerLoop(Instance* inst) {
+  const std::string queue = "role:" + inst->role;
+  auto logger = log::Get("agents");
+  while (!stopping_) {
+    auto job = deps_.bus->Receive(queue, inst->id, std::chrono::milliseconds(250));
+    if (!job.ok()) break;  // the bus is closed
+    if (!job->has_value()) continue;
+    const Delivery& d = **job;
+    SetState(inst, "busy", Field(d.payload, "task_id", Field(d.payload, "feature_id")));
+    Status s;
+    try {
+      s = HandleJob(inst, d);
+    } catch (const std::exception& e) {
+      // A bug, not an expected failure: it must not take the process down.
+      s = Internal(std::string("unexpected error in ") + inst->id + ": " + e.what());
+      (void)deps_.bus->Send(
+          "feature:" + Field(d.payload, "feature_id"),
+          BusMessage{d.type + ".done",
+                     {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
+    }
+    (void)deps_.bus->Ack(queue, d.id);
+    {
+      std::lock_guard lock(inst->mu);
+      (s.ok() ? inst->jobs_done : inst->jobs_failed)++;
+    }
+    if (!s.ok()) logger->warn("{} {}: {}", inst->id, d.type, s.ToString());
+    SetState(inst, "idle", "");
+  }
+}
+
+Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
+  const std::string feature_id = job.payload.value("feature_id", "");
+  const std::string reply_to = "feature:" + feature_id;
+  json reply = {{"job", job.type}, {"task_id", job.payload.value("task_id", "")}};
+  Result<json> result = [&]() -> Result<json> {
+    AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
+    AF_RETURN_IF_ERROR(Check(feature_id));
+    AF_ASSIGN_OR_RETURN(std::shared_ptr<FeatureTree> held, TreeFor(f));
+    FeatureTree* tree = held.get();
+    if (job.type == "plan") return DoPlan(inst, f, tree);
+    if (job.type == "code") return DoCode(inst, f, job.payload.value("task_id", ""), tree);
+    if (job.type == "test") return DoTest(inst, f, tree);
+    if (job.type == "review") return DoReview(inst, f, job.payload, tree);
+    if (job.type == "deliver") return DoDeliver(inst, f, tree);
+    return InvalidArgument("unknown job type '" + job.type + "'");
+  }();
+  if (result.ok()) {
+    reply["ok"] = true;
+    reply["result"] = *result;
+  } else {
+    reply["ok"] = false;
+    reply["reason"] = FailureReason(result.status());
+    reply["error"] = result.status().message();
+    reply["hint"] = result.status().hint();
+    if (result.status().code() != Code::kCancelled) {
+      Emit("error", feature_id, job.payload.value("task_id", ""), inst->id,
+           {{"job", job.type}, {"message", result.status().ToString()}});
+    }
+  }
+  (void)deps_.bus->Send(reply_to, BusMessage{job.type + ".done", reply});
+  return result.status();
+}
+
+}  // namespace af

@@ -1,0 +1,380 @@
+#include "agents/pipeline_impl.h"
+
+namespace af {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Unfinished statuses, furthest along first: on a restart those resume first
+// (they are closest to done), queued ones last.
+const char* const kActiveStatuses[] = {"delivering",   "reviewing", "testing",
+                                       "implementing", "planning",  "queued"};
+
+}  // namespace
+
+Status Pipeline::Impl::Transition(const Feature& f, const std::string& to,
+                                  const std::string& reason, json data) {
+  return deps_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
+}
+
+void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason,
+                          const std::string& message, const std::string& hint) {
+  auto f = deps_.store->GetFeature(feature_id);
+  if (!f.ok() || IsTerminalFeatureStatus(f->status)) return;
+  json data = {{"message", message}};
+  if (!hint.empty()) data["hint"] = hint;
+  (void)deps_.store->TransitionFeature(feature_id, f->status, "failed", reason, data);
+  log::Get("coordinator")
+      ->warn("feature {} failed ({}): {}", feature_id, reason,
+             hint.empty() ? message : message + ": " + hint);
+}
+
+Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
+  std::string type = job.value("type", "");
+  job["feature_id"] = f.id;
+  AF_RETURN_IF_ERROR(deps_.bus->Send("role:" + role, BusMessage{type, job}).status());
+  return Await(f.id, type + ".done");
+}
+
+// Waits for a reply on the feature's mailbox, checking cancellation and the
+// timeout in between. Stale replies (from before a restart) are dropped.
+Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::string& type) {
+  const std::string queue = "feature:" + feature_id;
+  for (;;) {
+    AF_RETURN_IF_ERROR(Check(feature_id));
+    AF_ASSIGN_OR_RETURN(auto d,
+                        deps_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
+    if (!d) continue;
+    (void)deps_.bus->Ack(queue, d->id);
+    // A reply that comes as the work stops (a gate killed by the stop, a
+    // feature cancelled meanwhile) is no result: the step runs again on resume.
+    if (d->type == type) AF_RETURN_IF_ERROR(Check(feature_id));
+    if (d->type == type) return d->payload;
+  }
+}
+
+Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
+  std::set<std::string> dispatched;
+  for (;;) {
+    AF_RETURN_IF_ERROR(Check(f.id));
+    AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
+    std::map<std::string, std::string> status;
+    for (const auto& t : tasks) status[t.id] = t.status;
+    bool all_done = true;
+    for (const auto& t : tasks) {
+      if (t.status == "failed") {
+        return StageOutcome::Failed(
+            Field(t.result, "reason", "agent_error"),
+            "task '" + t.title + "' failed: " + Field(t.result, "error", ""),
+            Field(t.result, "hint", ""));
+      }
+      if (t.status != "completed" && t.status != "cancelled") all_done = false;
+    }
+    if (all_done) return StageOutcome::Done();
+    for (const auto& t : tasks) {
+      if (dispatched.count(t.id) || t.status == "completed") continue;
+      bool ready = true;
+      for (const auto& d : t.dependencies) ready = ready && status[d] == "completed";
+      if (!ready) continue;
+      if (t.status == "pending") {
+        AF_RETURN_IF_ERROR(deps_.store->TransitionTask(t.id, "pending", "ready", {}, {}).status());
+      }
+      AF_RETURN_IF_ERROR(
+          deps_.bus
+              ->Send("role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}})
+              .status());
+      dispatched.insert(t.id);
+    }
+    AF_ASSIGN_OR_RETURN(json reply, Await(f.id, "code.done"));
+    if (!reply.value("ok", false)) {
+      // A job that failed without failing its task (say the store refused the
+      // task's last write) must not leave the feature waiting for it until
+      // its timeout. A stop or cancel is not the task's failure: Check says so.
+      AF_RETURN_IF_ERROR(Check(f.id));
+      return StageOutcome::Failed(reply.value("reason", "agent_error"),
+                                  "task " + reply.value("task_id", "") +
+                                      " failed: " + reply.value("error", "unknown error"),
+                                  reply.value("hint", ""));
+    }
+  }
+}
+
+Result<FixesUsed> Pipeline::Impl::CountFixes(const std::string& feature_id) {
+  AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
+  FixesUsed used;
+  for (const auto& t : tasks) {
+    if (auto kind = FixKindOf(t)) (*kind == FixKind::kTest ? used.test : used.review)++;
+  }
+  return used;
+}
+
+// Does the work of the feature's state (dispatches it to the role's agents
+// and waits for the answer) and says what it came to. An error returned here
+// is the coordinator's own (store, bus, shutdown), handled by Drive.
+Result<StageOutcome> Pipeline::Impl::RunStage(const Feature& f, FeatureState state) {
+  auto failed = [](const json& reply) {
+    return StageOutcome::Failed(reply.value("reason", "agent_error"),
+                                reply.value("error", "unknown error"), reply.value("hint", ""));
+  };
+  switch (state) {
+    case FeatureState::kPlanning: {
+      AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "planner", {{"type", "plan"}}));
+      return reply.value("ok", false) ? StageOutcome::Done() : failed(reply);
+    }
+    case FeatureState::kImplementing:
+      return Implement(f);
+    case FeatureState::kTesting: {
+      AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "tester", {{"type", "test"}}));
+      if (!reply.value("ok", false)) return failed(reply);
+      const json& result = reply["result"];
+      if (result.value("passed", false)) return StageOutcome::Done({{"gates", result["results"]}});
+      StageOutcome o;
+      o.kind = StageOutcome::Kind::kGatesFailed;
+      for (const auto& g : result["results"]) {
+        if (g.value("passed", false)) continue;
+        const std::string note = g.value("note", "");
+        o.detail += "Gate `" + g.value("gate", "") + "` failed (exit " +
+                    std::to_string(g.value("exit_code", -1)) + ")" +
+                    (note.empty() ? "" : ": " + note) + ":\n" + g.value("output", "") + "\n\n";
+      }
+      return o;
+    }
+    case FeatureState::kReviewing: {
+      // The gate results the reviewer cites: the latest run's.
+      json gates = json::array();
+      AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
+        if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "reviewing")
+          gates = AsObject(e.data).value("gates", json::array());
+      }));
+      AF_ASSIGN_OR_RETURN(FixesUsed used, CountFixes(f.id));
+      AF_ASSIGN_OR_RETURN(
+          json reply, Dispatch(f, "reviewer",
+                               {{"type", "review"}, {"gates", gates}, {"round", used.review + 1}}));
+      if (!reply.value("ok", false)) return failed(reply);
+      const json& verdict = reply["result"];
+      if (verdict.value("verdict", "") == "approve") return StageOutcome::Done();
+      StageOutcome o;
+      o.kind = StageOutcome::Kind::kChangesRequested;
+      for (const auto& c : verdict.value("comments", json::array()))
+        o.detail += "- " + c.get<std::string>() + "\n";
+      return o;
+    }
+    case FeatureState::kDelivering: {
+      AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "devops", {{"type", "deliver"}}));
+      return reply.value("ok", false) ? StageOutcome::Done(reply["result"]) : failed(reply);
+    }
+    default:  // queued: nothing to do but start
+      return StageOutcome::Done();
+  }
+}
+
+// One step of the state machine: the work of the feature's current state,
+// then what Decide says follows, applied in one transition (with the fix task
+// it creates, if any). Failures of the work itself end the feature (Fail); an
+// error returned here is the coordinator's own, handled by Drive.
+Status Pipeline::Impl::DriveOnce(const Feature& f) {
+  const auto state = ParseFeatureState(f.status);
+  if (!state) return Internal("feature " + f.id + " has an unknown status '" + f.status + "'");
+  if (IsTerminal(*state)) return Status::Ok();
+  AF_ASSIGN_OR_RETURN(StageOutcome outcome, RunStage(f, *state));
+  FixesUsed used;
+  if (outcome.kind == StageOutcome::Kind::kGatesFailed ||
+      outcome.kind == StageOutcome::Kind::kChangesRequested) {
+    AF_ASSIGN_OR_RETURN(used, CountFixes(f.id));
+  }
+  const Decision d = Decide(f.id, *state, outcome, used,
+                            Limits{cfg_.limits.fix_attempts, cfg_.limits.review_rounds});
+  if (d.next == FeatureState::kFailed) {
+    Fail(f.id, d.reason, d.message, d.hint);
+    return Status::Ok();
+  }
+  if (d.fix) AF_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, {*d.fix}).status());
+  return Transition(f, std::string(ToString(d.next)), "", d.data);
+}
+
+void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
+  auto logger = log::Get("coordinator");
+  int store_errors = 0;
+  while (!stopping_) {
+    auto f = deps_.store->GetFeature(feature_id);
+    if (!f.ok()) {
+      logger->error("feature {}: {}", feature_id, f.status().ToString());
+      if (++store_errors > 20) return;
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(250));  // the store is busy or down: back off
+      continue;
+    }
+    if (IsTerminalFeatureStatus(f->status)) break;
+    Status s;
+    try {
+      s = DriveOnce(*f);
+    } catch (const std::exception& e) {
+      s = Internal(std::string("unexpected error in the coordinator: ") + e.what());
+    }
+    if (s.ok()) continue;
+    if (stopping_) break;  // resumes on the next start (unless it just ended)
+    if (s.code() == Code::kCancelled) break;
+    if (s.code() == Code::kDeadlineExceeded) {
+      Fail(feature_id, "timeout", s.message(), s.hint());
+      break;
+    }
+    if (s.code() == Code::kFailedPrecondition) continue;  // a concurrent transition: re-read
+    Fail(feature_id, FailureReason(s), s.message(), s.hint());
+    break;
+  }
+  // Also when stopping: a feature that ended just before the stop is not
+  // resumed, so this is the last chance to learn from it and free its tree.
+  auto f = deps_.store->GetFeature(feature_id);
+  if (!f.ok() || !IsTerminalFeatureStatus(f->status)) return;
+  if (resumed) {
+    logger->info("resumed feature {} ended {}{}", feature_id, f->status,
+                 f->reason.empty() ? "" : " (" + f->reason + ")");
+  }
+  Learn(feature_id);
+  ReleaseTree(*f);
+}
+
+// What a finished feature teaches: stored as memories of its project.
+void Pipeline::Impl::Learn(const std::string& feature_id) {
+  auto f = deps_.store->GetFeature(feature_id);
+  auto tasks = deps_.store->ListTasks(feature_id);
+  if (!f.ok() || !tasks.ok()) return;
+  FeatureRequest req = RequestOf(*f);
+  auto store = [&](const std::string& type, const std::string& content, int importance) {
+    Memory m;
+    m.ns = "project:" + f->project;
+    m.type = type;
+    m.content = content;
+    m.importance = importance;
+    m.source = {{"feature", f->id}};
+    auto stored = deps_.store->AddMemory(m);
+    if (stored.ok())
+      Emit("memory.stored", f->id, "", "coordinator-1", {{"id", stored->id}, {"type", type}});
+  };
+  if (f->status == "completed") {
+    std::string gates;
+    for (const auto& g : req.validation_gates) gates += " `" + g + "`";
+    store("success",
+          "Feature '" + f->title + "' (" + req.tech_stack + ") completed with " +
+              std::to_string(tasks->size()) + " task(s); gates that passed:" + gates,
+          6);
+  } else if (f->status == "failed") {
+    store("failure", "Feature '" + f->title + "' (" + req.tech_stack + ") failed: " + f->reason, 7);
+  }
+  for (const auto& t : *tasks) {
+    if (t.status == "completed" && FixKindOf(t)) {
+      store("bug_fix",
+            t.description.substr(0, 600) + "\nFixed by: " + Field(t.result, "summary", ""), 7);
+    }
+  }
+}
+
+void Pipeline::Impl::StartDriver(const Feature& f, bool resumed) {
+  const auto* found = std::find(std::begin(kPriorities), std::end(kPriorities), f.priority);
+  const int rank = found == std::end(kPriorities) ? 1 : static_cast<int>(found - kPriorities);
+  {
+    std::lock_guard lock(drivers_mu_);
+    if (stopping_ || !claimed_.insert(f.id).second) return;  // already waiting or driven
+    waiting_.insert(Waiting{rank, next_order_++, f.id, resumed});
+  }
+  drivers_cv_.notify_one();
+}
+
+void Pipeline::Impl::DriverLoop() {
+  for (;;) {
+    Waiting next;
+    {
+      std::unique_lock lock(drivers_mu_);
+      drivers_cv_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
+      if (stopping_) return;  // the waiting ones resume on the next start
+      next = *waiting_.begin();
+      waiting_.erase(waiting_.begin());
+      started_ms_[next.feature_id] = NowMs();
+    }
+    Drive(next.feature_id, next.resumed);
+    std::lock_guard lock(drivers_mu_);
+    claimed_.erase(next.feature_id);
+    started_ms_.erase(next.feature_id);
+  }
+}
+
+void Pipeline::Impl::ResumeAll() {
+  auto logger = log::Get("coordinator");
+  // Two processes on one data directory (say `serve` and a `run`) must not
+  // both drive the same unfinished features: the first to lock resumes them.
+  auto lock_path = std::filesystem::path(cfg_.data_dir) / "coordinator.lock";
+  coordinator_lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (coordinator_lock_fd_ < 0 || ::flock(coordinator_lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    logger->info("another agent-factory process coordinates {}; it resumes the unfinished features",
+                 cfg_.data_dir);
+    if (coordinator_lock_fd_ >= 0) ::close(coordinator_lock_fd_);
+    coordinator_lock_fd_ = -1;
+    return;
+  }
+  SweepEndedTrees();
+  for (const char* status : kActiveStatuses) {
+    FeatureFilter filter;
+    filter.status = status;
+    filter.limit = 1000;
+    std::vector<Feature> found;  // newest first, as listed
+    for (;; filter.offset += filter.limit) {
+      auto page = deps_.store->ListFeatures(filter);
+      if (!page.ok()) {
+        logger->error("cannot list {} features to resume them: {}", status,
+                      page.status().ToString());
+        break;
+      }
+      found.insert(found.end(), page->features.begin(), page->features.end());
+      if (page->features.size() < static_cast<size_t>(filter.limit)) break;
+    }
+    if (std::string_view(status) == "queued" && !found.empty()) {
+      logger->info("{} queued feature(s) wait for a driver", found.size());
+    }
+    for (auto it = found.rbegin(); it != found.rend(); ++it) {  // oldest first
+      if (it->status != "queued") logger->info("resuming feature {} ({})", it->id, it->status);
+      StartDriver(*it, /*resumed=*/true);
+    }
+  }
+}
+
+Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
+  bool challenge =
+      request.challenge_vague_requirements.value_or(cfg_.validation.challenge_vague_requirements);
+  auto issues = ValidateWorkPlan(request, challenge);
+  if (!issues.empty()) {
+    std::string msg = "Work plan challenged:";
+    for (const auto& i : issues) msg += "\n  - " + i;
+    return InvalidArgument(
+        msg, "add the missing parts, or bypass with \"challenge_vague_requirements\": false");
+  }
+  Feature f;
+  f.project = request.project;
+  f.title = request.title.empty() ? request.description.substr(0, 80) : request.title;
+  f.status = "queued";
+  f.priority = request.priority;
+  f.request = request.ToJson();
+  AF_ASSIGN_OR_RETURN(Feature stored, deps_.store->CreateFeature(f));
+  StartDriver(stored);
+  return stored;
+}
+
+Status Pipeline::Impl::Cancel(const std::string& feature_id) {
+  AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
+  if (IsTerminalFeatureStatus(f.status)) {
+    return FailedPrecondition("feature " + feature_id + " is already " + f.status,
+                              "only unfinished features can be cancelled");
+  }
+  AF_RETURN_IF_ERROR(
+      deps_.store
+          ->TransitionFeature(feature_id, f.status, "cancelled", "cancelled", {{"by", "user"}})
+          .status());
+  AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
+  for (const auto& t : tasks) {
+    if (t.status == "pending" || t.status == "ready")
+      (void)deps_.store->TransitionTask(t.id, t.status, "cancelled", {}, {{"by", "user"}});
+  }
+  return Status::Ok();
+}
+
+}  // namespace af

@@ -1,0 +1,163 @@
+#include "af/agents/feature_machine.h"
+
+namespace af {
+namespace {
+
+struct Name {
+  FeatureState state;
+  std::string_view name;
+};
+constexpr Name kNames[] = {
+    {FeatureState::kQueued, "queued"},
+    {FeatureState::kPlanning, "planning"},
+    {FeatureState::kImplementing, "implementing"},
+    {FeatureState::kTesting, "testing"},
+    {FeatureState::kReviewing, "reviewing"},
+    {FeatureState::kDelivering, "delivering"},
+    {FeatureState::kCompleted, "completed"},
+    {FeatureState::kFailed, "failed"},
+    {FeatureState::kCancelled, "cancelled"},
+};
+
+constexpr std::string_view kFixTest = "-fixtest-";
+constexpr std::string_view kFixReview = "-fixreview-";
+
+Decision Fail(std::string reason, std::string message, std::string hint = {}) {
+  Decision d;
+  d.next = FeatureState::kFailed;
+  d.reason = std::move(reason);
+  d.message = std::move(message);
+  d.hint = std::move(hint);
+  return d;
+}
+
+Decision BackToImplementing(Task fix) {
+  Decision d;
+  d.next = FeatureState::kImplementing;
+  d.data = {{"fix", fix.id}};
+  d.fix = std::move(fix);
+  return d;
+}
+
+}  // namespace
+
+std::string_view ToString(FeatureState state) {
+  for (const auto& n : kNames)
+    if (n.state == state) return n.name;
+  return "unknown";
+}
+
+std::optional<FeatureState> ParseFeatureState(std::string_view name) {
+  for (const auto& n : kNames)
+    if (n.name == name) return n.state;
+  return std::nullopt;
+}
+
+bool IsTerminal(FeatureState s) {
+  return s == FeatureState::kCompleted || s == FeatureState::kFailed ||
+         s == FeatureState::kCancelled;
+}
+
+StageOutcome StageOutcome::Done(nlohmann::json data) {
+  StageOutcome o;
+  o.data = std::move(data);
+  return o;
+}
+
+StageOutcome StageOutcome::Failed(std::string reason, std::string message, std::string hint) {
+  StageOutcome o;
+  o.kind = Kind::kFailed;
+  o.reason = std::move(reason);
+  o.message = std::move(message);
+  o.hint = std::move(hint);
+  return o;
+}
+
+std::string GlobalTaskId(const std::string& feature_id, const std::string& local) {
+  return feature_id + "-" + local;
+}
+
+Task FixTask(const std::string& feature_id, FixKind kind, int attempt, const std::string& detail) {
+  const std::string n = std::to_string(attempt);
+  Task fix;
+  fix.feature_id = feature_id;
+  fix.role = "coder";
+  fix.status = "pending";
+  if (kind == FixKind::kTest) {
+    fix.id = GlobalTaskId(feature_id, "fixtest-" + n);
+    fix.title = "Fix failing validation gates (attempt " + n + ")";
+    fix.description =
+        "The validation gates failed after the last change. Make them pass without "
+        "weakening the tests.\n\n" +
+        detail;
+  } else {
+    fix.id = GlobalTaskId(feature_id, "fixreview-" + n);
+    fix.title = "Address review comments (round " + n + ")";
+    fix.description = "The reviewer requested changes:\n" + detail;
+  }
+  return fix;
+}
+
+std::optional<FixKind> FixKindOf(const Task& task) {
+  if (task.id.find(kFixTest) != std::string::npos) return FixKind::kTest;
+  if (task.id.find(kFixReview) != std::string::npos) return FixKind::kReview;
+  return std::nullopt;
+}
+
+Decision Decide(const std::string& feature_id, FeatureState state, const StageOutcome& outcome,
+                const FixesUsed& used, const Limits& limits) {
+  using Kind = StageOutcome::Kind;
+  if (IsTerminal(state))
+    return Fail("agent_error", "feature is already " + std::string(ToString(state)));
+  switch (outcome.kind) {
+    case Kind::kFailed:
+      return Fail(outcome.reason.empty() ? "agent_error" : outcome.reason, outcome.message,
+                  outcome.hint);
+    case Kind::kDone: {
+      Decision d;
+      d.data = outcome.data;
+      switch (state) {
+        case FeatureState::kQueued:
+          d.next = FeatureState::kPlanning;
+          break;
+        case FeatureState::kPlanning:
+          d.next = FeatureState::kImplementing;
+          break;
+        case FeatureState::kImplementing:
+          d.next = FeatureState::kTesting;
+          break;
+        case FeatureState::kTesting:
+          d.next = FeatureState::kReviewing;
+          break;
+        case FeatureState::kReviewing:
+          d.next = FeatureState::kDelivering;
+          break;
+        default:
+          d.next = FeatureState::kCompleted;
+          break;  // delivering
+      }
+      return d;
+    }
+    case Kind::kGatesFailed:
+      if (state != FeatureState::kTesting) break;
+      if (used.test >= limits.fix_attempts) {
+        return Fail("gates_failed",
+                    "validation gates still fail after " + std::to_string(used.test) +
+                        " fix attempts (limits.fix_attempts): " + outcome.detail.substr(0, 800));
+      }
+      return BackToImplementing(FixTask(feature_id, FixKind::kTest, used.test + 1, outcome.detail));
+    case Kind::kChangesRequested:
+      if (state != FeatureState::kReviewing) break;
+      if (used.review >= limits.review_rounds) {
+        return Fail("review_rejected", "the reviewer still requests changes after " +
+                                           std::to_string(used.review) +
+                                           " rounds (limits.review_rounds):\n" + outcome.detail);
+      }
+      return BackToImplementing(
+          FixTask(feature_id, FixKind::kReview, used.review + 1, outcome.detail));
+  }
+  return Fail("agent_error", "internal error: an outcome the " + std::string(ToString(state)) +
+                                 " stage cannot have");
+}
+
+}  // namespace af

@@ -1,0 +1,172 @@
+#pragma once
+// Private to src/agents: the state of a running pipeline (Pipeline::Impl) and
+// the methods its files share. The work is split by seam:
+//   pipeline.cc       Start/Stop, Submit/Cancel, the helpers every part uses
+//   agent_pool.cc     agent instances, their worker threads and heartbeats
+//   role_steps.cc     what each role does with a job (plan, code, test, review, deliver)
+//   coordinator.cc    the drivers that take features through the state machine
+//                     (af/agents/feature_machine.h), resume, learning
+//   feature_trees.cc  each feature's git worktree (open, reset, release, sweep)
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "af/agents/agent_loop.h"
+#include "af/agents/feature_machine.h"
+#include "af/agents/gates.h"
+#include "af/agents/optimizer.h"
+#include "af/agents/pipeline.h"
+#include "af/agents/tools.h"
+#include "af/bus/bus.h"
+#include "af/core/config.h"
+#include "af/core/fault.h"
+#include "af/core/json_util.h"
+#include "af/core/log.h"
+#include "af/llm/llm_client.h"
+#include "af/store/store.h"
+#include "af/workspace/sandbox.h"
+#include "af/workspace/workspace.h"
+
+namespace af {
+
+class Pipeline::Impl {
+ public:
+  using json = nlohmann::json;
+
+  // One agent instance: a worker thread on its role's mailbox (the coordinator
+  // and the optimizer have no mailbox: the coordinator drives features on its
+  // own threads, the optimizer is called by the others).
+  struct Instance {
+    std::string id, role;
+    std::mutex mu;  // guards state, current_task, counters
+    std::string state = "idle";
+    std::string current_task;
+    int64_t jobs_done = 0, jobs_failed = 0;
+    std::thread thread;
+  };
+
+  static int64_t NowMs();
+  static std::string Hostname();
+
+  Impl(const PipelineDeps& deps, PipelineOptions options, std::unique_ptr<Sandbox> sandbox,
+       std::vector<Skill> skills)
+      : deps_(deps),
+        cfg_(*deps.config),
+        options_(std::move(options)),
+        sandbox_(std::move(sandbox)),
+        optimizer_(ContextBudget{cfg_.context.window_tokens, cfg_.context.preserve_at,
+                                 cfg_.context.critical_at},
+                   std::move(skills), deps.store) {}
+
+  Status StartAgents();
+  void Stop();
+  Result<Feature> Submit(const FeatureRequest& request);
+  Status Cancel(const std::string& feature_id);
+  void ResumeAll();
+  std::string sandbox_warning() const { return sandbox_->warning(); }
+  Store* store() const { return deps_.store; }
+
+ private:
+  // --- agents ---
+  void WorkerLoop(Instance* inst);
+  void HeartbeatLoop();
+  void SetState(Instance* inst, const std::string& state, const std::string& task);
+  void Beat(Instance* inst, bool emit_event);
+  Status HandleJob(Instance* inst, const Delivery& job);
+  Result<json> DoPlan(Instance* inst, const Feature& f, FeatureTree* tree);
+  Result<json> DoCode(Instance* inst, const Feature& f, const std::string& task_id,
+                      FeatureTree* tree);
+  Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);
+  Result<json> CompleteTask(const Task& task, const std::string& sha);
+  Result<json> DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree);
+  Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
+
+  // --- coordinator ---
+  // `resumed`: started by ResumeAll, which logs the start; Drive logs the end.
+  void StartDriver(const Feature& f, bool resumed = false);
+  void Drive(const std::string& feature_id, bool resumed);
+  Status DriveOnce(const Feature& f);
+  Result<StageOutcome> RunStage(const Feature& f, FeatureState state);
+  Result<FixesUsed> CountFixes(const std::string& feature_id);
+  Result<json> Dispatch(const Feature& f, const std::string& role, json job);
+  Result<json> Await(const std::string& feature_id, const std::string& type);
+  Result<StageOutcome> Implement(const Feature& f);
+  Status Transition(const Feature& f, const std::string& to, const std::string& reason = {},
+                    json data = json::object());
+  // Ends the feature as failed; its feature.status event carries the message
+  // and, when there is one, the hint (what to do), apart.
+  void Fail(const std::string& feature_id, const std::string& reason, const std::string& message,
+            const std::string& hint = {});
+  void Learn(const std::string& feature_id);
+
+  // --- shared ---
+  Status Check(const std::string& feature_id);
+  AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
+  ToolContext ToolsFor(const Feature& f, FeatureTree* tree);
+  Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
+  void ReleaseTree(const Feature& f);
+  void SweepEndedTrees();
+  void Emit(const std::string& type, const std::string& feature_id, const std::string& task_id,
+            const std::string& agent, json data);
+  FeatureRequest RequestOf(const Feature& f);
+
+  const PipelineDeps deps_;
+  const Config cfg_;
+  PipelineOptions options_;
+  std::unique_ptr<Sandbox> sandbox_;
+  Optimizer optimizer_;
+  BudgetLedger budget_{deps_.store, &cfg_};
+  std::atomic<bool> stopping_{false};
+
+  std::vector<std::unique_ptr<Instance>> instances_;
+  std::thread heartbeat_;
+  std::mutex stop_mu_;  // with stop_cv_: wakes the heartbeat thread on Stop
+  std::condition_variable stop_cv_;
+
+  std::mutex trees_mu_;  // guards workspaces_ and trees_
+  std::map<std::string, std::unique_ptr<Workspace>> workspaces_;
+  // Shared: a job still running when its feature ends keeps its handle alive.
+  std::map<std::string, std::shared_ptr<FeatureTree>> trees_;
+
+  // The coordinator's drivers: a fixed pool of limits.max_active_features
+  // threads takes features from waiting_. A thread per feature ran out of
+  // memory mappings after ~32k features, and thousands of features polling
+  // the store at once starved everything else (POST /features benchmark).
+  struct Waiting {
+    int rank;        // higher priority first
+    uint64_t order;  // then first come, first served
+    std::string feature_id;
+    bool resumed;
+    bool operator<(const Waiting& o) const {
+      return rank != o.rank ? rank > o.rank : order < o.order;
+    }
+  };
+  std::mutex drivers_mu_;  // guards the members below
+  std::condition_variable drivers_cv_;
+  std::vector<std::thread> drivers_;
+  std::set<Waiting> waiting_;
+  std::set<std::string> claimed_;  // waiting or being driven
+  uint64_t next_order_ = 0;
+  // When this process began driving a feature: limits.feature_timeout counts
+  // from there, not from submission (time spent queued or down is not work).
+  std::map<std::string, int64_t> started_ms_;
+  void DriverLoop();
+
+ public:
+  // Held while this process is the one that resumes unfinished features of
+  // the data directory; the kernel releases it when the process dies.
+  int coordinator_lock_fd_ = -1;
+};
+
+}  // namespace af

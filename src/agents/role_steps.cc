@@ -1,0 +1,279 @@
+#include "agents/pipeline_impl.h"
+
+namespace af {
+
+using json = nlohmann::json;
+
+Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTree* tree) {
+  AF_ASSIGN_OR_RETURN(auto existing, deps_.store->ListTasks(f.id));
+  if (!existing.empty()) return json{{"tasks", existing.size()}, {"resumed", true}};
+  ContextInput in;
+  in.role = "planner";
+  in.request = f.request;
+  in.project = f.project;
+  Conversation conv{"planner",
+                    inst->id,
+                    f.id,
+                    "",
+                    cfg_.ModelFor("planner"),
+                    SystemPrompt("planner"),
+                    optimizer_.BuildContext(in, tree)};
+  AF_ASSIGN_OR_RETURN(ConversationEnd end,
+                      RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
+  // The agent loop accepts only the planner's own terminal tool, which checks
+  // the plan (CheckPlan); this guards that rule, never an empty plan.
+  if (end.tool != "submit_plan" || !CheckPlan(end.args).empty())
+    return Internal("the planner ended without an accepted plan (it called " + end.tool + ")");
+  std::vector<Task> tasks;
+  for (const auto& t : end.args["tasks"]) {
+    Task task;
+    task.id = GlobalTaskId(f.id, t["id"].get<std::string>());
+    task.feature_id = f.id;
+    task.title = t["title"].get<std::string>();
+    task.description = t["description"].get<std::string>();
+    task.role = "coder";
+    task.status = "pending";
+    for (const auto& d : t.value("dependencies", json::array()))
+      task.dependencies.push_back(GlobalTaskId(f.id, d.get<std::string>()));
+    for (const auto& p : t.value("files", json::array()))
+      task.files.push_back(p.get<std::string>());
+    tasks.push_back(std::move(task));
+  }
+  AF_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, tasks).status());
+  return json{{"tasks", tasks.size()}};
+}
+
+Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std::string& task_id,
+                                    FeatureTree* tree) {
+  AF_ASSIGN_OR_RETURN(Task task, deps_.store->GetTask(task_id));
+  if (task.status == "completed") return task.result;
+  if (task.status == "in_progress" && task.result.value("finished", false)) {
+    // The process died after the conversation ended. If the commit was made
+    // (or there was nothing to commit), the task is done; otherwise its edits
+    // went with the reset tree and the (replayed) conversation makes them again.
+    AF_ASSIGN_OR_RETURN(std::string sha, tree->FindTaskCommit(task_id));
+    if (!sha.empty() || task.result.value("files", json::array()).empty())
+      return CompleteTask(task, sha);
+  }
+  ContextInput in;
+  in.role = "coder";
+  in.request = f.request;
+  in.project = f.project;
+  in.task_title = task.title;
+  in.task_description = task.description;
+  in.task_files = task.files;
+  AF_ASSIGN_OR_RETURN(auto all, deps_.store->ListTasks(f.id));
+  for (const auto& t : all)
+    if (t.status == "completed" && t.id != task_id)
+      in.history.push_back("Task '" + t.title + "' is done: " + Field(t.result, "summary", ""));
+  // The first context is kept with the task: a task resumed after a crash must
+  // send the same requests (the workspace may have changed meanwhile) so its
+  // recorded model answers are replayed instead of paid for again.
+  std::string context = Field(task.result, "context", "");
+  if (task.status != "in_progress" || context.empty()) context = optimizer_.BuildContext(in, tree);
+  TaskUpdate start;
+  start.assigned_agent = inst->id;
+  start.add_attempts = 1;
+  start.result = json{{"context", context}};
+  AF_RETURN_IF_ERROR(
+      deps_.store
+          ->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}})
+          .status());
+  Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
+                    context};
+  std::set<std::string> touched;
+  ToolContext tools = ToolsFor(f, tree);
+  tools.sandbox = sandbox_.get();
+  tools.task_id = task_id;
+  tools.touched = &touched;
+  auto end = RunConversation(EnvFor(f.id, inst), conv, tools);
+  if (!end.ok()) {
+    if (end.status().code() != Code::kCancelled || !stopping_) {
+      TaskUpdate u;
+      u.result = json{{"error", end.status().message()},
+                      {"hint", end.status().hint()},
+                      {"reason", FailureReason(end.status())}};
+      (void)deps_.store->TransitionTask(
+          task_id, std::nullopt, end.status().code() == Code::kCancelled ? "cancelled" : "failed",
+          u, {{"error", end.status().ToString()}});
+    }
+    return end.status();
+  }
+  std::vector<std::string> paths(touched.begin(), touched.end());
+  // Kept before committing: a process that dies between the commit and the
+  // task's completion finishes the task from here (see above).
+  TaskUpdate finished;
+  finished.result = json{{"context", context},
+                         {"summary", end->args.value("summary", "")},
+                         {"files", paths},
+                         {"turns", end->turns},
+                         {"finished", true}};
+  AF_RETURN_IF_ERROR(
+      deps_.store
+          ->TransitionTask(task_id, "in_progress", "in_progress", finished, {{"finished", true}})
+          .status());
+  task.result = *finished.result;
+  // A task may rightly change nothing (another task already did the work): no
+  // commit then. A commit that fails must fail the task, or the coordinator
+  // would wait for it until the feature times out.
+  std::string sha;
+  if (!paths.empty()) {
+    auto committed =
+        tree->CommitTask(task_id, task.title + "\n\n" + Field(task.result, "summary", ""), paths);
+    if (!committed.ok()) {
+      TaskUpdate u;
+      u.result = json{{"error", committed.status().message()},
+                      {"hint", committed.status().hint()},
+                      {"reason", "agent_error"}};
+      (void)deps_.store->TransitionTask(task_id, "in_progress", "failed", u,
+                                        {{"error", committed.status().ToString()}});
+      return committed.status();
+    }
+    sha = *committed;
+    fault::CrashPoint("commit");
+  }
+  return CompleteTask(task, sha);
+}
+
+Result<json> Pipeline::Impl::CompleteTask(const Task& task, const std::string& sha) {
+  TaskUpdate done;
+  done.result = json{{"summary", Field(task.result, "summary", "")},
+                     {"commit", sha},
+                     {"files", task.result.value("files", json::array())},
+                     {"turns", task.result.value("turns", 0)}};
+  AF_RETURN_IF_ERROR(
+      deps_.store->TransitionTask(task.id, "in_progress", "completed", done, {{"commit", sha}})
+          .status());
+  return *done.result;
+}
+
+Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTree* tree) {
+  // The gates judge exactly what is delivered: the commits, not what the
+  // coders' commands left around (and a resumed run sees the same tree).
+  AF_RETURN_IF_ERROR(tree->ResetToLastCommit());
+  AF_ASSIGN_OR_RETURN(std::string change, tree->CommittedDiff());
+  if (change.empty()) {
+    return FailedPrecondition(
+        std::string(kNothingBuilt) + ": every task finished without committing a change",
+        "the coders must change files with write_file or edit_file; see the feature's tool.call "
+        "events for what they did, and make the request say what to build");
+  }
+  FeatureRequest req = RequestOf(f);
+  json results = json::array();
+  bool passed = true;
+  if (req.validation_gates.empty()) {
+    Emit("gate.result", f.id, "", inst->id,
+         {{"gate", ""},
+          {"passed", true},
+          {"note", "no validation gates were given; nothing to run"}});
+  }
+  for (const auto& gate : req.validation_gates) {
+    AF_RETURN_IF_ERROR(Check(f.id));
+    auto run = sandbox_->Run(gate, tree->root());
+    // Killed by a stop: not a gate result; the gates run again on resume.
+    if (!run.ok() && run.status().code() == Code::kCancelled) return run.status();
+    json r = {{"gate", gate}};
+    if (!run.ok()) {
+      r["passed"] = false;
+      r["exit_code"] = -1;
+      r["output"] = run.status().ToString();
+    } else {
+      const std::string no_tests = NoTestsRanNote(run->output);
+      r["passed"] = run->exit_code == 0 && !run->timed_out && no_tests.empty();
+      r["exit_code"] = run->exit_code;
+      r["timed_out"] = run->timed_out;
+      r["duration_ms"] = run->duration.count();
+      r["output"] =
+          run->output.size() > 6000 ? run->output.substr(run->output.size() - 6000) : run->output;
+      r["sandbox"] = run->sandbox;
+      if (!no_tests.empty()) r["note"] = no_tests;
+    }
+    fault::CrashPoint("gate");
+    passed = passed && r["passed"].get<bool>();
+    Emit("gate.result", f.id, "", inst->id, r);
+    results.push_back(r);
+  }
+  return json{{"passed", passed}, {"results", results}};
+}
+
+Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const json& job,
+                                      FeatureTree* tree) {
+  ContextInput in;
+  in.role = "reviewer";
+  in.request = f.request;
+  in.project = f.project;
+  // The round makes each round's request distinct: an unchanged diff must
+  // still be asked about again, not answered by replaying the last round.
+  in.history.push_back("Review round " + std::to_string(job.value("round", 1)) + " (at most " +
+                       std::to_string(cfg_.limits.review_rounds + 1) + ").");
+  for (const auto& g : job.value("gates", json::array())) {
+    in.history.push_back("Gate `" + g.value("gate", "") +
+                         "`: " + (g.value("passed", false) ? "PASSED" : "FAILED") + " (exit " +
+                         std::to_string(g.value("exit_code", -1)) + ")\n" +
+                         g.value("output", "").substr(0, 1500));
+  }
+  AF_ASSIGN_OR_RETURN(in.diff, tree->CommittedDiff());
+  Conversation conv{"reviewer",
+                    inst->id,
+                    f.id,
+                    "",
+                    cfg_.ModelFor("reviewer"),
+                    SystemPrompt("reviewer"),
+                    optimizer_.BuildContext(in, tree)};
+  AF_ASSIGN_OR_RETURN(ConversationEnd end,
+                      RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
+  json verdict = {{"verdict", end.args["verdict"]},
+                  {"comments", end.args.value("comments", json::array())},
+                  {"round", job.value("round", 1)}};
+  Emit("review.verdict", f.id, "", inst->id, verdict);
+  return verdict;
+}
+
+Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree) {
+  auto dir = std::filesystem::path(cfg_.data_dir) / "artifacts" / f.id;
+  std::filesystem::create_directories(dir);
+  AF_RETURN_IF_ERROR(tree->WritePatch(dir / "changes.patch").status());
+  AF_ASSIGN_OR_RETURN(std::string head, tree->HeadSha());
+  AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
+  AF_ASSIGN_OR_RETURN(UsageTotals usage, deps_.store->FeatureUsage(f.id));
+  std::ofstream md(dir / "summary.md");
+  md << "# " << f.title << "\n\nFeature `" << f.id << "`, project `" << f.project << "`, branch `"
+     << tree->branch() << "` at `" << head << "`.\n\n## Tasks\n";
+  for (const auto& t : tasks)
+    md << "- **" << t.title << "** (" << t.status << ", commit `" << Field(t.result, "commit", "")
+       << "`): " << Field(t.result, "summary", "") << "\n";
+  md << "\n## Usage\n"
+     << usage.calls << " model calls, " << usage.input_tokens << " input and "
+     << usage.output_tokens << " output tokens, $" << usage.cost_usd << ".\n";
+  md.close();
+  json out = {{"branch", tree->branch()},
+              {"commit", head},
+              {"artifacts", {(dir / "changes.patch").string(), (dir / "summary.md").string()}}};
+  if (!cfg_.delivery.command.empty()) {
+    // Run once: a delivery that finished before a crash is not run again on
+    // resume (its recorded result is used). One cut short runs again.
+    json delivered;
+    AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
+      if (e.type == "delivery.result") delivered = e.data;
+    }));
+    if (delivered.is_null()) {
+      auto run = sandbox_->Run(cfg_.delivery.command, tree->root());
+      if (!run.ok()) return run.status().WithContext("delivery.command");
+      fault::CrashPoint("delivery");
+      delivered = {{"command", cfg_.delivery.command},
+                   {"exit_code", run->exit_code},
+                   {"output", run->output.substr(0, 2000)}};
+      Emit("delivery.result", f.id, "", inst->id, delivered);
+    }
+    out["delivery"] = {{"exit_code", delivered["exit_code"]}, {"output", delivered["output"]}};
+    if (delivered["exit_code"] != 0) {
+      return FailedPrecondition(
+          "delivery.command exited with " + delivered["exit_code"].dump() + ": " +
+              delivered["output"].get<std::string>().substr(0, 500),
+          "fix the command in delivery.command; the branch and patch are ready");
+    }
+  }
+  return out;
+}
+
+}  // namespace af
