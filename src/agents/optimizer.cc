@@ -7,16 +7,12 @@
 #include "af/core/config.h"
 #include "af/store/store.h"
 #include "af/workspace/workspace.h"
+#include "af/core/strings.h"
 
 namespace af {
 namespace {
 
 using json = nlohmann::json;
-
-std::string Lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // Keeps the head and the tail of an over-long text, with a marker saying so.
 std::string Cap(const std::string& text, size_t max_chars) {

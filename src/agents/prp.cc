@@ -10,6 +10,8 @@
 #include <utility>
 
 #include "af/core/json_util.h"
+#include "af/core/strings.h"
+#include "af/store/types.h"
 
 namespace af {
 namespace {
@@ -39,19 +41,7 @@ bool IsSpace(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 bool IsBlank(std::string_view s) { return Trim(s).empty(); }
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // A word character for whole-word matching. Non-ASCII bytes count as letters
 // so that "justé" is one word and never matches "just".
@@ -517,19 +507,6 @@ std::string StripPrefix(std::string_view source_name) {
 
 }  // namespace
 
-Status CheckProjectName(const std::string& project) {
-  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
-  bool ok = !project.empty() && project.size() <= 64 && alnum(project[0]) &&
-            std::all_of(project.begin(), project.end(),
-                        [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
-  if (ok) return Status::Ok();
-  std::string shown = project.size() > 40 ? project.substr(0, 40) + "..." : project;
-  return InvalidArgument(
-      "project must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (got '" + shown + "')",
-      "the project names a workspace directory: use letters, digits, '.', '_' or '-', e.g. "
-      "\"my-app\"");
-}
-
 // ------------------------------------------------------------------- JSON
 
 json FeatureRequest::ToJson() const {
@@ -605,8 +582,10 @@ Result<FeatureRequest> FeatureRequestFromJson(const json& j) {
 
 // --------------------------------------------------------------- Markdown
 
-Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view source_name) {
-  const std::string prefix = StripPrefix(source_name);
+namespace {
+
+// The input limits of a Markdown PRP: size and UTF-8.
+Status CheckPrpText(std::string_view text, const std::string& prefix) {
   if (text.size() > kMaxPrpBytes) {
     return InvalidArgument(
         prefix + "PRP is " + std::to_string(text.size()) + " bytes, over the 1 MiB limit",
@@ -618,23 +597,30 @@ Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view 
     return InvalidArgument(prefix + "PRP is not valid UTF-8 (byte " + std::to_string(bad_at) + ")",
                            "save the file as UTF-8");
   }
+  return Status::Ok();
+}
 
-  // One pass: fence state, the title, metadata lines, and the section split.
-  // Fences are stored once and referenced by index-stable pointers, so the
-  // vector is reserved up front (at most one fence per line).
-  std::vector<std::string_view> lines = SplitLines(text);
+// What one pass over the lines finds: the title, metadata lines, and the
+// lines of each section with their fence state. Fences are stored once and
+// referenced by index-stable pointers, so `fences` is reserved up front (at
+// most one fence per line) and a ScannedPrp is never copied.
+struct ScannedPrp {
   std::vector<Fence> fences;
-  fences.reserve(lines.size());
-  std::vector<SectionLines> sections(1);
+  std::vector<SectionLines> sections = std::vector<SectionLines>(1);
   std::string title;
   bool have_h1 = false;
+  // Metadata lines ("Priority: high") and the 1-based line each came from;
+  // a line of 0 means a "## Priority"/"## Project" section supplied it.
   std::optional<std::string> meta_priority, meta_project;
   std::size_t meta_priority_line = 0, meta_project_line = 0;
-  const Fence* open = nullptr;
+};
 
+void ScanPrp(const std::vector<std::string_view>& lines, ScannedPrp* p) {
+  p->fences.reserve(lines.size());
+  const Fence* open = nullptr;
   for (std::size_t i = 0; i < lines.size(); ++i) {
     std::string_view line = lines[i];
-    SectionLines* cur = &sections.back();
+    SectionLines* cur = &p->sections.back();
     if (open != nullptr) {
       bool closes = ClosesFence(line, *open);
       cur->lines.push_back(line);
@@ -644,32 +630,32 @@ Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view 
       continue;
     }
     if (auto f = ParseFence(line)) {
-      fences.push_back(std::move(*f));
-      open = &fences.back();
+      p->fences.push_back(std::move(*f));
+      open = &p->fences.back();
       cur->lines.push_back(line);
       cur->fence.push_back(open);
       cur->fence_marker.push_back(true);
       continue;
     }
-    if (auto h1 = Heading(line, 1); h1 && !have_h1) {
-      have_h1 = true;
-      title = std::string(*h1);
+    if (auto h1 = Heading(line, 1); h1 && !p->have_h1) {
+      p->have_h1 = true;
+      p->title = std::string(*h1);
       continue;
     }
     if (auto h2 = Heading(line, 2)) {
       SectionLines next;
       next.heading = std::string(*h2);
       next.kind = ClassifyHeading(NormalizeHeading(*h2));
-      sections.push_back(std::move(next));
+      p->sections.push_back(std::move(next));
       continue;
     }
     if (auto meta = MetadataLine(line)) {
       if (meta->first == "priority") {
-        meta_priority = meta->second;
-        meta_priority_line = i + 1;
+        p->meta_priority = meta->second;
+        p->meta_priority_line = i + 1;
       } else {
-        meta_project = meta->second;
-        meta_project_line = i + 1;
+        p->meta_project = meta->second;
+        p->meta_project_line = i + 1;
       }
       continue;
     }
@@ -677,10 +663,13 @@ Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view 
     cur->fence.push_back(nullptr);
     cur->fence_marker.push_back(false);
   }
+}
 
-  FeatureRequest r;
+// The request's fields from the sections; the Priority and Project sections
+// fill the metadata a metadata line did not.
+void FillFromSections(ScannedPrp& p, FeatureRequest* r) {
   std::string goal, why, what_prose, preamble, title_section, goal_first_line;
-  for (const SectionLines& s : sections) {
+  for (const SectionLines& s : p.sections) {
     switch (s.kind) {
       case Section::kPreamble:
         AppendBlock(&preamble, JoinLines(s));
@@ -698,14 +687,14 @@ Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view 
       case Section::kWhat:
       case Section::kRequirements: {
         std::string prose;
-        SplitBullets(s, &r.requirements, &prose);
+        SplitBullets(s, &r->requirements, &prose);
         AppendBlock(&what_prose, prose);
         break;
       }
       case Section::kBlueprint: {
         std::string prose;
-        SplitBullets(s, &r.requirements, &prose);
-        if (!IsBlank(prose)) AppendBlock(&r.context, "## " + s.heading + "\n" + prose);
+        SplitBullets(s, &r->requirements, &prose);
+        if (!IsBlank(prose)) AppendBlock(&r->context, "## " + s.heading + "\n" + prose);
         break;
       }
       case Section::kCriteria: {
@@ -713,56 +702,73 @@ Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view 
         std::string prose;
         SplitBullets(s, &items, &prose);
         if (items.empty()) items = Paragraphs(s);
-        for (auto& it : items) r.acceptance_criteria.push_back(std::move(it));
+        for (auto& it : items) r->acceptance_criteria.push_back(std::move(it));
         break;
       }
       case Section::kValidation:
-        ExtractGates(s, &r.validation_gates);
+        ExtractGates(s, &r->validation_gates);
         break;
       case Section::kContext:
-        AppendBlock(&r.context, JoinLines(s));
+        AppendBlock(&r->context, JoinLines(s));
         break;
       case Section::kTechStack:
-        if (r.tech_stack.empty()) r.tech_stack = TechStackText(s);
+        if (r->tech_stack.empty()) r->tech_stack = TechStackText(s);
         break;
       case Section::kPriority:
-        if (!meta_priority) meta_priority = FirstNonEmptyLine(s);
+        if (!p.meta_priority) p.meta_priority = FirstNonEmptyLine(s);
         break;
       case Section::kProject:
-        if (!meta_project) meta_project = FirstNonEmptyLine(s);
+        if (!p.meta_project) p.meta_project = FirstNonEmptyLine(s);
         break;
       case Section::kOther: {
         std::string body = JoinLines(s);
-        if (!IsBlank(body)) AppendBlock(&r.context, "## " + s.heading + "\n" + body);
+        if (!IsBlank(body)) AppendBlock(&r->context, "## " + s.heading + "\n" + body);
         break;
       }
     }
   }
 
-  r.title = have_h1 ? title : !title_section.empty() ? title_section : goal_first_line;
-  AppendBlock(&r.description, goal);
-  if (!IsBlank(why)) AppendBlock(&r.description, "Why:\n" + why);
-  AppendBlock(&r.description, what_prose);
-  AppendBlock(&r.description, preamble);
+  r->title = p.have_h1 ? p.title : !title_section.empty() ? title_section : goal_first_line;
+  AppendBlock(&r->description, goal);
+  if (!IsBlank(why)) AppendBlock(&r->description, "Why:\n" + why);
+  AppendBlock(&r->description, what_prose);
+  AppendBlock(&r->description, preamble);
+}
 
-  if (meta_priority) {
-    r.priority = *meta_priority;
-    Status s = CheckPriority(&r.priority);
+// Checks and sets the metadata values, naming where a bad one came from.
+Status ApplyMetadata(const ScannedPrp& p, const std::string& prefix, FeatureRequest* r) {
+  if (p.meta_priority) {
+    r->priority = *p.meta_priority;
+    Status s = CheckPriority(&r->priority);
     if (!s.ok()) {
-      std::string where = meta_priority_line ? "line " + std::to_string(meta_priority_line)
-                                             : std::string("## Priority");
+      std::string where = p.meta_priority_line ? "line " + std::to_string(p.meta_priority_line)
+                                               : std::string("## Priority");
       return s.WithContext(prefix + where);
     }
   }
-  if (meta_project) {
-    r.project = *meta_project;
-    Status s = CheckProjectName(r.project);
+  if (p.meta_project) {
+    r->project = *p.meta_project;
+    Status s = CheckProjectName(r->project);
     if (!s.ok()) {
-      std::string where = meta_project_line ? "line " + std::to_string(meta_project_line)
-                                            : std::string("## Project");
+      std::string where = p.meta_project_line ? "line " + std::to_string(p.meta_project_line)
+                                              : std::string("## Project");
       return s.WithContext(prefix + where);
     }
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view source_name) {
+  const std::string prefix = StripPrefix(source_name);
+  AF_RETURN_IF_ERROR(CheckPrpText(text, prefix));
+  const std::vector<std::string_view> lines = SplitLines(text);
+  ScannedPrp scanned;
+  ScanPrp(lines, &scanned);
+  FeatureRequest r;
+  FillFromSections(scanned, &r);
+  AF_RETURN_IF_ERROR(ApplyMetadata(scanned, prefix, &r));
   return r;
 }
 
@@ -804,6 +810,32 @@ std::vector<std::string> ValidateWorkPlan(const FeatureRequest& request,
   for (std::string_view w : kVagueWords) {
     if (ContainsWholeWord(lower, w))
       issues.push_back("Vague requirement: '" + std::string(w) + "'");
+  }
+  return issues;
+}
+
+namespace {
+constexpr std::string_view kChallenged = "Work plan challenged:";
+}  // namespace
+
+Status WorkPlanChallenged(const std::vector<std::string>& issues) {
+  std::string msg(kChallenged);
+  for (const auto& i : issues) msg += "\n  - " + i;
+  return InvalidArgument(
+      msg, "add the missing parts, or bypass with \"challenge_vague_requirements\": false");
+}
+
+std::optional<std::vector<std::string>> ChallengedIssues(const Status& status) {
+  if (status.code() != Code::kInvalidArgument || !StartsWith(status.message(), kChallenged))
+    return std::nullopt;
+  std::vector<std::string> issues;
+  std::string_view rest = std::string_view(status.message()).substr(kChallenged.size());
+  while (!rest.empty()) {
+    size_t nl = rest.find('\n');
+    std::string_view line = Trim(rest.substr(0, nl));
+    if (StartsWith(line, "- ")) issues.emplace_back(line.substr(2));
+    if (nl == rest.npos) break;
+    rest.remove_prefix(nl + 1);
   }
   return issues;
 }

@@ -1,10 +1,10 @@
 #include "af/agents/tools.h"
 
 #include <algorithm>
-#include <functional>
 #include <map>
 
 #include "af/core/config.h"
+#include "af/core/dag.h"
 #include "af/core/ids.h"
 #include "af/store/store.h"
 #include "af/workspace/sandbox.h"
@@ -22,57 +22,6 @@ json Obj(std::initializer_list<std::pair<const char*, json>> props,
   return {{"type", "object"}, {"properties", p}, {"required", required}};
 }
 json Str(const char* description) { return {{"type", "string"}, {"description", description}}; }
-
-const ToolDef& Def(const std::string& name) {
-  static const std::map<std::string, ToolDef> kDefs = [] {
-    std::map<std::string, ToolDef> d;
-    auto add = [&](ToolDef t) { d[t.name] = std::move(t); };
-    json task = Obj({{"id", Str("short unique id, e.g. t1")},
-                     {"title", Str("one line")},
-                     {"description", Str("what to do, precisely")},
-                     {"role", Str("who does it: coder")},
-                     {"dependencies", {{"type", "array"}, {"items", {{"type", "string"}}}}},
-                     {"files", {{"type", "array"}, {"items", {{"type", "string"}}}}}},
-                    {"id", "title", "description", "role"});
-    add({"submit_plan",
-         "Submit the task plan for this feature. Each task is done by one coder; "
-         "list dependencies between tasks so independent ones run in parallel.",
-         Obj({{"tasks", {{"type", "array"}, {"items", task}}}}, {"tasks"})});
-    add({"list_files", "List files under a directory of the workspace (recursive).",
-         Obj({{"path", Str("directory relative to the workspace root; '' or '.' for the root")}},
-             {})});
-    add({"read_file", "Read a file of the workspace.",
-         Obj({{"path", Str("relative path")}}, {"path"})});
-    add({"write_file", "Create or overwrite a file in the workspace.",
-         Obj({{"path", Str("relative path")}, {"content", Str("the whole new content")}},
-             {"path", "content"})});
-    add({"edit_file", "Replace exactly one occurrence of old_text with new_text in a file.",
-         Obj({{"path", Str("relative path")},
-              {"old_text", Str("text that occurs exactly once")},
-              {"new_text", Str("replacement")}},
-             {"path", "old_text", "new_text"})});
-    add({"search_code", "Search the workspace for a substring; returns path:line: text.",
-         Obj({{"query", Str("text to find")}}, {"query"})});
-    add({"run_command", "Run a shell command in the workspace, sandboxed (no network, time limit).",
-         Obj({{"command", Str("e.g. python3 -m unittest -v")}}, {"command"})});
-    add({"finish", "Declare the task done, with a summary of what changed and how it was checked.",
-         Obj({{"summary", Str("what was done")}}, {"summary"})});
-    add({"submit_review", "Submit the review verdict. Cite evidence: gate results and the diff.",
-         Obj({{"verdict", {{"type", "string"}, {"enum", {"approve", "request_changes"}}}},
-              {"comments", {{"type", "array"}, {"items", {{"type", "string"}}}}}},
-             {"verdict", "comments"})});
-    add({"recall", "Search memory for what was learned before (patterns, fixes, decisions).",
-         Obj({{"query", Str("words to look for")}, {"limit", {{"type", "integer"}}}}, {"query"})});
-    add({"remember", "Store something worth knowing next time in this project.",
-         Obj({{"content", Str("the lesson, self-contained")},
-              {"type", Str("code_pattern, bug_fix, constraint, insight, ...")},
-              {"importance", {{"type", "integer"}, {"minimum", 1}, {"maximum", 10}}},
-              {"tags", {{"type", "array"}, {"items", {{"type", "string"}}}}}},
-             {"content"})});
-    return d;
-  }();
-  return kDefs.at(name);
-}
 
 ToolOutcome Error(std::string msg) { return {std::move(msg), true, false}; }
 ToolOutcome Ok(std::string msg) { return {std::move(msg), false, false}; }
@@ -119,21 +68,270 @@ ToolOutcome NeedTree(const ToolCall& call) {
   return Error(call.name + " is not available to this agent (it has no workspace)");
 }
 
+// --- Handlers: one per tool, each reads its own arguments ----------------------
+
+ToolOutcome RunFinish(const ToolCall& call, const ToolContext&) {
+  ToolOutcome err;
+  std::string summary;
+  if (!GetString(call, "summary", &summary, &err)) return err;
+  return {"finished", false, true};
+}
+
+ToolOutcome RunSubmitPlan(const ToolCall& call, const ToolContext&) {
+  auto problems = CheckPlan(call.arguments);
+  if (!problems.empty()) {
+    std::string msg = "plan refused:";
+    for (const auto& p : problems) msg += "\n- " + p;
+    return Error(msg + "\nfix these and call submit_plan again");
+  }
+  return {"plan accepted", false, true};
+}
+
+ToolOutcome RunSubmitReview(const ToolCall& call, const ToolContext&) {
+  ToolOutcome err;
+  std::string verdict;
+  if (!GetString(call, "verdict", &verdict, &err)) return err;
+  if (verdict != "approve" && verdict != "request_changes")
+    return Error("submit_review: verdict must be 'approve' or 'request_changes'");
+  const json& c = call.arguments.value("comments", json::array());
+  if (!c.is_array() ||
+      !std::all_of(c.begin(), c.end(), [](const json& x) { return x.is_string(); }))
+    return Error("submit_review: 'comments' must be an array of strings");
+  if (verdict == "request_changes" && c.empty())
+    return Error("submit_review: request_changes needs at least one comment saying what to change");
+  return {"review recorded", false, true};
+}
+
+ToolOutcome RunRecall(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string query;
+  if (!GetString(call, "query", &query, &err)) return err;
+  if (!ctx.store) return Error("memory is not available");
+  int limit = 5;
+  if (!GetInt(call, "limit", 5, 1, 20, &limit, &err)) return err;
+  auto found = ctx.store->FindMemories({"project:" + ctx.project, "global"}, query, limit);
+  if (!found.ok()) return FromStatus(found.status());
+  if (found->empty()) return Ok("no memories match '" + query + "'");
+  std::string out;
+  for (const auto& m : *found)
+    out +=
+        "- [" + m.type + ", importance " + std::to_string(m.importance) + "] " + m.content + "\n";
+  return Ok(out);
+}
+
+ToolOutcome RunRemember(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string content, type = "insight";
+  if (!GetString(call, "content", &content, &err)) return err;
+  if (!GetString(call, "type", &type, &err, false)) return err;
+  if (!ctx.store) return Error("memory is not available");
+  Memory m;
+  m.ns = "project:" + ctx.project;
+  m.content = content;
+  m.type = type;
+  if (!GetInt(call, "importance", 5, 1, 10, &m.importance, &err)) return err;
+  if (call.arguments.contains("tags") && call.arguments["tags"].is_array())
+    for (const auto& t : call.arguments["tags"])
+      if (t.is_string()) m.tags.push_back(t.get<std::string>());
+  m.source = {{"feature", ctx.feature_id}, {"task", ctx.task_id}};
+  // Remembering the same thing again in the same task (a step resumed after
+  // a crash redoes its calls) stores nothing new and answers the same.
+  m.id = StableId("mem", ctx.feature_id + "\n" + ctx.task_id + "\n" + m.type + "\n" + content);
+  auto stored = ctx.store->AddMemory(m);
+  if (!stored.ok() && stored.status().code() != Code::kAlreadyExists)
+    return FromStatus(stored.status());
+  return Ok("remembered as " + m.id);
+}
+
+// The workspace tools run only with ctx.tree set (ExecuteTool checks first).
+
+ToolOutcome RunListFiles(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string path;
+  if (!GetString(call, "path", &path, &err, false)) return err;
+  if (path == ".") path.clear();
+  auto files = ctx.tree->ListFiles(path);
+  if (!files.ok()) return FromStatus(files.status());
+  if (files->empty()) return Ok("(no files)");
+  std::string out;
+  for (const auto& f : *files) out += f + "\n";
+  return Ok(out);
+}
+
+ToolOutcome RunReadFile(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string path;
+  if (!GetString(call, "path", &path, &err)) return err;
+  auto content = ctx.tree->ReadFile(path);
+  if (!content.ok()) return FromStatus(content.status());
+  return Ok(*content);
+}
+
+ToolOutcome RunWriteFile(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string path, content;
+  if (!GetString(call, "path", &path, &err) || !GetString(call, "content", &content, &err))
+    return err;
+  if (Status s = ctx.tree->WriteFile(path, content); !s.ok()) return FromStatus(s);
+  if (ctx.touched) ctx.touched->insert(path);
+  return Ok("wrote " + path + " (" + std::to_string(content.size()) + " bytes)");
+}
+
+ToolOutcome RunEditFile(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string path, old_text, new_text;
+  if (!GetString(call, "path", &path, &err) || !GetString(call, "old_text", &old_text, &err) ||
+      !GetString(call, "new_text", &new_text, &err))
+    return err;
+  if (Status s = ctx.tree->EditFile(path, old_text, new_text); !s.ok()) return FromStatus(s);
+  if (ctx.touched) ctx.touched->insert(path);
+  return Ok("edited " + path);
+}
+
+ToolOutcome RunSearchCode(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string query;
+  if (!GetString(call, "query", &query, &err)) return err;
+  auto hits = ctx.tree->Search(query);
+  if (!hits.ok()) return FromStatus(hits.status());
+  if (hits->empty()) return Ok("no matches for '" + query + "'");
+  std::string out;
+  for (const auto& h : *hits) out += h.path + ":" + std::to_string(h.line) + ": " + h.text + "\n";
+  return Ok(out);
+}
+
+ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string command;
+  if (!GetString(call, "command", &command, &err)) return err;
+  if (!ctx.sandbox) return Error("run_command is not available (no sandbox)");
+  auto run = ctx.sandbox->Run(command, ctx.tree->root());
+  if (!run.ok()) return FromStatus(run.status());
+  return {run->ToText(), run->exit_code != 0 || run->timed_out, false};
+}
+
+// --- The registry ---------------------------------------------------------------
+
+// One row per tool: what the model is shown (name, description, JSON schema;
+// fixed, since prompts and recorded answers rely on them) and what runs.
+struct ToolRow {
+  ToolDef def;
+  ToolOutcome (*run)(const ToolCall&, const ToolContext&);
+  bool needs_workspace;  // refused (NeedTree) when the context has no tree
+  bool every_role;       // offered to every role, after the role's own tools
+};
+
+const std::vector<ToolRow>& Registry() {
+  static const std::vector<ToolRow> kRows = [] {
+    json task = Obj({{"id", Str("short unique id, e.g. t1")},
+                     {"title", Str("one line")},
+                     {"description", Str("what to do, precisely")},
+                     {"role", Str("who does it: coder")},
+                     {"dependencies", {{"type", "array"}, {"items", {{"type", "string"}}}}},
+                     {"files", {{"type", "array"}, {"items", {{"type", "string"}}}}}},
+                    {"id", "title", "description", "role"});
+    return std::vector<ToolRow>{
+        {{"submit_plan",
+          "Submit the task plan for this feature. Each task is done by one coder; "
+          "list dependencies between tasks so independent ones run in parallel.",
+          Obj({{"tasks", {{"type", "array"}, {"items", task}}}}, {"tasks"})},
+         &RunSubmitPlan,
+         false,
+         false},
+        {{"list_files", "List files under a directory of the workspace (recursive).",
+          Obj({{"path", Str("directory relative to the workspace root; '' or '.' for the root")}},
+              {})},
+         &RunListFiles,
+         true,
+         false},
+        {{"read_file", "Read a file of the workspace.",
+          Obj({{"path", Str("relative path")}}, {"path"})},
+         &RunReadFile,
+         true,
+         false},
+        {{"write_file", "Create or overwrite a file in the workspace.",
+          Obj({{"path", Str("relative path")}, {"content", Str("the whole new content")}},
+              {"path", "content"})},
+         &RunWriteFile,
+         true,
+         false},
+        {{"edit_file", "Replace exactly one occurrence of old_text with new_text in a file.",
+          Obj({{"path", Str("relative path")},
+               {"old_text", Str("text that occurs exactly once")},
+               {"new_text", Str("replacement")}},
+              {"path", "old_text", "new_text"})},
+         &RunEditFile,
+         true,
+         false},
+        {{"search_code", "Search the workspace for a substring; returns path:line: text.",
+          Obj({{"query", Str("text to find")}}, {"query"})},
+         &RunSearchCode,
+         true,
+         false},
+        {{"run_command",
+          "Run a shell command in the workspace, sandboxed (no network, time limit).",
+          Obj({{"command", Str("e.g. python3 -m unittest -v")}}, {"command"})},
+         &RunCommand,
+         true,
+         false},
+        {{"finish", "Declare the task done, with a summary of what changed and how it was checked.",
+          Obj({{"summary", Str("what was done")}}, {"summary"})},
+         &RunFinish,
+         false,
+         false},
+        {{"submit_review", "Submit the review verdict. Cite evidence: gate results and the diff.",
+          Obj({{"verdict", {{"type", "string"}, {"enum", {"approve", "request_changes"}}}},
+               {"comments", {{"type", "array"}, {"items", {{"type", "string"}}}}}},
+              {"verdict", "comments"})},
+         &RunSubmitReview,
+         false,
+         false},
+        {{"recall", "Search memory for what was learned before (patterns, fixes, decisions).",
+          Obj({{"query", Str("words to look for")}, {"limit", {{"type", "integer"}}}}, {"query"})},
+         &RunRecall,
+         false,
+         true},
+        {{"remember", "Store something worth knowing next time in this project.",
+          Obj({{"content", Str("the lesson, self-contained")},
+               {"type", Str("code_pattern, bug_fix, constraint, insight, ...")},
+               {"importance", {{"type", "integer"}, {"minimum", 1}, {"maximum", 10}}},
+               {"tags", {{"type", "array"}, {"items", {{"type", "string"}}}}}},
+              {"content"})},
+         &RunRemember,
+         false,
+         true},
+    };
+  }();
+  return kRows;
+}
+
+const ToolRow* FindTool(const std::string& name) {
+  for (const ToolRow& row : Registry())
+    if (row.def.name == name) return &row;
+  return nullptr;
+}
+
+// Each role's own tools, in the order the model is shown them (the order is
+// part of the recorded requests). Other roles get only the every-role tools.
+const std::map<std::string, std::vector<std::string>>& RoleTools() {
+  static const std::map<std::string, std::vector<std::string>> kRoles = {
+      {"planner", {"submit_plan", "list_files", "read_file", "search_code"}},
+      {"coder",
+       {"list_files", "read_file", "write_file", "edit_file", "search_code", "run_command",
+        "finish"}},
+      {"reviewer", {"submit_review", "read_file", "list_files", "search_code"}},
+  };
+  return kRoles;
+}
+
 }  // namespace
 
 std::vector<ToolDef> ToolsForRole(const std::string& role) {
-  std::vector<std::string> names;
-  std::string r = CanonicalRole(role);
-  if (r == "planner") names = {"submit_plan", "list_files", "read_file", "search_code"};
-  if (r == "coder") {
-    names = {"list_files",  "read_file",   "write_file", "edit_file",
-             "search_code", "run_command", "finish"};
-  }
-  if (r == "reviewer") names = {"submit_review", "read_file", "list_files", "search_code"};
-  names.push_back("recall");
-  names.push_back("remember");
   std::vector<ToolDef> out;
-  for (const auto& n : names) out.push_back(Def(n));
+  if (auto it = RoleTools().find(CanonicalRole(role)); it != RoleTools().end())
+    for (const std::string& name : it->second) out.push_back(FindTool(name)->def);
+  for (const ToolRow& row : Registry())
+    if (row.every_role) out.push_back(row.def);
   return out;
 }
 
@@ -190,162 +388,27 @@ std::vector<std::string> CheckPlan(const json& args) {
       for (const auto& x : t["dependencies"])
         if (x.is_string()) d.push_back(x.get<std::string>());
   }
-  for (const auto& [id, ds] : deps)
-    for (const auto& d : ds)
-      if (!deps.count(d))
-        problems.push_back("task '" + id + "' depends on unknown task '" + d + "'");
+  std::vector<DagNode> graph;
+  for (const auto& [id, ds] : deps) graph.push_back({id, ds});
+  for (const auto& [id, d] : UnknownDependencies(graph))
+    problems.push_back("task '" + id + "' depends on unknown task '" + d + "'");
   if (!problems.empty()) return problems;
-  // Cycle check: depth-first with colours.
-  std::map<std::string, int> colour;
-  std::function<bool(const std::string&)> visit = [&](const std::string& id) {
-    if (colour[id] == 1) return true;
-    if (colour[id] == 2) return false;
-    colour[id] = 1;
-    for (const auto& d : deps[id])
-      if (visit(d)) return true;
-    colour[id] = 2;
-    return false;
-  };
-  for (const auto& [id, _] : deps) {
-    if (visit(id)) {
-      problems.push_back("the dependencies form a cycle through task '" + id + "'");
-      break;
-    }
+  if (auto cycle = CycleIds(graph); !cycle.empty()) {
+    std::string ids;
+    for (const auto& id : cycle) ids += (ids.empty() ? "'" : ", '") + id + "'";
+    problems.push_back("the dependencies form a cycle through task " + ids);
   }
   return problems;
 }
 
 ToolOutcome ExecuteTool(const ToolCall& call, const ToolContext& ctx) {
-  ToolOutcome err;
   const std::string& name = call.name;
   if (!call.arguments.is_object()) return Error(name + ": arguments must be a JSON object");
-
-  if (name == "finish") {
-    std::string summary;
-    if (!GetString(call, "summary", &summary, &err)) return err;
-    return {"finished", false, true};
-  }
-  if (name == "submit_plan") {
-    auto problems = CheckPlan(call.arguments);
-    if (!problems.empty()) {
-      std::string msg = "plan refused:";
-      for (const auto& p : problems) msg += "\n- " + p;
-      return Error(msg + "\nfix these and call submit_plan again");
-    }
-    return {"plan accepted", false, true};
-  }
-  if (name == "submit_review") {
-    std::string verdict;
-    if (!GetString(call, "verdict", &verdict, &err)) return err;
-    if (verdict != "approve" && verdict != "request_changes")
-      return Error("submit_review: verdict must be 'approve' or 'request_changes'");
-    const json& c = call.arguments.value("comments", json::array());
-    if (!c.is_array() ||
-        !std::all_of(c.begin(), c.end(), [](const json& x) { return x.is_string(); }))
-      return Error("submit_review: 'comments' must be an array of strings");
-    if (verdict == "request_changes" && c.empty())
-      return Error(
-          "submit_review: request_changes needs at least one comment saying what to change");
-    return {"review recorded", false, true};
-  }
-  if (name == "recall") {
-    std::string query;
-    if (!GetString(call, "query", &query, &err)) return err;
-    if (!ctx.store) return Error("memory is not available");
-    int limit = 5;
-    if (!GetInt(call, "limit", 5, 1, 20, &limit, &err)) return err;
-    auto found = ctx.store->FindMemories({"project:" + ctx.project, "global"}, query, limit);
-    if (!found.ok()) return FromStatus(found.status());
-    if (found->empty()) return Ok("no memories match '" + query + "'");
-    std::string out;
-    for (const auto& m : *found)
-      out +=
-          "- [" + m.type + ", importance " + std::to_string(m.importance) + "] " + m.content + "\n";
-    return Ok(out);
-  }
-  if (name == "remember") {
-    std::string content, type = "insight";
-    if (!GetString(call, "content", &content, &err)) return err;
-    if (!GetString(call, "type", &type, &err, false)) return err;
-    if (!ctx.store) return Error("memory is not available");
-    Memory m;
-    m.ns = "project:" + ctx.project;
-    m.content = content;
-    m.type = type;
-    if (!GetInt(call, "importance", 5, 1, 10, &m.importance, &err)) return err;
-    if (call.arguments.contains("tags") && call.arguments["tags"].is_array())
-      for (const auto& t : call.arguments["tags"])
-        if (t.is_string()) m.tags.push_back(t.get<std::string>());
-    m.source = {{"feature", ctx.feature_id}, {"task", ctx.task_id}};
-    // Remembering the same thing again in the same task (a step resumed after
-    // a crash redoes its calls) stores nothing new and answers the same.
-    m.id = StableId("mem", ctx.feature_id + "\n" + ctx.task_id + "\n" + m.type + "\n" + content);
-    auto stored = ctx.store->AddMemory(m);
-    if (!stored.ok() && stored.status().code() != Code::kAlreadyExists)
-      return FromStatus(stored.status());
-    return Ok("remembered as " + m.id);
-  }
-
-  // Workspace tools.
-  if (name == "list_files" || name == "read_file" || name == "write_file" || name == "edit_file" ||
-      name == "search_code" || name == "run_command") {
-    if (!ctx.tree) return NeedTree(call);
-  } else {
+  const ToolRow* row = FindTool(name);
+  if (!row)
     return Error("unknown tool '" + name + "'; the tools you have are listed in the request");
-  }
-  FeatureTree& tree = *ctx.tree;
-  if (name == "list_files") {
-    std::string path;
-    if (!GetString(call, "path", &path, &err, false)) return err;
-    if (path == ".") path.clear();
-    auto files = tree.ListFiles(path);
-    if (!files.ok()) return FromStatus(files.status());
-    if (files->empty()) return Ok("(no files)");
-    std::string out;
-    for (const auto& f : *files) out += f + "\n";
-    return Ok(out);
-  }
-  if (name == "read_file") {
-    std::string path;
-    if (!GetString(call, "path", &path, &err)) return err;
-    auto content = tree.ReadFile(path);
-    if (!content.ok()) return FromStatus(content.status());
-    return Ok(*content);
-  }
-  if (name == "write_file") {
-    std::string path, content;
-    if (!GetString(call, "path", &path, &err) || !GetString(call, "content", &content, &err))
-      return err;
-    if (Status s = tree.WriteFile(path, content); !s.ok()) return FromStatus(s);
-    if (ctx.touched) ctx.touched->insert(path);
-    return Ok("wrote " + path + " (" + std::to_string(content.size()) + " bytes)");
-  }
-  if (name == "edit_file") {
-    std::string path, old_text, new_text;
-    if (!GetString(call, "path", &path, &err) || !GetString(call, "old_text", &old_text, &err) ||
-        !GetString(call, "new_text", &new_text, &err))
-      return err;
-    if (Status s = tree.EditFile(path, old_text, new_text); !s.ok()) return FromStatus(s);
-    if (ctx.touched) ctx.touched->insert(path);
-    return Ok("edited " + path);
-  }
-  if (name == "search_code") {
-    std::string query;
-    if (!GetString(call, "query", &query, &err)) return err;
-    auto hits = tree.Search(query);
-    if (!hits.ok()) return FromStatus(hits.status());
-    if (hits->empty()) return Ok("no matches for '" + query + "'");
-    std::string out;
-    for (const auto& h : *hits) out += h.path + ":" + std::to_string(h.line) + ": " + h.text + "\n";
-    return Ok(out);
-  }
-  // run_command
-  std::string command;
-  if (!GetString(call, "command", &command, &err)) return err;
-  if (!ctx.sandbox) return Error("run_command is not available (no sandbox)");
-  auto run = ctx.sandbox->Run(command, tree.root());
-  if (!run.ok()) return FromStatus(run.status());
-  return {run->ToText(), run->exit_code != 0 || run->timed_out, false};
+  if (row->needs_workspace && !ctx.tree) return NeedTree(call);
+  return row->run(call, ctx);
 }
 
 }  // namespace af

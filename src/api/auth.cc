@@ -15,6 +15,7 @@
 
 #include "af/core/private_files.h"
 #include "af/store/store.h"
+#include "af/core/strings.h"
 
 namespace af {
 namespace {
@@ -42,13 +43,6 @@ bool WellFormed(std::string_view key) {
     if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
   }
   return true;
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
 }
 
 const char kKeyHint[] =
@@ -104,7 +98,7 @@ Auth::Auth(Store& store, AuthOptions options) : store_(store), options_(std::mov
 
 Result<ApiKey> Auth::Authenticate(const HttpRequest& request, bool allow_query_token) {
   std::string key;
-  std::string header = Trim(request.Header("authorization"));
+  std::string header(Trim(request.Header("authorization")));
   if (!header.empty()) {
     if (header.size() < 7 ||
         (header.compare(0, 7, "Bearer ") != 0 && header.compare(0, 7, "bearer ") != 0)) {
@@ -244,7 +238,7 @@ Result<std::string> ReadAdminKeyFile(const std::filesystem::path& data_dir) {
   }
   std::string key;
   std::getline(in, key);
-  key = Trim(key);
+  key = std::string(Trim(key));
   if (key.empty())
     return NotFound("no API key: " + file.string() + " is empty", "pass --api-key KEY");
   return key;

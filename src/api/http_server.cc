@@ -21,6 +21,7 @@
 
 #include "af/api/errors.h"
 #include "af/api/router.h"
+#include "af/core/strings.h"
 
 namespace af {
 namespace {
@@ -222,12 +223,6 @@ using Server = restinio::http_server_t<Traits>;
 constexpr size_t kMaxUrlBytes = 16 * 1024;
 constexpr size_t kMaxHeaderFields = 100;
 constexpr size_t kMaxHeaderFieldBytes = 16 * 1024;
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // Headers a handler may not set: the server owns them.
 bool IsReservedHeader(const std::string& name) {

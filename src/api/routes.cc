@@ -14,6 +14,7 @@
 #include "af/api/middleware.h"
 #include "af/api/openapi.h"
 #include "af/core/json_util.h"
+#include "af/core/strings.h"
 #include "af/store/store.h"
 
 namespace af {
@@ -26,17 +27,6 @@ int64_t Now(const ApiBackend& b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
 }
 
 json TimeOrNull(int64_t ms) { return ms > 0 ? json(FormatUtcMillis(ms)) : json(nullptr); }
@@ -181,7 +171,7 @@ json RelativeFiles(const ApiBackend& b, const json& files) {
 
 // The ?query= search text, trimmed and bounded (kMaxSearchBytes, kMaxSearchWords).
 Result<std::string> SearchText(const HttpRequest& r) {
-  std::string query = Trim(r.Query("query"));
+  std::string query(Trim(r.Query("query")));
   if (query.size() > kMaxSearchBytes) {
     return InvalidArgument("query is " + std::to_string(query.size()) +
                                " bytes long; the limit is " + std::to_string(kMaxSearchBytes),
@@ -341,20 +331,9 @@ Result<FeatureRequest> ParseFeatureBody(const HttpRequest& r) {
 }
 
 ApiError ToApiError(const Status& status) {
-  static constexpr std::string_view kChallenged = "Work plan challenged:";
-  if (status.code() == Code::kInvalidArgument &&
-      status.message().compare(0, kChallenged.size(), kChallenged) == 0) {
+  if (auto issues = ChallengedIssues(status)) {
     ApiError e(status, ApiErrorCode::kWorkPlanChallenged);
-    json issues = json::array();
-    std::string_view rest = std::string_view(status.message()).substr(kChallenged.size());
-    while (!rest.empty()) {
-      size_t nl = rest.find('\n');
-      std::string line = Trim(rest.substr(0, nl));
-      if (line.rfind("- ", 0) == 0) issues.push_back(line.substr(2));
-      if (nl == rest.npos) break;
-      rest.remove_prefix(nl + 1);
-    }
-    e.details = {{"issues", issues}};
+    e.details = {{"issues", *issues}};
     return e;
   }
   return ApiError(status);
@@ -663,33 +642,62 @@ Result<json> RevokeApiKey(const ApiBackend& b, const HttpRequest& r) {
 
 // --- Registration ------------------------------------------------------------------
 
+namespace {
+
+// Adapts a handler that needs only the backend to the table's signature.
+template <Result<json> (*F)(const ApiBackend&, const HttpRequest&)>
+Result<json> WithBackend(const ApiBackend& b, Auth&, const HttpRequest& r) {
+  return F(b, r);
+}
+
+Result<json> CreateApiKeyRoute(const ApiBackend&, Auth& auth, const HttpRequest& r) {
+  return CreateApiKey(auth, r);
+}
+
+Result<json> ServeOpenApi(const ApiBackend&, Auth&, const HttpRequest&) {
+  static const json kDoc = OpenApiDocument();  // the table does not change
+  return kDoc;
+}
+
+}  // namespace
+
 const std::vector<ApiRouteSpec>& ApiRouteSpecs() {
   static const std::vector<ApiRouteSpec> kSpecs = {
-      {"GET", "/openapi.json", "", "This OpenAPI document"},
-      {"POST", "/api/v1/features", "features:create", "Submit a feature (JSON or Markdown PRP)"},
-      {"GET", "/api/v1/features", "features:read", "List features (status, limit, offset)"},
-      {"GET", "/api/v1/features/:id", "features:read", "A feature with tasks, artifacts, usage"},
-      {"DELETE", "/api/v1/features/:id", "features:create", "Cancel a feature"},
-      {"GET", "/api/v1/features/:id/diff", "features:read", "The delivered diff of a feature"},
-      {"GET", "/api/v1/tasks/:id", "features:read", "A task"},
-      {"GET", "/api/v1/agents", "agents:read", "The agents and their states"},
-      {"GET", "/api/v1/agents/:id", "agents:read", "One agent"},
-      {"GET", "/agents", "agents:read", "Alias of GET /api/v1/agents"},
-      {"GET", "/api/v1/knowledge/search", "knowledge:read", "Search the knowledge base"},
-      {"POST", "/api/v1/knowledge", "knowledge:write", "Add a knowledge entry"},
-      {"GET", "/api/v1/memories", "knowledge:read", "List or search memories"},
-      {"POST", "/api/v1/memories", "knowledge:write", "Store a memory"},
-      {"GET", "/api/v1/memories/:id", "knowledge:read", "One memory"},
-      {"POST", "/api/v1/auth/api-keys", "admin", "Create an API key (returned once)"},
-      {"GET", "/api/v1/auth/api-keys", "admin", "List API keys (never the secrets)"},
-      {"DELETE", "/api/v1/auth/api-keys/:id", "admin", "Revoke an API key"},
+      {"GET", "/openapi.json", "", "This OpenAPI document", &ServeOpenApi},
+      {"POST", "/api/v1/features", "features:create", "Submit a feature (JSON or Markdown PRP)",
+       &WithBackend<SubmitFeature>},
+      {"GET", "/api/v1/features", "features:read", "List features (status, limit, offset)",
+       &WithBackend<ListFeatures>},
+      {"GET", "/api/v1/features/:id", "features:read", "A feature with tasks, artifacts, usage",
+       &WithBackend<GetFeature>},
+      {"DELETE", "/api/v1/features/:id", "features:create", "Cancel a feature",
+       &WithBackend<CancelFeature>},
+      {"GET", "/api/v1/features/:id/diff", "features:read", "The delivered diff of a feature",
+       &WithBackend<GetFeatureDiff>},
+      {"GET", "/api/v1/tasks/:id", "features:read", "A task", &WithBackend<GetTask>},
+      {"GET", "/api/v1/agents", "agents:read", "The agents and their states",
+       &WithBackend<ListAgents>},
+      {"GET", "/api/v1/agents/:id", "agents:read", "One agent", &WithBackend<GetAgent>},
+      {"GET", "/agents", "agents:read", "Alias of GET /api/v1/agents", &WithBackend<ListAgents>},
+      {"GET", "/api/v1/knowledge/search", "knowledge:read", "Search the knowledge base",
+       &WithBackend<SearchKnowledge>},
+      {"POST", "/api/v1/knowledge", "knowledge:write", "Add a knowledge entry",
+       &WithBackend<AddKnowledge>},
+      {"GET", "/api/v1/memories", "knowledge:read", "List or search memories",
+       &WithBackend<ListMemories>},
+      {"POST", "/api/v1/memories", "knowledge:write", "Store a memory", &WithBackend<AddMemory>},
+      {"GET", "/api/v1/memories/:id", "knowledge:read", "One memory", &WithBackend<GetMemory>},
+      {"POST", "/api/v1/auth/api-keys", "admin", "Create an API key (returned once)",
+       &CreateApiKeyRoute},
+      {"GET", "/api/v1/auth/api-keys", "admin", "List API keys (never the secrets)",
+       &WithBackend<ListApiKeys>},
+      {"DELETE", "/api/v1/auth/api-keys/:id", "admin", "Revoke an API key",
+       &WithBackend<RevokeApiKey>},
   };
   return kSpecs;
 }
 
 namespace {
-
-using Fn = std::function<Result<json>(const HttpRequest&)>;
 
 struct Shared {
   Shared(ApiBackend b, Auth& a, ApiGate& g) : backend(std::move(b)), auth(a), gate(g) {}
@@ -698,52 +706,19 @@ struct Shared {
   ApiGate& gate;
 };
 
-Fn FnFor(const std::shared_ptr<Shared>& s, const ApiRouteSpec& spec) {
-  const ApiBackend* b = &s->backend;
-  const std::string key = spec.method + " " + spec.pattern;
-  static const std::map<std::string, Result<json> (*)(const ApiBackend&, const HttpRequest&)>
-      kPlain = {{"POST /api/v1/features", &SubmitFeature},
-                {"GET /api/v1/features", &ListFeatures},
-                {"GET /api/v1/features/:id", &GetFeature},
-                {"DELETE /api/v1/features/:id", &CancelFeature},
-                {"GET /api/v1/features/:id/diff", &GetFeatureDiff},
-                {"GET /api/v1/tasks/:id", &GetTask},
-                {"GET /api/v1/agents", &ListAgents},
-                {"GET /api/v1/agents/:id", &GetAgent},
-                {"GET /agents", &ListAgents},
-                {"GET /api/v1/knowledge/search", &SearchKnowledge},
-                {"POST /api/v1/knowledge", &AddKnowledge},
-                {"GET /api/v1/memories", &ListMemories},
-                {"POST /api/v1/memories", &AddMemory},
-                {"GET /api/v1/memories/:id", &GetMemory},
-                {"GET /api/v1/auth/api-keys", &ListApiKeys},
-                {"DELETE /api/v1/auth/api-keys/:id", &RevokeApiKey}};
-  if (auto it = kPlain.find(key); it != kPlain.end()) {
-    auto fn = it->second;
-    return [fn, b](const HttpRequest& r) { return fn(*b, r); };
-  }
-  if (key == "POST /api/v1/auth/api-keys") {
-    Auth* auth = &s->auth;
-    return [auth](const HttpRequest& r) { return CreateApiKey(*auth, r); };
-  }
-  if (key == "GET /openapi.json") {
-    auto doc = std::make_shared<const std::string>(OpenApiDocument().dump(2));
-    return [doc](const HttpRequest&) -> Result<json> { return json::parse(*doc); };
-  }
-  throw std::logic_error("no handler for API route " + key);
-}
-
 Handler Wrap(const std::shared_ptr<Shared>& s, const ApiRouteSpec& spec) {
-  Fn fn = FnFor(s, spec);
+  auto* handler = spec.handler;
+  if (!handler)
+    throw std::logic_error("no handler for API route " + spec.method + " " + spec.pattern);
   const int ok_status = spec.method == "POST" ? 201 : 200;
   std::string permission = spec.permission;
-  return [s, fn, ok_status, permission](const HttpRequest& r) {
+  return [s, handler, ok_status, permission](const HttpRequest& r) {
     ApiGate::Admission admission = s->gate.Admit(r, permission);
     HttpResponse resp;
     if (admission.refusal) {
       resp = std::move(*admission.refusal);
     } else {
-      Result<json> body = fn(r);
+      Result<json> body = handler(s->backend, s->auth, r);
       resp = body.ok() ? JsonResponse(ok_status, *body)
                        : ErrorResponse(ToApiError(body.status()), r.request_id);
     }

@@ -1,14 +1,11 @@
 #include "af/app/health.h"
+#include "af/core/strings.h"
 
 #include <ctime>
 #include <string_view>
 
 namespace af {
 namespace {
-
-bool StartsWith(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
-}
 
 bool IsUnhealthy(std::string_view state) { return StartsWith(state, "unhealthy"); }
 bool IsDegraded(std::string_view state) {

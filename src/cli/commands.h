@@ -32,6 +32,14 @@ LoadedConfig LoadForCli(const GlobalOptions& g);
 // Prints a failed Status the way every command does: "error: message\n  hint: ...".
 int ReportError(const Status& s, int exit_code = kExitFailure);
 
+// Starts the log of a command that runs agents (serve, run), the one log
+// set-up: the config's secrets are redacted from every line; lines at
+// `level` go to <data_dir>/logs/agent-factory.log, rotated as log.max_file_bytes
+// and log.max_files say, and to the terminal, filtered further by
+// `console_level` when not empty.
+Status StartLogging(const Config& config, const std::string& level,
+                    const std::string& console_level = "");
+
 int ConfigShow(const GlobalOptions& g);
 int ConfigValidate(const GlobalOptions& g);
 int ConfigShowKey(const GlobalOptions& g);

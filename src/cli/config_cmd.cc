@@ -1,8 +1,10 @@
 // `agent-factory config show|validate|show-key`.
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "af/core/log.h"
 #include "cli/commands.h"
 
 namespace af::cli {
@@ -19,6 +21,18 @@ int ReportError(const Status& s, int exit_code) {
   std::fprintf(stderr, "error: %s\n", s.message().c_str());
   if (!s.hint().empty()) std::fprintf(stderr, "  hint: %s\n", s.hint().c_str());
   return exit_code;
+}
+
+Status StartLogging(const Config& config, const std::string& level,
+                    const std::string& console_level) {
+  for (const auto& secret : SecretValues(config)) log::AddSecret(secret);
+  log::LogOptions options;
+  options.level = level;
+  options.console_level = console_level;
+  options.file = (std::filesystem::path(config.data_dir) / "logs" / "agent-factory.log").string();
+  options.max_file_bytes = static_cast<size_t>(config.log.max_file_bytes);
+  options.max_files = static_cast<size_t>(config.log.max_files);
+  return log::Init(options);
 }
 
 int ConfigShow(const GlobalOptions& g) {

@@ -11,6 +11,7 @@
 #include "af/app/services.h"
 #include "af/core/json_util.h"
 #include "af/core/log.h"
+#include "af/store/types.h"
 #include "cli/commands.h"
 
 namespace af::cli {
@@ -173,9 +174,7 @@ int Validate(const GlobalOptions& g, const std::string& file) {
   LoadedConfig loaded = LoadForCli(g);
   auto request = LoadPrpFile(file);
   if (!request.ok()) return ReportError(request.status(), kExitUsage);
-  bool challenge = request->challenge_vague_requirements.value_or(
-      loaded.config.validation.challenge_vague_requirements);
-  auto issues = ValidateWorkPlan(*request, challenge);
+  auto issues = ValidateWorkPlan(*request, loaded.config.validation.challenge_vague_requirements);
   std::printf("%s", FormatValidationReport(*request, issues).c_str());
   return issues.empty() ? kExitOk : kExitUsage;
 }
@@ -192,22 +191,19 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
       return ReportError(s.WithContext("--project"), kExitUsage);
     request->project = project;
   }
-  bool challenge = request->challenge_vague_requirements.value_or(
-      config.validation.challenge_vague_requirements);
-  if (auto issues = ValidateWorkPlan(*request, challenge); !issues.empty()) {
+  // The request's own challenge_vague_requirements wins over the setting.
+  if (auto issues = ValidateWorkPlan(*request, config.validation.challenge_vague_requirements);
+      !issues.empty()) {
     std::fprintf(stderr, "%s", FormatValidationReport(*request, issues).c_str());
     return kExitUsage;
   }
 
-  for (const auto& secret : SecretValues(config)) log::AddSecret(secret);
-  log::LogOptions log_options;
   // The terminal shows progress lines and the run's own report (warnings and
   // failures the log would repeat); the log file has the warnings too.
-  log_options.level = std::getenv("AF_LOG") ? config.log.level : "warn";
-  if (!std::getenv("AF_LOG")) log_options.console_level = "error";
-  log_options.file =
-      (std::filesystem::path(config.data_dir) / "logs" / "agent-factory.log").string();
-  if (Status s = log::Init(log_options); !s.ok()) return ReportError(s);
+  const bool af_log = std::getenv("AF_LOG") != nullptr;
+  if (Status s = StartLogging(config, af_log ? config.log.level : "warn", af_log ? "" : "error");
+      !s.ok())
+    return ReportError(s);
 
   auto services = Services::Open(config);
   if (!services.ok()) return ReportError(services.status());

@@ -26,14 +26,7 @@ int Serve(const GlobalOptions& g) {
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
   const Config& config = loaded.config;
 
-  for (const auto& secret : SecretValues(config)) log::AddSecret(secret);
-  log::LogOptions log_options;
-  log_options.level = config.log.level;
-  log_options.file =
-      (std::filesystem::path(config.data_dir) / "logs" / "agent-factory.log").string();
-  log_options.max_file_bytes = static_cast<size_t>(config.log.max_file_bytes);
-  log_options.max_files = static_cast<size_t>(config.log.max_files);
-  if (Status s = log::Init(log_options); !s.ok()) return ReportError(s);
+  if (Status s = StartLogging(config, config.log.level); !s.ok()) return ReportError(s);
   auto logger = log::Get("server");
 
   auto services = Services::Open(config);

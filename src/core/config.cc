@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "af/core/log.h"
+#include "af/core/strings.h"
 
 extern char** environ;
 
@@ -233,13 +234,6 @@ std::string UnknownEnvMessage(const std::string& best) {
   return "unknown setting (see 'agent-factory config show' for every setting and its variable)";
 }
 
-std::string Trim(std::string_view s) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return "";
-  size_t e = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(b, e - b + 1));
-}
-
 std::string FormatDouble(double d) {
   std::ostringstream os;
   os << d;
@@ -274,7 +268,7 @@ bool ParseInteger(std::string_view text, T* out) {
 // Parses a textual value (environment, .env, flag) into the setting. Returns
 // an error message, or "" on success.
 std::string ApplyText(const Setting& s, Config& config, const std::string& raw) {
-  std::string text = Trim(raw);
+  std::string text(Trim(raw));
   return std::visit(
       [&](auto& ref) -> std::string {
         using T = std::remove_reference_t<decltype(ref(config))>;
@@ -312,7 +306,7 @@ std::string ApplyText(const Setting& s, Config& config, const std::string& raw) 
           std::stringstream ss(text);
           std::string item;
           while (std::getline(ss, item, ','))
-            if (auto t = Trim(item); !t.empty()) items.push_back(t);
+            if (auto t = Trim(item); !t.empty()) items.emplace_back(t);
           ref(config) = items;
         }
         return "";
@@ -474,7 +468,7 @@ void LoadDotenv(const std::string& path, LoadedConfig& out) {
   int line_no = 0;
   while (std::getline(in, line)) {
     ++line_no;
-    std::string t = Trim(line);
+    std::string t(Trim(line));
     if (t.empty() || t[0] == '#') continue;
     if (t.rfind("export ", 0) == 0) t = Trim(t.substr(7));
     auto eq = t.find('=');
@@ -483,8 +477,8 @@ void LoadDotenv(const std::string& path, LoadedConfig& out) {
       out.issues.push_back({"", where, "expected NAME=value"});
       continue;
     }
-    std::string name = Trim(t.substr(0, eq));
-    std::string value = Trim(t.substr(eq + 1));
+    std::string name(Trim(t.substr(0, eq)));
+    std::string value(Trim(t.substr(eq + 1)));
     if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
         value.back() == value.front()) {
       value = value.substr(1, value.size() - 2);
@@ -693,7 +687,7 @@ std::string MaskSecret(std::string_view value) {
 }
 
 Result<int64_t> ParseDurationSeconds(std::string_view text) {
-  std::string t = Trim(text);
+  std::string t(Trim(text));
   if (t.empty()) return InvalidArgument("empty duration", "use seconds or a unit: 90s, 45m, 2h");
   int64_t mult = 1;
   char unit = t.back();

@@ -6,6 +6,7 @@
 
 #include "af/llm/http_transport.h"
 #include "llm/transport_errors.h"
+#include "af/core/strings.h"
 
 namespace af {
 namespace {
@@ -20,18 +21,6 @@ struct Transfer {
   ClientResponse response;
   bool aborted = false;
 };
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);

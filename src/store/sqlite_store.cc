@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "af/core/dag.h"
 #include "af/core/fault.h"
 #include "af/core/ids.h"
 #include "af/core/private_files.h"
@@ -46,19 +47,6 @@ std::vector<std::string> ParseStringList(const std::string& text) {
 }
 
 std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
-
-Status CheckProjectName(const std::string& name) {
-  // Project names become directory names (workspaces/<project>/): keep them to
-  // a safe alphabet so no name can escape the data directory.
-  bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' && name[0] != '-';
-  for (char c : name) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '-' || c == '_' || c == '.');
-  }
-  if (ok) return Status::Ok();
-  return InvalidArgument("invalid project name " + Quote(name),
-                         "use 1-64 characters from A-Z a-z 0-9 . _ - not starting with . or -");
-}
 
 Status CheckEventData(const json& data) {
   if (data.is_null() || data.is_object()) return Status::Ok();
@@ -855,7 +843,7 @@ Result<Task> SqliteStore::GetTaskLocked(const std::string& id) {
 Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id,
                                                    std::vector<Task> tasks) {
   // Validate everything that needs no database first: a refused batch writes nothing.
-  std::map<std::string, size_t> index;  // batch id -> position in `tasks`
+  std::set<std::string> batch_ids;
   for (Task& t : tasks) {
     if (t.id.empty()) t.id = NewId("t");
     if (!IsTaskStatus(t.status)) {
@@ -863,7 +851,7 @@ Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id
                              "use one of pending, ready, in_progress, completed, failed, "
                              "cancelled");
     }
-    if (!index.emplace(t.id, index.size()).second) {
+    if (!batch_ids.insert(t.id).second) {
       return InvalidArgument("task id " + t.id + " appears twice in the batch",
                              "give every task its own id");
     }
@@ -875,36 +863,13 @@ Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id
     }
     t.dependencies = std::move(unique_deps);
   }
-  // Kahn's algorithm over the edges inside the batch (existing tasks cannot
-  // depend on new ones, so a cycle can only run through the batch).
-  std::vector<int> waiting(tasks.size(), 0);
-  std::vector<std::vector<size_t>> dependents(tasks.size());
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    for (const std::string& d : tasks[i].dependencies) {
-      auto it = index.find(d);
-      if (it == index.end()) continue;
-      ++waiting[i];
-      dependents[it->second].push_back(i);
-    }
-  }
-  std::vector<size_t> ready;
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (waiting[i] == 0) ready.push_back(i);
-  }
-  size_t ordered = 0;
-  while (!ready.empty()) {
-    size_t i = ready.back();
-    ready.pop_back();
-    ++ordered;
-    for (size_t j : dependents[i]) {
-      if (--waiting[j] == 0) ready.push_back(j);
-    }
-  }
-  if (ordered != tasks.size()) {
+  // Existing tasks cannot depend on new ones, so a cycle can only run
+  // through the batch.
+  std::vector<DagNode> graph;
+  for (const Task& t : tasks) graph.push_back({t.id, t.dependencies});
+  if (auto cycle = CycleIds(graph); !cycle.empty()) {
     std::string ids;
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      if (waiting[i] > 0) ids += (ids.empty() ? "" : ", ") + tasks[i].id;
-    }
+    for (const std::string& id : cycle) ids += (ids.empty() ? "" : ", ") + id;
     return InvalidArgument("task dependencies form a cycle through " + ids,
                            "a task may only depend on tasks that can finish before it");
   }
@@ -925,14 +890,11 @@ Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id
       position = std::max(position, s.Int(1) + 1);
     }
   }
-  for (const Task& t : tasks) {
-    for (const std::string& d : t.dependencies) {
-      if (index.count(d) == 0 && existing.count(d) == 0) {
-        return InvalidArgument("task " + t.id + " depends on unknown task " + Quote(d),
-                               "dependencies must name tasks of feature " + feature_id +
-                                   " created before or in the same batch");
-      }
-    }
+  if (auto unknown = UnknownDependencies(graph, existing); !unknown.empty()) {
+    const auto& [id, d] = unknown.front();
+    return InvalidArgument("task " + id + " depends on unknown task " + Quote(d),
+                           "dependencies must name tasks of feature " + feature_id +
+                               " created before or in the same batch");
   }
   int64_t now = Now();
   for (Task& t : tasks) {

@@ -2,12 +2,11 @@
 
 #include <string_view>
 
+#include "af/core/strings.h"
 #include "store/sqlite_store.h"
 
 namespace af {
 namespace {
-
-bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 // "postgresql://user:secret@host/db" -> "postgresql://user:***@host/db": URLs
 // end up in messages, passwords must not.

@@ -1,6 +1,7 @@
 #include "af/store/types.h"
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <iterator>
 
@@ -63,5 +64,18 @@ const std::vector<std::string> kMemoryTypes = {"architecture_decision",
                                                "feature_spec",
                                                "failure",
                                                "success"};
+
+Status CheckProjectName(const std::string& project) {
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  bool ok = !project.empty() && project.size() <= 64 && alnum(project[0]) &&
+            std::all_of(project.begin(), project.end(),
+                        [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
+  if (ok) return Status::Ok();
+  std::string shown = project.size() > 40 ? project.substr(0, 40) + "..." : project;
+  return InvalidArgument(
+      "project must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (got '" + shown + "')",
+      "the project names a workspace directory: use letters, digits, '.', '_' or '-', e.g. "
+      "\"my-app\"");
+}
 
 }  // namespace af

@@ -15,6 +15,7 @@
 
 #include "af/workspace/workspace.h"
 #include "workspace/git.h"
+#include "af/core/strings.h"
 
 namespace af {
 
@@ -22,7 +23,6 @@ namespace fs = std::filesystem;
 using workspace_internal::RepoShared;
 using workspace_internal::RunGit;
 using workspace_internal::RunGitRaw;
-using workspace_internal::TrimRight;
 
 namespace {
 
@@ -343,7 +343,7 @@ Result<std::string> FeatureTree::GitLocked(const std::vector<std::string>& args,
 
 Result<std::string> FeatureTree::MergeBaseLocked() {
   AF_ASSIGN_OR_RETURN(std::string mb, GitLocked({"merge-base", base_branch_, "HEAD"}));
-  return TrimRight(mb);
+  return std::string(TrimRight(mb));
 }
 
 Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp) {
@@ -455,10 +455,10 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
   AF_ASSIGN_OR_RETURN(auto changed, RunGitRaw(shared_->git, root_, diff));
   if (changed.exit_code == 0) return std::string();
   if (changed.exit_code != 1) {
-    return Internal("git diff --cached failed: " + TrimRight(changed.err));
+    return Internal("git diff --cached failed: " + std::string(TrimRight(changed.err)));
   }
 
-  std::string msg = TrimRight(message);
+  std::string msg(TrimRight(message));
   if (msg.empty()) msg = "Task " + task_id;
   msg += "\n\nTask-Id: " + task_id + "\n";
   // With paths, `git commit` takes only those (--only): another task's staged
@@ -467,7 +467,7 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
   commit.insert(commit.end(), wanted.begin(), wanted.end());
   AF_RETURN_IF_ERROR(GitLocked(commit).status());
   AF_ASSIGN_OR_RETURN(std::string sha, GitLocked({"rev-parse", "HEAD"}));
-  return TrimRight(sha);
+  return std::string(TrimRight(sha));
 }
 
 Result<std::string> FeatureTree::Diff() {
@@ -523,7 +523,7 @@ Result<std::string> FeatureTree::WritePatch(const fs::path& out) {
 Result<std::string> FeatureTree::HeadSha() {
   std::lock_guard<std::mutex> lock(*git_mu_);
   AF_ASSIGN_OR_RETURN(std::string sha, GitLocked({"rev-parse", "HEAD"}));
-  return TrimRight(sha);
+  return std::string(TrimRight(sha));
 }
 
 }  // namespace af

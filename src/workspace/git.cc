@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "workspace/subprocess.h"
+#include "af/core/strings.h"
 
 extern char** environ;
 
@@ -29,11 +30,6 @@ std::vector<std::string> GitEnv(const std::vector<std::string>& extra) {
 }
 
 }  // namespace
-
-std::string TrimRight(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
 
 Result<GitOutput> RunGitRaw(const std::string& git, const std::filesystem::path& dir,
                             const std::vector<std::string>& args,

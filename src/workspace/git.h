@@ -37,7 +37,4 @@ Result<std::string> RunGit(const std::string& git, const std::filesystem::path& 
                            const std::vector<std::string>& args,
                            const std::vector<std::string>& extra_env = {});
 
-// Strips trailing newlines.
-std::string TrimRight(std::string s);
-
 }  // namespace af::workspace_internal

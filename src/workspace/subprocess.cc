@@ -8,9 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 namespace af::workspace_internal {
 
@@ -118,14 +120,284 @@ int PidfdOpen(pid_t pid) {
 #endif
 }
 
+// A file descriptor closed when it goes out of scope (in the parent; the
+// child execs or _exits and never runs destructors).
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) Reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { Reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Reset(int fd = -1) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct Pipe {
+  Fd read, write;
+};
+
+Status OpenPipe(Pipe* p) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return Internal(std::string("pipe: ") + strerror(errno));
+  p->read.Reset(fds[0]);
+  p->write.Reset(fds[1]);
+  return Status::Ok();
+}
+
+// What the child gets, all prepared before fork: after fork in a
+// multi-threaded process only async-signal-safe calls are allowed.
+struct ChildSetup {
+  char* const* argv;
+  char* const* envp;
+  int stdin_fd;   // /dev/null, or -1 to inherit
+  int stdout_fd;  // write end of the output pipe
+  int stderr_fd;  // the same, or the write end of the error pipe
+  int status_fd;  // where a failed set-up step is reported
+};
+
+// In the child: sets up the process as `options` say and execs, or reports
+// the failing step on the status pipe and exits 127.
+[[noreturn]] void RunChild(const SpawnOptions& options, const ChildSetup& c) {
+  const int sfd = c.status_fd;
+  if (options.new_session && setsid() < 0) ChildFail(sfd, kStageSetsid);
+  // Reset what the parent may have changed (blocked or ignored signals are
+  // inherited across exec and would make e.g. SIGPIPE/SIGTERM not work).
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, nullptr);
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
+  }
+  if (!options.cgroup_procs.empty()) {
+    int fd = open(options.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) ChildFail(sfd, kStageCgroup);
+    close(fd);
+  }
+  if (c.stdin_fd >= 0 && dup2(c.stdin_fd, 0) < 0) ChildFail(sfd, kStageDup);
+  if (dup2(c.stdout_fd, 1) < 0) ChildFail(sfd, kStageDup);
+  if (dup2(c.stderr_fd, 2) < 0) ChildFail(sfd, kStageDup);
+  if (options.rlimit_as_bytes > 0) {
+    struct rlimit rl = {static_cast<rlim_t>(options.rlimit_as_bytes),
+                        static_cast<rlim_t>(options.rlimit_as_bytes)};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) ChildFail(sfd, kStageRlimit);
+  }
+  if (options.rlimit_nproc > 0) {
+    struct rlimit rl = {static_cast<rlim_t>(options.rlimit_nproc),
+                        static_cast<rlim_t>(options.rlimit_nproc)};
+    if (setrlimit(RLIMIT_NPROC, &rl) != 0) ChildFail(sfd, kStageRlimit);
+  }
+  if (!options.cwd.empty() && chdir(options.cwd.c_str()) != 0) ChildFail(sfd, kStageChdir);
+    // Descriptors other threads opened without O_CLOEXEC must not leak into
+    // the program (it may be untrusted code).
+#ifdef SYS_close_range
+  syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
+#endif
+  execve(c.argv[0], c.argv, c.envp);
+  ChildFail(sfd, kStageExec);
+}
+
+// In the parent: waits for the exec (the status pipe closes) or the child's
+// report of the step that failed; on failure reaps the child and says why.
+Status AwaitExec(const SpawnOptions& options, pid_t pid, Fd status_read) {
+  ChildError child_error{0, 0};
+  ssize_t got;
+  do {
+    got = read(status_read.get(), &child_error, sizeof child_error);
+  } while (got < 0 && errno == EINTR);
+  if (got != static_cast<ssize_t>(sizeof child_error)) return Status::Ok();
+  int wstatus;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  std::string msg = "could not start " + options.argv[0] + ": " + StageName(child_error.stage) +
+                    " failed: " + strerror(child_error.err);
+  if (child_error.stage == kStageExec && child_error.err == ENOENT) return NotFound(msg);
+  return Internal(msg);
+}
+
+// In the parent, once the program runs: collects its output, enforces the
+// timeout and cancellation, and reaps it (and, with a new session, its
+// process group). Fills all of `result` but the output.
+class ChildWatch {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  ChildWatch(const SpawnOptions& options, pid_t pid, Clock::time_point start, Fd out, Fd err)
+      : options_(options),
+        pid_(pid),
+        start_(start),
+        out_fd_(std::move(out)),
+        err_fd_(std::move(err)),
+        pidfd_(PidfdOpen(pid)),
+        out_buf_(options.max_output_bytes),
+        err_buf_(options.max_output_bytes) {}
+
+  SpawnResult Run() {
+    const bool has_deadline = options_.timeout.count() > 0;
+    const auto deadline = start_ + options_.timeout;
+    while (out_fd_.valid() || err_fd_.valid() || !exited_) {
+      if (exited_ && !draining_) StartDraining();
+      int wait_ms = PollTimeout(has_deadline, deadline);
+      struct pollfd fds[3];
+      int nfds = 0, out_i = -1, err_i = -1, pid_i = -1;
+      if (out_fd_.valid()) fds[out_i = nfds++] = {out_fd_.get(), POLLIN, 0};
+      if (err_fd_.valid()) fds[err_i = nfds++] = {err_fd_.get(), POLLIN, 0};
+      if (!exited_ && pidfd_.valid()) fds[pid_i = nfds++] = {pidfd_.get(), POLLIN, 0};
+
+      int n = nfds > 0 ? poll(fds, nfds, wait_ms) : 0;
+      if (n < 0 && errno != EINTR) break;
+      const auto now = Clock::now();
+      if (n > 0) {
+        if (out_i >= 0 && fds[out_i].revents) ReadInto(out_fd_, out_buf_);
+        if (err_i >= 0 && fds[err_i].revents) ReadInto(err_fd_, err_buf_);
+      }
+      if (!exited_ && ChildGone(pid_i >= 0 && n > 0 && fds[pid_i].revents)) {
+        OnChildExit();
+        continue;
+      }
+      if (options_.cancelled && !exited_ && !result_.cancelled && !result_.timed_out &&
+          options_.cancelled()) {
+        result_.cancelled = true;
+        KillAll();
+        continue;
+      }
+      if (has_deadline && !result_.timed_out && !exited_ && now >= deadline) {
+        result_.timed_out = true;
+        KillAll();
+        continue;
+      }
+      if (draining_ && now >= drain_deadline_) break;  // something escaped and holds the pipe
+    }
+    out_fd_.Reset();
+    err_fd_.Reset();
+    pidfd_.Reset();
+    if (!exited_) {
+      KillAll();
+      Reap(true);
+    }
+    return Finish();
+  }
+
+ private:
+  // How long the next poll may sleep (-1 = until something happens).
+  int PollTimeout(bool has_deadline, Clock::time_point deadline) const {
+    const auto now = Clock::now();
+    auto until = [&](Clock::time_point t) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - now).count();
+      return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(ms + 1, 60000)));
+    };
+    int wait_ms = -1;
+    if (draining_) {
+      wait_ms = until(drain_deadline_);
+    } else if (has_deadline && !result_.timed_out) {
+      wait_ms = until(deadline);
+    }
+    // Without a pidfd the exit is noticed by polling waitpid.
+    if (!exited_ && !pidfd_.valid() && (wait_ms < 0 || wait_ms > 20)) wait_ms = 20;
+    if (options_.cancelled && !exited_ && !result_.cancelled && (wait_ms < 0 || wait_ms > 100))
+      wait_ms = 100;
+    return wait_ms;
+  }
+
+  void ReadInto(Fd& fd, HeadTailBuffer& into) {
+    ssize_t r = read(fd.get(), buf_, sizeof buf_);
+    if (r > 0) {
+      into.Append(buf_, static_cast<size_t>(r));
+    } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+      fd.Reset();
+    }
+  }
+
+  // Whether the child has exited (not yet reaped): the pidfd said so, or
+  // without a pidfd, waitid without reaping.
+  bool ChildGone(bool pidfd_ready) const {
+    if (pidfd_ready) return true;
+    if (pidfd_.valid()) return false;
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    return waitid(P_PID, pid_, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_;
+  }
+
+  void KillAll() {
+    if (options_.new_session) kill(-pid_, SIGKILL);
+    kill(pid_, SIGKILL);
+    if (options_.kill_extra) options_.kill_extra();
+  }
+
+  void Reap(bool block) {
+    if (exited_) return;
+    pid_t r;
+    do {
+      r = waitpid(pid_, &wstatus_, block ? 0 : WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == pid_) exited_ = true;
+  }
+
+  void OnChildExit() {
+    // Kill the group while the leader is still an unreaped zombie, so its
+    // pid (= the group id) cannot have been reused by then.
+    if (options_.new_session) kill(-pid_, SIGKILL);
+    if (options_.kill_extra) options_.kill_extra();
+    Reap(true);
+    StartDraining();
+  }
+
+  // The child is gone: read what is left, but not forever.
+  void StartDraining() {
+    draining_ = true;
+    drain_deadline_ = Clock::now() + std::chrono::seconds(2);
+  }
+
+  SpawnResult Finish() {
+    result_.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_);
+    if (WIFEXITED(wstatus_) && !result_.timed_out && !result_.cancelled) {
+      result_.exit_code = WEXITSTATUS(wstatus_);
+    } else {
+      result_.exit_code = -1;
+      if (WIFSIGNALED(wstatus_)) result_.term_signal = WTERMSIG(wstatus_);
+    }
+    result_.truncated = out_buf_.truncated() || err_buf_.truncated();
+    result_.out = out_buf_.Take();
+    result_.err = err_buf_.Take();
+    return std::move(result_);
+  }
+
+  const SpawnOptions& options_;
+  const pid_t pid_;
+  const Clock::time_point start_;
+  Fd out_fd_, err_fd_, pidfd_;
+  HeadTailBuffer out_buf_, err_buf_;
+  SpawnResult result_;
+  bool exited_ = false;
+  int wstatus_ = 0;
+  bool draining_ = false;
+  Clock::time_point drain_deadline_{};
+  char buf_[65536];
+};
+
 }  // namespace
 
 Result<SpawnResult> Spawn(const SpawnOptions& options) {
   if (options.argv.empty() || options.argv[0].empty() || options.argv[0][0] != '/') {
     return Internal("Spawn needs an absolute program path");
   }
-  // Everything the child touches is prepared before fork: after fork in a
-  // multi-threaded process only async-signal-safe calls are allowed.
+  // Everything the child touches is prepared before fork.
   std::vector<std::string> argv_copy = options.argv;
   std::vector<std::string> env_copy = options.env;
   std::vector<char*> argv, envp;
@@ -134,225 +406,33 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
   for (auto& s : env_copy) envp.push_back(s.data());
   envp.push_back(nullptr);
 
-  int out_pipe[2], err_pipe[2] = {-1, -1}, status_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) return Internal(std::string("pipe: ") + strerror(errno));
-  if (!options.merge_output && pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    return Internal(std::string("pipe: ") + strerror(errno));
-  }
-  if (pipe2(status_pipe, O_CLOEXEC) != 0) {
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    if (err_pipe[0] >= 0) close(err_pipe[0]), close(err_pipe[1]);
-    return Internal(std::string("pipe: ") + strerror(errno));
-  }
-  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  Pipe out, err, status;
+  AF_RETURN_IF_ERROR(OpenPipe(&out));
+  if (!options.merge_output) AF_RETURN_IF_ERROR(OpenPipe(&err));
+  AF_RETURN_IF_ERROR(OpenPipe(&status));
+  Fd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const ChildSetup setup{argv.data(),
+                         envp.data(),
+                         devnull.get(),
+                         out.write.get(),
+                         options.merge_output ? out.write.get() : err.write.get(),
+                         status.write.get()};
 
   const auto start = std::chrono::steady_clock::now();
   pid_t pid = fork();
   if (pid < 0) {
-    int e = errno;
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], status_pipe[0],
-                   status_pipe[1], devnull}) {
-      if (fd >= 0) close(fd);
-    }
-    return Internal(std::string("fork: ") + strerror(e), "the machine may be out of processes");
+    return Internal(std::string("fork: ") + strerror(errno), "the machine may be out of processes");
   }
-  if (pid == 0) {
-    const int sfd = status_pipe[1];
-    if (options.new_session && setsid() < 0) ChildFail(sfd, kStageSetsid);
-    // Reset what the parent may have changed (blocked or ignored signals are
-    // inherited across exec and would make e.g. SIGPIPE/SIGTERM not work).
-    sigset_t empty;
-    sigemptyset(&empty);
-    sigprocmask(SIG_SETMASK, &empty, nullptr);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
-    }
-    if (!options.cgroup_procs.empty()) {
-      int fd = open(options.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0 || write(fd, "0", 1) != 1) ChildFail(sfd, kStageCgroup);
-      close(fd);
-    }
-    if (devnull >= 0 && dup2(devnull, 0) < 0) ChildFail(sfd, kStageDup);
-    if (dup2(out_pipe[1], 1) < 0) ChildFail(sfd, kStageDup);
-    if (dup2(options.merge_output ? out_pipe[1] : err_pipe[1], 2) < 0) ChildFail(sfd, kStageDup);
-    if (options.rlimit_as_bytes > 0) {
-      struct rlimit rl = {static_cast<rlim_t>(options.rlimit_as_bytes),
-                          static_cast<rlim_t>(options.rlimit_as_bytes)};
-      if (setrlimit(RLIMIT_AS, &rl) != 0) ChildFail(sfd, kStageRlimit);
-    }
-    if (options.rlimit_nproc > 0) {
-      struct rlimit rl = {static_cast<rlim_t>(options.rlimit_nproc),
-                          static_cast<rlim_t>(options.rlimit_nproc)};
-      if (setrlimit(RLIMIT_NPROC, &rl) != 0) ChildFail(sfd, kStageRlimit);
-    }
-    if (!options.cwd.empty() && chdir(options.cwd.c_str()) != 0) ChildFail(sfd, kStageChdir);
-      // Descriptors other threads opened without O_CLOEXEC must not leak into
-      // the program (it may be untrusted code).
-#ifdef SYS_close_range
-    syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
-#endif
-    execve(argv[0], argv.data(), envp.data());
-    ChildFail(sfd, kStageExec);
-  }
+  if (pid == 0) RunChild(options, setup);
 
-  close(out_pipe[1]);
-  if (err_pipe[1] >= 0) close(err_pipe[1]);
-  close(status_pipe[1]);
-  if (devnull >= 0) close(devnull);
-
-  ChildError child_error{0, 0};
-  ssize_t got;
-  do {
-    got = read(status_pipe[0], &child_error, sizeof child_error);
-  } while (got < 0 && errno == EINTR);
-  close(status_pipe[0]);
-  if (got == static_cast<ssize_t>(sizeof child_error)) {
-    int wstatus;
-    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-    }
-    close(out_pipe[0]);
-    if (err_pipe[0] >= 0) close(err_pipe[0]);
-    std::string msg = "could not start " + options.argv[0] + ": " + StageName(child_error.stage) +
-                      " failed: " + strerror(child_error.err);
-    if (child_error.stage == kStageExec && child_error.err == ENOENT) return NotFound(msg);
-    return Internal(msg);
-  }
-
-  HeadTailBuffer out_buf(options.max_output_bytes);
-  HeadTailBuffer err_buf(options.max_output_bytes);
-  int out_fd = out_pipe[0];
-  int err_fd = err_pipe[0];
-  int pidfd = PidfdOpen(pid);
-  bool exited = false;
-  int wstatus = 0;
-  SpawnResult result;
-
-  using Clock = std::chrono::steady_clock;
-  const bool has_deadline = options.timeout.count() > 0;
-  const auto deadline = start + options.timeout;
-  bool draining = false;  // child gone: read what is left, but not forever
-  Clock::time_point drain_deadline{};
-
-  auto kill_all = [&] {
-    if (options.new_session) kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
-    if (options.kill_extra) options.kill_extra();
-  };
-  auto reap = [&](bool block) {
-    if (exited) return;
-    pid_t r;
-    do {
-      r = waitpid(pid, &wstatus, block ? 0 : WNOHANG);
-    } while (r < 0 && errno == EINTR);
-    if (r == pid) exited = true;
-  };
-  auto on_child_exit = [&] {
-    // Kill the group while the leader is still an unreaped zombie, so its
-    // pid (= the group id) cannot have been reused by then.
-    if (options.new_session) kill(-pid, SIGKILL);
-    if (options.kill_extra) options.kill_extra();
-    reap(true);
-    draining = true;
-    drain_deadline = Clock::now() + std::chrono::seconds(2);
-  };
-
-  char buf[65536];
-  while (out_fd >= 0 || err_fd >= 0 || !exited) {
-    if (exited && !draining) {
-      draining = true;
-      drain_deadline = Clock::now() + std::chrono::seconds(2);
-    }
-    struct pollfd fds[3];
-    int nfds = 0, out_i = -1, err_i = -1, pid_i = -1;
-    if (out_fd >= 0) fds[out_i = nfds++] = {out_fd, POLLIN, 0};
-    if (err_fd >= 0) fds[err_i = nfds++] = {err_fd, POLLIN, 0};
-    if (!exited && pidfd >= 0) fds[pid_i = nfds++] = {pidfd, POLLIN, 0};
-
-    int wait_ms = -1;
-    auto now = Clock::now();
-    auto until = [&](Clock::time_point t) {
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - now).count();
-      return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(ms + 1, 60000)));
-    };
-    if (draining) {
-      wait_ms = until(drain_deadline);
-    } else if (has_deadline && !result.timed_out) {
-      wait_ms = until(deadline);
-    }
-    // Without a pidfd the exit is noticed by polling waitpid.
-    if (!exited && pidfd < 0 && (wait_ms < 0 || wait_ms > 20)) wait_ms = 20;
-    if (options.cancelled && !exited && !result.cancelled && (wait_ms < 0 || wait_ms > 100))
-      wait_ms = 100;
-
-    int n = nfds > 0 ? poll(fds, nfds, wait_ms) : 0;
-    if (n < 0 && errno != EINTR) break;
-    now = Clock::now();
-
-    auto read_fd = [&](int& fd, HeadTailBuffer& into) {
-      ssize_t r = read(fd, buf, sizeof buf);
-      if (r > 0) {
-        into.Append(buf, static_cast<size_t>(r));
-      } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-        close(fd);
-        fd = -1;
-      }
-    };
-    if (n > 0) {
-      if (out_i >= 0 && fds[out_i].revents) read_fd(out_fd, out_buf);
-      if (err_i >= 0 && fds[err_i].revents) read_fd(err_fd, err_buf);
-    }
-    if (!exited) {
-      bool gone = false;
-      if (pid_i >= 0 && n > 0 && fds[pid_i].revents) {
-        gone = true;
-      } else if (pidfd < 0) {
-        siginfo_t info;
-        memset(&info, 0, sizeof info);
-        gone = waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
-      }
-      if (gone) {
-        on_child_exit();
-        continue;
-      }
-    }
-    if (options.cancelled && !exited && !result.cancelled && !result.timed_out &&
-        options.cancelled()) {
-      result.cancelled = true;
-      kill_all();
-      continue;
-    }
-    if (has_deadline && !result.timed_out && !exited && now >= deadline) {
-      result.timed_out = true;
-      kill_all();
-      continue;
-    }
-    if (draining && now >= drain_deadline) break;  // something escaped and holds the pipe
-  }
-  if (out_fd >= 0) close(out_fd);
-  if (err_fd >= 0) close(err_fd);
-  if (pidfd >= 0) close(pidfd);
-  if (!exited) {
-    kill_all();
-    reap(true);
-  }
-
-  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-  if (WIFEXITED(wstatus) && !result.timed_out && !result.cancelled) {
-    result.exit_code = WEXITSTATUS(wstatus);
-  } else {
-    result.exit_code = -1;
-    if (WIFSIGNALED(wstatus)) result.term_signal = WTERMSIG(wstatus);
-  }
-  result.truncated = out_buf.truncated() || err_buf.truncated();
-  result.out = out_buf.Take();
-  result.err = err_buf.Take();
-  return result;
+  // The child holds its own copies of the write ends; ours must close so that
+  // reads see end-of-file when the child is done.
+  out.write.Reset();
+  err.write.Reset();
+  status.write.Reset();
+  devnull.Reset();
+  AF_RETURN_IF_ERROR(AwaitExec(options, pid, std::move(status.read)));
+  return ChildWatch(options, pid, start, std::move(out.read), std::move(err.read)).Run();
 }
 
 }  // namespace af::workspace_internal

@@ -6,6 +6,7 @@
 
 #include "workspace/git.h"
 #include "workspace/subprocess.h"
+#include "af/core/strings.h"
 
 namespace af {
 
@@ -13,7 +14,6 @@ namespace fs = std::filesystem;
 using workspace_internal::RepoShared;
 using workspace_internal::RunGit;
 using workspace_internal::RunGitRaw;
-using workspace_internal::TrimRight;
 
 namespace {
 

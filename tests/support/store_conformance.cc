@@ -90,7 +90,7 @@ TEST_P(StoreConformanceTest, EnsureProjectIsIdempotent) {
 
 TEST_P(StoreConformanceTest, ProjectNamesThatCouldEscapeADirectoryAreRefused) {
   for (const std::string& bad :
-       std::vector<std::string>{"", "../x", "a/b", ".hidden", std::string(65, 'a')}) {
+       std::vector<std::string>{"", "../x", "a/b", ".hidden", "_x", "-x", std::string(65, 'a')}) {
     auto r = store_->EnsureProject(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;

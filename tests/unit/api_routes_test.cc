@@ -342,6 +342,16 @@ TEST(CorsTest, AllowsListedOriginsOnly) {
   EXPECT_FALSE(resp.headers.empty());
 }
 
+// The route table is the one list: every row carries its handler, and no
+// method and pattern appear twice.
+TEST(OpenApiTest, EveryRouteRowHasAHandlerAndIsListedOnce) {
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const ApiRouteSpec& s : ApiRouteSpecs()) {
+    EXPECT_NE(s.handler, nullptr) << s.method << " " << s.pattern;
+    EXPECT_TRUE(seen.insert({s.method, s.pattern}).second) << s.method << " " << s.pattern;
+  }
+}
+
 TEST(OpenApiTest, DocumentsEveryRestRouteItsPreflightAndTheOtherModules) {
   json doc = OpenApiDocument();
   EXPECT_EQ(doc["openapi"], "3.0.3");

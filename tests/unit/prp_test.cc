@@ -534,3 +534,22 @@ TEST(PrpLoad, JsonAndMarkdownByExtension) {
 
 }  // namespace
 }  // namespace af
+
+namespace af {
+namespace {
+
+// The refusal is written in one place and read back in one place: what the
+// API reports as issues is exactly what the check found.
+TEST(WorkPlanChallengedTest, IssuesRoundTripThroughTheStatus) {
+  std::vector<std::string> issues = {"Tech stack not specified", "Vague requirement: 'just'"};
+  Status s = WorkPlanChallenged(issues);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.message().rfind("Work plan challenged:", 0), 0u);
+  ASSERT_TRUE(ChallengedIssues(s).has_value());
+  EXPECT_EQ(*ChallengedIssues(s), issues);
+  EXPECT_FALSE(ChallengedIssues(InvalidArgument("bad json")).has_value());
+  EXPECT_FALSE(ChallengedIssues(Internal("Work plan challenged:\n  - x")).has_value());
+}
+
+}  // namespace
+}  // namespace af

@@ -41,5 +41,19 @@ TEST(StoreTypesTest, StatusSets) {
   EXPECT_FALSE(IsPriority("urgent"));
 }
 
+// One rule for every caller (PRP parsers, run --project, the store): the
+// first character is a letter or digit, so "_x" is refused everywhere.
+TEST(StoreTypesTest, CheckProjectNameIsTheOneProjectRule) {
+  for (const std::string& good :
+       std::vector<std::string>{"a", "my-app", "App_2.0", "9lives", std::string(64, 'x')})
+    EXPECT_TRUE(CheckProjectName(good).ok()) << good;
+  for (const std::string& bad : std::vector<std::string>{"", "_x", ".hidden", "-x", "../evil",
+                                                         "a/b", "a b", std::string(65, 'x')}) {
+    Status s = CheckProjectName(bad);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("[A-Za-z0-9][A-Za-z0-9._-]{0,63}"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace af

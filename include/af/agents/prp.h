@@ -129,18 +129,21 @@ Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view 
 std::vector<std::string> ValidateWorkPlan(const FeatureRequest& request,
                                           bool challenge_vague_requirements);
 
+// The refusal of a challenged work plan, the one form every caller uses
+// (Pipeline::Submit returns it, the API maps it to 422 with the issues):
+// InvalidArgument "Work plan challenged:" then a "\n  - ISSUE" line each,
+// with a hint on how to fix or bypass the check.
+Status WorkPlanChallenged(const std::vector<std::string>& issues);
+// The issues of a WorkPlanChallenged status (possibly with context added
+// after them); nullopt for any other status.
+std::optional<std::vector<std::string>> ChallengedIssues(const Status& status);
+
 // The report `agent-factory validate` prints: a summary (title, project,
 // priority, tech stack, counts of requirements, criteria and gates), then
 // "Work plan OK", or "Work plan challenged:" with one "  - ISSUE" line each and
 // a hint on how to fix or bypass the check. Ends with a newline.
 std::string FormatValidationReport(const FeatureRequest& request,
                                    const std::vector<std::string>& issues);
-
-// Ok when `project` may name a workspace directory:
-// [A-Za-z0-9][A-Za-z0-9._-]{0,63}; InvalidArgument naming it and that form
-// otherwise. The parsers above apply it; callers that set the project
-// themselves (`run --project`) check it before creating anything.
-Status CheckProjectName(const std::string& project);
 
 // Reads a PRP file: `.json` (case-insensitive) -> FeatureRequestFromJson,
 // anything else -> ParseMarkdownPrp. Errors: NotFound naming the path when it

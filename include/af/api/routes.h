@@ -114,12 +114,15 @@ Result<nlohmann::json> RevokeApiKey(const ApiBackend& b, const HttpRequest& r);
 
 // --- Registration ----------------------------------------------------------
 
-// One REST route: what the OpenAPI document and the registration share.
+// One REST route, the one table both the registration and the OpenAPI
+// document read: a new route is one row.
 struct ApiRouteSpec {
   std::string method;      // "GET"
   std::string pattern;     // router pattern, "/api/v1/features/:id"
   std::string permission;  // required permission; empty = public
   std::string summary;
+  // What answers it (after the gate admitted the request); a POST answers 201.
+  Result<nlohmann::json> (*handler)(const ApiBackend&, Auth&, const HttpRequest&) = nullptr;
 };
 // Every route AddApiRoutes registers (without the OPTIONS preflights, which
 // it adds for each distinct pattern), in registration order.

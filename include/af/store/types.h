@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "af/core/status.h"
+
 namespace af {
 
 // Allowed status values and priorities, in pipeline order.
@@ -26,6 +28,12 @@ bool IsFeatureStatus(std::string_view s);
 bool IsTaskStatus(std::string_view s);
 bool IsAgentState(std::string_view s);
 bool IsPriority(std::string_view s);
+
+// Ok when `project` may name a workspace directory (workspaces/<project>/):
+// [A-Za-z0-9][A-Za-z0-9._-]{0,63}, so no name escapes the data directory or
+// hides as a dot file; InvalidArgument naming it and that form otherwise. The
+// one rule: the PRP parsers, `run --project` and the store all apply it.
+Status CheckProjectName(const std::string& project);
 
 // "2024-01-02T03:04:05.678Z" for a unix-milliseconds time.
 std::string FormatUtcMillis(int64_t unix_ms);

@@ -1,0 +1,23 @@
+#pragma once
+// Small ASCII string helpers shared by every layer. "Whitespace" is what
+// std::isspace says in the C locale (space, \t, \n, \v, \f, \r); "lower case"
+// folds ASCII letters only, so UTF-8 bytes pass through unchanged.
+//
+// Trim and TrimRight return a view into their argument: keep the argument
+// alive while the view is used (std::string(Trim(x)) for an owned copy).
+
+#include <string>
+#include <string_view>
+
+namespace af {
+
+// `s` without leading and trailing whitespace.
+std::string_view Trim(std::string_view s);
+// `s` without trailing whitespace (e.g. the newline ending a command's output).
+std::string_view TrimRight(std::string_view s);
+// `s` with ASCII letters in lower case.
+std::string Lower(std::string_view s);
+// Whether `s` begins with `prefix`.
+bool StartsWith(std::string_view s, std::string_view prefix);
+
+}  // namespace af
