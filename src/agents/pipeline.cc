@@ -1144,6 +1144,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Start(const PipelineDeps& deps,
   }
   if (!sandbox->warning().empty()) log::Get("sandbox")->warn("{}", sandbox->warning());
   auto skills = options.skills_dir.empty() ? BuiltinSkills() : LoadSkills(options.skills_dir);
+  log::Get("agents")->info("{} skills from {}", skills.size(),
+                           options.skills_dir.empty() ? "the binary" : options.skills_dir.string());
   bool resume = options.resume;
   auto impl =
       std::make_unique<Impl>(deps, std::move(options), std::move(sandbox), std::move(skills));
