@@ -75,8 +75,9 @@ work=$scratch/work
 mkdir -p "$work" "$scratch/home"
 cp "$src/examples/prp/python-slugify.md" "$work/"
 # A clean environment: no provider or key from the caller, so the recorded
-# (replay) provider answers, from the recordings inside the binary.
-run=(env -i PATH=/usr/bin:/bin HOME="$scratch/home" AF_DATA_DIR="$work/data"
+# (replay) provider answers, from the recordings inside the binary. AF_LOG=info
+# logs where the skills came from.
+run=(env -i PATH=/usr/bin:/bin HOME="$scratch/home" AF_DATA_DIR="$work/data" AF_LOG=info
   "$bin" run python-slugify.md)
 if bwrap --dev-bind / / --tmpfs "$src" -- true 2>/dev/null; then
   echo "source tree $src hidden from the run"
