@@ -83,9 +83,7 @@ endwhile()
 
 # The man page: the top-level help as the description, then one section per
 # command with its own help.
-string(REGEX MATCH "^[^\n]*" summary "${top_text}")
 af_roff("${top_text}" top_roff)
-string(TIMESTAMP year "%Y")
 file(WRITE ${MAN} ".\\\" Generated from `agent-factory --help` by cmake/cli_docs.cmake. Do not edit.
 .TH AGENT-FACTORY 1 \"\" \"agent-factory ${VERSION}\" \"User Commands\"
 .SH NAME

@@ -67,7 +67,11 @@ complete_words() {
 [[ $(complete_words agent-factory --data-dir x run --pr) == --project ]] ||
   fail "completion of 'run --pr'"
 
-# The program, from the scratch root.
+# The program, from the scratch root. It does not even know where its source
+# tree was (debug info is stripped, and no run-time path points there).
+if grep -aqF "$(realpath "$src")/" "$bin"; then
+  fail "the packaged binary names the source tree $(realpath "$src")"
+fi
 version=$("$bin" --version)
 [[ $version == "agent-factory $(dpkg-deb -f "$deb" Version)" ]] || fail "--version said: $version"
 
