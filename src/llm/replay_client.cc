@@ -181,7 +181,7 @@ Result<std::unique_ptr<LlmClient>> MakeReplayClient(const LlmOptions& options) {
   std::vector<ReplayEntry> entries;
   if (options.replay_file.empty()) {
     // The examples' recordings, built into the binary (af/core/embedded.h).
-    const char* kName = "examples/replay/examples.jsonl";
+    constexpr char kName[] = "examples/replay/examples.jsonl";
     std::optional<std::string_view> text = FindEmbeddedFile(kName);
     if (!text) return Internal("the built-in replay recordings are missing", "rebuild the binary");
     AF_ASSIGN_OR_RETURN(entries, ParseReplay(*text, std::string("(built in) ") + kName));
