@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "af/core/config.h"
+#include "af/core/embedded.h"
 #include "af/store/store.h"
 #include "af/workspace/workspace.h"
 #include "af/core/strings.h"
@@ -43,6 +44,32 @@ int64_t EstimateTokens(const LlmRequest& r) {
   return static_cast<int64_t>(chars / 4) + 8;
 }
 
+namespace {
+
+// One skill file's text; its keywords come from the `keywords:` line, or the
+// name when there is none.
+Skill ParseSkill(std::string name, std::string text) {
+  Skill s;
+  s.name = std::move(name);
+  s.text = std::move(text);
+  std::istringstream lines(s.text);
+  for (std::string line; std::getline(lines, line);) {
+    if (Lower(line).rfind("keywords:", 0) == 0) {
+      std::stringstream kw(line.substr(9));
+      for (std::string k; std::getline(kw, k, ',');) {
+        k.erase(0, k.find_first_not_of(" \t"));
+        k.erase(k.find_last_not_of(" \t\r") + 1);
+        if (!k.empty()) s.keywords.push_back(Lower(k));
+      }
+      break;
+    }
+  }
+  if (s.keywords.empty()) s.keywords.push_back(Lower(s.name));
+  return s;
+}
+
+}  // namespace
+
 std::vector<Skill> LoadSkills(const std::filesystem::path& dir) {
   std::vector<Skill> out;
   std::error_code ec;
@@ -55,23 +82,17 @@ std::vector<Skill> LoadSkills(const std::filesystem::path& dir) {
     std::ifstream in(p);
     std::stringstream ss;
     ss << in.rdbuf();
-    Skill s;
-    s.name = p.stem().string();
-    s.text = ss.str();
-    std::istringstream lines(s.text);
-    for (std::string line; std::getline(lines, line);) {
-      if (Lower(line).rfind("keywords:", 0) == 0) {
-        std::stringstream kw(line.substr(9));
-        for (std::string k; std::getline(kw, k, ',');) {
-          k.erase(0, k.find_first_not_of(" \t"));
-          k.erase(k.find_last_not_of(" \t\r") + 1);
-          if (!k.empty()) s.keywords.push_back(Lower(k));
-        }
-        break;
-      }
-    }
-    if (s.keywords.empty()) s.keywords.push_back(Lower(s.name));
-    out.push_back(std::move(s));
+    out.push_back(ParseSkill(p.stem().string(), ss.str()));
+  }
+  return out;
+}
+
+std::vector<Skill> BuiltinSkills() {
+  std::vector<Skill> out;
+  for (const EmbeddedFile& f : EmbeddedFilesUnder("skills")) {
+    std::filesystem::path p(f.name);
+    if (p.extension() == ".md")
+      out.push_back(ParseSkill(p.stem().string(), std::string(f.content)));
   }
   return out;
 }

@@ -149,9 +149,9 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Start(const PipelineDeps& deps,
     AF_ASSIGN_OR_RETURN(sandbox, Sandbox::Create(sandbox_options));
   }
   if (!sandbox->warning().empty()) log::Get("sandbox")->warn("{}", sandbox->warning());
-  if (options.skills_dir.empty())
-    options.skills_dir = std::filesystem::path(AF_SOURCE_DIR) / "skills";
-  auto skills = LoadSkills(options.skills_dir);
+  auto skills = options.skills_dir.empty() ? BuiltinSkills() : LoadSkills(options.skills_dir);
+  log::Get("agents")->info("{} skills from {}", skills.size(),
+                           options.skills_dir.empty() ? "the binary" : options.skills_dir.string());
   bool resume = options.resume;
   auto impl =
       std::make_unique<Impl>(deps, std::move(options), std::move(sandbox), std::move(skills));

@@ -47,9 +47,7 @@ LlmOptions LlmOptionsFromConfig(const Config& config) {
     o.api_key = config.openai.api_key;
     o.base_url = config.openai.base_url;
   } else {
-    o.replay_file = config.llm.replay_file.empty()
-                        ? std::string(AF_SOURCE_DIR) + "/examples/replay/examples.jsonl"
-                        : config.llm.replay_file;
+    o.replay_file = config.llm.replay_file;  // empty = the recordings built in
   }
   return o;
 }

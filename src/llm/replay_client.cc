@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "af/core/embedded.h"
 #include "af/core/json_util.h"
 #include "af/llm/llm_client.h"
 #include "llm/replay.h"
@@ -177,11 +178,16 @@ Result<const ReplayEntry*> MatchReplay(const std::vector<ReplayEntry>& entries,
 }
 
 Result<std::unique_ptr<LlmClient>> MakeReplayClient(const LlmOptions& options) {
+  std::vector<ReplayEntry> entries;
   if (options.replay_file.empty()) {
-    return InvalidArgument("the replay provider needs a replay file",
-                           "set llm.replay_file, or configure a real provider (AF_LLM_PROVIDER)");
+    // The examples' recordings, built into the binary (af/core/embedded.h).
+    constexpr char kName[] = "examples/replay/examples.jsonl";
+    std::optional<std::string_view> text = FindEmbeddedFile(kName);
+    if (!text) return Internal("the built-in replay recordings are missing", "rebuild the binary");
+    AF_ASSIGN_OR_RETURN(entries, ParseReplay(*text, std::string("(built in) ") + kName));
+  } else {
+    AF_ASSIGN_OR_RETURN(entries, LoadReplayFile(options.replay_file));
   }
-  AF_ASSIGN_OR_RETURN(std::vector<ReplayEntry> entries, LoadReplayFile(options.replay_file));
   return std::unique_ptr<LlmClient>(new ReplayClient(std::move(entries), options.on_call));
 }
 

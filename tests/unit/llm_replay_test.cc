@@ -151,12 +151,11 @@ TEST(ReplayTest, ClientLoadsFileOnceAndRecordsCalls) {
   EXPECT_EQ(records[1].status, "not_found");
 }
 
-TEST(ReplayTest, CreateErrors) {
+TEST(ReplayTest, CreateWithoutAFileOrWithABadOne) {
   LlmOptions o;
   o.provider = "replay";
-  auto c = LlmClient::Create(o);
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), Code::kInvalidArgument);
+  auto c = LlmClient::Create(o);  // no file: the recordings built into the binary
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
 
   o.replay_file = "/nonexistent/rec.jsonl";
   c = LlmClient::Create(o);

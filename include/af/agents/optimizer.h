@@ -43,6 +43,10 @@ struct Skill {
 // Reads skills/*.md (sorted by name). A missing directory gives none.
 std::vector<Skill> LoadSkills(const std::filesystem::path& dir);
 
+// The skills/ library built into the binary (af/core/embedded.h): the default
+// when no skills directory is configured.
+std::vector<Skill> BuiltinSkills();
+
 struct ContextInput {
   std::string role;        // planner | coder | reviewer
   nlohmann::json request;  // the feature request (FeatureRequest::ToJson)

@@ -46,7 +46,7 @@ struct PipelineDeps {
 };
 
 struct PipelineOptions {
-  std::filesystem::path skills_dir;                     // empty = <source>/skills
+  std::filesystem::path skills_dir;                     // empty = the built-in skills
   std::chrono::milliseconds heartbeat_interval{30000};  // default 30 s
   bool resume = true;                                   // resume unfinished features on Start
   // Where gates and commands run; null = bubblewrap (or a plain process when

@@ -66,7 +66,7 @@ struct LlmOptions {
   int max_retries = 4;                               // retries after the first attempt
   std::chrono::milliseconds backoff_base{500};       // first backoff cap; default 0.5 s
   std::chrono::milliseconds backoff_max{30000};      // backoff cap; default 30 s
-  std::string replay_file;                           // JSONL recordings; replay only
+  std::string replay_file;                           // replay JSONL; empty = the built-in one
   std::shared_ptr<HttpTransport> transport;          // seam; null = libcurl
   // Seam for the backoff waits; null = real sleep. Called from the threads
   // that call Complete, so it must be thread-safe.
