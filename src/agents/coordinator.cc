@@ -339,15 +339,8 @@ void Pipeline::Impl::ResumeAll() {
 }
 
 Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
-  bool challenge =
-      request.challenge_vague_requirements.value_or(cfg_.validation.challenge_vague_requirements);
-  auto issues = ValidateWorkPlan(request, challenge);
-  if (!issues.empty()) {
-    std::string msg = "Work plan challenged:";
-    for (const auto& i : issues) msg += "\n  - " + i;
-    return InvalidArgument(
-        msg, "add the missing parts, or bypass with \"challenge_vague_requirements\": false");
-  }
+  auto issues = ValidateWorkPlan(request, cfg_.validation.challenge_vague_requirements);
+  if (!issues.empty()) return WorkPlanChallenged(issues);
   Feature f;
   f.project = request.project;
   f.title = request.title.empty() ? request.description.substr(0, 80) : request.title;
