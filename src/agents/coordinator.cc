@@ -8,8 +8,9 @@ namespace {
 
 // Unfinished statuses, furthest along first: on a restart those resume first
 // (they are closest to done), queued ones last.
-const char* const kActiveStatuses[] = {"delivering",   "reviewing", "testing",
-                                       "implementing", "planning",  "queued"};
+constexpr FeatureState kActiveStates[] = {FeatureState::kDelivering, FeatureState::kReviewing,
+                                          FeatureState::kTesting,    FeatureState::kImplementing,
+                                          FeatureState::kPlanning,   FeatureState::kQueued};
 
 }  // namespace
 
@@ -24,7 +25,8 @@ void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reas
   if (!f.ok() || IsTerminalFeatureStatus(f->status)) return;
   json data = {{"message", message}};
   if (!hint.empty()) data["hint"] = hint;
-  (void)deps_.store->TransitionFeature(feature_id, f->status, "failed", reason, data);
+  (void)deps_.store->TransitionFeature(feature_id, f->status, Name(FeatureState::kFailed), reason,
+                                       data);
   log::Get("coordinator")
       ->warn("feature {} failed ({}): {}", feature_id, reason,
              hint.empty() ? message : message + ": " + hint);
@@ -59,26 +61,30 @@ Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
   for (;;) {
     AF_RETURN_IF_ERROR(Check(f.id));
     AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
-    std::map<std::string, std::string> status;
-    for (const auto& t : tasks) status[t.id] = t.status;
+    std::map<std::string, TaskState> state;
+    for (const auto& t : tasks) state[t.id] = StateOf(t);
     bool all_done = true;
     for (const auto& t : tasks) {
-      if (t.status == "failed") {
+      if (state[t.id] == TaskState::kFailed) {
         return StageOutcome::Failed(
             Field(t.result, "reason", "agent_error"),
             "task '" + t.title + "' failed: " + Field(t.result, "error", ""),
             Field(t.result, "hint", ""));
       }
-      if (t.status != "completed" && t.status != "cancelled") all_done = false;
+      if (state[t.id] != TaskState::kCompleted && state[t.id] != TaskState::kCancelled)
+        all_done = false;
     }
     if (all_done) return StageOutcome::Done();
     for (const auto& t : tasks) {
-      if (dispatched.count(t.id) || t.status == "completed") continue;
+      if (dispatched.count(t.id) || state[t.id] == TaskState::kCompleted) continue;
       bool ready = true;
-      for (const auto& d : t.dependencies) ready = ready && status[d] == "completed";
+      for (const auto& d : t.dependencies) ready = ready && state[d] == TaskState::kCompleted;
       if (!ready) continue;
-      if (t.status == "pending") {
-        AF_RETURN_IF_ERROR(deps_.store->TransitionTask(t.id, "pending", "ready", {}, {}).status());
+      if (state[t.id] == TaskState::kPending) {
+        AF_RETURN_IF_ERROR(
+            deps_.store
+                ->TransitionTask(t.id, Name(TaskState::kPending), Name(TaskState::kReady), {}, {})
+                .status());
       }
       AF_RETURN_IF_ERROR(
           deps_.bus
@@ -190,7 +196,7 @@ Status Pipeline::Impl::DriveOnce(const Feature& f) {
     return Status::Ok();
   }
   if (d.fix) AF_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, {*d.fix}).status());
-  return Transition(f, std::string(ToString(d.next)), "", d.data);
+  return Transition(f, Name(d.next), "", d.data);
 }
 
 void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
@@ -252,18 +258,19 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
     if (stored.ok())
       Emit("memory.stored", f->id, "", "coordinator-1", {{"id", stored->id}, {"type", type}});
   };
-  if (f->status == "completed") {
+  const auto ended = ParseFeatureState(f->status);
+  if (ended == FeatureState::kCompleted) {
     std::string gates;
     for (const auto& g : req.validation_gates) gates += " `" + g + "`";
     store("success",
           "Feature '" + f->title + "' (" + req.tech_stack + ") completed with " +
               std::to_string(tasks->size()) + " task(s); gates that passed:" + gates,
           6);
-  } else if (f->status == "failed") {
+  } else if (ended == FeatureState::kFailed) {
     store("failure", "Feature '" + f->title + "' (" + req.tech_stack + ") failed: " + f->reason, 7);
   }
   for (const auto& t : *tasks) {
-    if (t.status == "completed" && FixKindOf(t)) {
+    if (StateOf(t) == TaskState::kCompleted && FixKindOf(t)) {
       store("bug_fix",
             t.description.substr(0, 600) + "\nFixed by: " + Field(t.result, "summary", ""), 7);
     }
@@ -313,7 +320,8 @@ void Pipeline::Impl::ResumeAll() {
     return;
   }
   SweepEndedTrees();
-  for (const char* status : kActiveStatuses) {
+  for (FeatureState state : kActiveStates) {
+    const std::string status = Name(state);
     FeatureFilter filter;
     filter.status = status;
     filter.limit = 1000;
@@ -328,11 +336,12 @@ void Pipeline::Impl::ResumeAll() {
       found.insert(found.end(), page->features.begin(), page->features.end());
       if (page->features.size() < static_cast<size_t>(filter.limit)) break;
     }
-    if (std::string_view(status) == "queued" && !found.empty()) {
+    if (state == FeatureState::kQueued && !found.empty()) {
       logger->info("{} queued feature(s) wait for a driver", found.size());
     }
     for (auto it = found.rbegin(); it != found.rend(); ++it) {  // oldest first
-      if (it->status != "queued") logger->info("resuming feature {} ({})", it->id, it->status);
+      if (state != FeatureState::kQueued)
+        logger->info("resuming feature {} ({})", it->id, it->status);
       StartDriver(*it, /*resumed=*/true);
     }
   }
@@ -344,7 +353,7 @@ Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
   Feature f;
   f.project = request.project;
   f.title = request.title.empty() ? request.description.substr(0, 80) : request.title;
-  f.status = "queued";
+  f.status = Name(FeatureState::kQueued);
   f.priority = request.priority;
   f.request = request.ToJson();
   AF_ASSIGN_OR_RETURN(Feature stored, deps_.store->CreateFeature(f));
@@ -358,14 +367,16 @@ Status Pipeline::Impl::Cancel(const std::string& feature_id) {
     return FailedPrecondition("feature " + feature_id + " is already " + f.status,
                               "only unfinished features can be cancelled");
   }
-  AF_RETURN_IF_ERROR(
-      deps_.store
-          ->TransitionFeature(feature_id, f.status, "cancelled", "cancelled", {{"by", "user"}})
-          .status());
+  AF_RETURN_IF_ERROR(deps_.store
+                         ->TransitionFeature(feature_id, f.status, Name(FeatureState::kCancelled),
+                                             "cancelled", {{"by", "user"}})
+                         .status());
   AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
   for (const auto& t : tasks) {
-    if (t.status == "pending" || t.status == "ready")
-      (void)deps_.store->TransitionTask(t.id, t.status, "cancelled", {}, {{"by", "user"}});
+    if (StateOf(t) == TaskState::kPending || StateOf(t) == TaskState::kReady) {
+      (void)deps_.store->TransitionTask(t.id, t.status, Name(TaskState::kCancelled), {},
+                                        {{"by", "user"}});
+    }
   }
   return Status::Ok();
 }

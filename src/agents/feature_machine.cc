@@ -3,11 +3,11 @@
 namespace af {
 namespace {
 
-struct Name {
+struct StateName {
   FeatureState state;
   std::string_view name;
 };
-constexpr Name kNames[] = {
+constexpr StateName kNames[] = {
     {FeatureState::kQueued, "queued"},
     {FeatureState::kPlanning, "planning"},
     {FeatureState::kImplementing, "implementing"},
@@ -17,6 +17,16 @@ constexpr Name kNames[] = {
     {FeatureState::kCompleted, "completed"},
     {FeatureState::kFailed, "failed"},
     {FeatureState::kCancelled, "cancelled"},
+};
+
+struct TaskName {
+  TaskState state;
+  std::string_view name;
+};
+constexpr TaskName kTaskNames[] = {
+    {TaskState::kPending, "pending"},        {TaskState::kReady, "ready"},
+    {TaskState::kInProgress, "in_progress"}, {TaskState::kCompleted, "completed"},
+    {TaskState::kFailed, "failed"},          {TaskState::kCancelled, "cancelled"},
 };
 
 constexpr std::string_view kFixTest = "-fixtest-";
@@ -53,6 +63,22 @@ std::optional<FeatureState> ParseFeatureState(std::string_view name) {
   return std::nullopt;
 }
 
+std::string_view ToString(TaskState state) {
+  for (const auto& n : kTaskNames)
+    if (n.state == state) return n.name;
+  return "unknown";
+}
+
+std::optional<TaskState> ParseTaskState(std::string_view name) {
+  for (const auto& n : kTaskNames)
+    if (n.name == name) return n.state;
+  return std::nullopt;
+}
+
+TaskState StateOf(const Task& task) {
+  return ParseTaskState(task.status).value_or(TaskState::kFailed);
+}
+
 bool IsTerminal(FeatureState s) {
   return s == FeatureState::kCompleted || s == FeatureState::kFailed ||
          s == FeatureState::kCancelled;
@@ -82,7 +108,7 @@ Task FixTask(const std::string& feature_id, FixKind kind, int attempt, const std
   Task fix;
   fix.feature_id = feature_id;
   fix.role = "coder";
-  fix.status = "pending";
+  fix.status = Name(TaskState::kPending);
   if (kind == FixKind::kTest) {
     fix.id = GlobalTaskId(feature_id, "fixtest-" + n);
     fix.title = "Fix failing validation gates (attempt " + n + ")";

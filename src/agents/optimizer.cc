@@ -6,9 +6,9 @@
 
 #include "af/core/config.h"
 #include "af/core/embedded.h"
+#include "af/core/strings.h"
 #include "af/store/store.h"
 #include "af/workspace/workspace.h"
-#include "af/core/strings.h"
 
 namespace af {
 namespace {

@@ -41,7 +41,8 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
   if (stopping_)
     return Cancelled("the pipeline is shutting down; the feature resumes on the next start");
   AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
-  if (f.status == "cancelled") return Cancelled("feature " + feature_id + " was cancelled");
+  if (ParseFeatureState(f.status) == FeatureState::kCancelled)
+    return Cancelled("feature " + feature_id + " was cancelled");
   if (IsTerminalFeatureStatus(f.status))
     return FailedPrecondition("feature " + feature_id + " is " + f.status);
   int64_t started = f.created_ms;

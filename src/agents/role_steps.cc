@@ -32,7 +32,7 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
     task.title = t["title"].get<std::string>();
     task.description = t["description"].get<std::string>();
     task.role = "coder";
-    task.status = "pending";
+    task.status = Name(TaskState::kPending);
     for (const auto& d : t.value("dependencies", json::array()))
       task.dependencies.push_back(GlobalTaskId(f.id, d.get<std::string>()));
     for (const auto& p : t.value("files", json::array()))
@@ -46,8 +46,9 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
 Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std::string& task_id,
                                     FeatureTree* tree) {
   AF_ASSIGN_OR_RETURN(Task task, deps_.store->GetTask(task_id));
-  if (task.status == "completed") return task.result;
-  if (task.status == "in_progress" && task.result.value("finished", false)) {
+  const TaskState state = StateOf(task);
+  if (state == TaskState::kCompleted) return task.result;
+  if (state == TaskState::kInProgress && task.result.value("finished", false)) {
     // The process died after the conversation ended. If the commit was made
     // (or there was nothing to commit), the task is done; otherwise its edits
     // went with the reset tree and the (replayed) conversation makes them again.
@@ -64,21 +65,22 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   in.task_files = task.files;
   AF_ASSIGN_OR_RETURN(auto all, deps_.store->ListTasks(f.id));
   for (const auto& t : all)
-    if (t.status == "completed" && t.id != task_id)
+    if (StateOf(t) == TaskState::kCompleted && t.id != task_id)
       in.history.push_back("Task '" + t.title + "' is done: " + Field(t.result, "summary", ""));
   // The first context is kept with the task: a task resumed after a crash must
   // send the same requests (the workspace may have changed meanwhile) so its
   // recorded model answers are replayed instead of paid for again.
   std::string context = Field(task.result, "context", "");
-  if (task.status != "in_progress" || context.empty()) context = optimizer_.BuildContext(in, tree);
+  if (state != TaskState::kInProgress || context.empty())
+    context = optimizer_.BuildContext(in, tree);
   TaskUpdate start;
   start.assigned_agent = inst->id;
   start.add_attempts = 1;
   start.result = json{{"context", context}};
-  AF_RETURN_IF_ERROR(
-      deps_.store
-          ->TransitionTask(task_id, std::nullopt, "in_progress", start, {{"agent", inst->id}})
-          .status());
+  AF_RETURN_IF_ERROR(deps_.store
+                         ->TransitionTask(task_id, std::nullopt, Name(TaskState::kInProgress),
+                                          start, {{"agent", inst->id}})
+                         .status());
   Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
                     context};
   std::set<std::string> touched;
@@ -94,7 +96,9 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
                       {"hint", end.status().hint()},
                       {"reason", FailureReason(end.status())}};
       (void)deps_.store->TransitionTask(
-          task_id, std::nullopt, end.status().code() == Code::kCancelled ? "cancelled" : "failed",
+          task_id, std::nullopt,
+          Name(end.status().code() == Code::kCancelled ? TaskState::kCancelled
+                                                       : TaskState::kFailed),
           u, {{"error", end.status().ToString()}});
     }
     return end.status();
@@ -108,10 +112,11 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
                          {"files", paths},
                          {"turns", end->turns},
                          {"finished", true}};
-  AF_RETURN_IF_ERROR(
-      deps_.store
-          ->TransitionTask(task_id, "in_progress", "in_progress", finished, {{"finished", true}})
-          .status());
+  AF_RETURN_IF_ERROR(deps_.store
+                         ->TransitionTask(task_id, Name(TaskState::kInProgress),
+                                          Name(TaskState::kInProgress), finished,
+                                          {{"finished", true}})
+                         .status());
   task.result = *finished.result;
   // A task may rightly change nothing (another task already did the work): no
   // commit then. A commit that fails must fail the task, or the coordinator
@@ -125,7 +130,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
       u.result = json{{"error", committed.status().message()},
                       {"hint", committed.status().hint()},
                       {"reason", "agent_error"}};
-      (void)deps_.store->TransitionTask(task_id, "in_progress", "failed", u,
+      (void)deps_.store->TransitionTask(task_id, Name(TaskState::kInProgress),
+                                        Name(TaskState::kFailed), u,
                                         {{"error", committed.status().ToString()}});
       return committed.status();
     }
@@ -141,9 +147,10 @@ Result<json> Pipeline::Impl::CompleteTask(const Task& task, const std::string& s
                      {"commit", sha},
                      {"files", task.result.value("files", json::array())},
                      {"turns", task.result.value("turns", 0)}};
-  AF_RETURN_IF_ERROR(
-      deps_.store->TransitionTask(task.id, "in_progress", "completed", done, {{"commit", sha}})
-          .status());
+  AF_RETURN_IF_ERROR(deps_.store
+                         ->TransitionTask(task.id, Name(TaskState::kInProgress),
+                                          Name(TaskState::kCompleted), done, {{"commit", sha}})
+                         .status());
   return *done.result;
 }
 

@@ -227,7 +227,11 @@ std::string RunResult::ToText() const {
   } else if (exit_code < 0) {
     head = std::string("killed by a signal after ") + secs;
   } else {
-    head = "exit " + std::to_string(exit_code) + " after " + secs;
+    // No duration here: the text goes back to the model, and a conversation
+    // resumed after a crash replays its recorded answers only while it sends
+    // the same text (a command that took 0.2 s instead of 0.1 s would make
+    // the model be asked, and paid, again).
+    head = "exit " + std::to_string(exit_code);
   }
   return head + "\n" + (output.empty() ? "(no output)" : output);
 }

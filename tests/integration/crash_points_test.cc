@@ -121,6 +121,7 @@ struct Outcome {
   std::string commits;        // per commit: tree, subject, Task-Id (feature id as F)
   std::string script;         // greet.sh on the branch
   size_t model_requests = 0;  // both lives together
+  std::string asked;          // who asked what, in order
   int memories = 0;           // the coder's remembered pattern
   int deliveries = 0;         // delivery.result events
   std::string log;            // for failure messages
@@ -197,6 +198,8 @@ class CrashPointTest : public ::testing::TestWithParam<int> {
       o.log += "\nsecond life (ended: " + std::to_string(ended) + "):\n" + serve.Err();
     }
     o.model_requests = fake_.request_count() - asked_before;
+    const auto all = fake_.requests();
+    for (size_t i = asked_before; i < all.size(); ++i) o.asked += KeyOf(all[i]) + " ";
 
     auto f = feature();
     if (!f) {
@@ -269,7 +272,8 @@ TEST_P(CrashPointTest, EveryCrashPointResumesToTheUninterruptedResult) {
     EXPECT_EQ(o.script, base.script) << at;
     // No model answer that was recorded is asked for (and paid) again: every
     // crash point comes after the recording of the calls before it.
-    EXPECT_EQ(o.model_requests, base.model_requests) << at;
+    EXPECT_EQ(o.model_requests, base.model_requests)
+        << at << "\nasked: " << o.asked << "\nuninterrupted: " << base.asked << "\n" << o.log;
     EXPECT_EQ(o.memories, 1) << at;
     EXPECT_EQ(o.deliveries, 1) << at;
   }

@@ -88,7 +88,7 @@ TEST_P(SandboxTest, ExitCodeAndInterleavedOutput) {
   EXPECT_EQ(r.output, "one\ntwo\nthree\n");
   EXPECT_FALSE(r.truncated);
   EXPECT_EQ(r.sandbox, sb->kind());
-  EXPECT_EQ(r.ToText().substr(0, 12), "exit 3 after");
+  EXPECT_EQ(r.ToText().substr(0, 7), "exit 3\n");
   EXPECT_NE(r.ToText().find("one\ntwo"), std::string::npos);
   EXPECT_EQ(MustRun(*sb, "true").exit_code, 0);
   // The environment is clean: nothing of the test process leaks in.

@@ -105,6 +105,18 @@ TEST(FeatureMachineTest, OutcomesTheStateCannotHaveFailLoudly) {
             FeatureState::kFailed);
 }
 
+TEST(FeatureMachineTest, TaskStatesRoundTripAndUnknownReadsAsFailed) {
+  for (auto s : {TaskState::kPending, TaskState::kReady, TaskState::kInProgress,
+                 TaskState::kCompleted, TaskState::kFailed, TaskState::kCancelled}) {
+    EXPECT_EQ(ParseTaskState(Name(s)), s) << ToString(s);
+  }
+  Task t;
+  t.status = "in_progress";
+  EXPECT_EQ(StateOf(t), TaskState::kInProgress);
+  t.status = "done";  // never stored; must not be taken for completed
+  EXPECT_EQ(StateOf(t), TaskState::kFailed);
+}
+
 TEST(FeatureMachineTest, PlanTasksAreNotFixes) {
   Task t;
   t.id = "f-1-t1";

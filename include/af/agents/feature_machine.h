@@ -39,6 +39,18 @@ std::string_view ToString(FeatureState state);
 std::optional<FeatureState> ParseFeatureState(std::string_view name);
 bool IsTerminal(FeatureState state);  // completed, failed, cancelled
 
+// pending -> ready -> in_progress -> completed | failed | cancelled
+enum class TaskState { kPending, kReady, kInProgress, kCompleted, kFailed, kCancelled };
+
+std::string_view ToString(TaskState state);
+std::optional<TaskState> ParseTaskState(std::string_view name);
+// The stored name as the store's calls take it.
+inline std::string Name(TaskState state) { return std::string(ToString(state)); }
+inline std::string Name(FeatureState state) { return std::string(ToString(state)); }
+// A task's status (the store only holds known ones; anything else reads as
+// failed, so it is never taken for done).
+TaskState StateOf(const Task& task);
+
 // What the work of a state came to.
 struct StageOutcome {
   enum class Kind {

@@ -54,8 +54,9 @@ struct RunResult {
   bool truncated = false;  // the middle of the output was dropped
   std::chrono::milliseconds duration{0};
   std::string sandbox;  // "bubblewrap" | "process"
-  // For the model: "exit 1 after 0.4 s\n<output>" (or "killed after timeout
-  // of 0.5 s\n...").
+  // For the model: "exit 1\n<output>" (or "timed out: killed after 0.5 s\n...").
+  // Depends only on the exit and the output, so a resumed conversation that
+  // runs the command again sends the same text.
   std::string ToText() const;
 };
 
