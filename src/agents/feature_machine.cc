@@ -1,33 +1,23 @@
 #include "af/agents/feature_machine.h"
 
+#include <iterator>
+
 namespace af {
 namespace {
 
-struct StateName {
-  FeatureState state;
-  std::string_view name;
-};
-constexpr StateName kNames[] = {
-    {FeatureState::kQueued, "queued"},
-    {FeatureState::kPlanning, "planning"},
-    {FeatureState::kImplementing, "implementing"},
-    {FeatureState::kTesting, "testing"},
-    {FeatureState::kReviewing, "reviewing"},
-    {FeatureState::kDelivering, "delivering"},
-    {FeatureState::kCompleted, "completed"},
-    {FeatureState::kFailed, "failed"},
-    {FeatureState::kCancelled, "cancelled"},
-};
+// The names are the store's (kFeatureStatuses, kTaskStatuses), in the enums'
+// order: one list of names, checked at compile time.
+static_assert(std::size(kFeatureStatuses) == static_cast<size_t>(FeatureState::kCancelled) + 1);
+static_assert(kFeatureStatuses[static_cast<size_t>(FeatureState::kImplementing)] == "implementing");
+static_assert(std::size(kTaskStatuses) == static_cast<size_t>(TaskState::kCancelled) + 1);
+static_assert(kTaskStatuses[static_cast<size_t>(TaskState::kInProgress)] == "in_progress");
 
-struct TaskName {
-  TaskState state;
-  std::string_view name;
-};
-constexpr TaskName kTaskNames[] = {
-    {TaskState::kPending, "pending"},        {TaskState::kReady, "ready"},
-    {TaskState::kInProgress, "in_progress"}, {TaskState::kCompleted, "completed"},
-    {TaskState::kFailed, "failed"},          {TaskState::kCancelled, "cancelled"},
-};
+template <typename E, size_t N>
+std::optional<E> Parse(const std::string_view (&names)[N], std::string_view name) {
+  for (size_t i = 0; i < N; ++i)
+    if (names[i] == name) return static_cast<E>(i);
+  return std::nullopt;
+}
 
 constexpr std::string_view kFixTest = "-fixtest-";
 constexpr std::string_view kFixReview = "-fixreview-";
@@ -52,27 +42,17 @@ Decision BackToImplementing(Task fix) {
 }  // namespace
 
 std::string_view ToString(FeatureState state) {
-  for (const auto& n : kNames)
-    if (n.state == state) return n.name;
-  return "unknown";
+  return kFeatureStatuses[static_cast<size_t>(state)];
 }
 
 std::optional<FeatureState> ParseFeatureState(std::string_view name) {
-  for (const auto& n : kNames)
-    if (n.name == name) return n.state;
-  return std::nullopt;
+  return Parse<FeatureState>(kFeatureStatuses, name);
 }
 
-std::string_view ToString(TaskState state) {
-  for (const auto& n : kTaskNames)
-    if (n.state == state) return n.name;
-  return "unknown";
-}
+std::string_view ToString(TaskState state) { return kTaskStatuses[static_cast<size_t>(state)]; }
 
 std::optional<TaskState> ParseTaskState(std::string_view name) {
-  for (const auto& n : kTaskNames)
-    if (n.name == name) return n.state;
-  return std::nullopt;
+  return Parse<TaskState>(kTaskStatuses, name);
 }
 
 TaskState StateOf(const Task& task) {

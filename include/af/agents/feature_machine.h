@@ -22,6 +22,7 @@
 
 namespace af {
 
+// In the order of the store's kFeatureStatuses (checked at compile time).
 enum class FeatureState {
   kQueued,
   kPlanning,
@@ -39,7 +40,8 @@ std::string_view ToString(FeatureState state);
 std::optional<FeatureState> ParseFeatureState(std::string_view name);
 bool IsTerminal(FeatureState state);  // completed, failed, cancelled
 
-// pending -> ready -> in_progress -> completed | failed | cancelled
+// pending -> ready -> in_progress -> completed | failed | cancelled, in the
+// order of the store's kTaskStatuses.
 enum class TaskState { kPending, kReady, kInProgress, kCompleted, kFailed, kCancelled };
 
 std::string_view ToString(TaskState state);
