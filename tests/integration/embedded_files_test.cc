@@ -34,6 +34,8 @@ TEST(EmbeddedFiles, AreTheSourceTreesSkillsAndRecordings) {
   for (const auto& e : fs::directory_iterator(root / "examples" / "replay"))
     if (e.path().extension() == ".jsonl")
       expected.push_back("examples/replay/" + e.path().filename().string());
+  for (const auto& e : fs::recursive_directory_iterator(root / "web"))
+    if (e.is_regular_file()) expected.push_back(e.path().lexically_relative(root).string());
   std::sort(expected.begin(), expected.end());
 
   std::vector<std::string> names;

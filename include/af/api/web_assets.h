@@ -1,5 +1,6 @@
 #pragma once
-// Static files of web/, embedded at build time by cmake/embed_web.cmake.
+// Static files of web/, built into the binary (af/core/embedded.h) and served
+// by the dashboard routes.
 
 #include <string_view>
 #include <vector>

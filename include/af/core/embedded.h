@@ -1,8 +1,8 @@
 #pragma once
-// Data files built into the binary (cmake/embed_files.cmake): the skills/
-// library and the replay recordings of the examples. They are the defaults
-// when no path is configured, so an installed or copied binary needs nothing
-// from the source tree at run time.
+// Data files built into the binary (cmake/embed_files.cmake): the dashboard
+// (web/), the skills/ library and the replay recordings of the examples. The
+// last two are the defaults when no path is configured, so an installed or
+// copied binary needs nothing from the source tree at run time.
 
 #include <optional>
 #include <string_view>
