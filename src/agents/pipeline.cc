@@ -96,7 +96,17 @@ ToolContext Pipeline::Impl::ToolsFor(const Feature& f, FeatureTree* tree) {
   tools.store = deps_.store;
   tools.project = f.project;
   tools.feature_id = f.id;
+  tools.cancelled = Ended(f.id);
   return tools;
+}
+
+std::function<bool()> Pipeline::Impl::Ended(const std::string& feature_id) {
+  return [this, feature_id] {
+    // Cancelled (or stopping), timed out, or ended otherwise; not a store
+    // hiccup, which must not kill a command that is doing its job.
+    const Code c = Check(feature_id).code();
+    return c == Code::kCancelled || c == Code::kDeadlineExceeded || c == Code::kFailedPrecondition;
+  };
 }
 
 void Pipeline::Impl::Stop() {

@@ -114,6 +114,8 @@ class Pipeline::Impl {
   Status Check(const std::string& feature_id);
   AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
   ToolContext ToolsFor(const Feature& f, FeatureTree* tree);
+  // True once the feature's work should stop (for killing its commands).
+  std::function<bool()> Ended(const std::string& feature_id);
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
   void ReleaseTree(const Feature& f);
   void SweepEndedTrees();

@@ -176,8 +176,9 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   }
   for (const auto& gate : req.validation_gates) {
     AF_RETURN_IF_ERROR(Check(f.id));
-    auto run = sandbox_->Run(gate, tree->root());
-    // Killed by a stop: not a gate result; the gates run again on resume.
+    auto run = sandbox_->Run(gate, tree->root(), Ended(f.id));
+    // Killed by a stop or because the feature ended: not a gate result (the
+    // gates run again on resume).
     if (!run.ok() && run.status().code() == Code::kCancelled) return run.status();
     json r = {{"gate", gate}};
     if (!run.ok()) {
@@ -264,7 +265,7 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
       if (e.type == "delivery.result") delivered = e.data;
     }));
     if (delivered.is_null()) {
-      auto run = sandbox_->Run(cfg_.delivery.command, tree->root());
+      auto run = sandbox_->Run(cfg_.delivery.command, tree->root(), Ended(f.id));
       if (!run.ok()) return run.status().WithContext("delivery.command");
       fault::CrashPoint("delivery");
       delivered = {{"command", cfg_.delivery.command},

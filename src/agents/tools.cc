@@ -205,7 +205,7 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
   std::string command;
   if (!GetString(call, "command", &command, &err)) return err;
   if (!ctx.sandbox) return Error("run_command is not available (no sandbox)");
-  auto run = ctx.sandbox->Run(command, ctx.tree->root());
+  auto run = ctx.sandbox->Run(command, ctx.tree->root(), ctx.cancelled);
   if (!run.ok()) return FromStatus(run.status());
   return {run->ToText(), run->exit_code != 0 || run->timed_out, false};
 }

@@ -150,7 +150,8 @@ class SandboxImpl : public Sandbox {
     warning_ = std::move(warning);
   }
 
-  Result<RunResult> Run(const std::string& command, const fs::path& workdir) override {
+  Result<RunResult> Run(const std::string& command, const fs::path& workdir,
+                        const std::function<bool()>& cancelled) override {
     std::error_code ec;
     if (!workdir.is_absolute() || !fs::is_directory(workdir, ec)) {
       return InvalidArgument("sandbox workdir '" + workdir.string() +
@@ -162,7 +163,7 @@ class SandboxImpl : public Sandbox {
     if (stopped_) return Stopped(command);
     SpawnOptions opts;
     opts.new_session = true;
-    opts.cancelled = [this] { return stopped_.load(); };
+    opts.cancelled = [this, &cancelled] { return stopped_.load() || (cancelled && cancelled()); };
     opts.timeout = options_.timeout;
     opts.max_output_bytes = options_.max_output_bytes;
     opts.merge_output = true;
@@ -195,7 +196,11 @@ class SandboxImpl : public Sandbox {
     }
     AF_ASSIGN_OR_RETURN(SpawnResult r, Spawn(opts));
     cgroup.reset();  // kills leftovers and removes the cgroup before we return
-    if (r.cancelled) return Stopped(command);
+    if (r.cancelled && stopped_) return Stopped(command);
+    if (r.cancelled) {
+      return Cancelled("`" + command.substr(0, 80) + "` was killed: the work it ran for ended",
+                       "nothing to do: the feature was cancelled, failed or timed out");
+    }
 
     RunResult out;
     out.exit_code = r.exit_code;

@@ -717,6 +717,49 @@ TEST_P(PipelineFakeLlm, StoreFailureCompletingATaskFailsTheFeaturePromptly) {
       << FailureMessage(h_.Events(f.id));
 }
 
+// 9g. Cancelling a feature kills the command its coder is running (only a
+// process stop did before): the tool call ends long before the command would.
+TEST_P(PipelineFakeLlm, CancelKillsTheRunningCommand) {
+  std::atomic<bool> running{false};
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [&](const RecordedRequest& req) {
+    if (testing::AssistantTurns(req) == 0) {
+      running = true;
+      return FakeReply::Tools({Call("run_command", {{"command", "sleep 120"}})});
+    }
+    return Finish("slept");
+  };
+  Install(h_, s);
+
+  Feature f = Submit(PipelineHarness::Request("Long command"));
+  ASSERT_TRUE(testing::WaitFor([&] { return running.load(); }, kWait));
+  // The command is under way once its task is in progress and no tool.call
+  // has come back yet; give it a moment to start, polling the store.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto t = FindTask(h_.store(), f.id + "-t1");
+        return t && t->status == "in_progress";
+      },
+      kWait));
+  ASSERT_TRUE(h_.pipeline().Cancel(f.id).ok());
+  // The run_command result comes back (killed) within seconds, not 120 s.
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (const auto& e : h_.Events(f.id))
+          if (e.type == "tool.call" && e.data.value("tool", "") == "run_command") return true;
+        return false;
+      },
+      std::chrono::seconds(30)))
+      << "the command was not killed when its feature was cancelled";
+  for (const auto& e : h_.Events(f.id)) {
+    if (e.type == "tool.call" && e.data.value("tool", "") == "run_command") {
+      EXPECT_FALSE(e.data.value("ok", true));
+      EXPECT_NE(e.data.value("result", "").find("was killed"), std::string::npos) << e.data.dump();
+    }
+  }
+}
+
 // Lines of /proc/self/maps: every mapping of this process.
 size_t MappingCount() {
   std::ifstream maps("/proc/self/maps");

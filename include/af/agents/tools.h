@@ -5,6 +5,7 @@
 // failing commands come back as an error result the model reads and can react
 // to.
 
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -41,6 +42,9 @@ struct ToolContext {
   std::string task_id;
   // Paths written or edited during this conversation (committed with the task).
   std::set<std::string>* touched = nullptr;
+  // Says when the work ended (feature cancelled, failed, timed out): a
+  // command still running is killed then. Empty = never.
+  std::function<bool()> cancelled;
 };
 
 // Runs one tool call. Thread-safe as long as the context's members are.

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -87,11 +88,13 @@ class Sandbox {
   // Runs `command` with /bin/sh -c in `workdir` (absolute, an existing
   // directory, writable by the command). Waits for it, up to the timeout;
   // whatever it started is killed when it ends. A failing or timed-out command
-  // is a RunResult, not an error. Errors: InvalidArgument for a bad workdir,
-  // Internal when the command cannot be started, Cancelled when the sandbox
-  // was stopped (before or during the run; the command was killed).
-  virtual Result<RunResult> Run(const std::string& command,
-                                const std::filesystem::path& workdir) = 0;
+  // is a RunResult, not an error. `cancelled` (optional) is asked about every
+  // 100 ms; once it says so the command is killed like on a stop (say the
+  // feature it works for was cancelled). Errors: InvalidArgument for a bad
+  // workdir, Internal when the command cannot be started, Cancelled when the
+  // sandbox was stopped or `cancelled` said so (the command was killed).
+  virtual Result<RunResult> Run(const std::string& command, const std::filesystem::path& workdir,
+                                const std::function<bool()>& cancelled = {}) = 0;
 
   // For a prompt shutdown: kills every run in flight (its whole process
   // group and cgroup, within about 100 ms) and refuses every later one; their
