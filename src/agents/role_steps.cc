@@ -158,8 +158,8 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   // The gates judge exactly what is delivered: the commits, not what the
   // coders' commands left around (and a resumed run sees the same tree).
   AF_RETURN_IF_ERROR(tree->ResetToLastCommit());
-  AF_ASSIGN_OR_RETURN(std::string change, tree->CommittedDiff());
-  if (change.empty()) {
+  AF_ASSIGN_OR_RETURN(bool changed, tree->HasCommittedChange());
+  if (!changed) {
     return FailedPrecondition(
         std::string(kNothingBuilt) + ": every task finished without committing a change",
         "the coders must change files with write_file or edit_file; see the feature's tool.call "

@@ -13,9 +13,9 @@
 #include <sstream>
 #include <system_error>
 
+#include "af/core/strings.h"
 #include "af/workspace/workspace.h"
 #include "workspace/git.h"
-#include "af/core/strings.h"
 
 namespace af {
 
@@ -395,6 +395,14 @@ Result<std::string> FeatureTree::CommittedDiff() {
   std::lock_guard<std::mutex> lock(*git_mu_);
   AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
   return GitLocked({"diff", "--no-ext-diff", "--binary", base, "HEAD"});
+}
+
+Result<bool> FeatureTree::HasCommittedChange() {
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
+  AF_ASSIGN_OR_RETURN(auto r, RunGitRaw(shared_->git, root_, {"diff", "--quiet", base, "HEAD"}));
+  if (r.exit_code > 1) return Internal("git diff --quiet failed: " + std::string(TrimRight(r.err)));
+  return r.exit_code == 1;
 }
 
 Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const std::string& message,

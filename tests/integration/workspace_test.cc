@@ -287,6 +287,7 @@ TEST_F(WorkspaceTest, ResetToLastCommitAndTaskCommitLookup) {
   ASSERT_TRUE(tree_->WriteFile(".gitignore", "*.pyc\n").ok());
   ASSERT_TRUE(tree_->CommitTask("f-t0", "ignore pyc", {".gitignore"}).ok());
   ASSERT_TRUE(tree_->WriteFile("cache.pyc", "bytes").ok());
+  EXPECT_TRUE(*tree_->HasCommittedChange());
   auto committed = tree_->CommittedDiff();
   ASSERT_TRUE(committed.ok()) << committed.status().ToString();
   EXPECT_NE(committed->find("+echo hello"), std::string::npos) << *committed;
@@ -306,6 +307,7 @@ TEST_F(WorkspaceTest, ResetToLastCommitAndTaskCommitLookup) {
   auto other = ws_->OpenFeature("feat-2");
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(*(*other)->CommittedDiff(), "");
+  EXPECT_FALSE(*(*other)->HasCommittedChange());
 }
 
 TEST_F(WorkspaceTest, DiffPatchAndChangedFiles) {

@@ -164,6 +164,9 @@ class FeatureTree {
   // point where it left the base branch; empty when nothing was committed.
   Result<std::string> CommittedDiff();
 
+  // Whether that diff is non-empty, without producing it.
+  Result<bool> HasCommittedChange();
+
   // Writes the branch's commits since the base branch as a format-patch
   // mailbox to `out` (parent directories created) and returns that text.
   Result<std::string> WritePatch(const std::filesystem::path& out);
