@@ -65,6 +65,11 @@ void EmitEvent(Store* store, const std::string& type, const std::string& feature
     log::Get("agents")->warn("could not record event {}: {}", type, r.status().ToString());
 }
 
+bool WorkEnded(const Status& check) {
+  const Code c = check.code();
+  return c == Code::kCancelled || c == Code::kDeadlineExceeded || c == Code::kFailedPrecondition;
+}
+
 std::string FailureReason(const Status& s) {
   if (s.code() == Code::kCancelled) return "cancelled";
   if (s.code() == Code::kDeadlineExceeded) return "timeout";
@@ -76,15 +81,10 @@ std::string FailureReason(const Status& s) {
 
 namespace {
 
-// When a model call must be given up: its feature ended (cancelled, failed,
-// timed out) or the process is stopping. A store error in the check is no
-// reason to drop a call.
+// When a model call must be given up (see WorkEnded).
 std::function<bool()> CancelledBy(const AgentEnv& env) {
   if (!env.check) return {};
-  return [check = env.check] {
-    const Code c = check().code();
-    return c == Code::kCancelled || c == Code::kDeadlineExceeded || c == Code::kFailedPrecondition;
-  };
+  return [check = env.check] { return WorkEnded(check()); };
 }
 
 // One model call: replay, limits, the call itself, its event.

@@ -101,12 +101,7 @@ ToolContext Pipeline::Impl::ToolsFor(const Feature& f, FeatureTree* tree) {
 }
 
 std::function<bool()> Pipeline::Impl::Ended(const std::string& feature_id) {
-  return [this, feature_id] {
-    // Cancelled (or stopping), timed out, or ended otherwise; not a store
-    // hiccup, which must not kill a command that is doing its job.
-    const Code c = Check(feature_id).code();
-    return c == Code::kCancelled || c == Code::kDeadlineExceeded || c == Code::kFailedPrecondition;
-  };
+  return [this, feature_id] { return WorkEnded(Check(feature_id)); };
 }
 
 void Pipeline::Impl::Stop() {

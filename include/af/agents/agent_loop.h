@@ -84,6 +84,11 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
 void EmitEvent(Store* store, const std::string& type, const std::string& feature_id,
                const std::string& task_id, const std::string& agent, nlohmann::json data);
 
+// Whether a check's status (AgentEnv::check) means the work ended: cancelled,
+// failed, timed out, or the process stopping. A store error in the check does
+// not: it must not drop a model call or kill a command doing its job.
+bool WorkEnded(const Status& check);
+
 // How an error that ends a feature because nothing was built begins.
 inline constexpr char kNothingBuilt[] = "nothing was built";
 
