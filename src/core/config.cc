@@ -153,6 +153,7 @@ const std::vector<Setting>& Settings() {
         Range(S(AF_FIELD(memory.similarity_threshold)), 0, 1),
         S(AF_FIELD(embeddings.base_url)),
         S(AF_FIELD(embeddings.model)),
+        Secret(S(AF_FIELD(embeddings.api_key), "AF_EMBEDDINGS_API_KEY")),
         Range(S(AF_FIELD(kb.chunk_size)), 100, 100000),
         Range(S(AF_FIELD(kb.chunk_overlap)), 0, 50000),
         Duration(S(AF_FIELD(sandbox.timeout_s)), 1, 86400),

@@ -69,4 +69,67 @@ Status ForEachEvent(Store& store, const std::string& feature_id,
   }
 }
 
+// TRANSITIONAL (removed when the SQLite backend implements the knowledge
+// tables): every new method says loudly that it is not built yet.
+namespace {
+Status Unbuilt(const char* what) {
+  return Unavailable(std::string("Store::") + what + " is not built yet",
+                     "this build predates the knowledge base");
+}
+}  // namespace
+Result<Memory> Store::GetMemory(const std::string& id) { return Unbuilt("GetMemory"); }
+Result<std::vector<Memory>> Store::MemoriesByLabel(const std::vector<int64_t>& labels) {
+  return Unbuilt("MemoriesByLabel");
+}
+Result<std::vector<Memory>> Store::ListMemories(const MemoryFilter& filter) {
+  return Unbuilt("ListMemories");
+}
+Result<Memory> Store::UpdateMemory(const Memory& memory) { return Unbuilt("UpdateMemory"); }
+Status Store::DeleteMemory(const std::string& id) { return Unbuilt("DeleteMemory"); }
+Status Store::TouchMemories(const std::vector<std::string>& ids) {
+  return Unbuilt("TouchMemories");
+}
+Result<std::vector<TextHit>> Store::SearchMemoryText(const std::vector<std::string>& namespaces,
+                                                     const std::string& query, int limit) {
+  return Unbuilt("SearchMemoryText");
+}
+Status Store::UpsertMemoryLink(const MemoryLink& link) { return Unbuilt("UpsertMemoryLink"); }
+Result<std::vector<MemoryLink>> Store::MemoryLinks(const std::string& memory_id) {
+  return Unbuilt("MemoryLinks");
+}
+Result<std::vector<MemoryLink>> Store::AllMemoryLinks() { return Unbuilt("AllMemoryLinks"); }
+Status Store::DeleteMemoryLink(const std::string& from_id, const std::string& to_id,
+                               const std::string& type) {
+  return Unbuilt("DeleteMemoryLink");
+}
+Result<KbDocument> Store::FindDocument(const std::string& ns, const std::string& source) {
+  return Unbuilt("FindDocument");
+}
+Result<std::vector<KbDocument>> Store::ListDocuments(const std::string& ns) {
+  return Unbuilt("ListDocuments");
+}
+Result<std::vector<int64_t>> Store::ReplaceDocument(KbDocument doc, std::vector<KbChunk> chunks,
+                                                    std::vector<int64_t>* removed) {
+  return Unbuilt("ReplaceDocument");
+}
+Result<std::vector<int64_t>> Store::DeleteDocument(const std::string& document_id) {
+  return Unbuilt("DeleteDocument");
+}
+Result<std::vector<TextHit>> Store::SearchChunkText(const std::vector<std::string>& namespaces,
+                                                    const std::string& query, int limit) {
+  return Unbuilt("SearchChunkText");
+}
+Result<std::vector<KbChunk>> Store::ChunksByLabel(const std::vector<int64_t>& labels) {
+  return Unbuilt("ChunksByLabel");
+}
+Result<std::vector<Store::LabelledText>> Store::ChunkTexts(int64_t after_label, int limit) {
+  return Unbuilt("ChunkTexts");
+}
+Result<std::vector<Store::LabelledText>> Store::MemoryTexts(int64_t after_label, int limit) {
+  return Unbuilt("MemoryTexts");
+}
+Result<std::vector<int64_t>> Store::ChunkLabels() { return Unbuilt("ChunkLabels"); }
+Result<std::vector<int64_t>> Store::MemoryLabels() { return Unbuilt("MemoryLabels"); }
+Result<KbCounts> Store::CountKnowledge() { return Unbuilt("CountKnowledge"); }
+
 }  // namespace af

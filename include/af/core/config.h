@@ -116,6 +116,7 @@ struct Config {
   struct Embeddings {
     std::string base_url;  // empty = built-in local embedder
     std::string model;
+    std::string api_key;  // secret; sent as a Bearer token to base_url
   } embeddings;
 
   struct Kb {

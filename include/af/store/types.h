@@ -170,6 +170,73 @@ struct Memory {
   int64_t accessed_ms = 0;
   int64_t access_count = 0;
   bool archived = false;
+  std::string superseded_by;  // id of the memory that replaced this one ("" = none)
+  // The memory's label in the vector index (> 0 once stored). A new label is
+  // given whenever the content changes, and labels are never reused, so an
+  // index that holds a label holds the vector of the current content.
+  int64_t vector_label = 0;
+};
+
+// A typed, weighted edge between two memories ("relates_to", "supersedes",
+// "caused_by", "fixes", ...). Strength is in (0, 1]; evolution decays it.
+struct MemoryLink {
+  std::string from_id, to_id;
+  std::string type = "relates_to";
+  double strength = 0.5;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+// Which memories a listing returns. Empty fields filter nothing.
+struct MemoryFilter {
+  std::vector<std::string> namespaces;  // any of these ("" = all namespaces)
+  std::vector<std::string> types;       // any of these
+  std::vector<std::string> tags;        // every one of these
+  bool include_archived = false;        // archived and superseded ones too
+  int limit = 100;
+  int offset = 0;
+};
+
+// An ingested file (or text given through the API): its chunks are replaced
+// together when its content hash changes.
+struct KbDocument {
+  std::string id;             // assigned when empty ("doc-...")
+  std::string ns = "global";  // namespace, as for memories
+  std::string source;         // the path as given, or a caller's name for a text
+  std::string content_hash;   // hex SHA-256 of the whole content
+  nlohmann::json provenance = nlohmann::json::object();  // {feature, task, commit, ...}
+  int64_t chunk_count = 0;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+// One piece of a document. `label` is its row number: its key in the
+// full-text index and its label in the vector index (never reused).
+struct KbChunk {
+  int64_t label = 0;  // assigned by the store
+  std::string document_id;
+  std::string source;                // the document's source (copied for results)
+  std::string ns;                    // the document's namespace
+  int ordinal = 0;                   // 0-based position in the document
+  std::string heading;               // the Markdown heading path or code definition, "" if none
+  int line_start = 0, line_end = 0;  // 1-based, inclusive
+  std::string content;
+};
+
+// A full-text match: the label of a chunk or memory, and its BM25 score
+// (higher = better; the store negates SQLite's "smaller is better").
+struct TextHit {
+  int64_t label = 0;
+  double score = 0;
+};
+
+// Sizes of the knowledge base (kb stats).
+struct KbCounts {
+  int64_t documents = 0;
+  int64_t chunks = 0;
+  int64_t memories = 0;           // not archived
+  int64_t archived_memories = 0;  // archived or superseded
+  int64_t links = 0;
 };
 
 // The memory types (architecture_decision, code_pattern, bug_fix, ...).

@@ -1,0 +1,50 @@
+#pragma once
+// How the knowledge base orders search results: reciprocal rank fusion of the
+// full-text (BM25) and vector rankings, then importance and recency. A pure
+// function, so the rules are tested without a database.
+//
+//   fused = w_text / (k + text_rank) + w_vector / (k + vector_rank)
+//           (a term is 0 when the candidate is absent from that ranking;
+//            ranks are 1-based)
+//   score = fused / fused_max_possible       (in [0, 1])
+//           * (1 + importance_weight * (importance - 5) / 5)
+//           * (1 + recency_weight * 0.5 ^ (age_days / recency_half_life_days))
+// then normalised so the best result scores 1.0 only when it was first in
+// both rankings. Ties break by label (stable, deterministic).
+
+#include <cstdint>
+#include <vector>
+
+namespace af {
+
+struct FusionOptions {
+  double k = 60;                   // RRF constant
+  double text_weight = 1.0;        // weight of the BM25 ranking
+  double vector_weight = 1.0;      // weight of the vector ranking
+  double importance_weight = 0.2;  // 0 = importance ignored
+  double recency_weight = 0.1;     // 0 = recency ignored
+  double recency_half_life_days = 30;
+};
+
+struct Candidate {
+  int64_t label = 0;
+  int text_rank = 0;       // 1-based; 0 = not found by full-text search
+  double text_score = 0;   // BM25, for display
+  int vector_rank = 0;     // 1-based; 0 = not found by vector search
+  double similarity = 0;   // cosine, for display and similarity_threshold
+  int importance = 5;      // 1..10 (chunks: 5)
+  int64_t updated_ms = 0;  // 0 = unknown (no recency boost)
+};
+
+struct Scored {
+  int64_t label = 0;
+  double score = 0;  // in [0, 1], higher = better
+  double similarity = 0;
+  double text_score = 0;
+};
+
+// Best first. `now_ms` is the clock for recency.
+std::vector<Scored> FuseRankings(const std::vector<Candidate>& candidates,
+                                 const FusionOptions& options, int64_t now_ms);
+
+}  // namespace af

@@ -1,0 +1,79 @@
+#pragma once
+// An approximate nearest-neighbour index (HNSW, hnswlib) over unit vectors
+// with int64 labels, persisted to one file plus a small JSON header
+// (`<path>.json`: embedder id, dimensions, element count, format version).
+// Similarity is cosine (inner product of unit vectors), higher = closer.
+//
+// The database is the truth; this index is a cache of it that can always be
+// rebuilt (kb reindex). Removed labels are tombstoned and skipped; the file
+// is compacted when tombstones exceed half of it.
+//
+// Thread safety: Search may run concurrently with itself; Add/Remove/Save
+// take an exclusive lock (one owner: the KnowledgeBase).
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "af/core/status.h"
+
+namespace af {
+
+struct VectorIndexOptions {
+  int m = 16;                 // graph degree
+  int ef_construction = 200;  // build-time beam
+  int ef_search = 64;         // query-time beam (raised to k when smaller)
+};
+
+class VectorIndex {
+ public:
+  virtual ~VectorIndex() = default;
+
+  // Opens the index at `path`, or an empty one when the file does not exist.
+  // The index takes its embedder id and dimensions from the first open or the
+  // header. FailedPrecondition when the file was built by another embedder or
+  // for other dimensions (the message names both ids; hint: run
+  // `agent-factory kb reindex`), or when it is unreadable/corrupt (same hint).
+  // An empty `path` gives an index kept only in memory.
+  static Result<std::unique_ptr<VectorIndex>> Open(const std::filesystem::path& path,
+                                                   const std::string& embedder_id, int dimensions,
+                                                   const VectorIndexOptions& options = {});
+
+  virtual const std::string& embedder_id() const = 0;
+  virtual int dimensions() const = 0;
+  virtual size_t size() const = 0;  // live (not removed) elements
+
+  // Adds or replaces the vector of `label`. InvalidArgument when the size
+  // differs from dimensions().
+  virtual Status Add(int64_t label, const std::vector<float>& vector) = 0;
+  // Removing an absent label is not an error.
+  virtual Status Remove(int64_t label) = 0;
+  virtual bool Contains(int64_t label) const = 0;
+  // The live labels, ascending.
+  virtual std::vector<int64_t> Labels() const = 0;
+
+  // Up to k labels nearest to `query`, best first, with cosine similarity.
+  // `accept` (optional) filters labels (e.g. by namespace); the index
+  // searches wider until it has k accepted ones or has seen everything.
+  virtual std::vector<std::pair<int64_t, float>> Search(
+      const std::vector<float>& query, int k,
+      const std::function<bool(int64_t)>& accept = {}) const = 0;
+
+  // Writes the file and header atomically (temporary file + rename); a no-op
+  // when nothing changed since the last save. Errors name the path.
+  virtual Status Save() = 0;
+  // Drops every element (for a rebuild); the next Save writes the empty index.
+  virtual void Clear() = 0;
+};
+
+// Exact (brute-force) cosine search over the same vectors: the reference the
+// benchmark measures HNSW recall against, and the index for small sets.
+std::vector<std::pair<int64_t, float>> ExactSearch(
+    const std::vector<std::pair<int64_t, std::vector<float>>>& vectors,
+    const std::vector<float>& query, int k);
+
+}  // namespace af
