@@ -52,6 +52,17 @@ LlmOptions LlmOptionsFromConfig(const Config& config) {
   return o;
 }
 
+KnowledgeOptions KnowledgeOptionsFromConfig(const Config& config) {
+  KnowledgeOptions o;
+  o.index_dir = std::filesystem::path(config.data_dir) / "kb";
+  o.embedder.base_url = config.embeddings.base_url;
+  o.embedder.model = config.embeddings.model;
+  o.embedder.api_key = config.embeddings.api_key;
+  o.chunking.chunk_size = config.kb.chunk_size;
+  o.chunking.overlap = config.kb.chunk_overlap;
+  return o;
+}
+
 Result<std::unique_ptr<Services>> Services::Open(
     const Config& config, const std::function<void(LlmOptions&)>& adjust_llm) {
   auto s = std::make_unique<Services>();
@@ -115,10 +126,19 @@ Result<std::unique_ptr<Services>> Services::Open(
     log::Get("llm")->warn("LLM provider '{}' is not usable: {}", config.llm.provider,
                           llm.status().ToString());
   }
+
+  auto kb = KnowledgeBase::Open(s->store.get(), KnowledgeOptionsFromConfig(config));
+  if (kb.ok()) {
+    s->kb = std::move(kb).value();
+  } else {
+    s->kb_status = kb.status();
+    log::Get("memory")->warn("knowledge base is not usable: {}", kb.status().ToString());
+  }
   return s;
 }
 
 Services::~Services() {
+  kb.reset();  // saves the vector indexes
   llm.reset();
   if (bus) bus->Close();
 }
@@ -135,8 +155,7 @@ HealthInputs Services::Health() const {
     Status b = bus->Check();
     h.redis = b.ok() ? "healthy" : "unhealthy: " + b.message();
   }
-  // The memory layer (and with it the vector index) is not built yet.
-  h.vector_store = "disabled";
+  h.vector_store = kb ? "healthy" : "unhealthy: " + kb_status.message();
   h.llm = llm ? LlmHealthText(*llm) : "unhealthy: " + llm_status.message();
   // Per role: running when every instance's heartbeat is fresh, offline when
   // none is, degraded in between. 90 s = three missed heartbeats (agents beat every 30 s).

@@ -45,3 +45,15 @@ json KnowledgeStats::ToJson() const {
 }
 
 }  // namespace af
+
+namespace af {
+
+// TRANSITIONAL: the service lands next; until then it says so.
+Result<std::unique_ptr<KnowledgeBase>> KnowledgeBase::Open(Store*, KnowledgeOptions) {
+  return Unavailable("the knowledge base is not built yet", "this build predates it");
+}
+Result<std::unique_ptr<KnowledgeBase>> KnowledgeBase::OpenForRebuild(Store* s, KnowledgeOptions o) {
+  return Open(s, std::move(o));
+}
+
+}  // namespace af

@@ -131,5 +131,6 @@ Result<std::vector<Store::LabelledText>> Store::MemoryTexts(int64_t after_label,
 Result<std::vector<int64_t>> Store::ChunkLabels() { return Unbuilt("ChunkLabels"); }
 Result<std::vector<int64_t>> Store::MemoryLabels() { return Unbuilt("MemoryLabels"); }
 Result<KbCounts> Store::CountKnowledge() { return Unbuilt("CountKnowledge"); }
+Result<int64_t> Store::KnowledgeGeneration() { return Unbuilt("KnowledgeGeneration"); }
 
 }  // namespace af

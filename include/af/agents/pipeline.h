@@ -31,6 +31,7 @@
 namespace af {
 
 class Bus;
+class KnowledgeBase;
 class LlmClient;
 class Sandbox;
 class Store;
@@ -41,8 +42,9 @@ struct PipelineDeps {
   const Config* config = nullptr;
   Store* store = nullptr;
   Bus* bus = nullptr;
-  LlmClient* llm = nullptr;  // null: Start fails with llm_status
-  Status llm_status;         // why there is no LLM client
+  LlmClient* llm = nullptr;     // null: Start fails with llm_status
+  Status llm_status;            // why there is no LLM client
+  KnowledgeBase* kb = nullptr;  // memory and knowledge; null = memory search off
 };
 
 struct PipelineOptions {

@@ -15,6 +15,7 @@
 #include "af/bus/bus.h"
 #include "af/core/config.h"
 #include "af/llm/llm_client.h"
+#include "af/memory/knowledge.h"
 #include "af/store/store.h"
 
 namespace af {
@@ -24,6 +25,10 @@ namespace af {
 // the bundled example recordings.
 LlmOptions LlmOptionsFromConfig(const Config& config);
 
+// The knowledge base options a configuration gives: <data_dir>/kb, the
+// embedder (embeddings.*) and chunking (kb.*).
+KnowledgeOptions KnowledgeOptionsFromConfig(const Config& config);
+
 struct Services {
   Config config;
   std::unique_ptr<Store> store;
@@ -32,6 +37,11 @@ struct Services {
   // says why. The server still starts and /health reports it.
   std::unique_ptr<LlmClient> llm;
   Status llm_status;
+  // The knowledge base and memory (vector indexes under <data_dir>/kb). Null
+  // when it cannot be opened (e.g. an index built by another embedder);
+  // kb_status says why and /health reports it. The store works without it.
+  std::unique_ptr<KnowledgeBase> kb;
+  Status kb_status;
 
   // Opens the store (applying pending migrations), the bus and the LLM client.
   // Every LLM call is recorded in the store's llm_calls table. `adjust_llm`
@@ -49,7 +59,9 @@ struct Services {
   HealthInputs Health() const;
 
   // The parts a pipeline works with (they must outlive it).
-  PipelineDeps ForPipeline() { return {&config, store.get(), bus.get(), llm.get(), llm_status}; }
+  PipelineDeps ForPipeline() {
+    return {&config, store.get(), bus.get(), llm.get(), llm_status, kb.get()};
+  }
 };
 
 }  // namespace af

@@ -80,6 +80,9 @@ struct SearchQuery {
   std::vector<std::string> tags;      // memories only; every one of these
   int max_results = 5;                // 1..100
   double similarity_threshold = 0.0;  // results below this cosine are dropped; 0 = off
+  // "hybrid" (default), or one ranking alone for comparisons: "text" (BM25)
+  // or "vector".
+  std::string mode = "hybrid";
 };
 
 struct IngestReport {

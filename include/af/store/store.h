@@ -285,7 +285,11 @@ class Store {
   // All labels, ascending (cheap: no text), to compare with an index.
   virtual Result<std::vector<int64_t>> ChunkLabels();   // AF_TRANSITIONAL
   virtual Result<std::vector<int64_t>> MemoryLabels();  // AF_TRANSITIONAL  // non-archived only
-  virtual Result<KbCounts> CountKnowledge();            // AF_TRANSITIONAL
+  virtual Result<KbCounts> CountKnowledge();
+  // A counter raised in the same transaction as every write that adds or
+  // removes a chunk or memory label, by any process: a KnowledgeBase whose
+  // index was synced at another value repairs it before searching.
+  virtual Result<int64_t> KnowledgeGeneration();  // AF_TRANSITIONAL
 
   // --- Health -------------------------------------------------------------
   virtual Status Check() = 0;  // a cheap query, for /health
