@@ -1018,6 +1018,11 @@ TEST_P(StoreConformanceTest, SearchMemoryTextFindsWordsRanksAndFilters) {
   replaced.superseded_by = best.id;
   SC_ASSERT_OK(store_->UpdateMemory(replaced));
 
+  // The substring search skips them too.
+  SC_ASSERT_OK_AND_ASSIGN(auto found, store_->FindMemories({"global"}, "config", 10));
+  ASSERT_EQ(found.size(), 2u);
+  for (const auto& m : found) EXPECT_TRUE(m.id == best.id || m.id == weak.id) << m.content;
+
   // '_' separates words: parse_config is found by "config"; case is ignored.
   SC_ASSERT_OK_AND_ASSIGN(auto hits, store_->SearchMemoryText({}, "CONFIG", 10));
   ASSERT_EQ(LabelsOf(hits), (std::vector<int64_t>{best.vector_label, weak.vector_label}));
