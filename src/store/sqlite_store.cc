@@ -1822,7 +1822,9 @@ Result<std::vector<Memory>> SqliteStore::FindMemories(const std::vector<std::str
       }
     }
   }
-  std::string sql = "SELECT " AF_MEMORY_COLS " FROM memories WHERE archived = 0 AND namespace = ?";
+  std::string sql = "SELECT " AF_MEMORY_COLS
+                    " FROM memories WHERE archived = 0 AND superseded_by = '' "
+                    "AND namespace = ?";
   for (size_t i = 0; i < words.size(); ++i) sql += " AND instr(lower(content), ?) > 0";
   sql += " ORDER BY importance DESC, created_ms DESC, id LIMIT ?";
   std::lock_guard<std::mutex> lock(mu_);

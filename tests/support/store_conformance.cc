@@ -1018,6 +1018,11 @@ TEST_P(StoreConformanceTest, SearchMemoryTextFindsWordsRanksAndFilters) {
   replaced.superseded_by = best.id;
   SC_ASSERT_OK(store_->UpdateMemory(replaced));
 
+  // The substring search skips them too.
+  SC_ASSERT_OK_AND_ASSIGN(auto found, store_->FindMemories({"global"}, "config", 10));
+  ASSERT_EQ(found.size(), 2u);
+  for (const auto& m : found) EXPECT_TRUE(m.id == best.id || m.id == weak.id) << m.content;
+
   // '_' separates words: parse_config is found by "config"; case is ignored.
   SC_ASSERT_OK_AND_ASSIGN(auto hits, store_->SearchMemoryText({}, "CONFIG", 10));
   ASSERT_EQ(LabelsOf(hits), (std::vector<int64_t>{best.vector_label, weak.vector_label}));
@@ -1042,7 +1047,10 @@ TEST_P(StoreConformanceTest, SearchMemoryTextFindsWordsRanksAndFilters) {
   edit.content = "the listener binds late";
   SC_ASSERT_OK_AND_ASSIGN(edit, store_->UpdateMemory(edit));
   SC_ASSERT_OK_AND_ASSIGN(auto after, store_->SearchMemoryText({}, "config listener", 10));
-  EXPECT_EQ(LabelsOf(after), (std::vector<int64_t>{best.vector_label, edit.vector_label}));
+  std::vector<int64_t> after_labels = LabelsOf(after);
+  std::sort(after_labels.begin(), after_labels.end());
+  EXPECT_EQ(after_labels, (std::vector<int64_t>{best.vector_label, edit.vector_label}));
+  EXPECT_GT(edit.vector_label, weak.vector_label);
   // Deleted: gone from the index.
   SC_ASSERT_OK(store_->DeleteMemory(best.id));
   SC_ASSERT_OK_AND_ASSIGN(auto deleted, store_->SearchMemoryText({}, "config", 10));
@@ -1084,7 +1092,8 @@ TEST_P(StoreConformanceTest, TextSearchIsSafeWithHostileInput) {
       std::string("\xff\xfe\x80 config \xc3\x28 \xed\xa0\x80 \xf4\x90\x80\x80"),
       std::string("conf\0ig", 7),
       "\xe2\x80\x94\xe2\x86\x92 \xf0\x9f\x98\x80",  // em dash, arrow, emoji alone
-      "caf\xc3\xa9\xe2\x80\x94config",
+      "caf\xc3\xa9\xe2\x80\x94"
+      "config",
   };
   for (const auto& q : hostile) {
     auto m = store_->SearchMemoryText({}, q, 10);

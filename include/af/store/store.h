@@ -207,10 +207,11 @@ class Store {
   // ignored). InvalidArgument names the bad field; AlreadyExists when the id
   // is taken.
   virtual Result<Memory> AddMemory(Memory memory) = 0;
-  // Non-archived memories of the namespaces (the first namespace's matches
-  // first: session -> project -> global fallback), every word of `query`
-  // matched as a case-insensitive substring, by importance then recency;
-  // empty query = all. Marks the returned ones accessed.
+  // Memories of the namespaces that are neither archived nor superseded (the
+  // first namespace's matches first: session -> project -> global fallback),
+  // every word of `query` matched as a case-insensitive substring, by
+  // importance then recency; empty query = all. Marks the returned ones
+  // accessed.
   virtual Result<std::vector<Memory>> FindMemories(const std::vector<std::string>& namespaces,
                                                    const std::string& query, int limit) = 0;
   // One memory, archived or not. NotFound names the id.
@@ -258,10 +259,11 @@ class Store {
   // In one transaction: deletes the document of (ns, source) with its chunks
   // if any, then inserts `doc` and `chunks` (labels assigned, returned in
   // order). `removed` (may be null) receives the labels of the chunks that
-  // went, for the vector index. The store sets the document's id (when
-  // empty), chunk_count and times, and each chunk's document_id, ns, source
-  // and ordinal (its position in `chunks`). An empty source is
-  // InvalidArgument; nothing is written on any error.
+  // went, for the vector index. The store sets the document's id when empty
+  // (the replaced document's, else a new one), created_ms when 0 (likewise),
+  // updated_ms and chunk_count, and each chunk's document_id, ns, source and
+  // ordinal (its position in `chunks`). An empty source is InvalidArgument;
+  // nothing is written on any error.
   virtual Result<std::vector<int64_t>> ReplaceDocument(KbDocument doc, std::vector<KbChunk> chunks,
                                                        std::vector<int64_t>* removed) = 0;
   // Deletes a document and its chunks; returns the removed chunk labels.
