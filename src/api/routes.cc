@@ -528,7 +528,9 @@ Result<json> AddKnowledge(const ApiBackend& b, const HttpRequest& r) {
 
 Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(std::string query, SearchText(r));
-  AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, NeedKb(b));
+  std::vector<std::string> types, tags;
+  if (std::string type = r.Query("type"); !type.empty()) types = {type};
+  if (std::string tag = r.Query("tag"); !tag.empty()) tags = {tag};
   json out = json::array();
   if (!query.empty()) {
     SearchQuery q;
@@ -537,8 +539,9 @@ Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
     AF_ASSIGN_OR_RETURN(q.similarity_threshold,
                         DoubleParam(r, "similarity_threshold", 0.0, 0.0, 1.0));
     q.namespaces = Namespaces(r);
-    if (std::string type = r.Query("type"); !type.empty()) q.types = {type};
-    if (std::string tag = r.Query("tag"); !tag.empty()) q.tags = {tag};
+    q.types = types;
+    q.tags = tags;
+    AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, NeedKb(b));
     AF_ASSIGN_OR_RETURN(auto results, kb->Recall(q));
     for (const auto& hit : results) {
       if (!hit.memory) continue;
@@ -552,8 +555,11 @@ Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(f.limit, IntParam(r, "limit", 50, 1, 1000));
   AF_ASSIGN_OR_RETURN(f.offset, IntParam(r, "offset", 0, 0, 1000000));
   f.namespaces = Namespaces(r);
-  if (std::string type = r.Query("type"); !type.empty()) f.types = {type};
-  if (std::string tag = r.Query("tag"); !tag.empty()) f.tags = {tag};
+  f.types = types;
+  f.tags = tags;
+  // A listing reads rows only, but says so when the knowledge base is down
+  // like every other memory route.
+  AF_RETURN_IF_ERROR(NeedKb(b).status());
   AF_ASSIGN_OR_RETURN(auto found, b.store->ListMemories(f));
   for (const auto& m : found) out.push_back(MemoryJson(m));
   return json{{"memories", out}};
