@@ -247,17 +247,27 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
   auto tasks = deps_.store->ListTasks(feature_id);
   if (!f.ok() || !tasks.ok()) return;
   FeatureRequest req = RequestOf(*f);
-  auto store = [&](const std::string& type, const std::string& content, int importance) {
+  if (!deps_.kb) return;
+  // Stable ids: learning again from the same feature (a stop just after it
+  // ended, then a resume) stores nothing twice.
+  auto store = [&](const std::string& type, const std::string& content, int importance,
+                   const json& source, std::vector<std::string> tags = {}) {
     Memory m;
+    m.id = StableId("mem", f->id + "\n" + type + "\n" + content);
     m.ns = "project:" + f->project;
     m.type = type;
-    m.content = content;
+    m.content = content.substr(0, 4000);
     m.importance = importance;
-    m.source = {{"feature", f->id}};
-    auto stored = deps_.store->AddMemory(m);
+    m.tags = std::move(tags);
+    m.source = source;
+    auto stored = deps_.kb->Remember(m);
     if (stored.ok())
       Emit("memory.stored", f->id, "", "coordinator-1", {{"id", stored->id}, {"type", type}});
+    else
+      log::Get("memory")->warn("feature {}: could not store a memory: {}", f->id,
+                               stored.status().ToString());
   };
+  const json feature_source = {{"feature", f->id}};
   const auto ended = ParseFeatureState(f->status);
   if (ended == FeatureState::kCompleted) {
     std::string gates;
@@ -265,16 +275,48 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
     store("success",
           "Feature '" + f->title + "' (" + req.tech_stack + ") completed with " +
               std::to_string(tasks->size()) + " task(s); gates that passed:" + gates,
-          6);
+          6, feature_source, {"outcome"});
   } else if (ended == FeatureState::kFailed) {
-    store("failure", "Feature '" + f->title + "' (" + req.tech_stack + ") failed: " + f->reason, 7);
+    store("failure", "Feature '" + f->title + "' (" + req.tech_stack + ") failed: " + f->reason, 7,
+          feature_source, {"outcome"});
   }
+  // The decisions: how the work was split and which files each part owns.
+  std::string plan;
+  for (const auto& t : *tasks) {
+    if (FixKindOf(t)) continue;
+    plan += "- " + t.title;
+    if (!t.files.empty()) {
+      plan += " (files:";
+      for (const auto& file : t.files) plan += " " + file;
+      plan += ")";
+    }
+    plan += "\n";
+  }
+  if (!plan.empty() && ended == FeatureState::kCompleted)
+    store("architecture_decision", "Feature '" + f->title + "' was built as these tasks:\n" + plan,
+          5, feature_source, {"plan"});
+  // The fixes of failed gates, with the commit that made them.
   for (const auto& t : *tasks) {
     if (StateOf(t) == TaskState::kCompleted && FixKindOf(t)) {
       store("bug_fix",
-            t.description.substr(0, 600) + "\nFixed by: " + Field(t.result, "summary", ""), 7);
+            t.description.substr(0, 1200) + "\nFixed by: " + Field(t.result, "summary", ""), 7,
+            {{"feature", f->id}, {"task", t.id}, {"commit", Field(t.result, "commit", "")}},
+            {"fix"});
     }
   }
+  // What reviewers asked to change.
+  Status read = ForEachEvent(*deps_.store, f->id, [&](const Event& e) {
+    if (e.type != "review.verdict" || e.data.value("verdict", "") != "request_changes") return;
+    std::string comments;
+    for (const auto& c : e.data.value("comments", json::array()))
+      if (c.is_string()) comments += "- " + c.get<std::string>() + "\n";
+    if (!comments.empty())
+      store("insight", "A review of '" + f->title + "' asked for changes:\n" + comments, 6,
+            feature_source, {"review"});
+  });
+  if (!read.ok())
+    log::Get("memory")->warn("feature {}: could not read its review events: {}", f->id,
+                             read.ToString());
 }
 
 void Pipeline::Impl::StartDriver(const Feature& f, bool resumed) {

@@ -6,8 +6,9 @@
 
 #include "af/core/config.h"
 #include "af/core/embedded.h"
+#include "af/core/log.h"
 #include "af/core/strings.h"
-#include "af/store/store.h"
+#include "af/memory/knowledge.h"
 #include "af/workspace/workspace.h"
 
 namespace af {
@@ -97,8 +98,9 @@ std::vector<Skill> BuiltinSkills() {
   return out;
 }
 
-Optimizer::Optimizer(ContextBudget budget, std::vector<Skill> skills, Store* store)
-    : budget_(budget), skills_(std::move(skills)), store_(store) {}
+Optimizer::Optimizer(ContextBudget budget, std::vector<Skill> skills, KnowledgeBase* kb,
+                     int max_results)
+    : budget_(budget), skills_(std::move(skills)), kb_(kb), max_results_(max_results) {}
 
 std::vector<const Skill*> Optimizer::SkillsFor(const json& request) const {
   std::string hay = " " +
@@ -119,7 +121,8 @@ std::vector<const Skill*> Optimizer::SkillsFor(const json& request) const {
   return out;
 }
 
-std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree) const {
+std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
+                                    Retrieved* retrieved) const {
   // Characters available for the first message: preserve_at of the window,
   // less room for the system prompt, tools and the conversation to come.
   const size_t budget_chars =
@@ -150,12 +153,41 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree) c
   for (const Skill* s : SkillsFor(r)) skills += s->text + "\n";
   if (!skills.empty()) out += "# Skills\n" + Cap(skills, budget_chars / 6) + "\n";
 
-  if (store_) {
-    auto memories = store_->FindMemories({"project:" + in.project, "global"}, "", 5);
-    if (memories.ok() && !memories->empty()) {
-      out += "# What was learned before (memory)\n";
-      for (const auto& m : *memories) out += "- [" + m.type + "] " + Cap(m.content, 600) + "\n";
-      out += "\n";
+  if (kb_) {
+    // What the task is about, as the search query: the task when there is
+    // one, else the feature.
+    SearchQuery q;
+    q.text = in.task_title.empty()
+                 ? r.value("title", "") + "\n" + r.value("description", "")
+                 : in.task_title + "\n" + in.task_description + "\n" + r.value("title", "");
+    q.text = q.text.substr(0, 2000);
+    q.namespaces = {"project:" + in.project, "global"};
+    q.max_results = max_results_;
+    auto logger = log::Get("optimizer");
+    if (!Trim(q.text).empty()) {
+      auto memories = kb_->Recall(q);
+      if (!memories.ok()) logger->warn("memory search failed: {}", memories.status().ToString());
+      if (memories.ok() && !memories->empty()) {
+        std::string part;
+        for (const auto& m : *memories) {
+          part += "- [" + m.memory->type + ", importance " + std::to_string(m.memory->importance) +
+                  "] " + Cap(m.content, 600) + "\n";
+          if (retrieved) retrieved->memories.push_back(m.id);
+        }
+        out += "# What was learned before (memory)\n" + Cap(part, budget_chars / 10) + "\n";
+      }
+      auto chunks = kb_->Search(q);
+      if (!chunks.ok()) logger->warn("knowledge search failed: {}", chunks.status().ToString());
+      if (chunks.ok() && !chunks->empty()) {
+        std::string part;
+        for (const auto& c : *chunks) {
+          part += "## " + c.source + " (lines " + std::to_string(c.line_start) + "-" +
+                  std::to_string(c.line_end) + ")\n```\n" + Cap(c.content, 1500) + "\n```\n";
+          if (retrieved) retrieved->knowledge.push_back(c.source + "#" + std::to_string(c.chunk));
+        }
+        out += "# Relevant knowledge (project code and documents)\n" + Cap(part, budget_chars / 8) +
+               "\n";
+      }
     }
   }
 

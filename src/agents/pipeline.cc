@@ -93,7 +93,7 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id, Instance* inst) {
 ToolContext Pipeline::Impl::ToolsFor(const Feature& f, FeatureTree* tree) {
   ToolContext tools;
   tools.tree = tree;
-  tools.store = deps_.store;
+  tools.kb = deps_.kb;
   tools.project = f.project;
   tools.feature_id = f.id;
   tools.cancelled = Ended(f.id);

@@ -31,9 +31,11 @@
 #include "af/bus/bus.h"
 #include "af/core/config.h"
 #include "af/core/fault.h"
+#include "af/core/ids.h"
 #include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/llm/llm_client.h"
+#include "af/memory/knowledge.h"
 #include "af/store/store.h"
 #include "af/workspace/sandbox.h"
 #include "af/workspace/workspace.h"
@@ -67,7 +69,7 @@ class Pipeline::Impl {
         sandbox_(std::move(sandbox)),
         optimizer_(ContextBudget{cfg_.context.window_tokens, cfg_.context.preserve_at,
                                  cfg_.context.critical_at},
-                   std::move(skills), deps.store) {}
+                   std::move(skills), deps.kb, cfg_.memory.max_results) {}
 
   Status StartAgents();
   void Stop();
@@ -85,6 +87,13 @@ class Pipeline::Impl {
   void Beat(Instance* inst, bool emit_event);
   Status HandleJob(Instance* inst, const Delivery& job);
   Result<json> DoPlan(Instance* inst, const Feature& f, FeatureTree* tree);
+  // The agent's first message (Optimizer::BuildContext), with a
+  // `context.retrieved` event naming the memories and knowledge it holds.
+  std::string ContextFor(const ContextInput& in, FeatureTree* tree, const Feature& f,
+                         const Instance* inst, const std::string& task_id);
+  // Brings the project's code into the knowledge base (namespace
+  // project:NAME; unchanged files cost a hash): done when a feature starts.
+  void IngestProject(const Feature& f);
   Result<json> DoCode(Instance* inst, const Feature& f, const std::string& task_id,
                       FeatureTree* tree);
   Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);

@@ -4,9 +4,33 @@ namespace af {
 
 using json = nlohmann::json;
 
+std::string Pipeline::Impl::ContextFor(const ContextInput& in, FeatureTree* tree, const Feature& f,
+                                       const Instance* inst, const std::string& task_id) {
+  Retrieved retrieved;
+  std::string context = optimizer_.BuildContext(in, tree, &retrieved);
+  if (!retrieved.empty())
+    Emit("context.retrieved", f.id, task_id, inst->id,
+         {{"role", in.role}, {"memories", retrieved.memories}, {"knowledge", retrieved.knowledge}});
+  return context;
+}
+
+void Pipeline::Impl::IngestProject(const Feature& f) {
+  if (!deps_.kb) return;
+  const auto root = std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project;
+  auto report = deps_.kb->IngestDirectory(root, "project:" + f.project, {{"feature", f.id}});
+  if (!report.ok()) {
+    log::Get("memory")->warn("feature {}: could not ingest project {}: {}", f.id, f.project,
+                             report.status().ToString());
+    return;
+  }
+  if (report->added + report->changed + report->removed > 0)
+    Emit("knowledge.ingested", f.id, "", "coordinator-1", report->ToJson());
+}
+
 Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTree* tree) {
   AF_ASSIGN_OR_RETURN(auto existing, deps_.store->ListTasks(f.id));
   if (!existing.empty()) return json{{"tasks", existing.size()}, {"resumed", true}};
+  IngestProject(f);
   ContextInput in;
   in.role = "planner";
   in.request = f.request;
@@ -17,7 +41,7 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
                     "",
                     cfg_.ModelFor("planner"),
                     SystemPrompt("planner"),
-                    optimizer_.BuildContext(in, tree)};
+                    ContextFor(in, tree, f, inst, "")};
   AF_ASSIGN_OR_RETURN(ConversationEnd end,
                       RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
   // The agent loop accepts only the planner's own terminal tool, which checks
@@ -72,7 +96,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   // recorded model answers are replayed instead of paid for again.
   std::string context = Field(task.result, "context", "");
   if (state != TaskState::kInProgress || context.empty())
-    context = optimizer_.BuildContext(in, tree);
+    context = ContextFor(in, tree, f, inst, task_id);
   TaskUpdate start;
   start.assigned_agent = inst->id;
   start.add_attempts = 1;
@@ -227,7 +251,7 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
                     "",
                     cfg_.ModelFor("reviewer"),
                     SystemPrompt("reviewer"),
-                    optimizer_.BuildContext(in, tree)};
+                    ContextFor(in, tree, f, inst, "")};
   AF_ASSIGN_OR_RETURN(ConversationEnd end,
                       RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
   json verdict = {{"verdict", end.args["verdict"]},

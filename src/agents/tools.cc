@@ -6,7 +6,7 @@
 #include "af/core/config.h"
 #include "af/core/dag.h"
 #include "af/core/ids.h"
-#include "af/store/store.h"
+#include "af/memory/knowledge.h"
 #include "af/workspace/sandbox.h"
 #include "af/workspace/workspace.h"
 
@@ -102,20 +102,29 @@ ToolOutcome RunSubmitReview(const ToolCall& call, const ToolContext&) {
   return {"review recorded", false, true};
 }
 
+constexpr char kNoMemory[] =
+    "memory is not available: the knowledge base could not be opened (see `agent-factory "
+    "health`); carry on without it";
+
 ToolOutcome RunRecall(const ToolCall& call, const ToolContext& ctx) {
   ToolOutcome err;
   std::string query;
   if (!GetString(call, "query", &query, &err)) return err;
-  if (!ctx.store) return Error("memory is not available");
-  int limit = 5;
-  if (!GetInt(call, "limit", 5, 1, 20, &limit, &err)) return err;
-  auto found = ctx.store->FindMemories({"project:" + ctx.project, "global"}, query, limit);
+  if (!ctx.kb) return Error(kNoMemory);
+  SearchQuery q;
+  q.text = query;
+  q.namespaces = {"project:" + ctx.project, "global"};
+  if (!GetInt(call, "limit", 5, 1, 20, &q.max_results, &err)) return err;
+  auto found = ctx.kb->Recall(q);
   if (!found.ok()) return FromStatus(found.status());
   if (found->empty()) return Ok("no memories match '" + query + "'");
   std::string out;
-  for (const auto& m : *found)
-    out +=
-        "- [" + m.type + ", importance " + std::to_string(m.importance) + "] " + m.content + "\n";
+  for (const auto& r : *found) {
+    char score[16];
+    std::snprintf(score, sizeof score, "%.2f", r.score);
+    out += "- [" + r.memory->type + ", importance " + std::to_string(r.memory->importance) +
+           ", score " + score + ", " + r.id + "] " + r.content + "\n";
+  }
   return Ok(out);
 }
 
@@ -124,7 +133,7 @@ ToolOutcome RunRemember(const ToolCall& call, const ToolContext& ctx) {
   std::string content, type = "insight";
   if (!GetString(call, "content", &content, &err)) return err;
   if (!GetString(call, "type", &type, &err, false)) return err;
-  if (!ctx.store) return Error("memory is not available");
+  if (!ctx.kb) return Error(kNoMemory);
   Memory m;
   m.ns = "project:" + ctx.project;
   m.content = content;
@@ -137,9 +146,8 @@ ToolOutcome RunRemember(const ToolCall& call, const ToolContext& ctx) {
   // Remembering the same thing again in the same task (a step resumed after
   // a crash redoes its calls) stores nothing new and answers the same.
   m.id = StableId("mem", ctx.feature_id + "\n" + ctx.task_id + "\n" + m.type + "\n" + content);
-  auto stored = ctx.store->AddMemory(m);
-  if (!stored.ok() && stored.status().code() != Code::kAlreadyExists)
-    return FromStatus(stored.status());
+  auto stored = ctx.kb->Remember(m);  // idempotent by id
+  if (!stored.ok()) return FromStatus(stored.status());
   return Ok("remembered as " + m.id);
 }
 

@@ -122,6 +122,96 @@ CREATE TABLE memories (
 );
 CREATE INDEX memories_by_namespace ON memories(namespace, created_ms);
 )sql"},
+      {5, "knowledge", R"sql(
+-- One row: the knowledge generation (raised by every write that adds or
+-- removes a chunk or memory label, so a vector index can tell it is behind)
+-- and the next memory label (a counter, so a label is never handed out twice).
+CREATE TABLE kb_meta (
+  id                INTEGER PRIMARY KEY CHECK (id = 1),
+  generation        INTEGER NOT NULL,
+  next_memory_label INTEGER NOT NULL
+);
+ALTER TABLE memories ADD COLUMN superseded_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE memories ADD COLUMN vector_label INTEGER;
+-- Existing memories get distinct labels: their rowids.
+UPDATE memories SET vector_label = rowid;
+CREATE UNIQUE INDEX memories_by_label ON memories(vector_label);
+INSERT INTO kb_meta (id, generation, next_memory_label)
+  SELECT 1, 1, COALESCE(MAX(vector_label), 0) + 1 FROM memories;
+CREATE TABLE memory_links (
+  from_id    TEXT NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+  to_id      TEXT NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+  type       TEXT NOT NULL,
+  strength   REAL NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  PRIMARY KEY (from_id, to_id, type)
+);
+CREATE INDEX memory_links_by_to ON memory_links(to_id);
+CREATE TABLE kb_documents (
+  id           TEXT PRIMARY KEY,
+  namespace    TEXT NOT NULL,
+  source       TEXT NOT NULL,
+  content_hash TEXT NOT NULL,
+  provenance   TEXT NOT NULL,
+  chunk_count  INTEGER NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  updated_ms   INTEGER NOT NULL,
+  UNIQUE (namespace, source)
+);
+-- AUTOINCREMENT: a label is never reused, even after the newest chunks go,
+-- because the vector index keys its vectors by label.
+CREATE TABLE kb_chunks (
+  label       INTEGER PRIMARY KEY AUTOINCREMENT,
+  document_id TEXT NOT NULL REFERENCES kb_documents(id) ON DELETE CASCADE,
+  ordinal     INTEGER NOT NULL,
+  heading     TEXT NOT NULL,
+  line_start  INTEGER NOT NULL,
+  line_end    INTEGER NOT NULL,
+  content     TEXT NOT NULL
+);
+CREATE INDEX kb_chunks_by_document ON kb_chunks(document_id, ordinal);
+-- Full-text indexes over the rows above (external content: the text is stored
+-- once). The triggers keep them in step inside every writing transaction.
+-- '_' stays a separator so that parse_config matches a search for config.
+CREATE VIRTUAL TABLE kb_chunks_fts USING fts5(
+  content, heading, content = 'kb_chunks', content_rowid = 'label',
+  tokenize = 'unicode61 remove_diacritics 2');
+CREATE TRIGGER kb_chunks_fts_insert AFTER INSERT ON kb_chunks BEGIN
+  INSERT INTO kb_chunks_fts (rowid, content, heading)
+    VALUES (new.label, new.content, new.heading);
+END;
+CREATE TRIGGER kb_chunks_fts_delete AFTER DELETE ON kb_chunks BEGIN
+  INSERT INTO kb_chunks_fts (kb_chunks_fts, rowid, content, heading)
+    VALUES ('delete', old.label, old.content, old.heading);
+END;
+CREATE TRIGGER kb_chunks_fts_update AFTER UPDATE OF label, content, heading ON kb_chunks BEGIN
+  INSERT INTO kb_chunks_fts (kb_chunks_fts, rowid, content, heading)
+    VALUES ('delete', old.label, old.content, old.heading);
+  INSERT INTO kb_chunks_fts (rowid, content, heading)
+    VALUES (new.label, new.content, new.heading);
+END;
+CREATE VIRTUAL TABLE memories_fts USING fts5(
+  content, summary, tags, content = 'memories', content_rowid = 'vector_label',
+  tokenize = 'unicode61 remove_diacritics 2');
+CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+  INSERT INTO memories_fts (rowid, content, summary, tags)
+    VALUES (new.vector_label, new.content, new.summary, new.tags);
+END;
+CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+  INSERT INTO memories_fts (memories_fts, rowid, content, summary, tags)
+    VALUES ('delete', old.vector_label, old.content, old.summary, old.tags);
+END;
+-- Only the indexed columns: marking memories accessed does not touch the index.
+CREATE TRIGGER memories_fts_update
+  AFTER UPDATE OF vector_label, content, summary, tags ON memories BEGIN
+  INSERT INTO memories_fts (memories_fts, rowid, content, summary, tags)
+    VALUES ('delete', old.vector_label, old.content, old.summary, old.tags);
+  INSERT INTO memories_fts (rowid, content, summary, tags)
+    VALUES (new.vector_label, new.content, new.summary, new.tags);
+END;
+INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
+)sql"},
   };
   return kMigrations;
 }

@@ -66,7 +66,10 @@ Status CheckEventData(const json& data) {
   "latency_ms, status, error, request_hash, response, created_ms"
 #define AF_MEMORY_COLS                                                                        \
   "id, namespace, content, summary, type, importance, tags, source, created_ms, updated_ms, " \
-  "accessed_ms, access_count, archived"
+  "accessed_ms, access_count, archived, superseded_by, vector_label"
+#define AF_LINK_COLS "from_id, to_id, type, strength, created_ms, updated_ms"
+#define AF_DOC_COLS \
+  "id, namespace, source, content_hash, provenance, chunk_count, created_ms, updated_ms"
 #define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
 
 class SqliteStore;
@@ -219,7 +222,33 @@ Memory ReadMemory(const Stmt& s) {
   m.accessed_ms = s.Int(10);
   m.access_count = s.Int(11);
   m.archived = s.Int(12) != 0;
+  m.superseded_by = s.Text(13);
+  m.vector_label = s.Int(14);
   return m;
+}
+
+MemoryLink ReadLink(const Stmt& s) {
+  MemoryLink l;
+  l.from_id = s.Text(0);
+  l.to_id = s.Text(1);
+  l.type = s.Text(2);
+  l.strength = s.Real(3);
+  l.created_ms = s.Int(4);
+  l.updated_ms = s.Int(5);
+  return l;
+}
+
+KbDocument ReadDocument(const Stmt& s) {
+  KbDocument d;
+  d.id = s.Text(0);
+  d.ns = s.Text(1);
+  d.source = s.Text(2);
+  d.content_hash = s.Text(3);
+  d.provenance = s.Json(4);
+  d.chunk_count = s.Int(5);
+  d.created_ms = s.Int(6);
+  d.updated_ms = s.Int(7);
+  return d;
 }
 
 LlmCall ReadLlmCall(const Stmt& s) {
@@ -332,6 +361,34 @@ class SqliteStore final : public Store {
   Result<Memory> AddMemory(Memory memory) override;
   Result<std::vector<Memory>> FindMemories(const std::vector<std::string>& namespaces,
                                            const std::string& query, int limit) override;
+  Result<Memory> GetMemory(const std::string& id) override;
+  Result<std::vector<Memory>> MemoriesByLabel(const std::vector<int64_t>& labels) override;
+  Result<std::vector<Memory>> ListMemories(const MemoryFilter& filter) override;
+  Result<Memory> UpdateMemory(const Memory& memory) override;
+  Status DeleteMemory(const std::string& id) override;
+  Status TouchMemories(const std::vector<std::string>& ids) override;
+  Result<std::vector<TextHit>> SearchMemoryText(const std::vector<std::string>& namespaces,
+                                                const std::string& query, int limit) override;
+  Status UpsertMemoryLink(const MemoryLink& link) override;
+  Result<std::vector<MemoryLink>> MemoryLinks(const std::string& memory_id) override;
+  Result<std::vector<MemoryLink>> AllMemoryLinks() override;
+  Status DeleteMemoryLink(const std::string& from_id, const std::string& to_id,
+                          const std::string& type) override;
+
+  Result<KbDocument> FindDocument(const std::string& ns, const std::string& source) override;
+  Result<std::vector<KbDocument>> ListDocuments(const std::string& ns) override;
+  Result<std::vector<int64_t>> ReplaceDocument(KbDocument doc, std::vector<KbChunk> chunks,
+                                               std::vector<int64_t>* removed) override;
+  Result<std::vector<int64_t>> DeleteDocument(const std::string& document_id) override;
+  Result<std::vector<TextHit>> SearchChunkText(const std::vector<std::string>& namespaces,
+                                               const std::string& query, int limit) override;
+  Result<std::vector<KbChunk>> ChunksByLabel(const std::vector<int64_t>& labels) override;
+  Result<std::vector<LabelledText>> ChunkTexts(int64_t after_label, int limit) override;
+  Result<std::vector<LabelledText>> MemoryTexts(int64_t after_label, int limit) override;
+  Result<std::vector<int64_t>> ChunkLabels() override;
+  Result<std::vector<int64_t>> MemoryLabels() override;
+  Result<KbCounts> CountKnowledge() override;
+  Result<int64_t> KnowledgeGeneration() override;
 
   Status Check() override;
   std::string Describe() const override { return "sqlite:" + path_; }
@@ -389,6 +446,14 @@ class SqliteStore final : public Store {
   Result<Feature> GetFeatureLocked(const std::string& id);
   Result<Task> GetTaskLocked(const std::string& id);
   Result<int64_t> AppendEventLocked(Event event);
+  Result<Memory> GetMemoryLocked(const std::string& id);
+  Result<int64_t> NextMemoryLabelLocked();
+  Status BumpGenerationLocked();
+  Result<std::vector<int64_t>> DeleteDocumentLocked(const std::string& document_id);
+  Result<std::vector<int64_t>> LabelsLocked(const std::string& sql, std::string_view doing);
+  Result<std::vector<TextHit>> HitsLocked(const std::string& sql,
+                                          const std::vector<std::string>& namespaces,
+                                          const std::string& match, int limit);
 
   std::mutex mu_;  // guards db_ and cache_: held for the whole of every public call
   const std::string path_;
@@ -1053,8 +1118,11 @@ Result<std::vector<AgentRecord>> SqliteStore::ListAgents() {
 
 // --- Memories ---------------------------------------------------------------
 
-Result<Memory> SqliteStore::AddMemory(Memory m) {
-  if (m.content.empty()) return InvalidArgument("memory content is empty");
+// The one validation of a memory's fields, for AddMemory and UpdateMemory.
+Status CheckMemory(const Memory& m) {
+  if (m.content.empty()) {
+    return InvalidArgument("memory content is empty", "say what was learned in content");
+  }
   if (std::find(kMemoryTypes.begin(), kMemoryTypes.end(), m.type) == kMemoryTypes.end()) {
     return InvalidArgument("unknown memory type '" + m.type + "'",
                            "use one of architecture_decision, code_pattern, bug_fix, "
@@ -1062,21 +1130,682 @@ Result<Memory> SqliteStore::AddMemory(Memory m) {
                            "feature_spec, failure, success");
   }
   if (m.importance < 1 || m.importance > 10) {
-    return InvalidArgument("memory importance " + std::to_string(m.importance) +
-                           " is out of range (1..10)");
+    return InvalidArgument(
+        "memory importance " + std::to_string(m.importance) + " is out of range (1..10)",
+        "use 1 (trivia) to 10 (critical)");
   }
+  return Status::Ok();
+}
+
+// What the vector index embeds for a memory (see Store::MemoryTexts).
+std::string MemoryEmbedText(const std::string& summary, const std::string& content,
+                            const std::vector<std::string>& tags) {
+  std::string text = summary.empty() ? content : summary + "\n" + content;
+  if (!tags.empty()) {
+    text += "\n";
+    for (size_t i = 0; i < tags.size(); ++i) text += (i ? " " : "") + tags[i];
+  }
+  return text;
+}
+
+// What the vector index embeds for a chunk (see Store::ChunkTexts).
+std::string ChunkEmbedText(const std::string& heading, const std::string& content) {
+  return heading.empty() ? content : heading + "\n" + content;
+}
+
+// Free text -> an FTS5 expression that cannot be anything but a search for
+// its words: runs of ASCII letters/digits and of non-ASCII characters
+// (lower-cased, de-duplicated, at most kMaxQueryWords), each quoted as an FTS5
+// string and OR-ed. Operators, quotes, parentheses, '*', '-', ':' and bytes
+// that are not UTF-8 all separate words. "" when there is no word.
+constexpr size_t kMaxQueryWords = 64;
+constexpr size_t kMaxWordBytes = 128;
+
+std::string MatchExpression(std::string_view query) {
+  std::vector<std::string> words;
+  std::set<std::string> seen;
+  std::string word;
+  auto flush = [&] {
+    if (!word.empty() && word.size() <= kMaxWordBytes && words.size() < kMaxQueryWords &&
+        seen.insert(word).second) {
+      words.push_back(word);
+    }
+    word.clear();
+  };
+  auto cont = [&](size_t i) {
+    return i < query.size() && (static_cast<unsigned char>(query[i]) & 0xC0) == 0x80;
+  };
+  for (size_t i = 0; i < query.size();) {
+    unsigned char c = static_cast<unsigned char>(query[i]);
+    if (c < 0x80) {
+      if (std::isalnum(c)) {
+        word += static_cast<char>(std::tolower(c));
+      } else {
+        flush();
+      }
+      ++i;
+      continue;
+    }
+    // A well-formed UTF-8 sequence (no overlongs, surrogates or > U+10FFFF).
+    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
+                 : c >= 0xE0 && c <= 0xEF ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4
+                                          : 0;
+    bool ok = len > 0;
+    for (size_t k = 1; ok && k < len; ++k) ok = cont(i + k);
+    if (ok && len >= 3) {
+      unsigned char c1 = static_cast<unsigned char>(query[i + 1]);
+      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0) || (c == 0xF0 && c1 < 0x90) ||
+          (c == 0xF4 && c1 >= 0x90)) {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      flush();
+      ++i;
+      continue;
+    }
+    // Common punctuation, spaces and symbols outside ASCII separate words
+    // too: U+00A0..U+00BF, U+2000..U+206F, U+3000..U+303F, U+FE00..U+FE0F,
+    // U+FEFF and everything from U+1F000 (emoji).
+    uint32_t cp = len == 2 ? ((c & 0x1Fu) << 6) | (query[i + 1] & 0x3Fu)
+                  : len == 3
+                      ? ((c & 0x0Fu) << 12) | ((query[i + 1] & 0x3Fu) << 6) | (query[i + 2] & 0x3Fu)
+                      : ((c & 0x07u) << 18) | ((query[i + 1] & 0x3Fu) << 12) |
+                            ((query[i + 2] & 0x3Fu) << 6) | (query[i + 3] & 0x3Fu);
+    bool separator = (cp >= 0xA0 && cp <= 0xBF) || (cp >= 0x2000 && cp <= 0x206F) ||
+                     (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFE00 && cp <= 0xFE0F) ||
+                     cp == 0xFEFF || cp >= 0x1F000;
+    if (separator) {
+      flush();
+    } else {
+      word.append(query.substr(i, len));
+    }
+    i += len;
+  }
+  flush();
+  std::string expr;
+  for (const auto& w : words) {
+    if (!expr.empty()) expr += " OR ";
+    expr += "\"" + w + "\"";  // no '"' can be inside: quotes separate words
+  }
+  return expr;
+}
+
+// "" among the namespaces, or none at all, means every namespace.
+bool AllNamespaces(const std::vector<std::string>& namespaces) {
+  return namespaces.empty() ||
+         std::find(namespaces.begin(), namespaces.end(), "") != namespaces.end();
+}
+
+std::string Placeholders(size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += i ? ", ?" : "?";
+  return out;
+}
+
+Status CheckPage(int limit, std::string_view what) {
+  if (limit >= 1 && limit <= 10000) return Status::Ok();
+  return InvalidArgument(
+      std::string(what) + " needs 1 <= limit <= 10000 (got " + std::to_string(limit) + ")",
+      "page with after_label = the last label you received");
+}
+
+Result<int64_t> SqliteStore::NextMemoryLabelLocked() {
+  int64_t label = 0;
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT next_memory_label FROM kb_meta WHERE id = 1"));
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("assigning a memory label"));
+    if (!row) return Internal("kb_meta has no row", "the database was edited by hand; restore it");
+    label = s.Int(0);
+  }
+  AF_ASSIGN_OR_RETURN(Stmt u, Prepare("UPDATE kb_meta SET next_memory_label = ? WHERE id = 1"));
+  u.Bind(label + 1);
+  AF_RETURN_IF_ERROR(u.Run("assigning a memory label"));
+  return label;
+}
+
+Status SqliteStore::BumpGenerationLocked() {
+  AF_ASSIGN_OR_RETURN(Stmt s,
+                      Prepare("UPDATE kb_meta SET generation = generation + 1 WHERE id = 1"));
+  return s.Run("raising the knowledge generation");
+}
+
+Result<Memory> SqliteStore::AddMemory(Memory m) {
+  AF_RETURN_IF_ERROR(CheckMemory(m));
   if (m.ns.empty()) m.ns = "global";
   if (m.id.empty()) m.id = NewId("mem");
   std::lock_guard<std::mutex> lock(mu_);
   if (m.created_ms == 0) m.created_ms = Now();
   m.updated_ms = m.created_ms;
-  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO memories (" AF_MEMORY_COLS
-                                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-  s.Bind(m.id).Bind(m.ns).Bind(m.content).Bind(m.summary).Bind(m.type).Bind(m.importance);
-  s.BindJson(json(m.tags)).BindJson(m.source).Bind(m.created_ms).Bind(m.updated_ms);
-  s.Bind(m.accessed_ms).Bind(m.access_count).Bind(m.archived);
-  AF_RETURN_IF_ERROR(s.Run("storing memory " + m.id));
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT 1 FROM memories WHERE id = ?"));
+    s.Bind(m.id);
+    AF_ASSIGN_OR_RETURN(bool taken, s.Step("storing memory " + m.id));
+    if (taken) {
+      return AlreadyExists("memory " + m.id + " already exists",
+                           "use UpdateMemory to change it, or leave the id empty to get a new one");
+    }
+  }
+  AF_ASSIGN_OR_RETURN(m.vector_label, NextMemoryLabelLocked());
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO memories (" AF_MEMORY_COLS
+                                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    s.Bind(m.id).Bind(m.ns).Bind(m.content).Bind(m.summary).Bind(m.type).Bind(m.importance);
+    s.BindJson(json(m.tags)).BindJson(m.source).Bind(m.created_ms).Bind(m.updated_ms);
+    s.Bind(m.accessed_ms).Bind(m.access_count).Bind(m.archived).Bind(m.superseded_by);
+    s.Bind(m.vector_label);
+    AF_RETURN_IF_ERROR(s.Run("storing memory " + m.id));
+  }
+  AF_RETURN_IF_ERROR(BumpGenerationLocked());
+  AF_RETURN_IF_ERROR(txn.Commit());
   return m;
+}
+
+Result<Memory> SqliteStore::GetMemoryLocked(const std::string& id) {
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_MEMORY_COLS " FROM memories WHERE id = ?"));
+  s.Bind(id);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("reading memory " + id));
+  if (!row) {
+    return NotFound("memory " + id + " not found",
+                    "it may have been deleted; list memories with 'agent-factory memory list'");
+  }
+  return ReadMemory(s);
+}
+
+Result<Memory> SqliteStore::GetMemory(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return GetMemoryLocked(id);
+}
+
+Result<std::vector<Memory>> SqliteStore::MemoriesByLabel(const std::vector<int64_t>& labels) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Memory> out;
+  out.reserve(labels.size());
+  for (int64_t label : labels) {
+    AF_ASSIGN_OR_RETURN(Stmt s,
+                        Prepare("SELECT " AF_MEMORY_COLS " FROM memories WHERE vector_label = ?"));
+    s.Bind(label);
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading memories by label"));
+    if (row) out.push_back(ReadMemory(s));
+  }
+  return out;
+}
+
+Result<std::vector<Memory>> SqliteStore::ListMemories(const MemoryFilter& f) {
+  if (f.limit < 1 || f.limit > 10000 || f.offset < 0) {
+    return InvalidArgument("memory listing needs 1 <= limit <= 10000 and offset >= 0",
+                           "page with offset = the number of memories already read");
+  }
+  std::string sql = "SELECT " AF_MEMORY_COLS " FROM memories WHERE 1 = 1";
+  bool by_ns = !AllNamespaces(f.namespaces);
+  if (by_ns) sql += " AND namespace IN (" + Placeholders(f.namespaces.size()) + ")";
+  if (!f.types.empty()) sql += " AND type IN (" + Placeholders(f.types.size()) + ")";
+  for (size_t i = 0; i < f.tags.size(); ++i) {
+    sql += " AND EXISTS (SELECT 1 FROM json_each(memories.tags) WHERE json_each.value = ?)";
+  }
+  if (!f.include_archived) sql += " AND archived = 0 AND superseded_by = ''";
+  sql += " ORDER BY importance DESC, created_ms DESC, id LIMIT ? OFFSET ?";
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare(sql));
+  if (by_ns)
+    for (const auto& ns : f.namespaces) s.Bind(ns);
+  for (const auto& t : f.types) s.Bind(t);
+  for (const auto& t : f.tags) s.Bind(t);
+  s.Bind(f.limit).Bind(f.offset);
+  std::vector<Memory> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing memories"));
+    if (!row) return out;
+    out.push_back(ReadMemory(s));
+  }
+}
+
+Result<Memory> SqliteStore::UpdateMemory(const Memory& m) {
+  AF_RETURN_IF_ERROR(CheckMemory(m));
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  AF_ASSIGN_OR_RETURN(Memory cur, GetMemoryLocked(m.id));
+  bool text_changed = cur.content != m.content || cur.summary != m.summary || cur.tags != m.tags;
+  bool listed_changed = cur.archived != m.archived || cur.superseded_by != m.superseded_by;
+  if (text_changed) {
+    AF_ASSIGN_OR_RETURN(cur.vector_label, NextMemoryLabelLocked());
+  }
+  cur.content = m.content;
+  cur.summary = m.summary;
+  cur.type = m.type;
+  cur.importance = m.importance;
+  cur.tags = m.tags;
+  cur.source = m.source;
+  cur.archived = m.archived;
+  cur.superseded_by = m.superseded_by;
+  cur.updated_ms = Now();
+  {
+    AF_ASSIGN_OR_RETURN(
+        Stmt s, Prepare("UPDATE memories SET content = ?, summary = ?, type = ?, importance = ?, "
+                        "tags = ?, source = ?, archived = ?, superseded_by = ?, "
+                        "vector_label = ?, updated_ms = ? WHERE id = ?"));
+    s.Bind(cur.content).Bind(cur.summary).Bind(cur.type).Bind(cur.importance);
+    s.BindJson(json(cur.tags)).BindJson(cur.source).Bind(cur.archived).Bind(cur.superseded_by);
+    s.Bind(cur.vector_label).Bind(cur.updated_ms).Bind(cur.id);
+    AF_RETURN_IF_ERROR(s.Run("updating memory " + cur.id));
+  }
+  if (text_changed || listed_changed) AF_RETURN_IF_ERROR(BumpGenerationLocked());
+  AF_RETURN_IF_ERROR(txn.Commit());
+  return cur;
+}
+
+Status SqliteStore::DeleteMemory(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  {
+    // Links go by ON DELETE CASCADE, the full-text entry by trigger.
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("DELETE FROM memories WHERE id = ?"));
+    s.Bind(id);
+    AF_RETURN_IF_ERROR(s.Run("deleting memory " + id));
+  }
+  if (sqlite3_changes(db_) == 0) {
+    return NotFound("memory " + id + " not found", "it may have been deleted already");
+  }
+  AF_RETURN_IF_ERROR(BumpGenerationLocked());
+  return txn.Commit();
+}
+
+Status SqliteStore::TouchMemories(const std::vector<std::string>& ids) {
+  if (ids.empty()) return Status::Ok();
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t now = Now();
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  for (const auto& id : ids) {
+    AF_ASSIGN_OR_RETURN(Stmt u, Prepare("UPDATE memories SET accessed_ms = ?, access_count = "
+                                        "access_count + 1 WHERE id = ?"));
+    u.Bind(now).Bind(id);
+    AF_RETURN_IF_ERROR(u.Run("marking memory " + id + " accessed"));
+  }
+  return txn.Commit();
+}
+
+Result<std::vector<TextHit>> SqliteStore::HitsLocked(const std::string& sql,
+                                                     const std::vector<std::string>& namespaces,
+                                                     const std::string& match, int limit) {
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare(sql));
+  s.Bind(match);
+  if (!AllNamespaces(namespaces))
+    for (const auto& ns : namespaces) s.Bind(ns);
+  s.Bind(limit);
+  std::vector<TextHit> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("searching the full-text index"));
+    if (!row) return out;
+    out.push_back({s.Int(0), s.Real(1)});
+  }
+}
+
+constexpr int kMaxTextHits = 1000;
+
+Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
+    const std::vector<std::string>& namespaces, const std::string& query, int limit) {
+  std::string match = MatchExpression(query);
+  if (match.empty() || limit < 1) return std::vector<TextHit>{};
+  // bm25() is "smaller is better"; the score is its negation.
+  std::string sql =
+      "SELECT memories_fts.rowid, -memories_fts.rank FROM memories_fts "
+      "JOIN memories m ON m.vector_label = memories_fts.rowid "
+      "WHERE memories_fts MATCH ? AND m.archived = 0 AND m.superseded_by = ''";
+  if (!AllNamespaces(namespaces)) {
+    sql += " AND m.namespace IN (" + Placeholders(namespaces.size()) + ")";
+  }
+  sql += " ORDER BY memories_fts.rank LIMIT ?";
+  std::lock_guard<std::mutex> lock(mu_);
+  return HitsLocked(sql, namespaces, match, std::min(limit, kMaxTextHits));
+}
+
+// --- Memory links -----------------------------------------------------------
+
+Status SqliteStore::UpsertMemoryLink(const MemoryLink& l) {
+  if (l.from_id.empty() || l.to_id.empty() || l.type.empty()) {
+    return InvalidArgument("a memory link needs from_id, to_id and type",
+                           "name both memories and the kind of link, e.g. relates_to");
+  }
+  if (!(l.strength > 0 && l.strength <= 1)) {  // also refuses NaN
+    return InvalidArgument(
+        "memory link strength " + std::to_string(l.strength) + " is out of range (0, 1]",
+        "use a weight above 0 and at most 1");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  for (const std::string* id : {&l.from_id, &l.to_id}) {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT 1 FROM memories WHERE id = ?"));
+    s.Bind(*id);
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("linking memory " + *id));
+    if (!row) {
+      return NotFound("memory " + *id + " not found; cannot link it",
+                      "link only memories that exist");
+    }
+  }
+  int64_t now = Now();
+  {
+    AF_ASSIGN_OR_RETURN(
+        Stmt s, Prepare("INSERT INTO memory_links (" AF_LINK_COLS ") VALUES (?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (from_id, to_id, type) DO UPDATE SET "
+                        "strength = excluded.strength, updated_ms = excluded.updated_ms"));
+    s.Bind(l.from_id).Bind(l.to_id).Bind(l.type).Bind(l.strength);
+    s.Bind(l.created_ms != 0 ? l.created_ms : now).Bind(now);
+    AF_RETURN_IF_ERROR(s.Run("linking memory " + l.from_id + " to " + l.to_id));
+  }
+  return txn.Commit();
+}
+
+Result<std::vector<MemoryLink>> SqliteStore::MemoryLinks(const std::string& memory_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_LINK_COLS " FROM memory_links "
+                                      "WHERE from_id = ? OR to_id = ? "
+                                      "ORDER BY strength DESC, from_id, to_id, type"));
+  s.Bind(memory_id).Bind(memory_id);
+  std::vector<MemoryLink> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing links of memory " + memory_id));
+    if (!row) return out;
+    out.push_back(ReadLink(s));
+  }
+}
+
+Result<std::vector<MemoryLink>> SqliteStore::AllMemoryLinks() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(
+      Stmt s, Prepare("SELECT " AF_LINK_COLS " FROM memory_links ORDER BY from_id, to_id, type"));
+  std::vector<MemoryLink> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing memory links"));
+    if (!row) return out;
+    out.push_back(ReadLink(s));
+  }
+}
+
+Status SqliteStore::DeleteMemoryLink(const std::string& from_id, const std::string& to_id,
+                                     const std::string& type) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(
+      Stmt s, Prepare("DELETE FROM memory_links WHERE from_id = ? AND to_id = ? AND type = ?"));
+  s.Bind(from_id).Bind(to_id).Bind(type);
+  AF_RETURN_IF_ERROR(s.Run("deleting a memory link"));
+  if (sqlite3_changes(db_) == 0) {
+    return NotFound("no " + Quote(type) + " link from memory " + from_id + " to " + to_id,
+                    "list a memory's links first");
+  }
+  return Status::Ok();
+}
+
+// --- Knowledge base ---------------------------------------------------------
+
+Result<KbDocument> SqliteStore::FindDocument(const std::string& ns, const std::string& source) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_DOC_COLS " FROM kb_documents "
+                                      "WHERE namespace = ? AND source = ?"));
+  s.Bind(ns).Bind(source);
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("reading document " + source));
+  if (!row) {
+    return NotFound("no document " + Quote(source) + " in namespace " + Quote(ns),
+                    "ingest it first, or list documents to see what is there");
+  }
+  return ReadDocument(s);
+}
+
+Result<std::vector<KbDocument>> SqliteStore::ListDocuments(const std::string& ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string sql = "SELECT " AF_DOC_COLS " FROM kb_documents";
+  if (!ns.empty()) sql += " WHERE namespace = ?";
+  sql += " ORDER BY namespace, source";
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare(sql));
+  if (!ns.empty()) s.Bind(ns);
+  std::vector<KbDocument> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("listing documents"));
+    if (!row) return out;
+    out.push_back(ReadDocument(s));
+  }
+}
+
+Result<std::vector<int64_t>> SqliteStore::LabelsLocked(const std::string& sql,
+                                                       std::string_view doing) {
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare(sql));
+  std::vector<int64_t> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step(doing));
+    if (!row) return out;
+    out.push_back(s.Int(0));
+  }
+}
+
+// Caller holds mu_ inside a write transaction. Returns the removed labels.
+Result<std::vector<int64_t>> SqliteStore::DeleteDocumentLocked(const std::string& document_id) {
+  std::vector<int64_t> labels;
+  {
+    AF_ASSIGN_OR_RETURN(
+        Stmt s, Prepare("SELECT label FROM kb_chunks WHERE document_id = ? ORDER BY label"));
+    s.Bind(document_id);
+    for (;;) {
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("reading chunks of document " + document_id));
+      if (!row) break;
+      labels.push_back(s.Int(0));
+    }
+  }
+  {
+    // The full-text entries go by trigger.
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("DELETE FROM kb_chunks WHERE document_id = ?"));
+    s.Bind(document_id);
+    AF_RETURN_IF_ERROR(s.Run("deleting chunks of document " + document_id));
+  }
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("DELETE FROM kb_documents WHERE id = ?"));
+  s.Bind(document_id);
+  AF_RETURN_IF_ERROR(s.Run("deleting document " + document_id));
+  return labels;
+}
+
+Result<std::vector<int64_t>> SqliteStore::ReplaceDocument(KbDocument doc,
+                                                          std::vector<KbChunk> chunks,
+                                                          std::vector<int64_t>* removed) {
+  if (doc.source.empty()) {
+    return InvalidArgument("a document needs a source",
+                           "give the file's path, or a name for a text given directly");
+  }
+  if (doc.ns.empty()) doc.ns = "global";
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t now = Now();
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  std::string old_id;
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT id, created_ms FROM kb_documents "
+                                        "WHERE namespace = ? AND source = ?"));
+    s.Bind(doc.ns).Bind(doc.source);
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading document " + doc.source));
+    if (row) {
+      // Re-ingesting keeps the document's identity and first ingestion time.
+      old_id = s.Text(0);
+      if (doc.created_ms == 0) doc.created_ms = s.Int(1);
+    }
+  }
+  std::vector<int64_t> gone;
+  if (!old_id.empty()) {
+    AF_ASSIGN_OR_RETURN(gone, DeleteDocumentLocked(old_id));
+    if (doc.id.empty()) doc.id = old_id;
+  }
+  if (doc.id.empty()) doc.id = NewId("doc");
+  if (doc.created_ms == 0) doc.created_ms = now;
+  doc.updated_ms = now;
+  doc.chunk_count = static_cast<int64_t>(chunks.size());
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO kb_documents (" AF_DOC_COLS
+                                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+    s.Bind(doc.id).Bind(doc.ns).Bind(doc.source).Bind(doc.content_hash).BindJson(doc.provenance);
+    s.Bind(doc.chunk_count).Bind(doc.created_ms).Bind(doc.updated_ms);
+    AF_RETURN_IF_ERROR(s.Run("storing document " + doc.source));
+  }
+  std::vector<int64_t> labels;
+  labels.reserve(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const KbChunk& c = chunks[i];
+    AF_ASSIGN_OR_RETURN(Stmt s,
+                        Prepare("INSERT INTO kb_chunks (document_id, ordinal, heading, "
+                                "line_start, line_end, content) VALUES (?, ?, ?, ?, ?, ?)"));
+    s.Bind(doc.id).Bind(static_cast<int64_t>(i)).Bind(c.heading).Bind(c.line_start);
+    s.Bind(c.line_end).Bind(c.content);
+    AF_RETURN_IF_ERROR(s.Run("storing a chunk of document " + doc.source));
+    // Safe: mu_ is held, so no other insert on this connection can interleave.
+    labels.push_back(static_cast<int64_t>(sqlite3_last_insert_rowid(db_)));
+  }
+  AF_RETURN_IF_ERROR(BumpGenerationLocked());
+  AF_RETURN_IF_ERROR(txn.Commit());
+  if (removed != nullptr) *removed = std::move(gone);
+  return labels;
+}
+
+Result<std::vector<int64_t>> SqliteStore::DeleteDocument(const std::string& document_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  {
+    AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT 1 FROM kb_documents WHERE id = ?"));
+    s.Bind(document_id);
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading document " + document_id));
+    if (!row) {
+      return NotFound("document " + document_id + " not found",
+                      "list documents to see what is there");
+    }
+  }
+  AF_ASSIGN_OR_RETURN(std::vector<int64_t> gone, DeleteDocumentLocked(document_id));
+  AF_RETURN_IF_ERROR(BumpGenerationLocked());
+  AF_RETURN_IF_ERROR(txn.Commit());
+  return gone;
+}
+
+Result<std::vector<TextHit>> SqliteStore::SearchChunkText(
+    const std::vector<std::string>& namespaces, const std::string& query, int limit) {
+  std::string match = MatchExpression(query);
+  if (match.empty() || limit < 1) return std::vector<TextHit>{};
+  std::string sql;
+  if (AllNamespaces(namespaces)) {
+    // The full-text table alone: FTS5 orders by rank itself.
+    sql =
+        "SELECT rowid, -rank FROM kb_chunks_fts WHERE kb_chunks_fts MATCH ? "
+        "ORDER BY rank LIMIT ?";
+  } else {
+    sql =
+        "SELECT kb_chunks_fts.rowid, -kb_chunks_fts.rank FROM kb_chunks_fts "
+        "JOIN kb_chunks c ON c.label = kb_chunks_fts.rowid "
+        "JOIN kb_documents d ON d.id = c.document_id "
+        "WHERE kb_chunks_fts MATCH ? AND d.namespace IN (" +
+        Placeholders(namespaces.size()) + ") ORDER BY kb_chunks_fts.rank LIMIT ?";
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return HitsLocked(sql, namespaces, match, std::min(limit, kMaxTextHits));
+}
+
+Result<std::vector<KbChunk>> SqliteStore::ChunksByLabel(const std::vector<int64_t>& labels) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<KbChunk> out;
+  out.reserve(labels.size());
+  for (int64_t label : labels) {
+    AF_ASSIGN_OR_RETURN(Stmt s,
+                        Prepare("SELECT c.label, c.document_id, d.source, d.namespace, c.ordinal, "
+                                "c.heading, c.line_start, c.line_end, c.content FROM kb_chunks c "
+                                "JOIN kb_documents d ON d.id = c.document_id WHERE c.label = ?"));
+    s.Bind(label);
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading chunks by label"));
+    if (!row) continue;
+    KbChunk c;
+    c.label = s.Int(0);
+    c.document_id = s.Text(1);
+    c.source = s.Text(2);
+    c.ns = s.Text(3);
+    c.ordinal = static_cast<int>(s.Int(4));
+    c.heading = s.Text(5);
+    c.line_start = static_cast<int>(s.Int(6));
+    c.line_end = static_cast<int>(s.Int(7));
+    c.content = s.Text(8);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Result<std::vector<Store::LabelledText>> SqliteStore::ChunkTexts(int64_t after_label, int limit) {
+  AF_RETURN_IF_ERROR(CheckPage(limit, "chunk text paging"));
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT c.label, d.namespace, c.heading, c.content "
+                                      "FROM kb_chunks c JOIN kb_documents d "
+                                      "ON d.id = c.document_id WHERE c.label > ? "
+                                      "ORDER BY c.label LIMIT ?"));
+  s.Bind(after_label).Bind(limit);
+  std::vector<LabelledText> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading chunk texts"));
+    if (!row) return out;
+    out.push_back({s.Int(0), s.Text(1), ChunkEmbedText(s.Text(2), s.Text(3))});
+  }
+}
+
+Result<std::vector<Store::LabelledText>> SqliteStore::MemoryTexts(int64_t after_label, int limit) {
+  AF_RETURN_IF_ERROR(CheckPage(limit, "memory text paging"));
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT vector_label, namespace, summary, content, tags "
+                                      "FROM memories WHERE vector_label > ? AND archived = 0 "
+                                      "AND superseded_by = '' ORDER BY vector_label LIMIT ?"));
+  s.Bind(after_label).Bind(limit);
+  std::vector<LabelledText> out;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading memory texts"));
+    if (!row) return out;
+    out.push_back(
+        {s.Int(0), s.Text(1), MemoryEmbedText(s.Text(2), s.Text(3), ParseStringList(s.Text(4)))});
+  }
+}
+
+Result<std::vector<int64_t>> SqliteStore::ChunkLabels() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return LabelsLocked("SELECT label FROM kb_chunks ORDER BY label", "listing chunk labels");
+}
+
+Result<std::vector<int64_t>> SqliteStore::MemoryLabels() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return LabelsLocked(
+      "SELECT vector_label FROM memories WHERE archived = 0 AND superseded_by = '' "
+      "ORDER BY vector_label",
+      "listing memory labels");
+}
+
+Result<KbCounts> SqliteStore::CountKnowledge() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(
+      Stmt s, Prepare("SELECT (SELECT COUNT(*) FROM kb_documents), "
+                      "(SELECT COUNT(*) FROM kb_chunks), "
+                      "(SELECT COUNT(*) FROM memories WHERE archived = 0 AND superseded_by = ''), "
+                      "(SELECT COUNT(*) FROM memories WHERE archived != 0 OR superseded_by != ''), "
+                      "(SELECT COUNT(*) FROM memory_links)"));
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("counting the knowledge base"));
+  KbCounts c;
+  if (row) {
+    c.documents = s.Int(0);
+    c.chunks = s.Int(1);
+    c.memories = s.Int(2);
+    c.archived_memories = s.Int(3);
+    c.links = s.Int(4);
+  }
+  return c;
+}
+
+Result<int64_t> SqliteStore::KnowledgeGeneration() {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT generation FROM kb_meta WHERE id = 1"));
+  AF_ASSIGN_OR_RETURN(bool row, s.Step("reading the knowledge generation"));
+  if (!row) return Internal("kb_meta has no row", "the database was edited by hand; restore it");
+  return s.Int(0);
 }
 
 Result<std::vector<Memory>> SqliteStore::FindMemories(const std::vector<std::string>& namespaces,

@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -871,6 +872,78 @@ TEST(PipelineDrivers, AtMostMaxActiveFeaturesRunTheRestWaitByPriority) {
   ASSERT_GT(planning_seq(critical), 0);
   EXPECT_LT(planning_seq(critical), planning_seq(low))
       << "the critical feature waited behind a low one";
+}
+
+// 14. Memory makes the second feature on a project better informed: what the
+// first one learned (the coder's own note, and the coordinator's record of
+// the plan) is retrieved into the second one's contexts, and the
+// context.retrieved event names it. The project's code was ingested too.
+TEST_P(PipelineFakeLlm, SecondFeatureRetrievesWhatTheFirstLearned) {
+  Script s;
+  std::atomic<int> second_planner_saw_memory{0};
+  s.planner = [&](const RecordedRequest& req) {
+    if (testing::FirstUserText(req).find("greeting script must be run with bash") !=
+        std::string::npos)
+      ++second_planner_saw_memory;
+    return Plan(json::array({PlanTask("t1", "Write the greeting script")}));
+  };
+  s.coder = [](const RecordedRequest& req) {
+    switch (testing::AssistantTurns(req)) {
+      case 0:
+        return Write("greet.sh", "#!/bin/bash\necho hello \"$1\"\n");
+      case 1:
+        return FakeReply::Tools(
+            {Call("remember", {{"content", "The greeting script must be run with bash, not sh"},
+                               {"type", "code_pattern"},
+                               {"importance", 8}})});
+      default:
+        return Finish("wrote greet.sh");
+    }
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature first = Run(PipelineHarness::Request("Add a greeting script", {"bash greet.sh x"}));
+  ASSERT_EQ(first.status, "completed") << FailureMessage(h_.Events(first.id));
+  // The coordinator learns after the end: wait for its memories.
+  std::set<std::string> stored;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        stored.clear();
+        for (const auto& e : h_.Events(first.id))
+          if (e.type == "memory.stored") stored.insert(e.data.value("id", ""));
+        return stored.size() >= 2;  // the outcome and the plan
+      },
+      kWait));
+  auto remembered = h_.store().FindMemories({"project:default"}, "must be run with bash", 5);
+  ASSERT_TRUE(remembered.ok());
+  ASSERT_EQ(remembered->size(), 1u);
+  stored.insert((*remembered)[0].id);
+
+  // A document of the project (files in the workspace are ingested when a
+  // feature starts on it).
+  {
+    std::ofstream style(h_.WorkspaceRoot("default") / "STYLE.md");
+    style << "# Greeting style\n\nThe greeting script prints the name in capitals.\n";
+  }
+  Feature second =
+      Run(PipelineHarness::Request("Let the greeting script greet by name", {"bash greet.sh x"}));
+  ASSERT_EQ(second.status, "completed") << FailureMessage(h_.Events(second.id));
+  EXPECT_GE(second_planner_saw_memory.load(), 1) << "the planner's context lacked the memory";
+  std::set<std::string> used;
+  bool ingested_code = false;
+  for (const auto& e : h_.Events(second.id)) {
+    if (e.type != "context.retrieved") continue;
+    for (const auto& id : e.data.value("memories", json::array())) used.insert(id.get<std::string>());
+    for (const auto& k : e.data.value("knowledge", json::array()))
+      ingested_code |= k.get<std::string>().rfind("STYLE.md#", 0) == 0;
+  }
+  std::vector<std::string> both;
+  std::set_intersection(stored.begin(), stored.end(), used.begin(), used.end(),
+                        std::back_inserter(both));
+  EXPECT_FALSE(both.empty()) << "no memory of the first feature was retrieved";
+  EXPECT_TRUE(used.count((*remembered)[0].id)) << "the coder's note was not retrieved";
+  EXPECT_TRUE(ingested_code) << "the project's STYLE.md was not retrieved as knowledge";
 }
 
 INSTANTIATE_TEST_SUITE_P(Wires, PipelineFakeLlm, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),

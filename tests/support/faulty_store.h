@@ -161,6 +161,102 @@ class FaultyStore : public Store {
     AF_FAULT("FindMemories", false);
     return inner_->FindMemories(namespaces, query, limit);
   }
+  Result<Memory> GetMemory(const std::string& id) override {
+    AF_FAULT("GetMemory", false);
+    return inner_->GetMemory(id);
+  }
+  Result<std::vector<Memory>> MemoriesByLabel(const std::vector<int64_t>& labels) override {
+    AF_FAULT("MemoriesByLabel", false);
+    return inner_->MemoriesByLabel(labels);
+  }
+  Result<std::vector<Memory>> ListMemories(const MemoryFilter& filter) override {
+    AF_FAULT("ListMemories", false);
+    return inner_->ListMemories(filter);
+  }
+  Result<Memory> UpdateMemory(const Memory& memory) override {
+    AF_FAULT("UpdateMemory", true);
+    return inner_->UpdateMemory(memory);
+  }
+  Status DeleteMemory(const std::string& id) override {
+    AF_FAULT("DeleteMemory", true);
+    return inner_->DeleteMemory(id);
+  }
+  Status TouchMemories(const std::vector<std::string>& ids) override {
+    AF_FAULT("TouchMemories", true);
+    return inner_->TouchMemories(ids);
+  }
+  Result<std::vector<TextHit>> SearchMemoryText(const std::vector<std::string>& namespaces,
+                                                const std::string& query, int limit) override {
+    AF_FAULT("SearchMemoryText", false);
+    return inner_->SearchMemoryText(namespaces, query, limit);
+  }
+  Status UpsertMemoryLink(const MemoryLink& link) override {
+    AF_FAULT("UpsertMemoryLink", true);
+    return inner_->UpsertMemoryLink(link);
+  }
+  Result<std::vector<MemoryLink>> MemoryLinks(const std::string& memory_id) override {
+    AF_FAULT("MemoryLinks", false);
+    return inner_->MemoryLinks(memory_id);
+  }
+  Result<std::vector<MemoryLink>> AllMemoryLinks() override {
+    AF_FAULT("AllMemoryLinks", false);
+    return inner_->AllMemoryLinks();
+  }
+  Status DeleteMemoryLink(const std::string& from_id, const std::string& to_id,
+                          const std::string& type) override {
+    AF_FAULT("DeleteMemoryLink", true);
+    return inner_->DeleteMemoryLink(from_id, to_id, type);
+  }
+  Result<KbDocument> FindDocument(const std::string& ns, const std::string& source) override {
+    AF_FAULT("FindDocument", false);
+    return inner_->FindDocument(ns, source);
+  }
+  Result<std::vector<KbDocument>> ListDocuments(const std::string& ns) override {
+    AF_FAULT("ListDocuments", false);
+    return inner_->ListDocuments(ns);
+  }
+  Result<std::vector<int64_t>> ReplaceDocument(KbDocument doc, std::vector<KbChunk> chunks,
+                                               std::vector<int64_t>* removed) override {
+    AF_FAULT("ReplaceDocument", true);
+    return inner_->ReplaceDocument(std::move(doc), std::move(chunks), removed);
+  }
+  Result<std::vector<int64_t>> DeleteDocument(const std::string& document_id) override {
+    AF_FAULT("DeleteDocument", true);
+    return inner_->DeleteDocument(document_id);
+  }
+  Result<std::vector<TextHit>> SearchChunkText(const std::vector<std::string>& namespaces,
+                                               const std::string& query, int limit) override {
+    AF_FAULT("SearchChunkText", false);
+    return inner_->SearchChunkText(namespaces, query, limit);
+  }
+  Result<std::vector<KbChunk>> ChunksByLabel(const std::vector<int64_t>& labels) override {
+    AF_FAULT("ChunksByLabel", false);
+    return inner_->ChunksByLabel(labels);
+  }
+  Result<std::vector<LabelledText>> ChunkTexts(int64_t after_label, int limit) override {
+    AF_FAULT("ChunkTexts", false);
+    return inner_->ChunkTexts(after_label, limit);
+  }
+  Result<std::vector<LabelledText>> MemoryTexts(int64_t after_label, int limit) override {
+    AF_FAULT("MemoryTexts", false);
+    return inner_->MemoryTexts(after_label, limit);
+  }
+  Result<std::vector<int64_t>> ChunkLabels() override {
+    AF_FAULT("ChunkLabels", false);
+    return inner_->ChunkLabels();
+  }
+  Result<std::vector<int64_t>> MemoryLabels() override {
+    AF_FAULT("MemoryLabels", false);
+    return inner_->MemoryLabels();
+  }
+  Result<KbCounts> CountKnowledge() override {
+    AF_FAULT("CountKnowledge", false);
+    return inner_->CountKnowledge();
+  }
+  Result<int64_t> KnowledgeGeneration() override {
+    AF_FAULT("KnowledgeGeneration", false);
+    return inner_->KnowledgeGeneration();
+  }
   Status Check() override {
     AF_FAULT("Check", false);
     return inner_->Check();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -818,6 +820,569 @@ TEST_P(StoreConformanceTest, MemoriesAreValidatedStoredAndFoundWithNamespaceFall
   bad = m;
   bad.content.clear();
   EXPECT_EQ(store_->AddMemory(bad).status().code(), Code::kInvalidArgument);
+}
+
+// --- Knowledge: memory labels, links, documents, full text -------------------
+
+Memory MakeMemory(const std::string& content, const std::string& ns = "global",
+                  int importance = 5) {
+  Memory m;
+  m.ns = ns;
+  m.content = content;
+  m.importance = importance;
+  return m;
+}
+
+KbChunk MakeChunk(const std::string& heading, const std::string& content, int line = 1) {
+  KbChunk c;
+  c.heading = heading;
+  c.content = content;
+  c.line_start = line;
+  c.line_end = line + 2;
+  return c;
+}
+
+KbDocument MakeDocument(const std::string& source, const std::string& ns = "global") {
+  KbDocument d;
+  d.ns = ns;
+  d.source = source;
+  d.content_hash = "hash-of-" + source;
+  d.provenance = {{"feature", "f-1"}};
+  return d;
+}
+
+std::vector<int64_t> LabelsOf(const std::vector<TextHit>& hits) {
+  std::vector<int64_t> out;
+  for (const auto& h : hits) out.push_back(h.label);
+  return out;
+}
+
+TEST_P(StoreConformanceTest, AddMemoryGivesFreshLabelsAndRefusesATakenId) {
+  SC_ASSERT_OK_AND_ASSIGN(Memory a, store_->AddMemory(MakeMemory("first")));
+  SC_ASSERT_OK_AND_ASSIGN(Memory b, store_->AddMemory(MakeMemory("second")));
+  EXPECT_GT(a.vector_label, 0);
+  EXPECT_GT(b.vector_label, a.vector_label);
+  EXPECT_TRUE(a.superseded_by.empty());
+
+  Memory dup = MakeMemory("other text");
+  dup.id = a.id;
+  dup.vector_label = 12345;  // ignored: the store assigns labels
+  auto r = store_->AddMemory(dup);
+  EXPECT_EQ(r.status().code(), Code::kAlreadyExists) << r.status().ToString();
+  SC_ASSERT_OK_AND_ASSIGN(Memory got, store_->GetMemory(a.id));
+  EXPECT_EQ(got.content, "first");
+  EXPECT_EQ(got.vector_label, a.vector_label);
+
+  auto missing = store_->GetMemory("mem-nope");
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("mem-nope"), std::string::npos);
+
+  // Labels are never reused, even after the newest memory is deleted.
+  SC_ASSERT_OK(store_->DeleteMemory(b.id));
+  SC_ASSERT_OK_AND_ASSIGN(Memory c, store_->AddMemory(MakeMemory("third")));
+  EXPECT_GT(c.vector_label, b.vector_label);
+  EXPECT_EQ(store_->DeleteMemory(b.id).code(), Code::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, UpdateMemoryGivesANewLabelExactlyWhenTheEmbeddedTextChanges) {
+  Memory m = MakeMemory("cache the parsed config", "project:demo", 4);
+  m.summary = "config cache";
+  m.tags = {"perf"};
+  SC_ASSERT_OK_AND_ASSIGN(Memory stored, store_->AddMemory(m));
+  SC_ASSERT_OK_AND_ASSIGN(Memory other, store_->AddMemory(MakeMemory("unrelated")));
+
+  Memory edit = stored;
+  edit.importance = 9;
+  edit.type = "code_pattern";
+  edit.source = {{"task", "t-9"}};
+  SC_ASSERT_OK_AND_ASSIGN(Memory same, store_->UpdateMemory(edit));
+  EXPECT_EQ(same.vector_label, stored.vector_label);
+  EXPECT_EQ(same.importance, 9);
+  EXPECT_EQ(same.ns, "project:demo");
+
+  int64_t last = std::max(stored.vector_label, other.vector_label);
+  for (auto change : std::vector<std::function<void(Memory&)>>{
+           [](Memory& x) { x.content = "cache the parsed config per run"; },
+           [](Memory& x) { x.summary = "a new summary"; },
+           [](Memory& x) {
+             x.tags = {"perf", "config"};
+           }}) {
+    change(edit);
+    SC_ASSERT_OK_AND_ASSIGN(Memory changed, store_->UpdateMemory(edit));
+    EXPECT_GT(changed.vector_label, last);
+    last = changed.vector_label;
+  }
+  SC_ASSERT_OK_AND_ASSIGN(Memory now, store_->GetMemory(stored.id));
+  EXPECT_EQ(now.vector_label, last);
+  EXPECT_EQ(now.tags, (std::vector<std::string>{"perf", "config"}));
+  EXPECT_EQ(now.source["task"], "t-9");
+
+  // By label: in the order asked, unknown and replaced labels skipped.
+  SC_ASSERT_OK_AND_ASSIGN(auto by_label, store_->MemoriesByLabel({last, 999999, stored.vector_label,
+                                                                  other.vector_label}));
+  ASSERT_EQ(by_label.size(), 2u);
+  EXPECT_EQ(by_label[0].id, stored.id);
+  EXPECT_EQ(by_label[1].id, other.id);
+
+  Memory bad = now;
+  bad.importance = 0;
+  EXPECT_EQ(store_->UpdateMemory(bad).status().code(), Code::kInvalidArgument);
+  bad = now;
+  bad.id = "mem-nope";
+  EXPECT_EQ(store_->UpdateMemory(bad).status().code(), Code::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, ListMemoriesFiltersByNamespaceTypeEveryTagAndArchive) {
+  Memory a = MakeMemory("alpha", "project:demo", 9);
+  a.type = "bug_fix";
+  a.tags = {"python", "parser"};
+  Memory b = MakeMemory("beta", "project:demo", 5);
+  b.tags = {"python"};
+  Memory c = MakeMemory("gamma", "global", 7);
+  c.tags = {"python", "parser"};
+  Memory d = MakeMemory("delta", "global", 10);
+  d.archived = true;
+  SC_ASSERT_OK_AND_ASSIGN(a, store_->AddMemory(a));
+  SC_ASSERT_OK_AND_ASSIGN(b, store_->AddMemory(b));
+  SC_ASSERT_OK_AND_ASSIGN(c, store_->AddMemory(c));
+  SC_ASSERT_OK_AND_ASSIGN(d, store_->AddMemory(d));
+  Memory old_b = b;
+  old_b.superseded_by = a.id;
+  SC_ASSERT_OK(store_->UpdateMemory(old_b));
+
+  auto ids = [](const std::vector<Memory>& ms) {
+    std::vector<std::string> out;
+    for (const auto& m : ms) out.push_back(m.content);
+    return out;
+  };
+  MemoryFilter f;
+  SC_ASSERT_OK_AND_ASSIGN(auto all, store_->ListMemories(f));
+  EXPECT_EQ(ids(all), (std::vector<std::string>{"alpha", "gamma"}));  // most important first
+  f.include_archived = true;
+  SC_ASSERT_OK_AND_ASSIGN(auto with_archived, store_->ListMemories(f));
+  EXPECT_EQ(ids(with_archived), (std::vector<std::string>{"delta", "alpha", "gamma", "beta"}));
+  f.namespaces = {"project:demo"};
+  SC_ASSERT_OK_AND_ASSIGN(auto demo, store_->ListMemories(f));
+  EXPECT_EQ(ids(demo), (std::vector<std::string>{"alpha", "beta"}));
+  f.namespaces = {};
+  f.tags = {"parser", "python"};
+  SC_ASSERT_OK_AND_ASSIGN(auto tagged, store_->ListMemories(f));
+  EXPECT_EQ(ids(tagged), (std::vector<std::string>{"alpha", "gamma"}));
+  f.tags = {"python", "nope"};
+  SC_ASSERT_OK_AND_ASSIGN(auto none, store_->ListMemories(f));
+  EXPECT_TRUE(none.empty());
+  f.tags = {};
+  f.types = {"bug_fix", "constraint"};
+  SC_ASSERT_OK_AND_ASSIGN(auto typed, store_->ListMemories(f));
+  EXPECT_EQ(ids(typed), (std::vector<std::string>{"alpha"}));
+  f.types = {};
+  f.limit = 2;
+  f.offset = 1;
+  SC_ASSERT_OK_AND_ASSIGN(auto page, store_->ListMemories(f));
+  EXPECT_EQ(ids(page), (std::vector<std::string>{"alpha", "gamma"}));
+
+  f.limit = 0;
+  EXPECT_EQ(store_->ListMemories(f).status().code(), Code::kInvalidArgument);
+  f.limit = 10;
+  f.offset = -1;
+  EXPECT_EQ(store_->ListMemories(f).status().code(), Code::kInvalidArgument);
+}
+
+TEST_P(StoreConformanceTest, TouchMemoriesMarksThemAccessed) {
+  SC_ASSERT_OK_AND_ASSIGN(Memory a, store_->AddMemory(MakeMemory("alpha")));
+  SC_ASSERT_OK_AND_ASSIGN(Memory b, store_->AddMemory(MakeMemory("beta")));
+  SC_ASSERT_OK(store_->TouchMemories({a.id, a.id, "mem-unknown"}));
+  SC_ASSERT_OK(store_->TouchMemories({}));
+  SC_ASSERT_OK_AND_ASSIGN(Memory a2, store_->GetMemory(a.id));
+  SC_ASSERT_OK_AND_ASSIGN(Memory b2, store_->GetMemory(b.id));
+  EXPECT_EQ(a2.access_count, 2);
+  EXPECT_GT(a2.accessed_ms, 0);
+  EXPECT_EQ(b2.access_count, 0);
+  EXPECT_EQ(a2.vector_label, a.vector_label);
+}
+
+TEST_P(StoreConformanceTest, SearchMemoryTextFindsWordsRanksAndFilters) {
+  Memory best = MakeMemory("parse_config reads the config file; config errors name the line");
+  best.summary = "config parsing";
+  SC_ASSERT_OK_AND_ASSIGN(best, store_->AddMemory(best));
+  Memory weak = MakeMemory("the server starts after reading its settings, then the config");
+  SC_ASSERT_OK_AND_ASSIGN(weak, store_->AddMemory(weak));
+  Memory tagged = MakeMemory("Prefer small commits", "project:demo");
+  tagged.tags = {"git_workflow"};
+  SC_ASSERT_OK_AND_ASSIGN(tagged, store_->AddMemory(tagged));
+  SC_ASSERT_OK_AND_ASSIGN(Memory accent, store_->AddMemory(MakeMemory("Le café est prêt")));
+  SC_ASSERT_OK_AND_ASSIGN(Memory gone, store_->AddMemory(MakeMemory("config that was archived")));
+  gone.archived = true;
+  SC_ASSERT_OK(store_->UpdateMemory(gone));
+  SC_ASSERT_OK_AND_ASSIGN(Memory replaced, store_->AddMemory(MakeMemory("config superseded")));
+  replaced.superseded_by = best.id;
+  SC_ASSERT_OK(store_->UpdateMemory(replaced));
+
+  // '_' separates words: parse_config is found by "config"; case is ignored.
+  SC_ASSERT_OK_AND_ASSIGN(auto hits, store_->SearchMemoryText({}, "CONFIG", 10));
+  ASSERT_EQ(LabelsOf(hits), (std::vector<int64_t>{best.vector_label, weak.vector_label}));
+  EXPECT_GT(hits[0].score, hits[1].score);
+  // Words are OR-ed; tags are searched; diacritics are ignored.
+  SC_ASSERT_OK_AND_ASSIGN(auto workflow, store_->SearchMemoryText({}, "workflow nothing", 10));
+  EXPECT_EQ(LabelsOf(workflow), (std::vector<int64_t>{tagged.vector_label}));
+  SC_ASSERT_OK_AND_ASSIGN(auto cafe, store_->SearchMemoryText({}, "CAFE", 10));
+  EXPECT_EQ(LabelsOf(cafe), (std::vector<int64_t>{accent.vector_label}));
+  // Namespaces filter; limit caps.
+  SC_ASSERT_OK_AND_ASSIGN(auto other_ns, store_->SearchMemoryText({"project:demo"}, "config", 10));
+  EXPECT_TRUE(other_ns.empty());
+  SC_ASSERT_OK_AND_ASSIGN(auto demo,
+                          store_->SearchMemoryText({"project:demo", "x"}, "commits", 10));
+  EXPECT_EQ(LabelsOf(demo), (std::vector<int64_t>{tagged.vector_label}));
+  SC_ASSERT_OK_AND_ASSIGN(auto one, store_->SearchMemoryText({}, "config", 1));
+  EXPECT_EQ(LabelsOf(one), (std::vector<int64_t>{best.vector_label}));
+  SC_ASSERT_OK_AND_ASSIGN(auto zero, store_->SearchMemoryText({}, "config", 0));
+  EXPECT_TRUE(zero.empty());
+  // A changed text is found by its new words only, under its new label.
+  Memory edit = weak;
+  edit.content = "the listener binds late";
+  SC_ASSERT_OK_AND_ASSIGN(edit, store_->UpdateMemory(edit));
+  SC_ASSERT_OK_AND_ASSIGN(auto after, store_->SearchMemoryText({}, "config listener", 10));
+  EXPECT_EQ(LabelsOf(after), (std::vector<int64_t>{best.vector_label, edit.vector_label}));
+  // Deleted: gone from the index.
+  SC_ASSERT_OK(store_->DeleteMemory(best.id));
+  SC_ASSERT_OK_AND_ASSIGN(auto deleted, store_->SearchMemoryText({}, "config", 10));
+  EXPECT_TRUE(deleted.empty());
+}
+
+TEST_P(StoreConformanceTest, TextSearchIsSafeWithHostileInput) {
+  SC_ASSERT_OK(store_->AddMemory(MakeMemory("config NEAR the parser AND lexer")));
+  SC_ASSERT_OK(store_->ReplaceDocument(
+      MakeDocument("a.md"), {MakeChunk("# Config", "config NEAR the parser AND lexer")}, nullptr));
+  std::vector<std::string> hostile = {
+      "\"",
+      "\"\"\"",
+      "config\"",
+      "*",
+      "conf*",
+      "AND",
+      "OR OR OR",
+      "NOT config",
+      "config AND",
+      "NEAR(",
+      "NEAR(config parser, 2)",
+      "-config",
+      "content:config",
+      "heading : config",
+      "((config",
+      "config))",
+      "^config",
+      "{content heading}: config",
+      "",
+      "   \t\n ",
+      "!@#$%^&*()[]{};:'\",.<>/?\\|`~",
+      std::string(10 * 1024, 'a'),
+      [] {
+        std::string s;
+        for (int i = 0; i < 2000; ++i) s += "w" + std::to_string(i) + " \" ( * ";
+        return s;
+      }(),
+      std::string("\xff\xfe\x80 config \xc3\x28 \xed\xa0\x80 \xf4\x90\x80\x80"),
+      std::string("conf\0ig", 7),
+      "\xe2\x80\x94\xe2\x86\x92 \xf0\x9f\x98\x80",  // em dash, arrow, emoji alone
+      "caf\xc3\xa9\xe2\x80\x94config",
+  };
+  for (const auto& q : hostile) {
+    auto m = store_->SearchMemoryText({}, q, 10);
+    EXPECT_TRUE(m.ok()) << "memory query [" << q.substr(0, 60) << "]: " << m.status().ToString();
+    auto c = store_->SearchChunkText({"global"}, q, 10);
+    EXPECT_TRUE(c.ok()) << "chunk query [" << q.substr(0, 60) << "]: " << c.status().ToString();
+    auto c2 = store_->SearchChunkText({}, q, 10);
+    EXPECT_TRUE(c2.ok()) << "chunk query [" << q.substr(0, 60) << "]: " << c2.status().ToString();
+  }
+  // Operators are plain words and punctuation separates: these still find it.
+  for (const char* q : {"\"config", "conf* config", "NEAR(config", "-config", "content:config",
+                        "((config))", "and"}) {
+    SC_ASSERT_OK_AND_ASSIGN(auto m, store_->SearchMemoryText({}, q, 10));
+    EXPECT_EQ(m.size(), 1u) << q;
+    SC_ASSERT_OK_AND_ASSIGN(auto c, store_->SearchChunkText({}, q, 10));
+    EXPECT_EQ(c.size(), 1u) << q;
+  }
+  // No words: no results, not an error.
+  SC_ASSERT_OK_AND_ASSIGN(auto nothing, store_->SearchChunkText({}, "*** \"\" ()", 10));
+  EXPECT_TRUE(nothing.empty());
+}
+
+TEST_P(StoreConformanceTest, ReplaceDocumentReplacesItsChunksAndReportsTheRemovedLabels) {
+  std::vector<int64_t> removed = {42};
+  SC_ASSERT_OK_AND_ASSIGN(
+      auto first, store_->ReplaceDocument(MakeDocument("docs/guide.md", "project:demo"),
+                                          {MakeChunk("# Guide", "install with apt", 1),
+                                           MakeChunk("# Guide > Usage", "run the server", 4),
+                                           MakeChunk("", "license text", 9)},
+                                          &removed));
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_TRUE(removed.empty());
+  EXPECT_LT(first[0], first[1]);
+  EXPECT_LT(first[1], first[2]);
+  SC_ASSERT_OK_AND_ASSIGN(KbDocument doc, store_->FindDocument("project:demo", "docs/guide.md"));
+  EXPECT_FALSE(doc.id.empty());
+  EXPECT_EQ(doc.chunk_count, 3);
+  EXPECT_EQ(doc.content_hash, "hash-of-docs/guide.md");
+  EXPECT_EQ(doc.provenance["feature"], "f-1");
+  EXPECT_GT(doc.created_ms, 0);
+  EXPECT_EQ(store_->FindDocument("global", "docs/guide.md").status().code(), Code::kNotFound);
+
+  SC_ASSERT_OK_AND_ASSIGN(auto chunks, store_->ChunksByLabel({first[2], 999999, first[0]}));
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0].label, first[2]);
+  EXPECT_EQ(chunks[0].ordinal, 2);
+  EXPECT_EQ(chunks[0].content, "license text");
+  EXPECT_EQ(chunks[1].heading, "# Guide");
+  EXPECT_EQ(chunks[1].ordinal, 0);
+  EXPECT_EQ(chunks[1].line_start, 1);
+  EXPECT_EQ(chunks[1].line_end, 3);
+  EXPECT_EQ(chunks[1].source, "docs/guide.md");
+  EXPECT_EQ(chunks[1].ns, "project:demo");
+  EXPECT_EQ(chunks[1].document_id, doc.id);
+
+  KbDocument again = MakeDocument("docs/guide.md", "project:demo");
+  again.content_hash = "new-hash";
+  SC_ASSERT_OK_AND_ASSIGN(auto second,
+                          store_->ReplaceDocument(again,
+                                                  {MakeChunk("# Guide", "install with pip", 1),
+                                                   MakeChunk("# Guide > Usage", "serve it", 4)},
+                                                  &removed));
+  EXPECT_EQ(removed, first);
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_GT(second[0], first[2]);  // labels are never reused
+  SC_ASSERT_OK_AND_ASSIGN(KbDocument doc2, store_->FindDocument("project:demo", "docs/guide.md"));
+  EXPECT_EQ(doc2.id, doc.id);  // the same document, re-ingested
+  EXPECT_EQ(doc2.content_hash, "new-hash");
+  EXPECT_EQ(doc2.chunk_count, 2);
+  SC_ASSERT_OK_AND_ASSIGN(auto old_chunks, store_->ChunksByLabel(first));
+  EXPECT_TRUE(old_chunks.empty());
+  SC_ASSERT_OK_AND_ASSIGN(auto apt, store_->SearchChunkText({}, "apt", 10));
+  EXPECT_TRUE(apt.empty());
+  SC_ASSERT_OK_AND_ASSIGN(auto pip, store_->SearchChunkText({}, "pip", 10));
+  EXPECT_EQ(LabelsOf(pip), (std::vector<int64_t>{second[0]}));
+  SC_ASSERT_OK_AND_ASSIGN(auto labels, store_->ChunkLabels());
+  EXPECT_EQ(labels, second);
+
+  // A failed replace changes nothing: the id of another document collides.
+  SC_ASSERT_OK(store_->ReplaceDocument(MakeDocument("other.md"), {MakeChunk("", "x")}, nullptr));
+  KbDocument clash = MakeDocument("docs/guide.md", "project:demo");
+  clash.id = store_->FindDocument("global", "other.md")->id;
+  removed = {7};
+  auto failed = store_->ReplaceDocument(clash, {MakeChunk("", "clash text")}, &removed);
+  EXPECT_EQ(failed.status().code(), Code::kAlreadyExists) << failed.status().ToString();
+  EXPECT_EQ(removed, (std::vector<int64_t>{7}));
+  SC_ASSERT_OK_AND_ASSIGN(auto kept, store_->ChunksByLabel(second));
+  EXPECT_EQ(kept.size(), 2u);
+  SC_ASSERT_OK_AND_ASSIGN(auto still, store_->SearchChunkText({}, "pip", 10));
+  EXPECT_EQ(still.size(), 1u);
+
+  KbDocument nameless;
+  EXPECT_EQ(store_->ReplaceDocument(nameless, {}, nullptr).status().code(), Code::kInvalidArgument);
+
+  SC_ASSERT_OK_AND_ASSIGN(auto all_docs, store_->ListDocuments(""));
+  ASSERT_EQ(all_docs.size(), 2u);
+  EXPECT_EQ(all_docs[0].source, "other.md");  // by namespace, then source
+  SC_ASSERT_OK_AND_ASSIGN(auto demo_docs, store_->ListDocuments("project:demo"));
+  ASSERT_EQ(demo_docs.size(), 1u);
+
+  SC_ASSERT_OK_AND_ASSIGN(auto deleted, store_->DeleteDocument(doc.id));
+  EXPECT_EQ(deleted, second);
+  EXPECT_EQ(store_->DeleteDocument(doc.id).status().code(), Code::kNotFound);
+  SC_ASSERT_OK_AND_ASSIGN(auto none, store_->SearchChunkText({}, "pip", 10));
+  EXPECT_TRUE(none.empty());
+}
+
+TEST_P(StoreConformanceTest, SearchChunkTextRanksAndFiltersByNamespace) {
+  SC_ASSERT_OK_AND_ASSIGN(
+      auto a, store_->ReplaceDocument(
+                  MakeDocument("a.md", "project:demo"),
+                  {MakeChunk("# Retry policy", "retry the request with backoff; retry at most 3"),
+                   MakeChunk("# Other", "unrelated words about logging, and one retry")},
+                  nullptr));
+  SC_ASSERT_OK_AND_ASSIGN(auto b,
+                          store_->ReplaceDocument(MakeDocument("b.md", "global"),
+                                                  {MakeChunk("", "global retry notes")}, nullptr));
+  SC_ASSERT_OK_AND_ASSIGN(auto all, store_->SearchChunkText({}, "retry policy", 10));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].label, a[0]);  // heading and content both match
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_GE(all[i - 1].score, all[i].score);
+  SC_ASSERT_OK_AND_ASSIGN(auto demo, store_->SearchChunkText({"project:demo"}, "retry", 10));
+  EXPECT_EQ(demo.size(), 2u);
+  for (const auto& h : demo) EXPECT_NE(h.label, b[0]);
+  SC_ASSERT_OK_AND_ASSIGN(auto global, store_->SearchChunkText({"global"}, "retry", 10));
+  EXPECT_EQ(LabelsOf(global), (std::vector<int64_t>{b[0]}));
+  SC_ASSERT_OK_AND_ASSIGN(auto capped, store_->SearchChunkText({}, "retry", 1000000));
+  EXPECT_EQ(capped.size(), 3u);
+}
+
+TEST_P(StoreConformanceTest, KnowledgeGenerationRisesWithEveryLabelledWriteOnly) {
+  SC_ASSERT_OK_AND_ASSIGN(int64_t g, store_->KnowledgeGeneration());
+  auto rose = [&](const char* what) {
+    auto now = store_->KnowledgeGeneration();
+    ASSERT_TRUE(now.ok()) << now.status().ToString();
+    EXPECT_GT(*now, g) << what;
+    g = *now;
+  };
+  auto same = [&](const char* what) {
+    auto now = store_->KnowledgeGeneration();
+    ASSERT_TRUE(now.ok()) << now.status().ToString();
+    EXPECT_EQ(*now, g) << what;
+  };
+  SC_ASSERT_OK_AND_ASSIGN(Memory a, store_->AddMemory(MakeMemory("alpha")));
+  rose("AddMemory");
+  SC_ASSERT_OK_AND_ASSIGN(Memory b, store_->AddMemory(MakeMemory("beta")));
+  rose("AddMemory");
+  a.importance = 8;
+  SC_ASSERT_OK_AND_ASSIGN(a, store_->UpdateMemory(a));
+  same("UpdateMemory of importance");
+  a.content = "alpha, revised";
+  SC_ASSERT_OK_AND_ASSIGN(a, store_->UpdateMemory(a));
+  rose("UpdateMemory of content");
+  a.archived = true;
+  SC_ASSERT_OK_AND_ASSIGN(a, store_->UpdateMemory(a));
+  rose("archiving");
+  a.archived = false;
+  SC_ASSERT_OK_AND_ASSIGN(a, store_->UpdateMemory(a));
+  rose("unarchiving");
+  b.superseded_by = a.id;
+  SC_ASSERT_OK_AND_ASSIGN(b, store_->UpdateMemory(b));
+  rose("superseding");
+  MemoryLink link;
+  link.from_id = a.id;
+  link.to_id = b.id;
+  SC_ASSERT_OK(store_->UpsertMemoryLink(link));
+  SC_ASSERT_OK(store_->TouchMemories({a.id}));
+  SC_ASSERT_OK(store_->SearchMemoryText({}, "alpha", 5).status());
+  same("links, touches and searches");
+  SC_ASSERT_OK(store_->DeleteMemory(b.id));
+  rose("DeleteMemory");
+  SC_ASSERT_OK_AND_ASSIGN(
+      auto labels, store_->ReplaceDocument(MakeDocument("x.md"), {MakeChunk("", "x")}, nullptr));
+  rose("ReplaceDocument");
+  SC_ASSERT_OK_AND_ASSIGN(KbDocument doc, store_->FindDocument("global", "x.md"));
+  SC_ASSERT_OK(store_->DeleteDocument(doc.id));
+  rose("DeleteDocument");
+  EXPECT_FALSE(store_->DeleteDocument(doc.id).ok());
+  EXPECT_FALSE(store_->AddMemory(MakeMemory("")).ok());
+  same("failed writes");
+}
+
+TEST_P(StoreConformanceTest, MemoryLinksUpsertListDeleteAndGoWithTheirMemory) {
+  SC_ASSERT_OK_AND_ASSIGN(Memory a, store_->AddMemory(MakeMemory("alpha")));
+  SC_ASSERT_OK_AND_ASSIGN(Memory b, store_->AddMemory(MakeMemory("beta")));
+  SC_ASSERT_OK_AND_ASSIGN(Memory c, store_->AddMemory(MakeMemory("gamma")));
+  MemoryLink ab{a.id, b.id, "relates_to", 0.4};
+  MemoryLink ca{c.id, a.id, "fixes", 0.9};
+  MemoryLink bc{b.id, c.id, "relates_to", 0.2};
+  SC_ASSERT_OK(store_->UpsertMemoryLink(ab));
+  SC_ASSERT_OK(store_->UpsertMemoryLink(ca));
+  SC_ASSERT_OK(store_->UpsertMemoryLink(bc));
+  SC_ASSERT_OK_AND_ASSIGN(auto of_a, store_->MemoryLinks(a.id));
+  ASSERT_EQ(of_a.size(), 2u);
+  EXPECT_EQ(of_a[0].from_id, c.id);  // strongest first, either direction
+  EXPECT_EQ(of_a[0].type, "fixes");
+  EXPECT_DOUBLE_EQ(of_a[0].strength, 0.9);
+  EXPECT_EQ(of_a[1].to_id, b.id);
+  int64_t created = of_a[1].created_ms;
+  EXPECT_GT(created, 0);
+
+  ab.strength = 1.0;  // upsert: the same (from, to, type) changes, keeps created_ms
+  SC_ASSERT_OK(store_->UpsertMemoryLink(ab));
+  SC_ASSERT_OK_AND_ASSIGN(auto all, store_->AllMemoryLinks());
+  ASSERT_EQ(all.size(), 3u);
+  for (const auto& l : all) {
+    if (l.from_id == a.id) {
+      EXPECT_DOUBLE_EQ(l.strength, 1.0);
+      EXPECT_EQ(l.created_ms, created);
+    }
+  }
+  MemoryLink other_type = ab;
+  other_type.type = "caused_by";
+  SC_ASSERT_OK(store_->UpsertMemoryLink(other_type));
+  EXPECT_EQ(store_->AllMemoryLinks()->size(), 4u);
+
+  for (double bad : {0.0, -0.5, 1.5, std::nan("")}) {
+    MemoryLink l = ab;
+    l.strength = bad;
+    EXPECT_EQ(store_->UpsertMemoryLink(l).code(), Code::kInvalidArgument) << bad;
+  }
+  MemoryLink no_type = ab;
+  no_type.type = "";
+  EXPECT_EQ(store_->UpsertMemoryLink(no_type).code(), Code::kInvalidArgument);
+  MemoryLink dangling{a.id, "mem-missing", "relates_to", 0.5};
+  Status s = store_->UpsertMemoryLink(dangling);
+  EXPECT_EQ(s.code(), Code::kNotFound);
+  EXPECT_NE(s.message().find("mem-missing"), std::string::npos) << s.ToString();
+
+  SC_ASSERT_OK(store_->DeleteMemoryLink(a.id, b.id, "caused_by"));
+  EXPECT_EQ(store_->DeleteMemoryLink(a.id, b.id, "caused_by").code(), Code::kNotFound);
+  EXPECT_EQ(store_->AllMemoryLinks()->size(), 3u);
+
+  // Deleting a memory takes every link touching it.
+  SC_ASSERT_OK(store_->DeleteMemory(a.id));
+  SC_ASSERT_OK_AND_ASSIGN(auto left, store_->AllMemoryLinks());
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].from_id, b.id);
+  EXPECT_EQ(left[0].to_id, c.id);
+  EXPECT_TRUE(store_->MemoryLinks(a.id)->empty());
+}
+
+TEST_P(StoreConformanceTest, TextsLabelsAndCountsServeTheVectorIndex) {
+  SC_ASSERT_OK_AND_ASSIGN(
+      auto labels,
+      store_->ReplaceDocument(
+          MakeDocument("a.md", "project:demo"),
+          {MakeChunk("# A", "one"), MakeChunk("", "two"), MakeChunk("# C", "three")}, nullptr));
+  SC_ASSERT_OK(store_->ReplaceDocument(MakeDocument("b.md"), {}, nullptr));  // no chunks
+  Memory m = MakeMemory("use WAL", "project:demo");
+  m.summary = "sqlite";
+  m.tags = {"db", "perf"};
+  SC_ASSERT_OK_AND_ASSIGN(m, store_->AddMemory(m));
+  SC_ASSERT_OK_AND_ASSIGN(Memory plain, store_->AddMemory(MakeMemory("plain")));
+  Memory archived = MakeMemory("old");
+  archived.archived = true;
+  SC_ASSERT_OK_AND_ASSIGN(archived, store_->AddMemory(archived));
+  MemoryLink l{m.id, plain.id, "relates_to", 0.5};
+  SC_ASSERT_OK(store_->UpsertMemoryLink(l));
+
+  // Pages of two, continued from the last label, cover every chunk once.
+  std::vector<Store::LabelledText> texts;
+  int64_t after = 0;
+  for (;;) {
+    SC_ASSERT_OK_AND_ASSIGN(auto page, store_->ChunkTexts(after, 2));
+    if (page.empty()) break;
+    texts.insert(texts.end(), page.begin(), page.end());
+    after = page.back().label;
+  }
+  ASSERT_EQ(texts.size(), 3u);
+  EXPECT_EQ(texts[0].label, labels[0]);
+  EXPECT_EQ(texts[0].text, "# A\none");
+  EXPECT_EQ(texts[0].ns, "project:demo");
+  EXPECT_EQ(texts[1].text, "two");
+  EXPECT_EQ(texts[2].label, labels[2]);
+
+  SC_ASSERT_OK_AND_ASSIGN(auto mem_texts, store_->MemoryTexts(0, 100));
+  ASSERT_EQ(mem_texts.size(), 2u);  // not the archived one
+  EXPECT_EQ(mem_texts[0].label, m.vector_label);
+  EXPECT_EQ(mem_texts[0].text, "sqlite\nuse WAL\ndb perf");
+  EXPECT_EQ(mem_texts[0].ns, "project:demo");
+  EXPECT_EQ(mem_texts[1].text, "plain");
+  SC_ASSERT_OK_AND_ASSIGN(auto after_first, store_->MemoryTexts(m.vector_label, 100));
+  EXPECT_EQ(after_first.size(), 1u);
+  EXPECT_EQ(store_->ChunkTexts(0, 0).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(store_->MemoryTexts(0, 10001).status().code(), Code::kInvalidArgument);
+
+  SC_ASSERT_OK_AND_ASSIGN(auto chunk_labels, store_->ChunkLabels());
+  EXPECT_EQ(chunk_labels, labels);
+  SC_ASSERT_OK_AND_ASSIGN(auto memory_labels, store_->MemoryLabels());
+  EXPECT_EQ(memory_labels, (std::vector<int64_t>{m.vector_label, plain.vector_label}));
+
+  SC_ASSERT_OK_AND_ASSIGN(KbCounts counts, store_->CountKnowledge());
+  EXPECT_EQ(counts.documents, 2);
+  EXPECT_EQ(counts.chunks, 3);
+  EXPECT_EQ(counts.memories, 2);
+  EXPECT_EQ(counts.archived_memories, 1);
+  EXPECT_EQ(counts.links, 1);
 }
 
 // --- API keys -------------------------------------------------------------------

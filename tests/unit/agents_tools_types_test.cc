@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "af/agents/tools.h"
+#include "af/memory/knowledge.h"
 #include "af/store/store.h"
 #include "support/test_util.h"
 
@@ -24,8 +25,10 @@ TEST(ToolArgumentTypes, RecallAndRememberWithWrongNumberTypesAreToolErrors) {
   testing::TempDir dir;
   auto store = Store::Open({.url = "sqlite:" + (dir.path() / "t.db").string(), .migrate = true});
   ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto kb = KnowledgeBase::Open(store->get(), {});
+  ASSERT_TRUE(kb.ok()) << kb.status().ToString();
   ToolContext ctx;
-  ctx.store = store->get();
+  ctx.kb = kb->get();
   ctx.project = "p";
   auto run = [&](const std::string& name, json args) {
     return ExecuteTool({"id1", name, std::move(args)}, ctx);

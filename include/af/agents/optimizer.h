@@ -3,9 +3,10 @@
 // (context.preserve_at / context.critical_at) and keeps a running conversation inside it.
 //
 // Context = the feature request, the task, the files in scope, the workspace
-// file list, skills (skills/*.md whose keywords match the feature), relevant
-// memories and the results of earlier tasks. Assembly is deterministic for the
-// same state, so a resumed step sends the same request and replays its
+// file list, skills (skills/*.md whose keywords match the feature), the
+// memories and knowledge-base chunks most relevant to the task (hybrid search
+// of the project's and global namespaces) and the results of earlier tasks. Assembly is
+// deterministic for the same state, so a resumed step sends the same request and replays its
 // recorded answer instead of paying again.
 //
 // Thread safety: all methods may be called concurrently.
@@ -21,7 +22,7 @@
 namespace af {
 
 class FeatureTree;
-class Store;
+class KnowledgeBase;
 
 struct ContextBudget {
   int64_t window_tokens = 200'000;
@@ -60,13 +61,27 @@ struct ContextInput {
   std::string diff;
 };
 
+// What a context was given from memory and the knowledge base, for the event
+// that says so: memory ids and "source#chunk" of knowledge chunks.
+struct Retrieved {
+  std::vector<std::string> memories;
+  std::vector<std::string> knowledge;
+  bool empty() const { return memories.empty() && knowledge.empty(); }
+};
+
 class Optimizer {
  public:
-  Optimizer(ContextBudget budget, std::vector<Skill> skills, Store* store);
+  // `kb` may be null (no memory or knowledge in contexts). `max_results` is
+  // memory.max_results: the memories and chunks each context may hold.
+  Optimizer(ContextBudget budget, std::vector<Skill> skills, KnowledgeBase* kb,
+            int max_results = 5);
 
   // The first user message for an agent. Never larger than preserve_at of the
-  // window: long parts (diff, files, history) are cut with a visible marker.
-  std::string BuildContext(const ContextInput& in, FeatureTree* tree) const;
+  // window: long parts (diff, files, history, memories) are cut with a
+  // visible marker. `retrieved` (optional) receives what memory and knowledge
+  // were put in. A failing search leaves them out (logged), never the context.
+  std::string BuildContext(const ContextInput& in, FeatureTree* tree,
+                           Retrieved* retrieved = nullptr) const;
 
   // Called before every model call. When the request is above preserve_at,
   // condenses older tool results (keeping the first message and the last two
@@ -83,7 +98,8 @@ class Optimizer {
  private:
   ContextBudget budget_;
   std::vector<Skill> skills_;
-  Store* store_;  // not owned; may be null (no memories)
+  KnowledgeBase* kb_;  // not owned; may be null
+  int max_results_;
 };
 
 // The system prompt of a role.

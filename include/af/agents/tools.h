@@ -18,7 +18,7 @@ namespace af {
 
 class FeatureTree;
 class Sandbox;
-class Store;
+class KnowledgeBase;
 
 // The tools an agent of `role` is offered (its own plus recall/remember).
 // Roles: planner, coder, reviewer; others get only recall/remember.
@@ -36,8 +36,8 @@ struct ToolOutcome {
 struct ToolContext {
   FeatureTree* tree = nullptr;
   Sandbox* sandbox = nullptr;
-  Store* store = nullptr;
-  std::string project;  // memory namespace "project:<project>"
+  KnowledgeBase* kb = nullptr;  // recall/remember; null = memory unavailable
+  std::string project;          // memory namespace "project:<project>"
   std::string feature_id;
   std::string task_id;
   // Paths written or edited during this conversation (committed with the task).

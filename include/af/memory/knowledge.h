@@ -157,6 +157,12 @@ class KnowledgeBase {
   virtual Result<IngestReport> Populate(const std::vector<std::string>& paths,
                                         const std::string& ns, const nlohmann::json& provenance,
                                         const IngestProgress& progress = {}) = 0;
+  // A project's tree (the pipeline's ingestion when a feature starts):
+  // sources are paths relative to `root`, otherwise as Populate. A missing
+  // root ingests nothing.
+  virtual Result<IngestReport> IngestDirectory(const std::filesystem::path& root,
+                                               const std::string& ns,
+                                               const nlohmann::json& provenance) = 0;
   // One text under a name (POST /knowledge), same rules as a file.
   virtual Result<IngestReport> IngestText(const std::string& source, const std::string& content,
                                           const std::string& ns,

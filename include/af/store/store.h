@@ -203,8 +203,9 @@ class Store {
 
   // --- Memories -------------------------------------------------------------
   // Validates type (kMemoryTypes), importance (1..10) and a non-empty content;
-  // assigns id (when empty), times and a fresh vector_label. InvalidArgument
-  // names the bad field; AlreadyExists when the id is taken.
+  // assigns id (when empty), times and a fresh vector_label (the given one is
+  // ignored). InvalidArgument names the bad field; AlreadyExists when the id
+  // is taken.
   virtual Result<Memory> AddMemory(Memory memory) = 0;
   // Non-archived memories of the namespaces (the first namespace's matches
   // first: session -> project -> global fallback), every word of `query`
@@ -213,83 +214,88 @@ class Store {
   virtual Result<std::vector<Memory>> FindMemories(const std::vector<std::string>& namespaces,
                                                    const std::string& query, int limit) = 0;
   // One memory, archived or not. NotFound names the id.
-  virtual Result<Memory> GetMemory(const std::string& id);  // AF_TRANSITIONAL
+  virtual Result<Memory> GetMemory(const std::string& id) = 0;
   // Memories by vector label, in the order of `labels`; unknown labels are
   // skipped (the index may hold a label whose row went).
-  virtual Result<std::vector<Memory>> MemoriesByLabel(
-      const std::vector<int64_t>& labels);  // AF_TRANSITIONAL
-  // By filter, most important then most recent first.
-  virtual Result<std::vector<Memory>> ListMemories(const MemoryFilter& filter);  // AF_TRANSITIONAL
+  virtual Result<std::vector<Memory>> MemoriesByLabel(const std::vector<int64_t>& labels) = 0;
+  // By filter, most important then most recent first. limit 1..10000 and
+  // offset >= 0, InvalidArgument otherwise.
+  virtual Result<std::vector<Memory>> ListMemories(const MemoryFilter& filter) = 0;
   // Replaces content, summary, type, importance, tags, source, archived and
-  // superseded_by of an existing memory (validated as in AddMemory); a changed
-  // content gets a new vector_label. Returns the stored record. NotFound.
-  virtual Result<Memory> UpdateMemory(const Memory& memory);  // AF_TRANSITIONAL
+  // superseded_by of an existing memory (validated as in AddMemory); a change
+  // to the embedded text (content, summary or tags: see MemoryTexts) gets a
+  // new vector_label. Returns the stored record. NotFound.
+  virtual Result<Memory> UpdateMemory(const Memory& memory) = 0;
   // Deletes a memory and its links. NotFound when unknown.
-  virtual Status DeleteMemory(const std::string& id);  // AF_TRANSITIONAL
-  // Marks memories accessed now (access_count + 1): recall and search results.
-  virtual Status TouchMemories(const std::vector<std::string>& ids);  // AF_TRANSITIONAL
-  // BM25 full-text search over non-archived memories' content, summary and
-  // tags in the namespaces (all when empty). `query` is free text: it is
-  // tokenised and its words OR-ed, never parsed as an FTS expression, so any
-  // input is safe. Best first, at most `limit`.
+  virtual Status DeleteMemory(const std::string& id) = 0;
+  // Marks memories accessed now (access_count + 1): recall and search
+  // results. Unknown ids are skipped.
+  virtual Status TouchMemories(const std::vector<std::string>& ids) = 0;
+  // BM25 full-text search over the content, summary and tags of memories that
+  // are neither archived nor superseded, in the namespaces (all when empty).
+  // `query` is free text: it is tokenised and its words OR-ed, never parsed as
+  // an FTS expression, so any input is safe; a query without words finds
+  // nothing. Best first, at most `limit` (capped at 1000; < 1 = none).
   virtual Result<std::vector<TextHit>> SearchMemoryText(const std::vector<std::string>& namespaces,
-                                                        const std::string& query,
-                                                        int limit);  // AF_TRANSITIONAL
+                                                        const std::string& query, int limit) = 0;
 
   // Links: one per (from, to, type). Upsert keeps created_ms. Both ends must
-  // exist (NotFound otherwise); strength must be in (0, 1] (InvalidArgument).
-  virtual Status UpsertMemoryLink(const MemoryLink& link);  // AF_TRANSITIONAL
+  // exist (NotFound otherwise); type must be non-empty and strength in (0, 1]
+  // (InvalidArgument).
+  virtual Status UpsertMemoryLink(const MemoryLink& link) = 0;
   // Links touching a memory, either direction, strongest first.
-  virtual Result<std::vector<MemoryLink>> MemoryLinks(
-      const std::string& memory_id);                         // AF_TRANSITIONAL
-  virtual Result<std::vector<MemoryLink>> AllMemoryLinks();  // AF_TRANSITIONAL
+  virtual Result<std::vector<MemoryLink>> MemoryLinks(const std::string& memory_id) = 0;
+  virtual Result<std::vector<MemoryLink>> AllMemoryLinks() = 0;  // by from, to, type
+  // NotFound when there is no such link.
   virtual Status DeleteMemoryLink(const std::string& from_id, const std::string& to_id,
-                                  const std::string& type);  // AF_TRANSITIONAL
+                                  const std::string& type) = 0;
 
   // --- Knowledge base -------------------------------------------------------
   // The document with this namespace and source, NotFound when none.
-  virtual Result<KbDocument> FindDocument(const std::string& ns,
-                                          const std::string& source);  // AF_TRANSITIONAL
-  virtual Result<std::vector<KbDocument>> ListDocuments(
-      const std::string& ns);  // AF_TRANSITIONAL  // "" = all
+  virtual Result<KbDocument> FindDocument(const std::string& ns, const std::string& source) = 0;
+  // By namespace, then source. "" = all namespaces.
+  virtual Result<std::vector<KbDocument>> ListDocuments(const std::string& ns) = 0;
   // In one transaction: deletes the document of (ns, source) with its chunks
   // if any, then inserts `doc` and `chunks` (labels assigned, returned in
-  // order). `removed` receives the labels of the chunks that went, for the
-  // vector index.
-  virtual Result<std::vector<int64_t>> ReplaceDocument(
-      KbDocument doc, std::vector<KbChunk> chunks,
-      std::vector<int64_t>* removed);  // AF_TRANSITIONAL
+  // order). `removed` (may be null) receives the labels of the chunks that
+  // went, for the vector index. The store sets the document's id (when
+  // empty), chunk_count and times, and each chunk's document_id, ns, source
+  // and ordinal (its position in `chunks`). An empty source is
+  // InvalidArgument; nothing is written on any error.
+  virtual Result<std::vector<int64_t>> ReplaceDocument(KbDocument doc, std::vector<KbChunk> chunks,
+                                                       std::vector<int64_t>* removed) = 0;
   // Deletes a document and its chunks; returns the removed chunk labels.
   // NotFound when unknown.
-  virtual Result<std::vector<int64_t>> DeleteDocument(
-      const std::string& document_id);  // AF_TRANSITIONAL
+  virtual Result<std::vector<int64_t>> DeleteDocument(const std::string& document_id) = 0;
   // BM25 over chunk content and headings, as SearchMemoryText.
   virtual Result<std::vector<TextHit>> SearchChunkText(const std::vector<std::string>& namespaces,
-                                                       const std::string& query,
-                                                       int limit);  // AF_TRANSITIONAL
+                                                       const std::string& query, int limit) = 0;
   // Chunks by label, in the order of `labels`; unknown labels skipped.
-  virtual Result<std::vector<KbChunk>> ChunksByLabel(
-      const std::vector<int64_t>& labels);  // AF_TRANSITIONAL
-  // Every chunk label / non-archived memory label with its text, ascending by
-  // label, in pages (after_label exclusive): for rebuilding and repairing the
-  // vector index. `text` is what gets embedded.
+  virtual Result<std::vector<KbChunk>> ChunksByLabel(const std::vector<int64_t>& labels) = 0;
+  // Every chunk label / non-archived, non-superseded memory label with its
+  // text, ascending by label, in pages (after_label exclusive; limit
+  // 1..10000): for rebuilding and repairing the vector index. `text` is what
+  // gets embedded: a chunk's heading, a newline and its content (just the
+  // content without a heading); a memory's summary and a newline (when there
+  // is a summary), its content, then a newline and its tags separated by
+  // spaces (when it has tags).
   struct LabelledText {
     int64_t label = 0;
     std::string ns;
     std::string text;
   };
-  virtual Result<std::vector<LabelledText>> ChunkTexts(int64_t after_label,
-                                                       int limit);  // AF_TRANSITIONAL
-  virtual Result<std::vector<LabelledText>> MemoryTexts(int64_t after_label,
-                                                        int limit);  // AF_TRANSITIONAL
+  virtual Result<std::vector<LabelledText>> ChunkTexts(int64_t after_label, int limit) = 0;
+  virtual Result<std::vector<LabelledText>> MemoryTexts(int64_t after_label, int limit) = 0;
   // All labels, ascending (cheap: no text), to compare with an index.
-  virtual Result<std::vector<int64_t>> ChunkLabels();   // AF_TRANSITIONAL
-  virtual Result<std::vector<int64_t>> MemoryLabels();  // AF_TRANSITIONAL  // non-archived only
-  virtual Result<KbCounts> CountKnowledge();
+  virtual Result<std::vector<int64_t>> ChunkLabels() = 0;
+  // Labels of memories neither archived nor superseded, ascending.
+  virtual Result<std::vector<int64_t>> MemoryLabels() = 0;
+  virtual Result<KbCounts> CountKnowledge() = 0;
   // A counter raised in the same transaction as every write that adds or
-  // removes a chunk or memory label, by any process: a KnowledgeBase whose
-  // index was synced at another value repairs it before searching.
-  virtual Result<int64_t> KnowledgeGeneration();  // AF_TRANSITIONAL
+  // removes a chunk or memory label (archiving and superseding included), by
+  // any process: a KnowledgeBase whose index was synced at another value
+  // repairs it before searching.
+  virtual Result<int64_t> KnowledgeGeneration() = 0;
 
   // --- Health -------------------------------------------------------------
   virtual Status Check() = 0;  // a cheap query, for /health

@@ -172,8 +172,9 @@ struct Memory {
   bool archived = false;
   std::string superseded_by;  // id of the memory that replaced this one ("" = none)
   // The memory's label in the vector index (> 0 once stored). A new label is
-  // given whenever the content changes, and labels are never reused, so an
-  // index that holds a label holds the vector of the current content.
+  // given whenever the embedded text (content, summary or tags) changes, and
+  // labels are never reused, so an index that holds a label holds the vector
+  // of the current text.
   int64_t vector_label = 0;
 };
 

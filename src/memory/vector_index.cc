@@ -1,0 +1,537 @@
+#include "af/memory/vector_index.h"
+
+#include <hnswlib/hnswlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <shared_mutex>
+#include <system_error>
+
+namespace af {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Hnsw = hnswlib::HierarchicalNSW<float>;
+
+constexpr int kFormat = 1;
+constexpr size_t kInitialCapacity = 1024;
+constexpr const char* kReindexHint =
+    "run `agent-factory kb reindex` to rebuild the vector index from the database";
+
+// The fixed-size header hnswlib 0.6.2 writes before the elements (x86_64 and
+// aarch64 layouts: size_t fields, then int/uint32, then size_t and a double).
+struct HnswFileHeader {
+  size_t offset_level0, max_elements, count, size_data_per_element, label_offset, offset_data;
+  int max_level;
+  uint32_t enter_point;
+  size_t max_m, max_m0, m;
+  double mult;
+  size_t ef_construction;
+};
+constexpr size_t kHnswHeaderBytes = 6 * sizeof(size_t) + sizeof(int) + sizeof(uint32_t) +
+                                    3 * sizeof(size_t) + sizeof(double) + sizeof(size_t);
+
+template <typename T>
+bool ReadPod(std::istream& in, T* out) {
+  in.read(reinterpret_cast<char*>(out), sizeof(T));
+  return static_cast<bool>(in);
+}
+
+// A fast 64-bit checksum of a file (8 bytes at a time), so a header and an
+// index file that belong to different saves are told apart.
+Result<uint64_t> FileChecksum(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return FailedPrecondition("cannot read " + path.string(), kReindexHint);
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    size_t n = static_cast<size_t>(in.gcount());
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, buf.data() + i, 8);
+      h = (h ^ w) * 0x100000001b3ull;
+      h ^= h >> 29;
+    }
+    for (; i < n; ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::string Hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+Status Corrupt(const fs::path& path, const std::string& why) {
+  return FailedPrecondition("vector index " + path.string() + " is unreadable: " + why,
+                            kReindexHint);
+}
+
+// Checks the structure of an hnswlib file before hnswlib reads it: hnswlib
+// trusts every size in it, so a truncated or garbage file would make it
+// allocate wildly or read out of bounds.
+Status CheckHnswFile(const fs::path& path, int dims, HnswFileHeader* h) {
+  std::error_code ec;
+  const uintmax_t file_size = fs::file_size(path, ec);
+  if (ec) return Corrupt(path, ec.message());
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Corrupt(path, "cannot open it");
+  if (file_size < kHnswHeaderBytes) return Corrupt(path, "shorter than its header");
+  bool ok = ReadPod(in, &h->offset_level0) && ReadPod(in, &h->max_elements) &&
+            ReadPod(in, &h->count) && ReadPod(in, &h->size_data_per_element) &&
+            ReadPod(in, &h->label_offset) && ReadPod(in, &h->offset_data) &&
+            ReadPod(in, &h->max_level) && ReadPod(in, &h->enter_point) &&
+            ReadPod(in, &h->max_m) && ReadPod(in, &h->max_m0) && ReadPod(in, &h->m) &&
+            ReadPod(in, &h->mult) && ReadPod(in, &h->ef_construction);
+  if (!ok) return Corrupt(path, "cannot read its header");
+  const size_t data_size = static_cast<size_t>(dims) * sizeof(float);
+  const size_t links0 = h->max_m0 * sizeof(uint32_t) + sizeof(uint32_t);
+  if (h->offset_level0 != 0 || h->m < 2 || h->m > 10000 || h->max_m != h->m ||
+      h->max_m0 != 2 * h->m || h->offset_data != links0 ||
+      h->label_offset != links0 + data_size ||
+      h->size_data_per_element != h->label_offset + sizeof(hnswlib::labeltype) ||
+      !std::isfinite(h->mult) || h->mult <= 0 || h->max_level > 64) {
+    return Corrupt(path, "its header does not describe an index of " + std::to_string(dims) +
+                             " dimensions");
+  }
+  const uintmax_t body = file_size - kHnswHeaderBytes;
+  if (h->count > body / h->size_data_per_element) return Corrupt(path, "it is truncated");
+  if (h->count > 0 && (h->enter_point >= h->count || h->max_level < 0)) {
+    return Corrupt(path, "its entry point is out of range");
+  }
+  // The upper-layer link lists follow the elements, each with its size.
+  const size_t links_per_level = h->max_m * sizeof(uint32_t) + sizeof(uint32_t);
+  uintmax_t pos = kHnswHeaderBytes + h->count * h->size_data_per_element;
+  in.seekg(static_cast<std::streamoff>(pos));
+  for (size_t i = 0; i < h->count; ++i) {
+    uint32_t size = 0;
+    if (pos + sizeof(size) > file_size || !ReadPod(in, &size)) return Corrupt(path, "it is truncated");
+    pos += sizeof(size);
+    if (size % links_per_level != 0 || size / links_per_level > static_cast<size_t>(h->max_level)) {
+      return Corrupt(path, "element " + std::to_string(i) + " has a bad link list");
+    }
+    if (size > 0) {
+      if (pos + size > file_size) return Corrupt(path, "it is truncated");
+      pos += size;
+      in.seekg(static_cast<std::streamoff>(size), std::ios::cur);
+    }
+  }
+  if (pos != file_size) return Corrupt(path, "it has trailing bytes");
+  return Status::Ok();
+}
+
+// Checks the loaded graph: every neighbour id in range and present at the
+// level it is linked on (hnswlib follows them without checking).
+bool GraphIsSane(const Hnsw& g) {
+  const size_t n = g.cur_element_count;
+  if (n == 0) return true;
+  if (g.enterpoint_node_ >= n || g.element_levels_[g.enterpoint_node_] < g.maxlevel_) return false;
+  for (size_t i = 0; i < n; ++i) {
+    const auto id = static_cast<hnswlib::tableint>(i);
+    const int levels = g.element_levels_[i];
+    for (int level = 0; level <= levels; ++level) {
+      const hnswlib::linklistsizeint* ll =
+          level == 0 ? g.get_linklist0(id) : g.get_linklist(id, level);
+      const size_t count = g.getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
+      if (count > (level == 0 ? g.maxM0_ : g.maxM_)) return false;
+      const auto* nb = reinterpret_cast<const hnswlib::tableint*>(ll + 1);
+      for (size_t j = 0; j < count; ++j) {
+        if (nb[j] >= n || g.element_levels_[nb[j]] < level) return false;
+      }
+    }
+  }
+  return true;
+}
+
+class HnswIndex : public VectorIndex {
+ public:
+  HnswIndex(fs::path path, std::string embedder_id, int dims, const VectorIndexOptions& options)
+      : path_(std::move(path)),
+        embedder_id_(std::move(embedder_id)),
+        dims_(dims),
+        options_(options),
+        space_(static_cast<size_t>(dims)) {}
+
+  // A fresh empty graph.
+  Status Reset(size_t capacity) {
+    try {
+      graph_ = std::make_unique<Hnsw>(&space_, capacity, static_cast<size_t>(options_.m),
+                                      static_cast<size_t>(options_.ef_construction));
+      graph_->setEf(static_cast<size_t>(std::max(1, options_.ef_search)));
+    } catch (const std::exception& e) {
+      return Internal(std::string("cannot create the vector index: ") + e.what());
+    }
+    return Status::Ok();
+  }
+
+  // Reads `path_` (whose header matched); FailedPrecondition when it is corrupt.
+  Status Load(size_t expected_count, uint64_t expected_checksum, uintmax_t expected_bytes) {
+    std::error_code ec;
+    if (fs::file_size(path_, ec) != expected_bytes || ec) {
+      return Corrupt(path_, "its size differs from the one its header records");
+    }
+    AF_ASSIGN_OR_RETURN(uint64_t sum, FileChecksum(path_));
+    if (sum != expected_checksum) {
+      return Corrupt(path_, "its checksum differs from the one its header records");
+    }
+    HnswFileHeader h{};
+    AF_RETURN_IF_ERROR(CheckHnswFile(path_, dims_, &h));
+    if (h.count == 0) return Reset(kInitialCapacity);
+    try {
+      size_t capacity = std::max(kInitialCapacity, h.count);
+      auto g = std::make_unique<Hnsw>(&space_, path_.string(), false, capacity);
+      // hnswlib 0.6.2 leaves its tombstone counter uninitialised on load: recount.
+      g->num_deleted_ = 0;
+      for (size_t i = 0; i < g->cur_element_count; ++i) {
+        if (g->isMarkedDeleted(static_cast<hnswlib::tableint>(i))) ++g->num_deleted_;
+      }
+      if (!GraphIsSane(*g)) return Corrupt(path_, "its graph links are out of range");
+      g->setEf(static_cast<size_t>(std::max(1, options_.ef_search)));
+      graph_ = std::move(g);
+    } catch (const std::exception& e) {
+      return Corrupt(path_, e.what());
+    }
+    if (LiveLocked() != expected_count) {
+      return Corrupt(path_, "it holds " + std::to_string(LiveLocked()) +
+                                " vectors where its header says " + std::to_string(expected_count));
+    }
+    dirty_ = false;
+    return Status::Ok();
+  }
+
+  void MarkDirty() { dirty_ = true; }
+
+  const std::string& embedder_id() const override { return embedder_id_; }
+  int dimensions() const override { return dims_; }
+
+  size_t size() const override {
+    std::shared_lock lock(mu_);
+    return LiveLocked();
+  }
+
+  Status Add(int64_t label, const std::vector<float>& vector) override {
+    if (vector.size() != static_cast<size_t>(dims_)) {
+      return InvalidArgument("a vector of " + std::to_string(vector.size()) +
+                             " dimensions for an index of " + std::to_string(dims_));
+    }
+    for (float x : vector) {
+      if (!std::isfinite(x)) return InvalidArgument("a vector with a non-finite value");
+    }
+    std::unique_lock lock(mu_);
+    try {
+      const auto key = static_cast<hnswlib::labeltype>(label);
+      if (graph_->label_lookup_.count(key) == 0 &&
+          graph_->cur_element_count >= graph_->max_elements_) {
+        graph_->resizeIndex(std::max(kInitialCapacity, graph_->max_elements_ * 2));
+      }
+      // hnswlib replaces the vector of a label it already has (and revives a
+      // removed one) instead of adding a second element.
+      graph_->addPoint(vector.data(), key);
+    } catch (const std::exception& e) {
+      return Internal(std::string("cannot add to the vector index: ") + e.what(), kReindexHint);
+    }
+    dirty_ = true;
+    return Status::Ok();
+  }
+
+  Status Remove(int64_t label) override {
+    std::unique_lock lock(mu_);
+    const auto key = static_cast<hnswlib::labeltype>(label);
+    auto it = graph_->label_lookup_.find(key);
+    if (it == graph_->label_lookup_.end() || graph_->isMarkedDeleted(it->second)) {
+      return Status::Ok();
+    }
+    try {
+      graph_->markDelete(key);
+    } catch (const std::exception& e) {
+      return Internal(std::string("cannot remove from the vector index: ") + e.what());
+    }
+    dirty_ = true;
+    // Tombstones still cost search time and file space: rebuild once they
+    // outnumber the live elements.
+    if (graph_->num_deleted_ > LiveLocked()) return CompactLocked();
+    return Status::Ok();
+  }
+
+  bool Contains(int64_t label) const override {
+    std::shared_lock lock(mu_);
+    auto it = graph_->label_lookup_.find(static_cast<hnswlib::labeltype>(label));
+    return it != graph_->label_lookup_.end() && !graph_->isMarkedDeleted(it->second);
+  }
+
+  std::vector<int64_t> Labels() const override {
+    std::shared_lock lock(mu_);
+    std::vector<int64_t> out;
+    out.reserve(LiveLocked());
+    for (const auto& [key, id] : graph_->label_lookup_) {
+      if (!graph_->isMarkedDeleted(id)) out.push_back(static_cast<int64_t>(key));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::vector<std::pair<int64_t, float>> Search(
+      const std::vector<float>& query, int k,
+      const std::function<bool(int64_t)>& accept) const override {
+    std::vector<std::pair<int64_t, float>> out;
+    if (k <= 0 || query.size() != static_cast<size_t>(dims_)) return out;
+    std::shared_lock lock(mu_);
+    const size_t live = LiveLocked();
+    if (live == 0) return out;
+    const size_t want = std::min(static_cast<size_t>(k), live);
+    try {
+      size_t ask = accept ? std::min(live, want * 4) : want;
+      while (true) {
+        // searchKnn widens its beam to `ask` itself (ef = max(ef_search, ask)),
+        // so concurrent searches never change shared state.
+        auto heap = graph_->searchKnn(query.data(), ask);
+        out.clear();
+        while (!heap.empty()) {
+          const auto& [dist, key] = heap.top();
+          const auto label = static_cast<int64_t>(key);
+          if (!accept || accept(label)) out.emplace_back(label, 1.0f - dist);
+          heap.pop();
+        }
+        if (!accept || out.size() >= want || ask >= live) break;
+        if (ask * 4 > live / 4) {
+          // A selective filter: scanning the accepted elements is exact and
+          // cheaper than a beam as wide as the index.
+          out = ScanLocked(query, want, accept);
+          break;
+        }
+        ask *= 4;
+      }
+    } catch (const std::exception&) {
+      // hnswlib throws only on a corrupt graph, which Load rules out; an
+      // exception must still never escape a search.
+      out = ScanLocked(query, want, accept);
+    }
+    SortBest(&out);
+    if (out.size() > want) out.resize(want);
+    return out;
+  }
+
+  Status Save() override {
+    std::unique_lock lock(mu_);
+    if (path_.empty() || !dirty_) return Status::Ok();
+    std::error_code ec;
+    if (path_.has_parent_path()) fs::create_directories(path_.parent_path(), ec);
+    const fs::path tmp = path_.string() + ".tmp";
+    const fs::path header = path_.string() + ".json";
+    const fs::path header_tmp = header.string() + ".tmp";
+    auto fail = [&](const std::string& why) {
+      fs::remove(tmp, ec);
+      fs::remove(header_tmp, ec);
+      return Unavailable("cannot save the vector index to " + path_.string() + ": " + why,
+                         "check that the data directory is writable and has free space");
+    };
+    try {
+      graph_->saveIndex(tmp.string());
+    } catch (const std::exception& e) {
+      return fail(e.what());
+    }
+    const uintmax_t bytes = fs::file_size(tmp, ec);
+    if (ec) return fail(ec.message());
+    auto sum = FileChecksum(tmp);
+    if (!sum.ok()) return fail(sum.status().message());
+    // saveIndex does not report write errors: check the size it must have.
+    uintmax_t expected = kHnswHeaderBytes + graph_->cur_element_count * graph_->size_data_per_element_;
+    for (size_t i = 0; i < graph_->cur_element_count; ++i) {
+      expected += sizeof(uint32_t) + (graph_->element_levels_[i] > 0
+                                          ? graph_->size_links_per_element_ *
+                                                static_cast<size_t>(graph_->element_levels_[i])
+                                          : 0);
+    }
+    if (bytes != expected) return fail("the file was written incompletely (disk full?)");
+    json h = {{"format", kFormat},         {"embedder", embedder_id_}, {"dimensions", dims_},
+              {"count", LiveLocked()},     {"bytes", bytes},           {"checksum", Hex(*sum)}};
+    {
+      std::ofstream out(header_tmp, std::ios::binary | std::ios::trunc);
+      out << h.dump(2) << "\n";
+      out.flush();
+      if (!out) return fail("cannot write " + header_tmp.string());
+    }
+    // The index first, then its header: a crash in between leaves a header
+    // whose checksum does not match, which Open reports as corrupt.
+    fs::rename(tmp, path_, ec);
+    if (ec) return fail(ec.message());
+    fs::rename(header_tmp, header, ec);
+    if (ec) return fail(ec.message());
+    dirty_ = false;
+    return Status::Ok();
+  }
+
+  void Clear() override {
+    std::unique_lock lock(mu_);
+    if (!Reset(kInitialCapacity).ok()) return;  // allocation of an empty graph failed: keep the old
+    dirty_ = true;
+  }
+
+ private:
+  size_t LiveLocked() const { return graph_->cur_element_count - graph_->num_deleted_; }
+
+  static void SortBest(std::vector<std::pair<int64_t, float>>* v) {
+    std::sort(v->begin(), v->end(), [](const auto& a, const auto& b) {
+      if (a.second != b.second) return a.second > b.second;
+      return a.first < b.first;
+    });
+  }
+
+  // Exact search over the live (and accepted) elements of the graph.
+  std::vector<std::pair<int64_t, float>> ScanLocked(
+      const std::vector<float>& query, size_t want,
+      const std::function<bool(int64_t)>& accept) const {
+    std::vector<std::pair<int64_t, float>> all;
+    const size_t n = graph_->cur_element_count;
+    for (size_t i = 0; i < n; ++i) {
+      const auto id = static_cast<hnswlib::tableint>(i);
+      if (graph_->isMarkedDeleted(id)) continue;
+      const auto label = static_cast<int64_t>(graph_->getExternalLabel(id));
+      if (accept && !accept(label)) continue;
+      const auto* data = reinterpret_cast<const float*>(graph_->getDataByInternalId(id));
+      float dot = 0;
+      for (int d = 0; d < dims_; ++d) dot += data[d] * query[static_cast<size_t>(d)];
+      all.emplace_back(label, dot);
+    }
+    if (all.size() > want) {
+      std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(want), all.end(),
+                        [](const auto& a, const auto& b) {
+                          if (a.second != b.second) return a.second > b.second;
+                          return a.first < b.first;
+                        });
+      all.resize(want);
+    }
+    return all;
+  }
+
+  // Rebuilds the graph from the live elements only.
+  Status CompactLocked() {
+    std::vector<std::pair<hnswlib::labeltype, const float*>> live;
+    const size_t n = graph_->cur_element_count;
+    for (size_t i = 0; i < n; ++i) {
+      const auto id = static_cast<hnswlib::tableint>(i);
+      if (graph_->isMarkedDeleted(id)) continue;
+      live.emplace_back(graph_->getExternalLabel(id),
+                        reinterpret_cast<const float*>(graph_->getDataByInternalId(id)));
+    }
+    std::unique_ptr<Hnsw> old = std::move(graph_);  // owns the data `live` points into
+    Status st = Reset(std::max(kInitialCapacity, live.size() * 2));
+    if (!st.ok()) {
+      graph_ = std::move(old);
+      return st;
+    }
+    try {
+      for (const auto& [key, data] : live) graph_->addPoint(data, key);
+    } catch (const std::exception& e) {
+      graph_ = std::move(old);
+      return Internal(std::string("cannot compact the vector index: ") + e.what(), kReindexHint);
+    }
+    dirty_ = true;
+    return Status::Ok();
+  }
+
+  const fs::path path_;
+  const std::string embedder_id_;
+  const int dims_;
+  const VectorIndexOptions options_;
+  hnswlib::InnerProductSpace space_;
+  mutable std::shared_mutex mu_;
+  std::unique_ptr<Hnsw> graph_;  // guarded by mu_
+  bool dirty_ = false;           // guarded by mu_
+};
+
+}  // namespace
+
+Result<std::unique_ptr<VectorIndex>> VectorIndex::Open(const fs::path& path,
+                                                       const std::string& embedder_id,
+                                                       int dimensions,
+                                                       const VectorIndexOptions& options) {
+  if (dimensions < 1 || dimensions > 65536) {
+    return InvalidArgument("vector index dimensions out of range: " + std::to_string(dimensions));
+  }
+  if (options.m < 2 || options.m > 1000 || options.ef_construction < 1 || options.ef_search < 1) {
+    return InvalidArgument("vector index options out of range (m 2..1000, ef_construction and "
+                           "ef_search at least 1)");
+  }
+  auto index = std::make_unique<HnswIndex>(path, embedder_id, dimensions, options);
+  AF_RETURN_IF_ERROR(index->Reset(kInitialCapacity));
+  if (path.empty()) return std::unique_ptr<VectorIndex>(std::move(index));
+
+  const fs::path header = path.string() + ".json";
+  std::error_code ec;
+  const bool has_index = fs::exists(path, ec);
+  const bool has_header = fs::exists(header, ec);
+  if (!has_index && !has_header) {
+    index->MarkDirty();  // the first Save writes the (empty) files
+    return std::unique_ptr<VectorIndex>(std::move(index));
+  }
+  if (!has_header) return Corrupt(path, "its header " + header.string() + " is missing");
+  if (!has_index) return Corrupt(path, "the file is missing (only its header exists)");
+
+  std::ifstream in(header, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  json h = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (h.is_discarded() || !h.is_object() || !h.contains("format") ||
+      !h["format"].is_number_integer() || !h.contains("embedder") ||
+      !h["embedder"].is_string() || !h.contains("dimensions") ||
+      !h["dimensions"].is_number_integer() || !h.contains("count") ||
+      !h["count"].is_number_unsigned() || !h.contains("bytes") ||
+      !h["bytes"].is_number_unsigned() || !h.contains("checksum") || !h["checksum"].is_string()) {
+    return Corrupt(path, "its header " + header.string() + " is not valid");
+  }
+  if (h["format"].get<int>() != kFormat) {
+    return FailedPrecondition("vector index " + path.string() + " has format " +
+                                  std::to_string(h["format"].get<int>()) + ", this program reads " +
+                                  std::to_string(kFormat),
+                              kReindexHint);
+  }
+  const std::string built_by = h["embedder"].get<std::string>();
+  const int built_dims = h["dimensions"].get<int>();
+  if (built_by != embedder_id || built_dims != dimensions) {
+    return FailedPrecondition("vector index " + path.string() + " was built by embedder '" +
+                                  built_by + "' (" + std::to_string(built_dims) +
+                                  " dimensions), not by the configured '" + embedder_id + "' (" +
+                                  std::to_string(dimensions) + " dimensions)",
+                              kReindexHint);
+  }
+  uint64_t checksum = 0;
+  try {
+    checksum = std::stoull(h["checksum"].get<std::string>(), nullptr, 16);
+  } catch (const std::exception&) {
+    return Corrupt(path, "its header " + header.string() + " is not valid");
+  }
+  AF_RETURN_IF_ERROR(index->Load(h["count"].get<size_t>(), checksum, h["bytes"].get<uintmax_t>()));
+  return std::unique_ptr<VectorIndex>(std::move(index));
+}
+
+std::vector<std::pair<int64_t, float>> ExactSearch(
+    const std::vector<std::pair<int64_t, std::vector<float>>>& vectors,
+    const std::vector<float>& query, int k) {
+  std::vector<std::pair<int64_t, float>> all;
+  if (k <= 0) return all;
+  all.reserve(vectors.size());
+  for (const auto& [label, v] : vectors) {
+    if (v.size() != query.size()) continue;
+    float dot = 0;
+    for (size_t d = 0; d < v.size(); ++d) dot += v[d] * query[d];
+    all.emplace_back(label, dot);
+  }
+  auto better = [](const auto& a, const auto& b) {
+    if (a.second != b.second) return a.second > b.second;
+    return a.first < b.first;
+  };
+  const size_t want = std::min(all.size(), static_cast<size_t>(k));
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(want), all.end(), better);
+  all.resize(want);
+  return all;
+}
+
+}  // namespace af
