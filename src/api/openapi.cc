@@ -67,8 +67,9 @@ json QueryParameters(const std::string& method, const std::string& path) {
     params.push_back(q("query", "string",
                        "search (hybrid recall, each memory with its score; at most 1000 bytes, "
                        "32 words); without it, a listing"));
-    params.push_back(q("namespace", "string",
-                       "global, project:NAME or session:PROJECT:ID (falls back to the wider ones)"));
+    params.push_back(
+        q("namespace", "string",
+          "global, project:NAME or session:PROJECT:ID (falls back to the wider ones)"));
     params.push_back(q("type", "string", "only this memory type"));
     params.push_back(q("tag", "string", "only memories with this tag"));
     params.push_back(q("limit", "integer", "1-1000, default 50 (with query: 1-100, default 20)"));

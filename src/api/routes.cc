@@ -567,9 +567,8 @@ Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
 
 Result<json> AddMemory(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
-  AF_RETURN_IF_ERROR(
-      CheckFields(j, {"content", "namespace", "summary", "type", "importance", "tags", "source",
-                      "links"}));
+  AF_RETURN_IF_ERROR(CheckFields(
+      j, {"content", "namespace", "summary", "type", "importance", "tags", "source", "links"}));
   Memory m;
   AF_ASSIGN_OR_RETURN(auto content, StringField(j, "content", true));
   m.content = *content;
@@ -618,7 +617,8 @@ Result<json> AddMemory(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(Memory stored, kb->Remember(std::move(m)));
   for (auto& link : links) {
     link.from_id = stored.id;
-    AF_RETURN_IF_ERROR(kb->Link(link).WithContext("memory " + stored.id + " was stored, but a link"));
+    AF_RETURN_IF_ERROR(
+        kb->Link(link).WithContext("memory " + stored.id + " was stored, but a link"));
   }
   return MemoryJson(stored);
 }

@@ -179,8 +179,8 @@ int Main(int argc, char** argv) {
   std::string mem_arg, mem_type, mem_output;
   int mem_max = 5, mem_limit = 20, mem_depth = 1;
   bool dry_run = false;
-  auto* memory = app.add_subcommand(
-      "memory", "Memories: remember, recall, list, graph, evolve, export");
+  auto* memory =
+      app.add_subcommand("memory", "Memories: remember, recall, list, graph, evolve, export");
   memory->require_subcommand(1);
   auto* m_remember = memory->add_subcommand("remember", "Store a memory (or read an export)");
   m_remember->add_option("CONTENT", remember.content, "What to remember");

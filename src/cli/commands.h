@@ -110,7 +110,7 @@ struct KbQueryArgs {
   std::string text;
   int max_results = 5;
   double similarity_threshold = 0.0;
-  std::string ns;             // --namespace; "" = every namespace
+  std::string ns;               // --namespace; "" = every namespace
   std::string mode = "hybrid";  // hybrid | text | vector
 };
 int KbPopulate(const GlobalOptions& g, const std::vector<std::string>& paths,
@@ -121,9 +121,9 @@ int KbStats(const GlobalOptions& g);
 
 struct RememberArgs {
   std::string content;
-  std::string type;  // "" = the default (insight)
+  std::string type;    // "" = the default (insight)
   int importance = 0;  // 0 = the default (5)
-  std::string tags;  // comma-separated
+  std::string tags;    // comma-separated
   std::string ns;
   std::string summary;
   std::string from;  // --from FILE.jsonl (what `memory export` wrote)

@@ -89,8 +89,8 @@ Result<std::unique_ptr<Services>> OpenLocalServices(const GlobalOptions& g) {
   LoadedConfig loaded = LoadForCli(g);
   AF_RETURN_IF_ERROR(loaded.Validate());
   const bool af_log = std::getenv("AF_LOG") != nullptr;
-  AF_RETURN_IF_ERROR(
-      StartLogging(loaded.config, af_log ? loaded.config.log.level : "warn", af_log ? "" : "error"));
+  AF_RETURN_IF_ERROR(StartLogging(loaded.config, af_log ? loaded.config.log.level : "warn",
+                                  af_log ? "" : "error"));
   return Services::Open(loaded.config);
 }
 
@@ -109,9 +109,8 @@ int KbPopulate(const GlobalOptions& g, const std::vector<std::string>& paths,
   auto kb = NeedKb(**services);
   if (!kb.ok()) return ReportError(kb.status());
   ProgressBar bar("ingesting");
-  auto report =
-      (*kb)->Populate(paths, ns.empty() ? "global" : ns, json{{"via", "kb populate"}},
-                      bar.Callback());
+  auto report = (*kb)->Populate(paths, ns.empty() ? "global" : ns, json{{"via", "kb populate"}},
+                                bar.Callback());
   bar.Done();
   if (!report.ok()) return ReportError(report.status());
   if (g.json) {
@@ -196,14 +195,15 @@ int KbStats(const GlobalOptions& g) {
     return kExitOk;
   }
   const KbCounts& c = stats->counts;
-  std::printf("documents:  %lld\nchunks:     %lld\nmemories:   %lld (%lld archived)\n"
-              "links:      %lld\nembedder:   %s\nvectors:    %lld chunks, %lld memories\n"
-              "index:      %s\n",
-              static_cast<long long>(c.documents), static_cast<long long>(c.chunks),
-              static_cast<long long>(c.memories), static_cast<long long>(c.archived_memories),
-              static_cast<long long>(c.links), stats->embedder.c_str(),
-              static_cast<long long>(stats->chunk_vectors),
-              static_cast<long long>(stats->memory_vectors), stats->index_dir.c_str());
+  std::printf(
+      "documents:  %lld\nchunks:     %lld\nmemories:   %lld (%lld archived)\n"
+      "links:      %lld\nembedder:   %s\nvectors:    %lld chunks, %lld memories\n"
+      "index:      %s\n",
+      static_cast<long long>(c.documents), static_cast<long long>(c.chunks),
+      static_cast<long long>(c.memories), static_cast<long long>(c.archived_memories),
+      static_cast<long long>(c.links), stats->embedder.c_str(),
+      static_cast<long long>(stats->chunk_vectors), static_cast<long long>(stats->memory_vectors),
+      stats->index_dir.c_str());
   return kExitOk;
 }
 

@@ -47,8 +47,7 @@ Status CheckType(const std::string& type) {
       std::find(kMemoryTypes.begin(), kMemoryTypes.end(), type) != kMemoryTypes.end()) {
     return Status::Ok();
   }
-  return InvalidArgument("unknown memory type '" + type + "'",
-                         "use one of: " + Join(kMemoryTypes));
+  return InvalidArgument("unknown memory type '" + type + "'", "use one of: " + Join(kMemoryTypes));
 }
 
 Status CheckImportance(int importance) {
@@ -132,8 +131,7 @@ Result<Memory> MemoryFromRecord(const json& j, const std::string& where) {
 
 // Reads an export back. Idempotent by id: a memory that exists is left as
 // it is; links are upserted.
-int RememberFrom(const GlobalOptions& g, KnowledgeBase& kb, Store& store,
-                 const std::string& file) {
+int RememberFrom(const GlobalOptions& g, KnowledgeBase& kb, Store& store, const std::string& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     return ReportError(NotFound("cannot read " + file,
@@ -255,8 +253,8 @@ int MemoryRemember(const GlobalOptions& g, const RememberArgs& args) {
   if (g.json) {
     std::cout << ExportRecord(*stored, {}).dump(2) << "\n";
   } else {
-    std::printf("remembered %s (%s, importance %d, %s)\n", stored->id.c_str(),
-                stored->type.c_str(), stored->importance, stored->ns.c_str());
+    std::printf("remembered %s (%s, importance %d, %s)\n", stored->id.c_str(), stored->type.c_str(),
+                stored->importance, stored->ns.c_str());
   }
   return kExitOk;
 }

@@ -20,8 +20,7 @@ std::string Dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-json ErrorReply(const json& id, int code, const std::string& message,
-                const json& data = nullptr) {
+json ErrorReply(const json& id, int code, const std::string& message, const json& data = nullptr) {
   json error = {{"code", code}, {"message", message}};
   if (!data.is_null()) error["data"] = data;
   return {{"jsonrpc", "2.0"}, {"id", id}, {"error", error}};
@@ -141,7 +140,7 @@ std::string FailureText(const Status& s) {
 
 const std::vector<std::string>& SupportedProtocolVersions() {
   static const std::vector<std::string> kVersions = {"2025-11-25", "2025-06-18", "2025-03-26",
-                                                       "2024-11-05"};
+                                                     "2024-11-05"};
   return kVersions;
 }
 
@@ -191,7 +190,8 @@ std::optional<json> Protocol::HandleOne(const json& m) {
   json id = has_id ? m["id"] : json(nullptr);
   if (has_id && !id.is_string() && !id.is_number_integer() && !id.is_number_unsigned() &&
       !id.is_null()) {
-    return ErrorReply(nullptr, kInvalidRequest, "Invalid Request: id must be a string or an integer");
+    return ErrorReply(nullptr, kInvalidRequest,
+                      "Invalid Request: id must be a string or an integer");
   }
   if (!m.contains("method")) {
     // A response to a request we never send (we make none): nothing to say.
@@ -266,8 +266,8 @@ json Protocol::CallTool(const json& params, bool* ok) {
     return error(kInvalidParams, "Invalid params: tools/call needs a string \"name\"");
   }
   const std::string name = params["name"];
-  auto tool = std::find_if(tools_.begin(), tools_.end(),
-                           [&](const Tool& t) { return t.name == name; });
+  auto tool =
+      std::find_if(tools_.begin(), tools_.end(), [&](const Tool& t) { return t.name == name; });
   if (tool == tools_.end()) {
     std::string names;
     for (const auto& t : tools_) names += (names.empty() ? "" : ", ") + t.name;
@@ -298,9 +298,9 @@ void ServeStream(Protocol& protocol, std::istream& in, std::ostream& out) {
   auto finish = [&] {
     std::optional<std::string> reply;
     if (oversized) {
-      reply = Dump(ErrorReply(nullptr, kInvalidRequest,
-                              "Invalid Request: message longer than " +
-                                  std::to_string(kMaxLineBytes >> 20) + " MiB"));
+      reply = Dump(ErrorReply(
+          nullptr, kInvalidRequest,
+          "Invalid Request: message longer than " + std::to_string(kMaxLineBytes >> 20) + " MiB"));
     } else {
       reply = protocol.HandleLine(line);
     }

@@ -68,8 +68,8 @@ json Namespace() {
 }
 
 json Schema(json properties, std::vector<std::string> required = {}) {
-  json s = {{"type", "object"}, {"properties", std::move(properties)},
-            {"additionalProperties", false}};
+  json s = {
+      {"type", "object"}, {"properties", std::move(properties)}, {"additionalProperties", false}};
   if (!required.empty()) s["required"] = required;
   return s;
 }
@@ -201,9 +201,10 @@ std::vector<Tool> MakeTools(ToolContext context) {
        Schema({{"query", NonEmptyStr("What to look for")},
                {"max_results", Int(1, 100, "At most this many results (default 5)")},
                {"namespace", Namespace()},
-               {"types", {{"type", "array"},
-                          {"items", MemoryType("")},
-                          {"description", "Only memories of these types"}}},
+               {"types",
+                {{"type", "array"},
+                 {"items", MemoryType("")},
+                 {"description", "Only memories of these types"}}},
                {"tags", StrList("Only memories carrying every one of these tags")},
                {"similarity_threshold", Threshold()}},
               {"query"}),
@@ -227,8 +228,8 @@ std::vector<Tool> MakeTools(ToolContext context) {
                {"type", MemoryType("Only this type")},
                {"tags", StrList("Only memories carrying every one of these tags")},
                {"limit", Int(1, 100, "At most this many (default 20)")},
-               {"include_archived", {{"type", "boolean"},
-                                     {"description", "Archived and superseded ones too"}}}}),
+               {"include_archived",
+                {{"type", "boolean"}, {"description", "Archived and superseded ones too"}}}}),
        [ctx](const json& a) -> Result<json> {
          MemoryFilter f;
          if (a.contains("namespace")) f.namespaces = {a["namespace"].get<std::string>()};
@@ -246,8 +247,9 @@ std::vector<Tool> MakeTools(ToolContext context) {
       {"memory_graph",
        "A memory and the memories linked to it within `depth` links, with the typed, weighted "
        "links. Returns {nodes, edges}.",
-       Schema({{"id", NonEmptyStr("Memory id")}, {"depth", Int(1, 5, "Links to follow (default 1)")}},
-              {"id"}),
+       Schema(
+           {{"id", NonEmptyStr("Memory id")}, {"depth", Int(1, 5, "Links to follow (default 1)")}},
+           {"id"}),
        [need_kb](const json& a) -> Result<json> {
          AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, need_kb());
          AF_ASSIGN_OR_RETURN(MemoryGraph g, kb->Graph(a["id"], a.value("depth", 1)));
@@ -279,8 +281,7 @@ std::vector<Tool> MakeTools(ToolContext context) {
          return MemoryToJson(stored);
        }});
 
-  tools.push_back({"memory_delete",
-                   "Delete a memory and its links. Returns {deleted: id}.",
+  tools.push_back({"memory_delete", "Delete a memory and its links. Returns {deleted: id}.",
                    Schema({{"id", NonEmptyStr("Memory id")}}, {"id"}),
                    [need_kb](const json& a) -> Result<json> {
                      AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, need_kb());
@@ -320,9 +321,10 @@ std::vector<Tool> MakeTools(ToolContext context) {
                {"tech_stack", Str("e.g. \"python3 + pytest\"")},
                {"context", Str("Free text: file references, URLs, constraints")},
                {"project", Str("Project (workspace) name; default \"default\"")},
-               {"priority", {{"type", "string"},
-                             {"enum", {"low", "medium", "high", "critical"}},
-                             {"description", "Default medium"}}}},
+               {"priority",
+                {{"type", "string"},
+                 {"enum", {"low", "medium", "high", "critical"}},
+                 {"description", "Default medium"}}}},
               {"title", "description"}),
        [ctx](const json& a) -> Result<json> {
          return CallServer(*ctx, "POST", "/api/v1/features", a.dump());

@@ -282,9 +282,9 @@ TEST_F(ApiTest, AgentsKnowledgeAndMemories) {
   ASSERT_EQ(got->status, 200) << got->body;
   EXPECT_EQ(Body(got)["importance"], 6);
   EXPECT_EQ(Body(got)["links"], json::array()) << got->body;
-  auto second = server_->Admin(
-      "POST", "/api/v1/memories",
-      R"({"content":"run the gates quietly","links":[{"to":")" + id + R"(","type":"relates_to"}]})");
+  auto second = server_->Admin("POST", "/api/v1/memories",
+                               R"({"content":"run the gates quietly","links":[{"to":")" + id +
+                                   R"(","type":"relates_to"}]})");
   ASSERT_EQ(second->status, 201) << second->body;
   got = server_->Admin("GET", "/api/v1/memories/" + id);
   ASSERT_EQ(Body(got)["links"].size(), 1u) << got->body;

@@ -16,9 +16,12 @@ namespace fs = std::filesystem;
 class CliKbTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    env_ = {{"DATABASE_URL", "\x01unset"},      {"AF_LLM_PROVIDER", "\x01unset"},
-            {"ANTHROPIC_API_KEY", "\x01unset"}, {"OPENAI_API_KEY", "\x01unset"},
-            {"AF_CONFIG_DIR", "\x01unset"},     {"AF_LOG", "\x01unset"},
+    env_ = {{"DATABASE_URL", "\x01unset"},
+            {"AF_LLM_PROVIDER", "\x01unset"},
+            {"ANTHROPIC_API_KEY", "\x01unset"},
+            {"OPENAI_API_KEY", "\x01unset"},
+            {"AF_CONFIG_DIR", "\x01unset"},
+            {"AF_LOG", "\x01unset"},
             {"AF_DATA_DIR", (dir_.path() / "data").string()}};
     docs_ = dir_.path() / "docs";
     fs::create_directories(docs_ / "sub");
@@ -80,8 +83,8 @@ TEST_F(CliKbTest, PopulateIsIdempotentReplacesChangedFilesAndDropsDeletedOnes) {
   EXPECT_EQ(changed["changed"], 1) << changed.dump();
   EXPECT_EQ(changed["unchanged"], 2);
   json q = KbJson({"query", "pelican release", "--mode", "text"});
-  for (const auto& r : q["results"]) EXPECT_EQ(r["content"].get<std::string>().find("pelican"),
-                                               std::string::npos) << q.dump();
+  for (const auto& r : q["results"])
+    EXPECT_EQ(r["content"].get<std::string>().find("pelican"), std::string::npos) << q.dump();
   q = KbJson({"query", "albatross launch"});
   ASSERT_FALSE(q["results"].empty()) << q.dump();
   EXPECT_NE(q["results"][0]["source"].get<std::string>().find("notes.txt"), std::string::npos);

@@ -17,9 +17,12 @@ namespace fs = std::filesystem;
 class CliMemoryTest : public ::testing::Test {
  protected:
   std::map<std::string, std::string> Env(const std::string& data) {
-    return {{"DATABASE_URL", "\x01unset"},      {"AF_LLM_PROVIDER", "\x01unset"},
-            {"ANTHROPIC_API_KEY", "\x01unset"}, {"OPENAI_API_KEY", "\x01unset"},
-            {"AF_CONFIG_DIR", "\x01unset"},     {"AF_LOG", "\x01unset"},
+    return {{"DATABASE_URL", "\x01unset"},
+            {"AF_LLM_PROVIDER", "\x01unset"},
+            {"ANTHROPIC_API_KEY", "\x01unset"},
+            {"OPENAI_API_KEY", "\x01unset"},
+            {"AF_CONFIG_DIR", "\x01unset"},
+            {"AF_LOG", "\x01unset"},
             {"AF_DATA_DIR", (dir_.path() / data).string()}};
   }
 
@@ -90,9 +93,9 @@ TEST_F(CliMemoryTest, RememberRecallListGraph) {
 TEST_F(CliMemoryTest, ExportThenRememberFromGivesTheSameRecordsAndIsIdempotent) {
   const std::string a =
       MemoryJson({"remember", "Gates run with pytest -q", "--type", "configuration"})["id"];
-  const std::string b = MemoryJson({"remember", "Flaky test fixed by freezing the clock",
-                                    "--type", "bug_fix", "--importance", "9", "--tags",
-                                    "tests", "--namespace", "project:p"})["id"];
+  const std::string b =
+      MemoryJson({"remember", "Flaky test fixed by freezing the clock", "--type", "bug_fix",
+                  "--importance", "9", "--tags", "tests", "--namespace", "project:p"})["id"];
   ASSERT_NE(a, b);
   const fs::path file = dir_.path() / "memories.jsonl";
   auto exported = Memory({"export", "--output", file.string()});

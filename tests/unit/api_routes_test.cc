@@ -280,8 +280,8 @@ TEST_F(ApiRoutesTest, KnowledgeAndMemoriesRoundTrip) {
   auto m = AddMemory(backend_, mem);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ((*m)["importance"], 7);
-  mem.body = R"({"content":"make uses two cores","links":[{"to":")" + (*m)["id"].get<std::string>() +
-             R"(","type":"relates_to","strength":0.8}]})";
+  mem.body = R"({"content":"make uses two cores","links":[{"to":")" +
+             (*m)["id"].get<std::string>() + R"(","type":"relates_to","strength":0.8}]})";
   auto linked = AddMemory(backend_, mem);
   ASSERT_TRUE(linked.ok()) << linked.status().ToString();
   HttpRequest get;

@@ -32,11 +32,15 @@ std::vector<Tool> TestTools(json* last_args = nullptr) {
          if (last_args) *last_args = a;
          return json{{"echo", a}};
        }},
-      {"fail", "Always fails", {{"type", "object"}, {"properties", json::object()}},
+      {"fail",
+       "Always fails",
+       {{"type", "object"}, {"properties", json::object()}},
        [](const json&) -> Result<json> {
          return Unavailable("the thing is down", "start the thing");
        }},
-      {"throws", "Throws", {{"type", "object"}},
+      {"throws",
+       "Throws",
+       {{"type", "object"}},
        [](const json&) -> Result<json> { throw std::runtime_error("boom"); }},
   };
 }
@@ -128,8 +132,8 @@ TEST(McpProtocol, ToolsListGivesEveryToolWithItsSchema) {
 TEST(McpProtocol, ToolsCallReturnsTextAndStructuredContent) {
   json seen;
   Protocol p(TestTools(&seen), "1");
-  json r = Call(p, Request(7, "tools/call",
-                           {{"name", "echo"}, {"arguments", {{"text", "hi"}, {"n", 3}}}}));
+  json r = Call(
+      p, Request(7, "tools/call", {{"name", "echo"}, {"arguments", {{"text", "hi"}, {"n", 3}}}}));
   ASSERT_TRUE(r.contains("result")) << r.dump();
   const json& res = r["result"];
   EXPECT_EQ(res["isError"], false);
@@ -173,7 +177,8 @@ TEST(McpProtocol, UnknownToolAndBadArgumentsAreInvalidParams) {
     EXPECT_TRUE(seen.is_null()) << "the tool must not run on bad arguments";
   }
   // An integral float is an integer; arguments may be omitted when none are required.
-  r = Call(p, Request(3, "tools/call", {{"name", "echo"}, {"arguments", {{"text", "a"}, {"n", 2.0}}}}));
+  r = Call(
+      p, Request(3, "tools/call", {{"name", "echo"}, {"arguments", {{"text", "a"}, {"n", 2.0}}}}));
   EXPECT_EQ(r["result"]["isError"], false) << r.dump();
   r = Call(p, Request(4, "tools/call", {{"name", "fail"}}));
   EXPECT_TRUE(r.contains("result")) << r.dump();
@@ -289,17 +294,18 @@ TEST(McpTools, FeatureToolsWithNoServerSayToStartIt) {
   ctx.server_url = "http://127.0.0.1:1";
   ctx.transport = transport;
   Protocol p(MakeTools(ctx), "1");
-  json r = Call(p, Request(1, "tools/call",
-                           {{"name", "feature_status"}, {"arguments", {{"id", "feat 1"}}}}));
+  json r = Call(
+      p, Request(1, "tools/call", {{"name", "feature_status"}, {"arguments", {{"id", "feat 1"}}}}));
   ASSERT_TRUE(r.contains("result")) << r.dump();
   EXPECT_EQ(r["result"]["isError"], true);
   const std::string text = r["result"]["content"][0]["text"];
   EXPECT_NE(text.find("agent-factory serve"), std::string::npos) << text;
   EXPECT_EQ(transport->last_url, "http://127.0.0.1:1/api/v1/features/feat%201");
 
-  r = Call(p, Request(2, "tools/call",
-                      {{"name", "feature_submit"},
-                       {"arguments", {{"title", "t"}, {"description", "d"}, {"priority", "urgent"}}}}));
+  r = Call(
+      p, Request(2, "tools/call",
+                 {{"name", "feature_submit"},
+                  {"arguments", {{"title", "t"}, {"description", "d"}, {"priority", "urgent"}}}}));
   EXPECT_EQ(r["error"]["code"], kInvalidParams);
 }
 

@@ -103,9 +103,9 @@ struct ToolContext {
   KnowledgeBase* kb = nullptr;
   Status kb_status;
   // feature_submit and feature_status call the running server's HTTP API.
-  std::string server_url;  // "http://127.0.0.1:8080", no trailing '/'
-  std::string api_key;     // the admin key; empty when it could not be read
-  Status api_key_status;   // why api_key is empty (said on a 401)
+  std::string server_url;                    // "http://127.0.0.1:8080", no trailing '/'
+  std::string api_key;                       // the admin key; empty when it could not be read
+  Status api_key_status;                     // why api_key is empty (said on a 401)
   std::shared_ptr<HttpTransport> transport;  // default: libcurl
 };
 
