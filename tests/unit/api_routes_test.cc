@@ -324,12 +324,14 @@ TEST_F(ApiRoutesTest, WithoutTheKnowledgeBaseTheRoutesAreUnavailableWithTheReaso
                                           "run `agent-factory kb reindex`");
   HttpRequest body;
   body.body = R"({"content":"x","source":"a.md"})";
+  HttpRequest memory;
+  memory.body = R"({"content":"x"})";
   HttpRequest get;
   get.path_params["id"] = "mem-1";
   for (const Status& s :
        {SearchKnowledge(backend_, Req({{"query", "x"}})).status(),
         AddKnowledge(backend_, body).status(), ListMemories(backend_, Req()).status(),
-        AddMemory(backend_, body).status(), GetMemory(backend_, get).status()}) {
+        AddMemory(backend_, memory).status(), GetMemory(backend_, get).status()}) {
     EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
     EXPECT_NE(s.message().find("local-hash-v1/256"), std::string::npos) << s.ToString();
     EXPECT_NE(s.hint().find("kb reindex"), std::string::npos) << s.ToString();
