@@ -368,17 +368,74 @@ async function refreshMemory(ev) {
   const list = $('memory-results');
   if (!q) { if (ev) list.replaceChildren(); return; }
   try {
-    const r = await api('/api/v1/knowledge/search?max_results=20&query=' + encodeURIComponent(q));
-    if (r.results.length === 0) {
+    // Documents and memories: the knowledge search, and the memories' own
+    // recall (so a memory shows even when the search favours documents).
+    const query = encodeURIComponent(q);
+    const [kb, mem] = await Promise.all([
+      api('/api/v1/knowledge/search?max_results=20&query=' + query),
+      api('/api/v1/memories?limit=20&query=' + query)]);
+    const seen = new Set();
+    const results = [];
+    for (const r of kb.results) {
+      seen.add(r.id);
+      results.push(r);
+    }
+    for (const m of mem.memories) {
+      if (seen.has(m.id)) continue;
+      results.push({id: m.id, kind: 'memory', source: 'memory:' + m.id, score: m.score || 0,
+                    content: m.content, type: m.type, importance: m.importance});
+    }
+    results.sort((a, b) => b.score - a.score);
+    if (results.length === 0) {
       list.replaceChildren(el('li', {class: 'empty', text: 'Nothing matches “' + q + '”.'}));
       return;
     }
-    list.replaceChildren(...r.results.map((m) => el('li', {'data-memory-id': m.id},
-        el('div', {class: 'muted small', text: m.source + ' · score ' +
-                                                Number(m.score).toFixed(2)}),
-        el('div', {text: m.content}))));
+    list.replaceChildren(...results.map(memoryResultItem));
   } catch (err) {
     list.replaceChildren(el('li', {class: 'error', text: err.describe()}));
+  }
+}
+
+// One search result: where it comes from and its score; a memory opens its
+// links when clicked.
+function memoryResultItem(r) {
+  const isMemory = r.kind === 'memory';
+  const where = isMemory
+      ? 'memory · ' + (r.type || '') + (r.importance ? ' · importance ' + r.importance : '')
+      : r.source + (r.heading ? ' › ' + r.heading : '') + ' · chunk ' + r.chunk;
+  const item = el('li', {'data-memory-id': r.id, 'data-kind': isMemory ? 'memory' : 'chunk',
+                         class: isMemory ? 'clickable' : null},
+      el('div', {class: 'muted small', text: where + ' · score ' + Number(r.score).toFixed(2)}),
+      el('div', {class: 'result-content', text: r.content}));
+  if (isMemory) {
+    item.title = 'Show its links';
+    item.addEventListener('click', () => showMemoryLinks(item, r.id));
+  }
+  return item;
+}
+
+async function showMemoryLinks(item, id) {
+  const old = item.querySelector('.memory-links');
+  if (old) { old.remove(); return; }
+  const box = el('div', {class: 'memory-links small'});
+  item.append(box);
+  try {
+    const m = await api('/api/v1/memories/' + encodeURIComponent(id));
+    const byId = new Map((m.linked || []).map((x) => [x.id, x]));
+    if (!m.links || m.links.length === 0) {
+      box.append(el('div', {class: 'muted', text: 'No links.'}));
+      return;
+    }
+    box.append(el('ul', {}, ...m.links.map((l) => {
+      const other = l.from === id ? l.to : l.from;
+      const arrow = l.from === id ? '→' : '←';
+      const o = byId.get(other);
+      const text = o ? (o.summary || o.content) : other;
+      return el('li', {'data-link-to': other},
+          arrow + ' ' + l.type + ' (' + Number(l.strength).toFixed(2) + ') ', el('span', {text}));
+    })));
+  } catch (err) {
+    box.append(el('div', {class: 'error', text: err.describe()}));
   }
 }
 

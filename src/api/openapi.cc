@@ -64,10 +64,16 @@ json QueryParameters(const std::string& method, const std::string& path) {
     params.push_back(q("similarity_threshold", "number", "0-1, default 0 (off)"));
     params.push_back(q("namespace", "string", "global, project:NAME or session:PROJECT:ID"));
   } else if (path == "/api/v1/memories") {
+    params.push_back(q("query", "string",
+                       "search (hybrid recall, each memory with its score; at most 1000 bytes, "
+                       "32 words); without it, a listing"));
     params.push_back(
-        q("query", "string", "words that must all occur (at most 1000 bytes, 32 words)"));
-    params.push_back(q("namespace", "string", "global, project:NAME or session:PROJECT:ID"));
-    params.push_back(q("limit", "integer", "1-1000, default 50"));
+        q("namespace", "string",
+          "global, project:NAME or session:PROJECT:ID (falls back to the wider ones)"));
+    params.push_back(q("type", "string", "only this memory type"));
+    params.push_back(q("tag", "string", "only memories with this tag"));
+    params.push_back(q("limit", "integer", "1-1000, default 50 (with query: 1-100, default 20)"));
+    params.push_back(q("offset", "integer", ">= 0, default 0 (listing only)"));
   } else if (path.find("/events") != std::string::npos) {
     params.push_back(q("access_token", "string",
                        "the API key, for EventSource (no headers); accepted on the event "

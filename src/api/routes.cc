@@ -15,6 +15,7 @@
 #include "af/api/openapi.h"
 #include "af/core/json_util.h"
 #include "af/core/strings.h"
+#include "af/memory/knowledge.h"
 #include "af/store/store.h"
 
 namespace af {
@@ -192,32 +193,18 @@ Result<std::string> SearchText(const HttpRequest& r) {
   return query;
 }
 
-// The namespaces a memory request covers: the `namespace` parameter with its
-// session -> project -> global fallback, or every global and project one.
-Result<std::vector<std::string>> Namespaces(const ApiBackend& b, const HttpRequest& r) {
-  std::string ns = r.Query("namespace");
-  if (!ns.empty()) {
-    std::vector<std::string> out = {ns};
-    if (ns.rfind("session:", 0) == 0) {
-      std::string rest = ns.substr(8);
-      out.push_back("project:" + rest.substr(0, rest.find(':')));
-    }
-    if (ns != "global") out.push_back("global");
-    return out;
+// The namespaces a search covers: ?namespace= with its session -> project ->
+// global fallback; none given = every namespace (empty).
+std::vector<std::string> Namespaces(const HttpRequest& r) {
+  std::string ns(Trim(r.Query("namespace")));
+  if (ns.empty()) return {};
+  std::vector<std::string> out = {ns};
+  if (ns.rfind("session:", 0) == 0) {
+    std::string rest = ns.substr(8);
+    out.push_back("project:" + rest.substr(0, rest.find(':')));
   }
-  std::vector<std::string> out = {"global"};
-  AF_ASSIGN_OR_RETURN(auto projects, b.store->ListProjects());
-  for (const auto& p : projects) out.push_back("project:" + p.name);
+  if (ns != "global") out.push_back("global");
   return out;
-}
-
-std::string MemorySource(const Memory& m) {
-  if (m.source.is_object()) {
-    for (const char* k : {"file", "feature", "task"}) {
-      if (m.source.contains(k) && m.source[k].is_string()) return m.source[k].get<std::string>();
-    }
-  }
-  return "memory:" + m.id;
 }
 
 }  // namespace
@@ -482,67 +469,106 @@ Result<json> GetAgent(const ApiBackend& b, const HttpRequest& r) {
 }
 
 // --- Knowledge and memories ------------------------------------------------------
-// The knowledge base proper (chunked documents, BM25 + vectors) is a
-// later issue. Until then these routes serve the store's memories in the
-// shapes the knowledge base will answer with, so clients and the dashboard can be written against
-// them: a knowledge entry is a memory of type "reference", and `score` is a rank-based stand-in (1,
-// 1/2, 1/3, ...) for the fused relevance score.
+// Thin edges over the KnowledgeBase service: parse, call, shape.
+
+namespace {
+
+Result<KnowledgeBase*> NeedKb(const ApiBackend& b) {
+  if (b.kb) return b.kb;
+  const Status& s = b.kb_status;
+  return Unavailable("the knowledge base is unavailable" +
+                         (s.message().empty() ? std::string() : ": " + s.message()),
+                     s.hint().empty() ? "see the server log" : s.hint());
+}
+
+json ResultsJson(const std::vector<SearchResult>& results) {
+  json out = json::array();
+  for (const auto& r : results) out.push_back(r.ToJson());
+  return out;
+}
+
+json LinkJson(const MemoryLink& l) {
+  return {{"from", l.from_id},
+          {"to", l.to_id},
+          {"type", l.type},
+          {"strength", l.strength},
+          {"created_at", TimeOrNull(l.created_ms)},
+          {"updated_at", TimeOrNull(l.updated_ms)}};
+}
+
+}  // namespace
 
 Result<json> SearchKnowledge(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(std::string query, SearchText(r));
   if (query.empty()) {
     return InvalidArgument("query is required", "add ?query=WORDS to the URL");
   }
-  AF_ASSIGN_OR_RETURN(int max_results, IntParam(r, "max_results", 5, 1, 100));
-  AF_ASSIGN_OR_RETURN(double threshold, DoubleParam(r, "similarity_threshold", 0.0, 0.0, 1.0));
-  AF_ASSIGN_OR_RETURN(auto namespaces, Namespaces(b, r));
-  AF_ASSIGN_OR_RETURN(auto found, b.store->FindMemories(namespaces, query, max_results));
-  json results = json::array();
-  for (size_t i = 0; i < found.size(); ++i) {
-    const double score = 1.0 / static_cast<double>(i + 1);
-    if (score < threshold) break;
-    results.push_back({{"id", found[i].id},
-                       {"source", MemorySource(found[i])},
-                       {"chunk", 0},
-                       {"score", score},
-                       {"content", found[i].content}});
-  }
-  return json{{"results", results}};
+  SearchQuery q;
+  q.text = query;
+  AF_ASSIGN_OR_RETURN(q.max_results, IntParam(r, "max_results", 5, 1, 100));
+  AF_ASSIGN_OR_RETURN(q.similarity_threshold,
+                      DoubleParam(r, "similarity_threshold", 0.0, 0.0, 1.0));
+  q.namespaces = Namespaces(r);
+  AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, NeedKb(b));
+  AF_ASSIGN_OR_RETURN(auto results, kb->Search(q));
+  return json{{"results", ResultsJson(results)}};
 }
 
 Result<json> AddKnowledge(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
-  AF_RETURN_IF_ERROR(CheckFields(j, {"content", "source", "title", "namespace", "tags"}));
+  AF_RETURN_IF_ERROR(CheckFields(j, {"source", "content", "namespace"}));
+  AF_ASSIGN_OR_RETURN(auto source, StringField(j, "source", true));
   AF_ASSIGN_OR_RETURN(auto content, StringField(j, "content", true));
-  AF_ASSIGN_OR_RETURN(auto source, StringField(j, "source", false));
-  AF_ASSIGN_OR_RETURN(auto title, StringField(j, "title", false));
   AF_ASSIGN_OR_RETURN(auto ns, StringField(j, "namespace", false));
-  AF_ASSIGN_OR_RETURN(auto tags, StringArrayField(j, "tags", false));
-  Memory m;
-  m.content = *content;
-  m.type = "reference";
-  m.ns = ns.value_or("global");
-  m.summary = title.value_or(content->substr(0, 80));
-  m.tags = tags;
-  if (source) m.source = {{"file", *source}};
-  AF_ASSIGN_OR_RETURN(Memory stored, b.store->AddMemory(std::move(m)));
-  return json{{"id", stored.id}, {"source", MemorySource(stored)}, {"chunks", 1}};
+  AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, NeedKb(b));
+  AF_ASSIGN_OR_RETURN(IngestReport report,
+                      kb->IngestText(*source, *content, ns.value_or("global"), {{"via", "api"}}));
+  return report.ToJson();
 }
 
 Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
-  AF_ASSIGN_OR_RETURN(int limit, IntParam(r, "limit", 50, 1, 1000));
-  AF_ASSIGN_OR_RETURN(auto namespaces, Namespaces(b, r));
   AF_ASSIGN_OR_RETURN(std::string query, SearchText(r));
-  AF_ASSIGN_OR_RETURN(auto found, b.store->FindMemories(namespaces, query, limit));
+  std::vector<std::string> types, tags;
+  if (std::string type = r.Query("type"); !type.empty()) types = {type};
+  if (std::string tag = r.Query("tag"); !tag.empty()) tags = {tag};
   json out = json::array();
+  if (!query.empty()) {
+    SearchQuery q;
+    q.text = query;
+    AF_ASSIGN_OR_RETURN(q.max_results, IntParam(r, "limit", 20, 1, 100));
+    AF_ASSIGN_OR_RETURN(q.similarity_threshold,
+                        DoubleParam(r, "similarity_threshold", 0.0, 0.0, 1.0));
+    q.namespaces = Namespaces(r);
+    q.types = types;
+    q.tags = tags;
+    AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, NeedKb(b));
+    AF_ASSIGN_OR_RETURN(auto results, kb->Recall(q));
+    for (const auto& hit : results) {
+      if (!hit.memory) continue;
+      json m = MemoryJson(*hit.memory);
+      m["score"] = hit.score;
+      out.push_back(std::move(m));
+    }
+    return json{{"memories", out}};
+  }
+  MemoryFilter f;
+  AF_ASSIGN_OR_RETURN(f.limit, IntParam(r, "limit", 50, 1, 1000));
+  AF_ASSIGN_OR_RETURN(f.offset, IntParam(r, "offset", 0, 0, 1000000));
+  f.namespaces = Namespaces(r);
+  f.types = types;
+  f.tags = tags;
+  // A listing reads rows only, but says so when the knowledge base is down
+  // like every other memory route.
+  AF_RETURN_IF_ERROR(NeedKb(b).status());
+  AF_ASSIGN_OR_RETURN(auto found, b.store->ListMemories(f));
   for (const auto& m : found) out.push_back(MemoryJson(m));
   return json{{"memories", out}};
 }
 
 Result<json> AddMemory(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
-  AF_RETURN_IF_ERROR(
-      CheckFields(j, {"content", "namespace", "summary", "type", "importance", "tags", "source"}));
+  AF_RETURN_IF_ERROR(CheckFields(
+      j, {"content", "namespace", "summary", "type", "importance", "tags", "source", "links"}));
   Memory m;
   AF_ASSIGN_OR_RETURN(auto content, StringField(j, "content", true));
   m.content = *content;
@@ -562,21 +588,66 @@ Result<json> AddMemory(const ApiBackend& b, const HttpRequest& r) {
     }
     m.source = j["source"];
   }
-  AF_ASSIGN_OR_RETURN(Memory stored, b.store->AddMemory(std::move(m)));
+  // links: [{to, type?, strength?}] from the new memory to existing ones.
+  std::vector<MemoryLink> links;
+  if (j.contains("links") && !j["links"].is_null()) {
+    const auto bad = InvalidArgument(
+        "links must be an array of {\"to\": ID, \"type\"?: TEXT, \"strength\"?: (0,1]}",
+        "fix the \"links\" field");
+    if (!j["links"].is_array()) return bad;
+    for (const auto& l : j["links"]) {
+      if (!l.is_object() || !l.contains("to") || !l["to"].is_string()) return bad;
+      AF_RETURN_IF_ERROR(CheckFields(l, {"to", "type", "strength"}));
+      MemoryLink link;
+      link.to_id = l["to"];
+      link.type = Field(l, "type", "relates_to");
+      if (l.contains("strength")) {
+        if (!l["strength"].is_number()) return bad;
+        link.strength = l["strength"].get<double>();
+      }
+      // Checked before storing, so a bad link stores nothing.
+      if (!b.store->GetMemory(link.to_id).ok()) {
+        return InvalidArgument("links: memory " + link.to_id + " not found",
+                               "link to the id of an existing memory");
+      }
+      links.push_back(std::move(link));
+    }
+  }
+  AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, NeedKb(b));
+  AF_ASSIGN_OR_RETURN(Memory stored, kb->Remember(std::move(m)));
+  for (auto& link : links) {
+    link.from_id = stored.id;
+    AF_RETURN_IF_ERROR(
+        kb->Link(link).WithContext("memory " + stored.id + " was stored, but a link"));
+  }
   return MemoryJson(stored);
 }
 
 Result<json> GetMemory(const ApiBackend& b, const HttpRequest& r) {
   const std::string& id = PathParam(r, "id");
-  // The store has no lookup by id yet (the memory issue adds one): scan the
-  // namespaces. Bounded, and only this route pays for it.
-  AF_ASSIGN_OR_RETURN(auto namespaces, Namespaces(b, r));
-  AF_ASSIGN_OR_RETURN(auto all, b.store->FindMemories(namespaces, "", 100000));
-  for (const auto& m : all) {
-    if (m.id == id) return MemoryJson(m);
+  AF_ASSIGN_OR_RETURN(KnowledgeBase * kb, NeedKb(b));
+  auto graph = kb->Graph(id, 1);
+  if (!graph.ok()) {
+    if (graph.status().code() != Code::kNotFound) return graph.status();
+    return NotFound("memory " + id + " not found",
+                    "list memories with GET /api/v1/memories (add ?namespace= for session ones)");
   }
-  return NotFound("memory " + id + " not found",
-                  "list memories with GET /api/v1/memories (add ?namespace= for session ones)");
+  if (graph->nodes.empty()) return NotFound("memory " + id + " not found", "check the id");
+  json out = MemoryJson(graph->nodes.front());
+  json links = json::array();
+  for (const auto& e : graph->edges) links.push_back(LinkJson(e));
+  json linked = json::array();
+  for (size_t i = 1; i < graph->nodes.size(); ++i) {
+    const Memory& m = graph->nodes[i];
+    linked.push_back({{"id", m.id},
+                      {"type", m.type},
+                      {"importance", m.importance},
+                      {"summary", m.summary},
+                      {"content", m.content}});
+  }
+  out["links"] = std::move(links);
+  out["linked"] = std::move(linked);
+  return out;
 }
 
 // --- API keys --------------------------------------------------------------------
@@ -681,7 +752,7 @@ const std::vector<ApiRouteSpec>& ApiRouteSpecs() {
       {"GET", "/agents", "agents:read", "Alias of GET /api/v1/agents", &WithBackend<ListAgents>},
       {"GET", "/api/v1/knowledge/search", "knowledge:read", "Search the knowledge base",
        &WithBackend<SearchKnowledge>},
-      {"POST", "/api/v1/knowledge", "knowledge:write", "Add a knowledge entry",
+      {"POST", "/api/v1/knowledge", "knowledge:write", "Ingest a text (source, content, namespace)",
        &WithBackend<AddKnowledge>},
       {"GET", "/api/v1/memories", "knowledge:read", "List or search memories",
        &WithBackend<ListMemories>},

@@ -143,6 +143,91 @@ int Main(int argc, char** argv) {
   on(db->add_subcommand("history", "List applied migrations with their times"),
      [&] { return DbHistory(g); });
 
+  // The knowledge base and memory, opened in this process (no server needed).
+  std::vector<std::string> kb_paths;
+  std::string kb_ns;
+  KbQueryArgs kb_query;
+  auto* kb = app.add_subcommand("kb", "Knowledge base: ingest files, search, rebuild the index");
+  kb->require_subcommand(1);
+  auto* kb_populate = kb->add_subcommand(
+      "populate", "Ingest files and directories (Markdown, code, text); re-running adds nothing");
+  kb_populate->add_option("PATH", kb_paths, "Files or directories")->required();
+  kb_populate->add_option("--namespace", kb_ns, "Namespace (default global)");
+  kb_populate->add_flag("--json", g.json, "Print the ingestion report as JSON");
+  on(kb_populate, [&] { return KbPopulate(g, kb_paths, kb_ns); });
+  auto* kb_reindex = kb->add_subcommand(
+      "reindex", "Rebuild the vector indexes from the database with the configured embedder");
+  kb_reindex->add_flag("--json", g.json, "Print JSON");
+  on(kb_reindex, [&] { return KbReindex(g); });
+  auto* kb_q = kb->add_subcommand("query", "Search the knowledge base, best first");
+  kb_q->add_option("TEXT", kb_query.text, "What to look for")->required();
+  kb_q->add_option("--max-results", kb_query.max_results, "At most N results (default 5)")
+      ->check(CLI::Range(1, 100));
+  kb_q->add_option("--similarity-threshold", kb_query.similarity_threshold,
+                   "Drop results below this vector similarity (0..1, default 0 = off)")
+      ->check(CLI::Range(0.0, 1.0));
+  kb_q->add_option("--namespace", kb_query.ns, "Search this namespace (then its wider ones)");
+  kb_q->add_option("--mode", kb_query.mode, "hybrid (default), text (BM25 only) or vector")
+      ->check(CLI::IsMember({"hybrid", "text", "vector"}));
+  kb_q->add_flag("--json", g.json, "Print {\"results\":[...]}");
+  on(kb_q, [&] { return KbQuery(g, kb_query); });
+  auto* kb_stats = kb->add_subcommand("stats", "Count documents, chunks, memories and vectors");
+  kb_stats->add_flag("--json", g.json, "Print JSON");
+  on(kb_stats, [&] { return KbStats(g); });
+
+  RememberArgs remember;
+  std::string mem_arg, mem_type, mem_output;
+  int mem_max = 5, mem_limit = 20, mem_depth = 1;
+  bool dry_run = false;
+  auto* memory =
+      app.add_subcommand("memory", "Memories: remember, recall, list, graph, evolve, export");
+  memory->require_subcommand(1);
+  auto* m_remember = memory->add_subcommand("remember", "Store a memory (or read an export)");
+  m_remember->add_option("CONTENT", remember.content, "What to remember");
+  m_remember->add_option("--type", remember.type, "Memory type (default insight)");
+  m_remember->add_option("--importance", remember.importance, "1 to 10 (default 5)");
+  m_remember->add_option("--tags", remember.tags, "Comma-separated tags");
+  m_remember->add_option("--namespace", remember.ns,
+                         "global (default), project:NAME or session:PROJECT:ID");
+  m_remember->add_option("--summary", remember.summary, "One-line summary");
+  m_remember->add_option("--from", remember.from,
+                         "Read the JSON lines 'memory export' wrote (idempotent by id)");
+  m_remember->add_flag("--json", g.json, "Print the stored record as JSON");
+  on(m_remember, [&] { return MemoryRemember(g, remember); });
+  auto* m_recall = memory->add_subcommand("recall", "Find memories relevant to a query");
+  m_recall->add_option("QUERY", mem_arg, "What to look for")->required();
+  m_recall->add_option("--max-results", mem_max, "At most N results (default 5)")
+      ->check(CLI::Range(1, 100));
+  m_recall->add_option("--namespace", kb_ns, "Search this namespace (then its wider ones)");
+  m_recall->add_flag("--json", g.json, "Print {\"results\":[...]}");
+  on(m_recall, [&] { return MemoryRecall(g, mem_arg, mem_max, kb_ns); });
+  auto* m_list = memory->add_subcommand("list", "List memories, most important first");
+  m_list->add_option("--namespace", kb_ns, "Only this namespace");
+  m_list->add_option("--type", mem_type, "Only this type");
+  m_list->add_option("--limit", mem_limit, "At most N (default 20)")->check(CLI::Range(1, 1000));
+  m_list->add_flag("--json", g.json, "Print JSON");
+  on(m_list, [&] { return MemoryList(g, kb_ns, mem_type, mem_limit); });
+  auto* m_graph = memory->add_subcommand("graph", "A memory and the memories linked to it");
+  m_graph->add_option("ID", mem_arg, "Memory id")->required();
+  m_graph->add_option("--depth", mem_depth, "Links to follow (1..5, default 1)")
+      ->check(CLI::Range(1, 5));
+  m_graph->add_flag("--json", g.json, "Print JSON");
+  on(m_graph, [&] { return MemoryGraphCmd(g, mem_arg, mem_depth); });
+  auto* m_evolve = memory->add_subcommand(
+      "evolve", "Decay importance and links, archive stale memories, consolidate duplicates");
+  m_evolve->add_flag("--dry-run", dry_run, "Report what would change, change nothing");
+  m_evolve->add_flag("--json", g.json, "Print JSON");
+  on(m_evolve, [&] { return MemoryEvolve(g, dry_run); });
+  auto* m_export = memory->add_subcommand(
+      "export", "Write every memory with its links as JSON lines (read back by remember --from)");
+  m_export->add_option("--namespace", kb_ns, "Only this namespace");
+  m_export->add_option("--output", mem_output, "Write to this file (default stdout)");
+  on(m_export, [&] { return MemoryExport(g, kb_ns, mem_output); });
+
+  on(app.add_subcommand(
+         "mcp", "Serve the Model Context Protocol on stdin/stdout (memory, knowledge, features)"),
+     [&] { return Mcp(g); });
+
   // CLI11 reports an unknown command as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     try {

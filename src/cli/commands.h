@@ -3,12 +3,17 @@
 // argument parser (cli.cc) so CLI11 is compiled in a single translation unit.
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "af/core/config.h"
+
+namespace af {
+struct Services;
+}
 
 namespace af::cli {
 
@@ -93,5 +98,54 @@ int FeatureEvents(const GlobalOptions& g, const FeatureEventsArgs& args);
 std::optional<std::string> FeatureEndStatus(const nlohmann::json& event);
 // One human line for an event: "TS  #SEQ  TYPE  TASK (AGENT)  FROM -> TO".
 std::string FormatEventLine(const nlohmann::json& event);
+
+}  // namespace af::cli
+
+// --- Knowledge base, memory and the MCP server (kb_cmd.cc, memory_cmd.cc,
+// mcp_cmd.cc): they open the services in this process, like `run`. ---------
+
+namespace af::cli {
+
+struct KbQueryArgs {
+  std::string text;
+  int max_results = 5;
+  double similarity_threshold = 0.0;
+  std::string ns;               // --namespace; "" = every namespace
+  std::string mode = "hybrid";  // hybrid | text | vector
+};
+int KbPopulate(const GlobalOptions& g, const std::vector<std::string>& paths,
+               const std::string& ns);
+int KbReindex(const GlobalOptions& g);
+int KbQuery(const GlobalOptions& g, const KbQueryArgs& args);
+int KbStats(const GlobalOptions& g);
+
+struct RememberArgs {
+  std::string content;
+  std::string type;    // "" = the default (insight)
+  int importance = 0;  // 0 = the default (5)
+  std::string tags;    // comma-separated
+  std::string ns;
+  std::string summary;
+  std::string from;  // --from FILE.jsonl (what `memory export` wrote)
+};
+int MemoryRemember(const GlobalOptions& g, const RememberArgs& args);
+int MemoryRecall(const GlobalOptions& g, const std::string& query, int max_results,
+                 const std::string& ns);
+int MemoryList(const GlobalOptions& g, const std::string& ns, const std::string& type, int limit);
+int MemoryGraphCmd(const GlobalOptions& g, const std::string& id, int depth);
+int MemoryEvolve(const GlobalOptions& g, bool dry_run);
+int MemoryExport(const GlobalOptions& g, const std::string& ns, const std::string& output);
+
+// Loads and validates the configuration, starts the log (warnings to the
+// file, errors to stderr; stdout stays the command's) and opens the services.
+// The error is ready for ReportError.
+Result<std::unique_ptr<Services>> OpenLocalServices(const GlobalOptions& g);
+
+// `agent-factory mcp`: the MCP server on stdin/stdout until stdin closes.
+int Mcp(const GlobalOptions& g);
+
+// The namespaces a search covers: `ns`, then its wider ones (session:P:ID ->
+// project:P -> global); "" = every namespace.
+std::vector<std::string> SearchNamespaces(const std::string& ns);
 
 }  // namespace af::cli

@@ -79,6 +79,8 @@ int Serve(const GlobalOptions& g) {
                                          svc->llm.get()});
   ApiBackend backend;
   backend.store = svc->store.get();
+  backend.kb = svc->kb.get();
+  backend.kb_status = svc->kb_status;
   backend.artifacts_dir = std::filesystem::path(config.data_dir) / "artifacts";
   backend.data_dir = config.data_dir;
   // Clients see "<data_dir>/..." in error messages, never this machine's layout.

@@ -36,6 +36,29 @@ json EvolveReport::ToJson() const {
       {"archived", archived}, {"consolidated", consolidated},   {"actions", actions}};
 }
 
+json MemoryGraph::ToJson() const {
+  json out_nodes = json::array();
+  for (const auto& m : nodes) {
+    out_nodes.push_back({{"id", m.id},
+                         {"namespace", m.ns},
+                         {"content", m.content},
+                         {"summary", m.summary},
+                         {"type", m.type},
+                         {"importance", m.importance},
+                         {"tags", m.tags},
+                         {"source", m.source},
+                         {"access_count", m.access_count},
+                         {"archived", m.archived},
+                         {"superseded_by", m.superseded_by}});
+  }
+  json out_edges = json::array();
+  for (const auto& e : edges) {
+    out_edges.push_back(
+        {{"from", e.from_id}, {"to", e.to_id}, {"type", e.type}, {"strength", e.strength}});
+  }
+  return {{"nodes", out_nodes}, {"edges", out_edges}};
+}
+
 json KnowledgeStats::ToJson() const {
   return {{"documents", counts.documents},  {"chunks", counts.chunks},
           {"memories", counts.memories},    {"archived_memories", counts.archived_memories},

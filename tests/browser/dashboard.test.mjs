@@ -292,6 +292,40 @@ async function submitFailing(title) {
   return posted.body.id;
 }
 
+test('memory search shows documents and memories with source and score; a memory opens its links', async () => {
+  const doc = await apiPost('/api/v1/knowledge', JSON.stringify(
+      {source: 'docs/kiwi-release.md', content: '# Release\n\nKiwi releases are tagged kiwi-vN and signed.'}),
+      'application/json');
+  assert.equal(doc.status, 201, JSON.stringify(doc.body));
+  const first = await apiPost('/api/v1/memories', JSON.stringify(
+      {content: 'Kiwi release tags are signed with the project key', type: 'constraint',
+       importance: 8}), 'application/json');
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  const second = await apiPost('/api/v1/memories', JSON.stringify(
+      {content: 'Kiwi release notes come from the changelog', type: 'code_pattern',
+       links: [{to: first.body.id, type: 'relates_to', strength: 0.8}]}), 'application/json');
+  assert.equal(second.status, 201, JSON.stringify(second.body));
+
+  const page = await newPage();
+  await page.goto(base + '/?token=' + encodeURIComponent(adminKey));
+  await page.locator('#live.live').waitFor();
+  await page.fill('#memory-query', 'kiwi release');
+  await page.click('#memory-search');
+  const chunk = page.locator('#memory-results li[data-kind="chunk"]').first();
+  await chunk.waitFor();
+  assert.match(await chunk.textContent(), /docs\/kiwi-release\.md/);
+  assert.match(await chunk.textContent(), /score \d\.\d\d/);
+  const mem = page.locator(`#memory-results li[data-memory-id="${second.body.id}"]`);
+  await mem.waitFor();
+  assert.match(await mem.textContent(), /memory · code_pattern/);
+  await mem.click();
+  const link = mem.locator(`.memory-links li[data-link-to="${first.body.id}"]`);
+  await link.waitFor();
+  assert.match(await link.textContent(), /relates_to \(0\.80\) Kiwi release tags are signed/);
+  assert.deepEqual(page.jsErrors, []);
+  await page.context().close();
+});
+
 test('a read-only key sees features, is told about agents once, and does not retry', async () => {
   const made = await apiPost('/api/v1/auth/api-keys',
                              JSON.stringify({name: 'viewer', permissions: ['features:read']}),

@@ -281,9 +281,19 @@ TEST_F(ApiTest, AgentsKnowledgeAndMemories) {
   auto got = server_->Admin("GET", "/api/v1/memories/" + id);
   ASSERT_EQ(got->status, 200) << got->body;
   EXPECT_EQ(Body(got)["importance"], 6);
+  EXPECT_EQ(Body(got)["links"], json::array()) << got->body;
+  auto second = server_->Admin("POST", "/api/v1/memories",
+                               R"({"content":"run the gates quietly","links":[{"to":")" + id +
+                                   R"(","type":"relates_to"}]})");
+  ASSERT_EQ(second->status, 201) << second->body;
+  got = server_->Admin("GET", "/api/v1/memories/" + id);
+  ASSERT_EQ(Body(got)["links"].size(), 1u) << got->body;
+  EXPECT_EQ(Body(got)["links"][0]["from"], Body(second)["id"]);
+  EXPECT_EQ(Body(got)["linked"][0]["content"], "run the gates quietly");
   auto list = server_->Admin("GET", "/api/v1/memories?query=pytest");
   ASSERT_EQ(list->status, 200);
-  EXPECT_EQ(Body(list)["memories"].size(), 1u) << list->body;
+  ASSERT_FALSE(Body(list)["memories"].empty()) << list->body;
+  EXPECT_EQ(Body(list)["memories"][0]["id"], id) << list->body;
   ExpectError(server_->Admin("POST", "/api/v1/memories", R"({"content":"x","type":"nonsense"})"),
               400, "VALIDATION_ERROR", "type");
 }

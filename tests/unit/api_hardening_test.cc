@@ -16,6 +16,7 @@
 #include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/core/private_files.h"
+#include "af/memory/knowledge.h"
 #include "af/store/store.h"
 #include "llm/wire_codec.h"
 #include "support/fake_clock.h"
@@ -37,6 +38,13 @@ std::unique_ptr<Store> MemStore() {
   auto s = Store::Open(o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
   return std::move(s).value();
+}
+
+// The knowledge base over `store`, its vector indexes in memory.
+std::unique_ptr<KnowledgeBase> MemKb(Store* store) {
+  auto kb = KnowledgeBase::Open(store, KnowledgeOptions{});
+  EXPECT_TRUE(kb.ok()) << kb.status().ToString();
+  return kb.ok() ? std::move(kb).value() : nullptr;
 }
 
 int Mode(const std::filesystem::path& p) {
@@ -97,8 +105,10 @@ TEST(JsonDepthTest, EveryOutsideInputIsCapped) {
 
 TEST(ApiInputTest, OutOfRangeIntegersAreRefusedNotWrapped) {
   auto store = MemStore();
+  auto kb = MemKb(store.get());
   ApiBackend b;
   b.store = store.get();
+  b.kb = kb.get();
   HttpRequest r;
   for (const char* bad : {"4294967301", "0", "11", "-1", "18446744073709551615", "5.5"}) {
     r.body = std::string(R"({"content":"x","importance":)") + bad + "}";
@@ -118,8 +128,10 @@ TEST(ApiInputTest, OutOfRangeIntegersAreRefusedNotWrapped) {
 
 TEST(ApiInputTest, LongSearchTextsAreA400NamingTheLimit) {
   auto store = MemStore();
+  auto kb = MemKb(store.get());
   ApiBackend b;
   b.store = store.get();
+  b.kb = kb.get();
   HttpRequest r;
   std::string words;
   for (int i = 0; i < 1000; ++i) words += "w" + std::to_string(i % 10) + " ";

@@ -7,6 +7,7 @@
 #include "af/api/middleware.h"
 #include "af/api/openapi.h"
 #include "af/api/routes.h"
+#include "af/memory/knowledge.h"
 #include "af/store/store.h"
 #include "support/test_util.h"
 
@@ -238,11 +239,27 @@ TEST_F(ApiRoutesTest, AgentsWithOldHeartbeatsAreOffline) {
   EXPECT_EQ(GetAgent(backend_, r).status().code(), Code::kNotFound);
 }
 
+// The knowledge base on the test's store, its vector indexes in memory.
+std::unique_ptr<KnowledgeBase> OpenKb(Store* store) {
+  KnowledgeOptions options;  // empty index_dir: in memory
+  auto kb = KnowledgeBase::Open(store, options);
+  EXPECT_TRUE(kb.ok()) << kb.status().ToString();
+  return kb.ok() ? std::move(kb).value() : nullptr;
+}
+
 TEST_F(ApiRoutesTest, KnowledgeAndMemoriesRoundTrip) {
+  auto kb = OpenKb(store_.get());
+  ASSERT_TRUE(kb);
+  backend_.kb = kb.get();
   HttpRequest add;
   add.body = R"({"content":"Use pytest fixtures for temp dirs","source":"docs/testing.md"})";
   auto added = AddKnowledge(backend_, add);
   ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ((*added)["added"], 1) << added->dump();
+  EXPECT_GE((*added)["chunks_added"].get<int>(), 1);
+  auto again = AddKnowledge(backend_, add);  // the same text: nothing new
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)["unchanged"], 1) << again->dump();
   auto found = SearchKnowledge(backend_, Req({{"query", "pytest"}, {"max_results", "3"}}));
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   ASSERT_EQ((*found)["results"].size(), 1u);
@@ -254,6 +271,8 @@ TEST_F(ApiRoutesTest, KnowledgeAndMemoriesRoundTrip) {
                 .status()
                 .code(),
             Code::kInvalidArgument);
+  add.body = R"({"content":"no source"})";
+  EXPECT_NE(AddKnowledge(backend_, add).status().message().find("source"), std::string::npos);
 
   HttpRequest mem;
   mem.body =
@@ -261,21 +280,63 @@ TEST_F(ApiRoutesTest, KnowledgeAndMemoriesRoundTrip) {
   auto m = AddMemory(backend_, mem);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ((*m)["importance"], 7);
-  ASSERT_TRUE(store_->EnsureProject("p").ok());
+  mem.body = R"({"content":"make uses two cores","links":[{"to":")" +
+             (*m)["id"].get<std::string>() + R"(","type":"relates_to","strength":0.8}]})";
+  auto linked = AddMemory(backend_, mem);
+  ASSERT_TRUE(linked.ok()) << linked.status().ToString();
   HttpRequest get;
   get.path_params["id"] = (*m)["id"];
   auto got = GetMemory(backend_, get);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ((*got)["content"], "the build needs -j2");
+  ASSERT_EQ((*got)["links"].size(), 1u) << got->dump();
+  EXPECT_EQ((*got)["links"][0]["from"], (*linked)["id"]);
+  EXPECT_EQ((*got)["links"][0]["type"], "relates_to");
+  EXPECT_DOUBLE_EQ((*got)["links"][0]["strength"].get<double>(), 0.8);
+  ASSERT_EQ((*got)["linked"].size(), 1u);
+  EXPECT_EQ((*got)["linked"][0]["content"], "make uses two cores");
+
   auto list = ListMemories(backend_, Req({{"namespace", "project:p"}}));
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
   EXPECT_EQ((*list)["memories"].size(), 2u);  // project:p, then its global fallback
+  auto recalled = ListMemories(backend_, Req({{"query", "build j2"}}));
+  ASSERT_TRUE(recalled.ok()) << recalled.status().ToString();
+  ASSERT_FALSE((*recalled)["memories"].empty());
+  EXPECT_EQ((*recalled)["memories"][0]["id"], (*m)["id"]);
+  EXPECT_TRUE((*recalled)["memories"][0].contains("score"));
 
   mem.body = R"({"content":"x","importance":"high"})";
   EXPECT_NE(AddMemory(backend_, mem).status().message().find("importance"), std::string::npos);
   mem.body = R"({"content":"x","colour":"red"})";
   EXPECT_NE(AddMemory(backend_, mem).status().message().find("'colour'"), std::string::npos);
+  // A link to nothing stores nothing.
+  const size_t before = (*ListMemories(backend_, Req()))["memories"].size();
+  mem.body = R"({"content":"dangling","links":[{"to":"mem-nope"}]})";
+  EXPECT_NE(AddMemory(backend_, mem).status().message().find("mem-nope"), std::string::npos);
+  EXPECT_EQ((*ListMemories(backend_, Req()))["memories"].size(), before);
   get.path_params["id"] = "mem-nope";
   EXPECT_EQ(GetMemory(backend_, get).status().code(), Code::kNotFound);
+}
+
+TEST_F(ApiRoutesTest, WithoutTheKnowledgeBaseTheRoutesAreUnavailableWithTheReason) {
+  backend_.kb = nullptr;
+  backend_.kb_status = FailedPrecondition("the chunk index was built by local-hash-v1/256",
+                                          "run `agent-factory kb reindex`");
+  HttpRequest body;
+  body.body = R"({"content":"x","source":"a.md"})";
+  HttpRequest memory;
+  memory.body = R"({"content":"x"})";
+  HttpRequest get;
+  get.path_params["id"] = "mem-1";
+  for (const Status& s :
+       {SearchKnowledge(backend_, Req({{"query", "x"}})).status(),
+        AddKnowledge(backend_, body).status(), ListMemories(backend_, Req()).status(),
+        AddMemory(backend_, memory).status(), GetMemory(backend_, get).status()}) {
+    EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+    EXPECT_NE(s.message().find("local-hash-v1/256"), std::string::npos) << s.ToString();
+    EXPECT_NE(s.hint().find("kb reindex"), std::string::npos) << s.ToString();
+    EXPECT_EQ(HttpStatusOf(ToApiError(s).EffectiveCode()), 503);
+  }
 }
 
 TEST_F(ApiRoutesTest, ApiKeyRoutesCreateListRevokeWithoutLeakingHashes) {

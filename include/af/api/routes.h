@@ -31,11 +31,17 @@ namespace af {
 
 class ApiGate;
 class HttpServer;
+class KnowledgeBase;
 class Store;
 
 // What the handlers call. `store` is borrowed and must outlive the routes.
 struct ApiBackend {
   Store* store = nullptr;
+  // The knowledge base and memory service (borrowed). Null when it could not
+  // be opened: the /knowledge and /memories routes then answer 503
+  // UNAVAILABLE with `kb_status`'s message and hint.
+  KnowledgeBase* kb = nullptr;
+  Status kb_status = Unavailable("the knowledge base is not open");
   // Pipeline::Submit / Pipeline::Cancel; empty when no pipeline runs, then
   // `pipeline_status` says why (e.g. the LLM provider's error).
   std::function<Result<Feature>(const FeatureRequest&)> submit;
@@ -101,11 +107,22 @@ Result<nlohmann::json> GetFeatureDiff(const ApiBackend& b, const HttpRequest& r)
 Result<nlohmann::json> GetTask(const ApiBackend& b, const HttpRequest& r);
 Result<nlohmann::json> ListAgents(const ApiBackend& b, const HttpRequest& r);  // {agents}
 Result<nlohmann::json> GetAgent(const ApiBackend& b, const HttpRequest& r);
-// GET /knowledge/search -> {"results":[{id, source, chunk, score, content}]}.
+// GET /knowledge/search?query=&max_results=&similarity_threshold=&namespace=
+// -> {"results":[{id, source, chunk, score, content, ...}]}, best first
+// (chunks and memories; a namespace falls back session -> project -> global,
+// none given = every namespace).
 Result<nlohmann::json> SearchKnowledge(const ApiBackend& b, const HttpRequest& r);
+// POST /knowledge {source, content, namespace?} -> the ingestion report
+// {files, added, changed, unchanged, removed, chunks_added, ...}; the same
+// source again replaces its chunks (or changes nothing when equal).
 Result<nlohmann::json> AddKnowledge(const ApiBackend& b, const HttpRequest& r);
-Result<nlohmann::json> ListMemories(const ApiBackend& b, const HttpRequest& r);  // {memories}
+// GET /memories: with ?query= the hybrid recall (each memory with its score),
+// else a listing by ?namespace=&type=&tag=&limit= -> {memories}.
+Result<nlohmann::json> ListMemories(const ApiBackend& b, const HttpRequest& r);
+// POST /memories -> the stored memory.
 Result<nlohmann::json> AddMemory(const ApiBackend& b, const HttpRequest& r);
+// GET /memories/{id} -> the memory plus "links" (its typed, weighted edges)
+// and "linked" (the memories at their other ends).
 Result<nlohmann::json> GetMemory(const ApiBackend& b, const HttpRequest& r);
 // POST /auth/api-keys {name, permissions[]} -> the key record plus "key" (once).
 Result<nlohmann::json> CreateApiKey(Auth& auth, const HttpRequest& r);
