@@ -161,7 +161,7 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
                  ? r.value("title", "") + "\n" + r.value("description", "")
                  : in.task_title + "\n" + in.task_description + "\n" + r.value("title", "");
     q.text = q.text.substr(0, 2000);
-    q.namespaces = {"project:" + in.project, "global"};
+    q.namespaces = NamespaceFallback("project:" + in.project);
     q.max_results = max_results_;
     auto logger = log::Get("optimizer");
     if (!Trim(q.text).empty()) {

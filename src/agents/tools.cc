@@ -113,7 +113,7 @@ ToolOutcome RunRecall(const ToolCall& call, const ToolContext& ctx) {
   if (!ctx.kb) return Error(kNoMemory);
   SearchQuery q;
   q.text = query;
-  q.namespaces = {"project:" + ctx.project, "global"};
+  q.namespaces = NamespaceFallback("project:" + ctx.project);
   if (!GetInt(call, "limit", 5, 1, 20, &q.max_results, &err)) return err;
   auto found = ctx.kb->Recall(q);
   if (!found.ok()) return FromStatus(found.status());

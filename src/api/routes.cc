@@ -193,18 +193,9 @@ Result<std::string> SearchText(const HttpRequest& r) {
   return query;
 }
 
-// The namespaces a search covers: ?namespace= with its session -> project ->
-// global fallback; none given = every namespace (empty).
+// The namespaces a search covers: ?namespace= with its fallback.
 std::vector<std::string> Namespaces(const HttpRequest& r) {
-  std::string ns(Trim(r.Query("namespace")));
-  if (ns.empty()) return {};
-  std::vector<std::string> out = {ns};
-  if (ns.rfind("session:", 0) == 0) {
-    std::string rest = ns.substr(8);
-    out.push_back("project:" + rest.substr(0, rest.find(':')));
-  }
-  if (ns != "global") out.push_back("global");
-  return out;
+  return NamespaceFallback(std::string(Trim(r.Query("namespace"))));
 }
 
 }  // namespace
@@ -254,22 +245,6 @@ json AgentJson(const AgentRecord& a, int64_t now_ms, std::chrono::milliseconds o
           {"counters", a.counters.is_null() ? json::object() : a.counters},
           {"host", a.host},
           {"pid", a.pid}};
-}
-
-json MemoryJson(const Memory& m) {
-  return {{"id", m.id},
-          {"namespace", m.ns},
-          {"content", m.content},
-          {"summary", m.summary},
-          {"type", m.type},
-          {"importance", m.importance},
-          {"tags", m.tags},
-          {"source", m.source},
-          {"created_at", TimeOrNull(m.created_ms)},
-          {"updated_at", TimeOrNull(m.updated_ms)},
-          {"accessed_at", TimeOrNull(m.accessed_ms)},
-          {"access_count", m.access_count},
-          {"archived", m.archived}};
 }
 
 json ApiKeyJson(const ApiKey& k) {

@@ -144,8 +144,4 @@ Result<std::unique_ptr<Services>> OpenLocalServices(const GlobalOptions& g);
 // `agent-factory mcp`: the MCP server on stdin/stdout until stdin closes.
 int Mcp(const GlobalOptions& g);
 
-// The namespaces a search covers: `ns`, then its wider ones (session:P:ID ->
-// project:P -> global); "" = every namespace.
-std::vector<std::string> SearchNamespaces(const std::string& ns);
-
 }  // namespace af::cli

@@ -74,17 +74,6 @@ void PrintIngestReport(const IngestReport& r) {
 
 }  // namespace
 
-std::vector<std::string> SearchNamespaces(const std::string& ns) {
-  if (ns.empty()) return {};
-  std::vector<std::string> out = {ns};
-  if (ns.rfind("session:", 0) == 0) {
-    const std::string rest = ns.substr(8);
-    out.push_back("project:" + rest.substr(0, rest.find(':')));
-  }
-  if (ns != "global") out.push_back("global");
-  return out;
-}
-
 Result<std::unique_ptr<Services>> OpenLocalServices(const GlobalOptions& g) {
   LoadedConfig loaded = LoadForCli(g);
   AF_RETURN_IF_ERROR(loaded.Validate());
@@ -161,7 +150,7 @@ int KbQuery(const GlobalOptions& g, const KbQueryArgs& args) {
   q.text = args.text;
   q.max_results = args.max_results;
   q.similarity_threshold = args.similarity_threshold;
-  q.namespaces = SearchNamespaces(args.ns);
+  q.namespaces = NamespaceFallback(args.ns);
   q.mode = args.mode;
   auto results = (*kb)->Search(q);
   if (!results.ok()) return ReportError(results.status());

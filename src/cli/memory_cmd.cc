@@ -272,7 +272,7 @@ int MemoryRecall(const GlobalOptions& g, const std::string& query, int max_resul
   SearchQuery q;
   q.text = query;
   q.max_results = max_results;
-  q.namespaces = SearchNamespaces(ns);
+  q.namespaces = NamespaceFallback(ns);
   auto results = (*kb)->Recall(q);
   if (!results.ok()) return ReportError(results.status());
   if (g.json) {

@@ -13,25 +13,6 @@ namespace {
 
 using json = nlohmann::json;
 
-json TimeOrNull(int64_t ms) { return ms > 0 ? json(FormatUtcMillis(ms)) : json(nullptr); }
-
-json MemoryToJson(const Memory& m) {
-  return {{"id", m.id},
-          {"namespace", m.ns},
-          {"content", m.content},
-          {"summary", m.summary},
-          {"type", m.type},
-          {"importance", m.importance},
-          {"tags", m.tags},
-          {"source", m.source},
-          {"created_at", TimeOrNull(m.created_ms)},
-          {"updated_at", TimeOrNull(m.updated_ms)},
-          {"accessed_at", TimeOrNull(m.accessed_ms)},
-          {"access_count", m.access_count},
-          {"archived", m.archived},
-          {"superseded_by", m.superseded_by.empty() ? json(nullptr) : json(m.superseded_by)}};
-}
-
 json ResultsJson(const std::vector<SearchResult>& results) {
   json out = json::array();
   for (const auto& r : results) out.push_back(r.ToJson());
@@ -74,18 +55,8 @@ json Schema(json properties, std::vector<std::string> required = {}) {
   return s;
 }
 
-// The namespaces a search covers: the one given, then its wider ones
-// (session:P:ID -> project:P -> global); none given = every namespace.
 std::vector<std::string> SearchNamespaces(const json& args) {
-  if (!args.contains("namespace")) return {};
-  const std::string ns = args["namespace"];
-  std::vector<std::string> out = {ns};
-  if (ns.rfind("session:", 0) == 0) {
-    const std::string rest = ns.substr(8);
-    out.push_back("project:" + rest.substr(0, rest.find(':')));
-  }
-  if (ns != "global") out.push_back("global");
-  return out;
+  return NamespaceFallback(args.value("namespace", ""));
 }
 
 // --- The running server ---------------------------------------------------------------
@@ -191,7 +162,7 @@ std::vector<Tool> MakeTools(ToolContext context) {
          if (a.contains("summary")) m.summary = a["summary"];
          m.source = {{"via", "mcp"}};
          AF_ASSIGN_OR_RETURN(Memory stored, kb->Remember(std::move(m)));
-         return MemoryToJson(stored);
+         return MemoryJson(stored);
        }});
 
   tools.push_back(
@@ -239,7 +210,7 @@ std::vector<Tool> MakeTools(ToolContext context) {
          f.include_archived = a.value("include_archived", false);
          AF_ASSIGN_OR_RETURN(auto found, ctx->store->ListMemories(f));
          json out = json::array();
-         for (const auto& m : found) out.push_back(MemoryToJson(m));
+         for (const auto& m : found) out.push_back(MemoryJson(m));
          return json{{"memories", out}};
        }});
 
@@ -278,7 +249,7 @@ std::vector<Tool> MakeTools(ToolContext context) {
          if (a.contains("type")) m.type = a["type"];
          if (a.contains("archived")) m.archived = a["archived"];
          AF_ASSIGN_OR_RETURN(Memory stored, kb->Update(m));
-         return MemoryToJson(stored);
+         return MemoryJson(stored);
        }});
 
   tools.push_back({"memory_delete", "Delete a memory and its links. Returns {deleted: id}.",

@@ -36,21 +36,38 @@ json EvolveReport::ToJson() const {
       {"archived", archived}, {"consolidated", consolidated},   {"actions", actions}};
 }
 
+std::vector<std::string> NamespaceFallback(const std::string& ns) {
+  if (ns.empty()) return {};
+  std::vector<std::string> out = {ns};
+  if (ns.rfind("session:", 0) == 0) {
+    const std::string rest = ns.substr(8);
+    out.push_back("project:" + rest.substr(0, rest.find(':')));
+  }
+  if (ns != "global") out.push_back("global");
+  return out;
+}
+
+json MemoryJson(const Memory& m) {
+  auto time = [](int64_t ms) { return ms > 0 ? json(FormatUtcMillis(ms)) : json(nullptr); };
+  return {{"id", m.id},
+          {"namespace", m.ns},
+          {"content", m.content},
+          {"summary", m.summary},
+          {"type", m.type},
+          {"importance", m.importance},
+          {"tags", m.tags},
+          {"source", m.source},
+          {"created_at", time(m.created_ms)},
+          {"updated_at", time(m.updated_ms)},
+          {"accessed_at", time(m.accessed_ms)},
+          {"access_count", m.access_count},
+          {"archived", m.archived},
+          {"superseded_by", m.superseded_by.empty() ? json(nullptr) : json(m.superseded_by)}};
+}
+
 json MemoryGraph::ToJson() const {
   json out_nodes = json::array();
-  for (const auto& m : nodes) {
-    out_nodes.push_back({{"id", m.id},
-                         {"namespace", m.ns},
-                         {"content", m.content},
-                         {"summary", m.summary},
-                         {"type", m.type},
-                         {"importance", m.importance},
-                         {"tags", m.tags},
-                         {"source", m.source},
-                         {"access_count", m.access_count},
-                         {"archived", m.archived},
-                         {"superseded_by", m.superseded_by}});
-  }
+  for (const auto& m : nodes) out_nodes.push_back(MemoryJson(m));
   json out_edges = json::array();
   for (const auto& e : edges) {
     out_edges.push_back(
@@ -613,7 +630,8 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
   Result<std::vector<float>> EmbedOne(const std::string& text) {
     AF_ASSIGN_OR_RETURN(auto v, embedder_->Embed({text}));
     if (v.size() != 1)
-      return Internal("the embedder returned no vector", "run `agent-factory doctor`");
+      return Internal("the embedder returned no vector",
+                      "check embeddings.base_url and embeddings.model");
     return std::move(v[0]);
   }
 

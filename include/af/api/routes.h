@@ -85,7 +85,6 @@ nlohmann::json FeatureJson(const Feature& f);  // id, project, title, status, ..
 nlohmann::json TaskJson(const Task& t);
 nlohmann::json AgentJson(const AgentRecord& a, int64_t now_ms,
                          std::chrono::milliseconds offline_after);
-nlohmann::json MemoryJson(const Memory& m);
 nlohmann::json ApiKeyJson(const ApiKey& k);  // never the hash
 
 // POST /features -> {id, status, created_at, events_url}.

@@ -37,6 +37,16 @@ namespace af {
 
 class Store;
 
+// The namespaces a search of `ns` covers, in order of preference:
+// "session:P:ID" -> {session:P:ID, project:P, global}; "project:P" ->
+// {project:P, global}; "global" -> {global}; "" -> {} (every namespace).
+std::vector<std::string> NamespaceFallback(const std::string& ns);
+
+// A memory as every edge shows it: id, namespace, content, summary, type,
+// importance, tags, source, created_at/updated_at/accessed_at (ISO 8601 or
+// null), access_count, archived, superseded_by (null when none).
+nlohmann::json MemoryJson(const Memory& m);
+
 struct KnowledgeOptions {
   // Where the vector indexes live (<data_dir>/kb): chunks.hnsw, memories.hnsw
   // and their .json headers. Empty = in memory only (rebuilt at each open).
