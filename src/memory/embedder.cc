@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -24,6 +25,13 @@ constexpr uint64_t kFnvPrime = 1099511628211ull;
 inline uint64_t FnvByte(uint64_t h, unsigned char c) { return (h ^ c) * kFnvPrime; }
 
 inline char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+bool AllDigitsView(std::string_view s) {
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
 
 // FNV-1a of `s` lower-cased, started from `seed` (which separates feature kinds).
 inline uint64_t HashLower(uint64_t seed, std::string_view s) {
@@ -49,12 +57,15 @@ constexpr uint64_t kWordSeed = kFnvOffset;
 constexpr uint64_t kCharSeed = kFnvOffset ^ 0x9e3779b97f4a7c15ull;
 constexpr uint64_t kBigramSalt = 0x632be59bd9b4e019ull;
 constexpr uint64_t kEmptySalt = 0x2545f4914f6cdd1dull;
+constexpr uint64_t kExactSalt = 0x5851f42d4c957f2dull;
 
-// Relative weights of the feature kinds. Words carry the meaning; identifier
+// Relative weights of the feature kinds. Word stems carry the meaning (the
+// exact form adds a little, so an exact match beats another form); identifier
 // parts let "parse_config" meet "config"; bigrams reward shared phrases;
 // character n-grams match word forms ("retry"/"retries") but are noisy, so
 // each word's n-grams together weigh about kChar of one word.
 constexpr float kWord = 1.0f;
+constexpr float kExact = 0.5f;
 constexpr float kPart = 0.7f;
 constexpr float kBigram = 0.5f;
 constexpr float kChar = 0.6f;
@@ -85,6 +96,54 @@ const std::vector<uint64_t>& StopHashes() {
 bool IsStopword(uint64_t word_hash) {
   const auto& h = StopHashes();
   return std::binary_search(h.begin(), h.end(), word_hash);
+}
+
+// A light English stemmer, so word forms share one feature: "retries" and
+// "retry", "parser"/"parsing"/"parse", "connection"/"connected". One suffix
+// is removed (the longest that leaves at least 3 characters), then a final
+// 'e'. Crude on purpose: it only has to map forms of one word together.
+struct Suffix {
+  std::string_view from, to;
+};
+constexpr std::array<Suffix, 12> kSuffixes = {{{"ational", "ate"},
+                                               {"ization", "ize"},
+                                               {"ations", ""},
+                                               {"ation", ""},
+                                               {"ings", ""},
+                                               {"ing", ""},
+                                               {"ies", "y"},
+                                               {"ions", ""},
+                                               {"ion", ""},
+                                               {"ers", ""},
+                                               {"er", ""},
+                                               {"ed", ""}}};
+
+// `lower` is the lower-cased word; the stem is written to `out` (<= lower.size() + 1).
+size_t Stem(std::string_view lower, char* out) {
+  std::string_view w = lower;
+  std::string_view add;
+  if (w.size() > 4 && !AllDigitsView(w)) {
+    bool done = false;
+    for (const Suffix& sfx : kSuffixes) {
+      if (w.size() >= sfx.from.size() + 3 &&
+          w.compare(w.size() - sfx.from.size(), sfx.from.size(), sfx.from) == 0) {
+        w.remove_suffix(sfx.from.size());
+        add = sfx.to;
+        done = true;
+        break;
+      }
+    }
+    if (!done && w.back() == 's' && w[w.size() - 2] != 's' && w[w.size() - 2] != 'u' &&
+        w[w.size() - 2] != 'i') {
+      w.remove_suffix(w[w.size() - 2] == 'e' && w.size() > 5 ? 2 : 1);  // "parses", "files"
+    }
+  }
+  size_t n = w.size();
+  std::memcpy(out, w.data(), n);
+  std::memcpy(out + n, add.data(), add.size());
+  n += add.size();
+  if (n > 4 && out[n - 1] == 'e') --n;
+  return n;
 }
 
 inline bool IsWordByte(unsigned char c) {
@@ -143,7 +202,8 @@ class LocalEmbedder : public Embedder {
  private:
   struct Word {
     std::string_view text;
-    uint64_t hash;
+    uint64_t hash;  // of the word as written (lower-cased)
+    uint64_t stem;  // of its stem
   };
   struct Slot {
     uint64_t hash = 0;
@@ -156,6 +216,16 @@ class LocalEmbedder : public Embedder {
     std::vector<Word> words;
     std::vector<Slot> table;
   };
+
+  // The hash of the stem of `w` (`h`: the hash of `w` itself, used for long words).
+  static uint64_t StemHash(std::string_view w, uint64_t h) {
+    if (w.size() > kMaxGramWord) return h;
+    char lower[kMaxGramWord + 1];
+    char stem[kMaxGramWord + 2];
+    for (size_t i = 0; i < w.size(); ++i) lower[i] = LowerAscii(w[i]);
+    size_t n = Stem(std::string_view(lower, w.size()), stem);
+    return HashLower(kWordSeed, std::string_view(stem, n));
+  }
 
   inline void Add(float* v, uint64_t h, float w) const {
     uint64_t m = Mix(h);
@@ -206,7 +276,7 @@ class LocalEmbedder : public Embedder {
       if (w.empty()) continue;
       uint64_t h = HashLower(kWordSeed, w);
       if (IsStopword(h)) continue;
-      s->words.push_back({w, h});
+      s->words.push_back({w, h, StemHash(w, h)});
     }
     if (s->words.empty()) {
       // No words at all: one fixed unit vector (so every vector has length 1
@@ -233,8 +303,10 @@ class LocalEmbedder : public Embedder {
     for (const Slot& slot : s->table) {
       if (slot.count == 0) continue;
       const float tf = 1.0f + std::log(static_cast<float>(slot.count));
-      std::string_view w = s->words[slot.word].text;
-      Add(out, slot.hash, kWord * tf);
+      const Word& word = s->words[slot.word];
+      std::string_view w = word.text;
+      Add(out, word.stem, kWord * tf);
+      Add(out, slot.hash ^ kExactSalt, kExact * tf);
       if (AllDigits(w)) continue;  // numbers: the exact token only
       int parts = 0;
       ForEachPart(w, [&](std::string_view) { ++parts; });
@@ -242,7 +314,7 @@ class LocalEmbedder : public Embedder {
         ForEachPart(w, [&](std::string_view p) {
           uint64_t ph = HashLower(kWordSeed, p);
           if (p.size() < 2 || AllDigits(p) || IsStopword(ph)) return;
-          Add(out, ph, kPart * tf);
+          Add(out, StemHash(p, ph), kPart * tf);
           AddCharGrams(out, p, kChar * kPart * tf);
         });
       } else {
@@ -250,7 +322,7 @@ class LocalEmbedder : public Embedder {
       }
     }
     for (size_t k = 1; k < s->words.size(); ++k) {
-      Add(out, (s->words[k - 1].hash * 31 + s->words[k].hash) ^ kBigramSalt, kBigram);
+      Add(out, (s->words[k - 1].stem * 31 + s->words[k].stem) ^ kBigramSalt, kBigram);
     }
     Normalise(&v);
     return v;

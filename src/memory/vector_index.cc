@@ -213,7 +213,7 @@ class HnswIndex : public VectorIndex {
   int dimensions() const override { return dims_; }
 
   size_t size() const override {
-    std::shared_lock lock(mu_);
+    auto lock = ReadLock();
     return LiveLocked();
   }
 
@@ -225,7 +225,7 @@ class HnswIndex : public VectorIndex {
     for (float x : vector) {
       if (!std::isfinite(x)) return InvalidArgument("a vector with a non-finite value");
     }
-    std::unique_lock lock(mu_);
+    auto lock = WriteLock();
     try {
       const auto key = static_cast<hnswlib::labeltype>(label);
       if (graph_->label_lookup_.count(key) == 0 &&
@@ -243,7 +243,7 @@ class HnswIndex : public VectorIndex {
   }
 
   Status Remove(int64_t label) override {
-    std::unique_lock lock(mu_);
+    auto lock = WriteLock();
     const auto key = static_cast<hnswlib::labeltype>(label);
     auto it = graph_->label_lookup_.find(key);
     if (it == graph_->label_lookup_.end() || graph_->isMarkedDeleted(it->second)) {
@@ -262,13 +262,13 @@ class HnswIndex : public VectorIndex {
   }
 
   bool Contains(int64_t label) const override {
-    std::shared_lock lock(mu_);
+    auto lock = ReadLock();
     auto it = graph_->label_lookup_.find(static_cast<hnswlib::labeltype>(label));
     return it != graph_->label_lookup_.end() && !graph_->isMarkedDeleted(it->second);
   }
 
   std::vector<int64_t> Labels() const override {
-    std::shared_lock lock(mu_);
+    auto lock = ReadLock();
     std::vector<int64_t> out;
     out.reserve(LiveLocked());
     for (const auto& [key, id] : graph_->label_lookup_) {
@@ -283,7 +283,7 @@ class HnswIndex : public VectorIndex {
       const std::function<bool(int64_t)>& accept) const override {
     std::vector<std::pair<int64_t, float>> out;
     if (k <= 0 || query.size() != static_cast<size_t>(dims_)) return out;
-    std::shared_lock lock(mu_);
+    auto lock = ReadLock();
     const size_t live = LiveLocked();
     if (live == 0) return out;
     const size_t want = std::min(static_cast<size_t>(k), live);
@@ -320,7 +320,7 @@ class HnswIndex : public VectorIndex {
   }
 
   Status Save() override {
-    std::unique_lock lock(mu_);
+    auto lock = WriteLock();
     if (path_.empty() || !dirty_) return Status::Ok();
     std::error_code ec;
     if (path_.has_parent_path()) fs::create_directories(path_.parent_path(), ec);
@@ -370,12 +370,24 @@ class HnswIndex : public VectorIndex {
   }
 
   void Clear() override {
-    std::unique_lock lock(mu_);
+    auto lock = WriteLock();
     if (!Reset(kInitialCapacity).ok()) return;  // allocation of an empty graph failed: keep the old
     dirty_ = true;
   }
 
  private:
+  // glibc's rwlock prefers readers, so a steady stream of searches would keep
+  // Add/Remove/Save waiting forever. A writer holds the turnstile while it
+  // waits, which keeps new readers out until it has had its turn.
+  std::shared_lock<std::shared_mutex> ReadLock() const {
+    std::lock_guard<std::mutex> turn(turnstile_);
+    return std::shared_lock<std::shared_mutex>(mu_);
+  }
+  std::unique_lock<std::shared_mutex> WriteLock() {
+    std::lock_guard<std::mutex> turn(turnstile_);
+    return std::unique_lock<std::shared_mutex>(mu_);
+  }
+
   size_t LiveLocked() const { return graph_->cur_element_count - graph_->num_deleted_; }
 
   static void SortBest(std::vector<std::pair<int64_t, float>>* v) {
@@ -443,6 +455,7 @@ class HnswIndex : public VectorIndex {
   const int dims_;
   const VectorIndexOptions options_;
   hnswlib::InnerProductSpace space_;
+  mutable std::mutex turnstile_;
   mutable std::shared_mutex mu_;
   std::unique_ptr<Hnsw> graph_;  // guarded by mu_
   bool dirty_ = false;           // guarded by mu_
