@@ -57,8 +57,8 @@ std::vector<std::pair<std::string, std::string>> ReadCorpus(const std::vector<fs
   for (const fs::path& root : roots) {
     std::error_code ec;
     if (!fs::exists(root, ec)) continue;
-    for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
+    for (auto it = fs::recursive_directory_iterator(root, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (ec || !it->is_regular_file(ec) || it->file_size(ec) > (1 << 20)) continue;
       std::ifstream in(it->path(), std::ios::binary);
       std::stringstream ss;
@@ -87,15 +87,24 @@ int main(int argc, char** argv) {
   std::vector<fs::path> roots;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--n") n = std::stoul(argv[i + 1]);
-    else if (a == "--dims") dims = std::stoi(argv[i + 1]);
-    else if (a == "--queries") queries = std::stoul(argv[i + 1]);
-    else if (a == "--recall-queries") recall_queries = std::stoul(argv[i + 1]);
-    else if (a == "--corpus") roots.emplace_back(argv[i + 1]);
-    else if (a == "--ef-search") iopts.ef_search = std::stoi(argv[i + 1]);
-    else if (a == "--m") iopts.m = std::stoi(argv[i + 1]);
-    else if (a == "--ef-construction") iopts.ef_construction = std::stoi(argv[i + 1]);
-    else if (a == "--random") random_vectors = std::string(argv[i + 1]) == "1";
+    if (a == "--n")
+      n = std::stoul(argv[i + 1]);
+    else if (a == "--dims")
+      dims = std::stoi(argv[i + 1]);
+    else if (a == "--queries")
+      queries = std::stoul(argv[i + 1]);
+    else if (a == "--recall-queries")
+      recall_queries = std::stoul(argv[i + 1]);
+    else if (a == "--corpus")
+      roots.emplace_back(argv[i + 1]);
+    else if (a == "--ef-search")
+      iopts.ef_search = std::stoi(argv[i + 1]);
+    else if (a == "--m")
+      iopts.m = std::stoi(argv[i + 1]);
+    else if (a == "--ef-construction")
+      iopts.ef_construction = std::stoi(argv[i + 1]);
+    else if (a == "--random")
+      random_vectors = std::string(argv[i + 1]) == "1";
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -103,7 +112,8 @@ int main(int argc, char** argv) {
   }
   if (roots.empty()) {
 #ifdef AF_SOURCE_DIR
-    for (const char* d : {"src", "include", "docs"}) roots.emplace_back(fs::path(AF_SOURCE_DIR) / d);
+    for (const char* d : {"src", "include", "docs"})
+      roots.emplace_back(fs::path(AF_SOURCE_DIR) / d);
 #endif
   }
   auto files = ReadCorpus(roots);
@@ -180,8 +190,9 @@ int main(int argc, char** argv) {
   vecs.reserve(n + queries);
   t0 = Clock::now();
   for (size_t i = 0; i < n + queries; i += 256) {
-    std::vector<std::string> batch(texts.begin() + static_cast<std::ptrdiff_t>(i),
-                                   texts.begin() + static_cast<std::ptrdiff_t>(std::min(n + queries, i + 256)));
+    std::vector<std::string> batch(
+        texts.begin() + static_cast<std::ptrdiff_t>(i),
+        texts.begin() + static_cast<std::ptrdiff_t>(std::min(n + queries, i + 256)));
     auto r = (*embedder)->Embed(batch);
     for (auto& v : *r) vecs.push_back(std::move(v));
   }
@@ -226,8 +237,9 @@ int main(int argc, char** argv) {
   }
   double insert_s = Seconds(t0);
   long rss_after = RssKb();
-  std::printf("hnsw insert: %zu vectors of %d dims in %.2f s = %.0f inserts/s (M %d, ef_construction %d)\n",
-              n, dims, insert_s, n / insert_s, iopts.m, iopts.ef_construction);
+  std::printf(
+      "hnsw insert: %zu vectors of %d dims in %.2f s = %.0f inserts/s (M %d, ef_construction %d)\n",
+      n, dims, insert_s, n / insert_s, iopts.m, iopts.ef_construction);
   std::printf("memory: index +%.1f MB RSS (%.1f MB before, %.1f MB after; peak %.1f MB)\n",
               (rss_after - rss_before) / 1024.0, rss_before / 1024.0, rss_after / 1024.0,
               PeakRssKb() / 1024.0);
@@ -241,9 +253,10 @@ int main(int argc, char** argv) {
     lat.push_back(Seconds(s) * 1000);
     if (hits.empty()) std::printf("empty result\n");
   }
-  std::printf("hnsw query k=10 (ef_search %d): p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms\n",
-              iopts.ef_search, Percentile(lat, 0.5), Percentile(lat, 0.9),
-              Percentile(lat, 0.99), Percentile(lat, 1.0));
+  std::printf(
+      "hnsw query k=10 (ef_search %d): p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+      iopts.ef_search, Percentile(lat, 0.5), Percentile(lat, 0.9), Percentile(lat, 0.99),
+      Percentile(lat, 1.0));
   // With a filter that accepts a tenth of the labels (e.g. one namespace).
   lat.clear();
   for (size_t q = 0; q < queries; ++q) {
@@ -289,8 +302,8 @@ int main(int argc, char** argv) {
   t0 = Clock::now();
   auto loaded = af::VectorIndex::Open(path, (*embedder)->Id(), dims, iopts);
   double load_s = Seconds(t0);
-  std::printf("save: %.2f s, file %.1f MB; open (checks + load): %.2f s, %s\n", save_s,
-              bytes / 1e6, load_s, loaded.ok() ? "ok" : loaded.status().ToString().c_str());
+  std::printf("save: %.2f s, file %.1f MB; open (checks + load): %.2f s, %s\n", save_s, bytes / 1e6,
+              load_s, loaded.ok() ? "ok" : loaded.status().ToString().c_str());
   fs::remove_all(dir);
   return 0;
 }

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cstring>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
@@ -74,13 +74,13 @@ constexpr float kChar = 0.6f;
 constexpr size_t kMaxGramWord = 40;
 
 constexpr std::array<std::string_view, 68> kStopwords = {
-    "a",     "about", "after", "all",   "also",  "an",    "and",   "any",   "are",   "as",
-    "at",    "be",    "been",  "being", "but",   "by",    "can",   "could", "did",   "do",
-    "does",  "each",  "for",   "from",  "had",   "has",   "have",  "he",    "her",   "his",
-    "how",   "i",     "if",    "in",    "into",  "is",    "it",    "its",   "may",   "me",
-    "more",  "my",    "of",    "on",    "or",    "our",   "she",   "so",    "such",  "than",
-    "that",  "the",   "their", "them",  "then",  "there", "these", "they",  "this",  "those",
-    "to",    "was",   "we",    "were",  "which", "will",  "with",  "you"};
+    "a",    "about", "after", "all",   "also",  "an",    "and",   "any",   "are",  "as",
+    "at",   "be",    "been",  "being", "but",   "by",    "can",   "could", "did",  "do",
+    "does", "each",  "for",   "from",  "had",   "has",   "have",  "he",    "her",  "his",
+    "how",  "i",     "if",    "in",    "into",  "is",    "it",    "its",   "may",  "me",
+    "more", "my",    "of",    "on",    "or",    "our",   "she",   "so",    "such", "than",
+    "that", "the",   "their", "them",  "then",  "there", "these", "they",  "this", "those",
+    "to",   "was",   "we",    "were",  "which", "will",  "with",  "you"};
 
 // Stopwords by their word hash, sorted, for a binary search per word.
 const std::vector<uint64_t>& StopHashes() {
@@ -147,8 +147,8 @@ size_t Stem(std::string_view lower, char* out) {
 }
 
 inline bool IsWordByte(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         c == '_' || c >= 0x80;
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+         c >= 0x80;
 }
 inline bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 inline bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
@@ -229,9 +229,8 @@ class LocalEmbedder : public Embedder {
 
   inline void Add(float* v, uint64_t h, float w) const {
     uint64_t m = Mix(h);
-    uint32_t bucket = static_cast<uint32_t>((static_cast<uint64_t>(static_cast<uint32_t>(m)) *
-                                             static_cast<uint64_t>(dims_)) >>
-                                            32);
+    uint32_t bucket = static_cast<uint32_t>(
+        (static_cast<uint64_t>(static_cast<uint32_t>(m)) * static_cast<uint64_t>(dims_)) >> 32);
     v[bucket] += (m >> 63) ? -w : w;
   }
 
@@ -353,7 +352,8 @@ std::string NormaliseBase(std::string_view base) {
   std::string b(Trim(base));
   while (!b.empty() && b.back() == '/') b.pop_back();
   auto ends = [&](std::string_view suffix) {
-    return b.size() >= suffix.size() && b.compare(b.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return b.size() >= suffix.size() &&
+           b.compare(b.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   if (ends("/embeddings")) b.resize(b.size() - std::string_view("/embeddings").size());
   while (!b.empty() && b.back() == '/') b.pop_back();
@@ -418,9 +418,10 @@ class HttpEmbedder : public Embedder {
     if (!sent.ok()) {
       const Status& st = sent.status();
       if (st.code() == Code::kUnavailable) {
-        return Unavailable("embeddings server " + url_ + " cannot be reached (" + st.message() + ")",
-                           "start the embeddings server, or unset embeddings.base_url to use the "
-                           "built-in local embedder");
+        return Unavailable(
+            "embeddings server " + url_ + " cannot be reached (" + st.message() + ")",
+            "start the embeddings server, or unset embeddings.base_url to use the "
+            "built-in local embedder");
       }
       return st.WithContext("embeddings request to " + url_);
     }
@@ -490,11 +491,13 @@ class HttpEmbedder : public Embedder {
       for (const json& x : emb) {
         if (!x.is_number()) return bad("a non-number in embedding " + std::to_string(index));
         double d = x.get<double>();
-        if (!std::isfinite(d)) return bad("a non-finite value in embedding " + std::to_string(index));
+        if (!std::isfinite(d))
+          return bad("a non-finite value in embedding " + std::to_string(index));
         v.push_back(static_cast<float>(d));
         sum += d * d;
       }
-      if (v.empty() || sum <= 0) return bad("embedding " + std::to_string(index) + " is empty or zero");
+      if (v.empty() || sum <= 0)
+        return bad("embedding " + std::to_string(index) + " is empty or zero");
       const float inv = static_cast<float>(1.0 / std::sqrt(sum));
       for (float& x : v) x *= inv;
       batch[index] = std::move(v);
@@ -540,9 +543,9 @@ Result<std::unique_ptr<Embedder>> Embedder::Create(const EmbedderOptions& option
   }
   std::string_view base = Trim(options.base_url);
   if (!StartsWith(base, "http://") && !StartsWith(base, "https://")) {
-    return InvalidArgument("embeddings.base_url must start with http:// or https:// (got '" +
-                               std::string(base) + "')",
-                           "e.g. http://127.0.0.1:11434/v1 for Ollama");
+    return InvalidArgument(
+        "embeddings.base_url must start with http:// or https:// (got '" + std::string(base) + "')",
+        "e.g. http://127.0.0.1:11434/v1 for Ollama");
   }
   if (Trim(options.model).empty()) {
     return InvalidArgument("embeddings.model is required when embeddings.base_url is set",

@@ -136,8 +136,8 @@ TEST(EmbeddingsClientTest, ServerErrorIsUnavailable) {
 
 TEST(EmbeddingsClientTest, MalformedRepliesAreInternal) {
   FakeEmbeddingsServer server;
-  for (EmbeddingsFault f : {EmbeddingsFault::kMalformed, EmbeddingsFault::kWrongSize,
-                            EmbeddingsFault::kMissingItem}) {
+  for (EmbeddingsFault f :
+       {EmbeddingsFault::kMalformed, EmbeddingsFault::kWrongSize, EmbeddingsFault::kMissingItem}) {
     server.Fail(f);
     auto r = Client(server.base_url())->Embed({"a", "b", "c"});
     ASSERT_FALSE(r.ok());

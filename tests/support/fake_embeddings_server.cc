@@ -196,8 +196,9 @@ void FakeEmbeddingsServer::Serve(int fd) {
       reverse = reverse_;
     }
     const std::string suffix = "/v1/embeddings";
-    const bool known = req.method == "POST" && req.path.size() >= suffix.size() &&
-                       req.path.compare(req.path.size() - suffix.size(), suffix.size(), suffix) == 0;
+    const bool known =
+        req.method == "POST" && req.path.size() >= suffix.size() &&
+        req.path.compare(req.path.size() - suffix.size(), suffix.size(), suffix) == 0;
     std::string out;
     if (fault == EmbeddingsFault::kUnauthorized) {
       out = Reply(401, Error("Incorrect API key provided", "invalid_request_error"));
