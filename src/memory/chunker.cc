@@ -111,19 +111,18 @@ std::vector<Section> MarkdownSections(std::string_view text, const std::vector<L
 
 // Words that open a definition, after any modifiers.
 constexpr std::array<std::string_view, 20> kDefinitionWords = {
-    "def",   "class",     "fn",        "func",   "function", "struct", "impl",
-    "enum",  "trait",     "mod",       "interface", "namespace", "module", "type",
-    "union", "template",  "typedef",   "macro_rules!", "record",  "object"};
+    "def",   "class",    "fn",      "func",         "function",  "struct", "impl",
+    "enum",  "trait",    "mod",     "interface",    "namespace", "module", "type",
+    "union", "template", "typedef", "macro_rules!", "record",    "object"};
 // Modifiers that may precede a definition word or a signature.
 constexpr std::array<std::string_view, 22> kModifiers = {
-    "public",  "private", "protected", "static",   "export",   "default",
-    "async",   "pub",     "pub(crate)", "abstract", "final",   "inline",
-    "extern",  "virtual", "unsafe",    "const",    "constexpr", "override",
-    "sealed",  "local",   "readonly",  "declare"};
+    "public",     "private",  "protected", "static", "export",   "default", "async",  "pub",
+    "pub(crate)", "abstract", "final",     "inline", "extern",   "virtual", "unsafe", "const",
+    "constexpr",  "override", "sealed",    "local",  "readonly", "declare"};
 // Statements that look like a call or signature but never start a definition.
 constexpr std::array<std::string_view, 14> kNotDefinitions = {
-    "if", "for", "while", "switch", "return", "else", "do", "case",
-    "using", "import", "from", "package", "include", "require"};
+    "if",   "for",   "while",  "switch", "return",  "else",    "do",
+    "case", "using", "import", "from",   "package", "include", "require"};
 
 template <size_t N>
 bool OneOf(std::string_view w, const std::array<std::string_view, N>& set) {
@@ -221,14 +220,12 @@ std::vector<Section> TextSections(std::string_view text, const std::vector<Line>
   std::vector<Section> out;
   size_t i = 0;
   while (i < lines.size()) {
-    while (i < lines.size() &&
-           Blank(text.substr(lines[i].begin, lines[i].end - lines[i].begin))) {
+    while (i < lines.size() && Blank(text.substr(lines[i].begin, lines[i].end - lines[i].begin))) {
       ++i;
     }
     if (i >= lines.size()) break;
     size_t first = i;
-    while (i < lines.size() &&
-           !Blank(text.substr(lines[i].begin, lines[i].end - lines[i].begin))) {
+    while (i < lines.size() && !Blank(text.substr(lines[i].begin, lines[i].end - lines[i].begin))) {
       ++i;
     }
     out.push_back({first, i - 1, ""});
@@ -264,7 +261,8 @@ class Builder {
     c.heading = heading;
     c.line_start = static_cast<int>(first) + 1;
     c.line_end = static_cast<int>(last) + 1;
-    c.content = std::string(text_.substr(lines_[first].begin, lines_[last].end - lines_[first].begin));
+    c.content =
+        std::string(text_.substr(lines_[first].begin, lines_[last].end - lines_[first].begin));
     out_.push_back(std::move(c));
   }
 
@@ -293,7 +291,8 @@ class Builder {
       size_t next = end + 1;
       size_t back = 0;
       // (Not before a line that is cut on its own: its pieces follow at once.)
-      while (LineChars(end + 1) <= static_cast<size_t>(size_) && next - 1 > begin && back + LineChars(next - 1) <= static_cast<size_t>(overlap_)) {
+      while (LineChars(end + 1) <= static_cast<size_t>(size_) && next - 1 > begin &&
+             back + LineChars(next - 1) <= static_cast<size_t>(overlap_)) {
         --next;
         back += LineChars(next);
       }
@@ -330,8 +329,7 @@ class Builder {
   static size_t Boundary(std::string_view s, size_t at, size_t floor) {
     if (at >= s.size()) return s.size();
     size_t b = at;
-    for (int n = 0; n < 3 && b > floor + 1 &&
-                    (static_cast<unsigned char>(s[b]) & 0xC0) == 0x80;
+    for (int n = 0; n < 3 && b > floor + 1 && (static_cast<unsigned char>(s[b]) & 0xC0) == 0x80;
          ++n) {
       --b;
     }
@@ -387,11 +385,11 @@ DocKind DocKindForPath(std::string_view path) {
   }
   static constexpr std::array<std::string_view, 3> kMarkdown = {".md", ".markdown", ".mdx"};
   static constexpr std::array<std::string_view, 48> kCode = {
-      ".c",    ".cc",   ".cpp",  ".cxx", ".c++",  ".h",     ".hh",   ".hpp",  ".hxx", ".h++",
-      ".ipp",  ".inl",  ".py",   ".pyi", ".js",   ".mjs",   ".cjs",  ".jsx",  ".ts",  ".tsx",
-      ".mts",  ".cts",  ".go",   ".rs",  ".java", ".kt",    ".kts",  ".scala", ".cs", ".swift",
-      ".sh",   ".bash", ".zsh",  ".ksh", ".rb",   ".php",   ".pl",   ".pm",   ".lua", ".m",
-      ".mm",   ".cmake", ".proto", ".sql", ".zig", ".dart", ".ex",   ".exs"};
+      ".c",   ".cc",    ".cpp",   ".cxx", ".c++",  ".h",    ".hh",  ".hpp",   ".hxx", ".h++",
+      ".ipp", ".inl",   ".py",    ".pyi", ".js",   ".mjs",  ".cjs", ".jsx",   ".ts",  ".tsx",
+      ".mts", ".cts",   ".go",    ".rs",  ".java", ".kt",   ".kts", ".scala", ".cs",  ".swift",
+      ".sh",  ".bash",  ".zsh",   ".ksh", ".rb",   ".php",  ".pl",  ".pm",    ".lua", ".m",
+      ".mm",  ".cmake", ".proto", ".sql", ".zig",  ".dart", ".ex",  ".exs"};
   for (std::string_view ext : kMarkdown) {
     if (IEndsWith(path, ext)) return DocKind::kMarkdown;
   }
@@ -424,8 +422,8 @@ std::vector<Chunk> ChunkDocument(std::string_view content, DocKind kind,
   size_t pos = 0;
   while (pos < content.size()) {
     const void* nl = std::memchr(content.data() + pos, '\n', content.size() - pos);
-    size_t end = nl ? static_cast<size_t>(static_cast<const char*>(nl) - content.data())
-                    : content.size();
+    size_t end =
+        nl ? static_cast<size_t>(static_cast<const char*>(nl) - content.data()) : content.size();
     lines.push_back({pos, end});
     pos = end + 1;
   }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
@@ -24,6 +25,13 @@ constexpr uint64_t kFnvPrime = 1099511628211ull;
 inline uint64_t FnvByte(uint64_t h, unsigned char c) { return (h ^ c) * kFnvPrime; }
 
 inline char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+bool AllDigitsView(std::string_view s) {
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
 
 // FNV-1a of `s` lower-cased, started from `seed` (which separates feature kinds).
 inline uint64_t HashLower(uint64_t seed, std::string_view s) {
@@ -49,12 +57,15 @@ constexpr uint64_t kWordSeed = kFnvOffset;
 constexpr uint64_t kCharSeed = kFnvOffset ^ 0x9e3779b97f4a7c15ull;
 constexpr uint64_t kBigramSalt = 0x632be59bd9b4e019ull;
 constexpr uint64_t kEmptySalt = 0x2545f4914f6cdd1dull;
+constexpr uint64_t kExactSalt = 0x5851f42d4c957f2dull;
 
-// Relative weights of the feature kinds. Words carry the meaning; identifier
+// Relative weights of the feature kinds. Word stems carry the meaning (the
+// exact form adds a little, so an exact match beats another form); identifier
 // parts let "parse_config" meet "config"; bigrams reward shared phrases;
 // character n-grams match word forms ("retry"/"retries") but are noisy, so
 // each word's n-grams together weigh about kChar of one word.
 constexpr float kWord = 1.0f;
+constexpr float kExact = 0.5f;
 constexpr float kPart = 0.7f;
 constexpr float kBigram = 0.5f;
 constexpr float kChar = 0.6f;
@@ -63,13 +74,13 @@ constexpr float kChar = 0.6f;
 constexpr size_t kMaxGramWord = 40;
 
 constexpr std::array<std::string_view, 68> kStopwords = {
-    "a",     "about", "after", "all",   "also",  "an",    "and",   "any",   "are",   "as",
-    "at",    "be",    "been",  "being", "but",   "by",    "can",   "could", "did",   "do",
-    "does",  "each",  "for",   "from",  "had",   "has",   "have",  "he",    "her",   "his",
-    "how",   "i",     "if",    "in",    "into",  "is",    "it",    "its",   "may",   "me",
-    "more",  "my",    "of",    "on",    "or",    "our",   "she",   "so",    "such",  "than",
-    "that",  "the",   "their", "them",  "then",  "there", "these", "they",  "this",  "those",
-    "to",    "was",   "we",    "were",  "which", "will",  "with",  "you"};
+    "a",    "about", "after", "all",   "also",  "an",    "and",   "any",   "are",  "as",
+    "at",   "be",    "been",  "being", "but",   "by",    "can",   "could", "did",  "do",
+    "does", "each",  "for",   "from",  "had",   "has",   "have",  "he",    "her",  "his",
+    "how",  "i",     "if",    "in",    "into",  "is",    "it",    "its",   "may",  "me",
+    "more", "my",    "of",    "on",    "or",    "our",   "she",   "so",    "such", "than",
+    "that", "the",   "their", "them",  "then",  "there", "these", "they",  "this", "those",
+    "to",   "was",   "we",    "were",  "which", "will",  "with",  "you"};
 
 // Stopwords by their word hash, sorted, for a binary search per word.
 const std::vector<uint64_t>& StopHashes() {
@@ -87,9 +98,57 @@ bool IsStopword(uint64_t word_hash) {
   return std::binary_search(h.begin(), h.end(), word_hash);
 }
 
+// A light English stemmer, so word forms share one feature: "retries" and
+// "retry", "parser"/"parsing"/"parse", "connection"/"connected". One suffix
+// is removed (the longest that leaves at least 3 characters), then a final
+// 'e'. Crude on purpose: it only has to map forms of one word together.
+struct Suffix {
+  std::string_view from, to;
+};
+constexpr std::array<Suffix, 12> kSuffixes = {{{"ational", "ate"},
+                                               {"ization", "ize"},
+                                               {"ations", ""},
+                                               {"ation", ""},
+                                               {"ings", ""},
+                                               {"ing", ""},
+                                               {"ies", "y"},
+                                               {"ions", ""},
+                                               {"ion", ""},
+                                               {"ers", ""},
+                                               {"er", ""},
+                                               {"ed", ""}}};
+
+// `lower` is the lower-cased word; the stem is written to `out` (<= lower.size() + 1).
+size_t Stem(std::string_view lower, char* out) {
+  std::string_view w = lower;
+  std::string_view add;
+  if (w.size() > 4 && !AllDigitsView(w)) {
+    bool done = false;
+    for (const Suffix& sfx : kSuffixes) {
+      if (w.size() >= sfx.from.size() + 3 &&
+          w.compare(w.size() - sfx.from.size(), sfx.from.size(), sfx.from) == 0) {
+        w.remove_suffix(sfx.from.size());
+        add = sfx.to;
+        done = true;
+        break;
+      }
+    }
+    if (!done && w.back() == 's' && w[w.size() - 2] != 's' && w[w.size() - 2] != 'u' &&
+        w[w.size() - 2] != 'i') {
+      w.remove_suffix(w[w.size() - 2] == 'e' && w.size() > 5 ? 2 : 1);  // "parses", "files"
+    }
+  }
+  size_t n = w.size();
+  std::memcpy(out, w.data(), n);
+  std::memcpy(out + n, add.data(), add.size());
+  n += add.size();
+  if (n > 4 && out[n - 1] == 'e') --n;
+  return n;
+}
+
 inline bool IsWordByte(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         c == '_' || c >= 0x80;
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+         c >= 0x80;
 }
 inline bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 inline bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
@@ -143,7 +202,8 @@ class LocalEmbedder : public Embedder {
  private:
   struct Word {
     std::string_view text;
-    uint64_t hash;
+    uint64_t hash;  // of the word as written (lower-cased)
+    uint64_t stem;  // of its stem
   };
   struct Slot {
     uint64_t hash = 0;
@@ -157,11 +217,20 @@ class LocalEmbedder : public Embedder {
     std::vector<Slot> table;
   };
 
+  // The hash of the stem of `w` (`h`: the hash of `w` itself, used for long words).
+  static uint64_t StemHash(std::string_view w, uint64_t h) {
+    if (w.size() > kMaxGramWord) return h;
+    char lower[kMaxGramWord + 1];
+    char stem[kMaxGramWord + 2];
+    for (size_t i = 0; i < w.size(); ++i) lower[i] = LowerAscii(w[i]);
+    size_t n = Stem(std::string_view(lower, w.size()), stem);
+    return HashLower(kWordSeed, std::string_view(stem, n));
+  }
+
   inline void Add(float* v, uint64_t h, float w) const {
     uint64_t m = Mix(h);
-    uint32_t bucket = static_cast<uint32_t>((static_cast<uint64_t>(static_cast<uint32_t>(m)) *
-                                             static_cast<uint64_t>(dims_)) >>
-                                            32);
+    uint32_t bucket = static_cast<uint32_t>(
+        (static_cast<uint64_t>(static_cast<uint32_t>(m)) * static_cast<uint64_t>(dims_)) >> 32);
     v[bucket] += (m >> 63) ? -w : w;
   }
 
@@ -206,7 +275,7 @@ class LocalEmbedder : public Embedder {
       if (w.empty()) continue;
       uint64_t h = HashLower(kWordSeed, w);
       if (IsStopword(h)) continue;
-      s->words.push_back({w, h});
+      s->words.push_back({w, h, StemHash(w, h)});
     }
     if (s->words.empty()) {
       // No words at all: one fixed unit vector (so every vector has length 1
@@ -233,8 +302,10 @@ class LocalEmbedder : public Embedder {
     for (const Slot& slot : s->table) {
       if (slot.count == 0) continue;
       const float tf = 1.0f + std::log(static_cast<float>(slot.count));
-      std::string_view w = s->words[slot.word].text;
-      Add(out, slot.hash, kWord * tf);
+      const Word& word = s->words[slot.word];
+      std::string_view w = word.text;
+      Add(out, word.stem, kWord * tf);
+      Add(out, slot.hash ^ kExactSalt, kExact * tf);
       if (AllDigits(w)) continue;  // numbers: the exact token only
       int parts = 0;
       ForEachPart(w, [&](std::string_view) { ++parts; });
@@ -242,7 +313,7 @@ class LocalEmbedder : public Embedder {
         ForEachPart(w, [&](std::string_view p) {
           uint64_t ph = HashLower(kWordSeed, p);
           if (p.size() < 2 || AllDigits(p) || IsStopword(ph)) return;
-          Add(out, ph, kPart * tf);
+          Add(out, StemHash(p, ph), kPart * tf);
           AddCharGrams(out, p, kChar * kPart * tf);
         });
       } else {
@@ -250,7 +321,7 @@ class LocalEmbedder : public Embedder {
       }
     }
     for (size_t k = 1; k < s->words.size(); ++k) {
-      Add(out, (s->words[k - 1].hash * 31 + s->words[k].hash) ^ kBigramSalt, kBigram);
+      Add(out, (s->words[k - 1].stem * 31 + s->words[k].stem) ^ kBigramSalt, kBigram);
     }
     Normalise(&v);
     return v;
@@ -281,7 +352,8 @@ std::string NormaliseBase(std::string_view base) {
   std::string b(Trim(base));
   while (!b.empty() && b.back() == '/') b.pop_back();
   auto ends = [&](std::string_view suffix) {
-    return b.size() >= suffix.size() && b.compare(b.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return b.size() >= suffix.size() &&
+           b.compare(b.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   if (ends("/embeddings")) b.resize(b.size() - std::string_view("/embeddings").size());
   while (!b.empty() && b.back() == '/') b.pop_back();
@@ -346,9 +418,10 @@ class HttpEmbedder : public Embedder {
     if (!sent.ok()) {
       const Status& st = sent.status();
       if (st.code() == Code::kUnavailable) {
-        return Unavailable("embeddings server " + url_ + " cannot be reached (" + st.message() + ")",
-                           "start the embeddings server, or unset embeddings.base_url to use the "
-                           "built-in local embedder");
+        return Unavailable(
+            "embeddings server " + url_ + " cannot be reached (" + st.message() + ")",
+            "start the embeddings server, or unset embeddings.base_url to use the "
+            "built-in local embedder");
       }
       return st.WithContext("embeddings request to " + url_);
     }
@@ -418,11 +491,13 @@ class HttpEmbedder : public Embedder {
       for (const json& x : emb) {
         if (!x.is_number()) return bad("a non-number in embedding " + std::to_string(index));
         double d = x.get<double>();
-        if (!std::isfinite(d)) return bad("a non-finite value in embedding " + std::to_string(index));
+        if (!std::isfinite(d))
+          return bad("a non-finite value in embedding " + std::to_string(index));
         v.push_back(static_cast<float>(d));
         sum += d * d;
       }
-      if (v.empty() || sum <= 0) return bad("embedding " + std::to_string(index) + " is empty or zero");
+      if (v.empty() || sum <= 0)
+        return bad("embedding " + std::to_string(index) + " is empty or zero");
       const float inv = static_cast<float>(1.0 / std::sqrt(sum));
       for (float& x : v) x *= inv;
       batch[index] = std::move(v);
@@ -468,9 +543,9 @@ Result<std::unique_ptr<Embedder>> Embedder::Create(const EmbedderOptions& option
   }
   std::string_view base = Trim(options.base_url);
   if (!StartsWith(base, "http://") && !StartsWith(base, "https://")) {
-    return InvalidArgument("embeddings.base_url must start with http:// or https:// (got '" +
-                               std::string(base) + "')",
-                           "e.g. http://127.0.0.1:11434/v1 for Ollama");
+    return InvalidArgument(
+        "embeddings.base_url must start with http:// or https:// (got '" + std::string(base) + "')",
+        "e.g. http://127.0.0.1:11434/v1 for Ollama");
   }
   if (Trim(options.model).empty()) {
     return InvalidArgument("embeddings.model is required when embeddings.base_url is set",

@@ -20,8 +20,7 @@ std::vector<Scored> FuseRankings(const std::vector<Candidate>& candidates,
   if (candidates.empty()) return out;
   // A non-positive k would divide by zero at rank 1; treat it as the usual 60.
   const double k = options.k > 0 ? options.k : 60;
-  const double best_fused =
-      Rrf(options.text_weight, k, 1) + Rrf(options.vector_weight, k, 1);
+  const double best_fused = Rrf(options.text_weight, k, 1) + Rrf(options.vector_weight, k, 1);
   const double half_life = options.recency_half_life_days > 0 ? options.recency_half_life_days : 30;
 
   struct Row {
@@ -38,7 +37,8 @@ std::vector<Scored> FuseRankings(const std::vector<Candidate>& candidates,
     double score = fused_norm * (1 + options.importance_weight * (importance - 5) / 5.0);
     if (c.updated_ms > 0 && options.recency_weight != 0) {
       // A timestamp from the future counts as brand new.
-      double age_days = std::max<double>(0, static_cast<double>(now_ms - c.updated_ms)) / 86400000.0;
+      double age_days =
+          std::max<double>(0, static_cast<double>(now_ms - c.updated_ms)) / 86400000.0;
       score *= 1 + options.recency_weight * std::pow(0.5, age_days / half_life);
     }
     if (!std::isfinite(score) || score < 0) score = 0;

@@ -70,6 +70,19 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+// Eight partial sums, so the compiler can vectorise it (a single running
+// float sum has to be added in order).
+float Dot(const float* a, const float* b, size_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
+  }
+  float tail = 0;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail;
+}
+
 Status Corrupt(const fs::path& path, const std::string& why) {
   return FailedPrecondition("vector index " + path.string() + " is unreadable: " + why,
                             kReindexHint);
@@ -88,19 +101,18 @@ Status CheckHnswFile(const fs::path& path, int dims, HnswFileHeader* h) {
   bool ok = ReadPod(in, &h->offset_level0) && ReadPod(in, &h->max_elements) &&
             ReadPod(in, &h->count) && ReadPod(in, &h->size_data_per_element) &&
             ReadPod(in, &h->label_offset) && ReadPod(in, &h->offset_data) &&
-            ReadPod(in, &h->max_level) && ReadPod(in, &h->enter_point) &&
-            ReadPod(in, &h->max_m) && ReadPod(in, &h->max_m0) && ReadPod(in, &h->m) &&
-            ReadPod(in, &h->mult) && ReadPod(in, &h->ef_construction);
+            ReadPod(in, &h->max_level) && ReadPod(in, &h->enter_point) && ReadPod(in, &h->max_m) &&
+            ReadPod(in, &h->max_m0) && ReadPod(in, &h->m) && ReadPod(in, &h->mult) &&
+            ReadPod(in, &h->ef_construction);
   if (!ok) return Corrupt(path, "cannot read its header");
   const size_t data_size = static_cast<size_t>(dims) * sizeof(float);
   const size_t links0 = h->max_m0 * sizeof(uint32_t) + sizeof(uint32_t);
   if (h->offset_level0 != 0 || h->m < 2 || h->m > 10000 || h->max_m != h->m ||
-      h->max_m0 != 2 * h->m || h->offset_data != links0 ||
-      h->label_offset != links0 + data_size ||
+      h->max_m0 != 2 * h->m || h->offset_data != links0 || h->label_offset != links0 + data_size ||
       h->size_data_per_element != h->label_offset + sizeof(hnswlib::labeltype) ||
       !std::isfinite(h->mult) || h->mult <= 0 || h->max_level > 64) {
-    return Corrupt(path, "its header does not describe an index of " + std::to_string(dims) +
-                             " dimensions");
+    return Corrupt(
+        path, "its header does not describe an index of " + std::to_string(dims) + " dimensions");
   }
   const uintmax_t body = file_size - kHnswHeaderBytes;
   if (h->count > body / h->size_data_per_element) return Corrupt(path, "it is truncated");
@@ -113,7 +125,8 @@ Status CheckHnswFile(const fs::path& path, int dims, HnswFileHeader* h) {
   in.seekg(static_cast<std::streamoff>(pos));
   for (size_t i = 0; i < h->count; ++i) {
     uint32_t size = 0;
-    if (pos + sizeof(size) > file_size || !ReadPod(in, &size)) return Corrupt(path, "it is truncated");
+    if (pos + sizeof(size) > file_size || !ReadPod(in, &size))
+      return Corrupt(path, "it is truncated");
     pos += sizeof(size);
     if (size % links_per_level != 0 || size / links_per_level > static_cast<size_t>(h->max_level)) {
       return Corrupt(path, "element " + std::to_string(i) + " has a bad link list");
@@ -213,7 +226,7 @@ class HnswIndex : public VectorIndex {
   int dimensions() const override { return dims_; }
 
   size_t size() const override {
-    std::shared_lock lock(mu_);
+    auto lock = ReadLock();
     return LiveLocked();
   }
 
@@ -225,7 +238,7 @@ class HnswIndex : public VectorIndex {
     for (float x : vector) {
       if (!std::isfinite(x)) return InvalidArgument("a vector with a non-finite value");
     }
-    std::unique_lock lock(mu_);
+    auto lock = WriteLock();
     try {
       const auto key = static_cast<hnswlib::labeltype>(label);
       if (graph_->label_lookup_.count(key) == 0 &&
@@ -243,7 +256,7 @@ class HnswIndex : public VectorIndex {
   }
 
   Status Remove(int64_t label) override {
-    std::unique_lock lock(mu_);
+    auto lock = WriteLock();
     const auto key = static_cast<hnswlib::labeltype>(label);
     auto it = graph_->label_lookup_.find(key);
     if (it == graph_->label_lookup_.end() || graph_->isMarkedDeleted(it->second)) {
@@ -262,13 +275,13 @@ class HnswIndex : public VectorIndex {
   }
 
   bool Contains(int64_t label) const override {
-    std::shared_lock lock(mu_);
+    auto lock = ReadLock();
     auto it = graph_->label_lookup_.find(static_cast<hnswlib::labeltype>(label));
     return it != graph_->label_lookup_.end() && !graph_->isMarkedDeleted(it->second);
   }
 
   std::vector<int64_t> Labels() const override {
-    std::shared_lock lock(mu_);
+    auto lock = ReadLock();
     std::vector<int64_t> out;
     out.reserve(LiveLocked());
     for (const auto& [key, id] : graph_->label_lookup_) {
@@ -283,13 +296,16 @@ class HnswIndex : public VectorIndex {
       const std::function<bool(int64_t)>& accept) const override {
     std::vector<std::pair<int64_t, float>> out;
     if (k <= 0 || query.size() != static_cast<size_t>(dims_)) return out;
-    std::shared_lock lock(mu_);
+    auto lock = ReadLock();
     const size_t live = LiveLocked();
     if (live == 0) return out;
     const size_t want = std::min(static_cast<size_t>(k), live);
     try {
-      size_t ask = accept ? std::min(live, want * 4) : want;
-      while (true) {
+      // The beam is ef_search wide anyway, so asking for that many costs nothing
+      // and gives a filter the most candidates.
+      const size_t ef = static_cast<size_t>(options_.ef_search);
+      size_t ask = accept ? std::min(live, std::max(want * 4, ef)) : want;
+      for (int round = 0;; ++round) {
         // searchKnn widens its beam to `ask` itself (ef = max(ef_search, ask)),
         // so concurrent searches never change shared state.
         auto heap = graph_->searchKnn(query.data(), ask);
@@ -301,13 +317,15 @@ class HnswIndex : public VectorIndex {
           heap.pop();
         }
         if (!accept || out.size() >= want || ask >= live) break;
-        if (ask * 4 > live / 4) {
-          // A selective filter: scanning the accepted elements is exact and
-          // cheaper than a beam as wide as the index.
+        // Too few accepted: widen by the share accepted so far, once. A filter
+        // that accepted none of the nearest ones is selective, and for those
+        // a scan of the accepted elements is exact and cheap.
+        size_t next = out.empty() ? live : ask * want * 2 / out.size();
+        if (round > 0 || next > live / 8) {
           out = ScanLocked(query, want, accept);
           break;
         }
-        ask *= 4;
+        ask = std::min(live, std::max(next, ask * 2));
       }
     } catch (const std::exception&) {
       // hnswlib throws only on a corrupt graph, which Load rules out; an
@@ -320,7 +338,7 @@ class HnswIndex : public VectorIndex {
   }
 
   Status Save() override {
-    std::unique_lock lock(mu_);
+    auto lock = WriteLock();
     if (path_.empty() || !dirty_) return Status::Ok();
     std::error_code ec;
     if (path_.has_parent_path()) fs::create_directories(path_.parent_path(), ec);
@@ -343,7 +361,8 @@ class HnswIndex : public VectorIndex {
     auto sum = FileChecksum(tmp);
     if (!sum.ok()) return fail(sum.status().message());
     // saveIndex does not report write errors: check the size it must have.
-    uintmax_t expected = kHnswHeaderBytes + graph_->cur_element_count * graph_->size_data_per_element_;
+    uintmax_t expected =
+        kHnswHeaderBytes + graph_->cur_element_count * graph_->size_data_per_element_;
     for (size_t i = 0; i < graph_->cur_element_count; ++i) {
       expected += sizeof(uint32_t) + (graph_->element_levels_[i] > 0
                                           ? graph_->size_links_per_element_ *
@@ -351,8 +370,8 @@ class HnswIndex : public VectorIndex {
                                           : 0);
     }
     if (bytes != expected) return fail("the file was written incompletely (disk full?)");
-    json h = {{"format", kFormat},         {"embedder", embedder_id_}, {"dimensions", dims_},
-              {"count", LiveLocked()},     {"bytes", bytes},           {"checksum", Hex(*sum)}};
+    json h = {{"format", kFormat},     {"embedder", embedder_id_}, {"dimensions", dims_},
+              {"count", LiveLocked()}, {"bytes", bytes},           {"checksum", Hex(*sum)}};
     {
       std::ofstream out(header_tmp, std::ios::binary | std::ios::trunc);
       out << h.dump(2) << "\n";
@@ -370,12 +389,24 @@ class HnswIndex : public VectorIndex {
   }
 
   void Clear() override {
-    std::unique_lock lock(mu_);
+    auto lock = WriteLock();
     if (!Reset(kInitialCapacity).ok()) return;  // allocation of an empty graph failed: keep the old
     dirty_ = true;
   }
 
  private:
+  // glibc's rwlock prefers readers, so a steady stream of searches would keep
+  // Add/Remove/Save waiting forever. A writer holds the turnstile while it
+  // waits, which keeps new readers out until it has had its turn.
+  std::shared_lock<std::shared_mutex> ReadLock() const {
+    std::lock_guard<std::mutex> turn(turnstile_);
+    return std::shared_lock<std::shared_mutex>(mu_);
+  }
+  std::unique_lock<std::shared_mutex> WriteLock() {
+    std::lock_guard<std::mutex> turn(turnstile_);
+    return std::unique_lock<std::shared_mutex>(mu_);
+  }
+
   size_t LiveLocked() const { return graph_->cur_element_count - graph_->num_deleted_; }
 
   static void SortBest(std::vector<std::pair<int64_t, float>>* v) {
@@ -397,9 +428,7 @@ class HnswIndex : public VectorIndex {
       const auto label = static_cast<int64_t>(graph_->getExternalLabel(id));
       if (accept && !accept(label)) continue;
       const auto* data = reinterpret_cast<const float*>(graph_->getDataByInternalId(id));
-      float dot = 0;
-      for (int d = 0; d < dims_; ++d) dot += data[d] * query[static_cast<size_t>(d)];
-      all.emplace_back(label, dot);
+      all.emplace_back(label, Dot(data, query.data(), query.size()));
     }
     if (all.size() > want) {
       std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(want), all.end(),
@@ -443,6 +472,7 @@ class HnswIndex : public VectorIndex {
   const int dims_;
   const VectorIndexOptions options_;
   hnswlib::InnerProductSpace space_;
+  mutable std::mutex turnstile_;
   mutable std::shared_mutex mu_;
   std::unique_ptr<Hnsw> graph_;  // guarded by mu_
   bool dirty_ = false;           // guarded by mu_
@@ -458,8 +488,9 @@ Result<std::unique_ptr<VectorIndex>> VectorIndex::Open(const fs::path& path,
     return InvalidArgument("vector index dimensions out of range: " + std::to_string(dimensions));
   }
   if (options.m < 2 || options.m > 1000 || options.ef_construction < 1 || options.ef_search < 1) {
-    return InvalidArgument("vector index options out of range (m 2..1000, ef_construction and "
-                           "ef_search at least 1)");
+    return InvalidArgument(
+        "vector index options out of range (m 2..1000, ef_construction and "
+        "ef_search at least 1)");
   }
   auto index = std::make_unique<HnswIndex>(path, embedder_id, dimensions, options);
   AF_RETURN_IF_ERROR(index->Reset(kInitialCapacity));
@@ -480,9 +511,8 @@ Result<std::unique_ptr<VectorIndex>> VectorIndex::Open(const fs::path& path,
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   json h = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (h.is_discarded() || !h.is_object() || !h.contains("format") ||
-      !h["format"].is_number_integer() || !h.contains("embedder") ||
-      !h["embedder"].is_string() || !h.contains("dimensions") ||
-      !h["dimensions"].is_number_integer() || !h.contains("count") ||
+      !h["format"].is_number_integer() || !h.contains("embedder") || !h["embedder"].is_string() ||
+      !h.contains("dimensions") || !h["dimensions"].is_number_integer() || !h.contains("count") ||
       !h["count"].is_number_unsigned() || !h.contains("bytes") ||
       !h["bytes"].is_number_unsigned() || !h.contains("checksum") || !h["checksum"].is_string()) {
     return Corrupt(path, "its header " + header.string() + " is not valid");
@@ -520,16 +550,15 @@ std::vector<std::pair<int64_t, float>> ExactSearch(
   all.reserve(vectors.size());
   for (const auto& [label, v] : vectors) {
     if (v.size() != query.size()) continue;
-    float dot = 0;
-    for (size_t d = 0; d < v.size(); ++d) dot += v[d] * query[d];
-    all.emplace_back(label, dot);
+    all.emplace_back(label, Dot(v.data(), query.data(), v.size()));
   }
   auto better = [](const auto& a, const auto& b) {
     if (a.second != b.second) return a.second > b.second;
     return a.first < b.first;
   };
   const size_t want = std::min(all.size(), static_cast<size_t>(k));
-  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(want), all.end(), better);
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(want), all.end(),
+                    better);
   all.resize(want);
   return all;
 }

@@ -1,9 +1,9 @@
-#include "af/memory/chunker.h"
-
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <sstream>
+
+#include "af/memory/chunker.h"
 
 namespace af {
 namespace {
@@ -183,7 +183,8 @@ TEST(ChunkerTest, CodeKnowsSeveralLanguages) {
 
 TEST(ChunkerTest, CodeWithoutDefinitionsFallsBackToLineWindows) {
   std::string text;
-  for (int i = 0; i < 100; ++i) text += "  x" + std::to_string(i) + " = " + std::to_string(i) + "\n";
+  for (int i = 0; i < 100; ++i)
+    text += "  x" + std::to_string(i) + " = " + std::to_string(i) + "\n";
   auto chunks = ChunkDocument(text, DocKind::kCode, {200, 0});
   ASSERT_GT(chunks.size(), 4u);
   int next = 1;
@@ -197,8 +198,7 @@ TEST(ChunkerTest, CodeWithoutDefinitionsFallsBackToLineWindows) {
 }
 
 TEST(ChunkerTest, TextSplitsOnParagraphs) {
-  const std::string text =
-      "First para\nstill first.\n\n\nSecond para.\n\nThird paragraph here.\n";
+  const std::string text = "First para\nstill first.\n\n\nSecond para.\n\nThird paragraph here.\n";
   auto chunks = ChunkDocument(text, DocKind::kText, {30, 0});
   ASSERT_EQ(chunks.size(), 3u);
   EXPECT_EQ(chunks[0].content, "First para\nstill first.");
@@ -316,8 +316,8 @@ TEST(ChunkerTest, FastOnLargeInput) {
   }
   auto start = std::chrono::steady_clock::now();
   auto chunks = ChunkDocument(doc, DocKind::kMarkdown, {});
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now() - start)
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  start)
                 .count();
   EXPECT_GT(chunks.size(), 15'000u);
   // About 0.1 s on an idle machine; generous for shared cores and debug builds.

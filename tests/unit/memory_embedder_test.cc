@@ -1,11 +1,12 @@
-#include "af/memory/embedder.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <sstream>
 #include <thread>
+
+#include "af/memory/embedder.h"
 
 namespace af {
 namespace {
@@ -131,12 +132,12 @@ TEST(LocalEmbedderTest, FastEnough) {
   // Chunk-sized texts (about 1,000 characters of code-like prose).
   std::vector<std::string> texts;
   for (int i = 0; i < 2000; ++i) {
-    std::string t;
-    while (t.size() < 1000) {
-      t += "void ParseConfig" + std::to_string(i) + "(const std::string& path) { return "
-           "load_file(path, retries_" + std::to_string(t.size()) + "); } // reads the settings ";
+    std::ostringstream t;
+    for (int j = 0; t.tellp() < 1000; ++j) {
+      t << "void ParseConfig" << i << "(const std::string& path) { return load_file(path, retries_"
+        << j << "); } // reads the settings ";
     }
-    texts.push_back(std::move(t));
+    texts.push_back(t.str());
   }
   auto e = Local();
   auto start = std::chrono::steady_clock::now();

@@ -1,8 +1,8 @@
-#include "af/memory/ranking.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
+
+#include "af/memory/ranking.h"
 
 namespace af {
 namespace {

@@ -1,5 +1,3 @@
-#include "af/memory/vector_index.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "af/memory/vector_index.h"
 #include "support/test_util.h"
 
 namespace af {
@@ -241,7 +240,8 @@ TEST(VectorIndexTest, RefusesTruncatedOrGarbageFiles) {
       hsum = (hsum ^ w) * 0x100000001b3ull;
       hsum ^= hsum >> 29;
     }
-    for (; i < bytes.size(); ++i) hsum = (hsum ^ static_cast<unsigned char>(bytes[i])) * 0x100000001b3ull;
+    for (; i < bytes.size(); ++i)
+      hsum = (hsum ^ static_cast<unsigned char>(bytes[i])) * 0x100000001b3ull;
     char buf[17];
     std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(hsum));
     h["checksum"] = buf;

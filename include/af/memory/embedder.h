@@ -2,13 +2,18 @@
 // Embedders turn texts into unit-length vectors for the knowledge base's
 // vector index. Two kinds:
 //   - the built-in local embedder (default): no network, no model weights.
-//     It hashes word unigrams, word bigrams and character n-grams of each
-//     text into a fixed number of dimensions with signed feature hashing,
-//     weights them sublinearly and normalises. It captures shared vocabulary,
-//     word forms and identifier fragments ("parse_config" ~ "config parser",
-//     "retry" ~ "retries"); it does not know synonyms or meaning ("car" is not
-//     near "automobile"). Deterministic: the same text always gives the same
-//     vector, in any process.
+//     It hashes words (lower-cased, a few English stopwords dropped, each as
+//     written and as a crudely stemmed form), identifier parts (snake_case,
+//     camelCase, digits), word bigrams and character 3/4-grams of each text
+//     into a fixed number of dimensions with signed feature hashing, weights
+//     them sublinearly (1 + log tf) and normalises. It captures shared
+//     vocabulary, word forms and identifier fragments ("parse_config" ~
+//     "config parser", "retry" ~ "retries"); it does not know synonyms or
+//     meaning ("car" is not near "automobile"), and it knows nothing about
+//     which words are rare in the corpus (no IDF: full-text search does that).
+//     A text without any word (empty, punctuation, only stopwords) gets one
+//     fixed unit vector, the same for all such texts. Deterministic: the same
+//     text always gives the same vector, in any process and on any platform.
 //   - an OpenAI-compatible `/v1/embeddings` client (embeddings.base_url,
 //     embeddings.model): Ollama, OpenAI, vLLM, ... for real semantic models.
 //
