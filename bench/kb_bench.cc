@@ -345,7 +345,7 @@ int main(int argc, char** argv) {
       after = page->back().label;
     }
   }
-  double recall_sum = 0;
+  double recall_sum = 0, tied_sum = 0;
   int recall_n = 0;
   for (int i = 0; i < n_recall && i < static_cast<int>(queries.size()); ++i) {
     const std::string& text = queries[(i * 7919) % queries.size()];
@@ -354,10 +354,43 @@ int main(int argc, char** argv) {
     auto exact = af::ExactSearch(all, (*qv)[0], 10);
     std::unordered_set<std::string> truth;
     for (const auto& [label, sim] : exact) truth.insert("chunk-" + std::to_string(label));
-    int found = 0;
-    for (const auto& r : run(text, "vector", 10)) found += truth.count(r.id) ? 1 : 0;
+    int found = 0, tied = 0;
+    for (const auto& r : run(text, "vector", 10)) {
+      found += truth.count(r.id) ? 1 : 0;
+      // As close as the 10th exact match: a tie, not a miss.
+      tied += !exact.empty() && r.similarity >= exact.back().second - 1e-6 ? 1 : 0;
+    }
     recall_sum += exact.empty() ? 1.0 : static_cast<double>(found) / exact.size();
+    tied_sum += exact.empty() ? 1.0 : std::min(1.0, static_cast<double>(tied) / exact.size());
     ++recall_n;
+  }
+  std::printf("vector recall@10 counting ties with the 10th exact match: %.4f\n",
+              recall_n ? tied_sum / recall_n : 0.0);
+  // Where ingestion time goes, on a sample: embedding alone, and adding to a
+  // fresh in-memory HNSW index with the same options.
+  {
+    const size_t n = std::min<size_t>(all.size(), 20000);
+    std::vector<std::string> texts;
+    auto page = (*store)->ChunkTexts(0, static_cast<int>(std::min<size_t>(n, 10000)));
+    if (!page.ok()) Fail(page.status().ToString());
+    for (const auto& t : *page) texts.push_back(t.text);
+    auto e0 = Clock::now();
+    for (size_t i = 0; i < texts.size(); i += 256) {
+      std::vector<std::string> b(texts.begin() + i,
+                                 texts.begin() + std::min(texts.size(), i + 256));
+      if (!(*embedder)->Embed(b).ok()) Fail("embedding failed");
+    }
+    const double embed_rate = texts.size() / (Ms(e0, Clock::now()) / 1000);
+    auto index =
+        af::VectorIndex::Open("", "sample", static_cast<int>(all[0].second.size()), options.index);
+    if (!index.ok()) Fail(index.status().ToString());
+    auto h0 = Clock::now();
+    for (size_t i = 0; i < n; ++i) (void)(*index)->Add(all[i].first, all[i].second);
+    const double add_rate = n / (Ms(h0, Clock::now()) / 1000);
+    std::printf(
+        "ingestion breakdown (sample): embedding %.0f chunks/s (%zu chunks); HNSW add "
+        "%.0f vectors/s (first %zu, m %d, ef_construction %d)\n",
+        embed_rate, texts.size(), add_rate, n, options.index.m, options.index.ef_construction);
   }
   std::printf("vector recall@10 (Search mode vector vs ExactSearch, %d queries): %.4f\n", recall_n,
               recall_n ? recall_sum / recall_n : 0.0);

@@ -20,7 +20,10 @@
 // on the other.
 //
 // Usage: af_kb_eval [--corpus DIR] [--text-weight W] [--vector-weight W]
-//                   [--rrf-k K] [--misses]
+//                   [--rrf-k K] [--misses] [--sweep]
+// --sweep: also scores hybrid search on the "tune" half for a grid of fusion
+// weights and RRF constants (each over the same database, with an index in
+// memory), to choose the defaults without looking at the held-out half.
 #include <unistd.h>
 
 #include <algorithm>
@@ -142,7 +145,7 @@ void Fail(const std::string& what) {
 int main(int argc, char** argv) {
   fs::path corpus = "/usr/share/doc/python3.11/html/_sources/library";
   af::KnowledgeOptions options;
-  bool misses = false;
+  bool misses = false, sweep = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -159,6 +162,8 @@ int main(int argc, char** argv) {
       options.fusion.k = std::stod(next());
     } else if (a == "--misses") {
       misses = true;
+    } else if (a == "--sweep") {
+      sweep = true;
     } else {
       Fail("unknown argument " + a +
            " (use --corpus DIR, --text-weight W, --vector-weight W, --rrf-k K, --misses)");
@@ -265,6 +270,44 @@ int main(int argc, char** argv) {
         std::printf("| %s | %s | %d | %s | %.3f | %.3f |\n", set.c_str(), half.c_str(), s.n,
                     mode == "text" ? "BM25 (text)" : mode.c_str(),
                     static_cast<double>(s.hits) / s.n, s.rr / s.n);
+      }
+    }
+  }
+  if (sweep) {
+    std::printf(
+        "\nsweep (hybrid, tune half only): text_weight vector_weight k -> recall@10 MRR@10\n");
+    for (double tw : {1.0, 2.0, 3.0, 4.0, 6.0}) {
+      for (double k : {5.0, 10.0, 20.0, 60.0}) {
+        af::KnowledgeOptions o = options;
+        o.index_dir.clear();  // in memory: rebuilt from the database at open
+        o.fusion.text_weight = tw;
+        o.fusion.vector_weight = 1.0;
+        o.fusion.k = k;
+        auto other = af::KnowledgeBase::Open(store->get(), o);
+        if (!other.ok()) Fail(other.status().ToString());
+        std::map<std::string, Score> by_set;
+        for (const auto& q : queries) {
+          if (q.held_out) continue;
+          af::SearchQuery sq;
+          sq.text = q.text;
+          sq.max_results = 10;
+          auto r = (*other)->Search(sq);
+          if (!r.ok()) Fail(r.status().ToString());
+          Score& sc = by_set[q.set];
+          ++sc.n;
+          for (size_t i = 0; i < r->size(); ++i) {
+            if ((*r)[i].source == q.answer) {
+              ++sc.hits;
+              sc.rr += 1.0 / (i + 1);
+              break;
+            }
+          }
+        }
+        std::printf("  %.1f 1.0 %3.0f ->", tw, k);
+        for (const auto& [set, sc] : by_set)
+          std::printf("  %s %.3f %.3f", set.c_str(), static_cast<double>(sc.hits) / sc.n,
+                      sc.rr / sc.n);
+        std::printf("\n");
       }
     }
   }
