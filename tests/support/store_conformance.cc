@@ -1230,12 +1230,11 @@ TEST_P(StoreConformanceTest, SearchChunkTextRanksAndFiltersByNamespace) {
 TEST_P(StoreConformanceTest, SearchTextIgnoresStopwordsUnlessTheyAreAllThereIs) {
   SC_ASSERT_OK_AND_ASSIGN(
       auto labels,
-      store_->ReplaceDocument(
-          MakeDocument("s.md", "global"),
-          {MakeChunk("", "how to rotate the signing keys"),
-           MakeChunk("", "the cache of the build is in the out directory"),
-           MakeChunk("", "to be or not to be, that is the question")},
-          nullptr));
+      store_->ReplaceDocument(MakeDocument("s.md", "global"),
+                              {MakeChunk("", "how to rotate the signing keys"),
+                               MakeChunk("", "the cache of the build is in the out directory"),
+                               MakeChunk("", "to be or not to be, that is the question")},
+                              nullptr));
   SC_ASSERT_OK_AND_ASSIGN(auto keys, store_->SearchChunkText({}, "how do I rotate the keys", 10));
   EXPECT_EQ(LabelsOf(keys), (std::vector<int64_t>{labels[0]}));
   SC_ASSERT_OK_AND_ASSIGN(auto only, store_->SearchChunkText({}, "to be or not", 10));
@@ -1243,7 +1242,8 @@ TEST_P(StoreConformanceTest, SearchTextIgnoresStopwordsUnlessTheyAreAllThereIs) 
   EXPECT_EQ(only[0].label, labels[2]);
   SC_ASSERT_OK_AND_ASSIGN(auto the, store_->SearchChunkText({}, "THE", 10));
   EXPECT_EQ(the.size(), 3u);
-  SC_ASSERT_OK(store_->AddMemory(MakeMemory("the deploy of the web tier uses blue-green")).status());
+  SC_ASSERT_OK(
+      store_->AddMemory(MakeMemory("the deploy of the web tier uses blue-green")).status());
   SC_ASSERT_OK(store_->AddMemory(MakeMemory("the tests of the parser are slow")).status());
   SC_ASSERT_OK_AND_ASSIGN(auto deploy, store_->SearchMemoryText({}, "what is the deploy", 10));
   EXPECT_EQ(deploy.size(), 1u);
