@@ -8,6 +8,11 @@ echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(una
 echo "== micro-benchmarks ($build/bench/af_bench)"
 "$build/bench/af_bench" --benchmark_min_time=0.5
 
+echo "== knowledge base: retrieval evaluation on the Python library reference ($build/bench/af_kb_eval)"
+"$build/bench/af_kb_eval"
+echo "== knowledge base at 100,000 chunks ($build/bench/af_kb_bench; load: $(cut -d' ' -f1-3 /proc/loadavg))"
+"$build/bench/af_kb_bench"
+
 if ! command -v wrk >/dev/null; then
   echo "wrk not installed (scripts/setup installs it); skipping the HTTP benchmark" >&2
   exit 1

@@ -1158,15 +1158,34 @@ std::string ChunkEmbedText(const std::string& heading, const std::string& conten
 // (lower-cased, de-duplicated, at most kMaxQueryWords), each quoted as an FTS5
 // string and OR-ed. Operators, quotes, parentheses, '*', '-', ':' and bytes
 // that are not UTF-8 all separate words. "" when there is no word.
+//
+// English stopwords are dropped unless the query has nothing else: the words
+// are OR-ed, so "the" or "how" would match nearly every row and make FTS5
+// score all of them (tens of ms at 100,000 chunks) while BM25 gives them
+// almost no weight anyway. A query of stopwords only ("to be or not") is
+// still searched as it is.
 constexpr size_t kMaxQueryWords = 64;
 constexpr size_t kMaxWordBytes = 128;
+
+bool IsQueryStopword(std::string_view w) {
+  static const std::set<std::string_view> kStop = {
+      "a",     "about", "after", "all",  "also",  "am",    "an",   "and",  "any",    "are",
+      "as",    "at",    "be",    "been", "being", "but",   "by",   "can",  "could",  "did",
+      "do",    "does",  "each",  "for",  "from",  "had",   "has",  "have", "he",     "her",
+      "his",   "how",   "i",     "if",   "in",    "into",  "is",   "it",   "its",    "may",
+      "me",    "more",  "my",    "of",   "on",    "or",    "our",  "she",  "should", "so",
+      "some",  "such",  "than",  "that", "the",   "their", "them", "then", "there",  "these",
+      "they",  "this",  "those", "to",   "was",   "we",    "were", "what", "when",   "where",
+      "which", "who",   "why",   "will", "with",  "would", "you",  "your"};
+  return kStop.count(w) > 0;
+}
 
 std::string MatchExpression(std::string_view query) {
   std::vector<std::string> words;
   std::set<std::string> seen;
   std::string word;
   auto flush = [&] {
-    if (!word.empty() && word.size() <= kMaxWordBytes && words.size() < kMaxQueryWords &&
+    if (!word.empty() && word.size() <= kMaxWordBytes && words.size() < 4 * kMaxQueryWords &&
         seen.insert(word).second) {
       words.push_back(word);
     }
@@ -1224,6 +1243,10 @@ std::string MatchExpression(std::string_view query) {
     i += len;
   }
   flush();
+  if (std::any_of(words.begin(), words.end(),
+                  [](const std::string& w) { return !IsQueryStopword(w); }))
+    std::erase_if(words, [](const std::string& w) { return IsQueryStopword(w); });
+  if (words.size() > kMaxQueryWords) words.resize(kMaxQueryWords);
   std::string expr;
   for (const auto& w : words) {
     if (!expr.empty()) expr += " OR ";

@@ -1224,6 +1224,31 @@ TEST_P(StoreConformanceTest, SearchChunkTextRanksAndFiltersByNamespace) {
   EXPECT_EQ(capped.size(), 3u);
 }
 
+// Stopwords are not searched when the query has other words: OR-ed, "the"
+// or "how" would match every chunk. A query made only of stopwords still
+// finds what contains them.
+TEST_P(StoreConformanceTest, SearchTextIgnoresStopwordsUnlessTheyAreAllThereIs) {
+  SC_ASSERT_OK_AND_ASSIGN(
+      auto labels,
+      store_->ReplaceDocument(MakeDocument("s.md", "global"),
+                              {MakeChunk("", "how to rotate the signing keys"),
+                               MakeChunk("", "the cache of the build is in the out directory"),
+                               MakeChunk("", "to be or not to be, that is the question")},
+                              nullptr));
+  SC_ASSERT_OK_AND_ASSIGN(auto keys, store_->SearchChunkText({}, "how do I rotate the keys", 10));
+  EXPECT_EQ(LabelsOf(keys), (std::vector<int64_t>{labels[0]}));
+  SC_ASSERT_OK_AND_ASSIGN(auto only, store_->SearchChunkText({}, "to be or not", 10));
+  ASSERT_FALSE(only.empty());
+  EXPECT_EQ(only[0].label, labels[2]);
+  SC_ASSERT_OK_AND_ASSIGN(auto the, store_->SearchChunkText({}, "THE", 10));
+  EXPECT_EQ(the.size(), 3u);
+  SC_ASSERT_OK(
+      store_->AddMemory(MakeMemory("the deploy of the web tier uses blue-green")).status());
+  SC_ASSERT_OK(store_->AddMemory(MakeMemory("the tests of the parser are slow")).status());
+  SC_ASSERT_OK_AND_ASSIGN(auto deploy, store_->SearchMemoryText({}, "what is the deploy", 10));
+  EXPECT_EQ(deploy.size(), 1u);
+}
+
 TEST_P(StoreConformanceTest, KnowledgeGenerationRisesWithEveryLabelledWriteOnly) {
   SC_ASSERT_OK_AND_ASSIGN(int64_t g, store_->KnowledgeGeneration());
   auto rose = [&](const char* what) {
