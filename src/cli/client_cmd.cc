@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "af/api/auth.h"
+#include "af/core/strings.h"
 #include "af/llm/http_transport.h"
 #include "cli/commands.h"
 
@@ -123,21 +124,6 @@ int Fail(const Status& s) {
 std::string Str(const json& j, const char* key, const char* fallback = "-") {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
   return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
-}
-
-std::string PercentEncode(const std::string& s) {
-  std::string out;
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
 }
 
 }  // namespace

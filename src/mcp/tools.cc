@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "af/core/json_util.h"
+#include "af/core/strings.h"
 #include "af/llm/http_transport.h"
 #include "af/mcp/mcp_server.h"
 #include "af/memory/knowledge.h"
@@ -60,21 +61,6 @@ std::vector<std::string> SearchNamespaces(const json& args) {
 }
 
 // --- The running server ---------------------------------------------------------------
-
-std::string PercentEncode(const std::string& s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 Result<json> CallServer(const ToolContext& ctx, const std::string& method, const std::string& path,
                         const std::string& body = {}) {
@@ -301,12 +287,13 @@ std::vector<Tool> MakeTools(ToolContext context) {
          return CallServer(*ctx, "POST", "/api/v1/features", a.dump());
        }});
 
-  tools.push_back({"feature_status",
-                   "A feature's status with its tasks, branch and usage, from the running server.",
-                   Schema({{"id", NonEmptyStr("Feature id")}}, {"id"}),
-                   [ctx](const json& a) -> Result<json> {
-                     return CallServer(*ctx, "GET", "/api/v1/features/" + PercentEncode(a["id"]));
-                   }});
+  tools.push_back(
+      {"feature_status",
+       "A feature's status with its tasks, branch and usage, from the running server.",
+       Schema({{"id", NonEmptyStr("Feature id")}}, {"id"}), [ctx](const json& a) -> Result<json> {
+         return CallServer(*ctx, "GET",
+                           "/api/v1/features/" + PercentEncode(a["id"].get<std::string>()));
+       }});
   return tools;
 }
 

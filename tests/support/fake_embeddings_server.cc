@@ -17,75 +17,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string LowerAscii(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string TrimWs(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return {};
-  size_t e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
-
-bool SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-// One HTTP/1.1 request with a Content-Length body. False on EOF or error.
-bool ReadRequest(int fd, RecordedRequest* req) {
-  std::string buf;
-  char tmp[8192];
-  size_t header_end;
-  while ((header_end = buf.find("\r\n\r\n")) == std::string::npos) {
-    ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
-    if (n <= 0) return false;
-    buf.append(tmp, static_cast<size_t>(n));
-  }
-  std::string head = buf.substr(0, header_end);
-  std::string rest = buf.substr(header_end + 4);
-  size_t line_end = head.find("\r\n");
-  std::string request_line = head.substr(0, line_end);
-  size_t sp1 = request_line.find(' ');
-  size_t sp2 = request_line.find(' ', sp1 + 1);
-  if (sp1 == std::string::npos || sp2 == std::string::npos) return false;
-  req->method = request_line.substr(0, sp1);
-  req->path = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
-  size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
-  while (pos < head.size()) {
-    size_t eol = head.find("\r\n", pos);
-    if (eol == std::string::npos) eol = head.size();
-    std::string line = head.substr(pos, eol - pos);
-    size_t colon = line.find(':');
-    if (colon != std::string::npos) {
-      req->headers[LowerAscii(TrimWs(line.substr(0, colon)))] = TrimWs(line.substr(colon + 1));
-    }
-    pos = eol + 2;
-  }
-  if (LowerAscii(req->headers["expect"]) == "100-continue") {
-    SendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n");
-  }
-  size_t length = 0;
-  if (auto it = req->headers.find("content-length"); it != req->headers.end()) {
-    length = std::stoul(it->second);
-  }
-  while (rest.size() < length) {
-    ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
-    if (n <= 0) return false;
-    rest.append(tmp, static_cast<size_t>(n));
-  }
-  req->raw_body = rest.substr(0, length);
-  req->body = json::parse(req->raw_body, nullptr, /*allow_exceptions=*/false);
-  if (req->body.is_discarded()) req->body = nullptr;
-  return true;
-}
-
 std::string Reply(int status, const std::string& body) {
   return "HTTP/1.1 " + std::to_string(status) + " " + std::string(ReasonPhrase(status)) +
          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
@@ -183,7 +114,7 @@ void FakeEmbeddingsServer::AcceptLoop() {
 
 void FakeEmbeddingsServer::Serve(int fd) {
   RecordedRequest req;
-  if (ReadRequest(fd, &req)) {
+  if (ReadHttpRequest(fd, &req)) {
     std::optional<EmbeddingsFault> fault;
     bool reverse;
     {

@@ -25,63 +25,6 @@ std::string Trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-bool SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-// Reads one HTTP/1.1 request with a Content-Length body. False on EOF/error.
-bool ReadRequest(int fd, RecordedRequest* req) {
-  std::string buf;
-  char tmp[8192];
-  size_t header_end;
-  while ((header_end = buf.find("\r\n\r\n")) == std::string::npos) {
-    ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
-    if (n <= 0) return false;
-    buf.append(tmp, static_cast<size_t>(n));
-  }
-  std::string head = buf.substr(0, header_end);
-  std::string rest = buf.substr(header_end + 4);
-  size_t line_end = head.find("\r\n");
-  std::string request_line = head.substr(0, line_end);
-  size_t sp1 = request_line.find(' ');
-  size_t sp2 = request_line.find(' ', sp1 + 1);
-  if (sp1 == std::string::npos || sp2 == std::string::npos) return false;
-  req->method = request_line.substr(0, sp1);
-  req->path = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
-  size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
-  while (pos < head.size()) {
-    size_t eol = head.find("\r\n", pos);
-    if (eol == std::string::npos) eol = head.size();
-    std::string line = head.substr(pos, eol - pos);
-    size_t colon = line.find(':');
-    if (colon != std::string::npos) {
-      req->headers[Lower(Trim(line.substr(0, colon)))] = Trim(line.substr(colon + 1));
-    }
-    pos = eol + 2;
-  }
-  if (Lower(req->headers["expect"]) == "100-continue") {
-    SendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n");
-  }
-  size_t length = 0;
-  if (auto it = req->headers.find("content-length"); it != req->headers.end()) {
-    length = std::stoul(it->second);
-  }
-  while (rest.size() < length) {
-    ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
-    if (n <= 0) return false;
-    rest.append(tmp, static_cast<size_t>(n));
-  }
-  req->raw_body = rest.substr(0, length);
-  req->body = nlohmann::json::parse(req->raw_body, nullptr, /*allow_exceptions=*/false);
-  if (req->body.is_discarded()) req->body = nullptr;
-  return true;
-}
-
 std::string PlainHead(int status, size_t length,
                       const std::map<std::string, std::string>& extra = {}) {
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + std::string(ReasonPhrase(status)) +
@@ -300,6 +243,63 @@ bool EndsWith(const std::string& s, std::string_view suffix) {
 
 }  // namespace
 
+bool SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Reads one HTTP/1.1 request with a Content-Length body. False on EOF/error.
+bool ReadHttpRequest(int fd, RecordedRequest* req) {
+  std::string buf;
+  char tmp[8192];
+  size_t header_end;
+  while ((header_end = buf.find("\r\n\r\n")) == std::string::npos) {
+    ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
+    if (n <= 0) return false;
+    buf.append(tmp, static_cast<size_t>(n));
+  }
+  std::string head = buf.substr(0, header_end);
+  std::string rest = buf.substr(header_end + 4);
+  size_t line_end = head.find("\r\n");
+  std::string request_line = head.substr(0, line_end);
+  size_t sp1 = request_line.find(' ');
+  size_t sp2 = request_line.find(' ', sp1 + 1);
+  if (sp1 == std::string::npos || sp2 == std::string::npos) return false;
+  req->method = request_line.substr(0, sp1);
+  req->path = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
+  size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
+  while (pos < head.size()) {
+    size_t eol = head.find("\r\n", pos);
+    if (eol == std::string::npos) eol = head.size();
+    std::string line = head.substr(pos, eol - pos);
+    size_t colon = line.find(':');
+    if (colon != std::string::npos) {
+      req->headers[Lower(Trim(line.substr(0, colon)))] = Trim(line.substr(colon + 1));
+    }
+    pos = eol + 2;
+  }
+  if (Lower(req->headers["expect"]) == "100-continue") {
+    SendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  size_t length = 0;
+  if (auto it = req->headers.find("content-length"); it != req->headers.end()) {
+    length = std::stoul(it->second);
+  }
+  while (rest.size() < length) {
+    ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
+    if (n <= 0) return false;
+    rest.append(tmp, static_cast<size_t>(n));
+  }
+  req->raw_body = rest.substr(0, length);
+  req->body = nlohmann::json::parse(req->raw_body, nullptr, /*allow_exceptions=*/false);
+  if (req->body.is_discarded()) req->body = nullptr;
+  return true;
+}
+
 FakeReply FakeReply::Text(std::string text) {
   FakeReply r;
   r.text = std::move(text);
@@ -429,7 +429,7 @@ bool FakeLlmServer::WaitFor(std::chrono::milliseconds d) {
 
 void FakeLlmServer::Serve(int fd) {
   RecordedRequest req;
-  if (ReadRequest(fd, &req)) {
+  if (ReadHttpRequest(fd, &req)) {
     FakeReply reply = FakeReply::Status(
         500, R"({"error":{"type":"api_error","message":"fake server: no scripted reply left"}})");
     FakeResponder responder;

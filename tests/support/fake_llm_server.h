@@ -76,6 +76,12 @@ struct RecordedRequest {
   nlohmann::json body;  // parsed; null when not JSON
 };
 
+// The two halves of the fake servers' HTTP/1.1 (shared by the fake embeddings
+// server): reads one request with a Content-Length body (false on EOF or a
+// malformed request line), and writes all of `data` (false when the peer went).
+bool ReadHttpRequest(int fd, RecordedRequest* req);
+bool SendAll(int fd, std::string_view data);
+
 // Answers a request by its content (e.g. the agent role in the system prompt,
 // the task in the first user message, the number of turns so far), for
 // callers whose request order is not deterministic. nullopt = use the queue.

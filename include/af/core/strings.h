@@ -19,5 +19,8 @@ std::string_view TrimRight(std::string_view s);
 std::string Lower(std::string_view s);
 // Whether `s` begins with `prefix`.
 bool StartsWith(std::string_view s, std::string_view prefix);
+// `s` for a URL path segment or query value: every byte but A-Z a-z 0-9 - _ . ~
+// as %XX.
+std::string PercentEncode(std::string_view s);
 
 }  // namespace af
