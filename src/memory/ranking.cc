@@ -23,8 +23,8 @@ std::vector<Scored> FuseRankings(const std::vector<Candidate>& candidates,
   const bool by_scores = options.method == FusionMethod::kScores;
   // Out-of-range shares are clamped rather than refused: a config typo should
   // not break search. NaN counts as the default.
-  const double share =
-      std::isnan(options.text_share) ? 0.7 : std::clamp(options.text_share, 0.0, 1.0);
+  const double share = std::isnan(options.text_share) ? FusionOptions{}.text_share
+                                                      : std::clamp(options.text_share, 0.0, 1.0);
   double max_text = 0, max_sim = 0;
   for (const Candidate& c : candidates) {
     if (c.text_rank > 0 && std::isfinite(c.text_score)) max_text = std::max(max_text, c.text_score);

@@ -34,7 +34,7 @@ enum class FusionMethod { kScores, kRrf };
 // order: a chunk far ahead on words keeps its lead.
 struct FusionOptions {
   FusionMethod method = FusionMethod::kScores;
-  double text_share = 0.7;         // scores: share of the BM25 score, in [0, 1]
+  double text_share = 0.65;        // scores: share of the BM25 score, in [0, 1]
   double k = 10;                   // rrf: constant
   double text_weight = 4.0;        // rrf: weight of the BM25 ranking
   double vector_weight = 1.0;      // rrf: weight of the vector ranking
