@@ -43,7 +43,9 @@ TEST(FuseRankingsTest, EmptyInputGivesNothing) {
 }
 
 TEST(FuseRankingsTest, FirstInBothBeatsFirstInOneAndScoresOne) {
-  auto out = FuseRankings({C(1, 1, 0), C(2, 1, 1), C(3, 0, 1)}, Plain(), kNow);
+  FusionOptions equal = Plain();  // equal votes, so first in either ranking ties
+  equal.text_weight = equal.vector_weight = 1;
+  auto out = FuseRankings({C(1, 1, 0), C(2, 1, 1), C(3, 0, 1)}, equal, kNow);
   ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[0].label, 2);
   EXPECT_DOUBLE_EQ(out[0].score, 1.0);
