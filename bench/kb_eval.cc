@@ -19,11 +19,13 @@
 // "tune", odd: "held-out") so that settings tuned on one half can be reported
 // on the other.
 //
-// Usage: af_kb_eval [--corpus DIR] [--text-weight W] [--vector-weight W]
-//                   [--rrf-k K] [--misses] [--sweep]
+// Usage: af_kb_eval [--corpus DIR] [--fusion scores|rrf] [--text-share S]
+//                   [--text-weight W] [--vector-weight W] [--rrf-k K]
+//                   [--misses] [--sweep]
 // --sweep: also scores hybrid search on the "tune" half for a grid of fusion
-// weights and RRF constants (each over the same database, with an index in
-// memory), to choose the defaults without looking at the held-out half.
+// settings (score fusion's text share; rank fusion's weights and constants),
+// each over the same database with an index in memory, to choose the
+// defaults without looking at the held-out half.
 #include <unistd.h>
 
 #include <algorithm>
@@ -154,6 +156,12 @@ int main(int argc, char** argv) {
     };
     if (a == "--corpus") {
       corpus = next();
+    } else if (a == "--fusion") {
+      std::string m = next();
+      if (m != "scores" && m != "rrf") Fail("--fusion is scores or rrf");
+      options.fusion.method = m == "rrf" ? af::FusionMethod::kRrf : af::FusionMethod::kScores;
+    } else if (a == "--text-share") {
+      options.fusion.text_share = std::stod(next());
     } else if (a == "--text-weight") {
       options.fusion.text_weight = std::stod(next());
     } else if (a == "--vector-weight") {
@@ -166,7 +174,8 @@ int main(int argc, char** argv) {
       sweep = true;
     } else {
       Fail("unknown argument " + a +
-           " (use --corpus DIR, --text-weight W, --vector-weight W, --rrf-k K, --misses)");
+           " (use --corpus DIR, --fusion scores|rrf, --text-share S, --text-weight W, "
+           "--vector-weight W, --rrf-k K, --misses, --sweep)");
     }
   }
   std::vector<fs::path> files;
@@ -257,9 +266,15 @@ int main(int argc, char** argv) {
   std::printf("corpus: %s\n", corpus.c_str());
   std::printf("files: %zu, chunks: %lld, ingested in %.2f s; embedder %s\n", files.size(),
               static_cast<long long>(stats->counts.chunks), ingest_s, stats->embedder.c_str());
-  std::printf("fusion: text_weight %.2f, vector_weight %.2f, k %.0f; %d searches, mean %.2f ms\n",
-              options.fusion.text_weight, options.fusion.vector_weight, options.fusion.k, searches,
-              searches ? search_ms / searches : 0.0);
+  if (options.fusion.method == af::FusionMethod::kScores)
+    std::printf("fusion: scores, text_share %.2f; %d searches, mean %.2f ms\n",
+                options.fusion.text_share, searches, searches ? search_ms / searches : 0.0);
+  else
+    std::printf(
+        "fusion: rrf, text_weight %.2f, vector_weight %.2f, k %.0f; %d searches, mean %.2f "
+        "ms\n",
+        options.fusion.text_weight, options.fusion.vector_weight, options.fusion.k, searches,
+        searches ? search_ms / searches : 0.0);
   std::printf("\n| queries | half | n | mode | recall@10 | MRR@10 |\n|---|---|---|---|---|---|\n");
   for (const std::string set : {"synopsis", "title"}) {
     for (const std::string half : {"all", "tune", "held-out"}) {
@@ -274,41 +289,57 @@ int main(int argc, char** argv) {
     }
   }
   if (sweep) {
-    std::printf(
-        "\nsweep (hybrid, tune half only): text_weight vector_weight k -> recall@10 MRR@10\n");
-    for (double tw : {1.0, 2.0, 3.0, 4.0, 6.0}) {
-      for (double k : {5.0, 10.0, 20.0, 60.0}) {
-        af::KnowledgeOptions o = options;
-        o.index_dir.clear();  // in memory: rebuilt from the database at open
-        o.fusion.text_weight = tw;
-        o.fusion.vector_weight = 1.0;
-        o.fusion.k = k;
-        auto other = af::KnowledgeBase::Open(store->get(), o);
-        if (!other.ok()) Fail(other.status().ToString());
-        std::map<std::string, Score> by_set;
-        for (const auto& q : queries) {
-          if (q.held_out) continue;
-          af::SearchQuery sq;
-          sq.text = q.text;
-          sq.max_results = 10;
-          auto r = (*other)->Search(sq);
-          if (!r.ok()) Fail(r.status().ToString());
-          Score& sc = by_set[q.set];
-          ++sc.n;
-          for (size_t i = 0; i < r->size(); ++i) {
-            if ((*r)[i].source == q.answer) {
-              ++sc.hits;
-              sc.rr += 1.0 / (i + 1);
-              break;
-            }
+    std::printf("\nsweep (hybrid, tune half only) -> recall@10 MRR@10\n");
+    std::vector<af::FusionOptions> grid;
+    for (double share : {0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9}) {
+      af::FusionOptions f = options.fusion;
+      f.method = af::FusionMethod::kScores;
+      f.text_share = share;
+      grid.push_back(f);
+    }
+    for (double tw : {1.0, 2.0, 4.0, 6.0}) {
+      for (double k : {5.0, 10.0, 60.0}) {
+        af::FusionOptions f = options.fusion;
+        f.method = af::FusionMethod::kRrf;
+        f.text_weight = tw;
+        f.vector_weight = 1.0;
+        f.k = k;
+        grid.push_back(f);
+      }
+    }
+    for (const af::FusionOptions& f : grid) {
+      af::KnowledgeOptions o = options;
+      o.index_dir.clear();  // in memory: rebuilt from the database at open
+      o.fusion = f;
+      auto other = af::KnowledgeBase::Open(store->get(), o);
+      if (!other.ok()) Fail(other.status().ToString());
+      std::map<std::string, Score> by_set;
+      for (const auto& q : queries) {
+        if (q.held_out) continue;
+        af::SearchQuery sq;
+        sq.text = q.text;
+        sq.max_results = 10;
+        auto r = (*other)->Search(sq);
+        if (!r.ok()) Fail(r.status().ToString());
+        Score& sc = by_set[q.set];
+        ++sc.n;
+        for (size_t i = 0; i < r->size(); ++i) {
+          if ((*r)[i].source == q.answer) {
+            ++sc.hits;
+            sc.rr += 1.0 / (i + 1);
+            break;
           }
         }
-        std::printf("  %.1f 1.0 %3.0f ->", tw, k);
-        for (const auto& [set, sc] : by_set)
-          std::printf("  %s %.3f %.3f", set.c_str(), static_cast<double>(sc.hits) / sc.n,
-                      sc.rr / sc.n);
-        std::printf("\n");
       }
+      if (f.method == af::FusionMethod::kScores)
+        std::printf("  scores text_share %.2f         ->", f.text_share);
+      else
+        std::printf("  rrf    text_weight %.1f k %3.0f ->", f.text_weight, f.k);
+      for (const auto& [set, sc] : by_set)
+        std::printf("  %s %.3f %.3f", set.c_str(), static_cast<double>(sc.hits) / sc.n,
+                    sc.rr / sc.n);
+      std::printf("\n");
+      std::fflush(stdout);
     }
   }
   kb_or->reset();

@@ -214,7 +214,10 @@ std::string TrimSlashes(std::string s) {
 class KnowledgeBaseImpl final : public KnowledgeBase {
  public:
   KnowledgeBaseImpl(Store* store, KnowledgeOptions options, std::unique_ptr<Embedder> embedder)
-      : store_(store), options_(std::move(options)), embedder_(std::move(embedder)) {
+      : store_(store),
+        options_(std::move(options)),
+        embedder_(std::move(embedder)),
+        local_embedder_(embedder_->Id().rfind("local-", 0) == 0) {
     if (!options_.now_ms) options_.now_ms = SystemNowMs;
   }
 
@@ -301,8 +304,9 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       AF_ASSIGN_OR_RETURN(text, store_->SearchChunkText(q.namespaces, q.text, wide));
     }
     std::vector<std::pair<int64_t, float>> vec;
+    std::vector<float> qv;
     if (q.mode != "text") {
-      AF_ASSIGN_OR_RETURN(auto qv, EmbedOne(q.text));
+      AF_ASSIGN_OR_RETURN(qv, EmbedOne(q.text));
       vec = chunks_->Search(qv, q.namespaces.empty() ? wide : wide * 4);
     }
     std::vector<int64_t> labels = UnionLabels(text, vec);
@@ -315,6 +319,10 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       if (it == by_label.end() || !InNamespaces(it->second->ns, q.namespaces)) return false;
       return true;
     });
+    if (q.mode == "hybrid") {
+      AF_RETURN_IF_ERROR(FillSimilarities(
+          qv, candidates, [&](int64_t label) { return EmbedText(*by_label[label]); }));
+    }
     std::vector<SearchResult> out;
     for (const Scored& s : Rank(candidates, q)) {
       const KbChunk& c = *by_label[s.label];
@@ -368,8 +376,9 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       AF_ASSIGN_OR_RETURN(text, store_->SearchMemoryText(q.namespaces, q.text, wide));
     }
     std::vector<std::pair<int64_t, float>> vec;
+    std::vector<float> qv;
     if (q.mode != "text") {
-      AF_ASSIGN_OR_RETURN(auto qv, EmbedOne(q.text));
+      AF_ASSIGN_OR_RETURN(qv, EmbedOne(q.text));
       vec = memories_->Search(qv, wide);
     }
     std::vector<int64_t> labels = UnionLabels(text, vec);
@@ -392,6 +401,10 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       c.updated_ms = it->second->updated_ms;
       return true;
     });
+    if (q.mode == "hybrid") {
+      AF_RETURN_IF_ERROR(FillSimilarities(
+          qv, candidates, [&](int64_t label) { return EmbedText(*by_label[label]); }));
+    }
     std::vector<SearchResult> out;
     std::vector<std::string> ids;
     for (const Scored& s : Rank(candidates, q)) {
@@ -597,6 +610,34 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       out.push_back(c);
     }
     return out;
+  }
+
+  // Score fusion needs the similarity of every candidate, also of those the
+  // vector search did not reach (matched by words only). With the local
+  // embedder, re-embedding their text is cheap (tens of microseconds each)
+  // and gives exactly the stored vector, since embedding is deterministic.
+  // A remote embedder would cost a request per search: those candidates keep
+  // similarity 0 (unknown), as with rank fusion.
+  template <typename TextOf>
+  Status FillSimilarities(const std::vector<float>& qv, std::vector<Candidate>& candidates,
+                          TextOf text_of) {
+    if (qv.empty() || !local_embedder_) return Status::Ok();
+    std::vector<size_t> missing;
+    std::vector<std::string> texts;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (candidates[i].vector_rank > 0) continue;
+      missing.push_back(i);
+      texts.push_back(text_of(candidates[i].label));
+    }
+    if (texts.empty()) return Status::Ok();
+    AF_ASSIGN_OR_RETURN(auto vectors, embedder_->Embed(texts));
+    for (size_t j = 0; j < missing.size() && j < vectors.size(); ++j) {
+      if (vectors[j].size() != qv.size()) continue;
+      double dot = 0;
+      for (size_t d = 0; d < qv.size(); ++d) dot += double(qv[d]) * vectors[j][d];
+      candidates[missing[j]].similarity = dot;
+    }
+    return Status::Ok();
   }
 
   // Fused and cut: similarity_threshold keeps results whose vector
@@ -868,6 +909,7 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
   Store* store_;
   KnowledgeOptions options_;
   std::unique_ptr<Embedder> embedder_;
+  const bool local_embedder_;  // cheap to call per search (see FillSimilarities)
   // Guards the index objects' lifetime and every sequence of index writes
   // (repair, ingest, rebuild). Index searches also take it, briefly.
   std::mutex mu_;

@@ -20,7 +20,30 @@ std::vector<Scored> FuseRankings(const std::vector<Candidate>& candidates,
   if (candidates.empty()) return out;
   // A non-positive k would divide by zero at rank 1; treat it as the usual 60.
   const double k = options.k > 0 ? options.k : 60;
-  const double best_fused = Rrf(options.text_weight, k, 1) + Rrf(options.vector_weight, k, 1);
+  const bool by_scores = options.method == FusionMethod::kScores;
+  // Out-of-range shares are clamped rather than refused: a config typo should
+  // not break search. NaN counts as the default.
+  const double share = std::isnan(options.text_share) ? FusionOptions{}.text_share
+                                                      : std::clamp(options.text_share, 0.0, 1.0);
+  double max_text = 0, max_sim = 0;
+  for (const Candidate& c : candidates) {
+    if (c.text_rank > 0 && std::isfinite(c.text_score)) max_text = std::max(max_text, c.text_score);
+    if (std::isfinite(c.similarity)) max_sim = std::max(max_sim, c.similarity);
+  }
+  // The best possible: first (best score) in both.
+  const double best_fused =
+      by_scores ? 1.0 : Rrf(options.text_weight, k, 1) + Rrf(options.vector_weight, k, 1);
+  auto fuse = [&](const Candidate& c) {
+    if (!by_scores)
+      return Rrf(options.text_weight, k, c.text_rank) +
+             Rrf(options.vector_weight, k, c.vector_rank);
+    double t = (c.text_rank > 0 && max_text > 0 && std::isfinite(c.text_score))
+                   ? std::max(0.0, c.text_score) / max_text
+                   : 0;
+    double v =
+        (max_sim > 0 && std::isfinite(c.similarity)) ? std::max(0.0, c.similarity) / max_sim : 0;
+    return share * t + (1 - share) * v;
+  };
   const double half_life = options.recency_half_life_days > 0 ? options.recency_half_life_days : 30;
 
   struct Row {
@@ -30,8 +53,7 @@ std::vector<Scored> FuseRankings(const std::vector<Candidate>& candidates,
   std::vector<Row> rows;
   rows.reserve(candidates.size());
   for (const Candidate& c : candidates) {
-    double fused =
-        Rrf(options.text_weight, k, c.text_rank) + Rrf(options.vector_weight, k, c.vector_rank);
+    double fused = fuse(c);
     double fused_norm = best_fused > 0 ? fused / best_fused : 0;
     int importance = std::clamp(c.importance, 1, 10);
     double score = fused_norm * (1 + options.importance_weight * (importance - 5) / 5.0);

@@ -10,9 +10,9 @@
 // rebuilds it from scratch.
 //
 // Search is hybrid: BM25 from the store and cosine similarity from the vector
-// index, fused by reciprocal rank, then weighted by importance and recency
-// (af/memory/ranking.h). Memory search falls back through namespaces in the
-// order given (session -> project -> global).
+// index, fused (by default a weighted sum of the two scores), then weighted
+// by importance and recency (af/memory/ranking.h). Memory search falls back
+// through namespaces in the order given (session -> project -> global).
 //
 // Thread safety: all methods may be called from any thread; writes to the
 // vector indexes are serialised inside. Ownership: the store is not owned and
@@ -69,7 +69,8 @@ struct SearchResult {
   std::string source;
   int chunk = 0;
   double score = 0;       // fused, in [0, 1]
-  double similarity = 0;  // cosine of the vector match (0 when none)
+  double similarity = 0;  // cosine to the query (0 when unknown: not a vector match and the
+                          // embedder is remote, so it was not computed)
   double text_score = 0;  // BM25 (0 when none)
   std::string content;
   std::string ns;
