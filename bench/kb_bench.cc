@@ -388,6 +388,32 @@ int main(int argc, char** argv) {
     tied_sum += exact.empty() ? 1.0 : std::min(1.0, static_cast<double>(tied) / exact.size());
     ++recall_n;
   }
+  // The saved index again, with other query beams: recall and query time
+  // directly on the index (no fusion, no database).
+  for (int ef : {128, 256, 512, 1024}) {
+    af::VectorIndexOptions o = options.index;
+    o.ef_search = ef;
+    auto index = af::VectorIndex::Open(dir / "kb" / "chunks.hnsw", (*embedder)->Id(),
+                                       static_cast<int>(all[0].second.size()), o);
+    if (!index.ok()) Fail(index.status().ToString());
+    double sum = 0;
+    std::vector<double> ms;
+    int n = 0;
+    for (int i = 0; i < n_recall && i < static_cast<int>(queries.size()); ++i, ++n) {
+      auto qv = (*embedder)->Embed({queries[(i * 7919) % queries.size()]});
+      if (!qv.ok()) Fail(qv.status().ToString());
+      auto exact = af::ExactSearch(all, (*qv)[0], 10);
+      auto t = Clock::now();
+      auto got = (*index)->Search((*qv)[0], 10);
+      ms.push_back(Ms(t, Clock::now()));
+      int found = 0;
+      for (const auto& [label, sim] : got)
+        for (const auto& [l2, s2] : exact) found += label == l2;
+      sum += exact.empty() ? 1.0 : static_cast<double>(found) / exact.size();
+    }
+    std::printf("index alone, ef_search %d: recall@10 %.4f, query p50 %.2f ms, p99 %.2f ms\n", ef,
+                n ? sum / n : 0.0, Percentile(ms, 0.5), Percentile(ms, 0.99));
+  }
   std::printf("vector recall@10 counting ties with the 10th exact match: %.4f\n",
               recall_n ? tied_sum / recall_n : 0.0);
   // Where ingestion time goes, on a sample: embedding alone, and adding to a

@@ -1272,7 +1272,7 @@ std::string OrExpression(const std::vector<std::string>& words) {
 // kept, so a query of common words only still answers. A word the statistics
 // do not know (0 rows: absent, or tokenised differently from here) costs
 // nothing and is kept.
-constexpr int64_t kPostingBudget = 6000;
+constexpr int64_t kPostingBudget = 3000;
 
 std::vector<std::string> AffordableWords(std::vector<std::pair<std::string, int64_t>> df) {
   std::vector<std::string> out;
