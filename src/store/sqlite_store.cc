@@ -469,6 +469,11 @@ class SqliteStore final : public Store {
     bool in_use;
   };
   std::unordered_map<std::string, Cached> cache_;
+  // Rows per full-text term ("<vocab table>:<term>"), valid for
+  // df_generation_ (see MatchLocked). Guarded by mu_.
+  static constexpr size_t kMaxCachedTerms = 100000;
+  std::unordered_map<std::string, int64_t> df_cache_;
+  int64_t df_generation_ = -1;
 };
 
 Result<bool> Stmt::Step(std::string_view doing) {
@@ -1509,13 +1514,31 @@ constexpr int kMaxTextHits = 1000;
 
 Result<std::string> SqliteStore::MatchLocked(const char* vocab, std::vector<std::string> words) {
   if (words.size() > 2) {
+    // fts5vocab counts a term's rows by walking its whole list (milliseconds
+    // for a common word at 100,000 rows), so counts are kept until the
+    // knowledge generation moves. They only choose which words to search:
+    // a count a little stale (a memory's tags edited) costs no correctness.
+    {
+      AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT generation FROM kb_meta WHERE id = 1"));
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("reading the knowledge generation"));
+      const int64_t generation = row ? s.Int(0) : -1;
+      if (generation != df_generation_ || df_cache_.size() > kMaxCachedTerms) {
+        df_cache_.clear();
+        df_generation_ = generation;
+      }
+    }
     std::vector<std::pair<std::string, int64_t>> df;
     for (auto& w : words) {
-      AF_ASSIGN_OR_RETURN(Stmt s,
-                          Prepare(std::string("SELECT doc FROM ") + vocab + " WHERE term = ?"));
-      s.Bind(w);
-      AF_ASSIGN_OR_RETURN(bool row, s.Step("reading full-text term statistics"));
-      df.emplace_back(std::move(w), row ? s.Int(0) : 0);
+      std::string key = std::string(vocab) + ":" + w;
+      auto it = df_cache_.find(key);
+      if (it == df_cache_.end()) {
+        AF_ASSIGN_OR_RETURN(Stmt s,
+                            Prepare(std::string("SELECT doc FROM ") + vocab + " WHERE term = ?"));
+        s.Bind(w);
+        AF_ASSIGN_OR_RETURN(bool row, s.Step("reading full-text term statistics"));
+        it = df_cache_.emplace(std::move(key), row ? s.Int(0) : 0).first;
+      }
+      df.emplace_back(std::move(w), it->second);
     }
     words = AffordableWords(std::move(df));
   }
