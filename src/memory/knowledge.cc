@@ -98,6 +98,7 @@ json KnowledgeStats::ToJson() const {
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "af/core/fault.h"
 #include "af/core/ids.h"
@@ -112,6 +113,14 @@ namespace fs = std::filesystem;
 
 constexpr int kMaxResults = 100;
 constexpr int kEmbedBatch = 256;  // texts embedded per call while ingesting or rebuilding
+// Chunks written per store transaction while ingesting: one commit (and one
+// full-text index merge) per few thousand chunks, not one per document.
+constexpr int64_t kWriteBatchChunks = 4096;
+// Threads inserting into the vector index while ingesting or rebuilding.
+constexpr int kIndexThreads = 2;
+// At most this often, IngestText saves the index files (see SaveIfDueLocked).
+constexpr std::chrono::seconds kSaveInterval{30};
+using Clock = std::chrono::steady_clock;
 constexpr double kAutoLinkSimilarity = 0.6;  // a new memory links to ones at least this close
 constexpr int kAutoLinks = 3;
 constexpr double kDayMs = 86'400'000.0;
@@ -290,8 +299,11 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     if (Trim(content).empty()) return InvalidArgument("content is empty", "send the text to add");
     IngestReport report;
     report.files = 1;
-    AF_RETURN_IF_ERROR(IngestOne(source, content, ns, provenance, report));
-    AF_RETURN_IF_ERROR(Flush());
+    PendingWrites batch;
+    AF_RETURN_IF_ERROR(PrepareOne(source, content, ns, provenance, report, batch));
+    AF_RETURN_IF_ERROR(WriteBatch(batch, report));
+    std::lock_guard lock(mu_);
+    AF_RETURN_IF_ERROR(SaveIfDueLocked());
     return report;
   }
 
@@ -747,8 +759,9 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       std::vector<std::string> texts;
       for (const auto& c : rows) texts.push_back(EmbedText(c));
       AF_ASSIGN_OR_RETURN(auto vectors, embedder_->Embed(texts));
-      for (size_t k = 0; k < rows.size(); ++k)
-        AF_RETURN_IF_ERROR(chunks_->Add(rows[k].label, vectors[k]));
+      std::vector<int64_t> row_labels;
+      for (const auto& c : rows) row_labels.push_back(c.label);
+      AF_RETURN_IF_ERROR(chunks_->AddBatch(row_labels, vectors, kIndexThreads));
       if (done) done(static_cast<int>(batch.size()));
     }
     return Status::Ok();
@@ -770,8 +783,18 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     return Status::Ok();
   }
 
+  // Saving rewrites each index file whole (about 117 MB at 100,000 chunks),
+  // so one small text at a time saves at most every kSaveInterval; Flush,
+  // bulk ingestion and the destructor save at once. The database is the
+  // truth: a file left behind by a crash is completed on the next open.
+  Status SaveIfDueLocked() {
+    if (Clock::now() - last_save_ < kSaveInterval) return Status::Ok();
+    return SaveLocked();
+  }
+
   Status SaveLocked() {
     if (!chunks_) return Status::Ok();
+    last_save_ = Clock::now();
     AF_RETURN_IF_ERROR(chunks_->Save());
     return memories_->Save();
   }
@@ -783,6 +806,7 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     std::unordered_set<std::string> seen;
     const int total = static_cast<int>(walk.files.size());
     int done = 0;
+    PendingWrites batch;
     for (const auto& f : walk.files) {
       seen.insert(f.source);
       std::error_code ec;
@@ -803,11 +827,13 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
           report.skipped.push_back(f.source + ": binary");
         } else {
           ++report.files;
-          AF_RETURN_IF_ERROR(IngestOne(f.source, content, ns, provenance, report));
+          AF_RETURN_IF_ERROR(PrepareOne(f.source, content, ns, provenance, report, batch));
+          if (batch.chunks >= kWriteBatchChunks) AF_RETURN_IF_ERROR(WriteBatch(batch, report));
         }
       }
       if (progress) progress(++done, total, f.source);
     }
+    AF_RETURN_IF_ERROR(WriteBatch(batch, report));
     // Documents under a directory given whose file is gone.
     if (!walk.dir_sources.empty()) {
       AF_ASSIGN_OR_RETURN(auto docs, store_->ListDocuments(ns));
@@ -828,11 +854,19 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     return report;
   }
 
+  // Documents embedded and waiting for their store write: written together,
+  // one transaction per few thousand chunks instead of one per document.
+  struct PendingWrites {
+    std::vector<DocumentWrite> writes;
+    std::vector<std::vector<std::vector<float>>> vectors;  // per write, per chunk
+    std::vector<bool> existed;                             // per write: changed, not added
+    int64_t chunks = 0;
+  };
+
   // One document: nothing when its hash is unchanged; else its chunks are
-  // embedded first (an embedder failure writes nothing), then replaced in
-  // one transaction, then the index follows.
-  Status IngestOne(const std::string& source, const std::string& content, const std::string& ns,
-                   const nlohmann::json& provenance, IngestReport& report) {
+  // embedded (an embedder failure writes nothing) and queued in `batch`.
+  Status PrepareOne(const std::string& source, const std::string& content, const std::string& ns,
+                    const nlohmann::json& provenance, IngestReport& report, PendingWrites& batch) {
     const std::string hash = Sha256Hex(content);
     auto existing = store_->FindDocument(ns, source);
     if (existing.ok() && existing->content_hash == hash) {
@@ -841,7 +875,7 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     }
     if (!existing.ok() && existing.status().code() != Code::kNotFound) return existing.status();
     std::vector<Chunk> pieces = ChunkDocument(content, DocKindForPath(source), options_.chunking);
-    std::vector<KbChunk> chunks;
+    DocumentWrite w;
     std::vector<std::string> texts;
     for (size_t i = 0; i < pieces.size(); ++i) {
       KbChunk c;
@@ -851,30 +885,50 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       c.line_end = pieces[i].line_end;
       c.content = std::move(pieces[i].content);
       texts.push_back(EmbedText(c));
-      chunks.push_back(std::move(c));
+      w.chunks.push_back(std::move(c));
     }
     std::vector<std::vector<float>> vectors;
     for (size_t i = 0; i < texts.size(); i += kEmbedBatch) {
-      std::vector<std::string> batch(texts.begin() + i,
-                                     texts.begin() + std::min(texts.size(), i + kEmbedBatch));
-      AF_ASSIGN_OR_RETURN(auto v, embedder_->Embed(batch));
+      std::vector<std::string> part(texts.begin() + i,
+                                    texts.begin() + std::min(texts.size(), i + kEmbedBatch));
+      AF_ASSIGN_OR_RETURN(auto v, embedder_->Embed(part));
       for (auto& x : v) vectors.push_back(std::move(x));
     }
-    KbDocument doc;
-    doc.ns = ns;
-    doc.source = source;
-    doc.content_hash = hash;
-    doc.provenance = provenance.is_object() ? provenance : nlohmann::json::object();
-    std::vector<int64_t> removed;
-    AF_ASSIGN_OR_RETURN(auto labels, store_->ReplaceDocument(doc, std::move(chunks), &removed));
-    std::lock_guard lock(mu_);
-    for (int64_t l : removed) AF_RETURN_IF_ERROR(chunks_->Remove(l));
-    for (size_t i = 0; i < labels.size() && i < vectors.size(); ++i)
-      AF_RETURN_IF_ERROR(chunks_->Add(labels[i], vectors[i]));
-    existing.ok() ? ++report.changed : ++report.added;
-    report.chunks_added += static_cast<int64_t>(labels.size());
-    report.chunks_removed += static_cast<int64_t>(removed.size());
+    w.doc.ns = ns;
+    w.doc.source = source;
+    w.doc.content_hash = hash;
+    w.doc.provenance = provenance.is_object() ? provenance : nlohmann::json::object();
+    batch.chunks += static_cast<int64_t>(w.chunks.size());
+    batch.writes.push_back(std::move(w));
+    batch.vectors.push_back(std::move(vectors));
+    batch.existed.push_back(existing.ok());
     return Status::Ok();
+  }
+
+  // Writes the queued documents in one store transaction, then the index
+  // follows; the batch is empty afterwards.
+  Status WriteBatch(PendingWrites& batch, IngestReport& report) {
+    if (batch.writes.empty()) return Status::Ok();
+    PendingWrites b = std::exchange(batch, {});
+    AF_RETURN_IF_ERROR(store_->ReplaceDocuments(&b.writes));
+    std::vector<int64_t> labels;
+    std::vector<std::vector<float>> vectors;
+    labels.reserve(b.chunks);
+    vectors.reserve(b.chunks);
+    for (size_t d = 0; d < b.writes.size(); ++d) {
+      const DocumentWrite& w = b.writes[d];
+      for (size_t i = 0; i < w.labels.size() && i < b.vectors[d].size(); ++i) {
+        labels.push_back(w.labels[i]);
+        vectors.push_back(std::move(b.vectors[d][i]));
+      }
+      b.existed[d] ? ++report.changed : ++report.added;
+      report.chunks_added += static_cast<int64_t>(w.labels.size());
+      report.chunks_removed += static_cast<int64_t>(w.removed.size());
+    }
+    std::lock_guard lock(mu_);
+    for (const auto& w : b.writes)
+      for (int64_t l : w.removed) AF_RETURN_IF_ERROR(chunks_->Remove(l));
+    return chunks_->AddBatch(labels, vectors, kIndexThreads);
   }
 
   // A new memory is linked to its closest neighbours in its namespace, so
@@ -915,6 +969,7 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
   std::mutex mu_;
   std::unique_ptr<VectorIndex> chunks_, memories_;
   int64_t synced_generation_ = -1;  // guarded by mu_
+  Clock::time_point last_save_{};   // guarded by mu_
 };
 
 Result<EvolveReport> KnowledgeBaseImpl::Evolve(const EvolveOptions& o) {

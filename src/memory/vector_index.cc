@@ -3,6 +3,7 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -10,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
 #include <system_error>
+#include <thread>
+#include <unordered_map>
 
 namespace af {
 namespace {
@@ -252,6 +255,76 @@ class HnswIndex : public VectorIndex {
       return Internal(std::string("cannot add to the vector index: ") + e.what(), kReindexHint);
     }
     dirty_ = true;
+    return Status::Ok();
+  }
+
+  Status AddBatch(const std::vector<int64_t>& labels,
+                  const std::vector<std::vector<float>>& vectors, int threads) override {
+    if (labels.size() != vectors.size()) {
+      return InvalidArgument(std::to_string(labels.size()) + " labels for " +
+                             std::to_string(vectors.size()) + " vectors");
+    }
+    for (const auto& v : vectors) {
+      if (v.size() != static_cast<size_t>(dims_)) {
+        return InvalidArgument("a vector of " + std::to_string(v.size()) +
+                               " dimensions for an index of " + std::to_string(dims_));
+      }
+      for (float x : v) {
+        if (!std::isfinite(x)) return InvalidArgument("a vector with a non-finite value");
+      }
+    }
+    // The last vector of each label; labels the graph has are replaced one
+    // by one, new ones inserted in parallel (hnswlib is not safe for two
+    // threads writing the same label).
+    std::unordered_map<int64_t, size_t> last;
+    for (size_t i = 0; i < labels.size(); ++i) last[labels[i]] = i;
+    auto lock = WriteLock();
+    std::vector<size_t> known, fresh;
+    for (size_t i = 0; i < labels.size(); ++i) {
+      if (last[labels[i]] != i) continue;
+      (graph_->label_lookup_.count(static_cast<hnswlib::labeltype>(labels[i])) ? known : fresh)
+          .push_back(i);
+    }
+    try {
+      const size_t need = graph_->cur_element_count + fresh.size();
+      if (need > graph_->max_elements_) {
+        graph_->resizeIndex(std::max({kInitialCapacity, need, graph_->max_elements_ * 2}));
+      }
+      for (size_t i : known) {
+        graph_->addPoint(vectors[i].data(), static_cast<hnswlib::labeltype>(labels[i]));
+      }
+    } catch (const std::exception& e) {
+      dirty_ = true;
+      return Internal(std::string("cannot add to the vector index: ") + e.what(), kReindexHint);
+    }
+    // Threads only pay for themselves on a few hundred inserts.
+    const size_t n_threads =
+        fresh.size() < 256
+            ? 1
+            : std::clamp<size_t>(threads, 1, std::max(1u, std::thread::hardware_concurrency()));
+    std::atomic<size_t> next{0};
+    std::mutex error_mu;
+    std::string error;
+    auto work = [&] {
+      for (size_t k = next++; k < fresh.size(); k = next++) {
+        const size_t i = fresh[k];
+        try {
+          graph_->addPoint(vectors[i].data(), static_cast<hnswlib::labeltype>(labels[i]));
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> g(error_mu);
+          if (error.empty()) error = e.what();
+          next = fresh.size();
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < n_threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    dirty_ = true;
+    if (!error.empty()) {
+      return Internal("cannot add to the vector index: " + error, kReindexHint);
+    }
     return Status::Ok();
   }
 

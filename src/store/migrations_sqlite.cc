@@ -212,6 +212,12 @@ CREATE TRIGGER memories_fts_update
 END;
 INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
 )sql"},
+      {6, "full-text term statistics", R"sql(
+-- How many rows hold each indexed term: searches drop query words so common
+-- that scoring every row holding them would cost more than they tell.
+CREATE VIRTUAL TABLE kb_chunks_fts_vocab USING fts5vocab(kb_chunks_fts, row);
+CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab(memories_fts, row);
+)sql"},
   };
   return kMigrations;
 }

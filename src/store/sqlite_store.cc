@@ -380,6 +380,7 @@ class SqliteStore final : public Store {
   Result<std::vector<int64_t>> ReplaceDocument(KbDocument doc, std::vector<KbChunk> chunks,
                                                std::vector<int64_t>* removed) override;
   Result<std::vector<int64_t>> DeleteDocument(const std::string& document_id) override;
+  Status ReplaceDocuments(std::vector<DocumentWrite>* writes) override;
   Result<std::vector<TextHit>> SearchChunkText(const std::vector<std::string>& namespaces,
                                                const std::string& query, int limit) override;
   Result<std::vector<KbChunk>> ChunksByLabel(const std::vector<int64_t>& labels) override;
@@ -450,6 +451,10 @@ class SqliteStore final : public Store {
   Result<int64_t> NextMemoryLabelLocked();
   Status BumpGenerationLocked();
   Result<std::vector<int64_t>> DeleteDocumentLocked(const std::string& document_id);
+  Status ReplaceDocumentLocked(int64_t now, DocumentWrite* w);
+  // The FTS5 expression searching `words` (see AffordableWords), with the
+  // term statistics of `vocab`.
+  Result<std::string> MatchLocked(const char* vocab, std::vector<std::string> words);
   Result<std::vector<int64_t>> LabelsLocked(const std::string& sql, std::string_view doing);
   Result<std::vector<TextHit>> HitsLocked(const std::string& sql,
                                           const std::vector<std::string>& namespaces,
@@ -464,6 +469,11 @@ class SqliteStore final : public Store {
     bool in_use;
   };
   std::unordered_map<std::string, Cached> cache_;
+  // Rows per full-text term ("<vocab table>:<term>"), valid for
+  // df_generation_ (see MatchLocked). Guarded by mu_.
+  static constexpr size_t kMaxCachedTerms = 100000;
+  std::unordered_map<std::string, int64_t> df_cache_;
+  int64_t df_generation_ = -1;
 };
 
 Result<bool> Stmt::Step(std::string_view doing) {
@@ -1180,7 +1190,7 @@ bool IsQueryStopword(std::string_view w) {
   return kStop.count(w) > 0;
 }
 
-std::string MatchExpression(std::string_view query) {
+std::vector<std::string> QueryWords(std::string_view query) {
   std::vector<std::string> words;
   std::set<std::string> seen;
   std::string word;
@@ -1247,12 +1257,43 @@ std::string MatchExpression(std::string_view query) {
                   [](const std::string& w) { return !IsQueryStopword(w); }))
     std::erase_if(words, [](const std::string& w) { return IsQueryStopword(w); });
   if (words.size() > kMaxQueryWords) words.resize(kMaxQueryWords);
+  return words;
+}
+
+std::string OrExpression(const std::vector<std::string>& words) {
   std::string expr;
   for (const auto& w : words) {
     if (!expr.empty()) expr += " OR ";
     expr += "\"" + w + "\"";  // no '"' can be inside: quotes separate words
   }
   return expr;
+}
+
+// Query words whose rows the search may score: FTS5 computes BM25 for every
+// row holding any OR-ed word before it can keep the best, so a word held by
+// tens of thousands of rows costs tens of ms while telling little (its
+// inverse document frequency is low). Words are taken rarest first while the
+// rows they hold add up to at most kPostingBudget; the 2 rarest are always
+// kept, so a query of common words only still answers. A word the statistics
+// do not know (0 rows: absent, or tokenised differently from here) costs
+// nothing and is kept.
+constexpr int64_t kPostingBudget = 3000;
+
+std::vector<std::string> AffordableWords(std::vector<std::pair<std::string, int64_t>> df) {
+  std::vector<std::string> out;
+  std::stable_sort(df.begin(), df.end(),
+                   [](const auto& a, const auto& b) { return a.second < b.second; });
+  int64_t spent = 0;
+  int known = 0;
+  for (const auto& [word, rows] : df) {
+    if (rows > 0) {
+      if (known >= 2 && spent + rows > kPostingBudget) break;  // ascending: the rest cost more
+      ++known;
+      spent += rows;
+    }
+    out.push_back(word);
+  }
+  return out;
 }
 
 // "" among the namespaces, or none at all, means every namespace.
@@ -1471,10 +1512,45 @@ Result<std::vector<TextHit>> SqliteStore::HitsLocked(const std::string& sql,
 
 constexpr int kMaxTextHits = 1000;
 
+Result<std::string> SqliteStore::MatchLocked(const char* vocab, std::vector<std::string> words) {
+  if (words.size() > 2) {
+    // fts5vocab counts a term's rows by walking its whole list (milliseconds
+    // for a common word at 100,000 rows), so counts are kept until the
+    // knowledge generation moves. They only choose which words to search:
+    // a count a little stale (a memory's tags edited) costs no correctness.
+    {
+      AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT generation FROM kb_meta WHERE id = 1"));
+      AF_ASSIGN_OR_RETURN(bool row, s.Step("reading the knowledge generation"));
+      const int64_t generation = row ? s.Int(0) : -1;
+      if (generation != df_generation_ || df_cache_.size() > kMaxCachedTerms) {
+        df_cache_.clear();
+        df_generation_ = generation;
+      }
+    }
+    std::vector<std::pair<std::string, int64_t>> df;
+    for (auto& w : words) {
+      std::string key = std::string(vocab) + ":" + w;
+      auto it = df_cache_.find(key);
+      if (it == df_cache_.end()) {
+        AF_ASSIGN_OR_RETURN(Stmt s,
+                            Prepare(std::string("SELECT doc FROM ") + vocab + " WHERE term = ?"));
+        s.Bind(w);
+        AF_ASSIGN_OR_RETURN(bool row, s.Step("reading full-text term statistics"));
+        it = df_cache_.emplace(std::move(key), row ? s.Int(0) : 0).first;
+      }
+      df.emplace_back(std::move(w), it->second);
+    }
+    words = AffordableWords(std::move(df));
+  }
+  return OrExpression(words);
+}
+
 Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
     const std::vector<std::string>& namespaces, const std::string& query, int limit) {
-  std::string match = MatchExpression(query);
-  if (match.empty() || limit < 1) return std::vector<TextHit>{};
+  std::vector<std::string> words = QueryWords(query);
+  if (words.empty() || limit < 1) return std::vector<TextHit>{};
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(std::string match, MatchLocked("memories_fts_vocab", std::move(words)));
   // bm25() is "smaller is better"; the score is its negation.
   std::string sql =
       "SELECT memories_fts.rowid, -memories_fts.rank FROM memories_fts "
@@ -1484,7 +1560,6 @@ Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
     sql += " AND m.namespace IN (" + Placeholders(namespaces.size()) + ")";
   }
   sql += " ORDER BY memories_fts.rank LIMIT ?";
-  std::lock_guard<std::mutex> lock(mu_);
   return HitsLocked(sql, namespaces, match, std::min(limit, kMaxTextHits));
 }
 
@@ -1634,15 +1709,47 @@ Result<std::vector<int64_t>> SqliteStore::DeleteDocumentLocked(const std::string
 Result<std::vector<int64_t>> SqliteStore::ReplaceDocument(KbDocument doc,
                                                           std::vector<KbChunk> chunks,
                                                           std::vector<int64_t>* removed) {
-  if (doc.source.empty()) {
-    return InvalidArgument("a document needs a source",
-                           "give the file's path, or a name for a text given directly");
+  std::vector<DocumentWrite> writes(1);
+  writes[0].doc = std::move(doc);
+  writes[0].chunks = std::move(chunks);
+  AF_RETURN_IF_ERROR(ReplaceDocuments(&writes));
+  if (removed != nullptr) *removed = std::move(writes[0].removed);
+  return std::move(writes[0].labels);
+}
+
+Status SqliteStore::ReplaceDocuments(std::vector<DocumentWrite>* writes) {
+  if (writes->empty()) return Status::Ok();
+  for (const auto& w : *writes) {
+    if (w.doc.source.empty()) {
+      return InvalidArgument("a document needs a source",
+                             "give the file's path, or a name for a text given directly");
+    }
   }
-  if (doc.ns.empty()) doc.ns = "global";
   std::lock_guard<std::mutex> lock(mu_);
   int64_t now = Now();
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
+  Status st = Status::Ok();
+  for (auto& w : *writes) {
+    st = ReplaceDocumentLocked(now, &w);
+    if (!st.ok()) break;
+  }
+  if (st.ok()) st = BumpGenerationLocked();
+  if (st.ok()) st = txn.Commit();
+  if (!st.ok()) {
+    // Rolled back: no label handed out here exists.
+    for (auto& w : *writes) {
+      w.labels.clear();
+      w.removed.clear();
+    }
+  }
+  return st;
+}
+
+// One document of ReplaceDocuments, inside its transaction.
+Status SqliteStore::ReplaceDocumentLocked(int64_t now, DocumentWrite* w) {
+  KbDocument& doc = w->doc;
+  if (doc.ns.empty()) doc.ns = "global";
   std::string old_id;
   {
     AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT id, created_ms FROM kb_documents "
@@ -1655,15 +1762,15 @@ Result<std::vector<int64_t>> SqliteStore::ReplaceDocument(KbDocument doc,
       if (doc.created_ms == 0) doc.created_ms = s.Int(1);
     }
   }
-  std::vector<int64_t> gone;
+  w->removed.clear();
   if (!old_id.empty()) {
-    AF_ASSIGN_OR_RETURN(gone, DeleteDocumentLocked(old_id));
+    AF_ASSIGN_OR_RETURN(w->removed, DeleteDocumentLocked(old_id));
     if (doc.id.empty()) doc.id = old_id;
   }
   if (doc.id.empty()) doc.id = NewId("doc");
   if (doc.created_ms == 0) doc.created_ms = now;
   doc.updated_ms = now;
-  doc.chunk_count = static_cast<int64_t>(chunks.size());
+  doc.chunk_count = static_cast<int64_t>(w->chunks.size());
   {
     AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO kb_documents (" AF_DOC_COLS
                                         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
@@ -1671,10 +1778,10 @@ Result<std::vector<int64_t>> SqliteStore::ReplaceDocument(KbDocument doc,
     s.Bind(doc.chunk_count).Bind(doc.created_ms).Bind(doc.updated_ms);
     AF_RETURN_IF_ERROR(s.Run("storing document " + doc.source));
   }
-  std::vector<int64_t> labels;
-  labels.reserve(chunks.size());
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    const KbChunk& c = chunks[i];
+  w->labels.clear();
+  w->labels.reserve(w->chunks.size());
+  for (size_t i = 0; i < w->chunks.size(); ++i) {
+    const KbChunk& c = w->chunks[i];
     AF_ASSIGN_OR_RETURN(Stmt s,
                         Prepare("INSERT INTO kb_chunks (document_id, ordinal, heading, "
                                 "line_start, line_end, content) VALUES (?, ?, ?, ?, ?, ?)"));
@@ -1682,12 +1789,9 @@ Result<std::vector<int64_t>> SqliteStore::ReplaceDocument(KbDocument doc,
     s.Bind(c.line_end).Bind(c.content);
     AF_RETURN_IF_ERROR(s.Run("storing a chunk of document " + doc.source));
     // Safe: mu_ is held, so no other insert on this connection can interleave.
-    labels.push_back(static_cast<int64_t>(sqlite3_last_insert_rowid(db_)));
+    w->labels.push_back(static_cast<int64_t>(sqlite3_last_insert_rowid(db_)));
   }
-  AF_RETURN_IF_ERROR(BumpGenerationLocked());
-  AF_RETURN_IF_ERROR(txn.Commit());
-  if (removed != nullptr) *removed = std::move(gone);
-  return labels;
+  return Status::Ok();
 }
 
 Result<std::vector<int64_t>> SqliteStore::DeleteDocument(const std::string& document_id) {
@@ -1711,8 +1815,10 @@ Result<std::vector<int64_t>> SqliteStore::DeleteDocument(const std::string& docu
 
 Result<std::vector<TextHit>> SqliteStore::SearchChunkText(
     const std::vector<std::string>& namespaces, const std::string& query, int limit) {
-  std::string match = MatchExpression(query);
-  if (match.empty() || limit < 1) return std::vector<TextHit>{};
+  std::vector<std::string> words = QueryWords(query);
+  if (words.empty() || limit < 1) return std::vector<TextHit>{};
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(std::string match, MatchLocked("kb_chunks_fts_vocab", std::move(words)));
   std::string sql;
   if (AllNamespaces(namespaces)) {
     // The full-text table alone: FTS5 orders by rank itself.
@@ -1727,7 +1833,6 @@ Result<std::vector<TextHit>> SqliteStore::SearchChunkText(
         "WHERE kb_chunks_fts MATCH ? AND d.namespace IN (" +
         Placeholders(namespaces.size()) + ") ORDER BY kb_chunks_fts.rank LIMIT ?";
   }
-  std::lock_guard<std::mutex> lock(mu_);
   return HitsLocked(sql, namespaces, match, std::min(limit, kMaxTextHits));
 }
 

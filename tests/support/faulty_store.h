@@ -220,6 +220,10 @@ class FaultyStore : public Store {
     AF_FAULT("ReplaceDocument", true);
     return inner_->ReplaceDocument(std::move(doc), std::move(chunks), removed);
   }
+  Status ReplaceDocuments(std::vector<DocumentWrite>* writes) override {
+    AF_FAULT("ReplaceDocuments", true);
+    return inner_->ReplaceDocuments(writes);
+  }
   Result<std::vector<int64_t>> DeleteDocument(const std::string& document_id) override {
     AF_FAULT("DeleteDocument", true);
     return inner_->DeleteDocument(document_id);

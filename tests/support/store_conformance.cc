@@ -1249,6 +1249,86 @@ TEST_P(StoreConformanceTest, SearchTextIgnoresStopwordsUnlessTheyAreAllThereIs) 
   EXPECT_EQ(deploy.size(), 1u);
 }
 
+// A word that very many rows hold no longer pulls them all into the search
+// (scoring them would cost tens of ms) when rarer words are there; a query
+// of common words only still answers.
+TEST_P(StoreConformanceTest, SearchTextDropsVeryCommonWordsWhenRarerOnesAreThere) {
+  std::vector<DocumentWrite> writes(2);
+  writes[0].doc = MakeDocument("filler.md");
+  for (int i = 0; i < 7000; ++i)
+    writes[0].chunks.push_back(MakeChunk("", "common filler text " + std::to_string(i)));
+  writes[1].doc = MakeDocument("rare.md");
+  writes[1].chunks = {MakeChunk("", "common zebra"), MakeChunk("", "a quokka")};
+  SC_ASSERT_OK(store_->ReplaceDocuments(&writes));
+  const auto& rare = writes[1].labels;
+  SC_ASSERT_OK_AND_ASSIGN(auto hits, store_->SearchChunkText({}, "common zebra quokka", 1000));
+  ASSERT_EQ(hits.size(), 2u);  // not the 7,000 rows holding "common"
+  EXPECT_EQ(std::set<int64_t>({hits[0].label, hits[1].label}),
+            std::set<int64_t>(rare.begin(), rare.end()));
+  SC_ASSERT_OK_AND_ASSIGN(auto common, store_->SearchChunkText({}, "common filler text", 10));
+  EXPECT_EQ(common.size(), 10u);
+  SC_ASSERT_OK_AND_ASSIGN(auto two, store_->SearchChunkText({}, "filler zebra", 10));
+  EXPECT_EQ(two.size(), 10u);  // two words: both searched, whatever they cost
+}
+
+// Many documents in one transaction, as ReplaceDocument would write each;
+// a failure on any of them writes none.
+TEST_P(StoreConformanceTest, ReplaceDocumentsWritesAllOrNothing) {
+  SC_ASSERT_OK_AND_ASSIGN(
+      auto old_labels,
+      store_->ReplaceDocument(MakeDocument("b.md"),
+                              {MakeChunk("", "old b one"), MakeChunk("", "old b two")}, nullptr));
+  SC_ASSERT_OK_AND_ASSIGN(int64_t g, store_->KnowledgeGeneration());
+  std::vector<DocumentWrite> writes(3);
+  writes[0].doc = MakeDocument("a.md", "project:demo");
+  writes[0].chunks = {MakeChunk("# A", "alpha one"), MakeChunk("# A", "alpha two")};
+  writes[1].doc = MakeDocument("b.md");
+  writes[1].chunks = {MakeChunk("", "new b")};
+  writes[2].doc = MakeDocument("c.md");  // no chunks
+  writes[2].removed = {99};
+  SC_ASSERT_OK(store_->ReplaceDocuments(&writes));
+  ASSERT_EQ(writes[0].labels.size(), 2u);
+  EXPECT_TRUE(writes[0].removed.empty());
+  ASSERT_EQ(writes[1].labels.size(), 1u);
+  EXPECT_EQ(writes[1].removed, old_labels);
+  EXPECT_GT(writes[1].labels[0], writes[0].labels[1]);  // in order, never reused
+  EXPECT_TRUE(writes[2].labels.empty());
+  EXPECT_TRUE(writes[2].removed.empty());
+  SC_ASSERT_OK_AND_ASSIGN(int64_t g2, store_->KnowledgeGeneration());
+  EXPECT_GT(g2, g);
+  SC_ASSERT_OK_AND_ASSIGN(auto chunks, store_->ChunksByLabel(writes[0].labels));
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_EQ(chunks[1].content, "alpha two");
+  EXPECT_EQ(chunks[1].ns, "project:demo");
+  EXPECT_EQ(chunks[1].ordinal, 1);
+  SC_ASSERT_OK_AND_ASSIGN(KbDocument c, store_->FindDocument("global", "c.md"));
+  EXPECT_EQ(c.chunk_count, 0);
+  SC_ASSERT_OK_AND_ASSIGN(auto all, store_->ChunkLabels());
+  EXPECT_EQ(all.size(), 3u);
+
+  // The second write's id belongs to another document: nothing is written,
+  // not even the first write, and no label is reported.
+  std::vector<DocumentWrite> failing(2);
+  failing[0].doc = MakeDocument("d.md");
+  failing[0].chunks = {MakeChunk("", "delta")};
+  failing[1].doc = MakeDocument("e.md");
+  failing[1].doc.id = c.id;
+  failing[1].chunks = {MakeChunk("", "epsilon")};
+  Status st = store_->ReplaceDocuments(&failing);
+  EXPECT_EQ(st.code(), Code::kAlreadyExists) << st.ToString();
+  EXPECT_TRUE(failing[0].labels.empty());
+  EXPECT_EQ(store_->FindDocument("global", "d.md").status().code(), Code::kNotFound);
+  SC_ASSERT_OK_AND_ASSIGN(auto delta, store_->SearchChunkText({}, "delta", 10));
+  EXPECT_TRUE(delta.empty());
+  SC_ASSERT_OK_AND_ASSIGN(int64_t g3, store_->KnowledgeGeneration());
+  EXPECT_EQ(g3, g2);
+
+  std::vector<DocumentWrite> nameless(1);
+  EXPECT_EQ(store_->ReplaceDocuments(&nameless).code(), Code::kInvalidArgument);
+  std::vector<DocumentWrite> none;
+  SC_ASSERT_OK(store_->ReplaceDocuments(&none));
+}
+
 TEST_P(StoreConformanceTest, KnowledgeGenerationRisesWithEveryLabelledWriteOnly) {
   SC_ASSERT_OK_AND_ASSIGN(int64_t g, store_->KnowledgeGeneration());
   auto rose = [&](const char* what) {

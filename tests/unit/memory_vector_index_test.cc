@@ -351,6 +351,51 @@ TEST(VectorIndexTest, RecallAgainstExactSearch) {
   EXPECT_GE(recall, 0.95);
 }
 
+// A batch inserts from 2 threads into a graph it grows first, replaces the
+// labels it has (the last vector of a label given twice wins), and keeps
+// recall: the same graph quality as inserting one by one.
+TEST(VectorIndexTest, AddBatchInParallelKeepsRecallAndReplaces) {
+  constexpr int kDims = 128, kN = 5000, kQueries = 200, kK = 10;
+  auto idx = Open("", "e", kDims);
+  std::mt19937 rng(7);
+  std::vector<std::pair<int64_t, std::vector<float>>> all;
+  std::vector<int64_t> labels;
+  std::vector<std::vector<float>> vectors;
+  for (int i = 0; i < kN; ++i) {
+    all.emplace_back(i, RandomUnit(rng, kDims));
+    labels.push_back(i);
+    vectors.push_back(all.back().second);
+  }
+  ASSERT_TRUE(idx->AddBatch(labels, vectors, 2).ok());
+  EXPECT_EQ(idx->size(), static_cast<size_t>(kN));
+  size_t found = 0;
+  for (int q = 0; q < kQueries; ++q) {
+    auto query = RandomUnit(rng, kDims);
+    auto exact = ExactSearch(all, query, kK);
+    auto approx = idx->Search(query, kK);
+    ASSERT_EQ(approx.size(), static_cast<size_t>(kK));
+    for (const auto& [l, s] : exact) {
+      for (const auto& [a, sa] : approx) found += a == l;
+    }
+  }
+  EXPECT_GE(static_cast<double>(found) / (kQueries * kK), 0.95);
+
+  // Label 3 is replaced (twice: the second vector wins), label 9 revived.
+  ASSERT_TRUE(idx->Remove(9).ok());
+  auto v1 = RandomUnit(rng, kDims), v2 = RandomUnit(rng, kDims), v3 = RandomUnit(rng, kDims);
+  ASSERT_TRUE(idx->AddBatch({3, 9, 3, kN}, {v1, v2, v3, v1}).ok());
+  EXPECT_EQ(idx->size(), static_cast<size_t>(kN + 1));
+  auto near3 = idx->Search(v3, 1);
+  ASSERT_EQ(near3.size(), 1u);
+  EXPECT_EQ(near3[0].first, 3);
+  EXPECT_NEAR(near3[0].second, 1.0, 1e-4);
+  EXPECT_TRUE(idx->Contains(9));
+
+  EXPECT_EQ(idx->AddBatch({1, 2}, {v1}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(idx->AddBatch({kN + 5}, {std::vector<float>(3, 0.5f)}).code(), Code::kInvalidArgument);
+  EXPECT_FALSE(idx->Contains(kN + 5));
+}
+
 TEST(ExactSearchTest, BestFirstTiesByLabel) {
   std::vector<std::pair<int64_t, std::vector<float>>> v = {
       {5, Axis(1)}, {2, Axis(1)}, {9, Axis(2)}, {1, Axis(3)}};

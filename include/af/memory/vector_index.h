@@ -55,6 +55,13 @@ class VectorIndex {
   // Adds or replaces the vector of `label`. InvalidArgument when the size
   // differs from dimensions().
   virtual Status Add(int64_t label, const std::vector<float>& vector) = 0;
+  // Add for each (labels[i], vectors[i]), on up to `threads` threads (the
+  // graph's inserts are safe in parallel for distinct labels once it has
+  // room, which this makes first). A label given twice keeps its last
+  // vector. InvalidArgument, adding nothing, when the two sizes differ or a
+  // vector's size differs from dimensions().
+  virtual Status AddBatch(const std::vector<int64_t>& labels,
+                          const std::vector<std::vector<float>>& vectors, int threads = 2) = 0;
   // Removing an absent label is not an error.
   virtual Status Remove(int64_t label) = 0;
   virtual bool Contains(int64_t label) const = 0;

@@ -266,6 +266,13 @@ class Store {
   // nothing is written on any error.
   virtual Result<std::vector<int64_t>> ReplaceDocument(KbDocument doc, std::vector<KbChunk> chunks,
                                                        std::vector<int64_t>* removed) = 0;
+  // ReplaceDocument for each write in order, all in one transaction (one
+  // commit for thousands of chunks, which is what makes bulk ingestion
+  // fast): every document is written, or none is and the first error is
+  // returned. Fills each write's `labels` and `removed` as ReplaceDocument
+  // returns them; a source written twice in one batch is replaced by its
+  // later write (the first write's labels then appear in `removed`).
+  virtual Status ReplaceDocuments(std::vector<DocumentWrite>* writes) = 0;
   // Deletes a document and its chunks; returns the removed chunk labels.
   // NotFound when unknown.
   virtual Result<std::vector<int64_t>> DeleteDocument(const std::string& document_id) = 0;

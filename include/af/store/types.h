@@ -224,6 +224,15 @@ struct KbChunk {
   std::string content;
 };
 
+// One document of Store::ReplaceDocuments: the document and its chunks in,
+// the chunks' new labels and the replaced chunks' labels out.
+struct DocumentWrite {
+  KbDocument doc;
+  std::vector<KbChunk> chunks;
+  std::vector<int64_t> labels;   // set by the store, in the order of `chunks`
+  std::vector<int64_t> removed;  // set by the store: labels of the chunks that went
+};
+
 // A full-text match: the label of a chunk or memory, and its BM25 score
 // (higher = better; the store negates SQLite's "smaller is better").
 struct TextHit {
