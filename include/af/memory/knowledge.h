@@ -174,7 +174,10 @@ class KnowledgeBase {
   virtual Result<IngestReport> IngestDirectory(const std::filesystem::path& root,
                                                const std::string& ns,
                                                const nlohmann::json& provenance) = 0;
-  // One text under a name (POST /knowledge), same rules as a file.
+  // One text under a name (POST /knowledge), same rules as a file. The text
+  // is in the database and searchable on return; the vector index files are
+  // saved at most every 30 s (each save rewrites them whole), so a crash may
+  // leave them behind, and the next open completes them from the database.
   virtual Result<IngestReport> IngestText(const std::string& source, const std::string& content,
                                           const std::string& ns,
                                           const nlohmann::json& provenance) = 0;
@@ -196,7 +199,8 @@ class KnowledgeBase {
   // Rebuilds both vector indexes from the database with the current embedder.
   virtual Status Reindex(const IngestProgress& progress = {}) = 0;
   virtual Result<KnowledgeStats> Stats() = 0;
-  // Writes the indexes to disk (also done after each write batch and on
+  // Writes the indexes to disk (also done at the end of Populate,
+  // IngestDirectory and Reindex, at most every 30 s by IngestText, and on
   // destruction).
   virtual Status Flush() = 0;
   virtual const Embedder& embedder() const = 0;
