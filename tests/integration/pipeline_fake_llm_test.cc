@@ -363,7 +363,10 @@ TEST_P(PipelineFakeLlm, ParallelCodersNeverOvershootTheStepLimit) {
   EXPECT_EQ(f.status, "failed");
   EXPECT_EQ(f.reason, "max_steps");
   h_.Stop();
-  EXPECT_EQ(h_.fake().request_count(), 3u) << "the model was asked more often than max_steps";
+  // At most max_steps; a reserved call may also be cancelled before it is
+  // sent, when another coder's refusal ends the feature first.
+  EXPECT_LE(h_.fake().request_count(), 3u) << "the model was asked more often than max_steps";
+  EXPECT_GE(h_.fake().request_count(), 2u) << "the planner and at least one coder asked";
 }
 
 // limits.feature_timeout ends a feature whose agents are still working, with
