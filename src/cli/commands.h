@@ -139,6 +139,9 @@ int MemoryExport(const GlobalOptions& g, const std::string& ns, const std::strin
 // Loads and validates the configuration, starts the log (warnings to the
 // file, errors to stderr; stdout stays the command's) and opens the services.
 // The error is ready for ReportError.
+// `text` on one line (newlines and tabs as spaces), cut at `max` characters with "...".
+std::string OneLine(const std::string& text, size_t max);
+
 Result<std::unique_ptr<Services>> OpenLocalServices(const GlobalOptions& g);
 
 // `agent-factory mcp`: the MCP server on stdin/stdout until stdin closes.

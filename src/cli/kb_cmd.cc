@@ -53,6 +53,15 @@ Result<KnowledgeBase*> NeedKb(Services& svc) {
                 "the knowledge base is unavailable: " + s.message(), s.hint());
 }
 
+void PrintIngestReport(const IngestReport& r) {
+  std::printf("%d files: %d added, %d changed, %d unchanged, %d removed; chunks +%lld -%lld\n",
+              r.files, r.added, r.changed, r.unchanged, r.removed,
+              static_cast<long long>(r.chunks_added), static_cast<long long>(r.chunks_removed));
+  for (const auto& s : r.skipped) std::printf("  skipped %s\n", s.c_str());
+}
+
+}  // namespace
+
 std::string OneLine(const std::string& text, size_t max) {
   std::string out;
   for (char c : text) {
@@ -64,15 +73,6 @@ std::string OneLine(const std::string& text, size_t max) {
   }
   return out;
 }
-
-void PrintIngestReport(const IngestReport& r) {
-  std::printf("%d files: %d added, %d changed, %d unchanged, %d removed; chunks +%lld -%lld\n",
-              r.files, r.added, r.changed, r.unchanged, r.removed,
-              static_cast<long long>(r.chunks_added), static_cast<long long>(r.chunks_removed));
-  for (const auto& s : r.skipped) std::printf("  skipped %s\n", s.c_str());
-}
-
-}  // namespace
 
 Result<std::unique_ptr<Services>> OpenLocalServices(const GlobalOptions& g) {
   LoadedConfig loaded = LoadForCli(g);

@@ -56,18 +56,6 @@ Status CheckImportance(int importance) {
                          "pass --importance N with N from 1 (trivial) to 10 (critical)");
 }
 
-std::string OneLine(const std::string& text, size_t max) {
-  std::string out;
-  for (char c : text) {
-    if (out.size() >= max) {
-      out += "...";
-      break;
-    }
-    out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
-  }
-  return out;
-}
-
 // One line of `memory export`: the record with raw times and its outgoing
 // links, so `remember --from` can put it back as it was.
 json ExportRecord(const Memory& m, const std::vector<MemoryLink>& links) {

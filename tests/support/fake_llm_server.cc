@@ -253,6 +253,25 @@ bool SendAll(int fd, std::string_view data) {
 }
 
 // Reads one HTTP/1.1 request with a Content-Length body. False on EOF/error.
+int ListenOnLoopback(int* port, const std::string& who) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error(who + ": socket() failed");
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 64) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error(who + ": cannot listen on 127.0.0.1");
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
 bool ReadHttpRequest(int fd, RecordedRequest* req) {
   std::string buf;
   char tmp[8192];
@@ -344,22 +363,7 @@ FakeReply FakeReply::Cut(int after_events) {
 }
 
 FakeLlmServer::FakeLlmServer() {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (listen_fd_ < 0) throw std::runtime_error("fake LLM server: socket() failed");
-  int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(listen_fd_, 64) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(listen_fd_);
-    throw std::runtime_error("fake LLM server: cannot listen on 127.0.0.1");
-  }
-  port_ = ntohs(addr.sin_port);
+  listen_fd_ = ListenOnLoopback(&port_, "fake LLM server");
   accept_thread_ = std::thread([this] { AcceptLoop(); });
 }
 

@@ -81,6 +81,9 @@ struct RecordedRequest {
 // malformed request line), and writes all of `data` (false when the peer went).
 bool ReadHttpRequest(int fd, RecordedRequest* req);
 bool SendAll(int fd, std::string_view data);
+// A listening socket on 127.0.0.1 at a free port (set in *port); throws
+// std::runtime_error naming `who` when that fails.
+int ListenOnLoopback(int* port, const std::string& who);
 
 // Answers a request by its content (e.g. the agent role in the system prompt,
 // the task in the first user message, the number of turns so far), for
