@@ -95,10 +95,10 @@ struct TarGzWriter::Impl {
     if (gzwrite(gz, data, static_cast<unsigned>(n)) != static_cast<int>(n)) {
       int err = 0;
       const char* msg = gzerror(gz, &err);
-      return Internal("cannot write " + partial_path.string() + ": " +
-                          (err == Z_ERRNO ? ErrnoText() : std::string(msg ? msg : "?")),
-                      "check the free space and permissions of " +
-                          partial_path.parent_path().string());
+      return Internal(
+          "cannot write " + partial_path.string() + ": " +
+              (err == Z_ERRNO ? ErrnoText() : std::string(msg ? msg : "?")),
+          "check the free space and permissions of " + partial_path.parent_path().string());
     }
     return Status();
   }
@@ -467,9 +467,9 @@ Status ExtractTarGz(const fs::path& archive, const fs::path& dest) {
       struct stat st {};
       if (link_names.count(prefix) ||
           (::lstat((dest / prefix).c_str(), &st) == 0 && S_ISLNK(st.st_mode))) {
-        return InvalidArgument("unsafe path in archive: '" + e.name + "' (below the link '" +
-                                   prefix + "')",
-                               "extract only archives made by agent-factory");
+        return InvalidArgument(
+            "unsafe path in archive: '" + e.name + "' (below the link '" + prefix + "')",
+            "extract only archives made by agent-factory");
       }
     }
     fs::path target = dest / *rel;

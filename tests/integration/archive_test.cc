@@ -105,10 +105,10 @@ TEST(Archive, SkipLeavesEntriesOut) {
   fs::path out = t.path() / "x.tar.gz";
   auto w = TarGzWriter::Create(out);
   ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)
-                  ->AddPath("tree", t.path() / "src",
-                            [](const std::string& rel) { return rel == "blob.bin" || rel == "dddd"; })
-                  .ok());
+  ASSERT_TRUE(
+      (*w)->AddPath("tree", t.path() / "src",
+                    [](const std::string& rel) { return rel == "blob.bin" || rel == "dddd"; })
+          .ok());
   ASSERT_TRUE((*w)->Finish().ok());
   auto entries = ListTarGz(out);
   ASSERT_TRUE(entries.ok());
@@ -185,17 +185,14 @@ TEST(Archive, DamagedOrTruncatedArchivesAreRefused) {
   t.Write("cut.tar.gz", bytes.substr(0, bytes.size() / 2));
   Status s = ExtractTarGz(t.path() / "cut.tar.gz", t.path() / "d1");
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("damaged or not a tar.gz archive"), std::string::npos)
-      << s.ToString();
+  EXPECT_NE(s.message().find("damaged or not a tar.gz archive"), std::string::npos) << s.ToString();
 
   t.Write("junk.tar.gz", std::string(2000, 'j'));
   s = ExtractTarGz(t.path() / "junk.tar.gz", t.path() / "d2");
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("damaged or not a tar.gz archive"), std::string::npos)
-      << s.ToString();
+  EXPECT_NE(s.message().find("damaged or not a tar.gz archive"), std::string::npos) << s.ToString();
 
-  EXPECT_EQ(ExtractTarGz(t.path() / "missing.tar.gz", t.path() / "d3").code(),
-            Code::kNotFound);
+  EXPECT_EQ(ExtractTarGz(t.path() / "missing.tar.gz", t.path() / "d3").code(), Code::kNotFound);
 }
 
 }  // namespace
