@@ -14,7 +14,7 @@ const MAX_EVENTS_SHOWN = 2000;
 // listener per name).
 const EVENT_TYPES = ['feature.created', 'feature.status', 'task.created', 'task.status',
                      'agent.started', 'agent.heartbeat', 'agent.offline', 'llm.call',
-                     'llm.circuit', 'tool.call', 'gate.result', 'review.verdict',
+                     'llm.circuit', 'llm.fallback', 'llm.rate_limited', 'tool.call', 'gate.result', 'review.verdict',
                      'memory.stored', 'budget.warning', 'error'];
 const MAX_DIFF_LINES = 6000;
 
@@ -521,6 +521,10 @@ function describeEvent(e) {
     case 'llm.circuit': return d.provider + ' circuit ' + d.state + ' after ' +
                                d.consecutive_failures + ' failures; next attempt at ' +
                                new Date(d.next_attempt_ms).toLocaleTimeString();
+    case 'llm.fallback': return d.role + ': ' + d.provider + '/' + d.model + ' unavailable, using ' +
+                                d.fallback_provider + '/' + d.fallback_model;
+    case 'llm.rate_limited': return d.provider + ' rate limited: calls wait ' +
+                                    Math.ceil((d.wait_ms || 0) / 1000) + ' s';
     case 'tool.call': return d.tool + ' ' + clip(JSON.stringify(d.args || {}), 120) +
                              (d.ok === false ? ' ✗ ' : ' ✓ ') + clip(d.result || d.error || '', 120);
     case 'gate.result': return d.gate + ' → ' + (d.passed ? 'passed' : 'FAILED (exit ' +

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <mutex>
 
 #include "af/agents/optimizer.h"
 #include "af/core/config.h"
@@ -87,37 +89,42 @@ std::function<bool()> CancelledBy(const AgentEnv& env) {
   return [check = env.check] { return WorkEnded(check()); };
 }
 
-// One model call: replay, limits, the call itself, its event.
+// A recorded answer to `req` from before a restart, announced as a replayed
+// call; nullopt when there is none.
+Result<std::optional<LlmResponse>> Replayed(const AgentEnv& env, const LlmRequest& req,
+                                            const std::string& agent_id) {
+  AF_ASSIGN_OR_RETURN(auto recorded,
+                      env.store->FindRecordedLlmCall(req.feature_id, RequestHash(req)));
+  if (!recorded || recorded->response.is_null()) return std::optional<LlmResponse>();
+  auto replay = ResponseFromJson(recorded->response);
+  if (!replay.ok()) return std::optional<LlmResponse>();
+  EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
+            {{"role", req.agent_role},
+             {"model", recorded->model},
+             {"provider", recorded->provider},
+             {"input_tokens", recorded->input_tokens},
+             {"output_tokens", recorded->output_tokens},
+             {"cost_usd", 0.0},
+             {"replayed", true}});
+  return std::optional<LlmResponse>(std::move(replay).value());
+}
+
+// One model call through `llm`: replay, limits, the call itself, its event.
 // *provider_failed: the failure, if any, is the provider's answer (not a
 // limit or the store).
-Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
+Result<LlmResponse> CallModelOnce(const AgentEnv& env, LlmClient* llm, const LlmRequest& req,
                                   const std::string& agent_id, bool* provider_failed) {
   *provider_failed = false;
   const Config& cfg = *env.config;
-  const std::string hash = RequestHash(req);
-  AF_ASSIGN_OR_RETURN(auto recorded, env.store->FindRecordedLlmCall(req.feature_id, hash));
-  if (recorded && !recorded->response.is_null()) {
-    auto replay = ResponseFromJson(recorded->response);
-    if (replay.ok()) {
-      EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
-                {{"role", req.agent_role},
-                 {"model", recorded->model},
-                 {"provider", recorded->provider},
-                 {"input_tokens", recorded->input_tokens},
-                 {"output_tokens", recorded->output_tokens},
-                 {"cost_usd", 0.0},
-                 {"replayed", true}});
-      return replay;
-    }
-  }
+  AF_ASSIGN_OR_RETURN(auto replayed, Replayed(env, req, agent_id));
+  if (replayed) return std::move(*replayed);
 
   // Counted before it is made, at its worst case, together with the calls
   // other agents have in flight (see BudgetLedger).
   const int64_t in_est = EstimateTokens(req);
   const std::string model = req.model.empty() ? cfg.llm.model : req.model;
-  const CallEstimate estimate{
-      in_est + req.max_tokens,
-      CostUsd(std::string(env.llm->provider()), model, Usage{in_est, int64_t{req.max_tokens}})};
+  const CallEstimate estimate{in_est + req.max_tokens,
+                              llm->Cost(model, Usage{in_est, int64_t{req.max_tokens}})};
   AF_ASSIGN_OR_RETURN(BudgetLedger::Reservation reservation,
                       env.budget->Reserve(req.feature_id, estimate));
   if (reservation.daily_warning()) {
@@ -126,7 +133,7 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
         {{"spent_today_usd", reservation.spent_today_usd()}, {"daily_usd", cfg.budget.daily_usd}});
   }
 
-  auto resp = env.llm->Complete(req);
+  auto resp = llm->Complete(req);
   if (resp.ok()) fault::CrashPoint("llm call");  // recorded (LlmOptions::on_call), no event yet
   if (!resp.ok() && resp.status().code() == Code::kCancelled && env.check) {
     // Given up because the work ended: say why it ended (e.g. the timeout).
@@ -144,10 +151,32 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, const LlmRequest& req,
              {"provider", resp->provider},
              {"input_tokens", resp->usage.input_tokens},
              {"output_tokens", resp->usage.output_tokens},
-             {"cost_usd", CostUsd(resp->provider, resp->model, resp->usage)},
+             {"cost_usd", llm->Cost(resp->model, resp->usage)},
              {"latency_ms", resp->latency_ms},
              {"replayed", false}});
   return resp;
+}
+
+// Whether this agent has yet to say, in this feature, that its calls go to
+// the fallback while the circuit opening that ends at `open_until_ms` lasts
+// (once per opening, not per call). Remembers that it now has.
+bool FirstFallbackNotice(const std::string& agent_id, const std::string& feature_id,
+                         int64_t open_until_ms) {
+  static std::mutex mu;
+  static std::map<std::pair<std::string, std::string>, int64_t> announced;
+  std::lock_guard lock(mu);
+  if (announced.size() > 10'000) announced.clear();  // ended features' entries
+  int64_t& last = announced[{agent_id, feature_id}];
+  if (last == open_until_ms) return false;
+  last = open_until_ms;
+  return true;
+}
+
+// The role's fallback, if it has one.
+const LlmFallback* FallbackFor(const AgentEnv& env, const std::string& role) {
+  if (env.fallbacks == nullptr) return nullptr;
+  auto it = env.fallbacks->find(role);
+  return it == env.fallbacks->end() || it->second.client == nullptr ? nullptr : &it->second;
 }
 
 // Blocks while the provider's circuit is open (or its probe is under way),
@@ -183,14 +212,40 @@ Status WaitForCircuit(const AgentEnv& env, const LlmRequest& req, const std::str
 
 Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
                               const std::string& agent_id) {
+  const LlmFallback* fallback = FallbackFor(env, req.agent_role);
+  LlmRequest alt;
+  if (fallback != nullptr) {
+    alt = req;
+    alt.model = fallback->model;
+    // Answered by the fallback before a restart: not paid for twice.
+    AF_ASSIGN_OR_RETURN(auto replayed, Replayed(env, alt, agent_id));
+    if (replayed) return std::move(*replayed);
+  }
   bool degraded = false;
   for (;;) {
     bool provider_failed = false;
-    Result<LlmResponse> resp = CallModelOnce(env, req, agent_id, &provider_failed);
+    const LlmHealth primary = env.llm->Health();
+    const bool use_fallback = fallback != nullptr && primary.state == "open";
+    if (use_fallback && FirstFallbackNotice(agent_id, req.feature_id, primary.open_until_ms)) {
+      const std::string model = req.model.empty() ? env.config->llm.model : req.model;
+      EmitEvent(env.store, "llm.fallback", req.feature_id, req.task_id, agent_id,
+                {{"role", req.agent_role},
+                 {"provider", std::string(env.llm->provider())},
+                 {"model", model},
+                 {"fallback_provider", std::string(fallback->client->provider())},
+                 {"fallback_model", fallback->model},
+                 {"reason", primary.last_error}});
+      log::Get("agents")->warn("{}: {} circuit open, calls go to {} ({}) meanwhile", agent_id,
+                               env.llm->provider(), fallback->model, fallback->client->provider());
+    }
+    Result<LlmResponse> resp =
+        use_fallback ? CallModelOnce(env, fallback->client, alt, agent_id, &provider_failed)
+                     : CallModelOnce(env, env.llm, req, agent_id, &provider_failed);
+    LlmClient* used = use_fallback ? fallback->client : env.llm;
     if (resp.ok() || !provider_failed || !IsProviderOutage(resp.status()) ||
-        !env.llm->Health().breaker) {
+        !used->Health().breaker) {
       if (degraded && env.set_state) env.set_state("busy");
-      if (degraded && resp.ok()) {  // the outage this agent waited out is over
+      if (degraded && resp.ok() && !use_fallback) {  // the outage this agent waited out is over
         EmitEvent(env.store, "llm.circuit", req.feature_id, req.task_id, agent_id,
                   {{"provider", std::string(env.llm->provider())}, {"state", "closed"}});
       }
@@ -198,6 +253,8 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
     }
     EmitEvent(env.store, "error", req.feature_id, req.task_id, agent_id,
               {{"where", "llm"}, {"message", resp.status().ToString()}, {"retrying", true}});
+    // The primary just opened its circuit: its fallback takes the next call.
+    if (!use_fallback && fallback != nullptr && env.llm->Health().state == "open") continue;
     Status waited = WaitForCircuit(env, req, agent_id, &degraded);
     if (!waited.ok()) {
       if (degraded && env.set_state) env.set_state("busy");

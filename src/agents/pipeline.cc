@@ -73,6 +73,7 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id, Instance* inst) {
   AgentEnv env;
   env.store = deps_.store;
   env.llm = deps_.llm;
+  env.fallbacks = &deps_.fallbacks;
   env.config = &cfg_;
   env.optimizer = &optimizer_;
   env.budget = &budget_;

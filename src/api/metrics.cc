@@ -160,6 +160,27 @@ void RenderStore(Store& store, PromWriter& out, int* errors) {
     ++*errors;
   }
 
+  // Cost per role (all time) and since midnight UTC (against budget.daily_usd).
+  auto usage = store.UsageBreakdown({});
+  if (usage.ok()) {
+    constexpr int64_t kDayMs = 86'400'000;
+    const int64_t today = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count() /
+                          kDayMs * kDayMs;
+    auto cost_today = store.CostSince(today);
+    std::map<std::string, double> by_role;
+    for (const auto& row : *usage) by_role[row.role] += row.totals.cost_usd;
+    out.Family("af_llm_cost_usd_by_role_total", "counter", "LLM cost in US dollars by agent role.");
+    for (const auto& [role, cost] : by_role)
+      out.Sample("af_llm_cost_usd_by_role_total", {{"role", role}}, cost);
+    out.Family("af_llm_cost_usd_today", "gauge", "LLM cost in US dollars since 00:00 UTC.");
+    out.Sample("af_llm_cost_usd_today", {}, cost_today.ok() ? *cost_today : 0.0);
+    if (!cost_today.ok()) ++*errors;
+  } else {
+    ++*errors;
+  }
+
   auto agents = store.ListAgents();
   if (agents.ok()) {
     // Same liveness rule as /health: a heartbeat older than 90 s is offline.

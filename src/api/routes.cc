@@ -247,6 +247,52 @@ json AgentJson(const AgentRecord& a, int64_t now_ms, std::chrono::milliseconds o
           {"pid", a.pid}};
 }
 
+json TotalsJson(const UsageTotals& u) {
+  return {{"calls", u.calls},
+          {"input_tokens", u.input_tokens},
+          {"output_tokens", u.output_tokens},
+          {"cost_usd", u.cost_usd}};
+}
+
+void AddTo(UsageTotals& sum, const UsageTotals& u) {
+  sum.calls += u.calls;
+  sum.input_tokens += u.input_tokens;
+  sum.output_tokens += u.output_tokens;
+  sum.cost_usd += u.cost_usd;
+}
+
+// Usage rows summed overall ("total"), per role and per model (and per day
+// when `per_day`), each as TotalsJson.
+json UsageJson(const std::vector<UsageRow>& rows, bool per_day) {
+  UsageTotals total;
+  std::map<std::string, UsageTotals> roles, models;
+  std::map<std::string, std::pair<UsageTotals, std::map<std::string, UsageTotals>>> days;
+  for (const UsageRow& r : rows) {
+    AddTo(total, r.totals);
+    AddTo(roles[r.role], r.totals);
+    AddTo(models[r.provider + "/" + r.model], r.totals);
+    AddTo(days[r.day].first, r.totals);
+    AddTo(days[r.day].second[r.role], r.totals);
+  }
+  auto by = [](const std::map<std::string, UsageTotals>& m) {
+    json out = json::object();
+    for (const auto& [k, u] : m) out[k] = TotalsJson(u);
+    return out;
+  };
+  json out = {{"total", TotalsJson(total)}, {"by_role", by(roles)}, {"by_model", by(models)}};
+  if (per_day) {
+    json list = json::array();
+    for (const auto& [day, d] : days) {
+      json entry = TotalsJson(d.first);
+      entry["day"] = day;
+      entry["by_role"] = by(d.second);
+      list.push_back(entry);
+    }
+    out["days"] = list;
+  }
+  return out;
+}
+
 json ApiKeyJson(const ApiKey& k) {
   return {{"id", k.id},
           {"name", k.name},
@@ -348,7 +394,7 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
   const std::string& id = PathParam(r, "id");
   AF_ASSIGN_OR_RETURN(Feature f, b.store->GetFeature(id));
   AF_ASSIGN_OR_RETURN(auto tasks, b.store->ListTasks(id));
-  AF_ASSIGN_OR_RETURN(UsageTotals usage, b.store->FeatureUsage(id));
+  AF_ASSIGN_OR_RETURN(auto usage_rows, b.store->UsageBreakdown({id, 0}));
   json out = FeatureJson(f);
   out["request"] = f.request;
   out["tasks"] = json::array();
@@ -380,10 +426,23 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
   artifacts["review_verdicts"] = reviews;
   out["artifacts"] = artifacts;
   out["ended"] = ended;
-  out["usage"] = {{"calls", usage.calls},
-                  {"input_tokens", usage.input_tokens},
-                  {"output_tokens", usage.output_tokens},
-                  {"cost_usd", usage.cost_usd}};
+  // The totals at the top (calls, tokens, cost), then by role and by model.
+  json usage = UsageJson(usage_rows, false);
+  out["usage"] = usage["total"];
+  out["usage"]["by_role"] = usage["by_role"];
+  out["usage"]["by_model"] = usage["by_model"];
+  return out;
+}
+
+// LLM usage and cost of the last `days` UTC days (today included): per day
+// (and role within it), per role, per model, and in total.
+Result<json> GetUsage(const ApiBackend& b, const HttpRequest& r) {
+  AF_ASSIGN_OR_RETURN(int days, IntParam(r, "days", 7, 1, 366));
+  constexpr int64_t kDayMs = 86'400'000;
+  const int64_t since_ms = (Now(b) / kDayMs - (days - 1)) * kDayMs;
+  AF_ASSIGN_OR_RETURN(auto rows, b.store->UsageBreakdown({"", since_ms}));
+  json out = UsageJson(rows, true);
+  out["since"] = FormatUtcMillis(since_ms);
   return out;
 }
 
@@ -721,6 +780,8 @@ const std::vector<ApiRouteSpec>& ApiRouteSpecs() {
       {"GET", "/api/v1/features/:id/diff", "features:read", "The delivered diff of a feature",
        &WithBackend<GetFeatureDiff>},
       {"GET", "/api/v1/tasks/:id", "features:read", "A task", &WithBackend<GetTask>},
+      {"GET", "/api/v1/usage", "features:read",
+       "LLM tokens and cost per day, role and model (days)", &WithBackend<GetUsage>},
       {"GET", "/api/v1/agents", "agents:read", "The agents and their states",
        &WithBackend<ListAgents>},
       {"GET", "/api/v1/agents/:id", "agents:read", "One agent", &WithBackend<GetAgent>},

@@ -31,10 +31,11 @@ std::string LlmHealthText(const LlmClient& llm) {
 
 }  // namespace
 
-LlmOptions LlmOptionsFromConfig(const Config& config) {
+LlmOptions LlmOptionsFromConfig(const Config& config, const std::string& provider) {
   LlmOptions o;
-  o.provider = config.llm.provider;
+  o.provider = provider.empty() ? config.llm.provider : provider;
   o.model = config.llm.model;
+  if (auto prices = ParsePrices(config.llm.prices); prices.ok()) o.prices = *prices;
   o.timeout = std::chrono::seconds(config.llm.timeout_s);
   o.max_retries = config.llm.max_retries;
   o.requests_per_minute = config.llm.requests_per_minute;
@@ -77,47 +78,53 @@ Result<std::unique_ptr<Services>> Services::Open(
   bus_options.url = config.redis.url;
   AF_ASSIGN_OR_RETURN(s->bus, Bus::Open(bus_options));
 
-  LlmOptions llm_options = LlmOptionsFromConfig(config);
   Store* store = s->store.get();
-  llm_options.on_call = [store](const LlmCallRecord& r) {
-    // A call an open circuit refused never left this process: it is no model
-    // call, costs nothing and must not use up limits.max_steps during an
-    // outage. (The circuit's own metrics count those.)
-    if (r.attempts == 0 && r.status != "ok") return;
-    LlmCall call;
-    call.feature_id = r.feature_id;
-    call.task_id = r.task_id;
-    call.role = r.agent_role;
-    call.provider = r.provider;
-    call.model = r.model;
-    call.input_tokens = r.input_tokens;
-    call.output_tokens = r.output_tokens;
-    call.cost_usd = r.cost_usd;
-    call.latency_ms = r.latency_ms;
-    call.status = r.status;
-    call.error = r.error;
-    call.request_hash = r.request_hash;
-    if (r.response) call.response = ResponseToJson(*r.response);
-    auto recorded = store->RecordLlmCall(std::move(call));
-    auto logger = log::Get("llm");
-    logger->debug("{} {} {} in={} out={} cost=${:.4f} {}ms attempts={}", r.provider, r.model,
-                  r.status, r.input_tokens, r.output_tokens, r.cost_usd, r.latency_ms, r.attempts);
-    if (!recorded.ok())
-      logger->error("could not record an LLM call: {}", recorded.status().ToString());
+  // Every client records its calls and announces its rate-limit pauses.
+  auto options_for = [&](const std::string& provider) {
+    LlmOptions llm_options = LlmOptionsFromConfig(config, provider);
+    llm_options.on_call = [store](const LlmCallRecord& r) {
+      // A call an open circuit refused never left this process: it is no model
+      // call, costs nothing and must not use up limits.max_steps during an
+      // outage. (The circuit's own metrics count those.)
+      if (r.attempts == 0 && r.status != "ok") return;
+      LlmCall call;
+      call.feature_id = r.feature_id;
+      call.task_id = r.task_id;
+      call.role = r.agent_role;
+      call.provider = r.provider;
+      call.model = r.model;
+      call.input_tokens = r.input_tokens;
+      call.output_tokens = r.output_tokens;
+      call.cost_usd = r.cost_usd;
+      call.latency_ms = r.latency_ms;
+      call.status = r.status;
+      call.error = r.error;
+      call.request_hash = r.request_hash;
+      if (r.response) call.response = ResponseToJson(*r.response);
+      auto recorded = store->RecordLlmCall(std::move(call));
+      auto logger = log::Get("llm");
+      logger->debug("{} {} {} in={} out={} cost=${:.4f} {}ms attempts={}", r.provider, r.model,
+                    r.status, r.input_tokens, r.output_tokens, r.cost_usd, r.latency_ms,
+                    r.attempts);
+      if (!recorded.ok())
+        logger->error("could not record an LLM call: {}", recorded.status().ToString());
+    };
+    // A pause of every call is news for whoever follows a feature (`run`, the
+    // dashboard): one event per pause, on the feature whose call was limited.
+    llm_options.on_rate_limit = [store](const RateLimitPause& p) {
+      Event e;
+      e.type = "llm.rate_limited";
+      e.feature_id = p.feature_id;
+      e.task_id = p.task_id;
+      e.agent = p.agent_role;
+      e.data = {{"provider", p.provider}, {"wait_ms", p.wait.count()}, {"error", p.error}};
+      if (auto r = store->AppendEvent(e); !r.ok())
+        log::Get("llm")->warn("could not record event llm.rate_limited: {}", r.status().ToString());
+    };
+    if (adjust_llm) adjust_llm(llm_options);
+    return llm_options;
   };
-  // A pause of every call is news for whoever follows a feature (`run`, the
-  // dashboard): one event per pause, on the feature whose call was limited.
-  llm_options.on_rate_limit = [store](const RateLimitPause& p) {
-    Event e;
-    e.type = "llm.rate_limited";
-    e.feature_id = p.feature_id;
-    e.task_id = p.task_id;
-    e.agent = p.agent_role;
-    e.data = {{"provider", p.provider}, {"wait_ms", p.wait.count()}, {"error", p.error}};
-    if (auto r = store->AppendEvent(e); !r.ok())
-      log::Get("llm")->warn("could not record event llm.rate_limited: {}", r.status().ToString());
-  };
-  if (adjust_llm) adjust_llm(llm_options);
+  LlmOptions llm_options = options_for("");
   auto llm = LlmClient::Create(llm_options);
   if (llm.ok()) {
     s->llm = std::move(llm).value();
@@ -125,6 +132,18 @@ Result<std::unique_ptr<Services>> Services::Open(
     s->llm_status = llm.status();
     log::Get("llm")->warn("LLM provider '{}' is not usable: {}", config.llm.provider,
                           llm.status().ToString());
+  }
+
+  for (const auto& role : AgentRoles()) {
+    const std::string provider = config.FallbackProviderFor(role);
+    if (provider.empty() || s->fallback_llms.count(provider)) continue;
+    auto fallback = LlmClient::Create(options_for(provider));
+    if (fallback.ok()) {
+      s->fallback_llms[provider] = std::move(fallback).value();
+    } else {
+      log::Get("llm")->warn("fallback provider '{}' of agents.{} is not usable: {}", provider, role,
+                            fallback.status().ToString());
+    }
   }
 
   auto kb = KnowledgeBase::Open(s->store.get(), KnowledgeOptionsFromConfig(config));
@@ -137,8 +156,20 @@ Result<std::unique_ptr<Services>> Services::Open(
   return s;
 }
 
+PipelineDeps Services::ForPipeline() {
+  PipelineDeps deps{&config, store.get(), bus.get(), llm.get(), llm_status, kb.get()};
+  for (const auto& role : AgentRoles()) {
+    auto it = fallback_llms.find(config.FallbackProviderFor(role));
+    if (it != fallback_llms.end()) {
+      deps.fallbacks[role] = {it->second.get(), config.agents.at(role).fallback_model};
+    }
+  }
+  return deps;
+}
+
 Services::~Services() {
   kb.reset();  // saves the vector indexes
+  fallback_llms.clear();
   llm.reset();
   if (bus) bus->Close();
 }

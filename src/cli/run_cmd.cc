@@ -99,6 +99,10 @@ std::string Describe(const Event& e, const std::string& feature_id) {
            " failed calls (last: " + Short(d.value("last_error", ""), 120) + "): next attempt in " +
            std::to_string(wait_s) + " s";
   }
+  if (e.type == "llm.fallback") {
+    return "   ! " + e.agent + ": " + d.value("provider", "") + " circuit open, calls go to " +
+           d.value("fallback_provider", "") + "/" + d.value("fallback_model", "") + " meanwhile";
+  }
   if (e.type == "error" && d.value("where", "") == "llm" && d.value("retrying", false))
     return "   ! " + e.agent +
            " model call failed, will retry: " + Short(d.value("message", ""), 140);

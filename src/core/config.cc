@@ -48,6 +48,38 @@ std::string Config::ModelFor(std::string_view role) const {
   return llm.model;
 }
 
+std::string Config::FallbackProviderFor(std::string_view role) const {
+  auto it = agents.find(CanonicalRole(role));
+  if (it == agents.end() || it->second.fallback_model.empty()) return "";
+  return it->second.fallback_provider.empty() ? llm.provider : it->second.fallback_provider;
+}
+
+Result<std::map<std::string, ModelPrice>> ParsePrices(const std::vector<std::string>& entries) {
+  std::map<std::string, ModelPrice> out;
+  for (const std::string& entry : entries) {
+    const size_t eq = entry.rfind('=');
+    const size_t slash = entry.rfind('/');
+    ModelPrice p;
+    char* end1 = nullptr;
+    char* end2 = nullptr;
+    bool ok = eq != std::string::npos && eq > 0 && slash != std::string::npos && slash > eq + 1;
+    if (ok) {
+      std::string in = entry.substr(eq + 1, slash - eq - 1), out_text = entry.substr(slash + 1);
+      p.input_per_mtok = std::strtod(in.c_str(), &end1);
+      p.output_per_mtok = std::strtod(out_text.c_str(), &end2);
+      ok = !out_text.empty() && *end1 == '\0' && *end2 == '\0' && p.input_per_mtok >= 0 &&
+           p.output_per_mtok >= 0 && p.input_per_mtok < 1e6 && p.output_per_mtok < 1e6;
+    }
+    if (!ok) {
+      return InvalidArgument("bad price '" + entry +
+                             "': expected MODEL=INPUT/OUTPUT in USD per million tokens, e.g. "
+                             "\"my-model=0.5/1.5\"");
+    }
+    out[std::string(Trim(entry.substr(0, eq)))] = p;
+  }
+  return out;
+}
+
 namespace {
 
 template <typename T>
@@ -130,6 +162,7 @@ const std::vector<Setting>& Settings() {
         Range(S(AF_FIELD(llm.requests_per_minute)), 0, 1'000'000),
         Range(S(AF_FIELD(llm.circuit_failures)), 0, 1000),
         Duration(S(AF_FIELD(llm.circuit_cooldown)), 1, 86400),
+        S(AF_FIELD(llm.prices)),
         Secret(S(AF_FIELD(anthropic.api_key), "ANTHROPIC_API_KEY")),
         S(AF_FIELD(anthropic.base_url), "ANTHROPIC_BASE_URL"),
         Secret(S(AF_FIELD(openai.api_key), "OPENAI_API_KEY")),
@@ -168,6 +201,14 @@ const std::vector<Setting>& Settings() {
       v.push_back(
           S("agents." + role + ".model",
             Ref<std::string>([role](Config& c) -> std::string& { return c.agents[role].model; })));
+      v.push_back(S("agents." + role + ".fallback_model",
+                    Ref<std::string>([role](Config& c) -> std::string& {
+                      return c.agents[role].fallback_model;
+                    })));
+      v.push_back(S("agents." + role + ".fallback_provider",
+                    Ref<std::string>([role](Config& c) -> std::string& {
+                      return c.agents[role].fallback_provider;
+                    })));
     }
     return v;
   }();
@@ -530,6 +571,30 @@ void CrossCheck(LoadedConfig& out) {
     add("redis.url", "expected redis://HOST:PORT (or unset for the in-process bus)");
   }
   if (c.server.host.empty()) add("server.host", "must not be empty");
+  if (auto prices = ParsePrices(c.llm.prices); !prices.ok())
+    add("llm.prices", prices.status().message());
+  // A fallback on another provider needs that provider's key as well.
+  for (const auto& [role, rc] : c.agents) {
+    const std::string fb = c.FallbackProviderFor(role);
+    if (!rc.fallback_provider.empty() && rc.fallback_provider != "anthropic" &&
+        rc.fallback_provider != "openai" && rc.fallback_provider != "replay") {
+      add("agents." + role + ".fallback_provider",
+          "'" + rc.fallback_provider + "' is not one of: anthropic, openai, replay");
+    }
+    if (!rc.fallback_provider.empty() && rc.fallback_model.empty()) {
+      add("agents." + role + ".fallback_provider",
+          "is set but agents." + role + ".fallback_model is not: name the model to fall back to");
+    }
+    if (fb == "anthropic" && c.anthropic.api_key.empty() && c.llm.provider != "anthropic") {
+      add("agents." + role + ".fallback_provider",
+          "falls back to anthropic, but ANTHROPIC_API_KEY is not set: export it");
+    }
+    if (fb == "openai" && c.openai.api_key.empty() && c.openai.base_url.empty() &&
+        c.llm.provider != "openai") {
+      add("agents." + role + ".fallback_provider",
+          "falls back to openai, but neither OPENAI_API_KEY nor OPENAI_BASE_URL is set");
+    }
+  }
   // Every feature goes through these roles; with no instance of one, its work
   // would wait forever while health still says healthy. (The coordinator and
   // the optimizer are not agents with a mailbox: their replicas do not matter.)

@@ -75,7 +75,7 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
     if (result.ok()) {
       rec.input_tokens = result->usage.input_tokens;
       rec.output_tokens = result->usage.output_tokens;
-      rec.cost_usd = CostUsd(rec.provider, rec.model, result->usage);
+      rec.cost_usd = Cost(rec.model, result->usage);
       rec.status = "ok";
       rec.response = &result.value();
     } else {
@@ -88,15 +88,16 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
 }
 
 Result<std::unique_ptr<LlmClient>> LlmClient::Create(const LlmOptions& options) {
-  if (options.provider == "anthropic") {
-    return llm::MakeHttpLlmClient(options, llm::MakeAnthropicCodec());
-  }
-  if (options.provider == "openai") {
-    return llm::MakeHttpLlmClient(options, llm::MakeOpenAiCodec());
-  }
-  if (options.provider == "replay") return llm::MakeReplayClient(options);
-  return InvalidArgument("unknown LLM provider '" + options.provider + "'",
-                         "set AF_LLM_PROVIDER (llm.provider) to anthropic, openai or replay");
+  Result<std::unique_ptr<LlmClient>> client =
+      options.provider == "anthropic" ? llm::MakeHttpLlmClient(options, llm::MakeAnthropicCodec())
+      : options.provider == "openai"  ? llm::MakeHttpLlmClient(options, llm::MakeOpenAiCodec())
+      : options.provider == "replay"
+          ? llm::MakeReplayClient(options)
+          : Result<std::unique_ptr<LlmClient>>(InvalidArgument(
+                "unknown LLM provider '" + options.provider + "'",
+                "set AF_LLM_PROVIDER (llm.provider) to anthropic, openai or replay"));
+  if (client.ok()) (*client)->prices_ = options.prices;
+  return client;
 }
 
 }  // namespace af

@@ -44,10 +44,22 @@ constexpr std::array kPrices = {
 
 }  // namespace
 
-std::optional<ModelPrice> LookupPrice(std::string_view model) {
-  if (auto slash = model.rfind('/'); slash != std::string_view::npos) {
-    model.remove_prefix(slash + 1);
+std::optional<ModelPrice> LookupPrice(std::string_view model, const PriceTable& overrides) {
+  // Configured prices match the name as configured ("ollama/llama3") or
+  // without its vendor part, like the built-in ones.
+  const std::pair<const std::string, ModelPrice>* configured = nullptr;
+  const size_t slash = model.rfind('/');
+  const std::string_view bare = slash == std::string_view::npos ? model : model.substr(slash + 1);
+  for (const auto& entry : overrides) {
+    const std::string& prefix = entry.first;
+    bool match =
+        model.substr(0, prefix.size()) == prefix || bare.substr(0, prefix.size()) == prefix;
+    if (match && (configured == nullptr || prefix.size() > configured->first.size())) {
+      configured = &entry;
+    }
   }
+  if (configured != nullptr) return configured->second;
+  model = bare;
   const PriceEntry* best = nullptr;
   for (const PriceEntry& e : kPrices) {
     if (model.substr(0, e.prefix.size()) == e.prefix &&
@@ -59,9 +71,10 @@ std::optional<ModelPrice> LookupPrice(std::string_view model) {
   return best->price;
 }
 
-double CostUsd(std::string_view provider, std::string_view model, const Usage& usage) {
+double CostUsd(std::string_view provider, std::string_view model, const Usage& usage,
+               const PriceTable& overrides) {
   if (provider == "replay") return 0;
-  auto price = LookupPrice(model);
+  auto price = LookupPrice(model, overrides);
   if (!price) return 0;
   return (static_cast<double>(usage.input_tokens) * price->input_per_mtok +
           static_cast<double>(usage.output_tokens) * price->output_per_mtok) /

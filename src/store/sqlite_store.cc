@@ -349,6 +349,7 @@ class SqliteStore final : public Store {
   Result<std::vector<LlmCall>> ListLlmCalls(const std::string& feature_id) override;
   Result<UsageTotals> FeatureUsage(const std::string& feature_id) override;
   Result<double> CostSince(int64_t since_ms) override;
+  Result<std::vector<UsageRow>> UsageBreakdown(const UsageQuery& query) override;
 
   Result<ApiKey> CreateApiKey(ApiKey key) override;
   Result<ApiKey> FindApiKeyByHash(const std::string& key_hash) override;
@@ -2089,6 +2090,30 @@ Result<double> SqliteStore::CostSince(int64_t since_ms) {
   s.Bind(since_ms);
   AF_ASSIGN_OR_RETURN(bool row, s.Step("summing LLM cost"));
   return row ? s.Real(0) : 0.0;
+}
+
+Result<std::vector<UsageRow>> SqliteStore::UsageBreakdown(const UsageQuery& query) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(
+      Stmt s, Prepare("SELECT strftime('%Y-%m-%d', created_ms / 1000, 'unixepoch'), role, "
+                      "provider, model, COUNT(*), COALESCE(SUM(input_tokens), 0), "
+                      "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost_usd), 0.0) "
+                      "FROM llm_calls WHERE (?1 = '' OR feature_id = ?1) AND created_ms >= ?2 "
+                      "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"));
+  s.Bind(query.feature_id).Bind(query.since_ms);
+  std::vector<UsageRow> rows;
+  for (;;) {
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("summing LLM usage"));
+    if (!row) break;
+    UsageRow r;
+    r.day = s.Text(0);
+    r.role = s.Text(1);
+    r.provider = s.Text(2);
+    r.model = s.Text(3);
+    r.totals = {s.Int(4), s.Int(5), s.Int(6), s.Real(7)};
+    rows.push_back(std::move(r));
+  }
+  return rows;
 }
 
 // --- API keys ---------------------------------------------------------------

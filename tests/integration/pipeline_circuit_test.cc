@@ -47,27 +47,32 @@ class PipelineCircuit : public ::testing::TestWithParam<Wire> {
   PipelineHarness h_;
 };
 
-// A scripted model for one task that first fails `outage` requests with 500.
+// A scripted model for one task: plan it, write the file, approve.
+std::optional<FakeReply> OneTaskModel(const RecordedRequest& req) {
+  const std::string role = testing::AgentRoleOf(req);
+  if (role == "planner") {
+    json task = {{"id", "t1"},      {"title", "Write the file"},     {"description", "Write it."},
+                 {"role", "coder"}, {"dependencies", json::array()}, {"files", json::array()}};
+    return FakeReply::Tools({Call("submit_plan", {{"tasks", json::array({task})}})});
+  }
+  if (role == "coder") {
+    if (testing::AssistantTurns(req) == 0) {
+      return FakeReply::Tools({Call("write_file", {{"path", "out.txt"}, {"content", "ok\n"}})});
+    }
+    return FakeReply::Tools({Call("finish", {{"summary", "wrote out.txt"}})});
+  }
+  if (role == "reviewer") {
+    return FakeReply::Tools(
+        {Call("submit_review", {{"verdict", "approve"}, {"comments", {"file is there"}}})});
+  }
+  return std::nullopt;
+}
+
+// The one-task model, after failing `outage` requests with 500.
 void InstallFlakyModel(PipelineHarness& h, int outage, std::atomic<int>* requests) {
   h.fake().SetResponder([outage, requests](const RecordedRequest& req) -> std::optional<FakeReply> {
     if (++*requests <= outage) return FakeReply::Status(500, R"({"error":{"message":"down"}})");
-    const std::string role = testing::AgentRoleOf(req);
-    if (role == "planner") {
-      json task = {{"id", "t1"},      {"title", "Write the file"},     {"description", "Write it."},
-                   {"role", "coder"}, {"dependencies", json::array()}, {"files", json::array()}};
-      return FakeReply::Tools({Call("submit_plan", {{"tasks", json::array({task})}})});
-    }
-    if (role == "coder") {
-      if (testing::AssistantTurns(req) == 0) {
-        return FakeReply::Tools({Call("write_file", {{"path", "out.txt"}, {"content", "ok\n"}})});
-      }
-      return FakeReply::Tools({Call("finish", {{"summary", "wrote out.txt"}})});
-    }
-    if (role == "reviewer") {
-      return FakeReply::Tools(
-          {Call("submit_review", {{"verdict", "approve"}, {"comments", {"file is there"}}})});
-    }
-    return std::nullopt;
+    return OneTaskModel(req);
   });
 }
 
@@ -160,6 +165,78 @@ TEST_P(PipelineCircuit, CancelEndsTheWaitForAnOpenCircuit) {
   }));
   EXPECT_EQ(requests.load(), 1);
   h_.Stop();
+}
+
+// agents.<role>.fallback_model: while the primary model's circuit is open the
+// roles' calls go to the fallback (its own client and circuit), which the
+// events name, and its cost comes from the configured price table.
+TEST_P(PipelineCircuit, RolesUseTheirFallbackModelWhileTheCircuitIsOpen) {
+  h_.config().llm.circuit_failures = 1;
+  h_.config().llm.circuit_cooldown = 3600;
+  h_.config().llm.prices = {"backup-model=1/2"};
+  for (const char* role : {"planner", "coder", "reviewer"})
+    h_.config().agents[role].fallback_model = "backup-model";
+  // The fake clock moves only when a client sleeps: nothing does, so the
+  // primary stays open for the whole feature.
+  h_.AdjustLlmOptions([this](LlmOptions& o) {
+    o.clock = manual_.clock();
+    o.sleep = manual_.sleeper();
+  });
+  std::atomic<int> primary{0}, backup{0};
+  h_.fake().SetResponder([&](const RecordedRequest& req) -> std::optional<FakeReply> {
+    if (req.body.value("model", "") != "backup-model") {
+      ++primary;
+      return FakeReply::Status(503, R"({"error":{"message":"overloaded"}})");
+    }
+    ++backup;
+    return OneTaskModel(req);
+  });
+  ASSERT_TRUE(h_.Start().ok());
+  auto submitted = h_.pipeline().Submit(PipelineHarness::Request("Fallback", {"test -f out.txt"}));
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  auto f = h_.pipeline().WaitFor(submitted->id, std::chrono::seconds(60));
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->status, "completed") << f->reason;
+
+  EXPECT_EQ(primary.load(), 1) << "one failure opened the circuit; no call waited for it";
+  EXPECT_EQ(backup.load(), 4);  // planner, coder x2, reviewer
+  const std::string provider = testing::WireName(GetParam());
+  std::vector<std::string> fallback_roles;
+  double event_cost = 0;
+  for (const auto& e : h_.Events(f->id)) {
+    if (e.type == "llm.fallback") {
+      fallback_roles.push_back(e.data.value("role", ""));
+      EXPECT_EQ(e.data.value("provider", ""), provider);
+      EXPECT_EQ(e.data.value("fallback_provider", ""), provider);
+      EXPECT_EQ(e.data.value("fallback_model", ""), "backup-model");
+      EXPECT_NE(e.data.value("model", ""), "backup-model");
+      EXPECT_NE(e.data.value("reason", "").find("503"), std::string::npos) << e.data.dump();
+    }
+    if (e.type == "llm.call") {
+      EXPECT_EQ(e.data.value("model", ""), "backup-model");
+      const double in = e.data.value("input_tokens", 0.0), out = e.data.value("output_tokens", 0.0);
+      EXPECT_DOUBLE_EQ(e.data.value("cost_usd", -1.0), (in * 1 + out * 2) / 1e6);
+      event_cost += e.data.value("cost_usd", 0.0);
+    }
+  }
+  // Each agent announces the switch once per opening of the circuit.
+  std::sort(fallback_roles.begin(), fallback_roles.end());
+  EXPECT_EQ(fallback_roles, (std::vector<std::string>{"coder", "planner", "reviewer"}));
+  EXPECT_EQ(h_.services().llm->Health().state, "open");
+
+  // The recorded usage, by model, carries the fallback's calls and cost.
+  auto rows = h_.store().UsageBreakdown({f->id, 0});
+  ASSERT_TRUE(rows.ok());
+  double backup_cost = 0;
+  int64_t backup_calls = 0;
+  for (const auto& r : *rows) {
+    if (r.model != "backup-model") continue;
+    backup_calls += r.totals.calls;
+    backup_cost += r.totals.cost_usd;
+  }
+  EXPECT_EQ(backup_calls, 4);
+  EXPECT_GT(backup_cost, 0);
+  EXPECT_NEAR(backup_cost, event_cost, 1e-12);
 }
 
 INSTANTIATE_TEST_SUITE_P(Wires, PipelineCircuit, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),

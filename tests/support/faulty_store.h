@@ -128,6 +128,10 @@ class FaultyStore : public Store {
     AF_FAULT("CostSince", false);
     return inner_->CostSince(since_ms);
   }
+  Result<std::vector<UsageRow>> UsageBreakdown(const UsageQuery& query) override {
+    AF_FAULT("UsageBreakdown", false);
+    return inner_->UsageBreakdown(query);
+  }
   Result<ApiKey> CreateApiKey(ApiKey key) override {
     AF_FAULT("CreateApiKey", true);
     return inner_->CreateApiKey(std::move(key));

@@ -726,6 +726,40 @@ TEST_P(StoreConformanceTest, LlmCallsRecordFindListAndSum) {
   EXPECT_DOUBLE_EQ(later, 0.0);
 }
 
+TEST_P(StoreConformanceTest, UsageBreakdownSumsPerDayRoleAndModel) {
+  const int64_t day1 = 1'764'374'400'000;  // 2025-11-29T00:00:00Z
+  const int64_t day2 = day1 + 86'400'000;
+  LlmCall planner = MakeCall("f-1", 10, 1, 0.5, day1 + 5, "a");
+  planner.role = "planner";
+  SC_ASSERT_OK(store_->RecordLlmCall(planner));
+  SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-1", 20, 2, 0.25, day1 + 6, "b")));
+  SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-1", 30, 3, 1.0, day2 + 1, "c", "unavailable")));
+  LlmCall other_model = MakeCall("f-1", 40, 4, 2.0, day2 + 2, "d");
+  other_model.model = "fallback-m";
+  SC_ASSERT_OK(store_->RecordLlmCall(other_model));
+  SC_ASSERT_OK(store_->RecordLlmCall(MakeCall("f-2", 50, 5, 4.0, day2 + 3, "e")));
+
+  SC_ASSERT_OK_AND_ASSIGN(auto all, store_->UsageBreakdown({}));
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].day, "2025-11-29");
+  EXPECT_EQ(all[0].role, "coder");
+  EXPECT_EQ(all[0].totals.calls, 1);
+  EXPECT_EQ(all[1].role, "planner");
+  EXPECT_DOUBLE_EQ(all[1].totals.cost_usd, 0.5);
+  EXPECT_EQ(all[2].day, "2025-11-30");
+  EXPECT_EQ(all[2].model, "fallback-m");
+  EXPECT_EQ(all[3].model, "m");
+  EXPECT_EQ(all[3].totals.calls, 2);  // the failed call counts: it was paid for
+  EXPECT_EQ(all[3].totals.input_tokens, 80);
+  EXPECT_DOUBLE_EQ(all[3].totals.cost_usd, 5.0);
+
+  SC_ASSERT_OK_AND_ASSIGN(auto one, store_->UsageBreakdown({"f-1", day2}));
+  ASSERT_EQ(one.size(), 2u);
+  EXPECT_DOUBLE_EQ(one[0].totals.cost_usd + one[1].totals.cost_usd, 3.0);
+  SC_ASSERT_OK_AND_ASSIGN(auto none, store_->UsageBreakdown({"f-none", 0}));
+  EXPECT_TRUE(none.empty());
+}
+
 TEST_P(StoreConformanceTest, StatsGroupFeaturesTasksAndLlmUsage) {
   SC_ASSERT_OK_AND_ASSIGN(StoreStats empty, store_->Stats());
   EXPECT_TRUE(empty.features_by_status.empty());

@@ -7,6 +7,7 @@
 
 #include "af/api/events_stream.h"
 #include "af/api/metrics.h"
+#include "af/store/store.h"
 #include "cli/commands.h"
 #include "support/sse_client.h"
 
@@ -123,6 +124,33 @@ TEST(PromText, RenderWithoutSourcesStillServesScrapeErrors) {
   std::string t = RenderMetrics({});
   EXPECT_NE(t.find("# TYPE af_scrape_errors_total counter\naf_scrape_errors_total "),
             std::string::npos);
+}
+
+TEST(PromText, CostByRoleAndToday) {
+  StoreOptions o;
+  o.url = "sqlite::memory:";
+  auto store = Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (auto [role, cost, at] : {std::tuple{"coder", 1.5, now}, std::tuple{"coder", 1.0, now},
+                                std::tuple{"planner", 0.25, now - int64_t{3} * 86'400'000}}) {
+    LlmCall c;
+    c.feature_id = "f-1";
+    c.role = role;
+    c.provider = "openai";
+    c.model = "m";
+    c.cost_usd = cost;
+    c.created_ms = at;
+    ASSERT_TRUE((*store)->RecordLlmCall(c).ok());
+  }
+  std::string t = RenderMetrics({.store = store->get()});
+  EXPECT_NE(t.find("af_llm_cost_usd_by_role_total{role=\"coder\"} 2.5\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("af_llm_cost_usd_by_role_total{role=\"planner\"} 0.25\n"), std::string::npos)
+      << t;
+  // The planner's call, three days old, is not today's.
+  EXPECT_NE(t.find("af_llm_cost_usd_today 2.5\n"), std::string::npos) << t;
 }
 
 TEST(FeatureEventsCli, EndStatusAndLineFormat) {

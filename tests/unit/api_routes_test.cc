@@ -48,6 +48,54 @@ class ApiRoutesTest : public ::testing::Test {
   std::vector<FeatureRequest> submitted_;
 };
 
+TEST_F(ApiRoutesTest, UsageByDayRoleAndModel) {
+  auto f = store_->CreateFeature(Feature{});
+  ASSERT_TRUE(f.ok());
+  auto call = [&](const std::string& feature, const std::string& role, const std::string& model,
+                  double cost, int64_t at) {
+    LlmCall c;
+    c.feature_id = feature;
+    c.role = role;
+    c.provider = "anthropic";
+    c.model = model;
+    c.input_tokens = 100;
+    c.output_tokens = 10;
+    c.cost_usd = cost;
+    c.created_ms = at;
+    ASSERT_TRUE(store_->RecordLlmCall(c).ok());
+  };
+  const int64_t day = 86'400'000;
+  call(f->id, "planner", "big", 1.0, now_ms_);
+  call(f->id, "coder", "big", 2.0, now_ms_ - day);
+  call(f->id, "coder", "small", 0.5, now_ms_ - day);
+  call("f-other", "coder", "big", 4.0, now_ms_ - 10 * day);  // before the window
+
+  HttpRequest r;
+  r.path_params["id"] = f->id;
+  auto d = GetFeature(backend_, r);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const json& u = (*d)["usage"];
+  EXPECT_EQ(u["calls"], 3);
+  EXPECT_DOUBLE_EQ(u["cost_usd"].get<double>(), 3.5);
+  EXPECT_DOUBLE_EQ(u["by_role"]["coder"]["cost_usd"].get<double>(), 2.5);
+  EXPECT_EQ(u["by_role"]["planner"]["calls"], 1);
+  EXPECT_DOUBLE_EQ(u["by_model"]["anthropic/small"]["cost_usd"].get<double>(), 0.5);
+
+  auto all = GetUsage(backend_, Req({{"days", "2"}}));
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_DOUBLE_EQ((*all)["total"]["cost_usd"].get<double>(), 3.5);
+  ASSERT_EQ((*all)["days"].size(), 2u);
+  EXPECT_DOUBLE_EQ((*all)["days"][0]["cost_usd"].get<double>(), 2.5);
+  EXPECT_DOUBLE_EQ((*all)["days"][0]["by_role"]["coder"]["cost_usd"].get<double>(), 2.5);
+  EXPECT_DOUBLE_EQ((*all)["days"][1]["by_role"]["planner"]["cost_usd"].get<double>(), 1.0);
+  auto wide = GetUsage(backend_, Req({{"days", "30"}}));
+  ASSERT_TRUE(wide.ok());
+  EXPECT_DOUBLE_EQ((*wide)["total"]["cost_usd"].get<double>(), 7.5);
+  EXPECT_DOUBLE_EQ((*wide)["by_role"]["coder"]["cost_usd"].get<double>(), 6.5);
+  for (const char* bad : {"0", "367", "x"})
+    EXPECT_EQ(GetUsage(backend_, Req({{"days", bad}})).status().code(), Code::kInvalidArgument);
+}
+
 TEST_F(ApiRoutesTest, SubmitsJsonAndMarkdownAndAnswersIdStatusEventsUrl) {
   HttpRequest r;
   r.headers["content-type"] = "application/json; charset=utf-8";

@@ -230,6 +230,45 @@ TEST(ConfigTest, LlmRateLimitAndCircuitBreakerSettings) {
   EXPECT_NE(all.find("llm.circuit_cooldown"), std::string::npos) << all;
 }
 
+TEST(ConfigTest, FallbackModelsAndPrices) {
+  TempDir dir;
+  auto toml = dir.Write("a.toml",
+                        "[llm]\nprices = [\"my-model=0.5/1.5\", \"ollama/llama3=0/0\"]\n"
+                        "[agents.coder]\nfallback_model = \"gpt-4o\"\n"
+                        "[agents.reviewer]\nfallback_model = \"small\"\n"
+                        "fallback_provider = \"replay\"\n");
+  LoadedConfig c = LoadConfig(FileOnly(toml.string()));
+  EXPECT_TRUE(c.issues.empty()) << Issues(c);
+  EXPECT_EQ(c.config.FallbackProviderFor("coder"), "replay");  // = llm.provider
+  EXPECT_EQ(c.config.FallbackProviderFor("executor"), "replay");
+  EXPECT_EQ(c.config.FallbackProviderFor("planner"), "");  // none configured
+  auto prices = ParsePrices(c.config.llm.prices);
+  ASSERT_TRUE(prices.ok());
+  EXPECT_DOUBLE_EQ(prices->at("my-model").output_per_mtok, 1.5);
+  EXPECT_DOUBLE_EQ(prices->at("ollama/llama3").input_per_mtok, 0);
+
+  // Bad entries, an unknown provider, a provider without a model, and a
+  // fallback to a provider with no key are each named.
+  auto bad = dir.Write("b.toml",
+                       "[llm]\nprices = [\"no-slash=1\", \"=1/2\", \"m=a/b\", \"m=-1/2\"]\n"
+                       "[agents.coder]\nfallback_model = \"x\"\nfallback_provider = \"azure\"\n"
+                       "[agents.planner]\nfallback_provider = \"openai\"\n"
+                       "[agents.tester]\nfallback_model = \"claude-haiku-4-5\"\n"
+                       "fallback_provider = \"anthropic\"\n");
+  LoadedConfig b = LoadConfig(FileOnly(bad.string()));
+  const std::string all = Issues(b);
+  EXPECT_NE(all.find("llm.prices: bad price 'no-slash=1'"), std::string::npos) << all;
+  EXPECT_NE(all.find("'azure' is not one of"), std::string::npos) << all;
+  EXPECT_NE(all.find("agents.planner.fallback_provider: is set but agents.planner.fallback_model"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("falls back to anthropic, but ANTHROPIC_API_KEY is not set"),
+            std::string::npos)
+      << all;
+  for (const char* entry : {"=1/2", "m=a/b", "m=-1/2"})
+    EXPECT_FALSE(ParsePrices({entry}).ok()) << entry;
+}
+
 TEST(ConfigTest, ShowMasksSecrets) {
   ConfigSources src;
   src.dotenv_file = "/nonexistent/.env";

@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
+#include "af/core/sse.h"
 #include "af/llm/pricing.h"
 #include "llm/retry.h"
-#include "af/core/sse.h"
 
 namespace af::llm {
 namespace {
@@ -89,6 +89,20 @@ TEST(PricingTest, CostAndZeroCases) {
   EXPECT_EQ(CostUsd("replay", "claude-sonnet-4-5", {5000, 5000}), 0);
   EXPECT_FALSE(LookupPrice("qwen2.5-coder"));
   EXPECT_EQ(CostUsd("anthropic", "claude-sonnet-4-5", {0, 0}), 0);
+}
+
+TEST(PricingTest, ConfiguredPricesWinByLongestPrefix) {
+  const PriceTable configured = {{"claude-sonnet-4-5", {2.0, 10.0}},  // a negotiated price
+                                 {"my-llama", {0.1, 0.2}},
+                                 {"ollama/qwen", {0.3, 0.4}}};
+  EXPECT_DOUBLE_EQ(LookupPrice("claude-sonnet-4-5-20250929", configured)->input_per_mtok, 2.0);
+  // Models the configuration does not name keep the built-in price.
+  EXPECT_DOUBLE_EQ(LookupPrice("claude-sonnet-4-0", configured)->input_per_mtok, 3.0);
+  EXPECT_DOUBLE_EQ(LookupPrice("vendor/my-llama-3b", configured)->output_per_mtok, 0.2);
+  EXPECT_DOUBLE_EQ(LookupPrice("ollama/qwen2.5", configured)->input_per_mtok, 0.3);
+  EXPECT_FALSE(LookupPrice("qwen2.5", configured));
+  EXPECT_DOUBLE_EQ(CostUsd("openai", "my-llama", {1'000'000, 1'000'000}, configured), 0.3);
+  EXPECT_EQ(CostUsd("replay", "my-llama", {1'000'000, 1'000'000}, configured), 0);
 }
 
 TEST(SseParserTest, EventsSplitAnywhere) {

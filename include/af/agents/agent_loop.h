@@ -22,6 +22,7 @@
 // provider's own error.
 
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -29,6 +30,7 @@
 #include "af/agents/budget.h"
 #include "af/agents/tools.h"
 #include "af/core/status.h"
+#include "af/llm/llm_client.h"
 #include "af/llm/types.h"
 
 namespace af {
@@ -42,6 +44,9 @@ struct Config;
 struct AgentEnv {
   Store* store = nullptr;
   LlmClient* llm = nullptr;
+  // Canonical role -> its fallback while llm's circuit is open; null or no
+  // entry = the role waits for the circuit.
+  const std::map<std::string, LlmFallback>* fallbacks = nullptr;
   const Config* config = nullptr;
   Optimizer* optimizer = nullptr;
   BudgetLedger* budget = nullptr;  // shared by every agent of the process

@@ -19,12 +19,14 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "af/agents/prp.h"
 #include "af/core/status.h"
+#include "af/llm/llm_client.h"
 #include "af/store/types.h"
 #include "af/workspace/sandbox.h"
 
@@ -45,6 +47,9 @@ struct PipelineDeps {
   LlmClient* llm = nullptr;     // null: Start fails with llm_status
   Status llm_status;            // why there is no LLM client
   KnowledgeBase* kb = nullptr;  // memory and knowledge; null = memory search off
+  // Canonical role -> the client and model its calls use while llm's circuit
+  // is open (see AgentEnv::fallbacks).
+  std::map<std::string, LlmFallback> fallbacks;
 };
 
 struct PipelineOptions {

@@ -92,7 +92,8 @@ Result<nlohmann::json> SubmitFeature(const ApiBackend& b, const HttpRequest& r);
 // GET /features?status=&limit=&offset= -> {features, pagination}.
 Result<nlohmann::json> ListFeatures(const ApiBackend& b, const HttpRequest& r);
 // GET /features/{id}: the feature plus tasks, artifacts (files relative to the
-// data directory), usage, and `ended`:
+// data directory), usage ({calls, input_tokens, output_tokens, cost_usd,
+// by_role, by_model}), and `ended`:
 // null, or for a failed or cancelled feature {stage (the status it was in),
 // message, hint} from its last transition.
 Result<nlohmann::json> GetFeature(const ApiBackend& b, const HttpRequest& r);
@@ -104,6 +105,10 @@ Result<nlohmann::json> CancelFeature(const ApiBackend& b, const HttpRequest& r);
 inline constexpr size_t kMaxDiffBytes = 2 << 20;
 Result<nlohmann::json> GetFeatureDiff(const ApiBackend& b, const HttpRequest& r);
 Result<nlohmann::json> GetTask(const ApiBackend& b, const HttpRequest& r);
+// GET /usage?days=N (1..366, default 7; UTC days, today included) -> {since,
+// total, by_role, by_model, days: [{day, by_role, calls, input_tokens,
+// output_tokens, cost_usd}]}: LLM calls summed (failed ones too).
+Result<nlohmann::json> GetUsage(const ApiBackend& b, const HttpRequest& r);
 Result<nlohmann::json> ListAgents(const ApiBackend& b, const HttpRequest& r);  // {agents}
 Result<nlohmann::json> GetAgent(const ApiBackend& b, const HttpRequest& r);
 // GET /knowledge/search?query=&max_results=&similarity_threshold=&namespace=

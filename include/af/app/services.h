@@ -8,6 +8,7 @@
 // themselves thread-safe; Services adds no state of its own after Open.
 
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "af/agents/pipeline.h"
@@ -20,10 +21,11 @@
 
 namespace af {
 
-// The LLM options a configuration gives: provider, model, key and base URL of
-// the chosen provider, timeouts and retries; replay reads llm.replay_file or
-// the bundled example recordings.
-LlmOptions LlmOptionsFromConfig(const Config& config);
+// The LLM options a configuration gives: provider (`provider`, or
+// llm.provider when empty), model, key and base URL of that provider,
+// timeouts, retries and prices; replay reads llm.replay_file or the bundled
+// example recordings.
+LlmOptions LlmOptionsFromConfig(const Config& config, const std::string& provider = "");
 
 // The knowledge base options a configuration gives: <data_dir>/kb, the
 // embedder (embeddings.*) and chunking (kb.*).
@@ -37,6 +39,10 @@ struct Services {
   // says why. The server still starts and /health reports it.
   std::unique_ptr<LlmClient> llm;
   Status llm_status;
+  // One client per provider some role falls back to (agents.<role>.
+  // fallback_provider), apart from llm so each has its own circuit. A
+  // fallback that cannot be set up is logged and left out.
+  std::map<std::string, std::unique_ptr<LlmClient>> fallback_llms;
   // The knowledge base and memory (vector indexes under <data_dir>/kb). Null
   // when it cannot be opened (e.g. an index built by another embedder);
   // kb_status says why and /health reports it. The store works without it.
@@ -59,9 +65,7 @@ struct Services {
   HealthInputs Health() const;
 
   // The parts a pipeline works with (they must outlive it).
-  PipelineDeps ForPipeline() {
-    return {&config, store.get(), bus.get(), llm.get(), llm_status, kb.get()};
-  }
+  PipelineDeps ForPipeline();
 };
 
 }  // namespace af

@@ -29,7 +29,22 @@ std::string CanonicalRole(std::string_view role);
 struct AgentRoleConfig {
   int replicas = 1;   // instances of the role in this process, 0..64
   std::string model;  // empty = llm.model
+  // Used while the primary provider's circuit is open (it failed
+  // llm.circuit_failures calls in a row): the role's calls go to this model,
+  // on fallback_provider (empty = llm.provider) through a client of its own.
+  // Empty fallback_model = no fallback: the role waits for the provider.
+  std::string fallback_model;
+  std::string fallback_provider;
 };
+
+// A model's list price in USD per million tokens.
+struct ModelPrice {
+  double input_per_mtok = 0;
+  double output_per_mtok = 0;
+};
+// Model name prefix -> price, from llm.prices entries "MODEL=INPUT/OUTPUT"
+// (e.g. "my-llama=0.2/0.6"). Errors name the bad entry and the expected form.
+Result<std::map<std::string, ModelPrice>> ParsePrices(const std::vector<std::string>& entries);
 
 struct Config {
   std::string data_dir = "./data";  // made absolute at load
@@ -68,6 +83,9 @@ struct Config {
     int requests_per_minute = 0;  // all agents together, per provider; 0 = no limit
     int circuit_failures = 5;     // outage failures in a row that open the circuit; 0 = off
     int circuit_cooldown = 30;    // seconds an open circuit fails fast; accepts "2m"
+    // Prices that replace or extend the built-in table, "MODEL=INPUT/OUTPUT"
+    // in USD per million tokens; the longest matching model prefix wins.
+    std::vector<std::string> prices;
   } llm;
 
   struct Provider {
@@ -142,6 +160,9 @@ struct Config {
   std::string DatabaseUrl() const;
   // The model a role uses: agents.<role>.model, else llm.model.
   std::string ModelFor(std::string_view role) const;
+  // The provider a role falls back to: agents.<role>.fallback_provider, else
+  // llm.provider; "" when the role has no fallback_model.
+  std::string FallbackProviderFor(std::string_view role) const;
 };
 
 // Where each input comes from. Tests fill these directly; the CLI fills them

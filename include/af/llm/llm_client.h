@@ -15,6 +15,7 @@
 
 #include "af/core/status.h"
 #include "af/llm/http_transport.h"
+#include "af/llm/pricing.h"
 #include "af/llm/types.h"
 
 namespace af {
@@ -90,6 +91,8 @@ struct LlmOptions {
   // Observer called exactly once per Complete, with the outcome, on the
   // calling thread, after the call finished. Must be thread-safe itself.
   std::function<void(const LlmCallRecord&)> on_call;
+  // Prices that replace or extend the built-in table (llm.prices).
+  PriceTable prices;
 };
 
 // What a client's circuit breaker says now (for /health, /metrics and agents
@@ -177,6 +180,12 @@ class LlmClient {
   // "anthropic" | "openai" | "replay".
   virtual std::string_view provider() const = 0;
 
+  // USD cost of `usage` on `model` with this client's prices (the built-in
+  // table and LlmOptions::prices); what LlmCallRecord::cost_usd says.
+  double Cost(std::string_view model, const Usage& usage) const {
+    return CostUsd(provider(), model, usage, prices_);
+  }
+
   // The circuit breaker's state now. Cheap; never blocks on a call.
   virtual LlmHealth Health() const { return {}; }
 
@@ -200,6 +209,14 @@ class LlmClient {
 
  private:
   std::function<void(const LlmCallRecord&)> on_call_;
+  PriceTable prices_;  // set once by Create
+};
+
+// Where a role's calls go while the primary client's circuit is open
+// (agents.<role>.fallback_model / fallback_provider).
+struct LlmFallback {
+  LlmClient* client = nullptr;  // its own retries and circuit
+  std::string model;
 };
 
 }  // namespace af

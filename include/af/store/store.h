@@ -188,6 +188,9 @@ class Store {
   virtual Result<UsageTotals> FeatureUsage(const std::string& feature_id) = 0;
   // Total cost_usd of calls with created_ms >= since_ms (the daily budget).
   virtual Result<double> CostSince(int64_t since_ms) = 0;
+  // The calls the query selects (failed ones too), summed per UTC day, role,
+  // provider and model; ordered by day, role, provider, model.
+  virtual Result<std::vector<UsageRow>> UsageBreakdown(const UsageQuery& query) = 0;
 
   // --- API keys -----------------------------------------------------------
   // Assigns id when empty and created_ms when 0. A duplicate key_hash is

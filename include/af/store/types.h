@@ -122,6 +122,20 @@ struct UsageTotals {
   double cost_usd = 0;
 };
 
+// Store::UsageBreakdown's filter: one feature's calls ("" = every feature),
+// made at or after since_ms.
+struct UsageQuery {
+  std::string feature_id;
+  int64_t since_ms = 0;
+};
+
+// LLM usage summed per UTC day, role, provider and model.
+struct UsageRow {
+  std::string day;  // "2026-11-29" (UTC, from created_ms)
+  std::string role, provider, model;
+  UsageTotals totals;
+};
+
 // Counts for monitoring (/metrics), computed at once by Store::Stats().
 struct StoreStats {
   struct Count {
