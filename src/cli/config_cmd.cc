@@ -140,7 +140,10 @@ int ConfigShowKey(const GlobalOptions& g) {
   }
   std::string env = c.llm.provider == "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
   return ReportError(
-      FailedPrecondition(env + " not set", "export " + env + "=... (or put it in .env)"));
+      FailedPrecondition(env + " not set", "export " + env +
+                                               "=... (or put it in .env, or in the encrypted "
+                                               "secrets file: 'agent-factory secrets set " +
+                                               env + "')"));
 }
 
 }  // namespace af::cli
