@@ -50,11 +50,8 @@ LoadedConfig LoadForCli(const GlobalOptions& g) {
   }
   if (!needed) {
     std::fprintf(stderr,
-                 "warning: %s
-  hint: %s
-  (going on without the secrets file: this command "
-                 "needs no key from it)
-",
+                 "warning: %s\n  hint: %s\n  (going on without the secrets file: this command "
+                 "needs no key from it)\n",
                  why.message().c_str(), why.hint().c_str());
   }
   return loaded;
