@@ -5,12 +5,15 @@
 // file leaving no trace of it in the data directory.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "af/core/log.h"
 #include "af/secrets/age.h"
 #include "af/secrets/secrets_file.h"
+#include "cli/commands.h"
 #include "support/fake_llm_server.h"
 #include "support/test_util.h"
 
@@ -48,6 +51,33 @@ CommandResult Shell(const TempDir& dir, const std::string& command,
   auto env = CleanEnv(dir);
   for (auto& [k, v] : extra) env[k] = v;
   return RunCommand({"/bin/sh", "-c", command}, env, dir.path().string());
+}
+
+// A tool's absolute path from PATH (RunCommand does not search it), or "".
+std::string Which(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  for (size_t pos = 0; pos <= dirs.size();) {
+    size_t end = dirs.find(':', pos);
+    if (end == std::string::npos) end = dirs.size();
+    fs::path candidate = fs::path(dirs.substr(pos, end - pos)) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    pos = end + 1;
+  }
+  return "";
+}
+
+// age and age-keygen are required (scripts/setup installs them): a missing
+// one fails the test rather than skipping the interoperability it checks.
+std::string Age() {
+  static const std::string path = Which("age");
+  EXPECT_FALSE(path.empty()) << "age not found: run scripts/setup (Debian package 'age')";
+  return path;
+}
+std::string AgeKeygen() {
+  static const std::string path = Which("age-keygen");
+  EXPECT_FALSE(path.empty()) << "age-keygen not found: run scripts/setup (Debian package 'age')";
+  return path;
 }
 
 int Mode(const fs::path& p) {
@@ -92,8 +122,8 @@ TEST(SecretsCli, InitFromEnvThenShowKeyNamesTheSecretsFile) {
   EXPECT_EQ(show.out.find(kFakeKey), std::string::npos);
 
   // The environment outranks the file.
-  auto env_wins = Af(dir, {"config", "show-key"},
-                     {{"ANTHROPIC_API_KEY", "sk-ant-from-the-environment-zzzz"}});
+  auto env_wins =
+      Af(dir, {"config", "show-key"}, {{"ANTHROPIC_API_KEY", "sk-ant-from-the-environment-zzzz"}});
   EXPECT_NE(env_wins.out.find("(source: environment)"), std::string::npos) << env_wins.out;
 
   auto list = Af(dir, {"secrets", "list"});
@@ -132,8 +162,7 @@ TEST(SecretsCli, SetTakesStdinOrValueAndNamesAreChecked) {
   auto value = Af(dir, {"secrets", "set", "MY_TOKEN", "--value", "tok-0123456789"});
   EXPECT_EQ(value.exit_code, 0) << value.err;
   EXPECT_NE(value.out.find("is kept but not used"), std::string::npos) << value.out;
-  EXPECT_EQ(Af(dir, {"secrets", "get", "OPENAI_API_KEY"}).out,
-            "sk-openai-from-stdin-0123456789\n");
+  EXPECT_EQ(Af(dir, {"secrets", "get", "OPENAI_API_KEY"}).out, "sk-openai-from-stdin-0123456789\n");
   EXPECT_EQ(Af(dir, {"secrets", "list"}).out, "MY_TOKEN\nOPENAI_API_KEY\n");
   auto bad = Af(dir, {"secrets", "set", "not-a-name", "--value", "x"});
   EXPECT_EQ(bad.exit_code, 2);
@@ -152,17 +181,32 @@ TEST(SecretsCli, SetTakesStdinOrValueAndNamesAreChecked) {
   }
 }
 
+// On a terminal `init` asks for each key (`script` provides the terminal;
+// an empty answer skips that key).
+TEST(SecretsCli, InitAsksOnATerminal) {
+  if (Which("script").empty())
+    GTEST_SKIP() << "util-linux 'script' is missing: no pseudo-terminal to drive the prompt";
+  TempDir dir;
+  auto init = Shell(dir, std::string("printf '") + kFakeKey + "\\n\\n' | script -qec \"" +
+                             BinaryPath() + " secrets init\" /dev/null");
+  ASSERT_EQ(init.exit_code, 0) << init.out << init.err;
+  EXPECT_NE(init.out.find("ANTHROPIC_API_KEY (input hidden; empty to skip): "), std::string::npos)
+      << init.out;
+  EXPECT_NE(init.out.find("1 secret(s): ANTHROPIC_API_KEY"), std::string::npos) << init.out;
+  EXPECT_EQ(Af(dir, {"secrets", "get", "ANTHROPIC_API_KEY"}).out, std::string(kFakeKey) + "\n");
+}
+
 TEST(SecretsInterop, AgeDecryptsOurFile) {
   TempDir dir;
   const fs::path conf = dir.path() / "conf";
   ASSERT_EQ(Af(dir, {"secrets", "init", "--from-env"}, {{"ANTHROPIC_API_KEY", kFakeKey}}).exit_code,
             0);
-  auto age = RunCommand({"age", "-d", "-i", (conf / "identity.key").string(),
-                         (conf / "secrets.age").string()});
+  auto age = RunCommand(
+      {Age(), "-d", "-i", (conf / "identity.key").string(), (conf / "secrets.age").string()});
   ASSERT_EQ(age.exit_code, 0) << age.err;
   EXPECT_EQ(nlohmann::json::parse(age.out), nlohmann::json({{"ANTHROPIC_API_KEY", kFakeKey}}));
   // age-keygen agrees on our identity's public key.
-  auto pub = RunCommand({"age-keygen", "-y", (conf / "identity.key").string()});
+  auto pub = RunCommand({AgeKeygen(), "-y", (conf / "identity.key").string()});
   auto info = nlohmann::json::parse(Af(dir, {"secrets", "info", "--json"}).out);
   EXPECT_EQ(pub.out, info["public_key"].get<std::string>() + "\n");
 }
@@ -172,12 +216,12 @@ TEST(SecretsInterop, WeReadWhatAgeEncryptedWithAnAgeKeygenIdentity) {
   const fs::path conf = dir.path() / "conf";
   fs::create_directories(conf);
   fs::permissions(conf, fs::perms::owner_all);
-  auto keygen = RunCommand({"age-keygen", "-o", (conf / "identity.key").string()});
+  auto keygen = RunCommand({AgeKeygen(), "-o", (conf / "identity.key").string()});
   ASSERT_EQ(keygen.exit_code, 0) << keygen.err;
-  auto pub = RunCommand({"age-keygen", "-y", (conf / "identity.key").string()});
+  auto pub = RunCommand({AgeKeygen(), "-y", (conf / "identity.key").string()});
   std::string recipient = pub.out.substr(0, pub.out.find('\n'));
   dir.Write("plain.json", std::string("{\"ANTHROPIC_API_KEY\": \"") + kFakeKey + "\"}\n");
-  auto enc = RunCommand({"age", "-r", recipient, "-o", (conf / "secrets.age").string(),
+  auto enc = RunCommand({Age(), "-r", recipient, "-o", (conf / "secrets.age").string(),
                          (dir.path() / "plain.json").string()});
   ASSERT_EQ(enc.exit_code, 0) << enc.err;
   fs::permissions(conf / "secrets.age", fs::perms::owner_read | fs::perms::owner_write);
@@ -189,11 +233,11 @@ TEST(SecretsInterop, WeReadWhatAgeEncryptedWithAnAgeKeygenIdentity) {
   ASSERT_TRUE(values.ok()) << values.status().ToString();
   EXPECT_EQ(values->at("ANTHROPIC_API_KEY"), kFakeKey);
   // `secrets set` keeps the age-keygen identity, and age still reads the result.
-  ASSERT_EQ(Af(dir, {"secrets", "set", "OPENAI_API_KEY", "--value", "sk-another-0123456789"})
-                .exit_code,
-            0);
-  auto age = RunCommand({"age", "-d", "-i", (conf / "identity.key").string(),
-                         (conf / "secrets.age").string()});
+  ASSERT_EQ(
+      Af(dir, {"secrets", "set", "OPENAI_API_KEY", "--value", "sk-another-0123456789"}).exit_code,
+      0);
+  auto age = RunCommand(
+      {Age(), "-d", "-i", (conf / "identity.key").string(), (conf / "secrets.age").string()});
   ASSERT_EQ(age.exit_code, 0) << age.err;
   EXPECT_EQ(nlohmann::json::parse(age.out)["OPENAI_API_KEY"], "sk-another-0123456789");
   EXPECT_EQ(nlohmann::json::parse(Af(dir, {"secrets", "info", "--json"}).out)["public_key"],
@@ -220,7 +264,7 @@ TEST(SecretsInterop, PassphraseFilesBothWays) {
   EXPECT_NE(wrong.err.find("wrong passphrase"), std::string::npos) << wrong.err;
 
   // age reads passphrases only from a terminal: `script` gives it one.
-  if (RunCommand({"script", "--version"}).exit_code != 0) {
+  if (Which("script").empty()) {
     GTEST_SKIP() << "util-linux 'script' is missing: the age passphrase direction needs a "
                     "pseudo-terminal";
   }
@@ -231,13 +275,13 @@ TEST(SecretsInterop, PassphraseFilesBothWays) {
             kFakeKey);
 
   dir.Write("plain.json", "{\"OPENAI_API_KEY\": \"sk-openai-by-age-0123456789\"}");
-  auto age_enc = Shell(dir,
-                       "printf 'other-pass-0123\\nother-pass-0123\\n' | script -qec \"age -p -o " +
-                           (conf / "secrets.age").string() + " plain.json\" /dev/null");
+  auto age_enc =
+      Shell(dir, "printf 'other-pass-0123\\nother-pass-0123\\n' | script -qec \"age -p -o " +
+                     (conf / "secrets.age").string() + " plain.json\" /dev/null");
   ASSERT_EQ(age_enc.exit_code, 0) << age_enc.out << age_enc.err;
   fs::permissions(conf / "secrets.age", fs::perms::owner_read | fs::perms::owner_write);
-  auto get = Af(dir, {"secrets", "get", "OPENAI_API_KEY"},
-                {{"AF_SECRETS_PASSPHRASE", "other-pass-0123"}});
+  auto get =
+      Af(dir, {"secrets", "get", "OPENAI_API_KEY"}, {{"AF_SECRETS_PASSPHRASE", "other-pass-0123"}});
   EXPECT_EQ(get.exit_code, 0) << get.err;
   EXPECT_EQ(get.out, "sk-openai-by-age-0123456789\n");
 }
@@ -257,8 +301,8 @@ TEST(SecretsRefusals, LoosePermissionsTamperingAndAWrongIdentity) {
       << loose.err;
   EXPECT_NE(loose.err.find("chmod 600 " + file.string()), std::string::npos) << loose.err;
   // A command that needs the key it holds fails with the same cause...
-  auto needs_key = Af(dir, {"config", "validate"}, {{"AF_LLM_PROVIDER", "anthropic"},
-                                                    {"AF_LLM_MODEL", "claude-sonnet-4-5"}});
+  auto needs_key = Af(dir, {"config", "validate"},
+                      {{"AF_LLM_PROVIDER", "anthropic"}, {"AF_LLM_MODEL", "claude-sonnet-4-5"}});
   EXPECT_EQ(needs_key.exit_code, 2);
   EXPECT_NE(needs_key.err.find("anthropic.api_key: not set, and the secrets file that may hold "
                                "it cannot be read"),
@@ -285,11 +329,11 @@ TEST(SecretsRefusals, LoosePermissionsTamperingAndAWrongIdentity) {
   EXPECT_EQ((t.out + t.err).find(kFakeKey), std::string::npos);
   // age refuses it too.
   EXPECT_NE(
-      RunCommand({"age", "-d", "-i", (conf / "identity.key").string(), file.string()}).exit_code,
+      RunCommand({Age(), "-d", "-i", (conf / "identity.key").string(), file.string()}).exit_code,
       0);
 
   std::ofstream(file, std::ios::binary | std::ios::trunc) << good;
-  ASSERT_EQ(RunCommand({"age-keygen", "-o", (dir.path() / "other.key").string()}).exit_code, 0);
+  ASSERT_EQ(RunCommand({AgeKeygen(), "-o", (dir.path() / "other.key").string()}).exit_code, 0);
   fs::copy_file(dir.path() / "other.key", conf / "identity.key",
                 fs::copy_options::overwrite_existing);
   ::chmod((conf / "identity.key").c_str(), 0600);
@@ -297,6 +341,36 @@ TEST(SecretsRefusals, LoosePermissionsTamperingAndAWrongIdentity) {
   EXPECT_EQ(w.exit_code, 1);
   EXPECT_NE(w.err.find("no identity opens this file"), std::string::npos) << w.err;
   EXPECT_NE(w.err.find("hint: "), std::string::npos) << w.err;
+}
+
+// Loading the configuration registers every value of the file with the log
+// redaction, also names that are no setting.
+TEST(SecretsLoad, EveryValueReadIsRedactedFromTheLog) {
+  TempDir dir;
+  const fs::path conf = dir.path() / "conf";
+  auto paths = secrets::SecretsPaths::In(conf);
+  ASSERT_TRUE(secrets::CreateIdentity(paths, false).ok());
+  ASSERT_TRUE(secrets::WriteSecrets(paths,
+                                    {{"ANTHROPIC_API_KEY", "plain-anthropic-value-4242"},
+                                     {"MY_TOKEN", "plain-token-value-4242"}},
+                                    secrets::SecretsKind::kIdentity, nullptr)
+                  .ok());
+  log::ClearSecretsForTest();
+  const char* old = std::getenv("AF_CONFIG_DIR");
+  std::string saved = old ? old : "";
+  ::setenv("AF_CONFIG_DIR", conf.c_str(), 1);
+  LoadedConfig loaded = cli::LoadForCli(cli::GlobalOptions{});
+  if (old)
+    ::setenv("AF_CONFIG_DIR", saved.c_str(), 1);
+  else
+    ::unsetenv("AF_CONFIG_DIR");
+  if (!std::getenv("ANTHROPIC_API_KEY")) {
+    EXPECT_EQ(loaded.config.anthropic.api_key, "plain-anthropic-value-4242");
+    EXPECT_EQ(loaded.origin.at("anthropic.api_key"), "secrets file");
+  }
+  EXPECT_EQ(log::Redact("a plain-token-value-4242 b"), "a [REDACTED] b");
+  EXPECT_EQ(log::Redact("x plain-anthropic-value-4242"), "x [REDACTED]");
+  log::ClearSecretsForTest();
 }
 
 // The key lives only in the secrets file: the run sends it to the provider
@@ -312,8 +386,7 @@ TEST(SecretsRun, TheKeyIsUsedAndLeavesNoTrace) {
         401,
         R"({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}})");
   });
-  auto run = Af(dir,
-                {"run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
+  auto run = Af(dir, {"run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
                 {{"AF_LLM_PROVIDER", "anthropic"},
                  {"ANTHROPIC_BASE_URL", fake.base_url()},
                  {"AF_LLM_MODEL", "claude-sonnet-4-5"},

@@ -44,7 +44,7 @@ struct Fixture {
 };
 
 TEST(Bech32, RoundTripsAndRejectsTyposAndMixedCase) {
-  std::string data = "\x00\x01\xfe\xff some bytes";
+  const std::string data("\x00\x01\xfe\xff some bytes", 15);
   std::string text = Bech32Encode("age", data);
   auto back = Bech32Decode(text);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -222,8 +222,8 @@ TEST(AgeTamper, TruncatedAndTrailingDataAreRefused) {
 
   // With full chunks the reader can say exactly which it is.
   Fixture big(std::string(2 * 65536, 'z'));
-  auto dropped_last = DecryptWithIdentities(big.file.substr(0, big.file.size() - (65536 + 16)),
-                                            {big.id});
+  auto dropped_last =
+      DecryptWithIdentities(big.file.substr(0, big.file.size() - (65536 + 16)), {big.id});
   ASSERT_FALSE(dropped_last.ok());
   EXPECT_NE(dropped_last.status().message().find("final chunk is missing"), std::string::npos)
       << dropped_last.status().message();
