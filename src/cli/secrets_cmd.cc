@@ -230,7 +230,7 @@ int SecretsSet(const GlobalOptions& g, const std::string& name,
   if (std::find(known.begin(), known.end(), name) == known.end()) {
     std::string list;
     for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    std::printf("note: agent-factory reads only %s from this file; %s is kept but not used\n",
+    std::printf("note: only %s are read from this file; %s is kept but not used\n",
                 list.c_str(), name.c_str());
   }
   return kExitOk;
