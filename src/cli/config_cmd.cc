@@ -136,6 +136,12 @@ int ConfigShowKey(const GlobalOptions& g) {
     return kExitOk;
   }
   std::string env = c.llm.provider == "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
+  // LoadForCli put the secrets file's failure on the missing key's issue.
+  for (const auto& issue : loaded.issues) {
+    if (issue.key == c.llm.provider + ".api_key" &&
+        issue.message.find("secrets file") != std::string::npos)
+      return ReportError(FailedPrecondition(env + " " + issue.message));
+  }
   return ReportError(
       FailedPrecondition(env + " not set", "export " + env +
                                                "=... (or put it in .env, or in the encrypted "

@@ -309,6 +309,11 @@ TEST(SecretsRefusals, LoosePermissionsTamperingAndAWrongIdentity) {
             std::string::npos)
       << needs_key.err;
   EXPECT_NE(needs_key.err.find("chmod 600"), std::string::npos) << needs_key.err;
+  auto show_key = Af(dir, {"config", "show-key"}, {{"AF_LLM_PROVIDER", "anthropic"}});
+  EXPECT_EQ(show_key.exit_code, 1);
+  EXPECT_NE(show_key.err.find("ANTHROPIC_API_KEY not set, and the secrets file"), std::string::npos)
+      << show_key.err;
+  EXPECT_NE(show_key.err.find("chmod 600"), std::string::npos) << show_key.err;
   // ...one that needs none warns and goes on.
   auto no_key = Af(dir, {"config", "validate"});
   EXPECT_EQ(no_key.exit_code, 0) << no_key.err;
