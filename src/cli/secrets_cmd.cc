@@ -173,6 +173,8 @@ int SecretsInit(const GlobalOptions& g, const SecretsInitArgs& args) {
   }
   std::printf("created %s with %zu secret(s): %s\n", paths.file.string().c_str(), values.size(),
               JoinNames(values).c_str());
+  if (values.empty())
+    std::printf("add keys with 'agent-factory secrets set NAME' (the value on stdin)\n");
   if (kind == SecretsKind::kIdentity) {
     std::printf("encrypted to %s (identity in %s)\n", recipient.c_str(),
                 paths.identity.string().c_str());
@@ -230,8 +232,8 @@ int SecretsSet(const GlobalOptions& g, const std::string& name,
   if (std::find(known.begin(), known.end(), name) == known.end()) {
     std::string list;
     for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    std::printf("note: only %s are read from this file; %s is kept but not used\n",
-                list.c_str(), name.c_str());
+    std::printf("note: only %s are read from this file; %s is kept but not used\n", list.c_str(),
+                name.c_str());
   }
   return kExitOk;
 }

@@ -34,15 +34,14 @@ Result<std::string> ReadPrivate(const fs::path& path) {
   return ss.str();
 }
 
-std::string NowIso8601() {
+// RFC 3339 in UTC, as age-keygen writes it ("2026-01-01T12:00:00Z").
+std::string NowRfc3339() {
   std::time_t t = std::time(nullptr);
   std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
-  std::string s = buf;  // "+0100" -> "+01:00", as age-keygen writes it
-  if (s.size() > 2) s.insert(s.size() - 2, ":");
-  return s;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 Result<std::vector<X25519Identity>> ReadIdentities(const SecretsPaths& paths) {
@@ -165,7 +164,7 @@ Result<std::string> CreateIdentity(const SecretsPaths& paths, bool force) {
                          "key can then no longer be read)");
   AF_ASSIGN_OR_RETURN(X25519Identity id, X25519Identity::Generate());
   AF_RETURN_IF_ERROR(
-      WritePrivateFileAtomically(paths.identity, FormatIdentityFile(id, NowIso8601())));
+      WritePrivateFileAtomically(paths.identity, FormatIdentityFile(id, NowRfc3339())));
   return id.Recipient();
 }
 
