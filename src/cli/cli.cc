@@ -18,7 +18,7 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global options may also follow the command name
   app.footer(
-      "Configuration: flags > environment > .env > agent-factory.toml > defaults.\n"
+      "Configuration: flags > environment > secrets file > .env > agent-factory.toml > defaults.\n"
       "Docs: docs/CONFIGURATION.md, docs/TROUBLESHOOTING.md");
 
   GlobalOptions g;
@@ -42,6 +42,42 @@ int Main(int argc, char** argv) {
   on(config->add_subcommand("show-key",
                             "Show which API key is configured, masked, and where it comes from"),
      [&] { return ConfigShowKey(g); });
+
+  // The encrypted secrets file (API keys out of the environment and .env).
+  auto* secrets = app.add_subcommand(
+      "secrets", "Encrypted secrets file (age format): init, set, get, list, info");
+  secrets->require_subcommand(1);
+  SecretsInitArgs secrets_init;
+  auto* s_init = secrets->add_subcommand(
+      "init", "Create the identity and the secrets file; asks for the API keys on a terminal");
+  s_init->add_flag("--from-env", secrets_init.from_env,
+                   "Take ANTHROPIC_API_KEY, OPENAI_API_KEY (and AF_EMBEDDINGS_API_KEY) from the "
+                   "environment; ask nothing");
+  s_init->add_flag("--passphrase", secrets_init.passphrase,
+                   "Encrypt to a passphrase (AF_SECRETS_PASSPHRASE, or asked on a terminal) "
+                   "instead of identity.key");
+  s_init->add_flag("--force", secrets_init.force, "Replace an existing secrets file");
+  s_init->add_flag("--json", g.json, "Print JSON");
+  on(s_init, [&] { return SecretsInit(g, secrets_init); });
+  std::string secret_name;
+  std::optional<std::string> secret_value;
+  auto* s_set = secrets->add_subcommand(
+      "set", "Store one secret; the value from stdin (hidden prompt on a terminal) or --value");
+  s_set->add_option("NAME", secret_name, "Secret name, e.g. ANTHROPIC_API_KEY")->required();
+  s_set->add_option("--value", secret_value,
+                    "The value (visible in the process list and shell history: prefer stdin)");
+  on(s_set, [&] { return SecretsSet(g, secret_name, secret_value); });
+  auto* s_get =
+      secrets->add_subcommand("get", "Print one secret's value (the only command that does)");
+  s_get->add_option("NAME", secret_name, "Secret name")->required();
+  on(s_get, [&] { return SecretsGet(g, secret_name); });
+  auto* s_list = secrets->add_subcommand("list", "List the secrets' names (never the values)");
+  s_list->add_flag("--json", g.json, "Print JSON");
+  on(s_list, [&] { return SecretsList(g); });
+  auto* s_info = secrets->add_subcommand(
+      "info", "Paths, permissions, count, public key and encryption of the secrets file");
+  s_info->add_flag("--json", g.json, "Print JSON");
+  on(s_info, [&] { return SecretsInfo(g); });
 
   std::string prp_file, project;
   auto* run = app.add_subcommand(

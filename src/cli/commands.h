@@ -31,7 +31,14 @@ struct GlobalOptions {
   bool json = false;        // --json where supported
 };
 
-// Loads configuration from the process (flags > env > .env > file > defaults).
+// Loads configuration from the process (flags > env > secrets file > .env >
+// file > defaults). The encrypted secrets file in config_dir, when there is
+// one, is decrypted here, once for every command, and each of its values is
+// registered with the log redaction. When it cannot be read (permissions,
+// wrong identity or passphrase, tampering) and a key it might hold is needed
+// (the provider's key is missing), that becomes a configuration issue naming
+// the file and the fix; otherwise a warning on stderr, and the command goes on
+// without it.
 LoadedConfig LoadForCli(const GlobalOptions& g);
 
 // Prints a failed Status the way every command does: "error: message\n  hint: ...".
@@ -48,6 +55,29 @@ Status StartLogging(const Config& config, const std::string& level,
 int ConfigShow(const GlobalOptions& g);
 int ConfigValidate(const GlobalOptions& g);
 int ConfigShowKey(const GlobalOptions& g);
+
+// --- The encrypted secrets file (secrets_cmd.cc) ----------------------------
+
+// The configuration directory (config_dir), found without reading the
+// secrets file that lives in it.
+std::string ConfigDirForCli(const GlobalOptions& g);
+// The secrets file's passphrase: AF_SECRETS_PASSPHRASE, else asked with the
+// input hidden when stdin is a terminal (twice when `confirm`), else an error
+// with a hint. Never a command-line argument. Asked once per process.
+Result<std::string> SecretsPassphrase(bool confirm);
+
+struct SecretsInitArgs {
+  bool from_env = false;    // take the keys from the environment, ask nothing
+  bool passphrase = false;  // encrypt to a passphrase instead of identity.key
+  bool force = false;       // replace an existing secrets file
+};
+int SecretsInit(const GlobalOptions& g, const SecretsInitArgs& args);
+// `value` empty: read from stdin (hidden prompt on a terminal).
+int SecretsSet(const GlobalOptions& g, const std::string& name,
+               const std::optional<std::string>& value);
+int SecretsGet(const GlobalOptions& g, const std::string& name);
+int SecretsList(const GlobalOptions& g);
+int SecretsInfo(const GlobalOptions& g);
 
 }  // namespace af::cli
 

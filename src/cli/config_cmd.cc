@@ -5,16 +5,56 @@
 #include <nlohmann/json.hpp>
 
 #include "af/core/log.h"
+#include "af/secrets/secrets_file.h"
 #include "cli/commands.h"
 
 namespace af::cli {
 
-LoadedConfig LoadForCli(const GlobalOptions& g) {
+namespace {
+
+ConfigSources SourcesForCli(const GlobalOptions& g) {
   ConfigSources src = ConfigSources::FromProcess(g.config_file);
   if (!g.data_dir.empty()) src.flags["data_dir"] = g.data_dir;
   if (!g.host.empty()) src.flags["server.host"] = g.host;
   if (g.port != 0) src.flags["server.port"] = std::to_string(g.port);
-  return LoadConfig(src);
+  return src;
+}
+
+}  // namespace
+
+std::string ConfigDirForCli(const GlobalOptions& g) {
+  return LoadConfig(SourcesForCli(g)).config.config_dir;
+}
+
+LoadedConfig LoadForCli(const GlobalOptions& g) {
+  ConfigSources src = SourcesForCli(g);
+  // A first pass finds config_dir (it may come from any source); a second one
+  // applies what the secrets file there holds.
+  LoadedConfig loaded = LoadConfig(src);
+  auto paths = secrets::SecretsPaths::In(loaded.config.config_dir);
+  std::error_code ec;
+  if (!std::filesystem::exists(paths.file, ec)) return loaded;
+  auto values = secrets::ReadSecrets(paths, [] { return SecretsPassphrase(false); });
+  if (values.ok()) {
+    for (const auto& [name, value] : *values) log::AddSecret(value);
+    src.secrets = std::move(*values);
+    return LoadConfig(src);
+  }
+  const Status& why = values.status();
+  bool needed = false;
+  for (auto& issue : loaded.issues) {
+    if (issue.key != "anthropic.api_key" && issue.key != "openai.api_key") continue;
+    issue.message =
+        "not set, and the secrets file that may hold it cannot be read: " + why.ToString();
+    needed = true;
+  }
+  if (!needed) {
+    std::fprintf(stderr,
+                 "warning: %s\n  hint: %s\n  (going on without the secrets file: this command "
+                 "needs no key from it)\n",
+                 why.message().c_str(), why.hint().c_str());
+  }
+  return loaded;
 }
 
 int ReportError(const Status& s, int exit_code) {
@@ -74,6 +114,7 @@ int ConfigShowKey(const GlobalOptions& g) {
   auto source_of = [&](const std::string& key) {
     const std::string& o = loaded.origin.at(key);
     if (o.rfind("environment", 0) == 0) return std::string("environment");
+    if (o == "secrets file") return o;
     if (o.find(".env") != std::string::npos) return std::string(".env file");
     return std::string("config file ") + o;
   };
@@ -95,8 +136,17 @@ int ConfigShowKey(const GlobalOptions& g) {
     return kExitOk;
   }
   std::string env = c.llm.provider == "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
+  // LoadForCli put the secrets file's failure on the missing key's issue.
+  for (const auto& issue : loaded.issues) {
+    if (issue.key == c.llm.provider + ".api_key" &&
+        issue.message.find("secrets file") != std::string::npos)
+      return ReportError(FailedPrecondition(env + " " + issue.message));
+  }
   return ReportError(
-      FailedPrecondition(env + " not set", "export " + env + "=... (or put it in .env)"));
+      FailedPrecondition(env + " not set", "export " + env +
+                                               "=... (or put it in .env, or in the encrypted "
+                                               "secrets file: 'agent-factory secrets set " +
+                                               env + "')"));
 }
 
 }  // namespace af::cli

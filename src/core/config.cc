@@ -253,7 +253,9 @@ std::string UnknownKeyMessage(std::string_view key) {
 // AF_* environment variables read outside the settings above (so not set in
 // .env or the config file); the environment check must not call them unknown.
 //   AF_API_KEY: the API key of `feature events` (src/cli/events_cmd.cc).
-const char* const kOtherEnvNames[] = {"AF_API_KEY"};
+//   AF_SECRETS_PASSPHRASE: the passphrase of a passphrase-encrypted secrets
+//   file (src/cli/secrets_cmd.cc).
+const char* const kOtherEnvNames[] = {"AF_API_KEY", "AF_SECRETS_PASSPHRASE"};
 
 // For an AF_* name that is no setting: the closest known name, also when the
 // name is a setting's dotted key spelled as a variable (AF_SERVER_PORT); ""
@@ -671,6 +673,18 @@ LoadedConfig LoadConfig(const ConfigSources& sources) {
 
   std::string dotenv = sources.dotenv_file.empty() ? ".env" : sources.dotenv_file;
   if (fs::exists(dotenv)) LoadDotenv(dotenv, out);
+
+  // The secrets file outranks .env and the file, so a key moved into it wins
+  // over a stale copy left there; the environment still outranks it.
+  for (const auto& s : Settings()) {
+    auto it = sources.secrets.find(s.env);
+    if (!s.secret || it == sources.secrets.end()) continue;
+    if (auto err = ApplyText(s, out.config, it->second); !err.empty()) {
+      out.issues.push_back({s.key, "secrets file " + s.env, err});
+    } else {
+      out.origin[s.key] = "secrets file";
+    }
+  }
 
   for (const auto& s : Settings()) {
     auto it = sources.env.find(s.env);

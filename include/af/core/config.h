@@ -1,8 +1,9 @@
 #pragma once
 // Typed, range-checked configuration with this precedence
 // (docs/CONFIGURATION.md):
-//   command-line flag > environment > `.env` in the working directory >
-//   `agent-factory.toml` (working directory, or --config) > built-in defaults.
+//   command-line flag > environment > [secrets file, for secret settings] >
+//   `.env` in the working directory > `agent-factory.toml` (working
+//   directory, or --config) > built-in defaults.
 //
 // Every setting has a dotted key (`server.port`), a type, a default (the member
 // initialiser below), an environment name and, for numbers, a range. Loading
@@ -173,6 +174,12 @@ struct ConfigSources {
   std::string dotenv_file;                   // empty = ./.env if present
   std::map<std::string, std::string> env;    // the environment
   std::map<std::string, std::string> flags;  // dotted key -> value, from the command line
+  // Values read from the encrypted secrets file, by environment name
+  // (ANTHROPIC_API_KEY -> value). Only settings marked secret take them; they
+  // rank above the configuration file and .env and below the environment and
+  // flags, with the origin "secrets file". Core does not read the file: the
+  // CLI decrypts it and fills this.
+  std::map<std::string, std::string> secrets;
 
   static ConfigSources FromProcess(std::string config_file);
 };
