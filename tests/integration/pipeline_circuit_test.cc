@@ -9,6 +9,8 @@
 #include <atomic>
 #include <optional>
 
+#include "af/agents/agent_loop.h"
+#include "af/agents/budget.h"
 #include "af/agents/pipeline.h"
 #include "af/store/store.h"
 #include "support/fake_clock.h"
@@ -237,6 +239,68 @@ TEST_P(PipelineCircuit, RolesUseTheirFallbackModelWhileTheCircuitIsOpen) {
   EXPECT_EQ(backup_calls, 4);
   EXPECT_GT(backup_cost, 0);
   EXPECT_NEAR(backup_cost, event_cost, 1e-12);
+}
+
+// A step that the fallback model answered before a crash is replayed on
+// resume, whichever way the circuit stands now: no answered call is paid for
+// twice.
+TEST(CallModelFallback, TheFallbacksRecordedAnswerIsReplayedNotPaidAgain) {
+  testing::TempDir dir;
+  StoreOptions so;
+  so.url = "sqlite:" + (dir.path() / "af.db").string();
+  auto store = Store::Open(so);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  testing::FakeLlmServer fake;
+  Config cfg;
+  cfg.llm.provider = "openai";
+  cfg.llm.model = "primary-model";
+  LlmOptions o;
+  o.provider = "openai";
+  o.base_url = fake.base_url() + "/v1";
+  o.api_key = "sk-test";
+  o.max_retries = 0;
+  auto primary = LlmClient::Create(o);
+  auto backup = LlmClient::Create(o);
+  ASSERT_TRUE(primary.ok() && backup.ok());
+  BudgetLedger budget(store->get(), &cfg);
+  const std::map<std::string, LlmFallback> fallbacks = {{"coder", {backup->get(), "backup-model"}}};
+  AgentEnv env;
+  env.store = store->get();
+  env.llm = primary->get();
+  env.fallbacks = &fallbacks;
+  env.config = &cfg;
+  env.budget = &budget;
+
+  LlmRequest req;
+  req.model = "primary-model";
+  req.agent_role = "coder";
+  req.feature_id = "f-1";
+  req.messages.push_back(Message::User("write it"));
+  LlmRequest alt = req;
+  alt.model = "backup-model";
+  LlmResponse answered;
+  answered.text = "answered by the fallback";
+  answered.model = "backup-model";
+  answered.provider = "openai";
+  LlmCall recorded;
+  recorded.feature_id = "f-1";
+  recorded.role = "coder";
+  recorded.provider = "openai";
+  recorded.model = "backup-model";
+  recorded.request_hash = RequestHash(alt);
+  recorded.response = ResponseToJson(answered);
+  ASSERT_TRUE((*store)->RecordLlmCall(recorded).ok());
+
+  auto r = CallModel(env, req, "coder-1");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->text, "answered by the fallback");
+  EXPECT_EQ(fake.request_count(), 0u);
+  std::vector<Event> events;
+  ASSERT_TRUE(ForEachEvent(**store, "f-1", [&](const Event& e) { events.push_back(e); }).ok());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, "llm.call");
+  EXPECT_TRUE(events[0].data.value("replayed", false));
+  EXPECT_EQ(events[0].data.value("model", ""), "backup-model");
 }
 
 INSTANTIATE_TEST_SUITE_P(Wires, PipelineCircuit, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
