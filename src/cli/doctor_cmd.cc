@@ -11,6 +11,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -314,8 +315,8 @@ DoctorCheck CheckSandbox() {
       ::listen(lfd, 4) == 0 && ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
     port = ntohs(addr.sin_port);
   const std::string cmd =
-      "echo escaped > " + outside +
-      " 2>/dev/null; cat /proc/net/dev 2>/dev/null; if command -v bash >/dev/null; then "
+      "{ echo escaped > " + outside +
+      "; } 2>/dev/null; cat /proc/net/dev 2>/dev/null; if command -v bash >/dev/null; then "
       "bash -c 'exec 3<>/dev/tcp/127.0.0.1/" +
       std::to_string(port) + "' 2>/dev/null && echo NET-REACHED; fi; exit 0";
   auto r = (*sandbox)->Run(cmd, work_t);
@@ -341,9 +342,13 @@ DoctorCheck CheckSandbox() {
     pos = end + 1;
     size_t colon = line.find(':');
     if (colon == std::string::npos || line.find('|') != std::string::npos) continue;
+    // "  eth0: 1234 5 0 ..." (an interface and its counters).
     std::string name = line.substr(0, colon);
     name.erase(0, name.find_first_not_of(' '));
-    if (!name.empty() && name != "lo" && name.find(' ') == std::string::npos)
+    const size_t first = line.find_first_not_of(' ', colon + 1);
+    const bool counters =
+        first != std::string::npos && std::isdigit(static_cast<unsigned char>(line[first]));
+    if (counters && !name.empty() && name != "lo" && name.find_first_of(" /") == std::string::npos)
       interfaces.push_back(name);
   }
   if (r->output.find("NET-REACHED") != std::string::npos) reached = true;
@@ -422,12 +427,12 @@ void CheckPort(Context& ctx, std::vector<DoctorCheck>* out) {
   json live_body = live.ok() ? json::parse(live->body, nullptr, false) : json();
   if (!live.ok() || live->status != 200 || !live_body.is_object() ||
       live_body.value("status", "") != "alive") {
-    out->push_back(Bad(
-        "port",
-        where + " is held by another program (it does not answer /health/live as agent-factory " +
-            "does)",
-        "find it with `ss -ltnp | grep :" + std::to_string(c.server.port) +
-            "` and stop it, or give agent-factory another port (--port / AF_PORT)"));
+    out->push_back(Bad("port",
+                       where +
+                           " is held by another program (not an agent-factory: it does not answer "
+                           "/health/live)",
+                       "find it with `ss -ltnp | grep :" + std::to_string(c.server.port) +
+                           "` and stop it, or use another port (--port / AF_PORT)"));
     return;
   }
   ctx.server = base;
@@ -475,7 +480,20 @@ DoctorCheck CheckAgents(Context& ctx) {
           "read the server log for that role's errors; restart `agent-factory serve` if "
           "it stays so");
     }
-    return Ok("agents", "in the running server: " + (all.empty() ? "none registered" : all));
+    // The agent list (with the admin key the server wrote) says how many there are.
+    std::string count;
+    std::ifstream key_file(fs::path(ctx.config().data_dir) / "admin.key");
+    std::string key;
+    std::getline(key_file, key);
+    if (!key.empty()) {
+      auto list = HttpGet(ctx, ctx.server + "/api/v1/agents", {{"Authorization", "Bearer " + key}});
+      json body =
+          list.ok() && list->status == 200 ? json::parse(list->body, nullptr, false) : json();
+      if (body.is_object() && body.contains("agents") && body["agents"].is_array())
+        count = std::to_string(body["agents"].size()) + " agents; ";
+    }
+    return Ok("agents",
+              "in the running server: " + count + (all.empty() ? "none registered" : all));
   }
   if (!ctx.store) return Ok("agents", "not checked: " + ctx.store_absent);
   auto agents = ctx.store->ListAgents();
@@ -589,8 +607,9 @@ DoctorCheck CheckKnowledgeIndex(Context& ctx) {
                   std::to_string(want.size()) + " rows (" + std::to_string(missing.size()) +
                   " missing, " + std::to_string(extra.size()) + " extra)";
     }
-    summary += (summary.empty() ? "" : ", ") + std::to_string(want.size()) + " " + part.what +
-               (want.size() == 1 ? "" : (std::string(part.what) == "memory" ? "" : "s"));
+    const bool memory = std::string(part.what) == "memory";
+    summary += (summary.empty() ? "" : ", ") + std::to_string(want.size()) + " " +
+               (want.size() == 1 ? part.what : (memory ? "memories" : "chunks"));
   }
   if (!problems.empty()) {
     DoctorCheck c = Bad("knowledge_index", problems + ": out of step with the database", reindex);
