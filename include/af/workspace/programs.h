@@ -1,5 +1,5 @@
 #pragma once
-// The outside programs agent-factory runs (git, bwrap), found and asked the
+// The outside programs the product runs (git, bwrap), found and asked the
 // same way the workspace and the sandbox find them, for the diagnostics
 // (`doctor`, `logs collect`) that report on them.
 
