@@ -675,7 +675,7 @@ void CheckProvider(Context& ctx, std::vector<DoctorCheck>* out) {
     const Status& s = r.status();
     std::string found = s.code() == Code::kDeadlineExceeded
                             ? "no answer from " + url + " within 5 s: " + s.message()
-                            : "cannot reach " + url + ": " + s.message();
+                            : "unreachable: " + s.message();  // it names the URL
     out->push_back(Bad("provider", found,
                        s.code() == Code::kFailedPrecondition && !s.hint().empty()
                            ? s.hint()

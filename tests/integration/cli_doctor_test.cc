@@ -459,7 +459,8 @@ TEST(CliDoctorProvider, AClosedPortIsUnreachable) {
   in.env["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:" + std::to_string(FreePort());
   auto r = in.Run();
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_CONTAINS(r.out, "✘ provider: cannot reach " + in.env["ANTHROPIC_BASE_URL"] + "/v1/models");
+  EXPECT_CONTAINS(r.out, "✘ provider: unreachable: cannot connect to " +
+                             in.env["ANTHROPIC_BASE_URL"] + "/v1/models");
   EXPECT_CONTAINS(r.out, "fix: check ANTHROPIC_BASE_URL, that the server runs");
 }
 
