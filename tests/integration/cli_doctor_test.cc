@@ -366,6 +366,32 @@ TEST(CliDoctor, AKnowledgeIndexOutOfStepIsRebuiltByFix) {
   EXPECT_CONTAINS(fixed.out, "fixed: rebuilt the knowledge index");
 }
 
+// A row written by another writer that never reached the index (a crash
+// between the database and the index file).
+TEST(CliDoctor, AMemoryRowAddedBehindTheIndexIsCaught) {
+  Install in;
+  in.Migrate();
+  {
+    StoreOptions so;
+    so.url = "sqlite:" + (in.data / "agent-factory.db").string();
+    auto store = Store::Open(so);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    Memory m;
+    m.content = "the deploy needs the staging flag";
+    m.type = "insight";
+    m.importance = 5;
+    ASSERT_TRUE((*store)->AddMemory(m).ok());
+  }
+  auto r = in.Run();
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_CONTAINS(r.out,
+                  "✘ knowledge_index: memory index memories.hnsw has 0 vectors for 1 rows "
+                  "(1 missing, 0 extra): out of step with the database");
+  auto fixed = in.Run({"--fix"});
+  EXPECT_EQ(fixed.exit_code, 0) << fixed.out;
+  EXPECT_CONTAINS(fixed.out, "0 chunks, 1 memory indexed by");
+}
+
 TEST(CliDoctor, ALooseSecretsFileIsTightenedByFix) {
   Install in;
   in.Migrate();
