@@ -706,6 +706,7 @@ void CheckProvider(Context& ctx, std::vector<DoctorCheck>* out) {
     if (!server_s) {
       out->push_back(Ok("clock", "not checked: the provider's answer has no Date header"));
     } else {
+      // The local time nearest the server's during the exchange: latency is not skew.
       const int64_t local = *server_s < before ? before : (*server_s > after ? after : *server_s);
       std::string host =
           base.substr(base.find("://") == std::string::npos ? 0 : base.find("://") + 3);
