@@ -260,6 +260,24 @@ int Main(int argc, char** argv) {
   m_export->add_option("--output", mem_output, "Write to this file (default stdout)");
   on(m_export, [&] { return MemoryExport(g, kb_ns, mem_output); });
 
+  bool doctor_fix = false;
+  auto* doctor = app.add_subcommand(
+      "doctor", "Check this installation; each problem with its fix (exit 1 when one is found)");
+  doctor->add_flag("--json", g.json, "Print {\"ok\",\"checks\":[...]}");
+  doctor->add_flag("--fix", doctor_fix,
+                   "Apply the safe fixes (permissions, migrations, reindex, a missing data "
+                   "directory), then check again");
+  on(doctor, [&] { return Doctor(g, doctor_fix); });
+  std::string logs_output;
+  auto* logs = app.add_subcommand("logs", "Logs for bug reports");
+  logs->require_subcommand(1);
+  auto* logs_collect = logs->add_subcommand(
+      "collect", "Write one tar.gz for a bug report (secrets masked) and print its path");
+  logs_collect->add_option(
+      "--output", logs_output,
+      "Where to write it (default <data_dir>/logs/agent-factory-debug-<UTC time>.tar.gz)");
+  on(logs_collect, [&] { return LogsCollect(g, logs_output); });
+
   on(app.add_subcommand(
          "mcp", "Serve the Model Context Protocol on stdin/stdout (memory, knowledge, features)"),
      [&] { return Mcp(g); });

@@ -178,3 +178,18 @@ Result<std::unique_ptr<Services>> OpenLocalServices(const GlobalOptions& g);
 int Mcp(const GlobalOptions& g);
 
 }  // namespace af::cli
+
+// --- Diagnosis (doctor_cmd.cc, logs_cmd.cc) ------------------------------------
+
+namespace af::cli {
+
+// `agent-factory doctor`: every check, ✔/✘ with what was found and the fix;
+// `fix` applies the safe fixes and checks again. Exit 0 only when all pass.
+int Doctor(const GlobalOptions& g, bool fix);
+// `agent-factory logs collect`: one tar.gz for a bug report (doctor's report,
+// configuration and log lines with secrets masked, versions, store
+// statistics, failed features); prints its path. `output` empty = under
+// <data_dir>/logs/.
+int LogsCollect(const GlobalOptions& g, const std::string& output);
+
+}  // namespace af::cli

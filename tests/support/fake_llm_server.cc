@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <ctime>
 #include <stdexcept>
 
 #include "af/api/http_types.h"
@@ -391,6 +392,20 @@ void FakeLlmServer::Push(FakeReply reply) {
   replies_.push_back(std::move(reply));
 }
 
+void FakeLlmServer::SetModelsReply(FakeReply reply) {
+  std::lock_guard<std::mutex> lock(mu_);
+  models_reply_ = std::move(reply);
+}
+
+std::string HttpDate(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
+}
+
 void FakeLlmServer::SetResponder(FakeResponder responder) {
   std::lock_guard<std::mutex> lock(mu_);
   responder_ = std::move(responder);
@@ -443,7 +458,15 @@ void FakeLlmServer::Serve(int fd) {
       responder = responder_;
     }
     std::optional<FakeReply> answered;
-    if (responder) answered = responder(req);
+    if (req.method == "GET" && EndsWith(req.path, "/models")) {
+      std::lock_guard<std::mutex> lock(mu_);
+      answered = models_reply_
+                     ? *models_reply_
+                     : FakeReply::Status(200, R"({"data":[{"id":"fake-model"}]})",
+                                         {{"Date", HttpDate(std::chrono::system_clock::now())}});
+    } else if (responder) {
+      answered = responder(req);
+    }
     if (answered) {
       reply = std::move(*answered);
     } else {

@@ -5,6 +5,9 @@
 // "stream" field asks, and injects faults. Each request is first offered to the
 // responder (when one is set); otherwise replies are consumed in the order
 // pushed; a request with nothing queued gets HTTP 500 "no scripted reply".
+// GET .../models (the model list both wire formats have, which `doctor` asks
+// to check a key) never takes from the queue: it gets the models reply, by
+// default 200 with one model and the current time in a Date header.
 // Thread-safe; one thread per connection; Connection: close on every reply.
 
 #include <chrono>
@@ -85,6 +88,9 @@ bool SendAll(int fd, std::string_view data);
 // std::runtime_error naming `who` when that fails.
 int ListenOnLoopback(int* port, const std::string& who);
 
+// An HTTP Date header value for `t` ("Sun, 06 Nov 1994 08:49:37 GMT").
+std::string HttpDate(std::chrono::system_clock::time_point t);
+
 // Answers a request by its content (e.g. the agent role in the system prompt,
 // the task in the first user message, the number of turns so far), for
 // callers whose request order is not deterministic. nullopt = use the queue.
@@ -106,6 +112,9 @@ class FakeLlmServer {
   // concurrent requests call it concurrently. The request it sees is already
   // recorded.
   void SetResponder(FakeResponder responder);
+  // What GET .../models answers from now on (e.g. Status(401), or a Date
+  // header 10 minutes off).
+  void SetModelsReply(FakeReply reply);
   // "http://127.0.0.1:PORT". Anthropic clients use it as is; OpenAI clients
   // use base_url() + "/v1".
   std::string base_url() const;
@@ -126,6 +135,7 @@ class FakeLlmServer {
   bool stopping_ = false;                  // guarded by mu_
   std::deque<FakeReply> replies_;          // guarded by mu_
   FakeResponder responder_;                // guarded by mu_
+  std::optional<FakeReply> models_reply_;  // guarded by mu_; nullopt = the default
   std::vector<RecordedRequest> seen_;      // guarded by mu_
   std::set<int> open_fds_;                 // guarded by mu_
   std::vector<std::thread> conn_threads_;  // guarded by mu_
