@@ -53,6 +53,15 @@ std::string SqlitePath(const std::string& url) {
   return path;
 }
 
+// Options that open a database as it is (no migration).
+StoreOptions AsIs(const std::string& url, int busy_timeout_ms = 5000) {
+  StoreOptions o;
+  o.url = url;
+  o.migrate = false;
+  o.busy_timeout = std::chrono::milliseconds(busy_timeout_ms);
+  return o;
+}
+
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
@@ -91,7 +100,7 @@ bool NotState(const std::string& name, const std::string& db_name) {
 // Copies the data directory's files (not the database) into the archive.
 // Returns the names of the parts added.
 Status AddFiles(TarGzWriter& out, const fs::path& data_dir, const std::string& db_name,
-                std::vector<std::string>* parts) {
+                const std::set<std::string>& also_skip, std::vector<std::string>* parts) {
   std::error_code ec;
   std::vector<fs::path> entries;
   for (fs::directory_iterator it(data_dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -109,7 +118,7 @@ Status AddFiles(TarGzWriter& out, const fs::path& data_dir, const std::string& d
   };
   for (const fs::path& entry : entries) {
     const std::string name = entry.filename().string();
-    if (NotState(name, db_name)) continue;
+    if (NotState(name, db_name) || also_skip.count(name)) continue;
     if (name == "workspaces" && fs::is_directory(entry, ec)) {
       std::vector<fs::path> repos;
       for (fs::directory_iterator it(entry, ec), end; !ec && it != end; it.increment(ec)) {
@@ -163,7 +172,7 @@ Result<Counts> CountStore(Store& store) {
 
 // The newest schema version this binary knows.
 Result<int> LatestSchemaVersion() {
-  AF_ASSIGN_OR_RETURN(auto mem, Store::Open({.url = "sqlite::memory:", .migrate = false}));
+  AF_ASSIGN_OR_RETURN(auto mem, Store::Open(AsIs("sqlite::memory:")));
   AF_ASSIGN_OR_RETURN(MigrationStatus st, mem->GetMigrationStatus());
   return st.latest_version;
 }
@@ -299,11 +308,7 @@ Result<BackupReport> CreateBackup(const Config& config, const BackupOptions& opt
         "check the permissions, or choose another place with --output");
   }
 
-  AF_ASSIGN_OR_RETURN(
-      auto store,
-      Store::Open({.url = url,
-                   .migrate = false,
-                   .busy_timeout = std::chrono::milliseconds(config.database.busy_timeout_ms)}));
+  AF_ASSIGN_OR_RETURN(auto store, Store::Open(AsIs(url, config.database.busy_timeout_ms)));
   AF_ASSIGN_OR_RETURN(MigrationStatus schema, store->GetMigrationStatus());
 
   // The database copy waits beside the archive until it is packed.
@@ -326,8 +331,7 @@ Result<BackupReport> CreateBackup(const Config& config, const BackupOptions& opt
   // Counted in the copy: the numbers describe exactly what the archive holds.
   Counts counts;
   {
-    AF_ASSIGN_OR_RETURN(auto copy,
-                        Store::Open({.url = "sqlite:" + db_copy.string(), .migrate = false}));
+    AF_ASSIGN_OR_RETURN(auto copy, Store::Open(AsIs("sqlite:" + db_copy.string())));
     AF_ASSIGN_OR_RETURN(counts, CountStore(*copy));
   }
 
@@ -336,8 +340,15 @@ Result<BackupReport> CreateBackup(const Config& config, const BackupOptions& opt
   // The files go into the archive after the database copy was taken, so the
   // manifest (which lists them) is written last.
   AF_RETURN_IF_ERROR(DiskFullAware(writer->AddPath(kDatabase, db_copy), output));
+  // An archive written into the data directory itself must not pack itself.
+  std::set<std::string> also_skip;
+  if (fs::equivalent(output.parent_path(), data_dir, ec)) {
+    also_skip = {output.filename().string(), output.filename().string() + ".partial",
+                 staging.filename().string()};
+  }
   AF_RETURN_IF_ERROR(DiskFullAware(
-      AddFiles(*writer, data_dir, fs::path(db_path).filename().string(), &parts), output));
+      AddFiles(*writer, data_dir, fs::path(db_path).filename().string(), also_skip, &parts),
+      output));
   fs::path canonical = fs::weakly_canonical(data_dir, ec);
   json manifest = {{"format", kFormat},
                    {"format_version", kBackupFormatVersion},
