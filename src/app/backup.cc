@@ -294,8 +294,12 @@ Result<BackupReport> CreateBackup(const Config& config, const BackupOptions& opt
   const int64_t now = options.now_ms ? options.now_ms() : SystemNowMs();
   fs::path output = options.output;
   if (output.empty()) {
-    output = data_dir / "backups" /
-             ("agent-factory-backup-" + FormatUtc(now, "%Y%m%d-%H%M%S") + ".tar.gz");
+    // Two backups within a second get distinct names.
+    const std::string stem = "agent-factory-backup-" + FormatUtc(now, "%Y%m%d-%H%M%S");
+    output = data_dir / "backups" / (stem + ".tar.gz");
+    for (int n = 2; fs::exists(output, ec) && n < 100; ++n) {
+      output = data_dir / "backups" / (stem + "-" + std::to_string(n) + ".tar.gz");
+    }
   }
   output = fs::absolute(output);
   if (fs::exists(output, ec)) {
