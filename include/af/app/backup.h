@@ -4,7 +4,7 @@
 //
 // A backup is one tar.gz (af/core/archive.h) holding:
 //   manifest.json      what the archive is: format and its version, the
-//                      agent-factory and schema versions, when, the data
+//                      versions of the program and the schema, when, the data
 //                      directory it came from, counts, the list of parts
 //   agent-factory.db   the store, copied as of one moment (Store::BackupTo)
 //   kb/, workspaces/, artifacts/, admin.key, ...
@@ -83,7 +83,7 @@ struct RestoreReport {
 Result<RestoreReport> RestoreBackup(const Config& config, const std::filesystem::path& archive);
 
 // Holds the data directory's coordinator lock (so no server starts meanwhile)
-// until destroyed. FailedPrecondition when a running agent-factory holds it.
+// until destroyed. FailedPrecondition when a running server or run holds it.
 class DataDirLock {
  public:
   static Result<DataDirLock> Acquire(const std::filesystem::path& data_dir);
