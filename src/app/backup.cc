@@ -442,7 +442,8 @@ Result<json> ReadBackupManifest(const fs::path& archive) {
 
 Result<RestoreReport> RestoreBackup(const Config& config, const fs::path& archive) {
   AF_ASSIGN_OR_RETURN(json manifest, ReadBackupManifest(archive));
-  const fs::path data_dir = fs::absolute(config.data_dir).lexically_normal();
+  fs::path data_dir = fs::absolute(config.data_dir).lexically_normal();
+  if (!data_dir.has_filename()) data_dir = data_dir.parent_path();  // "dir/" -> "dir"
   const std::string url = config.DatabaseUrl();
   const fs::path db_path = SqlitePath(url);
   if (db_path.empty() || fs::absolute(db_path).lexically_normal() != data_dir / kDatabase) {
