@@ -3,7 +3,11 @@
 // server is in the middle of a feature (restored elsewhere, the feature
 // resumes there), every refusal, and no planted secret anywhere on disk.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -482,6 +486,67 @@ TEST_F(CliBackupRefusalTest, ResetNeedsAConfirmationThenKeepsOnlyBackups) {
   EXPECT_TRUE(fs::exists(archive_));
   auto recall = Af({"memory", "recall", "walrus", "--json"}, Env(data_), dir_.path());
   EXPECT_NE(recall.out.find("deploys on Tuesdays"), std::string::npos) << recall.out << recall.err;
+}
+
+// Runs argv on a pseudo-terminal (so the program sees a terminal on stdin),
+// answers `answer` once `prompt` appears, and returns the exit code and all
+// the terminal showed.
+CommandResult RunOnTerminal(const std::vector<std::string>& argv,
+                            const std::map<std::string, std::string>& env, const fs::path& cwd,
+                            const std::string& prompt, const std::string& answer) {
+  CommandResult result;
+  int master = -1;
+  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  if (pid < 0) return result;
+  if (pid == 0) {
+    if (chdir(cwd.c_str()) != 0) _exit(126);
+    for (const auto& [k, v] : env) {
+      if (v == "\x01unset") {
+        unsetenv(k.c_str());
+      } else {
+        setenv(k.c_str(), v.c_str(), 1);
+      }
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  bool answered = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{master, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(master, buf, sizeof buf);
+    if (n <= 0) break;  // EIO: the child closed the terminal
+    result.out.append(buf, static_cast<size_t>(n));
+    if (!answered && result.out.find(prompt) != std::string::npos) {
+      const std::string line = answer + "\n";
+      EXPECT_EQ(write(master, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+      answered = true;
+    }
+  }
+  close(master);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+TEST_F(CliBackupRefusalTest, ResetOnATerminalAsksForTheDirectoryName) {
+  const std::vector<std::string> argv = {BinaryPath(), "reset"};
+  auto wrong = RunOnTerminal(argv, Env(data_), dir_.path(), "to confirm: ", "yes please");
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.out;
+  EXPECT_NE(wrong.out.find("Type the directory's name (data)"), std::string::npos) << wrong.out;
+  EXPECT_NE(wrong.out.find("nothing was removed"), std::string::npos) << wrong.out;
+  EXPECT_TRUE(fs::exists(data_ / "agent-factory.db"));
+
+  auto right = RunOnTerminal(argv, Env(data_), dir_.path(), "to confirm: ", "data");
+  EXPECT_EQ(right.exit_code, 0) << right.out;
+  EXPECT_FALSE(fs::exists(data_ / "agent-factory.db"));
+  EXPECT_TRUE(fs::exists(archive_));
 }
 
 TEST_F(CliBackupRefusalTest, BackupWithoutADatabaseOrOfPostgresSaysWhatToDo) {
