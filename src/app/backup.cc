@@ -111,11 +111,13 @@ Status AddFiles(TarGzWriter& out, const fs::path& data_dir, const std::string& d
                     "check the permissions of the data directory");
   }
   std::sort(entries.begin(), entries.end());
-  // An interrupted git command's lock files and the index's half-written
-  // files are not state; restored, they would block git or the index.
-  auto skip_transient = [](const std::string& rel) {
-    return EndsWith(rel, ".lock") || EndsWith(rel, ".tmp");
+  // Not state: the lock files an interrupted git command leaves in .git/
+  // (restored, they would block git; a project's own Cargo.lock or yarn.lock
+  // elsewhere is kept) and the knowledge index's half-written files.
+  auto skip_git_lock = [](const std::string& rel) {
+    return StartsWith(rel, ".git/") && EndsWith(rel, ".lock");
   };
+  auto skip_tmp = [](const std::string& rel) { return EndsWith(rel, ".tmp"); };
   for (const fs::path& entry : entries) {
     const std::string name = entry.filename().string();
     if (NotState(name, db_name) || also_skip.count(name)) continue;
@@ -131,14 +133,16 @@ Status AddFiles(TarGzWriter& out, const fs::path& data_dir, const std::string& d
         // any moment names objects that already exist, and objects are
         // never removed (no automatic gc), so the copy has them all.
         AF_RETURN_IF_ERROR(out.AddPath(base, repo, [&](const std::string& rel) {
-          return rel == ".git/objects" || skip_transient(rel);
+          return rel == ".git/objects" || skip_git_lock(rel);
         }));
         if (fs::is_directory(repo / ".git" / "objects", ec)) {
           AF_RETURN_IF_ERROR(out.AddPath(base + "/.git/objects", repo / ".git" / "objects"));
         }
       }
     } else {
-      AF_RETURN_IF_ERROR(out.AddPath(name, entry, skip_transient));
+      std::function<bool(const std::string&)> skip;
+      if (name == "kb") skip = skip_tmp;
+      AF_RETURN_IF_ERROR(out.AddPath(name, entry, skip));
     }
     parts->push_back(name);
   }

@@ -120,6 +120,12 @@ TEST(CliBackupTest, RoundTripKeepsFeaturesMemoriesKnowledgeAndTheBranch) {
          dir.path());
   ASSERT_EQ(remember.exit_code, 0) << remember.err;
 
+  // A project's own lock file is kept; a lock left in .git by an
+  // interrupted git command is not (it would block git after a restore).
+  const fs::path repo_old = data / "workspaces" / report.value("project", "default");
+  std::ofstream(repo_old / "Cargo.lock") << "# project lock file\n";
+  std::ofstream(repo_old / ".git" / "index.lock") << "";
+
   auto human = Af({"backup"}, env, dir.path());
   ASSERT_EQ(human.exit_code, 0) << human.err;
   EXPECT_NE(
@@ -140,12 +146,17 @@ TEST(CliBackupTest, RoundTripKeepsFeaturesMemoriesKnowledgeAndTheBranch) {
   EXPECT_EQ(manifest["counts"]["features"], 1);
   EXPECT_GE(manifest["counts"]["memories"].get<int>(), 1);
   EXPECT_GE(manifest["counts"]["chunks"].get<int>(), 1);
+  bool project_lock = false;
   for (const auto& e : *ListTarGz(archive)) {
+    project_lock |= e.name == "workspaces/" + repo_old.filename().string() + "/Cargo.lock";
+    EXPECT_EQ(e.name.find(".git/index.lock"), std::string::npos) << e.name;
     EXPECT_NE(e.name.rfind("logs/", 0), 0u) << e.name;
     EXPECT_NE(e.name.rfind("backups", 0), 0u) << e.name;
     EXPECT_NE(e.name, "coordinator.lock");
     EXPECT_NE(e.name, "agent-factory.db-wal");
   }
+  EXPECT_TRUE(project_lock);
+  fs::remove(repo_old / ".git" / "index.lock");
 
   const fs::path restored = dir.path() / "elsewhere" / "restored";
   auto r = Af({"restore", archive, "--data-dir", restored.string()}, Env(restored), dir.path());
@@ -174,7 +185,6 @@ TEST(CliBackupTest, RoundTripKeepsFeaturesMemoriesKnowledgeAndTheBranch) {
   EXPECT_NE(recall.out.find("blue build server"), std::string::npos) << recall.out << recall.err;
 
   // The feature's branch is in the restored repository, at the same commit.
-  const fs::path repo_old = data / "workspaces" / report.value("project", "default");
   const fs::path repo_new = restored / "workspaces" / report.value("project", "default");
   auto sha_old = Git(repo_old, {"rev-parse", "--verify", branch});
   auto sha_new = Git(repo_new, {"rev-parse", "--verify", branch});
