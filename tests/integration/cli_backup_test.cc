@@ -147,7 +147,11 @@ TEST(CliBackupTest, RoundTripKeepsFeaturesMemoriesKnowledgeAndTheBranch) {
   EXPECT_GE(manifest["counts"]["memories"].get<int>(), 1);
   EXPECT_GE(manifest["counts"]["chunks"].get<int>(), 1);
   bool project_lock = false;
-  for (const auto& e : *ListTarGz(archive)) {
+  std::string names;
+  auto entries = ListTarGz(archive);  // kept: a range-for over *temporary would dangle
+  ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+  for (const auto& e : *entries) {
+    names += e.name + "\n";
     project_lock |= e.name == "workspaces/" + repo_old.filename().string() + "/Cargo.lock";
     EXPECT_EQ(e.name.find(".git/index.lock"), std::string::npos) << e.name;
     EXPECT_NE(e.name.rfind("logs/", 0), 0u) << e.name;
@@ -155,7 +159,7 @@ TEST(CliBackupTest, RoundTripKeepsFeaturesMemoriesKnowledgeAndTheBranch) {
     EXPECT_NE(e.name, "coordinator.lock");
     EXPECT_NE(e.name, "agent-factory.db-wal");
   }
-  EXPECT_TRUE(project_lock);
+  EXPECT_TRUE(project_lock) << names;
   fs::remove(repo_old / ".git" / "index.lock");
 
   const fs::path restored = dir.path() / "elsewhere" / "restored";
