@@ -179,6 +179,27 @@ int Main(int argc, char** argv) {
   on(db->add_subcommand("history", "List applied migrations with their times"),
      [&] { return DbHistory(g); });
 
+  std::string backup_output, restore_path;
+  bool reset_yes = false;
+  auto* backup = app.add_subcommand(
+      "backup", "Back up the data directory into one tar.gz (works while serve runs)");
+  backup->add_option("--output", backup_output,
+                     "Archive to write (default <data_dir>/backups/"
+                     "agent-factory-backup-<UTC time>.tar.gz)");
+  backup->add_flag("--json", g.json, "Print the path, size and manifest as JSON");
+  on(backup, [&] { return Backup(g, backup_output); });
+  auto* restore = app.add_subcommand(
+      "restore", "Restore a backup into an empty data directory (--data-dir); never a live one");
+  restore->add_option("PATH", restore_path, "Backup file (.tar.gz from 'agent-factory backup')")
+      ->required();
+  restore->add_flag("--json", g.json, "Print JSON");
+  on(restore, [&] { return Restore(g, restore_path); });
+  auto* reset = app.add_subcommand(
+      "reset", "Delete the data directory's state to start over (keeps backups/); asks first");
+  reset->add_flag("--yes", reset_yes, "Do not ask (required without a terminal)");
+  reset->add_flag("--json", g.json, "Print what was removed as JSON");
+  on(reset, [&] { return Reset(g, reset_yes); });
+
   // The knowledge base and memory, opened in this process (no server needed).
   std::vector<std::string> kb_paths;
   std::string kb_ns;

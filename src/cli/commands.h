@@ -87,6 +87,12 @@ int DbMigrate(const GlobalOptions& g);
 int DbStatus(const GlobalOptions& g);
 int DbHistory(const GlobalOptions& g);
 
+// backup_cmd.cc: an online backup of the data directory, a restore into an
+// empty one, and a confirmed reset (af/app/backup.h).
+int Backup(const GlobalOptions& g, const std::string& output);
+int Restore(const GlobalOptions& g, const std::string& archive);
+int Reset(const GlobalOptions& g, bool yes);
+
 int Serve(const GlobalOptions& g);
 int Validate(const GlobalOptions& g, const std::string& file);
 int Run(const GlobalOptions& g, const std::string& file, const std::string& project);

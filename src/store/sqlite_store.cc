@@ -394,6 +394,7 @@ class SqliteStore final : public Store {
 
   Status Check() override;
   std::string Describe() const override { return "sqlite:" + path_; }
+  Status BackupTo(const std::string& path) override;
 
  private:
   friend class Txn;
@@ -2197,6 +2198,78 @@ Status SqliteStore::Check() {
                                   std::to_string(st.latest_version),
                               "run 'agent-factory db migrate'");
   }
+  return Status::Ok();
+}
+
+// --- Backup -----------------------------------------------------------------
+
+Status SqliteStore::BackupTo(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    return AlreadyExists("backup copy " + path + " already exists",
+                         "choose another file name, or move the existing file aside");
+  }
+  if (std::error_code err = CreatePrivateFile(path)) {
+    return Unavailable("cannot create the backup copy " + path + ": " + err.message(),
+                       "check that its directory exists and is writable");
+  }
+  sqlite3* dest = nullptr;
+  sqlite3* src = nullptr;
+  std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+  auto fail = [&](int rc, const std::string& doing) {
+    std::string detail = sqlite3_errstr(rc);
+    if (dest != nullptr) sqlite3_close_v2(dest);
+    if (src != nullptr && src != db_) sqlite3_close_v2(src);
+    dest = src = nullptr;
+    std::error_code rm;
+    fs::remove(path, rm);
+    fs::remove(path + "-journal", rm);
+    fs::remove(path + "-wal", rm);
+    fs::remove(path + "-shm", rm);
+    if ((rc & 0xff) == SQLITE_FULL) {
+      return ResourceExhausted("disk full " + doing + " (copy of " + path_ + " to " + path + ")",
+                               "free some disk space, or write the backup to another file system");
+    }
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+      return Unavailable(doing + ": database " + path_ + " stayed locked (" + detail + ")",
+                         "retry in a moment");
+    }
+    return Internal(doing + " (copy of " + path_ + " to " + path + "): " + detail,
+                    "check the disk holding both files, then retry");
+  };
+  int rc =
+      sqlite3_open_v2(path.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) return fail(rc, "opening the backup copy");
+  if (path_ == ":memory:") {
+    // Only this connection sees a private in-memory database.
+    lock.lock();
+    src = db_;
+  } else {
+    // A connection of its own: the copy runs without holding mu_, so the
+    // store's other calls go on meanwhile; in WAL mode the copy's read
+    // transaction neither blocks writers nor sees their later commits.
+    rc = sqlite3_open_v2(path_.c_str(), &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) return fail(rc, "opening the database for the backup");
+    sqlite3_busy_timeout(src, static_cast<int>(options_.busy_timeout.count()));
+  }
+  sqlite3_backup* backup = sqlite3_backup_init(dest, "main", src, "main");
+  if (backup == nullptr) return fail(sqlite3_extended_errcode(dest), "starting the backup");
+  // Every page in one step: one read transaction, hence one moment's state.
+  rc = sqlite3_backup_step(backup, -1);
+  const int finish = sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) return fail(rc, "copying the database");
+  if (finish != SQLITE_OK) return fail(finish, "finishing the backup");
+  if (src != db_) sqlite3_close_v2(src);
+  src = nullptr;
+  if (lock.owns_lock()) lock.unlock();
+  // One self-contained file: no -wal beside it to forget (the store turns
+  // WAL on again when it opens the copy).
+  rc = sqlite3_exec(dest, "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return fail(rc, "finishing the backup copy");
+  rc = sqlite3_close(dest);
+  dest = nullptr;
+  if (rc != SQLITE_OK) return fail(rc, "closing the backup copy");
   return Status::Ok();
 }
 

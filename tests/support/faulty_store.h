@@ -274,6 +274,10 @@ class FaultyStore : public Store {
     return inner_->Stats();
   }
   std::string Describe() const override { return inner_->Describe(); }
+  Status BackupTo(const std::string& path) override {
+    AF_FAULT("BackupTo", false);
+    return inner_->BackupTo(path);
+  }
 
 #undef AF_FAULT
 

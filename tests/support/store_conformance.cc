@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/test_util.h"
+
 namespace af::testing {
 
 int StoreConformanceAnchor() { return 0; }
@@ -1594,6 +1596,59 @@ TEST_P(StoreConformanceTest, ApiKeysCreateFindRevokeTouchCount) {
   std::set<std::string> names{keys[0].name, keys[1].name};
   EXPECT_EQ(names, (std::set<std::string>{"admin", "reader"}));
   for (const ApiKey& k : keys) EXPECT_EQ(k.revoked, k.name == "reader");
+}
+
+// --- Backup ---------------------------------------------------------------------
+
+// The copy is one moment's state even while another thread keeps writing:
+// its events are exactly a prefix of the log (no gap, nothing torn), and at
+// least everything committed before the call.
+TEST_P(StoreConformanceTest, BackupToCopiesOneMomentWhileWritesGoOn) {
+  SC_ASSERT_OK_AND_ASSIGN(Feature f, store_->CreateFeature(MakeFeature("Backed up")));
+  SC_ASSERT_OK_AND_ASSIGN(Memory m, store_->AddMemory([] {
+    Memory mem;
+    mem.content = "the backup keeps memories";
+    return mem;
+  }()));
+  for (int i = 0; i < 50; ++i) {
+    Event e;
+    e.type = "test.before";
+    e.feature_id = f.id;
+    SC_ASSERT_OK(store_->AppendEvent(e));
+  }
+  SC_ASSERT_OK_AND_ASSIGN(int64_t before, store_->LatestEventSeq());
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    while (!stop) {
+      Event e;
+      e.type = "test.during";
+      e.feature_id = f.id;
+      if (!store_->AppendEvent(e).ok()) return;
+    }
+  });
+  TempDir dir;
+  const std::string copy = (dir.path() / "copy.db").string();
+  Status backed = store_->BackupTo(copy);
+  stop = true;
+  writer.join();
+  SC_ASSERT_OK(backed);
+  EXPECT_EQ(std::filesystem::status(copy).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+
+  SC_ASSERT_OK_AND_ASSIGN(auto opened, Store::Open({.url = "sqlite:" + copy, .migrate = false}));
+  SC_ASSERT_OK_AND_ASSIGN(Feature got, opened->GetFeature(f.id));
+  EXPECT_EQ(got.title, "Backed up");
+  SC_ASSERT_OK_AND_ASSIGN(Memory got_m, opened->GetMemory(m.id));
+  EXPECT_EQ(got_m.content, m.content);
+  std::vector<Event> events = AllEvents(*opened);
+  ASSERT_GE(static_cast<int64_t>(events.size()), before);
+  for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].seq, static_cast<int64_t>(i) + 1);
+
+  // Nothing is overwritten.
+  Status again = store_->BackupTo(copy);
+  EXPECT_EQ(again.code(), Code::kAlreadyExists) << again.ToString();
+  SC_ASSERT_OK_AND_ASSIGN(auto reopened, Store::Open({.url = "sqlite:" + copy, .migrate = false}));
+  EXPECT_TRUE(reopened->GetFeature(f.id).ok());
 }
 
 }  // namespace

@@ -316,6 +316,17 @@ class Store {
   virtual Result<StoreStats> Stats() = 0;
   // "sqlite:/abs/path/agent-factory.db" or "sqlite::memory:"; never a password.
   virtual std::string Describe() const = 0;
+
+  // --- Backup -------------------------------------------------------------
+  // Writes a copy of the whole database as it was at one moment to a new
+  // file at `path` (mode 0600), while this and other processes keep reading
+  // and writing: the store part of an online backup. The copy is a
+  // standalone database that Store::Open("sqlite:" + path) opens as is.
+  // SQLite uses its online backup API from a separate connection, so the
+  // copy neither blocks this store's other calls nor waits for writers.
+  // kAlreadyExists when `path` exists (nothing is overwritten);
+  // kResourceExhausted when the disk fills; on any error no file is left.
+  virtual Status BackupTo(const std::string& path) = 0;
 };
 
 }  // namespace af
