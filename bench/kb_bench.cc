@@ -22,7 +22,7 @@
 //
 // Usage: af_kb_bench [--chunks N] [--queries N] [--recall-queries N]
 //                    [--corpus DIR] [--chunk-size C] [--ef-search N]
-//                    [--ef-construction N] [--keep]
+//                    [--ef-construction N] [--m N] [--keep]
 #include <time.h>
 #include <unistd.h>
 
@@ -200,12 +200,14 @@ int main(int argc, char** argv) {
       options.index.ef_search = std::stoi(next());
     } else if (a == "--ef-construction") {
       options.index.ef_construction = std::stoi(next());
+    } else if (a == "--m") {
+      options.index.m = std::stoi(next());
     } else if (a == "--keep") {
       keep = true;
     } else {
       Fail("unknown argument " + a +
            " (use --chunks N, --queries N, --recall-queries N, --corpus DIR, --chunk-size C, "
-           "--ef-search N, --ef-construction N, --keep)");
+           "--ef-search N, --ef-construction N, --m N, --keep)");
     }
   }
   std::mt19937_64 rng(20261121);

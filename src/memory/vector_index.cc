@@ -1,6 +1,9 @@
 #include "af/memory/vector_index.h"
 
 #include <hnswlib/hnswlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -75,7 +78,7 @@ std::string Hex(uint64_t v) {
 
 // Eight partial sums, so the compiler can vectorise it (a single running
 // float sum has to be added in order).
-float Dot(const float* a, const float* b, size_t n) {
+float DotPortable(const float* a, const float* b, size_t n) {
   float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -85,6 +88,69 @@ float Dot(const float* a, const float* b, size_t n) {
   for (; i < n; ++i) tail += a[i] * b[i];
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define AF_HAVE_AVX2_DOT 1
+// The same sum with 256-bit fused multiply-adds, four accumulators deep. The
+// build is portable (no -march), so hnswlib's own kernels compile to SSE;
+// this one is compiled for AVX2+FMA alone and chosen at run time when the CPU
+// has them. Distance computations are most of the graph's insert and search
+// time, so this is where the cores' width pays.
+__attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, size_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  float sum = _mm_cvtss_f32(h);
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+#endif
+
+using DotFn = float (*)(const float*, const float*, size_t);
+
+DotFn PickDot() {
+#ifdef AF_HAVE_AVX2_DOT
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return DotAvx2;
+#endif
+  return DotPortable;
+}
+
+// Chosen once, at load time.
+const DotFn kDot = PickDot();
+
+float Dot(const float* a, const float* b, size_t n) { return kDot(a, b, n); }
+
+// hnswlib's distance for unit vectors: 1 - inner product (so smaller is
+// closer), the value its own InnerProductSpace gives, through the kernel
+// chosen above.
+float InnerProductDistance(const void* a, const void* b, const void* dims) {
+  return 1.0f - kDot(static_cast<const float*>(a), static_cast<const float*>(b),
+                     *static_cast<const size_t*>(dims));
+}
+
+class DotSpace : public hnswlib::SpaceInterface<float> {
+ public:
+  explicit DotSpace(size_t dims) : dims_(dims) {}
+  size_t get_data_size() override { return dims_ * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return InnerProductDistance; }
+  void* get_dist_func_param() override { return &dims_; }
+
+ private:
+  size_t dims_;
+};
 
 Status Corrupt(const fs::path& path, const std::string& why) {
   return FailedPrecondition("vector index " + path.string() + " is unreadable: " + why,
@@ -544,7 +610,7 @@ class HnswIndex : public VectorIndex {
   const std::string embedder_id_;
   const int dims_;
   const VectorIndexOptions options_;
-  hnswlib::InnerProductSpace space_;
+  DotSpace space_;
   mutable std::mutex turnstile_;
   mutable std::shared_mutex mu_;
   std::unique_ptr<Hnsw> graph_;  // guarded by mu_
