@@ -17,6 +17,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "af/core/log.h"
+
 namespace af {
 namespace {
 
@@ -26,6 +28,7 @@ using Hnsw = hnswlib::HierarchicalNSW<float>;
 
 constexpr int kFormat = 1;
 constexpr size_t kInitialCapacity = 1024;
+constexpr int kRebuildThreads = 2;  // threads inserting when the graph is rebuilt
 constexpr const char* kReindexHint =
     "run `agent-factory kb reindex` to rebuild the vector index from the database";
 
@@ -286,6 +289,19 @@ class HnswIndex : public VectorIndex {
                                 " vectors where its header says " + std::to_string(expected_count));
     }
     dirty_ = false;
+    // The file records the graph options it was built with. A graph built
+    // with others (saved before the defaults changed) would keep them, and
+    // its recall, forever, since new elements join the graph as it is: it is
+    // rebuilt here from its own vectors, and the next save writes it.
+    if (h.m != static_cast<size_t>(options_.m) ||
+        h.ef_construction != static_cast<size_t>(options_.ef_construction)) {
+      log::Get("memory")->info(
+          "rebuilding vector index {} ({} vectors): built with m {} and ef_construction {}, "
+          "now {} and {}",
+          path_.string(), LiveLocked(), h.m, h.ef_construction, options_.m,
+          options_.ef_construction);
+      return CompactLocked();
+    }
     return Status::Ok();
   }
 
@@ -363,35 +379,11 @@ class HnswIndex : public VectorIndex {
       dirty_ = true;
       return Internal(std::string("cannot add to the vector index: ") + e.what(), kReindexHint);
     }
-    // Threads only pay for themselves on a few hundred inserts.
-    const size_t n_threads =
-        fresh.size() < 256
-            ? 1
-            : std::clamp<size_t>(threads, 1, std::max(1u, std::thread::hardware_concurrency()));
-    std::atomic<size_t> next{0};
-    std::mutex error_mu;
-    std::string error;
-    auto work = [&] {
-      for (size_t k = next++; k < fresh.size(); k = next++) {
-        const size_t i = fresh[k];
-        try {
-          graph_->addPoint(vectors[i].data(), static_cast<hnswlib::labeltype>(labels[i]));
-        } catch (const std::exception& e) {
-          std::lock_guard<std::mutex> g(error_mu);
-          if (error.empty()) error = e.what();
-          next = fresh.size();
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < n_threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    dirty_ = true;
-    if (!error.empty()) {
-      return Internal("cannot add to the vector index: " + error, kReindexHint);
-    }
-    return Status::Ok();
+    std::vector<std::pair<hnswlib::labeltype, const float*>> items;
+    items.reserve(fresh.size());
+    for (size_t i : fresh)
+      items.emplace_back(static_cast<hnswlib::labeltype>(labels[i]), vectors[i].data());
+    return InsertNewLocked(items, threads);
   }
 
   Status Remove(int64_t label) override {
@@ -476,6 +468,20 @@ class HnswIndex : public VectorIndex {
     return out;
   }
 
+  std::vector<std::optional<float>> Similarities(
+      const std::vector<float>& query, const std::vector<int64_t>& labels) const override {
+    std::vector<std::optional<float>> out(labels.size());
+    if (query.size() != static_cast<size_t>(dims_)) return out;
+    auto lock = ReadLock();
+    for (size_t i = 0; i < labels.size(); ++i) {
+      auto it = graph_->label_lookup_.find(static_cast<hnswlib::labeltype>(labels[i]));
+      if (it == graph_->label_lookup_.end() || graph_->isMarkedDeleted(it->second)) continue;
+      const auto* data = reinterpret_cast<const float*>(graph_->getDataByInternalId(it->second));
+      out[i] = Dot(data, query.data(), query.size());
+    }
+    return out;
+  }
+
   Status Save() override {
     auto lock = WriteLock();
     if (path_.empty() || !dirty_) return Status::Ok();
@@ -509,8 +515,11 @@ class HnswIndex : public VectorIndex {
                                           : 0);
     }
     if (bytes != expected) return fail("the file was written incompletely (disk full?)");
-    json h = {{"format", kFormat},     {"embedder", embedder_id_}, {"dimensions", dims_},
-              {"count", LiveLocked()}, {"bytes", bytes},           {"checksum", Hex(*sum)}};
+    // m and ef_construction are for people: Load reads them from the file.
+    json h = {{"format", kFormat},   {"embedder", embedder_id_},
+              {"dimensions", dims_}, {"count", LiveLocked()},
+              {"bytes", bytes},      {"checksum", Hex(*sum)},
+              {"m", options_.m},     {"ef_construction", options_.ef_construction}};
     {
       std::ofstream out(header_tmp, std::ios::binary | std::ios::trunc);
       out << h.dump(2) << "\n";
@@ -580,7 +589,44 @@ class HnswIndex : public VectorIndex {
     return all;
   }
 
-  // Rebuilds the graph from the live elements only.
+  // Inserts labels the graph does not hold, on up to `threads` threads:
+  // hnswlib's inserts are safe in parallel for distinct new labels once the
+  // graph has room, which the caller makes. Caller holds the write lock.
+  Status InsertNewLocked(const std::vector<std::pair<hnswlib::labeltype, const float*>>& items,
+                         int threads) {
+    // Threads only pay for themselves on a few hundred inserts.
+    const size_t n_threads =
+        items.size() < 256
+            ? 1
+            : std::clamp<size_t>(threads, 1, std::max(1u, std::thread::hardware_concurrency()));
+    std::atomic<size_t> next{0};
+    std::mutex error_mu;
+    std::string error;
+    auto work = [&] {
+      for (size_t k = next++; k < items.size(); k = next++) {
+        try {
+          graph_->addPoint(items[k].second, items[k].first);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> g(error_mu);
+          if (error.empty()) error = e.what();
+          next = items.size();
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < n_threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    dirty_ = true;
+    if (!error.empty()) {
+      return Internal("cannot add to the vector index: " + error, kReindexHint);
+    }
+    return Status::Ok();
+  }
+
+  // Rebuilds the graph from the live elements only, with this index's
+  // options (also how a file built with other graph options is brought to
+  // them: from its own vectors, without embedding anything again).
   Status CompactLocked() {
     std::vector<std::pair<hnswlib::labeltype, const float*>> live;
     const size_t n = graph_->cur_element_count;
@@ -596,11 +642,10 @@ class HnswIndex : public VectorIndex {
       graph_ = std::move(old);
       return st;
     }
-    try {
-      for (const auto& [key, data] : live) graph_->addPoint(data, key);
-    } catch (const std::exception& e) {
+    st = InsertNewLocked(live, kRebuildThreads);
+    if (!st.ok()) {
       graph_ = std::move(old);
-      return Internal(std::string("cannot compact the vector index: ") + e.what(), kReindexHint);
+      return Internal("cannot rebuild the vector index: " + st.message(), kReindexHint);
     }
     dirty_ = true;
     return Status::Ok();

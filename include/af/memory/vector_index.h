@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,6 +75,14 @@ class VectorIndex {
   virtual std::vector<std::pair<int64_t, float>> Search(
       const std::vector<float>& query, int k,
       const std::function<bool(int64_t)>& accept = {}) const = 0;
+
+  // The cosine of `query` with the stored vector of each label, in the order
+  // given: nullopt for a label the index does not hold (or removed), and for
+  // every label when the query's size differs from dimensions(). Reading the
+  // stored vector is what fusion needs for candidates only the full-text
+  // search found, and costs far less than embedding their text again.
+  virtual std::vector<std::optional<float>> Similarities(
+      const std::vector<float>& query, const std::vector<int64_t>& labels) const = 0;
 
   // Writes the file and header atomically (temporary file + rename); a no-op
   // when nothing changed since the last save. Errors name the path.
