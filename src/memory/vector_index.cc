@@ -293,8 +293,10 @@ class HnswIndex : public VectorIndex {
     // with others (saved before the defaults changed) would keep them, and
     // its recall, forever, since new elements join the graph as it is: it is
     // rebuilt here from its own vectors, and the next save writes it.
-    if (h.m != static_cast<size_t>(options_.m) ||
-        h.ef_construction != static_cast<size_t>(options_.ef_construction)) {
+    // (hnswlib raises a build beam below m to m before it records it.)
+    const auto want_m = static_cast<size_t>(options_.m);
+    const auto want_ef = static_cast<size_t>(std::max(options_.ef_construction, options_.m));
+    if (h.m != want_m || h.ef_construction != want_ef) {
       log::Get("memory")->info(
           "rebuilding vector index {} ({} vectors): built with m {} and ef_construction {}, "
           "now {} and {}",

@@ -471,6 +471,21 @@ TEST(VectorIndexTest, RebuildsAGraphBuiltWithOtherOptions) {
   fs::remove(path.string() + ".json");
   ASSERT_TRUE(again->Save().ok());
   EXPECT_FALSE(fs::exists(path.string() + ".json"));
+
+  // A build beam below m (hnswlib records m instead) is no reason to rebuild.
+  const fs::path low = dir.path() / "low.hnsw";
+  const VectorIndexOptions narrow{.m = 16, .ef_construction = 8};
+  {
+    auto idx = VectorIndex::Open(low, kEmb, 16, narrow);
+    ASSERT_TRUE(idx.ok());
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE((*idx)->Add(i, all[i].second).ok());
+    ASSERT_TRUE((*idx)->Save().ok());
+  }
+  auto reopened = VectorIndex::Open(low, kEmb, 16, narrow);
+  ASSERT_TRUE(reopened.ok());
+  fs::remove(low.string() + ".json");
+  ASSERT_TRUE((*reopened)->Save().ok());
+  EXPECT_FALSE(fs::exists(low.string() + ".json"));
 }
 
 TEST(ExactSearchTest, BestFirstTiesByLabel) {
