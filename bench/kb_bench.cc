@@ -22,7 +22,12 @@
 //
 // Usage: af_kb_bench [--chunks N] [--queries N] [--recall-queries N]
 //                    [--corpus DIR] [--chunk-size C] [--ef-search N]
-//                    [--ef-construction N] [--keep]
+//                    [--ef-construction N] [--m N] [--keep] [--index-only]
+//
+// --index-only skips the database: the chunks' vectors go straight into a
+// vector index (AddBatch, 2 threads, as ingestion does), and its build CPU
+// time and recall@10 at several query beams are printed (for tuning m and
+// ef_construction).
 #include <time.h>
 #include <unistd.h>
 
@@ -178,6 +183,7 @@ int main(int argc, char** argv) {
   fs::path corpus_dir = "/usr/share/doc/python3.11/html/_sources/library";
   af::KnowledgeOptions options;
   bool keep = false;
+  bool index_only = false;  // only the vector index: build time and recall (for tuning)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -200,12 +206,16 @@ int main(int argc, char** argv) {
       options.index.ef_search = std::stoi(next());
     } else if (a == "--ef-construction") {
       options.index.ef_construction = std::stoi(next());
+    } else if (a == "--m") {
+      options.index.m = std::stoi(next());
     } else if (a == "--keep") {
       keep = true;
+    } else if (a == "--index-only") {
+      index_only = true;
     } else {
       Fail("unknown argument " + a +
            " (use --chunks N, --queries N, --recall-queries N, --corpus DIR, --chunk-size C, "
-           "--ef-search N, --ef-construction N, --keep)");
+           "--ef-search N, --ef-construction N, --m N, --keep, --index-only)");
     }
   }
   std::mt19937_64 rng(20261121);
@@ -252,6 +262,90 @@ int main(int argc, char** argv) {
               n_docs, static_cast<long long>(chunks), bytes / 1e6, gen_ms / 1000);
   std::fflush(stdout);
 
+  auto process_cpu_s = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+  };
+  if (index_only) {
+    auto embedder = af::Embedder::Create(options.embedder);
+    if (!embedder.ok()) Fail(embedder.status().ToString());
+    std::vector<int64_t> labels;
+    std::vector<std::vector<float>> vectors;
+    for (const auto& e : fs::recursive_directory_iterator(docs)) {
+      if (!e.is_regular_file()) continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      std::vector<std::string> texts;
+      for (auto& c : af::ChunkDocument(ss.str(), af::DocKind::kText, options.chunking))
+        texts.push_back(c.heading.empty() ? c.content : c.heading + "\n" + c.content);
+      auto v = (*embedder)->Embed(texts);
+      if (!v.ok()) Fail(v.status().ToString());
+      for (auto& x : *v) {
+        labels.push_back(static_cast<int64_t>(labels.size()) + 1);
+        vectors.push_back(std::move(x));
+      }
+    }
+    const int dims = static_cast<int>(vectors[0].size());
+    const fs::path file = dir / "index-only.hnsw";
+    {
+      auto index = af::VectorIndex::Open(file, (*embedder)->Id(), dims, options.index);
+      if (!index.ok()) Fail(index.status().ToString());
+      const double c0 = process_cpu_s();
+      auto t0 = Clock::now();
+      if (af::Status st = (*index)->AddBatch(labels, vectors, 2); !st.ok()) Fail(st.ToString());
+      std::printf(
+          "index only: %zu vectors, m %d, ef_construction %d: built in %.1f s, CPU %.1f s\n",
+          vectors.size(), options.index.m, options.index.ef_construction,
+          Ms(t0, Clock::now()) / 1000, process_cpu_s() - c0);
+      if (af::Status st = (*index)->Save(); !st.ok()) Fail(st.ToString());
+    }
+    std::vector<std::pair<int64_t, std::vector<float>>> all;
+    for (size_t i = 0; i < vectors.size(); ++i) all.emplace_back(labels[i], vectors[i]);
+    // Queries as below: 3 to 8 words of a random paragraph.
+    std::uniform_int_distribution<size_t> pick_para(0, query_paragraphs.size() - 1);
+    std::uniform_int_distribution<int> qlen(3, 8);
+    std::vector<std::vector<float>> qvs;
+    std::vector<std::vector<std::pair<int64_t, float>>> truth;
+    while (static_cast<int>(qvs.size()) < n_recall) {
+      auto words = Words(query_paragraphs[pick_para(rng)]);
+      if (words.size() < 8) continue;
+      const int n = qlen(rng);
+      std::uniform_int_distribution<size_t> start(0, words.size() - n);
+      const size_t s0 = start(rng);
+      std::string q;
+      for (int k = 0; k < n; ++k) q += (k ? " " : "") + words[s0 + k];
+      auto qv = (*embedder)->Embed({q});
+      if (!qv.ok()) Fail(qv.status().ToString());
+      qvs.push_back((*qv)[0]);
+      truth.push_back(af::ExactSearch(all, qvs.back(), 10));
+    }
+    for (int ef : {256, 384, 512, 1024}) {
+      af::VectorIndexOptions o = options.index;
+      o.ef_search = ef;
+      auto index = af::VectorIndex::Open(file, (*embedder)->Id(), dims, o);
+      if (!index.ok()) Fail(index.status().ToString());
+      double sum = 0;
+      std::vector<double> cpu;
+      for (size_t i = 0; i < qvs.size(); ++i) {
+        timespec a{}, b{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        auto got = (*index)->Search(qvs[i], 10);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        cpu.push_back((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6);
+        int found = 0;
+        for (const auto& [l, s1] : got)
+          for (const auto& [l2, s2] : truth[i]) found += l == l2;
+        sum += static_cast<double>(found) / truth[i].size();
+      }
+      std::printf("  ef_search %d: recall@10 %.4f, CPU p50 %.2f ms, p99 %.2f ms\n", ef,
+                  sum / qvs.size(), Percentile(cpu, 0.5), Percentile(cpu, 0.99));
+    }
+    fs::remove_all(dir);
+    return 0;
+  }
+
   auto store = af::Store::Open({.url = "sqlite:" + (dir / "af.db").string()});
   if (!store.ok()) Fail(store.status().ToString());
   options.index_dir = dir / "kb";
@@ -260,11 +354,6 @@ int main(int argc, char** argv) {
   af::KnowledgeBase& kb = **kb_or;
 
   // --- Ingestion, end to end.
-  auto process_cpu_s = [] {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-  };
   const double ic0 = process_cpu_s();
   auto i0 = Clock::now();
   auto report = kb.Populate({docs.string()}, "project:bench", {});
@@ -313,21 +402,24 @@ int main(int argc, char** argv) {
   std::printf("first query after ingestion: %.1f ms\n", first_ms);
   struct Lat {
     std::string mode;
-    std::vector<double> ms, cpu_ms;  // wall; this thread's CPU (what load does not inflate)
+    // Wall; the process's CPU (what load does not inflate; the process, not
+    // this thread, since a hybrid search runs its vector side on a second
+    // thread, and nothing else runs while the queries do).
+    std::vector<double> ms, cpu_ms;
   };
-  auto thread_cpu_ms = [] {
+  auto process_cpu_ms = [] {
     timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
   };
   std::vector<Lat> lats = {{"hybrid", {}, {}}, {"text", {}, {}}, {"vector", {}, {}}};
   for (auto& l : lats) {
     for (const auto& q : queries) {
-      const double c = thread_cpu_ms();
+      const double c = process_cpu_ms();
       auto t = Clock::now();
       run(q, l.mode, 10);
       l.ms.push_back(Ms(t, Clock::now()));
-      l.cpu_ms.push_back(thread_cpu_ms() - c);
+      l.cpu_ms.push_back(process_cpu_ms() - c);
     }
     std::printf(
         "query latency (%s, %zu queries, max_results 10): p50 %.2f ms, p90 %.2f ms, "

@@ -93,6 +93,7 @@ json KnowledgeStats::ToJson() const {
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -311,15 +312,29 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     AF_RETURN_IF_ERROR(ValidateQuery(q));
     AF_RETURN_IF_ERROR(SyncIfChanged());
     const int wide = std::max(50, q.max_results * 5);
+    std::vector<std::pair<int64_t, float>> vec;
+    std::vector<float> qv;
+    auto vector_side = [&]() -> Status {
+      AF_ASSIGN_OR_RETURN(qv, EmbedOne(q.text));
+      vec = chunks_->Search(qv, q.namespaces.empty() ? wide : wide * 4);
+      return Status::Ok();
+    };
+    // The two sides of a hybrid search are independent and cost about the
+    // same at scale (a few ms each at 100,000 chunks), so the vector side
+    // runs on a second thread while this one asks the store: the search
+    // takes the slower of the two, not their sum, wherever a second core is
+    // free. (Declared after what it writes, so an early return waits for it
+    // before those go.)
+    std::future<Status> in_parallel;
+    if (q.mode == "hybrid") in_parallel = std::async(std::launch::async, vector_side);
     std::vector<TextHit> text;
     if (q.mode != "vector") {
       AF_ASSIGN_OR_RETURN(text, store_->SearchChunkText(q.namespaces, q.text, wide));
     }
-    std::vector<std::pair<int64_t, float>> vec;
-    std::vector<float> qv;
-    if (q.mode != "text") {
-      AF_ASSIGN_OR_RETURN(qv, EmbedOne(q.text));
-      vec = chunks_->Search(qv, q.namespaces.empty() ? wide : wide * 4);
+    if (in_parallel.valid()) {
+      AF_RETURN_IF_ERROR(in_parallel.get());
+    } else if (q.mode == "vector") {
+      AF_RETURN_IF_ERROR(vector_side());
     }
     std::vector<int64_t> labels = UnionLabels(text, vec);
     AF_ASSIGN_OR_RETURN(auto rows, store_->ChunksByLabel(labels));
@@ -333,7 +348,7 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     });
     if (q.mode == "hybrid") {
       AF_RETURN_IF_ERROR(FillSimilarities(
-          qv, candidates, [&](int64_t label) { return EmbedText(*by_label[label]); }));
+          qv, *chunks_, candidates, [&](int64_t label) { return EmbedText(*by_label[label]); }));
     }
     std::vector<SearchResult> out;
     for (const Scored& s : Rank(candidates, q)) {
@@ -415,7 +430,7 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     });
     if (q.mode == "hybrid") {
       AF_RETURN_IF_ERROR(FillSimilarities(
-          qv, candidates, [&](int64_t label) { return EmbedText(*by_label[label]); }));
+          qv, *memories_, candidates, [&](int64_t label) { return EmbedText(*by_label[label]); }));
     }
     std::vector<SearchResult> out;
     std::vector<std::string> ids;
@@ -625,29 +640,46 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
   }
 
   // Score fusion needs the similarity of every candidate, also of those the
-  // vector search did not reach (matched by words only). With the local
-  // embedder, re-embedding their text is cheap (tens of microseconds each)
-  // and gives exactly the stored vector, since embedding is deterministic.
-  // A remote embedder would cost a request per search: those candidates keep
-  // similarity 0 (unknown), as with rank fusion.
+  // vector search did not reach (matched by words only). Their vectors are
+  // in the index already (it holds every row's), so reading them there costs
+  // microseconds. A candidate the index lacks (a write not yet indexed) is
+  // embedded again with the local embedder, which is deterministic and so
+  // gives the stored vector; a remote embedder would cost a request per
+  // search, so with it such a candidate keeps similarity 0 (unknown).
   template <typename TextOf>
-  Status FillSimilarities(const std::vector<float>& qv, std::vector<Candidate>& candidates,
-                          TextOf text_of) {
-    if (qv.empty() || !local_embedder_) return Status::Ok();
+  Status FillSimilarities(const std::vector<float>& qv, const VectorIndex& index,
+                          std::vector<Candidate>& candidates, TextOf text_of) {
+    if (qv.empty()) return Status::Ok();
     std::vector<size_t> missing;
-    std::vector<std::string> texts;
+    std::vector<int64_t> labels;
     for (size_t i = 0; i < candidates.size(); ++i) {
       if (candidates[i].vector_rank > 0) continue;
       missing.push_back(i);
-      texts.push_back(text_of(candidates[i].label));
+      labels.push_back(candidates[i].label);
+    }
+    if (missing.empty()) return Status::Ok();
+    std::vector<std::optional<float>> stored;
+    {
+      std::lock_guard lock(mu_);
+      stored = index.Similarities(qv, labels);
+    }
+    std::vector<size_t> unindexed;
+    std::vector<std::string> texts;
+    for (size_t j = 0; j < missing.size(); ++j) {
+      if (j < stored.size() && stored[j]) {
+        candidates[missing[j]].similarity = *stored[j];
+      } else if (local_embedder_) {
+        unindexed.push_back(missing[j]);
+        texts.push_back(text_of(candidates[missing[j]].label));
+      }
     }
     if (texts.empty()) return Status::Ok();
     AF_ASSIGN_OR_RETURN(auto vectors, embedder_->Embed(texts));
-    for (size_t j = 0; j < missing.size() && j < vectors.size(); ++j) {
+    for (size_t j = 0; j < unindexed.size() && j < vectors.size(); ++j) {
       if (vectors[j].size() != qv.size()) continue;
       double dot = 0;
       for (size_t d = 0; d < qv.size(); ++d) dot += double(qv[d]) * vectors[j][d];
-      candidates[missing[j]].similarity = dot;
+      candidates[unindexed[j]].similarity = dot;
     }
     return Status::Ok();
   }
@@ -807,6 +839,7 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     const int total = static_cast<int>(walk.files.size());
     int done = 0;
     PendingWrites batch;
+    IndexPipeline pipeline(this);
     for (const auto& f : walk.files) {
       seen.insert(f.source);
       std::error_code ec;
@@ -828,12 +861,13 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
         } else {
           ++report.files;
           AF_RETURN_IF_ERROR(PrepareOne(f.source, content, ns, provenance, report, batch));
-          if (batch.chunks >= kWriteBatchChunks) AF_RETURN_IF_ERROR(WriteBatch(batch, report));
+          if (batch.chunks >= kWriteBatchChunks) AF_RETURN_IF_ERROR(pipeline.Write(batch, report));
         }
       }
       if (progress) progress(++done, total, f.source);
     }
-    AF_RETURN_IF_ERROR(WriteBatch(batch, report));
+    AF_RETURN_IF_ERROR(pipeline.Write(batch, report));
+    AF_RETURN_IF_ERROR(pipeline.Wait());
     // Documents under a directory given whose file is gone.
     if (!walk.dir_sources.empty()) {
       AF_ASSIGN_OR_RETURN(auto docs, store_->ListDocuments(ns));
@@ -905,31 +939,76 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     return Status::Ok();
   }
 
-  // Writes the queued documents in one store transaction, then the index
-  // follows; the batch is empty afterwards.
-  Status WriteBatch(PendingWrites& batch, IngestReport& report) {
-    if (batch.writes.empty()) return Status::Ok();
-    PendingWrites b = std::exchange(batch, {});
-    AF_RETURN_IF_ERROR(store_->ReplaceDocuments(&b.writes));
+  // What the vector index must do after a batch was written: drop the
+  // replaced chunks' labels, then add the new ones.
+  struct IndexJob {
+    std::vector<int64_t> removed;
     std::vector<int64_t> labels;
     std::vector<std::vector<float>> vectors;
-    labels.reserve(b.chunks);
-    vectors.reserve(b.chunks);
+  };
+
+  // Writes the queued documents in one store transaction and returns the
+  // index work that must follow; the batch is empty afterwards.
+  Result<IndexJob> StoreBatch(PendingWrites& batch, IngestReport& report) {
+    IndexJob job;
+    if (batch.writes.empty()) return job;
+    PendingWrites b = std::exchange(batch, {});
+    AF_RETURN_IF_ERROR(store_->ReplaceDocuments(&b.writes));
+    job.labels.reserve(b.chunks);
+    job.vectors.reserve(b.chunks);
     for (size_t d = 0; d < b.writes.size(); ++d) {
       const DocumentWrite& w = b.writes[d];
       for (size_t i = 0; i < w.labels.size() && i < b.vectors[d].size(); ++i) {
-        labels.push_back(w.labels[i]);
-        vectors.push_back(std::move(b.vectors[d][i]));
+        job.labels.push_back(w.labels[i]);
+        job.vectors.push_back(std::move(b.vectors[d][i]));
       }
+      job.removed.insert(job.removed.end(), w.removed.begin(), w.removed.end());
       b.existed[d] ? ++report.changed : ++report.added;
       report.chunks_added += static_cast<int64_t>(w.labels.size());
       report.chunks_removed += static_cast<int64_t>(w.removed.size());
     }
-    std::lock_guard lock(mu_);
-    for (const auto& w : b.writes)
-      for (int64_t l : w.removed) AF_RETURN_IF_ERROR(chunks_->Remove(l));
-    return chunks_->AddBatch(labels, vectors, kIndexThreads);
+    return job;
   }
+
+  Status IndexBatch(const IndexJob& job) {
+    std::lock_guard lock(mu_);
+    for (int64_t l : job.removed) AF_RETURN_IF_ERROR(chunks_->Remove(l));
+    return chunks_->AddBatch(job.labels, job.vectors, kIndexThreads);
+  }
+
+  // Writes the queued documents, then the index follows (the database first:
+  // a crash in between leaves rows the next open indexes).
+  Status WriteBatch(PendingWrites& batch, IngestReport& report) {
+    AF_ASSIGN_OR_RETURN(IndexJob job, StoreBatch(batch, report));
+    return IndexBatch(job);
+  }
+
+  // Bulk ingestion as a two-stage pipeline: while the index inserts the
+  // vectors of batch i (the larger part of the work), this thread reads,
+  // chunks, embeds and writes batch i+1 to the store. Batch i's rows are
+  // committed before its index work starts, so the order the crash repair
+  // relies on (database, then index) holds for every batch.
+  class IndexPipeline {
+   public:
+    explicit IndexPipeline(KnowledgeBaseImpl* kb) : kb_(kb) {}
+    ~IndexPipeline() { (void)Wait(); }
+    // Writes the batch to the store, then hands its index work to the
+    // background once the previous batch's is done.
+    Status Write(PendingWrites& batch, IngestReport& report) {
+      AF_ASSIGN_OR_RETURN(IndexJob job, kb_->StoreBatch(batch, report));
+      AF_RETURN_IF_ERROR(Wait());
+      if (job.labels.empty() && job.removed.empty()) return Status::Ok();
+      pending_ = std::async(std::launch::async,
+                            [kb = kb_, job = std::move(job)] { return kb->IndexBatch(job); });
+      return Status::Ok();
+    }
+    // The index work handed over so far, finished.
+    Status Wait() { return pending_.valid() ? pending_.get() : Status::Ok(); }
+
+   private:
+    KnowledgeBaseImpl* kb_;
+    std::future<Status> pending_;
+  };
 
   // A new memory is linked to its closest neighbours in its namespace, so
   // the graph grows with what is stored (strength = similarity).

@@ -2,9 +2,12 @@
 // loopback (tests/support/fake_embeddings_server.h) through libcurl.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "af/memory/embedder.h"
+#include "af/memory/knowledge.h"
+#include "af/store/store.h"
 #include "support/fake_embeddings_server.h"
 #include "support/test_util.h"
 
@@ -170,6 +173,68 @@ TEST(EmbeddingsClientTest, UnreachableServerIsUnavailableWithHint) {
   EXPECT_NE(r.status().message().find(base + "/v1/embeddings"), std::string::npos);
   EXPECT_NE(r.status().hint().find("embeddings.base_url"), std::string::npos);
   ExpectNoKey(r.status());
+}
+
+// Hybrid search with a remote embedder: a result found by its words only
+// (outside the vector search's candidates) gets its cosine to the query from
+// its vector stored in the index, with no request beyond the query's own.
+TEST(EmbeddingsClientTest, HybridSearchTakesWordOnlyMatchesSimilarityFromTheIndex) {
+  FakeEmbeddingsServer server(8);
+  testing::TempDir dir;
+  StoreOptions so;
+  so.url = "sqlite:" + (dir.path() / "af.db").string();
+  auto store = Store::Open(so);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  KnowledgeOptions ko;
+  ko.index_dir = dir.path() / "kb";
+  ko.embedder.base_url = server.base_url();
+  ko.embedder.model = "fake-embed";
+  ko.embedder.batch_size = 256;
+  auto kb = KnowledgeBase::Open(store->get(), ko);
+  ASSERT_TRUE(kb.ok()) << kb.status().ToString();
+  constexpr int kN = 120;
+  std::vector<std::vector<float>> vectors;
+  for (int i = 0; i < kN; ++i) {
+    const std::string text = "note " + std::to_string(i) + " uniq" + std::to_string(i);
+    dir.Write("docs/n" + std::to_string(1000 + i) + ".txt", text);
+    vectors.push_back(Unit(server.VectorFor(text)));
+  }
+  auto ingested = (*kb)->Populate({(dir.path() / "docs").string()}, "global", {});
+  ASSERT_TRUE(ingested.ok()) << ingested.status().ToString();
+  ASSERT_EQ(ingested->chunks_added, kN);
+  // A note whose unique word is the query and which is not among the 50
+  // nearest vectors to that query (a search asks the index for 50).
+  auto cos = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double s = 0;
+    for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+    return s;
+  };
+  int pick = -1;
+  double want = 0;
+  for (int i = 0; i < kN && pick < 0; ++i) {
+    const auto q = Unit(server.VectorFor("uniq" + std::to_string(i)));
+    const double mine = cos(q, vectors[i]);
+    int closer = 0;
+    for (const auto& v : vectors) closer += cos(q, v) > mine ? 1 : 0;
+    if (closer >= 55 && mine > 0.05) {
+      pick = i;
+      want = mine;
+    }
+  }
+  ASSERT_GE(pick, 0) << "no note is far enough from its own word";
+  const size_t before = server.requests().size();
+  SearchQuery q;
+  q.text = "uniq" + std::to_string(pick);
+  q.max_results = 5;
+  auto found = (*kb)->Search(q);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(server.requests().size(), before + 1);  // the query only
+  auto it = std::find_if(found->begin(), found->end(), [&](const SearchResult& r) {
+    return r.source.ends_with("n" + std::to_string(1000 + pick) + ".txt");
+  });
+  ASSERT_NE(it, found->end());
+  EXPECT_GT(it->text_score, 0);
+  EXPECT_NEAR(it->similarity, want, 1e-4);
 }
 
 }  // namespace

@@ -522,5 +522,85 @@ TEST(SqliteStoreTest, HundredThousandChunksAreStoredAndSearchedQuickly) {
   EXPECT_EQ(counts->chunks, kDocs * kChunksPerDoc);
 }
 
+// Chunk search when the words are common: the rows holding every word are
+// searched first and, when there are enough of them, are the answer; when
+// there are too few, the OR of the words still answers in full, those rows
+// first. A query of one common word only, or of words no row holds
+// together, answers too.
+TEST(SqliteStoreTest, ChunkSearchOfCommonWordsTriesTheirAndThenTheirOr) {
+  TempDir dir;
+  auto store = MustOpen("sqlite:" + (dir.path() / "and.db").string());
+  ASSERT_NE(store, nullptr);
+  // 700 rows hold "apple", 700 "pear"; 80 of them both (labels noted); 30
+  // hold "plum" and "apple" only.
+  std::vector<KbChunk> chunks;
+  for (int i = 0; i < 1400; ++i) {
+    KbChunk c;
+    c.content = (i < 700 ? "apple filler " : "pear filler ") + std::to_string(i);
+    if (i >= 620 && i < 700) c.content += " pear";
+    if (i < 30) c.content += " plum";
+    chunks.push_back(c);
+  }
+  KbDocument doc;
+  doc.source = "fruit.txt";
+  std::vector<int64_t> labels;
+  {
+    auto r = store->ReplaceDocument(doc, chunks, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    labels = *r;
+  }
+  const std::set<int64_t> both(labels.begin() + 620, labels.begin() + 700);
+
+  // 80 rows hold both words: asked for 50, they are the answer.
+  auto hits = store->SearchChunkText({}, "apple pear", 50);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  ASSERT_EQ(hits->size(), 50u);
+  for (const auto& h : *hits) EXPECT_EQ(both.count(h.label), 1u) << h.label;
+  // Asked for 100, there are too few: the OR answers, the 80 first.
+  hits = store->SearchChunkText({"global"}, "apple pear", 100);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  ASSERT_EQ(hits->size(), 100u);
+  for (size_t i = 0; i < 80; ++i) EXPECT_EQ(both.count((*hits)[i].label), 1u) << i;
+  for (size_t i = 80; i < 100; ++i) EXPECT_EQ(both.count((*hits)[i].label), 0u) << i;
+  for (size_t i = 1; i < hits->size(); ++i) EXPECT_GE((*hits)[i - 1].score, (*hits)[i].score);
+  // No row holds "plum" and "pear": the OR still finds the plums first.
+  hits = store->SearchChunkText({}, "plum pear", 10);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 10u);
+  for (const auto& h : *hits) EXPECT_LT(h.label, labels[30]);
+  // One common word.
+  hits = store->SearchChunkText({}, "filler", 20);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(hits->size(), 20u);
+}
+
+// No chunk search scores more than 3,000 rows: a query of a word 4,000 rows
+// hold ranks the newest 3,000 of them, so its cost stays bounded however
+// common its words are.
+TEST(SqliteStoreTest, ChunkSearchScoresAtMostTheNewest3000Rows) {
+  TempDir dir;
+  auto store = MustOpen("sqlite:" + (dir.path() / "cap.db").string());
+  ASSERT_NE(store, nullptr);
+  std::vector<KbChunk> chunks;
+  for (int i = 0; i < 4000; ++i) {
+    KbChunk c;
+    // The oldest rows are the best matches by BM25 (the word twice, short).
+    c.content = i < 500 ? "lemon lemon" : "lemon and a much longer text " + std::to_string(i);
+    chunks.push_back(c);
+  }
+  KbDocument doc;
+  doc.source = "lemons.txt";
+  auto labels = store->ReplaceDocument(doc, chunks, nullptr);
+  ASSERT_TRUE(labels.ok()) << labels.status().ToString();
+  auto hits = store->SearchChunkText({}, "lemon", 10);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 10u);
+  for (const auto& h : *hits) EXPECT_GE(h.label, (*labels)[1000]) << h.label;
+  // Asking for more than that is still answered in full.
+  hits = store->SearchChunkText({}, "lemon", 1000);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(hits->size(), 1000u);
+}
+
 }  // namespace
 }  // namespace af

@@ -396,6 +396,98 @@ TEST(VectorIndexTest, AddBatchInParallelKeepsRecallAndReplaces) {
   EXPECT_FALSE(idx->Contains(kN + 5));
 }
 
+// The stored vectors' cosines, by label: what fusion uses for candidates
+// the vector search did not reach.
+TEST(VectorIndexTest, SimilaritiesReadTheStoredVectors) {
+  auto idx = Open("");
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(idx->Add(10 + i, Axis(i)).ok());
+  ASSERT_TRUE(idx->Remove(12).ok());
+  const auto q = Axis(3, 0.5f);
+  auto sims = idx->Similarities(q, {13, 12, 99, 14, 10});
+  ASSERT_EQ(sims.size(), 5u);
+  ASSERT_TRUE(sims[0].has_value());
+  EXPECT_NEAR(*sims[0], Cos(q, Axis(3)), 1e-5);
+  EXPECT_FALSE(sims[1].has_value());  // removed
+  EXPECT_FALSE(sims[2].has_value());  // never added
+  ASSERT_TRUE(sims[3].has_value());
+  EXPECT_NEAR(*sims[3], Cos(q, Axis(4)), 1e-5);
+  ASSERT_TRUE(sims[4].has_value());
+  EXPECT_NEAR(*sims[4], 0.0, 1e-6);
+  // A query of other dimensions knows none.
+  auto wrong = idx->Similarities(std::vector<float>(3, 0.5f), {13});
+  ASSERT_EQ(wrong.size(), 1u);
+  EXPECT_FALSE(wrong[0].has_value());
+}
+
+// An index file built with other graph options (m, ef_construction: saved
+// before the defaults changed) is rebuilt with the current ones at open,
+// from its own vectors, and saved so; its contents are unchanged.
+TEST(VectorIndexTest, RebuildsAGraphBuiltWithOtherOptions) {
+  TempDir dir;
+  const fs::path path = dir.path() / "v.hnsw";
+  std::mt19937 rng(11);
+  std::vector<std::pair<int64_t, std::vector<float>>> all;
+  {
+    auto old = VectorIndex::Open(path, kEmb, 16, {.m = 8, .ef_construction = 20});
+    ASSERT_TRUE(old.ok()) << old.status().ToString();
+    for (int i = 0; i < 600; ++i) {
+      all.emplace_back(i, RandomUnit(rng, 16));
+      ASSERT_TRUE((*old)->Add(i, all.back().second).ok());
+    }
+    ASSERT_TRUE((*old)->Remove(5).ok());
+    ASSERT_TRUE((*old)->Save().ok());
+  }
+  auto header = nlohmann::json::parse(testing::ReadFile(path.string() + ".json"));
+  EXPECT_EQ(header["m"], 8);
+  EXPECT_EQ(header["ef_construction"], 20);
+  const auto before = testing::ReadFile(path.string());
+
+  const VectorIndexOptions now;  // the defaults
+  ASSERT_NE(now.m, 8);
+  {
+    auto idx = Open(path);
+    ASSERT_NE(idx, nullptr);
+    EXPECT_EQ(idx->size(), 599u);
+    EXPECT_FALSE(idx->Contains(5));
+    EXPECT_EQ(idx->Search(all[42].second, 1)[0].first, 42);
+    ASSERT_TRUE(idx->Save().ok());  // not a no-op: the graph changed
+  }
+  EXPECT_NE(testing::ReadFile(path.string()), before);
+  header = nlohmann::json::parse(testing::ReadFile(path.string() + ".json"));
+  EXPECT_EQ(header["m"], now.m);
+  EXPECT_EQ(header["ef_construction"], now.ef_construction);
+  // The hnswlib file itself records the new degree (its 11th field, after
+  // six size_t, an int and a uint32, then max_m and max_m0).
+  const std::string file = testing::ReadFile(path.string());
+  size_t m = 0;
+  std::memcpy(
+      &m, file.data() + 6 * sizeof(size_t) + sizeof(int) + sizeof(uint32_t) + 2 * sizeof(size_t),
+      sizeof(m));
+  EXPECT_EQ(m, static_cast<size_t>(now.m));
+  // Opened again with the same options: nothing to rebuild, saving is a no-op.
+  auto again = Open(path);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->size(), 599u);
+  fs::remove(path.string() + ".json");
+  ASSERT_TRUE(again->Save().ok());
+  EXPECT_FALSE(fs::exists(path.string() + ".json"));
+
+  // A build beam below m (hnswlib records m instead) is no reason to rebuild.
+  const fs::path low = dir.path() / "low.hnsw";
+  const VectorIndexOptions narrow{.m = 16, .ef_construction = 8};
+  {
+    auto idx = VectorIndex::Open(low, kEmb, 16, narrow);
+    ASSERT_TRUE(idx.ok());
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE((*idx)->Add(i, all[i].second).ok());
+    ASSERT_TRUE((*idx)->Save().ok());
+  }
+  auto reopened = VectorIndex::Open(low, kEmb, 16, narrow);
+  ASSERT_TRUE(reopened.ok());
+  fs::remove(low.string() + ".json");
+  ASSERT_TRUE((*reopened)->Save().ok());
+  EXPECT_FALSE(fs::exists(low.string() + ".json"));
+}
+
 TEST(ExactSearchTest, BestFirstTiesByLabel) {
   std::vector<std::pair<int64_t, std::vector<float>>> v = {
       {5, Axis(1)}, {2, Axis(1)}, {9, Axis(2)}, {1, Axis(3)}};
@@ -405,6 +497,23 @@ TEST(ExactSearchTest, BestFirstTiesByLabel) {
   EXPECT_EQ(r[1].first, 5);
   EXPECT_TRUE(ExactSearch(v, Axis(1), 0).empty());
   EXPECT_EQ(ExactSearch(v, Axis(1), 100).size(), 4u);
+}
+
+// ExactSearch's scores are dot products at any size, also those that are
+// not a multiple of the vector kernel's width (the tail is summed apart).
+TEST(ExactSearchTest, ScoresAreDotProductsAtAnySize) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int dims : {1, 3, 7, 8, 9, 16, 31, 32, 33, 65, 256, 300}) {
+    std::vector<float> a(static_cast<size_t>(dims)), b(a.size());
+    for (auto& x : a) x = u(rng);
+    for (auto& x : b) x = u(rng);
+    double want = 0;
+    for (size_t i = 0; i < a.size(); ++i) want += double(a[i]) * b[i];
+    auto r = ExactSearch({{1, a}}, b, 1);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_NEAR(r[0].second, want, 1e-4) << dims << " dimensions";
+  }
 }
 
 }  // namespace

@@ -69,8 +69,8 @@ struct SearchResult {
   std::string source;
   int chunk = 0;
   double score = 0;       // fused, in [0, 1]
-  double similarity = 0;  // cosine to the query (0 when unknown: not a vector match and the
-                          // embedder is remote, so it was not computed)
+  double similarity = 0;  // cosine to the query, from the stored vector (0 when unknown:
+                          // the row is not indexed yet and the embedder is remote)
   double text_score = 0;  // BM25 (0 when none)
   std::string content;
   std::string ns;

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,15 +24,20 @@
 
 namespace af {
 
-// The beams trade ingestion rate and query time for recall. Measured with
-// the local embedder's vectors (50,000 chunks, 2 shared cores): a build beam
-// of 200 adds ~2,200 vectors/s, 48 ~4,900/s; a query beam of 256 then finds
-// ~96% of the exact top 10 in ~1 ms, where 64 found under 80%. So the build
-// is kept cheap and the query beam wide (bench/kb_bench.cc measures both).
+// The degree and beams trade ingestion and query time for recall. The local
+// embedder's hashed vectors are nearly orthogonal (a high intrinsic
+// dimension), so the graph needs a high degree. Measured on 100,000 chunks of
+// the benchmark corpus (bench/kb_bench.cc --index-only, 2 shared cores),
+// recall@10 against exact search at query beams 256 / 512, and build CPU:
+// m 32, ef_construction 64: 0.92 / 0.96, 37 s; m 32, 128: 0.96 / 0.98,
+// 85 s (on a loaded machine). The full benchmark's queries (with synopses and
+// questions) are harder by about 0.02: there m 16, 64 (the old defaults) gave
+// 0.83 / 0.90. A query beam of 512 costs ~2.5 ms of CPU at that size.
+// An index file built with other m or ef_construction is rebuilt at open.
 struct VectorIndexOptions {
-  int m = 16;                // graph degree
-  int ef_construction = 64;  // build-time beam
-  int ef_search = 256;       // query-time beam (raised to k when smaller)
+  int m = 32;                 // graph degree
+  int ef_construction = 128;  // build-time beam
+  int ef_search = 512;        // query-time beam (raised to k when smaller)
 };
 
 class VectorIndex {
@@ -74,6 +80,14 @@ class VectorIndex {
   virtual std::vector<std::pair<int64_t, float>> Search(
       const std::vector<float>& query, int k,
       const std::function<bool(int64_t)>& accept = {}) const = 0;
+
+  // The cosine of `query` with the stored vector of each label, in the order
+  // given: nullopt for a label the index does not hold (or removed), and for
+  // every label when the query's size differs from dimensions(). Reading the
+  // stored vector is what fusion needs for candidates only the full-text
+  // search found, and costs far less than embedding their text again.
+  virtual std::vector<std::optional<float>> Similarities(
+      const std::vector<float>& query, const std::vector<int64_t>& labels) const = 0;
 
   // Writes the file and header atomically (temporary file + rename); a no-op
   // when nothing changed since the last save. Errors name the path.
