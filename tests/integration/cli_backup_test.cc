@@ -578,7 +578,8 @@ TEST_F(CliBackupRefusalTest, BackupWithoutADatabaseOrOfPostgresSaysWhatToDo) {
 // --- secrets -------------------------------------------------------------------
 
 // A provider key in the environment reaches the provider and nothing on disk:
-// not the logs, the events, the database file (nor its WAL), nor a backup.
+// not the logs, the events, the database file (nor its WAL), a backup, nor
+// the debug bundle.
 TEST(CliBackupSecretsTest, APlantedProviderKeyIsNowhereOnDiskNorInTheBackup) {
   std::random_device rd;
   const std::string key = "sk-ant-PLANTED-" + std::to_string(rd()) + std::to_string(rd());
@@ -604,6 +605,16 @@ TEST(CliBackupSecretsTest, APlantedProviderKeyIsNowhereOnDiskNorInTheBackup) {
 
   const std::string archive = BackupOf(data, dir.path());
   ASSERT_FALSE(archive.empty());
+  const fs::path bundle = dir.path() / "bundle.tar.gz";
+  auto collect = Af({"logs", "collect", "--output", bundle.string()}, env, dir.path());
+  ASSERT_EQ(collect.exit_code, 0) << collect.out << collect.err;
+  EXPECT_EQ(collect.out.find(key), std::string::npos);
+  EXPECT_EQ(collect.err.find(key), std::string::npos);
+  const fs::path unpacked = dir.path() / "bundle";
+  ASSERT_TRUE(ExtractTarGz(bundle, unpacked).ok());
+  EXPECT_TRUE(fs::exists(unpacked)) << "the bundle holds files";
+  EXPECT_EQ(FilesContaining(unpacked, key), std::vector<std::string>{});
+  EXPECT_EQ(ReadFile(bundle).find(key), std::string::npos);
 
   EXPECT_TRUE(fs::exists(data / "logs"));
   EXPECT_EQ(FilesContaining(data / "logs", key), std::vector<std::string>{});
