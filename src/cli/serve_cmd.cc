@@ -26,6 +26,17 @@ int Serve(const GlobalOptions& g) {
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
   const Config& config = loaded.config;
 
+  // Block the stop signals before any thread starts (the log's flusher, the
+  // agents, the HTTP workers), so every thread inherits the mask and only
+  // sigwait below receives them: a SIGTERM delivered to a thread that had
+  // not blocked it would kill the process instead of stopping it. (Child
+  // processes reset their mask before exec.)
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
   if (Status s = StartLogging(config, config.log.level); !s.ok()) return ReportError(s);
   auto logger = log::Get("server");
 
@@ -100,14 +111,6 @@ int Serve(const GlobalOptions& g) {
                                           "see the server log (data/logs/agent-factory.log)");
   }
   AddApiRoutes(server, std::move(backend), auth, gate);
-
-  // Block the stop signals before any thread starts, so every thread inherits
-  // the mask and only sigwait below receives them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   if (Status s = server.Start(); !s.ok()) return ReportError(s);
   std::string llm = svc->llm ? std::string(svc->llm->provider()) : "unavailable";

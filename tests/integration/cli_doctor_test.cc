@@ -319,6 +319,28 @@ TEST(CliDoctor, ARunningServerIsRecognisedAndAsked) {
   EXPECT_EQ(r.exit_code, 0) << r.out;
 }
 
+// A server whose coder stopped beating (its /health says "offline"): a
+// stand-in on the port answers as agent-factory does.
+TEST(CliDoctor, AnOfflineAgentOfTheRunningServerIsNamed) {
+  Install in;
+  in.Migrate();
+  FakeLlmServer server;
+  server.SetResponder([](const RecordedRequest& r) -> std::optional<FakeReply> {
+    if (r.path == "/health/live") return FakeReply::Status(200, R"({"status":"alive"})");
+    if (r.path == "/health") {
+      return FakeReply::Status(
+          200, R"({"status":"degraded","version":"test","components":{"database":"healthy",)"
+               R"("agents":{"planner":"running","coder":"offline"}}})");
+    }
+    return FakeReply::Status(404, "{}");
+  });
+  in.env["AF_PORT"] = std::to_string(server.port());
+  auto r = in.Run();
+  EXPECT_CONTAINS(r.out, "✘ agents: in the running server: coder offline");
+  EXPECT_CONTAINS(r.out, "fix: read the server log for that role's errors");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+}
+
 TEST(CliDoctor, WorkNobodyConsumesIsNamed) {
   Install in;
   in.Migrate();
