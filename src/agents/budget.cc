@@ -3,15 +3,11 @@
 #include <chrono>
 
 #include "af/core/config.h"
+#include "af/core/utc_time.h"
 #include "af/store/store.h"
 
 namespace af {
 namespace {
-
-int64_t StartOfTodayMs() {  // UTC midnight
-  auto days = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
-  return std::chrono::duration_cast<std::chrono::milliseconds>(days.time_since_epoch()).count();
-}
 
 std::string Usd(double v) {
   char buf[32];
@@ -72,7 +68,7 @@ Result<BudgetLedger::Reservation> BudgetLedger::Reserve(const std::string& featu
   }
   Reservation r;
   if (cfg.budget.daily_usd > 0) {
-    AF_ASSIGN_OR_RETURN(double today, store_->CostSince(StartOfTodayMs()));
+    AF_ASSIGN_OR_RETURN(double today, store_->CostSince(StartOfUtcDayMs(UnixNowMs())));
     today += daily_in_flight_usd_;
     if (today + est.cost_usd > cfg.budget.daily_usd) {
       return ResourceExhausted("budget exceeded: " + Usd(today) +

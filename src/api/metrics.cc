@@ -6,6 +6,7 @@
 
 #include "af/api/events_stream.h"
 #include "af/bus/bus.h"
+#include "af/core/utc_time.h"
 #include "af/llm/llm_client.h"
 #include "af/store/store.h"
 
@@ -163,12 +164,7 @@ void RenderStore(Store& store, PromWriter& out, int* errors) {
   // Cost per role (all time) and since midnight UTC (against budget.daily_usd).
   auto usage = store.UsageBreakdown({});
   if (usage.ok()) {
-    constexpr int64_t kDayMs = 86'400'000;
-    const int64_t today = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count() /
-                          kDayMs * kDayMs;
-    auto cost_today = store.CostSince(today);
+    auto cost_today = store.CostSince(StartOfUtcDayMs(UnixNowMs()));
     std::map<std::string, double> by_role;
     for (const auto& row : *usage) by_role[row.role] += row.totals.cost_usd;
     out.Family("af_llm_cost_usd_by_role_total", "counter", "LLM cost in US dollars by agent role.");

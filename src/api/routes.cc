@@ -15,6 +15,7 @@
 #include "af/api/openapi.h"
 #include "af/core/json_util.h"
 #include "af/core/strings.h"
+#include "af/core/utc_time.h"
 #include "af/memory/knowledge.h"
 #include "af/store/store.h"
 
@@ -438,8 +439,7 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
 // (and role within it), per role, per model, and in total.
 Result<json> GetUsage(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(int days, IntParam(r, "days", 7, 1, 366));
-  constexpr int64_t kDayMs = 86'400'000;
-  const int64_t since_ms = (Now(b) / kDayMs - (days - 1)) * kDayMs;
+  const int64_t since_ms = StartOfUtcDayMs(Now(b)) - int64_t{days - 1} * 86'400'000;
   AF_ASSIGN_OR_RETURN(auto rows, b.store->UsageBreakdown({"", since_ms}));
   json out = UsageJson(rows, true);
   out["since"] = FormatUtcMillis(since_ms);

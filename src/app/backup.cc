@@ -18,6 +18,7 @@
 #include "af/core/archive.h"
 #include "af/core/private_files.h"
 #include "af/core/strings.h"
+#include "af/core/utc_time.h"
 #include "af/store/store.h"
 
 namespace af {
@@ -30,20 +31,15 @@ constexpr const char* kManifest = "manifest.json";
 constexpr const char* kDatabase = "agent-factory.db";
 constexpr const char* kFormat = "agent-factory-backup";
 
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string FormatUtc(int64_t ms, const char* format) {
-  std::time_t t = ms / 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, format, &tm);
-  return buf;
-}
+// Removes a staging directory (and whatever is left in it) when it goes out
+// of scope, whichever way the function returns.
+struct RemoveOnExit {
+  fs::path dir;
+  ~RemoveOnExit() {
+    std::error_code e;
+    fs::remove_all(dir, e);
+  }
+};
 
 // The database file of a SQLite URL ("" for anything else).
 std::string SqlitePath(const std::string& url) {
@@ -295,7 +291,7 @@ Result<BackupReport> CreateBackup(const Config& config, const BackupOptions& opt
     return FailedPrecondition("there is no database at " + db_path + ": nothing to back up",
                               "check --data-dir / AF_DATA_DIR (the directory 'serve' uses)");
   }
-  const int64_t now = options.now_ms ? options.now_ms() : SystemNowMs();
+  const int64_t now = options.now_ms ? options.now_ms() : UnixNowMs();
   fs::path output = options.output;
   if (output.empty()) {
     // Two backups within a second get distinct names.
@@ -325,13 +321,7 @@ Result<BackupReport> CreateBackup(const Config& config, const BackupOptions& opt
     return FailedPrecondition("cannot create " + staging.string() + ": " + err.message(),
                               "check the permissions, or choose another place with --output");
   }
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code e;
-      fs::remove_all(dir, e);
-    }
-  } cleanup{staging};
+  const RemoveOnExit cleanup{staging};
   const fs::path db_copy = staging / kDatabase;
   AF_RETURN_IF_ERROR(DiskFullAware(store->BackupTo(db_copy.string()), output));
   store.reset();
@@ -495,13 +485,7 @@ Result<RestoreReport> RestoreBackup(const Config& config, const fs::path& archiv
         "check the permissions, or choose another --data-dir");
   }
   const fs::path staging = TempBeside(data_dir, "restore");
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code e;
-      fs::remove_all(dir, e);
-    }
-  } cleanup{staging};
+  const RemoveOnExit cleanup{staging};
   AF_RETURN_IF_ERROR(DiskFullAware(ExtractTarGz(archive, staging), data_dir));
   fs::remove(staging / kManifest, ec);
 

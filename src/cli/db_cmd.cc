@@ -5,20 +5,14 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "af/core/utc_time.h"
 #include "af/store/store.h"
 #include "cli/commands.h"
 
 namespace af::cli {
 namespace {
 
-std::string FormatTime(int64_t ms) {
-  std::time_t t = ms / 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
-  return buf;
-}
+std::string FormatTime(int64_t ms) { return FormatUtc(ms, "%Y-%m-%d %H:%M:%SZ"); }
 
 // Opens the configured database without migrating (status/history must not
 // change anything; migrate applies explicitly).

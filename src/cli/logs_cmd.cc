@@ -16,6 +16,7 @@
 #include "af/core/archive.h"
 #include "af/core/log.h"
 #include "af/core/private_files.h"
+#include "af/core/utc_time.h"
 #include "af/store/store.h"
 #include "af/workspace/programs.h"
 #include "cli/doctor.h"
@@ -30,14 +31,7 @@ constexpr size_t kLogLines = 2000;      // the most recent lines kept
 constexpr int kFailedFeatures = 10;     // the most recent failed features kept
 constexpr int kEventsPerFeature = 200;  // their last events
 
-std::string UtcStamp() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
+std::string UtcStamp() { return FormatUtc(UnixNowMs(), "%Y%m%dT%H%M%SZ"); }
 
 std::string ProgramVersion(const std::string& program) {
   const std::string path = FindProgramOnPath(program);

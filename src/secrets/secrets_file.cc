@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "af/core/private_files.h"
+#include "af/core/utc_time.h"
 #include "af/secrets/age.h"
 
 namespace af::secrets {
@@ -35,14 +36,7 @@ Result<std::string> ReadPrivate(const fs::path& path) {
 }
 
 // RFC 3339 in UTC, as age-keygen writes it ("2026-01-01T12:00:00Z").
-std::string NowRfc3339() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string NowRfc3339() { return FormatUtc(UnixNowMs(), "%Y-%m-%dT%H:%M:%SZ"); }
 
 Result<std::vector<X25519Identity>> ReadIdentities(const SecretsPaths& paths) {
   std::error_code ec;
