@@ -105,19 +105,22 @@ TEST(Archive, SkipLeavesEntriesOut) {
   fs::path out = t.path() / "x.tar.gz";
   auto w = TarGzWriter::Create(out);
   ASSERT_TRUE(w.ok());
-  ASSERT_TRUE(
-      (*w)->AddPath("tree", t.path() / "src",
-                    [](const std::string& rel) { return rel == "blob.bin" || rel == "dddd"; })
-          .ok());
+  ASSERT_TRUE((*w)->AddPath("tree", t.path() / "src",
+                            [](const std::string& rel) {
+                              return rel == "blob.bin" || rel == std::string(60, 'd');
+                            })
+                  .ok());
   ASSERT_TRUE((*w)->Finish().ok());
   auto entries = ListTarGz(out);
   ASSERT_TRUE(entries.ok());
-  bool blob = false, a = false;
+  bool blob = false, a = false, below_skipped_dir = false;
   for (const auto& e : *entries) {
     blob |= e.name == "tree/blob.bin";
     a |= e.name == "tree/a.txt";
+    below_skipped_dir |= e.name.rfind("tree/" + std::string(60, 'd'), 0) == 0;
   }
   EXPECT_FALSE(blob);
+  EXPECT_FALSE(below_skipped_dir) << "a skipped directory leaves out everything under it";
   EXPECT_TRUE(a);
 }
 
