@@ -359,7 +359,8 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
       const ToolCall& call = resp.tool_calls[i];
       const std::string refused = Refusal(
           conv.role, req.tools, call, cut_off && i + 1 == resp.tool_calls.size(), req.max_tokens);
-      ToolOutcome out = refused.empty() ? ExecuteTool(call, tools) : ToolOutcome{refused, true};
+      ToolOutcome out =
+          refused.empty() ? ExecuteTool(call, tools) : ToolOutcome{refused, true, false};
       if (!out.is_error && kMutatingTools.count(call.name)) fault::CrashPoint("tool " + call.name);
       json event = {{"tool", call.name},
                     {"args", ArgsSummary(call)},

@@ -106,8 +106,10 @@ Result<LlmResponse> ResponseFromJson(const nlohmann::json& j) {
       r.usage.output_tokens = j["usage"].value("output_tokens", int64_t{0});
     }
     for (const auto& c : j.value("tool_calls", nlohmann::json::array())) {
-      ToolCall call{c.at("id").get<std::string>(), c.at("name").get<std::string>(),
-                    c.value("arguments", nlohmann::json::object())};
+      ToolCall call;
+      call.id = c.at("id").get<std::string>();
+      call.name = c.at("name").get<std::string>();
+      call.arguments = c.value("arguments", nlohmann::json::object());
       call.arguments_error = c.value("arguments_error", "");
       call.raw_arguments = c.value("raw_arguments", "");
       r.tool_calls.push_back(std::move(call));

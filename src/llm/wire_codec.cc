@@ -50,7 +50,9 @@ Result<nlohmann::json> ParseToolArguments(std::string_view provider, const std::
 }
 
 ToolCall DecodeToolCall(std::string id, std::string name, std::string_view text) {
-  ToolCall call{std::move(id), std::move(name), nlohmann::json::object()};
+  ToolCall call;
+  call.id = std::move(id);
+  call.name = std::move(name);
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return call;  // "" = {}
   auto refuse = [&](std::string why) {
     call.arguments_error = std::move(why);

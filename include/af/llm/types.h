@@ -30,8 +30,8 @@ struct ToolCall {
   std::string id;
   std::string name;
   nlohmann::json arguments = nlohmann::json::object();
-  std::string arguments_error;  // empty = `arguments` is what the model sent
-  std::string raw_arguments;    // the unparsable text; set only with arguments_error
+  std::string arguments_error = {};  // empty = `arguments` is what the model sent
+  std::string raw_arguments = {};    // the unparsable text; set only with arguments_error
 
   bool valid_arguments() const { return arguments_error.empty(); }
 };
