@@ -394,8 +394,8 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
           "use a model with reliable tool calling, or raise limits.max_reasks; the feature's "
           "tool.call events show every refused call");
     }
-    logger->info("{}: reply {} in a row could not be used; asking again ({} of {})", conv.agent_id,
-                 bad_in_a_row, bad_in_a_row, cfg.limits.max_reasks);
+    logger->info("{}: its reply could not be used; re-ask {} of {}: {}", conv.agent_id,
+                 bad_in_a_row, cfg.limits.max_reasks, problem.substr(0, 160));
   }
   return ResourceExhausted("step limit reached: the " + conv.role + " did not finish within " +
                                std::to_string(conv.max_turns) + " turns",

@@ -61,14 +61,6 @@ Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
   for (;;) {
     AF_RETURN_IF_ERROR(Check(f.id));
     AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
-    // Planning accepts no empty plan, but a feature without tasks must never
-    // pass this stage as "all done" (it would build nothing).
-    if (tasks.empty()) {
-      return StageOutcome::Failed("no_change",
-                                  std::string(kNothingBuilt) + ": the plan has no tasks",
-                                  "the planner must submit at least one task; see the feature's "
-                                  "tool.call events for what it did");
-    }
     std::map<std::string, TaskState> state;
     for (const auto& t : tasks) state[t.id] = StateOf(t);
     bool all_done = true;

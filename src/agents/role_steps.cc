@@ -266,14 +266,6 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
 }
 
 Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree) {
-  // What is delivered must change something, whatever happened since the
-  // gates first saw a change (fix rounds may undo it).
-  AF_ASSIGN_OR_RETURN(bool changed, tree->HasCommittedChange());
-  if (!changed) {
-    return FailedPrecondition(
-        std::string(kNothingBuilt) + ": the branch has no change against its base at delivery",
-        "see the feature's task commits and tool.call events for what the coders did");
-  }
   auto dir = std::filesystem::path(cfg_.data_dir) / "artifacts" / f.id;
   std::filesystem::create_directories(dir);
   AF_RETURN_IF_ERROR(tree->WritePatch(dir / "changes.patch").status());
