@@ -32,25 +32,81 @@ json ArgsSummary(const ToolCall& call) {
 // Tools that change the workspace or the memory: a crash point follows each.
 const std::set<std::string> kMutatingTools = {"write_file", "edit_file", "run_command", "remember"};
 
-// The tool that ends a conversation of `role`.
-const char* TerminalTool(const std::string& role) {
-  return role == "planner" ? "submit_plan" : role == "reviewer" ? "submit_review" : "finish";
+// How a conversation of `role` ends: its terminal tool and what it takes.
+std::string TerminalUse(const std::string& role) {
+  if (role == "planner") return "call submit_plan with the plan's tasks";
+  if (role == "reviewer")
+    return "call submit_review with a verdict (approve or request_changes) and comments";
+  return "call finish with a summary of what changed and how you checked it";
+}
+
+bool IsTerminal(const std::string& name) {
+  return name == "finish" || name == "submit_plan" || name == "submit_review";
 }
 
 bool Offered(const std::vector<ToolDef>& tools, const std::string& name) {
   return std::any_of(tools.begin(), tools.end(), [&](const ToolDef& t) { return t.name == name; });
 }
 
-// A call of a tool the role was not offered (say a planner calling finish) is
-// refused like any bad call: the model reads why and what it has, and can try
-// again. Accepting it would end the conversation without its real result.
-ToolOutcome NotOffered(const std::string& role, const std::vector<ToolDef>& tools,
-                       const std::string& name) {
+std::string ToolNames(const std::vector<ToolDef>& tools) {
   std::string names;
   for (const auto& t : tools) names += (names.empty() ? "" : ", ") + t.name;
-  return {"the " + role + " has no tool '" + name + "'; its tools are: " + names + ". End with " +
-              TerminalTool(role) + ".",
-          true, false};
+  return names;
+}
+
+// The start of `text`, quoted: enough for the model to see where its text
+// went wrong without echoing a whole file back.
+std::string Start(std::string_view text, size_t max = 200) {
+  std::string out = "'" + std::string(text.substr(0, max)) + "'";
+  if (text.size() > max) out += " (the first " + std::to_string(max) + " characters)";
+  return out;
+}
+
+// Why `call` cannot run as the model sent it, or "" when it can. Checked
+// before any tool runs. `cut_off`: the reply stopped at the output limit
+// and this is its last call, so its arguments are incomplete even when they
+// happen to parse.
+std::string Refusal(const std::string& role, const std::vector<ToolDef>& tools,
+                    const ToolCall& call, bool cut_off, int max_tokens) {
+  if (!Offered(tools, call.name)) {
+    // Accepting a tool the role was not offered (a planner calling finish)
+    // would end the conversation without its real result.
+    return "the " + role + " has no tool '" + call.name + "'; its tools are: " + ToolNames(tools) +
+           ". When the work is done, " + TerminalUse(role) + ": that ends your turn.";
+  }
+  if (cut_off) {
+    const std::string advice =
+        Offered(tools, "edit_file")
+            ? "Write smaller pieces: change an existing file with edit_file instead of "
+              "rewriting it, or split a large file into several smaller files, one write_file "
+              "call each."
+            : "Send it again, shorter.";
+    return "your reply was cut off at the output limit (" + std::to_string(max_tokens) +
+           " tokens) while it was writing the arguments of " + call.name + " (" +
+           std::to_string(call.valid_arguments() ? call.arguments.dump().size()
+                                                 : call.raw_arguments.size()) +
+           " characters arrived), so the call was not run. " + advice;
+  }
+  if (!call.valid_arguments()) {
+    return "the arguments of your " + call.name +
+           " call could not be read: " + call.arguments_error +
+           ". They began: " + Start(call.raw_arguments) +
+           ". Nothing was run. Send the call again with a JSON object matching the " + call.name +
+           " schema.";
+  }
+  return "";
+}
+
+// The re-ask when a reply has no tool call.
+std::string NoToolCall(const std::string& role, const std::vector<ToolDef>& tools, bool cut_off,
+                       int max_tokens) {
+  std::string head = cut_off ? "Your reply was cut off at the output limit (" +
+                                   std::to_string(max_tokens) +
+                                   " tokens) and had no tool call, so it was not used. "
+                             : "Your reply had no tool call. ";
+  return head + "The " + role + " works only through tool calls (its tools: " + ToolNames(tools) +
+         "). Do the next step with one of them; when the work is done, " + TerminalUse(role) +
+         ": that ends your turn.";
 }
 
 }  // namespace
@@ -78,6 +134,7 @@ std::string FailureReason(const Status& s) {
   if (s.message().rfind("step limit reached", 0) == 0) return "max_steps";
   if (s.message().rfind("budget exceeded", 0) == 0) return "budget_exceeded";
   if (s.message().rfind(kNothingBuilt, 0) == 0) return "no_change";
+  if (s.message().rfind(kUnusableReplies, 0) == 0) return "unusable_replies";
   return "agent_error";
 }
 
@@ -265,12 +322,13 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
 
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
                                         const ToolContext& tools) {
+  const Config& cfg = *env.config;
   LlmRequest req;
   req.model = conv.model;
   req.system = conv.system;
   req.tools = ToolsForRole(conv.role);
-  req.max_tokens = env.config->llm.max_tokens;
-  req.temperature = env.config->llm.temperature;
+  req.max_tokens = cfg.MaxTokensFor(conv.role);
+  req.temperature = cfg.llm.temperature;
   req.agent_role = CanonicalRole(conv.role);
   req.feature_id = conv.feature_id;
   req.task_id = conv.task_id;
@@ -278,34 +336,66 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
   req.messages.push_back(Message::User(conv.first_user));
 
   auto logger = log::Get("agents");
+  // Replies in a row that could not be used at all (no call ran): each is
+  // answered with what was wrong and asked again, up to limits.max_reasks
+  // times; one more fails the conversation naming the last problem.
+  int bad_in_a_row = 0;
   for (int turn = 1; turn <= conv.max_turns; ++turn) {
     if (env.check) AF_RETURN_IF_ERROR(env.check());
     LlmRequest sent = req;
     AF_RETURN_IF_ERROR(env.optimizer->Fit(sent));
     AF_ASSIGN_OR_RETURN(LlmResponse resp, CallModel(env, sent, conv.agent_id));
+    // A reply stopped at the output limit is never taken as complete.
+    const bool cut_off = resp.stop_reason == "max_tokens";
 
-    Message assistant = Message::Assistant(resp.text, resp.tool_calls);
-    req.messages.push_back(assistant);
+    req.messages.push_back(Message::Assistant(resp.text, resp.tool_calls));
+    std::string problem;  // the last refusal of this turn
+    bool any_ran = false;
     if (resp.tool_calls.empty()) {
-      req.messages.push_back(
-          Message::User("Use your tools to do the work; when you are done, call " +
-                        std::string(TerminalTool(conv.role)) + "."));
-      continue;
+      problem = NoToolCall(conv.role, req.tools, cut_off, req.max_tokens);
+      req.messages.push_back(Message::User(problem));
     }
-    for (const auto& call : resp.tool_calls) {
-      ToolOutcome out = Offered(req.tools, call.name) ? ExecuteTool(call, tools)
-                                                      : NotOffered(conv.role, req.tools, call.name);
+    for (size_t i = 0; i < resp.tool_calls.size(); ++i) {
+      const ToolCall& call = resp.tool_calls[i];
+      const std::string refused = Refusal(
+          conv.role, req.tools, call, cut_off && i + 1 == resp.tool_calls.size(), req.max_tokens);
+      ToolOutcome out =
+          refused.empty() ? ExecuteTool(call, tools) : ToolOutcome{refused, true, false};
       if (!out.is_error && kMutatingTools.count(call.name)) fault::CrashPoint("tool " + call.name);
+      json event = {{"tool", call.name},
+                    {"args", ArgsSummary(call)},
+                    {"ok", !out.is_error},
+                    {"result", out.content.substr(0, 300)}};
+      if (!refused.empty()) event["refused"] = true;
       EmitEvent(env.store, "tool.call", conv.feature_id, conv.task_id, conv.agent_id,
-                {{"tool", call.name},
-                 {"args", ArgsSummary(call)},
-                 {"ok", !out.is_error},
-                 {"result", out.content.substr(0, 300)}});
+                std::move(event));
       logger->debug("{} {}({}) -> {}{}", conv.agent_id, call.name, ArgsSummary(call).dump(),
                     out.is_error ? "error: " : "", out.content.substr(0, 120));
       req.messages.push_back(Message::ToolResult(call.id, out.content, out.is_error));
       if (out.terminal) return ConversationEnd{call.name, call.arguments, turn};
+      // A terminal tool that refused its arguments (a plan with no task, a
+      // verdict that is neither) did not move the work on either.
+      if (!refused.empty() || (out.is_error && IsTerminal(call.name))) {
+        problem = call.name + ": " + out.content;
+      } else {
+        any_ran = true;
+      }
     }
+    if (any_ran) {
+      bad_in_a_row = 0;
+      continue;
+    }
+    if (++bad_in_a_row > cfg.limits.max_reasks) {
+      return ResourceExhausted(
+          std::string(kUnusableReplies) + ": the " + conv.role + "'s last " +
+              std::to_string(bad_in_a_row) + " replies in a row could not be used (" +
+              std::to_string(cfg.limits.max_reasks) +
+              " re-asks allowed, limits.max_reasks); the last: " + problem.substr(0, 600),
+          "use a model with reliable tool calling, or raise limits.max_reasks; the feature's "
+          "tool.call events show every refused call");
+    }
+    logger->info("{}: its reply could not be used; re-ask {} of {}: {}", conv.agent_id,
+                 bad_in_a_row, cfg.limits.max_reasks, problem.substr(0, 160));
   }
   return ResourceExhausted("step limit reached: the " + conv.role + " did not finish within " +
                                std::to_string(conv.max_turns) + " turns",

@@ -254,6 +254,10 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
                     ContextFor(in, tree, f, inst, "")};
   AF_ASSIGN_OR_RETURN(ConversationEnd end,
                       RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
+  // The agent loop accepts only the reviewer's own terminal tool, which checks
+  // the verdict; this guards that rule.
+  if (end.tool != "submit_review" || !end.args.contains("verdict"))
+    return Internal("the reviewer ended without a verdict (it called " + end.tool + ")");
   json verdict = {{"verdict", end.args["verdict"]},
                   {"comments", end.args.value("comments", json::array())},
                   {"round", job.value("round", 1)}};

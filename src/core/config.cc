@@ -35,6 +35,8 @@ std::string CanonicalRole(std::string_view role) {
 
 Config::Config() {
   for (const auto& role : AgentRoles()) agents[role] = AgentRoleConfig{};
+  // A coder writes whole files in one call: room for a few hundred lines.
+  agents["coder"].max_tokens = 16384;
 }
 
 std::string Config::DatabaseUrl() const {
@@ -46,6 +48,12 @@ std::string Config::ModelFor(std::string_view role) const {
   auto it = agents.find(CanonicalRole(role));
   if (it != agents.end() && !it->second.model.empty()) return it->second.model;
   return llm.model;
+}
+
+int Config::MaxTokensFor(std::string_view role) const {
+  auto it = agents.find(CanonicalRole(role));
+  if (it != agents.end() && it->second.max_tokens > 0) return it->second.max_tokens;
+  return llm.max_tokens;
 }
 
 std::string Config::FallbackProviderFor(std::string_view role) const {
@@ -170,6 +178,7 @@ const std::vector<Setting>& Settings() {
         Range(S(AF_FIELD(limits.fix_attempts)), 0, 20),
         Range(S(AF_FIELD(limits.review_rounds)), 0, 20),
         Range(S(AF_FIELD(limits.max_steps)), 1, 100000),
+        Range(S(AF_FIELD(limits.max_reasks)), 0, 100),
         Duration(S(AF_FIELD(limits.feature_timeout)), 1, 7 * 86400),
         Range(S(AF_FIELD(limits.max_active_features)), 1, 1000),
         Range(S(AF_FIELD(budget.feature_usd)), 0, 1e6),
@@ -205,6 +214,10 @@ const std::vector<Setting>& Settings() {
                     Ref<std::string>([role](Config& c) -> std::string& {
                       return c.agents[role].fallback_model;
                     })));
+      v.push_back(Range(S("agents." + role + ".max_tokens", Ref<int>([role](Config& c) -> int& {
+                            return c.agents[role].max_tokens;
+                          })),
+                        0, 1000000));
       v.push_back(S("agents." + role + ".fallback_provider",
                     Ref<std::string>([role](Config& c) -> std::string& {
                       return c.agents[role].fallback_provider;

@@ -103,8 +103,7 @@ class AnthropicStreamDecoder final : public StreamDecoder {
     }
     for (auto& [index, b] : blocks_) {
       if (b.type != "tool_use") continue;
-      AF_ASSIGN_OR_RETURN(nlohmann::json args, ParseToolArguments(kProvider, b.name, b.json));
-      response_.tool_calls.push_back({b.id, b.name, std::move(args)});
+      response_.tool_calls.push_back(DecodeToolCall(b.id, b.name, b.json));
     }
     return FinishResponse(std::move(response_));
   }
@@ -214,17 +213,14 @@ class AnthropicCodec final : public WireCodec {
       } else if (type == "tool_use") {
         const std::string name = StringField(block, "name");
         auto input = block.find("input");
-        nlohmann::json args = nlohmann::json::object();
+        std::string text;  // "" = no arguments
         if (input != block.end() && input->is_string()) {
           // Not what the API sends, but some proxies pass arguments as text.
-          AF_ASSIGN_OR_RETURN(args, ParseToolArguments(kProvider, name, input->get<std::string>()));
+          text = input->get<std::string>();
         } else if (input != block.end() && !input->is_null()) {
-          if (!input->is_object()) {
-            return ParseToolArguments(kProvider, name, input->dump()).status();
-          }
-          args = *input;
+          text = input->dump();
         }
-        r.tool_calls.push_back({StringField(block, "id"), name, std::move(args)});
+        r.tool_calls.push_back(DecodeToolCall(StringField(block, "id"), name, text));
       }
     }
     return FinishResponse(std::move(r));

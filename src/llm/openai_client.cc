@@ -87,10 +87,8 @@ class OpenAiStreamDecoder final : public StreamDecoder {
       return Unavailable("openai stream ended before [DONE]",
                          "the connection broke mid-response; it is retried automatically");
     }
-    for (auto& [index, c] : calls_) {
-      AF_ASSIGN_OR_RETURN(nlohmann::json args, ParseToolArguments(kProvider, c.name, c.arguments));
-      response_.tool_calls.push_back({c.id, c.name, std::move(args)});
-    }
+    for (auto& [index, c] : calls_)
+      response_.tool_calls.push_back(DecodeToolCall(c.id, c.name, c.arguments));
     return FinishResponse(std::move(response_));
   }
 
@@ -201,16 +199,14 @@ class OpenAiCodec final : public WireCodec {
       for (const nlohmann::json& c : *calls) {
         const nlohmann::json& fn = c.value("function", nlohmann::json::object());
         const std::string name = StringField(fn, "name");
-        nlohmann::json args = nlohmann::json::object();
         auto a = fn.find("arguments");
+        std::string text;  // "" = no arguments
         if (a != fn.end() && a->is_string()) {
-          AF_ASSIGN_OR_RETURN(args, ParseToolArguments(kProvider, name, a->get<std::string>()));
-        } else if (a != fn.end() && a->is_object()) {
-          args = *a;  // some compatible servers send an object
+          text = a->get<std::string>();
         } else if (a != fn.end() && !a->is_null()) {
-          return ParseToolArguments(kProvider, name, a->dump()).status();
+          text = a->dump();  // some compatible servers send an object
         }
-        r.tool_calls.push_back({StringField(c, "id"), name, std::move(args)});
+        r.tool_calls.push_back(DecodeToolCall(StringField(c, "id"), name, text));
       }
     }
     return FinishResponse(std::move(r));

@@ -76,8 +76,14 @@ std::string RequestHash(const LlmRequest& request) {
 
 nlohmann::json ResponseToJson(const LlmResponse& r) {
   nlohmann::json calls = nlohmann::json::array();
-  for (const auto& c : r.tool_calls)
-    calls.push_back({{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}});
+  for (const auto& c : r.tool_calls) {
+    nlohmann::json call = {{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}};
+    if (!c.valid_arguments()) {
+      call["arguments_error"] = c.arguments_error;
+      call["raw_arguments"] = c.raw_arguments;
+    }
+    calls.push_back(std::move(call));
+  }
   return {
       {"text", r.text},
       {"tool_calls", calls},
@@ -100,8 +106,13 @@ Result<LlmResponse> ResponseFromJson(const nlohmann::json& j) {
       r.usage.output_tokens = j["usage"].value("output_tokens", int64_t{0});
     }
     for (const auto& c : j.value("tool_calls", nlohmann::json::array())) {
-      r.tool_calls.push_back({c.at("id").get<std::string>(), c.at("name").get<std::string>(),
-                              c.value("arguments", nlohmann::json::object())});
+      ToolCall call;
+      call.id = c.at("id").get<std::string>();
+      call.name = c.at("name").get<std::string>();
+      call.arguments = c.value("arguments", nlohmann::json::object());
+      call.arguments_error = c.value("arguments_error", "");
+      call.raw_arguments = c.value("raw_arguments", "");
+      r.tool_calls.push_back(std::move(call));
     }
     return r;
   } catch (const nlohmann::json::exception& e) {

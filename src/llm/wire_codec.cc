@@ -49,6 +49,36 @@ Result<nlohmann::json> ParseToolArguments(std::string_view provider, const std::
   return j;
 }
 
+ToolCall DecodeToolCall(std::string id, std::string name, std::string_view text) {
+  ToolCall call;
+  call.id = std::move(id);
+  call.name = std::move(name);
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return call;  // "" = {}
+  auto refuse = [&](std::string why) {
+    call.arguments_error = std::move(why);
+    call.raw_arguments = std::string(text);
+    return call;
+  };
+  if (Status deep = CheckJsonDepth(text, "the arguments"); !deep.ok())
+    return refuse(deep.message());
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range
+    // what() is "[json.exception.parse_error.101] parse error at line 1,
+    // column 24: syntax error ..."; the bracketed id means nothing to a model.
+    std::string what = e.what();
+    if (size_t close = what.find("] "); what.rfind("[json.exception", 0) == 0 && close != what.npos)
+      what = what.substr(close + 2);
+    return refuse("the arguments are not valid JSON (" + std::to_string(text.size()) +
+                  " characters received): " + what);
+  }
+  if (!j.is_object())
+    return refuse(std::string("the arguments are a JSON ") + j.type_name() + ", not an object");
+  call.arguments = std::move(j);
+  return call;
+}
+
 std::string StringField(const nlohmann::json& j, const char* key) {
   if (!j.is_object()) return {};
   auto it = j.find(key);

@@ -58,6 +58,12 @@ Result<nlohmann::json> ParseProviderJson(std::string_view provider, std::string_
 Result<nlohmann::json> ParseToolArguments(std::string_view provider, const std::string& tool_name,
                                           std::string_view text);
 
+// A tool call from the argument text the model sent. Text that is not a JSON
+// object (malformed, or cut off at the output limit) does not fail the
+// response: the call comes back with `arguments_error` saying what is wrong
+// and where, and `raw_arguments` holding the text (see ToolCall).
+ToolCall DecodeToolCall(std::string id, std::string name, std::string_view text);
+
 // `j[key]` as a string when it is one, else "".
 std::string StringField(const nlohmann::json& j, const char* key);
 // `j[key]` as an integer when it is a number, else 0.

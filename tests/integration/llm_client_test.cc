@@ -354,15 +354,41 @@ TEST_P(LlmClientTest, MissingKeyFailsBeforeAnyRequest) {
   EXPECT_EQ(server_.request_count(), 0u);
 }
 
-TEST_P(LlmClientTest, InvalidToolArgumentsIsClearError) {
-  FakeToolCall bad{"c1", "write_file", nlohmann::json::object(), "{\"path\": \"a.txt\", oops"};
-  server_.Push(FakeReply::Tools({bad}));
+// A call whose arguments are not JSON does not cost the whole reply: the
+// other calls and the text come through, and the bad call keeps its text and
+// what is wrong with it, so the agent can ask the model again.
+TEST_P(LlmClientTest, InvalidToolArgumentsAreKeptWithTheirError) {
+  const std::string raw = "{\"path\": \"a.txt\", oops";
+  FakeToolCall bad{"c1", "write_file", nlohmann::json::object(), raw};
+  FakeToolCall good{"c2", "read_file", {{"path", "b.txt"}}, ""};
+  FakeToolCall array{"c3", "finish", nlohmann::json::object(), "[1, 2]"};
+  server_.Push(FakeReply::Tools({bad, good, array}, "let me write"));
   auto c = Make(Options());
   auto r = Run(*c, Request());
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("'write_file'"), std::string::npos) << r.status().message();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->text, "let me write");
+  ASSERT_EQ(r->tool_calls.size(), 3u);
+  const ToolCall& b = r->tool_calls[0];
+  EXPECT_EQ(b.id, "c1");
+  EXPECT_EQ(b.name, "write_file");
+  EXPECT_FALSE(b.valid_arguments());
+  EXPECT_EQ(b.raw_arguments, raw);
+  EXPECT_EQ(b.arguments, nlohmann::json::object());
+  EXPECT_NE(b.arguments_error.find("not valid JSON"), std::string::npos) << b.arguments_error;
+  EXPECT_NE(b.arguments_error.find("column"), std::string::npos) << b.arguments_error;
+  EXPECT_EQ(b.arguments_error.find("json.exception"), std::string::npos) << b.arguments_error;
+  EXPECT_TRUE(r->tool_calls[1].valid_arguments());
+  EXPECT_EQ(r->tool_calls[1].arguments["path"], "b.txt");
+  EXPECT_NE(r->tool_calls[2].arguments_error.find("not an object"), std::string::npos)
+      << r->tool_calls[2].arguments_error;
   EXPECT_EQ(server_.request_count(), 1u);
+
+  // Recorded and replayed (a resumed feature) with its error.
+  auto back = ResponseFromJson(ResponseToJson(*r));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->tool_calls[0].raw_arguments, raw);
+  EXPECT_EQ(back->tool_calls[0].arguments_error, b.arguments_error);
+  EXPECT_TRUE(back->tool_calls[1].valid_arguments());
 }
 
 TEST_P(LlmClientTest, ObserverReceivesTokensCostAttemptsStatus) {

@@ -204,6 +204,34 @@ TEST(ConfigTest, AgentsAliasesDurationsListsAndCrossChecks) {
   EXPECT_EQ(c.issues[0].key, "context.preserve_at");
 }
 
+// Output limits per role (the coder writes whole files) and the re-ask limit.
+TEST(ConfigTest, MaxTokensPerRoleAndReasks) {
+  ConfigSources defaults;
+  defaults.dotenv_file = "/nonexistent/.env";
+  LoadedConfig d = LoadConfig(defaults);
+  EXPECT_EQ(d.config.MaxTokensFor("coder"), 16384);
+  EXPECT_EQ(d.config.MaxTokensFor("executor"), 16384);
+  EXPECT_EQ(d.config.MaxTokensFor("planner"), 4096);
+  EXPECT_EQ(d.config.limits.max_reasks, 3);
+
+  TempDir dir;
+  auto toml = dir.Write("a.toml",
+                        "[llm]\nmax_tokens = 8000\n[agents.coder]\nmax_tokens = 32000\n"
+                        "[agents.reviewer]\nmax_tokens = 2000\n[limits]\nmax_reasks = 5\n");
+  LoadedConfig c = LoadConfig(FileOnly(toml.string()));
+  EXPECT_TRUE(c.issues.empty()) << Issues(c);
+  EXPECT_EQ(c.config.MaxTokensFor("coder"), 32000);
+  EXPECT_EQ(c.config.MaxTokensFor("reviewer"), 2000);
+  EXPECT_EQ(c.config.MaxTokensFor("planner"), 8000);
+  EXPECT_EQ(c.config.limits.max_reasks, 5);
+
+  ConfigSources env = defaults;
+  env.env = {{"AF_LIMITS_MAX_REASKS", "-1"}, {"AF_AGENTS_CODER_MAX_TOKENS", "2000"}};
+  LoadedConfig e = LoadConfig(env);
+  EXPECT_NE(Issues(e).find("limits.max_reasks"), std::string::npos) << Issues(e);
+  EXPECT_EQ(e.config.MaxTokensFor("coder"), 2000);
+}
+
 TEST(ConfigTest, LlmRateLimitAndCircuitBreakerSettings) {
   ConfigSources defaults;
   defaults.dotenv_file = "/nonexistent/.env";

@@ -27,6 +27,8 @@ TEST(GatesTest, RunsWithTestsAreNotFlagged) {
            "collected 10 items\n\n10 passed in 0.03s\n",
            "3 passed in 0.01s\n",
            "test_no_tests_ran_is_handled PASSED\n",
+           // go test ./... with a main package that has no tests of its own
+           "?   \texample.com/m/cmd\t[no test files]\nok  \texample.com/m/lib\t0.004s\n",
            "",
        }) {
     EXPECT_EQ(NoTestsRanNote(out), "") << out;

@@ -16,10 +16,19 @@
 // feature time, not its result; the feature timeout and cancellation still
 // end the wait.
 //
+// A reply the loop cannot use is not fatal: a call whose arguments are not a
+// JSON object (ToolCall::arguments_error) or were cut off at the output limit
+// (stop_reason "max_tokens"), a tool the role was not offered, a terminal tool
+// that refuses its arguments, or a reply with no tool call is answered with a
+// precise error (what was wrong, the role's tools, which tool ends the turn)
+// and the model is asked again. Calls are checked against the role's tools
+// before any runs. Only after limits.max_reasks such replies in a row does the
+// conversation fail (kUnusableReplies).
+//
 // Errors carry a reason prefix the coordinator turns into the feature's
 // failure reason: "step limit reached" (max_steps), "budget exceeded"
-// (budget_exceeded), Cancelled, DeadlineExceeded (timeout), or the
-// provider's own error.
+// (budget_exceeded), "unusable model replies" (unusable_replies), Cancelled,
+// DeadlineExceeded (timeout), or the provider's own error.
 
 #include <functional>
 #include <map>
@@ -97,8 +106,14 @@ bool WorkEnded(const Status& check);
 // How an error that ends a feature because nothing was built begins.
 inline constexpr char kNothingBuilt[] = "nothing was built";
 
-// "max_steps", "budget_exceeded", "timeout", "cancelled", "no_change" or
-// "agent_error".
+// How an error begins when the model's replies could not be used (no tool
+// call, arguments that are not JSON or were cut off at the output limit, a
+// tool the role does not have, a terminal tool refusing its arguments) more
+// than limits.max_reasks times in a row.
+inline constexpr char kUnusableReplies[] = "unusable model replies";
+
+// "max_steps", "budget_exceeded", "timeout", "cancelled", "no_change",
+// "unusable_replies" or "agent_error".
 std::string FailureReason(const Status& status);
 
 }  // namespace af

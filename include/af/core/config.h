@@ -36,6 +36,10 @@ struct AgentRoleConfig {
   // Empty fallback_model = no fallback: the role waits for the provider.
   std::string fallback_model;
   std::string fallback_provider;
+  // Output tokens one model call of the role may use; 0 = llm.max_tokens. The
+  // coder's default is larger (see Config::Config): a whole-file write_file
+  // does not fit in 4,096 tokens, and a reply cut off there is wasted.
+  int max_tokens = 0;
 };
 
 // A model's list price in USD per million tokens.
@@ -100,6 +104,11 @@ struct Config {
     int fix_attempts = 3;
     int review_rounds = 2;
     int max_steps = 200;
+    // Replies in a row an agent may send that cannot be used (no tool call,
+    // arguments that are not JSON or were cut off, a tool its role lacks):
+    // each is answered with what was wrong and asked again; one more fails
+    // the task with reason unusable_replies.
+    int max_reasks = 3;
     int feature_timeout = 3600;  // seconds; accepts "45m", "2h" in files
     // Features driven at once; more wait as "queued" (priority, then arrival).
     int max_active_features = 8;
@@ -161,6 +170,9 @@ struct Config {
   std::string DatabaseUrl() const;
   // The model a role uses: agents.<role>.model, else llm.model.
   std::string ModelFor(std::string_view role) const;
+  // The output token limit of a role's model calls: agents.<role>.max_tokens
+  // when set (> 0), else llm.max_tokens.
+  int MaxTokensFor(std::string_view role) const;
   // The provider a role falls back to: agents.<role>.fallback_provider, else
   // llm.provider; "" when the role has no fallback_model.
   std::string FallbackProviderFor(std::string_view role) const;

@@ -20,12 +20,20 @@ struct ToolDef {
   nlohmann::json input_schema = nlohmann::json::object();  // JSON Schema of the arguments
 };
 
-// One tool call made by the model. `arguments` is always a JSON object (a
-// provider sending arguments that are not valid JSON makes Complete fail).
+// One tool call made by the model. `arguments` is always a JSON object. When
+// the model sent argument text that is not one (malformed JSON, or a call cut
+// off at the output limit), the call is still returned, so the agent can tell
+// the model what was wrong and ask again instead of losing the whole reply:
+// `arguments` is then {}, `arguments_error` says what is wrong and where, and
+// `raw_arguments` holds the text as received (both empty for a valid call).
 struct ToolCall {
   std::string id;
   std::string name;
   nlohmann::json arguments = nlohmann::json::object();
+  std::string arguments_error = {};  // empty = `arguments` is what the model sent
+  std::string raw_arguments = {};    // the unparsable text; set only with arguments_error
+
+  bool valid_arguments() const { return arguments_error.empty(); }
 };
 
 enum class Role { kUser, kAssistant, kTool };
