@@ -112,6 +112,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   tools.sandbox = sandbox_.get();
   tools.task_id = task_id;
   tools.touched = &touched;
+  tools.run_checks = [this, &f, task_id, tree]() { return TaskChecksFor(f, task_id, tree); };
   auto end = RunConversation(EnvFor(f.id, inst), conv, tools);
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
@@ -163,6 +164,33 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
     fault::CrashPoint("commit");
   }
   return CompleteTask(task, sha);
+}
+
+Result<TaskChecks> Pipeline::Impl::TaskChecksFor(const Feature& f, const std::string& task_id,
+                                                 FeatureTree* tree) {
+  TaskChecks checks;
+  AF_ASSIGN_OR_RETURN(auto all, deps_.store->ListTasks(f.id));
+  for (const auto& t : all) {
+    const TaskState s = StateOf(t);
+    if (t.id != task_id && s != TaskState::kCompleted && s != TaskState::kFailed &&
+        s != TaskState::kCancelled)
+      checks.binding = false;
+  }
+  // The gates as the tester runs them, on the tree as it is now (this task's
+  // work is not committed yet).
+  for (const auto& gate : RequestOf(f).validation_gates) {
+    auto run = sandbox_->Run(gate, tree->root(), Ended(f.id));
+    if (!run.ok()) return run.status();
+    const std::string no_tests = NoTestsRanNote(run->output);
+    const bool passed = run->exit_code == 0 && !run->timed_out && no_tests.empty();
+    checks.passed = checks.passed && passed;
+    checks.report += "$ " + gate + "\n" + (passed ? "PASSED, " : "FAILED, ") +
+                     HeadAndTail(run->ToText(), 3000) + "\n" +
+                     (no_tests.empty() ? "" : "(" + no_tests + ")\n");
+  }
+  if (!checks.binding && !checks.passed)
+    checks.report += "(other tasks of this feature are still at work: the failure may be theirs)\n";
+  return checks;
 }
 
 Result<json> Pipeline::Impl::CompleteTask(const Task& task, const std::string& sha) {
