@@ -214,8 +214,8 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   if (!changed) {
     return FailedPrecondition(
         std::string(kNothingBuilt) + ": every task finished without committing a change",
-        "the coders must change files with write_file or edit_file; see the feature's tool.call "
-        "events for what they did, and make the request say what to build");
+        "the coders must change files (write_file, edit_file or run_command); see the "
+        "feature's tool.call events for what they did, and make the request say what to build");
   }
   FeatureRequest req = RequestOf(f);
   json results = json::array();

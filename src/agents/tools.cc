@@ -704,8 +704,9 @@ const std::vector<ToolRow>& Registry() {
          false},
         {{"finish",
           "Declare the task done, with a summary of what changed and how it was checked. The "
-          "task's checks run first: if they fail or the task changed nothing, the first finish "
-          "is refused with their output and the task's diff.",
+          "task's checks (the validation gates) run first: if they fail once the other tasks "
+          "are done, or the task changed nothing, the first finish is refused with their "
+          "output and the task's diff; the next finish is accepted.",
           Obj({{"summary", Str("what was done")}}, {"summary"})},
          &RunFinish,
          false,

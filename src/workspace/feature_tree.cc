@@ -98,7 +98,7 @@ constexpr std::string_view kGeneratedDirs[] = {
     ".git",    ".af",    "build",         "_build",        "node_modules", "__pycache__",
     "dist",    "target", ".cache",        ".pytest_cache", ".mypy_cache",  ".ruff_cache",
     ".tox",    ".nox",   ".venv",         "venv",          ".eggs",        "CMakeFiles",
-    ".gradle", ".next",  ".parcel-cache", "coverage",      "htmlcov",      ".idea"};
+    ".gradle", ".next",  ".parcel-cache", "htmlcov"};
 constexpr std::string_view kGeneratedDirPrefixes[] = {"cmake-build-"};
 constexpr std::string_view kGeneratedDirSuffixes[] = {".egg-info"};
 constexpr std::string_view kGeneratedFileSuffixes[] = {
@@ -131,7 +131,8 @@ std::vector<std::string> SplitNul(const std::string& out) {
   return parts;
 }
 
-bool PathMatches(const std::string& path, const std::string& glob) {
+bool PathMatches(const std::string& path, std::string glob) {
+  while (glob.rfind("./", 0) == 0) glob.erase(0, 2);
   if (glob.empty()) return true;
   if (glob.find_first_of("*?[") == std::string::npos) {
     std::string dir = glob;
