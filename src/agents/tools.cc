@@ -542,17 +542,31 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
   Result<std::map<std::string, std::string>> before =
       ctx.touched ? ctx.tree->ChangeSnapshot() : std::map<std::string, std::string>();
   auto run = ctx.sandbox->Run(command, ctx.tree->root(), ctx.cancelled);
+  std::string left_out;  // changed paths the task cannot commit
   if (ctx.touched && before.ok()) {
     if (auto after = ctx.tree->ChangeSnapshot(); after.ok()) {
+      std::set<std::string> changed;
       for (const auto& [p, sig] : *after)
-        if (auto it = before->find(p); it == before->end() || it->second != sig)
-          ctx.touched->insert(p);
+        if (auto it = before->find(p); it == before->end() || it->second != sig) changed.insert(p);
       for (const auto& [p, sig] : *before)
-        if (!after->count(p)) ctx.touched->insert(p);
+        if (!after->count(p)) changed.insert(p);
+      // The same path check as the file tools: a symbolic link the command
+      // pointed out of the workspace stays out of the commit.
+      for (const auto& p : changed) {
+        if (ctx.tree->Resolve(p).ok()) {
+          ctx.touched->insert(p);
+        } else {
+          left_out += (left_out.empty() ? "" : ", ") + p;
+        }
+      }
     }
   }
   if (!run.ok()) return FromStatus(run.status());
   std::string text = run->ToText();
+  if (!left_out.empty()) {
+    text += "\n[not part of the task's change (symbolic links leading out of the workspace): " +
+            left_out + "]";
+  }
   if (run->timed_out) {
     const auto limit = ctx.sandbox->options().timeout;
     char secs[32];

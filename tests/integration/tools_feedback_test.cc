@@ -218,6 +218,15 @@ TEST_F(ToolsFeedbackTest, CommandRunsNonInteractivelyAndItsFilesJoinTheTask) {
   EXPECT_TRUE(Has(r.content, "read:1")) << r.content;  // stdin is empty, not a terminal
   EXPECT_EQ(touched_, (std::set<std::string>{"README.md", "gen/made.txt"}));
 
+  // A link out of the workspace is not the task's to commit (the path check
+  // of the file tools), and the model is told.
+  touched_.clear();
+  r = Run("run_command", {{"command", "ln -s /tmp outlink"}});
+  EXPECT_TRUE(touched_.empty());
+  EXPECT_TRUE(Has(r.content, "not part of the task's change")) << r.content;
+  EXPECT_TRUE(Has(r.content, "outlink")) << r.content;
+  ASSERT_TRUE(fs::remove(tree_->root() / "outlink"));
+
   // A file the command changes again later is seen too.
   touched_.clear();
   r = Run("run_command", {{"command", "echo more >> gen/made.txt"}});
