@@ -608,7 +608,8 @@ ToolOutcome RunFinish(const ToolCall& call, const ToolContext& ctx) {
   const bool checks_failed = checks && !checks->passed;
   if (refused_before || (changed && !(checks_failed && checks->binding))) {
     std::string out = "finished";
-    if (checks && checks->passed) out += "; the task's checks pass";
+    if (checks && !checks->binding) out += "; the tester runs the checks once every task is done";
+    if (checks && checks->binding && checks->passed) out += "; the task's checks pass";
     if (checks_failed) out += "; handed over with failing checks";
     if (!changed) out += "; the task changed no file";
     return {out, false, true};

@@ -39,8 +39,9 @@ struct ToolOutcome {
 struct TaskChecks {
   bool passed = true;
   std::string report;  // per check: the command, its exit and its output (head and tail)
-  // False while other tasks of the feature are not finished yet: a failure may
-  // come from their half-done work, so it is shown but does not hold up finish.
+  // False while other tasks of the feature are not finished yet: a failure
+  // may come from their half-done work, so it does not hold up finish (the
+  // pipeline then does not run them at all).
   bool binding = true;
 };
 
