@@ -24,4 +24,21 @@ std::string NoTestsRanNote(std::string_view output) {
   return "";
 }
 
+std::string HeadAndTail(std::string_view output, size_t max_chars) {
+  if (output.size() <= max_chars) return std::string(output);
+  size_t head = max_chars / 3;
+  size_t tail_start = output.size() - (max_chars - head);
+  // Whole lines where a line end is near.
+  if (size_t nl = output.rfind('\n', head); nl != std::string_view::npos && nl > head / 2) {
+    head = nl + 1;
+  }
+  if (size_t nl = output.find('\n', tail_start);
+      nl != std::string_view::npos && nl < tail_start + (max_chars - head) / 2) {
+    tail_start = nl + 1;
+  }
+  const size_t left_out = tail_start - head;
+  return std::string(output.substr(0, head)) + "\n[... " + std::to_string(left_out) +
+         " characters left out ...]\n" + std::string(output.substr(tail_start));
+}
+
 }  // namespace af

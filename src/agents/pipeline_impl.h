@@ -98,6 +98,10 @@ class Pipeline::Impl {
                       FeatureTree* tree);
   Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);
   Result<json> CompleteTask(const Task& task, const std::string& sha);
+  // The checks a coder's finish runs (see ToolContext::run_checks): the
+  // feature's validation gates on the tree as it is, run only once every
+  // other task of the feature has ended (before, not binding and not run).
+  Result<TaskChecks> TaskChecksFor(const Feature& f, const std::string& task_id, FeatureTree* tree);
   Result<json> DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree);
   Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
 

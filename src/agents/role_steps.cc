@@ -112,6 +112,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   tools.sandbox = sandbox_.get();
   tools.task_id = task_id;
   tools.touched = &touched;
+  tools.run_checks = [this, &f, task_id, tree]() { return TaskChecksFor(f, task_id, tree); };
   auto end = RunConversation(EnvFor(f.id, inst), conv, tools);
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
@@ -165,6 +166,40 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   return CompleteTask(task, sha);
 }
 
+Result<TaskChecks> Pipeline::Impl::TaskChecksFor(const Feature& f, const std::string& task_id,
+                                                 FeatureTree* tree) {
+  TaskChecks checks;
+  AF_ASSIGN_OR_RETURN(auto all, deps_.store->ListTasks(f.id));
+  int at_work = 0;
+  for (const auto& t : all) {
+    const TaskState s = StateOf(t);
+    if (t.id != task_id && s != TaskState::kCompleted && s != TaskState::kFailed &&
+        s != TaskState::kCancelled)
+      ++at_work;
+  }
+  if (at_work > 0) {
+    // Their half-done files could fail the gates, and a failure would not
+    // hold up finish anyway: not worth a build. The tester runs them later.
+    checks.binding = false;
+    checks.report = "(not run: " + std::to_string(at_work) +
+                    " other task(s) of this feature are still at work)\n";
+    return checks;
+  }
+  // The gates as the tester runs them, on the tree as it is now (this task's
+  // work is not committed yet).
+  for (const auto& gate : RequestOf(f).validation_gates) {
+    auto run = sandbox_->Run(gate, tree->root(), Ended(f.id));
+    if (!run.ok()) return run.status();
+    const std::string no_tests = NoTestsRanNote(run->output);
+    const bool passed = run->exit_code == 0 && !run->timed_out && no_tests.empty();
+    checks.passed = checks.passed && passed;
+    checks.report += "$ " + gate + "\n" + (passed ? "PASSED, " : "FAILED, ") +
+                     HeadAndTail(run->ToText(), 3000) + "\n" +
+                     (no_tests.empty() ? "" : "(" + no_tests + ")\n");
+  }
+  return checks;
+}
+
 Result<json> Pipeline::Impl::CompleteTask(const Task& task, const std::string& sha) {
   TaskUpdate done;
   done.result = json{{"summary", Field(task.result, "summary", "")},
@@ -186,8 +221,8 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   if (!changed) {
     return FailedPrecondition(
         std::string(kNothingBuilt) + ": every task finished without committing a change",
-        "the coders must change files with write_file or edit_file; see the feature's tool.call "
-        "events for what they did, and make the request say what to build");
+        "the coders must change files (write_file, edit_file or run_command); see the "
+        "feature's tool.call events for what they did, and make the request say what to build");
   }
   FeatureRequest req = RequestOf(f);
   json results = json::array();

@@ -1,8 +1,13 @@
 #include "af/agents/tools.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
 #include <map>
+#include <optional>
 
+#include "af/agents/gates.h"
 #include "af/core/config.h"
 #include "af/core/dag.h"
 #include "af/core/ids.h"
@@ -70,19 +75,17 @@ ToolOutcome NeedTree(const ToolCall& call) {
 
 // --- Handlers: one per tool, each reads its own arguments ----------------------
 
-ToolOutcome RunFinish(const ToolCall& call, const ToolContext&) {
-  ToolOutcome err;
-  std::string summary;
-  if (!GetString(call, "summary", &summary, &err)) return err;
-  return {"finished", false, true};
-}
+// finish is defined after the workspace tools it uses.
+ToolOutcome RunFinish(const ToolCall& call, const ToolContext& ctx);
 
 ToolOutcome RunSubmitPlan(const ToolCall& call, const ToolContext&) {
   auto problems = CheckPlan(call.arguments);
   if (!problems.empty()) {
-    std::string msg = "plan refused:";
+    // Worded so it agrees with "call submit_plan exactly once": a refused
+    // plan is not a submission, the corrected one is.
+    std::string msg = "plan refused (not submitted):";
     for (const auto& p : problems) msg += "\n- " + p;
-    return Error(msg + "\nfix these and call submit_plan again");
+    return Error(msg + "\nfix these and submit the whole corrected plan with submit_plan");
   }
   return {"plan accepted", false, true};
 }
@@ -153,6 +156,116 @@ ToolOutcome RunRemember(const ToolCall& call, const ToolContext& ctx) {
 
 // The workspace tools run only with ctx.tree set (ExecuteTool checks first).
 
+// What read_file shows at most in one call; more is read by range.
+constexpr size_t kReadCap = 16000;
+// What read_file loads to cut a range from (a file past this is cut there).
+constexpr size_t kReadLoadCap = 8 << 20;
+// The task's diff shown by finish.
+constexpr size_t kFinishDiffCap = 8000;
+constexpr size_t kSearchMaxHits = 50;
+
+// One numbered line as read_file shows it: "   12\tcode\n". The number and
+// the tab are not part of the file (the descriptions say so).
+std::string Numbered(int line_no, std::string_view text) {
+  char num[16];
+  std::snprintf(num, sizeof num, "%5d\t", line_no);
+  std::string out = num;
+  out.append(text);
+  out += '\n';
+  return out;
+}
+
+std::vector<std::string_view> SplitLines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    lines.push_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return lines;
+}
+
+// Lines [first, last] (1-based, clamped) numbered.
+std::string NumberedRange(const std::vector<std::string_view>& lines, int first, int last) {
+  std::string out;
+  first = std::max(first, 1);
+  last = std::min(last, static_cast<int>(lines.size()));
+  for (int i = first; i <= last; ++i) out += Numbered(i, lines[i - 1]);
+  return out;
+}
+
+int LineOf(std::string_view text, size_t pos) {
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + pos, '\n'));
+}
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// A fast syntax check of `path` for its language, run in the sandbox when
+// there is one: "" when there is none for this kind of file or the check
+// passed; else what it printed. Never an error: the file stays written, the
+// model reads the report and fixes what it says.
+std::string SyntaxCheck(const std::string& path, std::string_view content, const ToolContext& ctx) {
+  if (!ctx.sandbox || !ctx.tree) return "";
+  auto ends = [&](std::string_view suffix) {
+    return path.size() >= suffix.size() &&
+           path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  const std::string_view first_line = content.substr(0, content.find('\n'));
+  const bool shebang = first_line.rfind("#!", 0) == 0;
+  const std::string q = ShellQuote(path);
+  std::string what, command;
+  if (ends(".py") || (shebang && first_line.find("python") != std::string_view::npos)) {
+    what = "python3 compile";
+    command =
+        "command -v python3 >/dev/null 2>&1 || exit 0; python3 -c 'import sys\n"
+        "try:\n  compile(open(sys.argv[1], \"rb\").read(), sys.argv[1], \"exec\")\n"
+        "except SyntaxError as e:\n  import traceback\n"
+        "  sys.stdout.write(\"\".join(traceback.format_exception_only(type(e), e)))\n"
+        "  sys.exit(1)' " +
+        q;
+  } else if (ends(".sh") || ends(".bash") ||
+             (shebang && (first_line.find("bash") != std::string_view::npos ||
+                          first_line.find("/sh") != std::string_view::npos))) {
+    const bool posix =
+        !ends(".bash") && first_line.find("bash") == std::string_view::npos && !ends(".sh");
+    what = posix ? "sh -n" : "bash -n";
+    command = (posix ? "sh -n " : "command -v bash >/dev/null 2>&1 || exit 0; bash -n ") + q;
+  } else if (ends(".c") || ends(".cc") || ends(".cpp") || ends(".cxx") || ends(".h") ||
+             ends(".hh") || ends(".hpp") || ends(".hxx")) {
+    // Included from stdin so a header is checked like a source (no "#pragma
+    // once in main file"); the usual include directories are searched.
+    const bool c = ends(".c");
+    const char* compiler = c ? "cc" : "c++";
+    what = std::string(compiler) + " -fsyntax-only";
+    command = std::string("command -v ") + compiler + " >/dev/null 2>&1 || exit 0; T=; " +
+              "command -v timeout >/dev/null 2>&1 && T='timeout 30'; " +
+              "printf '#include \"%s\"\\n' " + q + " | $T " + compiler + " -fsyntax-only -x " +
+              (c ? "c" : "c++") + " -I. -Iinclude -Isrc -fdiagnostics-color=never -";
+  } else {
+    return "";
+  }
+  auto run = ctx.sandbox->Run(command, ctx.tree->root(), ctx.cancelled);
+  if (!run.ok() || (run->exit_code == 0 && !run->timed_out)) return "";
+  std::string out = HeadAndTail(run->output, 2000);
+  std::string note;
+  if (out.find("No such file or directory") != std::string::npos &&
+      out.find("#include") != std::string::npos) {
+    note =
+        "\n(a missing include may only mean the build adds include directories this check "
+        "does not know: judge by the build)";
+  }
+  return "\nsyntax check (" + what +
+         ") reports problems; the file is written as given, fix "
+         "them:\n" +
+         out + note;
+}
+
 ToolOutcome RunListFiles(const ToolCall& call, const ToolContext& ctx) {
   ToolOutcome err;
   std::string path;
@@ -169,10 +282,53 @@ ToolOutcome RunListFiles(const ToolCall& call, const ToolContext& ctx) {
 ToolOutcome RunReadFile(const ToolCall& call, const ToolContext& ctx) {
   ToolOutcome err;
   std::string path;
-  if (!GetString(call, "path", &path, &err)) return err;
-  auto content = ctx.tree->ReadFile(path);
+  int start_line = 1, end_line = 0;
+  if (!GetString(call, "path", &path, &err) ||
+      !GetInt(call, "start_line", 1, 1, INT32_MAX, &start_line, &err) ||
+      !GetInt(call, "end_line", 0, 0, INT32_MAX, &end_line, &err))
+    return err;
+  auto content = ctx.tree->ReadFile(path, kReadLoadCap);
   if (!content.ok()) return FromStatus(content.status());
-  return Ok(*content);
+  if (content->rfind("[binary file '", 0) == 0) return Ok(*content);
+  if (content->empty()) return Ok("(" + path + " is empty)");
+  const auto lines = SplitLines(*content);
+  const int total = static_cast<int>(lines.size());
+  if (start_line > total) {
+    return Error("read_file: " + path + " has " + std::to_string(total) + " lines; start_line " +
+                 std::to_string(start_line) + " is past its end");
+  }
+  const int last = end_line == 0 ? total : std::min(end_line, total);
+  if (last < start_line) {
+    return Error("read_file: end_line (" + std::to_string(end_line) + ") is before start_line (" +
+                 std::to_string(start_line) + ")");
+  }
+  std::string out;
+  int shown = start_line - 1;
+  for (int i = start_line; i <= last; ++i) {
+    std::string line = Numbered(i, lines[i - 1]);
+    if (out.size() + line.size() > kReadCap) {
+      if (shown < start_line) {  // a single huge line: show its start
+        out = line.substr(0, kReadCap) + "\n[line " + std::to_string(i) + " is " +
+              std::to_string(lines[i - 1].size()) + " characters long; cut here]\n";
+        shown = i;
+      }
+      break;
+    }
+    out += line;
+    shown = i;
+  }
+  if (shown < last) {
+    out += "[shown: lines " + std::to_string(start_line) + "-" + std::to_string(shown) + " of " +
+           std::to_string(total) + "; " + std::to_string(last - shown) +
+           " more lines not shown (reads stop at about " + std::to_string(kReadCap) +
+           " characters). Read on with start_line=" + std::to_string(shown + 1) +
+           ", ask for a smaller range with start_line/end_line, or find the place with "
+           "search_code]\n";
+  } else if (start_line > 1 || last < total) {
+    out += "[shown: lines " + std::to_string(start_line) + "-" + std::to_string(last) + " of " +
+           std::to_string(total) + "]\n";
+  }
+  return Ok(out);
 }
 
 ToolOutcome RunWriteFile(const ToolCall& call, const ToolContext& ctx) {
@@ -182,7 +338,115 @@ ToolOutcome RunWriteFile(const ToolCall& call, const ToolContext& ctx) {
     return err;
   if (Status s = ctx.tree->WriteFile(path, content); !s.ok()) return FromStatus(s);
   if (ctx.touched) ctx.touched->insert(path);
-  return Ok("wrote " + path + " (" + std::to_string(content.size()) + " bytes)");
+  return Ok("wrote " + path + " (" + std::to_string(content.size()) + " bytes)" +
+            SyntaxCheck(path, content, ctx));
+}
+
+// A line as the closest-lines search compares it: its character bigrams,
+// sorted, with whitespace left out (so indentation does not count).
+struct LineShape {
+  std::string squeezed;
+  std::vector<uint16_t> bigrams;
+};
+
+LineShape ShapeOf(std::string_view line) {
+  LineShape s;
+  for (char c : line)
+    if (!std::isspace(static_cast<unsigned char>(c))) s.squeezed += c;
+  for (size_t i = 0; i + 1 < s.squeezed.size(); ++i)
+    s.bigrams.push_back(static_cast<uint16_t>((static_cast<unsigned char>(s.squeezed[i]) << 8) |
+                                              static_cast<unsigned char>(s.squeezed[i + 1])));
+  std::sort(s.bigrams.begin(), s.bigrams.end());
+  return s;
+}
+
+// Dice similarity of two lines' bigrams in [0, 1]; 1 when they differ only
+// in whitespace. Cheap enough to slide over a whole file.
+double Similarity(const LineShape& a, const LineShape& b) {
+  if (a.squeezed == b.squeezed) return 1.0;
+  if (a.bigrams.empty() || b.bigrams.empty()) return 0.0;
+  size_t common = 0;
+  for (size_t i = 0, j = 0; i < a.bigrams.size() && j < b.bigrams.size();) {
+    if (a.bigrams[i] == b.bigrams[j]) {
+      ++common, ++i, ++j;
+    } else if (a.bigrams[i] < b.bigrams[j]) {
+      ++i;
+    } else {
+      ++j;
+    }
+  }
+  return 2.0 * static_cast<double>(common) /
+         static_cast<double>(a.bigrams.size() + b.bigrams.size());
+}
+
+// Whether every non-empty line of `text` starts like read_file's numbering.
+bool HasLineNumbers(std::string_view text) {
+  bool any = false;
+  for (std::string_view line : SplitLines(text)) {
+    if (line.empty()) continue;
+    size_t i = 0;
+    while (i < line.size() && line[i] == ' ') ++i;
+    size_t digits = i;
+    while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) ++i;
+    if (i == digits || i >= line.size() || line[i] != '\t') return false;
+    any = true;
+  }
+  return any;
+}
+
+// Why old_text was not found, with the lines of the file most like it.
+std::string NotFoundHelp(const std::string& path, std::string_view content,
+                         std::string_view old_text) {
+  std::string msg = "edit_file: old_text was not found in " + path + ".";
+  if (HasLineNumbers(old_text)) {
+    msg +=
+        " old_text starts with line numbers as read_file shows them: they are not part of the "
+        "file; quote the code after the tab only.";
+  }
+  const auto lines = SplitLines(content);
+  const auto want = SplitLines(old_text);
+  if (lines.empty() || want.empty()) return msg + " The file is empty: use write_file.";
+  const size_t k = std::min(want.size(), lines.size());
+  // The best window of k lines. Huge files are scanned up to a bound, and a
+  // long old_text is compared by its first lines, so this stays fast.
+  const size_t scan = std::min(lines.size() - k + 1, size_t{20000});
+  const size_t compared = std::min(k, size_t{40});
+  std::vector<LineShape> file_shapes, want_shapes;
+  for (size_t i = 0; i < std::min(lines.size(), scan + compared); ++i)
+    file_shapes.push_back(ShapeOf(lines[i]));
+  for (size_t j = 0; j < compared; ++j) want_shapes.push_back(ShapeOf(want[j]));
+  double best = -1;
+  size_t best_at = 0;
+  for (size_t at = 0; at < scan; ++at) {
+    double score = 0;
+    for (size_t j = 0; j < compared; ++j) score += Similarity(file_shapes[at + j], want_shapes[j]);
+    if (score > best) best = score, best_at = at;
+  }
+  // Over the whole old_text: a window found by its first lines still counts
+  // the rest.
+  for (size_t j = compared; j < k; ++j)
+    best += Similarity(ShapeOf(lines[best_at + j]), ShapeOf(want[j]));
+  const double ratio = best / static_cast<double>(want.size());
+  if (ratio < 0.3) {
+    return msg +
+           " No lines of the file resemble it: read the file again (read_file, or search_code "
+           "for a distinctive word) and quote the text exactly.";
+  }
+  const int first = static_cast<int>(best_at) + 1;
+  const int last = first + static_cast<int>(k) - 1;
+  bool same_but_space = ratio >= 0.999;
+  char pct[8];
+  std::snprintf(pct, sizeof pct, "%d%%", static_cast<int>(ratio * 100));
+  msg += same_but_space ? " Lines " + std::to_string(first) + "-" + std::to_string(last) +
+                              " match it except for whitespace (indentation, tabs or spaces, "
+                              "line ends):\n"
+                        : " The closest lines (" + std::string(pct) + " alike) are:\n";
+  msg += NumberedRange(lines, first - 1, last + 1);
+  msg +=
+      "Copy old_text exactly from the file, whitespace and indentation included (the line "
+      "numbers and the tab after them are not part of the file); quoting fewer lines makes a "
+      "match easier.";
+  return msg;
 }
 
 ToolOutcome RunEditFile(const ToolCall& call, const ToolContext& ctx) {
@@ -191,20 +455,80 @@ ToolOutcome RunEditFile(const ToolCall& call, const ToolContext& ctx) {
   if (!GetString(call, "path", &path, &err) || !GetString(call, "old_text", &old_text, &err) ||
       !GetString(call, "new_text", &new_text, &err))
     return err;
-  if (Status s = ctx.tree->EditFile(path, old_text, new_text); !s.ok()) return FromStatus(s);
+  // The content before the edit: where the edit lands, or why it cannot.
+  auto before = ctx.tree->ReadFile(path, kReadLoadCap);
+  Status s = ctx.tree->EditFile(path, old_text, new_text);
+  if (!s.ok()) {
+    if (!before.ok() || old_text.empty()) return FromStatus(s);
+    if (s.code() == Code::kNotFound) return Error(NotFoundHelp(path, *before, old_text));
+    std::vector<int> at;
+    for (size_t pos = before->find(old_text); pos != std::string::npos;
+         pos = before->find(old_text, pos + 1))
+      at.push_back(LineOf(*before, pos));
+    if (at.size() > 1) {
+      std::string where;
+      for (size_t i = 0; i < at.size() && i < 20; ++i)
+        where += (i ? ", " : "") + std::to_string(at[i]);
+      if (at.size() > 20) where += ", ...";
+      return Error("edit_file: old_text occurs " + std::to_string(at.size()) + " times in " + path +
+                   " (starting at lines " + where +
+                   "); it must occur exactly once: add the neighbouring lines of the one to "
+                   "change to old_text (and to new_text)");
+    }
+    return FromStatus(s);
+  }
   if (ctx.touched) ctx.touched->insert(path);
-  return Ok("edited " + path);
+  std::string out = "edited " + path;
+  auto after = ctx.tree->ReadFile(path, kReadLoadCap);
+  if (before.ok() && after.ok()) {
+    const size_t pos = before->find(old_text);
+    if (pos != std::string::npos) {
+      const int first = LineOf(*before, pos);
+      const int new_lines = static_cast<int>(std::count(new_text.begin(), new_text.end(), '\n'));
+      const auto lines = SplitLines(*after);
+      out += "; lines " + std::to_string(std::max(first - 3, 1)) + "-" +
+             std::to_string(std::min(first + new_lines + 3, static_cast<int>(lines.size()))) +
+             " now read (numbers are not part of the file):\n" +
+             NumberedRange(lines, first - 3, first + new_lines + 3);
+    }
+    out += SyntaxCheck(path, *after, ctx);
+  }
+  return Ok(out);
 }
 
 ToolOutcome RunSearchCode(const ToolCall& call, const ToolContext& ctx) {
   ToolOutcome err;
-  std::string query;
-  if (!GetString(call, "query", &query, &err)) return err;
-  auto hits = ctx.tree->Search(query);
+  std::string query, path;
+  if (!GetString(call, "query", &query, &err) || !GetString(call, "path", &path, &err, false))
+    return err;
+  SearchOptions options;
+  options.max_hits = kSearchMaxHits + 1;  // one more tells that there are more
+  options.path_glob = path == "." ? "" : path;
+  if (auto it = call.arguments.find("ignore_case"); it != call.arguments.end() && !it->is_null()) {
+    if (!it->is_boolean())
+      return Error("search_code: 'ignore_case' must be true or false, got " +
+                   std::string(it->type_name()));
+    options.ignore_case = it->get<bool>();
+  }
+  auto hits = ctx.tree->Search(query, options);
   if (!hits.ok()) return FromStatus(hits.status());
-  if (hits->empty()) return Ok("no matches for '" + query + "'");
+  const std::string where = path.empty() ? "" : " under '" + path + "'";
+  if (hits->empty()) {
+    return Ok("no matches for '" + query + "'" + where +
+              (options.ignore_case ? ""
+                                   : " (the search is case-sensitive; ignore_case: true "
+                                     "matches any case)") +
+              "; files ignored by .gitignore and build outputs/caches are not searched");
+  }
   std::string out;
+  const bool more = hits->size() > kSearchMaxHits;
+  if (more) hits->resize(kSearchMaxHits);
   for (const auto& h : *hits) out += h.path + ":" + std::to_string(h.line) + ": " + h.text + "\n";
+  if (more) {
+    out += "[stopped at " + std::to_string(kSearchMaxHits) +
+           " matches; there are more. Narrow the search: a longer or more specific query, or "
+           "'path' (a directory such as src, or a glob such as *.py)]\n";
+  }
   return Ok(out);
 }
 
@@ -213,9 +537,94 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
   std::string command;
   if (!GetString(call, "command", &command, &err)) return err;
   if (!ctx.sandbox) return Error("run_command is not available (no sandbox)");
+  // What the command creates, changes or removes belongs to the task like
+  // what write_file does: seen by comparing the tree before and after.
+  Result<std::map<std::string, std::string>> before =
+      ctx.touched ? ctx.tree->ChangeSnapshot() : std::map<std::string, std::string>();
   auto run = ctx.sandbox->Run(command, ctx.tree->root(), ctx.cancelled);
+  std::string left_out;  // changed paths the task cannot commit
+  if (ctx.touched && before.ok()) {
+    if (auto after = ctx.tree->ChangeSnapshot(); after.ok()) {
+      std::set<std::string> changed;
+      for (const auto& [p, sig] : *after)
+        if (auto it = before->find(p); it == before->end() || it->second != sig) changed.insert(p);
+      for (const auto& [p, sig] : *before)
+        if (!after->count(p)) changed.insert(p);
+      // The same path check as the file tools: a symbolic link the command
+      // pointed out of the workspace stays out of the commit.
+      for (const auto& p : changed) {
+        if (ctx.tree->Resolve(p).ok()) {
+          ctx.touched->insert(p);
+        } else {
+          left_out += (left_out.empty() ? "" : ", ") + p;
+        }
+      }
+    }
+  }
   if (!run.ok()) return FromStatus(run.status());
-  return {run->ToText(), run->exit_code != 0 || run->timed_out, false};
+  std::string text = run->ToText();
+  if (!left_out.empty()) {
+    text += "\n[not part of the task's change (symbolic links leading out of the workspace): " +
+            left_out + "]";
+  }
+  if (run->timed_out) {
+    const auto limit = ctx.sandbox->options().timeout;
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%g s", static_cast<double>(limit.count()) / 1000.0);
+    text += "\n[run_command stops a command at its time limit of " + std::string(secs) +
+            ". Nobody can answer a command here (stdin is empty): one that waits for input "
+            "(a prompt, an editor, a pager, a server or watcher that never exits) never ends. "
+            "Use non-interactive flags (-y, --no-pager, --batch, CI=1), start servers in the "
+            "background with a timeout, and run a long build or test suite in smaller steps "
+            "(one target, one test file)]";
+  }
+  return {text, run->exit_code != 0 || run->timed_out, false};
+}
+
+// Accepts at once without a workspace. Otherwise looks at the task's diff and
+// runs its checks; refuses once when the task changed nothing or binding
+// checks failed, showing why, and accepts the next call whatever it finds.
+ToolOutcome RunFinish(const ToolCall& call, const ToolContext& ctx) {
+  ToolOutcome err;
+  std::string summary;
+  if (!GetString(call, "summary", &summary, &err)) return err;
+  if (!ctx.tree || !ctx.touched) return {"finished", false, true};
+  const bool refused_before = ctx.finish_refusals->load() > 0;
+  std::vector<std::string> paths(ctx.touched->begin(), ctx.touched->end());
+  auto diff = ctx.tree->UncommittedDiff(paths, kFinishDiffCap);
+  const bool changed = !diff.ok() || !diff->empty();  // unknown counts as changed
+  std::optional<TaskChecks> checks;
+  if (ctx.run_checks) {
+    auto ran = ctx.run_checks();
+    if (!ran.ok()) {
+      if (ran.status().code() == Code::kCancelled) return FromStatus(ran.status());
+      TaskChecks failed;
+      failed.passed = false;
+      failed.report = "the checks could not run: " + ran.status().ToString();
+      ran = failed;
+    }
+    checks = *ran;
+  }
+  const bool checks_failed = checks && !checks->passed;
+  if (refused_before || (changed && !(checks_failed && checks->binding))) {
+    std::string out = "finished";
+    if (checks && !checks->binding) out += "; the tester runs the checks once every task is done";
+    if (checks && checks->binding && checks->passed) out += "; the task's checks pass";
+    if (checks_failed) out += "; handed over with failing checks";
+    if (!changed) out += "; the task changed no file";
+    return {out, false, true};
+  }
+  ctx.finish_refusals->fetch_add(1);
+  std::string out = "finish refused, once:";
+  if (!changed)
+    out += " this task changed no file (write_file, edit_file or commands that create files).";
+  if (checks_failed) out += " the task's checks fail.";
+  if (checks && !checks->report.empty()) out += "\n\nChecks:\n" + checks->report;
+  if (diff.ok() && !diff->empty()) out += "\n\nThe task's diff:\n" + *diff;
+  out +=
+      "\n\nFix this, or call finish again to hand over as is (say why in the summary: the "
+      "next finish is accepted).";
+  return Error(out);
 }
 
 // --- The registry ---------------------------------------------------------------
@@ -252,37 +661,67 @@ const std::vector<ToolRow>& Registry() {
          &RunListFiles,
          true,
          false},
-        {{"read_file", "Read a file of the workspace.",
-          Obj({{"path", Str("relative path")}}, {"path"})},
+        {{"read_file",
+          "Read a file of the workspace. Lines come numbered (\"   12\\tcode\"): the number "
+          "and the tab after it are not part of the file, so never copy them into edit_file. "
+          "About 16,000 characters are shown per call; for more, ask for a range with "
+          "start_line/end_line or find the place with search_code.",
+          Obj({{"path", Str("relative path")},
+               {"start_line",
+                {{"type", "integer"}, {"description", "first line (1-based); default 1"}}},
+               {"end_line",
+                {{"type", "integer"}, {"description", "last line, inclusive; default the end"}}}},
+              {"path"})},
          &RunReadFile,
          true,
          false},
-        {{"write_file", "Create or overwrite a file in the workspace.",
+        {{"write_file",
+          "Create or overwrite a file in the workspace. Python, shell and C/C++ files get a "
+          "quick syntax check whose problems are reported.",
           Obj({{"path", Str("relative path")}, {"content", Str("the whole new content")}},
               {"path", "content"})},
          &RunWriteFile,
          true,
          false},
-        {{"edit_file", "Replace exactly one occurrence of old_text with new_text in a file.",
+        {{"edit_file",
+          "Replace exactly one occurrence of old_text with new_text in a file. Quote old_text "
+          "exactly as the file has it, whitespace included and without read_file's line "
+          "numbers; add neighbouring lines when it occurs more than once. Shows the edited "
+          "lines, and a quick syntax check's problems for Python, shell and C/C++ files.",
           Obj({{"path", Str("relative path")},
-               {"old_text", Str("text that occurs exactly once")},
+               {"old_text", Str("text that occurs exactly once in the file")},
                {"new_text", Str("replacement")}},
               {"path", "old_text", "new_text"})},
          &RunEditFile,
          true,
          false},
-        {{"search_code", "Search the workspace for a substring; returns path:line: text.",
-          Obj({{"query", Str("text to find")}}, {"query"})},
+        {{"search_code",
+          "Search the project's files for a substring; returns path:line: text, at most 50 "
+          "matches. Files ignored by .gitignore and build outputs/caches (build/, "
+          "node_modules/, __pycache__/, dist/, target/, ...) are skipped.",
+          Obj({{"query", Str("text to find (case-sensitive unless ignore_case)")},
+               {"ignore_case",
+                {{"type", "boolean"}, {"description", "match any letter case; default false"}}},
+               {"path", Str("only under this directory (e.g. src) or matching this glob "
+                            "(e.g. *.py, tests/*_test.cc); default everywhere")}},
+              {"query"})},
          &RunSearchCode,
          true,
          false},
         {{"run_command",
-          "Run a shell command in the workspace, sandboxed (no network, time limit).",
+          "Run a shell command in the workspace, sandboxed (no network, time limit). Nothing "
+          "can answer it (stdin is empty; CI=1, PAGER=cat): use non-interactive commands. "
+          "Files it creates, changes or removes are part of the task's change, except ignored "
+          "files and build outputs/caches.",
           Obj({{"command", Str("e.g. python3 -m unittest -v")}}, {"command"})},
          &RunCommand,
          true,
          false},
-        {{"finish", "Declare the task done, with a summary of what changed and how it was checked.",
+        {{"finish",
+          "Declare the task done, with a summary of what changed and how it was checked. The "
+          "task's checks (the validation gates) run first: if they fail once the other tasks "
+          "are done, or the task changed nothing, the first finish is refused with their "
+          "output and the task's diff; the next finish is accepted.",
           Obj({{"summary", Str("what was done")}}, {"summary"})},
          &RunFinish,
          false,

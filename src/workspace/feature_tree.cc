@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,7 +92,90 @@ Status WriteAll(int fd, std::string_view content, const std::string& shown) {
 // ":(literal)" keeps git from reading '*', '?' or '[' in an agent's path as a glob.
 std::string Literal(const std::string& rel) { return ":(literal)" + rel; }
 
+// Build outputs and caches (see IsBuildOutputOrCache): directory names at any
+// depth, directory name prefixes and suffixes, and file name suffixes.
+constexpr std::string_view kGeneratedDirs[] = {
+    ".git",    ".af",    "build",         "_build",        "node_modules", "__pycache__",
+    "dist",    "target", ".cache",        ".pytest_cache", ".mypy_cache",  ".ruff_cache",
+    ".tox",    ".nox",   ".venv",         "venv",          ".eggs",        "CMakeFiles",
+    ".gradle", ".next",  ".parcel-cache", "htmlcov"};
+constexpr std::string_view kGeneratedDirPrefixes[] = {"cmake-build-"};
+constexpr std::string_view kGeneratedDirSuffixes[] = {".egg-info"};
+constexpr std::string_view kGeneratedFileSuffixes[] = {
+    ".o", ".obj", ".a", ".so", ".dylib", ".dll", ".pyc", ".pyo", ".class", ".gcda", ".gcno"};
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// The same rule as git pathspecs, so git itself skips those trees (a build
+// directory may hold tens of thousands of files) instead of listing them.
+std::vector<std::string> GeneratedExcludes() {
+  std::vector<std::string> specs = {"."};
+  for (auto d : kGeneratedDirs) specs.push_back(":(exclude,glob)**/" + std::string(d) + "/**");
+  for (auto d : kGeneratedDirPrefixes)
+    specs.push_back(":(exclude,glob)**/" + std::string(d) + "*/**");
+  for (auto d : kGeneratedDirSuffixes)
+    specs.push_back(":(exclude,glob)**/*" + std::string(d) + "/**");
+  for (auto f : kGeneratedFileSuffixes) specs.push_back(":(exclude,glob)**/*" + std::string(f));
+  return specs;
+}
+
+// Splits NUL-separated git output.
+std::vector<std::string> SplitNul(const std::string& out) {
+  std::vector<std::string> parts;
+  std::istringstream in(out);
+  for (std::string p; std::getline(in, p, '\0');) {
+    if (!p.empty()) parts.push_back(std::move(p));
+  }
+  return parts;
+}
+
+bool PathMatches(const std::string& path, std::string glob) {
+  while (glob.rfind("./", 0) == 0) glob.erase(0, 2);
+  if (glob.empty()) return true;
+  if (glob.find_first_of("*?[") == std::string::npos) {
+    std::string dir = glob;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    if (dir == "." || dir == "./") return true;
+    return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                           path[dir.size()] == '/');
+  }
+  return fnmatch(glob.c_str(), path.c_str(), 0) == 0;
+}
+
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 }  // namespace
+
+bool IsBuildOutputOrCache(std::string_view rel) {
+  size_t start = 0;
+  while (start < rel.size()) {
+    size_t end = rel.find('/', start);
+    const bool last = end == std::string_view::npos;
+    if (last) end = rel.size();
+    std::string_view part = rel.substr(start, end - start);
+    start = end + 1;
+    if (part.empty()) continue;
+    if (last) {
+      for (auto f : kGeneratedFileSuffixes)
+        if (EndsWith(part, f)) return true;
+      // A file named like a cache directory ("build", "dist") is a source file.
+      break;
+    }
+    for (auto d : kGeneratedDirs)
+      if (part == d) return true;
+    for (auto d : kGeneratedDirPrefixes)
+      if (part.substr(0, d.size()) == d) return true;
+    for (auto d : kGeneratedDirSuffixes)
+      if (EndsWith(part, d)) return true;
+  }
+  return false;
+}
 
 FeatureTree::FeatureTree(fs::path root, std::string branch, std::string base_branch,
                          std::shared_ptr<RepoShared> shared, std::shared_ptr<std::mutex> git_mu)
@@ -296,22 +380,35 @@ Result<std::vector<std::string>> FeatureTree::ListFiles(std::string_view rel) co
   return files;
 }
 
-Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query, size_t max_hits) const {
+Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query,
+                                                   const SearchOptions& options) const {
   if (query.empty()) return InvalidArgument("search query is empty");
-  std::vector<fs::path> paths;
-  WalkTree(root_, root_, [&](const fs::directory_entry& e) {
-    // Symlinks are not followed: their targets may lie outside the tree.
-    // (error_code overloads: files may vanish while another task works.)
-    std::error_code entry_ec;
-    if (e.is_symlink(entry_ec) || !e.is_regular_file(entry_ec)) return true;
-    if (e.file_size(entry_ec) > kMaxSearchFileBytes || entry_ec) return true;
-    paths.push_back(e.path());
-    return true;
-  });
-  std::sort(paths.begin(), paths.end());
+  // Git knows which files belong to the project: tracked ones, and untracked
+  // ones its ignore files (.gitignore, info/exclude) do not exclude.
+  std::vector<std::string> args = {"ls-files",           "-z", "--cached", "--others",
+                                   "--exclude-standard", "--"};
+  for (auto& spec : GeneratedExcludes()) args.push_back(std::move(spec));
+  Result<std::string> listed = [&] {
+    std::lock_guard<std::mutex> lock(*git_mu_);
+    return RunGit(shared_->git, root_, args);
+  }();
+  if (!listed.ok()) return listed.status();
+  std::set<std::string> rels;  // sorted, and an unmerged file is listed once
+  for (auto& rel : SplitNul(*listed)) {
+    if (!IsBuildOutputOrCache(rel) && PathMatches(rel, options.path_glob)) rels.insert(rel);
+  }
+  const std::string needle = options.ignore_case ? AsciiLower(query) : std::string(query);
   std::vector<SearchHit> hits;
-  for (const auto& p : paths) {
-    if (hits.size() >= max_hits) break;
+  for (const auto& rel : rels) {
+    if (hits.size() >= options.max_hits) break;
+    const fs::path p = root_ / rel;
+    // Symlinks are not followed: their targets may lie outside the tree.
+    // (A listed file may be gone: deleted, or removed by another task.)
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<size_t>(st.st_size) > kMaxSearchFileBytes) {
+      continue;
+    }
     std::ifstream in(p, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
@@ -319,21 +416,85 @@ Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query, size_
     if (IsBinary(data)) continue;
     int line_no = 0;
     size_t pos = 0;
-    while (pos <= data.size() && hits.size() < max_hits) {
+    while (pos <= data.size() && hits.size() < options.max_hits) {
       size_t end = data.find('\n', pos);
       if (end == std::string::npos) end = data.size();
       ++line_no;
       std::string_view line(data.data() + pos, end - pos);
-      if (line.find(query) != std::string_view::npos) {
+      const bool found = options.ignore_case ? AsciiLower(line).find(needle) != std::string::npos
+                                             : line.find(needle) != std::string_view::npos;
+      if (found) {
         std::string text(line.substr(0, 300));
         if (!text.empty() && text.back() == '\r') text.pop_back();
-        hits.push_back({p.lexically_relative(root_).string(), line_no, std::move(text)});
+        hits.push_back({rel, line_no, std::move(text)});
       }
       if (end == data.size()) break;
       pos = end + 1;
     }
   }
   return hits;
+}
+
+Result<std::map<std::string, std::string>> FeatureTree::ChangeSnapshot() const {
+  std::vector<std::string> args = {
+      "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--"};
+  for (auto& spec : GeneratedExcludes()) args.push_back(std::move(spec));
+  Result<std::string> out = [&] {
+    std::lock_guard<std::mutex> lock(*git_mu_);
+    // No optional locks: a snapshot must not take the index lock that a
+    // command running at the same time (say `git add`) may need.
+    return RunGit(shared_->git, root_, args, {"GIT_OPTIONAL_LOCKS=0"});
+  }();
+  if (!out.ok()) return out.status();
+  std::map<std::string, std::string> snapshot;
+  for (const auto& entry : SplitNul(*out)) {
+    if (entry.size() < 4) continue;
+    std::string rel = entry.substr(3);
+    if (IsBuildOutputOrCache(rel)) continue;
+    std::string sig = entry.substr(0, 2);
+    struct stat st;
+    if (lstat((root_ / rel).c_str(), &st) == 0) {
+      sig += " " + std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+             std::to_string(st.st_mtim.tv_nsec) + " " + std::to_string(st.st_mode);
+    } else {
+      sig += " gone";
+    }
+    snapshot[rel] = std::move(sig);
+  }
+  return snapshot;
+}
+
+Result<std::string> FeatureTree::UncommittedDiff(const std::vector<std::string>& paths,
+                                                 size_t max_bytes) {
+  if (paths.empty()) return std::string();
+  std::vector<std::string> specs;
+  for (const auto& p : paths) {
+    AF_ASSIGN_OR_RETURN(fs::path abs, Resolve(p));
+    if (abs == root_) return InvalidArgument("cannot diff the whole tree as a path");
+    specs.push_back(Literal(abs.lexically_relative(root_).string()));
+  }
+  std::lock_guard<std::mutex> lock(*git_mu_);
+  AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
+  const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-task-diff-index";
+  auto env = TempIndexLocked(tmp, /*skip_generated=*/true);
+  Result<std::string> out = env.status();
+  if (env.ok()) {
+    std::vector<std::string> diff = {"diff", "--cached", "--no-ext-diff", "--stat", "--patch",
+                                     "HEAD", "--"};
+    diff.insert(diff.end(), specs.begin(), specs.end());
+    out = GitLocked(diff, {*env});
+  }
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  if (!out.ok()) return out.status();
+  std::string text = std::move(out).value();
+  if (text.size() > max_bytes) {
+    const size_t total = text.size();
+    text.resize(max_bytes);
+    text += "\n... [diff cut at " + std::to_string(max_bytes) + " of " + std::to_string(total) +
+            " bytes]\n";
+  }
+  return text;
 }
 
 Result<std::string> FeatureTree::GitLocked(const std::vector<std::string>& args,
@@ -346,7 +507,7 @@ Result<std::string> FeatureTree::MergeBaseLocked() {
   return std::string(TrimRight(mb));
 }
 
-Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp) {
+Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp, bool skip_generated) {
   AF_ASSIGN_OR_RETURN(std::string index_rel, GitLocked({"rev-parse", "--git-path", "index"}));
   fs::path index = TrimRight(index_rel);
   if (index.is_relative()) index = root_ / index;
@@ -357,7 +518,13 @@ Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp) {
     if (ec) return Internal("cannot copy the git index: " + ec.message());
   }
   std::string env = "GIT_INDEX_FILE=" + tmp.string();
-  AF_RETURN_IF_ERROR(GitLocked({"add", "-A", "--", "."}, {env}).status());
+  std::vector<std::string> add = {"add", "-A", "--"};
+  if (skip_generated) {
+    for (auto& spec : GeneratedExcludes()) add.push_back(std::move(spec));
+  } else {
+    add.push_back(".");
+  }
+  AF_RETURN_IF_ERROR(GitLocked(add, {env}).status());
   return env;
 }
 

@@ -25,6 +25,17 @@ using workspace_internal::SpawnResult;
 namespace {
 
 constexpr const char* kPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+// Nobody answers a command here (stdin is /dev/null): pagers print instead of
+// waiting, tools skip colour codes and prompts (CI=1), and Python leaves no
+// __pycache__ behind in the workspace.
+constexpr const char* kNonInteractive[] = {"PAGER=cat",
+                                           "GIT_PAGER=cat",
+                                           "NO_COLOR=1",
+                                           "TERM=dumb",
+                                           "CI=1",
+                                           "PYTHONDONTWRITEBYTECODE=1",
+                                           "GIT_TERMINAL_PROMPT=0",
+                                           "DEBIAN_FRONTEND=noninteractive"};
 
 // A fresh directory under /tmp, removed with its content on destruction: the
 // HOME and TMPDIR of a process-mode run, so tools do not litter the workspace.
@@ -189,10 +200,12 @@ class SandboxImpl : public Sandbox {
       opts.argv = {"/bin/sh", "-c", command};
       opts.env = {std::string("PATH=") + kPath, "HOME=" + scratch.path(),
                   "TMPDIR=" + scratch.path(), "LANG=C.UTF-8"};
+      opts.env.insert(opts.env.end(), std::begin(kNonInteractive), std::end(kNonInteractive));
     } else {
       opts.argv = BwrapArgs(bwrap_, dir, options_.network, options_.read_only_paths);
       opts.argv.insert(opts.argv.end(), {"/bin/sh", "-c", command});
       opts.env = {std::string("PATH=") + kPath, "HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8"};
+      opts.env.insert(opts.env.end(), std::begin(kNonInteractive), std::end(kNonInteractive));
     }
     AF_ASSIGN_OR_RETURN(SpawnResult r, Spawn(opts));
     cgroup.reset();  // kills leftovers and removes the cgroup before we return

@@ -255,7 +255,9 @@ TEST_P(PipelineFakeLlm, PathEscapesAreRefusedAndReported) {
                                Call("write_file", {{"path", "inside.txt"}, {"content", "x"}})});
     }
     std::lock_guard lock(mu);
-    results = testing::LatestToolResults(req);
+    // The first turn's results (a finish refused because the gate sees the
+    // uncommitted link would make a later turn).
+    if (testing::AssistantTurns(req) == 1) results = testing::LatestToolResults(req);
     return Finish("tried to escape");
   };
   s.reviewer = Approver();
@@ -937,7 +939,8 @@ TEST_P(PipelineFakeLlm, SecondFeatureRetrievesWhatTheFirstLearned) {
   bool ingested_code = false;
   for (const auto& e : h_.Events(second.id)) {
     if (e.type != "context.retrieved") continue;
-    for (const auto& id : e.data.value("memories", json::array())) used.insert(id.get<std::string>());
+    for (const auto& id : e.data.value("memories", json::array()))
+      used.insert(id.get<std::string>());
     for (const auto& k : e.data.value("knowledge", json::array()))
       ingested_code |= k.get<std::string>().rfind("STYLE.md#", 0) == 0;
   }

@@ -201,7 +201,10 @@ TEST(PromptStopTest, SigtermDuringASleepingGateKillsItAtOnceAndTheGatesRunAgain)
   }
   auto f = TheFeature(dir);
   ASSERT_TRUE(f);
-  EXPECT_EQ(f->status, "testing");  // the killed gate's result was not taken as a failure
+  // The killed gate's result was not taken as a failure. The first run of the
+  // gate is the coder's finish check (the tester's comes after): either is
+  // where the stop may land.
+  EXPECT_TRUE(f->status == "implementing" || f->status == "testing") << f->status;
   std::filesystem::remove(slow);
   ExpectResumedToCompletion(dir, fake);
 }

@@ -5,13 +5,16 @@
 // failing commands come back as an error result the model reads and can react
 // to.
 
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "af/core/status.h"
 #include "af/llm/types.h"
 
 namespace af {
@@ -31,6 +34,17 @@ struct ToolOutcome {
   bool terminal = false;  // finish / submit_plan / submit_review accepted: the conversation ends
 };
 
+// What the task's checks (the feature's validation gates) said when its coder
+// called finish.
+struct TaskChecks {
+  bool passed = true;
+  std::string report;  // per check: the command, its exit and its output (head and tail)
+  // False while other tasks of the feature are not finished yet: a failure
+  // may come from their half-done work, so it does not hold up finish (the
+  // pipeline then does not run them at all).
+  bool binding = true;
+};
+
 // Everything a tool may touch. Not owned. `tree` and `sandbox` may be null for
 // roles that have no workspace (planner): their file tools then report an error.
 struct ToolContext {
@@ -40,8 +54,17 @@ struct ToolContext {
   std::string project;          // memory namespace "project:<project>"
   std::string feature_id;
   std::string task_id;
-  // Paths written or edited during this conversation (committed with the task).
+  // Paths this conversation changed, committed with the task: the ones
+  // written or edited, and the ones a run_command created, changed or removed
+  // (ignored files and build outputs/caches aside).
   std::set<std::string>* touched = nullptr;
+  // Runs the task's checks when finish is called; null = no checks. finish
+  // refuses once (the model sees the output and the task's diff, and may fix
+  // the work or call finish again) when binding checks fail or the task
+  // changed nothing; the next finish is accepted.
+  std::function<Result<TaskChecks>()> run_checks;
+  // finish calls refused so far (shared by copies of this context).
+  std::shared_ptr<std::atomic<int>> finish_refusals = std::make_shared<std::atomic<int>>(0);
   // Says when the work ended (feature cancelled, failed, timed out): a
   // command still running is killed then. Empty = never.
   std::function<bool()> cancelled;

@@ -91,6 +91,23 @@ struct SearchHit {
   std::string text;  // the line, cut at 300 bytes
 };
 
+// What FeatureTree::Search looks for and where.
+struct SearchOptions {
+  size_t max_hits = 50;
+  bool ignore_case = false;  // ASCII letters only
+  // Only paths matching this glob (fnmatch, '*' also crosses '/'), or under
+  // this directory when it has no wildcard, e.g. "src", "*.py", "tests/*_test.cc".
+  // Empty = everywhere.
+  std::string path_glob;
+};
+
+// Build outputs and caches: paths that are made by building or running the
+// code, never written by hand (build/, node_modules/, __pycache__/, dist/,
+// target/, .pytest_cache/, *.o, *.pyc, ... at any depth; .git/ and .af/ too).
+// The one rule for what search skips and what a task's commit leaves out
+// besides the repository's own ignore files. `rel` is relative to the tree root.
+bool IsBuildOutputOrCache(std::string_view rel);
+
 // One feature's worktree. Thread-safe: several tasks of one feature may use it
 // at once. Git operations serialize on one mutex; file operations run
 // concurrently (EditFile's read-modify-write serializes with other edits).
@@ -132,10 +149,25 @@ class FeatureTree {
   // "... [list truncated at 2000 entries]".
   Result<std::vector<std::string>> ListFiles(std::string_view rel = "") const;
 
-  // Plain substring search over the text files of the tree (binary files and
-  // files over 2 MiB are skipped), in path order. InvalidArgument on an empty
-  // query.
-  Result<std::vector<SearchHit>> Search(std::string_view query, size_t max_hits = 50) const;
+  // Plain substring search over the text files git would consider (tracked
+  // ones and untracked ones not ignored by .gitignore and friends), skipping
+  // build outputs and caches (IsBuildOutputOrCache), symlinks, binary files
+  // and files over 2 MiB, in path order. At most options.max_hits hits.
+  // InvalidArgument on an empty query.
+  Result<std::vector<SearchHit>> Search(std::string_view query,
+                                        const SearchOptions& options = {}) const;
+
+  // The paths that differ from HEAD in the tree (changed, added, deleted and
+  // untracked files; ignored files and build outputs/caches left out), each
+  // with a signature (git status, size, modification time) that changes when
+  // the file does. Two snapshots taken around a command tell which files it
+  // created, changed or removed.
+  Result<std::map<std::string, std::string>> ChangeSnapshot() const;
+
+  // Stat and unified diff (capped at `max_bytes`, then a note) of `paths`
+  // in the tree against HEAD, uncommitted new files included; "" when they
+  // have no change.
+  Result<std::string> UncommittedDiff(const std::vector<std::string>& paths, size_t max_bytes);
 
   // Commits exactly `paths` (additions, changes and deletions; other modified
   // files stay uncommitted) with `message` plus a `Task-Id: <task_id>` trailer
@@ -189,8 +221,10 @@ class FeatureTree {
   Result<std::string> GitLocked(const std::vector<std::string>& args,
                                 const std::vector<std::string>& extra_env = {});
   // A throwaway index with every change of the tree staged (so untracked
-  // files show in diffs) without touching the real index. Caller holds git_mu_.
-  Result<std::string> TempIndexLocked(const std::filesystem::path& tmp);
+  // files show in diffs) without touching the real index; with
+  // `skip_generated`, build outputs and caches stay out. Caller holds git_mu_.
+  Result<std::string> TempIndexLocked(const std::filesystem::path& tmp,
+                                      bool skip_generated = false);
   Result<std::string> MergeBaseLocked();
   Result<std::string> FindTaskCommitLocked(const std::string& task_id);
 
