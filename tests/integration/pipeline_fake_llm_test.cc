@@ -60,9 +60,11 @@ void Install(PipelineHarness& h, Script s) {
   });
 }
 
+// A task owning "<id>.txt" (tasks that may run in parallel must name their
+// files, and no two of them the same one).
 json PlanTask(const std::string& id, const std::string& title, std::vector<std::string> deps = {}) {
   return {{"id", id},        {"title", title},       {"description", "Do " + title + "."},
-          {"role", "coder"}, {"dependencies", deps}, {"files", json::array()}};
+          {"role", "coder"}, {"dependencies", deps}, {"files", {id + ".txt"}}};
 }
 
 FakeReply Plan(json tasks) { return FakeReply::Tools({Call("submit_plan", {{"tasks", tasks}})}); }
@@ -937,7 +939,8 @@ TEST_P(PipelineFakeLlm, SecondFeatureRetrievesWhatTheFirstLearned) {
   bool ingested_code = false;
   for (const auto& e : h_.Events(second.id)) {
     if (e.type != "context.retrieved") continue;
-    for (const auto& id : e.data.value("memories", json::array())) used.insert(id.get<std::string>());
+    for (const auto& id : e.data.value("memories", json::array()))
+      used.insert(id.get<std::string>());
     for (const auto& k : e.data.value("knowledge", json::array()))
       ingested_code |= k.get<std::string>().rfind("STYLE.md#", 0) == 0;
   }
