@@ -4,6 +4,7 @@
 // usage and answers to summaries, and the repository map.
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <sstream>
 
 #include "af/agents/optimizer.h"
@@ -197,6 +198,38 @@ TEST(FitTest, OlderToolOutputsBecomeStubsWithinTheWindow) {
   EXPECT_TRUE(Has(req.messages[28].text, "[read_file f13.py"));
   EXPECT_TRUE(Has(req.messages[30].text, "line of file 14\n"));
   EXPECT_TRUE(Has(req.messages.back().text, "line of file 19\n"));
+}
+
+// Tokens per conversation against resending it whole every turn: a coder that
+// reads a 2,000-character file and writes a 1,500-character one on each of 30
+// turns sends less than half the baseline.
+TEST(FitTest, ALongConversationSendsUnderHalfTheBaseline) {
+  Optimizer opt(ContextBudget{200'000, 0.75, 0.90}, {}, nullptr);
+  LlmRequest conv;
+  conv.system = std::string(4000, 's');                            // system prompt and tools
+  conv.messages.push_back(Message::User(std::string(6000, 'c')));  // the context
+  int64_t sent = 0, baseline = 0;
+  for (int turn = 0; turn < 30; ++turn) {
+    LlmRequest req = conv;
+    FitReport report;
+    ASSERT_TRUE(opt.Fit(req, {}, &report).ok());
+    sent += report.tokens_after;
+    baseline += report.tokens_before;
+    const std::string r = "r" + std::to_string(turn), w = "w" + std::to_string(turn);
+    conv.messages.push_back(
+        Message::Assistant("Next I read and write.",
+                           {{r, "read_file", {{"path", "src/m" + std::to_string(turn) + ".py"}}},
+                            {w,
+                             "write_file",
+                             {{"path", "src/n" + std::to_string(turn) + ".py"},
+                              {"content", std::string(1500, 'w')}}}}));
+    conv.messages.push_back(Message::ToolResult(r, std::string(2000, 'f')));
+    conv.messages.push_back(Message::ToolResult(w, "wrote it"));
+  }
+  const double ratio = static_cast<double>(sent) / static_cast<double>(baseline);
+  std::cout << "30 turns: " << sent << " tokens sent against a baseline of " << baseline << " ("
+            << ratio << "x)\n";
+  EXPECT_LE(ratio, 0.5);
 }
 
 TEST(FitTest, OldWrittenFileContentsBecomeStubs) {
