@@ -92,15 +92,17 @@ TEST_P(ContextPipeline, FixTaskCarriesGateHeadAndTailAndTheFeaturesChange) {
     if (turn > 0) return Finish();
     return fix ? Write("ok.txt", "ok\n") : Write("notes.txt", "NOTES-CONTENT\n");
   });
-  // About 24,000 characters of output: the first error first, noise, a summary last.
+  // About 24,000 characters of output: the first error first, noise, a summary last
+  // (printf, so the lines to find are not in the gate's text, which the context quotes).
   Feature f = Run(PipelineHarness::Request(
       "Gate head and tail",
-      {"test -f ok.txt || (echo FIRST-ERROR-LINE; seq 1 5000; echo LAST-SUMMARY-LINE; exit 1)"}));
+      {"test -f ok.txt || (printf 'HEAD%s\\n' -ERROR-LINE; seq 1 5000; printf 'TAIL%s\\n' "
+       "-SUMMARY-LINE; exit 1)"}));
   EXPECT_EQ(f.status, "completed") << Failure(f.id);
   std::lock_guard lock(mu_);
   ASSERT_FALSE(fix_context.empty()) << "the fix task never asked the model";
-  EXPECT_TRUE(Has(fix_context, "FIRST-ERROR-LINE")) << "the gate's first error was cut off";
-  EXPECT_TRUE(Has(fix_context, "LAST-SUMMARY-LINE"));
+  EXPECT_TRUE(Has(fix_context, "HEAD-ERROR-LINE")) << "the gate's first error was cut off";
+  EXPECT_TRUE(Has(fix_context, "TAIL-SUMMARY-LINE"));
   EXPECT_TRUE(Has(fix_context, "Files the feature changed so far:\n- notes.txt\n")) << fix_context;
   EXPECT_TRUE(Has(fix_context, "+NOTES-CONTENT")) << "the feature's diff is missing";
 }
