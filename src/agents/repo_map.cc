@@ -73,6 +73,25 @@ bool IsKeyword(const std::string& name) {
   return kKeywords.count(name) > 0;
 }
 
+// A cheap test that a line may hold a definition of `lang`, so the regexes
+// (slow in std::regex) only run on the few lines that can match.
+bool MayDefine(Lang lang, const std::string& line) {
+  auto has = [&](const char* s) { return line.find(s) != std::string::npos; };
+  switch (lang) {
+    case Lang::kPython:
+      return has("def ") || has("class ");
+    case Lang::kCpp:
+      return (!line.empty() && line[0] != ' ' && line[0] != '\t' && has("(")) || has("class ") ||
+             has("struct ") || has("enum ") || has("union ") || has("#") || has("using ");
+    case Lang::kShell:
+      return has("()") || has("function ");
+    case Lang::kJs:
+      return has("function") || has("class ") || has("=>") || has("= (");
+    default:
+      return false;
+  }
+}
+
 bool ReadSmallText(const std::filesystem::path& p, std::string* out) {
   std::error_code ec;
   auto size = std::filesystem::file_size(p, ec);
@@ -118,17 +137,21 @@ std::vector<RepoDefinition> ExtractDefinitions(const std::filesystem::path& root
                                                const std::vector<std::string>& files) {
   std::vector<RepoDefinition> defs;
   std::map<std::string, int> counts;  // identifier -> occurrences in all files
+  size_t read = 0;
   for (const auto& f : files) {
+    // A very large repository is mapped from its first 32 MiB of source.
+    if (read > (32u << 20)) break;
     const Lang lang = LangOf(f);
     if (lang == Lang::kNone) continue;
     std::string text;
     if (!ReadSmallText(root / f, &text)) continue;
+    read += text.size();
     CountIdentifiers(text, &counts);
     std::istringstream lines(text);
     int n = 0;
     for (std::string line; std::getline(lines, line);) {
       ++n;
-      if (line.size() > 400) continue;
+      if (line.size() > 400 || !MayDefine(lang, line)) continue;
       for (const std::regex& re : Patterns(lang)) {
         std::smatch m;
         if (!std::regex_search(line, m, re)) continue;
