@@ -89,11 +89,13 @@ std::string CapText(const std::string& text, size_t max_chars) {
 
 bool IsBuildOutputPath(std::string_view path) {
   // Directories that only ever hold what a build, a test run or a package
-  // manager produced.
+  // manager produced. Names that are also common source directories (Rust's
+  // and Maven's `target`, `out`, `bin`) are not on the list: hiding real
+  // source from the reviewer is worse than showing some output.
   static const std::set<std::string_view> kDirs = {
       "build",       "__pycache__", "node_modules", ".pytest_cache", ".mypy_cache",
       ".ruff_cache", ".tox",        ".venv",        "venv",          "CMakeFiles",
-      ".gradle",     ".cache",      "dist",         ".eggs",         "target"};
+      ".gradle",     ".cache",      "dist",         ".eggs"};
   static const std::set<std::string_view> kExtensions = {".o",     ".obj",   ".a",    ".so",
                                                          ".dylib", ".dll",   ".exe",  ".pyc",
                                                          ".pyo",   ".class", ".gcda", ".gcno"};
