@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build run test bench fuzz format clean install package
+.PHONY: all setup build run test bench bench-tokens fuzz format clean install package
 
 all: build
 
@@ -36,6 +36,11 @@ package: build
 bench: build
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target benches
 	./bench/run.sh $(BUILD_DIR)
+
+# Tokens per feature on the examples (replay provider) against resending
+# every conversation whole each turn.
+bench-tokens: build
+	./bench/tokens.sh $(BUILD_DIR)
 
 # Real libFuzzer runs (clang, AddressSanitizer, UBSan) of the fuzz targets that
 # `make test` runs with a deterministic driver: FUZZ_SECONDS per target.

@@ -202,15 +202,16 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, LlmClient* llm, const Llm
     *provider_failed = true;
     return resp.status();
   }
-  EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id,
-            {{"role", req.agent_role},
-             {"model", resp->model},
-             {"provider", resp->provider},
-             {"input_tokens", resp->usage.input_tokens},
-             {"output_tokens", resp->usage.output_tokens},
-             {"cost_usd", llm->Cost(resp->model, resp->usage)},
-             {"latency_ms", resp->latency_ms},
-             {"replayed", false}});
+  json call = {{"role", req.agent_role},
+               {"model", resp->model},
+               {"provider", resp->provider},
+               {"input_tokens", resp->usage.input_tokens},
+               {"output_tokens", resp->usage.output_tokens},
+               {"cost_usd", llm->Cost(resp->model, resp->usage)},
+               {"latency_ms", resp->latency_ms},
+               {"replayed", false}};
+  if (req.uncondensed_tokens > 0) call["uncondensed_tokens"] = req.uncondensed_tokens;
+  EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id, std::move(call));
   return resp;
 }
 
@@ -320,6 +321,34 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
   }
 }
 
+namespace {
+
+// Optimizer::Fit with the agent's own model as the summarizer: the summary
+// call is made, counted and recorded like the agent's other calls, so a
+// resumed feature replays it and condenses to the same context. Each summary
+// made (or failed, leaving stubs and cuts only) is announced once.
+Status FitToBudget(const AgentEnv& env, const Conversation& conv, LlmRequest& sent) {
+  FitReport report;
+  Summarizer summarize = [&](const LlmRequest& ask) -> Result<std::string> {
+    AF_ASSIGN_OR_RETURN(LlmResponse resp, CallModel(env, ask, conv.agent_id));
+    return resp.text;
+  };
+  Status fit = env.optimizer->Fit(sent, summarize, &report);
+  sent.uncondensed_tokens = report.tokens_before;
+  if (report.summary_called) {
+    json data = {{"role", sent.agent_role},
+                 {"stubbed", report.stubbed},
+                 {"summarized", report.summarized},
+                 {"tokens_before", report.tokens_before},
+                 {"tokens_after", report.tokens_after}};
+    if (!report.fallback.empty()) data["fallback"] = "stubs and cuts only: " + report.fallback;
+    EmitEvent(env.store, "context.summary", conv.feature_id, conv.task_id, conv.agent_id, data);
+  }
+  return fit;
+}
+
+}  // namespace
+
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
                                         const ToolContext& tools) {
   const Config& cfg = *env.config;
@@ -343,7 +372,7 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
   for (int turn = 1; turn <= conv.max_turns; ++turn) {
     if (env.check) AF_RETURN_IF_ERROR(env.check());
     LlmRequest sent = req;
-    AF_RETURN_IF_ERROR(env.optimizer->Fit(sent));
+    AF_RETURN_IF_ERROR(FitToBudget(env, conv, sent));
     AF_ASSIGN_OR_RETURN(LlmResponse resp, CallModel(env, sent, conv.agent_id));
     // A reply stopped at the output limit is never taken as complete.
     const bool cut_off = resp.stop_reason == "max_tokens";

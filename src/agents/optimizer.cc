@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 
+#include "af/agents/repo_map.h"
 #include "af/core/config.h"
 #include "af/core/embedded.h"
 #include "af/core/log.h"
@@ -16,13 +18,57 @@ namespace {
 
 using json = nlohmann::json;
 
-// Keeps the head and the tail of an over-long text, with a marker saying so.
-std::string Cap(const std::string& text, size_t max_chars) {
-  if (text.size() <= max_chars) return text;
-  size_t head = max_chars * 2 / 3, tail = max_chars - head;
-  return text.substr(0, head) + "\n... [" + std::to_string(text.size() - max_chars) +
-         " characters left out to fit the context budget] ...\n" + text.substr(text.size() - tail);
+std::string Cap(const std::string& text, size_t max_chars) { return CapText(text, max_chars); }
+
+// About 2,000 tokens: enough for the core of a mid-sized repository (Aider
+// gives its map 1,000 by default), small next to the rest of a context.
+constexpr size_t kRepoMapChars = 8000;
+
+// What a tool call was about, in a few words: "read_file src/a.py".
+std::string CallLabel(const ToolCall& c) {
+  std::string label = c.name;
+  for (const char* k : {"path", "command", "query"}) {
+    if (c.arguments.is_object() && c.arguments.contains(k) && c.arguments[k].is_string()) {
+      std::string v = c.arguments[k].get<std::string>();
+      if (v.size() > 80) v = v.substr(0, 77) + "...";
+      label += " " + v;
+      break;
+    }
+  }
+  return label;
 }
+
+size_t Lines(const std::string& text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) +
+         (text.empty() || text.back() == '\n' ? 0 : 1);
+}
+
+// The transcript of messages [from, to) for a summarisation request.
+std::string Transcript(const std::vector<Message>& messages, size_t from, size_t to,
+                       size_t max_chars) {
+  std::string out;
+  for (size_t i = from; i < to; ++i) {
+    const Message& m = messages[i];
+    if (m.role == Role::kAssistant) {
+      if (!m.text.empty()) out += "ASSISTANT: " + CapText(m.text, 1500) + "\n";
+      for (const auto& c : m.tool_calls)
+        out += "CALL " + c.name + " " + CapText(c.arguments.dump(), 600) + "\n";
+    } else if (m.role == Role::kTool) {
+      out +=
+          std::string(m.is_error ? "TOOL ERROR: " : "TOOL RESULT: ") + CapText(m.text, 1500) + "\n";
+    } else {
+      out += "USER: " + CapText(m.text, 1500) + "\n";
+    }
+  }
+  return CapText(out, max_chars);
+}
+
+constexpr char kSummarySystem[] =
+    "You condense the working history of a coding agent so it can continue its task with less "
+    "context. Summarise the transcript: what was learned about the code (files, functions, "
+    "facts), what was changed and how it was checked, what failed and why, and what is still to "
+    "do. Keep file paths, names, commands and error messages exact. Answer with the summary "
+    "only, at most about 400 words.";
 
 std::string Bullets(const json& list) {
   std::string out;
@@ -34,15 +80,76 @@ std::string Bullets(const json& list) {
 
 }  // namespace
 
-int64_t EstimateTokens(const LlmRequest& r) {
-  size_t chars = r.system.size();
-  for (const auto& m : r.messages) {
-    chars += m.text.size() + 16;
-    for (const auto& c : m.tool_calls) chars += c.name.size() + c.arguments.dump().size();
+std::string CapText(const std::string& text, size_t max_chars) {
+  if (text.size() <= max_chars) return text;
+  size_t head = max_chars * 2 / 3, tail = max_chars - head;
+  return text.substr(0, head) + "\n... [" + std::to_string(text.size() - max_chars) +
+         " characters left out to fit the context budget] ...\n" + text.substr(text.size() - tail);
+}
+
+bool IsBuildOutputPath(std::string_view path) {
+  // Directories that only ever hold what a build, a test run or a package
+  // manager produced. Names that are also common source directories (Rust's
+  // and Maven's `target`, `out`, `bin`) are not on the list: hiding real
+  // source from the reviewer is worse than showing some output.
+  static const std::set<std::string_view> kDirs = {
+      "build",       "__pycache__", "node_modules", ".pytest_cache", ".mypy_cache",
+      ".ruff_cache", ".tox",        ".venv",        "venv",          "CMakeFiles",
+      ".gradle",     ".cache",      "dist",         ".eggs"};
+  static const std::set<std::string_view> kExtensions = {".o",     ".obj",   ".a",    ".so",
+                                                         ".dylib", ".dll",   ".exe",  ".pyc",
+                                                         ".pyo",   ".class", ".gcda", ".gcno"};
+  static const std::set<std::string_view> kFiles = {"CMakeCache.txt", ".coverage"};
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t slash = path.find('/', start);
+    std::string_view part = path.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (slash != std::string_view::npos) {
+      if (kDirs.count(part) || part.rfind("cmake-build-", 0) == 0 ||
+          (part.size() > 9 && part.substr(part.size() - 9) == ".egg-info"))
+        return true;
+    } else {
+      if (kFiles.count(part)) return true;
+      size_t dot = part.rfind('.');
+      if (dot != std::string_view::npos && kExtensions.count(part.substr(dot))) return true;
+    }
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
   }
-  for (const auto& t : r.tools)
-    chars += t.name.size() + t.description.size() + t.input_schema.dump().size();
-  return static_cast<int64_t>(chars / 4) + 8;
+  return false;
+}
+
+std::string DiffWithoutBuildOutputs(const std::string& diff) {
+  std::string out, section, left_out;
+  int dropped = 0;
+  bool drop = false;
+  auto flush = [&] {
+    if (!drop) out += section;
+    section.clear();
+  };
+  size_t pos = 0;
+  while (pos < diff.size()) {
+    size_t nl = diff.find('\n', pos);
+    size_t end = nl == std::string::npos ? diff.size() : nl + 1;
+    std::string_view line(diff.data() + pos, end - pos);
+    if (line.rfind("diff --git a/", 0) == 0) {
+      flush();
+      std::string_view rest = line.substr(13);
+      std::string_view path = rest.substr(0, rest.find(" b/"));
+      drop = IsBuildOutputPath(path);
+      if (drop && ++dropped <= 5) left_out += (left_out.empty() ? "" : ", ") + std::string(path);
+    }
+    section.append(line);
+    pos = end;
+  }
+  flush();
+  if (dropped > 0) {
+    out += "[" + std::to_string(dropped) +
+           " build output or cache file(s) left out of this diff: " + left_out +
+           (dropped > 5 ? ", ..." : "") + "]\n";
+  }
+  return out;
 }
 
 namespace {
@@ -146,6 +253,27 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
       out += "Files in scope:\n";
       for (const auto& f : in.task_files) out += "- " + f + "\n";
     }
+    if (!in.sibling_files.empty()) {
+      std::string owned;
+      for (const auto& [title, files] : in.sibling_files) {
+        if (files.empty()) continue;
+        owned += "- " + title + ":";
+        for (const auto& f : files) owned += " " + f;
+        owned += "\n";
+      }
+      if (!owned.empty())
+        out +=
+            "Other tasks work in the same worktree, possibly at the same time; do not edit the "
+            "files they own:\n" +
+            Cap(owned, budget_chars / 20);
+    }
+    if (!in.changed_files.empty()) {
+      out += "Files the feature changed so far:\n";
+      std::string list;
+      for (const auto& f : in.changed_files)
+        if (!IsBuildOutputPath(f)) list += "- " + f + "\n";
+      out += Cap(list, budget_chars / 20);
+    }
     out += "\n";
   }
 
@@ -194,10 +322,22 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
   if (tree) {
     auto files = tree->ListFiles("");
     if (files.ok()) {
-      std::string list;
-      for (const auto& f : *files) list += f + "\n";
-      out += "# Workspace files\n" + (list.empty() ? "(empty)\n" : Cap(list, budget_chars / 10)) +
-             "\n";
+      std::vector<std::string> kept;
+      for (const auto& f : *files)
+        if (!IsBuildOutputPath(f)) kept.push_back(f);
+      // An existing repository gets a map of its definitions, most
+      // referenced first; a new or definition-less one its file list.
+      std::string map =
+          BuildRepoMap(tree->root(), kept, std::min<size_t>(budget_chars / 10, kRepoMapChars));
+      if (!map.empty()) {
+        out += "# Repository map (definitions, most referenced first; read_file for more)\n" + map +
+               "\n";
+      } else {
+        std::string list;
+        for (const auto& f : kept) list += f + "\n";
+        out += "# Workspace files\n" + (list.empty() ? "(empty)\n" : Cap(list, budget_chars / 10)) +
+               "\n";
+      }
     }
     std::string contents;
     for (const auto& f : in.task_files) {
@@ -213,35 +353,129 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
     for (const auto& x : in.history) h += x + "\n\n";
     out += "# What happened so far\n" + Cap(h, budget_chars / 4) + "\n";
   }
-  if (!in.diff.empty())
+  if (!in.diff.empty()) {
     out +=
-        "# The change (diff against main)\n```diff\n" + Cap(in.diff, budget_chars / 3) + "\n```\n";
+        (in.role == "reviewer" ? "# The change (diff against main)\n```diff\n"
+                               : "# The feature's change so far (diff against main)\n```diff\n") +
+        Cap(DiffWithoutBuildOutputs(in.diff),
+            in.role == "reviewer" ? budget_chars / 3 : budget_chars / 8) +
+        "\n```\n";
+  }
   return Cap(out, budget_chars);
 }
 
-Status Optimizer::Fit(LlmRequest& request) const {
+Status Optimizer::Fit(LlmRequest& request, const Summarizer& summarize, FitReport* report) const {
+  FitReport local;
+  FitReport& rep = report ? *report : local;
   const double window = static_cast<double>(budget_.window_tokens);
-  int64_t tokens = EstimateTokens(request);
-  if (tokens > window * budget_.preserve_at) {
-    // Condense tool results and long texts of every turn but the first
-    // message and the last four messages (two turns).
-    size_t keep_from = request.messages.size() > 4 ? request.messages.size() - 4 : 0;
-    for (size_t i = 1; i < keep_from; ++i) {
-      Message& m = request.messages[i];
-      if (m.text.size() > 400) {
-        m.text = m.text.substr(0, 300) +
-                 "\n... [condensed: " + std::to_string(m.text.size() - 300) +
-                 " characters of an earlier turn left out] ...";
-      }
+  auto& msgs = request.messages;
+  rep.tokens_before = EstimateTokens(request);
+
+  // 1. Old tool outputs become one-line stubs, whatever the size of the
+  // request: the model saw them when they were new, and resending them every
+  // turn is most of what a long conversation costs.
+  std::map<std::string, const ToolCall*> calls;  // by id
+  for (const auto& m : msgs)
+    for (const auto& c : m.tool_calls) calls[c.id] = &c;
+  int seen = 0;
+  for (size_t i = msgs.size(); i-- > 1;) {
+    Message& m = msgs[i];
+    if (m.role == Role::kTool) {
+      if (++seen <= kKeepToolOutputs || m.text.size() <= 200) continue;
+      auto it = calls.find(m.tool_call_id);
+      const std::string label = it == calls.end() ? "tool" : CallLabel(*it->second);
+      m.text = "[" + label + ": " + std::to_string(Lines(m.text)) + " lines" +
+               (m.is_error ? " of error" : "") + ", shown earlier]";
+      ++rep.stubbed;
+    } else if (m.role == Role::kAssistant && seen >= kKeepToolOutputs) {
+      // File contents the model wrote before the last few tool results.
       for (auto& c : m.tool_calls) {
-        if (c.arguments.contains("content") && c.arguments["content"].is_string() &&
-            c.arguments["content"].get<std::string>().size() > 400) {
-          c.arguments["content"] = "[condensed: file content written earlier]";
+        for (const char* k : {"content", "new_text", "old_text"}) {
+          if (!c.arguments.is_object() || !c.arguments.contains(k) || !c.arguments[k].is_string())
+            continue;
+          const std::string v = c.arguments[k].get<std::string>();
+          if (v.size() <= 400) continue;
+          c.arguments[k] = "[" + std::to_string(Lines(v)) + " lines, written earlier]";
+          ++rep.stubbed;
+        }
+      }
+    }
+  }
+  int64_t tokens = EstimateTokens(request);
+
+  // 2. Above preserve_at: the older span is summarised. The span ends on a
+  // multiple of 8 messages so the next turns reuse the same summary instead
+  // of asking again every turn.
+  if (tokens > window * budget_.preserve_at && msgs.size() > 6) {
+    const size_t end = 1 + ((msgs.size() - 1 - 4) / 8) * 8;
+    std::string summary;
+    if (end > 1 && summarize) {
+      LlmRequest ask;
+      ask.model = request.model;
+      ask.system = kSummarySystem;
+      ask.max_tokens = 1024;
+      ask.temperature = 0;
+      ask.agent_role = kSummarizerRole;
+      ask.feature_id = request.feature_id;
+      ask.task_id = request.task_id;
+      ask.cancelled = request.cancelled;
+      ask.messages.push_back(Message::User(
+          "# The task\n" + CapText(msgs[0].text, 4000) + "\n\n# Transcript to summarise\n" +
+          Transcript(msgs, 1, end, static_cast<size_t>(window * 4 * 0.4))));
+      const std::string key = RequestHash(ask);
+      {
+        std::lock_guard lock(summaries_mu_);
+        if (auto it = summaries_.find(key); it != summaries_.end()) summary = it->second;
+      }
+      if (summary.empty()) {
+        rep.summary_called = true;
+        auto made = summarize(ask);
+        if (made.ok() && !Trim(*made).empty()) {
+          summary = *made;
+          std::lock_guard lock(summaries_mu_);
+          if (summaries_.size() > 1000) summaries_.clear();
+          summaries_[key] = summary;
+        } else {
+          rep.fallback = made.ok() ? "the summary came back empty" : made.status().ToString();
+        }
+      }
+    } else if (end > 1) {
+      rep.fallback = "no summarizer";
+    }
+    if (!summary.empty()) {
+      // The messages stay (the turn count and the pairing of tool calls and
+      // results are unchanged); their content goes.
+      for (size_t i = 1; i < end; ++i) {
+        Message& m = msgs[i];
+        if (m.role == Role::kAssistant) {
+          m.text = m.tool_calls.empty() ? "[condensed]" : "";
+          for (auto& c : m.tool_calls) {
+            nlohmann::json kept = nlohmann::json::object();
+            for (const char* k : {"path", "command", "query"})
+              if (c.arguments.is_object() && c.arguments.contains(k)) kept[k] = c.arguments[k];
+            c.arguments = kept;
+          }
+        } else {
+          m.text = "[condensed: see the summary of earlier turns]";
+        }
+      }
+      msgs[0].text +=
+          "\n\n# Summary of earlier turns (condensed to fit the context budget)\n" + summary + "\n";
+      rep.summarized = true;
+    } else {
+      // No summary: long texts of the older turns are cut instead.
+      for (size_t i = 1; i + 4 < msgs.size(); ++i) {
+        Message& m = msgs[i];
+        if (m.text.size() > 400) {
+          m.text = m.text.substr(0, 300) +
+                   "\n... [condensed: " + std::to_string(m.text.size() - 300) +
+                   " characters of an earlier turn left out] ...";
         }
       }
     }
     tokens = EstimateTokens(request);
   }
+  rep.tokens_after = tokens;
   if (tokens > window * budget_.critical_at) {
     return ResourceExhausted(
         "context of about " + std::to_string(tokens) + " tokens exceeds context.critical_at (" +

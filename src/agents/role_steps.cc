@@ -4,6 +4,45 @@ namespace af {
 
 using json = nlohmann::json;
 
+// A gate's output kept for the fix task and the reviewer (about 3,000 tokens),
+// and how much of each the reviewer is shown.
+constexpr size_t kGateOutputChars = 12000;
+constexpr size_t kReviewGateOutputChars = 6000;
+
+namespace {
+
+// The files of the plan's tasks that may run at the same time as `task`
+// (neither depends on the other, even through others): its coder must leave
+// them alone. Fix tasks run alone and are not counted.
+std::vector<std::pair<std::string, std::vector<std::string>>> SiblingFiles(
+    const Task& task, const std::vector<Task>& all) {
+  std::map<std::string, const Task*> by_id;
+  for (const auto& t : all) by_id[t.id] = &t;
+  auto upstream = [&](const std::string& from) {
+    std::set<std::string> seen;
+    std::vector<std::string> todo = {from};
+    while (!todo.empty()) {
+      auto it = by_id.find(todo.back());
+      todo.pop_back();
+      if (it == by_id.end()) continue;
+      for (const auto& d : it->second->dependencies)
+        if (seen.insert(d).second) todo.push_back(d);
+    }
+    return seen;
+  };
+  const std::set<std::string> mine = upstream(task.id);
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (const auto& t : all) {
+    if (t.id == task.id || FixKindOf(t) || t.files.empty() || mine.count(t.id) ||
+        upstream(t.id).count(task.id))
+      continue;
+    out.emplace_back(t.title, t.files);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string Pipeline::Impl::ContextFor(const ContextInput& in, FeatureTree* tree, const Feature& f,
                                        const Instance* inst, const std::string& task_id) {
   Retrieved retrieved;
@@ -91,6 +130,15 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   for (const auto& t : all)
     if (StateOf(t) == TaskState::kCompleted && t.id != task_id)
       in.history.push_back("Task '" + t.title + "' is done: " + Field(t.result, "summary", ""));
+  if (FixKindOf(task)) {
+    // A fix task starts from what the feature built: which files, and how.
+    auto changed = tree->ChangedFiles();
+    if (changed.ok()) in.changed_files = *changed;
+    auto diff = tree->CommittedDiff();
+    if (diff.ok()) in.diff = *diff;
+  } else {
+    in.sibling_files = SiblingFiles(task, all);
+  }
   // The first context is kept with the task: a task resumed after a crash must
   // send the same requests (the workspace may have changed meanwhile) so its
   // recorded model answers are replayed instead of paid for again.
@@ -250,8 +298,9 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
       r["exit_code"] = run->exit_code;
       r["timed_out"] = run->timed_out;
       r["duration_ms"] = run->duration.count();
-      r["output"] =
-          run->output.size() > 6000 ? run->output.substr(run->output.size() - 6000) : run->output;
+      // Head and tail: a compiler's first error comes first, a test
+      // runner's summary last.
+      r["output"] = CapText(run->output, kGateOutputChars);
       r["sandbox"] = run->sandbox;
       if (!no_tests.empty()) r["note"] = no_tests;
     }
@@ -277,7 +326,7 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
     in.history.push_back("Gate `" + g.value("gate", "") +
                          "`: " + (g.value("passed", false) ? "PASSED" : "FAILED") + " (exit " +
                          std::to_string(g.value("exit_code", -1)) + ")\n" +
-                         g.value("output", "").substr(0, 1500));
+                         CapText(g.value("output", ""), kReviewGateOutputChars));
   }
   AF_ASSIGN_OR_RETURN(in.diff, tree->CommittedDiff());
   Conversation conv{"reviewer",

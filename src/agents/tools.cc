@@ -4,8 +4,10 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "af/agents/gates.h"
 #include "af/core/config.h"
@@ -844,6 +846,59 @@ std::vector<std::string> CheckPlan(const json& args) {
     std::string ids;
     for (const auto& id : cycle) ids += (ids.empty() ? "'" : ", '") + id + "'";
     problems.push_back("the dependencies form a cycle through task " + ids);
+    return problems;
+  }
+  // All tasks share one worktree: two that may run at the same time (neither
+  // depends on the other, even through others) must not own the same file,
+  // and so each such task must say which files it owns.
+  std::map<std::string, std::set<std::string>> before;  // id -> every task it waits for
+  std::function<const std::set<std::string>&(const std::string&)> ancestors =
+      [&](const std::string& id) -> const std::set<std::string>& {
+    if (auto it = before.find(id); it != before.end()) return it->second;
+    std::set<std::string> all;
+    for (const auto& d : deps[id]) {
+      all.insert(d);
+      const auto& up = ancestors(d);
+      all.insert(up.begin(), up.end());
+    }
+    return before[id] = std::move(all);
+  };
+  std::map<std::string, std::vector<std::string>> files;  // id -> normalised paths
+  for (const auto& t : tasks) {
+    auto& list = files[t["id"].get<std::string>()];
+    if (t.contains("files") && t["files"].is_array())
+      for (const auto& f : t["files"]) {
+        std::string p = f.get<std::string>();
+        while (p.rfind("./", 0) == 0) p = p.substr(2);
+        while (!p.empty() && p.back() == '/') p.pop_back();
+        if (!p.empty()) list.push_back(p);
+      }
+  }
+  // A path and a directory holding it overlap too ("src" and "src/a.py").
+  auto overlap = [](const std::string& a, const std::string& b) {
+    if (a == b) return true;
+    const std::string& s = a.size() < b.size() ? a : b;
+    const std::string& l = a.size() < b.size() ? b : a;
+    return l.rfind(s + "/", 0) == 0;
+  };
+  std::set<std::string> told_files;
+  for (auto a = deps.begin(); a != deps.end(); ++a) {
+    for (auto b = std::next(a); b != deps.end(); ++b) {
+      if (ancestors(a->first).count(b->first) || ancestors(b->first).count(a->first)) continue;
+      for (const std::string& id : {a->first, b->first}) {
+        if (files[id].empty() && told_files.insert(id).second)
+          problems.push_back("task '" + id +
+                             "' may run in parallel with other tasks but lists no 'files'; name "
+                             "the files it owns (or make it depend on the tasks it follows)");
+      }
+      for (const auto& fa : files[a->first])
+        for (const auto& fb : files[b->first])
+          if (overlap(fa, fb))
+            problems.push_back("tasks '" + a->first + "' and '" + b->first +
+                               "' may run in parallel in one worktree but both list '" +
+                               (fa.size() < fb.size() ? fb : fa) +
+                               "'; give the file to one task, or make one depend on the other");
+    }
   }
   return problems;
 }

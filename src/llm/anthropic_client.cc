@@ -26,6 +26,14 @@ void AppendBlock(nlohmann::json& messages, const char* role, nlohmann::json bloc
   messages.push_back({{"role", role}, {"content", nlohmann::json::array({std::move(block)})}});
 }
 
+// The prompt cache's share of the input (see EncodeRequest's breakpoints).
+void ReadCacheUsage(const nlohmann::json& usage, Usage* out) {
+  if (usage.contains("cache_read_input_tokens"))
+    out->cache_read_tokens = IntField(usage, "cache_read_input_tokens");
+  if (usage.contains("cache_creation_input_tokens"))
+    out->cache_creation_tokens = IntField(usage, "cache_creation_input_tokens");
+}
+
 Result<LlmResponse> FinishResponse(LlmResponse r) {
   r.provider = std::string(kProvider);
   if (r.stop_reason.empty()) r.stop_reason = r.tool_calls.empty() ? "end_turn" : "tool_use";
@@ -45,6 +53,7 @@ class AnthropicStreamDecoder final : public StreamDecoder {
       const nlohmann::json& usage = msg.value("usage", nlohmann::json::object());
       response_.usage.input_tokens = IntField(usage, "input_tokens");
       response_.usage.output_tokens = IntField(usage, "output_tokens");
+      ReadCacheUsage(usage, &response_.usage);
     } else if (type == "content_block_start") {
       const int64_t index = IntField(j, "index");
       const nlohmann::json& block = j.value("content_block", nlohmann::json::object());
@@ -175,11 +184,21 @@ class AnthropicCodec final : public WireCodec {
         }
       }
     }
+    // Prompt caching: the system prompt, the tool definitions and the first
+    // user message (the agent's context) are the same on every turn of a
+    // conversation, so each carries a cache breakpoint and later turns pay the
+    // cached rate for that prefix. Three breakpoints; the API allows four.
+    const nlohmann::json ephemeral = {{"type", "ephemeral"}};
+    if (!messages.empty() && messages[0]["role"] == "user" && !messages[0]["content"].empty())
+      messages[0]["content"][0]["cache_control"] = ephemeral;
     nlohmann::json body = {{"model", model},
                            {"max_tokens", req.max_tokens},
                            {"temperature", req.temperature},
                            {"messages", std::move(messages)}};
-    if (!req.system.empty()) body["system"] = req.system;
+    if (!req.system.empty()) {
+      body["system"] = nlohmann::json::array(
+          {{{"type", "text"}, {"text", req.system}, {"cache_control", ephemeral}}});
+    }
     if (!req.tools.empty()) {
       nlohmann::json tools = nlohmann::json::array();
       for (const ToolDef& t : req.tools) {
@@ -189,6 +208,7 @@ class AnthropicCodec final : public WireCodec {
              {"input_schema",
               t.input_schema.is_object() ? t.input_schema : nlohmann::json{{"type", "object"}}}});
       }
+      tools.back()["cache_control"] = ephemeral;
       body["tools"] = std::move(tools);
     }
     if (req.stream) body["stream"] = true;
@@ -206,6 +226,7 @@ class AnthropicCodec final : public WireCodec {
     const nlohmann::json& usage = body.value("usage", nlohmann::json::object());
     r.usage.input_tokens = IntField(usage, "input_tokens");
     r.usage.output_tokens = IntField(usage, "output_tokens");
+    ReadCacheUsage(usage, &r.usage);
     for (const nlohmann::json& block : body["content"]) {
       const std::string type = StringField(block, "type");
       if (type == "text") {

@@ -84,6 +84,35 @@ Result<ReplayEntry> ParseEntry(const nlohmann::json& j, const std::string& sourc
   return e;
 }
 
+// The agent_role of the optimizer's summarisation requests (kSummarizerRole
+// in af/agents/optimizer.h; the llm layer does not include the agents').
+constexpr std::string_view kSummarizerRequestRole = "summarizer";
+
+// A summary of a summarisation request without a model: the calls the
+// transcript lists, one line each.
+LlmResponse LocalSummary(const LlmRequest& request) {
+  LlmResponse r;
+  r.provider = "replay";
+  r.model = "replay";
+  r.stop_reason = "end_turn";
+  r.text = "Earlier turns (summarised by the replay provider, which has no model): ";
+  std::string calls;
+  const std::string& text = request.messages.empty() ? std::string() : request.messages[0].text;
+  size_t pos = 0;
+  int n = 0;
+  while ((pos = text.find("\nCALL ", pos)) != std::string::npos && n < 40) {
+    size_t end = text.find('\n', pos + 1);
+    std::string line =
+        text.substr(pos + 6, end == std::string::npos ? std::string::npos : end - pos - 6);
+    if (line.size() > 120) line = line.substr(0, 117) + "...";
+    calls += (calls.empty() ? "" : "; ") + line;
+    ++n;
+    pos += 1;
+  }
+  r.text += calls.empty() ? "no tool calls." : calls + ".";
+  return r;
+}
+
 class ReplayClient final : public LlmClient {
  public:
   ReplayClient(std::vector<ReplayEntry> entries, std::function<void(const LlmCallRecord&)> on_call)
@@ -97,8 +126,21 @@ class ReplayClient final : public LlmClient {
   Result<LlmResponse> DoComplete(const LlmRequest& request, const StreamCallback& on_text,
                                  int* attempts) override {
     *attempts = 1;
-    AF_ASSIGN_OR_RETURN(const ReplayEntry* e, MatchReplay(entries_, request));
-    LlmResponse r = e->response;
+    LlmResponse r;
+    auto e = MatchReplay(entries_, request);
+    if (e.ok()) {
+      r = (*e)->response;
+    } else if (request.agent_role == kSummarizerRequestRole) {
+      // A summary nobody recorded: a deterministic one made here, so a
+      // conversation condensed under the replay provider still goes on.
+      r = LocalSummary(request);
+    } else {
+      return e.status();
+    }
+    // Usage measured from what was sent and answered (the recordings' own
+    // figures were set by hand): the token measure the budget uses.
+    r.usage.input_tokens = EstimateTokens(request);
+    r.usage.output_tokens = EstimateTokens(r);
     if (request.stream && on_text && !r.text.empty()) on_text(r.text);
     return r;
   }
@@ -163,6 +205,9 @@ Result<const ReplayEntry*> MatchReplay(const std::vector<ReplayEntry>& entries,
   }
   for (const ReplayEntry& e : entries) {
     if (e.role && *e.role != request.agent_role) continue;
+    // A summarisation request quotes the conversation it condenses: only a
+    // recording made for it may answer it, never one that matches by text.
+    if (!e.role && request.agent_role == kSummarizerRequestRole) continue;
     if (e.turn && *e.turn != turn) continue;
     if (e.contains && request.system.find(*e.contains) == std::string::npos &&
         (first_user == nullptr || first_user->find(*e.contains) == std::string::npos)) {

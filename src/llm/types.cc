@@ -30,6 +30,23 @@ Message Message::ToolResult(std::string tool_call_id, std::string text, bool is_
   return m;
 }
 
+int64_t EstimateTokens(const LlmRequest& r) {
+  size_t chars = r.system.size();
+  for (const auto& m : r.messages) {
+    chars += m.text.size() + 16;
+    for (const auto& c : m.tool_calls) chars += c.name.size() + c.arguments.dump().size();
+  }
+  for (const auto& t : r.tools)
+    chars += t.name.size() + t.description.size() + t.input_schema.dump().size();
+  return static_cast<int64_t>(chars / 4) + 8;
+}
+
+int64_t EstimateTokens(const LlmResponse& r) {
+  size_t chars = r.text.size();
+  for (const auto& c : r.tool_calls) chars += c.name.size() + c.arguments.dump().size() + 8;
+  return static_cast<int64_t>(chars / 4) + 1;
+}
+
 std::string_view RoleName(Role role) {
   switch (role) {
     case Role::kUser:

@@ -156,8 +156,16 @@ TEST_P(LlmClientTest, ConversationEncodedInWireFormat) {
     EXPECT_EQ(h.at("x-api-key"), kKey);
     EXPECT_EQ(h.at("anthropic-version"), "2023-06-01");
     EXPECT_EQ(h.count("authorization"), 0u);
-    EXPECT_EQ(b["system"], "You are a test agent.");
+    // Prompt caching: breakpoints on the system prompt, the last tool and
+    // the first user message (the prefix every turn repeats).
+    const nlohmann::json ephemeral = {{"type", "ephemeral"}};
+    EXPECT_EQ(b["system"], (nlohmann::json::array({{{"type", "text"},
+                                                    {"text", "You are a test agent."},
+                                                    {"cache_control", ephemeral}}})));
     ASSERT_EQ(b["tools"].size(), 1u);
+    EXPECT_EQ(b["tools"][0]["cache_control"], ephemeral);
+    EXPECT_EQ(b["messages"][0]["content"][0]["cache_control"], ephemeral);
+    EXPECT_FALSE(b["messages"][1]["content"][0].contains("cache_control"));
     EXPECT_EQ(b["tools"][0]["name"], "read_file");
     EXPECT_EQ(b["tools"][0]["description"], "Read a file");
     EXPECT_EQ(b["tools"][0]["input_schema"], req.tools[0].input_schema);

@@ -60,9 +60,11 @@ void Install(PipelineHarness& h, Script s) {
   });
 }
 
+// A task owning "<id>.txt" (tasks that may run in parallel must name their
+// files, and no two of them the same one).
 json PlanTask(const std::string& id, const std::string& title, std::vector<std::string> deps = {}) {
   return {{"id", id},        {"title", title},       {"description", "Do " + title + "."},
-          {"role", "coder"}, {"dependencies", deps}, {"files", json::array()}};
+          {"role", "coder"}, {"dependencies", deps}, {"files", {id + ".txt"}}};
 }
 
 FakeReply Plan(json tasks) { return FakeReply::Tools({Call("submit_plan", {{"tasks", tasks}})}); }

@@ -9,12 +9,10 @@ namespace {
 
 using json = nlohmann::json;
 
+// A task owning "<id>.py" (tasks that may run in parallel must name their files).
 json Task(std::string id, std::vector<std::string> deps = {}) {
-  return {{"id", id},
-          {"title", "T " + id},
-          {"description", "do " + id},
-          {"role", "coder"},
-          {"dependencies", deps}};
+  return {{"id", id},        {"title", "T " + id},   {"description", "do " + id},
+          {"role", "coder"}, {"dependencies", deps}, {"files", {id + ".py"}}};
 }
 
 std::string Joined(const std::vector<std::string>& v) {
@@ -121,7 +119,7 @@ TEST(OptimizerTest, CondensesOlderTurnsAbovePreserveAtAndRefusesAboveCriticalAt)
   ASSERT_TRUE(opt.Fit(big).ok());
   EXPECT_LE(EstimateTokens(big), 9'000);
   EXPECT_EQ(big.messages[0].text, "first message stays whole");
-  EXPECT_NE(big.messages[2].text.find("[condensed"), std::string::npos);
+  EXPECT_NE(big.messages[2].text.find("shown earlier]"), std::string::npos);  // a stub
   EXPECT_EQ(big.messages.back().text.size(), 2400u);  // the last turns stay whole
 
   LlmRequest huge;

@@ -141,7 +141,8 @@ TEST(ReplayTest, ClientLoadsFileOnceAndRecordsCalls) {
   EXPECT_EQ(records[0].provider, "replay");
   EXPECT_EQ(records[0].model, "replay");
   EXPECT_EQ(records[0].cost_usd, 0);
-  EXPECT_EQ(records[0].input_tokens, 1200);
+  // Measured from what was sent, not the recording's hand-set 1200.
+  EXPECT_EQ(records[0].input_tokens, EstimateTokens(req));
   EXPECT_EQ(records[0].status, "ok");
 
   auto miss = (*c)->Complete(Req("tester", "", "nothing"));

@@ -12,6 +12,9 @@
 // Thread safety: all methods may be called concurrently.
 
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -30,9 +33,21 @@ struct ContextBudget {
   double critical_at = 0.90;  // never send a request above this share
 };
 
-// Rough token estimate (4 characters a token, plus per-message overhead):
-// good enough to stay inside a budget, which is all it is used for.
-int64_t EstimateTokens(const LlmRequest& request);
+// EstimateTokens (af/llm/types.h) is the token measure used throughout.
+
+// Keeps the head (two thirds) and the tail (one third) of a text longer than
+// `max_chars`, with a marker saying how much was left out between them: a
+// compiler prints its first error first, a test runner its summary last.
+std::string CapText(const std::string& text, size_t max_chars);
+
+// Whether a path (relative to the workspace root) is a build output, a cache
+// or a dependency directory (build/, __pycache__/, node_modules/, *.o, ...):
+// never worth a model's tokens in a diff or a file list.
+bool IsBuildOutputPath(std::string_view path);
+
+// A unified diff without the files IsBuildOutputPath names, with one line
+// saying which were left out.
+std::string DiffWithoutBuildOutputs(const std::string& diff);
 
 // A skill file: `# Title`, then `keywords: a, b, c`, then the text.
 struct Skill {
@@ -55,11 +70,37 @@ struct ContextInput {
   // For coder tasks:
   std::string task_title, task_description;
   std::vector<std::string> task_files;
+  // Files other tasks of the plan own, which this task must not edit (they may
+  // run at the same time in the same worktree): "task title" -> files.
+  std::vector<std::pair<std::string, std::vector<std::string>>> sibling_files;
+  // For fix tasks: the files the feature changed so far (with `diff`).
+  std::vector<std::string> changed_files;
   // Results of completed tasks, gate output, review comments: "what happened so far".
   std::vector<std::string> history;
-  // For the reviewer: the diff and the gate results.
+  // For the reviewer and fix tasks: the diff (build outputs are left out).
   std::string diff;
+  // An existing repository: a map of its definitions (RepoMap) instead of a
+  // flat file list; empty = the file list.
+  std::string repo_map;
 };
+
+// What Fit did to a request, for the agent's `context.condensed` event.
+struct FitReport {
+  int stubbed = 0;              // older tool outputs replaced by one-line stubs
+  bool summarized = false;      // an older span was replaced by a summary
+  bool summary_called = false;  // ... made by a model call now (not reused)
+  std::string fallback;         // why a summary could not be made (stubs only)
+  int64_t tokens_before = 0, tokens_after = 0;
+};
+
+// Asks a model to summarise (the request's agent_role is kSummarizerRole);
+// returns the summary text. Provided by the agent loop so the call is made,
+// counted and recorded like any other (a resumed feature replays it).
+using Summarizer = std::function<Result<std::string>(const LlmRequest& request)>;
+
+// The agent_role of summarisation requests: no recording of the agents' roles
+// matches it.
+inline constexpr char kSummarizerRole[] = "summarizer";
 
 // What a context was given from memory and the knowledge base, for the event
 // that says so: memory ids and "source#chunk" of knowledge chunks.
@@ -83,11 +124,22 @@ class Optimizer {
   std::string BuildContext(const ContextInput& in, FeatureTree* tree,
                            Retrieved* retrieved = nullptr) const;
 
-  // Called before every model call. When the request is above preserve_at,
-  // condenses older tool results (keeping the first message and the last two
-  // turns whole); returns ResourceExhausted ("context ... exceeds
-  // context.critical_at") when it is still above critical_at.
-  Status Fit(LlmRequest& request) const;
+  // Called before every model call, on a copy of the conversation:
+  //  - always: tool outputs older than the last kKeepToolOutputs become
+  //    one-line stubs ("[read_file a.py: 120 lines, shown earlier]"), and so do
+  //    file contents written by older write_file calls;
+  //  - above preserve_at: the older span (all but the first message and the
+  //    last turns) is summarised by `summarize` and its messages emptied; the
+  //    summary goes into the first message. Summaries are reused for the same
+  //    span. Without a summarizer, or when it fails, long texts are cut
+  //    instead and `report->fallback` says why;
+  //  - still above critical_at: ResourceExhausted ("context ... exceeds
+  //    context.critical_at").
+  // The number of messages and their roles never change (the turn count stays).
+  Status Fit(LlmRequest& request, const Summarizer& summarize = {},
+             FitReport* report = nullptr) const;
+
+  static constexpr int kKeepToolOutputs = 6;
 
   // The skills that apply to a feature (keywords found in its title,
   // description or tech stack).
@@ -100,6 +152,9 @@ class Optimizer {
   std::vector<Skill> skills_;
   KnowledgeBase* kb_;  // not owned; may be null
   int max_results_;
+  // Summaries made, by the hash of their summarisation request.
+  mutable std::mutex summaries_mu_;
+  mutable std::map<std::string, std::string> summaries_;
 };
 
 // The system prompt of a role.

@@ -67,6 +67,9 @@ struct LlmRequest {
   std::string agent_role;
   std::string feature_id;
   std::string task_id;
+  // The request's estimated size before the optimizer condensed it (0 = not
+  // condensed): the llm.call event reports it so the saving can be measured.
+  int64_t uncondensed_tokens = 0;
   // True once the work this call serves has ended or must stop (the feature
   // was cancelled, failed or timed out; the process is stopping). Asked
   // before every attempt, during backoff and rate-limit waits, and about
@@ -79,6 +82,10 @@ struct LlmRequest {
 struct Usage {
   int64_t input_tokens = 0;
   int64_t output_tokens = 0;
+  // Anthropic prompt caching: input tokens read from / written to the cache,
+  // not included in input_tokens (priced at 0.1x and 1.25x the input rate).
+  int64_t cache_read_tokens = 0;
+  int64_t cache_creation_tokens = 0;
 };
 
 struct LlmResponse {
@@ -103,6 +110,15 @@ nlohmann::json CanonicalRequestJson(const LlmRequest& request);
 // Lower-case hex SHA-256 of CanonicalRequestJson(request).dump(). Stable across
 // runs and builds; used to store and replay an LLM call's result.
 std::string RequestHash(const LlmRequest& request);
+
+// Rough token estimate of a request (4 characters a token, plus per-message
+// overhead): good enough to keep inside a context budget, to reserve budget
+// before a call, and for the replay provider's usage figures (it measures what
+// was sent instead of trusting hand-set numbers).
+int64_t EstimateTokens(const LlmRequest& request);
+
+// The same estimate for a response's text and tool calls.
+int64_t EstimateTokens(const LlmResponse& response);
 
 // "user" | "assistant" | "tool".
 std::string_view RoleName(Role role);
