@@ -26,7 +26,7 @@ std::string NoTestsRanNote(std::string_view output) {
 
 std::string HeadAndTail(std::string_view output, size_t max_chars) {
   if (output.size() <= max_chars) return std::string(output);
-  size_t head = max_chars / 3;
+  size_t head = max_chars / 2;  // a compiler's first error, a test run's summary
   size_t tail_start = output.size() - (max_chars - head);
   // Whole lines where a line end is near.
   if (size_t nl = output.rfind('\n', head); nl != std::string_view::npos && nl > head / 2) {

@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "af/agents/gates.h"
 #include "af/agents/repo_map.h"
 #include "af/core/config.h"
 #include "af/core/embedded.h"
@@ -17,8 +18,6 @@ namespace af {
 namespace {
 
 using json = nlohmann::json;
-
-std::string Cap(const std::string& text, size_t max_chars) { return CapText(text, max_chars); }
 
 // About 2,000 tokens: enough for the core of a mid-sized repository (Aider
 // gives its map 1,000 by default), small next to the rest of a context.
@@ -50,17 +49,17 @@ std::string Transcript(const std::vector<Message>& messages, size_t from, size_t
   for (size_t i = from; i < to; ++i) {
     const Message& m = messages[i];
     if (m.role == Role::kAssistant) {
-      if (!m.text.empty()) out += "ASSISTANT: " + CapText(m.text, 1500) + "\n";
+      if (!m.text.empty()) out += "ASSISTANT: " + HeadAndTail(m.text, 1500) + "\n";
       for (const auto& c : m.tool_calls)
-        out += "CALL " + c.name + " " + CapText(c.arguments.dump(), 600) + "\n";
+        out += "CALL " + c.name + " " + HeadAndTail(c.arguments.dump(), 600) + "\n";
     } else if (m.role == Role::kTool) {
-      out +=
-          std::string(m.is_error ? "TOOL ERROR: " : "TOOL RESULT: ") + CapText(m.text, 1500) + "\n";
+      out += std::string(m.is_error ? "TOOL ERROR: " : "TOOL RESULT: ") +
+             HeadAndTail(m.text, 1500) + "\n";
     } else {
-      out += "USER: " + CapText(m.text, 1500) + "\n";
+      out += "USER: " + HeadAndTail(m.text, 1500) + "\n";
     }
   }
-  return CapText(out, max_chars);
+  return HeadAndTail(out, max_chars);
 }
 
 constexpr char kSummarySystem[] =
@@ -80,46 +79,6 @@ std::string Bullets(const json& list) {
 
 }  // namespace
 
-std::string CapText(const std::string& text, size_t max_chars) {
-  if (text.size() <= max_chars) return text;
-  size_t head = max_chars * 2 / 3, tail = max_chars - head;
-  return text.substr(0, head) + "\n... [" + std::to_string(text.size() - max_chars) +
-         " characters left out to fit the context budget] ...\n" + text.substr(text.size() - tail);
-}
-
-bool IsBuildOutputPath(std::string_view path) {
-  // Directories that only ever hold what a build, a test run or a package
-  // manager produced. Names that are also common source directories (Rust's
-  // and Maven's `target`, `out`, `bin`) are not on the list: hiding real
-  // source from the reviewer is worse than showing some output.
-  static const std::set<std::string_view> kDirs = {
-      "build",       "__pycache__", "node_modules", ".pytest_cache", ".mypy_cache",
-      ".ruff_cache", ".tox",        ".venv",        "venv",          "CMakeFiles",
-      ".gradle",     ".cache",      "dist",         ".eggs"};
-  static const std::set<std::string_view> kExtensions = {".o",     ".obj",   ".a",    ".so",
-                                                         ".dylib", ".dll",   ".exe",  ".pyc",
-                                                         ".pyo",   ".class", ".gcda", ".gcno"};
-  static const std::set<std::string_view> kFiles = {"CMakeCache.txt", ".coverage"};
-  size_t start = 0;
-  while (start < path.size()) {
-    size_t slash = path.find('/', start);
-    std::string_view part = path.substr(
-        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
-    if (slash != std::string_view::npos) {
-      if (kDirs.count(part) || part.rfind("cmake-build-", 0) == 0 ||
-          (part.size() > 9 && part.substr(part.size() - 9) == ".egg-info"))
-        return true;
-    } else {
-      if (kFiles.count(part)) return true;
-      size_t dot = part.rfind('.');
-      if (dot != std::string_view::npos && kExtensions.count(part.substr(dot))) return true;
-    }
-    if (slash == std::string_view::npos) break;
-    start = slash + 1;
-  }
-  return false;
-}
-
 std::string DiffWithoutBuildOutputs(const std::string& diff) {
   std::string out, section, left_out;
   int dropped = 0;
@@ -137,7 +96,7 @@ std::string DiffWithoutBuildOutputs(const std::string& diff) {
       flush();
       std::string_view rest = line.substr(13);
       std::string_view path = rest.substr(0, rest.find(" b/"));
-      drop = IsBuildOutputPath(path);
+      drop = IsBuildOutputOrCache(path);
       if (drop && ++dropped <= 5) left_out += (left_out.empty() ? "" : ", ") + std::string(path);
     }
     section.append(line);
@@ -245,7 +204,7 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
   out += "## Validation gates (shell commands that must pass in the workspace)\n" +
          Bullets(r.value("validation_gates", json::array())) + "\n";
   if (!r.value("context", "").empty())
-    out += "## Context\n" + Cap(r.value("context", ""), budget_chars / 8) + "\n\n";
+    out += "## Context\n" + HeadAndTail(r.value("context", ""), budget_chars / 8) + "\n\n";
 
   if (!in.task_title.empty()) {
     out += "# Your task: " + in.task_title + "\n" + in.task_description + "\n";
@@ -265,21 +224,21 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
         out +=
             "Other tasks work in the same worktree, possibly at the same time; do not edit the "
             "files they own:\n" +
-            Cap(owned, budget_chars / 20);
+            HeadAndTail(owned, budget_chars / 20);
     }
     if (!in.changed_files.empty()) {
       out += "Files the feature changed so far:\n";
       std::string list;
       for (const auto& f : in.changed_files)
-        if (!IsBuildOutputPath(f)) list += "- " + f + "\n";
-      out += Cap(list, budget_chars / 20);
+        if (!IsBuildOutputOrCache(f)) list += "- " + f + "\n";
+      out += HeadAndTail(list, budget_chars / 20);
     }
     out += "\n";
   }
 
   std::string skills;
   for (const Skill* s : SkillsFor(r)) skills += s->text + "\n";
-  if (!skills.empty()) out += "# Skills\n" + Cap(skills, budget_chars / 6) + "\n";
+  if (!skills.empty()) out += "# Skills\n" + HeadAndTail(skills, budget_chars / 6) + "\n";
 
   if (kb_) {
     // What the task is about, as the search query: the task when there is
@@ -299,10 +258,10 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
         std::string part;
         for (const auto& m : *memories) {
           part += "- [" + m.memory->type + ", importance " + std::to_string(m.memory->importance) +
-                  "] " + Cap(m.content, 600) + "\n";
+                  "] " + HeadAndTail(m.content, 600) + "\n";
           if (retrieved) retrieved->memories.push_back(m.id);
         }
-        out += "# What was learned before (memory)\n" + Cap(part, budget_chars / 10) + "\n";
+        out += "# What was learned before (memory)\n" + HeadAndTail(part, budget_chars / 10) + "\n";
       }
       auto chunks = kb_->Search(q);
       if (!chunks.ok()) logger->warn("knowledge search failed: {}", chunks.status().ToString());
@@ -310,11 +269,12 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
         std::string part;
         for (const auto& c : *chunks) {
           part += "## " + c.source + " (lines " + std::to_string(c.line_start) + "-" +
-                  std::to_string(c.line_end) + ")\n```\n" + Cap(c.content, 1500) + "\n```\n";
+                  std::to_string(c.line_end) + ")\n```\n" + HeadAndTail(c.content, 1500) +
+                  "\n```\n";
           if (retrieved) retrieved->knowledge.push_back(c.source + "#" + std::to_string(c.chunk));
         }
-        out += "# Relevant knowledge (project code and documents)\n" + Cap(part, budget_chars / 8) +
-               "\n";
+        out += "# Relevant knowledge (project code and documents)\n" +
+               HeadAndTail(part, budget_chars / 8) + "\n";
       }
     }
   }
@@ -324,7 +284,7 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
     if (files.ok()) {
       std::vector<std::string> kept;
       for (const auto& f : *files)
-        if (!IsBuildOutputPath(f)) kept.push_back(f);
+        if (!IsBuildOutputOrCache(f)) kept.push_back(f);
       // An existing repository gets a map of its definitions, most
       // referenced first; a new or definition-less one its file list.
       std::string map =
@@ -335,8 +295,8 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
       } else {
         std::string list;
         for (const auto& f : kept) list += f + "\n";
-        out += "# Workspace files\n" + (list.empty() ? "(empty)\n" : Cap(list, budget_chars / 10)) +
-               "\n";
+        out += "# Workspace files\n" +
+               (list.empty() ? "(empty)\n" : HeadAndTail(list, budget_chars / 10)) + "\n";
       }
     }
     std::string contents;
@@ -345,23 +305,24 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
       if (content.ok()) contents += "## " + f + "\n```\n" + *content + "\n```\n";
     }
     if (!contents.empty())
-      out += "# Current content of the files in scope\n" + Cap(contents, budget_chars / 4) + "\n";
+      out += "# Current content of the files in scope\n" + HeadAndTail(contents, budget_chars / 4) +
+             "\n";
   }
 
   if (!in.history.empty()) {
     std::string h;
     for (const auto& x : in.history) h += x + "\n\n";
-    out += "# What happened so far\n" + Cap(h, budget_chars / 4) + "\n";
+    out += "# What happened so far\n" + HeadAndTail(h, budget_chars / 4) + "\n";
   }
   if (!in.diff.empty()) {
     out +=
         (in.role == "reviewer" ? "# The change (diff against main)\n```diff\n"
                                : "# The feature's change so far (diff against main)\n```diff\n") +
-        Cap(DiffWithoutBuildOutputs(in.diff),
-            in.role == "reviewer" ? budget_chars / 3 : budget_chars / 8) +
+        HeadAndTail(DiffWithoutBuildOutputs(in.diff),
+                    in.role == "reviewer" ? budget_chars / 3 : budget_chars / 8) +
         "\n```\n";
   }
-  return Cap(out, budget_chars);
+  return HeadAndTail(out, budget_chars);
 }
 
 Status Optimizer::Fit(LlmRequest& request, const Summarizer& summarize, FitReport* report) const {
@@ -420,7 +381,7 @@ Status Optimizer::Fit(LlmRequest& request, const Summarizer& summarize, FitRepor
       ask.task_id = request.task_id;
       ask.cancelled = request.cancelled;
       ask.messages.push_back(Message::User(
-          "# The task\n" + CapText(msgs[0].text, 4000) + "\n\n# Transcript to summarise\n" +
+          "# The task\n" + HeadAndTail(msgs[0].text, 4000) + "\n\n# Transcript to summarise\n" +
           Transcript(msgs, 1, end, static_cast<size_t>(window * 4 * 0.4))));
       const std::string key = RequestHash(ask);
       {

@@ -300,7 +300,7 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
       r["duration_ms"] = run->duration.count();
       // Head and tail: a compiler's first error comes first, a test
       // runner's summary last.
-      r["output"] = CapText(run->output, kGateOutputChars);
+      r["output"] = HeadAndTail(run->output, kGateOutputChars);
       r["sandbox"] = run->sandbox;
       if (!no_tests.empty()) r["note"] = no_tests;
     }
@@ -326,7 +326,7 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
     in.history.push_back("Gate `" + g.value("gate", "") +
                          "`: " + (g.value("passed", false) ? "PASSED" : "FAILED") + " (exit " +
                          std::to_string(g.value("exit_code", -1)) + ")\n" +
-                         CapText(g.value("output", ""), kReviewGateOutputChars));
+                         HeadAndTail(g.value("output", ""), kReviewGateOutputChars));
   }
   AF_ASSIGN_OR_RETURN(in.diff, tree->CommittedDiff());
   Conversation conv{"reviewer",

@@ -101,8 +101,9 @@ constexpr std::string_view kGeneratedDirs[] = {
     ".gradle", ".next",  ".parcel-cache", "htmlcov"};
 constexpr std::string_view kGeneratedDirPrefixes[] = {"cmake-build-"};
 constexpr std::string_view kGeneratedDirSuffixes[] = {".egg-info"};
-constexpr std::string_view kGeneratedFileSuffixes[] = {
-    ".o", ".obj", ".a", ".so", ".dylib", ".dll", ".pyc", ".pyo", ".class", ".gcda", ".gcno"};
+constexpr std::string_view kGeneratedFileSuffixes[] = {".o",     ".obj",   ".a",    ".so",
+                                                       ".dylib", ".dll",   ".exe",  ".pyc",
+                                                       ".pyo",   ".class", ".gcda", ".gcno"};
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;

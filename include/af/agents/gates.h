@@ -14,8 +14,8 @@ namespace af {
 // its exit code.
 std::string NoTestsRanNote(std::string_view output);
 
-// `output` when it fits in `max_chars`; else its head and its tail (about a
-// third and two thirds of the budget, cut at line ends) with a line saying how
+// `output` when it fits in `max_chars`; else its head and its tail (half of
+// the budget each, cut at line ends) with a line saying how
 // much was left out between them. Both ends matter: compilers print the first
 // error first, test runners their summary last.
 std::string HeadAndTail(std::string_view output, size_t max_chars);

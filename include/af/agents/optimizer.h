@@ -35,18 +35,8 @@ struct ContextBudget {
 
 // EstimateTokens (af/llm/types.h) is the token measure used throughout.
 
-// Keeps the head (two thirds) and the tail (one third) of a text longer than
-// `max_chars`, with a marker saying how much was left out between them: a
-// compiler prints its first error first, a test runner its summary last.
-std::string CapText(const std::string& text, size_t max_chars);
-
-// Whether a path (relative to the workspace root) is a build output, a cache
-// or a dependency directory (build/, __pycache__/, node_modules/, *.o, ...):
-// never worth a model's tokens in a diff or a file list.
-bool IsBuildOutputPath(std::string_view path);
-
-// A unified diff without the files IsBuildOutputPath names, with one line
-// saying which were left out.
+// A unified diff without the files IsBuildOutputOrCache (af/workspace/workspace.h) names, with one
+// line saying which were left out.
 std::string DiffWithoutBuildOutputs(const std::string& diff);
 
 // A skill file: `# Title`, then `keywords: a, b, c`, then the text.
