@@ -26,7 +26,11 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Hnsw = hnswlib::HierarchicalNSW<float>;
 
-constexpr int kFormat = 1;
+// Format 2 stores an 8-bit code and the float vector per element (see
+// Layout); format 1 stored the float vector alone. A format-1 file is
+// rebuilt into format 2 at open, from its own vectors.
+constexpr int kFormat = 2;
+constexpr int kFloatFormat = 1;
 constexpr size_t kInitialCapacity = 1024;
 constexpr int kRebuildThreads = 2;  // threads inserting when the graph is rebuilt
 constexpr const char* kReindexHint =
@@ -138,21 +142,160 @@ float Dot(const float* a, const float* b, size_t n) { return kDot(a, b, n); }
 
 // hnswlib's distance for unit vectors: 1 - inner product (so smaller is
 // closer), the value its own InnerProductSpace gives, through the kernel
-// chosen above.
+// chosen above. Only for reading files of the float-only format 1.
 float InnerProductDistance(const void* a, const void* b, const void* dims) {
   return 1.0f - kDot(static_cast<const float*>(a), static_cast<const float*>(b),
                      *static_cast<const size_t*>(dims));
 }
 
-class DotSpace : public hnswlib::SpaceInterface<float> {
+// The space of format-1 files (each element's data is its float vector).
+class FloatSpace : public hnswlib::SpaceInterface<float> {
  public:
-  explicit DotSpace(size_t dims) : dims_(dims) {}
+  explicit FloatSpace(size_t dims) : dims_(dims) {}
   size_t get_data_size() override { return dims_ * sizeof(float); }
   hnswlib::DISTFUNC<float> get_dist_func() override { return InnerProductDistance; }
   void* get_dist_func_param() override { return &dims_; }
 
  private:
   size_t dims_;
+};
+
+// The element layout of format 2. The graph's distance reads only a short
+// 8-bit code per element: a quarter of the bytes of the float vector, and
+// far fewer instructions per comparison. Distances are most of the work of
+// an insert, and their cost is mostly waiting for memory. The exact float
+// vector follows in the same element: the beam a search finds is ranked
+// again with it (so recall against exact search is not lost to rounding),
+// and Similarities and the exact scan read it.
+//
+//   [float scale][int8 code x code_bytes (zero padded)][float vector x dims]
+//
+// code[i] = round(v[i] / scale) with scale = max|v| / 127, so
+// dot(a, b) ~= scale_a * scale_b * sum(code_a[i] * code_b[i]).
+struct Layout {
+  explicit Layout(size_t d)
+      : dims(d), code_bytes((d + 31) / 32 * 32), vector_offset(sizeof(float) + code_bytes) {}
+  size_t dims;
+  size_t code_bytes;     // a multiple of 32, so the kernels need no tail
+  size_t vector_offset;  // where the float vector starts
+  size_t code_size() const { return vector_offset; }  // scale + code: what a query needs
+  size_t element_size() const { return vector_offset + dims * sizeof(float); }
+};
+
+// Writes the scale and code of `v` (dims values) at `out` (code_size bytes).
+void EncodeCode(const float* v, const Layout& l, unsigned char* out) {
+  float max_abs = 0;
+  for (size_t i = 0; i < l.dims; ++i) max_abs = std::max(max_abs, std::fabs(v[i]));
+  const float scale = max_abs > 0 ? max_abs / 127.0f : 0.0f;
+  std::memcpy(out, &scale, sizeof(scale));
+  auto* code = reinterpret_cast<int8_t*>(out + sizeof(float));
+  const float inv = max_abs > 0 ? 127.0f / max_abs : 0.0f;
+  for (size_t i = 0; i < l.dims; ++i) {
+    const long q = std::lround(v[i] * inv);
+    code[i] = static_cast<int8_t>(std::clamp<long>(q, -127, 127));
+  }
+  std::memset(code + l.dims, 0, l.code_bytes - l.dims);
+}
+
+// A whole element: code, then the float vector.
+void EncodeElement(const float* v, const Layout& l, unsigned char* out) {
+  EncodeCode(v, l, out);
+  std::memcpy(out + l.vector_offset, v, l.dims * sizeof(float));
+}
+
+const float* ElementVector(const char* element, const Layout& l) {
+  return reinterpret_cast<const float*>(element + l.vector_offset);
+}
+
+int32_t Int8DotPortable(const int8_t* a, const int8_t* b, size_t n) {
+  int32_t s = 0;
+  for (size_t i = 0; i < n; ++i) s += static_cast<int32_t>(a[i]) * b[i];
+  return s;
+}
+
+#ifdef AF_HAVE_AVX2_DOT
+// 32 products a step: |a| (unsigned) times b with a's sign, summed in pairs
+// to 16 bits (at most 2 * 127 * 127, no saturation since codes stop at
+// -127), then in pairs again to 32 bits. `n` is a multiple of 32.
+inline __attribute__((always_inline, target("avx2"))) int32_t Int8DotAvx2(const int8_t* a,
+                                                                          const int8_t* b,
+                                                                          size_t n) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i));
+    const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i + 32));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i + 32));
+    const __m256i p0 = _mm256_maddubs_epi16(_mm256_sign_epi8(a0, a0), _mm256_sign_epi8(b0, a0));
+    const __m256i p1 = _mm256_maddubs_epi16(_mm256_sign_epi8(a1, a1), _mm256_sign_epi8(b1, a1));
+    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, ones));
+    s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, ones));
+  }
+  for (; i < n; i += 32) {
+    const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i));
+    const __m256i p0 = _mm256_maddubs_epi16(_mm256_sign_epi8(a0, a0), _mm256_sign_epi8(b0, a0));
+    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, ones));
+  }
+  const __m256i s = _mm256_add_epi32(s0, s1);
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+  return _mm_cvtsi128_si32(h);
+}
+#endif
+
+// The product of two codes' scales; the codes follow them.
+inline float ScaleProduct(const void* a, const void* b) {
+  float sa, sb;
+  std::memcpy(&sa, a, sizeof(sa));
+  std::memcpy(&sb, b, sizeof(sb));
+  return sa * sb;
+}
+
+inline const int8_t* CodeOf(const void* element) {
+  return reinterpret_cast<const int8_t*>(static_cast<const unsigned char*>(element) +
+                                         sizeof(float));
+}
+
+// 1 - the approximate inner product of two codes (see Layout). hnswlib
+// calls this through a pointer for every comparison, so the integer kernel
+// is inlined into it: one call, not two.
+float CodeDistancePortable(const void* a, const void* b, const void* layout) {
+  const size_t n = static_cast<const Layout*>(layout)->code_bytes;
+  return 1.0f - ScaleProduct(a, b) * static_cast<float>(Int8DotPortable(CodeOf(a), CodeOf(b), n));
+}
+
+#ifdef AF_HAVE_AVX2_DOT
+__attribute__((target("avx2"))) float CodeDistanceAvx2(const void* a, const void* b,
+                                                       const void* layout) {
+  const size_t n = static_cast<const Layout*>(layout)->code_bytes;
+  return 1.0f - ScaleProduct(a, b) * static_cast<float>(Int8DotAvx2(CodeOf(a), CodeOf(b), n));
+}
+#endif
+
+hnswlib::DISTFUNC<float> PickCodeDistance() {
+#ifdef AF_HAVE_AVX2_DOT
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) return CodeDistanceAvx2;
+#endif
+  return CodeDistancePortable;
+}
+
+const hnswlib::DISTFUNC<float> kCodeDistance = PickCodeDistance();
+
+class CodeSpace : public hnswlib::SpaceInterface<float> {
+ public:
+  explicit CodeSpace(size_t dims) : layout_(dims) {}
+  size_t get_data_size() override { return layout_.element_size(); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return kCodeDistance; }
+  void* get_dist_func_param() override { return &layout_; }
+  const Layout& layout() const { return layout_; }
+
+ private:
+  Layout layout_;
 };
 
 Status Corrupt(const fs::path& path, const std::string& why) {
@@ -163,7 +306,8 @@ Status Corrupt(const fs::path& path, const std::string& why) {
 // Checks the structure of an hnswlib file before hnswlib reads it: hnswlib
 // trusts every size in it, so a truncated or garbage file would make it
 // allocate wildly or read out of bounds.
-Status CheckHnswFile(const fs::path& path, int dims, HnswFileHeader* h) {
+// `data_size` is the bytes of one element's data in the file's format.
+Status CheckHnswFile(const fs::path& path, int dims, size_t data_size, HnswFileHeader* h) {
   std::error_code ec;
   const uintmax_t file_size = fs::file_size(path, ec);
   if (ec) return Corrupt(path, ec.message());
@@ -177,7 +321,6 @@ Status CheckHnswFile(const fs::path& path, int dims, HnswFileHeader* h) {
             ReadPod(in, &h->max_m0) && ReadPod(in, &h->m) && ReadPod(in, &h->mult) &&
             ReadPod(in, &h->ef_construction);
   if (!ok) return Corrupt(path, "cannot read its header");
-  const size_t data_size = static_cast<size_t>(dims) * sizeof(float);
   const size_t links0 = h->max_m0 * sizeof(uint32_t) + sizeof(uint32_t);
   if (h->offset_level0 != 0 || h->m < 2 || h->m > 10000 || h->max_m != h->m ||
       h->max_m0 != 2 * h->m || h->offset_data != links0 || h->label_offset != links0 + data_size ||
@@ -257,8 +400,10 @@ class HnswIndex : public VectorIndex {
     return Status::Ok();
   }
 
-  // Reads `path_` (whose header matched); FailedPrecondition when it is corrupt.
-  Status Load(size_t expected_count, uint64_t expected_checksum, uintmax_t expected_bytes) {
+  // Reads `path_` (whose header matched) written in `format` (kFormat or
+  // kFloatFormat); FailedPrecondition when it is corrupt.
+  Status Load(int format, size_t expected_count, uint64_t expected_checksum,
+              uintmax_t expected_bytes) {
     std::error_code ec;
     if (fs::file_size(path_, ec) != expected_bytes || ec) {
       return Corrupt(path_, "its size differs from the one its header records");
@@ -267,12 +412,20 @@ class HnswIndex : public VectorIndex {
     if (sum != expected_checksum) {
       return Corrupt(path_, "its checksum differs from the one its header records");
     }
+    const bool float_format = format == kFloatFormat;
+    FloatSpace float_space(static_cast<size_t>(dims_));  // lives while the old graph does
+    hnswlib::SpaceInterface<float>* space =
+        float_format ? static_cast<hnswlib::SpaceInterface<float>*>(&float_space) : &space_;
     HnswFileHeader h{};
-    AF_RETURN_IF_ERROR(CheckHnswFile(path_, dims_, &h));
-    if (h.count == 0) return Reset(kInitialCapacity);
+    AF_RETURN_IF_ERROR(CheckHnswFile(path_, dims_, space->get_data_size(), &h));
+    if (h.count == 0) {
+      AF_RETURN_IF_ERROR(Reset(kInitialCapacity));
+      dirty_ = float_format;  // saved again in the current format
+      return Status::Ok();
+    }
     try {
       size_t capacity = std::max(kInitialCapacity, h.count);
-      auto g = std::make_unique<Hnsw>(&space_, path_.string(), false, capacity);
+      auto g = std::make_unique<Hnsw>(space, path_.string(), false, capacity);
       // hnswlib 0.6.2 leaves its tombstone counter uninitialised on load: recount.
       g->num_deleted_ = 0;
       for (size_t i = 0; i < g->cur_element_count; ++i) {
@@ -289,6 +442,16 @@ class HnswIndex : public VectorIndex {
                                 " vectors where its header says " + std::to_string(expected_count));
     }
     dirty_ = false;
+    if (float_format) {
+      log::Get("memory")->info(
+          "rebuilding vector index {} ({} vectors): it stores float vectors only (format {}), "
+          "this program's graph compares 8-bit codes (format {})",
+          path_.string(), LiveLocked(), kFloatFormat, kFormat);
+      // The old graph's space is about to go: keep nothing of it on failure.
+      Status st = CompactLocked(/*vector_offset=*/0);
+      if (!st.ok()) (void)Reset(kInitialCapacity);
+      return st;
+    }
     // The file records the graph options it was built with. A graph built
     // with others (saved before the defaults changed) would keep them, and
     // its recall, forever, since new elements join the graph as it is: it is
@@ -302,7 +465,7 @@ class HnswIndex : public VectorIndex {
           "now {} and {}",
           path_.string(), LiveLocked(), h.m, h.ef_construction, options_.m,
           options_.ef_construction);
-      return CompactLocked();
+      return CompactLocked(space_.layout().vector_offset);
     }
     return Status::Ok();
   }
@@ -334,7 +497,9 @@ class HnswIndex : public VectorIndex {
       }
       // hnswlib replaces the vector of a label it already has (and revives a
       // removed one) instead of adding a second element.
-      graph_->addPoint(vector.data(), key);
+      std::vector<unsigned char> element(space_.layout().element_size());
+      EncodeElement(vector.data(), space_.layout(), element.data());
+      graph_->addPoint(element.data(), key);
     } catch (const std::exception& e) {
       return Internal(std::string("cannot add to the vector index: ") + e.what(), kReindexHint);
     }
@@ -374,8 +539,10 @@ class HnswIndex : public VectorIndex {
       if (need > graph_->max_elements_) {
         graph_->resizeIndex(std::max({kInitialCapacity, need, graph_->max_elements_ * 2}));
       }
+      std::vector<unsigned char> element(space_.layout().element_size());
       for (size_t i : known) {
-        graph_->addPoint(vectors[i].data(), static_cast<hnswlib::labeltype>(labels[i]));
+        EncodeElement(vectors[i].data(), space_.layout(), element.data());
+        graph_->addPoint(element.data(), static_cast<hnswlib::labeltype>(labels[i]));
       }
     } catch (const std::exception& e) {
       dirty_ = true;
@@ -403,7 +570,7 @@ class HnswIndex : public VectorIndex {
     dirty_ = true;
     // Tombstones still cost search time and file space: rebuild once they
     // outnumber the live elements.
-    if (graph_->num_deleted_ > LiveLocked()) return CompactLocked();
+    if (graph_->num_deleted_ > LiveLocked()) return CompactLocked(space_.layout().vector_offset);
     return Status::Ok();
   }
 
@@ -433,21 +600,31 @@ class HnswIndex : public VectorIndex {
     const size_t live = LiveLocked();
     if (live == 0) return out;
     const size_t want = std::min(static_cast<size_t>(k), live);
+    const Layout& layout = space_.layout();
+    std::vector<unsigned char> code(layout.code_size());
+    EncodeCode(query.data(), layout, code.data());
     try {
       // The beam is ef_search wide anyway, so asking for that many costs nothing
       // and gives a filter the most candidates.
       const size_t ef = static_cast<size_t>(options_.ef_search);
       size_t ask = accept ? std::min(live, std::max(want * 4, ef)) : want;
       for (int round = 0;; ++round) {
-        // searchKnn widens its beam to `ask` itself (ef = max(ef_search, ask)),
-        // so concurrent searches never change shared state.
-        auto heap = graph_->searchKnn(query.data(), ask);
+        // searchKnn widens its beam to what it is asked for itself
+        // (ef = max(ef_search, asked)), so concurrent searches never change
+        // shared state. The graph ranks by codes; the candidates it returns
+        // are ranked again by their exact vectors.
+        auto heap =
+            graph_->searchKnn(code.data(), std::max(ask, std::min(live, RerankDepth(want))));
         out.clear();
         while (!heap.empty()) {
-          const auto& [dist, key] = heap.top();
-          const auto label = static_cast<int64_t>(key);
-          if (!accept || accept(label)) out.emplace_back(label, 1.0f - dist);
+          const auto label = static_cast<int64_t>(heap.top().second);
           heap.pop();
+          if (accept && !accept(label)) continue;
+          auto it = graph_->label_lookup_.find(static_cast<hnswlib::labeltype>(label));
+          if (it == graph_->label_lookup_.end()) continue;
+          out.emplace_back(label,
+                           Dot(ElementVector(graph_->getDataByInternalId(it->second), layout),
+                               query.data(), query.size()));
         }
         if (!accept || out.size() >= want || ask >= live) break;
         // Too few accepted: widen by the share accepted so far, once. A filter
@@ -478,8 +655,8 @@ class HnswIndex : public VectorIndex {
     for (size_t i = 0; i < labels.size(); ++i) {
       auto it = graph_->label_lookup_.find(static_cast<hnswlib::labeltype>(labels[i]));
       if (it == graph_->label_lookup_.end() || graph_->isMarkedDeleted(it->second)) continue;
-      const auto* data = reinterpret_cast<const float*>(graph_->getDataByInternalId(it->second));
-      out[i] = Dot(data, query.data(), query.size());
+      const float* v = ElementVector(graph_->getDataByInternalId(it->second), space_.layout());
+      out[i] = Dot(v, query.data(), query.size());
     }
     return out;
   }
@@ -559,6 +736,12 @@ class HnswIndex : public VectorIndex {
 
   size_t LiveLocked() const { return graph_->cur_element_count - graph_->num_deleted_; }
 
+  // How many of the beam's best (by code) a search ranks again by exact
+  // vectors: rounding moves a neighbour by a few places, not by hundreds.
+  size_t RerankDepth(size_t want) const {
+    return std::min(static_cast<size_t>(options_.ef_search), std::max<size_t>(want * 8, 64));
+  }
+
   static void SortBest(std::vector<std::pair<int64_t, float>>* v) {
     std::sort(v->begin(), v->end(), [](const auto& a, const auto& b) {
       if (a.second != b.second) return a.second > b.second;
@@ -577,8 +760,8 @@ class HnswIndex : public VectorIndex {
       if (graph_->isMarkedDeleted(id)) continue;
       const auto label = static_cast<int64_t>(graph_->getExternalLabel(id));
       if (accept && !accept(label)) continue;
-      const auto* data = reinterpret_cast<const float*>(graph_->getDataByInternalId(id));
-      all.emplace_back(label, Dot(data, query.data(), query.size()));
+      const float* v = ElementVector(graph_->getDataByInternalId(id), space_.layout());
+      all.emplace_back(label, Dot(v, query.data(), query.size()));
     }
     if (all.size() > want) {
       std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(want), all.end(),
@@ -605,9 +788,11 @@ class HnswIndex : public VectorIndex {
     std::mutex error_mu;
     std::string error;
     auto work = [&] {
+      std::vector<unsigned char> element(space_.layout().element_size());
       for (size_t k = next++; k < items.size(); k = next++) {
         try {
-          graph_->addPoint(items[k].second, items[k].first);
+          EncodeElement(items[k].second, space_.layout(), element.data());
+          graph_->addPoint(element.data(), items[k].first);
         } catch (const std::exception& e) {
           std::lock_guard<std::mutex> g(error_mu);
           if (error.empty()) error = e.what();
@@ -627,16 +812,19 @@ class HnswIndex : public VectorIndex {
   }
 
   // Rebuilds the graph from the live elements only, with this index's
-  // options (also how a file built with other graph options is brought to
-  // them: from its own vectors, without embedding anything again).
-  Status CompactLocked() {
+  // options and format (also how a file built with other graph options or in
+  // the float-only format is brought to them: from its own vectors, without
+  // embedding anything again). `vector_offset`: where the float vector
+  // starts in the current graph's elements.
+  Status CompactLocked(size_t vector_offset) {
     std::vector<std::pair<hnswlib::labeltype, const float*>> live;
     const size_t n = graph_->cur_element_count;
     for (size_t i = 0; i < n; ++i) {
       const auto id = static_cast<hnswlib::tableint>(i);
       if (graph_->isMarkedDeleted(id)) continue;
-      live.emplace_back(graph_->getExternalLabel(id),
-                        reinterpret_cast<const float*>(graph_->getDataByInternalId(id)));
+      live.emplace_back(
+          graph_->getExternalLabel(id),
+          reinterpret_cast<const float*>(graph_->getDataByInternalId(id) + vector_offset));
     }
     std::unique_ptr<Hnsw> old = std::move(graph_);  // owns the data `live` points into
     Status st = Reset(std::max(kInitialCapacity, live.size() * 2));
@@ -657,7 +845,7 @@ class HnswIndex : public VectorIndex {
   const std::string embedder_id_;
   const int dims_;
   const VectorIndexOptions options_;
-  DotSpace space_;
+  CodeSpace space_;
   mutable std::mutex turnstile_;
   mutable std::shared_mutex mu_;
   std::unique_ptr<Hnsw> graph_;  // guarded by mu_
@@ -703,7 +891,8 @@ Result<std::unique_ptr<VectorIndex>> VectorIndex::Open(const fs::path& path,
       !h["bytes"].is_number_unsigned() || !h.contains("checksum") || !h["checksum"].is_string()) {
     return Corrupt(path, "its header " + header.string() + " is not valid");
   }
-  if (h["format"].get<int>() != kFormat) {
+  const int format = h["format"].get<int>();
+  if (format != kFormat && format != kFloatFormat) {
     return FailedPrecondition("vector index " + path.string() + " has format " +
                                   std::to_string(h["format"].get<int>()) + ", this program reads " +
                                   std::to_string(kFormat),
@@ -724,7 +913,8 @@ Result<std::unique_ptr<VectorIndex>> VectorIndex::Open(const fs::path& path,
   } catch (const std::exception&) {
     return Corrupt(path, "its header " + header.string() + " is not valid");
   }
-  AF_RETURN_IF_ERROR(index->Load(h["count"].get<size_t>(), checksum, h["bytes"].get<uintmax_t>()));
+  AF_RETURN_IF_ERROR(
+      index->Load(format, h["count"].get<size_t>(), checksum, h["bytes"].get<uintmax_t>()));
   return std::unique_ptr<VectorIndex>(std::move(index));
 }
 

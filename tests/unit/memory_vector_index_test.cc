@@ -73,7 +73,9 @@ TEST(VectorIndexTest, AddSearchRemoveReplace) {
   ASSERT_TRUE(idx->Remove(99999).ok());  // absent: fine
   EXPECT_FALSE(idx->Contains(103));
   EXPECT_EQ(idx->size(), 9u);
-  EXPECT_EQ(idx->Search(Axis(3), 1)[0].first, 104);
+  // (Tilted towards 104: every other element is orthogonal to e_3, a tie
+  // that the label breaks.)
+  EXPECT_EQ(idx->Search(Axis(3, 0.1f), 1)[0].first, 104);
 
   // Replacing moves the label, it does not add a second element.
   ASSERT_TRUE(idx->Add(100, Axis(3)).ok());
@@ -159,7 +161,7 @@ TEST(VectorIndexTest, SaveAndLoadRoundTrip) {
   EXPECT_EQ(header["embedder"], kEmb);
   EXPECT_EQ(header["dimensions"], 16);
   EXPECT_EQ(header["count"], 499);
-  EXPECT_EQ(header["format"], 1);
+  EXPECT_EQ(header["format"], 2);
 
   auto idx = Open(path);
   ASSERT_NE(idx, nullptr);
@@ -486,6 +488,161 @@ TEST(VectorIndexTest, RebuildsAGraphBuiltWithOtherOptions) {
   fs::remove(low.string() + ".json");
   ASSERT_TRUE((*reopened)->Save().ok());
   EXPECT_FALSE(fs::exists(low.string() + ".json"));
+}
+
+// The index file's checksum as the index computes it (8 bytes at a time).
+std::string ChecksumHex(const std::string& bytes) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + i, 8);
+    h = (h ^ w) * 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  for (; i < bytes.size(); ++i) h = (h ^ static_cast<unsigned char>(bytes[i])) * 0x100000001b3ull;
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+template <typename T>
+void Put(std::string* out, T v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+// An hnswlib 0.6.2 file of the first format, written by hand (hnswlib's
+// header cannot be included by a second translation unit): every element
+// on level 0, each linked to its `m0` nearest, the float vector alone as
+// its data, then its label; `deleted` carries hnswlib's tombstone mark.
+std::string FloatOnlyHnswFile(const std::vector<std::pair<int64_t, std::vector<float>>>& all,
+                              size_t m, int64_t deleted) {
+  const size_t dims = all[0].second.size(), m0 = 2 * m, n = all.size();
+  const size_t links0 = m0 * 4 + 4, data = dims * 4, element = links0 + data + 8;
+  std::string f;
+  Put<size_t>(&f, 0);              // offset of level 0
+  Put<size_t>(&f, n);              // capacity
+  Put<size_t>(&f, n);              // elements
+  Put<size_t>(&f, element);        // bytes per element
+  Put<size_t>(&f, links0 + data);  // label offset
+  Put<size_t>(&f, links0);         // data offset
+  Put<int>(&f, 0);                 // top level
+  Put<uint32_t>(&f, 0);            // entry point
+  Put<size_t>(&f, m);
+  Put<size_t>(&f, m0);
+  Put<size_t>(&f, m);
+  Put<double>(&f, 1 / std::log(static_cast<double>(m)));
+  Put<size_t>(&f, 64);  // ef_construction
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<std::pair<float, uint32_t>> near;
+    for (size_t j = 0; j < n; ++j)
+      if (j != i) near.emplace_back(-Cos(all[i].second, all[j].second), static_cast<uint32_t>(j));
+    std::sort(near.begin(), near.end());
+    uint32_t head = static_cast<uint32_t>(std::min(m0, near.size()));
+    if (all[i].first == deleted) head |= 1u << 16;  // hnswlib's delete mark (third byte)
+    Put<uint32_t>(&f, head);
+    for (size_t k = 0; k < m0; ++k) Put<uint32_t>(&f, k < near.size() ? near[k].second : 0);
+    for (float x : all[i].second) Put<float>(&f, x);
+    Put<size_t>(&f, static_cast<size_t>(all[i].first));
+  }
+  for (size_t i = 0; i < n; ++i) Put<uint32_t>(&f, 0);  // no upper levels
+  return f;
+}
+
+// A file of the first format (the float vectors alone in hnswlib's
+// elements) is rebuilt at open into the current one from its own vectors,
+// keeps its contents, and the next save writes the current format.
+TEST(VectorIndexTest, RebuildsAFileOfTheFloatOnlyFormat) {
+  TempDir dir;
+  const fs::path path = dir.path() / "v.hnsw";
+  constexpr int kDims = 40;  // not a multiple of the code's padding
+  std::mt19937 rng(12);
+  std::vector<std::pair<int64_t, std::vector<float>>> all;
+  for (int i = 0; i < 300; ++i) all.emplace_back(i, RandomUnit(rng, kDims));
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << FloatOnlyHnswFile(all, 8, 5);
+  const std::string bytes = testing::ReadFile(path.string());
+  nlohmann::json h = {{"format", 1},  {"embedder", kEmb},      {"dimensions", kDims},
+                      {"count", 299}, {"bytes", bytes.size()}, {"checksum", ChecksumHex(bytes)},
+                      {"m", 8},       {"ef_construction", 64}};
+  std::ofstream(path.string() + ".json", std::ios::binary | std::ios::trunc) << h.dump();
+
+  {
+    auto idx = Open(path, kEmb, kDims);
+    ASSERT_NE(idx, nullptr);
+    EXPECT_EQ(idx->size(), 299u);
+    EXPECT_FALSE(idx->Contains(5));
+    auto near = idx->Search(all[42].second, 1);
+    ASSERT_EQ(near.size(), 1u);
+    EXPECT_EQ(near[0].first, 42);
+    EXPECT_NEAR(near[0].second, 1.0, 1e-5);
+    const auto q = RandomUnit(rng, kDims);
+    auto sims = idx->Similarities(q, {7, 200});
+    ASSERT_TRUE(sims[0].has_value() && sims[1].has_value());
+    EXPECT_NEAR(*sims[0], Cos(q, all[7].second), 1e-5);
+    EXPECT_NEAR(*sims[1], Cos(q, all[200].second), 1e-5);
+    ASSERT_TRUE(idx->Save().ok());  // not a no-op: the file is in the old format
+  }
+  h = nlohmann::json::parse(testing::ReadFile(path.string() + ".json"));
+  EXPECT_EQ(h["format"], 2);
+  EXPECT_EQ(h["count"], 299);
+  EXPECT_NE(testing::ReadFile(path.string()), bytes);
+  auto again = Open(path, kEmb, kDims);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->size(), 299u);
+  EXPECT_EQ(again->Search(all[200].second, 1)[0].first, 200);
+  // Nothing left to rebuild: saving is a no-op.
+  fs::remove(path.string() + ".json");
+  ASSERT_TRUE(again->Save().ok());
+  EXPECT_FALSE(fs::exists(path.string() + ".json"));
+
+  // A format this program does not know is refused with the reindex hint.
+  const std::string current = testing::ReadFile(path.string());
+  h["format"] = 3;
+  h["bytes"] = current.size();
+  h["checksum"] = ChecksumHex(current);
+  std::ofstream(path.string() + ".json", std::ios::binary | std::ios::trunc) << h.dump();
+  auto future = VectorIndex::Open(path, kEmb, kDims);
+  ASSERT_FALSE(future.ok());
+  EXPECT_EQ(future.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(future.status().hint().find("agent-factory kb reindex"), std::string::npos);
+}
+
+// The graph compares 8-bit codes, but what a search returns is ranked and
+// scored by the exact vectors: its similarities are the exact cosines and
+// its order is theirs, at sizes that are and are not a multiple of the
+// code's padding, also with a filter.
+TEST(VectorIndexTest, SearchScoresAreExactCosines) {
+  for (int dims : {16, 100, 256}) {
+    auto idx = Open("", "e", dims);
+    std::mt19937 rng(13);
+    std::vector<std::pair<int64_t, std::vector<float>>> all;
+    for (int i = 0; i < 800; ++i) {
+      all.emplace_back(i, RandomUnit(rng, dims));
+      ASSERT_TRUE(idx->Add(i, all.back().second).ok());
+    }
+    for (int q = 0; q < 20; ++q) {
+      const auto query = RandomUnit(rng, dims);
+      for (bool filtered : {false, true}) {
+        auto accept = [](int64_t l) { return l % 2 == 0; };
+        auto got = filtered ? idx->Search(query, 10, accept) : idx->Search(query, 10);
+        ASSERT_EQ(got.size(), 10u) << dims;
+        for (size_t i = 0; i < got.size(); ++i) {
+          EXPECT_NEAR(got[i].second, Cos(query, all[static_cast<size_t>(got[i].first)].second),
+                      1e-5)
+              << dims << " dimensions";
+          if (i > 0) EXPECT_GE(got[i - 1].second, got[i].second);
+          if (filtered) EXPECT_EQ(got[i].first % 2, 0);
+        }
+        // At this size the beam (512 wide) and the exact re-ranking find the
+        // exact result.
+        std::vector<std::pair<int64_t, std::vector<float>>> pool;
+        for (const auto& e : all)
+          if (!filtered || accept(e.first)) pool.push_back(e);
+        auto exact = ExactSearch(pool, query, 10);
+        for (size_t i = 0; i < exact.size(); ++i) EXPECT_EQ(got[i].first, exact[i].first) << dims;
+      }
+    }
+  }
 }
 
 TEST(ExactSearchTest, BestFirstTiesByLabel) {

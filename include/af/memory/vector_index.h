@@ -4,6 +4,12 @@
 // (`<path>.json`: embedder id, dimensions, element count, format version).
 // Similarity is cosine (inner product of unit vectors), higher = closer.
 //
+// The graph navigates by 8-bit codes of the vectors (a quarter of the bytes,
+// a cheap integer kernel); each element also keeps its float vector, by
+// which the candidates a search finds are ranked again, so the similarities
+// it returns are exact cosines. A file written in the older float-only
+// format is rebuilt into this one at open, from its own vectors.
+//
 // The database is the truth; this index is a cache of it that can always be
 // rebuilt (kb reindex). Removed labels are tombstoned and skipped; the file
 // is compacted when tombstones exceed half of it.
@@ -27,17 +33,19 @@ namespace af {
 // The degree and beams trade ingestion and query time for recall. The local
 // embedder's hashed vectors are nearly orthogonal (a high intrinsic
 // dimension), so the graph needs a high degree. Measured on 100,000 chunks of
-// the benchmark corpus (bench/kb_bench.cc --index-only, 2 shared cores),
-// recall@10 against exact search at query beams 256 / 512, and build CPU:
-// m 32, ef_construction 64: 0.92 / 0.96, 37 s; m 32, 128: 0.96 / 0.98,
-// 85 s (on a loaded machine). The full benchmark's queries (with synopses and
-// questions) are harder by about 0.02: there m 16, 64 (the old defaults) gave
-// 0.83 / 0.90. A query beam of 512 costs ~2.5 ms of CPU at that size.
+// the benchmark corpus (bench/kb_bench.cc --index-only, 2 shared cores, the
+// graph comparing 8-bit codes), build CPU and recall@10 against exact search
+// at query beams 512 / 1024: m 32, ef_construction 64: 21 s, 0.958 / 0.981;
+// m 32, 96: 32 s, 0.973 / 0.987; m 32, 128: 43 s, 0.980 / 0.987; m 24, 96:
+// 27 s, 0.965 / 0.982. The full benchmark's queries (with synopses and
+// questions) are harder by about 0.01: there m 32, 64 with a beam of 1024
+// gives 0.97, and a search at that beam costs ~2 ms of CPU. The build beam
+// is what ingestion pays for, so it is the narrow one.
 // An index file built with other m or ef_construction is rebuilt at open.
 struct VectorIndexOptions {
-  int m = 32;                 // graph degree
-  int ef_construction = 128;  // build-time beam
-  int ef_search = 512;        // query-time beam (raised to k when smaller)
+  int m = 32;                // graph degree
+  int ef_construction = 64;  // build-time beam
+  int ef_search = 1024;      // query-time beam (raised to k when smaller)
 };
 
 class VectorIndex {
