@@ -15,7 +15,7 @@ const MAX_EVENTS_SHOWN = 2000;
 const EVENT_TYPES = ['feature.created', 'feature.status', 'task.created', 'task.status',
                      'agent.started', 'agent.heartbeat', 'agent.offline', 'llm.call',
                      'llm.circuit', 'llm.fallback', 'llm.rate_limited', 'tool.call', 'gate.result', 'review.verdict',
-                     'memory.stored', 'budget.warning', 'error'];
+                     'memory.stored', 'context.summary', 'budget.warning', 'error'];
 const MAX_DIFF_LINES = 6000;
 
 const $ = (id) => document.getElementById(id);
@@ -530,6 +530,8 @@ function describeEvent(e) {
     case 'gate.result': return d.gate + ' → ' + (d.passed ? 'passed' : 'FAILED (exit ' +
                                d.exit_code + (d.timed_out ? ', timed out' : '') + ')');
     case 'review.verdict': return d.verdict + ' (round ' + d.round + ')';
+    case 'context.summary': return d.role + ' context condensed: ' + d.tokens_before + ' → ' +
+                                   d.tokens_after + ' tokens' + (d.fallback ? ' (' + clip(d.fallback, 120) + ')' : '');
     case 'error': return (d.job ? d.job + ' job: ' : d.where ? d.where + ': ' : '') +
                          clip(d.message || JSON.stringify(d), 400);
     default: return clip(JSON.stringify(d), 200);

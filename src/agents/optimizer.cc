@@ -460,22 +460,26 @@ std::string SystemPrompt(const std::string& role) {
            "coding tasks (usually 1 to 5). Each task is done by one coder, so make tasks cohesive "
            "and name the files each one owns; list dependencies so independent tasks run in "
            "parallel. Tests are part of the tasks: the validation gates are run automatically "
-           "afterwards, then a reviewer checks the change. Call submit_plan exactly once.";
+           "afterwards, then a reviewer checks the change. End by calling submit_plan with the whole "
+           "plan; a plan it refuses was not submitted: fix what it names and call it again.";
   }
   if (r == "coder") {
     return common +
            "You are a coder. Implement your task completely: write or edit the files, then run the "
            "relevant validation gates with run_command and fix what fails. Keep to your task's "
            "files where you can; other tasks may be running in parallel. When the work is done and "
-           "checked, call finish with a summary of what changed and how you verified it.";
+           "checked, call finish with a summary of what changed and how you verified it. Change "
+           "existing files with edit_file, and keep each write_file to a few hundred lines: a "
+           "reply has an output limit, and a call cut off by it is not run.";
   }
   if (r == "reviewer") {
     return common +
            "You are the reviewer. Review the change (diff) against the acceptance criteria, using "
            "the gate results as evidence. Approve when every criterion is met and the gates pass; "
            "otherwise request changes with concrete, actionable comments. Cite evidence in your "
-           "comments (gate names and results, files and lines of the diff). Call submit_review "
-           "exactly once.";
+           "comments (gate names and results, files and lines of the diff). End by calling "
+           "submit_review; a review it refuses was not submitted: fix what it names and call it "
+           "again.";
   }
   return common;
 }

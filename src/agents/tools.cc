@@ -83,11 +83,11 @@ ToolOutcome RunFinish(const ToolCall& call, const ToolContext& ctx);
 ToolOutcome RunSubmitPlan(const ToolCall& call, const ToolContext&) {
   auto problems = CheckPlan(call.arguments);
   if (!problems.empty()) {
-    // Worded so it agrees with "call submit_plan exactly once": a refused
-    // plan is not a submission, the corrected one is.
+    // Worded as the planner's prompt says: a refused plan is not a
+    // submission, the corrected one is.
     std::string msg = "plan refused (not submitted):";
     for (const auto& p : problems) msg += "\n- " + p;
-    return Error(msg + "\nfix these and submit the whole corrected plan with submit_plan");
+    return Error(msg + "\nfix these and call submit_plan again with the whole corrected plan");
   }
   return {"plan accepted", false, true};
 }
