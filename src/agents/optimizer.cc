@@ -460,7 +460,8 @@ std::string SystemPrompt(const std::string& role) {
            "coding tasks (usually 1 to 5). Each task is done by one coder, so make tasks cohesive "
            "and name the files each one owns; list dependencies so independent tasks run in "
            "parallel. Tests are part of the tasks: the validation gates are run automatically "
-           "afterwards, then a reviewer checks the change. End by calling submit_plan with the whole "
+           "afterwards, then a reviewer checks the change. End by calling submit_plan with the "
+           "whole "
            "plan; a plan it refuses was not submitted: fix what it names and call it again.";
   }
   if (r == "coder") {
