@@ -6,9 +6,12 @@
 # event carries the measured size of what was sent (input_tokens, estimated
 # from the request by the replay provider) and of the same request before the
 # optimizer condensed it (uncondensed_tokens). Goal: sent <= 0.5x baseline.
-# "cached" prices the same requests as Anthropic's prompt cache would (each
-# conversation's first request written at 1.25x, read back at 0.1x later),
-# in input-token equivalents.
+# "cached" prices the same requests as Anthropic's prompt cache would with
+# the client's breakpoints (the last one on the request's last message): each
+# turn reads the previous turn's whole request at 0.1x and writes what it adds
+# at 1.25x; a conversation's first request is all written. In input-token
+# equivalents. It assumes the previous request is a prefix of the next, which
+# holds until condensing rewrites an older message (the examples never do).
 # Usage: bench/tokens.sh [BUILD_DIR]
 set -euo pipefail
 build=${1:-build}
@@ -27,7 +30,7 @@ import json, sqlite3, sys
 db, name, status = sys.argv[1:4]
 calls = sent = base = out = 0
 cached = 0.0
-prefix = {}  # (role, task): the conversation's first request = its cacheable prefix
+last = {}  # (role, task): the size of the conversation's previous request
 for (task, data) in sqlite3.connect(db).execute(
         "SELECT task_id, data FROM events WHERE type='llm.call' ORDER BY seq"):
     e = json.loads(data)
@@ -36,15 +39,15 @@ for (task, data) in sqlite3.connect(db).execute(
     sent += n
     base += e.get("uncondensed_tokens", 0) or n
     out += e.get("output_tokens", 0)
-    # With Anthropic prompt caching: the first call writes the prefix (system,
-    # tools, first message) at 1.25x, later calls read it at 0.1x.
+    # A request smaller than the previous one of the same role and task
+    # starts a new conversation (a review round, a fix task).
     key = (e.get("role", ""), task)
-    if key not in prefix:
-        prefix[key] = n
+    p = last.get(key, 0)
+    if p == 0 or n < p:
         cached += 1.25 * n
     else:
-        p = min(prefix[key], n)
-        cached += (n - p) + 0.1 * p
+        cached += 0.1 * p + 1.25 * (n - p)
+    last[key] = n
 ratio = sent / base if base else 0
 print(f"{name:<22} {calls:>6} {sent:>9} {base:>9} {out:>9} {ratio:>6.2f}x {cached:>9.0f} {cached / base if base else 0:>6.2f}x {status}")
 PY

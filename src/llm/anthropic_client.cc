@@ -187,10 +187,15 @@ class AnthropicCodec final : public WireCodec {
     // Prompt caching: the system prompt, the tool definitions and the first
     // user message (the agent's context) are the same on every turn of a
     // conversation, so each carries a cache breakpoint and later turns pay the
-    // cached rate for that prefix. Three breakpoints; the API allows four.
+    // cached rate for that prefix. The fourth (the most the API allows) is on
+    // the last message: the next turn repeats this whole request before its
+    // new messages, so it reads all of it from the cache, not only the
+    // context (until condensing rewrites an older message).
     const nlohmann::json ephemeral = {{"type", "ephemeral"}};
     if (!messages.empty() && messages[0]["role"] == "user" && !messages[0]["content"].empty())
       messages[0]["content"][0]["cache_control"] = ephemeral;
+    if (messages.size() > 1 && !messages.back()["content"].empty())
+      messages.back()["content"].back()["cache_control"] = ephemeral;
     nlohmann::json body = {{"model", model},
                            {"max_tokens", req.max_tokens},
                            {"temperature", req.temperature},

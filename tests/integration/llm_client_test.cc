@@ -156,8 +156,9 @@ TEST_P(LlmClientTest, ConversationEncodedInWireFormat) {
     EXPECT_EQ(h.at("x-api-key"), kKey);
     EXPECT_EQ(h.at("anthropic-version"), "2023-06-01");
     EXPECT_EQ(h.count("authorization"), 0u);
-    // Prompt caching: breakpoints on the system prompt, the last tool and
-    // the first user message (the prefix every turn repeats).
+    // Prompt caching: breakpoints on the system prompt, the last tool, the
+    // first user message (the prefix every turn repeats) and the last block
+    // of the last message (what the next turn repeats), nowhere else.
     const nlohmann::json ephemeral = {{"type", "ephemeral"}};
     EXPECT_EQ(b["system"], (nlohmann::json::array({{{"type", "text"},
                                                     {"text", "You are a test agent."},
@@ -166,6 +167,12 @@ TEST_P(LlmClientTest, ConversationEncodedInWireFormat) {
     EXPECT_EQ(b["tools"][0]["cache_control"], ephemeral);
     EXPECT_EQ(b["messages"][0]["content"][0]["cache_control"], ephemeral);
     EXPECT_FALSE(b["messages"][1]["content"][0].contains("cache_control"));
+    const nlohmann::json& last = b["messages"].back()["content"];
+    EXPECT_EQ(last.back()["cache_control"], ephemeral);
+    int breakpoints = 0;
+    for (const auto& msg : b["messages"])
+      for (const auto& block : msg["content"]) breakpoints += block.contains("cache_control");
+    EXPECT_EQ(breakpoints, 2);  // + system + tools: the API's limit of four
     EXPECT_EQ(b["tools"][0]["name"], "read_file");
     EXPECT_EQ(b["tools"][0]["description"], "Read a file");
     EXPECT_EQ(b["tools"][0]["input_schema"], req.tools[0].input_schema);
