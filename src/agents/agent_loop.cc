@@ -210,7 +210,13 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, LlmClient* llm, const Llm
                {"cost_usd", llm->Cost(resp->model, resp->usage)},
                {"latency_ms", resp->latency_ms},
                {"replayed", false}};
-  if (req.uncondensed_tokens > 0) call["uncondensed_tokens"] = req.uncondensed_tokens;
+  // The request as sent and as it would have been uncondensed, in the same
+  // estimate (EstimateTokens), whatever the provider counts: what the token
+  // measurements compare.
+  if (req.uncondensed_tokens > 0) {
+    call["context_tokens"] = EstimateTokens(req);
+    call["uncondensed_tokens"] = req.uncondensed_tokens;
+  }
   EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id, std::move(call));
   return resp;
 }

@@ -247,6 +247,7 @@ TEST_P(ImperfectModel, EveryMistakeIsRecoveredAndItsCostCounted) {
     std::string name;
     int extra = 0;
     std::string status;
+    int64_t sent = 0, baseline = 0;  // estimated input tokens, all calls
   };
   std::vector<Row> table;
   for (const Scenario& s : Scenarios()) {
@@ -275,14 +276,26 @@ TEST_P(ImperfectModel, EveryMistakeIsRecoveredAndItsCostCounted) {
     const std::string files = BranchFiles(h, f->id);
     EXPECT_NE(files.find("it.txt\n"), std::string::npos) << files;
     EXPECT_EQ(files.find("big.txt"), std::string::npos) << files;
-    table.push_back({s.name, extra, f->status});
+    Row row{s.name, extra, f->status};
+    for (const auto& e : h.Events(f->id)) {
+      if (e.type != "llm.call") continue;
+      row.sent += e.data.value("context_tokens", int64_t{0});
+      row.baseline += e.data.value("uncondensed_tokens", int64_t{0});
+    }
+    EXPECT_GT(row.sent, 0);
+    EXPECT_LE(row.sent, row.baseline);  // condensing never adds
+    table.push_back(row);
     h.Stop();
   }
   std::printf("[ info ] imperfect model, %s wire: model calls each recovery cost\n",
               testing::WireName(GetParam()).c_str());
-  std::printf("[ info ]   %-34s %6s  %s\n", "mistake", "extra", "feature");
+  std::printf("[ info ]   %-34s %6s %8s %9s %6s  %s\n", "mistake", "extra", "sent", "baseline",
+              "ratio", "feature");
   for (const Row& r : table)
-    std::printf("[ info ]   %-34s %6d  %s\n", r.name.c_str(), r.extra, r.status.c_str());
+    std::printf("[ info ]   %-34s %6d %8lld %9lld %5.2fx  %s\n", r.name.c_str(), r.extra,
+                static_cast<long long>(r.sent), static_cast<long long>(r.baseline),
+                r.baseline > 0 ? static_cast<double>(r.sent) / r.baseline : 0.0,
+                r.status.c_str());
 }
 
 // Unusable replies past limits.max_reasks fail the feature with that reason
