@@ -1,7 +1,8 @@
 // The "imperfect model" suite: the whole pipeline against a scripted model
 // that makes the mistakes real models make (malformed or cut-off tool-call
 // JSON, an unknown tool, another role's tool, text where a call is needed, a
-// terminal tool with arguments it refuses), over both wire formats. Each
+// terminal tool with arguments it refuses, an edit with no or two matches, a
+// premature finish, a read past the size cap), over both wire formats. Each
 // mistake must be answered with a precise error and recovered from, and the
 // feature must complete; the suite counts the model calls each recovery cost
 // (deterministic: one per unusable reply) and prints them as a table. Replies
@@ -89,6 +90,8 @@ struct Scenario {
 
 std::vector<Scenario> Scenarios() {
   const std::string big_write = "{\"path\": \"big.txt\", \"content\": \"line 1\\nline 2\\nline";
+  std::string long_text;  // 2,000 lines, about 26,000 characters: past read_file's cap
+  for (int i = 1; i <= 2000; ++i) long_text += "line " + std::to_string(i) + " of long.txt\n";
   return {
       {"perfect run", "coder", 0, {}, {}, 0},
       {"malformed JSON",
@@ -168,6 +171,41 @@ std::vector<Scenario> Scenarios() {
            {Call("submit_review", {{"verdict", "lgtm"}, {"comments", json::array()}})})},
        {"verdict must be 'approve' or 'request_changes'"},
        1},
+      // Tool mistakes: each is answered by the tool with what the model needs
+      // to do better, and the next reply does.
+      {"edit with no match",
+       "coder",
+       1,
+       {FakeReply::Tools(
+           {Call("edit_file", {{"path", "it.txt"}, {"old_text", "okay"}, {"new_text", "ok"}})})},
+       {"old_text was not found in it.txt"},
+       1},
+      {"edit with two matches",
+       "coder",
+       1,
+       {FakeReply::Tools(
+            {Call("write_file", {{"path", "twice.txt"}, {"content", "a\na\n"}}),
+             Call("edit_file", {{"path", "twice.txt"}, {"old_text", "a"}, {"new_text", "b"}})}),
+        FakeReply::Tools(
+            {Call("edit_file",
+                  {{"path", "twice.txt"}, {"old_text", "a\na\n"}, {"new_text", "b\na\n"}})})},
+       {"old_text occurs 2 times in twice.txt", "starting at lines 1, 2"},
+       2},
+      {"premature finish",
+       "coder",
+       0,
+       {FakeReply::Tools({Call("finish", {{"summary", "done already"}})})},
+       {"finish refused, once", "this task changed no file", "the task's checks fail",
+        "call finish again"},
+       1},
+      {"long file read",
+       "coder",
+       0,
+       {FakeReply::Tools({Call("write_file", {{"path", "long.txt"}, {"content", long_text}}),
+                          Call("read_file", {{"path", "long.txt"}})}),
+        FakeReply::Tools({Call("read_file", {{"path", "long.txt"}, {"start_line", 1900}})})},
+       {"    1\tline 1 of long.txt\n", "more lines not shown", "Read on with start_line="},
+       2},
       // limits.max_reasks (3) unusable replies, progress, three more: only
       // replies in a row count.
       {"3 bad, progress, 3 bad",
@@ -294,8 +332,7 @@ TEST_P(ImperfectModel, EveryMistakeIsRecoveredAndItsCostCounted) {
   for (const Row& r : table)
     std::printf("[ info ]   %-34s %6d %8lld %9lld %5.2fx  %s\n", r.name.c_str(), r.extra,
                 static_cast<long long>(r.sent), static_cast<long long>(r.baseline),
-                r.baseline > 0 ? static_cast<double>(r.sent) / r.baseline : 0.0,
-                r.status.c_str());
+                r.baseline > 0 ? static_cast<double>(r.sent) / r.baseline : 0.0, r.status.c_str());
 }
 
 // Unusable replies past limits.max_reasks fail the feature with that reason
