@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -12,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <utility>
 
 namespace af::workspace_internal {
@@ -158,8 +161,9 @@ Status OpenPipe(Pipe* p) {
   return Status::Ok();
 }
 
-// What the child gets, all prepared before fork: after fork in a
-// multi-threaded process only async-signal-safe calls are allowed.
+// What the child gets, all prepared before the clone: the child shares the
+// parent's memory until it execs, so it may only make system calls (no
+// allocation, no locks), like a child of fork in a multi-threaded process.
 struct ChildSetup {
   char* const* argv;
   char* const* envp;
@@ -173,18 +177,20 @@ struct ChildSetup {
 // the failing step on the status pipe and exits 127.
 [[noreturn]] void RunChild(const SpawnOptions& options, const ChildSetup& c) {
   const int sfd = c.status_fd;
-  if (options.new_session && setsid() < 0) ChildFail(sfd, kStageSetsid);
   // Reset what the parent may have changed (blocked or ignored signals are
-  // inherited across exec and would make e.g. SIGPIPE/SIGTERM not work).
-  sigset_t empty;
-  sigemptyset(&empty);
-  sigprocmask(SIG_SETMASK, &empty, nullptr);
+  // inherited across exec and would make e.g. SIGPIPE/SIGTERM not work). The
+  // handlers go first, while every signal is still blocked (see Spawn): a
+  // parent's handler must never run here, on memory the parent owns.
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
   }
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, nullptr);
+  if (options.new_session && setsid() < 0) ChildFail(sfd, kStageSetsid);
   if (!options.cgroup_procs.empty()) {
     int fd = open(options.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) != 1) ChildFail(sfd, kStageCgroup);
@@ -211,6 +217,37 @@ struct ChildSetup {
 #endif
   execve(c.argv[0], c.argv, c.envp);
   ChildFail(sfd, kStageExec);
+}
+
+struct ChildArgs {
+  const SpawnOptions* options;
+  const ChildSetup* setup;
+};
+
+int ChildEntry(void* arg) {
+  const auto* a = static_cast<const ChildArgs*>(arg);
+  RunChild(*a->options, *a->setup);
+}
+
+// Starts the child like vfork: it shares the parent's memory (no page tables
+// copied, which is what fork of a large multi-threaded process spends its
+// time on) and the calling thread waits until it has exec'd or exited, as
+// glibc's posix_spawn does; posix_spawn itself cannot set resource limits
+// or join a cgroup. Every signal stays blocked in this thread meanwhile, so
+// none is handled in the child before it has reset the handlers.
+pid_t StartChild(const SpawnOptions& options, const ChildSetup& setup) {
+  constexpr size_t kStack = 64 * 1024;  // RunChild makes only system calls
+  std::unique_ptr<char[]> stack(new char[kStack]);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  ChildArgs args{&options, &setup};
+  const pid_t pid =
+      clone(ChildEntry, stack.get() + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  const int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = clone_errno;
+  return pid;
 }
 
 // In the parent: waits for the exec (the status pipe closes) or the child's
@@ -397,7 +434,7 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
   if (options.argv.empty() || options.argv[0].empty() || options.argv[0][0] != '/') {
     return Internal("Spawn needs an absolute program path");
   }
-  // Everything the child touches is prepared before fork.
+  // Everything the child touches is prepared before it starts.
   std::vector<std::string> argv_copy = options.argv;
   std::vector<std::string> env_copy = options.env;
   std::vector<char*> argv, envp;
@@ -419,11 +456,11 @@ Result<SpawnResult> Spawn(const SpawnOptions& options) {
                          status.write.get()};
 
   const auto start = std::chrono::steady_clock::now();
-  pid_t pid = fork();
+  const pid_t pid = StartChild(options, setup);
   if (pid < 0) {
-    return Internal(std::string("fork: ") + strerror(errno), "the machine may be out of processes");
+    return Internal(std::string("clone: ") + strerror(errno),
+                    "the machine may be out of processes");
   }
-  if (pid == 0) RunChild(options, setup);
 
   // The child holds its own copies of the write ends; ours must close so that
   // reads see end-of-file when the child is done.
