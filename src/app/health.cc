@@ -1,8 +1,9 @@
 #include "af/app/health.h"
-#include "af/core/strings.h"
 
 #include <ctime>
 #include <string_view>
+
+#include "af/core/strings.h"
 
 namespace af {
 namespace {
@@ -43,6 +44,33 @@ HealthVerdict EvaluateHealth(const HealthInputs& in) {
   }
   verdict.status = unhealthy ? "unhealthy" : degraded ? "degraded" : "healthy";
   return verdict;
+}
+
+HealthSnapshot::HealthSnapshot(std::function<HealthInputs()> take, std::chrono::milliseconds period)
+    : take_(std::move(take)), period_(period), latest_(take_()), thread_([this] { Run(); }) {}
+
+HealthSnapshot::~HealthSnapshot() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+HealthInputs HealthSnapshot::Get() const {
+  std::lock_guard lock(mu_);
+  return latest_;
+}
+
+void HealthSnapshot::Run() {
+  std::unique_lock lock(mu_);
+  while (!wake_.wait_for(lock, period_, [this] { return stop_; })) {
+    lock.unlock();
+    HealthInputs fresh = take_();  // outside the lock: Get never waits for a probe
+    lock.lock();
+    latest_ = std::move(fresh);
+  }
 }
 
 std::string FormatUtcTimestamp(std::chrono::system_clock::time_point t) {

@@ -157,7 +157,7 @@ Result<std::unique_ptr<Services>> Services::Open(
 }
 
 PipelineDeps Services::ForPipeline() {
-  PipelineDeps deps{&config, store.get(), bus.get(), llm.get(), llm_status, kb.get()};
+  PipelineDeps deps{&config, store.get(), bus.get(), llm.get(), llm_status, kb.get(), {}};
   for (const auto& role : AgentRoles()) {
     auto it = fallback_llms.find(config.FallbackProviderFor(role));
     if (it != fallback_llms.end()) {

@@ -72,8 +72,10 @@ int Serve(const GlobalOptions& g) {
   // Declared before the server: its routes use the hub until server.Stop().
   EventHub hub(svc->store.get());
   if (Status s = hub.Start(); !s.ok()) return ReportError(s);
+  // Declared before the server too: /health serves its copy.
+  HealthSnapshot health([svc] { return svc->Health(); });
   HttpServer server(http);
-  AddHealthRoutes(server, [svc] { return svc->Health(); });
+  AddHealthRoutes(server, [&health] { return health.Get(); });
   AddWebAssetRoutes(server);
   // First start: an admin key, printed once and kept in <data_dir>/admin.key.
   Auth auth(*svc->store);

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 
 #include "af/api/health.h"
+#include "support/test_util.h"
 
 namespace af {
 namespace {
@@ -110,6 +112,29 @@ TEST(HealthTest, BusyAndIdleAgentsAreHealthy) {
 TEST(HealthTest, TimestampFormat) {
   EXPECT_EQ(FormatUtcTimestamp(std::chrono::system_clock::time_point{}), "1970-01-01T00:00:00Z");
   EXPECT_EQ(FormatUtcTimestamp(Jan2() + std::chrono::milliseconds(999)), "2025-01-02T03:04:05Z");
+}
+
+// /health serves a snapshot: requests do not each take one (a database round
+// trip in the server), and a change shows within the refresh period.
+TEST(HealthSnapshotTest, ServesACopyRefreshedInTheBackground) {
+  std::atomic<int> takes{0};
+  std::atomic<bool> db_down{false};
+  HealthSnapshot snap(
+      [&] {
+        ++takes;
+        HealthInputs in = AllGood();
+        if (db_down) in.database = "unhealthy: disk I/O error";
+        return in;
+      },
+      std::chrono::milliseconds(50));
+  EXPECT_EQ(snap.Get().database, "healthy");
+  const int before = takes.load();
+  for (int i = 0; i < 10'000; ++i) ASSERT_EQ(snap.Get().version, "0.1.0");
+  // 10,000 requests in far less than the 4 s a take each would allow at 50 ms.
+  EXPECT_LT(takes.load() - before, 100);
+  db_down = true;
+  EXPECT_TRUE(testing::WaitFor([&] { return snap.Get().database != "healthy"; }));
+  EXPECT_EQ(snap.Get().database, "unhealthy: disk I/O error");
 }
 
 }  // namespace

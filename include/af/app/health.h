@@ -14,9 +14,13 @@
 // GET /health answers 503 only when unhealthy, 200 otherwise.
 
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace af {
@@ -42,6 +46,33 @@ HealthVerdict EvaluateHealth(const HealthInputs& inputs);
 // {"status","version","environment","components":{"database","redis",
 // "vector_store","llm","agents":{...}},"timestamp":"2025-01-02T03:04:05Z"}.
 nlohmann::json HealthJson(const HealthInputs& inputs, std::chrono::system_clock::time_point now);
+
+// The latest HealthInputs, taken on a thread of its own: at construction,
+// then every `period`. What GET /health serves, so a request costs a copy,
+// not a database round trip (a load balancer may ask many times a second).
+// Thread-safe; the destructor stops the thread (within a wake-up).
+class HealthSnapshot {
+ public:
+  explicit HealthSnapshot(std::function<HealthInputs()> take,
+                          std::chrono::milliseconds period = std::chrono::milliseconds(500));
+  ~HealthSnapshot();
+  HealthSnapshot(const HealthSnapshot&) = delete;
+  HealthSnapshot& operator=(const HealthSnapshot&) = delete;
+
+  // At most `period` plus the time of one take old.
+  HealthInputs Get() const;
+
+ private:
+  void Run();
+
+  const std::function<HealthInputs()> take_;
+  const std::chrono::milliseconds period_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;    // guarded by mu_
+  HealthInputs latest_;  // guarded by mu_
+  std::thread thread_;   // last: starts once the members above exist
+};
 
 // RFC 3339 UTC with second precision: "2025-01-02T03:04:05Z".
 std::string FormatUtcTimestamp(std::chrono::system_clock::time_point t);
