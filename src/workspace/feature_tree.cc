@@ -363,20 +363,33 @@ Result<std::vector<std::string>> FeatureTree::ListFiles(std::string_view rel) co
     return files;
   }
   bool truncated = false;
+  // Build outputs and caches are counted, not listed, unless the listing is
+  // of such a directory itself.
+  const bool hide_generated = !IsBuildOutputOrCache(std::string(rel) + "/x");
+  size_t hidden = 0;
   WalkTree(root_, start, [&](const fs::directory_entry& e) {
     std::error_code entry_ec;
     if (e.is_directory(entry_ec) && !e.is_symlink(entry_ec)) return true;
+    std::string path = e.path().lexically_relative(root_).string();
+    if (hide_generated && IsBuildOutputOrCache(path)) {
+      ++hidden;
+      return true;
+    }
     if (files.size() >= kMaxListEntries) {
       truncated = true;
       return false;
     }
-    files.push_back(e.path().lexically_relative(root_).string());
+    files.push_back(std::move(path));
     return true;
   });
   std::sort(files.begin(), files.end());
   if (truncated) {
     files.push_back("... [list truncated at " + std::to_string(kMaxListEntries) +
                     " entries: list a subdirectory]");
+  }
+  if (hidden > 0) {
+    files.push_back("... [" + std::to_string(hidden) +
+                    " build output or cache files not listed: list their directory to see them]");
   }
   return files;
 }

@@ -127,6 +127,19 @@ TEST_F(WorkspaceTest, WriteReadEditListSearch) {
   ASSERT_TRUE(sub.ok());
   EXPECT_EQ(*sub, std::vector<std::string>{"src/deep/x.cc"});
 
+  // Build outputs and caches are counted, not listed, unless asked for.
+  ASSERT_TRUE(tree_->WriteFile("build/CMakeCache.txt", "x").ok());
+  ASSERT_TRUE(tree_->WriteFile("src/__pycache__/x.cpython-311.pyc", "x").ok());
+  auto listed = tree_->ListFiles();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_FALSE(Contains(*listed, "build/CMakeCache.txt"));
+  EXPECT_FALSE(Contains(*listed, "src/__pycache__/x.cpython-311.pyc"));
+  EXPECT_EQ(listed->back(),
+            "... [2 build output or cache files not listed: list their directory to see them]");
+  auto build = tree_->ListFiles("build");
+  ASSERT_TRUE(build.ok());
+  EXPECT_EQ(*build, std::vector<std::string>{"build/CMakeCache.txt"});
+
   ASSERT_TRUE(tree_->WriteFile("bin.dat", std::string("ab\0cd int y", 11)).ok());
   auto hits = tree_->Search("int y");
   ASSERT_TRUE(hits.ok());

@@ -145,8 +145,10 @@ class FeatureTree {
 
   // Files (not directories) under `rel` ("" = the root), recursively, as paths
   // relative to the tree root, sorted; skips .git and .af and does not follow
-  // symlinked directories. At most kMaxListEntries, then a last entry
-  // "... [list truncated at 2000 entries]".
+  // symlinked directories. At most kMaxListEntries, then an entry
+  // "... [list truncated at 2000 entries]". Build outputs and caches
+  // (IsBuildOutputOrCache) are not listed unless `rel` is inside one: a last
+  // entry "... [N build output or cache files not listed: ...]" counts them.
   Result<std::vector<std::string>> ListFiles(std::string_view rel = "") const;
 
   // Plain substring search over the text files git would consider (tracked
