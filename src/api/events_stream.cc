@@ -41,24 +41,44 @@ EventHub::EventHub(Store* store, EventHubOptions options)
 EventHub::~EventHub() { Stop(); }
 
 Status EventHub::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (started_) {
-    return FailedPrecondition("the event hub is already started", "call Start() once");
-  }
   if (options_.page_size < 1 || options_.page_size > 10000) {
     return InvalidArgument(
         "event hub page_size must be 1..10000, got " + std::to_string(options_.page_size),
         "use the default 1000");
   }
+  // Read without mu_: the store calls Wake (which takes mu_) with its own
+  // lock held, so mu_ is never held while calling the store.
   AF_ASSIGN_OR_RETURN(int64_t latest, store_->LatestEventSeq());
-  head_ = latest;
-  started_ = true;
-  thread_ = std::thread([this] { Run(); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (started_) {
+      return FailedPrecondition("the event hub is already started", "call Start() once");
+    }
+    head_ = latest;
+    started_ = true;
+    thread_ = std::thread([this] { Run(); });
+  }
+  store_->SetEventsListener([this] { Wake(); });
   return Status::Ok();
+}
+
+void EventHub::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_one();
 }
 
 void EventHub::Stop() {
   std::vector<std::shared_ptr<Subscriber>> subs;
+  bool started = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    started = started_;
+  }
+  if (started) store_->SetEventsListener({});  // before the hub goes away
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;

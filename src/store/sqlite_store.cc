@@ -338,6 +338,10 @@ class SqliteStore final : public Store {
   Result<int64_t> AppendEvent(Event event) override;
   Result<std::vector<Event>> ListEvents(const EventFilter& filter) override;
   Result<int64_t> LatestEventSeq() override;
+  void SetEventsListener(std::function<void()> listener) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_listener_ = std::move(listener);
+  }
 
   Status UpsertAgent(const AgentRecord& agent) override;
   Result<AgentRecord> GetAgent(const std::string& id) override;
@@ -410,6 +414,7 @@ class SqliteStore final : public Store {
     ~Txn() {
       if (active_) sqlite3_exec(store_->db_, "ROLLBACK", nullptr, nullptr, nullptr);
       store_->durable_event_.clear();
+      store_->appended_ = false;
     }
     Status Begin() {
       AF_RETURN_IF_ERROR(store_->Exec("BEGIN IMMEDIATE", "starting a write transaction"));
@@ -430,11 +435,15 @@ class SqliteStore final : public Store {
 
   // A feature's event (and the change it records) just became durable: a
   // crash point for recovery tests (af/core/fault.h). Caller holds mu_.
+  // Also announces committed events to the listener (SetEventsListener).
   void EventDurable() {
+    if (std::exchange(appended_, false) && events_listener_) events_listener_();
     if (durable_event_.empty()) return;
     fault::CrashPoint("event " + std::exchange(durable_event_, {}));
   }
-  std::string durable_event_;  // type of the feature event not yet committed; mu_
+  std::string durable_event_;              // type of the feature event not yet committed; mu_
+  bool appended_ = false;                  // an event was appended and not yet committed; mu_
+  std::function<void()> events_listener_;  // mu_
 
   int64_t Now() const { return options_.now_ms(); }
   Status Exec(const char* sql, std::string_view doing);
@@ -734,6 +743,7 @@ Result<int64_t> SqliteStore::AppendEventLocked(Event e) {
   s.Bind(e.type).Bind(e.feature_id).Bind(e.task_id).Bind(e.agent).Bind(e.ts_ms).BindJson(e.data);
   AF_RETURN_IF_ERROR(s.Run("appending event " + Quote(e.type)));
   if (!e.feature_id.empty()) durable_event_ = e.type;
+  appended_ = true;
   // Safe: mu_ is held, so no other insert on this connection can interleave.
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
 }

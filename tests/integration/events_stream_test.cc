@@ -62,7 +62,9 @@ class EventsStreamTest : public ::testing::Test {
     auto store = Store::Open(so);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
-    hub_options.poll_interval = std::chrono::milliseconds(20);
+    // Fast polls keep the tests quick, unless a test sets its own.
+    if (hub_options.poll_interval == EventHubOptions{}.poll_interval)
+      hub_options.poll_interval = std::chrono::milliseconds(20);
     hub_ = std::make_unique<EventHub>(store_.get(), hub_options);
     ASSERT_TRUE(hub_->Start().ok());
     HttpServerOptions options;
@@ -153,6 +155,23 @@ TEST_F(EventsStreamTest, LiveEventsArriveInOrderWithIdEqualToSeq) {
   Append();
   int64_t last = Append("f-2");
   EXPECT_EQ(ReadSeqs(*c, 3), Range(a, last));
+}
+
+// The store announces each commit of new events: delivery does not wait for
+// the next poll (here a minute away, far past the client's read timeout).
+TEST_F(EventsStreamTest, NewEventsWakeTheHubWithoutAPoll) {
+  EventHubOptions slow;
+  slow.poll_interval = std::chrono::minutes(1);
+  Open(slow);
+  auto c = Connect("/api/v1/events");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Next().ok());  // retry:
+  ASSERT_TRUE(testing::WaitFor([&] { return hub_->subscribers() == 1; }));
+  // The hub's one poll (at its start) can deliver the first at most.
+  for (int i = 0; i < 3; ++i) {
+    const int64_t seq = Append("f-1");
+    EXPECT_EQ(ReadSeqs(*c, 1), std::vector<int64_t>{seq});
+  }
 }
 
 TEST_F(EventsStreamTest, RootAliasStreamsToo) {

@@ -91,6 +91,9 @@ class FaultyStore : public Store {
     AF_FAULT("ListEvents", false);
     return inner_->ListEvents(filter);
   }
+  void SetEventsListener(std::function<void()> listener) override {
+    inner_->SetEventsListener(std::move(listener));
+  }
   Result<int64_t> LatestEventSeq() override {
     AF_FAULT("LatestEventSeq", false);
     return inner_->LatestEventSeq();

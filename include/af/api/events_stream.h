@@ -3,14 +3,14 @@
 // store's event table and fans each new event out to subscribed streams.
 //
 // The store is the source of truth: one poller thread reads
-// ListEvents(after_seq = last seen) every poll_interval, so events appended by
-// any process appear. Each subscriber has a cursor (the last seq it has been
-// sent or skipped past). The poller alone moves cursors and writes events, so
-// replay and live delivery cannot race: a subscriber behind the hub's head
-// (it asked to resume from an older Last-Event-ID) is served from the store
-// page by page until it reaches the head, and from then on it gets the live
-// events with seq > cursor. Every subscriber thus sees every matching event
-// once, in seq order, with no gap and no duplicate.
+// ListEvents(after_seq = last seen) as soon as the store announces a commit
+// of new events (Store::SetEventsListener), and every poll_interval anyway,
+// so events appended by other processes appear too. Each subscriber has a cursor (the last seq it
+// has been sent or skipped past). The poller alone moves cursors and writes events, so replay and
+// live delivery cannot race: a subscriber behind the hub's head (it asked to resume from an older
+// Last-Event-ID) is served from the store page by page until it reaches the head, and from then on
+// it gets the live events with seq > cursor. Every subscriber thus sees every matching event once,
+// in seq order, with no gap and no duplicate.
 //
 // Wire format of one event (see FormatSseEvent):
 //   id: <seq>\nevent: <type>\ndata: <Event::ToJson()>\n\n
@@ -106,6 +106,9 @@ class EventHub {
   };
 
   void Run();
+  // Called by the store after events were committed: the poller reads at
+  // once instead of at its next poll_interval.
+  void Wake();
   // One poll: replay pages to subscribers behind the head, then the new events.
   void PollOnce();
   bool Send(Subscriber& sub, std::string_view text);
@@ -127,7 +130,7 @@ class EventHub {
   std::vector<std::shared_ptr<Subscriber>> subscribers_;
   bool started_ = false;
   bool stopping_ = false;
-  bool wake_ = false;  // a new subscriber wants its replay now
+  bool wake_ = false;  // new events, or a new subscriber wants its replay now
   std::thread thread_;
 };
 

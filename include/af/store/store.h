@@ -168,6 +168,13 @@ class Store {
   // without gap or duplicate.
   virtual Result<std::vector<Event>> ListEvents(const EventFilter& filter) = 0;
   virtual Result<int64_t> LatestEventSeq() = 0;  // 0 when there are none
+  // Called after events appended through this object became durable (once
+  // per commit), so a reader of the event table can wait for a call instead
+  // of polling. Events other processes append are not announced. It runs on
+  // the appending thread, may hold the store's lock: it must be quick and
+  // must not call the store. Replaces any earlier listener; {} removes it.
+  // The default implementation never calls it.
+  virtual void SetEventsListener(std::function<void()> listener) { (void)listener; }
 
   // --- Agents -------------------------------------------------------------
   virtual Status UpsertAgent(const AgentRecord& agent) = 0;  // by id
