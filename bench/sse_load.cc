@@ -8,7 +8,11 @@
 // drives all clients from one epoll thread. Loopback only.
 //
 // Usage: af_sse_load [--clients N] [--rate EVENTS_PER_S] [--seconds S]
-//                    [--poll-ms MS] [--threads T]
+//                    [--poll-ms MS] [--threads T] [--in-process 1]
+//
+// --in-process 1: the server's own process appends the events (as agents in
+// `serve` do), so the hub is woken by the store's commit announcement
+// instead of finding them at its next poll.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -62,8 +66,35 @@ af::StoreOptions StoreAt(const std::string& db) {
   std::exit(1);
 }
 
-// The child: serve until SIGTERM; writes the bound port to `port_fd`.
-[[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, int threads) {
+// Appends `rate` small events a second for `seconds`, each carrying the time
+// it was appended; returns how many were appended.
+int64_t AppendAtRate(af::Store& store, int rate, int seconds) {
+  int64_t appended = 0;
+  const auto period = std::chrono::nanoseconds(1000000000LL / rate);
+  auto next = std::chrono::steady_clock::now();
+  const auto end = next + std::chrono::seconds(seconds);
+  while (next < end) {
+    std::this_thread::sleep_until(next);
+    af::Event e;
+    e.type = "bench.tick";
+    e.feature_id = "f-bench";
+    e.data = {{"t_ns", NowNs()}, {"note", "a typical small event payload"}};
+    if (store.AppendEvent(e).ok()) ++appended;
+    next += period;
+  }
+  return appended;
+}
+
+struct InProcess {
+  bool on = false;
+  int go_fd = -1;  // a byte here starts the appends
+  int rate = 0, seconds = 0;
+};
+
+// The child: serve until SIGTERM; writes the bound port to `port_fd` (and,
+// appending in-process, the number appended when done).
+[[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, int threads,
+                            InProcess in_process) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -93,9 +124,18 @@ af::StoreOptions StoreAt(const std::string& db) {
   if (af::Status s = server.Start(); !s.ok()) Die(s.ToString());
   int port = server.port();
   if (write(port_fd, &port, sizeof port) != sizeof port) Die("pipe");
-  close(port_fd);
+  std::thread appender;
+  if (in_process.on) {
+    appender = std::thread([&] {
+      char go;
+      if (read(in_process.go_fd, &go, 1) != 1) Die("go pipe");
+      int64_t n = AppendAtRate(**store, in_process.rate, in_process.seconds);
+      if (write(port_fd, &n, sizeof n) != sizeof n) Die("pipe");
+    });
+  }
   int sig = 0;
   sigwait(&set, &sig);
+  if (appender.joinable()) appender.join();
   server.Stop();
   hub.Stop();
   std::_Exit(0);
@@ -140,7 +180,7 @@ void Consume(Conn& c, std::vector<int64_t>& lags, int64_t now) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int clients = 1000, rate = 200, seconds = 10, poll_ms = 50, threads = 2;
+  int clients = 1000, rate = 200, seconds = 10, poll_ms = 50, threads = 2, in_process = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     int v = std::atoi(argv[i + 1]);
@@ -154,6 +194,8 @@ int main(int argc, char** argv) {
       poll_ms = v;
     else if (a == "--threads")
       threads = v;
+    else if (a == "--in-process")
+      in_process = v;
     else
       Die("unknown flag " + a);
   }
@@ -167,14 +209,16 @@ int main(int argc, char** argv) {
     auto store = af::Store::Open(StoreAt(db));
     if (!store.ok()) Die(store.status().ToString());
   }
-  int pipefd[2];
-  if (pipe(pipefd) != 0) Die("pipe");
+  int pipefd[2], gofd[2];
+  if (pipe(pipefd) != 0 || pipe(gofd) != 0) Die("pipe");
   pid_t child = fork();
   if (child == 0) {
     close(pipefd[0]);
-    RunServer(db, pipefd[1], poll_ms, threads);
+    close(gofd[1]);
+    RunServer(db, pipefd[1], poll_ms, threads, {in_process != 0, gofd[0], rate, seconds});
   }
   close(pipefd[1]);
+  close(gofd[0]);
   int port = 0;
   if (read(pipefd[0], &port, sizeof port) != sizeof port) Die("server did not start");
   std::printf("server pid %d port %d; RSS idle %s\n", child, port,
@@ -232,19 +276,15 @@ int main(int argc, char** argv) {
   std::atomic<bool> done{false};
   std::atomic<int64_t> appended{0};
   std::thread appender([&] {
-    auto store = af::Store::Open(StoreAt(db));
-    if (!store.ok()) Die(store.status().ToString());
-    const auto period = std::chrono::nanoseconds(1000000000LL / rate);
-    auto next = std::chrono::steady_clock::now();
-    const auto end = next + std::chrono::seconds(seconds);
-    while (next < end) {
-      std::this_thread::sleep_until(next);
-      af::Event e;
-      e.type = "bench.tick";
-      e.feature_id = "f-bench";
-      e.data = {{"t_ns", NowNs()}, {"note", "a typical small event payload"}};
-      if ((*store)->AppendEvent(e).ok()) ++appended;
-      next += period;
+    if (in_process) {  // the server appends; it says how many when done
+      if (write(gofd[1], "g", 1) != 1) Die("go pipe");
+      int64_t n = 0;
+      if (read(pipefd[0], &n, sizeof n) != sizeof n) Die("server did not report its appends");
+      appended = n;
+    } else {
+      auto store = af::Store::Open(StoreAt(db));
+      if (!store.ok()) Die(store.status().ToString());
+      appended = AppendAtRate(**store, rate, seconds);
     }
     done = true;
   });
@@ -277,13 +317,14 @@ int main(int argc, char** argv) {
     max_events = std::max(max_events, c.events);
   }
   std::printf(
-      "clients %d, rate %d/s, %d s, poll %d ms, server threads %d\n"
+      "clients %d, rate %d/s, %d s, poll %d ms, server threads %d, appended %s\n"
       "events appended %lld; per client received min %lld max %lld\n"
       "delivery lag ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (%zu deliveries)\n"
       "server RSS under load %s; peak (VmHWM) %s\n",
-      clients, rate, seconds, poll_ms, threads, static_cast<long long>(appended.load()),
-      static_cast<long long>(min_events), static_cast<long long>(max_events), pct(0.5), pct(0.9),
-      pct(0.99), lags.empty() ? 0.0 : lags.back() / 1e6, lags.size(), rss_under_load.c_str(),
-      hwm.c_str());
+      clients, rate, seconds, poll_ms, threads,
+      in_process ? "in the server's process" : "by another process",
+      static_cast<long long>(appended.load()), static_cast<long long>(min_events),
+      static_cast<long long>(max_events), pct(0.5), pct(0.9), pct(0.99),
+      lags.empty() ? 0.0 : lags.back() / 1e6, lags.size(), rss_under_load.c_str(), hwm.c_str());
   return min_events == appended.load() ? 0 : 2;
 }
