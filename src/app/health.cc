@@ -1,9 +1,9 @@
 #include "af/app/health.h"
 
-#include <ctime>
 #include <string_view>
 
 #include "af/core/strings.h"
+#include "af/core/utc_time.h"
 
 namespace af {
 namespace {
@@ -74,12 +74,8 @@ void HealthSnapshot::Run() {
 }
 
 std::string FormatUtcTimestamp(std::chrono::system_clock::time_point t) {
-  std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
+  return FormatUtc(ms.count(), "%Y-%m-%dT%H:%M:%SZ");
 }
 
 nlohmann::json HealthJson(const HealthInputs& in, std::chrono::system_clock::time_point now) {
