@@ -389,6 +389,65 @@ TEST_P(ImperfectModel, CoderCallsHaveRoomForAWholeFile) {
   EXPECT_EQ(coder_calls, 2);
 }
 
+// Tokens over a session as long as real models run (SWE-agent and OpenHands
+// trajectories take 20-40 turns): the coder runs 26 commands whose outputs
+// are about 1,000 tokens each (a test run, a grep) before it writes and
+// finishes. Resending the whole history every turn (the baseline) grows with
+// the square of the turns; the stubs of outputs older than the last six keep
+// each request near constant. The figures are request sizes measured by the
+// same estimate on both sides, so the ratio is deterministic.
+TEST_P(ImperfectModel, ALongSessionCostsUnderHalfTheFullHistoryBaseline) {
+  constexpr int kCommands = 26;
+  PipelineHarness h(GetParam());
+  h.fake().SetResponder([](const RecordedRequest& req) -> std::optional<FakeReply> {
+    const std::string role = testing::AgentRoleOf(req);
+    if (role.empty()) return std::nullopt;
+    const int turn = testing::AssistantTurns(req);
+    if (role != "coder") return PerfectTurn(role, turn);
+    if (turn >= kCommands) return PerfectTurn(role, turn - kCommands);
+    const std::string from = std::to_string(turn * 10000);
+    return FakeReply::Tools({Call(
+        "run_command", {{"command", "seq " + from + " " + std::to_string(turn * 10000 + 700)}})});
+  });
+  ASSERT_TRUE(h.Start().ok());
+  auto submitted = h.pipeline().Submit(
+      PipelineHarness::Request("A long session", {"test \"$(cat it.txt)\" = ok"}));
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  auto f = h.pipeline().WaitFor(submitted->id, kWait);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  ASSERT_EQ(f->status, "completed") << f->reason << ": " << FailureMessage(h, f->id);
+  EXPECT_EQ(h.fake().request_count(), static_cast<size_t>(kPerfectCalls + kCommands));
+  int64_t sent = 0, baseline = 0, coder_sent = 0, coder_baseline = 0;
+  for (const auto& e : h.Events(f->id)) {
+    if (e.type != "llm.call") continue;
+    const int64_t s = e.data.value("context_tokens", int64_t{0});
+    const int64_t b = e.data.value("uncondensed_tokens", int64_t{0});
+    sent += s;
+    baseline += b;
+    if (e.data.value("role", "") == "coder") {
+      coder_sent += s;
+      coder_baseline += b;
+    }
+  }
+  ASSERT_GT(baseline, 0);
+  const double ratio = static_cast<double>(sent) / static_cast<double>(baseline);
+  std::printf(
+      "[ info ] long session, %s wire: %d calls, %lld tokens sent, baseline %lld: %.2fx "
+      "(coder %lld / %lld)\n",
+      testing::WireName(GetParam()).c_str(), kPerfectCalls + kCommands,
+      static_cast<long long>(sent), static_cast<long long>(baseline), ratio,
+      static_cast<long long>(coder_sent), static_cast<long long>(coder_baseline));
+  // The coder's last request still carries the newest output in full (a
+  // line only the output holds, not the command), and the oldest as a stub.
+  std::string coder_last;
+  for (const auto& req : h.fake().requests())
+    if (testing::AgentRoleOf(req) == "coder") coder_last = req.body.dump();
+  auto output_line = [](int turn) { return "\\n" + std::to_string(turn * 10000 + 350) + "\\n"; };
+  EXPECT_NE(coder_last.find(output_line(kCommands - 1)), std::string::npos);
+  EXPECT_EQ(coder_last.find(output_line(1)), std::string::npos);
+  EXPECT_LE(ratio, 0.5);
+}
+
 INSTANTIATE_TEST_SUITE_P(Wires, ImperfectModel, ::testing::Values(Wire::kOpenAi, Wire::kAnthropic),
                          [](const ::testing::TestParamInfo<Wire>& info) {
                            return testing::WireName(info.param);
