@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -73,6 +74,33 @@ Status CheckEventData(const json& data) {
 #define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
 
 class SqliteStore;
+
+// One SQLite connection and its prepared statements. The store has one
+// writer connection (guarded by the store's mu_) and a small pool of read
+// connections: in WAL mode readers see the last commit and never wait behind
+// a writer, so the hot reads (a feature's status before every tool call, the
+// SSE tail, API-key lookups) do not queue behind a long write transaction.
+struct Conn {
+  struct Cached {
+    sqlite3_stmt* stmt;
+    bool in_use;
+  };
+  sqlite3* db = nullptr;
+  std::unordered_map<std::string, Cached> cache;
+
+  Conn() = default;
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  ~Conn() {
+    for (auto& [sql, cached] : cache) sqlite3_finalize(cached.stmt);
+    if (db != nullptr) sqlite3_close_v2(db);
+  }
+};
+
+// The read connection this thread borrowed (SqliteStore::ReadScope) and its
+// store; statements of that store prepared on this thread use it.
+thread_local const SqliteStore* t_read_owner = nullptr;
+thread_local Conn* t_read_conn = nullptr;
 
 // A prepared statement for the duration of one use: binds left to right. A
 // cached one (in_use != nullptr) is reset and handed back on scope exit; an
@@ -291,10 +319,7 @@ class SqliteStore final : public Store {
     if (!options_.now_ms) options_.now_ms = SystemNowMs;
   }
 
-  ~SqliteStore() override {
-    for (auto& [sql, cached] : cache_) sqlite3_finalize(cached.stmt);
-    if (db_ != nullptr) sqlite3_close_v2(db_);
-  }
+  ~SqliteStore() override = default;
 
   Status Init();
 
@@ -306,7 +331,7 @@ class SqliteStore final : public Store {
     return MigrateLocked();
   }
   Result<MigrationStatus> GetMigrationStatus() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    ReadScope read(this);
     return StatusLocked();
   }
   Result<std::vector<Migration>> MigrationHistory() override;
@@ -316,7 +341,7 @@ class SqliteStore final : public Store {
 
   Result<Feature> CreateFeature(Feature feature) override;
   Result<Feature> GetFeature(const std::string& id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    ReadScope read(this);
     return GetFeatureLocked(id);
   }
   Result<FeaturePage> ListFeatures(const FeatureFilter& filter) override;
@@ -327,7 +352,7 @@ class SqliteStore final : public Store {
   Result<std::vector<Task>> CreateTasks(const std::string& feature_id,
                                         std::vector<Task> tasks) override;
   Result<Task> GetTask(const std::string& id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    ReadScope read(this);
     return GetTaskLocked(id);
   }
   Result<std::vector<Task>> ListTasks(const std::string& feature_id) override;
@@ -412,7 +437,7 @@ class SqliteStore final : public Store {
     Txn(const Txn&) = delete;
     Txn& operator=(const Txn&) = delete;
     ~Txn() {
-      if (active_) sqlite3_exec(store_->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      if (active_) sqlite3_exec(store_->writer_.db, "ROLLBACK", nullptr, nullptr, nullptr);
       store_->durable_event_.clear();
       store_->appended_ = false;
     }
@@ -449,7 +474,8 @@ class SqliteStore final : public Store {
   Status Exec(const char* sql, std::string_view doing);
   Result<Stmt> Prepare(const std::string& sql);
 
-  // The *Locked helpers expect mu_ held by the caller.
+  // The *Locked helpers expect mu_ held by the caller, or (the reading ones)
+  // a ReadScope on the caller's thread.
   Result<bool> TableExistsLocked(const char* name);
   Result<std::vector<Migration>> AppliedLocked();
   Result<MigrationStatus> StatusLocked();
@@ -475,15 +501,42 @@ class SqliteStore final : public Store {
                                           const std::vector<std::string>& namespaces,
                                           const std::string& match, int limit);
 
-  std::mutex mu_;  // guards db_ and cache_: held for the whole of every public call
+  // Reads in one transaction on a borrowed read connection (a consistent
+  // snapshot across the method's statements). Without read connections (an
+  // in-memory database is private to its connection) it takes mu_ and reads
+  // on the writer instead.
+  class ReadScope {
+   public:
+    explicit ReadScope(SqliteStore* store);
+    ~ReadScope();
+    ReadScope(const ReadScope&) = delete;
+    ReadScope& operator=(const ReadScope&) = delete;
+
+   private:
+    SqliteStore* store_;
+    std::unique_ptr<Conn> conn_;
+    std::unique_lock<std::mutex> writer_lock_;
+  };
+  // An idle read connection, a new one while fewer than kMaxReaders are open,
+  // or null (when none can be opened: the caller reads on the writer).
+  std::unique_ptr<Conn> BorrowReader();
+  void ReturnReader(std::unique_ptr<Conn> conn);
+  // The connection statements go to on this thread: its borrowed reader, or
+  // the writer.
+  Conn& Current() const {
+    return t_read_owner == this && t_read_conn != nullptr ? *t_read_conn : writer_;
+  }
+
+  std::mutex mu_;  // guards writer_: held for the whole of every public call that writes
   const std::string path_;
   StoreOptions options_;
-  sqlite3* db_ = nullptr;
-  struct Cached {
-    sqlite3_stmt* stmt;
-    bool in_use;
-  };
-  std::unordered_map<std::string, Cached> cache_;
+  mutable Conn writer_;
+  // Read connections, opened on demand (none for ":memory:").
+  static constexpr int kMaxReaders = 4;
+  std::mutex readers_mu_;
+  std::condition_variable readers_cv_;
+  std::vector<std::unique_ptr<Conn>> idle_readers_;  // readers_mu_
+  int open_readers_ = 0;                             // readers_mu_
   // Rows per full-text term ("<vocab table>:<term>"), valid for
   // df_generation_ (see MatchLocked). Guarded by mu_.
   static constexpr size_t kMaxCachedTerms = 100000;
@@ -499,7 +552,8 @@ Result<bool> Stmt::Step(std::string_view doing) {
 }
 
 Status SqliteStore::Error(int rc, std::string_view doing) const {
-  std::string detail = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  sqlite3* conn = Current().db;
+  std::string detail = conn != nullptr ? sqlite3_errmsg(conn) : sqlite3_errstr(rc);
   std::string what = std::string(doing) + ": ";
   std::string db = "database " + path_;
   switch (rc & 0xff) {
@@ -551,18 +605,19 @@ Status SqliteStore::Error(int rc, std::string_view doing) const {
 }
 
 Status SqliteStore::Exec(const char* sql, std::string_view doing) {
-  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+  int rc = sqlite3_exec(Current().db, sql, nullptr, nullptr, nullptr);
   return rc == SQLITE_OK ? Status::Ok() : Error(rc, doing);
 }
 
 Result<Stmt> SqliteStore::Prepare(const std::string& sql) {
-  auto it = cache_.find(sql);
-  if (it != cache_.end() && !it->second.in_use) {
+  Conn& conn = Current();
+  auto it = conn.cache.find(sql);
+  if (it != conn.cache.end() && !it->second.in_use) {
     it->second.in_use = true;
     return Stmt(this, it->second.stmt, &it->second.in_use);
   }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+  int rc = sqlite3_prepare_v3(conn.db, sql.c_str(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) {
     sqlite3_finalize(stmt);
@@ -570,8 +625,8 @@ Result<Stmt> SqliteStore::Prepare(const std::string& sql) {
   }
   // A statement still running further up the stack must not be reset under
   // it: a nested use of the same SQL gets its own one-off statement.
-  if (it != cache_.end()) return Stmt(this, stmt, nullptr);
-  Cached& cached = cache_[sql];  // node-based map: the address stays valid
+  if (it != conn.cache.end()) return Stmt(this, stmt, nullptr);
+  Conn::Cached& cached = conn.cache[sql];  // node-based map: the address stays valid
   cached = {stmt, true};
   return Stmt(this, stmt, &cached.in_use);
 }
@@ -600,11 +655,11 @@ Status SqliteStore::Init() {
   }
   // NOMUTEX: this object's own mutex already serialises every use of the connection.
   int rc =
-      sqlite3_open_v2(path_.c_str(), &db_,
+      sqlite3_open_v2(path_.c_str(), &writer_.db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return Error(rc, "opening the store");
-  sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, static_cast<int>(options_.busy_timeout.count()));
+  sqlite3_extended_result_codes(writer_.db, 1);
+  sqlite3_busy_timeout(writer_.db, static_cast<int>(options_.busy_timeout.count()));
 
   // The first statement that reads the file is where "not a database" and
   // corruption show up, so it carries the wording of the open.
@@ -620,6 +675,65 @@ Status SqliteStore::Init() {
     AF_RETURN_IF_ERROR(MigrateLocked().status());
   }
   return Status::Ok();
+}
+
+// --- Read connections -------------------------------------------------------
+
+std::unique_ptr<Conn> SqliteStore::BorrowReader() {
+  if (path_ == ":memory:") return nullptr;
+  {
+    std::unique_lock lock(readers_mu_);
+    readers_cv_.wait(lock,
+                     [this] { return !idle_readers_.empty() || open_readers_ < kMaxReaders; });
+    if (!idle_readers_.empty()) {
+      auto conn = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+      return conn;
+    }
+    ++open_readers_;
+  }
+  auto conn = std::make_unique<Conn>();
+  // query_only: a bug that writes through a reader fails instead of taking
+  // the write lock behind the writer's back.
+  int rc = sqlite3_open_v2(path_.c_str(), &conn->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_extended_result_codes(conn->db, 1);
+    sqlite3_busy_timeout(conn->db, static_cast<int>(options_.busy_timeout.count()));
+    rc = sqlite3_exec(conn->db, "PRAGMA query_only=1", nullptr, nullptr, nullptr);
+  }
+  if (rc == SQLITE_OK) return conn;
+  std::lock_guard lock(readers_mu_);
+  --open_readers_;
+  readers_cv_.notify_one();
+  return nullptr;
+}
+
+void SqliteStore::ReturnReader(std::unique_ptr<Conn> conn) {
+  std::lock_guard lock(readers_mu_);
+  idle_readers_.push_back(std::move(conn));
+  readers_cv_.notify_one();
+}
+
+SqliteStore::ReadScope::ReadScope(SqliteStore* store)
+    : store_(store), conn_(store->BorrowReader()) {
+  if (conn_ != nullptr &&
+      sqlite3_exec(conn_->db, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK) {
+    t_read_owner = store_;
+    t_read_conn = conn_.get();
+    return;
+  }
+  if (conn_ != nullptr) store_->ReturnReader(std::move(conn_));
+  writer_lock_ = std::unique_lock(store_->mu_);
+}
+
+SqliteStore::ReadScope::~ReadScope() {
+  if (conn_ == nullptr) return;
+  t_read_owner = nullptr;
+  t_read_conn = nullptr;
+  // Ends the snapshot, so the WAL can be checkpointed past it.
+  sqlite3_exec(conn_->db, "COMMIT", nullptr, nullptr, nullptr);
+  store_->ReturnReader(std::move(conn_));
 }
 
 // --- Migrations -------------------------------------------------------------
@@ -696,7 +810,7 @@ Result<std::vector<Migration>> SqliteStore::MigrateLocked() {
 }
 
 Result<std::vector<Migration>> SqliteStore::MigrationHistory() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   return AppliedLocked();
 }
 
@@ -721,7 +835,7 @@ Result<Project> SqliteStore::EnsureProject(const std::string& name) {
 }
 
 Result<std::vector<Project>> SqliteStore::ListProjects() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT name, created_ms FROM projects ORDER BY name"));
   std::vector<Project> out;
   for (;;) {
@@ -745,7 +859,7 @@ Result<int64_t> SqliteStore::AppendEventLocked(Event e) {
   if (!e.feature_id.empty()) durable_event_ = e.type;
   appended_ = true;
   // Safe: mu_ is held, so no other insert on this connection can interleave.
-  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(writer_.db));
 }
 
 Result<int64_t> SqliteStore::AppendEvent(Event event) {
@@ -760,7 +874,7 @@ Result<std::vector<Event>> SqliteStore::ListEvents(const EventFilter& filter) {
     return InvalidArgument("event listing needs 1 <= limit <= 10000 and after_seq >= 0",
                            "page with after_seq = the last seq you received");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   std::string sql = "SELECT " AF_EVENT_COLS " FROM events WHERE seq > ?";
   if (filter.feature_id) sql += " AND feature_id = ?";
   sql += " ORDER BY seq LIMIT ?";
@@ -777,7 +891,7 @@ Result<std::vector<Event>> SqliteStore::ListEvents(const EventFilter& filter) {
 }
 
 Result<int64_t> SqliteStore::LatestEventSeq() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT COALESCE(MAX(seq), 0) FROM events"));
   AF_ASSIGN_OR_RETURN(bool row, s.Step("reading the latest event"));
   return row ? s.Int(0) : int64_t{0};
@@ -844,7 +958,7 @@ Result<FeaturePage> SqliteStore::ListFeatures(const FeatureFilter& filter) {
   std::string where = " WHERE 1 = 1";
   if (filter.status) where += " AND status = ?";
   if (filter.project) where += " AND project = ?";
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   FeaturePage page;
   {
     AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT COUNT(*) FROM features" + where));
@@ -1021,7 +1135,7 @@ Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id
 }
 
 Result<std::vector<Task>> SqliteStore::ListTasks(const std::string& feature_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_RETURN_IF_ERROR(GetFeatureLocked(feature_id).status());
   std::vector<Task> out;
   std::map<std::string, size_t> at;
@@ -1122,7 +1236,7 @@ Status SqliteStore::UpsertAgent(const AgentRecord& a) {
 }
 
 Result<AgentRecord> SqliteStore::GetAgent(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_AGENT_COLS " FROM agents WHERE id = ?"));
   s.Bind(id);
   AF_ASSIGN_OR_RETURN(bool row, s.Step("reading agent " + id));
@@ -1132,7 +1246,7 @@ Result<AgentRecord> SqliteStore::GetAgent(const std::string& id) {
 }
 
 Result<std::vector<AgentRecord>> SqliteStore::ListAgents() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_AGENT_COLS " FROM agents ORDER BY id"));
   std::vector<AgentRecord> out;
   for (;;) {
@@ -1508,7 +1622,7 @@ Status SqliteStore::DeleteMemory(const std::string& id) {
     s.Bind(id);
     AF_RETURN_IF_ERROR(s.Run("deleting memory " + id));
   }
-  if (sqlite3_changes(db_) == 0) {
+  if (sqlite3_changes(writer_.db) == 0) {
     return NotFound("memory " + id + " not found", "it may have been deleted already");
   }
   AF_RETURN_IF_ERROR(BumpGenerationLocked());
@@ -1675,7 +1789,7 @@ Status SqliteStore::DeleteMemoryLink(const std::string& from_id, const std::stri
       Stmt s, Prepare("DELETE FROM memory_links WHERE from_id = ? AND to_id = ? AND type = ?"));
   s.Bind(from_id).Bind(to_id).Bind(type);
   AF_RETURN_IF_ERROR(s.Run("deleting a memory link"));
-  if (sqlite3_changes(db_) == 0) {
+  if (sqlite3_changes(writer_.db) == 0) {
     return NotFound("no " + Quote(type) + " link from memory " + from_id + " to " + to_id,
                     "list a memory's links first");
   }
@@ -1831,7 +1945,7 @@ Status SqliteStore::ReplaceDocumentLocked(int64_t now, DocumentWrite* w) {
     s.Bind(c.line_end).Bind(c.content);
     AF_RETURN_IF_ERROR(s.Run("storing a chunk of document " + doc.source));
     // Safe: mu_ is held, so no other insert on this connection can interleave.
-    w->labels.push_back(static_cast<int64_t>(sqlite3_last_insert_rowid(db_)));
+    w->labels.push_back(static_cast<int64_t>(sqlite3_last_insert_rowid(writer_.db)));
   }
   return Status::Ok();
 }
@@ -2084,7 +2198,7 @@ Result<LlmCall> SqliteStore::RecordLlmCall(LlmCall c) {
 Result<std::optional<LlmCall>> SqliteStore::FindRecordedLlmCall(const std::string& feature_id,
                                                                 const std::string& hash) {
   if (hash.empty()) return std::optional<LlmCall>();
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s,
                       Prepare("SELECT " AF_LLM_COLS " FROM llm_calls WHERE request_hash = ? "
                               "AND feature_id = ? AND status = 'ok' "
@@ -2097,7 +2211,7 @@ Result<std::optional<LlmCall>> SqliteStore::FindRecordedLlmCall(const std::strin
 }
 
 Result<std::vector<LlmCall>> SqliteStore::ListLlmCalls(const std::string& feature_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_LLM_COLS " FROM llm_calls WHERE feature_id = ? "
                                       "ORDER BY created_ms, id"));
   s.Bind(feature_id);
@@ -2110,7 +2224,7 @@ Result<std::vector<LlmCall>> SqliteStore::ListLlmCalls(const std::string& featur
 }
 
 Result<UsageTotals> SqliteStore::FeatureUsage(const std::string& feature_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s,
                       Prepare("SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), "
                               "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost_usd), 0.0) "
@@ -2128,7 +2242,7 @@ Result<UsageTotals> SqliteStore::FeatureUsage(const std::string& feature_id) {
 }
 
 Result<StoreStats> SqliteStore::Stats() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   StoreStats stats;
   {
     AF_ASSIGN_OR_RETURN(
@@ -2165,7 +2279,7 @@ Result<StoreStats> SqliteStore::Stats() {
 }
 
 Result<double> SqliteStore::CostSince(int64_t since_ms) {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(
       Stmt s, Prepare("SELECT COALESCE(SUM(cost_usd), 0.0) FROM llm_calls WHERE created_ms >= ?"));
   s.Bind(since_ms);
@@ -2174,7 +2288,7 @@ Result<double> SqliteStore::CostSince(int64_t since_ms) {
 }
 
 Result<std::vector<UsageRow>> SqliteStore::UsageBreakdown(const UsageQuery& query) {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(
       Stmt s, Prepare("SELECT strftime('%Y-%m-%d', created_ms / 1000, 'unixepoch'), role, "
                       "provider, model, COUNT(*), COALESCE(SUM(input_tokens), 0), "
@@ -2216,7 +2330,7 @@ Result<ApiKey> SqliteStore::CreateApiKey(ApiKey k) {
 }
 
 Result<ApiKey> SqliteStore::FindApiKeyByHash(const std::string& key_hash) {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT " AF_KEY_COLS " FROM api_keys WHERE key_hash = ?"));
   s.Bind(key_hash);
   AF_ASSIGN_OR_RETURN(bool row, s.Step("looking up an API key"));
@@ -2225,7 +2339,7 @@ Result<ApiKey> SqliteStore::FindApiKeyByHash(const std::string& key_hash) {
 }
 
 Result<std::vector<ApiKey>> SqliteStore::ListApiKeys() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s,
                       Prepare("SELECT " AF_KEY_COLS " FROM api_keys ORDER BY created_ms, id"));
   std::vector<ApiKey> out;
@@ -2241,7 +2355,7 @@ Status SqliteStore::RevokeApiKey(const std::string& id) {
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("UPDATE api_keys SET revoked = 1 WHERE id = ?"));
   s.Bind(id);
   AF_RETURN_IF_ERROR(s.Run("revoking API key " + id));
-  if (sqlite3_changes(db_) == 0) {
+  if (sqlite3_changes(writer_.db) == 0) {
     return NotFound("API key " + id + " not found", "list keys with 'agent-factory keys list'");
   }
   return Status::Ok();
@@ -2252,14 +2366,14 @@ Status SqliteStore::TouchApiKey(const std::string& id, int64_t used_ms) {
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("UPDATE api_keys SET last_used_ms = ? WHERE id = ?"));
   s.Bind(used_ms).Bind(id);
   AF_RETURN_IF_ERROR(s.Run("recording use of API key " + id));
-  if (sqlite3_changes(db_) == 0) {
+  if (sqlite3_changes(writer_.db) == 0) {
     return NotFound("API key " + id + " not found", "list keys with 'agent-factory keys list'");
   }
   return Status::Ok();
 }
 
 Result<int64_t> SqliteStore::CountActiveApiKeys() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT COUNT(*) FROM api_keys WHERE revoked = 0"));
   AF_ASSIGN_OR_RETURN(bool row, s.Step("counting API keys"));
   return row ? s.Int(0) : int64_t{0};
@@ -2268,7 +2382,7 @@ Result<int64_t> SqliteStore::CountActiveApiKeys() {
 // --- Health -----------------------------------------------------------------
 
 Status SqliteStore::Check() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);
   // Reads a real page of the file (unlike SELECT 1), so a vanished or damaged
   // database shows up here.
   AF_ASSIGN_OR_RETURN(MigrationStatus st, StatusLocked());
@@ -2300,7 +2414,7 @@ Status SqliteStore::BackupTo(const std::string& path) {
   auto fail = [&](int rc, const std::string& doing) {
     std::string detail = sqlite3_errstr(rc);
     if (dest != nullptr) sqlite3_close_v2(dest);
-    if (src != nullptr && src != db_) sqlite3_close_v2(src);
+    if (src != nullptr && src != writer_.db) sqlite3_close_v2(src);
     dest = src = nullptr;
     std::error_code rm;
     fs::remove(path, rm);
@@ -2324,7 +2438,7 @@ Status SqliteStore::BackupTo(const std::string& path) {
   if (path_ == ":memory:") {
     // Only this connection sees a private in-memory database.
     lock.lock();
-    src = db_;
+    src = writer_.db;
   } else {
     // A connection of its own: the copy runs without holding mu_, so the
     // store's other calls go on meanwhile; in WAL mode the copy's read
@@ -2340,7 +2454,7 @@ Status SqliteStore::BackupTo(const std::string& path) {
   const int finish = sqlite3_backup_finish(backup);
   if (rc != SQLITE_DONE) return fail(rc, "copying the database");
   if (finish != SQLITE_OK) return fail(finish, "finishing the backup");
-  if (src != db_) sqlite3_close_v2(src);
+  if (src != writer_.db) sqlite3_close_v2(src);
   src = nullptr;
   if (lock.owns_lock()) lock.unlock();
   // One self-contained file: no -wal beside it to forget (the store turns

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <string>
 #include <thread>
@@ -262,6 +263,45 @@ TEST(SqliteStoreTest, WalModeIsOn) {
   ASSERT_EQ(header.size(), 20u);
   EXPECT_EQ(header[18], 2);
   EXPECT_EQ(header[19], 2);
+}
+
+// Reads go to their own connections: a reader does not wait for a write
+// that is still in progress in this process. The events listener runs on the
+// writing thread while the store still serialises writers, so a read started
+// from it must finish before the listener returns (with one connection behind
+// one mutex it would wait for the write, i.e. forever, and time out here).
+TEST(SqliteStoreTest, ReadsDoNotWaitBehindAWriteInProgress) {
+  TempDir dir;
+  StoreOptions options;
+  options.url = "sqlite:" + (dir.path() / "readers.db").string();
+  auto store = Store::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto f = (*store)->CreateFeature(Feature{.title = "read me"});
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  std::atomic<int> listened{0};
+  std::atomic<bool> read_in_time{false};
+  std::string read_status;
+  // Outlives the listener: without read connections the read can only end
+  // after the write, which waits for the listener.
+  std::future<size_t> read;
+  (*store)->SetEventsListener([&] {
+    if (listened++ > 0) return;
+    read = std::async(std::launch::async, [&] {
+      auto got = (*store)->GetFeature(f->id);
+      auto events = (*store)->ListEvents(EventFilter{});
+      read_status = got.ok() ? got->status : got.status().ToString();
+      return events.ok() ? events->size() : size_t{0};
+    });
+    read_in_time = read.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  });
+  ASSERT_TRUE((*store)->AppendEvent(Event{.type = "note", .feature_id = f->id}).ok());
+  ASSERT_TRUE(read.valid());
+  // The snapshot read before the commit's listener ran holds the created
+  // event and the note (committed before the listener is called).
+  EXPECT_EQ(read.get(), 2u);
+  EXPECT_TRUE(read_in_time) << "a read waited for the write in progress";
+  EXPECT_EQ(read_status, "queued");
+  (*store)->SetEventsListener(nullptr);
 }
 
 TEST(SqliteStoreTest, SeqNeverGoesBackAfterDeletes) {
