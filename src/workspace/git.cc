@@ -46,6 +46,10 @@ Result<GitOutput> RunGitRaw(const std::string& git, const std::filesystem::path&
                "core.hooksPath=/dev/null",
                "-c",
                "gc.auto=0",
+               // Or every commit starts a `git maintenance run --auto` child
+               // that only finds gc.auto off.
+               "-c",
+               "maintenance.auto=false",
                "-c",
                "core.quotepath=false",
                "-c",
