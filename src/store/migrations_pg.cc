@@ -112,9 +112,96 @@ CREATE TABLE api_keys (
   revoked      BOOLEAN NOT NULL DEFAULT FALSE
 );
 )sql"},
-      // Migration 2 (memories, memory links, knowledge documents and chunks,
-      // full-text indexes) goes here, appended by the knowledge half
-      // (pg_store_knowledge.cc). Later changes append {3, ...} and onwards.
+      // Memories and the knowledge base (pg_store_knowledge.cc). Full text:
+      // the store writes each row's tsvector itself (the words as it cuts
+      // them, see knowledge_rules.h) and keeps the term statistics and
+      // totals BM25 needs in the same transaction.
+      {2, "memories, memory links and the knowledge base", R"sql(
+-- Knowledge counters, one row: the generation (raised in the transaction of
+-- every write that adds or removes a chunk or memory label, archiving and
+-- superseding included, so a vector index synced at another value knows to
+-- repair) and the totals BM25 needs (rows and words of each full-text table),
+-- kept by the same writes so a search never counts the tables. Every such
+-- write locks this row first, so knowledge writes never deadlock each other.
+CREATE TABLE kb_meta (
+  id           INTEGER PRIMARY KEY CHECK (id = 1),
+  generation   BIGINT NOT NULL,
+  chunk_rows   BIGINT NOT NULL,
+  chunk_words  BIGINT NOT NULL,
+  memory_rows  BIGINT NOT NULL,
+  memory_words BIGINT NOT NULL
+);
+INSERT INTO kb_meta VALUES (1, 1, 0, 0, 0, 0);
+-- How many chunks / memories hold each word (BM25's document frequency, and
+-- how a search tells a very common word from a rare one), kept by the writes.
+CREATE TABLE kb_terms (
+  term     TEXT COLLATE "C" PRIMARY KEY,
+  chunks   BIGINT NOT NULL DEFAULT 0,
+  memories BIGINT NOT NULL DEFAULT 0
+);
+-- Labels are the rows' keys in the vector index: sequences never hand out a
+-- value twice, even when a transaction rolls back or the newest row goes.
+CREATE SEQUENCE memory_labels;
+CREATE SEQUENCE chunk_labels;
+-- fts: the words of content, summary and tags as the store cuts them (one
+-- rule for rows and queries), written with the row; words: how many there
+-- are (BM25's document length).
+CREATE TABLE memories (
+  id            TEXT COLLATE "C" PRIMARY KEY,
+  namespace     TEXT COLLATE "C" NOT NULL,
+  content       TEXT NOT NULL,
+  summary       TEXT NOT NULL DEFAULT '',
+  type          TEXT COLLATE "C" NOT NULL,
+  importance    INTEGER NOT NULL,
+  tags          TEXT NOT NULL,
+  source        TEXT NOT NULL,
+  created_ms    BIGINT NOT NULL,
+  updated_ms    BIGINT NOT NULL,
+  accessed_ms   BIGINT NOT NULL DEFAULT 0,
+  access_count  BIGINT NOT NULL DEFAULT 0,
+  archived      BOOLEAN NOT NULL DEFAULT FALSE,
+  superseded_by TEXT COLLATE "C" NOT NULL DEFAULT '',
+  vector_label  BIGINT NOT NULL UNIQUE,
+  words         INTEGER NOT NULL,
+  fts           TSVECTOR NOT NULL
+);
+CREATE INDEX memories_by_namespace ON memories (namespace, created_ms);
+CREATE INDEX memories_fts ON memories USING GIN (fts);
+CREATE TABLE memory_links (
+  from_id    TEXT COLLATE "C" NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+  to_id      TEXT COLLATE "C" NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+  type       TEXT COLLATE "C" NOT NULL,
+  strength   DOUBLE PRECISION NOT NULL,
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL,
+  PRIMARY KEY (from_id, to_id, type)
+);
+CREATE INDEX memory_links_by_to ON memory_links (to_id);
+CREATE TABLE kb_documents (
+  id           TEXT COLLATE "C" PRIMARY KEY,
+  namespace    TEXT COLLATE "C" NOT NULL,
+  source       TEXT COLLATE "C" NOT NULL,
+  content_hash TEXT NOT NULL,
+  provenance   TEXT NOT NULL,
+  chunk_count  BIGINT NOT NULL,
+  created_ms   BIGINT NOT NULL,
+  updated_ms   BIGINT NOT NULL,
+  UNIQUE (namespace, source)
+);
+CREATE TABLE kb_chunks (
+  label       BIGINT PRIMARY KEY,
+  document_id TEXT COLLATE "C" NOT NULL REFERENCES kb_documents (id) ON DELETE CASCADE,
+  ordinal     INTEGER NOT NULL,
+  heading     TEXT NOT NULL,
+  line_start  INTEGER NOT NULL,
+  line_end    INTEGER NOT NULL,
+  content     TEXT NOT NULL,
+  words       INTEGER NOT NULL,
+  fts         TSVECTOR NOT NULL
+);
+CREATE INDEX kb_chunks_by_document ON kb_chunks (document_id, ordinal);
+CREATE INDEX kb_chunks_fts ON kb_chunks USING GIN (fts);
+)sql"},
   };
   return kMigrations;
 }
