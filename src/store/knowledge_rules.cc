@@ -147,7 +147,7 @@ std::vector<std::string> TextWords(std::string_view text) {
                             ((text[i + 2] & 0x3Fu) << 6) | (text[i + 3] & 0x3Fu);
     bool separator = (cp >= 0xA0 && cp <= 0xBF) || (cp >= 0x2000 && cp <= 0x206F) ||
                      (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFE00 && cp <= 0xFE0F) ||
-                     cp == 0xFEFF || cp >= 0x1F000;
+                     cp == 0xFEFF || cp == 0xFFFD || cp >= 0x1F000;
     if (separator) {
       flush();
     } else {

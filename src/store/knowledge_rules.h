@@ -36,7 +36,8 @@ std::string ChunkEmbedText(const std::string& heading, const std::string& conten
 // below). Everything else separates words: ASCII punctuation and spaces
 // (so '_' too: parse_config holds "parse" and "config"), bytes that are not
 // UTF-8, and common non-ASCII punctuation, spaces and symbols (U+00A0..U+00BF,
-// U+2000..U+206F, U+3000..U+303F, U+FE00..U+FE0F, U+FEFF, U+1F000 and up).
+// U+2000..U+206F, U+3000..U+303F, U+FE00..U+FE0F, U+FEFF, U+1F000 and up,
+// and U+FFFD, which stands for a bad byte where a store could not keep it).
 // Folding: Latin letters with diacritics lose them (é -> e, Ł stays ł: only
 // letters that decompose to a base letter and a mark), and Latin, Greek and
 // Cyrillic capitals become lower case; the same folding SQLite's unicode61

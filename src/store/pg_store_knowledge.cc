@@ -618,7 +618,9 @@ Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
   const int64_t now = NowMs();
   return Tx("linking memory " + l.from_id + " to " + l.to_id, [&](pqxx::work& w) -> Status {
     for (const std::string* id : {&l.from_id, &l.to_id}) {
-      if (w.exec_params("SELECT 1 FROM memories WHERE id = $1", PgText(*id)).empty()) {
+      // FOR KEY SHARE: a memory seen here cannot go before the link is in.
+      if (w.exec_params("SELECT 1 FROM memories WHERE id = $1 FOR KEY SHARE", PgText(*id))
+              .empty()) {
         return NotFound("memory " + *id + " not found; cannot link it",
                         "link only memories that exist");
       }

@@ -22,6 +22,10 @@ TEST(TextWordsTest, SplitsOnPunctuationUnderscoreAndBadBytesKeepingRepeats) {
                       "config \xf0\x9f\x98\x80 \xe6\x97\xa5\xe6\x9c\xac"),
             (Words{"cafe", "config", "\xe6\x97\xa5\xe6\x9c\xac"}));
   EXPECT_TRUE(TextWords("  -- ** ").empty());
+  // U+FFFD (what a store keeps for a bad byte) separates as the byte did.
+  EXPECT_EQ(TextWords("bad\xef\xbf\xbd"
+                      "bytes"),
+            (Words{"bad", "bytes"}));
 }
 
 TEST(TextWordsTest, FoldsDiacriticsAndCaseAsSqliteUnicode61Does) {
