@@ -4,6 +4,7 @@
 // long texts, and concurrent knowledge writers on several connections.
 
 #include <atomic>
+#include <pqxx/pqxx>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,10 +16,12 @@
 namespace af::testing {
 namespace {
 
-std::unique_ptr<Store> OpenFresh(PgServer* server) {
+// A store on a new database; `url_out` (may be null) receives its URL.
+std::unique_ptr<Store> OpenFresh(PgServer* server, std::string* url_out = nullptr) {
   auto url = server->CreateDatabase();
   EXPECT_TRUE(url.ok()) << url.status().ToString();
   if (!url.ok()) return nullptr;
+  if (url_out != nullptr) *url_out = *url;
   StoreOptions options;
   options.url = *url;
   auto store = Store::Open(options);
@@ -46,6 +49,28 @@ KbDocument MakeDocument(const std::string& source) {
   d.source = source;
   d.content_hash = "h";
   return d;
+}
+
+// The search statistics the store keeps by hand (kb_terms: how many rows
+// hold each word; kb_meta: rows and words per table) equal what the rows
+// say, counted from scratch.
+void ExpectStatisticsMatchTheRows(const std::string& url) {
+  pqxx::connection c(url);
+  pqxx::work w(c);
+  for (const auto& [table, column, totals] :
+       {std::tuple{"kb_chunks", "chunks", "SELECT chunk_rows, chunk_words FROM kb_meta"},
+        std::tuple{"memories", "memories", "SELECT memory_rows, memory_words FROM kb_meta"}}) {
+    pqxx::row wrong =
+        w.exec1(std::string("SELECT COUNT(*) FROM (SELECT u.lexeme, COUNT(*) AS n FROM ") + table +
+                " x, unnest(x.fts) u GROUP BY u.lexeme) a FULL JOIN (SELECT term, " + column +
+                " AS n FROM kb_terms WHERE " + column +
+                " <> 0) t ON t.term = a.lexeme WHERE a.n IS DISTINCT FROM t.n");
+    EXPECT_EQ(wrong[0].as<int64_t>(), 0) << "words whose " << column << " count is wrong";
+    pqxx::row kept = w.exec1(totals);
+    pqxx::row real = w.exec1(std::string("SELECT COUNT(*), COALESCE(SUM(words), 0) FROM ") + table);
+    EXPECT_EQ(kept[0].as<int64_t>(), real[0].as<int64_t>()) << table << " rows";
+    EXPECT_EQ(kept[1].as<int64_t>(), real[1].as<int64_t>()) << table << " words";
+  }
 }
 
 // tsquery has its own syntax (& | ! <-> :* quotes, parentheses, weights);
@@ -101,7 +126,8 @@ TEST(PgKnowledgeTest, TsquerySyntaxInSearchInputIsNeverAnError) {
 // positions are indexed without error.
 TEST(PgKnowledgeTest, TextPostgresCannotHoldAsGivenIsStoredAndSearchable) {
   AF_PG_SERVER_OR_SKIP(server);
-  auto store = OpenFresh(server);
+  std::string url;
+  auto store = OpenFresh(server, &url);
   ASSERT_NE(store, nullptr);
   Memory m =
       MakeMemory(std::string("nul\0glued and bad\xff\xfe"
@@ -147,6 +173,7 @@ TEST(PgKnowledgeTest, TextPostgresCannotHoldAsGivenIsStoredAndSearchable) {
   auto nul = store->SearchChunkText({}, "nul", 10);
   ASSERT_TRUE(nul.ok()) << nul.status().ToString();
   EXPECT_EQ(nul->size(), 1u);
+  ExpectStatisticsMatchTheRows(url);
 }
 
 // Several connections write memories and documents at once: every
@@ -238,6 +265,7 @@ TEST(PgKnowledgeTest, ConcurrentKnowledgeWritersNeverDeadlock) {
   auto more = stores[0]->SearchChunkText({}, "more", 100);
   ASSERT_TRUE(more.ok());
   EXPECT_EQ(more->size(), 3u);
+  ExpectStatisticsMatchTheRows(*url);
 }
 
 }  // namespace
