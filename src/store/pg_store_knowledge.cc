@@ -20,6 +20,13 @@ Status NotBuilt(const char* method) {
 
 }  // namespace
 
+// Nothing yet: the knowledge half lists its tables here (memories, links,
+// documents, chunks, and kb_meta's counters) so BackupTo copies them.
+const std::vector<BackupTable>& PgStore::KnowledgeBackupTables() {
+  static const std::vector<BackupTable> kTables;
+  return kTables;
+}
+
 Result<Memory> PgStore::AddMemory(Memory memory) { return NotBuilt("AddMemory"); }
 Result<std::vector<Memory>> PgStore::FindMemories(const std::vector<std::string>& namespaces,
                                                   const std::string& query, int limit) {
