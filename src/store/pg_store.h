@@ -18,13 +18,16 @@
 //
 // Event order: seqs are taken from a one-row counter inside the appending
 // transaction (see AppendEventTx), so appends commit in seq order and a
-// reader of `seq > after` never skips an event that commits late.
+// reader of `seq > after` never skips an event that commits late. Appends
+// NOTIFY af_events; SetEventsListener LISTENs, so the listener also wakes for
+// events other processes append.
 //
 // BackupTo: PostgreSQL has no file to copy; the backup is a SQLite database
 // (what Store::BackupTo promises: a file `Store::Open("sqlite:" + path)` opens)
 // made by copying every table inside one REPEATABLE READ snapshot. For a
 // native dump of a large database use pg_dump.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -34,6 +37,7 @@
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -49,8 +53,37 @@ namespace af::store_internal {
 Result<std::unique_ptr<Store>> OpenPgStore(const std::string& url, const StoreOptions& options);
 
 // "postgresql://user:secret@host/db" -> "postgresql://user:***@host/db"; also
-// hides a `password=` query parameter. URLs end up in messages and Describe().
-std::string RedactPgUrl(const std::string& url);
+// hides a `password=` query parameter. Any database URL ends up in messages
+// and Describe(): Store::Open redacts every URL it reports through this.
+std::string RedactUrl(const std::string& url);
+
+// Text PostgreSQL accepts: invalid UTF-8 and NUL bytes become U+FFFD (SQLite
+// stores any bytes; PostgreSQL refuses both, and text from tools, commands and
+// providers may hold them). Returns `s` itself when it is already valid.
+std::string CleanText(const std::string& s);
+
+// Runs `sql` with $1.. bound to `args`; every std::string argument passes
+// through CleanText. Throws pqxx exceptions (Tx maps them).
+template <typename T>
+const T& PgParam(const T& v) {
+  return v;
+}
+inline std::string PgParam(const std::string& s) { return CleanText(s); }
+inline std::string PgParam(const char* s) { return CleanText(s); }
+template <typename... Args>
+pqxx::result PgExec(pqxx::work& w, const std::string& sql, const Args&... args) {
+  return w.exec_params(sql, PgParam(args)...);
+}
+
+// One table copied into the SQLite file BackupTo writes: `select` runs in the
+// PostgreSQL snapshot and its columns, in order, fill `sqlite_columns` of
+// `sqlite_table` (INSERT OR REPLACE, every value bound as text or NULL and
+// converted by the SQLite column's type; select booleans as integers).
+struct BackupTable {
+  const char* sqlite_table;
+  const char* sqlite_columns;
+  const char* select;
+};
 
 class PgStore final : public Store {
  public:
@@ -180,6 +213,10 @@ class PgStore final : public Store {
 
   // The store's clock (StoreOptions::now_ms, else the system clock), unix ms.
   int64_t NowMs() const;
+  // The knowledge half's tables for BackupTo, after the core ones (defined in
+  // pg_store_knowledge.cc).
+  static const std::vector<BackupTable>& KnowledgeBackupTables();
+
   // "host:port" of the server, for messages (never the password).
   const std::string& Endpoint() const { return endpoint_; }
 
@@ -189,18 +226,26 @@ class PgStore final : public Store {
   static nlohmann::json ParseJson(const std::string& text);
 
  private:
-  // A pooled connection, returned to the pool on destruction.
-  class Lease;
   Result<std::unique_ptr<pqxx::connection>> OpenConnection() const;
   Result<std::unique_ptr<pqxx::connection>> Acquire();
   void Release(std::unique_ptr<pqxx::connection> conn);
   // Appends inside an open transaction; returns the seq (see the file comment).
-  Result<int64_t> AppendEventTx(pqxx::work& w, Event& event);
-  void AnnounceEvents();
+  // Records in *last_feature_event the type of an event that names a feature.
+  Result<int64_t> AppendEventTx(pqxx::work& w, Event event, std::string* last_feature_event);
+  // After the commit of a transaction that appended events: wakes the events
+  // listener, and passes the crash point for recovery tests ("event TYPE",
+  // as the SQLite store does) when one of them named a feature.
+  void EventsCommitted(const std::string& last_feature_event);
+  // Drops every idle connection (after one was found broken: the others
+  // most likely went with the same server).
+  void DropIdle();
+  Result<MigrationStatus> StatusTx(pqxx::work& w);
 
-  const std::string url_;
-  const std::string redacted_url_;
-  std::string endpoint_;
+  const std::string url_;           // as given (holds the password, if any)
+  const std::string redacted_url_;  // for messages and Describe()
+  std::string conn_url_;            // url_ plus a connect timeout
+  std::string endpoint_;            // "host:port"
+  std::string password_;            // scrubbed from any message that echoes it
   StoreOptions options_;
 
   std::mutex pool_mu_;
@@ -210,6 +255,15 @@ class PgStore final : public Store {
 
   std::mutex listener_mu_;
   std::function<void()> listener_;  // guarded by listener_mu_
+
+  // LISTEN af_events on a connection of its own (started by the first
+  // SetEventsListener with a listener): every process's appends NOTIFY at
+  // commit, so the listener wakes for other processes' events too.
+  void ListenLoop();
+  std::thread listen_thread_;  // guarded by listener_mu_ (start only)
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;  // wakes the reconnect wait on shutdown
 };
 
 }  // namespace af::store_internal

@@ -20,7 +20,8 @@
 //   the kb_meta row first, so knowledge writes are serialised in one order
 //   and never deadlock each other.
 // - Text: PostgreSQL's text holds neither NUL bytes nor invalid UTF-8; both
-//   are stored as U+FFFD (SQLite keeps the bytes as given).
+//   are stored as U+FFFD (CleanText; SQLite keeps the bytes as given), which
+//   separates words as the bad byte did.
 
 #include <algorithm>
 #include <cmath>
@@ -45,46 +46,10 @@ using nlohmann::json;
 #define AF_PG_DOC_COLS \
   "id, namespace, source, content_hash, provenance, chunk_count, created_ms, updated_ms"
 
-// Text as PostgreSQL stores it: valid UTF-8 without NUL, each bad byte (and
-// each NUL) replaced by U+FFFD.
-std::string PgText(std::string_view in) {
-  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size();) {
-    unsigned char c = static_cast<unsigned char>(in[i]);
-    if (c != 0 && c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
-      continue;
-    }
-    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
-                 : c >= 0xE0 && c <= 0xEF ? 3
-                 : c >= 0xF0 && c <= 0xF4 ? 4
-                                          : 0;
-    bool ok = len > 0 && i + len <= in.size();
-    for (size_t k = 1; ok && k < len; ++k)
-      ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
-    if (ok && len >= 3) {
-      unsigned char c1 = static_cast<unsigned char>(in[i + 1]);
-      ok = !((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0) || (c == 0xF0 && c1 < 0x90) ||
-             (c == 0xF4 && c1 >= 0x90));
-    }
-    if (!ok) {
-      out += kReplacement;
-      ++i;
-      continue;
-    }
-    out.append(in.substr(i, len));
-    i += len;
-  }
-  return out;
-}
-
-std::vector<std::string> PgTexts(const std::vector<std::string>& in) {
+std::vector<std::string> CleanTexts(const std::vector<std::string>& in) {
   std::vector<std::string> out;
   out.reserve(in.size());
-  for (const auto& s : in) out.push_back(PgText(s));
+  for (const auto& s : in) out.push_back(CleanText(s));
   return out;
 }
 
@@ -94,7 +59,7 @@ std::string TextArray(const std::vector<std::string>& values) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out += ',';
     out += '"';
-    for (char c : PgText(values[i])) {
+    for (char c : CleanText(values[i])) {
       if (c == '"' || c == '\\') out += '\\';
       out += c;
     }
@@ -139,7 +104,7 @@ Indexed IndexText(std::initializer_list<std::string_view> parts) {
   Indexed out;
   size_t bytes = 0;
   for (std::string_view part : parts) {
-    for (auto& w : TextWords(PgText(part))) {
+    for (auto& w : TextWords(CleanText(std::string(part)))) {
       int64_t pos = std::min(++out.words, kMaxPosition);
       if (w.size() > kMaxWordBytes) continue;
       auto it = positions.find(w);
@@ -302,7 +267,7 @@ Status MemoryNotFound(const std::string& id) {
 Result<Memory> GetMemoryTx(pqxx::work& w, const std::string& id, bool for_update) {
   std::string sql = "SELECT " AF_PG_MEMORY_COLS " FROM memories WHERE id = $1";
   if (for_update) sql += " FOR NO KEY UPDATE";
-  pqxx::result r = w.exec_params(sql, PgText(id));
+  pqxx::result r = w.exec_params(sql, CleanText(id));
   if (r.empty()) return MemoryNotFound(id);
   return ReadMemory(r[0]);
 }
@@ -425,6 +390,27 @@ constexpr const char* kCountsOf = "ts_filter(setweight(x.fts, 'A', $2::text[]), 
 
 }  // namespace
 
+// The SQLite file BackupTo writes gets the knowledge tables too; its own
+// triggers fill its full-text indexes as the rows go in. Parents before
+// children. kb_meta: the generation, and a next memory label above every
+// label handed out here.
+const std::vector<BackupTable>& PgStore::KnowledgeBackupTables() {
+  static const std::vector<BackupTable> kTables = {
+      {"memories", AF_PG_MEMORY_COLS,
+       "SELECT id, namespace, content, summary, type, importance, tags, source, created_ms, "
+       "updated_ms, accessed_ms, access_count, archived::int, superseded_by, vector_label "
+       "FROM memories"},
+      {"memory_links", AF_PG_LINK_COLS, "SELECT " AF_PG_LINK_COLS " FROM memory_links"},
+      {"kb_documents", AF_PG_DOC_COLS, "SELECT " AF_PG_DOC_COLS " FROM kb_documents"},
+      {"kb_chunks", "label, document_id, ordinal, heading, line_start, line_end, content",
+       "SELECT label, document_id, ordinal, heading, line_start, line_end, content "
+       "FROM kb_chunks ORDER BY label"},
+      {"kb_meta", "id, generation, next_memory_label",
+       "SELECT 1, generation, (SELECT last_value + 1 FROM memory_labels) FROM kb_meta"},
+  };
+  return kTables;
+}
+
 // --- Memories -------------------------------------------------------------------
 
 Result<Memory> PgStore::AddMemory(Memory memory) {
@@ -436,12 +422,12 @@ Result<Memory> PgStore::AddMemory(Memory memory) {
   const Memory given = memory;
   return Tx("storing memory " + memory.id, [&](pqxx::work& w) -> Result<Memory> {
     Memory m = given;
-    m.id = PgText(m.id);
-    m.ns = PgText(m.ns);
-    m.content = PgText(m.content);
-    m.summary = PgText(m.summary);
-    m.tags = PgTexts(m.tags);
-    m.superseded_by = PgText(m.superseded_by);
+    m.id = CleanText(m.id);
+    m.ns = CleanText(m.ns);
+    m.content = CleanText(m.content);
+    m.summary = CleanText(m.summary);
+    m.tags = CleanTexts(m.tags);
+    m.superseded_by = CleanText(m.superseded_by);
     AF_RETURN_IF_ERROR(LockKnowledge(w));
     if (!w.exec_params("SELECT 1 FROM memories WHERE id = $1", m.id).empty()) {
       return AlreadyExists("memory " + m.id + " already exists",
@@ -503,7 +489,7 @@ Result<std::vector<Memory>> PgStore::ListMemories(const MemoryFilter& f) {
                       "AND ($5 OR (archived = FALSE AND superseded_by = '')) "
                       "ORDER BY importance DESC, created_ms DESC, id LIMIT $6 OFFSET $7",
                       all_ns, TextArray(f.namespaces), TextArray(f.types),
-                      DumpJson(json(PgTexts(f.tags))), f.include_archived, f.limit, f.offset);
+                      DumpJson(json(CleanTexts(f.tags))), f.include_archived, f.limit, f.offset);
     std::vector<Memory> out;
     out.reserve(r.size());
     for (const auto& row : r) out.push_back(ReadMemory(row));
@@ -516,11 +502,11 @@ Result<Memory> PgStore::UpdateMemory(const Memory& memory) {
   return Tx("updating memory " + memory.id, [&](pqxx::work& w) -> Result<Memory> {
     AF_RETURN_IF_ERROR(LockKnowledge(w));
     AF_ASSIGN_OR_RETURN(Memory cur, GetMemoryTx(w, memory.id, /*for_update=*/true));
-    // Compared as stored (PgText), so an unchanged text with a NUL in it
+    // Compared as stored (CleanText), so an unchanged text with a NUL in it
     // does not count as a change.
-    const std::string content = PgText(memory.content), summary = PgText(memory.summary);
-    const std::vector<std::string> tags = PgTexts(memory.tags);
-    const std::string superseded_by = PgText(memory.superseded_by);
+    const std::string content = CleanText(memory.content), summary = CleanText(memory.summary);
+    const std::vector<std::string> tags = CleanTexts(memory.tags);
+    const std::string superseded_by = CleanText(memory.superseded_by);
     const bool text_changed = cur.content != content || cur.summary != summary || cur.tags != tags;
     const bool listed_changed =
         cur.archived != memory.archived || cur.superseded_by != superseded_by;
@@ -554,7 +540,7 @@ Result<Memory> PgStore::UpdateMemory(const Memory& memory) {
         "UPDATE memories SET content = $1, summary = $2, type = $3, importance = $4, tags = $5, "
         "source = $6, archived = $7, superseded_by = $8, updated_ms = $9 WHERE id = $10",
         cur.content, cur.summary, cur.type, cur.importance, DumpJson(json(cur.tags)),
-        DumpJson(cur.source), cur.archived, cur.superseded_by, cur.updated_ms, PgText(cur.id));
+        DumpJson(cur.source), cur.archived, cur.superseded_by, cur.updated_ms, CleanText(cur.id));
     return cur;
   });
 }
@@ -564,7 +550,8 @@ Status PgStore::DeleteMemory(const std::string& id) {
     AF_RETURN_IF_ERROR(LockKnowledge(w));
     // Links go by ON DELETE CASCADE.
     pqxx::result r = w.exec_params(
-        std::string("DELETE FROM memories WHERE id = $1 RETURNING words, ") + kLexemes, PgText(id));
+        std::string("DELETE FROM memories WHERE id = $1 RETURNING words, ") + kLexemes,
+        CleanText(id));
     if (r.empty())
       return NotFound("memory " + id + " not found", "it may have been deleted already");
     TermDeltas terms;
@@ -612,7 +599,7 @@ Result<std::vector<Memory>> PgStore::FindMemories(const std::vector<std::string>
           "AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS q(word) WHERE strpos(translate("
           "content, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), q.word) = 0) "
           "ORDER BY importance DESC, created_ms DESC, id LIMIT $3",
-          PgText(ns), TextArray(words), static_cast<int64_t>(limit - out.size()));
+          CleanText(ns), TextArray(words), static_cast<int64_t>(limit - out.size()));
       for (const auto& row : r) out.push_back(ReadMemory(row));
     }
     std::vector<std::string> ids;
@@ -661,7 +648,7 @@ Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
   return Tx("linking memory " + l.from_id + " to " + l.to_id, [&](pqxx::work& w) -> Status {
     for (const std::string* id : {&l.from_id, &l.to_id}) {
       // FOR KEY SHARE: a memory seen here cannot go before the link is in.
-      if (w.exec_params("SELECT 1 FROM memories WHERE id = $1 FOR KEY SHARE", PgText(*id))
+      if (w.exec_params("SELECT 1 FROM memories WHERE id = $1 FOR KEY SHARE", CleanText(*id))
               .empty()) {
         return NotFound("memory " + *id + " not found; cannot link it",
                         "link only memories that exist");
@@ -671,7 +658,7 @@ Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
                   ") VALUES ($1, $2, $3, $4, $5, $6) "
                   "ON CONFLICT (from_id, to_id, type) DO UPDATE SET "
                   "strength = excluded.strength, updated_ms = excluded.updated_ms",
-                  PgText(l.from_id), PgText(l.to_id), PgText(l.type), l.strength,
+                  CleanText(l.from_id), CleanText(l.to_id), CleanText(l.type), l.strength,
                   l.created_ms != 0 ? l.created_ms : now, now);
     return Status::Ok();
   });
@@ -683,7 +670,7 @@ Result<std::vector<MemoryLink>> PgStore::MemoryLinks(const std::string& memory_i
               pqxx::result r = w.exec_params("SELECT " AF_PG_LINK_COLS
                                              " FROM memory_links WHERE from_id = $1 OR to_id = $1 "
                                              "ORDER BY strength DESC, from_id, to_id, type",
-                                             PgText(memory_id));
+                                             CleanText(memory_id));
               std::vector<MemoryLink> out;
               for (const auto& row : r) out.push_back(ReadLink(row));
               return out;
@@ -705,7 +692,7 @@ Status PgStore::DeleteMemoryLink(const std::string& from_id, const std::string& 
   return Tx("deleting a memory link", [&](pqxx::work& w) -> Status {
     pqxx::result r =
         w.exec_params("DELETE FROM memory_links WHERE from_id = $1 AND to_id = $2 AND type = $3",
-                      PgText(from_id), PgText(to_id), PgText(type));
+                      CleanText(from_id), CleanText(to_id), CleanText(type));
     if (r.affected_rows() == 0) {
       return NotFound("no '" + type + "' link from memory " + from_id + " to " + to_id,
                       "list a memory's links first");
@@ -720,7 +707,7 @@ Result<KbDocument> PgStore::FindDocument(const std::string& ns, const std::strin
   return Tx("reading document " + source, [&](pqxx::work& w) -> Result<KbDocument> {
     pqxx::result r = w.exec_params("SELECT " AF_PG_DOC_COLS
                                    " FROM kb_documents WHERE namespace = $1 AND source = $2",
-                                   PgText(ns), PgText(source));
+                                   CleanText(ns), CleanText(source));
     if (r.empty()) {
       return NotFound("no document '" + source + "' in namespace '" + ns + "'",
                       "ingest it first, or list documents to see what is there");
@@ -734,7 +721,7 @@ Result<std::vector<KbDocument>> PgStore::ListDocuments(const std::string& ns) {
     pqxx::result r = w.exec_params("SELECT " AF_PG_DOC_COLS
                                    " FROM kb_documents WHERE $1 = '' OR namespace = $1 "
                                    "ORDER BY namespace, source",
-                                   PgText(ns));
+                                   CleanText(ns));
     std::vector<KbDocument> out;
     for (const auto& row : r) out.push_back(ReadDocument(row));
     return out;
@@ -778,9 +765,9 @@ std::vector<int64_t> DeleteDocumentTx(pqxx::work& w, const std::string& id, Chun
 Status ReplaceDocumentTx(pqxx::work& w, int64_t now, DocumentWrite* dw, ChunkChanges* changes) {
   KbDocument& doc = dw->doc;
   if (doc.ns.empty()) doc.ns = "global";
-  doc.ns = PgText(doc.ns);
-  doc.source = PgText(doc.source);
-  doc.id = PgText(doc.id);
+  doc.ns = CleanText(doc.ns);
+  doc.source = CleanText(doc.source);
+  doc.id = CleanText(doc.id);
   pqxx::result old = w.exec_params(
       "SELECT id, created_ms FROM kb_documents WHERE namespace = $1 AND source = $2 FOR UPDATE",
       doc.ns, doc.source);
@@ -802,7 +789,7 @@ Status ReplaceDocumentTx(pqxx::work& w, int64_t now, DocumentWrite* dw, ChunkCha
   doc.chunk_count = static_cast<int64_t>(dw->chunks.size());
   w.exec_params("INSERT INTO kb_documents (" AF_PG_DOC_COLS
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                doc.id, doc.ns, doc.source, PgText(doc.content_hash),
+                doc.id, doc.ns, doc.source, CleanText(doc.content_hash),
                 PgStore::DumpJson(doc.provenance), doc.chunk_count, doc.created_ms, doc.updated_ms);
   dw->labels.clear();
   if (dw->chunks.empty()) return Status::Ok();
@@ -820,10 +807,10 @@ Status ReplaceDocumentTx(pqxx::work& w, int64_t now, DocumentWrite* dw, ChunkCha
     AddTerms(changes->terms, idx.terms, +1);
     rows_json.push_back({{"label", dw->labels[i]},
                          {"ordinal", static_cast<int64_t>(i)},
-                         {"heading", PgText(c.heading)},
+                         {"heading", CleanText(c.heading)},
                          {"line_start", c.line_start},
                          {"line_end", c.line_end},
-                         {"content", PgText(c.content)},
+                         {"content", CleanText(c.content)},
                          {"words", idx.words},
                          {"fts", idx.fts}});
   }
@@ -884,7 +871,7 @@ Status PgStore::ReplaceDocuments(std::vector<DocumentWrite>* writes) {
 Result<std::vector<int64_t>> PgStore::DeleteDocument(const std::string& document_id) {
   return Tx("deleting document " + document_id, [&](pqxx::work& w) -> Result<std::vector<int64_t>> {
     AF_RETURN_IF_ERROR(LockKnowledge(w));
-    const std::string id = PgText(document_id);
+    const std::string id = CleanText(document_id);
     if (w.exec_params("SELECT 1 FROM kb_documents WHERE id = $1", id).empty()) {
       return NotFound("document " + document_id + " not found",
                       "list documents to see what is there");

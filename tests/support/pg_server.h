@@ -64,9 +64,14 @@ class PgServer {
 
 }  // namespace af::testing
 
-// Declares `PgServer* var` bound to the shared server, or skips the test
-// loudly when PostgreSQL is not installed.
-#define AF_PG_SERVER_OR_SKIP(var)                                             \
-  auto var##_result_ = ::af::testing::PgServer::Shared();                     \
-  if (!var##_result_.ok()) GTEST_SKIP() << var##_result_.status().ToString(); \
+// Declares `PgServer* var` bound to the shared server. Skips the test, loudly,
+// when PostgreSQL is not installed (the hint names scripts/setup); any other
+// failure to start it fails the test.
+#define AF_PG_SERVER_OR_SKIP(var)                                                 \
+  auto var##_result_ = ::af::testing::PgServer::Shared();                         \
+  if (!var##_result_.ok()) {                                                      \
+    if (var##_result_.status().hint().find("scripts/setup") != std::string::npos) \
+      GTEST_SKIP() << var##_result_.status().ToString();                          \
+    FAIL() << var##_result_.status().ToString();                                  \
+  }                                                                               \
   ::af::testing::PgServer* var = *var##_result_
