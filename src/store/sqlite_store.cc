@@ -16,6 +16,7 @@
 #include "af/core/fault.h"
 #include "af/core/ids.h"
 #include "af/core/private_files.h"
+#include "store/knowledge_rules.h"
 #include "store/migrations_sqlite.h"
 
 namespace af::store_internal {
@@ -1257,139 +1258,11 @@ Result<std::vector<AgentRecord>> SqliteStore::ListAgents() {
 }
 
 // --- Memories ---------------------------------------------------------------
+// (The rules every backend shares are in knowledge_rules.h.)
 
-// The one validation of a memory's fields, for AddMemory and UpdateMemory.
-Status CheckMemory(const Memory& m) {
-  if (m.content.empty()) {
-    return InvalidArgument("memory content is empty", "say what was learned in content");
-  }
-  if (std::find(kMemoryTypes.begin(), kMemoryTypes.end(), m.type) == kMemoryTypes.end()) {
-    return InvalidArgument("unknown memory type '" + m.type + "'",
-                           "use one of architecture_decision, code_pattern, bug_fix, "
-                           "configuration, constraint, insight, reference, preference, task, "
-                           "feature_spec, failure, success");
-  }
-  if (m.importance < 1 || m.importance > 10) {
-    return InvalidArgument(
-        "memory importance " + std::to_string(m.importance) + " is out of range (1..10)",
-        "use 1 (trivia) to 10 (critical)");
-  }
-  return Status::Ok();
-}
-
-// What the vector index embeds for a memory (see Store::MemoryTexts).
-std::string MemoryEmbedText(const std::string& summary, const std::string& content,
-                            const std::vector<std::string>& tags) {
-  std::string text = summary.empty() ? content : summary + "\n" + content;
-  if (!tags.empty()) {
-    text += "\n";
-    for (size_t i = 0; i < tags.size(); ++i) text += (i ? " " : "") + tags[i];
-  }
-  return text;
-}
-
-// What the vector index embeds for a chunk (see Store::ChunkTexts).
-std::string ChunkEmbedText(const std::string& heading, const std::string& content) {
-  return heading.empty() ? content : heading + "\n" + content;
-}
-
-// Free text -> an FTS5 expression that cannot be anything but a search for
-// its words: runs of ASCII letters/digits and of non-ASCII characters
-// (lower-cased, de-duplicated, at most kMaxQueryWords), each quoted as an FTS5
-// string and OR-ed. Operators, quotes, parentheses, '*', '-', ':' and bytes
-// that are not UTF-8 all separate words. "" when there is no word.
-//
-// English stopwords are dropped unless the query has nothing else: the words
-// are OR-ed, so "the" or "how" would match nearly every row and make FTS5
-// score all of them (tens of ms at 100,000 chunks) while BM25 gives them
-// almost no weight anyway. A query of stopwords only ("to be or not") is
-// still searched as it is.
-constexpr size_t kMaxQueryWords = 64;
-constexpr size_t kMaxWordBytes = 128;
-
-bool IsQueryStopword(std::string_view w) {
-  static const std::set<std::string_view> kStop = {
-      "a",     "about", "after", "all",  "also",  "am",    "an",   "and",  "any",    "are",
-      "as",    "at",    "be",    "been", "being", "but",   "by",   "can",  "could",  "did",
-      "do",    "does",  "each",  "for",  "from",  "had",   "has",  "have", "he",     "her",
-      "his",   "how",   "i",     "if",   "in",    "into",  "is",   "it",   "its",    "may",
-      "me",    "more",  "my",    "of",   "on",    "or",    "our",  "she",  "should", "so",
-      "some",  "such",  "than",  "that", "the",   "their", "them", "then", "there",  "these",
-      "they",  "this",  "those", "to",   "was",   "we",    "were", "what", "when",   "where",
-      "which", "who",   "why",   "will", "with",  "would", "you",  "your"};
-  return kStop.count(w) > 0;
-}
-
-std::vector<std::string> QueryWords(std::string_view query) {
-  std::vector<std::string> words;
-  std::set<std::string> seen;
-  std::string word;
-  auto flush = [&] {
-    if (!word.empty() && word.size() <= kMaxWordBytes && words.size() < 4 * kMaxQueryWords &&
-        seen.insert(word).second) {
-      words.push_back(word);
-    }
-    word.clear();
-  };
-  auto cont = [&](size_t i) {
-    return i < query.size() && (static_cast<unsigned char>(query[i]) & 0xC0) == 0x80;
-  };
-  for (size_t i = 0; i < query.size();) {
-    unsigned char c = static_cast<unsigned char>(query[i]);
-    if (c < 0x80) {
-      if (std::isalnum(c)) {
-        word += static_cast<char>(std::tolower(c));
-      } else {
-        flush();
-      }
-      ++i;
-      continue;
-    }
-    // A well-formed UTF-8 sequence (no overlongs, surrogates or > U+10FFFF).
-    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
-                 : c >= 0xE0 && c <= 0xEF ? 3
-                 : c >= 0xF0 && c <= 0xF4 ? 4
-                                          : 0;
-    bool ok = len > 0;
-    for (size_t k = 1; ok && k < len; ++k) ok = cont(i + k);
-    if (ok && len >= 3) {
-      unsigned char c1 = static_cast<unsigned char>(query[i + 1]);
-      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0) || (c == 0xF0 && c1 < 0x90) ||
-          (c == 0xF4 && c1 >= 0x90)) {
-        ok = false;
-      }
-    }
-    if (!ok) {
-      flush();
-      ++i;
-      continue;
-    }
-    // Common punctuation, spaces and symbols outside ASCII separate words
-    // too: U+00A0..U+00BF, U+2000..U+206F, U+3000..U+303F, U+FE00..U+FE0F,
-    // U+FEFF and everything from U+1F000 (emoji).
-    uint32_t cp = len == 2 ? ((c & 0x1Fu) << 6) | (query[i + 1] & 0x3Fu)
-                  : len == 3
-                      ? ((c & 0x0Fu) << 12) | ((query[i + 1] & 0x3Fu) << 6) | (query[i + 2] & 0x3Fu)
-                      : ((c & 0x07u) << 18) | ((query[i + 1] & 0x3Fu) << 12) |
-                            ((query[i + 2] & 0x3Fu) << 6) | (query[i + 3] & 0x3Fu);
-    bool separator = (cp >= 0xA0 && cp <= 0xBF) || (cp >= 0x2000 && cp <= 0x206F) ||
-                     (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFE00 && cp <= 0xFE0F) ||
-                     cp == 0xFEFF || cp >= 0x1F000;
-    if (separator) {
-      flush();
-    } else {
-      word.append(query.substr(i, len));
-    }
-    i += len;
-  }
-  flush();
-  if (std::any_of(words.begin(), words.end(),
-                  [](const std::string& w) { return !IsQueryStopword(w); }))
-    std::erase_if(words, [](const std::string& w) { return IsQueryStopword(w); });
-  if (words.size() > kMaxQueryWords) words.resize(kMaxQueryWords);
-  return words;
-}
-
+// The FTS5 expression matching rows that hold any of `words` (from
+// QueryWords): each quoted as an FTS5 string, so it cannot be anything but a
+// search for its words.
 std::string OrExpression(const std::vector<std::string>& words) {
   std::string expr;
   for (const auto& w : words) {
@@ -1409,60 +1282,10 @@ std::string AndExpression(const std::vector<std::string>& words) {
   return expr;
 }
 
-// Chunk searches (SearchChunkText): the AND of the kept words is tried first
-// when they hold more rows than kAndFirstRows, and no search scores more than
-// kScoredRows rows (the newest). Measured on 100,000 chunks of the benchmark
-// corpus (bench/kb_bench.cc, a replay of the SQL, 400 queries), against the
-// OR of the kept words alone: p50 5.1 -> 3.2 ms, p99 56 -> 8.5 ms, and the
-// top 10 shares 0.62 of its results with the unbounded OR of every word
-// (0.68 before; scoring the newest rows without trying the AND: 0.50).
-constexpr int64_t kAndFirstRows = 500;
-constexpr int64_t kScoredRows = 3000;
-
-// Query words whose rows the search may score: FTS5 computes BM25 for every
-// row holding any OR-ed word before it can keep the best, so a word held by
-// tens of thousands of rows costs tens of ms while telling little (its
-// inverse document frequency is low). Words are taken rarest first while the
-// rows they hold add up to at most kPostingBudget; the 2 rarest are always
-// kept, so a query of common words only still answers. A word the statistics
-// do not know (0 rows: absent, or tokenised differently from here) costs
-// nothing and is kept.
-constexpr int64_t kPostingBudget = 3000;
-
-std::vector<std::string> AffordableWords(std::vector<std::pair<std::string, int64_t>> df) {
-  std::vector<std::string> out;
-  std::stable_sort(df.begin(), df.end(),
-                   [](const auto& a, const auto& b) { return a.second < b.second; });
-  int64_t spent = 0;
-  int known = 0;
-  for (const auto& [word, rows] : df) {
-    if (rows > 0) {
-      if (known >= 2 && spent + rows > kPostingBudget) break;  // ascending: the rest cost more
-      ++known;
-      spent += rows;
-    }
-    out.push_back(word);
-  }
-  return out;
-}
-
-// "" among the namespaces, or none at all, means every namespace.
-bool AllNamespaces(const std::vector<std::string>& namespaces) {
-  return namespaces.empty() ||
-         std::find(namespaces.begin(), namespaces.end(), "") != namespaces.end();
-}
-
 std::string Placeholders(size_t n) {
   std::string out;
   for (size_t i = 0; i < n; ++i) out += i ? ", ?" : "?";
   return out;
-}
-
-Status CheckPage(int limit, std::string_view what) {
-  if (limit >= 1 && limit <= 10000) return Status::Ok();
-  return InvalidArgument(
-      std::string(what) + " needs 1 <= limit <= 10000 (got " + std::to_string(limit) + ")",
-      "page with after_label = the last label you received");
 }
 
 Result<int64_t> SqliteStore::NextMemoryLabelLocked() {
@@ -1659,8 +1482,6 @@ Result<std::vector<TextHit>> SqliteStore::HitsLocked(const std::string& sql,
     out.push_back({s.Int(0), s.Real(1)});
   }
 }
-
-constexpr int kMaxTextHits = 1000;
 
 Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::TermRowsLocked(
     const char* vocab, std::vector<std::string> words) {

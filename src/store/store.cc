@@ -3,36 +3,20 @@
 #include <string_view>
 
 #include "af/core/strings.h"
+#include "store/pg_store.h"
 #include "store/sqlite_store.h"
 
 namespace af {
-namespace {
-
-// "postgresql://user:secret@host/db" -> "postgresql://user:***@host/db": URLs
-// end up in messages, passwords must not.
-std::string RedactUrl(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return url;
-  size_t at = url.find('@', scheme + 3);
-  if (at == std::string::npos) return url;
-  size_t colon = url.find(':', scheme + 3);
-  if (colon == std::string::npos || colon > at) return url;
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
-}
-
-}  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   const std::string& url = options.url;
   if (StartsWith(url, "postgresql://") || StartsWith(url, "postgres://")) {
-    return Unavailable("PostgreSQL backend is not built yet (DATABASE_URL=" + RedactUrl(url) + ")",
-                       "use the embedded SQLite store: unset DATABASE_URL or set it to "
-                       "sqlite:PATH, e.g. sqlite:./data/agent-factory.db");
+    return store_internal::OpenPgStore(url, options);
   }
   if (!StartsWith(url, "sqlite:")) {
-    return InvalidArgument("unsupported database URL '" + RedactUrl(url) + "'",
-                           "use sqlite:PATH (e.g. sqlite:./data/agent-factory.db) or "
-                           "sqlite::memory:");
+    return InvalidArgument("unsupported database URL '" + store_internal::RedactUrl(url) + "'",
+                           "use sqlite:PATH (e.g. sqlite:./data/agent-factory.db), "
+                           "sqlite::memory: or postgresql://USER:PASSWORD@HOST:PORT/DB");
   }
   std::string path = url.substr(7);
   if (StartsWith(path, "//")) path = path.substr(2);  // sqlite:///abs/path

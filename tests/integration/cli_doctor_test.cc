@@ -222,11 +222,12 @@ TEST(CliDoctor, ASchemaNewerThanTheBinaryIsNamed) {
 TEST(CliDoctor, PostgresAndRedisAreReportedAsNotBuiltYet) {
   Install in;
   in.Migrate();
-  in.env["DATABASE_URL"] = "postgresql://af:hunter2pass@127.0.0.1:5432/af";
+  const std::string pg = "127.0.0.1:" + std::to_string(FreePort());  // nothing listens
+  in.env["DATABASE_URL"] = "postgresql://af:hunter2pass@" + pg + "/af";
   in.env["REDIS_URL"] = "redis://127.0.0.1:6379";
   auto r = in.Run();
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_CONTAINS(r.out, "✘ database: PostgreSQL backend is not built yet");
+  EXPECT_CONTAINS(r.out, "✘ database: cannot connect to PostgreSQL at " + pg);
   EXPECT_CONTAINS(r.out, "✘ redis: REDIS_URL is set: Redis bus is not built yet");
   EXPECT_CONTAINS(r.out, "unset REDIS_URL");
   EXPECT_EQ(r.out.find("hunter2pass"), std::string::npos);

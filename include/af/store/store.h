@@ -4,9 +4,9 @@
 // carries work. Every status transition is one transaction that also appends
 // its event, so the event log never disagrees with the rows it describes.
 //
-// Backends: SQLite ("sqlite:PATH", "sqlite::memory:"). PostgreSQL URLs are
-// recognised and refused loudly until that backend exists. Every backend must
-// pass the conformance suite in tests/support/store_conformance.h.
+// Backends: SQLite ("sqlite:PATH", "sqlite::memory:") and PostgreSQL
+// ("postgresql://USER:PASSWORD@HOST:PORT/DB", also "postgres://"). Every
+// backend must pass the conformance suite in tests/support/store_conformance.h.
 //
 // Errors: every method returns a Status / Result. Codes used:
 //   kInvalidArgument    bad input (unknown status value, dependency cycle, ...);
@@ -24,8 +24,11 @@
 // SQLite backend uses ONE connection guarded by one mutex: each call holds the
 // mutex for its whole duration (so each call is atomic with respect to others
 // in this process); other processes on the same file are serialised by SQLite
-// locks, waiting up to busy_timeout. Callers never hold store locks between
-// calls. Ownership: the Store owns its connection; records are returned by value.
+// locks, waiting up to busy_timeout. The PostgreSQL backend runs each call as
+// one transaction on a small pool of connections; a connection found broken
+// is reopened and the call retried once, and a server that stays away gives
+// kUnavailable naming host:port. Callers never hold store locks between
+// calls. Ownership: the Store owns its connections; records are returned by value.
 
 #include <chrono>
 #include <cstdint>
@@ -43,14 +46,16 @@ namespace af {
 
 struct StoreOptions {
   // "sqlite:PATH" (relative or absolute; "sqlite:///abs/path" also works),
-  // "sqlite::memory:" (private, gone on close). "postgresql://..." returns
-  // kUnavailable until that backend is built. Default: ./data/agent-factory.db.
+  // "sqlite::memory:" (private, gone on close), or a libpq URL
+  // "postgresql://USER:PASSWORD@HOST:PORT/DB" (also "postgres://"). Default:
+  // ./data/agent-factory.db.
   std::string url = "sqlite:data/agent-factory.db";
   // Apply pending migrations on open (default). false opens without changing
   // the schema, e.g. for `db status`; methods that need missing tables then
   // fail with kFailedPrecondition and a hint to run `agent-factory db migrate`.
   bool migrate = true;
-  // How long a write waits for another process's lock. Default 5 s.
+  // How long a write waits for another process's lock (PostgreSQL: the
+  // session's lock_timeout). Default 5 s.
   std::chrono::milliseconds busy_timeout{5000};
   // Clock seam: unix milliseconds. Default (empty): the system clock.
   std::function<int64_t()> now_ms;
@@ -170,9 +175,10 @@ class Store {
   virtual Result<int64_t> LatestEventSeq() = 0;  // 0 when there are none
   // Called after events appended through this object became durable (once
   // per commit), so a reader of the event table can wait for a call instead
-  // of polling. Events other processes append are not announced. It runs on
-  // the appending thread, may hold the store's lock: it must be quick and
-  // must not call the store. Replaces any earlier listener; {} removes it.
+  // of polling. Events other processes append are not announced by SQLite;
+  // PostgreSQL announces them too (LISTEN/NOTIFY, from a thread of its own).
+  // It runs on the appending thread (or that thread), may hold the store's
+  // lock: it must be quick and must not call the store. Replaces any earlier listener; {} removes it.
   // The default implementation never calls it.
   virtual void SetEventsListener(std::function<void()> listener) { (void)listener; }
 
@@ -321,7 +327,8 @@ class Store {
   // Features by status, tasks by role and status, LLM usage by provider,
   // model and status; grouped counts over whole tables, for /metrics.
   virtual Result<StoreStats> Stats() = 0;
-  // "sqlite:/abs/path/agent-factory.db" or "sqlite::memory:"; never a password.
+  // "sqlite:/abs/path/agent-factory.db", "sqlite::memory:" or the PostgreSQL
+  // URL with its password replaced by ***; never a password.
   virtual std::string Describe() const = 0;
 
   // --- Backup -------------------------------------------------------------
@@ -331,6 +338,9 @@ class Store {
   // standalone database that Store::Open("sqlite:" + path) opens as is.
   // SQLite uses its online backup API from a separate connection, so the
   // copy neither blocks this store's other calls nor waits for writers.
+  // PostgreSQL copies every table into a new SQLite file from one
+  // REPEATABLE READ snapshot on a connection of its own (same promise; for a
+  // native dump of a large database use pg_dump).
   // kAlreadyExists when `path` exists (nothing is overwritten);
   // kResourceExhausted when the disk fills; on any error no file is left.
   virtual Status BackupTo(const std::string& path) = 0;
