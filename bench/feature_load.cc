@@ -10,7 +10,8 @@
 // over the OpenAI wire format, each reply after --latency-ms.
 //
 // Each N gets a fresh server (free port, temp data dir, replicas of the
-// per-feature roles and limits.max_active_features raised to N). One warm-up
+// per-feature roles and limits.max_active_features raised to N; replicas stop
+// at 64, the most the configuration accepts). One warm-up
 // feature runs first on every server and is reported apart: it also creates
 // the project's repository, a one-time cost. N = 1 ("alone") runs
 // --alone-repeats features one after another; its median wall time is the
@@ -70,6 +71,18 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kTerminal[] = {"completed", "failed", "cancelled"};
 // The per-feature roles; the coordinator and optimizer run one instance whatever is configured.
 constexpr const char* kScaledRoles[] = {"PLANNER", "CODER", "TESTER", "REVIEWER", "DEVOPS"};
+
+// The configuration refuses more replicas of a role than this.
+constexpr int kMaxReplicas = 64;
+int Replicas(int n) { return std::min(n, kMaxReplicas); }
+
+// "1.00 0.80 0.50" (/proc/loadavg: 1, 5 and 15 minutes).
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -225,7 +238,7 @@ class Server {
         {"AF_API_RATE_LIMIT_PER_MINUTE", "10000000"},
     };
     for (const char* role : kScaledRoles) {
-      env[std::string("AF_AGENTS_") + role + "_REPLICAS"] = std::to_string(n);
+      env[std::string("AF_AGENTS_") + role + "_REPLICAS"] = std::to_string(Replicas(n));
     }
     // cwd = the data dir, so no agent-factory.toml or .env of the caller applies.
     child_ = std::make_unique<af::testing::ChildProcess>(std::vector<std::string>{binary, "serve"},
@@ -490,15 +503,11 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
   });
   Server server(o.binary, n, fake.base_url());
   const auto timeout = std::chrono::seconds(o.timeout_s);
-  std::printf("== N=%d, model latency %d ms (server pid %d, load average %s)\n", n, o.latency_ms,
-              server.pid(),
-              [] {
-                std::ifstream in("/proc/loadavg");
-                std::string a, b2, c;
-                in >> a >> b2 >> c;
-                return a + " " + b2 + " " + c;
-              }()
-                  .c_str());
+  std::printf(
+      "== N=%d, model latency %d ms (limits.max_active_features %d, %d replicas of each "
+      "per-feature role%s; server pid %d, load average %s)\n",
+      n, o.latency_ms, n, Replicas(n), Replicas(n) < n ? ", the most the configuration allows" : "",
+      server.pid(), LoadAverage().c_str());
 
   Batch warm = RunBatch(server, 1, 0, timeout, "warm-up");
   std::printf(
