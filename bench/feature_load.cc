@@ -29,8 +29,11 @@
 //
 // Usage: af_feature_load [--features N|LIST]... [--latency-ms MS]
 //                        [--binary PATH] [--alone-repeats R] [--timeout-s S]
+//                        [--show-events]
 // e.g. --features 1,50,500 (or --features 1 --features 50). One line per N
 // starts with "RESULT " and holds key=value pairs, for bench/feature_load.sh.
+// --show-events also prints every event of one feature of each N, with its
+// time after the feature was created.
 //
 // af_feature_load --fake-only [--latency-ms MS]: serves only the scripted fake
 // model, prints "FAKE_URL http://127.0.0.1:PORT" and runs until SIGTERM/SIGINT
@@ -216,9 +219,10 @@ struct FeatureHistory {
   std::string id;
   std::string status;  // the last status it reached
   int64_t created_ms = -1;
-  int64_t delivered_ms = -1;                  // the transition to completed
-  std::string ended;                          // how a failed or cancelled feature ended
-  std::map<std::string, int64_t> entered_ms;  // status -> when it was entered
+  int64_t delivered_ms = -1;                              // the transition to completed
+  std::string ended;                                      // how a failed or cancelled feature ended
+  std::vector<std::pair<int64_t, std::string>> entered;   // (when, status), in event order
+  std::vector<std::pair<int64_t, std::string>> timeline;  // (ts, "type [to]") of every event
 };
 
 class Server {
@@ -325,13 +329,17 @@ class Server {
       const std::string type = e.value("type", "");
       const int64_t ts = ParseUtcMillis(e.value("ts", ""));
       const json data = e.value("data", json::object());
+      h.timeline.emplace_back(
+          ts, type + (type == "feature.status" ? " -> " + data.value("to", "") : "") +
+                  (e.value("agent", json()).is_string() ? " (" + e["agent"].get<std::string>() + ")"
+                                                        : ""));
       if (type == "feature.created") {
         h.created_ms = ts;
         h.status = data.value("status", "queued");
-        h.entered_ms[h.status] = ts;
+        h.entered.emplace_back(ts, h.status);
       } else if (type == "feature.status") {
         h.status = data.value("to", "");
-        h.entered_ms[h.status] = ts;
+        h.entered.emplace_back(ts, h.status);
         if (h.status == "completed") h.delivered_ms = ts;
         if (h.status == "failed" || h.status == "cancelled") {
           h.ended = "in " + data.value("from", std::string("?")) + ": " +
@@ -365,6 +373,7 @@ struct Batch {
   std::map<std::string, std::vector<double>> stage_ms;  // status -> time spent in it
   std::map<std::string, int> failures;                  // reason -> count
   int64_t polls = 0;
+  FeatureHistory first;  // the first completed feature's history (for --show-events)
 };
 
 // Submits `n` features at once (from up to 32 client threads), waits until all
@@ -443,21 +452,17 @@ Batch RunBatch(Server& server, int n, int64_t finished_before, std::chrono::seco
     });
   }
   for (auto& t : clients) t.join();
-  static const std::vector<std::string> kStages = {"queued",  "planning",  "implementing",
-                                                   "testing", "reviewing", "delivering"};
   for (const auto& h : histories) {
     if (h.id.empty()) continue;
     if (h.status == "completed" && h.created_ms > 0 && h.delivered_ms > 0) {
-      ++b.completed;
+      if (b.completed++ == 0) b.first = h;
       b.latencies_ms.push_back(static_cast<double>(h.delivered_ms - h.created_ms));
       last_delivery = std::max(last_delivery, h.delivered_ms);
-      // Time in each stage: until the next status entered.
-      std::vector<std::pair<int64_t, std::string>> order;
-      for (const auto& [s, ts] : h.entered_ms) order.emplace_back(ts, s);
-      std::sort(order.begin(), order.end());
-      for (size_t i = 0; i + 1 < order.size(); ++i) {
-        b.stage_ms[order[i].second].push_back(
-            static_cast<double>(order[i + 1].first - order[i].first));
+      // Time in each status: until the next one was entered (in event order:
+      // a feature enters planning in the same millisecond it is created).
+      for (size_t i = 0; i + 1 < h.entered.size(); ++i) {
+        b.stage_ms[h.entered[i].second].push_back(
+            static_cast<double>(h.entered[i + 1].first - h.entered[i].first));
       }
     } else if (h.status == "failed" || h.status == "cancelled") {
       ++b.failures[h.status + " " + h.ended.substr(0, 300)];
@@ -483,6 +488,7 @@ struct Options {
   std::string binary;
   int alone_repeats = 5;
   int timeout_s = 600;
+  bool show_events = false;
   bool fake_only = false;
 };
 
@@ -580,6 +586,13 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
     auto it = all.stage_ms.find(s);
     if (it != all.stage_ms.end()) std::printf(" %s %.0f", s, Percentile(it->second, 0.5));
   }
+  if (o.show_events && !rounds.empty() && !rounds.front().first.id.empty()) {
+    const FeatureHistory& h = rounds.front().first;
+    std::printf("\nevents of %s (ms after it was created):", h.id.c_str());
+    for (const auto& [ts, what] : h.timeline) {
+      std::printf("\n  %6lld %s", static_cast<long long>(ts - h.created_ms), what.c_str());
+    }
+  }
   std::printf("\nmodel requests by role:%s; bench polls during the run: %lld\n",
               RoleCounts(log).c_str(), static_cast<long long>(all.polls));
   if (!ok) {
@@ -653,12 +666,14 @@ int main(int argc, char** argv) {
       o.alone_repeats = std::atoi(value().c_str());
     } else if (a == "--timeout-s") {
       o.timeout_s = std::atoi(value().c_str());
+    } else if (a == "--show-events") {
+      o.show_events = true;
     } else if (a == "--fake-only") {
       o.fake_only = true;
     } else {
       Die("unknown flag " + a +
           " (flags: --features N|LIST, --latency-ms MS, --binary PATH, --alone-repeats R, "
-          "--timeout-s S, --fake-only)");
+          "--timeout-s S, --show-events, --fake-only)");
     }
   }
   if (o.fake_only) return FakeOnly(o);

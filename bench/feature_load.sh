@@ -59,7 +59,7 @@ langgraph() {  # latency features
 }
 
 echo "== agent-factory, instant model, one feature alone"
-run "$load" --latency-ms 0 --features 1 --alone-repeats "$repeats" --timeout-s "$timeout_s"
+run "$load" --latency-ms 0 --features 1 --alone-repeats "$repeats" --timeout-s "$timeout_s" --show-events
 echo "== LangGraph.js, instant model, one feature alone"
 langgraph 0 1
 echo "== agent-factory, ${latency} ms model, N = $features"
