@@ -570,7 +570,7 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
     std::printf(")\n");
   } else {
     std::printf("%d at once: wall %.3f s%s\n", n, all.wall_s,
-                efficiency > 0 ? (", efficiency " + Fmt("%.2f", efficiency)).c_str() : "");
+                efficiency > 0 ? (", efficiency " + Fmt("%.3f", efficiency)).c_str() : "");
   }
   std::printf(
       "server CPU per feature %.1f ms (children: %.1f ms; clock tick %ld ms), peak RSS %.1f "
@@ -613,7 +613,7 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
       "RESULT impl=agent-factory n=%d latency_ms=%d completed=%lld/%lld wall_s=%.3f efficiency=%s "
       "cpu_ms=%.1f children_cpu_ms=%.1f p50_ms=%.0f p99_ms=%.0f peak_rss_mb=%.1f ok=%d\n",
       n, o.latency_ms, static_cast<long long>(all.completed), static_cast<long long>(expected),
-      all.wall_s, efficiency > 0 ? Fmt("%.2f", efficiency).c_str() : "-", all.cpu_ms,
+      all.wall_s, efficiency > 0 ? Fmt("%.3f", efficiency).c_str() : "-", all.cpu_ms,
       all.children_cpu_ms, Percentile(all.latencies_ms, 0.5), Percentile(all.latencies_ms, 0.99),
       peak_rss_kb / 1024.0, ok ? 1 : 0);
   std::fflush(stdout);

@@ -210,7 +210,7 @@ for (const n of opts.features) {
   const ok = failures.length === 0;
   allOk &&= ok;
   if (n === 1 && ok) aloneWall = wall;
-  const eff = aloneWall > 0 && ok ? (aloneWall / wall).toFixed(2) : "-";
+  const eff = aloneWall > 0 && ok ? (aloneWall / wall).toFixed(3) : "-";
   const cpuMs = (cpu.user + cpu.system) / 1000 / (n * rounds);
   const rssMb = process.resourceUsage().maxRSS / 1024;
   console.log(`N=${n}: wall ${wall.toFixed(3)} s${n === 1 ? ` (median of ${rounds}: ${walls.map((w) => (w / 1000).toFixed(3)).join(" ")})` : `, efficiency ${eff}`}, ` +
