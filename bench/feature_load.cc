@@ -37,9 +37,10 @@
 //
 // af_feature_load --fake-only [--latency-ms MS]: serves only the scripted fake
 // model, prints "FAKE_URL http://127.0.0.1:PORT" and runs until SIGTERM/SIGINT
-// (then prints how many requests each role made), so other implementations of
-// the same feature (bench/langgraph) can call the same model.
+// (then prints how many requests each role made and its CPU time), so other
+// implementations of the same feature (bench/langgraph) call the same model.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -636,7 +637,12 @@ int FakeOnly(const Options& o) {
   std::fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);
-  std::fprintf(stderr, "fake model: requests by role:%s\n", RoleCounts(log).c_str());
+  rusage self{};
+  getrusage(RUSAGE_SELF, &self);
+  const double cpu_ms = (self.ru_utime.tv_sec + self.ru_stime.tv_sec) * 1000.0 +
+                        (self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1000.0;
+  std::fprintf(stderr, "fake model: requests by role:%s; its CPU %.0f ms\n",
+               RoleCounts(log).c_str(), cpu_ms);
   return 0;
 }
 

@@ -14,7 +14,7 @@
 // pipeline.
 //
 // Usage: node feature_graph.mjs [--features 1,50,500] [--latency-ms 50]
-//                               [--fake-url http://127.0.0.1:PORT] [--alone-repeats 3]
+//                               [--fake-url http://127.0.0.1:PORT] [--alone-repeats 5]
 // Prints, per N, a human line and a "RESULT impl=langgraph ..." line with
 // wall time, efficiency (wall of one alone / wall of all, N = 1 runs first),
 // CPU of this process per feature, created -> delivered p50/p99 and the peak
@@ -26,7 +26,7 @@ import { loadavg } from "node:os";
 import { readFileSync } from "node:fs";
 
 function parseArgs(argv) {
-  const o = { features: [], latencyMs: 50, fakeUrl: "", aloneRepeats: 3 };
+  const o = { features: [], latencyMs: 50, fakeUrl: "", aloneRepeats: 5 };
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[++i];
