@@ -255,12 +255,17 @@ class Server {
           return r.ok() && r->status == 200;
         },
         std::chrono::seconds(60));
+    // Die() exits without destructors: stop the child first, so it is not left behind.
     if (!up || !child_->Running()) {
+      child_->Stop(SIGKILL);
       Die("the server did not start (" + binary + "): " + child_->Err().substr(0, 2000));
     }
     key_ = af::testing::ReadFile(dir_.path() / "admin.key");
     while (!key_.empty() && (key_.back() == '\n' || key_.back() == '\r')) key_.pop_back();
-    if (key_.empty()) Die("no admin key in the data dir");
+    if (key_.empty()) {
+      child_->Stop(SIGKILL);
+      Die("no admin key in the data dir");
+    }
   }
 
   ~Server() {
@@ -316,6 +321,19 @@ class Server {
   FeatureHistory History(const std::string& id) {
     FeatureHistory h;
     h.id = id;
+    // Only a finished feature's stream ends after its history; a running
+    // one's would stream on, so it is reported by its status alone.
+    auto f = Call("GET", "/api/v1/features/" + id);
+    if (!f.ok() || f->status != 200) {
+      h.ended = "could not read it: " +
+                (f.ok() ? "HTTP " + std::to_string(f->status) : f.status().ToString());
+      return h;
+    }
+    const std::string status = json::parse(f->body, nullptr, false).value("status", "");
+    if (status != "completed" && status != "failed" && status != "cancelled") {
+      h.status = status;
+      return h;
+    }
     auto r = Call("GET", "/api/v1/features/" + id + "/events");
     if (!r.ok() || r->status != 200) {
       h.ended = "could not read its events: " +
@@ -385,7 +403,11 @@ Batch RunBatch(Server& server, int n, int64_t finished_before, std::chrono::seco
   Batch b;
   b.n = n;
   auto cpu0 = ReadCpu(server.pid());
-  if (!cpu0) Die("cannot read /proc/" + std::to_string(server.pid()) + "/stat");
+  if (!cpu0) {
+    ++b.failures["cannot read /proc/" + std::to_string(server.pid()) + "/stat"];
+    b.timed_out = true;  // nothing was measured: the run is reported as failed
+    return b;
+  }
   const int64_t start_ms = NowUnixMs();
   const auto start = Clock::now();
   std::vector<std::string> ids(n);
