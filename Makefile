@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build run test bench bench-tokens fuzz format clean install package
+.PHONY: all setup build run test bench bench-features bench-health bench-tokens fuzz format clean install package
 
 all: build
 
@@ -36,6 +36,16 @@ package: build
 bench: build
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target benches
 	./bench/run.sh $(BUILD_DIR)
+
+# Parts of `make bench` alone: the minimal feature at N = 1, 50, 500 at once on
+# agent-factory and LangGraph.js (FEATURES=1,50 for a shorter run), and
+# /health against nginx.
+bench-features: build
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target af_feature_load
+	./bench/feature_load.sh $(BUILD_DIR)
+
+bench-health: build
+	./bench/health_vs_nginx.sh $(BUILD_DIR)
 
 # Tokens per feature on the examples (replay provider) against resending
 # every conversation whole each turn.

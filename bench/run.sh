@@ -43,3 +43,9 @@ done
 
 echo "== SSE: 1,000 clients on GET /api/v1/events, 200 events/s for 10 s (server in a child process)"
 "$build/bench/af_sse_load" --clients 1000 --rate 200 --seconds 10
+
+# /health and /health/live against nginx serving a 200-byte file, in the same run.
+bench/health_vs_nginx.sh "$build"
+
+# The minimal feature at N = 1, 50, 500 at once: agent-factory beside LangGraph.js.
+bench/feature_load.sh "$build"
