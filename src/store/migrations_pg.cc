@@ -201,6 +201,12 @@ CREATE TABLE kb_chunks (
 );
 CREATE INDEX kb_chunks_by_document ON kb_chunks (document_id, ordinal);
 CREATE INDEX kb_chunks_fts ON kb_chunks USING GIN (fts);
+-- fts stays in the row (compressed) while content goes out of line first:
+-- a search reads fts of every row it scores and content of none. Measured
+-- on 20,000 chunks of 120 words: scoring 760 rows read 724 buffers instead
+-- of 2,968 (1.8 ms instead of 15 ms).
+ALTER TABLE kb_chunks ALTER COLUMN fts SET STORAGE MAIN;
+ALTER TABLE memories ALTER COLUMN fts SET STORAGE MAIN;
 )sql"},
   };
   return kMigrations;

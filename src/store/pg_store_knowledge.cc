@@ -14,7 +14,9 @@
 //   syntax.
 // - Ranking: BM25 (k1 1.2, b 0.75, the formula of SQLite's FTS5) computed
 //   here from each matching row's term counts and length, the number of rows
-//   holding each word, and the table totals kept in kb_meta.
+//   holding each word (kb_terms) and the table totals (kb_meta), both kept
+//   by the writing transaction so a search never counts. Chunk searches
+//   follow SQLite's bounds (AffordableWords, AND first, newest rows scored).
 // - Labels come from sequences (never handed out twice); kb_meta.generation
 //   rises in the transaction of every labelled write. Every such write locks
 //   the kb_meta row first, so knowledge writes are serialised in one order

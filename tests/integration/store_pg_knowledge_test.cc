@@ -268,5 +268,62 @@ TEST(PgKnowledgeTest, ConcurrentKnowledgeWritersNeverDeadlock) {
   ExpectStatisticsMatchTheRows(*url);
 }
 
+// BackupTo's SQLite copy holds the knowledge too: the rows with their labels,
+// searchable there (SQLite's own full-text indexes fill as they go in), and
+// a memory added to the copy gets a label above every one handed out here.
+TEST(PgKnowledgeTest, BackupCopyHoldsTheKnowledgeSearchable) {
+  AF_PG_SERVER_OR_SKIP(server);
+  auto store = OpenFresh(server);
+  ASSERT_NE(store, nullptr);
+  Memory a = MakeMemory("backups keep the retry policy", "project:demo");
+  a.tags = {"ops"};
+  auto ma = store->AddMemory(a);
+  ASSERT_TRUE(ma.ok()) << ma.status().ToString();
+  auto mb = store->AddMemory(MakeMemory("archived note"));
+  ASSERT_TRUE(mb.ok());
+  mb->archived = true;
+  ASSERT_TRUE(store->UpdateMemory(*mb).ok());
+  ASSERT_TRUE(store->UpsertMemoryLink({ma->id, mb->id, "relates_to", 0.7}).ok());
+  auto gone = store->AddMemory(MakeMemory("deleted, its label stays used"));
+  ASSERT_TRUE(gone.ok());
+  ASSERT_TRUE(store->DeleteMemory(gone->id).ok());
+  auto labels = store->ReplaceDocument(
+      MakeDocument("guide.md"), {MakeChunk("retry with backoff"), MakeChunk("other")}, nullptr);
+  ASSERT_TRUE(labels.ok()) << labels.status().ToString();
+
+  TempDir dir;
+  const std::string copy = (dir.path() / "copy.db").string();
+  Status backed = store->BackupTo(copy);
+  ASSERT_TRUE(backed.ok()) << backed.ToString();
+  StoreOptions options;
+  options.url = "sqlite:" + copy;
+  auto opened = Store::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& sqlite = **opened;
+
+  auto got = sqlite.GetMemory(ma->id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->vector_label, ma->vector_label);
+  EXPECT_EQ(got->tags, (std::vector<std::string>{"ops"}));
+  auto hits = sqlite.SearchMemoryText({}, "retry", 10);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  ASSERT_EQ(hits->size(), 1u);
+  EXPECT_EQ((*hits)[0].label, ma->vector_label);
+  auto chunks = sqlite.SearchChunkText({}, "retry", 10);
+  ASSERT_TRUE(chunks.ok()) << chunks.status().ToString();
+  ASSERT_EQ(chunks->size(), 1u);
+  EXPECT_EQ((*chunks)[0].label, (*labels)[0]);
+  auto counts = sqlite.CountKnowledge();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->documents, 1);
+  EXPECT_EQ(counts->chunks, 2);
+  EXPECT_EQ(counts->memories, 1);
+  EXPECT_EQ(counts->archived_memories, 1);
+  EXPECT_EQ(counts->links, 1);
+  auto added = sqlite.AddMemory(MakeMemory("added to the copy"));
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_GT(added->vector_label, gone->vector_label);
+}
+
 }  // namespace
 }  // namespace af::testing
