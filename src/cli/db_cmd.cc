@@ -5,6 +5,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "af/core/strings.h"
 #include "af/core/utc_time.h"
 #include "af/store/store.h"
 #include "cli/commands.h"
@@ -59,6 +60,8 @@ int DbStatus(const GlobalOptions& g) {
   std::string url;
   auto store = OpenStore(g, &url, false);
   if (!store.ok()) return ReportError(store.status());
+  // A server URL may hold a password: show the store's redacted form.
+  if (!StartsWith(url, "sqlite:")) url = (*store)->Describe();
   auto status = (*store)->GetMigrationStatus();
   if (!status.ok()) return ReportError(status.status());
   // A newer binary migrated it: nothing is "pending", and this binary must

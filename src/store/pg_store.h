@@ -188,7 +188,9 @@ class PgStore final : public Store {
   // before commit is reopened and fn is run ONCE more (so fn must only write
   // through `work` and to its own outputs, which it must reset on entry); a
   // connection lost during commit is not retried (the outcome is unknown)
-  // and comes back as Unavailable saying so.
+  // and comes back as Unavailable saying so. fn must not call the store's
+  // public methods: each borrows another connection, and kPoolSize callers
+  // doing so at once would wait on each other.
   template <typename F>
   auto Tx(std::string_view doing, F&& fn) -> std::invoke_result_t<F&, pqxx::work&> {
     using R = std::invoke_result_t<F&, pqxx::work&>;

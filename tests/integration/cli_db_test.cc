@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/pg_server.h"
 #include "support/test_util.h"
 
 namespace af::testing {
@@ -119,6 +120,37 @@ TEST(CliDbTest, UnreachablePostgresIsReportedWithoutLeakingThePassword) {
   EXPECT_NE(r.err.find("cannot connect to PostgreSQL at " + endpoint), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("DATABASE_URL"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("hunter2pass"), std::string::npos);
+}
+
+// The same commands on PostgreSQL, the password never printed.
+TEST(CliDbTest, StatusMigrateHistoryWorkOnPostgresWithoutPrintingThePassword) {
+  AF_PG_SERVER_OR_SKIP(server);
+  auto url = server->CreateDatabase();
+  ASSERT_TRUE(url.ok()) << url.status().ToString();
+  std::string with_password = *url;  // trust auth: any password is accepted
+  with_password.replace(with_password.find("postgres@"), 9, "postgres:hunter2pass@");
+  auto env = kEnv;
+  env["DATABASE_URL"] = with_password;
+  TempDir dir;
+  const std::string cwd = dir.path().string();
+  auto before = RunCommand({BinaryPath(), "db", "status"}, env, cwd);
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_NE(before.out.find("schema version:  0"), std::string::npos) << before.out;
+  EXPECT_NE(before.out.find("postgres:***@127.0.0.1"), std::string::npos) << before.out;
+  auto migrate = RunCommand({BinaryPath(), "db", "migrate"}, env, cwd);
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.err;
+  EXPECT_NE(migrate.out.find("applied 001"), std::string::npos) << migrate.out;
+  auto status = RunCommand({BinaryPath(), "db", "status", "--json"}, env, cwd);
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  auto j = nlohmann::json::parse(status.out);
+  EXPECT_EQ(j["current_version"], j["latest_version"]);
+  EXPECT_TRUE(j["pending"].empty());
+  auto history = RunCommand({BinaryPath(), "db", "history"}, env, cwd);
+  ASSERT_EQ(history.exit_code, 0) << history.err;
+  EXPECT_NE(history.out.find("001"), std::string::npos) << history.out;
+  for (const auto* r : {&before, &migrate, &status, &history}) {
+    EXPECT_EQ((r->out + r->err).find("hunter2pass"), std::string::npos) << r->out << r->err;
+  }
 }
 
 }  // namespace
