@@ -168,7 +168,8 @@ int Main(int argc, char** argv) {
   k_revoke->add_option("ID", key_name, "Key id (from 'keys list')")->required();
   on(k_revoke, [&] { return KeysRevoke(g, client, key_name); });
 
-  auto* db = app.add_subcommand("db", "Database schema: apply, inspect and list migrations");
+  auto* db = app.add_subcommand(
+      "db", "Database schema and moves: migrate, status, history, export, import");
   db->require_subcommand(1);
   on(db->add_subcommand("migrate", "Apply pending schema migrations"),
      [&] { return DbMigrate(g); });
@@ -178,6 +179,16 @@ int Main(int argc, char** argv) {
   on(db_status, [&] { return DbStatus(g); });
   on(db->add_subcommand("history", "List applied migrations with their times"),
      [&] { return DbHistory(g); });
+  std::string db_path;
+  auto* db_export = db->add_subcommand(
+      "export", "Copy the database (SQLite or PostgreSQL) into a new SQLite file");
+  db_export->add_option("PATH", db_path, "The SQLite file to write (must not exist)")->required();
+  on(db_export, [&] { return DbExport(g, db_path); });
+  auto* db_import = db->add_subcommand(
+      "import", "Copy a SQLite database into the configured, empty PostgreSQL database");
+  db_import->add_option("PATH", db_path, "The SQLite file, e.g. data/agent-factory.db")->required();
+  db_import->add_flag("--json", g.json, "Print JSON");
+  on(db_import, [&] { return DbImport(g, db_path); });
 
   std::string backup_output, restore_path;
   bool reset_yes = false;

@@ -86,6 +86,8 @@ namespace af::cli {
 int DbMigrate(const GlobalOptions& g);
 int DbStatus(const GlobalOptions& g);
 int DbHistory(const GlobalOptions& g);
+int DbExport(const GlobalOptions& g, const std::string& path);
+int DbImport(const GlobalOptions& g, const std::string& path);
 
 // backup_cmd.cc: an online backup of the data directory, a restore into an
 // empty one, and a confirmed reset (af/app/backup.h).

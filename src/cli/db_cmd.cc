@@ -1,4 +1,4 @@
-// `agent-factory db migrate|status|history`.
+// `agent-factory db migrate|status|history|export|import`.
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -7,6 +7,7 @@
 
 #include "af/core/strings.h"
 #include "af/core/utc_time.h"
+#include "af/store/import.h"
 #include "af/store/store.h"
 #include "cli/commands.h"
 
@@ -112,6 +113,66 @@ int DbHistory(const GlobalOptions& g) {
   }
   for (const auto& m : *history)
     std::printf("%03d  %-40s  %s\n", m.version, m.name.c_str(), FormatTime(m.applied_ms).c_str());
+  return kExitOk;
+}
+
+// The configured database, whatever its backend, as a SQLite file: the
+// store's consistent copy (one moment's state, taken while others write).
+int DbExport(const GlobalOptions& g, const std::string& path) {
+  std::string url;
+  auto store = OpenStore(g, &url, false);
+  if (!store.ok()) return ReportError(store.status());
+  if ((*store)->Describe() == "sqlite::memory:" && url != "sqlite::memory:") {
+    return ReportError(NotFound("there is no database at " + url + " yet: nothing to export",
+                                "check --data-dir / AF_DATA_DIR / DATABASE_URL"));
+  }
+  if (Status s = (*store)->BackupTo(path); !s.ok()) return ReportError(s);
+  std::printf("exported %s to %s (a SQLite database: DATABASE_URL=sqlite:%s opens it)\n",
+              (*store)->Describe().c_str(), path.c_str(), path.c_str());
+  return kExitOk;
+}
+
+// A SQLite database (an agent-factory.db, or a `db export`) into the
+// configured PostgreSQL database, which must be empty.
+int DbImport(const GlobalOptions& g, const std::string& path) {
+  std::string url;
+  auto store = OpenStore(g, &url, true);
+  if (!store.ok()) return ReportError(store.status());
+  if (auto migrated = (*store)->Migrate(); !migrated.ok()) return ReportError(migrated.status());
+  auto report = ImportSqliteDatabase(path, **store);
+  if (!report.ok()) return ReportError(report.status());
+  const ImportReport& r = *report;
+  if (g.json) {
+    std::cout << nlohmann::json{{"from", path},
+                                {"to", (*store)->Describe()},
+                                {"projects", r.projects},
+                                {"features", r.features},
+                                {"tasks", r.tasks},
+                                {"events", r.events},
+                                {"agents", r.agents},
+                                {"llm_calls", r.llm_calls},
+                                {"api_keys", r.api_keys},
+                                {"memories", r.memories},
+                                {"memory_links", r.links},
+                                {"documents", r.documents},
+                                {"chunks", r.chunks},
+                                {"last_event_seq", r.last_event_seq}}
+                     .dump(2)
+              << "\n";
+    return kExitOk;
+  }
+  std::printf("imported %s into %s:\n", path.c_str(), (*store)->Describe().c_str());
+  std::printf("  %lld features, %lld tasks, %lld events (new ones continue after seq %lld)\n",
+              static_cast<long long>(r.features), static_cast<long long>(r.tasks),
+              static_cast<long long>(r.events), static_cast<long long>(r.last_event_seq));
+  std::printf("  %lld model calls, %lld API keys, %lld agents, %lld projects\n",
+              static_cast<long long>(r.llm_calls), static_cast<long long>(r.api_keys),
+              static_cast<long long>(r.agents), static_cast<long long>(r.projects));
+  std::printf(
+      "  %lld memories, %lld links, %lld documents (%lld chunks): each process's "
+      "knowledge index re-embeds them on its next start\n",
+      static_cast<long long>(r.memories), static_cast<long long>(r.links),
+      static_cast<long long>(r.documents), static_cast<long long>(r.chunks));
   return kExitOk;
 }
 
