@@ -515,11 +515,9 @@ TEST(SqliteStoreTest, FullTextIndexesNeverDriftFromTheirRows) {
 }
 
 // The knowledge base at the size it must handle: 100,000 chunks, stored in
-// bulk and searched quickly. Full-text indexing is nearly all of the insert
-// cost (measured: 11,000 chunks/s and 62 ms per search on a 2-core machine
-// with a load average of 9); the bounds are loose for a busy CI machine. The
-// figures are printed.
-TEST(SqliteStoreTest, HundredThousandChunksAreStoredAndSearchedQuickly) {
+// bulk and searched. How fast is a benchmark's question (bench/kb_bench.cc,
+// bench/RESULTS.md), not this test's: it only prints the figures it saw.
+TEST(SqliteStoreTest, HundredThousandChunksAreStoredAndSearched) {
   TempDir dir;
   auto store = MustOpen("sqlite:" + (dir.path() / "big.db").string());
   ASSERT_NE(store, nullptr);
@@ -554,13 +552,13 @@ TEST(SqliteStoreTest, HundredThousandChunksAreStoredAndSearchedQuickly) {
     for (const auto& ns : std::vector<std::vector<std::string>>{{}, {"global"}}) {
       auto hits = store->SearchChunkText(ns, q, 20);
       ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+      // Each of the 5,000 words is in about 480 chunks: a full page, or none.
+      EXPECT_EQ(hits->size(), std::string(q) == "nothing_matches_this" ? 0u : 20u) << q;
       ++searches;
     }
   }
   double search_ms = seconds(Clock::now() - start) * 1000 / searches;
   std::printf("100k chunks: %.0f chunks/s stored, %.1f ms per search\n", rate, search_ms);
-  EXPECT_GT(rate, 3000);
-  EXPECT_LT(search_ms, 500);
   auto counts = store->CountKnowledge();
   ASSERT_TRUE(counts.ok());
   EXPECT_EQ(counts->chunks, kDocs * kChunksPerDoc);
