@@ -59,7 +59,7 @@ class Source {
   Status Error(const std::string& doing) const {
     return Unavailable(doing + " the SQLite database " + path_ + ": " +
                            (db_ != nullptr ? sqlite3_errmsg(db_) : "cannot open"),
-                       "check that the file is an agent-factory database and readable");
+                       "check that the file is an Agent Factory database and readable");
   }
   // Runs `sql` and calls fn(stmt) for each row.
   template <typename F>
