@@ -390,6 +390,12 @@ void Pipeline::Impl::ResumeAll() {
 }
 
 Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
+  if (!options_.run_coordinator) {
+    return FailedPrecondition(
+        "this process runs agents only; features are submitted to the "
+        "coordinator",
+        "submit to `agent-factory serve` (POST /api/v1/features)");
+  }
   auto issues = ValidateWorkPlan(request, cfg_.validation.challenge_vague_requirements);
   if (!issues.empty()) return WorkPlanChallenged(issues);
   Feature f;

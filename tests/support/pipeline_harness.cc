@@ -147,8 +147,15 @@ PipelineHarness::~PipelineHarness() {
   services_.reset();
 }
 
+Status PipelineHarness::OpenServices() {
+  if (!services_) {
+    AF_ASSIGN_OR_RETURN(services_, Services::Open(config_, adjust_llm_));
+  }
+  return Status::Ok();
+}
+
 Status PipelineHarness::Start() {
-  AF_ASSIGN_OR_RETURN(services_, Services::Open(config_, adjust_llm_));
+  AF_RETURN_IF_ERROR(OpenServices());
   PipelineDeps deps = services_->ForPipeline();
   if (store_faults_) {
     faulty_store_ = std::make_unique<FaultyStore>(deps.store, store_faults_);
