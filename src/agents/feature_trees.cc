@@ -94,6 +94,14 @@ Status Pipeline::Impl::CheckSharedWorkspaces() {
   const std::string fix =
       "mount the coordinator's shared data directory at the same path on this machine, or pass "
       "--data-dir with the path where it is mounted (docs/OPERATIONS.md, Worker processes)";
+  auto coordinator = deps_.store->GetAgent("coordinator-1");
+  const std::string recorded =
+      coordinator.ok() ? Field(coordinator->counters, "workspaces_id", "") : "";
+  if (recorded.empty()) {
+    return FailedPrecondition(
+        "no coordinator has recorded its workspaces directory in the store",
+        "start `agent-factory serve` (it coordinates) first, with the same DATABASE_URL");
+  }
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
     return FailedPrecondition("the workspaces directory " + dir.string() +
@@ -104,14 +112,6 @@ Status Pipeline::Impl::CheckSharedWorkspaces() {
     return FailedPrecondition("the workspaces directory " + dir.string() +
                                   " is not writable by this user: " + std::strerror(errno),
                               fix);
-  }
-  auto coordinator = deps_.store->GetAgent("coordinator-1");
-  const std::string recorded =
-      coordinator.ok() ? Field(coordinator->counters, "workspaces_id", "") : "";
-  if (recorded.empty()) {
-    return FailedPrecondition(
-        "no coordinator has recorded its workspaces directory in the store",
-        "start `agent-factory serve` (it coordinates) first, with the same DATABASE_URL");
   }
   const std::string found = ReadWorkspacesId(dir / kWorkspacesIdFile);
   if (found != recorded) {

@@ -155,7 +155,7 @@ Status PipelineHarness::OpenServices() {
 }
 
 Status PipelineHarness::Start() {
-  AF_RETURN_IF_ERROR(OpenServices());
+  AF_ASSIGN_OR_RETURN(services_, Services::Open(config_, adjust_llm_));
   PipelineDeps deps = services_->ForPipeline();
   if (store_faults_) {
     faulty_store_ = std::make_unique<FaultyStore>(deps.store, store_faults_);
