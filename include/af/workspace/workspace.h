@@ -200,9 +200,11 @@ class FeatureTree {
   // twice. While another live handle (another worker process) uses the tree,
   // its uncommitted files are its work in progress and stay. The kernel drops
   // a dead process's lock, so its leftovers are reset by the next process to
-  // attach once no other one is attached. Returns whether it reset; a second
-  // call does nothing and returns false. Errors: the lock file cannot be
-  // opened, git fails.
+  // attach once no other one is attached. (Until then they stay: a task redone
+  // meanwhile replays its edits over them; a whole-file write is unaffected,
+  // an edit already applied fails and the model is told.) Returns whether it
+  // reset; a second call does nothing and returns false. Errors: the lock file
+  // cannot be opened, git fails.
   Result<bool> Attach();
 
   // Puts the tree back to its last commit: uncommitted changes and untracked
