@@ -68,13 +68,14 @@ struct PipelineOptions {
   // Agents: role -> replicas, for roles with a mailbox (planner, coder,
   // tester, reviewer, devops). Unset = every such role with
   // agents.<role>.replicas from the configuration; an empty map = none.
-  std::optional<std::map<std::string, int>> agent_roles;
   // Agents in a process without the coordinator (a worker) are named
   // "<role>-<host>-<pid>-<n>", unique across processes; otherwise
   // "<role>-<n>". Such a process checks at Start that its workspaces
   // directory is the coordinator's: the marker file's id must match the one
   // recorded in the store (FailedPrecondition naming the path otherwise, as
   // when the directory is missing or not writable).
+  std::optional<std::map<std::string, int>> agent_roles;
+
   std::filesystem::path skills_dir;                     // empty = the built-in skills
   std::chrono::milliseconds heartbeat_interval{30000};  // default 30 s
   bool resume = true;                                   // resume unfinished features on Start
