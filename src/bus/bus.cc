@@ -46,9 +46,12 @@ Result<std::unique_ptr<Bus>> Bus::Open(const BusOptions& options) {
   // Only the scheme is echoed: the rest of a URL may carry a password.
   const size_t sep = options.url.find("://");
   const std::string scheme = sep == std::string::npos ? "" : options.url.substr(0, sep);
-  if (scheme == "redis" || scheme == "rediss") {
-    return Unavailable("Redis bus is not built yet",
-                       "unset REDIS_URL to run with the in-process bus (a single process)");
+  if (scheme == "redis") return bus_internal::NewRedisBus(options);
+  if (scheme == "rediss") {
+    // The hiredis in Debian 12 (0.14) has no TLS support.
+    return InvalidArgument("rediss:// (Redis over TLS) is not supported",
+                           "use redis:// on a trusted network, or a TLS tunnel (e.g. stunnel) "
+                           "to the server and redis:// to the tunnel's local end");
   }
   return InvalidArgument(
       scheme.empty() ? "bus URL has no scheme" : "unsupported bus URL scheme \"" + scheme + "\"",

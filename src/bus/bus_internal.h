@@ -19,4 +19,10 @@ Status ValidateName(std::string_view what, std::string_view name);
 // The in-process backend. `options` must already be validated by Bus::Open.
 std::unique_ptr<Bus> NewInProcBus(const BusOptions& options);
 
+// The Redis Streams backend for a redis:// URL (options validated by
+// Bus::Open). Connects once before returning: Unavailable (naming host:port,
+// never the password) when Redis cannot be reached, Unauthenticated when it
+// refuses the credentials, InvalidArgument for a malformed URL.
+Result<std::unique_ptr<Bus>> NewRedisBus(const BusOptions& options);
+
 }  // namespace af::bus_internal

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "af/bus/bus.h"
 #include "af/core/log.h"
 #include "af/secrets/secrets_file.h"
 #include "cli/commands.h"
@@ -101,10 +102,21 @@ int ConfigShow(const GlobalOptions& g) {
 int ConfigValidate(const GlobalOptions& g) {
   LoadedConfig loaded = LoadForCli(g);
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
+  // The bus URL is checked by connecting: a typo or a stopped server shows
+  // here rather than when `serve` starts.
+  std::string bus_note;
+  if (!loaded.config.redis.url.empty()) {
+    BusOptions bus_options;
+    bus_options.url = loaded.config.redis.url;
+    auto bus = Bus::Open(bus_options);
+    if (!bus.ok()) return ReportError(bus.status(), kExitFailure);
+    bus_note = "; REDIS_URL: connected to " + (*bus)->Describe();
+  }
   std::string files;
   for (const auto& f : loaded.files) files += (files.empty() ? "" : ", ") + f;
-  std::printf("configuration OK (%s)\n",
-              files.empty() ? "built-in defaults and environment" : ("read " + files).c_str());
+  std::printf("configuration OK (%s%s)\n",
+              files.empty() ? "built-in defaults and environment" : ("read " + files).c_str(),
+              bus_note.c_str());
   return kExitOk;
 }
 

@@ -255,7 +255,8 @@ DoctorCheck CheckRedis(const Context& ctx) {
   if (!bus.ok()) {
     return Bad("redis", "REDIS_URL is set: " + bus.status().message(), bus.status().hint());
   }
-  return Ok("redis", "the bus at REDIS_URL opens");
+  // Open connects (and authenticates): reaching this line means Redis answers.
+  return Ok("redis", "connected to " + (*bus)->Describe());
 }
 
 // --- Programs and the sandbox ----------------------------------------------------

@@ -1,6 +1,7 @@
 // The built binary's configuration commands, run as a user would.
 #include <gtest/gtest.h>
 
+#include "support/redis_server.h"
 #include "support/test_util.h"
 
 namespace af::testing {
@@ -37,6 +38,26 @@ TEST(CliConfigTest, ValidateAcceptsAGoodFile) {
   auto r = RunCommand({BinaryPath(), "config", "validate"}, kCleanEnv, dir.path().string());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("configuration OK (read agent-factory.toml)"), std::string::npos) << r.out;
+}
+
+TEST(CliConfigTest, ValidateChecksRedisByConnecting) {
+  if (std::string why = RedisServer::SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  RedisServer redis("validate-pw");
+  ASSERT_TRUE(redis.ok()) << redis.error();
+  TempDir dir;
+  auto env = kCleanEnv;
+  env["REDIS_URL"] = redis.Url();
+  const std::string where = "127.0.0.1:" + std::to_string(redis.port());
+  auto up = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
+  EXPECT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_NE(up.out.find("REDIS_URL: connected to redis " + where + " db 0"), std::string::npos)
+      << up.out;
+  redis.Stop();
+  auto down = RunCommand({BinaryPath(), "config", "validate"}, env, dir.path().string());
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.err.find("error: cannot reach Redis at " + where), std::string::npos) << down.err;
+  EXPECT_NE(down.err.find("hint: is redis-server running? check REDIS_URL"), std::string::npos);
+  EXPECT_EQ((up.out + up.err + down.out + down.err).find("validate-pw"), std::string::npos);
 }
 
 TEST(CliConfigTest, ShowMasksKeysAndNamesSources) {

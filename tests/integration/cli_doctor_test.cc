@@ -18,6 +18,7 @@
 #include "af/workspace/sandbox.h"
 #include "store/migrations_sqlite.h"
 #include "support/fake_llm_server.h"
+#include "support/redis_server.h"
 #include "support/test_util.h"
 
 namespace af::testing {
@@ -223,13 +224,31 @@ TEST(CliDoctor, PostgresAndRedisAreReportedAsNotBuiltYet) {
   Install in;
   in.Migrate();
   in.env["DATABASE_URL"] = "postgresql://af:hunter2pass@127.0.0.1:5432/af";
-  in.env["REDIS_URL"] = "redis://127.0.0.1:6379";
+  const std::string where = "127.0.0.1:" + std::to_string(FreePort());  // nothing listens
+  in.env["REDIS_URL"] = "redis://:hunter2pass@" + where;
   auto r = in.Run();
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_CONTAINS(r.out, "✘ database: PostgreSQL backend is not built yet");
-  EXPECT_CONTAINS(r.out, "✘ redis: REDIS_URL is set: Redis bus is not built yet");
-  EXPECT_CONTAINS(r.out, "unset REDIS_URL");
+  EXPECT_CONTAINS(r.out, "✘ redis: REDIS_URL is set: cannot reach Redis at " + where);
+  EXPECT_CONTAINS(r.out, "is redis-server running? check REDIS_URL");
   EXPECT_EQ(r.out.find("hunter2pass"), std::string::npos);
+}
+
+TEST(CliDoctor, RedisIsCheckedByConnecting) {
+  if (std::string why = RedisServer::SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  RedisServer redis("doctor-pw");
+  ASSERT_TRUE(redis.ok()) << redis.error();
+  Install in;
+  in.Migrate();
+  in.env["REDIS_URL"] = redis.Url(3);
+  const std::string where = "127.0.0.1:" + std::to_string(redis.port());
+  auto up = in.Run();
+  EXPECT_CONTAINS(up.out, "✔ redis: connected to redis " + where + " db 3");
+  redis.Stop();
+  auto down = in.Run();
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_CONTAINS(down.out, "✘ redis: REDIS_URL is set: cannot reach Redis at " + where);
+  EXPECT_EQ((up.out + down.out).find("doctor-pw"), std::string::npos);
 }
 
 // A PATH whose git and bwrap are broken (they come first on PATH).

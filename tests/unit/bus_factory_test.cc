@@ -12,14 +12,34 @@ TEST(BusFactoryTest, EmptyUrlOpensTheInProcessBus) {
   EXPECT_TRUE((*bus)->Check().ok());
 }
 
-TEST(BusFactoryTest, RedisUrlIsUnavailableAndSaysWhatToDo) {
+TEST(BusFactoryTest, UnreachableRedisIsUnavailableAndNamesHostNotPassword) {
   BusOptions o;
-  o.url = "redis://:secret@localhost:6379";
+  o.url = "redis://:secret@127.0.0.1:1/0";  // port 1: nothing listens there
   auto bus = Bus::Open(o);
   ASSERT_FALSE(bus.ok());
   EXPECT_EQ(bus.status().code(), Code::kUnavailable);
-  EXPECT_EQ(bus.status().message(), "Redis bus is not built yet");
+  EXPECT_NE(bus.status().message().find("127.0.0.1:1"), std::string::npos)
+      << bus.status().ToString();
   EXPECT_NE(bus.status().hint().find("REDIS_URL"), std::string::npos);
+  EXPECT_EQ(bus.status().ToString().find("secret"), std::string::npos);
+}
+
+TEST(BusFactoryTest, MalformedRedisUrlIsInvalidArgumentWithoutEchoingIt) {
+  BusOptions o;
+  o.url = "redis://:secret@localhost:notaport";
+  auto bus = Bus::Open(o);
+  EXPECT_EQ(bus.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(bus.status().ToString().find("secret"), std::string::npos);
+  o.url = "redis://localhost:6379/db";
+  EXPECT_EQ(Bus::Open(o).status().code(), Code::kInvalidArgument);
+}
+
+TEST(BusFactoryTest, RedissIsRefusedWithAHint) {
+  BusOptions o;
+  o.url = "rediss://:secret@localhost:6380";
+  auto bus = Bus::Open(o);
+  EXPECT_EQ(bus.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(bus.status().message().find("TLS"), std::string::npos);
   EXPECT_EQ(bus.status().ToString().find("secret"), std::string::npos);
 }
 

@@ -64,9 +64,10 @@ struct AgentBeat {
 };
 
 struct BusOptions {
-  // Empty = in-process bus (one process only). "redis://..." is reserved for
-  // the Redis Streams backend, which is not built yet: Open returns
-  // Unavailable. Any other scheme is InvalidArgument.
+  // Empty = in-process bus (one process only).
+  // "redis://[[user]:password@]host[:port][/db]" = Redis Streams, shared by
+  // every process using the same server and database. "rediss://" (TLS) is
+  // not supported (InvalidArgument). Any other scheme is InvalidArgument.
   std::string url;
   // A delivery not acknowledged within this time becomes deliverable again,
   // to any consumer. Must be > 0. Default 5 min.
@@ -121,8 +122,13 @@ class Subscription {
 // otherwise InvalidArgument.
 class Bus {
  public:
-  // Builds the backend chosen by options.url. Errors: InvalidArgument for bad
-  // options or an unknown url scheme; Unavailable for redis:// (not built yet).
+  // Builds the backend chosen by options.url; a Redis bus connects before
+  // returning. Errors: InvalidArgument for bad options, a malformed URL or an
+  // unsupported scheme; Unavailable when Redis cannot be reached (the message
+  // names host:port, never the password); Unauthenticated when Redis refuses
+  // the credentials. Once open, a Redis bus whose server went away returns
+  // Unavailable from each call until the server is back (calls then succeed
+  // again: connections are replaced as needed).
   static Result<std::unique_ptr<Bus>> Open(const BusOptions& options);
 
   virtual ~Bus() = default;
