@@ -104,11 +104,33 @@ void Pipeline::Impl::HeartbeatLoop() {
   }
 }
 
+void Pipeline::Impl::PauseForBus(std::chrono::milliseconds d) {
+  std::unique_lock lock(stop_mu_);
+  stop_cv_.wait_for(lock, d, [this] { return stopping_.load(); });
+}
+
+Status Pipeline::Impl::SendRetrying(const std::string& queue, const BusMessage& message) {
+  for (bool logged = false;;) {
+    auto sent = deps_.bus->Send(queue, message);
+    if (sent.ok() || sent.status().code() != Code::kUnavailable || stopping_) return sent.status();
+    if (!logged) {
+      log::Get("bus")->warn("cannot send {} to {} yet, retrying: {}", message.type, queue,
+                            sent.status().ToString());
+      logged = true;
+    }
+    PauseForBus(std::chrono::milliseconds(250));
+  }
+}
+
 void Pipeline::Impl::WorkerLoop(Instance* inst) {
   const std::string queue = "role:" + inst->role;
   auto logger = log::Get("agents");
   while (!stopping_) {
     auto job = deps_.bus->Receive(queue, inst->id, std::chrono::milliseconds(250));
+    if (!job.ok() && job.status().code() == Code::kUnavailable) {
+      PauseForBus(std::chrono::milliseconds(250));  // e.g. Redis restarting: wait, ask again
+      continue;
+    }
     if (!job.ok()) break;  // the bus is closed
     if (!job->has_value()) continue;
     const Delivery& d = **job;
@@ -179,7 +201,7 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, bool* answ
            {{"job", job.type}, {"message", result.status().ToString()}});
     }
   }
-  (void)deps_.bus->Send(reply_to, BusMessage{job.type + ".done", reply});
+  (void)SendRetrying(reply_to, BusMessage{job.type + ".done", reply});
   return result.status();
 }
 

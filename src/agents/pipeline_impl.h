@@ -127,6 +127,13 @@ class Pipeline::Impl {
 
   // --- shared ---
   Status Check(const std::string& feature_id);
+  // A shared bus can be unreachable for a while (Redis restarting): its calls
+  // then fail Unavailable, and giving up would fail features or end agents
+  // that only had to wait. PauseForBus waits `d` or until Stop; SendRetrying
+  // sends, retrying while the bus is unavailable, until it is sent or this
+  // process stops (then the last error).
+  void PauseForBus(std::chrono::milliseconds d);
+  Status SendRetrying(const std::string& queue, const BusMessage& message);
   AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
   ToolContext ToolsFor(const Feature& f, FeatureTree* tree);
   // True once the feature's work should stop (for killing its commands).
