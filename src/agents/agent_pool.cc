@@ -4,13 +4,39 @@ namespace af {
 
 using json = nlohmann::json;
 
+namespace {
+
+// The next number of a worker agent of `role` in this process: ids stay
+// unique when one process starts several pipelines (tests do).
+int NextWorkerNumber(const std::string& role) {
+  static std::mutex mu;
+  static std::map<std::string, int> next;
+  std::lock_guard lock(mu);
+  return ++next[role];
+}
+
+}  // namespace
+
 Status Pipeline::Impl::StartAgents() {
+  const bool coordinator = options_.run_coordinator;
+  // Agents that share a bus with other processes' agents need ids no other
+  // process uses (the bus's consumer names, the agents table): a worker's
+  // carry its host and pid.
+  const std::string worker_tag = coordinator ? "" : Hostname() + "-" + std::to_string(getpid());
   for (const auto& role : AgentRoles()) {
-    int replicas = cfg_.agents.at(role).replicas;
-    if (role == "coordinator" || role == "optimizer") replicas = std::min(replicas, 1);
+    int replicas = 0;
+    if (role == "coordinator" || role == "optimizer") {
+      replicas = coordinator ? std::min(cfg_.agents.at(role).replicas, 1) : 0;
+    } else if (!options_.agent_roles) {
+      replicas = cfg_.agents.at(role).replicas;
+    } else if (auto it = options_.agent_roles->find(role); it != options_.agent_roles->end()) {
+      replicas = it->second;
+    }
     for (int i = 1; i <= replicas; ++i) {
       auto inst = std::make_unique<Instance>();
-      inst->id = role + "-" + std::to_string(i);
+      inst->id = worker_tag.empty()
+                     ? role + "-" + std::to_string(i)
+                     : role + "-" + worker_tag + "-" + std::to_string(NextWorkerNumber(role));
       inst->role = role;
       inst->state = (role == "coordinator" || role == "optimizer") ? "running" : "idle";
       instances_.push_back(std::move(inst));
@@ -26,8 +52,10 @@ Status Pipeline::Impl::StartAgents() {
     inst->thread = std::thread([this, p = inst.get()] { WorkerLoop(p); });
   }
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
-  for (int i = 0; i < cfg_.limits.max_active_features; ++i)
-    drivers_.emplace_back([this] { DriverLoop(); });
+  if (coordinator) {
+    for (int i = 0; i < cfg_.limits.max_active_features; ++i)
+      drivers_.emplace_back([this] { DriverLoop(); });
+  }
   return Status::Ok();
 }
 
@@ -41,6 +69,9 @@ void Pipeline::Impl::Beat(Instance* inst, bool emit_event) {
     a.current_task = inst->current_task;
     a.counters = {{"jobs_done", inst->jobs_done}, {"jobs_failed", inst->jobs_failed}};
   }
+  // Where workers read the id of the coordinator's workspaces directory.
+  if (a.role == "coordinator" && !workspaces_id_.empty())
+    a.counters["workspaces_id"] = workspaces_id_;
   a.last_heartbeat_ms = NowMs();
   a.host = Hostname();
   a.pid = getpid();
@@ -68,7 +99,26 @@ void Pipeline::Impl::HeartbeatLoop() {
     if (stopping_) break;
     lock.unlock();
     for (auto& inst : instances_) Beat(inst.get(), true);
+    DropEndedTrees();
     lock.lock();
+  }
+}
+
+void Pipeline::Impl::PauseForBus(std::chrono::milliseconds d) {
+  std::unique_lock lock(stop_mu_);
+  stop_cv_.wait_for(lock, d, [this] { return stopping_.load(); });
+}
+
+Status Pipeline::Impl::SendRetrying(const std::string& queue, const BusMessage& message) {
+  for (bool logged = false;;) {
+    auto sent = deps_.bus->Send(queue, message);
+    if (sent.ok() || sent.status().code() != Code::kUnavailable || stopping_) return sent.status();
+    if (!logged) {
+      log::Get("bus")->warn("cannot send {} to {} yet, retrying: {}", message.type, queue,
+                            sent.status().ToString());
+      logged = true;
+    }
+    PauseForBus(std::chrono::milliseconds(250));
   }
 }
 
@@ -77,13 +127,18 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
   auto logger = log::Get("agents");
   while (!stopping_) {
     auto job = deps_.bus->Receive(queue, inst->id, std::chrono::milliseconds(250));
+    if (!job.ok() && job.status().code() == Code::kUnavailable) {
+      PauseForBus(std::chrono::milliseconds(250));  // e.g. Redis restarting: wait, ask again
+      continue;
+    }
     if (!job.ok()) break;  // the bus is closed
     if (!job->has_value()) continue;
     const Delivery& d = **job;
     SetState(inst, "busy", Field(d.payload, "task_id", Field(d.payload, "feature_id")));
     Status s;
+    bool answered = true;
     try {
-      s = HandleJob(inst, d);
+      s = HandleJob(inst, d, &answered);
     } catch (const std::exception& e) {
       // A bug, not an expected failure: it must not take the process down.
       s = Internal(std::string("unexpected error in ") + inst->id + ": " + e.what());
@@ -92,17 +147,23 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
           BusMessage{d.type + ".done",
                      {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
     }
-    (void)deps_.bus->Ack(queue, d.id);
-    {
+    if (answered) {
+      (void)deps_.bus->Ack(queue, d.id);
       std::lock_guard lock(inst->mu);
       (s.ok() ? inst->jobs_done : inst->jobs_failed)++;
+    } else {
+      // Deliverable again at once, to another process's agent or this
+      // data directory's next start (the coordinator waits for its reply).
+      (void)deps_.bus->Nack(queue, d.id);
+      logger->info("{} gave job {} of feature {} back to the queue: {}", inst->id, d.type,
+                   Field(d.payload, "feature_id"), s.message());
     }
-    if (!s.ok()) logger->warn("{} {}: {}", inst->id, d.type, s.ToString());
+    if (answered && !s.ok()) logger->warn("{} {}: {}", inst->id, d.type, s.ToString());
     SetState(inst, "idle", "");
   }
 }
 
-Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
+Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, bool* answered) {
   const std::string feature_id = job.payload.value("feature_id", "");
   const std::string reply_to = "feature:" + feature_id;
   json reply = {{"job", job.type}, {"task_id", job.payload.value("task_id", "")}};
@@ -118,6 +179,15 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
     if (job.type == "deliver") return DoDeliver(inst, f, tree);
     return InvalidArgument("unknown job type '" + job.type + "'");
   }();
+  // A job cut short by this process's stop (a model call abandoned, a gate's
+  // command killed) has no answer: a killed gate would read as a failed one.
+  // It goes back to the queue unanswered and is redone by another agent,
+  // which replays the recorded model answers and finds committed work by its
+  // task id. Also when it finished meanwhile: redoing it is cheap and safe.
+  if (stopping_) {
+    *answered = false;
+    return Cancelled("this process stopped before the job ended");
+  }
   if (result.ok()) {
     reply["ok"] = true;
     reply["result"] = *result;
@@ -131,7 +201,7 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job) {
            {{"job", job.type}, {"message", result.status().ToString()}});
     }
   }
-  (void)deps_.bus->Send(reply_to, BusMessage{job.type + ".done", reply});
+  (void)SendRetrying(reply_to, BusMessage{job.type + ".done", reply});
   return result.status();
 }
 

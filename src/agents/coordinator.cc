@@ -35,7 +35,7 @@ void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reas
 Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
   std::string type = job.value("type", "");
   job["feature_id"] = f.id;
-  AF_RETURN_IF_ERROR(deps_.bus->Send("role:" + role, BusMessage{type, job}).status());
+  AF_RETURN_IF_ERROR(SendRetrying("role:" + role, BusMessage{type, job}));
   return Await(f.id, type + ".done");
 }
 
@@ -45,14 +45,18 @@ Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::str
   const std::string queue = "feature:" + feature_id;
   for (;;) {
     AF_RETURN_IF_ERROR(Check(feature_id));
-    AF_ASSIGN_OR_RETURN(auto d,
-                        deps_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250)));
-    if (!d) continue;
-    (void)deps_.bus->Ack(queue, d->id);
+    auto d = deps_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250));
+    if (!d.ok() && d.status().code() == Code::kUnavailable) {
+      PauseForBus(std::chrono::milliseconds(250));  // the reply waits on the bus's return
+      continue;
+    }
+    AF_RETURN_IF_ERROR(d.status());
+    if (!*d) continue;
+    (void)deps_.bus->Ack(queue, (*d)->id);
     // A reply that comes as the work stops (a gate killed by the stop, a
     // feature cancelled meanwhile) is no result: the step runs again on resume.
-    if (d->type == type) AF_RETURN_IF_ERROR(Check(feature_id));
-    if (d->type == type) return d->payload;
+    if ((*d)->type == type) AF_RETURN_IF_ERROR(Check(feature_id));
+    if ((*d)->type == type) return (*d)->payload;
   }
 }
 
@@ -86,10 +90,8 @@ Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
                 ->TransitionTask(t.id, Name(TaskState::kPending), Name(TaskState::kReady), {}, {})
                 .status());
       }
-      AF_RETURN_IF_ERROR(
-          deps_.bus
-              ->Send("role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}})
-              .status());
+      AF_RETURN_IF_ERROR(SendRetrying(
+          "role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}}));
       dispatched.insert(t.id);
     }
     AF_ASSIGN_OR_RETURN(json reply, Await(f.id, "code.done"));
@@ -390,6 +392,12 @@ void Pipeline::Impl::ResumeAll() {
 }
 
 Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
+  if (!options_.run_coordinator) {
+    return FailedPrecondition(
+        "this process runs agents only; features are submitted to the "
+        "coordinator",
+        "submit to `agent-factory serve` (POST /api/v1/features)");
+  }
   auto issues = ValidateWorkPlan(request, cfg_.validation.challenge_vague_requirements);
   if (!issues.empty()) return WorkPlanChallenged(issues);
   Feature f;

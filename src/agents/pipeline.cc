@@ -6,6 +6,16 @@ namespace af {
 
 using json = nlohmann::json;
 
+const std::vector<std::string>& WorkerRoles() {
+  static const std::vector<std::string> kRoles = [] {
+    std::vector<std::string> roles;
+    for (const auto& r : AgentRoles())
+      if (r != "coordinator" && r != "optimizer") roles.push_back(r);
+    return roles;
+  }();
+  return kRoles;
+}
+
 bool IsTerminalFeatureStatus(const std::string& s) {
   const auto state = ParseFeatureState(s);
   return state && IsTerminal(*state);
@@ -45,12 +55,16 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
     return Cancelled("feature " + feature_id + " was cancelled");
   if (IsTerminalFeatureStatus(f.status))
     return FailedPrecondition("feature " + feature_id + " is " + f.status);
-  int64_t started = f.created_ms;
+  // The timeout is the driver's to enforce (it fails the feature, which every
+  // agent then sees in its status): only where this process drives the
+  // feature. An agent of a worker process knows neither when the driver
+  // began nor whether its clock agrees.
+  std::optional<int64_t> started;
   {
     std::lock_guard lock(drivers_mu_);
     if (auto it = started_ms_.find(feature_id); it != started_ms_.end()) started = it->second;
   }
-  if (NowMs() > started + int64_t{cfg_.limits.feature_timeout} * 1000) {
+  if (started && NowMs() > *started + int64_t{cfg_.limits.feature_timeout} * 1000) {
     // Waiting out a failing provider is what took the time: name it and what
     // it did, not the timeout (the hint says what to do about the provider).
     if (deps_.llm) {
@@ -142,7 +156,23 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Start(const PipelineDeps& deps,
                                                   PipelineOptions options) {
   if (!deps.config || !deps.store || !deps.bus)
     return InvalidArgument("the pipeline needs a configuration, a store and a bus");
-  if (!deps.llm) {
+  const bool runs_agents = !options.agent_roles || !options.agent_roles->empty();
+  if (options.agent_roles) {
+    for (const auto& [role, replicas] : *options.agent_roles) {
+      if (std::find(WorkerRoles().begin(), WorkerRoles().end(), role) == WorkerRoles().end()) {
+        std::string valid;
+        for (const auto& r : WorkerRoles()) valid += (valid.empty() ? "" : ", ") + r;
+        return InvalidArgument("'" + role + "' is not a role whose agents can run here",
+                               "valid roles: " + valid);
+      }
+      if (replicas < 0 || replicas > 64)
+        return InvalidArgument("replicas of " + role + " must be 0..64, not " +
+                               std::to_string(replicas));
+    }
+  }
+  if (!options.run_coordinator && !runs_agents)
+    return InvalidArgument("the pipeline has nothing to run: no coordinator and no agents");
+  if (!deps.llm && runs_agents) {
     return FailedPrecondition("the LLM provider is not usable: " + deps.llm_status.message(),
                               deps.llm_status.hint());
   }
@@ -159,9 +189,17 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Start(const PipelineDeps& deps,
   auto skills = options.skills_dir.empty() ? BuiltinSkills() : LoadSkills(options.skills_dir);
   log::Get("agents")->info("{} skills from {}", skills.size(),
                            options.skills_dir.empty() ? "the binary" : options.skills_dir.string());
-  bool resume = options.resume;
+  bool resume = options.resume && options.run_coordinator;
+  const bool coordinator = options.run_coordinator;
   auto impl =
       std::make_unique<Impl>(deps, std::move(options), std::move(sandbox), std::move(skills));
+  // Before any agent starts: a worker must work in the coordinator's
+  // workspaces, and the coordinator's first heartbeat records their id.
+  if (coordinator) {
+    AF_RETURN_IF_ERROR(impl->PublishWorkspacesId());
+  } else {
+    AF_RETURN_IF_ERROR(impl->CheckSharedWorkspaces());
+  }
   AF_RETURN_IF_ERROR(impl->StartAgents());
   std::unique_ptr<Pipeline> p(new Pipeline(std::move(impl)));
   if (resume) p->impl_->ResumeAll();

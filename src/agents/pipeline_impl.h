@@ -85,7 +85,9 @@ class Pipeline::Impl {
   void HeartbeatLoop();
   void SetState(Instance* inst, const std::string& state, const std::string& task);
   void Beat(Instance* inst, bool emit_event);
-  Status HandleJob(Instance* inst, const Delivery& job);
+  // Does the job and replies on the feature's mailbox. `*answered` false: cut
+  // short by this process's stop, no reply sent (the job goes back to the bus).
+  Status HandleJob(Instance* inst, const Delivery& job, bool* answered);
   Result<json> DoPlan(Instance* inst, const Feature& f, FeatureTree* tree);
   // The agent's first message (Optimizer::BuildContext), with a
   // `context.retrieved` event naming the memories and knowledge it holds.
@@ -125,6 +127,13 @@ class Pipeline::Impl {
 
   // --- shared ---
   Status Check(const std::string& feature_id);
+  // A shared bus can be unreachable for a while (Redis restarting): its calls
+  // then fail Unavailable, and giving up would fail features or end agents
+  // that only had to wait. PauseForBus waits `d` or until Stop; SendRetrying
+  // sends, retrying while the bus is unavailable, until it is sent or this
+  // process stops (then the last error).
+  void PauseForBus(std::chrono::milliseconds d);
+  Status SendRetrying(const std::string& queue, const BusMessage& message);
   AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
   ToolContext ToolsFor(const Feature& f, FeatureTree* tree);
   // True once the feature's work should stop (for killing its commands).
@@ -132,10 +141,25 @@ class Pipeline::Impl {
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
   void ReleaseTree(const Feature& f);
   void SweepEndedTrees();
+  // Forgets the handles of trees whose feature has ended (a worker never
+  // drives, so never releases them): their fds and locks go.
+  void DropEndedTrees();
+
+ public:
+  // --- the shared workspaces directory (feature_trees.cc) ---
+  // The coordinator: makes <data_dir>/workspaces/.af-workspaces-id (a random
+  // id) when missing and keeps its id in workspaces_id_ (recorded with the
+  // coordinator's heartbeat). A worker: checks that the directory exists, is
+  // writable and holds the id the coordinator recorded.
+  Status PublishWorkspacesId();
+  Status CheckSharedWorkspaces();
+
+ private:
   void Emit(const std::string& type, const std::string& feature_id, const std::string& task_id,
             const std::string& agent, json data);
   FeatureRequest RequestOf(const Feature& f);
 
+  std::string workspaces_id_;  // set by PublishWorkspacesId before the agents start
   const PipelineDeps deps_;
   const Config cfg_;
   PipelineOptions options_;

@@ -76,6 +76,7 @@ Result<std::unique_ptr<Services>> Services::Open(
 
   BusOptions bus_options;
   bus_options.url = config.redis.url;
+  bus_options.ack_timeout = std::chrono::seconds(config.bus.ack_timeout);
   AF_ASSIGN_OR_RETURN(s->bus, Bus::Open(bus_options));
 
   Store* store = s->store.get();
@@ -189,22 +190,26 @@ HealthInputs Services::Health() const {
   h.vector_store = kb ? "healthy" : "unhealthy: " + kb_status.message();
   h.llm = llm ? LlmHealthText(*llm) : "unhealthy: " + llm_status.message();
   // Per role: running when every instance's heartbeat is fresh, offline when
-  // none is, degraded in between. 90 s = three missed heartbeats (agents beat every 30 s).
+  // none is, degraded in between. 90 s = three missed heartbeats (agents beat
+  // every 30 s). An agent that stopped cleanly (state offline: a worker
+  // process that was stopped, or a restart) is gone, not failing: it counts
+  // only when nothing of its role is live. One whose beats just stopped (a
+  // process killed) counts as down.
   if (auto agents = store->ListAgents(); agents.ok()) {
     const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-    std::map<std::string, std::pair<int, int>> live_total;
+    struct Counts {
+      int live = 0, down = 0;
+    };
+    std::map<std::string, Counts> by_role;
     for (const auto& a : *agents) {
-      bool live = a.state != "offline" && now - a.last_heartbeat_ms <= 90'000;
-      auto& [live_n, total] = live_total[a.role];
-      live_n += live;
-      ++total;
+      Counts& c = by_role[a.role];
+      if (a.state == "offline") continue;
+      (now - a.last_heartbeat_ms <= 90'000 ? c.live : c.down)++;
     }
-    for (const auto& [role, counts] : live_total) {
-      h.agents[role] = counts.first == counts.second ? "running"
-                       : counts.first == 0           ? "offline"
-                                                     : "degraded";
+    for (const auto& [role, c] : by_role) {
+      h.agents[role] = c.live == 0 ? "offline" : c.down == 0 ? "running" : "degraded";
     }
   }
   return h;

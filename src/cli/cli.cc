@@ -97,7 +97,24 @@ int Main(int argc, char** argv) {
       "serve", "Start the HTTP server (API, dashboard, health) in the foreground");
   serve->add_option("--host", g.host, "Address to listen on (default 127.0.0.1, AF_HOST)");
   serve->add_option("--port", g.port, "Port to listen on (default 8080, AF_PORT)");
-  on(serve, [&] { return Serve(g); });
+  bool no_agents = false;
+  serve->add_flag("--no-agents", no_agents,
+                  "Run the coordinator and the API only; agents run in 'worker' processes "
+                  "(needs REDIS_URL)");
+  on(serve, [&] { return Serve(g, no_agents); });
+
+  WorkerArgs worker_args;
+  auto* worker = app.add_subcommand(
+      "worker", "Run agents of some roles for a 'serve' on a shared bus and store, until SIGTERM");
+  worker
+      ->add_option("--roles", worker_args.roles,
+                   "Comma-separated roles: planner, coder, tester, reviewer, devops")
+      ->required();
+  worker
+      ->add_option("--replicas", worker_args.replicas,
+                   "Agents per role (default agents.<role>.replicas)")
+      ->check(CLI::Range(1, 64));
+  on(worker, [&] { return Worker(g, worker_args); });
 
   std::string server_url;
   auto* health = app.add_subcommand("health", "Ask a running server for its health report");

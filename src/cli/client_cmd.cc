@@ -263,12 +263,14 @@ int Agents(const GlobalOptions& g, const ClientFlags& c) {
     std::printf("No agents registered (is an LLM provider configured?)\n");
     return kExitOk;
   }
-  std::printf("%-24s %-12s %-9s %-26s %s\n", "ID", "ROLE", "STATE", "LAST HEARTBEAT",
-              "CURRENT TASK");
+  // Host and pid tell the agents of `serve` from those of each `worker`.
+  std::printf("%-24s %-12s %-9s %-26s %-20s %-8s %s\n", "ID", "ROLE", "STATE", "LAST HEARTBEAT",
+              "HOST", "PID", "CURRENT TASK");
   for (const auto& a : agents) {
-    std::printf("%-24s %-12s %-9s %-26s %s\n", Str(a, "id").c_str(), Str(a, "role").c_str(),
-                Str(a, "state").c_str(), Str(a, "last_heartbeat").c_str(),
-                Str(a, "current_task").c_str());
+    const std::string pid = a.contains("pid") ? a["pid"].dump() : "";
+    std::printf("%-24s %-12s %-9s %-26s %-20s %-8s %s\n", Str(a, "id").c_str(),
+                Str(a, "role").c_str(), Str(a, "state").c_str(), Str(a, "last_heartbeat").c_str(),
+                Str(a, "host").c_str(), pid.c_str(), Str(a, "current_task").c_str());
   }
   return kExitOk;
 }

@@ -95,7 +95,23 @@ int Backup(const GlobalOptions& g, const std::string& output);
 int Restore(const GlobalOptions& g, const std::string& archive);
 int Reset(const GlobalOptions& g, bool yes);
 
-int Serve(const GlobalOptions& g);
+// `serve`: the API, the dashboard, the coordinator and (unless `no_agents`)
+// the agents. `no_agents` needs a shared bus (RequireSharedBus).
+int Serve(const GlobalOptions& g, bool no_agents = false);
+
+// --- Worker processes (worker_cmd.cc) ----------------------------------------
+struct WorkerArgs {
+  std::string roles;  // --roles: comma-separated, e.g. "coder,tester"
+  int replicas = 0;   // --replicas per role; 0 = agents.<role>.replicas
+};
+// `worker`: agents of the given roles on the shared bus and store, until
+// SIGTERM/SIGINT (exit 0). Usage errors (an unknown role, no shared bus, a
+// bad configuration) exit 2.
+int Worker(const GlobalOptions& g, const WorkerArgs& args);
+// FailedPrecondition when the configuration has the in-process bus: `who`
+// ("a worker", "serve --no-agents") could never exchange jobs with another
+// process. The message says what to set.
+Status RequireSharedBus(const Config& config, const std::string& who, const std::string& why);
 int Validate(const GlobalOptions& g, const std::string& file);
 int Run(const GlobalOptions& g, const std::string& file, const std::string& project);
 int Health(const GlobalOptions& g, const std::string& server);

@@ -21,10 +21,15 @@
 #include "cli/commands.h"
 
 namespace af::cli {
-int Serve(const GlobalOptions& g) {
+int Serve(const GlobalOptions& g, bool no_agents) {
   LoadedConfig loaded = LoadForCli(g);
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
   const Config& config = loaded.config;
+  if (no_agents) {
+    Status s = RequireSharedBus(config, "serve --no-agents",
+                                "no worker could ever take the jobs of its features");
+    if (!s.ok()) return ReportError(s, kExitUsage);
+  }
 
   // Block the stop signals before any thread starts (the log's flusher, the
   // agents, the HTTP workers), so every thread inherits the mask and only
@@ -43,10 +48,13 @@ int Serve(const GlobalOptions& g) {
   auto services = Services::Open(config);
   if (!services.ok()) return ReportError(services.status());
 
-  // The agents and the coordinator; unfinished features resume here.
+  // The agents (unless they run in `worker` processes) and the coordinator;
+  // unfinished features resume here. The coordinator alone needs no model.
   std::unique_ptr<Pipeline> pipeline;
-  if ((*services)->llm) {
-    auto started = Pipeline::Start((*services)->ForPipeline());
+  if ((*services)->llm || no_agents) {
+    PipelineOptions options;
+    if (no_agents) options.agent_roles.emplace();  // none
+    auto started = Pipeline::Start((*services)->ForPipeline(), std::move(options));
     if (started.ok()) {
       pipeline = std::move(started).value();
     } else {

@@ -21,6 +21,7 @@
 namespace af {
 
 namespace fs = std::filesystem;
+using workspace_internal::FileLock;
 using workspace_internal::RepoShared;
 using workspace_internal::RunGit;
 using workspace_internal::RunGitRaw;
@@ -28,6 +29,29 @@ using workspace_internal::RunGitRaw;
 namespace {
 
 constexpr size_t kBinaryProbeBytes = 8192;
+
+// One git operation at a time on a worktree: the mutex orders this process's
+// threads, then the flock orders processes. Several worker processes may run
+// tasks of one feature; two commits interleaving would mix their staging, and
+// the diffs share a temporary index file in the worktree's git directory. A
+// lock that cannot be taken (an fd error, never contention) leaves the mutex
+// alone in charge, as with a single process.
+class GitLock {
+ public:
+  GitLock(std::mutex& mu, FileLock* file) : guard_(mu), file_(file) {
+    locked_ = file_ != nullptr && file_->LockExclusive().ok();
+  }
+  ~GitLock() {
+    if (locked_) file_->Unlock();
+  }
+  GitLock(const GitLock&) = delete;
+  GitLock& operator=(const GitLock&) = delete;
+
+ private:
+  std::lock_guard<std::mutex> guard_;
+  FileLock* file_;
+  bool locked_ = false;
+};
 
 // Visits every entry below `start` except `.git` and the tree's own `.af/`,
 // without descending into symlinked directories; `visit` returns false to stop.
@@ -179,14 +203,33 @@ bool IsBuildOutputOrCache(std::string_view rel) {
 }
 
 FeatureTree::FeatureTree(fs::path root, std::string branch, std::string base_branch,
-                         std::shared_ptr<RepoShared> shared, std::shared_ptr<std::mutex> git_mu)
+                         std::shared_ptr<RepoShared> shared, std::shared_ptr<std::mutex> git_mu,
+                         fs::path lock_base, std::unique_ptr<FileLock> git_lock)
     : root_(std::move(root)),
       branch_(std::move(branch)),
       base_branch_(std::move(base_branch)),
       shared_(std::move(shared)),
-      git_mu_(std::move(git_mu)) {}
+      git_mu_(std::move(git_mu)),
+      lock_base_(std::move(lock_base)),
+      git_lock_(std::move(git_lock)) {}
 
 FeatureTree::~FeatureTree() = default;
+
+Result<bool> FeatureTree::Attach() {
+  std::lock_guard<std::mutex> guard(attach_mu_);
+  if (use_lock_) return false;
+  AF_ASSIGN_OR_RETURN(FileLock lock, FileLock::Open(fs::path(lock_base_.string() + ".use")));
+  // Exclusive only when no other handle holds the tree: then nobody's work in
+  // progress is in it and the reset is safe. Held through the reset, so a
+  // handle attaching meanwhile waits for it below instead of starting on a
+  // tree about to be wiped.
+  AF_ASSIGN_OR_RETURN(bool sole, lock.TryLockExclusive());
+  if (sole) AF_RETURN_IF_ERROR(ResetToLastCommit());
+  // Downgrade (or, when another handle holds it, wait for a shared lock).
+  AF_RETURN_IF_ERROR(lock.LockShared());
+  use_lock_ = std::make_unique<FileLock>(std::move(lock));
+  return sole;
+}
 
 Result<fs::path> FeatureTree::Resolve(std::string_view rel) const {
   const std::string shown = Shown(rel);
@@ -403,7 +446,7 @@ Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query,
                                    "--exclude-standard", "--"};
   for (auto& spec : GeneratedExcludes()) args.push_back(std::move(spec));
   Result<std::string> listed = [&] {
-    std::lock_guard<std::mutex> lock(*git_mu_);
+    GitLock lock(*git_mu_, git_lock_.get());
     return RunGit(shared_->git, root_, args);
   }();
   if (!listed.ok()) return listed.status();
@@ -454,7 +497,7 @@ Result<std::map<std::string, std::string>> FeatureTree::ChangeSnapshot() const {
       "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--"};
   for (auto& spec : GeneratedExcludes()) args.push_back(std::move(spec));
   Result<std::string> out = [&] {
-    std::lock_guard<std::mutex> lock(*git_mu_);
+    GitLock lock(*git_mu_, git_lock_.get());
     // No optional locks: a snapshot must not take the index lock that a
     // command running at the same time (say `git add`) may need.
     return RunGit(shared_->git, root_, args, {"GIT_OPTIONAL_LOCKS=0"});
@@ -487,7 +530,7 @@ Result<std::string> FeatureTree::UncommittedDiff(const std::vector<std::string>&
     if (abs == root_) return InvalidArgument("cannot diff the whole tree as a path");
     specs.push_back(Literal(abs.lexically_relative(root_).string()));
   }
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
   const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-task-diff-index";
   auto env = TempIndexLocked(tmp, /*skip_generated=*/true);
@@ -562,24 +605,24 @@ Result<std::string> FeatureTree::FindTaskCommitLocked(const std::string& task_id
 }
 
 Result<std::string> FeatureTree::FindTaskCommit(const std::string& task_id) {
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   return FindTaskCommitLocked(task_id);
 }
 
 Status FeatureTree::ResetToLastCommit() {
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   AF_RETURN_IF_ERROR(GitLocked({"reset", "-q", "--hard", "HEAD"}).status());
   return GitLocked({"clean", "-q", "-f", "-d", "-x"}).status();
 }
 
 Result<std::string> FeatureTree::CommittedDiff() {
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
   return GitLocked({"diff", "--no-ext-diff", "--binary", base, "HEAD"});
 }
 
 Result<bool> FeatureTree::HasCommittedChange() {
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
   AF_ASSIGN_OR_RETURN(auto r, RunGitRaw(shared_->git, root_, {"diff", "--quiet", base, "HEAD"}));
   if (r.exit_code > 1) return Internal("git diff --quiet failed: " + std::string(TrimRight(r.err)));
@@ -604,7 +647,7 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
     rels.push_back(abs.lexically_relative(root_).string());
   }
 
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   // A resumed task must not commit twice: look for its trailer on the branch.
   AF_ASSIGN_OR_RETURN(std::string done, FindTaskCommitLocked(task_id));
   if (!done.empty()) return done;
@@ -660,7 +703,7 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
 }
 
 Result<std::string> FeatureTree::Diff() {
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
   AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
   const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-diff-index";
@@ -674,7 +717,7 @@ Result<std::string> FeatureTree::Diff() {
 }
 
 Result<std::vector<std::string>> FeatureTree::ChangedFiles() {
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
   AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
   const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-diff-index";
@@ -696,7 +739,7 @@ Result<std::vector<std::string>> FeatureTree::ChangedFiles() {
 Result<std::string> FeatureTree::WritePatch(const fs::path& out) {
   std::string patch;
   {
-    std::lock_guard<std::mutex> lock(*git_mu_);
+    GitLock lock(*git_mu_, git_lock_.get());
     AF_ASSIGN_OR_RETURN(patch, GitLocked({"format-patch", "--stdout", "--no-signature", "--binary",
                                           base_branch_ + "..HEAD"}));
   }
@@ -710,7 +753,7 @@ Result<std::string> FeatureTree::WritePatch(const fs::path& out) {
 }
 
 Result<std::string> FeatureTree::HeadSha() {
-  std::lock_guard<std::mutex> lock(*git_mu_);
+  GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(std::string sha, GitLocked({"rev-parse", "HEAD"}));
   return std::string(TrimRight(sha));
 }

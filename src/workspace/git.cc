@@ -1,9 +1,15 @@
 #include "workspace/git.h"
 
-#include <cstring>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
-#include "workspace/subprocess.h"
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
 #include "af/core/strings.h"
+#include "workspace/subprocess.h"
 
 extern char** environ;
 
@@ -85,6 +91,66 @@ Result<std::string> RunGit(const std::string& git, const std::filesystem::path& 
     return Internal(std::move(msg), "check the repository state with `git status` there");
   }
   return std::move(r.out);
+}
+
+std::filesystem::path LocksDir(const std::filesystem::path& repo_root) {
+  return repo_root / ".af" / "locks";
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // also releases the lock
+}
+
+FileLock& FileLock::operator=(FileLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+Result<FileLock> FileLock::Open(const std::filesystem::path& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Internal("cannot open the lock file " + path.string() + ": " + std::strerror(errno),
+                    "check that the workspace directory is writable by this user");
+  }
+  return FileLock(fd);
+}
+
+Result<FileLock> FileLock::Exclusive(const std::filesystem::path& path) {
+  AF_ASSIGN_OR_RETURN(FileLock lock, Open(path));
+  AF_RETURN_IF_ERROR(lock.LockExclusive());
+  return lock;
+}
+
+namespace {
+Status Flock(int fd, int op) {
+  while (::flock(fd, op) != 0) {
+    if (errno == EINTR) continue;
+    return Internal(std::string("flock failed: ") + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Status FileLock::LockExclusive() { return Flock(fd_, LOCK_EX); }
+Status FileLock::LockShared() { return Flock(fd_, LOCK_SH); }
+
+Result<bool> FileLock::TryLockExclusive() {
+  while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) return false;
+    return Internal(std::string("flock failed: ") + std::strerror(errno));
+  }
+  return true;
+}
+
+void FileLock::Unlock() {
+  if (fd_ >= 0) (void)::flock(fd_, LOCK_UN);
 }
 
 }  // namespace af::workspace_internal

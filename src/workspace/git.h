@@ -20,6 +20,44 @@ struct RepoShared {
   std::map<std::string, std::shared_ptr<std::mutex>> tree_mu;
 };
 
+// Where the cross-process locks of a repository live: <root>/.af/locks (next
+// to the worktrees, outside every tree, so no commit or clean touches them).
+std::filesystem::path LocksDir(const std::filesystem::path& repo_root);
+
+// An flock(2) on a file, released when the object goes (or the process dies:
+// the kernel drops the locks of a dead process, so a crash never leaves one
+// behind). flock locks belong to the open file, not the process: two
+// FileLocks on one path in the same process exclude each other like two
+// processes do.
+class FileLock {
+ public:
+  FileLock() = default;
+  ~FileLock();
+  FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  FileLock& operator=(FileLock&& other) noexcept;
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+  // Opens (creating it and its directory) `path` without locking it.
+  // Internal naming the path when it cannot.
+  static Result<FileLock> Open(const std::filesystem::path& path);
+  // Opens `path` and waits for an exclusive lock on it.
+  static Result<FileLock> Exclusive(const std::filesystem::path& path);
+
+  // Blocking exclusive / shared lock (a shared lock held here is converted),
+  // a non-blocking exclusive attempt (false when another open file holds any
+  // lock), and unlock. Retry on EINTR; a failure other than contention is
+  // Internal.
+  Status LockExclusive();
+  Status LockShared();
+  Result<bool> TryLockExclusive();
+  void Unlock();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
 struct GitOutput {
   int exit_code = -1;
   std::string out;

@@ -4,13 +4,15 @@
 #include <sstream>
 #include <system_error>
 
+#include "af/core/strings.h"
 #include "workspace/git.h"
 #include "workspace/subprocess.h"
-#include "af/core/strings.h"
 
 namespace af {
 
 namespace fs = std::filesystem;
+using workspace_internal::FileLock;
+using workspace_internal::LocksDir;
 using workspace_internal::RepoShared;
 using workspace_internal::RunGit;
 using workspace_internal::RunGitRaw;
@@ -97,6 +99,8 @@ Result<std::unique_ptr<Workspace>> Workspace::Open(fs::path root) {
                               ec.message());
   }
   root = Canonical(root);
+  // Two processes opening a new project at once must not both create it.
+  AF_ASSIGN_OR_RETURN(FileLock repo_lock, FileLock::Exclusive(LocksDir(root) / "repo"));
 
   AF_ASSIGN_OR_RETURN(auto top, RunGitRaw(git, root, {"rev-parse", "--show-toplevel"}));
   bool is_repo = top.exit_code == 0 && Canonical(TrimRight(top.out)) == root;
@@ -154,8 +158,12 @@ Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& f
   const std::string branch = "af/" + feature_id;
 
   std::lock_guard<std::mutex> lock(shared_->mu);
+  // Another process may be adding or removing this worktree right now.
+  AF_ASSIGN_OR_RETURN(FileLock repo_lock, FileLock::Exclusive(LocksDir(root_) / "repo"));
   auto& tree_mu = shared_->tree_mu[feature_id];
   if (!tree_mu) tree_mu = std::make_shared<std::mutex>();
+  const fs::path lock_base = LocksDir(root_) / feature_id;
+  AF_ASSIGN_OR_RETURN(FileLock git_lock, FileLock::Open(fs::path(lock_base.string() + ".git")));
 
   AF_ASSIGN_OR_RETURN(auto registered, ListWorktrees(git, root_));
   bool is_registered = false;
@@ -177,13 +185,15 @@ Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& f
     }
   }
   return std::unique_ptr<FeatureTree>(
-      new FeatureTree(Canonical(path), branch, base_branch_, shared_, tree_mu));
+      new FeatureTree(Canonical(path), branch, base_branch_, shared_, tree_mu, lock_base,
+                      std::make_unique<FileLock>(std::move(git_lock))));
 }
 
 Status Workspace::RemoveFeatureTree(const std::string& feature_id) {
   AF_RETURN_IF_ERROR(ValidateFeatureId(feature_id));
   const fs::path path = root_ / ".af" / "worktrees" / feature_id;
   std::lock_guard<std::mutex> lock(shared_->mu);
+  AF_ASSIGN_OR_RETURN(FileLock repo_lock, FileLock::Exclusive(LocksDir(root_) / "repo"));
   AF_ASSIGN_OR_RETURN(auto registered, ListWorktrees(shared_->git, root_));
   for (const auto& p : registered) {
     if (p == Canonical(path)) {
@@ -195,6 +205,9 @@ Status Workspace::RemoveFeatureTree(const std::string& feature_id) {
   std::error_code ec;
   if (fs::exists(path, ec)) fs::remove_all(path, ec);
   if (ec) return Internal("cannot remove " + path.string() + ": " + ec.message());
+  // The feature's lock files go with its tree (the feature has ended).
+  for (const char* suffix : {".git", ".use"})
+    fs::remove(LocksDir(root_) / (feature_id + suffix), ec);
   return RunGit(shared_->git, root_, {"worktree", "prune"}).status();
 }
 

@@ -173,6 +173,48 @@ TEST(CliServeTest, ZeroReplicasOfANeededRoleIsRefusedLikeValidateDoes) {
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
 }
 
+// A worker names the roles it can run; an unknown one is a usage error.
+TEST(CliServeTest, WorkerRefusesAnUnknownRoleListingTheValidOnes) {
+  TempDir dir;
+  auto env = ServeEnv(FreePort());
+  env["REDIS_URL"] = "redis://127.0.0.1:1";  // never reached: the role is checked first
+  auto r =
+      RunCommand({BinaryPath(), "worker", "--roles", "coder,nosuch"}, env, dir.path().string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("'nosuch' is not a worker role"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("valid roles: planner, coder, tester, reviewer, devops"), std::string::npos)
+      << r.err;
+  auto optimizer =
+      RunCommand({BinaryPath(), "worker", "--roles", "optimizer"}, env, dir.path().string());
+  EXPECT_EQ(optimizer.exit_code, 2);
+  EXPECT_NE(optimizer.err.find("'optimizer' is not a worker role"), std::string::npos)
+      << optimizer.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
+}
+
+// With the in-process bus a worker could never get a job, and the features of
+// a serve without agents could never run: both refuse to start, saying what
+// to set.
+TEST(CliServeTest, WorkerAndServeWithoutAgentsNeedASharedBus) {
+  TempDir dir;
+  auto env = ServeEnv(FreePort());
+  for (auto args : {std::vector<std::string>{BinaryPath(), "worker", "--roles", "coder"},
+                    std::vector<std::string>{BinaryPath(), "serve", "--no-agents"}}) {
+    ChildProcess p(args, env, dir.path().string());
+    CommandResult r;
+    r.exit_code = p.Wait(std::chrono::seconds(10));  // a start anyway fails, not hangs
+    r.err = p.Err();
+    EXPECT_EQ(r.exit_code, 2) << args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find("needs a shared bus and a shared store"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("set REDIS_URL (e.g. redis://127.0.0.1:6379)"), std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("DATABASE_URL to PostgreSQL, or the same SQLite file on one machine"),
+              std::string::npos)
+        << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data"));
+}
+
 TEST(CliServeTest, HealthWithoutAServerSaysHowToStartOne) {
   auto r = RunCommand(
       {BinaryPath(), "health", "--server", "http://127.0.0.1:" + std::to_string(FreePort())});

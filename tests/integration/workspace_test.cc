@@ -3,9 +3,13 @@
 
 #include "af/workspace/workspace.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -321,6 +325,62 @@ TEST_F(WorkspaceTest, ResetToLastCommitAndTaskCommitLookup) {
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(*(*other)->CommittedDiff(), "");
   EXPECT_FALSE(*(*other)->HasCommittedChange());
+}
+
+// Several processes may use one feature's tree (worker processes running its
+// tasks). Each Workspace object stands for a process here: flock locks belong
+// to open files, so they exclude each other like processes do.
+TEST_F(WorkspaceTest, AttachResetsOnlyATreeNoOtherHandleUses) {
+  auto open_tree = [&] {
+    auto ws = Workspace::Open(root_);
+    EXPECT_TRUE(ws.ok());
+    auto tree = (*ws)->OpenFeature("feat-1");
+    EXPECT_TRUE(tree.ok()) << tree.status().ToString();
+    return std::move(tree).value();
+  };
+  // The first user: leftovers of a dead process are reset.
+  ASSERT_TRUE(tree_->WriteFile("left.txt", "by a dead process\n").ok());
+  EXPECT_TRUE(*tree_->Attach());
+  EXPECT_FALSE(fs::exists(tree_->root() / "left.txt"));
+  EXPECT_FALSE(*tree_->Attach());  // once per handle
+
+  // Work in progress of a live user stays when another one attaches.
+  ASSERT_TRUE(tree_->WriteFile("wip.txt", "half done\n").ok());
+  auto second = open_tree();
+  EXPECT_FALSE(*second->Attach());
+  EXPECT_TRUE(fs::exists(tree_->root() / "wip.txt"));
+
+  // The first user goes (its lock with it, as when a process dies): the
+  // second is still there, so a third does not reset either...
+  tree_.reset();
+  auto third = open_tree();
+  EXPECT_FALSE(*third->Attach());
+  EXPECT_TRUE(fs::exists(third->root() / "wip.txt"));
+  // ...until nobody else uses the tree.
+  second.reset();
+  third.reset();
+  auto fourth = open_tree();
+  EXPECT_TRUE(*fourth->Attach());
+  EXPECT_FALSE(fs::exists(fourth->root() / "wip.txt"));
+}
+
+// Git on one tree from another process waits for the one running: each
+// operation holds an exclusive flock on <root>/.af/locks/<feature>.git.
+TEST_F(WorkspaceTest, GitOperationsWaitForAnotherProcessesLock) {
+  const fs::path lock_file = root_ / ".af" / "locks" / "feat-1.git";
+  ASSERT_TRUE(fs::exists(lock_file));
+  int fd = ::open(lock_file.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);  // "another process" is committing
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    (void)tree_->HeadSha();
+    done = true;
+  });
+  EXPECT_FALSE(testing::WaitFor([&] { return done.load(); }, std::chrono::milliseconds(300)));
+  ::close(fd);  // released
+  EXPECT_TRUE(testing::WaitFor([&] { return done.load(); }));
+  t.join();
 }
 
 TEST_F(WorkspaceTest, DiffPatchAndChangedFiles) {

@@ -147,6 +147,13 @@ PipelineHarness::~PipelineHarness() {
   services_.reset();
 }
 
+Status PipelineHarness::OpenServices() {
+  if (!services_) {
+    AF_ASSIGN_OR_RETURN(services_, Services::Open(config_, adjust_llm_));
+  }
+  return Status::Ok();
+}
+
 Status PipelineHarness::Start() {
   AF_ASSIGN_OR_RETURN(services_, Services::Open(config_, adjust_llm_));
   PipelineDeps deps = services_->ForPipeline();

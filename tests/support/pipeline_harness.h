@@ -85,6 +85,10 @@ class PipelineHarness {
 
   // Opens the services and starts the pipeline. Errors: theirs.
   Status Start();
+  // Opens the services only (once; instead of Start), for a test that starts
+  // pipelines itself, e.g. a coordinator and agents apart on
+  // services().ForPipeline().
+  Status OpenServices();
   // Stops the pipeline (joins every agent thread). Idempotent.
   void Stop();
 

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,28 @@ struct PipelineDeps {
 };
 
 struct PipelineOptions {
+  // What this process runs. The two halves talk only through the bus (jobs on
+  // "role:<role>", replies on "feature:<id>") and the store, so they may run
+  // in different processes sharing a bus and a store: `serve` and `run` run
+  // both; `serve --no-agents` the coordinator only; `worker` agents only.
+  //
+  // The coordinator: the drivers that take features through their states,
+  // resume on Start (when `resume`), Submit and Cancel, and the coordinator
+  // and optimizer records. It writes `<data_dir>/workspaces/.af-workspaces-id`
+  // (a random id, made once) and records that id in the store (the
+  // coordinator's agent record, counters.workspaces_id).
+  bool run_coordinator = true;
+  // Agents: role -> replicas, for roles with a mailbox (planner, coder,
+  // tester, reviewer, devops). Unset = every such role with
+  // agents.<role>.replicas from the configuration; an empty map = none.
+  // Agents in a process without the coordinator (a worker) are named
+  // "<role>-<host>-<pid>-<n>", unique across processes; otherwise
+  // "<role>-<n>". Such a process checks at Start that its workspaces
+  // directory is the coordinator's: the marker file's id must match the one
+  // recorded in the store (FailedPrecondition naming the path otherwise, as
+  // when the directory is missing or not writable).
+  std::optional<std::map<std::string, int>> agent_roles;
+
   std::filesystem::path skills_dir;                     // empty = the built-in skills
   std::chrono::milliseconds heartbeat_interval{30000};  // default 30 s
   bool resume = true;                                   // resume unfinished features on Start
@@ -64,9 +87,13 @@ struct PipelineOptions {
 
 class Pipeline {
  public:
-  // Starts the agents (agents.<role>.replicas of each role) and the
-  // coordinator, then resumes unfinished features. Errors: no LLM client (with
-  // deps.llm_status), the sandbox or the store cannot be set up.
+  // Starts the agents (agents.<role>.replicas of each role, or
+  // options.agent_roles) and the coordinator (unless options.run_coordinator
+  // is false), then resumes unfinished features. Errors: no LLM client while
+  // agents are to run (with deps.llm_status), an unknown or mailbox-less role
+  // in agent_roles (InvalidArgument listing the valid ones), the sandbox or
+  // the store cannot be set up, a worker's workspaces directory is not the
+  // coordinator's (see PipelineOptions).
   static Result<std::unique_ptr<Pipeline>> Start(const PipelineDeps& deps,
                                                  PipelineOptions options = {});
 
@@ -76,13 +103,16 @@ class Pipeline {
 
   // Stops taking work, lets running conversations notice, joins every thread
   // and marks the agents offline. Unfinished features stay in the store in
-  // their current state, to be resumed by the next Start. Idempotent.
+  // their current state, to be resumed by the next Start. A job an agent was
+  // doing is given back to the bus unanswered (Nack), so another process's
+  // agent redoes it, replaying the recorded model answers. Idempotent.
   void Stop();
 
   // Validates the request (work plan validation, unless the request or the
   // configuration turns it off), persists the feature and starts it.
   // Errors: InvalidArgument "Work plan challenged: ..." listing every issue
-  // (nothing is stored); the store's errors.
+  // (nothing is stored); FailedPrecondition without the coordinator; the
+  // store's errors.
   Result<Feature> Submit(const FeatureRequest& request);
 
   // Cancels a feature that has not finished: its status becomes cancelled at
@@ -103,6 +133,12 @@ class Pipeline {
   explicit Pipeline(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The roles whose agents have a mailbox and so can run in a worker process
+// (planner, coder, tester, reviewer, devops), in pipeline order. The
+// coordinator drives features itself and the optimizer is a library the
+// agents call.
+const std::vector<std::string>& WorkerRoles();
 
 // True for completed, failed and cancelled.
 bool IsTerminalFeatureStatus(const std::string& status);

@@ -77,6 +77,14 @@ struct Config {
     std::string url;  // empty = in-process bus
   } redis;
 
+  struct BusSettings {
+    // Seconds a job may stay unacknowledged before the bus hands it to
+    // another agent: how long the work of a worker that died mid-job waits.
+    // Accepts "2m". A job's agent acknowledges it only when done, so this
+    // must exceed the longest job on a live worker.
+    int ack_timeout = 300;
+  } bus;
+
   struct Llm {
     std::string provider = "replay";  // anthropic | openai | replay
     std::string model;                // provider default when empty

@@ -34,10 +34,14 @@ class FeatureTree;
 
 namespace workspace_internal {
 struct RepoShared;
-}
+class FileLock;
+}  // namespace workspace_internal
 
 // One project's repository. Thread-safe: OpenFeature / RemoveFeatureTree may
-// be called from several threads (they serialize on the repository).
+// be called from several threads, and from several processes on one
+// repository (worker processes sharing the data directory): they serialize
+// on the repository, across processes through an flock on
+// `<root>/.af/locks/repo` (Open takes it too while it creates the repository).
 // FeatureTrees it hands out share its state and may outlive it.
 class Workspace {
  public:
@@ -109,8 +113,11 @@ struct SearchOptions {
 bool IsBuildOutputOrCache(std::string_view rel);
 
 // One feature's worktree. Thread-safe: several tasks of one feature may use it
-// at once. Git operations serialize on one mutex; file operations run
-// concurrently (EditFile's read-modify-write serializes with other edits).
+// at once, also from several processes. Git operations serialize on one
+// mutex per feature in a process and, across processes (and across handles
+// from different Workspace objects), on an exclusive flock of
+// `<root>/.af/locks/<feature_id>.git` held around each one; file operations
+// run concurrently (EditFile's read-modify-write serializes with other edits).
 class FeatureTree {
  public:
   static constexpr size_t kDefaultMaxReadBytes = 256 * 1024;
@@ -184,6 +191,22 @@ class FeatureTree {
   // there is none.
   Result<std::string> FindTaskCommit(const std::string& task_id);
 
+  // Registers this handle as a user of the worktree, across processes, until
+  // it is destroyed (a shared flock on `<root>/.af/locks/<feature_id>.use`),
+  // and first recovers the tree when no other handle uses it: anything
+  // uncommitted was then left by a process that died mid-task, and resumed
+  // tasks replay their model answers and redo their tool calls, so they must
+  // start from the last commit (ResetToLastCommit) or an edit would be applied
+  // twice. While another live handle (another worker process) uses the tree,
+  // its uncommitted files are its work in progress and stay. The kernel drops
+  // a dead process's lock, so its leftovers are reset by the next process to
+  // attach once no other one is attached. (Until then they stay: a task redone
+  // meanwhile replays its edits over them; a whole-file write is unaffected,
+  // an edit already applied fails and the model is told.) Returns whether it
+  // reset; a second call does nothing and returns false. Errors: the lock file
+  // cannot be opened, git fails.
+  Result<bool> Attach();
+
   // Puts the tree back to its last commit: uncommitted changes and untracked
   // files (ignored ones too) are removed. What a task resumed after a crash
   // starts from, and what the gates and the reviewer see: exactly what is
@@ -217,7 +240,8 @@ class FeatureTree {
   friend class Workspace;
   FeatureTree(std::filesystem::path root, std::string branch, std::string base_branch,
               std::shared_ptr<workspace_internal::RepoShared> shared,
-              std::shared_ptr<std::mutex> git_mu);
+              std::shared_ptr<std::mutex> git_mu, std::filesystem::path lock_base,
+              std::unique_ptr<workspace_internal::FileLock> git_lock);
 
   // Runs git in the tree; the caller holds git_mu_.
   Result<std::string> GitLocked(const std::vector<std::string>& args,
@@ -237,6 +261,12 @@ class FeatureTree {
   // Shared by every FeatureTree object of the same feature (from the
   // Workspace), so two handles on one worktree still serialize git.
   std::shared_ptr<std::mutex> git_mu_;
+  // `<root>/.af/locks/<feature_id>`: + ".git" is git_lock_'s file, + ".use" Attach's.
+  std::filesystem::path lock_base_;
+  // This handle's open lock file for git operations (see the class comment).
+  std::unique_ptr<workspace_internal::FileLock> git_lock_;
+  std::unique_ptr<workspace_internal::FileLock> use_lock_;  // set by Attach
+  std::mutex attach_mu_;                                    // guards use_lock_
   std::mutex edit_mu_;
 };
 
