@@ -231,16 +231,18 @@ class MultiProcessTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  // The hold outlives the fake server (its responder uses them), the fake
+  // server outlives the processes that call it.
+  std::atomic<bool> held_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;  // guarded by mu_
   FakeLlmServer fake_;
   std::unique_ptr<RedisServer> redis_;
   int port_ = 0;
   std::string admin_key_;
   std::unique_ptr<ChildProcess> server_;
   std::unique_ptr<ChildProcess> workers_[2];
-  std::atomic<bool> held_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool released_ = false;  // guarded by mu_
 };
 
 TEST_F(MultiProcessTest, AFeatureCompletesWithTwoWorkersAndAgentsShowsBoth) {
