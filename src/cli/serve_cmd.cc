@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "af/agents/pipeline.h"
 #include "af/api/auth.h"
@@ -80,10 +81,12 @@ int Serve(const GlobalOptions& g, bool no_agents) {
   // Declared before the server: its routes use the hub until server.Stop().
   EventHub hub(svc->store.get());
   if (Status s = hub.Start(); !s.ok()) return ReportError(s);
-  // Declared before the server too: /health serves its copy.
-  HealthSnapshot health([svc] { return svc->Health(); });
+  // Declared before the server too: /health serves its copy. Stopped before
+  // the services close, as its thread reads the store.
+  std::optional<HealthSnapshot> health;
+  health.emplace([svc] { return svc->Health(); });
   HttpServer server(http);
-  AddHealthRoutes(server, [&health] { return health.Get(); });
+  AddHealthRoutes(server, [&health] { return health->Get(); });
   AddWebAssetRoutes(server);
   // First start: an admin key, printed once and kept in <data_dir>/admin.key.
   Auth auth(*svc->store);
@@ -147,6 +150,7 @@ int Serve(const GlobalOptions& g, bool no_agents) {
   // which kill -9 safety makes harmless.
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   server.Stop();
+  health.reset();
   hub.Stop();
   if (pipeline) pipeline->Stop();
   services->reset();
