@@ -209,6 +209,8 @@ function onGlobalEvent(e) {
   if (e.type.startsWith('agent.') || e.type === 'task.status' || e.type === 'llm.call') {
     refreshAgents();
   }
+  // A worker starting, stopping or being found dead: its row changes.
+  if (e.type === 'agent.started' || e.type === 'agent.offline') refreshWorkers();
   if (e.type.startsWith('feature.') || e.type === 'task.status') refreshFeatures();
   if (e.type === 'memory.stored') refreshMemory();
 }
@@ -293,6 +295,21 @@ const refreshFeatures = throttle(async () => {
     ? 'Showing ' + page.features.length + ' of ' + total + ' features.' : '';
 }, 250);
 
+// Every process that runs agents (serve, workers), from /health: one row per
+// host and pid, its state by the same heartbeat rule as the agents table.
+function renderWorkers(workers) {
+  const rows = workers.map((w) => el('tr', {'data-host': w.host, 'data-pid': w.pid,
+                                            'data-state': w.state},
+    el('td', {text: w.host || '?'}), el('td', {text: w.pid}),
+    el('td', {text: (w.roles || []).join(', ')}), el('td', {}, badge(w.state)),
+    el('td', {text: w.live + ' / ' + w.agents}),
+    el('td', {text: ago(w.last_heartbeat), title: w.last_heartbeat || ''})));
+  $('workers').tBodies[0].replaceChildren(...rows);
+  $('workers-empty').hidden = workers.length > 0;
+}
+
+const refreshWorkers = throttle(() => refreshHealth(), 500);
+
 async function refreshHealth() {
   try {
     const response = await fetch('/health');
@@ -310,6 +327,7 @@ async function refreshHealth() {
     }
     $('system').tBodies[0].replaceChildren(...rows.map(([k, v]) =>
         el('tr', {'data-component': k}, el('th', {text: k}), el('td', {text: v ?? ''}))));
+    renderWorkers(h.workers || []);
   } catch (err) {
     $('health').textContent = 'unreachable';
     $('health').className = 'badge unhealthy';

@@ -1,3 +1,4 @@
+#include "af/agents/liveness.h"
 #include "agents/pipeline_impl.h"
 
 namespace af {
@@ -93,9 +94,11 @@ void Pipeline::Impl::SetState(Instance* inst, const std::string& state, const st
 }
 
 void Pipeline::Impl::HeartbeatLoop() {
+  const auto interval = options_.heartbeat_interval.count() > 0 ? options_.heartbeat_interval
+                                                                : HeartbeatInterval(cfg_);
   std::unique_lock lock(stop_mu_);
   while (!stopping_) {
-    stop_cv_.wait_for(lock, options_.heartbeat_interval, [this] { return stopping_.load(); });
+    stop_cv_.wait_for(lock, interval, [this] { return stopping_.load(); });
     if (stopping_) break;
     lock.unlock();
     for (auto& inst : instances_) Beat(inst.get(), true);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "af/agents/liveness.h"
 #include "af/api/events_stream.h"
 #include "af/bus/bus.h"
 #include "af/core/utc_time.h"
@@ -118,7 +119,8 @@ void HttpMetrics::Render(PromWriter& out) const {
 
 namespace {
 
-void RenderStore(Store& store, PromWriter& out, int* errors) {
+void RenderStore(Store& store, std::chrono::milliseconds offline_after, PromWriter& out,
+                 int* errors) {
   auto stats = store.Stats();
   if (stats.ok()) {
     out.Family("af_features", "gauge", "Features by status.");
@@ -179,18 +181,27 @@ void RenderStore(Store& store, PromWriter& out, int* errors) {
 
   auto agents = store.ListAgents();
   if (agents.ok()) {
-    // Same liveness rule as /health: a heartbeat older than 90 s is offline.
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+    // The liveness rule of every view (af/agents/liveness.h).
+    const int64_t now = UnixNowMs();
     std::map<std::pair<std::string, std::string>, int64_t> counts;
-    for (const auto& a : *agents) {
-      bool stale = now - a.last_heartbeat_ms > 90'000;
-      ++counts[{a.role, stale ? std::string("offline") : a.state}];
-    }
+    for (const auto& a : *agents) ++counts[{a.role, DisplayedAgentState(a, now, offline_after)}];
     out.Family("af_agents", "gauge", "Agents by role and state.");
     for (const auto& [key, n] : counts)
       out.Sample("af_agents", {{"role", key.first}, {"state", key.second}}, static_cast<double>(n));
+    // Per process that runs agents (serve, workers); roles joined by commas.
+    const auto workers = WorkerStatuses(*agents, now, offline_after);
+    auto labels = [](const WorkerStatus& w) {
+      std::string roles;
+      for (const auto& r : w.roles) roles += (roles.empty() ? "" : ",") + r;
+      return MetricLabels{{"host", w.host}, {"pid", std::to_string(w.pid)}, {"roles", roles}};
+    };
+    out.Family("af_worker_up", "gauge",
+               "1 when a process running agents has a live agent (a heartbeat within three "
+               "intervals), else 0.");
+    for (const auto& w : workers) out.Sample("af_worker_up", labels(w), w.live > 0 ? 1 : 0);
+    out.Family("af_worker_agents", "gauge", "Agent records per process running agents.");
+    for (const auto& w : workers)
+      out.Sample("af_worker_agents", labels(w), static_cast<double>(w.agents));
   } else {
     ++*errors;
   }
@@ -245,7 +256,7 @@ std::string RenderMetrics(const MetricsSources& sources) {
   PromWriter out;
   int errors = 0;
   if (sources.http) sources.http->Render(out);
-  if (sources.store) RenderStore(*sources.store, out, &errors);
+  if (sources.store) RenderStore(*sources.store, sources.offline_after, out, &errors);
   if (sources.bus) RenderBus(*sources.bus, out, &errors);
   if (sources.llm) RenderLlm(*sources.llm, out);
   if (sources.hub) {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "af/agents/liveness.h"
 #include "af/api/http_server.h"
 #include "af/api/middleware.h"
 #include "af/api/openapi.h"
@@ -232,13 +233,9 @@ json TaskJson(const Task& t) {
 }
 
 json AgentJson(const AgentRecord& a, int64_t now_ms, std::chrono::milliseconds offline_after) {
-  std::string state = a.state;
-  const bool stale =
-      a.last_heartbeat_ms <= 0 || now_ms - a.last_heartbeat_ms > offline_after.count();
-  if (stale) state = "offline";
   return {{"id", a.id},
           {"role", a.role},
-          {"state", state},
+          {"state", DisplayedAgentState(a, now_ms, offline_after)},
           {"last_heartbeat", TimeOrNull(a.last_heartbeat_ms)},
           {"heartbeat_age_s",
            a.last_heartbeat_ms > 0 ? json((now_ms - a.last_heartbeat_ms) / 1000) : json(nullptr)},

@@ -81,6 +81,19 @@ std::string FormatUtcTimestamp(std::chrono::system_clock::time_point t) {
 nlohmann::json HealthJson(const HealthInputs& in, std::chrono::system_clock::time_point now) {
   nlohmann::json agents = nlohmann::json::object();
   for (const auto& [agent, state] : in.agents) agents[agent] = state;
+  nlohmann::json workers = nlohmann::json::array();
+  for (const auto& w : in.workers) {
+    workers.push_back({{"host", w.host},
+                       {"pid", w.pid},
+                       {"roles", w.roles},
+                       {"agents", w.agents},
+                       {"live", w.live},
+                       {"state", w.state},
+                       {"last_heartbeat",
+                        w.last_heartbeat_ms > 0
+                            ? nlohmann::json(FormatUtc(w.last_heartbeat_ms, "%Y-%m-%dT%H:%M:%SZ"))
+                            : nlohmann::json(nullptr)}});
+  }
   return {
       {"status", EvaluateHealth(in).status},
       {"version", in.version},
@@ -91,6 +104,7 @@ nlohmann::json HealthJson(const HealthInputs& in, std::chrono::system_clock::tim
         {"vector_store", in.vector_store},
         {"llm", in.llm},
         {"agents", std::move(agents)}}},
+      {"workers", std::move(workers)},
       {"timestamp", FormatUtcTimestamp(now)},
   };
 }

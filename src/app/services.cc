@@ -189,28 +189,13 @@ HealthInputs Services::Health() const {
   }
   h.vector_store = kb ? "healthy" : "unhealthy: " + kb_status.message();
   h.llm = llm ? LlmHealthText(*llm) : "unhealthy: " + llm_status.message();
-  // Per role: running when every instance's heartbeat is fresh, offline when
-  // none is, degraded in between. 90 s = three missed heartbeats (agents beat
-  // every 30 s). An agent that stopped cleanly (state offline: a worker
-  // process that was stopped, or a restart) is gone, not failing: it counts
-  // only when nothing of its role is live. One whose beats just stopped (a
-  // process killed) counts as down.
+  // The liveness rule (af/agents/liveness.h): per role, and per process.
   if (auto agents = store->ListAgents(); agents.ok()) {
     const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-    struct Counts {
-      int live = 0, down = 0;
-    };
-    std::map<std::string, Counts> by_role;
-    for (const auto& a : *agents) {
-      Counts& c = by_role[a.role];
-      if (a.state == "offline") continue;
-      (now - a.last_heartbeat_ms <= 90'000 ? c.live : c.down)++;
-    }
-    for (const auto& [role, c] : by_role) {
-      h.agents[role] = c.live == 0 ? "offline" : c.down == 0 ? "running" : "degraded";
-    }
+    h.agents = RoleStates(*agents, now, OfflineAfter(config));
+    h.workers = WorkerStatuses(*agents, now, OfflineAfter(config));
   }
   return h;
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "af/agents/liveness.h"
 #include "af/agents/pipeline.h"
 #include "af/api/auth.h"
 #include "af/api/errors.h"
@@ -18,6 +19,7 @@
 #include "af/api/routes.h"
 #include "af/app/services.h"
 #include "af/core/log.h"
+#include "af/core/utc_time.h"
 #include "af/llm/http_transport.h"
 #include "cli/commands.h"
 
@@ -84,7 +86,22 @@ int Serve(const GlobalOptions& g, bool no_agents) {
   // Declared before the server too: /health serves its copy. Stopped before
   // the services close, as its thread reads the store.
   std::optional<HealthSnapshot> health;
-  health.emplace([svc] { return svc->Health(); });
+  // Each snapshot first sweeps agents whose process died (kill -9 never
+  // writes offline): they are marked offline once, with an agent.offline
+  // event, so every view and the event stream agree.
+  const auto offline_after = OfflineAfter(config);
+  health.emplace([svc, offline_after, logger] {
+    auto lost = SweepLostAgents(*svc->store, UnixNowMs(), offline_after);
+    if (!lost.ok()) {
+      logger->warn("cannot sweep agents whose heartbeat stopped: {}", lost.status().ToString());
+    } else {
+      for (const auto& a : *lost) {
+        logger->warn("agent {} on {} (pid {}) has not beaten for over {} s: marked offline", a.id,
+                     a.host, a.pid, offline_after.count() / 1000);
+      }
+    }
+    return svc->Health();
+  });
   HttpServer server(http);
   AddHealthRoutes(server, [&health] { return health->Get(); });
   AddWebAssetRoutes(server);
@@ -100,9 +117,10 @@ int Serve(const GlobalOptions& g, bool no_agents) {
   ApiGate gate(auth, gate_options);
   AddEventRoutes(server, hub, *svc->store, gate);
   AddMetricsRoute(server, MetricsSources{svc->store.get(), svc->bus.get(), &hub, &http_metrics,
-                                         svc->llm.get()});
+                                         svc->llm.get(), offline_after});
   ApiBackend backend;
   backend.store = svc->store.get();
+  backend.offline_after = offline_after;
   backend.kb = svc->kb.get();
   backend.kb_status = svc->kb_status;
   backend.artifacts_dir = std::filesystem::path(config.data_dir) / "artifacts";
@@ -187,6 +205,18 @@ int Health(const GlobalOptions& g, const std::string& server_flag) {
       } else {
         for (auto& [agent, state] : value.items())
           std::printf("  %-13s %s: %s\n", name.c_str(), agent.c_str(), state.dump().c_str());
+      }
+    }
+    if (j.contains("workers") && j["workers"].is_array()) {
+      for (const auto& w : j["workers"]) {
+        std::string roles;
+        for (const auto& r : w.value("roles", nlohmann::json::array()))
+          roles += (roles.empty() ? "" : ",") + r.get<std::string>();
+        const auto& beat = w["last_heartbeat"];
+        std::printf("  %-13s %s pid %lld (%s): %s, last heartbeat %s\n", "process",
+                    w.value("host", "?").c_str(), static_cast<long long>(w.value("pid", 0LL)),
+                    roles.c_str(), w.value("state", "?").c_str(),
+                    beat.is_string() ? beat.get<std::string>().c_str() : "never");
       }
     }
   }

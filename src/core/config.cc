@@ -161,6 +161,7 @@ const std::vector<Setting>& Settings() {
         Range(S(AF_FIELD(database.busy_timeout_ms)), 0, 600000),
         S(AF_FIELD(redis.url), "REDIS_URL"),
         Duration(S(AF_FIELD(bus.ack_timeout)), 1, 86400),
+        Duration(S(AF_FIELD(bus.heartbeat_interval)), 1, 3600),
         Choices(S(AF_FIELD(llm.provider), "AF_LLM_PROVIDER"), {"anthropic", "openai", "replay"}),
         S(AF_FIELD(llm.model), "AF_LLM_MODEL"),
         Range(S(AF_FIELD(llm.timeout_s)), 1, 3600),

@@ -3,12 +3,13 @@
 // "postgres://..." URLs). Built on libpqxx; this header is private to the
 // store layer, so pqxx never reaches a public header.
 //
-// The class is split over two files that share this declaration:
+// The class is split over files that share this declaration:
 //   pg_store.cc            connection pool, transactions, migrations and the
 //                          core tables (projects, features, tasks, events,
 //                          agents, LLM calls, API keys, health, backup)
 //   pg_store_knowledge.cc  memories, memory links and the knowledge base
-// Both reach the database only through Tx(), so pooling, retry and error
+//   pg_store_agents.cc     agent liveness writes beyond the upsert
+// All reach the database only through Tx(), so pooling, retry and error
 // mapping are one rule in one place.
 //
 // Concurrency: a small pool of connections (kPoolSize) shared by all threads;
@@ -126,6 +127,7 @@ class PgStore final : public Store {
   Status UpsertAgent(const AgentRecord& agent) override;
   Result<AgentRecord> GetAgent(const std::string& id) override;
   Result<std::vector<AgentRecord>> ListAgents() override;
+  Result<bool> MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) override;
   Result<LlmCall> RecordLlmCall(LlmCall call) override;
   Result<std::optional<LlmCall>> FindRecordedLlmCall(const std::string& feature_id,
                                                      const std::string& hash) override;

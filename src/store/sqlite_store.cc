@@ -372,6 +372,7 @@ class SqliteStore final : public Store {
   Status UpsertAgent(const AgentRecord& agent) override;
   Result<AgentRecord> GetAgent(const std::string& id) override;
   Result<std::vector<AgentRecord>> ListAgents() override;
+  Result<bool> MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) override;
 
   Result<LlmCall> RecordLlmCall(LlmCall call) override;
   Result<std::optional<LlmCall>> FindRecordedLlmCall(const std::string& feature_id,
@@ -1255,6 +1256,22 @@ Result<std::vector<AgentRecord>> SqliteStore::ListAgents() {
     if (!row) return out;
     out.push_back(ReadAgent(s));
   }
+}
+
+Result<bool> SqliteStore::MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("UPDATE agents SET state = 'offline', current_task = '' "
+                                      "WHERE id = ? AND state <> 'offline' "
+                                      "AND last_heartbeat_ms = ?"));
+  s.Bind(id).Bind(last_heartbeat_ms);
+  AF_RETURN_IF_ERROR(s.Run("marking agent " + id + " offline"));
+  if (sqlite3_changes(writer_.db) > 0) return true;
+  AF_ASSIGN_OR_RETURN(Stmt q, Prepare("SELECT 1 FROM agents WHERE id = ?"));
+  q.Bind(id);
+  AF_ASSIGN_OR_RETURN(bool row, q.Step("reading agent " + id));
+  if (!row)
+    return NotFound("agent " + id + " not found", "list agents with 'agent-factory agents'");
+  return false;
 }
 
 // --- Memories ---------------------------------------------------------------

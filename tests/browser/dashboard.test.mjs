@@ -6,7 +6,7 @@
 // Screenshots land in AF_ARTIFACT_DIR (dashboard-home.png, dashboard-feature.png).
 import {after, before, test} from 'node:test';
 import assert from 'node:assert/strict';
-import {spawn} from 'node:child_process';
+import {execFileSync, spawn} from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -434,4 +434,36 @@ test('fits a 400 px wide screen without sideways scrolling', async () => {
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 400),
             'the page is wider than the screen');
   await context.close();
+});
+
+test('the Workers panel shows each process running agents; a dead one turns offline, live', async () => {
+  const page = await newPage();
+  await page.goto(base + '/?token=' + encodeURIComponent(adminKey));
+  // serve runs every agent itself here: one process, all seven roles.
+  const own = page.locator(`#workers tbody tr[data-pid="${server.pid}"]`);
+  await own.waitFor();
+  assert.equal(await own.getAttribute('data-state'), 'running');
+  assert.equal(await own.getAttribute('data-host'), os.hostname());
+  const text = await own.textContent();
+  assert.match(text, /coordinator, planner, optimizer, coder, tester, reviewer, devops/);
+  assert.match(text, /7 \/ 7/);
+  assert.match(text, /s ago/);
+  // A worker killed two minutes ago left its agent busy in the store (as kill
+  // -9 does). serve marks it offline and announces it; the page, already
+  // open, follows from that event (its periodic refresh is 10 s away).
+  const beat = Date.now() - 120000;
+  execFileSync('sqlite3', [path.join(dir, 'data', 'agent-factory.db'), '.timeout 10000',
+    'INSERT INTO agents (id, role, state, last_heartbeat_ms, current_task, counters, host, pid) ' +
+    `VALUES ('coder-ghost-4242-1', 'coder', 'busy', ${beat}, 't-1', '{}', 'ghost', 4242)`]);
+  await page.locator('#workers tbody tr[data-host="ghost"][data-pid="4242"][data-state="offline"]')
+      .waitFor({timeout: 5000});
+  await page.locator('#agents tbody tr[data-agent-id="coder-ghost-4242-1"][data-state="offline"]')
+      .waitFor({timeout: 5000});
+  // Live processes are listed first.
+  const order = await page.locator('#workers tbody tr').evaluateAll(
+      (rows) => rows.map((r) => r.dataset.state));
+  assert.deepEqual(order, ['running', 'offline']);
+  assert.equal(await own.getAttribute('data-state'), 'running');
+  assert.deepEqual(page.jsErrors, []);
+  await page.context().close();
 });

@@ -667,6 +667,41 @@ TEST_P(StoreConformanceTest, AgentsUpsertGetList) {
   EXPECT_EQ(store_->UpsertAgent(bad).code(), Code::kInvalidArgument);
 }
 
+// The lost-agent sweep's compare-and-set: it changes a record only while the
+// record is not offline and still carries the heartbeat the sweeper saw.
+TEST_P(StoreConformanceTest, MarkAgentOfflineIsACompareAndSet) {
+  AgentRecord a;
+  a.id = "coder-box-42-1";
+  a.role = "coder";
+  a.state = "busy";
+  a.current_task = "t-1";
+  a.last_heartbeat_ms = 1000;
+  a.host = "box";
+  a.pid = 42;
+  SC_ASSERT_OK(store_->UpsertAgent(a));
+
+  // A beat the sweeper did not see: nothing changes.
+  SC_ASSERT_OK_AND_ASSIGN(bool changed, store_->MarkAgentOffline(a.id, 999));
+  EXPECT_FALSE(changed);
+  SC_ASSERT_OK_AND_ASSIGN(AgentRecord got, store_->GetAgent(a.id));
+  EXPECT_EQ(got.state, "busy");
+
+  SC_ASSERT_OK_AND_ASSIGN(changed, store_->MarkAgentOffline(a.id, 1000));
+  EXPECT_TRUE(changed);
+  SC_ASSERT_OK_AND_ASSIGN(got, store_->GetAgent(a.id));
+  EXPECT_EQ(got.state, "offline");
+  EXPECT_EQ(got.current_task, "");
+  EXPECT_EQ(got.last_heartbeat_ms, 1000);  // the last beat stays what it was
+  EXPECT_EQ(got.host, "box");
+  EXPECT_EQ(got.pid, 42);
+
+  // Once only: a second sweeper (or a restarted one) changes nothing.
+  SC_ASSERT_OK_AND_ASSIGN(changed, store_->MarkAgentOffline(a.id, 1000));
+  EXPECT_FALSE(changed);
+
+  EXPECT_EQ(store_->MarkAgentOffline("ghost", 1000).status().code(), Code::kNotFound);
+}
+
 // --- LLM calls ------------------------------------------------------------------
 
 LlmCall MakeCall(const std::string& feature, int64_t in, int64_t out, double cost, int64_t at,

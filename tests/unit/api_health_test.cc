@@ -28,7 +28,9 @@ std::chrono::system_clock::time_point Jan2() {
 
 TEST(HealthTest, JsonHasTheSpecShape) {
   nlohmann::json j = HealthJson(AllGood(), Jan2());
-  EXPECT_EQ(j.size(), 5u);
+  EXPECT_EQ(j.size(), 6u);
+  EXPECT_TRUE(j["workers"].is_array());  // the processes running agents (none here)
+  EXPECT_TRUE(j["workers"].empty());
   EXPECT_EQ(j["status"], "healthy");
   EXPECT_EQ(j["version"], "0.1.0");
   EXPECT_EQ(j["environment"], "test");

@@ -12,7 +12,13 @@
 //   llm_calls_total{provider,model,status},
 //   llm_tokens_total{provider,model,direction="input|output"},
 //   llm_cost_usd_total{provider,model}                   counters (llm_calls table)
-//   agents{state}                                        gauge (store's agents)
+//   agents{role,state}                                   gauge (store's agents, the
+//                                                        liveness rule applied)
+//   worker_up{host,pid,roles}                            gauge, 1 while the process
+//                                                        has a live agent, else 0
+//   worker_agents{host,pid,roles}                        gauge, its agent records
+//     (one series per process running agents: serve and each worker; roles
+//     comma-separated in pipeline order)
 //   llm_circuit_state{provider,state="closed|open|half_open"}  gauge, 1 for the
 //                                                        current state, else 0
 //   llm_circuit_consecutive_failures{provider}           gauge
@@ -28,6 +34,7 @@
 // concurrently from any thread.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -96,6 +103,8 @@ struct MetricsSources {
   const EventHub* hub = nullptr;  // SSE clients; null: left out
   const HttpMetrics* http = nullptr;
   const LlmClient* llm = nullptr;  // circuit breaker and rate-limit pauses; null: left out
+  // Heartbeat age at which an agent shows offline (OfflineAfter(config)).
+  std::chrono::milliseconds offline_after{90000};
 };
 
 // The whole exposition text, read from the sources now.

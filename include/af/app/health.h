@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "af/agents/liveness.h"
+
 namespace af {
 
 struct HealthInputs {
@@ -33,6 +35,11 @@ struct HealthInputs {
   std::string vector_store;
   std::string llm;                            // e.g. "replay", "anthropic"
   std::map<std::string, std::string> agents;  // role -> "running|busy|idle|degraded|offline"
+  // Every process that runs agents (serve, workers), by the liveness rule of
+  // af/agents/liveness.h. Informational: the verdict reads `agents` only, so
+  // a worker that was stopped (or died and was replaced) does not keep the
+  // service degraded.
+  std::vector<WorkerStatus> workers;
 };
 
 struct HealthVerdict {
@@ -44,7 +51,9 @@ struct HealthVerdict {
 HealthVerdict EvaluateHealth(const HealthInputs& inputs);
 
 // {"status","version","environment","components":{"database","redis",
-// "vector_store","llm","agents":{...}},"timestamp":"2025-01-02T03:04:05Z"}.
+// "vector_store","llm","agents":{...}},"workers":[{"host","pid","roles",
+// "agents","live","state","last_heartbeat"}],"timestamp":"2025-01-02T03:04:05Z"}
+// (last_heartbeat RFC 3339 UTC, null when it never beat).
 nlohmann::json HealthJson(const HealthInputs& inputs, std::chrono::system_clock::time_point now);
 
 // The latest HealthInputs, taken on a thread of its own: at construction,

@@ -83,6 +83,11 @@ struct Config {
     // Accepts "2m". A job's agent acknowledges it only when done, so this
     // must exceed the longest job on a live worker.
     int ack_timeout = 300;
+    // Seconds between an agent's heartbeats (its record in the store, its
+    // beat on the bus). An agent whose last beat is three intervals old
+    // shows offline everywhere, and serve marks it so (see
+    // af/agents/liveness.h). Accepts "1m"; tests use 1 s.
+    int heartbeat_interval = 30;
   } bus;
 
   struct Llm {

@@ -186,6 +186,13 @@ class Store {
   virtual Status UpsertAgent(const AgentRecord& agent) = 0;  // by id
   virtual Result<AgentRecord> GetAgent(const std::string& id) = 0;
   virtual Result<std::vector<AgentRecord>> ListAgents() = 0;  // by id
+  // Sets the agent's state to offline and clears its current task, in one
+  // statement, only while its record is not offline and its last heartbeat
+  // is still `last_heartbeat_ms` (a compare-and-set: an agent that beat since
+  // keeps its state). True when this call changed the record, so of several
+  // processes sweeping the same lost agent exactly one sees true. NotFound
+  // for an unknown id.
+  virtual Result<bool> MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) = 0;
 
   // --- LLM calls ----------------------------------------------------------
   // Assigns id when empty and created_ms when 0; returns the stored record.
