@@ -43,17 +43,12 @@ class WorkersLivenessTest : public ::testing::Test {
   }
 
   std::map<std::string, std::string> Env() const {
-    return {{"AF_PORT", std::to_string(port_)},
-            {"AF_HOST", "\x01unset"},
+    return {{"AF_PORT", std::to_string(port_)}, {"AF_HOST", "\x01unset"},
             {"AF_DATA_DIR", "\x01unset"},  // ./data, the same for every process
-            {"DATABASE_URL", "\x01unset"},
-            {"REDIS_URL", redis_->Url()},
-            {"AF_BUS_HEARTBEAT_INTERVAL", "1"},
-            {"AF_LLM_PROVIDER", "replay"},
-            {"ANTHROPIC_API_KEY", "\x01unset"},
-            {"OPENAI_API_KEY", "\x01unset"},
-            {"AF_API_KEY", "\x01unset"},
-            {"AF_LOG", "info"}};
+            {"DATABASE_URL", "\x01unset"},      {"REDIS_URL", redis_->Url()},
+            {"AF_BUS_HEARTBEAT_INTERVAL", "1"}, {"AF_LLM_PROVIDER", "replay"},
+            {"ANTHROPIC_API_KEY", "\x01unset"}, {"OPENAI_API_KEY", "\x01unset"},
+            {"AF_API_KEY", "\x01unset"},        {"AF_LOG", "info"}};
   }
 
   void StartServe() {
@@ -159,8 +154,8 @@ TEST_F(WorkersLivenessTest, EveryWorkerIsShownAndAKilledOneGoesOfflineOnce) {
   EXPECT_FALSE(w["host"].get<std::string>().empty());
   EXPECT_TRUE(w["last_heartbeat"].is_string());
   EXPECT_EQ(WorkerEntry(serve_->pid())["roles"], json::array({"coordinator", "optimizer"}));
-  const std::string coder_up = "af_worker_up{host=\"" + w["host"].get<std::string>() +
-                               "\",pid=\"" + std::to_string(coder_pid) + "\",roles=\"coder\"} ";
+  const std::string coder_up = "af_worker_up{host=\"" + w["host"].get<std::string>() + "\",pid=\"" +
+                               std::to_string(coder_pid) + "\",roles=\"coder\"} ";
   EXPECT_NE(Metrics().find(coder_up + "1\n"), std::string::npos) << Metrics();
 
   // kill -9: the worker writes nothing more. Three missed beats later every
@@ -190,13 +185,14 @@ TEST_F(WorkersLivenessTest, EveryWorkerIsShownAndAKilledOneGoesOfflineOnce) {
   }
   EXPECT_NE(Metrics().find(coder_up + "0\n"), std::string::npos) << Metrics();
   EXPECT_EQ(Health()["components"]["agents"]["coder"], "offline");  // no coder left
-  auto agents_cli = RunCommand({BinaryPath(), "agents"},
-                               [&] {
-                                 auto env = Env();
-                                 env["AF_API_KEY"] = admin_key_;
-                                 return env;
-                               }(),
-                               dir_.path().string());
+  auto agents_cli = RunCommand(
+      {BinaryPath(), "agents"},
+      [&] {
+        auto env = Env();
+        env["AF_API_KEY"] = admin_key_;
+        return env;
+      }(),
+      dir_.path().string());
   EXPECT_EQ(agents_cli.exit_code, 0) << agents_cli.err;
   EXPECT_NE(agents_cli.out.find("coder-"), std::string::npos) << agents_cli.out;
   {
@@ -225,8 +221,8 @@ TEST_F(WorkersLivenessTest, EveryWorkerIsShownAndAKilledOneGoesOfflineOnce) {
   const int second_pid = second->pid();
   ASSERT_TRUE(WaitFor([&] { return WorkerState(second_pid) == "running"; })) << Health().dump(2);
   EXPECT_EQ(second->Stop(SIGKILL), -1);
-  ASSERT_TRUE(WaitFor([&] { return OfflineEvents(second_pid)["heartbeat lost"] == 1; },
-                      seconds(15)));
+  ASSERT_TRUE(
+      WaitFor([&] { return OfflineEvents(second_pid)["heartbeat lost"] == 1; }, seconds(15)));
   EXPECT_EQ(OfflineEvents(coder_pid), (std::map<std::string, int>{{"heartbeat lost", 1}}));
   EXPECT_EQ(OfflineEvents(checker_pid), (std::map<std::string, int>{{"stopped", 2}}));
   EXPECT_NE(ReadFile(dir_.path() / "data/logs/agent-factory.log").find("marked offline"),

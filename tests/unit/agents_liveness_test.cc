@@ -1,12 +1,11 @@
 // The liveness rule every view shows agents by, the per-process grouping
 // (/health "workers", /metrics af_worker_*), and the sweep that marks agents
 // of dead processes offline once.
-#include "af/agents/liveness.h"
-
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
+#include "af/agents/liveness.h"
 #include "af/api/health.h"
 #include "af/api/metrics.h"
 #include "af/api/routes.h"
@@ -58,7 +57,7 @@ TEST(Liveness, ARecordOlderThanOfflineAfterShowsOffline) {
 TEST(Liveness, RoleStatesCountStoppedAgentsAsGoneAndSilentOnesAsDown) {
   const std::vector<AgentRecord> agents = {
       Agent("coder-1", "coder", "busy", 1'000),
-      Agent("coder-w-9-1", "coder", "busy", 200'000, "w", 9),     // killed: down
+      Agent("coder-w-9-1", "coder", "busy", 200'000, "w", 9),  // killed: down
       Agent("tester-1", "tester", "idle", 1'000),
       Agent("tester-w-8-1", "tester", "offline", 500'000, "w", 8),  // stopped: gone
       Agent("planner-w-7-1", "planner", "offline", 500'000, "w", 7),
@@ -158,10 +157,10 @@ class StoreLivenessTest : public ::testing::Test {
 
 TEST_F(StoreLivenessTest, MetricsHaveAGaugePerWorkerWithEscapedLabels) {
   // RenderMetrics reads the real clock: age the records from it.
-  const int64_t shift = std::chrono::duration_cast<milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count() -
-                        kNow;
+  const int64_t shift =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count() -
+      kNow;
   for (AgentRecord a : {Agent("coder-b-7-1", "coder", "busy", 1'000, "b", 7),
                         Agent("tester-b-7-1", "tester", "idle", 1'000, "b", 7),
                         Agent("coder-q-8-1", "coder", "busy", 95'000, "we\"ird\\host", 8)}) {

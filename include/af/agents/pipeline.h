@@ -76,11 +76,11 @@ struct PipelineOptions {
   // when the directory is missing or not writable).
   std::optional<std::map<std::string, int>> agent_roles;
 
-  std::filesystem::path skills_dir;                     // empty = the built-in skills
+  std::filesystem::path skills_dir;  // empty = the built-in skills
   // Between an agent's heartbeats; 0 = bus.heartbeat_interval of the
   // configuration (30 s by default).
   std::chrono::milliseconds heartbeat_interval{0};
-  bool resume = true;                                   // resume unfinished features on Start
+  bool resume = true;  // resume unfinished features on Start
   // Where gates and commands run; null = bubblewrap (or a plain process when
   // it is unavailable) with the configuration's sandbox settings. A seam for
   // tests that inject faults.
