@@ -11,7 +11,10 @@
 // Usage: af_sse_load [--clients N] [--rate EVENTS_PER_S] [--seconds S]
 //                    [--poll-ms MS] [--threads T] [--in-process 1]
 //                    [--database-url postgresql://USER@HOST:PORT/DB]
-//                    [--client-threads C]
+//                    [--client-threads C] [--watch-file 0|1]
+//
+// --watch-file 0: the hub does not watch the SQLite file, so appends from
+// another process wait for its poll (the behaviour before the watch).
 //
 // The clients' threads matter on a busy machine: the scheduler gives each
 // runnable thread about the same share, so one thread reading 200,000 events
@@ -107,8 +110,8 @@ struct InProcess {
 
 // The child: serve until SIGTERM; writes the bound port to `port_fd` (and,
 // appending in-process, the number appended when done).
-[[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, int threads,
-                            InProcess in_process) {
+[[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, bool watch_file,
+                            int threads, InProcess in_process) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -117,6 +120,7 @@ struct InProcess {
   if (!store.ok()) Die(store.status().ToString());
   af::EventHubOptions hub_options;
   hub_options.poll_interval = std::chrono::milliseconds(poll_ms);
+  hub_options.watch_file = watch_file;
   af::EventHub hub(store->get(), hub_options);
   if (!hub.Start().ok()) Die("hub start");
   af::HttpServerOptions options;
@@ -195,7 +199,7 @@ void Consume(Conn& c, std::vector<int64_t>& lags, int64_t now) {
 
 int main(int argc, char** argv) {
   int clients = 1000, rate = 200, seconds = 10, poll_ms = 50, threads = 2, in_process = 0;
-  int client_threads = 2;
+  int client_threads = 2, watch_file = 1;
   std::string database_url;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
@@ -214,6 +218,8 @@ int main(int argc, char** argv) {
       threads = v;
     else if (a == "--in-process")
       in_process = v;
+    else if (a == "--watch-file")
+      watch_file = v;
     else if (a == "--client-threads")
       client_threads = std::max(1, v);
     else
@@ -240,7 +246,8 @@ int main(int argc, char** argv) {
   if (child == 0) {
     close(pipefd[0]);
     close(gofd[1]);
-    RunServer(db, pipefd[1], poll_ms, threads, {in_process != 0, gofd[0], rate, seconds});
+    RunServer(db, pipefd[1], poll_ms, watch_file != 0, threads,
+              {in_process != 0, gofd[0], rate, seconds});
   }
   close(pipefd[1]);
   close(gofd[0]);
@@ -362,12 +369,12 @@ int main(int argc, char** argv) {
     max_events = std::max(max_events, c.events);
   }
   std::printf(
-      "clients %d (%d client threads), rate %d/s, %d s, poll %d ms, server threads %d, store %s, "
-      "appended %s\n"
+      "clients %d (%d client threads), rate %d/s, %d s, poll %d ms, file watch %s, server threads "
+      "%d, store %s, appended %s\n"
       "events appended %lld; per client received min %lld max %lld\n"
       "delivery lag ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (%zu deliveries)\n"
       "server RSS under load %s; peak (VmHWM) %s\n",
-      clients, client_threads, rate, seconds, poll_ms, threads,
+      clients, client_threads, rate, seconds, poll_ms, watch_file ? "on" : "off", threads,
       database_url.empty() ? "SQLite" : "PostgreSQL",
       in_process ? "in the server's process" : "by another process",
       static_cast<long long>(appended.load()), static_cast<long long>(min_events),
