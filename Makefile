@@ -49,7 +49,8 @@ bench-health: build
 
 # SQLite + the in-process bus beside PostgreSQL + Redis (servers of its own on
 # free ports): event appends, bus jobs, and the minimal feature at N = 1, 50
-# at once in serve and in two workers (FEATURES=1,50,500 for more). About 4 min.
+# at once in serve and in two workers (FEATURES=1,50,500 for more); each twice.
+# About 5 minutes on 2 cores (`make bench` runs it too, once: about 3).
 bench-scale: build
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target af_scale_bench af_feature_load
 	./bench/scale.sh $(BUILD_DIR)

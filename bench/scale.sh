@@ -15,7 +15,9 @@
 # one Markdown table of each.
 # Usage: bench/scale.sh [BUILD_DIR]; environment: FEATURES (default "1,50"),
 # LATENCY_MS (50), WORKERS (2), REPEATS (2), SECONDS_EACH (5, per store/bus
-# figure), ALONE_REPEATS (3), TIMEOUT_S (900). Exit status 1 when a feature
+# figure), ALONE_REPEATS (3), TIMEOUT_S (900), BINARY (agent-factory to
+# run; default BUILD_DIR/agent-factory), PARTS ("store,features": either or
+# both). Exit status 1 when a feature
 # did not complete or a server did not start.
 set -uo pipefail
 build=${1:-build}
@@ -26,6 +28,7 @@ repeats=${REPEATS:-2}
 seconds_each=${SECONDS_EACH:-5}
 alone_repeats=${ALONE_REPEATS:-3}
 timeout_s=${TIMEOUT_S:-900}
+parts=${PARTS:-store,features}
 cd "$(dirname "$0")/.."
 bin=$(cd "$build" && pwd)/bench
 for b in af_scale_bench af_feature_load; do
@@ -83,12 +86,15 @@ echo "== PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on port $
   "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) on port $redis_port (pid $redis_pid)"
 tag() {  # runs "$@", shows its output, keeps its RESULT lines tagged with $1=config
   local label=$1; shift
-  "$@" | tee /dev/stderr | sed -n "s/^RESULT /RESULT config=$label /p" >>"$out"
+  "$@" | while IFS= read -r line; do
+    printf '%s\n' "$line"
+    [[ $line != RESULT\ * ]] || printf 'RESULT config=%s %s\n' "$label" "${line#RESULT }" >>"$out"
+  done
   local rc=${PIPESTATUS[0]}
   [ "$rc" = 0 ] || { status=1; echo "!! exit status $rc: $*"; }
 }
 
-for r in $(seq "$repeats"); do
+[[ ,$parts, == *,store,* ]] && for r in $(seq "$repeats"); do
   echo "== store and bus, round $r of $repeats (load average $(load))"
   tag round$r "$bin/af_scale_bench" --database-url "$pg_url" --redis-url "$redis_url" \
     --seconds "$seconds_each" 2>&1
@@ -96,8 +102,9 @@ done
 
 common=(--latency-ms "$latency" --features "$features" --alone-repeats "$alone_repeats"
         --timeout-s "$timeout_s")
+[ -z "${BINARY:-}" ] || common+=(--binary "$BINARY")
 backends=(--database-url "$pg_url" --redis-url "$redis_url" --watch-pid "$pg_pid" --watch-pid "$redis_pid")
-for r in $(seq "$repeats"); do
+[[ ,$parts, == *,features,* ]] && for r in $(seq "$repeats"); do
   echo "== features, round $r of $repeats: (a) SQLite + in-process bus (load average $(load))"
   tag "a-sqlite-inproc" "$bin/af_feature_load" "${common[@]}" 2>&1
   echo "== features, round $r: (b) PostgreSQL + Redis, agents in serve (load average $(load))"
