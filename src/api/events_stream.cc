@@ -111,6 +111,7 @@ void EventHub::WatchFiles() {
     for (ssize_t n; (n = read(watch_fd_, buf, sizeof buf)) > 0;) {
       for (ssize_t off = 0; off < n;) {
         const auto* e = reinterpret_cast<const inotify_event*>(buf + off);
+        commit |= (e->mask & IN_Q_OVERFLOW) != 0;  // events were lost: read to be sure
         if (e->len > 0) {
           const std::string_view name(e->name);  // NUL-padded to len
           for (const auto& w : watch_names_) commit |= name == w;
