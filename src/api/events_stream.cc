@@ -72,8 +72,8 @@ Status EventHub::Start() {
 }
 
 void EventHub::StartFileWatch() {
-  // Describe() is "sqlite:/abs/path/file.db" for a SQLite file (see Store).
   if (!options_.watch_file) return;
+  // Describe() is "sqlite:/abs/path/file.db" for a SQLite file (see Store).
   const std::string where = store_->Describe();
   constexpr std::string_view kSqlite = "sqlite:";
   if (where.rfind(kSqlite, 0) != 0 || where == "sqlite::memory:") return;
@@ -129,7 +129,8 @@ void EventHub::WatchFiles() {
       if (poll(&stop_only, 1, 1) > 0) return;
       // The file is written before the commit becomes visible to readers
       // (SQLite publishes it in the -shm index afterwards), so the read above
-      // may have come too early: read once more after the pause.
+      // may have come too early: read once more after the pause. A commit
+      // published later still is found by the next write or the poll.
       Wake();
     }
   }

@@ -10,12 +10,16 @@
 // watches the file's directory (inotify) and reads when the database or its
 // write-ahead log is written while someone is subscribed, so events that
 // `worker` processes append on the same file arrive without waiting for the
-// poll (the poll stays, for file systems without inotify). Each subscriber has a cursor (the last
-// seq it has been sent or skipped past). The poller alone moves cursors and writes events, so
-// replay and live delivery cannot race: a subscriber behind the hub's head (it asked to resume from
-// an older Last-Event-ID) is served from the store page by page until it reaches the head, and from
-// then on it gets the live events with seq > cursor. Every subscriber thus sees every matching
-// event once, in seq order, with no gap and no duplicate.
+// poll (which stays, for file systems without inotify and for a commit that
+// becomes visible later than the read after its write).
+//
+// Each subscriber has a cursor (the last seq it has been sent or skipped
+// past). The poller alone moves cursors and writes events, so replay and live
+// delivery cannot race: a subscriber behind the hub's head (it asked to resume
+// from an older Last-Event-ID) is served from the store page by page until it
+// reaches the head, and from then on it gets the live events with seq >
+// cursor. Every subscriber thus sees every matching event once, in seq order,
+// with no gap and no duplicate.
 //
 // Wire format of one event (see FormatSseEvent):
 //   id: <seq>\nevent: <type>\ndata: <Event::ToJson()>\n\n
