@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build run test bench bench-features bench-health bench-tokens fuzz format clean install package
+.PHONY: all setup build run test bench bench-features bench-health bench-scale bench-tokens fuzz format clean install package
 
 all: build
 
@@ -46,6 +46,14 @@ bench-features: build
 
 bench-health: build
 	./bench/health_vs_nginx.sh $(BUILD_DIR)
+
+# SQLite + the in-process bus beside PostgreSQL + Redis (servers of its own on
+# free ports): event appends, bus jobs, and the minimal feature at N = 1, 50
+# at once in serve and in two workers (FEATURES=1,50,500 for more); each twice.
+# About 5 minutes on 2 cores (`make bench` runs it too, once: about 3).
+bench-scale: build
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target af_scale_bench af_feature_load
+	./bench/scale.sh $(BUILD_DIR)
 
 # Tokens per feature on the examples (replay provider) against resending
 # every conversation whole each turn.

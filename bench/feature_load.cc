@@ -29,16 +29,29 @@
 //
 // Usage: af_feature_load [--features N|LIST]... [--latency-ms MS]
 //                        [--binary PATH] [--alone-repeats R] [--timeout-s S]
-//                        [--show-events]
+//                        [--show-events] [--database-url URL] [--redis-url URL]
+//                        [--workers K] [--watch-pid PID]...
 // e.g. --features 1,50,500 (or --features 1 --features 50). One line per N
 // starts with "RESULT " and holds key=value pairs, for bench/feature_load.sh.
 // --show-events also prints every event of one feature of each N, with its
 // time after the feature was created.
 //
+// Scaled out (bench/scale.sh starts the servers): --database-url names a
+// PostgreSQL server (postgresql://USER@HOST:PORT/DB; each N's server gets a
+// fresh database created there), --redis-url a redis-server (each N's server
+// gets a Redis database number of its own, 1..15 in turn). --workers K: serve
+// runs with --no-agents and K `worker` processes (every per-feature role,
+// the replicas split between them) share its data directory, store and bus;
+// the CPU and peak RSS figures are then the sums over serve and the workers.
+// --watch-pid PID (repeatable, e.g. the postmaster and redis-server): their
+// CPU over each batch (their own, their live children's and their reaped
+// children's) is reported per feature as backend_cpu_ms.
+//
 // af_feature_load --fake-only [--latency-ms MS]: serves only the scripted fake
 // model, prints "FAKE_URL http://127.0.0.1:PORT" and runs until SIGTERM/SIGINT
 // (then prints how many requests each role made and its CPU time), so other
 // implementations of the same feature (bench/langgraph) call the same model.
+#include <dirent.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -55,11 +68,13 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <pqxx/pqxx>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench_pg.h"
 #include "support/fake_llm_server.h"
 #include "support/http_client.h"
 #include "support/pipeline_harness.h"
@@ -226,9 +241,72 @@ struct FeatureHistory {
   std::vector<std::pair<int64_t, std::string>> timeline;  // (ts, "type [to]") of every event
 };
 
+// Where the store and the bus live, and how the agents run.
+struct Backends {
+  std::string database_url;  // empty: SQLite in the data dir
+  std::string redis_url;     // empty: the in-process bus
+  int workers = 0;           // 0: the agents run in serve
+  std::vector<int> watch_pids;
+};
+
+// A fresh database for one server; its URL.
+std::string CreateDatabase(const std::string& url) {
+  static int next = 0;
+  const std::string name =
+      "af_feature_load_" + std::to_string(getpid()) + "_" + std::to_string(++next);
+  std::string error;
+  std::string created = af::bench::CreateDatabase(url, name, &error);
+  if (created.empty()) Die(error);
+  return created;
+}
+
+// A Redis database number of its own for each server (1..15 in turn), emptied first.
+std::string FreshRedisDb(const std::string& url) {
+  static int next = 0;
+  const int db = 1 + (next++ % 15);
+  std::string base = url;
+  if (size_t scheme = base.find("://"); scheme != std::string::npos) {
+    if (size_t slash = base.find('/', scheme + 3); slash != std::string::npos) base.resize(slash);
+  }
+  std::string hostport = base.substr(base.find("://") + 3);
+  if (size_t at = hostport.rfind('@'); at != std::string::npos) hostport = hostport.substr(at + 1);
+  const std::string host = hostport.substr(0, hostport.find(':'));
+  const std::string port =
+      hostport.find(':') == std::string::npos ? "6379" : hostport.substr(hostport.find(':') + 1);
+  auto r = af::testing::RunCommand(
+      {"/usr/bin/redis-cli", "-h", host, "-p", port, "-n", std::to_string(db), "FLUSHDB"});
+  if (r.exit_code != 0) Die("redis-cli FLUSHDB failed: " + r.out + r.err);
+  return base + "/" + std::to_string(db);
+}
+
+// CPU of `pid` and of its live children (e.g. PostgreSQL's backends), reaped ones included.
+Cpu TreeCpu(int pid) {
+  Cpu total;
+  if (auto c = ReadCpu(pid)) total = *c;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return total;
+  for (dirent* d; (d = readdir(proc)) != nullptr;) {
+    const int child = std::atoi(d->d_name);
+    if (child <= 0) continue;
+    std::ifstream in("/proc/" + std::to_string(child) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t paren = text.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(text.substr(paren + 2));
+    std::string state;
+    int ppid = 0;
+    fields >> state >> ppid;
+    if (ppid != pid) continue;
+    if (auto c = ReadCpu(child)) total.self_ticks += c->self_ticks + c->children_ticks;
+  }
+  closedir(proc);
+  return total;
+}
+
 class Server {
  public:
-  Server(const std::string& binary, int n, const std::string& fake_url) {
+  Server(const std::string& binary, int n, const std::string& fake_url, const Backends& backends)
+      : backends_(backends) {
     port_ = af::testing::FreePort();
     std::map<std::string, std::string> env = {
         {"AF_LOG", "warn"},
@@ -242,12 +320,20 @@ class Server {
         {"AF_LIMITS_MAX_ACTIVE_FEATURES", std::to_string(n)},
         {"AF_API_RATE_LIMIT_PER_MINUTE", "10000000"},
     };
+    // With workers, the replicas are split between them.
+    const int workers = std::max(0, backends.workers);
+    const int replicas =
+        workers == 0 ? Replicas(n) : std::max(1, (Replicas(n) + workers - 1) / workers);
     for (const char* role : kScaledRoles) {
-      env[std::string("AF_AGENTS_") + role + "_REPLICAS"] = std::to_string(Replicas(n));
+      env[std::string("AF_AGENTS_") + role + "_REPLICAS"] = std::to_string(replicas);
     }
+    env["DATABASE_URL"] =
+        backends.database_url.empty() ? "\x01unset" : CreateDatabase(backends.database_url);
+    env["REDIS_URL"] = backends.redis_url.empty() ? "\x01unset" : FreshRedisDb(backends.redis_url);
+    std::vector<std::string> argv = {binary, "serve"};
+    if (workers > 0) argv.push_back("--no-agents");
     // cwd = the data dir, so no agent-factory.toml or .env of the caller applies.
-    child_ = std::make_unique<af::testing::ChildProcess>(std::vector<std::string>{binary, "serve"},
-                                                         env, dir_.path().string());
+    child_ = std::make_unique<af::testing::ChildProcess>(argv, env, dir_.path().string());
     bool up = af::testing::WaitFor(
         [&] {
           if (!child_->Running()) return true;
@@ -260,23 +346,83 @@ class Server {
       child_->Stop(SIGKILL);
       Die("the server did not start (" + binary + "): " + child_->Err().substr(0, 2000));
     }
+    for (int w = 0; w < workers; ++w) {
+      workers_.push_back(std::make_unique<af::testing::ChildProcess>(
+          std::vector<std::string>{binary, "worker", "--roles",
+                                   "planner,coder,tester,reviewer,devops"},
+          env, dir_.path().string()));
+      auto& worker = *workers_.back();
+      bool ready = af::testing::WaitFor(
+          [&] {
+            return !worker.Running() ||
+                   worker.Out().find("Agent Factory worker on") != std::string::npos;
+          },
+          std::chrono::seconds(60));
+      if (!ready || !worker.Running()) {
+        for (auto& p : workers_) p->Stop(SIGKILL);
+        child_->Stop(SIGKILL);
+        Die("worker " + std::to_string(w + 1) + " did not start: " + worker.Err().substr(0, 2000));
+      }
+    }
     key_ = af::testing::ReadFile(dir_.path() / "admin.key");
     while (!key_.empty() && (key_.back() == '\n' || key_.back() == '\r')) key_.pop_back();
     if (key_.empty()) {
+      for (auto& p : workers_) p->Stop(SIGKILL);
       child_->Stop(SIGKILL);
       Die("no admin key in the data dir");
     }
   }
 
   ~Server() {
+    for (auto& w : workers_) {
+      if (w->Running() && w->Stop(SIGTERM, std::chrono::seconds(60)) == -2) {
+        std::fprintf(stderr, "feature_load: a worker did not stop within 60 s of SIGTERM\n");
+      }
+    }
     if (child_->Running() && child_->Stop(SIGTERM, std::chrono::seconds(60)) == -2) {
       std::fprintf(stderr, "feature_load: the server did not stop within 60 s of SIGTERM\n");
     }
   }
 
   int pid() const { return child_->pid(); }
-  bool Running() { return child_->Running(); }
-  std::string Err() const { return child_->Err(); }
+  bool Running() {
+    for (auto& w : workers_) {
+      if (!w->Running()) return false;
+    }
+    return child_->Running();
+  }
+  std::string Err() const {
+    std::string err = child_->Err();
+    for (auto& w : workers_) err += w->Err();
+    return err;
+  }
+  // CPU of serve and the workers together (nullopt if one cannot be read).
+  std::optional<Cpu> ReadAllCpu() {
+    auto total = ReadCpu(child_->pid());
+    for (auto& w : workers_) {
+      auto c = ReadCpu(w->pid());
+      if (!total || !c) return std::nullopt;
+      total->self_ticks += c->self_ticks;
+      total->children_ticks += c->children_ticks;
+    }
+    return total;
+  }
+  // CPU of the watched processes (the database and Redis servers), all in self_ticks.
+  int64_t BackendTicks() const {
+    int64_t ticks = 0;
+    for (int pid : backends_.watch_pids) {
+      Cpu c = TreeCpu(pid);
+      ticks += c.self_ticks + c.children_ticks;
+    }
+    return ticks;
+  }
+  // A "Name:" number of /proc/<pid>/status summed over serve and the workers.
+  int64_t SumStatus(const std::string& name) const {
+    int64_t sum = StatusNumber(child_->pid(), name);
+    for (auto& w : workers_) sum += StatusNumber(w->pid(), name);
+    return sum;
+  }
+  size_t workers() const { return workers_.size(); }
 
   af::Result<af::testing::HttpReply> Call(const std::string& method, const std::string& path,
                                           const std::string& body = {}) {
@@ -376,7 +522,9 @@ class Server {
   af::testing::TempDir dir_;
   int port_ = 0;
   std::string key_;
+  Backends backends_;
   std::unique_ptr<af::testing::ChildProcess> child_;
+  std::vector<std::unique_ptr<af::testing::ChildProcess>> workers_;
 };
 
 // --- One batch ------------------------------------------------------------------
@@ -388,6 +536,7 @@ struct Batch {
   bool timed_out = false;
   double wall_s = -1;                      // first POST -> last delivery
   double cpu_ms = 0, children_cpu_ms = 0;  // per feature
+  double backend_cpu_ms = 0;               // per feature: the watched processes
   std::vector<double> latencies_ms;        // created -> delivered, per completed feature
   std::map<std::string, std::vector<double>> stage_ms;  // status -> time spent in it
   std::map<std::string, int> failures;                  // reason -> count
@@ -402,7 +551,8 @@ Batch RunBatch(Server& server, int n, int64_t finished_before, std::chrono::seco
                const std::string& label) {
   Batch b;
   b.n = n;
-  auto cpu0 = ReadCpu(server.pid());
+  auto cpu0 = server.ReadAllCpu();
+  const int64_t backend0 = server.BackendTicks();
   if (!cpu0) {
     ++b.failures["cannot read /proc/" + std::to_string(server.pid()) + "/stat"];
     b.timed_out = true;  // nothing was measured: the run is reported as failed
@@ -456,11 +606,12 @@ Batch RunBatch(Server& server, int n, int64_t finished_before, std::chrono::seco
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  auto cpu1 = ReadCpu(server.pid());
+  auto cpu1 = server.ReadAllCpu();
   if (cpu1) {
     b.cpu_ms = TicksToMs(cpu1->self_ticks - cpu0->self_ticks) / std::max(1, n);
     b.children_cpu_ms = TicksToMs(cpu1->children_ticks - cpu0->children_ticks) / std::max(1, n);
   }
+  b.backend_cpu_ms = TicksToMs(server.BackendTicks() - backend0) / std::max(1, n);
 
   // Each feature's history (after the CPU reading: this costs the server too).
   int64_t last_delivery = -1;
@@ -513,6 +664,7 @@ struct Options {
   int timeout_s = 600;
   bool show_events = false;
   bool fake_only = false;
+  Backends backends;
 };
 
 std::string Fmt(const char* format, double v) {
@@ -530,13 +682,17 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
   fake.SetResponder([&](const RecordedRequest& req) -> std::optional<FakeReply> {
     return MinimalFeatureTurn(req, latency, log);
   });
-  Server server(o.binary, n, fake.base_url());
+  Server server(o.binary, n, fake.base_url(), o.backends);
   const auto timeout = std::chrono::seconds(o.timeout_s);
   std::printf(
       "== N=%d, model latency %d ms (limits.max_active_features %d, %d replicas of each "
-      "per-feature role%s; server pid %d, load average %s)\n",
+      "per-feature role%s; server pid %d; store %s, bus %s, agents %s; load average %s)\n",
       n, o.latency_ms, n, Replicas(n), Replicas(n) < n ? ", the most the configuration allows" : "",
-      server.pid(), LoadAverage().c_str());
+      server.pid(), o.backends.database_url.empty() ? "SQLite" : "PostgreSQL",
+      o.backends.redis_url.empty() ? "in-process" : "Redis",
+      server.workers() == 0 ? "in serve"
+                            : (std::to_string(server.workers()) + " worker processes").c_str(),
+      LoadAverage().c_str());
 
   Batch warm = RunBatch(server, 1, 0, timeout, "warm-up");
   std::printf(
@@ -553,14 +709,14 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
     finished += rounds.back().submitted;
     if (rounds.back().timed_out) break;
   }
-  const int64_t peak_rss_kb = StatusNumber(server.pid(), "VmHWM");
-  const int64_t threads = StatusNumber(server.pid(), "Threads");
+  const int64_t peak_rss_kb = server.SumStatus("VmHWM");
+  const int64_t threads = server.SumStatus("Threads");
 
   // Merge the rounds (N = 1: the repeats).
   Batch all;
   all.n = n;
   std::vector<double> walls;
-  double cpu = 0, children = 0;
+  double cpu = 0, children = 0, backend = 0;
   for (const Batch& b : rounds) {
     all.submitted += b.submitted;
     all.completed += b.completed;
@@ -569,6 +725,7 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
     walls.push_back(b.wall_s);
     cpu += b.cpu_ms;
     children += b.children_cpu_ms;
+    backend += b.backend_cpu_ms;
     all.latencies_ms.insert(all.latencies_ms.end(), b.latencies_ms.begin(), b.latencies_ms.end());
     for (const auto& [s, v] : b.stage_ms)
       all.stage_ms[s].insert(all.stage_ms[s].end(), v.begin(), v.end());
@@ -577,6 +734,7 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
   all.failures.insert(warm.failures.begin(), warm.failures.end());
   all.cpu_ms = cpu / rounds.size();
   all.children_cpu_ms = children / rounds.size();
+  all.backend_cpu_ms = backend / rounds.size();
   all.wall_s = Percentile(walls, 0.5);
   const int64_t expected = static_cast<int64_t>(n) * round_count;
   const bool ok = all.completed == expected && !all.timed_out && warm.completed == 1 && [&] {
@@ -597,9 +755,13 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
   }
   std::printf(
       "server CPU per feature %.1f ms (children: %.1f ms; clock tick %ld ms), peak RSS %.1f "
-      "MB, %lld threads at the end\n",
+      "MB, %lld threads at the end%s\n",
       all.cpu_ms, all.children_cpu_ms, 1000 / sysconf(_SC_CLK_TCK), peak_rss_kb / 1024.0,
-      static_cast<long long>(threads));
+      static_cast<long long>(threads),
+      server.workers() > 0 ? " (sums over serve and the workers)" : "");
+  if (!o.backends.watch_pids.empty()) {
+    std::printf("database and Redis servers' CPU per feature: %.1f ms\n", all.backend_cpu_ms);
+  }
   std::printf("created -> delivered: p50 %.0f ms, p99 %.0f ms, max %.0f ms over %zu features\n",
               Percentile(all.latencies_ms, 0.5), Percentile(all.latencies_ms, 0.99),
               Percentile(all.latencies_ms, 1.0), all.latencies_ms.size());
@@ -634,11 +796,13 @@ bool RunN(const Options& o, int n, double* alone_wall_s) {
   }
   std::printf(
       "RESULT impl=agent-factory n=%d latency_ms=%d completed=%lld/%lld wall_s=%.3f efficiency=%s "
-      "cpu_ms=%.1f children_cpu_ms=%.1f p50_ms=%.0f p99_ms=%.0f peak_rss_mb=%.1f ok=%d\n",
+      "cpu_ms=%.1f children_cpu_ms=%.1f p50_ms=%.0f p99_ms=%.0f peak_rss_mb=%.1f ok=%d "
+      "backend_cpu_ms=%.1f load=%s\n",
       n, o.latency_ms, static_cast<long long>(all.completed), static_cast<long long>(expected),
       all.wall_s, efficiency > 0 ? Fmt("%.3f", efficiency).c_str() : "-", all.cpu_ms,
       all.children_cpu_ms, Percentile(all.latencies_ms, 0.5), Percentile(all.latencies_ms, 0.99),
-      peak_rss_kb / 1024.0, ok ? 1 : 0);
+      peak_rss_kb / 1024.0, ok ? 1 : 0, all.backend_cpu_ms,
+      LoadAverage().substr(0, LoadAverage().find(' ')).c_str());
   std::fflush(stdout);
   return ok;
 }
@@ -698,13 +862,25 @@ int main(int argc, char** argv) {
       o.show_events = true;
     } else if (a == "--fake-only") {
       o.fake_only = true;
+    } else if (a == "--database-url") {
+      o.backends.database_url = value();
+    } else if (a == "--redis-url") {
+      o.backends.redis_url = value();
+    } else if (a == "--workers") {
+      o.backends.workers = std::atoi(value().c_str());
+    } else if (a == "--watch-pid") {
+      o.backends.watch_pids.push_back(std::atoi(value().c_str()));
     } else {
       Die("unknown flag " + a +
           " (flags: --features N|LIST, --latency-ms MS, --binary PATH, --alone-repeats R, "
-          "--timeout-s S, --show-events, --fake-only)");
+          "--timeout-s S, --show-events, --fake-only, --database-url URL, --redis-url URL, "
+          "--workers K, --watch-pid PID)");
     }
   }
   if (o.fake_only) return FakeOnly(o);
+  if (o.backends.workers > 0 && o.backends.redis_url.empty()) {
+    Die("--workers needs --redis-url: workers receive their jobs over a shared bus");
+  }
   if (o.features.empty()) o.features = {1, 50};
   // N = 1 first: it is the reference of every efficiency figure.
   std::stable_partition(o.features.begin(), o.features.end(), [](int n) { return n == 1; });

@@ -49,3 +49,7 @@ bench/health_vs_nginx.sh "$build"
 
 # The minimal feature at N = 1, 50, 500 at once: agent-factory beside LangGraph.js.
 bench/feature_load.sh "$build"
+
+# SQLite + the in-process bus beside PostgreSQL + Redis (its own servers on
+# free ports): one round here, about 3 minutes; `make bench-scale` runs two.
+REPEATS=${REPEATS:-1} bench/scale.sh "$build"

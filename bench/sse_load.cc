@@ -5,14 +5,29 @@
 // The server (HttpServer + EventHub on a SQLite file) runs in a forked child,
 // so its RSS is its own; the parent appends events to the same database file
 // (the store is the source of truth, as with agents in other processes) and
-// drives all clients from one epoll thread. Loopback only.
+// drives the clients from --client-threads epoll threads (default 2, each
+// with its share of the connections). Loopback only.
 //
 // Usage: af_sse_load [--clients N] [--rate EVENTS_PER_S] [--seconds S]
 //                    [--poll-ms MS] [--threads T] [--in-process 1]
+//                    [--database-url postgresql://USER@HOST:PORT/DB]
+//                    [--client-threads C] [--watch-file 0|1]
+//
+// --watch-file 0: the hub does not watch the SQLite file, so appends from
+// another process wait for its poll (the behaviour before the watch).
+//
+// The clients' threads matter on a busy machine: the scheduler gives each
+// runnable thread about the same share, so one thread reading 200,000 events
+// a second (1,000 clients x 200/s) falls behind the server long before the
+// server does, and the lag measured is the load generator's.
 //
 // --in-process 1: the server's own process appends the events (as agents in
 // `serve` do), so the hub is woken by the store's commit announcement
 // instead of finding them at its next poll.
+//
+// --database-url: the store is a fresh database created on that PostgreSQL
+// server instead of a SQLite file; appends from another process then wake the
+// hub too (PostgreSQL announces every commit of events with NOTIFY).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -38,6 +53,7 @@
 #include "af/api/http_server.h"
 #include "af/api/middleware.h"
 #include "af/store/store.h"
+#include "bench_pg.h"
 
 namespace {
 
@@ -55,9 +71,10 @@ std::string StatusField(int pid, const char* field) {
   return "?";
 }
 
+// `db`: a SQLite file, or a postgresql:// URL.
 af::StoreOptions StoreAt(const std::string& db) {
   af::StoreOptions options;
-  options.url = "sqlite:" + db;
+  options.url = db.rfind("postgres", 0) == 0 ? db : "sqlite:" + db;
   return options;
 }
 
@@ -93,8 +110,8 @@ struct InProcess {
 
 // The child: serve until SIGTERM; writes the bound port to `port_fd` (and,
 // appending in-process, the number appended when done).
-[[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, int threads,
-                            InProcess in_process) {
+[[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, bool watch_file,
+                            int threads, InProcess in_process) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -103,6 +120,7 @@ struct InProcess {
   if (!store.ok()) Die(store.status().ToString());
   af::EventHubOptions hub_options;
   hub_options.poll_interval = std::chrono::milliseconds(poll_ms);
+  hub_options.watch_file = watch_file;
   af::EventHub hub(store->get(), hub_options);
   if (!hub.Start().ok()) Die("hub start");
   af::HttpServerOptions options;
@@ -181,10 +199,14 @@ void Consume(Conn& c, std::vector<int64_t>& lags, int64_t now) {
 
 int main(int argc, char** argv) {
   int clients = 1000, rate = 200, seconds = 10, poll_ms = 50, threads = 2, in_process = 0;
+  int client_threads = 2, watch_file = 1;
+  std::string database_url;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     int v = std::atoi(argv[i + 1]);
-    if (a == "--clients")
+    if (a == "--database-url")
+      database_url = argv[i + 1];
+    else if (a == "--clients")
       clients = v;
     else if (a == "--rate")
       rate = v;
@@ -196,6 +218,10 @@ int main(int argc, char** argv) {
       threads = v;
     else if (a == "--in-process")
       in_process = v;
+    else if (a == "--watch-file")
+      watch_file = v;
+    else if (a == "--client-threads")
+      client_threads = std::max(1, v);
     else
       Die("unknown flag " + a);
   }
@@ -204,7 +230,12 @@ int main(int argc, char** argv) {
 
   char tmpl[] = "/tmp/sse_load.XXXXXX";
   if (!mkdtemp(tmpl)) Die("mkdtemp");
-  const std::string db = std::string(tmpl) + "/af.db";
+  std::string db = std::string(tmpl) + "/af.db";
+  if (!database_url.empty()) {
+    std::string error;
+    db = af::bench::CreateDatabase(database_url, "af_sse_load_" + std::to_string(getpid()), &error);
+    if (db.empty()) Die(error);
+  }
   {  // create and migrate before forking
     auto store = af::Store::Open(StoreAt(db));
     if (!store.ok()) Die(store.status().ToString());
@@ -215,7 +246,8 @@ int main(int argc, char** argv) {
   if (child == 0) {
     close(pipefd[0]);
     close(gofd[1]);
-    RunServer(db, pipefd[1], poll_ms, threads, {in_process != 0, gofd[0], rate, seconds});
+    RunServer(db, pipefd[1], poll_ms, watch_file != 0, threads,
+              {in_process != 0, gofd[0], rate, seconds});
   }
   close(pipefd[1]);
   close(gofd[0]);
@@ -224,7 +256,8 @@ int main(int argc, char** argv) {
   std::printf("server pid %d port %d; RSS idle %s\n", child, port,
               StatusField(child, "VmRSS:").c_str());
 
-  int ep = epoll_create1(0);
+  std::vector<int> eps(static_cast<size_t>(client_threads));
+  for (int& e : eps) e = epoll_create1(0);
   std::vector<Conn> conns(static_cast<size_t>(clients));
   const std::string request =
       "GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
@@ -242,32 +275,41 @@ int main(int argc, char** argv) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u32 = static_cast<uint32_t>(i);
-    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    epoll_ctl(eps[i % client_threads], EPOLL_CTL_ADD, fd, &ev);
   }
 
-  std::vector<int64_t> lags;
-  lags.reserve(static_cast<size_t>(clients) * rate * seconds + 1024);
-  std::vector<epoll_event> ready(256);
-  char buf[65536];
-  auto pump = [&](int timeout_ms, bool record) {
-    int n = epoll_wait(ep, ready.data(), static_cast<int>(ready.size()), timeout_ms);
+  // One per client thread: its lags, its epoll set, its buffers.
+  struct Pumper {
+    std::vector<int64_t> lags;
+    std::vector<epoll_event> ready = std::vector<epoll_event>(256);
+    std::vector<char> buf = std::vector<char>(65536);
+  };
+  std::vector<Pumper> pumpers(static_cast<size_t>(client_threads));
+  for (Pumper& p : pumpers)
+    p.lags.reserve(static_cast<size_t>(clients / client_threads + 1) * rate * seconds + 1024);
+  auto pump = [&](int t, int timeout_ms, bool record) {
+    Pumper& p = pumpers[t];
+    auto& ready = p.ready;
+    char* buf = p.buf.data();
+    const size_t buf_size = p.buf.size();
+    int n = epoll_wait(eps[t], ready.data(), static_cast<int>(ready.size()), timeout_ms);
     const int64_t now = NowNs();
     std::vector<int64_t> ignored;
     for (int k = 0; k < n; ++k) {
       Conn& c = conns[ready[k].data.u32];
       for (;;) {
-        ssize_t r = recv(c.fd, buf, sizeof buf, 0);
+        ssize_t r = recv(c.fd, buf, buf_size, 0);
         if (r <= 0) break;
         c.raw.append(buf, static_cast<size_t>(r));
       }
-      Consume(c, record ? lags : ignored, now);
+      Consume(c, record ? p.lags : ignored, now);
     }
   };
   // Wait for every response head (the stream is open), draining retry lines.
   auto connect_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < connect_deadline &&
          std::any_of(conns.begin(), conns.end(), [](const Conn& c) { return !c.head_done; }))
-    pump(50, false);
+    for (int t = 0; t < client_threads; ++t) pump(t, 50 / client_threads, false);
   const int heads = static_cast<int>(
       std::count_if(conns.begin(), conns.end(), [](const Conn& c) { return c.head_done; }));
   std::printf("%d/%d streams open; RSS with clients %s\n", heads, clients,
@@ -288,17 +330,27 @@ int main(int argc, char** argv) {
     }
     done = true;
   });
+  std::atomic<bool> drained{false};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < client_threads; ++t) {
+    readers.emplace_back([&, t] {
+      while (!drained) pump(t, 20, true);
+    });
+  }
   std::string rss_under_load;
   auto half = std::chrono::steady_clock::now() + std::chrono::seconds(seconds) / 2;
   while (!done) {
-    pump(20, true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a sampling period
     if (rss_under_load.empty() && std::chrono::steady_clock::now() > half)
       rss_under_load = StatusField(child, "VmRSS:");
   }
   appender.join();
   // Drain: let the last events arrive.
-  auto drain_end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (std::chrono::steady_clock::now() < drain_end) pump(20, true);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  drained = true;
+  for (auto& r : readers) r.join();
+  std::vector<int64_t> lags;
+  for (Pumper& p : pumpers) lags.insert(lags.end(), p.lags.begin(), p.lags.end());
 
   const std::string hwm = StatusField(child, "VmHWM:");
   kill(child, SIGTERM);
@@ -317,11 +369,13 @@ int main(int argc, char** argv) {
     max_events = std::max(max_events, c.events);
   }
   std::printf(
-      "clients %d, rate %d/s, %d s, poll %d ms, server threads %d, appended %s\n"
+      "clients %d (%d client threads), rate %d/s, %d s, poll %d ms, file watch %s, server threads "
+      "%d, store %s, appended %s\n"
       "events appended %lld; per client received min %lld max %lld\n"
       "delivery lag ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (%zu deliveries)\n"
       "server RSS under load %s; peak (VmHWM) %s\n",
-      clients, rate, seconds, poll_ms, threads,
+      clients, client_threads, rate, seconds, poll_ms, watch_file ? "on" : "off", threads,
+      database_url.empty() ? "SQLite" : "PostgreSQL",
       in_process ? "in the server's process" : "by another process",
       static_cast<long long>(appended.load()), static_cast<long long>(min_events),
       static_cast<long long>(max_events), pct(0.5), pct(0.9), pct(0.99),

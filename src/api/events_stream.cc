@@ -1,7 +1,15 @@
 #include "af/api/events_stream.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <stdexcept>
 #include <utility>
@@ -59,7 +67,73 @@ Status EventHub::Start() {
     thread_ = std::thread([this] { Run(); });
   }
   store_->SetEventsListener([this] { Wake(); });
+  StartFileWatch();
   return Status::Ok();
+}
+
+void EventHub::StartFileWatch() {
+  if (!options_.watch_file) return;
+  // Describe() is "sqlite:/abs/path/file.db" for a SQLite file (see Store).
+  const std::string where = store_->Describe();
+  constexpr std::string_view kSqlite = "sqlite:";
+  if (where.rfind(kSqlite, 0) != 0 || where == "sqlite::memory:") return;
+  const std::filesystem::path file(where.substr(kSqlite.size()));
+  int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) return;  // the poll still finds everything
+  // The directory, not the files: the -wal file comes and goes with the
+  // last connection. A commit writes the -wal file (the main file in
+  // rollback-journal mode, and at checkpoints).
+  const std::string dir = file.has_parent_path() ? file.parent_path().string() : ".";
+  int stop = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (stop < 0 || inotify_add_watch(fd, dir.c_str(), IN_MODIFY) < 0) {
+    log::Get("api")->debug("event stream: no file watch on {} ({}); polling every {} ms", dir,
+                           std::strerror(errno), options_.poll_interval.count());
+    close(fd);
+    if (stop >= 0) close(stop);
+    return;
+  }
+  watch_fd_ = fd;
+  watch_stop_fd_ = stop;
+  watch_names_ = {file.filename().string() + "-wal", file.filename().string()};
+  watch_thread_ = std::thread([this] { WatchFiles(); });
+}
+
+void EventHub::WatchFiles() {
+  alignas(inotify_event) char buf[16384];
+  while (true) {
+    pollfd fds[2] = {{watch_fd_, POLLIN, 0}, {watch_stop_fd_, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;  // the poll still finds everything
+    }
+    if (fds[1].revents != 0) return;
+    bool commit = false;
+    for (ssize_t n; (n = read(watch_fd_, buf, sizeof buf)) > 0;) {
+      for (ssize_t off = 0; off < n;) {
+        const auto* e = reinterpret_cast<const inotify_event*>(buf + off);
+        commit |= (e->mask & IN_Q_OVERFLOW) != 0;  // events were lost: read to be sure
+        if (e->len > 0) {
+          const std::string_view name(e->name);  // NUL-padded to len
+          for (const auto& w : watch_names_) commit |= name == w;
+        }
+        off += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+      }
+    }
+    // Nobody subscribed: nothing to hurry for (the poll moves the head).
+    if (commit && subscribers() > 0) {
+      Wake();
+      // At most one read per millisecond from file changes: every write to
+      // the database (heartbeats, task updates, this process's own appends)
+      // touches the file, and a burst of them needs one read, not hundreds.
+      pollfd stop_only{watch_stop_fd_, POLLIN, 0};
+      if (poll(&stop_only, 1, 1) > 0) return;
+      // The file is written before the commit becomes visible to readers
+      // (SQLite publishes it in the -shm index afterwards), so the read above
+      // may have come too early: read once more after the pause. A commit
+      // published later still is found by the next write or the poll.
+      Wake();
+    }
+  }
 }
 
 void EventHub::Wake() {
@@ -86,6 +160,14 @@ void EventHub::Stop() {
     cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
+  if (watch_thread_.joinable()) {
+    const uint64_t one = 1;
+    (void)!write(watch_stop_fd_, &one, sizeof one);
+    watch_thread_.join();
+  }
+  if (watch_fd_ >= 0) close(watch_fd_);
+  if (watch_stop_fd_ >= 0) close(watch_stop_fd_);
+  watch_fd_ = watch_stop_fd_ = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
     subs.swap(subscribers_);

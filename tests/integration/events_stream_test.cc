@@ -174,6 +174,33 @@ TEST_F(EventsStreamTest, NewEventsWakeTheHubWithoutAPoll) {
   }
 }
 
+// Another process appending to the same SQLite file (a `worker`): its
+// commits are not announced to this process's store, so here a second Store
+// on the file stands in for it. The hub sees the file change and reads at
+// once instead of at its next poll (a minute away, past the client's read
+// timeout).
+TEST_F(EventsStreamTest, EventsAppendedByAnotherProcessWakeTheHubWithoutAPoll) {
+  EventHubOptions slow;
+  slow.poll_interval = std::chrono::minutes(1);
+  Open(slow);
+  StoreOptions so;
+  so.url = "sqlite:" + (dir_.path() / "af.db").string();
+  auto other = Store::Open(so);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  auto c = Connect("/api/v1/events");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Next().ok());  // retry:
+  ASSERT_TRUE(testing::WaitFor([&] { return hub_->subscribers() == 1; }));
+  for (int i = 0; i < 3; ++i) {
+    Event e;
+    e.type = "test.event";
+    e.feature_id = "f-other";
+    auto seq = (*other)->AppendEvent(e);
+    ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+    EXPECT_EQ(ReadSeqs(*c, 1), std::vector<int64_t>{*seq});
+  }
+}
+
 TEST_F(EventsStreamTest, RootAliasStreamsToo) {
   auto c = Connect("/events");
   ASSERT_TRUE(c);
