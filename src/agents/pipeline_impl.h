@@ -103,7 +103,11 @@ class Pipeline::Impl {
   // The checks a coder's finish runs (see ToolContext::run_checks): the
   // feature's validation gates on the tree as it is, run only once every
   // other task of the feature has ended (before, not binding and not run).
-  Result<TaskChecks> TaskChecksFor(const Feature& f, const std::string& task_id, FeatureTree* tree);
+  // `passed` (optional) gets, when every gate passed, the tree they ran on and
+  // their results as the tester records them (DoTest reuses them for the same
+  // tree), else null.
+  Result<TaskChecks> TaskChecksFor(const Feature& f, const std::string& task_id, FeatureTree* tree,
+                                   json* passed = nullptr);
   Result<json> DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree);
   Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
 

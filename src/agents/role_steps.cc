@@ -41,6 +41,50 @@ std::vector<std::pair<std::string, std::vector<std::string>>> SiblingFiles(
   return out;
 }
 
+// A gate's run as the tester records it (the gate.result event, the review's
+// input). A run that could not start counts as failed.
+json GateResult(const std::string& gate, const Result<RunResult>& run) {
+  json r = {{"gate", gate}};
+  if (!run.ok()) {
+    r["passed"] = false;
+    r["exit_code"] = -1;
+    r["output"] = run.status().ToString();
+    return r;
+  }
+  const std::string no_tests = NoTestsRanNote(run->output);
+  r["passed"] = run->exit_code == 0 && !run->timed_out && no_tests.empty();
+  r["exit_code"] = run->exit_code;
+  r["timed_out"] = run->timed_out;
+  r["duration_ms"] = run->duration.count();
+  // Head and tail: a compiler's first error comes first, a test runner's
+  // summary last.
+  r["output"] = HeadAndTail(run->output, kGateOutputChars);
+  r["sandbox"] = run->sandbox;
+  if (!no_tests.empty()) r["note"] = no_tests;
+  return r;
+}
+
+// The gate results a coder's checks recorded on exactly the tree the tester
+// is about to judge (`head_tree`), all passed, for the same gates; sets
+// `from` to that task. Null when there are none: then the gates run.
+json ReusableGateResults(const std::vector<Task>& tasks, const std::string& head_tree,
+                         const std::vector<std::string>& gates, std::string* from) {
+  json found;
+  for (const auto& t : tasks) {  // the latest task that matches wins
+    if (StateOf(t) != TaskState::kCompleted) continue;
+    const json checks = t.result.value("checks", json());
+    if (!checks.is_object() || checks.value("tree", "") != head_tree) continue;
+    const json results = checks.value("results", json::array());
+    bool same = results.is_array() && results.size() == gates.size();
+    for (size_t i = 0; same && i < gates.size(); ++i)
+      same = results[i].value("gate", "") == gates[i] && results[i].value("passed", false);
+    if (!same) continue;
+    found = results;
+    *from = t.id;
+  }
+  return found;
+}
+
 }  // namespace
 
 std::string Pipeline::Impl::ContextFor(const ContextInput& in, FeatureTree* tree, const Feature& f,
@@ -156,11 +200,14 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
                     context};
   std::set<std::string> touched;
+  json checks_passed;  // the latest checks' record, kept with the task for DoTest
   ToolContext tools = ToolsFor(f, tree);
   tools.sandbox = sandbox_.get();
   tools.task_id = task_id;
   tools.touched = &touched;
-  tools.run_checks = [this, &f, task_id, tree]() { return TaskChecksFor(f, task_id, tree); };
+  tools.run_checks = [this, &f, task_id, tree, &checks_passed]() {
+    return TaskChecksFor(f, task_id, tree, &checks_passed);
+  };
   auto end = RunConversation(EnvFor(f.id, inst), conv, tools);
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
@@ -185,6 +232,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
                          {"files", paths},
                          {"turns", end->turns},
                          {"finished", true}};
+  if (!checks_passed.is_null()) (*finished.result)["checks"] = checks_passed;
   AF_RETURN_IF_ERROR(deps_.store
                          ->TransitionTask(task_id, Name(TaskState::kInProgress),
                                           Name(TaskState::kInProgress), finished,
@@ -215,7 +263,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
 }
 
 Result<TaskChecks> Pipeline::Impl::TaskChecksFor(const Feature& f, const std::string& task_id,
-                                                 FeatureTree* tree) {
+                                                 FeatureTree* tree, json* passed) {
+  if (passed) *passed = json();
   TaskChecks checks;
   AF_ASSIGN_OR_RETURN(auto all, deps_.store->ListTasks(f.id));
   int at_work = 0;
@@ -233,18 +282,31 @@ Result<TaskChecks> Pipeline::Impl::TaskChecksFor(const Feature& f, const std::st
                     " other task(s) of this feature are still at work)\n";
     return checks;
   }
+  // The tree the gates see, taken before they run (what they write is not
+  // their input). When this task's commit leaves the branch with the same
+  // tree, the tester gets the same input and may take these results.
+  std::string tree_id;
+  if (passed) {
+    auto id = tree->WorkTreeId();
+    if (id.ok()) tree_id = *id;
+  }
+  json results = json::array();
   // The gates as the tester runs them, on the tree as it is now (this task's
   // work is not committed yet).
   for (const auto& gate : RequestOf(f).validation_gates) {
     auto run = sandbox_->Run(gate, tree->root(), Ended(f.id));
     if (!run.ok()) return run.status();
     const std::string no_tests = NoTestsRanNote(run->output);
-    const bool passed = run->exit_code == 0 && !run->timed_out && no_tests.empty();
-    checks.passed = checks.passed && passed;
-    checks.report += "$ " + gate + "\n" + (passed ? "PASSED, " : "FAILED, ") +
+    json result = GateResult(gate, run);
+    const bool ok = result["passed"].get<bool>();
+    results.push_back(std::move(result));
+    checks.passed = checks.passed && ok;
+    checks.report += "$ " + gate + "\n" + (ok ? "PASSED, " : "FAILED, ") +
                      HeadAndTail(run->ToText(), 3000) + "\n" +
                      (no_tests.empty() ? "" : "(" + no_tests + ")\n");
   }
+  if (passed && checks.passed && !tree_id.empty() && !results.empty())
+    *passed = json{{"tree", tree_id}, {"results", std::move(results)}};
   return checks;
 }
 
@@ -254,6 +316,8 @@ Result<json> Pipeline::Impl::CompleteTask(const Task& task, const std::string& s
                      {"commit", sha},
                      {"files", task.result.value("files", json::array())},
                      {"turns", task.result.value("turns", 0)}};
+  // Kept for the tester (see TaskChecksFor), across restarts.
+  if (task.result.contains("checks")) (*done.result)["checks"] = task.result["checks"];
   AF_RETURN_IF_ERROR(deps_.store
                          ->TransitionTask(task.id, Name(TaskState::kInProgress),
                                           Name(TaskState::kCompleted), done, {{"commit", sha}})
@@ -281,28 +345,32 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
           {"passed", true},
           {"note", "no validation gates were given; nothing to run"}});
   }
-  for (const auto& gate : req.validation_gates) {
+  // Gates a coder's checks already passed on this very tree (its task then
+  // committed exactly what they saw) are not run again: same input, same
+  // command, same sandbox. Any doubt (another tree, a failure, checks that
+  // did not run, an error here) runs them.
+  json reused;
+  std::string reused_from;
+  if (!req.validation_gates.empty()) {
+    auto head_tree = tree->HeadTreeId();
+    auto tasks = deps_.store->ListTasks(f.id);
+    if (head_tree.ok() && tasks.ok())
+      reused = ReusableGateResults(*tasks, *head_tree, req.validation_gates, &reused_from);
+  }
+  for (size_t i = 0; i < req.validation_gates.size(); ++i) {
+    const std::string& gate = req.validation_gates[i];
     AF_RETURN_IF_ERROR(Check(f.id));
-    auto run = sandbox_->Run(gate, tree->root(), Ended(f.id));
-    // Killed by a stop or because the feature ended: not a gate result (the
-    // gates run again on resume).
-    if (!run.ok() && run.status().code() == Code::kCancelled) return run.status();
-    json r = {{"gate", gate}};
-    if (!run.ok()) {
-      r["passed"] = false;
-      r["exit_code"] = -1;
-      r["output"] = run.status().ToString();
+    json r;
+    if (!reused.is_null()) {
+      r = reused[i];
+      r["reused"] = true;
+      r["from_task"] = reused_from;
     } else {
-      const std::string no_tests = NoTestsRanNote(run->output);
-      r["passed"] = run->exit_code == 0 && !run->timed_out && no_tests.empty();
-      r["exit_code"] = run->exit_code;
-      r["timed_out"] = run->timed_out;
-      r["duration_ms"] = run->duration.count();
-      // Head and tail: a compiler's first error comes first, a test
-      // runner's summary last.
-      r["output"] = HeadAndTail(run->output, kGateOutputChars);
-      r["sandbox"] = run->sandbox;
-      if (!no_tests.empty()) r["note"] = no_tests;
+      auto run = sandbox_->Run(gate, tree->root(), Ended(f.id));
+      // Killed by a stop or because the feature ended: not a gate result (the
+      // gates run again on resume).
+      if (!run.ok() && run.status().code() == Code::kCancelled) return run.status();
+      r = GateResult(gate, run);
     }
     fault::CrashPoint("gate");
     passed = passed && r["passed"].get<bool>();

@@ -17,11 +17,13 @@
 #include "af/core/strings.h"
 #include "af/workspace/workspace.h"
 #include "workspace/git.h"
+#include "workspace/git_lib.h"
 
 namespace af {
 
 namespace fs = std::filesystem;
 using workspace_internal::FileLock;
+using workspace_internal::GitRepo;
 using workspace_internal::RepoShared;
 using workspace_internal::RunGit;
 using workspace_internal::RunGitRaw;
@@ -524,16 +526,18 @@ Result<std::map<std::string, std::string>> FeatureTree::ChangeSnapshot() const {
 Result<std::string> FeatureTree::UncommittedDiff(const std::vector<std::string>& paths,
                                                  size_t max_bytes) {
   if (paths.empty()) return std::string();
-  std::vector<std::string> specs;
+  std::vector<std::string> rels, specs;
   for (const auto& p : paths) {
     AF_ASSIGN_OR_RETURN(fs::path abs, Resolve(p));
     if (abs == root_) return InvalidArgument("cannot diff the whole tree as a path");
-    specs.push_back(Literal(abs.lexically_relative(root_).string()));
+    rels.push_back(abs.lexically_relative(root_).string());
+    specs.push_back(Literal(rels.back()));
   }
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
-  const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-task-diff-index";
-  auto env = TempIndexLocked(tmp, /*skip_generated=*/true);
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  const fs::path tmp = repo.GitDir() / "af-task-diff-index";
+  // Only the paths diffed need staging.
+  auto env = TempIndexLocked(repo, tmp, /*skip_generated=*/true, rels);
   Result<std::string> out = env.status();
   if (env.ok()) {
     std::vector<std::string> diff = {"diff", "--cached", "--no-ext-diff", "--stat", "--patch",
@@ -559,22 +563,30 @@ Result<std::string> FeatureTree::GitLocked(const std::vector<std::string>& args,
   return RunGit(shared_->git, root_, args, extra_env);
 }
 
-Result<std::string> FeatureTree::MergeBaseLocked() {
-  AF_ASSIGN_OR_RETURN(std::string mb, GitLocked({"merge-base", base_branch_, "HEAD"}));
-  return std::string(TrimRight(mb));
+Result<std::string> FeatureTree::MergeBaseLocked(GitRepo& repo) {
+  return repo.MergeBase(base_branch_, "HEAD");
 }
 
-Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp, bool skip_generated) {
-  AF_ASSIGN_OR_RETURN(std::string index_rel, GitLocked({"rev-parse", "--git-path", "index"}));
-  fs::path index = TrimRight(index_rel);
-  if (index.is_relative()) index = root_ / index;
+Result<std::string> FeatureTree::TempIndexLocked(GitRepo& repo, const fs::path& tmp,
+                                                 bool skip_generated,
+                                                 const std::vector<std::string>& rels) {
+  std::string env = "GIT_INDEX_FILE=" + tmp.string();
+  AF_ASSIGN_OR_RETURN(bool filters, repo.HasExternalFilters());
+  if (!filters) {
+    std::function<bool(std::string_view)> skip;
+    if (skip_generated) skip = [](std::string_view rel) { return IsBuildOutputOrCache(rel); };
+    AF_RETURN_IF_ERROR(repo.StageInto(tmp, rels, skip));
+    return env;
+  }
+  // A filter driver that runs a program (say Git LFS's clean) decides what
+  // is staged, and only the git CLI runs it.
+  AF_ASSIGN_OR_RETURN(fs::path index, repo.IndexPath());
   std::error_code ec;
   fs::remove(tmp, ec);
   if (fs::exists(index, ec)) {
     fs::copy_file(index, tmp, fs::copy_options::overwrite_existing, ec);
     if (ec) return Internal("cannot copy the git index: " + ec.message());
   }
-  std::string env = "GIT_INDEX_FILE=" + tmp.string();
   std::vector<std::string> add = {"add", "-A", "--"};
   if (skip_generated) {
     for (auto& spec : GeneratedExcludes()) add.push_back(std::move(spec));
@@ -585,48 +597,79 @@ Result<std::string> FeatureTree::TempIndexLocked(const fs::path& tmp, bool skip_
   return env;
 }
 
-Result<std::string> FeatureTree::FindTaskCommitLocked(const std::string& task_id) {
-  AF_ASSIGN_OR_RETURN(
-      std::string log,
-      GitLocked({"log", "--fixed-strings", "--grep=Task-Id: " + task_id,
-                 "--format=%H%x1f%(trailers:key=Task-Id,valueonly,separator=%x1e)%x1d", "HEAD"}));
-  std::istringstream records(log);
-  for (std::string rec; std::getline(records, rec, '\x1d');) {
-    while (!rec.empty() && rec.front() == '\n') rec.erase(0, 1);
-    size_t sep = rec.find('\x1f');
-    if (sep == std::string::npos) continue;
-    std::string sha = rec.substr(0, sep);
-    std::istringstream values(rec.substr(sep + 1));
-    for (std::string v; std::getline(values, v, '\x1e');) {
-      if (TrimRight(v) == task_id) return sha;
-    }
-  }
-  return std::string();
-}
-
 Result<std::string> FeatureTree::FindTaskCommit(const std::string& task_id) {
   GitLock lock(*git_mu_, git_lock_.get());
-  return FindTaskCommitLocked(task_id);
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  return repo.FindCommitWithTrailer("Task-Id", task_id);
 }
+
+namespace {
+
+// Removes the directories under `dir` that hold no file at any depth (what
+// `git clean -d` removes of a tree with no untracked file); true when `dir`
+// itself is left empty.
+bool RemoveEmptyDirs(const fs::path& dir) {
+  bool empty = true;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_directory(type_ec) && !it->is_symlink(type_ec) && it->path().filename() != ".git" &&
+        RemoveEmptyDirs(it->path()) && fs::remove(it->path(), type_ec)) {
+      continue;
+    }
+    empty = false;
+  }
+  return empty && !ec;
+}
+
+}  // namespace
 
 Status FeatureTree::ResetToLastCommit() {
   GitLock lock(*git_mu_, git_lock_.get());
+  // Usually nothing to reset (a new tree, a tree right after its commits):
+  // looked at in-process, without the two git processes.
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(bool pristine, repo.IsPristine());
+  if (pristine) {
+    (void)RemoveEmptyDirs(root_);
+    return Status::Ok();
+  }
+  // The CLI for the real work: it rewrites changed files as the repository's
+  // filters and attributes say, and knows which nested repositories clean
+  // must leave alone.
   AF_RETURN_IF_ERROR(GitLocked({"reset", "-q", "--hard", "HEAD"}).status());
   return GitLocked({"clean", "-q", "-f", "-d", "-x"}).status();
 }
 
 Result<std::string> FeatureTree::CommittedDiff() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
+  // git's own diff text: the reviewer reads it, and recorded model requests
+  // that carry it must be sent again byte for byte.
   return GitLocked({"diff", "--no-ext-diff", "--binary", base, "HEAD"});
 }
 
 Result<bool> FeatureTree::HasCommittedChange() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
-  AF_ASSIGN_OR_RETURN(auto r, RunGitRaw(shared_->git, root_, {"diff", "--quiet", base, "HEAD"}));
-  if (r.exit_code > 1) return Internal("git diff --quiet failed: " + std::string(TrimRight(r.err)));
-  return r.exit_code == 1;
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
+  // Two commits differ exactly when their trees do.
+  AF_ASSIGN_OR_RETURN(std::string base_tree, repo.TreeOf(base));
+  AF_ASSIGN_OR_RETURN(std::string head_tree, repo.TreeOf("HEAD"));
+  return base_tree != head_tree;
+}
+
+Result<std::string> FeatureTree::HeadTreeId() {
+  GitLock lock(*git_mu_, git_lock_.get());
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  return repo.TreeOf("HEAD");
+}
+
+Result<std::string> FeatureTree::WorkTreeId() {
+  GitLock lock(*git_mu_, git_lock_.get());
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  return repo.WorkTreeId([](std::string_view rel) { return IsBuildOutputOrCache(rel); });
 }
 
 Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const std::string& message,
@@ -648,9 +691,21 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
   }
 
   GitLock lock(*git_mu_, git_lock_.get());
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
   // A resumed task must not commit twice: look for its trailer on the branch.
-  AF_ASSIGN_OR_RETURN(std::string done, FindTaskCommitLocked(task_id));
+  AF_ASSIGN_OR_RETURN(std::string done, repo.FindCommitWithTrailer("Task-Id", task_id));
   if (!done.empty()) return done;
+
+  std::string msg(TrimRight(message));
+  if (msg.empty()) msg = "Task " + task_id;
+  msg += "\n\nTask-Id: " + task_id + "\n";
+  AF_ASSIGN_OR_RETURN(bool filters, repo.HasExternalFilters());
+  if (!filters) {
+    return repo.CommitPaths(rels, msg, workspace_internal::kCommitterName,
+                            workspace_internal::kCommitterEmail);
+  }
+  // A filter driver that runs a program (say Git LFS's clean) decides what
+  // is committed, and only the git CLI runs it.
 
   // Only paths that exist or are tracked: `git add` refuses a pathspec that
   // matches nothing (e.g. a file the task created and deleted again).
@@ -690,9 +745,6 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
     return Internal("git diff --cached failed: " + std::string(TrimRight(changed.err)));
   }
 
-  std::string msg(TrimRight(message));
-  if (msg.empty()) msg = "Task " + task_id;
-  msg += "\n\nTask-Id: " + task_id + "\n";
   // With paths, `git commit` takes only those (--only): another task's staged
   // or modified files stay out of this commit.
   std::vector<std::string> commit = {"commit", "-q", "--cleanup=whitespace", "-m", msg, "--"};
@@ -704,10 +756,10 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
 
 Result<std::string> FeatureTree::Diff() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
-  AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
-  const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-diff-index";
-  auto env = TempIndexLocked(tmp);
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
+  const fs::path tmp = repo.GitDir() / "af-diff-index";
+  auto env = TempIndexLocked(repo, tmp);
   Result<std::string> out =
       env.ok() ? GitLocked({"diff", "--cached", "--no-ext-diff", "--binary", base}, {*env})
                : Result<std::string>(env.status());
@@ -718,10 +770,10 @@ Result<std::string> FeatureTree::Diff() {
 
 Result<std::vector<std::string>> FeatureTree::ChangedFiles() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked());
-  AF_ASSIGN_OR_RETURN(std::string git_dir, GitLocked({"rev-parse", "--absolute-git-dir"}));
-  const fs::path tmp = fs::path(TrimRight(git_dir)) / "af-diff-index";
-  auto env = TempIndexLocked(tmp);
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
+  const fs::path tmp = repo.GitDir() / "af-diff-index";
+  auto env = TempIndexLocked(repo, tmp);
   Result<std::string> out = env.ok()
                                 ? GitLocked({"diff", "--cached", "--name-only", "-z", base}, {*env})
                                 : Result<std::string>(env.status());
@@ -754,8 +806,10 @@ Result<std::string> FeatureTree::WritePatch(const fs::path& out) {
 
 Result<std::string> FeatureTree::HeadSha() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(std::string sha, GitLocked({"rev-parse", "HEAD"}));
-  return std::string(TrimRight(sha));
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(std::string sha, repo.ResolveCommit("HEAD"));
+  if (sha.empty()) return Internal("HEAD names no commit in " + root_.string());
+  return sha;
 }
 
 }  // namespace af

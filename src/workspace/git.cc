@@ -25,12 +25,11 @@ std::vector<std::string> GitEnv(const std::vector<std::string>& extra) {
     if (strncmp(*e, "GIT_", 4) == 0 || strncmp(*e, "LC_ALL=", 7) == 0) continue;
     env.emplace_back(*e);
   }
-  for (const char* kv :
-       {"GIT_AUTHOR_NAME=Agent Factory", "GIT_AUTHOR_EMAIL=agent-factory@localhost",
-        "GIT_COMMITTER_NAME=Agent Factory", "GIT_COMMITTER_EMAIL=agent-factory@localhost",
-        "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"}) {
-    env.emplace_back(kv);
+  for (const char* who : {"AUTHOR", "COMMITTER"}) {
+    env.push_back(std::string("GIT_") + who + "_NAME=" + kCommitterName);
+    env.push_back(std::string("GIT_") + who + "_EMAIL=" + kCommitterEmail);
   }
+  for (const char* kv : {"GIT_TERMINAL_PROMPT=0", "LC_ALL=C"}) env.emplace_back(kv);
   for (const auto& kv : extra) env.push_back(kv);
   return env;
 }
@@ -41,27 +40,12 @@ Result<GitOutput> RunGitRaw(const std::string& git, const std::filesystem::path&
                             const std::vector<std::string>& args,
                             const std::vector<std::string>& extra_env) {
   SpawnOptions opts;
-  opts.argv = {git,
-               "-C",
-               dir.string(),
-               "-c",
-               "commit.gpgsign=false",
-               "-c",
-               "tag.gpgsign=false",
-               "-c",
-               "core.hooksPath=/dev/null",
-               "-c",
-               "gc.auto=0",
+  opts.argv = {git, "-C", dir.string(), "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false",
+               "-c", "core.hooksPath=/dev/null", "-c", "gc.auto=0",
                // Or every commit starts a `git maintenance run --auto` child
                // that only finds gc.auto off.
-               "-c",
-               "maintenance.auto=false",
-               "-c",
-               "core.quotepath=false",
-               "-c",
-               "color.ui=false",
-               "-c",
-               "core.pager=cat"};
+               "-c", "maintenance.auto=false", "-c", "core.quotepath=false", "-c", "color.ui=false",
+               "-c", "core.pager=cat"};
   opts.argv.insert(opts.argv.end(), args.begin(), args.end());
   opts.env = GitEnv(extra_env);
   opts.merge_output = false;

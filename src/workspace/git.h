@@ -58,6 +58,10 @@ class FileLock {
   int fd_ = -1;
 };
 
+// Who commits: every commit Agent Factory makes, by the git CLI or libgit2.
+inline constexpr char kCommitterName[] = "Agent Factory";
+inline constexpr char kCommitterEmail[] = "agent-factory@localhost";
+
 struct GitOutput {
   int exit_code = -1;
   std::string out;

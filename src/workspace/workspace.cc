@@ -6,12 +6,14 @@
 
 #include "af/core/strings.h"
 #include "workspace/git.h"
+#include "workspace/git_lib.h"
 #include "workspace/subprocess.h"
 
 namespace af {
 
 namespace fs = std::filesystem;
 using workspace_internal::FileLock;
+using workspace_internal::GitRepo;
 using workspace_internal::LocksDir;
 using workspace_internal::RepoShared;
 using workspace_internal::RunGit;
@@ -64,17 +66,6 @@ Status ExcludeAfDir(const std::string& git, const fs::path& root) {
   out << "# Agent Factory feature worktrees\n.af/\n";
   if (!out) return Internal("cannot write " + exclude.string());
   return Status::Ok();
-}
-
-// Registered worktree paths (`git worktree list --porcelain`).
-Result<std::vector<fs::path>> ListWorktrees(const std::string& git, const fs::path& root) {
-  AF_ASSIGN_OR_RETURN(std::string out, RunGit(git, root, {"worktree", "list", "--porcelain"}));
-  std::vector<fs::path> paths;
-  std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("worktree ", 0) == 0) paths.push_back(Canonical(line.substr(9)));
-  }
-  return paths;
 }
 
 }  // namespace
@@ -146,9 +137,8 @@ Result<std::unique_ptr<Workspace>> Workspace::Open(fs::path root) {
 
 Result<bool> Workspace::BranchExists(const std::string& name) {
   if (name.empty()) return InvalidArgument("branch name is empty");
-  AF_ASSIGN_OR_RETURN(auto r, RunGitRaw(shared_->git, root_,
-                                        {"rev-parse", "--verify", "-q", "refs/heads/" + name}));
-  return r.exit_code == 0;
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  return repo.RefExists("refs/heads/" + name);
 }
 
 Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& feature_id) {
@@ -165,16 +155,22 @@ Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& f
   const fs::path lock_base = LocksDir(root_) / feature_id;
   AF_ASSIGN_OR_RETURN(FileLock git_lock, FileLock::Open(fs::path(lock_base.string() + ".git")));
 
-  AF_ASSIGN_OR_RETURN(auto registered, ListWorktrees(git, root_));
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(auto registered, repo.Worktrees());
   bool is_registered = false;
-  for (const auto& p : registered) is_registered |= (p == Canonical(path));
+  for (const auto& w : registered)
+    is_registered |= !w.path.empty() && Canonical(w.path) == Canonical(path);
   std::error_code ec;
   if (!(is_registered && fs::exists(path / ".git", ec))) {
-    // A crash may have left a half-made directory or a stale registration.
-    AF_RETURN_IF_ERROR(RunGit(git, root_, {"worktree", "prune"}).status());
+    // A crash may have left a half-made directory or a stale registration
+    // (what `git worktree prune` removes).
+    for (const auto& w : registered)
+      if (w.stale) AF_RETURN_IF_ERROR(repo.PruneWorktree(w.name));
     if (fs::exists(path, ec)) fs::remove_all(path, ec);
     fs::create_directories(path.parent_path(), ec);
-    AF_ASSIGN_OR_RETURN(bool has_branch, BranchExists(branch));
+    AF_ASSIGN_OR_RETURN(bool has_branch, repo.RefExists("refs/heads/" + branch));
+    // `worktree add` stays on the git CLI: once per feature, and its checkout
+    // and administrative files are git's own (libgit2 writes them its way).
     if (has_branch) {
       AF_RETURN_IF_ERROR(
           RunGit(git, root_, {"worktree", "add", "-q", path.string(), branch}).status());
@@ -194,21 +190,24 @@ Status Workspace::RemoveFeatureTree(const std::string& feature_id) {
   const fs::path path = root_ / ".af" / "worktrees" / feature_id;
   std::lock_guard<std::mutex> lock(shared_->mu);
   AF_ASSIGN_OR_RETURN(FileLock repo_lock, FileLock::Exclusive(LocksDir(root_) / "repo"));
-  AF_ASSIGN_OR_RETURN(auto registered, ListWorktrees(shared_->git, root_));
-  for (const auto& p : registered) {
-    if (p == Canonical(path)) {
-      AF_RETURN_IF_ERROR(
-          RunGit(shared_->git, root_, {"worktree", "remove", "--force", "--force", path.string()})
-              .status());
-    }
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(auto registered, repo.Worktrees());
+  // As `git worktree remove --force --force` (its files, then its
+  // registration, locked or not) and then `git worktree prune` (every
+  // registration whose files are gone), in-process.
+  std::vector<std::string> prune;
+  for (const auto& w : registered) {
+    if (w.stale || (!w.path.empty() && Canonical(w.path) == Canonical(path)))
+      prune.push_back(w.name);
   }
   std::error_code ec;
   if (fs::exists(path, ec)) fs::remove_all(path, ec);
   if (ec) return Internal("cannot remove " + path.string() + ": " + ec.message());
+  for (const auto& name : prune) AF_RETURN_IF_ERROR(repo.PruneWorktree(name));
   // The feature's lock files go with its tree (the feature has ended).
   for (const char* suffix : {".git", ".use"})
     fs::remove(LocksDir(root_) / (feature_id + suffix), ec);
-  return RunGit(shared_->git, root_, {"worktree", "prune"}).status();
+  return Status::Ok();
 }
 
 }  // namespace af

@@ -449,6 +449,136 @@ TEST_F(WorkspaceTest, FeaturesRunInParallelOnSeparateBranches) {
   EXPECT_EQ(Git(root_, {"rev-list", "--count", "main"}), "1");
 }
 
+// Task commits are made in-process (libgit2); they must be what `git commit
+// --only --cleanup=whitespace -- <paths>` after `git add -A -- <paths>` made.
+TEST_F(WorkspaceTest, TaskCommitsMatchTheGitCliOnes) {
+  // Directories are committed recursively, deletions under them too.
+  ASSERT_TRUE(tree_->WriteFile("pkg/a.py", "a\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("pkg/sub/b.py", "b\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("pkg-other.py", "not named\n").ok());
+  auto sha = tree_->CommitTask("d1", "  Add pkg  \n\n\n\nwith two files   \n\n", {"pkg"});
+  ASSERT_TRUE(sha.ok()) << sha.status().ToString();
+  EXPECT_EQ(Git(tree_->root(), {"show", "--name-only", "--format=", *sha}),
+            "pkg/a.py\npkg/sub/b.py");
+  // --cleanup=whitespace: trailing spaces and repeated blank lines go,
+  // leading spaces stay; the trailer is the last paragraph.
+  EXPECT_EQ(Git(tree_->root(), {"log", "-1", "--format=%B"}),
+            "  Add pkg\n\nwith two files\n\nTask-Id: d1");  // (Git trims the end)
+  EXPECT_EQ(Git(tree_->root(), {"log", "-1", "--format=%an <%ae>|%cn <%ce>"}),
+            "Agent Factory <agent-factory@localhost>|Agent Factory <agent-factory@localhost>");
+  EXPECT_EQ(Git(tree_->root(), {"rev-parse", "HEAD^"}), Git(root_, {"rev-parse", "main"}));
+  EXPECT_EQ(Git(tree_->root(), {"rev-parse", "af/feat-1"}), *sha);
+  // The index holds the commit; the unnamed file stays untracked.
+  EXPECT_EQ(Git(tree_->root(), {"status", "--porcelain"}), "?? pkg-other.py");
+  fs::remove(tree_->root() / "pkg" / "sub" / "b.py");
+  auto del = tree_->CommitTask("d2", "drop b", {"pkg"});
+  ASSERT_TRUE(del.ok()) << del.status().ToString();
+  EXPECT_EQ(Git(tree_->root(), {"ls-tree", "-r", "--name-only", "HEAD", "pkg"}), "pkg/a.py");
+
+  // Paths are literal: '[1]' is not a glob matching "x1.txt".
+  ASSERT_TRUE(tree_->WriteFile("x[1].txt", "literal\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("x1.txt", "glob match\n").ok());
+  auto lit = tree_->CommitTask("d3", "literal", {"x[1].txt"});
+  ASSERT_TRUE(lit.ok()) << lit.status().ToString();
+  EXPECT_EQ(Git(tree_->root(), {"show", "--name-only", "--format=", *lit}), "x[1].txt");
+
+  // Staged changes of other paths stay staged and out of the commit.
+  ASSERT_TRUE(tree_->WriteFile("staged.txt", "s\n").ok());
+  Git(tree_->root(), {"add", "staged.txt"});
+  ASSERT_TRUE(tree_->WriteFile("mine.txt", "m\n").ok());
+  auto only = tree_->CommitTask("d4", "mine", {"mine.txt"});
+  ASSERT_TRUE(only.ok()) << only.status().ToString();
+  EXPECT_EQ(Git(tree_->root(), {"show", "--name-only", "--format=", *only}), "mine.txt");
+  EXPECT_EQ(Git(tree_->root(), {"diff", "--cached", "--name-only"}), "staged.txt");
+
+  // An ignored file is refused, as `git add` refuses it.
+  ASSERT_TRUE(tree_->WriteFile(".gitignore", "*.log\n").ok());
+  ASSERT_TRUE(tree_->CommitTask("d5", "ignore logs", {".gitignore"}).ok());
+  ASSERT_TRUE(tree_->WriteFile("debug.log", "x\n").ok());
+  auto ignored = tree_->CommitTask("d6", "log", {"debug.log"});
+  EXPECT_FALSE(ignored.ok());
+  // git fsck finds nothing wrong with what was written.
+  auto fsck = RunCommand({"/usr/bin/git", "-C", root_.string(), "fsck", "--no-progress"});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+}
+
+// A filter driver that runs a program (Git LFS's clean, here `tr`) is run by
+// the git CLI only: commits and diffs then go through it.
+TEST_F(WorkspaceTest, FilterDriversAreRunByTheGitCli) {
+  Git(root_, {"config", "filter.upper.clean", "tr a-z A-Z"});
+  Git(root_, {"config", "filter.upper.smudge", "cat"});
+  ASSERT_TRUE(tree_->WriteFile(".gitattributes", "*.up filter=upper\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("note.up", "shout\n").ok());
+  auto sha = tree_->CommitTask("u1", "upper", {".gitattributes", "note.up"});
+  ASSERT_TRUE(sha.ok()) << sha.status().ToString();
+  EXPECT_EQ(Git(tree_->root(), {"show", "HEAD:note.up"}), "SHOUT");
+  EXPECT_EQ(Git(tree_->root(), {"log", "-1", "--format=%(trailers:key=Task-Id,valueonly)"}), "u1");
+  EXPECT_EQ(*tree_->FindTaskCommit("u1"), *sha);
+}
+
+// What the gates saw, by tree: the work tree's id before the commit is
+// HEAD's tree after committing exactly that work.
+TEST_F(WorkspaceTest, WorkTreeIdIsTheTreeTheWorkCommitsTo) {
+  auto head_tree = tree_->HeadTreeId();
+  ASSERT_TRUE(head_tree.ok()) << head_tree.status().ToString();
+  EXPECT_EQ(*head_tree, Git(tree_->root(), {"rev-parse", "HEAD^{tree}"}));
+  EXPECT_EQ(*tree_->WorkTreeId(), *head_tree);  // nothing changed
+
+  ASSERT_TRUE(tree_->WriteFile("app.py", "print(1)\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("__pycache__/app.cpython-311.pyc", "bytes").ok());
+  ASSERT_TRUE(tree_->WriteFile("build/out.o", "obj").ok());
+  fs::remove(tree_->root() / "README.md");
+  auto work = tree_->WorkTreeId();
+  ASSERT_TRUE(work.ok()) << work.status().ToString();
+  EXPECT_NE(*work, *head_tree);
+  // Neither the index nor the branch moved.
+  EXPECT_EQ(Git(tree_->root(), {"diff", "--cached", "--name-only"}), "");
+  EXPECT_EQ(*tree_->HeadTreeId(), *head_tree);
+
+  ASSERT_TRUE(tree_->CommitTask("w1", "app", {"app.py", "README.md"}).ok());
+  EXPECT_EQ(*tree_->HeadTreeId(), *work);
+  EXPECT_EQ(*tree_->WorkTreeId(), *work);  // build outputs and caches left out
+  ASSERT_TRUE(tree_->WriteFile("app.py", "print(2)\n").ok());
+  EXPECT_NE(*tree_->WorkTreeId(), *work);
+}
+
+// A reset with nothing to reset is done in-process; it still leaves the tree
+// as `git reset --hard && git clean -fdx` would (empty directories go).
+TEST_F(WorkspaceTest, ResetOfAPristineTreeRemovesEmptyDirectories) {
+  fs::create_directories(tree_->root() / "empty" / "deeper");
+  ASSERT_TRUE(tree_->WriteFile("kept/file.txt", "k\n").ok());
+  ASSERT_TRUE(tree_->CommitTask("e1", "kept", {"kept/file.txt"}).ok());
+  fs::create_directories(tree_->root() / "kept" / "empty");
+  ASSERT_TRUE(tree_->ResetToLastCommit().ok());
+  EXPECT_FALSE(fs::exists(tree_->root() / "empty"));
+  EXPECT_FALSE(fs::exists(tree_->root() / "kept" / "empty"));
+  EXPECT_TRUE(fs::exists(tree_->root() / "kept" / "file.txt"));
+  EXPECT_TRUE(fs::exists(tree_->root() / ".git"));
+  EXPECT_EQ(Git(tree_->root(), {"status", "--porcelain", "--ignored"}), "");
+}
+
+// A worktree whose directory vanished (a crash, a user's rm -rf) is made
+// again; removing one leaves no registration behind.
+TEST_F(WorkspaceTest, VanishedWorktreeIsRecreatedAndRemovalLeavesNoRegistration) {
+  ASSERT_TRUE(tree_->WriteFile("a.txt", "a\n").ok());
+  auto sha = tree_->CommitTask("v1", "a", {"a.txt"});
+  ASSERT_TRUE(sha.ok());
+  const fs::path path = tree_->root();
+  tree_.reset();
+  fs::remove_all(path);
+  auto again = ws_->OpenFeature("feat-1");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*(*again)->HeadSha(), *sha);
+  EXPECT_EQ(*(*again)->ReadFile("a.txt"), "a\n");
+  auto list = Git(root_, {"worktree", "list", "--porcelain"});
+  EXPECT_EQ(list.find("prunable"), std::string::npos) << list;
+  again->reset();
+  ASSERT_TRUE(ws_->RemoveFeatureTree("feat-1").ok());
+  EXPECT_EQ(Git(root_, {"worktree", "list", "--porcelain"}).find("feat-1"), std::string::npos);
+  EXPECT_FALSE(fs::exists(root_ / ".git" / "worktrees" / "feat-1"));
+  EXPECT_TRUE(*ws_->BranchExists("af/feat-1"));
+}
+
 TEST(WorkspaceExistingRepoTest, PreExistingRepositoryIsUsedAsIs) {
   TempDir tmp;
   const fs::path repo = tmp.path() / "user-code";

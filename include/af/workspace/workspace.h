@@ -7,11 +7,15 @@
 // `af/<feature_id>`, so several features of one project run at once without
 // seeing each other's half-done files.
 //
-// Git runs as the `git` CLI through fork/exec with argument vectors (never a
-// shell), with a fixed identity ("Agent Factory" <agent-factory@localhost>),
-// no signing, no hooks (`core.hooksPath=/dev/null`: nothing from the
-// repository runs outside the sandbox) and no automatic gc, so it works on a
-// machine with no git configuration.
+// Git runs in-process through libgit2 for what every task does (refs, status,
+// staging, task commits), and as the `git` CLI, started with argument vectors
+// (never a shell), for diffs, patches, adding worktrees and resets that have
+// work to do. Either way with a fixed identity ("Agent Factory"
+// <agent-factory@localhost>), no signing, no hooks (`core.hooksPath=/dev/null`;
+// libgit2 runs none: nothing from the repository runs outside the sandbox)
+// and no automatic gc, so it works on a machine with no git configuration.
+// Where a filter driver runs a program (Git LFS), staging and task commits go
+// through the CLI, which runs it.
 //
 // Every path an agent gives goes through FeatureTree::Resolve, which refuses
 // anything that leaves the tree (see there). Errors are Status values whose
@@ -35,6 +39,7 @@ class FeatureTree;
 namespace workspace_internal {
 struct RepoShared;
 class FileLock;
+class GitRepo;
 }  // namespace workspace_internal
 
 // One project's repository. Thread-safe: OpenFeature / RemoveFeatureTree may
@@ -230,6 +235,16 @@ class FeatureTree {
 
   Result<std::string> HeadSha();
 
+  // The tree sha of HEAD: what the gates see after ResetToLastCommit.
+  Result<std::string> HeadTreeId();
+
+  // The tree sha the work tree would commit as it is now (tracked files as on
+  // disk, untracked ones not ignored, build outputs and caches left out:
+  // IsBuildOutputOrCache), without changing the index or the branch. Equal to
+  // HeadTreeId() after the work is committed exactly, so a result obtained on
+  // the uncommitted tree holds for the commit.
+  Result<std::string> WorkTreeId();
+
   // Paths changed against the base branch, committed or not (new files too).
   Result<std::vector<std::string>> ChangedFiles();
 
@@ -246,13 +261,14 @@ class FeatureTree {
   // Runs git in the tree; the caller holds git_mu_.
   Result<std::string> GitLocked(const std::vector<std::string>& args,
                                 const std::vector<std::string>& extra_env = {});
-  // A throwaway index with every change of the tree staged (so untracked
-  // files show in diffs) without touching the real index; with
-  // `skip_generated`, build outputs and caches stay out. Caller holds git_mu_.
-  Result<std::string> TempIndexLocked(const std::filesystem::path& tmp,
-                                      bool skip_generated = false);
-  Result<std::string> MergeBaseLocked();
-  Result<std::string> FindTaskCommitLocked(const std::string& task_id);
+  // A throwaway index at `tmp` with the tree's changes staged (so untracked
+  // files show in diffs), of `rels` only when not empty, without touching the
+  // real index; with `skip_generated`, build outputs and caches stay out.
+  // Returns the GIT_INDEX_FILE= setting for git. Caller holds git_mu_.
+  Result<std::string> TempIndexLocked(workspace_internal::GitRepo& repo,
+                                      const std::filesystem::path& tmp, bool skip_generated = false,
+                                      const std::vector<std::string>& rels = {});
+  Result<std::string> MergeBaseLocked(workspace_internal::GitRepo& repo);
 
   std::filesystem::path root_;  // canonical
   std::string branch_;

@@ -1,0 +1,431 @@
+#include "workspace/git_lib.h"
+
+#include <git2.h>
+#include <git2/sys/repository.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <system_error>
+
+#include "af/core/strings.h"
+
+namespace af::workspace_internal {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+template <class T, void (*Free)(T*)>
+struct Freer {
+  void operator()(T* p) const {
+    if (p) Free(p);
+  }
+};
+template <class T, void (*Free)(T*)>
+using Owned = std::unique_ptr<T, Freer<T, Free>>;
+using Object = Owned<git_object, git_object_free>;
+using Commit = Owned<git_commit, git_commit_free>;
+using Tree = Owned<git_tree, git_tree_free>;
+using Index = Owned<git_index, git_index_free>;
+using Walk = Owned<git_revwalk, git_revwalk_free>;
+using StatusList = Owned<git_status_list, git_status_list_free>;
+using Signature = Owned<git_signature, git_signature_free>;
+using Config = Owned<git_config, git_config_free>;
+using ConfigIter = Owned<git_config_iterator, git_config_iterator_free>;
+using WorktreeHandle = Owned<git_worktree, git_worktree_free>;
+
+struct Buf {
+  git_buf b = GIT_BUF_INIT;
+  ~Buf() { git_buf_dispose(&b); }
+};
+
+void InitOnce() {
+  // Once per process, never shut down: handles may live until exit.
+  static const int inited = git_libgit2_init();
+  (void)inited;
+}
+
+Status Fail(const std::string& what) {
+  const git_error* e = git_error_last();
+  return Internal("git (libgit2): " + what + " failed: " +
+                      (e && e->message ? std::string(e->message) : std::string("unknown error")),
+                  "check the repository state with `git status` there");
+}
+
+std::string Hex(const git_oid* oid) {
+  char buf[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(buf, sizeof buf, oid);
+  return buf;
+}
+
+bool NotThere(int rc) {
+  return rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC || rc == GIT_EUNBORNBRANCH ||
+         rc == GIT_EAMBIGUOUS || rc == GIT_EPEEL;
+}
+
+// `path` is `rel` or lies below it (a literal pathspec of one path).
+bool Under(std::string_view path, std::string_view rel) {
+  return path == rel ||
+         (path.size() > rel.size() && path.substr(0, rel.size()) == rel && path[rel.size()] == '/');
+}
+
+bool UnderAny(std::string_view path, const std::vector<std::string>& rels) {
+  if (rels.empty()) return true;
+  for (const auto& r : rels)
+    if (Under(path, r)) return true;
+  return false;
+}
+
+// Pathspec arrays point into `rels`, which must outlive them.
+struct Pathspec {
+  explicit Pathspec(const std::vector<std::string>& rels) {
+    for (const auto& r : rels) ptrs.push_back(const_cast<char*>(r.c_str()));
+    spec.strings = ptrs.data();
+    spec.count = ptrs.size();
+  }
+  // No pathspec (everything) when there are no paths.
+  const git_strarray* get() const { return ptrs.empty() ? nullptr : &spec; }
+  std::vector<char*> ptrs;
+  git_strarray spec{};
+};
+
+// What the add/update callbacks need: libgit2 matches pathspecs as globs in
+// git_index_update_all, so each path is checked literally here too.
+struct StageFilter {
+  git_index* index;
+  const std::vector<std::string>* rels;
+  std::function<bool(std::string_view path, bool tracked)> skip;
+};
+
+int StageCallback(const char* path, const char*, void* payload) {
+  auto* f = static_cast<StageFilter*>(payload);
+  if (!UnderAny(path, *f->rels)) return 1;
+  if (f->skip && f->skip(path, git_index_get_bypath(f->index, path, 0) != nullptr)) return 1;
+  return 0;
+}
+
+// `git add -A -- <rels>` into `index` (everything when rels is empty).
+int StageAll(git_index* index, const std::vector<std::string>& rels, unsigned flags,
+             const std::function<bool(std::string_view, bool)>& skip) {
+  Pathspec ps(rels);
+  StageFilter filter{index, &rels, skip};
+  int rc = git_index_add_all(index, ps.get(), flags | GIT_INDEX_ADD_DISABLE_PATHSPEC_MATCH,
+                             StageCallback, &filter);
+  if (rc != 0) return rc;
+  // Tracked files deleted from the work tree.
+  return git_index_update_all(index, ps.get(), StageCallback, &filter);
+}
+
+}  // namespace
+
+Result<GitRepo> GitRepo::Open(const fs::path& dir) {
+  InitOnce();
+  git_repository* repo = nullptr;
+  if (git_repository_open_ext(&repo, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) != 0)
+    return Fail("opening the repository at " + dir.string());
+  return GitRepo(repo);
+}
+
+GitRepo::GitRepo(GitRepo&& other) noexcept : repo_(other.repo_) { other.repo_ = nullptr; }
+
+GitRepo& GitRepo::operator=(GitRepo&& other) noexcept {
+  if (this != &other) {
+    if (repo_) git_repository_free(repo_);
+    repo_ = other.repo_;
+    other.repo_ = nullptr;
+  }
+  return *this;
+}
+
+GitRepo::~GitRepo() {
+  if (repo_) git_repository_free(repo_);
+}
+
+Result<std::string> GitRepo::ResolveCommit(const std::string& rev) {
+  git_object* raw = nullptr;
+  int rc = git_revparse_single(&raw, repo_, rev.c_str());
+  if (NotThere(rc)) return std::string();
+  if (rc != 0) return Fail("resolving " + rev);
+  Object obj(raw);
+  git_object* peeled = nullptr;
+  rc = git_object_peel(&peeled, obj.get(), GIT_OBJECT_COMMIT);
+  if (NotThere(rc)) return std::string();
+  if (rc != 0) return Fail("resolving " + rev);
+  Object commit(peeled);
+  return Hex(git_object_id(commit.get()));
+}
+
+Result<bool> GitRepo::RefExists(const std::string& refname) {
+  git_oid oid;
+  int rc = git_reference_name_to_id(&oid, repo_, refname.c_str());
+  if (NotThere(rc)) return false;
+  if (rc != 0) return Fail("looking up " + refname);
+  return true;
+}
+
+Result<std::string> GitRepo::MergeBase(const std::string& a, const std::string& b) {
+  AF_ASSIGN_OR_RETURN(std::string sha_a, ResolveCommit(a));
+  AF_ASSIGN_OR_RETURN(std::string sha_b, ResolveCommit(b));
+  if (sha_a.empty() || sha_b.empty())
+    return Internal("git (libgit2): no merge base of " + a + " and " + b + ": " +
+                        (sha_a.empty() ? a : b) + " names no commit",
+                    "check the repository state with `git status` there");
+  git_oid oa, ob, base;
+  git_oid_fromstr(&oa, sha_a.c_str());
+  git_oid_fromstr(&ob, sha_b.c_str());
+  if (git_merge_base(&base, repo_, &oa, &ob) != 0) return Fail("merge base of " + a + " and " + b);
+  return Hex(&base);
+}
+
+Result<std::string> GitRepo::TreeOf(const std::string& rev) {
+  git_object* raw = nullptr;
+  if (git_revparse_single(&raw, repo_, rev.c_str()) != 0) return Fail("resolving " + rev);
+  Object obj(raw);
+  git_object* peeled = nullptr;
+  if (git_object_peel(&peeled, obj.get(), GIT_OBJECT_TREE) != 0) return Fail("the tree of " + rev);
+  Object tree(peeled);
+  return Hex(git_object_id(tree.get()));
+}
+
+fs::path GitRepo::GitDir() const {
+  std::string p = git_repository_path(repo_);
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+fs::path GitRepo::CommonDir() const {
+  std::string p = git_repository_commondir(repo_);
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+Result<fs::path> GitRepo::IndexPath() const {
+  Buf buf;
+  if (git_repository_item_path(&buf.b, repo_, GIT_REPOSITORY_ITEM_INDEX) != 0)
+    return Fail("the index path");
+  return fs::path(buf.b.ptr);
+}
+
+Result<std::string> GitRepo::FindCommitWithTrailer(const std::string& key,
+                                                   const std::string& value) {
+  git_revwalk* raw = nullptr;
+  if (git_revwalk_new(&raw, repo_) != 0) return Fail("walking the history");
+  Walk walk(raw);
+  git_revwalk_sorting(walk.get(), GIT_SORT_TIME);
+  int rc = git_revwalk_push_head(walk.get());
+  if (NotThere(rc)) return std::string();
+  if (rc != 0) return Fail("walking the history");
+  // As `git log --fixed-strings --grep`: a cheap look at the message first.
+  const std::string needle = key + ": " + value;
+  git_oid oid;
+  while ((rc = git_revwalk_next(&oid, walk.get())) == 0) {
+    git_commit* c = nullptr;
+    if (git_commit_lookup(&c, repo_, &oid) != 0) return Fail("reading commit " + Hex(&oid));
+    Commit commit(c);
+    const char* msg = git_commit_message(commit.get());
+    if (msg == nullptr || std::strstr(msg, needle.c_str()) == nullptr) continue;
+    git_message_trailer_array trailers{};
+    if (git_message_trailers(&trailers, msg) != 0) continue;
+    bool found = false;
+    for (size_t i = 0; i < trailers.count && !found; ++i) {
+      // Keys compare without case, as %(trailers:key=...) does.
+      found = strcasecmp(trailers.trailers[i].key, key.c_str()) == 0 &&
+              TrimRight(trailers.trailers[i].value) == value;
+    }
+    git_message_trailer_array_free(&trailers);
+    if (found) return Hex(&oid);
+  }
+  if (rc != GIT_ITEROVER) return Fail("walking the history");
+  return std::string();
+}
+
+Result<bool> GitRepo::IsPristine() {
+  git_status_options opts = GIT_STATUS_OPTIONS_INIT;
+  opts.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+  // Submodules' own contents are not what reset --hard or clean touch.
+  opts.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_INCLUDE_IGNORED |
+               GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+  git_status_list* raw = nullptr;
+  if (git_status_list_new(&raw, repo_, &opts) != 0) return Fail("status");
+  StatusList list(raw);
+  return git_status_list_entrycount(list.get()) == 0;
+}
+
+Result<bool> GitRepo::HasExternalFilters() {
+  git_config* raw = nullptr;
+  if (git_repository_config_snapshot(&raw, repo_) != 0) return Fail("reading the configuration");
+  Config cfg(raw);
+  git_config_iterator* it_raw = nullptr;
+  if (git_config_iterator_glob_new(&it_raw, cfg.get(), "^filter\\..+\\.(clean|process)$") != 0)
+    return Fail("reading the configuration");
+  ConfigIter it(it_raw);
+  git_config_entry* entry = nullptr;
+  return git_config_next(&entry, it.get()) == 0;
+}
+
+Result<std::string> GitRepo::CommitPaths(const std::vector<std::string>& rels,
+                                         const std::string& message, const std::string& name,
+                                         const std::string& email) {
+  git_index* index_raw = nullptr;
+  if (git_repository_index(&index_raw, repo_) != 0) return Fail("reading the index");
+  Index index(index_raw);
+  const fs::path top = git_repository_workdir(repo_);
+
+  // Only paths that exist or are tracked (`git add` refuses a pathspec that
+  // matches nothing, e.g. a file the task created and deleted again).
+  std::vector<std::string> wanted;
+  for (const auto& r : rels) {
+    struct stat st;
+    bool keep = ::lstat((top / r).c_str(), &st) == 0;
+    for (int stage = 0; stage <= 3 && !keep; ++stage)
+      keep = git_index_get_bypath(index.get(), r.c_str(), stage) != nullptr;
+    size_t pos = 0;
+    keep = keep || git_index_find_prefix(&pos, index.get(), (r + "/").c_str()) == 0;
+    if (keep) wanted.push_back(r);
+  }
+  if (wanted.empty()) return std::string();
+
+  int rc = StageAll(index.get(), wanted, GIT_INDEX_ADD_CHECK_PATHSPEC, nullptr);
+  if (rc == GIT_EINVALIDSPEC) {
+    const git_error* e = git_error_last();
+    return Internal(
+        std::string("git add: a path to commit is ignored by the repository's ignore files (") +
+            (e && e->message ? e->message : "") + ")",
+        "remove the pattern from .gitignore or leave the file out of the task");
+  }
+  if (rc != 0) return Fail("staging the task's files");
+  if (git_index_write(index.get()) != 0) return Fail("writing the index");
+
+  // The commit's tree: HEAD's, with exactly the wanted paths as now staged.
+  git_oid head_oid;
+  if (git_reference_name_to_id(&head_oid, repo_, "HEAD") != 0) return Fail("resolving HEAD");
+  git_commit* head_raw = nullptr;
+  if (git_commit_lookup(&head_raw, repo_, &head_oid) != 0) return Fail("reading HEAD");
+  Commit head(head_raw);
+  git_tree* head_tree_raw = nullptr;
+  if (git_commit_tree(&head_tree_raw, head.get()) != 0) return Fail("reading HEAD's tree");
+  Tree head_tree(head_tree_raw);
+  git_index* only_raw = nullptr;
+  if (git_index_new(&only_raw) != 0) return Fail("making an index");
+  Index only(only_raw);
+  if (git_index_read_tree(only.get(), head_tree.get()) != 0) return Fail("reading HEAD's tree");
+  for (const auto& r : wanted) {
+    (void)git_index_remove(only.get(), r.c_str(), 0);
+    (void)git_index_remove_directory(only.get(), r.c_str(), 0);
+  }
+  const size_t n = git_index_entrycount(index.get());
+  for (size_t i = 0; i < n; ++i) {
+    const git_index_entry* e = git_index_get_byindex(index.get(), i);
+    if (!UnderAny(e->path, wanted)) continue;
+    if (git_index_entry_stage(e) != 0) {
+      return Internal(std::string("git commit: ") + e->path + " is unmerged",
+                      "resolve the conflict in the file and commit again");
+    }
+    if (git_index_add(only.get(), e) != 0) return Fail("staging " + std::string(e->path));
+  }
+  git_oid tree_oid;
+  if (git_index_write_tree_to(&tree_oid, only.get(), repo_) != 0)
+    return Fail("writing the commit's tree");
+  if (git_oid_equal(&tree_oid, git_tree_id(head_tree.get()))) return std::string();
+
+  git_tree* tree_raw = nullptr;
+  if (git_tree_lookup(&tree_raw, repo_, &tree_oid) != 0) return Fail("reading the new tree");
+  Tree tree(tree_raw);
+  Buf msg;
+  // strip_comments = 0: exactly --cleanup=whitespace.
+  if (git_message_prettify(&msg.b, message.c_str(), 0, '#') != 0)
+    return Fail("cleaning the message");
+  git_signature* sig_raw = nullptr;
+  if (git_signature_now(&sig_raw, name.c_str(), email.c_str()) != 0) return Fail("the signature");
+  Signature sig(sig_raw);
+  const git_commit* parents[] = {head.get()};
+  git_oid commit_oid;
+  // Updates HEAD's branch only if it still points at `head`.
+  if (git_commit_create(&commit_oid, repo_, "HEAD", sig.get(), sig.get(), nullptr, msg.b.ptr,
+                        tree.get(), 1, parents) != 0)
+    return Fail("committing");
+  return Hex(&commit_oid);
+}
+
+Status GitRepo::StageInto(const fs::path& index_file, const std::vector<std::string>& rels,
+                          const std::function<bool(std::string_view)>& skip) {
+  AF_ASSIGN_OR_RETURN(fs::path real, IndexPath());
+  std::error_code ec;
+  fs::remove(index_file, ec);
+  if (fs::exists(real, ec)) {
+    fs::copy_file(real, index_file, fs::copy_options::overwrite_existing, ec);
+    if (ec) return Internal("cannot copy the git index: " + ec.message());
+  }
+  git_index* raw = nullptr;
+  if (git_index_open(&raw, index_file.c_str()) != 0) return Fail("opening " + index_file.string());
+  Index index(raw);
+  // The repository's index from now on (this handle is per operation), so
+  // staging knows the work tree and the ignore rules.
+  if (git_repository_set_index(repo_, index.get()) != 0) return Fail("using a temporary index");
+  std::function<bool(std::string_view, bool)> skip_any;
+  if (skip) skip_any = [&skip](std::string_view p, bool) { return skip(p); };
+  if (StageAll(index.get(), rels, 0, skip_any) != 0) return Fail("staging the work tree");
+  if (git_index_write(index.get()) != 0) return Fail("writing " + index_file.string());
+  return Status::Ok();
+}
+
+Result<std::string> GitRepo::WorkTreeId(
+    const std::function<bool(std::string_view)>& skip_untracked) {
+  git_index* raw = nullptr;
+  if (git_repository_index(&raw, repo_) != 0) return Fail("reading the index");
+  Index index(raw);
+  // Changed in memory only: never written back.
+  std::function<bool(std::string_view, bool)> skip;
+  if (skip_untracked)
+    skip = [&](std::string_view p, bool tracked) { return !tracked && skip_untracked(p); };
+  if (StageAll(index.get(), {}, 0, skip) != 0) return Fail("staging the work tree");
+  git_oid oid;
+  if (git_index_write_tree(&oid, index.get()) != 0) return Fail("writing the work tree's tree");
+  return Hex(&oid);
+}
+
+Result<std::vector<GitRepo::Worktree>> GitRepo::Worktrees() {
+  git_strarray names{};
+  if (git_worktree_list(&names, repo_) != 0) return Fail("listing worktrees");
+  std::vector<Worktree> out;
+  for (size_t i = 0; i < names.count; ++i) {
+    Worktree w;
+    w.name = names.strings[i];
+    git_worktree* raw = nullptr;
+    if (git_worktree_lookup(&raw, repo_, names.strings[i]) != 0) {
+      w.stale = true;  // no readable gitdir file
+      out.push_back(std::move(w));
+      continue;
+    }
+    WorktreeHandle wt(raw);
+    w.path = git_worktree_path(wt.get());
+    std::error_code ec;
+    // As `git worktree prune`: its checkout is gone, and it is not locked.
+    w.stale = !fs::exists(w.path / ".git", ec) && git_worktree_is_locked(nullptr, wt.get()) <= 0;
+    out.push_back(std::move(w));
+  }
+  git_strarray_dispose(&names);
+  return out;
+}
+
+Status GitRepo::PruneWorktree(const std::string& name) {
+  git_worktree* raw = nullptr;
+  int rc = git_worktree_lookup(&raw, repo_, name.c_str());
+  if (rc != 0) {
+    // Unreadable registration: remove its directory as prune would.
+    std::error_code ec;
+    fs::remove_all(CommonDir() / "worktrees" / name, ec);
+    if (ec)
+      return Internal("cannot remove the worktree registration " + name + ": " + ec.message());
+    return Status::Ok();
+  }
+  WorktreeHandle wt(raw);
+  git_worktree_prune_options opts = GIT_WORKTREE_PRUNE_OPTIONS_INIT;
+  // The registration only: its files are the caller's.
+  opts.flags = GIT_WORKTREE_PRUNE_VALID | GIT_WORKTREE_PRUNE_LOCKED;
+  if (git_worktree_prune(wt.get(), &opts) != 0) return Fail("pruning worktree " + name);
+  return Status::Ok();
+}
+
+}  // namespace af::workspace_internal

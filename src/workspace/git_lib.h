@@ -1,0 +1,111 @@
+#pragma once
+// Internal to the workspace module: git in-process through libgit2, for the
+// operations every feature runs (refs, status, staging, task commits, merge
+// bases, worktree registrations). Each one used to start a git process: from
+// a large server that costs a process start, the dynamic loader's CPU probe
+// and git's own set-up, several times per task. What stays on the git CLI
+// (see git.h) is output users and recorded model requests read byte for byte
+// (diff, format-patch) and `worktree add`.
+//
+// libgit2 is included by git_lib.cc only. A GitRepo is opened per operation
+// (cheap: a few small files) under the caller's tree lock, so it never sees
+// a repository another process changed after it was opened; it is not
+// thread-safe and not shared.
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "af/core/status.h"
+
+struct git_repository;
+
+namespace af::workspace_internal {
+
+class GitRepo {
+ public:
+  // Opens the repository or worktree whose top is exactly `dir` (no search
+  // upward). Initializes libgit2 once per process. Internal with libgit2's
+  // message when `dir` is not one.
+  static Result<GitRepo> Open(const std::filesystem::path& dir);
+
+  GitRepo(GitRepo&& other) noexcept;
+  GitRepo& operator=(GitRepo&& other) noexcept;
+  GitRepo(const GitRepo&) = delete;
+  GitRepo& operator=(const GitRepo&) = delete;
+  ~GitRepo();
+
+  // The commit `rev` names (a sha, a branch name, HEAD...), as a sha; "" when
+  // it names nothing (a missing ref, an unborn HEAD).
+  Result<std::string> ResolveCommit(const std::string& rev);
+  // Whether the full ref name (e.g. "refs/heads/main") resolves.
+  Result<bool> RefExists(const std::string& refname);
+  // The best common ancestor of two commits, as a sha.
+  Result<std::string> MergeBase(const std::string& a, const std::string& b);
+  // The tree sha of commit `rev`.
+  Result<std::string> TreeOf(const std::string& rev);
+
+  // This worktree's own git directory (absolute), the repository's common
+  // one (where worktrees/ and info/ live) and the index file.
+  std::filesystem::path GitDir() const;
+  std::filesystem::path CommonDir() const;
+  Result<std::filesystem::path> IndexPath() const;
+
+  // The sha of the newest commit reachable from HEAD (commit-date order, as
+  // `git log`) whose message carries the trailer `key: value`; "" for none.
+  Result<std::string> FindCommitWithTrailer(const std::string& key, const std::string& value);
+
+  // Whether the work tree has nothing `git reset --hard && git clean -fdx`
+  // would change: index and tracked files as in HEAD, no untracked or ignored
+  // file. (Empty directories are not seen here: git does not track them.)
+  Result<bool> IsPristine();
+
+  // Whether a filter driver runs a program (filter.<name>.clean/.process in
+  // the configuration, e.g. Git LFS): libgit2 does not run those, so content
+  // must then be staged by the git CLI.
+  Result<bool> HasExternalFilters();
+
+  // `git add -A -- <rels>` on the real index (rels relative to the top,
+  // matched literally; directories recursively), then a commit of exactly
+  // those paths (as `git commit --only -- <rels>`: other staged changes stay
+  // staged, out of it) on HEAD's branch with `message` cleaned as
+  // --cleanup=whitespace, author and committer `name <email>` now. Returns the
+  // new sha, or "" when those paths do not differ from HEAD (nothing
+  // committed). Internal when a named path is ignored and untracked (as
+  // `git add` refuses it) or unmerged (as `git commit` refuses it).
+  Result<std::string> CommitPaths(const std::vector<std::string>& rels, const std::string& message,
+                                  const std::string& name, const std::string& email);
+
+  // Writes to `index_file` a copy of the index with the work tree's changes
+  // staged (`git add -A`), limited to `rels` when not empty; paths for which
+  // `skip` says true are left as they are in the index (as with a pathspec
+  // exclude). The real index is not touched; blobs of the staged files are
+  // written to the object store.
+  Status StageInto(const std::filesystem::path& index_file, const std::vector<std::string>& rels,
+                   const std::function<bool(std::string_view)>& skip);
+
+  // The tree sha of the work tree as it is: tracked files as they are on disk
+  // (deleted ones gone) and untracked files that are not ignored, except those
+  // `skip_untracked` says to leave out. Neither the index nor HEAD changes.
+  Result<std::string> WorkTreeId(const std::function<bool(std::string_view)>& skip_untracked);
+
+  struct Worktree {
+    std::string name;            // its directory under <common dir>/worktrees
+    std::filesystem::path path;  // where its files are ("" when unreadable)
+    bool stale = false;          // what `git worktree prune` would remove
+  };
+  // The linked worktrees registered in the repository.
+  Result<std::vector<Worktree>> Worktrees();
+  // Removes a worktree's registration (its admin directory), as `git worktree
+  // prune` does for a stale one; its files are the caller's to remove.
+  Status PruneWorktree(const std::string& name);
+
+ private:
+  explicit GitRepo(git_repository* repo) : repo_(repo) {}
+  git_repository* repo_ = nullptr;
+};
+
+}  // namespace af::workspace_internal
