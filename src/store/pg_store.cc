@@ -699,7 +699,12 @@ void PgStore::ListenLoop() {
       // or while reconnecting) are not announced: wake the reader once.
       call_listener();
       // A short wait so shutdown is prompt; notifications end it at once.
-      while (!stopping_) conn.await_notification(0, 200000);
+      // libpqxx 6 does not throw once the connection is gone: its waits just
+      // return, and the LISTEN would be lost for good (the server restarted).
+      while (!stopping_) {
+        conn.await_notification(0, 200000);
+        if (!conn.is_open()) throw pqxx::broken_connection("the LISTEN connection was closed");
+      }
     } catch (const std::exception& e) {
       // The server went away: the hub's poll covers the gap; try again in a
       // second (or stop at once on shutdown).

@@ -169,16 +169,18 @@ class MultiProcessTest : public ::testing::TestWithParam<StoreKind> {
         {"AF_DATA_DIR", "\x01unset"},  // ./data, the same for every process
         {"DATABASE_URL", GetParam() == StoreKind::kPostgres ? database_url_ : "\x01unset"},
         {"REDIS_URL", redis_->Url()},
-        {"AF_BUS_ACK_TIMEOUT", "2"},
         {"ANTHROPIC_API_KEY", "\x01unset"},
         {"AF_API_KEY", "\x01unset"},
         {"AF_LOG", "info"}};
-    for (const auto& [k, v] : ModelEnv()) env[k] = v;
+    for (const auto& [k, v] : CaseEnv()) env[k] = v;
     return env;
   }
-  // The model every process talks to: the scripted fake server.
-  virtual std::map<std::string, std::string> ModelEnv() const {
-    return {{"AF_LLM_PROVIDER", "openai"},
+  // What differs between the cases: the model every process talks to (here
+  // the scripted fake server) and the bus's ack timeout (here short, so a
+  // dead worker's job is redelivered soon; no job here takes that long).
+  virtual std::map<std::string, std::string> CaseEnv() const {
+    return {{"AF_BUS_ACK_TIMEOUT", "2"},
+            {"AF_LLM_PROVIDER", "openai"},
             {"OPENAI_BASE_URL", fake_.base_url() + "/v1"},
             {"OPENAI_API_KEY", "sk-test-multiprocess-0123456789abcdef"},
             {"AF_LLM_MODEL", "gpt-4o-mini"}};
@@ -432,11 +434,14 @@ INSTANTIATE_TEST_SUITE_P(Store, MultiProcessPgTest, ::testing::Values(StoreKind:
                          StoreName);
 
 // The three examples, with the replay provider's recorded answers (as
-// `agent-factory run` plays them offline) instead of the fake server.
+// `agent-factory run` plays them offline) instead of the fake server. Their
+// jobs run commands (a CMake build): the ack timeout is left long, or a job
+// still running would be delivered to the other worker too.
 class MultiProcessExamplesTest : public MultiProcessTest {
  protected:
-  std::map<std::string, std::string> ModelEnv() const override {
-    return {{"AF_LLM_PROVIDER", "\x01unset"},
+  std::map<std::string, std::string> CaseEnv() const override {
+    return {{"AF_BUS_ACK_TIMEOUT", "300"},
+            {"AF_LLM_PROVIDER", "\x01unset"},
             {"OPENAI_API_KEY", "\x01unset"},
             {"OPENAI_BASE_URL", "\x01unset"},
             {"AF_LLM_MODEL", "\x01unset"}};
