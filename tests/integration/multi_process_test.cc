@@ -43,6 +43,10 @@ enum class StoreKind { kSqliteFile, kPostgres };
 std::string StoreName(const ::testing::TestParamInfo<StoreKind>& info) {
   return info.param == StoreKind::kPostgres ? "Pg" : "Sqlite";
 }
+// For gtest's listing (and so ctest's names): "GetParam() = Pg".
+void PrintTo(StoreKind kind, std::ostream* os) {
+  *os << (kind == StoreKind::kPostgres ? "Pg" : "Sqlite");
+}
 
 // Who asks and where in the conversation: "planner::0", "coder:b:1", ...
 std::string KeyOf(const RecordedRequest& r) {
