@@ -30,6 +30,7 @@
 #include "support/pipeline_harness.h"
 #include "support/redis_server.h"
 #include "support/test_util.h"
+#include "support/two_task_script.h"
 
 namespace af::testing {
 namespace {
@@ -46,42 +47,6 @@ std::string StoreName(const ::testing::TestParamInfo<StoreKind>& info) {
 // For gtest's listing (and so ctest's names): "GetParam() = Pg".
 void PrintTo(StoreKind kind, std::ostream* os) {
   *os << (kind == StoreKind::kPostgres ? "Pg" : "Sqlite");
-}
-
-// Who asks and where in the conversation: "planner::0", "coder:b:1", ...
-std::string KeyOf(const RecordedRequest& r) {
-  const std::string title = TaskTitleOf(r);
-  const std::string task = title == "Write a.txt" ? "a" : title == "Write b.txt" ? "b" : "";
-  return AgentRoleOf(r) + ":" + task + ":" + std::to_string(AssistantTurns(r));
-}
-
-// Two tasks, t2 after t1, each a write and a finish; then an approving review.
-FakeReply Answer(const std::string& key) {
-  if (key == "planner::0") {
-    json plan = {{"tasks",
-                  {{{"id", "t1"},
-                    {"title", "Write a.txt"},
-                    {"description", "a.txt with alpha"},
-                    {"role", "coder"}},
-                   {{"id", "t2"},
-                    {"title", "Write b.txt"},
-                    {"description", "b.txt with beta"},
-                    {"role", "coder"},
-                    {"dependencies", {"t1"}}}}}};
-    return FakeReply::Tools({Call("submit_plan", plan, "p1")});
-  }
-  if (key == "coder:a:0")
-    return FakeReply::Tools(
-        {Call("write_file", {{"path", "a.txt"}, {"content", "alpha\n"}}, "w1")});
-  if (key == "coder:b:0")
-    return FakeReply::Tools({Call("write_file", {{"path", "b.txt"}, {"content", "beta\n"}}, "w1")});
-  if (key == "coder:a:1" || key == "coder:b:1")
-    return FakeReply::Tools({Call("finish", {{"summary", "wrote the file"}}, "f1")});
-  if (key == "reviewer::0") {
-    return FakeReply::Tools(
-        {Call("submit_review", {{"verdict", "approve"}, {"comments", {"the gate passed"}}}, "r1")});
-  }
-  return FakeReply::Status(400, R"({"error":{"message":"unexpected request )" + key + R"("}})");
 }
 
 // The processes of one scaled-out installation, on a fresh directory (and a
@@ -118,12 +83,12 @@ class MultiProcessTest : public ::testing::TestWithParam<StoreKind> {
     // written, not committed), the answer waits for Release(): the task is
     // in flight in one worker. Every other request is answered at once.
     fake_.SetResponder([this](const RecordedRequest& r) -> std::optional<FakeReply> {
-      const std::string key = KeyOf(r);
+      const std::string key = TwoTaskKeyOf(r);
       if (key == "coder:b:1" && !held_.exchange(true)) {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [this] { return released_; });
       }
-      return Answer(key);
+      return TwoTaskAnswer(key);
     });
     port_ = FreePort();
     StartProcesses();
@@ -259,12 +224,9 @@ class MultiProcessTest : public ::testing::TestWithParam<StoreKind> {
     EXPECT_EQ(log.out, id + "-t2\n" + id + "-t1\n");
 
     std::map<std::string, int> asked;
-    for (const auto& r : fake_.requests()) ++asked[KeyOf(r)];
-    for (const char* key :
-         {"planner::0", "coder:a:0", "coder:a:1", "coder:b:0", "coder:b:1", "reviewer::0"}) {
-      EXPECT_EQ(asked[key], key == twice ? 2 : 1) << key;
-    }
-    EXPECT_EQ(asked.size(), 6u) << "an unexpected request";
+    for (const auto& r : fake_.requests()) ++asked[TwoTaskKeyOf(r)];
+    for (const auto& key : TwoTaskKeys()) EXPECT_EQ(asked[key], key == twice ? 2 : 1) << key;
+    EXPECT_EQ(asked.size(), TwoTaskKeys().size()) << "an unexpected request";
 
     EXPECT_EQ(PaidAnswers(id), 6u);
   }
@@ -274,16 +236,7 @@ class MultiProcessTest : public ::testing::TestWithParam<StoreKind> {
   size_t PaidAnswers(const std::string& id) {
     auto store = Store::Open({.url = database_url_, .migrate = false});
     EXPECT_TRUE(store.ok()) << store.status().ToString();
-    if (!store.ok()) return 0;
-    auto calls = (*store)->ListLlmCalls(id);
-    EXPECT_TRUE(calls.ok());
-    if (!calls.ok()) return 0;
-    std::set<std::string> hashes;
-    for (const auto& c : *calls) {
-      if (c.status == "ok")
-        EXPECT_TRUE(hashes.insert(c.request_hash).second) << "paid twice: " << c.request_hash;
-    }
-    return hashes.size();
+    return store.ok() ? DistinctPaidAnswers(**store, id) : 0;
   }
 
   std::string Logs() const {
