@@ -182,6 +182,14 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, bool* answ
     if (job.type == "deliver") return DoDeliver(inst, f, tree);
     return InvalidArgument("unknown job type '" + job.type + "'");
   }();
+  // A job cut short by the store going away (PostgreSQL restarting) goes
+  // back to the queue once the store is back, unanswered: its failure would
+  // fail the feature, and it is redone like a stopped one (below).
+  if (!result.ok() && WaitOutStoreOutage(result.status(), inst->id + " (job " + job.type +
+                                                              " of feature " + feature_id + ")")) {
+    *answered = false;
+    return result.status();
+  }
   // A job cut short by this process's stop (a model call abandoned, a gate's
   // command killed) has no answer: a killed gate would read as a failed one.
   // It goes back to the queue unanswered and is redone by another agent,

@@ -44,7 +44,12 @@ Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role,
 Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::string& type) {
   const std::string queue = "feature:" + feature_id;
   for (;;) {
-    AF_RETURN_IF_ERROR(Check(feature_id));
+    // The job is out: a store outage meanwhile is waited out here, not by
+    // redoing the stage (that would send the job again).
+    if (Status live = Check(feature_id);
+        !live.ok() && !WaitOutStoreOutage(live, "the coordinator of feature " + feature_id)) {
+      return live;
+    }
     auto d = deps_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250));
     if (!d.ok() && d.status().code() == Code::kUnavailable) {
       PauseForBus(std::chrono::milliseconds(250));  // the reply waits on the bus's return
@@ -207,6 +212,7 @@ void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
   while (!stopping_) {
     auto f = deps_.store->GetFeature(feature_id);
     if (!f.ok()) {
+      if (WaitOutStoreOutage(f.status(), "the coordinator of feature " + feature_id)) continue;
       logger->error("feature {}: {}", feature_id, f.status().ToString());
       if (++store_errors > 20) return;
       std::this_thread::sleep_for(
@@ -228,6 +234,9 @@ void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
       break;
     }
     if (s.code() == Code::kFailedPrecondition) continue;  // a concurrent transition: re-read
+    // The store went away mid-step: the step is redone once it is back, as
+    // on a restart (failing the feature could not be saved anyway).
+    if (WaitOutStoreOutage(s, "the coordinator of feature " + feature_id)) continue;
     Fail(feature_id, FailureReason(s), s.message(), s.hint());
     break;
   }

@@ -47,6 +47,27 @@ FeatureRequest Pipeline::Impl::RequestOf(const Feature& f) {
   return fallback;
 }
 
+bool Pipeline::Impl::WaitOutStoreOutage(const Status& cause, const std::string& who) {
+  if (cause.code() != Code::kUnavailable || stopping_) return false;
+  Status probe = deps_.store->Check();
+  if (probe.code() != Code::kUnavailable) return false;
+  auto logger = log::Get("store");
+  logger->warn("the database {} is unreachable: {} waits for it to come back ({})",
+               deps_.store->Describe(), who, probe.ToString());
+  const auto began = std::chrono::steady_clock::now();
+  while (!stopping_) {
+    PauseForBus(std::chrono::milliseconds(500));
+    if (!stopping_ && deps_.store->Check().ok()) {
+      const auto waited = std::chrono::duration_cast<std::chrono::seconds>(
+          std::chrono::steady_clock::now() - began);
+      logger->info("the database {} answers again after {} s: {} carries on",
+                   deps_.store->Describe(), waited.count(), who);
+      break;
+    }
+  }
+  return true;
+}
+
 Status Pipeline::Impl::Check(const std::string& feature_id) {
   if (stopping_)
     return Cancelled("the pipeline is shutting down; the feature resumes on the next start");

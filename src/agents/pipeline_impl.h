@@ -138,6 +138,14 @@ class Pipeline::Impl {
   // process stops (then the last error).
   void PauseForBus(std::chrono::milliseconds d);
   Status SendRetrying(const std::string& queue, const BusMessage& message);
+  // A shared store can be unreachable for a while too (PostgreSQL restarting),
+  // and failing the feature (a write that cannot be saved either) or giving
+  // up its job would leave work that only had to wait. When `cause` is
+  // Unavailable and the store does not answer Store::Check, logs that `who`
+  // waits, waits until the store answers again (or this process stops) and
+  // returns true: the caller redoes what failed. False otherwise: `cause` is
+  // an error to handle as such (the store answers, so it was not an outage).
+  bool WaitOutStoreOutage(const Status& cause, const std::string& who);
   AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
   ToolContext ToolsFor(const Feature& f, FeatureTree* tree);
   // True once the feature's work should stop (for killing its commands).

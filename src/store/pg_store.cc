@@ -13,6 +13,7 @@
 #include "af/core/dag.h"
 #include "af/core/fault.h"
 #include "af/core/ids.h"
+#include "af/core/log.h"
 #include "af/core/private_files.h"
 #include "af/core/strings.h"
 #include "store/migrations_pg.h"
@@ -685,18 +686,33 @@ void PgStore::ListenLoop() {
     std::lock_guard<std::mutex> lock(listener_mu_);
     if (listener_) listener_();
   };
+  bool lost = false;  // said once per outage, not once per attempt
   while (!stopping_) {
     try {
       pqxx::connection conn(conn_url_);
       EventsReceiver receiver(conn, call_listener);
+      if (lost) {
+        log::Get("store")->info("listening for new events on PostgreSQL at {} again", endpoint_);
+        lost = false;
+      }
       // Events committed while there was no LISTEN (before the first connect,
       // or while reconnecting) are not announced: wake the reader once.
       call_listener();
       // A short wait so shutdown is prompt; notifications end it at once.
-      while (!stopping_) conn.await_notification(0, 200000);
-    } catch (const std::exception&) {
+      // libpqxx 6 does not throw once the connection is gone: its waits just
+      // return, and the LISTEN would be lost for good (the server restarted).
+      while (!stopping_) {
+        conn.await_notification(0, 200000);
+        if (!conn.is_open()) throw pqxx::broken_connection("the LISTEN connection was closed");
+      }
+    } catch (const std::exception& e) {
       // The server went away: the hub's poll covers the gap; try again in a
       // second (or stop at once on shutdown).
+      if (!lost && !stopping_) {
+        log::Get("store")->warn("{}; live events wait for the next poll, reconnecting every second",
+                                ErrorFrom("listening for new events", e).ToString());
+      }
+      lost = true;
       std::unique_lock<std::mutex> lock(stop_mu_);
       stop_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_.load(); });
     }

@@ -1,10 +1,16 @@
 // The product scaled out on one machine, as separate processes: a real
-// redis-server for the bus, one SQLite file for the store, `serve --no-agents`
-// (API and coordinator) and two `worker` processes running every role, all
-// talking to a scripted fake model. A feature submitted over HTTP completes;
-// so does one whose worker is killed mid-task, and one whose Redis restarts
-// mid-feature. Each time: one commit per task, and no recorded model answer
-// paid for twice (only the call in flight when a worker died is asked again).
+// redis-server for the bus, the store on one SQLite file or on a PostgreSQL
+// server (every case runs on both), `serve --no-agents` (API and coordinator)
+// and two `worker` processes running every role, all talking to a scripted
+// fake model. A feature submitted over HTTP completes; so does one whose
+// worker is killed mid-task, one whose Redis restarts mid-feature and (on
+// PostgreSQL) one whose database restarts mid-feature. Each time: one commit
+// per task, and no recorded model answer paid for twice (only the call in
+// flight when a worker died or the database went away is asked again). The
+// three examples complete on PostgreSQL + Redis with the replay provider.
+//
+// Time: one PostgreSQL server per test binary (a fresh database per case)
+// and one Redis per suite (flushed per case).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -14,13 +20,17 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
+#include "af/agents/prp.h"
 #include "af/store/store.h"
 #include "support/fake_llm_server.h"
 #include "support/http_client.h"
+#include "support/pg_server.h"
 #include "support/pipeline_harness.h"
 #include "support/redis_server.h"
 #include "support/test_util.h"
+#include "support/two_task_script.h"
 
 namespace af::testing {
 namespace {
@@ -28,61 +38,64 @@ namespace {
 using json = nlohmann::json;
 using std::chrono::seconds;
 
-// Who asks and where in the conversation: "planner::0", "coder:b:1", ...
-std::string KeyOf(const RecordedRequest& r) {
-  const std::string title = TaskTitleOf(r);
-  const std::string task = title == "Write a.txt" ? "a" : title == "Write b.txt" ? "b" : "";
-  return AgentRoleOf(r) + ":" + task + ":" + std::to_string(AssistantTurns(r));
+// Where the processes keep their store.
+enum class StoreKind { kSqliteFile, kPostgres };
+
+std::string StoreName(const ::testing::TestParamInfo<StoreKind>& info) {
+  return info.param == StoreKind::kPostgres ? "Pg" : "Sqlite";
+}
+// For gtest's listing (and so ctest's names): "GetParam() = Pg".
+void PrintTo(StoreKind kind, std::ostream* os) {
+  *os << (kind == StoreKind::kPostgres ? "Pg" : "Sqlite");
 }
 
-// Two tasks, t2 after t1, each a write and a finish; then an approving review.
-FakeReply Answer(const std::string& key) {
-  if (key == "planner::0") {
-    json plan = {{"tasks",
-                  {{{"id", "t1"},
-                    {"title", "Write a.txt"},
-                    {"description", "a.txt with alpha"},
-                    {"role", "coder"}},
-                   {{"id", "t2"},
-                    {"title", "Write b.txt"},
-                    {"description", "b.txt with beta"},
-                    {"role", "coder"},
-                    {"dependencies", {"t1"}}}}}};
-    return FakeReply::Tools({Call("submit_plan", plan, "p1")});
-  }
-  if (key == "coder:a:0")
-    return FakeReply::Tools(
-        {Call("write_file", {{"path", "a.txt"}, {"content", "alpha\n"}}, "w1")});
-  if (key == "coder:b:0")
-    return FakeReply::Tools({Call("write_file", {{"path", "b.txt"}, {"content", "beta\n"}}, "w1")});
-  if (key == "coder:a:1" || key == "coder:b:1")
-    return FakeReply::Tools({Call("finish", {{"summary", "wrote the file"}}, "f1")});
-  if (key == "reviewer::0") {
-    return FakeReply::Tools(
-        {Call("submit_review", {{"verdict", "approve"}, {"comments", {"the gate passed"}}}, "r1")});
-  }
-  return FakeReply::Status(400, R"({"error":{"message":"unexpected request )" + key + R"("}})");
-}
-
-// The processes of one scaled-out installation, on a fresh directory.
-class MultiProcessTest : public ::testing::Test {
+// The processes of one scaled-out installation, on a fresh directory (and a
+// fresh PostgreSQL database).
+class MultiProcessTest : public ::testing::TestWithParam<StoreKind> {
  protected:
+  // One Redis for the suite; each case starts from an empty one.
+  static void SetUpTestSuite() {
+    if (RedisServer::SkipReason().empty()) shared_redis_ = new RedisServer();
+  }
+  static void TearDownTestSuite() {
+    delete shared_redis_;
+    shared_redis_ = nullptr;
+  }
+
   void SetUp() override {
     if (std::string why = RedisServer::SkipReason(); !why.empty()) GTEST_SKIP() << why;
-    redis_ = std::make_unique<RedisServer>();
-    ASSERT_TRUE(redis_->ok()) << redis_->error();
+    redis_ = shared_redis_;
+    // A case that failed with Redis stopped left it so.
+    if (!redis_->FlushAll()) ASSERT_TRUE(redis_->Start()) << redis_->error();
+    ASSERT_TRUE(redis_->FlushAll());
+    if (GetParam() == StoreKind::kPostgres) {
+      AF_PG_SERVER_OR_SKIP(pg);
+      pg_ = pg;
+      // A case that failed with PostgreSQL stopped left it so.
+      ASSERT_TRUE(pg_->StartAgain().ok());
+      auto url = pg_->CreateDatabase();
+      ASSERT_TRUE(url.ok()) << url.status().ToString();
+      database_url_ = *url;
+    } else {
+      database_url_ = "sqlite:" + (dir_.path() / "data/agent-factory.db").string();
+    }
     // The first time the coder asks for its second step of t2 (b.txt
     // written, not committed), the answer waits for Release(): the task is
     // in flight in one worker. Every other request is answered at once.
     fake_.SetResponder([this](const RecordedRequest& r) -> std::optional<FakeReply> {
-      const std::string key = KeyOf(r);
+      const std::string key = TwoTaskKeyOf(r);
       if (key == "coder:b:1" && !held_.exchange(true)) {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [this] { return released_; });
       }
-      return Answer(key);
+      return TwoTaskAnswer(key);
     });
     port_ = FreePort();
+    StartProcesses();
+  }
+
+  // serve, then the two workers once serve answers.
+  void StartProcesses() {
     server_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{BinaryPath(), "serve", "--no-agents"}, Env(), Cwd());
     ASSERT_TRUE(WaitFor([&] {
@@ -115,30 +128,40 @@ class MultiProcessTest : public ::testing::Test {
       if (w && w->Running()) EXPECT_EQ(w->Stop(SIGTERM), 0) << w->Err();
     }
     if (server_ && server_->Running()) EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Err();
+    if (pg_ != nullptr) EXPECT_TRUE(pg_->StartAgain().ok());  // for the next case
   }
 
   std::map<std::string, std::string> Env() const {
-    return {{"AF_PORT", std::to_string(port_)},
-            {"AF_HOST", "\x01unset"},
-            {"AF_DATA_DIR", "\x01unset"},  // ./data, the same for every process
-            {"DATABASE_URL", "\x01unset"},
-            {"REDIS_URL", redis_->Url()},
-            {"AF_BUS_ACK_TIMEOUT", "2"},
+    std::map<std::string, std::string> env = {
+        {"AF_PORT", std::to_string(port_)},
+        {"AF_HOST", "\x01unset"},
+        {"AF_DATA_DIR", "\x01unset"},  // ./data, the same for every process
+        {"DATABASE_URL", GetParam() == StoreKind::kPostgres ? database_url_ : "\x01unset"},
+        {"REDIS_URL", redis_->Url()},
+        {"ANTHROPIC_API_KEY", "\x01unset"},
+        {"AF_API_KEY", "\x01unset"},
+        {"AF_LOG", "info"}};
+    for (const auto& [k, v] : CaseEnv()) env[k] = v;
+    return env;
+  }
+  // What differs between the cases: the model every process talks to (here
+  // the scripted fake server) and the bus's ack timeout (here short, so a
+  // dead worker's job is redelivered soon; no job here takes that long).
+  virtual std::map<std::string, std::string> CaseEnv() const {
+    return {{"AF_BUS_ACK_TIMEOUT", "2"},
             {"AF_LLM_PROVIDER", "openai"},
             {"OPENAI_BASE_URL", fake_.base_url() + "/v1"},
             {"OPENAI_API_KEY", "sk-test-multiprocess-0123456789abcdef"},
-            {"AF_LLM_MODEL", "gpt-4o-mini"},
-            {"ANTHROPIC_API_KEY", "\x01unset"},
-            {"AF_API_KEY", "\x01unset"},
-            {"AF_LOG", "info"}};
+            {"AF_LLM_MODEL", "gpt-4o-mini"}};
   }
   std::string Cwd() const { return dir_.path().string(); }
 
   Result<HttpReply> Api(const std::string& method, const std::string& path,
-                        const std::string& body = {}) {
+                        const std::string& body = {},
+                        const std::string& content_type = "application/json") {
     HttpCallOptions o;
     o.headers["Authorization"] = "Bearer " + admin_key_;
-    if (!body.empty()) o.headers["Content-Type"] = "application/json";
+    if (!body.empty()) o.headers["Content-Type"] = content_type;
     o.body = body;
     return HttpCall(port_, method, path, o);
   }
@@ -160,7 +183,7 @@ class MultiProcessTest : public ::testing::Test {
   }
 
   // Polls the feature until it ends; its final JSON (null if it never did).
-  json WaitEnded(const std::string& id, std::chrono::milliseconds timeout = seconds(45)) {
+  json WaitEnded(const std::string& id, std::chrono::milliseconds timeout = seconds(60)) {
     json last;
     WaitFor(
         [&] {
@@ -201,24 +224,19 @@ class MultiProcessTest : public ::testing::Test {
     EXPECT_EQ(log.out, id + "-t2\n" + id + "-t1\n");
 
     std::map<std::string, int> asked;
-    for (const auto& r : fake_.requests()) ++asked[KeyOf(r)];
-    for (const char* key :
-         {"planner::0", "coder:a:0", "coder:a:1", "coder:b:0", "coder:b:1", "reviewer::0"}) {
-      EXPECT_EQ(asked[key], key == twice ? 2 : 1) << key;
-    }
-    EXPECT_EQ(asked.size(), 6u) << "an unexpected request";
+    for (const auto& r : fake_.requests()) ++asked[TwoTaskKeyOf(r)];
+    for (const auto& key : TwoTaskKeys()) EXPECT_EQ(asked[key], key == twice ? 2 : 1) << key;
+    EXPECT_EQ(asked.size(), TwoTaskKeys().size()) << "an unexpected request";
 
-    auto store = Store::Open(
-        {.url = "sqlite:" + (dir_.path() / "data/agent-factory.db").string(), .migrate = false});
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    auto calls = (*store)->ListLlmCalls(id);
-    ASSERT_TRUE(calls.ok());
-    std::set<std::string> hashes;
-    for (const auto& c : *calls) {
-      if (c.status == "ok")
-        EXPECT_TRUE(hashes.insert(c.request_hash).second) << "paid twice: " << c.request_hash;
-    }
-    EXPECT_EQ(hashes.size(), 6u);
+    EXPECT_EQ(PaidAnswers(id), 6u);
+  }
+
+  // The distinct requests whose answers the store recorded as paid for;
+  // fails the test when one was recorded twice.
+  size_t PaidAnswers(const std::string& id) {
+    auto store = Store::Open({.url = database_url_, .migrate = false});
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    return store.ok() ? DistinctPaidAnswers(**store, id) : 0;
   }
 
   std::string Logs() const {
@@ -228,6 +246,7 @@ class MultiProcessTest : public ::testing::Test {
     return out;
   }
 
+  static RedisServer* shared_redis_;
   TempDir dir_;
   // The hold outlives the fake server (its responder uses them), the fake
   // server outlives the processes that call it.
@@ -236,14 +255,18 @@ class MultiProcessTest : public ::testing::Test {
   std::condition_variable cv_;
   bool released_ = false;  // guarded by mu_
   FakeLlmServer fake_;
-  std::unique_ptr<RedisServer> redis_;
+  RedisServer* redis_ = nullptr;  // shared_redis_
+  PgServer* pg_ = nullptr;        // the binary's, on PostgreSQL only
+  std::string database_url_;
   int port_ = 0;
   std::string admin_key_;
   std::unique_ptr<ChildProcess> server_;
   std::unique_ptr<ChildProcess> workers_[2];
 };
 
-TEST_F(MultiProcessTest, AFeatureCompletesWithTwoWorkersAndAgentsShowsBoth) {
+RedisServer* MultiProcessTest::shared_redis_ = nullptr;
+
+TEST_P(MultiProcessTest, AFeatureCompletesWithTwoWorkersAndAgentsShowsBoth) {
   Release();  // nothing held
   const std::string id = Submit();
   ASSERT_FALSE(id.empty());
@@ -271,7 +294,7 @@ TEST_F(MultiProcessTest, AFeatureCompletesWithTwoWorkersAndAgentsShowsBoth) {
   for (const auto& w : workers_) EXPECT_EQ(roles_by_pid[w->pid()], all) << w->pid();
 }
 
-TEST_F(MultiProcessTest, AWorkerKilledMidTaskHasItsJobRedeliveredToTheOther) {
+TEST_P(MultiProcessTest, AWorkerKilledMidTaskHasItsJobRedeliveredToTheOther) {
   const std::string id = Submit();
   ASSERT_FALSE(id.empty());
   ASSERT_TRUE(WaitFor([&] { return Held(); }, seconds(30))) << Logs();
@@ -299,7 +322,7 @@ TEST_F(MultiProcessTest, AWorkerKilledMidTaskHasItsJobRedeliveredToTheOther) {
   Release();  // the dead worker's call gets its answer nowhere
 }
 
-TEST_F(MultiProcessTest, ARedisRestartMidFeatureIsSurvivedByServeAndTheWorkers) {
+TEST_P(MultiProcessTest, ARedisRestartMidFeatureIsSurvivedByServeAndTheWorkers) {
   const std::string id = Submit();
   ASSERT_FALSE(id.empty());
   ASSERT_TRUE(WaitFor([&] { return Held(); }, seconds(30))) << Logs();
@@ -324,6 +347,103 @@ TEST_F(MultiProcessTest, ARedisRestartMidFeatureIsSurvivedByServeAndTheWorkers) 
   ASSERT_EQ(f.value("status", ""), "completed") << f.dump() << "\n" << Logs();
   ExpectDoneOnce(id);
 }
+
+INSTANTIATE_TEST_SUITE_P(Store, MultiProcessTest,
+                         ::testing::Values(StoreKind::kSqliteFile, StoreKind::kPostgres),
+                         StoreName);
+
+// Cases only PostgreSQL has: a database server that can go away.
+class MultiProcessPgTest : public MultiProcessTest {};
+
+TEST_P(MultiProcessPgTest, APostgresRestartMidFeatureIsSurvivedByServeAndTheWorkers) {
+  const std::string id = Submit();
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return Held(); }, seconds(30))) << Logs();
+  // PostgreSQL stops (fast shutdown: every connection is closed) while t2's
+  // model answer is held. The coordinator, waiting for t2, waits for it.
+  ASSERT_TRUE(pg_->Stop().ok());
+  EXPECT_TRUE(WaitFor([&] {
+    return server_->Err().find("is unreachable: the coordinator of feature " + id) !=
+           std::string::npos;
+  })) << Logs();
+  // t2's answer comes while the database is away: its worker cannot save
+  // the task's end, so it waits too, to give the job back.
+  Release();
+  EXPECT_TRUE(WaitFor([&] {
+    for (const auto& w : workers_) {
+      if (w->Err().find("is unreachable: coder-") != std::string::npos) return true;
+    }
+    return false;
+  })) << Logs();
+  // Started again on the same port and data: every process reconnects.
+  ASSERT_TRUE(pg_->StartAgain().ok());
+  json f = WaitEnded(id);
+  ASSERT_EQ(f.value("status", ""), "completed") << f.dump() << "\n" << Logs();
+  // The held answer came when it could not be recorded: asked again.
+  ExpectDoneOnce(id, "coder:b:1");
+  // serve's live-events LISTEN connection said it went and came back.
+  EXPECT_TRUE(WaitFor([&] {
+    return server_->Err().find("listening for new events on PostgreSQL at") != std::string::npos;
+  })) << Logs();
+}
+
+INSTANTIATE_TEST_SUITE_P(Store, MultiProcessPgTest, ::testing::Values(StoreKind::kPostgres),
+                         StoreName);
+
+// The three examples, with the replay provider's recorded answers (as
+// `agent-factory run` plays them offline) instead of the fake server. Their
+// jobs run commands (a CMake build): the ack timeout is left long, or a job
+// still running would be delivered to the other worker too.
+class MultiProcessExamplesTest : public MultiProcessTest {
+ protected:
+  std::map<std::string, std::string> CaseEnv() const override {
+    return {{"AF_BUS_ACK_TIMEOUT", "300"},
+            {"AF_LLM_PROVIDER", "\x01unset"},
+            {"OPENAI_API_KEY", "\x01unset"},
+            {"OPENAI_BASE_URL", "\x01unset"},
+            {"AF_LLM_MODEL", "\x01unset"}};
+  }
+};
+
+TEST_P(MultiProcessExamplesTest, TheThreeExamplesCompleteWithOneCommitPerTask) {
+  Release();                               // nothing held (the fake server is not used)
+  std::map<std::string, std::string> ids;  // example -> feature id
+  for (const std::string name : {"python-slugify", "cpp-ring-buffer", "shell-wordfreq"}) {
+    const std::string prp = std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/" + name + ".md";
+    auto r = Api("POST", "/api/v1/features", ReadFile(prp), "text/markdown");
+    ASSERT_TRUE(r.ok() && r->status == 201) << name << ": " << (r.ok() ? r->body : "");
+    ids[name] = json::parse(r->body).value("id", "");
+  }
+  for (const auto& [name, id] : ids) {
+    json f = WaitEnded(id, seconds(240));
+    ASSERT_EQ(f.value("status", ""), "completed") << name << ": " << f.dump() << "\n" << Logs();
+    auto prp = LoadPrpFile(std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/" + name + ".md");
+    ASSERT_TRUE(prp.ok()) << prp.status().ToString();
+    // Every task completed with a commit of its own on the feature's branch
+    // (tasks without a dependency between them may commit in either order).
+    std::multiset<std::string> tasks;
+    ASSERT_FALSE(f["tasks"].empty()) << name;
+    for (const auto& t : f["tasks"]) {
+      EXPECT_EQ(t.value("status", ""), "completed") << name << ": " << t.dump();
+      EXPECT_FALSE(t["result"].value("commit", "").empty()) << name << ": " << t.dump();
+      tasks.insert(t.value("id", ""));
+    }
+    const std::string branch = f["artifacts"].value("branch", "");
+    ASSERT_FALSE(branch.empty()) << f["artifacts"].dump();
+    auto log = RunCommand(
+        {"/usr/bin/git", "-C", (dir_.path() / "data/workspaces" / prp->project).string(), "log",
+         "--format=%(trailers:key=Task-Id,valueonly,separator=)", "main.." + branch});
+    ASSERT_EQ(log.exit_code, 0) << log.err;
+    std::multiset<std::string> commits;
+    std::istringstream lines(log.out);
+    for (std::string line; std::getline(lines, line);) commits.insert(line);
+    EXPECT_EQ(commits, tasks) << name << ":\n" << log.out;
+    EXPECT_GT(PaidAnswers(id), 0u) << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Store, MultiProcessExamplesTest, ::testing::Values(StoreKind::kPostgres),
+                         StoreName);
 
 }  // namespace
 }  // namespace af::testing

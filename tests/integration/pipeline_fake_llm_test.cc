@@ -725,6 +725,36 @@ TEST_P(PipelineFakeLlm, StoreFailureCompletingATaskFailsTheFeaturePromptly) {
       << FailureMessage(h_.Events(f.id));
 }
 
+// 9f'. The store does not answer at all for a while (PostgreSQL restarting:
+// every call fails Unavailable, its health check too) just as the coder's
+// finish comes: the coordinator and the agent wait for it instead of failing
+// the feature, and the task is redone once the store is back.
+TEST_P(PipelineFakeLlm, AStoreAwayMidTaskIsWaitedOutAndTheFeatureCompletes) {
+  std::atomic<bool> down{false};
+  std::atomic<int> probes{0};  // health checks refused while down
+  h_.InjectStoreFaults([&](std::string_view method, bool) {
+    if (!down) return Status::Ok();
+    if (method == "Check") ++probes;
+    return Unavailable("injected: the database is away", "start it again");
+  });
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [&](const RecordedRequest& req) {
+    if (testing::AssistantTurns(req) == 1) down = true;  // the finish comes while it is away
+    return WriteThenFinish("it.txt")(req);
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Submit(PipelineHarness::Request("Store away", {"test -f it.txt"}));
+  // Both wait, each probing the store: then it comes back.
+  ASSERT_TRUE(testing::WaitFor([&] { return probes.load() >= 6; }, kWait));
+  down = false;
+  f = Wait(f.id);
+  EXPECT_EQ(f.status, "completed") << f.reason << ": " << FailureMessage(h_.Events(f.id));
+  EXPECT_EQ(h_.CommitTaskIds(f.id), std::vector<std::string>{f.id + "-t1"});
+}
+
 // 9g. Cancelling a feature kills the command its coder is running (only a
 // process stop did before): the tool call ends long before the command would.
 TEST_P(PipelineFakeLlm, CancelKillsTheRunningCommand) {

@@ -13,47 +13,12 @@
 #include "af/core/json_util.h"
 #include "af/store/store.h"
 #include "support/pipeline_harness.h"
+#include "support/two_task_script.h"
 
 namespace af::testing {
 namespace {
 
-using json = nlohmann::json;
 using std::chrono::seconds;
-
-// Who asks and where in the conversation: "planner::0", "coder:b:1", ...
-std::string KeyOf(const RecordedRequest& r) {
-  const std::string title = TaskTitleOf(r);
-  const std::string task = title == "Write a.txt" ? "a" : title == "Write b.txt" ? "b" : "";
-  return AgentRoleOf(r) + ":" + task + ":" + std::to_string(AssistantTurns(r));
-}
-
-FakeReply Answer(const std::string& key) {
-  if (key == "planner::0") {
-    json plan = {{"tasks",
-                  {{{"id", "t1"},
-                    {"title", "Write a.txt"},
-                    {"description", "a.txt with alpha"},
-                    {"role", "coder"}},
-                   {{"id", "t2"},
-                    {"title", "Write b.txt"},
-                    {"description", "b.txt with beta"},
-                    {"role", "coder"},
-                    {"dependencies", {"t1"}}}}}};
-    return FakeReply::Tools({Call("submit_plan", plan, "p1")});
-  }
-  if (key == "coder:a:0")
-    return FakeReply::Tools(
-        {Call("write_file", {{"path", "a.txt"}, {"content", "alpha\n"}}, "w1")});
-  if (key == "coder:b:0")
-    return FakeReply::Tools({Call("write_file", {{"path", "b.txt"}, {"content", "beta\n"}}, "w1")});
-  if (key == "coder:a:1" || key == "coder:b:1")
-    return FakeReply::Tools({Call("finish", {{"summary", "wrote the file"}}, "f1")});
-  if (key == "reviewer::0") {
-    return FakeReply::Tools(
-        {Call("submit_review", {{"verdict", "approve"}, {"comments", {"the gate passed"}}}, "r1")});
-  }
-  return FakeReply::Status(400, R"({"error":{"message":"unexpected request )" + key + R"("}})");
-}
 
 PipelineOptions CoordinatorOnly() {
   PipelineOptions o;
@@ -77,9 +42,9 @@ TEST(PipelineSplitTest, AgentsStoppedMidTaskAreReplacedAndTheFeatureCompletesOnc
   // they stop. Every other request is answered by its key.
   std::atomic<bool> held{false};
   h.fake().SetResponder([&](const RecordedRequest& r) -> std::optional<FakeReply> {
-    const std::string key = KeyOf(r);
+    const std::string key = TwoTaskKeyOf(r);
     if (key == "coder:b:1" && !held.exchange(true)) return FakeReply::Hang();
-    return Answer(key);
+    return TwoTaskAnswer(key);
   });
   ASSERT_TRUE(h.OpenServices().ok());
   const PipelineDeps deps = h.services().ForPipeline();
@@ -114,15 +79,9 @@ TEST(PipelineSplitTest, AgentsStoppedMidTaskAreReplacedAndTheFeatureCompletesOnc
   EXPECT_EQ(h.CommitTaskIds(f->id), (std::vector<std::string>{f->id + "-t2", f->id + "-t1"}));
   // Each step asked once; only the one in flight at the stop asked twice.
   std::map<std::string, int> asked;
-  for (const auto& r : h.fake().requests()) ++asked[KeyOf(r)];
+  for (const auto& r : h.fake().requests()) ++asked[TwoTaskKeyOf(r)];
   for (const auto& [key, n] : asked) EXPECT_EQ(n, key == "coder:b:1" ? 2 : 1) << key;
-  auto calls = h.store().ListLlmCalls(f->id);
-  ASSERT_TRUE(calls.ok());
-  std::set<std::string> hashes;
-  for (const auto& c : *calls) {
-    if (c.status == "ok")
-      EXPECT_TRUE(hashes.insert(c.request_hash).second) << "paid twice: " << c.request_hash;
-  }
+  EXPECT_EQ(DistinctPaidAnswers(h.store(), f->id), TwoTaskKeys().size());
 
   // The agents of the two agents-only pipelines have ids of their own, with
   // this host and pid; the coordinator's records stay "coordinator-1".

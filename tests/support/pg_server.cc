@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,12 +100,56 @@ Result<std::unique_ptr<PgServer>> PgServer::Start() {
                          "check the temp directory's file system");
     }
   }
-  AF_RETURN_IF_ERROR(s->RunAs({bindir + "/initdb", "-D", (s->dir_.path() / "data").string(), "-U",
-                               "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"},
-                              "initdb"));
+  AF_RETURN_IF_ERROR(s->InitDataDir());
   s->port_ = FreePort();
   AF_RETURN_IF_ERROR(s->StartAgain());
   return s;
+}
+
+Status PgServer::InitDataDir() {
+  const fs::path data = dir_.path() / "data";
+  const std::vector<std::string> initdb = {
+      bindir_ + "/initdb", "-U",        "postgres", "-A", "trust", "-E", "UTF8",
+      "--locale=C",        "--no-sync", "-D"};
+  // Named by user, server version and these initdb options ("v1": change it
+  // when they change).
+  std::string key = bindir_;
+  std::replace(key.begin(), key.end(), '/', '_');
+  const fs::path tmpl = fs::temp_directory_path() /
+                        ("af-test-pg-template-" + std::to_string(geteuid()) + key + "-v1");
+  const std::string lock_path = tmpl.string() + ".lock";
+  const int lock = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock < 0 || flock(lock, LOCK_EX) != 0) {  // no template then: a cluster of its own
+    if (lock >= 0) close(lock);
+    std::vector<std::string> argv = initdb;
+    argv.push_back(data.string());
+    return RunAs(argv, "initdb");
+  }
+  Status made = Status::Ok();
+  std::error_code ec;
+  if (!fs::exists(tmpl / "PG_VERSION", ec)) {
+    // Made aside and renamed once complete: an interrupted initdb leaves no
+    // half template behind.
+    const fs::path fresh = tmpl.string() + ".new-" + std::to_string(getpid());
+    fs::remove_all(fresh, ec);
+    std::vector<std::string> argv = initdb;
+    argv.push_back(fresh.string());
+    made = RunAs(argv, "initdb");
+    if (made.ok()) {
+      fs::remove_all(tmpl, ec);
+      fs::rename(fresh, tmpl, ec);
+      if (ec)
+        made = Unavailable("test PostgreSQL: cannot rename " + fresh.string() + ": " + ec.message(),
+                           "check the temp directory");
+    }
+    if (!made.ok()) fs::remove_all(fresh, ec);
+  }
+  // cp -a as the server's user keeps the owner and the 0700 mode it needs.
+  if (made.ok())
+    made = RunAs({"/bin/cp", "-a", tmpl.string(), data.string()}, "copying " + tmpl.string());
+  flock(lock, LOCK_UN);
+  close(lock);
+  return made;
 }
 
 Result<PgServer*> PgServer::Shared() {

@@ -4,8 +4,9 @@
 // trust authentication, fsync off (the data is thrown away). initdb and
 // postgres refuse to run as root, so when the test runs as root they run as
 // the `postgres` system user (which owns the temp dir); otherwise as the
-// current user. The destructor stops the server at once (pg_ctl stop -m
-// immediate) and removes the directory.
+// current user. The cluster is a copy of one made once per machine (see
+// InitDataDir): initdb is the slow part. The destructor stops the server at
+// once (pg_ctl stop -m immediate) and removes the directory.
 //
 // Typical use: one server per test binary (Shared()), a fresh database per
 // test (CreateDatabase()):
@@ -53,6 +54,12 @@ class PgServer {
  private:
   PgServer() = default;
   Status RunAs(const std::vector<std::string>& argv, const std::string& doing) const;
+  // Makes dir_/data a new cluster. initdb takes seconds, and under ctest
+  // every test is a process of its own that needs one: the first makes a
+  // template under the temp directory (per user and server version, under a
+  // file lock, so concurrent test processes make it once) and every start
+  // copies it. Falls back to initdb when the lock cannot be had.
+  Status InitDataDir();
 
   TempDir dir_;
   std::string bindir_;
