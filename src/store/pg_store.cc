@@ -17,35 +17,12 @@
 #include "af/core/strings.h"
 #include "store/migrations_pg.h"
 #include "store/sqlite_store.h"
+#include "store/store_rules.h"
 
 namespace af::store_internal {
 namespace {
 
 using nlohmann::json;
-
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
-
-Status CheckEventData(const json& data) {
-  if (data.is_null() || data.is_object()) return Status::Ok();
-  return InvalidArgument("event data must be a JSON object, got " + std::string(data.type_name()),
-                         "pass an object such as {\"key\": \"value\"} or null");
-}
-
-std::vector<std::string> ParseStringList(const std::string& text) {
-  std::vector<std::string> out;
-  json j = PgStore::ParseJson(text);
-  if (!j.is_array()) return out;
-  for (const auto& v : j) {
-    if (v.is_string()) out.push_back(v.get<std::string>());
-  }
-  return out;
-}
 
 // Length of the valid UTF-8 sequence at s[i], 0 when it is not one.
 size_t Utf8SequenceAt(const std::string& s, size_t i) {
@@ -107,7 +84,7 @@ Task ReadTask(const pqxx::row& r) {
   t.description = Text(r[3]);
   t.role = Text(r[4]);
   t.status = Text(r[5]);
-  t.files = ParseStringList(Text(r[6]));
+  t.files = StringList(PgStore::ParseJson(Text(r[6])));
   t.attempts = static_cast<int>(Int(r[7]));
   t.assigned_agent = Text(r[8]);
   t.result = PgStore::ParseJson(Text(r[9]));
@@ -167,7 +144,7 @@ ApiKey ReadApiKey(const pqxx::row& r) {
   k.name = Text(r[1]);
   k.key_hash = Text(r[2]);
   k.prefix = Text(r[3]);
-  k.permissions = ParseStringList(Text(r[4]));
+  k.permissions = StringList(PgStore::ParseJson(Text(r[4])));
   k.created_ms = Int(r[5]);
   k.last_used_ms = Int(r[6]);
   k.revoked = Text(r[7]) == "t";
@@ -270,17 +247,9 @@ std::string CleanText(const std::string& s) {
   return out;
 }
 
-std::string PgStore::DumpJson(const json& v) {
-  return v.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string PgStore::DumpJson(const json& v) { return DumpStoredJson(v); }
 
-json PgStore::ParseJson(const std::string& text) {
-  if (text.empty()) return nullptr;
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  // A value that no longer parses was written by something else; surface null
-  // rather than failing every read of the row.
-  return j.is_discarded() ? json(nullptr) : j;
-}
+json PgStore::ParseJson(const std::string& text) { return ParseStoredJson(text); }
 
 // --- Connections and transactions ----------------------------------------------
 
@@ -622,9 +591,7 @@ Result<std::vector<Project>> PgStore::ListProjects() {
 // --- Events ----------------------------------------------------------------------
 
 Result<int64_t> PgStore::AppendEventTx(pqxx::work& w, Event e, std::string* last_feature_event) {
-  if (e.type.empty()) {
-    return InvalidArgument("event type is empty", "name the event, e.g. \"feature.status\"");
-  }
+  AF_RETURN_IF_ERROR(CheckEvent(e));
   if (e.ts_ms == 0) e.ts_ms = NowMs();
   // The seq comes from the one-row counter, not a SEQUENCE: the UPDATE locks
   // the row until this transaction ends, so the next appender gets seq + 1
@@ -714,10 +681,7 @@ Result<int64_t> PgStore::AppendEvent(Event event) {
 }
 
 Result<std::vector<Event>> PgStore::ListEvents(const EventFilter& filter) {
-  if (filter.limit < 1 || filter.limit > 10000 || filter.after_seq < 0) {
-    return InvalidArgument("event listing needs 1 <= limit <= 10000 and after_seq >= 0",
-                           "page with after_seq = the last seq you received");
-  }
+  AF_RETURN_IF_ERROR(CheckEventFilter(filter));
   return Tx("listing events", [&](pqxx::work& w) -> Result<std::vector<Event>> {
     pqxx::result r =
         filter.feature_id
@@ -747,16 +711,7 @@ Result<Feature> PgStore::GetFeature(const std::string& id) {
 }
 
 Result<Feature> PgStore::CreateFeature(Feature f) {
-  if (!IsFeatureStatus(f.status)) {
-    return InvalidArgument("unknown feature status " + Quote(f.status),
-                           "use one of queued, planning, implementing, testing, reviewing, "
-                           "delivering, completed, failed, cancelled");
-  }
-  if (!IsPriority(f.priority)) {
-    return InvalidArgument("unknown priority " + Quote(f.priority),
-                           "use one of low, medium, high, critical");
-  }
-  AF_RETURN_IF_ERROR(CheckProjectName(f.project));
+  AF_RETURN_IF_ERROR(CheckNewFeature(f));
   if (f.id.empty()) f.id = NewId("f");
   f.created_ms = f.updated_ms = NowMs();
   std::string feature_event;
@@ -781,15 +736,7 @@ Result<Feature> PgStore::CreateFeature(Feature f) {
 }
 
 Result<FeaturePage> PgStore::ListFeatures(const FeatureFilter& filter) {
-  if (filter.limit < 1 || filter.limit > 1000 || filter.offset < 0) {
-    return InvalidArgument("feature listing needs 1 <= limit <= 1000 and offset >= 0",
-                           "e.g. limit=50&offset=0");
-  }
-  if (filter.status && !IsFeatureStatus(*filter.status)) {
-    return InvalidArgument("unknown feature status " + Quote(*filter.status),
-                           "use one of queued, planning, implementing, testing, reviewing, "
-                           "delivering, completed, failed, cancelled");
-  }
+  AF_RETURN_IF_ERROR(CheckFeatureFilter(filter));
   // A flag per filter ("any" when true): one statement text for every filter.
   const std::string status = filter.status.value_or("");
   const std::string project = filter.project.value_or("");
@@ -814,25 +761,14 @@ Result<int64_t> PgStore::TransitionFeature(const std::string& id,
                                            std::optional<std::string> expected_from,
                                            const std::string& to, const std::string& reason,
                                            const json& event_data) {
-  if (!IsFeatureStatus(to) || (expected_from && !IsFeatureStatus(*expected_from))) {
-    return InvalidArgument(
-        "unknown feature status " + Quote(IsFeatureStatus(to) ? *expected_from : to),
-        "use one of queued, planning, implementing, testing, reviewing, "
-        "delivering, completed, failed, cancelled");
-  }
-  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  AF_RETURN_IF_ERROR(CheckFeatureTransition(expected_from, to, event_data));
   std::string feature_event;
   auto seq = Tx("moving feature " + id + " to " + to, [&](pqxx::work& w) -> Result<int64_t> {
     feature_event.clear();
     // FOR UPDATE: the compare and the set are one step; a concurrent
     // transition waits here and then compares against the new status.
     AF_ASSIGN_OR_RETURN(Feature cur, GetFeatureTx(w, id, /*for_update=*/true));
-    if (expected_from && cur.status != *expected_from) {
-      return FailedPrecondition("feature " + id + " is " + Quote(cur.status) +
-                                    ", not the expected " + Quote(*expected_from) +
-                                    "; not moved to " + Quote(to),
-                                "reload the feature; another step already moved it");
-    }
+    AF_RETURN_IF_ERROR(CheckExpectedStatus("feature", id, cur.status, expected_from, to));
     if (cur.status == to) return int64_t{0};
     int64_t now = NowMs();
     PgExec(w, "UPDATE features SET status = $1, reason = $2, updated_ms = $3 WHERE id = $4", to,
@@ -859,37 +795,7 @@ Result<Task> PgStore::GetTask(const std::string& id) {
 
 Result<std::vector<Task>> PgStore::CreateTasks(const std::string& feature_id,
                                                std::vector<Task> tasks) {
-  // Validate everything that needs no database first: a refused batch writes nothing.
-  std::set<std::string> batch_ids;
-  for (Task& t : tasks) {
-    if (t.id.empty()) t.id = NewId("t");
-    if (!IsTaskStatus(t.status)) {
-      return InvalidArgument("task " + t.id + " has unknown status " + Quote(t.status),
-                             "use one of pending, ready, in_progress, completed, failed, "
-                             "cancelled");
-    }
-    if (!batch_ids.insert(t.id).second) {
-      return InvalidArgument("task id " + t.id + " appears twice in the batch",
-                             "give every task its own id");
-    }
-    // Repeated dependencies say nothing new; keep the first of each.
-    std::vector<std::string> unique_deps;
-    std::set<std::string> seen;
-    for (const std::string& d : t.dependencies) {
-      if (seen.insert(d).second) unique_deps.push_back(d);
-    }
-    t.dependencies = std::move(unique_deps);
-  }
-  // Existing tasks cannot depend on new ones, so a cycle can only run
-  // through the batch.
-  std::vector<DagNode> graph;
-  for (const Task& t : tasks) graph.push_back({t.id, t.dependencies});
-  if (auto cycle = CycleIds(graph); !cycle.empty()) {
-    std::string ids;
-    for (const std::string& id : cycle) ids += (ids.empty() ? "" : ", ") + id;
-    return InvalidArgument("task dependencies form a cycle through " + ids,
-                           "a task may only depend on tasks that can finish before it");
-  }
+  AF_ASSIGN_OR_RETURN(std::vector<DagNode> graph, PrepareTaskBatch(&tasks));
   std::string feature_event;
   auto created = Tx(
       "creating tasks of feature " + feature_id, [&](pqxx::work& w) -> Result<std::vector<Task>> {
@@ -904,12 +810,7 @@ Result<std::vector<Task>> PgStore::CreateTasks(const std::string& feature_id,
           existing.insert(Text(r[0]));
           position = std::max(position, Int(r[1]) + 1);
         }
-        if (auto unknown = UnknownDependencies(graph, existing); !unknown.empty()) {
-          const auto& [id, d] = unknown.front();
-          return InvalidArgument("task " + id + " depends on unknown task " + Quote(d),
-                                 "dependencies must name tasks of feature " + feature_id +
-                                     " created before or in the same batch");
-        }
+        AF_RETURN_IF_ERROR(CheckDependenciesKnown(graph, existing, feature_id));
         std::vector<Task> out = tasks;
         int64_t now = NowMs();
         for (Task& t : out) {
@@ -976,23 +877,12 @@ Result<int64_t> PgStore::TransitionTask(const std::string& id,
                                         std::optional<std::string> expected_from,
                                         const std::string& to, const TaskUpdate& update,
                                         const json& event_data) {
-  if (!IsTaskStatus(to) || (expected_from && !IsTaskStatus(*expected_from))) {
-    return InvalidArgument("unknown task status " + Quote(IsTaskStatus(to) ? *expected_from : to),
-                           "use one of pending, ready, in_progress, completed, failed, cancelled");
-  }
-  if (update.add_attempts < 0) {
-    return InvalidArgument("attempts can only grow", "pass add_attempts >= 0");
-  }
-  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  AF_RETURN_IF_ERROR(CheckTaskTransition(expected_from, to, update, event_data));
   std::string feature_event;
   auto seq = Tx("moving task " + id + " to " + to, [&](pqxx::work& w) -> Result<int64_t> {
     feature_event.clear();
     AF_ASSIGN_OR_RETURN(Task cur, GetTaskTx(w, id, /*for_update=*/true));
-    if (expected_from && cur.status != *expected_from) {
-      return FailedPrecondition("task " + id + " is " + Quote(cur.status) + ", not the expected " +
-                                    Quote(*expected_from) + "; not moved to " + Quote(to),
-                                "reload the task; another step already moved it");
-    }
+    AF_RETURN_IF_ERROR(CheckExpectedStatus("task", id, cur.status, expected_from, to));
     std::string from = cur.status;
     cur.status = to;
     if (update.assigned_agent) cur.assigned_agent = *update.assigned_agent;

@@ -35,6 +35,7 @@
 #include "af/core/ids.h"
 #include "store/knowledge_rules.h"
 #include "store/pg_store.h"
+#include "store/store_rules.h"
 
 namespace af::store_internal {
 namespace {
@@ -141,14 +142,6 @@ std::string Text(const pqxx::field& f) {
   return f.is_null() ? std::string() : std::string(f.c_str(), f.size());
 }
 int64_t Int(const pqxx::field& f) { return f.is_null() ? 0 : f.as<int64_t>(); }
-
-std::vector<std::string> StringList(const json& j) {
-  std::vector<std::string> out;
-  if (!j.is_array()) return out;
-  for (const auto& v : j)
-    if (v.is_string()) out.push_back(v.get<std::string>());
-  return out;
-}
 
 Memory ReadMemory(const pqxx::row& r) {
   Memory m;

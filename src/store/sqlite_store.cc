@@ -18,43 +18,12 @@
 #include "af/core/private_files.h"
 #include "store/knowledge_rules.h"
 #include "store/migrations_sqlite.h"
+#include "store/store_rules.h"
 
 namespace af::store_internal {
 namespace {
 
 using nlohmann::json;
-
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-json ParseJson(const std::string& text) {
-  if (text.empty()) return nullptr;
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  // A value that no longer parses was written by something else; surface null
-  // rather than failing every read of the row.
-  return j.is_discarded() ? json(nullptr) : j;
-}
-
-std::vector<std::string> ParseStringList(const std::string& text) {
-  std::vector<std::string> out;
-  json j = ParseJson(text);
-  if (!j.is_array()) return out;
-  for (const auto& v : j) {
-    if (v.is_string()) out.push_back(v.get<std::string>());
-  }
-  return out;
-}
-
-std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
-
-Status CheckEventData(const json& data) {
-  if (data.is_null() || data.is_object()) return Status::Ok();
-  return InvalidArgument("event data must be a JSON object, got " + std::string(data.type_name()),
-                         "pass an object such as {\"key\": \"value\"} or null");
-}
 
 #define AF_FEATURE_COLS \
   "id, project, title, status, priority, request, reason, created_ms, updated_ms"
@@ -144,11 +113,7 @@ class Stmt {
   }
   Stmt& Bind(const std::string& v) { return Bind(std::string_view(v)); }
   Stmt& Bind(const char* v) { return Bind(std::string_view(v)); }
-  // Text from tools, commands and providers may not be UTF-8; replace bad bytes
-  // (U+FFFD) instead of throwing out of whichever thread records it.
-  Stmt& BindJson(const json& v) {
-    return Bind(v.dump(-1, ' ', false, json::error_handler_t::replace));
-  }
+  Stmt& BindJson(const json& v) { return Bind(DumpStoredJson(v)); }
 
   // true: a row is ready; false: done.
   Result<bool> Step(std::string_view doing);
@@ -168,7 +133,7 @@ class Stmt {
                         : std::string(reinterpret_cast<const char*>(p),
                                       static_cast<size_t>(sqlite3_column_bytes(s_, c)));
   }
-  json Json(int c) const { return ParseJson(Text(c)); }
+  json Json(int c) const { return ParseStoredJson(Text(c)); }
 
  private:
   SqliteStore* store_;
@@ -199,7 +164,7 @@ Task ReadTask(const Stmt& s) {
   t.description = s.Text(3);
   t.role = s.Text(4);
   t.status = s.Text(5);
-  t.files = ParseStringList(s.Text(6));
+  t.files = StringList(s.Json(6));
   t.attempts = static_cast<int>(s.Int(7));
   t.assigned_agent = s.Text(8);
   t.result = s.Json(9);
@@ -306,7 +271,7 @@ ApiKey ReadApiKey(const Stmt& s) {
   k.name = s.Text(1);
   k.key_hash = s.Text(2);
   k.prefix = s.Text(3);
-  k.permissions = ParseStringList(s.Text(4));
+  k.permissions = StringList(s.Json(4));
   k.created_ms = s.Int(5);
   k.last_used_ms = s.Int(6);
   k.revoked = s.Int(7) != 0;
@@ -849,9 +814,7 @@ Result<std::vector<Project>> SqliteStore::ListProjects() {
 // --- Events -----------------------------------------------------------------
 
 Result<int64_t> SqliteStore::AppendEventLocked(Event e) {
-  if (e.type.empty()) {
-    return InvalidArgument("event type is empty", "name the event, e.g. \"feature.status\"");
-  }
+  AF_RETURN_IF_ERROR(CheckEvent(e));
   if (e.ts_ms == 0) e.ts_ms = Now();
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO events (type, feature_id, task_id, agent, "
                                       "ts_ms, data) VALUES (?, ?, ?, ?, ?, ?)"));
@@ -871,10 +834,7 @@ Result<int64_t> SqliteStore::AppendEvent(Event event) {
 }
 
 Result<std::vector<Event>> SqliteStore::ListEvents(const EventFilter& filter) {
-  if (filter.limit < 1 || filter.limit > 10000 || filter.after_seq < 0) {
-    return InvalidArgument("event listing needs 1 <= limit <= 10000 and after_seq >= 0",
-                           "page with after_seq = the last seq you received");
-  }
+  AF_RETURN_IF_ERROR(CheckEventFilter(filter));
   ReadScope read(this);
   std::string sql = "SELECT " AF_EVENT_COLS " FROM events WHERE seq > ?";
   if (filter.feature_id) sql += " AND feature_id = ?";
@@ -912,15 +872,7 @@ Result<Feature> SqliteStore::GetFeatureLocked(const std::string& id) {
 }
 
 Result<Feature> SqliteStore::CreateFeature(Feature f) {
-  if (!IsFeatureStatus(f.status)) {
-    return InvalidArgument("unknown feature status " + Quote(f.status),
-                           "use one of queued, planning, implementing, testing, reviewing, "
-                           "delivering, completed, failed, cancelled");
-  }
-  if (!IsPriority(f.priority)) {
-    return InvalidArgument("unknown priority " + Quote(f.priority),
-                           "use one of low, medium, high, critical");
-  }
+  AF_RETURN_IF_ERROR(CheckNewFeature(f));
   if (f.id.empty()) f.id = NewId("f");
   std::lock_guard<std::mutex> lock(mu_);
   f.created_ms = f.updated_ms = Now();
@@ -947,15 +899,7 @@ Result<Feature> SqliteStore::CreateFeature(Feature f) {
 }
 
 Result<FeaturePage> SqliteStore::ListFeatures(const FeatureFilter& filter) {
-  if (filter.limit < 1 || filter.limit > 1000 || filter.offset < 0) {
-    return InvalidArgument("feature listing needs 1 <= limit <= 1000 and offset >= 0",
-                           "e.g. limit=50&offset=0");
-  }
-  if (filter.status && !IsFeatureStatus(*filter.status)) {
-    return InvalidArgument("unknown feature status " + Quote(*filter.status),
-                           "use one of queued, planning, implementing, testing, reviewing, "
-                           "delivering, completed, failed, cancelled");
-  }
+  AF_RETURN_IF_ERROR(CheckFeatureFilter(filter));
   std::string where = " WHERE 1 = 1";
   if (filter.status) where += " AND status = ?";
   if (filter.project) where += " AND project = ?";
@@ -984,22 +928,12 @@ Result<int64_t> SqliteStore::TransitionFeature(const std::string& id,
                                                std::optional<std::string> expected_from,
                                                const std::string& to, const std::string& reason,
                                                const json& event_data) {
-  if (!IsFeatureStatus(to) || (expected_from && !IsFeatureStatus(*expected_from))) {
-    return InvalidArgument(
-        "unknown feature status " + Quote(IsFeatureStatus(to) ? *expected_from : to),
-        "use one of queued, planning, implementing, testing, reviewing, "
-        "delivering, completed, failed, cancelled");
-  }
-  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  AF_RETURN_IF_ERROR(CheckFeatureTransition(expected_from, to, event_data));
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
   AF_ASSIGN_OR_RETURN(Feature cur, GetFeatureLocked(id));
-  if (expected_from && cur.status != *expected_from) {
-    return FailedPrecondition("feature " + id + " is " + Quote(cur.status) + ", not the expected " +
-                                  Quote(*expected_from) + "; not moved to " + Quote(to),
-                              "reload the feature; another step already moved it");
-  }
+  AF_RETURN_IF_ERROR(CheckExpectedStatus("feature", id, cur.status, expected_from, to));
   if (cur.status == to) return int64_t{0};
   int64_t now = Now();
   {
@@ -1048,38 +982,7 @@ Result<Task> SqliteStore::GetTaskLocked(const std::string& id) {
 
 Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id,
                                                    std::vector<Task> tasks) {
-  // Validate everything that needs no database first: a refused batch writes nothing.
-  std::set<std::string> batch_ids;
-  for (Task& t : tasks) {
-    if (t.id.empty()) t.id = NewId("t");
-    if (!IsTaskStatus(t.status)) {
-      return InvalidArgument("task " + t.id + " has unknown status " + Quote(t.status),
-                             "use one of pending, ready, in_progress, completed, failed, "
-                             "cancelled");
-    }
-    if (!batch_ids.insert(t.id).second) {
-      return InvalidArgument("task id " + t.id + " appears twice in the batch",
-                             "give every task its own id");
-    }
-    // Repeated dependencies say nothing new; keep the first of each.
-    std::vector<std::string> unique_deps;
-    std::set<std::string> seen;
-    for (const std::string& d : t.dependencies) {
-      if (seen.insert(d).second) unique_deps.push_back(d);
-    }
-    t.dependencies = std::move(unique_deps);
-  }
-  // Existing tasks cannot depend on new ones, so a cycle can only run
-  // through the batch.
-  std::vector<DagNode> graph;
-  for (const Task& t : tasks) graph.push_back({t.id, t.dependencies});
-  if (auto cycle = CycleIds(graph); !cycle.empty()) {
-    std::string ids;
-    for (const std::string& id : cycle) ids += (ids.empty() ? "" : ", ") + id;
-    return InvalidArgument("task dependencies form a cycle through " + ids,
-                           "a task may only depend on tasks that can finish before it");
-  }
-
+  AF_ASSIGN_OR_RETURN(std::vector<DagNode> graph, PrepareTaskBatch(&tasks));
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
@@ -1096,12 +999,7 @@ Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id
       position = std::max(position, s.Int(1) + 1);
     }
   }
-  if (auto unknown = UnknownDependencies(graph, existing); !unknown.empty()) {
-    const auto& [id, d] = unknown.front();
-    return InvalidArgument("task " + id + " depends on unknown task " + Quote(d),
-                           "dependencies must name tasks of feature " + feature_id +
-                               " created before or in the same batch");
-  }
+  AF_RETURN_IF_ERROR(CheckDependenciesKnown(graph, existing, feature_id));
   int64_t now = Now();
   for (Task& t : tasks) {
     t.feature_id = feature_id;
@@ -1167,23 +1065,12 @@ Result<int64_t> SqliteStore::TransitionTask(const std::string& id,
                                             std::optional<std::string> expected_from,
                                             const std::string& to, const TaskUpdate& update,
                                             const json& event_data) {
-  if (!IsTaskStatus(to) || (expected_from && !IsTaskStatus(*expected_from))) {
-    return InvalidArgument("unknown task status " + Quote(IsTaskStatus(to) ? *expected_from : to),
-                           "use one of pending, ready, in_progress, completed, failed, cancelled");
-  }
-  if (update.add_attempts < 0) {
-    return InvalidArgument("attempts can only grow", "pass add_attempts >= 0");
-  }
-  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  AF_RETURN_IF_ERROR(CheckTaskTransition(expected_from, to, update, event_data));
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
   AF_ASSIGN_OR_RETURN(Task cur, GetTaskLocked(id));
-  if (expected_from && cur.status != *expected_from) {
-    return FailedPrecondition("task " + id + " is " + Quote(cur.status) + ", not the expected " +
-                                  Quote(*expected_from) + "; not moved to " + Quote(to),
-                              "reload the task; another step already moved it");
-  }
+  AF_RETURN_IF_ERROR(CheckExpectedStatus("task", id, cur.status, expected_from, to));
   std::string from = cur.status;
   cur.status = to;
   if (update.assigned_agent) cur.assigned_agent = *update.assigned_agent;
@@ -1908,7 +1795,7 @@ Result<std::vector<Store::LabelledText>> SqliteStore::MemoryTexts(int64_t after_
     AF_ASSIGN_OR_RETURN(bool row, s.Step("reading memory texts"));
     if (!row) return out;
     out.push_back(
-        {s.Int(0), s.Text(1), MemoryEmbedText(s.Text(2), s.Text(3), ParseStringList(s.Text(4)))});
+        {s.Int(0), s.Text(1), MemoryEmbedText(s.Text(2), s.Text(3), StringList(s.Json(4)))});
   }
 }
 
