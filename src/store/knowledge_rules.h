@@ -63,6 +63,9 @@ bool IsQueryStopword(std::string_view word);
 // Searches return at most this many hits.
 constexpr int kMaxTextHits = 1000;
 
+// The best `limit` of `hits`, highest score first (ties: the newer label).
+std::vector<TextHit> BestHits(std::vector<TextHit> hits, int limit);
+
 // Chunk searches (SearchChunkText): the AND of the kept words is tried first
 // when they hold more rows than kAndFirstRows, and no search scores more than
 // kScoredRows rows (the newest). Measured on 100,000 chunks of the benchmark

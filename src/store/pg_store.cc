@@ -912,11 +912,7 @@ Result<int64_t> PgStore::TransitionTask(const std::string& id,
 // --- Agents ------------------------------------------------------------------------
 
 Status PgStore::UpsertAgent(const AgentRecord& a) {
-  if (a.id.empty()) return InvalidArgument("agent id is empty", "give every agent an id");
-  if (!IsAgentState(a.state)) {
-    return InvalidArgument("agent " + a.id + " has unknown state " + Quote(a.state),
-                           "use one of running, busy, idle, degraded, offline");
-  }
+  AF_RETURN_IF_ERROR(CheckAgent(a));
   return Tx("recording agent " + a.id, [&](pqxx::work& w) -> Status {
     PgExec(w,
            "INSERT INTO agents (" AF_AGENT_COLS
@@ -954,9 +950,7 @@ Result<std::vector<AgentRecord>> PgStore::ListAgents() {
 // --- LLM calls ---------------------------------------------------------------------
 
 Result<LlmCall> PgStore::RecordLlmCall(LlmCall c) {
-  if (c.status.empty()) {
-    return InvalidArgument("LLM call status is empty", "use \"ok\" or an error code name");
-  }
+  AF_RETURN_IF_ERROR(CheckLlmCall(c));
   if (c.id.empty()) c.id = NewId("llm");
   if (c.created_ms == 0) c.created_ms = NowMs();
   return Tx("recording LLM call " + c.id, [&](pqxx::work& w) -> Result<LlmCall> {
@@ -1047,10 +1041,7 @@ Result<std::vector<UsageRow>> PgStore::UsageBreakdown(const UsageQuery& query) {
 // --- API keys ----------------------------------------------------------------------
 
 Result<ApiKey> PgStore::CreateApiKey(ApiKey k) {
-  if (k.name.empty() || k.key_hash.empty()) {
-    return InvalidArgument("an API key needs a name and a key hash",
-                           "name the key, e.g. 'ci', and store only the hash of its secret");
-  }
+  AF_RETURN_IF_ERROR(CheckApiKey(k));
   if (k.id.empty()) k.id = NewId("key");
   if (k.created_ms == 0) k.created_ms = NowMs();
   return Tx("creating API key " + Quote(k.name), [&](pqxx::work& w) -> Result<ApiKey> {
@@ -1111,13 +1102,7 @@ Result<int64_t> PgStore::CountActiveApiKeys() {
 
 Status PgStore::Check() {
   AF_ASSIGN_OR_RETURN(MigrationStatus st, GetMigrationStatus());
-  if (!st.pending.empty()) {
-    return FailedPrecondition("database " + redacted_url_ + " is at schema version " +
-                                  std::to_string(st.current_version) + " of " +
-                                  std::to_string(st.latest_version),
-                              "run 'agent-factory db migrate'");
-  }
-  return Status::Ok();
+  return CheckSchemaCurrent(st, redacted_url_);
 }
 
 Result<StoreStats> PgStore::Stats() {
@@ -1170,19 +1155,11 @@ const std::vector<BackupTable>& CoreBackupTables() {
 
 Status PgStore::BackupTo(const std::string& path) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(path, ec)) {
-    return AlreadyExists("backup copy " + path + " already exists",
-                         "choose another file name, or move the existing file aside");
-  }
+  AF_RETURN_IF_ERROR(CreateBackupFile(path));
   auto remove_copy = [&] {
     std::error_code rm;
     for (const char* suffix : {"", "-journal", "-wal", "-shm"}) fs::remove(path + suffix, rm);
   };
-  if (std::error_code err = CreatePrivateFile(path)) {
-    return Unavailable("cannot create the backup copy " + path + ": " + err.message(),
-                       "check that its directory exists and is writable");
-  }
   // The SQLite schema, made by the SQLite store's own migrations.
   {
     StoreOptions sqlite_options;

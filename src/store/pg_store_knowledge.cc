@@ -360,17 +360,6 @@ std::vector<TextHit> Score(const std::vector<Candidate>& rows, const TermStats& 
   return out;
 }
 
-// The best `limit` hits, highest score first (ties: the newer label).
-std::vector<TextHit> Best(std::vector<TextHit> hits, int limit) {
-  const size_t keep = std::min(hits.size(), static_cast<size_t>(std::max(limit, 0)));
-  std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(),
-                    [](const TextHit& a, const TextHit& b) {
-                      return a.score != b.score ? a.score > b.score : a.label > b.label;
-                    });
-  hits.resize(keep);
-  return hits;
-}
-
 std::vector<Candidate> ReadCandidates(const pqxx::result& r) {
   std::vector<Candidate> out;
   out.reserve(r.size());
@@ -469,10 +458,7 @@ Result<std::vector<Memory>> PgStore::MemoriesByLabel(const std::vector<int64_t>&
 }
 
 Result<std::vector<Memory>> PgStore::ListMemories(const MemoryFilter& f) {
-  if (f.limit < 1 || f.limit > 10000 || f.offset < 0) {
-    return InvalidArgument("memory listing needs 1 <= limit <= 10000 and offset >= 0",
-                           "page with offset = the number of memories already read");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryFilter(f));
   const bool all_ns = AllNamespaces(f.namespaces);
   return Tx("listing memories", [&](pqxx::work& w) -> Result<std::vector<Memory>> {
     // Every tag: the stored array contains the asked one.
@@ -623,22 +609,14 @@ Result<std::vector<TextHit>> PgStore::SearchMemoryText(const std::vector<std::st
                           " FROM memories x WHERE x.fts @@ $1::tsquery AND x.archived = FALSE "
                           "AND x.superseded_by = '' AND ($3 OR x.namespace = ANY($4::text[]))",
                       TsQuery(kept, "|"), TextArray(kept), all_ns, TextArray(namespaces));
-    return Best(Score(ReadCandidates(r), stats), limit);
+    return BestHits(Score(ReadCandidates(r), stats), limit);
   });
 }
 
 // --- Memory links -----------------------------------------------------------------
 
 Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
-  if (l.from_id.empty() || l.to_id.empty() || l.type.empty()) {
-    return InvalidArgument("a memory link needs from_id, to_id and type",
-                           "name both memories and the kind of link, e.g. relates_to");
-  }
-  if (!(l.strength > 0 && l.strength <= 1)) {  // also refuses NaN
-    return InvalidArgument(
-        "memory link strength " + std::to_string(l.strength) + " is out of range (0, 1]",
-        "use a weight above 0 and at most 1");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryLink(l));
   const int64_t now = NowMs();
   return Tx("linking memory " + l.from_id + " to " + l.to_id, [&](pqxx::work& w) -> Status {
     for (const std::string* id : {&l.from_id, &l.to_id}) {
@@ -833,12 +811,7 @@ Result<std::vector<int64_t>> PgStore::ReplaceDocument(KbDocument doc, std::vecto
 
 Status PgStore::ReplaceDocuments(std::vector<DocumentWrite>* writes) {
   if (writes->empty()) return Status::Ok();
-  for (const auto& w : *writes) {
-    if (w.doc.source.empty()) {
-      return InvalidArgument("a document needs a source",
-                             "give the file's path, or a name for a text given directly");
-    }
-  }
+  AF_RETURN_IF_ERROR(CheckDocumentWrites(*writes));
   const int64_t now = NowMs();
   // The transaction works on a copy (it may run twice, see Tx); the caller's
   // writes get their ids and labels only once it committed.
@@ -910,7 +883,7 @@ Result<std::vector<TextHit>> PgStore::SearchChunkText(const std::vector<std::str
     auto best = [&](const std::string& tsquery) {
       pqxx::result r =
           w.exec_params(sql, tsquery, TextArray(kept), all_ns, TextArray(namespaces), scored);
-      return Best(Score(ReadCandidates(r), stats), limit);
+      return BestHits(Score(ReadCandidates(r), stats), limit);
     };
     // The rows holding all the kept words are tried first when those words'
     // rows are many: few, cheap to score, and ranked near the top anyway.

@@ -1105,11 +1105,7 @@ Result<int64_t> SqliteStore::TransitionTask(const std::string& id,
 // --- Agents -----------------------------------------------------------------
 
 Status SqliteStore::UpsertAgent(const AgentRecord& a) {
-  if (a.id.empty()) return InvalidArgument("agent id is empty", "give every agent an id");
-  if (!IsAgentState(a.state)) {
-    return InvalidArgument("agent " + a.id + " has unknown state " + Quote(a.state),
-                           "use one of running, busy, idle, degraded, offline");
-  }
+  AF_RETURN_IF_ERROR(CheckAgent(a));
   std::lock_guard<std::mutex> lock(mu_);
   AF_ASSIGN_OR_RETURN(
       Stmt s,
@@ -1259,10 +1255,7 @@ Result<std::vector<Memory>> SqliteStore::MemoriesByLabel(const std::vector<int64
 }
 
 Result<std::vector<Memory>> SqliteStore::ListMemories(const MemoryFilter& f) {
-  if (f.limit < 1 || f.limit > 10000 || f.offset < 0) {
-    return InvalidArgument("memory listing needs 1 <= limit <= 10000 and offset >= 0",
-                           "page with offset = the number of memories already read");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryFilter(f));
   std::string sql = "SELECT " AF_MEMORY_COLS " FROM memories WHERE 1 = 1";
   bool by_ns = !AllNamespaces(f.namespaces);
   if (by_ns) sql += " AND namespace IN (" + Placeholders(f.namespaces.size()) + ")";
@@ -1430,15 +1423,7 @@ Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
 // --- Memory links -----------------------------------------------------------
 
 Status SqliteStore::UpsertMemoryLink(const MemoryLink& l) {
-  if (l.from_id.empty() || l.to_id.empty() || l.type.empty()) {
-    return InvalidArgument("a memory link needs from_id, to_id and type",
-                           "name both memories and the kind of link, e.g. relates_to");
-  }
-  if (!(l.strength > 0 && l.strength <= 1)) {  // also refuses NaN
-    return InvalidArgument(
-        "memory link strength " + std::to_string(l.strength) + " is out of range (0, 1]",
-        "use a weight above 0 and at most 1");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryLink(l));
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
@@ -1583,12 +1568,7 @@ Result<std::vector<int64_t>> SqliteStore::ReplaceDocument(KbDocument doc,
 
 Status SqliteStore::ReplaceDocuments(std::vector<DocumentWrite>* writes) {
   if (writes->empty()) return Status::Ok();
-  for (const auto& w : *writes) {
-    if (w.doc.source.empty()) {
-      return InvalidArgument("a document needs a source",
-                             "give the file's path, or a name for a text given directly");
-    }
-  }
+  AF_RETURN_IF_ERROR(CheckDocumentWrites(*writes));
   std::lock_guard<std::mutex> lock(mu_);
   int64_t now = Now();
   Txn txn(this);
@@ -1719,13 +1699,7 @@ Result<std::vector<TextHit>> SqliteStore::SearchChunkText(
   const int scored = std::max(limit, static_cast<int>(kScoredRows));
   auto best = [&](const std::string& match) -> Result<std::vector<TextHit>> {
     AF_ASSIGN_OR_RETURN(auto hits, HitsLocked(sql, namespaces, match, scored));
-    const size_t keep = std::min(hits.size(), static_cast<size_t>(limit));
-    std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(),
-                      [](const TextHit& a, const TextHit& b) {
-                        return a.score != b.score ? a.score > b.score : a.label > b.label;
-                      });
-    hits.resize(keep);
-    return hits;
+    return BestHits(std::move(hits), limit);
   };
   // When the kept words' rows are many, the rows holding all of them are
   // tried first: they are few, cheap to score, and BM25 ranks them near the
@@ -1888,9 +1862,7 @@ Result<std::vector<Memory>> SqliteStore::FindMemories(const std::vector<std::str
 // --- LLM calls --------------------------------------------------------------
 
 Result<LlmCall> SqliteStore::RecordLlmCall(LlmCall c) {
-  if (c.status.empty()) {
-    return InvalidArgument("LLM call status is empty", "use \"ok\" or an error code name");
-  }
+  AF_RETURN_IF_ERROR(CheckLlmCall(c));
   if (c.id.empty()) c.id = NewId("llm");
   std::lock_guard<std::mutex> lock(mu_);
   if (c.created_ms == 0) c.created_ms = Now();
@@ -2022,10 +1994,7 @@ Result<std::vector<UsageRow>> SqliteStore::UsageBreakdown(const UsageQuery& quer
 // --- API keys ---------------------------------------------------------------
 
 Result<ApiKey> SqliteStore::CreateApiKey(ApiKey k) {
-  if (k.name.empty() || k.key_hash.empty()) {
-    return InvalidArgument("an API key needs a name and a key hash",
-                           "name the key, e.g. 'ci', and store only the hash of its secret");
-  }
+  AF_RETURN_IF_ERROR(CheckApiKey(k));
   if (k.id.empty()) k.id = NewId("key");
   std::lock_guard<std::mutex> lock(mu_);
   if (k.created_ms == 0) k.created_ms = Now();
@@ -2094,28 +2063,14 @@ Status SqliteStore::Check() {
   // Reads a real page of the file (unlike SELECT 1), so a vanished or damaged
   // database shows up here.
   AF_ASSIGN_OR_RETURN(MigrationStatus st, StatusLocked());
-  if (!st.pending.empty()) {
-    return FailedPrecondition("database " + path_ + " is at schema version " +
-                                  std::to_string(st.current_version) + " of " +
-                                  std::to_string(st.latest_version),
-                              "run 'agent-factory db migrate'");
-  }
-  return Status::Ok();
+  return CheckSchemaCurrent(st, path_);
 }
 
 // --- Backup -----------------------------------------------------------------
 
 Status SqliteStore::BackupTo(const std::string& path) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(path, ec)) {
-    return AlreadyExists("backup copy " + path + " already exists",
-                         "choose another file name, or move the existing file aside");
-  }
-  if (std::error_code err = CreatePrivateFile(path)) {
-    return Unavailable("cannot create the backup copy " + path + ": " + err.message(),
-                       "check that its directory exists and is writable");
-  }
+  AF_RETURN_IF_ERROR(CreateBackupFile(path));
   sqlite3* dest = nullptr;
   sqlite3* src = nullptr;
   std::unique_lock<std::mutex> lock(mu_, std::defer_lock);

@@ -16,6 +16,7 @@ namespace af::store_internal {
 namespace {
 
 using nlohmann::json;
+using testing::TempDir;
 
 constexpr const char* kFeatureHint =
     "use one of queued, planning, implementing, testing, reviewing, delivering, completed, "
@@ -173,6 +174,89 @@ TEST(StoreRulesTest, StoredJsonReadsBadTextAsNullAndListsStrings) {
   EXPECT_EQ(StringList(json::parse(R"(["a", 1, "b", null])")),
             (std::vector<std::string>{"a", "b"}));
   EXPECT_TRUE(StringList(json::object()).empty());
+}
+
+TEST(StoreRulesTest, AgentsCallsAndKeysNeedTheirNames) {
+  AgentRecord a;
+  ExpectRefused(CheckAgent(a), Code::kInvalidArgument, "agent id is empty",
+                "give every agent an id");
+  a.id = "coder-1";
+  a.state = "asleep";
+  ExpectRefused(CheckAgent(a), Code::kInvalidArgument, "agent coder-1 has unknown state 'asleep'",
+                "use one of running, busy, idle, degraded, offline");
+  a.state = "idle";
+  EXPECT_TRUE(CheckAgent(a).ok());
+
+  LlmCall c;
+  ExpectRefused(CheckLlmCall(c), Code::kInvalidArgument, "LLM call status is empty",
+                "use \"ok\" or an error code name");
+  c.status = "ok";
+  EXPECT_TRUE(CheckLlmCall(c).ok());
+
+  ApiKey k;
+  k.name = "ci";
+  ExpectRefused(CheckApiKey(k), Code::kInvalidArgument, "an API key needs a name and a key hash",
+                "name the key, e.g. 'ci', and store only the hash of its secret");
+  k.key_hash = "h";
+  EXPECT_TRUE(CheckApiKey(k).ok());
+}
+
+TEST(StoreRulesTest, MemoryListingLinksAndDocuments) {
+  MemoryFilter filter;
+  EXPECT_TRUE(CheckMemoryFilter(filter).ok());
+  filter.offset = -1;
+  ExpectRefused(CheckMemoryFilter(filter), Code::kInvalidArgument,
+                "memory listing needs 1 <= limit <= 10000 and offset >= 0",
+                "page with offset = the number of memories already read");
+
+  MemoryLink l;
+  l.from_id = "m1";
+  l.to_id = "m2";
+  ExpectRefused(CheckMemoryLink(l), Code::kInvalidArgument,
+                "a memory link needs from_id, to_id and type",
+                "name both memories and the kind of link, e.g. relates_to");
+  l.type = "relates_to";
+  l.strength = 1;
+  EXPECT_TRUE(CheckMemoryLink(l).ok());
+  for (double bad : {0.0, 1.5, std::nan("")}) {
+    l.strength = bad;
+    Status s = CheckMemoryLink(l);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << bad;
+    EXPECT_EQ(s.hint(), "use a weight above 0 and at most 1");
+  }
+  l.strength = 1.5;
+  EXPECT_EQ(CheckMemoryLink(l).message(), "memory link strength 1.500000 is out of range (0, 1]");
+
+  std::vector<DocumentWrite> writes(2);
+  writes[0].doc.source = "README.md";
+  ExpectRefused(CheckDocumentWrites(writes), Code::kInvalidArgument, "a document needs a source",
+                "give the file's path, or a name for a text given directly");
+  writes[1].doc.source = "notes";
+  EXPECT_TRUE(CheckDocumentWrites(writes).ok());
+}
+
+TEST(StoreRulesTest, PendingMigrationsFailTheHealthCheck) {
+  MigrationStatus st;
+  st.current_version = 2;
+  st.latest_version = 3;
+  EXPECT_TRUE(CheckSchemaCurrent(st, "db").ok());
+  st.pending.push_back(Migration{});
+  ExpectRefused(CheckSchemaCurrent(st, "/data/af.db"), Code::kFailedPrecondition,
+                "database /data/af.db is at schema version 2 of 3",
+                "run 'agent-factory db migrate'");
+}
+
+TEST(StoreRulesTest, BackupFileIsNewAndPrivate) {
+  TempDir dir;
+  const std::string path = (dir.path() / "copy.db").string();
+  ASSERT_TRUE(CreateBackupFile(path).ok());
+  auto perms = std::filesystem::status(path).permissions();
+  EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+            std::filesystem::perms::none);
+  ExpectRefused(CreateBackupFile(path), Code::kAlreadyExists,
+                "backup copy " + path + " already exists",
+                "choose another file name, or move the existing file aside");
+  EXPECT_EQ(CreateBackupFile((dir.path() / "no" / "copy.db").string()).code(), Code::kUnavailable);
 }
 
 }  // namespace
