@@ -17,6 +17,7 @@
 #include "af/core/strings.h"
 #include "store/migrations_pg.h"
 #include "store/sqlite_store.h"
+#include "store/store_rows.h"
 #include "store/store_rules.h"
 
 namespace af::store_internal {
@@ -41,114 +42,6 @@ size_t Utf8SequenceAt(const std::string& s, size_t i) {
   if (n == 4 && c == 0xF0 && b(i + 1) < 0x90) return 0;
   if (n == 4 && c == 0xF4 && b(i + 1) >= 0x90) return 0;
   return n;
-}
-
-// Columns in the order the readers below expect.
-#define AF_FEATURE_COLS \
-  "id, project, title, status, priority, request, reason, created_ms, updated_ms"
-#define AF_TASK_COLS                                                                            \
-  "id, feature_id, title, description, role, status, files, attempts, assigned_agent, result, " \
-  "created_ms, updated_ms"
-#define AF_EVENT_COLS "seq, type, feature_id, task_id, agent, ts_ms, data"
-#define AF_AGENT_COLS "id, role, state, last_heartbeat_ms, current_task, counters, host, pid"
-#define AF_LLM_COLS                                                                         \
-  "id, feature_id, task_id, role, provider, model, input_tokens, output_tokens, cost_usd, " \
-  "latency_ms, status, error, request_hash, response, created_ms"
-#define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
-
-std::string Text(const pqxx::field& f) {
-  return f.is_null() ? std::string() : std::string(f.c_str(), f.size());
-}
-int64_t Int(const pqxx::field& f) { return f.is_null() ? 0 : f.as<int64_t>(); }
-double Real(const pqxx::field& f) { return f.is_null() ? 0.0 : f.as<double>(); }
-
-Feature ReadFeature(const pqxx::row& r) {
-  Feature f;
-  f.id = Text(r[0]);
-  f.project = Text(r[1]);
-  f.title = Text(r[2]);
-  f.status = Text(r[3]);
-  f.priority = Text(r[4]);
-  f.request = PgStore::ParseJson(Text(r[5]));
-  f.reason = Text(r[6]);
-  f.created_ms = Int(r[7]);
-  f.updated_ms = Int(r[8]);
-  return f;
-}
-
-Task ReadTask(const pqxx::row& r) {
-  Task t;
-  t.id = Text(r[0]);
-  t.feature_id = Text(r[1]);
-  t.title = Text(r[2]);
-  t.description = Text(r[3]);
-  t.role = Text(r[4]);
-  t.status = Text(r[5]);
-  t.files = StringList(PgStore::ParseJson(Text(r[6])));
-  t.attempts = static_cast<int>(Int(r[7]));
-  t.assigned_agent = Text(r[8]);
-  t.result = PgStore::ParseJson(Text(r[9]));
-  t.created_ms = Int(r[10]);
-  t.updated_ms = Int(r[11]);
-  return t;
-}
-
-Event ReadEvent(const pqxx::row& r) {
-  Event e;
-  e.seq = Int(r[0]);
-  e.type = Text(r[1]);
-  e.feature_id = Text(r[2]);
-  e.task_id = Text(r[3]);
-  e.agent = Text(r[4]);
-  e.ts_ms = Int(r[5]);
-  e.data = PgStore::ParseJson(Text(r[6]));
-  return e;
-}
-
-AgentRecord ReadAgent(const pqxx::row& r) {
-  AgentRecord a;
-  a.id = Text(r[0]);
-  a.role = Text(r[1]);
-  a.state = Text(r[2]);
-  a.last_heartbeat_ms = Int(r[3]);
-  a.current_task = Text(r[4]);
-  a.counters = PgStore::ParseJson(Text(r[5]));
-  a.host = Text(r[6]);
-  a.pid = Int(r[7]);
-  return a;
-}
-
-LlmCall ReadLlmCall(const pqxx::row& r) {
-  LlmCall c;
-  c.id = Text(r[0]);
-  c.feature_id = Text(r[1]);
-  c.task_id = Text(r[2]);
-  c.role = Text(r[3]);
-  c.provider = Text(r[4]);
-  c.model = Text(r[5]);
-  c.input_tokens = Int(r[6]);
-  c.output_tokens = Int(r[7]);
-  c.cost_usd = Real(r[8]);
-  c.latency_ms = Int(r[9]);
-  c.status = Text(r[10]);
-  c.error = Text(r[11]);
-  c.request_hash = Text(r[12]);
-  c.response = PgStore::ParseJson(Text(r[13]));
-  c.created_ms = Int(r[14]);
-  return c;
-}
-
-ApiKey ReadApiKey(const pqxx::row& r) {
-  ApiKey k;
-  k.id = Text(r[0]);
-  k.name = Text(r[1]);
-  k.key_hash = Text(r[2]);
-  k.prefix = Text(r[3]);
-  k.permissions = StringList(PgStore::ParseJson(Text(r[4])));
-  k.created_ms = Int(r[5]);
-  k.last_used_ms = Int(r[6]);
-  k.revoked = Text(r[7]) == "t";
-  return k;
 }
 
 // The URL's "host:port" (libpq's defaults when absent), its password (for
@@ -541,7 +434,7 @@ Result<Feature> GetFeatureTx(pqxx::work& w, const std::string& id, bool for_upda
     return NotFound("feature " + id + " not found",
                     "list features with 'agent-factory feature list'");
   }
-  return ReadFeature(r[0]);
+  return ReadFeature(PgRow(r[0]));
 }
 
 Result<Task> GetTaskTx(pqxx::work& w, const std::string& id, bool for_update) {
@@ -553,7 +446,7 @@ Result<Task> GetTaskTx(pqxx::work& w, const std::string& id, bool for_update) {
     return NotFound("task " + id + " not found",
                     "list a feature's tasks with 'agent-factory feature status ID'");
   }
-  Task t = ReadTask(r[0]);
+  Task t = ReadTask(PgRow(r[0]));
   for (const auto& d :
        PgExec(w, "SELECT depends_on FROM task_dependencies WHERE task_id = $1 ORDER BY position",
               id)) {
@@ -693,7 +586,7 @@ Result<std::vector<Event>> PgStore::ListEvents(const EventFilter& filter) {
                      filter.after_seq, filter.limit);
     std::vector<Event> out;
     out.reserve(r.size());
-    for (const auto& row : r) out.push_back(ReadEvent(row));
+    for (const auto& row : r) out.push_back(ReadEvent(PgRow(row)));
     return out;
   });
 }
@@ -751,7 +644,7 @@ Result<FeaturePage> PgStore::ListFeatures(const FeatureFilter& filter) {
                 "SELECT " AF_FEATURE_COLS " FROM features" + where +
                     " ORDER BY created_ms DESC, id COLLATE \"C\" DESC LIMIT $5 OFFSET $6",
                 any_status, status, any_project, project, filter.limit, filter.offset)) {
-      page.features.push_back(ReadFeature(r));
+      page.features.push_back(ReadFeature(PgRow(r)));
     }
     return page;
   });
@@ -858,7 +751,7 @@ Result<std::vector<Task>> PgStore::ListTasks(const std::string& feature_id) {
         for (const auto& r :
              PgExec(w, "SELECT " AF_TASK_COLS " FROM tasks WHERE feature_id = $1 ORDER BY position",
                     feature_id)) {
-          out.push_back(ReadTask(r));
+          out.push_back(ReadTask(PgRow(r)));
           at[out.back().id] = out.size() - 1;
         }
         for (const auto& r : PgExec(w,
@@ -933,7 +826,7 @@ Result<AgentRecord> PgStore::GetAgent(const std::string& id) {
     if (r.empty()) {
       return NotFound("agent " + id + " not found", "list agents with 'agent-factory agents'");
     }
-    return ReadAgent(r[0]);
+    return ReadAgent(PgRow(r[0]));
   });
 }
 
@@ -941,7 +834,7 @@ Result<std::vector<AgentRecord>> PgStore::ListAgents() {
   return Tx("listing agents", [&](pqxx::work& w) -> Result<std::vector<AgentRecord>> {
     std::vector<AgentRecord> out;
     for (const auto& r : w.exec("SELECT " AF_AGENT_COLS " FROM agents ORDER BY id COLLATE \"C\"")) {
-      out.push_back(ReadAgent(r));
+      out.push_back(ReadAgent(PgRow(r)));
     }
     return out;
   });
@@ -975,7 +868,7 @@ Result<std::optional<LlmCall>> PgStore::FindRecordedLlmCall(const std::string& f
                             "ORDER BY created_ms DESC, id COLLATE \"C\" DESC LIMIT 1",
                             hash, feature_id);
     if (r.empty()) return std::optional<LlmCall>();
-    return std::optional<LlmCall>(ReadLlmCall(r[0]));
+    return std::optional<LlmCall>(ReadLlmCall(PgRow(r[0])));
   });
 }
 
@@ -988,7 +881,7 @@ Result<std::vector<LlmCall>> PgStore::ListLlmCalls(const std::string& feature_id
                                     "SELECT " AF_LLM_COLS " FROM llm_calls WHERE feature_id = $1 "
                                     "ORDER BY created_ms, id COLLATE \"C\"",
                                     feature_id)) {
-          out.push_back(ReadLlmCall(r));
+          out.push_back(ReadLlmCall(PgRow(r)));
         }
         return out;
       });
@@ -1058,7 +951,7 @@ Result<ApiKey> PgStore::FindApiKeyByHash(const std::string& key_hash) {
         PgExec(w, "SELECT " AF_KEY_COLS " FROM api_keys WHERE key_hash = $1", key_hash);
     if (r.empty())
       return NotFound("no API key matches", "create one with 'agent-factory keys create'");
-    return ReadApiKey(r[0]);
+    return ReadApiKey(PgRow(r[0]));
   });
 }
 
@@ -1067,7 +960,7 @@ Result<std::vector<ApiKey>> PgStore::ListApiKeys() {
     std::vector<ApiKey> out;
     for (const auto& r :
          w.exec("SELECT " AF_KEY_COLS " FROM api_keys ORDER BY created_ms, id COLLATE \"C\"")) {
-      out.push_back(ReadApiKey(r));
+      out.push_back(ReadApiKey(PgRow(r)));
     }
     return out;
   });

@@ -35,19 +35,13 @@
 #include "af/core/ids.h"
 #include "store/knowledge_rules.h"
 #include "store/pg_store.h"
+#include "store/store_rows.h"
 #include "store/store_rules.h"
 
 namespace af::store_internal {
 namespace {
 
 using nlohmann::json;
-
-#define AF_PG_MEMORY_COLS                                                                     \
-  "id, namespace, content, summary, type, importance, tags, source, created_ms, updated_ms, " \
-  "accessed_ms, access_count, archived, superseded_by, vector_label"
-#define AF_PG_LINK_COLS "from_id, to_id, type, strength, created_ms, updated_ms"
-#define AF_PG_DOC_COLS \
-  "id, namespace, source, content_hash, provenance, chunk_count, created_ms, updated_ms"
 
 std::vector<std::string> CleanTexts(const std::vector<std::string>& in) {
   std::vector<std::string> out;
@@ -138,55 +132,6 @@ std::string TagsText(const std::vector<std::string>& tags) {
 Indexed IndexMemory(const Memory& m) { return IndexText({m.content, m.summary, TagsText(m.tags)}); }
 Indexed IndexChunk(const KbChunk& c) { return IndexText({c.content, c.heading}); }
 
-std::string Text(const pqxx::field& f) {
-  return f.is_null() ? std::string() : std::string(f.c_str(), f.size());
-}
-int64_t Int(const pqxx::field& f) { return f.is_null() ? 0 : f.as<int64_t>(); }
-
-Memory ReadMemory(const pqxx::row& r) {
-  Memory m;
-  m.id = Text(r[0]);
-  m.ns = Text(r[1]);
-  m.content = Text(r[2]);
-  m.summary = Text(r[3]);
-  m.type = Text(r[4]);
-  m.importance = static_cast<int>(Int(r[5]));
-  m.tags = StringList(PgStore::ParseJson(Text(r[6])));
-  m.source = PgStore::ParseJson(Text(r[7]));
-  m.created_ms = Int(r[8]);
-  m.updated_ms = Int(r[9]);
-  m.accessed_ms = Int(r[10]);
-  m.access_count = Int(r[11]);
-  m.archived = r[12].as<bool>();
-  m.superseded_by = Text(r[13]);
-  m.vector_label = Int(r[14]);
-  return m;
-}
-
-MemoryLink ReadLink(const pqxx::row& r) {
-  MemoryLink l;
-  l.from_id = Text(r[0]);
-  l.to_id = Text(r[1]);
-  l.type = Text(r[2]);
-  l.strength = r[3].as<double>();
-  l.created_ms = Int(r[4]);
-  l.updated_ms = Int(r[5]);
-  return l;
-}
-
-KbDocument ReadDocument(const pqxx::row& r) {
-  KbDocument d;
-  d.id = Text(r[0]);
-  d.ns = Text(r[1]);
-  d.source = Text(r[2]);
-  d.content_hash = Text(r[3]);
-  d.provenance = PgStore::ParseJson(Text(r[4]));
-  d.chunk_count = Int(r[5]);
-  d.created_ms = Int(r[6]);
-  d.updated_ms = Int(r[7]);
-  return d;
-}
-
 std::vector<int64_t> Labels(const pqxx::result& res) {
   std::vector<int64_t> out;
   out.reserve(res.size());
@@ -260,11 +205,11 @@ Status MemoryNotFound(const std::string& id) {
 }
 
 Result<Memory> GetMemoryTx(pqxx::work& w, const std::string& id, bool for_update) {
-  std::string sql = "SELECT " AF_PG_MEMORY_COLS " FROM memories WHERE id = $1";
+  std::string sql = "SELECT " AF_MEMORY_COLS " FROM memories WHERE id = $1";
   if (for_update) sql += " FOR NO KEY UPDATE";
   pqxx::result r = w.exec_params(sql, CleanText(id));
   if (r.empty()) return MemoryNotFound(id);
-  return ReadMemory(r[0]);
+  return ReadMemory(PgRow(r[0]));
 }
 
 // Marks memories accessed (access_count + 1 per mention) in one statement,
@@ -380,12 +325,12 @@ constexpr const char* kCountsOf = "ts_filter(setweight(x.fts, 'A', $2::text[]), 
 // label handed out here.
 const std::vector<BackupTable>& PgStore::KnowledgeBackupTables() {
   static const std::vector<BackupTable> kTables = {
-      {"memories", AF_PG_MEMORY_COLS,
+      {"memories", AF_MEMORY_COLS,
        "SELECT id, namespace, content, summary, type, importance, tags, source, created_ms, "
        "updated_ms, accessed_ms, access_count, archived::int, superseded_by, vector_label "
        "FROM memories"},
-      {"memory_links", AF_PG_LINK_COLS, "SELECT " AF_PG_LINK_COLS " FROM memory_links"},
-      {"kb_documents", AF_PG_DOC_COLS, "SELECT " AF_PG_DOC_COLS " FROM kb_documents"},
+      {"memory_links", AF_LINK_COLS, "SELECT " AF_LINK_COLS " FROM memory_links"},
+      {"kb_documents", AF_DOC_COLS, "SELECT " AF_DOC_COLS " FROM kb_documents"},
       {"kb_chunks", "label, document_id, ordinal, heading, line_start, line_end, content",
        "SELECT label, document_id, ordinal, heading, line_start, line_end, content "
        "FROM kb_chunks ORDER BY label"},
@@ -419,7 +364,7 @@ Result<Memory> PgStore::AddMemory(Memory memory) {
     }
     m.vector_label = Int(w.exec1("SELECT nextval('memory_labels')")[0]);
     Indexed idx = IndexMemory(m);
-    w.exec_params("INSERT INTO memories (" AF_PG_MEMORY_COLS
+    w.exec_params("INSERT INTO memories (" AF_MEMORY_COLS
                   ", words, fts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
                   "$14, $15, $16, $17::tsvector)",
                   m.id, m.ns, m.content, m.summary, m.type, m.importance, DumpJson(json(m.tags)),
@@ -440,12 +385,12 @@ Result<Memory> PgStore::GetMemory(const std::string& id) {
 
 Result<std::vector<Memory>> PgStore::MemoriesByLabel(const std::vector<int64_t>& labels) {
   return Tx("reading memories by label", [&](pqxx::work& w) -> Result<std::vector<Memory>> {
-    pqxx::result r = w.exec_params("SELECT " AF_PG_MEMORY_COLS
+    pqxx::result r = w.exec_params("SELECT " AF_MEMORY_COLS
                                    " FROM memories WHERE vector_label = ANY($1::bigint[])",
                                    IntArray(labels));
     std::unordered_map<int64_t, Memory> by_label;
     for (const auto& row : r) {
-      Memory m = ReadMemory(row);
+      Memory m = ReadMemory(PgRow(row));
       by_label.emplace(m.vector_label, std::move(m));
     }
     std::vector<Memory> out;
@@ -463,7 +408,7 @@ Result<std::vector<Memory>> PgStore::ListMemories(const MemoryFilter& f) {
   return Tx("listing memories", [&](pqxx::work& w) -> Result<std::vector<Memory>> {
     // Every tag: the stored array contains the asked one.
     pqxx::result r =
-        w.exec_params("SELECT " AF_PG_MEMORY_COLS
+        w.exec_params("SELECT " AF_MEMORY_COLS
                       " FROM memories WHERE ($1 OR namespace = ANY($2::text[])) "
                       "AND (cardinality($3::text[]) = 0 OR type = ANY($3::text[])) "
                       "AND tags::jsonb @> $4::jsonb "
@@ -473,7 +418,7 @@ Result<std::vector<Memory>> PgStore::ListMemories(const MemoryFilter& f) {
                       DumpJson(json(CleanTexts(f.tags))), f.include_archived, f.limit, f.offset);
     std::vector<Memory> out;
     out.reserve(r.size());
-    for (const auto& row : r) out.push_back(ReadMemory(row));
+    for (const auto& row : r) out.push_back(ReadMemory(PgRow(row)));
     return out;
   });
 }
@@ -575,13 +520,13 @@ Result<std::vector<Memory>> PgStore::FindMemories(const std::vector<std::string>
     for (const auto& ns : namespaces) {
       if (static_cast<int>(out.size()) >= limit) break;
       pqxx::result r = w.exec_params(
-          "SELECT " AF_PG_MEMORY_COLS
+          "SELECT " AF_MEMORY_COLS
           " FROM memories WHERE archived = FALSE AND superseded_by = '' AND namespace = $1 "
           "AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS q(word) WHERE strpos(translate("
           "content, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), q.word) = 0) "
           "ORDER BY importance DESC, created_ms DESC, id LIMIT $3",
           CleanText(ns), TextArray(words), static_cast<int64_t>(limit - out.size()));
-      for (const auto& row : r) out.push_back(ReadMemory(row));
+      for (const auto& row : r) out.push_back(ReadMemory(PgRow(row)));
     }
     std::vector<std::string> ids;
     for (auto& m : out) {
@@ -627,7 +572,7 @@ Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
                         "link only memories that exist");
       }
     }
-    w.exec_params("INSERT INTO memory_links (" AF_PG_LINK_COLS
+    w.exec_params("INSERT INTO memory_links (" AF_LINK_COLS
                   ") VALUES ($1, $2, $3, $4, $5, $6) "
                   "ON CONFLICT (from_id, to_id, type) DO UPDATE SET "
                   "strength = excluded.strength, updated_ms = excluded.updated_ms",
@@ -640,12 +585,12 @@ Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
 Result<std::vector<MemoryLink>> PgStore::MemoryLinks(const std::string& memory_id) {
   return Tx("listing links of memory " + memory_id,
             [&](pqxx::work& w) -> Result<std::vector<MemoryLink>> {
-              pqxx::result r = w.exec_params("SELECT " AF_PG_LINK_COLS
+              pqxx::result r = w.exec_params("SELECT " AF_LINK_COLS
                                              " FROM memory_links WHERE from_id = $1 OR to_id = $1 "
                                              "ORDER BY strength DESC, from_id, to_id, type",
                                              CleanText(memory_id));
               std::vector<MemoryLink> out;
-              for (const auto& row : r) out.push_back(ReadLink(row));
+              for (const auto& row : r) out.push_back(ReadLink(PgRow(row)));
               return out;
             });
 }
@@ -653,9 +598,9 @@ Result<std::vector<MemoryLink>> PgStore::MemoryLinks(const std::string& memory_i
 Result<std::vector<MemoryLink>> PgStore::AllMemoryLinks() {
   return Tx("listing memory links", [&](pqxx::work& w) -> Result<std::vector<MemoryLink>> {
     pqxx::result r =
-        w.exec("SELECT " AF_PG_LINK_COLS " FROM memory_links ORDER BY from_id, to_id, type");
+        w.exec("SELECT " AF_LINK_COLS " FROM memory_links ORDER BY from_id, to_id, type");
     std::vector<MemoryLink> out;
-    for (const auto& row : r) out.push_back(ReadLink(row));
+    for (const auto& row : r) out.push_back(ReadLink(PgRow(row)));
     return out;
   });
 }
@@ -678,25 +623,25 @@ Status PgStore::DeleteMemoryLink(const std::string& from_id, const std::string& 
 
 Result<KbDocument> PgStore::FindDocument(const std::string& ns, const std::string& source) {
   return Tx("reading document " + source, [&](pqxx::work& w) -> Result<KbDocument> {
-    pqxx::result r = w.exec_params("SELECT " AF_PG_DOC_COLS
+    pqxx::result r = w.exec_params("SELECT " AF_DOC_COLS
                                    " FROM kb_documents WHERE namespace = $1 AND source = $2",
                                    CleanText(ns), CleanText(source));
     if (r.empty()) {
       return NotFound("no document '" + source + "' in namespace '" + ns + "'",
                       "ingest it first, or list documents to see what is there");
     }
-    return ReadDocument(r[0]);
+    return ReadDocument(PgRow(r[0]));
   });
 }
 
 Result<std::vector<KbDocument>> PgStore::ListDocuments(const std::string& ns) {
   return Tx("listing documents", [&](pqxx::work& w) -> Result<std::vector<KbDocument>> {
-    pqxx::result r = w.exec_params("SELECT " AF_PG_DOC_COLS
+    pqxx::result r = w.exec_params("SELECT " AF_DOC_COLS
                                    " FROM kb_documents WHERE $1 = '' OR namespace = $1 "
                                    "ORDER BY namespace, source",
                                    CleanText(ns));
     std::vector<KbDocument> out;
-    for (const auto& row : r) out.push_back(ReadDocument(row));
+    for (const auto& row : r) out.push_back(ReadDocument(PgRow(row)));
     return out;
   });
 }
@@ -760,7 +705,7 @@ Status ReplaceDocumentTx(pqxx::work& w, int64_t now, DocumentWrite* dw, ChunkCha
   if (doc.created_ms == 0) doc.created_ms = now;
   doc.updated_ms = now;
   doc.chunk_count = static_cast<int64_t>(dw->chunks.size());
-  w.exec_params("INSERT INTO kb_documents (" AF_PG_DOC_COLS
+  w.exec_params("INSERT INTO kb_documents (" AF_DOC_COLS
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 doc.id, doc.ns, doc.source, CleanText(doc.content_hash),
                 PgStore::DumpJson(doc.provenance), doc.chunk_count, doc.created_ms, doc.updated_ms);

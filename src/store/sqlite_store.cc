@@ -18,30 +18,13 @@
 #include "af/core/private_files.h"
 #include "store/knowledge_rules.h"
 #include "store/migrations_sqlite.h"
+#include "store/store_rows.h"
 #include "store/store_rules.h"
 
 namespace af::store_internal {
 namespace {
 
 using nlohmann::json;
-
-#define AF_FEATURE_COLS \
-  "id, project, title, status, priority, request, reason, created_ms, updated_ms"
-#define AF_TASK_COLS                                                                            \
-  "id, feature_id, title, description, role, status, files, attempts, assigned_agent, result, " \
-  "created_ms, updated_ms"
-#define AF_EVENT_COLS "seq, type, feature_id, task_id, agent, ts_ms, data"
-#define AF_AGENT_COLS "id, role, state, last_heartbeat_ms, current_task, counters, host, pid"
-#define AF_LLM_COLS                                                                         \
-  "id, feature_id, task_id, role, provider, model, input_tokens, output_tokens, cost_usd, " \
-  "latency_ms, status, error, request_hash, response, created_ms"
-#define AF_MEMORY_COLS                                                                        \
-  "id, namespace, content, summary, type, importance, tags, source, created_ms, updated_ms, " \
-  "accessed_ms, access_count, archived, superseded_by, vector_label"
-#define AF_LINK_COLS "from_id, to_id, type, strength, created_ms, updated_ms"
-#define AF_DOC_COLS \
-  "id, namespace, source, content_hash, provenance, chunk_count, created_ms, updated_ms"
-#define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
 
 class SqliteStore;
 
@@ -133,6 +116,7 @@ class Stmt {
                         : std::string(reinterpret_cast<const char*>(p),
                                       static_cast<size_t>(sqlite3_column_bytes(s_, c)));
   }
+  bool Bool(int c) const { return Int(c) != 0; }
   json Json(int c) const { return ParseStoredJson(Text(c)); }
 
  private:
@@ -141,142 +125,6 @@ class Stmt {
   bool* in_use_;
   int idx_ = 0;
 };
-
-Feature ReadFeature(const Stmt& s) {
-  Feature f;
-  f.id = s.Text(0);
-  f.project = s.Text(1);
-  f.title = s.Text(2);
-  f.status = s.Text(3);
-  f.priority = s.Text(4);
-  f.request = s.Json(5);
-  f.reason = s.Text(6);
-  f.created_ms = s.Int(7);
-  f.updated_ms = s.Int(8);
-  return f;
-}
-
-Task ReadTask(const Stmt& s) {
-  Task t;
-  t.id = s.Text(0);
-  t.feature_id = s.Text(1);
-  t.title = s.Text(2);
-  t.description = s.Text(3);
-  t.role = s.Text(4);
-  t.status = s.Text(5);
-  t.files = StringList(s.Json(6));
-  t.attempts = static_cast<int>(s.Int(7));
-  t.assigned_agent = s.Text(8);
-  t.result = s.Json(9);
-  t.created_ms = s.Int(10);
-  t.updated_ms = s.Int(11);
-  return t;
-}
-
-Event ReadEvent(const Stmt& s) {
-  Event e;
-  e.seq = s.Int(0);
-  e.type = s.Text(1);
-  e.feature_id = s.Text(2);
-  e.task_id = s.Text(3);
-  e.agent = s.Text(4);
-  e.ts_ms = s.Int(5);
-  e.data = s.Json(6);
-  return e;
-}
-
-AgentRecord ReadAgent(const Stmt& s) {
-  AgentRecord a;
-  a.id = s.Text(0);
-  a.role = s.Text(1);
-  a.state = s.Text(2);
-  a.last_heartbeat_ms = s.Int(3);
-  a.current_task = s.Text(4);
-  a.counters = s.Json(5);
-  a.host = s.Text(6);
-  a.pid = s.Int(7);
-  return a;
-}
-
-Memory ReadMemory(const Stmt& s) {
-  Memory m;
-  m.id = s.Text(0);
-  m.ns = s.Text(1);
-  m.content = s.Text(2);
-  m.summary = s.Text(3);
-  m.type = s.Text(4);
-  m.importance = static_cast<int>(s.Int(5));
-  json tags = s.Json(6);
-  if (tags.is_array())
-    for (const auto& t : tags)
-      if (t.is_string()) m.tags.push_back(t.get<std::string>());
-  m.source = s.Json(7);
-  m.created_ms = s.Int(8);
-  m.updated_ms = s.Int(9);
-  m.accessed_ms = s.Int(10);
-  m.access_count = s.Int(11);
-  m.archived = s.Int(12) != 0;
-  m.superseded_by = s.Text(13);
-  m.vector_label = s.Int(14);
-  return m;
-}
-
-MemoryLink ReadLink(const Stmt& s) {
-  MemoryLink l;
-  l.from_id = s.Text(0);
-  l.to_id = s.Text(1);
-  l.type = s.Text(2);
-  l.strength = s.Real(3);
-  l.created_ms = s.Int(4);
-  l.updated_ms = s.Int(5);
-  return l;
-}
-
-KbDocument ReadDocument(const Stmt& s) {
-  KbDocument d;
-  d.id = s.Text(0);
-  d.ns = s.Text(1);
-  d.source = s.Text(2);
-  d.content_hash = s.Text(3);
-  d.provenance = s.Json(4);
-  d.chunk_count = s.Int(5);
-  d.created_ms = s.Int(6);
-  d.updated_ms = s.Int(7);
-  return d;
-}
-
-LlmCall ReadLlmCall(const Stmt& s) {
-  LlmCall c;
-  c.id = s.Text(0);
-  c.feature_id = s.Text(1);
-  c.task_id = s.Text(2);
-  c.role = s.Text(3);
-  c.provider = s.Text(4);
-  c.model = s.Text(5);
-  c.input_tokens = s.Int(6);
-  c.output_tokens = s.Int(7);
-  c.cost_usd = s.Real(8);
-  c.latency_ms = s.Int(9);
-  c.status = s.Text(10);
-  c.error = s.Text(11);
-  c.request_hash = s.Text(12);
-  c.response = s.Json(13);
-  c.created_ms = s.Int(14);
-  return c;
-}
-
-ApiKey ReadApiKey(const Stmt& s) {
-  ApiKey k;
-  k.id = s.Text(0);
-  k.name = s.Text(1);
-  k.key_hash = s.Text(2);
-  k.prefix = s.Text(3);
-  k.permissions = StringList(s.Json(4));
-  k.created_ms = s.Int(5);
-  k.last_used_ms = s.Int(6);
-  k.revoked = s.Int(7) != 0;
-  return k;
-}
 
 class SqliteStore final : public Store {
  public:
