@@ -87,7 +87,7 @@ inline double Real(const pqxx::field& f) { return f.is_null() ? 0.0 : f.as<doubl
 // A result row as the shared record readers take it (store_rows.h).
 class PgRow {
  public:
-  explicit PgRow(const pqxx::row& r) : r_(r) {}
+  explicit PgRow(pqxx::row r) : r_(std::move(r)) {}
   std::string Text(int c) const { return store_internal::Text(r_[c]); }
   int64_t Int(int c) const { return store_internal::Int(r_[c]); }
   double Real(int c) const { return store_internal::Real(r_[c]); }
@@ -95,7 +95,7 @@ class PgRow {
   nlohmann::json Json(int c) const { return ParseStoredJson(Text(c)); }
 
  private:
-  const pqxx::row& r_;
+  pqxx::row r_;  // a handle on the shared result: cheap to copy
 };
 
 // One table copied into the SQLite file BackupTo writes: `select` runs in the

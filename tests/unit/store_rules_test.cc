@@ -188,6 +188,7 @@ TEST(StoreRulesTest, AgentsCallsAndKeysNeedTheirNames) {
   EXPECT_TRUE(CheckAgent(a).ok());
 
   LlmCall c;
+  c.status = "";
   ExpectRefused(CheckLlmCall(c), Code::kInvalidArgument, "LLM call status is empty",
                 "use \"ok\" or an error code name");
   c.status = "ok";
@@ -212,6 +213,7 @@ TEST(StoreRulesTest, MemoryListingLinksAndDocuments) {
   MemoryLink l;
   l.from_id = "m1";
   l.to_id = "m2";
+  l.type = "";
   ExpectRefused(CheckMemoryLink(l), Code::kInvalidArgument,
                 "a memory link needs from_id, to_id and type",
                 "name both memories and the kind of link, e.g. relates_to");
