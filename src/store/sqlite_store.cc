@@ -48,6 +48,26 @@ struct Conn {
     for (auto& [sql, cached] : cache) sqlite3_finalize(cached.stmt);
     if (db != nullptr) sqlite3_close_v2(db);
   }
+
+  // Runs one statement that returns no rows (BEGIN, COMMIT, ROLLBACK) from
+  // the statement cache: sqlite3_exec would parse it again on every read and
+  // every write. Returns SQLITE_OK or the error code (sqlite3_errmsg(db)
+  // says more).
+  int RunCached(const char* sql) {
+    auto it = cache.find(sql);
+    if (it == cache.end()) {
+      sqlite3_stmt* stmt = nullptr;
+      int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(stmt);
+        return rc;
+      }
+      it = cache.emplace(sql, Cached{stmt, false}).first;
+    }
+    int rc = sqlite3_step(it->second.stmt);
+    sqlite3_reset(it->second.stmt);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+  }
 };
 
 // The read connection this thread borrowed (SqliteStore::ReadScope) and its
@@ -251,17 +271,17 @@ class SqliteStore final : public Store {
     Txn(const Txn&) = delete;
     Txn& operator=(const Txn&) = delete;
     ~Txn() {
-      if (active_) sqlite3_exec(store_->writer_.db, "ROLLBACK", nullptr, nullptr, nullptr);
+      if (active_) store_->writer_.RunCached("ROLLBACK");
       store_->durable_event_.clear();
       store_->appended_ = false;
     }
     Status Begin() {
-      AF_RETURN_IF_ERROR(store_->Exec("BEGIN IMMEDIATE", "starting a write transaction"));
+      AF_RETURN_IF_ERROR(store_->ExecCached("BEGIN IMMEDIATE", "starting a write transaction"));
       active_ = true;
       return Status::Ok();
     }
     Status Commit() {
-      AF_RETURN_IF_ERROR(store_->Exec("COMMIT", "committing"));
+      AF_RETURN_IF_ERROR(store_->ExecCached("COMMIT", "committing"));
       active_ = false;
       store_->EventDurable();
       return Status::Ok();
@@ -286,6 +306,8 @@ class SqliteStore final : public Store {
 
   int64_t Now() const { return options_.now_ms(); }
   Status Exec(const char* sql, std::string_view doing);
+  // Exec for one statement without rows, prepared once per connection.
+  Status ExecCached(const char* sql, std::string_view doing);
   Result<Stmt> Prepare(const std::string& sql);
 
   // The *Locked helpers expect mu_ held by the caller, or (the reading ones)
@@ -423,6 +445,11 @@ Status SqliteStore::Exec(const char* sql, std::string_view doing) {
   return rc == SQLITE_OK ? Status::Ok() : Error(rc, doing);
 }
 
+Status SqliteStore::ExecCached(const char* sql, std::string_view doing) {
+  int rc = Current().RunCached(sql);
+  return rc == SQLITE_OK ? Status::Ok() : Error(rc, doing);
+}
+
 Result<Stmt> SqliteStore::Prepare(const std::string& sql) {
   Conn& conn = Current();
   auto it = conn.cache.find(sql);
@@ -531,8 +558,7 @@ void SqliteStore::ReturnReader(std::unique_ptr<Conn> conn) {
 
 SqliteStore::ReadScope::ReadScope(SqliteStore* store)
     : store_(store), conn_(store->BorrowReader()) {
-  if (conn_ != nullptr &&
-      sqlite3_exec(conn_->db, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK) {
+  if (conn_ != nullptr && conn_->RunCached("BEGIN") == SQLITE_OK) {
     t_read_owner = store_;
     t_read_conn = conn_.get();
     return;
@@ -546,7 +572,7 @@ SqliteStore::ReadScope::~ReadScope() {
   t_read_owner = nullptr;
   t_read_conn = nullptr;
   // Ends the snapshot, so the WAL can be checkpointed past it.
-  sqlite3_exec(conn_->db, "COMMIT", nullptr, nullptr, nullptr);
+  conn_->RunCached("COMMIT");
   store_->ReturnReader(std::move(conn_));
 }
 
