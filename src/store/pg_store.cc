@@ -615,13 +615,7 @@ Result<Feature> PgStore::CreateFeature(Feature f) {
            "INSERT INTO features (" AF_FEATURE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
            f.id, f.project, f.title, f.status, f.priority, DumpJson(f.request), f.reason,
            f.created_ms, f.updated_ms);
-    Event e;
-    e.type = "feature.created";
-    e.feature_id = f.id;
-    e.ts_ms = f.created_ms;
-    e.data = {
-        {"title", f.title}, {"project", f.project}, {"priority", f.priority}, {"status", f.status}};
-    AF_RETURN_IF_ERROR(AppendEventTx(w, std::move(e), &feature_event).status());
+    AF_RETURN_IF_ERROR(AppendEventTx(w, FeatureCreatedEvent(f), &feature_event).status());
     return f;
   });
   if (created.ok()) EventsCommitted(feature_event);
@@ -666,15 +660,8 @@ Result<int64_t> PgStore::TransitionFeature(const std::string& id,
     int64_t now = NowMs();
     PgExec(w, "UPDATE features SET status = $1, reason = $2, updated_ms = $3 WHERE id = $4", to,
            reason, now, id);
-    Event e;
-    e.type = "feature.status";
-    e.feature_id = id;
-    e.ts_ms = now;
-    e.data = event_data.is_object() ? event_data : json::object();
-    e.data["from"] = cur.status;
-    e.data["to"] = to;
-    e.data["reason"] = reason;
-    return AppendEventTx(w, std::move(e), &feature_event);
+    return AppendEventTx(w, FeatureStatusEvent(id, cur.status, to, reason, now, event_data),
+                         &feature_event);
   });
   if (seq.ok() && *seq > 0) EventsCommitted(feature_event);
   return seq;
@@ -728,13 +715,7 @@ Result<std::vector<Task>> PgStore::CreateTasks(const std::string& feature_id,
         }
         // Events last: the event counter's lock is held from here to commit.
         for (const Task& t : out) {
-          Event e;
-          e.type = "task.created";
-          e.feature_id = feature_id;
-          e.task_id = t.id;
-          e.ts_ms = now;
-          e.data = {{"title", t.title}, {"role", t.role}, {"dependencies", t.dependencies}};
-          AF_RETURN_IF_ERROR(AppendEventTx(w, std::move(e), &feature_event).status());
+          AF_RETURN_IF_ERROR(AppendEventTx(w, TaskCreatedEvent(t, now), &feature_event).status());
         }
         return out;
       });
@@ -787,16 +768,7 @@ Result<int64_t> PgStore::TransitionTask(const std::string& id,
            "updated_ms = $5 WHERE id = $6",
            cur.status, cur.attempts, cur.assigned_agent, DumpJson(cur.result), now, id);
     if (from == to) return int64_t{0};
-    Event e;
-    e.type = "task.status";
-    e.feature_id = cur.feature_id;
-    e.task_id = id;
-    e.agent = cur.assigned_agent;
-    e.ts_ms = now;
-    e.data = event_data.is_object() ? event_data : json::object();
-    e.data["from"] = from;
-    e.data["to"] = to;
-    return AppendEventTx(w, std::move(e), &feature_event);
+    return AppendEventTx(w, TaskStatusEvent(cur, from, now, event_data), &feature_event);
   });
   if (seq.ok() && *seq > 0) EventsCommitted(feature_event);
   return seq;

@@ -761,13 +761,7 @@ Result<Feature> SqliteStore::CreateFeature(Feature f) {
     s.BindJson(f.request).Bind(f.reason).Bind(f.created_ms).Bind(f.updated_ms);
     AF_RETURN_IF_ERROR(s.Run(doing));
   }
-  Event e;
-  e.type = "feature.created";
-  e.feature_id = f.id;
-  e.ts_ms = f.created_ms;
-  e.data = {
-      {"title", f.title}, {"project", f.project}, {"priority", f.priority}, {"status", f.status}};
-  AF_RETURN_IF_ERROR(AppendEventLocked(std::move(e)).status());
+  AF_RETURN_IF_ERROR(AppendEventLocked(FeatureCreatedEvent(f)).status());
   AF_RETURN_IF_ERROR(txn.Commit());
   return f;
 }
@@ -816,15 +810,8 @@ Result<int64_t> SqliteStore::TransitionFeature(const std::string& id,
     s.Bind(to).Bind(reason).Bind(now).Bind(id);
     AF_RETURN_IF_ERROR(s.Run("updating feature " + id));
   }
-  Event e;
-  e.type = "feature.status";
-  e.feature_id = id;
-  e.ts_ms = now;
-  e.data = event_data.is_object() ? event_data : json::object();
-  e.data["from"] = cur.status;
-  e.data["to"] = to;
-  e.data["reason"] = reason;
-  AF_ASSIGN_OR_RETURN(int64_t seq, AppendEventLocked(std::move(e)));
+  AF_ASSIGN_OR_RETURN(int64_t seq, AppendEventLocked(FeatureStatusEvent(id, cur.status, to, reason,
+                                                                        now, event_data)));
   AF_RETURN_IF_ERROR(txn.Commit());
   return seq;
 }
@@ -895,13 +882,7 @@ Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id
       s.Bind(t.id).Bind(d).Bind(dep_pos++);
       AF_RETURN_IF_ERROR(s.Run("recording dependencies of task " + t.id));
     }
-    Event e;
-    e.type = "task.created";
-    e.feature_id = feature_id;
-    e.task_id = t.id;
-    e.ts_ms = now;
-    e.data = {{"title", t.title}, {"role", t.role}, {"dependencies", t.dependencies}};
-    AF_RETURN_IF_ERROR(AppendEventLocked(std::move(e)).status());
+    AF_RETURN_IF_ERROR(AppendEventLocked(TaskCreatedEvent(t, now)).status());
   }
   AF_RETURN_IF_ERROR(txn.Commit());
   return tasks;
@@ -961,16 +942,7 @@ Result<int64_t> SqliteStore::TransitionTask(const std::string& id,
   }
   int64_t seq = 0;
   if (from != to) {
-    Event e;
-    e.type = "task.status";
-    e.feature_id = cur.feature_id;
-    e.task_id = id;
-    e.agent = cur.assigned_agent;
-    e.ts_ms = now;
-    e.data = event_data.is_object() ? event_data : json::object();
-    e.data["from"] = from;
-    e.data["to"] = to;
-    AF_ASSIGN_OR_RETURN(seq, AppendEventLocked(std::move(e)));
+    AF_ASSIGN_OR_RETURN(seq, AppendEventLocked(TaskStatusEvent(cur, from, now, event_data)));
   }
   AF_RETURN_IF_ERROR(txn.Commit());
   return seq;

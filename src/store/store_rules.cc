@@ -151,6 +151,53 @@ Status CheckDependenciesKnown(const std::vector<DagNode>& batch,
 
 // --- Events ------------------------------------------------------------------
 
+Event FeatureCreatedEvent(const Feature& f) {
+  Event e;
+  e.type = "feature.created";
+  e.feature_id = f.id;
+  e.ts_ms = f.created_ms;
+  e.data = {
+      {"title", f.title}, {"project", f.project}, {"priority", f.priority}, {"status", f.status}};
+  return e;
+}
+
+Event FeatureStatusEvent(const std::string& id, const std::string& from, const std::string& to,
+                         const std::string& reason, int64_t now_ms, const json& event_data) {
+  Event e;
+  e.type = "feature.status";
+  e.feature_id = id;
+  e.ts_ms = now_ms;
+  e.data = event_data.is_object() ? event_data : json::object();
+  e.data["from"] = from;
+  e.data["to"] = to;
+  e.data["reason"] = reason;
+  return e;
+}
+
+Event TaskCreatedEvent(const Task& t, int64_t now_ms) {
+  Event e;
+  e.type = "task.created";
+  e.feature_id = t.feature_id;
+  e.task_id = t.id;
+  e.ts_ms = now_ms;
+  e.data = {{"title", t.title}, {"role", t.role}, {"dependencies", t.dependencies}};
+  return e;
+}
+
+Event TaskStatusEvent(const Task& task, const std::string& from, int64_t now_ms,
+                      const json& event_data) {
+  Event e;
+  e.type = "task.status";
+  e.feature_id = task.feature_id;
+  e.task_id = task.id;
+  e.agent = task.assigned_agent;
+  e.ts_ms = now_ms;
+  e.data = event_data.is_object() ? event_data : json::object();
+  e.data["from"] = from;
+  e.data["to"] = task.status;
+  return e;
+}
+
 Status CheckEvent(const Event& e) {
   if (e.type.empty()) {
     return InvalidArgument("event type is empty", "name the event, e.g. \"feature.status\"");

@@ -75,6 +75,18 @@ Status CheckDependenciesKnown(const std::vector<DagNode>& batch,
 
 // --- Events ------------------------------------------------------------------
 
+// The events a store appends with its writes, the same on every backend:
+// feature.created, feature.status (from, to, reason over the caller's
+// event data), task.created and task.status (from, to over the caller's
+// event data; `task` as updated). The caller sets nothing else.
+Event FeatureCreatedEvent(const Feature& f);
+Event FeatureStatusEvent(const std::string& id, const std::string& from, const std::string& to,
+                         const std::string& reason, int64_t now_ms,
+                         const nlohmann::json& event_data);
+Event TaskCreatedEvent(const Task& t, int64_t now_ms);
+Event TaskStatusEvent(const Task& task, const std::string& from, int64_t now_ms,
+                      const nlohmann::json& event_data);
+
 // An event needs a type.
 Status CheckEvent(const Event& e);
 // Event data (and transition event data) is a JSON object or null.

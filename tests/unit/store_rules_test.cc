@@ -261,5 +261,46 @@ TEST(StoreRulesTest, BackupFileIsNewAndPrivate) {
   EXPECT_EQ(CreateBackupFile((dir.path() / "no" / "copy.db").string()).code(), Code::kUnavailable);
 }
 
+TEST(StoreRulesTest, WriteEventsCarryTheSameFieldsOnEveryBackend) {
+  Feature f = GoodFeature();
+  f.id = "f1";
+  f.title = "Add login";
+  f.created_ms = 7;
+  Event created = FeatureCreatedEvent(f);
+  EXPECT_EQ(created.type, "feature.created");
+  EXPECT_EQ(created.feature_id, "f1");
+  EXPECT_EQ(created.ts_ms, 7);
+  EXPECT_EQ(created.data, (json{{"title", "Add login"},
+                                {"project", "demo"},
+                                {"priority", "medium"},
+                                {"status", "queued"}}));
+
+  // The caller's data is kept; from/to/reason are the store's and win.
+  Event moved = FeatureStatusEvent("f1", "queued", "planning", "go", 9,
+                                   {{"by", "coordinator"}, {"to", "spoofed"}});
+  EXPECT_EQ(moved.type, "feature.status");
+  EXPECT_EQ(
+      moved.data,
+      (json{{"by", "coordinator"}, {"from", "queued"}, {"to", "planning"}, {"reason", "go"}}));
+  EXPECT_EQ(FeatureStatusEvent("f1", "a", "b", "", 9, nullptr).data.size(), 3u);
+
+  Task t = MakeTask("t1", {"t0"}, "in_progress");
+  t.feature_id = "f1";
+  t.title = "write it";
+  t.role = "coder";
+  t.assigned_agent = "coder-1";
+  Event task_created = TaskCreatedEvent(t, 11);
+  EXPECT_EQ(task_created.type, "task.created");
+  EXPECT_EQ(task_created.task_id, "t1");
+  EXPECT_EQ(task_created.feature_id, "f1");
+  EXPECT_EQ(task_created.data,
+            (json{{"title", "write it"}, {"role", "coder"}, {"dependencies", {"t0"}}}));
+  Event task_moved = TaskStatusEvent(t, "ready", 12, json::array());
+  EXPECT_EQ(task_moved.type, "task.status");
+  EXPECT_EQ(task_moved.agent, "coder-1");
+  EXPECT_EQ(task_moved.ts_ms, 12);
+  EXPECT_EQ(task_moved.data, (json{{"from", "ready"}, {"to", "in_progress"}}));
+}
+
 }  // namespace
 }  // namespace af::store_internal
