@@ -225,4 +225,19 @@ std::vector<TextHit> BestHits(std::vector<TextHit> hits, int limit) {
   return hits;
 }
 
+std::vector<std::string> SubstringWords(std::string_view query) {
+  std::vector<std::string> words;
+  std::string cur;
+  for (char ch : query) {
+    if (std::isspace(static_cast<unsigned char>(ch))) {
+      if (!cur.empty()) words.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+  }
+  if (!cur.empty()) words.push_back(std::move(cur));
+  return words;
+}
+
 }  // namespace af::store_internal

@@ -87,6 +87,11 @@ constexpr int64_t kScoredRows = 3000;
 constexpr int64_t kPostingBudget = 3000;
 std::vector<std::string> AffordableWords(std::vector<std::pair<std::string, int64_t>> df);
 
+// FindMemories' words: `query` split at ASCII white space and lower-cased in
+// ASCII only; a memory matches when its content, lower-cased the same way,
+// holds every one as a substring.
+std::vector<std::string> SubstringWords(std::string_view query);
+
 // "" among the namespaces, or none at all, means every namespace.
 bool AllNamespaces(const std::vector<std::string>& namespaces);
 

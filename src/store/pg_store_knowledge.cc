@@ -499,21 +499,10 @@ Status PgStore::TouchMemories(const std::vector<std::string>& ids) {
 
 Result<std::vector<Memory>> PgStore::FindMemories(const std::vector<std::string>& namespaces,
                                                   const std::string& query, int limit) {
-  // Words split at ASCII spaces and lower-cased in ASCII only, matched as
-  // substrings of the content lower-cased the same way (translate, not
-  // lower(): the server's locale must not change what matches).
-  std::vector<std::string> words;
-  {
-    std::string cur;
-    for (char ch : query + " ") {
-      if (std::isspace(static_cast<unsigned char>(ch))) {
-        if (!cur.empty()) words.push_back(cur);
-        cur.clear();
-      } else {
-        cur += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      }
-    }
-  }
+  // Matched as substrings of the content lower-cased in ASCII only
+  // (translate, not lower(): the server's locale must not change what
+  // matches).
+  const std::vector<std::string> words = SubstringWords(query);
   const int64_t now = NowMs();
   return Tx("searching memories", [&](pqxx::work& w) -> Result<std::vector<Memory>> {
     std::vector<Memory> out;

@@ -1662,18 +1662,7 @@ Result<int64_t> SqliteStore::KnowledgeGeneration() {
 
 Result<std::vector<Memory>> SqliteStore::FindMemories(const std::vector<std::string>& namespaces,
                                                       const std::string& query, int limit) {
-  std::vector<std::string> words;
-  {
-    std::string w;
-    for (char ch : query + " ") {
-      if (std::isspace(static_cast<unsigned char>(ch))) {
-        if (!w.empty()) words.push_back(w);
-        w.clear();
-      } else {
-        w += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      }
-    }
-  }
+  const std::vector<std::string> words = SubstringWords(query);
   std::string sql = "SELECT " AF_MEMORY_COLS
                     " FROM memories WHERE archived = 0 AND superseded_by = '' "
                     "AND namespace = ?";

@@ -63,5 +63,12 @@ TEST(BestHitsTest, KeepsTheBestHighestFirstNewerLabelOnTies) {
   EXPECT_TRUE(BestHits(hits, 0).empty());
 }
 
+TEST(SubstringWordsTest, SplitsAtAsciiSpaceAndLowerCasesAsciiOnly) {
+  EXPECT_EQ(SubstringWords("  Parse_Config\tREADS\n\xc3\x89t\xc3\xa9 "),
+            (Words{"parse_config", "reads", "\xc3\x89t\xc3\xa9"}));
+  EXPECT_TRUE(SubstringWords(" \t ").empty());
+  EXPECT_EQ(SubstringWords("x"), (Words{"x"}));
+}
+
 }  // namespace
 }  // namespace af::store_internal
