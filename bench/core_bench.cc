@@ -73,6 +73,25 @@ void BM_StoreListEvents(benchmark::State& state) {
 }
 BENCHMARK(BM_StoreListEvents);
 
+// The smallest read: one row, so the read transaction around it (BEGIN and
+// COMMIT on a pooled read connection) is most of its cost.
+void BM_StoreGetFeature(benchmark::State& state) {
+  auto path = BenchDir() / "get.db";
+  std::filesystem::remove(path);
+  auto store = Store::Open({.url = "sqlite:" + path.string()});
+  Feature f;
+  f.project = "bench";
+  f.title = "one feature";
+  auto made = (*store)->CreateFeature(f);
+  if (!made.ok()) {
+    state.SkipWithError(made.status().ToString().c_str());
+    return;
+  }
+  for (auto _ : state) benchmark::DoNotOptimize((*store)->GetFeature(made->id));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_StoreGetFeature);
+
 void BM_BusSendReceiveAck(benchmark::State& state) {
   auto bus = Bus::Open({});
   BusMessage m{"task.assign", {{"task_id", "t-1"}}};

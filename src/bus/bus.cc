@@ -27,6 +27,42 @@ Status ValidateName(std::string_view what, std::string_view name) {
   return Status::Ok();
 }
 
+void CallHandler(const Handler& handler, const BusMessage& message) {
+  try {
+    handler(message);
+  } catch (...) {
+    // A throwing handler must not stop delivery for everyone else.
+  }
+}
+
+void JoinUnlessSelf(std::thread& thread, std::thread::id dispatcher) {
+  if (std::this_thread::get_id() == dispatcher) {
+    thread.detach();
+  } else {
+    thread.join();
+  }
+}
+
+Status ClosedError() {
+  return Cancelled("bus is closed", "the process is shutting down; retry after restart");
+}
+
+Status ValidateType(const BusMessage& m) {
+  if (m.type.empty()) {
+    return InvalidArgument("bus message type is empty",
+                           "set BusMessage.type, e.g. \"task.assign\"");
+  }
+  return Status::Ok();
+}
+
+Status NotDelivered(std::string_view queue, std::string_view id) {
+  return NotFound("no delivered, unacknowledged message \"" +
+                      std::string(id.substr(0, kMaxNameLength)) + "\" on queue \"" +
+                      std::string(queue) + "\"",
+                  "it was already acknowledged, dead-lettered or never delivered; "
+                  "use the id of a Delivery from Receive");
+}
+
 }  // namespace bus_internal
 
 Result<std::unique_ptr<Bus>> Bus::Open(const BusOptions& options) {

@@ -21,12 +21,6 @@
 namespace af::bus_internal {
 namespace {
 
-using Handler = std::function<void(const BusMessage&)>;
-
-Status ClosedError() {
-  return Cancelled("bus is closed", "the process is shutting down; retry after restart");
-}
-
 // Delivers published messages to subscribers on one thread, in publish order.
 // Shared with the Subscription handles (through weak_ptr) and with its own
 // thread, so a Subscription may outlive the bus.
@@ -50,13 +44,7 @@ class Broadcaster {
         dispatcher = dispatcher_id_;
       }
       work_cv_.notify_all();
-      // Joining itself would deadlock; the thread owns a reference to *this,
-      // so letting it finish on its own is memory-safe.
-      if (std::this_thread::get_id() == dispatcher) {
-        thread_.detach();
-      } else {
-        thread_.join();
-      }
+      JoinUnlessSelf(thread_, dispatcher);
     });
   }
 
@@ -123,11 +111,7 @@ class Broadcaster {
         std::shared_ptr<Handler> handler = it->second.handler;
         running_ = id;
         lock.unlock();
-        try {
-          (*handler)(item.message);
-        } catch (...) {
-          // A throwing handler must not kill delivery for everyone else.
-        }
+        CallHandler(*handler, item.message);
         handler.reset();
         lock.lock();
         running_ = 0;
@@ -381,27 +365,11 @@ class InProcBus final : public Bus {
     std::condition_variable cv;  // ready grew or the bus closed
   };
 
-  static Status ValidateType(const BusMessage& m) {
-    if (m.type.empty()) {
-      return InvalidArgument("bus message type is empty",
-                             "set BusMessage.type, e.g. \"task.assign\"");
-    }
-    return Status::Ok();
-  }
-
   static std::optional<uint64_t> ParseId(std::string_view id) {
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), v);
     if (ec != std::errc() || end != id.data() + id.size() || id.empty()) return std::nullopt;
     return v;
-  }
-
-  static Status NotDelivered(std::string_view queue, std::string_view id) {
-    return NotFound("no delivered, unacknowledged message \"" +
-                        std::string(id.substr(0, kMaxNameLength)) + "\" on queue \"" +
-                        std::string(queue) + "\"",
-                    "it was already acknowledged, dead-lettered or never delivered; "
-                    "use the id of a Delivery from Receive");
   }
 
   int64_t Now() const {

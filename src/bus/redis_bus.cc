@@ -48,7 +48,6 @@
 namespace af::bus_internal {
 namespace {
 
-using Handler = std::function<void(const BusMessage&)>;
 using std::chrono::milliseconds;
 
 constexpr char kGroup[] = "af";
@@ -88,10 +87,6 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
 end
 return 0
 )lua";
-
-Status ClosedError() {
-  return Cancelled("bus is closed", "the process is shutting down; retry after restart");
-}
 
 struct Target {
   std::string host = "127.0.0.1";
@@ -335,11 +330,7 @@ class RedisSubscriber {
       }
       Wake();
       cv_.notify_all();
-      if (std::this_thread::get_id() == dispatcher) {
-        thread_.detach();  // it owns a reference to *this
-      } else {
-        thread_.join();
-      }
+      JoinUnlessSelf(thread_, dispatcher);
     });
   }
 
@@ -543,11 +534,7 @@ class RedisSubscriber {
       std::shared_ptr<Handler> handler = it->second.handler;
       running_ = id;
       lock.unlock();
-      try {
-        (*handler)(message);
-      } catch (...) {
-        // A throwing handler must not stop delivery for everyone else.
-      }
+      CallHandler(*handler, message);
       handler.reset();
       lock.lock();
       running_ = 0;
@@ -1050,22 +1037,6 @@ class RedisBus final : public Bus {
   Status ServerError(const std::string& what, const redisReply* r) const {
     return Unavailable("Redis at " + Where() + " refused " + what + ": " + Str(r),
                        "check the server's log; " + std::string(kHint));
-  }
-
-  static Status ValidateType(const BusMessage& m) {
-    if (m.type.empty()) {
-      return InvalidArgument("bus message type is empty",
-                             "set BusMessage.type, e.g. \"task.assign\"");
-    }
-    return Status::Ok();
-  }
-
-  static Status NotDelivered(std::string_view queue, std::string_view id) {
-    return NotFound("no delivered, unacknowledged message \"" +
-                        std::string(id.substr(0, kMaxNameLength)) + "\" on queue \"" +
-                        std::string(queue) + "\"",
-                    "it was already acknowledged, dead-lettered or never delivered; "
-                    "use the id of a Delivery from Receive");
   }
 
   static std::string StreamKey(std::string_view q) { return "af:q:" + std::string(q); }

@@ -2,6 +2,7 @@
 // Command implementations, one plain function per command, kept apart from the
 // argument parser (cli.cc) so CLI11 is compiled in a single translation unit.
 
+#include <csignal>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -112,6 +113,28 @@ int Worker(const GlobalOptions& g, const WorkerArgs& args);
 // ("a worker", "serve --no-agents") could never exchange jobs with another
 // process. The message says what to set.
 Status RequireSharedBus(const Config& config, const std::string& who, const std::string& why);
+
+// How `serve` and `worker` stop: SIGINT and SIGTERM are blocked from
+// construction, which must come before any thread starts (the log's flusher,
+// agents, HTTP workers) so every thread inherits the mask and only Wait
+// receives them; a SIGTERM delivered to a thread that had not blocked it
+// would kill the process instead of stopping it. (Child processes reset
+// their mask before exec.)
+class StopSignals {
+ public:
+  StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  // Blocks until one of them arrives; returns "SIGINT" or "SIGTERM".
+  const char* Wait();
+  // Unblocks them: from then on a second one takes its default action and
+  // ends the process at once (kill -9 safety makes that harmless), should
+  // the graceful stop hang.
+  void Unblock();
+
+ private:
+  sigset_t set_;
+};
 int Validate(const GlobalOptions& g, const std::string& file);
 int Run(const GlobalOptions& g, const std::string& file, const std::string& project);
 int Health(const GlobalOptions& g, const std::string& server);

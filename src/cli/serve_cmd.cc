@@ -1,5 +1,4 @@
 // `agent-factory serve` and `agent-factory health`.
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -34,16 +33,7 @@ int Serve(const GlobalOptions& g, bool no_agents) {
     if (!s.ok()) return ReportError(s, kExitUsage);
   }
 
-  // Block the stop signals before any thread starts (the log's flusher, the
-  // agents, the HTTP workers), so every thread inherits the mask and only
-  // sigwait below receives them: a SIGTERM delivered to a thread that had
-  // not blocked it would kill the process instead of stopping it. (Child
-  // processes reset their mask before exec.)
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  StopSignals stop_signals;  // before any thread starts
 
   if (Status s = StartLogging(config, config.log.level); !s.ok()) return ReportError(s);
   auto logger = log::Get("server");
@@ -158,15 +148,11 @@ int Serve(const GlobalOptions& g, bool no_agents) {
   logger->info("listening on http://{}:{} (data dir {})", config.server.host, server.port(),
                config.data_dir);
 
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
-  logger->info("received {}, shutting down (send it again to quit at once)",
-               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  const char* sig = stop_signals.Wait();
+  logger->info("received {}, shutting down (send it again to quit at once)", sig);
   // The graceful stop abandons model calls and kills commands in flight, so
-  // it takes about a second; should it hang anyway, a second signal
-  // (unblocked here) takes its default action and ends the process at once,
-  // which kill -9 safety makes harmless.
-  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  // it takes about a second; a second signal ends it at once.
+  stop_signals.Unblock();
   server.Stop();
   health.reset();
   hub.Stop();

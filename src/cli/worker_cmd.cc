@@ -23,6 +23,21 @@ Status RequireSharedBus(const Config& config, const std::string& who, const std:
       "DATABASE_URL to PostgreSQL, or the same SQLite file on one machine");
 }
 
+StopSignals::StopSignals() {
+  sigemptyset(&set_);
+  sigaddset(&set_, SIGINT);
+  sigaddset(&set_, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+}
+
+const char* StopSignals::Wait() {
+  int sig = 0;
+  sigwait(&set_, &sig);
+  return sig == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+void StopSignals::Unblock() { pthread_sigmask(SIG_UNBLOCK, &set_, nullptr); }
+
 namespace {
 
 std::string ValidRoles() {
@@ -70,13 +85,7 @@ int Worker(const GlobalOptions& g, const WorkerArgs& args) {
     return ReportError(s, kExitUsage);
   }
 
-  // As in serve: every thread inherits the blocked stop signals, and only
-  // sigwait below receives them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  StopSignals stop_signals;  // before any thread starts
 
   if (Status s = StartLogging(config, config.log.level); !s.ok()) return ReportError(s);
   auto logger = log::Get("worker");
@@ -102,12 +111,9 @@ int Worker(const GlobalOptions& g, const WorkerArgs& args) {
   std::fflush(stdout);
   logger->info("worker started: {} (data dir {})", what, config.data_dir);
 
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
-  logger->info("received {}, stopping: the job in progress goes back to the queue",
-               sig == SIGINT ? "SIGINT" : "SIGTERM");
-  // A second signal ends the process at once (kill -9 safety makes it harmless).
-  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  const char* sig = stop_signals.Wait();
+  logger->info("received {}, stopping: the job in progress goes back to the queue", sig);
+  stop_signals.Unblock();
   (*pipeline)->Stop();
   pipeline->reset();
   services->reset();

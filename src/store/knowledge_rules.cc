@@ -215,4 +215,29 @@ Status CheckPage(int limit, std::string_view what) {
       "page with after_label = the last label you received");
 }
 
+std::vector<TextHit> BestHits(std::vector<TextHit> hits, int limit) {
+  const size_t keep = std::min(hits.size(), static_cast<size_t>(std::max(limit, 0)));
+  std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(),
+                    [](const TextHit& a, const TextHit& b) {
+                      return a.score != b.score ? a.score > b.score : a.label > b.label;
+                    });
+  hits.resize(keep);
+  return hits;
+}
+
+std::vector<std::string> SubstringWords(std::string_view query) {
+  std::vector<std::string> words;
+  std::string cur;
+  for (char ch : query) {
+    if (std::isspace(static_cast<unsigned char>(ch))) {
+      if (!cur.empty()) words.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+  }
+  if (!cur.empty()) words.push_back(std::move(cur));
+  return words;
+}
+
 }  // namespace af::store_internal

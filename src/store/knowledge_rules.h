@@ -63,6 +63,9 @@ bool IsQueryStopword(std::string_view word);
 // Searches return at most this many hits.
 constexpr int kMaxTextHits = 1000;
 
+// The best `limit` of `hits`, highest score first (ties: the newer label).
+std::vector<TextHit> BestHits(std::vector<TextHit> hits, int limit);
+
 // Chunk searches (SearchChunkText): the AND of the kept words is tried first
 // when they hold more rows than kAndFirstRows, and no search scores more than
 // kScoredRows rows (the newest). Measured on 100,000 chunks of the benchmark
@@ -83,6 +86,11 @@ constexpr int64_t kScoredRows = 3000;
 // is kept.
 constexpr int64_t kPostingBudget = 3000;
 std::vector<std::string> AffordableWords(std::vector<std::pair<std::string, int64_t>> df);
+
+// FindMemories' words: `query` split at ASCII white space and lower-cased in
+// ASCII only; a memory matches when its content, lower-cased the same way,
+// holds every one as a substring.
+std::vector<std::string> SubstringWords(std::string_view query);
 
 // "" among the namespaces, or none at all, means every namespace.
 bool AllNamespaces(const std::vector<std::string>& namespaces);

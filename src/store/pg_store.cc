@@ -18,35 +18,13 @@
 #include "af/core/strings.h"
 #include "store/migrations_pg.h"
 #include "store/sqlite_store.h"
+#include "store/store_rows.h"
+#include "store/store_rules.h"
 
 namespace af::store_internal {
 namespace {
 
 using nlohmann::json;
-
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
-
-Status CheckEventData(const json& data) {
-  if (data.is_null() || data.is_object()) return Status::Ok();
-  return InvalidArgument("event data must be a JSON object, got " + std::string(data.type_name()),
-                         "pass an object such as {\"key\": \"value\"} or null");
-}
-
-std::vector<std::string> ParseStringList(const std::string& text) {
-  std::vector<std::string> out;
-  json j = PgStore::ParseJson(text);
-  if (!j.is_array()) return out;
-  for (const auto& v : j) {
-    if (v.is_string()) out.push_back(v.get<std::string>());
-  }
-  return out;
-}
 
 // Length of the valid UTF-8 sequence at s[i], 0 when it is not one.
 size_t Utf8SequenceAt(const std::string& s, size_t i) {
@@ -65,114 +43,6 @@ size_t Utf8SequenceAt(const std::string& s, size_t i) {
   if (n == 4 && c == 0xF0 && b(i + 1) < 0x90) return 0;
   if (n == 4 && c == 0xF4 && b(i + 1) >= 0x90) return 0;
   return n;
-}
-
-// Columns in the order the readers below expect.
-#define AF_FEATURE_COLS \
-  "id, project, title, status, priority, request, reason, created_ms, updated_ms"
-#define AF_TASK_COLS                                                                            \
-  "id, feature_id, title, description, role, status, files, attempts, assigned_agent, result, " \
-  "created_ms, updated_ms"
-#define AF_EVENT_COLS "seq, type, feature_id, task_id, agent, ts_ms, data"
-#define AF_AGENT_COLS "id, role, state, last_heartbeat_ms, current_task, counters, host, pid"
-#define AF_LLM_COLS                                                                         \
-  "id, feature_id, task_id, role, provider, model, input_tokens, output_tokens, cost_usd, " \
-  "latency_ms, status, error, request_hash, response, created_ms"
-#define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
-
-std::string Text(const pqxx::field& f) {
-  return f.is_null() ? std::string() : std::string(f.c_str(), f.size());
-}
-int64_t Int(const pqxx::field& f) { return f.is_null() ? 0 : f.as<int64_t>(); }
-double Real(const pqxx::field& f) { return f.is_null() ? 0.0 : f.as<double>(); }
-
-Feature ReadFeature(const pqxx::row& r) {
-  Feature f;
-  f.id = Text(r[0]);
-  f.project = Text(r[1]);
-  f.title = Text(r[2]);
-  f.status = Text(r[3]);
-  f.priority = Text(r[4]);
-  f.request = PgStore::ParseJson(Text(r[5]));
-  f.reason = Text(r[6]);
-  f.created_ms = Int(r[7]);
-  f.updated_ms = Int(r[8]);
-  return f;
-}
-
-Task ReadTask(const pqxx::row& r) {
-  Task t;
-  t.id = Text(r[0]);
-  t.feature_id = Text(r[1]);
-  t.title = Text(r[2]);
-  t.description = Text(r[3]);
-  t.role = Text(r[4]);
-  t.status = Text(r[5]);
-  t.files = ParseStringList(Text(r[6]));
-  t.attempts = static_cast<int>(Int(r[7]));
-  t.assigned_agent = Text(r[8]);
-  t.result = PgStore::ParseJson(Text(r[9]));
-  t.created_ms = Int(r[10]);
-  t.updated_ms = Int(r[11]);
-  return t;
-}
-
-Event ReadEvent(const pqxx::row& r) {
-  Event e;
-  e.seq = Int(r[0]);
-  e.type = Text(r[1]);
-  e.feature_id = Text(r[2]);
-  e.task_id = Text(r[3]);
-  e.agent = Text(r[4]);
-  e.ts_ms = Int(r[5]);
-  e.data = PgStore::ParseJson(Text(r[6]));
-  return e;
-}
-
-AgentRecord ReadAgent(const pqxx::row& r) {
-  AgentRecord a;
-  a.id = Text(r[0]);
-  a.role = Text(r[1]);
-  a.state = Text(r[2]);
-  a.last_heartbeat_ms = Int(r[3]);
-  a.current_task = Text(r[4]);
-  a.counters = PgStore::ParseJson(Text(r[5]));
-  a.host = Text(r[6]);
-  a.pid = Int(r[7]);
-  return a;
-}
-
-LlmCall ReadLlmCall(const pqxx::row& r) {
-  LlmCall c;
-  c.id = Text(r[0]);
-  c.feature_id = Text(r[1]);
-  c.task_id = Text(r[2]);
-  c.role = Text(r[3]);
-  c.provider = Text(r[4]);
-  c.model = Text(r[5]);
-  c.input_tokens = Int(r[6]);
-  c.output_tokens = Int(r[7]);
-  c.cost_usd = Real(r[8]);
-  c.latency_ms = Int(r[9]);
-  c.status = Text(r[10]);
-  c.error = Text(r[11]);
-  c.request_hash = Text(r[12]);
-  c.response = PgStore::ParseJson(Text(r[13]));
-  c.created_ms = Int(r[14]);
-  return c;
-}
-
-ApiKey ReadApiKey(const pqxx::row& r) {
-  ApiKey k;
-  k.id = Text(r[0]);
-  k.name = Text(r[1]);
-  k.key_hash = Text(r[2]);
-  k.prefix = Text(r[3]);
-  k.permissions = ParseStringList(Text(r[4]));
-  k.created_ms = Int(r[5]);
-  k.last_used_ms = Int(r[6]);
-  k.revoked = Text(r[7]) == "t";
-  return k;
 }
 
 // The URL's "host:port" (libpq's defaults when absent), its password (for
@@ -271,17 +141,9 @@ std::string CleanText(const std::string& s) {
   return out;
 }
 
-std::string PgStore::DumpJson(const json& v) {
-  return v.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string PgStore::DumpJson(const json& v) { return DumpStoredJson(v); }
 
-json PgStore::ParseJson(const std::string& text) {
-  if (text.empty()) return nullptr;
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  // A value that no longer parses was written by something else; surface null
-  // rather than failing every read of the row.
-  return j.is_discarded() ? json(nullptr) : j;
-}
+json PgStore::ParseJson(const std::string& text) { return ParseStoredJson(text); }
 
 // --- Connections and transactions ----------------------------------------------
 
@@ -573,7 +435,7 @@ Result<Feature> GetFeatureTx(pqxx::work& w, const std::string& id, bool for_upda
     return NotFound("feature " + id + " not found",
                     "list features with 'agent-factory feature list'");
   }
-  return ReadFeature(r[0]);
+  return ReadFeature(PgRow(r[0]));
 }
 
 Result<Task> GetTaskTx(pqxx::work& w, const std::string& id, bool for_update) {
@@ -585,7 +447,7 @@ Result<Task> GetTaskTx(pqxx::work& w, const std::string& id, bool for_update) {
     return NotFound("task " + id + " not found",
                     "list a feature's tasks with 'agent-factory feature status ID'");
   }
-  Task t = ReadTask(r[0]);
+  Task t = ReadTask(PgRow(r[0]));
   for (const auto& d :
        PgExec(w, "SELECT depends_on FROM task_dependencies WHERE task_id = $1 ORDER BY position",
               id)) {
@@ -623,9 +485,7 @@ Result<std::vector<Project>> PgStore::ListProjects() {
 // --- Events ----------------------------------------------------------------------
 
 Result<int64_t> PgStore::AppendEventTx(pqxx::work& w, Event e, std::string* last_feature_event) {
-  if (e.type.empty()) {
-    return InvalidArgument("event type is empty", "name the event, e.g. \"feature.status\"");
-  }
+  AF_RETURN_IF_ERROR(CheckEvent(e));
   if (e.ts_ms == 0) e.ts_ms = NowMs();
   // The seq comes from the one-row counter, not a SEQUENCE: the UPDATE locks
   // the row until this transaction ends, so the next appender gets seq + 1
@@ -730,10 +590,7 @@ Result<int64_t> PgStore::AppendEvent(Event event) {
 }
 
 Result<std::vector<Event>> PgStore::ListEvents(const EventFilter& filter) {
-  if (filter.limit < 1 || filter.limit > 10000 || filter.after_seq < 0) {
-    return InvalidArgument("event listing needs 1 <= limit <= 10000 and after_seq >= 0",
-                           "page with after_seq = the last seq you received");
-  }
+  AF_RETURN_IF_ERROR(CheckEventFilter(filter));
   return Tx("listing events", [&](pqxx::work& w) -> Result<std::vector<Event>> {
     pqxx::result r =
         filter.feature_id
@@ -745,7 +602,7 @@ Result<std::vector<Event>> PgStore::ListEvents(const EventFilter& filter) {
                      filter.after_seq, filter.limit);
     std::vector<Event> out;
     out.reserve(r.size());
-    for (const auto& row : r) out.push_back(ReadEvent(row));
+    for (const auto& row : r) out.push_back(ReadEvent(PgRow(row)));
     return out;
   });
 }
@@ -763,16 +620,7 @@ Result<Feature> PgStore::GetFeature(const std::string& id) {
 }
 
 Result<Feature> PgStore::CreateFeature(Feature f) {
-  if (!IsFeatureStatus(f.status)) {
-    return InvalidArgument("unknown feature status " + Quote(f.status),
-                           "use one of queued, planning, implementing, testing, reviewing, "
-                           "delivering, completed, failed, cancelled");
-  }
-  if (!IsPriority(f.priority)) {
-    return InvalidArgument("unknown priority " + Quote(f.priority),
-                           "use one of low, medium, high, critical");
-  }
-  AF_RETURN_IF_ERROR(CheckProjectName(f.project));
+  AF_RETURN_IF_ERROR(CheckNewFeature(f));
   if (f.id.empty()) f.id = NewId("f");
   f.created_ms = f.updated_ms = NowMs();
   std::string feature_event;
@@ -783,13 +631,7 @@ Result<Feature> PgStore::CreateFeature(Feature f) {
            "INSERT INTO features (" AF_FEATURE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
            f.id, f.project, f.title, f.status, f.priority, DumpJson(f.request), f.reason,
            f.created_ms, f.updated_ms);
-    Event e;
-    e.type = "feature.created";
-    e.feature_id = f.id;
-    e.ts_ms = f.created_ms;
-    e.data = {
-        {"title", f.title}, {"project", f.project}, {"priority", f.priority}, {"status", f.status}};
-    AF_RETURN_IF_ERROR(AppendEventTx(w, std::move(e), &feature_event).status());
+    AF_RETURN_IF_ERROR(AppendEventTx(w, FeatureCreatedEvent(f), &feature_event).status());
     return f;
   });
   if (created.ok()) EventsCommitted(feature_event);
@@ -797,15 +639,7 @@ Result<Feature> PgStore::CreateFeature(Feature f) {
 }
 
 Result<FeaturePage> PgStore::ListFeatures(const FeatureFilter& filter) {
-  if (filter.limit < 1 || filter.limit > 1000 || filter.offset < 0) {
-    return InvalidArgument("feature listing needs 1 <= limit <= 1000 and offset >= 0",
-                           "e.g. limit=50&offset=0");
-  }
-  if (filter.status && !IsFeatureStatus(*filter.status)) {
-    return InvalidArgument("unknown feature status " + Quote(*filter.status),
-                           "use one of queued, planning, implementing, testing, reviewing, "
-                           "delivering, completed, failed, cancelled");
-  }
+  AF_RETURN_IF_ERROR(CheckFeatureFilter(filter));
   // A flag per filter ("any" when true): one statement text for every filter.
   const std::string status = filter.status.value_or("");
   const std::string project = filter.project.value_or("");
@@ -820,7 +654,7 @@ Result<FeaturePage> PgStore::ListFeatures(const FeatureFilter& filter) {
                 "SELECT " AF_FEATURE_COLS " FROM features" + where +
                     " ORDER BY created_ms DESC, id COLLATE \"C\" DESC LIMIT $5 OFFSET $6",
                 any_status, status, any_project, project, filter.limit, filter.offset)) {
-      page.features.push_back(ReadFeature(r));
+      page.features.push_back(ReadFeature(PgRow(r)));
     }
     return page;
   });
@@ -830,38 +664,20 @@ Result<int64_t> PgStore::TransitionFeature(const std::string& id,
                                            std::optional<std::string> expected_from,
                                            const std::string& to, const std::string& reason,
                                            const json& event_data) {
-  if (!IsFeatureStatus(to) || (expected_from && !IsFeatureStatus(*expected_from))) {
-    return InvalidArgument(
-        "unknown feature status " + Quote(IsFeatureStatus(to) ? *expected_from : to),
-        "use one of queued, planning, implementing, testing, reviewing, "
-        "delivering, completed, failed, cancelled");
-  }
-  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  AF_RETURN_IF_ERROR(CheckFeatureTransition(expected_from, to, event_data));
   std::string feature_event;
   auto seq = Tx("moving feature " + id + " to " + to, [&](pqxx::work& w) -> Result<int64_t> {
     feature_event.clear();
     // FOR UPDATE: the compare and the set are one step; a concurrent
     // transition waits here and then compares against the new status.
     AF_ASSIGN_OR_RETURN(Feature cur, GetFeatureTx(w, id, /*for_update=*/true));
-    if (expected_from && cur.status != *expected_from) {
-      return FailedPrecondition("feature " + id + " is " + Quote(cur.status) +
-                                    ", not the expected " + Quote(*expected_from) +
-                                    "; not moved to " + Quote(to),
-                                "reload the feature; another step already moved it");
-    }
+    AF_RETURN_IF_ERROR(CheckExpectedStatus("feature", id, cur.status, expected_from, to));
     if (cur.status == to) return int64_t{0};
     int64_t now = NowMs();
     PgExec(w, "UPDATE features SET status = $1, reason = $2, updated_ms = $3 WHERE id = $4", to,
            reason, now, id);
-    Event e;
-    e.type = "feature.status";
-    e.feature_id = id;
-    e.ts_ms = now;
-    e.data = event_data.is_object() ? event_data : json::object();
-    e.data["from"] = cur.status;
-    e.data["to"] = to;
-    e.data["reason"] = reason;
-    return AppendEventTx(w, std::move(e), &feature_event);
+    return AppendEventTx(w, FeatureStatusEvent(id, cur.status, to, reason, now, event_data),
+                         &feature_event);
   });
   if (seq.ok() && *seq > 0) EventsCommitted(feature_event);
   return seq;
@@ -875,37 +691,7 @@ Result<Task> PgStore::GetTask(const std::string& id) {
 
 Result<std::vector<Task>> PgStore::CreateTasks(const std::string& feature_id,
                                                std::vector<Task> tasks) {
-  // Validate everything that needs no database first: a refused batch writes nothing.
-  std::set<std::string> batch_ids;
-  for (Task& t : tasks) {
-    if (t.id.empty()) t.id = NewId("t");
-    if (!IsTaskStatus(t.status)) {
-      return InvalidArgument("task " + t.id + " has unknown status " + Quote(t.status),
-                             "use one of pending, ready, in_progress, completed, failed, "
-                             "cancelled");
-    }
-    if (!batch_ids.insert(t.id).second) {
-      return InvalidArgument("task id " + t.id + " appears twice in the batch",
-                             "give every task its own id");
-    }
-    // Repeated dependencies say nothing new; keep the first of each.
-    std::vector<std::string> unique_deps;
-    std::set<std::string> seen;
-    for (const std::string& d : t.dependencies) {
-      if (seen.insert(d).second) unique_deps.push_back(d);
-    }
-    t.dependencies = std::move(unique_deps);
-  }
-  // Existing tasks cannot depend on new ones, so a cycle can only run
-  // through the batch.
-  std::vector<DagNode> graph;
-  for (const Task& t : tasks) graph.push_back({t.id, t.dependencies});
-  if (auto cycle = CycleIds(graph); !cycle.empty()) {
-    std::string ids;
-    for (const std::string& id : cycle) ids += (ids.empty() ? "" : ", ") + id;
-    return InvalidArgument("task dependencies form a cycle through " + ids,
-                           "a task may only depend on tasks that can finish before it");
-  }
+  AF_ASSIGN_OR_RETURN(std::vector<DagNode> graph, PrepareTaskBatch(&tasks));
   std::string feature_event;
   auto created = Tx(
       "creating tasks of feature " + feature_id, [&](pqxx::work& w) -> Result<std::vector<Task>> {
@@ -920,12 +706,7 @@ Result<std::vector<Task>> PgStore::CreateTasks(const std::string& feature_id,
           existing.insert(Text(r[0]));
           position = std::max(position, Int(r[1]) + 1);
         }
-        if (auto unknown = UnknownDependencies(graph, existing); !unknown.empty()) {
-          const auto& [id, d] = unknown.front();
-          return InvalidArgument("task " + id + " depends on unknown task " + Quote(d),
-                                 "dependencies must name tasks of feature " + feature_id +
-                                     " created before or in the same batch");
-        }
+        AF_RETURN_IF_ERROR(CheckDependenciesKnown(graph, existing, feature_id));
         std::vector<Task> out = tasks;
         int64_t now = NowMs();
         for (Task& t : out) {
@@ -950,13 +731,7 @@ Result<std::vector<Task>> PgStore::CreateTasks(const std::string& feature_id,
         }
         // Events last: the event counter's lock is held from here to commit.
         for (const Task& t : out) {
-          Event e;
-          e.type = "task.created";
-          e.feature_id = feature_id;
-          e.task_id = t.id;
-          e.ts_ms = now;
-          e.data = {{"title", t.title}, {"role", t.role}, {"dependencies", t.dependencies}};
-          AF_RETURN_IF_ERROR(AppendEventTx(w, std::move(e), &feature_event).status());
+          AF_RETURN_IF_ERROR(AppendEventTx(w, TaskCreatedEvent(t, now), &feature_event).status());
         }
         return out;
       });
@@ -973,7 +748,7 @@ Result<std::vector<Task>> PgStore::ListTasks(const std::string& feature_id) {
         for (const auto& r :
              PgExec(w, "SELECT " AF_TASK_COLS " FROM tasks WHERE feature_id = $1 ORDER BY position",
                     feature_id)) {
-          out.push_back(ReadTask(r));
+          out.push_back(ReadTask(PgRow(r)));
           at[out.back().id] = out.size() - 1;
         }
         for (const auto& r : PgExec(w,
@@ -992,23 +767,12 @@ Result<int64_t> PgStore::TransitionTask(const std::string& id,
                                         std::optional<std::string> expected_from,
                                         const std::string& to, const TaskUpdate& update,
                                         const json& event_data) {
-  if (!IsTaskStatus(to) || (expected_from && !IsTaskStatus(*expected_from))) {
-    return InvalidArgument("unknown task status " + Quote(IsTaskStatus(to) ? *expected_from : to),
-                           "use one of pending, ready, in_progress, completed, failed, cancelled");
-  }
-  if (update.add_attempts < 0) {
-    return InvalidArgument("attempts can only grow", "pass add_attempts >= 0");
-  }
-  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  AF_RETURN_IF_ERROR(CheckTaskTransition(expected_from, to, update, event_data));
   std::string feature_event;
   auto seq = Tx("moving task " + id + " to " + to, [&](pqxx::work& w) -> Result<int64_t> {
     feature_event.clear();
     AF_ASSIGN_OR_RETURN(Task cur, GetTaskTx(w, id, /*for_update=*/true));
-    if (expected_from && cur.status != *expected_from) {
-      return FailedPrecondition("task " + id + " is " + Quote(cur.status) + ", not the expected " +
-                                    Quote(*expected_from) + "; not moved to " + Quote(to),
-                                "reload the task; another step already moved it");
-    }
+    AF_RETURN_IF_ERROR(CheckExpectedStatus("task", id, cur.status, expected_from, to));
     std::string from = cur.status;
     cur.status = to;
     if (update.assigned_agent) cur.assigned_agent = *update.assigned_agent;
@@ -1020,16 +784,7 @@ Result<int64_t> PgStore::TransitionTask(const std::string& id,
            "updated_ms = $5 WHERE id = $6",
            cur.status, cur.attempts, cur.assigned_agent, DumpJson(cur.result), now, id);
     if (from == to) return int64_t{0};
-    Event e;
-    e.type = "task.status";
-    e.feature_id = cur.feature_id;
-    e.task_id = id;
-    e.agent = cur.assigned_agent;
-    e.ts_ms = now;
-    e.data = event_data.is_object() ? event_data : json::object();
-    e.data["from"] = from;
-    e.data["to"] = to;
-    return AppendEventTx(w, std::move(e), &feature_event);
+    return AppendEventTx(w, TaskStatusEvent(cur, from, now, event_data), &feature_event);
   });
   if (seq.ok() && *seq > 0) EventsCommitted(feature_event);
   return seq;
@@ -1038,11 +793,7 @@ Result<int64_t> PgStore::TransitionTask(const std::string& id,
 // --- Agents ------------------------------------------------------------------------
 
 Status PgStore::UpsertAgent(const AgentRecord& a) {
-  if (a.id.empty()) return InvalidArgument("agent id is empty", "give every agent an id");
-  if (!IsAgentState(a.state)) {
-    return InvalidArgument("agent " + a.id + " has unknown state " + Quote(a.state),
-                           "use one of running, busy, idle, degraded, offline");
-  }
+  AF_RETURN_IF_ERROR(CheckAgent(a));
   return Tx("recording agent " + a.id, [&](pqxx::work& w) -> Status {
     PgExec(w,
            "INSERT INTO agents (" AF_AGENT_COLS
@@ -1063,7 +814,7 @@ Result<AgentRecord> PgStore::GetAgent(const std::string& id) {
     if (r.empty()) {
       return NotFound("agent " + id + " not found", "list agents with 'agent-factory agents'");
     }
-    return ReadAgent(r[0]);
+    return ReadAgent(PgRow(r[0]));
   });
 }
 
@@ -1071,7 +822,7 @@ Result<std::vector<AgentRecord>> PgStore::ListAgents() {
   return Tx("listing agents", [&](pqxx::work& w) -> Result<std::vector<AgentRecord>> {
     std::vector<AgentRecord> out;
     for (const auto& r : w.exec("SELECT " AF_AGENT_COLS " FROM agents ORDER BY id COLLATE \"C\"")) {
-      out.push_back(ReadAgent(r));
+      out.push_back(ReadAgent(PgRow(r)));
     }
     return out;
   });
@@ -1080,9 +831,7 @@ Result<std::vector<AgentRecord>> PgStore::ListAgents() {
 // --- LLM calls ---------------------------------------------------------------------
 
 Result<LlmCall> PgStore::RecordLlmCall(LlmCall c) {
-  if (c.status.empty()) {
-    return InvalidArgument("LLM call status is empty", "use \"ok\" or an error code name");
-  }
+  AF_RETURN_IF_ERROR(CheckLlmCall(c));
   if (c.id.empty()) c.id = NewId("llm");
   if (c.created_ms == 0) c.created_ms = NowMs();
   return Tx("recording LLM call " + c.id, [&](pqxx::work& w) -> Result<LlmCall> {
@@ -1107,7 +856,7 @@ Result<std::optional<LlmCall>> PgStore::FindRecordedLlmCall(const std::string& f
                             "ORDER BY created_ms DESC, id COLLATE \"C\" DESC LIMIT 1",
                             hash, feature_id);
     if (r.empty()) return std::optional<LlmCall>();
-    return std::optional<LlmCall>(ReadLlmCall(r[0]));
+    return std::optional<LlmCall>(ReadLlmCall(PgRow(r[0])));
   });
 }
 
@@ -1120,7 +869,7 @@ Result<std::vector<LlmCall>> PgStore::ListLlmCalls(const std::string& feature_id
                                     "SELECT " AF_LLM_COLS " FROM llm_calls WHERE feature_id = $1 "
                                     "ORDER BY created_ms, id COLLATE \"C\"",
                                     feature_id)) {
-          out.push_back(ReadLlmCall(r));
+          out.push_back(ReadLlmCall(PgRow(r)));
         }
         return out;
       });
@@ -1173,10 +922,7 @@ Result<std::vector<UsageRow>> PgStore::UsageBreakdown(const UsageQuery& query) {
 // --- API keys ----------------------------------------------------------------------
 
 Result<ApiKey> PgStore::CreateApiKey(ApiKey k) {
-  if (k.name.empty() || k.key_hash.empty()) {
-    return InvalidArgument("an API key needs a name and a key hash",
-                           "name the key, e.g. 'ci', and store only the hash of its secret");
-  }
+  AF_RETURN_IF_ERROR(CheckApiKey(k));
   if (k.id.empty()) k.id = NewId("key");
   if (k.created_ms == 0) k.created_ms = NowMs();
   return Tx("creating API key " + Quote(k.name), [&](pqxx::work& w) -> Result<ApiKey> {
@@ -1193,7 +939,7 @@ Result<ApiKey> PgStore::FindApiKeyByHash(const std::string& key_hash) {
         PgExec(w, "SELECT " AF_KEY_COLS " FROM api_keys WHERE key_hash = $1", key_hash);
     if (r.empty())
       return NotFound("no API key matches", "create one with 'agent-factory keys create'");
-    return ReadApiKey(r[0]);
+    return ReadApiKey(PgRow(r[0]));
   });
 }
 
@@ -1202,7 +948,7 @@ Result<std::vector<ApiKey>> PgStore::ListApiKeys() {
     std::vector<ApiKey> out;
     for (const auto& r :
          w.exec("SELECT " AF_KEY_COLS " FROM api_keys ORDER BY created_ms, id COLLATE \"C\"")) {
-      out.push_back(ReadApiKey(r));
+      out.push_back(ReadApiKey(PgRow(r)));
     }
     return out;
   });
@@ -1237,13 +983,7 @@ Result<int64_t> PgStore::CountActiveApiKeys() {
 
 Status PgStore::Check() {
   AF_ASSIGN_OR_RETURN(MigrationStatus st, GetMigrationStatus());
-  if (!st.pending.empty()) {
-    return FailedPrecondition("database " + redacted_url_ + " is at schema version " +
-                                  std::to_string(st.current_version) + " of " +
-                                  std::to_string(st.latest_version),
-                              "run 'agent-factory db migrate'");
-  }
-  return Status::Ok();
+  return CheckSchemaCurrent(st, redacted_url_);
 }
 
 Result<StoreStats> PgStore::Stats() {
@@ -1296,19 +1036,11 @@ const std::vector<BackupTable>& CoreBackupTables() {
 
 Status PgStore::BackupTo(const std::string& path) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(path, ec)) {
-    return AlreadyExists("backup copy " + path + " already exists",
-                         "choose another file name, or move the existing file aside");
-  }
+  AF_RETURN_IF_ERROR(CreateBackupFile(path));
   auto remove_copy = [&] {
     std::error_code rm;
     for (const char* suffix : {"", "-journal", "-wal", "-shm"}) fs::remove(path + suffix, rm);
   };
-  if (std::error_code err = CreatePrivateFile(path)) {
-    return Unavailable("cannot create the backup copy " + path + ": " + err.message(),
-                       "check that its directory exists and is writable");
-  }
   // The SQLite schema, made by the SQLite store's own migrations.
   {
     StoreOptions sqlite_options;

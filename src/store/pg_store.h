@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "af/store/store.h"
+#include "store/store_rules.h"
 
 namespace af::store_internal {
 
@@ -75,6 +76,28 @@ template <typename... Args>
 pqxx::result PgExec(pqxx::work& w, const std::string& sql, const Args&... args) {
   return w.exec_params(sql, PgParam(args)...);
 }
+
+// A column's value, NULL read as "" / 0 / 0.0 (most columns are NOT NULL;
+// the few nullable ones mean "none").
+inline std::string Text(const pqxx::field& f) {
+  return f.is_null() ? std::string() : std::string(f.c_str(), f.size());
+}
+inline int64_t Int(const pqxx::field& f) { return f.is_null() ? 0 : f.as<int64_t>(); }
+inline double Real(const pqxx::field& f) { return f.is_null() ? 0.0 : f.as<double>(); }
+
+// A result row as the shared record readers take it (store_rows.h).
+class PgRow {
+ public:
+  explicit PgRow(pqxx::row r) : r_(std::move(r)) {}
+  std::string Text(int c) const { return store_internal::Text(r_[c]); }
+  int64_t Int(int c) const { return store_internal::Int(r_[c]); }
+  double Real(int c) const { return store_internal::Real(r_[c]); }
+  bool Bool(int c) const { return !r_[c].is_null() && r_[c].as<bool>(); }
+  nlohmann::json Json(int c) const { return ParseStoredJson(Text(c)); }
+
+ private:
+  pqxx::row r_;  // a handle on the shared result: cheap to copy
+};
 
 // One table copied into the SQLite file BackupTo writes: `select` runs in the
 // PostgreSQL snapshot and its columns, in order, fill `sqlite_columns` of

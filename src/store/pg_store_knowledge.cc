@@ -35,18 +35,13 @@
 #include "af/core/ids.h"
 #include "store/knowledge_rules.h"
 #include "store/pg_store.h"
+#include "store/store_rows.h"
+#include "store/store_rules.h"
 
 namespace af::store_internal {
 namespace {
 
 using nlohmann::json;
-
-#define AF_PG_MEMORY_COLS                                                                     \
-  "id, namespace, content, summary, type, importance, tags, source, created_ms, updated_ms, " \
-  "accessed_ms, access_count, archived, superseded_by, vector_label"
-#define AF_PG_LINK_COLS "from_id, to_id, type, strength, created_ms, updated_ms"
-#define AF_PG_DOC_COLS \
-  "id, namespace, source, content_hash, provenance, chunk_count, created_ms, updated_ms"
 
 std::vector<std::string> CleanTexts(const std::vector<std::string>& in) {
   std::vector<std::string> out;
@@ -137,63 +132,6 @@ std::string TagsText(const std::vector<std::string>& tags) {
 Indexed IndexMemory(const Memory& m) { return IndexText({m.content, m.summary, TagsText(m.tags)}); }
 Indexed IndexChunk(const KbChunk& c) { return IndexText({c.content, c.heading}); }
 
-std::string Text(const pqxx::field& f) {
-  return f.is_null() ? std::string() : std::string(f.c_str(), f.size());
-}
-int64_t Int(const pqxx::field& f) { return f.is_null() ? 0 : f.as<int64_t>(); }
-
-std::vector<std::string> StringList(const json& j) {
-  std::vector<std::string> out;
-  if (!j.is_array()) return out;
-  for (const auto& v : j)
-    if (v.is_string()) out.push_back(v.get<std::string>());
-  return out;
-}
-
-Memory ReadMemory(const pqxx::row& r) {
-  Memory m;
-  m.id = Text(r[0]);
-  m.ns = Text(r[1]);
-  m.content = Text(r[2]);
-  m.summary = Text(r[3]);
-  m.type = Text(r[4]);
-  m.importance = static_cast<int>(Int(r[5]));
-  m.tags = StringList(PgStore::ParseJson(Text(r[6])));
-  m.source = PgStore::ParseJson(Text(r[7]));
-  m.created_ms = Int(r[8]);
-  m.updated_ms = Int(r[9]);
-  m.accessed_ms = Int(r[10]);
-  m.access_count = Int(r[11]);
-  m.archived = r[12].as<bool>();
-  m.superseded_by = Text(r[13]);
-  m.vector_label = Int(r[14]);
-  return m;
-}
-
-MemoryLink ReadLink(const pqxx::row& r) {
-  MemoryLink l;
-  l.from_id = Text(r[0]);
-  l.to_id = Text(r[1]);
-  l.type = Text(r[2]);
-  l.strength = r[3].as<double>();
-  l.created_ms = Int(r[4]);
-  l.updated_ms = Int(r[5]);
-  return l;
-}
-
-KbDocument ReadDocument(const pqxx::row& r) {
-  KbDocument d;
-  d.id = Text(r[0]);
-  d.ns = Text(r[1]);
-  d.source = Text(r[2]);
-  d.content_hash = Text(r[3]);
-  d.provenance = PgStore::ParseJson(Text(r[4]));
-  d.chunk_count = Int(r[5]);
-  d.created_ms = Int(r[6]);
-  d.updated_ms = Int(r[7]);
-  return d;
-}
-
 std::vector<int64_t> Labels(const pqxx::result& res) {
   std::vector<int64_t> out;
   out.reserve(res.size());
@@ -267,11 +205,11 @@ Status MemoryNotFound(const std::string& id) {
 }
 
 Result<Memory> GetMemoryTx(pqxx::work& w, const std::string& id, bool for_update) {
-  std::string sql = "SELECT " AF_PG_MEMORY_COLS " FROM memories WHERE id = $1";
+  std::string sql = "SELECT " AF_MEMORY_COLS " FROM memories WHERE id = $1";
   if (for_update) sql += " FOR NO KEY UPDATE";
   pqxx::result r = w.exec_params(sql, CleanText(id));
   if (r.empty()) return MemoryNotFound(id);
-  return ReadMemory(r[0]);
+  return ReadMemory(PgRow(r[0]));
 }
 
 // Marks memories accessed (access_count + 1 per mention) in one statement,
@@ -367,17 +305,6 @@ std::vector<TextHit> Score(const std::vector<Candidate>& rows, const TermStats& 
   return out;
 }
 
-// The best `limit` hits, highest score first (ties: the newer label).
-std::vector<TextHit> Best(std::vector<TextHit> hits, int limit) {
-  const size_t keep = std::min(hits.size(), static_cast<size_t>(std::max(limit, 0)));
-  std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(),
-                    [](const TextHit& a, const TextHit& b) {
-                      return a.score != b.score ? a.score > b.score : a.label > b.label;
-                    });
-  hits.resize(keep);
-  return hits;
-}
-
 std::vector<Candidate> ReadCandidates(const pqxx::result& r) {
   std::vector<Candidate> out;
   out.reserve(r.size());
@@ -398,12 +325,12 @@ constexpr const char* kCountsOf = "ts_filter(setweight(x.fts, 'A', $2::text[]), 
 // label handed out here.
 const std::vector<BackupTable>& PgStore::KnowledgeBackupTables() {
   static const std::vector<BackupTable> kTables = {
-      {"memories", AF_PG_MEMORY_COLS,
+      {"memories", AF_MEMORY_COLS,
        "SELECT id, namespace, content, summary, type, importance, tags, source, created_ms, "
        "updated_ms, accessed_ms, access_count, archived::int, superseded_by, vector_label "
        "FROM memories"},
-      {"memory_links", AF_PG_LINK_COLS, "SELECT " AF_PG_LINK_COLS " FROM memory_links"},
-      {"kb_documents", AF_PG_DOC_COLS, "SELECT " AF_PG_DOC_COLS " FROM kb_documents"},
+      {"memory_links", AF_LINK_COLS, "SELECT " AF_LINK_COLS " FROM memory_links"},
+      {"kb_documents", AF_DOC_COLS, "SELECT " AF_DOC_COLS " FROM kb_documents"},
       {"kb_chunks", "label, document_id, ordinal, heading, line_start, line_end, content",
        "SELECT label, document_id, ordinal, heading, line_start, line_end, content "
        "FROM kb_chunks ORDER BY label"},
@@ -437,7 +364,7 @@ Result<Memory> PgStore::AddMemory(Memory memory) {
     }
     m.vector_label = Int(w.exec1("SELECT nextval('memory_labels')")[0]);
     Indexed idx = IndexMemory(m);
-    w.exec_params("INSERT INTO memories (" AF_PG_MEMORY_COLS
+    w.exec_params("INSERT INTO memories (" AF_MEMORY_COLS
                   ", words, fts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
                   "$14, $15, $16, $17::tsvector)",
                   m.id, m.ns, m.content, m.summary, m.type, m.importance, DumpJson(json(m.tags)),
@@ -458,12 +385,12 @@ Result<Memory> PgStore::GetMemory(const std::string& id) {
 
 Result<std::vector<Memory>> PgStore::MemoriesByLabel(const std::vector<int64_t>& labels) {
   return Tx("reading memories by label", [&](pqxx::work& w) -> Result<std::vector<Memory>> {
-    pqxx::result r = w.exec_params("SELECT " AF_PG_MEMORY_COLS
+    pqxx::result r = w.exec_params("SELECT " AF_MEMORY_COLS
                                    " FROM memories WHERE vector_label = ANY($1::bigint[])",
                                    IntArray(labels));
     std::unordered_map<int64_t, Memory> by_label;
     for (const auto& row : r) {
-      Memory m = ReadMemory(row);
+      Memory m = ReadMemory(PgRow(row));
       by_label.emplace(m.vector_label, std::move(m));
     }
     std::vector<Memory> out;
@@ -476,15 +403,12 @@ Result<std::vector<Memory>> PgStore::MemoriesByLabel(const std::vector<int64_t>&
 }
 
 Result<std::vector<Memory>> PgStore::ListMemories(const MemoryFilter& f) {
-  if (f.limit < 1 || f.limit > 10000 || f.offset < 0) {
-    return InvalidArgument("memory listing needs 1 <= limit <= 10000 and offset >= 0",
-                           "page with offset = the number of memories already read");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryFilter(f));
   const bool all_ns = AllNamespaces(f.namespaces);
   return Tx("listing memories", [&](pqxx::work& w) -> Result<std::vector<Memory>> {
     // Every tag: the stored array contains the asked one.
     pqxx::result r =
-        w.exec_params("SELECT " AF_PG_MEMORY_COLS
+        w.exec_params("SELECT " AF_MEMORY_COLS
                       " FROM memories WHERE ($1 OR namespace = ANY($2::text[])) "
                       "AND (cardinality($3::text[]) = 0 OR type = ANY($3::text[])) "
                       "AND tags::jsonb @> $4::jsonb "
@@ -494,7 +418,7 @@ Result<std::vector<Memory>> PgStore::ListMemories(const MemoryFilter& f) {
                       DumpJson(json(CleanTexts(f.tags))), f.include_archived, f.limit, f.offset);
     std::vector<Memory> out;
     out.reserve(r.size());
-    for (const auto& row : r) out.push_back(ReadMemory(row));
+    for (const auto& row : r) out.push_back(ReadMemory(PgRow(row)));
     return out;
   });
 }
@@ -575,34 +499,23 @@ Status PgStore::TouchMemories(const std::vector<std::string>& ids) {
 
 Result<std::vector<Memory>> PgStore::FindMemories(const std::vector<std::string>& namespaces,
                                                   const std::string& query, int limit) {
-  // Words split at ASCII spaces and lower-cased in ASCII only, matched as
-  // substrings of the content lower-cased the same way (translate, not
-  // lower(): the server's locale must not change what matches).
-  std::vector<std::string> words;
-  {
-    std::string cur;
-    for (char ch : query + " ") {
-      if (std::isspace(static_cast<unsigned char>(ch))) {
-        if (!cur.empty()) words.push_back(cur);
-        cur.clear();
-      } else {
-        cur += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      }
-    }
-  }
+  // Matched as substrings of the content lower-cased in ASCII only
+  // (translate, not lower(): the server's locale must not change what
+  // matches).
+  const std::vector<std::string> words = SubstringWords(query);
   const int64_t now = NowMs();
   return Tx("searching memories", [&](pqxx::work& w) -> Result<std::vector<Memory>> {
     std::vector<Memory> out;
     for (const auto& ns : namespaces) {
       if (static_cast<int>(out.size()) >= limit) break;
       pqxx::result r = w.exec_params(
-          "SELECT " AF_PG_MEMORY_COLS
+          "SELECT " AF_MEMORY_COLS
           " FROM memories WHERE archived = FALSE AND superseded_by = '' AND namespace = $1 "
           "AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS q(word) WHERE strpos(translate("
           "content, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), q.word) = 0) "
           "ORDER BY importance DESC, created_ms DESC, id LIMIT $3",
           CleanText(ns), TextArray(words), static_cast<int64_t>(limit - out.size()));
-      for (const auto& row : r) out.push_back(ReadMemory(row));
+      for (const auto& row : r) out.push_back(ReadMemory(PgRow(row)));
     }
     std::vector<std::string> ids;
     for (auto& m : out) {
@@ -630,22 +543,14 @@ Result<std::vector<TextHit>> PgStore::SearchMemoryText(const std::vector<std::st
                           " FROM memories x WHERE x.fts @@ $1::tsquery AND x.archived = FALSE "
                           "AND x.superseded_by = '' AND ($3 OR x.namespace = ANY($4::text[]))",
                       TsQuery(kept, "|"), TextArray(kept), all_ns, TextArray(namespaces));
-    return Best(Score(ReadCandidates(r), stats), limit);
+    return BestHits(Score(ReadCandidates(r), stats), limit);
   });
 }
 
 // --- Memory links -----------------------------------------------------------------
 
 Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
-  if (l.from_id.empty() || l.to_id.empty() || l.type.empty()) {
-    return InvalidArgument("a memory link needs from_id, to_id and type",
-                           "name both memories and the kind of link, e.g. relates_to");
-  }
-  if (!(l.strength > 0 && l.strength <= 1)) {  // also refuses NaN
-    return InvalidArgument(
-        "memory link strength " + std::to_string(l.strength) + " is out of range (0, 1]",
-        "use a weight above 0 and at most 1");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryLink(l));
   const int64_t now = NowMs();
   return Tx("linking memory " + l.from_id + " to " + l.to_id, [&](pqxx::work& w) -> Status {
     for (const std::string* id : {&l.from_id, &l.to_id}) {
@@ -656,7 +561,7 @@ Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
                         "link only memories that exist");
       }
     }
-    w.exec_params("INSERT INTO memory_links (" AF_PG_LINK_COLS
+    w.exec_params("INSERT INTO memory_links (" AF_LINK_COLS
                   ") VALUES ($1, $2, $3, $4, $5, $6) "
                   "ON CONFLICT (from_id, to_id, type) DO UPDATE SET "
                   "strength = excluded.strength, updated_ms = excluded.updated_ms",
@@ -669,12 +574,12 @@ Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
 Result<std::vector<MemoryLink>> PgStore::MemoryLinks(const std::string& memory_id) {
   return Tx("listing links of memory " + memory_id,
             [&](pqxx::work& w) -> Result<std::vector<MemoryLink>> {
-              pqxx::result r = w.exec_params("SELECT " AF_PG_LINK_COLS
+              pqxx::result r = w.exec_params("SELECT " AF_LINK_COLS
                                              " FROM memory_links WHERE from_id = $1 OR to_id = $1 "
                                              "ORDER BY strength DESC, from_id, to_id, type",
                                              CleanText(memory_id));
               std::vector<MemoryLink> out;
-              for (const auto& row : r) out.push_back(ReadLink(row));
+              for (const auto& row : r) out.push_back(ReadLink(PgRow(row)));
               return out;
             });
 }
@@ -682,9 +587,9 @@ Result<std::vector<MemoryLink>> PgStore::MemoryLinks(const std::string& memory_i
 Result<std::vector<MemoryLink>> PgStore::AllMemoryLinks() {
   return Tx("listing memory links", [&](pqxx::work& w) -> Result<std::vector<MemoryLink>> {
     pqxx::result r =
-        w.exec("SELECT " AF_PG_LINK_COLS " FROM memory_links ORDER BY from_id, to_id, type");
+        w.exec("SELECT " AF_LINK_COLS " FROM memory_links ORDER BY from_id, to_id, type");
     std::vector<MemoryLink> out;
-    for (const auto& row : r) out.push_back(ReadLink(row));
+    for (const auto& row : r) out.push_back(ReadLink(PgRow(row)));
     return out;
   });
 }
@@ -707,25 +612,25 @@ Status PgStore::DeleteMemoryLink(const std::string& from_id, const std::string& 
 
 Result<KbDocument> PgStore::FindDocument(const std::string& ns, const std::string& source) {
   return Tx("reading document " + source, [&](pqxx::work& w) -> Result<KbDocument> {
-    pqxx::result r = w.exec_params("SELECT " AF_PG_DOC_COLS
+    pqxx::result r = w.exec_params("SELECT " AF_DOC_COLS
                                    " FROM kb_documents WHERE namespace = $1 AND source = $2",
                                    CleanText(ns), CleanText(source));
     if (r.empty()) {
       return NotFound("no document '" + source + "' in namespace '" + ns + "'",
                       "ingest it first, or list documents to see what is there");
     }
-    return ReadDocument(r[0]);
+    return ReadDocument(PgRow(r[0]));
   });
 }
 
 Result<std::vector<KbDocument>> PgStore::ListDocuments(const std::string& ns) {
   return Tx("listing documents", [&](pqxx::work& w) -> Result<std::vector<KbDocument>> {
-    pqxx::result r = w.exec_params("SELECT " AF_PG_DOC_COLS
+    pqxx::result r = w.exec_params("SELECT " AF_DOC_COLS
                                    " FROM kb_documents WHERE $1 = '' OR namespace = $1 "
                                    "ORDER BY namespace, source",
                                    CleanText(ns));
     std::vector<KbDocument> out;
-    for (const auto& row : r) out.push_back(ReadDocument(row));
+    for (const auto& row : r) out.push_back(ReadDocument(PgRow(row)));
     return out;
   });
 }
@@ -789,7 +694,7 @@ Status ReplaceDocumentTx(pqxx::work& w, int64_t now, DocumentWrite* dw, ChunkCha
   if (doc.created_ms == 0) doc.created_ms = now;
   doc.updated_ms = now;
   doc.chunk_count = static_cast<int64_t>(dw->chunks.size());
-  w.exec_params("INSERT INTO kb_documents (" AF_PG_DOC_COLS
+  w.exec_params("INSERT INTO kb_documents (" AF_DOC_COLS
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 doc.id, doc.ns, doc.source, CleanText(doc.content_hash),
                 PgStore::DumpJson(doc.provenance), doc.chunk_count, doc.created_ms, doc.updated_ms);
@@ -840,12 +745,7 @@ Result<std::vector<int64_t>> PgStore::ReplaceDocument(KbDocument doc, std::vecto
 
 Status PgStore::ReplaceDocuments(std::vector<DocumentWrite>* writes) {
   if (writes->empty()) return Status::Ok();
-  for (const auto& w : *writes) {
-    if (w.doc.source.empty()) {
-      return InvalidArgument("a document needs a source",
-                             "give the file's path, or a name for a text given directly");
-    }
-  }
+  AF_RETURN_IF_ERROR(CheckDocumentWrites(*writes));
   const int64_t now = NowMs();
   // The transaction works on a copy (it may run twice, see Tx); the caller's
   // writes get their ids and labels only once it committed.
@@ -917,7 +817,7 @@ Result<std::vector<TextHit>> PgStore::SearchChunkText(const std::vector<std::str
     auto best = [&](const std::string& tsquery) {
       pqxx::result r =
           w.exec_params(sql, tsquery, TextArray(kept), all_ns, TextArray(namespaces), scored);
-      return Best(Score(ReadCandidates(r), stats), limit);
+      return BestHits(Score(ReadCandidates(r), stats), limit);
     };
     // The rows holding all the kept words are tried first when those words'
     // rows are many: few, cheap to score, and ranked near the top anyway.

@@ -18,61 +18,13 @@
 #include "af/core/private_files.h"
 #include "store/knowledge_rules.h"
 #include "store/migrations_sqlite.h"
+#include "store/store_rows.h"
+#include "store/store_rules.h"
 
 namespace af::store_internal {
 namespace {
 
 using nlohmann::json;
-
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-json ParseJson(const std::string& text) {
-  if (text.empty()) return nullptr;
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  // A value that no longer parses was written by something else; surface null
-  // rather than failing every read of the row.
-  return j.is_discarded() ? json(nullptr) : j;
-}
-
-std::vector<std::string> ParseStringList(const std::string& text) {
-  std::vector<std::string> out;
-  json j = ParseJson(text);
-  if (!j.is_array()) return out;
-  for (const auto& v : j) {
-    if (v.is_string()) out.push_back(v.get<std::string>());
-  }
-  return out;
-}
-
-std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
-
-Status CheckEventData(const json& data) {
-  if (data.is_null() || data.is_object()) return Status::Ok();
-  return InvalidArgument("event data must be a JSON object, got " + std::string(data.type_name()),
-                         "pass an object such as {\"key\": \"value\"} or null");
-}
-
-#define AF_FEATURE_COLS \
-  "id, project, title, status, priority, request, reason, created_ms, updated_ms"
-#define AF_TASK_COLS                                                                            \
-  "id, feature_id, title, description, role, status, files, attempts, assigned_agent, result, " \
-  "created_ms, updated_ms"
-#define AF_EVENT_COLS "seq, type, feature_id, task_id, agent, ts_ms, data"
-#define AF_AGENT_COLS "id, role, state, last_heartbeat_ms, current_task, counters, host, pid"
-#define AF_LLM_COLS                                                                         \
-  "id, feature_id, task_id, role, provider, model, input_tokens, output_tokens, cost_usd, " \
-  "latency_ms, status, error, request_hash, response, created_ms"
-#define AF_MEMORY_COLS                                                                        \
-  "id, namespace, content, summary, type, importance, tags, source, created_ms, updated_ms, " \
-  "accessed_ms, access_count, archived, superseded_by, vector_label"
-#define AF_LINK_COLS "from_id, to_id, type, strength, created_ms, updated_ms"
-#define AF_DOC_COLS \
-  "id, namespace, source, content_hash, provenance, chunk_count, created_ms, updated_ms"
-#define AF_KEY_COLS "id, name, key_hash, prefix, permissions, created_ms, last_used_ms, revoked"
 
 class SqliteStore;
 
@@ -95,6 +47,26 @@ struct Conn {
   ~Conn() {
     for (auto& [sql, cached] : cache) sqlite3_finalize(cached.stmt);
     if (db != nullptr) sqlite3_close_v2(db);
+  }
+
+  // Runs one statement that returns no rows (BEGIN, COMMIT, ROLLBACK) from
+  // the statement cache: sqlite3_exec would parse it again on every read and
+  // every write. Returns SQLITE_OK or the error code (sqlite3_errmsg(db)
+  // says more).
+  int RunCached(const char* sql) {
+    auto it = cache.find(sql);
+    if (it == cache.end()) {
+      sqlite3_stmt* stmt = nullptr;
+      int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(stmt);
+        return rc;
+      }
+      it = cache.emplace(sql, Cached{stmt, false}).first;
+    }
+    int rc = sqlite3_step(it->second.stmt);
+    sqlite3_reset(it->second.stmt);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
   }
 };
 
@@ -144,11 +116,7 @@ class Stmt {
   }
   Stmt& Bind(const std::string& v) { return Bind(std::string_view(v)); }
   Stmt& Bind(const char* v) { return Bind(std::string_view(v)); }
-  // Text from tools, commands and providers may not be UTF-8; replace bad bytes
-  // (U+FFFD) instead of throwing out of whichever thread records it.
-  Stmt& BindJson(const json& v) {
-    return Bind(v.dump(-1, ' ', false, json::error_handler_t::replace));
-  }
+  Stmt& BindJson(const json& v) { return Bind(DumpStoredJson(v)); }
 
   // true: a row is ready; false: done.
   Result<bool> Step(std::string_view doing);
@@ -168,7 +136,8 @@ class Stmt {
                         : std::string(reinterpret_cast<const char*>(p),
                                       static_cast<size_t>(sqlite3_column_bytes(s_, c)));
   }
-  json Json(int c) const { return ParseJson(Text(c)); }
+  bool Bool(int c) const { return Int(c) != 0; }
+  json Json(int c) const { return ParseStoredJson(Text(c)); }
 
  private:
   SqliteStore* store_;
@@ -176,142 +145,6 @@ class Stmt {
   bool* in_use_;
   int idx_ = 0;
 };
-
-Feature ReadFeature(const Stmt& s) {
-  Feature f;
-  f.id = s.Text(0);
-  f.project = s.Text(1);
-  f.title = s.Text(2);
-  f.status = s.Text(3);
-  f.priority = s.Text(4);
-  f.request = s.Json(5);
-  f.reason = s.Text(6);
-  f.created_ms = s.Int(7);
-  f.updated_ms = s.Int(8);
-  return f;
-}
-
-Task ReadTask(const Stmt& s) {
-  Task t;
-  t.id = s.Text(0);
-  t.feature_id = s.Text(1);
-  t.title = s.Text(2);
-  t.description = s.Text(3);
-  t.role = s.Text(4);
-  t.status = s.Text(5);
-  t.files = ParseStringList(s.Text(6));
-  t.attempts = static_cast<int>(s.Int(7));
-  t.assigned_agent = s.Text(8);
-  t.result = s.Json(9);
-  t.created_ms = s.Int(10);
-  t.updated_ms = s.Int(11);
-  return t;
-}
-
-Event ReadEvent(const Stmt& s) {
-  Event e;
-  e.seq = s.Int(0);
-  e.type = s.Text(1);
-  e.feature_id = s.Text(2);
-  e.task_id = s.Text(3);
-  e.agent = s.Text(4);
-  e.ts_ms = s.Int(5);
-  e.data = s.Json(6);
-  return e;
-}
-
-AgentRecord ReadAgent(const Stmt& s) {
-  AgentRecord a;
-  a.id = s.Text(0);
-  a.role = s.Text(1);
-  a.state = s.Text(2);
-  a.last_heartbeat_ms = s.Int(3);
-  a.current_task = s.Text(4);
-  a.counters = s.Json(5);
-  a.host = s.Text(6);
-  a.pid = s.Int(7);
-  return a;
-}
-
-Memory ReadMemory(const Stmt& s) {
-  Memory m;
-  m.id = s.Text(0);
-  m.ns = s.Text(1);
-  m.content = s.Text(2);
-  m.summary = s.Text(3);
-  m.type = s.Text(4);
-  m.importance = static_cast<int>(s.Int(5));
-  json tags = s.Json(6);
-  if (tags.is_array())
-    for (const auto& t : tags)
-      if (t.is_string()) m.tags.push_back(t.get<std::string>());
-  m.source = s.Json(7);
-  m.created_ms = s.Int(8);
-  m.updated_ms = s.Int(9);
-  m.accessed_ms = s.Int(10);
-  m.access_count = s.Int(11);
-  m.archived = s.Int(12) != 0;
-  m.superseded_by = s.Text(13);
-  m.vector_label = s.Int(14);
-  return m;
-}
-
-MemoryLink ReadLink(const Stmt& s) {
-  MemoryLink l;
-  l.from_id = s.Text(0);
-  l.to_id = s.Text(1);
-  l.type = s.Text(2);
-  l.strength = s.Real(3);
-  l.created_ms = s.Int(4);
-  l.updated_ms = s.Int(5);
-  return l;
-}
-
-KbDocument ReadDocument(const Stmt& s) {
-  KbDocument d;
-  d.id = s.Text(0);
-  d.ns = s.Text(1);
-  d.source = s.Text(2);
-  d.content_hash = s.Text(3);
-  d.provenance = s.Json(4);
-  d.chunk_count = s.Int(5);
-  d.created_ms = s.Int(6);
-  d.updated_ms = s.Int(7);
-  return d;
-}
-
-LlmCall ReadLlmCall(const Stmt& s) {
-  LlmCall c;
-  c.id = s.Text(0);
-  c.feature_id = s.Text(1);
-  c.task_id = s.Text(2);
-  c.role = s.Text(3);
-  c.provider = s.Text(4);
-  c.model = s.Text(5);
-  c.input_tokens = s.Int(6);
-  c.output_tokens = s.Int(7);
-  c.cost_usd = s.Real(8);
-  c.latency_ms = s.Int(9);
-  c.status = s.Text(10);
-  c.error = s.Text(11);
-  c.request_hash = s.Text(12);
-  c.response = s.Json(13);
-  c.created_ms = s.Int(14);
-  return c;
-}
-
-ApiKey ReadApiKey(const Stmt& s) {
-  ApiKey k;
-  k.id = s.Text(0);
-  k.name = s.Text(1);
-  k.key_hash = s.Text(2);
-  k.prefix = s.Text(3);
-  k.permissions = ParseStringList(s.Text(4));
-  k.created_ms = s.Int(5);
-  k.last_used_ms = s.Int(6);
-  k.revoked = s.Int(7) != 0;
-  return k;
-}
 
 class SqliteStore final : public Store {
  public:
@@ -439,17 +272,17 @@ class SqliteStore final : public Store {
     Txn(const Txn&) = delete;
     Txn& operator=(const Txn&) = delete;
     ~Txn() {
-      if (active_) sqlite3_exec(store_->writer_.db, "ROLLBACK", nullptr, nullptr, nullptr);
+      if (active_) store_->writer_.RunCached("ROLLBACK");
       store_->durable_event_.clear();
       store_->appended_ = false;
     }
     Status Begin() {
-      AF_RETURN_IF_ERROR(store_->Exec("BEGIN IMMEDIATE", "starting a write transaction"));
+      AF_RETURN_IF_ERROR(store_->ExecCached("BEGIN IMMEDIATE", "starting a write transaction"));
       active_ = true;
       return Status::Ok();
     }
     Status Commit() {
-      AF_RETURN_IF_ERROR(store_->Exec("COMMIT", "committing"));
+      AF_RETURN_IF_ERROR(store_->ExecCached("COMMIT", "committing"));
       active_ = false;
       store_->EventDurable();
       return Status::Ok();
@@ -474,6 +307,8 @@ class SqliteStore final : public Store {
 
   int64_t Now() const { return options_.now_ms(); }
   Status Exec(const char* sql, std::string_view doing);
+  // Exec for one statement without rows, prepared once per connection.
+  Status ExecCached(const char* sql, std::string_view doing);
   Result<Stmt> Prepare(const std::string& sql);
 
   // The *Locked helpers expect mu_ held by the caller, or (the reading ones)
@@ -611,6 +446,11 @@ Status SqliteStore::Exec(const char* sql, std::string_view doing) {
   return rc == SQLITE_OK ? Status::Ok() : Error(rc, doing);
 }
 
+Status SqliteStore::ExecCached(const char* sql, std::string_view doing) {
+  int rc = Current().RunCached(sql);
+  return rc == SQLITE_OK ? Status::Ok() : Error(rc, doing);
+}
+
 Result<Stmt> SqliteStore::Prepare(const std::string& sql) {
   Conn& conn = Current();
   auto it = conn.cache.find(sql);
@@ -719,8 +559,7 @@ void SqliteStore::ReturnReader(std::unique_ptr<Conn> conn) {
 
 SqliteStore::ReadScope::ReadScope(SqliteStore* store)
     : store_(store), conn_(store->BorrowReader()) {
-  if (conn_ != nullptr &&
-      sqlite3_exec(conn_->db, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK) {
+  if (conn_ != nullptr && conn_->RunCached("BEGIN") == SQLITE_OK) {
     t_read_owner = store_;
     t_read_conn = conn_.get();
     return;
@@ -734,7 +573,7 @@ SqliteStore::ReadScope::~ReadScope() {
   t_read_owner = nullptr;
   t_read_conn = nullptr;
   // Ends the snapshot, so the WAL can be checkpointed past it.
-  sqlite3_exec(conn_->db, "COMMIT", nullptr, nullptr, nullptr);
+  conn_->RunCached("COMMIT");
   store_->ReturnReader(std::move(conn_));
 }
 
@@ -850,9 +689,7 @@ Result<std::vector<Project>> SqliteStore::ListProjects() {
 // --- Events -----------------------------------------------------------------
 
 Result<int64_t> SqliteStore::AppendEventLocked(Event e) {
-  if (e.type.empty()) {
-    return InvalidArgument("event type is empty", "name the event, e.g. \"feature.status\"");
-  }
+  AF_RETURN_IF_ERROR(CheckEvent(e));
   if (e.ts_ms == 0) e.ts_ms = Now();
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("INSERT INTO events (type, feature_id, task_id, agent, "
                                       "ts_ms, data) VALUES (?, ?, ?, ?, ?, ?)"));
@@ -872,10 +709,7 @@ Result<int64_t> SqliteStore::AppendEvent(Event event) {
 }
 
 Result<std::vector<Event>> SqliteStore::ListEvents(const EventFilter& filter) {
-  if (filter.limit < 1 || filter.limit > 10000 || filter.after_seq < 0) {
-    return InvalidArgument("event listing needs 1 <= limit <= 10000 and after_seq >= 0",
-                           "page with after_seq = the last seq you received");
-  }
+  AF_RETURN_IF_ERROR(CheckEventFilter(filter));
   ReadScope read(this);
   std::string sql = "SELECT " AF_EVENT_COLS " FROM events WHERE seq > ?";
   if (filter.feature_id) sql += " AND feature_id = ?";
@@ -913,15 +747,7 @@ Result<Feature> SqliteStore::GetFeatureLocked(const std::string& id) {
 }
 
 Result<Feature> SqliteStore::CreateFeature(Feature f) {
-  if (!IsFeatureStatus(f.status)) {
-    return InvalidArgument("unknown feature status " + Quote(f.status),
-                           "use one of queued, planning, implementing, testing, reviewing, "
-                           "delivering, completed, failed, cancelled");
-  }
-  if (!IsPriority(f.priority)) {
-    return InvalidArgument("unknown priority " + Quote(f.priority),
-                           "use one of low, medium, high, critical");
-  }
+  AF_RETURN_IF_ERROR(CheckNewFeature(f));
   if (f.id.empty()) f.id = NewId("f");
   std::lock_guard<std::mutex> lock(mu_);
   f.created_ms = f.updated_ms = Now();
@@ -936,27 +762,13 @@ Result<Feature> SqliteStore::CreateFeature(Feature f) {
     s.BindJson(f.request).Bind(f.reason).Bind(f.created_ms).Bind(f.updated_ms);
     AF_RETURN_IF_ERROR(s.Run(doing));
   }
-  Event e;
-  e.type = "feature.created";
-  e.feature_id = f.id;
-  e.ts_ms = f.created_ms;
-  e.data = {
-      {"title", f.title}, {"project", f.project}, {"priority", f.priority}, {"status", f.status}};
-  AF_RETURN_IF_ERROR(AppendEventLocked(std::move(e)).status());
+  AF_RETURN_IF_ERROR(AppendEventLocked(FeatureCreatedEvent(f)).status());
   AF_RETURN_IF_ERROR(txn.Commit());
   return f;
 }
 
 Result<FeaturePage> SqliteStore::ListFeatures(const FeatureFilter& filter) {
-  if (filter.limit < 1 || filter.limit > 1000 || filter.offset < 0) {
-    return InvalidArgument("feature listing needs 1 <= limit <= 1000 and offset >= 0",
-                           "e.g. limit=50&offset=0");
-  }
-  if (filter.status && !IsFeatureStatus(*filter.status)) {
-    return InvalidArgument("unknown feature status " + Quote(*filter.status),
-                           "use one of queued, planning, implementing, testing, reviewing, "
-                           "delivering, completed, failed, cancelled");
-  }
+  AF_RETURN_IF_ERROR(CheckFeatureFilter(filter));
   std::string where = " WHERE 1 = 1";
   if (filter.status) where += " AND status = ?";
   if (filter.project) where += " AND project = ?";
@@ -985,22 +797,12 @@ Result<int64_t> SqliteStore::TransitionFeature(const std::string& id,
                                                std::optional<std::string> expected_from,
                                                const std::string& to, const std::string& reason,
                                                const json& event_data) {
-  if (!IsFeatureStatus(to) || (expected_from && !IsFeatureStatus(*expected_from))) {
-    return InvalidArgument(
-        "unknown feature status " + Quote(IsFeatureStatus(to) ? *expected_from : to),
-        "use one of queued, planning, implementing, testing, reviewing, "
-        "delivering, completed, failed, cancelled");
-  }
-  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  AF_RETURN_IF_ERROR(CheckFeatureTransition(expected_from, to, event_data));
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
   AF_ASSIGN_OR_RETURN(Feature cur, GetFeatureLocked(id));
-  if (expected_from && cur.status != *expected_from) {
-    return FailedPrecondition("feature " + id + " is " + Quote(cur.status) + ", not the expected " +
-                                  Quote(*expected_from) + "; not moved to " + Quote(to),
-                              "reload the feature; another step already moved it");
-  }
+  AF_RETURN_IF_ERROR(CheckExpectedStatus("feature", id, cur.status, expected_from, to));
   if (cur.status == to) return int64_t{0};
   int64_t now = Now();
   {
@@ -1009,15 +811,8 @@ Result<int64_t> SqliteStore::TransitionFeature(const std::string& id,
     s.Bind(to).Bind(reason).Bind(now).Bind(id);
     AF_RETURN_IF_ERROR(s.Run("updating feature " + id));
   }
-  Event e;
-  e.type = "feature.status";
-  e.feature_id = id;
-  e.ts_ms = now;
-  e.data = event_data.is_object() ? event_data : json::object();
-  e.data["from"] = cur.status;
-  e.data["to"] = to;
-  e.data["reason"] = reason;
-  AF_ASSIGN_OR_RETURN(int64_t seq, AppendEventLocked(std::move(e)));
+  AF_ASSIGN_OR_RETURN(int64_t seq, AppendEventLocked(FeatureStatusEvent(id, cur.status, to, reason,
+                                                                        now, event_data)));
   AF_RETURN_IF_ERROR(txn.Commit());
   return seq;
 }
@@ -1049,38 +844,7 @@ Result<Task> SqliteStore::GetTaskLocked(const std::string& id) {
 
 Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id,
                                                    std::vector<Task> tasks) {
-  // Validate everything that needs no database first: a refused batch writes nothing.
-  std::set<std::string> batch_ids;
-  for (Task& t : tasks) {
-    if (t.id.empty()) t.id = NewId("t");
-    if (!IsTaskStatus(t.status)) {
-      return InvalidArgument("task " + t.id + " has unknown status " + Quote(t.status),
-                             "use one of pending, ready, in_progress, completed, failed, "
-                             "cancelled");
-    }
-    if (!batch_ids.insert(t.id).second) {
-      return InvalidArgument("task id " + t.id + " appears twice in the batch",
-                             "give every task its own id");
-    }
-    // Repeated dependencies say nothing new; keep the first of each.
-    std::vector<std::string> unique_deps;
-    std::set<std::string> seen;
-    for (const std::string& d : t.dependencies) {
-      if (seen.insert(d).second) unique_deps.push_back(d);
-    }
-    t.dependencies = std::move(unique_deps);
-  }
-  // Existing tasks cannot depend on new ones, so a cycle can only run
-  // through the batch.
-  std::vector<DagNode> graph;
-  for (const Task& t : tasks) graph.push_back({t.id, t.dependencies});
-  if (auto cycle = CycleIds(graph); !cycle.empty()) {
-    std::string ids;
-    for (const std::string& id : cycle) ids += (ids.empty() ? "" : ", ") + id;
-    return InvalidArgument("task dependencies form a cycle through " + ids,
-                           "a task may only depend on tasks that can finish before it");
-  }
-
+  AF_ASSIGN_OR_RETURN(std::vector<DagNode> graph, PrepareTaskBatch(&tasks));
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
@@ -1097,12 +861,7 @@ Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id
       position = std::max(position, s.Int(1) + 1);
     }
   }
-  if (auto unknown = UnknownDependencies(graph, existing); !unknown.empty()) {
-    const auto& [id, d] = unknown.front();
-    return InvalidArgument("task " + id + " depends on unknown task " + Quote(d),
-                           "dependencies must name tasks of feature " + feature_id +
-                               " created before or in the same batch");
-  }
+  AF_RETURN_IF_ERROR(CheckDependenciesKnown(graph, existing, feature_id));
   int64_t now = Now();
   for (Task& t : tasks) {
     t.feature_id = feature_id;
@@ -1124,13 +883,7 @@ Result<std::vector<Task>> SqliteStore::CreateTasks(const std::string& feature_id
       s.Bind(t.id).Bind(d).Bind(dep_pos++);
       AF_RETURN_IF_ERROR(s.Run("recording dependencies of task " + t.id));
     }
-    Event e;
-    e.type = "task.created";
-    e.feature_id = feature_id;
-    e.task_id = t.id;
-    e.ts_ms = now;
-    e.data = {{"title", t.title}, {"role", t.role}, {"dependencies", t.dependencies}};
-    AF_RETURN_IF_ERROR(AppendEventLocked(std::move(e)).status());
+    AF_RETURN_IF_ERROR(AppendEventLocked(TaskCreatedEvent(t, now)).status());
   }
   AF_RETURN_IF_ERROR(txn.Commit());
   return tasks;
@@ -1168,23 +921,12 @@ Result<int64_t> SqliteStore::TransitionTask(const std::string& id,
                                             std::optional<std::string> expected_from,
                                             const std::string& to, const TaskUpdate& update,
                                             const json& event_data) {
-  if (!IsTaskStatus(to) || (expected_from && !IsTaskStatus(*expected_from))) {
-    return InvalidArgument("unknown task status " + Quote(IsTaskStatus(to) ? *expected_from : to),
-                           "use one of pending, ready, in_progress, completed, failed, cancelled");
-  }
-  if (update.add_attempts < 0) {
-    return InvalidArgument("attempts can only grow", "pass add_attempts >= 0");
-  }
-  AF_RETURN_IF_ERROR(CheckEventData(event_data));
+  AF_RETURN_IF_ERROR(CheckTaskTransition(expected_from, to, update, event_data));
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
   AF_ASSIGN_OR_RETURN(Task cur, GetTaskLocked(id));
-  if (expected_from && cur.status != *expected_from) {
-    return FailedPrecondition("task " + id + " is " + Quote(cur.status) + ", not the expected " +
-                                  Quote(*expected_from) + "; not moved to " + Quote(to),
-                              "reload the task; another step already moved it");
-  }
+  AF_RETURN_IF_ERROR(CheckExpectedStatus("task", id, cur.status, expected_from, to));
   std::string from = cur.status;
   cur.status = to;
   if (update.assigned_agent) cur.assigned_agent = *update.assigned_agent;
@@ -1201,16 +943,7 @@ Result<int64_t> SqliteStore::TransitionTask(const std::string& id,
   }
   int64_t seq = 0;
   if (from != to) {
-    Event e;
-    e.type = "task.status";
-    e.feature_id = cur.feature_id;
-    e.task_id = id;
-    e.agent = cur.assigned_agent;
-    e.ts_ms = now;
-    e.data = event_data.is_object() ? event_data : json::object();
-    e.data["from"] = from;
-    e.data["to"] = to;
-    AF_ASSIGN_OR_RETURN(seq, AppendEventLocked(std::move(e)));
+    AF_ASSIGN_OR_RETURN(seq, AppendEventLocked(TaskStatusEvent(cur, from, now, event_data)));
   }
   AF_RETURN_IF_ERROR(txn.Commit());
   return seq;
@@ -1219,11 +952,7 @@ Result<int64_t> SqliteStore::TransitionTask(const std::string& id,
 // --- Agents -----------------------------------------------------------------
 
 Status SqliteStore::UpsertAgent(const AgentRecord& a) {
-  if (a.id.empty()) return InvalidArgument("agent id is empty", "give every agent an id");
-  if (!IsAgentState(a.state)) {
-    return InvalidArgument("agent " + a.id + " has unknown state " + Quote(a.state),
-                           "use one of running, busy, idle, degraded, offline");
-  }
+  AF_RETURN_IF_ERROR(CheckAgent(a));
   std::lock_guard<std::mutex> lock(mu_);
   AF_ASSIGN_OR_RETURN(
       Stmt s,
@@ -1389,10 +1118,7 @@ Result<std::vector<Memory>> SqliteStore::MemoriesByLabel(const std::vector<int64
 }
 
 Result<std::vector<Memory>> SqliteStore::ListMemories(const MemoryFilter& f) {
-  if (f.limit < 1 || f.limit > 10000 || f.offset < 0) {
-    return InvalidArgument("memory listing needs 1 <= limit <= 10000 and offset >= 0",
-                           "page with offset = the number of memories already read");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryFilter(f));
   std::string sql = "SELECT " AF_MEMORY_COLS " FROM memories WHERE 1 = 1";
   bool by_ns = !AllNamespaces(f.namespaces);
   if (by_ns) sql += " AND namespace IN (" + Placeholders(f.namespaces.size()) + ")";
@@ -1560,15 +1286,7 @@ Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
 // --- Memory links -----------------------------------------------------------
 
 Status SqliteStore::UpsertMemoryLink(const MemoryLink& l) {
-  if (l.from_id.empty() || l.to_id.empty() || l.type.empty()) {
-    return InvalidArgument("a memory link needs from_id, to_id and type",
-                           "name both memories and the kind of link, e.g. relates_to");
-  }
-  if (!(l.strength > 0 && l.strength <= 1)) {  // also refuses NaN
-    return InvalidArgument(
-        "memory link strength " + std::to_string(l.strength) + " is out of range (0, 1]",
-        "use a weight above 0 and at most 1");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryLink(l));
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
@@ -1713,12 +1431,7 @@ Result<std::vector<int64_t>> SqliteStore::ReplaceDocument(KbDocument doc,
 
 Status SqliteStore::ReplaceDocuments(std::vector<DocumentWrite>* writes) {
   if (writes->empty()) return Status::Ok();
-  for (const auto& w : *writes) {
-    if (w.doc.source.empty()) {
-      return InvalidArgument("a document needs a source",
-                             "give the file's path, or a name for a text given directly");
-    }
-  }
+  AF_RETURN_IF_ERROR(CheckDocumentWrites(*writes));
   std::lock_guard<std::mutex> lock(mu_);
   int64_t now = Now();
   Txn txn(this);
@@ -1849,13 +1562,7 @@ Result<std::vector<TextHit>> SqliteStore::SearchChunkText(
   const int scored = std::max(limit, static_cast<int>(kScoredRows));
   auto best = [&](const std::string& match) -> Result<std::vector<TextHit>> {
     AF_ASSIGN_OR_RETURN(auto hits, HitsLocked(sql, namespaces, match, scored));
-    const size_t keep = std::min(hits.size(), static_cast<size_t>(limit));
-    std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(),
-                      [](const TextHit& a, const TextHit& b) {
-                        return a.score != b.score ? a.score > b.score : a.label > b.label;
-                      });
-    hits.resize(keep);
-    return hits;
+    return BestHits(std::move(hits), limit);
   };
   // When the kept words' rows are many, the rows holding all of them are
   // tried first: they are few, cheap to score, and BM25 ranks them near the
@@ -1925,7 +1632,7 @@ Result<std::vector<Store::LabelledText>> SqliteStore::MemoryTexts(int64_t after_
     AF_ASSIGN_OR_RETURN(bool row, s.Step("reading memory texts"));
     if (!row) return out;
     out.push_back(
-        {s.Int(0), s.Text(1), MemoryEmbedText(s.Text(2), s.Text(3), ParseStringList(s.Text(4)))});
+        {s.Int(0), s.Text(1), MemoryEmbedText(s.Text(2), s.Text(3), StringList(s.Json(4)))});
   }
 }
 
@@ -1972,18 +1679,7 @@ Result<int64_t> SqliteStore::KnowledgeGeneration() {
 
 Result<std::vector<Memory>> SqliteStore::FindMemories(const std::vector<std::string>& namespaces,
                                                       const std::string& query, int limit) {
-  std::vector<std::string> words;
-  {
-    std::string w;
-    for (char ch : query + " ") {
-      if (std::isspace(static_cast<unsigned char>(ch))) {
-        if (!w.empty()) words.push_back(w);
-        w.clear();
-      } else {
-        w += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      }
-    }
-  }
+  const std::vector<std::string> words = SubstringWords(query);
   std::string sql = "SELECT " AF_MEMORY_COLS
                     " FROM memories WHERE archived = 0 AND superseded_by = '' "
                     "AND namespace = ?";
@@ -2018,9 +1714,7 @@ Result<std::vector<Memory>> SqliteStore::FindMemories(const std::vector<std::str
 // --- LLM calls --------------------------------------------------------------
 
 Result<LlmCall> SqliteStore::RecordLlmCall(LlmCall c) {
-  if (c.status.empty()) {
-    return InvalidArgument("LLM call status is empty", "use \"ok\" or an error code name");
-  }
+  AF_RETURN_IF_ERROR(CheckLlmCall(c));
   if (c.id.empty()) c.id = NewId("llm");
   std::lock_guard<std::mutex> lock(mu_);
   if (c.created_ms == 0) c.created_ms = Now();
@@ -2152,10 +1846,7 @@ Result<std::vector<UsageRow>> SqliteStore::UsageBreakdown(const UsageQuery& quer
 // --- API keys ---------------------------------------------------------------
 
 Result<ApiKey> SqliteStore::CreateApiKey(ApiKey k) {
-  if (k.name.empty() || k.key_hash.empty()) {
-    return InvalidArgument("an API key needs a name and a key hash",
-                           "name the key, e.g. 'ci', and store only the hash of its secret");
-  }
+  AF_RETURN_IF_ERROR(CheckApiKey(k));
   if (k.id.empty()) k.id = NewId("key");
   std::lock_guard<std::mutex> lock(mu_);
   if (k.created_ms == 0) k.created_ms = Now();
@@ -2224,28 +1915,14 @@ Status SqliteStore::Check() {
   // Reads a real page of the file (unlike SELECT 1), so a vanished or damaged
   // database shows up here.
   AF_ASSIGN_OR_RETURN(MigrationStatus st, StatusLocked());
-  if (!st.pending.empty()) {
-    return FailedPrecondition("database " + path_ + " is at schema version " +
-                                  std::to_string(st.current_version) + " of " +
-                                  std::to_string(st.latest_version),
-                              "run 'agent-factory db migrate'");
-  }
-  return Status::Ok();
+  return CheckSchemaCurrent(st, path_);
 }
 
 // --- Backup -----------------------------------------------------------------
 
 Status SqliteStore::BackupTo(const std::string& path) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(path, ec)) {
-    return AlreadyExists("backup copy " + path + " already exists",
-                         "choose another file name, or move the existing file aside");
-  }
-  if (std::error_code err = CreatePrivateFile(path)) {
-    return Unavailable("cannot create the backup copy " + path + ": " + err.message(),
-                       "check that its directory exists and is writable");
-  }
+  AF_RETURN_IF_ERROR(CreateBackupFile(path));
   sqlite3* dest = nullptr;
   sqlite3* src = nullptr;
   std::unique_lock<std::mutex> lock(mu_, std::defer_lock);

@@ -52,5 +52,23 @@ TEST(QueryWordsTest, DeduplicatesAfterFoldingAndDropsStopwordsUnlessAlone) {
   EXPECT_EQ(QueryWords(many).size(), kMaxQueryWords);
 }
 
+TEST(BestHitsTest, KeepsTheBestHighestFirstNewerLabelOnTies) {
+  std::vector<TextHit> hits = {{1, 0.5}, {2, 2.0}, {3, 0.5}, {4, 1.0}};
+  auto best = BestHits(hits, 3);
+  ASSERT_EQ(best.size(), 3u);
+  EXPECT_EQ(best[0].label, 2);
+  EXPECT_EQ(best[1].label, 4);
+  EXPECT_EQ(best[2].label, 3);  // ties with 1: the newer label first
+  EXPECT_EQ(BestHits(hits, 10).size(), 4u);
+  EXPECT_TRUE(BestHits(hits, 0).empty());
+}
+
+TEST(SubstringWordsTest, SplitsAtAsciiSpaceAndLowerCasesAsciiOnly) {
+  EXPECT_EQ(SubstringWords("  Parse_Config\tREADS\n\xc3\x89t\xc3\xa9 "),
+            (Words{"parse_config", "reads", "\xc3\x89t\xc3\xa9"}));
+  EXPECT_TRUE(SubstringWords(" \t ").empty());
+  EXPECT_EQ(SubstringWords("x"), (Words{"x"}));
+}
+
 }  // namespace
 }  // namespace af::store_internal
