@@ -96,14 +96,43 @@ void Pipeline::Impl::SetState(Instance* inst, const std::string& state, const st
 void Pipeline::Impl::HeartbeatLoop() {
   const auto interval = options_.heartbeat_interval.count() > 0 ? options_.heartbeat_interval
                                                                 : HeartbeatInterval(cfg_);
+  // Jobs in progress are renewed three times per ack_timeout: a model
+  // conversation can outlast it, and an expired job would go to a second
+  // agent while the first still works on it. Beats keep their own interval.
+  const std::chrono::milliseconds ack_timeout = std::chrono::seconds(cfg_.bus.ack_timeout);
+  const auto tick = std::min<std::chrono::milliseconds>(
+      interval,
+      std::max<std::chrono::milliseconds>(ack_timeout / 3, std::chrono::milliseconds(10)));
+  auto next_beat = std::chrono::steady_clock::now() + interval;
   std::unique_lock lock(stop_mu_);
   while (!stopping_) {
-    stop_cv_.wait_for(lock, interval, [this] { return stopping_.load(); });
+    stop_cv_.wait_for(lock, tick, [this] { return stopping_.load(); });
     if (stopping_) break;
     lock.unlock();
-    for (auto& inst : instances_) Beat(inst.get(), true);
-    DropEndedTrees();
+    for (auto& inst : instances_) ExtendJob(inst.get());
+    if (std::chrono::steady_clock::now() >= next_beat) {
+      next_beat += interval;
+      for (auto& inst : instances_) Beat(inst.get(), true);
+      DropEndedTrees();
+    }
     lock.lock();
+  }
+}
+
+void Pipeline::Impl::ExtendJob(Instance* inst) {
+  std::string queue, id;
+  {
+    std::lock_guard lock(inst->mu);
+    queue = inst->job_queue;
+    id = inst->job_id;
+  }
+  if (id.empty()) return;
+  // A failure (Redis away, or the job already taken back) changes nothing
+  // here: the job's own ack or nack tells what happened to it.
+  Status s = deps_.bus->Extend(queue, id, inst->id);
+  if (!s.ok() && s.code() != Code::kUnavailable) {
+    log::Get("agents")->warn("{} could not keep job {} on {}: {}", inst->id, id, queue,
+                             s.ToString());
   }
 }
 
@@ -137,6 +166,11 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
     if (!job.ok()) break;  // the bus is closed
     if (!job->has_value()) continue;
     const Delivery& d = **job;
+    {
+      std::lock_guard lock(inst->mu);
+      inst->job_queue = queue;
+      inst->job_id = d.id;
+    }
     SetState(inst, "busy", Field(d.payload, "task_id", Field(d.payload, "feature_id")));
     Status s;
     bool answered = true;
@@ -149,6 +183,11 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
           "feature:" + Field(d.payload, "feature_id"),
           BusMessage{d.type + ".done",
                      {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
+    }
+    {
+      std::lock_guard lock(inst->mu);  // no renewal once it is answered
+      inst->job_queue.clear();
+      inst->job_id.clear();
     }
     if (answered) {
       (void)deps_.bus->Ack(queue, d.id);

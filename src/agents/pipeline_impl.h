@@ -54,6 +54,9 @@ class Pipeline::Impl {
     std::mutex mu;  // guards state, current_task, counters
     std::string state = "idle";
     std::string current_task;
+    // The delivery being worked on (empty when idle): the heartbeat keeps it
+    // with this instance while the job runs (Bus::Extend).
+    std::string job_queue, job_id;
     int64_t jobs_done = 0, jobs_failed = 0;
     std::thread thread;
   };
@@ -83,6 +86,7 @@ class Pipeline::Impl {
   // --- agents ---
   void WorkerLoop(Instance* inst);
   void HeartbeatLoop();
+  void ExtendJob(Instance* inst);
   void SetState(Instance* inst, const std::string& state, const std::string& task);
   void Beat(Instance* inst, bool emit_event);
   // Does the job and replies on the feature's mailbox. `*answered` false: cut

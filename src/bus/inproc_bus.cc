@@ -235,6 +235,24 @@ class InProcBus final : public Bus {
     return NotDelivered(queue, id);
   }
 
+  Status Extend(std::string_view queue, std::string_view id, std::string_view consumer) override {
+    AF_RETURN_IF_ERROR(ValidateName("queue", queue));
+    AF_RETURN_IF_ERROR(ValidateName("consumer", consumer));
+    std::lock_guard lock(mu_);
+    if (closed_) return ClosedError();
+    Queue* q = FindQueueLocked(queue);
+    const std::optional<uint64_t> seq = ParseId(id);
+    if (q && seq) {
+      ExpireLocked(*q, Now());  // an expired delivery is no longer the consumer's
+      auto it = q->pending.find(*seq);
+      if (it != q->pending.end() && it->second.consumer == consumer) {
+        it->second.deadline_ms = Now() + AckTimeoutMs();
+        return Status::Ok();
+      }
+    }
+    return NotDelivered(queue, id);
+  }
+
   Result<int> ReclaimFrom(std::string_view queue, std::string_view consumer) override {
     AF_RETURN_IF_ERROR(ValidateName("queue", queue));
     AF_RETURN_IF_ERROR(ValidateName("consumer", consumer));

@@ -88,6 +88,18 @@ end
 return 0
 )lua";
 
+// Restarts a pending entry's idle time, only while `consumer` still holds it
+// (XCLAIM alone would take it back from a consumer it was redelivered to);
+// JUSTID leaves the delivery count alone. KEYS: stream. ARGV: group, id,
+// consumer, ack_timeout in ms (an entry idle that long is expired already:
+// Receive may be handing it to another consumer).
+constexpr char kExtendScript[] = R"lua(
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] or p[1][3] >= tonumber(ARGV[4]) then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+return 1
+)lua";
+
 struct Target {
   std::string host = "127.0.0.1";
   int port = 6379;
@@ -659,6 +671,24 @@ class RedisBus final : public Bus {
              }
              AF_ASSIGN_OR_RETURN(bool given, GiveBack(c, q, sid, Int(r->element[0]->element[3])));
              if (!given) return NotDelivered(q, id);
+             return true;
+           })
+        .status();
+  }
+
+  Status Extend(std::string_view queue, std::string_view id, std::string_view consumer) override {
+    AF_RETURN_IF_ERROR(ValidateName("queue", queue));
+    AF_RETURN_IF_ERROR(ValidateName("consumer", consumer));
+    if (!IsStreamId(id)) return NotDelivered(queue, id);
+    return Run<bool>([&](Conn& c) -> Result<bool> {
+             AF_ASSIGN_OR_RETURN(Reply r, Exec(target_, c,
+                                               {"EVAL", kExtendScript, "1", StreamKey(queue),
+                                                kGroup, std::string(id), std::string(consumer),
+                                                std::to_string(options_.ack_timeout.count())}));
+             if (IsError(r.get()) && !IsGroupMissing(r.get())) {
+               return ServerError("XCLAIM", r.get());
+             }
+             if (Int(r.get()) != 1) return NotDelivered(queue, id);
              return true;
            })
         .status();

@@ -511,6 +511,31 @@ TEST_P(PipelineFakeLlm, CancelStopsARunningCoder) {
   EXPECT_EQ(h_.pipeline().Cancel(f.id).code(), Code::kFailedPrecondition);
 }
 
+// A coder conversation outlasting the bus's ack_timeout stays with its
+// agent: the heartbeat renews the delivery, so the idle second coder never
+// gets the same job (it would ask the model again and work the same task at
+// the same time).
+TEST_P(PipelineFakeLlm, AJobLongerThanTheAckTimeoutStaysWithItsAgent) {
+  h_.config().agents["coder"].replicas = 2;
+  h_.config().bus.ack_timeout = 1;  // seconds; the coder's first answer takes 3
+  std::atomic<int> first_turns{0};
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = [&](const RecordedRequest& req) {
+    if (testing::AssistantTurns(req) > 0) return Finish("wrote t1.txt");
+    ++first_turns;
+    FakeReply r = Write("t1.txt");
+    r.latency = std::chrono::milliseconds(3000);
+    return r;
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Slow first answer", {"test -f t1.txt"}));
+  EXPECT_EQ(f.status, "completed") << FailureMessage(h_.Events(f.id));
+  EXPECT_EQ(first_turns.load(), 1) << "the job went to a second coder while the first worked on it";
+}
+
 // 7a. A budget smaller than any call: the feature fails before the first request.
 TEST_P(PipelineFakeLlm, BudgetTooSmallForAnyCall) {
   h_.config().budget.feature_usd = 0.000001;

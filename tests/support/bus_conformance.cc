@@ -198,6 +198,30 @@ TEST_P(BusConformanceTest, UnackedDeliveryIsRedeliveredAfterAckTimeout) {
   ExpectEmpty(*bus_, q);
 }
 
+TEST_P(BusConformanceTest, ExtendKeepsADeliveryWithItsConsumer) {
+  const std::string q = Q("role:coder");
+  ASSERT_TRUE(bus_->Send(q, Msg(3)).ok());
+  Delivery d = MustReceive(*bus_, q, "coder-1");
+  // Renewed before each timeout: never deliverable to another consumer.
+  const int64_t step = GetParam().server_clock ? kAckTimeoutMs / 2 : kAckTimeoutMs - 1;
+  for (int i = 0; i < 3; ++i) {
+    Advance(step);
+    ASSERT_TRUE(bus_->Extend(q, d.id, "coder-1").ok()) << "renewal " << i;
+    ExpectEmpty(*bus_, q);
+  }
+  EXPECT_EQ(bus_->Extend(q, d.id, "coder-2").code(), Code::kNotFound);  // not its delivery
+  EXPECT_EQ(bus_->Extend(q, "0-1", "coder-1").code(), Code::kNotFound);
+  // No longer renewed: expires as usual, and a renewal counts no delivery.
+  Advance(kAckTimeoutMs);
+  Delivery again = MustReceive(*bus_, q, "coder-2");
+  EXPECT_EQ(again.id, d.id);
+  EXPECT_EQ(again.attempts, 2);
+  // Taken back: the first consumer cannot keep it any more.
+  EXPECT_EQ(bus_->Extend(q, d.id, "coder-1").code(), Code::kNotFound);
+  ASSERT_TRUE(bus_->Ack(q, again.id).ok());
+  EXPECT_EQ(bus_->Extend(q, again.id, "coder-2").code(), Code::kNotFound);
+}
+
 TEST_P(BusConformanceTest, LateAckAfterTimeoutStillRemovesTheMessage) {
   const std::string q = Q("role:coder");
   ASSERT_TRUE(bus_->Send(q, Msg(1)).ok());

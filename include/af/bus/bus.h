@@ -163,6 +163,13 @@ class Bus {
   // NotFound as for Ack.
   virtual Status Nack(std::string_view queue, std::string_view id) = 0;
 
+  // `consumer` still works on a message it received and keeps it: the
+  // delivery's ack_timeout starts again now, so a job that runs longer than
+  // ack_timeout is not handed to a second consumer while the first is alive.
+  // NotFound if `id` is not a delivery of `queue` pending with `consumer`
+  // (acked, given back, dead, or expired and taken back meanwhile).
+  virtual Status Extend(std::string_view queue, std::string_view id, std::string_view consumer) = 0;
+
   // `consumer` is known to be dead: all its pending deliveries on `queue` are
   // given back as by Nack. Returns how many (0 for an unknown consumer).
   virtual Result<int> ReclaimFrom(std::string_view queue, std::string_view consumer) = 0;
