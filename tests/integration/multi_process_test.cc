@@ -392,12 +392,12 @@ INSTANTIATE_TEST_SUITE_P(Store, MultiProcessPgTest, ::testing::Values(StoreKind:
 
 // The three examples, with the replay provider's recorded answers (as
 // `agent-factory run` plays them offline) instead of the fake server. Their
-// jobs run commands (a CMake build): the ack timeout is left long, or a job
-// still running would be delivered to the other worker too.
+// jobs run commands (a CMake build) that outlast the 2 s ack timeout: the
+// agents renew their jobs, so none goes to the other worker meanwhile.
 class MultiProcessExamplesTest : public MultiProcessTest {
  protected:
   std::map<std::string, std::string> CaseEnv() const override {
-    return {{"AF_BUS_ACK_TIMEOUT", "300"},
+    return {{"AF_BUS_ACK_TIMEOUT", "2"},
             {"AF_LLM_PROVIDER", "\x01unset"},
             {"OPENAI_API_KEY", "\x01unset"},
             {"OPENAI_BASE_URL", "\x01unset"},
