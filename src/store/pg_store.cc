@@ -258,15 +258,19 @@ Result<std::unique_ptr<pqxx::connection>> PgStore::OpenConnection() const {
 
 Result<std::unique_ptr<pqxx::connection>> PgStore::Acquire() {
   std::unique_lock<std::mutex> lock(pool_mu_);
-  // Bounded like a lock wait: a pool exhausted that long means something
-  // holds connections (a bug) rather than a burst of short calls.
-  bool got =
-      pool_cv_.wait_for(lock, std::max(options_.busy_timeout, std::chrono::milliseconds(1000)),
-                        [&] { return !idle_.empty() || open_ < kPoolSize; });
-  if (!got) {
-    return Unavailable("all " + std::to_string(kPoolSize) + " connections to PostgreSQL at " +
-                           endpoint_ + " stayed busy",
-                       "retry; if it persists, report it (a call is holding a connection)");
+  // Under load many threads queue here (hundreds of features at once, each
+  // commit waiting for the disk): a long wait is fine while connections keep
+  // coming back. Only a pool from which nothing came back for a whole
+  // busy_timeout is an error: something holds its connections (a bug).
+  const auto window = std::max(options_.busy_timeout, std::chrono::milliseconds(1000));
+  for (uint64_t seen = returned_;; seen = returned_) {
+    if (pool_cv_.wait_for(lock, window, [&] { return !idle_.empty() || open_ < kPoolSize; })) break;
+    if (returned_ == seen) {
+      return Unavailable("all " + std::to_string(kPoolSize) + " connections to PostgreSQL at " +
+                             endpoint_ + " stayed busy and none came back for " +
+                             std::to_string(window.count()) + " ms",
+                         "retry; if it persists, report it (a call is holding a connection)");
+    }
   }
   if (!idle_.empty()) {
     auto conn = std::move(idle_.back());
@@ -286,6 +290,7 @@ Result<std::unique_ptr<pqxx::connection>> PgStore::Acquire() {
 
 void PgStore::Release(std::unique_ptr<pqxx::connection> conn) {
   std::lock_guard<std::mutex> lock(pool_mu_);
+  ++returned_;
   if (conn && conn->is_open()) {
     idle_.push_back(std::move(conn));
   } else {

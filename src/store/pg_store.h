@@ -279,6 +279,7 @@ class PgStore final : public Store {
   std::condition_variable pool_cv_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by pool_mu_
   int open_ = 0;                                         // connections lent or idle
+  uint64_t returned_ = 0;  // connections given back so far (Acquire tells a queue from a leak)
 
   std::mutex listener_mu_;
   std::function<void()> listener_;  // guarded by listener_mu_
