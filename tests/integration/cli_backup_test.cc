@@ -20,6 +20,7 @@
 #include "support/fake_llm_server.h"
 #include "support/http_client.h"
 #include "support/test_util.h"
+#include "support/two_task_script.h"
 
 namespace af::testing {
 namespace {
@@ -232,47 +233,6 @@ grep -qx alpha a.txt && grep -qx beta b.txt
 ```
 )";
 
-// Who asks and where in the conversation, for either wire format.
-std::string KeyOf(const RecordedRequest& r) {
-  const std::string& raw = r.raw_body;
-  int turn = 0;
-  for (const auto& m : r.body["messages"]) turn += m.value("role", "") == "assistant";
-  std::string role = raw.find("You are the planner") != std::string::npos    ? "planner"
-                     : raw.find("You are the reviewer") != std::string::npos ? "reviewer"
-                                                                             : "coder";
-  std::string task = raw.find("# Your task: Write a.txt") != std::string::npos   ? "a"
-                     : raw.find("# Your task: Write b.txt") != std::string::npos ? "b"
-                                                                                 : "";
-  return role + ":" + task + ":" + std::to_string(turn);
-}
-
-FakeReply Answer(const std::string& key) {
-  if (key == "planner::0") {
-    json plan = {{"tasks",
-                  {{{"id", "t1"},
-                    {"title", "Write a.txt"},
-                    {"description", "a.txt with alpha"},
-                    {"role", "coder"}},
-                   {{"id", "t2"},
-                    {"title", "Write b.txt"},
-                    {"description", "b.txt with beta"},
-                    {"role", "coder"},
-                    {"dependencies", {"t1"}}}}}};
-    return FakeReply::Tools({{"p1", "submit_plan", plan}});
-  }
-  if (key == "coder:a:0")
-    return FakeReply::Tools({{"w1", "write_file", {{"path", "a.txt"}, {"content", "alpha\n"}}}});
-  if (key == "coder:b:0")
-    return FakeReply::Tools({{"w1", "write_file", {{"path", "b.txt"}, {"content", "beta\n"}}}});
-  if (key == "coder:a:1" || key == "coder:b:1")
-    return FakeReply::Tools({{"f1", "finish", {{"summary", "wrote the file"}}}});
-  if (key == "reviewer::0") {
-    return FakeReply::Tools(
-        {{"r1", "submit_review", {{"verdict", "approve"}, {"comments", {"the gate passed"}}}}});
-  }
-  return FakeReply::Status(400, R"({"error":{"message":"unexpected request )" + key + R"("}})");
-}
-
 bool Live(int port) {
   auto r = HttpCall(port, "GET", "/health/live");
   return r.ok() && r->status == 200;
@@ -284,9 +244,9 @@ TEST(CliBackupTest, BackupTakenMidFeatureResumesInANewDirectoryWithoutDoubleComm
   // t2's last step is held (the server waits on it) until the backup is taken.
   std::atomic<bool> hold{true};
   fake.SetResponder([&](const RecordedRequest& r) -> std::optional<FakeReply> {
-    const std::string key = KeyOf(r);
+    const std::string key = TwoTaskKeyOf(r);
     if (key == "coder:b:1" && hold) return FakeReply::Hang();
-    return Answer(key);
+    return TwoTaskAnswer(key);
   });
   auto env_for = [&](const fs::path& data, int port) {
     auto env = Env(data);
@@ -314,7 +274,7 @@ TEST(CliBackupTest, BackupTakenMidFeatureResumesInANewDirectoryWithoutDoubleComm
     ASSERT_TRUE(WaitFor(
         [&] {
           for (const auto& r : fake.requests())
-            if (KeyOf(r) == "coder:b:1") return true;
+            if (TwoTaskKeyOf(r) == "coder:b:1") return true;
           return !serve.Running();
         },
         std::chrono::seconds(60)))
@@ -584,8 +544,9 @@ TEST(CliBackupSecretsTest, APlantedProviderKeyIsNowhereOnDiskNorInTheBackup) {
   std::random_device rd;
   const std::string key = "sk-ant-PLANTED-" + std::to_string(rd()) + std::to_string(rd());
   FakeLlmServer fake;
-  fake.SetResponder(
-      [](const RecordedRequest& r) -> std::optional<FakeReply> { return Answer(KeyOf(r)); });
+  fake.SetResponder([](const RecordedRequest& r) -> std::optional<FakeReply> {
+    return TwoTaskAnswer(TwoTaskKeyOf(r));
+  });
   TempDir dir;
   const fs::path data = dir.path() / "data";
   auto env = Env(data);
