@@ -177,6 +177,23 @@ class LlmClient {
   // Calls options.on_call once with the outcome.
   Result<LlmResponse> Complete(const LlmRequest& request, const StreamCallback& on_text = {});
 
+  // What an asynchronous call ends with: what Complete would have returned.
+  using CompleteDone = std::function<void(Result<LlmResponse>)>;
+
+  // Complete without holding the calling thread while the provider answers:
+  // starts the call and returns; `done` receives the outcome exactly once,
+  // after options.on_call saw it. Same retries, limits, circuit and errors as
+  // Complete.
+  // Threads: `done` and `on_text` run on the client's I/O thread, or on the
+  // calling thread before CompleteAsync returns when no request goes out
+  // (replay, a refusal, an open circuit). Either way they must not block:
+  // hand further work to another thread. request.cancelled is asked about
+  // every 100 ms while the call waits, on the I/O thread: it must be cheap.
+  // The default runs Complete on the calling thread (clients with no network).
+  virtual void CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done) {
+    done(Complete(request, on_text));
+  }
+
   // "anthropic" | "openai" | "replay".
   virtual std::string_view provider() const = 0;
 
