@@ -169,12 +169,38 @@ Result<std::optional<LlmResponse>> Replayed(const AgentEnv& env, const LlmReques
 // One model call through `llm`: replay, limits, the call itself, its event.
 // *provider_failed: the failure, if any, is the provider's answer (not a
 // limit or the store).
-Result<LlmResponse> CallModelOnce(const AgentEnv& env, LlmClient* llm, const LlmRequest& req,
-                                  const std::string& agent_id, bool* provider_failed) {
+// The model's answer to `req` through `llm`. With an executor the call holds
+// no thread while the provider answers (LlmClient::CompleteAsync) and the
+// coroutine goes on on the executor; without one it blocks this thread.
+struct ModelAnswer {
+  LlmClient* llm;
+  const LlmRequest* req;
+  Executor* executor;
+  std::optional<Result<LlmResponse>> result;
+
+  bool await_ready() {
+    if (executor != nullptr) return false;
+    result.emplace(llm->Complete(*req));
+    return true;
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    // The completion runs on the client's I/O thread (or inline): the work
+    // that follows belongs on the executor.
+    llm->CompleteAsync(*req, {}, [this, h](Result<LlmResponse> r) {
+      result.emplace(std::move(r));
+      executor->Post([h] { h.resume(); });
+    });
+  }
+  Result<LlmResponse> await_resume() { return std::move(*result); }
+};
+
+Async<Result<LlmResponse>> CallModelOnce(const AgentEnv& env, LlmClient* llm,
+                                        const LlmRequest& req, const std::string& agent_id,
+                                        bool* provider_failed) {
   *provider_failed = false;
   const Config& cfg = *env.config;
-  AF_ASSIGN_OR_RETURN(auto replayed, Replayed(env, req, agent_id));
-  if (replayed) return std::move(*replayed);
+  AF_CO_ASSIGN_OR_RETURN(auto replayed, Replayed(env, req, agent_id));
+  if (replayed) co_return std::move(*replayed);
 
   // Counted before it is made, at its worst case, together with the calls
   // other agents have in flight (see BudgetLedger).
@@ -182,25 +208,27 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, LlmClient* llm, const Llm
   const std::string model = req.model.empty() ? cfg.llm.model : req.model;
   const CallEstimate estimate{in_est + req.max_tokens,
                               llm->Cost(model, Usage{in_est, int64_t{req.max_tokens}})};
-  AF_ASSIGN_OR_RETURN(BudgetLedger::Reservation reservation,
-                      env.budget->Reserve(req.feature_id, estimate));
+  AF_CO_ASSIGN_OR_RETURN(BudgetLedger::Reservation reservation,
+                         env.budget->Reserve(req.feature_id, estimate));
   if (reservation.daily_warning()) {
     EmitEvent(
         env.store, "budget.warning", req.feature_id, req.task_id, agent_id,
         {{"spent_today_usd", reservation.spent_today_usd()}, {"daily_usd", cfg.budget.daily_usd}});
   }
 
-  auto resp = llm->Complete(req);
+  // A named awaiter: GCC 12 mishandles temporaries with members in co_await.
+  ModelAnswer answer{llm, &req, env.executor};
+  Result<LlmResponse> resp = co_await answer;
   if (resp.ok()) fault::CrashPoint("llm call");  // recorded (LlmOptions::on_call), no event yet
   if (!resp.ok() && resp.status().code() == Code::kCancelled && env.check) {
     // Given up because the work ended: say why it ended (e.g. the timeout).
-    if (Status why = env.check(); !why.ok()) return why;
+    if (Status why = env.check(); !why.ok()) co_return why;
   }
   if (!resp.ok()) {
     // No event here: a failure that ends the job is reported once, by the
     // job's own "error" event; one that is waited out is reported by CallModel.
     *provider_failed = true;
-    return resp.status();
+    co_return resp.status();
   }
   json call = {{"role", req.agent_role},
                {"model", resp->model},
@@ -218,7 +246,7 @@ Result<LlmResponse> CallModelOnce(const AgentEnv& env, LlmClient* llm, const Llm
     call["uncondensed_tokens"] = req.uncondensed_tokens;
   }
   EmitEvent(env.store, "llm.call", req.feature_id, req.task_id, agent_id, std::move(call));
-  return resp;
+  co_return resp;
 }
 
 // Whether this agent has yet to say, in this feature, that its calls go to
@@ -274,16 +302,16 @@ Status WaitForCircuit(const AgentEnv& env, const LlmRequest& req, const std::str
 
 }  // namespace
 
-Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
-                              const std::string& agent_id) {
+Async<Result<LlmResponse>> CallModelTask(const AgentEnv& env, const LlmRequest& req,
+                                        const std::string& agent_id) {
   const LlmFallback* fallback = FallbackFor(env, req.agent_role);
   LlmRequest alt;
   if (fallback != nullptr) {
     alt = req;
     alt.model = fallback->model;
     // Answered by the fallback before a restart: not paid for twice.
-    AF_ASSIGN_OR_RETURN(auto replayed, Replayed(env, alt, agent_id));
-    if (replayed) return std::move(*replayed);
+    AF_CO_ASSIGN_OR_RETURN(auto replayed, Replayed(env, alt, agent_id));
+    if (replayed) co_return std::move(*replayed);
   }
   bool degraded = false;
   for (;;) {
@@ -302,18 +330,17 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
       log::Get("agents")->warn("{}: {} circuit open, calls go to {} ({}) meanwhile", agent_id,
                                env.llm->provider(), fallback->model, fallback->client->provider());
     }
+    LlmClient* const client = use_fallback ? fallback->client : env.llm;
     Result<LlmResponse> resp =
-        use_fallback ? CallModelOnce(env, fallback->client, alt, agent_id, &provider_failed)
-                     : CallModelOnce(env, env.llm, req, agent_id, &provider_failed);
-    LlmClient* used = use_fallback ? fallback->client : env.llm;
+        co_await CallModelOnce(env, client, use_fallback ? alt : req, agent_id, &provider_failed);
     if (resp.ok() || !provider_failed || !IsProviderOutage(resp.status()) ||
-        !used->Health().breaker) {
+        !client->Health().breaker) {
       if (degraded && env.set_state) env.set_state("busy");
       if (degraded && resp.ok() && !use_fallback) {  // the outage this agent waited out is over
         EmitEvent(env.store, "llm.circuit", req.feature_id, req.task_id, agent_id,
                   {{"provider", std::string(env.llm->provider())}, {"state", "closed"}});
       }
-      return resp;
+      co_return resp;
     }
     EmitEvent(env.store, "error", req.feature_id, req.task_id, agent_id,
               {{"where", "llm"}, {"message", resp.status().ToString()}, {"retrying", true}});
@@ -322,9 +349,17 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
     Status waited = WaitForCircuit(env, req, agent_id, &degraded);
     if (!waited.ok()) {
       if (degraded && env.set_state) env.set_state("busy");
-      return waited;
+      co_return waited;
     }
   }
+}
+
+Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& req,
+                              const std::string& agent_id) {
+  // Blocking by definition: no executor, so nothing waits for a thread.
+  AgentEnv blocking = env;
+  blocking.executor = nullptr;
+  return SyncWait(CallModelTask(blocking, req, agent_id));
 }
 
 namespace {
@@ -355,8 +390,8 @@ Status FitToBudget(const AgentEnv& env, const Conversation& conv, LlmRequest& se
 
 }  // namespace
 
-Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
-                                        const ToolContext& tools) {
+Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation& conv,
+                                       const ToolContext& tools) {
   const Config& cfg = *env.config;
   LlmRequest req;
   req.model = conv.model;
@@ -376,10 +411,10 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
   // times; one more fails the conversation naming the last problem.
   int bad_in_a_row = 0;
   for (int turn = 1; turn <= conv.max_turns; ++turn) {
-    if (env.check) AF_RETURN_IF_ERROR(env.check());
+    if (env.check) AF_CO_RETURN_IF_ERROR(env.check());
     LlmRequest sent = req;
-    AF_RETURN_IF_ERROR(FitToBudget(env, conv, sent));
-    AF_ASSIGN_OR_RETURN(LlmResponse resp, CallModel(env, sent, conv.agent_id));
+    AF_CO_RETURN_IF_ERROR(FitToBudget(env, conv, sent));
+    AF_CO_ASSIGN_OR_RETURN(LlmResponse resp, co_await CallModelTask(env, sent, conv.agent_id));
     // A reply stopped at the output limit is never taken as complete.
     const bool cut_off = resp.stop_reason == "max_tokens";
 
@@ -407,7 +442,7 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
       logger->debug("{} {}({}) -> {}{}", conv.agent_id, call.name, ArgsSummary(call).dump(),
                     out.is_error ? "error: " : "", out.content.substr(0, 120));
       req.messages.push_back(Message::ToolResult(call.id, out.content, out.is_error));
-      if (out.terminal) return ConversationEnd{call.name, call.arguments, turn};
+      if (out.terminal) co_return ConversationEnd{call.name, call.arguments, turn};
       // A terminal tool that refused its arguments (a plan with no task, a
       // verdict that is neither) did not move the work on either.
       if (!refused.empty() || (out.is_error && IsTerminal(call.name))) {
@@ -421,7 +456,7 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
       continue;
     }
     if (++bad_in_a_row > cfg.limits.max_reasks) {
-      return ResourceExhausted(
+      co_return ResourceExhausted(
           std::string(kUnusableReplies) + ": the " + conv.role + "'s last " +
               std::to_string(bad_in_a_row) + " replies in a row could not be used (" +
               std::to_string(cfg.limits.max_reasks) +
@@ -432,9 +467,14 @@ Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation&
     logger->info("{}: its reply could not be used; re-ask {} of {}: {}", conv.agent_id,
                  bad_in_a_row, cfg.limits.max_reasks, problem.substr(0, 160));
   }
-  return ResourceExhausted("step limit reached: the " + conv.role + " did not finish within " +
+  co_return ResourceExhausted("step limit reached: the " + conv.role + " did not finish within " +
                                std::to_string(conv.max_turns) + " turns",
                            "the task may be too large: split it, or raise limits.max_steps");
+}
+
+Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
+                                        const ToolContext& tools) {
+  return SyncWait(Converse(env, conv, tools));
 }
 
 }  // namespace af

@@ -48,9 +48,14 @@ Status Pipeline::Impl::StartAgents() {
     Emit("agent.started", "", "", inst->id,
          {{"role", inst->role}, {"host", Hostname()}, {"pid", getpid()}});
   }
-  for (auto& inst : instances_) {
-    if (inst->role == "coordinator" || inst->role == "optimizer") continue;
-    inst->thread = std::thread([this, p = inst.get()] { WorkerLoop(p); });
+  std::set<std::string> roles;
+  for (auto& inst : instances_)
+    if (inst->role != "coordinator" && inst->role != "optimizer") roles.insert(inst->role);
+  if (!roles.empty()) {
+    int slots = 0;
+    for (auto& inst : instances_) slots += roles.count(inst->role) ? 1 : 0;
+    executor_ = std::make_unique<Executor>("af-agent", slots);
+    for (const auto& role : roles) dispatchers_.emplace_back([this, role] { DispatchLoop(role); });
   }
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   if (coordinator) {
@@ -154,10 +159,22 @@ Status Pipeline::Impl::SendRetrying(const std::string& queue, const BusMessage& 
   }
 }
 
-void Pipeline::Impl::WorkerLoop(Instance* inst) {
-  const std::string queue = "role:" + inst->role;
-  auto logger = log::Get("agents");
+void Pipeline::Impl::DispatchLoop(const std::string& role) {
+  const std::string queue = "role:" + role;
   while (!stopping_) {
+    Instance* inst = nullptr;
+    {
+      std::unique_lock lock(jobs_mu_);
+      auto free = [&] {
+        for (auto& i : instances_)
+          if (i->role == role && !i->working) return i.get();
+        return static_cast<Instance*>(nullptr);
+      };
+      jobs_cv_.wait(lock, [&] { return stopping_ || (inst = free()) != nullptr; });
+      if (stopping_) break;
+    }
+    // Received under the free instance's name: the bus keeps the delivery
+    // with that consumer (renewals, redelivery after a crash).
     auto job = deps_.bus->Receive(queue, inst->id, std::chrono::milliseconds(250));
     if (!job.ok() && job.status().code() == Code::kUnavailable) {
       PauseForBus(std::chrono::milliseconds(250));  // e.g. Redis restarting: wait, ask again
@@ -165,69 +182,100 @@ void Pipeline::Impl::WorkerLoop(Instance* inst) {
     }
     if (!job.ok()) break;  // the bus is closed
     if (!job->has_value()) continue;
-    const Delivery& d = **job;
+    {
+      std::lock_guard lock(jobs_mu_);
+      inst->working = true;
+      ++jobs_running_;
+    }
     {
       std::lock_guard lock(inst->mu);
       inst->job_queue = queue;
-      inst->job_id = d.id;
+      inst->job_id = (*job)->id;
     }
-    SetState(inst, "busy", Field(d.payload, "task_id", Field(d.payload, "feature_id")));
-    Status s;
-    bool answered = true;
-    try {
-      s = HandleJob(inst, d, &answered);
-    } catch (const std::exception& e) {
-      // A bug, not an expected failure: it must not take the process down.
-      s = Internal(std::string("unexpected error in ") + inst->id + ": " + e.what());
-      (void)deps_.bus->Send(
-          "feature:" + Field(d.payload, "feature_id"),
-          BusMessage{d.type + ".done",
-                     {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
-    }
-    {
-      std::lock_guard lock(inst->mu);  // no renewal once it is answered
-      inst->job_queue.clear();
-      inst->job_id.clear();
-    }
-    if (answered) {
-      (void)deps_.bus->Ack(queue, d.id);
-      std::lock_guard lock(inst->mu);
-      (s.ok() ? inst->jobs_done : inst->jobs_failed)++;
-    } else {
-      // Deliverable again at once, to another process's agent or this
-      // data directory's next start (the coordinator waits for its reply).
-      (void)deps_.bus->Nack(queue, d.id);
-      logger->info("{} gave job {} of feature {} back to the queue: {}", inst->id, d.type,
-                   Field(d.payload, "feature_id"), s.message());
-    }
-    if (answered && !s.ok()) logger->warn("{} {}: {}", inst->id, d.type, s.ToString());
-    SetState(inst, "idle", "");
+    SetState(inst, "busy", Field((*job)->payload, "task_id", Field((*job)->payload, "feature_id")));
+    executor_->Post([this, inst, d = std::move(**job)]() mutable { RunJob(inst, std::move(d)); });
   }
 }
 
-Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, bool* answered) {
+Detached Pipeline::Impl::RunJob(Instance* inst, Delivery d) {
+  const std::string queue = "role:" + inst->role;
+  auto logger = log::Get("agents");
+  Status s;
+  bool answered = true;
+  bool threw = false;
+  try {
+    s = co_await HandleJob(inst, d, &answered);
+  } catch (const std::exception& e) {
+    // A bug, not an expected failure: it must not take the process down.
+    s = Internal(std::string("unexpected error in ") + inst->id + ": " + e.what());
+    threw = true;
+  }
+  if (threw) {
+    (void)deps_.bus->Send(
+        "feature:" + Field(d.payload, "feature_id"),
+        BusMessage{d.type + ".done",
+                   {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
+  }
+  {
+    std::lock_guard lock(inst->mu);  // no renewal once it is answered
+    inst->job_queue.clear();
+    inst->job_id.clear();
+  }
+  if (answered) {
+    (void)deps_.bus->Ack(queue, d.id);
+    std::lock_guard lock(inst->mu);
+    (s.ok() ? inst->jobs_done : inst->jobs_failed)++;
+  } else {
+    // Deliverable again at once, to another process's agent or this
+    // data directory's next start (the coordinator waits for its reply).
+    (void)deps_.bus->Nack(queue, d.id);
+    logger->info("{} gave job {} of feature {} back to the queue: {}", inst->id, d.type,
+                 Field(d.payload, "feature_id"), s.message());
+  }
+  if (answered && !s.ok()) logger->warn("{} {}: {}", inst->id, d.type, s.ToString());
+  SetState(inst, "idle", "");
+  {
+    std::lock_guard lock(jobs_mu_);
+    inst->working = false;
+    --jobs_running_;
+  }
+  jobs_cv_.notify_all();
+}
+
+Async<Result<json>> Pipeline::Impl::DoJob(Instance* inst, const Delivery& job) {
+  const std::string feature_id = job.payload.value("feature_id", "");
+  AF_CO_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
+  AF_CO_RETURN_IF_ERROR(Check(feature_id));
+  AF_CO_ASSIGN_OR_RETURN(std::shared_ptr<FeatureTree> held, TreeFor(f));
+  FeatureTree* tree = held.get();
+  const std::string task_id = job.payload.value("task_id", "");
+  Result<json> out = InvalidArgument("unknown job type '" + job.type + "'");
+  if (job.type == "plan") {
+    out = co_await DoPlan(inst, f, tree);
+  } else if (job.type == "code") {
+    out = co_await DoCode(inst, f, task_id, tree);
+  } else if (job.type == "test") {
+    out = DoTest(inst, f, tree);
+  } else if (job.type == "review") {
+    out = co_await DoReview(inst, f, job.payload, tree);
+  } else if (job.type == "deliver") {
+    out = DoDeliver(inst, f, tree);
+  }
+  co_return out;
+}
+
+Async<Status> Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, bool* answered) {
   const std::string feature_id = job.payload.value("feature_id", "");
   const std::string reply_to = "feature:" + feature_id;
   json reply = {{"job", job.type}, {"task_id", job.payload.value("task_id", "")}};
-  Result<json> result = [&]() -> Result<json> {
-    AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
-    AF_RETURN_IF_ERROR(Check(feature_id));
-    AF_ASSIGN_OR_RETURN(std::shared_ptr<FeatureTree> held, TreeFor(f));
-    FeatureTree* tree = held.get();
-    if (job.type == "plan") return DoPlan(inst, f, tree);
-    if (job.type == "code") return DoCode(inst, f, job.payload.value("task_id", ""), tree);
-    if (job.type == "test") return DoTest(inst, f, tree);
-    if (job.type == "review") return DoReview(inst, f, job.payload, tree);
-    if (job.type == "deliver") return DoDeliver(inst, f, tree);
-    return InvalidArgument("unknown job type '" + job.type + "'");
-  }();
+  Result<json> result = co_await DoJob(inst, job);
   // A job cut short by the store going away (PostgreSQL restarting) goes
   // back to the queue once the store is back, unanswered: its failure would
   // fail the feature, and it is redone like a stopped one (below).
   if (!result.ok() && WaitOutStoreOutage(result.status(), inst->id + " (job " + job.type +
                                                               " of feature " + feature_id + ")")) {
     *answered = false;
-    return result.status();
+    co_return result.status();
   }
   // A job cut short by this process's stop (a model call abandoned, a gate's
   // command killed) has no answer: a killed gate would read as a failed one.
@@ -236,7 +284,7 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, bool* answ
   // task id. Also when it finished meanwhile: redoing it is cheap and safe.
   if (stopping_) {
     *answered = false;
-    return Cancelled("this process stopped before the job ended");
+    co_return Cancelled("this process stopped before the job ended");
   }
   if (result.ok()) {
     reply["ok"] = true;
@@ -252,7 +300,7 @@ Status Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, bool* answ
     }
   }
   (void)SendRetrying(reply_to, BusMessage{job.type + ".done", reply});
-  return result.status();
+  co_return result.status();
 }
 
 }  // namespace af

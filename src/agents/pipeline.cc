@@ -113,6 +113,7 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id, Instance* inst) {
   env.optimizer = &optimizer_;
   env.budget = &budget_;
   env.check = [this, feature_id] { return Check(feature_id); };
+  env.executor = executor_.get();
   // "degraded" while the agent waits for an open circuit; its task stays.
   env.set_state = [this, inst](const std::string& state) {
     std::string task;
@@ -155,8 +156,19 @@ void Pipeline::Impl::Stop() {
   drivers_cv_.notify_all();
   for (auto& t : drivers_)
     if (t.joinable()) t.join();
-  for (auto& inst : instances_)
-    if (inst->thread.joinable()) inst->thread.join();
+  {
+    std::lock_guard lock(jobs_mu_);  // no dispatcher between its check and its wait
+  }
+  jobs_cv_.notify_all();
+  for (auto& t : dispatchers_)
+    if (t.joinable()) t.join();
+  // Jobs under way notice the stop (Check) and end; a model call in flight is
+  // abandoned within ~100 ms. Their coroutines need the executor to finish.
+  {
+    std::unique_lock lock(jobs_mu_);
+    jobs_cv_.wait(lock, [this] { return jobs_running_ == 0; });
+  }
+  if (executor_) executor_->Shutdown();
   if (heartbeat_.joinable()) heartbeat_.join();
   for (auto& inst : instances_) {
     SetState(inst.get(), "offline", "");

@@ -46,9 +46,11 @@ class Pipeline::Impl {
  public:
   using json = nlohmann::json;
 
-  // One agent instance: a worker thread on its role's mailbox (the coordinator
-  // and the optimizer have no mailbox: the coordinator drives features on its
-  // own threads, the optimizer is called by the others).
+  // One agent instance: a slot for one job at a time from its role's mailbox
+  // (the coordinator and the optimizer have no mailbox: the coordinator
+  // drives features on its own threads, the optimizer is called by the
+  // others). A job is a coroutine: it holds a thread of executor_ only while
+  // it works, not while its model call waits.
   struct Instance {
     std::string id, role;
     std::mutex mu;  // guards state, current_task, counters
@@ -58,7 +60,7 @@ class Pipeline::Impl {
     // with this instance while the job runs (Bus::Extend).
     std::string job_queue, job_id;
     int64_t jobs_done = 0, jobs_failed = 0;
-    std::thread thread;
+    bool working = false;  // has a job; guarded by jobs_mu_
   };
 
   static int64_t NowMs();
@@ -84,15 +86,21 @@ class Pipeline::Impl {
 
  private:
   // --- agents ---
-  void WorkerLoop(Instance* inst);
+  // Takes jobs from role:<role> for the role's free instances, each started
+  // as a RunJob coroutine on executor_.
+  void DispatchLoop(const std::string& role);
+  // One job: HandleJob, then its ack (or its return to the queue), then the
+  // instance is free again.
+  Detached RunJob(Instance* inst, Delivery job);
   void HeartbeatLoop();
   void ExtendJob(Instance* inst);
   void SetState(Instance* inst, const std::string& state, const std::string& task);
   void Beat(Instance* inst, bool emit_event);
   // Does the job and replies on the feature's mailbox. `*answered` false: cut
   // short by this process's stop, no reply sent (the job goes back to the bus).
-  Status HandleJob(Instance* inst, const Delivery& job, bool* answered);
-  Result<json> DoPlan(Instance* inst, const Feature& f, FeatureTree* tree);
+  Async<Status> HandleJob(Instance* inst, const Delivery& job, bool* answered);
+  Async<Result<json>> DoJob(Instance* inst, const Delivery& job);
+  Async<Result<json>> DoPlan(Instance* inst, const Feature& f, FeatureTree* tree);
   // The agent's first message (Optimizer::BuildContext), with a
   // `context.retrieved` event naming the memories and knowledge it holds.
   std::string ContextFor(const ContextInput& in, FeatureTree* tree, const Feature& f,
@@ -100,8 +108,8 @@ class Pipeline::Impl {
   // Brings the project's code into the knowledge base (namespace
   // project:NAME; unchanged files cost a hash): done when a feature starts.
   void IngestProject(const Feature& f);
-  Result<json> DoCode(Instance* inst, const Feature& f, const std::string& task_id,
-                      FeatureTree* tree);
+  Async<Result<json>> DoCode(Instance* inst, const Feature& f, const std::string& task_id,
+                            FeatureTree* tree);
   Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);
   Result<json> CompleteTask(const Task& task, const std::string& sha);
   // The checks a coder's finish runs (see ToolContext::run_checks): the
@@ -112,7 +120,8 @@ class Pipeline::Impl {
   // tree), else null.
   Result<TaskChecks> TaskChecksFor(const Feature& f, const std::string& task_id, FeatureTree* tree,
                                    json* passed = nullptr);
-  Result<json> DoReview(Instance* inst, const Feature& f, const json& job, FeatureTree* tree);
+  Async<Result<json>> DoReview(Instance* inst, const Feature& f, const json& job,
+                              FeatureTree* tree);
   Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
 
   // --- coordinator ---
@@ -185,6 +194,13 @@ class Pipeline::Impl {
   std::atomic<bool> stopping_{false};
 
   std::vector<std::unique_ptr<Instance>> instances_;
+  // Runs the jobs (RunJob) while they work; sized to the instances, so the
+  // configured replicas, not threads, bound how many jobs are under way.
+  std::unique_ptr<Executor> executor_;
+  std::vector<std::thread> dispatchers_;  // one per role with instances here
+  std::mutex jobs_mu_;                    // guards Instance::working and jobs_running_
+  std::condition_variable jobs_cv_;       // an instance became free, or Stop
+  int jobs_running_ = 0;
   std::thread heartbeat_;
   std::mutex stop_mu_;  // with stop_cv_: wakes the heartbeat thread on Stop
   std::condition_variable stop_cv_;

@@ -110,9 +110,9 @@ void Pipeline::Impl::IngestProject(const Feature& f) {
     Emit("knowledge.ingested", f.id, "", "coordinator-1", report->ToJson());
 }
 
-Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTree* tree) {
-  AF_ASSIGN_OR_RETURN(auto existing, deps_.store->ListTasks(f.id));
-  if (!existing.empty()) return json{{"tasks", existing.size()}, {"resumed", true}};
+Async<Result<json>> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTree* tree) {
+  AF_CO_ASSIGN_OR_RETURN(auto existing, deps_.store->ListTasks(f.id));
+  if (!existing.empty()) co_return json{{"tasks", existing.size()}, {"resumed", true}};
   IngestProject(f);
   ContextInput in;
   in.role = "planner";
@@ -125,12 +125,13 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
                     cfg_.ModelFor("planner"),
                     SystemPrompt("planner"),
                     ContextFor(in, tree, f, inst, "")};
-  AF_ASSIGN_OR_RETURN(ConversationEnd end,
-                      RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
+  const AgentEnv env = EnvFor(f.id, inst);
+  const ToolContext tools = ToolsFor(f, tree);
+  AF_CO_ASSIGN_OR_RETURN(ConversationEnd end, co_await Converse(env, conv, tools));
   // The agent loop accepts only the planner's own terminal tool, which checks
   // the plan (CheckPlan); this guards that rule, never an empty plan.
   if (end.tool != "submit_plan" || !CheckPlan(end.args).empty())
-    return Internal("the planner ended without an accepted plan (it called " + end.tool + ")");
+    co_return Internal("the planner ended without an accepted plan (it called " + end.tool + ")");
   std::vector<Task> tasks;
   for (const auto& t : end.args["tasks"]) {
     Task task;
@@ -146,22 +147,22 @@ Result<json> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTre
       task.files.push_back(p.get<std::string>());
     tasks.push_back(std::move(task));
   }
-  AF_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, tasks).status());
-  return json{{"tasks", tasks.size()}};
+  AF_CO_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, tasks).status());
+  co_return json{{"tasks", tasks.size()}};
 }
 
-Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std::string& task_id,
-                                    FeatureTree* tree) {
-  AF_ASSIGN_OR_RETURN(Task task, deps_.store->GetTask(task_id));
+Async<Result<json>> Pipeline::Impl::DoCode(Instance* inst, const Feature& f,
+                                          const std::string& task_id, FeatureTree* tree) {
+  AF_CO_ASSIGN_OR_RETURN(Task task, deps_.store->GetTask(task_id));
   const TaskState state = StateOf(task);
-  if (state == TaskState::kCompleted) return task.result;
+  if (state == TaskState::kCompleted) co_return task.result;
   if (state == TaskState::kInProgress && task.result.value("finished", false)) {
     // The process died after the conversation ended. If the commit was made
     // (or there was nothing to commit), the task is done; otherwise its edits
     // went with the reset tree and the (replayed) conversation makes them again.
-    AF_ASSIGN_OR_RETURN(std::string sha, tree->FindTaskCommit(task_id));
+    AF_CO_ASSIGN_OR_RETURN(std::string sha, tree->FindTaskCommit(task_id));
     if (!sha.empty() || task.result.value("files", json::array()).empty())
-      return CompleteTask(task, sha);
+      co_return CompleteTask(task, sha);
   }
   ContextInput in;
   in.role = "coder";
@@ -170,7 +171,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   in.task_title = task.title;
   in.task_description = task.description;
   in.task_files = task.files;
-  AF_ASSIGN_OR_RETURN(auto all, deps_.store->ListTasks(f.id));
+  AF_CO_ASSIGN_OR_RETURN(auto all, deps_.store->ListTasks(f.id));
   for (const auto& t : all)
     if (StateOf(t) == TaskState::kCompleted && t.id != task_id)
       in.history.push_back("Task '" + t.title + "' is done: " + Field(t.result, "summary", ""));
@@ -193,7 +194,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   start.assigned_agent = inst->id;
   start.add_attempts = 1;
   start.result = json{{"context", context}};
-  AF_RETURN_IF_ERROR(deps_.store
+  AF_CO_RETURN_IF_ERROR(deps_.store
                          ->TransitionTask(task_id, std::nullopt, Name(TaskState::kInProgress),
                                           start, {{"agent", inst->id}})
                          .status());
@@ -208,7 +209,8 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
   tools.run_checks = [this, &f, task_id, tree, &checks_passed]() {
     return TaskChecksFor(f, task_id, tree, &checks_passed);
   };
-  auto end = RunConversation(EnvFor(f.id, inst), conv, tools);
+  const AgentEnv env = EnvFor(f.id, inst);
+  Result<ConversationEnd> end = co_await Converse(env, conv, tools);
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
       TaskUpdate u;
@@ -221,7 +223,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
                                                        : TaskState::kFailed),
           u, {{"error", end.status().ToString()}});
     }
-    return end.status();
+    co_return end.status();
   }
   std::vector<std::string> paths(touched.begin(), touched.end());
   // Kept before committing: a process that dies between the commit and the
@@ -233,7 +235,7 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
                          {"turns", end->turns},
                          {"finished", true}};
   if (!checks_passed.is_null()) (*finished.result)["checks"] = checks_passed;
-  AF_RETURN_IF_ERROR(deps_.store
+  AF_CO_RETURN_IF_ERROR(deps_.store
                          ->TransitionTask(task_id, Name(TaskState::kInProgress),
                                           Name(TaskState::kInProgress), finished,
                                           {{"finished", true}})
@@ -254,12 +256,12 @@ Result<json> Pipeline::Impl::DoCode(Instance* inst, const Feature& f, const std:
       (void)deps_.store->TransitionTask(task_id, Name(TaskState::kInProgress),
                                         Name(TaskState::kFailed), u,
                                         {{"error", committed.status().ToString()}});
-      return committed.status();
+      co_return committed.status();
     }
     sha = *committed;
     fault::CrashPoint("commit");
   }
-  return CompleteTask(task, sha);
+  co_return CompleteTask(task, sha);
 }
 
 Result<TaskChecks> Pipeline::Impl::TaskChecksFor(const Feature& f, const std::string& task_id,
@@ -380,8 +382,8 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
   return json{{"passed", passed}, {"results", results}};
 }
 
-Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const json& job,
-                                      FeatureTree* tree) {
+Async<Result<json>> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const json& job,
+                                            FeatureTree* tree) {
   ContextInput in;
   in.role = "reviewer";
   in.request = f.request;
@@ -396,7 +398,7 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
                          std::to_string(g.value("exit_code", -1)) + ")\n" +
                          HeadAndTail(g.value("output", ""), kReviewGateOutputChars));
   }
-  AF_ASSIGN_OR_RETURN(in.diff, tree->CommittedDiff());
+  AF_CO_ASSIGN_OR_RETURN(in.diff, tree->CommittedDiff());
   Conversation conv{"reviewer",
                     inst->id,
                     f.id,
@@ -404,17 +406,18 @@ Result<json> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const js
                     cfg_.ModelFor("reviewer"),
                     SystemPrompt("reviewer"),
                     ContextFor(in, tree, f, inst, "")};
-  AF_ASSIGN_OR_RETURN(ConversationEnd end,
-                      RunConversation(EnvFor(f.id, inst), conv, ToolsFor(f, tree)));
+  const AgentEnv env = EnvFor(f.id, inst);
+  const ToolContext tools = ToolsFor(f, tree);
+  AF_CO_ASSIGN_OR_RETURN(ConversationEnd end, co_await Converse(env, conv, tools));
   // The agent loop accepts only the reviewer's own terminal tool, which checks
   // the verdict; this guards that rule.
   if (end.tool != "submit_review" || !end.args.contains("verdict"))
-    return Internal("the reviewer ended without a verdict (it called " + end.tool + ")");
+    co_return Internal("the reviewer ended without a verdict (it called " + end.tool + ")");
   json verdict = {{"verdict", end.args["verdict"]},
                   {"comments", end.args.value("comments", json::array())},
                   {"round", job.value("round", 1)}};
   Emit("review.verdict", f.id, "", inst->id, verdict);
-  return verdict;
+  co_return verdict;
 }
 
 Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree) {

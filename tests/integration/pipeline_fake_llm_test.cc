@@ -536,6 +536,76 @@ TEST_P(PipelineFakeLlm, AJobLongerThanTheAckTimeoutStaysWithItsAgent) {
   EXPECT_EQ(first_turns.load(), 1) << "the job went to a second coder while the first worked on it";
 }
 
+// Threads of this process named `name` (the agents' executor names its own).
+int ThreadsNamed(const std::string& name) {
+  int n = 0;
+  for (const auto& t : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) ++n;
+  }
+  return n;
+}
+
+// Agents waiting for the model hold no thread: 16 coders' first calls are
+// all held by the fake model at once while the agents' threads go away;
+// released, the feature completes with every task's work.
+TEST_P(PipelineFakeLlm, ModelCallsInFlightHoldNoAgentThread) {
+  constexpr int kTasks = 16;
+  h_.config().agents["coder"].replicas = kTasks;
+  std::mutex mu;
+  std::condition_variable cv;
+  int held = 0;          // guarded by mu
+  bool release = false;  // guarded by mu
+  auto let_go = [&] {
+    {
+      std::lock_guard lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+  };
+  // Held calls are let go however the test ends (the fake server joins them).
+  std::shared_ptr<void> let_go_at_end(nullptr, [&](void*) { let_go(); });
+  Script s;
+  s.planner = [](const RecordedRequest&) {
+    json tasks = json::array();
+    for (int i = 1; i <= kTasks; ++i)
+      tasks.push_back(PlanTask("t" + std::to_string(i), "t" + std::to_string(i)));
+    return Plan(tasks);
+  };
+  s.coder = [&](const RecordedRequest& req) {
+    const std::string file = testing::TaskTitleOf(req) + ".txt";  // title = the task's id
+    if (testing::AssistantTurns(req) > 0) return Finish("wrote " + file);
+    std::unique_lock lock(mu);
+    ++held;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    return Write(file);
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  const Feature submitted = Submit(PipelineHarness::Request("Sixteen files at once"));
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return held == kTasks; }))
+        << "only " << held << " coder calls arrived at once";
+  }
+  // Idle pool threads leave after 2 s; a thread blocked in a call never does.
+  const bool freed = testing::WaitFor([] { return ThreadsNamed("af-agent") <= 2; },
+                                      std::chrono::seconds(10));
+  const int left = ThreadsNamed("af-agent");
+  let_go();
+  EXPECT_TRUE(freed) << left << " agent threads stayed while " << kTasks
+                     << " model calls waited";
+  const Feature f = Wait(submitted.id);
+  EXPECT_EQ(f.status, "completed") << FailureMessage(h_.Events(f.id));
+  auto tasks = h_.store().ListTasks(f.id);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), static_cast<size_t>(kTasks));
+  for (const auto& t : *tasks) EXPECT_EQ(t.status, "completed") << t.id;
+}
+
 // 7a. A budget smaller than any call: the feature fails before the first request.
 TEST_P(PipelineFakeLlm, BudgetTooSmallForAnyCall) {
   h_.config().budget.feature_usd = 0.000001;

@@ -39,6 +39,7 @@
 #include "af/agents/budget.h"
 #include "af/agents/tools.h"
 #include "af/core/status.h"
+#include "af/core/async.h"
 #include "af/llm/llm_client.h"
 #include "af/llm/types.h"
 
@@ -67,6 +68,10 @@ struct AgentEnv {
   // Reports the agent's state: "degraded" while it waits for an open circuit,
   // "busy" when it goes on. Null = not reported.
   std::function<void(const std::string& state)> set_state;
+  // Where a conversation goes on after a model call: with one, a call holds
+  // no thread while the provider answers (LlmClient::CompleteAsync); null =
+  // the call blocks the thread running the conversation.
+  Executor* executor = nullptr;
 };
 
 struct Conversation {
@@ -86,10 +91,18 @@ struct ConversationEnd {
 };
 
 // Model call with replay, limits, waiting out an open circuit, and the
-// llm.call event.
+// llm.call event. CallModelTask is its coroutine (see AgentEnv::executor);
+// CallModel blocks the calling thread for the call.
+Async<Result<LlmResponse>> CallModelTask(const AgentEnv& env, const LlmRequest& request,
+                                        const std::string& agent_id);
 Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& request,
                               const std::string& agent_id);
 
+// The conversation as a coroutine: it suspends at each model call (see
+// AgentEnv::executor) and runs its tools on the thread that resumed it.
+Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation& conv,
+                                       const ToolContext& tools);
+// The same, blocking the calling thread until it ends.
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
                                         const ToolContext& tools);
 
