@@ -140,10 +140,26 @@ std::string FailureReason(const Status& s) {
 
 namespace {
 
-// When a model call must be given up (see WorkEnded).
+// When a model call must be given up (see WorkEnded). The transport asks
+// about every 100 ms per call in flight, on the LLM client's I/O thread, and
+// the check may read the store: with a thousand calls waiting that would be
+// ten thousand reads a second. The answer is kept for half a second instead,
+// which only delays giving up an ended feature's call that much.
 std::function<bool()> CancelledBy(const AgentEnv& env) {
   if (!env.check) return {};
-  return [check = env.check] { return WorkEnded(check()); };
+  struct Memo {
+    std::mutex mu;
+    std::chrono::steady_clock::time_point next{};
+    bool ended = false;
+  };
+  return [check = env.check, memo = std::make_shared<Memo>()] {
+    std::lock_guard lock(memo->mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (memo->ended || now < memo->next) return memo->ended;
+    memo->ended = WorkEnded(check());
+    memo->next = now + std::chrono::milliseconds(500);
+    return memo->ended;
+  };
 }
 
 // A recorded answer to `req` from before a restart, announced as a replayed

@@ -2,7 +2,7 @@
 // Private to src/agents: the state of a running pipeline (Pipeline::Impl) and
 // the methods its files share. The work is split by seam:
 //   pipeline.cc       Start/Stop, Submit/Cancel, the helpers every part uses
-//   agent_pool.cc     agent instances, their worker threads and heartbeats
+//   agent_pool.cc     agent instances, their dispatchers and job coroutines, heartbeats
 //   role_steps.cc     what each role does with a job (plan, code, test, review, deliver)
 //   coordinator.cc    the drivers that take features through the state machine
 //                     (af/agents/feature_machine.h), resume, learning
