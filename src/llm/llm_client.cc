@@ -52,6 +52,30 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
   const auto start = std::chrono::steady_clock::now();
   int attempts = 0;
   Result<LlmResponse> result = DoComplete(request, on_text, &attempts);
+  Conclude(request, start, attempts, result);
+  return result;
+}
+
+void LlmClient::CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done) {
+  const auto start = std::chrono::steady_clock::now();
+  auto kept = std::make_shared<const LlmRequest>(std::move(request));
+  DoCompleteAsync(
+      *kept, std::move(on_text),
+      [this, kept, start, done = std::move(done)](Result<LlmResponse> result, int attempts) {
+        Conclude(*kept, start, attempts, result);
+        done(std::move(result));
+      });
+}
+
+void LlmClient::DoCompleteAsync(const LlmRequest& request, StreamCallback on_text,
+                                AttemptsDone done) {
+  int attempts = 0;
+  Result<LlmResponse> result = DoComplete(request, on_text, &attempts);
+  done(std::move(result), attempts);
+}
+
+void LlmClient::Conclude(const LlmRequest& request, std::chrono::steady_clock::time_point start,
+                         int attempts, Result<LlmResponse>& result) const {
   const int64_t latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::steady_clock::now() - start)
                                  .count();
@@ -60,31 +84,29 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
     result->attempts = attempts;
     if (result->provider.empty()) result->provider = std::string(provider());
   }
-  if (on_call_) {
-    LlmCallRecord rec;
-    rec.provider = std::string(provider());
-    rec.model = result.ok() && !result->model.empty()
-                    ? result->model
-                    : (request.model.empty() ? DefaultModel() : request.model);
-    rec.agent_role = request.agent_role;
-    rec.feature_id = request.feature_id;
-    rec.task_id = request.task_id;
-    rec.request_hash = RequestHash(request);
-    rec.latency_ms = latency_ms;
-    rec.attempts = attempts;
-    if (result.ok()) {
-      rec.input_tokens = result->usage.input_tokens;
-      rec.output_tokens = result->usage.output_tokens;
-      rec.cost_usd = Cost(rec.model, result->usage);
-      rec.status = "ok";
-      rec.response = &result.value();
-    } else {
-      rec.status = std::string(CodeName(result.status().code()));
-      rec.error = result.status().ToString();
-    }
-    on_call_(rec);
+  if (!on_call_) return;
+  LlmCallRecord rec;
+  rec.provider = std::string(provider());
+  rec.model = result.ok() && !result->model.empty()
+                  ? result->model
+                  : (request.model.empty() ? DefaultModel() : request.model);
+  rec.agent_role = request.agent_role;
+  rec.feature_id = request.feature_id;
+  rec.task_id = request.task_id;
+  rec.request_hash = RequestHash(request);
+  rec.latency_ms = latency_ms;
+  rec.attempts = attempts;
+  if (result.ok()) {
+    rec.input_tokens = result->usage.input_tokens;
+    rec.output_tokens = result->usage.output_tokens;
+    rec.cost_usd = Cost(rec.model, result->usage);
+    rec.status = "ok";
+    rec.response = &result.value();
+  } else {
+    rec.status = std::string(CodeName(result.status().code()));
+    rec.error = result.status().ToString();
   }
-  return result;
+  on_call_(rec);
 }
 
 Result<std::unique_ptr<LlmClient>> LlmClient::Create(const LlmOptions& options) {
