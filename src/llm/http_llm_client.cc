@@ -33,8 +33,6 @@ struct Attempt {
   std::string failing_as;
 };
 
-bool IsCancelled(const LlmRequest& request) { return request.cancelled && request.cancelled(); }
-
 bool IsRetryableCode(Code code) {
   return code == Code::kUnavailable || code == Code::kDeadlineExceeded;
 }
@@ -50,10 +48,13 @@ void ReplaceAll(std::string& s, const std::string& needle, std::string_view with
 // One call under way: what its steps need between a transfer or timer and
 // the next. Shared by whatever the call waits for at the moment; never
 // touches the client after its done ran.
+// Holds what the steps need of the request, not the request: its
+// conversation is encoded once, into http.body.
 struct Call {
-  LlmRequest request;
-  StreamCallback on_text;  // the stream decoders keep a reference to it
-  LlmClient::CompleteDone finish;
+  std::function<bool()> cancelled;  // LlmRequest::cancelled
+  bool stream = false;
+  std::string feature_id, task_id, agent_role;  // for RateLimitPause
+  StreamCallback on_text;                       // the stream decoders keep a reference to it
   std::function<void(Result<LlmResponse>, int)> done;
   std::string model;
   ClientRequest http;
@@ -68,6 +69,8 @@ struct Call {
   Status stream_error;
   std::string raw;  // the streamed body, in case it turns out not to be SSE
 };
+
+bool IsCancelled(const Call& call) { return call.cancelled && call.cancelled(); }
 
 class HttpLlmClient final : public LlmClient {
  public:
@@ -146,7 +149,11 @@ class HttpLlmClient final : public LlmClient {
   void DoCompleteAsync(const LlmRequest& request, StreamCallback on_text,
                        AttemptsDone done) override {
     auto call = std::make_shared<Call>();
-    call->request = request;
+    call->cancelled = request.cancelled;
+    call->stream = request.stream;
+    call->feature_id = request.feature_id;
+    call->task_id = request.task_id;
+    call->agent_role = request.agent_role;
     call->on_text = std::move(on_text);
     call->done = std::move(done);
     {
@@ -184,12 +191,12 @@ class HttpLlmClient final : public LlmClient {
   // Before and after the wait for the gate: the work may have ended
   // meanwhile, and nothing may reach the provider for it then.
   void TryAttempt(const CallPtr& call) {
-    if (IsCancelled(call->request)) return Finish(call, Abandoned(call->retry));
+    if (IsCancelled(*call)) return Finish(call, Abandoned(call->retry));
     After(call, gate_->Reserve(&call->seen_pause), [this, call] { PassGate(call); });
   }
 
   void PassGate(const CallPtr& call) {
-    if (IsCancelled(call->request)) return Finish(call, Abandoned(call->retry));
+    if (IsCancelled(*call)) return Finish(call, Abandoned(call->retry));
     if (std::optional<std::chrono::milliseconds> more = gate_->Recheck(&call->seen_pause)) {
       return After(call, *more, [this, call] { PassGate(call); });
     }
@@ -203,7 +210,7 @@ class HttpLlmClient final : public LlmClient {
     call->parser.reset();
     call->stream_error = Status::Ok();
     call->raw.clear();
-    if (call->request.stream) {
+    if (call->stream) {
       call->decoder = codec_->NewStreamDecoder(call->on_text);
       Call* c = call.get();  // the transfer's callbacks run while the call is held
       c->parser.emplace([c](std::string_view event, std::string_view data) {
@@ -223,7 +230,6 @@ class HttpLlmClient final : public LlmClient {
 
   // What an attempt's end means for the call: done, or a retry after a wait.
   void OnAnswer(const CallPtr& call, Attempt a) {
-    const LlmRequest& request = call->request;
     const int retry = call->retry;
     if (a.result.ok()) {
       streak_.Answered();
@@ -247,8 +253,8 @@ class HttpLlmClient final : public LlmClient {
       bool started = false;
       delay = gate_->Pause(delay, &call->seen_pause, &started);
       if (started && options_.on_rate_limit) {
-        options_.on_rate_limit(RateLimitPause{std::string(provider()), delay, request.feature_id,
-                                              request.task_id, request.agent_role,
+        options_.on_rate_limit(RateLimitPause{std::string(provider()), delay, call->feature_id,
+                                              call->task_id, call->agent_role,
                                               Redact(a.result.status()).message()});
       }
     }
@@ -307,7 +313,7 @@ class HttpLlmClient final : public LlmClient {
       });
       auto finished = std::make_shared<std::atomic<bool>>(false);
       helpers_.push_back(Helper{std::thread([this, call, d, finished, next = std::move(next)] {
-                                  SleepUnlessCancelled(call->request, d);
+                                  SleepUnlessCancelled(call->cancelled, d);
                                   next();
                                   *finished = true;
                                 }),
@@ -322,20 +328,21 @@ class HttpLlmClient final : public LlmClient {
     constexpr std::chrono::milliseconds kSlice{100};
     const auto now = std::chrono::steady_clock::now();
     // A cancelled call goes on at once: its next step sees it and ends.
-    if (now >= deadline || IsCancelled(call->request)) return next();
-    const auto at = call->request.cancelled ? std::min(deadline, now + kSlice) : deadline;
+    if (now >= deadline || IsCancelled(*call)) return next();
+    const auto at = call->cancelled ? std::min(deadline, now + kSlice) : deadline;
     Loop().PostAt(at, [this, call, deadline, next = std::move(next)]() mutable {
       Tick(call, deadline, std::move(next));
     });
   }
 
-  void SleepUnlessCancelled(const LlmRequest& request, std::chrono::milliseconds d) const {
-    if (!request.cancelled) {
+  void SleepUnlessCancelled(const std::function<bool()>& cancelled,
+                            std::chrono::milliseconds d) const {
+    if (!cancelled) {
       options_.sleep(d);
       return;
     }
     constexpr std::chrono::milliseconds kSlice{100};
-    while (d.count() > 0 && !request.cancelled()) {
+    while (d.count() > 0 && !cancelled()) {
       const std::chrono::milliseconds step = std::min(d, kSlice);
       options_.sleep(step);
       d -= step;
@@ -358,7 +365,7 @@ class HttpLlmClient final : public LlmClient {
   // What the transport's answer to one attempt means.
   Attempt Classify(Call& call, Result<ClientResponse> sent) {
     Attempt a;
-    const bool stream = call.request.stream;
+    const bool stream = call.stream;
     if (!sent.ok()) {
       const Status& s = call.stream_error.ok() ? sent.status() : call.stream_error;
       a.retryable = IsRetryableCode(s.code());

@@ -52,17 +52,17 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
   const auto start = std::chrono::steady_clock::now();
   int attempts = 0;
   Result<LlmResponse> result = DoComplete(request, on_text, &attempts);
-  Conclude(request, start, attempts, result);
+  Conclude(Facts(request), start, attempts, result);
   return result;
 }
 
 void LlmClient::CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done) {
   const auto start = std::chrono::steady_clock::now();
-  auto kept = std::make_shared<const LlmRequest>(std::move(request));
+  auto facts = std::make_shared<const CallFacts>(Facts(request));
   DoCompleteAsync(
-      *kept, std::move(on_text),
-      [this, kept, start, done = std::move(done)](Result<LlmResponse> result, int attempts) {
-        Conclude(*kept, start, attempts, result);
+      request, std::move(on_text),
+      [this, facts, start, done = std::move(done)](Result<LlmResponse> result, int attempts) {
+        Conclude(*facts, start, attempts, result);
         done(std::move(result));
       });
 }
@@ -74,7 +74,17 @@ void LlmClient::DoCompleteAsync(const LlmRequest& request, StreamCallback on_tex
   done(std::move(result), attempts);
 }
 
-void LlmClient::Conclude(const LlmRequest& request, std::chrono::steady_clock::time_point start,
+LlmClient::CallFacts LlmClient::Facts(const LlmRequest& request) const {
+  CallFacts f;
+  f.model = request.model;
+  f.agent_role = request.agent_role;
+  f.feature_id = request.feature_id;
+  f.task_id = request.task_id;
+  if (on_call_) f.request_hash = RequestHash(request);
+  return f;
+}
+
+void LlmClient::Conclude(const CallFacts& facts, std::chrono::steady_clock::time_point start,
                          int attempts, Result<LlmResponse>& result) const {
   const int64_t latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::steady_clock::now() - start)
@@ -89,11 +99,11 @@ void LlmClient::Conclude(const LlmRequest& request, std::chrono::steady_clock::t
   rec.provider = std::string(provider());
   rec.model = result.ok() && !result->model.empty()
                   ? result->model
-                  : (request.model.empty() ? DefaultModel() : request.model);
-  rec.agent_role = request.agent_role;
-  rec.feature_id = request.feature_id;
-  rec.task_id = request.task_id;
-  rec.request_hash = RequestHash(request);
+                  : (facts.model.empty() ? DefaultModel() : facts.model);
+  rec.agent_role = facts.agent_role;
+  rec.feature_id = facts.feature_id;
+  rec.task_id = facts.task_id;
+  rec.request_hash = facts.request_hash;
   rec.latency_ms = latency_ms;
   rec.attempts = attempts;
   if (result.ok()) {

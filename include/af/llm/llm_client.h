@@ -249,10 +249,18 @@ class LlmClient {
   virtual std::string DefaultModel() const { return {}; }
 
  private:
+  // What the on_call record needs of a request, kept instead of the whole
+  // request (its conversation) while an asynchronous call is under way.
+  struct CallFacts {
+    std::string model;  // as requested; empty = the client's default
+    std::string agent_role, feature_id, task_id;
+    std::string request_hash;  // only when there is an on_call observer
+  };
+  CallFacts Facts(const LlmRequest& request) const;
   // What every call ends with, whichever way it ran: the latency, attempts
   // and provider on the response, and the on_call record.
-  void Conclude(const LlmRequest& request, std::chrono::steady_clock::time_point start,
-                int attempts, Result<LlmResponse>& result) const;
+  void Conclude(const CallFacts& facts, std::chrono::steady_clock::time_point start, int attempts,
+                Result<LlmResponse>& result) const;
 
   std::function<void(const LlmCallRecord&)> on_call_;
   PriceTable prices_;  // set once by Create
