@@ -206,9 +206,12 @@ class LlmClient {
   // hand further work to another thread. request.cancelled is asked about
   // every 100 ms while the call waits, on the I/O thread: it must be cheap.
   // The HTTP providers run the call as a state machine on the process's one
-  // I/O thread (llm/io_loop.h): the transfers, the backoff and rate-limit
+  // I/O thread (src/llm/io_loop.h): the transfers, the backoff and rate-limit
   // waits are all timers or sockets there, so a thousand calls waiting cost
   // memory, not threads. Replay (no network) answers on the calling thread.
+  // The base runs DoCompleteAsync inside the bookkeeping Complete does too
+  // (latency, attempts, provider, on_call); an override (a test double)
+  // takes that over itself.
   virtual void CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done);
 
   // "anthropic" | "openai" | "replay".
