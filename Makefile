@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build run test bench bench-features bench-health bench-scale bench-tokens fuzz format clean install package
+.PHONY: all setup build run test bench bench-features bench-health bench-scale bench-tokens bench-llm-async fuzz format clean install package
 
 all: build
 
@@ -59,6 +59,12 @@ bench-scale: build
 # every conversation whole each turn.
 bench-tokens: build
 	./bench/tokens.sh $(BUILD_DIR)
+
+# 1,000 model calls in flight against a fake provider answering after 1 s:
+# threads and RSS with CompleteAsync beside a thread per call.
+bench-llm-async: build
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target af_llm_async_bench
+	$(BUILD_DIR)/bench/af_llm_async_bench --calls 1000 --latency-ms 1000
 
 # Real libFuzzer runs (clang, AddressSanitizer, UBSan) of the fuzz targets that
 # `make test` runs with a deterministic driver: FUZZ_SECONDS per target.

@@ -1,14 +1,19 @@
 #include "llm/http_llm_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <condition_variable>
+#include <future>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
+#include "af/core/sse.h"
+#include "llm/io_loop.h"
 #include "llm/resilience.h"
 #include "llm/retry.h"
-#include "af/core/sse.h"
 
 namespace af::llm {
 namespace {
@@ -28,25 +33,6 @@ struct Attempt {
   std::string failing_as;
 };
 
-// The cancellation of the call this thread is making, for the waits inside
-// the request gate (whose sleeper is shared by every call). Null = none.
-thread_local const std::function<bool()>* t_cancelled = nullptr;
-
-class CancelScope {
- public:
-  explicit CancelScope(const std::function<bool()>* cancelled) : saved_(t_cancelled) {
-    t_cancelled = cancelled != nullptr && *cancelled ? cancelled : nullptr;
-  }
-  ~CancelScope() { t_cancelled = saved_; }
-  CancelScope(const CancelScope&) = delete;
-  CancelScope& operator=(const CancelScope&) = delete;
-
- private:
-  const std::function<bool()>* saved_;
-};
-
-bool IsCancelled(const LlmRequest& request) { return request.cancelled && request.cancelled(); }
-
 bool IsRetryableCode(Code code) {
   return code == Code::kUnavailable || code == Code::kDeadlineExceeded;
 }
@@ -59,6 +45,33 @@ void ReplaceAll(std::string& s, const std::string& needle, std::string_view with
   }
 }
 
+// One call under way: what its steps need between a transfer or timer and
+// the next. Shared by whatever the call waits for at the moment; never
+// touches the client after its done ran.
+// Holds what the steps need of the request, not the request: its
+// conversation is encoded once, into http.body.
+struct Call {
+  std::function<bool()> cancelled;  // LlmRequest::cancelled
+  bool stream = false;
+  std::string feature_id, task_id, agent_role;  // for RateLimitPause
+  StreamCallback on_text;                       // the stream decoders keep a reference to it
+  std::function<void(Result<LlmResponse>, int)> done;
+  std::string model;
+  ClientRequest http;
+  bool admitted = false;  // by the circuit breaker: its outcome is recorded
+  bool probe = false;
+  uint64_t seen_pause = 0;  // the gate's record of the pauses this call waited for
+  int retry = 0;            // retries so far; the attempt under way is retry + 1
+  int attempts = 0;
+  // The attempt under way (streamed).
+  std::unique_ptr<StreamDecoder> decoder;
+  std::optional<SseParser> parser;
+  Status stream_error;
+  std::string raw;  // the streamed body, in case it turns out not to be SSE
+};
+
+bool IsCancelled(const Call& call) { return call.cancelled && call.cancelled(); }
+
 class HttpLlmClient final : public LlmClient {
  public:
   HttpLlmClient(const LlmOptions& options, std::unique_ptr<WireCodec> codec)
@@ -69,9 +82,6 @@ class HttpLlmClient final : public LlmClient {
     url_ = codec_->Url(base);
     headers_ = codec_->Headers(options_.api_key);
     if (!options_.transport) options_.transport = MakeCurlTransport();
-    if (!options_.sleep) {
-      options_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
-    }
     if (!options_.clock) options_.clock = [] { return std::chrono::steady_clock::now(); };
     rng_.seed(options_.seed != 0 ? options_.seed : std::random_device{}());
     // The observer lives in the base class; keep no second copy.
@@ -79,14 +89,22 @@ class HttpLlmClient final : public LlmClient {
     const std::string p(codec_->provider());
     std::string base_env = p;
     for (char& ch : base_env) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    gate_ = std::make_unique<RequestGate>(
-        p, options_.requests_per_minute, options_.clock,
-        [this](std::chrono::milliseconds d) { SleepUnlessCancelled(d); });
+    gate_ = std::make_unique<RequestGate>(p, options_.requests_per_minute, options_.clock);
     breaker_ = std::make_unique<CircuitBreaker>(
         p, options_.circuit_failures, options_.circuit_cooldown,
         "check the provider's status page, the network, and " + base_env +
             "_BASE_URL if set; calls resume by themselves after llm.circuit_cooldown",
         options_.clock);
+  }
+
+  // Calls under way hold `this`: wait for them (and for the sleep seam's
+  // helper threads) before anything goes.
+  ~HttpLlmClient() override {
+    std::unique_lock lock(calls_mu_);
+    calls_cv_.wait(lock, [this] { return calls_ == 0; });
+    std::vector<Helper> helpers = std::move(helpers_);
+    lock.unlock();
+    for (auto& h : helpers) h.thread.join();
   }
 
   std::string_view provider() const override { return codec_->provider(); }
@@ -99,103 +117,242 @@ class HttpLlmClient final : public LlmClient {
   }
 
   bool WaitForProbe(std::chrono::milliseconds max_wait) override {
-    return breaker_->WaitForProbe(max_wait, options_.sleep);
+    if (options_.sleep) return breaker_->WaitForProbe(max_wait, options_.sleep);
+    return breaker_->WaitForProbe(
+        max_wait, [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); });
   }
 
  protected:
   std::string DefaultModel() const override { return options_.model; }
 
+  // The blocking form: the same state machine, and a wait for its end.
   Result<LlmResponse> DoComplete(const LlmRequest& request, const StreamCallback& on_text,
                                  int* attempts) override {
     *attempts = 0;
-    bool probe = false;
-    AF_RETURN_IF_ERROR(breaker_->Admit(&probe));
-    Result<LlmResponse> result = Send(request, on_text, attempts);
-    if (*attempts == 0) {
-      // Refused before any request (bad options, unencodable request): says
-      // nothing about the provider.
-      breaker_->Record(CircuitBreaker::Outcome::kOther, probe, Status::Ok());
-    } else if (result.ok()) {
-      breaker_->Record(CircuitBreaker::Outcome::kSuccess, probe, Status::Ok());
-    } else {
-      breaker_->Record(IsProviderOutage(result.status()) ? CircuitBreaker::Outcome::kOutage
-                                                         : CircuitBreaker::Outcome::kOther,
-                       probe, result.status());
+    if (IoLoop::OnLoopThread()) {
+      return FailedPrecondition(
+          "a blocking call to " + std::string(provider()) + " was made on the LLM I/O thread",
+          "callbacks on the I/O thread must not block: use CompleteAsync, or hand the work to "
+          "another thread");
     }
-    return result;
+    using Outcome = std::pair<Result<LlmResponse>, int>;
+    auto promise = std::make_shared<std::promise<Outcome>>();
+    std::future<Outcome> future = promise->get_future();
+    DoCompleteAsync(request, on_text, [promise](Result<LlmResponse> r, int n) {
+      promise->set_value(Outcome(std::move(r), n));
+    });
+    Outcome out = future.get();
+    *attempts = out.second;
+    return std::move(out.first);
   }
 
- private:
-  // One call: the attempts with their retries, each through the gate.
-  Result<LlmResponse> Send(const LlmRequest& request, const StreamCallback& on_text,
-                           int* attempts) {
-    const std::string model = request.model.empty() ? options_.model : request.model;
-    if (model.empty()) {
-      return InvalidArgument("no model set for the " + std::string(provider()) + " provider",
-                             "set llm.model (AF_LLM_MODEL) or agents.<role>.model");
+  void DoCompleteAsync(const LlmRequest& request, StreamCallback on_text,
+                       AttemptsDone done) override {
+    auto call = std::make_shared<Call>();
+    call->cancelled = request.cancelled;
+    call->stream = request.stream;
+    call->feature_id = request.feature_id;
+    call->task_id = request.task_id;
+    call->agent_role = request.agent_role;
+    call->on_text = std::move(on_text);
+    call->done = std::move(done);
+    {
+      std::lock_guard lock(calls_mu_);
+      ++calls_;
     }
-    AF_ASSIGN_OR_RETURN(nlohmann::json body, codec_->EncodeRequest(request, model));
-    ClientRequest http;
+    Status admitted = breaker_->Admit(&call->probe);
+    if (!admitted.ok()) return Finish(call, admitted);
+    call->admitted = true;
+    call->model = request.model.empty() ? options_.model : request.model;
+    if (call->model.empty()) {
+      return Finish(call,
+                    InvalidArgument("no model set for the " + std::string(provider()) + " provider",
+                                    "set llm.model (AF_LLM_MODEL) or agents.<role>.model"));
+    }
+    Result<nlohmann::json> body = codec_->EncodeRequest(request, call->model);
+    if (!body.ok()) return Finish(call, body.status());
+    ClientRequest& http = call->http;
     http.url = url_;
     http.headers = headers_;
     // Tool results may hold bytes that are not UTF-8 (command output, files).
-    http.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    http.body = body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     http.timeout = options_.timeout;
     http.connect_timeout = options_.connect_timeout;
-
     http.cancelled = request.cancelled;
+    TryAttempt(call);
+  }
 
-    const BackoffPolicy policy{options_.backoff_base, options_.backoff_max};
-    uint64_t seen_pause = 0;
-    CancelScope cancel_scope(&request.cancelled);
-    for (int retry = 0;; ++retry) {
-      // Before and after the wait for the gate: the work may have ended
-      // meanwhile, and nothing may reach the provider for it then.
-      if (IsCancelled(request)) return Abandoned(retry);
-      gate_->Wait(&seen_pause);
-      if (IsCancelled(request)) return Abandoned(retry);
-      *attempts = retry + 1;
-      Attempt a = RunAttempt(http, request.stream, on_text);
-      if (a.result.ok()) {
-        streak_.Answered();
-        LlmResponse r = std::move(a.result).value();
-        if (r.model.empty()) r.model = model;
-        return r;
-      }
-      if (!a.retryable) return Redact(a.result.status());
-      streak_.Failed(Redact(a.result.status()), a.failing_as);
-      const bool last = retry >= options_.max_retries;
-      const bool too_long = a.retry_after && *a.retry_after > kMaxRetryAfter;
-      std::chrono::milliseconds delay{0};
-      if (!last || a.rate_limited) {
-        std::lock_guard<std::mutex> lock(rng_mu_);
-        delay = BackoffDelay(policy, retry, a.retry_after, rng_);
-      }
-      // Everyone holds back, also when this call gives up: the other threads
-      // would otherwise run into the same limit one after the other.
-      if (a.rate_limited && !too_long) {
-        bool started = false;
-        delay = gate_->Pause(delay, &seen_pause, &started);
-        if (started && options_.on_rate_limit) {
-          options_.on_rate_limit(RateLimitPause{std::string(provider()), delay, request.feature_id,
-                                                request.task_id, request.agent_role,
-                                                Redact(a.result.status()).message()});
-        }
-      }
-      if (last) {
-        const Status& s = a.result.status();
-        std::string msg = s.message();
-        if (retry > 0) msg += " (gave up after " + std::to_string(retry + 1) + " attempts)";
-        return Redact(Status(s.code(), msg, s.hint()));
-      }
-      if (too_long) {
-        return Redact(ResourceExhausted(
-            a.result.status().message() + "; the server asks to wait " +
-                std::to_string(a.retry_after->count() / 1000) + " s",
-            "the provider's rate limit is exhausted for a long time; try again later"));
-      }
-      SleepUnlessCancelled(delay);
+ private:
+  using CallPtr = std::shared_ptr<Call>;
+
+  // The steps of a call, each started by the end of the one before (a
+  // transfer, a timer): gate -> attempt -> classify -> backoff -> gate ...
+
+  // Before and after the wait for the gate: the work may have ended
+  // meanwhile, and nothing may reach the provider for it then.
+  void TryAttempt(const CallPtr& call) {
+    if (IsCancelled(*call)) return Finish(call, Abandoned(call->retry));
+    After(call, gate_->Reserve(&call->seen_pause), [this, call] { PassGate(call); });
+  }
+
+  void PassGate(const CallPtr& call) {
+    if (IsCancelled(*call)) return Finish(call, Abandoned(call->retry));
+    if (std::optional<std::chrono::milliseconds> more = gate_->Recheck(&call->seen_pause)) {
+      return After(call, *more, [this, call] { PassGate(call); });
     }
+    call->attempts = call->retry + 1;
+    SendAttempt(call);
+  }
+
+  void SendAttempt(const CallPtr& call) {
+    HttpTransport::ChunkFn on_chunk;
+    call->decoder.reset();
+    call->parser.reset();
+    call->stream_error = Status::Ok();
+    call->raw.clear();
+    if (call->stream) {
+      call->decoder = codec_->NewStreamDecoder(call->on_text);
+      Call* c = call.get();  // the transfer's callbacks run while the call is held
+      c->parser.emplace([c](std::string_view event, std::string_view data) {
+        return c->decoder->OnEvent(event, data);
+      });
+      on_chunk = [c](std::string_view chunk) {
+        c->raw.append(chunk);
+        c->stream_error = c->parser->Feed(chunk);
+        return c->stream_error.ok();
+      };
+    }
+    options_.transport->SendAsync(call->http, std::move(on_chunk),
+                                  [this, call](Result<ClientResponse> sent) {
+                                    OnAnswer(call, Classify(*call, std::move(sent)));
+                                  });
+  }
+
+  // What an attempt's end means for the call: done, or a retry after a wait.
+  void OnAnswer(const CallPtr& call, Attempt a) {
+    const int retry = call->retry;
+    if (a.result.ok()) {
+      streak_.Answered();
+      LlmResponse r = std::move(a.result).value();
+      if (r.model.empty()) r.model = call->model;
+      return Finish(call, std::move(r));
+    }
+    if (!a.retryable) return Finish(call, Redact(a.result.status()));
+    streak_.Failed(Redact(a.result.status()), a.failing_as);
+    const bool last = retry >= options_.max_retries;
+    const bool too_long = a.retry_after && *a.retry_after > kMaxRetryAfter;
+    std::chrono::milliseconds delay{0};
+    if (!last || a.rate_limited) {
+      std::lock_guard<std::mutex> lock(rng_mu_);
+      delay = BackoffDelay(BackoffPolicy{options_.backoff_base, options_.backoff_max}, retry,
+                           a.retry_after, rng_);
+    }
+    // Everyone holds back, also when this call gives up: the other calls
+    // would otherwise run into the same limit one after the other.
+    if (a.rate_limited && !too_long) {
+      bool started = false;
+      delay = gate_->Pause(delay, &call->seen_pause, &started);
+      if (started && options_.on_rate_limit) {
+        options_.on_rate_limit(RateLimitPause{std::string(provider()), delay, call->feature_id,
+                                              call->task_id, call->agent_role,
+                                              Redact(a.result.status()).message()});
+      }
+    }
+    if (last) {
+      const Status& s = a.result.status();
+      std::string msg = s.message();
+      if (retry > 0) msg += " (gave up after " + std::to_string(retry + 1) + " attempts)";
+      return Finish(call, Redact(Status(s.code(), msg, s.hint())));
+    }
+    if (too_long) {
+      return Finish(call, Redact(ResourceExhausted(
+                              a.result.status().message() + "; the server asks to wait " +
+                                  std::to_string(a.retry_after->count() / 1000) + " s",
+                              "the provider's rate limit is exhausted for a long time; try again "
+                              "later")));
+    }
+    call->retry = retry + 1;
+    After(call, delay, [this, call] { TryAttempt(call); });
+  }
+
+  // The end of the call: the breaker learns the outcome, then the caller.
+  void Finish(const CallPtr& call, Result<LlmResponse> result) {
+    if (call->admitted) {
+      if (call->attempts == 0) {
+        // Refused before any request (bad options, unencodable request, or
+        // the work ended first): says nothing about the provider.
+        breaker_->Record(CircuitBreaker::Outcome::kOther, call->probe, Status::Ok());
+      } else if (result.ok()) {
+        breaker_->Record(CircuitBreaker::Outcome::kSuccess, call->probe, Status::Ok());
+      } else {
+        breaker_->Record(IsProviderOutage(result.status()) ? CircuitBreaker::Outcome::kOutage
+                                                           : CircuitBreaker::Outcome::kOther,
+                         call->probe, result.status());
+      }
+    }
+    auto done = std::move(call->done);
+    done(std::move(result), call->attempts);
+    std::lock_guard lock(calls_mu_);
+    --calls_;
+    calls_cv_.notify_all();
+  }
+
+  // Runs `next` once `d` has passed, holding no thread meanwhile: a timer on
+  // the I/O loop, woken every 100 ms while the call can be cancelled (so a
+  // stop is not held up by a wait of up to minutes). With the sleep seam set,
+  // the wait goes through it on a helper thread instead.
+  void After(const CallPtr& call, std::chrono::milliseconds d, std::function<void()> next) {
+    if (d.count() <= 0) return next();
+    if (options_.sleep) {
+      std::lock_guard lock(calls_mu_);
+      // Threads whose wait is over are joined as new ones start.
+      std::erase_if(helpers_, [](Helper& h) {
+        if (!h.finished->load()) return false;
+        h.thread.join();
+        return true;
+      });
+      auto finished = std::make_shared<std::atomic<bool>>(false);
+      helpers_.push_back(Helper{std::thread([this, call, d, finished, next = std::move(next)] {
+                                  SleepUnlessCancelled(call->cancelled, d);
+                                  next();
+                                  *finished = true;
+                                }),
+                                finished});
+      return;
+    }
+    Tick(call, std::chrono::steady_clock::now() + d, std::move(next));
+  }
+
+  void Tick(const CallPtr& call, std::chrono::steady_clock::time_point deadline,
+            std::function<void()> next) {
+    constexpr std::chrono::milliseconds kSlice{100};
+    const auto now = std::chrono::steady_clock::now();
+    // A cancelled call goes on at once: its next step sees it and ends.
+    if (now >= deadline || IsCancelled(*call)) return next();
+    const auto at = call->cancelled ? std::min(deadline, now + kSlice) : deadline;
+    Loop().PostAt(at, [this, call, deadline, next = std::move(next)]() mutable {
+      Tick(call, deadline, std::move(next));
+    });
+  }
+
+  void SleepUnlessCancelled(const std::function<bool()>& cancelled,
+                            std::chrono::milliseconds d) const {
+    if (!cancelled) {
+      options_.sleep(d);
+      return;
+    }
+    constexpr std::chrono::milliseconds kSlice{100};
+    while (d.count() > 0 && !cancelled()) {
+      const std::chrono::milliseconds step = std::min(d, kSlice);
+      options_.sleep(step);
+      d -= step;
+    }
+  }
+
+  // The process's I/O loop, taken when the first timer is needed.
+  IoLoop& Loop() {
+    std::call_once(loop_once_, [this] { loop_ = IoLoop::Get(); });
+    return *loop_;
   }
 
   Status Abandoned(int attempts_made) const {
@@ -205,47 +362,16 @@ class HttpLlmClient final : public LlmClient {
                      "nothing to do: the work resumes on the next start or has ended");
   }
 
-  // The backoff and gate waits: in slices while the current call can be
-  // cancelled, so a stop is not held up by a wait of up to minutes.
-  void SleepUnlessCancelled(std::chrono::milliseconds d) const {
-    const std::function<bool()>* cancelled = t_cancelled;
-    if (cancelled == nullptr) {
-      options_.sleep(d);
-      return;
-    }
-    constexpr std::chrono::milliseconds kSlice{100};
-    while (d.count() > 0 && !(*cancelled)()) {
-      const std::chrono::milliseconds step = std::min(d, kSlice);
-      options_.sleep(step);
-      d -= step;
-    }
-  }
-
-  Attempt RunAttempt(const ClientRequest& http, bool stream, const StreamCallback& on_text) {
+  // What the transport's answer to one attempt means.
+  Attempt Classify(Call& call, Result<ClientResponse> sent) {
     Attempt a;
-    std::unique_ptr<StreamDecoder> decoder;
-    std::optional<SseParser> parser;
-    Status stream_error;
-    std::string raw;  // the streamed body, in case it turns out not to be SSE
-    std::function<bool(std::string_view)> on_chunk;
-    if (stream) {
-      decoder = codec_->NewStreamDecoder(on_text);
-      parser.emplace([&decoder](std::string_view event, std::string_view data) {
-        return decoder->OnEvent(event, data);
-      });
-      on_chunk = [&](std::string_view chunk) {
-        raw.append(chunk);
-        stream_error = parser->Feed(chunk);
-        return stream_error.ok();
-      };
-    }
-    Result<ClientResponse> sent = options_.transport->Send(http, on_chunk);
+    const bool stream = call.stream;
     if (!sent.ok()) {
-      const Status& s = stream_error.ok() ? sent.status() : stream_error;
+      const Status& s = call.stream_error.ok() ? sent.status() : call.stream_error;
       a.retryable = IsRetryableCode(s.code());
       // No answer at all: unreachable (or too slow); a stream that broke
       // after the answer began is a failing provider.
-      a.failing_as = !stream_error.ok()                    ? "failing"
+      a.failing_as = !call.stream_error.ok()               ? "failing"
                      : s.code() == Code::kDeadlineExceeded ? "timing out"
                                                            : "unreachable";
       a.result = s;
@@ -259,11 +385,13 @@ class HttpLlmClient final : public LlmClient {
                               ct->second.find("json") != std::string::npos &&
                               ct->second.find("event-stream") == std::string::npos;
       if (stream && !plain_json) {
-        a.result = decoder->Finish();
+        a.result = call.decoder->Finish();
       } else {
-        Result<nlohmann::json> j = ParseProviderJson(provider(), stream ? raw : resp.body);
+        Result<nlohmann::json> j = ParseProviderJson(provider(), stream ? call.raw : resp.body);
         a.result = j.ok() ? codec_->DecodeResponse(j.value()) : Result<LlmResponse>(j.status());
-        if (stream && a.result.ok() && on_text && !a.result->text.empty()) on_text(a.result->text);
+        if (stream && a.result.ok() && call.on_text && !a.result->text.empty()) {
+          call.on_text(a.result->text);
+        }
       }
       a.retryable = !a.result.ok() && IsRetryableCode(a.result.status().code());
       a.failing_as = "failing";
@@ -324,6 +452,16 @@ class HttpLlmClient final : public LlmClient {
 
   LlmOptions options_;
   std::unique_ptr<WireCodec> codec_;
+  std::once_flag loop_once_;
+  std::shared_ptr<IoLoop> loop_;  // set by Loop()
+  std::mutex calls_mu_;
+  std::condition_variable calls_cv_;
+  int calls_ = 0;  // guarded by calls_mu_; calls under way
+  struct Helper {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> finished;
+  };
+  std::vector<Helper> helpers_;  // guarded by calls_mu_; the sleep seam's waits
   std::string url_;
   std::vector<std::pair<std::string, std::string>> headers_;
   std::mutex rng_mu_;

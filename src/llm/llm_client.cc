@@ -52,6 +52,40 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
   const auto start = std::chrono::steady_clock::now();
   int attempts = 0;
   Result<LlmResponse> result = DoComplete(request, on_text, &attempts);
+  Conclude(Facts(request), start, attempts, result);
+  return result;
+}
+
+void LlmClient::CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done) {
+  const auto start = std::chrono::steady_clock::now();
+  auto facts = std::make_shared<const CallFacts>(Facts(request));
+  DoCompleteAsync(
+      request, std::move(on_text),
+      [this, facts, start, done = std::move(done)](Result<LlmResponse> result, int attempts) {
+        Conclude(*facts, start, attempts, result);
+        done(std::move(result));
+      });
+}
+
+void LlmClient::DoCompleteAsync(const LlmRequest& request, StreamCallback on_text,
+                                AttemptsDone done) {
+  int attempts = 0;
+  Result<LlmResponse> result = DoComplete(request, on_text, &attempts);
+  done(std::move(result), attempts);
+}
+
+LlmClient::CallFacts LlmClient::Facts(const LlmRequest& request) const {
+  CallFacts f;
+  f.model = request.model;
+  f.agent_role = request.agent_role;
+  f.feature_id = request.feature_id;
+  f.task_id = request.task_id;
+  if (on_call_) f.request_hash = RequestHash(request);
+  return f;
+}
+
+void LlmClient::Conclude(const CallFacts& facts, std::chrono::steady_clock::time_point start,
+                         int attempts, Result<LlmResponse>& result) const {
   const int64_t latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::steady_clock::now() - start)
                                  .count();
@@ -60,31 +94,29 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
     result->attempts = attempts;
     if (result->provider.empty()) result->provider = std::string(provider());
   }
-  if (on_call_) {
-    LlmCallRecord rec;
-    rec.provider = std::string(provider());
-    rec.model = result.ok() && !result->model.empty()
-                    ? result->model
-                    : (request.model.empty() ? DefaultModel() : request.model);
-    rec.agent_role = request.agent_role;
-    rec.feature_id = request.feature_id;
-    rec.task_id = request.task_id;
-    rec.request_hash = RequestHash(request);
-    rec.latency_ms = latency_ms;
-    rec.attempts = attempts;
-    if (result.ok()) {
-      rec.input_tokens = result->usage.input_tokens;
-      rec.output_tokens = result->usage.output_tokens;
-      rec.cost_usd = Cost(rec.model, result->usage);
-      rec.status = "ok";
-      rec.response = &result.value();
-    } else {
-      rec.status = std::string(CodeName(result.status().code()));
-      rec.error = result.status().ToString();
-    }
-    on_call_(rec);
+  if (!on_call_) return;
+  LlmCallRecord rec;
+  rec.provider = std::string(provider());
+  rec.model = result.ok() && !result->model.empty()
+                  ? result->model
+                  : (facts.model.empty() ? DefaultModel() : facts.model);
+  rec.agent_role = facts.agent_role;
+  rec.feature_id = facts.feature_id;
+  rec.task_id = facts.task_id;
+  rec.request_hash = facts.request_hash;
+  rec.latency_ms = latency_ms;
+  rec.attempts = attempts;
+  if (result.ok()) {
+    rec.input_tokens = result->usage.input_tokens;
+    rec.output_tokens = result->usage.output_tokens;
+    rec.cost_usd = Cost(rec.model, result->usage);
+    rec.status = "ok";
+    rec.response = &result.value();
+  } else {
+    rec.status = std::string(CodeName(result.status().code()));
+    rec.error = result.status().ToString();
   }
-  return result;
+  on_call_(rec);
 }
 
 Result<std::unique_ptr<LlmClient>> LlmClient::Create(const LlmOptions& options) {

@@ -30,45 +30,37 @@ std::string SecondsText(steady_clock::duration d) {
 
 // ---------------------------------------------------------------------------
 
-RequestGate::RequestGate(std::string provider, int requests_per_minute, Clock clock, Sleeper sleep)
+RequestGate::RequestGate(std::string provider, int requests_per_minute, Clock clock)
     : provider_(std::move(provider)),
       clock_(std::move(clock)),
-      sleep_(std::move(sleep)),
       interval_(IntervalFor(requests_per_minute)),
       tolerance_(requests_per_minute > 0 ? interval_ * (requests_per_minute - 1)
                                          : steady_clock::duration::zero()) {}
 
-void RequestGate::Wait(uint64_t* seen_pause) {
+milliseconds RequestGate::Reserve(uint64_t* seen_pause) {
   const steady_clock::time_point now = clock_();
   steady_clock::time_point send_at = now;
-  {
-    std::lock_guard lock(mu_);
-    if (*seen_pause != pause_epoch_) {
-      *seen_pause = pause_epoch_;
-      send_at = std::max(send_at, paused_until_);
-    }
-    if (interval_ > steady_clock::duration::zero()) {
-      // The slot is reserved now, under the lock, so callers are served in
-      // arrival order and each sleeps once instead of polling for a token.
-      const steady_clock::time_point tat = std::max(tat_, send_at);
-      send_at = std::max(send_at, tat - tolerance_);
-      tat_ = tat + interval_;
-    }
+  std::lock_guard lock(mu_);
+  if (*seen_pause != pause_epoch_) {
+    *seen_pause = pause_epoch_;
+    send_at = std::max(send_at, paused_until_);
   }
-  if (send_at > now) sleep_(CeilMs(send_at - now));
-  // A pause that began while we slept applies to us too. Only a new pause
-  // makes us wait again, so a sleep seam that does not move the clock cannot
-  // make this loop.
-  for (;;) {
-    milliseconds wait;
-    {
-      std::lock_guard lock(mu_);
-      if (*seen_pause == pause_epoch_) return;
-      *seen_pause = pause_epoch_;
-      wait = CeilMs(paused_until_ - clock_());
-    }
-    if (wait.count() > 0) sleep_(wait);
+  if (interval_ > steady_clock::duration::zero()) {
+    // The slot is reserved now, under the lock, so callers are served in
+    // arrival order and each waits once instead of polling for a token.
+    const steady_clock::time_point tat = std::max(tat_, send_at);
+    send_at = std::max(send_at, tat - tolerance_);
+    tat_ = tat + interval_;
   }
+  return CeilMs(send_at - now);
+}
+
+std::optional<milliseconds> RequestGate::Recheck(uint64_t* seen_pause) {
+  // A pause that began while the caller waited applies to it too.
+  std::lock_guard lock(mu_);
+  if (*seen_pause == pause_epoch_) return std::nullopt;
+  *seen_pause = pause_epoch_;
+  return CeilMs(paused_until_ - clock_());
 }
 
 milliseconds RequestGate::Pause(milliseconds delay, uint64_t* seen_pause, bool* started_out) {

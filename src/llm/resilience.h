@@ -2,8 +2,10 @@
 // What keeps many agents sharing one HTTP provider client from hammering it:
 // a request gate (token bucket + shared pause after a rate-limit answer)
 // and a circuit breaker. Internal to the LLM layer; HttpLlmClient owns
-// one of each. Both read time through a Clock and wait through a Sleeper, so
-// tests run them on a fake clock.
+// one of each. Both read time through a Clock, so tests run them on a fake
+// clock. Neither blocks a call: the gate says how long to wait (the client
+// waits on a timer); only WaitForProbe, a blocking API by contract, sleeps
+// through a Sleeper.
 //
 // Thread safety: every method may be called from any thread.
 
@@ -12,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "af/core/status.h"
@@ -22,19 +25,27 @@ namespace af::llm {
 using Clock = std::function<std::chrono::steady_clock::time_point()>;
 using Sleeper = std::function<void(std::chrono::milliseconds)>;
 
-// Admission of attempts: every attempt (retries included) calls Wait before it
-// is sent.
+// Admission of attempts: every attempt (retries included) passes Reserve
+// (and then Recheck until it says go) before it is sent. The gate never
+// blocks: it says how long to wait, and the caller waits on a timer.
 class RequestGate {
  public:
   // requests_per_minute: 0 = no token bucket (the shared pause still works).
-  RequestGate(std::string provider, int requests_per_minute, Clock clock, Sleeper sleep);
+  RequestGate(std::string provider, int requests_per_minute, Clock clock);
 
-  // Blocks until this caller may send: until a pause set by another caller
-  // (one it has not waited for yet) is over, and until the token bucket has a
-  // token for it. Tokens are handed out in the order callers arrive here.
-  // `seen_pause` is the caller's own record of the pauses it already waited
-  // for: start each call with 0 and pass the same variable every time.
-  void Wait(uint64_t* seen_pause);
+  // How long this caller must wait before it may send: until a pause set by
+  // another caller (one it has not waited for yet) is over, and until the
+  // token bucket has a token for it. The token is reserved now, so tokens go
+  // in the order callers arrive here. `seen_pause` is the caller's own record
+  // of the pauses it already waited for: start each call with 0 and pass the
+  // same variable every time. After the wait, call Recheck.
+  std::chrono::milliseconds Reserve(uint64_t* seen_pause);
+
+  // After a wait: nullopt = send now; otherwise a pause began meanwhile and
+  // the caller waits this long (maybe 0) and calls Recheck again. Only a new
+  // pause makes it wait again, so a clock that does not move cannot make the
+  // caller loop.
+  std::optional<std::chrono::milliseconds> Recheck(uint64_t* seen_pause);
 
   // An attempt was rate limited (429/529, or the server sent retry-after):
   // no attempt of any caller is sent before now + delay. Logs a warning once
@@ -51,7 +62,6 @@ class RequestGate {
  private:
   const std::string provider_;
   const Clock clock_;
-  const Sleeper sleep_;
   // Token bucket as a virtual schedule (GCRA): tokens come every interval_,
   // up to a minute's worth ahead; tat_ is when the bucket is next full again.
   const std::chrono::steady_clock::duration interval_;   // zero = no bucket

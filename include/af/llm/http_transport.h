@@ -25,7 +25,8 @@ struct ClientRequest {
   std::chrono::milliseconds connect_timeout{10000};  // default 10 s
   // Asked about every 100 ms while the exchange runs (also while nothing
   // arrives); once it returns true the transfer is abandoned and Send returns
-  // kCancelled. Empty = never. Called on the thread that called Send.
+  // kCancelled. Empty = never. The libcurl transport asks it on its I/O
+  // thread (see MakeCurlTransport), so it must be cheap and thread-safe.
   std::function<bool()> cancelled;
 };
 
@@ -37,6 +38,9 @@ struct ClientResponse {
 
 class HttpTransport {
  public:
+  using ChunkFn = std::function<bool(std::string_view chunk)>;
+  using SendDone = std::function<void(Result<ClientResponse>)>;
+
   virtual ~HttpTransport() = default;
 
   // Sends `request`. When `on_chunk` is set and the status is 2xx, the body is
@@ -54,10 +58,26 @@ class HttpTransport {
   virtual Result<ClientResponse> Send(
       const ClientRequest& request,
       const std::function<bool(std::string_view chunk)>& on_chunk) = 0;
+
+  // Send without holding the calling thread: starts the exchange and returns;
+  // `done` receives what Send would have returned, exactly once. Same
+  // errors and on_chunk rules as Send. The libcurl transport runs on_chunk
+  // and done on its I/O thread, where they must not block (hand slow work to
+  // another thread). The default runs Send on the calling thread and calls
+  // done before returning (test transports need nothing more).
+  virtual void SendAsync(ClientRequest request, ChunkFn on_chunk, SendDone done) {
+    done(Send(request, on_chunk));
+  }
 };
 
-// The libcurl transport: one easy handle per call, no shared state, so it is
-// safe to call from many threads. Initialises libcurl once per process.
+// The libcurl transport. Every exchange of the process runs on one shared
+// I/O thread (started on first use, stopped when the last transport or
+// client using it is gone) driving libcurl's multi interface: a thousand
+// exchanges under way cost sockets and memory, not threads, and connections
+// to the same host are reused across calls. Send is SendAsync plus a wait,
+// so it may be called from any thread except that I/O thread (from on_chunk
+// or a done callback it fails with kFailedPrecondition instead of
+// deadlocking). Initialises libcurl once per process.
 std::shared_ptr<HttpTransport> MakeCurlTransport();
 
 }  // namespace af

@@ -21,7 +21,10 @@
 namespace af {
 
 // Receives text deltas while a streamed response arrives (request.stream).
-// Called on the thread that called Complete. When a stream breaks and the call
+// The HTTP providers call it on their I/O thread (see CompleteAsync), also
+// for Complete, whose caller is blocked meanwhile (so state the caller owns
+// needs no lock, but thread-local state is not the caller's); it must not
+// block. Replay calls it on the calling thread. When a stream breaks and the call
 // is retried, the deltas of the new attempt start from the beginning again:
 // the returned LlmResponse::text is authoritative.
 using StreamCallback = std::function<void(std::string_view delta)>;
@@ -69,8 +72,12 @@ struct LlmOptions {
   std::chrono::milliseconds backoff_max{30000};      // backoff cap; default 30 s
   std::string replay_file;                           // replay JSONL; empty = the built-in one
   std::shared_ptr<HttpTransport> transport;          // seam; null = libcurl
-  // Seam for the backoff waits; null = real sleep. Called from the threads
-  // that call Complete, so it must be thread-safe.
+  // Seam for the backoff and rate-limit waits; null = timers on the I/O
+  // thread (no thread is held while a call waits). When set (tests: a fake
+  // clock's sleeper), each wait calls it on a helper thread of its own, in
+  // slices of 100 ms while the call can be cancelled, and the call goes on
+  // from that thread (so its on_text / done run there). WaitForProbe sleeps
+  // through it too. Must be thread-safe.
   std::function<void(std::chrono::milliseconds)> sleep;
   // Seam for the time the rate limiter and the circuit breaker read; null =
   // std::chrono::steady_clock::now. Must be thread-safe.
@@ -86,10 +93,13 @@ struct LlmOptions {
   std::chrono::milliseconds circuit_cooldown{30000};
   uint64_t seed = 0;  // jitter RNG seed; 0 = seeded from std::random_device
   // Observer of the start of every shared rate-limit pause (see
-  // RateLimitPause), on the thread whose attempt was limited. Thread-safe.
+  // RateLimitPause), on the thread that saw the limited attempt end (the I/O
+  // thread). Thread-safe; must not block.
   std::function<void(const RateLimitPause&)> on_rate_limit;
-  // Observer called exactly once per Complete, with the outcome, on the
-  // calling thread, after the call finished. Must be thread-safe itself.
+  // Observer called exactly once per Complete / CompleteAsync, with the
+  // outcome, after the call finished: on the calling thread for Complete, on
+  // the thread that runs `done` for CompleteAsync. Must be thread-safe itself
+  // and must not block.
   std::function<void(const LlmCallRecord&)> on_call;
   // Prices that replace or extend the built-in table (llm.prices).
   PriceTable prices;
@@ -135,8 +145,11 @@ Status ProviderOutageStatus(std::string_view provider, const LlmHealth& health, 
 // provider rejects (400, 401, 404, ...) are not outages.
 bool IsProviderOutage(const Status& status);
 
-// Thread safety: Complete may be called concurrently from many threads on one
-// client (many agents share one client per provider).
+// Thread safety: Complete and CompleteAsync may be called concurrently from
+// many threads on one client (many agents share one client per provider).
+// Destroying a client waits for its asynchronous calls under way to end (a
+// cancelled one ends within about 100 ms), so do not destroy it from its own
+// on_text / done callbacks.
 class LlmClient {
  public:
   // Builds the client for options.provider. Errors (no request is made):
@@ -173,8 +186,11 @@ class LlmClient {
   //                       sent; a transfer under way was abandoned);
   //   kFailedPrecondition: a proxy refused the request (HTTP 407: it wants
   //                       credentials) or the provider's TLS certificate does
-  //                       not verify; named as such, not retried.
-  // Calls options.on_call once with the outcome.
+  //                       not verify; named as such, not retried; or
+  //                       Complete was called on the I/O thread (from a
+  //                       callback), where it would wait for itself.
+  // Calls options.on_call once with the outcome. The HTTP providers run the
+  // call as CompleteAsync does and block the calling thread until it ends.
   Result<LlmResponse> Complete(const LlmRequest& request, const StreamCallback& on_text = {});
 
   // What an asynchronous call ends with: what Complete would have returned.
@@ -189,10 +205,14 @@ class LlmClient {
   // (replay, a refusal, an open circuit). Either way they must not block:
   // hand further work to another thread. request.cancelled is asked about
   // every 100 ms while the call waits, on the I/O thread: it must be cheap.
-  // The default runs Complete on the calling thread (clients with no network).
-  virtual void CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done) {
-    done(Complete(request, on_text));
-  }
+  // The HTTP providers run the call as a state machine on the process's one
+  // I/O thread (src/llm/io_loop.h): the transfers, the backoff and rate-limit
+  // waits are all timers or sockets there, so a thousand calls waiting cost
+  // memory, not threads. Replay (no network) answers on the calling thread.
+  // The base runs DoCompleteAsync inside the bookkeeping Complete does too
+  // (latency, attempts, provider, on_call); an override (a test double)
+  // takes that over itself.
+  virtual void CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done);
 
   // "anthropic" | "openai" | "replay".
   virtual std::string_view provider() const = 0;
@@ -221,10 +241,30 @@ class LlmClient {
   // on failure). A request with an empty model uses the client's default.
   virtual Result<LlmResponse> DoComplete(const LlmRequest& request, const StreamCallback& on_text,
                                          int* attempts) = 0;
+  // What DoCompleteAsync ends with: the result and the attempts made.
+  using AttemptsDone = std::function<void(Result<LlmResponse>, int attempts)>;
+  // The provider's asynchronous work (see CompleteAsync for the threads).
+  // `request` is only valid during the call: keep a copy. The default runs
+  // DoComplete on the calling thread.
+  virtual void DoCompleteAsync(const LlmRequest& request, StreamCallback on_text,
+                               AttemptsDone done);
   // The model used when a request names none.
   virtual std::string DefaultModel() const { return {}; }
 
  private:
+  // What the on_call record needs of a request, kept instead of the whole
+  // request (its conversation) while an asynchronous call is under way.
+  struct CallFacts {
+    std::string model;  // as requested; empty = the client's default
+    std::string agent_role, feature_id, task_id;
+    std::string request_hash;  // only when there is an on_call observer
+  };
+  CallFacts Facts(const LlmRequest& request) const;
+  // What every call ends with, whichever way it ran: the latency, attempts
+  // and provider on the response, and the on_call record.
+  void Conclude(const CallFacts& facts, std::chrono::steady_clock::time_point start, int attempts,
+                Result<LlmResponse>& result) const;
+
   std::function<void(const LlmCallRecord&)> on_call_;
   PriceTable prices_;  // set once by Create
 };
