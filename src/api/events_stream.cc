@@ -209,10 +209,28 @@ size_t EventHub::subscribers() const {
   return subscribers_.size();
 }
 
-bool EventHub::Send(Subscriber& sub, std::string_view text) {
+bool EventHub::Send(Subscriber& sub, std::string_view text,
+                    std::chrono::steady_clock::time_point now) {
   if (text.empty()) return !sub.stream->closed();
-  sub.last_write = std::chrono::steady_clock::now();
+  sub.last_write = now;
   return sub.stream->Write(text);
+}
+
+const std::string& EventHub::Batch::Formatted(size_t i) {
+  if (!formatted_[i]) formatted_[i] = FormatSseEvent(events_[i]);
+  return *formatted_[i];
+}
+
+const std::string& EventHub::Batch::Whole() {
+  if (events_.size() == 1) return Formatted(0);
+  if (!whole_) {
+    size_t size = 0;
+    for (size_t i = 0; i < events_.size(); ++i) size += Formatted(i).size();
+    whole_.emplace();
+    whole_->reserve(size);
+    for (size_t i = 0; i < events_.size(); ++i) whole_->append(Formatted(i));
+  }
+  return *whole_;
 }
 
 void EventHub::Run() {
@@ -226,23 +244,34 @@ void EventHub::Run() {
   }
 }
 
-bool EventHub::Deliver(Subscriber& sub, const std::vector<Event>& events,
-                       std::vector<std::optional<std::string>>& formatted, int64_t upto,
-                       bool* all) {
+bool EventHub::Deliver(Subscriber& sub, Batch& batch, int64_t upto, bool* all,
+                       std::chrono::steady_clock::time_point now) {
+  const std::vector<Event>& events = batch.events();
   const size_t buffered = sub.stream->buffered_bytes();
   const size_t cap = options_.max_buffered_bytes;
   const size_t budget = buffered >= cap ? 0 : cap - buffered;
+  *all = true;
+  // Every event of the batch is for this subscriber: the shared text, if it
+  // fits (or goes into an empty buffer, as a single event always may).
+  if (sub.feature_id.empty() && !events.empty() && sub.cursor < events.front().seq &&
+      events.back().seq <= upto) {
+    const std::string& whole = batch.Whole();
+    if (whole.size() <= budget || (buffered == 0 && events.size() == 1)) {
+      if (!Send(sub, whole, now)) return false;
+      sub.stalled_since.reset();
+      sub.cursor = events.back().seq;
+      return true;
+    }
+  }
   std::string text;
   int64_t cursor = sub.cursor;
-  *all = true;
   for (size_t i = 0; i < events.size(); ++i) {
     const Event& e = events[i];
     if (e.seq <= sub.cursor) continue;
     if (e.seq > upto) break;
     if (!sub.feature_id.empty() && e.feature_id != sub.feature_id) continue;
     // Formatted lazily: a paced subscriber takes only what fits its buffer.
-    if (!formatted[i]) formatted[i] = FormatSseEvent(e);
-    const std::string& f = *formatted[i];
+    const std::string& f = batch.Formatted(i);
     const bool first_into_empty = buffered == 0 && text.empty();
     if (text.size() + f.size() > budget && !first_into_empty) {
       *all = false;
@@ -251,9 +280,8 @@ bool EventHub::Deliver(Subscriber& sub, const std::vector<Event>& events,
     text += f;
     cursor = e.seq;
   }
-  const auto now = std::chrono::steady_clock::now();
   if (!text.empty()) {
-    if (!Send(sub, text)) return false;
+    if (!Send(sub, text, now)) return false;
     sub.stalled_since.reset();
   } else if (!*all) {
     // Nothing fits: the client is not reading. Give it max_stall to recover.
@@ -281,6 +309,7 @@ void EventHub::PollOnce() {
     std::lock_guard<std::mutex> lock(mu_);
     subs = subscribers_;
   }
+  const auto now = std::chrono::steady_clock::now();
   std::vector<Subscriber*> dead;
   auto is_dead = [&](Subscriber* s) {
     return std::find(dead.begin(), dead.end(), s) != dead.end();
@@ -295,9 +324,9 @@ void EventHub::PollOnce() {
     if (!sub->feature_id.empty()) filter.feature_id = sub->feature_id;
     auto page = store_->ListEvents(filter);
     if (!page.ok()) continue;  // retried next poll from the same cursor
-    std::vector<std::optional<std::string>> formatted(page->size());
+    Batch batch(*page);
     bool all = false;
-    if (!Deliver(*sub, *page, formatted, head, &all)) {
+    if (!Deliver(*sub, batch, head, &all, now)) {
       dead.push_back(sub.get());
       continue;
     }
@@ -315,11 +344,11 @@ void EventHub::PollOnce() {
   // Live: each new event formatted once, shared by every subscriber at the head.
   if (!fresh->empty()) {
     const int64_t new_head = fresh->back().seq;
-    std::vector<std::optional<std::string>> formatted(fresh->size());
+    Batch batch(*fresh);
     for (auto& sub : subs) {
       if (sub->cursor < head || is_dead(sub.get())) continue;
       bool all = false;
-      if (!Deliver(*sub, *fresh, formatted, new_head, &all)) {
+      if (!Deliver(*sub, batch, new_head, &all, now)) {
         dead.push_back(sub.get());
         continue;
       }
@@ -337,7 +366,6 @@ void EventHub::PollOnce() {
     }
   }
 
-  const auto now = std::chrono::steady_clock::now();
   for (auto& sub : subs) {
     if (is_dead(sub.get())) continue;
     if (sub->stream->closed()) {
@@ -345,7 +373,7 @@ void EventHub::PollOnce() {
       continue;
     }
     if (now - sub->last_write < options_.keepalive_interval) continue;
-    if (!Send(*sub, ": keep-alive\n\n")) dead.push_back(sub.get());
+    if (!Send(*sub, ": keep-alive\n\n", now)) dead.push_back(sub.get());
   }
 
   bool again = static_cast<int>(fresh->size()) == options_.page_size;
@@ -409,6 +437,7 @@ void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, ApiGate& ga
   // Above the hub's pacing limit, so only a single oversized event or a
   // writer other than the hub can reach it.
   options.max_buffered_bytes = 2 * hub.options().max_buffered_bytes + (1 << 20);
+  options.tcp_no_delay = hub.options().tcp_no_delay;
   for (const char* pattern : {"/api/v1/events", "/events", "/api/v1/features/:id/events"}) {
     server.RouteStream("GET", pattern, handler, options);
     // Preflights need no key: browsers send them without credentials.

@@ -75,6 +75,9 @@ struct EventHubOptions {
   // client stopped reading) is disconnected; it resumes with Last-Event-ID
   // when it reconnects.
   std::chrono::milliseconds max_stall{30000};  // default 30 s
+  // TCP_NODELAY on the streams' connections (StreamOptions::tcp_no_delay);
+  // false only to measure what Nagle's algorithm costs (the SSE bench).
+  bool tcp_no_delay = true;  // default true
 };
 
 class ApiGate;
@@ -128,15 +131,30 @@ class EventHub {
   void Wake();
   // One poll: replay pages to subscribers behind the head, then the new events.
   void PollOnce();
-  bool Send(Subscriber& sub, std::string_view text);
-  // Writes the events of `events` (formatted[i] is events[i] in SSE form,
-  // filled in on first use) with
-  // cursor < seq <= upto that match the subscriber's filter, as far as its
-  // buffer allows, moving the cursor past what was written. Returns false
-  // when the stream failed or stalled too long (drop it); *all tells whether
-  // everything eligible was written.
-  bool Deliver(Subscriber& sub, const std::vector<Event>& events,
-               std::vector<std::optional<std::string>>& formatted, int64_t upto, bool* all);
+  bool Send(Subscriber& sub, std::string_view text, std::chrono::steady_clock::time_point now);
+  // Events read by one query, each put in SSE form once, on first use, for
+  // every subscriber it goes to; and all of them in one text, for the
+  // subscribers that take them all (the usual live case), so that one text
+  // is written to each of them with no copy of their own.
+  class Batch {
+   public:
+    explicit Batch(const std::vector<Event>& events) : events_(events), formatted_(events.size()) {}
+    const std::vector<Event>& events() const { return events_; }
+    const std::string& Formatted(size_t i);
+    const std::string& Whole();
+
+   private:
+    const std::vector<Event>& events_;
+    std::vector<std::optional<std::string>> formatted_;
+    std::optional<std::string> whole_;
+  };
+  // Writes the events of `batch` with cursor < seq <= upto that match the
+  // subscriber's filter, in one write, as far as its buffer allows, moving the
+  // cursor past what was written. Returns false when the stream failed or
+  // stalled too long (drop it); *all tells whether everything eligible was
+  // written.
+  bool Deliver(Subscriber& sub, Batch& batch, int64_t upto, bool* all,
+               std::chrono::steady_clock::time_point now);
 
   Store* const store_;
   const EventHubOptions options_;
