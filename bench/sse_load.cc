@@ -12,6 +12,9 @@
 //                    [--poll-ms MS] [--threads T] [--in-process 1]
 //                    [--database-url postgresql://USER@HOST:PORT/DB]
 //                    [--client-threads C] [--watch-file 0|1] [--no-delay 0|1]
+//                    [--delivery-threads D]
+//
+// --delivery-threads D: the hub's threads writing live events (default 2).
 //
 // --no-delay 0: the streams' connections keep Nagle's algorithm (no
 // TCP_NODELAY), to measure what it costs.
@@ -141,7 +144,8 @@ struct InProcess {
 // The child: serve until SIGTERM; writes the bound port to `port_fd` (and,
 // appending in-process, the number appended when done).
 [[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, bool watch_file,
-                            bool no_delay, int threads, InProcess in_process) {
+                            bool no_delay, int delivery_threads, int threads,
+                            InProcess in_process) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -152,6 +156,7 @@ struct InProcess {
   hub_options.poll_interval = std::chrono::milliseconds(poll_ms);
   hub_options.watch_file = watch_file;
   hub_options.tcp_no_delay = no_delay;
+  hub_options.delivery_threads = delivery_threads;
   af::EventHub hub(store->get(), hub_options);
   if (!hub.Start().ok()) Die("hub start");
   af::HttpServerOptions options;
@@ -230,7 +235,7 @@ void Consume(Conn& c, std::vector<int64_t>& lags, int64_t now) {
 
 int main(int argc, char** argv) {
   int clients = 1000, rate = 200, seconds = 10, poll_ms = 50, threads = 2, in_process = 0;
-  int client_threads = 2, watch_file = 1, no_delay = 1;
+  int client_threads = 2, watch_file = 1, no_delay = 1, delivery_threads = 2;
   std::string database_url;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
@@ -253,6 +258,8 @@ int main(int argc, char** argv) {
       watch_file = v;
     else if (a == "--no-delay")
       no_delay = v;
+    else if (a == "--delivery-threads")
+      delivery_threads = v;
     else if (a == "--client-threads")
       client_threads = std::max(1, v);
     else
@@ -279,7 +286,7 @@ int main(int argc, char** argv) {
   if (child == 0) {
     close(pipefd[0]);
     close(gofd[1]);
-    RunServer(db, pipefd[1], poll_ms, watch_file != 0, no_delay != 0, threads,
+    RunServer(db, pipefd[1], poll_ms, watch_file != 0, no_delay != 0, delivery_threads, threads,
               {in_process != 0, gofd[0], rate, seconds});
   }
   close(pipefd[1]);
@@ -407,14 +414,15 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "clients %d (%d client threads), rate %d/s, %d s, poll %d ms, file watch %s, TCP_NODELAY %s, "
-      "server threads %d, store %s, appended %s\n"
+      "delivery threads %d, server threads %d, store %s, appended %s\n"
       "events appended %lld; per client received min %lld max %lld\n"
       "delivery lag ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (%zu deliveries)\n"
       "server RSS under load %s; peak (VmHWM) %s\n"
       "CPU during the run: server %lld ms (%.2f us per delivery), load generator %lld ms; "
       "load average %s\n",
       clients, client_threads, rate, seconds, poll_ms, watch_file ? "on" : "off",
-      no_delay ? "on" : "off", threads, database_url.empty() ? "SQLite" : "PostgreSQL",
+      no_delay ? "on" : "off", delivery_threads, threads,
+      database_url.empty() ? "SQLite" : "PostgreSQL",
       in_process ? "in the server's process" : "by another process",
       static_cast<long long>(appended.load()), static_cast<long long>(min_events),
       static_cast<long long>(max_events), pct(0.5), pct(0.9), pct(0.99),

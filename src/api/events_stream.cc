@@ -54,6 +54,11 @@ Status EventHub::Start() {
         "event hub page_size must be 1..10000, got " + std::to_string(options_.page_size),
         "use the default 1000");
   }
+  if (options_.delivery_threads < 1 || options_.delivery_threads > 16) {
+    return InvalidArgument("event hub delivery_threads must be 1..16, got " +
+                               std::to_string(options_.delivery_threads),
+                           "use the default 2");
+  }
   // Read without mu_: the store calls Wake (which takes mu_) with its own
   // lock held, so mu_ is never held while calling the store.
   AF_ASSIGN_OR_RETURN(int64_t latest, store_->LatestEventSeq());
@@ -64,6 +69,8 @@ Status EventHub::Start() {
     }
     head_ = latest;
     started_ = true;
+    for (int i = 1; i < options_.delivery_threads; ++i)
+      helpers_.emplace_back([this, i] { HelperLoop(static_cast<size_t>(i)); });
     thread_ = std::thread([this] { Run(); });
   }
   store_->SetEventsListener([this] { Wake(); });
@@ -160,6 +167,13 @@ void EventHub::Stop() {
     cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(shard_mu_);
+    helpers_stop_ = true;
+  }
+  shard_cv_.notify_all();
+  for (auto& h : helpers_) h.join();
+  helpers_.clear();
   if (watch_thread_.joinable()) {
     const uint64_t one = 1;
     (void)!write(watch_stop_fd_, &one, sizeof one);
@@ -241,6 +255,45 @@ void EventHub::Run() {
     PollOnce();
     lock.lock();
     cv_.wait_for(lock, options_.poll_interval, [this] { return stopping_ || wake_; });
+  }
+}
+
+void EventHub::Batch::Prepare() {
+  for (size_t i = 0; i < events_.size(); ++i) Formatted(i);
+  Whole();
+}
+
+void EventHub::RunSharded(size_t shards, const std::function<void(size_t)>& job) {
+  shards = std::min(shards, helpers_.size() + 1);
+  if (shards > 1) {
+    std::lock_guard<std::mutex> lock(shard_mu_);
+    shard_job_ = &job;
+    shard_count_ = shards;
+    shards_left_ = shards - 1;
+    ++shard_round_;
+    shard_cv_.notify_all();
+  }
+  job(0);
+  if (shards > 1) {
+    std::unique_lock<std::mutex> lock(shard_mu_);
+    shard_cv_.wait(lock, [this] { return shards_left_ == 0; });
+    shard_job_ = nullptr;
+  }
+}
+
+void EventHub::HelperLoop(size_t shard) {
+  uint64_t seen = 0;
+  std::unique_lock<std::mutex> lock(shard_mu_);
+  while (true) {
+    shard_cv_.wait(lock, [&] { return helpers_stop_ || shard_round_ != seen; });
+    if (helpers_stop_) return;
+    seen = shard_round_;
+    if (shard >= shard_count_) continue;  // not needed this round
+    const auto* job = shard_job_;
+    lock.unlock();
+    (*job)(shard);
+    lock.lock();
+    if (--shards_left_ == 0) shard_cv_.notify_all();
   }
 }
 
@@ -345,15 +398,26 @@ void EventHub::PollOnce() {
   if (!fresh->empty()) {
     const int64_t new_head = fresh->back().seq;
     Batch batch(*fresh);
-    for (auto& sub : subs) {
-      if (sub->cursor < head || is_dead(sub.get())) continue;
-      bool all = false;
-      if (!Deliver(*sub, batch, new_head, &all, now)) {
-        dead.push_back(sub.get());
-        continue;
+    std::vector<Subscriber*> at_head;
+    for (auto& sub : subs)
+      if (sub->cursor >= head && !is_dead(sub.get())) at_head.push_back(sub.get());
+    // Shared out among the delivery threads, each subscriber to exactly one.
+    const size_t shards = std::max<size_t>(1, at_head.size() / 64);
+    if (shards > 1) batch.Prepare();  // read-only from here on
+    std::vector<std::vector<Subscriber*>> shard_dead(shards);
+    RunSharded(shards, [&](size_t k) {
+      const size_t step = std::min(shards, helpers_.size() + 1);
+      for (size_t i = k; i < at_head.size(); i += step) {
+        Subscriber* sub = at_head[i];
+        bool all = false;
+        if (!Deliver(*sub, batch, new_head, &all, now)) {
+          shard_dead[k].push_back(sub);
+          continue;
+        }
+        if (all) sub->cursor = std::max(sub->cursor, new_head);
       }
-      if (all) sub->cursor = std::max(sub->cursor, new_head);
-    }
+    });
+    for (const auto& d : shard_dead) dead.insert(dead.end(), d.begin(), d.end());
     head_ = new_head;
   }
 
