@@ -42,7 +42,7 @@ for i in 1 2 3 4 5; do
 done
 
 echo "== SSE: 1,000 clients on GET /api/v1/events, 200 events/s for 10 s (server in a child process)"
-"$build/bench/af_sse_load" --clients 1000 --rate 200 --seconds 10
+"$build/bench/af_sse_load" --clients 1000 --rate 200 --seconds 10 --client-threads 4 --in-process 1
 
 # /health and /health/live against nginx serving a 200-byte file, in the same run.
 bench/health_vs_nginx.sh "$build"
