@@ -455,6 +455,14 @@ Status WriteFileAtomically(const fs::path& file, const std::string& text) {
 
 Status GitRepo::AddWorktree(const std::string& name, const fs::path& path,
                             const std::string& branch, const std::string& base) {
+  const fs::path admin = CommonDir() / "worktrees" / name;
+  std::error_code exists_ec;
+  if (fs::exists(admin, exists_ec) || fs::exists(path, exists_ec)) {
+    return Internal("git (libgit2): cannot add worktree " + path.string() + ": " +
+                        (fs::exists(path, exists_ec) ? path.string() : admin.string()) +
+                        " exists already",
+                    "remove it, or run `git worktree prune` in the repository");
+  }
   const std::string refname = "refs/heads/" + branch;
   git_reference* raw = nullptr;
   int rc = git_reference_lookup(&raw, repo_, refname.c_str());
@@ -477,17 +485,26 @@ Status GitRepo::AddWorktree(const std::string& name, const fs::path& path,
   // A fresh directory: everything is written, as `git reset --hard` does.
   opts.checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
   git_worktree* wt_raw = nullptr;
-  if (git_worktree_add(&wt_raw, repo_, name.c_str(), path.c_str(), &opts) != 0)
-    return Fail("adding worktree " + path.string());
-  WorktreeHandle wt(wt_raw);
-
-  // libgit2 writes absolute directories with a trailing slash; git writes
-  // the .git file's gitdir without one and `commondir` relative to the
-  // admin directory. Rewritten so both tools leave the same files.
-  const fs::path admin = CommonDir() / "worktrees" / name;
-  AF_RETURN_IF_ERROR(WriteFileAtomically(admin / "commondir", "../..\n"));
-  AF_RETURN_IF_ERROR(WriteFileAtomically(path / ".git", "gitdir: " + admin.string() + "\n"));
-  return Status::Ok();
+  Status status = Status::Ok();
+  if (git_worktree_add(&wt_raw, repo_, name.c_str(), path.c_str(), &opts) != 0) {
+    status = Fail("adding worktree " + path.string());
+  } else {
+    WorktreeHandle wt(wt_raw);
+    // libgit2 writes absolute directories with a trailing slash; git writes
+    // the .git file's gitdir without one and `commondir` relative to the
+    // admin directory. Rewritten so both tools leave the same files.
+    status = WriteFileAtomically(admin / "commondir", "../..\n");
+    if (status.ok())
+      status = WriteFileAtomically(path / ".git", "gitdir: " + admin.string() + "\n");
+  }
+  if (!status.ok()) {
+    // As the CLI does when its checkout fails: nothing half-made stays (a
+    // registration with a .git file would pass for a finished worktree).
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    fs::remove_all(admin, ec);
+  }
+  return status;
 }
 
 }  // namespace af::workspace_internal

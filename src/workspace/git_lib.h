@@ -114,7 +114,9 @@ class GitRepo {
   // sees the same worktree either way. `path` must not exist (its parent
   // must); libgit2 runs no filter program, so the caller keeps the CLI when
   // HasExternalFilters(). Internal with libgit2's message otherwise (e.g. the
-  // branch is checked out elsewhere, or `name` is registered already).
+  // branch is checked out elsewhere, or `name` is registered already); the
+  // worktree's directory and registration are then removed (the branch,
+  // once created, stays, as with the CLI).
   Status AddWorktree(const std::string& name, const std::filesystem::path& path,
                      const std::string& branch, const std::string& base);
 
