@@ -42,7 +42,7 @@ for i in 1 2 3 4 5; do
 done
 
 echo "== SSE: 1,000 clients on GET /api/v1/events, 200 events/s for 10 s (server in a child process)"
-"$build/bench/af_sse_load" --clients 1000 --rate 200 --seconds 10
+"$build/bench/af_sse_load" --clients 1000 --rate 200 --seconds 10 --client-threads 4 --in-process 1
 
 echo "== 1,000 model calls in flight, fake provider answering after 1 s ($build/bench/af_llm_async_bench)"
 "$build/bench/af_llm_async_bench" --calls 1000 --latency-ms 1000

@@ -11,7 +11,13 @@
 // Usage: af_sse_load [--clients N] [--rate EVENTS_PER_S] [--seconds S]
 //                    [--poll-ms MS] [--threads T] [--in-process 1]
 //                    [--database-url postgresql://USER@HOST:PORT/DB]
-//                    [--client-threads C] [--watch-file 0|1]
+//                    [--client-threads C] [--watch-file 0|1] [--no-delay 0|1]
+//                    [--delivery-threads D]
+//
+// --delivery-threads D: the hub's threads writing live events (default 2).
+//
+// --no-delay 0: the streams' connections keep Nagle's algorithm (no
+// TCP_NODELAY), to measure what it costs.
 //
 // --watch-file 0: the hub does not watch the SQLite file, so appends from
 // another process wait for its poll (the behaviour before the watch).
@@ -45,6 +51,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,6 +77,31 @@ std::string StatusField(int pid, const char* field) {
   while (std::getline(in, line))
     if (line.rfind(field, 0) == 0) return line.substr(std::strlen(field));
   return "?";
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// CPU time (user + system) a process has used so far, in ms; -1 unknown.
+int64_t CpuMs(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces): state is field 3,
+  // utime and stime are fields 14 and 15.
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  int64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::atoll(field.c_str());
+    if (i == 15) stime = std::atoll(field.c_str());
+  }
+  return (utime + stime) * 1000 / sysconf(_SC_CLK_TCK);
 }
 
 // `db`: a SQLite file, or a postgresql:// URL.
@@ -111,7 +144,8 @@ struct InProcess {
 // The child: serve until SIGTERM; writes the bound port to `port_fd` (and,
 // appending in-process, the number appended when done).
 [[noreturn]] void RunServer(const std::string& db, int port_fd, int poll_ms, bool watch_file,
-                            int threads, InProcess in_process) {
+                            bool no_delay, int delivery_threads, int threads,
+                            InProcess in_process) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -121,6 +155,8 @@ struct InProcess {
   af::EventHubOptions hub_options;
   hub_options.poll_interval = std::chrono::milliseconds(poll_ms);
   hub_options.watch_file = watch_file;
+  hub_options.tcp_no_delay = no_delay;
+  hub_options.delivery_threads = delivery_threads;
   af::EventHub hub(store->get(), hub_options);
   if (!hub.Start().ok()) Die("hub start");
   af::HttpServerOptions options;
@@ -199,7 +235,7 @@ void Consume(Conn& c, std::vector<int64_t>& lags, int64_t now) {
 
 int main(int argc, char** argv) {
   int clients = 1000, rate = 200, seconds = 10, poll_ms = 50, threads = 2, in_process = 0;
-  int client_threads = 2, watch_file = 1;
+  int client_threads = 2, watch_file = 1, no_delay = 1, delivery_threads = 2;
   std::string database_url;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
@@ -220,6 +256,10 @@ int main(int argc, char** argv) {
       in_process = v;
     else if (a == "--watch-file")
       watch_file = v;
+    else if (a == "--no-delay")
+      no_delay = v;
+    else if (a == "--delivery-threads")
+      delivery_threads = v;
     else if (a == "--client-threads")
       client_threads = std::max(1, v);
     else
@@ -246,7 +286,7 @@ int main(int argc, char** argv) {
   if (child == 0) {
     close(pipefd[0]);
     close(gofd[1]);
-    RunServer(db, pipefd[1], poll_ms, watch_file != 0, threads,
+    RunServer(db, pipefd[1], poll_ms, watch_file != 0, no_delay != 0, delivery_threads, threads,
               {in_process != 0, gofd[0], rate, seconds});
   }
   close(pipefd[1]);
@@ -315,6 +355,8 @@ int main(int argc, char** argv) {
   std::printf("%d/%d streams open; RSS with clients %s\n", heads, clients,
               StatusField(child, "VmRSS:").c_str());
 
+  const int64_t server_cpu_before = CpuMs(child);
+  const int64_t load_cpu_before = CpuMs(getpid());
   std::atomic<bool> done{false};
   std::atomic<int64_t> appended{0};
   std::thread appender([&] {
@@ -353,6 +395,8 @@ int main(int argc, char** argv) {
   for (Pumper& p : pumpers) lags.insert(lags.end(), p.lags.begin(), p.lags.end());
 
   const std::string hwm = StatusField(child, "VmHWM:");
+  const int64_t server_cpu = CpuMs(child) - server_cpu_before;
+  const int64_t load_cpu = CpuMs(getpid()) - load_cpu_before;
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);
   std::filesystem::remove_all(tmpl);
@@ -369,16 +413,22 @@ int main(int argc, char** argv) {
     max_events = std::max(max_events, c.events);
   }
   std::printf(
-      "clients %d (%d client threads), rate %d/s, %d s, poll %d ms, file watch %s, server threads "
-      "%d, store %s, appended %s\n"
+      "clients %d (%d client threads), rate %d/s, %d s, poll %d ms, file watch %s, TCP_NODELAY %s, "
+      "delivery threads %d, server threads %d, store %s, appended %s\n"
       "events appended %lld; per client received min %lld max %lld\n"
       "delivery lag ms: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (%zu deliveries)\n"
-      "server RSS under load %s; peak (VmHWM) %s\n",
-      clients, client_threads, rate, seconds, poll_ms, watch_file ? "on" : "off", threads,
+      "server RSS under load %s; peak (VmHWM) %s\n"
+      "CPU during the run: server %lld ms (%.2f us per delivery), load generator %lld ms; "
+      "load average %s\n",
+      clients, client_threads, rate, seconds, poll_ms, watch_file ? "on" : "off",
+      no_delay ? "on" : "off", delivery_threads, threads,
       database_url.empty() ? "SQLite" : "PostgreSQL",
       in_process ? "in the server's process" : "by another process",
       static_cast<long long>(appended.load()), static_cast<long long>(min_events),
       static_cast<long long>(max_events), pct(0.5), pct(0.9), pct(0.99),
-      lags.empty() ? 0.0 : lags.back() / 1e6, lags.size(), rss_under_load.c_str(), hwm.c_str());
+      lags.empty() ? 0.0 : lags.back() / 1e6, lags.size(), rss_under_load.c_str(), hwm.c_str(),
+      static_cast<long long>(server_cpu),
+      lags.empty() ? 0.0 : server_cpu * 1000.0 / static_cast<double>(lags.size()),
+      static_cast<long long>(load_cpu), LoadAverage().c_str());
   return min_events == appended.load() ? 0 : 2;
 }

@@ -54,6 +54,11 @@ Status EventHub::Start() {
         "event hub page_size must be 1..10000, got " + std::to_string(options_.page_size),
         "use the default 1000");
   }
+  if (options_.delivery_threads < 1 || options_.delivery_threads > 16) {
+    return InvalidArgument("event hub delivery_threads must be 1..16, got " +
+                               std::to_string(options_.delivery_threads),
+                           "use the default 2");
+  }
   // Read without mu_: the store calls Wake (which takes mu_) with its own
   // lock held, so mu_ is never held while calling the store.
   AF_ASSIGN_OR_RETURN(int64_t latest, store_->LatestEventSeq());
@@ -64,6 +69,8 @@ Status EventHub::Start() {
     }
     head_ = latest;
     started_ = true;
+    for (int i = 1; i < options_.delivery_threads; ++i)
+      helpers_.emplace_back([this, i] { HelperLoop(static_cast<size_t>(i)); });
     thread_ = std::thread([this] { Run(); });
   }
   store_->SetEventsListener([this] { Wake(); });
@@ -160,6 +167,13 @@ void EventHub::Stop() {
     cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(shard_mu_);
+    helpers_stop_ = true;
+  }
+  shard_cv_.notify_all();
+  for (auto& h : helpers_) h.join();
+  helpers_.clear();
   if (watch_thread_.joinable()) {
     const uint64_t one = 1;
     (void)!write(watch_stop_fd_, &one, sizeof one);
@@ -209,10 +223,28 @@ size_t EventHub::subscribers() const {
   return subscribers_.size();
 }
 
-bool EventHub::Send(Subscriber& sub, std::string_view text) {
+bool EventHub::Send(Subscriber& sub, std::string_view text,
+                    std::chrono::steady_clock::time_point now) {
   if (text.empty()) return !sub.stream->closed();
-  sub.last_write = std::chrono::steady_clock::now();
+  sub.last_write = now;
   return sub.stream->Write(text);
+}
+
+const std::string& EventHub::Batch::Formatted(size_t i) {
+  if (!formatted_[i]) formatted_[i] = FormatSseEvent(events_[i]);
+  return *formatted_[i];
+}
+
+const std::string& EventHub::Batch::Whole() {
+  if (events_.size() == 1) return Formatted(0);
+  if (!whole_) {
+    size_t size = 0;
+    for (size_t i = 0; i < events_.size(); ++i) size += Formatted(i).size();
+    whole_.emplace();
+    whole_->reserve(size);
+    for (size_t i = 0; i < events_.size(); ++i) whole_->append(Formatted(i));
+  }
+  return *whole_;
 }
 
 void EventHub::Run() {
@@ -226,23 +258,73 @@ void EventHub::Run() {
   }
 }
 
-bool EventHub::Deliver(Subscriber& sub, const std::vector<Event>& events,
-                       std::vector<std::optional<std::string>>& formatted, int64_t upto,
-                       bool* all) {
+void EventHub::Batch::Prepare() {
+  for (size_t i = 0; i < events_.size(); ++i) Formatted(i);
+  Whole();
+}
+
+void EventHub::RunSharded(size_t shards, const std::function<void(size_t)>& job) {
+  shards = std::min(shards, helpers_.size() + 1);
+  if (shards > 1) {
+    std::lock_guard<std::mutex> lock(shard_mu_);
+    shard_job_ = &job;
+    shard_count_ = shards;
+    shards_left_ = shards - 1;
+    ++shard_round_;
+    shard_cv_.notify_all();
+  }
+  job(0);
+  if (shards > 1) {
+    std::unique_lock<std::mutex> lock(shard_mu_);
+    shard_cv_.wait(lock, [this] { return shards_left_ == 0; });
+    shard_job_ = nullptr;
+  }
+}
+
+void EventHub::HelperLoop(size_t shard) {
+  uint64_t seen = 0;
+  std::unique_lock<std::mutex> lock(shard_mu_);
+  while (true) {
+    shard_cv_.wait(lock, [&] { return helpers_stop_ || shard_round_ != seen; });
+    if (helpers_stop_) return;
+    seen = shard_round_;
+    if (shard >= shard_count_) continue;  // not needed this round
+    const auto* job = shard_job_;
+    lock.unlock();
+    (*job)(shard);
+    lock.lock();
+    if (--shards_left_ == 0) shard_cv_.notify_all();
+  }
+}
+
+bool EventHub::Deliver(Subscriber& sub, Batch& batch, int64_t upto, bool* all,
+                       std::chrono::steady_clock::time_point now) {
+  const std::vector<Event>& events = batch.events();
   const size_t buffered = sub.stream->buffered_bytes();
   const size_t cap = options_.max_buffered_bytes;
   const size_t budget = buffered >= cap ? 0 : cap - buffered;
+  *all = true;
+  // Every event of the batch is for this subscriber: the shared text, if it
+  // fits (or goes into an empty buffer, as a single event always may).
+  if (sub.feature_id.empty() && !events.empty() && sub.cursor < events.front().seq &&
+      events.back().seq <= upto) {
+    const std::string& whole = batch.Whole();
+    if (whole.size() <= budget || (buffered == 0 && events.size() == 1)) {
+      if (!Send(sub, whole, now)) return false;
+      sub.stalled_since.reset();
+      sub.cursor = events.back().seq;
+      return true;
+    }
+  }
   std::string text;
   int64_t cursor = sub.cursor;
-  *all = true;
   for (size_t i = 0; i < events.size(); ++i) {
     const Event& e = events[i];
     if (e.seq <= sub.cursor) continue;
     if (e.seq > upto) break;
     if (!sub.feature_id.empty() && e.feature_id != sub.feature_id) continue;
     // Formatted lazily: a paced subscriber takes only what fits its buffer.
-    if (!formatted[i]) formatted[i] = FormatSseEvent(e);
-    const std::string& f = *formatted[i];
+    const std::string& f = batch.Formatted(i);
     const bool first_into_empty = buffered == 0 && text.empty();
     if (text.size() + f.size() > budget && !first_into_empty) {
       *all = false;
@@ -251,9 +333,8 @@ bool EventHub::Deliver(Subscriber& sub, const std::vector<Event>& events,
     text += f;
     cursor = e.seq;
   }
-  const auto now = std::chrono::steady_clock::now();
   if (!text.empty()) {
-    if (!Send(sub, text)) return false;
+    if (!Send(sub, text, now)) return false;
     sub.stalled_since.reset();
   } else if (!*all) {
     // Nothing fits: the client is not reading. Give it max_stall to recover.
@@ -281,6 +362,7 @@ void EventHub::PollOnce() {
     std::lock_guard<std::mutex> lock(mu_);
     subs = subscribers_;
   }
+  const auto now = std::chrono::steady_clock::now();
   std::vector<Subscriber*> dead;
   auto is_dead = [&](Subscriber* s) {
     return std::find(dead.begin(), dead.end(), s) != dead.end();
@@ -295,9 +377,9 @@ void EventHub::PollOnce() {
     if (!sub->feature_id.empty()) filter.feature_id = sub->feature_id;
     auto page = store_->ListEvents(filter);
     if (!page.ok()) continue;  // retried next poll from the same cursor
-    std::vector<std::optional<std::string>> formatted(page->size());
+    Batch batch(*page);
     bool all = false;
-    if (!Deliver(*sub, *page, formatted, head, &all)) {
+    if (!Deliver(*sub, batch, head, &all, now)) {
       dead.push_back(sub.get());
       continue;
     }
@@ -315,16 +397,27 @@ void EventHub::PollOnce() {
   // Live: each new event formatted once, shared by every subscriber at the head.
   if (!fresh->empty()) {
     const int64_t new_head = fresh->back().seq;
-    std::vector<std::optional<std::string>> formatted(fresh->size());
-    for (auto& sub : subs) {
-      if (sub->cursor < head || is_dead(sub.get())) continue;
-      bool all = false;
-      if (!Deliver(*sub, *fresh, formatted, new_head, &all)) {
-        dead.push_back(sub.get());
-        continue;
+    Batch batch(*fresh);
+    std::vector<Subscriber*> at_head;
+    for (auto& sub : subs)
+      if (sub->cursor >= head && !is_dead(sub.get())) at_head.push_back(sub.get());
+    // Shared out among the delivery threads, each subscriber to exactly one.
+    const size_t shards = std::max<size_t>(1, at_head.size() / 64);
+    if (shards > 1) batch.Prepare();  // read-only from here on
+    std::vector<std::vector<Subscriber*>> shard_dead(shards);
+    RunSharded(shards, [&](size_t k) {
+      const size_t step = std::min(shards, helpers_.size() + 1);
+      for (size_t i = k; i < at_head.size(); i += step) {
+        Subscriber* sub = at_head[i];
+        bool all = false;
+        if (!Deliver(*sub, batch, new_head, &all, now)) {
+          shard_dead[k].push_back(sub);
+          continue;
+        }
+        if (all) sub->cursor = std::max(sub->cursor, new_head);
       }
-      if (all) sub->cursor = std::max(sub->cursor, new_head);
-    }
+    });
+    for (const auto& d : shard_dead) dead.insert(dead.end(), d.begin(), d.end());
     head_ = new_head;
   }
 
@@ -337,7 +430,6 @@ void EventHub::PollOnce() {
     }
   }
 
-  const auto now = std::chrono::steady_clock::now();
   for (auto& sub : subs) {
     if (is_dead(sub.get())) continue;
     if (sub->stream->closed()) {
@@ -345,7 +437,7 @@ void EventHub::PollOnce() {
       continue;
     }
     if (now - sub->last_write < options_.keepalive_interval) continue;
-    if (!Send(*sub, ": keep-alive\n\n")) dead.push_back(sub.get());
+    if (!Send(*sub, ": keep-alive\n\n", now)) dead.push_back(sub.get());
   }
 
   bool again = static_cast<int>(fresh->size()) == options_.page_size;
@@ -409,6 +501,7 @@ void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, ApiGate& ga
   // Above the hub's pacing limit, so only a single oversized event or a
   // writer other than the hub can reach it.
   options.max_buffered_bytes = 2 * hub.options().max_buffered_bytes + (1 << 20);
+  options.tcp_no_delay = hub.options().tcp_no_delay;
   for (const char* pattern : {"/api/v1/events", "/events", "/api/v1/features/:id/events"}) {
     server.RouteStream("GET", pattern, handler, options);
     // Preflights need no key: browsers send them without credentials.

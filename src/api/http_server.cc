@@ -2,6 +2,8 @@
 
 // All RESTinio template code of the project lives in this file: RESTinio is
 // header-only and heavy to compile, so it is instantiated exactly once.
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -256,34 +259,71 @@ std::string NewRequestId() {
   return id;
 }
 
-// The shared state of one stream. The RESTinio builder is touched only by the
-// holder of the write token (`inflight_`) on an I/O thread, and by Shutdown()
-// once the I/O threads are joined, so it needs no lock of its own; `mu_`
-// guards everything else and is never held while calling into RESTinio
-// (a failed write may call OnWritten back inline on the same thread).
+// The shared state of one stream. Once the handler has returned, the stream
+// owns the connection's socket (taken from RESTinio, see HandleStream) and
+// writes the chunked response itself: a Write() from any thread sends at once
+// with one non-blocking sendmsg() (chunk-size line, the caller's bytes and
+// CRLF gathered, nothing copied) when nothing is queued, and queues only what
+// the socket does not take; an asio wait for writability on an I/O thread
+// sends the rest. So a delivery to an SSE client costs one system call and
+// no allocation, no hop through an I/O thread and no RESTinio bookkeeping.
+//
+// `mu_` guards everything, the socket included: every call on it (send,
+// wait, close) is made under the lock, so the hub's thread and the I/O
+// threads never use it at once. The socket (and its timer) is destroyed as
+// soon as the stream ends, and by Shutdown() at the latest, always before the
+// io_context that owns it.
 class ResponseStream::Impl : public std::enable_shared_from_this<ResponseStream::Impl> {
  public:
-  using Builder = restinio::response_builder_t<restinio::chunked_output_t>;
-
-  Impl(asio::io_context* io, size_t max_buffered) : io_(io), max_buffered_(max_buffered) {}
+  Impl(size_t max_buffered, bool no_delay) : max_buffered_(max_buffered), no_delay_(no_delay) {}
 
   bool Write(std::string_view chunk) {
+    if (chunk.empty()) return !closed();  // a zero-size chunk would end the body
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return false;
-    if (pending_.size() + inflight_bytes_ + chunk.size() > max_buffered_) {
+    if (QueuedLocked() + chunk.size() > max_buffered_) {
       // Too far behind: drop what is queued and end the connection rather
       // than grow without bound. The client may reconnect and resume.
       closed_ = true;
-      abort_ = true;
       close_requested_ = true;
+      abort_ = true;
       pending_.clear();
       pending_.shrink_to_fit();
-      ScheduleLocked();
+      pending_off_ = 0;
+      DestroySocketLocked();
       return false;
     }
-    pending_.append(chunk);
-    ScheduleLocked();
-    return true;
+    char size_line[24];
+    const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", chunk.size());
+    if (socket_ && !waiting_ && QueuedLocked() == 0) {
+      // The usual case: nothing queued, so the chunk goes out now, in one
+      // system call, straight from the caller's memory.
+      iovec iov[3] = {{size_line, static_cast<size_t>(n)},
+                      {const_cast<char*>(chunk.data()), chunk.size()},
+                      {const_cast<char*>("\r\n"), 2}};
+      const size_t total = iov[0].iov_len + iov[1].iov_len + iov[2].iov_len;
+      ssize_t sent = SendLocked(iov, 3);
+      if (sent == static_cast<ssize_t>(total)) return true;
+      if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+          FailLocked();
+          return false;
+        }
+        sent = 0;
+      }
+      // The socket took part of it: queue the rest and wait for room.
+      size_t skip = static_cast<size_t>(sent);
+      for (const iovec& v : iov) {
+        const size_t take = std::min(skip, v.iov_len);
+        pending_.append(static_cast<const char*>(v.iov_base) + take, v.iov_len - take);
+        skip -= take;
+      }
+      ArmWaitLocked();
+      return true;
+    }
+    pending_.append(size_line, static_cast<size_t>(n)).append(chunk).append("\r\n", 2);
+    if (socket_ && !waiting_) FlushLocked();
+    return !closed_;
   }
 
   void Close() {
@@ -291,7 +331,8 @@ class ResponseStream::Impl : public std::enable_shared_from_this<ResponseStream:
     if (close_requested_) return;
     closed_ = true;
     close_requested_ = true;
-    ScheduleLocked();
+    pending_.append("0\r\n\r\n");  // the last chunk, then the connection ends
+    if (socket_ && !waiting_) FlushLocked();
   }
 
   bool closed() const {
@@ -302,9 +343,15 @@ class ResponseStream::Impl : public std::enable_shared_from_this<ResponseStream:
     std::lock_guard<std::mutex> lock(mu_);
     return opened_ && !closed_;
   }
+  // Opened, and its connection is gone (or was never taken): nothing of it
+  // needs the server's io_context any more.
+  bool finished() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return opened_ && !socket_;
+  }
   size_t buffered_bytes() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return pending_.size() + inflight_bytes_;
+    return QueuedLocked();
   }
 
   void AddHeader(std::string name, std::string value) {
@@ -324,102 +371,139 @@ class ResponseStream::Impl : public std::enable_shared_from_this<ResponseStream:
     pending_.clear();
   }
 
-  // Called on the I/O thread that handled the request: installs the builder
-  // and sends the headers plus anything written so far.
-  void Open(Builder builder) {
+  // Called on the I/O thread that handled the request, with the connection's
+  // socket and the response head: sends the head plus anything written so far.
+  void Open(AnsweringSocket socket, std::string head) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return;
-    builder_.emplace(std::move(builder));
     opened_ = true;
-    inflight_ = true;  // the headers always go out, even with no data yet
-    asio::post(*io_, [self = shared_from_this()] { self->Pump(); });
+    if (stopped_ || abort_) return;  // `socket` closes as it goes
+    socket_.emplace(std::move(socket));
+    asio::error_code ec;
+    // Small writes go out at once instead of waiting for the previous one's
+    // acknowledgement (Nagle): each is a batch of events someone waits for.
+    if (no_delay_) socket_->set_option(asio::ip::tcp::no_delay(true), ec);
+    timer_.emplace(socket_->get_executor());
+    pending_.insert(0, head);
+    FlushLocked();
   }
 
-  // After the I/O threads are joined: the builder (which holds the
-  // connection) must go before the io_context does.
+  // After the I/O threads are joined: the socket must go before the
+  // io_context does.
   void Shutdown() {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
     close_requested_ = true;
     stopped_ = true;
-    io_ = nullptr;
     pending_.clear();
-    builder_.reset();
+    pending_off_ = 0;
+    DestroySocketLocked();
   }
 
  private:
-  void ScheduleLocked() {
-    if (!opened_ || inflight_ || stopped_) return;
-    inflight_ = true;
-    asio::post(*io_, [self = shared_from_this()] { self->Pump(); });
+  size_t QueuedLocked() const { return pending_.size() - pending_off_; }
+
+  ssize_t SendLocked(iovec* iov, int count) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n;
+    do {
+      n = ::sendmsg(socket_->native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) last_progress_ = std::chrono::steady_clock::now();
+    return n;
   }
 
-  // Runs on an I/O thread holding the write token.
-  void Pump() {
-    std::string data;
-    bool finish = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopped_ || !builder_) {
-        inflight_ = false;
-        return;
+  // Sends what is queued as far as the socket takes it; waits for room when
+  // it is full; ends the connection once the last chunk is out.
+  void FlushLocked() {
+    while (socket_ && QueuedLocked() > 0) {
+      iovec iov{pending_.data() + pending_off_, QueuedLocked()};
+      ssize_t n = SendLocked(&iov, 1);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return ArmWaitLocked();
+        return FailLocked();
       }
-      if (!abort_) data.swap(pending_);
-      inflight_bytes_ = data.size();
-      finish = close_requested_;
-      finishing_ = finish;
+      pending_off_ += static_cast<size_t>(n);
     }
-    auto on_written = [self = shared_from_this()](const asio::error_code& ec) {
-      self->OnWritten(ec);
-    };
-    try {
-      if (!data.empty()) builder_->append_chunk(std::move(data));
-      if (finish) {
-        builder_->done(std::move(on_written));
-      } else {
-        builder_->flush(std::move(on_written));
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mu_);
-      closed_ = true;
-      inflight_ = false;
-      inflight_bytes_ = 0;
-      pending_.clear();
+    if (!socket_) return;
+    pending_.clear();
+    pending_off_ = 0;
+    // A slow client's backlog may have grown the buffer to a megabyte.
+    if (pending_.capacity() > (64u << 10)) pending_.shrink_to_fit();
+    if (close_requested_) {
+      asio::error_code ec;
+      socket_->Base::shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+      DestroySocketLocked();
     }
   }
 
-  void OnWritten(const asio::error_code& ec) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      inflight_bytes_ = 0;
-      if (ec || finishing_ || stopped_) {
-        closed_ = true;
-        inflight_ = false;
-        pending_.clear();
-        return;
-      }
-      if (pending_.empty() && !close_requested_) {
-        inflight_ = false;
-        return;
-      }
-    }
-    Pump();  // keep the token: more data (or the end) is waiting
+  void ArmWaitLocked() {
+    waiting_ = true;
+    socket_->async_wait(asio::socket_base::wait_write,
+                        [self = shared_from_this()](const asio::error_code& ec) {
+                          std::lock_guard<std::mutex> lock(self->mu_);
+                          self->waiting_ = false;
+                          if (!self->socket_) return;
+                          if (ec) return self->FailLocked();
+                          self->FlushLocked();
+                        });
+    if (!timer_running_) ArmTimerLocked(kWriteTimeout);
   }
 
-  asio::io_context* io_;  // null after Shutdown
+  // A client that takes nothing for kWriteTimeout while data waits for it is
+  // cut off (the hub also stops writing to it long before its buffer fills).
+  void ArmTimerLocked(std::chrono::steady_clock::duration after) {
+    timer_running_ = true;
+    timer_->expires_after(after);
+    timer_->async_wait([self = shared_from_this()](const asio::error_code& ec) {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->timer_running_ = false;
+      if (ec || !self->socket_ || !self->waiting_) return;
+      const auto idle = std::chrono::steady_clock::now() - self->last_progress_;
+      if (idle >= kWriteTimeout) return self->FailLocked();
+      self->ArmTimerLocked(kWriteTimeout - idle);
+    });
+  }
+
+  // The client is gone (or too slow): nothing more is sent.
+  void FailLocked() {
+    closed_ = true;
+    close_requested_ = true;
+    pending_.clear();
+    pending_off_ = 0;
+    DestroySocketLocked();
+  }
+
+  void DestroySocketLocked() {
+    // Pending waits complete with operation_aborted; their handlers find no
+    // socket and return.
+    timer_.reset();
+    if (socket_) {
+      asio::error_code ec;
+      socket_->Base::close(ec);
+      socket_.reset();
+    }
+  }
+
+  static constexpr std::chrono::seconds kWriteTimeout{30};
+
   const size_t max_buffered_;
-  std::optional<Builder> builder_;
+  const bool no_delay_;
 
   mutable std::mutex mu_;
+  std::optional<AnsweringSocket> socket_;    // ours once opened, until the stream ends
+  std::optional<asio::steady_timer> timer_;  // the write timeout, while socket_ lives
   std::vector<std::pair<std::string, std::string>> headers_;  // AddHeader, until sent
-  std::string pending_;                                       // written, not yet handed to RESTinio
-  size_t inflight_bytes_ = 0;                                 // handed to RESTinio, not yet written
+  std::string pending_;  // framed bytes not yet sent, from pending_off_
+  size_t pending_off_ = 0;
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
   bool opened_ = false;
-  bool inflight_ = false;  // the write token: a Pump is posted or a write is in progress
-  bool closed_ = false;    // Write() refuses
+  bool waiting_ = false;  // an async wait for room is armed
+  bool timer_running_ = false;
+  bool closed_ = false;  // Write() refuses
   bool close_requested_ = false;
-  bool abort_ = false;      // drop queued data when closing
-  bool finishing_ = false;  // done() was called
+  bool abort_ = false;  // overflowed: the connection is dropped, nothing more sent
   bool stopped_ = false;
 };
 
@@ -834,7 +918,8 @@ void HttpServer::Impl::HandleStream(const restinio::request_handle_t& req, HttpR
                                     std::chrono::steady_clock::time_point started) {
   const StreamRoute& route = streams_[index];
   request.path_params = std::move(match.params);
-  auto impl = std::make_shared<ResponseStream::Impl>(io_.get(), route.options.max_buffered_bytes);
+  auto impl = std::make_shared<ResponseStream::Impl>(route.options.max_buffered_bytes,
+                                                     route.options.tcp_no_delay);
   std::shared_ptr<ResponseStream> stream(new ResponseStream(impl));
   std::optional<HttpResponse> answer;
   try {
@@ -862,32 +947,46 @@ void HttpServer::Impl::HandleStream(const restinio::request_handle_t& req, HttpR
       if (armed) impl->Abandon();
     }
   } guard{impl.get()};
-  auto builder = req->create_response<restinio::chunked_output_t>(
-      restinio::http_status_line_t{restinio::status_ok()});
-  builder.append_header("X-Request-Id", request.request_id);
-  builder.append_header(restinio::http_field::content_type, route.options.content_type);
-  builder.append_header(restinio::http_field::cache_control, "no-cache");
+  // The response head, written by the stream itself (see ResponseStream::Impl).
+  std::string head = "HTTP/1.1 200 OK\r\nConnection: close\r\n";
+  auto add = [&head](std::string_view name, std::string_view value) {
+    head.append(name).append(": ");
+    // A value is one line: CR and LF could start a header of their own.
+    for (char c : value) head.push_back(c == '\r' || c == '\n' ? ' ' : c);
+    head.append("\r\n");
+  };
+  add("X-Request-Id", request.request_id);
+  add("Content-Type", route.options.content_type);
+  add("Cache-Control", "no-cache");
   for (const auto& [name, value] : route.options.headers) {
-    if (!IsReservedHeader(name) && Lower(name) != "cache-control")
-      builder.append_header(name, value);
+    if (!IsReservedHeader(name) && Lower(name) != "cache-control" && Lower(name) != "connection")
+      add(name, value);
   }
   for (const auto& [name, value] : impl->TakeHeaders()) {
-    if (!IsReservedHeader(name) && Lower(name) != "cache-control")
-      builder.append_header(name, value);
+    if (!IsReservedHeader(name) && Lower(name) != "cache-control" && Lower(name) != "connection")
+      add(name, value);
   }
-  // Never reused: closing is how a stream that fell behind is ended.
-  builder.connection_close();
+  head.append("Transfer-Encoding: chunked\r\n\r\n");
+  // The stream takes the connection's socket from RESTinio, as RESTinio's
+  // own WebSocket upgrade does: the response is one-way from here on and
+  // never reuses the connection ("Connection: close"; closing is how a
+  // stream that fell behind is ended). RESTinio's connection object, left
+  // without a socket, ends itself when it next tries to read.
+  auto& connection = restinio::impl::access_req_connection(*req);
+  auto* plain = dynamic_cast<restinio::impl::connection_t<Traits>*>(connection.get());
+  if (!plain) throw std::logic_error("a stream's connection is not a plain HTTP connection");
+  AnsweringSocket socket = std::move(plain->move_upgrade_internals().m_socket);
   {
     std::lock_guard<std::mutex> lock(live_mu_);
     live_.erase(std::remove_if(live_.begin(), live_.end(),
                                [](const auto& w) {
                                  auto p = w.lock();
-                                 return !p || p->closed();
+                                 return !p || p->finished();
                                }),
                 live_.end());
     live_.push_back(impl);
   }
-  impl->Open(std::move(builder));
+  impl->Open(std::move(socket), std::move(head));
   guard.armed = false;
   LogAccess(request, 200, match.pattern, started);
 }

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <fstream>
 #include <system_error>
 
 #include "af/core/strings.h"
@@ -34,6 +35,7 @@ using Signature = Owned<git_signature, git_signature_free>;
 using Config = Owned<git_config, git_config_free>;
 using ConfigIter = Owned<git_config_iterator, git_config_iterator_free>;
 using WorktreeHandle = Owned<git_worktree, git_worktree_free>;
+using Reference = Owned<git_reference, git_reference_free>;
 
 struct Buf {
   git_buf b = GIT_BUF_INIT;
@@ -426,6 +428,83 @@ Status GitRepo::PruneWorktree(const std::string& name) {
   opts.flags = GIT_WORKTREE_PRUNE_VALID | GIT_WORKTREE_PRUNE_LOCKED;
   if (git_worktree_prune(wt.get(), &opts) != 0) return Fail("pruning worktree " + name);
   return Status::Ok();
+}
+
+}  // namespace af::workspace_internal
+
+namespace af::workspace_internal {
+
+namespace {
+
+// Replaces `file` with `text` through a temporary file and a rename, so a
+// crash leaves the old or the new content, never half of it.
+Status WriteFileAtomically(const fs::path& file, const std::string& text) {
+  const fs::path tmp = file.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) return Internal("cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, file, ec);
+  if (ec) return Internal("cannot replace " + file.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status GitRepo::AddWorktree(const std::string& name, const fs::path& path,
+                            const std::string& branch, const std::string& base) {
+  const fs::path admin = CommonDir() / "worktrees" / name;
+  std::error_code exists_ec;
+  if (fs::exists(admin, exists_ec) || fs::exists(path, exists_ec)) {
+    return Internal("git (libgit2): cannot add worktree " + path.string() + ": " +
+                        (fs::exists(path, exists_ec) ? path.string() : admin.string()) +
+                        " exists already",
+                    "remove it, or run `git worktree prune` in the repository");
+  }
+  const std::string refname = "refs/heads/" + branch;
+  git_reference* raw = nullptr;
+  int rc = git_reference_lookup(&raw, repo_, refname.c_str());
+  if (rc == GIT_ENOTFOUND) {
+    // As `git branch <branch> <base>` (what `worktree add -b` runs first).
+    AF_ASSIGN_OR_RETURN(std::string sha, ResolveCommit(base));
+    if (sha.empty()) return Internal("git (libgit2): '" + base + "' names no commit");
+    git_oid oid;
+    if (git_oid_fromstr(&oid, sha.c_str()) != 0) return Fail("reading " + sha);
+    rc = git_reference_create(&raw, repo_, refname.c_str(), &oid, /*force=*/0,
+                              ("branch: Created from " + base).c_str());
+    if (rc != 0) return Fail("creating branch " + branch);
+  } else if (rc != 0) {
+    return Fail("reading branch " + branch);
+  }
+  Reference ref(raw);
+
+  git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
+  opts.ref = ref.get();
+  // A fresh directory: everything is written, as `git reset --hard` does.
+  opts.checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
+  git_worktree* wt_raw = nullptr;
+  Status status = Status::Ok();
+  if (git_worktree_add(&wt_raw, repo_, name.c_str(), path.c_str(), &opts) != 0) {
+    status = Fail("adding worktree " + path.string());
+  } else {
+    WorktreeHandle wt(wt_raw);
+    // libgit2 writes absolute directories with a trailing slash; git writes
+    // the .git file's gitdir without one and `commondir` relative to the
+    // admin directory. Rewritten so both tools leave the same files.
+    status = WriteFileAtomically(admin / "commondir", "../..\n");
+    if (status.ok())
+      status = WriteFileAtomically(path / ".git", "gitdir: " + admin.string() + "\n");
+  }
+  if (!status.ok()) {
+    // As the CLI does when its checkout fails: nothing half-made stays (a
+    // registration with a .git file would pass for a finished worktree).
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    fs::remove_all(admin, ec);
+  }
+  return status;
 }
 
 }  // namespace af::workspace_internal

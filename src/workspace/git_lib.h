@@ -5,7 +5,8 @@
 // a large server that costs a process start, the dynamic loader's CPU probe
 // and git's own set-up, several times per task. What stays on the git CLI
 // (see git.h) is output users and recorded model requests read byte for byte
-// (diff, format-patch) and `worktree add`.
+// (diff, format-patch), and `worktree add` in a repository whose checkout
+// runs filter programs (Git LFS).
 //
 // libgit2 is included by git_lib.cc only. A GitRepo is opened per operation
 // (cheap: a few small files) under the caller's tree lock, so it never sees
@@ -102,6 +103,22 @@ class GitRepo {
   // Removes a worktree's registration (its admin directory), as `git worktree
   // prune` does for a stale one; its files are the caller's to remove.
   Status PruneWorktree(const std::string& name);
+
+  // As `git worktree add <path> <branch>`, or `git worktree add -b <branch>
+  // <path> <base>` when the branch does not exist yet (it is created at
+  // `base` first, reflog "branch: Created from <base>"): registers the linked
+  // worktree `name` (<common dir>/worktrees/<name>), points its HEAD at the
+  // branch, checks the branch's tree out into `path` and writes its index.
+  // The files git reads are written as git writes them (a relative
+  // `commondir`, a `gitdir:` line without a trailing slash), so the git CLI
+  // sees the same worktree either way. `path` must not exist (its parent
+  // must); libgit2 runs no filter program, so the caller keeps the CLI when
+  // HasExternalFilters(). Internal with libgit2's message otherwise (e.g. the
+  // branch is checked out elsewhere, or `name` is registered already); the
+  // worktree's directory and registration are then removed (the branch,
+  // once created, stays, as with the CLI).
+  Status AddWorktree(const std::string& name, const std::filesystem::path& path,
+                     const std::string& branch, const std::string& base);
 
  private:
   explicit GitRepo(git_repository* repo) : repo_(repo) {}

@@ -168,16 +168,20 @@ Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& f
       if (w.stale) AF_RETURN_IF_ERROR(repo.PruneWorktree(w.name));
     if (fs::exists(path, ec)) fs::remove_all(path, ec);
     fs::create_directories(path.parent_path(), ec);
-    AF_ASSIGN_OR_RETURN(bool has_branch, repo.RefExists("refs/heads/" + branch));
-    // `worktree add` stays on the git CLI: once per feature, and its checkout
-    // and administrative files are git's own (libgit2 writes them its way).
-    if (has_branch) {
-      AF_RETURN_IF_ERROR(
-          RunGit(git, root_, {"worktree", "add", "-q", path.string(), branch}).status());
+    AF_ASSIGN_OR_RETURN(bool filters, repo.HasExternalFilters());
+    // The CLI picks another admin name when the directory's is taken (a
+    // registration of another path); libgit2 would refuse.
+    const bool name_taken = fs::exists(repo.CommonDir() / "worktrees" / path.filename(), ec);
+    if (!filters && !name_taken) {
+      // In-process: the same files as `git worktree add`, without the four
+      // processes it starts (git, then its branch, symbolic-ref and reset).
+      // A checkout that runs filter programs (Git LFS) stays on the CLI.
+      AF_RETURN_IF_ERROR(repo.AddWorktree(path.filename().string(), path, branch, base_branch_));
     } else {
-      AF_RETURN_IF_ERROR(
-          RunGit(git, root_, {"worktree", "add", "-q", "-b", branch, path.string(), base_branch_})
-              .status());
+      AF_ASSIGN_OR_RETURN(bool has_branch, repo.RefExists("refs/heads/" + branch));
+      std::vector<std::string> args = {"worktree", "add", "-q", path.string(), branch};
+      if (!has_branch) args = {"worktree", "add", "-q", "-b", branch, path.string(), base_branch_};
+      AF_RETURN_IF_ERROR(RunGit(git, root_, args).status());
     }
   }
   return std::unique_ptr<FeatureTree>(

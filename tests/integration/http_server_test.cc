@@ -22,6 +22,8 @@
 #include "af/api/health.h"
 #include "af/api/web_assets.h"
 #include "support/http_client.h"
+#include "support/sse_client.h"
+#include "support/test_util.h"
 
 namespace af {
 namespace {
@@ -466,6 +468,77 @@ TEST(HttpServerStartTest, RouteAfterStartIsAProgrammingError) {
   EXPECT_THROW(server.Route("GET", "/b", [](const HttpRequest&) { return HttpResponse{}; }),
                std::logic_error);
   EXPECT_EQ(Call(server.port(), "GET", "/a").status, 200);
+}
+
+// A stream's writes leave from the writer's thread: an event reaches its
+// client while every I/O thread is busy in a slow handler (they used to be
+// queued for the event loop, so a slow request delayed every SSE client).
+// The response head is the one streams always had, and Close() ends it.
+TEST(HttpServerStreamTest, WritesReachTheClientWhileTheIoThreadsAreBusy) {
+  HttpServerOptions options;
+  options.port = 0;
+  options.threads = 1;
+  HttpServer server(options);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::shared_ptr<ResponseStream> stream;
+  bool in_slow = false, release = false;
+  StreamOptions stream_options;
+  stream_options.headers = {{"X-Accel-Buffering", "no"}};
+  server.RouteStream(
+      "GET", "/stream",
+      [&](const HttpRequest&,
+          const std::shared_ptr<ResponseStream>& s) -> std::optional<HttpResponse> {
+        s->AddHeader("X-Extra", "1");
+        s->Write("retry: 5\n\n");  // before the head is sent: follows it
+        std::lock_guard<std::mutex> lock(mu);
+        stream = s;
+        cv.notify_all();
+        return std::nullopt;
+      },
+      stream_options);
+  server.Route("GET", "/slow", [&](const HttpRequest&) {
+    std::unique_lock<std::mutex> lock(mu);
+    in_slow = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    return JsonResponse(200, {});
+  });
+  ASSERT_TRUE(server.Start().ok());
+  auto client = testing::SseClient::Connect(server.port(), "/stream");
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  EXPECT_EQ((*client)->status(), 200);
+  EXPECT_EQ((*client)->Header("content-type"), "text/event-stream");
+  EXPECT_EQ((*client)->Header("cache-control"), "no-cache");
+  EXPECT_EQ((*client)->Header("connection"), "close");
+  EXPECT_EQ((*client)->Header("x-accel-buffering"), "no");
+  EXPECT_EQ((*client)->Header("x-extra"), "1");
+  EXPECT_EQ((*client)->Header("x-request-id").rfind("req_", 0), 0u);
+  auto retry = (*client)->Next();
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ(retry->retry, 5);
+
+  // The server's only I/O thread is held in /slow.
+  std::thread slow([&] { (void)HttpCall(server.port(), "GET", "/slow"); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return in_slow; }));
+  }
+  EXPECT_TRUE(stream->Write("id: 1\ndata: while busy\n\n"));
+  auto event = (*client)->Next(std::chrono::seconds(3));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+    cv.notify_all();
+  }
+  slow.join();
+  ASSERT_TRUE(event.ok()) << event.status().ToString();
+  EXPECT_EQ(event->data, "while busy");
+
+  stream->Close();
+  EXPECT_TRUE((*client)->WaitClosed(std::chrono::seconds(10)));
+  EXPECT_FALSE(stream->Write("data: late\n\n"));
+  server.Stop();
 }
 
 }  // namespace

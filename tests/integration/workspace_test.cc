@@ -579,6 +579,101 @@ TEST_F(WorkspaceTest, VanishedWorktreeIsRecreatedAndRemovalLeavesNoRegistration)
   EXPECT_TRUE(*ws_->BranchExists("af/feat-1"));
 }
 
+// A feature's worktree is made in-process (libgit2), and what it leaves is
+// what `git worktree add` leaves: git lists it the same way, its files and
+// index match, its status is clean, fsck is happy. git is reached through a
+// logging wrapper on PATH, so the test also sees that no git process was
+// started for it; with a filter driver that runs a program (Git LFS) the CLI
+// is kept.
+TEST(WorkspaceWorktreeTest, InProcessWorktreeMatchesTheGitCliOne) {
+  TempDir tmp;
+  const fs::path bin = tmp.path() / "bin";
+  const fs::path log = tmp.path() / "git.log";
+  fs::create_directories(bin);
+  {
+    std::ofstream w(bin / "git");
+    w << "#!/bin/sh\necho \"$*\" >> '" << log.string() << "'\nexec /usr/bin/git \"$@\"\n";
+  }
+  fs::permissions(bin / "git", fs::perms::owner_all);
+  const std::string old_path = getenv("PATH") ? getenv("PATH") : "";
+  setenv("PATH", (bin.string() + ":" + old_path).c_str(), 1);
+  const fs::path root = tmp.path() / "proj";
+  auto ws = Workspace::Open(root);
+  setenv("PATH", old_path.c_str(), 1);
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+
+  // Content worth checking out: nested directories, an executable, a symlink.
+  fs::create_directories(root / "src" / "deep");
+  std::ofstream(root / "src" / "deep" / "a.txt") << "a\n";
+  std::ofstream(root / "run.sh") << "#!/bin/sh\necho hi\n";
+  fs::permissions(root / "run.sh", fs::perms::owner_all);
+  fs::create_symlink("src/deep/a.txt", root / "link");
+  Git(root, {"add", "-A"});
+  Git(root, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "content"});
+
+  fs::remove(log);
+  auto tree = (*ws)->OpenFeature("lib");
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  EXPECT_FALSE(fs::exists(log)) << "git was started: " << testing::ReadFile(log);
+  // The reference: the CLI's worktree of the same commit, beside it.
+  const fs::path cli = root / ".af" / "worktrees" / "cli";
+  Git(root, {"worktree", "add", "-q", "-b", "af/cli", cli.string(), "main"});
+  const fs::path lib = (*tree)->root();
+  const fs::path common = fs::canonical(root / ".git");
+
+  // `git worktree list --porcelain`: both entries alike but for the name.
+  const std::string list = Git(root, {"worktree", "list", "--porcelain"});
+  const std::string head = Git(root, {"rev-parse", "main"});
+  for (const std::string name : {"lib", "cli"}) {
+    const std::string entry = "worktree " +
+                              fs::canonical(root / ".af" / "worktrees" / name).string() +
+                              "\nHEAD " + head + "\nbranch refs/heads/af/" + name + "\n";
+    EXPECT_NE((list + "\n").find(entry), std::string::npos) << list;
+  }
+  EXPECT_EQ(list.find("prunable"), std::string::npos) << list;
+  EXPECT_EQ(list.find("locked"), std::string::npos) << list;
+
+  for (const std::string name : {"lib", "cli"}) {
+    SCOPED_TRACE(name);
+    const fs::path wt = fs::canonical(root / ".af" / "worktrees" / name);
+    const fs::path admin = common / "worktrees" / name;
+    // The files git reads, byte for byte as git writes them.
+    EXPECT_EQ(testing::ReadFile(wt / ".git"), "gitdir: " + admin.string() + "\n");
+    EXPECT_EQ(testing::ReadFile(admin / "commondir"), "../..\n");
+    EXPECT_EQ(testing::ReadFile(admin / "gitdir"), (wt / ".git").string() + "\n");
+    EXPECT_EQ(testing::ReadFile(admin / "HEAD"), "ref: refs/heads/af/" + name + "\n");
+    EXPECT_EQ(Git(wt, {"rev-parse", "--git-dir"}), admin.string());
+    EXPECT_EQ(Git(wt, {"rev-parse", "--git-common-dir"}), common.string());
+    EXPECT_EQ(Git(wt, {"symbolic-ref", "HEAD"}), "refs/heads/af/" + name);
+    // Clean, nothing untracked or ignored, and the index as the CLI's.
+    EXPECT_EQ(Git(wt, {"status", "--porcelain", "--ignored"}), "");
+    EXPECT_EQ(Git(wt, {"ls-files", "--stage"}), Git(cli, {"ls-files", "--stage"}));
+    EXPECT_EQ(Git(wt, {"reflog", "show", "--format=%gs", "af/" + name}),
+              "branch: Created from main");
+    EXPECT_EQ(fs::read_symlink(wt / "link"), "src/deep/a.txt");
+    EXPECT_NE(fs::status(wt / "run.sh").permissions() & fs::perms::owner_exec, fs::perms::none);
+    EXPECT_EQ(testing::ReadFile(wt / "src" / "deep" / "a.txt"), "a\n");
+  }
+  auto fsck = RunCommand({"/usr/bin/git", "-C", root.string(), "fsck", "--no-progress"});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+  // The git CLI works on it afterwards: a commit there, then its removal.
+  std::ofstream(lib / "b.txt") << "b\n";
+  Git(lib, {"add", "b.txt"});
+  Git(lib, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "b"});
+  EXPECT_EQ(Git(root, {"rev-parse", "af/lib^"}), head);
+  tree->reset();
+  Git(root, {"worktree", "remove", lib.string()});
+  EXPECT_FALSE(fs::exists(common / "worktrees" / "lib"));
+
+  // A filter driver that runs a program: the CLI checks the tree out.
+  Git(root, {"config", "filter.upper.clean", "tr a-z A-Z"});
+  Git(root, {"config", "filter.upper.smudge", "cat"});
+  auto filtered = (*ws)->OpenFeature("filtered");
+  ASSERT_TRUE(filtered.ok()) << filtered.status().ToString();
+  EXPECT_NE(testing::ReadFile(log).find("worktree add"), std::string::npos);
+  EXPECT_EQ(Git((*filtered)->root(), {"status", "--porcelain"}), "");
+}
+
 TEST(WorkspaceExistingRepoTest, PreExistingRepositoryIsUsedAsIs) {
   TempDir tmp;
   const fs::path repo = tmp.path() / "user-code";

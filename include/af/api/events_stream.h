@@ -75,6 +75,14 @@ struct EventHubOptions {
   // client stopped reading) is disconnected; it resumes with Last-Event-ID
   // when it reconnects.
   std::chrono::milliseconds max_stall{30000};  // default 30 s
+  // Threads that write live events to subscribers, the poller included (1:
+  // the poller alone). A write to a local socket costs a few microseconds,
+  // mostly in the kernel, so with hundreds of clients the poller shares them
+  // out (at least 64 clients a thread) and the last one waits less.
+  int delivery_threads = 2;  // default 2, 1..16
+  // TCP_NODELAY on the streams' connections (StreamOptions::tcp_no_delay);
+  // false only to measure what Nagle's algorithm costs (the SSE bench).
+  bool tcp_no_delay = true;  // default true
 };
 
 class ApiGate;
@@ -128,15 +136,36 @@ class EventHub {
   void Wake();
   // One poll: replay pages to subscribers behind the head, then the new events.
   void PollOnce();
-  bool Send(Subscriber& sub, std::string_view text);
-  // Writes the events of `events` (formatted[i] is events[i] in SSE form,
-  // filled in on first use) with
-  // cursor < seq <= upto that match the subscriber's filter, as far as its
-  // buffer allows, moving the cursor past what was written. Returns false
-  // when the stream failed or stalled too long (drop it); *all tells whether
-  // everything eligible was written.
-  bool Deliver(Subscriber& sub, const std::vector<Event>& events,
-               std::vector<std::optional<std::string>>& formatted, int64_t upto, bool* all);
+  // Runs job(0..shards-1) at once, shard 0 on the calling thread and the
+  // others on the delivery helpers; returns when all are done.
+  void RunSharded(size_t shards, const std::function<void(size_t)>& job);
+  void HelperLoop(size_t shard);
+  bool Send(Subscriber& sub, std::string_view text, std::chrono::steady_clock::time_point now);
+  // Events read by one query, each put in SSE form once, on first use, for
+  // every subscriber it goes to; and all of them in one text, for the
+  // subscribers that take them all (the usual live case), so that one text
+  // is written to each of them with no copy of their own.
+  class Batch {
+   public:
+    explicit Batch(const std::vector<Event>& events) : events_(events), formatted_(events.size()) {}
+    const std::vector<Event>& events() const { return events_; }
+    const std::string& Formatted(size_t i);
+    const std::string& Whole();
+    // Formats everything now, so that several threads may then read it.
+    void Prepare();
+
+   private:
+    const std::vector<Event>& events_;
+    std::vector<std::optional<std::string>> formatted_;
+    std::optional<std::string> whole_;
+  };
+  // Writes the events of `batch` with cursor < seq <= upto that match the
+  // subscriber's filter, in one write, as far as its buffer allows, moving the
+  // cursor past what was written. Returns false when the stream failed or
+  // stalled too long (drop it); *all tells whether everything eligible was
+  // written.
+  bool Deliver(Subscriber& sub, Batch& batch, int64_t upto, bool* all,
+               std::chrono::steady_clock::time_point now);
 
   Store* const store_;
   const EventHubOptions options_;
@@ -149,6 +178,15 @@ class EventHub {
   bool stopping_ = false;
   bool wake_ = false;  // new events, or a new subscriber wants its replay now
   std::thread thread_;
+  // Delivery helpers (delivery_threads - 1), driven by RunSharded.
+  std::vector<std::thread> helpers_;
+  std::mutex shard_mu_;  // guards the members below
+  std::condition_variable shard_cv_;
+  const std::function<void(size_t)>* shard_job_ = nullptr;
+  size_t shard_count_ = 0;
+  uint64_t shard_round_ = 0;
+  size_t shards_left_ = 0;
+  bool helpers_stop_ = false;
   // The file watch (StartFileWatch): inotify descriptor, an eventfd that
   // stops its thread, and the names in the directory that mean a commit.
   int watch_fd_ = -1;

@@ -27,8 +27,9 @@
 // Streaming (SSE): RouteStream() registers a handler that gets a
 // ResponseStream instead of returning a body. The handler returns at once
 // (keeping the stream, e.g. in an EventHub) and writers on any thread push
-// chunks; the server's event loop sends them as a chunked response, so an open
-// stream holds no thread. See ResponseStream for back-pressure rules.
+// chunks of a chunked response, sent straight from the writer's thread when
+// the socket takes them, so an open stream holds no thread. See
+// ResponseStream for back-pressure rules.
 
 #include <chrono>
 #include <cstddef>
@@ -73,14 +74,15 @@ struct HttpServerOptions {
 // the server and handed to the stream handler as a shared_ptr; whoever holds
 // it may write from any thread.
 //
-// Back-pressure: Write() never blocks. Chunks are queued and sent by the
-// server's event loop, one write at a time; when the bytes queued plus the
-// bytes in flight would exceed StreamOptions::max_buffered_bytes (the client
-// reads too slowly or not at all), the stream is closed instead, the queued
-// data is dropped and the connection is closed once the socket gives way (at
-// the latest after the server's 30 s write timeout). A failed write (client
-// gone), Close() and HttpServer::Stop() close it too. Once closed, Write()
-// returns false forever: the writer should drop the stream.
+// Back-pressure: Write() never blocks. A chunk is sent at once, by the
+// writing thread, when nothing is queued before it; what the socket does not
+// take is queued and sent by the server's event loop as the client reads.
+// When the bytes queued would exceed StreamOptions::max_buffered_bytes (the
+// client reads too slowly or not at all), the stream is closed instead, the
+// queued data is dropped and the connection is closed; a client that takes
+// nothing for 30 s while data waits for it is cut off the same way. A failed
+// write (client gone), Close() and HttpServer::Stop() close it too. Once
+// closed, Write() returns false forever: the writer should drop the stream.
 //
 // Thread safety: every method may be called from any thread. Destroying the
 // last reference Close()s the stream.
@@ -90,13 +92,15 @@ class ResponseStream {
   ResponseStream(const ResponseStream&) = delete;
   ResponseStream& operator=(const ResponseStream&) = delete;
 
-  // Queues `chunk` for sending; false when the stream is (now) closed. Writes
-  // made before the handler returned are sent right after the headers.
+  // Sends `chunk` (queues it, see above); false when the stream is (now)
+  // closed. Each call is one chunk of the response, so a writer with several
+  // pieces ready should pass them in one call. Writes made before the handler
+  // returned are sent right after the headers.
   bool Write(std::string_view chunk);
   // Ends the response after the queued data (the final chunk); idempotent.
   void Close();
   bool closed() const;
-  // Bytes queued or being written now.
+  // Bytes queued and not yet taken by the socket.
   size_t buffered_bytes() const;
   // Adds a response header (e.g. CORS). Only headers added before the
   // handler returns are sent: they go out with the status line.
@@ -117,6 +121,11 @@ struct StreamOptions {
   std::vector<std::pair<std::string, std::string>> headers;
   // A stream whose unsent bytes would exceed this is closed (see ResponseStream).
   size_t max_buffered_bytes = 1 << 20;  // default 1 MiB
+  // TCP_NODELAY on the stream's connection: each Write() leaves at once
+  // instead of waiting for the client to acknowledge the previous one
+  // (Nagle's algorithm), which with delayed acknowledgements can hold an
+  // event back for tens of milliseconds.
+  bool tcp_no_delay = true;  // default true
 };
 
 // Runs on an I/O thread like a Handler (quick, thread-safe). Returns
