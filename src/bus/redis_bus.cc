@@ -631,10 +631,10 @@ class RedisBus final : public Bus {
         message.payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     const std::string enqueued = std::to_string(Now());
     return Run<std::string>([&](Conn& c) -> Result<std::string> {
-      AF_ASSIGN_OR_RETURN(Reply r, Exec(target_, c,
-                                        {"EVAL", kSendScript, "4", StreamKey(queue), "af:queues",
-                                         kSendsKey, kEpochKey, message.type, payload, enqueued,
-                                         std::string(queue)}));
+      AF_ASSIGN_OR_RETURN(Reply r,
+                          Exec(target_, c,
+                               {"EVAL", kSendScript, "4", StreamKey(queue), "af:queues", kSendsKey,
+                                kEpochKey, message.type, payload, enqueued, std::string(queue)}));
       if (IsError(r.get())) return ServerError("XADD", r.get());
       if (!IsArray(r.get()) || r->elements < 3) return ServerError("XADD", r.get());
       std::lock_guard lock(state_mu_);
@@ -954,8 +954,8 @@ class RedisBus final : public Bus {
   // bus saw of it and bumps the generation when the server lost data.
   Status NoteServerState(Conn& c) {
     AF_ASSIGN_OR_RETURN(
-        Reply r, Exec(target_, c,
-                      {"EVAL", kServerStateScript, "2", kEpochKey, kSendsKey, NewToken()}));
+        Reply r,
+        Exec(target_, c, {"EVAL", kServerStateScript, "2", kEpochKey, kSendsKey, NewToken()}));
     if (IsError(r.get()) || !IsArray(r.get()) || r->elements < 2) {
       return ServerError("reading af:epoch", r.get());
     }
@@ -972,10 +972,10 @@ class RedisBus final : public Bus {
   // Unique enough across processes and restarts: only compared for equality.
   static std::string NewToken() {
     static std::mutex mu;
-    static std::mt19937_64 rng{std::random_device{}() ^
-                               static_cast<uint64_t>(
-                                   std::chrono::steady_clock::now().time_since_epoch().count()) ^
-                               (static_cast<uint64_t>(getpid()) << 32)};
+    static std::mt19937_64 rng{
+        std::random_device{}() ^
+        static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+        (static_cast<uint64_t>(getpid()) << 32)};
     std::lock_guard lock(mu);
     char buf[40];
     std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
