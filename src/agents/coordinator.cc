@@ -38,7 +38,9 @@ Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role,
   job["feature_id"] = f.id;
   // A busy agent shows the feature as its current task (jobs without a task).
   const SentJob sent{f.id, "role:" + role, BusMessage{type, job}};
-  Awaiting awaiting{deps_.bus->Generation(), [&sent] { return std::vector<SentJob>{sent}; }};
+  Awaiting awaiting;
+  awaiting.generation = deps_.bus->Generation();
+  awaiting.jobs = [&sent] { return std::vector<SentJob>{sent}; };
   AF_RETURN_IF_ERROR(SendRetrying(sent.queue, sent.message));
   return Await(f.id, type + ".done", &awaiting);
 }
@@ -130,25 +132,25 @@ Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
   std::set<std::string> dispatched;
   // What the bus may have lost: the dispatched tasks not ended yet (all of
   // them when the store cannot say: sending a done task again is harmless).
-  Awaiting awaiting{
-      deps_.bus->Generation(), [&] {
-        std::set<std::string> ended;
-        if (auto tasks = deps_.store->ListTasks(f.id); tasks.ok()) {
-          for (const auto& t : *tasks) {
-            const TaskState st = StateOf(t);
-            if (st == TaskState::kCompleted || st == TaskState::kFailed ||
-                st == TaskState::kCancelled)
-              ended.insert(t.id);
-          }
-        }
-        std::vector<SentJob> out;
-        for (const auto& id : dispatched) {
-          if (!ended.count(id))
-            out.push_back(
-                {id, "role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", id}}}});
-        }
-        return out;
-      }};
+  Awaiting awaiting;
+  awaiting.generation = deps_.bus->Generation();
+  awaiting.jobs = [&] {
+    std::set<std::string> ended;
+    if (auto tasks = deps_.store->ListTasks(f.id); tasks.ok()) {
+      for (const auto& t : *tasks) {
+        const TaskState st = StateOf(t);
+        if (st == TaskState::kCompleted || st == TaskState::kFailed || st == TaskState::kCancelled)
+          ended.insert(t.id);
+      }
+    }
+    std::vector<SentJob> out;
+    for (const auto& id : dispatched) {
+      if (!ended.count(id))
+        out.push_back(
+            {id, "role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", id}}}});
+    }
+    return out;
+  };
   for (;;) {
     AF_RETURN_IF_ERROR(Check(f.id));
     AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
