@@ -81,16 +81,9 @@ int Serve(const GlobalOptions& g, bool no_agents) {
   // event, so every view and the event stream agree.
   const auto offline_after = OfflineAfter(config);
   health.emplace([svc, offline_after, logger] {
-    auto lost = SweepLostAgents(*svc->store, UnixNowMs(), offline_after);
-    if (!lost.ok()) {
-      logger->warn("cannot sweep agents whose heartbeat stopped: {}", lost.status().ToString());
-    } else {
-      for (const auto& a : *lost) {
-        logger->warn("agent {} on {} (pid {}) has not beaten for over {} s: marked offline", a.id,
-                     a.host, a.pid, offline_after.count() / 1000);
-      }
-    }
-    // Then processes gone for good are forgotten, so the views stop listing them.
+    // Processes gone for good are forgotten, so the views stop listing them.
+    // Before the sweep: watchers refresh on its agent.offline events, which
+    // must come as close as can be to the snapshot taken right after them.
     auto gone = ForgetGoneProcesses(*svc->store, UnixNowMs(), kForgetProcessAfter);
     if (!gone.ok()) {
       logger->warn("cannot forget processes gone for good: {}", gone.status().ToString());
@@ -99,6 +92,15 @@ int Serve(const GlobalOptions& g, bool no_agents) {
         logger->info("{} on {} (pid {}) has been offline for over {} min: its records are deleted",
                      w.kind, w.host, w.pid,
                      std::chrono::duration_cast<std::chrono::minutes>(kForgetProcessAfter).count());
+      }
+    }
+    auto lost = SweepLostAgents(*svc->store, UnixNowMs(), offline_after);
+    if (!lost.ok()) {
+      logger->warn("cannot sweep agents whose heartbeat stopped: {}", lost.status().ToString());
+    } else {
+      for (const auto& a : *lost) {
+        logger->warn("agent {} on {} (pid {}) has not beaten for over {} s: marked offline", a.id,
+                     a.host, a.pid, offline_after.count() / 1000);
       }
     }
     return svc->Health();
