@@ -297,11 +297,15 @@ const refreshFeatures = throttle(async () => {
 
 // Every process that runs agents (serve, workers), from /health: one row per
 // host and pid, its state by the same heartbeat rule as the agents table.
+// serve is shown as what it is: the API beside its coordinator and optimizer
+// (and its agents, unless started with --no-agents).
 function renderWorkers(workers) {
   const rows = workers.map((w) => el('tr', {'data-host': w.host, 'data-pid': w.pid,
-                                            'data-state': w.state},
+                                            'data-state': w.state, 'data-kind': w.kind},
     el('td', {text: w.host || '?'}), el('td', {text: w.pid}),
-    el('td', {text: (w.roles || []).join(', ')}), el('td', {}, badge(w.state)),
+    el('td', {text: w.kind === 'serve' ? 'serve: ' + ['API', ...(w.roles || [])].join(', ')
+                                       : 'worker: ' + (w.roles || []).join(', ')}),
+    el('td', {}, badge(w.state)),
     el('td', {text: w.live + ' / ' + w.agents}),
     el('td', {text: ago(w.last_heartbeat), title: w.last_heartbeat || ''})));
   $('workers').tBodies[0].replaceChildren(...rows);

@@ -1,3 +1,4 @@
+#include "af/agents/liveness.h"
 #include "agents/pipeline_impl.h"
 
 namespace af {
@@ -35,13 +36,74 @@ void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reas
 Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
   std::string type = job.value("type", "");
   job["feature_id"] = f.id;
-  AF_RETURN_IF_ERROR(SendRetrying("role:" + role, BusMessage{type, job}));
-  return Await(f.id, type + ".done");
+  // A busy agent shows the feature as its current task (jobs without a task).
+  const SentJob sent{f.id, "role:" + role, BusMessage{type, job}};
+  Awaiting awaiting;
+  awaiting.generation = deps_.bus->Generation();
+  awaiting.jobs = [&sent] { return std::vector<SentJob>{sent}; };
+  AF_RETURN_IF_ERROR(SendRetrying(sent.queue, sent.message));
+  return Await(f.id, type + ".done", &awaiting);
+}
+
+// A Redis restarted without persistence forgot the jobs waiting in its queues
+// and the replies waiting in the feature's mailbox: nobody would ever answer.
+// Once the bus says so (a new generation), each job the driver waits for is
+// sent again, unless an agent still shows it as its current task (it took the
+// job before the loss: its reply comes). Agents are read before the mailbox:
+// an agent sends its reply before it shows idle, so a job without a holder
+// and without a reply waiting is lost. A held job stays watched: if its agent
+// dies, nothing redelivers it (the bus forgot it), so it is sent again then.
+void Pipeline::Impl::ResendLostJobs(const std::string& feature_id, Awaiting* awaiting) {
+  if (const uint64_t now = deps_.bus->Generation(); now != awaiting->generation) {
+    awaiting->generation = now;
+    for (const auto& job : awaiting->jobs()) awaiting->unsure.insert(job.holder);
+    awaiting->next_check_ms = 0;
+    if (!awaiting->unsure.empty()) awaiting->told = false;
+  }
+  if (awaiting->unsure.empty() || NowMs() < awaiting->next_check_ms) return;
+  awaiting->next_check_ms = NowMs() + 1000;
+  auto agents = deps_.store->ListAgents();
+  if (!agents.ok()) return;  // asked again at the next check
+  auto mailbox = deps_.bus->Stats("feature:" + feature_id);
+  if (!mailbox.ok() || mailbox->ready > 0) return;  // replies first: they may answer it
+  std::set<std::string> held;
+  for (const auto& a : *agents) {
+    if (DisplayedAgentState(a, NowMs(), OfflineAfter(cfg_)) != "offline")
+      held.insert(a.current_task);
+  }
+  std::set<std::string> still_unsure;
+  int resent = 0;
+  for (const auto& job : awaiting->jobs()) {
+    if (!awaiting->unsure.count(job.holder)) continue;
+    if (held.count(job.holder) || !deps_.bus->Send(job.queue, job.message).ok()) {
+      still_unsure.insert(job.holder);  // running, or the bus went away again
+      continue;
+    }
+    ++resent;
+  }
+  awaiting->unsure.swap(still_unsure);  // answered jobs are no longer listed
+  if (resent == 0) return;
+  auto logger = log::Get("coordinator");
+  if (!awaiting->told) {
+    logger->warn(
+        "feature {}: Redis lost its queued jobs (restarted without persistence?); re-sending {} "
+        "job(s){}",
+        feature_id, resent,
+        awaiting->unsure.empty()
+            ? ""
+            : ", " + std::to_string(awaiting->unsure.size()) + " still running on their agents");
+    awaiting->told = true;
+  } else {
+    logger->info("feature {}: re-sending {} job(s) whose agents stopped since Redis lost them",
+                 feature_id, resent);
+  }
 }
 
 // Waits for a reply on the feature's mailbox, checking cancellation and the
-// timeout in between. Stale replies (from before a restart) are dropped.
-Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::string& type) {
+// timeout in between, and sending again the jobs the bus lost. Stale replies
+// (from before a restart) are dropped.
+Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::string& type,
+                                   Awaiting* awaiting) {
   const std::string queue = "feature:" + feature_id;
   for (;;) {
     // The job is out: a store outage meanwhile is waited out here, not by
@@ -50,6 +112,7 @@ Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::str
         !live.ok() && !WaitOutStoreOutage(live, "the coordinator of feature " + feature_id)) {
       return live;
     }
+    ResendLostJobs(feature_id, awaiting);
     auto d = deps_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250));
     if (!d.ok() && d.status().code() == Code::kUnavailable) {
       PauseForBus(std::chrono::milliseconds(250));  // the reply waits on the bus's return
@@ -67,6 +130,27 @@ Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::str
 
 Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
   std::set<std::string> dispatched;
+  // What the bus may have lost: the dispatched tasks not ended yet (all of
+  // them when the store cannot say: sending a done task again is harmless).
+  Awaiting awaiting;
+  awaiting.generation = deps_.bus->Generation();
+  awaiting.jobs = [&] {
+    std::set<std::string> ended;
+    if (auto tasks = deps_.store->ListTasks(f.id); tasks.ok()) {
+      for (const auto& t : *tasks) {
+        const TaskState st = StateOf(t);
+        if (st == TaskState::kCompleted || st == TaskState::kFailed || st == TaskState::kCancelled)
+          ended.insert(t.id);
+      }
+    }
+    std::vector<SentJob> out;
+    for (const auto& id : dispatched) {
+      if (!ended.count(id))
+        out.push_back(
+            {id, "role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", id}}}});
+    }
+    return out;
+  };
   for (;;) {
     AF_RETURN_IF_ERROR(Check(f.id));
     AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
@@ -99,7 +183,7 @@ Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
           "role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}}));
       dispatched.insert(t.id);
     }
-    AF_ASSIGN_OR_RETURN(json reply, Await(f.id, "code.done"));
+    AF_ASSIGN_OR_RETURN(json reply, Await(f.id, "code.done", &awaiting));
     if (!reply.value("ok", false)) {
       // A job that failed without failing its task (say the store refused the
       // task's last write) must not leave the feature waiting for it until

@@ -52,6 +52,8 @@ std::vector<WorkerStatus> WorkerStatuses(const std::vector<AgentRecord>& agents,
   for (const auto& a : agents) {
     const auto key = std::make_pair(a.host, a.pid);
     WorkerStatus& w = by_process[key];
+    if (w.kind.empty() || a.role == "coordinator")
+      w.kind = a.role == "coordinator" ? "serve" : "worker";
     w.host = a.host;
     w.pid = a.pid;
     if (std::find(w.roles.begin(), w.roles.end(), a.role) == w.roles.end())
@@ -102,6 +104,26 @@ Result<std::vector<AgentRecord>> SweepLostAgents(Store& store, int64_t now_ms,
     marked.push_back(a);
   }
   return marked;
+}
+
+Result<std::vector<WorkerStatus>> ForgetGoneProcesses(Store& store, int64_t now_ms,
+                                                      std::chrono::milliseconds forget_after) {
+  AF_ASSIGN_OR_RETURN(auto agents, store.ListAgents());
+  std::vector<WorkerStatus> gone;
+  for (const auto& w : WorkerStatuses(agents, now_ms, forget_after)) {
+    if (now_ms - w.last_heartbeat_ms <= forget_after.count()) continue;  // its newest beat
+    bool all_recorded_offline = true;
+    for (const auto& a : agents) {
+      if (a.host == w.host && a.pid == w.pid && a.state != "offline") all_recorded_offline = false;
+    }
+    if (!all_recorded_offline) continue;  // the lost-agent sweep has not been there yet
+    for (const auto& a : agents) {
+      if (a.host == w.host && a.pid == w.pid)
+        AF_RETURN_IF_ERROR(store.DeleteOfflineAgent(a.id, a.last_heartbeat_ms).status());
+    }
+    gone.push_back(w);
+  }
+  return gone;
 }
 
 }  // namespace af

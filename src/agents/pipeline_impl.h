@@ -16,6 +16,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -132,7 +133,22 @@ class Pipeline::Impl {
   Result<StageOutcome> RunStage(const Feature& f, FeatureState state);
   Result<FixesUsed> CountFixes(const std::string& feature_id);
   Result<json> Dispatch(const Feature& f, const std::string& role, json job);
-  Result<json> Await(const std::string& feature_id, const std::string& type);
+  // The jobs a driver waits for, to send again when the bus lost them (a
+  // Redis restarted without persistence: Bus::Generation changed).
+  struct SentJob {
+    std::string holder;  // what a busy agent shows as its current task
+    std::string queue;
+    BusMessage message;
+  };
+  struct Awaiting {
+    uint64_t generation = 0;                     // the bus's before the jobs were sent
+    std::function<std::vector<SentJob>()> jobs;  // those still unanswered
+    std::set<std::string> unsure;                // holders of jobs maybe lost
+    int64_t next_check_ms = 0;
+    bool told = false;  // logged the loss once
+  };
+  Result<json> Await(const std::string& feature_id, const std::string& type, Awaiting* awaiting);
+  void ResendLostJobs(const std::string& feature_id, Awaiting* awaiting);
   Result<StageOutcome> Implement(const Feature& f);
   Status Transition(const Feature& f, const std::string& to, const std::string& reason = {},
                     json data = json::object());

@@ -44,7 +44,9 @@ Result<std::optional<int64_t>> ParseLastEventId(std::string_view value) {
 }
 
 EventHub::EventHub(Store* store, EventHubOptions options)
-    : store_(store), options_(std::move(options)) {}
+    : store_(store),
+      options_(std::move(options)),
+      read_failures_(log::Get("api"), "event stream: reading new events") {}
 
 EventHub::~EventHub() { Stop(); }
 
@@ -352,10 +354,12 @@ void EventHub::PollOnce() {
   const int64_t head = head_.load();
   auto fresh = store_->ListEvents({head, std::nullopt, options_.page_size});
   if (!fresh.ok()) {
-    // Transient (e.g. the database is locked by a writer): try again next poll.
-    log::Get("api")->warn("event stream: reading new events failed: {}", fresh.status().ToString());
+    // Transient (the database locked by a writer, or restarting): try again
+    // next poll, which during an outage is many times a second.
+    read_failures_.Failed(fresh.status());
     return;
   }
+  read_failures_.Succeeded();
 
   std::vector<std::shared_ptr<Subscriber>> subs;
   {

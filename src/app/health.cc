@@ -83,7 +83,8 @@ nlohmann::json HealthJson(const HealthInputs& in, std::chrono::system_clock::tim
   for (const auto& [agent, state] : in.agents) agents[agent] = state;
   nlohmann::json workers = nlohmann::json::array();
   for (const auto& w : in.workers) {
-    workers.push_back({{"host", w.host},
+    workers.push_back({{"kind", w.kind},
+                       {"host", w.host},
                        {"pid", w.pid},
                        {"roles", w.roles},
                        {"agents", w.agents},

@@ -7,6 +7,12 @@
 //   af:dead:<queue>  the queue's dead letters (a stream, oldest first).
 //   af:queues        a set of the queue names used (Queues()).
 //   af:beats         a hash: agent_id -> the latest beat as JSON.
+//   af:epoch         a random token, written by the first bus to connect to a
+//                    server that has none: a different one later means the
+//                    server lost its data (Generation).
+//   af:sends         how many messages were ever sent: lower than what this
+//                    process saw means the server went back in time (an old
+//                    snapshot), losing what was sent since.
 // Broadcast topics are Pub/Sub channels "af:<db>:t:<topic>" (channels are
 // global to the server, not per database, hence the db number).
 //
@@ -27,16 +33,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <climits>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -63,6 +72,8 @@ constexpr size_t kMaxIdleConnections = 16;
 constexpr int kPendingScan = 512;  // pending entries looked at per Receive
 
 constexpr char kHint[] = "is redis-server running? check REDIS_URL";
+constexpr char kEpochKey[] = "af:epoch";
+constexpr char kSendsKey[] = "af:sends";
 
 // Moves a delivery to the dead-letter stream, atomically and only once: the
 // XACK decides (0 = acked or dead-lettered by someone else meanwhile).
@@ -75,6 +86,25 @@ if #e == 1 then
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
+)lua";
+
+// Enqueues, records the queue's name and counts the send, in one step.
+// KEYS: stream, queue set, send counter, epoch. ARGV: type, payload,
+// enqueued_ms, queue. Returns [id, sends, epoch] (the count is only compared
+// within one epoch).
+constexpr char kSendScript[] = R"lua(
+local id = redis.call('XADD', KEYS[1], '*', 'type', ARGV[1], 'payload', ARGV[2],
+                      'enqueued_ms', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+return {id, redis.call('INCR', KEYS[3]), redis.call('GET', KEYS[4]) or ''}
+)lua";
+
+// What a fresh connection finds of the server's past (see af:epoch and
+// af:sends above); writes the epoch token if the server has none.
+// KEYS: epoch, send counter. ARGV: a new token. Returns [token, sends].
+constexpr char kServerStateScript[] = R"lua(
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
 )lua";
 
 // Acknowledges and deletes in one step (XDEL keeps the stream holding only
@@ -601,13 +631,15 @@ class RedisBus final : public Bus {
         message.payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     const std::string enqueued = std::to_string(Now());
     return Run<std::string>([&](Conn& c) -> Result<std::string> {
-      AF_ASSIGN_OR_RETURN(Reply r, Exec(target_, c,
-                                        {"XADD", StreamKey(queue), "*", "type", message.type,
-                                         "payload", payload, "enqueued_ms", enqueued}));
+      AF_ASSIGN_OR_RETURN(Reply r,
+                          Exec(target_, c,
+                               {"EVAL", kSendScript, "4", StreamKey(queue), "af:queues", kSendsKey,
+                                kEpochKey, message.type, payload, enqueued, std::string(queue)}));
       if (IsError(r.get())) return ServerError("XADD", r.get());
-      const std::string id = Str(r.get());
-      AF_ASSIGN_OR_RETURN(Reply s, Exec(target_, c, {"SADD", "af:queues", std::string(queue)}));
-      return id;
+      if (!IsArray(r.get()) || r->elements < 3) return ServerError("XADD", r.get());
+      std::lock_guard lock(state_mu_);
+      if (Str(r->element[2]) == epoch_) sends_seen_ = std::max(sends_seen_, Int(r->element[1]));
+      return Str(r->element[0]);
     });
   }
 
@@ -837,6 +869,8 @@ class RedisBus final : public Bus {
     return "redis " + Where() + " db " + std::to_string(target_.db);
   }
 
+  uint64_t Generation() const override { return generation_.load(); }
+
   void Close() override {
     std::vector<std::unique_ptr<Conn>> idle;
     {
@@ -881,6 +915,10 @@ class RedisBus final : public Bus {
       }
     }
     AF_ASSIGN_OR_RETURN(std::unique_ptr<Conn> c, Connect(target_));
+    // Every connection after the first one replaces one that failed or is
+    // one more for concurrent calls: either way, see whether the server is
+    // still the one this bus wrote to before using it.
+    AF_RETURN_IF_ERROR(NoteServerState(*c));
     std::lock_guard lock(pool_mu_);
     if (closed_) return ClosedError();
     leased_.insert(c.get());
@@ -910,6 +948,39 @@ class RedisBus final : public Bus {
   bool IsClosed() {
     std::lock_guard lock(pool_mu_);
     return closed_;
+  }
+
+  // Compares what the server remembers (af:epoch, af:sends) with what this
+  // bus saw of it and bumps the generation when the server lost data.
+  Status NoteServerState(Conn& c) {
+    AF_ASSIGN_OR_RETURN(
+        Reply r,
+        Exec(target_, c, {"EVAL", kServerStateScript, "2", kEpochKey, kSendsKey, NewToken()}));
+    if (IsError(r.get()) || !IsArray(r.get()) || r->elements < 2) {
+      return ServerError("reading af:epoch", r.get());
+    }
+    const std::string epoch = Str(r->element[0]);
+    const int64_t sends = Int(r->element[1]);
+    std::lock_guard lock(state_mu_);
+    const bool lost = !epoch_.empty() && (epoch != epoch_ || sends < sends_seen_);
+    epoch_ = epoch;
+    sends_seen_ = sends;
+    if (lost) ++generation_;
+    return Status::Ok();
+  }
+
+  // Unique enough across processes and restarts: only compared for equality.
+  static std::string NewToken() {
+    static std::mutex mu;
+    static std::mt19937_64 rng{
+        std::random_device{}() ^
+        static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+        (static_cast<uint64_t>(getpid()) << 32)};
+    std::lock_guard lock(mu);
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                  static_cast<unsigned long long>(rng()));
+    return buf;
   }
 
   // Runs `op` on a leased connection; if that connection broke (e.g. Redis
@@ -1088,6 +1159,10 @@ class RedisBus final : public Bus {
   std::vector<std::unique_ptr<Conn>> idle_;
   std::set<Conn*> leased_;
   std::condition_variable drained_cv_;  // leased_ became empty
+  std::mutex state_mu_;                 // guards the two below
+  std::string epoch_;                   // the server's af:epoch when last seen; empty before
+  int64_t sends_seen_ = 0;              // the highest af:sends seen
+  std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace

@@ -81,6 +81,19 @@ int Serve(const GlobalOptions& g, bool no_agents) {
   // event, so every view and the event stream agree.
   const auto offline_after = OfflineAfter(config);
   health.emplace([svc, offline_after, logger] {
+    // Processes gone for good are forgotten, so the views stop listing them.
+    // Before the sweep: watchers refresh on its agent.offline events, which
+    // must come as close as can be to the snapshot taken right after them.
+    auto gone = ForgetGoneProcesses(*svc->store, UnixNowMs(), kForgetProcessAfter);
+    if (!gone.ok()) {
+      logger->warn("cannot forget processes gone for good: {}", gone.status().ToString());
+    } else {
+      for (const auto& w : *gone) {
+        logger->info("{} on {} (pid {}) has been offline for over {} min: its records are deleted",
+                     w.kind, w.host, w.pid,
+                     std::chrono::duration_cast<std::chrono::minutes>(kForgetProcessAfter).count());
+      }
+    }
     auto lost = SweepLostAgents(*svc->store, UnixNowMs(), offline_after);
     if (!lost.ok()) {
       logger->warn("cannot sweep agents whose heartbeat stopped: {}", lost.status().ToString());
@@ -199,9 +212,10 @@ int Health(const GlobalOptions& g, const std::string& server_flag) {
         for (const auto& r : w.value("roles", nlohmann::json::array()))
           roles += (roles.empty() ? "" : ",") + r.get<std::string>();
         const auto& beat = w["last_heartbeat"];
-        std::printf("  %-13s %s pid %lld (%s): %s, last heartbeat %s\n", "process",
-                    w.value("host", "?").c_str(), static_cast<long long>(w.value("pid", 0LL)),
-                    roles.c_str(), w.value("state", "?").c_str(),
+        std::printf("  %-13s %s pid %lld (%s): %s, last heartbeat %s\n",
+                    w.value("kind", "process").c_str(), w.value("host", "?").c_str(),
+                    static_cast<long long>(w.value("pid", 0LL)), roles.c_str(),
+                    w.value("state", "?").c_str(),
                     beat.is_string() ? beat.get<std::string>().c_str() : "never");
       }
     }

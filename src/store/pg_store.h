@@ -151,6 +151,7 @@ class PgStore final : public Store {
   Result<AgentRecord> GetAgent(const std::string& id) override;
   Result<std::vector<AgentRecord>> ListAgents() override;
   Result<bool> MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) override;
+  Result<bool> DeleteOfflineAgent(const std::string& id, int64_t last_heartbeat_ms) override;
   Result<LlmCall> RecordLlmCall(LlmCall call) override;
   Result<std::optional<LlmCall>> FindRecordedLlmCall(const std::string& feature_id,
                                                      const std::string& hash) override;

@@ -23,4 +23,14 @@ Result<bool> PgStore::MarkAgentOffline(const std::string& id, int64_t last_heart
   });
 }
 
+Result<bool> PgStore::DeleteOfflineAgent(const std::string& id, int64_t last_heartbeat_ms) {
+  return Tx("deleting agent " + id, [&](pqxx::work& w) -> Result<bool> {
+    pqxx::result r = PgExec(w,
+                            "DELETE FROM agents WHERE id = $1 AND state = 'offline' "
+                            "AND last_heartbeat_ms = $2",
+                            id, last_heartbeat_ms);
+    return r.affected_rows() > 0;
+  });
+}
+
 }  // namespace af::store_internal

@@ -206,6 +206,7 @@ class SqliteStore final : public Store {
   Result<AgentRecord> GetAgent(const std::string& id) override;
   Result<std::vector<AgentRecord>> ListAgents() override;
   Result<bool> MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) override;
+  Result<bool> DeleteOfflineAgent(const std::string& id, int64_t last_heartbeat_ms) override;
 
   Result<LlmCall> RecordLlmCall(LlmCall call) override;
   Result<std::optional<LlmCall>> FindRecordedLlmCall(const std::string& feature_id,
@@ -1001,6 +1002,15 @@ Result<bool> SqliteStore::MarkAgentOffline(const std::string& id, int64_t last_h
   if (!row)
     return NotFound("agent " + id + " not found", "list agents with 'agent-factory agents'");
   return false;
+}
+
+Result<bool> SqliteStore::DeleteOfflineAgent(const std::string& id, int64_t last_heartbeat_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare("DELETE FROM agents WHERE id = ? AND state = 'offline' "
+                                      "AND last_heartbeat_ms = ?"));
+  s.Bind(id).Bind(last_heartbeat_ms);
+  AF_RETURN_IF_ERROR(s.Run("deleting agent " + id));
+  return sqlite3_changes(writer_.db) > 0;
 }
 
 // --- Memories ---------------------------------------------------------------

@@ -444,8 +444,9 @@ test('the Workers panel shows each process running agents; a dead one turns offl
   await own.waitFor();
   assert.equal(await own.getAttribute('data-state'), 'running');
   assert.equal(await own.getAttribute('data-host'), os.hostname());
+  assert.equal(await own.getAttribute('data-kind'), 'serve');
   const text = await own.textContent();
-  assert.match(text, /coordinator, planner, optimizer, coder, tester, reviewer, devops/);
+  assert.match(text, /serve: API, coordinator, planner, optimizer, coder, tester, reviewer, devops/);
   assert.match(text, /7 \/ 7/);
   assert.match(text, /s ago/);
   // A worker killed two minutes ago left its agent busy in the store (as kill
@@ -455,8 +456,11 @@ test('the Workers panel shows each process running agents; a dead one turns offl
   execFileSync('sqlite3', [path.join(dir, 'data', 'agent-factory.db'), '.timeout 10000',
     'INSERT INTO agents (id, role, state, last_heartbeat_ms, current_task, counters, host, pid) ' +
     `VALUES ('coder-ghost-4242-1', 'coder', 'busy', ${beat}, 't-1', '{}', 'ghost', 4242)`]);
-  await page.locator('#workers tbody tr[data-host="ghost"][data-pid="4242"][data-state="offline"]')
-      .waitFor({timeout: 5000});
+  const ghost = page.locator(
+      '#workers tbody tr[data-host="ghost"][data-pid="4242"][data-state="offline"]');
+  await ghost.waitFor({timeout: 5000});
+  assert.equal(await ghost.getAttribute('data-kind'), 'worker');
+  assert.match(await ghost.textContent(), /worker: coder/);
   await page.locator('#agents tbody tr[data-agent-id="coder-ghost-4242-1"][data-state="offline"]')
       .waitFor({timeout: 5000});
   // Live processes are listed first.

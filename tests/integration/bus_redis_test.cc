@@ -212,6 +212,47 @@ TEST_F(RedisBusTest, SurvivesARedisRestartWhileAConsumerWaits) {
   }));
 }
 
+// A Redis without persistence that restarts loses every queued message: each
+// bus says so by a new generation (the coordinator then sends again what it
+// waits for). A connection merely replaced, a new bus, or a second bus
+// noticing the same loss do not count twice.
+TEST_F(RedisBusTest, GenerationGrowsOnceWhenTheServerLostItsData) {
+  auto a = Open(), b = Open();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->Generation(), 0u);
+  ASSERT_TRUE(a->Send("role:planner", Msg(1)).ok());
+  EXPECT_TRUE(b->Check().ok());
+
+  // Connections killed, data kept: the same server.
+  ASSERT_TRUE(server_->Run({"CLIENT", "KILL", "TYPE", "normal"}));
+  EXPECT_TRUE(WaitFor([&] { return a->Check().ok() && b->Check().ok(); }));
+  EXPECT_TRUE(a->Send("role:planner", Msg(2)).ok());
+  EXPECT_EQ(a->Generation(), 0u);
+  EXPECT_EQ(b->Generation(), 0u);
+
+  ASSERT_TRUE(server_->Restart()) << server_->error();
+  EXPECT_TRUE(WaitFor([&] { return a->Check().ok() && b->Check().ok(); }));
+  EXPECT_EQ(a->Generation(), 1u);
+  EXPECT_EQ(b->Generation(), 1u);
+  auto stats = a->Stats("role:planner");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->ready, 0) << "the restarted server was expected empty";
+  // A bus opened after the loss starts at 0; later calls change nothing.
+  auto c = Open();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Send("role:planner", Msg(3)).ok());
+  ASSERT_TRUE(server_->Run({"CLIENT", "KILL", "TYPE", "normal"}));
+  EXPECT_TRUE(WaitFor([&] { return a->Check().ok() && c->Check().ok(); }));
+  EXPECT_EQ(a->Generation(), 1u);
+  EXPECT_EQ(c->Generation(), 0u);
+
+  // A flush is a loss too, noticed on the next connection.
+  ASSERT_TRUE(server_->FlushAll());
+  ASSERT_TRUE(server_->Run({"CLIENT", "KILL", "TYPE", "normal"}));
+  EXPECT_TRUE(WaitFor([&] { return a->Check().ok(); }));
+  EXPECT_EQ(a->Generation(), 2u);
+}
+
 TEST_F(RedisBusTest, PasswordInTheUrlWorksAndNeverLeaks) {
   const std::string kPassword = "s3cret-pw";
   server_ = std::make_unique<RedisServer>(kPassword);

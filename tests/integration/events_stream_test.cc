@@ -3,6 +3,7 @@
 #include "af/api/events_stream.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/base_sink.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -13,8 +14,10 @@
 #include "af/api/http_server.h"
 #include "af/api/metrics.h"
 #include "af/api/middleware.h"
+#include "af/core/log.h"
 #include "af/store/store.h"
 #include "support/fake_clock.h"
+#include "support/faulty_store.h"
 #include "support/http_client.h"
 #include "support/sse_client.h"
 #include "support/test_util.h"
@@ -519,6 +522,63 @@ TEST_F(EventsStreamTest, FinishedFeatureStreamReplaysItsHistoryThenEnds) {
   auto m = live->NextEvent();
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->id, std::to_string(next));
+}
+
+// Keeps what a logger writes, for the test to read while it logs.
+class CapturingSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  std::string text() {
+    std::lock_guard lock(mutex_);
+    return text_;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    text_.append(msg.payload.data(), msg.payload.size());
+    text_ += '\n';
+  }
+  void flush_() override {}
+
+ private:
+  std::string text_;
+};
+
+// The store away (a PostgreSQL restart) fails every poll, many a second: the
+// log says so once, not at each poll, and once when reading works again.
+TEST(EventHubOutageTest, ReadFailuresAreLoggedOnceThenOnceWhenBack) {
+  auto inner = Store::Open({.url = "sqlite::memory:"});
+  ASSERT_TRUE(inner.ok()) << inner.status().ToString();
+  std::atomic<bool> down{false};
+  std::atomic<int> failed{0};
+  testing::FaultyStore store(inner->get(), [&](std::string_view method, bool) {
+    if (!down || method != "ListEvents") return Status::Ok();
+    ++failed;
+    return Unavailable("the database is away");
+  });
+  auto sink = std::make_shared<CapturingSink>();
+  auto logger = log::Get("api");
+  logger->sinks().push_back(sink);
+  {
+    EventHub hub(&store, {.poll_interval = std::chrono::milliseconds(2), .watch_file = false});
+    ASSERT_TRUE(hub.Start().ok());
+    down = true;
+    EXPECT_TRUE(testing::WaitFor([&] { return failed >= 50; }));
+    down = false;
+    EXPECT_TRUE(
+        testing::WaitFor([&] { return sink->text().find("works again") != std::string::npos; }));
+    hub.Stop();
+  }
+  auto& sinks = logger->sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+  const std::string text = sink->text();
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("event stream: reading new events failed: "), 1u) << text;
+  EXPECT_EQ(count("the database is away"), 1u) << text;
+  EXPECT_EQ(count("event stream: reading new events works again, after "), 1u) << text;
 }
 
 }  // namespace

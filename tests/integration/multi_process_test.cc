@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "af/agents/prp.h"
+#include "af/bus/bus.h"
 #include "af/store/store.h"
 #include "support/fake_llm_server.h"
 #include "support/http_client.h"
@@ -108,6 +109,11 @@ class MultiProcessTest : public ::testing::TestWithParam<StoreKind> {
     while (!admin_key_.empty() && std::isspace(static_cast<unsigned char>(admin_key_.back())))
       admin_key_.pop_back();
     ASSERT_FALSE(admin_key_.empty());
+    StartWorkers();
+  }
+
+  // Two workers running every role.
+  void StartWorkers() {
     for (auto& w : workers_) {
       w = std::make_unique<ChildProcess>(
           std::vector<std::string>{BinaryPath(), "worker", "--roles",
@@ -351,6 +357,35 @@ TEST_P(MultiProcessTest, ARedisRestartMidFeatureIsSurvivedByServeAndTheWorkers) 
 INSTANTIATE_TEST_SUITE_P(Store, MultiProcessTest,
                          ::testing::Values(StoreKind::kSqliteFile, StoreKind::kPostgres),
                          StoreName);
+
+// Redis has no persistence here: a restart loses the jobs waiting in its
+// queues. The plan job waits for a planner (no worker runs) when Redis
+// restarts; serve notices the loss and sends it again, and the workers
+// started afterwards complete the feature, each step asked once.
+TEST_P(MultiProcessTest, AJobLostInARedisRestartIsSentAgainByServe) {
+  Release();  // nothing held
+  for (auto& w : workers_) ASSERT_EQ(w->Stop(SIGTERM), 0) << w->Err();
+  const std::string id = Submit();
+  ASSERT_FALSE(id.empty());
+  {
+    auto bus = Bus::Open({.url = redis_->Url()});
+    ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+    EXPECT_TRUE(WaitFor([&] {
+      auto stats = (*bus)->Stats("role:planner");
+      return stats.ok() && stats->ready == 1;
+    })) << Logs();
+  }
+  ASSERT_TRUE(redis_->Restart()) << redis_->error();
+  EXPECT_TRUE(WaitFor([&] {
+    return server_->Err().find("feature " + id +
+                               ": Redis lost its queued jobs (restarted without persistence?); "
+                               "re-sending 1 job(s)") != std::string::npos;
+  })) << Logs();
+  StartWorkers();
+  json f = WaitEnded(id);
+  ASSERT_EQ(f.value("status", ""), "completed") << f.dump() << "\n" << Logs();
+  ExpectDoneOnce(id);
+}
 
 // Cases only PostgreSQL has: a database server that can go away.
 class MultiProcessPgTest : public MultiProcessTest {};

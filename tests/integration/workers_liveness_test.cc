@@ -150,10 +150,12 @@ TEST_F(WorkersLivenessTest, EveryWorkerIsShownAndAKilledOneGoesOfflineOnce) {
   EXPECT_EQ(h["components"]["agents"]["coder"], "running");
   json w = WorkerEntry(checker_pid);
   EXPECT_EQ(w["roles"], json::array({"tester", "reviewer"}));
+  EXPECT_EQ(w["kind"], "worker");
   EXPECT_EQ(w["agents"], 2);
   EXPECT_FALSE(w["host"].get<std::string>().empty());
   EXPECT_TRUE(w["last_heartbeat"].is_string());
   EXPECT_EQ(WorkerEntry(serve_->pid())["roles"], json::array({"coordinator", "optimizer"}));
+  EXPECT_EQ(WorkerEntry(serve_->pid())["kind"], "serve");  // --no-agents: API and coordinator
   const std::string coder_up = "af_worker_up{host=\"" + w["host"].get<std::string>() + "\",pid=\"" +
                                std::to_string(coder_pid) + "\",roles=\"coder\"} ";
   EXPECT_NE(Metrics().find(coder_up + "1\n"), std::string::npos) << Metrics();
@@ -203,7 +205,8 @@ TEST_F(WorkersLivenessTest, EveryWorkerIsShownAndAKilledOneGoesOfflineOnce) {
     EXPECT_NE(line.find("offline"), std::string::npos) << out;
   }
   auto health_cli = RunCommand({BinaryPath(), "health"}, Env(), dir_.path().string());
-  EXPECT_NE(health_cli.out.find("pid " + std::to_string(coder_pid) + " (coder): offline"),
+  EXPECT_NE(health_cli.out.find("worker        " + w["host"].get<std::string>() + " pid " +
+                                std::to_string(coder_pid) + " (coder): offline"),
             std::string::npos)
       << health_cli.out;
 

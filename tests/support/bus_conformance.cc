@@ -133,6 +133,17 @@ TEST_P(BusConformanceTest, DeliversInSendOrderWithFields) {
   ExpectEmpty(*bus_, q);
 }
 
+// Generation moves only when the server lost messages: never in ordinary use.
+TEST_P(BusConformanceTest, GenerationStaysWhileNothingIsLost) {
+  const uint64_t before = bus_->Generation();
+  const std::string q = Q("role:coder");
+  ASSERT_TRUE(bus_->Send(q, Msg(1)).ok());
+  Delivery d = MustReceive(*bus_, q, "coder-1");
+  ASSERT_TRUE(bus_->Ack(q, d.id).ok());
+  EXPECT_TRUE(bus_->Check().ok());
+  EXPECT_EQ(bus_->Generation(), before);
+}
+
 TEST_P(BusConformanceTest, QueuesAreIndependent) {
   ASSERT_TRUE(bus_->Send(Q("agent:coder-1"), Msg(1)).ok());
   ExpectEmpty(*bus_, Q("agent:coder-2"));

@@ -114,6 +114,10 @@ class FaultyStore : public Store {
     AF_FAULT("MarkAgentOffline", true);
     return inner_->MarkAgentOffline(id, last_heartbeat_ms);
   }
+  Result<bool> DeleteOfflineAgent(const std::string& id, int64_t last_heartbeat_ms) override {
+    AF_FAULT("DeleteOfflineAgent", true);
+    return inner_->DeleteOfflineAgent(id, last_heartbeat_ms);
+  }
   Result<LlmCall> RecordLlmCall(LlmCall call) override {
     AF_FAULT("RecordLlmCall", true);
     return inner_->RecordLlmCall(std::move(call));

@@ -117,4 +117,8 @@ bool RedisServer::Start() {
 
 bool RedisServer::FlushAll() { return Command(port_, password_, {"FLUSHALL"}); }
 
+bool RedisServer::Run(const std::vector<std::string>& argv) {
+  return Command(port_, password_, argv);
+}
+
 }  // namespace af::testing

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "support/test_util.h"
 
@@ -42,6 +43,9 @@ class RedisServer {
   }
   // Deletes every key of every database (FLUSHALL); true on success.
   bool FlushAll();
+  // Runs one command (e.g. {"CLIENT", "KILL", "TYPE", "normal"}); true unless
+  // it failed.
+  bool Run(const std::vector<std::string>& argv);
 
  private:
   std::string password_;

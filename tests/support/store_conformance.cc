@@ -702,6 +702,34 @@ TEST_P(StoreConformanceTest, MarkAgentOfflineIsACompareAndSet) {
   EXPECT_EQ(store_->MarkAgentOffline("ghost", 1000).status().code(), Code::kNotFound);
 }
 
+// Forgetting a process gone for good: only an offline record that did not
+// beat since the sweeper looked is deleted, once.
+TEST_P(StoreConformanceTest, DeleteOfflineAgentIsACompareAndDelete) {
+  AgentRecord a;
+  a.id = "coder-box-43-1";
+  a.role = "coder";
+  a.state = "busy";
+  a.last_heartbeat_ms = 1000;
+  a.host = "box";
+  a.pid = 43;
+  SC_ASSERT_OK(store_->UpsertAgent(a));
+  SC_ASSERT_OK_AND_ASSIGN(bool deleted, store_->DeleteOfflineAgent(a.id, 1000));
+  EXPECT_FALSE(deleted) << "a record not offline stays";
+  SC_ASSERT_OK_AND_ASSIGN(bool changed, store_->MarkAgentOffline(a.id, 1000));
+  ASSERT_TRUE(changed);
+  SC_ASSERT_OK_AND_ASSIGN(deleted, store_->DeleteOfflineAgent(a.id, 999));
+  EXPECT_FALSE(deleted) << "a beat the sweeper did not see";
+  SC_ASSERT_OK(store_->GetAgent(a.id).status());
+
+  SC_ASSERT_OK_AND_ASSIGN(deleted, store_->DeleteOfflineAgent(a.id, 1000));
+  EXPECT_TRUE(deleted);
+  EXPECT_EQ(store_->GetAgent(a.id).status().code(), Code::kNotFound);
+  SC_ASSERT_OK_AND_ASSIGN(deleted, store_->DeleteOfflineAgent(a.id, 1000));
+  EXPECT_FALSE(deleted) << "once only";
+  SC_ASSERT_OK_AND_ASSIGN(deleted, store_->DeleteOfflineAgent("ghost", 1000));
+  EXPECT_FALSE(deleted);
+}
+
 // --- LLM calls ------------------------------------------------------------------
 
 LlmCall MakeCall(const std::string& feature, int64_t in, int64_t out, double cost, int64_t at,

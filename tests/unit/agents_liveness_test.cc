@@ -85,6 +85,7 @@ TEST(Liveness, WorkerStatusesGroupByHostAndPid) {
   ASSERT_EQ(workers.size(), 5u);
   // Live first, newest beat first.
   EXPECT_EQ(workers[0].host, "b");
+  EXPECT_EQ(workers[0].kind, "worker");
   EXPECT_EQ(workers[0].pid, 7);
   EXPECT_EQ(workers[0].roles, (std::vector<std::string>{"coder", "tester"}));  // pipeline order
   EXPECT_EQ(workers[0].agents, 3);
@@ -93,6 +94,7 @@ TEST(Liveness, WorkerStatusesGroupByHostAndPid) {
   EXPECT_EQ(workers[0].last_heartbeat_ms, kNow - 1'000);
   EXPECT_EQ(workers[1].host, "main");
   EXPECT_EQ(workers[1].roles, (std::vector<std::string>{"coordinator", "optimizer"}));
+  EXPECT_EQ(workers[1].kind, "serve");  // `serve --no-agents`: the API and the coordinator
   EXPECT_EQ(workers[1].state, "running");
   EXPECT_EQ(workers[2].host, "d");
   EXPECT_EQ(workers[2].state, "degraded");  // its agent waits for the provider
@@ -123,6 +125,7 @@ TEST(Liveness, HealthJsonListsWorkersBesideTheComponents) {
   EXPECT_EQ(j["components"].size(), 5u);
   ASSERT_EQ(j["workers"].size(), 2u);
   const auto& w = j["workers"][0];
+  EXPECT_EQ(w["kind"], "worker");
   EXPECT_EQ(w["host"], "b");
   EXPECT_EQ(w["pid"], 7);
   EXPECT_EQ(w["roles"], nlohmann::json::array({"coder"}));
@@ -212,6 +215,43 @@ TEST_F(StoreLivenessTest, SweepMarksLostAgentsOfflineOnceWithAnEvent) {
   ASSERT_TRUE(marked.ok());
   EXPECT_TRUE(marked->empty());
   EXPECT_EQ(OfflineEvents().size(), 1u);
+}
+
+// serve forgets a process whose agents are all offline and silent for
+// longer than the threshold (an hour in serve; 10 s here).
+TEST_F(StoreLivenessTest, ProcessesOfflineLongerThanTheThresholdAreForgotten) {
+  constexpr milliseconds kForget = seconds(10);
+  for (const auto& a : {
+           Agent("coder-a-1-1", "coder", "offline", 11'000, "a", 1),  // stopped long ago
+           Agent("tester-a-1-1", "tester", "offline", 12'000, "a", 1),
+           Agent("coder-k-2-1", "coder", "busy", 11'000, "k", 2),     // killed, not swept yet
+           Agent("coder-s-3-1", "coder", "offline", 5'000, "s", 3),   // stopped recently
+           Agent("coder-m-4-1", "coder", "offline", 11'000, "m", 4),  // one agent stopped,
+           Agent("tester-m-4-1", "tester", "idle", 1'000, "m", 4),    // the other still beats
+       }) {
+    ASSERT_TRUE(store_->UpsertAgent(a).ok());
+  }
+  auto gone = ForgetGoneProcesses(*store_, kNow, kForget);
+  ASSERT_TRUE(gone.ok()) << gone.status().ToString();
+  ASSERT_EQ(gone->size(), 1u);
+  EXPECT_EQ((*gone)[0].host, "a");
+  EXPECT_EQ((*gone)[0].agents, 2);
+  EXPECT_EQ(store_->GetAgent("coder-a-1-1").status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->GetAgent("tester-a-1-1").status().code(), Code::kNotFound);
+  for (const char* kept : {"coder-k-2-1", "coder-s-3-1", "coder-m-4-1", "tester-m-4-1"})
+    EXPECT_TRUE(store_->GetAgent(kept).ok()) << kept;
+
+  // The killed one, once swept offline, goes too; the others stay.
+  ASSERT_TRUE(SweepLostAgents(*store_, kNow, seconds(10)).ok());
+  gone = ForgetGoneProcesses(*store_, kNow, kForget);
+  ASSERT_TRUE(gone.ok());
+  ASSERT_EQ(gone->size(), 1u);
+  EXPECT_EQ((*gone)[0].host, "k");
+  auto left = store_->ListAgents();
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->size(), 3u);
+  // The constant serve uses.
+  EXPECT_EQ(kForgetProcessAfter, std::chrono::hours(1));
 }
 
 }  // namespace

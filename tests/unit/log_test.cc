@@ -1,10 +1,12 @@
 #include "af/core/log.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "af/core/repeated_failure_log.h"
 #include "support/test_util.h"
 
 namespace af {
@@ -85,6 +87,36 @@ TEST(LogTest, InfoLinesReachTheFileWithinSecondsWithoutAFlushOrAWarning) {
       },
       std::chrono::seconds(5)));
   ASSERT_TRUE(log::Init({.level = "info", .console = false}).ok());
+}
+
+// A failure repeated many times a second (a poll while the database is away)
+// makes a line at first, one a minute at most with the count, one at the end.
+TEST(LogTest, RepeatedFailureLogSaysItOnceAMinuteWithACountAndWhenBack) {
+  std::ostringstream out;
+  auto logger = std::make_shared<spdlog::logger>(
+      "repeated", std::make_shared<spdlog::sinks::ostream_sink_st>(out));
+  logger->set_pattern("%l %v");
+  auto now = std::chrono::steady_clock::time_point{};
+  RepeatedFailureLog failures(logger, "polling", std::chrono::minutes(1), [&] { return now; });
+  const Status away = Unavailable("the database is away");
+  failures.Succeeded();                // nothing failed: nothing to say
+  for (int i = 0; i < 20 * 90; ++i) {  // 90 s at 20 a second
+    failures.Failed(away);
+    now += std::chrono::milliseconds(50);
+  }
+  EXPECT_EQ(failures.failures(), 1800);
+  failures.Succeeded();
+  failures.Succeeded();
+  EXPECT_EQ(failures.failures(), 0);
+  EXPECT_EQ(out.str(),
+            "warning polling failed: the database is away\n"
+            "warning polling still fails: 1200 more time(s) in the last 60 s; the latest: "
+            "the database is away\n"
+            "info polling works again, after 1800 failure(s) over 90 s\n");
+  // A new outage starts over.
+  const size_t before = out.str().size();
+  failures.Failed(away);
+  EXPECT_EQ(out.str().substr(before), "warning polling failed: the database is away\n");
 }
 
 }  // namespace

@@ -50,6 +50,9 @@ std::map<std::string, std::string> RoleStates(const std::vector<AgentRecord>& ag
 // its agents unless --no-agents) or a `worker`. Records are grouped by the
 // host and pid they carry.
 struct WorkerStatus {
+  // "serve" for the process that runs the coordinator (it serves the API
+  // too; `run` is one as well, for its own features), "worker" otherwise.
+  std::string kind;
   std::string host;
   int64_t pid = 0;
   std::vector<std::string> roles;  // distinct, in pipeline order
@@ -75,5 +78,19 @@ std::vector<WorkerStatus> WorkerStatuses(const std::vector<AgentRecord>& agents,
 // records it marked (as they were before).
 Result<std::vector<AgentRecord>> SweepLostAgents(Store& store, int64_t now_ms,
                                                  std::chrono::milliseconds offline_after);
+
+// A process whose agents are all offline and have not beaten for this long
+// is gone for good (a worker stopped or killed, its machine replaced): serve's
+// sweep deletes its records, so /health, /metrics, `agents` and the dashboard
+// stop listing it. An hour leaves time to see what stopped, and when.
+inline constexpr std::chrono::hours kForgetProcessAfter{1};
+
+// Deletes the records of every process (host, pid) whose agents are all
+// recorded offline and whose newest beat is more than `forget_after` old
+// (kForgetProcessAfter in serve; tests pass a short one). Returns those
+// processes as they were shown. A record that beat meanwhile stays: the
+// delete is a compare-and-delete (Store::DeleteOfflineAgent).
+Result<std::vector<WorkerStatus>> ForgetGoneProcesses(Store& store, int64_t now_ms,
+                                                      std::chrono::milliseconds forget_after);
 
 }  // namespace af

@@ -46,6 +46,7 @@
 
 #include "af/api/auth.h"
 #include "af/api/http_server.h"
+#include "af/core/repeated_failure_log.h"
 #include "af/core/status.h"
 #include "af/store/store.h"
 
@@ -170,6 +171,8 @@ class EventHub {
   Store* const store_;
   const EventHubOptions options_;
   std::atomic<int64_t> head_{0};
+  // The poller's failures to read new events (only its thread uses it).
+  RepeatedFailureLog read_failures_;
 
   mutable std::mutex mu_;  // guards the members below
   std::condition_variable cv_;

@@ -51,7 +51,7 @@ struct HealthVerdict {
 HealthVerdict EvaluateHealth(const HealthInputs& inputs);
 
 // {"status","version","environment","components":{"database","redis",
-// "vector_store","llm","agents":{...}},"workers":[{"host","pid","roles",
+// "vector_store","llm","agents":{...}},"workers":[{"kind","host","pid","roles",
 // "agents","live","state","last_heartbeat"}],"timestamp":"2025-01-02T03:04:05Z"}
 // (last_heartbeat RFC 3339 UTC, null when it never beat).
 nlohmann::json HealthJson(const HealthInputs& inputs, std::chrono::system_clock::time_point now);

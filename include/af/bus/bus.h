@@ -210,6 +210,17 @@ class Bus {
   // Short human description of the backend, e.g. "in-process".
   virtual std::string Describe() const = 0;
 
+  // --- Lost queues -----------------------------------------------------------
+  // A number that grows when this bus notices that the server lost messages
+  // it held (a Redis restarted without persistence, or flushed): a message
+  // sent before the change may never be delivered, and a reply to it may be
+  // gone. Whoever waits for the reply to a message it sent reads this before
+  // sending, and sends again when it differs (consumers are idempotent). The
+  // loss is noticed when a connection is replaced, so before the next call
+  // that reaches the server returns. Starts at 0. The in-process bus never
+  // changes it: its queues live as long as the process.
+  virtual uint64_t Generation() const { return 0; }
+
   // Wakes every blocked Receive (they return Cancelled), stops subscription
   // delivery (broadcasts not yet handled are dropped) and waits for a running
   // handler to finish. Queued work is dropped with the bus (in-process) or

@@ -193,6 +193,12 @@ class Store {
   // processes sweeping the same lost agent exactly one sees true. NotFound
   // for an unknown id.
   virtual Result<bool> MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) = 0;
+  // Deletes the agent's record, in one statement, only while it is recorded
+  // offline and its last heartbeat is still `last_heartbeat_ms` (an agent
+  // that beat since keeps it). For forgetting processes gone for good. True
+  // when this call deleted it; false when it changed meanwhile or is gone
+  // already (another sweeper deleted it).
+  virtual Result<bool> DeleteOfflineAgent(const std::string& id, int64_t last_heartbeat_ms) = 0;
 
   // --- LLM calls ----------------------------------------------------------
   // Assigns id when empty and created_ms when 0; returns the stored record.
