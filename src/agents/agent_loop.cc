@@ -140,26 +140,11 @@ std::string FailureReason(const Status& s) {
 
 namespace {
 
-// When a model call must be given up (see WorkEnded). The transport asks
-// about every 100 ms per call in flight, on the LLM client's I/O thread, and
-// the check may read the store: with a thousand calls waiting that would be
-// ten thousand reads a second. The answer is kept for half a second instead,
-// which only delays giving up an ended feature's call that much.
+// When a model call must be given up (see AgentEnv::cancelled, WorkEnded).
 std::function<bool()> CancelledBy(const AgentEnv& env) {
+  if (env.cancelled) return env.cancelled;
   if (!env.check) return {};
-  struct Memo {
-    std::mutex mu;
-    std::chrono::steady_clock::time_point next{};
-    bool ended = false;
-  };
-  return [check = env.check, memo = std::make_shared<Memo>()] {
-    std::lock_guard lock(memo->mu);
-    const auto now = std::chrono::steady_clock::now();
-    if (memo->ended || now < memo->next) return memo->ended;
-    memo->ended = WorkEnded(check());
-    memo->next = now + std::chrono::milliseconds(500);
-    return memo->ended;
-  };
+  return [check = env.check] { return WorkEnded(check()); };
 }
 
 // A recorded answer to `req` from before a restart, announced as a replayed
@@ -200,12 +185,15 @@ struct ModelAnswer {
     return true;
   }
   void await_suspend(std::coroutine_handle<> h) {
-    // The completion runs on the client's I/O thread (or inline): the work
-    // that follows belongs on the executor.
-    llm->CompleteAsync(*req, {}, [this, h](Result<LlmResponse> r) {
-      result.emplace(std::move(r));
-      executor->Post([h] { h.resume(); });
-    });
+    // The outcome is recorded (a store write) and the conversation goes on
+    // on the executor: the client's I/O thread only hands them over.
+    llm->CompleteAsync(
+        *req, {},
+        [this, h](Result<LlmResponse> r) {
+          result.emplace(std::move(r));
+          h.resume();
+        },
+        [ex = executor](std::function<void()> fn) { ex->Post(std::move(fn)); });
   }
   Result<LlmResponse> await_resume() { return std::move(*result); }
 };

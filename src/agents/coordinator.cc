@@ -17,7 +17,9 @@ constexpr FeatureState kActiveStates[] = {FeatureState::kDelivering, FeatureStat
 
 Status Pipeline::Impl::Transition(const Feature& f, const std::string& to,
                                   const std::string& reason, json data) {
-  return deps_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
+  Status s = deps_.store->TransitionFeature(f.id, f.status, to, reason, std::move(data)).status();
+  if (s.ok() && IsTerminalFeatureStatus(to)) NoteEnded(f.id);
+  return s;
 }
 
 void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reason,
@@ -26,8 +28,10 @@ void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reas
   if (!f.ok() || IsTerminalFeatureStatus(f->status)) return;
   json data = {{"message", message}};
   if (!hint.empty()) data["hint"] = hint;
-  (void)deps_.store->TransitionFeature(feature_id, f->status, Name(FeatureState::kFailed), reason,
-                                       data);
+  if (deps_.store
+          ->TransitionFeature(feature_id, f->status, Name(FeatureState::kFailed), reason, data)
+          .ok())
+    NoteEnded(feature_id);
   log::Get("coordinator")
       ->warn("feature {} failed ({}): {}", feature_id, reason,
              hint.empty() ? message : message + ": " + hint);
@@ -514,6 +518,7 @@ Status Pipeline::Impl::Cancel(const std::string& feature_id) {
                          ->TransitionFeature(feature_id, f.status, Name(FeatureState::kCancelled),
                                              "cancelled", {{"by", "user"}})
                          .status());
+  NoteEnded(feature_id);
   AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
   for (const auto& t : tasks) {
     if (StateOf(t) == TaskState::kPending || StateOf(t) == TaskState::kReady) {

@@ -72,20 +72,12 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
   if (stopping_)
     return Cancelled("the pipeline is shutting down; the feature resumes on the next start");
   AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
+  if (IsTerminalFeatureStatus(f.status)) NoteEnded(feature_id);
   if (ParseFeatureState(f.status) == FeatureState::kCancelled)
     return Cancelled("feature " + feature_id + " was cancelled");
   if (IsTerminalFeatureStatus(f.status))
     return FailedPrecondition("feature " + feature_id + " is " + f.status);
-  // The timeout is the driver's to enforce (it fails the feature, which every
-  // agent then sees in its status): only where this process drives the
-  // feature. An agent of a worker process knows neither when the driver
-  // began nor whether its clock agrees.
-  std::optional<int64_t> started;
-  {
-    std::lock_guard lock(drivers_mu_);
-    if (auto it = started_ms_.find(feature_id); it != started_ms_.end()) started = it->second;
-  }
-  if (started && NowMs() > *started + int64_t{cfg_.limits.feature_timeout} * 1000) {
+  if (TimedOut(feature_id)) {
     // Waiting out a failing provider is what took the time: name it and what
     // it did, not the timeout (the hint says what to do about the provider).
     if (deps_.llm) {
@@ -113,6 +105,7 @@ AgentEnv Pipeline::Impl::EnvFor(const std::string& feature_id, Instance* inst) {
   env.optimizer = &optimizer_;
   env.budget = &budget_;
   env.check = [this, feature_id] { return Check(feature_id); };
+  env.cancelled = Ended(feature_id);
   env.executor = executor_.get();
   // "degraded" while the agent waits for an open circuit; its task stays.
   env.set_state = [this, inst](const std::string& state) {
@@ -137,8 +130,41 @@ ToolContext Pipeline::Impl::ToolsFor(const Feature& f, FeatureTree* tree) {
   return tools;
 }
 
+bool Pipeline::Impl::TimedOut(const std::string& feature_id) {
+  // The timeout is the driver's to enforce (it fails the feature, which every
+  // agent then sees in its status): only where this process drives the
+  // feature. An agent of a worker process knows neither when the driver
+  // began nor whether its clock agrees.
+  std::lock_guard lock(drivers_mu_);
+  auto it = started_ms_.find(feature_id);
+  return it != started_ms_.end() &&
+         NowMs() > it->second + int64_t{cfg_.limits.feature_timeout} * 1000;
+}
+
+void Pipeline::Impl::NoteEnded(const std::string& feature_id) {
+  std::lock_guard lock(ended_mu_);
+  // Forgetting costs only store reads (Ended falls back on them).
+  if (ended_.size() >= 10'000) ended_.clear();
+  ended_.insert(feature_id);
+}
+
 std::function<bool()> Pipeline::Impl::Ended(const std::string& feature_id) {
-  return [this, feature_id] { return WorkEnded(Check(feature_id)); };
+  // What this process knows answers at once: its stop, features it saw end,
+  // the driver's timeout. The store (a feature ended by another process) is
+  // read at most twice a second per predicate: it is asked every 100 ms for
+  // each model call and command in flight.
+  auto next_read = std::make_shared<std::atomic<int64_t>>(0);
+  return [this, feature_id, next_read] {
+    if (stopping_ || TimedOut(feature_id)) return true;
+    {
+      std::lock_guard lock(ended_mu_);
+      if (ended_.count(feature_id)) return true;
+    }
+    const int64_t now = NowMs();
+    int64_t due = next_read->load();
+    if (now < due || !next_read->compare_exchange_strong(due, now + 500)) return false;
+    return WorkEnded(Check(feature_id));
+  };
 }
 
 void Pipeline::Impl::Stop() {

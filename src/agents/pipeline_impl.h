@@ -177,8 +177,16 @@ class Pipeline::Impl {
   bool WaitOutStoreOutage(const Status& cause, const std::string& who);
   AgentEnv EnvFor(const std::string& feature_id, Instance* inst);
   ToolContext ToolsFor(const Feature& f, FeatureTree* tree);
-  // True once the feature's work should stop (for killing its commands).
+  // True once the feature's work should stop: for giving up its model calls
+  // and killing its commands (each asks it every ~100 ms). Cheap: see
+  // pipeline.cc.
   std::function<bool()> Ended(const std::string& feature_id);
+  // The driver's limits.feature_timeout passed (only where this process
+  // drives the feature).
+  bool TimedOut(const std::string& feature_id);
+  // Remembers that the feature ended (this process ended it, or saw it ended
+  // in the store), so Ended answers without the store.
+  void NoteEnded(const std::string& feature_id);
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
   void ReleaseTree(const Feature& f);
   void SweepEndedTrees();
@@ -208,6 +216,8 @@ class Pipeline::Impl {
   Optimizer optimizer_;
   BudgetLedger budget_{deps_.store, &cfg_};
   std::atomic<bool> stopping_{false};
+  std::mutex ended_mu_;              // guards ended_
+  std::set<std::string> ended_;      // features known to have ended (NoteEnded)
 
   std::vector<std::unique_ptr<Instance>> instances_;
   // Runs the jobs (RunJob) while they work; sized to the instances, so the

@@ -56,15 +56,24 @@ Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamC
   return result;
 }
 
-void LlmClient::CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done) {
+void LlmClient::CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done,
+                              Post post) {
   const auto start = std::chrono::steady_clock::now();
   auto facts = std::make_shared<const CallFacts>(Facts(request));
-  DoCompleteAsync(
-      request, std::move(on_text),
-      [this, facts, start, done = std::move(done)](Result<LlmResponse> result, int attempts) {
-        Conclude(*facts, start, attempts, result);
-        done(std::move(result));
-      });
+  DoCompleteAsync(request, std::move(on_text),
+                  [this, facts, start, done = std::move(done), post = std::move(post)](
+                      Result<LlmResponse> result, int attempts) mutable {
+                    auto conclude = [this, facts, start, attempts, done = std::move(done),
+                                     result = std::move(result)]() mutable {
+                      Conclude(*facts, start, attempts, result);
+                      done(std::move(result));
+                    };
+                    if (post) {
+                      post(std::move(conclude));
+                    } else {
+                      conclude();
+                    }
+                  });
 }
 
 void LlmClient::DoCompleteAsync(const LlmRequest& request, StreamCallback on_text,

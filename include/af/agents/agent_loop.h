@@ -65,6 +65,10 @@ struct AgentEnv {
   // call in flight also asks it (LlmRequest::cancelled) and is given up when
   // it says Cancelled, DeadlineExceeded or FailedPrecondition (ended).
   std::function<Status()> check;
+  // Asked every ~100 ms while a model call is in flight (on the LLM client's
+  // I/O thread, so it must be cheap): true gives the call up. Null = the
+  // call asks WorkEnded(check()) instead.
+  std::function<bool()> cancelled;
   // Reports the agent's state: "degraded" while it waits for an open circuit,
   // "busy" when it goes on. Null = not reported.
   std::function<void(const std::string& state)> set_state;

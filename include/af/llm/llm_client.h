@@ -195,6 +195,8 @@ class LlmClient {
 
   // What an asynchronous call ends with: what Complete would have returned.
   using CompleteDone = std::function<void(Result<LlmResponse>)>;
+  // Runs a piece of work on some other thread (e.g. a pool's Post).
+  using Post = std::function<void(std::function<void()>)>;
 
   // Complete without holding the calling thread while the provider answers:
   // starts the call and returns; `done` receives the outcome exactly once,
@@ -212,7 +214,11 @@ class LlmClient {
   // The base runs DoCompleteAsync inside the bookkeeping Complete does too
   // (latency, attempts, provider, on_call); an override (a test double)
   // takes that over itself.
-  virtual void CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done);
+  // `post`, when set, is where the outcome's bookkeeping (options.on_call,
+  // which may write to a store) and `done` run instead: the I/O thread then
+  // only hands them over and goes on with the other calls.
+  virtual void CompleteAsync(LlmRequest request, StreamCallback on_text, CompleteDone done,
+                             Post post = {});
 
   // "anthropic" | "openai" | "replay".
   virtual std::string_view provider() const = 0;
