@@ -63,6 +63,7 @@ void Pipeline::Impl::ResendLostJobs(const std::string& feature_id, Awaiting* awa
     for (const auto& job : awaiting->jobs()) awaiting->unsure.insert(job.holder);
     awaiting->next_check_ms = 0;
     if (!awaiting->unsure.empty()) awaiting->told = false;
+    awaiting->resync = awaiting->resync_on_loss;
   }
   if (awaiting->unsure.empty() || NowMs() < awaiting->next_check_ms) return;
   awaiting->next_check_ms = NowMs() + 1000;
@@ -117,6 +118,10 @@ Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::str
       return live;
     }
     ResendLostJobs(feature_id, awaiting);
+    if (awaiting->resync) {
+      awaiting->resync = false;
+      return json{{"ok", true}, {"resync", true}};
+    }
     auto d = deps_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250));
     if (!d.ok() && d.status().code() == Code::kUnavailable) {
       PauseForBus(std::chrono::milliseconds(250));  // the reply waits on the bus's return
@@ -136,8 +141,11 @@ Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
   std::set<std::string> dispatched;
   // What the bus may have lost: the dispatched tasks not ended yet (all of
   // them when the store cannot say: sending a done task again is harmless).
+  // A lost reply of a task that ended meanwhile: Await returns, and the loop
+  // below sees the task done in the store.
   Awaiting awaiting;
   awaiting.generation = deps_.bus->Generation();
+  awaiting.resync_on_loss = true;
   awaiting.jobs = [&] {
     std::set<std::string> ended;
     if (auto tasks = deps_.store->ListTasks(f.id); tasks.ok()) {

@@ -146,6 +146,11 @@ class Pipeline::Impl {
     std::set<std::string> unsure;                // holders of jobs maybe lost
     int64_t next_check_ms = 0;
     bool told = false;  // logged the loss once
+    // Await returns {"ok":true,"resync":true} once after a loss, for a caller
+    // that can see from the store what is done (a lost reply of a task that
+    // ended would otherwise be waited for forever).
+    bool resync_on_loss = false;
+    bool resync = false;
   };
   Result<json> Await(const std::string& feature_id, const std::string& type, Awaiting* awaiting);
   void ResendLostJobs(const std::string& feature_id, Awaiting* awaiting);

@@ -387,6 +387,36 @@ TEST_P(MultiProcessTest, AJobLostInARedisRestartIsSentAgainByServe) {
   ExpectDoneOnce(id);
 }
 
+// The reply lost instead: t2's code.done waits in the feature's mailbox
+// (serve is frozen) when Redis restarts empty. serve notices the loss, finds
+// t2 done in the store and goes on, so nothing is asked or committed twice.
+TEST_P(MultiProcessTest, AReplyLostInARedisRestartDoesNotStopTheFeature) {
+  const std::string id = Submit();
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return Held(); }, seconds(30))) << Logs();
+  ASSERT_EQ(::kill(server_->pid(), SIGSTOP), 0);
+  {
+    // serve may have been frozen in a blocked read of its mailbox: a probe
+    // (a type it drops) ends that read, so the reply stays in Redis rather
+    // than in serve's socket.
+    auto bus = Bus::Open({.url = redis_->Url()});
+    ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+    auto in_mailbox = [&](int64_t n) {
+      auto stats = (*bus)->Stats("feature:" + id);
+      return stats.ok() && stats->ready + stats->pending == n;
+    };
+    ASSERT_TRUE((*bus)->Send("feature:" + id, BusMessage{"test.probe", json::object()}).ok());
+    ASSERT_TRUE(WaitFor([&] { return in_mailbox(1); })) << Logs();
+    Release();
+    EXPECT_TRUE(WaitFor([&] { return in_mailbox(2); })) << Logs();
+  }
+  ASSERT_TRUE(redis_->Restart()) << redis_->error();
+  ASSERT_EQ(::kill(server_->pid(), SIGCONT), 0);
+  json f = WaitEnded(id);
+  ASSERT_EQ(f.value("status", ""), "completed") << f.dump() << "\n" << Logs();
+  ExpectDoneOnce(id);
+}
+
 // Cases only PostgreSQL has: a database server that can go away.
 class MultiProcessPgTest : public MultiProcessTest {};
 
