@@ -26,7 +26,7 @@ struct Attempt {
   Result<LlmResponse> result = Internal("no attempt made");
   bool retryable = false;
   // The server asks every client to slow down (429, 529, or any retry-after):
-  // the pause applies to all threads of this client.
+  // the pause applies to every call of this client.
   bool rate_limited = false;
   std::optional<std::chrono::milliseconds> retry_after;
   // For a retryable failure, what the provider did (LlmHealth::failing_as).

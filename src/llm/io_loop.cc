@@ -50,6 +50,7 @@ struct IoLoop::State {
     if (it == transfers.end()) return;
     Entry e = std::move(it->second);
     transfers.erase(it);
+    if (e.cancelled) --with_predicate;
     curl_multi_remove_handle(multi, easy);
     e.done(rc, cancelled);
   }
@@ -67,6 +68,7 @@ struct IoLoop::State {
   bool stop = false;                          // guarded by mu
   // Loop thread only.
   std::unordered_map<CURL*, Entry> transfers;
+  size_t with_predicate = 0;  // transfers that have a cancel predicate
 };
 
 void IoLoop::State::Run() {
@@ -105,7 +107,6 @@ void IoLoop::State::Run() {
     // Asked on a clock of its own, not per chunk: a predicate may read shared
     // state, and a transfer that receives nothing must still be stoppable.
     steady_clock::time_point now = steady_clock::now();
-    bool any_predicate = false;
     if (now >= next_check) {
       next_check = now + kCheckEvery;
       std::vector<CURL*> ended;
@@ -114,19 +115,13 @@ void IoLoop::State::Run() {
       }
       for (CURL* easy : ended) Finish(easy, CURLE_ABORTED_BY_CALLBACK, true);
     }
-    for (const auto& [easy, e] : transfers) {
-      if (e.cancelled) {
-        any_predicate = true;
-        break;
-      }
-    }
 
     milliseconds wait = kIdleWait;
     long curl_wait = -1;
     curl_multi_timeout(multi, &curl_wait);
     if (curl_wait >= 0) wait = std::min(wait, milliseconds(curl_wait));
     now = steady_clock::now();
-    if (any_predicate) {
+    if (with_predicate > 0) {
       wait = std::min(wait, std::chrono::ceil<milliseconds>(
                                 std::max(next_check - now, steady_clock::duration::zero())));
     }
@@ -231,6 +226,7 @@ void IoLoop::Add(CURL* easy, std::function<bool()> cancelled, TransferDone done)
       done(CURLE_FAILED_INIT, false);
       return;
     }
+    if (cancelled) ++s->with_predicate;
     s->transfers.emplace(easy, State::Entry{std::move(cancelled), std::move(done)});
   });
 }

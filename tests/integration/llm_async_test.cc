@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -15,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "af/llm/http_transport.h"
 #include "af/llm/llm_client.h"
 #include "support/fake_llm_server.h"
 #include "support/test_util.h"
@@ -210,6 +213,8 @@ TEST_P(LlmAsyncTest, RetryBackoffsOfManyCallsHoldNoThreadEach) {
   Outcomes out(kCalls);
   for (size_t i = 0; i < kCalls; ++i) {
     c->CompleteAsync(Request("retry " + std::to_string(i)), {}, out.Slot(i));
+    ASSERT_TRUE(i > 0 || out.done() == 0)
+        << "CompleteAsync held the calling thread through the retries";
   }
   int peak = ThreadCount();
   ASSERT_TRUE(out.WaitAll(seconds(60), &peak)) << out.done() << " of " << kCalls << " done";
@@ -420,6 +425,46 @@ TEST_P(LlmAsyncTest, BlockingCallFromTheIoThreadFailsInsteadOfDeadlocking) {
   EXPECT_EQ(nested->status().code(), Code::kFailedPrecondition);
   EXPECT_NE(nested->status().message().find("I/O thread"), std::string::npos);
   EXPECT_EQ(fake.request_count(), 1u);
+}
+
+// Exchanges with the same host share connections (one multi handle for the
+// process): five calls one after the other reach a keep-alive server over
+// one connection, not five.
+TEST(CurlTransportReuseTest, SequentialCallsToOneHostReuseTheConnection) {
+  int port = 0;
+  const int listen_fd = testing::ListenOnLoopback(&port, "keep-alive server");
+  std::atomic<int> accepted{0};
+  std::thread server([&] {
+    for (;;) {
+      const int fd = ::accept(listen_fd, nullptr, nullptr);
+      if (fd < 0) return;
+      ++accepted;
+      // Answers requests on this connection until the client closes it.
+      std::thread([fd] {
+        testing::RecordedRequest req;
+        while (testing::ReadHttpRequest(fd, &req)) {
+          req = {};
+          if (!testing::SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) break;
+        }
+        ::close(fd);
+      }).detach();
+    }
+  });
+  auto transport = MakeCurlTransport();
+  for (int i = 0; i < 5; ++i) {
+    ClientRequest r;
+    r.method = "GET";
+    r.url = "http://127.0.0.1:" + std::to_string(port) + "/ping";
+    auto resp = transport->Send(r, {});
+    ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+    EXPECT_EQ(resp->status, 200);
+    EXPECT_EQ(resp->body, "ok");
+  }
+  EXPECT_EQ(accepted.load(), 1) << "each call opened a connection of its own";
+  transport.reset();
+  ::shutdown(listen_fd, SHUT_RDWR);
+  ::close(listen_fd);
+  server.join();
 }
 
 INSTANTIATE_TEST_SUITE_P(Providers, LlmAsyncTest, ::testing::Values("anthropic", "openai"),
