@@ -236,7 +236,8 @@ TEST_F(EventsStreamTest, ResumeWhileEventsAreBeingAppendedHasNoGapAndNoDuplicate
   stop = true;
   appender.join();
   const int64_t final_seq = last_appended.load();
-  ASSERT_GT(final_seq, seqs.back());
+  // Delivery may keep up with the appender: then nothing is left to drain.
+  ASSERT_GE(final_seq, seqs.back());
   auto rest = ReadSeqs(*c, static_cast<size_t>(final_seq - seqs.back()));
   seqs.insert(seqs.end(), rest.begin(), rest.end());
   EXPECT_EQ(seqs, Range(101, final_seq));
