@@ -198,9 +198,8 @@ struct ModelAnswer {
   Result<LlmResponse> await_resume() { return std::move(*result); }
 };
 
-Async<Result<LlmResponse>> CallModelOnce(const AgentEnv& env, LlmClient* llm,
-                                        const LlmRequest& req, const std::string& agent_id,
-                                        bool* provider_failed) {
+Async<Result<LlmResponse>> CallModelOnce(const AgentEnv& env, LlmClient* llm, const LlmRequest& req,
+                                         const std::string& agent_id, bool* provider_failed) {
   *provider_failed = false;
   const Config& cfg = *env.config;
   AF_CO_ASSIGN_OR_RETURN(auto replayed, Replayed(env, req, agent_id));
@@ -307,7 +306,7 @@ Status WaitForCircuit(const AgentEnv& env, const LlmRequest& req, const std::str
 }  // namespace
 
 Async<Result<LlmResponse>> CallModelTask(const AgentEnv& env, const LlmRequest& req,
-                                        const std::string& agent_id) {
+                                         const std::string& agent_id) {
   const LlmFallback* fallback = FallbackFor(env, req.agent_role);
   LlmRequest alt;
   if (fallback != nullptr) {
@@ -395,7 +394,7 @@ Status FitToBudget(const AgentEnv& env, const Conversation& conv, LlmRequest& se
 }  // namespace
 
 Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation& conv,
-                                       const ToolContext& tools) {
+                                        const ToolContext& tools) {
   const Config& cfg = *env.config;
   LlmRequest req;
   req.model = conv.model;
@@ -472,8 +471,8 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
                  bad_in_a_row, cfg.limits.max_reasks, problem.substr(0, 160));
   }
   co_return ResourceExhausted("step limit reached: the " + conv.role + " did not finish within " +
-                               std::to_string(conv.max_turns) + " turns",
-                           "the task may be too large: split it, or raise limits.max_steps");
+                                  std::to_string(conv.max_turns) + " turns",
+                              "the task may be too large: split it, or raise limits.max_steps");
 }
 
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,

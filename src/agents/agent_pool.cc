@@ -55,6 +55,7 @@ Status Pipeline::Impl::StartAgents() {
     int slots = 0;
     for (auto& inst : instances_) slots += roles.count(inst->role) ? 1 : 0;
     executor_ = std::make_unique<Executor>("af-agent", slots);
+    ended_reader_ = std::thread([this] { EndedReaderLoop(); });
     for (const auto& role : roles) dispatchers_.emplace_back([this, role] { DispatchLoop(role); });
   }
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
@@ -198,8 +199,6 @@ void Pipeline::Impl::DispatchLoop(const std::string& role) {
 }
 
 Detached Pipeline::Impl::RunJob(Instance* inst, Delivery d) {
-  const std::string queue = "role:" + inst->role;
-  auto logger = log::Get("agents");
   Status s;
   bool answered = true;
   bool threw = false;
@@ -209,13 +208,37 @@ Detached Pipeline::Impl::RunJob(Instance* inst, Delivery d) {
     // A bug, not an expected failure: it must not take the process down.
     s = Internal(std::string("unexpected error in ") + inst->id + ": " + e.what());
     threw = true;
+  } catch (...) {
+    s = Internal("unexpected error in " + inst->id);
+    threw = true;
   }
-  if (threw) {
-    (void)deps_.bus->Send(
-        "feature:" + Field(d.payload, "feature_id"),
-        BusMessage{d.type + ".done",
-                   {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}});
+  try {
+    if (threw) {
+      // Unanswered, the coordinator would wait for it until the feature's
+      // timeout; unsent (the bus away for good), the job goes back instead.
+      answered = SendRetrying(
+                     "feature:" + Field(d.payload, "feature_id"),
+                     BusMessage{d.type + ".done",
+                                {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}})
+                     .ok();
+    }
+    FinishJob(inst, d, s, answered);
+  } catch (const std::exception& e) {
+    // The bus or the store failing while the job is handed back: the
+    // delivery comes back after ack_timeout; this instance must be free.
+    log::Get("agents")->error("{} could not close job {}: {}", inst->id, d.id, e.what());
   }
+  {
+    std::lock_guard lock(jobs_mu_);
+    inst->working = false;
+    --jobs_running_;
+  }
+  jobs_cv_.notify_all();
+}
+
+void Pipeline::Impl::FinishJob(Instance* inst, const Delivery& d, const Status& s, bool answered) {
+  const std::string queue = "role:" + inst->role;
+  auto logger = log::Get("agents");
   {
     std::lock_guard lock(inst->mu);  // no renewal once it is answered
     inst->job_queue.clear();
@@ -234,12 +257,6 @@ Detached Pipeline::Impl::RunJob(Instance* inst, Delivery d) {
   }
   if (answered && !s.ok()) logger->warn("{} {}: {}", inst->id, d.type, s.ToString());
   SetState(inst, "idle", "");
-  {
-    std::lock_guard lock(jobs_mu_);
-    inst->working = false;
-    --jobs_running_;
-  }
-  jobs_cv_.notify_all();
 }
 
 Async<Result<json>> Pipeline::Impl::DoJob(Instance* inst, const Delivery& job) {

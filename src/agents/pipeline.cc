@@ -149,22 +149,43 @@ void Pipeline::Impl::NoteEnded(const std::string& feature_id) {
 }
 
 std::function<bool()> Pipeline::Impl::Ended(const std::string& feature_id) {
-  // What this process knows answers at once: its stop, features it saw end,
-  // the driver's timeout. The store (a feature ended by another process) is
-  // read at most twice a second per predicate: it is asked every 100 ms for
-  // each model call and command in flight.
-  auto next_read = std::make_shared<std::atomic<int64_t>>(0);
+  // Asked every ~100 ms for each model call (on the LLM client's I/O thread,
+  // which must never wait for the store) and command in flight. What this
+  // process knows answers at once: its stop, features it saw end, the
+  // driver's timeout. A feature ended by another process is learnt from the
+  // store at most twice a second per predicate, never by the caller: one
+  // thread (EndedReaderLoop) reads every feature asked about (Check notes
+  // what it finds), however many calls wait.
+  auto next_read = std::make_shared<int64_t>(0);  // guarded by ended_mu_
   return [this, feature_id, next_read] {
     if (stopping_ || TimedOut(feature_id)) return true;
     {
       std::lock_guard lock(ended_mu_);
       if (ended_.count(feature_id)) return true;
+      const int64_t now = NowMs();
+      if (now < *next_read) return false;
+      *next_read = now + 500;
+      if (ended_reader_.joinable()) {
+        to_read_.insert(feature_id);
+        ended_cv_.notify_one();
+        return false;
+      }
     }
-    const int64_t now = NowMs();
-    int64_t due = next_read->load();
-    if (now < due || !next_read->compare_exchange_strong(due, now + 500)) return false;
+    // No reader (no agents in this process): the caller is no I/O thread.
     return WorkEnded(Check(feature_id));
   };
+}
+
+void Pipeline::Impl::EndedReaderLoop() {
+  std::unique_lock lock(ended_mu_);
+  while (!stopping_) {
+    ended_cv_.wait(lock, [this] { return stopping_ || !to_read_.empty(); });
+    std::set<std::string> batch;
+    batch.swap(to_read_);
+    lock.unlock();
+    for (const auto& id : batch) (void)Check(id);
+    lock.lock();
+  }
 }
 
 void Pipeline::Impl::Stop() {
@@ -190,11 +211,24 @@ void Pipeline::Impl::Stop() {
     if (t.joinable()) t.join();
   // Jobs under way notice the stop (Check) and end; a model call in flight is
   // abandoned within ~100 ms. Their coroutines need the executor to finish.
+  // Work with no stop hook (a first knowledge ingest, a store that does not
+  // answer) can take longer: say who is waited for.
   {
     std::unique_lock lock(jobs_mu_);
-    jobs_cv_.wait(lock, [this] { return jobs_running_ == 0; });
+    while (
+        !jobs_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return jobs_running_ == 0; })) {
+      std::string busy;
+      for (auto& inst : instances_)
+        if (inst->working) busy += (busy.empty() ? "" : ", ") + inst->id;
+      log::Get("agents")->warn("stopping: waiting for the jobs of {} to end", busy);
+    }
   }
   if (executor_) executor_->Shutdown();
+  {
+    std::lock_guard lock(ended_mu_);  // no reader between its check and its wait
+  }
+  ended_cv_.notify_all();
+  if (ended_reader_.joinable()) ended_reader_.join();
   if (heartbeat_.joinable()) heartbeat_.join();
   for (auto& inst : instances_) {
     SetState(inst.get(), "offline", "");

@@ -91,8 +91,11 @@ class Pipeline::Impl {
   // as a RunJob coroutine on executor_.
   void DispatchLoop(const std::string& role);
   // One job: HandleJob, then its ack (or its return to the queue), then the
-  // instance is free again.
+  // instance is free again, whatever throws.
   Detached RunJob(Instance* inst, Delivery job);
+  // Acks the job (or gives it back unanswered), counts it, sets the
+  // instance idle.
+  void FinishJob(Instance* inst, const Delivery& job, const Status& status, bool answered);
   void HeartbeatLoop();
   void ExtendJob(Instance* inst);
   void SetState(Instance* inst, const std::string& state, const std::string& task);
@@ -110,7 +113,7 @@ class Pipeline::Impl {
   // project:NAME; unchanged files cost a hash): done when a feature starts.
   void IngestProject(const Feature& f);
   Async<Result<json>> DoCode(Instance* inst, const Feature& f, const std::string& task_id,
-                            FeatureTree* tree);
+                             FeatureTree* tree);
   Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);
   Result<json> CompleteTask(const Task& task, const std::string& sha);
   // The checks a coder's finish runs (see ToolContext::run_checks): the
@@ -122,7 +125,7 @@ class Pipeline::Impl {
   Result<TaskChecks> TaskChecksFor(const Feature& f, const std::string& task_id, FeatureTree* tree,
                                    json* passed = nullptr);
   Async<Result<json>> DoReview(Instance* inst, const Feature& f, const json& job,
-                              FeatureTree* tree);
+                               FeatureTree* tree);
   Result<json> DoDeliver(Instance* inst, const Feature& f, FeatureTree* tree);
 
   // --- coordinator ---
@@ -192,6 +195,9 @@ class Pipeline::Impl {
   // Remembers that the feature ended (this process ended it, or saw it ended
   // in the store), so Ended answers without the store.
   void NoteEnded(const std::string& feature_id);
+  // The thread that reads the features Ended asks about (to_read_) from the
+  // store, until Stop.
+  void EndedReaderLoop();
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
   void ReleaseTree(const Feature& f);
   void SweepEndedTrees();
@@ -221,8 +227,11 @@ class Pipeline::Impl {
   Optimizer optimizer_;
   BudgetLedger budget_{deps_.store, &cfg_};
   std::atomic<bool> stopping_{false};
-  std::mutex ended_mu_;              // guards ended_
-  std::set<std::string> ended_;      // features known to have ended (NoteEnded)
+  std::mutex ended_mu_;               // guards the two below
+  std::set<std::string> ended_;       // features known to have ended (NoteEnded)
+  std::set<std::string> to_read_;     // features Ended wants read from the store
+  std::condition_variable ended_cv_;  // to_read_ has some, or Stop
+  std::thread ended_reader_;          // EndedReaderLoop; where agents run
 
   std::vector<std::unique_ptr<Instance>> instances_;
   // Runs the jobs (RunJob) while they work; sized to the instances, so the

@@ -152,7 +152,7 @@ Async<Result<json>> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, Fea
 }
 
 Async<Result<json>> Pipeline::Impl::DoCode(Instance* inst, const Feature& f,
-                                          const std::string& task_id, FeatureTree* tree) {
+                                           const std::string& task_id, FeatureTree* tree) {
   AF_CO_ASSIGN_OR_RETURN(Task task, deps_.store->GetTask(task_id));
   const TaskState state = StateOf(task);
   if (state == TaskState::kCompleted) co_return task.result;
@@ -195,9 +195,9 @@ Async<Result<json>> Pipeline::Impl::DoCode(Instance* inst, const Feature& f,
   start.add_attempts = 1;
   start.result = json{{"context", context}};
   AF_CO_RETURN_IF_ERROR(deps_.store
-                         ->TransitionTask(task_id, std::nullopt, Name(TaskState::kInProgress),
-                                          start, {{"agent", inst->id}})
-                         .status());
+                            ->TransitionTask(task_id, std::nullopt, Name(TaskState::kInProgress),
+                                             start, {{"agent", inst->id}})
+                            .status());
   Conversation conv{"coder", inst->id, f.id, task_id, cfg_.ModelFor("coder"), SystemPrompt("coder"),
                     context};
   std::set<std::string> touched;
@@ -236,10 +236,10 @@ Async<Result<json>> Pipeline::Impl::DoCode(Instance* inst, const Feature& f,
                          {"finished", true}};
   if (!checks_passed.is_null()) (*finished.result)["checks"] = checks_passed;
   AF_CO_RETURN_IF_ERROR(deps_.store
-                         ->TransitionTask(task_id, Name(TaskState::kInProgress),
-                                          Name(TaskState::kInProgress), finished,
-                                          {{"finished", true}})
-                         .status());
+                            ->TransitionTask(task_id, Name(TaskState::kInProgress),
+                                             Name(TaskState::kInProgress), finished,
+                                             {{"finished", true}})
+                            .status());
   task.result = *finished.result;
   // A task may rightly change nothing (another task already did the work): no
   // commit then. A commit that fails must fail the task, or the coordinator
@@ -383,7 +383,7 @@ Result<json> Pipeline::Impl::DoTest(Instance* inst, const Feature& f, FeatureTre
 }
 
 Async<Result<json>> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, const json& job,
-                                            FeatureTree* tree) {
+                                             FeatureTree* tree) {
   ContextInput in;
   in.role = "reviewer";
   in.request = f.request;

@@ -65,7 +65,13 @@ void LlmClient::CompleteAsync(LlmRequest request, StreamCallback on_text, Comple
                       Result<LlmResponse> result, int attempts) mutable {
                     auto conclude = [this, facts, start, attempts, done = std::move(done),
                                      result = std::move(result)]() mutable {
-                      Conclude(*facts, start, attempts, result);
+                      // `done` must come whatever the record does: a caller
+                      // waiting for it would wait forever.
+                      try {
+                        Conclude(*facts, start, attempts, result);
+                      } catch (const std::exception& e) {
+                        result = Internal(std::string("recording the call failed: ") + e.what());
+                      }
                       done(std::move(result));
                     };
                     if (post) {

@@ -2,6 +2,8 @@
 // come back through co_await, a suspended coroutine holds no pool thread, the
 // pool grows only while work waits and shrinks when idle.
 
+#include "af/core/async.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,7 +15,6 @@
 #include <thread>
 #include <vector>
 
-#include "af/core/async.h"
 #include "af/core/status.h"
 
 namespace af {

@@ -38,8 +38,8 @@
 
 #include "af/agents/budget.h"
 #include "af/agents/tools.h"
-#include "af/core/status.h"
 #include "af/core/async.h"
+#include "af/core/status.h"
 #include "af/llm/llm_client.h"
 #include "af/llm/types.h"
 
@@ -98,14 +98,14 @@ struct ConversationEnd {
 // llm.call event. CallModelTask is its coroutine (see AgentEnv::executor);
 // CallModel blocks the calling thread for the call.
 Async<Result<LlmResponse>> CallModelTask(const AgentEnv& env, const LlmRequest& request,
-                                        const std::string& agent_id);
+                                         const std::string& agent_id);
 Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& request,
                               const std::string& agent_id);
 
 // The conversation as a coroutine: it suspends at each model call (see
 // AgentEnv::executor) and runs its tools on the thread that resumed it.
 Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation& conv,
-                                       const ToolContext& tools);
+                                        const ToolContext& tools);
 // The same, blocking the calling thread until it ends.
 Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
                                         const ToolContext& tools);
