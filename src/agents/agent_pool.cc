@@ -7,6 +7,8 @@ using json = nlohmann::json;
 
 namespace {
 
+constexpr int kMaxAgentThreads = 64;
+
 // The next number of a worker agent of `role` in this process: ids stay
 // unique when one process starts several pipelines (tests do).
 int NextWorkerNumber(const std::string& role) {
@@ -54,7 +56,10 @@ Status Pipeline::Impl::StartAgents() {
   if (!roles.empty()) {
     int slots = 0;
     for (auto& inst : instances_) slots += roles.count(inst->role) ? 1 : 0;
-    executor_ = std::make_unique<Executor>("af-agent", slots);
+    // Threads beyond a few per core only add stacks and allocator arenas
+    // when the work is CPU (500 features at once grew 300 of them); 64 still
+    // lets that many jobs wait on commands (gates) at once.
+    executor_ = std::make_unique<Executor>("af-agent", std::min(slots, kMaxAgentThreads));
     ended_reader_ = std::thread([this] { EndedReaderLoop(); });
     for (const auto& role : roles) dispatchers_.emplace_back([this, role] { DispatchLoop(role); });
   }
