@@ -475,9 +475,4 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
                               "the task may be too large: split it, or raise limits.max_steps");
 }
 
-Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
-                                        const ToolContext& tools) {
-  return SyncWait(Converse(env, conv, tools));
-}
-
 }  // namespace af

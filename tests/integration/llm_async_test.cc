@@ -3,7 +3,6 @@
 // backoff) hold no thread each; retries, broken streams, streaming,
 // cancellation and the circuit breaker behave as for Complete.
 
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -31,18 +30,6 @@ using testing::FakeLlmServer;
 using testing::FakeReply;
 
 constexpr char kKey[] = "sk-test-SECRET-async-0123456789";
-
-// Threads of this process now.
-int ThreadCount() {
-  int n = 0;
-  if (DIR* d = ::opendir("/proc/self/task")) {
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_name[0] != '.') ++n;
-    }
-    ::closedir(d);
-  }
-  return n;
-}
 
 // A thousand sockets at once need more than the common default of 1024.
 void RaiseFileLimit() {
@@ -90,13 +77,13 @@ class Outcomes {
     std::lock_guard lock(mu_);
     return done_;
   }
-  // Waits for all of them (false after `timeout`), sampling ThreadCount()
+  // Waits for all of them (false after `timeout`), sampling testing::ThreadsOfThisProcess()
   // meanwhile into *peak_threads when given.
   bool WaitAll(milliseconds timeout, int* peak_threads = nullptr) {
     const auto end = std::chrono::steady_clock::now() + timeout;
     std::unique_lock lock(mu_);
     while (done_ < results_.size()) {
-      if (peak_threads) *peak_threads = std::max(*peak_threads, ThreadCount());
+      if (peak_threads) *peak_threads = std::max(*peak_threads, testing::ThreadsOfThisProcess());
       if (cv_.wait_until(lock, std::min(end, std::chrono::steady_clock::now() +
                                                  milliseconds(20))) == std::cv_status::timeout &&
           std::chrono::steady_clock::now() >= end) {
@@ -143,6 +130,30 @@ class LlmAsyncTest : public ::testing::TestWithParam<std::string> {
     return c.ok() ? std::move(c).value() : nullptr;
   }
 
+  // Starts `n` calls at once asking "<prefix><i>" (the odd ones streamed
+  // when `stream_odd`), checks that none held this thread until its reply,
+  // waits up to `timeout` for all and checks each echoes its question after
+  // `attempts` attempts. *peak: the most threads this process had meanwhile.
+  void CallAllAtOnce(LlmClient* c, size_t n, const std::string& prefix, bool stream_odd,
+                     int attempts, milliseconds timeout, int* peak) {
+    Outcomes out(n);
+    for (size_t i = 0; i < n; ++i) {
+      c->CompleteAsync(Request(prefix + std::to_string(i), stream_odd && i % 2 == 1), {},
+                       out.Slot(i));
+      ASSERT_TRUE(i > 0 || out.done() == 0)
+          << "CompleteAsync held the calling thread until the reply came";
+    }
+    *peak = testing::ThreadsOfThisProcess();
+    ASSERT_TRUE(out.WaitAll(timeout, peak)) << out.done() << " of " << n << " done";
+    for (size_t i = 0; i < n; ++i) {
+      const auto& r = out.at(i);
+      ASSERT_TRUE(r.has_value()) << i;
+      ASSERT_TRUE(r->ok()) << i << ": " << r->status().ToString();
+      EXPECT_EQ((*r)->text, "echo: " + prefix + std::to_string(i));
+      EXPECT_EQ((*r)->attempts, attempts);
+    }
+  }
+
   static LlmRequest Request(const std::string& user, bool stream = false) {
     LlmRequest r;
     r.system = "You are a test agent.";
@@ -171,23 +182,11 @@ TEST_P(LlmAsyncTest, AThousandCallsInFlightHoldNoThreadEach) {
   auto c = Make(Options(server.base_url()));
   ASSERT_NE(c, nullptr);
   constexpr size_t kCalls = 1000;
-  const int threads_before = ThreadCount();
-  Outcomes out(kCalls);
-  for (size_t i = 0; i < kCalls; ++i) {
-    // Every other call streamed: both decoders run on the I/O thread.
-    c->CompleteAsync(Request("call " + std::to_string(i), i % 2 == 1), {}, out.Slot(i));
-    ASSERT_TRUE(i > 0 || out.done() == 0)
-        << "CompleteAsync held the calling thread until the reply came";
-  }
-  int peak = ThreadCount();
-  ASSERT_TRUE(out.WaitAll(seconds(120), &peak)) << out.done() << " of " << kCalls << " done";
-  for (size_t i = 0; i < kCalls; ++i) {
-    const auto& r = out.at(i);
-    ASSERT_TRUE(r.has_value()) << i;
-    ASSERT_TRUE(r->ok()) << i << ": " << r->status().ToString();
-    EXPECT_EQ((*r)->text, "echo: call " + std::to_string(i));
-    EXPECT_EQ((*r)->attempts, 1);
-  }
+  const int threads_before = testing::ThreadsOfThisProcess();
+  int peak = 0;
+  // Every other call streamed: both decoders run on the I/O thread.
+  CallAllAtOnce(c.get(), kCalls, "call ", /*stream_odd=*/true, 1, seconds(120), &peak);
+  if (HasFatalFailure()) return;
   EXPECT_EQ(records().size(), kCalls);
   std::printf("threads: %d before the calls, at most %d with %zu calls in flight\n", threads_before,
               peak, kCalls);
@@ -209,22 +208,10 @@ TEST_P(LlmAsyncTest, RetryBackoffsOfManyCallsHoldNoThreadEach) {
   auto c = Make(o);
   ASSERT_NE(c, nullptr);
   constexpr size_t kCalls = 200;
-  const int threads_before = ThreadCount();
-  Outcomes out(kCalls);
-  for (size_t i = 0; i < kCalls; ++i) {
-    c->CompleteAsync(Request("retry " + std::to_string(i)), {}, out.Slot(i));
-    ASSERT_TRUE(i > 0 || out.done() == 0)
-        << "CompleteAsync held the calling thread through the retries";
-  }
-  int peak = ThreadCount();
-  ASSERT_TRUE(out.WaitAll(seconds(60), &peak)) << out.done() << " of " << kCalls << " done";
-  for (size_t i = 0; i < kCalls; ++i) {
-    const auto& r = out.at(i);
-    ASSERT_TRUE(r.has_value()) << i;
-    ASSERT_TRUE(r->ok()) << i << ": " << r->status().ToString();
-    EXPECT_EQ((*r)->text, "echo: retry " + std::to_string(i));
-    EXPECT_EQ((*r)->attempts, 3);
-  }
+  const int threads_before = testing::ThreadsOfThisProcess();
+  int peak = 0;
+  CallAllAtOnce(c.get(), kCalls, "retry ", /*stream_odd=*/false, 3, seconds(60), &peak);
+  if (HasFatalFailure()) return;
   EXPECT_LE(peak - threads_before, 2) << "backoff waits took threads of their own";
 }
 

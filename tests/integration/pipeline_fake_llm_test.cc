@@ -536,17 +536,6 @@ TEST_P(PipelineFakeLlm, AJobLongerThanTheAckTimeoutStaysWithItsAgent) {
   EXPECT_EQ(first_turns.load(), 1) << "the job went to a second coder while the first worked on it";
 }
 
-// Threads of this process named `name` (the agents' executor names its own).
-int ThreadsNamed(const std::string& name) {
-  int n = 0;
-  for (const auto& t : fs::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(t.path() / "comm");
-    std::string line;
-    if (std::getline(comm, line) && line == name) ++n;
-  }
-  return n;
-}
-
 // Agents waiting for the model hold no thread: 16 coders' first calls are
 // all held by the fake model at once while the agents' threads go away;
 // released, the feature completes with every task's work.
@@ -592,12 +581,11 @@ TEST_P(PipelineFakeLlm, ModelCallsInFlightHoldNoAgentThread) {
         << "only " << held << " coder calls arrived at once";
   }
   // Idle pool threads leave after 2 s; a thread blocked in a call never does.
-  const bool freed = testing::WaitFor([] { return ThreadsNamed("af-agent") <= 2; },
+  const bool freed = testing::WaitFor([] { return testing::ThreadsOfThisProcess("af-agent") <= 2; },
                                       std::chrono::seconds(10));
-  const int left = ThreadsNamed("af-agent");
+  const int left = testing::ThreadsOfThisProcess("af-agent");
   let_go();
-  EXPECT_TRUE(freed) << left << " agent threads stayed while " << kTasks
-                     << " model calls waited";
+  EXPECT_TRUE(freed) << left << " agent threads stayed while " << kTasks << " model calls waited";
   const Feature f = Wait(submitted.id);
   EXPECT_EQ(f.status, "completed") << FailureMessage(h_.Events(f.id));
   auto tasks = h_.store().ListTasks(f.id);

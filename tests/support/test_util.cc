@@ -161,6 +161,21 @@ int ChildProcess::Stop(int sig, std::chrono::milliseconds timeout) {
 std::string ChildProcess::Out() const { return ReadFile(dir_.path() / "out"); }
 std::string ChildProcess::Err() const { return ReadFile(dir_.path() / "err"); }
 
+int ThreadsOfThisProcess(const std::string& name) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    if (name.empty()) {
+      ++n;
+      continue;
+    }
+    std::ifstream comm(t.path() / "comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) ++n;
+  }
+  return n;
+}
+
 bool WaitFor(const std::function<bool()>& probe, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!probe()) {

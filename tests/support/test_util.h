@@ -66,6 +66,10 @@ class ChildProcess {
   TempDir dir_;
 };
 
+// Threads of this process now; with `name`, only those of that name (as
+// pthread_setname_np set it).
+int ThreadsOfThisProcess(const std::string& name = {});
+
 // Polls `probe` every 20 ms until it returns true or `timeout` passes.
 bool WaitFor(const std::function<bool()>& probe,
              std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -106,9 +106,6 @@ Result<LlmResponse> CallModel(const AgentEnv& env, const LlmRequest& request,
 // AgentEnv::executor) and runs its tools on the thread that resumed it.
 Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation& conv,
                                         const ToolContext& tools);
-// The same, blocking the calling thread until it ends.
-Result<ConversationEnd> RunConversation(const AgentEnv& env, const Conversation& conv,
-                                        const ToolContext& tools);
 
 // Appends an event to the store. A failure is logged, not returned: recording
 // an event must never stop the work it describes.

@@ -11,7 +11,7 @@
 //
 // Rules:
 //   - An Async is lazy: nothing runs until it is co_awaited (or given to
-//     StartDetached / SyncWait). Move-only; co_await it once.
+//     SyncWait). Move-only; co_await it once.
 //   - Inside a coroutine, errors are returned with co_return: use
 //     AF_CO_RETURN_IF_ERROR / AF_CO_ASSIGN_OR_RETURN, not the AF_ ones.
 //   - Keep co_await in its own statement (`auto r = co_await X();`), not
@@ -145,32 +145,6 @@ class Executor {
   int alive_ = 0, idle_ = 0;
   bool shut_ = false;
 };
-
-// Resumes the awaiting coroutine on `executor` (or goes on inline when it is
-// null): after a completion that arrived on a thread that must not do the
-// work (an I/O thread).
-struct ResumeOn {
-  Executor* executor;
-  bool await_ready() const noexcept { return executor == nullptr; }
-  void await_suspend(std::coroutine_handle<> h) const {
-    executor->Post([h] { h.resume(); });
-  }
-  void await_resume() const noexcept {}
-};
-
-namespace task_internal {
-template <typename T>
-Detached RunThen(Async<T> task, std::function<void(T)> done) {
-  done(co_await std::move(task));
-}
-}  // namespace task_internal
-
-// Starts `task` on the calling thread and calls `done` with its value when it
-// ends (on the thread that finished it). The task must not throw.
-template <typename T>
-void StartDetached(Async<T> task, std::function<void(T)> done) {
-  task_internal::RunThen<T>(std::move(task), std::move(done));
-}
 
 // Runs `task` to its end, blocking the calling thread until then (it may be
 // resumed elsewhere meanwhile). Rethrows what the task threw. For callers
