@@ -9,6 +9,7 @@
 #include <fstream>
 #include <system_error>
 
+#include "af/core/fault.h"
 #include "af/core/strings.h"
 
 namespace af::workspace_internal {
@@ -480,31 +481,93 @@ Status GitRepo::AddWorktree(const std::string& name, const fs::path& path,
   }
   Reference ref(raw);
 
-  git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
-  opts.ref = ref.get();
-  // A fresh directory: everything is written, as `git reset --hard` does.
-  opts.checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
-  git_worktree* wt_raw = nullptr;
+  // The files `git worktree add` writes, by hand rather than through
+  // git_worktree_add: that one first asks whether the branch is checked out
+  // in any other worktree by opening every one of them, so adding the Nth
+  // worktree cost N repository opens (most of the server's CPU with hundreds
+  // of features at once). Each feature's branch is its own, and the caller
+  // holds the repository lock. The `.git` file that makes the directory a
+  // worktree comes last: a checkout cut short (a crash) leaves a directory
+  // RegisteredWorktree does not accept, so it is made again.
+  std::error_code ec;
+  fs::create_directories(admin.parent_path(), ec);
   Status status = Status::Ok();
-  if (git_worktree_add(&wt_raw, repo_, name.c_str(), path.c_str(), &opts) != 0) {
-    status = Fail("adding worktree " + path.string());
-  } else {
-    WorktreeHandle wt(wt_raw);
-    // libgit2 writes absolute directories with a trailing slash; git writes
-    // the .git file's gitdir without one and `commondir` relative to the
-    // admin directory. Rewritten so both tools leave the same files.
-    status = WriteFileAtomically(admin / "commondir", "../..\n");
-    if (status.ok())
-      status = WriteFileAtomically(path / ".git", "gitdir: " + admin.string() + "\n");
+  if (!fs::create_directory(admin, ec) || !fs::create_directory(path, ec)) {
+    status = Internal("cannot create " + (fs::exists(admin) ? path : admin).string() + ": " +
+                      ec.message());
+  }
+  if (status.ok()) status = WriteFileAtomically(admin / "commondir", "../..\n");
+  if (status.ok()) status = WriteFileAtomically(admin / "gitdir", (path / ".git").string() + "\n");
+  if (status.ok()) status = WriteFileAtomically(admin / "HEAD", "ref: " + refname + "\n");
+  if (status.ok()) {
+    // Opened through its admin directory: libgit2 finds the work tree in its
+    // `gitdir` file, so the checkout needs no `.git` file yet.
+    auto worktree = Open(admin);
+    if (!worktree.ok()) {
+      status = worktree.status();
+    } else {
+      git_checkout_options opts = GIT_CHECKOUT_OPTIONS_INIT;
+      // A fresh directory: everything is written, as `git reset --hard` does.
+      opts.checkout_strategy = GIT_CHECKOUT_FORCE;
+      if (git_checkout_head(worktree->repo_, &opts) != 0)
+        status = Fail("checking out " + branch + " into " + path.string());
+    }
+  }
+  if (status.ok()) {
+    fault::CrashPoint("worktree checkout");  // files and registration, no `.git` yet
+    status = WriteFileAtomically(path / ".git", "gitdir: " + admin.string() + "\n");
   }
   if (!status.ok()) {
-    // As the CLI does when its checkout fails: nothing half-made stays (a
-    // registration with a .git file would pass for a finished worktree).
-    std::error_code ec;
+    // As the CLI does when its checkout fails: nothing half-made stays.
     fs::remove_all(path, ec);
     fs::remove_all(admin, ec);
   }
   return status;
+}
+
+namespace {
+
+std::string FirstLine(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// Where the registration `name` says its files are; empty when there is no
+// such registration or it is unreadable.
+fs::path WorktreePathOf(const fs::path& common_dir, const std::string& name) {
+  const std::string link = FirstLine(common_dir / "worktrees" / name / "gitdir");
+  return link.empty() ? fs::path() : fs::path(link).parent_path();
+}
+
+}  // namespace
+
+Status GitRepo::PruneIfStale(const std::string& name) {
+  std::error_code ec;
+  if (!fs::exists(CommonDir() / "worktrees" / name, ec)) return Status::Ok();
+  const fs::path path = WorktreePathOf(CommonDir(), name);
+  if (!path.empty() && fs::exists(path / ".git", ec)) return Status::Ok();
+  return PruneWorktree(name);
+}
+
+std::string GitRepo::RegisteredWorktree(const fs::path& path) {
+  const std::string link = FirstLine(path / ".git");
+  constexpr std::string_view kPrefix = "gitdir: ";
+  if (link.rfind(kPrefix, 0) != 0) return std::string();
+  const fs::path admin = link.substr(kPrefix.size());
+  std::error_code ec;
+  if (!fs::equivalent(admin.parent_path(), CommonDir() / "worktrees", ec)) return std::string();
+  const fs::path named = WorktreePathOf(CommonDir(), admin.filename().string());
+  if (named.empty() || !fs::equivalent(named, path, ec)) return std::string();
+  return admin.filename().string();
+}
+
+Status GitRepo::PruneStaleWorktrees() {
+  AF_ASSIGN_OR_RETURN(auto registered, Worktrees());
+  for (const auto& w : registered)
+    if (w.stale) AF_RETURN_IF_ERROR(PruneWorktree(w.name));
+  return Status::Ok();
 }
 
 }  // namespace af::workspace_internal

@@ -103,6 +103,17 @@ class GitRepo {
   // Removes a worktree's registration (its admin directory), as `git worktree
   // prune` does for a stale one; its files are the caller's to remove.
   Status PruneWorktree(const std::string& name);
+  // `git worktree prune`: removes every stale registration (Worktrees()).
+  // Reads every registration: for start-up and rare paths, not per feature.
+  Status PruneStaleWorktrees();
+  // The name of the linked worktree whose files are at `path`, when `path`
+  // holds a `.git` file naming a registration of this repository that names
+  // `path` back; "" otherwise (no worktree there, half made, or registered
+  // elsewhere). Reads two small files: it does not list the others.
+  std::string RegisteredWorktree(const std::filesystem::path& path);
+  // Removes the registration `name` when there is one and its files are gone
+  // (no `.git` file where it points, or it is unreadable), locked or not.
+  Status PruneIfStale(const std::string& name);
 
   // As `git worktree add <path> <branch>`, or `git worktree add -b <branch>
   // <path> <base>` when the branch does not exist yet (it is created at
@@ -113,10 +124,13 @@ class GitRepo {
   // `commondir`, a `gitdir:` line without a trailing slash), so the git CLI
   // sees the same worktree either way. `path` must not exist (its parent
   // must); libgit2 runs no filter program, so the caller keeps the CLI when
-  // HasExternalFilters(). Internal with libgit2's message otherwise (e.g. the
-  // branch is checked out elsewhere, or `name` is registered already); the
-  // worktree's directory and registration are then removed (the branch,
-  // once created, stays, as with the CLI).
+  // HasExternalFilters(). Unlike the CLI it does not check that the branch is
+  // checked out in no other worktree (that reads every worktree): the branch
+  // must be the caller's own. Its `.git` file is written last, so a checkout
+  // cut short leaves no directory RegisteredWorktree accepts. Internal with
+  // libgit2's message otherwise (e.g. `name` is registered already); the
+  // worktree's directory and registration are then removed (the branch, once
+  // created, stays, as with the CLI).
   Status AddWorktree(const std::string& name, const std::filesystem::path& path,
                      const std::string& branch, const std::string& base);
 

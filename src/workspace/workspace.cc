@@ -132,6 +132,10 @@ Result<std::unique_ptr<Workspace>> Workspace::Open(fs::path root) {
     base = TrimRight(sym.out);
   }
   AF_RETURN_IF_ERROR(ExcludeAfDir(git, root));
+  // Registrations whose files are gone (a crash while a tree was removed):
+  // features only ever read their own, so stale ones are pruned here.
+  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root));
+  AF_RETURN_IF_ERROR(repo.PruneStaleWorktrees());
   return std::unique_ptr<Workspace>(new Workspace(root, base, std::move(shared)));
 }
 
@@ -156,28 +160,28 @@ Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& f
   AF_ASSIGN_OR_RETURN(FileLock git_lock, FileLock::Open(fs::path(lock_base.string() + ".git")));
 
   AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  AF_ASSIGN_OR_RETURN(auto registered, repo.Worktrees());
-  bool is_registered = false;
-  for (const auto& w : registered)
-    is_registered |= !w.path.empty() && Canonical(w.path) == Canonical(path);
-  std::error_code ec;
-  if (!(is_registered && fs::exists(path / ".git", ec))) {
-    // A crash may have left a half-made directory or a stale registration
-    // (what `git worktree prune` removes).
-    for (const auto& w : registered)
-      if (w.stale) AF_RETURN_IF_ERROR(repo.PruneWorktree(w.name));
+  // Only this feature's registration is read: listing every worktree here
+  // cost each new feature a read of all the others.
+  const std::string registered = repo.RegisteredWorktree(path);
+  if (registered.empty()) {
+    // A crash may have left a half-made directory (no `.git` file yet), and
+    // this feature's registration with it.
+    std::error_code ec;
     if (fs::exists(path, ec)) fs::remove_all(path, ec);
+    AF_RETURN_IF_ERROR(repo.PruneIfStale(feature_id));
     fs::create_directories(path.parent_path(), ec);
     AF_ASSIGN_OR_RETURN(bool filters, repo.HasExternalFilters());
     // The CLI picks another admin name when the directory's is taken (a
     // registration of another path); libgit2 would refuse.
-    const bool name_taken = fs::exists(repo.CommonDir() / "worktrees" / path.filename(), ec);
+    const bool name_taken = fs::exists(repo.CommonDir() / "worktrees" / feature_id, ec);
     if (!filters && !name_taken) {
       // In-process: the same files as `git worktree add`, without the four
       // processes it starts (git, then its branch, symbolic-ref and reset).
       // A checkout that runs filter programs (Git LFS) stays on the CLI.
-      AF_RETURN_IF_ERROR(repo.AddWorktree(path.filename().string(), path, branch, base_branch_));
+      AF_RETURN_IF_ERROR(repo.AddWorktree(feature_id, path, branch, base_branch_));
     } else {
+      // The CLI refuses a path a stale registration (of another name) names.
+      AF_RETURN_IF_ERROR(repo.PruneStaleWorktrees());
       AF_ASSIGN_OR_RETURN(bool has_branch, repo.RefExists("refs/heads/" + branch));
       std::vector<std::string> args = {"worktree", "add", "-q", path.string(), branch};
       if (!has_branch) args = {"worktree", "add", "-q", "-b", branch, path.string(), base_branch_};
@@ -195,19 +199,16 @@ Status Workspace::RemoveFeatureTree(const std::string& feature_id) {
   std::lock_guard<std::mutex> lock(shared_->mu);
   AF_ASSIGN_OR_RETURN(FileLock repo_lock, FileLock::Exclusive(LocksDir(root_) / "repo"));
   AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  AF_ASSIGN_OR_RETURN(auto registered, repo.Worktrees());
   // As `git worktree remove --force --force` (its files, then its
-  // registration, locked or not) and then `git worktree prune` (every
-  // registration whose files are gone), in-process.
-  std::vector<std::string> prune;
-  for (const auto& w : registered) {
-    if (w.stale || (!w.path.empty() && Canonical(w.path) == Canonical(path)))
-      prune.push_back(w.name);
-  }
+  // registration, locked or not), reading only this feature's registration.
+  // Stale ones of others (a crash between the two steps) are pruned when the
+  // project is opened (Workspace::Open).
+  const std::string name = repo.RegisteredWorktree(path);
   std::error_code ec;
   if (fs::exists(path, ec)) fs::remove_all(path, ec);
   if (ec) return Internal("cannot remove " + path.string() + ": " + ec.message());
-  for (const auto& name : prune) AF_RETURN_IF_ERROR(repo.PruneWorktree(name));
+  if (!name.empty()) AF_RETURN_IF_ERROR(repo.PruneWorktree(name));
+  AF_RETURN_IF_ERROR(repo.PruneIfStale(feature_id));  // half made: no `.git` file came
   // The feature's lock files go with its tree (the feature has ended).
   for (const char* suffix : {".git", ".use"})
     fs::remove(LocksDir(root_) / (feature_id + suffix), ec);

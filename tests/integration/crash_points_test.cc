@@ -251,10 +251,10 @@ TEST_P(CrashPointTest, EveryCrashPointResumesToTheUninterruptedResult) {
 
   // Every kind of side effect has crash points.
   const std::set<std::string> seen(kinds.begin(), kinds.end());
-  for (const char* kind :
-       {"tool write_file", "tool run_command", "tool remember", "tool edit_file", "commit", "gate",
-        "event review.verdict", "delivery", "event delivery.result", "llm call",
-        "event feature.created", "event task.status", "event feature.status"}) {
+  for (const char* kind : {"tool write_file", "tool run_command", "tool remember", "tool edit_file",
+                           "commit", "gate", "event review.verdict", "delivery",
+                           "event delivery.result", "llm call", "event feature.created",
+                           "event task.status", "event feature.status", "worktree checkout"}) {
     EXPECT_TRUE(seen.count(kind)) << "no crash point of kind '" << kind << "'";
   }
   const int total = static_cast<int>(kinds.size());
@@ -273,7 +273,8 @@ TEST_P(CrashPointTest, EveryCrashPointResumesToTheUninterruptedResult) {
     // No model answer that was recorded is asked for (and paid) again: every
     // crash point comes after the recording of the calls before it.
     EXPECT_EQ(o.model_requests, base.model_requests)
-        << at << "\nasked: " << o.asked << "\nuninterrupted: " << base.asked << "\n" << o.log;
+        << at << "\nasked: " << o.asked << "\nuninterrupted: " << base.asked << "\n"
+        << o.log;
     EXPECT_EQ(o.memories, 1) << at;
     EXPECT_EQ(o.deliveries, 1) << at;
   }

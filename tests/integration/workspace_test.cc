@@ -579,6 +579,37 @@ TEST_F(WorkspaceTest, VanishedWorktreeIsRecreatedAndRemovalLeavesNoRegistration)
   EXPECT_TRUE(*ws_->BranchExists("af/feat-1"));
 }
 
+// A process killed while it checked a feature's tree out leaves the
+// registration and some files but no `.git` file (written last): that is no
+// worktree, so it is made again from scratch, not used half made. A
+// registration whose files are gone (a crash while a tree was removed) is
+// pruned when the project is opened, as `git worktree prune` would.
+TEST_F(WorkspaceTest, HalfMadeWorktreeIsMadeAgainAndStaleRegistrationsArePruned) {
+  const fs::path path = tree_->root();
+  tree_.reset();
+  fs::remove(path / ".git");  // as if killed before the last step of the add
+  std::ofstream(path / "half.txt") << "left by the cut checkout\n";
+  auto again = ws_->OpenFeature("feat-1");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_FALSE(fs::exists(path / "half.txt"));
+  EXPECT_EQ(Git(path, {"status", "--porcelain", "--ignored"}), "");
+  EXPECT_EQ(Git(path, {"symbolic-ref", "HEAD"}), "refs/heads/af/feat-1");
+  again->reset();
+
+  auto other = ws_->OpenFeature("feat-2");
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  const fs::path other_path = (*other)->root();
+  other->reset();
+  fs::remove_all(other_path);  // killed between removing the files and the registration
+  EXPECT_NE(Git(root_, {"worktree", "list", "--porcelain"}).find("prunable"), std::string::npos);
+  auto reopened = Workspace::Open(root_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  const std::string list = Git(root_, {"worktree", "list", "--porcelain"});
+  EXPECT_EQ(list.find("prunable"), std::string::npos) << list;
+  EXPECT_EQ(list.find("feat-2"), std::string::npos) << list;
+  EXPECT_NE(list.find("feat-1"), std::string::npos) << list;
+}
+
 // A feature's worktree is made in-process (libgit2), and what it leaves is
 // what `git worktree add` leaves: git lists it the same way, its files and
 // index match, its status is clean, fsck is happy. git is reached through a
