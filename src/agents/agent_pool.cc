@@ -8,6 +8,7 @@ using json = nlohmann::json;
 namespace {
 
 constexpr int kMaxAgentThreads = 64;
+constexpr int kMaxDriverThreads = 8;
 
 // The next number of a worker agent of `role` in this process: ids stay
 // unique when one process starts several pipelines (tests do).
@@ -16,6 +17,16 @@ int NextWorkerNumber(const std::string& role) {
   static std::map<std::string, int> next;
   std::lock_guard lock(mu);
   return ++next[role];
+}
+
+// The start of every reply to `job`: what it answers. The coordinator that
+// sent the job (to whose queue, reply_to, it goes) drops a reply whose
+// dispatch it no longer waits for.
+nlohmann::json ReplyTo(const Delivery& job) {
+  return {{"job", job.type},
+          {"task_id", Field(job.payload, "task_id")},
+          {"feature_id", Field(job.payload, "feature_id")},
+          {"dispatch", Field(job.payload, "dispatch")}};
 }
 
 }  // namespace
@@ -65,8 +76,13 @@ Status Pipeline::Impl::StartAgents() {
   }
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   if (coordinator) {
-    for (int i = 0; i < cfg_.limits.max_active_features; ++i)
-      drivers_.emplace_back([this] { DriverLoop(); });
+    // A few threads serve every driver: they hold one only while they work
+    // (store writes, a tree removed), never while they wait for agents.
+    drivers_exec_ = std::make_unique<Executor>("af-driver", kMaxDriverThreads);
+    // Its own queue: replies to another process's jobs (a `run` beside a
+    // `serve`, or this data directory's previous process) never come here.
+    reply_queue_ = "coordinator:" + NewId("co");
+    router_ = std::thread([this] { RouteReplies(); });
   }
   return Status::Ok();
 }
@@ -221,11 +237,10 @@ Detached Pipeline::Impl::RunJob(Instance* inst, Delivery d) {
     if (threw) {
       // Unanswered, the coordinator would wait for it until the feature's
       // timeout; unsent (the bus away for good), the job goes back instead.
-      answered = SendRetrying(
-                     "feature:" + Field(d.payload, "feature_id"),
-                     BusMessage{d.type + ".done",
-                                {{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}}})
-                     .ok();
+      json reply = ReplyTo(d);
+      reply.update({{"ok", false}, {"reason", "agent_error"}, {"error", s.message()}});
+      answered =
+          SendRetrying(Field(d.payload, "reply_to"), BusMessage{d.type + ".done", reply}).ok();
     }
     FinishJob(inst, d, s, answered);
   } catch (const std::exception& e) {
@@ -288,8 +303,7 @@ Async<Result<json>> Pipeline::Impl::DoJob(Instance* inst, const Delivery& job) {
 
 Async<Status> Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, bool* answered) {
   const std::string feature_id = job.payload.value("feature_id", "");
-  const std::string reply_to = "feature:" + feature_id;
-  json reply = {{"job", job.type}, {"task_id", job.payload.value("task_id", "")}};
+  json reply = ReplyTo(job);
   Result<json> result = co_await DoJob(inst, job);
   // A job cut short by the store going away (PostgreSQL restarting) goes
   // back to the queue once the store is back, unanswered: its failure would
@@ -321,7 +335,7 @@ Async<Status> Pipeline::Impl::HandleJob(Instance* inst, const Delivery& job, boo
            {{"job", job.type}, {"message", result.status().ToString()}});
     }
   }
-  (void)SendRetrying(reply_to, BusMessage{job.type + ".done", reply});
+  (void)SendRetrying(Field(job.payload, "reply_to"), BusMessage{job.type + ".done", reply});
   co_return result.status();
 }
 

@@ -37,16 +37,25 @@ void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reas
              hint.empty() ? message : message + ": " + hint);
 }
 
-Result<json> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
+BusMessage Pipeline::Impl::Job(const Feature& f, json job, const std::string& dispatch) {
   std::string type = job.value("type", "");
   job["feature_id"] = f.id;
+  job["reply_to"] = reply_queue_;
+  job["dispatch"] = dispatch;
+  return BusMessage{std::move(type), std::move(job)};
+}
+
+Async<Result<json>> Pipeline::Impl::Dispatch(const Feature& f, const std::string& role, json job) {
+  const std::string dispatch = NewId("job");
   // A busy agent shows the feature as its current task (jobs without a task).
-  const SentJob sent{f.id, "role:" + role, BusMessage{type, job}};
+  const SentJob sent{f.id, "role:" + role, Job(f, std::move(job), dispatch)};
   Awaiting awaiting;
   awaiting.generation = deps_.bus->Generation();
   awaiting.jobs = [&sent] { return std::vector<SentJob>{sent}; };
-  AF_RETURN_IF_ERROR(SendRetrying(sent.queue, sent.message));
-  return Await(f.id, type + ".done", &awaiting);
+  awaiting.dispatches = {dispatch};
+  AF_CO_RETURN_IF_ERROR(SendRetrying(sent.queue, sent.message));
+  Result<json> reply = co_await Await(f.id, sent.message.type + ".done", &awaiting);
+  co_return reply;
 }
 
 // A Redis restarted without persistence forgot the jobs waiting in its queues
@@ -69,8 +78,14 @@ void Pipeline::Impl::ResendLostJobs(const std::string& feature_id, Awaiting* awa
   awaiting->next_check_ms = NowMs() + 1000;
   auto agents = deps_.store->ListAgents();
   if (!agents.ok()) return;  // asked again at the next check
-  auto mailbox = deps_.bus->Stats("feature:" + feature_id);
-  if (!mailbox.ok() || mailbox->ready > 0) return;  // replies first: they may answer it
+  {
+    std::lock_guard lock(mail_mu_);  // replies first: they may answer it
+    if (auto it = mailboxes_.find(feature_id);
+        it != mailboxes_.end() && !it->second.replies.empty())
+      return;
+  }
+  auto in_transit = deps_.bus->Stats(reply_queue_);
+  if (!in_transit.ok() || in_transit->ready > 0) return;
   std::set<std::string> held;
   for (const auto& a : *agents) {
     if (DisplayedAgentState(a, NowMs(), OfflineAfter(cfg_)) != "offline")
@@ -104,41 +119,68 @@ void Pipeline::Impl::ResendLostJobs(const std::string& feature_id, Awaiting* awa
   }
 }
 
-// Waits for a reply on the feature's mailbox, checking cancellation and the
-// timeout in between, and sending again the jobs the bus lost. Stale replies
-// (from before a restart) are dropped.
-Result<json> Pipeline::Impl::Await(const std::string& feature_id, const std::string& type,
-                                   Awaiting* awaiting) {
-  const std::string queue = "feature:" + feature_id;
+struct Pipeline::Impl::ReplyAwaiter {
+  Impl* impl;
+  const std::string& feature_id;
+  std::optional<BusMessage> reply;
+
+  bool await_ready() const noexcept { return false; }
+  // Suspends unless a reply waits already or the stop began (Stop wakes
+  // only the drivers suspended before it).
+  bool await_suspend(std::coroutine_handle<> h) {
+    std::lock_guard lock(impl->mail_mu_);
+    Mailbox& box = impl->mailboxes_[feature_id];
+    if (!box.replies.empty() || impl->stopping_) return false;
+    box.waiter = h;
+    box.wake_ms = NowMs() + kDriverTick.count();
+    return true;
+  }
+  // The next reply, or nullopt when woken without one.
+  std::optional<BusMessage> await_resume() {
+    std::lock_guard lock(impl->mail_mu_);
+    auto it = impl->mailboxes_.find(feature_id);
+    if (it == impl->mailboxes_.end() || it->second.replies.empty()) return std::nullopt;
+    BusMessage m = std::move(it->second.replies.front());
+    it->second.replies.pop_front();
+    return m;
+  }
+};
+
+Async<Result<json>> Pipeline::Impl::Await(const std::string& feature_id, const std::string& type,
+                                          Awaiting* awaiting) {
   for (;;) {
-    // The job is out: a store outage meanwhile is waited out here, not by
-    // redoing the stage (that would send the job again).
-    if (Status live = Check(feature_id);
-        !live.ok() && !WaitOutStoreOutage(live, "the coordinator of feature " + feature_id)) {
-      return live;
+    // The feature's status is read from the store about once a second; what
+    // this process knows (a cancel here, the stop, the timeout) wakes the
+    // driver and is checked at once. The job is out: a store outage
+    // meanwhile is waited out here, not by redoing the stage (that would
+    // send the job again).
+    if (stopping_ || TimedOut(feature_id) || NowMs() >= awaiting->next_read_ms ||
+        KnownEnded(feature_id)) {
+      awaiting->next_read_ms = NowMs() + 1000;
+      if (Status live = Check(feature_id);
+          !live.ok() && !WaitOutStoreOutage(live, "the coordinator of feature " + feature_id)) {
+        co_return live;
+      }
     }
     ResendLostJobs(feature_id, awaiting);
     if (awaiting->resync) {
       awaiting->resync = false;
-      return json{{"ok", true}, {"resync", true}};
+      co_return json{{"ok", true}, {"resync", true}};
     }
-    auto d = deps_.bus->Receive(queue, "coordinator-1", std::chrono::milliseconds(250));
-    if (!d.ok() && d.status().code() == Code::kUnavailable) {
-      PauseForBus(std::chrono::milliseconds(250));  // the reply waits on the bus's return
-      continue;
-    }
-    AF_RETURN_IF_ERROR(d.status());
-    if (!*d) continue;
-    (void)deps_.bus->Ack(queue, (*d)->id);
+    ReplyAwaiter next{this, feature_id, std::nullopt};
+    std::optional<BusMessage> reply = co_await next;
+    if (!reply || reply->type != type ||
+        !awaiting->dispatches.count(reply->payload.value("dispatch", "")))
+      continue;  // woken to check, or a reply to a job no longer awaited
     // A reply that comes as the work stops (a gate killed by the stop, a
     // feature cancelled meanwhile) is no result: the step runs again on resume.
-    if ((*d)->type == type) AF_RETURN_IF_ERROR(Check(feature_id));
-    if ((*d)->type == type) return (*d)->payload;
+    AF_CO_RETURN_IF_ERROR(Check(feature_id));
+    co_return reply->payload;
   }
 }
 
-Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
-  std::set<std::string> dispatched;
+Async<Result<StageOutcome>> Pipeline::Impl::Implement(const Feature& f) {
+  std::map<std::string, std::string> dispatched;  // task id -> its job's dispatch id
   // What the bus may have lost: the dispatched tasks not ended yet (all of
   // them when the store cannot say: sending a done task again is harmless).
   // A lost reply of a task that ended meanwhile: Await returns, and the loop
@@ -156,22 +198,21 @@ Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
       }
     }
     std::vector<SentJob> out;
-    for (const auto& id : dispatched) {
+    for (const auto& [id, dispatch] : dispatched) {
       if (!ended.count(id))
-        out.push_back(
-            {id, "role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", id}}}});
+        out.push_back({id, "role:coder", Job(f, {{"type", "code"}, {"task_id", id}}, dispatch)});
     }
     return out;
   };
   for (;;) {
-    AF_RETURN_IF_ERROR(Check(f.id));
-    AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
+    AF_CO_RETURN_IF_ERROR(Check(f.id));
+    AF_CO_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(f.id));
     std::map<std::string, TaskState> state;
     for (const auto& t : tasks) state[t.id] = StateOf(t);
     bool all_done = true;
     for (const auto& t : tasks) {
       if (state[t.id] == TaskState::kFailed) {
-        return StageOutcome::Failed(
+        co_return StageOutcome::Failed(
             Field(t.result, "reason", "agent_error"),
             "task '" + t.title + "' failed: " + Field(t.result, "error", ""),
             Field(t.result, "hint", ""));
@@ -179,32 +220,34 @@ Result<StageOutcome> Pipeline::Impl::Implement(const Feature& f) {
       if (state[t.id] != TaskState::kCompleted && state[t.id] != TaskState::kCancelled)
         all_done = false;
     }
-    if (all_done) return StageOutcome::Done();
+    if (all_done) co_return StageOutcome::Done();
     for (const auto& t : tasks) {
       if (dispatched.count(t.id) || state[t.id] == TaskState::kCompleted) continue;
       bool ready = true;
       for (const auto& d : t.dependencies) ready = ready && state[d] == TaskState::kCompleted;
       if (!ready) continue;
       if (state[t.id] == TaskState::kPending) {
-        AF_RETURN_IF_ERROR(
+        AF_CO_RETURN_IF_ERROR(
             deps_.store
                 ->TransitionTask(t.id, Name(TaskState::kPending), Name(TaskState::kReady), {}, {})
                 .status());
       }
-      AF_RETURN_IF_ERROR(SendRetrying(
-          "role:coder", BusMessage{"code", {{"feature_id", f.id}, {"task_id", t.id}}}));
-      dispatched.insert(t.id);
+      const std::string dispatch = NewId("job");
+      AF_CO_RETURN_IF_ERROR(
+          SendRetrying("role:coder", Job(f, {{"type", "code"}, {"task_id", t.id}}, dispatch)));
+      dispatched[t.id] = dispatch;
+      awaiting.dispatches.insert(dispatch);
     }
-    AF_ASSIGN_OR_RETURN(json reply, Await(f.id, "code.done", &awaiting));
+    AF_CO_ASSIGN_OR_RETURN(json reply, co_await Await(f.id, "code.done", &awaiting));
     if (!reply.value("ok", false)) {
       // A job that failed without failing its task (say the store refused the
       // task's last write) must not leave the feature waiting for it until
       // its timeout. A stop or cancel is not the task's failure: Check says so.
-      AF_RETURN_IF_ERROR(Check(f.id));
-      return StageOutcome::Failed(reply.value("reason", "agent_error"),
-                                  "task " + reply.value("task_id", "") +
-                                      " failed: " + reply.value("error", "unknown error"),
-                                  reply.value("hint", ""));
+      AF_CO_RETURN_IF_ERROR(Check(f.id));
+      co_return StageOutcome::Failed(reply.value("reason", "agent_error"),
+                                     "task " + reply.value("task_id", "") +
+                                         " failed: " + reply.value("error", "unknown error"),
+                                     reply.value("hint", ""));
     }
   }
 }
@@ -221,23 +264,28 @@ Result<FixesUsed> Pipeline::Impl::CountFixes(const std::string& feature_id) {
 // Does the work of the feature's state (dispatches it to the role's agents
 // and waits for the answer) and says what it came to. An error returned here
 // is the coordinator's own (store, bus, shutdown), handled by Drive.
-Result<StageOutcome> Pipeline::Impl::RunStage(const Feature& f, FeatureState state) {
+Async<Result<StageOutcome>> Pipeline::Impl::RunStage(const Feature& f, FeatureState state) {
   auto failed = [](const json& reply) {
     return StageOutcome::Failed(reply.value("reason", "agent_error"),
                                 reply.value("error", "unknown error"), reply.value("hint", ""));
   };
   switch (state) {
     case FeatureState::kPlanning: {
-      AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "planner", {{"type", "plan"}}));
-      return reply.value("ok", false) ? StageOutcome::Done() : failed(reply);
+      json job = {{"type", "plan"}};  // GCC 12 miscompiles a braced list inside co_await
+      AF_CO_ASSIGN_OR_RETURN(json reply, co_await Dispatch(f, "planner", std::move(job)));
+      co_return reply.value("ok", false) ? StageOutcome::Done() : failed(reply);
     }
-    case FeatureState::kImplementing:
-      return Implement(f);
+    case FeatureState::kImplementing: {
+      Result<StageOutcome> outcome = co_await Implement(f);
+      co_return outcome;
+    }
     case FeatureState::kTesting: {
-      AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "tester", {{"type", "test"}}));
-      if (!reply.value("ok", false)) return failed(reply);
+      json job = {{"type", "test"}};
+      AF_CO_ASSIGN_OR_RETURN(json reply, co_await Dispatch(f, "tester", std::move(job)));
+      if (!reply.value("ok", false)) co_return failed(reply);
       const json& result = reply["result"];
-      if (result.value("passed", false)) return StageOutcome::Done({{"gates", result["results"]}});
+      if (result.value("passed", false))
+        co_return StageOutcome::Done({{"gates", result["results"]}});
       StageOutcome o;
       o.kind = StageOutcome::Kind::kGatesFailed;
       for (const auto& g : result["results"]) {
@@ -247,34 +295,34 @@ Result<StageOutcome> Pipeline::Impl::RunStage(const Feature& f, FeatureState sta
                     std::to_string(g.value("exit_code", -1)) + ")" +
                     (note.empty() ? "" : ": " + note) + ":\n" + g.value("output", "") + "\n\n";
       }
-      return o;
+      co_return o;
     }
     case FeatureState::kReviewing: {
       // The gate results the reviewer cites: the latest run's.
       json gates = json::array();
-      AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
+      AF_CO_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
         if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "reviewing")
           gates = AsObject(e.data).value("gates", json::array());
       }));
-      AF_ASSIGN_OR_RETURN(FixesUsed used, CountFixes(f.id));
-      AF_ASSIGN_OR_RETURN(
-          json reply, Dispatch(f, "reviewer",
-                               {{"type", "review"}, {"gates", gates}, {"round", used.review + 1}}));
-      if (!reply.value("ok", false)) return failed(reply);
+      AF_CO_ASSIGN_OR_RETURN(FixesUsed used, CountFixes(f.id));
+      json job = {{"type", "review"}, {"gates", gates}, {"round", used.review + 1}};
+      AF_CO_ASSIGN_OR_RETURN(json reply, co_await Dispatch(f, "reviewer", std::move(job)));
+      if (!reply.value("ok", false)) co_return failed(reply);
       const json& verdict = reply["result"];
-      if (verdict.value("verdict", "") == "approve") return StageOutcome::Done();
+      if (verdict.value("verdict", "") == "approve") co_return StageOutcome::Done();
       StageOutcome o;
       o.kind = StageOutcome::Kind::kChangesRequested;
       for (const auto& c : verdict.value("comments", json::array()))
         o.detail += "- " + c.get<std::string>() + "\n";
-      return o;
+      co_return o;
     }
     case FeatureState::kDelivering: {
-      AF_ASSIGN_OR_RETURN(json reply, Dispatch(f, "devops", {{"type", "deliver"}}));
-      return reply.value("ok", false) ? StageOutcome::Done(reply["result"]) : failed(reply);
+      json job = {{"type", "deliver"}};
+      AF_CO_ASSIGN_OR_RETURN(json reply, co_await Dispatch(f, "devops", std::move(job)));
+      co_return reply.value("ok", false) ? StageOutcome::Done(reply["result"]) : failed(reply);
     }
     default:  // queued: nothing to do but start
-      return StageOutcome::Done();
+      co_return StageOutcome::Done();
   }
 }
 
@@ -282,27 +330,40 @@ Result<StageOutcome> Pipeline::Impl::RunStage(const Feature& f, FeatureState sta
 // then what Decide says follows, applied in one transition (with the fix task
 // it creates, if any). Failures of the work itself end the feature (Fail); an
 // error returned here is the coordinator's own, handled by Drive.
-Status Pipeline::Impl::DriveOnce(const Feature& f) {
+Async<Status> Pipeline::Impl::DriveOnce(const Feature& f) {
   const auto state = ParseFeatureState(f.status);
-  if (!state) return Internal("feature " + f.id + " has an unknown status '" + f.status + "'");
-  if (IsTerminal(*state)) return Status::Ok();
-  AF_ASSIGN_OR_RETURN(StageOutcome outcome, RunStage(f, *state));
+  if (!state) co_return Internal("feature " + f.id + " has an unknown status '" + f.status + "'");
+  if (IsTerminal(*state)) co_return Status::Ok();
+  AF_CO_ASSIGN_OR_RETURN(StageOutcome outcome, co_await RunStage(f, *state));
   FixesUsed used;
   if (outcome.kind == StageOutcome::Kind::kGatesFailed ||
       outcome.kind == StageOutcome::Kind::kChangesRequested) {
-    AF_ASSIGN_OR_RETURN(used, CountFixes(f.id));
+    AF_CO_ASSIGN_OR_RETURN(used, CountFixes(f.id));
   }
   const Decision d = Decide(f.id, *state, outcome, used,
                             Limits{cfg_.limits.fix_attempts, cfg_.limits.review_rounds});
   if (d.next == FeatureState::kFailed) {
     Fail(f.id, d.reason, d.message, d.hint);
-    return Status::Ok();
+    co_return Status::Ok();
   }
-  if (d.fix) AF_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, {*d.fix}).status());
-  return Transition(f, Name(d.next), "", d.data);
+  if (d.fix) AF_CO_RETURN_IF_ERROR(deps_.store->CreateTasks(f.id, {*d.fix}).status());
+  co_return Transition(f, Name(d.next), "", d.data);
 }
 
-void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
+Detached Pipeline::Impl::Drive(std::string feature_id, bool resumed) {
+  try {
+    Status s = co_await DriveFeature(feature_id, resumed);
+    if (!s.ok()) log::Get("coordinator")->error("feature {}: {}", feature_id, s.ToString());
+  } catch (const std::exception& e) {
+    log::Get("coordinator")
+        ->error("feature {}: unexpected error in its driver: {}", feature_id, e.what());
+  } catch (...) {
+    log::Get("coordinator")->error("feature {}: unexpected error in its driver", feature_id);
+  }
+  DriverEnded(feature_id);
+}
+
+Async<Status> Pipeline::Impl::DriveFeature(const std::string& feature_id, bool resumed) {
   auto logger = log::Get("coordinator");
   int store_errors = 0;
   while (!stopping_) {
@@ -310,15 +371,14 @@ void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
     if (!f.ok()) {
       if (WaitOutStoreOutage(f.status(), "the coordinator of feature " + feature_id)) continue;
       logger->error("feature {}: {}", feature_id, f.status().ToString());
-      if (++store_errors > 20) return;
-      std::this_thread::sleep_for(
-          std::chrono::milliseconds(250));  // the store is busy or down: back off
+      if (++store_errors > 20) co_return f.status();
+      PauseForBus(std::chrono::milliseconds(250));  // the store is busy or down: back off
       continue;
     }
     if (IsTerminalFeatureStatus(f->status)) break;
     Status s;
     try {
-      s = DriveOnce(*f);
+      s = co_await DriveOnce(*f);
     } catch (const std::exception& e) {
       s = Internal(std::string("unexpected error in the coordinator: ") + e.what());
     }
@@ -339,13 +399,14 @@ void Pipeline::Impl::Drive(const std::string& feature_id, bool resumed) {
   // Also when stopping: a feature that ended just before the stop is not
   // resumed, so this is the last chance to learn from it and free its tree.
   auto f = deps_.store->GetFeature(feature_id);
-  if (!f.ok() || !IsTerminalFeatureStatus(f->status)) return;
+  if (!f.ok() || !IsTerminalFeatureStatus(f->status)) co_return Status::Ok();
   if (resumed) {
     logger->info("resumed feature {} ended {}{}", feature_id, f->status,
                  f->reason.empty() ? "" : " (" + f->reason + ")");
   }
   Learn(feature_id);
   ReleaseTree(*f);
+  co_return Status::Ok();
 }
 
 // What a finished feature teaches: stored as memories of its project.
@@ -434,24 +495,90 @@ void Pipeline::Impl::StartDriver(const Feature& f, bool resumed) {
     if (stopping_ || !claimed_.insert(f.id).second) return;  // already waiting or driven
     waiting_.insert(Waiting{rank, next_order_++, f.id, resumed});
   }
-  drivers_cv_.notify_one();
+  StartWaitingDrivers();
 }
 
-void Pipeline::Impl::DriverLoop() {
-  for (;;) {
-    Waiting next;
-    {
-      std::unique_lock lock(drivers_mu_);
-      drivers_cv_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
-      if (stopping_) return;  // the waiting ones resume on the next start
-      next = *waiting_.begin();
-      waiting_.erase(waiting_.begin());
-      started_ms_[next.feature_id] = NowMs();
-    }
-    Drive(next.feature_id, next.resumed);
+void Pipeline::Impl::StartWaitingDrivers() {
+  std::vector<Waiting> starting;
+  {
     std::lock_guard lock(drivers_mu_);
-    claimed_.erase(next.feature_id);
-    started_ms_.erase(next.feature_id);
+    while (!stopping_ && !waiting_.empty() &&
+           drivers_active_ < std::max(1, cfg_.limits.max_active_features)) {
+      starting.push_back(*waiting_.begin());
+      waiting_.erase(waiting_.begin());
+      started_ms_[starting.back().feature_id] = NowMs();
+      ++drivers_active_;
+    }
+  }
+  for (auto& w : starting) {
+    {
+      std::lock_guard lock(mail_mu_);
+      mailboxes_[w.feature_id];  // replies to its jobs are kept from now on
+    }
+    drivers_exec_->Post([this, w] { Drive(w.feature_id, w.resumed); });
+  }
+}
+
+void Pipeline::Impl::DriverEnded(const std::string& feature_id) {
+  {
+    std::lock_guard lock(mail_mu_);
+    mailboxes_.erase(feature_id);
+  }
+  {
+    std::lock_guard lock(drivers_mu_);
+    claimed_.erase(feature_id);
+    started_ms_.erase(feature_id);
+    --drivers_active_;
+  }
+  drivers_cv_.notify_all();
+  StartWaitingDrivers();
+}
+
+void Pipeline::Impl::WakeDrivers(const std::string& feature_id, bool only_due) {
+  std::vector<std::coroutine_handle<>> woken;
+  {
+    std::lock_guard lock(mail_mu_);
+    const int64_t now = NowMs();
+    for (auto& [id, box] : mailboxes_) {
+      if (!box.waiter || (!feature_id.empty() && id != feature_id)) continue;
+      if (!only_due || box.wake_ms <= now) woken.push_back(std::exchange(box.waiter, {}));
+    }
+  }
+  for (auto h : woken) drivers_exec_->Post([h] { h.resume(); });
+}
+
+void Pipeline::Impl::RouteReplies() {
+  auto logger = log::Get("coordinator");
+  int64_t next_tick = 0;
+  while (!stopping_) {
+    auto d = deps_.bus->Receive(reply_queue_, "coordinator-1", kDriverTick);
+    if (!d.ok()) {
+      // Redis restarting (Unavailable) or the bus closed: the waiting
+      // drivers still get their ticks.
+      PauseForBus(kDriverTick);
+    } else if (*d) {
+      (void)deps_.bus->Ack(reply_queue_, (*d)->id);
+      const std::string feature_id = (*d)->payload.value("feature_id", "");
+      std::coroutine_handle<> waiter;
+      bool kept = false;
+      {
+        std::lock_guard lock(mail_mu_);
+        if (auto it = mailboxes_.find(feature_id); it != mailboxes_.end()) {
+          it->second.replies.push_back(BusMessage{(*d)->type, std::move((*d)->payload)});
+          waiter = std::exchange(it->second.waiter, {});
+          kept = true;
+        }
+      }
+      // Else its driver ended (the feature was cancelled meanwhile, or this
+      // is a second reply to a job sent again): nobody waits for it.
+      if (!kept)
+        logger->debug("dropped {} for feature {}: not driven here", (*d)->type, feature_id);
+      if (waiter) drivers_exec_->Post([waiter] { waiter.resume(); });
+    }
+    if (NowMs() >= next_tick) {
+      WakeDrivers("", /*only_due=*/true);
+      next_tick = NowMs() + kDriverTick.count() / 5;
+    }
   }
 }
 

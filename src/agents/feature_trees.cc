@@ -128,8 +128,28 @@ Status Pipeline::Impl::CheckSharedWorkspaces() {
 // An ended feature's worktree goes (its branch and commits stay), so the user
 // can check out af/<id> in the project's repository.
 void Pipeline::Impl::ReleaseTree(const Feature& f) {
+  std::weak_ptr<FeatureTree> in_use;
+  {
+    std::lock_guard lock(trees_mu_);
+    if (auto it = trees_.find(f.id); it != trees_.end()) {
+      in_use = it->second;
+      trees_.erase(it);
+    }
+  }
+  // A job of this process may still be in the tree (a cancel reaches the
+  // driver at once, the job's command a moment later): its files go once it
+  // let go, or its command would fail for want of a directory rather than
+  // end as killed. Bounded: a job that does not stop keeps its tree until
+  // the next start sweeps it.
+  for (int i = 0; i < 1000 && !in_use.expired(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!in_use.expired()) {
+    log::Get("coordinator")
+        ->warn("feature {}: a job still works in its worktree; it is removed at the next start",
+               f.id);
+    return;
+  }
   std::lock_guard lock(trees_mu_);
-  trees_.erase(f.id);
   const auto root = std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project;
   auto& ws = workspaces_[f.project];
   if (!ws) {

@@ -142,10 +142,18 @@ bool Pipeline::Impl::TimedOut(const std::string& feature_id) {
 }
 
 void Pipeline::Impl::NoteEnded(const std::string& feature_id) {
+  {
+    std::lock_guard lock(ended_mu_);
+    // Forgetting costs only store reads (Ended falls back on them).
+    if (ended_.size() >= 10'000) ended_.clear();
+    ended_.insert(feature_id);
+  }
+  WakeDrivers(feature_id);  // a driver waiting for a reply ends now
+}
+
+bool Pipeline::Impl::KnownEnded(const std::string& feature_id) {
   std::lock_guard lock(ended_mu_);
-  // Forgetting costs only store reads (Ended falls back on them).
-  if (ended_.size() >= 10'000) ended_.clear();
-  ended_.insert(feature_id);
+  return ended_.count(feature_id) > 0;
 }
 
 std::function<bool()> Pipeline::Impl::Ended(const std::string& feature_id) {
@@ -197,12 +205,19 @@ void Pipeline::Impl::Stop() {
   // sandbox.timeout_s); model calls notice stopping_ through Check.
   sandbox_->Stop();
   stop_cv_.notify_all();
-  {
-    std::lock_guard lock(drivers_mu_);  // no driver between its check and its wait
+  // Drivers waiting for a reply end now; the others at their next check.
+  // The ones that waited for a driver resume on the next start.
+  if (drivers_exec_) {
+    WakeDrivers("");
+    std::unique_lock lock(drivers_mu_);
+    while (!drivers_cv_.wait_for(lock, std::chrono::seconds(5),
+                                 [this] { return drivers_active_ == 0; })) {
+      log::Get("coordinator")
+          ->warn("stopping: waiting for the drivers of {} feature(s) to end", drivers_active_);
+    }
   }
-  drivers_cv_.notify_all();
-  for (auto& t : drivers_)
-    if (t.joinable()) t.join();
+  if (router_.joinable()) router_.join();
+  if (drivers_exec_) drivers_exec_->Shutdown();
   {
     std::lock_guard lock(jobs_mu_);  // no dispatcher between its check and its wait
   }

@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <coroutine>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -49,7 +51,7 @@ class Pipeline::Impl {
 
   // One agent instance: a slot for one job at a time from its role's mailbox
   // (the coordinator and the optimizer have no mailbox: the coordinator
-  // drives features on its own threads, the optimizer is called by the
+  // drives features with its own coroutines, the optimizer is called by the
   // others). A job is a coroutine: it holds a thread of executor_ only while
   // it works, not while its model call waits.
   struct Instance {
@@ -131,11 +133,19 @@ class Pipeline::Impl {
   // --- coordinator ---
   // `resumed`: started by ResumeAll, which logs the start; Drive logs the end.
   void StartDriver(const Feature& f, bool resumed = false);
-  void Drive(const std::string& feature_id, bool resumed);
-  Status DriveOnce(const Feature& f);
-  Result<StageOutcome> RunStage(const Feature& f, FeatureState state);
+  // Starts waiting features while fewer than limits.max_active_features are
+  // driven.
+  void StartWaitingDrivers();
+  // A feature's driver: a coroutine that holds a thread of drivers_exec_
+  // while it works and none while it waits for a reply (so a feature costs
+  // its frames, not a thread). Ends with DriverEnded, whatever happens.
+  Detached Drive(std::string feature_id, bool resumed);
+  Async<Status> DriveFeature(const std::string& feature_id, bool resumed);
+  void DriverEnded(const std::string& feature_id);
+  Async<Status> DriveOnce(const Feature& f);
+  Async<Result<StageOutcome>> RunStage(const Feature& f, FeatureState state);
   Result<FixesUsed> CountFixes(const std::string& feature_id);
-  Result<json> Dispatch(const Feature& f, const std::string& role, json job);
+  Async<Result<json>> Dispatch(const Feature& f, const std::string& role, json job);
   // The jobs a driver waits for, to send again when the bus lost them (a
   // Redis restarted without persistence: Bus::Generation changed).
   struct SentJob {
@@ -146,18 +156,49 @@ class Pipeline::Impl {
   struct Awaiting {
     uint64_t generation = 0;                     // the bus's before the jobs were sent
     std::function<std::vector<SentJob>()> jobs;  // those still unanswered
-    std::set<std::string> unsure;                // holders of jobs maybe lost
+    // The `dispatch` ids of the jobs sent: a reply to none of them (to a job
+    // sent before a restart, or a second reply to a job sent again) is
+    // dropped.
+    std::set<std::string> dispatches;
+    std::set<std::string> unsure;  // holders of jobs maybe lost
     int64_t next_check_ms = 0;
-    bool told = false;  // logged the loss once
+    int64_t next_read_ms = 0;  // when Await reads the feature's status next
+    bool told = false;         // logged the loss once
     // Await returns {"ok":true,"resync":true} once after a loss, for a caller
     // that can see from the store what is done (a lost reply of a task that
     // ended would otherwise be waited for forever).
     bool resync_on_loss = false;
     bool resync = false;
   };
-  Result<json> Await(const std::string& feature_id, const std::string& type, Awaiting* awaiting);
+  // Waits for the reply of `type` to one of awaiting->dispatches, on the
+  // feature's mailbox, checking cancellation and the timeout in between and
+  // sending again the jobs the bus lost.
+  Async<Result<json>> Await(const std::string& feature_id, const std::string& type,
+                            Awaiting* awaiting);
   void ResendLostJobs(const std::string& feature_id, Awaiting* awaiting);
-  Result<StageOutcome> Implement(const Feature& f);
+  Async<Result<StageOutcome>> Implement(const Feature& f);
+  // A job for `role` about feature `f`, with where and how to reply.
+  BusMessage Job(const Feature& f, json job, const std::string& dispatch);
+
+  // Replies to the jobs this process's drivers send come to its own queue
+  // (reply_queue_), read by one thread (RouteReplies) that puts each in its
+  // feature's mailbox and resumes the driver waiting there (ReplyAwaiter).
+  // The same thread wakes each waiting driver every kDriverTick, to check
+  // for cancellation, the timeout and lost jobs; NoteEnded and Stop wake it
+  // at once.
+  struct Mailbox {
+    std::deque<BusMessage> replies;
+    std::coroutine_handle<> waiter;  // a driver suspended in ReplyAwaiter
+    int64_t wake_ms = 0;             // when the waiter is woken without a reply
+  };
+  struct ReplyAwaiter;
+  static constexpr std::chrono::milliseconds kDriverTick{250};
+  void RouteReplies();
+  // Resumes the waiting driver of `feature_id` (all of them when empty)
+  // without a reply; with `only_due`, only those whose wake_ms passed.
+  void WakeDrivers(const std::string& feature_id, bool only_due = false);
+  // The feature is known here to have ended (NoteEnded).
+  bool KnownEnded(const std::string& feature_id);
   Status Transition(const Feature& f, const std::string& to, const std::string& reason = {},
                     json data = json::object());
   // Ends the feature as failed; its feature.status event carries the message
@@ -250,10 +291,9 @@ class Pipeline::Impl {
   // Shared: a job still running when its feature ends keeps its handle alive.
   std::map<std::string, std::shared_ptr<FeatureTree>> trees_;
 
-  // The coordinator's drivers: a fixed pool of limits.max_active_features
-  // threads takes features from waiting_. A thread per feature ran out of
-  // memory mappings after ~32k features, and thousands of features polling
-  // the store at once starved everything else (POST /features benchmark).
+  // The coordinator's drivers: at most limits.max_active_features features
+  // are driven at once; the others wait in waiting_. Thousands of features
+  // driven at once starved everything else (POST /features benchmark).
   struct Waiting {
     int rank;        // higher priority first
     uint64_t order;  // then first come, first served
@@ -263,16 +303,20 @@ class Pipeline::Impl {
       return rank != o.rank ? rank > o.rank : order < o.order;
     }
   };
-  std::mutex drivers_mu_;  // guards the members below
-  std::condition_variable drivers_cv_;
-  std::vector<std::thread> drivers_;
+  std::mutex drivers_mu_;               // guards the members below
+  std::condition_variable drivers_cv_;  // a driver ended
+  int drivers_active_ = 0;
   std::set<Waiting> waiting_;
   std::set<std::string> claimed_;  // waiting or being driven
   uint64_t next_order_ = 0;
   // When this process began driving a feature: limits.feature_timeout counts
   // from there, not from submission (time spent queued or down is not work).
   std::map<std::string, int64_t> started_ms_;
-  void DriverLoop();
+  std::unique_ptr<Executor> drivers_exec_;    // runs the drivers while they work
+  std::string reply_queue_;                   // "coordinator:<random id>"
+  std::thread router_;                        // RouteReplies
+  std::mutex mail_mu_;                        // guards mailboxes_
+  std::map<std::string, Mailbox> mailboxes_;  // of the features being driven
 
  public:
   // Held while this process is the one that resumes unfinished features of

@@ -401,11 +401,18 @@ TEST_P(MultiProcessTest, AReplyLostInARedisRestartDoesNotStopTheFeature) {
     // than in serve's socket.
     auto bus = Bus::Open({.url = redis_->Url()});
     ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+    // Replies come to serve's own queue, "coordinator:<id>".
+    std::string replies;
+    auto queues = (*bus)->Queues();
+    ASSERT_TRUE(queues.ok()) << queues.status().ToString();
+    for (const auto& q : *queues)
+      if (q.rfind("coordinator:", 0) == 0) replies = q;
+    ASSERT_FALSE(replies.empty()) << Logs();
     auto in_mailbox = [&](int64_t n) {
-      auto stats = (*bus)->Stats("feature:" + id);
+      auto stats = (*bus)->Stats(replies);
       return stats.ok() && stats->ready + stats->pending == n;
     };
-    ASSERT_TRUE((*bus)->Send("feature:" + id, BusMessage{"test.probe", json::object()}).ok());
+    ASSERT_TRUE((*bus)->Send(replies, BusMessage{"test.probe", json::object()}).ok());
     ASSERT_TRUE(WaitFor([&] { return in_mailbox(1); })) << Logs();
     Release();
     EXPECT_TRUE(WaitFor([&] { return in_mailbox(2); })) << Logs();

@@ -929,6 +929,81 @@ TEST(PipelineDrivers, EndedDriversReleaseTheirStacks) {
   EXPECT_LT(MappingCount(), before + kFeatures / 2) << "before: " << before;
 }
 
+// A feature being driven holds no thread while it waits for its agents: 64
+// features wait at once for the one planner (its call held at the model)
+// while the process keeps the threads it had before they came, give or take
+// a few; released, they all complete. (Each driver was a thread of its own.)
+TEST(PipelineDrivers, FeaturesWaitingForAgentsHoldNoThread) {
+  constexpr int kFeatures = 64;
+  PipelineHarness h(Wire::kOpenAi);
+  h.config().limits.max_active_features = kFeatures;
+  h.config().agents["planner"].replicas = 1;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool asked = false, release = false;  // guarded by mu
+  std::shared_ptr<void> let_go_at_end(nullptr, [&](void*) {
+    {
+      std::lock_guard lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+  });
+  Script s;
+  s.planner = [&](const RecordedRequest&) {
+    std::unique_lock lock(mu);
+    asked = true;
+    cv.notify_all();
+    cv.wait_for(lock, kWait, [&] { return release; });
+    return Plan(json::array({PlanTask("t1", "Write the file")}));
+  };
+  s.coder = WriteThenFinish("t1.txt");
+  s.reviewer = Approver();
+  Install(h, s);
+  const int before = testing::ThreadsOfThisProcess("");  // the fake model's, this one
+  Status started = h.Start();
+  ASSERT_TRUE(started.ok()) << started.ToString();
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < kFeatures; ++i) {
+    auto f = h.pipeline().Submit(
+        PipelineHarness::Request("Feature " + std::to_string(i), {"test -f t1.txt"}));
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    ids.push_back(f->id);
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return asked; }));
+  }
+  // Every feature is being driven (planning), and all but one wait for the
+  // planner in its queue.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        for (const auto& id : ids) {
+          auto f = h.store().GetFeature(id);
+          if (!f.ok() || f->status != "planning") return false;
+        }
+        return true;
+      },
+      kWait));
+  const int during = testing::ThreadsOfThisProcess("");
+  // The pipeline's own threads (dispatchers, heartbeat, reply router, LLM
+  // I/O, a few pool threads) number about 15 here.
+  EXPECT_LT(during, before + 32) << "the pipeline with " << kFeatures << " waiting features has "
+                                 << during - before << " threads";
+  std::cout << "threads: " << before << " before the pipeline, " << during << " with " << kFeatures
+            << " features waiting\n";
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (const auto& id : ids) {
+    auto f = h.pipeline().WaitFor(id, kWait);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    EXPECT_EQ(f->status, "completed") << id;
+  }
+}
+
 // limits.max_active_features bounds the features driven at once; the rest
 // wait as "queued" and start by priority, then in arrival order.
 TEST(PipelineDrivers, AtMostMaxActiveFeaturesRunTheRestWaitByPriority) {

@@ -15,7 +15,9 @@
 //   - Inside a coroutine, errors are returned with co_return: use
 //     AF_CO_RETURN_IF_ERROR / AF_CO_ASSIGN_OR_RETURN, not the AF_ ones.
 //   - Keep co_await in its own statement (`auto r = co_await X();`), not
-//     inside conditions or larger expressions.
+//     inside conditions or larger expressions, and build its arguments
+//     first: GCC 12 mishandles temporaries made inside a co_await expression
+//     (an aggregate awaiter, a braced list such as json {{"k", v}}).
 //   - An exception escaping an Async's body is rethrown where it is co_awaited.
 
 #include <chrono>
