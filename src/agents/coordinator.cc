@@ -170,7 +170,7 @@ Async<Result<json>> Pipeline::Impl::Await(const std::string& feature_id, const s
     ReplyAwaiter next{this, feature_id, std::nullopt};
     std::optional<BusMessage> reply = co_await next;
     if (!reply || reply->type != type ||
-        !awaiting->dispatches.count(reply->payload.value("dispatch", "")))
+        !awaiting->dispatches.count(Field(reply->payload, "dispatch")))
       continue;  // woken to check, or a reply to a job no longer awaited
     // A reply that comes as the work stops (a gate killed by the stop, a
     // feature cancelled meanwhile) is no result: the step runs again on resume.
@@ -535,6 +535,7 @@ void Pipeline::Impl::DriverEnded(const std::string& feature_id) {
 }
 
 void Pipeline::Impl::WakeDrivers(const std::string& feature_id, bool only_due) {
+  if (!drivers_exec_) return;  // no coordinator here (a worker)
   std::vector<std::coroutine_handle<>> woken;
   {
     std::lock_guard lock(mail_mu_);
@@ -558,7 +559,7 @@ void Pipeline::Impl::RouteReplies() {
       PauseForBus(kDriverTick);
     } else if (*d) {
       (void)deps_.bus->Ack(reply_queue_, (*d)->id);
-      const std::string feature_id = (*d)->payload.value("feature_id", "");
+      const std::string feature_id = Field((*d)->payload, "feature_id");
       std::coroutine_handle<> waiter;
       bool kept = false;
       {
