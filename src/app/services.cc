@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "af/core/async.h"
 #include "af/core/log.h"
 
 namespace af {
@@ -112,15 +113,23 @@ Result<std::unique_ptr<Services>> Services::Open(
     };
     // A pause of every call is news for whoever follows a feature (`run`, the
     // dashboard): one event per pause, on the feature whose call was limited.
-    llm_options.on_rate_limit = [store](const RateLimitPause& p) {
+    // Written by a thread of its own: the client tells on its I/O thread,
+    // which a store write (a PostgreSQL that does not answer) must not hold.
+    // The thread goes with the client (the last copy of this observer),
+    // after the writes still queued.
+    auto writer = std::make_shared<Executor>("af-llm-events", 1);
+    llm_options.on_rate_limit = [store, writer](const RateLimitPause& p) {
       Event e;
       e.type = "llm.rate_limited";
       e.feature_id = p.feature_id;
       e.task_id = p.task_id;
       e.agent = p.agent_role;
       e.data = {{"provider", p.provider}, {"wait_ms", p.wait.count()}, {"error", p.error}};
-      if (auto r = store->AppendEvent(e); !r.ok())
-        log::Get("llm")->warn("could not record event llm.rate_limited: {}", r.status().ToString());
+      writer->Post([store, e = std::move(e)] {
+        if (auto r = store->AppendEvent(e); !r.ok())
+          log::Get("llm")->warn("could not record event llm.rate_limited: {}",
+                                r.status().ToString());
+      });
     };
     if (adjust_llm) adjust_llm(llm_options);
     return llm_options;
