@@ -48,6 +48,11 @@ Status ProviderOutageStatus(std::string_view provider, const LlmHealth& h, int64
 LlmClient::LlmClient(std::function<void(const LlmCallRecord&)> on_call)
     : on_call_(std::move(on_call)) {}
 
+LlmClient::~LlmClient() {
+  std::unique_lock lock(posted_mu_);
+  posted_cv_.wait(lock, [this] { return posted_ == 0; });
+}
+
 Result<LlmResponse> LlmClient::Complete(const LlmRequest& request, const StreamCallback& on_text) {
   const auto start = std::chrono::steady_clock::now();
   int attempts = 0;
@@ -74,11 +79,18 @@ void LlmClient::CompleteAsync(LlmRequest request, StreamCallback on_text, Comple
                       }
                       done(std::move(result));
                     };
-                    if (post) {
-                      post(std::move(conclude));
-                    } else {
-                      conclude();
+                    if (!post) return conclude();
+                    {
+                      std::lock_guard lock(posted_mu_);
+                      ++posted_;
                     }
+                    // Counted until it has run, so the client outlives it.
+                    post([this, conclude = std::move(conclude)]() mutable {
+                      conclude();
+                      std::lock_guard lock(posted_mu_);
+                      --posted_;
+                      posted_cv_.notify_all();
+                    });
                   });
 }
 
@@ -92,6 +104,8 @@ void LlmClient::DoCompleteAsync(const LlmRequest& request, StreamCallback on_tex
 LlmClient::CallFacts LlmClient::Facts(const LlmRequest& request) const {
   CallFacts f;
   f.model = request.model;
+  f.provider = std::string(provider());
+  f.default_model = DefaultModel();
   f.agent_role = request.agent_role;
   f.feature_id = request.feature_id;
   f.task_id = request.task_id;
@@ -107,14 +121,14 @@ void LlmClient::Conclude(const CallFacts& facts, std::chrono::steady_clock::time
   if (result.ok()) {
     result->latency_ms = latency_ms;
     result->attempts = attempts;
-    if (result->provider.empty()) result->provider = std::string(provider());
+    if (result->provider.empty()) result->provider = facts.provider;
   }
   if (!on_call_) return;
   LlmCallRecord rec;
-  rec.provider = std::string(provider());
+  rec.provider = facts.provider;
   rec.model = result.ok() && !result->model.empty()
                   ? result->model
-                  : (facts.model.empty() ? DefaultModel() : facts.model);
+                  : (facts.model.empty() ? facts.default_model : facts.model);
   rec.agent_role = facts.agent_role;
   rec.feature_id = facts.feature_id;
   rec.task_id = facts.task_id;
@@ -124,7 +138,7 @@ void LlmClient::Conclude(const CallFacts& facts, std::chrono::steady_clock::time
   if (result.ok()) {
     rec.input_tokens = result->usage.input_tokens;
     rec.output_tokens = result->usage.output_tokens;
-    rec.cost_usd = Cost(rec.model, result->usage);
+    rec.cost_usd = CostUsd(facts.provider, rec.model, result->usage, prices_);
     rec.status = "ok";
     rec.response = &result.value();
   } else {

@@ -414,6 +414,52 @@ TEST_P(LlmAsyncTest, BlockingCallFromTheIoThreadFailsInsteadOfDeadlocking) {
   EXPECT_EQ(fake.request_count(), 1u);
 }
 
+// A client destroyed while the conclusion of a call (its record and `done`)
+// waits in the caller's queue (`post`) waits for it to run, and the record
+// still names the provider and the model: nothing of the client is used
+// after it went.
+TEST_P(LlmAsyncTest, DestroyingTheClientWaitsForConclusionsStillPosted) {
+  FakeLlmServer fake;
+  fake.Push(FakeReply::Text("answer"));
+  auto c = Make(Options(fake.base_url()));
+  ASSERT_NE(c, nullptr);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::function<void()>> queue;  // guarded by mu
+  std::atomic<bool> done{false};
+  c->CompleteAsync(
+      Request("hi"), {}, [&](Result<LlmResponse> r) { done = r.ok(); },
+      [&](std::function<void()> fn) {
+        std::lock_guard lock(mu);
+        queue.push_back(std::move(fn));
+        cv.notify_all();
+      });
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, seconds(20), [&] { return !queue.empty(); }));
+  }
+  std::atomic<bool> destroyed{false};
+  std::thread destroyer([&] {
+    c.reset();
+    destroyed = true;
+  });
+  std::this_thread::sleep_for(milliseconds(200));  // the destructor has had its chance
+  EXPECT_FALSE(destroyed) << "the client went while its call's conclusion was still queued";
+  std::function<void()> fn;
+  {
+    std::lock_guard lock(mu);
+    fn = std::move(queue.front());
+  }
+  fn();
+  destroyer.join();
+  EXPECT_TRUE(destroyed);
+  EXPECT_TRUE(done);
+  const auto recs = records();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].provider, GetParam());
+  EXPECT_EQ(recs[0].model, anthropic() ? "claude-sonnet-4-5" : "gpt-4o");
+}
+
 // Exchanges with the same host share connections (one multi handle for the
 // process): five calls one after the other reach a keep-alive server over
 // one connection, not five.

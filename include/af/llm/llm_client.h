@@ -7,9 +7,11 @@
 // circuit breaker that fails calls fast while the provider is down.
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -161,7 +163,9 @@ class LlmClient {
   static Result<std::unique_ptr<LlmClient>> Create(const LlmOptions& options);
 
   explicit LlmClient(std::function<void(const LlmCallRecord&)> on_call = {});
-  virtual ~LlmClient() = default;
+  // Waits for the records of asynchronous calls still posted (see
+  // CompleteAsync's `post`): they use this client.
+  virtual ~LlmClient();
   LlmClient(const LlmClient&) = delete;
   LlmClient& operator=(const LlmClient&) = delete;
 
@@ -260,8 +264,11 @@ class LlmClient {
  private:
   // What the on_call record needs of a request, kept instead of the whole
   // request (its conversation) while an asynchronous call is under way.
+  // Also the provider and its default model, read at the start: the record
+  // may be made while the client is being destroyed (no virtual call then).
   struct CallFacts {
     std::string model;  // as requested; empty = the client's default
+    std::string provider, default_model;
     std::string agent_role, feature_id, task_id;
     std::string request_hash;  // only when there is an on_call observer
   };
@@ -273,6 +280,9 @@ class LlmClient {
 
   std::function<void(const LlmCallRecord&)> on_call_;
   PriceTable prices_;  // set once by Create
+  std::mutex posted_mu_;
+  std::condition_variable posted_cv_;
+  int posted_ = 0;  // conclusions posted and not yet run; guarded by posted_mu_
 };
 
 // Where a role's calls go while the primary client's circuit is open
