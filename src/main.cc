@@ -1,3 +1,28 @@
+#include <malloc.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
 #include "af/cli/cli.h"
 
-int main(int argc, char** argv) { return af::cli::Main(argc, argv); }
+namespace {
+
+// glibc gives a process up to 8 malloc arenas per core, and a server runs
+// hundreds of threads (a driver per active feature, the agents' executor):
+// each arena keeps the memory freed into it, so 16 arenas on 2 cores held
+// ~15 MB more at 500 features at once than 4 did, for no CPU measurably
+// saved. Two per core still spreads the threads that run at once. Before any
+// thread starts; MALLOC_ARENA_MAX, when set, wins.
+void BoundMallocArenas() {
+  if (std::getenv("MALLOC_ARENA_MAX") != nullptr) return;
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  mallopt(M_ARENA_MAX, static_cast<int>(2 * cores));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  BoundMallocArenas();
+  return af::cli::Main(argc, argv);
+}
