@@ -94,17 +94,46 @@ void EventHub::StartFileWatch() {
   // rollback-journal mode, and at checkpoints).
   const std::string dir = file.has_parent_path() ? file.parent_path().string() : ".";
   int stop = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (stop < 0 || inotify_add_watch(fd, dir.c_str(), IN_MODIFY) < 0) {
+  // Tried once here, so a file system without inotify is found (and said)
+  // at the start; from then on the directory is watched only while someone
+  // is subscribed (UpdateWatchLocked).
+  const int probe = stop < 0 ? -1 : inotify_add_watch(fd, dir.c_str(), IN_MODIFY);
+  if (probe < 0) {
     log::Get("api")->debug("event stream: no file watch on {} ({}); polling every {} ms", dir,
                            std::strerror(errno), options_.poll_interval.count());
     close(fd);
     if (stop >= 0) close(stop);
     return;
   }
+  std::lock_guard<std::mutex> lock(mu_);
   watch_fd_ = fd;
+  watch_wd_ = probe;
+  watch_dir_ = dir;
   watch_stop_fd_ = stop;
   watch_names_ = {file.filename().string() + "-wal", file.filename().string()};
   watch_thread_ = std::thread([this] { WatchFiles(); });
+  UpdateWatchLocked();
+}
+
+void EventHub::UpdateWatchLocked() {
+  if (watch_fd_ < 0) return;
+  const bool wanted = !subscribers_.empty();
+  if (wanted == (watch_wd_ >= 0)) return;
+  if (!wanted) {
+    inotify_rm_watch(watch_fd_, watch_wd_);
+    watch_wd_ = -1;
+    return;
+  }
+  watch_wd_ = inotify_add_watch(watch_fd_, watch_dir_.c_str(), IN_MODIFY);
+  if (watch_wd_ < 0) {
+    log::Get("api")->debug("event stream: no file watch on {} ({}); polling every {} ms",
+                           watch_dir_, std::strerror(errno), options_.poll_interval.count());
+    return;
+  }
+  // A commit by another process between the subscriber's start and the
+  // watch is read now, not at the next poll.
+  wake_ = true;
+  cv_.notify_all();
 }
 
 void EventHub::WatchFiles() {
@@ -148,6 +177,9 @@ void EventHub::WatchFiles() {
 void EventHub::Wake() {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Nobody to deliver to: the poll keeps the head (PollOnce), and a new
+    // subscriber starts from the store's latest event or replays from it.
+    if (subscribers_.empty()) return;
     wake_ = true;
   }
   cv_.notify_one();
@@ -214,6 +246,7 @@ void EventHub::Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<i
   // by a poll). If that read fails, the poller's head is close enough.
   sub->cursor = after_seq ? *after_seq : std::max(head_.load(), latest.value_or(0));
   subscribers_.push_back(std::move(sub));
+  UpdateWatchLocked();
   if (after_seq || close_at_head) {
     wake_ = true;
     cv_.notify_all();
@@ -351,6 +384,24 @@ bool EventHub::Deliver(Subscriber& sub, Batch& batch, int64_t upto, bool* all,
 }
 
 void EventHub::PollOnce() {
+  bool idle = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    idle = subscribers_.empty();
+  }
+  if (idle) {
+    // Without subscribers only the head moves, by one indexed read instead
+    // of reading (and parsing) every new event: most of a server's life, and
+    // all of a batch run's.
+    auto latest = store_->LatestEventSeq();
+    if (!latest.ok()) {
+      read_failures_.Failed(latest.status());
+      return;
+    }
+    read_failures_.Succeeded();
+    head_ = std::max(head_.load(), *latest);
+    return;
+  }
   const int64_t head = head_.load();
   auto fresh = store_->ListEvents({head, std::nullopt, options_.page_size});
   if (!fresh.ok()) {
@@ -455,6 +506,7 @@ void EventHub::PollOnce() {
     }
     // A full page means more are waiting: poll again at once.
     if (again) wake_ = true;
+    UpdateWatchLocked();
   }
 }
 

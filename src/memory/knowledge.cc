@@ -389,6 +389,16 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       std::lock_guard lock(mu_);
       AF_RETURN_IF_ERROR(memories_->Add(stored.vector_label, v));
     }
+    // AddMemory moved the generation by one. When nothing else moved it since
+    // the last sync, the indexes hold every row (this one included), so the
+    // next search needs no repair: without this, every search after a
+    // Remember (each finished feature stores 2-3) listed every label of both
+    // tables to compare them with the indexes. (Read without mu_, see
+    // SyncIfChanged; a sync meanwhile only makes the test fail.)
+    if (auto generation = store_->KnowledgeGeneration(); generation.ok()) {
+      std::lock_guard lock(mu_);
+      if (*generation == synced_generation_ + 1) synced_generation_ = *generation;
+    }
     LinkToNeighbours(stored, v);
     return stored;
   }
@@ -409,9 +419,11 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       vec = memories_->Search(qv, wide);
     }
     std::vector<int64_t> labels = UnionLabels(text, vec);
-    AF_ASSIGN_OR_RETURN(auto rows, store_->MemoriesByLabel(labels));
+    // Hundreds of candidates are weighed by their heads (no texts to copy or
+    // JSON to parse); only the few returned are read whole, at the end.
+    AF_ASSIGN_OR_RETURN(auto heads, store_->MemoryHeadsByLabel(labels));
     std::unordered_map<int64_t, const Memory*> by_label;
-    for (const auto& m : rows) by_label[m.vector_label] = &m;
+    for (const auto& m : heads) by_label[m.vector_label] = &m;
     auto accept = [&](const Memory& m) {
       if (m.archived || !m.superseded_by.empty()) return false;
       if (!InNamespaces(m.ns, q.namespaces)) return false;
@@ -429,11 +441,12 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       return true;
     });
     if (q.mode == "hybrid") {
-      AF_RETURN_IF_ERROR(FillSimilarities(
-          qv, *memories_, candidates, [&](int64_t label) { return EmbedText(*by_label[label]); }));
+      AF_RETURN_IF_ERROR(FillSimilarities(qv, *memories_, candidates, [&](int64_t label) {
+        auto whole = store_->MemoriesByLabel({label});
+        return whole.ok() && !whole->empty() ? EmbedText(whole->front()) : std::string();
+      }));
     }
     std::vector<SearchResult> out;
-    std::vector<std::string> ids;
     for (const Scored& s : Rank(candidates, q)) {
       const Memory& m = *by_label[s.label];
       SearchResult r;
@@ -443,13 +456,29 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       r.score = s.score;
       r.similarity = s.similarity;
       r.text_score = s.text_score;
-      r.content = m.content;
       r.ns = m.ns;
       r.memory = m;
-      ids.push_back(m.id);
       out.push_back(std::move(r));
     }
     out = PreferNamespaces(std::move(out), q);
+    std::vector<int64_t> returned;
+    for (const auto& r : out) returned.push_back(r.memory->vector_label);
+    AF_ASSIGN_OR_RETURN(auto rows, store_->MemoriesByLabel(returned));
+    std::unordered_map<int64_t, Memory*> whole;
+    for (auto& m : rows) whole[m.vector_label] = &m;
+    std::vector<SearchResult> found;
+    std::vector<std::string> ids;
+    for (auto& r : out) {
+      // A row gone since its head was read (deleted, or its text changed) is
+      // left out, as it would have been a moment later.
+      auto it = whole.find(r.memory->vector_label);
+      if (it == whole.end()) continue;
+      r.content = it->second->content;
+      r.memory = std::move(*it->second);
+      ids.push_back(r.id);
+      found.push_back(std::move(r));
+    }
+    out = std::move(found);
     if (!ids.empty()) {
       Status touched = store_->TouchMemories(ids);
       if (!touched.ok())
@@ -743,7 +772,12 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
   // and the index, or another process) changed the database since the last
   // sync: one cheap query when nothing changed.
   Status SyncIfChanged() {
+    // The generation is read before taking mu_: the store's lock is wanted by
+    // every writer, and waiting for it with mu_ held made every other search
+    // and Remember wait too (hundreds of features at once).
+    AF_ASSIGN_OR_RETURN(int64_t generation, store_->KnowledgeGeneration());
     std::lock_guard lock(mu_);
+    if (generation == synced_generation_) return Status::Ok();
     return RepairLocked(/*force=*/false);
   }
 
@@ -883,6 +917,15 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
         ++report.removed;
         report.chunks_removed += static_cast<int64_t>(removed.size());
       }
+    }
+    // An ingestion that changed nothing (a project read again at every
+    // feature, its files the same) leaves the index files as they are, bar
+    // the periodic save: rewriting them whole each time cost more than the
+    // whole ingestion. What changed is saved at once, as before.
+    if (report.added + report.changed + report.removed == 0) {
+      std::lock_guard lock(mu_);
+      AF_RETURN_IF_ERROR(SaveIfDueLocked());
+      return report;
     }
     AF_RETURN_IF_ERROR(Flush());
     return report;

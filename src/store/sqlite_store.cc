@@ -229,6 +229,7 @@ class SqliteStore final : public Store {
                                            const std::string& query, int limit) override;
   Result<Memory> GetMemory(const std::string& id) override;
   Result<std::vector<Memory>> MemoriesByLabel(const std::vector<int64_t>& labels) override;
+  Result<std::vector<Memory>> MemoryHeadsByLabel(const std::vector<int64_t>& labels) override;
   Result<std::vector<Memory>> ListMemories(const MemoryFilter& filter) override;
   Result<Memory> UpdateMemory(const Memory& memory) override;
   Status DeleteMemory(const std::string& id) override;
@@ -1123,6 +1124,39 @@ Result<std::vector<Memory>> SqliteStore::MemoriesByLabel(const std::vector<int64
     s.Bind(label);
     AF_ASSIGN_OR_RETURN(bool row, s.Step("reading memories by label"));
     if (row) out.push_back(ReadMemory(s));
+  }
+  return out;
+}
+
+Result<std::vector<Memory>> SqliteStore::MemoryHeadsByLabel(const std::vector<int64_t>& labels) {
+  // On a read connection: a recall weighs hundreds of candidates, and need
+  // not wait behind a writer for it.
+  ReadScope read(this);
+  std::vector<Memory> out;
+  out.reserve(labels.size());
+  for (int64_t label : labels) {
+    AF_ASSIGN_OR_RETURN(
+        Stmt s, Prepare("SELECT id, namespace, type, importance, tags, created_ms, updated_ms, "
+                        "accessed_ms, access_count, archived, superseded_by FROM memories "
+                        "WHERE vector_label = ?"));
+    s.Bind(label);
+    AF_ASSIGN_OR_RETURN(bool row, s.Step("reading memories by label"));
+    if (!row) continue;
+    Memory m;
+    m.id = s.Text(0);
+    m.ns = s.Text(1);
+    m.type = s.Text(2);
+    m.importance = static_cast<int>(s.Int(3));
+    // Most memories have no tags: no JSON to parse for them.
+    if (std::string tags = s.Text(4); tags != "[]") m.tags = StringList(ParseStoredJson(tags));
+    m.created_ms = s.Int(5);
+    m.updated_ms = s.Int(6);
+    m.accessed_ms = s.Int(7);
+    m.access_count = s.Int(8);
+    m.archived = s.Bool(9);
+    m.superseded_by = s.Text(10);
+    m.vector_label = label;
+    out.push_back(std::move(m));
   }
   return out;
 }

@@ -59,6 +59,7 @@ class EventsStreamTest : public ::testing::Test {
     if (hub_) hub_->Stop();
     server_.reset();
     hub_.reset();
+    faulty_.reset();
     store_.reset();
     StoreOptions so;
     so.url = "sqlite:" + (dir_.path() / "af.db").string();
@@ -68,7 +69,12 @@ class EventsStreamTest : public ::testing::Test {
     // Fast polls keep the tests quick, unless a test sets its own.
     if (hub_options.poll_interval == EventHubOptions{}.poll_interval)
       hub_options.poll_interval = std::chrono::milliseconds(20);
-    hub_ = std::make_unique<EventHub>(store_.get(), hub_options);
+    Store* hub_store = store_.get();
+    if (policy_) {
+      faulty_ = std::make_unique<testing::FaultyStore>(store_.get(), policy_);
+      hub_store = faulty_.get();
+    }
+    hub_ = std::make_unique<EventHub>(hub_store, hub_options);
     ASSERT_TRUE(hub_->Start().ok());
     HttpServerOptions options;
     options.port = 0;
@@ -141,6 +147,10 @@ class EventsStreamTest : public ::testing::Test {
 
   testing::TempDir dir_;
   std::unique_ptr<Store> store_;
+  // When a test sets policy_ before Open(), the hub reads the store through
+  // a FaultyStore with it (to count or fail its calls).
+  testing::FaultyStore::Policy policy_;
+  std::unique_ptr<testing::FaultyStore> faulty_;
   std::unique_ptr<EventHub> hub_;
   HttpMetrics http_metrics_;
   std::unique_ptr<ApiGate> gate_;
@@ -202,6 +212,33 @@ TEST_F(EventsStreamTest, EventsAppendedByAnotherProcessWakeTheHubWithoutAPoll) {
     ASSERT_TRUE(seq.ok()) << seq.status().ToString();
     EXPECT_EQ(ReadSeqs(*c, 1), std::vector<int64_t>{*seq});
   }
+}
+
+// With nobody subscribed the hub reads no events: its polls only move the
+// head to the store's latest seq (its own appends do not wake it either).
+// A subscriber arriving later still gets every new event.
+TEST_F(EventsStreamTest, WithoutSubscribersPollsReadOnlyTheLatestSeq) {
+  // Shared: the hub runs until TearDown, past this body.
+  auto listed = std::make_shared<std::atomic<int>>(0);
+  policy_ = [listed](std::string_view method, bool) {
+    if (method == "ListEvents") ++*listed;
+    return Status::Ok();
+  };
+  EventHubOptions fast;
+  fast.poll_interval = std::chrono::milliseconds(2);
+  Open(fast);
+  int64_t last = 0;
+  for (int i = 0; i < 20; ++i) last = Append("f-1");
+  ASSERT_TRUE(testing::WaitFor([&] { return hub_->head() == last; }));
+  EXPECT_EQ(listed->load(), 0);
+
+  auto c = Connect("/api/v1/events");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Next().ok());  // retry:
+  ASSERT_TRUE(testing::WaitFor([&] { return hub_->subscribers() == 1; }));
+  const int64_t seq = Append("f-1");
+  EXPECT_EQ(ReadSeqs(*c, 1), std::vector<int64_t>{seq});
+  EXPECT_GT(listed->load(), 0);
 }
 
 TEST_F(EventsStreamTest, RootAliasStreamsToo) {
@@ -552,7 +589,8 @@ TEST(EventHubOutageTest, ReadFailuresAreLoggedOnceThenOnceWhenBack) {
   std::atomic<bool> down{false};
   std::atomic<int> failed{0};
   testing::FaultyStore store(inner->get(), [&](std::string_view method, bool) {
-    if (!down || method != "ListEvents") return Status::Ok();
+    // ListEvents with a subscriber, LatestEventSeq (the head) without.
+    if (!down || (method != "ListEvents" && method != "LatestEventSeq")) return Status::Ok();
     ++failed;
     return Unavailable("the database is away");
   });

@@ -3,11 +3,13 @@
 // evolution rules (with a clock seam).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "af/memory/knowledge.h"
 #include "af/store/store.h"
+#include "support/faulty_store.h"
 #include "support/test_util.h"
 
 namespace af {
@@ -389,6 +391,111 @@ TEST_F(KnowledgeBaseTest, RememberIsIdempotentByIdAndUpdateReembeds) {
   ASSERT_FALSE(r->empty());
   EXPECT_EQ((*r)[0].id, first->id);
   EXPECT_EQ(kb->Stats()->memory_vectors, 1);
+}
+
+// Recall weighs its candidates by their heads (no texts) and reads whole only
+// the ones it returns: what it returns is the whole memory all the same, and
+// each is marked accessed.
+TEST_F(KnowledgeBaseTest, RecallReturnsWholeMemoriesAndMarksThemAccessed) {
+  auto kb = Open();
+  ASSERT_TRUE(kb);
+  for (int i = 0; i < 30; ++i)
+    ASSERT_TRUE(kb->Remember(Mem("feature " + std::to_string(i) + " completed")).ok());
+  Memory m = Mem("the feature with the parser completed", "project:demo", 9, "success");
+  m.summary = "parser done";
+  m.tags = {"outcome", "parser"};
+  m.source = {{"feature", "f-parser"}};
+  auto stored = kb->Remember(m);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  SearchQuery q;
+  q.text = "parser feature completed";
+  q.namespaces = {"project:demo", "global"};
+  q.max_results = 3;
+  for (const std::string mode : {"hybrid", "text", "vector"}) {
+    q.mode = mode;
+    auto r = kb->Recall(q);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->size(), 3u) << mode;
+    EXPECT_EQ((*r)[0].id, stored->id) << mode;
+    for (const auto& one : *r) {
+      ASSERT_TRUE(one.memory.has_value());
+      EXPECT_FALSE(one.content.empty()) << mode;
+      EXPECT_EQ(one.content, one.memory->content) << mode;
+    }
+    const Memory& got = *(*r)[0].memory;
+    EXPECT_EQ(got.content, m.content) << mode;
+    EXPECT_EQ(got.summary, "parser done") << mode;
+    EXPECT_EQ(got.tags, m.tags) << mode;
+    EXPECT_EQ(got.source, m.source) << mode;
+    EXPECT_EQ(got.importance, 9) << mode;
+  }
+  auto after = store_->GetMemory(stored->id);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->access_count, 3);
+}
+
+// This process's own Remember keeps the indexes in step: the next search does
+// not list every label to repair them. Another writer's row still makes it.
+TEST_F(KnowledgeBaseTest, ASearchAfterRememberNeedsNoRepairButOneAfterAnotherWriterDoes) {
+  std::atomic<int> listed{0};
+  testing::FaultyStore store(store_.get(), [&](std::string_view method, bool) {
+    if (method == "MemoryLabels") ++listed;
+    return Status::Ok();
+  });
+  auto opened = KnowledgeBase::Open(&store, Options());
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto& kb = **opened;
+  SearchQuery q;
+  q.text = "sqlite wal mode";
+  ASSERT_TRUE(kb.Recall(q).ok());
+  const int at_start = listed.load();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(kb.Remember(Mem("memory " + std::to_string(i) + " about sqlite wal mode")).ok());
+    auto r = kb.Recall(q);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->size(), static_cast<size_t>(i + 1));
+  }
+  EXPECT_EQ(listed.load(), at_start);
+
+  ASSERT_TRUE(store_->AddMemory(Mem("another writer's memory about redis streams")).ok());
+  q.text = "redis streams";
+  q.mode = "vector";
+  auto r = kb.Recall(q);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_FALSE(r->empty());
+  EXPECT_NE((*r)[0].content.find("another writer"), std::string::npos);
+  EXPECT_GT(listed.load(), at_start);
+}
+
+// A project ingested again unchanged (the pipeline does it at every feature)
+// does not rewrite the index files; one that changed is saved at once.
+TEST_F(KnowledgeBaseTest, IngestingAnUnchangedDirectoryDoesNotRewriteTheIndexFiles) {
+  auto saved_memories = [&] {
+    std::ifstream in(dir_.path() / "kb" / "memories.hnsw.json");
+    auto h = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    return h.is_object() && h.contains("count") ? h["count"].get<int64_t>() : -1;
+  };
+  auto kb = Open();
+  ASSERT_TRUE(kb);
+  dir_.Write("project/README.md", "# Demo\n\nA demo project about queues.\n");
+  const fs::path root = dir_.path() / "project";
+  auto first = kb->IngestDirectory(root, "project:demo", {});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->added, 1);
+  const int64_t before = saved_memories();
+  ASSERT_GE(before, 0);
+  ASSERT_TRUE(kb->Remember(Mem("queues drain before shutdown")).ok());  // not saved yet
+
+  auto again = kb->IngestDirectory(root, "project:demo", {});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->unchanged, 1);
+  EXPECT_EQ(saved_memories(), before);
+
+  dir_.Write("project/README.md", "# Demo\n\nA demo project about queues and caches.\n");
+  auto changed = kb->IngestDirectory(root, "project:demo", {});
+  ASSERT_TRUE(changed.ok()) << changed.status().ToString();
+  EXPECT_EQ(changed->changed, 1);
+  EXPECT_EQ(saved_memories(), before + 1);
 }
 
 }  // namespace

@@ -1028,6 +1028,26 @@ TEST_P(StoreConformanceTest, UpdateMemoryGivesANewLabelExactlyWhenTheEmbeddedTex
   ASSERT_EQ(by_label.size(), 2u);
   EXPECT_EQ(by_label[0].id, stored.id);
   EXPECT_EQ(by_label[1].id, other.id);
+  // Heads: the same rows, with everything a search filters and ranks by.
+  SC_ASSERT_OK_AND_ASSIGN(auto heads, store_->MemoryHeadsByLabel(
+                                          {last, 999999, stored.vector_label, other.vector_label}));
+  ASSERT_EQ(heads.size(), 2u);
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const Memory& whole = by_label[i];
+    EXPECT_EQ(heads[i].id, whole.id);
+    EXPECT_EQ(heads[i].ns, whole.ns);
+    EXPECT_EQ(heads[i].type, whole.type);
+    EXPECT_EQ(heads[i].importance, whole.importance);
+    EXPECT_EQ(heads[i].tags, whole.tags);
+    EXPECT_EQ(heads[i].created_ms, whole.created_ms);
+    EXPECT_EQ(heads[i].updated_ms, whole.updated_ms);
+    EXPECT_EQ(heads[i].accessed_ms, whole.accessed_ms);
+    EXPECT_EQ(heads[i].access_count, whole.access_count);
+    EXPECT_EQ(heads[i].archived, whole.archived);
+    EXPECT_EQ(heads[i].superseded_by, whole.superseded_by);
+    EXPECT_EQ(heads[i].vector_label, whole.vector_label);
+  }
+  EXPECT_EQ(heads[0].tags, (std::vector<std::string>{"perf", "config"}));
 
   Memory bad = now;
   bad.importance = 0;

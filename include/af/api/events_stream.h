@@ -7,11 +7,13 @@
 // of new events (Store::SetEventsListener), and every poll_interval anyway,
 // so events appended by other processes appear too. PostgreSQL announces
 // other processes' commits as well (LISTEN/NOTIFY); for a SQLite file the hub
-// watches the file's directory (inotify) and reads when the database or its
-// write-ahead log is written while someone is subscribed, so events that
+// watches the file's directory (inotify) while someone is subscribed and
+// reads when the database or its write-ahead log is written, so events that
 // `worker` processes append on the same file arrive without waiting for the
 // poll (which stays, for file systems without inotify and for a commit that
-// becomes visible later than the read after its write).
+// becomes visible later than the read after its write). With nobody
+// subscribed the hub reads no events at all: each poll only moves its head
+// to the store's latest seq.
 //
 // Each subscriber has a cursor (the last seq it has been sent or skipped
 // past). The poller alone moves cursors and writes events, so replay and live
@@ -132,6 +134,11 @@ class EventHub {
   // (see the file comment). No-op for other stores or without inotify.
   void StartFileWatch();
   void WatchFiles();
+  // The directory is watched while someone is subscribed, not otherwise:
+  // every commit of this process's own work writes the log, and with nobody
+  // to deliver to those wake-ups are waste. Adding the watch also asks for a
+  // read (a commit made just before it). mu_ held.
+  void UpdateWatchLocked();
   // Called by the store after events were committed: the poller reads at
   // once instead of at its next poll_interval.
   void Wake();
@@ -192,7 +199,11 @@ class EventHub {
   bool helpers_stop_ = false;
   // The file watch (StartFileWatch): inotify descriptor, an eventfd that
   // stops its thread, and the names in the directory that mean a commit.
+  // Set under mu_; the watch itself (watch_wd_, -1 when off) changes only
+  // under mu_.
   int watch_fd_ = -1;
+  int watch_wd_ = -1;
+  std::string watch_dir_;
   int watch_stop_fd_ = -1;
   std::vector<std::string> watch_names_;
   std::thread watch_thread_;

@@ -199,9 +199,10 @@ class KnowledgeBase {
   // Rebuilds both vector indexes from the database with the current embedder.
   virtual Status Reindex(const IngestProgress& progress = {}) = 0;
   virtual Result<KnowledgeStats> Stats() = 0;
-  // Writes the indexes to disk (also done at the end of Populate,
-  // IngestDirectory and Reindex, at most every 30 s by IngestText, and on
-  // destruction).
+  // Writes the indexes to disk (also done at the end of Reindex, and of
+  // Populate and IngestDirectory when they wrote or removed a document; at
+  // most every 30 s by IngestText and by those when they changed nothing;
+  // and on destruction).
   virtual Status Flush() = 0;
   virtual const Embedder& embedder() const = 0;
 };

@@ -248,6 +248,14 @@ class Store {
   // Memories by vector label, in the order of `labels`; unknown labels are
   // skipped (the index may hold a label whose row went).
   virtual Result<std::vector<Memory>> MemoriesByLabel(const std::vector<int64_t>& labels) = 0;
+  // MemoriesByLabel, but content, summary and source may come back empty
+  // (SQLite leaves them out); everything a search filters and ranks by is
+  // there (id, namespace, type, importance, tags, times, access, archived,
+  // superseded_by, label). For weighing many candidates of which few are
+  // returned. The default reads the whole rows.
+  virtual Result<std::vector<Memory>> MemoryHeadsByLabel(const std::vector<int64_t>& labels) {
+    return MemoriesByLabel(labels);
+  }
   // By filter, most important then most recent first. limit 1..10000 and
   // offset >= 0, InvalidArgument otherwise.
   virtual Result<std::vector<Memory>> ListMemories(const MemoryFilter& filter) = 0;
