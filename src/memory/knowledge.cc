@@ -253,7 +253,9 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     }
     std::lock_guard lock(mu_);
     AF_RETURN_IF_ERROR(OpenIndexesLocked());
-    return rebuild ? Status::Ok() : RepairLocked(/*force=*/true);
+    if (rebuild) return Status::Ok();
+    AF_ASSIGN_OR_RETURN(int64_t generation, store_->KnowledgeGeneration());
+    return RepairLocked(generation);
   }
 
   Result<IngestReport> Populate(const std::vector<std::string>& paths, const std::string& ns,
@@ -778,12 +780,12 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     AF_ASSIGN_OR_RETURN(int64_t generation, store_->KnowledgeGeneration());
     std::lock_guard lock(mu_);
     if (generation == synced_generation_) return Status::Ok();
-    return RepairLocked(/*force=*/false);
+    return RepairLocked(generation);
   }
 
-  Status RepairLocked(bool force) {
-    AF_ASSIGN_OR_RETURN(int64_t generation, store_->KnowledgeGeneration());
-    if (!force && generation == synced_generation_) return Status::Ok();
+  // Makes the indexes hold exactly the database's rows, read at (or after)
+  // knowledge generation `generation`, which becomes the synced one.
+  Status RepairLocked(int64_t generation) {
     AF_ASSIGN_OR_RETURN(auto chunk_labels, store_->ChunkLabels());
     AF_ASSIGN_OR_RETURN(auto memory_labels, store_->MemoryLabels());
     int added = 0, removed = 0;

@@ -272,7 +272,7 @@ Result<bool> GitRepo::HasExternalFilters() {
   git_config_entry* entry = nullptr;
   while (git_config_next(&entry, it.get()) == 0) {
     const std::string_view name = entry->name;
-    if (name.substr(0, kPrefix.size()) != kPrefix) continue;
+    if (!StartsWith(name, kPrefix)) continue;
     for (std::string_view key : {".clean", ".process"}) {
       if (name.size() > kPrefix.size() + key.size() && name.substr(name.size() - key.size()) == key)
         return true;
@@ -568,7 +568,7 @@ Status GitRepo::PruneIfStale(const std::string& name) {
 std::string GitRepo::RegisteredWorktree(const fs::path& path) {
   const std::string link = FirstLine(path / ".git");
   constexpr std::string_view kPrefix = "gitdir: ";
-  if (link.rfind(kPrefix, 0) != 0) return std::string();
+  if (!StartsWith(link, kPrefix)) return std::string();
   const fs::path admin = link.substr(kPrefix.size());
   std::error_code ec;
   if (!fs::equivalent(admin.parent_path(), CommonDir() / "worktrees", ec)) return std::string();
