@@ -71,12 +71,12 @@ bool Pipeline::Impl::WaitOutStoreOutage(const Status& cause, const std::string& 
 Status Pipeline::Impl::Check(const std::string& feature_id) {
   if (stopping_)
     return Cancelled("the pipeline is shutting down; the feature resumes on the next start");
-  AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
-  if (IsTerminalFeatureStatus(f.status)) NoteEnded(feature_id);
-  if (ParseFeatureState(f.status) == FeatureState::kCancelled)
+  AF_ASSIGN_OR_RETURN(std::string status, deps_.store->FeatureStatus(feature_id));
+  if (IsTerminalFeatureStatus(status)) NoteEnded(feature_id);
+  if (ParseFeatureState(status) == FeatureState::kCancelled)
     return Cancelled("feature " + feature_id + " was cancelled");
-  if (IsTerminalFeatureStatus(f.status))
-    return FailedPrecondition("feature " + feature_id + " is " + f.status);
+  if (IsTerminalFeatureStatus(status))
+    return FailedPrecondition("feature " + feature_id + " is " + status);
   if (TimedOut(feature_id)) {
     // Waiting out a failing provider is what took the time: name it and what
     // it did, not the timeout (the hint says what to do about the provider).

@@ -1,6 +1,7 @@
 #include "workspace/git_lib.h"
 
 #include <git2.h>
+#include <git2/sys/odb_backend.h>
 #include <git2/sys/repository.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -109,9 +110,95 @@ int StageCallback(const char* path, const char*, void* payload) {
   return 0;
 }
 
+// Small objects written through a stream are kept in memory until their id
+// is known. libgit2 streams every staged file to a temporary file in the
+// object directory and deletes it when the object is there already: the
+// same file staged for a diff, committed and hashed for the tree id made
+// two files per change to delete. On ext4 without a journal every file
+// created scans the inodes freed in the last half minute, so those
+// deletions cost each later file. A new object is then written by the
+// default loose backend (git_odb_write); a larger one streams as before.
+// Standard layout (libgit2 hands back &base): the bytes live elsewhere.
+struct BufferedStream {
+  git_odb_stream base;
+  std::string* data;
+  git_object_t type;
+};
+BufferedStream* AsBuffered(git_odb_stream* stream) {
+  return reinterpret_cast<BufferedStream*>(stream);
+}
+
+constexpr git_object_size_t kMaxBufferedObject = 1 << 20;
+
+int BufferedWrite(git_odb_stream* stream, const char* data, size_t len) {
+  AsBuffered(stream)->data->append(data, len);
+  return 0;
+}
+
+// Called only when the object is not in the database yet.
+int BufferedFinalize(git_odb_stream* stream, const git_oid* expected) {
+  const BufferedStream* s = AsBuffered(stream);
+  git_oid written;
+  int rc = git_odb_write(&written, stream->backend->odb, s->data->data(), s->data->size(), s->type);
+  if (rc == 0 && !git_oid_equal(&written, expected)) {
+    git_error_set_str(GIT_ERROR_ODB, "a buffered object was written under another id");
+    return -1;
+  }
+  return rc;
+}
+
+void BufferedFree(git_odb_stream* stream) {
+  BufferedStream* s = AsBuffered(stream);
+  delete s->data;
+  delete s;
+}
+
+int BufferedWriteStream(git_odb_stream** out, git_odb_backend* backend, git_object_size_t size,
+                        git_object_t type) {
+  if (size > kMaxBufferedObject) return GIT_PASSTHROUGH;  // to the loose backend's stream
+  auto* s = new BufferedStream{};
+  s->data = new std::string;
+  s->data->reserve(static_cast<size_t>(size));
+  s->type = type;
+  s->base.backend = backend;
+  s->base.mode = GIT_STREAM_WRONLY;
+  s->base.write = BufferedWrite;
+  s->base.finalize_write = BufferedFinalize;
+  s->base.free = BufferedFree;
+  *out = &s->base;
+  return 0;
+}
+
+// git_odb_foreach calls every backend's: this one holds nothing.
+int ForeachNothing(git_odb_backend*, git_odb_foreach_cb, void*) { return 0; }
+
+void FreeBufferingBackend(git_odb_backend* backend) { delete backend; }
+
+// Adds the buffering backend to `repo`'s object database, once; it only
+// writes, so reads, existence checks and freshening go to the others.
+int BufferSmallWrites(git_repository* repo) {
+  git_odb* odb = nullptr;
+  if (int rc = git_repository_odb(&odb, repo); rc != 0) return rc;
+  Owned<git_odb, git_odb_free> owned(odb);
+  for (size_t i = 0, n = git_odb_num_backends(odb); i < n; ++i) {
+    git_odb_backend* b = nullptr;
+    if (git_odb_get_backend(&b, odb, i) == 0 && b->writestream == BufferedWriteStream) return 0;
+  }
+  auto* backend = new git_odb_backend;
+  git_odb_init_backend(backend, GIT_ODB_BACKEND_VERSION);
+  backend->writestream = BufferedWriteStream;
+  backend->foreach = ForeachNothing;
+  backend->free = FreeBufferingBackend;
+  // Above the default loose (1) and pack (2) backends: streams come here first.
+  int rc = git_odb_add_backend(odb, backend, 100);
+  if (rc != 0) delete backend;
+  return rc;
+}
+
 // `git add -A -- <rels>` into `index` (everything when rels is empty).
-int StageAll(git_index* index, const std::vector<std::string>& rels, unsigned flags,
-             const std::function<bool(std::string_view, bool)>& skip) {
+int StageAll(git_repository* repo, git_index* index, const std::vector<std::string>& rels,
+             unsigned flags, const std::function<bool(std::string_view, bool)>& skip) {
+  if (int rc = BufferSmallWrites(repo); rc != 0) return rc;
   Pathspec ps(rels);
   StageFilter filter{index, &rels, skip};
   int rc = git_index_add_all(index, ps.get(), flags | GIT_INDEX_ADD_DISABLE_PATHSPEC_MATCH,
@@ -303,7 +390,7 @@ Result<std::string> GitRepo::CommitPaths(const std::vector<std::string>& rels,
   }
   if (wanted.empty()) return std::string();
 
-  int rc = StageAll(index.get(), wanted, GIT_INDEX_ADD_CHECK_PATHSPEC, nullptr);
+  int rc = StageAll(repo_, index.get(), wanted, GIT_INDEX_ADD_CHECK_PATHSPEC, nullptr);
   if (rc == GIT_EINVALIDSPEC) {
     const git_error* e = git_error_last();
     return Internal(
@@ -382,7 +469,7 @@ Status GitRepo::StageInto(const fs::path& index_file, const std::vector<std::str
   if (git_repository_set_index(repo_, index.get()) != 0) return Fail("using a temporary index");
   std::function<bool(std::string_view, bool)> skip_any;
   if (skip) skip_any = [&skip](std::string_view p, bool) { return skip(p); };
-  if (StageAll(index.get(), rels, 0, skip_any) != 0) return Fail("staging the work tree");
+  if (StageAll(repo_, index.get(), rels, 0, skip_any) != 0) return Fail("staging the work tree");
   if (git_index_write(index.get()) != 0) return Fail("writing " + index_file.string());
   return Status::Ok();
 }
@@ -396,7 +483,7 @@ Result<std::string> GitRepo::WorkTreeId(
   std::function<bool(std::string_view, bool)> skip;
   if (skip_untracked)
     skip = [&](std::string_view p, bool tracked) { return !tracked && skip_untracked(p); };
-  if (StageAll(index.get(), {}, 0, skip) != 0) return Fail("staging the work tree");
+  if (StageAll(repo_, index.get(), {}, 0, skip) != 0) return Fail("staging the work tree");
   git_oid oid;
   if (git_index_write_tree(&oid, index.get()) != 0) return Fail("writing the work tree's tree");
   return Hex(&oid);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -538,6 +539,43 @@ TEST_F(WorkspaceTest, LookingForFilterDriversDoesNotGrowTheHeap) {
   // The leak was >= 4 entries x 20 KB a look (16 MB here); allow 2 MB of noise.
   EXPECT_LT(after, before + 2 * 1024 * 1024)
       << "heap grew by " << (after - before) / 1024 << " KB over " << kLooks << " diffs";
+}
+
+// libgit2 streams each staged file to a temporary file in the object
+// directory and deletes it when the object is stored already. Staging,
+// diffing and hashing a change already stored creates no file there (each
+// deleted file makes later file creations slower on ext4 without a
+// journal); a new object is still written whole.
+TEST_F(WorkspaceTest, StagingContentAlreadyStoredCreatesNoObjectFile) {
+  ASSERT_TRUE(tree_->WriteFile("a.txt", "same\n").ok());
+  auto first = tree_->WorkTreeId();  // stores the blob and the tree
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const fs::path objects = root_ / ".git" / "objects";
+  const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_GE(inotify_add_watch(fd, objects.c_str(), IN_CREATE), 0);
+  auto again = tree_->WorkTreeId();
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, *first);
+  ASSERT_TRUE(tree_->UncommittedDiff({"a.txt"}, 4096).ok());
+  std::string created;
+  alignas(inotify_event) char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) {
+    for (char* p = buf; p < buf + n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(p);
+      if (ev->len > 0) created += std::string(ev->name) + " ";
+      p += sizeof(inotify_event) + ev->len;
+    }
+  }
+  close(fd);
+  EXPECT_EQ(created, "") << "created in " << objects;
+
+  ASSERT_TRUE(tree_->WriteFile("b.txt", "new\n").ok());
+  auto sha = tree_->CommitTask("o1", "b", {"b.txt"});
+  ASSERT_TRUE(sha.ok()) << sha.status().ToString();
+  EXPECT_EQ(Git(tree_->root(), {"show", "HEAD:b.txt"}), "new");
+  auto fsck = RunCommand({"/usr/bin/git", "-C", root_.string(), "fsck", "--no-progress"});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
 }
 
 // What the gates saw, by tree: the work tree's id before the commit is

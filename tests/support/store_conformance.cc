@@ -168,6 +168,19 @@ TEST_P(StoreConformanceTest, GetFeatureUnknownIsNotFoundNamingTheId) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kNotFound);
   EXPECT_NE(r.status().message().find("f-nope"), std::string::npos);
+  auto status = store_->FeatureStatus("f-nope");
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.status().code(), Code::kNotFound);
+  EXPECT_EQ(status.status().message(), r.status().message());
+}
+
+TEST_P(StoreConformanceTest, FeatureStatusFollowsTransitions) {
+  SC_ASSERT_OK_AND_ASSIGN(Feature f, store_->CreateFeature(MakeFeature("s")));
+  SC_ASSERT_OK_AND_ASSIGN(std::string status, store_->FeatureStatus(f.id));
+  EXPECT_EQ(status, "queued");
+  SC_ASSERT_OK(store_->TransitionFeature(f.id, "queued", "cancelled", "by user", nullptr));
+  SC_ASSERT_OK_AND_ASSIGN(status, store_->FeatureStatus(f.id));
+  EXPECT_EQ(status, "cancelled");
 }
 
 TEST_P(StoreConformanceTest, ListFeaturesNewestFirstWithFiltersAndPagination) {

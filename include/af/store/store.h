@@ -132,6 +132,13 @@ class Store {
   // and appends `feature.created` in the same transaction. Returns the stored row.
   virtual Result<Feature> CreateFeature(Feature feature) = 0;
   virtual Result<Feature> GetFeature(const std::string& id) = 0;
+  // GetFeature(id)->status (the same error when there is no such feature),
+  // without reading the rest of the row: the pipeline asks before each step
+  // of every feature. The default reads the whole row.
+  virtual Result<std::string> FeatureStatus(const std::string& id) {
+    AF_ASSIGN_OR_RETURN(Feature f, GetFeature(id));
+    return std::move(f.status);
+  }
   virtual Result<FeaturePage> ListFeatures(const FeatureFilter& filter) = 0;
   // Atomically: if expected_from is given and differs from the current status,
   // fails with kFailedPrecondition naming both and changes nothing; otherwise
@@ -178,8 +185,8 @@ class Store {
   // of polling. Events other processes append are not announced by SQLite;
   // PostgreSQL announces them too (LISTEN/NOTIFY, from a thread of its own).
   // It runs on the appending thread (or that thread), may hold the store's
-  // lock: it must be quick and must not call the store. Replaces any earlier listener; {} removes it.
-  // The default implementation never calls it.
+  // lock: it must be quick and must not call the store. Replaces any earlier listener; {} removes
+  // it. The default implementation never calls it.
   virtual void SetEventsListener(std::function<void()> listener) { (void)listener; }
 
   // --- Agents -------------------------------------------------------------
