@@ -208,6 +208,12 @@ CREATE INDEX kb_chunks_fts ON kb_chunks USING GIN (fts);
 ALTER TABLE kb_chunks ALTER COLUMN fts SET STORAGE MAIN;
 ALTER TABLE memories ALTER COLUMN fts SET STORAGE MAIN;
 )sql"},
+      {3, "today's model cost from an index", R"sql(
+-- The daily budget, checked before every model call, sums the cost of the
+-- day's calls: an index-only scan instead of reading each call's row.
+CREATE INDEX llm_calls_cost_by_created ON llm_calls (created_ms) INCLUDE (cost_usd);
+DROP INDEX llm_calls_by_created;
+)sql"},
   };
   return kMigrations;
 }

@@ -218,6 +218,13 @@ INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
 CREATE VIRTUAL TABLE kb_chunks_fts_vocab USING fts5vocab(kb_chunks_fts, row);
 CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab(memories_fts, row);
 )sql"},
+      {7, "today's model cost from an index", R"sql(
+-- The daily budget, checked before every model call, sums the cost of the
+-- day's calls: read from this index alone, not from each call's row with
+-- its request and response (2,000 calls: 1.7 -> 0.1 ms per check).
+CREATE INDEX llm_calls_cost_by_created ON llm_calls(created_ms, cost_usd);
+DROP INDEX llm_calls_by_created;
+)sql"},
   };
   return kMigrations;
 }

@@ -257,6 +257,31 @@ TEST(SqliteStoreTest, DataSurvivesCloseAndReopen) {
   EXPECT_GT(*store->AppendEvent(e), last_seq);
 }
 
+// The daily budget sums today's model cost before every model call: from an
+// index alone, not each call's row with its request and response (which
+// made every check slower as the day's calls grew).
+TEST(SqliteStoreTest, TodaysCostIsSummedFromAnIndexAlone) {
+  TempDir dir;
+  fs::path db = dir.path() / "af.db";
+  auto store = MustOpen("sqlite:" + db.string());
+  ASSERT_NE(store, nullptr);
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  // The query SqliteStore::CostSince runs.
+  ASSERT_EQ(sqlite3_prepare_v2(h,
+                               "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(cost_usd), 0.0) FROM "
+                               "llm_calls WHERE created_ms >= ?",
+                               -1, &s, nullptr),
+            SQLITE_OK);
+  std::string plan;
+  while (sqlite3_step(s) == SQLITE_ROW)
+    plan += reinterpret_cast<const char*>(sqlite3_column_text(s, 3)) + std::string("\n");
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  EXPECT_NE(plan.find("COVERING INDEX llm_calls_cost_by_created"), std::string::npos) << plan;
+}
+
 TEST(SqliteStoreTest, WalModeIsOn) {
   TempDir dir;
   fs::path db = dir.path() / "af.db";
