@@ -593,8 +593,10 @@ ToolOutcome RunFinish(const ToolCall& call, const ToolContext& ctx) {
   if (!ctx.tree || !ctx.touched) return {"finished", false, true};
   const bool refused_before = ctx.finish_refusals->load() > 0;
   std::vector<std::string> paths(ctx.touched->begin(), ctx.touched->end());
-  auto diff = ctx.tree->UncommittedDiff(paths, kFinishDiffCap);
-  const bool changed = !diff.ok() || !diff->empty();  // unknown counts as changed
+  // Whether the task changed anything, in-process; the diff's text (a git
+  // process) only when it is shown, below.
+  auto differs = ctx.tree->HasUncommittedChange(paths);
+  const bool changed = !differs.ok() || *differs;  // unknown counts as changed
   std::optional<TaskChecks> checks;
   if (ctx.run_checks) {
     auto ran = ctx.run_checks();
@@ -622,7 +624,10 @@ ToolOutcome RunFinish(const ToolCall& call, const ToolContext& ctx) {
     out += " this task changed no file (write_file, edit_file or commands that create files).";
   if (checks_failed) out += " the task's checks fail.";
   if (checks && !checks->report.empty()) out += "\n\nChecks:\n" + checks->report;
-  if (diff.ok() && !diff->empty()) out += "\n\nThe task's diff:\n" + *diff;
+  if (changed) {
+    auto diff = ctx.tree->UncommittedDiff(paths, kFinishDiffCap);
+    if (diff.ok() && !diff->empty()) out += "\n\nThe task's diff:\n" + *diff;
+  }
   out +=
       "\n\nFix this, or call finish again to hand over as is (say why in the summary: the "
       "next finish is accepted).";

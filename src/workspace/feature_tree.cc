@@ -558,6 +558,28 @@ Result<std::string> FeatureTree::UncommittedDiff(const std::vector<std::string>&
   return text;
 }
 
+Result<bool> FeatureTree::HasUncommittedChange(const std::vector<std::string>& paths) {
+  if (paths.empty()) return false;
+  std::vector<std::string> rels;
+  for (const auto& p : paths) {
+    AF_ASSIGN_OR_RETURN(fs::path abs, Resolve(p));
+    if (abs == root_) return InvalidArgument("cannot diff the whole tree as a path");
+    rels.push_back(abs.lexically_relative(root_).string());
+  }
+  {
+    GitLock lock(*git_mu_, git_lock_.get());
+    AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+    AF_ASSIGN_OR_RETURN(bool filters, repo.HasExternalFilters());
+    if (!filters) {
+      return repo.DiffersFromHead(rels,
+                                  [](std::string_view rel) { return IsBuildOutputOrCache(rel); });
+    }
+  }
+  // A filter program (say Git LFS's clean) decides what differs: the CLI's diff.
+  AF_ASSIGN_OR_RETURN(std::string diff, UncommittedDiff(paths, 1));
+  return !diff.empty();
+}
+
 Result<std::string> FeatureTree::GitLocked(const std::vector<std::string>& args,
                                            const std::vector<std::string>& extra_env) {
   return RunGit(shared_->git, root_, args, extra_env);

@@ -343,6 +343,33 @@ Result<bool> GitRepo::IsPristine() {
   return git_status_list_entrycount(list.get()) == 0;
 }
 
+Result<bool> GitRepo::DiffersFromHead(const std::vector<std::string>& rels,
+                                      const std::function<bool(std::string_view)>& skip) {
+  Tree head;
+  git_object* obj = nullptr;
+  int rc = git_revparse_single(&obj, repo_, "HEAD^{tree}");
+  if (rc == 0) {
+    head.reset(reinterpret_cast<git_tree*>(obj));
+  } else if (!NotThere(rc)) {
+    return Fail("reading HEAD's tree");
+  }  // an unborn HEAD: against the empty tree
+  Pathspec ps(rels);
+  git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
+  opts.flags = GIT_DIFF_INCLUDE_UNTRACKED | GIT_DIFF_RECURSE_UNTRACKED_DIRS |
+               GIT_DIFF_DISABLE_PATHSPEC_MATCH | GIT_DIFF_IGNORE_SUBMODULES;
+  if (ps.get() != nullptr) opts.pathspec = *ps.get();
+  git_diff* raw = nullptr;
+  if (git_diff_tree_to_workdir_with_index(&raw, repo_, head.get(), &opts) != 0)
+    return Fail("comparing the work tree with HEAD");
+  Owned<git_diff, git_diff_free> diff(raw);
+  for (size_t i = 0, n = git_diff_num_deltas(diff.get()); i < n; ++i) {
+    const git_diff_delta* d = git_diff_get_delta(diff.get(), i);
+    const char* path = d->new_file.path ? d->new_file.path : d->old_file.path;
+    if (!skip || !skip(path)) return true;
+  }
+  return false;
+}
+
 Result<bool> GitRepo::HasExternalFilters() {
   git_config* raw = nullptr;
   if (git_repository_config_snapshot(&raw, repo_) != 0) return Fail("reading the configuration");

@@ -64,6 +64,15 @@ class GitRepo {
   // file. (Empty directories are not seen here: git does not track them.)
   Result<bool> IsPristine();
 
+  // Whether any path under `rels` (matched literally, directories
+  // recursively; everything when empty) differs between HEAD's tree and the
+  // work tree: changed, added, deleted, or untracked and not ignored
+  // (submodules' contents aside). Paths for which `skip` says true do not
+  // count. Nothing is written (no object, no index). Only for repositories
+  // without external filters.
+  Result<bool> DiffersFromHead(const std::vector<std::string>& rels,
+                               const std::function<bool(std::string_view)>& skip);
+
   // Whether a filter driver runs a program (filter.<name>.clean/.process in
   // the configuration, e.g. Git LFS): libgit2 does not run those, so content
   // must then be staged by the git CLI.

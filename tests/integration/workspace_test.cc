@@ -541,6 +541,38 @@ TEST_F(WorkspaceTest, LookingForFilterDriversDoesNotGrowTheHeap) {
       << "heap grew by " << (after - before) / 1024 << " KB over " << kLooks << " diffs";
 }
 
+// Whether a task changed anything is found in-process; it agrees with the
+// diff git prints for the same paths, case by case.
+TEST_F(WorkspaceTest, HasUncommittedChangeAgreesWithTheDiff) {
+  ASSERT_TRUE(tree_->WriteFile(".gitignore", "*.log\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("kept.txt", "one\n").ok());
+  ASSERT_TRUE(tree_->CommitTask("h0", "base", {".gitignore", "kept.txt"}).ok());
+  auto check = [&](const std::vector<std::string>& paths, bool expected, const char* what) {
+    auto has = tree_->HasUncommittedChange(paths);
+    ASSERT_TRUE(has.ok()) << what << ": " << has.status().ToString();
+    auto diff = tree_->UncommittedDiff(paths, 1 << 20);
+    ASSERT_TRUE(diff.ok()) << what << ": " << diff.status().ToString();
+    EXPECT_EQ(*has, expected) << what;
+    EXPECT_EQ(*has, !diff->empty()) << what << ": the diff says\n" << *diff;
+  };
+  check({"kept.txt"}, false, "nothing changed");
+  check({"missing.txt"}, false, "a path that never existed");
+  ASSERT_TRUE(tree_->WriteFile("kept.txt", "two\n").ok());
+  check({"kept.txt"}, true, "an edit");
+  check({"README.md"}, false, "another path than the edited one");
+  ASSERT_TRUE(tree_->WriteFile("kept.txt", "one\n").ok());
+  check({"kept.txt"}, false, "an edit undone");
+  ASSERT_TRUE(tree_->WriteFile("dir/new.txt", "x\n").ok());
+  check({"dir"}, true, "a new file in a new directory, named by the directory");
+  check({"dir/new.txt"}, true, "a new file");
+  ASSERT_TRUE(tree_->WriteFile("run.log", "noise\n").ok());
+  check({"run.log"}, false, "an ignored file");
+  ASSERT_TRUE(tree_->WriteFile("__pycache__/m.cpython-311.pyc", "bytes").ok());
+  check({"__pycache__"}, false, "a cache");
+  fs::remove(tree_->root() / "kept.txt");
+  check({"kept.txt"}, true, "a deletion");
+}
+
 // libgit2 streams each staged file to a temporary file in the object
 // directory and deletes it when the object is stored already. Staging,
 // diffing and hashing a change already stored creates no file there (each

@@ -182,6 +182,9 @@ class FeatureTree {
   // in the tree against HEAD, uncommitted new files included; "" when they
   // have no change.
   Result<std::string> UncommittedDiff(const std::vector<std::string>& paths, size_t max_bytes);
+  // Whether UncommittedDiff(paths) would be non-empty, found in-process
+  // without writing anything (the diff's text needs a git process).
+  Result<bool> HasUncommittedChange(const std::vector<std::string>& paths);
 
   // Commits exactly `paths` (additions, changes and deletions; other modified
   // files stay uncommitted) with `message` plus a `Task-Id: <task_id>` trailer
