@@ -667,8 +667,12 @@ Result<std::string> FeatureTree::CommittedDiff() {
   GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
   AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
-  // git's own diff text: the reviewer reads it, and recorded model requests
-  // that carry it must be sent again byte for byte.
+  // The reviewer reads it, and recorded model requests that carry it must be
+  // sent again byte for byte: libgit2 prints what `git diff --binary` does,
+  // without a git process, unless a textconv driver (which only git runs)
+  // is configured.
+  AF_ASSIGN_OR_RETURN(bool textconv, repo.HasTextconv());
+  if (!textconv) return repo.PatchText(base, "HEAD");
   return GitLocked({"diff", "--no-ext-diff", "--binary", base, "HEAD"});
 }
 

@@ -279,6 +279,31 @@ Result<std::string> GitRepo::TreeOf(const std::string& rev) {
   return Hex(git_object_id(tree.get()));
 }
 
+Result<std::string> GitRepo::PatchText(const std::string& from, const std::string& to) {
+  Tree trees[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string spec = (i == 0 ? from : to) + "^{tree}";
+    git_object* raw = nullptr;
+    if (git_revparse_single(&raw, repo_, spec.c_str()) != 0) return Fail("resolving " + spec);
+    trees[i].reset(reinterpret_cast<git_tree*>(raw));
+  }
+  // As `git diff --binary` with git's defaults: the indent heuristic,
+  // renames found at 50% similarity.
+  git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
+  opts.flags = GIT_DIFF_SHOW_BINARY | GIT_DIFF_INDENT_HEURISTIC;
+  git_diff* raw = nullptr;
+  if (git_diff_tree_to_tree(&raw, repo_, trees[0].get(), trees[1].get(), &opts) != 0)
+    return Fail("comparing " + from + " with " + to);
+  Owned<git_diff, git_diff_free> diff(raw);
+  git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
+  find.flags = GIT_DIFF_FIND_RENAMES;
+  if (git_diff_find_similar(diff.get(), &find) != 0) return Fail("finding renames");
+  Buf text;
+  if (git_diff_to_buf(&text.b, diff.get(), GIT_DIFF_FORMAT_PATCH) != 0)
+    return Fail("printing the diff");
+  return std::string(text.b.ptr ? text.b.ptr : "", text.b.size);
+}
+
 fs::path GitRepo::GitDir() const {
   std::string p = git_repository_path(repo_);
   while (p.size() > 1 && p.back() == '/') p.pop_back();
@@ -370,7 +395,7 @@ Result<bool> GitRepo::DiffersFromHead(const std::vector<std::string>& rels,
   return false;
 }
 
-Result<bool> GitRepo::HasExternalFilters() {
+Result<bool> GitRepo::AnyConfigName(const std::function<bool(std::string_view)>& wanted) {
   git_config* raw = nullptr;
   if (git_repository_config_snapshot(&raw, repo_) != 0) return Fail("reading the configuration");
   Config cfg(raw);
@@ -381,18 +406,31 @@ Result<bool> GitRepo::HasExternalFilters() {
   git_config_iterator* it_raw = nullptr;
   if (git_config_iterator_new(&it_raw, cfg.get()) != 0) return Fail("reading the configuration");
   ConfigIter it(it_raw);
-  // libgit2 lower-cases section and key; "filter.<name>.clean|process", <name> not empty.
-  constexpr std::string_view kPrefix = "filter.";
   git_config_entry* entry = nullptr;
-  while (git_config_next(&entry, it.get()) == 0) {
-    const std::string_view name = entry->name;
-    if (!StartsWith(name, kPrefix)) continue;
-    for (std::string_view key : {".clean", ".process"}) {
-      if (name.size() > kPrefix.size() + key.size() && name.substr(name.size() - key.size()) == key)
-        return true;
-    }
-  }
+  while (git_config_next(&entry, it.get()) == 0)
+    if (wanted(entry->name)) return true;
   return false;
+}
+
+namespace {
+// "<section>.<name>.<key>" with a non-empty <name>; libgit2 lower-cases
+// section and key.
+bool IsSubsectionKey(std::string_view name, std::string_view section, std::string_view key) {
+  return name.size() >= section.size() + key.size() + 3 && StartsWith(name, section) &&
+         name[section.size()] == '.' && name[name.size() - key.size() - 1] == '.' &&
+         name.substr(name.size() - key.size()) == key;
+}
+}  // namespace
+
+Result<bool> GitRepo::HasExternalFilters() {
+  return AnyConfigName([](std::string_view name) {
+    return IsSubsectionKey(name, "filter", "clean") || IsSubsectionKey(name, "filter", "process");
+  });
+}
+
+Result<bool> GitRepo::HasTextconv() {
+  return AnyConfigName(
+      [](std::string_view name) { return IsSubsectionKey(name, "diff", "textconv"); });
 }
 
 Result<std::string> GitRepo::CommitPaths(const std::vector<std::string>& rels,

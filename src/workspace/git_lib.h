@@ -48,6 +48,9 @@ class GitRepo {
   Result<std::string> MergeBase(const std::string& a, const std::string& b);
   // The tree sha of commit `rev`.
   Result<std::string> TreeOf(const std::string& rev);
+  // `git diff --binary <from> <to>` of two commits, printed by libgit2 (the
+  // same text for ordinary changes; no textconv, no external diff program).
+  Result<std::string> PatchText(const std::string& from, const std::string& to);
 
   // This worktree's own git directory (absolute), the repository's common
   // one (where worktrees/ and info/ live) and the index file.
@@ -77,6 +80,9 @@ class GitRepo {
   // the configuration, e.g. Git LFS): libgit2 does not run those, so content
   // must then be staged by the git CLI.
   Result<bool> HasExternalFilters();
+  // Whether a diff driver converts files to text for diffs
+  // (diff.<name>.textconv): only the git CLI's diff applies it.
+  Result<bool> HasTextconv();
 
   // `git add -A -- <rels>` on the real index (rels relative to the top,
   // matched literally; directories recursively), then a commit of exactly
@@ -145,6 +151,9 @@ class GitRepo {
 
  private:
   explicit GitRepo(git_repository* repo) : repo_(repo) {}
+  // Whether the configuration (all levels) has an entry whose name `wanted`
+  // accepts.
+  Result<bool> AnyConfigName(const std::function<bool(std::string_view)>& wanted);
   git_repository* repo_ = nullptr;
 };
 

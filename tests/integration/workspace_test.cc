@@ -14,6 +14,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "support/test_util.h"
@@ -518,6 +519,18 @@ TEST_F(WorkspaceTest, FilterDriversAreRunByTheGitCli) {
   EXPECT_EQ(*tree_->FindTaskCommit("u1"), *sha);
 }
 
+// A diff driver's textconv program is run by the git CLI only: the
+// committed diff then comes from it.
+TEST_F(WorkspaceTest, TextconvDriversAreRunByTheGitCli) {
+  Git(root_, {"config", "diff.upper.textconv", "tr a-z A-Z <"});
+  ASSERT_TRUE(tree_->WriteFile(".gitattributes", "*.up diff=upper\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("note.up", "quiet\n").ok());
+  ASSERT_TRUE(tree_->CommitTask("c1", "upper", {".gitattributes", "note.up"}).ok());
+  auto diff = tree_->CommittedDiff();
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_NE(diff->find("+QUIET"), std::string::npos) << *diff;
+}
+
 // Every task commit and diff looks for filter drivers in the configuration.
 // Doing so with libgit2 1.5's glob iterator leaked ~20 KB (the PCRE2 match
 // data) per configuration entry it did not match, hundreds of MB over 500
@@ -539,6 +552,81 @@ TEST_F(WorkspaceTest, LookingForFilterDriversDoesNotGrowTheHeap) {
   // The leak was >= 4 entries x 20 KB a look (16 MB here); allow 2 MB of noise.
   EXPECT_LT(after, before + 2 * 1024 * 1024)
       << "heap grew by " << (after - before) / 1024 << " KB over " << kLooks << " diffs";
+}
+
+// The committed diff the reviewer reads is printed in-process. It is the
+// text `git diff --binary` prints for edits (hunk headers naming the
+// function, the indent heuristic), new, deleted, renamed and executable
+// files and lines without a final newline. A binary file's patch is
+// compressed differently (zlib's settings) but applies all the same.
+TEST_F(WorkspaceTest, CommittedDiffIsWhatGitPrints) {
+  auto write = [&](const fs::path& dir, const std::string& rel, const std::string& text) {
+    fs::create_directories((dir / rel).parent_path());
+    std::ofstream(dir / rel, std::ios::binary) << text;
+  };
+  std::string code = "#include <stdio.h>\n\nint first(void) {\n  return 1;\n}\n\n";
+  code += "int second(int x) {\n";
+  for (int i = 0; i < 12; ++i) code += "  x += " + std::to_string(i) + ";\n";
+  code += "  return x;\n}\n";
+  std::string moved;
+  for (int i = 0; i < 20; ++i) moved += "line " + std::to_string(i) + " of a file that moves\n";
+  write(root_, "src/code.c", code);
+  write(root_, "old/name.txt", moved);
+  write(root_, "run.sh", "#!/bin/sh\necho hi\n");
+  write(root_, "nonl.txt", "no newline at the end");
+  write(root_, "gone.txt", "deleted by the feature\n");
+  Git(root_, {"add", "-A"});
+  Git(root_, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base"});
+  auto opened = ws_->OpenFeature("diffs");
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  FeatureTree& tree = **opened;
+  const fs::path top = tree.root();
+
+  code.replace(code.find("  x += 6;\n"), 10, "  x *= 6;\n  x -= 1;\n");
+  write(top, "src/code.c", code);
+  fs::create_directories(top / "new");
+  fs::rename(top / "old" / "name.txt", top / "new" / "name.txt");
+  write(top, "new/name.txt", moved + "one more line\n");
+  fs::permissions(top / "run.sh", fs::perms::owner_all);
+  write(top, "nonl.txt", "still no newline, changed");
+  fs::remove(top / "gone.txt");
+  write(top, "added.txt", "a new file\n");
+  write(top, "blob.bin", std::string("\0\1\2\3binary\xff\xfe", 12));
+  auto sha = tree.CommitTask(
+      "d1", "changes",
+      {"src/code.c", "old", "new", "run.sh", "nonl.txt", "gone.txt", "added.txt", "blob.bin"});
+  ASSERT_TRUE(sha.ok()) << sha.status().ToString();
+
+  auto ours = tree.CommittedDiff();
+  ASSERT_TRUE(ours.ok()) << ours.status().ToString();
+  const std::string base = Git(top, {"merge-base", "main", "HEAD"});
+  auto cli = RunCommand({"/usr/bin/git", "-C", top.string(), "-c", "core.quotepath=false", "diff",
+                         "--no-ext-diff", "--binary", base, "HEAD"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  // The binary patch's data lines (after "literal N") left out of the comparison.
+  auto text_only = [](const std::string& diff) {
+    std::string out;
+    bool data = false;
+    std::istringstream lines(diff);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("literal ", 0) == 0) data = true;
+      if (line.rfind("diff --git ", 0) == 0) data = false;
+      if (!data) out += line + "\n";
+    }
+    return out;
+  };
+  EXPECT_EQ(text_only(*ours), text_only(cli.out));
+  for (const char* part :
+       {"@@ int second(int x)", "rename from old/name.txt", "new mode 100755",
+        "\\ No newline at end of file", "deleted file mode", "GIT binary patch"}) {
+    EXPECT_NE(ours->find(part), std::string::npos) << part;
+  }
+  // The whole of it, binary patch included, undoes the feature's commit.
+  const fs::path patch = tmp_.path() / "ours.patch";
+  std::ofstream(patch, std::ios::binary) << *ours;
+  auto applies = RunCommand(
+      {"/usr/bin/git", "-C", top.string(), "apply", "--check", "--reverse", patch.string()});
+  EXPECT_EQ(applies.exit_code, 0) << applies.err;
 }
 
 // Whether a task changed anything is found in-process; it agrees with the
