@@ -408,17 +408,21 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
   Result<std::vector<SearchResult>> Recall(const SearchQuery& q) override {
     AF_RETURN_IF_ERROR(ValidateQuery(q));
     AF_RETURN_IF_ERROR(SyncIfChanged());
-    const bool filtered = !q.types.empty() || !q.tags.empty() || !q.namespaces.empty();
-    const int wide = std::max(50, q.max_results * 5) * (filtered ? 4 : 1);
+    // Candidates are fetched wider when filters drop some of them here. The
+    // text search keeps only the namespaces asked for itself; the vector
+    // index knows no namespace. (Every candidate's head is read below.)
+    const int wide = std::max(50, q.max_results * 5);
+    const bool filtered_here = !q.types.empty() || !q.tags.empty();
     std::vector<TextHit> text;
     if (q.mode != "vector") {
-      AF_ASSIGN_OR_RETURN(text, store_->SearchMemoryText(q.namespaces, q.text, wide));
+      AF_ASSIGN_OR_RETURN(
+          text, store_->SearchMemoryText(q.namespaces, q.text, wide * (filtered_here ? 4 : 1)));
     }
     std::vector<std::pair<int64_t, float>> vec;
     std::vector<float> qv;
     if (q.mode != "text") {
       AF_ASSIGN_OR_RETURN(qv, EmbedOne(q.text));
-      vec = memories_->Search(qv, wide);
+      vec = memories_->Search(qv, wide * (filtered_here || !q.namespaces.empty() ? 4 : 1));
     }
     std::vector<int64_t> labels = UnionLabels(text, vec);
     // Hundreds of candidates are weighed by their heads (no texts to copy or
@@ -448,8 +452,12 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
         return whole.ok() && !whole->empty() ? EmbedText(whole->front()) : std::string();
       }));
     }
+    // Hundreds are ranked; only the few kept are copied out.
+    std::vector<Scored> kept = PreferNamespaces(
+        Rank(candidates, q), q,
+        [&](const Scored& s) -> const std::string& { return by_label[s.label]->ns; });
     std::vector<SearchResult> out;
-    for (const Scored& s : Rank(candidates, q)) {
+    for (const Scored& s : kept) {
       const Memory& m = *by_label[s.label];
       SearchResult r;
       r.id = m.id;
@@ -462,7 +470,6 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       r.memory = m;
       out.push_back(std::move(r));
     }
-    out = PreferNamespaces(std::move(out), q);
     std::vector<int64_t> returned;
     for (const auto& r : out) returned.push_back(r.memory->vector_label);
     AF_ASSIGN_OR_RETURN(auto rows, store_->MemoriesByLabel(returned));
@@ -729,18 +736,25 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
 
   // Namespace fallback: results of the first namespace that has any come
   // first (by score), then the next namespace's, and so on; cut to max_results.
+  // `ns_of(item)` names an item's namespace.
+  template <class T, class NsOf>
+  static std::vector<T> PreferNamespaces(std::vector<T> items, const SearchQuery& q,
+                                         const NsOf& ns_of) {
+    if (q.namespaces.size() > 1) {
+      auto order = [&](const T& item) {
+        return std::find(q.namespaces.begin(), q.namespaces.end(), ns_of(item)) -
+               q.namespaces.begin();
+      };
+      std::stable_sort(items.begin(), items.end(),
+                       [&](const T& a, const T& b) { return order(a) < order(b); });
+    }
+    if (items.size() > static_cast<size_t>(q.max_results)) items.resize(q.max_results);
+    return items;
+  }
   static std::vector<SearchResult> PreferNamespaces(std::vector<SearchResult> results,
                                                     const SearchQuery& q) {
-    if (q.namespaces.size() > 1) {
-      auto order = [&](const std::string& ns) {
-        return std::find(q.namespaces.begin(), q.namespaces.end(), ns) - q.namespaces.begin();
-      };
-      std::stable_sort(
-          results.begin(), results.end(),
-          [&](const SearchResult& a, const SearchResult& b) { return order(a.ns) < order(b.ns); });
-    }
-    if (results.size() > static_cast<size_t>(q.max_results)) results.resize(q.max_results);
-    return results;
+    return PreferNamespaces(std::move(results), q,
+                            [](const SearchResult& r) -> const std::string& { return r.ns; });
   }
 
   Result<std::vector<float>> EmbedOne(const std::string& text) {

@@ -1,12 +1,12 @@
 #pragma once
 // Internal to the workspace module: git in-process through libgit2, for the
 // operations every feature runs (refs, status, staging, task commits, merge
-// bases, worktree registrations). Each one used to start a git process: from
-// a large server that costs a process start, the dynamic loader's CPU probe
-// and git's own set-up, several times per task. What stays on the git CLI
-// (see git.h) is output users and recorded model requests read byte for byte
-// (diff, format-patch), and `worktree add` in a repository whose checkout
-// runs filter programs (Git LFS).
+// bases, worktree registrations, the committed diff the reviewer reads).
+// Each one used to start a git process: from a large server that costs a
+// process start, the dynamic loader's CPU probe and git's own set-up,
+// several times per task. What stays on the git CLI (see git.h) is the patch
+// users apply (format-patch), diffs of uncommitted work (the API's, a refused
+// finish's), and whatever a filter or textconv program must run for (Git LFS).
 //
 // libgit2 is included by git_lib.cc only. A GitRepo is opened per operation
 // (cheap: a few small files) under the caller's tree lock, so it never sees

@@ -8,9 +8,9 @@
 // seeing each other's half-done files.
 //
 // Git runs in-process through libgit2 for what every task does (refs, status,
-// staging, task commits), and as the `git` CLI, started with argument vectors
-// (never a shell), for diffs, patches, adding worktrees and resets that have
-// work to do. Either way with a fixed identity ("Agent Factory"
+// staging, task commits, the committed diff), and as the `git` CLI, started
+// with argument vectors (never a shell), for patches, diffs of uncommitted
+// work (the API's, a refused finish's) and resets that have work to do. Either way with a fixed identity ("Agent Factory"
 // <agent-factory@localhost>), no signing, no hooks (`core.hooksPath=/dev/null`;
 // libgit2 runs none: nothing from the repository runs outside the sandbox)
 // and no automatic gc, so it works on a machine with no git configuration.
