@@ -37,6 +37,10 @@ Status Pipeline::Impl::StartAgents() {
   // process uses (the bus's consumer names, the agents table): a worker's
   // carry its host and pid.
   const std::string worker_tag = coordinator ? "" : Hostname() + "-" + std::to_string(getpid());
+  // The coordinator's own queue: replies to another process's jobs (a `run`
+  // beside a `serve`, or this data directory's previous process) never come
+  // here. Named before the first beat, which records it.
+  if (coordinator) reply_queue_ = "coordinator:" + NewId("co");
   for (const auto& role : AgentRoles()) {
     int replicas = 0;
     if (role == "coordinator" || role == "optimizer") {
@@ -79,9 +83,6 @@ Status Pipeline::Impl::StartAgents() {
     // A few threads serve every driver: they hold one only while they work
     // (store writes, a tree removed), never while they wait for agents.
     drivers_exec_ = std::make_unique<Executor>("af-driver", kMaxDriverThreads);
-    // Its own queue: replies to another process's jobs (a `run` beside a
-    // `serve`, or this data directory's previous process) never come here.
-    reply_queue_ = "coordinator:" + NewId("co");
     router_ = std::thread([this] { RouteReplies(); });
   }
   return Status::Ok();
@@ -100,6 +101,9 @@ void Pipeline::Impl::Beat(Instance* inst, bool emit_event) {
   // Where workers read the id of the coordinator's workspaces directory.
   if (a.role == "coordinator" && !workspaces_id_.empty())
     a.counters["workspaces_id"] = workspaces_id_;
+  // Where agents send this process's replies: deleted once it is gone
+  // (ForgetGoneProcesses), since no other process reads it.
+  if (a.role == "coordinator" && !reply_queue_.empty()) a.counters["reply_queue"] = reply_queue_;
   a.last_heartbeat_ms = NowMs();
   a.host = Hostname();
   a.pid = getpid();

@@ -4,7 +4,9 @@
 #include <tuple>
 
 #include "af/agents/agent_loop.h"
+#include "af/bus/bus.h"
 #include "af/core/config.h"
+#include "af/core/json_util.h"
 #include "af/core/utc_time.h"
 #include "af/store/store.h"
 
@@ -106,7 +108,7 @@ Result<std::vector<AgentRecord>> SweepLostAgents(Store& store, int64_t now_ms,
   return marked;
 }
 
-Result<std::vector<WorkerStatus>> ForgetGoneProcesses(Store& store, int64_t now_ms,
+Result<std::vector<WorkerStatus>> ForgetGoneProcesses(Store& store, Bus* bus, int64_t now_ms,
                                                       std::chrono::milliseconds forget_after) {
   AF_ASSIGN_OR_RETURN(auto agents, store.ListAgents());
   std::vector<WorkerStatus> gone;
@@ -118,8 +120,12 @@ Result<std::vector<WorkerStatus>> ForgetGoneProcesses(Store& store, int64_t now_
     }
     if (!all_recorded_offline) continue;  // the lost-agent sweep has not been there yet
     for (const auto& a : agents) {
-      if (a.host == w.host && a.pid == w.pid)
-        AF_RETURN_IF_ERROR(store.DeleteOfflineAgent(a.id, a.last_heartbeat_ms).status());
+      if (a.host != w.host || a.pid != w.pid) continue;
+      // The queue first: when its delete fails, the record that names it
+      // stays for the next try.
+      const std::string reply_queue = Field(a.counters, "reply_queue", "");
+      if (bus && !reply_queue.empty()) AF_RETURN_IF_ERROR(bus->DeleteQueue(reply_queue));
+      AF_RETURN_IF_ERROR(store.DeleteOfflineAgent(a.id, a.last_heartbeat_ms).status());
     }
     gone.push_back(w);
   }

@@ -161,13 +161,16 @@ class InProcBus final : public Bus {
     if (closed_) return ClosedError();
     Queue& q = GetQueueLocked(queue);
     ++receivers_;
+    ++q.receivers;
     // Close() waits for receivers_ to reach 0 before the bus may be destroyed.
     struct Leave {
       InProcBus* bus;
+      Queue& q;
       ~Leave() {
+        --q.receivers;
         if (--bus->receivers_ == 0) bus->drained_cv_.notify_all();
       }
-    } leave{this};
+    } leave{this, q};
 
     while (true) {
       if (closed_) return ClosedError();
@@ -330,6 +333,20 @@ class InProcBus final : public Bus {
     return out;
   }
 
+  Status DeleteQueue(std::string_view queue) override {
+    AF_RETURN_IF_ERROR(ValidateName("queue", queue));
+    std::lock_guard lock(mu_);
+    if (closed_) return ClosedError();
+    auto it = queues_.find(queue);
+    if (it == queues_.end()) return Status::Ok();
+    if (it->second.receivers > 0) {
+      return FailedPrecondition("queue " + std::string(queue) + " has a receiver waiting on it",
+                                "stop its consumers before deleting it");
+    }
+    queues_.erase(it);
+    return Status::Ok();
+  }
+
   Result<std::vector<Delivery>> DeadLetters(std::string_view queue) override {
     AF_RETURN_IF_ERROR(ValidateName("queue", queue));
     std::lock_guard lock(mu_);
@@ -381,6 +398,7 @@ class InProcBus final : public Bus {
     std::map<uint64_t, Pending> pending;
     std::vector<Message> dead;
     std::condition_variable cv;  // ready grew or the bus closed
+    int receivers = 0;           // Receive calls waiting on it (they hold a reference)
   };
 
   static std::optional<uint64_t> ParseId(std::string_view id) {

@@ -118,6 +118,14 @@ end
 return 0
 )lua";
 
+// DeleteQueue: the stream (with its group and pending entries), the dead
+// letters and the name, at once.
+constexpr char kDeleteQueueScript[] = R"lua(
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+)lua";
+
 // Restarts a pending entry's idle time, only while `consumer` still holds it
 // (XCLAIM alone would take it back from a consumer it was redelivered to);
 // JUSTID leaves the delivery count alone. KEYS: stream. ARGV: group, id,
@@ -827,6 +835,19 @@ class RedisBus final : public Bus {
       s.dead = Int(dead.get());
       return s;
     });
+  }
+
+  Status DeleteQueue(std::string_view queue) override {
+    AF_RETURN_IF_ERROR(ValidateName("queue", queue));
+    const std::string q(queue);
+    return Run<bool>([&](Conn& c) -> Result<bool> {
+             AF_ASSIGN_OR_RETURN(Reply r, Exec(target_, c,
+                                               {"EVAL", kDeleteQueueScript, "3", StreamKey(q),
+                                                DeadKey(q), "af:queues", q}));
+             if (IsError(r.get())) return ServerError("DEL", r.get());
+             return true;
+           })
+        .status();
   }
 
   Result<std::vector<std::string>> Queues() override {

@@ -84,7 +84,7 @@ int Serve(const GlobalOptions& g, bool no_agents) {
     // Processes gone for good are forgotten, so the views stop listing them.
     // Before the sweep: watchers refresh on its agent.offline events, which
     // must come as close as can be to the snapshot taken right after them.
-    auto gone = ForgetGoneProcesses(*svc->store, UnixNowMs(), kForgetProcessAfter);
+    auto gone = ForgetGoneProcesses(*svc->store, svc->bus.get(), UnixNowMs(), kForgetProcessAfter);
     if (!gone.ok()) {
       logger->warn("cannot forget processes gone for good: {}", gone.status().ToString());
     } else {

@@ -333,6 +333,44 @@ TEST_P(BusConformanceTest, NackedMessageIsDeadLetteredAfterMaxAttempts) {
   EXPECT_EQ(dead->size(), 1u);
 }
 
+// A coordinator's reply queue goes once its process is gone: messages,
+// deliveries in progress, dead letters and the name. Sending again makes it
+// anew; deleting what is not there is no error.
+TEST_P(BusConformanceTest, DeleteQueueRemovesItWhole) {
+  const std::string q = Q("coordinator:gone");
+  const std::string other = Q("role:coder");
+  ASSERT_TRUE(bus_->Send(q, Msg(1)).ok());
+  ASSERT_TRUE(bus_->Send(q, Msg(2)).ok());
+  ASSERT_TRUE(bus_->Send(other, Msg(3)).ok());
+  Delivery taken = MustReceive(*bus_, q, "c");  // in progress, never acked
+  for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
+    Delivery d = MustReceive(*bus_, q, "c");  // the second message, dead at the last
+    ASSERT_TRUE(bus_->Nack(q, d.id).ok());
+  }
+  auto before = bus_->Stats(q);
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->dead, 1);
+
+  ASSERT_TRUE(bus_->DeleteQueue(q).ok());
+  auto names = bus_->Queues();
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(std::count(names->begin(), names->end(), q), 0);
+  EXPECT_EQ(std::count(names->begin(), names->end(), other), 1);
+  auto after = bus_->Stats(q);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->ready + after->pending + after->dead, 0);
+  auto dead = bus_->DeadLetters(q);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_TRUE(dead->empty());
+  ExpectEmpty(*bus_, q);
+  EXPECT_EQ(bus_->Ack(q, taken.id).code(), Code::kNotFound);
+  EXPECT_EQ(MustReceive(*bus_, other, "c").payload["n"], 3);  // the others untouched
+
+  EXPECT_TRUE(bus_->DeleteQueue(q).ok());  // already gone
+  ASSERT_TRUE(bus_->Send(q, Msg(4)).ok());
+  EXPECT_EQ(MustReceive(*bus_, q, "c").payload["n"], 4);
+}
+
 TEST_P(BusConformanceTest, ReceiveTimesOutWithNullopt) {
   auto r = bus_->Receive(Q("empty"), "c", milliseconds(10));
   ASSERT_TRUE(r.ok()) << r.status().ToString();

@@ -9,7 +9,9 @@
 #include "af/api/health.h"
 #include "af/api/metrics.h"
 #include "af/api/routes.h"
+#include "af/bus/bus.h"
 #include "af/core/config.h"
+#include "af/core/json_util.h"
 #include "af/store/store.h"
 
 namespace af {
@@ -231,7 +233,7 @@ TEST_F(StoreLivenessTest, ProcessesOfflineLongerThanTheThresholdAreForgotten) {
        }) {
     ASSERT_TRUE(store_->UpsertAgent(a).ok());
   }
-  auto gone = ForgetGoneProcesses(*store_, kNow, kForget);
+  auto gone = ForgetGoneProcesses(*store_, nullptr, kNow, kForget);
   ASSERT_TRUE(gone.ok()) << gone.status().ToString();
   ASSERT_EQ(gone->size(), 1u);
   EXPECT_EQ((*gone)[0].host, "a");
@@ -243,7 +245,7 @@ TEST_F(StoreLivenessTest, ProcessesOfflineLongerThanTheThresholdAreForgotten) {
 
   // The killed one, once swept offline, goes too; the others stay.
   ASSERT_TRUE(SweepLostAgents(*store_, kNow, seconds(10)).ok());
-  gone = ForgetGoneProcesses(*store_, kNow, kForget);
+  gone = ForgetGoneProcesses(*store_, nullptr, kNow, kForget);
   ASSERT_TRUE(gone.ok());
   ASSERT_EQ(gone->size(), 1u);
   EXPECT_EQ((*gone)[0].host, "k");
@@ -252,6 +254,28 @@ TEST_F(StoreLivenessTest, ProcessesOfflineLongerThanTheThresholdAreForgotten) {
   EXPECT_EQ(left->size(), 3u);
   // The constant serve uses.
   EXPECT_EQ(kForgetProcessAfter, std::chrono::hours(1));
+}
+
+// A coordinator's reply queue is read by its process only: forgetting the
+// process deletes it from the bus too. A live coordinator's stays.
+TEST_F(StoreLivenessTest, ForgettingAProcessDeletesItsCoordinatorsReplyQueue) {
+  auto bus = Bus::Open(BusOptions{});
+  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+  AgentRecord gone = Agent("coordinator-1", "coordinator", "offline", 20'000, "a", 1);
+  gone.counters = {{"reply_queue", "coordinator:co-gone"}};
+  AgentRecord live = Agent("coordinator-2", "coordinator", "running", 1'000, "b", 2);
+  live.counters = {{"reply_queue", "coordinator:co-live"}};
+  for (const auto& a : {gone, live}) {
+    ASSERT_TRUE(store_->UpsertAgent(a).ok());
+    ASSERT_TRUE((*bus)->Send(Field(a.counters, "reply_queue", ""), {"reply", {}}).ok());
+  }
+  auto forgot = ForgetGoneProcesses(*store_, bus->get(), kNow, seconds(10));
+  ASSERT_TRUE(forgot.ok()) << forgot.status().ToString();
+  ASSERT_EQ(forgot->size(), 1u);
+  auto queues = (*bus)->Queues();
+  ASSERT_TRUE(queues.ok());
+  EXPECT_EQ(*queues, std::vector<std::string>{"coordinator:co-live"});
+  EXPECT_EQ(store_->GetAgent("coordinator-1").status().code(), Code::kNotFound);
 }
 
 }  // namespace

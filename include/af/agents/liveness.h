@@ -24,6 +24,7 @@
 
 namespace af {
 
+class Bus;
 class Store;
 struct Config;
 
@@ -87,10 +88,12 @@ inline constexpr std::chrono::hours kForgetProcessAfter{1};
 
 // Deletes the records of every process (host, pid) whose agents are all
 // recorded offline and whose newest beat is more than `forget_after` old
-// (kForgetProcessAfter in serve; tests pass a short one). Returns those
-// processes as they were shown. A record that beat meanwhile stays: the
-// delete is a compare-and-delete (Store::DeleteOfflineAgent).
-Result<std::vector<WorkerStatus>> ForgetGoneProcesses(Store& store, int64_t now_ms,
+// (kForgetProcessAfter in serve; tests pass a short one), and from `bus`
+// (when given) the reply queue its coordinator named in its record
+// (counters.reply_queue): nobody reads it again. Returns those processes as
+// they were shown. A record that beat meanwhile stays: the delete is a
+// compare-and-delete (Store::DeleteOfflineAgent).
+Result<std::vector<WorkerStatus>> ForgetGoneProcesses(Store& store, Bus* bus, int64_t now_ms,
                                                       std::chrono::milliseconds forget_after);
 
 }  // namespace af

@@ -202,8 +202,15 @@ class Bus {
   // Names of the queues that have been used, sorted.
   virtual Result<std::vector<std::string>> Queues() = 0;
   // The dead-lettered messages of `queue`, oldest first; `attempts` is the
-  // number of deliveries made. They stay until the bus goes away.
+  // number of deliveries made. They stay until the bus goes away (or the
+  // queue is deleted).
   virtual Result<std::vector<Delivery>> DeadLetters(std::string_view queue) = 0;
+  // Removes `queue`: its messages, deliveries in progress, dead letters and
+  // its name in Queues(). For a queue only one process reads (a
+  // coordinator's replies), once that process is gone; a later Send makes it
+  // again. Ok when there is no such queue. FailedPrecondition while a
+  // Receive of this process waits on it (the in-process bus).
+  virtual Status DeleteQueue(std::string_view queue) = 0;
   // OK when the bus can carry messages; Cancelled after Close, Unavailable
   // when a remote backend cannot be reached.
   virtual Status Check() = 0;
