@@ -53,23 +53,26 @@ std::unique_ptr<Store> MustOpen(const std::string& url, bool migrate = true) {
   return r.ok() ? std::move(r).value() : nullptr;
 }
 
-// Reads the schema with the raw C API, independent of the store.
-std::vector<std::string> Tables(const fs::path& db) {
+// Column `col` of every row `sql` gives, read with the raw C API,
+// independent of the store.
+std::vector<std::string> RawColumn(const fs::path& db, const char* sql, int col = 0) {
   std::vector<std::string> out;
   sqlite3* h = nullptr;
   EXPECT_EQ(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
   sqlite3_stmt* s = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(h,
-                               "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
-                               "LIKE 'sqlite_%' ORDER BY name",
-                               -1, &s, nullptr),
-            SQLITE_OK);
+  EXPECT_EQ(sqlite3_prepare_v2(h, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(h);
   while (sqlite3_step(s) == SQLITE_ROW) {
-    out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, col)));
   }
   sqlite3_finalize(s);
   sqlite3_close(h);
   return out;
+}
+
+std::vector<std::string> Tables(const fs::path& db) {
+  return RawColumn(db,
+                   "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                   "'sqlite_%' ORDER BY name");
 }
 
 void RawExec(const fs::path& db, const char* sql) {
@@ -265,20 +268,13 @@ TEST(SqliteStoreTest, TodaysCostIsSummedFromAnIndexAlone) {
   fs::path db = dir.path() / "af.db";
   auto store = MustOpen("sqlite:" + db.string());
   ASSERT_NE(store, nullptr);
-  sqlite3* h = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  // The query SqliteStore::CostSince runs.
-  ASSERT_EQ(sqlite3_prepare_v2(h,
-                               "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(cost_usd), 0.0) FROM "
-                               "llm_calls WHERE created_ms >= ?",
-                               -1, &s, nullptr),
-            SQLITE_OK);
+  // The plan of the query SqliteStore::CostSince runs (its 4th column: the detail).
   std::string plan;
-  while (sqlite3_step(s) == SQLITE_ROW)
-    plan += reinterpret_cast<const char*>(sqlite3_column_text(s, 3)) + std::string("\n");
-  sqlite3_finalize(s);
-  sqlite3_close(h);
+  for (const auto& step : RawColumn(db,
+                                    "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(cost_usd), 0.0) FROM "
+                                    "llm_calls WHERE created_ms >= ?",
+                                    3))
+    plan += step + "\n";
   EXPECT_NE(plan.find("COVERING INDEX llm_calls_cost_by_created"), std::string::npos) << plan;
 }
 
