@@ -538,11 +538,13 @@ Result<std::vector<TextHit>> PgStore::SearchMemoryText(const std::vector<std::st
     TermStats stats = ReadTermStats(w, "memories", words);
     // As SQLite: with more than two words, the very common ones are left out.
     std::vector<std::string> kept = words.size() > 2 ? AffordableWords(stats.df) : words;
-    pqxx::result r =
-        w.exec_params(std::string("SELECT x.vector_label, x.words, ") + kCountsOf +
-                          " FROM memories x WHERE x.fts @@ $1::tsquery AND x.archived = FALSE "
-                          "AND x.superseded_by = '' AND ($3 OR x.namespace = ANY($4::text[]))",
-                      TsQuery(kept, "|"), TextArray(kept), all_ns, TextArray(namespaces));
+    // As SQLite: the newest kScoredRows matching memories are scored.
+    pqxx::result r = w.exec_params(
+        std::string("SELECT x.vector_label, x.words, ") + kCountsOf +
+            " FROM memories x WHERE x.fts @@ $1::tsquery AND x.archived = FALSE "
+            "AND x.superseded_by = '' AND ($3 OR x.namespace = ANY($4::text[])) "
+            "ORDER BY x.vector_label DESC LIMIT $5",
+        TsQuery(kept, "|"), TextArray(kept), all_ns, TextArray(namespaces), kScoredRows);
     return BestHits(Score(ReadCandidates(r), stats), limit);
   });
 }

@@ -337,6 +337,11 @@ class SqliteStore final : public Store {
   Result<std::vector<std::pair<std::string, int64_t>>> TermRowsLocked(
       const char* vocab, std::vector<std::string> words);
   Result<std::vector<int64_t>> LabelsLocked(const std::string& sql, std::string_view doing);
+  // The rows of `sql` (a search ending in its WHERE clause and a space) that
+  // the newest `scored` matches give: all of them when there are no more.
+  Result<std::vector<TextHit>> NewestScoredLocked(const std::string& sql, const char* rowid,
+                                                  const std::vector<std::string>& namespaces,
+                                                  const std::string& match, int scored);
   Result<std::vector<TextHit>> HitsLocked(const std::string& sql,
                                           const std::vector<std::string>& namespaces,
                                           const std::string& match, int limit);
@@ -1281,6 +1286,17 @@ Result<std::vector<TextHit>> SqliteStore::HitsLocked(const std::string& sql,
   }
 }
 
+Result<std::vector<TextHit>> SqliteStore::NewestScoredLocked(
+    const std::string& sql, const char* rowid, const std::vector<std::string>& namespaces,
+    const std::string& match, int scored) {
+  // FTS5's own (ascending) order first: newest first makes it load each
+  // word's whole row list to walk it backwards, about twice the work. Only a
+  // query matching more than `scored` rows is read again, newest first.
+  AF_ASSIGN_OR_RETURN(auto hits, HitsLocked(sql + "LIMIT ?", namespaces, match, scored + 1));
+  if (hits.size() <= static_cast<size_t>(scored)) return hits;
+  return HitsLocked(sql + "ORDER BY " + rowid + " DESC LIMIT ?", namespaces, match, scored);
+}
+
 Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::TermRowsLocked(
     const char* vocab, std::vector<std::string> words) {
   // fts5vocab counts a term's rows by walking its whole list (milliseconds
@@ -1330,19 +1346,19 @@ Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
   if (words.empty() || limit < 1) return std::vector<TextHit>{};
   std::lock_guard<std::mutex> lock(mu_);
   AF_ASSIGN_OR_RETURN(std::string match, MatchLocked("memories_fts_vocab", std::move(words)));
-  // bm25() is "smaller is better"; the score is its negation. Every match
-  // is scored and the best kept here: FTS5's ORDER BY rank does the same
-  // work through a sorting sub-query that costs about as much again
-  // (measured at 116 memories, a 15-word query: 0.86 -> 0.22 ms).
+  // bm25() is "smaller is better"; the score is its negation. The newest
+  // kScoredRows matches are scored, as chunks are, and the best kept here:
+  // FTS5's own ORDER BY rank would add a sorting sub-query that costs about
+  // as much again (116 memories, a 15-word query: 0.86 -> 0.22 ms).
   std::string sql =
       "SELECT memories_fts.rowid, -bm25(memories_fts) FROM memories_fts "
       "JOIN memories m ON m.vector_label = memories_fts.rowid "
-      "WHERE memories_fts MATCH ? AND m.archived = 0 AND m.superseded_by = ''";
+      "WHERE memories_fts MATCH ? AND m.archived = 0 AND m.superseded_by = '' ";
   if (!AllNamespaces(namespaces)) {
-    sql += " AND m.namespace IN (" + Placeholders(namespaces.size()) + ")";
+    sql += "AND m.namespace IN (" + Placeholders(namespaces.size()) + ") ";
   }
-  sql += " LIMIT ?";
-  AF_ASSIGN_OR_RETURN(auto hits, HitsLocked(sql, namespaces, match, /*no limit*/ -1));
+  AF_ASSIGN_OR_RETURN(auto hits, NewestScoredLocked(sql, "memories_fts.rowid", namespaces, match,
+                                                    static_cast<int>(kScoredRows)));
   return BestHits(std::move(hits), std::min(limit, kMaxTextHits));
 }
 
@@ -1608,10 +1624,7 @@ Result<std::vector<TextHit>> SqliteStore::SearchChunkText(
   // always, see below) this is exactly FTS5's own ranking; when more do (a
   // query of very common words only), the best among the newest kScoredRows
   // are returned rather than spending tens of milliseconds on a query that
-  // says little. The rows are read in FTS5's own (ascending) order first:
-  // newest first makes it load each word's whole row list to walk it
-  // backwards, about twice the work. Only a query matching more than
-  // kScoredRows rows is read again, newest first.
+  // says little.
   std::string sql;
   if (AllNamespaces(namespaces)) {
     sql = "SELECT rowid, -bm25(kb_chunks_fts) FROM kb_chunks_fts WHERE kb_chunks_fts MATCH ? ";
@@ -1625,11 +1638,8 @@ Result<std::vector<TextHit>> SqliteStore::SearchChunkText(
   }
   const int scored = std::max(limit, static_cast<int>(kScoredRows));
   auto best = [&](const std::string& match) -> Result<std::vector<TextHit>> {
-    AF_ASSIGN_OR_RETURN(auto hits, HitsLocked(sql + "LIMIT ?", namespaces, match, scored + 1));
-    if (hits.size() > static_cast<size_t>(scored)) {
-      AF_ASSIGN_OR_RETURN(hits, HitsLocked(sql + "ORDER BY kb_chunks_fts.rowid DESC LIMIT ?",
-                                           namespaces, match, scored));
-    }
+    AF_ASSIGN_OR_RETURN(auto hits,
+                        NewestScoredLocked(sql, "kb_chunks_fts.rowid", namespaces, match, scored));
     return BestHits(std::move(hits), limit);
   };
   // When the kept words' rows are many, the rows holding all of them are

@@ -1139,6 +1139,28 @@ TEST_P(StoreConformanceTest, TouchMemoriesMarksThemAccessed) {
   EXPECT_EQ(a2.vector_label, a.vector_label);
 }
 
+// A recall runs before every model call: it scores at most the newest 3,000
+// matching memories, however many there are. The oldest memories here are
+// the best matches by BM25 (the word twice, short), and are not returned
+// for it.
+TEST_P(StoreConformanceTest, MemorySearchScoresAtMostTheNewest3000) {
+  std::vector<int64_t> labels;
+  for (int i = 0; i < 3100; ++i) {
+    SC_ASSERT_OK_AND_ASSIGN(
+        Memory m,
+        store_->AddMemory(MakeMemory(i < 100 ? "lemon lemon zest"
+                                             : "lemon and a longer text " + std::to_string(i))));
+    labels.push_back(m.vector_label);
+  }
+  SC_ASSERT_OK_AND_ASSIGN(auto hits, store_->SearchMemoryText({}, "lemon", 10));
+  ASSERT_EQ(hits.size(), 10u);
+  for (const auto& h : hits) EXPECT_GE(h.label, labels[100]) << h.label;
+  // A word fewer memories hold still finds the old ones: all its matches are scored.
+  SC_ASSERT_OK_AND_ASSIGN(auto zest, store_->SearchMemoryText({}, "zest", 1000));
+  EXPECT_EQ(zest.size(), 100u);
+  for (const auto& h : zest) EXPECT_LT(h.label, labels[100]) << h.label;
+}
+
 TEST_P(StoreConformanceTest, SearchMemoryTextFindsWordsRanksAndFilters) {
   Memory best = MakeMemory("parse_config reads the config file; config errors name the line");
   best.summary = "config parsing";
