@@ -670,9 +670,12 @@ Result<std::string> FeatureTree::CommittedDiff() {
   // The reviewer reads it, and recorded model requests that carry it must be
   // sent again byte for byte: libgit2 prints what `git diff --binary` does,
   // without a git process, unless a textconv driver (which only git runs)
-  // is configured.
+  // is configured or a path is one libgit2 spells differently.
   AF_ASSIGN_OR_RETURN(bool textconv, repo.HasTextconv());
-  if (!textconv) return repo.PatchText(base, "HEAD");
+  if (!textconv) {
+    AF_ASSIGN_OR_RETURN(std::optional<std::string> text, repo.PatchText(base, "HEAD"));
+    if (text) return std::move(*text);
+  }
   return GitLocked({"diff", "--no-ext-diff", "--binary", base, "HEAD"});
 }
 

@@ -279,7 +279,8 @@ Result<std::string> GitRepo::TreeOf(const std::string& rev) {
   return Hex(git_object_id(tree.get()));
 }
 
-Result<std::string> GitRepo::PatchText(const std::string& from, const std::string& to) {
+Result<std::optional<std::string>> GitRepo::PatchText(const std::string& from,
+                                                      const std::string& to) {
   Tree trees[2];
   for (int i = 0; i < 2; ++i) {
     const std::string spec = (i == 0 ? from : to) + "^{tree}";
@@ -298,10 +299,24 @@ Result<std::string> GitRepo::PatchText(const std::string& from, const std::strin
   git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
   find.flags = GIT_DIFF_FIND_RENAMES;
   if (git_diff_find_similar(diff.get(), &find) != 0) return Fail("finding renames");
+  // git (core.quotepath=false) and libgit2 spell other paths differently:
+  // libgit2 quotes non-ASCII bytes in octal, git ends a ---/+++ line whose
+  // name has a space with a tab.
+  auto plain = [](const char* path) {
+    for (const char* p = path; p && *p; ++p) {
+      const auto c = static_cast<unsigned char>(*p);
+      if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\') return false;
+    }
+    return true;
+  };
+  for (size_t i = 0, n = git_diff_num_deltas(diff.get()); i < n; ++i) {
+    const git_diff_delta* d = git_diff_get_delta(diff.get(), i);
+    if (!plain(d->old_file.path) || !plain(d->new_file.path)) return std::optional<std::string>();
+  }
   Buf text;
   if (git_diff_to_buf(&text.b, diff.get(), GIT_DIFF_FORMAT_PATCH) != 0)
     return Fail("printing the diff");
-  return std::string(text.b.ptr ? text.b.ptr : "", text.b.size);
+  return std::optional<std::string>(std::string(text.b.ptr ? text.b.ptr : "", text.b.size));
 }
 
 fs::path GitRepo::GitDir() const {

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,9 +49,11 @@ class GitRepo {
   Result<std::string> MergeBase(const std::string& a, const std::string& b);
   // The tree sha of commit `rev`.
   Result<std::string> TreeOf(const std::string& rev);
-  // `git diff --binary <from> <to>` of two commits, printed by libgit2 (the
-  // same text for ordinary changes; no textconv, no external diff program).
-  Result<std::string> PatchText(const std::string& from, const std::string& to);
+  // `git diff --binary <from> <to>` of two commits, printed by libgit2: the
+  // same text for ordinary changes (no textconv, no external diff program);
+  // nullopt when a changed path is one the two spell differently (a byte
+  // outside printable ASCII, a space, a quote or a backslash).
+  Result<std::optional<std::string>> PatchText(const std::string& from, const std::string& to);
 
   // This worktree's own git directory (absolute), the repository's common
   // one (where worktrees/ and info/ live) and the index file.

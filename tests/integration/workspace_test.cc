@@ -629,6 +629,22 @@ TEST_F(WorkspaceTest, CommittedDiffIsWhatGitPrints) {
   EXPECT_EQ(applies.exit_code, 0) << applies.err;
 }
 
+// A path libgit2 would spell otherwise than git (core.quotepath=false)
+// does, with an accent or a space, keeps the committed diff on the git CLI.
+TEST_F(WorkspaceTest, CommittedDiffOfPathsWithAccentsOrSpacesIsGits) {
+  const std::string name = "caf\xc3\xa9 menu.txt";
+  ASSERT_TRUE(tree_->WriteFile(name, "a name with a space and an accent\n").ok());
+  ASSERT_TRUE(tree_->CommitTask("n1", "menu", {name}).ok());
+  auto ours = tree_->CommittedDiff();
+  ASSERT_TRUE(ours.ok()) << ours.status().ToString();
+  const std::string base = Git(tree_->root(), {"merge-base", "main", "HEAD"});
+  auto cli = RunCommand({"/usr/bin/git", "-C", tree_->root().string(), "-c", "core.quotepath=false",
+                         "diff", "--no-ext-diff", "--binary", base, "HEAD"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_EQ(*ours, cli.out);
+  EXPECT_NE(ours->find("+++ b/" + name), std::string::npos) << *ours;
+}
+
 // Whether a task changed anything is found in-process; it agrees with the
 // diff git prints for the same paths, case by case.
 TEST_F(WorkspaceTest, HasUncommittedChangeAgreesWithTheDiff) {
