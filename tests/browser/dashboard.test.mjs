@@ -230,11 +230,12 @@ test('submitting an example PRP shows it run to completed, live', async () => {
   assert.doesNotMatch(prose, /\bnull\b|\bundefined\b|\bNaN\b|\[object Object\]/);
   await page.screenshot({path: path.join(ARTIFACT_DIR, 'dashboard-feature.png'), fullPage: true});
 
-  // Back on the list, the feature is there with its stages all done.
+  // Back on the list, the feature is there with its stages all done. The list
+  // drawn before the feature page may show for a moment: the one fetched on
+  // the way back replaces it.
   await page.click('text=← all features');
-  const row = page.locator(`#features tr[data-feature-id="${id}"]`);
-  await row.waitFor();
-  assert.equal(await row.getAttribute('data-status'), 'completed');
+  const row = page.locator(`#features tr[data-feature-id="${id}"][data-status="completed"]`);
+  await row.waitFor({timeout: 5000});
   assert.equal(await row.locator('.stage.done').count(), 7);
   assert.equal(await page.evaluate(() => window.noReload), true, 'the page reloaded');
   assert.deepEqual(page.jsErrors, []);
