@@ -1148,16 +1148,17 @@ Result<std::vector<Memory>> SqliteStore::MemoryHeadsByLabel(const std::vector<in
   // On a read connection: a recall weighs hundreds of candidates, and need
   // not wait behind a writer for it.
   ReadScope read(this);
-  std::vector<Memory> out;
-  out.reserve(labels.size());
-  for (int64_t label : labels) {
-    AF_ASSIGN_OR_RETURN(
-        Stmt s, Prepare("SELECT id, namespace, type, importance, tags, created_ms, updated_ms, "
-                        "accessed_ms, access_count, archived, superseded_by FROM memories "
-                        "WHERE vector_label = ?"));
-    s.Bind(label);
+  // One statement for all of them (the labels as a JSON array), then put in
+  // the order asked: a statement per label cost more than the lookups.
+  AF_ASSIGN_OR_RETURN(
+      Stmt s, Prepare("SELECT id, namespace, type, importance, tags, created_ms, updated_ms, "
+                      "accessed_ms, access_count, archived, superseded_by, vector_label "
+                      "FROM memories WHERE vector_label IN (SELECT value FROM json_each(?))"));
+  s.Bind(json(labels).dump());
+  std::unordered_map<int64_t, Memory> found;
+  for (;;) {
     AF_ASSIGN_OR_RETURN(bool row, s.Step("reading memories by label"));
-    if (!row) continue;
+    if (!row) break;
     Memory m;
     m.id = s.Text(0);
     m.ns = s.Text(1);
@@ -1171,9 +1172,13 @@ Result<std::vector<Memory>> SqliteStore::MemoryHeadsByLabel(const std::vector<in
     m.access_count = s.Int(8);
     m.archived = s.Bool(9);
     m.superseded_by = s.Text(10);
-    m.vector_label = label;
-    out.push_back(std::move(m));
+    m.vector_label = s.Int(11);
+    found.emplace(m.vector_label, std::move(m));
   }
+  std::vector<Memory> out;
+  out.reserve(found.size());
+  for (int64_t label : labels)
+    if (auto it = found.find(label); it != found.end()) out.push_back(it->second);
   return out;
 }
 
