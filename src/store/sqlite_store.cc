@@ -337,8 +337,8 @@ class SqliteStore final : public Store {
   Result<std::vector<std::pair<std::string, int64_t>>> TermRowsLocked(
       const char* vocab, std::vector<std::string> words);
   Result<std::vector<int64_t>> LabelsLocked(const std::string& sql, std::string_view doing);
-  // The rows of `sql` (a search ending in its WHERE clause and a space) that
-  // the newest `scored` matches give: all of them when there are no more.
+  // The rows of `sql` (a search ending with its WHERE clause) that the
+  // newest `scored` matches give: all of them when there are no more.
   Result<std::vector<TextHit>> NewestScoredLocked(const std::string& sql, const char* rowid,
                                                   const std::vector<std::string>& namespaces,
                                                   const std::string& match, int scored);
@@ -1297,9 +1297,9 @@ Result<std::vector<TextHit>> SqliteStore::NewestScoredLocked(
   // FTS5's own (ascending) order first: newest first makes it load each
   // word's whole row list to walk it backwards, about twice the work. Only a
   // query matching more than `scored` rows is read again, newest first.
-  AF_ASSIGN_OR_RETURN(auto hits, HitsLocked(sql + "LIMIT ?", namespaces, match, scored + 1));
+  AF_ASSIGN_OR_RETURN(auto hits, HitsLocked(sql + " LIMIT ?", namespaces, match, scored + 1));
   if (hits.size() <= static_cast<size_t>(scored)) return hits;
-  return HitsLocked(sql + "ORDER BY " + rowid + " DESC LIMIT ?", namespaces, match, scored);
+  return HitsLocked(sql + " ORDER BY " + rowid + " DESC LIMIT ?", namespaces, match, scored);
 }
 
 Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::TermRowsLocked(
@@ -1358,9 +1358,9 @@ Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
   std::string sql =
       "SELECT memories_fts.rowid, -bm25(memories_fts) FROM memories_fts "
       "JOIN memories m ON m.vector_label = memories_fts.rowid "
-      "WHERE memories_fts MATCH ? AND m.archived = 0 AND m.superseded_by = '' ";
+      "WHERE memories_fts MATCH ? AND m.archived = 0 AND m.superseded_by = ''";
   if (!AllNamespaces(namespaces)) {
-    sql += "AND m.namespace IN (" + Placeholders(namespaces.size()) + ") ";
+    sql += " AND m.namespace IN (" + Placeholders(namespaces.size()) + ")";
   }
   AF_ASSIGN_OR_RETURN(auto hits, NewestScoredLocked(sql, "memories_fts.rowid", namespaces, match,
                                                     static_cast<int>(kScoredRows)));
@@ -1632,14 +1632,14 @@ Result<std::vector<TextHit>> SqliteStore::SearchChunkText(
   // says little.
   std::string sql;
   if (AllNamespaces(namespaces)) {
-    sql = "SELECT rowid, -bm25(kb_chunks_fts) FROM kb_chunks_fts WHERE kb_chunks_fts MATCH ? ";
+    sql = "SELECT rowid, -bm25(kb_chunks_fts) FROM kb_chunks_fts WHERE kb_chunks_fts MATCH ?";
   } else {
     sql =
         "SELECT kb_chunks_fts.rowid, -bm25(kb_chunks_fts) FROM kb_chunks_fts "
         "JOIN kb_chunks c ON c.label = kb_chunks_fts.rowid "
         "JOIN kb_documents d ON d.id = c.document_id "
         "WHERE kb_chunks_fts MATCH ? AND d.namespace IN (" +
-        Placeholders(namespaces.size()) + ") ";
+        Placeholders(namespaces.size()) + ")";
   }
   const int scored = std::max(limit, static_cast<int>(kScoredRows));
   auto best = [&](const std::string& match) -> Result<std::vector<TextHit>> {

@@ -135,6 +135,21 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// `paths` relative to the tree's top, each through FeatureTree::Resolve; the
+// top itself is refused with `whole_tree` (a path must name something in it).
+Result<std::vector<std::string>> TopRelative(const FeatureTree& tree,
+                                             const std::vector<std::string>& paths,
+                                             const Status& whole_tree) {
+  const fs::path top = tree.root();
+  std::vector<std::string> rels;
+  for (const auto& p : paths) {
+    AF_ASSIGN_OR_RETURN(fs::path abs, tree.Resolve(p));
+    if (abs == top) return whole_tree;
+    rels.push_back(abs.lexically_relative(top).string());
+  }
+  return rels;
+}
+
 // The same rule as git pathspecs, so git itself skips those trees (a build
 // directory may hold tens of thousands of files) instead of listing them.
 std::vector<std::string> GeneratedExcludes() {
@@ -526,13 +541,11 @@ Result<std::map<std::string, std::string>> FeatureTree::ChangeSnapshot() const {
 Result<std::string> FeatureTree::UncommittedDiff(const std::vector<std::string>& paths,
                                                  size_t max_bytes) {
   if (paths.empty()) return std::string();
-  std::vector<std::string> rels, specs;
-  for (const auto& p : paths) {
-    AF_ASSIGN_OR_RETURN(fs::path abs, Resolve(p));
-    if (abs == root_) return InvalidArgument("cannot diff the whole tree as a path");
-    rels.push_back(abs.lexically_relative(root_).string());
-    specs.push_back(Literal(rels.back()));
-  }
+  AF_ASSIGN_OR_RETURN(
+      std::vector<std::string> rels,
+      TopRelative(*this, paths, InvalidArgument("cannot diff the whole tree as a path")));
+  std::vector<std::string> specs;
+  for (const auto& r : rels) specs.push_back(Literal(r));
   GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
   const fs::path tmp = repo.GitDir() / "af-task-diff-index";
@@ -560,12 +573,9 @@ Result<std::string> FeatureTree::UncommittedDiff(const std::vector<std::string>&
 
 Result<bool> FeatureTree::HasUncommittedChange(const std::vector<std::string>& paths) {
   if (paths.empty()) return false;
-  std::vector<std::string> rels;
-  for (const auto& p : paths) {
-    AF_ASSIGN_OR_RETURN(fs::path abs, Resolve(p));
-    if (abs == root_) return InvalidArgument("cannot diff the whole tree as a path");
-    rels.push_back(abs.lexically_relative(root_).string());
-  }
+  AF_ASSIGN_OR_RETURN(
+      std::vector<std::string> rels,
+      TopRelative(*this, paths, InvalidArgument("cannot diff the whole tree as a path")));
   {
     GitLock lock(*git_mu_, git_lock_.get());
     AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
@@ -709,15 +719,10 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
   if (paths.empty()) {
     return InvalidArgument("no paths to commit", "name the files this task changed");
   }
-  std::vector<std::string> rels;
-  for (const auto& p : paths) {
-    AF_ASSIGN_OR_RETURN(fs::path abs, Resolve(p));
-    if (abs == root_) {
-      return InvalidArgument("cannot commit the whole tree as a path",
-                             "name the files this task changed");
-    }
-    rels.push_back(abs.lexically_relative(root_).string());
-  }
+  AF_ASSIGN_OR_RETURN(std::vector<std::string> rels,
+                      TopRelative(*this, paths,
+                                  InvalidArgument("cannot commit the whole tree as a path",
+                                                  "name the files this task changed")));
 
   GitLock lock(*git_mu_, git_lock_.get());
   AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
