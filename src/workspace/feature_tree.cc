@@ -232,6 +232,16 @@ FeatureTree::FeatureTree(fs::path root, std::string branch, std::string base_bra
 
 FeatureTree::~FeatureTree() = default;
 
+Result<GitRepo*> FeatureTree::RepoLocked() {
+  if (repo_) {
+    repo_->DropIndex();
+  } else {
+    AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+    repo_ = std::make_unique<GitRepo>(std::move(repo));
+  }
+  return repo_.get();
+}
+
 Result<bool> FeatureTree::Attach() {
   std::lock_guard<std::mutex> guard(attach_mu_);
   if (use_lock_) return false;
@@ -547,10 +557,10 @@ Result<std::string> FeatureTree::UncommittedDiff(const std::vector<std::string>&
   std::vector<std::string> specs;
   for (const auto& r : rels) specs.push_back(Literal(r));
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  const fs::path tmp = repo.GitDir() / "af-task-diff-index";
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  const fs::path tmp = repo->GitDir() / "af-task-diff-index";
   // Only the paths diffed need staging.
-  auto env = TempIndexLocked(repo, tmp, /*skip_generated=*/true, rels);
+  auto env = TempIndexLocked(*repo, tmp, /*skip_generated=*/true, rels);
   Result<std::string> out = env.status();
   if (env.ok()) {
     std::vector<std::string> diff = {"diff", "--cached", "--no-ext-diff", "--stat", "--patch",
@@ -578,11 +588,11 @@ Result<bool> FeatureTree::HasUncommittedChange(const std::vector<std::string>& p
       TopRelative(*this, paths, InvalidArgument("cannot diff the whole tree as a path")));
   {
     GitLock lock(*git_mu_, git_lock_.get());
-    AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-    AF_ASSIGN_OR_RETURN(bool filters, repo.HasExternalFilters());
+    AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+    AF_ASSIGN_OR_RETURN(bool filters, repo->HasExternalFilters());
     if (!filters) {
-      return repo.DiffersFromHead(rels,
-                                  [](std::string_view rel) { return IsBuildOutputOrCache(rel); });
+      return repo->DiffersFromHead(rels,
+                                   [](std::string_view rel) { return IsBuildOutputOrCache(rel); });
     }
   }
   // A filter program (say Git LFS's clean) decides what differs: the CLI's diff.
@@ -631,8 +641,8 @@ Result<std::string> FeatureTree::TempIndexLocked(GitRepo& repo, const fs::path& 
 
 Result<std::string> FeatureTree::FindTaskCommit(const std::string& task_id) {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  return repo.FindCommitWithTrailer("Task-Id", task_id);
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  return repo->FindCommitWithTrailer("Task-Id", task_id);
 }
 
 namespace {
@@ -660,8 +670,8 @@ Status FeatureTree::ResetToLastCommit() {
   GitLock lock(*git_mu_, git_lock_.get());
   // Usually nothing to reset (a new tree, a tree right after its commits):
   // looked at in-process, without the two git processes.
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  AF_ASSIGN_OR_RETURN(bool pristine, repo.IsPristine());
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  AF_ASSIGN_OR_RETURN(bool pristine, repo->IsPristine());
   if (pristine) {
     (void)RemoveEmptyDirs(root_);
     return Status::Ok();
@@ -675,15 +685,15 @@ Status FeatureTree::ResetToLastCommit() {
 
 Result<std::string> FeatureTree::CommittedDiff() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(*repo));
   // The reviewer reads it, and recorded model requests that carry it must be
   // sent again byte for byte: libgit2 prints what `git diff --binary` does,
   // without a git process, unless a textconv driver (which only git runs)
   // is configured or a path is one libgit2 spells differently.
-  AF_ASSIGN_OR_RETURN(bool textconv, repo.HasTextconv());
+  AF_ASSIGN_OR_RETURN(bool textconv, repo->HasTextconv());
   if (!textconv) {
-    AF_ASSIGN_OR_RETURN(std::optional<std::string> text, repo.PatchText(base, "HEAD"));
+    AF_ASSIGN_OR_RETURN(std::optional<std::string> text, repo->PatchText(base, "HEAD"));
     if (text) return std::move(*text);
   }
   return GitLocked({"diff", "--no-ext-diff", "--binary", base, "HEAD"});
@@ -691,24 +701,24 @@ Result<std::string> FeatureTree::CommittedDiff() {
 
 Result<bool> FeatureTree::HasCommittedChange() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(*repo));
   // Two commits differ exactly when their trees do.
-  AF_ASSIGN_OR_RETURN(std::string base_tree, repo.TreeOf(base));
-  AF_ASSIGN_OR_RETURN(std::string head_tree, repo.TreeOf("HEAD"));
+  AF_ASSIGN_OR_RETURN(std::string base_tree, repo->TreeOf(base));
+  AF_ASSIGN_OR_RETURN(std::string head_tree, repo->TreeOf("HEAD"));
   return base_tree != head_tree;
 }
 
 Result<std::string> FeatureTree::HeadTreeId() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  return repo.TreeOf("HEAD");
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  return repo->TreeOf("HEAD");
 }
 
 Result<std::string> FeatureTree::WorkTreeId() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  return repo.WorkTreeId([](std::string_view rel) { return IsBuildOutputOrCache(rel); });
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  return repo->WorkTreeId([](std::string_view rel) { return IsBuildOutputOrCache(rel); });
 }
 
 Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const std::string& message,
@@ -725,18 +735,18 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
                                                   "name the files this task changed")));
 
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
   // A resumed task must not commit twice: look for its trailer on the branch.
-  AF_ASSIGN_OR_RETURN(std::string done, repo.FindCommitWithTrailer("Task-Id", task_id));
+  AF_ASSIGN_OR_RETURN(std::string done, repo->FindCommitWithTrailer("Task-Id", task_id));
   if (!done.empty()) return done;
 
   std::string msg(TrimRight(message));
   if (msg.empty()) msg = "Task " + task_id;
   msg += "\n\nTask-Id: " + task_id + "\n";
-  AF_ASSIGN_OR_RETURN(bool filters, repo.HasExternalFilters());
+  AF_ASSIGN_OR_RETURN(bool filters, repo->HasExternalFilters());
   if (!filters) {
-    return repo.CommitPaths(rels, msg, workspace_internal::kCommitterName,
-                            workspace_internal::kCommitterEmail);
+    return repo->CommitPaths(rels, msg, workspace_internal::kCommitterName,
+                             workspace_internal::kCommitterEmail);
   }
   // A filter driver that runs a program (say Git LFS's clean) decides what
   // is committed, and only the git CLI runs it.
@@ -790,10 +800,10 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
 
 Result<std::string> FeatureTree::Diff() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
-  const fs::path tmp = repo.GitDir() / "af-diff-index";
-  auto env = TempIndexLocked(repo, tmp);
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(*repo));
+  const fs::path tmp = repo->GitDir() / "af-diff-index";
+  auto env = TempIndexLocked(*repo, tmp);
   Result<std::string> out =
       env.ok() ? GitLocked({"diff", "--cached", "--no-ext-diff", "--binary", base}, {*env})
                : Result<std::string>(env.status());
@@ -804,10 +814,10 @@ Result<std::string> FeatureTree::Diff() {
 
 Result<std::vector<std::string>> FeatureTree::ChangedFiles() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(repo));
-  const fs::path tmp = repo.GitDir() / "af-diff-index";
-  auto env = TempIndexLocked(repo, tmp);
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  AF_ASSIGN_OR_RETURN(std::string base, MergeBaseLocked(*repo));
+  const fs::path tmp = repo->GitDir() / "af-diff-index";
+  auto env = TempIndexLocked(*repo, tmp);
   Result<std::string> out = env.ok()
                                 ? GitLocked({"diff", "--cached", "--name-only", "-z", base}, {*env})
                                 : Result<std::string>(env.status());
@@ -840,8 +850,8 @@ Result<std::string> FeatureTree::WritePatch(const fs::path& out) {
 
 Result<std::string> FeatureTree::HeadSha() {
   GitLock lock(*git_mu_, git_lock_.get());
-  AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-  AF_ASSIGN_OR_RETURN(std::string sha, repo.ResolveCommit("HEAD"));
+  AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+  AF_ASSIGN_OR_RETURN(std::string sha, repo->ResolveCommit("HEAD"));
   if (sha.empty()) return Internal("HEAD names no commit in " + root_.string());
   return sha;
 }

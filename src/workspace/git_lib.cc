@@ -233,6 +233,8 @@ GitRepo::~GitRepo() {
   if (repo_) git_repository_free(repo_);
 }
 
+void GitRepo::DropIndex() { git_repository_set_index(repo_, nullptr); }
+
 Result<std::string> GitRepo::ResolveCommit(const std::string& rev) {
   git_object* raw = nullptr;
   int rc = git_revparse_single(&raw, repo_, rev.c_str());
@@ -544,8 +546,8 @@ Status GitRepo::StageInto(const fs::path& index_file, const std::vector<std::str
   git_index* raw = nullptr;
   if (git_index_open(&raw, index_file.c_str()) != 0) return Fail("opening " + index_file.string());
   Index index(raw);
-  // The repository's index from now on (this handle is per operation), so
-  // staging knows the work tree and the ignore rules.
+  // The repository's index until DropIndex, so staging knows the work tree
+  // and the ignore rules.
   if (git_repository_set_index(repo_, index.get()) != 0) return Fail("using a temporary index");
   std::function<bool(std::string_view, bool)> skip_any;
   if (skip) skip_any = [&skip](std::string_view p, bool) { return skip(p); };

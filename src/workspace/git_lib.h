@@ -40,6 +40,10 @@ class GitRepo {
   GitRepo& operator=(const GitRepo&) = delete;
   ~GitRepo();
 
+  // Forgets the index an earlier call loaded or replaced (StageInto), so the
+  // next one reads the index file again. For a handle kept across operations.
+  void DropIndex();
+
   // The commit `rev` names (a sha, a branch name, HEAD...), as a sha; "" when
   // it names nothing (a missing ref, an unborn HEAD).
   Result<std::string> ResolveCommit(const std::string& rev);

@@ -645,6 +645,35 @@ TEST_F(WorkspaceTest, CommittedDiffOfPathsWithAccentsOrSpacesIsGits) {
   EXPECT_NE(ours->find("+++ b/" + name), std::string::npos) << *ours;
 }
 
+// A tree keeps its repository open between operations. What one operation
+// leaves in it (a temporary index, an index staged in memory) must not leak
+// into the next, and what git processes change meanwhile must be seen.
+TEST_F(WorkspaceTest, OperationsStartFromTheRepositoryOnDisk) {
+  ASSERT_TRUE(tree_->WriteFile("a.txt", "one\n").ok());
+  ASSERT_TRUE(tree_->WriteFile("b.txt", "two\n").ok());
+  // Both stage the work tree into an index that is not the real one.
+  ASSERT_TRUE(tree_->UncommittedDiff({"a.txt", "b.txt"}, 1 << 20).ok());
+  ASSERT_TRUE(tree_->WorkTreeId().ok());
+  ASSERT_TRUE(tree_->CommitTask("o1", "only a", {"a.txt"}).ok());
+  // The real index has a.txt as committed and b.txt still unstaged.
+  EXPECT_EQ(Git(tree_->root(), {"status", "--porcelain"}), "?? b.txt");
+  EXPECT_EQ(Git(tree_->root(), {"show", "--name-only", "--format=", "HEAD"}), "a.txt");
+
+  // A commit made by git itself, then this handle's view of it.
+  ASSERT_TRUE(tree_->WriteFile("c.txt", "three\n").ok());
+  Git(tree_->root(), {"add", "c.txt"});
+  Git(tree_->root(), {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "by git"});
+  auto head = tree_->HeadSha();
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_EQ(*head, Git(tree_->root(), {"rev-parse", "HEAD"}));
+  auto changed = tree_->HasUncommittedChange({"c.txt"});
+  ASSERT_TRUE(changed.ok()) << changed.status().ToString();
+  EXPECT_FALSE(*changed);
+  ASSERT_TRUE(tree_->CommitTask("o2", "b too", {"b.txt"}).ok());
+  EXPECT_EQ(Git(tree_->root(), {"status", "--porcelain"}), "");
+  EXPECT_EQ(Git(tree_->root(), {"log", "--format=%s", "-3"}), "b too\nby git\nonly a");
+}
+
 // Whether a task changed anything is found in-process; it agrees with the
 // diff git prints for the same paths, case by case.
 TEST_F(WorkspaceTest, HasUncommittedChangeAgreesWithTheDiff) {

@@ -10,12 +10,11 @@
 // Git runs in-process through libgit2 for what every task does (refs, status,
 // staging, task commits, the committed diff), and as the `git` CLI, started
 // with argument vectors (never a shell), for patches, diffs of uncommitted
-// work (the API's, a refused finish's) and resets that have work to do. Either way with a fixed identity ("Agent Factory"
-// <agent-factory@localhost>), no signing, no hooks (`core.hooksPath=/dev/null`;
-// libgit2 runs none: nothing from the repository runs outside the sandbox)
-// and no automatic gc, so it works on a machine with no git configuration.
-// Where a filter driver runs a program (Git LFS), staging and task commits go
-// through the CLI, which runs it.
+// work (the API's, a refused finish's) and resets that have work to do. Either way with a fixed
+// identity ("Agent Factory" <agent-factory@localhost>), no signing, no hooks
+// (`core.hooksPath=/dev/null`; libgit2 runs none: nothing from the repository runs outside the
+// sandbox) and no automatic gc, so it works on a machine with no git configuration. Where a filter
+// driver runs a program (Git LFS), staging and task commits go through the CLI, which runs it.
 //
 // Every path an agent gives goes through FeatureTree::Resolve, which refuses
 // anything that leaves the tree (see there). Errors are Status values whose
@@ -272,6 +271,12 @@ class FeatureTree {
                                       const std::filesystem::path& tmp, bool skip_generated = false,
                                       const std::vector<std::string>& rels = {});
   Result<std::string> MergeBaseLocked(workspace_internal::GitRepo& repo);
+  // This handle's repository, opened on first use and kept: opening reads
+  // every git config file and finds the worktree's directories, which cost
+  // more than most operations. The index an earlier operation loaded (or
+  // replaced with a temporary one) is dropped, so each starts from the file.
+  // Caller holds git_mu_.
+  Result<workspace_internal::GitRepo*> RepoLocked();
 
   std::filesystem::path root_;  // canonical
   std::string branch_;
@@ -284,6 +289,7 @@ class FeatureTree {
   std::filesystem::path lock_base_;
   // This handle's open lock file for git operations (see the class comment).
   std::unique_ptr<workspace_internal::FileLock> git_lock_;
+  std::unique_ptr<workspace_internal::GitRepo> repo_;       // RepoLocked's; guarded by git_mu_
   std::unique_ptr<workspace_internal::FileLock> use_lock_;  // set by Attach
   std::mutex attach_mu_;                                    // guards use_lock_
   std::mutex edit_mu_;
