@@ -836,8 +836,15 @@ Result<std::string> FeatureTree::WritePatch(const fs::path& out) {
   std::string patch;
   {
     GitLock lock(*git_mu_, git_lock_.get());
-    AF_ASSIGN_OR_RETURN(patch, GitLocked({"format-patch", "--stdout", "--no-signature", "--binary",
-                                          base_branch_ + "..HEAD"}));
+    // In-process where libgit2 prints what git does (GitRepo::MailboxText).
+    AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());
+    AF_ASSIGN_OR_RETURN(std::optional<std::string> text, repo->MailboxText(base_branch_, "HEAD"));
+    if (text) {
+      patch = std::move(*text);
+    } else {
+      AF_ASSIGN_OR_RETURN(patch, GitLocked({"format-patch", "--stdout", "--no-signature",
+                                            "--binary", base_branch_ + "..HEAD"}));
+    }
   }
   std::error_code ec;
   if (out.has_parent_path()) fs::create_directories(out.parent_path(), ec);

@@ -13,6 +13,7 @@
 
 #include "af/core/fault.h"
 #include "af/core/strings.h"
+#include "workspace/mailbox.h"
 
 namespace af::workspace_internal {
 
@@ -281,6 +282,119 @@ Result<std::string> GitRepo::TreeOf(const std::string& rev) {
   return Hex(git_object_id(tree.get()));
 }
 
+namespace {
+
+using Diff = Owned<git_diff, git_diff_free>;
+using Patch = Owned<git_patch, git_patch_free>;
+
+// `git diff --binary` of two trees with git's defaults: the indent heuristic,
+// renames found at 50% similarity.
+Result<Diff> DiffTrees(git_repository* repo, git_tree* from, git_tree* to) {
+  git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
+  opts.flags = GIT_DIFF_SHOW_BINARY | GIT_DIFF_INDENT_HEURISTIC;
+  git_diff* raw = nullptr;
+  if (git_diff_tree_to_tree(&raw, repo, from, to, &opts) != 0) return Fail("comparing two trees");
+  Diff diff(raw);
+  git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
+  find.flags = GIT_DIFF_FIND_RENAMES;
+  if (git_diff_find_similar(diff.get(), &find) != 0) return Fail("finding renames");
+  return diff;
+}
+
+// Whether git (core.quotepath=false) and libgit2 print every file of `diff`
+// alike: libgit2 quotes non-ASCII bytes in octal, git ends a ---/+++ line
+// whose name has a space with a tab, and libgit2 pairs an empty file deleted
+// with one added as a rename, which git does not.
+bool PrintedAlike(git_diff* diff) {
+  auto plain = [](const char* path) {
+    for (const char* p = path; p && *p; ++p) {
+      const auto c = static_cast<unsigned char>(*p);
+      if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\') return false;
+    }
+    return true;
+  };
+  for (size_t i = 0, n = git_diff_num_deltas(diff); i < n; ++i) {
+    const git_diff_delta* d = git_diff_get_delta(diff, i);
+    if (!plain(d->old_file.path) || !plain(d->new_file.path)) return false;
+    if (d->status == GIT_DELTA_RENAMED && d->old_file.size == 0) return false;
+  }
+  return true;
+}
+
+Result<std::string> PatchOf(git_diff* diff) {
+  std::string out;
+  for (size_t i = 0, n = git_diff_num_deltas(diff); i < n; ++i) {
+    git_patch* raw = nullptr;
+    if (git_patch_from_diff(&raw, diff, i) != 0) return Fail("reading a file's diff");
+    Patch patch(raw);
+    Buf text;
+    if (git_patch_to_buf(&text.b, patch.get()) != 0) return Fail("printing the diff");
+    std::string part(text.b.ptr ? text.b.ptr : "", text.b.size);
+    // A file added or deleted empty has no hunk: git prints no ---/+++ lines
+    // for it, libgit2 does (its last two).
+    const git_diff_delta* d = git_patch_get_delta(patch.get());
+    if (git_patch_num_hunks(patch.get()) == 0 && !(d->flags & GIT_DIFF_FLAG_BINARY) &&
+        (d->status == GIT_DELTA_ADDED || d->status == GIT_DELTA_DELETED)) {
+      const size_t minus = part.rfind("\n--- ");
+      if (minus != std::string::npos && part.find("\n+++ ", minus) != std::string::npos)
+        part.resize(minus + 1);
+    }
+    out += part;
+  }
+  return out;
+}
+
+// What the diffstat needs of each file; nullopt for a rename or a copy, whose
+// stat lines this does not print.
+Result<std::optional<std::vector<StatFile>>> StatFiles(git_diff* diff) {
+  std::vector<StatFile> files;
+  for (size_t i = 0, n = git_diff_num_deltas(diff); i < n; ++i) {
+    git_patch* raw = nullptr;
+    if (git_patch_from_diff(&raw, diff, i) != 0) return Fail("reading a file's diff");
+    Patch patch(raw);
+    const git_diff_delta* d = git_patch_get_delta(patch.get());
+    StatFile f;
+    f.path = d->new_file.path;
+    switch (d->status) {
+      case GIT_DELTA_ADDED:
+        f.status = 'A';
+        break;
+      case GIT_DELTA_DELETED:
+        f.status = 'D';
+        f.path = d->old_file.path;
+        break;
+      case GIT_DELTA_MODIFIED:
+        f.status = 'M';
+        break;
+      default:
+        return std::optional<std::vector<StatFile>>();
+    }
+    f.old_mode = d->old_file.mode;
+    f.new_mode = d->new_file.mode;
+    f.binary = (d->flags & GIT_DIFF_FLAG_BINARY) != 0;
+    if (f.binary) {
+      f.added = d->new_file.size;
+      f.deleted = d->old_file.size;
+    } else {
+      size_t adds = 0, dels = 0;
+      if (git_patch_line_stats(nullptr, &adds, &dels, patch.get()) != 0)
+        return Fail("counting a file's lines");
+      f.added = adds;
+      f.deleted = dels;
+    }
+    files.push_back(std::move(f));
+  }
+  return std::optional<std::vector<StatFile>>(std::move(files));
+}
+
+bool PrintableAscii(std::string_view s, bool newlines) {
+  for (char c : s)
+    if ((c < ' ' || c > '~') && !(newlines && c == '\n')) return false;
+  return true;
+}
+
+}  // namespace
+
 Result<std::optional<std::string>> GitRepo::PatchText(const std::string& from,
                                                       const std::string& to) {
   Tree trees[2];
@@ -290,35 +404,92 @@ Result<std::optional<std::string>> GitRepo::PatchText(const std::string& from,
     if (git_revparse_single(&raw, repo_, spec.c_str()) != 0) return Fail("resolving " + spec);
     trees[i].reset(reinterpret_cast<git_tree*>(raw));
   }
-  // As `git diff --binary` with git's defaults: the indent heuristic,
-  // renames found at 50% similarity.
-  git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
-  opts.flags = GIT_DIFF_SHOW_BINARY | GIT_DIFF_INDENT_HEURISTIC;
-  git_diff* raw = nullptr;
-  if (git_diff_tree_to_tree(&raw, repo_, trees[0].get(), trees[1].get(), &opts) != 0)
-    return Fail("comparing " + from + " with " + to);
-  Owned<git_diff, git_diff_free> diff(raw);
-  git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
-  find.flags = GIT_DIFF_FIND_RENAMES;
-  if (git_diff_find_similar(diff.get(), &find) != 0) return Fail("finding renames");
-  // git (core.quotepath=false) and libgit2 spell other paths differently:
-  // libgit2 quotes non-ASCII bytes in octal, git ends a ---/+++ line whose
-  // name has a space with a tab.
-  auto plain = [](const char* path) {
-    for (const char* p = path; p && *p; ++p) {
-      const auto c = static_cast<unsigned char>(*p);
-      if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\') return false;
-    }
-    return true;
-  };
-  for (size_t i = 0, n = git_diff_num_deltas(diff.get()); i < n; ++i) {
-    const git_diff_delta* d = git_diff_get_delta(diff.get(), i);
-    if (!plain(d->old_file.path) || !plain(d->new_file.path)) return std::optional<std::string>();
+  AF_ASSIGN_OR_RETURN(Diff diff, DiffTrees(repo_, trees[0].get(), trees[1].get()));
+  if (!PrintedAlike(diff.get())) return std::optional<std::string>();
+  AF_ASSIGN_OR_RETURN(std::string text, PatchOf(diff.get()));
+  return std::optional<std::string>(std::move(text));
+}
+
+Result<std::optional<std::string>> GitRepo::MailboxText(const std::string& from,
+                                                        const std::string& to) {
+  using Text = std::optional<std::string>;
+  // Settings that change what format-patch prints (signoff, prefixes, the
+  // diff algorithm, encodings...) are left to git.
+  AF_ASSIGN_OR_RETURN(bool settings, AnyConfigName([](std::string_view name) {
+                        return StartsWith(name, "format.") || StartsWith(name, "diff.") ||
+                               StartsWith(name, "i18n.") || name == "core.abbrev";
+                      }));
+  if (settings) return Text();
+  git_oid ends[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string& rev = i == 0 ? from : to;
+    git_object* raw = nullptr;
+    if (git_revparse_single(&raw, repo_, (rev + "^{commit}").c_str()) != 0)
+      return Fail("resolving " + rev);
+    git_oid_cpy(&ends[i], git_object_id(raw));
+    git_object_free(raw);
   }
-  Buf text;
-  if (git_diff_to_buf(&text.b, diff.get(), GIT_DIFF_FORMAT_PATCH) != 0)
-    return Fail("printing the diff");
-  return std::optional<std::string>(std::string(text.b.ptr ? text.b.ptr : "", text.b.size));
+  git_revwalk* walk_raw = nullptr;
+  if (git_revwalk_new(&walk_raw, repo_) != 0) return Fail("walking the history");
+  Walk walk(walk_raw);
+  git_revwalk_sorting(walk.get(), GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
+  if (git_revwalk_push(walk.get(), &ends[1]) != 0 || git_revwalk_hide(walk.get(), &ends[0]) != 0)
+    return Fail("walking " + from + ".." + to);
+  std::vector<git_oid> ids;
+  for (git_oid id; git_revwalk_next(&id, walk.get()) == 0;) ids.push_back(id);
+
+  std::string out;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    git_commit* raw = nullptr;
+    if (git_commit_lookup(&raw, repo_, &ids[i]) != 0) return Fail("reading a commit");
+    Commit commit(raw);
+    // Merges and empty commits (which git leaves out but counts) stay with git.
+    if (git_commit_parentcount(commit.get()) != 1) return Text();
+    git_commit* parent_raw = nullptr;
+    if (git_commit_parent(&parent_raw, commit.get(), 0) != 0) return Fail("reading a parent");
+    Commit parent(parent_raw);
+    if (git_oid_equal(git_commit_tree_id(commit.get()), git_commit_tree_id(parent.get())))
+      return Text();
+    // The message exactly as "<summary>\n" or "<summary>\n\n<body>\n", in
+    // plain ASCII: anything else git prints in ways not reproduced here.
+    const git_signature* author = git_commit_author(commit.get());
+    const char* summary = git_commit_summary(commit.get());
+    const char* body = git_commit_body(commit.get());
+    const std::string message = git_commit_message(commit.get());
+    const std::string rebuilt =
+        std::string(summary ? summary : "") + "\n" + (body ? "\n" + std::string(body) + "\n" : "");
+    if (git_commit_message_encoding(commit.get()) != nullptr || message != rebuilt ||
+        !PrintableAscii(message, true) || !PlainMailName(author->name) ||
+        !PrintableAscii(author->email, false) ||
+        std::string_view(author->email).find_first_of("<>") != std::string_view::npos) {
+      return Text();
+    }
+    const std::string prefix = ids.size() == 1 ? "[PATCH] "
+                                               : "[PATCH " + std::to_string(i + 1) + "/" +
+                                                     std::to_string(ids.size()) + "] ";
+    std::optional<std::string> subject = FoldedSubject(prefix, summary);
+    if (!subject) return Text();
+
+    git_tree* trees[2] = {nullptr, nullptr};
+    if (git_commit_tree(&trees[0], parent.get()) != 0) return Fail("reading a tree");
+    Tree before(trees[0]);
+    if (git_commit_tree(&trees[1], commit.get()) != 0) return Fail("reading a tree");
+    Tree after(trees[1]);
+    AF_ASSIGN_OR_RETURN(Diff diff, DiffTrees(repo_, before.get(), after.get()));
+    if (!PrintedAlike(diff.get())) return Text();
+    AF_ASSIGN_OR_RETURN(std::optional<std::vector<StatFile>> stat, StatFiles(diff.get()));
+    if (!stat) return Text();
+    AF_ASSIGN_OR_RETURN(std::string patch, PatchOf(diff.get()));
+
+    if (i > 0) out += "\n";
+    out += "From " + Hex(&ids[i]) + " Mon Sep 17 00:00:00 2001\n";
+    out += std::string("From: ") + author->name + " <" + author->email + ">\n";
+    out += "Date: " + MailDate(author->when.time, author->when.offset) + "\n";
+    out += *subject + "\n\n";
+    if (body) out += std::string(body) + "\n";
+    out += "---\n" + GitDiffStat(*stat) + "\n" + patch;
+  }
+  return Text(std::move(out));
 }
 
 fs::path GitRepo::GitDir() const {

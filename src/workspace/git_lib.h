@@ -58,6 +58,14 @@ class GitRepo {
   // nullopt when a changed path is one the two spell differently (a byte
   // outside printable ASCII, a space, a quote or a backslash).
   Result<std::optional<std::string>> PatchText(const std::string& from, const std::string& to);
+  // `git format-patch --stdout --no-signature --binary <from>..<to>` printed
+  // in-process, with git's diffstat and subject folding (mailbox.h): the
+  // same text but for binary data lines, as PatchText. nullopt where git
+  // would print otherwise: merges, empty commits, renames, a path PatchText
+  // refuses, a message or author outside plain ASCII (or one git would quote),
+  // a summary that folds unusually, format.*, diff.*, i18n.* or core.abbrev
+  // settings.
+  Result<std::optional<std::string>> MailboxText(const std::string& from, const std::string& to);
 
   // This worktree's own git directory (absolute), the repository's common
   // one (where worktrees/ and info/ live) and the index file.

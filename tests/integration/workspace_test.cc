@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "support/test_util.h"
+#include "workspace/git_lib.h"
 
 namespace af {
 namespace {
@@ -554,6 +555,45 @@ TEST_F(WorkspaceTest, LookingForFilterDriversDoesNotGrowTheHeap) {
       << "heap grew by " << (after - before) / 1024 << " KB over " << kLooks << " diffs";
 }
 
+namespace {
+// A diff or mailbox without the data lines of binary patches (after
+// "literal N" up to the next file), which zlib compresses differently.
+std::string WithoutBinaryData(const std::string& text) {
+  std::string out;
+  bool data = false;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("literal ", 0) == 0) data = true;
+    if (line.rfind("diff --git ", 0) == 0 || line.rfind("From ", 0) == 0) data = false;
+    if (!data) out += line + "\n";
+  }
+  return out;
+}
+
+std::string FormatPatch(const fs::path& top) {
+  auto cli = RunCommand({"/usr/bin/git", "-C", top.string(), "-c", "core.quotepath=false",
+                         "format-patch", "--stdout", "--no-signature", "--binary", "main..HEAD"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  return cli.out;
+}
+
+// Commits everything in `top` with git, as `author` on `date` (a user's own
+// commit on the feature branch, or a message CommitTask would not write).
+void GitCommitAll(const fs::path& top, const std::string& message, const std::string& date,
+                  const std::string& author = "Ada Lovelace") {
+  auto add = RunCommand({"/usr/bin/git", "-C", top.string(), "add", "-A"});
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  auto r = RunCommand({"/usr/bin/git", "-C", top.string(), "commit", "-q", "--allow-empty",
+                       "--cleanup=verbatim", "-m", message},
+                      {{"GIT_AUTHOR_NAME", author},
+                       {"GIT_AUTHOR_EMAIL", "ada@example.org"},
+                       {"GIT_AUTHOR_DATE", date},
+                       {"GIT_COMMITTER_NAME", "c"},
+                       {"GIT_COMMITTER_EMAIL", "c@c"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+}  // namespace
+
 // The committed diff the reviewer reads is printed in-process. It is the
 // text `git diff --binary` prints for edits (hunk headers naming the
 // function, the indent heuristic), new, deleted, renamed and executable
@@ -591,10 +631,11 @@ TEST_F(WorkspaceTest, CommittedDiffIsWhatGitPrints) {
   write(top, "nonl.txt", "still no newline, changed");
   fs::remove(top / "gone.txt");
   write(top, "added.txt", "a new file\n");
+  write(top, "empty.txt", "");
   write(top, "blob.bin", std::string("\0\1\2\3binary\xff\xfe", 12));
-  auto sha = tree.CommitTask(
-      "d1", "changes",
-      {"src/code.c", "old", "new", "run.sh", "nonl.txt", "gone.txt", "added.txt", "blob.bin"});
+  auto sha = tree.CommitTask("d1", "changes",
+                             {"src/code.c", "old", "new", "run.sh", "nonl.txt", "gone.txt",
+                              "added.txt", "empty.txt", "blob.bin"});
   ASSERT_TRUE(sha.ok()) << sha.status().ToString();
 
   auto ours = tree.CommittedDiff();
@@ -603,19 +644,7 @@ TEST_F(WorkspaceTest, CommittedDiffIsWhatGitPrints) {
   auto cli = RunCommand({"/usr/bin/git", "-C", top.string(), "-c", "core.quotepath=false", "diff",
                          "--no-ext-diff", "--binary", base, "HEAD"});
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
-  // The binary patch's data lines (after "literal N") left out of the comparison.
-  auto text_only = [](const std::string& diff) {
-    std::string out;
-    bool data = false;
-    std::istringstream lines(diff);
-    for (std::string line; std::getline(lines, line);) {
-      if (line.rfind("literal ", 0) == 0) data = true;
-      if (line.rfind("diff --git ", 0) == 0) data = false;
-      if (!data) out += line + "\n";
-    }
-    return out;
-  };
-  EXPECT_EQ(text_only(*ours), text_only(cli.out));
+  EXPECT_EQ(WithoutBinaryData(*ours), WithoutBinaryData(cli.out));
   for (const char* part :
        {"@@ int second(int x)", "rename from old/name.txt", "new mode 100755",
         "\\ No newline at end of file", "deleted file mode", "GIT binary patch"}) {
@@ -627,6 +656,134 @@ TEST_F(WorkspaceTest, CommittedDiffIsWhatGitPrints) {
   auto applies = RunCommand(
       {"/usr/bin/git", "-C", top.string(), "apply", "--check", "--reverse", patch.string()});
   EXPECT_EQ(applies.exit_code, 0) << applies.err;
+}
+
+// The delivered patch is printed in-process: the text `git format-patch`
+// prints (binary data lines aside) for several commits with numbered,
+// folded subjects, bodies, dates in other time zones, and diffstats that
+// scale their graphs, cut long names and count binary files. `git am` of it
+// on the base branch gives the branch's tree.
+TEST_F(WorkspaceTest, DeliveredPatchIsWhatFormatPatchPrints) {
+  auto write = [&](const std::string& rel, const std::string& text) {
+    ASSERT_TRUE(tree_->WriteFile(rel, text).ok()) << rel;
+  };
+  std::string code = "int first(void) {\n  return 1;\n}\n\nint second(int x) {\n";
+  for (int i = 0; i < 12; ++i) code += "  x += " + std::to_string(i) + ";\n";
+  code += "  return x;\n}\n";
+  write("src/code.c", code);
+  write("gone.txt", "deleted later\n");
+  write("run.sh", "#!/bin/sh\necho hi\n");
+  write("old.bin", std::string("\0\1\2old", 6));
+  write("was-empty.txt", "");
+  ASSERT_TRUE(tree_
+                  ->CommitTask("p0", "Base files",
+                               {"src/code.c", "gone.txt", "run.sh", "old.bin", "was-empty.txt"})
+                  .ok());
+
+  code.replace(code.find("  x += 6;\n"), 10, "  x *= 6;\n  x -= 1;\n");
+  write("src/code.c", code);
+  std::string many;
+  for (int i = 0; i < 200; ++i) many += "line " + std::to_string(i) + "\n";
+  write("docs/many.txt", many);
+  write("a/deeply/nested/directory/with/a-file-name-long-enough-to-be-cut-short.txt", "x\n");
+  write("nonl.txt", "no newline at the end");
+  write("empty.txt", "");
+  write("new.bin", std::string("\0\1\2\3binary\xff\xfe", 12));
+  fs::remove(tree_->root() / "gone.txt");
+  fs::permissions(tree_->root() / "run.sh", fs::perms::owner_all);
+  ASSERT_TRUE(tree_
+                  ->CommitTask("p1",
+                               "Scale the graph of a long diffstat, cut a long name short and "
+                               "fold this subject line where git folds it",
+                               {"src/code.c", "docs", "a", "nonl.txt", "empty.txt", "new.bin",
+                                "gone.txt", "run.sh"})
+                  .ok());
+
+  write("old.bin", std::string("\0\1\2new and longer", 16));
+  write("nonl.txt", "still none, changed");
+  fs::remove(tree_->root() / "was-empty.txt");
+  GitCommitAll(tree_->root(), "Edit by hand\n\nA body of two\nlines.\n",
+               "2026-12-01T08:05:09-0130");
+  write("src/code.c", "int first(void) {\n  return 2;\n}\n");
+  GitCommitAll(tree_->root(), "Short\n", "1999-01-09T23:59:59+0545");
+
+  const fs::path out = tmp_.path() / "changes.patch";
+  auto ours = tree_->WritePatch(out);
+  ASSERT_TRUE(ours.ok()) << ours.status().ToString();
+  const std::string cli = FormatPatch(tree_->root());
+  EXPECT_EQ(WithoutBinaryData(*ours), WithoutBinaryData(cli));
+  // Printed in-process, not by git.
+  auto repo = workspace_internal::GitRepo::Open(tree_->root());
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  auto in_process = repo->MailboxText("main", "HEAD");
+  ASSERT_TRUE(in_process.ok()) << in_process.status().ToString();
+  ASSERT_TRUE(in_process->has_value());
+  EXPECT_EQ(**in_process, *ours);
+  for (const char* part :
+       {"Subject: [PATCH 2/4] Scale the graph", "short\n and fold this subject",
+        "Date: Tue, 1 Dec 2026 08:05:09 -0130", "+0545", " ...", "Bin 6 -> 16 bytes", "| 200 +++",
+        " mode change 100644 => 100755 run.sh", " delete mode 100644 gone.txt", "Task-Id: p1",
+        "A body of two\nlines.\n---"}) {
+    EXPECT_NE(ours->find(part), std::string::npos) << part << " in\n" << *ours;
+  }
+
+  TempDir clone;
+  const std::string c = (clone.path() / "c").string();
+  auto r = RunCommand({"/usr/bin/git", "clone", "-q", "-b", "main", root_.string(), c});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = RunCommand({"/usr/bin/git", "-C", c, "am", "-q", out.string()},
+                 {{"GIT_COMMITTER_NAME", "c"}, {"GIT_COMMITTER_EMAIL", "c@c"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Git(c, {"rev-parse", "HEAD^{tree}"}), Git(tree_->root(), {"rev-parse", "HEAD^{tree}"}));
+  EXPECT_EQ(Git(c, {"log", "--format=%an|%ad|%s", "--date=raw", "-4"}),
+            Git(tree_->root(), {"log", "--format=%an|%ad|%s", "--date=raw", "-4"}));
+}
+
+// What the in-process mailbox does not reproduce is left to git, whose text
+// is delivered unchanged: a rename, a subject outside ASCII, a name git
+// quotes, an empty commit, a user's format.* setting.
+TEST_F(WorkspaceTest, DeliveredPatchFallsBackToGitWhereItWouldDiffer) {
+  std::string moved;
+  for (int i = 0; i < 20; ++i) moved += "line " + std::to_string(i) + " of a file that moves\n";
+  ASSERT_TRUE(tree_->WriteFile("old.txt", moved).ok());
+  ASSERT_TRUE(tree_->CommitTask("f0", "base", {"old.txt"}).ok());
+  const fs::path out = tmp_.path() / "changes.patch";
+  auto check = [&](const char* what) {
+    auto repo = workspace_internal::GitRepo::Open(tree_->root());
+    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+    auto in_process = repo->MailboxText("main", "HEAD");
+    ASSERT_TRUE(in_process.ok()) << what << ": " << in_process.status().ToString();
+    EXPECT_FALSE(in_process->has_value()) << what;
+    auto ours = tree_->WritePatch(out);
+    ASSERT_TRUE(ours.ok()) << what << ": " << ours.status().ToString();
+    EXPECT_EQ(*ours, FormatPatch(tree_->root())) << what;
+  };
+  fs::rename(tree_->root() / "old.txt", tree_->root() / "new.txt");
+  ASSERT_TRUE(tree_->CommitTask("f1", "rename", {"old.txt", "new.txt"}).ok());
+  check("a rename");
+  ASSERT_TRUE(tree_->WriteFile("x.txt", "x\n").ok());
+  GitCommitAll(tree_->root(), "Caf\xc3\xa9 au lait\n", "2026-11-30T10:00:00+0000");
+  check("a subject outside ASCII");
+  ASSERT_TRUE(tree_->WriteFile("y.txt", "y\n").ok());
+  GitCommitAll(tree_->root(), "plain\n", "2026-11-30T10:00:00+0000", "A. Lovelace");
+  check("an author name git quotes");
+  GitCommitAll(tree_->root(), "nothing\n", "2026-11-30T10:00:00+0000");
+  check("an empty commit");
+  ASSERT_TRUE(tree_->WriteFile("empty-a.txt", "").ok());
+  GitCommitAll(tree_->root(), "empty a\n", "2026-11-30T10:00:00+0000");
+  fs::rename(tree_->root() / "empty-a.txt", tree_->root() / "empty-b.txt");
+  GitCommitAll(tree_->root(), "an empty file goes, another comes\n", "2026-11-30T10:00:00+0000");
+  check("an empty file deleted and another added (libgit2 sees a rename, git does not)");
+  // git signs off as the committer it runs as: Agent Factory.
+  Git(tree_->root(), {"config", "format.signOff", "true"});
+  ASSERT_TRUE(workspace_internal::GitRepo::Open(tree_->root())->MailboxText("main", "HEAD").ok());
+  EXPECT_FALSE(
+      workspace_internal::GitRepo::Open(tree_->root())->MailboxText("main", "HEAD")->has_value());
+  auto signed_off = tree_->WritePatch(out);
+  ASSERT_TRUE(signed_off.ok()) << signed_off.status().ToString();
+  EXPECT_NE(signed_off->find("\nSigned-off-by: Agent Factory <agent-factory@localhost>\n---\n"),
+            std::string::npos)
+      << *signed_off;
 }
 
 // A path libgit2 would spell otherwise than git (core.quotepath=false)
