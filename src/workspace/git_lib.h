@@ -1,17 +1,21 @@
 #pragma once
 // Internal to the workspace module: git in-process through libgit2, for the
 // operations every feature runs (refs, status, staging, task commits, merge
-// bases, worktree registrations, the committed diff the reviewer reads).
-// Each one used to start a git process: from a large server that costs a
-// process start, the dynamic loader's CPU probe and git's own set-up,
-// several times per task. What stays on the git CLI (see git.h) is the patch
-// users apply (format-patch), diffs of uncommitted work (the API's, a refused
-// finish's), and whatever a filter or textconv program must run for (Git LFS).
+// bases, worktree registrations, the committed diff the reviewer reads, the
+// patch delivered). Each one used to start a git process: from a large
+// server that costs a process start, the dynamic loader's CPU probe and git's
+// own set-up, several times per task. What stays on the git CLI (see git.h)
+// is diffs of uncommitted work (the API's, a refused finish's), the patch
+// where git would print it otherwise (MailboxText), and whatever a filter or
+// textconv program must run for (Git LFS).
 //
-// libgit2 is included by git_lib.cc only. A GitRepo is opened per operation
-// (cheap: a few small files) under the caller's tree lock, so it never sees
-// a repository another process changed after it was opened; it is not
-// thread-safe and not shared.
+// libgit2 is included by git_lib.cc only. A GitRepo is not thread-safe. Its
+// owner keeps it open between operations (opening reads every config file)
+// and uses it under its tree or repository lock; refs, objects and config
+// are read from disk as libgit2 needs them, and DropIndex makes the next
+// operation read the index file again, so a handle sees what other
+// processes changed meanwhile. (libgit2 caches core.* settings such as
+// core.filemode for the handle's life.)
 
 #include <filesystem>
 #include <functional>

@@ -8,13 +8,15 @@
 // seeing each other's half-done files.
 //
 // Git runs in-process through libgit2 for what every task does (refs, status,
-// staging, task commits, the committed diff), and as the `git` CLI, started
-// with argument vectors (never a shell), for patches, diffs of uncommitted
-// work (the API's, a refused finish's) and resets that have work to do. Either way with a fixed
+// staging, task commits, the committed diff, the delivered patch), and as the
+// `git` CLI, started with argument vectors (never a shell), for diffs of
+// uncommitted work (the API's, a refused finish's), resets that have work to
+// do and patches libgit2 would print otherwise. Either way with a fixed
 // identity ("Agent Factory" <agent-factory@localhost>), no signing, no hooks
-// (`core.hooksPath=/dev/null`; libgit2 runs none: nothing from the repository runs outside the
-// sandbox) and no automatic gc, so it works on a machine with no git configuration. Where a filter
-// driver runs a program (Git LFS), staging and task commits go through the CLI, which runs it.
+// (`core.hooksPath=/dev/null`; libgit2 runs none: nothing from the repository
+// runs outside the sandbox) and no automatic gc, so it works on a machine with
+// no git configuration. Where a filter driver runs a program (Git LFS),
+// staging and task commits go through the CLI, which runs it.
 //
 // Every path an agent gives goes through FeatureTree::Resolve, which refuses
 // anything that leaves the tree (see there). Errors are Status values whose
@@ -232,7 +234,10 @@ class FeatureTree {
   Result<bool> HasCommittedChange();
 
   // Writes the branch's commits since the base branch as a format-patch
-  // mailbox to `out` (parent directories created) and returns that text.
+  // mailbox to `out` (parent directories created) and returns that text:
+  // what `git format-patch --stdout --binary` prints (binary data lines are
+  // compressed differently), made in-process unless git would print it
+  // otherwise (then by git).
   Result<std::string> WritePatch(const std::filesystem::path& out);
 
   Result<std::string> HeadSha();
