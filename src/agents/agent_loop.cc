@@ -147,12 +147,11 @@ std::function<bool()> CancelledBy(const AgentEnv& env) {
   return [check = env.check] { return WorkEnded(check()); };
 }
 
-// A recorded answer to `req` from before a restart, announced as a replayed
-// call; nullopt when there is none.
+// A recorded answer to `req` (whose RequestHash is `hash`) from before a
+// restart, announced as a replayed call; nullopt when there is none.
 Result<std::optional<LlmResponse>> Replayed(const AgentEnv& env, const LlmRequest& req,
-                                            const std::string& agent_id) {
-  AF_ASSIGN_OR_RETURN(auto recorded,
-                      env.store->FindRecordedLlmCall(req.feature_id, RequestHash(req)));
+                                            const std::string& hash, const std::string& agent_id) {
+  AF_ASSIGN_OR_RETURN(auto recorded, env.store->FindRecordedLlmCall(req.feature_id, hash));
   if (!recorded || recorded->response.is_null()) return std::optional<LlmResponse>();
   auto replay = ResponseFromJson(recorded->response);
   if (!replay.ok()) return std::optional<LlmResponse>();
@@ -176,6 +175,7 @@ Result<std::optional<LlmResponse>> Replayed(const AgentEnv& env, const LlmReques
 struct ModelAnswer {
   LlmClient* llm;
   const LlmRequest* req;
+  std::string hash;  // RequestHash(*req)
   Executor* executor;
   std::optional<Result<LlmResponse>> result;
 
@@ -185,10 +185,13 @@ struct ModelAnswer {
     return true;
   }
   void await_suspend(std::coroutine_handle<> h) {
+    // The copy the client takes anyway, with the hash already computed.
+    LlmRequest sent = *req;
+    sent.request_hash = std::move(hash);
     // The outcome is recorded (a store write) and the conversation goes on
     // on the executor: the client's I/O thread only hands them over.
     llm->CompleteAsync(
-        *req, {},
+        std::move(sent), {},
         [this, h](Result<LlmResponse> r) {
           result.emplace(std::move(r));
           h.resume();
@@ -202,7 +205,8 @@ Async<Result<LlmResponse>> CallModelOnce(const AgentEnv& env, LlmClient* llm, co
                                          const std::string& agent_id, bool* provider_failed) {
   *provider_failed = false;
   const Config& cfg = *env.config;
-  AF_CO_ASSIGN_OR_RETURN(auto replayed, Replayed(env, req, agent_id));
+  std::string hash = RequestHash(req);
+  AF_CO_ASSIGN_OR_RETURN(auto replayed, Replayed(env, req, hash, agent_id));
   if (replayed) co_return std::move(*replayed);
 
   // Counted before it is made, at its worst case, together with the calls
@@ -220,7 +224,7 @@ Async<Result<LlmResponse>> CallModelOnce(const AgentEnv& env, LlmClient* llm, co
   }
 
   // A named awaiter: GCC 12 mishandles temporaries with members in co_await.
-  ModelAnswer answer{llm, &req, env.executor};
+  ModelAnswer answer{llm, &req, std::move(hash), env.executor, std::nullopt};
   Result<LlmResponse> resp = co_await answer;
   if (resp.ok()) fault::CrashPoint("llm call");  // recorded (LlmOptions::on_call), no event yet
   if (!resp.ok() && resp.status().code() == Code::kCancelled && env.check) {
@@ -313,7 +317,7 @@ Async<Result<LlmResponse>> CallModelTask(const AgentEnv& env, const LlmRequest& 
     alt = req;
     alt.model = fallback->model;
     // Answered by the fallback before a restart: not paid for twice.
-    AF_CO_ASSIGN_OR_RETURN(auto replayed, Replayed(env, alt, agent_id));
+    AF_CO_ASSIGN_OR_RETURN(auto replayed, Replayed(env, alt, RequestHash(alt), agent_id));
     if (replayed) co_return std::move(*replayed);
   }
   bool degraded = false;

@@ -24,9 +24,12 @@ void Executor::Post(std::function<void()> fn) {
     // Detached: a thread ending after idle_timeout leaves nothing to join;
     // Shutdown waits for alive_ to reach 0 instead.
     std::thread([this] { Run(); }).detach();
-  } else {
-    cv_.notify_one();
+    return;
   }
+  // Woken after the unlock: woken before, the thread would wait again at
+  // once for the mutex this one still holds (two switches instead of one).
+  lock.unlock();
+  cv_.notify_one();
 }
 
 void Executor::Run() {

@@ -109,7 +109,8 @@ LlmClient::CallFacts LlmClient::Facts(const LlmRequest& request) const {
   f.agent_role = request.agent_role;
   f.feature_id = request.feature_id;
   f.task_id = request.task_id;
-  if (on_call_) f.request_hash = RequestHash(request);
+  if (on_call_)
+    f.request_hash = request.request_hash.empty() ? RequestHash(request) : request.request_hash;
   return f;
 }
 

@@ -504,6 +504,12 @@ Status SqliteStore::Init() {
     // the permissions of the database file.
     (void)CreatePrivateFile(path_);
   }
+  // Without memory statistics (nothing here reads them) SQLite's allocator
+  // takes no process-wide mutex: with it, every statement's allocations
+  // queued the writer and the readers' threads behind each other. Possible
+  // only before SQLite initializes; later calls are refused and harmless.
+  static const int no_memstatus = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)no_memstatus;
   // NOMUTEX: this object's own mutex already serialises every use of the connection.
   int rc =
       sqlite3_open_v2(path_.c_str(), &writer_.db,
@@ -1753,7 +1759,7 @@ Result<KbCounts> SqliteStore::CountKnowledge() {
 }
 
 Result<int64_t> SqliteStore::KnowledgeGeneration() {
-  std::lock_guard<std::mutex> lock(mu_);
+  ReadScope read(this);  // asked before every recall: never behind a writer
   AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT generation FROM kb_meta WHERE id = 1"));
   AF_ASSIGN_OR_RETURN(bool row, s.Step("reading the knowledge generation"));
   if (!row) return Internal("kb_meta has no row", "the database was edited by hand; restore it");

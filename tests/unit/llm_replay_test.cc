@@ -144,12 +144,17 @@ TEST(ReplayTest, ClientLoadsFileOnceAndRecordsCalls) {
   // Measured from what was sent, not the recording's hand-set 1200.
   EXPECT_EQ(records[0].input_tokens, EstimateTokens(req));
   EXPECT_EQ(records[0].status, "ok");
+  EXPECT_EQ(records[0].request_hash, RequestHash(req));
 
-  auto miss = (*c)->Complete(Req("tester", "", "nothing"));
+  LlmRequest missing = Req("tester", "", "nothing");
+  // A hash the caller computed already is recorded as given, not computed again.
+  missing.request_hash = "computed-by-the-caller";
+  auto miss = (*c)->Complete(missing);
   ASSERT_FALSE(miss.ok());
   EXPECT_EQ(miss.status().code(), Code::kNotFound);
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(records[1].status, "not_found");
+  EXPECT_EQ(records[1].request_hash, "computed-by-the-caller");
 }
 
 TEST(ReplayTest, CreateWithoutAFileOrWithABadOne) {

@@ -45,6 +45,7 @@ TEST(RequestHashTest, MetadataAndStreamIgnored) {
   r.feature_id = "f-123";
   r.task_id = "t-9";
   r.stream = true;
+  r.request_hash = "a hash given by the caller";
   EXPECT_EQ(RequestHash(r), RequestHash(Base()));
 }
 

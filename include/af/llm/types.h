@@ -70,6 +70,11 @@ struct LlmRequest {
   // The request's estimated size before the optimizer condensed it (0 = not
   // condensed): the llm.call event reports it so the saving can be measured.
   int64_t uncondensed_tokens = 0;
+  // RequestHash(*this) when the caller computed it already (the agents' replay
+  // lookup does), so recording the call does not hash the whole conversation
+  // a second time; empty = the client computes it. Set it only on the copy
+  // handed to the client, after the request's last change.
+  std::string request_hash;
   // True once the work this call serves has ended or must stop (the feature
   // was cancelled, failed or timed out; the process is stopping). Asked
   // before every attempt, during backoff and rate-limit waits, and about
