@@ -7,40 +7,20 @@ namespace af {
 
 using json = nlohmann::json;
 
-Result<Workspace*> Pipeline::Impl::WorkspaceFor(const std::string& project) {
-  std::lock_guard lock(trees_mu_);
-  auto& ws = workspaces_[project];
-  if (!ws) {
-    AF_ASSIGN_OR_RETURN(
-        ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / project));
-  }
-  return ws.get();
-}
-
-std::shared_ptr<std::mutex> Pipeline::Impl::TreeOpMutex(const std::string& feature_id) {
-  std::lock_guard lock(trees_mu_);
-  auto& op = tree_ops_[feature_id];
-  if (!op) op = std::make_shared<std::mutex>();
-  return op;
-}
-
 Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
-  {
-    std::lock_guard lock(trees_mu_);
-    if (auto it = trees_.find(f.id); it != trees_.end()) return it->second;
-  }
-  const std::shared_ptr<std::mutex> op = TreeOpMutex(f.id);
-  std::lock_guard op_lock(*op);
-  {
-    std::lock_guard lock(trees_mu_);  // another job of the feature may have opened it meanwhile
-    if (auto it = trees_.find(f.id); it != trees_.end()) return it->second;
-  }
-  // Re-read under the feature's lock: a feature that ended meanwhile had its
-  // worktree removed (ReleaseTree) and must not get it back.
+  std::lock_guard lock(trees_mu_);
+  auto it = trees_.find(f.id);
+  if (it != trees_.end()) return it->second;
+  // Re-read under the lock: a feature that ended meanwhile had its worktree
+  // removed (ReleaseTree) and must not get it back.
   AF_ASSIGN_OR_RETURN(Feature now, deps_.store->GetFeature(f.id));
   if (IsTerminalFeatureStatus(now.status))
     return FailedPrecondition("feature " + f.id + " is " + now.status);
-  AF_ASSIGN_OR_RETURN(Workspace * ws, WorkspaceFor(f.project));
+  auto& ws = workspaces_[f.project];
+  if (!ws) {
+    AF_ASSIGN_OR_RETURN(
+        ws, Workspace::Open(std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project));
+  }
   AF_ASSIGN_OR_RETURN(auto tree, ws->OpenFeature(f.id));
   // The first use of a tree in this process. When no other process uses it,
   // anything uncommitted in it was left by a process that died mid-task:
@@ -53,7 +33,6 @@ Result<std::shared_ptr<FeatureTree>> Pipeline::Impl::TreeFor(const Feature& f) {
   AF_ASSIGN_OR_RETURN(bool reset, tree->Attach());
   if (reset) log::Get("agents")->debug("feature {}: tree reset to its last commit", f.id);
   std::shared_ptr<FeatureTree> shared = std::move(tree);
-  std::lock_guard lock(trees_mu_);
   trees_[f.id] = shared;
   return shared;
 }
@@ -170,24 +149,20 @@ void Pipeline::Impl::ReleaseTree(const Feature& f) {
                f.id);
     return;
   }
-  const std::shared_ptr<std::mutex> op = TreeOpMutex(f.id);
-  std::lock_guard op_lock(*op);
-  bool opened;
-  {
-    std::lock_guard lock(trees_mu_);
-    opened = workspaces_.count(f.project) > 0;
-  }
-  // Opening creates the repository: only when a worktree (say from before a
-  // crash) is there to remove.
-  const auto root = std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project;
-  std::error_code ec;
-  if (!opened && !std::filesystem::exists(root / ".af" / "worktrees" / f.id, ec)) return;
-  auto ws = WorkspaceFor(f.project);
-  if (!ws.ok()) return;
-  if (Status s = (*ws)->RemoveFeatureTree(f.id); !s.ok())
-    log::Get("coordinator")->warn("feature {}: cannot remove its worktree: {}", f.id, s.ToString());
   std::lock_guard lock(trees_mu_);
-  tree_ops_.erase(f.id);  // a TreeFor waiting on it still holds it, and finds the feature ended
+  const auto root = std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project;
+  auto& ws = workspaces_[f.project];
+  if (!ws) {
+    // Opening creates the repository: only when a worktree (say from before a
+    // crash) is there to remove.
+    std::error_code ec;
+    if (!std::filesystem::exists(root / ".af" / "worktrees" / f.id, ec)) return;
+    auto opened = Workspace::Open(root);
+    if (!opened.ok()) return;
+    ws = std::move(opened).value();
+  }
+  if (Status s = ws->RemoveFeatureTree(f.id); !s.ok())
+    log::Get("coordinator")->warn("feature {}: cannot remove its worktree: {}", f.id, s.ToString());
 }
 
 // Worktrees left by features that ended just before a crash (between their

@@ -240,10 +240,6 @@ class Pipeline::Impl {
   // store, until Stop.
   void EndedReaderLoop();
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
-  // The project's Workspace, opened (the repository created) on first use.
-  Result<Workspace*> WorkspaceFor(const std::string& project);
-  // The feature's entry of tree_ops_, made when missing. Takes trees_mu_.
-  std::shared_ptr<std::mutex> TreeOpMutex(const std::string& feature_id);
   void ReleaseTree(const Feature& f);
   void SweepEndedTrees();
   // Forgets the handles of trees whose feature has ended (a worker never
@@ -290,17 +286,10 @@ class Pipeline::Impl {
   std::mutex stop_mu_;  // with stop_cv_: wakes the heartbeat thread on Stop
   std::condition_variable stop_cv_;
 
-  // Guards the three maps below, and is held only to read or change them:
-  // never across git work, or every job of every feature would wait while
-  // one feature's worktree is made or removed.
-  std::mutex trees_mu_;
-  // Opened on first use, never erased: a Workspace* stays valid.
+  std::mutex trees_mu_;  // guards workspaces_ and trees_
   std::map<std::string, std::unique_ptr<Workspace>> workspaces_;
   // Shared: a job still running when its feature ends keeps its handle alive.
   std::map<std::string, std::shared_ptr<FeatureTree>> trees_;
-  // Per feature: held while its tree is opened (TreeFor) or removed
-  // (ReleaseTree), so an ended feature never gets its worktree back.
-  std::map<std::string, std::shared_ptr<std::mutex>> tree_ops_;
 
   // The coordinator's drivers: at most limits.max_active_features features
   // are driven at once; the others wait in waiting_. Thousands of features
