@@ -505,9 +505,9 @@ Status SqliteStore::Init() {
     (void)CreatePrivateFile(path_);
   }
   // Without memory statistics (nothing here reads them) SQLite's allocator
-  // takes no process-wide mutex: with it, every statement's allocations
-  // queued the writer and the readers' threads behind each other. Possible
-  // only before SQLite initializes; later calls are refused and harmless.
+  // takes no process-wide mutex, which the writer's and the readers' threads
+  // were seen waiting on. Possible only before SQLite initializes; later
+  // calls are refused and harmless.
   static const int no_memstatus = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   (void)no_memstatus;
   // NOMUTEX: this object's own mutex already serialises every use of the connection.

@@ -12,9 +12,9 @@
 
 namespace af::workspace_internal {
 
-// State shared by a Workspace and the FeatureTrees it hands out.
 class GitRepo;
 
+// State shared by a Workspace and the FeatureTrees it hands out.
 struct RepoShared {
   std::string git;  // absolute path of the git binary
   std::mutex mu;    // serializes repository-wide operations (worktree add/remove)

@@ -321,7 +321,9 @@ bool PrintedAlike(git_diff* diff) {
   return true;
 }
 
-Result<std::string> PatchOf(git_diff* diff) {
+// The patch text of `diff` (git's, see PrintedAlike), and with `stats` what
+// the diffstat needs of each file. Each file's patch is made once for both.
+Result<std::string> PatchOf(git_diff* diff, std::vector<StatFile>* stats = nullptr) {
   std::string out;
   for (size_t i = 0, n = git_diff_num_deltas(diff); i < n; ++i) {
     git_patch* raw = nullptr;
@@ -330,49 +332,25 @@ Result<std::string> PatchOf(git_diff* diff) {
     Buf text;
     if (git_patch_to_buf(&text.b, patch.get()) != 0) return Fail("printing the diff");
     std::string part(text.b.ptr ? text.b.ptr : "", text.b.size);
+    const git_diff_delta* d = git_patch_get_delta(patch.get());
+    const bool binary = (d->flags & GIT_DIFF_FLAG_BINARY) != 0;
     // A file added or deleted empty has no hunk: git prints no ---/+++ lines
     // for it, libgit2 does (its last two).
-    const git_diff_delta* d = git_patch_get_delta(patch.get());
-    if (git_patch_num_hunks(patch.get()) == 0 && !(d->flags & GIT_DIFF_FLAG_BINARY) &&
+    if (git_patch_num_hunks(patch.get()) == 0 && !binary &&
         (d->status == GIT_DELTA_ADDED || d->status == GIT_DELTA_DELETED)) {
       const size_t minus = part.rfind("\n--- ");
       if (minus != std::string::npos && part.find("\n+++ ", minus) != std::string::npos)
         part.resize(minus + 1);
     }
     out += part;
-  }
-  return out;
-}
-
-// What the diffstat needs of each file; nullopt for a rename or a copy, whose
-// stat lines this does not print.
-Result<std::optional<std::vector<StatFile>>> StatFiles(git_diff* diff) {
-  std::vector<StatFile> files;
-  for (size_t i = 0, n = git_diff_num_deltas(diff); i < n; ++i) {
-    git_patch* raw = nullptr;
-    if (git_patch_from_diff(&raw, diff, i) != 0) return Fail("reading a file's diff");
-    Patch patch(raw);
-    const git_diff_delta* d = git_patch_get_delta(patch.get());
+    if (stats == nullptr) continue;
     StatFile f;
-    f.path = d->new_file.path;
-    switch (d->status) {
-      case GIT_DELTA_ADDED:
-        f.status = 'A';
-        break;
-      case GIT_DELTA_DELETED:
-        f.status = 'D';
-        f.path = d->old_file.path;
-        break;
-      case GIT_DELTA_MODIFIED:
-        f.status = 'M';
-        break;
-      default:
-        return std::optional<std::vector<StatFile>>();
-    }
+    f.status = d->status == GIT_DELTA_ADDED ? 'A' : d->status == GIT_DELTA_DELETED ? 'D' : 'M';
+    f.path = f.status == 'D' ? d->old_file.path : d->new_file.path;
     f.old_mode = d->old_file.mode;
     f.new_mode = d->new_file.mode;
-    f.binary = (d->flags & GIT_DIFF_FLAG_BINARY) != 0;
-    if (f.binary) {
+    f.binary = binary;
+    if (binary) {
       f.added = d->new_file.size;
       f.deleted = d->old_file.size;
     } else {
@@ -382,9 +360,20 @@ Result<std::optional<std::vector<StatFile>>> StatFiles(git_diff* diff) {
       f.added = adds;
       f.deleted = dels;
     }
-    files.push_back(std::move(f));
+    stats->push_back(std::move(f));
   }
-  return std::optional<std::vector<StatFile>>(std::move(files));
+  return out;
+}
+
+// Whether each file of `diff` is added, deleted or modified: the diffstat
+// printed here has no rename or copy lines.
+bool AddedDeletedOrModified(git_diff* diff) {
+  for (size_t i = 0, n = git_diff_num_deltas(diff); i < n; ++i) {
+    const git_delta_t status = git_diff_get_delta(diff, i)->status;
+    if (status != GIT_DELTA_ADDED && status != GIT_DELTA_DELETED && status != GIT_DELTA_MODIFIED)
+      return false;
+  }
+  return true;
 }
 
 bool PrintableAscii(std::string_view s, bool newlines) {
@@ -454,10 +443,11 @@ Result<std::optional<std::string>> GitRepo::MailboxText(const std::string& from,
     // plain ASCII: anything else git prints in ways not reproduced here.
     const git_signature* author = git_commit_author(commit.get());
     const char* summary = git_commit_summary(commit.get());
+    if (summary == nullptr) return Fail("reading a commit's summary");
     const char* body = git_commit_body(commit.get());
     const std::string message = git_commit_message(commit.get());
     const std::string rebuilt =
-        std::string(summary ? summary : "") + "\n" + (body ? "\n" + std::string(body) + "\n" : "");
+        std::string(summary) + "\n" + (body ? "\n" + std::string(body) + "\n" : "");
     if (git_commit_message_encoding(commit.get()) != nullptr || message != rebuilt ||
         !PrintableAscii(message, true) || !PlainMailName(author->name) ||
         !PrintableAscii(author->email, false) ||
@@ -476,10 +466,9 @@ Result<std::optional<std::string>> GitRepo::MailboxText(const std::string& from,
     if (git_commit_tree(&trees[1], commit.get()) != 0) return Fail("reading a tree");
     Tree after(trees[1]);
     AF_ASSIGN_OR_RETURN(Diff diff, DiffTrees(repo_, before.get(), after.get()));
-    if (!PrintedAlike(diff.get())) return Text();
-    AF_ASSIGN_OR_RETURN(std::optional<std::vector<StatFile>> stat, StatFiles(diff.get()));
-    if (!stat) return Text();
-    AF_ASSIGN_OR_RETURN(std::string patch, PatchOf(diff.get()));
+    if (!PrintedAlike(diff.get()) || !AddedDeletedOrModified(diff.get())) return Text();
+    std::vector<StatFile> stat;
+    AF_ASSIGN_OR_RETURN(std::string patch, PatchOf(diff.get(), &stat));
 
     if (i > 0) out += "\n";
     out += "From " + Hex(&ids[i]) + " Mon Sep 17 00:00:00 2001\n";
@@ -487,7 +476,7 @@ Result<std::optional<std::string>> GitRepo::MailboxText(const std::string& from,
     out += "Date: " + MailDate(author->when.time, author->when.offset) + "\n";
     out += *subject + "\n\n";
     if (body) out += std::string(body) + "\n";
-    out += "---\n" + GitDiffStat(*stat) + "\n" + patch;
+    out += "---\n" + GitDiffStat(stat) + "\n" + patch;
   }
   return Text(std::move(out));
 }
