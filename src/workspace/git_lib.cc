@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <string_view>
@@ -403,11 +404,18 @@ Result<std::optional<std::string>> GitRepo::MailboxText(const std::string& from,
                                                         const std::string& to) {
   using Text = std::optional<std::string>;
   // Settings that change what format-patch prints (signoff, prefixes, the
-  // diff algorithm, encodings...) are left to git.
-  AF_ASSIGN_OR_RETURN(bool settings, AnyConfigName([](std::string_view name) {
-                        return StartsWith(name, "format.") || StartsWith(name, "diff.") ||
-                               StartsWith(name, "i18n.") || name == "core.abbrev";
-                      }));
+  // diff algorithm, encodings...) are left to git: every diff.* one but those
+  // for difftool and colours (which git's color.ui=false turns off).
+  AF_ASSIGN_OR_RETURN(
+      bool settings, AnyConfigName([](std::string_view name) {
+        static constexpr std::string_view kHarmless[] = {"diff.tool", "diff.guitool",
+                                                         "diff.colormoved", "diff.colormovedws",
+                                                         "diff.wserrorhighlight"};
+        if (std::find(std::begin(kHarmless), std::end(kHarmless), name) != std::end(kHarmless))
+          return false;
+        return StartsWith(name, "format.") || StartsWith(name, "diff.") ||
+               StartsWith(name, "i18n.") || name == "core.abbrev";
+      }));
   if (settings) return Text();
   git_oid ends[2];
   for (int i = 0; i < 2; ++i) {

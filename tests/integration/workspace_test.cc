@@ -712,7 +712,11 @@ TEST_F(WorkspaceTest, DeliveredPatchIsWhatFormatPatchPrints) {
   ASSERT_TRUE(ours.ok()) << ours.status().ToString();
   const std::string cli = FormatPatch(tree_->root());
   EXPECT_EQ(WithoutBinaryData(*ours), WithoutBinaryData(cli));
-  // Printed in-process, not by git.
+  // Printed in-process, not by git, even with settings for difftool and
+  // colours (which do not change the patch).
+  Git(tree_->root(), {"config", "diff.tool", "vimdiff"});
+  Git(tree_->root(), {"config", "diff.colorMoved", "zebra"});
+  EXPECT_EQ(FormatPatch(tree_->root()), cli);
   auto repo = workspace_internal::GitRepo::Open(tree_->root());
   ASSERT_TRUE(repo.ok()) << repo.status().ToString();
   auto in_process = repo->MailboxText("main", "HEAD");
