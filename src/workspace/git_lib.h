@@ -67,8 +67,8 @@ class GitRepo {
   // same text but for binary data lines, as PatchText. nullopt where git
   // would print otherwise: merges, empty commits, renames, a path PatchText
   // refuses, a message or author outside plain ASCII (or one git would quote),
-  // a summary that folds unusually, format.*, diff.*, i18n.* or core.abbrev
-  // settings.
+  // a summary that folds unusually, format.*, diff.* (but difftool and colour
+  // ones), i18n.* or core.abbrev settings.
   Result<std::optional<std::string>> MailboxText(const std::string& from, const std::string& to);
 
   // This worktree's own git directory (absolute), the repository's common
