@@ -69,11 +69,12 @@ std::vector<TextHit> BestHits(std::vector<TextHit> hits, int limit);
 // Chunk searches (SearchChunkText): the AND of the kept words is tried first
 // when they hold more rows than kAndFirstRows, and no search scores more than
 // kScoredRows rows (the newest); memory searches score at most kScoredRows
-// too (a recall before every model call must not grow with the memories). Measured on 100,000
-// chunks of the benchmark corpus (bench/kb_bench.cc, SQLite, 400 queries), against the OR of the
-// kept words alone: p50 5.1 -> 3.2 ms, p99 56 -> 8.5 ms, and the top 10 shares 0.62 of its results
-// with the unbounded OR of every word (0.68 before; scoring the newest rows without trying the AND:
-// 0.50).
+// too (a recall before every model call must not grow with the memories).
+// Measured on 100,000 chunks of the benchmark corpus (bench/kb_bench.cc,
+// SQLite, 400 queries), against the OR of the kept words alone: p50 5.1 ->
+// 3.2 ms, p99 56 -> 8.5 ms, and the top 10 shares 0.62 of its results with
+// the unbounded OR of every word (0.68 before; scoring the newest rows
+// without trying the AND: 0.50).
 constexpr int64_t kAndFirstRows = 500;
 constexpr int64_t kScoredRows = 3000;
 

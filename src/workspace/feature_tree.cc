@@ -232,15 +232,7 @@ FeatureTree::FeatureTree(fs::path root, std::string branch, std::string base_bra
 
 FeatureTree::~FeatureTree() = default;
 
-Result<GitRepo*> FeatureTree::RepoLocked() {
-  if (repo_) {
-    repo_->DropIndex();
-  } else {
-    AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
-    repo_ = std::make_unique<GitRepo>(std::move(repo));
-  }
-  return repo_.get();
-}
+Result<GitRepo*> FeatureTree::RepoLocked() { return GitRepo::Kept(&repo_, root_); }
 
 Result<bool> FeatureTree::Attach() {
   std::lock_guard<std::mutex> guard(attach_mu_);

@@ -18,8 +18,9 @@ class GitRepo;
 struct RepoShared {
   std::string git;  // absolute path of the git binary
   std::mutex mu;    // serializes repository-wide operations (worktree add/remove)
-  // The main repository, opened once (see MainRepoLocked). Guarded by mu.
-  std::shared_ptr<GitRepo> repo;
+  // The main repository, kept open (GitRepo::Kept: opening reads every
+  // config file). Guarded by mu.
+  std::unique_ptr<GitRepo> repo;
   // One git mutex per feature worktree, shared by every handle on it. Guarded by mu.
   std::map<std::string, std::shared_ptr<std::mutex>> tree_mu;
 };

@@ -235,7 +235,15 @@ GitRepo::~GitRepo() {
   if (repo_) git_repository_free(repo_);
 }
 
-void GitRepo::DropIndex() { git_repository_set_index(repo_, nullptr); }
+Result<GitRepo*> GitRepo::Kept(std::unique_ptr<GitRepo>* kept, const fs::path& dir) {
+  if (*kept) {
+    git_repository_set_index((*kept)->repo_, nullptr);
+  } else {
+    AF_ASSIGN_OR_RETURN(GitRepo repo, Open(dir));
+    *kept = std::make_unique<GitRepo>(std::move(repo));
+  }
+  return kept->get();
+}
 
 Result<std::string> GitRepo::ResolveCommit(const std::string& rev) {
   git_object* raw = nullptr;
@@ -714,7 +722,7 @@ Status GitRepo::StageInto(const fs::path& index_file, const std::vector<std::str
   git_index* raw = nullptr;
   if (git_index_open(&raw, index_file.c_str()) != 0) return Fail("opening " + index_file.string());
   Index index(raw);
-  // The repository's index until DropIndex, so staging knows the work tree
+  // The repository's index until Kept drops it, so staging knows the work tree
   // and the ignore rules.
   if (git_repository_set_index(repo_, index.get()) != 0) return Fail("using a temporary index");
   std::function<bool(std::string_view, bool)> skip_any;

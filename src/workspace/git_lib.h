@@ -12,7 +12,7 @@
 // libgit2 is included by git_lib.cc only. A GitRepo is not thread-safe. Its
 // owner keeps it open between operations (opening reads every config file)
 // and uses it under its tree or repository lock; refs, objects and config
-// are read from disk as libgit2 needs them, and DropIndex makes the next
+// are read from disk as libgit2 needs them, and Kept makes the next
 // operation read the index file again, so a handle sees what other
 // processes changed meanwhile. (libgit2 caches core.* settings such as
 // core.filemode for the handle's life.)
@@ -44,9 +44,11 @@ class GitRepo {
   GitRepo& operator=(const GitRepo&) = delete;
   ~GitRepo();
 
-  // Forgets the index an earlier call loaded or replaced (StageInto), so the
-  // next one reads the index file again. For a handle kept across operations.
-  void DropIndex();
+  // The handle kept in *kept for the repository at `dir`: opened into it on
+  // first use; on later uses the index an earlier operation loaded or
+  // replaced (StageInto) is dropped, so this one reads the index file again.
+  // The caller holds the lock that guards *kept.
+  static Result<GitRepo*> Kept(std::unique_ptr<GitRepo>* kept, const std::filesystem::path& dir);
 
   // The commit `rev` names (a sha, a branch name, HEAD...), as a sha; "" when
   // it names nothing (a missing ref, an unborn HEAD).

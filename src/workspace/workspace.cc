@@ -139,21 +139,6 @@ Result<std::unique_ptr<Workspace>> Workspace::Open(fs::path root) {
   return std::unique_ptr<Workspace>(new Workspace(root, base, std::move(shared)));
 }
 
-namespace {
-// The main repository, kept open as a feature tree keeps its own
-// (FeatureTree::RepoLocked): opening reads every config file. Caller holds
-// shared.mu.
-Result<GitRepo*> MainRepoLocked(RepoShared& shared, const fs::path& root) {
-  if (shared.repo) {
-    shared.repo->DropIndex();
-  } else {
-    AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root));
-    shared.repo = std::make_shared<GitRepo>(std::move(repo));
-  }
-  return shared.repo.get();
-}
-}  // namespace
-
 Result<bool> Workspace::BranchExists(const std::string& name) {
   if (name.empty()) return InvalidArgument("branch name is empty");
   AF_ASSIGN_OR_RETURN(GitRepo repo, GitRepo::Open(root_));
@@ -174,7 +159,7 @@ Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& f
   const fs::path lock_base = LocksDir(root_) / feature_id;
   AF_ASSIGN_OR_RETURN(FileLock git_lock, FileLock::Open(fs::path(lock_base.string() + ".git")));
 
-  AF_ASSIGN_OR_RETURN(GitRepo * main_repo, MainRepoLocked(*shared_, root_));
+  AF_ASSIGN_OR_RETURN(GitRepo * main_repo, GitRepo::Kept(&shared_->repo, root_));
   GitRepo& repo = *main_repo;
   // Only this feature's registration is read: listing every worktree here
   // cost each new feature a read of all the others.
@@ -214,7 +199,7 @@ Status Workspace::RemoveFeatureTree(const std::string& feature_id) {
   const fs::path path = root_ / ".af" / "worktrees" / feature_id;
   std::lock_guard<std::mutex> lock(shared_->mu);
   AF_ASSIGN_OR_RETURN(FileLock repo_lock, FileLock::Exclusive(LocksDir(root_) / "repo"));
-  AF_ASSIGN_OR_RETURN(GitRepo * main_repo, MainRepoLocked(*shared_, root_));
+  AF_ASSIGN_OR_RETURN(GitRepo * main_repo, GitRepo::Kept(&shared_->repo, root_));
   GitRepo& repo = *main_repo;
   // As `git worktree remove --force --force` (its files, then its
   // registration, locked or not), reading only this feature's registration.
