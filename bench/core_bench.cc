@@ -1,5 +1,6 @@
 // Micro-benchmarks of the foundation: what every request or agent step pays.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "af/core/log.h"
 #include "af/llm/types.h"
 #include "af/store/store.h"
+#include "af/workspace/sandbox.h"
 #include "workspace/subprocess.h"
 
 namespace af {
@@ -151,6 +153,40 @@ void BM_SpawnTrue(benchmark::State& state) {
   state.SetLabel(state.range(0) == 0 ? "Spawn (clone CLONE_VM|CLONE_VFORK)" : "fork + exec");
 }
 BENCHMARK(BM_SpawnTrue)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// One gate run as a feature's checks run it: `true` in the default sandbox
+// (bubblewrap and a pids cgroup where the machine allows them). Counters are
+// CPU per run: this process's own (setting up and reaping) and its
+// children's (bwrap, the shell).
+void BM_SandboxTrue(benchmark::State& state) {
+  SandboxOptions options;
+  if (state.range(0) == 0) options.max_processes = 0;
+  auto sandbox = Sandbox::Create(options);
+  if (!sandbox.ok()) {
+    state.SkipWithError(sandbox.status().ToString().c_str());
+    return;
+  }
+  const auto dir = BenchDir() / "sandbox";
+  std::filesystem::create_directories(dir);
+  auto cpu_ms = [](int who) {
+    rusage u{};
+    getrusage(who, &u);
+    return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 +
+           (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
+  };
+  const double self0 = cpu_ms(RUSAGE_SELF), children0 = cpu_ms(RUSAGE_CHILDREN);
+  for (auto _ : state) {
+    auto r = (*sandbox)->Run("true", dir, nullptr);
+    if (!r.ok() || r->exit_code != 0) state.SkipWithError("the sandbox run failed");
+  }
+  const double n = static_cast<double>(state.iterations());
+  state.counters["self_cpu_ms"] = (cpu_ms(RUSAGE_SELF) - self0) / n;
+  state.counters["children_cpu_ms"] = (cpu_ms(RUSAGE_CHILDREN) - children0) / n;
+  state.SetLabel((*sandbox)->isolation().process_limit_by.empty()
+                     ? "no process limit"
+                     : (*sandbox)->isolation().process_limit_by);
+}
+BENCHMARK(BM_SandboxTrue)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 }  // namespace af

@@ -390,17 +390,22 @@ void EventHub::PollOnce() {
     idle = subscribers_.empty();
   }
   if (idle) {
-    // Without subscribers only the head moves, by one indexed read instead
-    // of reading (and parsing) every new event: most of a server's life, and
-    // all of a batch run's.
+    // Nobody to deliver to: nothing is read (most of a server's life, and
+    // all of a batch run's). The head is caught up once someone subscribes.
+    head_stale_ = true;
+    return;
+  }
+  if (head_stale_) {
+    // Subscribers that arrived meanwhile start at or before the store's
+    // latest event: those before it are served from the store, as any
+    // subscriber behind the head is.
     auto latest = store_->LatestEventSeq();
     if (!latest.ok()) {
       read_failures_.Failed(latest.status());
       return;
     }
-    read_failures_.Succeeded();
     head_ = std::max(head_.load(), *latest);
-    return;
+    head_stale_ = false;
   }
   const int64_t head = head_.load();
   auto fresh = store_->ListEvents({head, std::nullopt, options_.page_size});

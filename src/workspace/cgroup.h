@@ -4,9 +4,12 @@
 // even for root, whom RLIMIT_NPROC does not bind) and everything the run
 // started can be found and killed, whichever session or pid namespace it is in.
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "af/core/status.h"
 
@@ -38,7 +41,11 @@ class RunCgroup {
 
  private:
   explicit RunCgroup(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  // The pids in cgroup.procs, read through procs_fd_.
+  std::vector<pid_t> Members() const;
+
   std::filesystem::path dir_;
+  int procs_fd_ = -1;  // cgroup.procs, open from Create to the destructor's end
 };
 
 }  // namespace af::workspace_internal

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <vector>
 
@@ -194,12 +195,13 @@ class SandboxImpl : public Sandbox {
       }
     }
 
-    ScratchDir scratch;  // process mode only
+    std::optional<ScratchDir> scratch;  // process mode only: bwrap mounts a private /tmp
     if (bwrap_.empty()) {
-      if (scratch.path().empty()) return Internal("cannot create a scratch directory in /tmp");
+      scratch.emplace();
+      if (scratch->path().empty()) return Internal("cannot create a scratch directory in /tmp");
       opts.argv = {"/bin/sh", "-c", command};
-      opts.env = {std::string("PATH=") + kPath, "HOME=" + scratch.path(),
-                  "TMPDIR=" + scratch.path(), "LANG=C.UTF-8"};
+      opts.env = {std::string("PATH=") + kPath, "HOME=" + scratch->path(),
+                  "TMPDIR=" + scratch->path(), "LANG=C.UTF-8"};
       opts.env.insert(opts.env.end(), std::begin(kNonInteractive), std::end(kNonInteractive));
     } else {
       opts.argv = BwrapArgs(bwrap_, dir, options_.network, options_.read_only_paths);

@@ -12,8 +12,8 @@
 // `worker` processes append on the same file arrive without waiting for the
 // poll (which stays, for file systems without inotify and for a commit that
 // becomes visible later than the read after its write). With nobody
-// subscribed the hub reads no events at all: each poll only moves its head
-// to the store's latest seq.
+// subscribed the hub reads nothing at all; its head is caught up with the
+// store's latest seq when the first subscriber arrives.
 //
 // Each subscriber has a cursor (the last seq it has been sent or skipped
 // past). The poller alone moves cursors and writes events, so replay and live
@@ -115,7 +115,8 @@ class EventHub {
 
   // Subscribed streams (including ones that closed since the last poll).
   size_t subscribers() const;
-  // The last seq the poller has read (the head).
+  // The last seq the poller has read (the head). Not kept up while nobody
+  // subscribes.
   int64_t head() const { return head_.load(); }
   const EventHubOptions& options() const { return options_; }
 
@@ -178,6 +179,7 @@ class EventHub {
   Store* const store_;
   const EventHubOptions options_;
   std::atomic<int64_t> head_{0};
+  bool head_stale_ = false;  // the poller's own: head_ was not kept while nobody subscribed
   // The poller's failures to read new events (only its thread uses it).
   RepeatedFailureLog read_failures_;
 
