@@ -1357,19 +1357,10 @@ Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
   if (words.empty() || limit < 1) return std::vector<TextHit>{};
   std::lock_guard<std::mutex> lock(mu_);
   AF_ASSIGN_OR_RETURN(std::string match, MatchLocked("memories_fts_vocab", std::move(words)));
-  // bm25() is "smaller is better"; the score is its negation. The newest
-  // kScoredRows matches are scored, as chunks are, and the best kept here:
-  // FTS5's own ORDER BY rank would add a sorting sub-query that costs about
-  // as much again (116 memories, a 15-word query: 0.86 -> 0.22 ms).
-  std::string sql =
-      "SELECT memories_fts.rowid, -bm25(memories_fts) FROM memories_fts "
-      "JOIN memories m ON m.vector_label = memories_fts.rowid "
-      "WHERE memories_fts MATCH ? AND m.archived = 0 AND m.superseded_by = ''";
-  if (!AllNamespaces(namespaces)) {
-    sql += " AND m.namespace IN (" + Placeholders(namespaces.size()) + ")";
-  }
-  AF_ASSIGN_OR_RETURN(auto hits, NewestScoredLocked(sql, "memories_fts.rowid", namespaces, match,
-                                                    static_cast<int>(kScoredRows)));
+  AF_ASSIGN_OR_RETURN(
+      auto hits,
+      NewestScoredLocked(MemoryTextSql(AllNamespaces(namespaces) ? 0 : namespaces.size()),
+                         "memories_fts.rowid", namespaces, match, static_cast<int>(kScoredRows)));
   return BestHits(std::move(hits), std::min(limit, kMaxTextHits));
 }
 
@@ -1901,8 +1892,7 @@ Result<StoreStats> SqliteStore::Stats() {
 
 Result<double> SqliteStore::CostSince(int64_t since_ms) {
   ReadScope read(this);
-  AF_ASSIGN_OR_RETURN(
-      Stmt s, Prepare("SELECT COALESCE(SUM(cost_usd), 0.0) FROM llm_calls WHERE created_ms >= ?"));
+  AF_ASSIGN_OR_RETURN(Stmt s, Prepare(kCostSinceSql));
   s.Bind(since_ms);
   AF_ASSIGN_OR_RETURN(bool row, s.Step("summing LLM cost"));
   return row ? s.Real(0) : 0.0;
@@ -2072,6 +2062,23 @@ Status SqliteStore::BackupTo(const std::string& path) {
 }
 
 }  // namespace
+
+const char* const kCostSinceSql =
+    "SELECT COALESCE(SUM(cost_usd), 0.0) FROM llm_calls WHERE created_ms >= ?";
+
+std::string MemoryTextSql(size_t namespaces) {
+  // bm25() is "smaller is better"; the score is its negation. The newest
+  // kScoredRows matches are scored, as chunks are, and the best kept by the
+  // caller: FTS5's own ORDER BY rank would add a sorting sub-query that costs
+  // about as much again (116 memories, a 15-word query: 0.86 -> 0.22 ms).
+  // CROSS JOIN keeps the full-text index the outer loop (see the header).
+  std::string sql =
+      "SELECT memories_fts.rowid, -bm25(memories_fts) FROM memories_fts "
+      "CROSS JOIN memories m ON m.vector_label = memories_fts.rowid "
+      "WHERE memories_fts MATCH ? AND m.archived = 0 AND m.superseded_by = ''";
+  if (namespaces > 0) sql += " AND m.namespace IN (" + Placeholders(namespaces) + ")";
+  return sql;
+}
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
                                                const StoreOptions& options) {
