@@ -107,10 +107,19 @@ void Pipeline::Impl::Beat(Instance* inst, bool emit_event) {
   a.last_heartbeat_ms = NowMs();
   a.host = Hostname();
   a.pid = getpid();
-  (void)deps_.store->UpsertAgent(a);
+  if (emit_event) {
+    // The record and the event in one transaction: a state change is two per
+    // job, and the record alone was half of a feature's write transactions.
+    Event e;
+    e.type = "agent.heartbeat";
+    e.agent = a.id;
+    e.data = {{"state", a.state}, {"current_task", a.current_task}};
+    if (auto seq = deps_.store->UpsertAgentWithEvent(a, std::move(e)); !seq.ok())
+      log::Get("agents")->warn("could not record agent {}: {}", a.id, seq.status().ToString());
+  } else {
+    (void)deps_.store->UpsertAgent(a);
+  }
   (void)deps_.bus->Heartbeat(AgentBeat{a.id, a.role, a.state, a.current_task, a.last_heartbeat_ms});
-  if (emit_event)
-    Emit("agent.heartbeat", "", "", a.id, {{"state", a.state}, {"current_task", a.current_task}});
 }
 
 void Pipeline::Impl::SetState(Instance* inst, const std::string& state, const std::string& task) {

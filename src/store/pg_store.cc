@@ -797,20 +797,36 @@ Result<int64_t> PgStore::TransitionTask(const std::string& id,
 
 // --- Agents ------------------------------------------------------------------------
 
+void PgStore::UpsertAgentTx(pqxx::work& w, const AgentRecord& a) {
+  PgExec(w,
+         "INSERT INTO agents (" AF_AGENT_COLS
+         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+         "ON CONFLICT (id) DO UPDATE SET role = excluded.role, state = excluded.state, "
+         "last_heartbeat_ms = excluded.last_heartbeat_ms, "
+         "current_task = excluded.current_task, counters = excluded.counters, "
+         "host = excluded.host, pid = excluded.pid",
+         a.id, a.role, a.state, a.last_heartbeat_ms, a.current_task, DumpJson(a.counters), a.host,
+         a.pid);
+}
+
 Status PgStore::UpsertAgent(const AgentRecord& a) {
   AF_RETURN_IF_ERROR(CheckAgent(a));
   return Tx("recording agent " + a.id, [&](pqxx::work& w) -> Status {
-    PgExec(w,
-           "INSERT INTO agents (" AF_AGENT_COLS
-           ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-           "ON CONFLICT (id) DO UPDATE SET role = excluded.role, state = excluded.state, "
-           "last_heartbeat_ms = excluded.last_heartbeat_ms, "
-           "current_task = excluded.current_task, counters = excluded.counters, "
-           "host = excluded.host, pid = excluded.pid",
-           a.id, a.role, a.state, a.last_heartbeat_ms, a.current_task, DumpJson(a.counters), a.host,
-           a.pid);
+    UpsertAgentTx(w, a);
     return Status::Ok();
   });
+}
+
+Result<int64_t> PgStore::UpsertAgentWithEvent(const AgentRecord& a, Event event) {
+  AF_RETURN_IF_ERROR(CheckAgent(a));
+  std::string feature_event;
+  auto seq = Tx("recording agent " + a.id, [&](pqxx::work& w) {
+    UpsertAgentTx(w, a);
+    feature_event.clear();
+    return AppendEventTx(w, event, &feature_event);
+  });
+  if (seq.ok()) EventsCommitted(feature_event);
+  return seq;
 }
 
 Result<AgentRecord> PgStore::GetAgent(const std::string& id) {

@@ -148,6 +148,7 @@ class PgStore final : public Store {
   Result<int64_t> LatestEventSeq() override;
   void SetEventsListener(std::function<void()> listener) override;
   Status UpsertAgent(const AgentRecord& agent) override;
+  Result<int64_t> UpsertAgentWithEvent(const AgentRecord& agent, Event event) override;
   Result<AgentRecord> GetAgent(const std::string& id) override;
   Result<std::vector<AgentRecord>> ListAgents() override;
   Result<bool> MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) override;
@@ -260,6 +261,7 @@ class PgStore final : public Store {
   // Appends inside an open transaction; returns the seq (see the file comment).
   // Records in *last_feature_event the type of an event that names a feature.
   Result<int64_t> AppendEventTx(pqxx::work& w, Event event, std::string* last_feature_event);
+  void UpsertAgentTx(pqxx::work& w, const AgentRecord& agent);  // checked by the caller
   // After the commit of a transaction that appended events: wakes the events
   // listener, and passes the crash point for recovery tests ("event TYPE",
   // as the SQLite store does) when one of them named a feature.

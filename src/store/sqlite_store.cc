@@ -204,6 +204,7 @@ class SqliteStore final : public Store {
   }
 
   Status UpsertAgent(const AgentRecord& agent) override;
+  Result<int64_t> UpsertAgentWithEvent(const AgentRecord& agent, Event event) override;
   Result<AgentRecord> GetAgent(const std::string& id) override;
   Result<std::vector<AgentRecord>> ListAgents() override;
   Result<bool> MarkAgentOffline(const std::string& id, int64_t last_heartbeat_ms) override;
@@ -324,6 +325,7 @@ class SqliteStore final : public Store {
   Result<Feature> GetFeatureLocked(const std::string& id);
   Result<Task> GetTaskLocked(const std::string& id);
   Result<int64_t> AppendEventLocked(Event event);
+  Status UpsertAgentLocked(const AgentRecord& agent);  // checked by the caller
   Result<Memory> GetMemoryLocked(const std::string& id);
   Result<int64_t> NextMemoryLabelLocked();
   Status BumpGenerationLocked();
@@ -978,6 +980,21 @@ Result<int64_t> SqliteStore::TransitionTask(const std::string& id,
 Status SqliteStore::UpsertAgent(const AgentRecord& a) {
   AF_RETURN_IF_ERROR(CheckAgent(a));
   std::lock_guard<std::mutex> lock(mu_);
+  return UpsertAgentLocked(a);
+}
+
+Result<int64_t> SqliteStore::UpsertAgentWithEvent(const AgentRecord& a, Event event) {
+  AF_RETURN_IF_ERROR(CheckAgent(a));
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(this);
+  AF_RETURN_IF_ERROR(txn.Begin());
+  AF_RETURN_IF_ERROR(UpsertAgentLocked(a));
+  AF_ASSIGN_OR_RETURN(int64_t seq, AppendEventLocked(std::move(event)));
+  AF_RETURN_IF_ERROR(txn.Commit());  // announces the event
+  return seq;
+}
+
+Status SqliteStore::UpsertAgentLocked(const AgentRecord& a) {
   AF_ASSIGN_OR_RETURN(
       Stmt s,
       Prepare("INSERT INTO agents (" AF_AGENT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?) "

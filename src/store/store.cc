@@ -31,6 +31,11 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   return store_internal::OpenSqliteStore(path, options);
 }
 
+Result<int64_t> Store::UpsertAgentWithEvent(const AgentRecord& agent, Event event) {
+  AF_RETURN_IF_ERROR(UpsertAgent(agent));
+  return AppendEvent(std::move(event));
+}
+
 Status CheckSchemaNotNewer(const MigrationStatus& status) {
   if (status.current_version <= status.latest_version) return Status::Ok();
   return FailedPrecondition(

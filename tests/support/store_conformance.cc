@@ -680,6 +680,49 @@ TEST_P(StoreConformanceTest, AgentsUpsertGetList) {
   EXPECT_EQ(store_->UpsertAgent(bad).code(), Code::kInvalidArgument);
 }
 
+// An agent's state change and its event are written together; bad input
+// (a bad record, an event without a type) writes neither.
+TEST_P(StoreConformanceTest, UpsertAgentWithEventWritesBothOrNeither) {
+  AgentRecord a;
+  a.id = "coder-1";
+  a.role = "coder";
+  a.state = "busy";
+  a.current_task = "t-1";
+  a.last_heartbeat_ms = 1000;
+  a.host = "box";
+  a.pid = 42;
+  Event e;
+  e.type = "agent.heartbeat";
+  e.agent = a.id;
+  e.data = {{"state", "busy"}};
+  SC_ASSERT_OK_AND_ASSIGN(int64_t before, store_->LatestEventSeq());
+  SC_ASSERT_OK_AND_ASSIGN(int64_t seq, store_->UpsertAgentWithEvent(a, e));
+  EXPECT_GT(seq, before);
+  SC_ASSERT_OK_AND_ASSIGN(AgentRecord got, store_->GetAgent("coder-1"));
+  EXPECT_EQ(got.state, "busy");
+  EXPECT_EQ(got.current_task, "t-1");
+  SC_ASSERT_OK_AND_ASSIGN(auto events, store_->ListEvents({before, std::nullopt, 10}));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].seq, seq);
+  EXPECT_EQ(events[0].type, "agent.heartbeat");
+  EXPECT_EQ(events[0].agent, "coder-1");
+  EXPECT_EQ(events[0].data["state"], "busy");
+
+  AgentRecord bad = a;
+  bad.state = "napping";
+  EXPECT_EQ(store_->UpsertAgentWithEvent(bad, e).status().code(), Code::kInvalidArgument);
+  AgentRecord idle = a;
+  idle.state = "idle";
+  idle.current_task = "";
+  Event untyped = e;
+  untyped.type = "";
+  EXPECT_FALSE(store_->UpsertAgentWithEvent(idle, untyped).ok());
+  SC_ASSERT_OK_AND_ASSIGN(got, store_->GetAgent("coder-1"));
+  EXPECT_EQ(got.state, "busy");
+  SC_ASSERT_OK_AND_ASSIGN(int64_t after, store_->LatestEventSeq());
+  EXPECT_EQ(after, seq);
+}
+
 // The lost-agent sweep's compare-and-set: it changes a record only while the
 // record is not offline and still carries the heartbeat the sweeper saw.
 TEST_P(StoreConformanceTest, MarkAgentOfflineIsACompareAndSet) {

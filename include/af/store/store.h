@@ -191,6 +191,10 @@ class Store {
 
   // --- Agents -------------------------------------------------------------
   virtual Status UpsertAgent(const AgentRecord& agent) = 0;  // by id
+  // UpsertAgent and AppendEvent in one transaction: an agent's state change
+  // and the event that announces it (twice per job), seen together or not at
+  // all. Returns the event's seq. The default makes the two calls in turn.
+  virtual Result<int64_t> UpsertAgentWithEvent(const AgentRecord& agent, Event event);
   virtual Result<AgentRecord> GetAgent(const std::string& id) = 0;
   virtual Result<std::vector<AgentRecord>> ListAgents() = 0;  // by id
   // Sets the agent's state to offline and clears its current task, in one
