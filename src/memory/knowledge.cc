@@ -1083,6 +1083,7 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     if (labels.empty()) return;
     auto rows = store_->MemoriesByLabel(labels);
     if (!rows.ok()) return;
+    std::vector<MemoryLink> links;
     for (const auto& other : *rows) {
       if (other.ns != m.ns || other.id == m.id) continue;
       float sim = 0;
@@ -1093,9 +1094,13 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
       l.to_id = other.id;
       l.type = "relates_to";
       l.strength = std::clamp<double>(sim, 0.01, 1.0);
-      Status s = Link(l);
-      if (!s.ok()) log::Get("memory")->warn("could not link memories: {}", s.ToString());
+      l.created_ms = l.updated_ms = options_.now_ms();
+      links.push_back(std::move(l));
     }
+    // One transaction for all of them: a feature's memories link to a few
+    // neighbours each.
+    Status s = store_->UpsertMemoryLinks(links);
+    if (!s.ok()) log::Get("memory")->warn("could not link memories: {}", s.ToString());
   }
 
   Store* store_;

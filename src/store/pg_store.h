@@ -184,6 +184,7 @@ class PgStore final : public Store {
   Result<std::vector<TextHit>> SearchMemoryText(const std::vector<std::string>& namespaces,
                                                 const std::string& query, int limit) override;
   Status UpsertMemoryLink(const MemoryLink& link) override;
+  Status UpsertMemoryLinks(const std::vector<MemoryLink>& links) override;
   Result<std::vector<MemoryLink>> MemoryLinks(const std::string& memory_id) override;
   Result<std::vector<MemoryLink>> AllMemoryLinks() override;
   Status DeleteMemoryLink(const std::string& from_id, const std::string& to_id,

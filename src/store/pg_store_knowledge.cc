@@ -551,26 +551,35 @@ Result<std::vector<TextHit>> PgStore::SearchMemoryText(const std::vector<std::st
 
 // --- Memory links -----------------------------------------------------------------
 
-Status PgStore::UpsertMemoryLink(const MemoryLink& l) {
-  AF_RETURN_IF_ERROR(CheckMemoryLink(l));
+Status PgStore::UpsertMemoryLink(const MemoryLink& l) { return UpsertMemoryLinks({l}); }
+
+Status PgStore::UpsertMemoryLinks(const std::vector<MemoryLink>& links) {
+  for (const auto& l : links) AF_RETURN_IF_ERROR(CheckMemoryLink(l));
+  if (links.empty()) return Status::Ok();
   const int64_t now = NowMs();
-  return Tx("linking memory " + l.from_id + " to " + l.to_id, [&](pqxx::work& w) -> Status {
-    for (const std::string* id : {&l.from_id, &l.to_id}) {
-      // FOR KEY SHARE: a memory seen here cannot go before the link is in.
-      if (w.exec_params("SELECT 1 FROM memories WHERE id = $1 FOR KEY SHARE", CleanText(*id))
-              .empty()) {
-        return NotFound("memory " + *id + " not found; cannot link it",
-                        "link only memories that exist");
-      }
-    }
-    w.exec_params("INSERT INTO memory_links (" AF_LINK_COLS
-                  ") VALUES ($1, $2, $3, $4, $5, $6) "
-                  "ON CONFLICT (from_id, to_id, type) DO UPDATE SET "
-                  "strength = excluded.strength, updated_ms = excluded.updated_ms",
-                  CleanText(l.from_id), CleanText(l.to_id), CleanText(l.type), l.strength,
-                  l.created_ms != 0 ? l.created_ms : now, now);
-    return Status::Ok();
-  });
+  const MemoryLink& first = links.front();
+  return Tx(
+      "linking memory " + first.from_id + " to " + first.to_id +
+          (links.size() > 1 ? " (and " + std::to_string(links.size() - 1) + " more)" : ""),
+      [&](pqxx::work& w) -> Status {
+        for (const auto& l : links) {
+          for (const std::string* id : {&l.from_id, &l.to_id}) {
+            // FOR KEY SHARE: a memory seen here cannot go before the link is in.
+            if (w.exec_params("SELECT 1 FROM memories WHERE id = $1 FOR KEY SHARE", CleanText(*id))
+                    .empty()) {
+              return NotFound("memory " + *id + " not found; cannot link it",
+                              "link only memories that exist");
+            }
+          }
+          w.exec_params("INSERT INTO memory_links (" AF_LINK_COLS
+                        ") VALUES ($1, $2, $3, $4, $5, $6) "
+                        "ON CONFLICT (from_id, to_id, type) DO UPDATE SET "
+                        "strength = excluded.strength, updated_ms = excluded.updated_ms",
+                        CleanText(l.from_id), CleanText(l.to_id), CleanText(l.type), l.strength,
+                        l.created_ms != 0 ? l.created_ms : now, now);
+        }
+        return Status::Ok();
+      });
 }
 
 Result<std::vector<MemoryLink>> PgStore::MemoryLinks(const std::string& memory_id) {

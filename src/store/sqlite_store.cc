@@ -239,6 +239,7 @@ class SqliteStore final : public Store {
   Result<std::vector<TextHit>> SearchMemoryText(const std::vector<std::string>& namespaces,
                                                 const std::string& query, int limit) override;
   Status UpsertMemoryLink(const MemoryLink& link) override;
+  Status UpsertMemoryLinks(const std::vector<MemoryLink>& links) override;
   Result<std::vector<MemoryLink>> MemoryLinks(const std::string& memory_id) override;
   Result<std::vector<MemoryLink>> AllMemoryLinks() override;
   Status DeleteMemoryLink(const std::string& from_id, const std::string& to_id,
@@ -325,7 +326,8 @@ class SqliteStore final : public Store {
   Result<Feature> GetFeatureLocked(const std::string& id);
   Result<Task> GetTaskLocked(const std::string& id);
   Result<int64_t> AppendEventLocked(Event event);
-  Status UpsertAgentLocked(const AgentRecord& agent);  // checked by the caller
+  Status UpsertAgentLocked(const AgentRecord& agent);     // checked by the caller
+  Status UpsertMemoryLinkLocked(const MemoryLink& link);  // checked; in a transaction
   Result<Memory> GetMemoryLocked(const std::string& id);
   Result<int64_t> NextMemoryLabelLocked();
   Status BumpGenerationLocked();
@@ -1383,11 +1385,19 @@ Result<std::vector<TextHit>> SqliteStore::SearchMemoryText(
 
 // --- Memory links -----------------------------------------------------------
 
-Status SqliteStore::UpsertMemoryLink(const MemoryLink& l) {
-  AF_RETURN_IF_ERROR(CheckMemoryLink(l));
+Status SqliteStore::UpsertMemoryLink(const MemoryLink& l) { return UpsertMemoryLinks({l}); }
+
+Status SqliteStore::UpsertMemoryLinks(const std::vector<MemoryLink>& links) {
+  for (const auto& l : links) AF_RETURN_IF_ERROR(CheckMemoryLink(l));
+  if (links.empty()) return Status::Ok();
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(this);
   AF_RETURN_IF_ERROR(txn.Begin());
+  for (const auto& l : links) AF_RETURN_IF_ERROR(UpsertMemoryLinkLocked(l));
+  return txn.Commit();
+}
+
+Status SqliteStore::UpsertMemoryLinkLocked(const MemoryLink& l) {
   for (const std::string* id : {&l.from_id, &l.to_id}) {
     AF_ASSIGN_OR_RETURN(Stmt s, Prepare("SELECT 1 FROM memories WHERE id = ?"));
     s.Bind(*id);
@@ -1407,7 +1417,7 @@ Status SqliteStore::UpsertMemoryLink(const MemoryLink& l) {
     s.Bind(l.created_ms != 0 ? l.created_ms : now).Bind(now);
     AF_RETURN_IF_ERROR(s.Run("linking memory " + l.from_id + " to " + l.to_id));
   }
-  return txn.Commit();
+  return Status::Ok();
 }
 
 Result<std::vector<MemoryLink>> SqliteStore::MemoryLinks(const std::string& memory_id) {

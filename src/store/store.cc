@@ -36,6 +36,11 @@ Result<int64_t> Store::UpsertAgentWithEvent(const AgentRecord& agent, Event even
   return AppendEvent(std::move(event));
 }
 
+Status Store::UpsertMemoryLinks(const std::vector<MemoryLink>& links) {
+  for (const auto& l : links) AF_RETURN_IF_ERROR(UpsertMemoryLink(l));
+  return Status::Ok();
+}
+
 Status CheckSchemaNotNewer(const MigrationStatus& status) {
   if (status.current_version <= status.latest_version) return Status::Ok();
   return FailedPrecondition(

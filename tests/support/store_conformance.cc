@@ -1644,6 +1644,28 @@ TEST_P(StoreConformanceTest, MemoryLinksUpsertListDeleteAndGoWithTheirMemory) {
   EXPECT_TRUE(store_->MemoryLinks(a.id)->empty());
 }
 
+// Several links at once are all written, or none of them: one bad link (a
+// missing end, a bad strength) leaves the others out too.
+TEST_P(StoreConformanceTest, MemoryLinksInOneCallAreAllOrNothing) {
+  SC_ASSERT_OK_AND_ASSIGN(Memory a, store_->AddMemory(MakeMemory("alpha")));
+  SC_ASSERT_OK_AND_ASSIGN(Memory b, store_->AddMemory(MakeMemory("beta")));
+  SC_ASSERT_OK_AND_ASSIGN(Memory c, store_->AddMemory(MakeMemory("gamma")));
+  const MemoryLink ab{a.id, b.id, "relates_to", 0.4};
+  const MemoryLink ac{a.id, c.id, "relates_to", 0.7};
+  SC_ASSERT_OK(store_->UpsertMemoryLinks({}));
+  EXPECT_EQ(store_->UpsertMemoryLinks({ab, {a.id, "mem-missing", "relates_to", 0.5}}).code(),
+            Code::kNotFound);
+  EXPECT_EQ(store_->UpsertMemoryLinks({ab, {a.id, c.id, "relates_to", 1.5}}).code(),
+            Code::kInvalidArgument);
+  EXPECT_TRUE(store_->AllMemoryLinks()->empty());
+
+  SC_ASSERT_OK(store_->UpsertMemoryLinks({ab, ac}));
+  SC_ASSERT_OK_AND_ASSIGN(auto of_a, store_->MemoryLinks(a.id));
+  ASSERT_EQ(of_a.size(), 2u);
+  EXPECT_EQ(of_a[0].to_id, c.id);  // strongest first
+  EXPECT_EQ(of_a[1].to_id, b.id);
+}
+
 TEST_P(StoreConformanceTest, TextsLabelsAndCountsServeTheVectorIndex) {
   SC_ASSERT_OK_AND_ASSIGN(
       auto labels,

@@ -292,6 +292,9 @@ class Store {
   // exist (NotFound otherwise); type must be non-empty and strength in (0, 1]
   // (InvalidArgument).
   virtual Status UpsertMemoryLink(const MemoryLink& link) = 0;
+  // Several links in one transaction, all or none (a new memory's links to
+  // its neighbours). The default upserts them in turn.
+  virtual Status UpsertMemoryLinks(const std::vector<MemoryLink>& links);
   // Links touching a memory, either direction, strongest first.
   virtual Result<std::vector<MemoryLink>> MemoryLinks(const std::string& memory_id) = 0;
   virtual Result<std::vector<MemoryLink>> AllMemoryLinks() = 0;  // by from, to, type
