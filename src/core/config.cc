@@ -448,7 +448,7 @@ std::string Render(const Setting& s, Config& config) {
           return v ? "true" : "false";
         } else if constexpr (std::is_same_v<T, std::string>) {
           if (s.secret) return v.empty() ? "(not set)" : MaskSecret(v);
-          return v;
+          return MaskUrlPasswords(v);  // database.url, redis.url, base URLs
         } else {
           std::string out;
           for (const auto& item : v) out += (out.empty() ? "" : ",") + item;
@@ -778,7 +778,13 @@ std::vector<std::string> SecretValues(const Config& config) {
 
 std::string MaskSecret(std::string_view value) {
   if (value.size() < 16) return std::string(value.size() == 0 ? 0 : 3, '*');
-  return std::string(value.substr(0, 8)) + "..." + std::string(value.substr(value.size() - 4));
+  // A short key keeps most of its characters hidden too (8 + 4 of 16 showed
+  // three quarters of it).
+  const bool long_key = value.size() >= 32;
+  const size_t head = long_key ? 8 : value.size() / 8;
+  const size_t tail = long_key ? 4 : value.size() / 16;
+  return std::string(value.substr(0, head)) + "..." +
+         std::string(value.substr(value.size() - tail));
 }
 
 Result<int64_t> ParseDurationSeconds(std::string_view text) {

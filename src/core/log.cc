@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "af/core/private_files.h"
+#include "af/core/strings.h"
 
 namespace af::log {
 namespace {
@@ -309,7 +310,7 @@ std::string Redact(std::string_view text) {
     }
   }
   RedactShapes(s);
-  return s;
+  return MaskUrlPasswords(s);
 }
 
 void ClearSecretsForTest() {

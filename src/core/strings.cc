@@ -42,4 +42,24 @@ std::string PercentEncode(std::string_view s) {
   return out;
 }
 
+std::string MaskUrlPasswords(std::string_view text) {
+  std::string out(text);
+  for (size_t at = out.find("://"); at != std::string::npos; at = out.find("://", at + 3)) {
+    const size_t start = at + 3;
+    // The authority ends at the path, query, fragment, a space or a quote.
+    size_t end = start;
+    while (end < out.size() && out[end] != '/' && out[end] != '?' && out[end] != '#' &&
+           !std::isspace(static_cast<unsigned char>(out[end])) && out[end] != '"' &&
+           out[end] != '\'' && out[end] != '>')
+      ++end;
+    const size_t at_sign = out.rfind('@', end == 0 ? 0 : end - 1);
+    if (at_sign == std::string::npos || at_sign < start) continue;
+    const size_t colon = out.find(':', start);
+    if (colon == std::string::npos || colon > at_sign) continue;  // a user name only
+    if (out.compare(colon + 1, at_sign - colon - 1, "***") == 0) continue;
+    out.replace(colon + 1, at_sign - colon - 1, "***");
+  }
+  return out;
+}
+
 }  // namespace af

@@ -76,10 +76,12 @@ Result<ClientResponse> Outcome(Transfer& t, CURLcode rc, bool cancelled) {
   curl_easy_getinfo(t.curl, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(t.curl, CURLINFO_HTTP_CONNECTCODE, &connect_status);
   if (cancelled) {
-    return Cancelled("the call to " + request.url + " was abandoned: its work was stopped",
-                     "nothing to do: the work resumes or has ended");
+    return Cancelled(
+        "the call to " + MaskUrlPasswords(request.url) + " was abandoned: its work was stopped",
+        "nothing to do: the work resumes or has ended");
   }
-  if (t.aborted) return Cancelled("transfer from " + request.url + " stopped by the receiver");
+  if (t.aborted)
+    return Cancelled("transfer from " + MaskUrlPasswords(request.url) + " stopped by the receiver");
   // A proxy that refuses the tunnel makes curl fail; one that refuses a
   // plain http request answers it. Either way no provider saw the request.
   if (connect_status >= 300)
@@ -157,7 +159,8 @@ class CurlTransport final : public HttpTransport {
   Result<ClientResponse> Send(const ClientRequest& request, const ChunkFn& on_chunk) override {
     if (llm::IoLoop::OnLoopThread()) {
       return FailedPrecondition(
-          "a blocking HTTP call to " + request.url + " was made on the LLM I/O thread",
+          "a blocking HTTP call to " + MaskUrlPasswords(request.url) +
+              " was made on the LLM I/O thread",
           "callbacks on the I/O thread must not block: use SendAsync, or hand the work to "
           "another thread");
     }

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "af/core/strings.h"
+
 namespace af::llm {
 namespace {
 
@@ -75,7 +77,7 @@ std::optional<ProxySetting> ProxyFor(std::string_view url,
 
 Status TransferError(CURLcode curl_code, std::string_view url_view, std::string_view detail,
                      std::chrono::milliseconds timeout, const std::optional<ProxySetting>& proxy) {
-  const std::string url(url_view);
+  const std::string url = MaskUrlPasswords(url_view);
   const std::string what = std::string(curl_easy_strerror(curl_code)) +
                            (detail.empty() ? std::string() : " (" + std::string(detail) + ")");
   const std::string base_url_hint = "check the base URL (ANTHROPIC_BASE_URL / OPENAI_BASE_URL)";
@@ -125,7 +127,7 @@ Status TransferError(CURLcode curl_code, std::string_view url_view, std::string_
 
 Status ProxyRefused(int status, std::string_view url_view,
                     const std::optional<ProxySetting>& proxy) {
-  const std::string url(url_view);
+  const std::string url = MaskUrlPasswords(url_view);
   const std::string var = proxy ? proxy->variable : std::string("HTTPS_PROXY");
   if (status == 407) {
     return FailedPrecondition(

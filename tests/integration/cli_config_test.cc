@@ -60,6 +60,36 @@ TEST(CliConfigTest, ValidateChecksRedisByConnecting) {
   EXPECT_EQ((up.out + up.err + down.out + down.err).find("validate-pw"), std::string::npos);
 }
 
+// Passwords inside connection URLs are secrets too: `config show`, `doctor`
+// (whose provider check fails naming the URL) and the log never print them.
+TEST(CliConfigTest, UrlPasswordsAreMaskedEverywhereTheUrlsAreShown) {
+  TempDir dir;
+  auto env = kCleanEnv;
+  env["AF_DATA_DIR"] = (dir.path() / "data").string();
+  env["DATABASE_URL"] = "postgresql://af:PgPassword-417@127.0.0.1:1/af";
+  env["REDIS_URL"] = "redis://:RedisPassword-417@127.0.0.1:2";
+  env["AF_LLM_PROVIDER"] = "openai";
+  env["AF_LLM_MODEL"] = "gpt-4o-mini";
+  env["OPENAI_API_KEY"] = "sk-url-test-0123456789abcdef0123456789";
+  env["OPENAI_BASE_URL"] = "http://bob:BaseUrlPassword-417@127.0.0.1:1/v1";
+  auto show = RunCommand({BinaryPath(), "config", "show"}, env, dir.path().string());
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("redis.url = redis://:***@127.0.0.1:2"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("postgresql://af:***@127.0.0.1:1/af"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("http://bob:***@127.0.0.1:1/v1"), std::string::npos) << show.out;
+
+  env["DATABASE_URL"] = "\x01unset";
+  env["REDIS_URL"] = "\x01unset";
+  auto doctor = RunCommand({BinaryPath(), "doctor"}, env, dir.path().string());
+  EXPECT_NE(doctor.out.find("http://bob:***@127.0.0.1:1/v1/models"), std::string::npos)
+      << doctor.out;
+  std::string log;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.path()))
+    if (entry.is_regular_file()) log += ReadFile(entry.path());
+  for (const std::string& all : {show.out + show.err, doctor.out + doctor.err, log})
+    EXPECT_EQ(all.find("Password-417"), std::string::npos) << all;
+}
+
 TEST(CliConfigTest, ShowMasksKeysAndNamesSources) {
   TempDir dir;
   auto env = kCleanEnv;

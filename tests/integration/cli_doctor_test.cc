@@ -495,7 +495,7 @@ TEST(CliDoctorProvider, TheOpenAiFormatSendsABearerToken) {
   server.SetModelsReply(FakeReply::Status(403, R"({"error":{"message":"forbidden"}})"));
   auto r = in.Run();
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_CONTAINS(r.out, "✘ provider: openai refused the key sk-opena...6789 (HTTP 403 from " +
+  EXPECT_CONTAINS(r.out, "✘ provider: openai refused the key sk-...9 (HTTP 403 from " +
                              server.base_url() + "/v1/models)");
   auto seen = server.requests();
   ASSERT_EQ(seen.size(), 1u);

@@ -315,6 +315,9 @@ TEST(ConfigTest, ShowMasksSecrets) {
   EXPECT_TRUE(found);
   EXPECT_EQ(SecretValues(c.config).size(), 1u);
   EXPECT_EQ(MaskSecret("short"), "***");
+  EXPECT_EQ(MaskSecret("ABCDEFGHIJKLMNOP"), "AB...P");  // 3 of 16 shown
+  EXPECT_EQ(MaskSecret("ABCDEFGHIJKLMNOPQRSTUVWXYZ01234"), "ABC...4");
+  EXPECT_EQ(MaskSecret("sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789"), "sk-ant-a...6789");
 }
 
 TEST(ConfigTest, Durations) {

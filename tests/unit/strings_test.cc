@@ -38,5 +38,22 @@ TEST(StringsTest, StartsWith) {
   EXPECT_FALSE(StartsWith("xabc", "abc"));
 }
 
+TEST(StringsTest, MaskUrlPasswordsHidesEveryPasswordAndKeepsTheRest) {
+  EXPECT_EQ(MaskUrlPasswords("redis://:s3cret@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+  EXPECT_EQ(MaskUrlPasswords("postgresql://af:PG@ss@db:5432/af"), "postgresql://af:***@db:5432/af");
+  EXPECT_EQ(MaskUrlPasswords("cannot connect to http://bob:pw@127.0.0.1:1/v1/models (refused); "
+                             "also https://x:y@h?q=a@b"),
+            "cannot connect to http://bob:***@127.0.0.1:1/v1/models (refused); also "
+            "https://x:***@h?q=a@b");
+  EXPECT_EQ(MaskUrlPasswords("url = \"http://u:p@h\" and more"),
+            "url = \"http://u:***@h\" and more");
+  // Nothing to hide: no password, no user, an @ outside the authority.
+  for (const char* same : {"postgresql://af@db/af", "http://127.0.0.1:8080/x@y", "mailto:a@b",
+                           "http://h:80/path", "sqlite:///data/af.db", "://", "a@b://", ""}) {
+    EXPECT_EQ(MaskUrlPasswords(same), same);
+  }
+  EXPECT_EQ(MaskUrlPasswords("redis://:***@h"), "redis://:***@h");
+}
+
 }  // namespace
 }  // namespace af

@@ -239,7 +239,9 @@ std::vector<ConfigRow> DescribeConfig(const LoadedConfig& loaded);
 // Every secret value in the configuration (for the log redaction filter).
 std::vector<std::string> SecretValues(const Config& config);
 
-// "sk-ant-a...ygAA": first 8 characters, "...", last 4; short values fully masked.
+// "sk-ant-a...ygAA": the first 8 characters, "...", the last 4; under 32
+// characters an eighth and a sixteenth of them ("AB...P" for 16); under 16
+// fully masked.
 std::string MaskSecret(std::string_view value);
 
 // Parses "90", "90s", "45m", "2h" into seconds.

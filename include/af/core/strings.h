@@ -22,5 +22,9 @@ bool StartsWith(std::string_view s, std::string_view prefix);
 // `s` for a URL path segment or query value: every byte but A-Z a-z 0-9 - _ . ~
 // as %XX.
 std::string PercentEncode(std::string_view s);
+// `text` with the password of every URL in it (scheme://user:password@host)
+// shown as "***": the one rule for connection URLs in logs, messages, events,
+// `config show` and bundles.
+std::string MaskUrlPasswords(std::string_view text);
 
 }  // namespace af
