@@ -481,6 +481,17 @@ Status ExtractTarGz(const fs::path& archive, const fs::path& dest) {
       return Status();
     }
     if (e.type == '2') {
+      // A link may point only within the extracted tree: one leading out
+      // (absolute, or climbing with ..) would let whatever later writes at
+      // its path write outside the data directory (say a `logs` link to
+      // another user's directory).
+      const fs::path to(e.link);
+      const fs::path resolved = (fs::path(*rel).parent_path() / to).lexically_normal();
+      if (e.link.empty() || to.is_absolute() || resolved.empty() || *resolved.begin() == "..") {
+        return InvalidArgument("unsafe link in archive: '" + e.name + "' points to '" + e.link +
+                                   "', outside the extracted files",
+                               "extract only archives made by agent-factory");
+      }
       links.push_back(e);
       links.back().name = *rel;
       link_names.insert(*rel);

@@ -163,14 +163,20 @@ TEST(Archive, RefusesEntriesThatLeaveTheDestination) {
       {"absolute.tgz", "add('" + (outside / "evil").string() + "')\n"},
       {"via-link.tgz",
        "add('l', kind=tarfile.SYMTYPE, link='" + outside.string() + "')\nadd('l/evil')\n"},
+      // A link alone, written through later (a restored data directory's
+      // `logs` pointing elsewhere): absolute, or climbing out with ..
+      {"link-absolute.tgz", "add('logs', kind=tarfile.SYMTYPE, link='" + outside.string() + "')\n"},
+      {"link-climbing.tgz", "add('a/logs', kind=tarfile.SYMTYPE, link='../../outside')\n"},
   };
   for (const auto& c : cases) {
     fs::path archive = Hostile(t, c.name, c.body);
     fs::path dest = t.path() / ("dest-" + c.name);
     Status s = ExtractTarGz(archive, dest);
     EXPECT_FALSE(s.ok()) << c.name;
-    EXPECT_NE(s.message().find("unsafe path in archive"), std::string::npos) << s.ToString();
+    EXPECT_EQ(s.message().rfind("unsafe ", 0), 0u) << s.ToString();
+    EXPECT_NE(s.message().find(" in archive: "), std::string::npos) << s.ToString();
     EXPECT_FALSE(fs::exists(outside / "evil")) << c.name;
+    EXPECT_FALSE(fs::is_symlink(dest / "logs") || fs::is_symlink(dest / "a/logs")) << c.name;
     EXPECT_FALSE(fs::exists(t.path() / "evil")) << c.name;
   }
 }
