@@ -531,6 +531,13 @@ void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, ApiGate& ga
     if (last.empty()) last = request.Query("last_event_id");
     auto after = ParseLastEventId(last);
     if (!after.ok()) return answer(ErrorResponse(after.status(), request.request_id));
+    if (*after) {
+      // An id beyond the newest event is from before a reset (the numbers
+      // start again at 1): the stream starts as if none was given instead of
+      // waiting for an event that far ahead.
+      auto latest = store.LatestEventSeq();
+      if (latest.ok() && **after > *latest) *after = std::nullopt;
+    }
     std::string feature_id;
     bool finished = false;
     auto it = request.path_params.find("id");
