@@ -2,6 +2,7 @@
 // example reaches completed, its branch exists, and its gates pass when run by
 // hand on a checkout of that branch.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -128,6 +129,29 @@ TEST(RunCommandTest, TheDeliveredBranchCanBeCheckedOutInTheWorkspace) {
   ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_FALSE(std::filesystem::exists(left));
   EXPECT_EQ(Worktrees(repo), std::vector<std::string>{std::filesystem::canonical(repo).string()});
+}
+
+// Everything a run leaves in the data directory (the database, the project's
+// repository and worktrees, artifacts, the knowledge base) is the user's
+// alone, even when the caller's umask would let others read it.
+TEST(RunCommandTest, TheDataDirectoryIsPrivateWhateverTheUmask) {
+  TempDir dir;
+  const std::string prp = std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md";
+  const auto data = dir.path() / "D";
+  const mode_t before = umask(022);
+  auto run = RunCommand({BinaryPath(), "run", prp, "--data-dir", data.string(), "--json"}, kOffline,
+                        dir.path().string());
+  umask(before);
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  int checked = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(data)) {
+    if (e.is_symlink()) continue;
+    struct stat st {};
+    ASSERT_EQ(::lstat(e.path().c_str(), &st), 0) << e.path();
+    EXPECT_EQ(st.st_mode & 077, 0u) << e.path() << " is mode " << std::oct << (st.st_mode & 07777);
+    ++checked;
+  }
+  EXPECT_GT(checked, 50);  // the repository, its worktree's leftovers, kb/, artifacts/
 }
 
 TEST(RunCommandTest, AVagueRequestIsChallengedWithExitTwoAndChangesNothing) {
