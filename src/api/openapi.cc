@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "af/api/errors.h"
 #include "af/api/routes.h"
 #include "af/api/web_assets.h"
 
@@ -10,6 +11,14 @@ namespace af {
 namespace {
 
 using json = nlohmann::json;
+
+// Every code the server can send, from the one list (errors.h).
+json AllErrorNames() {
+  json names = json::array();
+  for (int c = 0; c <= static_cast<int>(ApiErrorCode::kTimeout); ++c)
+    names.push_back(std::string(ApiErrorName(static_cast<ApiErrorCode>(c))));
+  return names;
+}
 
 std::string LowerMethod(std::string m) {
   for (char& c : m) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -174,22 +183,16 @@ json OpenApiDocument() {
           {{"200", {{"description", std::string(a.content_type)}}}});
   }
 
-  json error_schema = {
-      {"type", "object"},
-      {"properties",
-       {{"error",
-         {{"type", "object"},
-          {"properties",
-           {{"code",
-             {{"type", "string"},
-              {"enum",
-               {"VALIDATION_ERROR", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "METHOD_NOT_ALLOWED",
-                "CONFLICT", "PAYLOAD_TOO_LARGE", "WORK_PLAN_CHALLENGED", "RATE_LIMIT_EXCEEDED",
-                "INTERNAL", "UNAVAILABLE", "TIMEOUT"}}}},
-            {"message", {{"type", "string"}}},
-            {"details", {{"type", "object"}}},
-            {"request_id", {{"type", "string"}}},
-            {"hint", {{"type", "string"}, {"nullable", true}}}}}}}}}};
+  json error_schema = {{"type", "object"},
+                       {"properties",
+                        {{"error",
+                          {{"type", "object"},
+                           {"properties",
+                            {{"code", {{"type", "string"}, {"enum", AllErrorNames()}}},
+                             {"message", {{"type", "string"}}},
+                             {"details", {{"type", "object"}}},
+                             {"request_id", {{"type", "string"}}},
+                             {"hint", {{"type", "string"}, {"nullable", true}}}}}}}}}};
   auto str = json{{"type", "string"}};
   auto strs = json{{"type", "array"}, {"items", str}};
   json feature_request = {

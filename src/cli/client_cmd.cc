@@ -145,6 +145,12 @@ Status ServerUnreachable(const std::string& server) {
 }
 
 int FeatureSubmit(const GlobalOptions& g, const ClientFlags& c, const std::string& file) {
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec) && !std::filesystem::is_regular_file(file, ec)) {
+    return ReportError(
+        InvalidArgument(file + ": not a regular file", "pass the path of a .md or .json PRP"),
+        kExitUsage);
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     return ReportError(NotFound("cannot read " + file, "check the path of the PRP file"),
@@ -152,6 +158,12 @@ int FeatureSubmit(const GlobalOptions& g, const ClientFlags& c, const std::strin
   }
   std::stringstream text;
   text << in.rdbuf();
+  if (Trim(text.str()).empty()) {
+    return ReportError(InvalidArgument(file + ": the PRP file is empty",
+                                       "write the feature request in it; examples are in "
+                                       "examples/prp/"),
+                       kExitUsage);
+  }
   std::string ext = std::filesystem::path(file).extension().string();
   for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   const std::string type = ext == ".json" ? "application/json" : "text/markdown";

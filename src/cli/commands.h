@@ -198,9 +198,9 @@ int KbStats(const GlobalOptions& g);
 
 struct RememberArgs {
   std::string content;
-  std::string type;    // "" = the default (insight)
-  int importance = 0;  // 0 = the default (5)
-  std::string tags;    // comma-separated
+  std::string type;               // "" = the default (insight)
+  std::optional<int> importance;  // none: the default (5)
+  std::string tags;               // comma-separated
   std::string ns;
   std::string summary;
   std::string from;  // --from FILE.jsonl (what `memory export` wrote)

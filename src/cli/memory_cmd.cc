@@ -215,8 +215,8 @@ int MemoryRemember(const GlobalOptions& g, const RememberArgs& args) {
                        kExitUsage);
   }
   if (Status s = CheckType(args.type); !s.ok()) return ReportError(s, kExitUsage);
-  if (args.importance != 0) {
-    if (Status s = CheckImportance(args.importance); !s.ok()) return ReportError(s, kExitUsage);
+  if (args.importance) {
+    if (Status s = CheckImportance(*args.importance); !s.ok()) return ReportError(s, kExitUsage);
   }
   auto services = OpenLocalServices(g);
   if (!services.ok()) return ReportError(services.status());
@@ -227,7 +227,7 @@ int MemoryRemember(const GlobalOptions& g, const RememberArgs& args) {
   Memory m;
   m.content = args.content;
   if (!args.type.empty()) m.type = args.type;
-  if (args.importance != 0) m.importance = args.importance;
+  if (args.importance) m.importance = *args.importance;
   m.tags = SplitTags(args.tags);
   if (!args.ns.empty()) m.ns = args.ns;
   m.summary = args.summary;

@@ -501,6 +501,12 @@ void WalkToml(const toml::table& table, const std::string& prefix, const std::st
 }
 
 void LoadToml(const std::string& path, LoadedConfig& out) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    // toml++ reads a directory as an empty file.
+    out.issues.push_back({"", path, "not a regular file (check the --config path)"});
+    return;
+  }
   out.files.push_back(path);
   try {
     toml::table table = toml::parse_file(path);

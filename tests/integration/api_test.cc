@@ -550,6 +550,14 @@ TEST(ApiCliTest, ClientCommandsTalkToTheServer) {
       {"feature", "submit", server.dir().Write("bad.json", R"({"title":"x"})").string()});
   EXPECT_EQ(challenged.exit_code, 2) << challenged.err;
   EXPECT_NE(challenged.err.find("Work plan challenged"), std::string::npos) << challenged.err;
+  // A directory or an empty file is named as such before anything is sent.
+  std::filesystem::create_directories(server.dir().path() / "adir.md");
+  auto dir = server.Cli({"feature", "submit", (server.dir().path() / "adir.md").string()});
+  EXPECT_EQ(dir.exit_code, 2) << dir.err;
+  EXPECT_NE(dir.err.find("adir.md: not a regular file"), std::string::npos) << dir.err;
+  auto empty = server.Cli({"feature", "submit", server.dir().Write("empty.md", "").string()});
+  EXPECT_EQ(empty.exit_code, 2) << empty.err;
+  EXPECT_NE(empty.err.find("empty.md: the PRP file is empty"), std::string::npos) << empty.err;
 
   // Unreachable: the same message as `health`.
   const std::string nowhere = "http://127.0.0.1:" + std::to_string(FreePort());

@@ -32,6 +32,19 @@ TEST(CliConfigTest, ValidateNamesEveryBadSettingWithFileAndLine) {
       << r.err;
 }
 
+// A directory given as the configuration file is an error (it read as an
+// empty file, so every command ran on the defaults).
+TEST(CliConfigTest, AConfigPathThatIsADirectoryIsRefused) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "conf");
+  auto r =
+      RunCommand({BinaryPath(), "--config", (dir.path() / "conf").string(), "config", "validate"},
+                 kCleanEnv, dir.path().string());
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.err.find("conf: not a regular file (check the --config path)"), std::string::npos)
+      << r.err;
+}
+
 TEST(CliConfigTest, ValidateAcceptsAGoodFile) {
   TempDir dir;
   dir.Write("agent-factory.toml", "[server]\nport = 9090\n[agents.coder]\nreplicas = 3\n");

@@ -123,6 +123,9 @@ TEST_F(CliMemoryTest, BadInputSaysWhatToDoAndFails) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("importance must be from 1 to 10"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("hint:"), std::string::npos);
+  r = Memory({"remember", "x", "--importance", "0"});  // was stored as the default, 5
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("importance must be from 1 to 10 (got 0)"), std::string::npos) << r.err;
 
   r = Memory({"remember", "x", "--type", "gossip"});
   EXPECT_EQ(r.exit_code, 2);

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "af/api/errors.h"
 #include "af/api/middleware.h"
 #include "af/api/openapi.h"
 #include "af/api/routes.h"
@@ -459,6 +460,15 @@ TEST(OpenApiTest, EveryRouteRowHasAHandlerAndIsListedOnce) {
     EXPECT_NE(s.handler, nullptr) << s.method << " " << s.pattern;
     EXPECT_TRUE(seen.insert({s.method, s.pattern}).second) << s.method << " " << s.pattern;
   }
+}
+
+// The Error schema lists every code the server sends, 414 and 431 included.
+TEST(OpenApiTest, TheErrorSchemaListsEveryCodeTheServerSends) {
+  const json codes = OpenApiDocument()["components"]["schemas"]["Error"]["properties"]["error"]
+                                      ["properties"]["code"]["enum"];
+  for (const char* name : {"URI_TOO_LONG", "HEADERS_TOO_LARGE", "VALIDATION_ERROR", "TIMEOUT"})
+    EXPECT_NE(std::find(codes.begin(), codes.end(), name), codes.end()) << name << " in " << codes;
+  EXPECT_EQ(codes.size(), static_cast<size_t>(ApiErrorCode::kTimeout) + 1);
 }
 
 TEST(OpenApiTest, DocumentsEveryRestRouteItsPreflightAndTheOtherModules) {

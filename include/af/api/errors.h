@@ -55,7 +55,7 @@ enum class ApiErrorCode {
   kRateLimitExceeded,   // 429
   kInternal,            // 500
   kUnavailable,         // 503
-  kTimeout,             // 504
+  kTimeout,             // 504 (the last: openapi.cc lists them all up to it)
 };
 
 // The API code an af::Code maps to (table above).
