@@ -318,9 +318,27 @@ Result<json> ParseJsonObjectBody(const std::string& body) {
   return j;
 }
 
-Result<FeatureRequest> ParseFeatureBody(const HttpRequest& r) {
+namespace {
+
+// The media type of a request body, lower case, without parameters.
+std::string MediaType(const HttpRequest& r) {
   std::string type = Lower(Trim(r.Header("content-type")));
-  type = Trim(type.substr(0, type.find(';')));
+  return std::string(Trim(type.substr(0, type.find(';'))));
+}
+
+}  // namespace
+
+Result<json> ParseJsonObjectBody(const HttpRequest& r) {
+  const std::string type = MediaType(r);
+  if (!type.empty() && type != "application/json") {
+    return InvalidArgument("Content-Type '" + type + "' is not supported here",
+                           "send the body as application/json");
+  }
+  return ParseJsonObjectBody(r.body);
+}
+
+Result<FeatureRequest> ParseFeatureBody(const HttpRequest& r) {
+  const std::string type = MediaType(r);
   if (type.empty() || type == "application/json") {
     AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
     return FeatureRequestFromJson(j);
@@ -546,7 +564,7 @@ Result<json> SearchKnowledge(const ApiBackend& b, const HttpRequest& r) {
 }
 
 Result<json> AddKnowledge(const ApiBackend& b, const HttpRequest& r) {
-  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
+  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r));
   AF_RETURN_IF_ERROR(CheckFields(j, {"source", "content", "namespace"}));
   AF_ASSIGN_OR_RETURN(auto source, StringField(j, "source", true));
   AF_ASSIGN_OR_RETURN(auto content, StringField(j, "content", true));
@@ -560,7 +578,10 @@ Result<json> AddKnowledge(const ApiBackend& b, const HttpRequest& r) {
 Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(std::string query, SearchText(r));
   std::vector<std::string> types, tags;
-  if (std::string type = r.Query("type"); !type.empty()) types = {type};
+  if (std::string type = r.Query("type"); !type.empty()) {
+    AF_RETURN_IF_ERROR(CheckMemoryType(type));  // as a POST would say, not an empty list
+    types = {type};
+  }
   if (std::string tag = r.Query("tag"); !tag.empty()) tags = {tag};
   json out = json::array();
   if (!query.empty()) {
@@ -597,7 +618,7 @@ Result<json> ListMemories(const ApiBackend& b, const HttpRequest& r) {
 }
 
 Result<json> AddMemory(const ApiBackend& b, const HttpRequest& r) {
-  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
+  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r));
   AF_RETURN_IF_ERROR(CheckFields(
       j, {"content", "namespace", "summary", "type", "importance", "tags", "source", "links"}));
   Memory m;
@@ -684,7 +705,7 @@ Result<json> GetMemory(const ApiBackend& b, const HttpRequest& r) {
 // --- API keys --------------------------------------------------------------------
 
 Result<json> CreateApiKey(Auth& auth, const HttpRequest& r) {
-  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r.body));
+  AF_ASSIGN_OR_RETURN(json j, ParseJsonObjectBody(r));
   AF_RETURN_IF_ERROR(CheckFields(j, {"name", "permissions"}));
   AF_ASSIGN_OR_RETURN(auto name, StringField(j, "name", true));
   AF_ASSIGN_OR_RETURN(auto permissions, StringArrayField(j, "permissions", true));

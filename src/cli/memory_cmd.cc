@@ -25,12 +25,6 @@ Result<KnowledgeBase*> NeedKb(Services& svc) {
                 "the knowledge base is unavailable: " + s.message(), s.hint());
 }
 
-std::string Join(const std::vector<std::string>& v, const char* sep = ", ") {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
-
 std::vector<std::string> SplitTags(const std::string& tags) {
   std::vector<std::string> out;
   std::stringstream in(tags);
@@ -43,11 +37,7 @@ std::vector<std::string> SplitTags(const std::string& tags) {
 }
 
 Status CheckType(const std::string& type) {
-  if (type.empty() ||
-      std::find(kMemoryTypes.begin(), kMemoryTypes.end(), type) != kMemoryTypes.end()) {
-    return Status::Ok();
-  }
-  return InvalidArgument("unknown memory type '" + type + "'", "use one of: " + Join(kMemoryTypes));
+  return type.empty() ? Status::Ok() : CheckMemoryType(type);
 }
 
 Status CheckImportance(int importance) {

@@ -10,12 +10,7 @@ Status CheckMemory(const Memory& m) {
   if (m.content.empty()) {
     return InvalidArgument("memory content is empty", "say what was learned in content");
   }
-  if (std::find(kMemoryTypes.begin(), kMemoryTypes.end(), m.type) == kMemoryTypes.end()) {
-    return InvalidArgument("unknown memory type '" + m.type + "'",
-                           "use one of architecture_decision, code_pattern, bug_fix, "
-                           "configuration, constraint, insight, reference, preference, task, "
-                           "feature_spec, failure, success");
-  }
+  AF_RETURN_IF_ERROR(CheckMemoryType(m.type));
   if (m.importance < 1 || m.importance > 10) {
     return InvalidArgument(
         "memory importance " + std::to_string(m.importance) + " is out of range (1..10)",

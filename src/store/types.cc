@@ -65,6 +65,14 @@ const std::vector<std::string> kMemoryTypes = {"architecture_decision",
                                                "failure",
                                                "success"};
 
+Status CheckMemoryType(const std::string& type) {
+  if (std::find(kMemoryTypes.begin(), kMemoryTypes.end(), type) != kMemoryTypes.end())
+    return Status::Ok();
+  std::string all;
+  for (const auto& t : kMemoryTypes) all += (all.empty() ? "" : ", ") + t;
+  return InvalidArgument("unknown memory type '" + type + "'", "use one of " + all);
+}
+
 Status CheckProjectName(const std::string& project) {
   auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
   bool ok = !project.empty() && project.size() <= 64 && alnum(project[0]) &&

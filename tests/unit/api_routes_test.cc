@@ -354,6 +354,18 @@ TEST_F(ApiRoutesTest, KnowledgeAndMemoriesRoundTrip) {
   EXPECT_EQ((*recalled)["memories"][0]["id"], (*m)["id"]);
   EXPECT_TRUE((*recalled)["memories"][0].contains("score"));
 
+  // A form or text body is refused by name on every JSON route, and a list
+  // filter is checked as the POST checks it.
+  HttpRequest form = mem;
+  form.headers["content-type"] = "application/x-www-form-urlencoded";
+  EXPECT_NE(AddMemory(backend_, form).status().message().find("Content-Type"), std::string::npos);
+  form.body = R"({"content":"x","source":"y"})";
+  form.headers["content-type"] = "text/plain";
+  EXPECT_NE(AddKnowledge(backend_, form).status().message().find("Content-Type"),
+            std::string::npos);
+  auto evil = ListMemories(backend_, Req({{"type", "evil"}}));
+  EXPECT_EQ(evil.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(evil.status().message().find("unknown memory type 'evil'"), std::string::npos);
   mem.body = R"({"content":"x","importance":"high"})";
   EXPECT_NE(AddMemory(backend_, mem).status().message().find("importance"), std::string::npos);
   mem.body = R"({"content":"x","colour":"red"})";

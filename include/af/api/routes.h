@@ -76,6 +76,9 @@ inline constexpr size_t kMaxSearchWords = 32;
 Result<FeatureRequest> ParseFeatureBody(const HttpRequest& request);
 // Parses a JSON object body; InvalidArgument with the parser's position.
 Result<nlohmann::json> ParseJsonObjectBody(const std::string& body);
+// The same for a request, whose Content-Type must be application/json (or
+// absent): a form or text body is refused by name, not read as JSON.
+Result<nlohmann::json> ParseJsonObjectBody(const HttpRequest& request);
 
 // The API's mapping of a handler failure (422 for challenged work plans).
 ApiError ToApiError(const Status& status);

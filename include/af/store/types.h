@@ -265,6 +265,8 @@ struct KbCounts {
 
 // The memory types (architecture_decision, code_pattern, bug_fix, ...).
 extern const std::vector<std::string> kMemoryTypes;
+// Ok for one of kMemoryTypes, else InvalidArgument naming it and listing them.
+Status CheckMemoryType(const std::string& type);
 
 struct Migration {
   int version = 0;
