@@ -121,9 +121,11 @@ int Fail(const Status& s) {
   return ReportError(s, s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure);
 }
 
+// A field of a server's answer, for the terminal: whoever could write it (a
+// feature's title, an API key's name) cannot send the terminal escapes.
 std::string Str(const json& j, const char* key, const char* fallback = "-") {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
-  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+  return EscapeControls(j[key].is_string() ? j[key].get<std::string>() : j[key].dump());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "af/app/services.h"
+#include "af/core/strings.h"
 #include "cli/commands.h"
 
 namespace af::cli {
@@ -71,7 +72,7 @@ std::string OneLine(const std::string& text, size_t max) {
     }
     out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
   }
-  return out;
+  return EscapeControls(out);  // stored text may come from a model
 }
 
 Result<std::unique_ptr<Services>> OpenLocalServices(const GlobalOptions& g) {

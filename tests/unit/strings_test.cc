@@ -38,6 +38,17 @@ TEST(StringsTest, StartsWith) {
   EXPECT_FALSE(StartsWith("xabc", "abc"));
 }
 
+TEST(StringsTest, EscapeControlsLeavesNothingATerminalWouldObey) {
+  EXPECT_EQ(EscapeControls("esc \x1b]0;PWNED\x07 \x1b[2J title"),
+            "esc \\x1b]0;PWNED\\x07 \\x1b[2J title");
+  EXPECT_EQ(EscapeControls("del\x7f c1 \xc2\x9b"
+                           "2J"),
+            "del\\x7f c1 \\u009b2J");
+  // Text, tabs, newlines and other UTF-8 pass unchanged.
+  for (const char* same : {"plain", "a\tb\nc", "caf\xc3\xa9 \xc2\xa9 \xe2\x82\xac", ""})
+    EXPECT_EQ(EscapeControls(same), same);
+}
+
 TEST(StringsTest, MaskUrlPasswordsHidesEveryPasswordAndKeepsTheRest) {
   EXPECT_EQ(MaskUrlPasswords("redis://:s3cret@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
   EXPECT_EQ(MaskUrlPasswords("postgresql://af:PG@ss@db:5432/af"), "postgresql://af:***@db:5432/af");

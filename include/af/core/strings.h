@@ -26,5 +26,10 @@ std::string PercentEncode(std::string_view s);
 // shown as "***": the one rule for connection URLs in logs, messages, events,
 // `config show` and bundles.
 std::string MaskUrlPasswords(std::string_view text);
+// `text` safe to print on a terminal: control characters but newline and tab
+// (ESC, BEL, DEL, and the C1 controls U+0080..U+009F) shown as \xHH or
+// \u00HH, so text from a server or a model cannot move the cursor, retitle
+// the window or clear the screen.
+std::string EscapeControls(std::string_view text);
 
 }  // namespace af
