@@ -544,9 +544,21 @@ void LoadDotenv(const std::string& path, LoadedConfig& out) {
     }
     std::string name(Trim(t.substr(0, eq)));
     std::string value(Trim(t.substr(eq + 1)));
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
-        value.back() == value.front()) {
-      value = value.substr(1, value.size() - 2);
+    if (!value.empty() && (value.front() == '"' || value.front() == '\'')) {
+      // Quoted: up to the closing quote, then at most a comment.
+      const size_t close = value.find(value.front(), 1);
+      const std::string rest =
+          close == std::string::npos ? "" : std::string(Trim(value.substr(close + 1)));
+      if (close == std::string::npos || (!rest.empty() && rest[0] != '#')) {
+        out.issues.push_back({name, where,
+                              close == std::string::npos
+                                  ? "the value's opening quote is never closed"
+                                  : "text after the closing quote (a comment starts with #)"});
+        continue;
+      }
+      value = value.substr(1, close - 1);
+    } else if (size_t hash = value.find(" #"); hash != std::string::npos) {
+      value = std::string(TrimRight(value.substr(0, hash)));  // KEY=value # comment
     }
     const Setting* found = nullptr;
     for (const auto& s : Settings())

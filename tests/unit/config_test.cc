@@ -70,6 +70,30 @@ TEST(ConfigTest, PrecedenceFlagOverEnvOverDotenvOverFile) {
   EXPECT_EQ(c.config.server.port, 9002);
 }
 
+// .env values: an unquoted value ends at " #" (a comment, as in shells and
+// other dotenv readers); a quoted one at its closing quote. An unclosed quote
+// or text after the closing one is reported, not kept in the key.
+TEST(ConfigTest, DotenvCommentsAndQuotesAreNotPartOfTheValue) {
+  TempDir dir;
+  auto dotenv = dir.Write(".env",
+                          "OPENAI_API_KEY=sk-plain-0123456789abcdef # my key\n"
+                          "AF_LLM_MODEL=\"quoted # not a comment\"  # a comment\n"
+                          "ANTHROPIC_API_KEY=\"sk-ant-unclosed-0123456789\n"
+                          "AF_HOST='127.0.0.1' trailing\n");
+  ConfigSources src;
+  src.config_file = "/nonexistent/agent-factory.toml";
+  src.dotenv_file = dotenv.string();
+  LoadedConfig c = LoadConfig(src);
+  EXPECT_EQ(c.config.openai.api_key, "sk-plain-0123456789abcdef");
+  EXPECT_EQ(c.config.llm.model, "quoted # not a comment");
+  EXPECT_EQ(c.config.anthropic.api_key, "");
+  const std::string issues = Issues(c);
+  EXPECT_NE(issues.find(":3: ANTHROPIC_API_KEY: the value's opening quote is never closed"),
+            std::string::npos)
+      << issues;
+  EXPECT_NE(issues.find(":4: AF_HOST: text after the closing quote"), std::string::npos) << issues;
+}
+
 TEST(ConfigTest, BadFileNamesEveryProblemWithLine) {
   TempDir dir;
   auto toml = dir.Write("agent-factory.toml",
