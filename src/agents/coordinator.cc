@@ -619,6 +619,7 @@ void Pipeline::Impl::ResumeAll() {
     for (auto it = found.rbegin(); it != found.rend(); ++it) {  // oldest first
       if (state != FeatureState::kQueued)
         logger->info("resuming feature {} ({})", it->id, it->status);
+      resumed_.push_back(*it);
       StartDriver(*it, /*resumed=*/true);
     }
   }

@@ -315,6 +315,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Start(const PipelineDeps& deps,
 }
 
 std::string Pipeline::sandbox_warning() const { return impl_->sandbox_warning(); }
+std::vector<Feature> Pipeline::resumed() const { return impl_->resumed_; }
 
 Result<Feature> Pipeline::WaitFor(const std::string& feature_id,
                                   std::chrono::milliseconds timeout) {

@@ -322,6 +322,7 @@ class Pipeline::Impl {
   // Held while this process is the one that resumes unfinished features of
   // the data directory; the kernel releases it when the process dies.
   int coordinator_lock_fd_ = -1;
+  std::vector<Feature> resumed_;  // by ResumeAll, before Start returns; read-only after
 };
 
 }  // namespace af

@@ -11,6 +11,7 @@
 #include "af/app/services.h"
 #include "af/core/json_util.h"
 #include "af/core/log.h"
+#include "af/core/strings.h"
 #include "af/store/types.h"
 #include "cli/commands.h"
 
@@ -219,6 +220,18 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     std::fprintf(stderr, "warning: %s\n", (*pipeline)->sandbox_warning().c_str());
   if (config.llm.provider == "replay" && !g.json)
     std::printf("LLM provider: replay (recorded responses, offline demo)\n");
+  // Unfinished features of this data directory (an earlier run interrupted)
+  // go on in this process too, and spend model calls: say so.
+  if (auto resumed = (*pipeline)->resumed(); !resumed.empty()) {
+    std::string ids;
+    for (const auto& f : resumed)
+      ids += "\n  " + f.id + " (" + f.status + "): " + EscapeControls(f.title);
+    std::fprintf(stderr,
+                 "also resuming %zu unfinished feature(s) of this data directory:%s\n"
+                 "  to stop one instead: 'agent-factory serve', then 'agent-factory feature "
+                 "cancel ID'\n",
+                 resumed.size(), ids.c_str());
+  }
 
   auto feature = (*pipeline)->Submit(*request);
   if (!feature.ok())

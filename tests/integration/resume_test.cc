@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 
 #include "af/store/store.h"
@@ -191,6 +192,54 @@ TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls
        "--format=%(trailers:key=Task-Id,valueonly,separator=)", "main..af/" + feature_id});
   ASSERT_EQ(log.exit_code, 0) << log.err;
   EXPECT_EQ(log.out, feature_id + "-t2\n" + feature_id + "-t1\n");
+}
+
+// A `run` started after an interrupted one takes up the unfinished feature too
+// (it spends model calls on it), and says so with the feature's id.
+TEST(ResumeTest, ARunAfterAnInterruptedOneSaysWhichFeaturesItAlsoResumes) {
+  TempDir dir;
+  FakeLlmServer fake;
+  // The first run's model is slow, so it is surely killed before its feature ends.
+  auto slow = std::make_shared<std::atomic<bool>>(true);
+  fake.SetResponder([slow](const RecordedRequest& r) -> std::optional<FakeReply> {
+    FakeReply reply = Answer(KeyOf(r));
+    if (*slow) reply.latency = std::chrono::seconds(5);
+    return reply;
+  });
+  auto prp = dir.Write("resume.md", kPrp);
+  const std::string db_path = (dir.path() / "data" / "agent-factory.db").string();
+  std::map<std::string, std::string> env = {{"AF_LLM_PROVIDER", "openai"},
+                                            {"OPENAI_BASE_URL", fake.base_url() + "/v1"},
+                                            {"OPENAI_API_KEY", "sk-test-resume-0123456789abcdef"},
+                                            {"AF_LLM_MODEL", "gpt-4o-mini"},
+                                            {"AF_DATA_DIR", "\x01unset"},
+                                            {"DATABASE_URL", "\x01unset"},
+                                            {"AF_LOG", "\x01unset"},
+                                            {"AF_PORT", std::to_string(FreePort())}};
+  std::string first;
+  {
+    ChildProcess run({BinaryPath(), "run", prp.string()}, env, dir.path().string());
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          if (!std::filesystem::exists(db_path)) return false;
+          auto store = Store::Open({.url = "sqlite:" + db_path, .migrate = false});
+          if (!store.ok()) return false;
+          auto page = (*store)->ListFeatures({});
+          if (!page.ok() || page->features.empty()) return false;
+          first = page->features[0].id;
+          return true;
+        },
+        std::chrono::seconds(60)))
+        << run.Err();
+    run.Stop(SIGKILL);
+  }
+  *slow = false;
+  auto again = RunCommand({BinaryPath(), "run", prp.string()}, env, dir.path().string());
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("also resuming 1 unfinished feature(s) of this data directory:\n  " +
+                           first + " ("),
+            std::string::npos)
+      << again.err;
 }
 
 }  // namespace

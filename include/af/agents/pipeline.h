@@ -128,6 +128,9 @@ class Pipeline {
 
   // What the sandbox said about itself at start (empty when bubblewrap works).
   std::string sandbox_warning() const;
+  // The unfinished features this process took up at Start (oldest first):
+  // none when another process on the data directory coordinates them.
+  std::vector<Feature> resumed() const;
 
   class Impl;
 
