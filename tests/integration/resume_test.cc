@@ -88,6 +88,18 @@ FakeReply Answer(const std::string& key) {
   return FakeReply::Status(400, R"({"error":{"message":"unexpected request )" + key + R"("}})");
 }
 
+// The environment of a run or serve against `fake`, in the test's directory.
+std::map<std::string, std::string> Env(const FakeLlmServer& fake) {
+  return {{"AF_LLM_PROVIDER", "openai"},
+          {"OPENAI_BASE_URL", fake.base_url() + "/v1"},
+          {"OPENAI_API_KEY", "sk-test-resume-0123456789abcdef"},
+          {"AF_LLM_MODEL", "gpt-4o-mini"},
+          {"AF_DATA_DIR", "\x01unset"},
+          {"DATABASE_URL", "\x01unset"},
+          {"AF_LOG", "\x01unset"},
+          {"AF_PORT", std::to_string(FreePort())}};
+}
+
 TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls) {
   TempDir dir;
   FakeLlmServer fake;
@@ -95,14 +107,7 @@ TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls
       [](const RecordedRequest& r) -> std::optional<FakeReply> { return Answer(KeyOf(r)); });
   auto prp = dir.Write("resume.md", kPrp);
   const std::string db_path = (dir.path() / "data" / "agent-factory.db").string();
-  std::map<std::string, std::string> env = {{"AF_LLM_PROVIDER", "openai"},
-                                            {"OPENAI_BASE_URL", fake.base_url() + "/v1"},
-                                            {"OPENAI_API_KEY", "sk-test-resume-0123456789abcdef"},
-                                            {"AF_LLM_MODEL", "gpt-4o-mini"},
-                                            {"AF_DATA_DIR", "\x01unset"},
-                                            {"DATABASE_URL", "\x01unset"},
-                                            {"AF_LOG", "\x01unset"},
-                                            {"AF_PORT", std::to_string(FreePort())}};
+  const auto env = Env(fake);
 
   // First life: killed in the middle of task t2's conversation, once its first
   // model answer is recorded (t1 is committed and completed by then).
@@ -208,14 +213,7 @@ TEST(ResumeTest, ARunAfterAnInterruptedOneSaysWhichFeaturesItAlsoResumes) {
   });
   auto prp = dir.Write("resume.md", kPrp);
   const std::string db_path = (dir.path() / "data" / "agent-factory.db").string();
-  std::map<std::string, std::string> env = {{"AF_LLM_PROVIDER", "openai"},
-                                            {"OPENAI_BASE_URL", fake.base_url() + "/v1"},
-                                            {"OPENAI_API_KEY", "sk-test-resume-0123456789abcdef"},
-                                            {"AF_LLM_MODEL", "gpt-4o-mini"},
-                                            {"AF_DATA_DIR", "\x01unset"},
-                                            {"DATABASE_URL", "\x01unset"},
-                                            {"AF_LOG", "\x01unset"},
-                                            {"AF_PORT", std::to_string(FreePort())}};
+  const auto env = Env(fake);
   std::string first;
   {
     ChildProcess run({BinaryPath(), "run", prp.string()}, env, dir.path().string());

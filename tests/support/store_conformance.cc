@@ -680,17 +680,23 @@ TEST_P(StoreConformanceTest, AgentsUpsertGetList) {
   EXPECT_EQ(store_->UpsertAgent(bad).code(), Code::kInvalidArgument);
 }
 
-// An agent's state change and its event are written together; bad input
-// (a bad record, an event without a type) writes neither.
-TEST_P(StoreConformanceTest, UpsertAgentWithEventWritesBothOrNeither) {
+// A coder at work on t-1, last seen at 1000 ms, on host "box" as pid 42.
+AgentRecord BusyCoder(const std::string& id) {
   AgentRecord a;
-  a.id = "coder-1";
+  a.id = id;
   a.role = "coder";
   a.state = "busy";
   a.current_task = "t-1";
   a.last_heartbeat_ms = 1000;
   a.host = "box";
   a.pid = 42;
+  return a;
+}
+
+// An agent's state change and its event are written together; bad input
+// (a bad record, an event without a type) writes neither.
+TEST_P(StoreConformanceTest, UpsertAgentWithEventWritesBothOrNeither) {
+  AgentRecord a = BusyCoder("coder-1");
   Event e;
   e.type = "agent.heartbeat";
   e.agent = a.id;
@@ -726,14 +732,7 @@ TEST_P(StoreConformanceTest, UpsertAgentWithEventWritesBothOrNeither) {
 // The lost-agent sweep's compare-and-set: it changes a record only while the
 // record is not offline and still carries the heartbeat the sweeper saw.
 TEST_P(StoreConformanceTest, MarkAgentOfflineIsACompareAndSet) {
-  AgentRecord a;
-  a.id = "coder-box-42-1";
-  a.role = "coder";
-  a.state = "busy";
-  a.current_task = "t-1";
-  a.last_heartbeat_ms = 1000;
-  a.host = "box";
-  a.pid = 42;
+  AgentRecord a = BusyCoder("coder-box-42-1");
   SC_ASSERT_OK(store_->UpsertAgent(a));
 
   // A beat the sweeper did not see: nothing changes.
