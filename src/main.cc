@@ -12,8 +12,9 @@ namespace {
 // glibc gives a process up to 8 malloc arenas per core, and a server runs
 // dozens of threads (the agents' executor alone up to 64): each arena keeps
 // the memory freed into it, so 16 arenas on 2 cores held ~15 MB more at 500
-// features at once than 4 did, for no CPU measurably saved. Two per core still spreads the threads
-// that run at once. Before any thread starts; MALLOC_ARENA_MAX, when set, wins.
+// features at once than 4 did, for no CPU measurably saved. Two per core
+// still spreads the threads that run at once. Before any thread starts;
+// MALLOC_ARENA_MAX, when set, wins.
 void BoundMallocArenas() {
   if (std::getenv("MALLOC_ARENA_MAX") != nullptr) return;
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
