@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -14,8 +15,8 @@
 #include <fstream>
 
 #include "af/core/private_files.h"
-#include "af/store/store.h"
 #include "af/core/strings.h"
+#include "af/store/store.h"
 
 namespace af {
 namespace {
@@ -166,6 +167,17 @@ Result<std::pair<ApiKey, std::string>> Auth::CreateKey(
     const std::string& name, const std::vector<std::string>& permissions) {
   if (Trim(name).empty()) {
     return InvalidArgument("name must be a non-empty string", "give the key a name, e.g. \"ci\"");
+  }
+  // A label people read in lists: short, and one line of printable text.
+  if (name.size() > kMaxApiKeyNameBytes) {
+    return InvalidArgument("name is " + std::to_string(name.size()) + " bytes, over the " +
+                               std::to_string(kMaxApiKeyNameBytes) + "-byte limit",
+                           "give the key a short name, e.g. \"ci\"");
+  }
+  if (std::any_of(name.begin(), name.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    return InvalidArgument("name contains a control character",
+                           "give the key a name of printable characters");
   }
   if (permissions.empty()) {
     return InvalidArgument("permissions must list at least one permission",

@@ -422,6 +422,14 @@ TEST_F(ApiRoutesTest, ApiKeyRoutesCreateListRevokeWithoutLeakingHashes) {
   EXPECT_NE(CreateApiKey(auth, r).status().message().find("permissions"), std::string::npos);
   r.body = R"({"name":"ci","permissions":["admin"],"expires":1})";
   EXPECT_NE(CreateApiKey(auth, r).status().message().find("'expires'"), std::string::npos);
+  // Names are short single-line labels: none of these is stored.
+  r.body =
+      json{{"name", std::string(kMaxApiKeyNameBytes + 1, 'n')}, {"permissions", {"features:read"}}}
+          .dump();
+  EXPECT_NE(CreateApiKey(auth, r).status().message().find("-byte limit"), std::string::npos);
+  r.body = json{{"name", "esc \x1b]0;PWNED\x07"}, {"permissions", {"features:read"}}}.dump();
+  EXPECT_NE(CreateApiKey(auth, r).status().message().find("control character"), std::string::npos);
+  EXPECT_EQ((*ListApiKeys(backend_, Req()))["api_keys"].size(), 1u);
 }
 
 TEST(RateLimiterTest, TokenBucketRefusesThenRefills) {

@@ -53,6 +53,9 @@ struct AuthOptions {
   std::function<int64_t()> now_ms;
 };
 
+// The longest API key name accepted (a label people read in lists).
+inline constexpr size_t kMaxApiKeyNameBytes = 200;
+
 class Auth {
  public:
   explicit Auth(Store& store, AuthOptions options = {});
@@ -75,8 +78,9 @@ class Auth {
   Result<ApiKey> Authorize(const HttpRequest& request, std::string_view permission);
 
   // Creates a key and returns it with its plaintext (shown once, never
-  // stored). InvalidArgument for an empty name or an unknown or empty
-  // permission list (all named).
+  // stored). InvalidArgument for an empty name, one over kMaxApiKeyNameBytes
+  // or with a control character, or an unknown or empty permission list (all
+  // named).
   Result<std::pair<ApiKey, std::string>> CreateKey(const std::string& name,
                                                    const std::vector<std::string>& permissions);
 
