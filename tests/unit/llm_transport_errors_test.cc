@@ -71,6 +71,15 @@ TEST(TransportErrorsTest, CertificateFailuresNameTheHostAndTheCaBundle) {
   }
 }
 
+// The URL in a message keeps its user and loses its password: these messages
+// become feature errors, events and doctor output.
+TEST(TransportErrorsTest, UrlPasswordsAreMaskedInTheMessages) {
+  Status s = TransferError(CURLE_COULDNT_CONNECT, "http://bob:Secret-9@127.0.0.1:9/v1", "",
+                           milliseconds(1000), std::nullopt);
+  EXPECT_NE(s.message().find("http://bob:***@127.0.0.1:9/v1"), std::string::npos) << s.message();
+  EXPECT_EQ(s.ToString().find("Secret-9"), std::string::npos) << s.ToString();
+}
+
 TEST(TransportErrorsTest, OutagesStayRetryableAndNameTheProxyWhenOneIsUsed) {
   Status refused = TransferError(CURLE_COULDNT_CONNECT, "http://127.0.0.1:9/v1", "",
                                  milliseconds(1000), std::nullopt);
