@@ -299,7 +299,8 @@ Status WaitForCircuit(const AgentEnv& env, const LlmRequest& req, const std::str
                  {"state", h.state},
                  {"next_attempt_ms", h.open_until_ms},
                  {"consecutive_failures", h.consecutive_failures},
-                 {"last_error", h.last_error}});
+                 {"last_error", h.last_error},
+                 {"failing_as", h.failing_as}});
       log::Get("agents")->info("{} waits {} s for the {} circuit to let a call through", agent_id,
                                (h.retry_in_ms + 999) / 1000, provider);
     }

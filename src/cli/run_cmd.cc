@@ -12,6 +12,7 @@
 #include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/core/strings.h"
+#include "af/llm/llm_client.h"
 #include "af/store/types.h"
 #include "cli/commands.h"
 
@@ -248,14 +249,25 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   std::signal(SIGTERM, OnInterrupt);
   int64_t seq = 0;
   Feature current = *feature;
+  bool advised = false;  // what to do about a failing provider, said once
   for (;;) {
     auto events = svc.store->ListEvents({.after_seq = seq, .feature_id = id, .limit = 1000});
     if (events.ok()) {
       for (const auto& e : *events) {
         seq = e.seq;
-        if (!g.json) {
-          std::string line = Describe(e, id);
-          if (!line.empty()) std::printf("%s\n", line.c_str());
+        if (g.json) continue;
+        std::string line = Describe(e, id);
+        if (!line.empty()) std::printf("%s\n", line.c_str());
+        // The terminal would otherwise show the retries for as long as the
+        // feature waits (up to an hour by default) without saying what to do.
+        if (e.type == "llm.circuit" && !advised && AsObject(e.data).value("state", "") == "open") {
+          advised = true;
+          const json& d = AsObject(e.data);
+          std::printf(
+              "     %s; the feature waits for it up to limits.feature_timeout (%d s), or "
+              "press Ctrl-C: it then resumes on the next 'run' or 'serve'\n",
+              ProviderOutageAdvice(d.value("provider", ""), d.value("failing_as", "")).c_str(),
+              config.limits.feature_timeout);
         }
       }
       std::fflush(stdout);

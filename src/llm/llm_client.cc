@@ -20,6 +20,18 @@ bool IsProviderOutage(const Status& status) {
   }
 }
 
+std::string ProviderOutageAdvice(std::string_view provider, std::string_view failing_as) {
+  if (failing_as == "unreachable" || failing_as == "timing out") {
+    std::string env(provider);
+    for (char& ch : env) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return "check " + env + "_BASE_URL (the address called above) and that the server runs and " +
+           "is reachable from here";
+  }
+  return std::string("the provider is ") +
+         (failing_as == "rate limiting" ? "limiting our requests" : "down or overloaded") +
+         ": check its status page and wait";
+}
+
 Status ProviderOutageStatus(std::string_view provider, const LlmHealth& h, int64_t now_ms) {
   if (h.failed_attempts == 0) return Status::Ok();
   const std::string name(provider);
@@ -29,19 +41,8 @@ Status ProviderOutageStatus(std::string_view provider, const LlmHealth& h, int64
                     std::to_string(seconds) + " s (" + std::to_string(h.failed_attempts) +
                     (h.failed_attempts == 1 ? " failed attempt" : " failed attempts") +
                     "): " + h.last_attempt_failure.message();
-  std::string env = name;
-  for (char& ch : env) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  std::string hint;
-  if (h.failing_as == "unreachable" || h.failing_as == "timing out") {
-    hint = "check " + env + "_BASE_URL (the address called above) and that the server runs and " +
-           "is reachable from here; then submit the feature again";
-  } else {
-    const std::string what =
-        h.failing_as == "rate limiting" ? "limiting our requests" : "down or overloaded";
-    hint = "the provider is " + what +
-           ": check its status page, wait, and submit the feature again (a feature waits for the "
-           "provider up to limits.feature_timeout)";
-  }
+  std::string hint =
+      ProviderOutageAdvice(provider, h.failing_as) + "; then submit the feature again";
   return Unavailable(std::move(msg), std::move(hint));
 }
 

@@ -107,7 +107,7 @@ TEST(ProviderOutage, ARateLimitPauseIsOneEventWithItsWait) {
 }
 
 // `run` against a provider nobody listens for: the progress shows the circuit
-// opening, the end names the provider, the address and what to check; the
+// opening and what to check meanwhile, the end names the provider, the address and what to check; the
 // API's `ended` and `feature status` say the same afterwards.
 TEST(ProviderOutage, AnUnreachableProviderIsNamedByRunTheApiAndFeatureStatus) {
   TempDir dir;
@@ -138,6 +138,11 @@ TEST(ProviderOutage, AnUnreachableProviderIsNamedByRunTheApiAndFeatureStatus) {
             std::string::npos)
       << run.out;
   EXPECT_NE(run.out.find("! anthropic circuit open after 2 failed calls"), std::string::npos)
+      << run.out;
+  // ... and, once, what to do while the feature waits.
+  EXPECT_EQ(Count(run.out, "     check ANTHROPIC_BASE_URL"), 1u) << run.out;
+  EXPECT_NE(run.out.find("waits for it up to limits.feature_timeout (4 s), or press Ctrl-C"),
+            std::string::npos)
       << run.out;
   EXPECT_NE(run.out.find("failed (timeout)"), std::string::npos) << run.out;
   // The end: the provider, what it did, the address; what to check.

@@ -141,6 +141,11 @@ struct LlmHealth {
 // `now_ms`: Unix ms.
 Status ProviderOutageStatus(std::string_view provider, const LlmHealth& health, int64_t now_ms);
 
+// What to do about a provider failing as `failing_as` (LlmHealth::failing_as):
+// check its base URL when it cannot be reached, wait when it is down or
+// limiting us. Shown while features wait, and in ProviderOutageStatus's hint.
+std::string ProviderOutageAdvice(std::string_view provider, std::string_view failing_as);
+
 // True for the failures of Complete that mean the provider is down, overloaded
 // or limiting us (kUnavailable, kDeadlineExceeded, kResourceExhausted): the
 // ones the circuit breaker counts, and worth trying again later. Requests the
