@@ -636,7 +636,7 @@ Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
   if (!issues.empty()) return WorkPlanChallenged(issues);
   Feature f;
   f.project = request.project;
-  f.title = request.title.empty() ? request.description.substr(0, 80) : request.title;
+  f.title = request.DisplayTitle();
   f.status = Name(FeatureState::kQueued);
   f.priority = request.priority;
   f.request = request.ToJson();

@@ -509,6 +509,28 @@ std::string StripPrefix(std::string_view source_name) {
 
 // ------------------------------------------------------------------- JSON
 
+std::string FeatureRequest::DisplayTitle() const {
+  const std::string& from = IsBlank(title) ? description : title;
+  std::string out;
+  bool gap = false;  // white space or control characters since the last character kept
+  for (const char ch : from) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c == 0x7f) {
+      gap = !out.empty();
+      continue;
+    }
+    if (gap) out += ' ';
+    gap = false;
+    out += ch;
+    if (out.size() > kMaxTitleBytes) break;
+  }
+  if (out.size() <= kMaxTitleBytes) return out;
+  size_t cut = kMaxTitleBytes - 3;
+  while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+  out.resize(cut);
+  return out + "...";
+}
+
 json FeatureRequest::ToJson() const {
   json j = {{"title", title},
             {"description", description},

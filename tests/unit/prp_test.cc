@@ -72,6 +72,29 @@ TEST(PrpJson, AllFields) {
   EXPECT_EQ(*again, *r);
 }
 
+// What lists and terminals show: one line, bounded, valid UTF-8; the request
+// keeps the whole text.
+TEST(PrpJson, DisplayTitleIsOneBoundedLine) {
+  FeatureRequest r;
+  r.title = "  Add\tslugify()\n\x1b[2J to\r\n textkit  ";
+  EXPECT_EQ(r.DisplayTitle(), "Add slugify() [2J to textkit");
+  r.title = "";
+  r.description = "Only a description\nover two lines";
+  EXPECT_EQ(r.DisplayTitle(), "Only a description over two lines");
+  // 100 two-byte letters and one more: cut before kMaxTitleBytes, never inside a letter.
+  r.title = "";
+  for (int i = 0; i < 101; ++i) r.title += "\xc3\xa9";
+  const std::string shown = r.DisplayTitle();
+  EXPECT_LE(shown.size(), kMaxTitleBytes);
+  ASSERT_GE(shown.size(), 3u);
+  EXPECT_EQ(shown.substr(shown.size() - 3), "...");
+  EXPECT_EQ(shown.size() % 2, 1u) << shown;  // whole letters, then "..."
+  r.title = std::string(kMaxTitleBytes, 'x');
+  EXPECT_EQ(r.DisplayTitle(), r.title);  // at the limit: kept whole
+  r.title += "y";
+  EXPECT_EQ(r.DisplayTitle(), std::string(kMaxTitleBytes - 3, 'x') + "...");
+}
+
 TEST(PrpJson, DefaultsAndNulls) {
   auto r = FeatureRequestFromJson(json{{"title", "T"}, {"context", nullptr}});
   ASSERT_TRUE(r.ok());

@@ -21,6 +21,8 @@ namespace af {
 
 // Largest PRP accepted (file or Markdown text): 1 MiB.
 inline constexpr std::size_t kMaxPrpBytes = std::size_t{1} << 20;
+// Longest feature title shown (FeatureRequest::DisplayTitle), in bytes.
+inline constexpr std::size_t kMaxTitleBytes = 200;
 
 // One feature request, whatever its source (JSON body, Markdown PRP file).
 struct FeatureRequest {
@@ -40,6 +42,12 @@ struct FeatureRequest {
   // challenge_vague_requirements only when set. FeatureRequestFromJson of the
   // result gives back an equal request.
   nlohmann::json ToJson() const;
+
+  // The feature's one-line name in lists, logs and the terminal: the title
+  // (or, without one, the description's start) with control characters and
+  // line breaks as spaces, cut at kMaxTitleBytes on a UTF-8 boundary with
+  // "...". The request keeps the whole text.
+  std::string DisplayTitle() const;
 
   bool operator==(const FeatureRequest&) const = default;
 };
