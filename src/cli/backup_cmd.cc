@@ -9,6 +9,7 @@
 #include <string>
 
 #include "af/app/backup.h"
+#include "af/core/json_util.h"
 #include "af/core/strings.h"
 #include "cli/commands.h"
 
@@ -53,10 +54,10 @@ int Backup(const GlobalOptions& g, const std::string& output) {
   auto report = CreateBackup(*config, options);
   if (!report.ok()) return ReportError(report.status());
   if (g.json) {
-    std::cout << json{{"path", report->path.string()},
-                      {"size_bytes", report->size_bytes},
-                      {"manifest", report->manifest}}
-                     .dump(2)
+    std::cout << DumpJson(json{{"path", report->path.string()},
+                               {"size_bytes", report->size_bytes},
+                               {"manifest", report->manifest}},
+                          2)
               << "\n";
     return kExitOk;
   }
@@ -75,10 +76,10 @@ int Restore(const GlobalOptions& g, const std::string& archive) {
   if (!report.ok()) return ReportError(report.status());
   const json& m = report->manifest;
   if (g.json) {
-    std::cout << json{{"data_dir", report->data_dir.string()},
-                      {"repaired_worktrees", report->repaired_worktrees},
-                      {"manifest", m}}
-                     .dump(2)
+    std::cout << DumpJson(json{{"data_dir", report->data_dir.string()},
+                               {"repaired_worktrees", report->repaired_worktrees},
+                               {"manifest", m}},
+                          2)
               << "\n";
     return kExitOk;
   }
@@ -127,10 +128,10 @@ int Reset(const GlobalOptions& g, bool yes) {
   auto report = ResetDataDir(*config);
   if (!report.ok()) return ReportError(report.status());
   if (g.json) {
-    std::cout << json{{"data_dir", dir.string()},
-                      {"removed", report->removed},
-                      {"kept", report->kept}}
-                     .dump(2)
+    std::cout << DumpJson(json{{"data_dir", dir.string()},
+                               {"removed", report->removed},
+                               {"kept", report->kept}},
+                          2)
               << "\n";
     return kExitOk;
   }

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "af/api/auth.h"
+#include "af/core/json_util.h"
 #include "af/core/strings.h"
 #include "af/llm/http_transport.h"
 #include "cli/commands.h"
@@ -125,7 +126,7 @@ int Fail(const Status& s) {
 // feature's title, an API key's name) cannot send the terminal escapes.
 std::string Str(const json& j, const char* key, const char* fallback = "-") {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
-  return EscapeControls(j[key].is_string() ? j[key].get<std::string>() : j[key].dump());
+  return EscapeControls(j[key].is_string() ? j[key].get<std::string>() : DumpJson(j[key]));
 }
 
 }  // namespace
@@ -173,7 +174,7 @@ int FeatureSubmit(const GlobalOptions& g, const ClientFlags& c, const std::strin
   auto r = client.Call("POST", "/api/v1/features", text.str(), type);
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
-    std::cout << r->body.dump(2) << "\n";
+    std::cout << DumpJson(r->body, 2) << "\n";
   } else {
     std::printf("Feature %s submitted (%s)\n  follow it: agent-factory feature status %s\n",
                 Str(r->body, "id").c_str(), Str(r->body, "status").c_str(),
@@ -188,7 +189,7 @@ int FeatureStatus(const GlobalOptions& g, const ClientFlags& c, const std::strin
   if (!r.ok()) return Fail(r.status());
   const json& f = r->body;
   if (g.json) {
-    std::cout << f.dump(2) << "\n";
+    std::cout << DumpJson(f, 2) << "\n";
     return kExitOk;
   }
   std::printf("%s  %s\n  status: %s   project: %s   priority: %s\n", Str(f, "id").c_str(),
@@ -232,7 +233,7 @@ int FeatureList(const GlobalOptions& g, const ClientFlags& c, const std::string&
   auto r = client.Call("GET", path);
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
-    std::cout << r->body.dump(2) << "\n";
+    std::cout << DumpJson(r->body, 2) << "\n";
     return kExitOk;
   }
   const json& features = r->body["features"];
@@ -257,7 +258,7 @@ int FeatureCancel(const GlobalOptions& g, const ClientFlags& c, const std::strin
   auto r = client.Call("DELETE", "/api/v1/features/" + PercentEncode(id));
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
-    std::cout << r->body.dump(2) << "\n";
+    std::cout << DumpJson(r->body, 2) << "\n";
   } else {
     std::printf("Feature %s is %s\n", Str(r->body, "id").c_str(), Str(r->body, "status").c_str());
   }
@@ -269,7 +270,7 @@ int Agents(const GlobalOptions& g, const ClientFlags& c) {
   auto r = client.Call("GET", "/api/v1/agents");
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
-    std::cout << r->body.dump(2) << "\n";
+    std::cout << DumpJson(r->body, 2) << "\n";
     return kExitOk;
   }
   const json& agents = r->body["agents"];
@@ -281,7 +282,7 @@ int Agents(const GlobalOptions& g, const ClientFlags& c) {
   std::printf("%-24s %-12s %-9s %-26s %-20s %-8s %s\n", "ID", "ROLE", "STATE", "LAST HEARTBEAT",
               "HOST", "PID", "CURRENT TASK");
   for (const auto& a : agents) {
-    const std::string pid = a.contains("pid") ? a["pid"].dump() : "";
+    const std::string pid = a.contains("pid") ? DumpJson(a["pid"]) : "";
     std::printf("%-24s %-12s %-9s %-26s %-20s %-8s %s\n", Str(a, "id").c_str(),
                 Str(a, "role").c_str(), Str(a, "state").c_str(), Str(a, "last_heartbeat").c_str(),
                 Str(a, "host").c_str(), pid.c_str(), Str(a, "current_task").c_str());
@@ -300,10 +301,10 @@ int KeysCreate(const GlobalOptions& g, const ClientFlags& c, const std::string& 
   }
   Client client(g, c);
   auto r = client.Call("POST", "/api/v1/auth/api-keys",
-                       json{{"name", name}, {"permissions", perms}}.dump());
+                       DumpJson(json{{"name", name}, {"permissions", perms}}));
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
-    std::cout << r->body.dump(2) << "\n";
+    std::cout << DumpJson(r->body, 2) << "\n";
     return kExitOk;
   }
   std::string list;
@@ -322,7 +323,7 @@ int KeysList(const GlobalOptions& g, const ClientFlags& c) {
   auto r = client.Call("GET", "/api/v1/auth/api-keys");
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
-    std::cout << r->body.dump(2) << "\n";
+    std::cout << DumpJson(r->body, 2) << "\n";
     return kExitOk;
   }
   std::printf("%-26s %-16s %-10s %-8s %-26s %s\n", "ID", "NAME", "PREFIX", "STATE", "LAST USED",
@@ -342,7 +343,7 @@ int KeysRevoke(const GlobalOptions& g, const ClientFlags& c, const std::string& 
   auto r = client.Call("DELETE", "/api/v1/auth/api-keys/" + PercentEncode(id));
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
-    std::cout << r->body.dump(2) << "\n";
+    std::cout << DumpJson(r->body, 2) << "\n";
   } else {
     std::printf("Revoked API key %s\n", id.c_str());
     // The server deleted <data_dir>/admin.key when it held this key.

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "af/bus/bus.h"
+#include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/secrets/secrets_file.h"
 #include "cli/commands.h"
@@ -83,7 +84,7 @@ int ConfigShow(const GlobalOptions& g) {
     nlohmann::json j = nlohmann::json::object();
     for (const auto& r : rows)
       j[r.key] = {{"value", r.value}, {"source", r.origin}, {"env", r.env}};
-    std::cout << j.dump(2) << "\n";
+    std::cout << DumpJson(j, 2) << "\n";
   } else {
     size_t width = 0;
     for (const auto& r : rows) width = std::max(width, r.key.size() + r.value.size() + 3);

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "af/core/json_util.h"
 #include "af/core/strings.h"
 #include "af/core/utc_time.h"
 #include "af/store/import.h"
@@ -72,12 +73,12 @@ int DbStatus(const GlobalOptions& g) {
     nlohmann::json pending = nlohmann::json::array();
     for (const auto& m : status->pending)
       pending.push_back({{"version", m.version}, {"name", m.name}});
-    std::cout << nlohmann::json{{"database", url},
-                                {"current_version", status->current_version},
-                                {"latest_version", status->latest_version},
-                                {"pending", pending},
-                                {"newer_than_binary", !newer.ok()}}
-                     .dump(2)
+    std::cout << DumpJson(nlohmann::json{{"database", url},
+                                         {"current_version", status->current_version},
+                                         {"latest_version", status->latest_version},
+                                         {"pending", pending},
+                                         {"newer_than_binary", !newer.ok()}},
+                          2)
               << "\n";
     return newer.ok() ? kExitOk : ReportError(newer);
   }
@@ -143,21 +144,21 @@ int DbImport(const GlobalOptions& g, const std::string& path) {
   if (!report.ok()) return ReportError(report.status());
   const ImportReport& r = *report;
   if (g.json) {
-    std::cout << nlohmann::json{{"from", path},
-                                {"to", (*store)->Describe()},
-                                {"projects", r.projects},
-                                {"features", r.features},
-                                {"tasks", r.tasks},
-                                {"events", r.events},
-                                {"agents", r.agents},
-                                {"llm_calls", r.llm_calls},
-                                {"api_keys", r.api_keys},
-                                {"memories", r.memories},
-                                {"memory_links", r.links},
-                                {"documents", r.documents},
-                                {"chunks", r.chunks},
-                                {"last_event_seq", r.last_event_seq}}
-                     .dump(2)
+    std::cout << DumpJson(nlohmann::json{{"from", path},
+                                         {"to", (*store)->Describe()},
+                                         {"projects", r.projects},
+                                         {"features", r.features},
+                                         {"tasks", r.tasks},
+                                         {"events", r.events},
+                                         {"agents", r.agents},
+                                         {"llm_calls", r.llm_calls},
+                                         {"api_keys", r.api_keys},
+                                         {"memories", r.memories},
+                                         {"memory_links", r.links},
+                                         {"documents", r.documents},
+                                         {"chunks", r.chunks},
+                                         {"last_event_seq", r.last_event_seq}},
+                          2)
               << "\n";
     return kExitOk;
   }

@@ -22,7 +22,9 @@
 
 #include "af/app/services.h"
 #include "af/bus/bus.h"
+#include "af/core/json_util.h"
 #include "af/core/private_files.h"
+#include "af/core/strings.h"
 #include "af/llm/http_transport.h"
 #include "af/memory/embedder.h"
 #include "af/memory/knowledge.h"
@@ -469,7 +471,7 @@ DoctorCheck CheckAgents(Context& ctx) {
     const json& agents = ctx.health["components"].value("agents", json::object());
     std::string bad, all;
     for (auto& [role, state] : agents.items()) {
-      const std::string s = state.is_string() ? state.get<std::string>() : state.dump();
+      const std::string s = state.is_string() ? state.get<std::string>() : DumpJson(state);
       all += (all.empty() ? "" : ", ") + role + " " + s;
       if (s == "offline" || s.rfind("degraded", 0) == 0)
         bad += (bad.empty() ? "" : ", ") + role + " " + s;
@@ -712,6 +714,7 @@ void CheckProvider(Context& ctx, std::vector<DoctorCheck>* out) {
       std::string host =
           base.substr(base.find("://") == std::string::npos ? 0 : base.find("://") + 3);
       host = host.substr(0, host.find('/'));
+      if (size_t at = host.rfind('@'); at != std::string::npos) host = host.substr(at + 1);
       out->push_back(FromFinding("clock", ClockSkewFinding(host, local, *server_s)));
     }
   }
@@ -775,6 +778,11 @@ std::vector<DoctorCheck> RunChecks(const GlobalOptions& g) {
   out.push_back(CheckKnowledgeIndex(ctx));
   CheckProvider(ctx, &out);
   out.push_back(CheckSecretsFiles(ctx));
+  // Checks quote the URLs they called: their passwords never reach the report.
+  for (auto& c : out) {
+    c.found = MaskUrlPasswords(c.found);
+    c.fix = MaskUrlPasswords(c.fix);
+  }
   return out;
 }
 
@@ -801,7 +809,7 @@ DoctorReport RunDoctor(const GlobalOptions& g, bool fix) {
 int Doctor(const GlobalOptions& g, bool fix) {
   DoctorReport report = RunDoctor(g, fix);
   if (g.json) {
-    std::cout << report.ToJson().dump(2) << "\n";
+    std::cout << DumpJson(report.ToJson(), 2) << "\n";
   } else {
     std::cout << report.ToText();
   }

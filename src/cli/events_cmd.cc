@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "af/core/json_util.h"
 #include "af/core/sse.h"
 #include "af/llm/http_transport.h"
 #include "cli/commands.h"
@@ -28,18 +29,18 @@ std::string FormatEventLine(const nlohmann::json& event) {
                                                          : std::string();
   };
   std::string line = str("ts") + "  #" +
-                     (event.contains("seq") ? event["seq"].dump() : std::string("?")) + "  " +
+                     (event.contains("seq") ? DumpJson(event["seq"]) : std::string("?")) + "  " +
                      str("type");
   if (!str("task_id").empty()) line += "  " + str("task_id");
   if (!str("agent").empty()) line += " (" + str("agent") + ")";
   const nlohmann::json data = event.contains("data") ? event["data"] : nlohmann::json();
   if (data.is_object() && data.contains("from") && data.contains("to")) {
-    line += "  " + data["from"].dump() + " -> " + data["to"].dump();
+    line += "  " + DumpJson(data["from"]) + " -> " + DumpJson(data["to"]);
     if (data.contains("reason") && data["reason"].is_string() &&
         !data["reason"].get<std::string>().empty())
       line += " (" + data["reason"].get<std::string>() + ")";
   } else if (!data.is_null() && !data.empty()) {
-    std::string d = data.dump();
+    std::string d = DumpJson(data);
     if (d.size() > 160) d = d.substr(0, 157) + "...";
     line += "  " + d;
   }
@@ -99,7 +100,7 @@ int FeatureEvents(const GlobalOptions& g, const FeatureEventsArgs& args) {
       if (event.contains("seq") && event["seq"].is_number_integer())
         last_seq = event["seq"].get<int64_t>();
       if (g.json) {
-        std::printf("%s\n", event.dump().c_str());
+        std::printf("%s\n", DumpJson(event).c_str());
       } else {
         std::printf("%s\n", FormatEventLine(event).c_str());
       }

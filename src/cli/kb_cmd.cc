@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "af/app/services.h"
+#include "af/core/json_util.h"
 #include "af/core/strings.h"
 #include "cli/commands.h"
 
@@ -104,7 +105,7 @@ int KbPopulate(const GlobalOptions& g, const std::vector<std::string>& paths,
   bar.Done();
   if (!report.ok()) return ReportError(report.status());
   if (g.json) {
-    std::cout << report->ToJson().dump(2) << "\n";
+    std::cout << DumpJson(report->ToJson(), 2) << "\n";
   } else {
     PrintIngestReport(*report);
   }
@@ -129,7 +130,7 @@ int KbReindex(const GlobalOptions& g) {
   if (g.json) {
     json j = stats->ToJson();
     j["reindexed"] = true;
-    std::cout << j.dump(2) << "\n";
+    std::cout << DumpJson(j, 2) << "\n";
   } else {
     std::printf("reindexed with %s: %lld chunk vectors, %lld memory vectors\n",
                 stats->embedder.c_str(), static_cast<long long>(stats->chunk_vectors),
@@ -158,7 +159,7 @@ int KbQuery(const GlobalOptions& g, const KbQueryArgs& args) {
   if (g.json) {
     json out = json::array();
     for (const auto& r : *results) out.push_back(r.ToJson());
-    std::cout << json{{"results", out}}.dump(2) << "\n";
+    std::cout << DumpJson(json{{"results", out}}, 2) << "\n";
     return kExitOk;
   }
   if (results->empty()) {
@@ -181,7 +182,7 @@ int KbStats(const GlobalOptions& g) {
   auto stats = (*kb)->Stats();
   if (!stats.ok()) return ReportError(stats.status());
   if (g.json) {
-    std::cout << stats->ToJson().dump(2) << "\n";
+    std::cout << DumpJson(stats->ToJson(), 2) << "\n";
     return kExitOk;
   }
   const KbCounts& c = stats->counts;

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "af/core/archive.h"
+#include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/core/private_files.h"
 #include "af/core/utc_time.h"
@@ -194,7 +195,7 @@ int LogsCollect(const GlobalOptions& g, const std::string& output) {
   };
 
   DoctorReport report = RunDoctor(g, false);
-  add("doctor.json", report.ToJson().dump(2) + "\n");
+  add("doctor.json", DumpJson(report.ToJson(), 2) + "\n");
   add("doctor.txt", report.ToText());
   add("config.txt", ConfigText(loaded));
   add("versions.txt", Versions());
@@ -217,8 +218,8 @@ int LogsCollect(const GlobalOptions& g, const std::string& output) {
     stats = json{{"error", store.status().message()}};
     failed = json::array();
   }
-  add("store-stats.json", stats.dump(2) + "\n");
-  add("failed-features.json", failed.dump(2) + "\n");
+  add("store-stats.json", DumpJson(stats, 2) + "\n");
+  add("failed-features.json", DumpJson(failed, 2) + "\n");
   add("README.txt",
       "A debug bundle written by `agent-factory logs collect` at " + UtcStamp() +
           ".\nAPI keys and configured secrets are replaced by [REDACTED] in every file.\n"

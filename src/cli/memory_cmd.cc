@@ -110,6 +110,12 @@ Result<Memory> MemoryFromRecord(const json& j, const std::string& where) {
 // Reads an export back. Idempotent by id: a memory that exists is left as
 // it is; links are upserted.
 int RememberFrom(const GlobalOptions& g, KnowledgeBase& kb, Store& store, const std::string& file) {
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec) && !std::filesystem::is_regular_file(file, ec)) {
+    return ReportError(InvalidArgument(file + " is not a regular file (a directory or a device)",
+                                       "give the .jsonl file 'agent-factory memory export' wrote"),
+                       kExitUsage);
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     return ReportError(NotFound("cannot read " + file,
@@ -173,7 +179,8 @@ int RememberFrom(const GlobalOptions& g, KnowledgeBase& kb, Store& store, const 
     }
   }
   if (g.json) {
-    std::cout << json{{"added", added}, {"existing", existing}, {"links", links}}.dump(2) << "\n";
+    std::cout << DumpJson(json{{"added", added}, {"existing", existing}, {"links", links}}, 2)
+              << "\n";
   } else {
     std::printf("%d memories added, %d already there; %d links\n", added, existing, links);
   }
@@ -229,7 +236,7 @@ int MemoryRemember(const GlobalOptions& g, const RememberArgs& args) {
                                             : kExitFailure);
   }
   if (g.json) {
-    std::cout << ExportRecord(*stored, {}).dump(2) << "\n";
+    std::cout << DumpJson(ExportRecord(*stored, {}), 2) << "\n";
   } else {
     std::printf("remembered %s (%s, importance %d, %s)\n", stored->id.c_str(), stored->type.c_str(),
                 stored->importance, stored->ns.c_str());
@@ -256,7 +263,7 @@ int MemoryRecall(const GlobalOptions& g, const std::string& query, int max_resul
   if (g.json) {
     json out = json::array();
     for (const auto& r : *results) out.push_back(r.ToJson());
-    std::cout << json{{"results", out}}.dump(2) << "\n";
+    std::cout << DumpJson(json{{"results", out}}, 2) << "\n";
   } else {
     PrintResults(*results);
   }
@@ -276,7 +283,7 @@ int MemoryList(const GlobalOptions& g, const std::string& ns, const std::string&
   if (g.json) {
     json out = json::array();
     for (const auto& m : *found) out.push_back(ExportRecord(m, {}));
-    std::cout << json{{"memories", out}}.dump(2) << "\n";
+    std::cout << DumpJson(json{{"memories", out}}, 2) << "\n";
     return kExitOk;
   }
   if (found->empty()) {
@@ -299,7 +306,7 @@ int MemoryGraphCmd(const GlobalOptions& g, const std::string& id, int depth) {
   auto graph = (*kb)->Graph(id, depth);
   if (!graph.ok()) return ReportError(graph.status());
   if (g.json) {
-    std::cout << graph->ToJson().dump(2) << "\n";
+    std::cout << DumpJson(graph->ToJson(), 2) << "\n";
     return kExitOk;
   }
   for (const auto& m : graph->nodes) {
@@ -326,7 +333,7 @@ int MemoryEvolve(const GlobalOptions& g, bool dry_run) {
   if (g.json) {
     json j = report->ToJson();
     j["dry_run"] = dry_run;
-    std::cout << j.dump(2) << "\n";
+    std::cout << DumpJson(j, 2) << "\n";
     return kExitOk;
   }
   std::printf("%s%d decayed, %d links decayed, %d links removed, %d archived, %d consolidated\n",

@@ -109,7 +109,7 @@ std::string Describe(const Event& e, const std::string& feature_id) {
     return "   ! " + e.agent +
            " model call failed, will retry: " + Short(d.value("message", ""), 140);
   if (e.type == "memory.stored") return "   memory stored (" + d.value("type", "") + ")";
-  if (e.type == "budget.warning") return "   ! budget warning: " + d.dump();
+  if (e.type == "budget.warning") return "   ! budget warning: " + DumpJson(d);
   return "";
 }
 
@@ -293,7 +293,7 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
 
   json report = Report(*svc.store, current);
   if (g.json) {
-    std::cout << report.dump(2) << "\n";
+    std::cout << DumpJson(report, 2) << "\n";
   } else {
     std::printf("\nfeature %s %s", id.c_str(), current.status.c_str());
     if (!current.reason.empty()) std::printf(" (%s)", current.reason.c_str());

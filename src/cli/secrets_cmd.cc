@@ -12,6 +12,7 @@
 #include <optional>
 #include <sstream>
 
+#include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/secrets/age.h"
 #include "af/secrets/secrets_file.h"
@@ -160,14 +161,14 @@ int SecretsInit(const GlobalOptions& g, const SecretsInitArgs& args) {
   if (g.json) {
     nlohmann::json names = nlohmann::json::array();
     for (const auto& [name, value] : values) names.push_back(name);
-    std::cout << nlohmann::json{{"file", paths.file.string()},
-                                {"identity", kind == SecretsKind::kIdentity
-                                                 ? nlohmann::json(paths.identity.string())
-                                                 : nlohmann::json(nullptr)},
-                                {"recipient", recipient},
-                                {"kind", secrets::KindName(kind)},
-                                {"names", names}}
-                     .dump(2)
+    std::cout << DumpJson(nlohmann::json{{"file", paths.file.string()},
+                                         {"identity", kind == SecretsKind::kIdentity
+                                                          ? nlohmann::json(paths.identity.string())
+                                                          : nlohmann::json(nullptr)},
+                                         {"recipient", recipient},
+                                         {"kind", secrets::KindName(kind)},
+                                         {"names", names}},
+                          2)
               << "\n";
     return kExitOk;
   }
@@ -255,7 +256,7 @@ int SecretsList(const GlobalOptions& g) {
   if (g.json) {
     nlohmann::json names = nlohmann::json::array();
     for (const auto& [name, value] : *values) names.push_back(name);
-    std::cout << nlohmann::json{{"names", names}}.dump(2) << "\n";
+    std::cout << DumpJson(nlohmann::json{{"names", names}}, 2) << "\n";
     return kExitOk;
   }
   for (const auto& [name, value] : *values) std::printf("%s\n", name.c_str());
@@ -290,10 +291,10 @@ int SecretsInfo(const GlobalOptions& g) {
   }
   j["problems"] = problems;
   if (g.json) {
-    std::cout << j.dump(2) << "\n";
+    std::cout << DumpJson(j, 2) << "\n";
   } else {
     auto get = [&](const char* k) {
-      return j.contains(k) ? (j[k].is_string() ? j[k].get<std::string>() : j[k].dump()) : "-";
+      return j.contains(k) ? (j[k].is_string() ? j[k].get<std::string>() : DumpJson(j[k])) : "-";
     };
     std::printf("secrets file:  %s (%s)\n", get("file").c_str(),
                 exists ? ("mode " + get("file_mode")).c_str() : "not created yet");

@@ -17,6 +17,7 @@
 #include "af/api/middleware.h"
 #include "af/api/routes.h"
 #include "af/app/services.h"
+#include "af/core/json_util.h"
 #include "af/core/log.h"
 #include "af/core/utc_time.h"
 #include "af/llm/http_transport.h"
@@ -192,7 +193,7 @@ int Health(const GlobalOptions& g, const std::string& server_flag) {
                                 "is another program listening on that port?"));
   }
   if (g.json) {
-    std::cout << j.dump(2) << "\n";
+    std::cout << DumpJson(j, 2) << "\n";
   } else {
     std::printf("%s: %s (version %s, %s)\n", server.c_str(), j.value("status", "?").c_str(),
                 j.value("version", "?").c_str(), j.value("environment", "?").c_str());
@@ -203,7 +204,7 @@ int Health(const GlobalOptions& g, const std::string& server_flag) {
         std::printf("  %-13s none running\n", name.c_str());
       } else {
         for (auto& [agent, state] : value.items())
-          std::printf("  %-13s %s: %s\n", name.c_str(), agent.c_str(), state.dump().c_str());
+          std::printf("  %-13s %s: %s\n", name.c_str(), agent.c_str(), DumpJson(state).c_str());
       }
     }
     if (j.contains("workers") && j["workers"].is_array()) {

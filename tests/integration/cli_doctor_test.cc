@@ -484,6 +484,26 @@ TEST(CliDoctorProvider, AGoodKeyIsCheckedByACheapAuthenticatedRequest) {
   EXPECT_EQ(seen[0].headers["anthropic-version"], "2023-06-01");
 }
 
+// A base URL with a password in it: every line that names the provider (the
+// call, its clock) shows it masked, on the terminal and in --json.
+TEST(CliDoctorProvider, ABaseUrlPasswordIsMaskedInEveryCheck) {
+  FakeLlmServer server;
+  Install in;
+  UseAnthropic(in, server);
+  const std::string base = server.base_url();  // http://127.0.0.1:PORT
+  in.env["ANTHROPIC_BASE_URL"] = "http://u:UrlPass-5150@" + base.substr(7);
+  in.Migrate();
+  auto r = in.Run();
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_CONTAINS(r.out, "✔ provider: http://u:***@" + base.substr(7) + "/v1/models answered 200");
+  EXPECT_CONTAINS(r.out, "✔ clock: within ");
+  EXPECT_CONTAINS(r.out, "s of " + base.substr(7) + "'s clock");
+  auto json_run = in.Run({"--json"});
+  EXPECT_NE(json_run.out.find("u:***@"), std::string::npos) << json_run.out;
+  EXPECT_EQ((r.out + r.err + json_run.out + json_run.err).find("UrlPass-5150"), std::string::npos)
+      << r.out << json_run.out;
+}
+
 TEST(CliDoctorProvider, TheOpenAiFormatSendsABearerToken) {
   FakeLlmServer server;
   Install in;

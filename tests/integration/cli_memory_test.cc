@@ -118,6 +118,18 @@ TEST_F(CliMemoryTest, ExportThenRememberFromGivesTheSameRecordsAndIsIdempotent) 
   EXPECT_EQ(Records(again.out), records) << again.out;
 }
 
+// Text that is not UTF-8 (a Latin-1 note, say) is kept, and --json shows it
+// with U+FFFD where the bad bytes are instead of aborting.
+TEST_F(CliMemoryTest, JsonOutputReplacesBytesThatAreNotUtf8) {
+  auto r = Memory({"remember", "caf\xe9 in Latin-1", "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("caf\xef\xbf\xbd in Latin-1"), std::string::npos) << r.out;
+  for (std::vector<std::string> args : {std::vector<std::string>{"list"}, {"recall", "Latin"}}) {
+    json j = MemoryJson(args);
+    EXPECT_NE(j.dump().find("caf\xef\xbf\xbd"), std::string::npos) << j.dump();
+  }
+}
+
 TEST_F(CliMemoryTest, BadInputSaysWhatToDoAndFails) {
   auto r = Memory({"remember", "x", "--importance", "11"});
   EXPECT_EQ(r.exit_code, 2);
@@ -139,6 +151,12 @@ TEST_F(CliMemoryTest, BadInputSaysWhatToDoAndFails) {
   r = Memory({"remember", "--from", (dir_.path() / "missing.jsonl").string()});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("cannot read"), std::string::npos) << r.err;
+
+  for (const std::string& not_a_file : {dir_.path().string(), std::string("/dev/null")}) {
+    r = Memory({"remember", "--from", not_a_file});  // was "0 memories added"
+    EXPECT_EQ(r.exit_code, 2) << not_a_file;
+    EXPECT_NE(r.err.find(not_a_file + " is not a regular file"), std::string::npos) << r.err;
+  }
 
   std::ofstream(dir_.path() / "bad.jsonl") << "{\"content\":\"no id\"}\n";
   r = Memory({"remember", "--from", (dir_.path() / "bad.jsonl").string()});

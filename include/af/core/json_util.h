@@ -26,6 +26,13 @@ inline const nlohmann::json& AsObject(const nlohmann::json& j) {
   return j.is_object() ? j : kEmpty;
 }
 
+// j as JSON text, bytes that are not UTF-8 replaced by U+FFFD: stored text
+// (files read into the knowledge base, paths, command output) need not be
+// UTF-8, and nlohmann's dump() throws on it. For every JSON a user sees.
+inline std::string DumpJson(const nlohmann::json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // --- Parsing outside input ---------------------------------------------------
 // Every JSON text that comes from outside the process (request bodies, PRP
 // files, provider replies, tool arguments written by a model) goes through
