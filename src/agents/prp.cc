@@ -785,6 +785,9 @@ Status ApplyMetadata(const ScannedPrp& p, const std::string& prefix, FeatureRequ
 Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view source_name) {
   const std::string prefix = StripPrefix(source_name);
   AF_RETURN_IF_ERROR(CheckPrpText(text, prefix));
+  // Editors on Windows start UTF-8 files with a byte order mark; left in, it
+  // hid the first line's "# " title.
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   const std::vector<std::string_view> lines = SplitLines(text);
   ScannedPrp scanned;
   ScanPrp(lines, &scanned);
@@ -796,11 +799,27 @@ Result<FeatureRequest> ParseMarkdownPrp(std::string_view text, std::string_view 
 
 // -------------------------------------------------------------- validation
 
+namespace {
+constexpr std::string_view kMissingPrompt = "Missing prompt/requirements";
+
+// The bypass lets a terse request through, never an empty one (see
+// ValidateWorkPlan): it is not offered for an empty one.
+bool Bypassable(const std::vector<std::string>& issues) {
+  return std::find(issues.begin(), issues.end(), kMissingPrompt) == issues.end();
+}
+}  // namespace
+
 std::vector<std::string> ValidateWorkPlan(const FeatureRequest& request,
                                           bool challenge_vague_requirements) {
   bool on = request.challenge_vague_requirements.value_or(challenge_vague_requirements);
   std::vector<std::string> issues;
-  if (!on) return issues;
+  // The bypass lets a terse request through, never an empty one: with nothing
+  // to build, the planner would be paid to guess (hence Bypassable).
+  if (!on) {
+    if (IsBlank(request.title) && IsBlank(request.description) && request.requirements.empty())
+      issues.emplace_back(kMissingPrompt);
+    return issues;
+  }
 
   std::string prompt = request.title + "\n" + request.description;
   for (const auto& s : request.requirements) prompt += "\n" + s;
@@ -808,7 +827,7 @@ std::vector<std::string> ValidateWorkPlan(const FeatureRequest& request,
   const std::string lower = Lower(prompt);
 
   if (IsBlank(request.title) && IsBlank(request.description)) {
-    issues.emplace_back("Missing prompt/requirements");
+    issues.emplace_back(kMissingPrompt);
   }
   if (IsBlank(request.tech_stack)) issues.emplace_back("Tech stack not specified");
   if (request.acceptance_criteria.empty()) issues.emplace_back("Success criteria not provided");
@@ -843,6 +862,8 @@ constexpr std::string_view kChallenged = "Work plan challenged:";
 Status WorkPlanChallenged(const std::vector<std::string>& issues) {
   std::string msg(kChallenged);
   for (const auto& i : issues) msg += "\n  - " + i;
+  if (!Bypassable(issues))
+    return InvalidArgument(msg, "say what to build: a title and a description or requirements");
   return InvalidArgument(
       msg, "add the missing parts, or bypass with \"challenge_vague_requirements\": false");
 }
@@ -881,7 +902,7 @@ std::string FormatValidationReport(const FeatureRequest& request,
   for (const auto& issue : issues) out << "  - " << issue << "\n";
   out << "Fix: add what is missing (## Tech Stack, ## Success Criteria, a ## Goal with the why "
          "and the scope) and replace vague words with concrete requirements.\n";
-  out << "Bypass: " << kBypassHint << ".\n";
+  if (Bypassable(issues)) out << "Bypass: " << kBypassHint << ".\n";
   return out.str();
 }
 

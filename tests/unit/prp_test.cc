@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -236,6 +238,19 @@ TEST(PrpMarkdown, ShellExample) {
   EXPECT_EQ(r->requirements.size(), 10u);
   EXPECT_EQ(r->acceptance_criteria.size(), 5u);
   EXPECT_EQ(r->validation_gates, V({"bash -n bin/wordfreq", "bash tests/run.sh"}));
+}
+
+// Saved by an editor that starts UTF-8 files with a byte order mark: the same
+// request as without it.
+TEST(PrpMarkdown, AByteOrderMarkIsSkipped) {
+  auto plain = LoadPrpFile(kExamples / "shell-wordfreq.md");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  std::ifstream in(kExamples / "shell-wordfreq.md", std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto marked = ParseMarkdownPrp("\xEF\xBB\xBF" + text, "bom.md");
+  ASSERT_TRUE(marked.ok()) << marked.status().ToString();
+  EXPECT_EQ(marked->title, "wordfreq: word frequency CLI in bash");
+  EXPECT_EQ(*marked, *plain);
 }
 
 TEST(PrpMarkdown, EveryExampleValidatesClean) {
@@ -491,6 +506,16 @@ TEST(PrpValidation, BypassFromFlagAndRequest) {
   EXPECT_TRUE(ValidateWorkPlan(r, true).empty());
   r.challenge_vague_requirements = true;
   EXPECT_TRUE(Has(ValidateWorkPlan(r, false), "Vague requirement: 'simple'"));
+
+  // Never an empty request: nothing to build.
+  FeatureRequest empty;
+  empty.challenge_vague_requirements = false;
+  EXPECT_EQ(ValidateWorkPlan(empty, false), V({"Missing prompt/requirements"}));
+  Status refused = WorkPlanChallenged(ValidateWorkPlan(empty, false));
+  EXPECT_THAT(refused.hint(), HasSubstr("say what to build"));
+  EXPECT_THAT(refused.hint(), ::testing::Not(HasSubstr("bypass")));
+  empty.requirements = V({"a slugify() helper"});  // terse, not empty
+  EXPECT_TRUE(ValidateWorkPlan(empty, false).empty());
 }
 
 TEST(PrpValidation, Report) {
@@ -506,8 +531,14 @@ TEST(PrpValidation, Report) {
   EXPECT_THAT(bad, HasSubstr("PRP: (untitled)"));
   EXPECT_THAT(bad, HasSubstr("tech stack:   (not specified)"));
   EXPECT_THAT(bad, HasSubstr("Work plan challenged:\n  - Missing prompt/requirements\n"));
-  EXPECT_THAT(bad, HasSubstr("\"challenge_vague_requirements\": false"));
-  EXPECT_THAT(bad, HasSubstr("validation.challenge_vague_requirements = false"));
+  // Nothing to build: the bypass would not help, so it is not offered.
+  EXPECT_THAT(bad, ::testing::Not(HasSubstr("Bypass:")));
+
+  FeatureRequest terse;
+  terse.title = "Slugs";
+  auto vague = FormatValidationReport(terse, ValidateWorkPlan(terse, true));
+  EXPECT_THAT(vague, HasSubstr("\"challenge_vague_requirements\": false"));
+  EXPECT_THAT(vague, HasSubstr("validation.challenge_vague_requirements = false"));
 }
 
 // ------------------------------------------------------------ LoadPrpFile
