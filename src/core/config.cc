@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -105,6 +106,7 @@ struct Setting {
   std::vector<std::string> choices;
   bool secret = false;
   bool duration = false;  // an int of seconds that also accepts "45m"
+  bool http_url = false;  // "" or http(s)://host...
 };
 
 // `AF_FIELD(server.port)` gives both the dotted key and an accessor, so a key
@@ -138,6 +140,10 @@ Setting Choices(Setting s, std::vector<std::string> choices) {
 }
 Setting Secret(Setting s) {
   s.secret = true;
+  return s;
+}
+Setting HttpUrl(Setting s) {
+  s.http_url = true;
   return s;
 }
 Setting Duration(Setting s, double min, double max) {
@@ -174,9 +180,9 @@ const std::vector<Setting>& Settings() {
         Duration(S(AF_FIELD(llm.circuit_cooldown)), 1, 86400),
         S(AF_FIELD(llm.prices)),
         Secret(S(AF_FIELD(anthropic.api_key), "ANTHROPIC_API_KEY")),
-        S(AF_FIELD(anthropic.base_url), "ANTHROPIC_BASE_URL"),
+        HttpUrl(S(AF_FIELD(anthropic.base_url), "ANTHROPIC_BASE_URL")),
         Secret(S(AF_FIELD(openai.api_key), "OPENAI_API_KEY")),
-        S(AF_FIELD(openai.base_url), "OPENAI_BASE_URL"),
+        HttpUrl(S(AF_FIELD(openai.base_url), "OPENAI_BASE_URL")),
         Range(S(AF_FIELD(limits.fix_attempts)), 0, 20),
         Range(S(AF_FIELD(limits.review_rounds)), 0, 20),
         Range(S(AF_FIELD(limits.max_steps)), 1, 100000),
@@ -195,7 +201,7 @@ const std::vector<Setting>& Settings() {
         Range(S(AF_FIELD(api.rate_limit_per_minute)), 0, 10'000'000),
         Range(S(AF_FIELD(memory.max_results)), 1, 1000),
         Range(S(AF_FIELD(memory.similarity_threshold)), 0, 1),
-        S(AF_FIELD(embeddings.base_url)),
+        HttpUrl(S(AF_FIELD(embeddings.base_url))),
         S(AF_FIELD(embeddings.model)),
         Secret(S(AF_FIELD(embeddings.api_key), "AF_EMBEDDINGS_API_KEY")),
         Range(S(AF_FIELD(kb.chunk_size)), 100, 100000),
@@ -294,6 +300,8 @@ std::string UnknownEnvMessage(const std::string& best) {
 }
 
 std::string FormatDouble(double d) {
+  // Whole numbers in full (1073741824, not 1.07374e+09).
+  if (d == std::floor(d) && std::fabs(d) < 1e15) return std::to_string(static_cast<int64_t>(d));
   std::ostringstream os;
   os << d;
   return os.str();
@@ -309,6 +317,22 @@ std::string CheckBounds(const Setting& s, double number) {
 }
 
 std::string CheckChoice(const Setting& s, const std::string& value) {
+  if (s.http_url && !value.empty()) {
+    // A base URL the HTTP client can call: failing here names the setting,
+    // where a later call would fail with "bad URL" mid-feature.
+    const size_t scheme = value.find("://");
+    const std::string_view name = std::string_view(value).substr(0, scheme);
+    const bool http = scheme != std::string::npos && (name == "http" || name == "https");
+    const size_t host_end = http ? value.find_first_of("/?#", scheme + 3) : 0;
+    const bool has_host =
+        http && (host_end == std::string::npos ? value.size() : host_end) > scheme + 3;
+    if (!http || !has_host || std::any_of(value.begin(), value.end(), [](char c) {
+          return static_cast<unsigned char>(c) <= 0x20;
+        })) {
+      return "'" + MaskUrlPasswords(value) + "' is not an http:// or https:// URL with a host";
+    }
+    return "";
+  }
   if (s.choices.empty()) return "";
   for (const auto& c : s.choices)
     if (c == value) return "";

@@ -94,6 +94,31 @@ TEST(ConfigTest, DotenvCommentsAndQuotesAreNotPartOfTheValue) {
   EXPECT_NE(issues.find(":4: AF_HOST: text after the closing quote"), std::string::npos) << issues;
 }
 
+// Base URLs the HTTP client could never call are named when the settings are
+// read, not mid-feature; whole-number limits print in full.
+TEST(ConfigTest, BaseUrlsMustBeHttpUrlsWithAHost) {
+  TempDir dir;
+  auto toml = dir.Write("agent-factory.toml",
+                        "[openai]\nbase_url = \"not a url\"\n"              // line 2
+                        "[anthropic]\nbase_url = \"file:///etc/passwd\"\n"  // line 4
+                        "[embeddings]\nbase_url = \"http://\"\n"            // line 6
+                        "[api]\nmax_body_bytes = 5\n");                     // line 8
+  LoadedConfig c = LoadConfig(FileOnly(toml.string()));
+  const std::string all = Issues(c);
+  const std::string f = toml.string();
+  for (const std::string& want :
+       {f + ":2: openai.base_url: 'not a url' is not an http:// or https:// URL with a host",
+        f + ":4: anthropic.base_url: 'file:///etc/passwd' is not an http:// or https:// URL",
+        f + ":6: embeddings.base_url: 'http://' is not an http:// or https:// URL",
+        f + ":8: api.max_body_bytes: value 5 is out of range (1024..1073741824)"})
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\n" << all;
+  auto good = dir.Write("good.toml",
+                        "[openai]\nbase_url = \"http://127.0.0.1:11434/v1\"\n"
+                        "[anthropic]\nbase_url = \"https://u:pw@proxy.example:8443\"\n");
+  LoadedConfig ok = LoadConfig(FileOnly(good.string()));
+  EXPECT_TRUE(ok.issues.empty()) << Issues(ok);
+}
+
 TEST(ConfigTest, BadFileNamesEveryProblemWithLine) {
   TempDir dir;
   auto toml = dir.Write("agent-factory.toml",
