@@ -354,7 +354,7 @@ class TarReader {
     for (;;) {
       char b[kBlock];
       if (Status s = ReadExact(b, kBlock); !s.ok()) return s;
-      if (std::all_of(b, b + kBlock, [](char c) { return c == '\0'; })) return Status();
+      if (std::all_of(b, b + kBlock, [](char c) { return c == '\0'; })) return ReadToEnd();
       if (GetOctal(b + 148, 8) != Checksum(b)) return Damaged("a header's checksum is wrong");
       Entry e;
       e.type = b[156] == '\0' ? '0' : b[156];
@@ -409,6 +409,22 @@ class TarReader {
   }
 
  private:
+  // The rest of the stream after the end-of-archive block: gzip checks its
+  // length and CRC only at its very end, so an archive cut within its last
+  // bytes (the padding, the trailer) would otherwise read as whole.
+  Status ReadToEnd() {
+    char buf[kBlock];
+    for (;;) {
+      const int r = gzread(gz_, buf, sizeof buf);
+      if (r > 0) continue;
+      int err = Z_OK;
+      const char* msg = gzerror(gz_, &err);
+      if (r == 0 && err == Z_OK) return Status();
+      return Damaged(std::string(msg != nullptr && *msg != '\0' ? msg : "it ends early") +
+                     " after the last entry");
+    }
+  }
+
   fs::path path_;
   gzFile gz_ = nullptr;
 };

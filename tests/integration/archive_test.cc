@@ -196,6 +196,18 @@ TEST(Archive, DamagedOrTruncatedArchivesAreRefused) {
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("damaged or not a tar.gz archive"), std::string::npos) << s.ToString();
 
+  // Cut within its last bytes (the gzip trailer and the tar padding), which
+  // the entries do not need: refused too, as ListTarGz sees it.
+  for (size_t cut : {1, 4, 8, 12, 20}) {
+    t.Write("tail.tar.gz", bytes.substr(0, bytes.size() - cut));
+    s = ExtractTarGz(t.path() / "tail.tar.gz", t.path() / ("tail" + std::to_string(cut)));
+    EXPECT_FALSE(s.ok()) << "cut " << cut;
+    EXPECT_NE(s.message().find("damaged or not a tar.gz archive"), std::string::npos)
+        << s.ToString();
+    EXPECT_FALSE(ListTarGz(t.path() / "tail.tar.gz").ok()) << "cut " << cut;
+  }
+  EXPECT_TRUE(ListTarGz(out).ok());
+
   t.Write("junk.tar.gz", std::string(2000, 'j'));
   s = ExtractTarGz(t.path() / "junk.tar.gz", t.path() / "d2");
   EXPECT_FALSE(s.ok());
