@@ -242,7 +242,15 @@ Status Init(const LogOptions& options) {
   if (!options.file.empty()) {
     // Private (0700 directory, 0600 files): the log names features, paths and
     // requests. Rotation creates new files, so the mode is set on every open.
-    (void)CreatePrivateDirectories(std::filesystem::path(options.file).parent_path());
+    const std::filesystem::path dir = std::filesystem::path(options.file).parent_path();
+    if (std::error_code ec = CreatePrivateDirectories(dir); ec) {
+      // The cause (permission denied, a file where a directory should be),
+      // not the ENOENT that opening the file would report next.
+      return FailedPrecondition(
+          "cannot create the log directory " + dir.string() + ": " + ec.message(),
+          "make the data directory writable by this user (or a directory, if a file is in the "
+          "way), or set AF_DATA_DIR to one that is");
+    }
     spdlog::file_event_handlers private_files;
     private_files.after_open = [](const spdlog::filename_t&, std::FILE* f) {
       if (f) ::fchmod(::fileno(f), 0600);

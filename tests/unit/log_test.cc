@@ -58,6 +58,22 @@ TEST(LogTest, FileGetsJsonLinesWithComponentLevelsAndRedaction) {
   log::ClearSecretsForTest();
 }
 
+// The data directory is a file (or not writable): the error says the log
+// directory could not be made, and why, not that the log file does not exist.
+TEST(LogTest, AnUncreatableLogDirectoryIsNamedWithItsCause) {
+  testing::TempDir dir;
+  const auto blocker = dir.Write("data", "a file where the data directory should be");
+  Status s = log::Init(
+      {.level = "info", .file = (blocker / "logs" / "af.log").string(), .console = false});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("cannot create the log directory " + (blocker / "logs").string() +
+                             ": Not a directory"),
+            std::string::npos)
+      << s.ToString();
+  EXPECT_NE(s.hint().find("writable"), std::string::npos) << s.hint();
+  ASSERT_TRUE(log::Init({.level = "info", .console = false}).ok());
+}
+
 TEST(LogTest, RotatesBySize) {
   testing::TempDir dir;
   auto file = dir.path() / "r.log";
