@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "af/core/strings.h"
 #include "cli/commands.h"
 
 namespace af::cli {
@@ -331,15 +332,24 @@ int Main(int argc, char** argv) {
          "mcp", "Serve the Model Context Protocol on stdin/stdout (memory, knowledge, features)"),
      [&] { return Mcp(g); });
 
-  // CLI11 reports an unknown command as a missing one; name it instead.
-  if (argc > 1 && argv[1][0] != '-') {
+  // CLI11 reports an unknown command as a missing one ("A subcommand is
+  // required"); name it instead, at whatever depth ("feature show").
+  std::string path;
+  CLI::App* at = &app;
+  for (int i = 1; i < argc && argv[i][0] != '-' && !at->get_subcommands({}).empty(); ++i) {
     try {
-      app.get_subcommand(argv[1]);
+      at = at->get_subcommand(argv[i]);
+      path += std::string(path.empty() ? "" : " ") + argv[i];
     } catch (const CLI::OptionNotFound&) {
-      std::fprintf(stderr,
-                   "error: unknown command '%s'\n  hint: run 'agent-factory --help' for the list "
-                   "of commands\n",
-                   argv[1]);
+      std::string known;
+      for (const CLI::App* sub : at->get_subcommands({}))
+        known += (known.empty() ? "" : ", ") + sub->get_name();
+      const std::string prefix = path.empty() ? "" : path + " ";
+      std::fprintf(
+          stderr,
+          "error: unknown command '%s%s'\n  hint: the commands here are %s ('agent-factory "
+          "%s--help' describes them)\n",
+          prefix.c_str(), EscapeControls(argv[i]).c_str(), known.c_str(), prefix.c_str());
       return kExitUsage;
     }
   }

@@ -146,6 +146,13 @@ TEST(CliConfigTest, EveryCommandHasHelpAndUnknownCommandsAreNamed) {
   auto r = RunCommand({BinaryPath(), "frobnicate"}, kCleanEnv);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown command 'frobnicate'"), std::string::npos) << r.err;
+  // Below the top level too (CLI11 said "A subcommand is required"), with
+  // the commands that exist there.
+  r = RunCommand({BinaryPath(), "feature", "show", "f-1"}, kCleanEnv);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'feature show'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("submit, status, list, cancel"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("'agent-factory feature --help'"), std::string::npos) << r.err;
 }
 
 }  // namespace
