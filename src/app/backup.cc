@@ -293,18 +293,23 @@ Result<BackupReport> CreateBackup(const Config& config, const BackupOptions& opt
   }
   const int64_t now = options.now_ms ? options.now_ms() : UnixNowMs();
   fs::path output = options.output;
-  if (output.empty()) {
+  // No --output, or an existing directory: a dated file of its own there.
+  const fs::path in_dir = output.empty()                 ? data_dir / "backups"
+                          : fs::is_directory(output, ec) ? output
+                                                         : fs::path();
+  if (!in_dir.empty()) {
     // Two backups within a second get distinct names.
     const std::string stem = "agent-factory-backup-" + FormatUtc(now, "%Y%m%d-%H%M%S");
-    output = data_dir / "backups" / (stem + ".tar.gz");
+    output = in_dir / (stem + ".tar.gz");
     for (int n = 2; fs::exists(output, ec) && n < 100; ++n) {
-      output = data_dir / "backups" / (stem + "-" + std::to_string(n) + ".tar.gz");
+      output = in_dir / (stem + "-" + std::to_string(n) + ".tar.gz");
     }
   }
   output = fs::absolute(output);
   if (fs::exists(output, ec)) {
     return AlreadyExists("the backup file " + output.string() + " already exists",
-                         "wait a second and retry, or choose another file with --output");
+                         "choose a new file name with --output, or a directory to put a dated "
+                         "file in");
   }
   if (std::error_code err = CreatePrivateDirectories(output.parent_path())) {
     return FailedPrecondition(

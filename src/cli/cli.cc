@@ -213,8 +213,8 @@ int Main(int argc, char** argv) {
   auto* backup = app.add_subcommand(
       "backup", "Back up the data directory into one tar.gz (works while serve runs)");
   backup->add_option("--output", backup_output,
-                     "Archive to write (default <data_dir>/backups/"
-                     "agent-factory-backup-<UTC time>.tar.gz)");
+                     "Archive to write, or a directory to put it in (default "
+                     "<data_dir>/backups/agent-factory-backup-<UTC time>.tar.gz)");
   backup->add_flag("--json", g.json, "Print the path, size and manifest as JSON");
   on(backup, [&] { return Backup(g, backup_output); });
   auto* restore = app.add_subcommand(

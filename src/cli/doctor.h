@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "af/core/status.h"
@@ -23,12 +24,16 @@
 
 namespace af::cli {
 
+// DoctorCheck::fixed begins with this when --fix tried and failed.
+inline constexpr std::string_view kCouldNotFix = "could not fix: ";
+
 struct DoctorCheck {
   std::string name;  // "config", "data_dir", ...
   bool ok = true;
   std::string found;  // what was found, one line
   std::string fix;    // what to run or change; empty when ok
-  std::string fixed;  // what --fix did for it; empty when nothing
+  std::string
+      fixed;  // what --fix did for it (kCouldNotFix + why when it failed); empty when nothing
   // The safe fix --fix may apply (empty when there is none): returns what it
   // did, e.g. "chmod 700 /srv/af/data".
   std::function<Result<std::string>()> apply;

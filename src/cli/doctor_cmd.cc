@@ -123,6 +123,15 @@ DoctorCheck CheckDataDir(const Context& ctx) {
   std::error_code ec;
   fs::file_status st = fs::status(dir, ec);
   if (!fs::exists(st)) {
+    // Below a file (AF_DATA_DIR=/etc/hosts/data), nothing can create it.
+    fs::path up = fs::path(dir).parent_path();
+    while (!up.empty() && up != up.root_path() && !fs::exists(up, ec)) up = up.parent_path();
+    if (!up.empty() && fs::exists(up, ec) && !fs::is_directory(up, ec)) {
+      return Bad("data_dir",
+                 dir + " does not exist and cannot be created: " + up.string() +
+                     " is a file, not a directory",
+                 "set AF_DATA_DIR (or --data-dir) to a path under a directory");
+    }
     DoctorCheck c = Bad("data_dir", dir + " does not exist",
                         "`agent-factory doctor --fix` creates it (mode 0700), or point "
                         "AF_DATA_DIR at the right directory");
@@ -796,7 +805,7 @@ DoctorReport RunDoctor(const GlobalOptions& g, bool fix) {
   for (auto& c : report.checks) {
     if (c.ok || !c.apply) continue;
     auto done = c.apply();
-    fixed[c.name] = done.ok() ? *done : "could not fix: " + done.status().message();
+    fixed[c.name] = done.ok() ? *done : std::string(kCouldNotFix) + done.status().message();
   }
   if (fixed.empty()) return report;
   report.checks = RunChecks(g);

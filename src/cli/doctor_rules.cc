@@ -189,7 +189,11 @@ std::string DoctorReport::ToText() const {
       ++bad;
       out += "    fix: " + c.fix + "\n";
     }
-    if (!c.fixed.empty()) out += "    fixed: " + c.fixed + "\n";
+    if (!c.fixed.empty()) {
+      const bool failed = c.fixed.rfind(kCouldNotFix, 0) == 0;
+      out += failed ? "    not fixed: " + c.fixed.substr(kCouldNotFix.size()) + "\n"
+                    : "    fixed: " + c.fixed + "\n";
+    }
   }
   out += bad == 0 ? "all " + std::to_string(checks.size()) + " checks passed\n"
                   : std::to_string(bad) + " of " + std::to_string(checks.size()) +

@@ -353,6 +353,13 @@ int MemoryExport(const GlobalOptions& g, const std::string& ns, const std::strin
   for (const auto& l : *all_links) outgoing[l.from_id].push_back(l);
 
   std::ofstream file;
+  if (std::error_code ec; !output.empty() && std::filesystem::is_directory(output, ec)) {
+    return ReportError(
+        InvalidArgument(output + " is a directory",
+                        "give the file to write, e.g. " +
+                            (std::filesystem::path(output) / "memories.jsonl").string()),
+        kExitUsage);
+  }
   if (!output.empty()) {
     file.open(output, std::ios::binary | std::ios::trunc);
     if (!file) {

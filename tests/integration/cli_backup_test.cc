@@ -535,6 +535,27 @@ TEST_F(CliBackupRefusalTest, BackupWithoutADatabaseOrOfPostgresSaysWhatToDo) {
   EXPECT_EQ(pg.err.find("secret"), std::string::npos) << pg.err;
 }
 
+// --output naming a directory puts a dated file in it; naming a file that
+// exists is refused without touching it.
+TEST_F(CliBackupRefusalTest, OutputIsAFileToWriteOrADirectoryToPutOneIn) {
+  const fs::path shelf = dir_.path() / "shelf";
+  fs::create_directories(shelf);
+  auto into_dir = Af({"backup", "--output", shelf.string(), "--json"}, Env(data_), dir_.path());
+  ASSERT_EQ(into_dir.exit_code, 0) << into_dir.err;
+  const fs::path written = json::parse(into_dir.out).at("path").get<std::string>();
+  EXPECT_EQ(written.parent_path(), shelf);
+  EXPECT_EQ(written.filename().string().rfind("agent-factory-backup-", 0), 0u) << written;
+  EXPECT_TRUE(fs::is_regular_file(written));
+
+  const std::string before = ReadFile(written);
+  auto again = Af({"backup", "--output", written.string()}, Env(data_), dir_.path());
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("or a directory to put a dated file in"), std::string::npos)
+      << again.err;
+  EXPECT_EQ(ReadFile(written), before);
+}
+
 // --- secrets -------------------------------------------------------------------
 
 // A provider key in the environment reaches the provider and nothing on disk:

@@ -140,6 +140,22 @@ TEST(CliDoctor, AMissingDataDirectoryIsCreatedByFix) {
   EXPECT_EQ(fs::status(in.data).permissions() & fs::perms::all, fs::perms::owner_all);
 }
 
+// Below a file, no --fix can make the directory: none is offered, and a
+// failed --fix is reported as not fixed (it printed "fixed: could not fix").
+TEST(CliDoctor, ADataDirectoryBelowAFileIsNamedWithoutAFix) {
+  Install in;
+  const fs::path file = in.dir.Write("plain-file", "x");
+  in.env["AF_DATA_DIR"] = (file / "data").string();
+  auto r = in.Run({"--fix"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_CONTAINS(r.out, "✘ data_dir: " + (file / "data").string() +
+                             " does not exist and cannot be created: " + file.string() +
+                             " is a file, not a directory");
+  EXPECT_CONTAINS(r.out, "fix: set AF_DATA_DIR (or --data-dir) to a path under a directory");
+  EXPECT_EQ(r.out.find("doctor --fix` creates it"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("could not fix"), std::string::npos) << r.out;
+}
+
 TEST(CliDoctor, ALooseDataDirectoryIsTightenedByFix) {
   Install in;
   in.Migrate();

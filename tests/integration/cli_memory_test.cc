@@ -152,6 +152,10 @@ TEST_F(CliMemoryTest, BadInputSaysWhatToDoAndFails) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("cannot read"), std::string::npos) << r.err;
 
+  r = Memory({"export", "--output", dir_.path().string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(dir_.path().string() + " is a directory"), std::string::npos) << r.err;
+
   for (const std::string& not_a_file : {dir_.path().string(), std::string("/dev/null")}) {
     r = Memory({"remember", "--from", not_a_file});  // was "0 memories added"
     EXPECT_EQ(r.exit_code, 2) << not_a_file;

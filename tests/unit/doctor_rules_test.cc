@@ -94,6 +94,14 @@ TEST(DoctorRules, TheReportSaysEachCheckAndItsFix) {
   EXPECT_EQ(j["ok"], false);
   EXPECT_EQ(j["checks"][1]["fix"], "agent-factory db migrate");
   EXPECT_FALSE(j["checks"][0].contains("fixed"));
+
+  // What --fix did, or that it could not.
+  r.checks[0].fixed = "chmod 700 /data";
+  r.checks[1].fixed = std::string(kCouldNotFix) + "cannot create /x: Permission denied";
+  const std::string text = r.ToText();
+  EXPECT_NE(text.find("    fixed: chmod 700 /data\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("    not fixed: cannot create /x: Permission denied\n"), std::string::npos)
+      << text;
 }
 
 }  // namespace

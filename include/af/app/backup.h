@@ -45,7 +45,8 @@ namespace af {
 inline constexpr int kBackupFormatVersion = 1;
 
 struct BackupOptions {
-  // Empty: <data_dir>/backups/agent-factory-backup-<UTC yyyymmdd-HHMMSS>.tar.gz.
+  // Empty: <data_dir>/backups/agent-factory-backup-<UTC yyyymmdd-HHMMSS>.tar.gz;
+  // an existing directory: a file so named in it; otherwise the file to write.
   std::filesystem::path output;
   // Clock seam (unix milliseconds); empty = the system clock.
   std::function<int64_t()> now_ms;
