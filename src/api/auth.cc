@@ -163,6 +163,27 @@ Result<ApiKey> Auth::Authorize(const HttpRequest& request, std::string_view perm
   return key;
 }
 
+namespace {
+
+// C1 controls (U+0080..U+009F) and the characters that reorder or hide text
+// (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069), as UTF-8: in a
+// name shown in lists they make it read as something else.
+bool HasInvisibleFormatting(std::string_view s) {
+  for (size_t i = 0; i + 1 < s.size(); ++i) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    const auto b1 = static_cast<unsigned char>(s[i + 1]);
+    if (b0 == 0xC2 && b1 >= 0x80 && b1 <= 0x9F) return true;
+    if (b0 == 0xD8 && b1 == 0x9C) return true;
+    if (b0 != 0xE2 || i + 2 >= s.size()) continue;
+    const auto b2 = static_cast<unsigned char>(s[i + 2]);
+    if (b1 == 0x80 && (b2 == 0x8E || b2 == 0x8F || (b2 >= 0xAA && b2 <= 0xAE))) return true;
+    if (b1 == 0x81 && b2 >= 0xA6 && b2 <= 0xA9) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Result<std::pair<ApiKey, std::string>> Auth::CreateKey(
     const std::string& name, const std::vector<std::string>& permissions) {
   if (Trim(name).empty()) {
@@ -175,8 +196,9 @@ Result<std::pair<ApiKey, std::string>> Auth::CreateKey(
                            "give the key a short name, e.g. \"ci\"");
   }
   if (std::any_of(name.begin(), name.end(),
-                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
-    return InvalidArgument("name contains a control character",
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }) ||
+      HasInvisibleFormatting(name)) {
+    return InvalidArgument("name contains a control or text-direction character",
                            "give the key a name of printable characters");
   }
   if (permissions.empty()) {

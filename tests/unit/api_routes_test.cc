@@ -428,8 +428,16 @@ TEST_F(ApiRoutesTest, ApiKeyRoutesCreateListRevokeWithoutLeakingHashes) {
           .dump();
   EXPECT_NE(CreateApiKey(auth, r).status().message().find("-byte limit"), std::string::npos);
   r.body = json{{"name", "esc \x1b]0;PWNED\x07"}, {"permissions", {"features:read"}}}.dump();
-  EXPECT_NE(CreateApiKey(auth, r).status().message().find("control character"), std::string::npos);
-  EXPECT_EQ((*ListApiKeys(backend_, Req()))["api_keys"].size(), 1u);
+  EXPECT_NE(CreateApiKey(auth, r).status().message().find("control"), std::string::npos);
+  // Characters that reorder or hide the text around them, and C1 controls.
+  for (const char* name : {"x\u202Ey", "a\u2066b", "c\u200Fd", "csi\u009B2J"}) {
+    r.body = json{{"name", name}, {"permissions", {"features:read"}}}.dump();
+    EXPECT_NE(CreateApiKey(auth, r).status().message().find("text-direction"), std::string::npos)
+        << name;
+  }
+  r.body = json{{"name", "caf\u00e9 \u2713 ci"}, {"permissions", {"features:read"}}}.dump();
+  EXPECT_TRUE(CreateApiKey(auth, r).ok());  // other non-ASCII text is fine
+  EXPECT_EQ((*ListApiKeys(backend_, Req()))["api_keys"].size(), 2u);
 }
 
 TEST(RateLimiterTest, TokenBucketRefusesThenRefills) {
