@@ -886,7 +886,7 @@ std::optional<std::vector<std::string>> ChallengedIssues(const Status& status) {
 std::string FormatValidationReport(const FeatureRequest& request,
                                    const std::vector<std::string>& issues) {
   std::ostringstream out;
-  out << "PRP: " << (IsBlank(request.title) ? "(untitled)" : request.title) << "\n";
+  out << "PRP: " << (IsBlank(request.title) ? "(untitled)" : request.DisplayTitle()) << "\n";
   out << "  project:      " << request.project << "\n";
   out << "  priority:     " << request.priority << "\n";
   out << "  tech stack:   "

@@ -790,8 +790,10 @@ HttpRequest HttpServer::Impl::Convert(const restinio::request_handle_t& req) {
   if (request.path.empty()) request.path = "/";
   header.for_each_field([&request](const restinio::http_header_field_t& field) {
     std::string name = Lower(field.name());
-    auto [it, inserted] = request.headers.emplace(name, field.value());
-    if (!inserted) it->second += ", " + field.value();
+    // Spaces and tabs around a value are not part of it (RFC 9110 5.5).
+    const std::string value(Trim(field.value()));
+    auto [it, inserted] = request.headers.emplace(name, value);
+    if (!inserted) it->second += ", " + value;
   });
   request.query_params = ParseQueryString(request.query);
   request.remote_address = req->remote_endpoint().address().to_string();

@@ -224,7 +224,7 @@ TEST_F(HttpServerTest, SaneRequestIdIsEchoedOthersReplaced) {
 
 TEST_F(HttpServerTest, PathAndQueryParamsReachTheHandler) {
   HttpCallOptions options;
-  options.headers["X-Agent"] = "tester";
+  options.headers["X-Agent"] = "tester \t ";  // spaces around a value are not part of it
   HttpReply r = Call(port_, "GET", "/echo/f%2D1?status=running&limit=10&q=a+b%26c", options);
   ASSERT_EQ(r.status, 200);
   auto j = nlohmann::json::parse(r.body);
