@@ -108,10 +108,12 @@ std::string RefusalFor(const ParserVerdict& v) {
     error.details = {{"max_body_bytes", v.limits.max_body}};
   } else if (e == "HPE_UNEXPECTED_CONTENT_LENGTH" || e == "HPE_INVALID_CONTENT_LENGTH") {
     error =
+        // http_parser also says this of a chunk size past 2^64.
         ApiError(InvalidArgument("the request's Content-Length conflicts with its "
-                                 "Transfer-Encoding, or is given twice or is not a number",
+                                 "Transfer-Encoding, is given twice or is not a number, or a "
+                                 "chunk's size is out of range",
                                  "send either Content-Length or Transfer-Encoding: chunked, "
-                                 "once"));
+                                 "once, with sizes that fit the body"));
   } else {
     error = ApiError(InvalidArgument("malformed HTTP request (" + e + ")",
                                      "send a well-formed HTTP/1.1 request"));

@@ -329,6 +329,13 @@ TEST_F(HttpServerTest, OversizedAndMalformedRequestsGetAnAnswerNotAClosedConnect
                             "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                             "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
                 400, "VALIDATION_ERROR", "Content-Length with Transfer-Encoding");
+  auto huge_chunk = RawExchange(port_,
+                                "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                                "chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\na\r\n0\r\n\r\n");
+  ExpectRefusal(huge_chunk, 400, "VALIDATION_ERROR", "a chunk size past 2^64");
+  ASSERT_TRUE(huge_chunk.ok());
+  EXPECT_NE(huge_chunk->body.find("chunk's size is out of range"), std::string::npos)
+      << huge_chunk->body;
   ExpectRefusal(RawExchange(port_, "HELLO\r\n\r\n"), 400, "VALIDATION_ERROR", "not HTTP");
   // Within the limits all is as before, and the server kept serving.
   EXPECT_EQ(Call(port_, "GET", "/health/live").status, 200);
