@@ -93,7 +93,12 @@ bool MayDefine(Lang lang, const std::string& line) {
 }
 
 bool ReadSmallText(const std::filesystem::path& p, std::string* out) {
+  // Not through a symbolic link: its target may lie outside the tree (a
+  // sandboxed command can make one to any path), and the map goes into the
+  // model's context.
   std::error_code ec;
+  const auto st = std::filesystem::symlink_status(p, ec);
+  if (ec || !std::filesystem::is_regular_file(st)) return false;
   auto size = std::filesystem::file_size(p, ec);
   if (ec || size > 512 * 1024) return false;
   std::ifstream in(p, std::ios::binary);

@@ -209,7 +209,10 @@ void WalkDirectory(const fs::path& dir, const std::string& source_prefix, Walk& 
       if (SkippedDir(name)) it.disable_recursion_pending();
       continue;
     }
-    if (name.empty() || name[0] == '.' || !it->is_regular_file(ec)) continue;
+    // Links are not followed: a link in a project (which a sandboxed command
+    // can make to any path) would put a file from outside it, read with this
+    // process's rights, into the knowledge base and the agents' context.
+    if (name.empty() || name[0] == '.' || it->is_symlink(ec) || !it->is_regular_file(ec)) continue;
     std::string rel = fs::relative(p, dir, ec).generic_string();
     if (ec) continue;
     walk.files.push_back({p, source_prefix.empty() ? rel : source_prefix + "/" + rel});

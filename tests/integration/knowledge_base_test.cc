@@ -115,6 +115,25 @@ TEST_F(KnowledgeBaseTest, PopulateIsIdempotentReplacesChangedFilesAndDropsDelete
   EXPECT_TRUE(Find(*kb, "serve port", "text").empty());
 }
 
+// A link in a project (a sandboxed command can make one to any path) is not
+// followed: the file it points to stays out of the knowledge base.
+TEST_F(KnowledgeBaseTest, IngestingAProjectDoesNotFollowLinksOutOfIt) {
+  auto kb = Open();
+  ASSERT_TRUE(kb);
+  dir_.Write("outside/secret.txt", "walrus-canary-7741 is the identity key\n");
+  dir_.Write("project/readme.md", "# Project\n\nThe retry scheduler lives here.\n");
+  fs::create_symlink(dir_.path() / "outside" / "secret.txt", dir_.path() / "project" / "notes.md");
+  fs::create_directories(dir_.path() / "project" / "sub");
+  fs::create_symlink(dir_.path() / "outside", dir_.path() / "project" / "sub" / "linked-dir");
+  auto report = kb->IngestDirectory(dir_.path() / "project", "project:demo", {});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->added, 1);
+  EXPECT_FALSE(Find(*kb, "retry scheduler", "text").empty());
+  EXPECT_TRUE(Find(*kb, "walrus-canary-7741", "text").empty());
+  for (const auto& r : Find(*kb, "identity key walrus canary"))
+    EXPECT_EQ(r.content.find("walrus-canary"), std::string::npos) << r.source;
+}
+
 TEST_F(KnowledgeBaseTest, SearchResultsNameSourceChunkAndScoreBestFirst) {
   auto kb = Open();
   ASSERT_TRUE(kb);

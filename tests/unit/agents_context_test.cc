@@ -377,6 +377,15 @@ TEST(RepoMapTest, DefinitionsRankedByReferencesWithinTheBudget) {
   EXPECT_TRUE(Has(small, "helper")) << small;
   EXPECT_FALSE(Has(small, "rarely_used")) << small;
   EXPECT_EQ(BuildRepoMap(dir.path(), {"README.md"}, 1000), "");
+
+  // A link (a sandboxed command can make one to any path) is not read: the
+  // map goes into the model's context.
+  testing::TempDir outside;
+  outside.Write("stolen.py", "def walrus_canary_7741(key):\n    return key\n");
+  std::filesystem::create_symlink(outside.path() / "stolen.py", dir.path() / "linked.py");
+  std::vector<std::string> with_link = files;
+  with_link.push_back("linked.py");
+  EXPECT_FALSE(Has(BuildRepoMap(dir.path(), with_link, 4000), "walrus_canary"));
 }
 
 }  // namespace
