@@ -219,10 +219,12 @@ bool IsBuildOutputOrCache(std::string_view rel) {
   return false;
 }
 
-FeatureTree::FeatureTree(fs::path root, std::string branch, std::string base_branch,
-                         std::shared_ptr<RepoShared> shared, std::shared_ptr<std::mutex> git_mu,
-                         fs::path lock_base, std::unique_ptr<FileLock> git_lock)
+FeatureTree::FeatureTree(fs::path root, fs::path git_dir, std::string branch,
+                         std::string base_branch, std::shared_ptr<RepoShared> shared,
+                         std::shared_ptr<std::mutex> git_mu, fs::path lock_base,
+                         std::unique_ptr<FileLock> git_lock)
     : root_(std::move(root)),
+      git_dir_(std::move(git_dir)),
       branch_(std::move(branch)),
       base_branch_(std::move(base_branch)),
       shared_(std::move(shared)),
@@ -232,7 +234,12 @@ FeatureTree::FeatureTree(fs::path root, std::string branch, std::string base_bra
 
 FeatureTree::~FeatureTree() = default;
 
-Result<GitRepo*> FeatureTree::RepoLocked() { return GitRepo::Kept(&repo_, root_); }
+Result<GitRepo*> FeatureTree::RepoLocked() { return GitRepo::Kept(&repo_, git_dir_); }
+
+std::vector<std::string> FeatureTree::InTree(std::vector<std::string> args) const {
+  args.insert(args.begin(), {"--git-dir=" + git_dir_.string(), "--work-tree=" + root_.string()});
+  return args;
+}
 
 Result<bool> FeatureTree::Attach() {
   std::lock_guard<std::mutex> guard(attach_mu_);
@@ -466,7 +473,7 @@ Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query,
   for (auto& spec : GeneratedExcludes()) args.push_back(std::move(spec));
   Result<std::string> listed = [&] {
     GitLock lock(*git_mu_, git_lock_.get());
-    return RunGit(shared_->git, root_, args);
+    return RunGit(shared_->git, root_, InTree(args));
   }();
   if (!listed.ok()) return listed.status();
   std::set<std::string> rels;  // sorted, and an unmerged file is listed once
@@ -519,7 +526,7 @@ Result<std::map<std::string, std::string>> FeatureTree::ChangeSnapshot() const {
     GitLock lock(*git_mu_, git_lock_.get());
     // No optional locks: a snapshot must not take the index lock that a
     // command running at the same time (say `git add`) may need.
-    return RunGit(shared_->git, root_, args, {"GIT_OPTIONAL_LOCKS=0"});
+    return RunGit(shared_->git, root_, InTree(args), {"GIT_OPTIONAL_LOCKS=0"});
   }();
   if (!out.ok()) return out.status();
   std::map<std::string, std::string> snapshot;
@@ -594,7 +601,7 @@ Result<bool> FeatureTree::HasUncommittedChange(const std::vector<std::string>& p
 
 Result<std::string> FeatureTree::GitLocked(const std::vector<std::string>& args,
                                            const std::vector<std::string>& extra_env) {
-  return RunGit(shared_->git, root_, args, extra_env);
+  return RunGit(shared_->git, root_, InTree(args), extra_env);
 }
 
 Result<std::string> FeatureTree::MergeBaseLocked(GitRepo& repo) {
@@ -775,7 +782,7 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
   AF_RETURN_IF_ERROR(GitLocked(add).status());
   std::vector<std::string> diff = {"diff", "--cached", "--quiet", "HEAD", "--"};
   diff.insert(diff.end(), wanted.begin(), wanted.end());
-  AF_ASSIGN_OR_RETURN(auto changed, RunGitRaw(shared_->git, root_, diff));
+  AF_ASSIGN_OR_RETURN(auto changed, RunGitRaw(shared_->git, root_, InTree(diff)));
   if (changed.exit_code == 0) return std::string();
   if (changed.exit_code != 1) {
     return Internal("git diff --cached failed: " + std::string(TrimRight(changed.err)));

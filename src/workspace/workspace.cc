@@ -189,9 +189,16 @@ Result<std::unique_ptr<FeatureTree>> Workspace::OpenFeature(const std::string& f
       AF_RETURN_IF_ERROR(RunGit(git, root_, args).status());
     }
   }
-  return std::unique_ptr<FeatureTree>(
-      new FeatureTree(Canonical(path), branch, base_branch_, shared_, tree_mu, lock_base,
-                      std::make_unique<FileLock>(std::move(git_lock))));
+  // Checked against the registration's own record of its path, so a `.git`
+  // file rewritten to name another directory is not believed.
+  const std::string name = registered.empty() ? repo.RegisteredWorktree(path) : registered;
+  if (name.empty()) {
+    return Internal("git: " + path.string() + " is not a registered worktree after adding it",
+                    "run 'git worktree prune' in " + root_.string() + ", then retry");
+  }
+  return std::unique_ptr<FeatureTree>(new FeatureTree(
+      Canonical(path), Canonical(repo.CommonDir() / "worktrees" / name), branch, base_branch_,
+      shared_, tree_mu, lock_base, std::make_unique<FileLock>(std::move(git_lock))));
 }
 
 Status Workspace::RemoveFeatureTree(const std::string& feature_id) {

@@ -159,6 +159,36 @@ TEST_F(WorkspaceTest, WriteReadEditListSearch) {
   EXPECT_NE(tree_->ReadFile("bin.dat")->find("binary file"), std::string::npos);
 }
 
+// A sandboxed command can rewrite the tree's `.git` file. One pointing at a
+// git directory it made, whose config names a program to run (fsmonitor,
+// a clean filter), must not make the server run that program outside the
+// sandbox: git and libgit2 are pointed at the tree's registration instead.
+TEST_F(WorkspaceTest, ARewrittenDotGitFileIsNotFollowed) {
+  ASSERT_TRUE(tree_->WriteFile("a.txt", "one\n").ok());
+  const fs::path root = tree_->root();
+  const fs::path fake = tmp_.path() / "fake-gitdir";
+  const fs::path pwned = tmp_.path() / "pwned";
+  auto init =
+      RunCommand({"/usr/bin/git", "init", "-q", "--bare", fake.string()}, {}, tmp_.path().string());
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  std::ofstream(fake / "config", std::ios::app)
+      << "[core]\n\tbare = false\n\tfsmonitor = \"touch " << pwned.string() << "; false\"\n"
+      << "[filter \"x\"]\n\tclean = \"touch " << pwned.string() << "; cat\"\n";
+  std::ofstream(root / ".gitattributes") << "* filter=x\n";
+  std::ofstream(root / ".git", std::ios::trunc) << "gitdir: " << fake.string() << "\n";
+
+  auto snapshot = tree_->ChangeSnapshot();  // git status
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status().ToString();
+  EXPECT_TRUE(snapshot->count("a.txt")) << "read from the real repository";
+  ASSERT_TRUE(tree_->Search("one").ok());                     // git ls-files
+  auto commit = tree_->CommitTask("t1", "add a", {"a.txt"});  // libgit2
+  ASSERT_TRUE(commit.ok()) << commit.status().ToString();
+  EXPECT_FALSE(fs::exists(pwned)) << "a program from the fake git directory ran";
+  auto log = RunCommand({"/usr/bin/git", "-C", root_.string(), "log", "--format=%s", "af/feat-1"},
+                        {}, tmp_.path().string());
+  EXPECT_EQ(log.out.substr(0, log.out.find('\n')), "add a") << log.out << log.err;
+}
+
 TEST_F(WorkspaceTest, ReadTruncatesLargeFilesWithANote) {
   ASSERT_TRUE(tree_->WriteFile("big.txt", std::string(1000, 'a')).ok());
   auto r = tree_->ReadFile("big.txt", 100);

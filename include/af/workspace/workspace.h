@@ -260,14 +260,17 @@ class FeatureTree {
 
  private:
   friend class Workspace;
-  FeatureTree(std::filesystem::path root, std::string branch, std::string base_branch,
-              std::shared_ptr<workspace_internal::RepoShared> shared,
+  FeatureTree(std::filesystem::path root, std::filesystem::path git_dir, std::string branch,
+              std::string base_branch, std::shared_ptr<workspace_internal::RepoShared> shared,
               std::shared_ptr<std::mutex> git_mu, std::filesystem::path lock_base,
               std::unique_ptr<workspace_internal::FileLock> git_lock);
 
   // Runs git in the tree; the caller holds git_mu_.
   Result<std::string> GitLocked(const std::vector<std::string>& args,
                                 const std::vector<std::string>& extra_env = {});
+  // `args` for the git CLI with the tree's git directory and work tree named
+  // (see git_dir_).
+  std::vector<std::string> InTree(std::vector<std::string> args) const;
   // A throwaway index at `tmp` with the tree's changes staged (so untracked
   // files show in diffs), of `rels` only when not empty, without touching the
   // real index; with `skip_generated`, build outputs and caches stay out.
@@ -284,6 +287,12 @@ class FeatureTree {
   Result<workspace_internal::GitRepo*> RepoLocked();
 
   std::filesystem::path root_;  // canonical
+  // The worktree's registration in the main repository (.git/worktrees/<name>),
+  // where git and libgit2 are pointed explicitly: the `.git` file in root_ is
+  // writable by sandboxed commands, and one pointing at a git directory they
+  // made (with core.fsmonitor, filters or hooks in its config) would have the
+  // server run their programs outside the sandbox.
+  std::filesystem::path git_dir_;
   std::string branch_;
   std::string base_branch_;
   std::shared_ptr<workspace_internal::RepoShared> shared_;
