@@ -65,6 +65,15 @@ std::string EscapeControls(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// Where a URL quoted in text ends: a space, a quote or '>'.
+bool EndsUrl(char c) {
+  return std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == '\'' || c == '>';
+}
+
+}  // namespace
+
 std::string MaskUrlPasswords(std::string_view text) {
   std::string out(text);
   for (size_t at = out.find("://"); at != std::string::npos; at = out.find("://", at + 3)) {
@@ -72,15 +81,30 @@ std::string MaskUrlPasswords(std::string_view text) {
     // The authority ends at the path, query, fragment, a space or a quote.
     size_t end = start;
     while (end < out.size() && out[end] != '/' && out[end] != '?' && out[end] != '#' &&
-           !std::isspace(static_cast<unsigned char>(out[end])) && out[end] != '"' &&
-           out[end] != '\'' && out[end] != '>')
+           !EndsUrl(out[end]))
       ++end;
     const size_t at_sign = out.rfind('@', end == 0 ? 0 : end - 1);
-    if (at_sign == std::string::npos || at_sign < start) continue;
     const size_t colon = out.find(':', start);
-    if (colon == std::string::npos || colon > at_sign) continue;  // a user name only
-    if (out.compare(colon + 1, at_sign - colon - 1, "***") == 0) continue;
-    out.replace(colon + 1, at_sign - colon - 1, "***");
+    if (at_sign != std::string::npos && at_sign >= start && colon != std::string::npos &&
+        colon < at_sign && out.compare(colon + 1, at_sign - colon - 1, "***") != 0) {
+      out.replace(colon + 1, at_sign - colon - 1, "***");
+    }
+    // libpq also takes the password as a query parameter:
+    // postgresql://host/db?user=u&password=secret.
+    size_t url_end = start;
+    while (url_end < out.size() && !EndsUrl(out[url_end])) ++url_end;
+    const size_t query = out.find('?', start);
+    if (query == std::string::npos || query >= url_end) continue;
+    for (size_t p = query; p < url_end; p = out.find('&', p + 1)) {
+      if (p == std::string::npos || p >= url_end) break;
+      if (out.compare(p + 1, 9, "password=") != 0) continue;
+      const size_t value = p + 10;
+      size_t value_end = value;
+      while (value_end < url_end && out[value_end] != '&' && out[value_end] != '#') ++value_end;
+      if (out.compare(value, value_end - value, "***") == 0) continue;
+      out.replace(value, value_end - value, "***");
+      url_end -= (value_end - value) - 3;
+    }
   }
   return out;
 }

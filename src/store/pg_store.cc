@@ -95,29 +95,7 @@ UrlParts ParseUrl(const std::string& url) {
 
 }  // namespace
 
-std::string RedactUrl(const std::string& url) {
-  std::string out = url;
-  size_t scheme = out.find("://");
-  if (scheme != std::string::npos) {
-    size_t end = out.find_first_of("/?", scheme + 3);
-    size_t at = out.rfind('@', end == std::string::npos ? std::string::npos : end);
-    if (at != std::string::npos && at > scheme) {
-      size_t colon = out.find(':', scheme + 3);
-      if (colon != std::string::npos && colon < at) {
-        out = out.substr(0, colon + 1) + "***" + out.substr(at);
-      }
-    }
-  }
-  size_t q = out.find('?');
-  if (q != std::string::npos) {
-    size_t pw = out.find("password=", q);
-    if (pw != std::string::npos) {
-      size_t e = out.find('&', pw);
-      out = out.substr(0, pw + 9) + "***" + (e == std::string::npos ? "" : out.substr(e));
-    }
-  }
-  return out;
-}
+std::string RedactUrl(const std::string& url) { return MaskUrlPasswords(url); }
 
 std::string CleanText(const std::string& s) {
   size_t i = 0;

@@ -89,6 +89,12 @@ TEST(CliConfigTest, UrlPasswordsAreMaskedEverywhereTheUrlsAreShown) {
   EXPECT_EQ(show.exit_code, 0) << show.err;
   EXPECT_NE(show.out.find("redis.url = redis://:***@127.0.0.1:2"), std::string::npos) << show.out;
   EXPECT_NE(show.out.find("postgresql://af:***@127.0.0.1:1/af"), std::string::npos) << show.out;
+  auto query_form = env;  // libpq's password= parameter
+  query_form["DATABASE_URL"] = "postgresql://127.0.0.1:1/af?user=af&password=PgPassword-417";
+  auto shown = RunCommand({BinaryPath(), "config", "show"}, query_form, dir.path().string());
+  EXPECT_NE(shown.out.find("postgresql://127.0.0.1:1/af?user=af&password=***"), std::string::npos)
+      << shown.out;
+  EXPECT_EQ(shown.out.find("Password-417"), std::string::npos) << shown.out;
   EXPECT_NE(show.out.find("http://bob:***@127.0.0.1:1/v1"), std::string::npos) << show.out;
 
   env["DATABASE_URL"] = "\x01unset";

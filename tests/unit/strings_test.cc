@@ -64,6 +64,14 @@ TEST(StringsTest, MaskUrlPasswordsHidesEveryPasswordAndKeepsTheRest) {
     EXPECT_EQ(MaskUrlPasswords(same), same);
   }
   EXPECT_EQ(MaskUrlPasswords("redis://:***@h"), "redis://:***@h");
+  // libpq's query-string password, alone or with others, in a longer text.
+  EXPECT_EQ(MaskUrlPasswords("postgresql://127.0.0.1:15432/af?user=af&password=s3cretPW"),
+            "postgresql://127.0.0.1:15432/af?user=af&password=***");
+  EXPECT_EQ(MaskUrlPasswords("at postgresql:///af?password=pw&host=/run x?password=kept"),
+            "at postgresql:///af?password=***&host=/run x?password=kept");
+  EXPECT_EQ(MaskUrlPasswords("postgresql://u:a@h/db?password=b&sslmode=require#f"),
+            "postgresql://u:***@h/db?password=***&sslmode=require#f");
+  EXPECT_EQ(MaskUrlPasswords("http://h/x?mypassword=v"), "http://h/x?mypassword=v");
 }
 
 }  // namespace
