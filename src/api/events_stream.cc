@@ -224,10 +224,11 @@ void EventHub::Stop() {
 }
 
 void EventHub::Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<int64_t> after_seq,
-                         std::string feature_id, bool close_at_head) {
+                         std::string feature_id, bool close_at_head, std::string key_hash) {
   auto sub = std::make_shared<Subscriber>();
   sub->feature_id = std::move(feature_id);
   sub->close_at_head = close_at_head;
+  sub->key_hash = std::move(key_hash);
   // Written before the poller can see the subscriber, so it comes first.
   stream->Write("retry: " + std::to_string(options_.retry.count()) + "\n\n");
   sub->stream = std::move(stream);
@@ -499,6 +500,7 @@ void EventHub::PollOnce() {
     if (now - sub->last_write < options_.keepalive_interval) continue;
     if (!Send(*sub, ": keep-alive\n\n", now)) dead.push_back(sub.get());
   }
+  EndRevoked(subs, now, dead);
 
   bool again = static_cast<int>(fresh->size()) == options_.page_size;
   {
@@ -512,6 +514,35 @@ void EventHub::PollOnce() {
     // A full page means more are waiting: poll again at once.
     if (again) wake_ = true;
     UpdateWatchLocked();
+  }
+}
+
+void EventHub::EndRevoked(const std::vector<std::shared_ptr<Subscriber>>& subs,
+                          std::chrono::steady_clock::time_point now,
+                          std::vector<Subscriber*>& dead) {
+  if (now - keys_checked_ < options_.key_recheck_interval) return;
+  keys_checked_ = now;
+  std::map<std::string, bool> allowed;  // by key hash: each key looked up once
+  for (const auto& sub : subs) {
+    if (sub->key_hash.empty() || std::find(dead.begin(), dead.end(), sub.get()) != dead.end())
+      continue;
+    auto [it, fresh] = allowed.try_emplace(sub->key_hash, true);
+    if (fresh) {
+      // A store that cannot answer ends nothing: an outage is not a revocation.
+      auto key = store_->FindApiKeyByHash(sub->key_hash);
+      it->second = key.ok() ? !key->revoked : key.status().code() != Code::kNotFound;
+    }
+    if (it->second) continue;
+    Send(*sub,
+         "event: error\ndata: " +
+             nlohmann::json{{"code", "UNAUTHORIZED"},
+                            {"message", "the API key of this stream was revoked"},
+                            {"hint", "reconnect with a valid key"}}
+                 .dump() +
+             "\n\n",
+         now);
+    sub->stream->Close();
+    dead.push_back(sub.get());
   }
 }
 
@@ -561,7 +592,8 @@ void AddEventRoutes(HttpServer& server, EventHub& hub, Store& store, ApiGate& ga
     for (auto& [name, value] : gate.Headers(request, admission)) {
       stream->AddHeader(name, value);
     }
-    hub.Subscribe(stream, from, std::move(feature_id), close_at_head);
+    hub.Subscribe(stream, from, std::move(feature_id), close_at_head,
+                  admission.key ? admission.key->key_hash : std::string());
     return std::nullopt;
   };
   StreamOptions options;

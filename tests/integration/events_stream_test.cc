@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "af/api/auth.h"
 #include "af/api/errors.h"
 #include "af/api/http_server.h"
 #include "af/api/metrics.h"
@@ -81,7 +83,8 @@ class EventsStreamTest : public ::testing::Test {
     options.threads = 2;
     options.access_log = [this](const AccessLogEntry& e) { http_metrics_.Observe(e); };
     server_ = std::make_unique<HttpServer>(options);
-    gate_ = std::make_unique<ApiGate>(TestAuthenticate, gate_options);
+    gate_ = std::make_unique<ApiGate>(
+        [this](const HttpRequest& r, bool q) { return authenticate_(r, q); }, gate_options);
     AddEventRoutes(*server_, *hub_, *store_, *gate_);
     AddMetricsRoute(*server_, MetricsSources{store_.get(), nullptr, hub_.get(), &http_metrics_});
     server_->Route("GET", "/ping", [](const HttpRequest&) { return JsonResponse(200, {}); });
@@ -147,6 +150,8 @@ class EventsStreamTest : public ::testing::Test {
 
   testing::TempDir dir_;
   std::unique_ptr<Store> store_;
+  // How the gate authenticates (a test may use the store's real keys).
+  std::function<Result<ApiKey>(const HttpRequest&, bool)> authenticate_ = TestAuthenticate;
   // When a test sets policy_ before Open(), the hub reads the store through
   // a FaultyStore with it (to count or fail its calls).
   testing::FaultyStore::Policy policy_;
@@ -156,6 +161,38 @@ class EventsStreamTest : public ::testing::Test {
   std::unique_ptr<ApiGate> gate_;
   std::unique_ptr<HttpServer> server_;
 };
+
+// A stream outlives the request that opened it: revoking its key ends it
+// (with an error event) within a recheck, as new requests are refused.
+TEST_F(EventsStreamTest, RevokingTheKeyEndsItsOpenStreams) {
+  EventHubOptions options;
+  options.key_recheck_interval = std::chrono::milliseconds(50);
+  Open(options);
+  Auth auth(*store_);
+  authenticate_ = [&auth](const HttpRequest& r, bool q) { return auth.Authenticate(r, q); };
+  auto made = auth.CreateKey("spy", {"features:read"});
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  auto kept = auth.CreateKey("kept", {"features:read"});
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  auto spy = SseClient::Connect(server_->port(), "/api/v1/events",
+                                {{"Authorization", "Bearer " + made->second}});
+  auto other = SseClient::Connect(server_->port(), "/api/v1/events",
+                                  {{"Authorization", "Bearer " + kept->second}});
+  ASSERT_TRUE(spy.ok() && other.ok());
+  ASSERT_EQ((*spy)->status(), 200);
+  const int64_t before = Append();
+  EXPECT_EQ(ReadSeqs(**spy, 1), std::vector<int64_t>{before});
+
+  ASSERT_TRUE(store_->RevokeApiKey(made->first.id).ok());
+  auto ended = (*spy)->NextEvent();
+  ASSERT_TRUE(ended.ok()) << ended.status().ToString();
+  EXPECT_EQ(ended->event, "error");
+  EXPECT_NE(ended->data.find("revoked"), std::string::npos) << ended->data;
+  const int64_t after = Append();
+  EXPECT_FALSE((*spy)->NextEvent().ok()) << "the stream goes on after its key was revoked";
+  // Another key's stream is not affected.
+  EXPECT_EQ(ReadSeqs(**other, 2), (std::vector<int64_t>{before, after}));
+}
 
 TEST_F(EventsStreamTest, LiveEventsArriveInOrderWithIdEqualToSeq) {
   auto c = Connect("/api/v1/events");

@@ -86,6 +86,10 @@ struct EventHubOptions {
   // TCP_NODELAY on the streams' connections (StreamOptions::tcp_no_delay);
   // false only to measure what Nagle's algorithm costs (the SSE bench).
   bool tcp_no_delay = true;  // default true
+  // How often the key a stream was opened with is looked up again: a stream
+  // whose key was revoked (or deleted) meanwhile is ended with an `error`
+  // event, as a new request with it would be refused.
+  std::chrono::milliseconds key_recheck_interval{5000};  // default 5 s
 };
 
 class ApiGate;
@@ -110,8 +114,11 @@ class EventHub {
   // `close_at_head`: the stream is closed (ended normally) once it has been
   // sent everything up to the hub's head, e.g. the history of a finished
   // feature.
+  // `key_hash`: the stored hash of the API key that opened the stream
+  // (empty when none was needed), checked every key_recheck_interval.
   void Subscribe(std::shared_ptr<ResponseStream> stream, std::optional<int64_t> after_seq,
-                 std::string feature_id = {}, bool close_at_head = false);
+                 std::string feature_id = {}, bool close_at_head = false,
+                 std::string key_hash = {});
 
   // Subscribed streams (including ones that closed since the last poll).
   size_t subscribers() const;
@@ -128,6 +135,7 @@ class EventHub {
     std::chrono::steady_clock::time_point last_write;
     std::optional<std::chrono::steady_clock::time_point> stalled_since;
     bool close_at_head = false;
+    std::string key_hash;
   };
 
   void Run();
@@ -145,6 +153,10 @@ class EventHub {
   void Wake();
   // One poll: replay pages to subscribers behind the head, then the new events.
   void PollOnce();
+  // Ends the streams of `subs` whose key was revoked since they were opened
+  // (looked up at most once per key_recheck_interval); adds them to `dead`.
+  void EndRevoked(const std::vector<std::shared_ptr<Subscriber>>& subs,
+                  std::chrono::steady_clock::time_point now, std::vector<Subscriber*>& dead);
   // Runs job(0..shards-1) at once, shard 0 on the calling thread and the
   // others on the delivery helpers; returns when all are done.
   void RunSharded(size_t shards, const std::function<void(size_t)>& job);
@@ -182,6 +194,7 @@ class EventHub {
   bool head_stale_ = false;  // the poller's own: head_ was not kept while nobody subscribed
   // The poller's failures to read new events (only its thread uses it).
   RepeatedFailureLog read_failures_;
+  std::chrono::steady_clock::time_point keys_checked_{};  // poller thread only
 
   mutable std::mutex mu_;  // guards the members below
   std::condition_variable cv_;
