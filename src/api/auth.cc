@@ -267,15 +267,24 @@ Result<std::string> ReadAdminKeyFile(const std::filesystem::path& data_dir) {
   std::ifstream in(file);
   if (!in) {
     return NotFound("no API key: " + file.string() + " does not exist",
-                    "pass --api-key KEY, or point --data-dir at the server's data directory "
-                    "(the server writes admin.key on its first start)");
+                    "set AF_API_KEY (or pass --api-key KEY where the command has it), or point "
+                    "--data-dir at the server's data directory (the server writes admin.key on "
+                    "its first start)");
   }
   std::string key;
   std::getline(in, key);
   key = std::string(Trim(key));
   if (key.empty())
-    return NotFound("no API key: " + file.string() + " is empty", "pass --api-key KEY");
+    return NotFound("no API key: " + file.string() + " is empty",
+                    "set AF_API_KEY (or pass --api-key KEY where the command has it)");
   return key;
+}
+
+Result<std::string> ClientApiKey(const std::string& flag, const std::filesystem::path& data_dir) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("AF_API_KEY"); env != nullptr && *env != '\0')
+    return std::string(Trim(env));
+  return ReadAdminKeyFile(data_dir);
 }
 
 }  // namespace af

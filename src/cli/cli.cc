@@ -129,7 +129,8 @@ int Main(int argc, char** argv) {
   auto client_flags = [&](CLI::App* cmd) {
     cmd->add_option("--server", client.server,
                     "Server URL (default http://<server.host>:<server.port>)");
-    cmd->add_option("--api-key", client.api_key, "API key (default: <data_dir>/admin.key)");
+    cmd->add_option("--api-key", client.api_key,
+                    "API key (default: AF_API_KEY, then <data_dir>/admin.key)");
     cmd->add_flag("--json", g.json, "Print the server's JSON answer");
     return cmd;
   };

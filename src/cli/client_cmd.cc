@@ -66,14 +66,11 @@ class Client {
   Client(const GlobalOptions& g, const ClientFlags& c) {
     LoadedConfig loaded = LoadForCli(g);
     server_ = ServerUrl(loaded.config, c.server);
-    key_ = c.api_key;
-    if (key_.empty()) {
-      auto read = ReadAdminKeyFile(loaded.config.data_dir);
-      if (read.ok()) {
-        key_ = *read;
-      } else {
-        key_status_ = read.status();
-      }
+    auto key = ClientApiKey(c.api_key, loaded.config.data_dir);
+    if (key.ok()) {
+      key_ = *key;
+    } else {
+      key_status_ = key.status();
     }
   }
 

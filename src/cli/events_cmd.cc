@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "af/api/auth.h"
 #include "af/core/json_util.h"
 #include "af/core/sse.h"
 #include "af/llm/http_transport.h"
@@ -47,38 +48,18 @@ std::string FormatEventLine(const nlohmann::json& event) {
   return line;
 }
 
-namespace {
-
-std::string DefaultServer(const Config& config) {
-  std::string host = config.server.host == "0.0.0.0" ? "127.0.0.1" : config.server.host;
-  return "http://" + host + ":" + std::to_string(config.server.port);
-}
-
-std::string ReadKeyFile(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::string key;
-  if (in) std::getline(in, key);
-  while (!key.empty() && (key.back() == '\r' || key.back() == ' ')) key.pop_back();
-  return key;
-}
-
-}  // namespace
-
 int FeatureEvents(const GlobalOptions& g, const FeatureEventsArgs& args) {
   LoadedConfig loaded = LoadForCli(g);
-  std::string server = args.server.empty() ? DefaultServer(loaded.config) : args.server;
-  while (!server.empty() && server.back() == '/') server.pop_back();
-  std::string key = args.api_key;
-  if (key.empty()) {
-    const char* env = std::getenv("AF_API_KEY");
-    if (env != nullptr) key = env;
-  }
-  if (key.empty()) key = ReadKeyFile(std::filesystem::path(loaded.config.data_dir) / "admin.key");
+  const std::string server = ServerUrl(loaded.config, args.server);
+  // No key at all is left to the server's 401, which names what to send.
+  auto found = ClientApiKey(args.api_key, loaded.config.data_dir);
+  const std::string key = found.ok() ? *found : std::string();
 
   auto transport = MakeCurlTransport();
   int64_t last_seq = args.from;
   std::optional<std::string> end;
   int failures = 0;
+  bool connected = false;  // once: a later break is a lost stream, not a missing server
   while (!end) {
     ClientRequest req;
     req.method = "GET";
@@ -112,6 +93,8 @@ int FeatureEvents(const GlobalOptions& g, const FeatureEventsArgs& args) {
         transport->Send(req, [&](std::string_view chunk) { return parser.Feed(chunk).ok(); });
     if (end) break;
     if (!parse_error.ok()) return ReportError(parse_error);
+    if (!resp.ok() && !connected && !got_any) return ReportError(ServerUnreachable(server));
+    connected = true;
     if (resp.ok() && (resp->status < 200 || resp->status > 299)) {
       nlohmann::json body = nlohmann::json::parse(resp->body, nullptr, false);
       std::string message = "the server answered HTTP " + std::to_string(resp->status);
@@ -122,7 +105,9 @@ int FeatureEvents(const GlobalOptions& g, const FeatureEventsArgs& args) {
           hint = body["error"]["hint"].get<std::string>();
       }
       if (resp->status == 401 || resp->status == 403) {
-        hint = "pass a key with features:read via --api-key (default: <data_dir>/admin.key)";
+        hint =
+            "pass a key with features:read via --api-key (default: AF_API_KEY, then "
+            "<data_dir>/admin.key)";
       }
       return ReportError(
           Status(resp->status == 404 ? Code::kNotFound : Code::kFailedPrecondition, message, hint));

@@ -22,12 +22,10 @@ int Mcp(const GlobalOptions& g) {
   ctx.kb = svc.kb.get();
   ctx.kb_status = svc.kb_status;
   ctx.server_url = ServerUrl(svc.config, "");
-  if (const char* key = std::getenv("AF_API_KEY"); key && *key) {
-    ctx.api_key = key;
-  } else if (auto read = ReadAdminKeyFile(svc.config.data_dir); read.ok()) {
-    ctx.api_key = *read;
+  if (auto key = ClientApiKey("", svc.config.data_dir); key.ok()) {
+    ctx.api_key = *key;
   } else {
-    ctx.api_key_status = read.status();
+    ctx.api_key_status = key.status();
   }
   mcp::Protocol protocol(mcp::MakeTools(std::move(ctx)), AF_VERSION);
   mcp::ServeStream(protocol, std::cin, std::cout);

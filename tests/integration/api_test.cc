@@ -71,9 +71,12 @@ class Server {
                           const std::string& body = "", std::map<std::string, std::string> h = {}) {
     return Call(method, path, admin_key_, body, std::move(h));
   }
-  CommandResult Cli(std::vector<std::string> args) {
+  CommandResult Cli(std::vector<std::string> args,
+                    const std::map<std::string, std::string>& extra_env = {}) {
     args.insert(args.begin(), BinaryPath());
-    return RunCommand(args, env_, dir_.path().string());
+    auto env = env_;
+    for (const auto& [k, v] : extra_env) env[k] = v;
+    return RunCommand(args, env, dir_.path().string());
   }
 
   bool ready() const { return ready_; }
@@ -539,6 +542,14 @@ TEST(ApiCliTest, ClientCommandsTalkToTheServer) {
   auto bot_submit = server.Cli({"feature", "submit", prp, "--api-key", key["key"]});
   EXPECT_NE(bot_submit.exit_code, 0);
   EXPECT_NE(bot_submit.err.find("features:create"), std::string::npos) << bot_submit.err;
+  // AF_API_KEY is the key of every client command, ahead of admin.key.
+  const std::map<std::string, std::string> as_bot_env = {{"AF_API_KEY", key["key"]}};
+  auto env_submit = server.Cli({"feature", "submit", prp}, as_bot_env);
+  EXPECT_NE(env_submit.exit_code, 0) << env_submit.out;
+  EXPECT_NE(env_submit.err.find("features:create"), std::string::npos) << env_submit.err;
+  auto bogus = server.Cli({"agents"}, {{"AF_API_KEY", "af_" + std::string(64, '0')}});
+  EXPECT_NE(bogus.exit_code, 0) << bogus.out;
+  EXPECT_NE(bogus.err.find("invalid API key"), std::string::npos) << bogus.err;
   auto revoke = server.Cli({"keys", "revoke", key["id"]});
   EXPECT_EQ(revoke.exit_code, 0) << revoke.err;
   auto after = server.Cli({"agents", "--api-key", key["key"]});

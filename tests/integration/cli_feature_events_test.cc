@@ -120,6 +120,18 @@ TEST_F(FeatureEventsCliTest, WrongKeyAndUnknownFeatureAreClearErrors) {
   CommandResult missing = Events();
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("f-does-not-exist"), std::string::npos) << missing.err;
+
+  // No server at all: said as every client command says it, at once (it
+  // said it had "lost" a stream it never had, after five retries).
+  const int nobody = FreePort();
+  CommandResult down = RunCommand({BinaryPath(), "feature", "events", id_, "--server",
+                                   "http://127.0.0.1:" + std::to_string(nobody)},
+                                  ServeEnv(port_), dir_.path().string());
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.err.find("cannot reach the server at http://127.0.0.1:" + std::to_string(nobody)),
+            std::string::npos)
+      << down.err;
+  EXPECT_NE(down.err.find("agent-factory serve"), std::string::npos) << down.err;
 }
 
 }  // namespace

@@ -102,4 +102,8 @@ class Auth {
 // Reads the key written by EnsureAdminKey (trimmed). NotFound naming the file.
 Result<std::string> ReadAdminKeyFile(const std::filesystem::path& data_dir);
 
+// The key a client (the CLI's server commands, `mcp`) sends: `flag` (its
+// --api-key) when given, else AF_API_KEY, else <data_dir>/admin.key.
+Result<std::string> ClientApiKey(const std::string& flag, const std::filesystem::path& data_dir);
+
 }  // namespace af
