@@ -96,11 +96,9 @@ Result<json> CallServer(const ToolContext& ctx, const std::string& method, const
   std::string hint = "is " + ctx.server_url + " an Agent Factory server?";
   if (reply.is_object() && reply.contains("error") && reply["error"].is_object()) {
     const json& e = reply["error"];
+    // A challenged request's message lists its issues already (as details.issues).
     message = Field(e, "message", message);
     hint = Field(e, "hint", "");
-    if (e.contains("details") && e["details"].is_object() && e["details"].contains("issues")) {
-      message += " " + e["details"]["issues"].dump(-1, ' ', false, json::error_handler_t::replace);
-    }
   }
   const Code code = resp->status == 404   ? Code::kNotFound
                     : resp->status == 401 ? Code::kUnauthenticated
@@ -281,7 +279,12 @@ std::vector<Tool> MakeTools(ToolContext context) {
                {"priority",
                 {{"type", "string"},
                  {"enum", {"low", "medium", "high", "critical"}},
-                 {"description", "Default medium"}}}},
+                 {"description", "Default medium"}}},
+               {"challenge_vague_requirements",
+                {{"type", "boolean"},
+                 {"description",
+                  "false lets a terse request through the work plan check (an empty one never "
+                  "passes); default: the server's validation.challenge_vague_requirements"}}}},
               {"title", "description"}),
        [ctx](const json& a) -> Result<json> {
          return CallServer(*ctx, "POST", "/api/v1/features", a.dump());

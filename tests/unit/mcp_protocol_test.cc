@@ -244,6 +244,52 @@ class RefusingTransport : public HttpTransport {
   std::string last_url;
 };
 
+// Answers every request as the server answers a challenged feature, and
+// keeps the body it was sent.
+class ChallengingTransport : public HttpTransport {
+ public:
+  Result<ClientResponse> Send(const ClientRequest& req,
+                              const std::function<bool(std::string_view)>&) override {
+    last_body = req.body;
+    ClientResponse r;
+    r.status = 422;
+    r.body = json{{"error",
+                   {{"code", "WORK_PLAN_CHALLENGED"},
+                    {"message", "Work plan challenged:\n  - Tech stack not specified"},
+                    {"details", {{"issues", {"Tech stack not specified"}}}},
+                    {"hint",
+                     "add the missing parts, or bypass with "
+                     "\"challenge_vague_requirements\": false"}}}}
+                 .dump();
+    return r;
+  }
+  std::string last_body;
+};
+
+// The bypass the challenge's hint names is an argument feature_submit takes,
+// and the issues are said once.
+TEST(McpTools, FeatureSubmitTakesTheBypassItsChallengeNames) {
+  auto transport = std::make_shared<ChallengingTransport>();
+  ToolContext ctx;
+  ctx.server_url = "http://127.0.0.1:1";
+  ctx.transport = transport;
+  Protocol p(MakeTools(ctx), "1");
+  json r = Call(p, Request(1, "tools/call",
+                           {{"name", "feature_submit"},
+                            {"arguments", {{"title", "make it better"}, {"description", "d"}}}}));
+  ASSERT_TRUE(r.contains("result")) << r.dump();
+  const std::string text = r["result"]["content"][0]["text"];
+  EXPECT_EQ(text.find("Tech stack not specified"), text.rfind("Tech stack not specified")) << text;
+  r = Call(
+      p,
+      Request(2, "tools/call",
+              {{"name", "feature_submit"},
+               {"arguments",
+                {{"title", "t"}, {"description", "d"}, {"challenge_vague_requirements", false}}}}));
+  ASSERT_TRUE(r.contains("result")) << r.dump();
+  EXPECT_EQ(json::parse(transport->last_body)["challenge_vague_requirements"], false);
+}
+
 TEST(McpTools, NineToolsEachWithAClosedObjectSchemaAndADescription) {
   ToolContext ctx;
   auto tools = MakeTools(ctx);
