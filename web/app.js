@@ -773,7 +773,11 @@ function route() {
   $('home-view').hidden = !!m;
   $('feature-view').hidden = !m;
   if (m) {
-    showFeature(decodeURIComponent(m[1]));
+    // A hand-typed or cut link may not decode ("%E0%A4%A"): asked for as it
+    // is, the server says there is no such feature.
+    let id = m[1];
+    try { id = decodeURIComponent(m[1]); } catch (e) { /* kept as typed */ }
+    showFeature(id);
   } else {
     currentFeature = null;
     closeFeatureStream();

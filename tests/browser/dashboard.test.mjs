@@ -384,8 +384,14 @@ test('a feature page shows nothing of the feature shown before it', async () => 
   assert.equal(await page.locator('#feature-progress .stage.stopped').count(), 1);
   assert.equal(await page.locator('#feature-progress .stage.done').count(), 1);  // queued
 
-  await page.evaluate(() => { location.hash = '#/features/f-doesnotexist'; });
+  // A link that does not decode is a feature that does not exist, not a
+  // script error leaving the previous page's title.
+  await page.evaluate(() => { location.hash = '#/features/%E0%A4%A'; });
   await page.locator('#feature-reason').filter({hasText: 'There is no feature'}).waitFor();
+  assert.notEqual(await page.locator('#feature-title').textContent(), failed);
+  await page.evaluate(() => { location.hash = '#/features/f-doesnotexist'; });
+  await page.locator('#feature-reason').filter({hasText: 'There is no feature f-doesnotexist'})
+      .waitFor();
   assert.equal(await page.locator('#feature-status').textContent(), '');
   assert.equal(await page.locator('#feature-meta').textContent(), '');
   assert.equal(await page.locator('#usage .card').count(), 0);
