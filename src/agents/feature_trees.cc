@@ -104,9 +104,11 @@ Status Pipeline::Impl::CheckSharedWorkspaces() {
   }
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    return FailedPrecondition("the workspaces directory " + dir.string() +
-                                  " does not exist: a worker edits code in the coordinator's",
-                              fix);
+    return FailedPrecondition(
+        "the workspaces directory " + dir.string() +
+            " does not exist: a worker edits code in the coordinator's worktrees, so it needs the "
+            "coordinator's data directory (shared storage) at the same path",
+        fix);
   }
   if (::access(dir.c_str(), W_OK) != 0) {
     return FailedPrecondition("the workspaces directory " + dir.string() +

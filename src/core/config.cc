@@ -626,8 +626,13 @@ void CrossCheck(LoadedConfig& out) {
       db.rfind("postgres://", 0) != 0) {
     add("database.url", "expected sqlite:PATH or postgresql://..., got a URL of another kind");
   }
-  if (!c.redis.url.empty() && c.redis.url.rfind("redis://", 0) != 0) {
-    add("redis.url", "expected redis://HOST:PORT (or unset for the in-process bus)");
+  if (c.redis.url.rfind("rediss://", 0) == 0) {
+    add("redis.url",
+        "rediss:// (Redis over TLS) is not supported: use redis:// on a trusted network, or a TLS "
+        "tunnel (e.g. stunnel) to the server and redis:// to its local end");
+  } else if (!c.redis.url.empty() && c.redis.url.rfind("redis://", 0) != 0) {
+    add("redis.url",
+        "expected redis://[:PASSWORD@]HOST:PORT[/DB] (or unset for the in-process bus)");
   }
   if (c.server.host.empty()) add("server.host", "must not be empty");
   if (auto prices = ParsePrices(c.llm.prices); !prices.ok())

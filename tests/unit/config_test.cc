@@ -112,6 +112,19 @@ TEST(ConfigTest, BaseUrlsMustBeHttpUrlsWithAHost) {
         f + ":6: embeddings.base_url: 'http://' is not an http:// or https:// URL",
         f + ":8: api.max_body_bytes: value 5 is out of range (1024..1073741824)"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\n" << all;
+  // Redis: TLS is named as unsupported with a way around it; other schemes
+  // get the forms that work.
+  auto tls = dir.Write("tls.toml", "[redis]\nurl = \"rediss://:pw@cache:6380\"\n");
+  const std::string tls_issues = Issues(LoadConfig(FileOnly(tls.string())));
+  EXPECT_NE(tls_issues.find("rediss:// (Redis over TLS) is not supported"), std::string::npos)
+      << tls_issues;
+  EXPECT_NE(tls_issues.find("stunnel"), std::string::npos) << tls_issues;
+  EXPECT_EQ(tls_issues.find("pw@"), std::string::npos) << tls_issues;
+  auto other = dir.Write("other.toml", "[redis]\nurl = \"memcached://cache\"\n");
+  const std::string other_issues = Issues(LoadConfig(FileOnly(other.string())));
+  EXPECT_NE(other_issues.find("expected redis://[:PASSWORD@]HOST:PORT[/DB]"), std::string::npos)
+      << other_issues;
+
   auto good = dir.Write("good.toml",
                         "[openai]\nbase_url = \"http://127.0.0.1:11434/v1\"\n"
                         "[anthropic]\nbase_url = \"https://u:pw@proxy.example:8443\"\n");
