@@ -149,12 +149,13 @@ Result<ApiKey> Auth::Authenticate(const HttpRequest& request, bool allow_query_t
 
 Status Auth::Require(const ApiKey& key, std::string_view permission) {
   if (HasPermission(key, permission)) return Status::Ok();
+  const std::string needed(permission);
   return PermissionDenied(
-      "API key '" + key.name + "' lacks the permission '" + std::string(permission) + "'",
-      "use a key with '" + std::string(permission) +
-          "' (or admin); an admin creates one with 'agent-factory keys "
-          "create NAME --permissions " +
-          std::string(permission) + "'");
+      "API key '" + key.name + "' lacks the permission '" + needed + "'",
+      (needed == "admin" ? std::string("use an admin key")
+                         : "use a key with '" + needed + "' (or admin)") +
+          "; an admin creates one with 'agent-factory keys create NAME --permissions " + needed +
+          "'");
 }
 
 Result<ApiKey> Auth::Authorize(const HttpRequest& request, std::string_view permission) {

@@ -204,7 +204,8 @@ int Health(const GlobalOptions& g, const std::string& server_flag) {
         std::printf("  %-13s none running\n", name.c_str());
       } else {
         for (auto& [agent, state] : value.items())
-          std::printf("  %-13s %s: %s\n", name.c_str(), agent.c_str(), DumpJson(state).c_str());
+          std::printf("  %-13s %s: %s\n", name.c_str(), agent.c_str(),
+                      (state.is_string() ? state.get<std::string>() : DumpJson(state)).c_str());
       }
     }
     if (j.contains("workers") && j["workers"].is_array()) {

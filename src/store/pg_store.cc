@@ -147,9 +147,19 @@ int64_t PgStore::NowMs() const { return options_.now_ms(); }
 
 std::string PgStore::Describe() const { return redacted_url_; }
 
-Status PgStore::ErrorFrom(std::string_view doing, const std::exception& e) const {
-  std::string detail = e.what();
-  while (!detail.empty() && (detail.back() == '\n' || detail.back() == ' ')) detail.pop_back();
+std::string PgStore::Detail(const std::exception& e) const {
+  // One line: libpq breaks its messages with newlines and tabs ("Connection
+  // refused\n\tIs the server running..."), which split log lines and /health.
+  std::string detail;
+  for (const char c : std::string_view(e.what())) {
+    const bool space = c == '\n' || c == '\t' || c == '\r' || c == ' ';
+    if (!space) {
+      detail += c;
+    } else if (!detail.empty() && detail.back() != ' ') {
+      detail += ' ';
+    }
+  }
+  while (!detail.empty() && detail.back() == ' ') detail.pop_back();
   // libpq messages name host and user, not the password; this is the belt
   // to those braces.
   if (!password_.empty()) {
@@ -157,10 +167,16 @@ Status PgStore::ErrorFrom(std::string_view doing, const std::exception& e) const
       detail.replace(at, password_.size(), "***");
     }
   }
+  return detail;
+}
+
+Status PgStore::ErrorFrom(std::string_view doing, const std::exception& e) const {
+  const std::string detail = Detail(e);
   std::string what = std::string(doing) + ": ";
   const std::string server = "PostgreSQL at " + endpoint_;
   const std::string down_hint =
-      "is PostgreSQL running and reachable? check DATABASE_URL (host, port, user, database); "
+      "is PostgreSQL running and reachable? check DATABASE_URL (host, port, user, password, "
+      "database); "
       "retry once it is back";
   if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
     return Unavailable(what + "lost the connection to " + server + " (" + detail + ")", down_hint);
@@ -219,16 +235,9 @@ Result<std::unique_ptr<pqxx::connection>> PgStore::OpenConnection() const {
   } catch (const std::exception& e) {
     Status s = ErrorFrom("connecting to PostgreSQL", e);
     if (s.code() == Code::kInternal || s.code() == Code::kUnavailable) {
-      std::string detail = e.what();
-      if (!password_.empty()) {
-        for (size_t at; (at = detail.find(password_)) != std::string::npos;) {
-          detail.replace(at, password_.size(), "***");
-        }
-      }
-      while (!detail.empty() && (detail.back() == '\n' || detail.back() == ' ')) detail.pop_back();
-      return Unavailable("cannot connect to PostgreSQL at " + endpoint_ + " (" + detail + ")",
+      return Unavailable("cannot connect to PostgreSQL at " + endpoint_ + " (" + Detail(e) + ")",
                          "is PostgreSQL running and reachable? check DATABASE_URL=" +
-                             redacted_url_ + " (host, port, user, database)");
+                             redacted_url_ + " (host, port, user, password, database)");
     }
     return s;
   }

@@ -239,6 +239,8 @@ class PgStore final : public Store {
 
   // Maps an exception thrown while `doing` to a Status (see Tx). Public so the
   // knowledge half can map one it catches itself.
+  // e.what() on one line, the password scrubbed.
+  std::string Detail(const std::exception& e) const;
   Status ErrorFrom(std::string_view doing, const std::exception& e) const;
 
   // The store's clock (StoreOptions::now_ms, else the system clock), unix ms.

@@ -120,6 +120,10 @@ TEST(CliDbTest, UnreachablePostgresIsReportedWithoutLeakingThePassword) {
   EXPECT_NE(r.err.find("cannot connect to PostgreSQL at " + endpoint), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("DATABASE_URL"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("hunter2pass"), std::string::npos);
+  // libpq's message on one line: "error: ..." then the hint, nothing between.
+  const std::string error_line = r.err.substr(0, r.err.find('\n'));
+  EXPECT_NE(error_line.find("Connection refused"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\t'), std::string::npos) << r.err;
 }
 
 // The same commands on PostgreSQL, the password never printed.
