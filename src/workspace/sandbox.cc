@@ -56,10 +56,43 @@ class ScratchDir {
   std::string path_;
 };
 
+// What of /etc others may not read: files (shown as empty) and directories
+// (shown empty), found once per process. The sandbox's root is the host's
+// root when the server runs as root, and /etc holds secrets only root reads:
+// password hashes, TLS keys, /etc/default/agent-factory with the provider
+// keys. The sandbox sees /etc as any other user would.
+struct EtcHidden {
+  std::vector<std::string> files;
+  std::vector<std::string> dirs;
+};
+const EtcHidden& HiddenInEtc() {
+  static const EtcHidden hidden = [] {
+    EtcHidden h;
+    std::error_code ec;
+    fs::recursive_directory_iterator it("/etc", fs::directory_options::skip_permission_denied, ec);
+    for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      struct stat st;
+      if (lstat(it->path().c_str(), &st) != 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        if ((st.st_mode & S_IROTH) == 0 || (st.st_mode & S_IXOTH) == 0) {
+          h.dirs.push_back(it->path().string());
+          it.disable_recursion_pending();
+        }
+      } else if (S_ISREG(st.st_mode) && (st.st_mode & S_IROTH) == 0) {
+        h.files.push_back(it->path().string());
+      }
+    }
+    return h;
+  }();
+  return hidden;
+}
+
 // bwrap's arguments up to (not including) the command: the system read-only,
 // private /tmp, minimal /proc and /dev, the workdir read-write at its own path.
+// `tmp_bytes` > 0 bounds each private /tmp (a tmpfs is memory).
 std::vector<std::string> BwrapArgs(const std::string& bwrap, const std::string& workdir,
-                                   bool network, const std::vector<fs::path>& read_only) {
+                                   bool network, const std::vector<fs::path>& read_only,
+                                   uint64_t tmp_bytes = 0) {
   std::vector<std::string> a = {bwrap, "--die-with-parent", "--new-session", "--unshare-all"};
   if (network) a.push_back("--share-net");
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr"});
@@ -75,11 +108,14 @@ std::vector<std::string> BwrapArgs(const std::string& bwrap, const std::string& 
     }
   }
   a.insert(a.end(), {"--ro-bind", "/etc", "/etc"});
-  // Password hashes stay out even though the sandbox's root may read them.
-  for (const char* secret : {"/etc/shadow", "/etc/gshadow"}) {
-    if (access(secret, F_OK) == 0) a.insert(a.end(), {"--ro-bind", "/dev/null", secret});
+  const EtcHidden& hidden = HiddenInEtc();
+  for (const auto& f : hidden.files) a.insert(a.end(), {"--ro-bind", "/dev/null", f});
+  for (const auto& d : hidden.dirs) a.insert(a.end(), {"--tmpfs", d});
+  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev"});
+  for (const char* tmp : {"/tmp", "/var/tmp"}) {
+    if (tmp_bytes > 0) a.insert(a.end(), {"--size", std::to_string(tmp_bytes)});
+    a.insert(a.end(), {"--tmpfs", tmp});
   }
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"});
   // After the tmpfs mounts (which would hide them) and before the workdir
   // (which stays writable even when it lies under one of them).
   for (const auto& p : read_only) {
@@ -204,7 +240,9 @@ class SandboxImpl : public Sandbox {
                   "TMPDIR=" + scratch->path(), "LANG=C.UTF-8"};
       opts.env.insert(opts.env.end(), std::begin(kNonInteractive), std::end(kNonInteractive));
     } else {
-      opts.argv = BwrapArgs(bwrap_, dir, options_.network, options_.read_only_paths);
+      // The private /tmp is memory too: bounded as the process is.
+      opts.argv = BwrapArgs(bwrap_, dir, options_.network, options_.read_only_paths,
+                            static_cast<uint64_t>(options_.memory_mb) * 1024 * 1024);
       opts.argv.insert(opts.argv.end(), {"/bin/sh", "-c", command});
       opts.env = {std::string("PATH=") + kPath, "HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8"};
       opts.env.insert(opts.env.end(), std::begin(kNonInteractive), std::end(kNonInteractive));

@@ -4,11 +4,13 @@
 #include "af/workspace/sandbox.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <thread>
 
@@ -155,6 +157,34 @@ TEST_P(SandboxTest, WritesOutsideTheWorkdirFail) {
   // The host's private files are not visible.
   EXPECT_NE(MustRun(*sb, "ls " + other.path().string()).exit_code, 0);
   EXPECT_EQ(MustRun(*sb, "cat /etc/shadow").output.find("root:"), std::string::npos);
+  // Nor is anything of /etc that others may not read, even when the server
+  // (and so the sandbox's root) is root: /etc/shadow- (the backup copy),
+  // TLS keys, /etc/default/agent-factory with the provider keys.
+  std::error_code ec;
+  int checked = 0;
+  for (fs::recursive_directory_iterator it("/etc", fs::directory_options::skip_permission_denied,
+                                           ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st;
+    if (lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & S_IROTH))
+      continue;
+    RunResult read = MustRun(*sb, "cat '" + it->path().string() + "' 2>/dev/null | wc -c");
+    EXPECT_EQ(read.output, "0\n") << it->path() << " is readable in the sandbox";
+    ++checked;
+  }
+  std::cout << checked << " files of /etc that others may not read were checked\n";
+}
+
+TEST_P(SandboxTest, TheSandboxTmpIsBoundedLikeItsMemory) {
+  auto sb = Make({.memory_mb = 64});
+  ASSERT_TRUE(sb);
+  if (!bwrap()) GTEST_SKIP() << "process mode has no private /tmp (reported)";
+  // A tmpfs is memory: 200 MB in /tmp would otherwise be held for the run.
+  RunResult r = MustRun(*sb,
+                        "head -c 200000000 /dev/zero > /tmp/big; echo rc=$?; "
+                        "du -k /tmp/big | cut -f1");
+  EXPECT_NE(r.output.find("No space left on device"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("rc=0"), std::string::npos) << r.output;
 }
 
 TEST_P(SandboxTest, ExtraReadOnlyPathsAreVisibleButNotWritable) {
