@@ -520,7 +520,8 @@ Result<std::vector<SearchHit>> FeatureTree::Search(std::string_view query,
 
 Result<std::map<std::string, std::string>> FeatureTree::ChangeSnapshot() const {
   std::vector<std::string> args = {
-      "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--"};
+      "status",       "--porcelain=v1",          "-z", "--untracked-files=all",
+      "--no-renames", "--ignore-submodules=all", "--"};
   for (auto& spec : GeneratedExcludes()) args.push_back(std::move(spec));
   Result<std::string> out = [&] {
     GitLock lock(*git_mu_, git_lock_.get());

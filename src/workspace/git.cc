@@ -41,7 +41,12 @@ Result<GitOutput> RunGitRaw(const std::string& git, const std::filesystem::path&
                             const std::vector<std::string>& extra_env) {
   SpawnOptions opts;
   opts.argv = {git, "-C", dir.string(), "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false",
-               "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "gc.auto=0",
+               "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+               // A repository nested in a work tree (a sandboxed command can make
+               // one, with its own config naming filter programs) is never
+               // entered: git would run its filters here, outside the sandbox.
+               "-c", "submodule.recurse=false", "-c", "diff.ignoreSubmodules=all", "-c",
+               "status.submoduleSummary=false", "-c", "gc.auto=0",
                // Or every commit starts a `git maintenance run --auto` child
                // that only finds gc.auto off.
                "-c", "maintenance.auto=false", "-c", "core.quotepath=false", "-c", "color.ui=false",

@@ -189,6 +189,35 @@ TEST_F(WorkspaceTest, ARewrittenDotGitFileIsNotFollowed) {
   EXPECT_EQ(log.out.substr(0, log.out.find('\n')), "add a") << log.out << log.err;
 }
 
+// A repository nested in the tree (a sandboxed command can `git init` one and
+// write its config) is not entered by the server's git: its clean filter
+// would run here, outside the sandbox, on its changed file.
+TEST_F(WorkspaceTest, ANestedRepositorysFiltersNeverRun) {
+  const fs::path root = tree_->root();
+  const fs::path pwned = tmp_.path() / "pwned";
+  const std::string git = "/usr/bin/git";
+  auto run = [&](std::vector<std::string> argv) {
+    auto r = RunCommand(argv, {}, root.string());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  };
+  run({git, "init", "-q", "sub"});
+  std::ofstream(root / "sub" / ".gitattributes") << "a.txt filter=pwn\n";
+  std::ofstream(root / "sub" / "a.txt") << "hi\n";
+  run({git, "-C", "sub", "add", "."});
+  run({git, "-C", "sub", "-c", "user.name=x", "-c", "user.email=y", "commit", "-qm", "x"});
+  run({git, "-C", "sub", "config", "filter.pwn.clean", "touch " + pwned.string() + "; cat"});
+  run({git, "add", "sub"});  // a gitlink in the feature's index
+  // Touched, not changed: only hashing it (through the filter) tells.
+  fs::last_write_time(root / "sub" / "a.txt",
+                      fs::last_write_time(root / "sub" / "a.txt") + std::chrono::seconds(5));
+
+  auto snapshot = tree_->ChangeSnapshot();  // git status
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status().ToString();
+  auto diff = tree_->UncommittedDiff({}, 3);
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_FALSE(fs::exists(pwned)) << "the nested repository's filter ran outside the sandbox";
+}
+
 TEST_F(WorkspaceTest, ReadTruncatesLargeFilesWithANote) {
   ASSERT_TRUE(tree_->WriteFile("big.txt", std::string(1000, 'a')).ok());
   auto r = tree_->ReadFile("big.txt", 100);
