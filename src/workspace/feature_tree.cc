@@ -740,7 +740,20 @@ Result<std::string> FeatureTree::CommitTask(const std::string& task_id, const st
   AF_ASSIGN_OR_RETURN(std::string done, repo->FindCommitWithTrailer("Task-Id", task_id));
   if (!done.empty()) return done;
 
-  std::string msg(TrimRight(message));
+  // The message is the model's: none of its lines may pass for the trailer
+  // that names the task (a forged "Task-Id: <other task>" made that task's
+  // work look committed), nor for the "---" after which git reads no more
+  // trailers.
+  std::string msg;
+  for (std::string_view rest = TrimRight(message); !rest.empty();) {
+    const size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    const std::string lower = AsciiLower(std::string(Trim(line)));
+    if (lower.rfind("task-id", 0) == 0) continue;
+    msg += (line.rfind("---", 0) == 0 ? " " : "") + std::string(line) + "\n";
+  }
+  msg = std::string(TrimRight(msg));
   if (msg.empty()) msg = "Task " + task_id;
   msg += "\n\nTask-Id: " + task_id + "\n";
   AF_ASSIGN_OR_RETURN(bool filters, repo->HasExternalFilters());
