@@ -256,7 +256,8 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
       for (const auto& e : *events) {
         seq = e.seq;
         if (g.json) continue;
-        std::string line = Describe(e, id);
+        // Commands, outputs and comments are the model's: no terminal escapes.
+        const std::string line = EscapeControls(Describe(e, id));
         if (!line.empty()) std::printf("%s\n", line.c_str());
         // The terminal would otherwise show the retries for as long as the
         // feature waits (up to an hour by default) without saying what to do.

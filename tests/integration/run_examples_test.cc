@@ -293,5 +293,58 @@ TEST(RunCommandTest, AnAuthFailureIsReportedOnceWithItsHint) {
   EXPECT_EQ(Count(run.out + run.err, "config show-key"), 1u) << run.out << run.err;
 }
 
+// The model's commands, outputs and review comments are shown by `run`, with
+// their terminal escapes escaped: a model cannot retitle or recolour the
+// user's terminal. Scripted with a replay file of our own.
+TEST(RunOutputTest, TheModelsTerminalEscapesAreShownEscaped) {
+  TempDir dir;
+  const std::string title = "escapes: one file";
+  dir.Write("prp.md",
+            "# " + title + "\n\n## Goal\nWrite x.txt holding one line.\n\n## Tech Stack\nbash\n");
+  const std::string esc = "\x1b]0;PWNED\x07\x1b[31mRED\x1b[0m";
+  auto line = [](const std::string& role, const std::string& contains, int turn,
+                 const nlohmann::json& calls) {
+    return nlohmann::json{{"match", {{"role", role}, {"contains", contains}, {"turn", turn}}},
+                          {"response", {{"text", "."}, {"tool_calls", calls}}}}
+               .dump() +
+           "\n";
+  };
+  auto call = [](const std::string& name, const nlohmann::json& args) {
+    return nlohmann::json{{"id", name + "-1"}, {"name", name}, {"arguments", args}};
+  };
+  const nlohmann::json task = {{"id", "t1"},
+                               {"role", "coder"},
+                               {"title", "Write x"},
+                               {"description", "x.txt with one line"},
+                               {"files", nlohmann::json::array({"x.txt"})},
+                               {"dependencies", nlohmann::json::array()}};
+  dir.Write("replay.jsonl",
+            line("planner", "# Feature: " + title, 0,
+                 nlohmann::json::array(
+                     {call("submit_plan", {{"tasks", nlohmann::json::array({task})}})})) +
+                line("coder", "# Your task: Write x", 0,
+                     {call("write_file", {{"path", "x.txt"}, {"content", "x\n"}}),
+                      call("run_command", {{"command", "printf '" + esc + "'"}})}) +
+                line("coder", "# Your task: Write x", 1,
+                     nlohmann::json::array({call("finish", {{"summary", "wrote x.txt " + esc}})})) +
+                line("reviewer", "# Feature: " + title, 0,
+                     nlohmann::json::array({call(
+                         "submit_review", {{"verdict", "approve"},
+                                           {"comments", nlohmann::json::array({"ok " + esc})}})})));
+  auto env = kOffline;
+  env["AF_LLM_PROVIDER"] = "replay";
+  env["AF_LLM_REPLAY_FILE"] = (dir.path() / "replay.jsonl").string();
+  env["AF_VALIDATION_CHALLENGE_VAGUE_REQUIREMENTS"] = "false";
+  auto run =
+      RunCommand({BinaryPath(), "run", (dir.path() / "prp.md").string()}, env, dir.path().string());
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("run_command printf"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("ok \\x1b]0;PWNED"), std::string::npos) << run.out;
+  EXPECT_EQ((run.out + run.err).find('\x1b'), std::string::npos)
+      << "a raw ESC reached the terminal";
+  EXPECT_EQ((run.out + run.err).find('\x07'), std::string::npos)
+      << "a raw BEL reached the terminal";
+}
+
 }  // namespace
 }  // namespace af::testing
