@@ -244,6 +244,14 @@ class RefusingTransport : public HttpTransport {
   std::string last_url;
 };
 
+// The feature tools' context with `transport` standing in for the server.
+ToolContext ServerAt(std::shared_ptr<HttpTransport> transport) {
+  ToolContext ctx;
+  ctx.server_url = "http://127.0.0.1:1";
+  ctx.transport = std::move(transport);
+  return ctx;
+}
+
 // Answers every request as the server answers a challenged feature, and
 // keeps the body it was sent.
 class ChallengingTransport : public HttpTransport {
@@ -270,10 +278,7 @@ class ChallengingTransport : public HttpTransport {
 // and the issues are said once.
 TEST(McpTools, FeatureSubmitTakesTheBypassItsChallengeNames) {
   auto transport = std::make_shared<ChallengingTransport>();
-  ToolContext ctx;
-  ctx.server_url = "http://127.0.0.1:1";
-  ctx.transport = transport;
-  Protocol p(MakeTools(ctx), "1");
+  Protocol p(MakeTools(ServerAt(transport)), "1");
   json r = Call(p, Request(1, "tools/call",
                            {{"name", "feature_submit"},
                             {"arguments", {{"title", "make it better"}, {"description", "d"}}}}));
@@ -336,10 +341,7 @@ TEST(McpTools, WithoutTheKnowledgeBaseTheToolsSayWhyAndWhatToDo) {
 
 TEST(McpTools, FeatureToolsWithNoServerSayToStartIt) {
   auto transport = std::make_shared<RefusingTransport>();
-  ToolContext ctx;
-  ctx.server_url = "http://127.0.0.1:1";
-  ctx.transport = transport;
-  Protocol p(MakeTools(ctx), "1");
+  Protocol p(MakeTools(ServerAt(transport)), "1");
   json r = Call(
       p, Request(1, "tools/call", {{"name", "feature_status"}, {"arguments", {{"id", "feat 1"}}}}));
   ASSERT_TRUE(r.contains("result")) << r.dump();
