@@ -59,8 +59,8 @@ class ScratchDir {
 // What of /etc others may not read: files (shown as empty) and directories
 // (shown empty), found once per process. The sandbox's root is the host's
 // root when the server runs as root, and /etc holds secrets only root reads:
-// password hashes, TLS keys, /etc/default/agent-factory with the provider
-// keys. The sandbox sees /etc as any other user would.
+// password hashes, TLS keys, the provider keys in the service's environment
+// file under /etc/default. The sandbox sees /etc as any other user would.
 struct EtcHidden {
   std::vector<std::string> files;
   std::vector<std::string> dirs;
