@@ -1,5 +1,7 @@
 #include "af/agents/tools.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -164,6 +166,9 @@ constexpr size_t kReadCap = 16000;
 constexpr size_t kReadLoadCap = 8 << 20;
 // The task's diff shown by finish.
 constexpr size_t kFinishDiffCap = 8000;
+// A file a command makes that is bigger than this stays out of the task's
+// commit (see RunCommand).
+constexpr uint64_t kMaxCommittedFileBytes = uint64_t{32} << 20;
 constexpr size_t kSearchMaxHits = 50;
 
 // One numbered line as read_file shows it: "   12\tcode\n". The number and
@@ -544,7 +549,7 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
   Result<std::map<std::string, std::string>> before =
       ctx.touched ? ctx.tree->ChangeSnapshot() : std::map<std::string, std::string>();
   auto run = ctx.sandbox->Run(command, ctx.tree->root(), ctx.cancelled);
-  std::string left_out;  // changed paths the task cannot commit
+  std::string links_out, big_out;  // changed paths the task cannot commit
   if (ctx.touched && before.ok()) {
     if (auto after = ctx.tree->ChangeSnapshot(); after.ok()) {
       std::set<std::string> changed;
@@ -553,21 +558,32 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
       for (const auto& [p, sig] : *before)
         if (!after->count(p)) changed.insert(p);
       // The same path check as the file tools: a symbolic link the command
-      // pointed out of the workspace stays out of the commit.
+      // pointed out of the workspace stays out of the commit. So does a file
+      // too big for a source change: committing it, its diff and the patch
+      // would hold several times its size in the server's memory.
       for (const auto& p : changed) {
-        if (ctx.tree->Resolve(p).ok()) {
-          ctx.touched->insert(p);
+        struct stat st;
+        if (!ctx.tree->Resolve(p).ok()) {
+          links_out += (links_out.empty() ? "" : ", ") + p;
+        } else if (lstat((ctx.tree->root() / p).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                   static_cast<uint64_t>(st.st_size) > kMaxCommittedFileBytes) {
+          big_out += (big_out.empty() ? "" : ", ") + p;
         } else {
-          left_out += (left_out.empty() ? "" : ", ") + p;
+          ctx.touched->insert(p);
         }
       }
     }
   }
   if (!run.ok()) return FromStatus(run.status());
   std::string text = run->ToText();
-  if (!left_out.empty()) {
+  if (!links_out.empty()) {
     text += "\n[not part of the task's change (symbolic links leading out of the workspace): " +
-            left_out + "]";
+            links_out + "]";
+  }
+  if (!big_out.empty()) {
+    text += "\n[not part of the task's change (larger than " +
+            std::to_string(kMaxCommittedFileBytes >> 20) + " MiB; generate such files in a " +
+            "gate instead of committing them): " + big_out + "]";
   }
   if (run->timed_out) {
     const auto limit = ctx.sandbox->options().timeout;

@@ -227,6 +227,17 @@ TEST_F(ToolsFeedbackTest, CommandRunsNonInteractivelyAndItsFilesJoinTheTask) {
   EXPECT_TRUE(Has(r.content, "outlink")) << r.content;
   ASSERT_TRUE(fs::remove(tree_->root() / "outlink"));
 
+  // Nor is a file too big for a source change (the server would hold it
+  // several times over to commit and diff it); a small one beside it is.
+  touched_.clear();
+  r = Run("run_command",
+          {{"command", "head -c 40000000 /dev/zero > big.bin && echo s > small.txt"}});
+  EXPECT_EQ(touched_, (std::set<std::string>{"small.txt"}));
+  EXPECT_TRUE(Has(r.content, "larger than 32 MiB")) << r.content;
+  EXPECT_TRUE(Has(r.content, "big.bin")) << r.content;
+  ASSERT_TRUE(fs::remove(tree_->root() / "big.bin"));
+  ASSERT_TRUE(fs::remove(tree_->root() / "small.txt"));
+
   // A file the command changes again later is seen too.
   touched_.clear();
   r = Run("run_command", {{"command", "echo more >> gen/made.txt"}});
