@@ -10,6 +10,14 @@ Status CheckMemory(const Memory& m) {
   if (m.content.empty()) {
     return InvalidArgument("memory content is empty", "say what was learned in content");
   }
+  if (m.content.size() > kMaxMemoryContentBytes) {
+    return InvalidArgument("memory content is " + std::to_string(m.content.size()) +
+                               " bytes, over the " + std::to_string(kMaxMemoryContentBytes) +
+                               "-byte limit",
+                           "say what was learned in short; put long texts in the knowledge base "
+                           "('agent-factory kb populate' or POST /api/v1/knowledge) and name "
+                           "them in the memory");
+  }
   AF_RETURN_IF_ERROR(CheckMemoryType(m.type));
   if (m.importance < 1 || m.importance > 10) {
     return InvalidArgument(

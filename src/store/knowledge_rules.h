@@ -21,8 +21,8 @@
 namespace af::store_internal {
 
 // The one validation of a memory's fields, for AddMemory and UpdateMemory:
-// non-empty content, a known type, importance 1..10. InvalidArgument names
-// the bad field.
+// non-empty content of at most kMaxMemoryContentBytes, a known type,
+// importance 1..10. InvalidArgument names the bad field.
 Status CheckMemory(const Memory& m);
 
 // What the vector index embeds for a memory / a chunk (see Store::MemoryTexts

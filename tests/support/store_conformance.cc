@@ -980,6 +980,16 @@ TEST_P(StoreConformanceTest, MemoriesAreValidatedStoredAndFoundWithNamespaceFall
   bad = m;
   bad.content.clear();
   EXPECT_EQ(store_->AddMemory(bad).status().code(), Code::kInvalidArgument);
+  // Memories go into agents' contexts: a long text is refused, saying where it goes.
+  bad = m;
+  bad.content = std::string(kMaxMemoryContentBytes + 1, 'x');
+  Status too_long = store_->AddMemory(bad).status();
+  EXPECT_EQ(too_long.code(), Code::kInvalidArgument);
+  EXPECT_NE(too_long.message().find("-byte limit"), std::string::npos) << too_long.ToString();
+  EXPECT_NE(too_long.hint().find("knowledge base"), std::string::npos) << too_long.ToString();
+  bad.content.pop_back();  // at the limit: accepted
+  bad.id.clear();
+  EXPECT_TRUE(store_->AddMemory(bad).ok());
 }
 
 // --- Knowledge: memory labels, links, documents, full text -------------------

@@ -169,6 +169,10 @@ struct ApiKey {
 
 // A memory: something learned, stored for agents to recall. The
 // memory layer adds search, links and evolution on top of these rows.
+// The longest memory content accepted: memories go into agents' contexts,
+// so a long text belongs in the knowledge base, with a memory naming it.
+inline constexpr size_t kMaxMemoryContentBytes = 64 * 1024;
+
 struct Memory {
   std::string id;             // assigned when empty ("mem-...")
   std::string ns = "global";  // "global", "project:NAME", "session:PROJECT:ID"
