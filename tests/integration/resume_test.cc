@@ -100,6 +100,19 @@ std::map<std::string, std::string> Env(const FakeLlmServer& fake) {
           {"AF_PORT", std::to_string(FreePort())}};
 }
 
+// The run's store once it has made it (nullptr before), read as it is.
+std::unique_ptr<Store> StoreOnceMade(const std::string& db_path) {
+  if (!std::filesystem::exists(db_path)) return nullptr;
+  auto store = Store::Open({.url = "sqlite:" + db_path, .migrate = false});
+  return store.ok() ? std::move(store).value() : nullptr;
+}
+
+// The newest feature's id; "" when there is none (yet).
+std::string NewestFeatureId(Store& store) {
+  auto page = store.ListFeatures({});
+  return page.ok() && !page->features.empty() ? page->features[0].id : std::string();
+}
+
 TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls) {
   TempDir dir;
   FakeLlmServer fake;
@@ -117,13 +130,11 @@ TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls
     bool t2_started = WaitFor(
         [&] {
           if (!run.Running()) return true;
-          if (!std::filesystem::exists(db_path)) return false;
-          auto store = Store::Open({.url = "sqlite:" + db_path, .migrate = false});
-          if (!store.ok()) return false;
-          auto page = (*store)->ListFeatures({});
-          if (!page.ok() || page->features.empty()) return false;
-          feature_id = page->features[0].id;
-          auto calls = (*store)->ListLlmCalls(feature_id);
+          auto store = StoreOnceMade(db_path);
+          if (!store) return false;
+          feature_id = NewestFeatureId(*store);
+          if (feature_id.empty()) return false;
+          auto calls = store->ListLlmCalls(feature_id);
           if (!calls.ok()) return false;
           for (const auto& c : *calls)
             if (c.task_id == feature_id + "-t2") return true;
@@ -219,13 +230,10 @@ TEST(ResumeTest, ARunAfterAnInterruptedOneSaysWhichFeaturesItAlsoResumes) {
     ChildProcess run({BinaryPath(), "run", prp.string()}, env, dir.path().string());
     ASSERT_TRUE(WaitFor(
         [&] {
-          if (!std::filesystem::exists(db_path)) return false;
-          auto store = Store::Open({.url = "sqlite:" + db_path, .migrate = false});
-          if (!store.ok()) return false;
-          auto page = (*store)->ListFeatures({});
-          if (!page.ok() || page->features.empty()) return false;
-          first = page->features[0].id;
-          return true;
+          auto store = StoreOnceMade(db_path);
+          if (!store) return false;
+          first = NewestFeatureId(*store);
+          return !first.empty();
         },
         std::chrono::seconds(60)))
         << run.Err();
