@@ -14,7 +14,7 @@ const MAX_EVENTS_SHOWN = 2000;
 // listener per name).
 const EVENT_TYPES = ['feature.created', 'feature.status', 'task.created', 'task.status',
                      'agent.started', 'agent.heartbeat', 'agent.offline', 'llm.call',
-                     'llm.circuit', 'llm.fallback', 'llm.rate_limited', 'tool.call', 'gate.result', 'review.verdict',
+                     'llm.circuit', 'llm.fallback', 'llm.rate_limited', 'tool.call', 'reply.refused', 'gate.result', 'review.verdict',
                      'memory.stored', 'context.summary', 'budget.warning', 'error'];
 const MAX_DIFF_LINES = 6000;
 
@@ -549,6 +549,7 @@ function describeEvent(e) {
                                     Math.ceil((d.wait_ms || 0) / 1000) + ' s';
     case 'tool.call': return d.tool + ' ' + clip(JSON.stringify(d.args || {}), 120) +
                              (d.ok === false ? ' ✗ ' : ' ✓ ') + clip(d.result || d.error || '', 120);
+    case 'reply.refused': return d.role + ' reply not used: ' + clip(d.problem, 300);
     case 'gate.result': return d.gate + ' → ' + (d.passed ? 'passed' : 'FAILED (exit ' +
                                d.exit_code + (d.timed_out ? ', timed out' : '') + ')');
     case 'review.verdict': return d.verdict + ' (round ' + d.round + ')';

@@ -9,6 +9,7 @@
 #include "af/core/config.h"
 #include "af/core/fault.h"
 #include "af/core/log.h"
+#include "af/core/strings.h"
 #include "af/llm/llm_client.h"
 #include "af/llm/pricing.h"
 #include "af/store/store.h"
@@ -31,6 +32,10 @@ json ArgsSummary(const ToolCall& call) {
 
 // Tools that change the workspace or the memory: a crash point follows each.
 const std::set<std::string> kMutatingTools = {"write_file", "edit_file", "run_command", "remember"};
+
+std::string TerminalTool(const std::string& role) {
+  return role == "planner" ? "submit_plan" : role == "reviewer" ? "submit_review" : "finish";
+}
 
 // How a conversation of `role` ends: its terminal tool and what it takes.
 std::string TerminalUse(const std::string& role) {
@@ -109,6 +114,28 @@ std::string NoToolCall(const std::string& role, const std::vector<ToolDef>& tool
          ": that ends your turn.";
 }
 
+// Whether text where a call was needed is a call written out as text, as
+// models do when the server does not turn their tool-call syntax into native
+// calls (llama.cpp without --jinja, vLLM without a tool-call parser).
+bool LooksLikeTextCall(std::string_view text, const std::vector<ToolDef>& tools) {
+  for (std::string_view marker : {"<tool_call>", "<function", "[TOOL_CALLS]", "<|python_tag|>"})
+    if (text.find(marker) != std::string_view::npos) return true;
+  if (text.find("\"name\"") == std::string_view::npos) return false;
+  return std::any_of(tools.begin(), tools.end(), [&](const ToolDef& t) {
+    return text.find("\"" + t.name + "\"") != std::string_view::npos;
+  });
+}
+
+// What a reply without a tool call was, for the user: the model's own words
+// (a question it asked, a call it wrote as text), not the re-ask it was sent.
+std::string UnusedReply(const LlmResponse& resp, bool cut_off, bool text_call) {
+  const std::string_view text = Trim(resp.text);
+  std::string what = cut_off     ? "the reply was cut off at the output limit with no tool call"
+                     : text_call ? "the reply wrote a tool call as text, not as a native tool call"
+                                 : "the reply had no tool call";
+  return text.empty() ? what + " and no text" : what + "; it said " + Start(text, 300);
+}
+
 }  // namespace
 
 void EmitEvent(Store* store, const std::string& type, const std::string& feature_id,
@@ -132,6 +159,7 @@ std::string FailureReason(const Status& s) {
   if (s.code() == Code::kCancelled) return "cancelled";
   if (s.code() == Code::kDeadlineExceeded) return "timeout";
   if (s.message().rfind("step limit reached", 0) == 0) return "max_steps";
+  if (s.message().rfind(kTurnLimit, 0) == 0) return "max_turns";
   if (s.message().rfind("budget exceeded", 0) == 0) return "budget_exceeded";
   if (s.message().rfind(kNothingBuilt, 0) == 0) return "no_change";
   if (s.message().rfind(kUnusableReplies, 0) == 0) return "unusable_replies";
@@ -418,7 +446,13 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
   // answered with what was wrong and asked again, up to limits.max_reasks
   // times; one more fails the conversation naming the last problem.
   int bad_in_a_row = 0;
-  for (int turn = 1; turn <= conv.max_turns; ++turn) {
+  bool text_call = false;  // the last unusable reply wrote its call as text
+  const int max_turns = cfg.limits.max_turns;
+  // The same call made again and again (a model reading one file in a loop)
+  // is pointed out to it: the result alone does not tell it nothing changed.
+  std::string last_call;
+  int repeats = 0;
+  for (int turn = 1; turn <= max_turns; ++turn) {
     if (env.check) AF_CO_RETURN_IF_ERROR(env.check());
     LlmRequest sent = req;
     AF_CO_RETURN_IF_ERROR(FitToBudget(env, conv, sent));
@@ -430,8 +464,14 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
     std::string problem;  // the last refusal of this turn
     bool any_ran = false;
     if (resp.tool_calls.empty()) {
-      problem = NoToolCall(conv.role, req.tools, cut_off, req.max_tokens);
-      req.messages.push_back(Message::User(problem));
+      text_call = LooksLikeTextCall(resp.text, req.tools);
+      problem = UnusedReply(resp, cut_off, text_call);
+      EmitEvent(env.store, "reply.refused", conv.feature_id, conv.task_id, conv.agent_id,
+                {{"role", conv.role}, {"problem", problem}});
+      req.messages.push_back(
+          Message::User(NoToolCall(conv.role, req.tools, cut_off, req.max_tokens)));
+    } else {
+      text_call = false;
     }
     for (size_t i = 0; i < resp.tool_calls.size(); ++i) {
       const ToolCall& call = resp.tool_calls[i];
@@ -439,6 +479,15 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
           conv.role, req.tools, call, cut_off && i + 1 == resp.tool_calls.size(), req.max_tokens);
       ToolOutcome out =
           refused.empty() ? ExecuteTool(call, tools) : ToolOutcome{refused, true, false};
+      const std::string this_call =
+          call.name + (call.valid_arguments() ? call.arguments.dump() : call.raw_arguments);
+      repeats = this_call == last_call ? repeats + 1 : 1;
+      last_call = this_call;
+      if (repeats >= 3 && !out.terminal) {
+        out.content += "\n\n(You made this same " + call.name + " call " + std::to_string(repeats) +
+                       " times in a row: repeating it changes nothing. Do the next step, or " +
+                       TerminalUse(conv.role) + ".)";
+      }
       if (!out.is_error && kMutatingTools.count(call.name)) fault::CrashPoint("tool " + call.name);
       json event = {{"tool", call.name},
                     {"args", ArgsSummary(call)},
@@ -469,15 +518,22 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
               std::to_string(bad_in_a_row) + " replies in a row could not be used (" +
               std::to_string(cfg.limits.max_reasks) +
               " re-asks allowed, limits.max_reasks); the last: " + problem.substr(0, 600),
-          "use a model with reliable tool calling, or raise limits.max_reasks; the feature's "
-          "tool.call events show every refused call");
+          text_call ? "the server returns the model's tool calls as text: turn on native tool "
+                      "calls (llama.cpp: --jinja; vLLM: --enable-auto-tool-choice and a "
+                      "--tool-call-parser; Ollama: a model with tool support), or use another model"
+                    : "use a model with reliable tool calling, or raise limits.max_reasks; the "
+                      "feature's tool.call and reply.refused events show every refused call and "
+                      "reply");
     }
     logger->info("{}: its reply could not be used; re-ask {} of {}: {}", conv.agent_id,
                  bad_in_a_row, cfg.limits.max_reasks, problem.substr(0, 160));
   }
-  co_return ResourceExhausted("step limit reached: the " + conv.role + " did not finish within " +
-                                  std::to_string(conv.max_turns) + " turns",
-                              "the task may be too large: split it, or raise limits.max_steps");
+  co_return ResourceExhausted(
+      std::string(kTurnLimit) + ": the " + conv.role + " made " + std::to_string(max_turns) +
+          " model calls and never called " + TerminalTool(conv.role) +
+          " (limits.max_turns = " + std::to_string(max_turns) + ")",
+      "the model may be stuck (the feature's tool.call events show its calls): split the task, "
+      "use a stronger model, or raise limits.max_turns");
 }
 
 }  // namespace af

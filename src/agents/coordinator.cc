@@ -463,9 +463,13 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
   if (!plan.empty() && ended == FeatureState::kCompleted)
     store("architecture_decision", "Feature '" + f->title + "' was built as these tasks:\n" + plan,
           5, feature_source, {"plan"});
-  // The fixes of failed gates, with the commit that made them.
+  // The fixes of failed gates and review comments, with the commit that made
+  // them: only a fix that changed something in a feature that then passed is
+  // a lesson (a fix that committed nothing, or after which the feature still
+  // failed, would teach later tasks a remedy that did not work).
   for (const auto& t : *tasks) {
-    if (StateOf(t) == TaskState::kCompleted && FixKindOf(t)) {
+    if (ended == FeatureState::kCompleted && StateOf(t) == TaskState::kCompleted && FixKindOf(t) &&
+        !Field(t.result, "commit", "").empty()) {
       store("bug_fix",
             t.description.substr(0, 1200) + "\nFixed by: " + Field(t.result, "summary", ""), 7,
             {{"feature", f->id}, {"task", t.id}, {"commit", Field(t.result, "commit", "")}},

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <charconv>
 #include <climits>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include "af/core/config.h"
 #include "af/core/dag.h"
 #include "af/core/ids.h"
+#include "af/core/strings.h"
 #include "af/memory/knowledge.h"
 #include "af/workspace/sandbox.h"
 #include "af/workspace/workspace.h"
@@ -52,9 +54,10 @@ bool GetString(const ToolCall& call, const char* field, std::string* out, ToolOu
   return true;
 }
 
-// Optional integer argument (default when absent or null), clamped to [lo, hi];
-// any other JSON type is an error naming the tool and the field. Models send
-// "5" for 5 often enough that a type_error must not escape the agent thread.
+// Optional integer argument (default when absent or null), clamped to [lo, hi].
+// Models (local ones especially) send "5" for 5 often enough that a string
+// holding a whole number is taken as that number; any other type is an error
+// naming the tool and the field.
 bool GetInt(const ToolCall& call, const char* field, int def, int lo, int hi, int* out,
             ToolOutcome* err) {
   auto it = call.arguments.find(field);
@@ -62,12 +65,21 @@ bool GetInt(const ToolCall& call, const char* field, int def, int lo, int hi, in
     *out = def;
     return true;
   }
-  if (!it->is_number()) {
-    *err = Error(call.name + ": '" + field + "' must be an integer, got " + it->type_name());
-    return false;
+  double value = 0;
+  if (it->is_number()) {
+    value = it->get<double>();
+  } else {
+    const std::string text = it->is_string() ? std::string(Trim(it->get<std::string>())) : "";
+    long long parsed = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+      *err = Error(call.name + ": '" + field + "' must be an integer, got " +
+                   (it->is_string() ? "the string " + it->dump() : it->type_name()));
+      return false;
+    }
+    value = static_cast<double>(parsed);
   }
-  *out = static_cast<int>(
-      std::clamp(it->get<double>(), static_cast<double>(lo), static_cast<double>(hi)));
+  *out = static_cast<int>(std::clamp(value, static_cast<double>(lo), static_cast<double>(hi)));
   return true;
 }
 
@@ -584,6 +596,15 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
     text += "\n[not part of the task's change (larger than " +
             std::to_string(kMaxCommittedFileBytes >> 20) + " MiB; generate such files in a " +
             "gate instead of committing them): " + big_out + "]";
+  }
+  // Models check their work with git status or diff, or commit it: the
+  // repository is outside the sandbox, and git's own error names a path that
+  // does not help them.
+  if (run->exit_code != 0 && text.find("not a git repository") != std::string::npos) {
+    text +=
+        "\n[git cannot reach the repository from run_command: the task's changes are "
+        "committed for you when you call finish. Check your work with read_file, list_files "
+        "and search_code, and run the tests directly]";
   }
   if (run->timed_out) {
     const auto limit = ctx.sandbox->options().timeout;

@@ -64,6 +64,8 @@ std::string Describe(const Event& e, const std::string& feature_id) {
            (arg.empty() ? "" : " " + Short(arg, 70)) +
            (d.value("ok", false) ? "" : "  [error: " + Short(d.value("result", ""), 120) + "]");
   }
+  if (e.type == "reply.refused")
+    return "     " + e.agent + " reply not used: " + Short(d.value("problem", ""), 200);
   if (e.type == "llm.call") {
     char buf[200];
     std::snprintf(buf, sizeof buf, "     %s model %s: %lld in / %lld out tokens, $%.4f%s",
@@ -299,14 +301,23 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     std::printf("\nfeature %s %s", id.c_str(), current.status.c_str());
     if (!current.reason.empty()) std::printf(" (%s)", current.reason.c_str());
     std::printf("\n");
+    // Work the tasks committed before a failure is on the branch too: say
+    // where, so it can be looked at or finished by hand.
+    int committed = 0;
+    for (const auto& t : report["tasks"]) committed += !t.value("commit", "").empty();
+    const std::string workspace =
+        (std::filesystem::path(config.data_dir) / "workspaces" / current.project).string();
     if (current.status == "completed") {
       std::printf("  branch    %s (commit %s)\n", report["branch"].get<std::string>().c_str(),
                   report["commit"].get<std::string>().substr(0, 12).c_str());
-      std::printf(
-          "  workspace %s\n",
-          (std::filesystem::path(config.data_dir) / "workspaces" / current.project).c_str());
+      std::printf("  workspace %s\n", workspace.c_str());
       for (const auto& a : report["artifacts"])
         std::printf("  artifact  %s\n", a.get<std::string>().c_str());
+    } else if (committed > 0) {
+      std::printf("  branch    %s (%d task commit%s, not delivered)\n",
+                  report["branch"].get<std::string>().c_str(), committed,
+                  committed == 1 ? "" : "s");
+      std::printf("  workspace %s\n", workspace.c_str());
     }
     std::printf("  usage     %lld model calls, %lld tokens in, %lld out, $%.4f\n",
                 static_cast<long long>(report["usage"].value("calls", 0)),

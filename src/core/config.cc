@@ -187,6 +187,7 @@ const std::vector<Setting>& Settings() {
         Range(S(AF_FIELD(limits.review_rounds)), 0, 20),
         Range(S(AF_FIELD(limits.max_steps)), 1, 100000),
         Range(S(AF_FIELD(limits.max_reasks)), 0, 100),
+        Range(S(AF_FIELD(limits.max_turns)), 1, 10000),
         Duration(S(AF_FIELD(limits.feature_timeout)), 1, 7 * 86400),
         Range(S(AF_FIELD(limits.max_active_features)), 1, 1000),
         Range(S(AF_FIELD(budget.feature_usd)), 0, 1e6),

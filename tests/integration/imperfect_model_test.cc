@@ -366,6 +366,63 @@ TEST_P(ImperfectModel, TooManyUnusableRepliesInARowFailTheFeature) {
   EXPECT_EQ(h.fake().request_count(), 1u + 3u);
 }
 
+// What the model said instead of calling a tool reaches the user: a question
+// it kept asking is quoted in the failure and in reply.refused events (the
+// re-ask the product sent is not what the user needs to read).
+TEST_P(ImperfectModel, AModelsOwnWordsAreQuotedWhenItNeverCallsATool) {
+  PipelineHarness h(GetParam());
+  h.config().limits.max_reasks = 1;
+  const std::string question = "Before I start: should clamp accept floats?";
+  Scenario s{
+      "always asks", "coder", 0, std::vector<FakeReply>(5, FakeReply::Text(question)), {}, 0};
+  std::mutex mu;
+  std::string told;
+  Install(h, s, &mu, &told);
+  ASSERT_TRUE(h.Start().ok());
+  auto submitted = h.pipeline().Submit(PipelineHarness::Request("Asks", {"true"}));
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  auto f = h.pipeline().WaitFor(submitted->id, kWait);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->reason, "unusable_replies");
+  const std::string message = FailureMessage(h, f->id);
+  EXPECT_NE(message.find("had no tool call; it said '" + question + "'"), std::string::npos)
+      << message;
+  int refused = 0;
+  for (const auto& e : h.Events(f->id)) {
+    if (e.type != "reply.refused") continue;
+    ++refused;
+    EXPECT_EQ(e.agent.rfind("coder", 0), 0u) << e.agent;
+    EXPECT_NE(e.data.value("problem", "").find(question), std::string::npos) << e.data.dump();
+  }
+  EXPECT_EQ(refused, 2);  // the first reply and its one re-ask
+}
+
+// A tool call written as text (a local server without native tool-call
+// parsing) is named as such, and the hint says how to turn parsing on.
+TEST_P(ImperfectModel, AToolCallWrittenAsTextIsNamedWithTheServersFix) {
+  PipelineHarness h(GetParam());
+  h.config().limits.max_reasks = 0;
+  const std::string text =
+      "<tool_call>{\"name\": \"write_file\", \"arguments\": {\"path\": \"it.txt\"}}</tool_call>";
+  Scenario s{"call as text", "coder", 0, {FakeReply::Text(text)}, {}, 0};
+  std::mutex mu;
+  std::string told;
+  Install(h, s, &mu, &told);
+  ASSERT_TRUE(h.Start().ok());
+  auto submitted = h.pipeline().Submit(PipelineHarness::Request("Text call", {"true"}));
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  auto f = h.pipeline().WaitFor(submitted->id, kWait);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->reason, "unusable_replies");
+  const std::string message = FailureMessage(h, f->id);
+  EXPECT_NE(message.find("wrote a tool call as text"), std::string::npos) << message;
+  std::string hint;
+  for (const auto& e : h.Events(f->id))
+    if (e.type == "feature.status" && e.data.value("to", "") == "failed")
+      hint = e.data.value("hint", "");
+  EXPECT_NE(hint.find("--jinja"), std::string::npos) << hint;
+}
+
 // Each role's calls carry its output limit: the coder's default is large
 // enough for a whole-file write.
 TEST_P(ImperfectModel, CoderCallsHaveRoomForAWholeFile) {

@@ -30,7 +30,8 @@ TEST(KnowledgeCrashTest, KilledBetweenTheRowAndTheVectorTheNextStartRepairsTheIn
   // Where the point is in a `memory remember`, from a traced run.
   auto traced = env;
   traced["AF_TEST_CRASH_TRACE"] = (dir.path() / "trace").string();
-  auto first = testing::RunCommand({bin, "memory", "remember", "builds need ninja installed"}, traced);
+  auto first =
+      testing::RunCommand({bin, "memory", "remember", "builds need ninja installed"}, traced);
   ASSERT_EQ(first.exit_code, 0) << first.err;
   const int point = PointNumber(dir.path() / "trace", "memory.stored");
   ASSERT_GT(point, 0) << testing::ReadFile(dir.path() / "trace");
@@ -48,8 +49,8 @@ TEST(KnowledgeCrashTest, KilledBetweenTheRowAndTheVectorTheNextStartRepairsTheIn
   json s = json::parse(stats.out);
   EXPECT_EQ(s["memories"], 2);
   EXPECT_EQ(s["memory_vectors"], 2) << stats.out;
-  auto recall = testing::RunCommand(
-      {bin, "memory", "recall", "DEPLOY_TARGET deploy script", "--json"}, env);
+  auto recall =
+      testing::RunCommand({bin, "memory", "recall", "DEPLOY_TARGET deploy script", "--json"}, env);
   ASSERT_EQ(recall.exit_code, 0) << recall.err;
   EXPECT_NE(recall.out.find("reads DEPLOY_TARGET"), std::string::npos) << recall.out;
 }

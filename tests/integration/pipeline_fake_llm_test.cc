@@ -129,6 +129,23 @@ std::string FailureMessage(const std::vector<Event>& events) {
   return e ? e->data.value("message", "") : "(no failed event)";
 }
 
+// The types of the memories the coordinator stored from feature `id`, read
+// once one of type `last` is among them (it learns after the end, in order:
+// outcome, plan, fixes, review insights).
+std::multiset<std::string> LearnedTypes(PipelineHarness& h, const std::string& id,
+                                        const std::string& last) {
+  std::multiset<std::string> types;
+  testing::WaitFor(
+      [&] {
+        types.clear();
+        for (const auto& e : h.Events(id))
+          if (e.type == "memory.stored") types.insert(e.data.value("type", ""));
+        return types.count(last) > 0;
+      },
+      kWait);
+  return types;
+}
+
 std::optional<Task> FindTask(Store& store, const std::string& id) {
   auto t = store.GetTask(id);
   if (!t.ok()) return std::nullopt;
@@ -328,6 +345,8 @@ TEST_P(PipelineFakeLlm, FailingGateGoesBackToCoderWithItsOutput) {
   for (const auto& e : h_.Events(f.id))
     if (e.type == "gate.result") gates.push_back(e.data.value("passed", false));
   EXPECT_EQ(gates, (std::vector<bool>{false, true}));
+  // The fix that made the gate pass is a lesson.
+  EXPECT_EQ(LearnedTypes(h_, f.id, "bug_fix").count("bug_fix"), 1u);
 }
 
 // 4. limits.max_steps counts every model call of the feature, planner
@@ -346,6 +365,35 @@ TEST_P(PipelineFakeLlm, StepLimitStopsTheFeature) {
       << FailureMessage(h_.Events(f.id));
   h_.Stop();
   EXPECT_EQ(h_.fake().request_count(), 6u);
+}
+
+// 4a. limits.max_turns bounds one conversation, whatever limits.max_steps
+// allows the feature: a coder listing files forever stops at its turn limit
+// with reason max_turns, and from its third identical call on it is told
+// that repeating the call changes nothing.
+TEST_P(PipelineFakeLlm, TurnLimitStopsAConversationThatNeverFinishes) {
+  h_.config().limits.max_steps = 1000;
+  h_.config().limits.max_turns = 5;
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = ListForever();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Never finishes"));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "max_turns") << FailureMessage(h_.Events(f.id));
+  const std::string message = FailureMessage(h_.Events(f.id));
+  EXPECT_NE(message.find("made 5 model calls and never called finish (limits.max_turns = 5)"),
+            std::string::npos)
+      << message;
+  h_.Stop();
+  // The planner's call and the coder's five.
+  EXPECT_EQ(h_.fake().request_count(), 6u);
+  const auto requests = h_.fake().requests();
+  ASSERT_FALSE(requests.empty());
+  const std::string last = requests.back().body.dump();
+  EXPECT_NE(last.find("same list_files call 4 times in a row"), std::string::npos) << last;
+  EXPECT_EQ(requests[2].body.dump().find("times in a row"), std::string::npos);
 }
 
 // 4b. The step limit holds with agents calling in parallel: a call counts
@@ -468,6 +516,10 @@ TEST_P(PipelineFakeLlm, EveryReviewRoundAsksTheModel) {
   Feature f = Run(PipelineHarness::Request("Review without change", {"test -f first.txt"}));
   EXPECT_EQ(f.status, "completed") << f.reason << "\n" << FailureMessage(h_.Events(f.id));
   EXPECT_EQ(reviews.load(), 2);
+  // A fix that changed nothing is no lesson ("fixed by" a change never made).
+  const auto learned = LearnedTypes(h_, f.id, "insight");
+  EXPECT_EQ(learned.count("insight"), 1u);
+  EXPECT_EQ(learned.count("bug_fix"), 0u);
 }
 
 // 6. Cancel while a slow coder works: the feature is cancelled at once and

@@ -107,8 +107,8 @@ TEST(ProviderOutage, ARateLimitPauseIsOneEventWithItsWait) {
 }
 
 // `run` against a provider nobody listens for: the progress shows the circuit
-// opening and what to check meanwhile, the end names the provider, the address and what to check; the
-// API's `ended` and `feature status` say the same afterwards.
+// opening and what to check meanwhile, the end names the provider, the address and what to check;
+// the API's `ended` and `feature status` say the same afterwards.
 TEST(ProviderOutage, AnUnreachableProviderIsNamedByRunTheApiAndFeatureStatus) {
   TempDir dir;
   const int dead_port = FreePort();  // nothing listens there

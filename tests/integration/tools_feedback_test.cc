@@ -90,6 +90,12 @@ TEST_F(ToolsFeedbackTest, ReadFileNumbersLinesTakesARangeAndStopsAtItsCap) {
   EXPECT_TRUE(Has(r.content, "has 3000 lines")) << r.content;
   r = Run("read_file", {{"path", "big.txt"}, {"start_line", "ten"}});
   EXPECT_TRUE(r.is_error);
+  EXPECT_TRUE(Has(r.content, "'start_line' must be an integer, got the string \"ten\""))
+      << r.content;
+  // A whole number sent as a string (local models do) is that number.
+  r = Run("read_file", {{"path", "big.txt"}, {"start_line", " 2999"}, {"end_line", "3005"}});
+  ASSERT_FALSE(r.is_error) << r.content;
+  EXPECT_TRUE(Has(r.content, "[shown: lines 2999-3000 of 3000]")) << r.content;
 }
 
 TEST_F(ToolsFeedbackTest, EditWithNoMatchShowsTheClosestLinesAndWhy) {
@@ -237,6 +243,12 @@ TEST_F(ToolsFeedbackTest, CommandRunsNonInteractivelyAndItsFilesJoinTheTask) {
   EXPECT_TRUE(Has(r.content, "big.bin")) << r.content;
   ASSERT_TRUE(fs::remove(tree_->root() / "big.bin"));
   ASSERT_TRUE(fs::remove(tree_->root() / "small.txt"));
+
+  // git's "not a git repository" (the repository is outside the sandbox)
+  // comes with what to do instead.
+  r = Run("run_command", {{"command", "echo 'fatal: not a git repository: /x' >&2; exit 128"}});
+  EXPECT_TRUE(r.is_error);
+  EXPECT_TRUE(Has(r.content, "committed for you when you call finish")) << r.content;
 
   // A file the command changes again later is seen too.
   touched_.clear();

@@ -26,7 +26,8 @@
 // conversation fail (kUnusableReplies).
 //
 // Errors carry a reason prefix the coordinator turns into the feature's
-// failure reason: "step limit reached" (max_steps), "budget exceeded"
+// failure reason: "step limit reached" (max_steps), "turn limit reached"
+// (max_turns, one conversation's limits.max_turns), "budget exceeded"
 // (budget_exceeded), "unusable model replies" (unusable_replies), Cancelled,
 // DeadlineExceeded (timeout), or the provider's own error.
 
@@ -85,7 +86,6 @@ struct Conversation {
   std::string model;  // empty = the provider's default
   std::string system;
   std::string first_user;
-  int max_turns = 60;  // also bounded by limits.max_steps for the whole feature
 };
 
 struct ConversationEnd {
@@ -125,6 +125,8 @@ inline constexpr char kNothingBuilt[] = "nothing was built";
 // tool the role does not have, a terminal tool refusing its arguments) more
 // than limits.max_reasks times in a row.
 inline constexpr char kUnusableReplies[] = "unusable model replies";
+// How a conversation that reached limits.max_turns fails (reason max_turns).
+inline constexpr char kTurnLimit[] = "turn limit reached";
 
 // "max_steps", "budget_exceeded", "timeout", "cancelled", "no_change",
 // "unusable_replies" or "agent_error".

@@ -122,6 +122,10 @@ struct Config {
     // each is answered with what was wrong and asked again; one more fails
     // the task with reason unusable_replies.
     int max_reasks = 3;
+    // Model calls one agent's conversation (a task's coder, a plan, a
+    // review) may make before it fails with reason max_turns: a model that
+    // never calls its terminal tool stops here, not only at max_steps.
+    int max_turns = 60;
     int feature_timeout = 3600;  // seconds; accepts "45m", "2h" in files
     // Features driven at once; more wait as "queued" (priority, then arrival).
     int max_active_features = 8;
