@@ -19,8 +19,9 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kBypassHint =
-    "set \"challenge_vague_requirements\": false in the request or "
-    "validation.challenge_vague_requirements = false in agent-factory.toml";
+    "set \"challenge_vague_requirements\": false in a JSON request, or "
+    "validation.challenge_vague_requirements = false in agent-factory.toml (for one run: "
+    "AF_VALIDATION_CHALLENGE_VAGUE_REQUIREMENTS=false)";
 
 constexpr std::array<std::string_view, 11> kKnownFields = {"title",
                                                            "description",
@@ -899,7 +900,25 @@ std::string FormatValidationReport(const FeatureRequest& request,
     return out.str();
   }
   out << "Work plan challenged:\n";
-  for (const auto& issue : issues) out << "  - " << issue << "\n";
+  for (const auto& issue : issues) {
+    out << "  - " << issue;
+    // Where a vague word is, so it can be found in a long request.
+    for (std::string_view w : kVagueWords) {
+      if (issue != "Vague requirement: '" + std::string(w) + "'") continue;
+      std::vector<std::string> places;
+      auto look = [&](const std::string& text, const std::string& place) {
+        if (ContainsWholeWord(Lower(text), w)) places.push_back(place);
+      };
+      look(request.title, "the title");
+      look(request.description, "the description");
+      for (size_t i = 0; i < request.requirements.size(); ++i)
+        look(request.requirements[i], "requirement " + std::to_string(i + 1));
+      for (size_t i = 0; i < request.acceptance_criteria.size(); ++i)
+        look(request.acceptance_criteria[i], "success criterion " + std::to_string(i + 1));
+      for (size_t i = 0; i < places.size(); ++i) out << (i == 0 ? " in " : ", ") << places[i];
+    }
+    out << "\n";
+  }
   out << "Fix: add what is missing (## Tech Stack, ## Success Criteria, a ## Goal with the why "
          "and the scope) and replace vague words with concrete requirements.\n";
   if (Bypassable(issues)) out << "Bypass: " << kBypassHint << ".\n";

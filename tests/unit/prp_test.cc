@@ -539,6 +539,16 @@ TEST(PrpValidation, Report) {
   auto vague = FormatValidationReport(terse, ValidateWorkPlan(terse, true));
   EXPECT_THAT(vague, HasSubstr("\"challenge_vague_requirements\": false"));
   EXPECT_THAT(vague, HasSubstr("validation.challenge_vague_requirements = false"));
+  EXPECT_THAT(vague, HasSubstr("AF_VALIDATION_CHALLENGE_VAGUE_REQUIREMENTS=false"));
+
+  // A vague word is shown where it is, so it can be found in a long request.
+  FeatureRequest words = GoodRequest();
+  words.title = "A simple slug helper";
+  words.acceptance_criteria.push_back("it is just fast");
+  auto placed = FormatValidationReport(words, ValidateWorkPlan(words, true));
+  EXPECT_THAT(placed, HasSubstr("  - Vague requirement: 'simple' in the title\n"));
+  EXPECT_THAT(placed, HasSubstr("  - Vague requirement: 'just' in success criterion " +
+                                std::to_string(words.acceptance_criteria.size()) + "\n"));
 }
 
 // ------------------------------------------------------------ LoadPrpFile
