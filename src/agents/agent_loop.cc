@@ -460,7 +460,17 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
     // A reply stopped at the output limit is never taken as complete.
     const bool cut_off = resp.stop_reason == "max_tokens";
 
-    req.messages.push_back(Message::Assistant(resp.text, resp.tool_calls));
+    // A server that ignores max_tokens can send megabytes of text (a model
+    // repeating itself); kept whole, it would fill every later request of
+    // the conversation past the context window. The calls stay whole.
+    const size_t max_text = std::max<size_t>(16384, static_cast<size_t>(req.max_tokens) * 4);
+    std::string text = resp.text;
+    if (text.size() > max_text) {
+      text = std::string(Utf8Prefix(text, max_text)) + "\n[the rest of this reply (" +
+             std::to_string(text.size()) + " bytes in all) was cut: it was longer than the " +
+             std::to_string(req.max_tokens) + "-token output limit]";
+    }
+    req.messages.push_back(Message::Assistant(std::move(text), resp.tool_calls));
     std::string problem;  // the last refusal of this turn
     bool any_ran = false;
     if (resp.tool_calls.empty()) {

@@ -526,10 +526,7 @@ std::string FeatureRequest::DisplayTitle() const {
     if (out.size() > kMaxTitleBytes) break;
   }
   if (out.size() <= kMaxTitleBytes) return out;
-  size_t cut = kMaxTitleBytes - 3;
-  while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
-  out.resize(cut);
-  return out + "...";
+  return std::string(Utf8Prefix(out, kMaxTitleBytes - 3)) + "...";
 }
 
 json FeatureRequest::ToJson() const {

@@ -42,6 +42,13 @@ std::string PercentEncode(std::string_view s) {
   return out;
 }
 
+std::string_view Utf8Prefix(std::string_view text, size_t max) {
+  if (text.size() <= max) return text;
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut);
+}
+
 std::string EscapeControls(std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;

@@ -4,6 +4,8 @@
 #include <array>
 #include <cstring>
 
+#include "af/core/strings.h"
+
 namespace af {
 namespace {
 
@@ -185,12 +187,7 @@ std::string HeadingOf(std::string_view line) {
   std::string_view t = TrimView(line);
   if (!t.empty() && t.back() == '{') t = TrimView(t.substr(0, t.size() - 1));
   constexpr size_t kMax = 160;
-  if (t.size() > kMax) {
-    size_t cut = kMax;
-    while (cut > 0 && (static_cast<unsigned char>(t[cut]) & 0xC0) == 0x80) --cut;
-    t = t.substr(0, cut);
-  }
-  return std::string(t);
+  return std::string(Utf8Prefix(t, kMax));
 }
 
 std::vector<Section> CodeSections(std::string_view text, const std::vector<Line>& lines) {

@@ -397,6 +397,35 @@ TEST_P(ImperfectModel, AModelsOwnWordsAreQuotedWhenItNeverCallsATool) {
   EXPECT_EQ(refused, 2);  // the first reply and its one re-ask
 }
 
+// A reply far longer than the output limit (a server that ignores
+// max_tokens, a model repeating itself) is kept cut in the conversation, so
+// the later requests stay small; the feature goes on and completes.
+TEST_P(ImperfectModel, ARunawayReplyIsCutInTheConversation) {
+  PipelineHarness h(GetParam());
+  std::string runaway;
+  while (runaway.size() < 2'000'000) runaway += "I will now write the file. ";
+  Scenario s{"runaway text", "coder", 0, {FakeReply::Text(runaway)}, {}, 1};
+  std::mutex mu;
+  std::string told;
+  Install(h, s, &mu, &told);
+  ASSERT_TRUE(h.Start().ok());
+  auto submitted = h.pipeline().Submit(PipelineHarness::Request("Runaway", {"true"}));
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  auto f = h.pipeline().WaitFor(submitted->id, kWait);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->status, "completed") << f->reason << ": " << FailureMessage(h, f->id);
+  size_t later_coder_requests = 0;
+  for (const auto& req : h.fake().requests()) {
+    if (testing::AgentRoleOf(req) != "coder" || testing::AssistantTurns(req) == 0) continue;
+    ++later_coder_requests;
+    const std::string body = req.body.dump();
+    EXPECT_LT(body.size(), 200'000u);
+    EXPECT_NE(body.find("was cut: it was longer than the 16384-token output limit"),
+              std::string::npos);
+  }
+  EXPECT_EQ(later_coder_requests, 2u);
+}
+
 // A tool call written as text (a local server without native tool-call
 // parsing) is named as such, and the hint says how to turn parsing on.
 TEST_P(ImperfectModel, AToolCallWrittenAsTextIsNamedWithTheServersFix) {
