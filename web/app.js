@@ -351,8 +351,10 @@ async function submitPrp(ev) {
   try {
     const f = await api('/api/v1/features', {method: 'POST', body: text,
                                              headers: {'Content-Type': 'text/markdown'}});
+    // No status here: this line outlives the page it leads to, where the
+    // status is live.
     out.append(el('p', {class: 'ok'}, 'Submitted ', el('a', {href: '#/features/' + f.id,
-                                                           text: f.id}), ' (' + f.status + ').'));
+                                                           text: f.id}), '.'));
     $('prp-text').value = '';
     location.hash = '#/features/' + f.id;
   } catch (err) {
