@@ -589,17 +589,6 @@ void Pipeline::Impl::RouteReplies() {
 
 void Pipeline::Impl::ResumeAll() {
   auto logger = log::Get("coordinator");
-  // Two processes on one data directory (say `serve` and a `run`) must not
-  // both drive the same unfinished features: the first to lock resumes them.
-  auto lock_path = std::filesystem::path(cfg_.data_dir) / "coordinator.lock";
-  coordinator_lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (coordinator_lock_fd_ < 0 || ::flock(coordinator_lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    logger->info("another agent-factory process coordinates {}; it resumes the unfinished features",
-                 cfg_.data_dir);
-    if (coordinator_lock_fd_ >= 0) ::close(coordinator_lock_fd_);
-    coordinator_lock_fd_ = -1;
-    return;
-  }
   SweepEndedTrees();
   for (FeatureState state : kActiveStates) {
     const std::string status = Name(state);
@@ -627,6 +616,38 @@ void Pipeline::Impl::ResumeAll() {
       StartDriver(*it, /*resumed=*/true);
     }
   }
+}
+
+Status Pipeline::Impl::LockCoordination() {
+  const auto lock_path = std::filesystem::path(cfg_.data_dir) / "coordinator.lock";
+  coordinator_lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (coordinator_lock_fd_ < 0) {
+    return Internal("cannot open " + lock_path.string() + ": " + std::strerror(errno),
+                    "check that the data directory is writable by this user");
+  }
+  if (::flock(coordinator_lock_fd_, LOCK_EX | LOCK_NB) == 0) {
+    // Who holds it, for the next process's refusal.
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(coordinator_lock_fd_, 0) != 0 ||
+        ::pwrite(coordinator_lock_fd_, pid.data(), pid.size(), 0) < 0) {
+      log::Get("coordinator")->warn("cannot write this process's id to {}", lock_path.string());
+    }
+    return Status::Ok();
+  }
+  char buf[32] = {};
+  const ssize_t n = ::pread(coordinator_lock_fd_, buf, sizeof buf - 1, 0);
+  const std::string holder(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  ::close(coordinator_lock_fd_);
+  coordinator_lock_fd_ = -1;
+  const std::string pid(Trim(holder));
+  return Status(
+      Code::kAlreadyExists,
+      "another agent-factory process" + (pid.empty() ? "" : " (pid " + pid + ")") +
+          " coordinates the data directory " + cfg_.data_dir +
+          ": two would drive the same features twice",
+      "submit to it with 'agent-factory feature submit FILE' and follow with 'agent-factory "
+      "feature events ID'; or stop it first, or give this process a data directory of its own "
+      "(--data-dir); to add agents to it, run 'agent-factory worker'");
 }
 
 Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {

@@ -304,6 +304,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Start(const PipelineDeps& deps,
   // Before any agent starts: a worker must work in the coordinator's
   // workspaces, and the coordinator's first heartbeat records their id.
   if (coordinator) {
+    AF_RETURN_IF_ERROR(impl->LockCoordination());
     AF_RETURN_IF_ERROR(impl->PublishWorkspacesId());
   } else {
     AF_RETURN_IF_ERROR(impl->CheckSharedWorkspaces());

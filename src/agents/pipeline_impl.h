@@ -14,8 +14,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <coroutine>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <functional>
@@ -37,6 +39,7 @@
 #include "af/core/ids.h"
 #include "af/core/json_util.h"
 #include "af/core/log.h"
+#include "af/core/strings.h"
 #include "af/llm/llm_client.h"
 #include "af/memory/knowledge.h"
 #include "af/store/store.h"
@@ -78,12 +81,20 @@ class Pipeline::Impl {
         optimizer_(ContextBudget{cfg_.context.window_tokens, cfg_.context.preserve_at,
                                  cfg_.context.critical_at},
                    std::move(skills), deps.kb, cfg_.memory.max_results) {}
+  ~Impl() {
+    if (coordinator_lock_fd_ >= 0) ::close(coordinator_lock_fd_);
+  }
 
   Status StartAgents();
   void Stop();
   Result<Feature> Submit(const FeatureRequest& request);
   Status Cancel(const std::string& feature_id);
   void ResumeAll();
+  // Takes <data_dir>/coordinator.lock (and writes this process's id in it),
+  // or AlreadyExists naming the process that holds it: one coordinator
+  // per data directory, since two would each drive, and after a restart
+  // resume, the same features. The kernel releases it when the process dies.
+  Status LockCoordination();
   std::string sandbox_warning() const { return sandbox_->warning(); }
   Store* store() const { return deps_.store; }
 
@@ -319,8 +330,7 @@ class Pipeline::Impl {
   std::map<std::string, Mailbox> mailboxes_;  // of the features being driven
 
  public:
-  // Held while this process is the one that resumes unfinished features of
-  // the data directory; the kernel releases it when the process dies.
+  // Held while this process coordinates the data directory (LockCoordination).
   int coordinator_lock_fd_ = -1;
   std::vector<Feature> resumed_;  // by ResumeAll, before Start returns; read-only after
 };

@@ -51,6 +51,8 @@ int Serve(const GlobalOptions& g, bool no_agents) {
     auto started = Pipeline::Start((*services)->ForPipeline(), std::move(options));
     if (started.ok()) {
       pipeline = std::move(started).value();
+    } else if (started.status().code() == Code::kAlreadyExists) {
+      return ReportError(started.status());  // another server has this data directory
     } else {
       logger->error("the agents could not start: {}", started.status().ToString());
     }

@@ -465,11 +465,11 @@ test('the Workers panel shows each process running agents; a dead one turns offl
     `VALUES ('coder-ghost-4242-1', 'coder', 'busy', ${beat}, 't-1', '{}', 'ghost', 4242)`]);
   const ghost = page.locator(
       '#workers tbody tr[data-host="ghost"][data-pid="4242"][data-state="offline"]');
-  await ghost.waitFor({timeout: 5000});
+  await ghost.waitFor({timeout: 15000});
   assert.equal(await ghost.getAttribute('data-kind'), 'worker');
   assert.match(await ghost.textContent(), /worker: coder/);
   await page.locator('#agents tbody tr[data-agent-id="coder-ghost-4242-1"][data-state="offline"]')
-      .waitFor({timeout: 5000});
+      .waitFor({timeout: 15000});
   // Live processes are listed first.
   const order = await page.locator('#workers tbody tr').evaluateAll(
       (rows) => rows.map((r) => r.dataset.state));

@@ -76,6 +76,37 @@ TEST(CliServeTest, RefusesAPortInUseNamingItAndWhatToDo) {
   EXPECT_TRUE(first.Running());
 }
 
+// One coordinator per data directory: a second `serve` or a `run` beside a
+// running server would drive features of its own and, once the first
+// restarts, resume the features the other is still driving (each paid
+// twice, tasks moved by both). Both are refused, naming the process to use.
+TEST(CliServeTest, ASecondCoordinatorOnTheDataDirectoryIsRefusedNamingTheFirst) {
+  TempDir dir;
+  int port = FreePort();
+  ChildProcess first({BinaryPath(), "serve"}, ServeEnv(port), dir.path().string());
+  ASSERT_TRUE(WaitFor([&] { return Live(port) || !first.Running(); })) << first.Err();
+  const std::string holder = "(pid " + std::to_string(first.pid()) + ")";
+  auto second = RunCommand({BinaryPath(), "serve", "--port", std::to_string(FreePort())},
+                           ServeEnv(port), dir.path().string());
+  EXPECT_NE(second.exit_code, 0);
+  EXPECT_NE(second.err.find("another agent-factory process " + holder +
+                            " coordinates the data directory"),
+            std::string::npos)
+      << second.err;
+  EXPECT_NE(second.err.find("agent-factory feature submit FILE"), std::string::npos) << second.err;
+  auto run = RunCommand(
+      {BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
+      ServeEnv(port), dir.path().string());
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.err.find(holder + " coordinates the data directory"), std::string::npos) << run.err;
+  EXPECT_TRUE(first.Running());
+  EXPECT_EQ(first.Stop(SIGTERM), 0) << first.Err();
+  // With the first gone, the lock is free again.
+  ChildProcess third({BinaryPath(), "serve"}, ServeEnv(port), dir.path().string());
+  EXPECT_TRUE(WaitFor([&] { return Live(port) || !third.Running(); })) << third.Err();
+  EXPECT_TRUE(third.Running()) << third.Err();
+}
+
 TEST(CliServeTest, RefusesABadConfigWithTheSameMessageAsValidate) {
   TempDir dir;
   dir.Write("agent-factory.toml", "[server]\nport = 0\nhots = \"x\"\n[llm]\ntimeout_s = true\n");

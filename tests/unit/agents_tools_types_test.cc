@@ -34,9 +34,14 @@ TEST(ToolArgumentTypes, RecallAndRememberWithWrongNumberTypesAreToolErrors) {
     return ExecuteTool({"id1", name, std::move(args)}, ctx);
   };
   ToolOutcome r;
-  ASSERT_NO_THROW(r = run("recall", {{"query", "x"}, {"limit", "3"}}));
+  ASSERT_NO_THROW(r = run("recall", {{"query", "x"}, {"limit", "three"}}));
   EXPECT_TRUE(r.is_error);
   EXPECT_NE(r.content.find("limit"), std::string::npos) << r.content;
+  ASSERT_NO_THROW(r = run("recall", {{"query", "x"}, {"limit", json::array({3})}}));
+  EXPECT_TRUE(r.is_error);
+  // A whole number sent as a string is that number.
+  ASSERT_NO_THROW(r = run("recall", {{"query", "x"}, {"limit", "3"}}));
+  EXPECT_FALSE(r.is_error) << r.content;
   ASSERT_NO_THROW(r = run("remember", {{"content", "c"}, {"importance", "high"}}));
   EXPECT_TRUE(r.is_error);
   EXPECT_NE(r.content.find("importance"), std::string::npos) << r.content;

@@ -95,7 +95,8 @@ class Pipeline {
   // agents are to run (with deps.llm_status), an unknown or mailbox-less role
   // in agent_roles (InvalidArgument listing the valid ones), the sandbox or
   // the store cannot be set up, a worker's workspaces directory is not the
-  // coordinator's (see PipelineOptions).
+  // coordinator's (see PipelineOptions), AlreadyExists when another live
+  // process coordinates the data directory (<data_dir>/coordinator.lock).
   static Result<std::unique_ptr<Pipeline>> Start(const PipelineDeps& deps,
                                                  PipelineOptions options = {});
 
