@@ -31,5 +31,13 @@ std::string MaskUrlPasswords(std::string_view text);
 // \u00HH, so text from a server or a model cannot move the cursor, retitle
 // the window or clear the screen.
 std::string EscapeControls(std::string_view text);
+// Length of the well-formed UTF-8 sequence at s[i] (1 to 4 bytes), 0 when the
+// bytes there are not one (a stray continuation byte, a cut sequence, an
+// overlong or surrogate form, a value past U+10FFFF).
+size_t Utf8SequenceLength(std::string_view s, size_t i);
+// `s` with every byte that is not part of a well-formed UTF-8 sequence
+// replaced by U+FFFD: text from outside (a server's reply, a file) that JSON
+// and PostgreSQL would refuse whole.
+std::string ReplaceInvalidUtf8(std::string_view s);
 
 }  // namespace af
