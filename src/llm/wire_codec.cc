@@ -220,7 +220,10 @@ int64_t IntField(const nlohmann::json& j, const char* key) {
 
 std::string ProviderErrorMessage(std::string_view body) {
   nlohmann::json j;
-  if (CheckJsonDepth(body, "reply").ok()) j = ParseReply(body);
+  // Not repaired: a body with bad bytes is quoted as it is, no longer than it.
+  if (CheckJsonDepth(body, "reply").ok()) {
+    j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  }
   if (j.is_object()) {
     auto it = j.find("error");
     if (it != j.end()) {
