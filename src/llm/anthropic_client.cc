@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "af/core/json_util.h"
 #include "llm/wire_codec.h"
 
 namespace af::llm {
@@ -92,14 +93,10 @@ class AnthropicStreamDecoder final : public StreamDecoder {
     } else if (type == "message_stop") {
       done_ = true;
     } else if (type == "error") {
-      const nlohmann::json& err = j.value("error", nlohmann::json::object());
-      const std::string etype = StringField(err, "type");
-      const std::string msg =
-          "anthropic stream error (" + etype + "): " + StringField(err, "message");
-      if (etype == "overloaded_error" || etype == "api_error" || etype == "rate_limit_error") {
-        return Unavailable(msg, "the provider is overloaded; try again later");
-      }
-      return Internal(msg);
+      Status error = ErrorInReply(kProvider, j);
+      if (error.ok())
+        error = Unavailable("anthropic stream error without details: " + Quote200(data));
+      return error;
     }
     // ping and unknown events are ignored, as the API asks.
     return Status::Ok();
@@ -221,9 +218,11 @@ class AnthropicCodec final : public WireCodec {
   }
 
   Result<LlmResponse> DecodeResponse(const nlohmann::json& body) const override {
+    AF_RETURN_IF_ERROR(ErrorInReply(kProvider, body));
     if (!body.is_object() || !body.contains("content") || !body["content"].is_array()) {
-      return Internal("anthropic response has no content array: " + Quote200(body.dump()),
-                      "the server at the base URL does not speak the Messages API; check it");
+      return Internal("anthropic response has no content array: " + Quote200(DumpJson(body)),
+                      "the server at the base URL does not speak the Messages API; check the "
+                      "base URL (ANTHROPIC_BASE_URL)");
     }
     LlmResponse r;
     r.model = StringField(body, "model");

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "af/core/sse.h"
@@ -57,6 +58,10 @@ struct Call {
   StreamCallback on_text;                       // the stream decoders keep a reference to it
   std::function<void(Result<LlmResponse>, int)> done;
   std::string model;
+  // EstimateTokens of the request, for a reply that reports no usage.
+  int64_t estimated_input_tokens = 0;
+  // The tool call ids of the conversation, for the reply's calls to differ.
+  std::set<std::string> tool_call_ids;
   ClientRequest http;
   bool admitted = false;  // by the circuit breaker: its outcome is recorded
   bool probe = false;
@@ -156,6 +161,10 @@ class HttpLlmClient final : public LlmClient {
     call->agent_role = request.agent_role;
     call->on_text = std::move(on_text);
     call->done = std::move(done);
+    call->estimated_input_tokens = EstimateTokens(request);
+    for (const Message& m : request.messages) {
+      for (const ToolCall& c : m.tool_calls) call->tool_call_ids.insert(c.id);
+    }
     {
       std::lock_guard lock(calls_mu_);
       ++calls_;
@@ -235,6 +244,8 @@ class HttpLlmClient final : public LlmClient {
       streak_.Answered();
       LlmResponse r = std::move(a.result).value();
       if (r.model.empty()) r.model = call->model;
+      EstimateMissingUsage(*call, &r);
+      AssignToolCallIds(std::move(call->tool_call_ids), &r.tool_calls);
       return Finish(call, std::move(r));
     }
     if (!a.retryable) return Finish(call, Redact(a.result.status()));
@@ -273,6 +284,18 @@ class HttpLlmClient final : public LlmClient {
     }
     call->retry = retry + 1;
     After(call, delay, [this, call] { TryAttempt(call); });
+  }
+
+  // Some compatible servers (local ones especially) report no usage, or
+  // zeros: counted as 0 tokens, the feature's token budget would never be
+  // charged. The same estimate the replay provider uses stands in for what is
+  // missing.
+  static void EstimateMissingUsage(const Call& call, LlmResponse* r) {
+    Usage& u = r->usage;
+    if (u.input_tokens <= 0 && u.cache_read_tokens <= 0 && u.cache_creation_tokens <= 0) {
+      u.input_tokens = call.estimated_input_tokens;
+    }
+    if (u.output_tokens <= 0) u.output_tokens = EstimateTokens(*r);
   }
 
   // The end of the call: the breaker learns the outcome, then the caller.
@@ -431,13 +454,18 @@ class HttpLlmClient final : public LlmClient {
       return NotFound(p + " answered " + code + " for " + url_ + ": " + msg,
                       "check the model name and the base URL");
     }
+    // Local servers' contexts are often small: name the settings that fit
+    // the request into them.
+    const bool context_full = SaysContextTooLong(resp.body);
     if (resp.status == 413) {
       // A property of the request, not of the provider's load: not an outage.
-      return InvalidArgument(p + " rejected the request as too large (" + code + "): " + msg,
-                             "shorten the conversation or the files sent");
+      return InvalidArgument(
+          p + " rejected the request as too large (" + code + "): " + msg,
+          context_full ? ContextTooLongHint() : "shorten the conversation or the files sent");
     }
-    return InvalidArgument(p + " rejected the request (" + code + "): " + msg,
-                           "check the model name and the LLM settings");
+    return InvalidArgument(
+        p + " rejected the request (" + code + "): " + msg,
+        context_full ? ContextTooLongHint() : "check the model name and the LLM settings");
   }
 
   // Keeps the API key out of every message, whatever a server echoes back.

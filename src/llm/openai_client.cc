@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "af/core/json_util.h"
 #include "llm/wire_codec.h"
 
 namespace af::llm {
@@ -47,10 +48,7 @@ class OpenAiStreamDecoder final : public StreamDecoder {
       return Status::Ok();
     }
     AF_ASSIGN_OR_RETURN(nlohmann::json j, ParseProviderJson(kProvider, data));
-    if (j.contains("error")) {
-      return Unavailable("openai stream error: " + ProviderErrorMessage(data),
-                         "the provider failed mid-response; it is retried automatically");
-    }
+    AF_RETURN_IF_ERROR(ErrorInReply(kProvider, j));
     if (response_.model.empty()) response_.model = StringField(j, "model");
     ReadUsage(j, &response_.usage);
     auto choices = j.find("choices");
@@ -182,10 +180,18 @@ class OpenAiCodec final : public WireCodec {
   }
 
   Result<LlmResponse> DecodeResponse(const nlohmann::json& body) const override {
+    AF_RETURN_IF_ERROR(ErrorInReply(kProvider, body));
     auto choices = body.is_object() ? body.find("choices") : body.end();
-    if (!body.is_object() || choices == body.end() || !choices->is_array() || choices->empty()) {
-      return Internal("openai response has no choices: " + Quote200(body.dump()),
-                      "the server at the base URL does not speak Chat Completions; check it");
+    if (!body.is_object() || choices == body.end() || !choices->is_array()) {
+      return Internal("openai response has no choices: " + Quote200(DumpJson(body)),
+                      "the server at the base URL does not speak Chat Completions; check the "
+                      "base URL (OPENAI_BASE_URL)");
+    }
+    if (choices->empty()) {
+      // A server that speaks the API but had nothing this time (some local
+      // servers do when generation fails): another try usually answers.
+      return Unavailable("the openai server returned no choices (an empty \"choices\" list)",
+                         "a glitch of the server; the call is retried automatically");
     }
     LlmResponse r;
     r.model = StringField(body, "model");

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -64,6 +65,15 @@ Result<nlohmann::json> ParseToolArguments(std::string_view provider, const std::
 // and where, and `raw_arguments` holding the text (see ToolCall).
 ToolCall DecodeToolCall(std::string id, std::string name, std::string_view text);
 
+// Gives each tool call of a reply an id no other call of the conversation
+// has: a call without an id, or with one an earlier call has (in the reply,
+// or in `used`, the ids of the conversation so far), gets "call_af_<n>", n
+// counting on from the conversation's calls. Some local servers send no ids
+// or the same one twice, which leaves results unmatched and which strict
+// servers refuse when the conversation is sent back. Deterministic: the same
+// conversation and reply give the same ids, so recorded requests hash alike.
+void AssignToolCallIds(std::set<std::string> used, std::vector<ToolCall>* calls);
+
 // `j[key]` as a string when it is one, else "".
 std::string StringField(const nlohmann::json& j, const char* key);
 // `j[key]` as an integer when it is a number, else 0.
@@ -72,6 +82,27 @@ int64_t IntField(const nlohmann::json& j, const char* key);
 // The provider's error message in an error body ({"error": {"message": ...}}
 // in both APIs), else the first 200 bytes of the body.
 std::string ProviderErrorMessage(std::string_view body);
+
+// Whether a provider's error text says the request does not fit the model's
+// context: vLLM's and OpenAI's "maximum context length" (code
+// context_length_exceeded), llama.cpp's exceed_context_size_error ("the
+// request exceeds the available context size"), Anthropic's "prompt is too
+// long" and "max_tokens ... exceeds", LM Studio's "context length".
+bool SaysContextTooLong(std::string_view text);
+
+// The hint for such a refusal: the settings that fix it.
+std::string ContextTooLongHint();
+
+// The error a server put in a 200 reply or a stream event instead of an
+// answer ({"error": {"message": ...}}, {"error": "text"}, Anthropic's
+// {"type": "error", "error": {"type": ..., "message": ...}}), with the
+// server's own message; Ok when `reply` holds none. Classified as the HTTP
+// status it stands for would be (IsRetryableHttpStatus): the error's numeric
+// `code` / `status`, else its `type` (invalid_request_error 400, ...,
+// overloaded_error 529), else 500, since a local server says "Model unloaded,
+// please retry" this way. kUnavailable (retried) for a retryable one,
+// kInvalidArgument for a fault of the request.
+Status ErrorInReply(std::string_view provider, const nlohmann::json& reply);
 
 std::string Quote200(std::string_view text);
 

@@ -26,25 +26,6 @@ namespace {
 
 using nlohmann::json;
 
-// Length of the valid UTF-8 sequence at s[i], 0 when it is not one.
-size_t Utf8SequenceAt(const std::string& s, size_t i) {
-  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = b(i);
-  if (c == 0) return 0;
-  if (c < 0x80) return 1;
-  size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
-  if (n == 0 || i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return 0;
-  }
-  // Overlong, surrogate and out-of-range forms.
-  if (n == 3 && c == 0xE0 && b(i + 1) < 0xA0) return 0;
-  if (n == 3 && c == 0xED && b(i + 1) >= 0xA0) return 0;
-  if (n == 4 && c == 0xF0 && b(i + 1) < 0x90) return 0;
-  if (n == 4 && c == 0xF4 && b(i + 1) >= 0x90) return 0;
-  return n;
-}
-
 // The URL's "host:port" (libpq's defaults when absent), its password (for
 // scrubbing) and the URL with a connect timeout added when it names none.
 struct UrlParts {
@@ -98,23 +79,10 @@ UrlParts ParseUrl(const std::string& url) {
 std::string RedactUrl(const std::string& url) { return MaskUrlPasswords(url); }
 
 std::string CleanText(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t n = Utf8SequenceAt(s, i);
-    if (n == 0) break;
-    i += n;
-  }
-  if (i == s.size()) return s;
-  std::string out = s.substr(0, i);
-  while (i < s.size()) {
-    size_t n = Utf8SequenceAt(s, i);
-    if (n == 0) {
-      out += "\xEF\xBF\xBD";  // U+FFFD
-      ++i;
-    } else {
-      out.append(s, i, n);
-      i += n;
-    }
+  std::string out = ReplaceInvalidUtf8(s);
+  // PostgreSQL text cannot hold NUL either.
+  for (size_t at = out.find('\0'); at != std::string::npos; at = out.find('\0', at)) {
+    out.replace(at, 1, "\xEF\xBF\xBD");  // U+FFFD
   }
   return out;
 }

@@ -432,6 +432,26 @@ TEST_P(LlmClientTest, ObserverReceivesTokensCostAttemptsStatus) {
   EXPECT_TRUE(rec.error.empty());
 }
 
+// Local servers often report no usage, or zeros: the call is charged the
+// estimate the replay provider uses, so token budgets hold and the usage
+// shown is not "0 tokens in, 0 out".
+TEST_P(LlmClientTest, UsageReportedAsZeroIsEstimated) {
+  FakeReply reply = FakeReply::Text("A reply of some length from a server that counts nothing.");
+  reply.input_tokens = 0;
+  reply.output_tokens = 0;
+  server_.Push(reply);
+  auto c = Make(Options());
+  const LlmRequest req = Request("Say something long enough to be worth counting, please.");
+  auto r = Run(*c, req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->usage.input_tokens, EstimateTokens(req));
+  EXPECT_EQ(r->usage.output_tokens, EstimateTokens(*r));
+  EXPECT_GT(r->usage.output_tokens, 10);
+  ASSERT_EQ(records_.size(), 1u);
+  EXPECT_EQ(records_[0].input_tokens, r->usage.input_tokens);
+  EXPECT_EQ(records_[0].output_tokens, r->usage.output_tokens);
+}
+
 TEST_P(LlmClientTest, ConcurrentCallsShareOneClient) {
   constexpr int kThreads = 6;
   for (int i = 0; i < kThreads; ++i) server_.Push(FakeReply::Text("same answer"));

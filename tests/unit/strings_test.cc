@@ -49,6 +49,17 @@ TEST(StringsTest, EscapeControlsLeavesNothingATerminalWouldObey) {
     EXPECT_EQ(EscapeControls(same), same);
 }
 
+TEST(StringsTest, ReplaceInvalidUtf8ReplacesEachBadByteAndKeepsTheRest) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(ReplaceInvalidUtf8("a\xff b"), "a" + fffd + " b");
+  EXPECT_EQ(ReplaceInvalidUtf8("cut \xe2\x82"), "cut " + fffd + fffd);
+  EXPECT_EQ(ReplaceInvalidUtf8("overlong \xc0\xaf"), "overlong " + fffd + fffd);
+  EXPECT_EQ(ReplaceInvalidUtf8("surrogate \xed\xa0\xbd"), "surrogate " + fffd + fffd + fffd);
+  for (const char* same : {"plain", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", ""})
+    EXPECT_EQ(ReplaceInvalidUtf8(same), same);
+  EXPECT_EQ(ReplaceInvalidUtf8(std::string("nul\0kept", 9)), std::string("nul\0kept", 9));
+}
+
 TEST(StringsTest, MaskUrlPasswordsHidesEveryPasswordAndKeepsTheRest) {
   EXPECT_EQ(MaskUrlPasswords("redis://:s3cret@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
   EXPECT_EQ(MaskUrlPasswords("postgresql://af:PG@ss@db:5432/af"), "postgresql://af:***@db:5432/af");

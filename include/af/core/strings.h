@@ -34,5 +34,13 @@ std::string EscapeControls(std::string_view text);
 // The longest prefix of `text` of at most `max` bytes that does not end inside
 // a UTF-8 character (a view into `text`).
 std::string_view Utf8Prefix(std::string_view text, size_t max);
+// Length of the well-formed UTF-8 sequence at s[i] (1 to 4 bytes), 0 when the
+// bytes there are not one (a stray continuation byte, a cut sequence, an
+// overlong or surrogate form, a value past U+10FFFF).
+size_t Utf8SequenceLength(std::string_view s, size_t i);
+// `s` with every byte that is not part of a well-formed UTF-8 sequence
+// replaced by U+FFFD: text from outside (a server's reply, a file) that JSON
+// and PostgreSQL would refuse whole.
+std::string ReplaceInvalidUtf8(std::string_view s);
 
 }  // namespace af
