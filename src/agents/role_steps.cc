@@ -1,5 +1,7 @@
 #include "agents/pipeline_impl.h"
 
+extern char** environ;
+
 namespace af {
 
 using json = nlohmann::json;
@@ -10,6 +12,27 @@ constexpr size_t kGateOutputChars = 12000;
 constexpr size_t kReviewGateOutputChars = 6000;
 
 namespace {
+
+// delivery.command's environment: the server's, without its secrets (the
+// provider keys, the store's and the bus's URLs, every AF_ setting, and any
+// variable holding a configured secret), and what was delivered.
+std::vector<std::string> DeliveryEnv(const Config& cfg, const std::vector<std::string>& extra) {
+  const std::vector<std::string> secrets = SecretValues(cfg);
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string_view kv(*e);
+    const std::string_view name = kv.substr(0, kv.find('='));
+    if (name.rfind("AF_", 0) == 0 || name == "ANTHROPIC_API_KEY" || name == "OPENAI_API_KEY" ||
+        name == "DATABASE_URL" || name == "REDIS_URL")
+      continue;
+    if (std::any_of(secrets.begin(), secrets.end(),
+                    [&](const std::string& s) { return kv.find(s) != std::string_view::npos; }))
+      continue;
+    env.emplace_back(kv);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
 
 // The files of the plan's tasks that may run at the same time as `task`
 // (neither depends on the other, even through others): its coder must leave
@@ -442,13 +465,40 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
               {"artifacts", {(dir / "changes.patch").string(), (dir / "summary.md").string()}}};
   if (!cfg_.delivery.command.empty()) {
     // Run once: a delivery that finished before a crash is not run again on
-    // resume (its recorded result is used). One cut short runs again.
+    // resume. Its result is the recorded event, or, when the process died
+    // between the command's end and that record, the exit status the command's
+    // own shell wrote to delivery.exit as it ended. One cut short (no status
+    // written: it died with the process) runs again.
     json delivered;
     AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
       if (e.type == "delivery.result") delivered = e.data;
     }));
+    const auto exit_file = dir / "delivery.exit";
     if (delivered.is_null()) {
-      auto run = sandbox_->Run(cfg_.delivery.command, tree->root(), Ended(f.id));
+      std::ifstream status(exit_file);
+      int code = -1;
+      if (status >> code) {
+        delivered = {{"command", cfg_.delivery.command},
+                     {"exit_code", code},
+                     {"output",
+                      "(the process stopped before it kept the output; the command "
+                      "finished and is not run again)"}};
+        Emit("delivery.result", f.id, "", inst->id, delivered);
+      }
+    }
+    if (delivered.is_null()) {
+      // The operator's command (push the branch, open a pull request): it
+      // runs outside the sandbox, with the network and the repository, as
+      // the server's user but without its secrets.
+      const std::string wrapped = "(" + cfg_.delivery.command +
+                                  "\n); s=$?; echo $s > \"$AF_DELIVERY_EXIT.tmp\" && mv "
+                                  "\"$AF_DELIVERY_EXIT.tmp\" \"$AF_DELIVERY_EXIT\"; exit $s";
+      auto env = DeliveryEnv(
+          cfg_, {"AF_FEATURE_ID=" + f.id, "AF_PROJECT=" + f.project, "AF_BRANCH=" + tree->branch(),
+                 "AF_COMMIT=" + head, "AF_ARTIFACTS=" + dir.string(),
+                 "AF_DELIVERY_EXIT=" + exit_file.string()});
+      auto run = RunOnHost(wrapped, tree->root(), std::move(env),
+                           std::chrono::seconds(cfg_.sandbox.timeout_s), Ended(f.id));
       if (!run.ok()) return run.status().WithContext("delivery.command");
       fault::CrashPoint("delivery");
       delivered = {{"command", cfg_.delivery.command},

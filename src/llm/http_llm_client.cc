@@ -258,9 +258,14 @@ class HttpLlmClient final : public LlmClient {
       delay = BackoffDelay(BackoffPolicy{options_.backoff_base, options_.backoff_max}, retry,
                            a.retry_after, rng_);
     }
+    // A wait longer than a call should hold its caller (a quota spent for
+    // hours) ends this call, but the whole wait is still honoured below: the
+    // calls that follow it (the agent's retry included) would otherwise ask
+    // again at once, and again, until the circuit opened.
+    if (too_long) delay = *a.retry_after;
     // Everyone holds back, also when this call gives up: the other calls
     // would otherwise run into the same limit one after the other.
-    if (a.rate_limited && !too_long) {
+    if (a.rate_limited) {
       bool started = false;
       delay = gate_->Pause(delay, &call->seen_pause, &started);
       if (started && options_.on_rate_limit) {
@@ -279,8 +284,9 @@ class HttpLlmClient final : public LlmClient {
       return Finish(call, Redact(ResourceExhausted(
                               a.result.status().message() + "; the server asks to wait " +
                                   std::to_string(a.retry_after->count() / 1000) + " s",
-                              "the provider's rate limit is exhausted for a long time; try again "
-                              "later")));
+                              "every call to this provider waits that long, as it asks (a quota "
+                              "spent for a long time); raise the quota, or give the roles an "
+                              "agents.<role>.fallback_model")));
     }
     call->retry = retry + 1;
     After(call, delay, [this, call] { TryAttempt(call); });
@@ -425,7 +431,10 @@ class HttpLlmClient final : public LlmClient {
     if (a.retryable) {
       a.retry_after = ParseRetryAfter(resp.headers);
       a.rate_limited = resp.status == 429 || resp.status == 529 || a.retry_after.has_value();
-      a.failing_as = resp.status == 429 || resp.status == 529 ? "rate limiting" : "failing";
+      // 529 is Anthropic's "overloaded": the service's load, not our quota.
+      a.failing_as = resp.status == 429   ? "rate limiting"
+                     : resp.status == 529 ? "overloaded"
+                                          : "failing";
     }
     return a;
   }

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "af/core/log.h"
 #include "af/core/strings.h"
 #include "af/workspace/workspace.h"
 #include "workspace/git.h"
@@ -668,6 +669,18 @@ bool RemoveEmptyDirs(const fs::path& dir) {
 
 Status FeatureTree::ResetToLastCommit() {
   GitLock lock(*git_mu_, git_lock_.get());
+  // A git process killed mid-operation (with the process that ran it, or by
+  // the OOM killer) leaves its lock files, and every later git command on the
+  // tree then fails with "File exists". The tree's lock is held here, so no
+  // git of any agent-factory process works on it: they are stale.
+  for (const fs::path& stale :
+       {git_dir_ / "index.lock", git_dir_ / "HEAD.lock",
+        git_dir_.parent_path().parent_path() / "refs" / "heads" / (branch_ + ".lock")}) {
+    std::error_code ec;
+    if (fs::remove(stale, ec))
+      log::Get("workspace")
+          ->warn("removed a stale git lock {} (left by a killed git)", stale.string());
+  }
   // Usually nothing to reset (a new tree, a tree right after its commits):
   // looked at in-process, without the two git processes.
   AF_ASSIGN_OR_RETURN(GitRepo * repo, RepoLocked());

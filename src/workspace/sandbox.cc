@@ -276,6 +276,33 @@ class SandboxImpl : public Sandbox {
 
 }  // namespace
 
+Result<RunResult> RunOnHost(const std::string& command, const fs::path& workdir,
+                            std::vector<std::string> env, std::chrono::milliseconds timeout,
+                            const std::function<bool()>& cancelled) {
+  SpawnOptions opts;
+  opts.argv = {"/bin/sh", "-c", command};
+  opts.env = std::move(env);
+  opts.cwd = workdir.string();
+  opts.new_session = true;
+  opts.timeout = timeout;
+  opts.max_output_bytes = SandboxOptions().max_output_bytes;
+  opts.merge_output = true;
+  opts.cancelled = cancelled;
+  AF_ASSIGN_OR_RETURN(SpawnResult r, Spawn(opts));
+  if (r.cancelled) {
+    return Cancelled("`" + command.substr(0, 80) + "` was killed: the work it ran for ended",
+                     "nothing to do: it runs again on the next start");
+  }
+  RunResult out;
+  out.exit_code = r.exit_code;
+  out.timed_out = r.timed_out;
+  out.output = std::move(r.out);
+  out.truncated = r.truncated;
+  out.duration = r.duration;
+  out.sandbox = "none";
+  return out;
+}
+
 std::string RunResult::ToText() const {
   char secs[32];
   std::snprintf(secs, sizeof secs, "%.1f s", static_cast<double>(duration.count()) / 1000.0);

@@ -124,6 +124,8 @@ struct Outcome {
   std::string asked;          // who asked what, in order
   int memories = 0;           // the coder's remembered pattern
   int deliveries = 0;         // delivery.result events
+  int delivery_runs = 0;      // times delivery.command ran (it appends a line)
+  std::string delivery_env;   // the environment it ran with
   std::string log;            // for failure messages
 };
 
@@ -152,7 +154,11 @@ class CrashPointTest : public ::testing::TestWithParam<int> {
     Outcome o;
     TempDir dir;
     auto prp = dir.Write("greet.md", kPrp);
-    dir.Write("agent-factory.toml", "[delivery]\ncommand = \"bash greet.sh\"\n");
+    const auto runs_file = dir.path() / "deliveries.txt";
+    const auto env_file = dir.path() / "delivery.env";
+    dir.Write("agent-factory.toml", "[delivery]\ncommand = \"bash greet.sh && echo ran >> '" +
+                                        runs_file.string() + "' && env > '" + env_file.string() +
+                                        "'\"\n");
     const auto trace_file = dir.path() / "trace";
     std::map<std::string, std::string> env = {{"AF_LLM_PROVIDER", "openai"},
                                               {"OPENAI_BASE_URL", fake_.base_url() + "/v1"},
@@ -226,6 +232,9 @@ class CrashPointTest : public ::testing::TestWithParam<int> {
       if (events.ok())
         for (const auto& e : *events) o.deliveries += e.type == "delivery.result";
     }
+    std::ifstream runs(runs_file);
+    for (std::string line; std::getline(runs, line);) o.delivery_runs += line == "ran";
+    o.delivery_env = ReadFile(env_file);
     return o;
   }
 
@@ -245,6 +254,12 @@ TEST_P(CrashPointTest, EveryCrashPointResumesToTheUninterruptedResult) {
   EXPECT_EQ(base.script, "echo hello\necho bye\n");
   EXPECT_EQ(base.memories, 1);
   EXPECT_EQ(base.deliveries, 1);
+  EXPECT_EQ(base.delivery_runs, 1);
+  // It runs outside the sandbox (it wrote outside the worktree above), told
+  // what was delivered, and without the server's secrets.
+  EXPECT_NE(base.delivery_env.find("AF_BRANCH=af/"), std::string::npos) << base.delivery_env;
+  EXPECT_NE(base.delivery_env.find("AF_COMMIT="), std::string::npos) << base.delivery_env;
+  EXPECT_EQ(base.delivery_env.find("sk-test-crash"), std::string::npos) << base.delivery_env;
   // Two task commits, in order.
   EXPECT_NE(base.commits.find("Write greet.sh [F-t1]"), std::string::npos) << base.commits;
   EXPECT_NE(base.commits.find("Extend greet.sh [F-t2]"), std::string::npos) << base.commits;
@@ -277,6 +292,7 @@ TEST_P(CrashPointTest, EveryCrashPointResumesToTheUninterruptedResult) {
         << o.log;
     EXPECT_EQ(o.memories, 1) << at;
     EXPECT_EQ(o.deliveries, 1) << at;
+    EXPECT_EQ(o.delivery_runs, 1) << at;
   }
   std::cout << "shard " << GetParam() << ": " << tried << " of " << total
             << " crash points tried (every " << kShards << "th)\n";

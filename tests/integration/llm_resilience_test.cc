@@ -171,6 +171,31 @@ TEST_P(LlmResilienceTest, PauseAlsoHoldsBackCallsAfterTheLimitedCallGaveUp) {
   EXPECT_EQ(c->Health().rate_limit_pauses, 2);
 }
 
+// A wait longer than a call holds its caller (a daily quota: 400 s here)
+// ends that call at once, but every later call still waits the whole time:
+// the agent's retry must not ask again at once, and again.
+TEST_P(LlmResilienceTest, ALongRetryAfterEndsTheCallAndHoldsBackTheNextOnes) {
+  FakeClock clock;  // auto-advance: a sleep moves the clock
+  server_.Push(
+      FakeReply::Status(429, R"({"error":{"message":"daily limit"}})", {{"retry-after", "400"}}));
+  server_.Push(FakeReply::Text("later"));
+  LlmOptions o = Options(clock);
+  o.max_retries = 2;
+  auto c = Make(o);
+  auto first = c->Complete(Request());
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().code(), Code::kResourceExhausted);
+  EXPECT_NE(first.status().message().find("the server asks to wait 400 s"), std::string::npos)
+      << first.status().message();
+  EXPECT_EQ(server_.request_count(), 1u);
+  EXPECT_TRUE(clock.waits().empty()) << "the limited call itself does not wait";
+  auto second = c->Complete(Request());
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  ASSERT_EQ(clock.waits().size(), 1u);
+  EXPECT_EQ(clock.waits()[0].duration, milliseconds(400000));
+  EXPECT_EQ(server_.request_count(), 2u);
+}
+
 // --- token bucket ------------------------------------------------------------
 
 TEST_P(LlmResilienceTest, TokenBucketMakesThe61stRequestOfAMinuteWait) {

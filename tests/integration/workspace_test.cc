@@ -404,6 +404,19 @@ TEST_F(WorkspaceTest, ResetToLastCommitAndTaskCommitLookup) {
   ASSERT_TRUE(tree_->EditFile("greet.sh", "echo hello\n", "echo hello\necho bye\n").ok());
   EXPECT_EQ(testing::ReadFile(tree_->root() / "greet.sh"), "echo hello\necho bye\n");
 
+  // The locks a killed git leaves (index, HEAD, the branch) do not stop the
+  // reset: the tree's own lock proves nobody's git is working there.
+  const fs::path reg = root_ / ".git" / "worktrees" / "feat-1";
+  const fs::path ref_lock = root_ / ".git" / "refs" / "heads" / "af" / "feat-1.lock";
+  for (const fs::path& lock : {reg / "index.lock", reg / "HEAD.lock", ref_lock})
+    std::ofstream(lock) << "";
+  ASSERT_TRUE(tree_->ResetToLastCommit().ok());
+  EXPECT_EQ(testing::ReadFile(tree_->root() / "greet.sh"), "echo hello\n");
+  for (const fs::path& lock : {reg / "index.lock", reg / "HEAD.lock", ref_lock})
+    EXPECT_FALSE(fs::exists(lock)) << lock;
+  ASSERT_TRUE(tree_->WriteFile("after.txt", "x\n").ok());
+  EXPECT_TRUE(tree_->CommitTask("f-t9", "after the locks", {"after.txt"}).ok());
+
   // A branch with no commit of its own has an empty committed diff.
   auto other = ws_->OpenFeature("feat-2");
   ASSERT_TRUE(other.ok());

@@ -121,4 +121,14 @@ class Sandbox {
   std::atomic<bool> stopped_{false};
 };
 
+// Runs `command` with /bin/sh in `workdir` as this process's user, outside
+// any sandbox: for the operator's own command (delivery.command), which needs
+// the network, the repository and the user's credentials to push or open a
+// pull request. `env` is the complete environment. It runs in a session of
+// its own, killed whole at `timeout` (a RunResult with timed_out) or when
+// `cancelled` says so (Cancelled). Output capped as SandboxOptions's default.
+Result<RunResult> RunOnHost(const std::string& command, const std::filesystem::path& workdir,
+                            std::vector<std::string> env, std::chrono::milliseconds timeout,
+                            const std::function<bool()>& cancelled = {});
+
 }  // namespace af
