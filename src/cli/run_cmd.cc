@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "af/agents/pipeline.h"
@@ -223,28 +224,45 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     std::fprintf(stderr, "warning: %s\n", (*pipeline)->sandbox_warning().c_str());
   if (config.llm.provider == "replay" && !g.json)
     std::printf("LLM provider: replay (recorded responses, offline demo)\n");
-  // Unfinished features of this data directory (an earlier run interrupted)
-  // go on in this process too, and spend model calls: say so.
-  if (auto resumed = (*pipeline)->resumed(); !resumed.empty()) {
+  // The same request run again after an interruption goes on where it was,
+  // instead of starting (and paying for) a second feature.
+  std::vector<Feature> resumed = (*pipeline)->resumed();
+  std::optional<Feature> again;
+  const json asked = request->ToJson();
+  for (auto it = resumed.begin(); it != resumed.end(); ++it) {
+    if (it->project == request->project && it->request == asked) {
+      again = *it;
+      resumed.erase(it);
+      break;
+    }
+  }
+  // Other unfinished features of this data directory go on in this process
+  // too, and spend model calls: say so.
+  if (!resumed.empty()) {
     std::string ids;
     for (const auto& f : resumed)
       ids += "\n  " + f.id + " (" + f.status + "): " + EscapeControls(f.title);
     std::fprintf(stderr,
-                 "also resuming %zu unfinished feature(s) of this data directory:%s\n"
-                 "  to stop one instead: 'agent-factory serve', then 'agent-factory feature "
-                 "cancel ID'\n",
+                 "also resuming %zu unfinished feature(s) of this data directory, until this run "
+                 "ends:%s\n"
+                 "  to finish them: 'agent-factory serve'; to stop one: 'agent-factory feature "
+                 "cancel ID' while it serves\n",
                  resumed.size(), ids.c_str());
   }
 
-  auto feature = (*pipeline)->Submit(*request);
+  Result<Feature> feature = again ? Result<Feature>(*again) : (*pipeline)->Submit(*request);
   if (!feature.ok())
     return ReportError(feature.status(), feature.status().code() == Code::kInvalidArgument
                                              ? kExitUsage
                                              : kExitFailure);
   const std::string id = feature->id;
-  if (!g.json)
-    std::printf("feature %s: %s (project %s)\n", id.c_str(), feature->title.c_str(),
-                feature->project.c_str());
+  if (!g.json) {
+    const std::string resuming =
+        again ? ", resumed where an earlier run of this request stopped (" + feature->status + ")"
+              : "";
+    std::printf("feature %s: %s (project %s)%s\n", id.c_str(), feature->title.c_str(),
+                feature->project.c_str(), resuming.c_str());
+  }
   std::fflush(stdout);
 
   std::signal(SIGINT, OnInterrupt);
@@ -268,7 +286,7 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
           const json& d = AsObject(e.data);
           std::printf(
               "     %s; the feature waits for it up to limits.feature_timeout (%d s), or "
-              "press Ctrl-C: it then resumes on the next 'run' or 'serve'\n",
+              "press Ctrl-C: it then goes on with 'serve', or 'run' of the same file\n",
               ProviderOutageAdvice(d.value("provider", ""), d.value("failing_as", "")).c_str(),
               config.limits.feature_timeout);
         }
@@ -284,8 +302,8 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
                    "stopping: waiting for the running steps (Ctrl-C again to quit at once)\n");
       (*pipeline)->Stop();
       std::fprintf(stderr,
-                   "interrupted: feature %s stays %s and resumes on the next 'agent-factory serve' "
-                   "or 'run'\n",
+                   "interrupted: feature %s stays %s and goes on with 'agent-factory serve', or "
+                   "'agent-factory run' of the same file\n",
                    id.c_str(), current.status.c_str());
       return 130;
     }

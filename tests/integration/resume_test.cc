@@ -212,40 +212,75 @@ TEST(ResumeTest, KillNineMidFeatureThenRestartCompletesWithoutRepeatingPaidCalls
 
 // A `run` started after an interrupted one takes up the unfinished feature too
 // (it spends model calls on it), and says so with the feature's id.
-TEST(ResumeTest, ARunAfterAnInterruptedOneSaysWhichFeaturesItAlsoResumes) {
+// After an interrupted run, a run of another request says which unfinished
+// features it also resumes; a run of the same request goes on with its
+// feature instead of starting (and paying for) a second one.
+TEST(ResumeTest, ARunAfterAnInterruptedOneResumesItsFeatureAndNamesTheOthers) {
   TempDir dir;
   FakeLlmServer fake;
-  // The first run's model is slow, so it is surely killed before its feature ends.
+  // A run is killed while its model is slow, so surely before its feature ends.
   auto slow = std::make_shared<std::atomic<bool>>(true);
   fake.SetResponder([slow](const RecordedRequest& r) -> std::optional<FakeReply> {
     FakeReply reply = Answer(KeyOf(r));
     if (*slow) reply.latency = std::chrono::seconds(5);
     return reply;
   });
-  auto prp = dir.Write("resume.md", kPrp);
   const std::string db_path = (dir.path() / "data" / "agent-factory.db").string();
   const auto env = Env(fake);
-  std::string first;
-  {
+  // Runs `prp` until it has made a feature newer than `before`, kills it and
+  // returns the feature's id.
+  auto interrupted_run = [&](const std::filesystem::path& prp, const std::string& before) {
+    *slow = true;
+    std::string made;
     ChildProcess run({BinaryPath(), "run", prp.string()}, env, dir.path().string());
-    ASSERT_TRUE(WaitFor(
+    EXPECT_TRUE(WaitFor(
         [&] {
           auto store = StoreOnceMade(db_path);
           if (!store) return false;
-          first = NewestFeatureId(*store);
-          return !first.empty();
+          made = NewestFeatureId(*store);
+          return !made.empty() && made != before;
         },
         std::chrono::seconds(60)))
         << run.Err();
     run.Stop(SIGKILL);
-  }
-  *slow = false;
+    *slow = false;
+    return made;
+  };
+  auto prp = dir.Write("resume.md", kPrp);
+  const std::string first = interrupted_run(prp, "");
+  ASSERT_FALSE(first.empty());
+
+  // The same request again: its feature goes on.
   auto again = RunCommand({BinaryPath(), "run", prp.string()}, env, dir.path().string());
   EXPECT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_NE(again.err.find("also resuming 1 unfinished feature(s) of this data directory:\n  " +
-                           first + " ("),
+  EXPECT_NE(again.out.find("feature " + first + ": "), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("resumed where an earlier run of this request stopped"),
             std::string::npos)
-      << again.err;
+      << again.out;
+  EXPECT_EQ(again.err.find("also resuming"), std::string::npos) << again.err;
+  {
+    auto store = StoreOnceMade(db_path);
+    ASSERT_TRUE(store);
+    auto all = store->ListFeatures({});
+    ASSERT_TRUE(all.ok());
+    ASSERT_EQ(all->features.size(), 1u);
+    EXPECT_EQ(all->features[0].status, "completed");
+  }
+
+  // Another request interrupted, then the first one run again: a new
+  // feature (the first one ended), and the interrupted one is named.
+  std::string other_prp = kPrp;
+  other_prp.replace(0, std::string("# resume demo").size(), "# another resume demo");
+  const std::string second = interrupted_run(dir.Write("other.md", other_prp), first);
+  ASSERT_NE(second, first);
+  auto third = RunCommand({BinaryPath(), "run", prp.string()}, env, dir.path().string());
+  EXPECT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_NE(third.err.find("also resuming 1 unfinished feature(s) of this data directory, until "
+                           "this run ends:\n  " +
+                           second + " ("),
+            std::string::npos)
+      << third.err;
+  EXPECT_EQ(third.out.find("resumed where"), std::string::npos) << third.out;
 }
 
 }  // namespace
