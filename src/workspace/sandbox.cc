@@ -170,6 +170,24 @@ const BwrapProbe& ProbeBwrap() {
   return probe;
 }
 
+// A run's result, or Cancelled (with `cancelled_hint`) when it was killed
+// because its caller said so.
+Result<RunResult> Finished(SpawnResult r, const std::string& command, const std::string& sandbox,
+                           const char* cancelled_hint) {
+  if (r.cancelled) {
+    return Cancelled("`" + command.substr(0, 80) + "` was killed: the work it ran for ended",
+                     cancelled_hint);
+  }
+  RunResult out;
+  out.exit_code = r.exit_code;
+  out.timed_out = r.timed_out;
+  out.output = std::move(r.out);
+  out.truncated = r.truncated;
+  out.duration = r.duration;
+  out.sandbox = sandbox;
+  return out;
+}
+
 class SandboxImpl : public Sandbox {
  public:
   SandboxImpl(SandboxOptions options, std::string kind, std::string bwrap)
@@ -250,19 +268,8 @@ class SandboxImpl : public Sandbox {
     AF_ASSIGN_OR_RETURN(SpawnResult r, Spawn(opts));
     cgroup.reset();  // kills leftovers and removes the cgroup before we return
     if (r.cancelled && stopped_) return Stopped(command);
-    if (r.cancelled) {
-      return Cancelled("`" + command.substr(0, 80) + "` was killed: the work it ran for ended",
-                       "nothing to do: the feature was cancelled, failed or timed out");
-    }
-
-    RunResult out;
-    out.exit_code = r.exit_code;
-    out.timed_out = r.timed_out;
-    out.output = std::move(r.out);
-    out.truncated = r.truncated;
-    out.duration = r.duration;
-    out.sandbox = kind_;
-    return out;
+    return Finished(std::move(r), command, kind_,
+                    "nothing to do: the feature was cancelled, failed or timed out");
   }
 
  private:
@@ -289,18 +296,7 @@ Result<RunResult> RunOnHost(const std::string& command, const fs::path& workdir,
   opts.merge_output = true;
   opts.cancelled = cancelled;
   AF_ASSIGN_OR_RETURN(SpawnResult r, Spawn(opts));
-  if (r.cancelled) {
-    return Cancelled("`" + command.substr(0, 80) + "` was killed: the work it ran for ended",
-                     "nothing to do: it runs again on the next start");
-  }
-  RunResult out;
-  out.exit_code = r.exit_code;
-  out.timed_out = r.timed_out;
-  out.output = std::move(r.out);
-  out.truncated = r.truncated;
-  out.duration = r.duration;
-  out.sandbox = "none";
-  return out;
+  return Finished(std::move(r), command, "none", "nothing to do: it runs again on the next start");
 }
 
 std::string RunResult::ToText() const {
