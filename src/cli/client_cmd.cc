@@ -180,6 +180,14 @@ int FeatureSubmit(const GlobalOptions& g, const ClientFlags& c, const std::strin
   return kExitOk;
 }
 
+Result<std::string> SubmitToServer(const GlobalOptions& g, const json& request) {
+  Client client(g, ClientFlags{});
+  AF_ASSIGN_OR_RETURN(Reply r, client.Call("POST", "/api/v1/features", request.dump()));
+  if (!r.body.is_object() || !r.body.contains("id") || !r.body["id"].is_string())
+    return Internal("the server accepted the feature but named no id");
+  return r.body["id"].get<std::string>();
+}
+
 int FeatureStatus(const GlobalOptions& g, const ClientFlags& c, const std::string& id) {
   Client client(g, c);
   auto r = client.Call("GET", "/api/v1/features/" + PercentEncode(id));

@@ -153,6 +153,8 @@ struct ClientFlags {
 };
 
 int FeatureSubmit(const GlobalOptions& g, const ClientFlags& c, const std::string& file);
+// Submits `request` (JSON) to the configured server; the new feature's id.
+Result<std::string> SubmitToServer(const GlobalOptions& g, const nlohmann::json& request);
 int FeatureStatus(const GlobalOptions& g, const ClientFlags& c, const std::string& id);
 int FeatureList(const GlobalOptions& g, const ClientFlags& c, const std::string& status);
 int FeatureCancel(const GlobalOptions& g, const ClientFlags& c, const std::string& id);

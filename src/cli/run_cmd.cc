@@ -218,24 +218,47 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   if (!services.ok()) return ReportError(services.status());
   Services& svc = **services;
   if (!svc.llm) return ReportError(svc.llm_status);
-  auto pipeline = Pipeline::Start(svc.ForPipeline());
-  if (!pipeline.ok()) return ReportError(pipeline.status());
-  if (!(*pipeline)->sandbox_warning().empty() && !g.json)
-    std::fprintf(stderr, "warning: %s\n", (*pipeline)->sandbox_warning().c_str());
-  if (config.llm.provider == "replay" && !g.json)
-    std::printf("LLM provider: replay (recorded responses, offline demo)\n");
+  const json asked = request->ToJson();
   // The same request run again after an interruption goes on where it was,
   // instead of starting (and paying for) a second feature.
-  std::vector<Feature> resumed = (*pipeline)->resumed();
   std::optional<Feature> again;
-  const json asked = request->ToJson();
-  for (auto it = resumed.begin(); it != resumed.end(); ++it) {
-    if (it->project == request->project && it->request == asked) {
-      again = *it;
-      resumed.erase(it);
-      break;
+  if (auto listed = svc.store->ListFeatures({.project = request->project, .limit = 1000});
+      listed.ok()) {
+    for (const auto& f : listed->features) {
+      if (!IsTerminalFeatureStatus(f.status) && f.project == request->project &&
+          f.request == asked) {
+        again = f;
+        break;
+      }
     }
   }
+  auto started = Pipeline::Start(svc.ForPipeline());
+  // With a server coordinating this data directory, the feature is its to
+  // run: it is submitted there (unless it runs there already) and followed
+  // here from the store.
+  std::unique_ptr<Pipeline> pipeline;
+  if (started.ok()) {
+    pipeline = std::move(started).value();
+  } else if (started.status().code() != Code::kAlreadyExists) {
+    return ReportError(started.status());
+  } else if (!again) {
+    auto submitted = SubmitToServer(g, asked);
+    if (!submitted.ok()) {
+      if (submitted.status().code() == Code::kUnavailable) return ReportError(started.status());
+      return ReportError(submitted.status(), submitted.status().code() == Code::kInvalidArgument
+                                                 ? kExitUsage
+                                                 : kExitFailure);
+    }
+    auto made = svc.store->GetFeature(*submitted);
+    if (!made.ok()) return ReportError(made.status());
+    again = *made;
+  }
+  if (pipeline && !pipeline->sandbox_warning().empty() && !g.json)
+    std::fprintf(stderr, "warning: %s\n", pipeline->sandbox_warning().c_str());
+  if (config.llm.provider == "replay" && !g.json)
+    std::printf("LLM provider: replay (recorded responses, offline demo)\n");
+  std::vector<Feature> resumed = pipeline ? pipeline->resumed() : std::vector<Feature>();
+  std::erase_if(resumed, [&](const Feature& f) { return again && f.id == again->id; });
   // Other unfinished features of this data directory go on in this process
   // too, and spend model calls: say so.
   if (!resumed.empty()) {
@@ -250,7 +273,7 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
                  resumed.size(), ids.c_str());
   }
 
-  Result<Feature> feature = again ? Result<Feature>(*again) : (*pipeline)->Submit(*request);
+  Result<Feature> feature = again ? Result<Feature>(*again) : pipeline->Submit(*request);
   if (!feature.ok())
     return ReportError(feature.status(), feature.status().code() == Code::kInvalidArgument
                                              ? kExitUsage
@@ -258,8 +281,10 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   const std::string id = feature->id;
   if (!g.json) {
     const std::string resuming =
-        again ? ", resumed where an earlier run of this request stopped (" + feature->status + ")"
-              : "";
+        !pipeline ? ", run by the server that coordinates this data directory (" + feature->status +
+                        "); Ctrl-C stops following it, not the feature"
+        : again ? ", resumed where an earlier run of this request stopped (" + feature->status + ")"
+                : "";
     std::printf("feature %s: %s (project %s)%s\n", id.c_str(), feature->title.c_str(),
                 feature->project.c_str(), resuming.c_str());
   }
@@ -297,10 +322,17 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     if (f.ok()) current = *f;
     if (IsTerminalFeatureStatus(current.status) && events.ok() && events->empty()) break;
     // Interrupted after the end: report the end, there is nothing to resume.
+    if (g_interrupted && !IsTerminalFeatureStatus(current.status) && !pipeline) {
+      std::fprintf(stderr,
+                   "stopped following: feature %s (%s) goes on in the server; follow it again "
+                   "with 'agent-factory feature events %s'\n",
+                   id.c_str(), current.status.c_str(), id.c_str());
+      return 130;
+    }
     if (g_interrupted && !IsTerminalFeatureStatus(current.status)) {
       std::fprintf(stderr,
                    "stopping: waiting for the running steps (Ctrl-C again to quit at once)\n");
-      (*pipeline)->Stop();
+      pipeline->Stop();
       std::fprintf(stderr,
                    "interrupted: feature %s stays %s and goes on with 'agent-factory serve', or "
                    "'agent-factory run' of the same file\n",
@@ -310,7 +342,7 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     if (g_interrupted) continue;  // terminal: print the last events, then the report
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  (*pipeline)->Stop();
+  if (pipeline) pipeline->Stop();
 
   json report = Report(*svc.store, current);
   if (g.json) {
