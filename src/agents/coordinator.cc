@@ -30,8 +30,10 @@ void Pipeline::Impl::Fail(const std::string& feature_id, const std::string& reas
   if (!hint.empty()) data["hint"] = hint;
   if (deps_.store
           ->TransitionFeature(feature_id, f->status, Name(FeatureState::kFailed), reason, data)
-          .ok())
+          .ok()) {
     NoteEnded(feature_id);
+    CancelWaitingTasks(feature_id, {{"by", "coordinator"}, {"reason", "the feature failed"}});
+  }
   log::Get("coordinator")
       ->warn("feature {} failed ({}): {}", feature_id, reason,
              hint.empty() ? message : message + ": " + hint);
@@ -681,12 +683,14 @@ Status Pipeline::Impl::Cancel(const std::string& feature_id) {
                                              "cancelled", {{"by", "user"}})
                          .status());
   NoteEnded(feature_id);
+  return CancelWaitingTasks(feature_id, {{"by", "user"}});
+}
+
+Status Pipeline::Impl::CancelWaitingTasks(const std::string& feature_id, const json& data) {
   AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
   for (const auto& t : tasks) {
-    if (StateOf(t) == TaskState::kPending || StateOf(t) == TaskState::kReady) {
-      (void)deps_.store->TransitionTask(t.id, t.status, Name(TaskState::kCancelled), {},
-                                        {{"by", "user"}});
-    }
+    if (StateOf(t) == TaskState::kPending || StateOf(t) == TaskState::kReady)
+      (void)deps_.store->TransitionTask(t.id, t.status, Name(TaskState::kCancelled), {}, data);
   }
   return Status::Ok();
 }

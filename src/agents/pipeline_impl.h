@@ -89,6 +89,10 @@ class Pipeline::Impl {
   void Stop();
   Result<Feature> Submit(const FeatureRequest& request);
   Status Cancel(const std::string& feature_id);
+  // The feature's tasks that wait (pending, ready) become cancelled, with
+  // `data` in their events: the feature ended without them. Tasks in progress
+  // are ended by their agents.
+  Status CancelWaitingTasks(const std::string& feature_id, const nlohmann::json& data);
   void ResumeAll();
   // Takes <data_dir>/coordinator.lock (and writes this process's id in it),
   // or AlreadyExists naming the process that holds it: one coordinator

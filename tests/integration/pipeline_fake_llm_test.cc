@@ -370,12 +370,15 @@ TEST_P(PipelineFakeLlm, StepLimitStopsTheFeature) {
 // 4a. limits.max_turns bounds one conversation, whatever limits.max_steps
 // allows the feature: a coder listing files forever stops at its turn limit
 // with reason max_turns, and from its third identical call on it is told
-// that repeating the call changes nothing.
+// that repeating the call changes nothing. The task that waited for it is
+// cancelled with the feature.
 TEST_P(PipelineFakeLlm, TurnLimitStopsAConversationThatNeverFinishes) {
   h_.config().limits.max_steps = 1000;
   h_.config().limits.max_turns = 5;
   Script s;
-  s.planner = OneTaskPlanner();
+  s.planner = [](const RecordedRequest&) {
+    return Plan(json::array({PlanTask("t1", "Loop"), PlanTask("t2", "After it", {"t1"})}));
+  };
   s.coder = ListForever();
   Install(h_, s);
 
@@ -386,6 +389,9 @@ TEST_P(PipelineFakeLlm, TurnLimitStopsAConversationThatNeverFinishes) {
   EXPECT_NE(message.find("made 5 model calls and never called finish (limits.max_turns = 5)"),
             std::string::npos)
       << message;
+  auto waiting = FindTask(h_.store(), f.id + "-t2");
+  ASSERT_TRUE(waiting.has_value());
+  EXPECT_EQ(waiting->status, "cancelled");
   h_.Stop();
   // The planner's call and the coder's five.
   EXPECT_EQ(h_.fake().request_count(), 6u);
