@@ -56,11 +56,14 @@ class ScratchDir {
   std::string path_;
 };
 
-// What of /etc others may not read: files (shown as empty) and directories
-// (shown empty), found once per process. The sandbox's root is the host's
-// root when the server runs as root, and /etc holds secrets only root reads:
-// password hashes, TLS keys, the provider keys in the service's environment
-// file under /etc/default. The sandbox sees /etc as any other user would.
+// What of /etc others may not read but this process may: files (shown as
+// empty) and directories (shown empty), found once per process. The
+// sandbox's root is the host's root when the server runs as root, and /etc
+// holds secrets only root reads: password hashes, TLS keys, the provider keys
+// in the service's environment file under /etc/default. The sandbox sees /etc
+// as any other user would. What this process cannot read the sandbox cannot
+// either, so a server not run as root masks nothing (each mask is a mount
+// bubblewrap makes on every run).
 struct EtcHidden {
   std::vector<std::string> files;
   std::vector<std::string> dirs;
@@ -75,10 +78,11 @@ const EtcHidden& HiddenInEtc() {
       if (lstat(it->path().c_str(), &st) != 0) continue;
       if (S_ISDIR(st.st_mode)) {
         if ((st.st_mode & S_IROTH) == 0 || (st.st_mode & S_IXOTH) == 0) {
-          h.dirs.push_back(it->path().string());
+          if (::access(it->path().c_str(), R_OK | X_OK) == 0) h.dirs.push_back(it->path().string());
           it.disable_recursion_pending();
         }
-      } else if (S_ISREG(st.st_mode) && (st.st_mode & S_IROTH) == 0) {
+      } else if (S_ISREG(st.st_mode) && (st.st_mode & S_IROTH) == 0 &&
+                 ::access(it->path().c_str(), R_OK) == 0) {
         h.files.push_back(it->path().string());
       }
     }
