@@ -380,6 +380,10 @@ Async<Result<LlmResponse>> CallModelTask(const AgentEnv& env, const LlmRequest& 
     }
     EmitEvent(env.store, "error", req.feature_id, req.task_id, agent_id,
               {{"where", "llm"}, {"message", resp.status().ToString()}, {"retrying", true}});
+    // The log says it too: a provider timing out or refusing connections
+    // would otherwise leave no line until its circuit opened.
+    log::Get("agents")->warn("{}: model call failed, will retry: {}", agent_id,
+                             resp.status().ToString());
     // The primary just opened its circuit: its fallback takes the next call.
     if (!use_fallback && fallback != nullptr && env.llm->Health().state == "open") continue;
     Status waited = WaitForCircuit(env, req, agent_id, &degraded);
