@@ -497,11 +497,6 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
           call.name + (call.valid_arguments() ? call.arguments.dump() : call.raw_arguments);
       repeats = this_call == last_call ? repeats + 1 : 1;
       last_call = this_call;
-      if (repeats >= 3 && !out.terminal) {
-        out.content += "\n\n(You made this same " + call.name + " call " + std::to_string(repeats) +
-                       " times in a row: repeating it changes nothing. Do the next step, or " +
-                       TerminalUse(conv.role) + ".)";
-      }
       if (!out.is_error && kMutatingTools.count(call.name)) fault::CrashPoint("tool " + call.name);
       json event = {{"tool", call.name},
                     {"args", ArgsSummary(call)},
@@ -512,12 +507,20 @@ Async<Result<ConversationEnd>> Converse(const AgentEnv& env, const Conversation&
                 std::move(event));
       logger->debug("{} {}({}) -> {}{}", conv.agent_id, call.name, ArgsSummary(call).dump(),
                     out.is_error ? "error: " : "", out.content.substr(0, 120));
-      req.messages.push_back(Message::ToolResult(call.id, out.content, out.is_error));
+      std::string told = out.content;
+      if (repeats >= 3 && !out.terminal) {
+        told += "\n\n(You made this same " + call.name + " call " + std::to_string(repeats) +
+                " times in a row: repeating it changes nothing. Do the next step, or " +
+                TerminalUse(conv.role) + ".)";
+      }
+      req.messages.push_back(Message::ToolResult(call.id, std::move(told), out.is_error));
       if (out.terminal) co_return ConversationEnd{call.name, call.arguments, turn};
       // A terminal tool that refused its arguments (a plan with no task, a
       // verdict that is neither) did not move the work on either.
       if (!refused.empty() || (out.is_error && IsTerminal(call.name))) {
-        problem = call.name + ": " + out.content;
+        // Tools name themselves in their errors ("submit_review: verdict ...").
+        problem = out.content.rfind(call.name + ":", 0) == 0 ? out.content
+                                                             : call.name + ": " + out.content;
       } else {
         any_ran = true;
       }

@@ -34,6 +34,38 @@ std::vector<std::string> DeliveryEnv(const Config& cfg, const std::vector<std::s
   return env;
 }
 
+// Waits until no process holds `lock`: the shell of a delivery.command holds
+// it until the command and everything it started have ended, and such a
+// command outlives a server killed while it ran (it runs outside the sandbox,
+// which would have died with the server). Starting it again meanwhile would
+// push twice at once. Cancelled when `ended` says the feature ended.
+Status WaitForEarlierDelivery(const std::filesystem::path& lock,
+                              const std::function<bool()>& ended) {
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Internal("cannot open " + lock.string() + ": " + std::strerror(errno));
+  bool told = false;
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      return Internal("cannot lock " + lock.string() + ": " + why);
+    }
+    if (ended && ended()) {
+      ::close(fd);
+      return Cancelled("the feature ended while an earlier delivery.command still ran");
+    }
+    if (!told) {
+      log::Get("coordinator")
+          ->warn("waiting for the delivery.command started before the restart to end ({})",
+                 lock.string());
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ::close(fd);  // released: the command about to run takes it in its own shell
+  return Status::Ok();
+}
+
 // The files of the plan's tasks that may run at the same time as `task`
 // (neither depends on the other, even through others): its coder must leave
 // them alone. Fix tasks run alone and are not counted.
@@ -474,6 +506,8 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
       if (e.type == "delivery.result") delivered = e.data;
     }));
     const auto exit_file = dir / "delivery.exit";
+    const auto lock_file = dir / "delivery.lock";
+    if (delivered.is_null()) AF_RETURN_IF_ERROR(WaitForEarlierDelivery(lock_file, Ended(f.id)));
     if (delivered.is_null()) {
       std::ifstream status(exit_file);
       int code = -1;
@@ -490,13 +524,18 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
       // The operator's command (push the branch, open a pull request): it
       // runs outside the sandbox, with the network and the repository, as
       // the server's user but without its secrets.
-      const std::string wrapped = "(" + cfg_.delivery.command +
+      // Its shell holds delivery.lock for as long as the command or anything
+      // it started runs (see WaitForEarlierDelivery), and writes the exit
+      // status as the command ends.
+      const std::string wrapped = "exec 9>>\"$AF_DELIVERY_LOCK\"; flock -x 9; (" +
+                                  cfg_.delivery.command +
                                   "\n); s=$?; echo $s > \"$AF_DELIVERY_EXIT.tmp\" && mv "
                                   "\"$AF_DELIVERY_EXIT.tmp\" \"$AF_DELIVERY_EXIT\"; exit $s";
       auto env = DeliveryEnv(
-          cfg_, {"AF_FEATURE_ID=" + f.id, "AF_PROJECT=" + f.project, "AF_BRANCH=" + tree->branch(),
-                 "AF_COMMIT=" + head, "AF_ARTIFACTS=" + dir.string(),
-                 "AF_DELIVERY_EXIT=" + exit_file.string()});
+          cfg_,
+          {"AF_FEATURE_ID=" + f.id, "AF_PROJECT=" + f.project, "AF_BRANCH=" + tree->branch(),
+           "AF_COMMIT=" + head, "AF_ARTIFACTS=" + dir.string(),
+           "AF_DELIVERY_EXIT=" + exit_file.string(), "AF_DELIVERY_LOCK=" + lock_file.string()});
       auto run = RunOnHost(wrapped, tree->root(), std::move(env),
                            std::chrono::seconds(cfg_.sandbox.timeout_s), Ended(f.id));
       if (!run.ok()) return run.status().WithContext("delivery.command");

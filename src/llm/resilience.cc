@@ -79,8 +79,8 @@ milliseconds RequestGate::Pause(milliseconds delay, uint64_t* seen_pause, bool* 
   }
   if (started_out) *started_out = started;
   if (started) {
-    log::Get("llm")->warn("{} rate limited: pausing all calls for {}", provider_,
-                          SecondsText(wait));
+    log::Get("llm")->warn("{} asks to slow down (rate limit or overload): pausing all calls for {}",
+                          provider_, SecondsText(wait));
   }
   return wait;
 }

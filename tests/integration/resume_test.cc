@@ -283,5 +283,34 @@ TEST(ResumeTest, ARunAfterAnInterruptedOneResumesItsFeatureAndNamesTheOthers) {
   EXPECT_EQ(third.out.find("resumed where"), std::string::npos) << third.out;
 }
 
+// delivery.command runs outside the sandbox, so it outlives a killed run. The
+// next run waits for it to end and records its result instead of starting
+// it again beside it (a push made twice at once).
+TEST(ResumeTest, ADeliveryStillRunningAfterAKillIsWaitedForNotRunAgain) {
+  TempDir dir;
+  FakeLlmServer fake;
+  fake.SetResponder(
+      [](const RecordedRequest& r) -> std::optional<FakeReply> { return Answer(KeyOf(r)); });
+  const auto runs = dir.path() / "deliveries.txt";
+  dir.Write("agent-factory.toml", "[delivery]\ncommand = \"echo start >> '" + runs.string() +
+                                      "'; sleep 3; echo end >> '" + runs.string() + "'\"\n");
+  auto prp = dir.Write("resume.md", kPrp);
+  const auto env = Env(fake);
+  {
+    ChildProcess run({BinaryPath(), "run", prp.string()}, env, dir.path().string());
+    ASSERT_TRUE(WaitFor([&] { return ReadFile(runs).find("start") != std::string::npos; },
+                        std::chrono::seconds(60)))
+        << run.Err();
+    run.Stop(SIGKILL);
+  }
+  EXPECT_EQ(ReadFile(runs), "start\n") << "the command ends after the kill";
+  auto again = RunCommand({BinaryPath(), "run", prp.string()}, env, dir.path().string());
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("resumed where an earlier run of this request stopped"),
+            std::string::npos)
+      << again.out;
+  EXPECT_EQ(ReadFile(runs), "start\nend\n");
+}
+
 }  // namespace
 }  // namespace af::testing
