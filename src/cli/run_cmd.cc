@@ -343,6 +343,19 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   if (pipeline) pipeline->Stop();
+  // The other features this run resumed stop with it: say which are left.
+  std::string left;
+  for (const auto& r : resumed) {
+    auto now = svc.store->GetFeature(r.id);
+    if (now.ok() && !IsTerminalFeatureStatus(now->status))
+      left += "\n  " + now->id + " (" + now->status + "): " + EscapeControls(now->title);
+  }
+  if (!left.empty() && !g.json) {
+    std::fprintf(stderr,
+                 "unfinished features this run also resumed stop with it:%s\n  they go on with "
+                 "'agent-factory serve'\n",
+                 left.c_str());
+  }
 
   json report = Report(*svc.store, current);
   if (g.json) {
