@@ -499,8 +499,9 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
     // Run once: a delivery that finished before a crash is not run again on
     // resume. Its result is the recorded event, or, when the process died
     // between the command's end and that record, the exit status the command's
-    // own shell wrote to delivery.exit as it ended. One cut short (no status
-    // written: it died with the process) runs again.
+    // own shell wrote to delivery.exit as it ended. One still running (it
+    // outlives the process) is waited for first; one that died before it
+    // finished (no status written) runs again.
     json delivered;
     AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
       if (e.type == "delivery.result") delivered = e.data;
@@ -523,10 +524,10 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
     if (delivered.is_null()) {
       // The operator's command (push the branch, open a pull request): it
       // runs outside the sandbox, with the network and the repository, as
-      // the server's user but without its secrets.
-      // Its shell holds delivery.lock for as long as the command or anything
-      // it started runs (see WaitForEarlierDelivery), and writes the exit
-      // status as the command ends.
+      // the server's user but without its secrets. Its shell holds
+      // delivery.lock for as long as the command or anything it started runs
+      // (see WaitForEarlierDelivery), and writes the exit status as the
+      // command ends.
       const std::string wrapped = "exec 9>>\"$AF_DELIVERY_LOCK\"; flock -x 9; (" +
                                   cfg_.delivery.command +
                                   "\n); s=$?; echo $s > \"$AF_DELIVERY_EXIT.tmp\" && mv "
