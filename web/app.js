@@ -112,9 +112,12 @@ class ApiError extends Error {
 
 async function api(path, options = {}) {
   const headers = Object.assign({'Authorization': 'Bearer ' + apiKey}, options.headers || {});
+  // A request that never answers must not hold back for good what waits for
+  // it (the lists refresh one request at a time).
+  const signal = options.signal || AbortSignal.timeout(30000);
   let response;
   try {
-    response = await fetch(path, Object.assign({}, options, {headers}));
+    response = await fetch(path, Object.assign({}, options, {headers, signal}));
   } catch (err) {
     throw new ApiError(0, {error: {message: 'the server did not answer (' + err.message + ')',
                                    hint: 'is agent-factory serve still running?'}});
