@@ -11,7 +11,8 @@
 namespace af::llm {
 namespace {
 
-// The code unit of the escape "\uXXXX" at text[at], -1 when there is none.
+// The 16-bit code unit a JSON unicode escape (backslash, u, four hex digits) at
+// text[at] stands for; -1 when there is no such escape there.
 int UnicodeEscapeAt(std::string_view text, size_t at) {
   if (at + 6 > text.size() || text[at] != '\\' || text[at + 1] != 'u') return -1;
   int unit = 0;

@@ -264,6 +264,17 @@ void Install(PipelineHarness& h, const Scenario& s, std::mutex* mu, std::string*
   });
 }
 
+// Installs scenario `s`, starts `h`, submits one feature titled `title` (gate
+// `true`) and waits for its end. `mu` and `told` as for Install.
+Result<Feature> RunOne(PipelineHarness& h, const Scenario& s, const std::string& title,
+                       std::mutex* mu, std::string* told) {
+  Install(h, s, mu, told);
+  AF_RETURN_IF_ERROR(h.Start());
+  AF_ASSIGN_OR_RETURN(Feature submitted,
+                      h.pipeline().Submit(PipelineHarness::Request(title, {"true"})));
+  return h.pipeline().WaitFor(submitted.id, kWait);
+}
+
 std::string FailureMessage(PipelineHarness& h, const std::string& feature_id) {
   for (const auto& e : h.Events(feature_id))
     if (e.type == "feature.status" && e.data.value("to", "") == "failed")
@@ -349,11 +360,7 @@ TEST_P(ImperfectModel, TooManyUnusableRepliesInARowFailTheFeature) {
              0};
   std::mutex mu;
   std::string told;
-  Install(h, s, &mu, &told);
-  ASSERT_TRUE(h.Start().ok());
-  auto submitted = h.pipeline().Submit(PipelineHarness::Request("Never usable", {"true"}));
-  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
-  auto f = h.pipeline().WaitFor(submitted->id, kWait);
+  auto f = RunOne(h, s, "Never usable", &mu, &told);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->status, "failed");
   EXPECT_EQ(f->reason, "unusable_replies");
@@ -377,11 +384,7 @@ TEST_P(ImperfectModel, AModelsOwnWordsAreQuotedWhenItNeverCallsATool) {
       "always asks", "coder", 0, std::vector<FakeReply>(5, FakeReply::Text(question)), {}, 0};
   std::mutex mu;
   std::string told;
-  Install(h, s, &mu, &told);
-  ASSERT_TRUE(h.Start().ok());
-  auto submitted = h.pipeline().Submit(PipelineHarness::Request("Asks", {"true"}));
-  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
-  auto f = h.pipeline().WaitFor(submitted->id, kWait);
+  auto f = RunOne(h, s, "Asks", &mu, &told);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->reason, "unusable_replies");
   const std::string message = FailureMessage(h, f->id);
@@ -407,11 +410,7 @@ TEST_P(ImperfectModel, ARunawayReplyIsCutInTheConversation) {
   Scenario s{"runaway text", "coder", 0, {FakeReply::Text(runaway)}, {}, 1};
   std::mutex mu;
   std::string told;
-  Install(h, s, &mu, &told);
-  ASSERT_TRUE(h.Start().ok());
-  auto submitted = h.pipeline().Submit(PipelineHarness::Request("Runaway", {"true"}));
-  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
-  auto f = h.pipeline().WaitFor(submitted->id, kWait);
+  auto f = RunOne(h, s, "Runaway", &mu, &told);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->status, "completed") << f->reason << ": " << FailureMessage(h, f->id);
   size_t later_coder_requests = 0;
@@ -436,11 +435,7 @@ TEST_P(ImperfectModel, AToolCallWrittenAsTextIsNamedWithTheServersFix) {
   Scenario s{"call as text", "coder", 0, {FakeReply::Text(text)}, {}, 0};
   std::mutex mu;
   std::string told;
-  Install(h, s, &mu, &told);
-  ASSERT_TRUE(h.Start().ok());
-  auto submitted = h.pipeline().Submit(PipelineHarness::Request("Text call", {"true"}));
-  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
-  auto f = h.pipeline().WaitFor(submitted->id, kWait);
+  auto f = RunOne(h, s, "Text call", &mu, &told);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->reason, "unusable_replies");
   const std::string message = FailureMessage(h, f->id);
