@@ -7,7 +7,8 @@
 // four model calls (planner submit_plan; coder write_file, then finish;
 // reviewer approve). The fake model (tests/support/fake_llm_server.h) answers
 // by the role in the system prompt and the number of assistant turns so far,
-// over the OpenAI wire format, each reply after --latency-ms.
+// over the OpenAI wire format, each reply after --latency-ms, on connections
+// kept open for the next request as providers do.
 //
 // Each N gets a fresh server (free port, temp data dir, replicas of the
 // per-feature roles and limits.max_active_features raised to N; replicas stop

@@ -26,10 +26,12 @@ std::string Trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
+// `keep`: the connection stays open for the client's next request.
 std::string PlainHead(int status, size_t length,
-                      const std::map<std::string, std::string>& extra = {}) {
+                      const std::map<std::string, std::string>& extra = {}, bool keep = false) {
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + std::string(ReasonPhrase(status)) +
-                  "\r\nContent-Length: " + std::to_string(length) + "\r\nConnection: close\r\n";
+                  "\r\nContent-Length: " + std::to_string(length) +
+                  (keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
   bool has_type = false;
   for (const auto& [k, v] : extra) {
     h += k + ": " + v + "\r\n";
@@ -264,7 +266,8 @@ int ListenOnLoopback(int* port, const std::string& who) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, SOMAXCONN) != 0 ||
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     ::close(fd);
     throw std::runtime_error(who + ": cannot listen on 127.0.0.1");
@@ -447,88 +450,98 @@ bool FakeLlmServer::WaitFor(std::chrono::milliseconds d) {
 }
 
 void FakeLlmServer::Serve(int fd) {
-  RecordedRequest req;
-  if (ReadHttpRequest(fd, &req)) {
-    FakeReply reply = FakeReply::Status(
-        500, R"({"error":{"type":"api_error","message":"fake server: no scripted reply left"}})");
-    FakeResponder responder;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      seen_.push_back(req);
-      responder = responder_;
-    }
-    std::optional<FakeReply> answered;
-    if (req.method == "GET" && EndsWith(req.path, "/models")) {
-      std::lock_guard<std::mutex> lock(mu_);
-      answered = models_reply_
-                     ? *models_reply_
-                     : FakeReply::Status(200, R"({"data":[{"id":"fake-model"}]})",
-                                         {{"Date", HttpDate(std::chrono::system_clock::now())}});
-    } else if (responder) {
-      answered = responder(req);
-    }
-    if (answered) {
-      reply = std::move(*answered);
-    } else {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!replies_.empty()) {
-        reply = std::move(replies_.front());
-        replies_.pop_front();
-      }
-    }
-    const bool openai = EndsWith(req.path, "/chat/completions");
-    const bool anthropic = EndsWith(req.path, "/messages");
-    const bool stream = req.body.is_object() && req.body.value("stream", false);
-    const std::string model = req.body.is_object() ? req.body.value("model", "fake-model") : "";
-    bool go = reply.latency.count() == 0 || WaitFor(reply.latency);
-    if (go && !openai && !anthropic && reply.kind != FakeReply::Kind::kStatus) {
-      reply = FakeReply::Status(404, R"({"error":{"message":"fake server: unknown path"}})");
-    }
-    if (go) {
-      switch (reply.kind) {
-        case FakeReply::Kind::kStatus:
-          SendAll(fd, PlainHead(reply.status, reply.body.size(), reply.headers) + reply.body);
-          break;
-        case FakeReply::Kind::kHang:
-          WaitFor(reply.hang);
-          break;
-        case FakeReply::Kind::kMalformed:
-          if (stream) {
-            SendAll(fd, std::string(kSseHead) + (anthropic ? "event: message_start\n" : "") +
-                            "data: {\"type\": not json\n\n");
-          } else {
-            // Longer than the 200 bytes a client may quote.
-            const std::string body = "<html>this is not json " + std::string(300, 'x');
-            SendAll(fd, PlainHead(200, body.size()) + body);
-          }
-          break;
-        case FakeReply::Kind::kTurn:
-        case FakeReply::Kind::kCut: {
-          const bool cut = reply.kind == FakeReply::Kind::kCut;
-          if (stream) {
-            const bool usage = req.body.contains("stream_options") &&
-                               req.body["stream_options"].value("include_usage", false);
-            std::vector<std::string> events =
-                anthropic ? AnthropicEvents(reply, model) : OpenAiEvents(reply, model, usage);
-            if (cut && static_cast<size_t>(reply.cut_after_events) < events.size()) {
-              events.resize(static_cast<size_t>(reply.cut_after_events));
-            }
-            bool ok = SendAll(fd, kSseHead);
-            for (size_t i = 0; ok && i < events.size(); ++i) ok = SendAll(fd, events[i]);
-          } else {
-            const std::string body =
-                anthropic ? AnthropicPlain(reply, model) : OpenAiPlain(reply, model);
-            SendAll(fd,
-                    PlainHead(200, body.size()) + (cut ? body.substr(0, body.size() / 2) : body));
-          }
-          break;
-        }
-      }
-    }
-  }
+  for (RecordedRequest req; ReadHttpRequest(fd, &req) && Answer(fd, req);) req = {};
   std::lock_guard<std::mutex> lock(mu_);
   open_fds_.erase(fd);
   ::close(fd);
+}
+
+bool FakeLlmServer::Answer(int fd, const RecordedRequest& req) {
+  FakeReply reply = FakeReply::Status(
+      500, R"({"error":{"type":"api_error","message":"fake server: no scripted reply left"}})");
+  FakeResponder responder;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    seen_.push_back(req);
+    responder = responder_;
+  }
+  std::optional<FakeReply> answered;
+  if (req.method == "GET" && EndsWith(req.path, "/models")) {
+    std::lock_guard<std::mutex> lock(mu_);
+    answered = models_reply_
+                   ? *models_reply_
+                   : FakeReply::Status(200, R"({"data":[{"id":"fake-model"}]})",
+                                       {{"Date", HttpDate(std::chrono::system_clock::now())}});
+  } else if (responder) {
+    answered = responder(req);
+  }
+  if (answered) {
+    reply = std::move(*answered);
+  } else {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!replies_.empty()) {
+      reply = std::move(replies_.front());
+      replies_.pop_front();
+    }
+  }
+  const bool openai = EndsWith(req.path, "/chat/completions");
+  const bool anthropic = EndsWith(req.path, "/messages");
+  const bool stream = req.body.is_object() && req.body.value("stream", false);
+  const std::string model = req.body.is_object() ? req.body.value("model", "fake-model") : "";
+  bool go = reply.latency.count() == 0 || WaitFor(reply.latency);
+  // As providers do, a complete reply with a length leaves the connection
+  // open for the client's next request; a stream ends with the connection, a
+  // hang or a cut reply breaks it.
+  auto connection = req.headers.find("connection");
+  const bool keep =
+      go && !stream && (connection == req.headers.end() || Lower(connection->second) != "close") &&
+      (reply.kind == FakeReply::Kind::kStatus || reply.kind == FakeReply::Kind::kTurn ||
+       reply.kind == FakeReply::Kind::kMalformed);
+  if (go && !openai && !anthropic && reply.kind != FakeReply::Kind::kStatus) {
+    reply = FakeReply::Status(404, R"({"error":{"message":"fake server: unknown path"}})");
+  }
+  if (go) {
+    switch (reply.kind) {
+      case FakeReply::Kind::kStatus:
+        SendAll(fd, PlainHead(reply.status, reply.body.size(), reply.headers, keep) + reply.body);
+        break;
+      case FakeReply::Kind::kHang:
+        WaitFor(reply.hang);
+        break;
+      case FakeReply::Kind::kMalformed:
+        if (stream) {
+          SendAll(fd, std::string(kSseHead) + (anthropic ? "event: message_start\n" : "") +
+                          "data: {\"type\": not json\n\n");
+        } else {
+          // Longer than the 200 bytes a client may quote.
+          const std::string body = "<html>this is not json " + std::string(300, 'x');
+          SendAll(fd, PlainHead(200, body.size(), {}, keep) + body);
+        }
+        break;
+      case FakeReply::Kind::kTurn:
+      case FakeReply::Kind::kCut: {
+        const bool cut = reply.kind == FakeReply::Kind::kCut;
+        if (stream) {
+          const bool usage = req.body.contains("stream_options") &&
+                             req.body["stream_options"].value("include_usage", false);
+          std::vector<std::string> events =
+              anthropic ? AnthropicEvents(reply, model) : OpenAiEvents(reply, model, usage);
+          if (cut && static_cast<size_t>(reply.cut_after_events) < events.size()) {
+            events.resize(static_cast<size_t>(reply.cut_after_events));
+          }
+          bool ok = SendAll(fd, kSseHead);
+          for (size_t i = 0; ok && i < events.size(); ++i) ok = SendAll(fd, events[i]);
+        } else {
+          const std::string body =
+              anthropic ? AnthropicPlain(reply, model) : OpenAiPlain(reply, model);
+          SendAll(fd, PlainHead(200, body.size(), {}, keep) +
+                          (cut ? body.substr(0, body.size() / 2) : body));
+        }
+        break;
+      }
+    }
+  }
+  return keep;
 }
 
 }  // namespace af::testing

@@ -8,7 +8,9 @@
 // GET .../models (the model list both wire formats have, which `doctor` asks
 // to check a key) never takes from the queue: it gets the models reply, by
 // default 200 with one model and the current time in a Date header.
-// Thread-safe; one thread per connection; Connection: close on every reply.
+// Thread-safe; one thread per connection. As providers do, a complete plain
+// reply keeps its connection open for the client's next request (so clients'
+// connection reuse is exercised); streamed, hung and cut replies close it.
 
 #include <chrono>
 #include <condition_variable>
@@ -126,6 +128,8 @@ class FakeLlmServer {
  private:
   void AcceptLoop();
   void Serve(int fd);
+  // Answers one request on `fd`; true when the connection stays open for the next.
+  bool Answer(int fd, const RecordedRequest& req);
   bool WaitFor(std::chrono::milliseconds d);  // false when stopping (0 = until stop)
 
   int listen_fd_ = -1;
