@@ -13,6 +13,7 @@
 // and one Redis per suite (flushed per case).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <cctype>
@@ -21,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "af/agents/prp.h"
 #include "af/bus/bus.h"
@@ -210,6 +212,35 @@ class MultiProcessTest : public ::testing::TestWithParam<StoreKind> {
   }
 
   bool Held() const { return held_.load(); }
+
+  // Stops serve (SIGSTOP) at a moment it holds no SQLite write lock: stopped
+  // inside a write, it would keep every worker's write waiting until it
+  // runs again. (PostgreSQL locks rows, not the database.)
+  ::testing::AssertionResult FreezeServe() {
+    for (int attempt = 0; attempt < 200; ++attempt) {
+      if (::kill(server_->pid(), SIGSTOP) != 0) return ::testing::AssertionFailure() << "SIGSTOP";
+      if (GetParam() != StoreKind::kSqliteFile || !SqliteWriteLocked()) {
+        return ::testing::AssertionSuccess();
+      }
+      ::kill(server_->pid(), SIGCONT);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // lets it finish the write
+    }
+    return ::testing::AssertionFailure() << "serve held a write lock at every attempt";
+  }
+
+  // Whether some process holds the SQLite store's write lock now.
+  bool SqliteWriteLocked() {
+    sqlite3* db = nullptr;
+    const std::string path = database_url_.substr(std::string("sqlite:").size());
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      return true;  // cannot tell: try again
+    }
+    const bool locked = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK;
+    if (!locked) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    return locked;
+  }
   void Release() {
     {
       std::lock_guard lock(mu_);
@@ -394,7 +425,7 @@ TEST_P(MultiProcessTest, AReplyLostInARedisRestartDoesNotStopTheFeature) {
   const std::string id = Submit();
   ASSERT_FALSE(id.empty());
   ASSERT_TRUE(WaitFor([&] { return Held(); }, seconds(30))) << Logs();
-  ASSERT_EQ(::kill(server_->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(FreezeServe()) << Logs();
   {
     // serve may have been frozen in a blocked read of its mailbox: a probe
     // (a type it drops) ends that read, so the reply stays in Redis rather
