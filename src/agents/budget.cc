@@ -71,10 +71,16 @@ Result<BudgetLedger::Reservation> BudgetLedger::Reserve(const std::string& featu
     AF_ASSIGN_OR_RETURN(double today, store_->CostSince(StartOfUtcDayMs(UnixNowMs())));
     today += daily_in_flight_usd_;
     if (today + est.cost_usd > cfg.budget.daily_usd) {
-      return ResourceExhausted("budget exceeded: " + Usd(today) +
-                                   " spent today, in flight included (budget.daily_usd = " +
-                                   Usd(cfg.budget.daily_usd) + ")",
-                               "raise budget.daily_usd or wait until tomorrow (UTC)");
+      // A call is counted at its worst case (all of its max_tokens) until it
+      // ends: when that alone does not fit, tomorrow refuses it again.
+      const bool never_fits = est.cost_usd > cfg.budget.daily_usd;
+      return ResourceExhausted(
+          "budget exceeded: " + Usd(today) +
+              " spent today, in flight included, and the next call may cost up to " +
+              Usd(est.cost_usd) + " (budget.daily_usd = " + Usd(cfg.budget.daily_usd) + ")",
+          never_fits ? "raise budget.daily_usd, or lower agents.<role>.max_tokens (a call is "
+                       "counted at its max_tokens at the model's price until it ends)"
+                     : "raise budget.daily_usd or wait until tomorrow (UTC)");
     }
     r.daily_warning_ = today + est.cost_usd > 0.8 * cfg.budget.daily_usd;
     r.spent_today_usd_ = today;

@@ -13,6 +13,13 @@ constexpr FeatureState kActiveStates[] = {FeatureState::kDelivering, FeatureStat
                                           FeatureState::kTesting,    FeatureState::kImplementing,
                                           FeatureState::kPlanning,   FeatureState::kQueued};
 
+// Whether a feature that failed for `reason` was stopped by a limit or a
+// budget: that says how it was run, not what is hard about the code.
+bool StoppedAtALimit(const std::string& reason) {
+  return reason == "budget_exceeded" || reason == "timeout" || reason == "max_steps" ||
+         reason == "max_turns";
+}
+
 }  // namespace
 
 Status Pipeline::Impl::Transition(const Feature& f, const std::string& to,
@@ -446,9 +453,18 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
           "Feature '" + f->title + "' (" + req.tech_stack + ") completed with " +
               std::to_string(tasks->size()) + " task(s); gates that passed:" + gates,
           6, feature_source, {"outcome"});
-  } else if (ended == FeatureState::kFailed) {
-    store("failure", "Feature '" + f->title + "' (" + req.tech_stack + ") failed: " + f->reason, 7,
-          feature_source, {"outcome"});
+  } else if (ended == FeatureState::kFailed && !StoppedAtALimit(f->reason)) {
+    // What failed, in the words the user saw: "failed: gates_failed" alone
+    // teaches the next feature nothing.
+    std::string why;
+    (void)ForEachEvent(*deps_.store, f->id, [&](const Event& e) {
+      if (e.type == "feature.status" && AsObject(e.data).value("to", "") == "failed")
+        why = AsObject(e.data).value("message", "");
+    });
+    store("failure",
+          "Feature '" + f->title + "' (" + req.tech_stack + ") failed: " + f->reason +
+              (why.empty() ? "" : "\n" + std::string(Utf8Prefix(why, 1500))),
+          7, feature_source, {"outcome"});
   }
   // The decisions: how the work was split and which files each part owns.
   std::string plan;

@@ -2,6 +2,8 @@
 
 #include <iterator>
 
+#include "af/agents/gates.h"
+
 namespace af {
 namespace {
 
@@ -147,17 +149,29 @@ Decision Decide(const std::string& feature_id, FeatureState state, const StageOu
     case Kind::kGatesFailed:
       if (state != FeatureState::kTesting) break;
       if (used.test >= limits.fix_attempts) {
+        // Head and tail: a traceback's last line says what is wrong.
         return Fail("gates_failed",
                     "validation gates still fail after " + std::to_string(used.test) +
-                        " fix attempts (limits.fix_attempts): " + outcome.detail.substr(0, 800));
+                        " fix attempts (limits.fix_attempts): " + HeadAndTail(outcome.detail, 1200),
+                    "read the gate's output above (all of it: the gate.result events, or "
+                    "'agent-factory feature events ID'); check that the gate passes in a clean "
+                    "checkout of the branch, then raise limits.fix_attempts or make the "
+                    "request's success criteria match the gate");
       }
       return BackToImplementing(FixTask(feature_id, FixKind::kTest, used.test + 1, outcome.detail));
     case Kind::kChangesRequested:
       if (state != FeatureState::kReviewing) break;
       if (used.review >= limits.review_rounds) {
-        return Fail("review_rejected", "the reviewer still requests changes after " +
-                                           std::to_string(used.review) +
-                                           " rounds (limits.review_rounds):\n" + outcome.detail);
+        return Fail("review_rejected",
+                    (used.review == 0
+                         ? std::string("the reviewer requests changes and "
+                                       "limits.review_rounds = 0 allows no round "
+                                       "to make them")
+                         : "the reviewer still requests changes after " +
+                               std::to_string(used.review) + " rounds (limits.review_rounds)") +
+                        ":\n" + outcome.detail,
+                    "read the reviewer's comments above; make the acceptance criteria concrete "
+                    "enough to check, or raise limits.review_rounds");
       }
       return BackToImplementing(
           FixTask(feature_id, FixKind::kReview, used.review + 1, outcome.detail));

@@ -75,8 +75,10 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
   if (IsTerminalFeatureStatus(status)) NoteEnded(feature_id);
   if (ParseFeatureState(status) == FeatureState::kCancelled)
     return Cancelled("feature " + feature_id + " was cancelled");
+  // Work still under way in a feature that ended (a sibling task failed it)
+  // stops with it: cancelled, as the feature's waiting tasks are.
   if (IsTerminalFeatureStatus(status))
-    return FailedPrecondition("feature " + feature_id + " is " + status);
+    return Cancelled("feature " + feature_id + " is " + status + ": its other work stops with it");
   if (TimedOut(feature_id)) {
     // Waiting out a failing provider is what took the time: name it and what
     // it did, not the timeout (the hint says what to do about the provider).

@@ -115,7 +115,15 @@ json GateResult(const std::string& gate, const Result<RunResult>& run) {
   // summary last.
   r["output"] = HeadAndTail(run->output, kGateOutputChars);
   r["sandbox"] = run->sandbox;
-  if (!no_tests.empty()) r["note"] = no_tests;
+  if (run->timed_out) {
+    // The output alone (often empty) would not say why it failed, to the
+    // user or to the coder asked to fix it.
+    r["note"] = "timed out: stopped after " + std::to_string(run->duration.count() / 1000) +
+                " s (sandbox.timeout_s). A gate must end on its own: nothing can answer a prompt "
+                "(stdin is empty), and a server or watcher left running never ends";
+  } else if (!no_tests.empty()) {
+    r["note"] = no_tests;
+  }
   return r;
 }
 

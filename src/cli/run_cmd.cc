@@ -78,9 +78,11 @@ std::string Describe(const Event& e, const std::string& feature_id) {
   }
   if (e.type == "gate.result") {
     if (d.value("gate", "").empty()) return "   gate: " + d.value("note", "");
+    const std::string note = d.value("note", "");
     return "   gate `" + Short(d.value("gate", ""), 80) +
            "`: " + (d.value("passed", false) ? "PASSED" : "FAILED") + " (exit " +
-           std::to_string(d.value("exit_code", -1)) + ")";
+           std::to_string(d.value("exit_code", -1)) + ")" +
+           (note.empty() ? "" : ": " + Short(note, 200));
   }
   if (e.type == "review.verdict") {
     std::string line = "   review: " + d.value("verdict", "");

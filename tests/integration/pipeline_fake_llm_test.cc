@@ -402,6 +402,45 @@ TEST_P(PipelineFakeLlm, TurnLimitStopsAConversationThatNeverFinishes) {
   EXPECT_EQ(requests[2].body.dump().find("times in a row"), std::string::npos);
 }
 
+// 4a'. A task still running when a sibling fails the feature stops with it:
+// cancelled, as the waiting tasks are, not failed (nothing went wrong in it).
+TEST_P(PipelineFakeLlm, ARunningSiblingOfAFailedTaskIsCancelled) {
+  h_.config().limits.max_turns = 3;
+  h_.config().agents["coder"].replicas = 2;
+  Script s;
+  s.planner = [](const RecordedRequest&) {
+    return Plan(json::array({PlanTask("t1", "Loop"), PlanTask("t2", "Slow")}));
+  };
+  s.coder = [this](const RecordedRequest& req) {
+    if (req.body.dump().find("Do Slow.") == std::string::npos) return ListForever()(req);
+    // Held until t1 has failed the feature: t2 is in flight then.
+    testing::WaitFor(
+        [&] {
+          auto failed = h_.store().ListFeatures({.status = "failed"});
+          return failed.ok() && failed->total > 0;
+        },
+        kWait);
+    return Write("t2.txt");
+  };
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Fails beside a running task"));
+  EXPECT_EQ(f.reason, "max_turns") << FailureMessage(h_.Events(f.id));
+  // t2's answer comes once the feature failed; its next step sees the end.
+  std::optional<Task> running;
+  testing::WaitFor(
+      [&] {
+        running = FindTask(h_.store(), f.id + "-t2");
+        return running && running->status != "in_progress";
+      },
+      kWait);
+  ASSERT_TRUE(running.has_value());
+  EXPECT_EQ(running->status, "cancelled") << running->result.dump();
+  EXPECT_EQ(running->result.value("reason", ""), "cancelled") << running->result.dump();
+  for (const auto& e : h_.Events(f.id))
+    EXPECT_FALSE(e.type == "error" && e.task_id == f.id + "-t2") << e.data.dump();
+}
+
 // 4b. The step limit holds with agents calling in parallel: a call counts
 // from the moment it is reserved, not from when its answer is recorded. Three
 // coders start together with one step left between them; the model is slow,
@@ -498,7 +537,21 @@ TEST_P(PipelineFakeLlm, ReviewRejectedWhenNoRoundsLeft) {
   EXPECT_EQ(f.status, "failed");
   EXPECT_EQ(f.reason, "review_rejected");
   EXPECT_NE(FailureMessage(h_.Events(f.id)).find("REDO-IT"), std::string::npos);
+  EXPECT_NE(FailureMessage(h_.Events(f.id)).find("limits.review_rounds = 0 allows no round"),
+            std::string::npos)
+      << FailureMessage(h_.Events(f.id));
+  const std::vector<Event> events = h_.Events(f.id);
+  const Event* failed = FeatureStatusEvent(events, "failed");
+  ASSERT_NE(failed, nullptr);
+  EXPECT_NE(failed->data.value("hint", "").find("raise limits.review_rounds"), std::string::npos)
+      << failed->data.dump();
   EXPECT_FALSE(FindTask(h_.store(), f.id + "-fixreview-1").has_value());
+  // What the reviewer said is the lesson the failure memory keeps.
+  h_.Stop();
+  bool kept = false;
+  for (const auto& e : h_.Events(f.id))
+    kept = kept || (e.type == "memory.stored" && e.data.value("type", "") == "failure");
+  EXPECT_TRUE(kept) << "no failure memory";
 }
 
 // 5c. Each review round is a new question to the model, even when the fix
@@ -665,6 +718,10 @@ TEST_P(PipelineFakeLlm, BudgetTooSmallForAnyCall) {
   EXPECT_NE(FailureMessage(h_.Events(f.id)).find("budget.feature_usd"), std::string::npos)
       << FailureMessage(h_.Events(f.id));
   EXPECT_EQ(h_.fake().request_count(), 0u);
+  // A stop at a budget teaches nothing about the code: no failure memory
+  // (it would outrank what later features did learn).
+  h_.Stop();
+  for (const auto& e : h_.Events(f.id)) EXPECT_NE(e.type, "memory.stored") << e.data.dump();
 }
 
 // 7b. A budget that fits the planner's call; the planner's reported usage
@@ -838,6 +895,33 @@ TEST_P(PipelineFakeLlm, GateThatRanNoTestDoesNotPass) {
   EXPECT_EQ(gates, 1);
   EXPECT_NE(FailureMessage(h_.Events(f.id)).find("ran no test"), std::string::npos)
       << FailureMessage(h_.Events(f.id));
+}
+
+// 9e'. A gate stopped at sandbox.timeout_s says it timed out, where the user
+// reads why the feature failed (and the coder asked to fix it would), and a
+// long output keeps its end, where a traceback says what is wrong.
+TEST_P(PipelineFakeLlm, GateFailuresSayTheyTimedOutAndKeepTheOutputsEnd) {
+  h_.config().limits.fix_attempts = 0;
+  h_.config().sandbox.timeout_s = 1;
+  Script s;
+  s.planner = OneTaskPlanner();
+  s.coder = WriteThenFinish("it.txt");
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request(
+      "Gates", {"sleep 30", "seq 1 400; echo THE-LAST-LINE-SAYS-WHY; exit 1"}));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.reason, "gates_failed");
+  const std::string message = FailureMessage(h_.Events(f.id));
+  EXPECT_NE(message.find("timed out: stopped after 1 s (sandbox.timeout_s)"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("THE-LAST-LINE-SAYS-WHY"), std::string::npos) << message;
+  const std::vector<Event> events = h_.Events(f.id);
+  const Event* failed = FeatureStatusEvent(events, "failed");
+  ASSERT_NE(failed, nullptr);
+  EXPECT_NE(failed->data.value("hint", "").find("limits.fix_attempts"), std::string::npos)
+      << failed->data.dump();
 }
 
 // 9f. The store refuses the write that completes a task (a full disk, say):

@@ -77,6 +77,17 @@ TEST_F(BudgetLedgerTest, DailyBudgetSpansFeaturesAndWarnsAt80Percent) {
   auto c = ledger.Reserve(other->id, {10, 0.2});
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("budget.daily_usd"), std::string::npos);
+  // The refusal names the next call's worst case, which is what did not fit.
+  EXPECT_NE(c.status().message().find("the next call may cost up to $0.2000"), std::string::npos)
+      << c.status().message();
+  EXPECT_NE(c.status().hint().find("wait until tomorrow"), std::string::npos);
+  // A call whose worst case alone is over the daily budget never fits:
+  // waiting does not help, a smaller max_tokens does.
+  auto never = ledger.Reserve(other->id, {10, 1.5});
+  ASSERT_FALSE(never.ok());
+  EXPECT_EQ(never.status().hint().find("wait until tomorrow"), std::string::npos);
+  EXPECT_NE(never.status().hint().find("agents.<role>.max_tokens"), std::string::npos)
+      << never.status().hint();
 }
 
 }  // namespace
