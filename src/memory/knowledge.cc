@@ -737,16 +737,23 @@ class KnowledgeBaseImpl final : public KnowledgeBase {
     return out;
   }
 
-  // Namespace fallback: results of the first namespace that has any come
+  // Namespace fallback: the relevant results of the first namespace come
   // first (by score), then the next namespace's, and so on; cut to max_results.
-  // `ns_of(item)` names an item's namespace.
+  // A result far below the best one (under kRelevantShare of its score) is no
+  // answer to the query, only a filler: fillers come after every relevant
+  // result, or a project's near-zero hits would push out the one global
+  // memory or document that answers. `ns_of(item)` names an item's namespace;
+  // `items` are best first.
   template <class T, class NsOf>
   static std::vector<T> PreferNamespaces(std::vector<T> items, const SearchQuery& q,
                                          const NsOf& ns_of) {
-    if (q.namespaces.size() > 1) {
+    constexpr double kRelevantShare = 0.25;
+    if (q.namespaces.size() > 1 && !items.empty()) {
+      const double floor = kRelevantShare * items.front().score;
       auto order = [&](const T& item) {
-        return std::find(q.namespaces.begin(), q.namespaces.end(), ns_of(item)) -
-               q.namespaces.begin();
+        const auto tier =
+            std::find(q.namespaces.begin(), q.namespaces.end(), ns_of(item)) - q.namespaces.begin();
+        return std::make_pair(item.score < floor, tier);
       };
       std::stable_sort(items.begin(), items.end(),
                        [&](const T& a, const T& b) { return order(a) < order(b); });

@@ -200,6 +200,38 @@ TEST_F(KnowledgeBaseTest, RecallFallsBackFromSessionToProjectToGlobal) {
   EXPECT_EQ(kb->Remember(Mem("x", "project:")).status().code(), Code::kInvalidArgument);
 }
 
+// The fallback fills the slots the narrower namespace cannot fill with
+// relevant results: a project's unrelated memories (only near neighbours of
+// the query's vector) do not push out the global one that answers it.
+TEST_F(KnowledgeBaseTest, AnswersFromTheWiderNamespaceBeatFillersFromTheNarrowerOne) {
+  auto kb = Open();
+  ASSERT_TRUE(kb);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(kb->Remember(Mem("Feature 'calc helper " + std::to_string(i) +
+                                 "' completed with 2 task(s); gates that passed: pytest"))
+                    .ok());
+  }
+  ASSERT_TRUE(
+      kb->Remember(Mem("Team convention: every Python module starts with a module docstring",
+                       "global", 8, "preference"))
+          .ok());
+  SearchQuery q;
+  q.text = "module docstring convention";
+  q.namespaces = {"project:demo", "global"};
+  q.max_results = 5;
+  auto r = kb->Recall(q);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_FALSE(r->empty());
+  EXPECT_EQ((*r)[0].ns, "global") << (*r)[0].content;
+  // With a relevant project memory, the project's comes first again.
+  ASSERT_TRUE(kb->Remember(Mem("calc modules keep their module docstring to one line")).ok());
+  r = kb->Recall(q);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_GE(r->size(), 2u);
+  EXPECT_EQ((*r)[0].ns, "project:demo") << (*r)[0].content;
+  EXPECT_EQ((*r)[1].ns, "global") << (*r)[1].content;
+}
+
 TEST_F(KnowledgeBaseTest, TheNextOpenRepairsAnIndexThatMissedWritesOrKeptDeletedOnes) {
   {
     auto kb = Open();
