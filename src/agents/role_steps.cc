@@ -455,6 +455,28 @@ Async<Result<json>> Pipeline::Impl::DoReview(Instance* inst, const Feature& f, c
   // still be asked about again, not answered by replaying the last round.
   in.history.push_back("Review round " + std::to_string(job.value("round", 1)) + " (at most " +
                        std::to_string(cfg_.limits.review_rounds + 1) + ").");
+  // Earlier rounds: what was asked and what the coder says it did, so this
+  // round checks those changes instead of reviewing from scratch (and moving
+  // the goalposts).
+  AF_CO_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
+    if (e.type != "review.verdict" || e.data.value("verdict", "") != "request_changes") return;
+    std::string asked =
+        "In round " + std::to_string(e.data.value("round", 1)) + " you requested changes:";
+    for (const auto& c : e.data.value("comments", json::array()))
+      if (c.is_string()) asked += "\n- " + c.get<std::string>();
+    in.history.push_back(std::move(asked));
+  }));
+  AF_CO_ASSIGN_OR_RETURN(std::vector<Task> tasks, deps_.store->ListTasks(f.id));
+  for (const auto& t : tasks) {
+    if (FixKindOf(t) != FixKind::kReview) continue;
+    in.history.push_back(t.title + " (" + t.status +
+                         "), the coder's summary: " + Field(t.result, "summary", "(none)"));
+  }
+  if (job.value("round", 1) > 1) {
+    in.history.push_back(
+        "Check first that each change you requested was made; ask for more only where the "
+        "acceptance criteria require it.");
+  }
   for (const auto& g : job.value("gates", json::array())) {
     in.history.push_back("Gate `" + g.value("gate", "") +
                          "`: " + (g.value("passed", false) ? "PASSED" : "FAILED") + " (exit " +

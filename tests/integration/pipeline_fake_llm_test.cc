@@ -501,7 +501,12 @@ TEST_P(PipelineFakeLlm, ReviewRequestsChangesOnceThenApproves) {
     }
     return WriteThenFinish(fix ? "renamed.txt" : "first.txt")(req);
   };
-  s.reviewer = [&](const RecordedRequest&) {
+  std::string second_review;  // guarded by mu: the reviewer's round 2 question
+  s.reviewer = [&](const RecordedRequest& req) {
+    if (reviews == 1 && testing::AssistantTurns(req) == 0) {
+      std::lock_guard lock(mu);
+      second_review = testing::FirstUserText(req);
+    }
     return ++reviews == 1 ? Review("request_changes", {"RENAME-THE-FUNCTION"})
                           : Review("approve", {"renamed as asked"});
   };
@@ -516,6 +521,14 @@ TEST_P(PipelineFakeLlm, ReviewRequestsChangesOnceThenApproves) {
   {
     std::lock_guard lock(mu);
     EXPECT_NE(fix_first_message.find("RENAME-THE-FUNCTION"), std::string::npos);
+    // Round 2 is told what round 1 asked and what the coder says it did.
+    EXPECT_NE(second_review.find("In round 1 you requested changes:\n- RENAME-THE-FUNCTION"),
+              std::string::npos)
+        << second_review;
+    EXPECT_NE(second_review.find("Address review comments (round 1) (completed), the coder's "
+                                 "summary: wrote renamed.txt"),
+              std::string::npos)
+        << second_review;
   }
   std::vector<std::string> verdicts;
   for (const auto& e : h_.Events(f.id))
