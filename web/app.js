@@ -616,7 +616,9 @@ function renderUsage(f) {
     card('Input tokens', (u.input_tokens ?? 0).toLocaleString()),
     card('Output tokens', (u.output_tokens ?? 0).toLocaleString()),
     card('Cost', '$' + Number(u.cost_usd || 0).toFixed(4)),
-    f.artifacts.branch ? card('Branch', f.artifacts.branch) : null,
+    f.artifacts.branch
+      ? card('Branch', f.artifacts.branch + (f.artifacts.delivered === false ? ' (not delivered)' : ''))
+      : null,
   ].filter(Boolean));
   $('usage').querySelectorAll('.big')[4].id = 'usage-cost';
 }

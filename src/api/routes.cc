@@ -438,6 +438,20 @@ Result<json> GetFeature(const ApiBackend& b, const HttpRequest& r) {
       reviews.push_back(e.ToJson());
     }
   }));
+  // A feature that ended otherwise keeps its tasks' commits on its branch:
+  // name it (and its last task commit), not delivered, so the work paid for
+  // can be found.
+  artifacts["delivered"] = !artifacts["branch"].is_null();
+  if (artifacts["branch"].is_null()) {
+    int64_t latest = -1;
+    for (const auto& t : tasks) {
+      const std::string commit = Field(t.result, "commit", "");
+      if (commit.empty() || t.updated_ms < latest) continue;
+      latest = t.updated_ms;
+      artifacts["branch"] = "af/" + f.id;
+      artifacts["commit"] = commit;
+    }
+  }
   artifacts["gate_results"] = gates;
   artifacts["review_verdicts"] = reviews;
   out["artifacts"] = artifacts;

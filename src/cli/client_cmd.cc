@@ -219,8 +219,9 @@ int FeatureStatus(const GlobalOptions& g, const ClientFlags& c, const std::strin
     }
   }
   if (f.contains("artifacts") && !f["artifacts"]["branch"].is_null()) {
-    std::printf("  branch: %s at %s\n", Str(f["artifacts"], "branch").c_str(),
-                Str(f["artifacts"], "commit").c_str());
+    std::printf("  branch: %s at %s%s\n", Str(f["artifacts"], "branch").c_str(),
+                Str(f["artifacts"], "commit").c_str(),
+                f["artifacts"].value("delivered", true) ? "" : " (task commits, not delivered)");
   }
   if (f.contains("usage")) {
     const json& u = f["usage"];

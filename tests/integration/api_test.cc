@@ -11,6 +11,7 @@
 #include <regex>
 #include <set>
 
+#include "af/store/store.h"
 #include "support/http_client.h"
 #include "support/test_util.h"
 
@@ -324,6 +325,7 @@ TEST_F(ApiTest, MarkdownPrpRunsToCompletedWithTasksAndPagination) {
   ASSERT_EQ(feature["status"], "completed") << feature.dump(2);
   ASSERT_FALSE(feature["tasks"].empty());
   EXPECT_TRUE(feature["artifacts"]["branch"].is_string()) << feature["artifacts"].dump();
+  EXPECT_EQ(feature["artifacts"]["delivered"], true);
   EXPECT_GT(feature["usage"]["calls"].get<int>(), 0);
   auto task =
       server_->Admin("GET", "/api/v1/tasks/" + feature["tasks"][0]["id"].get<std::string>());
@@ -370,6 +372,40 @@ TEST_F(ApiTest, MarkdownPrpRunsToCompletedWithTasksAndPagination) {
 // The document lists exactly the routes the server answers: for every
 // documented path, a method nobody registers (PATCH) gets 405 whose Allow
 // header names every registered method of that path.
+// A feature that failed after some of its tasks committed names the branch
+// that holds them, not delivered, in the API and in `feature status`: the
+// work paid for can be found. (Written to the store directly: the failure is
+// the point, not how it came.)
+TEST_F(ApiTest, AFailedFeatureNamesTheBranchHoldingItsTaskCommits) {
+  std::string id;
+  {
+    auto store =
+        Store::Open({.url = "sqlite:" + (server_->dir().path() / "data/agent-factory.db").string(),
+                     .migrate = false});
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto f = (*store)->CreateFeature(Feature{.title = "Fails after a commit"});
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    id = f->id;
+    Task done{.title = "Committed", .role = "coder"};
+    Task open{.title = "Never done", .role = "coder"};
+    auto tasks = (*store)->CreateTasks(id, {done, open});
+    ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+    TaskUpdate u;
+    u.result = json{{"commit", "0123456789abcdef0123456789abcdef01234567"}, {"summary", "x"}};
+    ASSERT_TRUE((*store)->TransitionTask((*tasks)[0].id, std::nullopt, "completed", u, {}).ok());
+    ASSERT_TRUE((*store)->TransitionFeature(id, std::nullopt, "failed", "max_steps", {}).ok());
+  }
+  json feature = Body(server_->Admin("GET", "/api/v1/features/" + id));
+  EXPECT_EQ(feature["artifacts"]["branch"], "af/" + id) << feature.dump();
+  EXPECT_EQ(feature["artifacts"]["commit"], "0123456789abcdef0123456789abcdef01234567");
+  EXPECT_EQ(feature["artifacts"]["delivered"], false);
+  auto status = server_->Cli({"feature", "status", id});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("branch: af/" + id + " at 0123456789abcdef"), std::string::npos)
+      << status.out;
+  EXPECT_NE(status.out.find("not delivered"), std::string::npos) << status.out;
+}
+
 TEST_F(ApiTest, OpenApiDocumentMatchesTheServedRoutes) {
   auto r = server_->Call("GET", "/openapi.json");
   ASSERT_EQ(r->status, 200);
