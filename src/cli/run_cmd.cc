@@ -246,7 +246,15 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   } else if (!again) {
     auto submitted = SubmitToServer(g, asked);
     if (!submitted.ok()) {
-      if (submitted.status().code() == Code::kUnavailable) return ReportError(started.status());
+      if (submitted.status().code() == Code::kUnavailable) {
+        // The holder serves no API: another `run`, most likely.
+        return ReportError(Status(
+            Code::kAlreadyExists,
+            started.status().message() + "; and it serves no API (" + submitted.status().message() +
+                "): another 'run', most likely",
+            "wait for it to end; to run several features at once, start 'agent-factory serve' "
+            "and submit each with 'agent-factory feature submit FILE'"));
+      }
       return ReportError(submitted.status(), submitted.status().code() == Code::kInvalidArgument
                                                  ? kExitUsage
                                                  : kExitFailure);

@@ -95,6 +95,16 @@ TEST(CliServeTest, ASecondCoordinatorOnTheDataDirectoryIsRefusedNamingTheFirst) 
             std::string::npos)
       << second.err;
   EXPECT_NE(second.err.find("agent-factory feature submit FILE"), std::string::npos) << second.err;
+  // A holder with no API where this process looks for one (another `run`,
+  // or here a server on another port): no hint to submit to it.
+  auto blind = RunCommand(
+      {BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
+      ServeEnv(FreePort()), dir.path().string());
+  EXPECT_NE(blind.exit_code, 0);
+  EXPECT_NE(blind.err.find(holder + " coordinates the data directory"), std::string::npos)
+      << blind.err;
+  EXPECT_NE(blind.err.find("it serves no API"), std::string::npos) << blind.err;
+  EXPECT_NE(blind.err.find("hint: wait for it to end"), std::string::npos) << blind.err;
   auto run = RunCommand(
       {BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
       ServeEnv(port), dir.path().string());
