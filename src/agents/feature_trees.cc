@@ -127,6 +127,13 @@ Status Pipeline::Impl::CheckSharedWorkspaces() {
   return Status::Ok();
 }
 
+std::shared_ptr<PathClaims> Pipeline::Impl::ClaimsFor(const std::string& feature_id) {
+  std::lock_guard lock(trees_mu_);
+  auto& claims = claims_[feature_id];
+  if (!claims) claims = std::make_shared<PathClaims>();
+  return claims;
+}
+
 // An ended feature's worktree goes (its branch and commits stay), so the user
 // can check out af/<id> in the project's repository.
 void Pipeline::Impl::ReleaseTree(const Feature& f) {
@@ -137,6 +144,7 @@ void Pipeline::Impl::ReleaseTree(const Feature& f) {
       in_use = it->second;
       trees_.erase(it);
     }
+    claims_.erase(f.id);
   }
   // A job of this process may still be in the tree (a cancel reaches the
   // driver at once, the job's command a moment later): its files go once it

@@ -256,6 +256,8 @@ class Pipeline::Impl {
   void EndedReaderLoop();
   Result<std::shared_ptr<FeatureTree>> TreeFor(const Feature& f);
   void ReleaseTree(const Feature& f);
+  // The feature's PathClaims, made on first use; dropped with its tree.
+  std::shared_ptr<PathClaims> ClaimsFor(const std::string& feature_id);
   void SweepEndedTrees();
   // Forgets the handles of trees whose feature has ended (a worker never
   // drives, so never releases them): their fds and locks go.
@@ -301,10 +303,12 @@ class Pipeline::Impl {
   std::mutex stop_mu_;  // with stop_cv_: wakes the heartbeat thread on Stop
   std::condition_variable stop_cv_;
 
-  std::mutex trees_mu_;  // guards workspaces_ and trees_
+  std::mutex trees_mu_;  // guards workspaces_, trees_ and claims_
   std::map<std::string, std::unique_ptr<Workspace>> workspaces_;
   // Shared: a job still running when its feature ends keeps its handle alive.
   std::map<std::string, std::shared_ptr<FeatureTree>> trees_;
+  // Per feature: which running task changed which path (see PathClaims).
+  std::map<std::string, std::shared_ptr<PathClaims>> claims_;
 
   // The coordinator's drivers: at most limits.max_active_features features
   // are driven at once; the others wait in waiting_. Thousands of features

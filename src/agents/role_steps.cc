@@ -269,6 +269,13 @@ Async<Result<json>> Pipeline::Impl::DoCode(Instance* inst, const Feature& f,
   tools.sandbox = sandbox_.get();
   tools.task_id = task_id;
   tools.touched = &touched;
+  tools.claims = ClaimsFor(f.id);
+  // The task's claims end with this job, however it ends.
+  struct ReleaseClaims {
+    std::shared_ptr<PathClaims> claims;
+    std::string task_id;
+    ~ReleaseClaims() { claims->Release(task_id); }
+  } release{tools.claims, task_id};
   tools.run_checks = [this, &f, task_id, tree, &checks_passed]() {
     return TaskChecksFor(f, task_id, tree, &checks_passed);
   };

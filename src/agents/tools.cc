@@ -37,6 +37,26 @@ json Str(const char* description) { return {{"type", "string"}, {"description", 
 ToolOutcome Error(std::string msg) { return {std::move(msg), true, false}; }
 ToolOutcome Ok(std::string msg) { return {std::move(msg), false, false}; }
 
+// The task running beside this one that changed `path` and has not committed
+// it ("" = none: the path is this task's now). Paths are compared as
+// resolved, so "./a" and "a" are one file.
+std::string OtherWriter(const std::string& path, const ToolContext& ctx) {
+  if (!ctx.claims || !ctx.tree) return "";
+  auto resolved = ctx.tree->Resolve(path);
+  if (!resolved.ok()) return "";  // the write itself says why it cannot be
+  return ctx.claims->Claim(resolved->lexically_relative(ctx.tree->root()).string(), ctx.task_id);
+}
+
+ToolOutcome ClaimedByOther(const std::string& path, const std::string& other) {
+  return Error(path + " has changes by task " + other +
+               ", which runs beside this one in the same tree and has not committed them yet: "
+               "writing it now would lose that work or put it in this task's commit. Leave " +
+               path +
+               " to that task: put your work in files of your own, and say in your finish "
+               "summary what " +
+               path + " still needs");
+}
+
 // Required string argument, or an error naming the tool and the field.
 bool GetString(const ToolCall& call, const char* field, std::string* out, ToolOutcome* err,
                bool required = true) {
@@ -355,6 +375,8 @@ ToolOutcome RunWriteFile(const ToolCall& call, const ToolContext& ctx) {
   std::string path, content;
   if (!GetString(call, "path", &path, &err) || !GetString(call, "content", &content, &err))
     return err;
+  if (std::string other = OtherWriter(path, ctx); !other.empty())
+    return ClaimedByOther(path, other);
   if (Status s = ctx.tree->WriteFile(path, content); !s.ok()) return FromStatus(s);
   if (ctx.touched) ctx.touched->insert(path);
   return Ok("wrote " + path + " (" + std::to_string(content.size()) + " bytes)" +
@@ -474,6 +496,8 @@ ToolOutcome RunEditFile(const ToolCall& call, const ToolContext& ctx) {
   if (!GetString(call, "path", &path, &err) || !GetString(call, "old_text", &old_text, &err) ||
       !GetString(call, "new_text", &new_text, &err))
     return err;
+  if (std::string other = OtherWriter(path, ctx); !other.empty())
+    return ClaimedByOther(path, other);
   // The content before the edit: where the edit lands, or why it cannot.
   auto before = ctx.tree->ReadFile(path, kReadLoadCap);
   Status s = ctx.tree->EditFile(path, old_text, new_text);
@@ -561,7 +585,7 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
   Result<std::map<std::string, std::string>> before =
       ctx.touched ? ctx.tree->ChangeSnapshot() : std::map<std::string, std::string>();
   auto run = ctx.sandbox->Run(command, ctx.tree->root(), ctx.cancelled);
-  std::string links_out, big_out;  // changed paths the task cannot commit
+  std::string links_out, big_out, shared_out;  // changed paths the task cannot commit
   if (ctx.touched && before.ok()) {
     if (auto after = ctx.tree->ChangeSnapshot(); after.ok()) {
       std::set<std::string> changed;
@@ -580,6 +604,8 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
         } else if (lstat((ctx.tree->root() / p).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
                    static_cast<uint64_t>(st.st_size) > kMaxCommittedFileBytes) {
           big_out += (big_out.empty() ? "" : ", ") + p;
+        } else if (std::string other = OtherWriter(p, ctx); !other.empty()) {
+          shared_out += (shared_out.empty() ? "" : ", ") + p + " (task " + other + ")";
         } else {
           ctx.touched->insert(p);
         }
@@ -596,6 +622,12 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
     text += "\n[not part of the task's change (larger than " +
             std::to_string(kMaxCommittedFileBytes >> 20) + " MiB; generate such files in a " +
             "gate instead of committing them): " + big_out + "]";
+  }
+  if (!shared_out.empty()) {
+    text +=
+        "\n[not part of this task's change: files another task running beside this one "
+        "changed first, and commits itself: " +
+        shared_out + "]";
   }
   // Models check their work with git status or diff, or commit it: the
   // repository is outside the sandbox, and git's own error names a path that
@@ -943,6 +975,17 @@ std::vector<std::string> CheckPlan(const json& args) {
     }
   }
   return problems;
+}
+
+std::string PathClaims::Claim(const std::string& path, const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  auto [it, added] = owner_.emplace(path, task_id);
+  return added || it->second == task_id ? "" : it->second;
+}
+
+void PathClaims::Release(const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  std::erase_if(owner_, [&](const auto& entry) { return entry.second == task_id; });
 }
 
 ToolOutcome ExecuteTool(const ToolCall& call, const ToolContext& ctx) {

@@ -441,6 +441,69 @@ TEST_P(PipelineFakeLlm, ARunningSiblingOfAFailedTaskIsCancelled) {
     EXPECT_FALSE(e.type == "error" && e.task_id == f.id + "-t2") << e.data.dump();
 }
 
+// 4a''. Two tasks running side by side in one worktree cannot both write one
+// file: the second is told the first has uncommitted changes there, and each
+// task's commit holds its own files only (before, the later write wiped the
+// earlier and the first task's commit carried the second's content).
+TEST_P(PipelineFakeLlm, ParallelTasksCannotWriteAFileTheOtherChanged) {
+  h_.config().agents["coder"].replicas = 2;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool a_wrote = false, b_tried = false;  // guarded by mu
+  std::vector<testing::SentToolResult> b_results;
+  Script s;
+  s.planner = [](const RecordedRequest&) {
+    return Plan(json::array({PlanTask("a", "Task a"), PlanTask("b", "Task b")}));
+  };
+  s.coder = [&](const RecordedRequest& req) {
+    const bool a = testing::TaskTitleOf(req) == "Task a";
+    const std::string me = a ? "a" : "b";
+    std::unique_lock lock(mu);
+    if (testing::AssistantTurns(req) == 0) {
+      // b writes once a has written and is still running.
+      if (!a) cv.wait_for(lock, kWait, [&] { return a_wrote; });
+      return FakeReply::Tools({Call("write_file", {{"path", me + ".txt"}, {"content", me}}),
+                               Call("write_file", {{"path", "NOTES.md"}, {"content", me}})});
+    }
+    if (a) {
+      a_wrote = true;
+      cv.notify_all();
+      cv.wait_for(lock, kWait, [&] { return b_tried; });  // commits after b tried
+    } else {
+      b_tried = true;
+      b_results = testing::LatestToolResults(req);
+      cv.notify_all();
+    }
+    return Finish("wrote " + me + ".txt");
+  };
+  s.reviewer = Approver();
+  Install(h_, s);
+
+  Feature f = Run(PipelineHarness::Request("Side by side"));
+  ASSERT_EQ(f.status, "completed") << FailureMessage(h_.Events(f.id));
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(b_results.size(), 2u);
+    EXPECT_FALSE(b_results[0].is_error) << b_results[0].content;
+    EXPECT_TRUE(b_results[1].is_error);
+    EXPECT_NE(b_results[1].content.find("NOTES.md has changes by task " + f.id + "-a"),
+              std::string::npos)
+        << b_results[1].content;
+  }
+  auto files_of = [&](const std::string& task) {
+    auto t = FindTask(h_.store(), f.id + "-" + task);
+    if (!t) return std::string("(no task)");
+    return testing::RunCommand({"/usr/bin/git", "-C", h_.WorkspaceRoot().string(), "show",
+                                "--name-only", "--format=", t->result.value("commit", "")})
+        .out;
+  };
+  EXPECT_EQ(files_of("a"), "NOTES.md\na.txt\n");
+  EXPECT_EQ(files_of("b"), "b.txt\n");
+  auto notes = testing::RunCommand(
+      {"/usr/bin/git", "-C", h_.WorkspaceRoot().string(), "show", "af/" + f.id + ":NOTES.md"});
+  EXPECT_EQ(notes.out, "a");
+}
+
 // 4b. The step limit holds with agents calling in parallel: a call counts
 // from the moment it is reserved, not from when its answer is recorded. Three
 // coders start together with one step left between them; the model is slow,

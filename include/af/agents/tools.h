@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -45,6 +46,24 @@ struct TaskChecks {
   bool binding = true;
 };
 
+// Which task of a feature has changed which path and not committed it yet.
+// Tasks running side by side share one worktree: a second task writing a path
+// the first changed would wipe the first's work, or carry it in its own
+// commit. One per feature in a process, shared by its tasks' contexts; a
+// task's claims end with its job (committed, failed or stopped). Tasks of one
+// feature in different worker processes do not see each other's claims.
+class PathClaims {
+ public:
+  // Claims `path` (relative to the tree root) for `task_id`. Returns the task
+  // that holds it already, or "" when `task_id` holds it now.
+  std::string Claim(const std::string& path, const std::string& task_id);
+  void Release(const std::string& task_id);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::string> owner_;  // path -> task id; guarded by mu_
+};
+
 // Everything a tool may touch. Not owned. `tree` and `sandbox` may be null for
 // roles that have no workspace (planner): their file tools then report an error.
 struct ToolContext {
@@ -58,6 +77,9 @@ struct ToolContext {
   // written or edited, and the ones a run_command created, changed or removed
   // (ignored files and build outputs/caches aside).
   std::set<std::string>* touched = nullptr;
+  // The feature's claims on changed paths; null = no other task can run
+  // beside this one.
+  std::shared_ptr<PathClaims> claims;
   // Runs the task's checks when finish is called; null = no checks. finish
   // refuses once (the model sees the output and the task's diff, and may fix
   // the work or call finish again) when binding checks fail or the task
