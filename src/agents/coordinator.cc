@@ -479,7 +479,9 @@ void Pipeline::Impl::Learn(const std::string& feature_id) {
     plan += "\n";
   }
   if (!plan.empty() && ended == FeatureState::kCompleted)
-    store("architecture_decision", "Feature '" + f->title + "' was built as these tasks:\n" + plan,
+    store("architecture_decision",
+          "Feature '" + f->title + "' was built as these tasks, on branch af/" + f->id +
+              " (in the base branch once that is merged):\n" + plan,
           5, feature_source, {"plan"});
   // The fixes of failed gates and review comments, with the commit that made
   // them: only a fix that changed something in a feature that then passed is

@@ -239,12 +239,6 @@ int LineOf(std::string_view text, size_t pos) {
   return 1 + static_cast<int>(std::count(text.begin(), text.begin() + pos, '\n'));
 }
 
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 // A fast syntax check of `path` for its language, run in the sandbox when
 // there is one: "" when there is none for this kind of file or the check
 // passed; else what it printed. Never an error: the file stays written, the

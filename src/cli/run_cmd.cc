@@ -386,6 +386,12 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
       std::printf("  workspace %s\n", workspace.c_str());
       for (const auto& a : report["artifacts"])
         std::printf("  artifact  %s\n", a.get<std::string>().c_str());
+      // Features start from the base branch: this one's work reaches the
+      // next only once merged.
+      std::printf(
+          "  merge     git -C %s merge %s   (the next feature starts from the base "
+          "branch)\n",
+          ShellQuote(workspace).c_str(), report["branch"].get<std::string>().c_str());
     } else if (committed > 0) {
       std::printf("  branch    %s (%d task commit%s, not delivered)\n",
                   report["branch"].get<std::string>().c_str(), committed,

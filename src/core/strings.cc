@@ -1,6 +1,8 @@
 #include "af/core/strings.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstring>
 
 namespace af {
 namespace {
@@ -40,6 +42,17 @@ std::string PercentEncode(std::string_view s) {
     }
   }
   return out;
+}
+
+std::string ShellQuote(std::string_view s) {
+  const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           (c != '\0' && std::strchr("_./+:@%,=-", c) != nullptr);
+  });
+  if (plain) return std::string(s);
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
 std::string_view Utf8Prefix(std::string_view text, size_t max) {

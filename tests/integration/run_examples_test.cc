@@ -131,6 +131,30 @@ TEST(RunCommandTest, TheDeliveredBranchCanBeCheckedOutInTheWorkspace) {
   EXPECT_EQ(Worktrees(repo), std::vector<std::string>{std::filesystem::canonical(repo).string()});
 }
 
+// The merge command `run` prints works as printed: afterwards the base
+// branch holds the feature, and the project's next feature builds on it.
+TEST(RunCommandTest, ThePrintedMergeCommandBringsTheFeatureIntoTheBaseBranch) {
+  TempDir dir;
+  const std::string prp = std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md";
+  const auto data = dir.path() / "my data";  // a path the command must quote
+  auto run = RunCommand({BinaryPath(), "run", prp, "--data-dir", data.string()}, kOffline,
+                        dir.path().string());
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  const std::string label = "  merge     ";
+  const size_t at = run.out.find(label);
+  ASSERT_NE(at, std::string::npos) << run.out;
+  const std::string line =
+      run.out.substr(at + label.size(), run.out.find('\n', at) - at - label.size());
+  const std::string command = line.substr(0, line.find("   ("));
+  auto merged = RunCommand({"/bin/sh", "-c", command}, {}, dir.path().string());
+  ASSERT_EQ(merged.exit_code, 0) << command << "\n" << merged.err;
+  auto request = LoadPrpFile(prp);
+  ASSERT_TRUE(request.ok());
+  auto files = RunCommand({"/usr/bin/git", "-C", (data / "workspaces" / request->project).string(),
+                           "ls-tree", "-r", "--name-only", "main"});
+  EXPECT_NE(files.out.find("bin/wordfreq"), std::string::npos) << files.out;
+}
+
 // Everything a run leaves in the data directory (the database, the project's
 // repository and worktrees, artifacts, the knowledge base) is the user's
 // alone, even when the caller's umask would let others read it.

@@ -13,6 +13,15 @@ TEST(StringsTest, TrimDropsWhitespaceOnBothSides) {
   EXPECT_EQ(Trim("x"), "x");
 }
 
+TEST(StringsTest, ShellQuoteQuotesOnlyWhatAShellWouldSplitOrExpand) {
+  EXPECT_EQ(ShellQuote("/tmp/data/workspaces/word-freq_2"), "/tmp/data/workspaces/word-freq_2");
+  EXPECT_EQ(ShellQuote("my dir"), "'my dir'");
+  EXPECT_EQ(ShellQuote("it's"), "'it'\\''s'");
+  EXPECT_EQ(ShellQuote("$HOME"), "'$HOME'");
+  EXPECT_EQ(ShellQuote(""), "''");
+  EXPECT_EQ(ShellQuote(std::string_view("a\0b", 3)), std::string("'a\0b'", 5));
+}
+
 TEST(StringsTest, TrimReturnsAViewIntoItsArgument) {
   std::string s = "  abc  ";
   std::string_view t = Trim(s);

@@ -31,6 +31,9 @@ std::string MaskUrlPasswords(std::string_view text);
 // \u00HH, so text from a server or a model cannot move the cursor, retitle
 // the window or clear the screen.
 std::string EscapeControls(std::string_view text);
+// `s` as one POSIX shell word: as is when it holds only characters no shell
+// treats specially, else in single quotes.
+std::string ShellQuote(std::string_view s);
 // The longest prefix of `text` of at most `max` bytes that does not end inside
 // a UTF-8 character (a view into `text`).
 std::string_view Utf8Prefix(std::string_view text, size_t max);
