@@ -558,6 +558,8 @@ function describeEvent(e) {
     case 'gate.result': return d.gate + ' → ' + (d.passed ? 'passed' : 'FAILED (exit ' +
                                d.exit_code + (d.timed_out ? ', timed out' : '') + ')');
     case 'review.verdict': return d.verdict + ' (round ' + d.round + ')';
+    case 'budget.warning': return '$' + Number(d.spent_today_usd || 0).toFixed(4) + ' of the $' +
+                                  Number(d.daily_usd || 0).toFixed(4) + ' daily budget spent today';
     case 'context.summary': return d.role + ' context condensed: ' + d.tokens_before + ' → ' +
                                    d.tokens_after + ' tokens' + (d.fallback ? ' (' + clip(d.fallback, 120) + ')' : '');
     case 'error': return (d.job ? d.job + ' job: ' : d.where ? d.where + ': ' : '') +

@@ -82,7 +82,13 @@ Result<BudgetLedger::Reservation> BudgetLedger::Reserve(const std::string& featu
                        "counted at its max_tokens at the model's price until it ends)"
                      : "raise budget.daily_usd or wait until tomorrow (UTC)");
     }
-    r.daily_warning_ = today + est.cost_usd > 0.8 * cfg.budget.daily_usd;
+    // Once a day per feature, when what is spent (not what the next call
+    // might cost) passes 80%.
+    const int64_t day = StartOfUtcDayMs(UnixNowMs());
+    if (today > 0.8 * cfg.budget.daily_usd && warned_on_[feature_id] != day) {
+      warned_on_[feature_id] = day;
+      r.daily_warning_ = true;
+    }
     r.spent_today_usd_ = today;
   }
   Flight& f = flights_[feature_id];

@@ -114,7 +114,14 @@ std::string Describe(const Event& e, const std::string& feature_id) {
     return "   ! " + e.agent +
            " model call failed, will retry: " + Short(d.value("message", ""), 140);
   if (e.type == "memory.stored") return "   memory stored (" + d.value("type", "") + ")";
-  if (e.type == "budget.warning") return "   ! budget warning: " + DumpJson(d);
+  if (e.type == "budget.warning") {
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "   ! budget warning: $%.4f of the $%.4f daily budget spent today "
+                  "(budget.daily_usd)",
+                  d.value("spent_today_usd", 0.0), d.value("daily_usd", 0.0));
+    return buf;
+  }
   return "";
 }
 

@@ -70,15 +70,28 @@ TEST_F(BudgetLedgerTest, DailyBudgetSpansFeaturesAndWarnsAt80Percent) {
   auto a = ledger.Reserve(feature_, {10, 0.5});
   ASSERT_TRUE(a.ok());
   EXPECT_FALSE(a->daily_warning());
+  // The next call's worst case does not count towards the warning: what
+  // is spent (in flight included) does.
   auto b = ledger.Reserve(other->id, {10, 0.35});
   ASSERT_TRUE(b.ok());
-  EXPECT_TRUE(b->daily_warning());
+  EXPECT_FALSE(b->daily_warning());
   EXPECT_DOUBLE_EQ(b->spent_today_usd(), 0.5);
+  auto warned = ledger.Reserve(other->id, {10, 0.01});
+  ASSERT_TRUE(warned.ok());
+  EXPECT_TRUE(warned->daily_warning());
+  EXPECT_DOUBLE_EQ(warned->spent_today_usd(), 0.85);
+  // Once per feature and day: not on every call after it.
+  auto again = ledger.Reserve(other->id, {10, 0.01});
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->daily_warning());
+  EXPECT_TRUE(ledger.Reserve(feature_, {10, 0.01})->daily_warning());
   auto c = ledger.Reserve(other->id, {10, 0.2});
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("budget.daily_usd"), std::string::npos);
   // The refusal names the next call's worst case, which is what did not fit.
-  EXPECT_NE(c.status().message().find("the next call may cost up to $0.2000"), std::string::npos)
+  EXPECT_NE(c.status().message().find("$0.8700 spent today, in flight included, and the next "
+                                      "call may cost up to $0.2000"),
+            std::string::npos)
       << c.status().message();
   EXPECT_NE(c.status().hint().find("wait until tomorrow"), std::string::npos);
   // A call whose worst case alone is over the daily budget never fits:

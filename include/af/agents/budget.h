@@ -47,7 +47,8 @@ class BudgetLedger {
     Reservation(Reservation&& other) noexcept { *this = std::move(other); }
     Reservation& operator=(Reservation&& other) noexcept;
     ~Reservation() { Release(); }
-    // Today's spend had passed 80% of budget.daily_usd with this call.
+    // Today's spend (calls in flight included) has passed 80% of
+    // budget.daily_usd: true once per feature and UTC day.
     bool daily_warning() const { return daily_warning_; }
     double spent_today_usd() const { return spent_today_usd_; }
 
@@ -82,6 +83,8 @@ class BudgetLedger {
   mutable std::mutex mu_;  // held across the store reads of Reserve: check and count are one step
   std::map<std::string, Flight> flights_;  // feature id -> in flight; guarded by mu_
   double daily_in_flight_usd_ = 0;         // guarded by mu_
+  // feature id -> the UTC day (its start, ms) its daily warning was given; guarded by mu_
+  std::map<std::string, int64_t> warned_on_;
 };
 
 }  // namespace af
