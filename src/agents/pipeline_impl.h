@@ -127,8 +127,10 @@ class Pipeline::Impl {
   std::string ContextFor(const ContextInput& in, FeatureTree* tree, const Feature& f,
                          const Instance* inst, const std::string& task_id);
   // Brings the project's code into the knowledge base (namespace
-  // project:NAME; unchanged files cost a hash): done when a feature starts.
-  void IngestProject(const Feature& f);
+  // project:NAME; unchanged files cost a hash): done when a feature starts,
+  // from its fresh worktree, so the agents' knowledge is the base commit they
+  // work on (not uncommitted edits or untracked files of a checkout).
+  void IngestProject(const Feature& f, FeatureTree* tree);
   Async<Result<json>> DoCode(Instance* inst, const Feature& f, const std::string& task_id,
                              FeatureTree* tree);
   Result<json> DoTest(Instance* inst, const Feature& f, FeatureTree* tree);

@@ -160,10 +160,10 @@ std::string Pipeline::Impl::ContextFor(const ContextInput& in, FeatureTree* tree
   return context;
 }
 
-void Pipeline::Impl::IngestProject(const Feature& f) {
+void Pipeline::Impl::IngestProject(const Feature& f, FeatureTree* tree) {
   if (!deps_.kb) return;
-  const auto root = std::filesystem::path(cfg_.data_dir) / "workspaces" / f.project;
-  auto report = deps_.kb->IngestDirectory(root, "project:" + f.project, {{"feature", f.id}});
+  auto report =
+      deps_.kb->IngestDirectory(tree->root(), "project:" + f.project, {{"feature", f.id}});
   if (!report.ok()) {
     log::Get("memory")->warn("feature {}: could not ingest project {}: {}", f.id, f.project,
                              report.status().ToString());
@@ -176,7 +176,7 @@ void Pipeline::Impl::IngestProject(const Feature& f) {
 Async<Result<json>> Pipeline::Impl::DoPlan(Instance* inst, const Feature& f, FeatureTree* tree) {
   AF_CO_ASSIGN_OR_RETURN(auto existing, deps_.store->ListTasks(f.id));
   if (!existing.empty()) co_return json{{"tasks", existing.size()}, {"resumed", true}};
-  IngestProject(f);
+  IngestProject(f, tree);
   ContextInput in;
   in.role = "planner";
   in.request = f.request;

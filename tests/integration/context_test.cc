@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <string>
 
@@ -105,6 +107,47 @@ TEST_P(ContextPipeline, FixTaskCarriesGateHeadAndTailAndTheFeaturesChange) {
   EXPECT_TRUE(Has(fix_context, "TAIL-SUMMARY-LINE"));
   EXPECT_TRUE(Has(fix_context, "Files the feature changed so far:\n- notes.txt\n")) << fix_context;
   EXPECT_TRUE(Has(fix_context, "+NOTES-CONTENT")) << "the feature's diff is missing";
+}
+
+// The project's knowledge the agents read is the base commit they work on:
+// not a checkout's uncommitted edits, nor its untracked files (local notes,
+// configs), which their worktree does not have and the provider must not get.
+TEST_P(ContextPipeline, KnowledgeOfTheProjectIsItsCommittedTree) {
+  const auto repo = h_.WorkspaceRoot();
+  std::filesystem::create_directories(repo);
+  auto write = [&](const std::string& rel, const std::string& content) {
+    std::ofstream(repo / rel) << content;
+  };
+  auto git = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"/usr/bin/git", "-C", repo.string(), "-c", "user.name=t", "-c",
+                               "user.email=t@example.com"});
+    return testing::RunCommand(args);
+  };
+  ASSERT_EQ(git({"init", "-q", "-b", "main"}).exit_code, 0);
+  write("greeter.py", "def greet(name):\n    return 'COMMITTED-GREETING'\n");
+  ASSERT_EQ(git({"add", "greeter.py"}).exit_code, 0);
+  ASSERT_EQ(git({"commit", "-q", "-m", "greeter"}).exit_code, 0);
+  write("greeter.py", "def greet(name):\n    return 'COMMITTED-GREETING'\n# UNCOMMITTED-EDIT\n");
+  write("notes.txt", "UNTRACKED-NOTES greet greeting\n");
+  std::string planner_context;  // guarded by mu_
+  h_.fake().SetResponder([&](const RecordedRequest& req) -> std::optional<FakeReply> {
+    const std::string role = testing::AgentRoleOf(req);
+    if (role == "planner") {
+      std::lock_guard lock(mu_);
+      if (planner_context.empty()) planner_context = testing::FirstUserText(req);
+      return Plan(json::array({PlanTask("t1", "Greet loudly", {"loud.py"})}));
+    }
+    if (role == "reviewer") return Approve();
+    return testing::AssistantTurns(req) == 0 ? Write("loud.py", "x = 1\n") : Finish();
+  });
+  FeatureRequest request = PipelineHarness::Request("Greet the greeting loudly");
+  request.description = "Make greet return the greeting in capitals; keep greeter.py's greet.";
+  Feature f = Run(request);
+  EXPECT_EQ(f.status, "completed") << Failure(f.id);
+  std::lock_guard lock(mu_);
+  EXPECT_TRUE(Has(planner_context, "COMMITTED-GREETING")) << planner_context;
+  EXPECT_FALSE(Has(planner_context, "UNCOMMITTED-EDIT")) << planner_context;
+  EXPECT_FALSE(Has(planner_context, "UNTRACKED-NOTES")) << planner_context;
 }
 
 // The reviewer reads the change, not build outputs and caches: neither a

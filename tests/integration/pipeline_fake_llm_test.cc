@@ -1333,12 +1333,18 @@ TEST_P(PipelineFakeLlm, SecondFeatureRetrievesWhatTheFirstLearned) {
   ASSERT_EQ(remembered->size(), 1u);
   stored.insert((*remembered)[0].id);
 
-  // A document of the project (files in the workspace are ingested when a
-  // feature starts on it).
+  // A document committed to the project (its base branch's files are
+  // ingested when a feature starts on it).
   {
     std::ofstream style(h_.WorkspaceRoot("default") / "STYLE.md");
     style << "# Greeting style\n\nThe greeting script prints the name in capitals.\n";
   }
+  const std::string repo = h_.WorkspaceRoot("default").string();
+  ASSERT_EQ(testing::RunCommand({"/usr/bin/git", "-C", repo, "add", "STYLE.md"}).exit_code, 0);
+  ASSERT_EQ(testing::RunCommand({"/usr/bin/git", "-C", repo, "-c", "user.name=t", "-c",
+                                 "user.email=t@example.com", "commit", "-q", "-m", "style"})
+                .exit_code,
+            0);
   Feature second =
       Run(PipelineHarness::Request("Let the greeting script greet by name", {"bash greet.sh x"}));
   ASSERT_EQ(second.status, "completed") << FailureMessage(h_.Events(second.id));
