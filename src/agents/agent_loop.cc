@@ -163,6 +163,7 @@ std::string FailureReason(const Status& s) {
   if (s.message().rfind("budget exceeded", 0) == 0) return "budget_exceeded";
   if (s.message().rfind(kNothingBuilt, 0) == 0) return "no_change";
   if (s.message().rfind(kUnusableReplies, 0) == 0) return "unusable_replies";
+  if (s.message().rfind("delivery.command exited", 0) == 0) return "delivery_failed";
   return "agent_error";
 }
 

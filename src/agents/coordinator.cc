@@ -704,6 +704,62 @@ Status Pipeline::Impl::Cancel(const std::string& feature_id) {
   return CancelWaitingTasks(feature_id, {{"by", "user"}});
 }
 
+Result<Feature> Pipeline::Impl::Retry(const std::string& feature_id) {
+  if (!options_.run_coordinator) {
+    return FailedPrecondition("this process runs agents only; the coordinator retries features",
+                              "retry it through `agent-factory serve` (POST "
+                              "/api/v1/features/{id}/retry)");
+  }
+  AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
+  const auto ended = ParseFeatureState(f.status);
+  if (ended != FeatureState::kFailed && ended != FeatureState::kCancelled) {
+    return FailedPrecondition("feature " + feature_id + " is " + f.status +
+                                  ": only a failed or cancelled feature can be retried",
+                              IsTerminalFeatureStatus(f.status)
+                                  ? "submit the request again for a new feature"
+                                  : "it is still running: follow it with 'agent-factory feature "
+                                    "events ID'");
+  }
+  // The stage it ended in: where it goes on.
+  std::string stage = Name(FeatureState::kQueued);
+  AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, feature_id, [&](const Event& e) {
+    if (e.type == "feature.status" && AsObject(e.data).value("to", "") == f.status)
+      stage = AsObject(e.data).value("from", stage);
+  }));
+  if (IsTerminalFeatureStatus(stage)) stage = Name(FeatureState::kQueued);
+  // An earlier delivery's exit status is not this retry's.
+  std::error_code ec;
+  std::filesystem::remove(
+      std::filesystem::path(cfg_.data_dir) / "artifacts" / feature_id / "delivery.exit", ec);
+  // Tasks first: once the feature is active, a driver counts a failed task as
+  // the feature's failure and a cancelled one as done.
+  AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
+  for (const auto& t : tasks) {
+    const TaskState st = StateOf(t);
+    if (st != TaskState::kFailed && st != TaskState::kCancelled) continue;
+    TaskUpdate again;
+    if (t.result.is_object() && t.result.contains("error")) again.result = json();
+    AF_RETURN_IF_ERROR(
+        deps_.store
+            ->TransitionTask(t.id, t.status, Name(TaskState::kPending), again, {{"retry", true}})
+            .status());
+  }
+  AF_RETURN_IF_ERROR(
+      deps_.store
+          ->TransitionFeature(feature_id, f.status, stage, "", {{"retry", true}, {"by", "user"}})
+          .status());
+  {
+    std::lock_guard lock(ended_mu_);
+    ended_.erase(feature_id);
+  }
+  AF_ASSIGN_OR_RETURN(Feature now, deps_.store->GetFeature(feature_id));
+  log::Get("coordinator")
+      ->info("feature {} retried from {} (it had {}{})", feature_id, stage, f.status,
+             f.reason.empty() ? "" : ": " + f.reason);
+  StartDriver(now, /*resumed=*/true);
+  return now;
+}
+
 Status Pipeline::Impl::CancelWaitingTasks(const std::string& feature_id, const json& data) {
   AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
   for (const auto& t : tasks) {

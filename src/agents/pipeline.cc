@@ -72,7 +72,13 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
   if (stopping_)
     return Cancelled("the pipeline is shutting down; the feature resumes on the next start");
   AF_ASSIGN_OR_RETURN(std::string status, deps_.store->FeatureStatus(feature_id));
-  if (IsTerminalFeatureStatus(status)) NoteEnded(feature_id);
+  if (IsTerminalFeatureStatus(status)) {
+    NoteEnded(feature_id);
+  } else if (KnownEnded(feature_id)) {
+    // Retried since (Pipeline::Retry, maybe in another process): it runs again.
+    std::lock_guard lock(ended_mu_);
+    ended_.erase(feature_id);
+  }
   if (ParseFeatureState(status) == FeatureState::kCancelled)
     return Cancelled("feature " + feature_id + " was cancelled");
   // Work still under way in a feature that ended (a sibling task failed it)
@@ -258,6 +264,7 @@ void Pipeline::Impl::Stop() {
 void Pipeline::Stop() { impl_->Stop(); }
 Result<Feature> Pipeline::Submit(const FeatureRequest& r) { return impl_->Submit(r); }
 Status Pipeline::Cancel(const std::string& id) { return impl_->Cancel(id); }
+Result<Feature> Pipeline::Retry(const std::string& id) { return impl_->Retry(id); }
 
 Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pipeline::~Pipeline() { Stop(); }

@@ -89,6 +89,7 @@ class Pipeline::Impl {
   void Stop();
   Result<Feature> Submit(const FeatureRequest& request);
   Status Cancel(const std::string& feature_id);
+  Result<Feature> Retry(const std::string& feature_id);
   // The feature's tasks that wait (pending, ready) become cancelled, with
   // `data` in their events: the feature ended without them. Tasks in progress
   // are ended by their agents.

@@ -542,6 +542,8 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
     json delivered;
     AF_RETURN_IF_ERROR(ForEachEvent(*deps_.store, f.id, [&](const Event& e) {
       if (e.type == "delivery.result") delivered = e.data;
+      // A retry (Pipeline::Retry) delivers again.
+      if (e.type == "feature.status" && e.data.value("retry", false)) delivered = json();
     }));
     const auto exit_file = dir / "delivery.exit";
     const auto lock_file = dir / "delivery.lock";
@@ -588,7 +590,9 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
       return FailedPrecondition(
           "delivery.command exited with " + delivered["exit_code"].dump() + ": " +
               delivered["output"].get<std::string>().substr(0, 500),
-          "fix the command in delivery.command; the branch and patch are ready");
+          "fix the command in delivery.command, then retry the feature (it delivers again, "
+          "nothing else is redone): 'agent-factory feature retry ID', or 'agent-factory run "
+          "FILE --retry'");
     }
   }
   return out;

@@ -511,6 +511,17 @@ Result<json> CancelFeature(const ApiBackend& b, const HttpRequest& r) {
   return FeatureJson(f);
 }
 
+Result<json> RetryFeature(const ApiBackend& b, const HttpRequest& r) {
+  const std::string& id = PathParam(r, "id");
+  AF_RETURN_IF_ERROR(b.store->GetFeature(id).status());  // 404 before 503
+  if (!b.retry) {
+    return Unavailable("features cannot be retried now: " + b.pipeline_status.message(),
+                       "configure an LLM provider and restart the server");
+  }
+  AF_ASSIGN_OR_RETURN(Feature f, b.retry(id));
+  return FeatureJson(f);
+}
+
 Result<json> GetTask(const ApiBackend& b, const HttpRequest& r) {
   AF_ASSIGN_OR_RETURN(Task t, b.store->GetTask(PathParam(r, "id")));
   return TaskJson(t);
@@ -809,6 +820,8 @@ const std::vector<ApiRouteSpec>& ApiRouteSpecs() {
        &WithBackend<GetFeature>},
       {"DELETE", "/api/v1/features/:id", "features:create", "Cancel a feature",
        &WithBackend<CancelFeature>},
+      {"POST", "/api/v1/features/:id/retry", "features:create",
+       "Take a failed or cancelled feature up again where it stopped", &WithBackend<RetryFeature>},
       {"GET", "/api/v1/features/:id/diff", "features:read", "The delivered diff of a feature",
        &WithBackend<GetFeatureDiff>},
       {"GET", "/api/v1/tasks/:id", "features:read", "A task", &WithBackend<GetTask>},

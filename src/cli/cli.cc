@@ -87,7 +87,11 @@ int Main(int argc, char** argv) {
   run->add_option("--project", project,
                   "Project (workspace) name; default from the PRP or 'default'");
   run->add_flag("--json", g.json, "Print a machine-readable report at the end instead of progress");
-  on(run, [&] { return Run(g, prp_file, project); });
+  bool retry = false;
+  run->add_flag("--retry", retry,
+                "Take up the latest failed or cancelled feature of this request where it stopped "
+                "(after raising a limit or fixing delivery.command) instead of starting anew");
+  on(run, [&] { return Run(g, prp_file, project, retry); });
 
   auto* validate = app.add_subcommand(
       "validate", "Check a PRP file (work plan validation); exit 2 when challenged");
@@ -136,7 +140,7 @@ int Main(int argc, char** argv) {
   };
   std::string feature_arg, status_filter;
   auto* feature = app.add_subcommand(
-      "feature", "Submit, inspect, list and cancel features on a running server");
+      "feature", "Submit, inspect, list, cancel and retry features on a running server");
   feature->require_subcommand(1);
   auto* f_submit = client_flags(feature->add_subcommand(
       "submit", "Submit a PRP file (.md or .json); exit 2 when challenged"));
@@ -152,6 +156,12 @@ int Main(int argc, char** argv) {
   auto* f_cancel = client_flags(feature->add_subcommand("cancel", "Cancel an unfinished feature"));
   f_cancel->add_option("ID", feature_arg, "Feature id")->required();
   on(f_cancel, [&] { return FeatureCancel(g, client, feature_arg); });
+  auto* f_retry = client_flags(feature->add_subcommand(
+      "retry",
+      "Take a failed or cancelled feature up again where it stopped, with the settings in force "
+      "now (its commits and recorded model answers are kept)"));
+  f_retry->add_option("ID", feature_arg, "Feature id")->required();
+  on(f_retry, [&] { return FeatureRetry(g, client, feature_arg); });
   FeatureEventsArgs events_args;
   auto* events = feature->add_subcommand(
       "events", "Follow a feature's live events until it ends (exit 0 only when completed)");

@@ -259,6 +259,27 @@ int FeatureList(const GlobalOptions& g, const ClientFlags& c, const std::string&
   return kExitOk;
 }
 
+Result<std::string> RetryOnServer(const GlobalOptions& g, const std::string& id) {
+  Client client(g, ClientFlags{});
+  AF_ASSIGN_OR_RETURN(Reply r,
+                      client.Call("POST", "/api/v1/features/" + PercentEncode(id) + "/retry"));
+  return Str(r.body, "status", "");
+}
+
+int FeatureRetry(const GlobalOptions& g, const ClientFlags& c, const std::string& id) {
+  Client client(g, c);
+  auto r = client.Call("POST", "/api/v1/features/" + PercentEncode(id) + "/retry");
+  if (!r.ok()) return Fail(r.status());
+  if (g.json) {
+    std::cout << DumpJson(r->body, 2) << "\n";
+  } else {
+    std::printf("Feature %s goes on: %s (follow it with 'agent-factory feature events %s')\n",
+                Str(r->body, "id").c_str(), Str(r->body, "status").c_str(),
+                Str(r->body, "id").c_str());
+  }
+  return kExitOk;
+}
+
 int FeatureCancel(const GlobalOptions& g, const ClientFlags& c, const std::string& id) {
   Client client(g, c);
   auto r = client.Call("DELETE", "/api/v1/features/" + PercentEncode(id));

@@ -136,7 +136,9 @@ class StopSignals {
   sigset_t set_;
 };
 int Validate(const GlobalOptions& g, const std::string& file);
-int Run(const GlobalOptions& g, const std::string& file, const std::string& project);
+// `retry`: take up the latest failed or cancelled feature of the same request
+// (Pipeline::Retry) instead of starting a new one.
+int Run(const GlobalOptions& g, const std::string& file, const std::string& project, bool retry);
 int Health(const GlobalOptions& g, const std::string& server);
 
 // --- Clients of a running server (client_cmd.cc) ----------------------------
@@ -158,6 +160,9 @@ Result<std::string> SubmitToServer(const GlobalOptions& g, const nlohmann::json&
 int FeatureStatus(const GlobalOptions& g, const ClientFlags& c, const std::string& id);
 int FeatureList(const GlobalOptions& g, const ClientFlags& c, const std::string& status);
 int FeatureCancel(const GlobalOptions& g, const ClientFlags& c, const std::string& id);
+int FeatureRetry(const GlobalOptions& g, const ClientFlags& c, const std::string& id);
+// Asks the configured server to retry feature `id`; its status then.
+Result<std::string> RetryOnServer(const GlobalOptions& g, const std::string& id);
 int Agents(const GlobalOptions& g, const ClientFlags& c);
 int KeysCreate(const GlobalOptions& g, const ClientFlags& c, const std::string& name,
                const std::string& permissions);

@@ -197,7 +197,7 @@ int Validate(const GlobalOptions& g, const std::string& file) {
   return issues.empty() ? kExitOk : kExitUsage;
 }
 
-int Run(const GlobalOptions& g, const std::string& file, const std::string& project) {
+int Run(const GlobalOptions& g, const std::string& file, const std::string& project, bool retry) {
   LoadedConfig loaded = LoadForCli(g);
   if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
   const Config& config = loaded.config;
@@ -230,17 +230,27 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
   const json asked = request->ToJson();
   // The same request run again after an interruption goes on where it was,
   // instead of starting (and paying for) a second feature.
-  std::optional<Feature> again;
+  // With --retry, the latest one that failed or was cancelled goes on
+  // where it stopped.
+  std::optional<Feature> again, to_retry;
   if (auto listed = svc.store->ListFeatures({.project = request->project, .limit = 1000});
       listed.ok()) {
-    for (const auto& f : listed->features) {
-      if (!IsTerminalFeatureStatus(f.status) && f.project == request->project &&
-          f.request == asked) {
+    for (const auto& f : listed->features) {  // newest first
+      if (f.project != request->project || f.request != asked) continue;
+      if (!IsTerminalFeatureStatus(f.status)) {
         again = f;
         break;
       }
+      if (retry && !to_retry && f.status != "completed") to_retry = f;
     }
   }
+  if (retry && !again && !to_retry) {
+    return ReportError(
+        FailedPrecondition("no failed or cancelled feature of this request in project " +
+                               request->project + " to retry",
+                           "run it without --retry to start it"));
+  }
+  if (again) to_retry.reset();
   auto started = Pipeline::Start(svc.ForPipeline());
   // With a server coordinating this data directory, the feature is its to
   // run: it is submitted there (unless it runs there already) and followed
@@ -250,6 +260,12 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     pipeline = std::move(started).value();
   } else if (started.status().code() != Code::kAlreadyExists) {
     return ReportError(started.status());
+  } else if (to_retry) {
+    auto status = RetryOnServer(g, to_retry->id);
+    if (!status.ok()) return ReportError(status.status());
+    auto made = svc.store->GetFeature(to_retry->id);
+    if (!made.ok()) return ReportError(made.status());
+    again = *made;
   } else if (!again) {
     auto submitted = SubmitToServer(g, asked);
     if (!submitted.ok()) {
@@ -269,6 +285,11 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     auto made = svc.store->GetFeature(*submitted);
     if (!made.ok()) return ReportError(made.status());
     again = *made;
+  }
+  if (pipeline && to_retry) {
+    auto retried = pipeline->Retry(to_retry->id);
+    if (!retried.ok()) return ReportError(retried.status());
+    again = *retried;
   }
   if (pipeline && !pipeline->sandbox_warning().empty() && !g.json)
     std::fprintf(stderr, "warning: %s\n", pipeline->sandbox_warning().c_str());
@@ -300,6 +321,9 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     const std::string resuming =
         !pipeline ? ", run by the server that coordinates this data directory (" + feature->status +
                         "); Ctrl-C stops following it, not the feature"
+        : to_retry ? ", retried where it stopped (it had " + to_retry->status +
+                         (to_retry->reason.empty() ? "" : ": " + to_retry->reason) + "; now " +
+                         feature->status + ")"
         : again ? ", resumed where an earlier run of this request stopped (" + feature->status + ")"
                 : "";
     std::printf("feature %s: %s (project %s)%s\n", id.c_str(), feature->title.c_str(),
@@ -410,6 +434,13 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
                 static_cast<long long>(report["usage"].value("input_tokens", 0)),
                 static_cast<long long>(report["usage"].value("output_tokens", 0)),
                 report["usage"].value("cost_usd", 0.0));
+    // What was paid for is kept: after fixing the cause, it goes on.
+    if (current.status == "failed" || current.status == "cancelled") {
+      std::printf(
+          "  retry     agent-factory run %s --retry   (after fixing the cause: goes on "
+          "where it stopped, keeping its commits and recorded answers)\n",
+          ShellQuote(file).c_str());
+    }
   }
   if (current.status == "completed") return kExitOk;
   const json& error = report["error"];

@@ -140,6 +140,7 @@ int Serve(const GlobalOptions& g, bool no_agents) {
     Pipeline* p = pipeline.get();
     backend.submit = [p](const FeatureRequest& r) { return p->Submit(r); };
     backend.cancel = [p](const std::string& id) { return p->Cancel(id); };
+    backend.retry = [p](const std::string& id) { return p->Retry(id); };
   } else if (!svc->llm) {
     backend.pipeline_status =
         Unavailable("no usable LLM provider: " + svc->llm_status.message(), svc->llm_status.hint());

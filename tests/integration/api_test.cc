@@ -339,8 +339,12 @@ TEST_F(ApiTest, MarkdownPrpRunsToCompletedWithTasksAndPagination) {
       << diff->body.substr(0, 500);
   ExpectError(server_->Admin("GET", "/api/v1/features/f-nope/diff"), 404, "NOT_FOUND");
 
-  // Cancelling a finished feature is a conflict, not a change.
+  // Cancelling a finished feature is a conflict, not a change; so is
+  // retrying a completed one.
   ExpectError(server_->Admin("DELETE", "/api/v1/features/" + id), 409, "CONFLICT");
+  ExpectError(server_->Admin("POST", "/api/v1/features/" + id + "/retry"), 409, "CONFLICT",
+              "only a failed or cancelled feature can be retried");
+  ExpectError(server_->Admin("POST", "/api/v1/features/f-nope/retry"), 404, "NOT_FOUND");
 
   // A second feature, bypassing the challenge; the replay provider has no
   // answers for it, so it ends (failed) or is cancelled first.

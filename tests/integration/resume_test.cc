@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "af/store/store.h"
@@ -286,6 +287,64 @@ TEST(ResumeTest, ARunAfterAnInterruptedOneResumesItsFeatureAndNamesTheOthers) {
 // delivery.command runs outside the sandbox, so it outlives a killed run. The
 // next run waits for it to end and records its result instead of starting
 // it again beside it (a push made twice at once).
+// A feature stopped at a limit goes on with `run --retry` once the limit is
+// raised: its committed task is not redone, no recorded answer is paid for
+// again, and it completes as one feature with one commit per task.
+TEST(ResumeTest, ARetryAfterRaisingALimitGoesOnWhereTheFeatureStopped) {
+  TempDir dir;
+  FakeLlmServer fake;
+  std::mutex mu;
+  std::vector<std::string> asked;  // guarded by mu
+  fake.SetResponder([&](const RecordedRequest& r) -> std::optional<FakeReply> {
+    std::lock_guard lock(mu);
+    asked.push_back(KeyOf(r));
+    return Answer(KeyOf(r));
+  });
+  auto env = Env(fake);
+  const std::string prp = dir.Write("retry.md", kPrp).string();
+  auto nothing = RunCommand({BinaryPath(), "run", prp, "--retry"}, env, dir.path().string());
+  EXPECT_EQ(nothing.exit_code, 1);
+  EXPECT_NE(nothing.err.find("no failed or cancelled feature of this request"), std::string::npos)
+      << nothing.err;
+  // The planner, t1's two calls and t2's first: t2's second is over the limit.
+  env["AF_LIMITS_MAX_STEPS"] = "4";
+  auto stopped = RunCommand({BinaryPath(), "run", prp}, env, dir.path().string());
+  EXPECT_EQ(stopped.exit_code, 1) << stopped.out;
+  EXPECT_NE(stopped.out.find("(max_steps)"), std::string::npos) << stopped.out;
+  EXPECT_NE(stopped.out.find("  retry     agent-factory run " + prp + " --retry"),
+            std::string::npos)
+      << stopped.out;
+  size_t paid = 0;
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(asked,
+              (std::vector<std::string>{"planner::0", "coder:a:0", "coder:a:1", "coder:b:0"}));
+    paid = asked.size();
+  }
+  env["AF_LIMITS_MAX_STEPS"] = "20";
+  auto retried = RunCommand({BinaryPath(), "run", prp, "--retry"}, env, dir.path().string());
+  EXPECT_EQ(retried.exit_code, 0) << retried.out << retried.err;
+  EXPECT_NE(retried.out.find("retried where it stopped (it had failed: max_steps"),
+            std::string::npos)
+      << retried.out;
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(std::vector<std::string>(asked.begin() + static_cast<long>(paid), asked.end()),
+              (std::vector<std::string>{"coder:b:1", "reviewer::0"}));
+  }
+  auto store = StoreOnceMade((dir.path() / "data" / "agent-factory.db").string());
+  ASSERT_TRUE(store);
+  auto all = store->ListFeatures({});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->features.size(), 1u);
+  EXPECT_EQ(all->features[0].status, "completed");
+  const std::string id = all->features[0].id;
+  auto log =
+      RunCommand({"/usr/bin/git", "-C", (dir.path() / "data/workspaces/default").string(), "log",
+                  "--format=%(trailers:key=Task-Id,valueonly,separator=)", "main..af/" + id});
+  EXPECT_EQ(log.out, id + "-t2\n" + id + "-t1\n");
+}
+
 TEST(ResumeTest, ADeliveryStillRunningAfterAKillIsWaitedForNotRunAgain) {
   TempDir dir;
   FakeLlmServer fake;

@@ -123,6 +123,16 @@ class Pipeline {
   // (already finished) otherwise.
   Status Cancel(const std::string& feature_id);
 
+  // Takes a failed or cancelled feature up again where it stopped, with the
+  // settings in force now (a raised limit or budget, a fixed
+  // delivery.command): it goes back to the stage it ended in (a
+  // feature.status event with "retry": true), its failed and cancelled tasks
+  // back to pending, and its driver starts. What was done is kept: task
+  // commits stay on the branch and recorded model answers are replayed, not
+  // paid again. Returns the feature as it is then. FailedPrecondition when it
+  // is not failed or cancelled, or without the coordinator; NotFound.
+  Result<Feature> Retry(const std::string& feature_id);
+
   // Blocks until the feature is in a terminal state or `timeout` passes;
   // returns the feature as it is then.
   Result<Feature> WaitFor(const std::string& feature_id, std::chrono::milliseconds timeout);

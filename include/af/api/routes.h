@@ -42,10 +42,11 @@ struct ApiBackend {
   // UNAVAILABLE with `kb_status`'s message and hint.
   KnowledgeBase* kb = nullptr;
   Status kb_status = Unavailable("the knowledge base is not open");
-  // Pipeline::Submit / Pipeline::Cancel; empty when no pipeline runs, then
+  // Pipeline::Submit / Cancel / Retry; empty when no pipeline runs, then
   // `pipeline_status` says why (e.g. the LLM provider's error).
   std::function<Result<Feature>(const FeatureRequest&)> submit;
   std::function<Status(const std::string& feature_id)> cancel;
+  std::function<Result<Feature>(const std::string& feature_id)> retry;
   Status pipeline_status = Unavailable("the agents are not running");
   // Clock seam, unix ms; empty = system clock.
   std::function<int64_t()> now_ms;
