@@ -345,6 +345,32 @@ TEST(ResumeTest, ARetryAfterRaisingALimitGoesOnWhereTheFeatureStopped) {
   EXPECT_EQ(log.out, id + "-t2\n" + id + "-t1\n");
 }
 
+// A delivery.command that failed is fixed, and the retry delivers: the
+// command runs again and nothing else is redone (no model call).
+TEST(ResumeTest, ARetryAfterAFailedDeliveryDeliversOnlyAgain) {
+  TempDir dir;
+  FakeLlmServer fake;
+  std::atomic<int> calls{0};
+  fake.SetResponder([&](const RecordedRequest& r) -> std::optional<FakeReply> {
+    ++calls;
+    return Answer(KeyOf(r));
+  });
+  auto env = Env(fake);
+  const std::string prp = dir.Write("deliver.md", kPrp).string();
+  const std::string log = (dir.path() / "deliveries").string();
+  env["AF_DELIVERY_COMMAND"] = "echo broken >> " + log + "; exit 3";
+  auto failed = RunCommand({BinaryPath(), "run", prp}, env, dir.path().string());
+  EXPECT_EQ(failed.exit_code, 1) << failed.out;
+  EXPECT_NE(failed.out.find("(delivery_failed)"), std::string::npos) << failed.out;
+  EXPECT_NE(failed.err.find("then retry the feature"), std::string::npos) << failed.err;
+  const int paid = calls.load();
+  env["AF_DELIVERY_COMMAND"] = "echo fixed >> " + log;
+  auto retried = RunCommand({BinaryPath(), "run", prp, "--retry"}, env, dir.path().string());
+  EXPECT_EQ(retried.exit_code, 0) << retried.out << retried.err;
+  EXPECT_EQ(calls.load(), paid);
+  EXPECT_EQ(ReadFile(log), "broken\nfixed\n");
+}
+
 TEST(ResumeTest, ADeliveryStillRunningAfterAKillIsWaitedForNotRunAgain) {
   TempDir dir;
   FakeLlmServer fake;
