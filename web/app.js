@@ -494,6 +494,7 @@ function showFeature(id) {
     $('feature-reason').textContent = '';
     $('feature-action-error').textContent = '';
     $('feature-cancel').hidden = true;
+    $('feature-retry').hidden = true;
     $('feature-progress').replaceChildren();
     $('usage').replaceChildren();
     $('event-count').textContent = '';
@@ -597,6 +598,7 @@ const refreshFeature = throttle(async () => {
       (f.reason ? ' (' + f.reason + ')' : '') + (ended.message ? ': ' + ended.message : '') +
       (ended.hint ? ' — ' + ended.hint : '');
   $('feature-cancel').hidden = TERMINAL.has(f.status);
+  $('feature-retry').hidden = f.status !== 'failed' && f.status !== 'cancelled';
   renderUsage(f);
   renderTaskGraph(f.tasks);
   renderGates(f.artifacts.gate_results);
@@ -775,6 +777,20 @@ async function cancelFeature() {
   refreshFeature();
 }
 
+// A failed or cancelled feature goes on where it stopped (with the server's
+// settings: a raised limit needs its restart first).
+async function retryFeature() {
+  if (!currentFeature) return;
+  try {
+    await api('/api/v1/features/' + encodeURIComponent(currentFeature) + '/retry',
+              {method: 'POST'});
+    $('feature-action-error').textContent = '';
+  } catch (err) {
+    $('feature-action-error').textContent = 'Cannot retry: ' + err.describe();
+  }
+  refreshFeature();
+}
+
 // --- Routing ------------------------------------------------------------------------
 
 function route() {
@@ -814,6 +830,7 @@ function init() {
   $('prp-file').addEventListener('change', loadPrpFile);
   $('memory-form').addEventListener('submit', refreshMemory);
   $('feature-cancel').addEventListener('click', cancelFeature);
+  $('feature-retry').addEventListener('click', retryFeature);
   $('features-more').addEventListener('click', () => {
     featuresShown += FEATURES_PAGE;
     refreshFeatures();

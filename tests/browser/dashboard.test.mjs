@@ -383,6 +383,16 @@ test('a feature page shows nothing of the feature shown before it', async () => 
   assert.match(reason, /^failed while planning \(agent_error\): .*replay/, reason);
   assert.equal(await page.locator('#feature-progress .stage.stopped').count(), 1);
   assert.equal(await page.locator('#feature-progress .stage.done').count(), 1);  // queued
+  // Retry takes it up again where it stopped (planning); the replay provider
+  // still has no answer, so it fails there again, and the events show both.
+  assert.equal(await page.locator('#feature-cancel').isHidden(), true);
+  await page.locator('#feature-retry').click();
+  const status = page.locator('#event-log li[data-type="feature.status"]');
+  await status.filter({hasText: 'failed → planning'}).waitFor();
+  await waitFor('the retried feature to fail again',
+                async () => (await status.filter({hasText: 'planning → failed'}).count()) === 2);
+  await page.locator(`#feature-view[data-feature-id="${failed}"][data-status="failed"]`).waitFor();
+  assert.equal(await page.locator('#feature-action-error').textContent(), '');
 
   // A link that does not decode is a feature that does not exist, not a
   // script error leaving the previous page's title.
