@@ -691,17 +691,9 @@ Result<Feature> Pipeline::Impl::Submit(const FeatureRequest& request) {
 }
 
 Status Pipeline::Impl::Cancel(const std::string& feature_id) {
-  AF_ASSIGN_OR_RETURN(Feature f, deps_.store->GetFeature(feature_id));
-  if (IsTerminalFeatureStatus(f.status)) {
-    return FailedPrecondition("feature " + feature_id + " is already " + f.status,
-                              "only unfinished features can be cancelled");
-  }
-  AF_RETURN_IF_ERROR(deps_.store
-                         ->TransitionFeature(feature_id, f.status, Name(FeatureState::kCancelled),
-                                             "cancelled", {{"by", "user"}})
-                         .status());
+  AF_RETURN_IF_ERROR(CancelInStore(*deps_.store, feature_id));
   NoteEnded(feature_id);
-  return CancelWaitingTasks(feature_id, {{"by", "user"}});
+  return Status::Ok();
 }
 
 Result<Feature> Pipeline::Impl::Retry(const std::string& feature_id) {
@@ -761,12 +753,29 @@ Result<Feature> Pipeline::Impl::Retry(const std::string& feature_id) {
 }
 
 Status Pipeline::Impl::CancelWaitingTasks(const std::string& feature_id, const json& data) {
-  AF_ASSIGN_OR_RETURN(auto tasks, deps_.store->ListTasks(feature_id));
+  return af::CancelWaitingTasks(*deps_.store, feature_id, data);
+}
+
+Status CancelWaitingTasks(Store& store, const std::string& feature_id, const json& data) {
+  AF_ASSIGN_OR_RETURN(auto tasks, store.ListTasks(feature_id));
   for (const auto& t : tasks) {
     if (StateOf(t) == TaskState::kPending || StateOf(t) == TaskState::kReady)
-      (void)deps_.store->TransitionTask(t.id, t.status, Name(TaskState::kCancelled), {}, data);
+      (void)store.TransitionTask(t.id, t.status, Name(TaskState::kCancelled), {}, data);
   }
   return Status::Ok();
+}
+
+Status CancelInStore(Store& store, const std::string& feature_id) {
+  AF_ASSIGN_OR_RETURN(Feature f, store.GetFeature(feature_id));
+  if (IsTerminalFeatureStatus(f.status)) {
+    return FailedPrecondition("feature " + feature_id + " is already " + f.status,
+                              "only unfinished features can be cancelled");
+  }
+  AF_RETURN_IF_ERROR(store
+                         .TransitionFeature(feature_id, f.status, Name(FeatureState::kCancelled),
+                                            "cancelled", {{"by", "user"}})
+                         .status());
+  return CancelWaitingTasks(store, feature_id, {{"by", "user"}});
 }
 
 }  // namespace af

@@ -9,10 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "af/agents/pipeline.h"
 #include "af/api/auth.h"
 #include "af/core/json_util.h"
 #include "af/core/strings.h"
 #include "af/llm/http_transport.h"
+#include "af/store/store.h"
 #include "cli/commands.h"
 
 namespace af::cli {
@@ -280,9 +282,39 @@ int FeatureRetry(const GlobalOptions& g, const ClientFlags& c, const std::string
   return kExitOk;
 }
 
+// No server answers: the feature is cancelled in the data directory's store
+// itself. A `run` driving it stops at its next step; a server started later
+// finds it cancelled and does not resume it.
+int CancelInDataDirectory(const GlobalOptions& g, const std::string& id,
+                          const Status& unreachable) {
+  LoadedConfig loaded = LoadForCli(g);
+  if (Status s = loaded.Validate(); !s.ok()) return ReportError(s, kExitUsage);
+  const std::string url = loaded.config.DatabaseUrl();
+  // No database here: the server was the only way.
+  if (url.rfind("sqlite:", 0) == 0 && !std::filesystem::exists(url.substr(7)))
+    return Fail(unreachable);
+  auto store = Store::Open(
+      {.url = url,
+       .migrate = false,
+       .busy_timeout = std::chrono::milliseconds(loaded.config.database.busy_timeout_ms)});
+  if (!store.ok()) return Fail(unreachable);
+  if (Status s = CancelInStore(**store, id); !s.ok()) return Fail(s);
+  if (g.json) {
+    std::cout << DumpJson(json{{"id", id}, {"status", "cancelled"}}, 2) << "\n";
+    return kExitOk;
+  }
+  std::printf(
+      "Feature %s is cancelled (no server answered, so in the data directory's store: a "
+      "run driving it stops at its next step)\n",
+      EscapeControls(id).c_str());
+  return kExitOk;
+}
+
 int FeatureCancel(const GlobalOptions& g, const ClientFlags& c, const std::string& id) {
   Client client(g, c);
   auto r = client.Call("DELETE", "/api/v1/features/" + PercentEncode(id));
+  if (!r.ok() && r.status().code() == Code::kUnavailable && c.server.empty())
+    return CancelInDataDirectory(g, id, r.status());
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
     std::cout << DumpJson(r->body, 2) << "\n";

@@ -307,7 +307,7 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
                  "also resuming %zu unfinished feature(s) of this data directory, until this run "
                  "ends:%s\n"
                  "  to finish them: 'agent-factory serve'; to stop one: 'agent-factory feature "
-                 "cancel ID' while it serves\n",
+                 "cancel ID' (before this run, or beside it)\n",
                  resumed.size(), ids.c_str());
   }
 

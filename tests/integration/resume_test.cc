@@ -287,6 +287,48 @@ TEST(ResumeTest, ARunAfterAnInterruptedOneResumesItsFeatureAndNamesTheOthers) {
 // delivery.command runs outside the sandbox, so it outlives a killed run. The
 // next run waits for it to end and records its result instead of starting
 // it again beside it (a push made twice at once).
+// Without a server, `feature cancel` cancels in the data directory's store:
+// an interrupted feature the user gave up on is not resumed (and paid for)
+// by the next run of another request.
+TEST(ResumeTest, AnInterruptedFeatureIsCancelledWithoutAServer) {
+  TempDir dir;
+  FakeLlmServer fake;
+  fake.SetResponder([](const RecordedRequest& r) -> std::optional<FakeReply> {
+    FakeReply reply = Answer(KeyOf(r));
+    reply.latency = std::chrono::seconds(5);  // the run is killed before it ends
+    return reply;
+  });
+  const auto env = Env(fake);
+  const std::string db_path = (dir.path() / "data" / "agent-factory.db").string();
+  std::string id;
+  {
+    ChildProcess run({BinaryPath(), "run", dir.Write("first.md", kPrp).string()}, env,
+                     dir.path().string());
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto store = StoreOnceMade(db_path);
+          if (store) id = NewestFeatureId(*store);
+          return !id.empty();
+        },
+        std::chrono::seconds(60)))
+        << run.Err();
+    run.Stop(SIGKILL);
+  }
+  auto cancel = RunCommand({BinaryPath(), "feature", "cancel", id}, env, dir.path().string());
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  EXPECT_NE(cancel.out.find("Feature " + id + " is cancelled (no server answered"),
+            std::string::npos)
+      << cancel.out;
+  auto store = StoreOnceMade(db_path);
+  ASSERT_TRUE(store);
+  auto f = store->GetFeature(id);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->status, "cancelled");
+  auto again = RunCommand({BinaryPath(), "feature", "cancel", id}, env, dir.path().string());
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("is already cancelled"), std::string::npos) << again.err;
+}
+
 // A feature stopped at a limit goes on with `run --retry` once the limit is
 // raised: its committed task is not redone, no recorded answer is paid for
 // again, and it completes as one feature with one commit per task.

@@ -87,6 +87,15 @@ struct PipelineOptions {
   std::unique_ptr<Sandbox> sandbox;
 };
 
+// Marks an unfinished feature cancelled (by the user) in `store`, with its
+// waiting tasks: what Pipeline::Cancel does, for a process that does not
+// coordinate the data directory. Whoever drives the feature stops it at its
+// next step, as it reads its status. FailedPrecondition when it has ended.
+Status CancelInStore(Store& store, const std::string& feature_id);
+// Moves the feature's pending and ready tasks to cancelled, with `data` on
+// their events.
+Status CancelWaitingTasks(Store& store, const std::string& feature_id, const nlohmann::json& data);
+
 class Pipeline {
  public:
   // Starts the agents (agents.<role>.replicas of each role, or
