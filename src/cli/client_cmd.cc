@@ -271,6 +271,12 @@ Result<std::string> RetryOnServer(const GlobalOptions& g, const std::string& id)
 int FeatureRetry(const GlobalOptions& g, const ClientFlags& c, const std::string& id) {
   Client client(g, c);
   auto r = client.Call("POST", "/api/v1/features/" + PercentEncode(id) + "/retry");
+  if (!r.ok() && r.status().code() == Code::kUnavailable) {
+    // Retrying drives the feature: some process must coordinate it.
+    return Fail(Unavailable(r.status().message(),
+                            "start 'agent-factory serve' and retry, or run the feature's request "
+                            "file with 'agent-factory run FILE --retry'"));
+  }
   if (!r.ok()) return Fail(r.status());
   if (g.json) {
     std::cout << DumpJson(r->body, 2) << "\n";

@@ -327,6 +327,10 @@ TEST(ResumeTest, AnInterruptedFeatureIsCancelledWithoutAServer) {
   auto again = RunCommand({BinaryPath(), "feature", "cancel", id}, env, dir.path().string());
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("is already cancelled"), std::string::npos) << again.err;
+  // Retrying needs a process to drive it: the hint names both ways.
+  auto retry = RunCommand({BinaryPath(), "feature", "retry", id}, env, dir.path().string());
+  EXPECT_EQ(retry.exit_code, 1);
+  EXPECT_NE(retry.err.find("'agent-factory run FILE --retry'"), std::string::npos) << retry.err;
 }
 
 // A feature stopped at a limit goes on with `run --retry` once the limit is
