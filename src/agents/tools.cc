@@ -7,7 +7,10 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -37,14 +40,37 @@ json Str(const char* description) { return {{"type", "string"}, {"description", 
 ToolOutcome Error(std::string msg) { return {std::move(msg), true, false}; }
 ToolOutcome Ok(std::string msg) { return {std::move(msg), false, false}; }
 
-// The task running beside this one that changed `path` and has not committed
-// it ("" = none: the path is this task's now). Paths are compared as
-// resolved, so "./a" and "a" are one file.
-std::string OtherWriter(const std::string& path, const ToolContext& ctx) {
+// `path` as the claims name it: resolved and relative to the tree root, so
+// "./a" and "a" are one file ("" when it does not resolve: the write itself
+// says why it cannot be).
+std::string ClaimKey(const std::string& path, const ToolContext& ctx) {
   if (!ctx.claims || !ctx.tree) return "";
   auto resolved = ctx.tree->Resolve(path);
-  if (!resolved.ok()) return "";  // the write itself says why it cannot be
-  return ctx.claims->Claim(resolved->lexically_relative(ctx.tree->root()).string(), ctx.task_id);
+  return resolved.ok() ? resolved->lexically_relative(ctx.tree->root()).string() : "";
+}
+
+// The task running beside this one that changed `path` and has not committed
+// it ("" = none).
+std::string OtherWriter(const std::string& path, const ToolContext& ctx) {
+  const std::string key = ClaimKey(path, ctx);
+  if (key.empty()) return "";
+  const std::string holder = ctx.claims->Holder(key);
+  return holder == ctx.task_id ? "" : holder;
+}
+
+// This task changed `path` (claimed once the change is made: a write that
+// failed claims nothing).
+void ClaimPath(const std::string& path, const ToolContext& ctx) {
+  if (const std::string key = ClaimKey(path, ctx); !key.empty())
+    ctx.claims->Claim(key, ctx.task_id);
+}
+
+// A file's bytes, or nullopt when it is not a regular file.
+std::optional<std::string> ReadBytes(const std::filesystem::path& p) {
+  struct stat st;
+  if (lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 ToolOutcome ClaimedByOther(const std::string& path, const std::string& other) {
@@ -372,6 +398,7 @@ ToolOutcome RunWriteFile(const ToolCall& call, const ToolContext& ctx) {
   if (std::string other = OtherWriter(path, ctx); !other.empty())
     return ClaimedByOther(path, other);
   if (Status s = ctx.tree->WriteFile(path, content); !s.ok()) return FromStatus(s);
+  ClaimPath(path, ctx);
   if (ctx.touched) ctx.touched->insert(path);
   return Ok("wrote " + path + " (" + std::to_string(content.size()) + " bytes)" +
             SyntaxCheck(path, content, ctx));
@@ -514,6 +541,7 @@ ToolOutcome RunEditFile(const ToolCall& call, const ToolContext& ctx) {
     }
     return FromStatus(s);
   }
+  ClaimPath(path, ctx);
   if (ctx.touched) ctx.touched->insert(path);
   std::string out = "edited " + path;
   auto after = ctx.tree->ReadFile(path, kReadLoadCap);
@@ -578,8 +606,32 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
   // what write_file does: seen by comparing the tree before and after.
   Result<std::map<std::string, std::string>> before =
       ctx.touched ? ctx.tree->ChangeSnapshot() : std::map<std::string, std::string>();
+  // The files other tasks running beside this one changed and have not
+  // committed: what the command does to them is undone after it, or it would
+  // land in their commits (or take a file out of them) unseen.
+  std::vector<std::pair<std::string, std::optional<std::string>>> theirs;
+  if (ctx.claims && ctx.touched) {
+    size_t bytes = 0;
+    for (const auto& p : ctx.claims->HeldByOthers(ctx.task_id)) {
+      auto content = ReadBytes(ctx.tree->root() / p);
+      bytes += content ? content->size() : 0;
+      if (theirs.size() >= 256 || bytes > (16u << 20)) break;  // a bound on what is kept
+      theirs.emplace_back(p, std::move(content));
+    }
+  }
   auto run = ctx.sandbox->Run(command, ctx.tree->root(), ctx.cancelled);
-  std::string links_out, big_out, shared_out;  // changed paths the task cannot commit
+  std::string restored;
+  for (const auto& [p, was] : theirs) {
+    if (ReadBytes(ctx.tree->root() / p) == was) continue;
+    std::error_code ec;
+    if (was) {
+      (void)ctx.tree->WriteFile(p, *was);
+    } else {
+      std::filesystem::remove(ctx.tree->root() / p, ec);
+    }
+    restored += (restored.empty() ? "" : ", ") + p + " (task " + ctx.claims->Holder(p) + ")";
+  }
+  std::string links_out, big_out;  // changed paths the task cannot commit
   if (ctx.touched && before.ok()) {
     if (auto after = ctx.tree->ChangeSnapshot(); after.ok()) {
       std::set<std::string> changed;
@@ -598,9 +650,8 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
         } else if (lstat((ctx.tree->root() / p).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
                    static_cast<uint64_t>(st.st_size) > kMaxCommittedFileBytes) {
           big_out += (big_out.empty() ? "" : ", ") + p;
-        } else if (std::string other = OtherWriter(p, ctx); !other.empty()) {
-          shared_out += (shared_out.empty() ? "" : ", ") + p + " (task " + other + ")";
-        } else {
+        } else if (OtherWriter(p, ctx).empty()) {  // another task's file was restored above
+          ClaimPath(p, ctx);
           ctx.touched->insert(p);
         }
       }
@@ -617,11 +668,11 @@ ToolOutcome RunCommand(const ToolCall& call, const ToolContext& ctx) {
             std::to_string(kMaxCommittedFileBytes >> 20) + " MiB; generate such files in a " +
             "gate instead of committing them): " + big_out + "]";
   }
-  if (!shared_out.empty()) {
+  if (!restored.empty()) {
     text +=
-        "\n[not part of this task's change: files another task running beside this one "
-        "changed first, and commits itself: " +
-        shared_out + "]";
+        "\n[undone: the command changed files another task running beside this one is "
+        "writing and has not committed; they are back as that task left them: " +
+        restored + "]";
   }
   // Models check their work with git status or diff, or commit it: the
   // repository is outside the sandbox, and git's own error names a path that
@@ -971,10 +1022,23 @@ std::vector<std::string> CheckPlan(const json& args) {
   return problems;
 }
 
-std::string PathClaims::Claim(const std::string& path, const std::string& task_id) {
+void PathClaims::Claim(const std::string& path, const std::string& task_id) {
   std::lock_guard lock(mu_);
-  auto [it, added] = owner_.emplace(path, task_id);
-  return added || it->second == task_id ? "" : it->second;
+  owner_.emplace(path, task_id);
+}
+
+std::string PathClaims::Holder(const std::string& path) {
+  std::lock_guard lock(mu_);
+  auto it = owner_.find(path);
+  return it == owner_.end() ? "" : it->second;
+}
+
+std::vector<std::string> PathClaims::HeldByOthers(const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [path, owner] : owner_)
+    if (owner != task_id) out.push_back(path);
+  return out;
 }
 
 void PathClaims::Release(const std::string& task_id) {

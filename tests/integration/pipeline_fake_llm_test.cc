@@ -444,13 +444,15 @@ TEST_P(PipelineFakeLlm, ARunningSiblingOfAFailedTaskIsCancelled) {
 // 4a''. Two tasks running side by side in one worktree cannot both write one
 // file: the second is told the first has uncommitted changes there, and each
 // task's commit holds its own files only (before, the later write wiped the
-// earlier and the first task's commit carried the second's content).
+// earlier and the first task's commit carried the second's content). A write
+// that failed claims nothing, and what a command does to the other task's
+// files is undone.
 TEST_P(PipelineFakeLlm, ParallelTasksCannotWriteAFileTheOtherChanged) {
   h_.config().agents["coder"].replicas = 2;
   std::mutex mu;
   std::condition_variable cv;
   bool a_wrote = false, b_tried = false;  // guarded by mu
-  std::vector<testing::SentToolResult> b_results;
+  std::vector<testing::SentToolResult> b_results, b_command;
   Script s;
   s.planner = [](const RecordedRequest&) {
     return Plan(json::array({PlanTask("a", "Task a"), PlanTask("b", "Task b")}));
@@ -459,19 +461,32 @@ TEST_P(PipelineFakeLlm, ParallelTasksCannotWriteAFileTheOtherChanged) {
     const bool a = testing::TaskTitleOf(req) == "Task a";
     const std::string me = a ? "a" : "b";
     std::unique_lock lock(mu);
-    if (testing::AssistantTurns(req) == 0) {
-      // b writes once a has written and is still running.
+    const int turn = testing::AssistantTurns(req);
+    if (turn == 0) {
+      // b writes once a has written and is still running; a first tries an
+      // edit of b's file that fails (no such file yet).
       if (!a) cv.wait_for(lock, kWait, [&] { return a_wrote; });
-      return FakeReply::Tools({Call("write_file", {{"path", me + ".txt"}, {"content", me}}),
-                               Call("write_file", {{"path", "NOTES.md"}, {"content", me}})});
+      std::vector<testing::FakeToolCall> calls;
+      if (a) {
+        calls.push_back(
+            Call("edit_file", {{"path", "b.txt"}, {"old_text", "x"}, {"new_text", "y"}}));
+      }
+      calls.push_back(Call("write_file", {{"path", me + ".txt"}, {"content", me}}));
+      calls.push_back(Call("write_file", {{"path", "NOTES.md"}, {"content", me}}));
+      return FakeReply::Tools(calls);
     }
     if (a) {
       a_wrote = true;
       cv.notify_all();
       cv.wait_for(lock, kWait, [&] { return b_tried; });  // commits after b tried
+    } else if (turn == 1) {
+      b_results = testing::LatestToolResults(req);
+      // A command that appends to a's NOTES.md and removes a's a.txt.
+      return FakeReply::Tools(
+          {Call("run_command", {{"command", "echo extra >> NOTES.md; rm -f a.txt"}})});
     } else {
       b_tried = true;
-      b_results = testing::LatestToolResults(req);
+      b_command = testing::LatestToolResults(req);
       cv.notify_all();
     }
     return Finish("wrote " + me + ".txt");
@@ -484,11 +499,16 @@ TEST_P(PipelineFakeLlm, ParallelTasksCannotWriteAFileTheOtherChanged) {
   {
     std::lock_guard lock(mu);
     ASSERT_EQ(b_results.size(), 2u);
-    EXPECT_FALSE(b_results[0].is_error) << b_results[0].content;
+    EXPECT_FALSE(b_results[0].is_error) << b_results[0].content;  // a's failed edit claimed nothing
     EXPECT_TRUE(b_results[1].is_error);
     EXPECT_NE(b_results[1].content.find("NOTES.md has changes by task " + f.id + "-a"),
               std::string::npos)
         << b_results[1].content;
+    ASSERT_EQ(b_command.size(), 1u);
+    EXPECT_NE(b_command[0].content.find("they are back as that task left them: NOTES.md (task " +
+                                        f.id + "-a), a.txt (task " + f.id + "-a)"),
+              std::string::npos)
+        << b_command[0].content;
   }
   auto files_of = [&](const std::string& task) {
     auto t = FindTask(h_.store(), f.id + "-" + task);

@@ -54,9 +54,13 @@ struct TaskChecks {
 // feature in different worker processes do not see each other's claims.
 class PathClaims {
  public:
-  // Claims `path` (relative to the tree root) for `task_id`. Returns the task
-  // that holds it already, or "" when `task_id` holds it now.
-  std::string Claim(const std::string& path, const std::string& task_id);
+  // Claims `path` (relative to the tree root) for `task_id`, unless another
+  // task holds it already.
+  void Claim(const std::string& path, const std::string& task_id);
+  // The task holding `path` ("" = none).
+  std::string Holder(const std::string& path);
+  // The paths other tasks than `task_id` hold.
+  std::vector<std::string> HeldByOthers(const std::string& task_id);
   void Release(const std::string& task_id);
 
  private:
