@@ -315,12 +315,13 @@ std::string Optimizer::BuildContext(const ContextInput& in, FeatureTree* tree,
     out += "# What happened so far\n" + HeadAndTail(h, budget_chars / 4) + "\n";
   }
   if (!in.diff.empty()) {
-    out +=
-        (in.role == "reviewer" ? "# The change (diff against main)\n```diff\n"
-                               : "# The feature's change so far (diff against main)\n```diff\n") +
-        HeadAndTail(DiffWithoutBuildOutputs(in.diff),
-                    in.role == "reviewer" ? budget_chars / 3 : budget_chars / 8) +
-        "\n```\n";
+    const std::string base = tree ? tree->base_branch() : "main";
+    out += (in.role == "reviewer"
+                ? "# The change (diff against " + base + ")\n```diff\n"
+                : "# The feature's change so far (diff against " + base + ")\n```diff\n") +
+           HeadAndTail(DiffWithoutBuildOutputs(in.diff),
+                       in.role == "reviewer" ? budget_chars / 3 : budget_chars / 8) +
+           "\n```\n";
   }
   return HeadAndTail(out, budget_chars);
 }

@@ -530,6 +530,7 @@ Result<json> Pipeline::Impl::DoDeliver(Instance* inst, const Feature& f, Feature
      << usage.output_tokens << " output tokens, $" << usage.cost_usd << ".\n";
   md.close();
   json out = {{"branch", tree->branch()},
+              {"base", tree->base_branch()},
               {"commit", head},
               {"artifacts", {(dir / "changes.patch").string(), (dir / "summary.md").string()}}};
   if (!cfg_.delivery.command.empty()) {

@@ -177,6 +177,7 @@ json Report(Store& store, const Feature& f) {
           {"status", f.status},
           {"reason", f.reason},
           {"branch", "af/" + f.id},
+          {"base", completed.value("base", "")},
           {"commit", completed.value("commit", "")},
           {"artifacts", completed.value("artifacts", json::array())},
           {"tasks", tasks},
@@ -419,10 +420,13 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
         std::printf("  artifact  %s\n", a.get<std::string>().c_str());
       // Features start from the base branch: this one's work reaches the
       // next only once merged.
-      std::printf(
-          "  merge     git -C %s merge %s   (the next feature starts from the base "
-          "branch)\n",
-          ShellQuote(workspace).c_str(), report["branch"].get<std::string>().c_str());
+      // Checked out first: `merge` updates whatever branch is checked out.
+      const std::string base = report.value("base", "");
+      const std::string ws = "git -C " + ShellQuote(workspace);
+      std::printf("  merge     %s%s merge %s   (the next feature starts from %s)\n",
+                  base.empty() ? "" : (ws + " checkout -q " + ShellQuote(base) + " && ").c_str(),
+                  ws.c_str(), report["branch"].get<std::string>().c_str(),
+                  base.empty() ? "the base branch" : base.c_str());
     } else if (committed > 0) {
       std::printf("  branch    %s (%d task commit%s, not delivered)\n",
                   report["branch"].get<std::string>().c_str(), committed,

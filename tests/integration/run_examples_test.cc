@@ -146,12 +146,15 @@ TEST(RunCommandTest, ThePrintedMergeCommandBringsTheFeatureIntoTheBaseBranch) {
   const std::string line =
       run.out.substr(at + label.size(), run.out.find('\n', at) - at - label.size());
   const std::string command = line.substr(0, line.find("   ("));
-  auto merged = RunCommand({"/bin/sh", "-c", command}, {}, dir.path().string());
-  ASSERT_EQ(merged.exit_code, 0) << command << "\n" << merged.err;
   auto request = LoadPrpFile(prp);
   ASSERT_TRUE(request.ok());
-  auto files = RunCommand({"/usr/bin/git", "-C", (data / "workspaces" / request->project).string(),
-                           "ls-tree", "-r", "--name-only", "main"});
+  const std::string repo = (data / "workspaces" / request->project).string();
+  // Whatever the user has checked out meanwhile, the feature goes into the
+  // base branch, where the next feature starts.
+  ASSERT_EQ(RunCommand({"/usr/bin/git", "-C", repo, "checkout", "-q", "-b", "dev"}).exit_code, 0);
+  auto merged = RunCommand({"/bin/sh", "-c", command}, {}, dir.path().string());
+  ASSERT_EQ(merged.exit_code, 0) << command << "\n" << merged.err;
+  auto files = RunCommand({"/usr/bin/git", "-C", repo, "ls-tree", "-r", "--name-only", "main"});
   EXPECT_NE(files.out.find("bin/wordfreq"), std::string::npos) << files.out;
 }
 

@@ -257,6 +257,8 @@ class FeatureTree {
 
   std::filesystem::path root() const { return root_; }
   std::string branch() const { return branch_; }
+  // The branch it started from (the project's `main`, or what was checked out).
+  std::string base_branch() const { return base_branch_; }
 
  private:
   friend class Workspace;
