@@ -729,8 +729,14 @@ Result<Feature> Pipeline::Impl::Retry(const std::string& feature_id) {
   for (const auto& t : tasks) {
     const TaskState st = StateOf(t);
     if (st != TaskState::kFailed && st != TaskState::kCancelled) continue;
+    // Its first context stays (the same requests replay the answers paid
+    // for); why it failed goes.
     TaskUpdate again;
-    if (t.result.is_object() && t.result.contains("error")) again.result = json();
+    if (t.result.is_object() && t.result.contains("error")) {
+      json kept = t.result;
+      for (const char* key : {"error", "hint", "reason"}) kept.erase(key);
+      again.result = std::move(kept);
+    }
     AF_RETURN_IF_ERROR(
         deps_.store
             ->TransitionTask(t.id, t.status, Name(TaskState::kPending), again, {{"retry", true}})

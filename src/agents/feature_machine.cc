@@ -150,13 +150,21 @@ Decision Decide(const std::string& feature_id, FeatureState state, const StageOu
       if (state != FeatureState::kTesting) break;
       if (used.test >= limits.fix_attempts) {
         // Head and tail: a traceback's last line says what is wrong.
-        return Fail("gates_failed",
-                    "validation gates still fail after " + std::to_string(used.test) +
-                        " fix attempts (limits.fix_attempts): " + HeadAndTail(outcome.detail, 1200),
-                    "read the gate's output above (all of it: the gate.result events, or "
-                    "'agent-factory feature events ID'); check that the gate passes in a clean "
-                    "checkout of the branch, then raise limits.fix_attempts or make the "
-                    "request's success criteria match the gate");
+        const bool timed_out = outcome.detail.find("(sandbox.timeout_s)") != std::string::npos;
+        return Fail(
+            "gates_failed",
+            (used.test == 0 ? std::string("validation gates fail and limits.fix_attempts "
+                                          "= 0 allows no fix")
+                            : "validation gates still fail after " + std::to_string(used.test) +
+                                  " fix attempts (limits.fix_attempts)") +
+                ": " + HeadAndTail(outcome.detail, 1200),
+            timed_out ? "a gate ran out of time: raise sandbox.timeout_s if it needs "
+                        "longer, or make it end on its own; then retry the feature"
+                      : "read the gate's output above (all of it: the gate.result "
+                        "events, or 'agent-factory feature events ID'); check that the "
+                        "gate passes in a clean checkout of the branch, then raise "
+                        "limits.fix_attempts or make the request's success criteria "
+                        "match the gate");
       }
       return BackToImplementing(FixTask(feature_id, FixKind::kTest, used.test + 1, outcome.detail));
     case Kind::kChangesRequested:

@@ -120,7 +120,8 @@ json GateResult(const std::string& gate, const Result<RunResult>& run) {
     // user or to the coder asked to fix it.
     r["note"] = "timed out: stopped after " + std::to_string(run->duration.count() / 1000) +
                 " s (sandbox.timeout_s). A gate must end on its own: nothing can answer a prompt "
-                "(stdin is empty), and a server or watcher left running never ends";
+                "(stdin is empty), and a server or watcher left running never ends; a build or "
+                "test suite that needs longer needs a larger sandbox.timeout_s";
   } else if (!no_tests.empty()) {
     r["note"] = no_tests;
   }
@@ -219,6 +220,9 @@ Async<Result<json>> Pipeline::Impl::DoCode(Instance* inst, const Feature& f,
   AF_CO_ASSIGN_OR_RETURN(Task task, deps_.store->GetTask(task_id));
   const TaskState state = StateOf(task);
   if (state == TaskState::kCompleted) co_return task.result;
+  // Cancelled with its feature after the job was sent: nothing to do.
+  if (state == TaskState::kCancelled || state == TaskState::kFailed)
+    co_return Cancelled("task " + task_id + " is " + task.status);
   if (state == TaskState::kInProgress && task.result.value("finished", false)) {
     // The process died after the conversation ended. If the commit was made
     // (or there was nothing to commit), the task is done; otherwise its edits
@@ -250,9 +254,9 @@ Async<Result<json>> Pipeline::Impl::DoCode(Instance* inst, const Feature& f,
   // The first context is kept with the task: a task resumed after a crash must
   // send the same requests (the workspace may have changed meanwhile) so its
   // recorded model answers are replayed instead of paid for again.
+  // (A retried task keeps it too: Pipeline::Retry.)
   std::string context = Field(task.result, "context", "");
-  if (state != TaskState::kInProgress || context.empty())
-    context = ContextFor(in, tree, f, inst, task_id);
+  if (context.empty()) context = ContextFor(in, tree, f, inst, task_id);
   TaskUpdate start;
   start.assigned_agent = inst->id;
   start.add_attempts = 1;
@@ -284,7 +288,8 @@ Async<Result<json>> Pipeline::Impl::DoCode(Instance* inst, const Feature& f,
   if (!end.ok()) {
     if (end.status().code() != Code::kCancelled || !stopping_) {
       TaskUpdate u;
-      u.result = json{{"error", end.status().message()},
+      u.result = json{{"context", context},  // for a retry's replayed requests
+                      {"error", end.status().message()},
                       {"hint", end.status().hint()},
                       {"reason", FailureReason(end.status())}};
       (void)deps_.store->TransitionTask(

@@ -271,13 +271,14 @@ int Run(const GlobalOptions& g, const std::string& file, const std::string& proj
     auto submitted = SubmitToServer(g, asked);
     if (!submitted.ok()) {
       if (submitted.status().code() == Code::kUnavailable) {
-        // The holder serves no API: another `run`, most likely.
+        // No API where this command looks: another `run`, or a server elsewhere.
         return ReportError(Status(
             Code::kAlreadyExists,
-            started.status().message() + "; and it serves no API (" + submitted.status().message() +
-                "): another 'run', most likely",
-            "wait for it to end; to run several features at once, start 'agent-factory serve' "
-            "and submit each with 'agent-factory feature submit FILE'"));
+            started.status().message() + "; and no server answers for it (" +
+                submitted.status().message() + "): another 'run', or a server on another address",
+            "a run: wait for it to end; a server: point this command at it (AF_PORT, or "
+            "server.host and server.port); to run several features at once, start "
+            "'agent-factory serve' and submit each with 'agent-factory feature submit FILE'"));
       }
       return ReportError(submitted.status(), submitted.status().code() == Code::kInvalidArgument
                                                  ? kExitUsage

@@ -103,8 +103,10 @@ TEST(CliServeTest, ASecondCoordinatorOnTheDataDirectoryIsRefusedNamingTheFirst) 
   EXPECT_NE(blind.exit_code, 0);
   EXPECT_NE(blind.err.find(holder + " coordinates the data directory"), std::string::npos)
       << blind.err;
-  EXPECT_NE(blind.err.find("it serves no API"), std::string::npos) << blind.err;
-  EXPECT_NE(blind.err.find("hint: wait for it to end"), std::string::npos) << blind.err;
+  EXPECT_NE(blind.err.find("no server answers for it"), std::string::npos) << blind.err;
+  EXPECT_NE(blind.err.find("hint: a run: wait for it to end; a server: point this command at it"),
+            std::string::npos)
+      << blind.err;
   auto run = RunCommand(
       {BinaryPath(), "run", std::string(AF_TEST_SOURCE_DIR) + "/examples/prp/shell-wordfreq.md"},
       ServeEnv(port), dir.path().string());
