@@ -97,6 +97,12 @@ Handler WriteThenFinish(const std::string& path) {
   };
 }
 
+// The plainest feature: one task writes `path` and finishes, the reviewer
+// approves.
+void InstallOneFileFeature(PipelineHarness& h, const std::string& path = "it.txt") {
+  Install(h, Script{OneTaskPlanner(), WriteThenFinish(path), Approver()});
+}
+
 // A coder that never finishes: it lists files on every turn, each answer
 // `latency` late.
 Handler ListForever(std::chrono::milliseconds latency = {}) {
@@ -968,11 +974,7 @@ TEST_P(PipelineFakeLlm, FeatureWithoutAChangeFails) {
 // pass, and its result says why.
 TEST_P(PipelineFakeLlm, GateThatRanNoTestDoesNotPass) {
   h_.config().limits.fix_attempts = 0;
-  Script s;
-  s.planner = OneTaskPlanner();
-  s.coder = WriteThenFinish("it.txt");
-  s.reviewer = Approver();
-  Install(h_, s);
+  InstallOneFileFeature(h_);
 
   // What `python3 -m unittest -q` prints (exit 0 before Python 3.12) in a tree
   // without tests.
@@ -999,11 +1001,7 @@ TEST_P(PipelineFakeLlm, GateThatRanNoTestDoesNotPass) {
 TEST_P(PipelineFakeLlm, GateFailuresSayTheyTimedOutAndKeepTheOutputsEnd) {
   h_.config().limits.fix_attempts = 0;
   h_.config().sandbox.timeout_s = 1;
-  Script s;
-  s.planner = OneTaskPlanner();
-  s.coder = WriteThenFinish("it.txt");
-  s.reviewer = Approver();
-  Install(h_, s);
+  InstallOneFileFeature(h_);
 
   Feature f = Run(PipelineHarness::Request(
       "Gates", {"sleep 30", "seq 1 400; echo THE-LAST-LINE-SAYS-WHY; exit 1"}));
@@ -1035,11 +1033,7 @@ TEST_P(PipelineFakeLlm, StoreFailureCompletingATaskFailsTheFeaturePromptly) {
       return Unavailable("injected: disk full writing the task", "free some disk space");
     return Status::Ok();
   });
-  Script s;
-  s.planner = OneTaskPlanner();
-  s.coder = WriteThenFinish("it.txt");
-  s.reviewer = Approver();
-  Install(h_, s);
+  InstallOneFileFeature(h_);
 
   Feature f = Run(PipelineHarness::Request("Store fails", {"test -f it.txt"}));
   EXPECT_EQ(f.status, "failed");
