@@ -548,13 +548,19 @@ void Pipeline::Impl::DriverEnded(const std::string& feature_id) {
     std::lock_guard lock(mail_mu_);
     mailboxes_.erase(feature_id);
   }
+  bool again = false;
   {
     std::lock_guard lock(drivers_mu_);
     claimed_.erase(feature_id);
     started_ms_.erase(feature_id);
     --drivers_active_;
+    again = drive_again_.erase(feature_id) > 0;
   }
   drivers_cv_.notify_all();
+  if (again) {
+    auto f = deps_.store->GetFeature(feature_id);
+    if (f.ok() && !IsTerminalFeatureStatus(f->status)) StartDriver(*f, /*resumed=*/true);
+  }
   StartWaitingDrivers();
 }
 
@@ -754,6 +760,15 @@ Result<Feature> Pipeline::Impl::Retry(const std::string& feature_id) {
   log::Get("coordinator")
       ->info("feature {} retried from {} (it had {}{})", feature_id, stage, f.status,
              f.reason.empty() ? "" : ": " + f.reason);
+  {
+    // The driver that ended it may still be finishing (learning, removing
+    // the worktree): the new one starts when it has (DriverEnded).
+    std::lock_guard lock(drivers_mu_);
+    if (claimed_.count(feature_id)) {
+      drive_again_.insert(feature_id);
+      return now;
+    }
+  }
   StartDriver(now, /*resumed=*/true);
   return now;
 }

@@ -330,6 +330,8 @@ class Pipeline::Impl {
   int drivers_active_ = 0;
   std::set<Waiting> waiting_;
   std::set<std::string> claimed_;  // waiting or being driven
+  // Retried while their last driver was still ending: driven again once it has.
+  std::set<std::string> drive_again_;
   uint64_t next_order_ = 0;
   // When this process began driving a feature: limits.feature_timeout counts
   // from there, not from submission (time spent queued or down is not work).
