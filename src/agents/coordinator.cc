@@ -752,10 +752,7 @@ Result<Feature> Pipeline::Impl::Retry(const std::string& feature_id) {
       deps_.store
           ->TransitionFeature(feature_id, f.status, stage, "", {{"retry", true}, {"by", "user"}})
           .status());
-  {
-    std::lock_guard lock(ended_mu_);
-    ended_.erase(feature_id);
-  }
+  NoteRunning(feature_id);
   AF_ASSIGN_OR_RETURN(Feature now, deps_.store->GetFeature(feature_id));
   log::Get("coordinator")
       ->info("feature {} retried from {} (it had {}{})", feature_id, stage, f.status,

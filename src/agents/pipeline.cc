@@ -74,10 +74,8 @@ Status Pipeline::Impl::Check(const std::string& feature_id) {
   AF_ASSIGN_OR_RETURN(std::string status, deps_.store->FeatureStatus(feature_id));
   if (IsTerminalFeatureStatus(status)) {
     NoteEnded(feature_id);
-  } else if (KnownEnded(feature_id)) {
-    // Retried since (Pipeline::Retry, maybe in another process): it runs again.
-    std::lock_guard lock(ended_mu_);
-    ended_.erase(feature_id);
+  } else {
+    NoteRunning(feature_id);  // retried since it ended (maybe by another process)
   }
   if (ParseFeatureState(status) == FeatureState::kCancelled)
     return Cancelled("feature " + feature_id + " was cancelled");
@@ -157,6 +155,11 @@ void Pipeline::Impl::NoteEnded(const std::string& feature_id) {
     ended_.insert(feature_id);
   }
   WakeDrivers(feature_id);  // a driver waiting for a reply ends now
+}
+
+void Pipeline::Impl::NoteRunning(const std::string& feature_id) {
+  std::lock_guard lock(ended_mu_);
+  ended_.erase(feature_id);
 }
 
 bool Pipeline::Impl::KnownEnded(const std::string& feature_id) {

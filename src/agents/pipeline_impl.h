@@ -254,6 +254,8 @@ class Pipeline::Impl {
   // Remembers that the feature ended (this process ended it, or saw it ended
   // in the store), so Ended answers without the store.
   void NoteEnded(const std::string& feature_id);
+  // Undoes NoteEnded: the feature was retried (Pipeline::Retry).
+  void NoteRunning(const std::string& feature_id);
   // The thread that reads the features Ended asks about (to_read_) from the
   // store, until Stop.
   void EndedReaderLoop();
